@@ -11,12 +11,12 @@ import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-NoiseSpec = Union[str, Sequence[torch.Tensor]]
+NoiseSpec = str | Sequence[torch.Tensor]
 
 #: Seed of the fixed per-layer noise that formats without stored noise buffers use.
 DEFAULT_NOISE_SEED = 0
