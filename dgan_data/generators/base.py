@@ -82,7 +82,7 @@ class Generator(nn.Module):
         avg = self.average_w().to(device=w.device, dtype=w.dtype)
         if avg.ndim == 1:
             avg = avg.expand(self.num_ws, -1)
-        truncated = avg + psi * (w - avg)
+        truncated = torch.lerp(avg.expand_as(w), w, psi)
         if cutoff is None or cutoff >= self.num_ws:
             return truncated
         layer = torch.arange(self.num_ws, device=w.device).view(1, -1, 1)

@@ -202,9 +202,10 @@ def load_generator(
     """
     path_str = str(path)
     if not Path(path_str).exists() and "/" not in path_str and "." not in path_str:
-        from ..presets import resolve_preset_file
+        from ..presets import preset_generator_options, resolve_preset_file
 
         path = resolve_preset_file(path_str, "generator")
+        options = {**preset_generator_options(path_str), **options}
     path = Path(path)
     fmt = detect_format(path)
     if fmt == "safetensors":
