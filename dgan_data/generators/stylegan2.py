@@ -180,6 +180,32 @@ class ModulatedConv2d(nn.Module):
             self.blur = Blur(blur_taps, pad=((p + 1) // 2 + factor - 1, p // 2 + 1), gain=factor**2)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] > 1:
+            return self._forward_batched(x, style)
+        return self._forward_grouped(x, style)
+
+    def _forward_batched(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        """Modulate the input, convolve with the shared weight, demodulate the output.
+
+        Mathematically equal to the per-sample (grouped) weights, and much faster for
+        batches: one ordinary convolution instead of ``batch`` groups.
+        """
+        b = x.shape[0]
+        s = self.modulation(style)  # (B, in)
+        weight = (self.scale * self.weight[0]).to(x.dtype)  # (out, in, k, k)
+        x = x * s.to(x.dtype).view(b, -1, 1, 1)
+        if self.upsample:
+            out = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
+        else:
+            out = F.conv2d(x, weight, padding=self.padding)
+        if self.demodulate:
+            w2 = (self.scale * self.weight[0]).pow(2).sum(dim=(2, 3))  # (out, in)
+            demod = torch.rsqrt(s.pow(2) @ w2.t() + 1e-8)  # (B, out)
+            out = out * demod.to(out.dtype).view(b, -1, 1, 1)
+        return self.blur(out) if self.upsample else out
+
+    def _forward_grouped(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        """Per-sample modulated weights applied as a grouped convolution."""
         b, c, h, w = x.shape
         s = self.modulation(style).view(b, 1, c, 1, 1)
         weight = self.scale * self.weight * s  # (B, out, in, k, k)

@@ -1,0 +1,272 @@
+"""Train the toy-world StyleGAN2 on rendered cartoon faces (images only).
+
+Non-saturating logistic loss, lazy R1 on the discriminator, style mixing, an EMA copy
+of G, equalized learning rate everywhere (Adam lr 2e-3, betas (0, 0.99)). Resumable:
+``--out DIR`` holds ``checkpoint.pt`` (state dicts only, loaded with
+``weights_only=True``), sample grids ``samples/step_XXXXXX.png`` and, at the end, the
+EMA generator as ``generator.safetensors``.
+
+    python examples/toy/train_gan.py --out runs/toygan --steps 12000
+    python examples/toy/train_gan.py --out runs/toygan --steps 14000   # resumes
+
+Runs on CUDA when available (``--device``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from dgan_data.generators.stylegan2 import EqualLinear, StyleGAN2Generator
+from dgan_data.toy import SPLITS, render_faces
+
+log = logging.getLogger("train_gan")
+
+#: Channel table of the toy generator: ~0.7 M parameters, trains on a 2-core CPU
+#: (the 32 and 64 px layers dominate the cost, so they are kept narrow).
+TOY_CHANNELS = {4: 128, 8: 128, 16: 64, 32: 48, 64: 24}
+TOY_D_CHANNELS = {64: 24, 32: 48, 16: 64, 8: 128, 4: 128}
+TOY_STYLE_DIM = 128
+TOY_N_MLP = 4
+
+
+def build_generator(size: int = 64) -> StyleGAN2Generator:
+    channels = {r: c for r, c in TOY_CHANNELS.items() if r <= size}
+    return StyleGAN2Generator(size, style_dim=TOY_STYLE_DIM, n_mlp=TOY_N_MLP, channels=channels)
+
+
+# ------------------------------------------------------------ discriminator
+class EqualConv2d(nn.Module):
+    """Conv with equalized learning rate; optional 2x average-pool down-sampling after it."""
+
+    def __init__(self, cin: int, cout: int, k: int, down: bool = False, act: bool = True):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(cout, cin, k, k))
+        self.bias = nn.Parameter(torch.zeros(cout))
+        self.scale = 1 / math.sqrt(cin * k * k)
+        self.down, self.act, self.pad = down, act, k // 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.conv2d(x, self.weight * self.scale, self.bias, padding=self.pad)
+        if self.act:
+            x = F.leaky_relu(x, 0.2) * math.sqrt(2)
+        if self.down:
+            x = F.avg_pool2d(x, 2)
+        return x
+
+
+class ResBlock(nn.Module):
+    """Residual down-sampling block of the StyleGAN2 discriminator (blur replaced by avg-pool)."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv1 = EqualConv2d(cin, cin, 3)
+        self.conv2 = EqualConv2d(cin, cout, 3, down=True)
+        self.skip = EqualConv2d(cin, cout, 1, down=True, act=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.conv2(self.conv1(x)) + self.skip(x)) / math.sqrt(2)
+
+
+class Discriminator(nn.Module):
+    """Small residual discriminator with minibatch standard deviation."""
+
+    def __init__(self, size: int = 64, channels: dict[int, int] | None = None):
+        super().__init__()
+        ch = channels or TOY_D_CHANNELS
+        self.from_rgb = EqualConv2d(3, ch[size], 1)
+        blocks, res = [], size
+        while res > 4:
+            blocks.append(ResBlock(ch[res], ch[res // 2]))
+            res //= 2
+        self.blocks = nn.Sequential(*blocks)
+        self.final_conv = EqualConv2d(ch[4] + 1, ch[4], 3)
+        self.fc1 = EqualLinear(ch[4] * 16, ch[4], activation=True)
+        self.fc2 = EqualLinear(ch[4], 1)
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        x = self.blocks(self.from_rgb(img))
+        b = x.shape[0]
+        group = min(4, b)
+        while b % group:
+            group -= 1
+        std = x.view(group, -1, *x.shape[1:]).var(0, unbiased=False).add(1e-8).sqrt()
+        std = std.mean(dim=(1, 2, 3)).view(-1, 1, 1, 1).repeat(group, 1, *x.shape[2:])
+        x = self.final_conv(torch.cat([x, std], 1))
+        return self.fc2(self.fc1(x.flatten(1)))
+
+
+# ----------------------------------------------------------------- training
+def real_batch(step: int, batch: int, seed: int, device: torch.device) -> torch.Tensor:
+    """Images in [-1, 1] for seeds drawn from the train split (reproducible per step)."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    train = SPLITS["train"]
+    idx = torch.randint(0, len(train), (batch,), generator=g)
+    imgs, _ = render_faces([train[int(i)] for i in idx], device=device)
+    return imgs * 2 - 1
+
+
+def mixed_w(G: StyleGAN2Generator, batch: int, gen: torch.Generator, device, mix_prob=0.9):
+    z = torch.randn(2, batch, G.z_dim, generator=gen).to(device)
+    w1, w2 = G.mapping(z[0]), G.mapping(z[1])
+    if torch.rand((), generator=gen).item() < mix_prob:
+        cut = int(torch.randint(1, G.num_ws, (), generator=gen))
+        layer = torch.arange(G.num_ws, device=device).view(1, -1, 1)
+        return torch.where(layer < cut, w1, w2)
+    return w1
+
+
+def atomic_torch_save(obj: dict, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".ckpt.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_grid(G: StyleGAN2Generator, z: torch.Tensor, path: Path) -> None:
+    from torchvision.utils import save_image
+
+    with torch.no_grad():
+        img, _ = G(z, noise="const")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image((img.clamp(-1, 1) + 1) / 2, str(path), nrow=8)
+
+
+def train(args: argparse.Namespace) -> dict:
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch.manual_seed(args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "checkpoint.pt"
+
+    G = build_generator(args.size).to(device).train()
+    D = Discriminator(args.size).to(device).train()
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    r1_every = args.r1_every
+    c = r1_every / (r1_every + 1)
+    opt_g = torch.optim.Adam(G.parameters(), lr=args.lr, betas=(0.0, 0.99))
+    opt_d = torch.optim.Adam(D.parameters(), lr=args.lr * c, betas=(0.0, 0.99**c))
+    gen = torch.Generator().manual_seed(args.seed)
+    step, history = 0, []
+    if ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location=device, weights_only=True)
+        G.load_state_dict(ck["G"])
+        D.load_state_dict(ck["D"])
+        G_ema.load_state_dict(ck["G_ema"])
+        opt_g.load_state_dict(ck["opt_g"])
+        opt_d.load_state_dict(ck["opt_d"])
+        gen.set_state(ck["rng"])
+        step, history = int(ck["step"]), list(json.loads(ck["history"]))
+        print(f"resumed from {ckpt_path} at step {step}")
+
+    if args.export_only:
+        return export(G_ema, out, step, 0.0, G, D)
+    fixed_z = torch.randn(32, G.z_dim, generator=torch.Generator().manual_seed(1234)).to(device)
+    ema_beta = 0.5 ** (args.batch / (args.ema_kimg * 1000))
+    t0, bar = time.time(), tqdm(total=args.steps, initial=step, desc="train_gan", unit="it")
+    while step < args.steps:
+        real = real_batch(step, args.batch, args.seed, device)
+
+        # discriminator: logistic loss, lazy R1 every r1_every steps
+        with torch.no_grad():
+            fake, _ = G.synthesize(mixed_w(G, args.batch, gen, device), noise="random",
+                                   generator=gen if device.type == "cpu" else None)
+        loss_d = F.softplus(D(fake)).mean() + F.softplus(-D(real)).mean()
+        if step % r1_every == 0:
+            real.requires_grad_(True)
+            (grad,) = torch.autograd.grad(D(real).sum(), real, create_graph=True)
+            loss_d = loss_d + args.r1_gamma / 2 * grad.pow(2).sum((1, 2, 3)).mean() * r1_every
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+
+        # generator: non-saturating loss
+        fake, _ = G.synthesize(mixed_w(G, args.batch, gen, device), noise="random",
+                               generator=gen if device.type == "cpu" else None)
+        loss_g = F.softplus(-D(fake)).mean()
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+
+        with torch.no_grad():
+            for pe, p in zip(G_ema.parameters(), G.parameters()):
+                pe.lerp_(p, 1 - ema_beta)
+            for be, b in zip(G_ema.buffers(), G.buffers()):
+                be.copy_(b)
+        step += 1
+        bar.update(1)
+        if step % 50 == 0:
+            bar.set_postfix(loss_d=f"{loss_d.item():.3f}", loss_g=f"{loss_g.item():.3f}")
+            history.append({"step": step, "loss_d": loss_d.item(), "loss_g": loss_g.item(),
+                            "seconds": time.time() - t0})
+        if step % args.save_every == 0 or step == args.steps:
+            save_grid(G_ema, fixed_z, out / "samples" / f"step_{step:06d}.png")
+            atomic_torch_save({
+                "G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
+                "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+                "rng": gen.get_state(), "step": step, "history": json.dumps(history),
+            }, ckpt_path)
+    bar.close()
+    return export(G_ema, out, step, time.time() - t0, G, D)
+
+
+def export(G_ema: StyleGAN2Generator, out: Path, step: int, seconds: float, G, D) -> dict:
+    """Write the EMA generator (with its average w) as ``generator.safetensors``."""
+    G_ema = copy.deepcopy(G_ema).cpu()
+    G_ema.estimate_average_w()
+    final = G_ema.save(out / "generator.safetensors")
+    summary = {"steps": step, "seconds_this_run": seconds, "generator": str(final),
+               "parameters_G": G.num_parameters(),
+               "parameters_D": sum(p.numel() for p in D.parameters())}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary, indent=2))
+    return summary
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--out", required=True, help="run folder (checkpoint, samples, result)")
+    p.add_argument("--steps", type=int, default=12000, help="total iterations (resume continues)")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--r1-gamma", type=float, default=0.1)
+    p.add_argument("--r1-every", type=int, default=16)
+    p.add_argument("--ema-kimg", type=float, default=10.0)
+    p.add_argument("--save-every", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--device", default=None)
+    p.add_argument("--export-only", action="store_true",
+                   help="write generator.safetensors from the checkpoint and stop")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    train(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
