@@ -1,0 +1,700 @@
+"""Batch augmentation of (images, masks) pairs, on whatever device the batch lives.
+
+Images are float ``(B, 3, H, W)`` in [0, 1], masks int64 ``(B, H, W)`` with ``ignore_index``
+(255) where a pixel carries no label. Every augmentation here moves image and mask together,
+resamples the mask with nearest neighbour only (labels are never blended), and marks mask
+pixels that come from outside the source frame with ``ignore_index``.
+
+Three implementations share one calling convention, ``fn(images, masks, generator)``:
+
+- :class:`BatchAugment`: the built-in ``augment="default"``. One affine warp per sample
+  (flip, scale, translation, rotation) with ``affine_grid`` + ``grid_sample``, plus colour
+  jitter on the image. All on the batch's device, parameters inspectable
+  (:meth:`BatchAugment.sample_params`, :meth:`BatchAugment.apply`).
+- :class:`KorniaAugment`: wraps a user's ``kornia.augmentation.AugmentationSequential``.
+- :class:`AlbumentationsAugment`: wraps a user's ``albumentations.Compose``; CPU, one sample
+  at a time, with a device round trip (see its docstring for the cost).
+
+:func:`make_augment` turns the stream's ``augment=`` argument into one of these.
+
+Randomness: every call takes a ``torch.Generator``. ``BatchAugment`` draws all its parameters
+from it (a CPU generator gives the same parameters whatever device the batch is on). The
+adapters draw one 63-bit seed from it per batch and seed the library's own random state with
+that seed. ``generator=None`` uses torch's global RNG instead, so ``torch.manual_seed`` still
+makes a run reproducible.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import os
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning_utilities.core.imports import RequirementCache
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "AlbumentationsAugment",
+    "AugmentFn",
+    "AugmentParams",
+    "BatchAugment",
+    "KorniaAugment",
+    "make_augment",
+    "normalize",
+]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+_KORNIA = RequirementCache("kornia>=0.7")
+_ALBUMENTATIONS = RequirementCache("albumentations>=2.0")
+_INSTALL_HINT = 'pip install "dgan-data[augment]"'
+
+# ITU-R 601 luma, as torchvision's rgb_to_grayscale uses; with the YIQ chroma axes.
+_RGB_TO_YIQ = torch.tensor(
+    [
+        [0.299, 0.587, 0.114],
+        [0.595716, -0.274453, -0.321263],
+        [0.211456, -0.522591, 0.311135],
+    ],
+    dtype=torch.float64,
+)
+_YIQ_TO_RGB = torch.linalg.inv(_RGB_TO_YIQ)
+
+
+class AugmentFn(Protocol):
+    """What the stream calls: ``fn(images, masks, generator) -> (images, masks)``."""
+
+    def __call__(
+        self, images: torch.Tensor, masks: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _check_batch(images: torch.Tensor, masks: torch.Tensor) -> None:
+    """Fail early, with the shapes in the message, instead of deep inside torch."""
+    if not isinstance(images, torch.Tensor) or not isinstance(masks, torch.Tensor):
+        raise TypeError(
+            f"augment expects torch tensors, got images={type(images).__name__}, "
+            f"masks={type(masks).__name__}"
+        )
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be (B, 3, H, W), got shape {tuple(images.shape)}")
+    if not images.is_floating_point():
+        raise ValueError(
+            f"images must be a float tensor in [0, 1], got dtype {images.dtype}; "
+            "convert uint8 images with images.float() / 255"
+        )
+    if masks.ndim != 3:
+        raise ValueError(f"masks must be (B, H, W) class ids, got shape {tuple(masks.shape)}")
+    if masks.is_floating_point() or masks.is_complex() or masks.dtype == torch.bool:
+        raise ValueError(f"masks must be an integer tensor (int64), got dtype {masks.dtype}")
+    if masks.shape != (images.shape[0], *images.shape[2:]):
+        raise ValueError(
+            f"images {tuple(images.shape)} and masks {tuple(masks.shape)} disagree: "
+            "masks must be (B, H, W) with the images' B, H and W"
+        )
+    if masks.device != images.device:
+        raise ValueError(f"images are on {images.device} but masks on {masks.device}")
+
+
+def _draw_seed(generator: torch.Generator | None) -> int:
+    """One 63-bit seed from ``generator`` (or torch's global RNG when None)."""
+    if generator is None:
+        return int(torch.randint(0, 2**63 - 1, (1,)).item())
+    return int(torch.randint(0, 2**63 - 1, (1,), generator=generator, device=generator.device))
+
+
+def _missing(req: RequirementCache, what: str) -> ModuleNotFoundError:
+    return ModuleNotFoundError(
+        f"{what} needs an optional dependency: {req}. Install with {_INSTALL_HINT}"
+    )
+
+
+def normalize(
+    images: torch.Tensor,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> torch.Tensor:
+    """``(images - mean) / std`` per channel, on the images' device and dtype.
+
+    Default statistics are ImageNet's, what most pretrained segmentation backbones expect.
+    """
+    if images.ndim < 3 or images.shape[-3] != len(mean) or len(mean) != len(std):
+        raise ValueError(
+            f"normalize: images of shape {tuple(images.shape)} need one mean and std per "
+            f"channel (dim -3), got {len(mean)} means and {len(std)} stds"
+        )
+    if any(s == 0 for s in std):
+        raise ValueError(f"normalize: std must be non-zero, got {tuple(std)}")
+    m = torch.as_tensor(mean, dtype=images.dtype, device=images.device).view(-1, 1, 1)
+    s = torch.as_tensor(std, dtype=images.dtype, device=images.device).view(-1, 1, 1)
+    return (images - m) / s
+
+
+# --------------------------------------------------------------------------- BatchAugment
+
+
+@dataclass
+class AugmentParams:
+    """Per-sample parameters of :class:`BatchAugment`, each a CPU tensor of length B.
+
+    Disabled operations hold their identity value (no flip, scale 1, angle 0, ...), so the
+    same object can be inspected, stored, or applied again to get the same output.
+    """
+
+    flip: torch.Tensor  # (B,) bool, horizontal flip
+    scale: torch.Tensor  # (B,) zoom factor, > 1 zooms in
+    angle: torch.Tensor  # (B,) rotation in degrees, counter-clockwise on screen
+    translate: torch.Tensor  # (B, 2) shift (x, y) as a fraction of (W, H)
+    brightness: torch.Tensor  # (B,) multiplicative factor
+    contrast: torch.Tensor  # (B,) factor around the image's mean grey
+    saturation: torch.Tensor  # (B,) factor around the pixel's grey (luma)
+    hue: torch.Tensor  # (B,) hue rotation as a fraction of a full turn
+
+    def __len__(self) -> int:
+        return int(self.flip.shape[0])
+
+    def to(self, device: torch.device | str) -> AugmentParams:
+        """A copy with every tensor on ``device``."""
+        return AugmentParams(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+    def select(self, index: int | slice | torch.Tensor) -> AugmentParams:
+        """The parameters of some samples (e.g. ``params.select(slice(0, 2))``)."""
+        if isinstance(index, int):
+            index = slice(index, index + 1)
+        return AugmentParams(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+
+class BatchAugment:
+    """Random flip, scale/translate, rotation and colour jitter per sample, on the batch's device.
+
+    Geometry: one affine map per sample (horizontal flip, then zoom by ``scale``, rotation by
+    ``angle``, translation by ``translate``), applied with ``F.affine_grid`` +
+    ``F.grid_sample`` (``align_corners=False``) in float32: bilinear for the image, nearest
+    for the mask. Mask pixels whose source lies outside the frame become ``ignore_index``;
+    the test is exact because the mask is sampled as ``mask + 1`` with zero padding, so a
+    0 after sampling means "outside" by the very same nearest lookup. Image pixels outside
+    the frame are 0 (black) by default (``image_padding="zeros"``), or ``"reflection"`` /
+    ``"border"``. They are unlabeled either way.
+
+    Colour (image only, before the warp so zero padding stays zero): brightness (multiply),
+    contrast (blend with the image's mean grey), then saturation and hue together as one
+    3x3 colour matrix per sample (scale and rotate the chroma plane of YIQ; the saturation
+    part equals torchvision's blend with the luma grey). Clamped to [0, 1] after each step.
+
+    Ranges (``None`` or 0 disables an op):
+        hflip: flip probability. scale: (low, high) zoom, drawn log-uniformly.
+        translate: max shift as a fraction of width/height, uniform in [-t, t] per axis.
+        rotate: max angle in degrees, uniform in [-r, r].
+        brightness / contrast / saturation: factor uniform in [1 - x, 1 + x].
+        hue: shift uniform in [-h, h] turns (h <= 0.5).
+
+    Parameters are always drawn for every op in a fixed order, so disabling one op does not
+    change the others' draws for a given seed.
+    """
+
+    def __init__(
+        self,
+        *,
+        hflip: float | None = 0.5,
+        scale: tuple[float, float] | None = (0.8, 1.25),
+        translate: float | None = 0.1,
+        rotate: float | None = 10.0,
+        brightness: float | None = 0.2,
+        contrast: float | None = 0.2,
+        saturation: float | None = 0.2,
+        hue: float | None = 0.02,
+        image_padding: Literal["zeros", "reflection", "border"] = "zeros",
+        image_interpolation: Literal["bilinear", "nearest", "bicubic"] = "bilinear",
+        ignore_index: int = 255,
+    ) -> None:
+        self.hflip = float(hflip or 0.0)
+        if not 0.0 <= self.hflip <= 1.0:
+            raise ValueError(f"hflip is a probability in [0, 1], got {hflip}")
+        if scale is not None:
+            lo, hi = (float(v) for v in scale)
+            if not 0.0 < lo <= hi:
+                raise ValueError(f"scale must be (low, high) with 0 < low <= high, got {scale}")
+            self.scale: tuple[float, float] | None = (lo, hi)
+        else:
+            self.scale = None
+        self.translate = float(translate or 0.0)
+        self.rotate = float(rotate or 0.0)
+        self.brightness = float(brightness or 0.0)
+        self.contrast = float(contrast or 0.0)
+        self.saturation = float(saturation or 0.0)
+        self.hue = float(hue or 0.0)
+        for name in ("translate", "rotate", "brightness", "contrast", "saturation", "hue"):
+            if getattr(self, name) < 0:
+                raise ValueError(
+                    f"{name} must be >= 0 (or None to disable), got {getattr(self, name)}"
+                )
+        for name in ("brightness", "contrast", "saturation"):
+            if getattr(self, name) > 1:
+                raise ValueError(
+                    f"{name} must be in [0, 1] (factor in [1-x, 1+x]), got {getattr(self, name)}"
+                )
+        if self.hue > 0.5:
+            raise ValueError(f"hue must be in [0, 0.5] turns, got {self.hue}")
+        if image_padding not in ("zeros", "reflection", "border"):
+            raise ValueError(
+                f"image_padding must be 'zeros', 'reflection' or 'border', got {image_padding!r}"
+            )
+        if image_interpolation not in ("bilinear", "nearest", "bicubic"):
+            raise ValueError(
+                "image_interpolation must be 'bilinear', 'nearest' or 'bicubic', "
+                f"got {image_interpolation!r}"
+            )
+        self.image_padding = image_padding
+        self.image_interpolation = image_interpolation
+        self.ignore_index = int(ignore_index)
+
+    def __repr__(self) -> str:
+        keys = (
+            "hflip",
+            "scale",
+            "translate",
+            "rotate",
+            "brightness",
+            "contrast",
+            "saturation",
+            "hue",
+        )
+        args = ", ".join(f"{k}={getattr(self, k)!r}" for k in keys)
+        return f"{type(self).__name__}({args}, image_padding={self.image_padding!r})"
+
+    @property
+    def geometric(self) -> bool:
+        """Whether any geometric op is enabled (if not, the mask passes through untouched)."""
+        return bool(self.hflip or self.scale is not None or self.translate or self.rotate)
+
+    @property
+    def photometric(self) -> bool:
+        """Whether any colour op is enabled."""
+        return bool(self.brightness or self.contrast or self.saturation or self.hue)
+
+    def sample_params(
+        self, batch_size: int, generator: torch.Generator | None = None
+    ) -> AugmentParams:
+        """Draw parameters for ``batch_size`` samples from ``generator`` (CPU tensors).
+
+        Uses a fixed number of draws in a fixed order, so a given generator state always
+        gives the same parameters; a CPU generator gives them on any device.
+        """
+        if batch_size < 0:
+            raise ValueError(f"batch_size must be >= 0, got {batch_size}")
+        dev = generator.device if generator is not None else torch.device("cpu")
+        u = torch.rand((9, batch_size), generator=generator, device=dev, dtype=torch.float64).cpu()
+        B = batch_size
+
+        flip = u[0] < self.hflip
+        if self.scale is not None:
+            lo, hi = math.log(self.scale[0]), math.log(self.scale[1])
+            scale = torch.exp(lo + (hi - lo) * u[1])
+        else:
+            scale = torch.ones(B, dtype=torch.float64)
+        translate = (2 * u[2:4].T - 1) * self.translate
+        angle = (2 * u[4] - 1) * self.rotate
+
+        def factor(x: float, v: torch.Tensor) -> torch.Tensor:
+            return 1 + (2 * v - 1) * x
+
+        return AugmentParams(
+            flip=flip,
+            scale=scale.float(),
+            angle=angle.float(),
+            translate=translate.float().contiguous(),
+            brightness=factor(self.brightness, u[5]).float(),
+            contrast=factor(self.contrast, u[6]).float(),
+            saturation=factor(self.saturation, u[7]).float(),
+            hue=((2 * u[8] - 1) * self.hue).float(),
+        )
+
+    def __call__(
+        self,
+        images: torch.Tensor,
+        masks: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Augment a batch with freshly drawn parameters; see :meth:`apply`."""
+        _check_batch(images, masks)
+        return self.apply(images, masks, self.sample_params(images.shape[0], generator))
+
+    # -- the transforms
+
+    @staticmethod
+    def affine_matrices(params: AugmentParams, height: int, width: int) -> torch.Tensor:
+        """``(B, 2, 3)`` float32 ``theta`` for ``F.affine_grid``: output -> input coordinates.
+
+        Forward map in pixel units around the centre: ``v = R(angle) * scale * Flip(u) + t``.
+        ``affine_grid`` wants the inverse in normalised coordinates, so with
+        ``D = diag(W/2, H/2)``: ``theta = D^-1 Flip (1/scale) R(-angle) [D | -t]``. Working in
+        pixel units keeps rotations rigid on non-square images.
+        """
+        B = len(params)
+        a = torch.deg2rad(params.angle.double())
+        cos, sin = torch.cos(a), torch.sin(a)
+        # Screen coordinates have y pointing down, so R(+a) is a counter-clockwise turn on screen
+        # when written with the sign flipped on sin.
+        rinv = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
+        rinv = rinv / params.scale.double().view(B, 1, 1)
+        flip = torch.where(params.flip, -1.0, 1.0).double()
+        rinv = rinv * torch.stack([flip, torch.ones_like(flip)], -1).view(B, 2, 1)
+        d = torch.tensor([width / 2.0, height / 2.0], dtype=torch.float64)
+        lin = rinv * d.view(1, 1, 2) / d.view(1, 2, 1)  # D^-1 M D
+        t_pix = params.translate.double() * torch.tensor([width, height], dtype=torch.float64)
+        offset = -(rinv @ t_pix.unsqueeze(-1)).squeeze(-1) / d
+        return torch.cat([lin, offset.unsqueeze(-1)], -1).float()
+
+    def _jitter(self, x: torch.Tensor, p: AugmentParams) -> torch.Tensor:
+        """Colour jitter on a float32 batch; ``p`` on the CPU (factors are moved as needed)."""
+        B, dev = x.shape[0], x.device
+        if self.brightness:
+            x = (x * p.brightness.to(dev).view(B, 1, 1, 1)).clamp_(0, 1)
+        if self.contrast:
+            grey = torch.einsum("c,bchw->bhw", _RGB_TO_YIQ[0].to(x), x)
+            mean = grey.mean(dim=(1, 2)).view(B, 1, 1, 1)
+            c = p.contrast.to(dev).view(B, 1, 1, 1)
+            x = (c * x + (1 - c) * mean).clamp_(0, 1)
+        if self.saturation or self.hue:
+            turn = 2 * math.pi * p.hue.double()
+            cos, sin = torch.cos(turn), torch.sin(turn)
+            s = p.saturation.double()
+            chroma = torch.zeros(B, 3, 3, dtype=torch.float64)
+            chroma[:, 0, 0] = 1
+            chroma[:, 1, 1], chroma[:, 1, 2] = s * cos, -s * sin
+            chroma[:, 2, 1], chroma[:, 2, 2] = s * sin, s * cos
+            mat = (_YIQ_TO_RGB @ chroma @ _RGB_TO_YIQ).to(device=x.device, dtype=x.dtype)
+            x = torch.einsum("bij,bjhw->bihw", mat, x).clamp_(0, 1)
+        return x
+
+    def apply(
+        self, images: torch.Tensor, masks: torch.Tensor, params: AugmentParams
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Apply ``params`` (from :meth:`sample_params`) to a batch; deterministic.
+
+        Returns images in the input dtype and int64 masks, both on the input device.
+        Computation runs in float32 whatever the image dtype (float16/bfloat16 included).
+        """
+        _check_batch(images, masks)
+        B, _, H, W = images.shape
+        if len(params) != B:
+            raise ValueError(f"params are for {len(params)} samples but the batch has {B}")
+        out_dtype = images.dtype
+        masks = masks.long()
+        if B == 0 or not (self.geometric or self.photometric):
+            return images, masks
+
+        dev = images.device
+        params = params.to("cpu")
+        x = images.float()
+        if self.photometric:
+            x = self._jitter(x, params)
+        if self.geometric:
+            theta = self.affine_matrices(params, H, W).to(dev)
+            grid = F.affine_grid(theta, [B, 1, H, W], align_corners=False)
+            x = F.grid_sample(
+                x,
+                grid,
+                mode=self.image_interpolation,
+                padding_mode=self.image_padding,
+                align_corners=False,
+            )
+            if self.image_interpolation == "bicubic":
+                x = x.clamp_(0, 1)
+            # mask + 1 with zero padding: 0 afterwards means "outside the source frame".
+            # Float32 holds every label (<= 2**24) exactly and nearest never blends.
+            m = F.grid_sample(
+                (masks + 1).float().unsqueeze(1),
+                grid,
+                mode="nearest",
+                padding_mode="zeros",
+                align_corners=False,
+            ).squeeze(1)
+            m = m.round_().long()
+            masks = torch.where(m == 0, torch.full_like(m, self.ignore_index), m - 1)
+        return x.to(out_dtype), masks
+
+
+# --------------------------------------------------------------------------- kornia
+
+
+class KorniaAugment:
+    """Adapter: a ``kornia.augmentation.AugmentationSequential`` applied to image and mask.
+
+    The mask goes through kornia's ``"mask"`` data key as float, stacked with a channel of
+    ones: kornia 0.9 resamples the ``"mask"`` key with nearest neighbour (and no antialias)
+    unless the user overrides it, and pads it with 0 (its scalar ``fill`` if one is set).
+    Afterwards a pixel is in-frame exactly when its ones channel is still 1; out-of-frame
+    pixels become ``ignore_index`` and the label channel is rounded back to int64. (A user
+    fill of exactly 1 would defeat the test; reflection/border padding counts as in-frame,
+    as for the image.) Intensity augmentations touch only the image.
+
+    The sequence is always called with ``data_keys=["input", "mask"]``, whatever it was
+    built with. Images are computed in float32 and returned in their input dtype.
+
+    Seeding: kornia draws from torch's global RNG. Each call draws one seed from the passed
+    generator and runs kornia inside ``torch.random.fork_rng`` seeded with it (CPU, and the
+    batch's CUDA device if any), so the same generator state gives the same output and the
+    caller's global RNG is left untouched. kornia samples its parameters on the CPU unless
+    the module was moved with ``.to(device)``.
+    """
+
+    def __init__(self, aug_sequential: Any, ignore_index: int = 255) -> None:
+        if not _KORNIA:
+            raise _missing(_KORNIA, "KorniaAugment")
+        import kornia.augmentation as KA
+
+        if not isinstance(aug_sequential, KA.AugmentationSequential):
+            raise TypeError(
+                "KorniaAugment expects a kornia.augmentation.AugmentationSequential, got "
+                f"{type(aug_sequential).__name__}; wrap single augmentations with "
+                'AugmentationSequential(..., data_keys=["input", "mask"])'
+            )
+        self.aug = aug_sequential
+        self.ignore_index = int(ignore_index)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.aug!r})"
+
+    def __call__(
+        self,
+        images: torch.Tensor,
+        masks: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Augment a batch with kornia, seeded from ``generator``."""
+        _check_batch(images, masks)
+        seed = _draw_seed(generator)
+        dev = images.device
+        m = torch.stack([masks.float(), torch.ones_like(masks, dtype=torch.float32)], 1)
+        cuda = (
+            [dev.index if dev.index is not None else torch.cuda.current_device()]
+            if dev.type == "cuda"
+            else []
+        )
+        with torch.random.fork_rng(devices=cuda):
+            torch.random.default_generator.manual_seed(seed)
+            if cuda:
+                with torch.cuda.device(cuda[0]):
+                    torch.cuda.manual_seed(seed)
+            out = self.aug(images.float(), m, data_keys=["input", "mask"])
+        if not isinstance(out, (list, tuple)) or len(out) != 2:
+            raise TypeError(
+                "the kornia AugmentationSequential did not return (image, mask); build it "
+                'with data_keys=["input", "mask"] and no extra outputs'
+            )
+        x, m = out
+        if m.ndim != 4 or m.shape[1] != 2:
+            raise ValueError(
+                f"kornia returned a mask of shape {tuple(m.shape)}, expected (B, 2, H, W)"
+            )
+        valid = (m[:, 1] - 1).abs() < 1e-3
+        labels = m[:, 0].round().long()
+        labels = torch.where(valid, labels, torch.full_like(labels, self.ignore_index))
+        return x.to(images.dtype), labels
+
+
+# --------------------------------------------------------------------------- albumentations
+
+
+class AlbumentationsAugment:
+    """Adapter: an ``albumentations.Compose`` applied per sample on the CPU.
+
+    Cost: albumentations works on one numpy HWC image at a time, so every batch is copied to
+    the CPU (one transfer), augmented sample by sample in Python/OpenCV, and copied back to
+    its device. That serialises the stream on CPU work: fine for small images and batches,
+    often the bottleneck at 256 px and up (see ``benchmarks/bench_augment.py``). Prefer
+    :class:`BatchAugment` or :class:`KorniaAugment` for on-GPU streams.
+
+    Images are handed over as float32 HWC in [0, 1] (``image_dtype="float32"``, no
+    quantisation) or uint8 (``image_dtype="uint8"``, rounded, faster for some OpenCV ops and
+    required by a few transforms); they come back in the input dtype. The mask is handed
+    over as a 2-channel uint8 HW2 mask ``(label, 1)``: albumentations resamples masks with
+    nearest neighbour by default and pads them with ``fill_mask`` (0 unless set), so a pixel
+    is in-frame exactly when its second channel is still 1; the others become
+    ``ignore_index``. Labels must be in [0, 255].
+
+    Seeding: albumentations 2.x keeps its own ``numpy.random.Generator`` and
+    ``random.Random`` in the Compose (``Compose(seed=...)`` / ``set_random_seed`` /
+    ``set_random_state``) and ignores global seeds. Each call draws one seed from the passed
+    generator and installs fresh ``np.random.default_rng(seed)`` / ``random.Random(seed)``
+    with ``compose.set_random_state`` (shared by all its transforms), then runs the B samples
+    in order: same generator state, same output. This replaces the Compose's own state.
+    """
+
+    def __init__(
+        self,
+        compose: Any,
+        ignore_index: int = 255,
+        image_dtype: Literal["float32", "uint8"] = "float32",
+    ) -> None:
+        if not _ALBUMENTATIONS:
+            raise _missing(_ALBUMENTATIONS, "AlbumentationsAugment")
+        os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+        import albumentations as A
+
+        if not isinstance(compose, A.BaseCompose):
+            raise TypeError(
+                "AlbumentationsAugment expects an albumentations Compose (BaseCompose), got "
+                f"{type(compose).__name__}; wrap transforms with albumentations.Compose([...])"
+            )
+        if image_dtype not in ("float32", "uint8"):
+            raise ValueError(f"image_dtype must be 'float32' or 'uint8', got {image_dtype!r}")
+        self.compose = compose
+        self.ignore_index = int(ignore_index)
+        self.image_dtype = image_dtype
+        self._warned_device = False
+
+    def __repr__(self) -> str:
+        name = type(self.compose).__name__
+        return f"{type(self).__name__}({name}, image_dtype={self.image_dtype!r})"
+
+    def __call__(
+        self,
+        images: torch.Tensor,
+        masks: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Augment a batch sample by sample on the CPU, seeded from ``generator``."""
+        _check_batch(images, masks)
+        B = images.shape[0]
+        if B == 0:
+            return images, masks.long()
+        lo, hi = int(masks.min()), int(masks.max())
+        if lo < 0 or hi > 255:
+            raise ValueError(
+                "AlbumentationsAugment passes masks as uint8: labels must be in [0, 255], "
+                f"got [{lo}, {hi}]"
+            )
+        if images.device.type != "cpu" and not self._warned_device:
+            log.info(
+                "albumentations augments on the CPU, one sample at a time: every %s batch is "
+                "copied to the host and back (BatchAugment or KorniaAugment stay on the device)",
+                images.device.type,
+            )
+            self._warned_device = True
+        seed = _draw_seed(generator)
+        self.compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
+
+        x = images.detach().float().clamp(0, 1).permute(0, 2, 3, 1)
+        if self.image_dtype == "uint8":
+            x = (x * 255).round().to(torch.uint8)
+        x_np = x.cpu().numpy()
+        m_np = masks.to(torch.uint8).cpu().numpy()
+        ones = np.ones(m_np.shape[1:], dtype=np.uint8)
+
+        out_imgs, out_masks = [], []
+        for i in range(B):
+            res = self.compose(image=x_np[i], mask=np.stack([m_np[i], ones], -1))
+            img, msk = res["image"], res["mask"]
+            if img.ndim != 3 or img.shape[-1] != 3 or msk.shape != (*img.shape[:2], 2):
+                raise ValueError(
+                    f"the albumentations Compose returned image {img.shape} and mask "
+                    f"{msk.shape}; expected HxWx3 and HxWx2 (no ToTensorV2, no channel changes)"
+                )
+            if out_imgs and img.shape != out_imgs[0].shape:
+                raise ValueError(
+                    f"the albumentations Compose returned images of different sizes "
+                    f"({out_imgs[0].shape} and {img.shape}); end it with a fixed-size op "
+                    "(e.g. A.Resize, A.RandomCrop, A.PadIfNeeded) so the batch can be stacked"
+                )
+            out_imgs.append(img)
+            out_masks.append(msk)
+
+        img_t = torch.from_numpy(np.stack(out_imgs))
+        img_t = img_t.float() / 255 if img_t.dtype == torch.uint8 else img_t.float().clamp_(0, 1)
+        msk_t = torch.from_numpy(np.stack(out_masks).astype(np.int64))
+        labels = torch.where(msk_t[..., 1] == 1, msk_t[..., 0], self.ignore_index)
+        dev = images.device
+        img_t = img_t.permute(0, 3, 1, 2).to(device=dev, dtype=images.dtype, non_blocking=True)
+        return img_t.contiguous(), labels.to(dev, non_blocking=True)
+
+
+# --------------------------------------------------------------------------- dispatch
+
+
+def _accepts_three_args(fn: Callable[..., Any]) -> bool:
+    try:
+        inspect.signature(fn).bind(None, None, None)
+    except TypeError:
+        return False
+    except ValueError:  # no signature available (some builtins): trust the caller
+        return True
+    return True
+
+
+def _is_from(obj: Any, package: str) -> bool:
+    """Whether ``obj``'s class (or a base) is defined in ``package``, without importing it."""
+    return any(c.__module__.split(".")[0] == package for c in type(obj).__mro__)
+
+
+_ACCEPTED = (
+    'None or "none" (no augmentation); "default" (BatchAugment()); a BatchAugment, '
+    "KorniaAugment or AlbumentationsAugment; a kornia.augmentation.AugmentationSequential "
+    "(or single kornia augmentation); an albumentations Compose (or single transform); or a "
+    "callable fn(images, masks, generator) -> (images, masks)"
+)
+
+
+def make_augment(spec: Any) -> AugmentFn | None:
+    """Turn the stream's ``augment=`` argument into a callable ``fn(images, masks, generator)``.
+
+    Accepted: ``None``/``"none"`` -> None; ``"default"`` -> :class:`BatchAugment` with its
+    defaults; a kornia ``AugmentationSequential`` -> :class:`KorniaAugment` (a single kornia
+    augmentation is wrapped in one with ``data_keys=["input", "mask"]``); an albumentations
+    ``Compose``/``BaseCompose`` -> :class:`AlbumentationsAugment` (a single transform is
+    wrapped in ``Compose``); any other callable taking ``(images, masks, generator)`` -> as is.
+    """
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        name = spec.strip().lower()
+        if name == "none":
+            return None
+        if name == "default":
+            return BatchAugment()
+        raise ValueError(f"unknown augment name {spec!r}; accepted: {_ACCEPTED}")
+    if isinstance(spec, (BatchAugment, KorniaAugment, AlbumentationsAugment)):
+        return spec
+    if _is_from(spec, "kornia"):
+        if not _KORNIA:
+            raise _missing(_KORNIA, "a kornia augmentation")
+        import kornia.augmentation as KA
+
+        if isinstance(spec, KA.AugmentationSequential):
+            return KorniaAugment(spec)
+        if isinstance(spec, (KA.base._AugmentationBase, KA.ImageSequential)):
+            return KorniaAugment(KA.AugmentationSequential(spec, data_keys=["input", "mask"]))
+    if _is_from(spec, "albumentations"):
+        if not _ALBUMENTATIONS:
+            raise _missing(_ALBUMENTATIONS, "an albumentations transform")
+        os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+        import albumentations as A
+
+        if isinstance(spec, A.BaseCompose):
+            return AlbumentationsAugment(spec)
+        if isinstance(spec, A.BasicTransform):
+            return AlbumentationsAugment(A.Compose([spec]))
+    if callable(spec) and _accepts_three_args(spec):
+        return spec
+    if callable(spec):
+        raise TypeError(
+            f"augment callable {spec!r} cannot be called as fn(images, masks, generator); "
+            f"accepted: {_ACCEPTED}"
+        )
+    raise TypeError(f"augment must be one of: {_ACCEPTED}; got {type(spec).__name__}")
