@@ -1,0 +1,833 @@
+"""Segmentation metrics and the DatasetGAN evaluation protocols.
+
+Everything here starts from a confusion matrix ``C`` of shape (K, K), int64, with
+**rows = ground truth, columns = prediction**: ``C[t, p]`` counts the pixels of class
+``t`` predicted as ``p``. From it, for class k:
+
+- IoU_k = C[k, k] / (sum_p C[k, p] + sum_t C[t, k] - C[k, k]); NaN when the class is
+  absent from both target and prediction (0 / 0). A class that is predicted but absent
+  from the target has IoU 0.
+- mIoU = mean of IoU_k over the classes kept (``exclude`` drops class ids, e.g. a
+  background class), ignoring NaN. ``absent="zero"`` counts absent classes as 0
+  instead, as the DatasetGAN release code did (``intersection / (1e-8 + union)``).
+- mIoU is dataset-level: the matrix is summed over all images first, then IoU per
+  class, then the mean over classes (as in the paper and the release code), not a
+  mean of per-image IoUs.
+
+Pixels whose target is ``ignore_index`` are not counted at all (whatever is predicted
+there). Target values outside ``[0, K)`` other than ``ignore_index``, and predictions
+outside ``[0, K)`` at counted pixels, raise ``ValueError``: a model cannot predict
+"ignore", and silently dropping such pixels (as smp's ``get_stats`` does) would
+inflate the scores.
+
+The protocols (section 4 of the paper) choose a checkpoint of the downstream model
+and report its test mIoU:
+
+- :func:`five_fold_protocol`: the test set is split into folds; for each fold the
+  checkpoint with the best mIoU on that fold is chosen and its mIoU on the other folds
+  is reported; mean and std over folds.
+- :func:`holdout_protocol`: the checkpoint is chosen by a validation score computed
+  by the caller (e.g. on held-out training data), then scored on the whole test set.
+
+Both take per-checkpoint confusion matrices, so a model is run once per checkpoint
+and image; all the fold arithmetic is sums of small (K, K) matrices.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from lightning_utilities.core.imports import RequirementCache
+
+__all__ = [
+    "ConfusionMatrix",
+    "CrossValidationResult",
+    "HoldoutResult",
+    "confusion_matrix",
+    "cross_validation_folds",
+    "five_fold_protocol",
+    "format_iou_table",
+    "holdout_protocol",
+    "metrics_from_confusion",
+    "per_image_confusion",
+    "smp_iou",
+]
+
+logger = logging.getLogger(__name__)
+
+IGNORE_INDEX = 255
+_SMP = RequirementCache("segmentation-models-pytorch>=0.3")
+_ABSENT_MODES = ("nan", "zero")
+
+#: A checkpoint's confusion matrices: an array (N, K, K) of per-image matrices, or a
+#: callable that takes image indices (1-D int array) and returns their summed (K, K).
+ConfusionSource = np.ndarray | torch.Tensor | Callable[[np.ndarray], Any]
+
+
+# ---------------------------------------------------------------- pixel counting
+def _short_list(values: Iterable[Any], limit: int = 8) -> str:
+    values = list(values)
+    text = ", ".join(str(v) for v in values[:limit])
+    return text + (f", ... ({len(values)} in all)" if len(values) > limit else "")
+
+
+def _check_ignore_index(ignore_index: int | None, num_classes: int) -> None:
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    if ignore_index is not None and 0 <= ignore_index < num_classes:
+        raise ValueError(
+            f"ignore_index={ignore_index} is a class id (K = {num_classes} classes: "
+            f"0..{num_classes - 1}). Map the pixels to ignore to {IGNORE_INDEX} in the "
+            "targets, or keep the class and leave it out of the mean with exclude=[...]"
+        )
+
+
+def _class_ids(
+    pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Validate ``pred``/``target``; return (pred ids, target ids, counted-pixel mask).
+
+    ``pred`` may be class ids (B, H, W) or logits/probabilities (B, K, H, W) (argmax).
+    One host sync checks all values at once.
+    """
+    if not isinstance(pred, torch.Tensor) or not isinstance(target, torch.Tensor):
+        raise TypeError(
+            f"pred and target must be torch tensors, got {type(pred).__name__} and "
+            f"{type(target).__name__}"
+        )
+    if target.ndim != 3:
+        raise ValueError(
+            f"target must be (B, H, W) class ids, got shape {tuple(target.shape)} "
+            "(add a batch dimension with mask[None])"
+        )
+    if target.is_floating_point() or target.is_complex():
+        raise ValueError(f"target must hold integer class ids, got dtype {target.dtype}")
+    if pred.ndim == 4:
+        if not pred.is_floating_point():
+            raise ValueError(
+                f"a 4-D pred is read as logits (B, K, H, W) and must be floating, got {pred.dtype}"
+            )
+        if pred.shape[1] != num_classes:
+            raise ValueError(
+                f"logits have {pred.shape[1]} channels, expected num_classes = {num_classes}"
+            )
+        pred = pred.argmax(dim=1)
+    elif pred.is_floating_point() or pred.is_complex():
+        raise ValueError(
+            f"pred of shape {tuple(pred.shape)} and dtype {pred.dtype}: pass integer class "
+            "ids (B, H, W) or floating logits (B, K, H, W)"
+        )
+    if pred.shape != target.shape:
+        raise ValueError(
+            f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape "
+            "(resize the prediction to the mask size first)"
+        )
+    pred = pred.to(device=target.device, dtype=torch.int64)
+    target = target.to(torch.int64)
+
+    in_range_t = (target >= 0) & (target < num_classes)
+    if ignore_index is None:
+        counted = torch.ones_like(target, dtype=torch.bool)
+    else:
+        counted = target != ignore_index
+    bad_t = counted & ~in_range_t
+    bad_p = counted & ((pred < 0) | (pred >= num_classes))
+    n_bad_t, n_bad_p = (int(v) for v in torch.stack([bad_t.sum(), bad_p.sum()]).tolist())
+    if n_bad_t:
+        found = torch.unique(target[bad_t]).tolist()
+        allowed = f"0..{num_classes - 1}" + (
+            "" if ignore_index is None else f" or {ignore_index} (ignore)"
+        )
+        raise ValueError(
+            f"target has {n_bad_t} pixels with class ids {_short_list(found)} outside {allowed}"
+        )
+    if n_bad_p:
+        found = torch.unique(pred[bad_p]).tolist()
+        raise ValueError(
+            f"pred has {n_bad_p} counted pixels with class ids {_short_list(found)} outside "
+            f"0..{num_classes - 1}; predictions cannot be 'ignore' (only targets can)"
+        )
+    return pred, target, counted
+
+
+def per_image_confusion(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    num_classes: int,
+    ignore_index: int | None = IGNORE_INDEX,
+) -> torch.Tensor:
+    """One confusion matrix per image: (B, K, K) int64 on the target's device.
+
+    ``pred`` is (B, H, W) class ids or (B, K, H, W) logits; ``target`` (B, H, W).
+    This is the input :func:`five_fold_protocol` wants (stack over the test set).
+    """
+    _check_ignore_index(ignore_index, num_classes)
+    pred, target, counted = _class_ids(pred, target, num_classes, ignore_index)
+    K = num_classes
+    B = target.shape[0]
+    batch = torch.arange(B, device=target.device).view(B, 1, 1).expand_as(target)
+    index = (batch * K + target) * K + pred
+    counts = torch.bincount(index[counted], minlength=B * K * K)
+    return counts.view(B, K, K)
+
+
+def confusion_matrix(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    num_classes: int,
+    ignore_index: int | None = IGNORE_INDEX,
+) -> torch.Tensor:
+    """The (K, K) int64 confusion matrix (rows = target, cols = prediction) of a batch."""
+    _check_ignore_index(ignore_index, num_classes)
+    pred, target, counted = _class_ids(pred, target, num_classes, ignore_index)
+    K = num_classes
+    counts = torch.bincount((target * K + pred)[counted], minlength=K * K)
+    return counts.view(K, K)
+
+
+# ---------------------------------------------------------------- scores
+def _as_numpy_confusion(conf: Any, name: str = "confusion") -> np.ndarray:
+    """A (..., K, K) integer matrix as an int64 numpy array, validated."""
+    if isinstance(conf, torch.Tensor):
+        conf = conf.detach().cpu().numpy()
+    arr = np.asarray(conf)
+    if arr.ndim < 2 or arr.shape[-1] != arr.shape[-2]:
+        raise ValueError(f"{name}: expected (..., K, K) confusion matrices, got shape {arr.shape}")
+    counts_ok = np.issubdtype(arr.dtype, np.integer) or (
+        np.issubdtype(arr.dtype, np.floating) and bool(np.all(arr == np.round(arr)))
+    )
+    if not counts_ok:
+        raise ValueError(f"{name}: confusion matrices hold pixel counts, got {arr.dtype}")
+    if arr.size and arr.min() < 0:
+        raise ValueError(f"{name}: negative pixel counts")
+    return arr.astype(np.int64, copy=False)
+
+
+def _check_exclude(exclude: Iterable[int], num_classes: int) -> tuple[int, ...]:
+    ids = tuple(sorted({int(c) for c in exclude}))
+    bad = [c for c in ids if not 0 <= c < num_classes]
+    if bad:
+        raise ValueError(f"exclude: class ids {bad} outside 0..{num_classes - 1}")
+    if len(ids) == num_classes:
+        raise ValueError("exclude removes every class: nothing left to average")
+    return ids
+
+
+def _iou_np(conf: np.ndarray) -> np.ndarray:
+    """Per-class IoU (..., K) float64 from (..., K, K); NaN where the union is empty."""
+    tp = np.diagonal(conf, axis1=-2, axis2=-1).astype(np.float64)
+    union = conf.sum(-1) + conf.sum(-2) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, tp / np.maximum(union, 1), np.nan)
+
+
+def _miou_np(iou: np.ndarray, exclude: tuple[int, ...], absent: str) -> np.ndarray:
+    """mIoU over the last axis, classes in ``exclude`` left out; NaN if nothing to average."""
+    if absent not in _ABSENT_MODES:
+        raise ValueError(f"absent must be one of {_ABSENT_MODES}, got {absent!r}")
+    keep = np.ones(iou.shape[-1], dtype=bool)
+    keep[list(exclude)] = False
+    vals = iou[..., keep]
+    if absent == "zero":
+        return np.nan_to_num(vals, nan=0.0).mean(-1)
+    n = (~np.isnan(vals)).sum(-1)
+    total = np.nansum(vals, -1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, total / np.maximum(n, 1), np.nan)
+
+
+def metrics_from_confusion(
+    confusion: Any, exclude: Iterable[int] = (), absent: str = "nan"
+) -> dict[str, Any]:
+    """All scores of one (K, K) confusion matrix (or (N, K, K), summed over N).
+
+    Returns a dict: ``iou`` (K,) float64 tensor (NaN for classes absent from both
+    target and prediction), ``miou`` float (mean over the classes not in ``exclude``,
+    NaN ignored unless ``absent="zero"``), ``pixel_accuracy`` float,
+    ``per_class_accuracy`` (K,) (recall; NaN where the class has no target pixel),
+    ``mean_accuracy`` float, ``support`` (K,) int64 (target pixels per class),
+    ``num_pixels`` int, ``confusion`` (K, K) int64, ``exclude`` tuple of class ids,
+    ``absent`` the convention used.
+    """
+    conf = _as_numpy_confusion(confusion)
+    if conf.ndim > 2:
+        conf = conf.reshape(-1, *conf.shape[-2:]).sum(0)
+    K = conf.shape[0]
+    ex = _check_exclude(exclude, K)
+    iou = _iou_np(conf)
+    tp = np.diagonal(conf).astype(np.float64)
+    support = conf.sum(1)
+    total = int(conf.sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc = np.where(support > 0, tp / np.maximum(support, 1), np.nan)
+    keep = np.ones(K, dtype=bool)
+    keep[list(ex)] = False
+    kept_acc = acc[keep]
+    mean_acc = float(np.nanmean(kept_acc)) if np.any(~np.isnan(kept_acc)) else math.nan
+    return {
+        "iou": torch.from_numpy(iou),
+        "miou": float(_miou_np(iou, ex, absent)),
+        "pixel_accuracy": float(tp.sum() / total) if total else math.nan,
+        "per_class_accuracy": torch.from_numpy(acc),
+        "mean_accuracy": mean_acc,
+        "support": torch.from_numpy(support.astype(np.int64)),
+        "num_pixels": total,
+        "confusion": torch.from_numpy(conf.copy()),
+        "exclude": ex,
+        "absent": absent,
+    }
+
+
+def smp_iou(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    num_classes: int,
+    ignore_index: int | None = IGNORE_INDEX,
+) -> torch.Tensor:
+    """Per-class dataset-level IoU (K,) computed by segmentation-models-pytorch, a cross-check.
+
+    Uses ``smp.metrics.get_stats(mode="multiclass")`` summed over images and
+    ``iou_score(reduction="none", zero_division=nan)``, so classes absent from both
+    target and prediction are NaN as in :func:`metrics_from_confusion`. Not the main
+    path because smp counts on the CPU image by image (``histc``), requires
+    ``ignore_index`` outside ``[0, K)``, drops predictions outside ``[0, K)`` silently,
+    and its ``"macro"`` reduction averages absent classes in as ``zero_division``
+    (1.0 by default), which overstates mIoU when some classes are absent.
+    """
+    if not _SMP:
+        raise ModuleNotFoundError(
+            f"smp_iou needs an optional dependency: {_SMP}. "
+            'Install with pip install "dgan-data[test]"'
+        )
+    from segmentation_models_pytorch.metrics import get_stats, iou_score
+
+    _check_ignore_index(ignore_index, num_classes)
+    pred, target, _ = _class_ids(pred, target, num_classes, ignore_index)
+    tp, fp, fn, tn = get_stats(
+        pred.cpu(),
+        target.cpu(),
+        mode="multiclass",
+        num_classes=num_classes,
+        ignore_index=ignore_index,
+    )
+    stats = [s.sum(0, keepdim=True).to(torch.float64) for s in (tp, fp, fn, tn)]
+    return iou_score(*stats, reduction="none", zero_division=math.nan)[0]
+
+
+# ---------------------------------------------------------------- accumulator
+class ConfusionMatrix:
+    """Accumulates a (K, K) int64 confusion matrix over batches, on the device.
+
+    ``update(pred, target)`` takes class ids (B, H, W) or logits (B, K, H, W) and
+    targets (B, H, W); pixels whose target is ``ignore_index`` are skipped, other
+    out-of-range values raise ``ValueError`` (see the module docstring).
+
+    ``device=None`` keeps the matrix on the device of the data it is given (it moves
+    there on the first ``update``); a given ``device`` moves inputs there instead.
+    ``keep_per_image=True`` also keeps one matrix per image (in update order), for
+    :func:`five_fold_protocol`. In DDP, call :meth:`all_reduce` once on every rank
+    after the last update (per-image matrices stay local to each rank).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        ignore_index: int | None = IGNORE_INDEX,
+        device: torch.device | str | None = None,
+        keep_per_image: bool = False,
+    ) -> None:
+        _check_ignore_index(ignore_index, num_classes)
+        self.num_classes = int(num_classes)
+        self.ignore_index = ignore_index
+        self._fixed_device = torch.device(device) if device is not None else None
+        self.keep_per_image = keep_per_image
+        self.matrix = torch.zeros(
+            num_classes, num_classes, dtype=torch.int64, device=self._fixed_device or "cpu"
+        )
+        self._per_image: list[torch.Tensor] = []
+
+    @property
+    def device(self) -> torch.device:
+        return self.matrix.device
+
+    def reset(self) -> None:
+        """Zero the counts (and drop per-image matrices); the device stays."""
+        self.matrix.zero_()
+        self._per_image = []
+
+    @torch.no_grad()
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        """Count one batch: ``pred`` (B, H, W) ids or (B, K, H, W) logits, ``target`` (B, H, W)."""
+        if self._fixed_device is not None:
+            pred, target = pred.to(self._fixed_device), target.to(self._fixed_device)
+        elif target.device != self.matrix.device:
+            self.matrix = self.matrix.to(target.device)
+            self._per_image = [m.to(target.device) for m in self._per_image]
+        K, ignore = self.num_classes, self.ignore_index
+        if self.keep_per_image:
+            per_image = per_image_confusion(pred, target, K, ignore)
+            self._per_image.append(per_image)
+            self.matrix += per_image.sum(0)
+        else:
+            self.matrix += confusion_matrix(pred, target, K, ignore)
+
+    def per_image(self) -> torch.Tensor:
+        """(N, K, K) int64 on the CPU, one matrix per image seen (needs ``keep_per_image``)."""
+        if not self.keep_per_image:
+            raise RuntimeError("per_image() needs ConfusionMatrix(..., keep_per_image=True)")
+        K = self.num_classes
+        if not self._per_image:
+            return torch.zeros(0, K, K, dtype=torch.int64)
+        return torch.cat([m.cpu() for m in self._per_image])
+
+    def compute(self, exclude: Iterable[int] = (), absent: str = "nan") -> dict[str, Any]:
+        """Scores of the counts so far; see :func:`metrics_from_confusion` for the keys."""
+        return metrics_from_confusion(self.matrix, exclude=exclude, absent=absent)
+
+    def _check_compatible(self, other: ConfusionMatrix) -> None:
+        if (other.num_classes, other.ignore_index) != (self.num_classes, self.ignore_index):
+            raise ValueError(
+                f"cannot merge ConfusionMatrix(num_classes={other.num_classes}, "
+                f"ignore_index={other.ignore_index}) into one with num_classes="
+                f"{self.num_classes}, ignore_index={self.ignore_index}"
+            )
+
+    def merge(self, other: ConfusionMatrix) -> ConfusionMatrix:
+        """Add ``other``'s counts (and per-image matrices, appended) to this one; returns self."""
+        self._check_compatible(other)
+        self.matrix += other.matrix.to(self.matrix.device)
+        if self.keep_per_image:
+            if not other.keep_per_image:
+                raise ValueError("merge: this matrix keeps per-image matrices, the other does not")
+            self._per_image.extend(m.to(self.matrix.device) for m in other._per_image)
+        return self
+
+    def all_reduce(self, group: Any = None) -> ConfusionMatrix:
+        """Sum the counts over all ranks with ``torch.distributed`` (no-op when not initialised).
+
+        Call it once, on every rank, after the last update: calling it again would add
+        the already-summed counts again. Returns self.
+        """
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            return self
+        t = self.matrix
+        if dist.get_backend(group) == "nccl" and t.device.type != "cuda":
+            t = t.to(torch.device("cuda", torch.cuda.current_device()))
+        dist.all_reduce(t, op=dist.ReduceOp.SUM, group=group)
+        self.matrix = t.to(self.matrix.device)
+        return self
+
+    def state_dict(self) -> dict[str, Any]:
+        """Counts and settings (CPU tensors), e.g. to resume a long evaluation."""
+        state: dict[str, Any] = {
+            "num_classes": self.num_classes,
+            "ignore_index": self.ignore_index,
+            "confusion": self.matrix.cpu().clone(),
+        }
+        if self.keep_per_image:
+            state["per_image"] = self.per_image()
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore counts saved by :meth:`state_dict`; settings must match."""
+        if (state["num_classes"], state["ignore_index"]) != (self.num_classes, self.ignore_index):
+            raise ValueError(
+                f"state is for num_classes={state['num_classes']}, ignore_index="
+                f"{state['ignore_index']}; this matrix has num_classes={self.num_classes}, "
+                f"ignore_index={self.ignore_index}"
+            )
+        conf = torch.as_tensor(state["confusion"], dtype=torch.int64)
+        if conf.shape != self.matrix.shape:
+            raise ValueError(f"confusion of shape {tuple(conf.shape)}, expected a (K, K) matrix")
+        self.matrix = conf.to(self.matrix.device).clone()
+        self._per_image = []
+        if self.keep_per_image and "per_image" in state:
+            self._per_image = [torch.as_tensor(state["per_image"]).to(self.matrix.device)]
+
+    def __repr__(self) -> str:
+        return (
+            f"ConfusionMatrix(num_classes={self.num_classes}, ignore_index={self.ignore_index}, "
+            f"pixels={int(self.matrix.sum())}, device={self.device})"
+        )
+
+
+# ---------------------------------------------------------------- folds
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64 (Steele et al. 2014) of each uint64: a fixed hash, the same in every version."""
+    with np.errstate(over="ignore"):
+        z = x.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def cross_validation_folds(
+    num_items: int, num_folds: int = 5, seed: int | None = 0
+) -> list[np.ndarray]:
+    """Split item indices 0..num_items-1 into ``num_folds`` disjoint folds covering them all.
+
+    Fold sizes differ by at most one (the first ``num_items % num_folds`` folds get the
+    extra item); indices are sorted within each fold. The order is shuffled by a
+    SplitMix64 hash of (seed, index), so the same seed gives the same folds on every
+    machine and numpy version. ``seed=None`` keeps the item order (contiguous folds),
+    like the DatasetGAN release, which sliced the sorted file list (it left the
+    ``num_items % 5`` last items out of every validation fold; pass explicit ``folds``
+    to :func:`five_fold_protocol` to reproduce that exactly).
+    """
+    num_items, num_folds = int(num_items), int(num_folds)
+    if num_folds < 2:
+        raise ValueError(f"num_folds must be >= 2, got {num_folds}")
+    if num_items < num_folds:
+        raise ValueError(f"cannot split {num_items} items into {num_folds} non-empty folds")
+    if seed is None:
+        order = np.arange(num_items)
+    else:
+        key = _splitmix64(np.array([int(seed) & _MASK64], dtype=np.uint64))[0]
+        with np.errstate(over="ignore"):
+            hashes = _splitmix64(np.arange(num_items, dtype=np.uint64) + key)
+        order = np.argsort(hashes, kind="stable")
+    return [np.sort(f).astype(np.int64) for f in np.array_split(order, num_folds)]
+
+
+# ---------------------------------------------------------------- protocols
+@dataclass(frozen=True)
+class CrossValidationResult:
+    """Outcome of :func:`five_fold_protocol`.
+
+    ``fold_miou[f]`` is the mIoU, on all images outside fold f, of the checkpoint
+    ``chosen[f]`` that scored best on fold f (``selection_miou[f]``). ``mean``/``std``
+    are over ``fold_miou``. ``per_class_iou`` (F, K) belongs to the chosen checkpoints
+    on their test parts; ``selection_table`` (C, F) is every checkpoint's mIoU on every
+    fold, rows in the order of ``checkpoints``.
+    """
+
+    mean: float
+    std: float
+    fold_miou: list[float]
+    chosen: list[Hashable]
+    selection_miou: list[float]
+    folds: list[np.ndarray] = field(repr=False)
+    per_class_iou: np.ndarray = field(repr=False)
+    checkpoints: list[Hashable] = field(repr=False)
+    selection_table: np.ndarray = field(repr=False)
+    exclude: tuple[int, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly summary (checkpoints as given, arrays as lists)."""
+        return {
+            "mean": self.mean,
+            "std": self.std,
+            "fold_miou": list(self.fold_miou),
+            "chosen": list(self.chosen),
+            "selection_miou": list(self.selection_miou),
+            "folds": [f.tolist() for f in self.folds],
+            "per_class_iou": self.per_class_iou.tolist(),
+            "exclude": list(self.exclude),
+        }
+
+
+@dataclass(frozen=True)
+class HoldoutResult:
+    """Outcome of :func:`holdout_protocol`: the chosen checkpoint and its test scores."""
+
+    checkpoint: Hashable
+    val_score: float
+    test: dict[str, Any] = field(repr=False)
+    val_scores: dict[Hashable, float] = field(default_factory=dict, repr=False)
+
+    @property
+    def miou(self) -> float:
+        return float(self.test["miou"])
+
+
+def _check_folds(folds: Sequence[Any], num_items: int) -> list[np.ndarray]:
+    out = [np.asarray(f, dtype=np.int64).reshape(-1) for f in folds]
+    if len(out) < 2:
+        raise ValueError(f"need at least 2 folds, got {len(out)}")
+    for i, f in enumerate(out):
+        if f.size == 0:
+            raise ValueError(f"fold {i} is empty")
+        if f.min() < 0 or f.max() >= num_items:
+            raise ValueError(f"fold {i} has indices outside 0..{num_items - 1}")
+    flat = np.concatenate(out)
+    if np.unique(flat).size != flat.size:
+        raise ValueError("folds overlap: an image index appears in more than one fold")
+    return out
+
+
+def _best(scores: Sequence[float]) -> int:
+    """Index of the highest score, the first one on ties; NaN never wins."""
+    best, best_i = -math.inf, -1
+    for i, s in enumerate(scores):
+        if not math.isnan(s) and s > best:
+            best, best_i = s, i
+    return best_i
+
+
+def _fold_sums(
+    name: Any, source: ConfusionSource, folds: list[np.ndarray], num_items: int | None
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """(F, K, K) per-fold sums, the (K, K) sum over all items, and the item count."""
+    if callable(source):
+        if num_items is None:
+            raise ValueError(f"checkpoint {name!r}: a callable source needs num_items")
+
+        def call(idx: np.ndarray, what: str) -> np.ndarray:
+            conf = _as_numpy_confusion(source(idx), what)
+            return conf.reshape(-1, *conf.shape[-2:]).sum(0) if conf.ndim > 2 else conf
+
+        sums = np.stack([call(f, f"checkpoint {name!r}, fold {i}") for i, f in enumerate(folds)])
+        if sum(f.size for f in folds) == num_items:
+            total = sums.sum(0)
+        else:
+            total = call(np.arange(num_items), f"checkpoint {name!r}, all images")
+        return sums, total, num_items
+    arr = _as_numpy_confusion(source, f"checkpoint {name!r}")
+    if arr.ndim != 3:
+        raise ValueError(
+            f"checkpoint {name!r}: expected per-image confusion matrices (N, K, K), "
+            f"got shape {arr.shape}"
+        )
+    if num_items is not None and arr.shape[0] != num_items:
+        raise ValueError(f"checkpoint {name!r}: {arr.shape[0]} images, expected {num_items}")
+    n = arr.shape[0]
+    if any(f.max() >= n for f in folds):
+        raise ValueError(f"checkpoint {name!r}: folds index past its {n} images")
+    sums = np.stack([arr[f].sum(0) for f in folds])
+    return sums, arr.sum(0), n
+
+
+def five_fold_protocol(
+    confusions: Mapping[Hashable, ConfusionSource],
+    *,
+    num_items: int | None = None,
+    num_folds: int = 5,
+    seed: int | None = 0,
+    folds: Sequence[Any] | None = None,
+    exclude: Iterable[int] = (),
+    absent: str = "nan",
+    ddof: int = 0,
+) -> CrossValidationResult:
+    """The paper's k-fold cross-validation over a small labeled test set.
+
+    ``confusions`` maps each checkpoint (e.g. a training step) to its per-image
+    confusion matrices (N, K, K) (see :func:`per_image_confusion`,
+    ``ConfusionMatrix(keep_per_image=True).per_image()``), or to a callable that
+    takes an index array and returns the summed (K, K) matrix of those images (it is
+    called once per fold). For each fold f: the checkpoint with the highest mIoU on
+    fold f is chosen (ties: the first in the mapping's order, so list checkpoints
+    in training order; NaN never wins) and scored on every image outside fold f
+    (the confusion summed over them, then mIoU). Returns the mean and std
+    (``ddof=0``, as ``np.std`` in the DatasetGAN release) of those scores over folds.
+
+    Folds: ``folds`` if given (disjoint index arrays, they need not cover every
+    image; the test part of fold f is always all images not in fold f), else
+    ``cross_validation_folds(N, num_folds, seed)``. Cost: one pass over the (N, K, K)
+    array per checkpoint; everything else is (K, K) arithmetic.
+    """
+    if not confusions:
+        raise ValueError("confusions is empty: give at least one checkpoint")
+    names = list(confusions)
+    if num_items is None:
+        first = confusions[names[0]]
+        if callable(first):
+            raise ValueError("num_items is required when the sources are callables")
+        num_items = int(_as_numpy_confusion(first, f"checkpoint {names[0]!r}").shape[0])
+    fold_list = (
+        _check_folds(folds, num_items)
+        if folds is not None
+        else cross_validation_folds(num_items, num_folds, seed)
+    )
+    F = len(fold_list)
+
+    fold_sums, totals = [], []
+    for name in names:
+        sums, total, _ = _fold_sums(name, confusions[name], fold_list, num_items)
+        fold_sums.append(sums)
+        totals.append(total)
+    K = fold_sums[0].shape[-1]
+    for name, s in zip(names, fold_sums):
+        if s.shape[-1] != K:
+            raise ValueError(f"checkpoint {name!r} has {s.shape[-1]} classes, expected {K}")
+    ex = _check_exclude(exclude, K)
+    sums_all = np.stack(fold_sums)  # (C, F, K, K)
+    tests_all = np.stack(totals)[:, None] - sums_all  # (C, F, K, K): images outside fold f
+    selection = _miou_np(_iou_np(sums_all), ex, absent)  # (C, F)
+
+    chosen, sel_miou, fold_miou, per_class = [], [], [], []
+    for f in range(F):
+        c = _best(selection[:, f].tolist())
+        if c < 0:
+            raise ValueError(
+                f"fold {f}: no checkpoint has a defined mIoU (no counted pixels in the fold?)"
+            )
+        iou = _iou_np(tests_all[c, f])
+        chosen.append(names[c])
+        sel_miou.append(float(selection[c, f]))
+        fold_miou.append(float(_miou_np(iou, ex, absent)))
+        per_class.append(iou)
+        logger.debug(
+            "fold %d: chose %r (mIoU %.4f on the fold), %.4f on the other folds",
+            f,
+            names[c],
+            sel_miou[-1],
+            fold_miou[-1],
+        )
+    scores = np.asarray(fold_miou)
+    return CrossValidationResult(
+        mean=float(scores.mean()),
+        std=float(scores.std(ddof=ddof)),
+        fold_miou=fold_miou,
+        chosen=chosen,
+        selection_miou=sel_miou,
+        folds=fold_list,
+        per_class_iou=np.stack(per_class),
+        checkpoints=names,
+        selection_table=selection,
+        exclude=ex,
+    )
+
+
+def holdout_protocol(
+    val_scores: Mapping[Hashable, Any],
+    test: Mapping[Hashable, Any] | Callable[[Hashable], Any],
+    *,
+    exclude: Iterable[int] = (),
+    absent: str = "nan",
+) -> HoldoutResult:
+    """Choose a checkpoint by validation score, then score it on the whole test set.
+
+    ``val_scores`` maps checkpoint -> a score where higher is better (e.g. mIoU on
+    held-out training data), or -> a confusion matrix (K, K) / (N, K, K), whose mIoU
+    is then the score. Ties go to the first checkpoint in the mapping's order.
+    ``test`` maps checkpoint -> its test confusion (K, K) or (N, K, K), or is a
+    callable ``test(checkpoint)`` returning it (only the chosen one is evaluated).
+    """
+    if not val_scores:
+        raise ValueError("val_scores is empty: give at least one checkpoint")
+    names = list(val_scores)
+    scores: dict[Hashable, float] = {}
+    for name in names:
+        v = val_scores[name]
+        if isinstance(v, (int, float, np.floating, np.integer)) or (
+            isinstance(v, (torch.Tensor, np.ndarray)) and np.ndim(v) == 0
+        ):
+            scores[name] = float(v)
+        else:
+            scores[name] = metrics_from_confusion(
+                _as_numpy_confusion(v, f"validation of {name!r}"), exclude, absent
+            )["miou"]
+    best = _best([scores[n] for n in names])
+    if best < 0:
+        raise ValueError("no checkpoint has a defined validation score (all NaN)")
+    name = names[best]
+    if callable(test):
+        conf = test(name)
+    else:
+        if name not in test:
+            raise KeyError(f"test has no confusion for the chosen checkpoint {name!r}")
+        conf = test[name]
+    result = metrics_from_confusion(_as_numpy_confusion(conf, f"test of {name!r}"), exclude, absent)
+    logger.debug(
+        "holdout: chose %r (validation %.4f), test mIoU %.4f", name, scores[name], result["miou"]
+    )
+    return HoldoutResult(checkpoint=name, val_score=scores[name], test=result, val_scores=scores)
+
+
+# ---------------------------------------------------------------- reporting
+def _fmt(x: float | None, percent: bool, digits: int) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{x * 100 if percent else x:.{digits}f}"
+
+
+def format_iou_table(
+    result: Mapping[str, Any] | CrossValidationResult | HoldoutResult,
+    class_names: Sequence[str] | None = None,
+    *,
+    percent: bool = True,
+    digits: int = 1,
+) -> str:
+    """A readable per-class table of a metrics dict, a cross-validation or a holdout result.
+
+    Classes absent from both target and prediction show "-"; classes left out of the
+    mean are marked. Scores are percentages unless ``percent=False``.
+    """
+    header = ""
+    if isinstance(result, HoldoutResult):
+        header = (
+            f"checkpoint {result.checkpoint!r} (validation score "
+            f"{_fmt(result.val_score, percent, digits)})\n"
+        )
+        result = result.test
+    if isinstance(result, CrossValidationResult):
+        per_class = result.per_class_iou
+        K = per_class.shape[1]
+        cols = ("IoU mean", "IoU std")
+        with np.errstate(invalid="ignore"):
+            present = ~np.isnan(per_class)
+            counts = present.sum(0)
+            mean = np.where(counts > 0, np.nansum(per_class, 0) / np.maximum(counts, 1), np.nan)
+            sq = np.nansum((per_class - mean) ** 2, 0)
+            std = np.where(counts > 0, np.sqrt(sq / np.maximum(counts, 1)), np.nan)
+        rows_vals = [(mean[k], std[k]) for k in range(K)]
+        excluded = set(result.exclude)
+        main = (
+            f"mIoU {_fmt(result.mean, percent, digits)} ± {_fmt(result.std, percent, digits)} "
+            f"over {len(result.fold_miou)} folds"
+        )
+        extra = f"\nchosen checkpoints: {_short_list(repr(c) for c in result.chosen)}"
+        averaged = None
+    else:
+        iou = np.asarray(result["iou"], dtype=np.float64)
+        K = iou.shape[0]
+        acc = result.get("per_class_accuracy")
+        acc = np.full(K, np.nan) if acc is None else np.asarray(acc, dtype=np.float64)
+        support = result.get("support")
+        cols = ("IoU", "acc", "pixels")
+        rows_vals = [
+            (iou[k], acc[k], None if support is None else int(support[k])) for k in range(K)
+        ]
+        excluded = set(result.get("exclude", ()))
+        main = f"mIoU {_fmt(result['miou'], percent, digits)}"
+        extra = ""
+        nan_ok = result.get("absent", "nan") == "nan"
+        averaged = sum(
+            1
+            for k in range(K)
+            if k not in set(result.get("exclude", ())) and not (nan_ok and math.isnan(iou[k]))
+        )
+        if "pixel_accuracy" in result:
+            extra = f" | pixel accuracy {_fmt(result['pixel_accuracy'], percent, digits)}"
+    if class_names is None:
+        class_names = [f"class {k}" for k in range(K)]
+    if len(class_names) != K:
+        raise ValueError(f"{len(class_names)} class names for {K} classes")
+    footer = main if averaged is None else f"{main} over {averaged} of {K} classes"
+    if excluded:
+        footer += f" (excluded: {', '.join(str(class_names[k]) for k in sorted(excluded))})"
+    footer += extra
+
+    name_w = max(5, *(len(str(n)) for n in class_names))
+    lines = [f"{'id':>3}  {'class':<{name_w}}  " + "  ".join(f"{c:>9}" for c in cols)]
+    for k in range(K):
+        cells = []
+        for v in rows_vals[k]:
+            if isinstance(v, int):
+                cells.append(f"{v:>9d}")
+            else:
+                cells.append(f"{_fmt(None if v is None else float(v), percent, digits):>9}")
+        mark = "  (excluded)" if k in excluded else ""
+        lines.append(f"{k:>3}  {class_names[k]!s:<{name_w}}  " + "  ".join(cells) + mark)
+    return header + "\n".join([*lines, footer])
