@@ -1,0 +1,76 @@
+"""Toy renderer throughput: images per second of ``render_faces`` at a given batch size.
+
+Usage: python benchmarks/bench_toy_render.py [--batch-size 256] [--repeats 5]
+       [--threads 1] [--device cpu] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from dgan_data.toy import render_faces
+
+
+def bench(batch_size: int, repeats: int, size: int, device: str) -> dict[str, float]:
+    """Time ``repeats`` renders of distinct seed batches after one warm-up batch."""
+    render_faces(range(batch_size), size=size, device=device)  # warm-up
+    times = []
+    for r in range(repeats):
+        seeds = range((r + 1) * batch_size, (r + 2) * batch_size)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        render_faces(seeds, size=size, device=device)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    return {
+        "batch_size": batch_size,
+        "size": size,
+        "seconds_per_batch_median": med,
+        "seconds_per_batch_min": min(times),
+        "images_per_second": batch_size / med,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--batch-size", type=int, nargs="+", default=[256])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--json", type=Path, default=None, help="write the results here as JSON")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    rows = [bench(b, args.repeats, args.size, args.device) for b in args.batch_size]
+    print(f"toy renderer, device={args.device}, threads={args.threads}, size={args.size}")
+    print(f"{'batch':>6} {'s/batch (median)':>17} {'s/batch (min)':>14} {'images/s':>9}")
+    for r in rows:
+        print(
+            f"{r['batch_size']:>6} {r['seconds_per_batch_median']:>17.3f} "
+            f"{r['seconds_per_batch_min']:>14.3f} {r['images_per_second']:>9.1f}"
+        )
+    if args.json is not None:
+        meta = {
+            "device": args.device,
+            "threads": args.threads,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+        }
+        args.json.write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

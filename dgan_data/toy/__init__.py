@@ -1,0 +1,56 @@
+"""The built-in toy domain: procedurally rendered cartoon faces with exact part masks.
+
+``render`` draws the faces (the ground truth of every toy experiment); ``annotator``
+holds the reference segmentation network trained on real renders, which stands in
+for the human annotator of generated images (needs segmentation-models-pytorch).
+"""
+
+from __future__ import annotations
+
+from dgan_data.toy.annotator import (
+    DEFAULT_ANNOTATOR_PATH,
+    ToyAnnotator,
+    annotate,
+    build_annotator,
+    confusion_matrix,
+    evaluate_annotator,
+    iou_from_confusion,
+    load_annotator,
+    save_annotator,
+)
+from dgan_data.toy.render import (
+    CLASS_NAMES,
+    CLASS_PARENTS,
+    NUM_CLASSES,
+    PALETTE,
+    SMALL_PARTS,
+    SPLITS,
+    class_pixel_rates,
+    colorize_mask,
+    render_faces,
+    render_split,
+    split_seeds,
+)
+
+__all__ = [
+    "CLASS_NAMES",
+    "CLASS_PARENTS",
+    "DEFAULT_ANNOTATOR_PATH",
+    "NUM_CLASSES",
+    "PALETTE",
+    "SMALL_PARTS",
+    "SPLITS",
+    "ToyAnnotator",
+    "annotate",
+    "build_annotator",
+    "class_pixel_rates",
+    "colorize_mask",
+    "confusion_matrix",
+    "evaluate_annotator",
+    "iou_from_confusion",
+    "load_annotator",
+    "render_faces",
+    "render_split",
+    "save_annotator",
+    "split_seeds",
+]

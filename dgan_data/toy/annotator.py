@@ -1,0 +1,234 @@
+"""The toy domain's reference annotator: a small U-Net trained on real labeled renders.
+
+It plays two roles. (1) It stands in for the human who annotates generated images
+(the renderer's exact masks exist only for real renders, not for GAN samples), and
+(2) trained on thousands of labeled real renders, it is the fully supervised upper
+bound that few-shot methods are compared with.
+
+The model is a ``segmentation_models_pytorch`` U-Net (an optional dependency, the
+``examples`` extra) on a small timm ResNet-18 stem (encoder depth 3, so only the
+layers it uses are built: about 0.9 M parameters). It takes images in [0, 1] and
+returns logits (B, K, H, W). Weights are ``.safetensors``; a JSON file beside them
+(same stem) holds the class names, architecture and test scores.
+
+The confusion-matrix mIoU helpers here are deliberately tiny; the project's metrics
+module supersedes them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning_utilities.core.imports import RequirementCache
+from torch import nn
+
+from dgan_data.toy.render import CLASS_NAMES, NUM_CLASSES, PALETTE
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_ANNOTATOR_PATH",
+    "DEFAULT_ARCH",
+    "ToyAnnotator",
+    "annotate",
+    "build_annotator",
+    "confusion_matrix",
+    "evaluate_annotator",
+    "iou_from_confusion",
+    "load_annotator",
+    "save_annotator",
+]
+
+#: The annotator shipped with the package (trained by ``examples/toy/train_annotator.py``).
+DEFAULT_ANNOTATOR_PATH: Path = Path(__file__).resolve().parent / "assets" / "annotator.safetensors"
+
+#: Architecture of the shipped annotator (keyword arguments of :func:`build_annotator`).
+DEFAULT_ARCH: dict[str, Any] = {
+    "arch": "Unet",
+    "encoder": "tu-resnet18",
+    "encoder_depth": 3,
+    "decoder_channels": [32, 16, 16],
+}
+
+_SMP = RequirementCache("segmentation-models-pytorch>=0.3")
+
+
+class ToyAnnotator(nn.Module):
+    """A segmentation network that takes images in [0, 1] and returns class logits."""
+
+    def __init__(self, net: nn.Module, num_classes: int, config: dict[str, Any]) -> None:
+        super().__init__()
+        self.net = net
+        self.num_classes = num_classes
+        self.config = dict(config)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Images (B, 3, H, W) in [0, 1] -> logits (B, K, H, W)."""
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(
+                f"annotator expects images (B, 3, H, W) in [0, 1], got {tuple(images.shape)}"
+            )
+        return self.net(images * 2 - 1)
+
+
+def build_annotator(
+    num_classes: int = NUM_CLASSES,
+    arch: str = DEFAULT_ARCH["arch"],
+    encoder: str = DEFAULT_ARCH["encoder"],
+    encoder_depth: int = DEFAULT_ARCH["encoder_depth"],
+    decoder_channels: Sequence[int] = tuple(DEFAULT_ARCH["decoder_channels"]),
+) -> ToyAnnotator:
+    """A freshly initialised annotator (random weights: nothing is downloaded)."""
+    if not _SMP:
+        raise ModuleNotFoundError(
+            f"the toy annotator needs segmentation-models-pytorch: {_SMP.message} "
+            "(pip install 'dgan-data[examples]')"
+        )
+    import segmentation_models_pytorch as smp
+
+    if len(decoder_channels) != encoder_depth:
+        raise ValueError(
+            f"decoder_channels {list(decoder_channels)} needs one entry per encoder level "
+            f"(encoder_depth={encoder_depth})"
+        )
+    config = {
+        "arch": arch,
+        "encoder": encoder,
+        "encoder_depth": int(encoder_depth),
+        "decoder_channels": [int(c) for c in decoder_channels],
+        "num_classes": int(num_classes),
+    }
+    net = smp.create_model(
+        arch,
+        encoder_name=encoder,
+        encoder_weights=None,
+        encoder_depth=encoder_depth,
+        decoder_channels=list(decoder_channels),
+        in_channels=3,
+        classes=num_classes,
+    )
+    return ToyAnnotator(net, num_classes, config)
+
+
+def _meta_path(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def save_annotator(model: ToyAnnotator, path: str | Path, metadata: dict[str, Any]) -> Path:
+    """Write weights to ``path`` (.safetensors) and ``metadata`` + config to the .json beside it."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"annotator weights must be a .safetensors file, got {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(path), metadata={"format": "dgan_data.toy.annotator"})
+    meta = {
+        "format": "dgan_data.toy.annotator",
+        "class_names": list(CLASS_NAMES[: model.num_classes]),
+        "palette": PALETTE[: model.num_classes].tolist(),
+        **model.config,
+        **metadata,
+    }
+    _meta_path(path).write_text(json.dumps(meta, indent=2))
+    logger.info("saved annotator to %s (+ %s)", path, _meta_path(path).name)
+    return path
+
+
+def load_annotator(
+    path: str | Path | None = None, device: torch.device | str | None = None
+) -> ToyAnnotator:
+    """Load an annotator (default: the shipped one), in eval mode on ``device``."""
+    from safetensors.torch import load_file
+
+    path = Path(path) if path is not None else DEFAULT_ANNOTATOR_PATH
+    meta_file = _meta_path(path)
+    if not path.is_file() or not meta_file.is_file():
+        raise FileNotFoundError(
+            f"annotator files missing: need {path} and {meta_file}; train them with "
+            "`python examples/toy/train_annotator.py --out <path>.safetensors`"
+        )
+    meta = json.loads(meta_file.read_text())
+    if meta.get("format") != "dgan_data.toy.annotator":
+        raise ValueError(f"{meta_file} is not a toy annotator description (format field)")
+    model = build_annotator(
+        num_classes=int(meta["num_classes"]),
+        arch=meta["arch"],
+        encoder=meta["encoder"],
+        encoder_depth=int(meta["encoder_depth"]),
+        decoder_channels=meta["decoder_channels"],
+    )
+    state = load_file(str(path))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"{path} does not match the architecture in {meta_file.name}: "
+            f"missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    model.metadata = meta
+    return model.to(device if device is not None else "cpu").eval()
+
+
+@torch.no_grad()
+def annotate(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Label images (B, 3, H, W) in [0, 1] with the annotator: int64 masks (B, H, W)."""
+    was_training = model.training
+    model.eval()
+    out = [model(images[i : i + batch_size]).argmax(1) for i in range(0, len(images), batch_size)]
+    model.train(was_training)
+    return torch.cat(out)
+
+
+def confusion_matrix(
+    pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = 255
+) -> torch.Tensor:
+    """(K, K) int64 counts, rows = target class, columns = predicted class."""
+    if pred.shape != target.shape:
+        raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ")
+    t = target.reshape(-1).long()
+    p = pred.reshape(-1).long()
+    keep = (t != ignore_index) & (t >= 0) & (t < num_classes)
+    idx = t[keep] * num_classes + p[keep].clamp(0, num_classes - 1)
+    return torch.bincount(idx, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def iou_from_confusion(cm: torch.Tensor) -> tuple[float, torch.Tensor]:
+    """(mIoU over classes present in target or prediction, per-class IoU with NaN if absent)."""
+    cm = cm.double()
+    inter = cm.diag()
+    union = cm.sum(0) + cm.sum(1) - inter
+    iou = torch.where(union > 0, inter / union.clamp(min=1), torch.full_like(inter, float("nan")))
+    valid = ~torch.isnan(iou)
+    miou = float(iou[valid].mean()) if valid.any() else float("nan")
+    return miou, iou
+
+
+@torch.no_grad()
+def evaluate_annotator(
+    model: nn.Module,
+    split: str = "test",
+    start: int = 0,
+    count: int | None = None,
+    batch_size: int = 250,
+    device: torch.device | str | None = None,
+) -> dict[str, Any]:
+    """mIoU and per-class IoU of ``model`` against exact renderer masks of a split."""
+    from dgan_data.toy.render import render_split
+
+    cm = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.long)
+    for _, images, masks in render_split(split, start, count, batch_size, device=device):
+        pred = annotate(model, images, batch_size)
+        cm += confusion_matrix(pred.cpu(), masks.cpu(), NUM_CLASSES)
+    miou, iou = iou_from_confusion(cm)
+    return {
+        "miou": miou,
+        "per_class_iou": dict(zip(CLASS_NAMES, [float(x) for x in iou])),
+        "pixel_accuracy": float(cm.diag().sum() / cm.sum().clamp(min=1)),
+        "num_images": int(cm.sum() // (images.shape[-1] * images.shape[-2])),
+    }

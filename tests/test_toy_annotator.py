@@ -1,0 +1,96 @@
+"""The toy reference annotator: training script smoke run, save/load, metrics."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("segmentation_models_pytorch")
+
+from dgan_data.toy import NUM_CLASSES, render_faces
+from dgan_data.toy.annotator import (
+    DEFAULT_ANNOTATOR_PATH,
+    annotate,
+    build_annotator,
+    confusion_matrix,
+    iou_from_confusion,
+    load_annotator,
+)
+
+SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "toy" / "train_annotator.py"
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("train_annotator", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_confusion_and_miou() -> None:
+    target = torch.tensor([[0, 0, 1, 1], [2, 2, 255, 1]])
+    pred = torch.tensor([[0, 1, 1, 1], [2, 0, 2, 1]])
+    cm = confusion_matrix(pred, target, 3)
+    assert cm.sum() == 7  # the ignored pixel is dropped
+    assert cm.tolist() == [[1, 1, 0], [0, 3, 0], [1, 0, 1]]
+    miou, iou = iou_from_confusion(cm)
+    assert iou.tolist() == pytest.approx([1 / 3, 3 / 4, 1 / 2])
+    assert miou == pytest.approx((1 / 3 + 3 / 4 + 1 / 2) / 3)
+    _, iou4 = iou_from_confusion(confusion_matrix(pred.clamp(max=2), target, 4))
+    assert math.isnan(iou4[3])  # absent class -> NaN, left out of the mean
+
+
+def test_build_gives_full_resolution_logits() -> None:
+    model = build_annotator(NUM_CLASSES).eval()
+    with torch.no_grad():
+        out = model(torch.rand(2, 3, 64, 64))
+    assert out.shape == (2, NUM_CLASSES, 64, 64)
+    with pytest.raises(ValueError, match="B, 3, H, W"):
+        model(torch.rand(2, 64, 64))
+
+
+def test_train_script_two_steps_and_load(tmp_path: Path) -> None:
+    out = tmp_path / "annot.safetensors"
+    script = _load_script()
+    meta = script.main(
+        [
+            "--out", str(out), "--steps", "2", "--batch-size", "4",
+            "--train-count", "8", "--test-count", "4", "--ckpt-every", "1",
+        ]
+    )  # fmt: skip
+    assert out.is_file() and out.with_suffix(".json").is_file()
+    assert not out.with_suffix(".ckpt.pt").exists()  # removed after a finished run
+    saved = json.loads(out.with_suffix(".json").read_text())
+    assert saved["num_classes"] == NUM_CLASSES and len(saved["class_names"]) == NUM_CLASSES
+    assert 0 <= saved["test_miou"] <= 1 and saved["test_miou"] == meta["test_miou"]
+
+    model = load_annotator(out)
+    assert not model.training
+    images, _ = render_faces([1, 2, 3])
+    with torch.no_grad():
+        logits = model(images)
+    assert logits.shape == (3, NUM_CLASSES, 64, 64)
+    labels = annotate(model, images, batch_size=2)
+    assert labels.shape == (3, 64, 64) and labels.dtype == torch.int64
+    assert torch.equal(labels, logits.argmax(1))
+
+
+def test_load_missing_file_says_how_to_fix(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"train_annotator\.py"):
+        load_annotator(tmp_path / "nope.safetensors")
+
+
+@pytest.mark.skipif(not DEFAULT_ANNOTATOR_PATH.is_file(), reason="shipped annotator not trained")
+def test_shipped_annotator_is_small_and_accurate() -> None:
+    assert DEFAULT_ANNOTATOR_PATH.stat().st_size < 8 * 2**20
+    model = load_annotator()
+    assert model.metadata["test_miou"] > 0.5
+    images, masks = render_faces(range(2_000_000, 2_000_016))
+    pred = annotate(model, images)
+    miou, _ = iou_from_confusion(confusion_matrix(pred, masks, NUM_CLASSES))
+    assert miou > 0.5
