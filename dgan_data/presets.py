@@ -784,3 +784,13 @@ def _builtin_presets() -> list[Preset]:
 for _preset in _builtin_presets():
     register_preset(_preset)
 del _preset
+
+
+def _register_toy_preset() -> None:
+    """The toy preset lives beside its renderer; imported here so it is always listed."""
+    from .toy.preset import toy_preset
+
+    register_preset(toy_preset())
+
+
+_register_toy_preset()

@@ -193,6 +193,8 @@ def train(args: argparse.Namespace) -> dict:
         print(f"resumed from {ckpt_path} at step {step}")
 
     if args.export_only:
+        if step == 0:
+            raise SystemExit(f"{ckpt_path}: no checkpoint to export yet")
         return export(G_ema, out, step, 0.0, G, D)
     bank = load_bank(out, args.bank, args.size)
     fixed_z = torch.randn(32, G.z_dim, generator=torch.Generator().manual_seed(1234)).to(device)
