@@ -81,6 +81,70 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------- preview, export
+def _model_source(args: argparse.Namespace) -> dict[str, object]:
+    """Preset and/or --generator/--interpreter as keyword arguments for the library."""
+    if args.preset is None and (args.generator is None or args.interpreter is None):
+        raise ValueError("give a PRESET, or both --generator and --interpreter")
+    options: dict[str, object] = {}
+    if args.truncation is not None:
+        options["truncation_psi"] = args.truncation
+    return {
+        "source": args.preset,
+        "generator": args.generator,
+        "interpreter": args.interpreter,
+        "device": args.device,
+        **options,
+    }
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    from .viz import preview
+
+    if args.num < 1:
+        raise ValueError(f"--num must be >= 1, got {args.num}")
+    kw = _model_source(args)
+    path = preview(kw.pop("source"), args.num, args.out, args.seed, **kw)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_dataset, merge_shards
+
+    if args.merge:
+        summary = merge_shards(args.out)
+    else:
+        if args.num is None:
+            raise ValueError("--num is required (except with --merge)")
+        if (args.shard is None) != (args.num_shards is None):
+            raise ValueError("give both --shard and --num-shards, or neither")
+        kw = _model_source(args)
+        summary = export_dataset(
+            kw.pop("source"),
+            args.num,
+            args.out,
+            drop_uncertain=args.drop_uncertain,
+            shard=args.shard,
+            num_shards=args.num_shards,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            **kw,
+        )
+    if summary.complete:
+        print(
+            f"{summary.root}: {summary.kept} samples kept of {summary.num_candidates} "
+            f"candidates ({summary.dropped} most uncertain dropped)"
+        )
+    else:
+        print(
+            f"{summary.root}: shard {summary.shard} of {summary.num_shards} done "
+            f"({summary.generated} generated, {summary.resumed} resumed); the selection "
+            "runs when the last shard finishes (or: dgan-data export --merge --out DIR)"
+        )
+    return 0
+
+
 # ------------------------------------------------------------ registration
 def register(add: Add) -> None:
     """Add this module's subcommands through the parser factory ``add``."""
@@ -125,3 +189,61 @@ def register(add: Add) -> None:
     p.add_argument(
         "--skip-validation", action="store_true", help="do not regenerate and compare images first"
     )
+
+    p = add(
+        "preview",
+        cmd_preview,
+        "Write a PNG grid of generated samples: image, mask overlay, pixel uncertainty.",
+        "examples:\n  dgan-data preview toyface-14 --num 16 --out grid.png\n"
+        "  dgan-data preview --generator g.pkl --interpreter i.safetensors --seed 3 "
+        "--out grid.png",
+    )
+    _model_args(p)
+    p.add_argument("--num", type=int, default=16, help="number of samples (default 16)")
+    p.add_argument("--out", type=Path, default=Path("grid.png"), help="PNG to write")
+    p.add_argument("--seed", type=int, default=0, help="base seed (as in export)")
+
+    p = add(
+        "export",
+        cmd_export,
+        "Write a finite labeled dataset to disk: the most uncertain samples dropped "
+        "globally; rerun the same command to resume.",
+        "examples:\n  dgan-data export toyface-14 --num 10000 --out data/\n"
+        "  dgan-data export --generator g.pkl --interpreter i.safetensors --num 500 "
+        "--out data/ --drop-uncertain 0.2\n"
+        "  dgan-data export car-20 --num 10000 --out data/ --shard 0 --num-shards 4   "
+        "# one per machine\n"
+        "  torchrun --nproc-per-node 4 -m dgan_data.cli export car-20 --num 10000 --out data/\n"
+        "  dgan-data export --merge --out data/   # select after all shards finished",
+    )
+    _model_args(p)
+    p.add_argument("--num", type=int, default=None, help="number of candidates to generate")
+    p.add_argument("--out", type=Path, required=True, help="export folder")
+    p.add_argument(
+        "--drop-uncertain",
+        type=float,
+        default=0.1,
+        help="fraction of candidates dropped, most uncertain first (default 0.1)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+    p.add_argument(
+        "--batch-size", type=int, default=8, help="candidates per generator call (default 8)"
+    )
+    p.add_argument("--shard", type=int, default=None, help="this shard (default: RANK)")
+    p.add_argument(
+        "--num-shards", type=int, default=None, help="number of shards (default: WORLD_SIZE)"
+    )
+    p.add_argument(
+        "--merge", action="store_true", help="only run the selection of a sharded export"
+    )
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    """PRESET and the flags that override its files, shared by preview and export."""
+    p.add_argument("preset", nargs="?", default=None, help="preset name (optional with files)")
+    p.add_argument("--generator", default=None, help="generator checkpoint (overrides PRESET)")
+    p.add_argument(
+        "--interpreter", default=None, help="interpreter .safetensors (overrides PRESET)"
+    )
+    p.add_argument("--truncation", type=float, default=None, help="truncation psi")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ...")

@@ -1,0 +1,195 @@
+"""Overlays, heat maps, legends, preview grids and the ``dgan-data preview`` command."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dgan_data.cli import main
+from dgan_data.generators import load_generator
+from dgan_data.interpreter import Interpreter, feature_layout
+from dgan_data.viz import (
+    GRID_MIN_TILE,
+    GRID_PAD,
+    colorize,
+    grid_layout,
+    heatmap,
+    legend,
+    make_palette,
+    overlay,
+    preview,
+    preview_grid,
+    to_uint8_image,
+)
+
+K = 4
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, reference_dir) -> dict[str, str]:
+    d = tmp_path_factory.mktemp("models")
+    G = load_generator(reference_dir / "rosinality_stylegan2_32px.pt")
+    interp = Interpreter(feature_layout(G), K, num_models=3, label_size=(32, 32), seed=0)
+    return {
+        "generator": str(G.save(d / "g.safetensors")),
+        "interpreter": str(interp.save(d / "i.safetensors")),
+    }
+
+
+def _sample(h: int = 6, w: int = 5, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    image = torch.from_numpy(rng.random((3, h, w))).float()
+    mask = torch.from_numpy(rng.integers(0, K, (h, w)))
+    return image, mask
+
+
+# ---------------------------------------------------------------------- overlay
+def test_overlay_blends_palette_colours_exactly():
+    image, mask = _sample()
+    mask[0, 0] = 255
+    pal = make_palette(K)
+    out = overlay(image, mask, pal, alpha=0.3)
+    assert out.shape == (6, 5, 3) and out.dtype == np.uint8
+    img8 = np.rint(image.permute(1, 2, 0).numpy().astype(np.float64) * 255)
+    for y, x in [(1, 1), (2, 3), (5, 4)]:
+        c = int(mask[y, x])
+        want = np.rint(0.7 * img8[y, x] + 0.3 * pal[c].astype(np.float64))
+        np.testing.assert_array_equal(out[y, x], want.astype(np.uint8))
+    np.testing.assert_array_equal(out[0, 0], img8[0, 0].astype(np.uint8))  # ignored: image
+
+
+def test_overlay_alpha_extremes_and_errors():
+    image, mask = _sample()
+    pal = make_palette(K)
+    np.testing.assert_array_equal(overlay(image, mask, pal, alpha=0.0), to_uint8_image(image))
+    np.testing.assert_array_equal(overlay(image, mask, pal, alpha=1.0), colorize(mask, pal))
+    with pytest.raises(ValueError, match="alpha"):
+        overlay(image, mask, pal, alpha=1.5)
+    with pytest.raises(ValueError, match="mask shape"):
+        overlay(image, mask[:3], pal)
+
+
+def test_to_uint8_image_accepts_chw_float_and_hwc_uint8():
+    image, _ = _sample()
+    u8 = to_uint8_image(image)
+    assert u8.shape == (6, 5, 3) and u8.dtype == np.uint8
+    np.testing.assert_array_equal(to_uint8_image(u8), u8)
+    with pytest.raises(ValueError, match="image must be"):
+        to_uint8_image(np.zeros((2, 6, 5)))
+
+
+# ---------------------------------------------------------------------- heatmap
+def test_heatmap_colour_map_ends_and_nan():
+    values = np.array([[0.0, 0.5], [1.0, np.nan]])
+    out = heatmap(values)
+    assert out.shape == (2, 2, 3) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[0, 0], [68, 1, 84])  # viridis low end
+    np.testing.assert_array_equal(out[1, 0], [253, 231, 37])  # high end
+    np.testing.assert_array_equal(out[0, 1], [33, 144, 141])  # middle anchor
+    np.testing.assert_array_equal(out[1, 1], [128, 128, 128])  # NaN
+    const = heatmap(np.full((3, 3), 2.0))
+    assert (const == np.array([68, 1, 84], dtype=np.uint8)).all()
+    clipped = heatmap(np.array([[0.0, 10.0]]), vmin=0.0, vmax=1.0)
+    np.testing.assert_array_equal(clipped[0, 1], [253, 231, 37])
+    with pytest.raises(ValueError, match=r"\(H, W\)"):
+        heatmap(np.zeros((2, 2, 2)))
+
+
+def test_heatmap_is_monotone_in_brightness():
+    ramp = heatmap(np.linspace(0, 1, 50)[None, :])[0].astype(float)
+    luma = ramp @ np.array([0.299, 0.587, 0.114])
+    assert (np.diff(luma) > -1.0).all() and luma[-1] > luma[0] + 100
+
+
+# ----------------------------------------------------------------------- legend
+def test_legend_draws_each_class_box_in_its_colour():
+    names = ["background", "hair", "eye", "nose"]
+    pal = make_palette(K)
+    key = legend(names, pal)
+    assert key.ndim == 3 and key.shape[2] == 3 and key.dtype == np.uint8
+    assert key.shape[0] > 4 * 12 and key.shape[1] > 12 + len("3 background")  # one column
+    # the centre of box k (4 px padding, 12 px boxes, rows >= 16 px apart) has colour k
+    centres = [key[y, 4 + 6] for y in range(key.shape[0])]
+    for k in range(K):
+        assert any((c == pal[k]).all() for c in centres), f"no box of class {k}"
+    wide = legend(names, pal, width=1000)
+    assert wide.shape[1] == 1000 and wide.shape[0] < key.shape[0]  # one row
+    with pytest.raises(ValueError, match="palette"):
+        legend(names, pal[:3])
+
+
+# ------------------------------------------------------------------------- grid
+def test_preview_grid_writes_png_of_expected_size(tmp_path):
+    B, H, W = 10, 16, 12
+    rng = np.random.default_rng(0)
+    images = torch.from_numpy(rng.random((B, 3, H, W))).float()
+    masks = torch.from_numpy(rng.integers(0, K, (B, H, W)))
+    unc = torch.from_numpy(rng.random((B, H, W))).float()
+    names, pal = [f"c{k}" for k in range(K)], make_palette(K)
+
+    path = preview_grid(images, masks, unc, names, pal, tmp_path / "g.png", scale=1)
+    cols, groups, gw, gh = grid_layout(B, (H, W))
+    assert (cols, groups) == (8, 2)
+    assert (gw, gh) == (8 * W + 9 * GRID_PAD, 6 * H + 7 * GRID_PAD)
+    key = legend(names, pal, width=gw)
+    grid = np.asarray(Image.open(path))
+    assert grid.shape == (gh + key.shape[0], max(gw, key.shape[1]), 3)
+    p = GRID_PAD
+    np.testing.assert_array_equal(grid[p : p + H, p : p + W], to_uint8_image(images[0]))
+    y = p + H + p
+    np.testing.assert_array_equal(grid[y : y + H, p : p + W], overlay(images[0], masks[0], pal))
+    y2 = y + H + p
+    want_heat = heatmap(unc[0], vmin=0.0, vmax=float(unc.max()))
+    np.testing.assert_array_equal(grid[y2 : y2 + H, p : p + W], want_heat)
+    np.testing.assert_array_equal(grid[gh:, : key.shape[1]], key)
+
+    auto = preview_grid(images, masks, unc, names, pal, tmp_path / "auto.png")
+    scale = -(-GRID_MIN_TILE // H)
+    _, _, gw2, gh2 = grid_layout(B, (H * scale, W * scale))
+    assert Image.open(auto).size[1] == gh2 + legend(names, pal, width=gw2).shape[0]
+
+
+def test_preview_grid_rejects_mismatched_inputs(tmp_path):
+    images = torch.rand(2, 3, 8, 8)
+    with pytest.raises(ValueError, match="do not match"):
+        preview_grid(images, torch.zeros(3, 8, 8, dtype=torch.long), torch.rand(2, 8, 8),
+                     ["a"], [[0, 0, 0]], tmp_path / "x.png")  # fmt: skip
+
+
+# ---------------------------------------------------------------------- preview
+def test_preview_from_files(models, tmp_path):
+    path = preview(None, 3, tmp_path / "grid.png", seed=1, device="cpu", **models)
+    img = Image.open(path)
+    scale = -(-GRID_MIN_TILE // 32)
+    _, _, gw, gh = grid_layout(3, (32 * scale, 32 * scale))
+    names = [f"class_{k}" for k in range(K)]
+    assert img.size == (gw, gh + legend(names, make_palette(K), width=gw).shape[0])
+
+
+def test_cli_preview(models, tmp_path, capsys):
+    out = tmp_path / "grid.png"
+    argv = ["preview", "--generator", models["generator"], "--interpreter",
+            models["interpreter"], "--num", "2", "--out", str(out), "--device", "cpu"]  # fmt: skip
+    assert main(argv) == 0
+    assert out.is_file() and str(out) in capsys.readouterr().out
+
+
+def test_cli_preview_bad_input_exits_2(models, tmp_path, capsys):
+    missing = tmp_path / "nope.safetensors"
+    argv = ["preview", "--generator", models["generator"], "--interpreter", str(missing),
+            "--out", str(tmp_path / "g.png")]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(missing) in err[0]
+    assert main(["preview", "--out", str(tmp_path / "g.png")]) == 2
+    assert "PRESET" in capsys.readouterr().err
