@@ -1187,6 +1187,10 @@ class Interpreter(nn.Module):
             **fit_kwargs,
         )
         model.check_compatible(G, fingerprint=fingerprint)
+        # The latents' sampling settings: the stream draws new samples the same way.
+        model.training_info["truncation_psi"] = getattr(annotations, "truncation_psi", None)
+        model.training_info["truncation_cutoff"] = getattr(annotations, "truncation_cutoff", None)
+        model.training_info["noise"] = noise
         return model
 
     # ----------------------------------------------------------- save/load

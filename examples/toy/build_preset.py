@@ -79,7 +79,6 @@ def build(args: argparse.Namespace) -> dict:
 
     t_fit = time.time()
     interp = Interpreter.fit(G, ann, num_models=args.num_models, seed=args.seed)
-    interp.training_info["truncation_psi"] = psi
     fit_seconds = time.time() - t_fit
     interp.save(out / "interpreter.safetensors")
     if Path(args.generator).resolve() != (out / "generator.safetensors").resolve():
