@@ -78,7 +78,9 @@ def build(args: argparse.Namespace) -> dict:
     print(f"annotations: {len(seeds)} samples (seeds {seeds[0]}..{seeds[-1]}) -> {ann_dir}")
 
     t_fit = time.time()
-    interp = Interpreter.fit(G, ann, num_models=args.num_models, seed=args.seed)
+    interp = Interpreter.fit(
+        G, ann, num_models=args.num_models, seed=args.seed, max_steps=args.max_steps
+    )
     fit_seconds = time.time() - t_fit
     interp.save(out / "interpreter.safetensors")
     if Path(args.generator).resolve() != (out / "generator.safetensors").resolve():
@@ -101,6 +103,7 @@ def build(args: argparse.Namespace) -> dict:
         "annotation_seeds": [seeds[0], seeds[-1]],
         "truncation_psi": psi,
         "num_models": args.num_models,
+        "max_steps": args.max_steps,
         "fit_seconds": fit_seconds,
         "total_seconds": time.time() - t0,
         "generator_fingerprint": G.fingerprint(),
@@ -121,6 +124,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--num-models", type=int, default=10)
     p.add_argument("--truncation", type=float, default=TOY_TRUNCATION_PSI)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-steps", type=int, default=3000, help="cap on interpreter steps per model")
     p.add_argument("--threads", type=int, default=None)
     return p.parse_args(argv)
 
