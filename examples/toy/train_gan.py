@@ -198,7 +198,6 @@ def train(args: argparse.Namespace) -> dict:
         return export(G_ema, out, step, 0.0, G, D)
     bank = load_bank(out, args.bank, args.size)
     fixed_z = torch.randn(32, G.z_dim, generator=torch.Generator().manual_seed(1234)).to(device)
-    ema_beta = 0.5 ** (args.batch / (args.ema_kimg * 1000))
     t0, bar = time.time(), tqdm(total=args.steps, initial=step, desc="train_gan", unit="it")
     while step < args.steps:
         real = real_batch(bank, step, args.batch, args.seed, device)
@@ -224,6 +223,10 @@ def train(args: argparse.Namespace) -> dict:
         loss_g.backward()
         opt_g.step()
 
+        # EMA half-life ramps up with the images seen (StyleGAN2-ADA's ema_rampup), so
+        # the EMA generator follows G early on instead of averaging its random start.
+        ema_nimg = min(args.ema_kimg * 1000, (step + 1) * args.batch * args.ema_rampup)
+        ema_beta = 0.5 ** (args.batch / max(ema_nimg, 1e-8))
         with torch.no_grad():
             for pe, p in zip(G_ema.parameters(), G.parameters()):
                 pe.lerp_(p, 1 - ema_beta)
@@ -269,6 +272,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--r1-gamma", type=float, default=0.1)
     p.add_argument("--r1-every", type=int, default=16)
     p.add_argument("--ema-kimg", type=float, default=10.0)
+    p.add_argument("--ema-rampup", type=float, default=0.05)
     p.add_argument("--save-every", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bank", type=int, default=10000, help="train renders kept in memory")
