@@ -1,0 +1,59 @@
+"""The wheel users install holds the package, its shipped weights and the preset files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+
+from conftest import REPO_ROOT
+
+
+def test_wheel_contains_package_and_preset_files(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            str(REPO_ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    wheels = list(tmp_path.glob("dgan_data-*.whl"))
+    assert len(wheels) == 1, wheels
+    names = set(zipfile.ZipFile(wheels[0]).namelist())
+    expected = {
+        "dgan_data/__init__.py",
+        "dgan_data/cli.py",
+        "dgan_data/stream.py",
+        "dgan_data/generators/stylegan2.py",
+        "dgan_data/generators/stylegan1.py",
+        "dgan_data/generators/nvidia.py",
+        "dgan_data/py.typed",
+        "dgan_data/toy/assets/generator.safetensors",
+        "dgan_data/toy/assets/interpreter.safetensors",
+        "dgan_data/toy/assets/annotator.safetensors",
+        "dgan_data/toy/assets/annotations/manifest.json",
+    }
+    missing = expected - names
+    assert not missing, f"wheel lacks {sorted(missing)}"
+    masks = [n for n in names if n.startswith("dgan_data/toy/assets/annotations/masks/")]
+    images = [n for n in names if n.startswith("dgan_data/toy/assets/annotations/images/")]
+    assert len(masks) == 16 and len(images) == 16
+    assert not any(n.startswith(("tests/", "examples/", "benchmarks/")) for n in names)
+    metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
+    text = zipfile.ZipFile(wheels[0]).read(metadata).decode()
+    # the package asks for ranges, never this machine's exact pins
+    requires = [line for line in text.splitlines() if line.startswith("Requires-Dist:")]
+    assert "Requires-Dist: torch>=2.1" in requires
+    assert not any("==" in line.split(";")[0] for line in requires), requires
+    entry = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+    assert "dgan-data = dgan_data.cli:main" in zipfile.ZipFile(wheels[0]).read(entry).decode()

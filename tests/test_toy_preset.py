@@ -1,0 +1,51 @@
+"""The shipped toyface-14 preset works offline from package data alone."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dgan_data import Annotations, DatasetGANStream, load_generator
+from dgan_data.presets import cache_dir, get_preset, list_presets, resolve_preset_file
+from dgan_data.toy import CLASS_NAMES, NUM_CLASSES
+from dgan_data.toy.preset import TOY_PRESET_NAME
+
+
+@pytest.fixture
+def empty_cache(tmp_path, monkeypatch):
+    """No cache at all: the preset must resolve from the installed package."""
+    monkeypatch.setenv("DGAN_DATA_HOME", str(tmp_path / "no-cache"))
+    return tmp_path / "no-cache"
+
+
+def test_preset_is_listed_and_resolves_from_package(empty_cache):
+    assert TOY_PRESET_NAME == "toyface-14" and TOY_PRESET_NAME in list_presets()
+    assert cache_dir() == empty_cache
+    for kind in ("generator", "interpreter"):
+        path = resolve_preset_file(TOY_PRESET_NAME, kind)
+        assert path.is_file() and "toy" in path.parts and empty_cache not in path.parents
+    preset = get_preset(TOY_PRESET_NAME)
+    assert preset.class_names == CLASS_NAMES and preset.num_classes == NUM_CLASSES
+
+
+def test_stream_yields_valid_batches_offline(empty_cache):
+    stream = DatasetGANStream(TOY_PRESET_NAME, batch_size=4, device="cpu", seed=3)
+    images, masks = next(iter(stream))
+    assert images.shape == (4, 3, 64, 64) and images.dtype == torch.float32
+    assert images.min() >= 0.0 and images.max() <= 1.0
+    assert masks.shape == (4, 64, 64) and masks.dtype == torch.int64
+    valid = (masks < NUM_CLASSES) | (masks == 255)
+    assert bool(valid.all())
+    # a face has background, skin, eyes, nose and mouth: several classes per batch
+    assert len(torch.unique(masks[masks < NUM_CLASSES])) >= 6
+
+
+def test_shipped_annotations_regenerate_exactly(empty_cache):
+    G = load_generator(TOY_PRESET_NAME)
+    folder = resolve_preset_file(TOY_PRESET_NAME, "generator").parent / "annotations"
+    ann = Annotations.load(folder)
+    assert len(ann) == 16
+    assert ann.seeds == list(range(16))  # the first 16 seeds, no cherry-picking
+    assert ann.generator_fingerprint == G.fingerprint()
+    checks = ann.validate(G)
+    assert all(c.ok for c in checks)
