@@ -32,8 +32,7 @@ import json
 import logging
 import os
 import re
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .atomic import atomic_write
 from .latents import MAX_SEED, check_seeds, z_from_seeds
 
 logger = logging.getLogger(__name__)
@@ -245,35 +245,20 @@ def _truncate_towards(
 
 
 # ------------------------------------------------------------------ writing
-def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    """Write through ``write(fileobj)`` to a temp file beside ``path``, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_png(path: Path, array: np.ndarray, mode: str) -> None:
     image = Image.fromarray(np.ascontiguousarray(array), mode=None)
     if image.mode != mode:
         raise ValueError(f"{path.name}: expected a {mode} image, got {image.mode}")
-    _atomic_write(path, lambda f: image.save(f, format="PNG"))
+    atomic_write(path, lambda f: image.save(f, format="PNG"))
 
 
 def _write_npy(path: Path, array: np.ndarray) -> None:
-    _atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(array), allow_pickle=False))
+    atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(array), allow_pickle=False))
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     text = json.dumps(data, indent=2) + "\n"
-    _atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 # ------------------------------------------------------------------ reading

@@ -26,8 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
+
+from .atomic import atomic_write
 
 __all__ = ["LabeledFolder", "LabeledFolderError", "write_labeled_folder"]
 
@@ -272,20 +273,6 @@ class LabeledFolder(Dataset):
 
 
 # ---------------------------------------------------------------- writing
-def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    """Write through ``write(fileobj)`` to a temp file beside ``path``, then rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _images_uint8(images: Any) -> np.ndarray:
     """(N, H, W, 3) uint8 from uint8 (N, H, W, 3) or float [0, 1] (N, 3, H, W) / (N, H, W, 3)."""
     arr = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
@@ -376,15 +363,15 @@ def write_labeled_folder(
     for i, stem in enumerate(stems):
         image = Image.fromarray(rgb[i], mode=None)
         if fmt == "png":
-            _atomic_write(image_dir / f"{stem}{suffix}", lambda f, im=image: im.save(f, "PNG"))
+            atomic_write(image_dir / f"{stem}{suffix}", lambda f, im=image: im.save(f, "PNG"))
         else:
-            _atomic_write(
+            atomic_write(
                 image_dir / f"{stem}{suffix}", lambda f, im=image: im.save(f, "JPEG", quality=95)
             )
         mask = Image.fromarray(m[i].astype(np.uint8), mode=None)
-        _atomic_write(mask_dir / f"{stem}{MASK_SUFFIX}", lambda f, im=mask: im.save(f, "PNG"))
+        atomic_write(mask_dir / f"{stem}{MASK_SUFFIX}", lambda f, im=mask: im.save(f, "PNG"))
     if class_names is not None:
         text = json.dumps(list(class_names), indent=2) + "\n"
-        _atomic_write(root / CLASSES_FILE, lambda f: f.write(text.encode("utf-8")))
+        atomic_write(root / CLASSES_FILE, lambda f: f.write(text.encode("utf-8")))
     logger.info("wrote %d labeled images to %s", n, root)
     return root
