@@ -1,0 +1,432 @@
+"""Train a DeepLab on a live DatasetGAN stream and score it on real labeled images.
+
+The downstream half of DatasetGAN: the segmentation network never sees a hand-labeled
+image, only the endless (image, mask) stream of a generator + interpreter. It is scored
+on real labeled images: a folder (``--eval-folder DIR`` with ``images/`` and ``masks/``,
+see ``dgan_data.realdata``) or the toy world's test renders (``--eval-toy-test N``).
+
+    # the shipped toy preset, toy test split, 5-fold protocol over 4 checkpoints
+    python examples/train_deeplab.py --preset toyface-14 --max-steps 2000 \\
+        --eval-toy-test 500 --eval-every 500 --json results.json
+
+    # your own generator and interpreter, your own labeled photos
+    python examples/train_deeplab.py --generator G.pkl --interpreter interp.safetensors \\
+        --eval-folder photos/ --max-steps 20000 --batch-size 16 --eval-every 2000 \\
+        --checkpoint-dir runs/deeplab --json runs/deeplab/results.json
+
+    # several GPUs: see train_deeplab_ddp.py (the same script under torchrun)
+
+Checkpoint selection (``--protocol``): ``five-fold`` (default when several checkpoints
+are scored): the eval set is split in 5 folds; for each fold the checkpoint that scores
+best on it is reported on the other four; mean +- std over folds, as in the paper.
+``holdout``: the checkpoint is chosen on ``--val-samples`` generated images labeled by
+the interpreter (no real label is used for the choice), then scored on the whole eval
+set. ``last``: the final model only. The final model's scores are always reported too.
+
+Timing: every step is split into stream time (waiting for the next generated batch)
+and optimisation time; both are printed and written to the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+
+from dgan_data.interpreter import Interpreter
+from dgan_data.metrics import five_fold_protocol, format_iou_table, holdout_protocol
+from dgan_data.presets import get_preset
+from dgan_data.realdata import LabeledFolder
+from dgan_data.stream import DatasetGANStream, derive_seed
+from dgan_data.train import (
+    build_deeplab,
+    environment_info,
+    evaluate,
+    metrics_summary,
+    render_labeled,
+    save_segmentation_model,
+    train_segmentation,
+)
+
+PROTOCOLS = ("auto", "five-fold", "holdout", "last")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    src = p.add_argument_group("data source")
+    src.add_argument("--preset", default=None, help="preset name, e.g. toyface-14")
+    src.add_argument("--generator", default=None, help="generator checkpoint (overrides preset)")
+    src.add_argument("--interpreter", default=None, help="interpreter .safetensors")
+    src.add_argument("--truncation", type=float, default=None, help="truncation psi")
+    src.add_argument("--drop-uncertain", type=float, default=0.1, help="default 0.1")
+    src.add_argument("--no-augment", action="store_true", help="no batch augmentation")
+    src.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="DataLoader workers generating the stream (CPU only; default 0: the stream "
+        "generates whole batches in the training process, on the GPU when there is one)",
+    )
+    ev = p.add_argument_group("evaluation")
+    ev.add_argument("--eval-folder", type=Path, default=None, help="real labeled folder")
+    ev.add_argument(
+        "--eval-toy-test",
+        type=int,
+        default=None,
+        metavar="N",
+        help="score on the first N renders of the toy test split",
+    )
+    ev.add_argument(
+        "--eval-size",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("H", "W"),
+        help="resize eval images to H W (default: the stream's label size)",
+    )
+    ev.add_argument("--eval-every", type=int, default=0, help="score every N steps (0: end)")
+    ev.add_argument("--eval-batch-size", type=int, default=32)
+    ev.add_argument("--protocol", choices=PROTOCOLS, default="auto")
+    ev.add_argument("--val-samples", type=int, default=64, help="holdout: generated images")
+    ev.add_argument("--folds", type=int, default=5)
+    tr = p.add_argument_group("training")
+    tr.add_argument("--max-steps", type=int, default=2000)
+    tr.add_argument("--batch-size", type=int, default=8)
+    tr.add_argument("--lr", type=float, default=1e-3)
+    tr.add_argument("--weight-decay", type=float, default=1e-4)
+    tr.add_argument("--arch", default="deeplabv3plus", choices=("deeplabv3", "deeplabv3plus"))
+    tr.add_argument("--encoder", default="resnet18")
+    tr.add_argument("--encoder-weights", default=None, help="local encoder weights file")
+    tr.add_argument("--output-stride", type=int, default=16, choices=(8, 16))
+    tr.add_argument("--decoder-channels", type=int, default=128)
+    tr.add_argument(
+        "--amp",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="mixed precision (default: on CUDA)",
+    )
+    tr.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if any)")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    tr.add_argument("--checkpoint-dir", type=Path, default=None)
+    tr.add_argument("--resume", action="store_true", help="continue from checkpoint-dir/last.pt")
+    tr.add_argument("--no-progress", action="store_true")
+    out = p.add_argument_group("output")
+    out.add_argument("--json", type=Path, default=None, help="write results here (rank 0)")
+    out.add_argument(
+        "--rank-json",
+        action="store_true",
+        help="also write <json>.rank<R>.json on every rank (checks agreement)",
+    )
+    p.add_argument(
+        "--ddp",
+        action="store_true",
+        help="torch.distributed from torchrun's environment (implied when "
+        "WORLD_SIZE > 1): gloo on CPU, nccl on CUDA",
+    )
+    args = p.parse_args(argv)
+    if args.preset is None and (args.generator is None or args.interpreter is None):
+        p.error("give --preset, or both --generator and --interpreter")
+    if (args.eval_folder is None) == (args.eval_toy_test is None):
+        p.error("give exactly one of --eval-folder DIR and --eval-toy-test N")
+    if args.max_steps < 1 or args.batch_size < 1:
+        p.error("--max-steps and --batch-size must be >= 1")
+    return args
+
+
+# ------------------------------------------------------------------ setup
+def setup_distributed(args: argparse.Namespace) -> tuple[int, int, torch.device]:
+    """(rank, world size, device); initialises the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if args.device is not None:
+        device = torch.device(args.device)
+    else:
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not (args.ddp or world > 1):
+        return 0, 1, device
+    if "RANK" not in os.environ:
+        raise SystemExit("--ddp needs torchrun's environment (RANK, WORLD_SIZE, MASTER_ADDR...)")
+    if device.type == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", 0))
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size(), device
+
+
+def class_info(args: argparse.Namespace) -> tuple[int, list[str]]:
+    """Number of classes and their names, from the interpreter file or the preset."""
+    if args.interpreter is not None:
+        interp = Interpreter.load(args.interpreter)
+        names = interp.class_names or [f"class_{k}" for k in range(interp.num_classes)]
+        return interp.num_classes, list(names)
+    preset = get_preset(args.preset)
+    return preset.num_classes, list(preset.class_names)
+
+
+def make_stream(args: argparse.Namespace, device: torch.device, **kw: Any) -> DatasetGANStream:
+    options: dict[str, Any] = {
+        "generator": args.generator,
+        "interpreter": args.interpreter,
+        "truncation_psi": args.truncation,
+        "drop_uncertain": args.drop_uncertain,
+        "seed": args.seed,
+        "device": device,
+        "batch_size": args.batch_size,
+        "augment": None if args.no_augment else "default",
+    }
+    options.update(kw)
+    return DatasetGANStream(args.preset, **options)
+
+
+def eval_set(args: argparse.Namespace, frame: tuple[int, int], num_classes: int) -> tuple[Any, str]:
+    """The real labeled images to score on, and a description for the report."""
+    size = tuple(args.eval_size) if args.eval_size else frame
+    if args.eval_folder is not None:
+        folder = LabeledFolder(args.eval_folder, size=size, num_classes=num_classes)
+        return folder, f"folder {args.eval_folder} ({len(folder)} images at {size})"
+    from dgan_data.toy import NUM_CLASSES
+
+    if num_classes != NUM_CLASSES:
+        raise SystemExit(
+            f"--eval-toy-test scores the toy world's {NUM_CLASSES} classes, but the "
+            f"interpreter has {num_classes}"
+        )
+    if size[0] != size[1]:
+        raise SystemExit(f"toy renders are square; the label size is {size}")
+    images, masks = render_labeled("test", args.eval_toy_test, size=size[0])
+    return (images, masks), f"toy test split, first {len(images)} renders at {size}"
+
+
+def validation_set(
+    args: argparse.Namespace, stream: DatasetGANStream, n: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` generated images labeled by the interpreter, from seeds no training batch
+    uses (another base seed), the most uncertain ``--drop-uncertain`` dropped: the
+    holdout protocol's selection set. Identical on every rank."""
+    extra = math.ceil(n / max(1e-6, 1 - args.drop_uncertain)) + 1
+    seeds = [derive_seed(args.seed, 0x7A1D, i) for i in range(extra)]
+    images, masks, scores = [], [], []
+    for i in range(0, len(seeds), 16):
+        out = stream.generate(seeds[i : i + 16])
+        images.append(out["image"].cpu())
+        masks.append(out["mask"].cpu())
+        scores.append(out["uncertainty"].cpu())
+    order = torch.cat(scores).argsort()[:n]
+    return torch.cat(images)[order], torch.cat(masks)[order]
+
+
+# ------------------------------------------------------------------- main
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    t_start = time.perf_counter()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rank, world, device = setup_distributed(args)
+    main_rank = rank == 0
+    if args.workers and device.type == "cuda":
+        raise SystemExit("--workers is for CPU streams; on CUDA the stream generates on the GPU")
+    num_classes, class_names = class_info(args)
+
+    stream = make_stream(args, device)
+    # the label frame of the stream (one sample, generated once on every rank)
+    frame = tuple(stream.generate([0])["mask"].shape[-2:])
+    data, data_desc = eval_set(args, frame, num_classes)
+    if main_rank:
+        print(
+            f"rank 0 of {world} on {device}; {num_classes} classes; labels {frame}; "
+            f"eval on {data_desc}"
+        )
+
+    torch.manual_seed(args.seed)
+    model = build_deeplab(
+        num_classes,
+        args.arch,
+        args.encoder,
+        args.encoder_weights,
+        output_stride=args.output_stride,
+        decoder_channels=args.decoder_channels,
+        image_size=max(frame),
+    ).to(device)
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    loader = DataLoader(
+        stream, batch_size=None, num_workers=args.workers, persistent_workers=args.workers > 0
+    )
+
+    protocol = args.protocol
+    if protocol == "auto":
+        protocol = "five-fold" if args.eval_every and args.eval_every < args.max_steps else "last"
+    val = validation_set(args, stream, args.val_samples) if protocol == "holdout" else None
+    per_image: dict[int, torch.Tensor] = {}
+    val_scores: dict[int, float] = {}
+    last_metrics: dict[str, Any] = {}
+
+    def eval_fn(m: torch.nn.Module, step: int) -> dict[str, Any]:
+        result = evaluate(
+            m,
+            data,
+            num_classes,
+            device=device,
+            batch_size=args.eval_batch_size,
+            keep_per_image=True,
+            amp=args.amp,
+        )
+        per_image[step] = result.pop("per_image")
+        last_metrics.clear()
+        last_metrics.update(result)
+        summary = metrics_summary(result, class_names)
+        if val is not None:
+            v = evaluate(
+                m, val, num_classes, device=device, batch_size=args.eval_batch_size, amp=args.amp
+            )
+            val_scores[step] = summary["val_miou"] = float(v["miou"])
+        return summary
+
+    history = train_segmentation(
+        model,
+        loader,
+        args.max_steps,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        device=device,
+        amp=args.amp,
+        eval_fn=eval_fn,
+        eval_every=args.eval_every,
+        checkpoint_dir=args.checkpoint_dir,
+        resume=args.resume,
+        progress=not args.no_progress,
+    )
+    final = history.evals[-1]
+    steps_scored = list(per_image)
+    selection: dict[str, Any] = {"protocol": protocol}
+    if protocol == "five-fold":
+        cv = five_fold_protocol(per_image, num_folds=args.folds, seed=args.seed)
+        selection.update(
+            miou_mean=cv.mean,
+            miou_std=cv.std,
+            fold_miou=cv.fold_miou,
+            chosen_steps=[int(c) for c in cv.chosen],
+            per_class_iou_mean=dict(zip(class_names, _nanmean0(cv.per_class_iou))),
+        )
+        table = format_iou_table(cv, class_names)
+    elif protocol == "holdout":
+        hold = holdout_protocol(val_scores, {s: per_image[s].sum(0) for s in steps_scored})
+        selection.update(
+            chosen_step=int(hold.checkpoint),
+            val_miou=hold.val_score,
+            miou=hold.miou,
+            val_samples=args.val_samples,
+            per_class_iou=dict(zip(class_names, [float(v) for v in hold.test["iou"]])),
+        )
+        table = format_iou_table(hold, class_names)
+    else:
+        table = ""
+    timing = history.timing()
+    results: dict[str, Any] = {
+        "source": {
+            "preset": args.preset,
+            "generator": str(args.generator) if args.generator else None,
+            "interpreter": str(args.interpreter) if args.interpreter else None,
+            "drop_uncertain": args.drop_uncertain,
+            "augment": not args.no_augment,
+            "label_size": list(frame),
+        },
+        "eval": data_desc,
+        "class_names": class_names,
+        "model": getattr(model, "module", model).config,
+        "steps": args.max_steps,
+        "batch_size": args.batch_size,
+        "world_size": world,
+        "global_batch_size": args.batch_size * world,
+        "lr": args.lr,
+        "seed": args.seed,
+        "amp": history.amp_dtype,
+        "final": final,
+        "selection": selection,
+        "evals": history.evals,
+        "timing": timing,
+        "train_seconds": history.total_seconds,
+        "eval_seconds": history.eval_seconds,
+        "total_seconds": time.perf_counter() - t_start,
+        **environment_info(device),
+    }
+    if main_rank:
+        print(f"\nfinal model (step {args.max_steps}) on {data_desc}:")
+        print(format_iou_table(last_metrics, class_names))
+        if table:
+            print(f"\n{protocol} protocol over checkpoints {steps_scored}:\n{table}")
+        print(
+            f"\n{args.max_steps} steps x {args.batch_size} images x {world} rank(s) in "
+            f"{history.total_seconds:.1f} s: stream {timing['data_seconds_per_step']:.3f} s/step, "
+            f"optimisation {timing['optim_seconds_per_step']:.3f} s/step "
+            f"({100 * timing['data_fraction']:.0f} % of each step waiting for the stream)"
+        )
+        if args.checkpoint_dir is not None:
+            path = save_segmentation_model(
+                model, args.checkpoint_dir / "final.pt", class_names=class_names
+            )
+            print(f"wrote {path}")
+    if args.json is not None:
+        text = json.dumps(_clean(results), indent=2, default=_json_default) + "\n"
+        if main_rank:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(text)
+            print(f"wrote {args.json}")
+        if args.rank_json:
+            args.json.with_suffix(f".rank{rank}.json").write_text(text)
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return results
+
+
+def _nanmean0(values: np.ndarray) -> list[float]:
+    """Column means ignoring NaN (a class absent from every fold stays NaN)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(values, 0).tolist()
+
+
+def _clean(value: Any) -> Any:
+    """NaN -> None, recursively, so the results file is strict JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        return value.tolist()
+    if isinstance(value, (Path, torch.device)):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    run(parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

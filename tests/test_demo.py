@@ -1,0 +1,110 @@
+"""``dgan-data demo --quick`` end to end, on a tiny random preset built here (so the test
+does not depend on the shipped toy weights being present)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+pytest.importorskip("segmentation_models_pytorch")
+
+from test_train import make_tiny_models
+
+from dgan_data import presets
+from dgan_data.cli import main
+from dgan_data.presets import Preset
+from dgan_data.toy import CLASS_NAMES, PALETTE, SPLITS
+
+NAME = "demotest-14"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+    yield
+
+
+def toy_like_preset(name: str = NAME, class_names=CLASS_NAMES) -> Preset:
+    return Preset(
+        name=name,
+        class_names=tuple(class_names),
+        num_classes=len(class_names),
+        palette=[tuple(c) for c in PALETTE.tolist()][: len(class_names)],
+        label_resolution=(64, 64),
+        image_resolution=(64, 64),
+        architecture="stylegan2",
+        truncation_psi=0.8,
+    )
+
+
+@pytest.fixture
+def tiny_preset(tmp_path, monkeypatch):
+    """``demotest-14``: a random 64 px generator and a random 14-class interpreter in a
+    temporary DGAN_DATA_HOME, registered for this test only."""
+    home = tmp_path / "home"
+    make_tiny_models(home / NAME, size=64, num_models=2)
+    monkeypatch.setenv("DGAN_DATA_HOME", str(home))
+    monkeypatch.setitem(presets._REGISTRY, NAME, toy_like_preset())
+    return NAME
+
+
+def test_demo_quick_writes_results_and_figure(tiny_preset, tmp_path, capsys):
+    out = tmp_path / "demo"
+    argv = ["demo", "--quick", "--preset", tiny_preset, "--out", str(out), "--threads", "1"]
+    assert main([*argv, "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    for label in ("(a) DatasetGAN", "(b) few-shot", "(c) supervised", "mIoU", "data s/step"):
+        assert label in printed
+
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["arms"]) == {"a", "b", "c"}
+    for key, arm in results["arms"].items():
+        assert set(arm["per_class_iou"]) == set(CLASS_NAMES), key
+        for field in (
+            "miou",
+            "miou_5fold_mean",
+            "miou_5fold_std",
+            "pixel_accuracy",
+            "train_seconds",
+            "eval_seconds",
+            "seconds",
+            "data_seconds_per_step",
+            "optim_seconds_per_step",
+            "trained_on",
+        ):
+            assert arm[field] is not None, (key, field)
+        assert 0.0 <= arm["miou"] <= 1.0
+        assert arm["num_images"] == results["test"]["count"] == 10
+    assert results["steps"] == 3 and results["batch_size"] == 2 and results["quick"] is True
+    assert results["seeds"]["fewshot_seeds"] == list(SPLITS["pool"][:16])
+    assert results["seeds"]["seed"] == 0
+    assert results["test"]["seeds"][0] == SPLITS["test"][0]
+    assert results["hardware"]["cpu_count"] >= 1 and results["hardware"]["device"] == "cpu"
+    assert {"torch", "dgan_data", "segmentation_models_pytorch"} <= set(results["versions"])
+    assert results["interpreter"]["num_models"] == 2
+    assert results["model"]["arch"] == "deeplabv3plus"
+    assert results["total_seconds"] > 0
+
+    with Image.open(out / results["figure"]) as im:
+        assert im.format == "PNG"
+        # 5 columns of 128 px tiles (image, ground truth, three arms)
+        assert im.width >= 5 * 128 and im.height > 3 * 128
+
+
+def test_demo_refuses_a_preset_without_the_toy_classes(tmp_path, monkeypatch, capsys):
+    names = [f"class_{k}" for k in range(14)]
+    monkeypatch.setitem(presets._REGISTRY, "other-14", toy_like_preset("other-14", names))
+    assert main(["demo", "--quick", "--preset", "other-14", "--out", str(tmp_path)]) == 2
+    assert "toy classes" in capsys.readouterr().err
+
+
+def test_demo_with_missing_preset_files_says_which(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DGAN_DATA_HOME", str(tmp_path / "empty"))
+    monkeypatch.setitem(presets._REGISTRY, NAME, toy_like_preset())
+    assert main(["demo", "--quick", "--preset", NAME, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "generator" in err and NAME in err
+    assert not (tmp_path / "o" / "results.json").exists()

@@ -1,0 +1,415 @@
+"""Downstream training: the DeepLab builder, the training loop, evaluation, labeled batch
+sources, and the DeepLab examples (single process, and DDP with 2 CPU ranks under torchrun)."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+pytest.importorskip("segmentation_models_pytorch")
+
+from dgan_data.generators import StyleGAN2Generator
+from dgan_data.interpreter import Interpreter, feature_layout
+from dgan_data.metrics import five_fold_protocol
+from dgan_data.realdata import write_labeled_folder
+from dgan_data.toy import CLASS_NAMES, PALETTE
+from dgan_data.train import (
+    IGNORE_INDEX,
+    build_deeplab,
+    default_atrous_rates,
+    evaluate,
+    load_segmentation_model,
+    lr_at,
+    real_batches,
+    render_batches,
+    render_labeled,
+    train_segmentation,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+K = len(CLASS_NAMES)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+    yield
+
+
+# ------------------------------------------------------------------ helpers
+def make_tiny_models(folder: Path, size: int = 32, num_models: int = 2) -> tuple[Path, Path]:
+    """A random StyleGAN2 at ``size`` px and a random interpreter over the 14 toy classes
+    (labels at ``size``), saved as generator/interpreter.safetensors in ``folder``.
+
+    The interpreter's BatchNorm statistics and last layer are rescaled so its labels and
+    uncertainty scores vary over pixels and images (the default init is near-constant).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    channels = {r: c for r, c in {4: 16, 8: 16, 16: 8, 32: 8, 64: 8}.items() if r <= size}
+    G = StyleGAN2Generator(size, style_dim=16, n_mlp=1, channels=channels).eval()
+    interp = Interpreter(
+        feature_layout(G),
+        K,
+        num_models=num_models,
+        label_size=(size, size),
+        class_names=list(CLASS_NAMES),
+        palette=PALETTE.tolist(),
+        seed=0,
+    )
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, scale in (("bn1", 0.1), ("bn2", 0.3)):
+            mean, var = getattr(interp, f"{name}_mean"), getattr(interp, f"{name}_var")
+            mean.copy_(torch.randn(mean.shape, generator=g) * scale * 0.5)
+            var.copy_((torch.rand(var.shape, generator=g) + 0.5) * scale**2)
+        interp.w3.mul_(50)
+        interp.b3.copy_(torch.randn(interp.b3.shape, generator=g))
+    return (
+        G.save(folder / "generator.safetensors"),
+        interp.eval().save(folder / "interpreter.safetensors"),
+    )
+
+
+class Oracle(nn.Module):
+    """Predicts the class id written into the red channel as id / 100 (a perfect model
+    for images made by :func:`encode_masks`)."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        ids = (images[:, 0] * 100).round().long().clamp(0, self.num_classes - 1)
+        return nn.functional.one_hot(ids, self.num_classes).permute(0, 3, 1, 2).float()
+
+
+class Constant(nn.Module):
+    """Always predicts class ``k``."""
+
+    def __init__(self, num_classes: int, k: int) -> None:
+        super().__init__()
+        self.num_classes, self.k = num_classes, k
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        logits = torch.zeros(images.shape[0], self.num_classes, *images.shape[-2:])
+        logits[:, self.k] = 1
+        return logits
+
+
+def encode_masks(masks: torch.Tensor) -> torch.Tensor:
+    images = torch.rand(masks.shape[0], 3, *masks.shape[-2:])
+    images[:, 0] = torch.where(masks == IGNORE_INDEX, 0, masks).float() / 100
+    return images
+
+
+def random_masks(n: int, size: int = 16, num_classes: int = 4, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    masks = torch.randint(0, num_classes, (n, size, size), generator=g)
+    masks[:, :2] = IGNORE_INDEX
+    return masks
+
+
+def load_example(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+# ------------------------------------------------------------------ the model
+def test_build_deeplab_output_shape_at_64_px():
+    torch.manual_seed(0)
+    for arch in ("deeplabv3plus", "deeplabv3"):
+        model = build_deeplab(K, arch).eval()
+        with torch.no_grad():
+            out = model(torch.rand(2, 3, 64, 64))
+        assert out.shape == (2, K, 64, 64)
+        assert model.config["atrous_rates"] == [1, 2, 3]
+        assert model.config["arch"] == arch
+
+
+def test_build_deeplab_errors_are_clear(tmp_path):
+    with pytest.raises(ValueError, match="deeplabv3plus"):
+        build_deeplab(K, "unet")
+    with pytest.raises(FileNotFoundError, match="never downloads"):
+        build_deeplab(K, encoder_weights="imagenet")
+    model = build_deeplab(K)
+    with pytest.raises(ValueError, match="divisible by 16"):
+        model(torch.rand(1, 3, 40, 40))
+
+
+def test_default_atrous_rates_scale_with_image_size():
+    assert default_atrous_rates(64, 16) == (1, 2, 3)
+    assert default_atrous_rates(513, 16) == (6, 12, 18)
+    assert default_atrous_rates(513, 8) == (12, 24, 36)
+    assert default_atrous_rates(16, 16) == (1, 1, 1)
+
+
+def test_local_encoder_weights_load_and_head_is_dropped(tmp_path):
+    torch.manual_seed(1)
+    donor = build_deeplab(K).net.encoder
+    state = {k: v for k, v in donor.state_dict().items()}
+    state["fc.weight"] = torch.zeros(10, 512)  # a torchvision classifier head: ignored
+    path = tmp_path / "resnet18.pth"
+    torch.save(state, path)
+    torch.manual_seed(2)
+    model = build_deeplab(K, encoder_weights=path)
+    for k, v in donor.state_dict().items():
+        assert torch.equal(model.net.encoder.state_dict()[k], v), k
+    torch.save({"conv1.weight": torch.zeros(3)}, tmp_path / "bad.pth")
+    with pytest.raises(ValueError, match="do not fit"):
+        build_deeplab(K, encoder_weights=tmp_path / "bad.pth")
+
+
+# -------------------------------------------------------------------- training
+def test_lr_schedule_warms_up_then_decays():
+    lrs = [lr_at(s, 100, 1e-3) for s in range(100)]
+    assert lrs[0] < lrs[4] == pytest.approx(1e-3)
+    assert all(a >= b for a, b in itertools.pairwise(lrs[4:]))
+    assert lrs[-1] == pytest.approx(1e-5)
+
+
+def test_a_few_steps_decrease_the_loss_on_a_fixed_batch():
+    images, masks = render_labeled("pool", 2, size=32)
+    masks[:, :3] = IGNORE_INDEX  # ignored pixels must not break the loss
+    torch.manual_seed(0)
+    model = build_deeplab(K, image_size=32)
+    history = train_segmentation(
+        model, itertools.repeat((images, masks)), 12, lr=2e-3, warmup=0.0, progress=False
+    )
+    assert len(history.loss) == 12 and not np.isnan(history.loss).any()
+    assert np.mean(history.loss[-3:]) < 0.8 * history.loss[0]
+    assert len(history.data_seconds) == len(history.optim_seconds) == 12
+    timing = history.timing()
+    assert 0 <= timing["data_fraction"] <= 1
+    assert timing["optim_seconds_per_step"] > 0
+
+
+def test_timing_separates_waiting_for_data_from_optimisation():
+    images, masks = render_labeled("pool", 2, size=32)
+
+    def slow():
+        while True:
+            time.sleep(0.05)
+            yield images, masks
+
+    model = build_deeplab(K, image_size=32)
+    history = train_segmentation(model, slow(), 3, progress=False)
+    assert min(history.data_seconds) >= 0.045
+    assert history.timing()["data_seconds_per_step"] >= 0.045
+
+
+def test_all_ignored_batch_is_skipped_not_nan():
+    images = torch.rand(2, 3, 32, 32)
+    masks = torch.full((2, 32, 32), IGNORE_INDEX)
+    model = build_deeplab(K, image_size=32)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    history = train_segmentation(model, itertools.repeat((images, masks)), 2, progress=False)
+    assert history.skipped_steps == 2
+    for k, v in model.state_dict().items():
+        if v.dtype.is_floating_point and "running" not in k:
+            assert torch.equal(v, before[k]), k
+
+
+def test_finite_sources_restart_and_one_shot_iterators_fail():
+    images, masks = render_labeled("pool", 2, size=32)
+
+    class Epochs:
+        def __init__(self):
+            self.epochs = []
+
+        def set_epoch(self, e):
+            self.epochs.append(e)
+
+        def __iter__(self):
+            return iter([(images, masks)] * 2)
+
+    source = Epochs()
+    model = build_deeplab(K, image_size=32)
+    train_segmentation(model, source, 5, progress=False)
+    assert source.epochs == [1, 2]
+    with pytest.raises(RuntimeError, match="ended after 2 batches"):
+        train_segmentation(model, iter([(images, masks)] * 2), 3, progress=False)
+
+
+def test_eval_checkpoints_and_resume(tmp_path):
+    images, masks = render_labeled("pool", 4, size=32)
+    test = render_labeled("test", 4, size=32)
+
+    def eval_fn(model, step):
+        return {"miou": evaluate(model, test, K)["miou"]}
+
+    torch.manual_seed(0)
+    model = build_deeplab(K, image_size=32)
+    batches = real_batches(images, masks, 2, augment="default", seed=0)
+    history = train_segmentation(
+        model, batches, 4, eval_fn=eval_fn, eval_every=2, checkpoint_dir=tmp_path, progress=False
+    )
+    assert [e["step"] for e in history.evals] == [2, 4]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "last.pt",
+        "step_0000002.pt",
+        "step_0000004.pt",
+    ]
+    restored = load_segmentation_model(tmp_path / "step_0000004.pt").eval()
+    x = test[0]
+    with torch.no_grad():
+        assert torch.allclose(restored(x), model.eval()(x), atol=1e-5)
+    # resume runs only the missing steps and keeps the history
+    resumed = train_segmentation(
+        build_deeplab(K, image_size=32),
+        batches,
+        6,
+        eval_fn=eval_fn,
+        eval_every=2,
+        checkpoint_dir=tmp_path,
+        resume=True,
+        progress=False,
+    )
+    assert len(resumed.loss) == 6 and resumed.loss[:4] == history.loss
+    assert [e["step"] for e in resumed.evals] == [2, 4, 6]
+
+
+# ------------------------------------------------------------------ evaluation
+def test_evaluate_oracle_gives_miou_one():
+    masks = random_masks(6)
+    result = evaluate(Oracle(4), (encode_masks(masks), masks), 4, batch_size=4, keep_per_image=True)
+    assert result["miou"] == 1.0
+    assert result["pixel_accuracy"] == 1.0
+    assert result["num_images"] == 6
+    assert result["per_image"].shape == (6, 4, 4)
+    assert int(result["confusion"].sum()) == int((masks != IGNORE_INDEX).sum())
+
+
+def test_evaluate_constant_predictor_gives_the_hand_computed_scores():
+    masks = torch.zeros(2, 4, 4, dtype=torch.long)
+    masks[0, :2] = 1  # 8 pixels of class 1, 24 of class 0; class 2 absent
+    masks[1, 0, 0] = IGNORE_INDEX
+    result = evaluate(Constant(3, 0), (torch.rand(2, 3, 4, 4), masks), 3)
+    iou = result["iou"].tolist()
+    assert iou[0] == pytest.approx(23 / 31)  # 23 labeled class-0 pixels, 31 labeled in all
+    assert iou[1] == 0.0
+    assert np.isnan(iou[2])  # absent from target and prediction: left out of the mean
+    assert result["miou"] == pytest.approx((23 / 31) / 2)
+
+
+def test_evaluate_folder_dataset_equals_tensors(tmp_path):
+    masks = random_masks(5, num_classes=4)
+    images = encode_masks(masks)
+    images = (images * 255).round() / 255  # what a PNG stores
+    write_labeled_folder(tmp_path / "f", images, masks, class_names=["a", "b", "c", "d"])
+    from dgan_data.realdata import LabeledFolder
+
+    folder = LabeledFolder(tmp_path / "f")
+    a = evaluate(Constant(4, 1), folder, 4, batch_size=2, keep_per_image=True)
+    b = evaluate(Constant(4, 1), (images, masks), 4, keep_per_image=True)
+    assert torch.equal(a["confusion"], b["confusion"])
+    assert torch.equal(a["per_image"], b["per_image"])
+
+
+# ----------------------------------------------------------- labeled batches
+def test_real_batches_visit_every_image_once_per_epoch_and_are_reproducible():
+    masks = random_masks(5, size=8, num_classes=5)
+    images = encode_masks(masks)
+    ids = []
+    for imgs, _ in itertools.islice(real_batches(images, masks, 2, augment=None, seed=3), 5):
+        ids += (imgs[:, 0, 2, 0] * 100).round().long().tolist()  # row 2 is labeled
+    per_image = [int(m[2, 0]) for m in masks]
+    assert sorted(ids) == sorted(per_image * 2)
+    a = list(itertools.islice(real_batches(images, masks, 2, seed=3), 3))
+    b = list(itertools.islice(real_batches(images, masks, 2, seed=3), 3))
+    for (x1, y1), (x2, y2) in zip(a, b):
+        assert torch.equal(x1, x2) and torch.equal(y1, y2)
+
+
+def test_render_batches_give_exact_toy_masks():
+    from dgan_data.toy import render_faces, split_seeds
+
+    images, masks = next(render_batches("pool", 3, count=10, augment=None, size=32))
+    assert images.shape == (3, 3, 32, 32) and masks.shape == (3, 32, 32)
+    seeds = list(split_seeds("pool", 0, 10))
+    for img, mask in zip(images, masks):
+        matches = [s for s in seeds if torch.equal(render_faces([s], size=32)[1][0], mask)]
+        assert len(matches) == 1
+        assert torch.allclose(render_faces(matches, size=32)[0][0], img)
+
+
+# -------------------------------------------------------------------- examples
+def test_example_single_process_holdout_on_a_folder(tmp_path, capsys):
+    gen, interp = make_tiny_models(tmp_path / "m", size=32)
+    images, masks = render_labeled("test", 6, size=32)
+    write_labeled_folder(tmp_path / "real", images, masks, class_names=list(CLASS_NAMES))
+    example = load_example("train_deeplab")
+    out = tmp_path / "r.json"
+    results = example.run(
+        example.parse_args(
+            [
+                "--generator", str(gen), "--interpreter", str(interp),
+                "--eval-folder", str(tmp_path / "real"),
+                "--max-steps", "4", "--batch-size", "2", "--eval-every", "2",
+                "--protocol", "holdout", "--val-samples", "4",
+                "--threads", "1", "--no-progress", "--json", str(out),
+            ]
+        )
+    )  # fmt: skip
+    saved = json.loads(out.read_text())
+    assert saved["selection"]["protocol"] == "holdout"
+    assert saved["selection"]["chosen_step"] in (2, 4)
+    assert [e["step"] for e in saved["evals"]] == [2, 4]
+    assert all("val_miou" in e for e in saved["evals"])
+    assert set(saved["final"]["per_class_iou"]) == set(CLASS_NAMES)
+    assert saved["timing"]["optim_seconds_per_step"] > 0
+    assert results["final"]["num_images"] == 6
+    assert "stream" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_ddp_example_two_cpu_ranks_agree(tmp_path):
+    gen, interp = make_tiny_models(tmp_path / "m", size=32)
+    out = tmp_path / "ddp.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NO_ALBUMENTATIONS_UPDATE": "1"}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        str(REPO / "examples" / "train_deeplab_ddp.py"),
+        "--generator", str(gen), "--interpreter", str(interp), "--device", "cpu",
+        "--eval-toy-test", "10", "--max-steps", "3", "--batch-size", "2", "--eval-every", "2",
+        "--threads", "1", "--no-progress", "--json", str(out), "--rank-json",
+        "--checkpoint-dir", str(tmp_path / "ckpt"),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    r0 = json.loads(out.with_suffix(".rank0.json").read_text())
+    r1 = json.loads(out.with_suffix(".rank1.json").read_text())
+    assert r0["world_size"] == r1["world_size"] == 2
+    assert r0["final"] == r1["final"]  # all-reduced metrics: the same on both ranks
+    assert r0["evals"] == r1["evals"]
+    assert r0["selection"] == r1["selection"]
+    assert r0["final"]["num_images"] == 10  # each rank scored 5, the counts were summed
+    assert json.loads(out.read_text())["final"] == r0["final"]
+    # the ranks' all-reduced counts and gathered per-image matrices equal one process
+    # scoring every image with the checkpoints rank 0 wrote
+    test = render_labeled("test", 10, size=32)
+    per_image = {}
+    for step in (2, 3):
+        model = load_segmentation_model(tmp_path / "ckpt" / f"step_{step:07d}.pt")
+        result = evaluate(model, test, K, keep_per_image=True)
+        per_image[step] = result["per_image"]
+        reported = next(e for e in r0["evals"] if e["step"] == step)
+        assert result["miou"] == pytest.approx(reported["miou"], abs=2e-3)
+    cv = five_fold_protocol(per_image, seed=0)
+    assert cv.fold_miou == pytest.approx(r0["selection"]["fold_miou"], abs=2e-3)
