@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from _phases import current_rss_bytes, peak_rss_bytes, run_phase
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,20 +40,6 @@ assert sum(c for c, _, _ in FACE_LAYOUT) == 5088, "face-34 layout must total 5,0
 QUICK_LAYOUT = [(c // 4, r, r) for c, r in FACE_BLOCKS[:7] for _ in range(2)]
 
 GB = 1e9
-
-
-def _peak_rss_bytes() -> int:
-    """Peak resident set size of this process so far (Linux reports KiB)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
-
-
-def _current_rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        return _peak_rss_bytes()
 
 
 # ------------------------------------------------------------------- phases
@@ -70,7 +55,7 @@ def _phase_fit(cfg: dict[str, Any]) -> dict[str, Any]:
     g = torch.Generator().manual_seed(0)
     masks = torch.randint(0, K, (N, L, L), generator=g, dtype=torch.uint8)
     masks[:, :8] = 255  # a few ignored rows, as real annotations have
-    rss_before = _current_rss_bytes()
+    rss_before = current_rss_bytes()
 
     gen_cpu = [0.0]
 
@@ -115,7 +100,7 @@ def _phase_fit(cfg: dict[str, Any]) -> dict[str, Any]:
         "fit_cpu_seconds_excluding_generation": fit_cpu,
         "feature_store_bytes": info["feature_store_bytes"],
         "rss_before_fit_bytes": rss_before,
-        "peak_rss_bytes": _peak_rss_bytes(),
+        "peak_rss_bytes": peak_rss_bytes(),
     }
     if device.type == "cuda":
         out["peak_cuda_bytes"] = torch.cuda.max_memory_allocated()
@@ -135,7 +120,7 @@ def _phase_infer(cfg: dict[str, Any]) -> dict[str, Any]:
     g = torch.Generator().manual_seed(0)
     # Features as the generator hands them over: float32, batch of 1.
     feats = [torch.randn(1, c, h, w, generator=g).to(device) for c, h, w in layout]
-    rss_before = _current_rss_bytes()
+    rss_before = current_rss_bytes()
     run = interp.naive_predict if cfg["mode"] == "naive" else interp.predict
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -156,7 +141,7 @@ def _phase_infer(cfg: dict[str, Any]) -> dict[str, Any]:
         "cpu_seconds": min(cpu_times),
         "times": times,
         "rss_before_bytes": rss_before,
-        "peak_rss_bytes": _peak_rss_bytes(),
+        "peak_rss_bytes": peak_rss_bytes(),
         "labels_checksum": int(result.labels.sum()),
     }
     if device.type == "cuda":
@@ -165,13 +150,7 @@ def _phase_infer(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run_phase(name: str, cfg: dict[str, Any]) -> dict[str, Any]:
-    """Run a phase in a fresh interpreter so its peak memory is its own."""
-    cmd = [sys.executable, __file__, "--_phase", name, "--_config", json.dumps(cfg)]
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"phase {name} failed:\n{proc.stderr[-4000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_phase(__file__, name, cfg)
 
 
 # ------------------------------------------------------------------- driver

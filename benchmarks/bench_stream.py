@@ -32,33 +32,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from _phases import current_rss_bytes, peak_rss_bytes, run_phase
+
 REPO = Path(__file__).resolve().parents[1]
 GB = 1e9
 CLASSES = 19
 MODELS = 10
 PSI = 0.7
-
-
-def _peak_rss_bytes() -> int:
-    """Peak resident set size of this process so far (Linux reports KiB)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
-
-
-def _current_rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        return _peak_rss_bytes()
 
 
 # ------------------------------------------------------------------- models
@@ -116,7 +102,7 @@ def _sync(device) -> None:
 def _memory(device, rss_before: int) -> dict[str, Any]:
     import torch
 
-    out = {"rss_before_bytes": rss_before, "peak_rss_bytes": _peak_rss_bytes()}
+    out = {"rss_before_bytes": rss_before, "peak_rss_bytes": peak_rss_bytes()}
     if device.type == "cuda":
         out["peak_cuda_bytes"] = torch.cuda.max_memory_allocated()
     return out
@@ -154,7 +140,7 @@ def _phase_generator(cfg: dict[str, Any]) -> dict[str, Any]:
         with torch.no_grad():
             G(z_from_seeds(seeds, G.z_dim, device=device), PSI)
 
-    rss = _current_rss_bytes()
+    rss = current_rss_bytes()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     times = _timed(step, cfg["batches"], cfg["warmup"], device)
@@ -180,7 +166,7 @@ def _phase_stream(cfg: dict[str, Any]) -> dict[str, Any]:
         dtype=dtype[cfg["dtype"]],
     )
     it = iter(ds)
-    rss = _current_rss_bytes()
+    rss = current_rss_bytes()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     times = _timed(lambda: next(it), cfg["batches"], cfg["warmup"], device)
@@ -239,7 +225,7 @@ def _phase_naive(cfg: dict[str, Any]) -> dict[str, Any]:
                 mode_labels.append(labels)
         counter[0] += bs
 
-    rss = _current_rss_bytes()
+    rss = current_rss_bytes()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     times = _timed(step, cfg["batches"], cfg["warmup"], device)
@@ -261,13 +247,7 @@ def _phase_naive(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run_phase(name: str, cfg: dict[str, Any]) -> dict[str, Any]:
-    """Run a phase in a fresh interpreter so its peak memory is its own."""
-    cmd = [sys.executable, __file__, "--_phase", name, "--_config", json.dumps(cfg)]
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"phase {name} failed:\n{proc.stderr[-4000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_phase(__file__, name, cfg)
 
 
 # ------------------------------------------------------------------- driver
