@@ -76,7 +76,7 @@ def _calibrate(interp, G) -> None:
     import torch
 
     from dgan_data.interpreter import BN_EPS
-    from dgan_data.latents import z_from_seeds
+    from dgan_data.seeds import z_from_seeds
 
     with torch.no_grad():
         _, feats = G(z_from_seeds([10**9, 10**9 + 1], G.z_dim, device=interp.device), PSI)
@@ -125,8 +125,7 @@ def _timed(step, batches: int, warmup: int, device) -> list[float]:
 def _phase_generator(cfg: dict[str, Any]) -> dict[str, Any]:
     import torch
 
-    from dgan_data.latents import z_from_seeds
-    from dgan_data.stream import sample_seed
+    from dgan_data.seeds import sample_seed, z_from_seeds
 
     torch.set_num_threads(cfg["threads"])
     G, _ = _build(cfg)
@@ -150,7 +149,8 @@ def _phase_generator(cfg: dict[str, Any]) -> dict[str, Any]:
 def _phase_stream(cfg: dict[str, Any]) -> dict[str, Any]:
     import torch
 
-    from dgan_data.stream import DatasetGANStream, sample_seed
+    from dgan_data.seeds import sample_seed
+    from dgan_data.stream import DatasetGANStream
 
     torch.set_num_threads(cfg["threads"])
     G, interp = _build(cfg)
@@ -183,8 +183,7 @@ def _phase_naive(cfg: dict[str, Any]) -> dict[str, Any]:
     import torch
     import torch.nn.functional as F
 
-    from dgan_data.latents import z_from_seeds
-    from dgan_data.stream import sample_seed
+    from dgan_data.seeds import sample_seed, z_from_seeds
     from dgan_data.uncertainty import image_scores, js_divergence
 
     torch.set_num_threads(cfg["threads"])

@@ -1,7 +1,8 @@
 """dgan_data: DatasetGAN as a PyTorch dataset.
 
 A pretrained GAN plus a handful of annotated images become an endless stream of
-labeled segmentation data: ``DataLoader(DatasetGANStream(...), batch_size=None)``.
+labeled segmentation data: ``DataLoader(DatasetGANStream("toyface-14"), batch_size=16)``.
+This module re-exports the public API; the package's layers are listed in the README.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import os
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
+from ._version import __version__
 from .annotations import (
     AnnotationError,
     Annotations,
@@ -17,27 +19,30 @@ from .annotations import (
     sample_annotation_folder,
 )
 from .augment import BatchAugment, make_augment
+from .export import ExportedDataset, export_dataset, merge_shards
 from .generators import (
     CheckpointError,
     Generator,
     StyleGAN1Generator,
     StyleGAN2Generator,
-    load_generator,
 )
 from .interpreter import Interpreter, Prediction
+from .labeler import LabeledBatch, Labeler
 from .metrics import ConfusionMatrix, five_fold_protocol, holdout_protocol
+from .palette import make_palette
 from .presets import (
     Preset,
     PresetFilesMissing,
     cache_dir,
     get_preset,
     list_presets,
+    load_generator,
+    load_interpreter,
     register_preset,
 )
+from .preview import preview
 from .stream import DatasetGANStream
 from .uncertainty import StreamingQuantile, js_divergence
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AnnotationError",
@@ -46,8 +51,11 @@ __all__ = [
     "CheckpointError",
     "ConfusionMatrix",
     "DatasetGANStream",
+    "ExportedDataset",
     "Generator",
     "Interpreter",
+    "LabeledBatch",
+    "Labeler",
     "Prediction",
     "Preset",
     "PresetFilesMissing",
@@ -56,6 +64,7 @@ __all__ = [
     "StyleGAN2Generator",
     "__version__",
     "cache_dir",
+    "export_dataset",
     "five_fold_protocol",
     "get_preset",
     "holdout_protocol",
@@ -63,7 +72,11 @@ __all__ = [
     "js_divergence",
     "list_presets",
     "load_generator",
+    "load_interpreter",
     "make_augment",
+    "make_palette",
+    "merge_shards",
+    "preview",
     "register_preset",
     "sample_annotation_folder",
 ]

@@ -50,12 +50,10 @@ from __future__ import annotations
 
 import contextlib
 import heapq
-import io
 import json
 import logging
 import math
 import os
-import re
 import shutil
 import socket
 from collections.abc import Callable, Iterator
@@ -67,6 +65,19 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from ._version import __version__
+from .conventions import IGNORE_INDEX
+from .fileio import (
+    atomic_write_bytes,
+    fsync_dir,
+    json_bytes,
+    png_bytes,
+    remove_temps,
+)
+from .labeler import Labeler, labeler_from
+from .seeds import distributed_context, sample_seed
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +92,6 @@ __all__ = [
 
 FORMAT_NAME = "dgan_data.export"
 FORMAT_VERSION = 1
-IGNORE_INDEX = 255
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_TRAILER = b"\x00\x00\x00\x00IEND\xaeB`\x82"
@@ -139,57 +149,9 @@ def num_dropped(num: int, drop_uncertain: float) -> int:
 
 
 # ------------------------------------------------------------------ file helpers
-def _fsync_dir(path: Path) -> None:
-    """Make renames in ``path`` durable (a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _tmp_path(path: Path, tag: str) -> Path:
+    """Temp file of a streamed write (removed by ``remove_temps(folder, tag)``)."""
     return path.with_name(f".{path.name}.{tag}.tmp")
-
-
-def _atomic_write(path: Path, data: bytes, tag: str, durable: bool = True) -> None:
-    """Write ``data`` to ``path`` through a temp file and ``os.replace``: readers and a
-    resume see the old file or the whole new one, never a part.
-
-    ``durable`` also fsyncs the data before the rename (metadata files). Sample PNGs
-    skip it (an fsync costs ~10 ms a file): their journal line records the byte size,
-    and a resume re-checks size and PNG trailer, so a file lost to a power cut is
-    regenerated rather than trusted.
-    """
-    tmp = _tmp_path(path, tag)
-    with open(tmp, "wb") as f:
-        f.write(data)
-        if durable:
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-#: An indented list of scalars; raw newlines only occur in json.dumps' own indentation.
-_SCALAR_LIST = re.compile(r"\[\n\s*([^\[\]{}]*?)\n\s*\]")
-
-
-def _json_bytes(obj: Any) -> bytes:
-    """Indented JSON with lists of scalars (palette colours, sizes) kept on one line."""
-    text = json.dumps(obj, indent=2)
-    text = _SCALAR_LIST.sub(lambda m: "[" + re.sub(r",\n\s*", ", ", m.group(1)) + "]", text)
-    return (text + "\n").encode()
-
-
-def _png_bytes(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def _png_complete(path: Path, size: int | None) -> bool:
@@ -210,16 +172,7 @@ def _png_complete(path: Path, size: int | None) -> bool:
 
 
 def _remove_temps(folder: Path, tag: str | None = None) -> int:
-    """Delete our ``.<name>.<tag>.tmp`` files in ``folder`` (any tag when None)."""
-    if not folder.is_dir():
-        return 0
-    removed = 0
-    for p in folder.iterdir():
-        name = p.name
-        ours = name.startswith(".") and name.endswith(".tmp")
-        if ours and p.is_file() and (tag is None or name.endswith(f".{tag}.tmp")):
-            p.unlink(missing_ok=True)
-            removed += 1
+    removed = remove_temps(folder, tag)
     if removed:
         log.info("removed %d stale temp file(s) in %s", removed, folder)
     return removed
@@ -259,81 +212,8 @@ def _id_width(num: int) -> int:
 
 
 # ------------------------------------------------------------- models, settings
-def _module_fingerprint(module: torch.nn.Module) -> str:
-    """Short hash of a module's tensors (names, dtypes, values)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for name, t in sorted(module.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-def _stream_runtime(stream: Any) -> dict[str, Any]:
-    """A ``DatasetGANStream``'s loaded models and resolved settings (``G``, ``interp``,
-    ``psi``, ...), as its ``generate`` uses them."""
-    getter = getattr(stream, "models", None) or getattr(stream, "_models", None)
-    if getter is None:
-        raise TypeError(f"{type(stream).__name__} does not expose its generator and interpreter")
-    return getter()
-
-
-def _build_stream(
-    source: Any,
-    generator: Any,
-    interpreter: Any,
-    device: str | torch.device | None,
-    stream_options: dict[str, Any],
-) -> tuple[Any, str | None]:
-    """A ``DatasetGANStream`` from a stream, a preset name, or generator/interpreter."""
-    from .stream import DatasetGANStream
-
-    if isinstance(source, DatasetGANStream):
-        if generator is not None or interpreter is not None or stream_options:
-            raise ValueError(
-                "pass either a DatasetGANStream or generator=/interpreter=/stream options, not both"
-            )
-        if device is not None:
-            source.device = device
-        return source, source.preset
-    if source is not None and not isinstance(source, str):
-        raise TypeError(
-            f"expected a preset name, a DatasetGANStream or None, got {type(source).__name__}"
-        )
-    stream = DatasetGANStream(
-        source,
-        generator=generator,
-        interpreter=interpreter,
-        device=device,
-        drop_uncertain=0.0,
-        augment=None,
-        **stream_options,
-    )
-    return stream, source
-
-
-def _class_info(preset: str | None, interp: Any) -> tuple[list[str], list[list[int]]]:
-    """Class names and palette: the preset's, else the interpreter's, else generated."""
-    from .viz import make_palette
-
-    K = int(interp.num_classes)
-    names = list(interp.class_names) if interp.class_names else None
-    palette = [list(map(int, c)) for c in interp.palette] if interp.palette else None
-    if preset is not None:
-        from .presets import get_preset
-
-        p = get_preset(preset)
-        if p.num_classes == K:
-            names = list(p.class_names)
-            palette = [list(c) for c in p.palette]
-    names = names or [f"class_{k}" for k in range(K)]
-    palette = palette or make_palette(K).tolist()
-    return names, palette
-
-
 def _describe(
-    stream: Any,
+    labeler: Labeler,
     preset: str | None,
     num: int,
     seed: int,
@@ -342,18 +222,7 @@ def _describe(
     num_shards: int,
 ) -> dict[str, Any]:
     """The dataset.json content of a fresh export (status ``generating``)."""
-    from . import __version__
-
-    rt = _stream_runtime(stream)
-    G, interp = rt["G"], rt["interp"]
-    if interp.num_classes >= IGNORE_INDEX:
-        raise ValueError(
-            f"{interp.num_classes} classes do not fit a uint8 mask PNG with ignore index "
-            f"{IGNORE_INDEX}: exports hold at most {IGNORE_INDEX} classes"
-        )
-    names, palette = _class_info(preset, interp)
-    g_fp = G.fingerprint() if hasattr(G, "fingerprint") else None
-    dtype = getattr(stream, "dtype", None)
+    lab = labeler.settings()
     settings = {
         "format_version": FORMAT_VERSION,
         "num": int(num),
@@ -361,15 +230,15 @@ def _describe(
         "drop_uncertain": float(drop_uncertain),
         "batch_size": int(batch_size),
         "num_shards": int(num_shards),
-        "truncation_psi": rt.get("psi", getattr(stream, "truncation_psi", None)),
-        "truncation_cutoff": getattr(stream, "truncation_cutoff", None),
-        "ignore_uncertain_pixels": getattr(stream, "ignore_uncertain_pixels", None),
-        "noise": getattr(stream, "noise", "const"),
-        "dtype": str(dtype).replace("torch.", "") if dtype is not None else "float32",
-        "label_size": None,  # filled from the first batch
-        "num_classes": int(interp.num_classes),
-        "generator_fingerprint": g_fp,
-        "interpreter_fingerprint": _module_fingerprint(interp),
+        "truncation_psi": lab["truncation_psi"],
+        "truncation_cutoff": lab["truncation_cutoff"],
+        "ignore_uncertain_pixels": lab["ignore_uncertain_pixels"],
+        "noise": lab["noise"],
+        "dtype": lab["dtype"],
+        "label_size": lab["label_size"],
+        "num_classes": lab["num_classes"],
+        "generator_fingerprint": lab["generator_fingerprint"],
+        "interpreter_fingerprint": lab["interpreter_fingerprint"],
     }
     return {
         "format": FORMAT_NAME,
@@ -377,12 +246,12 @@ def _describe(
         "dgan_data_version": __version__,
         "status": "generating",
         "preset": preset,
-        "classes": names,
-        "palette": palette,
+        "classes": labeler.class_names,
+        "palette": labeler.palette,
         "ignore_index": IGNORE_INDEX,
-        "label_size": None,
+        "label_size": lab["label_size"],
         "id_format": f"{{:0{_id_width(num)}d}}",
-        "seed_rule": "candidate i has seed dgan_data.stream.sample_seed(seed, 0, i)",
+        "seed_rule": "candidate i has seed dgan_data.seeds.sample_seed(seed, 0, i)",
         "shard_rule": "batch k = candidates [k*batch_size, (k+1)*batch_size); "
         "shard s of n generates the batches with k % n == s",
         "selection_rule": "keep the num - floor(drop_uncertain * num) lowest scores; "
@@ -430,7 +299,7 @@ def _prepare_root(root: Path, desc: dict[str, Any], tag: str) -> dict[str, Any]:
                 "export into an empty or new folder"
             )
     root.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, _json_bytes(desc), tag)
+    atomic_write_bytes(path, json_bytes(desc), tag=tag)
     return desc
 
 
@@ -466,7 +335,7 @@ class _Journal:
         """Replace the journal by ``keep`` (drops damaged tails and untrusted lines)."""
         self.entries = dict(keep)
         data = b"".join(_line(self.entries[i]) for i in sorted(self.entries))
-        _atomic_write(self.path, data, self.tag)
+        atomic_write_bytes(self.path, data, tag=self.tag)
 
     def append(self, entries: list[dict[str, Any]]) -> None:
         if self._file is None:
@@ -525,15 +394,16 @@ def export_dataset(
     device: str | torch.device | None = None,
     progress: bool = True,
     merge: bool = True,
-    **stream_options: Any,
+    **labeler_options: Any,
 ) -> ExportSummary:
     """Generate ``num`` candidates, drop the most uncertain ``drop_uncertain`` fraction
     globally, and write the rest to ``out_dir`` (layout in the module docstring).
 
-    ``source``: a preset name, a ``DatasetGANStream`` (its labeling settings are used;
-    its own seed, batch size and filter are not), or None with ``generator=`` and
-    ``interpreter=`` (paths or objects). ``stream_options`` go to ``DatasetGANStream``
-    (``truncation_psi``, ``ignore_uncertain_pixels``, ``label_size``, ``dtype`` ...).
+    ``source``: a preset name, a :class:`~dgan_data.labeler.Labeler`, a
+    ``DatasetGANStream`` (its labeling settings are used; its own seed, batch size and
+    filter are not), or None with ``generator=`` and ``interpreter=`` (paths, preset
+    names or objects). ``labeler_options`` go to ``Labeler`` (``truncation_psi``,
+    ``ignore_uncertain_pixels``, ``label_size``, ``dtype`` ...).
     ``shard``/``num_shards``: which part of the candidates this process generates
     (default: rank and world size from ``torch.distributed`` or torchrun's env, and
     then by default the GPU ``cuda:$LOCAL_RANK``); the
@@ -541,10 +411,6 @@ def export_dataset(
     :func:`merge_shards`). Rerunning with the same arguments resumes; a folder made
     with other settings is refused.
     """
-    from tqdm.auto import tqdm
-
-    from .stream import distributed_context, sample_seed
-
     if isinstance(num, bool) or not isinstance(num, int) or num < 1:
         raise ValueError(f"num must be a positive int, got {num!r}")
     if not 0.0 <= float(drop_uncertain) < 1.0:
@@ -563,8 +429,8 @@ def export_dataset(
 
     if device is None and torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
         device = f"cuda:{int(os.environ['LOCAL_RANK'])}"  # torchrun: one GPU per shard
-    stream, preset = _build_stream(source, generator, interpreter, device, stream_options)
-    desc = _describe(stream, preset, num, seed, drop_uncertain, batch_size, num_shards)
+    labeler, preset = labeler_from(source, generator, interpreter, device, **labeler_options)
+    desc = _describe(labeler, preset, num, seed, drop_uncertain, batch_size, num_shards)
     desc = _prepare_root(root, desc, tag)
     _remove_temps(root, tag)
     if desc.get("status") == "complete":
@@ -622,16 +488,16 @@ def export_dataset(
             if not todo:
                 continue
             seeds = [sample_seed(seed, 0, i) for i in batch]
-            out = stream.generate(seeds)  # the whole fixed batch: same rounding as before
-            images = (out["image"].float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
-            masks = out["mask"].cpu()
-            scores = out["uncertainty"].float().cpu().tolist()
+            out = labeler.label(seeds)  # the whole fixed batch: same rounding as before
+            images = (out.images.float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+            masks = out.masks.cpu()
+            scores = out.image_uncertainty.float().cpu().tolist()
             size = [int(masks.shape[-2]), int(masks.shape[-1])]
             if label_size is None:
                 label_size = size
                 desc["label_size"] = size
                 desc["settings"]["label_size"] = size
-                _atomic_write(root / "dataset.json", _json_bytes(desc), tag)
+                atomic_write_bytes(root / "dataset.json", json_bytes(desc), tag=tag)
             elif list(label_size) != size:
                 raise ValueError(
                     f"{root / 'dataset.json'} records label size {label_size}, the model "
@@ -649,10 +515,10 @@ def export_dataset(
                 hist = torch.bincount(
                     mask[valid].reshape(-1), minlength=desc["settings"]["num_classes"]
                 )
-                img_bytes, mask_bytes = _png_bytes(img_np), _png_bytes(mask_np)
+                img_bytes, mask_bytes = png_bytes(img_np), png_bytes(mask_np)
                 img_path, mask_path = _staged_paths(stage, cid)
-                _atomic_write(img_path, img_bytes, tag, durable=False)
-                _atomic_write(mask_path, mask_bytes, tag, durable=False)
+                atomic_write_bytes(img_path, img_bytes, durable=False, tag=tag)
+                atomic_write_bytes(mask_path, mask_bytes, durable=False, tag=tag)
                 entries.append(
                     {
                         "index": i,
@@ -674,7 +540,7 @@ def export_dataset(
 
     # the shard's result: all its candidates, sorted by index
     lines = b"".join(_line(_public_entry(journal.entries[i], tag)) for i in mine)
-    _atomic_write(shard_index, lines, tag)
+    atomic_write_bytes(shard_index, lines, tag=tag)
     log.info("%s: shard %s done (%d generated, %d resumed)", root, tag, generated, resumed)
 
     summary = ExportSummary(root, num, shard, num_shards, generated, resumed, False)
@@ -889,7 +755,7 @@ def _merge_locked(
     # record the decision before deleting anything: a resume must not regenerate
     # candidates whose files this selection already removed
     dropped = sorted(int(i) for i in np.flatnonzero(~kept))
-    _atomic_write(root / _SELECTION, json.dumps({"dropped": dropped}).encode(), "merge")
+    atomic_write_bytes(root / _SELECTION, json.dumps({"dropped": dropped}).encode(), tag="merge")
     # pass 2: move kept files, delete dropped ones, write the index files
     index_tmp = _tmp_path(root / "index.jsonl", "merge")
     cand_tmp = _tmp_path(root / "candidates.jsonl", "merge")
@@ -933,7 +799,7 @@ def _merge_locked(
             f.flush()
             os.fsync(f.fileno())
     for sub in ("images", "masks"):
-        _fsync_dir(root / sub)
+        fsync_dir(root / sub)
     os.replace(index_tmp, root / "index.jsonl")
     os.replace(cand_tmp, root / "candidates.jsonl")
     desc["status"] = "complete"
@@ -944,8 +810,8 @@ def _merge_locked(
         "threshold": threshold,
         "rounding": "dropped = floor(drop_uncertain * num)",
     }
-    _atomic_write(root / "dataset.json", _json_bytes(desc), "merge")
-    _fsync_dir(root)
+    atomic_write_bytes(root / "dataset.json", json_bytes(desc), tag="merge")
+    fsync_dir(root)
     _finish_cleanup(root)
     log.info(
         "%s: kept %d of %d candidates (dropped the %d most uncertain, threshold %.4g)",

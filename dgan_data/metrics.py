@@ -43,7 +43,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from lightning_utilities.core.imports import RequirementCache
+import torch.distributed as dist
+
+from .conventions import IGNORE_INDEX, short_list
+from .seeds import splitmix64
 
 __all__ = [
     "ConfusionMatrix",
@@ -56,13 +59,10 @@ __all__ = [
     "holdout_protocol",
     "metrics_from_confusion",
     "per_image_confusion",
-    "smp_iou",
 ]
 
 logger = logging.getLogger(__name__)
 
-IGNORE_INDEX = 255
-_SMP = RequirementCache("segmentation-models-pytorch>=0.3")
 _ABSENT_MODES = ("nan", "zero")
 
 #: A checkpoint's confusion matrices: an array (N, K, K) of per-image matrices, or a
@@ -71,12 +71,6 @@ ConfusionSource = np.ndarray | torch.Tensor | Callable[[np.ndarray], Any]
 
 
 # ---------------------------------------------------------------- pixel counting
-def _short_list(values: Iterable[Any], limit: int = 8) -> str:
-    values = list(values)
-    text = ", ".join(str(v) for v in values[:limit])
-    return text + (f", ... ({len(values)} in all)" if len(values) > limit else "")
-
-
 def _check_ignore_index(ignore_index: int | None, num_classes: int) -> None:
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
@@ -145,12 +139,12 @@ def _class_ids(
             "" if ignore_index is None else f" or {ignore_index} (ignore)"
         )
         raise ValueError(
-            f"target has {n_bad_t} pixels with class ids {_short_list(found)} outside {allowed}"
+            f"target has {n_bad_t} pixels with class ids {short_list(found)} outside {allowed}"
         )
     if n_bad_p:
         found = torch.unique(pred[bad_p]).tolist()
         raise ValueError(
-            f"pred has {n_bad_p} counted pixels with class ids {_short_list(found)} outside "
+            f"pred has {n_bad_p} counted pixels with class ids {short_list(found)} outside "
             f"0..{num_classes - 1}; predictions cannot be 'ignore' (only targets can)"
         )
     return pred, target, counted
@@ -284,42 +278,6 @@ def metrics_from_confusion(
     }
 
 
-def smp_iou(
-    pred: torch.Tensor,
-    target: torch.Tensor,
-    num_classes: int,
-    ignore_index: int | None = IGNORE_INDEX,
-) -> torch.Tensor:
-    """Per-class dataset-level IoU (K,) computed by segmentation-models-pytorch, a cross-check.
-
-    Uses ``smp.metrics.get_stats(mode="multiclass")`` summed over images and
-    ``iou_score(reduction="none", zero_division=nan)``, so classes absent from both
-    target and prediction are NaN as in :func:`metrics_from_confusion`. Not the main
-    path because smp counts on the CPU image by image (``histc``), requires
-    ``ignore_index`` outside ``[0, K)``, drops predictions outside ``[0, K)`` silently,
-    and its ``"macro"`` reduction averages absent classes in as ``zero_division``
-    (1.0 by default), which overstates mIoU when some classes are absent.
-    """
-    if not _SMP:
-        raise ModuleNotFoundError(
-            f"smp_iou needs an optional dependency: {_SMP}. "
-            'Install with pip install "dgan-data[test]"'
-        )
-    from segmentation_models_pytorch.metrics import get_stats, iou_score
-
-    _check_ignore_index(ignore_index, num_classes)
-    pred, target, _ = _class_ids(pred, target, num_classes, ignore_index)
-    tp, fp, fn, tn = get_stats(
-        pred.cpu(),
-        target.cpu(),
-        mode="multiclass",
-        num_classes=num_classes,
-        ignore_index=ignore_index,
-    )
-    stats = [s.sum(0, keepdim=True).to(torch.float64) for s in (tp, fp, fn, tn)]
-    return iou_score(*stats, reduction="none", zero_division=math.nan)[0]
-
-
 # ---------------------------------------------------------------- accumulator
 class ConfusionMatrix:
     """Accumulates a (K, K) int64 confusion matrix over batches, on the device.
@@ -414,8 +372,6 @@ class ConfusionMatrix:
         Call it once, on every rank, after the last update: calling it again would add
         the already-summed counts again. Returns self.
         """
-        import torch.distributed as dist
-
         if not (dist.is_available() and dist.is_initialized()):
             return self
         t = self.matrix
@@ -463,15 +419,6 @@ class ConfusionMatrix:
 _MASK64 = (1 << 64) - 1
 
 
-def _splitmix64(x: np.ndarray) -> np.ndarray:
-    """SplitMix64 (Steele et al. 2014) of each uint64: a fixed hash, the same in every version."""
-    with np.errstate(over="ignore"):
-        z = x.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
-
-
 def cross_validation_folds(
     num_items: int, num_folds: int = 5, seed: int | None = 0
 ) -> list[np.ndarray]:
@@ -493,9 +440,9 @@ def cross_validation_folds(
     if seed is None:
         order = np.arange(num_items)
     else:
-        key = _splitmix64(np.array([int(seed) & _MASK64], dtype=np.uint64))[0]
+        key = splitmix64(np.array([int(seed) & _MASK64], dtype=np.uint64))[0]
         with np.errstate(over="ignore"):
-            hashes = _splitmix64(np.arange(num_items, dtype=np.uint64) + key)
+            hashes = splitmix64(np.arange(num_items, dtype=np.uint64) + key)
         order = np.argsort(hashes, kind="stable")
     return [np.sort(f).astype(np.int64) for f in np.array_split(order, num_folds)]
 
@@ -787,7 +734,7 @@ def format_iou_table(
             f"mIoU {_fmt(result.mean, percent, digits)} ± {_fmt(result.std, percent, digits)} "
             f"over {len(result.fold_miou)} folds"
         )
-        extra = f"\nchosen checkpoints: {_short_list(repr(c) for c in result.chosen)}"
+        extra = f"\nchosen checkpoints: {short_list(repr(c) for c in result.chosen)}"
         averaged = None
     else:
         iou = np.asarray(result["iou"], dtype=np.float64)

@@ -17,52 +17,26 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import IterableDataset, get_worker_info
 
 from .augment import make_augment, normalize
-from .generators import Generator, load_generator
+from .conventions import IGNORE_INDEX, check_finite_number
+from .generators import Generator
 from .interpreter import Interpreter
-from .latents import z_from_seeds
+from .labeler import Labeler, check_label_size
+from .labeler import _check_device as check_device
+from .presets import get_preset, resolve_source
+from .seeds import derive_seed, distributed_context, sample_seed
 from .uncertainty import StreamingQuantile
 
 log = logging.getLogger(__name__)
 
-IGNORE_INDEX = 255
-_MASK64 = (1 << 64) - 1
+__all__ = ["IGNORE_INDEX", "DatasetGANStream", "expected_batches"]
 #: Process that imported this module. A forked DataLoader worker inherits the value, a
 #: spawned one imports the module afresh: a different pid means "forked from a parent".
 _IMPORT_PID = os.getpid()
 #: Generation steps in a row that may keep no image before the stream gives up.
 MAX_EMPTY_STEPS = 100
-
-
-def _splitmix64(x: int) -> int:
-    """A bijective 64-bit mixer: distinct inputs give distinct, well-spread outputs."""
-    x = (x + 0x9E3779B97F4A7C15) & _MASK64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return x ^ (x >> 31)
-
-
-def derive_seed(*parts: int) -> int:
-    """A non-negative 63-bit seed from integer parts (order matters)."""
-    h = 0
-    for p in parts:
-        h = _splitmix64(h ^ (int(p) & _MASK64))
-    return h >> 1
-
-
-def sample_seed(base_seed: int, epoch: int, candidate: int) -> int:
-    """Seed of candidate ``candidate`` (global over ranks and workers) of an epoch."""
-    return derive_seed(base_seed, epoch, candidate)
-
-
-def distributed_context() -> tuple[int, int]:
-    """(rank, world size): from torch.distributed when initialised, else torchrun's env."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
 @dataclass
@@ -152,44 +126,55 @@ class DatasetGANStream(IterableDataset):
         label_size: tuple[int, int] | None = None,
     ):
         super().__init__()
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if not 0.0 <= drop_uncertain < 1.0:
+        _check_int(batch_size, "batch_size", 1)
+        drop_uncertain = check_finite_number(drop_uncertain, "drop_uncertain", low=0.0)
+        if not drop_uncertain < 1.0:
             raise ValueError(f"drop_uncertain must be in [0, 1), got {drop_uncertain}")
         if output not in ("tensor", "dict"):
             raise ValueError(f"output must be 'tensor' or 'dict', got {output!r}")
         if dtype not in (None, torch.float32, torch.bfloat16, torch.float16):
             raise ValueError(f"dtype must be None, float32, bfloat16 or float16, got {dtype}")
-        if samples_per_epoch is not None and samples_per_epoch < batch_size:
-            raise ValueError(
-                f"samples_per_epoch ({samples_per_epoch}) is smaller than one batch ({batch_size})"
+        if samples_per_epoch is not None:
+            _check_int(samples_per_epoch, "samples_per_epoch", 1)
+            if samples_per_epoch < batch_size:
+                raise ValueError(
+                    f"samples_per_epoch ({samples_per_epoch}) is smaller than one batch "
+                    f"({batch_size})"
+                )
+        if generation_batch is not None:
+            _check_int(generation_batch, "generation_batch", 1)
+        _check_int(quantile_window, "quantile_window", 1)
+        _check_int(seed, "seed", 0)
+        if truncation_psi is not None:
+            truncation_psi = check_finite_number(truncation_psi, "truncation_psi", low=0.0)
+        if truncation_cutoff is not None:
+            _check_int(truncation_cutoff, "truncation_cutoff", 1)
+        if ignore_uncertain_pixels is not None:
+            ignore_uncertain_pixels = check_finite_number(
+                ignore_uncertain_pixels, "ignore_uncertain_pixels", low=0.0
             )
+        self.label_size = check_label_size(label_size)
+        check_device(device)
         self.preset = preset
         self._generator_src = generator
         self._interpreter_src = interpreter
-        self._generator_options: dict[str, Any] = {}
-        preset_info = None
         if preset is not None:
-            from .presets import get_preset, preset_generator_options, resolve_preset_file
-
             preset_info = get_preset(preset)
+            # resolve now: a missing preset file fails here, not in a worker
             if self._generator_src is None:
-                self._generator_src = resolve_preset_file(preset, "generator")
-                self._generator_options = preset_generator_options(preset)
+                resolve_source(preset_info.name, "generator")
             if self._interpreter_src is None:
-                self._interpreter_src = resolve_preset_file(preset, "interpreter")
-        if self._generator_src is None or self._interpreter_src is None:
+                resolve_source(preset_info.name, "interpreter")
+        elif self._generator_src is None or self._interpreter_src is None:
             raise ValueError(
                 "DatasetGANStream needs a preset name, or both generator= and interpreter="
             )
-        for src in (self._generator_src, self._interpreter_src):
-            if isinstance(src, (str, Path)) and not Path(src).is_file():
-                raise FileNotFoundError(f"{src}: no such file")
-        if preset_info is not None:
-            if truncation_psi is None:
-                truncation_psi = preset_info.truncation_psi
-            if truncation_cutoff is None:
-                truncation_cutoff = preset_info.truncation_cutoff
+        for src, kind in (
+            (self._generator_src, "generator"),
+            (self._interpreter_src, "interpreter"),
+        ):
+            if isinstance(src, (str, Path)):
+                resolve_source(src, kind)  # no such file / unknown preset: say so now
         self.truncation_psi = truncation_psi
         self.truncation_cutoff = truncation_cutoff
         self.batch_size = batch_size
@@ -205,9 +190,9 @@ class DatasetGANStream(IterableDataset):
         self.generation_batch = generation_batch or batch_size
         self.quantile_window = quantile_window
         self.noise = noise
-        self.label_size = label_size
         self.epoch = 0
-        self._runtime: dict[str, Any] | None = None
+        self._labeler: Labeler | None = None
+        self._augment: Any = None
         self._progress: dict[str, Any] | None = None
         self._resume: dict[str, Any] | None = None
         self._warned_restart = False
@@ -216,7 +201,8 @@ class DatasetGANStream(IterableDataset):
     # ----------------------------------------------------------- pickling
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_runtime"] = None  # models are rebuilt lazily in each process
+        state["_labeler"] = None  # models are rebuilt lazily in each process
+        state["_augment"] = None
         state["_progress"] = None  # an iterator's live state belongs to its process
         return state
 
@@ -267,119 +253,56 @@ class DatasetGANStream(IterableDataset):
                 "DataLoader(..., multiprocessing_context='spawn'), or device='cpu'."
             )
 
-    def _label_frame(
-        self, G: Generator, interp: Interpreter
-    ) -> tuple[tuple[int, int], tuple[int, int, int, int] | None]:
-        """(label frame, crop or None): the stream's ``label_size``, else the
-        interpreter's frame and crop, else the generator's resolution."""
-        if self.label_size is not None:
-            frame = (int(self.label_size[0]), int(self.label_size[1]))
-            if interp.crop is not None and frame != tuple(interp.label_size or ()):
-                raise ValueError(
-                    f"label_size={frame} cannot be used with this interpreter: it crops "
-                    f"{tuple(interp.crop)} (top, left, height, width) out of its label frame "
-                    f"{tuple(interp.label_size)}; leave label_size=None"
-                )
-            return frame, interp.crop
-        if interp.label_size is not None:
-            return tuple(interp.label_size), interp.crop
-        return (int(G.resolution[0]), int(G.resolution[1])), None
+    def labeler(self) -> Labeler:
+        """The stream's :class:`Labeler` on the current device, built on first use.
 
-    def _models(self) -> dict[str, Any]:
+        Built in the process that iterates (models are not pickled with the stream).
+        """
         device = self._resolve_device()
-        rt = self._runtime
-        if rt is not None and rt["device"] == device:
-            return rt
-        G = self._generator_src
-        if not isinstance(G, Generator):
-            G = load_generator(G, **self._generator_options)
-        interp = self._interpreter_src
-        if not isinstance(interp, Interpreter):
-            interp = Interpreter.load(interp)
-        if interp.num_classes > IGNORE_INDEX:
-            raise ValueError(
-                f"{interp.num_classes} classes collide with the mask's ignore index "
-                f"{IGNORE_INDEX}: the stream supports at most {IGNORE_INDEX} classes"
-            )
-        G = G.to(device).eval().requires_grad_(False)
-        interp = interp.to(device).eval()
-        interp.check_compatible(G)
-        frame, crop = self._label_frame(G, interp)
-        psi = self.truncation_psi
-        if psi is None:
-            psi = float(interp.training_info.get("truncation_psi") or 1.0)
-        self._runtime = {
-            "device": device,
-            "G": G,
-            "interp": interp,
-            "frame": frame,
-            "crop": crop,
-            "label_size": (crop[2], crop[3]) if crop is not None else frame,  # mask size
-            "psi": psi,
-            "augment": make_augment(self.augment_spec),
-        }
+        lab = self._labeler
+        if lab is not None and lab.device == device:
+            return lab
+        self._labeler = Labeler.from_sources(
+            self.preset,
+            generator=self._generator_src,
+            interpreter=self._interpreter_src,
+            truncation_psi=self.truncation_psi,
+            truncation_cutoff=self.truncation_cutoff,
+            device=device,
+            noise=self.noise,
+            label_size=self.label_size,
+            dtype=self.dtype,
+            ignore_uncertain_pixels=self.ignore_uncertain_pixels,
+        )
+        self._augment = make_augment(self.augment_spec)
+        lab = self._labeler
         log.info(
             "DatasetGANStream: %s generator %s px, %d classes, labels %s%s, psi %s, on %s",
-            G.arch or type(G).__name__,
-            "x".join(map(str, G.resolution)),
-            interp.num_classes,
-            "x".join(map(str, frame)),
-            f" cropped to {crop}" if crop is not None else "",
-            psi,
+            lab.G.arch or type(lab.G).__name__,
+            "x".join(map(str, lab.G.resolution)),
+            lab.interpreter.num_classes,
+            "x".join(map(str, lab.frame)),
+            f" cropped to {lab.crop}" if lab.crop is not None else "",
+            lab.truncation_psi,
             device,
         )
-        return self._runtime
+        return lab
 
     # ---------------------------------------------------------- generation
-    @torch.no_grad()
     def generate(self, seeds: list[int]) -> dict[str, torch.Tensor]:
-        """Images in [0, 1], masks, per-image scores and seeds for the given seeds.
+        """Images in [0, 1], masks, per-image scores, pixel uncertainty and seeds.
 
-        This is the stream's labeling path without filtering, augmentation and
-        normalisation; tests compare it with ``Interpreter.predict`` on the same seeds.
-        Images come out in the label frame (resized, then cropped like the masks).
+        The stream's labeling path without filtering, augmentation and normalisation
+        (``labeler().label(seeds)`` as a dict).
         """
-        rt = self._models()
-        G, interp, device = rt["G"], rt["interp"], rt["device"]
-        z = z_from_seeds(seeds, G.z_dim, device=device)
-        autocast = self.dtype is not None and self.dtype != torch.float32
-        with torch.autocast(device.type, dtype=self.dtype, enabled=autocast):
-            w = G.mapping(z, rt["psi"], self.truncation_cutoff)
-            img, feats = G.synthesize(w, noise=self.noise)
-            pred = interp.predict(feats, output_size=rt["frame"], crop=rt["crop"])
-        images = self._images_for_labels(img.float(), rt["frame"], rt["crop"])
-        masks = pred.labels
-        if self.ignore_uncertain_pixels is not None:
-            masks = masks.masked_fill(
-                pred.pixel_uncertainty > self.ignore_uncertain_pixels, IGNORE_INDEX
-            )
+        out = self.labeler().label(seeds)
         return {
-            "image": images,
-            "mask": masks,
-            "uncertainty": pred.image_uncertainty.float(),
-            "seed": torch.tensor(seeds, dtype=torch.int64),
+            "image": out.images,
+            "mask": out.masks,
+            "uncertainty": out.image_uncertainty,
+            "pixel_uncertainty": out.pixel_uncertainty,
+            "seed": out.seeds,
         }
-
-    @staticmethod
-    def _images_for_labels(
-        img: torch.Tensor,
-        frame: tuple[int, int],
-        crop: tuple[int, int, int, int] | None,
-    ) -> torch.Tensor:
-        """Generator output in [-1, 1] -> [0, 1], resized to the label frame, then cropped
-        like the labels (the crop is in label-frame pixels)."""
-        img = (img.clamp(-1, 1) + 1) / 2
-        size = tuple(img.shape[-2:])
-        if size != tuple(frame):
-            if frame[0] <= size[0] and frame[1] <= size[1]:
-                img = F.interpolate(img, size=frame, mode="area")
-            else:
-                img = F.interpolate(img, size=frame, mode="bilinear", align_corners=False)
-                img = img.clamp(0, 1)
-        if crop is not None:
-            top, left, h, w = crop
-            img = img[..., top : top + h, left : left + w]
-        return img
 
     # ------------------------------------------------------------ iteration
     def _shard(self) -> _Shard:
@@ -466,8 +389,8 @@ class DatasetGANStream(IterableDataset):
 
     def __iter__(self) -> Iterator[Any]:
         shard = self._shard()
-        rt = self._models()
-        device = rt["device"]
+        lab = self.labeler()
+        device = lab.device
         resume, self._resume = self._resume, None
         epoch = self.epoch
         prev = self._progress
@@ -510,7 +433,7 @@ class DatasetGANStream(IterableDataset):
         }
         self._progress = progress
         limit = self._batches_for_shard(shard)
-        augment = rt["augment"]
+        augment = self._augment
         empty_steps = 0
         while limit is None or batches < limit:
             while _buffer_len(buffer) < self.batch_size:
@@ -520,6 +443,7 @@ class DatasetGANStream(IterableDataset):
                 ]
                 candidates += self.generation_batch
                 out = self.generate(seeds)
+                out.pop("pixel_uncertainty")
                 keep = quantile.keep(out["uncertainty"])
                 if bool(keep.any()):
                     empty_steps = 0
@@ -569,3 +493,9 @@ def _concat(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> dict[str,
 def expected_batches(samples_per_epoch: int, batch_size: int) -> int:
     """Batches per rank and epoch for a given ``samples_per_epoch`` (rounded down)."""
     return math.floor(samples_per_epoch / batch_size)
+
+
+def _check_int(value: Any, name: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    return value

@@ -23,10 +23,10 @@ from torch.utils.data import DataLoader
 from dgan_data.stream import IGNORE_INDEX, DatasetGANStream
 
 DEFAULT_PRESET = "toyface-14"
-# Development checkout only: a small StyleGAN2 checkpoint beside the repository.
+# A small rosinality StyleGAN2 checkpoint that ships with the tests of a source checkout.
 FIXTURE = (
-    Path(__file__).resolve().parents[1].parent
-    / "shared"
+    Path(__file__).resolve().parents[1]
+    / "tests"
     / "fixtures"
     / "reference"
     / "rosinality_stylegan2_32px.pt"

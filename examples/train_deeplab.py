@@ -46,12 +46,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from dgan_data.interpreter import Interpreter
-from dgan_data.metrics import five_fold_protocol, format_iou_table, holdout_protocol
-from dgan_data.presets import get_preset
-from dgan_data.realdata import LabeledFolder
-from dgan_data.stream import DatasetGANStream, derive_seed
-from dgan_data.train import (
+from dgan_data.downstream.realdata import LabeledFolder
+from dgan_data.downstream.train import (
     build_deeplab,
     environment_info,
     evaluate,
@@ -60,6 +56,11 @@ from dgan_data.train import (
     save_segmentation_model,
     train_segmentation,
 )
+from dgan_data.interpreter import Interpreter
+from dgan_data.metrics import five_fold_protocol, format_iou_table, holdout_protocol
+from dgan_data.presets import get_preset
+from dgan_data.seeds import derive_seed
+from dgan_data.stream import DatasetGANStream
 
 PROTOCOLS = ("auto", "five-fold", "holdout", "last")
 

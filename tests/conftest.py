@@ -11,16 +11,16 @@ import torch
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-REFERENCE_DIR = REPO_ROOT.parent / "shared" / "fixtures" / "reference"
+REFERENCE_DIR = REPO_ROOT / "tests" / "fixtures" / "reference"
 
 
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
-    """``../shared/fixtures/reference`` relative to the repo root; fails loudly if absent."""
+    """``tests/fixtures/reference`` in the checkout (see its README.md); fails loudly if absent."""
     if not (REFERENCE_DIR / "README.md").is_file():
         pytest.fail(
             f"reference fixtures not found at {REFERENCE_DIR}: the parity tests need the "
-            "shared fixtures folder beside the repository (../shared/fixtures/reference)"
+            "fixture files committed under tests/fixtures/reference/"
         )
     return REFERENCE_DIR
 

@@ -20,10 +20,10 @@ from dgan_data.annotations import (
     Annotations,
     import_datasetgan_release,
     sample_annotation_folder,
-    to_uint8_image,
 )
+from dgan_data.conventions import generator_to_uint8 as to_uint8_image
 from dgan_data.generators.base import Generator
-from dgan_data.latents import z_from_seeds
+from dgan_data.seeds import z_from_seeds
 
 CLASSES = ["background", "body", "wheel"]
 
@@ -655,8 +655,9 @@ def test_import_reference_fixture_latents(tmp_path, reference_dir):
         latents=f"{prefix}.latent_stylegan1.npy",
         avg_latent=f"{prefix}.avg_latent_stylegan1.npy",
     )
-    assert ann.z.shape == (2, 512) and torch.equal(ann.z, torch.from_numpy(z))
-    assert ann.truncation_center.shape == (18, 512)
+    # The fixture's latent size is 128 (tests/fixtures/reference/README.md).
+    assert ann.z.shape == (2, 128) and torch.equal(ann.z, torch.from_numpy(z))
+    assert ann.truncation_center.shape == (18, 128)
 
     # With the DatasetGAN StyleGAN1 port, the latents truncate exactly as the release did
     # (psi 0.7 towards avg_latent on the first max_layer = 7 layers).
@@ -667,7 +668,7 @@ def test_import_reference_fixture_latents(tmp_path, reference_dir):
     )
     expected = torch.load(f"{prefix}.expected.pt", weights_only=True)["w_truncated"]
     w = ann.latents_w(G1)
-    assert w.shape == (2, G1.num_ws, 512)
+    assert w.shape == (2, G1.num_ws, 128)
     assert torch.allclose(w, expected[:, : G1.num_ws], atol=1e-4)
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dgan_data.generators import CheckpointError, load_generator
-from dgan_data.generators.checkpoints import safe_torch_load
+from dgan_data import CheckpointError, load_generator
+from dgan_data.generators.files import safe_torch_load
 
 FIXTURE = "rosinality_stylegan2_32px.pt"
 

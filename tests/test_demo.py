@@ -13,9 +13,9 @@ pytest.importorskip("segmentation_models_pytorch")
 
 from test_train import make_tiny_models
 
-from dgan_data import presets
 from dgan_data.cli import main
 from dgan_data.presets import Preset
+from dgan_data.presets import preset as preset_registry
 from dgan_data.toy import CLASS_NAMES, PALETTE, SPLITS
 
 NAME = "demotest-14"
@@ -47,13 +47,14 @@ def tiny_preset(tmp_path, monkeypatch):
     home = tmp_path / "home"
     make_tiny_models(home / NAME, size=64, num_models=2)
     monkeypatch.setenv("DGAN_DATA_HOME", str(home))
-    monkeypatch.setitem(presets._REGISTRY, NAME, toy_like_preset())
+    monkeypatch.setitem(preset_registry._REGISTRY, NAME, toy_like_preset())
     return NAME
 
 
 def test_demo_quick_writes_results_and_figure(tiny_preset, tmp_path, capsys):
     out = tmp_path / "demo"
     argv = ["demo", "--quick", "--preset", tiny_preset, "--out", str(out), "--threads", "1"]
+    argv += ["--device", "cpu"]  # the demo defaults to CUDA where there is one
     assert main([*argv, "--no-progress"]) == 0
     printed = capsys.readouterr().out
     for label in ("(a) DatasetGAN", "(b) few-shot", "(c) supervised", "mIoU", "data s/step"):
@@ -96,14 +97,14 @@ def test_demo_quick_writes_results_and_figure(tiny_preset, tmp_path, capsys):
 
 def test_demo_refuses_a_preset_without_the_toy_classes(tmp_path, monkeypatch, capsys):
     names = [f"class_{k}" for k in range(14)]
-    monkeypatch.setitem(presets._REGISTRY, "other-14", toy_like_preset("other-14", names))
+    monkeypatch.setitem(preset_registry._REGISTRY, "other-14", toy_like_preset("other-14", names))
     assert main(["demo", "--quick", "--preset", "other-14", "--out", str(tmp_path)]) == 2
     assert "toy classes" in capsys.readouterr().err
 
 
 def test_demo_with_missing_preset_files_says_which(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DGAN_DATA_HOME", str(tmp_path / "empty"))
-    monkeypatch.setitem(presets._REGISTRY, NAME, toy_like_preset())
+    monkeypatch.setitem(preset_registry._REGISTRY, NAME, toy_like_preset())
     assert main(["demo", "--quick", "--preset", NAME, "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "generator" in err and NAME in err

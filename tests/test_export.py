@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 from dgan_data import export as export_mod
+from dgan_data import load_generator
 from dgan_data.cli import main
 from dgan_data.export import (
     ExportedDataset,
@@ -30,9 +31,9 @@ from dgan_data.export import (
     num_dropped,
     shard_candidates,
 )
-from dgan_data.generators import load_generator
 from dgan_data.interpreter import Interpreter, feature_layout
-from dgan_data.stream import DatasetGANStream, sample_seed
+from dgan_data.seeds import sample_seed
+from dgan_data.stream import DatasetGANStream
 
 K = 4
 NUM = 24

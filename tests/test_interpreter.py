@@ -16,12 +16,12 @@ import torch.nn.functional as F
 
 from dgan_data.interpreter import (
     Interpreter,
-    _FeatureStore,
-    _MaskedAdam,
     default_hidden,
     feature_layout,
     sample_features_grid,
 )
+from dgan_data.interpreter.fit import FeatureStore as _FeatureStore
+from dgan_data.interpreter.fit import MaskedAdam as _MaskedAdam
 
 # (channels, h, w) per map, forward order.
 SG2_LAYOUT = [(12, 4, 4), (10, 8, 8), (9, 8, 8), (8, 16, 16), (7, 16, 16), (6, 32, 32), (5, 32, 32)]
@@ -230,7 +230,7 @@ def test_training_forward_matches_batchnorm_modules():
     modules = [mlp.train() for mlp in interp.to_modules()]
     ref = torch.stack([modules[m](x[m]) for m in range(2)])
     active = torch.tensor([True, False])
-    logits = interp._train_logits(x, active)
+    logits = interp.train_logits(x, active)
     torch.testing.assert_close(logits, ref, rtol=1e-5, atol=1e-5)
     # Running statistics move like nn.BatchNorm1d's for the active model only.
     torch.testing.assert_close(interp.bn1_mean[0], modules[0][2].running_mean)

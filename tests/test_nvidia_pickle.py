@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 import torch
 
-from dgan_data.generators import CheckpointError, load_generator
-from dgan_data.generators.checkpoints import safe_torch_load
+from dgan_data import CheckpointError, load_generator
+from dgan_data.generators.files import safe_torch_load
 from dgan_data.generators.nvidia import (
     PersistentObject,
     load_nvidia_pickle,

@@ -32,8 +32,15 @@ def test_wheel_contains_package_and_preset_files(tmp_path):
     names = set(zipfile.ZipFile(wheels[0]).namelist())
     expected = {
         "dgan_data/__init__.py",
-        "dgan_data/cli.py",
+        "dgan_data/_version.py",
+        "dgan_data/cli/__init__.py",
+        "dgan_data/cli/__main__.py",
         "dgan_data/stream.py",
+        "dgan_data/labeler.py",
+        "dgan_data/interpreter/model.py",
+        "dgan_data/annotations/folder.py",
+        "dgan_data/presets/builtin.json",
+        "dgan_data/downstream/train.py",
         "dgan_data/generators/stylegan2.py",
         "dgan_data/generators/stylegan1.py",
         "dgan_data/generators/nvidia.py",
@@ -55,5 +62,8 @@ def test_wheel_contains_package_and_preset_files(tmp_path):
     requires = [line for line in text.splitlines() if line.startswith("Requires-Dist:")]
     assert "Requires-Dist: torch>=2.1" in requires
     assert not any("==" in line.split(";")[0] for line in requires), requires
+    from dgan_data import __version__
+
+    assert f"Version: {__version__}" in text.splitlines()
     entry = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "dgan-data = dgan_data.cli:main" in zipfile.ZipFile(wheels[0]).read(entry).decode()

@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from dgan_data import presets
+from dgan_data.palette import colorize, make_palette
+from dgan_data.palette import srgb_to_lab as _srgb_to_lab
 from dgan_data.presets import (
     Preset,
     PresetFilesMissing,
@@ -23,7 +25,7 @@ from dgan_data.presets import (
     register_preset,
     resolve_preset_file,
 )
-from dgan_data.viz import _srgb_to_lab, colorize, make_palette
+from dgan_data.presets import preset as preset_registry
 
 PAPER = ["car-20", "car-12", "face-34", "cat-16", "bird-11", "bedroom-19", "celeba-mask-8"]
 FOLLOW_UP = ["bedroom-28", "ffhq-34", "cat-15", "horse-21", "celeba-19"]
@@ -33,7 +35,7 @@ FOLLOW_UP = ["bedroom-28", "ffhq-34", "cat-15", "horse-21", "celeba-19"]
 def _isolated(monkeypatch, tmp_path):
     """Empty cache under tmp_path, and a registry copy so tests cannot leak presets."""
     monkeypatch.setenv("DGAN_DATA_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(presets, "_REGISTRY", dict(presets._REGISTRY))
+    monkeypatch.setattr(preset_registry, "_REGISTRY", dict(preset_registry._REGISTRY))
 
 
 def _touch(path: Path) -> Path:
@@ -321,7 +323,7 @@ def test_builtin_dir_resolves_before_cache(tmp_path):
 
 def test_relative_builtin_dir_is_package_relative():
     p = _user_preset("pkgdata", builtin_dir="toy/assets")
-    package = Path(presets.__file__).resolve().parent
+    package = Path(presets.__file__).resolve().parents[1]  # the dgan_data package
     assert p.search_dirs() == [package / "toy" / "assets", cache_dir() / "pkgdata"]
 
 

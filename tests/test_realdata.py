@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from dgan_data.realdata import LabeledFolder, LabeledFolderError, write_labeled_folder
+from dgan_data.downstream.realdata import LabeledFolder, LabeledFolderError, write_labeled_folder
 
 CLASSES = ["background", "wall", "bed"]
 

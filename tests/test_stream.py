@@ -20,9 +20,9 @@ from dgan_data import load_generator
 from dgan_data.augment import BatchAugment
 from dgan_data.generators import Generator, StyleGAN2Generator
 from dgan_data.interpreter import Interpreter, feature_layout
-from dgan_data.latents import z_from_seeds
 from dgan_data.presets import PresetFilesMissing, resolve_preset_file
-from dgan_data.stream import IGNORE_INDEX, DatasetGANStream, sample_seed
+from dgan_data.seeds import sample_seed, z_from_seeds
+from dgan_data.stream import IGNORE_INDEX, DatasetGANStream
 
 K = 5  # classes of the random interpreter and of the label painter
 
@@ -522,8 +522,17 @@ def test_constructor_errors(tiny, tmp_path):
         stream(tiny, augment="sideways")
 
 
+def test_unusable_device_is_refused_at_construction(tiny):
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            stream(tiny, device="cuda")
+    for bad in ("gpu", "meta", "cuda:99"):
+        with pytest.raises(ValueError, match="device"):
+            stream(tiny, device=bad)
+
+
+@requires_cuda
 def test_cuda_in_forked_worker_is_refused_with_the_fix(tiny):
-    # The check runs before any CUDA call, so it is testable on a CPU-only machine.
     ds = stream(tiny, device="cuda")
     loader = DataLoader(ds, batch_size=None, num_workers=1, multiprocessing_context="fork")
     with pytest.raises(RuntimeError, match=r"forked DataLoader worker.*spawn"):

@@ -1,4 +1,4 @@
-"""Parity of our StyleGAN1 with DatasetGAN's release, on the shared 64 px fixture."""
+"""Parity of our StyleGAN1 with DatasetGAN's release, on the 64 px reference fixture."""
 
 from __future__ import annotations
 
@@ -50,8 +50,11 @@ def _max_err(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def test_inferred_architecture(generator: StyleGAN1Generator, expected: dict) -> None:
     assert generator.resolution == (64, 64)
-    assert generator.channels == [64, 64, 64, 32, 16]
-    assert (generator.z_dim, generator.w_dim, generator.num_ws) == (512, 512, 10)
+    # The fixture's reference config (tests/fixtures/reference/README.md): fmap_base 256,
+    # fmap_max 32, dlatent 128, an 8-layer mapping resized to 128 wide.
+    assert generator.channels == [32, 32, 32, 16, 8]
+    assert (generator.z_dim, generator.w_dim, generator.num_ws) == (128, 128, 10)
+    assert generator.mapping_layers == 8
     assert generator.default_truncation_cutoff() == int(expected["max_layer"]) == 7
     avg = torch.as_tensor(expected["avg_latent"])[: generator.num_ws]
     assert torch.equal(generator.average_w(), avg)
@@ -172,8 +175,9 @@ def test_bad_state_dict_names_source(fixture_files: dict) -> None:
     with pytest.raises(ValueError, match=r"broken\.pt.*missing key 'g_mapping\.dense0"):
         StyleGAN1Generator.from_datasetgan_state_dict({"x": torch.zeros(1)}, avg, "broken.pt")
 
-    with pytest.raises(ValueError, match=r"avg\.npy.*average latent has shape \(3, 512\)"):
-        StyleGAN1Generator.from_datasetgan_state_dict(state, np.zeros((3, 512)), "avg.npy")
+    w_dim = state["g_mapping.dense7.weight"].shape[0]
+    with pytest.raises(ValueError, match=rf"avg\.npy.*average latent has shape \(3, {w_dim}\)"):
+        StyleGAN1Generator.from_datasetgan_state_dict(state, np.zeros((3, w_dim)), "avg.npy")
 
 
 def test_missing_average_latent_is_zero(fixture_files: dict) -> None:
@@ -183,7 +187,7 @@ def test_missing_average_latent_is_zero(fixture_files: dict) -> None:
 
 def test_bad_w_shape_is_a_clear_error(generator: StyleGAN1Generator) -> None:
     with pytest.raises(ValueError, match="synthesize expects w"):
-        generator.synthesize(torch.zeros(1, 18, 512))
+        generator.synthesize(torch.zeros(1, 18, generator.w_dim))
 
 
 def test_fused_upsample_equals_transposed_conv() -> None:

@@ -19,12 +19,8 @@ from torch import nn
 
 pytest.importorskip("segmentation_models_pytorch")
 
-from dgan_data.generators import StyleGAN2Generator
-from dgan_data.interpreter import Interpreter, feature_layout
-from dgan_data.metrics import five_fold_protocol
-from dgan_data.realdata import write_labeled_folder
-from dgan_data.toy import CLASS_NAMES, PALETTE
-from dgan_data.train import (
+from dgan_data.downstream.realdata import write_labeled_folder
+from dgan_data.downstream.train import (
     IGNORE_INDEX,
     build_deeplab,
     default_atrous_rates,
@@ -36,6 +32,10 @@ from dgan_data.train import (
     render_labeled,
     train_segmentation,
 )
+from dgan_data.generators import StyleGAN2Generator
+from dgan_data.interpreter import Interpreter, feature_layout
+from dgan_data.metrics import five_fold_protocol
+from dgan_data.toy import CLASS_NAMES, PALETTE
 
 REPO = Path(__file__).resolve().parents[1]
 K = len(CLASS_NAMES)
@@ -313,7 +313,7 @@ def test_evaluate_folder_dataset_equals_tensors(tmp_path):
     images = encode_masks(masks)
     images = (images * 255).round() / 255  # what a PNG stores
     write_labeled_folder(tmp_path / "f", images, masks, class_names=["a", "b", "c", "d"])
-    from dgan_data.realdata import LabeledFolder
+    from dgan_data.downstream.realdata import LabeledFolder
 
     folder = LabeledFolder(tmp_path / "f")
     a = evaluate(Constant(4, 1), folder, 4, batch_size=2, keep_per_image=True)

@@ -7,9 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
+from dgan_data import load_generator
 from dgan_data.cli import main
-from dgan_data.generators import load_generator
 from dgan_data.interpreter import Interpreter, feature_layout
+from dgan_data.preview import preview
 from dgan_data.viz import (
     GRID_MIN_TILE,
     GRID_PAD,
@@ -19,7 +20,6 @@ from dgan_data.viz import (
     legend,
     make_palette,
     overlay,
-    preview,
     preview_grid,
     to_uint8_image,
 )

@@ -1,17 +1,16 @@
-"""Generators: architectures, the registry and checkpoint loading."""
+"""Generators: the protocol, the architectures, safe file reading and the file registry.
+
+Knows nothing of labels, presets or streams. ``dgan_data.load_generator`` (preset
+names or paths) is the user's entry point; :func:`load_generator_file` takes a path.
+"""
 
 from __future__ import annotations
 
 from .base import Generator
-from .checkpoints import CheckpointError, load_generator
+from .files import CheckpointError, safe_torch_load
+from .registry import ARCHITECTURES, detect_format, get_architecture, load_generator_file
 from .stylegan1 import StyleGAN1Generator
 from .stylegan2 import StyleGAN2Generator
-
-#: Architecture registry: name -> class (``Generator.arch`` is the key).
-ARCHITECTURES: dict[str, type[Generator]] = {
-    StyleGAN2Generator.arch: StyleGAN2Generator,
-    StyleGAN1Generator.arch: StyleGAN1Generator,
-}
 
 __all__ = [
     "ARCHITECTURES",
@@ -19,5 +18,8 @@ __all__ = [
     "Generator",
     "StyleGAN1Generator",
     "StyleGAN2Generator",
-    "load_generator",
+    "detect_format",
+    "get_architecture",
+    "load_generator_file",
+    "safe_torch_load",
 ]

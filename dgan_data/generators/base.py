@@ -16,6 +16,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from .files import save_generator
+
 NoiseSpec = str | Sequence[torch.Tensor]
 
 #: Seed of the fixed per-layer noise that formats without stored noise buffers use.
@@ -185,8 +187,6 @@ class Generator(nn.Module):
 
     def save(self, path: str | Path) -> Path:
         """Write weights + config as one ``.safetensors`` file (config in its header)."""
-        from .checkpoints import save_generator
-
         return save_generator(self, path)
 
     def describe(self) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checkpoints import CheckpointError, _check_file
+from .files import CheckpointError, check_file
 from .stylegan2 import DEFAULT_BLUR_KERNEL, StyleGAN2Generator, fir_kernel
 
 log = logging.getLogger(__name__)
@@ -228,7 +228,7 @@ class RestrictedUnpickler(pickle.Unpickler):
 def read_nvidia_pickle(path: str | Path) -> Any:
     """Unpickle an NVIDIA network pickle as plain data (``PersistentObject`` for networks)."""
     path = Path(path)
-    _check_file(path)
+    check_file(path)
     try:
         with open(path, "rb") as f:
             return RestrictedUnpickler(f, str(path)).load()

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Generator, NoiseSpec
+from .files import CheckpointError, load_strict
 
 DEFAULT_BLUR_KERNEL = (1, 3, 3, 1)
 LRELU_GAIN = math.sqrt(2.0)
@@ -461,8 +462,6 @@ class StyleGAN2Generator(Generator):
         **options: Any,
     ) -> StyleGAN2Generator:
         """Build a generator whose architecture is inferred from rosinality-named tensors."""
-        from .checkpoints import CheckpointError, load_strict
-
         sd = {k: v for k, v in state_dict.items()}
         try:
             style_dim = sd["conv1.conv.modulation.weight"].shape[1]

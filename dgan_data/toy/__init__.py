@@ -7,18 +7,16 @@ for the human annotator of generated images (needs segmentation-models-pytorch).
 
 from __future__ import annotations
 
-from dgan_data.toy.annotator import (
+from .annotator import (
     DEFAULT_ANNOTATOR_PATH,
     ToyAnnotator,
     annotate,
     build_annotator,
-    confusion_matrix,
     evaluate_annotator,
-    iou_from_confusion,
     load_annotator,
     save_annotator,
 )
-from dgan_data.toy.render import (
+from .render import (
     CLASS_NAMES,
     CLASS_PARENTS,
     NUM_CLASSES,
@@ -45,9 +43,7 @@ __all__ = [
     "build_annotator",
     "class_pixel_rates",
     "colorize_mask",
-    "confusion_matrix",
     "evaluate_annotator",
-    "iou_from_confusion",
     "load_annotator",
     "render_faces",
     "render_split",

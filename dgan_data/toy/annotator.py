@@ -25,9 +25,11 @@ from typing import Any
 
 import torch
 from lightning_utilities.core.imports import RequirementCache
+from safetensors.torch import load_file, save_file
 from torch import nn
 
-from dgan_data.toy.render import CLASS_NAMES, NUM_CLASSES, PALETTE
+from ..metrics import confusion_matrix, metrics_from_confusion
+from .render import CLASS_NAMES, NUM_CLASSES, PALETTE, render_split
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +39,7 @@ __all__ = [
     "ToyAnnotator",
     "annotate",
     "build_annotator",
-    "confusion_matrix",
     "evaluate_annotator",
-    "iou_from_confusion",
     "load_annotator",
     "save_annotator",
 ]
@@ -121,8 +121,6 @@ def _meta_path(path: Path) -> Path:
 
 def save_annotator(model: ToyAnnotator, path: str | Path, metadata: dict[str, Any]) -> Path:
     """Write weights to ``path`` (.safetensors) and ``metadata`` + config to the .json beside it."""
-    from safetensors.torch import save_file
-
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"annotator weights must be a .safetensors file, got {path}")
@@ -145,8 +143,6 @@ def load_annotator(
     path: str | Path | None = None, device: torch.device | str | None = None
 ) -> ToyAnnotator:
     """Load an annotator (default: the shipped one), in eval mode on ``device``."""
-    from safetensors.torch import load_file
-
     path = Path(path) if path is not None else DEFAULT_ANNOTATOR_PATH
     meta_file = _meta_path(path)
     if not path.is_file() or not meta_file.is_file():
@@ -185,30 +181,6 @@ def annotate(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> t
     return torch.cat(out)
 
 
-def confusion_matrix(
-    pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = 255
-) -> torch.Tensor:
-    """(K, K) int64 counts, rows = target class, columns = predicted class."""
-    if pred.shape != target.shape:
-        raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ")
-    t = target.reshape(-1).long()
-    p = pred.reshape(-1).long()
-    keep = (t != ignore_index) & (t >= 0) & (t < num_classes)
-    idx = t[keep] * num_classes + p[keep].clamp(0, num_classes - 1)
-    return torch.bincount(idx, minlength=num_classes**2).reshape(num_classes, num_classes)
-
-
-def iou_from_confusion(cm: torch.Tensor) -> tuple[float, torch.Tensor]:
-    """(mIoU over classes present in target or prediction, per-class IoU with NaN if absent)."""
-    cm = cm.double()
-    inter = cm.diag()
-    union = cm.sum(0) + cm.sum(1) - inter
-    iou = torch.where(union > 0, inter / union.clamp(min=1), torch.full_like(inter, float("nan")))
-    valid = ~torch.isnan(iou)
-    miou = float(iou[valid].mean()) if valid.any() else float("nan")
-    return miou, iou
-
-
 @torch.no_grad()
 def evaluate_annotator(
     model: nn.Module,
@@ -219,16 +191,16 @@ def evaluate_annotator(
     device: torch.device | str | None = None,
 ) -> dict[str, Any]:
     """mIoU and per-class IoU of ``model`` against exact renderer masks of a split."""
-    from dgan_data.toy.render import render_split
-
     cm = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.long)
+    num_images = 0
     for _, images, masks in render_split(split, start, count, batch_size, device=device):
         pred = annotate(model, images, batch_size)
         cm += confusion_matrix(pred.cpu(), masks.cpu(), NUM_CLASSES)
-    miou, iou = iou_from_confusion(cm)
+        num_images += len(images)
+    scores = metrics_from_confusion(cm)
     return {
-        "miou": miou,
-        "per_class_iou": dict(zip(CLASS_NAMES, [float(x) for x in iou])),
-        "pixel_accuracy": float(cm.diag().sum() / cm.sum().clamp(min=1)),
-        "num_images": int(cm.sum() // (images.shape[-1] * images.shape[-2])),
+        "miou": scores["miou"],
+        "per_class_iou": dict(zip(CLASS_NAMES, [float(x) for x in scores["iou"]])),
+        "pixel_accuracy": scores["pixel_accuracy"],
+        "num_images": num_images,
     }

@@ -32,10 +32,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.utils import make_grid, save_image
 
-from dgan_data.latents import z_from_seeds
-from dgan_data.toy.annotator import ToyAnnotator, annotate
-from dgan_data.toy.render import CLASS_NAMES, SPLITS, render_faces
+from ..seeds import z_from_seeds
+from .annotator import ToyAnnotator, annotate
+from .render import CLASS_NAMES, SPLITS, render_faces
 
 logger = logging.getLogger(__name__)
 
@@ -492,8 +493,6 @@ def save_comparison_grid(
     Both are (N, 3, H, W) in [0, 1]; each block is ``nrow`` images wide, with a
     white gap column between them.
     """
-    from torchvision.utils import make_grid, save_image
-
     if real.ndim != 4 or fake.ndim != 4 or real.shape[1:] != fake.shape[1:]:
         raise ValueError(
             f"real and fake must be image batches of one shape, got {tuple(real.shape)} "

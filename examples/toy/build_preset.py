@@ -25,11 +25,12 @@ from pathlib import Path
 import torch
 
 import dgan_data
-from dgan_data.annotations import Annotations, to_uint8_image
-from dgan_data.generators import load_generator
+from dgan_data import load_generator
+from dgan_data.annotations import Annotations
+from dgan_data.conventions import generator_to_uint8 as to_uint8_image
 from dgan_data.interpreter import Interpreter
-from dgan_data.latents import z_from_seeds
 from dgan_data.metrics import ConfusionMatrix, format_iou_table
+from dgan_data.seeds import z_from_seeds
 from dgan_data.toy import CLASS_NAMES, NUM_CLASSES, PALETTE
 from dgan_data.toy.annotator import annotate, load_annotator
 from dgan_data.toy.preset import TOY_TRUNCATION_PSI

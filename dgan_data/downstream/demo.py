@@ -25,15 +25,25 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image, ImageDraw, ImageFont
 from torch.utils.data import DataLoader
 
-from .metrics import five_fold_protocol
+from ..augment import BatchAugment
+from ..fileio import atomic_write, write_json
+from ..interpreter import Interpreter
+from ..metrics import five_fold_protocol
+from ..presets import get_preset, resolve_preset_file
+from ..stream import DatasetGANStream
+from ..toy.annotator import DEFAULT_ANNOTATOR_PATH
+from ..toy.render import CLASS_NAMES, NUM_CLASSES, PALETTE, split_seeds
+from ..viz import legend, overlay, to_uint8_image
 from .train import (
     build_deeplab,
     environment_info,
@@ -116,8 +126,6 @@ class DemoConfig:
 # --------------------------------------------------------------------- helpers
 def _check_preset(name: str) -> Any:
     """The preset, which must label the toy world's classes (the test set is toy renders)."""
-    from .presets import get_preset
-    from .toy.render import CLASS_NAMES
 
     preset = get_preset(name)
     if tuple(preset.class_names) != tuple(CLASS_NAMES):
@@ -131,8 +139,6 @@ def _check_preset(name: str) -> Any:
 
 def _interpreter_info(preset_name: str) -> dict[str, Any]:
     """What the results file should say about the preset's interpreter."""
-    from .interpreter import Interpreter
-    from .presets import resolve_preset_file
 
     path = resolve_preset_file(preset_name, "interpreter")
     interp = Interpreter.load(path)
@@ -150,7 +156,6 @@ def _interpreter_info(preset_name: str) -> dict[str, Any]:
 
 def _reference_annotator() -> dict[str, Any] | None:
     """The shipped reference annotator's published scores (a U-Net: context, not an arm)."""
-    from .toy.annotator import DEFAULT_ANNOTATOR_PATH
 
     meta = DEFAULT_ANNOTATOR_PATH.with_suffix(".json")
     if not meta.is_file():
@@ -186,12 +191,9 @@ def _clean(value: Any) -> Any:
 
 
 # ------------------------------------------------------------------------ demo
-def run_demo(config: DemoConfig) -> dict[str, Any]:
+def run_demo(config: DemoConfig, report: Callable[[str], None] = log.info) -> dict[str, Any]:
     """Train and score the three arms; write ``results.json`` and ``figure.png`` in
     ``config.out``; return the results dict."""
-    from .augment import BatchAugment
-    from .stream import DatasetGANStream
-    from .toy.render import CLASS_NAMES, NUM_CLASSES, split_seeds
 
     t_start = time.perf_counter()
     cfg = config
@@ -230,7 +232,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     fewshot_seeds = list(split_seeds("pool", 0, _FEWSHOT))
     few_images, few_masks = render_labeled("pool", _FEWSHOT, size=size)
     render_seconds = time.perf_counter() - t0
-    print(
+    report(
         f"dgan-data demo: {cfg.steps} steps x {cfg.batch_size} images per arm, "
         f"{cfg.arch} ({cfg.encoder}), test on {cfg.test_count} toy renders, "
         f"{device}, {threads} thread(s)" + (f", {workers} stream worker(s)" if workers else "")
@@ -303,7 +305,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
             "loss_first": losses[0] if losses else None,
             "loss_last": float(np.mean(losses[-10:])) if losses else None,
         }
-        print(
+        report(
             f"({key}) {label}: mIoU {100 * metrics['miou']:.1f} "
             f"(5-fold {100 * cv.mean:.1f} ± {100 * cv.std:.1f}), train {train_seconds:.0f} s"
         )
@@ -363,10 +365,9 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     results["figure"] = figure.name
     results["total_seconds"] = time.perf_counter() - t_start
     path = out / "results.json"
-    path.write_text(json.dumps(_clean(results), indent=2) + "\n")
-    print()
-    print(format_table(results))
-    print(f"\nwrote {path} and {figure} in {results['total_seconds'] / 60:.1f} min")
+    write_json(path, _clean(results))
+    report("\n" + format_table(results))
+    report(f"\nwrote {path} and {figure} in {results['total_seconds'] / 60:.1f} min")
     return results
 
 
@@ -437,11 +438,6 @@ def write_figure(
 ) -> Path:
     """A PNG grid: one row per test image; columns image, ground truth and each arm's
     prediction as palette overlays; a title and a class legend. Pillow only."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    from .toy.render import PALETTE
-    from .viz import legend, overlay, to_uint8_image
-
     palette = PALETTE.numpy()
     labels = {"a": "(a) DatasetGAN", "b": "(b) few-shot", "c": "(c) supervised"}
     columns = ["image", "ground truth", *[labels.get(k, k) for k in predictions]]
@@ -468,10 +464,7 @@ def write_figure(
             canvas.paste(im, (pad + c * (tw + pad), y))
     canvas.paste(Image.fromarray(key), (0, height - key.shape[0]))
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    canvas.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: canvas.save(f, format="PNG"))
     return path
 
 

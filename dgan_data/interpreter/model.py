@@ -27,39 +27,37 @@ Interpreters are saved as ``.safetensors`` with JSON metadata in the header.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
-from .uncertainty import image_scores, js_divergence
+from ..conventions import IGNORE_INDEX, check_finite_number
+from ..seeds import derive_seed
+from ..uncertainty import image_scores, js_divergence
+from . import io as interpreter_io
+from .fit import FeatureStore, as_masks, train_ensemble
+from .resample import (
+    Crop,
+    Layout,
+    autocast_on,
+    check_crop,
+    feature_layout,
+    layout_diffs,
+    resample_axis,
+    taps,
+)
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "IGNORE_INDEX",
-    "Interpreter",
-    "Prediction",
-    "default_hidden",
-    "feature_layout",
-    "sample_features_grid",
-]
+__all__ = ["Interpreter", "Prediction", "default_hidden"]
 
-#: Mask value of pixels that are not annotated (excluded from training).
-IGNORE_INDEX = 255
-#: ``format`` value in the safetensors header of a saved interpreter.
-FORMAT_NAME = "dgan_data.interpreter"
-FORMAT_VERSION = 1
 BN_EPS = 1e-5
 BN_MOMENTUM = 0.1
 #: Default working-memory budget (bytes) of one chunk in ``predict``: CPU, CUDA.
@@ -67,13 +65,12 @@ DEFAULT_CHUNK_BYTES = 512 * 2**20
 DEFAULT_CHUNK_BYTES_CUDA = 2 * 2**30
 #: Cost of one element of a resampling pass, in multiply-adds (memory-bound work).
 _RESAMPLE_COST = 8
+#: Training steps when ``max_steps`` is None (10.2M pixel draws per model at 512 a step).
+DEFAULT_MAX_STEPS = 20_000
+#: Seed purposes (the second part of ``derive_seed``): initial weights, pixel draws.
+SEED_INIT, SEED_PIXELS = 0, 1
 
-Layout = list[tuple[int, int, int]]
-Crop = tuple[int, int, int, int]
 FeatureSource = Sequence[Sequence[torch.Tensor]] | Callable[[int], Sequence[torch.Tensor]]
-
-_PARAM_NAMES = ("w1", "b1", "bn1_weight", "bn1_bias", "w2", "b2", "bn2_weight", "bn2_bias")
-_PARAM_NAMES += ("w3", "b3")
 
 
 @dataclass
@@ -96,262 +93,6 @@ class Prediction:
 def default_hidden(num_classes: int) -> tuple[int, int]:
     """DatasetGAN's hidden sizes: (128, 32) for fewer than 32 classes, else (256, 128)."""
     return (128, 32) if num_classes < 32 else (256, 128)
-
-
-def feature_layout(source: Any) -> Layout:
-    """The feature layout [(channels, h, w), ...] of a generator, a layout or feature maps.
-
-    Accepts an object with ``feature_channels`` and ``feature_resolutions`` (a
-    generator), a sequence of (c, h, w) triples, or a sequence of feature-map tensors
-    (B, C, h, w) / (C, h, w).
-    """
-    if hasattr(source, "feature_channels") and hasattr(source, "feature_resolutions"):
-        chans, res = list(source.feature_channels), list(source.feature_resolutions)
-        if len(chans) != len(res):
-            raise ValueError(
-                f"generator lists {len(chans)} feature channels but {len(res)} resolutions"
-            )
-        return [(int(c), int(r[0]), int(r[1])) for c, r in zip(chans, res)]
-    if isinstance(source, (str, bytes)) or not isinstance(source, Sequence):
-        raise TypeError(
-            "expected a generator (feature_channels, feature_resolutions), a list of "
-            f"(channels, h, w) or a list of feature maps, got {type(source).__name__}"
-        )
-    out: Layout = []
-    for i, item in enumerate(source):
-        if isinstance(item, torch.Tensor):
-            if item.ndim not in (3, 4):
-                raise ValueError(
-                    f"feature map {i} must be (B, C, h, w) or (C, h, w), got {tuple(item.shape)}"
-                )
-            c, h, w = item.shape[-3:]
-        else:
-            try:
-                c, h, w = (int(v) for v in item)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"layout entry {i} is not (channels, h, w): {item!r}") from exc
-        out.append((int(c), int(h), int(w)))
-    return out
-
-
-def _derive_seed(seed: int, *keys: int) -> int:
-    """An independent 63-bit seed for (seed, *keys), e.g. (base seed, purpose, model)."""
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
-    state = np.random.SeedSequence([int(seed), *keys]).generate_state(2, dtype=np.uint32)
-    return int(state[0]) << 31 | int(state[1]) >> 1
-
-
-def _check_crop(crop: Sequence[int] | None, frame: tuple[int, int]) -> Crop:
-    """Validate ``crop=(top, left, height, width)`` inside ``frame``; None = whole frame."""
-    if crop is None:
-        return (0, 0, int(frame[0]), int(frame[1]))
-    try:
-        top, left, height, width = (int(v) for v in crop)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"crop must be (top, left, height, width), got {crop!r}") from exc
-    if top < 0 or left < 0 or height < 1 or width < 1:
-        raise ValueError(f"crop {crop!r} must have top, left >= 0 and a positive size")
-    if top + height > frame[0] or left + width > frame[1]:
-        raise ValueError(
-            f"crop (top={top}, left={left}, height={height}, width={width}) does not fit in "
-            f"the label frame {tuple(frame)} (H, W)"
-        )
-    return (top, left, height, width)
-
-
-def _taps(
-    out_size: int, in_size: int, start: int, count: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Bilinear source taps of output pixels ``start .. start+count-1`` along one axis.
-
-    The rule of ``F.interpolate(mode="bilinear", align_corners=False)`` for an axis
-    resized from ``in_size`` to ``out_size`` (up or down): source coordinate
-    ``(dst + 0.5) * in/out - 0.5`` clamped at 0, taps floor and floor + 1 (clamped to
-    the last pixel). This is also ``grid_sample(align_corners=False,
-    padding_mode="border")`` at the output pixel centres. Returns (i0, i1, lam0, lam1).
-    """
-    dst = torch.arange(start, start + count, dtype=torch.float64)
-    src = ((dst + 0.5) * (in_size / out_size) - 0.5).clamp_min(0.0)
-    i0 = src.floor().long().clamp_max(in_size - 1)
-    lam1 = src - i0.double()
-    i1 = (i0 + 1).clamp_max(in_size - 1)
-    return (i0.to(device), i1.to(device), (1.0 - lam1).float().to(device), lam1.float().to(device))
-
-
-def _resample(
-    x: torch.Tensor, taps: tuple[torch.Tensor, ...], dim: int, out: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Apply one axis' bilinear taps (from :func:`_taps`) along ``dim`` of ``x``:
-    ``lam0 * x[i0] + lam1 * x[i1]``. Fastest when the dims after ``dim`` are contiguous
-    (whole rows are copied)."""
-    i0, i1, lam0, lam1 = taps
-    shape = [1] * x.ndim
-    shape[dim] = -1
-    a = x.index_select(dim, i0).mul_(lam0.view(shape).to(x.dtype))
-    b = x.index_select(dim, i1).mul_(lam1.view(shape).to(x.dtype))
-    if out is None:
-        return a.add_(b)
-    return torch.add(a, b, out=out)
-
-
-def _autocast_on(device: torch.device) -> bool:
-    """Whether autocast is active for ``device``'s type (works on old and new torch)."""
-    try:
-        return bool(torch.is_autocast_enabled(device.type))
-    except TypeError:  # torch < 2.4
-        if device.type == "cpu":
-            return bool(torch.is_autocast_cpu_enabled())
-        return bool(torch.is_autocast_enabled())
-
-
-def sample_features_grid(
-    maps: Sequence[torch.Tensor],
-    image_index: torch.Tensor,
-    ys: torch.Tensor,
-    xs: torch.Tensor,
-    output_size: tuple[int, int],
-    crop: Sequence[int] | None = None,
-) -> torch.Tensor:
-    """Pixel feature vectors at label pixels (image_index, ys, xs) via ``F.grid_sample``.
-
-    ``maps``: feature maps (N, C_l, h_l, w_l) of N images; label pixel (y, x) of the
-    (optionally cropped) label frame ``output_size`` is sampled at its pixel centre in
-    normalized coordinates with bilinear, align_corners=False, padding_mode="border",
-    which equals ``F.interpolate(map, output_size, mode="bilinear",
-    align_corners=False)`` at that pixel, for up- and down-sampling alike. Returns
-    (P, sum C_l) float32. Reference for the training gather (which uses the same taps
-    on float16 channels-last storage without converting whole maps).
-    """
-    H, W = int(output_size[0]), int(output_size[1])
-    top, left, _, _ = _check_crop(crop, (H, W))
-    gy = (2.0 * (ys.double() + top) + 1.0) / H - 1.0
-    gx = (2.0 * (xs.double() + left) + 1.0) / W - 1.0
-    out = []
-    for f in maps:
-        grid = torch.stack([gx, gy], dim=-1).to(device=f.device, dtype=torch.float32)
-        cols = []
-        for n in image_index.unique().tolist():
-            sel = (image_index == n).nonzero().squeeze(1)
-            g = grid[sel.to(grid.device)].view(1, 1, -1, 2)
-            s = F.grid_sample(
-                f[n : n + 1].float(), g, mode="bilinear", padding_mode="border", align_corners=False
-            )
-            cols.append((sel, s[0, :, 0].t()))
-        res = torch.empty(len(ys), f.shape[1], dtype=torch.float32, device=f.device)
-        for sel, vals in cols:
-            res[sel.to(f.device)] = vals
-        out.append(res)
-    return torch.cat(out, dim=1)
-
-
-class _FeatureStore:
-    """Native-resolution feature maps of the annotated images, for pixel gathers.
-
-    Consecutive maps of equal resolution are concatenated into one channels-last tensor
-    (N, h, w, C_g) in ``dtype`` (float16 by default: 133 MB per image for the 1024 px
-    face generator instead of 5,088 x 512 x 512 x 2 = 2.7 GB of upsampled features).
-    Channels-last makes a pixel's channels contiguous, so the gather reads whole rows.
-    """
-
-    def __init__(
-        self,
-        layout: Layout,
-        num_images: int,
-        frame: tuple[int, int],
-        crop: Crop,
-        dtype: torch.dtype,
-        device: torch.device,
-    ) -> None:
-        self.layout = layout
-        self.device = device
-        self.groups: list[dict[str, Any]] = []
-        top, left, height, width = crop
-        c0 = 0
-        for i, (c, h, w) in enumerate(layout):
-            if self.groups and self.groups[-1]["res"] == (h, w):
-                g = self.groups[-1]
-                g["maps"].append(i)
-                g["c1"] += c
-            else:
-                self.groups.append({"res": (h, w), "maps": [i], "c0": c0, "c1": c0 + c})
-            c0 += c
-        self.channels = c0
-        for g in self.groups:
-            h, w = g["res"]
-            g["data"] = torch.empty(
-                (num_images, h, w, g["c1"] - g["c0"]), dtype=dtype, device=device
-            )
-            g["rows"] = _taps(frame[0], h, top, height, device)
-            g["cols"] = _taps(frame[1], w, left, width, device)
-
-    def put(self, n: int, maps: Sequence[torch.Tensor]) -> None:
-        """Store image ``n``'s feature maps ((C, h, w) each, already validated)."""
-        for g in self.groups:
-            off = 0
-            for i in g["maps"]:
-                f = maps[i].detach()
-                c = f.shape[0]
-                g["data"][n, :, :, off : off + c] = f.to(self.device).permute(1, 2, 0)
-                off += c
-
-    def gather(self, n: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
-        """Feature vectors (P, C) float32 of label pixels (n, ys, xs), all on ``device``."""
-        out = torch.empty(len(n), self.channels, dtype=torch.float32, device=self.device)
-        for g in self.groups:
-            r0, r1, a0, a1 = (t[ys] for t in g["rows"])
-            q0, q1, b0, b1 = (t[xs] for t in g["cols"])
-            a0, a1, b0, b1 = (t.unsqueeze(1) for t in (a0, a1, b0, b1))
-            d = g["data"]
-            upper = d[n, r0, q0].float() * b0 + d[n, r0, q1].float() * b1
-            lower = d[n, r1, q0].float() * b0 + d[n, r1, q1].float() * b1
-            out[:, g["c0"] : g["c1"]] = upper * a0 + lower * a1
-        return out
-
-    def nbytes(self) -> int:
-        return sum(g["data"].numel() * g["data"].element_size() for g in self.groups)
-
-
-class _MaskedAdam:
-    """Adam over batched (M, ...) parameters that updates only the active models.
-
-    Same update as ``torch.optim.Adam`` (no weight decay), with a step counter per model
-    so that models stopped early keep their weights exactly.
-    """
-
-    def __init__(
-        self,
-        params: Sequence[torch.Tensor],
-        num_models: int,
-        lr: float,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-    ) -> None:
-        self.params = list(params)
-        self.lr, self.betas, self.eps = lr, betas, eps
-        self.exp_avg = [torch.zeros_like(p) for p in self.params]
-        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
-        self.steps = torch.zeros(num_models, dtype=torch.float64, device=self.params[0].device)
-
-    @torch.no_grad()
-    def step(self, active: torch.Tensor) -> None:
-        b1, b2 = self.betas
-        self.steps += active.to(self.steps.dtype)
-        t = self.steps.clamp_min(1.0)
-        bc1 = (1.0 - b1**t).float()
-        bc2_sqrt = (1.0 - b2**t).sqrt().float()
-        for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq):
-            g = p.grad
-            if g is None:
-                continue
-            view = (-1,) + (1,) * (p.ndim - 1)
-            act = active.view(view)
-            m.copy_(torch.where(act, m * b1 + g * (1.0 - b1), m))
-            v.copy_(torch.where(act, v * b2 + g * g * (1.0 - b2), v))
-            denom = v.sqrt() / bc2_sqrt.view(view) + self.eps
-            update = (m / bc1.view(view)) / denom * self.lr
-            p.sub_(torch.where(act, update, torch.zeros_like(update)))
-            p.grad = None
 
 
 # ------------------------------------------------------------------ the model
@@ -380,6 +121,7 @@ class Interpreter(nn.Module):
         crop: Sequence[int] | None = None,
         fingerprint: str | None = None,
         seed: int = 0,
+        _allocate: bool = True,
     ) -> None:
         super().__init__()
         layout = [(int(c), int(h), int(w)) for c, h, w in feature_layout]
@@ -399,7 +141,7 @@ class Interpreter(nn.Module):
         self.class_names = list(class_names) if class_names is not None else None
         self.palette = [list(map(int, c)) for c in palette] if palette is not None else None
         self.label_size = (int(label_size[0]), int(label_size[1])) if label_size else None
-        self.crop = _check_crop(crop, self.label_size) if crop is not None and label_size else None
+        self.crop = check_crop(crop, self.label_size) if crop is not None and label_size else None
         if crop is not None and not label_size:
             raise ValueError("a crop needs the label_size (the frame it is cut from)")
         self.fingerprint = fingerprint
@@ -409,22 +151,21 @@ class Interpreter(nn.Module):
         self.chunk_bytes: int | None = None
         self._plan_cache: dict[Any, dict[str, Any]] = {}
 
-        M, C, K = self.num_models, self.in_channels, self.num_classes
-        self.w1 = nn.Parameter(torch.zeros(M, h1, C))
-        self.b1 = nn.Parameter(torch.zeros(M, h1))
-        self.bn1_weight = nn.Parameter(torch.ones(M, h1))
-        self.bn1_bias = nn.Parameter(torch.zeros(M, h1))
-        self.w2 = nn.Parameter(torch.zeros(M, h2, h1))
-        self.b2 = nn.Parameter(torch.zeros(M, h2))
-        self.bn2_weight = nn.Parameter(torch.ones(M, h2))
-        self.bn2_bias = nn.Parameter(torch.zeros(M, h2))
-        self.w3 = nn.Parameter(torch.zeros(M, K, h2))
-        self.b3 = nn.Parameter(torch.zeros(M, K))
-        self.register_buffer("bn1_mean", torch.zeros(M, h1))
-        self.register_buffer("bn1_var", torch.ones(M, h1))
-        self.register_buffer("bn2_mean", torch.zeros(M, h2))
-        self.register_buffer("bn2_var", torch.ones(M, h2))
-        self.reset_parameters(seed)
+        # ``_allocate=False`` (used by ``load``) builds the tensors on the meta device: the
+        # file's tensors replace them, so nothing is allocated that the file cannot fill.
+        shapes = interpreter_io.expected_shapes(
+            self.num_models, self.hidden, self.in_channels, self.num_classes
+        )
+        device = None if _allocate else torch.device("meta")
+        for name, shape in shapes.items():
+            init = torch.ones if name.endswith(("_weight", "_var")) else torch.zeros
+            tensor = init(shape, device=device)
+            if name.endswith(("_mean", "_var")):
+                self.register_buffer(name, tensor)
+            else:
+                setattr(self, name, nn.Parameter(tensor))
+        if _allocate:
+            self.reset_parameters(seed)
 
     # ---------------------------------------------------------------- basics
     @property
@@ -440,7 +181,7 @@ class Interpreter(nn.Module):
         """Draw every model's weights from its own CPU generator seeded by (seed, m)."""
         with torch.no_grad():
             for m in range(self.num_models):
-                g = torch.Generator().manual_seed(_derive_seed(seed, 0, m))
+                g = torch.Generator().manual_seed(derive_seed(seed, SEED_INIT, m))
                 for w in (self.w1, self.w2, self.w3):
                     w[m].copy_(torch.randn(w.shape[1:], generator=g) * 0.02)
             for b in (self.b1, self.b2, self.b3, self.bn1_bias, self.bn2_bias, self.bn1_mean):
@@ -469,7 +210,7 @@ class Interpreter(nn.Module):
         else ``G_or_layout.fingerprint()`` when it is a generator (hashes its weights).
         """
         other = feature_layout(G_or_layout)
-        diffs = _layout_diffs(self.layout, other)
+        diffs = layout_diffs(self.layout, other)
         has_fp = callable(getattr(G_or_layout, "fingerprint", None))
         if fingerprint is None and has_fp and self.fingerprint:
             fingerprint = G_or_layout.fingerprint()
@@ -494,7 +235,7 @@ class Interpreter(nn.Module):
             i = bad[0]
             got = tuple(feats[i].shape) if isinstance(feats[i], torch.Tensor) else type(feats[i])
             raise ValueError(f"feature map {i} must be a (B, C, h, w) tensor, got {got}")
-        diffs = _layout_diffs(self.layout, feature_layout(feats))
+        diffs = layout_diffs(self.layout, feature_layout(feats))
         if diffs:
             raise ValueError(
                 f"feature maps do not match the {self._name()}'s layout: " + "; ".join(diffs)
@@ -523,7 +264,7 @@ class Interpreter(nn.Module):
             crop = crop if crop is not None else self.crop
         else:
             frame = (int(output_size[0]), int(output_size[1]))
-        return frame, _check_crop(crop, frame)
+        return frame, check_crop(crop, frame)
 
     # --------------------------------------------------------- inference
     def _plan(self, frame: tuple[int, int], crop: Crop) -> dict[str, Any]:
@@ -557,7 +298,7 @@ class Interpreter(nn.Module):
             C = g["channels"]
             cost_project = MH1 * (C * h * w + k * h * width + 2 * height * width)
             cost_resample = C * (k * (h * width + height * width) + MH1 * height * width)
-            g["cols"] = _taps(frame[1], w, crop[1], width, self.device)
+            g["cols"] = taps(frame[1], w, crop[1], width, self.device)
             (project if cost_project <= cost_resample else resample).append(g)
         w_resample = (
             torch.cat([w1t[c0:c1] for g in resample for _, c0, c1 in g["maps"]]).contiguous()
@@ -591,12 +332,12 @@ class Interpreter(nn.Module):
         r, B, W = r1 - r0, b1 - b0, crop[3]
         MH1 = self.num_models * self.hidden[0]
         dev = self.device
-        autocast = _autocast_on(dev)
+        autocast = autocast_on(dev)
         w1t = plan["w1t"]
 
         def slab(g: dict[str, Any]) -> tuple[int, int, tuple[torch.Tensor, ...]]:
             """Source rows lo..hi-1 that the chunk needs, and taps relative to lo."""
-            i0, i1, l0, l1 = _taps(frame[0], g["res"][0], crop[0] + r0, r, torch.device("cpu"))
+            i0, i1, l0, l1 = taps(frame[0], g["res"][0], crop[0] + r0, r, torch.device("cpu"))
             lo, hi = int(i0[0]), int(i1[-1]) + 1  # taps are monotonic
             return lo, hi, tuple(t.to(dev) for t in (i0 - lo, i1 - lo, l0, l1))
 
@@ -619,7 +360,7 @@ class Interpreter(nn.Module):
                     f = f if autocast else f.to(w1t.dtype)
                     p = f @ w1t[c0:c1]
                     y = p if y is None else y + p
-                _resample(y.float().view(hs, w, B, MH1), g["cols"], 1, out=Z[off : off + hs])
+                resample_axis(y.float().view(hs, w, B, MH1), g["cols"], 1, out=Z[off : off + hs])
                 A.index_put_((at, i0 + off), l0, accumulate=True)
                 A.index_put_((at, i1 + off), l1, accumulate=True)
                 off += hs
@@ -632,10 +373,10 @@ class Interpreter(nn.Module):
             X = torch.empty(r, W, B, C, dtype=torch.float32, device=dev)
             off = 0
             for g in plan["resample"]:
-                lo, hi, taps = slab(g)
+                lo, hi, row_taps = slab(g)
                 for i, c0, c1 in g["maps"]:
-                    f = _resample(native(i, lo, hi).float(), g["cols"], 1)  # (hs, W, b, c)
-                    _resample(f, taps, 0, out=X[..., off : off + c1 - c0])
+                    f = resample_axis(native(i, lo, hi).float(), g["cols"], 1)  # (hs, W, b, c)
+                    resample_axis(f, row_taps, 0, out=X[..., off : off + c1 - c0])
                     off += c1 - c0
             flat = acc.view(-1, MH1)
             if autocast:
@@ -850,7 +591,7 @@ class Interpreter(nn.Module):
             run_var.copy_(torch.where(act, new_var, run_var))
         return out
 
-    def _train_logits(self, x: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+    def train_logits(self, x: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
         """Training forward of every model on its own pixels: x (M, P, C) -> (M, P, K)."""
         h = torch.baddbmm(self.b1.unsqueeze(1), x, self.w1.transpose(1, 2))
         h = self._bn_train(torch.relu(h), 1, active)
@@ -871,7 +612,7 @@ class Interpreter(nn.Module):
         hidden: Sequence[int] | None = None,
         batch_size: int = 512,
         lr: float = 1e-3,
-        max_steps: int = 20_000,
+        max_steps: int | None = None,
         min_steps: int = 1_000,
         eval_every: int = 200,
         patience: int = 5,
@@ -916,7 +657,7 @@ class Interpreter(nn.Module):
         Deterministic given ``seed`` (and the device's arithmetic).
         """
         device = torch.device(device) if device is not None else None
-        masks_t = _as_masks(masks)
+        masks_t = as_masks(masks)
         N = masks_t.shape[0]
         if N == 0:
             raise ValueError("no annotated images: masks is empty")
@@ -929,9 +670,12 @@ class Interpreter(nn.Module):
                 )
             if len(features) != N:
                 raise ValueError(f"{len(features)} feature lists for {N} masks")
+        if max_steps is None:
+            max_steps = DEFAULT_MAX_STEPS
         for name, v in (("batch_size", batch_size), ("max_steps", max_steps)):
-            if v < 1:
-                raise ValueError(f"{name} must be >= 1, got {v}")
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+        check_finite_number(lr, "lr", low=0.0)
         if eval_every < 1 or patience < 1:
             raise ValueError("eval_every and patience must be >= 1")
 
@@ -963,7 +707,7 @@ class Interpreter(nn.Module):
             frame = (height, width)
         else:
             frame = (int(output_size[0]), int(output_size[1]))
-        crop_ = _check_crop(crop, frame)
+        crop_ = check_crop(crop, frame)
         if (crop_[2], crop_[3]) != (height, width):
             raise ValueError(
                 f"masks are {height} x {width} but the label frame {frame} with crop {crop} "
@@ -990,7 +734,7 @@ class Interpreter(nn.Module):
             seed=seed,
         ).to(device)
         t_start = time.perf_counter()
-        store = _FeatureStore(layout, N, frame, crop_, store_dtype, store_device)
+        store = FeatureStore(layout, N, frame, crop_, store_dtype, store_device)
         logger.info(
             "storing native-resolution features of %d images: %.1f MB (%s on %s)",
             N,
@@ -998,107 +742,27 @@ class Interpreter(nn.Module):
             store_dtype,
             store_device,
         )
-        for i in tqdm(range(N), desc="features", disable=not progress or N < 2, leave=False):
-            maps = first if i == 0 else image_maps(i)
-            diffs = _layout_diffs(layout, feature_layout(maps))
-            if diffs:
-                raise ValueError(
-                    f"image {i}'s feature maps differ from image 0's: " + "; ".join(diffs)
-                )
-            store.put(i, maps)
-            del maps
+        pending = {0: first}  # image 0's maps were read to learn the layout
         del first
+        store.fill(lambda i: pending.pop(i, None) or image_maps(i), progress=progress)
 
-        valid = (masks_t != IGNORE_INDEX).flatten().nonzero().squeeze(1)
-        if len(valid) == 0:
-            raise ValueError("every mask pixel is 255 (ignore): nothing to train on")
-        labels_flat = masks_t.flatten().to(store_device)
-        counts = torch.bincount(masks_t.flatten()[valid], minlength=num_classes)
-        missing = [k for k in range(num_classes) if counts[k] == 0]
-        if missing:
-            logger.warning("classes without any annotated pixel: %s", missing)
-
-        t_train = time.perf_counter()
-        M, P = num_models, batch_size
-        gens = [torch.Generator().manual_seed(_derive_seed(seed, 1, m)) for m in range(M)]
-        active = torch.ones(M, dtype=torch.bool, device=device)
-        optim = _MaskedAdam([getattr(model, n) for n in _PARAM_NAMES], M, lr)
-        best = [math.inf] * M
-        bad_windows = [0] * M
-        stopped_at = [max_steps] * M
-        win_loss = torch.zeros(M, dtype=torch.float64, device=device)
-        win_acc = torch.zeros(M, dtype=torch.float64, device=device)
-        win_steps = 0
-        history: list[dict[str, Any]] = []
-        bar = tqdm(total=max_steps, desc="interpreter", unit="step", disable=not progress)
-        step = 0
-        num_active = M
-        while step < max_steps and num_active > 0:
-            pick = torch.stack(
-                [valid[torch.randint(len(valid), (P,), generator=gens[m])] for m in range(M)]
-            ).to(store_device)
-            n_idx = pick // (height * width)
-            rem = pick % (height * width)
-            x = store.gather(n_idx.flatten(), rem.flatten() // width, rem.flatten() % width)
-            x = x.view(M, P, -1).to(device)
-            y = labels_flat[pick].to(device)
-            logits = model._train_logits(x, active)
-            loss = F.cross_entropy(logits.reshape(M * P, -1), y.flatten(), reduction="none")
-            loss = loss.view(M, P).mean(dim=1)
-            (loss * active.to(loss.dtype)).sum().backward()
-            optim.step(active)
-            step += 1
-            with torch.no_grad():
-                win_loss += loss.detach().double()
-                win_acc += (logits.argmax(dim=2) == y).double().mean(dim=1)
-            win_steps += 1
-            bar.update(1)
-            if step % eval_every == 0 or step == max_steps:
-                wl = (win_loss / win_steps).tolist()
-                wa = (win_acc / win_steps).tolist()
-                win_loss.zero_()
-                win_acc.zero_()
-                win_steps = 0
-                act = active.tolist()
-                history.append({"step": step, "loss": wl, "acc": wa})
-                logger.info(
-                    "step %d: loss %s acc %s (active models %d/%d)",
-                    step,
-                    _fmt(wl),
-                    _fmt(wa),
-                    sum(act),
-                    M,
-                )
-                for m in range(M):
-                    if not act[m]:
-                        continue
-                    if wl[m] < best[m] * (1.0 - min_delta):
-                        best[m], bad_windows[m] = wl[m], 0
-                    else:
-                        bad_windows[m] += 1
-                    if step >= min_steps and bad_windows[m] >= patience:
-                        active[m] = False
-                        num_active -= 1
-                        stopped_at[m] = step
-                        logger.info(
-                            "model %d stopped at step %d: loss %.4f, accuracy %.4f",
-                            m,
-                            step,
-                            wl[m],
-                            wa[m],
-                        )
-                bar.set_postfix(
-                    loss=f"{sum(wl) / M:.4f}", acc=f"{sum(wa) / M:.4f}", active=num_active
-                )
-        bar.close()
-        t_end = time.perf_counter()
-        for m in range(M):
-            stopped_at[m] = min(stopped_at[m], step)
-        last = history[-1] if history else {"loss": [math.nan] * M, "acc": [math.nan] * M}
+        info = train_ensemble(
+            model,
+            store,
+            masks_t,
+            batch_size=batch_size,
+            lr=lr,
+            max_steps=max_steps,
+            min_steps=min_steps,
+            eval_every=eval_every,
+            patience=patience,
+            min_delta=min_delta,
+            seed=seed,
+            progress=progress,
+        )
         model.training_info = {
             "num_images": N,
-            "annotated_pixels": len(valid),
-            "batch_size": P,
+            "batch_size": batch_size,
             "lr": lr,
             "optimizer": "adam",
             "max_steps": max_steps,
@@ -1108,12 +772,9 @@ class Interpreter(nn.Module):
             "min_delta": min_delta,
             "seed": seed,
             "store_dtype": str(store_dtype).replace("torch.", ""),
-            "steps": stopped_at,
-            "store_seconds": round(t_train - t_start, 3),
-            "train_seconds": round(t_end - t_train, 3),
+            "store_seconds": round(time.perf_counter() - t_start - info.pop("train_seconds_"), 3),
             "feature_store_bytes": store.nbytes(),
-            "final_loss": last["loss"],
-            "final_accuracy": last["acc"],
+            **info,
         }
         model.zero_grad(set_to_none=True)
         return model.eval()
@@ -1152,7 +813,7 @@ class Interpreter(nn.Module):
                 raise TypeError("annotations need a .w tensor or a .latents_w(G) method")
             w = annotations.latents_w(G)
         w = torch.as_tensor(w)
-        masks = _as_masks(annotations.masks)
+        masks = as_masks(annotations.masks)
         if w.shape[0] != masks.shape[0]:
             raise ValueError(f"annotations have {w.shape[0]} latents but {masks.shape[0]} masks")
         class_names = list(annotations.class_names)
@@ -1196,12 +857,9 @@ class Interpreter(nn.Module):
     # ----------------------------------------------------------- save/load
     def metadata(self) -> dict[str, Any]:
         """Everything but the tensors, as saved in the file header."""
-        from . import __version__
-
         return {
-            "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
-            "dgan_data_version": __version__,
+            "format": interpreter_io.FORMAT_NAME,
+            "format_version": interpreter_io.FORMAT_VERSION,
             "num_models": self.num_models,
             "num_classes": self.num_classes,
             "hidden": list(self.hidden),
@@ -1215,77 +873,32 @@ class Interpreter(nn.Module):
         }
 
     def save(self, path: str | Path) -> Path:
-        """Write the weights as ``.safetensors``, metadata as JSON in ``__metadata__``."""
-        from safetensors.torch import save_file
-
-        path = Path(path)
-        tensors = {
-            k: v.detach().to("cpu", torch.float32).contiguous()
-            for k, v in self.state_dict().items()
-        }
-        meta = self.metadata()
-        header = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION)}
-        header["interpreter"] = json.dumps(meta, allow_nan=True)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_file(tensors, str(path), metadata=header)
-        return path
+        """Write the weights as ``.safetensors``, metadata as JSON in its header (atomic)."""
+        return interpreter_io.write_interpreter_file(
+            Path(path), dict(self.state_dict()), self.metadata()
+        )
 
     @classmethod
     def load(cls, path: str | Path, device: torch.device | str | None = None) -> Interpreter:
-        """Read an interpreter written by :meth:`save`; errors name the file and the problem."""
-        from safetensors import safe_open
+        """Read an interpreter written by :meth:`save`; errors name the file and the problem.
 
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"interpreter file not found: {path}")
-        try:
-            with safe_open(str(path), framework="pt", device="cpu") as f:
-                header = f.metadata() or {}
-                tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
-        except Exception as exc:  # safetensors raises several types for damaged files
-            raise ValueError(
-                f"cannot read interpreter file {path}: not a valid .safetensors file ({exc})"
-            ) from exc
-        if header.get("format") != FORMAT_NAME or "interpreter" not in header:
-            raise ValueError(
-                f"{path} is a .safetensors file but not a dgan_data interpreter "
-                f"(its header has no format '{FORMAT_NAME}')"
-            )
-        try:
-            meta = json.loads(header["interpreter"])
-            version = int(meta["format_version"])
-            model = cls(
-                [tuple(e) for e in meta["feature_layout"]],
-                int(meta["num_classes"]),
-                int(meta["num_models"]),
-                meta["hidden"],
-                class_names=meta.get("class_names"),
-                palette=meta.get("palette"),
-                label_size=tuple(meta["label_size"]) if meta.get("label_size") else None,
-                crop=meta.get("crop"),
-                fingerprint=meta.get("fingerprint"),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"interpreter file {path} has invalid metadata: {exc!r}") from exc
-        if version > FORMAT_VERSION:
-            raise ValueError(
-                f"interpreter file {path} has format version {version}; this dgan_data reads "
-                f"up to {FORMAT_VERSION}: upgrade dgan_data"
-            )
-        expected = model.state_dict()
-        missing = sorted(set(expected) - set(tensors))
-        extra = sorted(set(tensors) - set(expected))
-        wrong = [
-            f"{k} {tuple(tensors[k].shape)} (expected {tuple(v.shape)})"
-            for k, v in expected.items()
-            if k in tensors and tensors[k].shape != v.shape
-        ]
-        if missing or extra or wrong:
-            raise ValueError(
-                f"interpreter file {path} does not match its metadata: missing {missing}, "
-                f"unexpected {extra}, wrong shapes {wrong}"
-            )
-        model.load_state_dict(tensors)
+        The header and the declared tensor shapes are checked before anything is
+        allocated; non-finite weights are refused.
+        """
+        meta, tensors = interpreter_io.read_interpreter_file(path)
+        model = cls(
+            [tuple(e) for e in meta["feature_layout"]],
+            meta["num_classes"],
+            meta["num_models"],
+            meta["hidden"],
+            class_names=meta.get("class_names"),
+            palette=meta.get("palette"),
+            label_size=tuple(meta["label_size"]) if meta.get("label_size") else None,
+            crop=meta.get("crop"),
+            fingerprint=meta.get("fingerprint"),
+            _allocate=False,
+        )
+        model.load_state_dict(tensors, assign=True)
         model.training_info = meta.get("training") or {}
         model.source = str(path)
         if device is not None:
@@ -1294,33 +907,3 @@ class Interpreter(nn.Module):
 
 
 # ------------------------------------------------------------------ module helpers
-def _layout_diffs(expected: Layout, got: Layout) -> list[str]:
-    """Human-readable differences between two feature layouts (empty when equal)."""
-    diffs = []
-    if len(expected) != len(got):
-        diffs.append(f"number of feature maps is {len(got)}, expected {len(expected)}")
-    for i, ((ce, he, we), (cg, hg, wg)) in enumerate(zip(expected, got)):
-        if ce != cg:
-            diffs.append(f"map {i} has {cg} channels, expected {ce}")
-        if (he, we) != (hg, wg):
-            diffs.append(f"map {i} has resolution {hg}x{wg}, expected {he}x{we}")
-    return diffs
-
-
-def _as_masks(masks: torch.Tensor | Sequence[Any]) -> torch.Tensor:
-    """Masks as an int64 CPU tensor (N, H, W)."""
-    if isinstance(masks, torch.Tensor):
-        t = masks
-    elif isinstance(masks, np.ndarray):
-        t = torch.from_numpy(masks)
-    else:
-        t = torch.stack([torch.as_tensor(np.asarray(m)) for m in masks])
-    if t.dtype.is_floating_point or t.dtype == torch.bool:
-        raise ValueError(f"masks must hold integer class ids, got dtype {t.dtype}")
-    if t.ndim != 3:
-        raise ValueError(f"masks must be (N, H, W), got shape {tuple(t.shape)}")
-    return t.to("cpu", torch.int64)
-
-
-def _fmt(values: Sequence[float]) -> str:
-    return "[" + " ".join(f"{v:.4f}" for v in values) + "]"

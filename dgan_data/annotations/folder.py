@@ -22,8 +22,8 @@ height, width) the mask is exactly height x width pixels of the image (DatasetGA
 labels its 512x512 car images only on rows 64..448: 384x512 masks). This is the
 convention ``Interpreter.fit`` reads: crop in image pixels, labels at the crop's size.
 
-``sample_annotation_folder`` writes such a folder without masks, ready to annotate;
-``import_datasetgan_release`` reads the layout of the DatasetGAN release.
+``sample.py`` writes such a folder without masks, ready to annotate; ``datasetgan.py``
+reads the layout of the DatasetGAN release.
 """
 
 from __future__ import annotations
@@ -41,8 +41,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .atomic import atomic_write
-from .latents import MAX_SEED, check_seeds, z_from_seeds
+from ..conventions import IGNORE_INDEX, generator_to_uint8, short_list
+from ..fileio import write_json, write_npy, write_png
+from ..seeds import MAX_SEED, check_seeds, z_from_seeds
 
 logger = logging.getLogger(__name__)
 
@@ -54,10 +55,6 @@ __all__ = [
     "AnnotationError",
     "Annotations",
     "SampleCheck",
-    "SampledFolder",
-    "import_datasetgan_release",
-    "sample_annotation_folder",
-    "to_uint8_image",
 ]
 
 #: Version of the folder format written by :meth:`Annotations.save`.
@@ -65,8 +62,6 @@ FORMAT_VERSION = 1
 FORMAT_NAME = "dgan_data.annotations"
 MANIFEST = "manifest.json"
 TRUNCATION_CENTER_FILE = "truncation_center.npy"
-#: Mask value of pixels that carry no label.
-IGNORE_INDEX = 255
 #: Default largest per-pixel difference (0..255 levels) between a stored image and
 #: its regeneration: float rounding on another device or batch size can move a pixel
 #: across a quantisation step.
@@ -102,19 +97,6 @@ class AnnotationError(ValueError):
 
 
 # ------------------------------------------------------------------- pixels
-def to_uint8_image(img: torch.Tensor) -> torch.Tensor:
-    """Generator output in [-1, 1], (B, 3, H, W) -> uint8 (B, H, W, 3) on the same device.
-
-    ``floor(x * 127.5 + 128)`` clipped to 0..255: the conversion of NVIDIA's StyleGAN
-    code and of the DatasetGAN release (round half up of (x + 1) * 127.5). Every image
-    this module writes and every regeneration it compares goes through this function.
-    """
-    if img.ndim != 4 or img.shape[1] != 3:
-        raise ValueError(f"to_uint8_image expects (B, 3, H, W), got {tuple(img.shape)}")
-    x = img.detach().float() * 127.5 + 128.0
-    return x.clamp_(0.0, 255.0).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
-
-
 def resolve_crop(
     crop: str | Sequence[int] | dict[str, int] | None,
 ) -> tuple[int, int, int, int] | None:
@@ -204,11 +186,6 @@ def _bad_class_ids(mask: torch.Tensor, num_classes: int) -> list[int]:
     return sorted(int(v) for v in bad)
 
 
-def _short_list(values: Sequence[Any], limit: int = 8) -> str:
-    head = ", ".join(str(v) for v in values[:limit])
-    return head + (f", ... ({len(values)} in all)" if len(values) > limit else "")
-
-
 def _module_device(G: torch.nn.Module) -> torch.device:
     for t in G.parameters():
         return t.device
@@ -242,23 +219,6 @@ def _truncate_towards(
         return truncated
     layer = torch.arange(w.shape[1], device=w.device).view(1, -1, 1)
     return torch.where(layer < cutoff, truncated, w)
-
-
-# ------------------------------------------------------------------ writing
-def _write_png(path: Path, array: np.ndarray, mode: str) -> None:
-    image = Image.fromarray(np.ascontiguousarray(array), mode=None)
-    if image.mode != mode:
-        raise ValueError(f"{path.name}: expected a {mode} image, got {image.mode}")
-    atomic_write(path, lambda f: image.save(f, format="PNG"))
-
-
-def _write_npy(path: Path, array: np.ndarray) -> None:
-    atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(array), allow_pickle=False))
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    text = json.dumps(data, indent=2) + "\n"
-    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 # ------------------------------------------------------------------ reading
@@ -388,11 +348,11 @@ class Annotations:
         bad_ids = [i for i in ids if not isinstance(i, str) or not _ID_PATTERN.match(i)]
         if bad_ids:
             problems.append(
-                f"ids must be file-name safe (letters, digits, . _ -): {_short_list(bad_ids)}"
+                f"ids must be file-name safe (letters, digits, . _ -): {short_list(bad_ids)}"
             )
         if len(set(ids)) != len(ids):
             dup = sorted({i for i in ids if ids.count(i) > 1})
-            problems.append(f"duplicate ids: {_short_list(dup)}")
+            problems.append(f"duplicate ids: {short_list(dup)}")
         if problems:
             raise AnnotationError(problems)
 
@@ -400,7 +360,7 @@ class Annotations:
             bad = _bad_class_ids(masks[i], num_classes)
             if bad:
                 problems.append(
-                    f"{self._mask_file_at(i, ids)}: class ids {_short_list(bad)} out of range "
+                    f"{self._mask_file_at(i, ids)}: class ids {short_list(bad)} out of range "
                     f"(K = {num_classes} classes: 0..{num_classes - 1}, {IGNORE_INDEX} = ignore)"
                 )
         masks = masks.to(torch.uint8).contiguous()
@@ -439,8 +399,7 @@ class Annotations:
                     ]
                     if mismatch:
                         problems.append(
-                            "z differs from z_from_seeds(seeds) for samples "
-                            f"{_short_list(mismatch)}"
+                            f"z differs from z_from_seeds(seeds) for samples {short_list(mismatch)}"
                         )
         if w is None and z is None and seeds is None:
             problems.append("no latents: give w, z or seeds so the images can be regenerated")
@@ -632,7 +591,7 @@ class Annotations:
         out = []
         for start in range(0, len(self), batch_size):
             img, _ = G.synthesize(w_all[start : start + batch_size], noise=self.noise)
-            out.append(to_uint8_image(img).permute(0, 3, 1, 2).cpu())
+            out.append(generator_to_uint8(img).permute(0, 3, 1, 2).cpu())
         return torch.cat(out)
 
     def with_generated_images(self, G: torch.nn.Module, batch_size: int = 8) -> Annotations:
@@ -748,15 +707,15 @@ class Annotations:
             }
             if self.images is not None:
                 entry["image"] = f"images/{sample_id}.png"
-                _write_png(root / entry["image"], self.images[i].permute(1, 2, 0).numpy(), "RGB")
-            _write_png(root / entry["mask"], self.masks[i].numpy(), "L")
+                write_png(root / entry["image"], self.images[i].permute(1, 2, 0).numpy(), "RGB")
+            write_png(root / entry["mask"], self.masks[i].numpy(), "L")
             if kind is not None:
                 entry["latent"], entry["latent_kind"] = f"latents/{sample_id}.npy", kind
                 latent = self.w[i] if kind == "w" else self.z[i]
-                _write_npy(root / entry["latent"], latent.numpy().astype(np.float32))
+                write_npy(root / entry["latent"], latent.numpy().astype(np.float32))
             samples.append(entry)
         if self.truncation_center is not None:
-            _write_npy(root / TRUNCATION_CENTER_FILE, self.truncation_center.numpy())
+            write_npy(root / TRUNCATION_CENTER_FILE, self.truncation_center.numpy())
         latent_shape = None
         if kind is not None:
             latent_shape = list((self.w if kind == "w" else self.z).shape[1:])
@@ -776,7 +735,7 @@ class Annotations:
             latent_shape=latent_shape,
             samples=samples,
         )
-        _write_json(root / MANIFEST, manifest)
+        write_json(root / MANIFEST, manifest)
         logger.info("wrote %d annotated samples to %s", len(self), root)
         return root / MANIFEST
 
@@ -954,7 +913,7 @@ class Annotations:
         problems += _consistency(image_sizes, image_res, "image", "image_resolution")
         if len(latent_shapes) > 1:
             groups = "; ".join(
-                f"{kind} {shape}: {_short_list(names, 3)}"
+                f"{kind} {shape}: {short_list(names, 3)}"
                 for (kind, shape), names in latent_shapes.items()
             )
             problems.append(f"latents differ in kind or shape: {groups}")
@@ -975,7 +934,7 @@ class Annotations:
             missing = [i for i, s in zip(ids, seeds) if s is None]
             problems.append(
                 f"{MANIFEST}: seeds must be given for all samples or none; missing for "
-                f"{_short_list(missing)}"
+                f"{short_list(missing)}"
             )
         has_image = [f["image"] is not None for f in files]
         if any(has_image) and not all(has_image):
@@ -1034,7 +993,7 @@ def _read_mask(
         bad = _bad_class_ids(torch.from_numpy(array.copy()), num_classes)
         if bad:
             problems.append(
-                f"{rel}: class ids {_short_list(bad)} out of range (K = {num_classes} "
+                f"{rel}: class ids {short_list(bad)} out of range (K = {num_classes} "
                 f"classes: 0..{num_classes - 1}, {IGNORE_INDEX} = ignore)"
             )
     return array
@@ -1168,482 +1127,3 @@ def _manifest(
         }
     )
     return manifest
-
-
-# ----------------------------------------------------------------- sampling
-@dataclass
-class SampledFolder:
-    """What :func:`sample_annotation_folder` wrote: a folder of images waiting for masks."""
-
-    root: Path
-    ids: list[str]
-    seeds: list[int]
-    w: torch.Tensor
-    written: list[str]
-    skipped: list[str]
-
-    @property
-    def manifest_path(self) -> Path:
-        return self.root / MANIFEST
-
-    def mask_path(self, sample_id: str) -> Path:
-        """Where the annotator puts the mask of ``sample_id``."""
-        return self.root / "masks" / f"{sample_id}.png"
-
-    def image_path(self, sample_id: str) -> Path:
-        return self.root / "images" / f"{sample_id}.png"
-
-    def load(self) -> Annotations:
-        """:meth:`Annotations.load` of the folder (once the masks are in place)."""
-        return Annotations.load(self.root)
-
-
-def _sample_complete(
-    root: Path, sample_id: str, w: torch.Tensor, image_hw: tuple[int, int]
-) -> bool:
-    """True if the sample's image and latent exist, read back whole and match ``w``."""
-    problems: list[str] = []
-    opened = _open_png(root / "images" / f"{sample_id}.png", "image", problems)
-    if opened is None or opened[1] != "RGB" or opened[0].shape[:2] != tuple(image_hw):
-        return False
-    latent = _open_npy(root / "latents" / f"{sample_id}.npy", "latent", problems)
-    if latent is None or latent.dtype != np.float32 or latent.shape != tuple(w.shape):
-        return False
-    return torch.allclose(torch.from_numpy(latent), w, rtol=1e-4, atol=1e-5)
-
-
-@torch.no_grad()
-def sample_annotation_folder(
-    G: torch.nn.Module,
-    num: int,
-    out_dir: str | os.PathLike,
-    seed: int = 0,
-    truncation_psi: float = 1.0,
-    class_names: Sequence[str] | None = None,
-    batch_size: int = 8,
-    *,
-    truncation_cutoff: int | None = None,
-    crop: str | Sequence[int] | None = None,
-    palette: Sequence[Any] | None = None,
-    noise: str = "const",
-) -> SampledFolder:
-    """Write ``num`` generated images to annotate, with their seeds, w latents and manifest.
-
-    Sample i has seed ``seed + i`` and id ``f"{i:05d}"``; its w (after truncation) goes
-    to ``latents/<id>.npy`` and its image to ``images/<id>.png``. ``masks/`` is created
-    empty: the annotator puts ``masks/<id>.png`` there (the manifest's ``note`` says how).
-    Resumable: samples whose image and latent already exist, read back whole and match
-    are skipped; a folder made with other settings is refused, not overwritten.
-    """
-    if isinstance(num, bool) or not isinstance(num, int) or num <= 0:
-        raise ValueError(f"num must be a positive int, got {num!r}")
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    if noise not in NOISE_MODES:
-        raise ValueError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
-    if not _is_int(seed) or not 0 <= seed <= MAX_SEED - num:
-        raise ValueError(
-            f"seed must be an int with 0 <= seed and seed + num <= 2**63, got {seed!r}"
-        )
-    seeds = list(range(int(seed), int(seed) + num))
-    crop_t = resolve_crop(crop)
-    names = None if class_names is None else list(class_names)
-    if palette is not None and names is None:
-        raise ValueError("a palette needs class_names (one colour per class)")
-    pal = None if palette is None else _palette(palette, len(names))
-    image_hw = tuple(int(s) for s in G.resolution)
-    frame = _frame_size(image_hw, crop_t)
-    reason = _frame_problem(frame, image_hw, crop_t)
-    if reason:
-        raise ValueError(reason)
-    root = Path(out_dir)
-    fingerprint = G.fingerprint()
-    ids = [f"{i:05d}" for i in range(num)]
-
-    if (root / MANIFEST).exists():
-        old = _read_manifest(root)
-        ids, seeds, names, pal = _resume_settings(
-            old,
-            root,
-            ids,
-            seeds,
-            names,
-            pal,
-            fingerprint=fingerprint,
-            psi=float(truncation_psi),
-            cutoff=truncation_cutoff,
-            noise=noise,
-            crop=crop_t,
-            image_hw=image_hw,
-        )
-
-    device = _module_device(G)
-    z = z_from_seeds(seeds, G.z_dim, device=device)
-    w_all = (
-        torch.cat(
-            [
-                G.mapping(z[s : s + batch_size], truncation_psi, truncation_cutoff)
-                for s in range(0, len(z), batch_size)
-            ]
-        )
-        .float()
-        .cpu()
-    )
-
-    samples = [
-        {
-            "id": sample_id,
-            "image": f"images/{sample_id}.png",
-            "mask": f"masks/{sample_id}.png",
-            "seed": s,
-            "latent": f"latents/{sample_id}.npy",
-            "latent_kind": "w",
-        }
-        for sample_id, s in zip(ids, seeds)
-    ]
-    manifest = _manifest(
-        fingerprint=fingerprint,
-        description=G.describe(),
-        class_names=names,
-        palette=pal,
-        psi=float(truncation_psi),
-        cutoff=truncation_cutoff,
-        center=None,
-        noise=noise,
-        crop=crop_t,
-        image_resolution=list(image_hw),
-        mask_resolution=list(frame),
-        latent_kind="w",
-        latent_shape=list(w_all.shape[1:]),
-        samples=samples,
-        note=_MASK_NOTE,
-    )
-    (root / "masks").mkdir(parents=True, exist_ok=True)
-    _write_json(root / MANIFEST, manifest)
-
-    todo = [i for i, sid in enumerate(ids) if not _sample_complete(root, sid, w_all[i], image_hw)]
-    todo_set = set(todo)
-    skipped = [sid for i, sid in enumerate(ids) if i not in todo_set]
-    for i in todo:
-        if (root / "masks" / f"{ids[i]}.png").exists():
-            logger.warning("re-generating images/%s.png, which already has a mask", ids[i])
-    for start in range(0, len(todo), batch_size):
-        chunk = todo[start : start + batch_size]
-        img, _ = G.synthesize(w_all[chunk].to(device), noise=noise)
-        pixels = to_uint8_image(img).cpu().numpy()
-        for j, i in enumerate(chunk):
-            _write_npy(root / "latents" / f"{ids[i]}.npy", w_all[i].numpy())
-            _write_png(root / "images" / f"{ids[i]}.png", pixels[j], "RGB")
-    written = [ids[i] for i in todo]
-    logger.info(
-        "%s: wrote %d images to annotate, %d already present", root, len(written), len(skipped)
-    )
-    return SampledFolder(root, list(ids), list(seeds), w_all, written, skipped)
-
-
-def _resume_settings(
-    old: dict[str, Any],
-    root: Path,
-    ids: list[str],
-    seeds: list[int],
-    names: list[str] | None,
-    palette: list[tuple[int, int, int]] | None,
-    *,
-    fingerprint: str,
-    psi: float,
-    cutoff: int | None,
-    noise: str,
-    crop: tuple[int, int, int, int] | None,
-    image_hw: tuple[int, int],
-) -> tuple[list[str], list[int], list[str] | None, list[tuple[int, int, int]] | None]:
-    """Check an existing sample folder was made the same way; merge its sample list."""
-    problems = []
-    old_crop = old.get("crop")
-    old_crop = resolve_crop(old_crop) if isinstance(old_crop, dict) else None
-    checks = [
-        ("generator fingerprint", (old.get("generator") or {}).get("fingerprint"), fingerprint),
-        ("truncation psi", (old.get("truncation") or {}).get("psi"), psi),
-        ("truncation cutoff", (old.get("truncation") or {}).get("cutoff"), cutoff),
-        ("noise", old.get("noise"), noise),
-        ("crop", old_crop, crop),
-        ("image_resolution", old.get("image_resolution"), list(image_hw)),
-    ]
-    for what, was, now in checks:
-        if was != now:
-            problems.append(f"{MANIFEST}: {what} was {was!r}, now {now!r}")
-    old_samples = [s for s in old.get("samples") or [] if isinstance(s, dict)]
-    old_seed = {s.get("id"): s.get("seed") for s in old_samples}
-    for sample_id, s in zip(ids, seeds):
-        if sample_id in old_seed and old_seed[sample_id] != s:
-            problems.append(
-                f"{MANIFEST}: sample '{sample_id}' has seed {old_seed[sample_id]}, now {s}"
-            )
-    old_names = old.get("class_names")
-    if names is None:
-        names = old_names
-        if palette is None and old.get("palette") is not None and names:
-            palette = _palette(old["palette"], len(names))
-    elif old_names is not None and old_names != names:
-        problems.append(f"{MANIFEST}: class_names were {old_names}, now {names}")
-    if problems:
-        raise AnnotationError(
-            [*problems, "use a new folder, or the settings this folder was made with"], root
-        )
-    extra = [s for s in old_samples if s.get("id") not in set(ids)]
-    if extra:
-        logger.warning(
-            "%s already holds %d more samples than asked for; keeping them", root, len(extra)
-        )
-        ids = ids + [s["id"] for s in extra]
-        seeds = seeds + [int(s["seed"]) for s in extra]
-    return ids, seeds, names, palette
-
-
-# ------------------------------------------------------------ DatasetGAN import
-def _find_release_image(folder: Path, i: int) -> Path | None:
-    for ext in (".jpg", ".jpeg", ".png", ".JPG", ".PNG"):
-        p = folder / f"image_{i}{ext}"
-        if p.is_file():
-            return p
-    return None
-
-
-def _load_release_array(
-    source: str | os.PathLike | np.ndarray | torch.Tensor, name: str, problems: list[str]
-) -> np.ndarray | None:
-    if isinstance(source, torch.Tensor):
-        return source.detach().cpu().numpy()
-    if isinstance(source, np.ndarray):
-        return source
-    path = Path(source)
-    return _open_npy(path, path.name if name is None else name, problems)
-
-
-def import_datasetgan_release(
-    folder: str | os.PathLike,
-    *,
-    class_names: Sequence[str],
-    avg_latent: str | os.PathLike | np.ndarray | torch.Tensor | None = None,
-    latents: str | os.PathLike | np.ndarray | torch.Tensor | None = None,
-    num_images: int | None = None,
-    crop: str | Sequence[int] | None = None,
-    min_class_pixels: int = 0,
-    small_class_value: int = 0,
-    mask_size: tuple[int, int] | None = None,
-    truncation_psi: float = 0.7,
-    truncation_cutoff: int | None = None,
-    palette: Sequence[Any] | None = None,
-    require_images: bool = True,
-) -> Annotations:
-    """Read a DatasetGAN release annotation folder into :class:`Annotations` (z latents).
-
-    Layout (nv-tlabs/datasetGAN_release): ``image_mask{i}.npy`` (H x W class ids),
-    ``image_{i}.jpg`` (or .png), and the z of every image in ``latent_stylegan1.npy``
-    (N, 512) (a (N, num_ws, w_dim) array is taken as w). The release keeps the latent
-    files in a separate folder; pass ``latents`` / ``avg_latent`` (a path or array) when
-    they are not in ``folder``. ``avg_latent`` (``avg_latent_stylegan1.npy``, default:
-    looked up in ``folder``) is the release's truncation centre and is stored as
-    ``truncation_center``.
-
-    - Truncation: psi 0.7 as in the release; ``truncation_cutoff`` None means the
-      generator's default (the release truncates the first 8 of 18 layers for car and
-      face, 7 for bedroom and cat).
-    - ``crop="car"`` (rows 64..448 of the 512x512 image) or (top, left, height, width).
-    - ``mask_size`` (H, W): resize masks with nearest neighbour first, as the release
-      does to its label resolution (same index choice as OpenCV's INTER_NEAREST).
-    - ``min_class_pixels``: when > 0, every class other than 0 that covers fewer than
-      that many pixels *in a mask as a whole* is relabelled ``small_class_value``. The
-      release does this with 30 and background 0 (its ``prepare_data``); pass
-      ``small_class_value=255`` to ignore such pixels instead of calling them background.
-      Counts are per class per mask, not per connected fragment: stray pixels of a
-      large class are kept.
-    - The release's JPEGs are lossy and were drawn with random noise, so they are
-      checked (present, readable, same size as the masks) but not kept: ``images`` is
-      None; use :meth:`Annotations.with_generated_images` to fill it from a generator.
-    """
-    root = Path(folder)
-    if not root.is_dir():
-        raise AnnotationError([f"{root}: no such folder"])
-    names = list(class_names)
-    num_classes = len(names)
-    if isinstance(min_class_pixels, bool) or not _is_int(min_class_pixels) or min_class_pixels < 0:
-        raise ValueError(f"min_class_pixels must be an int >= 0, got {min_class_pixels!r}")
-    if small_class_value != IGNORE_INDEX and not 0 <= small_class_value < num_classes:
-        raise ValueError(
-            f"small_class_value must be a class id (0..{num_classes - 1}) or {IGNORE_INDEX} "
-            f"(ignore), got {small_class_value!r}"
-        )
-    problems: list[str] = []
-
-    latent_src = latents if latents is not None else root / "latent_stylegan1.npy"
-    latent_all = _load_release_array(latent_src, _name_of(latent_src), problems)
-    if avg_latent is None and (root / "avg_latent_stylegan1.npy").is_file():
-        avg_latent = root / "avg_latent_stylegan1.npy"
-    center = None
-    if avg_latent is not None:
-        center = _load_release_array(avg_latent, _name_of(avg_latent), problems)
-        if center is not None:
-            center = np.squeeze(center) if center.ndim == 3 else center
-            if center.ndim not in (1, 2) or not np.issubdtype(center.dtype, np.floating):
-                problems.append(
-                    f"{_name_of(avg_latent)}: expected a float (num_ws, w_dim) array, got "
-                    f"{center.dtype} {center.shape}"
-                )
-                center = None
-
-    mask_indices = sorted(
-        int(m.group(1))
-        for p in root.glob("image_mask*.npy")
-        if (m := re.fullmatch(r"image_mask(\d+)\.npy", p.name))
-    )
-    if num_images is None:
-        n = len(mask_indices)
-        if n == 0:
-            problems.append(f"{root.name}: no image_mask{{i}}.npy files")
-        elif mask_indices != list(range(n)):
-            gaps = sorted(set(range(max(mask_indices) + 1)) - set(mask_indices))
-            problems.append(
-                f"mask files are not numbered 0..{n - 1}: missing "
-                f"{_short_list([f'image_mask{i}.npy' for i in gaps])}; pass num_images"
-            )
-    else:
-        n = int(num_images)
-        if n <= 0:
-            raise ValueError(f"num_images must be positive, got {num_images!r}")
-
-    kind = None
-    if latent_all is not None:
-        if latent_all.ndim == 2:
-            kind = "z"
-        elif latent_all.ndim == 3:
-            kind = "w"
-        else:
-            problems.append(
-                f"{_name_of(latent_src)}: expected (N, z_dim) z or (N, num_ws, w_dim) w, "
-                f"got shape {latent_all.shape}"
-            )
-        if kind is not None and not np.issubdtype(latent_all.dtype, np.floating):
-            problems.append(f"{_name_of(latent_src)}: expected floats, got {latent_all.dtype}")
-            kind = None
-        if kind is not None and latent_all.shape[0] < n:
-            problems.append(
-                f"{_name_of(latent_src)}: holds {latent_all.shape[0]} latents for {n} masks"
-            )
-        elif kind is not None and latent_all.shape[0] > n:
-            logger.info(
-                "%s holds %d latents; using the first %d (one per mask)",
-                _name_of(latent_src),
-                latent_all.shape[0],
-                n,
-            )
-
-    masks: list[np.ndarray] = []
-    sizes: dict[tuple, list[str]] = {}
-    for i in range(n):
-        mask_name = f"image_mask{i}.npy"
-        raw = _open_npy(root / mask_name, mask_name, problems)
-        mask = None
-        if raw is not None:
-            mask = np.squeeze(raw)
-            if mask.ndim != 2 or not (
-                np.issubdtype(mask.dtype, np.integer) or np.issubdtype(mask.dtype, np.floating)
-            ):
-                problems.append(
-                    f"{mask_name}: expected an H x W array of class ids, got "
-                    f"{raw.dtype} {raw.shape}"
-                )
-                mask = None
-            elif not np.array_equal(mask, np.round(mask)):
-                problems.append(f"{mask_name}: holds non-integer values")
-                mask = None
-        image_path = _find_release_image(root, i)
-        if image_path is None:
-            if require_images:
-                problems.append(f"image_{i}.jpg: missing (pass require_images=False to skip)")
-        else:
-            opened: list[str] = []
-            try:
-                with Image.open(image_path) as im:
-                    im.load()
-                    image_hw = (im.height, im.width)
-            except Exception as err:
-                opened.append(f"{image_path.name}: unreadable or corrupt image ({err})")
-            problems += opened
-            if not opened and mask is not None and image_hw != mask.shape:
-                problems.append(
-                    f"{mask_name}: mask is {mask.shape[0]}x{mask.shape[1]} but "
-                    f"{image_path.name} is {image_hw[0]}x{image_hw[1]}"
-                )
-        if mask is None:
-            continue
-        mask = mask.astype(np.int64)
-        if mask_size is not None:
-            mask = _resize_nearest(mask, tuple(mask_size))
-        bad = sorted(
-            int(v) for v in np.unique(mask) if (v >= num_classes and v != IGNORE_INDEX) or v < 0
-        )
-        if bad:
-            problems.append(
-                f"{mask_name}: class ids {_short_list(bad)} out of range for "
-                f"{num_classes} class names"
-            )
-            continue
-        if min_class_pixels > 0:
-            mask = _drop_small_classes(
-                mask, num_classes, min_class_pixels, small_class_value, mask_name
-            )
-        sizes.setdefault(mask.shape, []).append(mask_name)
-        masks.append(mask.astype(np.uint8))
-    problems += _consistency(sizes, None, "mask", "")
-    if problems:
-        raise AnnotationError(problems, root)
-
-    latent_t = torch.from_numpy(np.asarray(latent_all[:n], dtype=np.float32))
-    try:
-        return Annotations.from_arrays(
-            masks=np.stack(masks),
-            class_names=names,
-            w=latent_t if kind == "w" else None,
-            z=latent_t if kind == "z" else None,
-            truncation_psi=truncation_psi,
-            truncation_cutoff=truncation_cutoff,
-            truncation_center=None if center is None else np.asarray(center, dtype=np.float32),
-            crop=crop,
-            palette=palette,
-        )
-    except AnnotationError as err:
-        raise AnnotationError(err.problems, root) from None
-
-
-def _name_of(source: Any) -> str:
-    if isinstance(source, (str, os.PathLike)):
-        return Path(source).name
-    return "latents array"
-
-
-def _resize_nearest(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize to (H, W); picks source index floor(dst * in / out)."""
-    if tuple(mask.shape) == tuple(size):
-        return mask
-    t = torch.from_numpy(mask).double()[None, None]
-    out = torch.nn.functional.interpolate(t, size=tuple(size), mode="nearest")
-    return out[0, 0].round().to(torch.int64).numpy()
-
-
-def _drop_small_classes(
-    mask: np.ndarray, num_classes: int, min_pixels: int, value: int, name: str
-) -> np.ndarray:
-    """Relabel every class 1..K-1 covering fewer than ``min_pixels`` pixels as ``value``."""
-    counts = np.bincount(mask[mask != IGNORE_INDEX].ravel(), minlength=num_classes)
-    small = [c for c in range(1, num_classes) if 0 < counts[c] < min_pixels]
-    if small:
-        logger.info(
-            "%s: classes %s cover fewer than %d pixels; relabelled %d",
-            name,
-            small,
-            min_pixels,
-            value,
-        )
-        mask = mask.copy()
-        mask[np.isin(mask, small)] = value
-    return mask

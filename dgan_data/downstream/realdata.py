@@ -36,13 +36,13 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .atomic import atomic_write
+from ..conventions import IGNORE_INDEX, short_list
+from ..fileio import atomic_write
 
 __all__ = ["LabeledFolder", "LabeledFolderError", "write_labeled_folder"]
 
 logger = logging.getLogger(__name__)
 
-IGNORE_INDEX = 255
 IMAGE_DIR, MASK_DIR, CLASSES_FILE = "images", "masks", "classes.json"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 MASK_SUFFIX = ".png"
@@ -61,11 +61,6 @@ class LabeledFolderError(ValueError):
         super().__init__(
             f"{head}{n} problem{'s' if n != 1 else ''} with the labeled folder:\n{lines}"
         )
-
-
-def _short_list(values: Sequence[Any], limit: int = 8) -> str:
-    text = ", ".join(str(v) for v in list(values)[:limit])
-    return text + (f", ... ({len(values)} in all)" if len(values) > limit else "")
 
 
 def _as_size(size: int | Sequence[int] | None) -> tuple[int, int] | None:
@@ -155,12 +150,12 @@ class LabeledFolder(Dataset):
         if no_mask:
             problems.append(
                 f"images without a mask in {MASK_DIR}/: "
-                f"{_short_list([images[s].name for s in no_mask])}"
+                f"{short_list([images[s].name for s in no_mask])}"
             )
         if no_image:
             problems.append(
                 f"masks without an image in {IMAGE_DIR}/: "
-                f"{_short_list([masks[s].name for s in no_image])}"
+                f"{short_list([masks[s].name for s in no_image])}"
             )
 
         self.class_names = _read_classes(self.root, problems)
@@ -239,7 +234,7 @@ class LabeledFolder(Dataset):
             bad = ids[ids >= limit].tolist()
             if bad:
                 problems.append(
-                    f"{mask_rel}: class ids {_short_list(bad)} out of range "
+                    f"{mask_rel}: class ids {short_list(bad)} out of range "
                     f"(K = {limit} classes: 0..{limit - 1}, {IGNORE_INDEX} = ignore)"
                 )
         return int(ids.max()) if ids.size else -1
@@ -329,8 +324,7 @@ def write_labeled_folder(
     bad = np.unique(m[((m < 0) | (m >= K)) & (m != IGNORE_INDEX)]).tolist()
     if bad:
         raise ValueError(
-            f"masks hold class ids {_short_list(bad)} outside 0..{K - 1} "
-            f"and {IGNORE_INDEX} (ignore)"
+            f"masks hold class ids {short_list(bad)} outside 0..{K - 1} and {IGNORE_INDEX} (ignore)"
         )
     fmt = image_format.lower().lstrip(".")
     if fmt not in ("png", "jpg", "jpeg"):
@@ -343,7 +337,7 @@ def write_labeled_folder(
         )
     odd = [s for s in stems if not s or s.startswith(".") or "/" in s or "\\" in s]
     if odd:
-        raise ValueError(f"names must be plain file stems, got {_short_list(odd)}")
+        raise ValueError(f"names must be plain file stems, got {short_list(odd)}")
 
     image_dir, mask_dir = root / IMAGE_DIR, root / MASK_DIR
     if not exist_ok:

@@ -26,7 +26,6 @@ import logging
 import math
 import os
 import platform
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -35,14 +34,20 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from lightning_utilities.core.imports import RequirementCache
+from safetensors.torch import load_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from .augment import make_augment
-from .metrics import ConfusionMatrix, metrics_from_confusion
-from .stream import derive_seed
+from .._version import __version__
+from ..augment import make_augment
+from ..conventions import IGNORE_INDEX
+from ..fileio import atomic_torch_save
+from ..metrics import ConfusionMatrix, metrics_from_confusion
+from ..seeds import derive_seed
+from ..toy.render import render_faces, render_split, split_seeds
 
 __all__ = [
     "ARCHITECTURES",
@@ -65,7 +70,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-IGNORE_INDEX = 255
 #: Architectures :func:`build_deeplab` accepts, with their segmentation-models-pytorch name.
 ARCHITECTURES = {"deeplabv3": "DeepLabV3", "deeplabv3plus": "DeepLabV3Plus"}
 #: ImageNet statistics: the input normalisation of every torchvision/timm encoder.
@@ -211,8 +215,6 @@ def build_deeplab(
 def _load_encoder_weights(encoder: nn.Module, path: Path) -> None:
     """Load a local encoder state dict, dropping a classifier head; name what did not fit."""
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         state = load_file(str(path))
     else:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -245,20 +247,6 @@ def _unwrap(model: nn.Module) -> nn.Module:
     )
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> Path:
-    """``torch.save`` to a temp file in the same folder, then ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
 def save_segmentation_model(model: nn.Module, path: str | os.PathLike, **extra: Any) -> Path:
     """Write the model's config and weights (and ``extra`` values) atomically."""
     inner = _unwrap(model)
@@ -267,7 +255,7 @@ def save_segmentation_model(model: nn.Module, path: str | os.PathLike, **extra: 
         raise TypeError("save_segmentation_model needs a SegmentationModel (from build_deeplab)")
     state = {k: v.detach().cpu() for k, v in inner.state_dict().items()}
     payload = {"format": _CHECKPOINT_FORMAT, "config": config, "model": state, **extra}
-    return _atomic_torch_save(payload, Path(path))
+    return atomic_torch_save(payload, Path(path))
 
 
 def load_segmentation_model(
@@ -371,8 +359,6 @@ def _sync(device: torch.device) -> None:
 
 
 def _is_main_process() -> bool:
-    import torch.distributed as dist
-
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
@@ -485,7 +471,7 @@ def train_segmentation(
             "step": step,
             "history": asdict(history),
         }
-        _atomic_torch_save(full, ckpt_dir / "last.pt")
+        atomic_torch_save(full, ckpt_dir / "last.pt")
 
     def run_eval(step: int) -> None:
         if eval_fn is None:
@@ -601,8 +587,6 @@ def _batches_of(
 
 
 def _dist() -> tuple[int, int]:
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
@@ -674,8 +658,6 @@ def evaluate(
         net.train()
     per_image = conf.per_image() if keep_per_image else None
     if world > 1:
-        import torch.distributed as dist
-
         conf.all_reduce()
         counts = [None] * world
         dist.all_gather_object(counts, count)
@@ -699,8 +681,6 @@ def evaluate(
 
 def _broadcast_buffers(model: nn.Module) -> None:
     """Copy rank 0's buffers (BatchNorm running statistics) to every rank."""
-    import torch.distributed as dist
-
     for buf in model.buffers():
         if dist.get_backend() == "nccl" and buf.device.type != "cuda":
             tmp = buf.cuda()
@@ -795,7 +775,6 @@ def render_labeled(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``count`` toy renders of ``split`` from its ``start``-th seed: float images in
     [0, 1] (N, 3, size, size) and int64 masks (N, size, size), exact by construction."""
-    from .toy.render import render_split
 
     images, masks = [], []
     for _, img, mask in render_split(split, start, count, batch_size=batch_size, size=size):
@@ -818,7 +797,6 @@ def render_batches(
     reference): the ``count`` seeds of ``split`` from ``start``, visited epoch by epoch in
     a seeded random order, each batch rendered on demand (about 5 ms per 64 px image on
     one core, so nothing is held in memory) and augmented like :func:`real_batches`."""
-    from .toy.render import render_faces, split_seeds
 
     seeds = split_seeds(split, start, count)
     aug = _augmenter(augment, seed)
@@ -855,7 +833,6 @@ def _cpu_name() -> str:
 
 def environment_info(device: torch.device | str | None = None) -> dict[str, Any]:
     """Hardware and library versions, for results files (timings mean little without)."""
-    from . import __version__
 
     device = torch.device(device) if device is not None else torch.device("cpu")
     hardware: dict[str, Any] = {

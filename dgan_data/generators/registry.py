@@ -1,132 +1,59 @@
-"""Checkpoint format detection and safe loading.
+"""File -> generator: format detection and the one entry point for generator files.
 
-Nothing found in a file is ever executed: ``.pt`` files go through
-``torch.load(weights_only=True)`` with an explicit allow-list, NVIDIA ``.pkl``
-networks through a restricted unpickler, and our own format is ``.safetensors``.
+Knows architectures and file formats only; preset names are resolved one layer up
+(``dgan_data.presets.load_generator``). The registry maps architecture names to classes;
+an unknown name lists the valid ones.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file
 
 from .base import Generator
+from .files import (
+    CONFIG_KEY,
+    CheckpointError,
+    check_file,
+    load_strict,
+    read_safetensors_metadata,
+    safe_torch_load,
+)
+from .nvidia import load_nvidia_pickle
+from .stylegan1 import StyleGAN1Generator
+from .stylegan2 import StyleGAN2Generator
 
 log = logging.getLogger(__name__)
 
-#: Globals that real checkpoints need beyond plain tensors and containers.
-#: rosinality's train.py stores its ``argparse.Namespace`` of options.
-SAFE_TORCH_GLOBALS: list[Any] = [argparse.Namespace]
+__all__ = ["ARCHITECTURES", "detect_format", "get_architecture", "load_generator_file"]
 
-CONFIG_KEY = "dgan_data.generator"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, unreadable, unsafe, or not a known generator."""
+#: Architecture registry: name -> class (``Generator.arch`` is the key).
+ARCHITECTURES: dict[str, type[Generator]] = {
+    StyleGAN2Generator.arch: StyleGAN2Generator,
+    StyleGAN1Generator.arch: StyleGAN1Generator,
+}
 
 
-# ------------------------------------------------------------------ helpers
-def safe_torch_load(path: str | Path) -> Any:
-    """``torch.load`` with ``weights_only=True`` and only our allow-listed globals."""
-    path = Path(path)
-    _check_file(path)
-    try:
-        with torch.serialization.safe_globals(SAFE_TORCH_GLOBALS):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError...
-        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        if "weights_only" in str(err) or "Unsupported global" in str(err):
-            raise CheckpointError(
-                f"{path}: refused to load: the file needs objects outside the safe allow-list "
-                f"({msg}). dgan_data never executes code from checkpoints; convert the file to "
-                "plain tensors (a state dict) or to .safetensors."
-            ) from None
-        raise CheckpointError(f"{path}: cannot read as a PyTorch checkpoint: {msg}") from None
-
-
-def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such file")
-    if not path.is_file():
-        raise CheckpointError(f"{path}: not a file")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{path}: the file is empty")
-
-
-def load_strict(module: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
-    """Load a state dict, reporting missing/unexpected keys and wrong shapes by name."""
-    own = module.state_dict()
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    wrong = [
-        f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in own
-        if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)
-    ]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing keys (e.g. {', '.join(missing[:5])})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:5])})")
-    if wrong:
-        problems.append(f"{len(wrong)} tensors of the wrong shape (e.g. {'; '.join(wrong[:3])})")
-    if problems:
+def get_architecture(name: str, source: str = "<config>") -> type[Generator]:
+    """The generator class registered as ``name``; an unknown name lists the valid ones."""
+    if not isinstance(name, str) or name not in ARCHITECTURES:
         raise CheckpointError(
-            f"{source}: state dict does not fit the model: " + "; ".join(problems)
+            f"{source}: unknown architecture {name!r}; known: {', '.join(sorted(ARCHITECTURES))}"
         )
-    with torch.no_grad():
-        for k, t in own.items():
-            t.copy_(state_dict[k].to(dtype=t.dtype))
-
-
-def atomic_save_file(
-    tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]
-) -> None:
-    """``safetensors`` save through a temp file and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    return ARCHITECTURES[name]
 
 
 # ------------------------------------------------------------ our own format
-def save_generator(G: Generator, path: str | Path) -> Path:
-    """Write ``G`` as ``.safetensors``; its architecture and config go in the header."""
-    path = Path(path)
-    if path.suffix != ".safetensors":
-        path = path.with_suffix(".safetensors")
-    meta = {CONFIG_KEY: json.dumps({"arch": G.arch, "config": G.config, "format_version": 1})}
-    atomic_save_file(dict(G.state_dict()), path, meta)
-    return path
-
-
-def read_safetensors_metadata(path: Path) -> dict[str, str]:
-    _check_file(path)
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return f.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"{path}: not a readable .safetensors file ({err})") from None
-
-
 def load_safetensors_generator(path: Path) -> Generator:
-    from . import ARCHITECTURES
-
+    """A generator written by ``Generator.save`` (config in the header)."""
     meta = read_safetensors_metadata(path)
     if CONFIG_KEY not in meta:
         raise CheckpointError(
@@ -136,13 +63,9 @@ def load_safetensors_generator(path: Path) -> Generator:
     try:
         info = json.loads(meta[CONFIG_KEY])
         arch, config = info["arch"], info["config"]
-    except (ValueError, KeyError) as err:
+    except (ValueError, KeyError, TypeError) as err:
         raise CheckpointError(f"{path}: corrupt generator config in header ({err})") from None
-    if arch not in ARCHITECTURES:
-        raise CheckpointError(
-            f"{path}: unknown architecture {arch!r}; known: {', '.join(sorted(ARCHITECTURES))}"
-        )
-    G = ARCHITECTURES[arch].from_config(config)
+    G = get_architecture(arch, str(path)).from_config(config)
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError) as err:
@@ -154,8 +77,6 @@ def load_safetensors_generator(path: Path) -> Generator:
 # ------------------------------------------------------------ rosinality .pt
 def load_rosinality(obj: dict[str, Any], path: Path, **options: Any) -> Generator:
     """rosinality/stylegan2-pytorch: train form (g_ema, args, ...) or converted form."""
-    from .stylegan2 import StyleGAN2Generator
-
     sd = dict(obj["g_ema"])
     if "latent_avg" in obj and "latent_avg" not in sd:
         sd["latent_avg"] = torch.as_tensor(obj["latent_avg"]).reshape(-1)
@@ -175,7 +96,7 @@ def load_rosinality(obj: dict[str, Any], path: Path, **options: Any) -> Generato
 # ---------------------------------------------------------------- dispatcher
 def detect_format(path: Path) -> str:
     """Name of the file's format: 'safetensors', 'nvidia-pkl' or 'torch'."""
-    _check_file(path)
+    check_file(path)
     with open(path, "rb") as f:
         head = f.read(16)
     name = path.name.lower()
@@ -191,21 +112,14 @@ def detect_format(path: Path) -> str:
     )
 
 
-def load_generator(
+def load_generator_file(
     path: str | Path, device: str | torch.device | None = None, **options: Any
 ) -> Generator:
-    """Load a generator from any supported file; architecture inferred from the weights.
+    """Load a generator from a file of any supported format; architecture from the weights.
 
     Options pass to the format's loader, e.g. ``avg_latent=`` (StyleGAN1 average w file),
     ``include_const_input=True`` (StyleGAN2 features), ``lr_mlp=`` (StyleGAN2 mapping).
-    A preset name is resolved through the presets registry.
     """
-    path_str = str(path)
-    if not Path(path_str).exists() and "/" not in path_str and "." not in path_str:
-        from ..presets import preset_generator_options, resolve_preset_file
-
-        path = resolve_preset_file(path_str, "generator")
-        options = {**preset_generator_options(path_str), **options}
     path = Path(path)
     fmt = detect_format(path)
     if fmt == "safetensors":
@@ -213,8 +127,6 @@ def load_generator(
             raise CheckpointError(f"{path}: options {sorted(options)} do not apply to .safetensors")
         G = load_safetensors_generator(path)
     elif fmt == "nvidia-pkl":
-        from .nvidia import load_nvidia_pickle
-
         G = load_nvidia_pickle(path, **options)
     else:
         obj = safe_torch_load(path)
@@ -233,13 +145,9 @@ def _from_torch_object(obj: Any, path: Path, **options: Any) -> Generator:
     if "g_ema" in obj:
         return load_rosinality(obj, path, **options)
     if any(str(k).startswith(("g_mapping.", "g_synthesis.")) for k in keys):
-        from .stylegan1 import StyleGAN1Generator
-
         avg = _find_avg_latent(path, options.pop("avg_latent", None))
         return StyleGAN1Generator.from_datasetgan_state_dict(obj, avg, source=str(path), **options)
     if "conv1.conv.modulation.weight" in obj:
-        from .stylegan2 import StyleGAN2Generator
-
         return StyleGAN2Generator.from_state_dict(obj, source=str(path), **options)
     raise CheckpointError(
         f"{path}: a PyTorch file, but not a generator this library knows "
@@ -250,8 +158,6 @@ def _from_torch_object(obj: Any, path: Path, **options: Any) -> Generator:
 
 def _find_avg_latent(path: Path, given: Any) -> Any:
     """The StyleGAN1 truncation centre: given array/path, or the release's file beside it."""
-    import numpy as np
-
     if given is not None and not isinstance(given, (str, Path)):
         return given
     if given is not None:

@@ -1,0 +1,272 @@
+"""Sampling generated images to annotate: a folder of images, latents and a manifest.
+
+:func:`sample_annotation_folder` writes everything but the masks, resumably; the user
+draws ``masks/<id>.png`` (or imports them from an annotation tool) and loads the folder
+with ``Annotations.load``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..conventions import generator_to_uint8
+from ..fileio import write_json, write_npy, write_png
+from ..seeds import MAX_SEED, z_from_seeds
+from .folder import (
+    _MASK_NOTE,
+    MANIFEST,
+    NOISE_MODES,
+    AnnotationError,
+    Annotations,
+    _frame_problem,
+    _frame_size,
+    _is_int,
+    _manifest,
+    _module_device,
+    _open_npy,
+    _open_png,
+    _palette,
+    _read_manifest,
+    resolve_crop,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["SampledFolder", "sample_annotation_folder"]
+
+
+# ----------------------------------------------------------------- sampling
+@dataclass
+class SampledFolder:
+    """What :func:`sample_annotation_folder` wrote: a folder of images waiting for masks."""
+
+    root: Path
+    ids: list[str]
+    seeds: list[int]
+    w: torch.Tensor
+    written: list[str]
+    skipped: list[str]
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / MANIFEST
+
+    def mask_path(self, sample_id: str) -> Path:
+        """Where the annotator puts the mask of ``sample_id``."""
+        return self.root / "masks" / f"{sample_id}.png"
+
+    def image_path(self, sample_id: str) -> Path:
+        return self.root / "images" / f"{sample_id}.png"
+
+    def load(self) -> Annotations:
+        """:meth:`Annotations.load` of the folder (once the masks are in place)."""
+        return Annotations.load(self.root)
+
+
+def _sample_complete(
+    root: Path, sample_id: str, w: torch.Tensor, image_hw: tuple[int, int]
+) -> bool:
+    """True if the sample's image and latent exist, read back whole and match ``w``."""
+    problems: list[str] = []
+    opened = _open_png(root / "images" / f"{sample_id}.png", "image", problems)
+    if opened is None or opened[1] != "RGB" or opened[0].shape[:2] != tuple(image_hw):
+        return False
+    latent = _open_npy(root / "latents" / f"{sample_id}.npy", "latent", problems)
+    if latent is None or latent.dtype != np.float32 or latent.shape != tuple(w.shape):
+        return False
+    return torch.allclose(torch.from_numpy(latent), w, rtol=1e-4, atol=1e-5)
+
+
+@torch.no_grad()
+def sample_annotation_folder(
+    G: torch.nn.Module,
+    num: int,
+    out_dir: str | os.PathLike,
+    seed: int = 0,
+    truncation_psi: float = 1.0,
+    class_names: Sequence[str] | None = None,
+    batch_size: int = 8,
+    *,
+    truncation_cutoff: int | None = None,
+    crop: str | Sequence[int] | None = None,
+    palette: Sequence[Any] | None = None,
+    noise: str = "const",
+) -> SampledFolder:
+    """Write ``num`` generated images to annotate, with their seeds, w latents and manifest.
+
+    Sample i has seed ``seed + i`` and id ``f"{i:05d}"``; its w (after truncation) goes
+    to ``latents/<id>.npy`` and its image to ``images/<id>.png``. ``masks/`` is created
+    empty: the annotator puts ``masks/<id>.png`` there (the manifest's ``note`` says how).
+    Resumable: samples whose image and latent already exist, read back whole and match
+    are skipped; a folder made with other settings is refused, not overwritten.
+    """
+    if isinstance(num, bool) or not isinstance(num, int) or num <= 0:
+        raise ValueError(f"num must be a positive int, got {num!r}")
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if noise not in NOISE_MODES:
+        raise ValueError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
+    if not _is_int(seed) or not 0 <= seed <= MAX_SEED - num:
+        raise ValueError(
+            f"seed must be an int with 0 <= seed and seed + num <= 2**63, got {seed!r}"
+        )
+    seeds = list(range(int(seed), int(seed) + num))
+    crop_t = resolve_crop(crop)
+    names = None if class_names is None else list(class_names)
+    if palette is not None and names is None:
+        raise ValueError("a palette needs class_names (one colour per class)")
+    pal = None if palette is None else _palette(palette, len(names))
+    image_hw = tuple(int(s) for s in G.resolution)
+    frame = _frame_size(image_hw, crop_t)
+    reason = _frame_problem(frame, image_hw, crop_t)
+    if reason:
+        raise ValueError(reason)
+    root = Path(out_dir)
+    fingerprint = G.fingerprint()
+    ids = [f"{i:05d}" for i in range(num)]
+
+    if (root / MANIFEST).exists():
+        old = _read_manifest(root)
+        ids, seeds, names, pal = _resume_settings(
+            old,
+            root,
+            ids,
+            seeds,
+            names,
+            pal,
+            fingerprint=fingerprint,
+            psi=float(truncation_psi),
+            cutoff=truncation_cutoff,
+            noise=noise,
+            crop=crop_t,
+            image_hw=image_hw,
+        )
+
+    device = _module_device(G)
+    z = z_from_seeds(seeds, G.z_dim, device=device)
+    w_all = (
+        torch.cat(
+            [
+                G.mapping(z[s : s + batch_size], truncation_psi, truncation_cutoff)
+                for s in range(0, len(z), batch_size)
+            ]
+        )
+        .float()
+        .cpu()
+    )
+
+    samples = [
+        {
+            "id": sample_id,
+            "image": f"images/{sample_id}.png",
+            "mask": f"masks/{sample_id}.png",
+            "seed": s,
+            "latent": f"latents/{sample_id}.npy",
+            "latent_kind": "w",
+        }
+        for sample_id, s in zip(ids, seeds)
+    ]
+    manifest = _manifest(
+        fingerprint=fingerprint,
+        description=G.describe(),
+        class_names=names,
+        palette=pal,
+        psi=float(truncation_psi),
+        cutoff=truncation_cutoff,
+        center=None,
+        noise=noise,
+        crop=crop_t,
+        image_resolution=list(image_hw),
+        mask_resolution=list(frame),
+        latent_kind="w",
+        latent_shape=list(w_all.shape[1:]),
+        samples=samples,
+        note=_MASK_NOTE,
+    )
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    write_json(root / MANIFEST, manifest)
+
+    todo = [i for i, sid in enumerate(ids) if not _sample_complete(root, sid, w_all[i], image_hw)]
+    todo_set = set(todo)
+    skipped = [sid for i, sid in enumerate(ids) if i not in todo_set]
+    for i in todo:
+        if (root / "masks" / f"{ids[i]}.png").exists():
+            logger.warning("re-generating images/%s.png, which already has a mask", ids[i])
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start : start + batch_size]
+        img, _ = G.synthesize(w_all[chunk].to(device), noise=noise)
+        pixels = generator_to_uint8(img).cpu().numpy()
+        for j, i in enumerate(chunk):
+            write_npy(root / "latents" / f"{ids[i]}.npy", w_all[i].numpy())
+            write_png(root / "images" / f"{ids[i]}.png", pixels[j], "RGB")
+    written = [ids[i] for i in todo]
+    logger.info(
+        "%s: wrote %d images to annotate, %d already present", root, len(written), len(skipped)
+    )
+    return SampledFolder(root, list(ids), list(seeds), w_all, written, skipped)
+
+
+def _resume_settings(
+    old: dict[str, Any],
+    root: Path,
+    ids: list[str],
+    seeds: list[int],
+    names: list[str] | None,
+    palette: list[tuple[int, int, int]] | None,
+    *,
+    fingerprint: str,
+    psi: float,
+    cutoff: int | None,
+    noise: str,
+    crop: tuple[int, int, int, int] | None,
+    image_hw: tuple[int, int],
+) -> tuple[list[str], list[int], list[str] | None, list[tuple[int, int, int]] | None]:
+    """Check an existing sample folder was made the same way; merge its sample list."""
+    problems = []
+    old_crop = old.get("crop")
+    old_crop = resolve_crop(old_crop) if isinstance(old_crop, dict) else None
+    checks = [
+        ("generator fingerprint", (old.get("generator") or {}).get("fingerprint"), fingerprint),
+        ("truncation psi", (old.get("truncation") or {}).get("psi"), psi),
+        ("truncation cutoff", (old.get("truncation") or {}).get("cutoff"), cutoff),
+        ("noise", old.get("noise"), noise),
+        ("crop", old_crop, crop),
+        ("image_resolution", old.get("image_resolution"), list(image_hw)),
+    ]
+    for what, was, now in checks:
+        if was != now:
+            problems.append(f"{MANIFEST}: {what} was {was!r}, now {now!r}")
+    old_samples = [s for s in old.get("samples") or [] if isinstance(s, dict)]
+    old_seed = {s.get("id"): s.get("seed") for s in old_samples}
+    for sample_id, s in zip(ids, seeds):
+        if sample_id in old_seed and old_seed[sample_id] != s:
+            problems.append(
+                f"{MANIFEST}: sample '{sample_id}' has seed {old_seed[sample_id]}, now {s}"
+            )
+    old_names = old.get("class_names")
+    if names is None:
+        names = old_names
+        if palette is None and old.get("palette") is not None and names:
+            palette = _palette(old["palette"], len(names))
+    elif old_names is not None and old_names != names:
+        problems.append(f"{MANIFEST}: class_names were {old_names}, now {names}")
+    if problems:
+        raise AnnotationError(
+            [*problems, "use a new folder, or the settings this folder was made with"], root
+        )
+    extra = [s for s in old_samples if s.get("id") not in set(ids)]
+    if extra:
+        logger.warning(
+            "%s already holds %d more samples than asked for; keeping them", root, len(extra)
+        )
+        ids = ids + [s["id"] for s in extra]
+        seeds = seeds + [int(s["seed"]) for s in extra]
+    return ids, seeds, names, palette

@@ -1,0 +1,75 @@
+"""The ``dgan-data`` command line: the only code that prints.
+
+One entry point, one subcommand per job (``models.py``: inspect, presets, sample, fit;
+``data.py``: preview, export, demo). Bad input exits with code 2 and a one-line
+message naming the file or the value; ``--verbose`` shows logs and tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+from ..generators import CheckpointError
+from ..presets import UnknownPresetError
+from . import data, models
+from .common import Handler, UsageError
+
+__all__ = ["UsageError", "build_parser", "main"]
+
+log = logging.getLogger("dgan_data.cli")
+
+#: Errors that mean "bad input": one line on stderr and exit code 2, no traceback.
+USER_ERRORS = (UsageError, ValueError, CheckpointError, UnknownPresetError, OSError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dgan-data",
+        description="DatasetGAN data factory: generators, interpreters, live labeled streams.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="show logs and tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, handler: Handler, help_: str, epilog: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(
+            name,
+            help=help_,
+            description=help_,
+            epilog=epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        p.set_defaults(handler=handler)
+        return p
+
+    models.register(add)
+    data.register(add)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except USER_ERRORS as err:
+        if args.verbose:
+            raise
+        text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+        message = text.strip().splitlines() or [type(err).__name__]
+        print(f"dgan-data {args.command}: error: {message[0]}", file=sys.stderr)
+        for extra in message[1:]:
+            print(f"  {extra}", file=sys.stderr)
+        return 2

@@ -1,0 +1,137 @@
+"""What every subcommand shares: argument types that refuse nonsense at parse time,
+loader options, and the PRESET / --generator / --interpreter flags."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+
+Handler = Callable[[argparse.Namespace], int]
+Add = Callable[..., argparse.ArgumentParser]
+
+__all__ = [
+    "Add",
+    "Handler",
+    "UsageError",
+    "device_name",
+    "finite_float",
+    "fraction",
+    "model_args",
+    "model_source",
+    "non_negative_int",
+    "parse_options",
+    "positive_int",
+]
+
+
+class UsageError(Exception):
+    """Bad input from the command line: printed as one line, exit code 2."""
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (``nan`` and ``inf`` are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def fraction(text: str) -> float:
+    """argparse type: a finite number in [0, 1)."""
+    value = finite_float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be in [0, 1)")
+    return value
+
+
+def _int_at_least(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text!r} must be >= {low}")
+        return value
+
+    parse.__name__ = f"int>={low}"
+    return parse
+
+
+positive_int = _int_at_least(1)
+non_negative_int = _int_at_least(0)
+
+
+def device_name(text: str) -> str:
+    """argparse type: a device torch knows (cpu, cuda, cuda:1, mps) and can use here."""
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, TypeError):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a device (use cpu, cuda, cuda:1, mps)"
+        ) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: CUDA is not available on this machine")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise argparse.ArgumentTypeError(f"{text!r}: use cpu, cuda, cuda:N or mps")
+    return text
+
+
+def parse_options(pairs: Sequence[str] | None, allowed: Sequence[str]) -> dict[str, object]:
+    """``--option key=value`` pairs (values parsed as JSON when possible); keys must be
+    among ``allowed``."""
+    out: dict[str, object] = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise UsageError(f"--option expects key=value, got {pair!r}")
+        key, value = pair.split("=", 1)
+        key = key.replace("-", "_")
+        if key not in allowed:
+            raise UsageError(
+                f"--option {key}: not a loader option (known: {', '.join(sorted(allowed))})"
+            )
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def model_args(p: argparse.ArgumentParser) -> None:
+    """PRESET and the flags that override its files (preview, export)."""
+    p.add_argument("preset", nargs="?", default=None, help="preset name (optional with files)")
+    p.add_argument(
+        "--generator", default=None, help="generator checkpoint or preset name (overrides PRESET)"
+    )
+    p.add_argument(
+        "--interpreter",
+        default=None,
+        help="interpreter .safetensors or preset name (overrides PRESET)",
+    )
+    p.add_argument("--truncation", type=finite_float, default=None, help="truncation psi")
+    p.add_argument("--device", type=device_name, default=None, help="cpu, cuda, cuda:1, ...")
+
+
+def model_source(args: argparse.Namespace) -> dict[str, object]:
+    """PRESET and/or --generator/--interpreter as keyword arguments for the library."""
+    if args.preset is None and (args.generator is None or args.interpreter is None):
+        raise UsageError("give a PRESET, or both --generator and --interpreter")
+    options: dict[str, object] = {}
+    if args.truncation is not None:
+        if args.truncation < 0:
+            raise UsageError(f"--truncation must be >= 0, got {args.truncation}")
+        options["truncation_psi"] = args.truncation
+    return {
+        "source": args.preset,
+        "generator": args.generator,
+        "interpreter": args.interpreter,
+        "device": args.device,
+        **options,
+    }

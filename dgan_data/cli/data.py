@@ -1,0 +1,172 @@
+"""Subcommands that make data: preview, export, demo."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..downstream.demo import DemoConfig, run_demo
+from ..export import export_dataset, merge_shards
+from ..preview import preview
+from .common import (
+    Add,
+    UsageError,
+    device_name,
+    finite_float,
+    fraction,
+    model_args,
+    model_source,
+    non_negative_int,
+    positive_int,
+)
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    kw = model_source(args)
+    path = preview(kw.pop("source"), args.num, args.out, args.seed, **kw)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    if args.merge:
+        summary = merge_shards(args.out)
+    else:
+        if args.num is None:
+            raise UsageError("--num is required (except with --merge)")
+        if (args.shard is None) != (args.num_shards is None):
+            raise UsageError("give both --shard and --num-shards, or neither")
+        kw = model_source(args)
+        summary = export_dataset(
+            kw.pop("source"),
+            args.num,
+            args.out,
+            drop_uncertain=args.drop_uncertain,
+            shard=args.shard,
+            num_shards=args.num_shards,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            **kw,
+        )
+    if summary.complete:
+        print(
+            f"{summary.root}: {summary.kept} samples kept of {summary.num_candidates} "
+            f"candidates ({summary.dropped} most uncertain dropped)"
+        )
+    else:
+        print(
+            f"{summary.root}: shard {summary.shard} of {summary.num_shards} done "
+            f"({summary.generated} generated, {summary.resumed} resumed); the selection "
+            "runs when the last shard finishes (or: dgan-data export --merge --out DIR)"
+        )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    options = {
+        "out": args.out,
+        "preset": args.preset,
+        "seed": args.seed,
+        "device": args.device,
+        "threads": args.threads,
+        "progress": not args.no_progress,
+    }
+    for name in ("steps", "batch_size", "lr", "test_count", "stream_workers"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    config = DemoConfig.quick_config(**options) if args.quick else DemoConfig(**options)
+    run_demo(config, report=print)
+    return 0
+
+
+def register(add: Add) -> None:
+    """Add this module's subcommands through the parser factory ``add``."""
+    p = add(
+        "preview",
+        cmd_preview,
+        "Write a PNG grid of generated samples: image, mask overlay, pixel uncertainty.",
+        "examples:\n  dgan-data preview toyface-14 --num 16 --out grid.png\n"
+        "  dgan-data preview --generator g.pkl --interpreter i.safetensors --seed 3 "
+        "--out grid.png",
+    )
+    model_args(p)
+    p.add_argument("--num", type=positive_int, default=16, help="number of samples (default 16)")
+    p.add_argument("--out", type=Path, default=Path("grid.png"), help="PNG to write")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="base seed (as in export)")
+
+    p = add(
+        "export",
+        cmd_export,
+        "Write a finite labeled dataset to disk: the most uncertain samples dropped "
+        "globally; rerun the same command to resume.",
+        "examples:\n  dgan-data export toyface-14 --num 10000 --out data/\n"
+        "  dgan-data export --generator g.pkl --interpreter i.safetensors --num 500 "
+        "--out data/ --drop-uncertain 0.2\n"
+        "  dgan-data export car-20 --num 10000 --out data/ --shard 0 --num-shards 4   "
+        "# one per machine\n"
+        "  torchrun --nproc-per-node 4 -m dgan_data.cli export car-20 --num 10000 --out data/\n"
+        "  dgan-data export --merge --out data/   # select after all shards finished",
+    )
+    model_args(p)
+    p.add_argument("--num", type=positive_int, default=None, help="candidates to generate")
+    p.add_argument("--out", type=Path, required=True, help="export folder")
+    p.add_argument(
+        "--drop-uncertain",
+        type=fraction,
+        default=0.1,
+        help="fraction of candidates dropped, most uncertain first (default 0.1)",
+    )
+    p.add_argument("--seed", type=non_negative_int, default=0, help="base seed (default 0)")
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=8,
+        help="candidates per generator call (default 8)",
+    )
+    p.add_argument(
+        "--shard", type=non_negative_int, default=None, help="this shard (default: RANK)"
+    )
+    p.add_argument(
+        "--num-shards",
+        type=positive_int,
+        default=None,
+        help="number of shards (default: WORLD_SIZE)",
+    )
+    p.add_argument(
+        "--merge", action="store_true", help="only run the selection of a sharded export"
+    )
+
+    p = add(
+        "demo",
+        cmd_demo,
+        "Train the same student on (a) the DatasetGAN stream, (b) 16 real labeled images, "
+        "(c) 5,000 real labeled images; score all three on real toy test renders.",
+        "Offline, on the CPU (defaults). Writes results.json and figure.png to --out.\n\n"
+        "examples:\n  dgan-data demo\n"
+        "  dgan-data demo --out demo/ --threads 2\n"
+        "  dgan-data demo --quick --out /tmp/demo   # a few steps: checks the setup",
+    )
+    p.add_argument("--out", type=Path, default=Path("dgan-demo"), help="output folder")
+    p.add_argument("--preset", default="toyface-14", help="toy preset (default toyface-14)")
+    p.add_argument("--steps", type=positive_int, default=None, help="steps per arm")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="images per step")
+    p.add_argument("--lr", type=finite_float, default=None, help="peak learning rate")
+    p.add_argument("--test-count", type=positive_int, default=None, help="test renders")
+    p.add_argument("--quick", action="store_true", help="3 steps per arm, 10 test images")
+    p.add_argument(
+        "--device", type=device_name, default=None, help="cpu, cuda, ... (default: cuda if any)"
+    )
+    p.add_argument(
+        "--seed", type=non_negative_int, default=0, help="seed of model init, stream, batches"
+    )
+    p.add_argument(
+        "--threads", type=positive_int, default=None, help="torch CPU threads (default: all)"
+    )
+    p.add_argument(
+        "--stream-workers",
+        type=non_negative_int,
+        default=None,
+        help="CPU processes generating the stream in arm (a) (default on CPU: 2, or half "
+        "the threads; 0 generates in the training process)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")

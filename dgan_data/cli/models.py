@@ -1,0 +1,180 @@
+"""Subcommands about models: inspect, presets, sample, fit."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..annotations import Annotations, sample_annotation_folder
+from ..interpreter import Interpreter
+from ..presets import cache_dir, load_generator, presets_table
+from .common import (
+    Add,
+    UsageError,
+    device_name,
+    finite_float,
+    non_negative_int,
+    parse_options,
+    positive_int,
+)
+
+#: Keyword options the generator loaders accept (``--option KEY=VALUE``).
+LOADER_OPTIONS = (
+    "avg_latent", "include_const_input", "lr_mlp", "conv_clamp", "blur_kernel", "network",
+    "truncation_cutoff", "noise_seed",
+)  # fmt: skip
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    G = load_generator(args.path, **parse_options(args.option, LOADER_OPTIONS))
+    info = {"file": str(args.path), **G.describe(), "fingerprint": G.fingerprint()}
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    width = max(len(k) for k in info)
+    for key, value in info.items():
+        if isinstance(value, list) and len(value) > 8:
+            value = f"{value[:8]} ... ({len(value)} entries)"
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    rows = presets_table()
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    header = ("name", "K", "labels", "arch", "generator", "interpreter")
+    table = [header]
+    for r in rows:
+        res = r.get("label_resolution")
+        table.append(
+            (
+                str(r["name"]),
+                str(r["num_classes"]),
+                f"{res[0]}x{res[1]}" if res else "?",
+                str(r["architecture"]),
+                "yes" if r["generator_present"] else "-",
+                "yes" if r["interpreter_present"] else "-",
+            )
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
+    print(f"\ncache: {cache_dir()}  (set DGAN_DATA_HOME to move it)")
+    return 0
+
+
+def parse_class_names(text: str | None) -> list[str] | None:
+    """``--classes a,b,c`` as a list; empty or duplicate names are refused."""
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",")]
+    if any(not n for n in names):
+        raise UsageError(f"--classes {text!r}: empty class name (use 'a,b,c')")
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise UsageError(f"--classes: duplicate class names {dup}")
+    return names
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    class_names = parse_class_names(args.classes)
+    if args.truncation < 0:
+        raise UsageError(f"--truncation must be >= 0, got {args.truncation}")
+    G = load_generator(args.generator, device=args.device)
+    out = sample_annotation_folder(
+        G,
+        args.num,
+        args.out,
+        seed=args.seed,
+        truncation_psi=args.truncation,
+        class_names=class_names,
+    )
+    print(
+        f"wrote {len(out.written)} new, kept {len(out.skipped)} existing samples in {out.root}; "
+        f"draw masks as single-channel PNG class ids (255 = ignore) in {out.root / 'masks'}"
+    )
+    return 0
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    G = load_generator(args.generator, device=args.device)
+    ann = Annotations.load(args.annotations)
+    if not args.skip_validation:
+        ann.validate(G)
+    options = {} if args.max_steps is None else {"max_steps": args.max_steps}
+    interp = Interpreter.fit(G, ann, num_models=args.num_models, seed=args.seed, **options)
+    path = interp.save(args.out)
+    print(f"wrote {path}")
+    return 0
+
+
+def register(add: Add) -> None:
+    """Add this module's subcommands through the parser factory ``add``."""
+    p = add(
+        "inspect",
+        cmd_inspect,
+        "Summarise a generator checkpoint: architecture, resolution, feature channels.",
+        "examples:\n  dgan-data inspect stylegan2-ffhq.pkl\n"
+        "  dgan-data inspect face.for_g_all.pt --option avg_latent=avg_latent_stylegan1.npy\n"
+        "  dgan-data inspect generator.safetensors --json",
+    )
+    p.add_argument("path", help="checkpoint (.pt, .pkl, .safetensors) or preset name")
+    p.add_argument(
+        "--option",
+        action="append",
+        metavar="KEY=VALUE",
+        help=f"loader option, one of: {', '.join(LOADER_OPTIONS)}",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = add(
+        "presets",
+        cmd_presets,
+        "List the named presets: classes, label resolution, and whether their files are here.",
+        "examples:\n  dgan-data presets\n  dgan-data presets --json",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = add(
+        "sample",
+        cmd_sample,
+        "Write generated images to annotate, with the latents that regenerate them exactly.",
+        "examples:\n  dgan-data sample --generator toyface-14 --num 20 --out ann/\n"
+        "  dgan-data sample --generator ffhq.pkl --num 16 --out ann/ --seed 100 --truncation 0.7",
+    )
+    p.add_argument("--generator", required=True, help="checkpoint path or preset name")
+    p.add_argument("--num", type=positive_int, required=True, help="number of samples")
+    p.add_argument("--out", type=Path, required=True, help="annotation folder to write")
+    p.add_argument(
+        "--seed", type=non_negative_int, default=0, help="seed of the first sample (then +1, ...)"
+    )
+    p.add_argument("--truncation", type=finite_float, default=1.0, help="truncation psi")
+    p.add_argument("--classes", help="comma-separated class names to store in the manifest")
+    p.add_argument("--device", type=device_name, default=None, help="cpu, cuda, cuda:1, ...")
+
+    p = add(
+        "fit",
+        cmd_fit,
+        "Train an interpreter (ensemble of pixel MLPs) on an annotation folder.",
+        "examples:\n"
+        "  dgan-data fit --generator toyface-14 --annotations ann/ --out interp.safetensors\n"
+        "  dgan-data fit --generator g.pkl --annotations ann/ --out i.safetensors --num-models 5",
+    )
+    p.add_argument("--generator", required=True, help="checkpoint path or preset name")
+    p.add_argument("--annotations", type=Path, required=True, help="annotation folder")
+    p.add_argument("--out", type=Path, required=True, help="interpreter .safetensors to write")
+    p.add_argument("--num-models", type=positive_int, default=10, help="ensemble size (default 10)")
+    p.add_argument(
+        "--max-steps",
+        type=positive_int,
+        default=None,
+        help="cap on steps per model (default 20,000; models stop earlier on a plateau)",
+    )
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--device", type=device_name, default=None)
+    p.add_argument(
+        "--skip-validation", action="store_true", help="do not regenerate and compare images first"
+    )

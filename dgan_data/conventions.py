@@ -1,0 +1,87 @@
+"""Conventions every module shares: the ignore index, image value ranges, messages.
+
+One copy of each: masks mark unlabeled pixels with :data:`IGNORE_INDEX`; generators
+emit images in [-1, 1] and :func:`generator_to_uint8` is the one conversion to 8 bits;
+images leave the stream as floats in [0, 1] and :func:`to_uint8_image` turns them
+into (H, W, 3) uint8 for drawing and files.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "IGNORE_INDEX",
+    "check_finite_number",
+    "generator_to_uint8",
+    "short_list",
+    "to_uint8_image",
+]
+
+#: Mask value of pixels without a label (excluded from training and metrics).
+IGNORE_INDEX = 255
+
+
+def short_list(values: Iterable[Any], limit: int = 8) -> str:
+    """``a, b, c, ... (N in all)``: a list for an error message, cut after ``limit``."""
+    items = list(values)
+    head = ", ".join(str(v) for v in items[:limit])
+    return head + (f", ... ({len(items)} in all)" if len(items) > limit else "")
+
+
+def check_finite_number(
+    value: Any, name: str, *, low: float | None = None, high: float | None = None
+) -> float:
+    """``value`` as a finite float inside [low, high]; a clear ValueError otherwise."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if (low is not None and v < low) or (high is not None and v > high):
+        lo = "-inf" if low is None else f"{low:g}"
+        hi = "inf" if high is None else f"{high:g}"
+        raise ValueError(f"{name} must be in [{lo}, {hi}], got {value!r}")
+    return v
+
+
+def generator_to_uint8(img: torch.Tensor) -> torch.Tensor:
+    """Generator output in [-1, 1], (B, 3, H, W) -> uint8 (B, H, W, 3) on the same device.
+
+    ``floor(x * 127.5 + 128)`` clipped to 0..255: the conversion of NVIDIA's StyleGAN
+    code and of the DatasetGAN release (round half up of (x + 1) * 127.5). Annotation
+    images are written, and regenerations compared, through this function.
+    """
+    if img.ndim != 4 or img.shape[1] != 3:
+        raise ValueError(f"generator_to_uint8 expects (B, 3, H, W), got {tuple(img.shape)}")
+    x = img.detach().float() * 127.5 + 128.0
+    return x.clamp_(0.0, 255.0).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
+def as_numpy(x: Any) -> np.ndarray:
+    """A tensor (any device) or array-like as a numpy array."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def to_uint8_image(image: Any) -> np.ndarray:
+    """An image as (H, W, 3) uint8: from (3, H, W) or (H, W, 3), float in [0, 1] or uint8."""
+    img = as_numpy(image)
+    if img.ndim != 3 or 3 not in (img.shape[0], img.shape[-1]):
+        raise ValueError(f"image must be (3, H, W) or (H, W, 3), got shape {img.shape}")
+    if img.shape[-1] != 3:
+        img = np.moveaxis(img, 0, -1)
+    if img.dtype == np.uint8:
+        return np.ascontiguousarray(img)
+    if not np.issubdtype(img.dtype, np.floating):
+        raise TypeError(f"image must be float in [0, 1] or uint8, got dtype {img.dtype}")
+    return np.rint(np.clip(img.astype(np.float64), 0.0, 1.0) * 255.0).astype(np.uint8)

@@ -1,0 +1,260 @@
+"""File helpers every writer and reader uses: one copy of each.
+
+- Atomic writes: a temp file beside the target, then ``os.replace``, so readers (and a
+  resume after a kill) see the old file or the whole new one, never a part.
+- PNG, ``.npy``, JSON and ``.safetensors`` through those atomic writes.
+- Paths read from an index, journal or manifest resolve inside their folder, or are
+  refused: no absolute paths, no ``..``, no symlink leading out.
+- JSON is read with a size bound and a nesting bound, and errors name the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import save
+
+__all__ = [
+    "UnsafePathError",
+    "atomic_torch_save",
+    "atomic_write",
+    "atomic_write_bytes",
+    "file_sha256",
+    "fsync_dir",
+    "json_bytes",
+    "png_bytes",
+    "read_json",
+    "remove_temps",
+    "resolve_inside",
+    "save_safetensors",
+    "write_json",
+    "write_npy",
+    "write_png",
+]
+
+#: JSON documents we read are small; anything larger is refused before parsing.
+MAX_JSON_BYTES = 256 * 2**20
+#: Deepest nesting accepted in a JSON document (ours never exceed 6).
+MAX_JSON_DEPTH = 64
+
+
+class UnsafePathError(ValueError):
+    """A path read from a file would leave the folder it belongs to."""
+
+
+# ------------------------------------------------------------------ atomic writes
+def _temp_prefix(path: Path, tag: str | None) -> str:
+    return f".{path.name}.{tag}." if tag else f".{path.name}."
+
+
+def atomic_write(
+    path: str | os.PathLike,
+    write: Callable[[BinaryIO], Any],
+    *,
+    durable: bool = True,
+    tag: str | None = None,
+) -> Path:
+    """Write through ``write(fileobj)`` to a temp file beside ``path``, then rename.
+
+    ``durable`` fsyncs the data before the rename (metadata, checkpoints); sample PNGs
+    whose size a journal records may skip it. ``tag`` goes into the temp file's name
+    (``.<name>.<tag>.<random>.tmp``) so a process can clean up only its own temps.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path, tag), suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            if durable:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_bytes(
+    path: str | os.PathLike, data: bytes, *, durable: bool = True, tag: str | None = None
+) -> Path:
+    """:func:`atomic_write` of a bytes object."""
+    return atomic_write(path, lambda f: f.write(data), durable=durable, tag=tag)
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` through :func:`atomic_write` (checkpoints survive a kill mid-save)."""
+    return atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def save_safetensors(
+    tensors: dict[str, Any], path: str | os.PathLike, metadata: dict[str, str]
+) -> Path:
+    """Tensors (made contiguous, on the CPU) and a string header as ``.safetensors``."""
+    data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata)
+    return atomic_write_bytes(path, data)
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Make renames in ``path`` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_temps(folder: str | os.PathLike, tag: str | None = None) -> int:
+    """Delete temp files left by :func:`atomic_write` in ``folder`` (only ``tag``'s if given)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    for p in folder.iterdir():
+        name = p.name
+        if not (name.startswith(".") and name.endswith(".tmp")) or not p.is_file():
+            continue
+        if tag is not None and f".{tag}." not in name:
+            continue
+        p.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes (read in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(2**20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------ encoders
+def png_bytes(array: np.ndarray) -> bytes:
+    """A (H, W) uint8 or (H, W, 3) uint8 array as PNG bytes."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_png(
+    path: str | os.PathLike,
+    array: np.ndarray,
+    mode: str | None = None,
+    *,
+    durable: bool = True,
+    tag: str | None = None,
+) -> int:
+    """Write an array as a PNG atomically; ``mode`` ("L", "RGB") is checked. Returns bytes."""
+    image = Image.fromarray(np.ascontiguousarray(array))
+    if mode is not None and image.mode != mode:
+        raise ValueError(f"{Path(path).name}: expected a {mode} image, got {image.mode}")
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    data = buf.getvalue()
+    atomic_write_bytes(path, data, durable=durable, tag=tag)
+    return len(data)
+
+
+def write_npy(path: str | os.PathLike, array: np.ndarray) -> Path:
+    """An array as ``.npy`` (never pickled), atomically."""
+    return atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(array), allow_pickle=False))
+
+
+#: An indented list of scalars; raw newlines only occur in json.dumps' own indentation.
+_SCALAR_LIST = re.compile(r"\[\n\s*([^\[\]{}]*?)\n\s*\]")
+
+
+def json_bytes(obj: Any) -> bytes:
+    """Indented JSON with lists of scalars (palette colours, sizes) kept on one line."""
+    text = json.dumps(obj, indent=2)
+    text = _SCALAR_LIST.sub(lambda m: "[" + re.sub(r",\n\s*", ", ", m.group(1)) + "]", text)
+    return (text + "\n").encode()
+
+
+def write_json(path: str | os.PathLike, obj: Any, *, tag: str | None = None) -> Path:
+    """Indented JSON, atomically and durably."""
+    return atomic_write_bytes(path, json_bytes(obj), tag=tag)
+
+
+# ------------------------------------------------------------------ readers
+def _depth(obj: Any, limit: int) -> int:
+    """Nesting depth of a parsed document, iteratively (never recursion errors)."""
+    deepest = 0
+    stack = [(obj, 1)]
+    while stack:
+        node, d = stack.pop()
+        deepest = max(deepest, d)
+        if deepest > limit:
+            return deepest
+        if isinstance(node, dict):
+            stack.extend((v, d + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, d + 1) for v in node)
+    return deepest
+
+
+def parse_json_text(text: str | bytes, where: str) -> Any:
+    """Parse JSON; damaged or absurdly nested input raises ValueError naming ``where``."""
+    try:
+        obj = json.loads(text)
+    except RecursionError:
+        raise ValueError(f"{where}: JSON nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{where}: not valid JSON ({exc})") from None
+    if _depth(obj, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise ValueError(f"{where}: JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    return obj
+
+
+def read_json(
+    path: str | os.PathLike, *, expect: type = dict, max_bytes: int = MAX_JSON_BYTES
+) -> Any:
+    """Read a JSON document of type ``expect`` (dict by default); errors name the file."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
+    if size > max_bytes:
+        raise ValueError(f"{path}: {size} bytes, more than the {max_bytes} a JSON file may have")
+    obj = parse_json_text(path.read_bytes(), str(path))
+    if not isinstance(obj, expect):
+        raise ValueError(f"{path}: expected a JSON {expect.__name__}, found {type(obj).__name__}")
+    return obj
+
+
+def resolve_inside(root: str | os.PathLike, rel: Any, what: str = "path") -> Path:
+    """``root / rel`` when it stays inside ``root``; :class:`UnsafePathError` otherwise.
+
+    ``rel`` must be a non-empty relative path without ``..``; the result, with symlinks
+    resolved, must lie under ``root`` (resolved), so a symlink cannot lead out either.
+    """
+    if not isinstance(rel, str) or not rel or "\x00" in rel:
+        raise UnsafePathError(f"{what} must be a relative file name, got {rel!r}")
+    p = Path(rel)
+    if p.is_absolute() or ".." in p.parts or p.drive:
+        raise UnsafePathError(f"{what} = {rel!r} must stay inside {root}")
+    base = Path(root).resolve()
+    target = (base / p).resolve()
+    if target != base and base not in target.parents:
+        raise UnsafePathError(f"{what} = {rel!r} leads outside {root} (through a symlink)")
+    return Path(root) / p

@@ -1,0 +1,172 @@
+"""Interpreter files: ``.safetensors`` weights with JSON metadata in the header.
+
+Reading checks the header against its schema and the declared tensor shapes against
+the shapes the metadata implies *before* any tensor is allocated, so a small hostile
+file cannot make the loader allocate gigabytes; non-finite weights are refused.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+
+from .._version import __version__
+from ..fileio import parse_json_text, save_safetensors
+from ..schema import Any_, Dict, Int, IntList, ListOf, Optional, SchemaError, Str, check_document
+
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "InterpreterFileError",
+    "expected_shapes",
+    "read_interpreter_file",
+    "write_interpreter_file",
+]
+
+#: ``format`` value in the safetensors header of a saved interpreter.
+FORMAT_NAME = "dgan_data.interpreter"
+FORMAT_VERSION = 1
+
+#: Plausibility bounds of a saved interpreter (far above any real one).
+MAX_MODELS = 256
+MAX_HIDDEN = 8192
+MAX_CLASSES = 4096
+MAX_MAPS = 512
+MAX_CHANNELS = 65536
+MAX_SIDE = 16384
+
+METADATA_FIELDS = {
+    "format": Str(choices=(FORMAT_NAME,)),
+    "format_version": Int(1, None),
+    "num_models": Int(1, MAX_MODELS),
+    "num_classes": Int(1, MAX_CLASSES),
+    "hidden": IntList(2, 1, MAX_HIDDEN),
+    "class_names": Optional(ListOf(Str(256), max_len=MAX_CLASSES)),
+    "palette": Optional(ListOf(IntList(3, 0, 255), max_len=MAX_CLASSES)),
+    "feature_layout": ListOf(IntList(3, 1, None), min_len=1, max_len=MAX_MAPS),
+    "fingerprint": Optional(Str(128)),
+    "label_size": Optional(IntList(2, 1, MAX_SIDE)),
+    "crop": Optional(IntList(4, 0, MAX_SIDE)),
+    "training": Optional(Dict()),
+    "dgan_data_version": Optional(Str(64)),
+    "extra": Optional(Any_()),
+}
+
+
+class InterpreterFileError(ValueError):
+    """An interpreter file is unreadable, inconsistent or implausible."""
+
+
+def expected_shapes(
+    num_models: int, hidden: tuple[int, int], in_channels: int, num_classes: int
+) -> dict[str, tuple[int, ...]]:
+    """Shape of every tensor of an interpreter with these sizes (its state dict)."""
+    M, (h1, h2), C, K = num_models, hidden, in_channels, num_classes
+    return {
+        "w1": (M, h1, C), "b1": (M, h1), "bn1_weight": (M, h1), "bn1_bias": (M, h1),
+        "w2": (M, h2, h1), "b2": (M, h2), "bn2_weight": (M, h2), "bn2_bias": (M, h2),
+        "w3": (M, K, h2), "b3": (M, K),
+        "bn1_mean": (M, h1), "bn1_var": (M, h1), "bn2_mean": (M, h2), "bn2_var": (M, h2),
+    }  # fmt: skip
+
+
+def write_interpreter_file(
+    path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+) -> Path:
+    """Write weights (float32) and metadata atomically."""
+    meta = {
+        **meta,
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "dgan_data_version": __version__,
+    }
+    header = {
+        "format": FORMAT_NAME,
+        "format_version": str(FORMAT_VERSION),
+        "interpreter": json.dumps(meta, allow_nan=True),
+    }
+    return save_safetensors(
+        {k: v.detach().to("cpu", torch.float32) for k, v in tensors.items()}, path, header
+    )
+
+
+def read_interpreter_file(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(metadata, tensors) of an interpreter file, validated; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"interpreter file not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            header = f.metadata() or {}
+            declared = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+            if header.get("format") != FORMAT_NAME or "interpreter" not in header:
+                raise InterpreterFileError(
+                    f"{path} is a .safetensors file but not a dgan_data interpreter "
+                    f"(its header has no format '{FORMAT_NAME}')"
+                )
+            meta = _check_metadata(header["interpreter"], path)
+            _check_shapes(meta, declared, path)
+            tensors = {k: f.get_tensor(k) for k in declared}
+    except (InterpreterFileError, FileNotFoundError):
+        raise
+    except Exception as exc:  # safetensors raises several types for damaged files
+        raise InterpreterFileError(
+            f"cannot read interpreter file {path}: not a valid .safetensors file ({exc})"
+        ) from None
+    bad = [k for k, t in tensors.items() if not bool(torch.isfinite(t).all())]
+    if bad:
+        raise InterpreterFileError(
+            f"interpreter file {path} holds non-finite values (NaN or inf) in {bad}: "
+            "retrain it (a NaN latent or learning rate poisons every weight)"
+        )
+    return meta, tensors
+
+
+def _check_metadata(text: str, path: Path) -> dict[str, Any]:
+    try:
+        meta = parse_json_text(text, f"{path} (interpreter metadata)")
+        check_document(meta, METADATA_FIELDS, f"{path} (interpreter metadata)")
+    except (SchemaError, ValueError) as err:
+        raise InterpreterFileError(str(err)) from None
+    if meta["format_version"] > FORMAT_VERSION:
+        raise InterpreterFileError(
+            f"interpreter file {path} has format version {meta['format_version']}; this "
+            f"dgan_data reads up to {FORMAT_VERSION}: upgrade dgan_data"
+        )
+    K = meta["num_classes"]
+    for key in ("class_names", "palette"):
+        if meta.get(key) is not None and len(meta[key]) != K:
+            raise InterpreterFileError(
+                f"{path} (interpreter metadata): '{key}' has {len(meta[key])} entries for "
+                f"{K} classes"
+            )
+    channels = sum(c for c, _, _ in meta["feature_layout"])
+    if channels > MAX_CHANNELS or any(max(h, w) > MAX_SIDE for _, h, w in meta["feature_layout"]):
+        raise InterpreterFileError(
+            f"{path} (interpreter metadata): 'feature_layout' is implausibly large "
+            f"({channels} channels in all, at most {MAX_CHANNELS}; sides at most {MAX_SIDE})"
+        )
+    if meta.get("crop") is not None and meta.get("label_size") is None:
+        raise InterpreterFileError(f"{path} (interpreter metadata): a crop needs 'label_size'")
+    return meta
+
+
+def _check_shapes(meta: dict[str, Any], declared: dict[str, tuple[int, ...]], path: Path) -> None:
+    channels = sum(c for c, _, _ in meta["feature_layout"])
+    want = expected_shapes(meta["num_models"], tuple(meta["hidden"]), channels, meta["num_classes"])
+    missing = sorted(set(want) - set(declared))
+    extra = sorted(set(declared) - set(want))
+    wrong = [
+        f"{k} {declared[k]} (expected {want[k]})"
+        for k in want
+        if k in declared and declared[k] != want[k]
+    ]
+    if missing or extra or wrong:
+        raise InterpreterFileError(
+            f"interpreter file {path} does not match its metadata: missing {missing}, "
+            f"unexpected {extra}, wrong shapes {wrong}"
+        )

@@ -1,0 +1,363 @@
+"""The Labeler: generator + interpreter + label frame -> labeled samples.
+
+The one place that runs the models. Given seeds it returns images in [0, 1] (in the
+label frame), masks, per-pixel and per-image uncertainty, and the seeds; the stream,
+the export and the preview all label through it, so a sample looks the same wherever
+it is made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .conventions import IGNORE_INDEX, check_finite_number
+from .generators import Generator
+from .interpreter import Interpreter
+from .palette import make_palette
+from .presets import get_preset, load_generator, load_interpreter, preset_generator_options
+from .seeds import z_from_seeds
+
+log = logging.getLogger(__name__)
+
+__all__ = ["LabeledBatch", "Labeler", "NonFiniteOutputError"]
+
+Crop = tuple[int, int, int, int]
+
+
+class NonFiniteOutputError(RuntimeError):
+    """The generator or the interpreter produced NaN or inf: the models are broken."""
+
+
+@dataclass
+class LabeledBatch:
+    """One batch of labeled samples, all tensors on the labeler's device.
+
+    - ``images`` (B, 3, H, W) float32 in [0, 1], in the label frame;
+    - ``masks`` (B, H, W) int64, ``IGNORE_INDEX`` where pixels are ignored;
+    - ``pixel_uncertainty`` (B, H, W) float32 Jensen-Shannon divergence;
+    - ``image_uncertainty`` (B,) float32 image scores;
+    - ``seeds`` (B,) int64 on the CPU.
+    """
+
+    images: torch.Tensor
+    masks: torch.Tensor
+    pixel_uncertainty: torch.Tensor
+    image_uncertainty: torch.Tensor
+    seeds: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.seeds.shape[0])
+
+    def select(self, index: torch.Tensor) -> LabeledBatch:
+        """The samples at ``index`` (a boolean mask or integer indices)."""
+
+        def take(t: torch.Tensor) -> torch.Tensor:
+            return t[index.to(t.device)]
+
+        return LabeledBatch(*(take(t) for t in self.tensors()))
+
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        return (self.images, self.masks, self.pixel_uncertainty, self.image_uncertainty, self.seeds)
+
+
+def _check_device(device: str | torch.device | None) -> torch.device | None:
+    """A usable device, or a clear error for names torch does not know or cannot use."""
+    if device is None:
+        return None
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"device {device!r} is not a device name (use 'cpu', 'cuda', 'cuda:1', 'mps')"
+        ) from None
+    if dev.type == "meta":
+        raise ValueError("device 'meta' holds no data: use 'cpu' or 'cuda'")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} asked for, but CUDA is not available here")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here"
+            )
+    if dev.type == "mps" and not (
+        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    ):
+        raise ValueError(f"device {device!r} asked for, but MPS is not available here")
+    return dev
+
+
+def check_label_size(label_size: Any) -> tuple[int, int] | None:
+    """``(H, W)`` of positive ints, or None; anything else is a clear ValueError."""
+    if label_size is None:
+        return None
+    if isinstance(label_size, (str, bytes)) or not isinstance(label_size, Sequence):
+        raise ValueError(f"label_size must be (height, width), got {label_size!r}")
+    if len(label_size) != 2 or any(
+        isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in label_size
+    ):
+        raise ValueError(
+            f"label_size must be two positive ints (height, width), got {label_size!r}"
+        )
+    return int(label_size[0]), int(label_size[1])
+
+
+class Labeler:
+    """Label generated images with an interpreter, reproducibly from seeds.
+
+    Args:
+        generator: a :class:`Generator`.
+        interpreter: an :class:`Interpreter` trained on that generator (checked).
+        truncation_psi: truncation of w (None: what the interpreter's annotations used,
+            else 1.0); ``truncation_cutoff``: truncated w layers (None: architecture's).
+        noise: generator noise mode ("const" keeps each seed's image fixed).
+        label_size: label frame (H, W); default: the interpreter's frame and crop, else
+            the generator's resolution. Images are resized to it.
+        dtype: None (float32), ``torch.bfloat16`` or ``torch.float16`` autocast.
+        ignore_uncertain_pixels: pixels whose JS divergence exceeds this get
+            ``IGNORE_INDEX`` in the mask (None: off).
+        device: where the models run (default: the interpreter's device). The models
+            are moved there and put in eval mode.
+    """
+
+    def __init__(
+        self,
+        generator: Generator,
+        interpreter: Interpreter,
+        *,
+        truncation_psi: float | None = None,
+        truncation_cutoff: int | None = None,
+        noise: str = "const",
+        label_size: tuple[int, int] | None = None,
+        dtype: torch.dtype | None = None,
+        ignore_uncertain_pixels: float | None = None,
+        device: str | torch.device | None = None,
+        class_names: Sequence[str] | None = None,
+        palette: Sequence[Sequence[int]] | None = None,
+    ) -> None:
+        if not isinstance(generator, Generator):
+            raise TypeError(f"generator must be a Generator, got {type(generator).__name__}")
+        if not isinstance(interpreter, Interpreter):
+            raise TypeError(f"interpreter must be an Interpreter, got {type(interpreter).__name__}")
+        if interpreter.num_classes >= IGNORE_INDEX:
+            raise ValueError(
+                f"{interpreter.num_classes} classes collide with the mask's ignore index "
+                f"{IGNORE_INDEX}: labels hold at most {IGNORE_INDEX} classes"
+            )
+        dev = _check_device(device) or interpreter.device
+        self.G = generator.to(dev).eval().requires_grad_(False)
+        self.interpreter = interpreter.to(dev).eval()
+        self.interpreter.check_compatible(self.G)
+        self.device = dev
+        if truncation_psi is None:
+            truncation_psi = interpreter.training_info.get("truncation_psi")
+        self.truncation_psi = check_finite_number(
+            1.0 if truncation_psi is None else truncation_psi, "truncation_psi", low=0.0
+        )
+        self.truncation_cutoff = truncation_cutoff
+        self.noise = noise
+        self.dtype = dtype
+        self.ignore_uncertain_pixels = (
+            None
+            if ignore_uncertain_pixels is None
+            else check_finite_number(ignore_uncertain_pixels, "ignore_uncertain_pixels", low=0.0)
+        )
+        self.frame, self.crop = self._label_frame(check_label_size(label_size))
+        self.label_size = (self.crop[2], self.crop[3]) if self.crop is not None else self.frame
+        K = interpreter.num_classes
+        names = list(class_names) if class_names is not None else interpreter.class_names
+        self.class_names = list(names) if names else [f"class_{k}" for k in range(K)]
+        pal = palette if palette is not None else interpreter.palette
+        self.palette = [list(map(int, c)) for c in pal] if pal else make_palette(K).tolist()
+        if len(self.class_names) != K or len(self.palette) != K:
+            raise ValueError(f"class names and palette must have {K} entries")
+
+    # ------------------------------------------------------------- building
+    @classmethod
+    def from_sources(
+        cls,
+        preset: str | None = None,
+        *,
+        generator: Generator | str | os.PathLike | None = None,
+        interpreter: Interpreter | str | os.PathLike | None = None,
+        truncation_psi: float | None = None,
+        truncation_cutoff: int | None = None,
+        device: str | torch.device | None = None,
+        **settings: Any,
+    ) -> Labeler:
+        """A labeler from a preset name and/or generator and interpreter (objects or files).
+
+        The preset supplies the files it resolves to, its truncation and its class
+        names and palette; explicit arguments override it.
+        """
+        names = palette = None
+        options: dict[str, Any] = {}
+        if preset is not None:
+            p = get_preset(preset)
+            if generator is None:
+                generator = p.name
+                options = preset_generator_options(p.name)
+            if interpreter is None:
+                interpreter = p.name
+            truncation_psi = p.truncation_psi if truncation_psi is None else truncation_psi
+            if truncation_cutoff is None:
+                truncation_cutoff = p.truncation_cutoff
+            names, palette = list(p.class_names), [list(c) for c in p.palette]
+        if generator is None or interpreter is None:
+            raise ValueError("a labeler needs a preset name, or both generator= and interpreter=")
+        G = generator if isinstance(generator, Generator) else load_generator(generator, **options)
+        interp = (
+            interpreter if isinstance(interpreter, Interpreter) else load_interpreter(interpreter)
+        )
+        if names is not None and len(names) != interp.num_classes:
+            names = palette = None  # the preset's classes are not this interpreter's
+        return cls(
+            G,
+            interp,
+            truncation_psi=truncation_psi,
+            truncation_cutoff=truncation_cutoff,
+            device=device,
+            class_names=names,
+            palette=palette,
+            **settings,
+        )
+
+    def _label_frame(
+        self, label_size: tuple[int, int] | None
+    ) -> tuple[tuple[int, int], Crop | None]:
+        """(label frame, crop or None): ``label_size``, else the interpreter's frame and
+        crop, else the generator's resolution."""
+        interp = self.interpreter
+        if label_size is not None:
+            if interp.crop is not None and label_size != tuple(interp.label_size or ()):
+                raise ValueError(
+                    f"label_size={label_size} cannot be used with this interpreter: it crops "
+                    f"{tuple(interp.crop)} (top, left, height, width) out of its label frame "
+                    f"{tuple(interp.label_size)}; leave label_size=None"
+                )
+            return label_size, interp.crop
+        if interp.label_size is not None:
+            return tuple(interp.label_size), interp.crop
+        return (int(self.G.resolution[0]), int(self.G.resolution[1])), None
+
+    # ------------------------------------------------------------- identity
+    def settings(self) -> dict[str, Any]:
+        """Everything that shapes a labeled sample besides its seed (JSON-friendly)."""
+        return {
+            "generator_fingerprint": self.G.fingerprint(),
+            "interpreter_fingerprint": interpreter_fingerprint(self.interpreter),
+            "truncation_psi": self.truncation_psi,
+            "truncation_cutoff": self.truncation_cutoff,
+            "noise": self.noise,
+            "label_size": list(self.label_size),
+            "frame": list(self.frame),
+            "crop": list(self.crop) if self.crop is not None else None,
+            "dtype": str(self.dtype).replace("torch.", "") if self.dtype else "float32",
+            "ignore_uncertain_pixels": self.ignore_uncertain_pixels,
+            "num_classes": self.interpreter.num_classes,
+        }
+
+    # ------------------------------------------------------------- labeling
+    @torch.no_grad()
+    def label(self, seeds: Sequence[int] | torch.Tensor) -> LabeledBatch:
+        """Generate and label one sample per seed (one batch on the device).
+
+        Raises :class:`NonFiniteOutputError` when an image or score is not finite.
+        """
+        G, interp, device = self.G, self.interpreter, self.device
+        z = z_from_seeds(seeds, G.z_dim, device=device)
+        autocast = self.dtype is not None and self.dtype != torch.float32
+        with torch.autocast(device.type, dtype=self.dtype, enabled=autocast):
+            w = G.mapping(z, self.truncation_psi, self.truncation_cutoff)
+            img, feats = G.synthesize(w, noise=self.noise)
+            pred = interp.predict(feats, output_size=self.frame, crop=self.crop)
+        scores = pred.image_uncertainty.float()
+        finite = torch.isfinite(img).flatten(1).all(1) & torch.isfinite(scores)
+        if not bool(finite.all()):  # one sync per batch; broken models fail at once
+            bad = (~finite).nonzero().flatten().tolist()
+            raise NonFiniteOutputError(
+                f"the generator or interpreter produced NaN/inf for {len(bad)} of "
+                f"{len(finite)} samples (seeds {[int(seeds[i]) for i in bad[:4]]}): check the "
+                "weights for non-finite values; with dtype=float16, overflow is likely: "
+                "use dtype=torch.bfloat16 or None"
+            )
+        images = images_for_labels(img.float(), self.frame, self.crop)
+        masks = pred.labels
+        if self.ignore_uncertain_pixels is not None:
+            masks = masks.masked_fill(
+                pred.pixel_uncertainty > self.ignore_uncertain_pixels, IGNORE_INDEX
+            )
+        return LabeledBatch(
+            images=images,
+            masks=masks,
+            pixel_uncertainty=pred.pixel_uncertainty.float(),
+            image_uncertainty=scores,
+            seeds=torch.as_tensor(list(map(int, seeds)), dtype=torch.int64),
+        )
+
+
+def labeler_from(
+    source: Any,
+    generator: Any = None,
+    interpreter: Any = None,
+    device: str | torch.device | None = None,
+    **labeler_options: Any,
+) -> tuple[Labeler, str | None]:
+    """(labeler, preset name or None) from a Labeler, a ``DatasetGANStream`` (its
+    labeling settings), a preset name, or None with ``generator=`` and ``interpreter=``."""
+    if isinstance(source, Labeler):
+        if generator is not None or interpreter is not None or labeler_options:
+            raise ValueError("pass either a Labeler or generator=/interpreter=/options, not both")
+        if device is not None and torch.device(device) != source.device:
+            raise ValueError(f"the Labeler runs on {source.device}, not on {device}")
+        return source, None
+    if hasattr(source, "labeler") and callable(source.labeler):  # a DatasetGANStream
+        if generator is not None or interpreter is not None or labeler_options:
+            raise ValueError(
+                "pass either a DatasetGANStream or generator=/interpreter=/options, not both"
+            )
+        if device is not None:
+            source.device = device
+        return source.labeler(), getattr(source, "preset", None)
+    if source is not None and not isinstance(source, str):
+        raise TypeError(
+            "expected a preset name, a Labeler, a DatasetGANStream or None, got "
+            f"{type(source).__name__}"
+        )
+    labeler = Labeler.from_sources(
+        source, generator=generator, interpreter=interpreter, device=device, **labeler_options
+    )
+    return labeler, source
+
+
+def images_for_labels(img: torch.Tensor, frame: tuple[int, int], crop: Crop | None) -> torch.Tensor:
+    """Generator output in [-1, 1] -> [0, 1], resized to the label frame, then cropped
+    like the labels (the crop is in label-frame pixels)."""
+    img = (img.clamp(-1, 1) + 1) / 2
+    size = tuple(img.shape[-2:])
+    if size != tuple(frame):
+        if frame[0] <= size[0] and frame[1] <= size[1]:
+            img = F.interpolate(img, size=frame, mode="area")
+        else:
+            img = F.interpolate(img, size=frame, mode="bilinear", align_corners=False)
+            img = img.clamp(0, 1)
+    if crop is not None:
+        top, left, h, w = crop
+        img = img[..., top : top + h, left : left + w]
+    return img
+
+
+def interpreter_fingerprint(interp: Interpreter) -> str:
+    """Short hash of an interpreter's tensors (names and float32 values)."""
+    h = hashlib.sha256()
+    for name, t in sorted(interp.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]

@@ -1,0 +1,287 @@
+"""The :class:`Preset` record, the registry of presets and the cache folder.
+
+A preset names a domain (``"car-20"``, ``"face-34"``, ...): its classes, palette,
+resolutions, truncation, and which generator and interpreter files it accepts. Files
+are looked up first in the preset's ``builtin_dir`` (package data, e.g. the toy
+world), then in the cache, ``cache_dir()/<name>/`` (see ``resolve.py``). Palettes
+are generated (:func:`~dgan_data.palette.make_palette`) unless given.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from ..palette import make_palette
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "ARCHITECTURES",
+    "FILE_KINDS",
+    "Preset",
+    "PresetFilesMissing",
+    "UnknownPresetError",
+    "cache_dir",
+    "get_preset",
+    "list_presets",
+    "preset_dir",
+    "register_preset",
+]
+
+ARCHITECTURES = ("stylegan1", "stylegan2")
+FILE_KINDS = ("generator", "interpreter")
+FileKind = Literal["generator", "interpreter"]
+
+#: Names a preset's generator may have in its folder, in order of preference.
+GENERATOR_FILES = ("generator.safetensors", "generator.pt", "generator.pkl")
+INTERPRETER_FILES = ("interpreter.safetensors",)
+
+#: Preset names must not look like paths: ``load_generator`` treats anything with a
+#: "/" or a "." as a file, and a name is also a folder name in the cache.
+_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]
+
+
+class UnknownPresetError(KeyError):
+    """No preset of that name; the message lists the registered names."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0]) if self.args else ""
+
+
+class PresetFilesMissing(FileNotFoundError):  # noqa: N818 (name fixed by the API)
+    """A preset's generator or interpreter file is in none of the places searched."""
+
+    def __init__(
+        self, message: str, *, preset: str, kind: str, expected: list[Path], source: str
+    ) -> None:
+        super().__init__(message)
+        self.preset = preset
+        self.kind = kind
+        self.expected = expected
+        self.source = source
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+# --------------------------------------------------------------------- the preset
+@dataclass(frozen=True, kw_only=True)
+class Preset:
+    """Everything dgan_data knows about one domain.
+
+    Attributes:
+        name: registry key; letters, digits, ``-`` and ``_`` (also the cache folder).
+        class_names: one name per class id, ``0..K-1``.
+        num_classes: K; must equal ``len(class_names)``.
+        palette: (K, 3) colours as a tuple of ``(r, g, b)``; None generates one.
+        label_resolution: (H, W) of the masks.
+        image_resolution: (H, W) of the generator's output.
+        architecture: ``"stylegan1"`` or ``"stylegan2"``.
+        truncation_psi: default truncation of w.
+        truncation_cutoff: how many w layers are truncated; None = architecture default
+            (StyleGAN1 as in DatasetGAN: 8 from 512 px on, 7 below; StyleGAN2: all).
+        crop: (top, left, h, w) of the label frame inside the image, or None when the
+            labels cover the whole image (resized to ``label_resolution``).
+        generator_files / interpreter_files: accepted file names (relative paths) in
+            the preset's folders, in order of preference.
+        avg_latent_files: StyleGAN1 only: accepted names of the average-w file
+            (DatasetGAN's ``avg_latent_stylegan1.npy``), searched in the same folders.
+        source: where the checkpoints are published and how to name them here.
+        class_names_source: where the class names come from, or why they are generic.
+        builtin_dir: package-data folder searched before the cache; a relative path is
+            taken relative to the ``dgan_data`` package.
+        notes: anything else a user should know.
+    """
+
+    name: str
+    class_names: tuple[str, ...]
+    num_classes: int
+    label_resolution: tuple[int, int]
+    image_resolution: tuple[int, int]
+    architecture: str
+    palette: tuple[tuple[int, int, int], ...] | None = None
+    truncation_psi: float = 0.7
+    truncation_cutoff: int | None = None
+    crop: tuple[int, int, int, int] | None = None
+    generator_files: tuple[str, ...] = GENERATOR_FILES
+    interpreter_files: tuple[str, ...] = INTERPRETER_FILES
+    avg_latent_files: tuple[str, ...] = ()
+    source: str = ""
+    class_names_source: str = ""
+    builtin_dir: str | Path | None = None
+    notes: str = ""
+
+    def __post_init__(self) -> None:
+        where = f"preset {self.name!r}"
+        if not isinstance(self.name, str) or not _NAME_PATTERN.match(self.name):
+            raise ValueError(
+                f"preset name {self.name!r} must start with a letter or digit and hold only "
+                "letters, digits, '-' and '_' (it must not look like a file path)"
+            )
+        names = tuple(str(n) for n in self.class_names)
+        if self.num_classes != len(names):
+            raise ValueError(
+                f"{where}: num_classes={self.num_classes} but {len(names)} class names given"
+            )
+        if len(set(names)) != len(names):
+            dup = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(f"{where}: duplicate class names {dup}")
+        object.__setattr__(self, "class_names", names)
+        pal = make_palette(self.num_classes) if self.palette is None else np.asarray(self.palette)
+        if pal.shape != (self.num_classes, 3):
+            raise ValueError(
+                f"{where}: palette must be ({self.num_classes}, 3), got shape {pal.shape}"
+            )
+        if pal.min() < 0 or pal.max() > 255:
+            raise ValueError(f"{where}: palette values must lie in 0..255")
+        object.__setattr__(self, "palette", tuple(tuple(int(v) for v in c) for c in pal))
+        for attr in ("label_resolution", "image_resolution"):
+            value = tuple(int(v) for v in getattr(self, attr))
+            if len(value) != 2 or min(value) <= 0:
+                raise ValueError(f"{where}: {attr} must be (H, W) > 0, got {value}")
+            object.__setattr__(self, attr, value)
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(
+                f"{where}: architecture {self.architecture!r} is not one of {ARCHITECTURES}"
+            )
+        if not 0.0 <= float(self.truncation_psi) <= 1.0:
+            raise ValueError(
+                f"{where}: truncation_psi must be in [0, 1], got {self.truncation_psi}"
+            )
+        if self.truncation_cutoff is not None and self.truncation_cutoff < 1:
+            raise ValueError(f"{where}: truncation_cutoff must be >= 1 or None")
+        if self.crop is not None:
+            crop = tuple(int(v) for v in self.crop)
+            top, left, h, w = crop if len(crop) == 4 else (-1, -1, 0, 0)
+            H, W = self.image_resolution
+            if top < 0 or left < 0 or h <= 0 or w <= 0 or top + h > H or left + w > W:
+                raise ValueError(
+                    f"{where}: crop must be (top, left, h, w) inside the {H}x{W} image, got {crop}"
+                )
+            if (h, w) != self.label_resolution:
+                raise ValueError(
+                    f"{where}: crop size {(h, w)} differs from label_resolution "
+                    f"{self.label_resolution}"
+                )
+            object.__setattr__(self, "crop", crop)
+        for attr in ("generator_files", "interpreter_files", "avg_latent_files"):
+            value = getattr(self, attr)
+            value = (value,) if isinstance(value, str) else tuple(str(v) for v in value)
+            bad = [v for v in value if not v or Path(v).is_absolute() or ".." in Path(v).parts]
+            if bad:
+                raise ValueError(
+                    f"{where}: {attr} must be relative file names in the preset folder, got {bad}"
+                )
+            object.__setattr__(self, attr, value)
+        if not self.generator_files or not self.interpreter_files:
+            raise ValueError(f"{where}: needs at least one generator and one interpreter name")
+
+    @property
+    def palette_array(self) -> np.ndarray:
+        """The palette as a (K, 3) uint8 array."""
+        return np.asarray(self.palette, dtype=np.uint8)
+
+    def search_dirs(self) -> list[Path]:
+        """Folders searched for this preset's files: ``builtin_dir``, then the cache."""
+        dirs = []
+        if self.builtin_dir is not None:
+            builtin = Path(self.builtin_dir)
+            dirs.append(builtin if builtin.is_absolute() else _PACKAGE_DIR / builtin)
+        dirs.append(preset_dir(self.name))
+        return dirs
+
+    def file_names(self, kind: FileKind) -> tuple[str, ...]:
+        """Accepted names for ``kind`` ("generator" or "interpreter")."""
+        if kind == "generator":
+            return self.generator_files
+        if kind == "interpreter":
+            return self.interpreter_files
+        raise ValueError(f"file kind must be one of {FILE_KINDS}, got {kind!r}")
+
+    def expected_paths(self, kind: FileKind) -> list[Path]:
+        """Every path searched for ``kind``, in search order."""
+        names = self.file_names(kind)
+        return [d / n for d in self.search_dirs() for n in names]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-friendly dict of all fields."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, tuple):
+                value = [list(v) if isinstance(v, tuple) else v for v in value]
+            elif isinstance(value, Path):
+                value = str(value)
+            out[f.name] = value
+        return out
+
+
+# ------------------------------------------------------------------------ registry
+_REGISTRY: dict[str, Preset] = {}
+
+
+def register_preset(preset: Preset, *, overwrite: bool = False) -> Preset:
+    """Add ``preset`` to the registry; a name already taken needs ``overwrite=True``."""
+    if not isinstance(preset, Preset):
+        raise TypeError(f"register_preset expects a Preset, got {type(preset).__name__}")
+    if preset.name in _REGISTRY and not overwrite:
+        raise ValueError(
+            f"a preset named {preset.name!r} is already registered; pass overwrite=True "
+            "to replace it"
+        )
+    _REGISTRY[preset.name] = preset
+    return preset
+
+
+def list_presets() -> list[str]:
+    """Registered preset names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_preset(name: str | Preset) -> Preset:
+    """The preset called ``name`` (a Preset passes through); unknown names list the valid ones."""
+    if isinstance(name, Preset):
+        return name
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        pass
+    close = difflib.get_close_matches(str(name), list(_REGISTRY), n=3)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise UnknownPresetError(
+        f"unknown preset {name!r}.{hint} Available presets: {', '.join(list_presets())}. "
+        "Register your own with dgan_data.presets.register_preset(Preset(...))."
+    )
+
+
+# --------------------------------------------------------------------------- cache
+def cache_dir() -> Path:
+    """Root of the preset cache.
+
+    ``$DGAN_DATA_HOME`` if set, else ``$XDG_CACHE_HOME/dgan_data`` (when that variable
+    holds an absolute path, as the XDG spec asks), else ``~/.cache/dgan_data``.
+    The folder is not created here.
+    """
+    home = os.environ.get("DGAN_DATA_HOME")
+    if home:
+        return Path(home).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg) / "dgan_data"
+    return Path.home() / ".cache" / "dgan_data"
+
+
+def preset_dir(name: str) -> Path:
+    """``cache_dir()/<name>``: where the user puts a preset's files (not created here)."""
+    if not isinstance(name, str) or not _NAME_PATTERN.match(name):
+        raise ValueError(f"{name!r} is not a valid preset name")
+    return cache_dir() / name

@@ -1,0 +1,227 @@
+""" "Path or preset name" -> files: the one resolver every entry point uses.
+
+:func:`resolve_source` turns what a user typed (a file path, or a preset name such as
+``toyface-14``) into a file, with one rule everywhere: an existing file wins; a name
+that looks like a path but does not exist is "no such file"; any other name must be a
+registered preset (an unknown one lists the valid names). Nothing is ever downloaded:
+a missing preset file raises :class:`PresetFilesMissing`, whose message says what to
+fetch, where to put it, and how to train the interpreter.
+
+:func:`load_generator` and :func:`load_interpreter` are the preset-aware loaders of
+the public API.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..generators import CheckpointError, Generator, load_generator_file
+from ..interpreter import Interpreter
+from .preset import (
+    FileKind,
+    Preset,
+    PresetFilesMissing,
+    UnknownPresetError,
+    get_preset,
+    list_presets,
+    preset_dir,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "load_generator",
+    "load_interpreter",
+    "looks_like_path",
+    "preset_generator_options",
+    "preset_status",
+    "presets_table",
+    "resolve_preset_file",
+    "resolve_source",
+]
+
+
+def looks_like_path(spec: str) -> bool:
+    """True for strings that name a file rather than a preset (a separator or a suffix)."""
+    return os.sep in spec or "/" in spec or Path(spec).suffix != ""
+
+
+def resolve_source(spec: str | os.PathLike, kind: FileKind) -> tuple[Path, str | None]:
+    """(file, preset name or None) for a path or a preset name; see the module docstring."""
+    if isinstance(spec, os.PathLike):
+        spec = os.fspath(spec)
+    if not isinstance(spec, str) or not spec:
+        raise TypeError(f"expected a file path or a preset name, got {spec!r}")
+    path = Path(spec)
+    if path.is_file():
+        return path, None
+    if path.exists():
+        raise FileNotFoundError(f"{spec}: not a file")
+    if looks_like_path(spec):
+        raise FileNotFoundError(f"{spec}: no such file")
+    try:
+        preset = get_preset(spec)
+    except UnknownPresetError:
+        raise UnknownPresetError(
+            f"{spec!r} is neither a file nor a known preset. Available presets: "
+            f"{', '.join(list_presets())}."
+        ) from None
+    return resolve_preset_file(preset.name, kind), preset.name
+
+
+def load_generator(
+    path_or_preset: str | os.PathLike, device: str | torch.device | None = None, **options: Any
+) -> Generator:
+    """Load a generator from a file or a preset name (the preset's file and its options).
+
+    Options go to the format's loader (``avg_latent=``, ``include_const_input=``, ...);
+    see ``dgan_data.generators.load_generator_file``.
+    """
+    try:
+        path, preset = resolve_source(path_or_preset, "generator")
+    except PresetFilesMissing:
+        raise
+    except FileNotFoundError as err:  # a path that does not exist: a checkpoint error
+        raise CheckpointError(str(err)) from None
+    if preset is not None:
+        options = {**preset_generator_options(preset), **options}
+    return load_generator_file(path, device=device, **options)
+
+
+def load_interpreter(
+    path_or_preset: str | os.PathLike, device: str | torch.device | None = None
+) -> Interpreter:
+    """Load an interpreter from a ``.safetensors`` file or a preset name."""
+    path, _ = resolve_source(path_or_preset, "interpreter")
+    return Interpreter.load(path, device=device)
+
+
+def _first_existing(paths: list[Path]) -> Path | None:
+    return next((p for p in paths if p.is_file()), None)
+
+
+def resolve_preset_file(name: str, kind: FileKind) -> Path:
+    """The preset's ``kind`` file: first accepted name found in builtin_dir, then the cache.
+
+    Raises :class:`PresetFilesMissing` (a ``FileNotFoundError``) naming every path
+    searched, where the checkpoints are published, and the command that trains the
+    interpreter.
+    """
+    preset = get_preset(name)
+    expected = preset.expected_paths(kind)
+    found = _first_existing(expected)
+    if found is not None:
+        log.debug("preset %s: %s is %s", preset.name, kind, found)
+        return found
+    raise PresetFilesMissing(
+        _missing_message(preset, kind, expected),
+        preset=preset.name,
+        kind=kind,
+        expected=expected,
+        source=preset.source,
+    )
+
+
+def _missing_message(preset: Preset, kind: str, expected: list[Path]) -> str:
+    folder = preset_dir(preset.name)
+    interpreter_out = folder / preset.interpreter_files[0]
+    generator = _first_existing(preset.expected_paths("generator"))
+    generator_arg = generator if generator is not None else folder / preset.generator_files[0]
+    fit = f"dgan-data fit --generator {generator_arg} --annotations DIR --out {interpreter_out}"
+    listed = ", ".join(str(p) for p in expected)
+    parts = [
+        f"Preset {preset.name!r} has no {kind} file. Looked for (in this order): {listed}.",
+        f"Put it in {folder} under one of those names (set DGAN_DATA_HOME to move the cache).",
+    ]
+    if kind == "generator":
+        if preset.avg_latent_files:
+            parts.append(
+                f"For a StyleGAN1 .pt checkpoint also put its average latent there as "
+                f"{' or '.join(preset.avg_latent_files)}."
+            )
+        parts.append(f"Where to get it: {preset.source or 'no public source is recorded.'}")
+        parts.append(
+            f"dgan_data downloads nothing. Next, train the interpreter: {fit} "
+            "(DIR: an annotation folder with this preset's classes)."
+        )
+    else:
+        parts.append(
+            "Interpreters are trained, not downloaded: annotate a few generated images "
+            f"(see `dgan-data sample`) and run: {fit}."
+        )
+        parts.append(f"The generator checkpoint comes from: {preset.source or 'unrecorded.'}")
+    return " ".join(parts)
+
+
+def preset_generator_options(name: str) -> dict[str, Any]:
+    """Loader options that the preset's generator file needs, for ``load_generator``.
+
+    For a StyleGAN1 ``.pt`` checkpoint: ``avg_latent=<path>`` when one of the preset's
+    ``avg_latent_files`` is present (DatasetGAN's cat uses ``avg_latent_cat.npy``, which
+    the loader would not find by itself). Empty when nothing applies or the generator
+    file is absent (``resolve_preset_file`` reports that).
+    """
+    preset = get_preset(name)
+    if preset.architecture != "stylegan1" or not preset.avg_latent_files:
+        return {}
+    generator = _first_existing(preset.expected_paths("generator"))
+    if generator is None or generator.suffix != ".pt":
+        return {}
+    dirs = [generator.parent, *preset.search_dirs()]
+    candidates = [d / n for d in dirs for n in preset.avg_latent_files]
+    avg = _first_existing(candidates)
+    if avg is None:
+        log.warning(
+            "preset %s: no average latent found (looked for %s); the StyleGAN1 loader will "
+            "look beside %s",
+            preset.name,
+            ", ".join(str(c) for c in candidates),
+            generator,
+        )
+        return {}
+    return {"avg_latent": str(avg)}
+
+
+def preset_status(name: str) -> dict[str, Any]:
+    """Which of the preset's files are present, and where they are or would go."""
+    preset = get_preset(name)
+    generator = _first_existing(preset.expected_paths("generator"))
+    interpreter = _first_existing(preset.expected_paths("interpreter"))
+    return {
+        "name": preset.name,
+        "num_classes": preset.num_classes,
+        "label_resolution": preset.label_resolution,
+        "image_resolution": preset.image_resolution,
+        "architecture": preset.architecture,
+        "preset_dir": preset_dir(preset.name),
+        "search_dirs": preset.search_dirs(),
+        "generator": generator,
+        "interpreter": interpreter,
+        "generator_present": generator is not None,
+        "interpreter_present": interpreter is not None,
+        "expected_generator": preset.expected_paths("generator"),
+        "expected_interpreter": preset.expected_paths("interpreter"),
+    }
+
+
+def presets_table() -> list[dict[str, Any]]:
+    """One row per preset for ``dgan-data presets``."""
+    rows = []
+    for name in list_presets():
+        status = preset_status(name)
+        rows.append(
+            {
+                "name": name,
+                "num_classes": status["num_classes"],
+                "label_resolution": status["label_resolution"],
+                "architecture": status["architecture"],
+                "generator_present": status["generator_present"],
+                "interpreter_present": status["interpreter_present"],
+            }
+        )
+    return rows

@@ -1,0 +1,69 @@
+"""Preview: label a few samples once and draw them as a grid (image, overlay, uncertainty)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .labeler import labeler_from
+from .seeds import sample_seed
+from .viz import preview_grid
+
+log = logging.getLogger(__name__)
+
+__all__ = ["preview"]
+
+
+def preview(
+    source: Any = None,
+    num: int = 16,
+    out: str | os.PathLike = "grid.png",
+    seed: int = 0,
+    *,
+    generator: Any = None,
+    interpreter: Any = None,
+    device: Any = None,
+    batch_size: int = 8,
+    **labeler_options: Any,
+) -> Path:
+    """Label ``num`` samples and write their :func:`~dgan_data.viz.preview_grid` to ``out``.
+
+    ``source``: a preset name, a ``Labeler``, a ``DatasetGANStream``, or None with
+    ``generator=`` and ``interpreter=``. Sample i has the seed of export candidate i
+    (``sample_seed(seed, 0, i)``), so a preview shows the first candidates an export
+    with the same seed would write (before the uncertainty filter). ``out`` must end in
+    ``.png``.
+    """
+    if isinstance(num, bool) or not isinstance(num, int) or num < 1:
+        raise ValueError(f"num must be a positive int, got {num!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    out = Path(out)
+    if out.suffix.lower() != ".png":
+        raise ValueError(f"{out}: the preview is a PNG image; give a file name ending in .png")
+    labeler, _ = labeler_from(source, generator, interpreter, device, **labeler_options)
+    seeds = [sample_seed(seed, 0, i) for i in range(num)]
+    images, masks, pixel_u = [], [], []
+    for start in range(0, num, batch_size):
+        batch = labeler.label(seeds[start : start + batch_size])
+        u = batch.pixel_uncertainty
+        if tuple(u.shape[-2:]) != tuple(batch.masks.shape[-2:]):
+            u = F.interpolate(u[:, None], size=tuple(batch.masks.shape[-2:]), mode="nearest")[:, 0]
+        images.append(batch.images.float().cpu())
+        masks.append(batch.masks.cpu())
+        pixel_u.append(u.float().cpu())
+    path = preview_grid(
+        torch.cat(images),
+        torch.cat(masks),
+        torch.cat(pixel_u),
+        labeler.class_names,
+        labeler.palette,
+        out,
+    )
+    log.info("wrote a preview of %d samples to %s", num, path)
+    return path
