@@ -492,6 +492,7 @@ def export_dataset(
             images = (out.images.float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
             masks = out.masks.cpu()
             scores = out.image_uncertainty.float().cpu().tolist()
+            out.check_finite(scores)  # a broken model is an error, never kept garbage
             size = [int(masks.shape[-2]), int(masks.shape[-1])]
             if label_size is None:
                 label_size = size

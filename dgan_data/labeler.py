@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -63,6 +64,24 @@ class LabeledBatch:
             return t[index.to(t.device)]
 
         return LabeledBatch(*(take(t) for t in self.tensors()))
+
+    def check_finite(self, scores: list[float] | None = None) -> None:
+        """Raise :class:`NonFiniteOutputError` if a sample's score is NaN or inf.
+
+        A NaN score means the generator or interpreter produced a non-finite value for
+        that sample (broken weights, or float16 overflow). ``scores``: the image scores
+        already read to the host, to avoid a second device sync.
+        """
+        values = self.image_uncertainty.tolist() if scores is None else scores
+        bad = [i for i, v in enumerate(values) if not math.isfinite(v)]
+        if bad:
+            seeds = self.seeds.tolist()
+            raise NonFiniteOutputError(
+                f"the generator or interpreter produced NaN/inf for {len(bad)} of "
+                f"{len(values)} samples (seeds {[seeds[i] for i in bad[:4]]}): check the "
+                "weights for non-finite values; with dtype=float16, overflow is likely: "
+                "use dtype=torch.bfloat16 or None"
+            )
 
     def tensors(self) -> tuple[torch.Tensor, ...]:
         return (self.images, self.masks, self.pixel_uncertainty, self.image_uncertainty, self.seeds)
@@ -269,7 +288,8 @@ class Labeler:
     def label(self, seeds: Sequence[int] | torch.Tensor) -> LabeledBatch:
         """Generate and label one sample per seed (one batch on the device).
 
-        Raises :class:`NonFiniteOutputError` when an image or score is not finite.
+        No host synchronisation: a sample whose image or score is not finite gets a NaN
+        score; call :meth:`LabeledBatch.check_finite` when the scores are on the host.
         """
         G, interp, device = self.G, self.interpreter, self.device
         z = z_from_seeds(seeds, G.z_dim, device=device)
@@ -278,16 +298,11 @@ class Labeler:
             w = G.mapping(z, self.truncation_psi, self.truncation_cutoff)
             img, feats = G.synthesize(w, noise=self.noise)
             pred = interp.predict(feats, output_size=self.frame, crop=self.crop)
+        # A non-finite image makes its score NaN (on the device: no host sync here);
+        # consumers read the scores on the host anyway and call ``check_finite``.
         scores = pred.image_uncertainty.float()
-        finite = torch.isfinite(img).flatten(1).all(1) & torch.isfinite(scores)
-        if not bool(finite.all()):  # one sync per batch; broken models fail at once
-            bad = (~finite).nonzero().flatten().tolist()
-            raise NonFiniteOutputError(
-                f"the generator or interpreter produced NaN/inf for {len(bad)} of "
-                f"{len(finite)} samples (seeds {[int(seeds[i]) for i in bad[:4]]}): check the "
-                "weights for non-finite values; with dtype=float16, overflow is likely: "
-                "use dtype=torch.bfloat16 or None"
-            )
+        finite_image = torch.isfinite(img).flatten(1).all(1)
+        scores = torch.where(finite_image, scores, torch.full_like(scores, float("nan")))
         images = images_for_labels(img.float(), self.frame, self.crop)
         masks = pred.labels
         if self.ignore_uncertain_pixels is not None:

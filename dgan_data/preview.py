@@ -51,6 +51,7 @@ def preview(
     images, masks, pixel_u = [], [], []
     for start in range(0, num, batch_size):
         batch = labeler.label(seeds[start : start + batch_size])
+        batch.check_finite()
         u = batch.pixel_uncertainty
         if tuple(u.shape[-2:]) != tuple(batch.masks.shape[-2:]):
             u = F.interpolate(u[:, None], size=tuple(batch.masks.shape[-2:]), mode="nearest")[:, 0]

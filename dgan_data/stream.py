@@ -442,9 +442,16 @@ class DatasetGANStream(IterableDataset):
                     for i in range(self.generation_batch)
                 ]
                 candidates += self.generation_batch
-                out = self.generate(seeds)
-                out.pop("pixel_uncertainty")
-                keep = quantile.keep(out["uncertainty"])
+                labeled = self.labeler().label(seeds)
+                scores = labeled.image_uncertainty.tolist()  # the filter needs them here
+                labeled.check_finite(scores)
+                out = {
+                    "image": labeled.images,
+                    "mask": labeled.masks,
+                    "uncertainty": labeled.image_uncertainty,
+                    "seed": labeled.seeds,
+                }
+                keep = quantile.keep(scores)
                 if bool(keep.any()):
                     empty_steps = 0
                 else:

@@ -210,19 +210,20 @@ def test_filter_keeps_one_minus_drop_and_drops_the_uncertain(tiny):
     assert scores[~is_kept].min() > scores.median()
 
 
-def test_filter_gives_up_with_a_clear_error_on_nan_scores(tiny, monkeypatch):
-    monkeypatch.setattr(stream_mod, "MAX_EMPTY_STEPS", 3)
-    ds = stream(tiny)
-    real = ds.generate
+def test_non_finite_model_is_an_error_at_the_first_batch(tiny):
+    import copy
 
-    def nan_scores(seeds):
-        out = real(seeds)
-        out["uncertainty"] = torch.full_like(out["uncertainty"], float("nan"))
-        return out
+    from dgan_data.labeler import NonFiniteOutputError
 
-    monkeypatch.setattr(ds, "generate", nan_scores)
-    with pytest.raises(RuntimeError, match="kept none of the last 12 images"):
+    G, interp = tiny
+    broken = copy.deepcopy(interp)
+    with torch.no_grad():
+        broken.w3[0, 0, 0] = float("nan")  # one NaN weight poisons every label
+    ds = DatasetGANStream(generator=G, interpreter=broken, batch_size=2, device="cpu")
+    with pytest.raises(NonFiniteOutputError, match="NaN/inf for 2 of 2 samples"):
         next(iter(ds))
+    generated = ds.state_dict()
+    assert generated.get("candidates", 0) <= 2  # refused at the first generation step
 
 
 def test_ignore_uncertain_pixels_marks_exactly_those_above(tiny):
