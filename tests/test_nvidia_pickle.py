@@ -466,3 +466,23 @@ def test_tensorflow_pickle_is_refused_with_advice(tmp_path):
     with pytest.raises(CheckpointError, match="TensorFlow StyleGAN pickle") as err:
         load_generator(path)
     assert str(path) in str(err.value) and "convert" in str(err.value)
+
+
+def test_channels_last_weights_load_like_contiguous_ones(tmp_path, reference_dir, expected):
+    """NVIDIA's fp16_channels_last layers pickle their weights as permuted-stride views."""
+    marker = tmp_path / "executed.txt"
+    sd = safe_torch_load(reference_dir / "rosinality_stylegan2_32px.pt")["g_ema"]
+    with fake_nvidia_modules(marker):
+        easydict = sys.modules["dnnlib.util"].EasyDict
+        G_ema = build_nvidia_generator(sd, expected["latent_avg"], "", easydict)
+        for block in ("b16", "b32"):
+            conv = G_ema.state["_modules"]["synthesis"].state["_modules"][block]
+            params = conv.state["_modules"]["conv1"].state["_parameters"]
+            weight = params["weight"].detach().to(memory_format=torch.channels_last)
+            assert not weight.is_contiguous()
+            params["weight"] = torch.nn.Parameter(weight, requires_grad=False)
+        path = tmp_path / "channels_last.pkl"
+        path.write_bytes(pickle.dumps({"G_ema": G_ema}, protocol=4))
+    G = load_generator(path)
+    _assert_matches(G, expected, 1.0, "")
+    assert_no_trace(marker)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ..annotations import Annotations, sample_annotation_folder
+from ..generators import LOADER_OPTIONS as GENERATOR_LOADER_OPTIONS
 from ..interpreter import Interpreter
 from ..presets import cache_dir, load_generator, presets_table
 from .common import (
@@ -19,11 +20,10 @@ from .common import (
     positive_int,
 )
 
-#: Keyword options the generator loaders accept (``--option KEY=VALUE``).
-LOADER_OPTIONS = (
-    "avg_latent", "include_const_input", "lr_mlp", "conv_clamp", "blur_kernel", "network",
-    "truncation_cutoff", "noise_seed",
-)  # fmt: skip
+#: Keyword options the generator loaders accept (``--option KEY=VALUE``): the library's
+#: own list, so the two never drift apart. Which apply, and their value types, is checked
+#: by the loader for the file's format (CheckpointError naming the option: exit code 2).
+LOADER_OPTIONS: tuple[str, ...] = GENERATOR_LOADER_OPTIONS
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

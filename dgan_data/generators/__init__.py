@@ -8,12 +8,19 @@ from __future__ import annotations
 
 from .base import Generator
 from .files import CheckpointError, safe_torch_load
-from .registry import ARCHITECTURES, detect_format, get_architecture, load_generator_file
+from .registry import (
+    ARCHITECTURES,
+    LOADER_OPTIONS,
+    detect_format,
+    get_architecture,
+    load_generator_file,
+)
 from .stylegan1 import StyleGAN1Generator
 from .stylegan2 import StyleGAN2Generator
 
 __all__ = [
     "ARCHITECTURES",
+    "LOADER_OPTIONS",
     "CheckpointError",
     "Generator",
     "StyleGAN1Generator",

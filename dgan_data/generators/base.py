@@ -8,20 +8,51 @@ resolution, so the interpreter works with any architecture.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from .files import save_generator
+from ..schema import Int, Optional, SchemaError, check_document
+from .files import CheckpointError, compare_shapes, save_generator
 
 NoiseSpec = str | Sequence[torch.Tensor]
+Check = Callable[[Any, str], Any]
 
 #: Seed of the fixed per-layer noise that formats without stored noise buffers use.
 DEFAULT_NOISE_SEED = 0
+
+# Architecture limits, checked before anything is allocated. The largest released
+# StyleGANs are 1024 px with 512-wide latents and at most 1024 channels.
+#: Largest output resolution accepted from a file.
+MAX_RESOLUTION = 4096
+#: Widest layer (channels) accepted from a file.
+MAX_CHANNELS = 4096
+#: Widest latent (z_dim, w_dim, style_dim) accepted from a file.
+MAX_LATENT_DIM = 4096
+#: Deepest mapping network accepted from a file.
+MAX_MAPPING_LAYERS = 32
+
+
+class MayOmit(Optional):
+    """A config key that may be left out (the constructor's default), but is never None."""
+
+    def __call__(self, value: Any, field: str) -> Any:
+        return self.check(value, field)
+
+
+class PowerOfTwo(Int):
+    """An integer power of two in [low, high]."""
+
+    def __call__(self, value: Any, field: str) -> int:
+        value = super().__call__(value, field)
+        if value & (value - 1):
+            raise SchemaError(f"field '{field}' must be a power of two, got {value}")
+        return value
 
 
 class Generator(nn.Module):
@@ -37,6 +68,8 @@ class Generator(nn.Module):
 
     #: Registry name of the architecture ("stylegan2", "stylegan1").
     arch: ClassVar[str] = ""
+    #: Constructor arguments (the keys of ``config``) and the check of each value.
+    CONFIG_SCHEMA: ClassVar[dict[str, Check]] = {}
 
     z_dim: int
     w_dim: int
@@ -57,10 +90,21 @@ class Generator(nn.Module):
         ``truncation_cutoff``: only the first that many of the ``num_ws`` layers are
         truncated (StyleGAN1's ``max_layer``); None uses the architecture's default.
         """
+        z = torch.as_tensor(z)
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"mapping expects z of shape (B, {self.z_dim}), got {tuple(z.shape)}")
-        w = self._mapping(z)
+        w = self._mapping(self.to_own_device(z))
         return self.truncate(w, truncation_psi, truncation_cutoff)
+
+    def to_own_device(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` on this generator's device, in its floating dtype (no copy when it is).
+
+        The device and dtype are those of the first floating parameter or buffer; a
+        generator without any leaves ``x`` as it is.
+        """
+        tensors = itertools.chain(self.parameters(), self.buffers())
+        ref = next((t for t in tensors if t.is_floating_point()), None)
+        return x if ref is None else x.to(device=ref.device, dtype=ref.dtype)
 
     def _mapping(self, z: torch.Tensor) -> torch.Tensor:
         """Untruncated mapping network: (B, z_dim) -> (B, num_ws, w_dim)."""
@@ -112,15 +156,19 @@ class Generator(nn.Module):
         return self.synthesize(w, noise=noise, generator=generator)
 
     def check_w(self, w: torch.Tensor) -> torch.Tensor:
-        """Accept (B, w_dim) (broadcast to every layer) or (B, num_ws, w_dim)."""
+        """Accept (B, w_dim) (broadcast to every layer) or (B, num_ws, w_dim).
+
+        The result is on this generator's device, in its dtype.
+        """
+        w = torch.as_tensor(w)
         if w.ndim == 2 and w.shape[1] == self.w_dim:
-            return w.unsqueeze(1).expand(-1, self.num_ws, -1)
+            return self.to_own_device(w).unsqueeze(1).expand(-1, self.num_ws, -1)
         if w.ndim != 3 or w.shape[1:] != (self.num_ws, self.w_dim):
             raise ValueError(
                 f"synthesize expects w of shape (B, {self.num_ws}, {self.w_dim}) "
                 f"or (B, {self.w_dim}), got {tuple(w.shape)}"
             )
-        return w
+        return self.to_own_device(w)
 
     def noise_shapes(self) -> list[tuple[int, int]]:
         """(h, w) of every noise input, forward order."""
@@ -159,7 +207,7 @@ class Generator(nn.Module):
                 raise ValueError(
                     f"noise tensor {i} has spatial size {tuple(n.shape[-2:])}, expected {(h, w)}"
                 )
-        return noise
+        return [n.to(like.device) for n in noise]
 
     # ------------------------------------------------------------ persistence
     @property
@@ -168,8 +216,55 @@ class Generator(nn.Module):
         raise NotImplementedError
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Generator:
+    def check_config(
+        cls, config: Any, source: str = "<config>", what: str = "generator config"
+    ) -> dict[str, Any]:
+        """``config`` checked against ``CONFIG_SCHEMA`` and the architecture's limits.
+
+        Raises :class:`CheckpointError` naming ``source`` and the field; nothing is built.
+        """
+        try:
+            check_document(config, cls.CONFIG_SCHEMA, what, allow_unknown=False)
+            cls.check_config_values(config)
+        except SchemaError as err:
+            raise CheckpointError(f"{source}: {err}") from None
+        except ValueError:  # e.g. an int too long to print in the schema's message
+            raise CheckpointError(f"{source}: {what}: a value is out of any range") from None
+        return dict(config)
+
+    @classmethod
+    def check_config_values(cls, config: dict[str, Any]) -> None:
+        """Checks between fields (after the per-field schema); raise SchemaError."""
+
+    @classmethod
+    def expected_shapes(cls, config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+        """Shape of every state-dict tensor of ``cls(**config)``, without allocating it."""
+        with torch.device("meta"):
+            model = cls(**config)
+        return {k: tuple(t.shape) for k, t in model.state_dict().items()}
+
+    @classmethod
+    def build_checked(
+        cls,
+        config: Any,
+        stored: Mapping[str, tuple[int, ...]],
+        source: str,
+        what: str = "generator config",
+    ) -> Generator:
+        """Check ``config``, compare its tensor shapes with ``stored``, then build.
+
+        The module is allocated only once the file is known to hold every tensor it
+        needs, with the right shape: sizes declared in a file never allocate more than
+        the file's own tensors do.
+        """
+        config = cls.check_config(config, source, what)
+        compare_shapes(cls.expected_shapes(config), stored, source)
         return cls(**config)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], source: str = "<config>") -> Generator:
+        """A fresh generator from a checked ``config`` (randomly initialised)."""
+        return cls(**cls.check_config(config, source))
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -1,8 +1,15 @@
 """Safe reading and writing of generator files; nothing found in a file is executed.
 
-``.pt`` files go through ``torch.load(weights_only=True)`` with an explicit allow-list;
-NVIDIA ``.pkl`` networks through the restricted unpickler in ``nvidia.py``; our own
-format is ``.safetensors`` with the architecture and config as JSON in its header.
+``.pt`` files go through ``torch.load(weights_only=True)`` with an explicit allow-list
+(after a look at the zip records: compressed records, which could inflate to gigabytes,
+are refused); NVIDIA ``.pkl`` networks through the restricted unpickler in
+``unpickle.py``; our own format is ``.safetensors`` with the architecture and config as
+JSON in its header.
+
+Every tensor a generator is built from passes :func:`check_tensors` (non-empty, finite,
+a view that reads each stored element at most once and stays inside its storage), and
+every architecture is compared, tensor by tensor, with what the file holds before the
+real module is allocated (:func:`compare_shapes`).
 """
 
 from __future__ import annotations
@@ -10,6 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
+import zipfile
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +27,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from ..fileio import save_safetensors
+from ..schema import SchemaError
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +36,17 @@ __all__ = [
     "SAFE_TORCH_GLOBALS",
     "CheckpointError",
     "check_file",
+    "check_options",
+    "check_tensors",
+    "compare_shapes",
+    "describe_keys",
+    "layout_problem",
     "load_strict",
+    "read_safetensors_header",
     "read_safetensors_metadata",
     "safe_torch_load",
     "save_generator",
+    "short_repr",
 ]
 
 #: Globals that real checkpoints need beyond plain tensors and containers.
@@ -37,6 +55,9 @@ SAFE_TORCH_GLOBALS: list[Any] = [argparse.Namespace]
 
 #: Header key of our ``.safetensors`` generator files.
 CONFIG_KEY = "dgan_data.generator"
+
+#: Most dimensions a generator tensor may have (ours have at most 5).
+MAX_TENSOR_DIMS = 8
 
 
 class CheckpointError(ValueError):
@@ -53,10 +74,195 @@ def check_file(path: Path) -> None:
         raise CheckpointError(f"{path}: the file is empty")
 
 
+# ------------------------------------------------------------- messages
+def short_repr(value: Any, limit: int = 40) -> str:
+    """A value for an error message: short, and safe for huge ints and deep containers."""
+    if isinstance(value, (str, bytes)):
+        text = repr(value[: limit + 1])
+    elif isinstance(value, int) and not isinstance(value, bool):
+        text = repr(value) if abs(value) < 10**limit else f"<int of {value.bit_length()} bits>"
+    elif isinstance(value, (float, bool, type(None))):
+        text = repr(value)
+    else:
+        return f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def describe_keys(keys: Iterable[Any], limit: int = 8) -> str:
+    """The first keys of a mapping, each shortened, for an error message."""
+    items = list(keys)
+    head = ", ".join(k[:40] if isinstance(k, str) else short_repr(k) for k in items[:limit])
+    return head + (f", ... ({len(items)} in all)" if len(items) > limit else "")
+
+
+# ------------------------------------------------------------- tensors
+def layout_problem(
+    size: Sequence[int], stride: Sequence[int], offset: int, storage_numel: int
+) -> str | None:
+    """What is wrong with a strided view of a storage, or None when it is sound.
+
+    Sound: as many strides as sizes, no negative numbers, every stored element read at
+    most once (no stride 0, no overlapping dimensions) and the view inside the storage.
+    """
+    if len(size) != len(stride):
+        return f"{len(size)} sizes but {len(stride)} strides"
+    if len(size) > MAX_TENSOR_DIMS:
+        return f"{len(size)} dimensions (at most {MAX_TENSOR_DIMS})"
+    if offset < 0 or any(s < 0 for s in size) or any(s < 0 for s in stride):
+        return "negative size, stride or offset"
+    if math.prod(size) == 0:
+        return None
+    reach = 0  # the largest element offset the dimensions seen so far can reach
+    for st, sz in sorted((st, sz) for sz, st in zip(size, stride) if sz > 1):
+        if st <= reach:
+            return "a stride-0 or overlapping view (stored elements would be read twice)"
+        reach += st * (sz - 1)
+    if offset + reach + 1 > storage_numel:
+        return f"the view needs {offset + reach + 1} elements, its storage holds {storage_numel}"
+    return None
+
+
+def _tensor_problem(t: torch.Tensor) -> str | None:
+    if t.layout != torch.strided or t.is_quantized or t.is_complex():
+        return f"unsupported tensor kind ({t.layout}, {t.dtype})"
+    if t.numel() == 0:
+        return f"zero-element tensor of shape {tuple(t.shape)}"
+    storage_numel = t.untyped_storage().nbytes() // t.element_size()
+    problem = layout_problem(tuple(t.shape), t.stride(), t.storage_offset(), storage_numel)
+    if problem is not None:
+        return problem
+    if t.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        t = t.float() if t.is_floating_point() else t  # float8: no isfinite on every device
+    if t.is_floating_point() and not _all_finite(t):
+        bad = int((~torch.isfinite(t)).sum())
+        return f"{bad} non-finite values (NaN or inf) in a tensor of shape {tuple(t.shape)}"
+    return None
+
+
+def _all_finite(t: torch.Tensor) -> bool:
+    """Whether no element is NaN or inf: a finite sum proves it (one pass, no copy)."""
+    if bool(torch.isfinite(t.sum())):
+        return True
+    return bool(torch.isfinite(t).all())  # a sum of finite values may still overflow
+
+
+def check_tensors(tensors: Mapping[Any, Any], source: str) -> dict[str, torch.Tensor]:
+    """The mapping as a dict of checked tensors; the first bad entry raises, by name.
+
+    Refused: non-string names, values that are not tensors, zero-element tensors,
+    stride-0 or overlapping views, views reaching outside their storage, NaN and inf.
+    """
+    if not isinstance(tensors, Mapping):
+        raise CheckpointError(
+            f"{source}: expected a dict of tensors, found {type(tensors).__name__}"
+        )
+    out: dict[str, torch.Tensor] = {}
+    for name, t in tensors.items():
+        if not isinstance(name, str):
+            raise CheckpointError(f"{source}: tensor name {short_repr(name)} is not a string")
+        if not isinstance(t, torch.Tensor):
+            raise CheckpointError(f"{source}: {name[:80]} is a {type(t).__name__}, not a tensor")
+        problem = _tensor_problem(t)
+        if problem is not None:
+            raise CheckpointError(f"{source}: tensor {name[:80]}: {problem}")
+        out[name] = t
+    return out
+
+
+def compare_shapes(
+    expected: Mapping[str, tuple[int, ...]], found: Mapping[str, tuple[int, ...]], source: str
+) -> None:
+    """Raise naming missing, unexpected and wrongly shaped tensors (model vs file)."""
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    wrong = [
+        f"{k}: file {tuple(found[k])} vs model {tuple(expected[k])}"
+        for k in expected
+        if k in found and tuple(found[k]) != tuple(expected[k])
+    ]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing keys (e.g. {describe_keys(missing, 5)})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys (e.g. {describe_keys(unexpected, 5)})")
+    if wrong:
+        problems.append(f"{len(wrong)} tensors of the wrong shape (e.g. {'; '.join(wrong[:3])})")
+    if problems:
+        raise CheckpointError(
+            f"{source}: state dict does not fit the model: " + "; ".join(problems)
+        )
+
+
+def load_strict(module: torch.nn.Module, state_dict: Mapping[str, Any], source: str) -> None:
+    """Load a state dict after :func:`check_tensors`, reporting misfits by name."""
+    tensors = check_tensors(state_dict, source)
+    own = module.state_dict()
+    compare_shapes(
+        {k: tuple(t.shape) for k, t in own.items()},
+        {k: tuple(t.shape) for k, t in tensors.items()},
+        source,
+    )
+    with torch.no_grad():
+        for k, t in own.items():
+            t.copy_(tensors[k].to(dtype=t.dtype))
+
+
+# ------------------------------------------------------------- options
+def check_options(
+    options: Mapping[str, Any], allowed: Mapping[str, Any], what: str, source: str
+) -> dict[str, Any]:
+    """Loader options checked against ``allowed`` (name -> schema check) for ``what``."""
+    out: dict[str, Any] = {}
+    for name, value in options.items():
+        if name not in allowed:
+            known = ", ".join(sorted(allowed)) or "none"
+            raise CheckpointError(
+                f"{source}: option {short_repr(name)} does not apply to {what} "
+                f"(its options: {known})"
+            )
+        try:
+            out[name] = allowed[name](value, name)
+        except SchemaError as err:
+            raise CheckpointError(f"{source}: option {str(err).removeprefix('field ')}") from None
+        except ValueError:  # e.g. an int too long to print
+            raise CheckpointError(
+                f"{source}: option '{name}' has an unusable value {short_repr(value)}"
+            ) from None
+    return out
+
+
+# ------------------------------------------------------------- torch files
+def _check_zip_records(path: Path) -> None:
+    """Refuse zip records that are compressed or larger than the file (zip bombs).
+
+    ``torch.save`` stores every record uncompressed; torch's reader would allocate and
+    inflate a compressed record's declared size before anything else is checked.
+    """
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: damaged zip archive ({err})") from None
+    size = path.stat().st_size
+    for info in infos:
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise CheckpointError(
+                f"{path}: record {info.filename[:80]} is compressed; torch.save writes "
+                "records uncompressed and compressed ones are refused (they can inflate to "
+                "far more memory than the file holds)"
+            )
+        if info.file_size > size:
+            raise CheckpointError(f"{path}: record {info.filename[:80]} is larger than the file")
+    if sum(i.file_size for i in infos) > size:
+        raise CheckpointError(f"{path}: the zip records add up to more bytes than the file has")
+
+
 def safe_torch_load(path: str | Path) -> Any:
     """``torch.load`` with ``weights_only=True`` and only our allow-listed globals."""
     path = Path(path)
     check_file(path)
+    if zipfile.is_zipfile(path):
+        _check_zip_records(path)
     try:
         with torch.serialization.safe_globals(SAFE_TORCH_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)
@@ -71,32 +277,7 @@ def safe_torch_load(path: str | Path) -> Any:
         raise CheckpointError(f"{path}: cannot read as a PyTorch checkpoint: {msg}") from None
 
 
-def load_strict(module: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
-    """Load a state dict, reporting missing/unexpected keys and wrong shapes by name."""
-    own = module.state_dict()
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    wrong = [
-        f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in own
-        if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)
-    ]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing keys (e.g. {', '.join(missing[:5])})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:5])})")
-    if wrong:
-        problems.append(f"{len(wrong)} tensors of the wrong shape (e.g. {'; '.join(wrong[:3])})")
-    if problems:
-        raise CheckpointError(
-            f"{source}: state dict does not fit the model: " + "; ".join(problems)
-        )
-    with torch.no_grad():
-        for k, t in own.items():
-            t.copy_(state_dict[k].to(dtype=t.dtype))
-
-
+# ------------------------------------------------------------- our format
 def save_generator(G: Any, path: str | Path) -> Path:
     """Write a generator (``arch``, ``config``, ``state_dict()``) as ``.safetensors``."""
     path = Path(path)
@@ -106,11 +287,18 @@ def save_generator(G: Any, path: str | Path) -> Path:
     return save_safetensors(dict(G.state_dict()), path, meta)
 
 
-def read_safetensors_metadata(path: Path) -> dict[str, str]:
-    """The string header of a ``.safetensors`` file (no tensor is read)."""
+def read_safetensors_header(path: Path) -> tuple[dict[str, str], dict[str, tuple[int, ...]]]:
+    """The string header and every tensor's shape of a ``.safetensors`` file (no data read)."""
     check_file(path)
     try:
         with safe_open(str(path), framework="pt") as f:
-            return f.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as err:
+            meta = f.metadata() or {}
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (safe_open is no dict)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
         raise CheckpointError(f"{path}: not a readable .safetensors file ({err})") from None
+    return meta, shapes
+
+
+def read_safetensors_metadata(path: Path) -> dict[str, str]:
+    """The string header of a ``.safetensors`` file (no tensor is read)."""
+    return read_safetensors_header(path)[0]

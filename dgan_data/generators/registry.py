@@ -7,9 +7,10 @@ an unknown name lists the valid ones.
 
 from __future__ import annotations
 
-import json
 import logging
+import os
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,22 +19,34 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from ..fileio import parse_json_text
+from ..schema import Dict, Int, SchemaError, Str, check_document
 from .base import Generator
 from .files import (
     CONFIG_KEY,
     CheckpointError,
     check_file,
+    check_options,
+    describe_keys,
     load_strict,
-    read_safetensors_metadata,
+    read_safetensors_header,
     safe_torch_load,
+    short_repr,
 )
-from .nvidia import load_nvidia_pickle
+from .nvidia import NVIDIA_OPTIONS, load_nvidia_pickle
 from .stylegan1 import StyleGAN1Generator
 from .stylegan2 import StyleGAN2Generator
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ARCHITECTURES", "detect_format", "get_architecture", "load_generator_file"]
+__all__ = [
+    "ARCHITECTURES",
+    "FORMAT_OPTIONS",
+    "LOADER_OPTIONS",
+    "detect_format",
+    "get_architecture",
+    "load_generator_file",
+]
 
 #: Architecture registry: name -> class (``Generator.arch`` is the key).
 ARCHITECTURES: dict[str, type[Generator]] = {
@@ -41,31 +54,78 @@ ARCHITECTURES: dict[str, type[Generator]] = {
     StyleGAN1Generator.arch: StyleGAN1Generator,
 }
 
+#: Largest average-latent ``.npy`` accepted (DatasetGAN's is 37 KB).
+MAX_AVG_LATENT_BYTES = 64 * 2**20
+
+
+def _avg_latent_option(value: Any, field: str) -> Any:
+    """Schema check of ``avg_latent``: a path, or an array / tensor of numbers."""
+    if isinstance(value, (str, os.PathLike)) and str(value):
+        return value
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return value
+    raise SchemaError(
+        f"field '{field}' must be a path to avg_latent_stylegan1.npy or an array, "
+        f"got {short_repr(value)}"
+    )
+
+
+def _config_options(cls: type[Generator]) -> dict[str, Any]:
+    return {k: cls.CONFIG_SCHEMA[k] for k in getattr(cls, "LOADER_OPTIONS", ())}
+
+
+#: Loader options per kind of file (what the file says, or ``format_options``): name -> check.
+FORMAT_OPTIONS: dict[str, dict[str, Any]] = {
+    ".safetensors generators": {},
+    "NVIDIA .pkl networks": NVIDIA_OPTIONS,
+    "rosinality StyleGAN2 .pt files": _config_options(StyleGAN2Generator),
+    "DatasetGAN StyleGAN1 .pt files": {
+        "avg_latent": _avg_latent_option,
+        **_config_options(StyleGAN1Generator),
+    },
+}
+#: Every loader option name, for ``dgan-data inspect --option``.
+LOADER_OPTIONS: tuple[str, ...] = tuple(sorted({k for o in FORMAT_OPTIONS.values() for k in o}))
+
+#: The header document of our ``.safetensors`` generators.
+_HEADER_SCHEMA = {
+    "arch": Str(64, choices=tuple(ARCHITECTURES)),
+    "config": Dict(),
+    "format_version": Int(1, 1),
+}
+
 
 def get_architecture(name: str, source: str = "<config>") -> type[Generator]:
     """The generator class registered as ``name``; an unknown name lists the valid ones."""
     if not isinstance(name, str) or name not in ARCHITECTURES:
         raise CheckpointError(
-            f"{source}: unknown architecture {name!r}; known: {', '.join(sorted(ARCHITECTURES))}"
+            f"{source}: unknown architecture {short_repr(name)}; known: "
+            f"{', '.join(sorted(ARCHITECTURES))}"
         )
     return ARCHITECTURES[name]
 
 
 # ------------------------------------------------------------ our own format
 def load_safetensors_generator(path: Path) -> Generator:
-    """A generator written by ``Generator.save`` (config in the header)."""
-    meta = read_safetensors_metadata(path)
+    """A generator written by ``Generator.save`` (config in the header).
+
+    The header is checked against the architecture's config schema and its tensor
+    shapes against what that config implies before any module is allocated.
+    """
+    meta, shapes = read_safetensors_header(path)
     if CONFIG_KEY not in meta:
         raise CheckpointError(
             f"{path}: .safetensors file without a dgan_data generator config in its header; "
             "write generators with Generator.save()"
         )
+    where = f"{path}: header {CONFIG_KEY}"
     try:
-        info = json.loads(meta[CONFIG_KEY])
-        arch, config = info["arch"], info["config"]
-    except (ValueError, KeyError, TypeError) as err:
-        raise CheckpointError(f"{path}: corrupt generator config in header ({err})") from None
-    G = get_architecture(arch, str(path)).from_config(config)
+        info = parse_json_text(meta[CONFIG_KEY], where)
+        check_document(info, _HEADER_SCHEMA, where, allow_unknown=False)
+    except ValueError as err:  # SchemaError is a ValueError
+        raise CheckpointError(str(err)) from None
+    cls = get_architecture(info["arch"], str(path))
+    G = cls.build_checked(info["config"], shapes, str(path), f"header {CONFIG_KEY} config")
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError) as err:
@@ -77,15 +137,20 @@ def load_safetensors_generator(path: Path) -> Generator:
 # ------------------------------------------------------------ rosinality .pt
 def load_rosinality(obj: dict[str, Any], path: Path, **options: Any) -> Generator:
     """rosinality/stylegan2-pytorch: train form (g_ema, args, ...) or converted form."""
+    if not isinstance(obj.get("g_ema"), Mapping):
+        raise CheckpointError(f"{path}: g_ema is a {type(obj.get('g_ema')).__name__}, not a dict")
     sd = dict(obj["g_ema"])
     if "latent_avg" in obj and "latent_avg" not in sd:
-        sd["latent_avg"] = torch.as_tensor(obj["latent_avg"]).reshape(-1)
+        avg = obj["latent_avg"]
+        if not isinstance(avg, torch.Tensor):
+            raise CheckpointError(f"{path}: latent_avg is a {type(avg).__name__}, not a tensor")
+        sd["latent_avg"] = avg.reshape(-1)
     has_avg = "latent_avg" in sd
     G = StyleGAN2Generator.from_state_dict(sd, source=str(path), **options)
-    args = obj.get("args")
-    if args is not None and getattr(args, "size", G.size) != G.size:
+    size = getattr(obj.get("args"), "size", G.size)
+    if size != G.size:
         raise CheckpointError(
-            f"{path}: args.size={args.size} disagrees with the weights (size {G.size})"
+            f"{path}: args.size={short_repr(size)} disagrees with the weights (size {G.size})"
         )
     if not has_avg:
         log.info("%s: no latent_avg stored; estimating it from 4096 seeded samples", path)
@@ -112,19 +177,38 @@ def detect_format(path: Path) -> str:
     )
 
 
+def _check_device(device: Any) -> None:
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(
+            f"device {short_repr(device)} is not a device (use cpu, cuda, cuda:1, mps)"
+        ) from None
+
+
 def load_generator_file(
     path: str | Path, device: str | torch.device | None = None, **options: Any
 ) -> Generator:
     """Load a generator from a file of any supported format; architecture from the weights.
 
-    Options pass to the format's loader, e.g. ``avg_latent=`` (StyleGAN1 average w file),
-    ``include_const_input=True`` (StyleGAN2 features), ``lr_mlp=`` (StyleGAN2 mapping).
+    Options pass to the format's loader (see ``FORMAT_OPTIONS``), e.g. ``avg_latent=``
+    (StyleGAN1 average w file), ``include_const_input=True`` (StyleGAN2 features),
+    ``lr_mlp=`` (StyleGAN2 mapping), ``network=`` (NVIDIA pickle entry). An option that
+    no loader knows, one the file's format does not take, or a value of the wrong type
+    raises :class:`CheckpointError` naming the option.
     """
     path = Path(path)
+    unknown = [k for k in options if k not in LOADER_OPTIONS]
+    if unknown:
+        raise CheckpointError(
+            f"{path}: unknown loader option(s) {describe_keys(unknown)} "
+            f"(known: {', '.join(LOADER_OPTIONS)})"
+        )
+    if device is not None:
+        _check_device(device)
     fmt = detect_format(path)
     if fmt == "safetensors":
-        if options:
-            raise CheckpointError(f"{path}: options {sorted(options)} do not apply to .safetensors")
+        check_options(options, FORMAT_OPTIONS[".safetensors generators"], ".safetensors", str(path))
         G = load_safetensors_generator(path)
     elif fmt == "nvidia-pkl":
         G = load_nvidia_pickle(path, **options)
@@ -142,23 +226,32 @@ def _from_torch_object(obj: Any, path: Path, **options: Any) -> Generator:
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
     keys = list(obj)
+    names = [k for k in keys if isinstance(k, str)]
     if "g_ema" in obj:
-        return load_rosinality(obj, path, **options)
-    if any(str(k).startswith(("g_mapping.", "g_synthesis.")) for k in keys):
+        kind = "rosinality StyleGAN2 .pt files"
+        return load_rosinality(obj, path, **_options(options, kind, path))
+    if any(k.startswith(("g_mapping.", "g_synthesis.", "module.g_")) for k in names):
+        kind = "DatasetGAN StyleGAN1 .pt files"
+        options = _options(options, kind, path)
         avg = _find_avg_latent(path, options.pop("avg_latent", None))
         return StyleGAN1Generator.from_datasetgan_state_dict(obj, avg, source=str(path), **options)
     if "conv1.conv.modulation.weight" in obj:
-        return StyleGAN2Generator.from_state_dict(obj, source=str(path), **options)
+        kind = "rosinality StyleGAN2 .pt files"
+        return StyleGAN2Generator.from_state_dict(obj, str(path), **_options(options, kind, path))
     raise CheckpointError(
         f"{path}: a PyTorch file, but not a generator this library knows "
-        f"(top-level keys: {', '.join(map(str, keys[:8]))}). Supported: rosinality StyleGAN2 "
+        f"(top-level keys: {describe_keys(keys)}). Supported: rosinality StyleGAN2 "
         "(.pt with 'g_ema'), DatasetGAN StyleGAN1 (*.for_g_all.pt), NVIDIA .pkl, .safetensors"
     )
 
 
+def _options(options: dict[str, Any], kind: str, path: Path) -> dict[str, Any]:
+    return check_options(options, FORMAT_OPTIONS[kind], kind, str(path))
+
+
 def _find_avg_latent(path: Path, given: Any) -> Any:
     """The StyleGAN1 truncation centre: given array/path, or the release's file beside it."""
-    if given is not None and not isinstance(given, (str, Path)):
+    if given is not None and not isinstance(given, (str, os.PathLike)):
         return given
     if given is not None:
         candidates = [Path(given)]
@@ -170,10 +263,7 @@ def _find_avg_latent(path: Path, given: Any) -> Any:
         ]
     for c in candidates:
         if c.is_file():
-            try:
-                return np.load(c, allow_pickle=False)
-            except (ValueError, OSError) as err:
-                raise CheckpointError(f"{c}: cannot read the average latent ({err})") from None
+            return _read_avg_latent(c)
     if given is not None:
         raise CheckpointError(f"{given}: average latent file not found")
     log.warning(
@@ -183,3 +273,23 @@ def _find_avg_latent(path: Path, given: Any) -> Any:
         ", ".join(c.name for c in candidates),
     )
     return None
+
+
+def _read_avg_latent(path: Path) -> np.ndarray:
+    """A ``.npy`` of numbers (never pickled objects), at most ``MAX_AVG_LATENT_BYTES``."""
+    size = path.stat().st_size
+    if size > MAX_AVG_LATENT_BYTES:
+        raise CheckpointError(
+            f"{path}: {size} bytes; an average latent is far smaller "
+            f"(at most {MAX_AVG_LATENT_BYTES} accepted)"
+        )
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise CheckpointError(f"{path}: cannot read the average latent ({err})") from None
+    if not isinstance(arr, np.ndarray):
+        arr.close()  # an .npz archive
+        raise CheckpointError(f"{path}: an .npz archive, expected a .npy array")
+    if arr.dtype.kind not in "fiu":
+        raise CheckpointError(f"{path}: a .npy array of {arr.dtype}, expected numbers")
+    return arr

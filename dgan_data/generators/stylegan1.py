@@ -27,15 +27,30 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import DEFAULT_NOISE_SEED, Generator, NoiseSpec, seeded_noise
+from ..schema import Int, ListOf, Optional, SchemaError
+from .base import (
+    DEFAULT_NOISE_SEED,
+    MAX_CHANNELS,
+    MAX_LATENT_DIM,
+    MAX_MAPPING_LAYERS,
+    MAX_RESOLUTION,
+    Check,
+    Generator,
+    MayOmit,
+    NoiseSpec,
+    PowerOfTwo,
+    seeded_noise,
+)
+from .files import CheckpointError, check_tensors
 
 logger = logging.getLogger(__name__)
 
@@ -294,6 +309,17 @@ class StyleGAN1Generator(Generator):
     """
 
     arch = "stylegan1"
+    CONFIG_SCHEMA: ClassVar[dict[str, Check]] = {
+        "resolution": MayOmit(PowerOfTwo(4, MAX_RESOLUTION)),
+        "channels": Optional(ListOf(Int(1, MAX_CHANNELS), min_len=1, max_len=12)),
+        "z_dim": MayOmit(Int(1, MAX_LATENT_DIM)),
+        "w_dim": MayOmit(Int(1, MAX_LATENT_DIM)),
+        "mapping_layers": MayOmit(Int(1, MAX_MAPPING_LAYERS)),
+        "truncation_cutoff": Optional(Int(0, 64)),
+        "noise_seed": MayOmit(Int(0, 2**63 - 1)),
+    }
+    #: Config keys that loaders accept as options (the rest comes from the weights).
+    LOADER_OPTIONS: ClassVar[tuple[str, ...]] = ("truncation_cutoff", "noise_seed")
 
     def __init__(
         self,
@@ -385,6 +411,16 @@ class StyleGAN1Generator(Generator):
         return self.to_rgb(x), features
 
     # ------------------------------------------------------------ persistence
+    @classmethod
+    def check_config_values(cls, config: dict[str, Any]) -> None:
+        resolution = config.get("resolution", 1024)
+        blocks = resolution.bit_length() - 2
+        if config.get("channels") is not None and len(config["channels"]) != blocks:
+            raise SchemaError(
+                f"field 'channels' must hold {blocks} entries (one per block of a "
+                f"{resolution} px generator), has {len(config['channels'])}"
+            )
+
     @property
     def config(self) -> dict[str, Any]:
         return {
@@ -413,47 +449,19 @@ class StyleGAN1Generator(Generator):
         constructor (``truncation_cutoff``, ``noise_seed``). Raises ``ValueError`` naming
         ``source`` when the dict does not fit.
         """
-        state = dict(state_dict)
+        state = check_tensors(state_dict, source)
         if state and all(k.startswith("module.") for k in state):  # saved from DataParallel
             state = {k[len("module.") :]: v for k, v in state.items()}
-        config = _infer_datasetgan_config(state, source)
-        model = cls(**config, **options)
+        what = "architecture read from the tensors"
+        config = cls.check_config(
+            {**_infer_datasetgan_config(state, source), **options}, source, what
+        )
+        with torch.device("meta"):  # names and shapes only: nothing is allocated yet
+            layout = cls(**config)
+        _check_datasetgan_layout(layout, state, config, source)
+        model = cls(**config)
         names = _datasetgan_names(model)
-        problems = []
-        missing = sorted(theirs for theirs in names.values() if theirs not in state)
-        expected = set(names.values())
-        ignored = {
-            k for k in state if k.endswith(".intermediate.kernel") or k == "truncation.avg_latent"
-        }
-        unexpected = sorted(k for k in state if k not in expected and k not in ignored)
         target = model.state_dict()
-        wrong = [
-            f"{theirs} {tuple(state[theirs].shape)} (expected {tuple(target[ours].shape)})"
-            for ours, theirs in names.items()
-            if theirs in state and tuple(state[theirs].shape) != tuple(target[ours].shape)
-        ]
-        blur = Blur().kernel
-        bad_blur = [
-            k
-            for k in sorted(ignored - {"truncation.avg_latent"})
-            if tuple(state[k].shape) != tuple(blur.shape)
-            or not torch.allclose(state[k].float(), blur)
-        ]
-        for label, items in (
-            ("missing keys", missing),
-            ("unexpected keys", unexpected),
-            ("wrong shapes", wrong),
-            ("blur kernels other than [1, 2, 1]", bad_blur),
-        ):
-            if items:
-                more = f", ... ({len(items)} in all)" if len(items) > 5 else ""
-                problems.append(f"{label}: {', '.join(items[:5])}{more}")
-        if problems:
-            raise ValueError(
-                f"{source}: not a DatasetGAN StyleGAN1 state dict "
-                f"(inferred {config['resolution']} px, channels {config['channels']}): "
-                + "; ".join(problems)
-            )
         for ours, theirs in names.items():
             target[ours] = state[theirs].detach().to("cpu", torch.float32)
         if avg_latent is None and "truncation.avg_latent" in state:
@@ -469,6 +477,50 @@ class StyleGAN1Generator(Generator):
         model.load_state_dict(target)
         logger.info("loaded DatasetGAN StyleGAN1 generator from %s: %s", source, model.config)
         return model
+
+
+def _check_datasetgan_layout(
+    model: StyleGAN1Generator,
+    state: Mapping[str, torch.Tensor],
+    config: dict[str, Any],
+    source: str,
+) -> None:
+    """Raise naming missing, unexpected and wrongly shaped tensors (``model`` may be meta)."""
+    names = _datasetgan_names(model)
+    missing = sorted(theirs for theirs in names.values() if theirs not in state)
+    expected = set(names.values())
+    ignored = {
+        k for k in state if k.endswith(".intermediate.kernel") or k == "truncation.avg_latent"
+    }
+    unexpected = sorted(k for k in state if k not in expected and k not in ignored)
+    target = model.state_dict()
+    wrong = [
+        f"{theirs} {tuple(state[theirs].shape)} (expected {tuple(target[ours].shape)})"
+        for ours, theirs in names.items()
+        if theirs in state and tuple(state[theirs].shape) != tuple(target[ours].shape)
+    ]
+    blur = Blur().kernel.to("cpu")
+    bad_blur = [
+        k
+        for k in sorted(ignored - {"truncation.avg_latent"})
+        if tuple(state[k].shape) != tuple(blur.shape) or not torch.allclose(state[k].float(), blur)
+    ]
+    problems = []
+    for label, items in (
+        ("missing keys", missing),
+        ("unexpected keys", unexpected),
+        ("wrong shapes", wrong),
+        ("blur kernels other than [1, 2, 1]", bad_blur),
+    ):
+        if items:
+            more = f", ... ({len(items)} in all)" if len(items) > 5 else ""
+            problems.append(f"{label}: {', '.join(i[:100] for i in items[:5])}{more}")
+    if problems:
+        raise CheckpointError(
+            f"{source}: not a DatasetGAN StyleGAN1 state dict "
+            f"(inferred {config['resolution']} px, channels {config['channels']}): "
+            + "; ".join(problems)
+        )
 
 
 # -------------------------------------------------------------- DatasetGAN names
@@ -506,14 +558,15 @@ def _infer_datasetgan_config(state: Mapping[str, torch.Tensor], source: str) -> 
 
     def need(key: str, ndim: int) -> torch.Tensor:
         if key not in state:
-            raise ValueError(
+            raise CheckpointError(
                 f"{source}: not a DatasetGAN StyleGAN1 state dict: missing key {key!r} "
-                f"(found {len(state)} keys, e.g. {sorted(state)[:3]})"
+                f"(found {len(state)} keys, e.g. {[k[:60] for k in sorted(state)[:3]]})"
             )
         tensor = state[key]
-        if not isinstance(tensor, torch.Tensor) or tensor.ndim != ndim:
-            shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor)
-            raise ValueError(f"{source}: {key} should be a {ndim}-d tensor, got {shape}")
+        if tensor.ndim != ndim:
+            raise CheckpointError(
+                f"{source}: {key} should be a {ndim}-d tensor, got {tuple(tensor.shape)}"
+            )
         return tensor
 
     first = need("g_mapping.dense0.weight", 2)
@@ -523,12 +576,18 @@ def _infer_datasetgan_config(state: Mapping[str, torch.Tensor], source: str) -> 
     last = need(f"g_mapping.dense{mapping_layers - 1}.weight", 2)
 
     prefix = "g_synthesis.blocks."
-    sizes = sorted({int(k[len(prefix) :].split("x", 1)[0]) for k in state if k.startswith(prefix)})
+    block = re.compile(re.escape(prefix) + r"([0-9]{1,5})x\1\.")
+    sizes = sorted({int(m.group(1)) for k in state if (m := block.match(k))})
     expected_sizes = [2**r for r in range(2, 2 + len(sizes))]
     if not sizes or sizes != expected_sizes:
-        raise ValueError(
+        raise CheckpointError(
             f"{source}: synthesis blocks should be 4x4, 8x8, ... without gaps, found "
-            f"{[f'{s}x{s}' for s in sizes]}"
+            f"{[f'{s}x{s}' for s in sizes][:12]}"
+        )
+    if sizes[-1] > MAX_RESOLUTION:
+        raise CheckpointError(
+            f"{source}: synthesis blocks up to {sizes[-1]} px; at most {MAX_RESOLUTION} px "
+            "are accepted"
         )
     channels = [int(need(f"{prefix}4x4.const", 4).shape[1])]
     channels += [int(need(f"{prefix}{s}x{s}.conv1.weight", 4).shape[0]) for s in sizes[1:]]
@@ -544,9 +603,17 @@ def _infer_datasetgan_config(state: Mapping[str, torch.Tensor], source: str) -> 
 def _average_w_rows(
     avg_latent: torch.Tensor | np.ndarray, num_ws: int, w_dim: int, source: str
 ) -> torch.Tensor:
-    """DatasetGAN's average latent as (num_ws, w_dim) float32."""
-    avg = torch.as_tensor(np.asarray(avg_latent) if not torch.is_tensor(avg_latent) else avg_latent)
-    avg = avg.detach().to("cpu", torch.float32)
+    """DatasetGAN's average latent as (num_ws, w_dim) float32 (numbers, all finite)."""
+    if not torch.is_tensor(avg_latent):
+        arr = np.asarray(avg_latent)
+        if arr.dtype.kind not in "fiu":
+            raise CheckpointError(
+                f"{source}: average latent of dtype {arr.dtype}, expected numbers"
+            )
+        avg_latent = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+    avg = avg_latent.detach().to("cpu", torch.float32)
+    if avg.numel() and not bool(torch.isfinite(avg).all()):
+        raise CheckpointError(f"{source}: average latent has NaN or inf values")
     if avg.ndim == 3 and avg.shape[0] == 1:
         avg = avg[0]
     if avg.ndim == 1 and avg.shape[0] == w_dim:

@@ -15,17 +15,30 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Generator, NoiseSpec
-from .files import CheckpointError, load_strict
+from ..schema import Bool, Float, Int, Optional, SchemaError
+from .base import (
+    MAX_CHANNELS,
+    MAX_LATENT_DIM,
+    MAX_MAPPING_LAYERS,
+    MAX_RESOLUTION,
+    Check,
+    Generator,
+    MayOmit,
+    NoiseSpec,
+    PowerOfTwo,
+)
+from .files import CheckpointError, check_tensors, load_strict, short_repr
 
 DEFAULT_BLUR_KERNEL = (1, 3, 3, 1)
 LRELU_GAIN = math.sqrt(2.0)
+#: Most taps of the FIR resampling filter (StyleGAN2 uses 4).
+MAX_BLUR_TAPS = 16
 
 
 def paper_channels(size: int, channel_multiplier: int = 2) -> dict[int, int]:
@@ -299,6 +312,46 @@ class ToRGB(nn.Module):
         return out
 
 
+# ------------------------------------------------------------------ config checks
+class ChannelTable:
+    """Schema check of ``channels``: resolution (int or decimal string) -> channel count."""
+
+    def __call__(self, value: Any, field: str) -> dict[Any, int]:
+        if not isinstance(value, dict) or not 1 <= len(value) <= 12:
+            raise SchemaError(
+                f"field '{field}' must be an object of 1..12 resolution -> channels entries, "
+                f"got {short_repr(value)}"
+            )
+        for key, channels in value.items():
+            if _resolution_key(key) is None:
+                raise SchemaError(f"field '{field}' has key {short_repr(key)}, not a resolution")
+            Int(1, MAX_CHANNELS)(channels, f"{field}.{key}")
+        return value
+
+
+def _resolution_key(key: Any) -> int | None:
+    if isinstance(key, int) and not isinstance(key, bool) and 0 < key <= MAX_RESOLUTION:
+        return key
+    if isinstance(key, str) and re.fullmatch(r"[0-9]{1,5}", key):
+        return int(key)
+    return None
+
+
+class FilterTaps:
+    """Schema check of ``blur_kernel``: 1..16 finite numbers (list or tuple), sum not 0."""
+
+    def __call__(self, value: Any, field: str) -> Any:
+        if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= MAX_BLUR_TAPS:
+            raise SchemaError(
+                f"field '{field}' must be a list of 1..{MAX_BLUR_TAPS} numbers, "
+                f"got {short_repr(value)}"
+            )
+        taps = [Float(-1e6, 1e6)(t, f"{field}[{i}]") for i, t in enumerate(value)]
+        if abs(sum(taps)) < 1e-8:
+            raise SchemaError(f"field '{field}' must not sum to 0 (the filter is normalised)")
+        return value
+
+
 # ------------------------------------------------------------------ generator
 class StyleGAN2Generator(Generator):
     """StyleGAN2 (config F, skip generator) with every layer's output as a feature map.
@@ -308,6 +361,24 @@ class StyleGAN2Generator(Generator):
     """
 
     arch = "stylegan2"
+    CONFIG_SCHEMA: ClassVar[dict[str, Check]] = {
+        "size": PowerOfTwo(4, MAX_RESOLUTION),
+        "style_dim": MayOmit(Int(1, MAX_LATENT_DIM)),
+        "n_mlp": MayOmit(Int(1, MAX_MAPPING_LAYERS)),
+        "channels": Optional(ChannelTable()),
+        "channel_multiplier": MayOmit(Int(1, 64)),
+        "lr_mlp": MayOmit(Float(1e-6, 1e3)),
+        "blur_kernel": MayOmit(FilterTaps()),
+        "conv_clamp": Optional(Float(1e-6, 1e9)),
+        "include_const_input": MayOmit(Bool()),
+    }
+    #: Config keys that loaders accept as options (the rest comes from the weights).
+    LOADER_OPTIONS: ClassVar[tuple[str, ...]] = (
+        "include_const_input",
+        "lr_mlp",
+        "conv_clamp",
+        "blur_kernel",
+    )
 
     def __init__(
         self,
@@ -455,28 +526,66 @@ class StyleGAN2Generator(Generator):
         }
 
     @classmethod
+    def check_config_values(cls, config: dict[str, Any]) -> None:
+        size = config["size"]
+        if config.get("channels") is not None:
+            keys = sorted(_resolution_key(k) or 0 for k in config["channels"])
+            want = [2**i for i in range(2, size.bit_length())]
+            if keys != want:
+                raise SchemaError(
+                    f"field 'channels' must have the resolutions {want} (for size {size}), "
+                    f"has {keys}"
+                )
+
+    @classmethod
     def from_state_dict(
         cls,
         state_dict: dict[str, torch.Tensor],
         source: str = "<state dict>",
         **options: Any,
     ) -> StyleGAN2Generator:
-        """Build a generator whose architecture is inferred from rosinality-named tensors."""
-        sd = {k: v for k, v in state_dict.items()}
-        try:
-            style_dim = sd["conv1.conv.modulation.weight"].shape[1]
-            n_mlp = sum(1 for k in sd if re.fullmatch(r"style\.\d+\.weight", k))
-            num_to_rgbs = sum(1 for k in sd if re.fullmatch(r"to_rgbs\.\d+\.bias", k))
-            channels = {4: sd["input.input"].shape[1]}
-            for k in range(num_to_rgbs):
-                channels[2 ** (k + 3)] = sd[f"convs.{2 * k}.conv.weight"].shape[1]
-        except KeyError as err:
-            raise CheckpointError(
-                f"{source}: not a StyleGAN2 generator state dict (missing {err.args[0]!r})"
-            ) from None
-        size = 2 ** (num_to_rgbs + 2)
-        G = cls(size=size, style_dim=style_dim, n_mlp=n_mlp, channels=channels, **options)
+        """Build a generator whose architecture is inferred from rosinality-named tensors.
+
+        The tensors are checked first (:func:`check_tensors`), then the inferred config
+        and ``options`` against the architecture's limits, then every tensor shape the
+        config implies against the tensors given; only then is the module allocated.
+        """
+        sd = check_tensors(state_dict, source)
+        what = "architecture read from the tensors"
+        config = cls.check_config({**_infer_config(sd, source), **options}, source, what)
         if "latent_avg" not in sd:
-            sd["latent_avg"] = torch.zeros(style_dim)
+            sd["latent_avg"] = torch.zeros(config["style_dim"])
+        G = cls.build_checked(config, {k: tuple(t.shape) for k, t in sd.items()}, source, what)
         load_strict(G, sd, source)
         return G
+
+
+def _infer_config(sd: dict[str, torch.Tensor], source: str) -> dict[str, Any]:
+    """size, style_dim, n_mlp and channels from the shapes of rosinality-named tensors."""
+
+    def dim(key: str, ndim: int, axis: int) -> int:
+        t = sd.get(key)
+        if t is None:
+            raise CheckpointError(
+                f"{source}: not a StyleGAN2 generator state dict (missing {key!r})"
+            )
+        if t.ndim != ndim:
+            raise CheckpointError(
+                f"{source}: {key} has shape {tuple(t.shape)}; a StyleGAN2 generator has a "
+                f"{ndim}-d tensor there"
+            )
+        return int(t.shape[axis])
+
+    style_dim = dim("conv1.conv.modulation.weight", 2, 1)
+    n_mlp = sum(1 for k in sd if re.fullmatch(r"style\.[0-9]{1,3}\.weight", k))
+    num_to_rgbs = sum(1 for k in sd if re.fullmatch(r"to_rgbs\.[0-9]{1,3}\.bias", k))
+    size = 2 ** (num_to_rgbs + 2)
+    if size > MAX_RESOLUTION:
+        raise CheckpointError(
+            f"{source}: {num_to_rgbs} to_rgbs layers make a {size} px generator; at most "
+            f"{MAX_RESOLUTION} px are accepted"
+        )
+    channels = {4: dim("input.input", 4, 1)}
+    for k in range(num_to_rgbs):
+        channels[2 ** (k + 3)] = dim(f"convs.{2 * k}.conv.weight", 5, 1)
+    return {"size": size, "style_dim": style_dim, "n_mlp": n_mlp, "channels": channels}

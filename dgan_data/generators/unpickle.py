@@ -1,0 +1,626 @@
+"""NVIDIA network pickles read as plain data; nothing found in the file is run or trusted.
+
+NVIDIA's ``.pkl`` networks (stylegan2-ada-pytorch, stylegan3) are pickles whose network
+objects go through ``torch_utils.persistence``: a hook that receives the Python source
+of the network's module and executes it. What such a pickle holds, and all that is
+accepted here:
+
+- persistent objects: ``_reconstruct_persistent_obj(meta)``, with ``meta`` a dict of
+  ``class_name``, ``module_src`` and ``state`` (the module's ``__dict__``);
+- tensors: ``torch._utils._rebuild_tensor_v2`` / ``_rebuild_parameter`` (possibly inside
+  ``torch._tensor._rebuild_from_type_v2``) on storages that plain pickling writes as
+  small legacy ``torch.save`` files (``torch.storage._load_from_bytes``);
+- containers: ``dict``, ``list``, ``tuple``, ``set``, ``collections.OrderedDict``,
+  ``dnnlib.EasyDict``; numbers and strings;
+- numpy values: float64 gains (``numpy.core.multiarray.scalar``), small arrays in
+  StyleGAN3 layers (``_reconstruct`` + state), with their ``numpy.dtype``.
+
+How it is read:
+
+- The pure-Python unpickler (its memo is a dict; the C unpickler preallocates a list as
+  long as the largest memo index a file names, so 10 bytes could ask for gigabytes).
+- ``find_class`` resolves the allow-list only, each name to a function of ours; the
+  persistence hook becomes one that keeps the state as data and drops the source.
+- Our functions return inert records, and ``BUILD`` (``__setstate__``) is refused on
+  everything but our numpy dtype and array records, so no torch or numpy object ever
+  receives state from the file.
+- Storage blobs are parsed here, never by ``torch.load``: their declared sizes must
+  match the bytes present. Tensors are views checked against their storage's length
+  (no stride 0, no overlap, inside the storage), then copied out. Numpy dtypes are
+  made by name from a fixed list of numeric types; scalars and arrays from exactly as
+  many bytes as their shape needs.
+- One pass then visits every object once (bounded depth and count; shared and
+  circular references stay shared or circular) and turns records into tensors, numpy
+  values and :class:`PersistentObject`.
+"""
+
+from __future__ import annotations
+
+import _compat_pickle
+import io
+import math
+import pickle
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from .files import CheckpointError, check_file, layout_problem, short_repr
+
+__all__ = ["PERSISTENCE_HOOK", "PersistentObject", "read_nvidia_pickle"]
+
+#: The dotted name NVIDIA's persistence module pickles as the reconstruct function.
+PERSISTENCE_HOOK = ("torch_utils.persistence", "_reconstruct_persistent_obj")
+#: Deepest nesting of containers in the unpickled data (real networks stay below 30).
+MAX_DEPTH = 64
+#: Most objects in the unpickled data (a 1024 px training snapshot has about 10^5).
+MAX_OBJECTS = 5_000_000
+#: Magic number and protocol of the legacy ``torch.save`` format of storage blobs.
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+LEGACY_PROTOCOL = 1001
+
+#: Words whose presence in a module's embedded source identifies the architecture.
+_SOURCE_MARKERS = ("SynthesisInput", "filtered_lrelu")
+
+
+# --------------------------------------------------------------- plain data
+@dataclass
+class PersistentObject:
+    """A persistent NVIDIA object as data: its class name and its ``__dict__``.
+
+    ``source_mentions`` holds the marker words (see ``_SOURCE_MARKERS``) found in the
+    embedded module source by substring search; the source itself is dropped.
+    """
+
+    class_name: str
+    state: dict[str, Any] = field(repr=False)  # may be shared or circular: never printed
+    source_mentions: frozenset[str] = field(default_factory=frozenset)
+
+    def modules(self) -> dict[str, Any]:
+        """The sub-modules (``_modules``); empty when absent or not a dict."""
+        return _as_dict(self.state.get("_modules"))
+
+    def attr(self, name: str, default: Any = None) -> Any:
+        return self.state.get(name, default)
+
+    def init_kwargs(self) -> dict[str, Any]:
+        """The constructor's keyword arguments; empty when absent or not a dict."""
+        return _as_dict(self.state.get("_init_kwargs"))
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    return dict(value) if isinstance(value, dict) else {}
+
+
+class _AttrDict(dict):
+    """Stand-in for ``dnnlib.EasyDict``: a dict."""
+
+
+# ------------------------------------------------------------------ records
+class _Record:
+    """Base of the inert objects our allow-listed functions hand to the unpickler."""
+
+    __slots__ = ()
+
+
+class _Marker(_Record):
+    """A class named in the pickle (``torch.Tensor``, ``numpy.ndarray``, a storage type)."""
+
+    __slots__ = ("dtype", "name")
+
+    def __init__(self, name: str, dtype: torch.dtype | None = None) -> None:
+        self.name, self.dtype = name, dtype
+
+
+class _Value(_Record):
+    """A finished tensor, kept away from the unpickler until the final pass."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+class _Storage(_Record):
+    """A storage blob's bytes and dtype; its tensor is made once, on first use."""
+
+    __slots__ = ("_flat", "data", "dtype", "numel")
+
+    def __init__(self, dtype: torch.dtype, data: memoryview) -> None:
+        self.dtype, self.data = dtype, data
+        self.numel = len(data) // _itemsize(dtype)
+        self._flat: torch.Tensor | None = None
+
+    def flat(self) -> torch.Tensor:
+        if self._flat is None:
+            with warnings.catch_warnings():  # read-only bytes: every view is cloned
+                warnings.simplefilter("ignore", UserWarning)
+                self._flat = (
+                    torch.frombuffer(self.data, dtype=self.dtype)
+                    if self.data
+                    else torch.empty(0, dtype=self.dtype)
+                )
+        return self._flat
+
+
+class _PersistentRecord(_Record):
+    __slots__ = ("class_name", "mentions", "state")
+
+    def __init__(self, class_name: str, state: dict, mentions: frozenset[str]) -> None:
+        self.class_name, self.state, self.mentions = class_name, state, mentions
+
+
+class _DTypeRecord(_Record):
+    """``numpy.dtype(name)``; ``BUILD`` may only set the byte order."""
+
+    __slots__ = ("built", "dtype")
+
+    def __init__(self, dtype: np.dtype) -> None:
+        self.dtype, self.built = dtype, False
+
+    def build(self, state: Any) -> None:
+        if self.built or not isinstance(state, tuple) or len(state) not in (8, 9):
+            raise pickle.UnpicklingError("refused numpy dtype state")
+        version, order, subarray, names, fields = state[:5]
+        if version not in (3, 4) or order not in ("<", ">", "|", "="):
+            raise pickle.UnpicklingError(f"refused numpy dtype state ({short_repr(order)})")
+        if subarray is not None or names is not None or fields is not None:
+            raise pickle.UnpicklingError("refused structured numpy dtype")
+        if order in "<>":
+            self.dtype = self.dtype.newbyteorder(order)
+        self.built = True
+
+
+class _ArrayRecord(_Record):
+    """``numpy.ndarray`` state: built from exactly as many bytes as its shape needs."""
+
+    __slots__ = ("array",)
+
+    def __init__(self) -> None:
+        self.array: np.ndarray | None = None
+
+    def build(self, state: Any) -> None:
+        if self.array is not None or not isinstance(state, tuple) or len(state) not in (4, 5):
+            raise pickle.UnpicklingError("refused numpy array state")
+        if len(state) == 5:
+            if state[0] != 1:
+                raise pickle.UnpicklingError("refused numpy array state (version)")
+            state = state[1:]
+        shape, dtype, fortran, raw = state
+        if not isinstance(fortran, bool):
+            raise pickle.UnpicklingError("refused numpy array state (order)")
+        self.array = _array_from_bytes(raw, dtype, shape, "F" if fortran else "C")
+
+
+# --------------------------------------------------------------- numpy values
+#: The only numpy dtypes accepted, by the names numpy pickles them under.
+_NUMPY_DTYPES = {
+    name: np.dtype(name)
+    for name in ("b1", "?", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8")
+}
+
+
+def _np_dtype(spec: Any, align: Any = False, copy: Any = True) -> _DTypeRecord:
+    dtype = _NUMPY_DTYPES.get(spec) if isinstance(spec, str) else None
+    if dtype is None:
+        raise pickle.UnpicklingError(
+            f"refused numpy dtype {short_repr(spec)} (only bool, int, uint and float dtypes)"
+        )
+    return _DTypeRecord(dtype)
+
+
+def _as_bytes(raw: Any) -> bytes:
+    if isinstance(raw, str):  # protocol-2 pickles of bytes come back as latin-1 text
+        raw = raw.encode("latin1")
+    if not isinstance(raw, (bytes, bytearray)):
+        raise pickle.UnpicklingError(f"expected bytes, found {type(raw).__name__}")
+    return bytes(raw)
+
+
+def _shape(value: Any, what: str) -> tuple[int, ...]:
+    if not isinstance(value, (tuple, list)) or len(value) > 32:
+        raise pickle.UnpicklingError(f"{what}: not a shape")
+    if any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in value):
+        raise pickle.UnpicklingError(f"{what}: not a shape")
+    return tuple(value)
+
+
+def _array_from_bytes(raw: Any, dtype: Any, shape: Any, order: str) -> np.ndarray:
+    if not isinstance(dtype, _DTypeRecord):
+        raise pickle.UnpicklingError("numpy array without an accepted dtype")
+    raw = _as_bytes(raw)
+    shape = _shape(shape, "numpy array")
+    if math.prod(shape) * dtype.dtype.itemsize != len(raw):
+        raise pickle.UnpicklingError(
+            f"numpy array of shape {shape} needs {math.prod(shape) * dtype.dtype.itemsize} "
+            f"bytes, the pickle has {len(raw)}"
+        )
+    return np.frombuffer(raw, dtype=dtype.dtype).reshape(shape, order=order).copy()
+
+
+def _np_scalar(dtype: Any, *args: Any) -> int | float | bool:
+    """``numpy.core.multiarray.scalar``: a numeric scalar as a Python number."""
+    if not isinstance(dtype, _DTypeRecord) or len(args) != 1:
+        raise pickle.UnpicklingError("refused numpy scalar")
+    raw = _as_bytes(args[0])
+    if len(raw) != dtype.dtype.itemsize:
+        raise pickle.UnpicklingError("numpy scalar of the wrong size")
+    return np.frombuffer(raw, dtype=dtype.dtype, count=1)[0].item()
+
+
+def _np_reconstruct(subtype: Any, shape: Any, dtype: Any) -> _ArrayRecord:
+    """``numpy.core.multiarray._reconstruct``: an empty record that ``BUILD`` fills."""
+    if subtype is not _NDARRAY:
+        raise pickle.UnpicklingError(f"refused numpy array subtype {short_repr(subtype)}")
+    return _ArrayRecord()
+
+
+def _np_frombuffer(buf: Any, dtype: Any, shape: Any, order: Any) -> _Value:
+    """``numpy.core.numeric._frombuffer`` (protocol-5 arrays)."""
+    if isinstance(buf, pickle.PickleBuffer):
+        buf = bytes(buf.raw())
+    if order not in ("C", "F"):
+        raise pickle.UnpicklingError("refused numpy array order")
+    return _Value(_array_from_bytes(buf, dtype, shape, order))
+
+
+_NDARRAY = _Marker("numpy.ndarray")
+
+
+# ----------------------------------------------------------------- tensors
+#: torch storage classes -> dtype (the names legacy ``torch.save`` pickles).
+_STORAGE_DTYPES = {
+    "FloatStorage": torch.float32,
+    "DoubleStorage": torch.float64,
+    "HalfStorage": torch.float16,
+    "BFloat16Storage": torch.bfloat16,
+    "LongStorage": torch.int64,
+    "IntStorage": torch.int32,
+    "ShortStorage": torch.int16,
+    "CharStorage": torch.int8,
+    "ByteStorage": torch.uint8,
+    "BoolStorage": torch.bool,
+}
+
+
+def _itemsize(dtype: torch.dtype) -> int:
+    return torch.empty((), dtype=dtype).element_size()
+
+
+def _rebuild_tensor(
+    storage: Any,
+    offset: Any,
+    size: Any,
+    stride: Any,
+    requires_grad: Any = False,
+    backward_hooks: Any = None,
+    metadata: Any = None,
+) -> _Value:
+    """``torch._utils._rebuild_tensor_v2``, checked against the storage's length."""
+    if not isinstance(storage, _Storage):
+        raise pickle.UnpicklingError("tensor without a storage")
+    size, stride = _shape(size, "tensor size"), _shape(stride, "tensor stride")
+    if isinstance(offset, bool) or not isinstance(offset, int):
+        raise pickle.UnpicklingError("tensor offset is not an integer")
+    if backward_hooks or metadata:
+        raise pickle.UnpicklingError("refused tensor with hooks or metadata")
+    problem = layout_problem(size, stride, offset, storage.numel)
+    if problem is not None:
+        raise pickle.UnpicklingError(f"refused tensor of size {size}: {problem}")
+    flat = storage.flat()
+    if math.prod(size) == 0:
+        return _Value(torch.empty(size, dtype=storage.dtype))
+    view = torch.as_strided(flat, size, stride, offset)
+    return _Value(view.clone(memory_format=torch.contiguous_format))
+
+
+def _rebuild_tensor_v1(storage: Any, offset: Any, size: Any, stride: Any) -> _Value:
+    return _rebuild_tensor(storage, offset, size, stride)
+
+
+def _rebuild_parameter(data: Any, requires_grad: Any = False, hooks: Any = None) -> _Value:
+    """``torch._utils._rebuild_parameter``: parameters are kept as plain tensors."""
+    if not isinstance(data, _Value) or not isinstance(data.value, torch.Tensor) or hooks:
+        raise pickle.UnpicklingError("refused parameter")
+    return data
+
+
+def _rebuild_parameter_with_state(data: Any, requires_grad: Any, hooks: Any, state: Any) -> _Value:
+    return _rebuild_parameter(data, requires_grad, hooks)
+
+
+_TENSOR = _Marker("torch.Tensor")
+_PARAMETER = _Marker("torch.nn.Parameter")
+
+
+def _rebuild_from_type_v2(func: Any, new_type: Any, args: Any, state: Any) -> _Value:
+    """``torch._tensor._rebuild_from_type_v2`` for plain tensors and parameters only."""
+    if func not in (_rebuild_tensor, _rebuild_tensor_v1, _rebuild_parameter):
+        raise pickle.UnpicklingError("refused tensor rebuild function")
+    if new_type not in (_TENSOR, _PARAMETER) or state or not isinstance(args, tuple):
+        raise pickle.UnpicklingError("refused tensor subclass or tensor state")
+    return func(*args)
+
+
+# -------------------------------------------------------------- storage blobs
+class _SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler: its memo is a dict
+    """Pure-Python unpickler: allow-listed globals, no persistent ids, BUILD on records."""
+
+    dispatch: ClassVar[dict[int, Any]] = dict(pickle._Unpickler.dispatch)
+    allowed: ClassVar[dict[tuple[str, str], Any]] = {}
+
+    def __init__(self, file: Any) -> None:
+        super().__init__(file)
+
+    def find_class(self, module: str, name: str) -> Any:
+        # Protocol < 3 pickles spell some names the Python 2 way (__builtin__.set).
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+        obj = self.allowed.get((module, name))
+        if obj is None:
+            raise self.refuse(module, name)
+        return obj
+
+    def refuse(self, module: str, name: str) -> Exception:
+        return pickle.UnpicklingError(f"refused global {module[:80]}.{name[:80]}")
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise pickle.UnpicklingError(f"refused persistent id {short_repr(pid)}")
+
+    def load_build(self) -> None:
+        state = self.stack.pop()
+        inst = self.stack[-1]
+        if isinstance(inst, (_DTypeRecord, _ArrayRecord)):
+            inst.build(state)
+        elif isinstance(inst, _AttrDict) and isinstance(state, dict):
+            inst.update(state)
+        else:
+            raise pickle.UnpicklingError(f"refused to set the state of a {type(inst).__name__}")
+
+    dispatch[pickle.BUILD[0]] = load_build
+
+
+class _BlobUnpickler(_SafeUnpickler):
+    """One pickle of a legacy ``torch.save`` blob: storage types and storage ids only."""
+
+    allowed: ClassVar[dict[tuple[str, str], Any]] = {
+        ("torch", name): _Marker(name, dtype) for name, dtype in _STORAGE_DTYPES.items()
+    }
+
+    def __init__(self, file: Any, storages: dict[str, tuple[torch.dtype, int]]) -> None:
+        super().__init__(file)
+        self.storages = storages
+
+    def refuse(self, module: str, name: str) -> Exception:
+        return pickle.UnpicklingError(
+            f"refused global {module[:80]}.{name[:80]} in a tensor storage blob"
+        )
+
+    def persistent_load(self, pid: Any) -> Any:
+        ok = isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage"
+        if ok:
+            _, kind, key, _location, numel = pid[:5]
+            ok = (
+                isinstance(kind, _Marker)
+                and kind.dtype is not None
+                and isinstance(key, str)
+                and isinstance(numel, int)
+                and numel >= 0
+                and (len(pid) == 5 or pid[5] is None)
+                and key not in self.storages
+            )
+        if not ok:
+            raise pickle.UnpicklingError("refused persistent id in a tensor storage blob")
+        self.storages[key] = (kind.dtype, numel)
+        return key
+
+
+def _storage_from_blob(blob: Any) -> _Storage:
+    """``torch.storage._load_from_bytes``: a legacy ``torch.save`` of one storage, parsed here.
+
+    Layout: pickles of the magic number, the protocol version, the system info, the
+    storage (a persistent id with dtype and element count) and the list of storage keys;
+    then per key an int64 element count and the raw little-endian data.
+    """
+    blob = _as_bytes(blob)
+    f = io.BytesIO(blob)
+    storages: dict[str, tuple[torch.dtype, int]] = {}
+
+    def load() -> Any:
+        return _BlobUnpickler(f, storages).load()
+
+    if load() != LEGACY_MAGIC or load() != LEGACY_PROTOCOL:
+        raise pickle.UnpicklingError("a tensor storage blob that is not a legacy torch.save")
+    info = load()
+    if not isinstance(info, dict) or info.get("little_endian") is not True:
+        raise pickle.UnpicklingError("a tensor storage blob from a big-endian machine")
+    key = load()
+    keys = load()
+    if not isinstance(key, str) or keys != [key] or len(storages) != 1:
+        raise pickle.UnpicklingError("a tensor storage blob that does not hold one storage")
+    dtype, numel = storages[key]
+    count = int.from_bytes(f.read(8), "little", signed=True)
+    start, nbytes = f.tell(), numel * _itemsize(dtype)
+    if count != numel or start + nbytes != len(blob):
+        raise pickle.UnpicklingError(
+            f"a tensor storage blob declares {numel} elements but holds "
+            f"{max(len(blob) - start, 0)} bytes of data"
+        )
+    return _Storage(dtype, memoryview(blob)[start:])
+
+
+# ----------------------------------------------------------- network pickle
+def _latin1_encode(text: Any, encoding: Any = "latin1") -> bytes:
+    """``_codecs.encode`` as protocol-2 pickles use it for bytes, latin-1 only."""
+    if not isinstance(text, str) or not isinstance(encoding, str):
+        raise pickle.UnpicklingError("refused _codecs.encode")
+    if encoding.replace("-", "").lower() not in ("latin1", "latin"):
+        raise pickle.UnpicklingError(f"refused _codecs.encode with encoding {encoding[:20]!r}")
+    return text.encode("latin1")
+
+
+def _empty_bytes(*args: Any) -> bytes:
+    """``bytes()`` as protocol-2 pickles spell empty bytes (never ``bytes(n)``: n zeros)."""
+    if args:
+        raise pickle.UnpicklingError("refused bytes() with arguments")
+    return b""
+
+
+def _reconstruct_persistent(meta: Any) -> _PersistentRecord:
+    """Our replacement for NVIDIA's persistence hook: keep the state, never run the source."""
+    if not isinstance(meta, dict) or not isinstance(meta.get("class_name"), str):
+        raise pickle.UnpicklingError("malformed persistent object (no class_name)")
+    state = meta.get("state")
+    if state is None:
+        state = {}
+    name = meta["class_name"][:200]
+    if not isinstance(state, dict):
+        raise pickle.UnpicklingError(f"persistent object {name}: state is not a dict")
+    src = meta.get("module_src")
+    mentions = frozenset(m for m in _SOURCE_MARKERS if isinstance(src, str) and m in src)
+    return _PersistentRecord(name, state, mentions)
+
+
+def _network_globals() -> dict[tuple[str, str], Any]:
+    """The complete allow-list of network pickles: (module, name) -> our object."""
+    allowed: dict[tuple[str, str], Any] = {
+        PERSISTENCE_HOOK: _reconstruct_persistent,
+        ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+        ("torch._utils", "_rebuild_tensor"): _rebuild_tensor_v1,
+        ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+        ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter_with_state,
+        ("torch._tensor", "_rebuild_from_type_v2"): _rebuild_from_type_v2,
+        ("torch.storage", "_load_from_bytes"): _storage_from_blob,
+        ("torch.nn.parameter", "Parameter"): _PARAMETER,
+        ("torch", "Tensor"): _TENSOR,
+        ("collections", "OrderedDict"): OrderedDict,
+        ("builtins", "set"): set,
+        ("builtins", "frozenset"): frozenset,
+        ("_codecs", "encode"): _latin1_encode,
+        ("builtins", "bytes"): _empty_bytes,
+        ("dnnlib.util", "EasyDict"): _AttrDict,
+        ("dnnlib", "EasyDict"): _AttrDict,
+        ("numpy", "dtype"): _np_dtype,
+        ("numpy", "ndarray"): _NDARRAY,
+    }
+    for mod in ("numpy.core", "numpy._core"):
+        allowed[(f"{mod}.multiarray", "_reconstruct")] = _np_reconstruct
+        allowed[(f"{mod}.multiarray", "scalar")] = _np_scalar
+        allowed[(f"{mod}.numeric", "_frombuffer")] = _np_frombuffer
+    return allowed
+
+
+class RestrictedUnpickler(_SafeUnpickler):
+    """The network pickle's unpickler; refusals name the file and the global."""
+
+    allowed: ClassVar[dict[tuple[str, str], Any]] = _network_globals()
+
+    def __init__(self, file: Any, source: str) -> None:
+        super().__init__(file)
+        self.source = source
+
+    def refuse(self, module: str, name: str) -> Exception:
+        if module.startswith("dnnlib.tflib"):
+            return CheckpointError(
+                f"{self.source}: a TensorFlow StyleGAN pickle ({module[:80]}.{name[:80]}), which "
+                "is not supported; convert it to PyTorch first (in an environment you trust), "
+                "e.g. with rosinality/stylegan2-pytorch convert_weight.py, and load the .pt"
+            )
+        return CheckpointError(
+            f"{self.source}: refused global {module[:80]}.{name[:80]}: NVIDIA network pickles "
+            "are read with an allow-list and this file needs something outside it (dgan_data "
+            "never runs code from checkpoints)"
+        )
+
+
+# ----------------------------------------------------------- final pass
+class _Materialiser:
+    """Turns records into values, visiting each object once (bounded depth and count)."""
+
+    def __init__(self) -> None:
+        self.memo: dict[int, Any] = {}
+        self.count = 0
+
+    def convert(self, obj: Any, depth: int = 0) -> Any:
+        self.count += 1
+        if self.count > MAX_OBJECTS:
+            raise pickle.UnpicklingError(f"more than {MAX_OBJECTS} objects")
+        if obj is None or isinstance(obj, (str, bytes, bytearray, bool, int, float, complex)):
+            return obj
+        if id(obj) in self.memo:
+            return self.memo[id(obj)]
+        if depth >= MAX_DEPTH:
+            raise pickle.UnpicklingError(f"data nested deeper than {MAX_DEPTH} levels")
+        return self._convert_new(obj, depth + 1)
+
+    def _convert_new(self, obj: Any, depth: int) -> Any:
+        kind = type(obj)
+        if kind in (dict, OrderedDict, _AttrDict):
+            out = kind()
+            self.memo[id(obj)] = out
+            for k, v in obj.items():
+                out[self._key(k)] = self.convert(v, depth)
+            return out
+        if kind is list:
+            out_list: list[Any] = []
+            self.memo[id(obj)] = out_list
+            out_list.extend(self.convert(v, depth) for v in obj)
+            return out_list
+        if kind in (tuple, set, frozenset, torch.Size):
+            items = [self.convert(v, depth) for v in obj]
+            out = kind(items) if kind is not tuple else tuple(items)
+        elif kind is _PersistentRecord:
+            out = PersistentObject(obj.class_name, {}, obj.mentions)
+            self.memo[id(obj)] = out
+            for k, v in obj.state.items():
+                out.state[self._key(k)] = self.convert(v, depth)
+            return out
+        elif kind is _Value:
+            out = obj.value
+        elif kind is _ArrayRecord:
+            if obj.array is None:
+                raise pickle.UnpicklingError("numpy array without data")
+            out = obj.array
+        elif kind is _DTypeRecord:
+            out = obj.dtype
+        elif kind in (torch.device, torch.dtype):
+            out = obj
+        else:
+            raise pickle.UnpicklingError(f"unexpected {kind.__name__} object in the data")
+        self.memo[id(obj)] = out
+        return out
+
+    @staticmethod
+    def _key(key: Any) -> Any:
+        """A dict key: a scalar or a short tuple of scalars."""
+        scalars = (str, int, float, bool, bytes, type(None))
+        if isinstance(key, scalars):
+            return key
+        if isinstance(key, tuple) and len(key) <= 16 and all(isinstance(k, scalars) for k in key):
+            return key
+        raise pickle.UnpicklingError(f"dict key of type {type(key).__name__}")
+
+
+def read_nvidia_pickle(path: str | Path) -> Any:
+    """Unpickle an NVIDIA network pickle as plain data (``PersistentObject`` for networks)."""
+    path = Path(path)
+    check_file(path)
+    try:
+        data = path.read_bytes()
+        raw = RestrictedUnpickler(io.BytesIO(data), str(path)).load()
+        del data
+        return _Materialiser().convert(raw)
+    except CheckpointError:
+        raise
+    except MemoryError:
+        raise CheckpointError(
+            f"{path}: cannot read as an NVIDIA network pickle: out of memory"
+        ) from None
+    except Exception as err:  # UnpicklingError, EOFError, ValueError, TypeError...
+        msg = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
+        raise CheckpointError(f"{path}: cannot read as an NVIDIA network pickle: {msg}") from None
