@@ -50,16 +50,19 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory, reference_dir) -> dict[str, str]:
+def save_models(folder: Path, reference_dir: Path) -> dict[str, str]:
     """Generator and random interpreter saved as files, so the CLI can load them."""
-    d = tmp_path_factory.mktemp("models")
     G = load_generator(reference_dir / "rosinality_stylegan2_32px.pt")
     interp = Interpreter(feature_layout(G), K, num_models=3, label_size=(32, 32), seed=0)
     return {
-        "generator": str(G.save(d / "g.safetensors")),
-        "interpreter": str(interp.save(d / "i.safetensors")),
+        "generator": str(G.save(folder / "g.safetensors")),
+        "interpreter": str(interp.save(folder / "i.safetensors")),
     }
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, reference_dir) -> dict[str, str]:
+    return save_models(tmp_path_factory.mktemp("models"), reference_dir)
 
 
 def _export(models: dict[str, str], out: Path, **kw):
@@ -283,10 +286,10 @@ def test_interrupted_selection_is_repaired_by_rerunning(models, reference, tmp_p
         merge_shards(out)
     monkeypatch.undo()
     assert len(list((out / "images").glob("*.png"))) == 3  # half moved
-    # a crashed process also leaves its lock: host and a pid that no longer runs
+    # a crashed process also leaves its lock file (its locks died with it)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    (out / ".merge.lock").write_text(f"{socket.gethostname()} {dead.pid}")
+    (out / ".export.lock").write_text(f"{socket.gethostname()} {dead.pid}")
     summary = _export(models, out)
     assert summary.complete and summary.generated == 0
     assert _snapshot(out) == _snapshot(reference)
