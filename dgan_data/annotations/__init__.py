@@ -1,7 +1,8 @@
 """Annotated samples: the few hand-labelled generated images an interpreter learns from.
 
 ``folder`` reads, validates and writes annotation folders; ``sample`` writes a folder of
-generated images ready to annotate; ``datasetgan`` imports the DatasetGAN release.
+generated images ready to annotate; ``tools`` imports masks drawn in annotation tools
+(COCO, LabelMe, CVAT, VOC, PNG); ``datasetgan`` imports the DatasetGAN release.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from .folder import (
     resolve_crop,
 )
 from .sample import SampledFolder, sample_annotation_folder
+from .tools import ImportReport, MaskImportError, import_masks
 
 __all__ = [
     "CROPS",
@@ -24,9 +26,12 @@ __all__ = [
     "FORMAT_VERSION",
     "AnnotationError",
     "Annotations",
+    "ImportReport",
+    "MaskImportError",
     "SampleCheck",
     "SampledFolder",
     "import_datasetgan_release",
+    "import_masks",
     "resolve_crop",
     "sample_annotation_folder",
 ]

@@ -28,7 +28,6 @@ reads the layout of the DatasetGAN release.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -42,7 +41,26 @@ import torch
 from PIL import Image
 
 from ..conventions import IGNORE_INDEX, generator_to_uint8, short_list
-from ..fileio import write_json, write_npy, write_png
+from ..fileio import (
+    UnsafePathError,
+    read_json,
+    resolve_inside,
+    write_json,
+    write_npy,
+    write_png,
+)
+from ..schema import (
+    Any_,
+    Dict,
+    Float,
+    Int,
+    IntList,
+    ListOf,
+    Optional,
+    SchemaError,
+    Str,
+    check_document,
+)
 from ..seeds import MAX_SEED, check_seeds, z_from_seeds
 
 logger = logging.getLogger(__name__)
@@ -72,9 +90,34 @@ DEFAULT_TOLERANCE = 2
 #: datasetGAN/train_interpreter.py, ``img[:, 64:448]`` when dim[0] != dim[1]).
 CROPS: dict[str, tuple[int, int, int, int]] = {"car": (64, 0, 384, 512)}
 NOISE_MODES = ("const",)
+#: Sub-folders of an annotation folder.
+SUBDIRS = ("images", "masks", "latents")
 LATENT_KINDS = ("w", "z")
 
-_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+#: A manifest is a few KB per sample; far larger files are refused before parsing.
+MAX_MANIFEST_BYTES = 64 * 2**20
+_INT_OR_NULL = Optional(Int(0, None))
+#: Types of the manifest's top-level fields (values are checked in detail on load).
+MANIFEST_FIELDS = {
+    "format": Optional(Str(64)),
+    "format_version": Int(1, None),
+    "class_names": Optional(ListOf(Str(256), max_len=IGNORE_INDEX)),
+    "palette": Optional(ListOf(Any_(), max_len=IGNORE_INDEX)),
+    "truncation": Optional(
+        Dict({"psi": Optional(Float()), "cutoff": _INT_OR_NULL, "center": Optional(Str())})
+    ),
+    "noise": Optional(Str(64)),
+    "crop": Optional(Any_()),
+    "image_resolution": Optional(IntList(2, 1, 65536)),
+    "mask_resolution": Optional(IntList(2, 1, 65536)),
+    "latent_kind": Optional(Str(8)),
+    "latent_shape": Optional(ListOf(Int(1, 1 << 20), min_len=1, max_len=4)),
+    "generator": Optional(Dict()),
+    "samples": Optional(ListOf(Dict(), max_len=1_000_000)),
+    "ignore_index": Optional(Int(0, 255)),
+    "note": Optional(Str(100_000)),
+}
+_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _MASK_NOTE = (
     "Annotate each images/<id>.png and save its mask as masks/<id>.png: a single-channel "
     "8-bit PNG (mode L, or P whose indices are the class ids) of size mask_resolution "
@@ -112,6 +155,8 @@ def resolve_crop(
             crop = [crop["top"], crop["left"], crop["height"], crop["width"]]
         except KeyError as err:
             raise ValueError(f"crop needs keys top, left, height, width; missing {err}") from None
+    if isinstance(crop, (str, bytes)) or not isinstance(crop, (Sequence, np.ndarray)):
+        raise ValueError(f"crop must be 4 ints (top, left, height, width), got {crop!r}")
     values = list(crop)
     if len(values) != 4 or not all(_is_int(v) for v in values):
         raise ValueError(f"crop must be 4 ints (top, left, height, width), got {crop!r}")
@@ -250,16 +295,40 @@ def _open_npy(path: Path, name: str, problems: list[str]) -> np.ndarray | None:
         return None
 
 
-def _safe_relpath(value: Any, field_name: str, where: str, problems: list[str]) -> str | None:
-    """A relative path inside the folder; paths that leave it are refused."""
+def _safe_relpath(
+    value: Any, field_name: str, where: str, problems: list[str], root: Path | None = None
+) -> str | None:
+    """A relative path inside the folder; paths that leave it (absolute, ``..``, or a
+    symlink anywhere on the way that leads out of ``root``) are refused."""
     if not isinstance(value, str) or not value:
         problems.append(f"{where}: '{field_name}' must be a relative file name, got {value!r}")
         return None
-    p = Path(value)
-    if p.is_absolute() or ".." in p.parts:
-        problems.append(f"{where}: '{field_name}' = {value!r} must stay inside the folder")
+    try:
+        resolve_inside(root if root is not None else Path("."), value, f"'{field_name}'")
+    except UnsafePathError as err:
+        problems.append(f"{where}: {err}")
         return None
     return value
+
+
+def check_writable_folder(root: Path, subdirs: Sequence[str] = SUBDIRS) -> None:
+    """Refuse to write into ``root`` when it or one of its sub-folders is a file or a
+    symlink that leads out of it (files would land somewhere else)."""
+    if root.exists() and not root.is_dir():
+        raise AnnotationError([f"{root}: exists and is not a folder"])
+    problems = []
+    for name in (*subdirs, MANIFEST):
+        path = root / name
+        if path.is_symlink() or path.exists():
+            try:
+                resolve_inside(root, name, name)
+            except UnsafePathError as err:
+                problems.append(str(err))
+                continue
+        if name != MANIFEST and path.exists() and not path.is_dir():
+            problems.append(f"{name}: exists and is not a folder")
+    if problems:
+        raise AnnotationError(problems, root)
 
 
 # -------------------------------------------------------------- annotations
@@ -345,7 +414,7 @@ class Annotations:
         ids = [f"{i:05d}" for i in range(n)] if self.ids is None else list(self.ids)
         if len(ids) != n:
             problems.append(f"ids has {len(ids)} entries for {n} samples")
-        bad_ids = [i for i in ids if not isinstance(i, str) or not _ID_PATTERN.match(i)]
+        bad_ids = [i for i in ids if not isinstance(i, str) or not _ID_PATTERN.fullmatch(i)]
         if bad_ids:
             problems.append(
                 f"ids must be file-name safe (letters, digits, . _ -): {short_list(bad_ids)}"
@@ -372,6 +441,8 @@ class Annotations:
                 problems.append(f"w must be (N={n}, num_ws, w_dim), got {tuple(w.shape)}")
             elif not w.dtype.is_floating_point:
                 problems.append(f"w must be floating point, got {w.dtype}")
+            elif not bool(torch.isfinite(w).all()):
+                problems.append("w holds NaN or inf values")
             else:
                 w = w.float().contiguous()
         if self.z is not None:
@@ -380,6 +451,8 @@ class Annotations:
                 problems.append(f"z must be (N={n}, z_dim), got {tuple(z.shape)}")
             elif not z.dtype.is_floating_point:
                 problems.append(f"z must be floating point, got {z.dtype}")
+            elif not bool(torch.isfinite(z).all()):
+                problems.append("z holds NaN or inf values")
             else:
                 z = z.float().contiguous()
         seeds = None
@@ -409,6 +482,8 @@ class Annotations:
             center = _as_tensor(self.truncation_center, "truncation_center").float()
             if center.ndim == 3 and center.shape[0] == 1:
                 center = center[0]
+            if not bool(torch.isfinite(center).all()):
+                problems.append("truncation_center holds NaN or inf values")
             if center.ndim not in (1, 2):
                 problems.append(
                     "truncation_center must be (num_ws, w_dim) or (w_dim,), "
@@ -621,6 +696,80 @@ class Annotations:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     # ----------------------------------------------------------- validate
+    @classmethod
+    def merge(cls, *parts: Annotations) -> Annotations:
+        """One annotation set from several (e.g. a first folder and suggested samples).
+
+        The parts must agree on everything that makes their samples one training set:
+        class names, generator fingerprint, truncation, noise, crop, mask size and latent
+        kind; ids must be distinct. Differences are reported together, each naming the
+        part (its folder when loaded from one) and the field.
+        """
+        if not parts:
+            raise AnnotationError(["merge needs at least one annotation set"])
+        bad = [type(p).__name__ for p in parts if not isinstance(p, Annotations)]
+        if bad:
+            raise AnnotationError([f"merge takes Annotations, got {bad}"])
+        first = parts[0]
+
+        def name(i: int) -> str:
+            return str(parts[i].root) if parts[i].root is not None else f"part {i}"
+
+        problems = []
+        checks = {
+            "class_names": lambda a: list(a.class_names),
+            "generator fingerprint": lambda a: a.generator_fingerprint,
+            "truncation_psi": lambda a: a.truncation_psi,
+            "truncation_cutoff": lambda a: a.truncation_cutoff,
+            "noise": lambda a: a.noise,
+            "crop": lambda a: a.crop,
+            "mask resolution": lambda a: tuple(a.mask_resolution),
+            "latent kind": lambda a: (a.w is not None, a.z is not None, a.seeds is not None),
+            "stored images": lambda a: a.images is not None,
+        }
+        for field_name, get in checks.items():
+            want = get(first)
+            for i, part in enumerate(parts[1:], 1):
+                if get(part) != want:
+                    problems.append(
+                        f"{name(i)}: {field_name} {get(part)!r} differs from {name(0)}'s {want!r}"
+                    )
+        if first.w is not None:
+            shapes = {tuple(p.w.shape[1:]) for p in parts}
+            if len(shapes) > 1:
+                problems.append(f"w latents have different shapes {sorted(shapes)}")
+        ids = [i for p in parts for i in p.ids]
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            problems.append(
+                f"ids {short_list(dup)} appear in more than one part: sample the new part with "
+                "another id prefix"
+            )
+        if problems:
+            raise AnnotationError(problems)
+
+        def cat(attr: str) -> torch.Tensor | None:
+            values = [getattr(p, attr) for p in parts]
+            return None if values[0] is None else torch.cat(values)
+
+        return cls(
+            masks=torch.cat([p.masks for p in parts]),
+            class_names=list(first.class_names),
+            w=cat("w"),
+            z=cat("z"),
+            seeds=None if first.seeds is None else [s for p in parts for s in p.seeds],
+            truncation_psi=first.truncation_psi,
+            truncation_cutoff=first.truncation_cutoff,
+            truncation_center=first.truncation_center,
+            noise=first.noise,
+            images=cat("images"),
+            generator_fingerprint=first.generator_fingerprint,
+            generator_description=first.generator_description,
+            crop=first.crop,
+            palette=next((p.palette for p in parts if p.palette is not None), None),
+            ids=ids,
+        )
+
     def validate(
         self,
         G: torch.nn.Module,
@@ -694,6 +843,7 @@ class Annotations:
         Every file is written to a temporary name in its folder and renamed into place.
         """
         root = Path(folder)
+        check_writable_folder(root)
         samples = []
         kind = "w" if self.w is not None else "z" if self.z is not None else None
         for i, sample_id in enumerate(self.ids):
@@ -791,7 +941,7 @@ class Annotations:
             problems.append(f"{MANIFEST}: truncation.psi is missing")
         center = None
         if trunc.get("center") is not None:
-            rel = _safe_relpath(trunc["center"], "truncation.center", MANIFEST, problems)
+            rel = _safe_relpath(trunc["center"], "truncation.center", MANIFEST, problems, root)
             if rel is not None:
                 center = _open_npy(root / rel, rel, problems)
                 if center is not None and (center.dtype != np.float32 or center.ndim not in (1, 2)):
@@ -850,7 +1000,7 @@ class Annotations:
                 problems.append(f"{where} must be an object, got {entry!r}")
                 continue
             sample_id = entry.get("id")
-            if not isinstance(sample_id, str) or not _ID_PATTERN.match(sample_id):
+            if not isinstance(sample_id, str) or not _ID_PATTERN.fullmatch(sample_id):
                 problems.append(f"{where}: 'id' must be a file-name-safe string, got {sample_id!r}")
                 continue
             where = f"{MANIFEST}: sample '{sample_id}'"
@@ -864,14 +1014,14 @@ class Annotations:
                 if key not in entry:
                     problems.append(f"{where}: field '{key}' is missing")
 
-            mask_rel = _safe_relpath(entry.get("mask"), "mask", where, problems)
+            mask_rel = _safe_relpath(entry.get("mask"), "mask", where, problems, root)
             mask = _read_mask(root, mask_rel, num_classes, problems)
             if mask is not None:
                 mask_sizes.setdefault(mask.shape, []).append(mask_rel)
 
             image_rel = entry.get("image")
             if image_rel is not None:
-                image_rel = _safe_relpath(image_rel, "image", where, problems)
+                image_rel = _safe_relpath(image_rel, "image", where, problems, root)
             image = _read_image(root, image_rel, problems)
             if image is not None:
                 image_sizes.setdefault(image.shape[:2], []).append(image_rel)
@@ -880,7 +1030,7 @@ class Annotations:
             latent_rel = entry.get("latent")
             latent = None
             if latent_rel is not None:
-                latent_rel = _safe_relpath(latent_rel, "latent", where, problems)
+                latent_rel = _safe_relpath(latent_rel, "latent", where, problems, root)
                 if kind not in LATENT_KINDS:
                     problems.append(f"{where}: latent_kind must be 'w' or 'z', got {kind!r}")
                 else:
@@ -1021,6 +1171,9 @@ def _read_latent(root: Path, rel: str | None, kind: str, problems: list[str]) ->
             f"{rel}: a {kind} latent must be float32 {want}, got {latent.dtype} {latent.shape}"
         )
         return None
+    if latent is not None and not np.isfinite(latent).all():
+        problems.append(f"{rel}: the latent holds NaN or inf values")
+        return None
     return latent
 
 
@@ -1078,12 +1231,24 @@ def _read_manifest(root: Path) -> dict[str, Any]:
             root,
         )
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise AnnotationError([f"{MANIFEST}: not valid JSON ({err})"], root) from None
-    if not isinstance(manifest, dict):
-        raise AnnotationError([f"{MANIFEST}: must hold a JSON object"], root)
+        resolve_inside(root, MANIFEST, MANIFEST)
+        manifest = read_json(path, max_bytes=MAX_MANIFEST_BYTES)
+    except (OSError, ValueError) as err:
+        message = str(err).replace(str(path), MANIFEST)
+        raise AnnotationError([message], root) from None
+    problems = _manifest_field_problems(manifest)
+    if problems:
+        raise AnnotationError(problems, root)
     return manifest
+
+
+def _manifest_field_problems(manifest: dict[str, Any]) -> list[str]:
+    """Type problems of the manifest's top-level fields (one line each, naming the field)."""
+    try:
+        check_document(manifest, MANIFEST_FIELDS, MANIFEST)
+    except SchemaError as err:
+        return [str(err)]
+    return []
 
 
 def _manifest(

@@ -19,8 +19,9 @@ import torch
 
 from ..conventions import generator_to_uint8
 from ..fileio import write_json, write_npy, write_png
-from ..seeds import MAX_SEED, z_from_seeds
+from ..seeds import MAX_SEED, check_seeds, z_from_seeds
 from .folder import (
+    _ID_PATTERN,
     _MASK_NOTE,
     MANIFEST,
     NOISE_MODES,
@@ -35,6 +36,7 @@ from .folder import (
     _open_png,
     _palette,
     _read_manifest,
+    check_writable_folder,
     resolve_crop,
 )
 
@@ -99,10 +101,13 @@ def sample_annotation_folder(
     crop: str | Sequence[int] | None = None,
     palette: Sequence[Any] | None = None,
     noise: str = "const",
+    seeds: Sequence[int] | None = None,
+    id_prefix: str = "",
 ) -> SampledFolder:
     """Write ``num`` generated images to annotate, with their seeds, w latents and manifest.
 
-    Sample i has seed ``seed + i`` and id ``f"{i:05d}"``; its w (after truncation) goes
+    Sample i has seed ``seed + i`` (or ``seeds[i]`` when given: ``num`` must then equal
+    ``len(seeds)``) and id ``f"{id_prefix}{i:05d}"``; its w (after truncation) goes
     to ``latents/<id>.npy`` and its image to ``images/<id>.png``. ``masks/`` is created
     empty: the annotator puts ``masks/<id>.png`` there (the manifest's ``note`` says how).
     Resumable: samples whose image and latent already exist, read back whole and match
@@ -114,11 +119,20 @@ def sample_annotation_folder(
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     if noise not in NOISE_MODES:
         raise ValueError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
-    if not _is_int(seed) or not 0 <= seed <= MAX_SEED - num:
+    if seeds is not None:
+        seeds = check_seeds(seeds)
+        if len(seeds) != num or len(set(seeds)) != num:
+            raise ValueError(f"seeds must be {num} distinct seeds, got {len(seeds)}")
+    elif not _is_int(seed) or not 0 <= seed <= MAX_SEED - num:
         raise ValueError(
             f"seed must be an int with 0 <= seed and seed + num <= 2**63, got {seed!r}"
         )
-    seeds = list(range(int(seed), int(seed) + num))
+    else:
+        seeds = list(range(int(seed), int(seed) + num))
+    if not isinstance(id_prefix, str) or (id_prefix and not _ID_PATTERN.fullmatch(id_prefix)):
+        raise ValueError(
+            f"id_prefix must be file-name safe (letters, digits, . _ -), got {id_prefix!r}"
+        )
     crop_t = resolve_crop(crop)
     names = None if class_names is None else list(class_names)
     if palette is not None and names is None:
@@ -130,8 +144,9 @@ def sample_annotation_folder(
     if reason:
         raise ValueError(reason)
     root = Path(out_dir)
+    check_writable_folder(root)
     fingerprint = G.fingerprint()
-    ids = [f"{i:05d}" for i in range(num)]
+    ids = [f"{id_prefix}{i:05d}" for i in range(num)]
 
     if (root / MANIFEST).exists():
         old = _read_manifest(root)

@@ -1,0 +1,240 @@
+"""Subcommands about annotating: import-masks (masks drawn in annotation tools), suggest
+(which images to annotate next) and merge-annotations."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..annotations import Annotations
+from ..annotations.tools import (
+    CROWD_MODES,
+    FORMATS,
+    UNLABELED_MODES,
+    ImportReport,
+    SampleImport,
+    import_masks,
+)
+from ..labeler import Labeler
+from ..suggest import suggest_annotations, write_suggestions
+from .common import Add, UsageError, device_name, finite_float, non_negative_int, positive_int
+
+_EPILOG = """\
+examples:
+  dgan-data import-masks --format coco instances_default.json --annotations ann/
+  dgan-data import-masks --format labelme ann/images/ --annotations ann/ --map face=skin
+  dgan-data import-masks --format cvat-mask cvat_export/ --annotations ann/ --unlabeled ignore
+  dgan-data import-masks --format voc VOCdevkit/VOC2012/ --annotations ann/ \\
+      --source-classes background,hair,skin
+  dgan-data import-masks --format png my_masks/ --annotations ann/ --map 7=ignore
+
+SRC: coco a JSON file; labelme a folder of .json (or one); cvat-mask the export folder
+(labelmap.txt, SegmentationClass/); voc a folder with SegmentationClass/ (or of PNGs);
+png a folder of single-channel class-id PNGs. Items match samples by image file name
+(no folders, no extension). Nothing is written if anything is wrong (exit code 2);
+exit code 1: masks written but the folder does not load yet (e.g. samples without
+annotation)."""
+
+
+def parse_mapping(pairs: Sequence[str] | None) -> dict[str, str]:
+    """``--map NAME=CLASS`` pairs as a dict (the last ``=`` splits, so names may hold one)."""
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        name, sep, target = pair.rpartition("=")
+        if not sep or not name or not target:
+            raise UsageError(f"--map expects NAME=CLASS, got {pair!r}")
+        if name in out and out[name] != target:
+            raise UsageError(f"--map {name}: given twice ({out[name]!r} and {target!r})")
+        out[name] = target
+    return out
+
+
+def parse_names(text: str | None) -> list[str] | None:
+    """``a,b,c`` as a list of names; empty names are refused."""
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",")]
+    if any(not n for n in names):
+        raise UsageError(f"--source-classes {text!r}: empty name (use 'a,b,c')")
+    return names
+
+
+def _line(s: SampleImport) -> str:
+    if s.status == "missing":
+        return f"  {s.id}  missing    no annotation in the export: mask not written"
+    if s.status == "kept":
+        return f"  {s.id}  kept       no annotation in the export: {s.mask} left as it is"
+    if s.status == "empty":
+        return f"  {s.id}  empty      nothing drawn in {s.source}: mask not written"
+    classes = ", ".join(s.classes) or "-"
+    ignored = f", {100 * s.ignored:.1f}% ignore" if s.ignored else ""
+    where = f"{s.mask} <- {s.source}"
+    return f"  {s.id}  {s.status:<9}  {where}: {s.objects} objects; {classes}{ignored}"
+
+
+def _print_report(report: ImportReport) -> int:
+    for s in report.samples:
+        print(_line(s))
+    counts = {k: len(report.ids(k)) for k in ("new", "replaced", "unchanged", "kept")}
+    verb = "would write" if report.dry_run else "wrote"
+    print(
+        f"{verb} {counts['new'] + counts['replaced']} masks ({counts['new']} new, "
+        f"{counts['replaced']} replaced), {counts['unchanged']} unchanged; "
+        f"{len(report.missing)} samples without annotation ({counts['kept']} kept their mask)"
+    )
+    if report.dry_run:
+        return 0
+    if report.ok:
+        print(f"folder check: ok, ready for `dgan-data fit --annotations {report.root}`")
+        return 0
+    print(f"folder check: {len(report.problems)} problems (not ready for fit):", file=sys.stderr)
+    for problem in report.problems:
+        print(f"  - {problem}", file=sys.stderr)
+    return 1
+
+
+def cmd_import_masks(args: argparse.Namespace) -> int:
+    report = import_masks(
+        args.src,
+        args.annotations,
+        format=args.format,
+        mapping=parse_mapping(args.map),
+        unlabeled=args.unlabeled,
+        crowd=args.crowd,
+        source_classes=parse_names(args.source_classes),
+        keep_empty=args.keep_empty,
+        dry_run=args.dry_run,
+    )
+    return _print_report(report)
+
+
+def register(add: Add) -> None:
+    """Add this module's subcommands through the parser factory ``add``."""
+    p = add(
+        "import-masks",
+        cmd_import_masks,
+        "Fill an annotation folder's masks from an annotation tool's export "
+        "(COCO, LabelMe, CVAT masks, Pascal VOC, class-id PNGs).",
+        _EPILOG,
+    )
+    p.add_argument(
+        "src", type=Path, metavar="SRC", help="the tool's export (file or folder, see below)"
+    )
+    p.add_argument("--format", required=True, choices=FORMATS, help="the export's format")
+    p.add_argument(
+        "--annotations",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="annotation folder (made by dgan-data sample)",
+    )
+    p.add_argument(
+        "--map",
+        action="append",
+        metavar="NAME=CLASS",
+        help="tool label NAME (png: the id) -> folder class name, class id or 'ignore'; "
+        "repeatable (default: labels map to the class of the same name)",
+    )
+    p.add_argument(
+        "--unlabeled",
+        choices=UNLABELED_MODES,
+        default="background",
+        help="pixels nobody labelled: class 0 (background, the default) or 255 (ignore)",
+    )
+    p.add_argument(
+        "--crowd",
+        choices=CROWD_MODES,
+        default="class",
+        help="COCO iscrowd regions: their category (class, default) or 255 (ignore)",
+    )
+    p.add_argument(
+        "--source-classes",
+        metavar="A,B,C",
+        help="voc: names of the palette indices 0, 1, 2, ... (default: the 21 VOC classes)",
+    )
+    p.add_argument(
+        "--keep-empty",
+        action="store_true",
+        help="write all-unlabeled masks for images the export lists with nothing drawn",
+    )
+    p.add_argument("--dry-run", action="store_true", help="check and report, write nothing")
+
+    p = add(
+        "suggest",
+        cmd_suggest,
+        "Choose which generated images to annotate next: the ones the interpreter is least "
+        "sure about, covering rare classes, not near duplicates.",
+        "examples:\n"
+        "  dgan-data suggest --generator G.pkl --interpreter i.safetensors --num 8 --out next/\n"
+        "  dgan-data suggest --generator toyface-14 --interpreter toyface-14 --num 8 "
+        "--pool 2000 --annotations ann/ --out next/\n"
+        "  dgan-data merge-annotations ann/ next/ --out all/   # after drawing next/masks",
+    )
+    p.add_argument("--generator", required=True, help="checkpoint path or preset name")
+    p.add_argument("--interpreter", required=True, help="interpreter file or preset name")
+    p.add_argument("--num", type=positive_int, required=True, help="images to choose")
+    p.add_argument("--pool", type=positive_int, default=2000, help="candidates (default 2000)")
+    p.add_argument("--out", type=Path, required=True, help="annotation folder to write")
+    p.add_argument(
+        "--annotations",
+        type=Path,
+        default=None,
+        help="existing annotation folder: its masks count for coverage and diversity",
+    )
+    p.add_argument(
+        "--coverage",
+        type=positive_int,
+        default=3,
+        help="annotated images each class should appear in (default 3)",
+    )
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the pool")
+    p.add_argument("--truncation", type=finite_float, default=None, help="truncation psi")
+    p.add_argument("--device", type=device_name, default=None)
+
+    p = add(
+        "merge-annotations",
+        cmd_merge_annotations,
+        "Join annotation folders into one (same generator, classes and settings; distinct ids).",
+        "example:\n  dgan-data merge-annotations ann/ next/ --out all/",
+    )
+    p.add_argument("folders", type=Path, nargs="+", help="annotation folders to join")
+    p.add_argument("--out", type=Path, required=True, help="the joined folder to write")
+
+
+def cmd_suggest(args: argparse.Namespace) -> int:
+    if args.pool < args.num:
+        raise UsageError(f"--pool {args.pool} is smaller than --num {args.num}")
+    options = {} if args.truncation is None else {"truncation_psi": args.truncation}
+    labeler = Labeler.from_sources(
+        generator=args.generator, interpreter=args.interpreter, device=args.device, **options
+    )
+    existing = Annotations.load(args.annotations) if args.annotations else None
+    report = suggest_annotations(
+        labeler,
+        args.num,
+        pool=args.pool,
+        seed=args.seed,
+        existing=existing,
+        coverage_target=args.coverage,
+    )
+    folder = write_suggestions(labeler, report, args.out)
+    for sample_id, s in zip(folder.ids, report.suggestions):
+        print(f"  {sample_id}  seed {s.seed}: {s.reason}")
+    print(
+        f"wrote {len(folder.ids)} images to annotate in {folder.root} (reasons in "
+        f"suggestions.json, preview in suggestions.png); draw their masks, then: "
+        f"dgan-data merge-annotations FIRST {folder.root} --out ALL"
+    )
+    return 0
+
+
+def cmd_merge_annotations(args: argparse.Namespace) -> int:
+    if args.out.exists() and any(args.out.iterdir()):
+        raise UsageError(f"{args.out}: exists and is not empty; merge into a new folder")
+    parts = [Annotations.load(folder) for folder in args.folders]
+    merged = Annotations.merge(*parts)
+    merged.save(args.out)
+    print(f"wrote {len(merged)} annotated samples from {len(parts)} folders to {args.out}")
+    return 0
