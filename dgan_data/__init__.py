@@ -69,6 +69,7 @@ __all__ = [
     "get_preset",
     "holdout_protocol",
     "import_datasetgan_release",
+    "import_masks",
     "js_divergence",
     "list_presets",
     "load_generator",
@@ -79,4 +80,6 @@ __all__ = [
     "preview",
     "register_preset",
     "sample_annotation_folder",
+    "suggest_annotations",
+    "verify_export",
 ]

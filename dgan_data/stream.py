@@ -1,9 +1,14 @@
-"""``DatasetGANStream``: an endless stream of labeled batches, generated live.
+"""``DatasetGANStream``: an endless stream of labeled samples, generated live.
 
-Each step draws a chunk of candidate latents, runs the generator and the interpreter
-on the stream's device, drops the most uncertain images with a streaming quantile
-filter, and yields full batches of (image, mask), optionally augmented. Nothing is
-written to disk. Use it as ``DataLoader(stream, batch_size=None)``.
+Each step draws a chunk of candidate latents, labels them with the stream's
+:class:`~dgan_data.labeler.Labeler` on its device, drops the most uncertain images
+with a streaming quantile filter, and hands out the kept ones, optionally augmented.
+Nothing is written to disk. Two patterns:
+
+- per-sample items (default, ``batch_size=None``): ``DataLoader(stream, batch_size=16)``
+  batches them, as with any torchvision dataset;
+- whole batches (``batch_size=16``): every item is a full batch already on the device,
+  for ``DataLoader(stream, batch_size=None)``.
 """
 
 from __future__ import annotations
@@ -11,18 +16,20 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
+from torchvision import tv_tensors
 
-from .augment import make_augment, normalize
+from .augment import BatchAugment, make_augment, normalize
+from .balance import ClassBalancer, resolve_targets
 from .conventions import IGNORE_INDEX, check_finite_number
 from .generators import Generator
-from .interpreter import Interpreter
+from .interpreter import Interpreter, read_interpreter_metadata
 from .labeler import Labeler, check_label_size
 from .labeler import _check_device as check_device
 from .presets import get_preset, resolve_source
@@ -37,6 +44,14 @@ __all__ = ["IGNORE_INDEX", "DatasetGANStream", "expected_batches"]
 _IMPORT_PID = os.getpid()
 #: Generation steps in a row that may keep no image before the stream gives up.
 MAX_EMPTY_STEPS = 100
+#: Default candidates per generation step in per-sample mode, by device type.
+DEFAULT_GENERATION_BATCH = {"cpu": 8, "cuda": 32}
+#: Version of the ``state_dict`` layout.
+STATE_VERSION = 2
+#: Seed purpose of the per-unit augmentation (see ``dgan_data.seeds.derive_seed``).
+_SEED_AUGMENT = 0xA06
+
+Tensors = dict[str, torch.Tensor]
 
 
 @dataclass
@@ -56,13 +71,15 @@ class _Shard:
     def count(self) -> int:
         return self.world_size * self.num_workers
 
+    def as_list(self) -> list[int]:
+        return [self.rank, self.world_size, self.worker, self.num_workers]
+
 
 class DatasetGANStream(IterableDataset):
-    """Endless (or epoch-sized) stream of generated, labeled batches.
+    """Endless (or epoch-sized) stream of generated, labeled samples.
 
-    Use as ``DataLoader(stream, batch_size=None)``: every item is a whole batch, already
-    on ``device``. Models load lazily in ``__iter__`` (in the process that iterates), so
-    the object stays small and picklable and ``iter()`` may be called again; a given
+    Models load lazily in ``__iter__`` (in the process that iterates), so the object
+    stays small and picklable and ``iter()`` may be called again; a given
     ``Generator``/``Interpreter`` object is moved to ``device`` and set to eval mode.
 
     Args:
@@ -70,9 +87,15 @@ class DatasetGANStream(IterableDataset):
             files resolve through the presets registry and cache (a missing file raises
             ``PresetFilesMissing`` here). Optional when ``generator`` and
             ``interpreter`` are given.
-        generator: a ``Generator`` or a checkpoint path (overrides the preset's).
-        interpreter: an ``Interpreter`` or a ``.safetensors`` path (overrides the preset's).
-        batch_size: images per yielded batch; every batch is full.
+        generator: a ``Generator``, a checkpoint path or a preset name.
+        interpreter: an ``Interpreter``, a ``.safetensors`` path or a preset name.
+        batch_size: None (default): items are single samples, ``(image (3, H, W),
+            mask (H, W))``, and the DataLoader batches them. An int: items are whole
+            batches ``(images (B, 3, H, W), masks (B, H, W))`` made on the device in one
+            piece, for ``DataLoader(stream, batch_size=None)``. Every batch is full.
+        generation_batch: candidates labeled per step (per-sample mode default: 8 on the
+            CPU, 32 on CUDA; whole-batch mode: ``batch_size``). Augmentation runs on
+            units of this many kept samples in per-sample mode.
         truncation_psi: truncation of w; None takes the preset's, then the one the
             interpreter's ``training_info`` records, then 1.0.
         truncation_cutoff: number of w layers truncated (None: the preset's, then the
@@ -84,22 +107,31 @@ class DatasetGANStream(IterableDataset):
             ``ignore_index`` 255 in the mask (None: off).
         augment: None, ``"default"`` (GPU batch augmentation), a kornia
             ``AugmentationSequential``, an albumentations ``Compose`` or a callable
-            ``(images, masks, generator) -> (images, masks)``; seeded per batch.
-        output: ``"tensor"`` yields ``(images, masks)``; ``"dict"`` yields a dict with
-            ``image``, ``mask``, ``uncertainty`` (per image) and ``seed`` (CPU int64).
+            ``(images, masks, generator) -> (images, masks)``; seeded per unit.
+        output: ``"tensor"`` yields ``(image, mask)``; ``"dict"`` yields a dict with
+            ``image``, ``mask``, ``uncertainty`` (image score) and ``seed`` (CPU int64).
+            Images are ``tv_tensors.Image`` and masks ``tv_tensors.Mask``, so torchvision
+            transforms v2 resize masks with nearest interpolation by themselves.
         normalize: None, or ``(mean, std)`` per channel applied to images in [0, 1].
+        transform: optional callable applied to every item (e.g. a transforms v2
+            ``Compose``), after augmentation and normalisation.
         seed: base seed of the stream; sample seeds derive from (seed, epoch, candidate
             index), candidates interleaved over ranks and workers so streams are disjoint.
         device: where generation runs (default: CUDA when available, else CPU). CUDA is
             refused in forked DataLoader workers (use num_workers=0 or spawn).
-        samples_per_epoch: samples per epoch **per rank** (rounded down to whole
-            batches, split over workers); None streams forever.
+        samples_per_epoch: samples per epoch **per rank** (whole-batch mode: rounded down
+            to whole batches; split over workers); None streams forever.
         dtype: None (float32) or ``torch.bfloat16`` / ``torch.float16`` for autocast.
-        generation_batch: candidates generated per step (default ``batch_size``).
         quantile_window: scores the streaming quantile keeps (see ``StreamingQuantile``).
         noise: generator noise mode (``"const"`` keeps each seed's image fixed).
         label_size: label frame (H, W) (default: the interpreter's frame and crop, else
             the generator's resolution). Images are resized to it.
+        class_balance: None (off), ``"image"`` (every class but the background in at
+            least 30 % of the yielded images) or ``{class name: target image rate}``:
+            candidates with classes below their target are kept (and repeated when far
+            below), others thinned out (see ``dgan_data.balance``); decided from the
+            interpreter's labels of each candidate, never by touching pixels.
+            ``statistics()`` reports the achieved rates.
     """
 
     def __init__(
@@ -108,7 +140,8 @@ class DatasetGANStream(IterableDataset):
         *,
         generator: Generator | str | Path | None = None,
         interpreter: Interpreter | str | Path | None = None,
-        batch_size: int = 8,
+        batch_size: int | None = None,
+        generation_batch: int | None = None,
         truncation_psi: float | None = None,
         truncation_cutoff: int | None = None,
         drop_uncertain: float = 0.1,
@@ -116,17 +149,19 @@ class DatasetGANStream(IterableDataset):
         augment: Any = None,
         output: str = "tensor",
         normalize: tuple[Any, Any] | None = None,
+        transform: Callable[[Any], Any] | None = None,
         seed: int = 0,
         device: str | torch.device | None = None,
         samples_per_epoch: int | None = None,
         dtype: torch.dtype | None = None,
-        generation_batch: int | None = None,
         quantile_window: int = 1024,
         noise: str = "const",
         label_size: tuple[int, int] | None = None,
+        class_balance: str | dict[str, float] | None = None,
     ):
         super().__init__()
-        _check_int(batch_size, "batch_size", 1)
+        if batch_size is not None:
+            _check_int(batch_size, "batch_size", 1)
         drop_uncertain = check_finite_number(drop_uncertain, "drop_uncertain", low=0.0)
         if not drop_uncertain < 1.0:
             raise ValueError(f"drop_uncertain must be in [0, 1), got {drop_uncertain}")
@@ -136,13 +171,15 @@ class DatasetGANStream(IterableDataset):
             raise ValueError(f"dtype must be None, float32, bfloat16 or float16, got {dtype}")
         if samples_per_epoch is not None:
             _check_int(samples_per_epoch, "samples_per_epoch", 1)
-            if samples_per_epoch < batch_size:
+            if batch_size is not None and samples_per_epoch < batch_size:
                 raise ValueError(
                     f"samples_per_epoch ({samples_per_epoch}) is smaller than one batch "
                     f"({batch_size})"
                 )
         if generation_batch is not None:
             _check_int(generation_batch, "generation_batch", 1)
+        if transform is not None and not callable(transform):
+            raise TypeError(f"transform must be callable, got {type(transform).__name__}")
         _check_int(quantile_window, "quantile_window", 1)
         _check_int(seed, "seed", 0)
         if truncation_psi is not None:
@@ -153,8 +190,21 @@ class DatasetGANStream(IterableDataset):
             ignore_uncertain_pixels = check_finite_number(
                 ignore_uncertain_pixels, "ignore_uncertain_pixels", low=0.0
             )
+        if normalize is not None and (
+            not isinstance(normalize, (tuple, list)) or len(normalize) != 2
+        ):
+            raise ValueError(f"normalize must be (mean, std), got {normalize!r}")
         self.label_size = check_label_size(label_size)
         check_device(device)
+        if class_balance is not None and not isinstance(class_balance, (str, dict)):
+            raise ValueError(
+                f"class_balance must be None, 'image' or a dict, got {class_balance!r}"
+            )
+        if isinstance(class_balance, str) and class_balance != "image":
+            raise ValueError(
+                f"class_balance must be None, 'image' or a dict, got {class_balance!r}"
+            )
+        self.class_balance = class_balance
         self.preset = preset
         self._generator_src = generator
         self._interpreter_src = interpreter
@@ -175,6 +225,9 @@ class DatasetGANStream(IterableDataset):
         ):
             if isinstance(src, (str, Path)):
                 resolve_source(src, kind)  # no such file / unknown preset: say so now
+        if class_balance is not None:  # unknown class names or bad rates: say so now
+            names = _class_names(self._interpreter_src, preset)
+            resolve_targets(class_balance, names if names else list(class_balance))
         self.truncation_psi = truncation_psi
         self.truncation_cutoff = truncation_cutoff
         self.batch_size = batch_size
@@ -183,11 +236,12 @@ class DatasetGANStream(IterableDataset):
         self.augment_spec = augment
         self.output = output
         self.normalize = normalize
+        self.transform = transform
         self.seed = int(seed)
         self.device = device
         self.samples_per_epoch = samples_per_epoch
         self.dtype = dtype
-        self.generation_batch = generation_batch or batch_size
+        self.generation_batch = generation_batch
         self.quantile_window = quantile_window
         self.noise = noise
         self.epoch = 0
@@ -197,6 +251,11 @@ class DatasetGANStream(IterableDataset):
         self._resume: dict[str, Any] | None = None
         self._warned_restart = False
         make_augment(augment)  # fail early on an unsupported spec
+
+    @property
+    def per_sample(self) -> bool:
+        """True when items are single samples (``batch_size`` is None)."""
+        return self.batch_size is None
 
     # ----------------------------------------------------------- pickling
     def __getstate__(self) -> dict[str, Any]:
@@ -208,13 +267,31 @@ class DatasetGANStream(IterableDataset):
 
     # ------------------------------------------------------------- sizing
     def __len__(self) -> int:
+        """Items per epoch and rank: samples (per-sample mode) or whole batches."""
         if self.samples_per_epoch is None:
             raise TypeError("an endless DatasetGANStream has no len(); set samples_per_epoch")
+        if self.per_sample:
+            return self.samples_per_epoch
         return self.samples_per_epoch // self.batch_size
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch (as with DistributedSampler); seeds depend on it."""
         self.epoch = int(epoch)
+
+    def unit_size(self, device: torch.device | None = None) -> int:
+        """Kept samples per unit: the batch (whole-batch mode) or the generation batch."""
+        if self.batch_size is not None:
+            return self.batch_size
+        return self.generation_size(device)
+
+    def generation_size(self, device: torch.device | None = None) -> int:
+        """Candidates labeled per step on ``device`` (default: the stream's device)."""
+        if self.generation_batch is not None:
+            return self.generation_batch
+        if self.batch_size is not None:
+            return self.batch_size
+        dev = device if device is not None else self._resolve_device()
+        return DEFAULT_GENERATION_BATCH.get(dev.type, 8)
 
     # ------------------------------------------------------------- models
     def _resolve_device(self) -> torch.device:
@@ -311,11 +388,11 @@ class DatasetGANStream(IterableDataset):
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         return _Shard(rank, world, worker, workers)
 
-    def _batches_for_shard(self, shard: _Shard) -> int | None:
-        """Batches this worker yields in one epoch (None: endless)."""
+    def _items_for_shard(self, shard: _Shard) -> int | None:
+        """Items this worker yields in one epoch (None: endless)."""
         if self.samples_per_epoch is None:
             return None
-        total = self.samples_per_epoch // self.batch_size
+        total = len(self)
         return total // shard.num_workers + int(shard.worker < total % shard.num_workers)
 
     def _config(self) -> dict[str, Any]:
@@ -326,63 +403,84 @@ class DatasetGANStream(IterableDataset):
             "generation_batch": self.generation_batch,
             "drop_uncertain": self.drop_uncertain,
             "quantile_window": self.quantile_window,
+            "samples_per_epoch": self.samples_per_epoch,
+            "output": self.output,
+            "normalize": _plain(self.normalize),
+            "augment": _describe_augment(self.augment_spec),
+            "class_balance": _plain(self.class_balance),
         }
+
+    def _identity(self) -> dict[str, Any]:
+        """What makes two streams produce the same samples: the labeler's settings
+        (model fingerprints, truncation, noise, label frame, dtype) and ours."""
+        return {**self.labeler().settings(), **self._config()}
 
     def state_dict(self) -> dict[str, Any]:
         """Where the last iterator stopped: resume it with ``load_state_dict``.
 
         Valid for iteration in this process (``num_workers=0``, the recommended use).
-        Holds plain Python values and CPU tensors (the batch left-overs), so it can be
-        saved with ``torch.save`` next to a training checkpoint.
+        Holds plain Python values and CPU tensors (the left-over samples), so it can be
+        saved with ``torch.save`` next to a training checkpoint. It records what
+        identifies the stream (model fingerprints and every setting that shapes the
+        output) and ``load_state_dict`` refuses a stream that differs.
         """
         if self._resume is not None:  # loaded but not iterated yet
             return dict(self._resume)
         if self._progress is None:
-            return {"version": 1, "epoch": self.epoch, "fresh": True, **self._config()}
+            return {"version": STATE_VERSION, "epoch": self.epoch, "fresh": True, **self._config()}
         p = self._progress
         return {
-            "version": 1,
+            "version": STATE_VERSION,
             "epoch": p["epoch"],
             "fresh": False,
             **self._config(),
-            "shard": [
-                p["shard"].rank,
-                p["shard"].world_size,
-                p["shard"].worker,
-                p["shard"].num_workers,
-            ],
+            "identity": p["identity"],
+            "shard": p["shard"].as_list(),
+            "unit": p["unit"],
             "candidates": p["candidates"],
-            "batches": p["batches"],
+            "units": p["units"],
+            "items": p["items"],
             "quantile": p["quantile"].state_dict(),
             "buffer": {k: v.cpu().clone() for k, v in p["buffer"].items()},
+            "pending": {k: v.cpu().clone() for k, v in p["pending"].items()},
+            "offset": p["offset"],
+            "balancer": p["balancer"].state_dict() if p["balancer"] is not None else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Make the next ``iter()`` continue exactly after the state's last batch.
+        """Make the next ``iter()`` continue exactly after the state's last item.
 
-        The stream must have the same seed, batch size, generation batch, filter
-        fraction and window as the one that saved the state (ValueError otherwise).
+        The stream must have the same models and settings as the one that saved the
+        state; a difference raises ValueError naming the field.
         """
         if not isinstance(state, dict) or "epoch" not in state:
             raise ValueError("not a DatasetGANStream state (expected a dict with 'epoch')")
-        ours = self._config()
-        diffs = [
-            f"{k}={state[k]!r} (this stream: {v!r})"
-            for k, v in ours.items()
-            if k in state and state[k] != v
-        ]
-        if diffs:
+        if state.get("version") != STATE_VERSION:
             raise ValueError(
-                "stream state was saved by a stream with other settings: " + ", ".join(diffs)
+                f"stream state has version {state.get('version')!r}; this dgan_data reads "
+                f"version {STATE_VERSION} (states of older versions cannot be resumed)"
             )
+        _check_same(state, self._config(), "this stream")
         if not state.get("fresh"):
             missing = [
                 k
-                for k in ("shard", "candidates", "batches", "quantile", "buffer")
+                for k in (
+                    "identity",
+                    "shard",
+                    "unit",
+                    "candidates",
+                    "units",
+                    "items",
+                    "quantile",
+                    "buffer",
+                    "pending",
+                    "offset",
+                )
                 if k not in state
             ]
             if missing:
                 raise ValueError(f"stream state lacks {missing}: not a DatasetGANStream state")
+            _check_same(state["identity"], self._identity(), "this stream's models")
         self.epoch = int(state["epoch"])
         self._resume = None if state.get("fresh") else dict(state)
         self._progress = None  # the loaded state replaces any earlier iterator's
@@ -393,13 +491,77 @@ class DatasetGANStream(IterableDataset):
         device = lab.device
         resume, self._resume = self._resume, None
         epoch = self.epoch
+        self._warn_on_restart(resume, epoch)
+        progress = {
+            "epoch": epoch,
+            "shard": shard,
+            "identity": self._identity(),
+            "unit": self.unit_size(device),
+            "candidates": 0,
+            "units": 0,
+            "items": 0,
+            "quantile": StreamingQuantile(self.drop_uncertain, window=self.quantile_window),
+            "buffer": {},
+            "pending": {},
+            "offset": 0,
+            "balancer": self._make_balancer(lab),
+        }
+        if resume is not None:
+            self._restore(progress, resume, shard, device)
+        self._progress = progress
+        limit = self._items_for_shard(shard)
+        while limit is None or progress["items"] < limit:
+            if not self.per_sample or _buffer_len(progress["pending"]) <= progress["offset"]:
+                unit = self._next_unit(progress, lab, shard)
+                if not self.per_sample:
+                    progress["items"] += 1
+                    yield self._finish(unit)
+                    continue
+                progress["pending"], progress["offset"] = unit, 0
+            i = progress["offset"]
+            sample = {k: v[i] for k, v in progress["pending"].items()}
+            progress["offset"] = i + 1
+            progress["items"] += 1
+            yield self._finish(sample)
+        if limit is not None:
+            self.epoch = epoch + 1
+            if self._progress is progress:
+                self._progress = None
+
+    def _make_balancer(self, lab: Labeler) -> ClassBalancer | None:
+        if self.class_balance is None:
+            return None
+        names = lab.class_names
+        targets = resolve_targets(
+            self.class_balance, names, ignore=[k for k, n in enumerate(names) if n == "background"]
+        )
+        return ClassBalancer(targets, seed=self.seed)
+
+    def statistics(self) -> dict[str, Any]:
+        """What the live (or last) iterator did: candidates labeled, items yielded, the
+        uncertainty filter's kept share and, with ``class_balance``, the achieved
+        per-class image rates."""
+        p = self._progress
+        if p is None:
+            return {"candidates": 0, "items": 0}
+        stats: dict[str, Any] = {
+            "candidates": p["candidates"],
+            "units": p["units"],
+            "items": p["items"],
+            "kept_by_uncertainty": p["quantile"].kept_fraction,
+        }
+        if p["balancer"] is not None:
+            stats["class_balance"] = p["balancer"].statistics(self.labeler().class_names)
+        return stats
+
+    def _warn_on_restart(self, resume: dict[str, Any] | None, epoch: int) -> None:
         prev = self._progress
         if (
             resume is None
             and self.samples_per_epoch is None
             and prev is not None
             and prev["epoch"] == epoch
-            and prev["batches"] > 0
+            and prev["items"] > 0
             and not self._warned_restart
         ):
             log.warning(
@@ -409,89 +571,172 @@ class DatasetGANStream(IterableDataset):
                 epoch,
             )
             self._warned_restart = True
-        quantile = StreamingQuantile(self.drop_uncertain, window=self.quantile_window)
-        buffer: dict[str, torch.Tensor] = {}
-        candidates = batches = 0
-        if resume is not None:
-            here = [shard.rank, shard.world_size, shard.worker, shard.num_workers]
-            if list(resume["shard"]) != here:
-                raise ValueError(
-                    f"stream state belongs to shard {list(resume['shard'])} (rank, world "
-                    f"size, worker, workers); this iterator is {here}. Resume with the same "
-                    "world size and num_workers=0 (state_dict() tracks the main process only)."
-                )
-            candidates, batches = int(resume["candidates"]), int(resume["batches"])
-            quantile.load_state_dict(resume["quantile"])
-            buffer = {k: v.to(device) for k, v in resume["buffer"].items()}
-        progress = {
-            "epoch": epoch,
-            "shard": shard,
-            "candidates": candidates,
-            "batches": batches,
-            "quantile": quantile,
-            "buffer": buffer,
-        }
-        self._progress = progress
-        limit = self._batches_for_shard(shard)
-        augment = self._augment
+
+    def _restore(
+        self, progress: dict[str, Any], resume: dict[str, Any], shard: _Shard, device: torch.device
+    ) -> None:
+        if list(resume["shard"]) != shard.as_list():
+            raise ValueError(
+                f"stream state belongs to shard {list(resume['shard'])} (rank, world "
+                f"size, worker, workers); this iterator is {shard.as_list()}. Resume with the "
+                "same world size and num_workers=0 (state_dict() tracks the main process only)."
+            )
+        if int(resume["unit"]) != progress["unit"]:
+            raise ValueError(
+                f"stream state was saved with {resume['unit']} samples per unit, this stream "
+                f"makes {progress['unit']} (set generation_batch to the same value)"
+            )
+        for key in ("candidates", "units", "items", "offset"):
+            progress[key] = int(resume[key])
+        progress["quantile"].load_state_dict(resume["quantile"])
+        progress["buffer"] = {k: v.to(device) for k, v in resume["buffer"].items()}
+        progress["pending"] = {k: v.to(device) for k, v in resume["pending"].items()}
+        if progress["balancer"] is not None:
+            progress["balancer"].load_state_dict(resume["balancer"])
+
+    def _next_unit(self, progress: dict[str, Any], lab: Labeler, shard: _Shard) -> Tensors:
+        """Fill the buffer with kept samples, cut one unit, augment and normalise it."""
+        unit_size = progress["unit"]
         empty_steps = 0
-        while limit is None or batches < limit:
-            while _buffer_len(buffer) < self.batch_size:
-                seeds = [
-                    sample_seed(self.seed, epoch, (candidates + i) * shard.count + shard.index)
-                    for i in range(self.generation_batch)
-                ]
-                candidates += self.generation_batch
-                labeled = self.labeler().label(seeds)
-                scores = labeled.image_uncertainty.tolist()  # the filter needs them here
-                labeled.check_finite(scores)
-                out = {
-                    "image": labeled.images,
-                    "mask": labeled.masks,
-                    "uncertainty": labeled.image_uncertainty,
-                    "seed": labeled.seeds,
-                }
-                keep = quantile.keep(scores)
-                if bool(keep.any()):
-                    empty_steps = 0
-                else:
-                    empty_steps += 1
-                    if empty_steps >= MAX_EMPTY_STEPS:
-                        raise RuntimeError(
-                            f"the uncertainty filter kept none of the last "
-                            f"{empty_steps * self.generation_batch} images (last scores: "
-                            f"{out['uncertainty'][:4].tolist()}). NaN scores mean the "
-                            "generator or interpreter output is not finite, e.g. float16 "
-                            "overflow: try dtype=torch.bfloat16 or dtype=None."
-                        )
-                kept = {k: v[keep.to(v.device)] for k, v in out.items()}
-                buffer = _concat(buffer, kept)
-            batch = {k: v[: self.batch_size] for k, v in buffer.items()}
-            buffer = {k: v[self.batch_size :] for k, v in buffer.items()}
-            if augment is not None:
-                g = torch.Generator().manual_seed(
-                    derive_seed(self.seed, 0xA06, epoch, shard.index, batches)
-                )
-                batch["image"], batch["mask"] = augment(batch["image"], batch["mask"], g)
-            if self.normalize is not None:
-                batch["image"] = normalize(batch["image"], *self.normalize)
-            batches += 1
-            progress.update(candidates=candidates, batches=batches, buffer=buffer)
-            if self.output == "dict":
-                yield batch
+        generation = self.generation_size(lab.device)
+        while _buffer_len(progress["buffer"]) < unit_size:
+            first = progress["candidates"]
+            seeds = [
+                sample_seed(self.seed, progress["epoch"], (first + i) * shard.count + shard.index)
+                for i in range(generation)
+            ]
+            progress["candidates"] = first + generation
+            labeled = lab.label(seeds)
+            balancer = progress["balancer"]
+            if balancer is None:
+                scores = labeled.image_uncertainty.tolist()  # the filter reads them here
+                present: list[list[int]] = []
+            else:  # scores and class pixel counts in one transfer
+                scores, present = _scores_and_classes(labeled, len(balancer.targets))
+            labeled.check_finite(scores)
+            keep = progress["quantile"].keep(scores)
+            if balancer is not None:
+                keep = _balance(balancer, keep, present, seeds)
+            kept_any = keep.numel() > 0 if keep.dtype == torch.long else bool(keep.any())
+            if kept_any:
+                empty_steps = 0
             else:
-                yield batch["image"], batch["mask"]
-        if limit is not None:
-            self.epoch = epoch + 1
-            if self._progress is progress:
-                self._progress = None
+                empty_steps += 1
+                if empty_steps >= MAX_EMPTY_STEPS:
+                    raise RuntimeError(
+                        f"the uncertainty filter kept none of the last "
+                        f"{empty_steps * generation} images; check drop_uncertain"
+                    )
+            out = {
+                "image": labeled.images,
+                "mask": labeled.masks,
+                "uncertainty": labeled.image_uncertainty,
+                "seed": labeled.seeds,
+            }
+            kept = {k: v[keep.to(v.device)] for k, v in out.items()}  # keep: mask or indices
+            progress["buffer"] = _concat(progress["buffer"], kept)
+        buffer = progress["buffer"]
+        unit = {k: v[:unit_size] for k, v in buffer.items()}
+        progress["buffer"] = {k: v[unit_size:] for k, v in buffer.items()}
+        if self._augment is not None:
+            g = torch.Generator().manual_seed(
+                derive_seed(
+                    self.seed, _SEED_AUGMENT, progress["epoch"], shard.index, progress["units"]
+                )
+            )
+            unit["image"], unit["mask"] = self._augment(unit["image"], unit["mask"], g)
+        if self.normalize is not None:
+            unit["image"] = normalize(unit["image"], *self.normalize)
+        progress["units"] += 1
+        return unit
+
+    def _finish(self, item: Tensors) -> Any:
+        """One yielded item: typed tensors, in the requested output, transformed."""
+        image = tv_tensors.Image(item["image"])
+        mask = tv_tensors.Mask(item["mask"])
+        if self.output == "dict":
+            out: Any = {
+                "image": image,
+                "mask": mask,
+                "uncertainty": item["uncertainty"],
+                "seed": item["seed"],
+            }
+        else:
+            out = (image, mask)
+        return self.transform(out) if self.transform is not None else out
 
 
-def _buffer_len(buffer: dict[str, torch.Tensor]) -> int:
+def _class_names(interpreter: Any, preset: str | None) -> list[str] | None:
+    """The interpreter's class names without loading its weights (None if unknown)."""
+    if isinstance(interpreter, Interpreter):
+        return interpreter.class_names
+    if interpreter is None and preset is not None:
+        return list(get_preset(preset).class_names)
+    path, _ = resolve_source(interpreter, "interpreter")
+    meta = read_interpreter_metadata(path)
+    return meta.get("class_names")
+
+
+def _scores_and_classes(labeled: Any, num_classes: int) -> tuple[list[float], list[list[int]]]:
+    """Image scores and, per image, the classes with at least one labeled pixel."""
+    masks = labeled.masks.flatten(1).clamp(max=num_classes)  # ignore (255) -> K
+    counts = torch.zeros(masks.shape[0], num_classes + 1, device=masks.device)
+    counts.scatter_add_(1, masks, torch.ones_like(masks, dtype=counts.dtype))
+    rows = torch.cat([labeled.image_uncertainty.float()[:, None], counts[:, :num_classes]], 1)
+    values = rows.tolist()
+    scores = [r[0] for r in values]
+    present = [[k for k, c in enumerate(r[1:]) if c > 0] for r in values]
+    return scores, present
+
+
+def _balance(
+    balancer: ClassBalancer, keep: torch.Tensor, present: list[list[int]], seeds: list[int]
+) -> torch.Tensor:
+    """Indices of the candidates to hand out (repeats included), in candidate order."""
+    index: list[int] = []
+    for i, ok in enumerate(keep.tolist()):
+        if ok:
+            index += [i] * balancer.decide(present[i], seeds[i])
+    return torch.tensor(index, dtype=torch.long)
+
+
+def _check_same(saved: dict[str, Any], ours: dict[str, Any], what: str) -> None:
+    diffs = [
+        f"{k}={saved[k]!r} ({what}: {v!r})"
+        for k, v in ours.items()
+        if k in saved and _plain(saved[k]) != _plain(v)
+    ]
+    missing = [k for k in ours if k not in saved]
+    if diffs or missing:
+        detail = ", ".join(diffs + [f"{k} missing" for k in missing])
+        raise ValueError(f"stream state was saved by a stream with other settings: {detail}")
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists (states go through torch.save and JSON); tensors as lists."""
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _describe_augment(spec: Any) -> Any:
+    """A stable description of an augmentation (its repr when it is ours)."""
+    if spec is None or isinstance(spec, str):
+        return spec
+    if isinstance(spec, BatchAugment):
+        return repr(spec)
+    return type(spec).__module__ + "." + type(spec).__qualname__
+
+
+def _buffer_len(buffer: Tensors) -> int:
     return 0 if not buffer else int(buffer["seed"].shape[0])
 
 
-def _concat(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _concat(a: Tensors, b: Tensors) -> Tensors:
     if not a:
         return b
     return {k: torch.cat([a[k], b[k].to(a[k].device)]) for k in a}

@@ -57,11 +57,12 @@ def test_demo_quick_writes_results_and_figure(tiny_preset, tmp_path, capsys):
     argv += ["--device", "cpu"]  # the demo defaults to CUDA where there is one
     assert main([*argv, "--no-progress"]) == 0
     printed = capsys.readouterr().out
-    for label in ("(a) DatasetGAN", "(b) few-shot", "(c) supervised", "mIoU", "data s/step"):
+    for label in ("(a) DatasetGAN", "(b) 16 real, exact", "(b') 16 real, annotator",
+                  "(c) 5,000 real", "mIoU", "data s/step"):
         assert label in printed
 
     results = json.loads((out / "results.json").read_text())
-    assert set(results["arms"]) == {"a", "b", "c"}
+    assert set(results["arms"]) == {"a", "b", "b'", "c"}
     for key, arm in results["arms"].items():
         assert set(arm["per_class_iou"]) == set(CLASS_NAMES), key
         for field in (
@@ -80,13 +81,13 @@ def test_demo_quick_writes_results_and_figure(tiny_preset, tmp_path, capsys):
         assert 0.0 <= arm["miou"] <= 1.0
         assert arm["num_images"] == results["test"]["count"] == 10
     assert results["steps"] == 3 and results["batch_size"] == 2 and results["quick"] is True
-    assert results["seeds"]["fewshot_seeds"] == list(SPLITS["pool"][:16])
+    assert results["seeds"]["fewshot_seeds"] == list(SPLITS["pool"][9000:9016])
     assert results["seeds"]["seed"] == 0
     assert results["test"]["seeds"][0] == SPLITS["test"][0]
     assert results["hardware"]["cpu_count"] >= 1 and results["hardware"]["device"] == "cpu"
     assert {"torch", "dgan_data", "segmentation_models_pytorch"} <= set(results["versions"])
     assert results["interpreter"]["num_models"] == 2
-    assert results["model"]["arch"] == "deeplabv3plus"
+    assert results["model"]["arch"] == "unet"
     assert results["total_seconds"] > 0
 
     with Image.open(out / results["figure"]) as im:

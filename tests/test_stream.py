@@ -162,7 +162,7 @@ def test_resume_yields_exactly_the_same_batches(tiny):
     state = torch.load(buf, weights_only=True)
     resumed = stream(tiny, **kw)
     resumed.load_state_dict(state)
-    assert resumed.state_dict()["batches"] == 6  # pending state reads back
+    assert resumed.state_dict()["items"] == 6  # pending state reads back
     got = take(resumed, 6)
     for x, y in zip(expected, got):
         assert torch.equal(x["image"], y["image"]) and torch.equal(x["mask"], y["mask"])

@@ -15,9 +15,11 @@ from collections.abc import Sequence
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
+from ..export import ExportBusyError
 from ..generators import CheckpointError
+from ..labeler import NonFiniteOutputError
 from ..presets import UnknownPresetError
-from . import data, models
+from . import annotate, data, models
 from .common import Handler, UsageError
 
 __all__ = ["UsageError", "build_parser", "main"]
@@ -25,7 +27,15 @@ __all__ = ["UsageError", "build_parser", "main"]
 log = logging.getLogger("dgan_data.cli")
 
 #: Errors that mean "bad input": one line on stderr and exit code 2, no traceback.
-USER_ERRORS = (UsageError, ValueError, CheckpointError, UnknownPresetError, OSError)
+USER_ERRORS = (
+    UsageError,
+    ValueError,
+    CheckpointError,
+    UnknownPresetError,
+    OSError,
+    ExportBusyError,
+    NonFiniteOutputError,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     models.register(add)
     data.register(add)
+    annotate.register(add)
     return parser
 
 

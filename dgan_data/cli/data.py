@@ -6,7 +6,14 @@ import argparse
 from pathlib import Path
 
 from ..downstream.demo import DemoConfig, run_demo
-from ..export import export_dataset, merge_shards
+from ..export import (
+    ExportBusyError,
+    ExportSummary,
+    export_dataset,
+    merge_shards,
+    verify_export,
+)
+from ..labeler import NonFiniteOutputError
 from ..preview import preview
 from .common import (
     Add,
@@ -29,29 +36,17 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    if args.merge:
-        summary = merge_shards(args.out)
-    else:
-        if args.num is None:
-            raise UsageError("--num is required (except with --merge)")
-        if (args.shard is None) != (args.num_shards is None):
-            raise UsageError("give both --shard and --num-shards, or neither")
-        kw = model_source(args)
-        summary = export_dataset(
-            kw.pop("source"),
-            args.num,
-            args.out,
-            drop_uncertain=args.drop_uncertain,
-            shard=args.shard,
-            num_shards=args.num_shards,
-            seed=args.seed,
-            batch_size=args.batch_size,
-            **kw,
-        )
+    try:
+        if args.verify:
+            return _verify(args)
+        summary = _export(args)
+    except (ExportBusyError, NonFiniteOutputError) as err:
+        raise UsageError(str(err)) from err
     if summary.complete:
+        repaired = f"; {summary.repaired} damaged files repaired" if summary.repaired else ""
         print(
             f"{summary.root}: {summary.kept} samples kept of {summary.num_candidates} "
-            f"candidates ({summary.dropped} most uncertain dropped)"
+            f"candidates ({summary.dropped} most uncertain dropped){repaired}"
         )
     else:
         print(
@@ -60,6 +55,48 @@ def cmd_export(args: argparse.Namespace) -> int:
             "runs when the last shard finishes (or: dgan-data export --merge --out DIR)"
         )
     return 0
+
+
+def _export(args: argparse.Namespace) -> ExportSummary:
+    if args.merge:
+        return merge_shards(args.out)
+    if args.num is None:
+        raise UsageError("--num is required (except with --merge or --verify)")
+    if (args.shard is None) != (args.num_shards is None):
+        raise UsageError("give both --shard and --num-shards, or neither")
+    kw = model_source(args)
+    return export_dataset(
+        kw.pop("source"),
+        args.num,
+        args.out,
+        drop_uncertain=args.drop_uncertain,
+        shard=args.shard,
+        num_shards=args.num_shards,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        **kw,
+    )
+
+
+def _verify(args: argparse.Namespace) -> int:
+    """``export --verify``: one line per problem, a summary; exit 0 if intact, else 1."""
+    if args.merge:
+        raise UsageError("--verify and --merge exclude each other: verify after the merge")
+    report = verify_export(args.out)
+    for problem in report.problems:
+        print(problem)
+    for note in report.notes:
+        print(f"note: {note}")
+    if report.ok:
+        print(f"{report.root}: {report.files_checked} files verified, no problems")
+        return 0
+    advice = (
+        "rerun the export command to repair them"
+        if report.repairable
+        else "a rerun cannot repair all of them: export again into a new folder"
+    )
+    print(f"{report.root}: {len(report.problems)} problem(s) found; {advice}")
+    return 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -71,10 +108,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "threads": args.threads,
         "progress": not args.no_progress,
     }
-    for name in ("steps", "batch_size", "lr", "test_count", "stream_workers"):
+    for name in (
+        "steps",
+        "batch_size",
+        "lr",
+        "test_count",
+        "stream_workers",
+        "draws",
+        "arch",
+        "stream_pool",
+        "eval_every",
+    ):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
-    config = DemoConfig.quick_config(**options) if args.quick else DemoConfig(**options)
+    if args.quick and args.full:
+        raise UsageError("--quick and --full exclude each other")
+    if args.quick:
+        config = DemoConfig.quick_config(**options)
+    elif args.full:
+        config = DemoConfig.full_config(**options)
+    else:
+        config = DemoConfig(**options)
     run_demo(config, report=print)
     return 0
 
@@ -105,7 +159,11 @@ def register(add: Add) -> None:
         "  dgan-data export car-20 --num 10000 --out data/ --shard 0 --num-shards 4   "
         "# one per machine\n"
         "  torchrun --nproc-per-node 4 -m dgan_data.cli export car-20 --num 10000 --out data/\n"
-        "  dgan-data export --merge --out data/   # select after all shards finished",
+        "  dgan-data export --merge --out data/   # select after all shards finished\n"
+        "  dgan-data export --verify --out data/  # check every file; exit 1 if damaged\n\n"
+        "Rerunning the command of a finished export verifies every file against its\n"
+        "sha256 and regenerates damaged or missing ones. A folder another process is\n"
+        "exporting the same shard into, selecting or repairing is refused (exit 2).",
     )
     model_args(p)
     p.add_argument("--num", type=positive_int, default=None, help="candidates to generate")
@@ -135,12 +193,19 @@ def register(add: Add) -> None:
     p.add_argument(
         "--merge", action="store_true", help="only run the selection of a sharded export"
     )
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="only check a finished export (changes nothing; other options are ignored): "
+        "one line per problem, exit 0 if intact, 1 if damaged",
+    )
 
     p = add(
         "demo",
         cmd_demo,
-        "Train the same student on (a) the DatasetGAN stream, (b) 16 real labeled images, "
-        "(c) 5,000 real labeled images; score all three on real toy test renders.",
+        "Train the same student on (a) the DatasetGAN stream, (b) 16 real labeled images "
+        "(exact masks; (b') labeled by the toy annotator), (c) 5,000 real labeled images; "
+        "score all on real toy test renders.",
         "Offline, on the CPU (defaults). Writes results.json and figure.png to --out.\n\n"
         "examples:\n  dgan-data demo\n"
         "  dgan-data demo --out demo/ --threads 2\n"
@@ -153,6 +218,37 @@ def register(add: Add) -> None:
     p.add_argument("--lr", type=finite_float, default=None, help="peak learning rate")
     p.add_argument("--test-count", type=positive_int, default=None, help="test renders")
     p.add_argument("--quick", action="store_true", help="3 steps per arm, 10 test images")
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="the converged schedule (a GPU's work; hours on a CPU): 6,000 steps x 16, "
+        "3 draws, learning curves, arm (a) also at psi 1.0",
+    )
+    p.add_argument(
+        "--draws",
+        type=positive_int,
+        default=None,
+        help="repetitions with other seeds and 16-image draws (default 1)",
+    )
+    p.add_argument(
+        "--arch",
+        choices=("unet", "deeplabv3", "deeplabv3plus"),
+        default=None,
+        help="the student (default unet, the annotator's architecture)",
+    )
+    p.add_argument(
+        "--stream-pool",
+        type=positive_int,
+        default=None,
+        help="train arm (a) on this many stream samples made once, instead of "
+        "the live stream (the paper's way; saves generation time on a CPU)",
+    )
+    p.add_argument(
+        "--eval-every",
+        type=non_negative_int,
+        default=None,
+        help="learning-curve evaluations on 200 validation renders",
+    )
     p.add_argument(
         "--device", type=device_name, default=None, help="cpu, cuda, ... (default: cuda if any)"
     )

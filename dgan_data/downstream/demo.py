@@ -1,21 +1,28 @@
 """``dgan-data demo``: what DatasetGAN buys, measured offline on the toy world.
 
-The same DeepLab (same architecture, same initial weights, same augmentation, same
-number of steps and batch size) is trained three ways and scored on real toy test
-renders, whose masks are exact:
+The same student network (same architecture, same initial weights, same augmentation,
+same number of steps and batch size) is trained several ways and scored on real toy
+test renders, whose masks are exact:
 
-(a) **DatasetGAN**: on the live stream of the preset, whose interpreter was trained on
-    16 annotated generated images;
-(b) **few-shot baseline**: on 16 real labeled renders (the first 16 seeds of the
-    ``pool`` split), the same amount of human labeling as (a);
-(c) **fully supervised reference**: on 5,000 real labeled renders of the ``pool`` split.
+(a) **DatasetGAN**: on the preset's stream, whose interpreter was trained on 16
+    annotated generated images (at the preset's truncation, and with ``--full`` also
+    at psi 1.0, the untruncated generator, like the real renders);
+(b) **few-shot baseline**: on 16 real renders with exact masks, the same amount of
+    human labeling as (a); (b') the same 16 renders labeled by the toy "human" (the
+    reference annotator, a U-Net trained on 6,000 real renders), the label source of (a);
+(c) **fully supervised reference**: on 5,000 real renders with exact masks.
 
-It prints a per-class IoU table with the wall time and the split of every step into
-data time (stream generation, rendering) and optimisation time, writes
-``results.json`` (every number, the seeds, the hardware and versions) and
-``figure.png`` (test images, ground truth and the three predictions).
+The student is a U-Net with skips down to stride 2 (the annotator's architecture), so
+2-3 px parts (pupils, nostrils, teeth) are within its reach; ``--arch deeplabv3plus``
+gives the earlier DeepLab. Each arm runs ``draws`` times with different training
+seeds and different 16-image draws (mean +- std over draws). It prints a per-class IoU
+table with timing, writes ``results.json`` (every number, the seeds, the hardware and
+versions, learning curves with ``--full``) and ``figure.png`` (test images, ground
+truth and the predictions).
 
-The defaults take about 12 minutes on an idle 2-core CPU (see :data:`DEFAULT_STEPS`).
+The CPU default (one draw, :data:`DEFAULT_STEPS` steps) takes about 12 minutes on an
+idle 2-core CPU; ``--full`` is the converged schedule meant for a GPU (see
+:meth:`DemoConfig.full_config`).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -41,11 +48,11 @@ from ..interpreter import Interpreter
 from ..metrics import five_fold_protocol
 from ..presets import get_preset, resolve_preset_file
 from ..stream import DatasetGANStream
-from ..toy.annotator import DEFAULT_ANNOTATOR_PATH
+from ..toy.annotator import DEFAULT_ANNOTATOR_PATH, annotate, load_annotator
 from ..toy.render import CLASS_NAMES, NUM_CLASSES, PALETTE, split_seeds
 from ..viz import legend, overlay, to_uint8_image
 from .train import (
-    build_deeplab,
+    build_segmentation_model,
     environment_info,
     evaluate,
     metrics_summary,
@@ -57,7 +64,6 @@ from .train import (
 )
 
 __all__ = [
-    "ARMS",
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_LR",
     "DEFAULT_STEPS",
@@ -69,22 +75,18 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Optimiser steps of every arm. From a 20-step probe of all three arms on an idle
-#: 2-core CPU (1.67 s per step of the three arms together, 25 s of rendering,
-#: evaluation and set-up): about 11.5 minutes in all, leaving 20 % of the 15-minute
-#: budget for slower machines (see the README's demo section).
+#: Optimiser steps of every arm in the CPU default (about 12 minutes on 2 idle cores).
 DEFAULT_STEPS = 400
 #: Images per step of every arm.
 DEFAULT_BATCH_SIZE = 8
-#: Peak learning rate (AdamW). Short runs from random init: 3e-3 beat 1e-3 on the toy
-#: renders (test mIoU 0.25 vs 0.23 after 200 steps of arm (c)).
+#: Peak learning rate (AdamW, warm-up then cosine decay).
 DEFAULT_LR = 3e-3
-#: The three arms: key, short label, what the DeepLab trains on.
-ARMS: tuple[tuple[str, str, str], ...] = (
-    ("a", "DatasetGAN", "live DatasetGAN stream (interpreter trained on 16 annotated samples)"),
-    ("b", "few-shot", "16 real labeled renders (pool split, first 16 seeds), same augmentation"),
-    ("c", "supervised", "5,000 real labeled renders (pool split), same augmentation"),
-)
+#: First pool seed of the few-shot draws: draw d takes pool seeds 9000 + 16 d ... The
+#: annotator trained on pool seeds 0-5999, the supervised arm uses 0-4999 and the
+#: validation set 8000-8199, so the 16 images are fresh to the annotator.
+FEWSHOT_START = 9000
+#: Validation renders (pool seeds 8000 ...) for the learning curves of ``--full``.
+VALIDATION_START = 8000
 _FEWSHOT = 16
 
 
@@ -103,10 +105,18 @@ class DemoConfig:
     device: str | None = None
     threads: int | None = None
     stream_workers: int | None = None
-    arch: str = "deeplabv3plus"
-    encoder: str = "resnet18"
+    arch: str = "unet"
+    draws: int = 1
+    #: Truncations of arm (a): None = the preset's; ``--full`` adds 1.0.
+    stream_psi: tuple[float, ...] | None = None
+    #: None: arm (a) trains on the live stream; N: on N stream samples made once.
+    stream_pool: int | None = None
+    #: Learning-curve evaluations on the validation renders every this many steps (0: off).
+    eval_every: int = 0
+    validation_count: int = 200
     figure_rows: int = 6
     quick: bool = False
+    full: bool = False
     progress: bool = True
 
     @classmethod
@@ -119,8 +129,24 @@ class DemoConfig:
             "pool_count": 32,
             "figure_rows": 3,
             "stream_workers": 0,
+            "validation_count": 8,
         }
         return cls(**{**quick, **overrides, "quick": True})
+
+    @classmethod
+    def full_config(cls, **overrides: Any) -> DemoConfig:
+        """The converged schedule (meant for a GPU; hours on a CPU): 6,000 steps of 16
+        images, three draws, learning curves every 500 steps on 200 validation renders
+        (the fully supervised arm must plateau: within 1 mIoU over its last 20 % of
+        steps, checked and reported), arm (a) at the preset's psi and at psi 1.0."""
+        full = {
+            "steps": 6000,
+            "batch_size": 16,
+            "draws": 3,
+            "eval_every": 500,
+            "test_count": 1000,
+        }
+        return cls(**{**full, **overrides, "full": True})
 
 
 # --------------------------------------------------------------------- helpers
@@ -191,140 +217,192 @@ def _clean(value: Any) -> Any:
 
 
 # ------------------------------------------------------------------------ demo
-def run_demo(config: DemoConfig, report: Callable[[str], None] = log.info) -> dict[str, Any]:
-    """Train and score the three arms; write ``results.json`` and ``figure.png`` in
-    ``config.out``; return the results dict."""
+@dataclass
+class _Arm:
+    key: str
+    label: str
+    trained_on: str
+    psi: float | None = None
 
-    t_start = time.perf_counter()
-    cfg = config
-    if cfg.steps < 1 or cfg.batch_size < 1:
-        raise ValueError(f"steps and batch size must be >= 1, got {cfg.steps}, {cfg.batch_size}")
+
+def _arms(cfg: DemoConfig, preset_psi: float) -> list[_Arm]:
+    psis = list(cfg.stream_psi) if cfg.stream_psi else [preset_psi]
+    if cfg.full and not cfg.stream_psi and 1.0 not in psis:
+        psis.append(1.0)
+    arms = []
+    for psi in psis:
+        key = "a" if psi == psis[0] else f"a@{psi:g}"
+        arms.append(
+            _Arm(
+                key,
+                f"DatasetGAN psi {psi:g}",
+                f"DatasetGAN stream at truncation psi {psi:g} (interpreter trained on "
+                "16 annotated generated samples)",
+                psi,
+            )
+        )
+    arms += [
+        _Arm("b", "16 real, exact", "16 real renders with exact masks"),
+        _Arm(
+            "b'",
+            "16 real, annotator",
+            "the same 16 real renders labeled by the toy annotator (the human of (a))",
+        ),
+        _Arm("c", "5,000 real", f"{cfg.pool_count:,} real renders with exact masks"),
+    ]
+    return arms
+
+
+def _check_config(cfg: DemoConfig) -> None:
+    if cfg.steps < 1 or cfg.batch_size < 1 or cfg.draws < 1:
+        raise ValueError(
+            f"steps, batch size and draws must be >= 1, got {cfg.steps}, {cfg.batch_size}, "
+            f"{cfg.draws}"
+        )
     if cfg.test_count < 5:
         raise ValueError(f"test_count must be >= 5 (5-fold protocol), got {cfg.test_count}")
-    if cfg.pool_count < _FEWSHOT:
-        raise ValueError(f"pool_count must be >= {_FEWSHOT}, got {cfg.pool_count}")
+    if cfg.pool_count < _FEWSHOT or cfg.pool_count > VALIDATION_START:
+        raise ValueError(
+            f"pool_count must be in {_FEWSHOT}..{VALIDATION_START}, got {cfg.pool_count}"
+        )
+    if cfg.stream_pool is not None and cfg.stream_pool < cfg.batch_size:
+        raise ValueError(f"stream_pool must hold at least one batch, got {cfg.stream_pool}")
+    if any(not 0.0 <= p <= 2.0 for p in cfg.stream_psi or ()):
+        raise ValueError(f"stream_psi values must be in [0, 2], got {cfg.stream_psi}")
+
+
+def run_demo(config: DemoConfig, report: Callable[[str], None] = log.info) -> dict[str, Any]:
+    """Train and score every arm ``draws`` times; write ``results.json`` and
+    ``figure.png`` in ``config.out``; return the results dict."""
+    t_start = time.perf_counter()
+    cfg = config
+    _check_config(cfg)
+    preset = _check_preset(cfg.preset)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     threads = cfg.threads or _default_threads()
     torch.set_num_threads(threads)
     workers = cfg.stream_workers
     if workers is None:  # on 2 cores: 2 generating processes + training on 1 thread
-        workers = 0 if device.type != "cpu" or threads < 2 else max(2, threads // 2)
+        workers = (
+            0 if device.type != "cpu" or threads < 2 or cfg.stream_pool else max(2, threads // 2)
+        )
     if workers and device.type != "cpu":
         raise ValueError("stream workers are for CPU streams; on CUDA the stream runs on the GPU")
-    preset = _check_preset(cfg.preset)
     augment = BatchAugment()
     class_names = list(CLASS_NAMES)
     size = 64
-
-    # Fail early (missing preset files) before any training.
-    stream = DatasetGANStream(
-        preset.name, batch_size=cfg.batch_size, augment=augment, seed=cfg.seed, device=device
-    )
     frame = tuple(preset.label_resolution)
     if frame != (size, size):
         raise ValueError(f"the toy demo needs 64x64 labels; preset {preset.name} has {frame}")
+    # Fail early (missing preset files) before any training.
+    DatasetGANStream(preset.name, batch_size=cfg.batch_size, device=device)
     interp_info = _interpreter_info(preset.name)
+    annotator = load_annotator()
+    out.mkdir(parents=True, exist_ok=True)
 
     t0 = time.perf_counter()
     test_images, test_masks = render_labeled("test", cfg.test_count, size=size)
-    fewshot_seeds = list(split_seeds("pool", 0, _FEWSHOT))
-    few_images, few_masks = render_labeled("pool", _FEWSHOT, size=size)
+    val = None
+    if cfg.eval_every:
+        val = render_labeled("pool", cfg.validation_count, start=VALIDATION_START, size=size)
     render_seconds = time.perf_counter() - t0
+    arms = _arms(cfg, preset.truncation_psi)
     report(
-        f"dgan-data demo: {cfg.steps} steps x {cfg.batch_size} images per arm, "
-        f"{cfg.arch} ({cfg.encoder}), test on {cfg.test_count} toy renders, "
-        f"{device}, {threads} thread(s)" + (f", {workers} stream worker(s)" if workers else "")
+        f"dgan-data demo: {cfg.steps} steps x {cfg.batch_size} images per arm, {cfg.draws} "
+        f"draw(s), {cfg.arch} student, test on {cfg.test_count} toy renders, {device}, "
+        f"{threads} thread(s)" + (f", {workers} stream worker(s)" if workers else "")
     )
-
-    def model() -> torch.nn.Module:
-        torch.manual_seed(cfg.seed)  # identical initial weights in every arm
-        return build_deeplab(NUM_CLASSES, cfg.arch, cfg.encoder, image_size=size)
-
-    sources = {
-        "a": lambda: DataLoader(
-            stream, batch_size=None, num_workers=workers, persistent_workers=False
-        ),
-        "b": lambda: real_batches(
-            few_images, few_masks, cfg.batch_size, augment, seed=cfg.seed, device=device
-        ),
-        "c": lambda: render_batches(
-            "pool",
-            cfg.batch_size,
-            count=cfg.pool_count,
-            augment=augment,
-            seed=cfg.seed,
-            size=size,
-            device=device,
-        ),
-    }
     rows = np.unique(np.linspace(0, cfg.test_count - 1, cfg.figure_rows).round().astype(int))
-    arms: dict[str, dict[str, Any]] = {}
+    runs: dict[str, list[dict[str, Any]]] = {a.key: [] for a in arms}
     predictions: dict[str, torch.Tensor] = {}
     model_config: dict[str, Any] = {}
-    for key, label, description in ARMS:
-        net = model().to(device)
-        model_config = dict(net.config)
-        main_threads = max(1, threads - workers) if key == "a" and workers else threads
-        with torch_threads(main_threads):
-            t_arm = time.perf_counter()
-            history = train_segmentation(
-                net,
-                sources[key](),
-                cfg.steps,
-                lr=cfg.lr,
-                device=device,
-                progress=cfg.progress,
-                desc=f"({key}) {label}",
+    fewshot_draws = []
+    for draw in range(cfg.draws):
+        seed = cfg.seed + draw
+        start = FEWSHOT_START + _FEWSHOT * draw
+        few_images, few_masks = render_labeled("pool", _FEWSHOT, start=start, size=size)
+        few_annotated = annotate(annotator, few_images)
+        fewshot_draws.append([int(s) for s in split_seeds("pool", start, _FEWSHOT)])
+        for arm in arms:
+            torch.manual_seed(seed)  # identical initial weights in every arm of a draw
+            net = build_segmentation_model(NUM_CLASSES, cfg.arch, image_size=size).to(device)
+            model_config = dict(net.config)
+            source = _source(
+                arm,
+                cfg,
+                preset.name,
+                seed,
+                device,
+                augment,
+                workers,
+                (few_images, few_masks, few_annotated),
             )
-            train_seconds = time.perf_counter() - t_arm
-        t_eval = time.perf_counter()
-        metrics = evaluate(net, (test_images, test_masks), NUM_CLASSES, keep_per_image=True)
-        cv = five_fold_protocol({cfg.steps: metrics["per_image"]}, seed=cfg.seed)
-        with torch.no_grad():
-            predictions[key] = net(test_images[rows].to(device)).argmax(1).cpu()
-        eval_seconds = time.perf_counter() - t_eval
-        timing = history.timing()
-        losses = [v for v in history.loss if not math.isnan(v)]
-        arms[key] = {
-            "label": label,
-            "trained_on": description,
-            **metrics_summary(metrics, class_names),
-            "miou_5fold_mean": cv.mean,
-            "miou_5fold_std": cv.std,
-            "train_seconds": train_seconds,
-            "eval_seconds": eval_seconds,
-            "seconds": train_seconds + eval_seconds,
-            "data_seconds_per_step": timing["data_seconds_per_step"],
-            "optim_seconds_per_step": timing["optim_seconds_per_step"],
-            "data_fraction": timing["data_fraction"],
-            "first_step_data_seconds": timing["first_step_data_seconds"],
-            "main_threads": main_threads,
-            "stream_workers": workers if key == "a" else 0,
-            "loss_first": losses[0] if losses else None,
-            "loss_last": float(np.mean(losses[-10:])) if losses else None,
-        }
-        report(
-            f"({key}) {label}: mIoU {100 * metrics['miou']:.1f} "
-            f"(5-fold {100 * cv.mean:.1f} ± {100 * cv.std:.1f}), train {train_seconds:.0f} s"
-        )
-        del net
+            main_threads = (
+                max(1, threads - workers) if arm.key.startswith("a") and workers else threads
+            )
+            eval_fn = None
+            if val is not None:
+
+                def eval_fn(model: torch.nn.Module, step: int) -> dict[str, Any]:
+                    m = evaluate(model, val, NUM_CLASSES)
+                    return {"val_miou": m["miou"]}
+
+            with torch_threads(main_threads):
+                t_arm = time.perf_counter()
+                history = train_segmentation(
+                    net,
+                    source,
+                    cfg.steps,
+                    lr=cfg.lr,
+                    device=device,
+                    progress=cfg.progress,
+                    desc=f"({arm.key}) draw {draw}",
+                    eval_fn=eval_fn,
+                    eval_every=cfg.eval_every,
+                )
+                train_seconds = time.perf_counter() - t_arm
+            t_eval = time.perf_counter()
+            metrics = evaluate(net, (test_images, test_masks), NUM_CLASSES, keep_per_image=True)
+            cv = five_fold_protocol({cfg.steps: metrics["per_image"]}, seed=seed)
+            if draw == 0:
+                with torch.no_grad():
+                    predictions[arm.key] = net(test_images[rows].to(device)).argmax(1).cpu()
+            eval_seconds = time.perf_counter() - t_eval
+            runs[arm.key].append(
+                _run_summary(
+                    metrics,
+                    cv,
+                    history,
+                    class_names,
+                    train_seconds,
+                    eval_seconds,
+                    main_threads,
+                    workers if arm.key.startswith("a") else 0,
+                    seed,
+                )
+            )
+            report(
+                f"({arm.key}) {arm.label}, draw {draw}: mIoU {100 * metrics['miou']:.1f} "
+                f"(5-fold {100 * cv.mean:.1f} +- {100 * cv.std:.1f}), train {train_seconds:.0f} s"
+            )
+            del net
 
     results = {
         "demo": "dgan-data demo",
         "quick": cfg.quick,
+        "full": cfg.full,
         "config": config_dict(cfg),
         "preset": preset.name,
         "interpreter": interp_info,
         "steps": cfg.steps,
         "batch_size": cfg.batch_size,
+        "draws": cfg.draws,
         "lr": cfg.lr,
         "model": model_config,
         "optimizer": "AdamW, weight decay 1e-4, 5 % linear warm-up, cosine decay to 1 %",
         "loss": "cross-entropy, ignore_index 255",
         "augment": repr(augment),
-        "drop_uncertain": stream.drop_uncertain,
         "test": {
             "split": "test",
             "count": cfg.test_count,
@@ -333,16 +411,19 @@ def run_demo(config: DemoConfig, report: Callable[[str], None] = log.info) -> di
                 int(split_seeds("test", 0, 1)[0]) + cfg.test_count - 1,
             ],
             "masks": "exact (rendered)",
-            "five_fold": "final model; mean ± std of the mIoU on the 4 other folds, per fold",
+            "five_fold": "final model; mean +- std of the mIoU on the 4 other folds, per fold",
         },
         "class_names": class_names,
-        "arms": arms,
+        "arms": {a.key: _aggregate(a, runs[a.key], class_names) for a in arms},
+        "plateau": _plateau(runs.get("c", []), cfg),
         "reference_annotator": _reference_annotator(),
+        "human": "the toy annotator: a U-Net trained on 6,000 real renders with exact masks",
         "seeds": {
             "seed": cfg.seed,
-            "model_init": cfg.seed,
-            "stream_seed": cfg.seed,
-            "fewshot_seeds": fewshot_seeds,
+            "model_init": [cfg.seed + d for d in range(cfg.draws)],
+            "stream_seed": [cfg.seed + d for d in range(cfg.draws)],
+            "fewshot_seeds": fewshot_draws[0],
+            "fewshot_draws": fewshot_draws,
             "pool_seeds": [
                 int(split_seeds("pool", 0, 1)[0]),
                 int(split_seeds("pool", 0, 1)[0]) + cfg.pool_count - 1,
@@ -371,10 +452,162 @@ def run_demo(config: DemoConfig, report: Callable[[str], None] = log.info) -> di
     return results
 
 
-def _figure_title(results: dict[str, Any]) -> str:
-    scores = ", ".join(
-        f"({k}) {a['label']} {100 * a['miou']:.1f}" for k, a in results["arms"].items()
+def _source(
+    arm: _Arm,
+    cfg: DemoConfig,
+    preset: str,
+    seed: int,
+    device: torch.device,
+    augment: Any,
+    workers: int,
+    few: tuple[torch.Tensor, ...],
+) -> Iterable[Any]:
+    """The batches an arm trains on."""
+    few_images, few_masks, few_annotated = few
+    if arm.key == "b":
+        return real_batches(
+            few_images, few_masks, cfg.batch_size, augment, seed=seed, device=device
+        )
+    if arm.key == "b'":
+        return real_batches(
+            few_images, few_annotated, cfg.batch_size, augment, seed=seed, device=device
+        )
+    if arm.key == "c":
+        return render_batches(
+            "pool",
+            cfg.batch_size,
+            count=cfg.pool_count,
+            augment=augment,
+            seed=seed,
+            size=64,
+            device=device,
+        )
+    if cfg.stream_pool:  # a finite set of stream samples, made once (DatasetGAN's own way)
+        stream = DatasetGANStream(
+            preset,
+            batch_size=min(64, cfg.stream_pool),
+            seed=seed,
+            truncation_psi=arm.psi,
+            device=device,
+        )
+        images, masks, n = [], [], 0
+        for batch_images, batch_masks in stream:
+            images.append(batch_images.cpu())
+            masks.append(batch_masks.cpu())
+            n += len(batch_images)
+            if n >= cfg.stream_pool:
+                break
+        return real_batches(
+            torch.cat(images)[: cfg.stream_pool],
+            torch.cat(masks)[: cfg.stream_pool],
+            cfg.batch_size,
+            augment,
+            seed=seed,
+            device=device,
+        )
+    stream = DatasetGANStream(
+        preset,
+        batch_size=cfg.batch_size,
+        augment=augment,
+        seed=seed,
+        truncation_psi=arm.psi,
+        device=device,
     )
+    return DataLoader(stream, batch_size=None, num_workers=workers, persistent_workers=False)
+
+
+def _run_summary(
+    metrics: dict[str, Any],
+    cv: Any,
+    history: Any,
+    class_names: list[str],
+    train_seconds: float,
+    eval_seconds: float,
+    main_threads: int,
+    workers: int,
+    seed: int,
+) -> dict[str, Any]:
+    timing = history.timing()
+    losses = [v for v in history.loss if not math.isnan(v)]
+    return {
+        **metrics_summary(metrics, class_names),
+        "seed": seed,
+        "miou_5fold_mean": cv.mean,
+        "miou_5fold_std": cv.std,
+        "train_seconds": train_seconds,
+        "eval_seconds": eval_seconds,
+        "seconds": train_seconds + eval_seconds,
+        "data_seconds_per_step": timing["data_seconds_per_step"],
+        "optim_seconds_per_step": timing["optim_seconds_per_step"],
+        "data_fraction": timing["data_fraction"],
+        "first_step_data_seconds": timing["first_step_data_seconds"],
+        "main_threads": main_threads,
+        "stream_workers": workers,
+        "loss_first": losses[0] if losses else None,
+        "loss_last": float(np.mean(losses[-10:])) if losses else None,
+        "curve": [{"step": e["step"], "val_miou": e["val_miou"]} for e in history.evals],
+    }
+
+
+def _aggregate(arm: _Arm, runs: list[dict[str, Any]], class_names: list[str]) -> dict[str, Any]:
+    """Mean (and std over draws) of an arm's runs; the per-run records kept in ``runs``."""
+
+    def mean(key: str) -> float:
+        return float(np.mean([r[key] for r in runs]))
+
+    mious = [r["miou"] for r in runs]
+    per_class = {
+        name: float(
+            np.nanmean(
+                [
+                    r["per_class_iou"][name] if r["per_class_iou"][name] is not None else np.nan
+                    for r in runs
+                ]
+            )
+        )
+        for name in class_names
+    }
+    return {
+        "label": arm.label,
+        "trained_on": arm.trained_on,
+        "truncation_psi": arm.psi,
+        "miou": float(np.mean(mious)),
+        "miou_std_over_draws": float(np.std(mious, ddof=1)) if len(mious) > 1 else None,
+        "per_class_iou": per_class,
+        "pixel_accuracy": mean("pixel_accuracy"),
+        "num_images": runs[0]["num_images"],
+        "miou_5fold_mean": mean("miou_5fold_mean"),
+        "miou_5fold_std": mean("miou_5fold_std"),
+        "train_seconds": mean("train_seconds"),
+        "eval_seconds": mean("eval_seconds"),
+        "seconds": mean("seconds"),
+        "data_seconds_per_step": mean("data_seconds_per_step"),
+        "optim_seconds_per_step": mean("optim_seconds_per_step"),
+        "stream_workers": runs[0]["stream_workers"],
+        "runs": runs,
+    }
+
+
+def _plateau(runs: list[dict[str, Any]], cfg: DemoConfig) -> dict[str, Any] | None:
+    """Whether the fully supervised arm's validation mIoU moved by less than 1 point over
+    its last 20 % of steps (in every draw); None without learning curves."""
+    curves = [r["curve"] for r in runs if r["curve"]]
+    if not curves:
+        return None
+    spans = []
+    for curve in curves:
+        tail = [e["val_miou"] for e in curve if e["step"] >= 0.8 * cfg.steps]
+        spans.append(max(tail) - min(tail) if len(tail) > 1 else math.nan)
+    return {
+        "rule": "validation mIoU of (c) within 1 point over its last 20 % of steps",
+        "spans": spans,
+        "reached": bool(all(s <= 0.01 for s in spans if not math.isnan(s)))
+        and not any(math.isnan(s) for s in spans),
+    }
+
+
+def _figure_title(results: dict[str, Any]) -> str:
+    scores = ", ".join(f"({k}) {100 * a['miou']:.1f}" for k, a in results["arms"].items())
     return (
         f"{results['model']['arch']} ({results['model']['encoder']}), {results['steps']} steps "
         f"x {results['batch_size']}; test mIoU: {scores}"
@@ -400,6 +633,13 @@ def format_table(results: dict[str, Any]) -> str:
         lines.append(row(name, [pct(arms[k]["per_class_iou"].get(name)) for k in keys]))
     lines.append(row("-" * name_w, ["-" * col_w] * len(keys)))
     lines.append(row("mIoU", [pct(arms[k]["miou"]) for k in keys]))
+    if results.get("draws", 1) > 1:
+        lines.append(
+            row(
+                f"std over {results['draws']} draws",
+                [pct(arms[k]["miou_std_over_draws"]) for k in keys],
+            )
+        )
     lines.append(
         row(
             "5-fold mean ± std",
@@ -439,8 +679,7 @@ def write_figure(
     """A PNG grid: one row per test image; columns image, ground truth and each arm's
     prediction as palette overlays; a title and a class legend. Pillow only."""
     palette = PALETTE.numpy()
-    labels = {"a": "(a) DatasetGAN", "b": "(b) few-shot", "c": "(c) supervised"}
-    columns = ["image", "ground truth", *[labels.get(k, k) for k in predictions]]
+    columns = ["image", "ground truth", *[f"({k})" for k in predictions]]
     n, h, w = masks.shape
     th, tw = h * scale, w * scale
     pad, head = 4, 18

@@ -55,6 +55,8 @@ __all__ = [
     "SegmentationModel",
     "TrainHistory",
     "build_deeplab",
+    "build_segmentation_model",
+    "build_unet",
     "default_atrous_rates",
     "environment_info",
     "evaluate",
@@ -212,6 +214,82 @@ def build_deeplab(
     return SegmentationModel(net, int(num_classes), config)
 
 
+#: The toy world's student U-Net (the reference annotator's architecture): a ResNet-18
+#: encoder of depth 3 (output stride 8) and a light decoder; 0.77 M parameters.
+UNET_DEFAULTS: dict[str, Any] = {
+    "encoder": "tu-resnet18",
+    "encoder_depth": 3,
+    "decoder_channels": [32, 16, 16],
+}
+
+
+def build_unet(
+    num_classes: int,
+    encoder: str = UNET_DEFAULTS["encoder"],
+    encoder_depth: int = UNET_DEFAULTS["encoder_depth"],
+    decoder_channels: Sequence[int] = tuple(UNET_DEFAULTS["decoder_channels"]),
+    *,
+    image_size: int = 64,
+) -> SegmentationModel:
+    """A U-Net (segmentation-models-pytorch, random init) on images in [0, 1].
+
+    Skip connections at strides 2, 4 and 8 keep 2-3 px parts (pupils, nostrils, teeth
+    at 64 px) that a DeepLab at output stride 16 loses. The defaults are the toy
+    reference annotator's architecture, so a student trained on enough labels can
+    match it. Nothing is downloaded.
+    """
+    if not _SMP:
+        raise ModuleNotFoundError(
+            f"build_unet needs segmentation-models-pytorch: {_SMP.message} "
+            "(pip install 'dgan-data[examples]')"
+        )
+    import segmentation_models_pytorch as smp
+
+    if not 1 <= int(num_classes) < IGNORE_INDEX:
+        raise ValueError(f"num_classes must be in 1..{IGNORE_INDEX - 1}, got {num_classes}")
+    channels = [int(c) for c in decoder_channels]
+    if len(channels) != int(encoder_depth):
+        raise ValueError(
+            f"decoder_channels {channels} needs one entry per encoder level "
+            f"(encoder_depth={encoder_depth})"
+        )
+    config: dict[str, Any] = {
+        "num_classes": int(num_classes),
+        "arch": "unet",
+        "encoder": encoder,
+        "encoder_depth": int(encoder_depth),
+        "decoder_channels": channels,
+        "image_size": int(image_size),
+        "divisor": 2 ** int(encoder_depth),
+    }
+    try:
+        net = smp.create_model(
+            "Unet",
+            encoder_name=encoder,
+            encoder_weights=None,
+            encoder_depth=int(encoder_depth),
+            decoder_channels=channels,
+            in_channels=3,
+            classes=int(num_classes),
+        )
+    except KeyError as err:
+        raise ValueError(f"segmentation-models-pytorch has no encoder {encoder!r}: {err}") from err
+    return SegmentationModel(net, int(num_classes), config)
+
+
+def build_segmentation_model(
+    num_classes: int, arch: str = "unet", **kwargs: Any
+) -> SegmentationModel:
+    """The student by name: ``"unet"`` (:func:`build_unet`) or ``"deeplabv3"`` /
+    ``"deeplabv3plus"`` (:func:`build_deeplab`); an unknown name lists the valid ones."""
+    key = str(arch).lower().replace("-", "").replace("_", "").replace("+", "plus")
+    if key == "unet":
+        return build_unet(num_classes, **kwargs)
+    if key in ARCHITECTURES:
+        return build_deeplab(num_classes, key, **kwargs)
+    raise ValueError(f"unknown arch {arch!r}; valid: unet, {', '.join(ARCHITECTURES)}")
+
+
 def _load_encoder_weights(encoder: nn.Module, path: Path) -> None:
     """Load a local encoder state dict, dropping a classifier head; name what did not fit."""
     if path.suffix == ".safetensors":
@@ -266,15 +344,24 @@ def load_segmentation_model(
     if not isinstance(payload, dict) or payload.get("format") != _CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: not a dgan_data segmentation checkpoint")
     cfg = dict(payload["config"])
-    model = build_deeplab(
-        cfg["num_classes"],
-        cfg["arch"],
-        cfg["encoder"],
-        output_stride=cfg["output_stride"],
-        decoder_channels=cfg["decoder_channels"],
-        atrous_rates=cfg["atrous_rates"],
-        image_size=cfg["image_size"],
-    )
+    if cfg["arch"] == "unet":
+        model = build_unet(
+            cfg["num_classes"],
+            cfg["encoder"],
+            cfg["encoder_depth"],
+            cfg["decoder_channels"],
+            image_size=cfg["image_size"],
+        )
+    else:
+        model = build_deeplab(
+            cfg["num_classes"],
+            cfg["arch"],
+            cfg["encoder"],
+            output_stride=cfg["output_stride"],
+            decoder_channels=cfg["decoder_channels"],
+            atrous_rates=cfg["atrous_rates"],
+            image_size=cfg["image_size"],
+        )
     model.load_state_dict(payload["model"])
     return model.to(device) if device is not None else model
 

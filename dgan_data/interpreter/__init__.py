@@ -8,7 +8,7 @@ and knows nothing of streams.
 
 from __future__ import annotations
 
-from .io import FORMAT_NAME, FORMAT_VERSION, InterpreterFileError
+from .io import FORMAT_NAME, FORMAT_VERSION, InterpreterFileError, read_interpreter_metadata
 from .model import BN_EPS, Interpreter, Prediction, default_hidden
 from .resample import feature_layout, sample_features_grid
 
@@ -21,5 +21,6 @@ __all__ = [
     "Prediction",
     "default_hidden",
     "feature_layout",
+    "read_interpreter_metadata",
     "sample_features_grid",
 ]

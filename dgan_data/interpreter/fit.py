@@ -82,6 +82,12 @@ class FeatureStore:
         num = self.groups[0]["data"].shape[0]
         for i in tqdm(range(num), desc="features", disable=not progress or num < 2, leave=False):
             maps = image_maps(i)
+            bad = [k for k, f in enumerate(maps) if not bool(torch.isfinite(f).all())]
+            if bad:
+                raise ValueError(
+                    f"image {i}'s feature maps {bad} hold NaN or inf values: the generator "
+                    "weights or the latent are not finite; nothing was trained"
+                )
             diffs = layout_diffs(self.layout, feature_layout(maps))
             if diffs:
                 raise ValueError(
@@ -176,6 +182,28 @@ PARAM_NAMES = (
 SEED_PIXELS = 1
 
 
+def _pixel_sampler(
+    labels: torch.Tensor, valid: torch.Tensor, counts: torch.Tensor, class_balance: float
+) -> Any:
+    """A function ``(n, generator) -> n flat pixel indices`` drawn as ``train_ensemble``
+    describes (uniform over annotated pixels, or class first)."""
+    if not 0.0 <= class_balance <= 1.0:
+        raise ValueError(f"class_balance must be in [0, 1], got {class_balance}")
+    if class_balance == 0.0:
+        return lambda n, g: valid[torch.randint(len(valid), (n,), generator=g)]
+    order = valid[torch.argsort(labels[valid], stable=True)]  # pixels grouped by class
+    starts = torch.cumsum(counts, 0) - counts
+    present = counts > 0
+    weights = torch.where(present, counts.double() ** (1.0 - class_balance), 0.0)
+
+    def draw(n: int, g: torch.Generator) -> torch.Tensor:
+        k = torch.multinomial(weights, n, replacement=True, generator=g)
+        offset = (torch.rand(n, generator=g, dtype=torch.float64) * counts[k]).long()
+        return order[starts[k] + torch.minimum(offset, counts[k] - 1)]
+
+    return draw
+
+
 def train_ensemble(
     model: Any,
     store: FeatureStore,
@@ -189,13 +217,17 @@ def train_ensemble(
     patience: int,
     min_delta: float,
     seed: int,
+    class_balance: float = 0.0,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train every model of ``model`` (an ``Interpreter``) on the annotated pixels.
 
     ``masks``: (N, H, W) int64 label-frame masks of the stored images (255 = ignore).
-    Each step, model m draws ``batch_size`` annotated pixels uniformly with replacement
-    from its own generator (seed ``derive_seed(seed, SEED_PIXELS, m)``), gathers their
+    Each step, model m draws ``batch_size`` annotated pixels with replacement from its
+    own generator (seed ``derive_seed(seed, SEED_PIXELS, m)``): uniformly over pixels
+    when ``class_balance`` is 0, else a class first with probability proportional to
+    ``count ** (1 - class_balance)`` (1: every class alike) and then a pixel of it. It
+    gathers their
     features from ``store`` and takes one Adam step (``model.train_logits``). Stopping
     rule per model: see ``Interpreter.fit_features``. Returns the training record
     (steps per model, final loss and accuracy, timing).
@@ -212,6 +244,7 @@ def train_ensemble(
     if missing:
         logger.warning("classes without any annotated pixel: %s", missing)
 
+    draw = _pixel_sampler(masks.flatten(), valid, counts, class_balance)
     t_train = time.perf_counter()
     gens = [torch.Generator().manual_seed(derive_seed(seed, SEED_PIXELS, m)) for m in range(M)]
     active = torch.ones(M, dtype=torch.bool, device=device)
@@ -227,9 +260,7 @@ def train_ensemble(
     step = 0
     num_active = M
     while step < max_steps and num_active > 0:
-        pick = torch.stack(
-            [valid[torch.randint(len(valid), (P,), generator=gens[m])] for m in range(M)]
-        ).to(store_device)
+        pick = torch.stack([draw(P, gens[m]) for m in range(M)]).to(store_device)
         n_idx = pick // (height * width)
         rem = pick % (height * width)
         x = store.gather(n_idx.flatten(), rem.flatten() // width, rem.flatten() % width)
@@ -288,6 +319,7 @@ def train_ensemble(
     seconds = time.perf_counter() - t_train
     return {
         "annotated_pixels": len(valid),
+        "class_balance": class_balance,
         "steps": stopped_at,
         "train_seconds": round(seconds, 3),
         "train_seconds_": seconds,

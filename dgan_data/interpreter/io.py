@@ -24,6 +24,7 @@ __all__ = [
     "InterpreterFileError",
     "expected_shapes",
     "read_interpreter_file",
+    "read_interpreter_metadata",
     "write_interpreter_file",
 ]
 
@@ -124,6 +125,21 @@ def read_interpreter_file(path: str | Path) -> tuple[dict[str, Any], dict[str, t
             "retrain it (a NaN latent or learning rate poisons every weight)"
         )
     return meta, tensors
+
+
+def read_interpreter_metadata(path: str | Path) -> dict[str, Any]:
+    """The validated metadata of an interpreter file, without reading any tensor."""
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            header = f.metadata() or {}
+    except Exception as exc:  # safetensors raises several types for damaged files
+        raise InterpreterFileError(
+            f"cannot read interpreter file {path}: not a valid .safetensors file ({exc})"
+        ) from None
+    if header.get("format") != FORMAT_NAME or "interpreter" not in header:
+        raise InterpreterFileError(f"{path} is a .safetensors file but not a dgan_data interpreter")
+    return _check_metadata(header["interpreter"], path)
 
 
 def _check_metadata(text: str, path: Path) -> dict[str, Any]:

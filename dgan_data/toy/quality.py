@@ -53,7 +53,9 @@ __all__ = [
     "NOSE_MIN_PIXELS",
     "REAL_EVAL_SEEDS",
     "annotator_features",
+    "compare_diversity",
     "connected_components",
+    "diversity_stats",
     "evaluate_generator",
     "generate_images",
     "kid",
@@ -346,6 +348,89 @@ def reason_counts(reasons: list[list[str]]) -> dict[str, int]:
     return counts
 
 
+# ---------------------------------------------------------------- diversity
+#: Classes of the whole head region for pose statistics (skin, ears, face parts, hair).
+FACE_REGION_CLASSES: tuple[int, ...] = tuple(
+    _C[n]
+    for n in (
+        "skin",
+        "ear",
+        "eyebrow",
+        "eye_white",
+        "iris",
+        "pupil",
+        "nose",
+        "nostril",
+        "mouth",
+        "teeth",
+    )
+)
+#: An image counts as bald with fewer hair pixels than this share of the image.
+BALD_MAX_FRACTION: float = 0.01
+#: An image counts as open-mouthed with at least this many teeth pixels (64 x 64 masks).
+OPEN_MOUTH_MIN_TEETH: int = 2
+#: A generator's diversity statistic must lie within this relative distance of the real one.
+DIVERSITY_TOLERANCE: float = 0.20
+
+
+def diversity_stats(images: torch.Tensor, masks: torch.Tensor) -> dict[str, float]:
+    """Pose, scale and appearance spread of a set of faces, from their masks.
+
+    - ``face_centre_spread``: root mean variance (px) of the face region's centroid
+      (skin and face parts, hair excluded), over the images;
+    - ``head_area_spread``: standard deviation of the face region's area (px^2);
+    - ``bald_rate``: share of images with hair on fewer than 1 % of the pixels;
+    - ``open_mouth_rate``: share of images with visible teeth (>= 2 px at 64 px);
+    - ``contrast``: mean over images of the standard deviation of the luminance.
+
+    A collapsed generator shows it here long before part validity drops: its faces sit
+    at one place and size, with one hair style and a closed mouth.
+    """
+    if masks.ndim != 3 or images.ndim != 4 or len(images) != len(masks):
+        raise ValueError(
+            f"expected images (B, 3, H, W) and masks (B, H, W), got "
+            f"{tuple(images.shape)} and {tuple(masks.shape)}"
+        )
+    _, H, W = masks.shape
+    scale = H * W / (64 * 64)
+    face = _isin(masks, FACE_REGION_CLASSES).float()
+    area = face.flatten(1).sum(1)
+    ys = torch.arange(H, dtype=torch.float32).view(1, H, 1)
+    xs = torch.arange(W, dtype=torch.float32).view(1, 1, W)
+    has_face = area > 0
+    cy = (face * ys).flatten(1).sum(1)[has_face] / area[has_face]
+    cx = (face * xs).flatten(1).sum(1)[has_face] / area[has_face]
+    centre_spread = math.sqrt(float(cy.var() + cx.var()) / 2) if len(cy) > 1 else float("nan")
+    hair = (masks == _C["hair"]).flatten(1).float().mean(1)
+    teeth = (masks == _C["teeth"]).flatten(1).sum(1)
+    luminance = (0.299 * images[:, 0] + 0.587 * images[:, 1] + 0.114 * images[:, 2]).flatten(1)
+    return {
+        "face_centre_spread": centre_spread,
+        "head_area_spread": float(area.std()),
+        "bald_rate": float((hair < BALD_MAX_FRACTION).float().mean()),
+        "open_mouth_rate": float((teeth >= OPEN_MOUTH_MIN_TEETH * scale).float().mean()),
+        "contrast": float(luminance.std(dim=1).mean()),
+    }
+
+
+def compare_diversity(
+    generated: dict[str, float], real: dict[str, float], tolerance: float = DIVERSITY_TOLERANCE
+) -> dict[str, Any]:
+    """Per statistic: both values, their ratio and whether it is within ``tolerance``."""
+    out: dict[str, Any] = {}
+    for key, r in real.items():
+        g = generated[key]
+        ratio = g / r if r else float("nan")
+        out[key] = {
+            "generated": g,
+            "real": r,
+            "ratio": ratio,
+            "ok": bool(abs(ratio - 1.0) <= tolerance),
+        }
+    out["all_ok"] = all(v["ok"] for v in out.values() if isinstance(v, dict))
+    return out
+
+
 # --------------------------------------------------------------- image sets
 @torch.no_grad()
 def generate_images(
@@ -438,13 +523,18 @@ def evaluate_generator(
     logger.info("generating %d images (psi=%.2f)", num, truncation_psi)
     fake = generate_images(G, gen_seeds, truncation_psi, batch_size)
     feats_fake = annotator_features(annotator, fake, batch_size)
-    valid_fake, _, reasons_fake = part_validity(masks_of(fake))
-    del fake
+    masks_fake = masks_of(fake)
+    valid_fake, _, reasons_fake = part_validity(masks_fake)
+    diversity_fake = diversity_stats(fake, masks_fake)
+    del fake, masks_fake
 
     logger.info("rendering 2 x %d real images", num)
     real, real_exact = render_images(seeds_ref)
     feats_real = annotator_features(annotator, real, batch_size)
-    valid_real, _, reasons_real = part_validity(masks_of(real))
+    masks_real = masks_of(real)
+    valid_real, _, reasons_real = part_validity(masks_real)
+    diversity_real = diversity_stats(real, masks_real)
+    diversity_exact = diversity_stats(real, real_exact)
     valid_exact, _, _ = part_validity(real_exact)
     del real, real_exact
     real2, _ = render_images(seeds_second)
@@ -461,6 +551,9 @@ def evaluate_generator(
         "validity_generated": valid_fake,
         "validity_real": valid_real,
         "validity_real_exact": valid_exact,
+        "diversity": compare_diversity(diversity_fake, diversity_real),
+        "diversity_real_exact": diversity_exact,
+        "kid_within_2x_floor": bool(kid_mean <= 2 * max(kid_rr_mean + 2 * kid_rr_std, 0.0)),
         "failures_generated": reason_counts(reasons_fake),
         "failures_real": reason_counts(reasons_real),
         "num": num,

@@ -1,11 +1,14 @@
 """Build the shipped ``toyface-14`` preset from a trained toy generator.
 
-1. Samples the first 16 seeds from ``--start-seed`` (no cherry-picking), labels the
-   generated images with the reference annotator (the stand-in for a human), and writes
+1. Samples the first 16 seeds from ``--start-seed``, labels the generated images with
+   the reference annotator (the stand-in for a human) and, when a class appears in
+   fewer than ``--coverage`` of them, swaps in the next seeds that hold it (replacing
+   samples whose classes stay covered without them); every swap is recorded. Writes
    them as an annotation folder (images, masks, latents, manifest).
-2. Trains the interpreter on them with ``Interpreter.fit``.
+2. Trains the interpreter on them with ``Interpreter.fit`` (``--class-balance``: pixel
+   sampling that favours rare classes; ``--hidden``: the MLP widths).
 3. Reports the interpreter's mIoU against the annotator's labels on 200 other
-   generated samples.
+   generated samples, per class; fails (exit code 1) when a class scores 0.
 4. Writes generator, interpreter, annotations and ``preset_metrics.json`` to ``--out``
    (default: the package's ``dgan_data/toy/assets``).
 
@@ -59,9 +62,7 @@ def build(args: argparse.Namespace) -> dict:
     annotator = load_annotator(args.annotator)
     psi = args.truncation
 
-    seeds = list(range(args.start_seed, args.start_seed + args.num))
-    images, _ = generate(G, seeds, psi)
-    masks = annotate(annotator, images)
+    seeds, images, masks, swaps = choose_annotation_seeds(G, annotator, args, psi)
     ann = Annotations.from_arrays(
         seeds=seeds,
         masks=masks.to(torch.uint8),
@@ -76,11 +77,19 @@ def build(args: argparse.Namespace) -> dict:
         shutil.rmtree(ann_dir)
     ann.save(ann_dir)
     Annotations.load(ann_dir).validate(G)
-    print(f"annotations: {len(seeds)} samples (seeds {seeds[0]}..{seeds[-1]}) -> {ann_dir}")
+    print(f"annotations: {len(seeds)} samples (seeds {seeds}) -> {ann_dir}")
+    for swap in swaps:
+        print(f"  chosen for coverage: {swap}")
 
     t_fit = time.time()
     interp = Interpreter.fit(
-        G, ann, num_models=args.num_models, seed=args.seed, max_steps=args.max_steps
+        G,
+        ann,
+        num_models=args.num_models,
+        seed=args.seed,
+        max_steps=args.max_steps,
+        class_balance=args.class_balance,
+        hidden=args.hidden,
     )
     fit_seconds = time.time() - t_fit
     interp.save(out / "interpreter.safetensors")
@@ -101,7 +110,11 @@ def build(args: argparse.Namespace) -> dict:
         "per_class_iou": dict(zip(CLASS_NAMES, [float(v) for v in result["iou"]])),
         "eval_samples": len(eval_seeds),
         "eval_seeds": [eval_seeds[0], eval_seeds[-1]],
-        "annotation_seeds": [seeds[0], seeds[-1]],
+        "annotation_seeds": seeds,
+        "coverage_swaps": swaps,
+        "annotated_images_per_class": dict(zip(CLASS_NAMES, class_presence(masks).sum(0).tolist())),
+        "class_balance": args.class_balance,
+        "hidden": list(interp.hidden),
         "truncation_psi": psi,
         "num_models": args.num_models,
         "max_steps": args.max_steps,
@@ -111,7 +124,64 @@ def build(args: argparse.Namespace) -> dict:
     }
     (out / "preset_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     print(json.dumps({k: v for k, v in metrics.items() if k != "per_class_iou"}, indent=2))
+    zero = [name for name, v in metrics["per_class_iou"].items() if not v > 0]
+    if zero:
+        raise SystemExit(f"the interpreter scores 0 (or nothing) on {zero}: not shipped as is")
     return metrics
+
+
+#: A class counts as annotated in an image with at least this many pixels.
+MIN_CLASS_PIXELS = 4
+
+
+def class_presence(masks: torch.Tensor, min_pixels: int = MIN_CLASS_PIXELS) -> torch.Tensor:
+    """(N, K) bool: which classes each mask holds (at least ``min_pixels`` pixels)."""
+    return torch.stack(
+        [
+            torch.bincount(m.flatten().long(), minlength=256)[:NUM_CLASSES] >= min_pixels
+            for m in masks
+        ]
+    )
+
+
+def choose_annotation_seeds(G, annotator, args, psi):
+    """The first ``num`` seeds, with swaps so every class is in ``coverage`` images."""
+    seeds = list(range(args.start_seed, args.start_seed + args.num))
+    images, _ = generate(G, seeds, psi)
+    masks = annotate(annotator, images)
+    swaps: list[str] = []
+    next_seed = args.start_seed + args.num
+    limit = next_seed + args.coverage_search
+    while True:
+        counts = class_presence(masks).sum(0)
+        short = [k for k in range(NUM_CLASSES) if counts[k] < args.coverage]
+        if not short or next_seed >= limit:
+            break
+        k = min(short, key=lambda c: int(counts[c]))
+        img, _ = generate(G, [next_seed], psi)
+        m = annotate(annotator, img)
+        if bool(class_presence(m)[0, k]):
+            present = class_presence(masks)
+            # replace the last sample whose classes all stay covered without it
+            for j in reversed(range(len(seeds))):
+                without = counts - present[j].long()
+                if not bool(present[j, k]) and all(
+                    without[c] >= min(args.coverage, counts[c])
+                    for c in range(NUM_CLASSES)
+                    if present[j, c]
+                ):
+                    swaps.append(f"seed {seeds[j]} -> seed {next_seed} (for {CLASS_NAMES[k]})")
+                    seeds[j], images[j], masks[j] = next_seed, img[0], m[0]
+                    break
+        next_seed += 1
+    counts = class_presence(masks).sum(0)
+    short = [CLASS_NAMES[k] for k in range(NUM_CLASSES) if counts[k] < args.coverage]
+    if short:
+        print(
+            f"warning: {short} in fewer than {args.coverage} annotated images after "
+            f"searching {args.coverage_search} more seeds"
+        )
+    return seeds, images, masks, swaps
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -126,6 +196,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--truncation", type=float, default=TOY_TRUNCATION_PSI)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-steps", type=int, default=3000, help="cap on interpreter steps per model")
+    p.add_argument(
+        "--coverage",
+        type=int,
+        default=3,
+        help="annotated images every class should appear in (0: no swaps)",
+    )
+    p.add_argument(
+        "--coverage-search",
+        type=int,
+        default=2000,
+        help="further seeds searched for classes below --coverage",
+    )
+    p.add_argument(
+        "--class-balance",
+        type=float,
+        default=0.0,
+        help="interpreter pixel sampling: 0 uniform, 1 every class alike",
+    )
+    p.add_argument("--hidden", type=int, nargs=2, default=None, help="MLP widths (H1 H2)")
     p.add_argument("--threads", type=int, default=None)
     return p.parse_args(argv)
 

@@ -1,0 +1,80 @@
+"""Per-sample versus whole-batch streaming: images/s through a DataLoader.
+
+    python benchmarks/bench_stream_modes.py --batch-size 16 --batches 20 --json modes.json
+
+Per-sample mode (``DatasetGANStream(preset)`` + ``DataLoader(stream, batch_size=B)``)
+and whole-batch mode (``DatasetGANStream(preset, batch_size=B)`` +
+``DataLoader(stream, batch_size=None)``) on the shipped ``toyface-14`` preset, the same
+number of candidates per generation step (``generation_batch = B``), alternating
+repeats so a busy machine hurts both alike. Prints a table; ``--json`` writes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import torch
+from torch.utils.data import DataLoader
+
+from dgan_data import DatasetGANStream
+
+
+def rate(mode: str, preset: str, batch: int, batches: int, device: str) -> float:
+    """Images per second over ``batches`` batches after one warm-up batch."""
+    if mode == "per-sample":
+        stream = DatasetGANStream(preset, generation_batch=batch, device=device)
+        loader = DataLoader(stream, batch_size=batch)
+    else:
+        stream = DatasetGANStream(preset, batch_size=batch, device=device)
+        loader = DataLoader(stream, batch_size=None)
+    it = iter(loader)
+    next(it)  # models loaded, first batch made
+    t0 = time.perf_counter()
+    for _ in range(batches):
+        images, _ = next(it)
+    if images.is_cuda:
+        torch.cuda.synchronize()
+    return batches * batch / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--preset", default="toyface-14")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--batches", type=int, default=20)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--json", default=None, help="write the results here")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    results: dict[str, list[float]] = {"per-sample": [], "whole-batch": []}
+    for _ in range(args.repeats):
+        for mode in results:
+            results[mode].append(
+                rate(mode, args.preset, args.batch_size, args.batches, args.device)
+            )
+    table = {mode: statistics.median(v) for mode, v in results.items()}
+    ratio = table["per-sample"] / table["whole-batch"]
+    print(f"{'mode':<12} {'images/s (median of ' + str(args.repeats) + ')':>28}")
+    for mode, value in table.items():
+        print(f"{mode:<12} {value:>28.1f}")
+    print(f"per-sample / whole-batch: {ratio:.3f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(
+                {"config": vars(args), "runs": results, "median": table, "ratio": ratio},
+                f,
+                indent=2,
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,271 @@
+"""Active annotation: choose which generated images to annotate next.
+
+DatasetGAN picks the images to annotate at random. With an interpreter trained on a
+first few annotations, the ensemble's disagreement says which new images would teach
+it most, and its labels say which classes an image holds. :func:`suggest_annotations`
+labels a pool of candidates and picks them greedily, each pick maximising
+
+    w_u * uncertainty rank  +  w_c * coverage gain  +  w_d * distance to the nearest pick
+
+- *uncertainty rank*: the candidate's image score (mean of its top 10 % pixel JS
+  divergences) as a percentile of the pool, in [0, 1];
+- *coverage gain*: for each class the candidate's labels contain, how far that class
+  still is from appearing in ``coverage_target`` annotated images (existing ones plus
+  those picked so far), summed (a class no image has yet counts 1);
+- *distance*: of the candidate's descriptor (per-class area shares and a 4 x 4 layout
+  of the foreground) to the nearest already chosen or annotated image, relative to the
+  pool's median nearest-neighbour distance and capped at 1, so the picks are not near
+  duplicates.
+
+Deterministic: the pool's seeds come from ``derive_seed(seed, purpose, i)`` and ties go
+to the lower pool index. Each pick carries a one-line reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .annotations import Annotations, SampledFolder, sample_annotation_folder
+from .conventions import IGNORE_INDEX
+from .fileio import write_json
+from .labeler import Labeler
+from .seeds import derive_seed
+from .viz import preview_grid
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Suggestion", "SuggestionReport", "suggest_annotations", "write_suggestions"]
+
+#: Seed purpose of the candidate pool.
+_SEED_POOL = 0x5E6
+#: A class counts as present in an image with at least this many labeled pixels.
+MIN_CLASS_PIXELS = 4
+#: Layout grid of the descriptor (foreground share per cell).
+_GRID = 4
+
+
+@dataclass
+class Suggestion:
+    """One chosen candidate and why it was chosen."""
+
+    pool_index: int
+    seed: int
+    uncertainty: float
+    uncertainty_rank: float
+    classes: list[str]
+    new_classes: list[str]
+    distance: float
+    gain: float
+    reason: str
+
+
+@dataclass
+class SuggestionReport:
+    """What :func:`suggest_annotations` chose from its pool, and the pool's statistics."""
+
+    suggestions: list[Suggestion]
+    pool: int
+    seed: int
+    class_names: list[str]
+    class_image_counts_before: dict[str, int]
+    class_image_counts_after: dict[str, int]
+    pool_class_rates: dict[str, float]
+    weights: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _descriptor(masks: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(descriptors (B, K + 16), class pixel counts (B, K)) of label maps (B, H, W)."""
+    B = masks.shape[0]
+    flat = masks.flatten(1).clamp(max=num_classes)  # ignore -> K
+    counts = torch.zeros(B, num_classes + 1, device=masks.device)
+    counts.scatter_add_(1, flat, torch.ones_like(flat, dtype=counts.dtype))
+    counts = counts[:, :num_classes]
+    shares = (counts / counts.sum(1, keepdim=True).clamp_min(1)).sqrt()
+    foreground = ((masks != 0) & (masks != IGNORE_INDEX)).float()[:, None]
+    layout = F.adaptive_avg_pool2d(foreground, _GRID).flatten(1)
+    return torch.cat([shares, layout], 1).cpu(), counts.cpu()
+
+
+def _nearest(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Distance of each row of a to its nearest row of b (inf when b is empty)."""
+    if len(b) == 0:
+        return torch.full((len(a),), float("inf"))
+    return torch.cdist(a, b).min(1).values
+
+
+def suggest_annotations(
+    labeler: Labeler,
+    num: int,
+    pool: int = 2000,
+    seed: int = 0,
+    existing: Annotations | None = None,
+    coverage_target: int = 3,
+    batch_size: int = 32,
+    weights: tuple[float, float, float] = (1.0, 1.0, 0.5),
+) -> SuggestionReport:
+    """Choose ``num`` of ``pool`` generated candidates to annotate (see the module).
+
+    ``existing``: annotations already made (their masks count for coverage and
+    distance). Raises ValueError when the pool is smaller than ``num``.
+    """
+    for name, value, low in (
+        ("num", num, 1),
+        ("pool", pool, 1),
+        ("batch_size", batch_size, 1),
+        ("coverage_target", coverage_target, 1),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    if pool < num:
+        raise ValueError(
+            f"the pool ({pool}) must hold at least as many candidates as --num ({num})"
+        )
+    names = list(labeler.class_names)
+    K = len(names)
+    if existing is not None and list(existing.class_names) != names:
+        raise ValueError(
+            f"the existing annotations' classes {list(existing.class_names)} are not the "
+            f"interpreter's {names}"
+        )
+    seeds = [derive_seed(seed, _SEED_POOL, i) for i in range(pool)]
+    scores, descs, counts = [], [], []
+    for start in range(0, pool, batch_size):
+        batch = labeler.label(seeds[start : start + batch_size])
+        values = batch.image_uncertainty.tolist()
+        batch.check_finite(values)
+        scores += values
+        d, c = _descriptor(batch.masks, K)
+        descs.append(d)
+        counts.append(c)
+    score = torch.tensor(scores, dtype=torch.float64)
+    desc = torch.cat(descs)
+    present = torch.cat(counts) >= MIN_CLASS_PIXELS  # (pool, K)
+    rank = (score.argsort().argsort().double() + 1) / pool  # 1 = most uncertain
+
+    have = torch.zeros(K, dtype=torch.long)
+    known = torch.empty(0, desc.shape[1])
+    if existing is not None:
+        ex_desc, ex_counts = _descriptor(existing.masks.long(), K)
+        have += (ex_counts >= MIN_CLASS_PIXELS).long().sum(0)
+        known = ex_desc
+    before = dict(zip(names, have.tolist()))
+    scale = (
+        float(
+            _nearest(
+                desc,
+                desc[
+                    torch.randperm(pool, generator=torch.Generator().manual_seed(seed))[
+                        : min(pool, 256)
+                    ]
+                ],
+            )
+            .clamp_min(0)
+            .median()
+        )
+        or 1.0
+    )
+    w_u, w_c, w_d = weights
+    chosen: list[int] = []
+    suggestions: list[Suggestion] = []
+    available = torch.ones(pool, dtype=torch.bool)
+    for _ in range(num):
+        need = (coverage_target - have).clamp_min(0).double() / coverage_target
+        coverage = (present.double() * need).sum(1)
+        dist = _nearest(desc, known).double()
+        closeness = (dist / scale).clamp(max=1.0)
+        gain = w_u * rank + w_c * coverage + w_d * closeness
+        gain[~available] = -float("inf")
+        i = int(gain.argmax())  # ties: the lower index
+        available[i] = False
+        classes = [names[k] for k in range(K) if present[i, k]]
+        new = [names[k] for k in range(K) if present[i, k] and need[k] > 0]
+        d = float(dist[i])
+        reason = (
+            f"uncertainty {score[i]:.4f} (more than {100 * (rank[i] - 1 / pool):.0f} % of the "
+            f"pool); "
+            + (
+                f"adds {', '.join(new)} (still below {coverage_target} annotated images); "
+                if new
+                else "no class below its coverage target; "
+            )
+            + ("first pick" if d == float("inf") else f"distance {d / scale:.2f} to the nearest")
+        )
+        suggestions.append(
+            Suggestion(
+                pool_index=i,
+                seed=seeds[i],
+                uncertainty=float(score[i]),
+                uncertainty_rank=float(rank[i]),
+                classes=classes,
+                new_classes=new,
+                distance=d if d != float("inf") else -1.0,
+                gain=float(gain[i]),
+                reason=reason,
+            )
+        )
+        chosen.append(i)
+        have += present[i].long()
+        known = torch.cat([known, desc[i : i + 1]])
+    report = SuggestionReport(
+        suggestions=suggestions,
+        pool=pool,
+        seed=seed,
+        class_names=names,
+        class_image_counts_before=before,
+        class_image_counts_after=dict(zip(names, have.tolist())),
+        pool_class_rates=dict(zip(names, present.double().mean(0).tolist())),
+        weights={"uncertainty": w_u, "coverage": w_c, "diversity": w_d},
+    )
+    return report
+
+
+def write_suggestions(
+    labeler: Labeler,
+    report: SuggestionReport,
+    out_dir: str | os.PathLike,
+    *,
+    id_prefix: str = "s",
+    preview: bool = True,
+) -> SampledFolder:
+    """Write the chosen samples as an annotation folder (images, latents, manifest; the
+    masks are left to the annotator), ``suggestions.json`` with the reasons, and
+    ``suggestions.png`` (image, interpreter labels, uncertainty) to show the choice."""
+    root = Path(out_dir)
+    seeds = [s.seed for s in report.suggestions]
+    folder = sample_annotation_folder(
+        labeler.G,
+        len(seeds),
+        root,
+        truncation_psi=labeler.truncation_psi,
+        truncation_cutoff=labeler.truncation_cutoff,
+        class_names=labeler.class_names,
+        palette=labeler.palette,
+        noise=labeler.noise,
+        seeds=seeds,
+        id_prefix=id_prefix,
+    )
+    doc = report.to_dict()
+    for entry, sample_id in zip(doc["suggestions"], folder.ids):
+        entry["id"] = sample_id
+    write_json(root / "suggestions.json", doc)
+    if preview:
+        batch = labeler.label(seeds)
+        preview_grid(
+            batch.images.cpu(),
+            batch.masks.cpu(),
+            batch.pixel_uncertainty.cpu(),
+            labeler.class_names,
+            labeler.palette,
+            root / "suggestions.png",
+        )
+    return folder

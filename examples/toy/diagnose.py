@@ -1,0 +1,384 @@
+"""Measure each link of the toy world's DatasetGAN chain, with the same student everywhere.
+
+    python examples/toy/diagnose.py --out runs/diagnose --steps 2000 --count 2000 --threads 2
+
+The chain is: real renders -> GAN -> 16 annotated samples -> interpreter -> stream ->
+student. Each link is measured by training the same student (the annotator's U-Net,
+same init, augmentation, steps and batch) on one data set and scoring it on the real
+test renders (exact masks):
+
+- ``R``: ``--count`` real renders (train split, unseen by the annotator) labeled by the
+  annotator (the toy human);
+- ``G``: ``--count`` GAN samples at the stream's truncation, labeled by the annotator;
+- ``S``: ``--count`` samples of the stream (interpreter labels, uncertainty filter);
+- ``F``: 16 real renders with exact masks (the few-shot baseline);
+- ``A``: ``--full-count`` real renders with exact masks (full supervision).
+
+Reported ratios (targets from the project's label-quality issue):
+
+- GAN usefulness = G / R (>= 0.90): how much the generator's images are worth;
+- interpreter usefulness = S / G (>= 0.95): how much the interpreter's labels are worth;
+- few-shot ratio = F / A (<= 0.75): how hard the world is for 16 images.
+
+Also: class coverage of the preset's annotations (every class in >= 3 annotated
+images), the interpreter against the annotator on fresh generated samples (mIoU, per
+class), and the uncertainty study: Spearman correlation of the image score with the
+per-image error, what dropping the most uncertain 10 % does to the labels' error, the
+AUROC of the pixel JS divergence as an error detector, and per class the share of
+pixels ``ignore_uncertain_pixels`` would remove with their error rate.
+
+Writes ``diagnose.json`` and prints a table. Everything is seeded; data sets are cached
+in ``--out`` so a rerun only trains the arms that are missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import numpy as np
+import torch
+
+from dgan_data import DatasetGANStream, Labeler
+from dgan_data.annotations import Annotations
+from dgan_data.augment import BatchAugment
+from dgan_data.downstream.train import (
+    build_segmentation_model,
+    evaluate,
+    metrics_summary,
+    real_batches,
+    render_batches,
+    render_labeled,
+    train_segmentation,
+)
+from dgan_data.metrics import confusion_matrix, metrics_from_confusion
+from dgan_data.presets import get_preset, resolve_preset_file
+from dgan_data.seeds import sample_seed
+from dgan_data.toy import CLASS_NAMES, NUM_CLASSES, SPLITS
+from dgan_data.toy.annotator import annotate, load_annotator
+from dgan_data.toy.quality import render_images
+
+log = logging.getLogger("diagnose")
+
+#: Real renders for R: train seeds 20,000+ (the GAN saw the first 10,000, the annotator none).
+R_START = 20_000
+#: The few-shot draw of the demo's first draw (pool seeds 9000-9015).
+FEWSHOT_START = 9000
+TARGETS = {
+    "gan_usefulness": (">=", 0.90),
+    "interpreter_usefulness": (">=", 0.95),
+    "few_shot_ratio": ("<=", 0.75),
+    "annotator_miou": (">=", 0.85),
+    "interpreter_vs_annotator_miou": (">=", 0.80),
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--preset", default="toyface-14")
+    ap.add_argument("--out", type=Path, default=Path("runs/diagnose"))
+    ap.add_argument("--count", type=int, default=2000, help="images of R, G and S")
+    ap.add_argument("--full-count", type=int, default=5000, help="real renders of A")
+    ap.add_argument("--steps", type=int, default=2000, help="student steps per arm")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--test-count", type=int, default=1000)
+    ap.add_argument(
+        "--eval-count",
+        type=int,
+        default=500,
+        help="fresh generated samples for interpreter-vs-annotator and uncertainty",
+    )
+    ap.add_argument("--arms", default="R,G,S,F,A", help="which students to train")
+    ap.add_argument("--psi", type=float, default=None, help="default: the preset's")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    for name in ("count", "full_count", "steps", "batch_size", "test_count", "eval_count"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name.replace('_', '-')} must be >= 1")
+    bad = set(args.arms.split(",")) - set("RGSFA")
+    if bad:
+        ap.error(f"--arms: unknown arms {sorted(bad)} (valid: R, G, S, F, A)")
+    return args
+
+
+def cached(path: Path, make: Any) -> Any:
+    if path.is_file():
+        return torch.load(path, weights_only=True)
+    value = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(value, path)
+    return value
+
+
+def annotate_all(annotator: Any, images: torch.Tensor) -> torch.Tensor:
+    return torch.cat([annotate(annotator, images[i : i + 256]) for i in range(0, len(images), 256)])
+
+
+def gan_samples(labeler: Labeler, count: int, seed: int) -> dict[str, torch.Tensor]:
+    """Fresh generated samples with the interpreter's labels and scores (no filtering)."""
+    out: dict[str, list[torch.Tensor]] = {"images": [], "labels": [], "pixel_js": [], "score": []}
+    seeds = [sample_seed(seed, 7, i) for i in range(count)]
+    for start in range(0, count, 64):
+        b = labeler.label(seeds[start : start + 64])
+        out["images"].append(b.images.cpu())
+        out["labels"].append(b.masks.cpu())
+        out["pixel_js"].append(b.pixel_uncertainty.cpu())
+        out["score"].append(b.image_uncertainty.cpu())
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+def stream_samples(preset: str, count: int, seed: int, psi: float) -> dict[str, torch.Tensor]:
+    stream = DatasetGANStream(preset, batch_size=64, seed=seed, truncation_psi=psi, device="cpu")
+    images, masks, n = [], [], 0
+    for batch_images, batch_masks in stream:
+        images.append(batch_images.cpu())
+        masks.append(batch_masks.cpu())
+        n += len(batch_images)
+        if n >= count:
+            break
+    return {"images": torch.cat(images)[:count], "labels": torch.cat(masks)[:count]}
+
+
+def train_student(
+    name: str, batches: Any, args: argparse.Namespace, test: tuple[torch.Tensor, torch.Tensor]
+) -> dict[str, Any]:
+    torch.manual_seed(args.seed)
+    net = build_segmentation_model(NUM_CLASSES, "unet")
+    t0 = time.perf_counter()
+    train_segmentation(
+        net, batches, args.steps, lr=args.lr, progress=not args.no_progress, desc=name
+    )
+    metrics = evaluate(net, test, NUM_CLASSES)
+    summary = metrics_summary(metrics, list(CLASS_NAMES))
+    summary["train_seconds"] = time.perf_counter() - t0
+    return summary
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ra, rb = a.argsort().argsort(), b.argsort().argsort()
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Probability that a random positive scores above a random negative (ties half)."""
+    pos, neg = scores[positive], scores[~positive]
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    order = np.argsort(np.concatenate([pos, neg]), kind="stable")
+    ranks = np.empty(len(order))
+    ranks[order] = np.arange(1, len(order) + 1)
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def uncertainty_study(gen: dict[str, torch.Tensor], reference: torch.Tensor) -> dict[str, Any]:
+    """How well the interpreter's uncertainty predicts its errors against the annotator."""
+    labels, js, score = gen["labels"], gen["pixel_js"], gen["score"].numpy()
+    wrong = labels != reference
+    error = wrong.flatten(1).float().mean(1).numpy()
+    order = np.argsort(-score)
+    drop = max(1, len(score) // 10)
+    rng = np.random.default_rng(0)
+    random_drop = rng.permutation(len(score))[:drop]
+    keep_filtered = np.setdiff1d(np.arange(len(score)), order[:drop])
+    keep_random = np.setdiff1d(np.arange(len(score)), random_drop)
+    flat_js, flat_wrong = js.flatten().numpy(), wrong.flatten().numpy()
+    threshold = float(np.quantile(flat_js, 0.9))
+    per_class = {}
+    for k, name in enumerate(CLASS_NAMES):
+        in_class = (labels == k).flatten().numpy()
+        if not in_class.any():
+            continue
+        ignored = in_class & (flat_js > threshold)
+        per_class[name] = {
+            "share_ignored": float(ignored.sum() / in_class.sum()),
+            "error_of_ignored": float(flat_wrong[ignored].mean()) if ignored.any() else None,
+            "error_of_kept": float(flat_wrong[in_class & ~ignored].mean()),
+        }
+    return {
+        "images": len(score),
+        "spearman_score_vs_image_error": spearman(score, error),
+        "error_all": float(error.mean()),
+        "error_after_dropping_top10pct": float(error[keep_filtered].mean()),
+        "error_after_dropping_random10pct": float(error[keep_random].mean()),
+        "pixel_js_auroc": auroc(flat_js, flat_wrong),
+        "ignore_threshold_js_p90": threshold,
+        "ignore_per_class": per_class,
+    }
+
+
+def coverage(preset: str) -> dict[str, Any]:
+    """Annotated images per class in the preset's shipped annotation folder."""
+    interp_path = resolve_preset_file(preset, "interpreter")
+    folder = interp_path.parent / "annotations"
+    if not (folder / "manifest.json").is_file():
+        return {"folder": None}
+    ann = Annotations.load(folder)
+    present = torch.stack(
+        [torch.bincount(m.flatten().long(), minlength=256)[:NUM_CLASSES] > 0 for m in ann.masks]
+    )
+    counts = present.sum(0).tolist()
+    return {
+        "folder": str(folder),
+        "images": len(ann),
+        "images_per_class": dict(zip(CLASS_NAMES, counts)),
+        "all_classes_in_3_images": bool(min(counts) >= 3),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    preset = get_preset(args.preset)
+    psi = preset.truncation_psi if args.psi is None else args.psi
+    annotator = load_annotator()
+    labeler = Labeler.from_sources(preset.name, truncation_psi=psi, device="cpu")
+    cache = out / "cache"
+    test = render_labeled("test", args.test_count)
+
+    def real_r() -> dict[str, torch.Tensor]:
+        images, _ = render_images(SPLITS["train"][R_START : R_START + args.count])
+        return {"images": images, "labels": annotate_all(annotator, images)}
+
+    def gan_g() -> dict[str, torch.Tensor]:
+        gen = gan_samples(labeler, args.count, args.seed)
+        return {"images": gen["images"], "labels": annotate_all(annotator, gen["images"])}
+
+    data = {
+        "R": lambda: cached(cache / f"R_{args.count}.pt", real_r),
+        "G": lambda: cached(cache / f"G_{args.count}_psi{psi:g}.pt", gan_g),
+        "S": lambda: cached(
+            cache / f"S_{args.count}_psi{psi:g}.pt",
+            lambda: stream_samples(preset.name, args.count, args.seed, psi),
+        ),
+    }
+    augment = BatchAugment()
+    results_path = out / "diagnose.json"
+    results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    students = results.setdefault("students", {})
+    key_of = {
+        "R": f"R_{args.count}",
+        "G": f"G_{args.count}_psi{psi:g}",
+        "S": f"S_{args.count}_psi{psi:g}",
+        "F": "F_16",
+        "A": f"A_{args.full_count}",
+    }
+    for arm in args.arms.split(","):
+        key = f"{key_of[arm]}_steps{args.steps}x{args.batch_size}"
+        if key in students:
+            continue
+        if arm in data:
+            d = data[arm]()
+            batches = real_batches(
+                d["images"], d["labels"], args.batch_size, augment, seed=args.seed
+            )
+        elif arm == "F":
+            images, masks = render_labeled("pool", 16, start=FEWSHOT_START)
+            batches = real_batches(images, masks, args.batch_size, augment, seed=args.seed)
+        else:
+            batches = render_batches(
+                "pool", args.batch_size, count=args.full_count, augment=augment, seed=args.seed
+            )
+        students[key] = train_student(key, batches, args, test)
+        log.info("%s: test mIoU %.4f", key, students[key]["miou"])
+        results_path.write_text(json.dumps(results, indent=1))
+
+    suffix = f"_steps{args.steps}x{args.batch_size}"
+
+    def miou(arm: str) -> float | None:
+        s = students.get(key_of[arm] + suffix)
+        return None if s is None else s["miou"]
+
+    def ratio(a: str, b: str) -> float | None:
+        x, y = miou(a), miou(b)
+        return None if x is None or y is None else x / y
+
+    gen = cached(
+        cache / f"eval_{args.eval_count}_psi{psi:g}.pt",
+        lambda: gan_samples(labeler, args.eval_count, args.seed + 1),
+    )
+    reference = annotate_all(annotator, gen["images"])
+    interp_scores = metrics_from_confusion(confusion_matrix(gen["labels"], reference, NUM_CLASSES))
+    ann_meta = json.loads(load_annotator_meta())
+    results.update(
+        {
+            "preset": preset.name,
+            "truncation_psi": psi,
+            "steps": args.steps,
+            "batch_size": args.batch_size,
+            "count": args.count,
+            "ratios": {
+                "gan_usefulness": ratio("G", "R"),
+                "interpreter_usefulness": ratio("S", "G"),
+                "few_shot_ratio": ratio("F", "A"),
+                "stream_over_few_shot_points": None
+                if miou("S") is None or miou("F") is None
+                else 100 * (miou("S") - miou("F")),
+            },
+            "annotator_miou": ann_meta.get("test_miou"),
+            "interpreter_vs_annotator_miou": interp_scores["miou"],
+            "interpreter_vs_annotator_per_class": dict(
+                zip(CLASS_NAMES, interp_scores["iou"].tolist())
+            ),
+            "coverage": coverage(preset.name),
+            "uncertainty": uncertainty_study(gen, reference),
+            "targets": TARGETS,
+        }
+    )
+    results_path.write_text(json.dumps(results, indent=1, default=float))
+    print(format_report(results, suffix, key_of))
+    return 0
+
+
+def load_annotator_meta() -> str:
+    from dgan_data.toy.annotator import DEFAULT_ANNOTATOR_PATH
+
+    return DEFAULT_ANNOTATOR_PATH.with_suffix(".json").read_text()
+
+
+def format_report(results: dict[str, Any], suffix: str, key_of: dict[str, str]) -> str:
+    lines = [f"students ({suffix[1:]}), test mIoU on real renders:"]
+    for arm, key in key_of.items():
+        s = results["students"].get(key + suffix)
+        shown = "-" if s is None else f"{100 * s['miou']:.1f}"
+        lines.append(f"  {arm} {key:<24} {shown}")
+    lines.append("links:")
+    values = {
+        **results["ratios"],
+        "annotator_miou": results["annotator_miou"],
+        "interpreter_vs_annotator_miou": results["interpreter_vs_annotator_miou"],
+    }
+    for name, value in values.items():
+        target = TARGETS.get(name)
+        shown = "-" if value is None else f"{value:.3f}"
+        goal = f" (target {target[0]} {target[1]})" if target else ""
+        lines.append(f"  {name:<34} {shown}{goal}")
+    cov = results["coverage"]
+    if cov.get("images_per_class"):
+        lines.append(f"  annotated images per class: {cov['images_per_class']}")
+    u = results["uncertainty"]
+    lines.append(
+        f"  uncertainty: Spearman(score, error) {u['spearman_score_vs_image_error']:.2f}; "
+        f"error {u['error_all']:.4f} -> {u['error_after_dropping_top10pct']:.4f} (drop top 10 %)"
+        f" vs {u['error_after_dropping_random10pct']:.4f} (random 10 %); pixel JS AUROC "
+        f"{u['pixel_js_auroc']:.3f}"
+    )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

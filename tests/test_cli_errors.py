@@ -1,0 +1,142 @@
+"""The command line on bad input: one line on stderr, exit code 2, nothing written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dgan_data import Interpreter, StyleGAN2Generator
+from dgan_data.cli import main
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def one_line_error(err: str, *words: str) -> None:
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert lines, "no error message"
+    assert "Traceback" not in err
+    for w in words:
+        assert w in err, (w, err)
+
+
+@pytest.fixture(scope="module")
+def tiny_generator_file(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    G = StyleGAN2Generator(16, style_dim=16, n_mlp=1, channels={4: 8, 8: 8, 16: 8})
+    G.estimate_average_w(256)
+    return G.save(tmp_path_factory.mktemp("g") / "g.safetensors")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["inspect", "no-such-preset"],
+        ["sample", "--generator", "no-such-preset", "--num", "2", "--out", "{tmp}/s"],
+        ["fit", "--generator", "no-such-preset", "--annotations", "{tmp}", "--out", "{tmp}/i"],
+        ["preview", "no-such-preset", "--out", "{tmp}/g.png"],
+        ["export", "no-such-preset", "--num", "2", "--out", "{tmp}/e"],
+        ["demo", "--preset", "no-such-preset", "--quick", "--out", "{tmp}/d"],
+    ],
+    ids=lambda a: a[0],
+)
+def test_unknown_preset_is_one_line_and_exit_2(capsys, tmp_path, argv):
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    one_line_error(err, "no-such-preset")
+    assert not any(p.name in ("s", "e", "d", "g.png") for p in tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("argv", "word"),
+    [
+        (["sample", "--generator", "toyface-14", "--num", "2", "--out", "x", "--device", "gpu"],
+         "gpu"),
+        (["demo", "--threads", "-1"], "-1"),
+        (["demo", "--steps", "0"], "0"),
+        (["sample", "--generator", "toyface-14", "--num", "2", "--out", "x", "--truncation",
+          "nan"], "nan"),
+        (["export", "toyface-14", "--num", "2", "--out", "x", "--drop-uncertain", "1.5"], "1.5"),
+        (["export", "toyface-14", "--num", "-3", "--out", "x"], "-3"),
+    ],
+)
+def test_nonsense_values_are_refused_at_parse_time(capsys, argv, word):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert word in err and "Traceback" not in err
+
+
+def test_empty_class_names_are_refused_and_nothing_is_written(capsys, tmp_path,
+                                                              tiny_generator_file):
+    out = tmp_path / "s"
+    code, _, err = run(capsys, "sample", "--generator", str(tiny_generator_file), "--num", "2",
+                       "--out", str(out), "--classes", ",,")
+    assert code == 2
+    one_line_error(err, "empty class name")
+    assert not out.exists()
+
+
+def test_preview_to_a_folder_names_the_path(capsys, tmp_path):
+    code, _, err = run(capsys, "preview", "toyface-14", "--num", "1", "--out", str(tmp_path))
+    assert code == 2
+    one_line_error(err, str(tmp_path), ".png")
+
+
+def test_preset_names_work_wherever_a_file_is_asked_for(capsys, tmp_path):
+    out = tmp_path / "grid.png"
+    code, _, err = run(capsys, "preview", "--generator", "toyface-14", "--interpreter",
+                       "toyface-14", "--num", "2", "--out", str(out))
+    assert code == 0, err
+    assert out.is_file()
+    code, _, err = run(capsys, "export", "--generator", "toyface-14", "--interpreter",
+                       "toyface-14", "--num", "2", "--out", str(tmp_path / "e"))
+    assert code == 0, err
+    assert (tmp_path / "e" / "index.jsonl").is_file()
+
+
+def test_the_readme_fit_command_runs_as_written(capsys, tmp_path, tiny_generator_file):
+    """``dgan-data fit --generator G --annotations DIR --out i.safetensors``: no --max-steps."""
+    ann = tmp_path / "ann"
+    code, _, err = run(capsys, "sample", "--generator", str(tiny_generator_file), "--num", "2",
+                       "--out", str(ann), "--classes", "background,thing")
+    assert code == 0, err
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        mask = (rng.random((16, 16)) > 0.5).astype(np.uint8)
+        Image.fromarray(mask).save(ann / "masks" / f"{i:05d}.png")
+    out = tmp_path / "i.safetensors"
+    code, printed, err = run(capsys, "fit", "--generator", str(tiny_generator_file),
+                             "--annotations", str(ann), "--out", str(out))
+    assert code == 0, err
+    assert str(out) in printed
+    interp = Interpreter.load(out)
+    assert interp.num_models == 10 and interp.class_names == ["background", "thing"]
+    assert interp.training_info["max_steps"] == 20_000  # the documented default
+
+
+def test_fit_on_a_nan_latent_writes_nothing(capsys, tmp_path, tiny_generator_file):
+    ann = tmp_path / "ann"
+    assert run(capsys, "sample", "--generator", str(tiny_generator_file), "--num", "2",
+               "--out", str(ann), "--classes", "a,b")[0] == 0
+    for i in range(2):
+        Image.fromarray(np.zeros((16, 16), np.uint8)).save(ann / "masks" / f"{i:05d}.png")
+    latent = ann / "latents" / "00001.npy"
+    w = np.load(latent)
+    w[0, 0] = np.nan
+    np.save(latent, w)
+    out = tmp_path / "i.safetensors"
+    code, _, err = run(capsys, "fit", "--generator", str(tiny_generator_file), "--annotations",
+                       str(ann), "--out", str(out), "--skip-validation")
+    assert code == 2
+    assert "NaN" in err and "00001.npy" in err
+    assert not out.exists()

@@ -1,0 +1,168 @@
+"""Active annotation: selection rules, determinism, merge validation, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from test_stream import random_interpreter, tiny_generator
+
+from dgan_data.annotations import AnnotationError, Annotations, sample_annotation_folder
+from dgan_data.cli import main
+from dgan_data.labeler import Labeler
+from dgan_data.seeds import derive_seed
+from dgan_data.suggest import MIN_CLASS_PIXELS, suggest_annotations, write_suggestions
+
+NAMES = ["background", "a", "b", "c", "d"]
+
+
+@pytest.fixture(scope="module")
+def labeler() -> Labeler:
+    torch.set_num_threads(1)
+    G = tiny_generator()
+    interp = random_interpreter(G, num_classes=5)
+    interp.class_names = list(NAMES)
+    return Labeler(G, interp, device="cpu")
+
+
+def pool_presence(labeler: Labeler, pool: int, seed: int = 0) -> torch.Tensor:
+    """Which classes each pool candidate holds, recomputed from the labeler's masks."""
+    seeds = [derive_seed(seed, 0x5E6, i) for i in range(pool)]
+    masks = labeler.label(seeds).masks
+    counts = torch.stack([torch.bincount(m.flatten(), minlength=5)[:5] for m in masks])
+    return counts >= MIN_CLASS_PIXELS
+
+
+def test_coverage_picks_the_candidate_with_the_most_missing_classes(labeler):
+    present = pool_presence(labeler, 40)
+    report = suggest_annotations(labeler, 1, pool=40, weights=(0.0, 1.0, 0.0))
+    pick = report.suggestions[0]
+    # with no annotation yet every class is missing: the pick holds the most classes
+    assert int(present[pick.pool_index].sum()) == int(present.sum(1).max())
+    assert pick.classes == [NAMES[k] for k in range(5) if present[pick.pool_index, k]]
+
+
+def test_existing_annotations_steer_coverage_to_their_missing_class(labeler):
+    present = pool_presence(labeler, 40)
+    rare = int(present.float().mean(0).argmin())  # the class fewest candidates hold
+    masks = torch.zeros(3, 16, 16, dtype=torch.uint8)
+    for i, k in enumerate(c for c in range(5) if c != rare):  # 3 images, all but `rare`
+        if i < 3:
+            masks[:, :, 4 * i : 4 * i + 4] = k
+    masks[:, :, 12:] = [k for k in range(5) if k != rare][-1]
+    existing = Annotations.from_arrays(masks=masks.numpy(), class_names=NAMES, seeds=[1, 2, 3])
+    report = suggest_annotations(labeler, 2, pool=40, existing=existing, weights=(0.0, 1.0, 0.0))
+    if present[:, rare].any():
+        assert NAMES[rare] in report.suggestions[0].new_classes
+    assert report.class_image_counts_before[NAMES[rare]] == 0
+
+
+def test_same_seed_same_choice_and_reasons(labeler):
+    a = suggest_annotations(labeler, 3, pool=24, seed=5)
+    b = suggest_annotations(labeler, 3, pool=24, seed=5)
+    assert [s.seed for s in a.suggestions] == [s.seed for s in b.suggestions]
+    assert [s.reason for s in a.suggestions] == [s.reason for s in b.suggestions]
+    assert len({s.seed for s in a.suggestions}) == 3  # never the same candidate twice
+    c = suggest_annotations(labeler, 3, pool=24, seed=6)
+    assert [s.seed for s in c.suggestions] != [s.seed for s in a.suggestions]
+
+
+def test_uncertainty_only_picks_the_most_uncertain_candidates(labeler):
+    seeds = [derive_seed(0, 0x5E6, i) for i in range(30)]
+    scores = labeler.label(seeds).image_uncertainty
+    report = suggest_annotations(labeler, 4, pool=30, weights=(1.0, 0.0, 0.0))
+    expected = scores.argsort(descending=True)[:4].tolist()
+    assert [s.pool_index for s in report.suggestions] == expected
+
+
+def test_pool_smaller_than_num_is_refused(labeler, tmp_path, capsys):
+    with pytest.raises(ValueError, match="pool"):
+        suggest_annotations(labeler, 5, pool=4)
+    code = main(
+        [
+            "suggest",
+            "--generator",
+            "toyface-14",
+            "--interpreter",
+            "toyface-14",
+            "--num",
+            "5",
+            "--pool",
+            "4",
+            "--out",
+            str(tmp_path / "s"),
+        ]
+    )
+    assert code == 2 and "--pool 4 is smaller than --num 5" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
+def test_written_suggestions_are_an_annotation_folder_that_merges(labeler, tmp_path):
+    report = suggest_annotations(labeler, 2, pool=12)
+    folder = write_suggestions(labeler, report, tmp_path / "next")
+    assert folder.ids == ["s00000", "s00001"]
+    doc = json.loads((tmp_path / "next" / "suggestions.json").read_text())
+    assert [e["id"] for e in doc["suggestions"]] == folder.ids
+    assert all(e["reason"] for e in doc["suggestions"])
+    assert (tmp_path / "next" / "suggestions.png").is_file()
+    draw_masks(tmp_path / "next", folder.ids)
+    suggested = Annotations.load(tmp_path / "next")
+    assert suggested.seeds == [s.seed for s in report.suggestions]
+    first_folder = sample_annotation_folder(
+        labeler.G,
+        2,
+        tmp_path / "first",
+        seed=100,
+        class_names=NAMES,
+        palette=labeler.palette,
+        truncation_psi=labeler.truncation_psi,
+    )
+    draw_masks(tmp_path / "first", first_folder.ids)
+    first = Annotations.load(tmp_path / "first")
+    merged = Annotations.merge(first, suggested)
+    assert len(merged) == 4 and merged.ids == ["00000", "00001", "s00000", "s00001"]
+    assert merged.seeds == [100, 101, *suggested.seeds]
+    assert torch.equal(merged.w[2:], suggested.w)
+    assert (
+        main(
+            [
+                "merge-annotations",
+                str(tmp_path / "first"),
+                str(tmp_path / "next"),
+                "--out",
+                str(tmp_path / "all"),
+            ]
+        )
+        == 0
+    )
+    assert Annotations.load(tmp_path / "all").ids == merged.ids
+
+
+def draw_masks(root, ids) -> None:
+    """Play annotator: one mask per sampled image."""
+    for sid in ids:
+        Image.fromarray(np.ones((16, 16), np.uint8)).save(root / "masks" / f"{sid}.png")
+
+
+def test_merge_refuses_parts_that_do_not_belong_together():
+    base = Annotations.from_arrays(
+        masks=np.zeros((1, 8, 8), np.uint8), class_names=["x", "y"], seeds=[1]
+    )
+    other_classes = Annotations.from_arrays(
+        masks=np.zeros((1, 8, 8), np.uint8), class_names=["x", "z"], seeds=[2], ids=["b0"]
+    )
+    with pytest.raises(AnnotationError, match="class_names"):
+        Annotations.merge(base, other_classes)
+    same_ids = Annotations.from_arrays(
+        masks=np.zeros((1, 8, 8), np.uint8), class_names=["x", "y"], seeds=[2]
+    )
+    with pytest.raises(AnnotationError, match="ids 00000 appear in more than one part"):
+        Annotations.merge(base, same_ids)
+    other_size = Annotations.from_arrays(
+        masks=np.zeros((1, 4, 4), np.uint8), class_names=["x", "y"], seeds=[3], ids=["c0"]
+    )
+    with pytest.raises(AnnotationError, match="mask resolution"):
+        Annotations.merge(base, other_size)
