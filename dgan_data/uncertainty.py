@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["StreamingQuantile", "entropy", "image_scores", "js_divergence"]
+__all__ = ["StreamingQuantile", "class_mean_scores", "entropy", "image_scores", "js_divergence"]
 
 
 def entropy(probs: torch.Tensor, dim: int) -> torch.Tensor:
@@ -96,6 +96,34 @@ def image_scores(
     top_sum = csum.gather(1, (k - 1).clamp_max(n - 1).unsqueeze(1)).squeeze(1)
     scores = top_sum / k.float()
     return torch.where(n_valid > 0, scores, torch.zeros_like(scores))
+
+
+def class_mean_scores(
+    pixel_uncertainty: torch.Tensor, labels: torch.Tensor, num_classes: int
+) -> torch.Tensor:
+    """Per image the mean over its labeled classes of each class's mean pixel score.
+
+    (B, H, W) scores and labels -> (B,). Every class present in an image counts once,
+    however few pixels it has, so an image whose small parts are uncertain scores high
+    even when its large regions are sure (the top-10 % score is dominated by the long
+    boundaries of large regions). Pixels labeled ``ignore`` (255) do not count.
+    """
+    if pixel_uncertainty.shape != labels.shape or pixel_uncertainty.ndim != 3:
+        raise ValueError(
+            f"expected scores and labels (B, H, W) of one shape, got "
+            f"{tuple(pixel_uncertainty.shape)} and {tuple(labels.shape)}"
+        )
+    B = labels.shape[0]
+    lab = labels.flatten(1).long().clamp(max=num_classes)  # ignore -> K
+    u = pixel_uncertainty.flatten(1).float()
+    sums = torch.zeros(B, num_classes + 1, device=u.device).scatter_add_(1, lab, u)
+    counts = torch.zeros(B, num_classes + 1, device=u.device).scatter_add_(
+        1, lab, torch.ones_like(u)
+    )
+    sums, counts = sums[:, :num_classes], counts[:, :num_classes]
+    present = counts > 0
+    means = torch.where(present, sums / counts.clamp_min(1), torch.zeros_like(sums))
+    return means.sum(1) / present.sum(1).clamp_min(1)
 
 
 class StreamingQuantile:

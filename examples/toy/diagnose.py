@@ -65,6 +65,7 @@ from dgan_data.seeds import sample_seed
 from dgan_data.toy import CLASS_NAMES, NUM_CLASSES, SPLITS
 from dgan_data.toy.annotator import annotate, load_annotator
 from dgan_data.toy.quality import render_images
+from dgan_data.uncertainty import class_mean_scores
 
 log = logging.getLogger("diagnose")
 
@@ -181,17 +182,30 @@ def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
     return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
+def _drop_effect(score: np.ndarray, error: np.ndarray) -> dict[str, float]:
+    """Spearman of a score with the per-image error, and the mean error left after
+    dropping the 10 % highest scores (versus dropping a random 10 %)."""
+    drop = max(1, len(score) // 10)
+    keep = np.setdiff1d(np.arange(len(score)), np.argsort(-score)[:drop])
+    return {
+        "spearman_with_error": spearman(score, error),
+        "error_after_dropping_top10pct": float(error[keep].mean()),
+    }
+
+
 def uncertainty_study(gen: dict[str, torch.Tensor], reference: torch.Tensor) -> dict[str, Any]:
     """How well the interpreter's uncertainty predicts its errors against the annotator."""
     labels, js, score = gen["labels"], gen["pixel_js"], gen["score"].numpy()
     wrong = labels != reference
     error = wrong.flatten(1).float().mean(1).numpy()
-    order = np.argsort(-score)
-    drop = max(1, len(score) // 10)
     rng = np.random.default_rng(0)
-    random_drop = rng.permutation(len(score))[:drop]
-    keep_filtered = np.setdiff1d(np.arange(len(score)), order[:drop])
-    keep_random = np.setdiff1d(np.arange(len(score)), random_drop)
+    drop = max(1, len(score) // 10)
+    random_keep = np.setdiff1d(np.arange(len(score)), rng.permutation(len(score))[:drop])
+    scores = {
+        "top10pct_js (default)": score,
+        "mean_js": js.flatten(1).mean(1).numpy(),
+        "class_mean_js": class_mean_scores(js, labels, NUM_CLASSES).numpy(),
+    }
     flat_js, flat_wrong = js.flatten().numpy(), wrong.flatten().numpy()
     threshold = float(np.quantile(flat_js, 0.9))
     per_class = {}
@@ -203,14 +217,19 @@ def uncertainty_study(gen: dict[str, torch.Tensor], reference: torch.Tensor) -> 
         per_class[name] = {
             "share_ignored": float(ignored.sum() / in_class.sum()),
             "error_of_ignored": float(flat_wrong[ignored].mean()) if ignored.any() else None,
-            "error_of_kept": float(flat_wrong[in_class & ~ignored].mean()),
+            "error_of_kept": float(flat_wrong[in_class & ~ignored].mean())
+            if (in_class & ~ignored).any()
+            else None,
         }
     return {
         "images": len(score),
-        "spearman_score_vs_image_error": spearman(score, error),
         "error_all": float(error.mean()),
-        "error_after_dropping_top10pct": float(error[keep_filtered].mean()),
-        "error_after_dropping_random10pct": float(error[keep_random].mean()),
+        "error_after_dropping_random10pct": float(error[random_keep].mean()),
+        "image_scores": {name: _drop_effect(v, error) for name, v in scores.items()},
+        "spearman_score_vs_image_error": spearman(score, error),
+        "error_after_dropping_top10pct": _drop_effect(score, error)[
+            "error_after_dropping_top10pct"
+        ],
         "pixel_js_auroc": auroc(flat_js, flat_wrong),
         "ignore_threshold_js_p90": threshold,
         "ignore_per_class": per_class,

@@ -1,0 +1,49 @@
+"""The Lightning example trains on the stream (lightning is in the test extra)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+L = pytest.importorskip("lightning")
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "train_lightning.py"
+
+
+def load_example():
+    spec = importlib.util.spec_from_file_location("train_lightning", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_datamodule_gives_new_samples_each_epoch_and_trains(tmp_path):
+    os.chdir(tmp_path)  # Lightning may write lightning_logs/ beside the process
+    example = load_example()
+    data = example.StreamDataModule("toyface-14", batch_size=2, steps_per_epoch=2, device="cpu")
+    data.stream.output = "dict"
+    seeds = []
+    for epoch in range(2):
+        data.stream.set_epoch(epoch)
+        batches = list(torch.utils.data.DataLoader(data.stream, batch_size=2))
+        assert len(batches) == 2
+        seeds.append(torch.cat([b["seed"] for b in batches]).tolist())
+    assert not set(seeds[0]) & set(seeds[1])
+    data.stream.output = "tensor"
+    model = example.Segmenter(14)
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer = L.Trainer(
+        max_epochs=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        reload_dataloaders_every_n_epochs=1,
+        accelerator="cpu",
+    )
+    trainer.fit(model, datamodule=data)
+    assert trainer.global_step == 4
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
