@@ -57,8 +57,14 @@ def test_demo_quick_writes_results_and_figure(tiny_preset, tmp_path, capsys):
     argv += ["--device", "cpu"]  # the demo defaults to CUDA where there is one
     assert main([*argv, "--no-progress"]) == 0
     printed = capsys.readouterr().out
-    for label in ("(a) DatasetGAN", "(b) 16 real, exact", "(b') 16 real, annotator",
-                  "(c) 5,000 real", "mIoU", "data s/step"):
+    for label in (
+        "(a) DatasetGAN",
+        "(b) 16 real, exact",
+        "(b') 16 real, annotator",
+        "(c) 5,000 real",
+        "mIoU",
+        "data s/step",
+    ):
         assert label in printed
 
     results = json.loads((out / "results.json").read_text())
@@ -110,3 +116,32 @@ def test_demo_with_missing_preset_files_says_which(tmp_path, monkeypatch, capsys
     err = capsys.readouterr().err
     assert "generator" in err and NAME in err
     assert not (tmp_path / "o" / "results.json").exists()
+
+
+def test_full_config_is_the_converged_schedule():
+    from dgan_data.downstream.demo import DemoConfig
+
+    full = DemoConfig.full_config(out="x")
+    assert (full.steps, full.batch_size, full.draws) == (6000, 16, 3)
+    assert full.eval_every > 0 and full.full and not full.quick
+    assert DemoConfig.full_config(draws=5).draws == 5
+
+
+def test_quick_and_full_exclude_each_other(capsys, tmp_path):
+    assert main(["demo", "--quick", "--full", "--out", str(tmp_path)]) == 2
+    assert "exclude" in capsys.readouterr().err
+
+
+def test_plateau_rule_reads_the_last_fifth_of_each_curve():
+    from dgan_data.downstream.demo import DemoConfig, _plateau
+
+    cfg = DemoConfig(steps=1000)
+    flat = [
+        {"step": s, "val_miou": 0.70 + min(s, 700) / 10_000 + (0.004 if s >= 900 else 0)}
+        for s in range(100, 1001, 100)
+    ]  # last fifth (steps 800-1000): 0.770, 0.774, 0.774
+    rising = [{"step": s, "val_miou": s / 1000} for s in range(100, 1001, 100)]
+    assert _plateau([{"curve": flat}], cfg)["reached"] is True
+    result = _plateau([{"curve": flat}, {"curve": rising}], cfg)
+    assert result["reached"] is False and result["spans"][1] == pytest.approx(0.2)
+    assert _plateau([{"curve": []}], cfg) is None
