@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from .conventions import IGNORE_INDEX, check_finite_number
 from .generators import Generator
 from .interpreter import Interpreter
+from .interpreter.model import IMPLS
 from .palette import make_palette
 from .presets import get_preset, load_generator, load_interpreter, preset_generator_options
 from .seeds import z_from_seeds
@@ -144,6 +145,13 @@ class Labeler:
             ``IGNORE_INDEX`` in the mask (None: off).
         device: where the models run (default: the interpreter's device). The models
             are moved there and put in eval mode.
+        impl: the interpreter's inference path, "auto" (interpolate on CUDA, rows on
+            the CPU), "rows" or "interpolate" (None: the interpreter's ``impl``); see
+            :meth:`Interpreter.predict`.
+        compile: run the interpreter's interpolate path through ``torch.compile`` (also
+            on when the interpreter's ``compile_predict`` is set). The first batches
+            take longer (compilation, and again for a new batch size); if compiling
+            fails, a warning is logged and labeling runs eagerly.
     """
 
     def __init__(
@@ -160,6 +168,8 @@ class Labeler:
         device: str | torch.device | None = None,
         class_names: Sequence[str] | None = None,
         palette: Sequence[Sequence[int]] | None = None,
+        impl: str | None = None,
+        compile: bool = False,
     ) -> None:
         if not isinstance(generator, Generator):
             raise TypeError(f"generator must be a Generator, got {type(generator).__name__}")
@@ -175,6 +185,7 @@ class Labeler:
         self.interpreter = interpreter.to(dev).eval()
         self.interpreter.check_compatible(self.G)
         self.device = dev
+        self._fingerprints: tuple[str, str] | None = None
         if truncation_psi is None:
             truncation_psi = interpreter.training_info.get("truncation_psi")
         self.truncation_psi = check_finite_number(
@@ -183,6 +194,10 @@ class Labeler:
         self.truncation_cutoff = truncation_cutoff
         self.noise = noise
         self.dtype = dtype
+        if impl is not None and impl not in IMPLS:
+            raise ValueError(f"impl must be one of {', '.join(map(repr, IMPLS))}, got {impl!r}")
+        self.impl = impl
+        self.compile = bool(compile)
         self.ignore_uncertain_pixels = (
             None
             if ignore_uncertain_pixels is None
@@ -267,11 +282,18 @@ class Labeler:
         return (int(self.G.resolution[0]), int(self.G.resolution[1])), None
 
     # ------------------------------------------------------------- identity
+    def fingerprints(self) -> tuple[str, str]:
+        """(generator, interpreter) fingerprints, hashed once per labeler."""
+        if self._fingerprints is None:
+            self._fingerprints = (self.G.fingerprint(), interpreter_fingerprint(self.interpreter))
+        return self._fingerprints
+
     def settings(self) -> dict[str, Any]:
         """Everything that shapes a labeled sample besides its seed (JSON-friendly)."""
+        g_fp, i_fp = self.fingerprints()
         return {
-            "generator_fingerprint": self.G.fingerprint(),
-            "interpreter_fingerprint": interpreter_fingerprint(self.interpreter),
+            "generator_fingerprint": g_fp,
+            "interpreter_fingerprint": i_fp,
             "truncation_psi": self.truncation_psi,
             "truncation_cutoff": self.truncation_cutoff,
             "noise": self.noise,
@@ -292,12 +314,18 @@ class Labeler:
         score; call :meth:`LabeledBatch.check_finite` when the scores are on the host.
         """
         G, interp, device = self.G, self.interpreter, self.device
-        z = z_from_seeds(seeds, G.z_dim, device=device)
+        z = _to_device(z_from_seeds(seeds, G.z_dim), device)
         autocast = self.dtype is not None and self.dtype != torch.float32
         with torch.autocast(device.type, dtype=self.dtype, enabled=autocast):
             w = G.mapping(z, self.truncation_psi, self.truncation_cutoff)
             img, feats = G.synthesize(w, noise=self.noise)
-            pred = interp.predict(feats, output_size=self.frame, crop=self.crop)
+            pred = interp.predict(
+                feats,
+                output_size=self.frame,
+                crop=self.crop,
+                impl=self.impl,
+                compile=self.compile or None,  # None: the interpreter's own setting
+            )
         # A non-finite image makes its score NaN (on the device: no host sync here);
         # consumers read the scores on the host anyway and call ``check_finite``.
         scores = pred.image_uncertainty.float()
@@ -350,6 +378,14 @@ def labeler_from(
         source, generator=generator, interpreter=interpreter, device=device, **labeler_options
     )
     return labeler, source
+
+
+def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Copy a CPU tensor to ``device``; to CUDA through pinned memory, asynchronously (a
+    plain copy from pageable memory would make the host wait for the device)."""
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
 
 
 def images_for_labels(img: torch.Tensor, frame: tuple[int, int], crop: Crop | None) -> torch.Tensor:

@@ -132,6 +132,10 @@ class DatasetGANStream(IterableDataset):
             below), others thinned out (see ``dgan_data.balance``); decided from the
             interpreter's labels of each candidate, never by touching pixels.
             ``statistics()`` reports the achieved rates.
+        impl: the interpreter's inference path: None/"auto" (interpolate on CUDA, rows
+            elsewhere), "rows" or "interpolate" (see ``Interpreter.predict``).
+        compile: run the interpolate path through ``torch.compile`` (falls back to eager
+            with a warning when compilation fails).
     """
 
     def __init__(
@@ -158,6 +162,8 @@ class DatasetGANStream(IterableDataset):
         noise: str = "const",
         label_size: tuple[int, int] | None = None,
         class_balance: str | dict[str, float] | None = None,
+        impl: str | None = None,
+        compile: bool = False,
     ):
         super().__init__()
         if batch_size is not None:
@@ -205,6 +211,10 @@ class DatasetGANStream(IterableDataset):
                 f"class_balance must be None, 'image' or a dict, got {class_balance!r}"
             )
         self.class_balance = class_balance
+        if impl not in (None, "auto", "rows", "interpolate"):
+            raise ValueError(f"impl must be None, 'auto', 'rows' or 'interpolate', got {impl!r}")
+        self.impl = impl
+        self.compile = bool(compile)
         self.preset = preset
         self._generator_src = generator
         self._interpreter_src = interpreter
@@ -350,6 +360,8 @@ class DatasetGANStream(IterableDataset):
             label_size=self.label_size,
             dtype=self.dtype,
             ignore_uncertain_pixels=self.ignore_uncertain_pixels,
+            impl=self.impl,
+            compile=self.compile,
         )
         self._augment = make_augment(self.augment_spec)
         lab = self._labeler

@@ -20,6 +20,7 @@ from dgan_data.interpreter import (
     feature_layout,
     sample_features_grid,
 )
+from dgan_data.interpreter import model as interpreter_model
 from dgan_data.interpreter.fit import FeatureStore as _FeatureStore
 from dgan_data.interpreter.fit import MaskedAdam as _MaskedAdam
 
@@ -182,6 +183,122 @@ def test_predict_under_autocast_keeps_float32_outputs():
     assert (out.pixel_uncertainty >= 0).all()
     assert (out.probs - ref.probs).abs().max() < 0.1
     assert (out.labels == ref.labels).float().mean() > 0.95
+
+
+# ------------------------------------------------------------ the interpolate path
+FRAME_CASES = [
+    *CASES,
+    (SG2_LAYOUT, (37, 29), (3, 2, 31, 25)),  # ratios that are not powers of two
+    (SG1_LAYOUT, (8, 6), None),  # everything but the 4 px maps downsampled
+]
+
+
+def _force_split(monkeypatch, split: str) -> None:
+    """Make every resolution group take one order ("project" or "resample"), or let the
+    cost model choose ("cost")."""
+    if split != "cost":
+        monkeypatch.setattr(interpreter_model, "_project_first", lambda *_: split == "project")
+
+
+@pytest.mark.parametrize("split", ["cost", "project", "resample"])
+@pytest.mark.parametrize(("layout", "frame", "crop"), FRAME_CASES)
+@torch.no_grad()
+def test_interpolate_path_equals_reference(monkeypatch, layout, frame, crop, split):
+    _force_split(monkeypatch, split)
+    interp = _random_interpreter(layout)
+    feats = _random_features(layout, batch=3)
+    x = _reference_pixels(feats, frame, crop)
+    B, _, H, W = x.shape
+    probs_m = _reference_probs(interp, x)
+    mean_p = probs_m.mean(0)
+    eps = 1e-12
+    js_ref = -(mean_p * (mean_p + eps).log()).sum(1) + (probs_m * (probs_m + eps).log()).sum(
+        2
+    ).mean(0)
+
+    pred = interp.predict(feats, frame, return_probs=True, crop=crop, impl="interpolate")
+    assert pred.labels.shape == (B, H, W) and pred.labels.dtype == torch.int64
+    assert pred.labels.is_contiguous() and pred.probs.is_contiguous()
+    torch.testing.assert_close(pred.probs, mean_p, rtol=1e-5, atol=1e-6)
+    assert torch.equal(pred.labels, mean_p.argmax(1))
+    torch.testing.assert_close(pred.pixel_uncertainty, js_ref.clamp_min(0), rtol=1e-4, atol=1e-5)
+    k = max(1, int(0.1 * H * W))
+    img_ref = js_ref.flatten(1).sort(dim=1, descending=True).values[:, :k].mean(1)
+    torch.testing.assert_close(pred.image_uncertainty, img_ref, rtol=1e-4, atol=1e-5)
+
+    votes = F.one_hot(probs_m.argmax(2), interp.num_classes).sum(0)  # (B, H, W, K)
+    maj = interp.predict(feats, frame, vote="majority", crop=crop, impl="interpolate")
+    assert torch.equal(maj.labels, votes.argmax(-1)) and maj.probs is None
+
+    # Chunks of one image (and of one label row) change nothing; the rows path agrees.
+    plan = interp._frames_plan(tuple(frame), interp._frame(frame, crop)[1])
+    assert interp._frame_chunks(plan, B, H, W, 1) == (1, 1)
+    assert interp._frame_chunks(plan, B, H, W, 2**40) == (B, H)
+    for budget in (1, 2**40):
+        other = interp.predict(
+            feats, frame, return_probs=True, crop=crop, impl="interpolate", chunk_bytes=budget
+        )
+        torch.testing.assert_close(other.probs, pred.probs, rtol=1e-6, atol=1e-7)
+        assert torch.equal(other.labels, pred.labels)
+    rows = interp.predict(feats, frame, return_probs=True, crop=crop, impl="rows")
+    torch.testing.assert_close(rows.probs, pred.probs, rtol=1e-5, atol=1e-6)
+    assert torch.equal(rows.labels, pred.labels)
+    torch.testing.assert_close(rows.pixel_uncertainty, pred.pixel_uncertainty)
+
+
+def test_forced_splits_take_the_order_asked_for(monkeypatch):
+    # Guards the test above: each split really exercises its order of operations.
+    for split, projected in (("project", 5), ("resample", 0)):
+        _force_split(monkeypatch, split)
+        plan = _random_interpreter(SG1_LAYOUT)._frames_plan((24, 20), (0, 0, 24, 20))
+        assert len(plan["project"]) == projected
+        assert len(plan["resample_maps"]) == len(SG1_LAYOUT) - 2 * projected
+
+
+@torch.no_grad()
+def test_interpolate_path_under_autocast_and_with_half_features():
+    interp = _random_interpreter(SG2_LAYOUT)
+    feats = _random_features(SG2_LAYOUT)
+    ref = interp.predict(feats, (24, 20), return_probs=True, impl="interpolate")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = interp.predict(feats, (24, 20), return_probs=True, impl="interpolate")
+    assert out.probs.dtype == torch.float32
+    assert out.pixel_uncertainty.dtype == torch.float32
+    assert out.image_uncertainty.dtype == torch.float32
+    assert not torch.equal(out.probs, ref.probs)  # bfloat16 products did run
+    assert (out.probs - ref.probs).abs().max() < 0.1
+    assert (out.labels == ref.labels).float().mean() > 0.95
+
+    half = interp.predict(
+        [f.half() for f in feats], (24, 20), return_probs=True, impl="interpolate"
+    )
+    expected = _reference_probs(interp, _reference_pixels([f.half() for f in feats], (24, 20)))
+    torch.testing.assert_close(half.probs, expected.mean(0), rtol=1e-4, atol=1e-5)
+
+
+def test_impl_setting_and_errors():
+    interp = _random_interpreter(SG2_LAYOUT)
+    feats = _random_features(SG2_LAYOUT)
+    assert interp.impl == "auto" and interp._resolve_impl(None) == "rows"  # on the CPU
+    interp.impl = "interpolate"
+    assert interp._resolve_impl(None) == "interpolate" and interp._resolve_impl("rows") == "rows"
+    with pytest.raises(ValueError, match="impl must be one of"):
+        interp.predict(feats, (24, 20), impl="fast")
+    for impl in ("rows", "interpolate"):  # an empty batch gives empty outputs
+        empty = interp.predict(_random_features(SG2_LAYOUT, 0), (8, 6), True, impl=impl)
+        assert empty.labels.shape == (0, 8, 6) and empty.probs.shape == (0, 5, 8, 6)
+
+
+@torch.no_grad()
+def test_interpolate_plan_follows_weight_updates():
+    interp = _random_interpreter(SG2_LAYOUT)
+    feats = _random_features(SG2_LAYOUT)
+    before = interp.predict(feats, (24, 20), return_probs=True, impl="interpolate")
+    interp.w1.mul_(-1.5)  # in place, as an optimizer step or load_state_dict would
+    after = interp.predict(feats, (24, 20), return_probs=True, impl="interpolate")
+    ref = interp.naive_predict(feats, (24, 20), return_probs=True)
+    assert not torch.allclose(after.probs, before.probs)
+    torch.testing.assert_close(after.probs, ref.probs, rtol=1e-5, atol=1e-6)
 
 
 # ------------------------------------------------------------------ training gather

@@ -213,3 +213,13 @@ def test_a_fresh_loader_per_epoch_with_set_epoch_gives_new_reproducible_samples(
     assert len(e0) == len(e1) == 6 and not set(e0) & set(e1)
     again = make(models, samples_per_epoch=6, generation_batch=3, output="dict")
     assert epoch_seeds(again, 1) == e1
+
+
+def test_both_inference_paths_give_the_same_stream(models):
+    rows = take(make(models, output="dict", impl="rows"), 6)
+    interpolate = take(make(models, output="dict", impl="interpolate"), 6)
+    for a, b in zip(rows, interpolate):
+        assert int(a["seed"]) == int(b["seed"])
+        assert torch.equal(a["mask"], b["mask"])
+    with pytest.raises(ValueError, match="impl"):
+        make(models, impl="gpu")

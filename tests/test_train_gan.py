@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 
 import torch
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, requires_cuda
 
 from dgan_data import load_generator
 
 SCRIPT = REPO_ROOT / "examples" / "toy" / "train_gan.py"
 
 
-def run(out, steps):
+def run(out, steps, *extra):
     cmd = [
         sys.executable,
         str(SCRIPT),
@@ -30,6 +31,7 @@ def run(out, steps):
         "1",
         "--threads",
         "1",
+        *extra,
     ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
 
@@ -54,3 +56,40 @@ def test_train_resume_export(tmp_path):
     G = load_generator(tmp_path / "generator.safetensors")
     assert G.resolution == (64, 64)
     assert float(G.latent_avg.abs().sum()) > 0  # the truncation centre was estimated
+
+
+def _script():
+    """The training script as a module (it is a file, not part of the package)."""
+    spec = importlib.util.spec_from_file_location("toy_train_gan", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_rng_state_round_trips_through_the_checkpoint_on_the_cpu(tmp_path):
+    # Resuming on CUDA failed: the checkpoint was mapped to the device, and the CPU
+    # generator's state came back as a CUDA tensor ("RNG state must be a ByteTensor").
+    script = _script()
+    gen = torch.Generator().manual_seed(5)
+    torch.rand(3, generator=gen)
+    states = script.rng_states(gen, torch.device("cpu"))
+    torch.save({**states, "G": {"w": torch.ones(2)}}, tmp_path / "checkpoint.pt")
+    expected = torch.rand(4, generator=gen)
+
+    ck = script.load_checkpoint(tmp_path / "checkpoint.pt")
+    assert ck["rng"].device.type == "cpu" and ck["rng"].dtype == torch.uint8
+    assert ck["G"]["w"].device.type == "cpu"
+    fresh = torch.Generator().manual_seed(99)
+    script.restore_rng(ck, fresh, torch.device("cpu"))
+    assert torch.equal(torch.rand(4, generator=fresh), expected)
+
+
+@requires_cuda
+def test_train_resume_on_cuda(tmp_path):
+    first = run(tmp_path, 1, "--device", "cuda")
+    assert first.returncode == 0, first.stderr[-2000:]
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert ckpt["rng"].device.type == "cpu" and "cuda_rng" in ckpt
+    second = run(tmp_path, 2, "--device", "cuda")
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "resumed from" in second.stdout and "at step 1" in second.stdout

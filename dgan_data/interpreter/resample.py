@@ -18,9 +18,11 @@ import torch.nn.functional as F
 __all__ = [
     "Crop",
     "Layout",
+    "autocast_dtype",
     "autocast_on",
     "check_crop",
     "feature_layout",
+    "interp_matrix",
     "layout_diffs",
     "resample_axis",
     "sample_features_grid",
@@ -98,6 +100,19 @@ def check_crop(crop: Sequence[int] | None, frame: tuple[int, int]) -> Crop:
     return (top, left, height, width)
 
 
+def _source_taps(
+    out_size: int, in_size: int, start: int, count: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(i0, i1, lam1) of output pixels ``start .. start+count-1``, computed in float64 on
+    ``device`` (the rule of :func:`taps`)."""
+    dst = torch.arange(start, start + count, dtype=torch.float64, device=device)
+    src = ((dst + 0.5) * (in_size / out_size) - 0.5).clamp_min(0.0)
+    i0 = src.floor().long().clamp_max(in_size - 1)
+    lam1 = src - i0.double()
+    i1 = (i0 + 1).clamp_max(in_size - 1)
+    return i0, i1, lam1
+
+
 def taps(
     out_size: int, in_size: int, start: int, count: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -109,12 +124,25 @@ def taps(
     the last pixel). This is also ``grid_sample(align_corners=False,
     padding_mode="border")`` at the output pixel centres. Returns (i0, i1, lam0, lam1).
     """
-    dst = torch.arange(start, start + count, dtype=torch.float64)
-    src = ((dst + 0.5) * (in_size / out_size) - 0.5).clamp_min(0.0)
-    i0 = src.floor().long().clamp_max(in_size - 1)
-    lam1 = src - i0.double()
-    i1 = (i0 + 1).clamp_max(in_size - 1)
+    i0, i1, lam1 = _source_taps(out_size, in_size, start, count, torch.device("cpu"))
     return (i0.to(device), i1.to(device), (1.0 - lam1).float().to(device), lam1.float().to(device))
+
+
+def interp_matrix(
+    out_size: int, in_size: int, start: int, count: int, device: torch.device
+) -> torch.Tensor:
+    """The taps of :func:`taps` as a dense (count, in_size) float32 matrix: row i holds
+    the weights of output pixel ``start + i`` (each row sums to 1).
+
+    Built on ``device`` itself (no host-to-device copy; MPS, which lacks float64, builds
+    it on the CPU), so ``matrix @ x`` resamples the leading axis of ``x``.
+    """
+    work = torch.device("cpu") if device.type == "mps" else device
+    i0, i1, lam1 = _source_taps(out_size, in_size, start, count, work)
+    m = torch.zeros(count, in_size, dtype=torch.float64, device=work)
+    m.scatter_add_(1, i0.unsqueeze(1), (1.0 - lam1).unsqueeze(1))
+    m.scatter_add_(1, i1.unsqueeze(1), lam1.unsqueeze(1))
+    return m.float().to(device)
 
 
 def resample_axis(
@@ -137,10 +165,24 @@ def autocast_on(device: torch.device) -> bool:
     """Whether autocast is active for ``device``'s type (works on old and new torch)."""
     try:
         return bool(torch.is_autocast_enabled(device.type))
+    except RuntimeError:  # a device type without autocast (meta)
+        return False
     except TypeError:  # torch < 2.4
         if device.type == "cpu":
             return bool(torch.is_autocast_cpu_enabled())
         return bool(torch.is_autocast_enabled())
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """The dtype autocast computes in for ``device``'s type, or None when it is off."""
+    if not autocast_on(device):
+        return None
+    try:
+        return torch.get_autocast_dtype(device.type)
+    except AttributeError:  # torch < 2.4
+        if device.type == "cpu":
+            return torch.get_autocast_cpu_dtype()
+        return torch.get_autocast_gpu_dtype()
 
 
 def sample_features_grid(

@@ -165,6 +165,29 @@ def save_grid(G: StyleGAN2Generator, z: torch.Tensor, path: Path) -> None:
     save_image((img.clamp(-1, 1) + 1) / 2, str(path), nrow=8)
 
 
+def load_checkpoint(path: Path) -> dict:
+    """The checkpoint with every tensor on the CPU: ``load_state_dict`` moves weights and
+    optimizer state to the models' device, and the RNG states must stay CPU ByteTensors
+    (mapping them to CUDA made resuming fail with "RNG state must be a torch.ByteTensor")."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def rng_states(gen: torch.Generator, device: torch.device) -> dict:
+    """The CPU generator's state (latents, and noise on the CPU) and, on CUDA, the CUDA
+    generator's state (the noise inputs drawn there), as CPU ByteTensors."""
+    states = {"rng": gen.get_state()}
+    if device.type == "cuda":
+        states["cuda_rng"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def restore_rng(ck: dict, gen: torch.Generator, device: torch.device) -> None:
+    """Put back what :func:`rng_states` saved (a CUDA state only on a CUDA device)."""
+    gen.set_state(ck["rng"].cpu())
+    if device.type == "cuda" and "cuda_rng" in ck:
+        torch.cuda.set_rng_state(ck["cuda_rng"].cpu(), device)
+
+
 def train(args: argparse.Namespace) -> dict:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(args.seed)
@@ -182,13 +205,13 @@ def train(args: argparse.Namespace) -> dict:
     gen = torch.Generator().manual_seed(args.seed)
     step, history = 0, []
     if ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location=device, weights_only=True)
+        ck = load_checkpoint(ckpt_path)
         G.load_state_dict(ck["G"])
         D.load_state_dict(ck["D"])
         G_ema.load_state_dict(ck["G_ema"])
         opt_g.load_state_dict(ck["opt_g"])
         opt_d.load_state_dict(ck["opt_d"])
-        gen.set_state(ck["rng"])
+        restore_rng(ck, gen, device)
         step, history = int(ck["step"]), list(json.loads(ck["history"]))
         print(f"resumed from {ckpt_path} at step {step}")
 
@@ -243,7 +266,7 @@ def train(args: argparse.Namespace) -> dict:
             atomic_torch_save({
                 "G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
                 "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-                "rng": gen.get_state(), "step": step, "history": json.dumps(history),
+                **rng_states(gen, device), "step": step, "history": json.dumps(history),
             }, ckpt_path)
     bar.close()
     return export(G_ema, out, step, time.time() - t0, G, D)
