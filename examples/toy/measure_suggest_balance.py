@@ -1,0 +1,259 @@
+"""Measure active annotation (``suggest``) and rare-class balancing on the toy world.
+
+    python examples/toy/measure_suggest_balance.py --out runs/measure16 --reps 3 --threads 2
+
+Active annotation, per repetition r (the annotator plays the human):
+
+- *random*: 16 annotation seeds drawn at random; an interpreter is fitted on them;
+- *suggested*: the first 8 of those seeds, an interpreter fitted on them, then
+  ``suggest_annotations`` picks 8 more from a pool of ``--pool`` candidates; an
+  interpreter is fitted on the 16 (same budget).
+
+Each interpreter is scored against the annotator on ``--eval`` fresh generated samples
+(mIoU), and a student U-Net is trained on ``--stream-count`` samples of its stream and
+scored on the real test renders. Class coverage of each annotation set is recorded.
+
+Balancing: with the preset's interpreter, a student on ``--stream-count`` samples of the
+stream with ``class_balance=None`` and one with ``"image"``, same steps; per-class test
+IoU, mIoU and the achieved per-class image rates.
+
+Writes ``results.json`` (every run) and prints mean +- std tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import numpy as np
+import torch
+
+from dgan_data import DatasetGANStream, Interpreter, Labeler, load_generator
+from dgan_data.annotations import Annotations
+from dgan_data.augment import BatchAugment
+from dgan_data.conventions import generator_to_uint8
+from dgan_data.downstream.train import (
+    build_segmentation_model,
+    evaluate,
+    metrics_summary,
+    real_batches,
+    render_labeled,
+    train_segmentation,
+)
+from dgan_data.metrics import confusion_matrix, metrics_from_confusion
+from dgan_data.presets import get_preset
+from dgan_data.seeds import derive_seed, sample_seed, z_from_seeds
+from dgan_data.suggest import suggest_annotations
+from dgan_data.toy import CLASS_NAMES, NUM_CLASSES, PALETTE
+from dgan_data.toy.annotator import annotate, load_annotator
+
+log = logging.getLogger("measure16")
+RARE = ("eyebrow", "iris", "pupil", "nostril", "teeth")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--preset", default="toyface-14")
+    ap.add_argument("--out", type=Path, default=Path("runs/measure16"))
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--pool", type=int, default=2000)
+    ap.add_argument("--eval", type=int, default=300, help="fresh generated samples")
+    ap.add_argument("--stream-count", type=int, default=2000)
+    ap.add_argument("--steps", type=int, default=1500, help="student steps")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--fit-steps", type=int, default=2000, help="interpreter max steps")
+    ap.add_argument("--test-count", type=int, default=1000)
+    ap.add_argument("--parts", default="suggest,balance")
+    ap.add_argument("--threads", type=int, default=None)
+    return ap.parse_args(argv)
+
+
+def annotations_for(G, annotator, seeds: list[int], psi: float) -> Annotations:
+    with torch.no_grad():
+        w = G.mapping(z_from_seeds(seeds, G.z_dim), truncation_psi=psi)
+        img, _ = G.synthesize(w, noise="const")
+    images = generator_to_uint8(img).permute(0, 3, 1, 2)
+    masks = annotate(annotator, images.float() / 255)
+    return Annotations.from_arrays(
+        seeds=seeds,
+        masks=masks.to(torch.uint8),
+        class_names=list(CLASS_NAMES),
+        truncation_psi=psi,
+        images=images,
+        generator_fingerprint=G.fingerprint(),
+        palette=PALETTE.tolist(),
+    )
+
+
+def coverage(ann: Annotations) -> dict[str, int]:
+    present = torch.stack(
+        [torch.bincount(m.flatten().long(), minlength=256)[:NUM_CLASSES] >= 4 for m in ann.masks]
+    )
+    return dict(zip(CLASS_NAMES, present.sum(0).tolist()))
+
+
+def interp_vs_annotator(labeler: Labeler, annotator, count: int) -> dict[str, Any]:
+    seeds = [sample_seed(99, 7, i) for i in range(count)]
+    cm = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.long)
+    for i in range(0, count, 50):
+        b = labeler.label(seeds[i : i + 50])
+        cm += confusion_matrix(b.masks.cpu(), annotate(annotator, b.images.cpu()), NUM_CLASSES)
+    m = metrics_from_confusion(cm)
+    return {"miou": m["miou"], "per_class": dict(zip(CLASS_NAMES, m["iou"].tolist()))}
+
+
+def stream_student(
+    labeler_or_preset: Any, args, test, seed: int, class_balance: Any = None
+) -> dict[str, Any]:
+    if isinstance(labeler_or_preset, Labeler):
+        lab = labeler_or_preset
+        stream = DatasetGANStream(
+            generator=lab.G,
+            interpreter=lab.interpreter,
+            batch_size=64,
+            seed=seed,
+            truncation_psi=lab.truncation_psi,
+            device="cpu",
+            class_balance=class_balance,
+        )
+    else:
+        stream = DatasetGANStream(
+            labeler_or_preset, batch_size=64, seed=seed, device="cpu", class_balance=class_balance
+        )
+    images, masks, n = [], [], 0
+    for bi, bm in stream:
+        images.append(bi.cpu())
+        masks.append(bm.cpu())
+        n += len(bi)
+        if n >= args.stream_count:
+            break
+    stats = stream.statistics()
+    images, masks = torch.cat(images)[: args.stream_count], torch.cat(masks)[: args.stream_count]
+    torch.manual_seed(seed)
+    net = build_segmentation_model(NUM_CLASSES, "unet")
+    batches = real_batches(images, masks, args.batch_size, BatchAugment(), seed=seed)
+    train_segmentation(net, batches, args.steps, lr=3e-3, progress=False)
+    summary = metrics_summary(evaluate(net, test, NUM_CLASSES), list(CLASS_NAMES))
+    summary["stream_statistics"] = stats
+    return summary
+
+
+def fit(G, ann: Annotations, args, seed: int) -> Interpreter:
+    return Interpreter.fit(
+        G, ann, num_models=10, seed=seed, max_steps=args.fit_steps, progress=False
+    )
+
+
+def measure_suggest(args, G, annotator, psi, test, results) -> None:
+    runs = results.setdefault("suggest", [])
+    for r in range(len(runs), args.reps):
+        t0 = time.time()
+        seeds = [derive_seed(1000 + r, 0x5EED, i) for i in range(16)]
+        random16 = annotations_for(G, annotator, seeds, psi)
+        first8 = annotations_for(G, annotator, seeds[:8], psi)
+        interp8 = fit(G, first8, args, r)
+        report = suggest_annotations(
+            Labeler(G, interp8, truncation_psi=psi), 8, pool=args.pool, seed=r, existing=first8
+        )
+        picked = [s.seed for s in report.suggestions]
+        suggested16 = annotations_for(G, annotator, seeds[:8] + picked, psi)
+        run: dict[str, Any] = {
+            "rep": r,
+            "random_seeds": seeds,
+            "suggested_seeds": picked,
+            "reasons": [s.reason for s in report.suggestions],
+        }
+        for name, ann in (("random", random16), ("suggested", suggested16)):
+            interp = fit(G, ann, args, r)
+            lab = Labeler(G, interp, truncation_psi=psi)
+            run[name] = {
+                "coverage": coverage(ann),
+                "interpreter_vs_annotator": interp_vs_annotator(lab, annotator, args.eval),
+                "student": stream_student(lab, args, test, seed=r),
+            }
+            log.info(
+                "rep %d %s: interp %.4f student %.4f",
+                r,
+                name,
+                run[name]["interpreter_vs_annotator"]["miou"],
+                run[name]["student"]["miou"],
+            )
+        run["seconds"] = time.time() - t0
+        runs.append(run)
+        save(args, results)
+
+
+def measure_balance(args, preset, test, results) -> None:
+    runs = results.setdefault("balance", {})
+    for mode in (None, "image"):
+        key = str(mode)
+        if key in runs:
+            continue
+        runs[key] = stream_student(preset, args, test, seed=0, class_balance=mode)
+        log.info("balance %s: student %.4f", key, runs[key]["miou"])
+        save(args, results)
+
+
+def save(args, results) -> None:
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=1, default=float))
+
+
+def mean_std(values: list[float]) -> str:
+    std = np.std(values, ddof=1 if len(values) > 1 else 0)
+    return f"{100 * np.mean(values):.1f} +- {100 * std:.1f}"
+
+
+def report(results: dict[str, Any]) -> str:
+    lines = []
+    runs = results.get("suggest", [])
+    if runs:
+        lines.append(f"active annotation, {len(runs)} repetitions (mean +- std):")
+        for name in ("random", "suggested"):
+            interp = [r[name]["interpreter_vs_annotator"]["miou"] for r in runs]
+            student = [r[name]["student"]["miou"] for r in runs]
+            missing = [sum(v < 1 for v in r[name]["coverage"].values()) for r in runs]
+            lines.append(
+                f"  {name:<10} interpreter vs annotator {mean_std(interp)}  "
+                f"student on real {mean_std(student)}  classes absent: {missing}"
+            )
+    bal = results.get("balance", {})
+    if bal:
+        lines.append("balancing (student per-class IoU %):")
+        lines.append("  " + " ".join(f"{n[:7]:>8}" for n in ("mode", *RARE, "mIoU")))
+        for key, s in bal.items():
+            cells = [f"{100 * (s['per_class_iou'][n] or 0):8.1f}" for n in RARE]
+            lines.append(f"  {key:>8} " + " ".join(cells) + f" {100 * s['miou']:8.1f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    path = args.out / "results.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    preset = get_preset(args.preset)
+    G = load_generator(preset.name)
+    annotator = load_annotator()
+    test = render_labeled("test", args.test_count)
+    parts = args.parts.split(",")
+    if "suggest" in parts:
+        measure_suggest(args, G, annotator, preset.truncation_psi, test, results)
+    if "balance" in parts:
+        measure_balance(args, preset.name, test, results)
+    print(report(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
