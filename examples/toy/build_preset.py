@@ -5,6 +5,10 @@
    fewer than ``--coverage`` of them, swaps in the next seeds that hold it (replacing
    samples whose classes stay covered without them); every swap is recorded. Writes
    them as an annotation folder (images, masks, latents, manifest).
+   Before anything is written, ``--quality`` (an ``evaluate_gan.py`` result at psi 1.0)
+   is checked against the GAN gate: every diversity statistic within 20 % of the real
+   renders' and KID <= 2x the real-vs-real floor. A failed gate stops the build (exit
+   code 1) unless ``--allow-ungated``; the gate's numbers go into the metrics either way.
 2. Trains the interpreter on them with ``Interpreter.fit`` (``--class-balance``: pixel
    sampling that favours rare classes; ``--hidden``: the MLP widths).
 3. Reports the interpreter's mIoU against the annotator's labels on 200 other
@@ -54,8 +58,37 @@ def generate(G, seeds: list[int], psi: float) -> tuple[torch.Tensor, list[torch.
     return images, feats
 
 
+def gan_gate(quality_path: str | None) -> dict | None:
+    """The diversity/KID gate from an ``evaluate_gan.py`` JSON: ratios, KID and ``ok``."""
+    if quality_path is None:
+        return None
+    q = json.loads(Path(quality_path).read_text())
+    diversity = {k: v for k, v in q["diversity"].items() if isinstance(v, dict)}
+    return {
+        "quality_file": Path(quality_path).name,
+        "truncation_psi": q["truncation_psi"],
+        "diversity_ratio": {k: round(v["ratio"], 3) for k, v in diversity.items()},
+        "diversity_ok": {k: v["ok"] for k, v in diversity.items()},
+        "kid": q["kid_mean"],
+        "kid_real_floor": q["kid_real_mean"],
+        "kid_within_2x_floor": q["kid_within_2x_floor"],
+        "ok": bool(q["diversity"]["all_ok"] and q["kid_within_2x_floor"]),
+    }
+
+
 def build(args: argparse.Namespace) -> dict:
     t0 = time.time()
+    gate = gan_gate(args.quality)
+    if gate is not None:
+        print(f"GAN gate ({gate['quality_file']}): {json.dumps(gate)}")
+        if not gate["ok"] and not args.allow_ungated:
+            failed = [k for k, ok in gate["diversity_ok"].items() if not ok]
+            if not gate["kid_within_2x_floor"]:
+                failed.append("kid")
+            raise SystemExit(
+                f"the generator fails the GAN gate on {failed}: train it longer, or pass "
+                "--allow-ungated to build anyway (recorded in preset_metrics.json)"
+            )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     G = load_generator(args.generator)
@@ -121,6 +154,8 @@ def build(args: argparse.Namespace) -> dict:
         "fit_seconds": fit_seconds,
         "total_seconds": time.time() - t0,
         "generator_fingerprint": G.fingerprint(),
+        "gan_gate": gate,
+        "built_ungated": bool(gate is not None and not gate["ok"]),
     }
     (out / "preset_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     print(json.dumps({k: v for k, v in metrics.items() if k != "per_class_iou"}, indent=2))
@@ -215,6 +250,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="interpreter pixel sampling: 0 uniform, 1 every class alike",
     )
     p.add_argument("--hidden", type=int, nargs=2, default=None, help="MLP widths (H1 H2)")
+    p.add_argument(
+        "--quality", default=None, help="evaluate_gan.py JSON (psi 1.0) to gate the generator on"
+    )
+    p.add_argument(
+        "--allow-ungated", action="store_true", help="build even when the generator fails the gate"
+    )
     p.add_argument("--threads", type=int, default=None)
     return p.parse_args(argv)
 

@@ -27,13 +27,16 @@ per-image error, what dropping the most uncertain 10 % does to the labels' error
 AUROC of the pixel JS divergence as an error detector, and per class the share of
 pixels ``ignore_uncertain_pixels`` would remove with their error rate.
 
-Writes ``diagnose.json`` and prints a table. Everything is seeded; data sets are cached
-in ``--out`` so a rerun only trains the arms that are missing.
+Writes ``diagnose.json`` and prints a table. Everything is seeded; data sets and student
+results are cached in ``--out`` under keys that carry a digest of the files they depend
+on (annotator; generator + interpreter), so a rerun only trains the arms that are
+missing, and a rebuilt annotator or preset never reuses stale data.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -111,6 +114,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if bad:
         ap.error(f"--arms: unknown arms {sorted(bad)} (valid: R, G, S, F, A)")
     return args
+
+
+def file_digest(*paths: Path) -> str:
+    """First 8 hex digits of the SHA-256 of the files' bytes, in order."""
+    h = hashlib.sha256()
+    for path in paths:
+        h.update(Path(path).read_bytes())
+    return h.hexdigest()[:8]
 
 
 def cached(path: Path, make: Any) -> Any:
@@ -265,6 +276,14 @@ def main(argv: list[str] | None = None) -> int:
     preset = get_preset(args.preset)
     psi = preset.truncation_psi if args.psi is None else args.psi
     annotator = load_annotator()
+    from dgan_data.toy.annotator import DEFAULT_ANNOTATOR_PATH
+
+    ann_tag = file_digest(DEFAULT_ANNOTATOR_PATH)
+    preset_tag = file_digest(
+        DEFAULT_ANNOTATOR_PATH,
+        resolve_preset_file(preset.name, "generator"),
+        resolve_preset_file(preset.name, "interpreter"),
+    )
     labeler = Labeler.from_sources(preset.name, truncation_psi=psi, device="cpu")
     cache = out / "cache"
     test = render_labeled("test", args.test_count)
@@ -277,11 +296,18 @@ def main(argv: list[str] | None = None) -> int:
         gen = gan_samples(labeler, args.count, args.seed)
         return {"images": gen["images"], "labels": annotate_all(annotator, gen["images"])}
 
+    key_of = {
+        "R": f"R_{args.count}_{ann_tag}",
+        "G": f"G_{args.count}_psi{psi:g}_{preset_tag}",
+        "S": f"S_{args.count}_psi{psi:g}_{preset_tag}",
+        "F": "F_16",
+        "A": f"A_{args.full_count}",
+    }
     data = {
-        "R": lambda: cached(cache / f"R_{args.count}.pt", real_r),
-        "G": lambda: cached(cache / f"G_{args.count}_psi{psi:g}.pt", gan_g),
+        "R": lambda: cached(cache / f"{key_of['R']}.pt", real_r),
+        "G": lambda: cached(cache / f"{key_of['G']}.pt", gan_g),
         "S": lambda: cached(
-            cache / f"S_{args.count}_psi{psi:g}.pt",
+            cache / f"{key_of['S']}.pt",
             lambda: stream_samples(preset.name, args.count, args.seed, psi),
         ),
     }
@@ -289,13 +315,6 @@ def main(argv: list[str] | None = None) -> int:
     results_path = out / "diagnose.json"
     results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.is_file() else {}
     students = results.setdefault("students", {})
-    key_of = {
-        "R": f"R_{args.count}",
-        "G": f"G_{args.count}_psi{psi:g}",
-        "S": f"S_{args.count}_psi{psi:g}",
-        "F": "F_16",
-        "A": f"A_{args.full_count}",
-    }
     for arm in args.arms.split(","):
         key = f"{key_of[arm]}_steps{args.steps}x{args.batch_size}"
         if key in students:
@@ -327,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         return None if x is None or y is None else x / y
 
     gen = cached(
-        cache / f"eval_{args.eval_count}_psi{psi:g}.pt",
+        cache / f"eval_{args.eval_count}_psi{psi:g}_{preset_tag}.pt",
         lambda: gan_samples(labeler, args.eval_count, args.seed + 1),
     )
     reference = annotate_all(annotator, gen["images"])
@@ -336,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     results.update(
         {
             "preset": preset.name,
+            "annotator_digest": ann_tag,
+            "preset_digest": preset_tag,
             "truncation_psi": psi,
             "steps": args.steps,
             "batch_size": args.batch_size,
@@ -374,7 +395,7 @@ def format_report(results: dict[str, Any], suffix: str, key_of: dict[str, str]) 
     for arm, key in key_of.items():
         s = results["students"].get(key + suffix)
         shown = "-" if s is None else f"{100 * s['miou']:.1f}"
-        lines.append(f"  {arm} {key:<24} {shown}")
+        lines.append(f"  {arm} {key:<34} {shown}")
     lines.append("links:")
     values = {
         **results["ratios"],

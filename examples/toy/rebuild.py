@@ -1,101 +1,250 @@
-"""Rebuild every shipped artifact of the toy world from seeds, and print the metrics.
+"""Rebuild every renderer-dependent artifact of the toy world in one command.
 
     python examples/toy/rebuild.py --work runs/toy
+    python examples/toy/rebuild.py --work runs/toy --parts quality preset preview
+    python examples/toy/rebuild.py --work runs/toy --dry-run     # print the plan only
 
-Runs, in order: the reference annotator (``train_annotator.py``), the toy StyleGAN2
-(``train_gan.py``; resumes from ``--work``/toygan if a checkpoint is there), the GAN
-quality metrics (``evaluate_gan.py``), and the preset (``build_preset.py``: annotations,
-interpreter, interpreter mIoU). The annotator and the preset files are written into the
-package's ``dgan_data/toy/assets`` unless ``--assets`` says otherwise.
+Parts, in order (``--parts`` picks a subset; each prints its time, and a table of all
+times closes the run):
+
+- ``annotator``: the reference annotator (the toy "human"), ``train_annotator.py``,
+  a U-Net trained on 6,000 real renders with exact masks;
+- ``gan``: the toy StyleGAN2, ``train_gan.py`` in ``WORK/toygan``. It resumes from a
+  checkpoint there; an empty folder starts from ``--gan-from`` (default: the committed
+  ``examples/toy/checkpoint/toygan.pt``; ``scratch`` trains from step 0), then
+  exports ``generator.safetensors``;
+- ``quality``: KID, part validity and diversity (``evaluate_gan.py``) at psi 1.0 and
+  at the preset's psi, written to ``WORK/quality_psi*.json``;
+- ``preset``: annotations, interpreter and ``preset_metrics.json``
+  (``build_preset.py``), refused when the GAN fails the diversity/KID gate unless
+  ``--allow-ungated`` (the gate's result is recorded either way);
+- ``preview``: the README's preview figure (``dgan-data preview``).
+
+Shipped files go to the package's ``dgan_data/toy/assets`` unless ``--assets`` says
+otherwise. Nonsense settings (steps < 1, unknown parts, a missing ``--gan-from``)
+exit with code 2 and one line on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+PARTS = ("annotator", "gan", "quality", "preset", "preview")
+COMMITTED_GAN = HERE / "checkpoint" / "toygan.pt"
 
 
-def run(args: list[str]) -> None:
-    print("$", " ".join(args), flush=True)
-    subprocess.run([sys.executable, *args], check=True)
+class Plan:
+    """Commands grouped by part; ``run`` executes them (or prints them on a dry run)."""
+
+    def __init__(self, dry_run: bool) -> None:
+        self.dry_run = dry_run
+        self.times: list[tuple[str, float]] = []
+
+    def part(self, name: str, commands: list[list[str]], before=None) -> None:
+        print(f"== {name}", flush=True)
+        t0 = time.time()
+        if before is not None and not self.dry_run:
+            before()
+        for args in commands:
+            print("$", " ".join(args), flush=True)
+            if not self.dry_run:
+                subprocess.run(args, check=True)
+        seconds = time.time() - t0
+        self.times.append((name, seconds))
+        print(f"== {name}: {seconds / 60:.1f} min", flush=True)
+
+    def table(self) -> str:
+        width = max([len(n) for n, _ in self.times] + [5])
+        rows = [f"{'part':<{width}}  minutes"]
+        rows += [f"{n:<{width}}  {s / 60:7.1f}" for n, s in self.times]
+        rows.append(f"{'total':<{width}}  {sum(s for _, s in self.times) / 60:7.1f}")
+        return "\n".join(rows)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--work", default="runs/toy", help="folder for runs and reports")
     p.add_argument("--assets", default=None, help="where shipped files go (default: package)")
-    p.add_argument("--gan-steps", type=int, default=5400)
-    p.add_argument("--annotator-steps", type=int, default=2000)
-    p.add_argument("--threads", type=int, default=2)
-    args = p.parse_args(argv)
-    work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
-    import dgan_data
-
-    assets = Path(args.assets or Path(dgan_data.__file__).parent / "toy" / "assets")
-    t0 = time.time()
-    threads = ["--threads", str(args.threads)]
-    run(
-        [
-            str(HERE / "train_annotator.py"),
-            "--steps",
-            str(args.annotator_steps),
-            "--batch-size",
-            "16",
-            "--seed",
-            "0",
-            "--out",
-            str(assets / "annotator.safetensors"),
-            *threads,
-        ]
+    p.add_argument(
+        "--parts",
+        nargs="+",
+        choices=PARTS,
+        default=list(PARTS),
+        metavar="PART",
+        help=f"subset of {', '.join(PARTS)} (default: all, in that order)",
     )
-    run(
-        [
+    p.add_argument("--gan-steps", type=int, default=24000, help="total GAN iterations (batch 8)")
+    p.add_argument(
+        "--gan-from",
+        default=str(COMMITTED_GAN),
+        help="checkpoint an empty WORK/toygan starts from, or 'scratch'",
+    )
+    p.add_argument("--annotator-steps", type=int, default=8000)
+    p.add_argument("--interpreter-steps", type=int, default=3000, help="cap per model")
+    p.add_argument("--quality-num", type=int, default=2000, help="images per set for KID")
+    p.add_argument(
+        "--allow-ungated",
+        action="store_true",
+        help="build the preset even if the GAN fails the diversity/KID gate",
+    )
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    args = p.parse_args(argv)
+    for name in ("gan_steps", "annotator_steps", "interpreter_steps", "threads"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.quality_num < 2:
+        p.error(f"--quality-num must be >= 2, got {args.quality_num}")
+    if args.gan_from != "scratch" and not Path(args.gan_from).is_file():
+        p.error(f"--gan-from {args.gan_from}: no such checkpoint (or say 'scratch')")
+    return args
+
+
+def build_plan(args: argparse.Namespace) -> Plan:
+    """Run (or print) the chosen parts in order; returns the plan with its timings."""
+    import dgan_data
+    from dgan_data.toy.preset import TOY_TRUNCATION_PSI
+
+    py = sys.executable
+    work = Path(args.work)
+    assets = Path(args.assets or Path(dgan_data.__file__).parent / "toy" / "assets")
+    threads = ["--threads", str(args.threads)]
+    gan_dir = work / "toygan"
+    generator = gan_dir / "generator.safetensors"
+    annotator = assets / "annotator.safetensors"
+    psis = sorted({1.0, float(TOY_TRUNCATION_PSI)}, reverse=True)
+    quality = {psi: work / f"quality_psi{psi:g}.json" for psi in psis}
+    plan = Plan(args.dry_run)
+    if not args.dry_run:
+        work.mkdir(parents=True, exist_ok=True)
+
+    if "annotator" in args.parts:
+        plan.part(
+            "annotator",
+            [
+                [
+                    py,
+                    str(HERE / "train_annotator.py"),
+                    "--steps",
+                    str(args.annotator_steps),
+                    "--batch-size",
+                    "16",
+                    "--seed",
+                    "0",
+                    "--out",
+                    str(annotator),
+                    *threads,
+                ]
+            ],
+        )
+    if "gan" in args.parts:
+
+        def seed_run_folder() -> None:
+            ckpt = gan_dir / "checkpoint.pt"
+            if args.gan_from != "scratch" and not ckpt.exists():
+                gan_dir.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(args.gan_from, ckpt)
+
+        train = [
+            py,
             str(HERE / "train_gan.py"),
             "--out",
-            str(work / "toygan"),
-            "--steps",
-            str(args.gan_steps),
+            str(gan_dir),
             "--batch",
             "8",
             "--save-every",
-            "200",
+            "500",
             *threads,
         ]
-    )
-    generator = work / "toygan" / "generator.safetensors"
-    run(
-        [
-            str(HERE / "evaluate_gan.py"),
-            "--generator",
-            str(generator),
-            "--num",
-            "1000",
-            "--json",
-            str(work / "quality.json"),
-            "--grid",
-            str(work / "quality.png"),
-            *threads,
-        ]
-    )
-    run(
-        [
-            str(HERE / "build_preset.py"),
-            "--generator",
-            str(generator),
-            "--out",
-            str(assets),
-            "--max-steps",
-            "2000",
-            *threads,
-        ]
-    )
-    print(f"toy world rebuilt in {(time.time() - t0) / 60:.1f} min")
+        plan.part(
+            "gan",
+            [
+                [*train, "--steps", str(args.gan_steps)],
+                [*train, "--steps", str(args.gan_steps), "--export-only"],
+            ],
+            before=seed_run_folder,
+        )
+    if "quality" in args.parts:
+        plan.part(
+            "quality",
+            [
+                [
+                    py,
+                    str(HERE / "evaluate_gan.py"),
+                    "--generator",
+                    str(generator),
+                    "--annotator",
+                    str(annotator),
+                    "--num",
+                    str(args.quality_num),
+                    "--truncation-psi",
+                    f"{psi:g}",
+                    "--json",
+                    str(path),
+                    "--grid",
+                    str(work / f"quality_psi{psi:g}.png"),
+                    *threads,
+                ]
+                for psi, path in quality.items()
+            ],
+        )
+    if "preset" in args.parts:
+        gate = ["--quality", str(quality[1.0])] + (
+            ["--allow-ungated"] if args.allow_ungated else []
+        )
+        plan.part(
+            "preset",
+            [
+                [
+                    py,
+                    str(HERE / "build_preset.py"),
+                    "--generator",
+                    str(generator),
+                    "--annotator",
+                    str(annotator),
+                    "--out",
+                    str(assets),
+                    "--max-steps",
+                    str(args.interpreter_steps),
+                    *gate,
+                    *threads,
+                ]
+            ],
+        )
+    if "preview" in args.parts:
+        figure = REPO / "examples" / "toy" / "figures" / "toyface14_preview.png"
+        plan.part(
+            "preview",
+            [
+                [
+                    py,
+                    "-m",
+                    "dgan_data.cli",
+                    "preview",
+                    "toyface-14",
+                    "--num",
+                    "16",
+                    "--seed",
+                    "0",
+                    "--out",
+                    str(figure),
+                ]
+            ],
+        )
+    return plan
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    plan = build_plan(args)
+    print(plan.table())
     return 0
 
 

@@ -1,0 +1,67 @@
+"""The toy chain diagnosis: cache keys follow the files they depend on, report is complete."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+TOY = Path(__file__).resolve().parents[1] / "examples" / "toy"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("toy_diagnose", TOY / "diagnose.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+diagnose = _load()
+
+
+def test_file_digest_changes_with_any_byte(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_bytes(b"annotator")
+    b.write_bytes(b"interpreter")
+    before = diagnose.file_digest(a, b)
+    assert before == diagnose.file_digest(a, b) and len(before) == 8
+    b.write_bytes(b"interpreteR")
+    assert diagnose.file_digest(a, b) != before
+    assert diagnose.file_digest(b, a) != diagnose.file_digest(a, b)
+
+
+def test_small_run_reports_every_link_and_tags_data_with_digests(tmp_path, capsys):
+    argv = [
+        "--out", str(tmp_path), "--arms", "R,F", "--steps", "2", "--count", "8",
+        "--test-count", "8", "--eval-count", "16", "--batch-size", "4", "--no-progress",
+        "--threads", "1",
+    ]  # fmt: skip
+    assert diagnose.main(argv) == 0
+    result = json.loads((tmp_path / "diagnose.json").read_text())
+    ann, preset = result["annotator_digest"], result["preset_digest"]
+    assert set(result["students"]) == {f"R_8_{ann}_steps2x4", "F_16_steps2x4"}
+    assert (tmp_path / "cache" / f"R_8_{ann}.pt").is_file()
+    assert any(p.name.endswith(f"_{preset}.pt") for p in (tmp_path / "cache").iterdir())
+    for name in ("gan_usefulness", "interpreter_usefulness", "few_shot_ratio"):
+        assert name in result["ratios"]
+    assert result["ratios"]["gan_usefulness"] is None  # G was not trained
+    u = result["uncertainty"]
+    assert 0.0 <= u["pixel_js_auroc"] <= 1.0 and u["images"] == 16
+    assert set(result["interpreter_vs_annotator_per_class"]) == set(diagnose.CLASS_NAMES)
+    out = capsys.readouterr().out
+    assert "few_shot_ratio" in out and "uncertainty" in out
+    # a rerun trains nothing new: the students are cached under the same keys
+    mtime = (tmp_path / "diagnose.json").stat().st_mtime_ns
+    assert diagnose.main(argv) == 0
+    again = json.loads((tmp_path / "diagnose.json").read_text())
+    assert again["students"] == result["students"]
+    assert (tmp_path / "diagnose.json").stat().st_mtime_ns >= mtime
+
+
+@pytest.mark.parametrize("argv", [["--steps", "0"], ["--arms", "R,X"]])
+def test_bad_settings_exit_2(argv, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        diagnose.main(["--out", str(tmp_path), *argv])
+    assert exc.value.code == 2

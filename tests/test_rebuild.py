@@ -1,0 +1,112 @@
+"""The toy world's one-command rebuild: bad settings refused, the plan, the GAN gate."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TOY = REPO / "examples" / "toy"
+
+
+def _load(name: str):
+    if str(TOY) not in sys.path:
+        sys.path.insert(0, str(TOY))
+    spec = importlib.util.spec_from_file_location(f"toy_{name}", TOY / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+rebuild = _load("rebuild")
+build_preset = _load("build_preset")
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--gan-steps", "0"], "--gan-steps must be >= 1"),
+        (["--annotator-steps", "-3"], "--annotator-steps must be >= 1"),
+        (["--threads", "0"], "--threads must be >= 1"),
+        (["--parts", "gan", "paint"], "invalid choice: 'paint'"),
+        (["--gan-from", "no/such/file.pt"], "no such checkpoint"),
+        (["--quality-num", "1"], "--quality-num must be >= 2"),
+    ],
+)
+def test_nonsense_settings_exit_2_with_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        rebuild.main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert message in err[-1]
+
+
+def test_dry_run_prints_every_part_in_order_and_runs_nothing(tmp_path, capsys):
+    work = tmp_path / "work"
+    assert rebuild.main(["--work", str(work), "--assets", str(tmp_path / "a"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    headers = [line[3:] for line in out.splitlines() if line.startswith("== ") and ":" not in line]
+    assert headers == list(rebuild.PARTS)
+    # the preset is gated on the psi-1.0 quality report, which the quality part writes
+    preset_cmd = next(line for line in out.splitlines() if "build_preset.py" in line)
+    assert f"--quality {work / 'quality_psi1.json'}" in preset_cmd
+    assert "--allow-ungated" not in preset_cmd
+    assert out.count("evaluate_gan.py") == 2  # psi 1.0 and the preset's psi
+    # a closing table names every part and a total
+    table = out.split("part")[-1]
+    for part in (*rebuild.PARTS, "total"):
+        assert part in table
+    assert not work.exists()
+
+
+def test_parts_subset_and_ungated_flag(tmp_path, capsys):
+    rebuild.main(["--work", str(tmp_path), "--parts", "preset", "--allow-ungated", "--dry-run"])
+    out = capsys.readouterr().out
+    assert "train_gan.py" not in out and "train_annotator.py" not in out
+    assert "--allow-ungated" in next(line for line in out.splitlines() if "build_preset" in line)
+
+
+def _quality(tmp_path: Path, bald_ratio: float, kid_ok: bool = True) -> Path:
+    def stat(ratio: float) -> dict:
+        return {"generated": ratio, "real": 1.0, "ratio": ratio, "ok": abs(ratio - 1) <= 0.2}
+
+    diversity = {"face_centre_spread": stat(0.95), "bald_rate": stat(bald_ratio)}
+    diversity["all_ok"] = all(v["ok"] for v in diversity.values())
+    path = tmp_path / "quality.json"
+    path.write_text(
+        json.dumps(
+            {
+                "diversity": diversity,
+                "kid_mean": 0.004,
+                "kid_real_mean": 0.001,
+                "kid_within_2x_floor": kid_ok,
+                "truncation_psi": 1.0,
+            }
+        )
+    )
+    return path
+
+
+def test_gan_gate_reads_the_quality_report(tmp_path):
+    good = build_preset.gan_gate(str(_quality(tmp_path, 1.1)))
+    assert good["ok"] and good["diversity_ratio"]["bald_rate"] == 1.1
+    assert not build_preset.gan_gate(str(_quality(tmp_path, 0.3)))["ok"]
+    assert not build_preset.gan_gate(str(_quality(tmp_path, 1.0, kid_ok=False)))["ok"]
+    assert build_preset.gan_gate(None) is None
+
+
+def test_failed_gate_stops_the_build_before_anything_is_written(tmp_path):
+    out = tmp_path / "assets"
+    args = argparse.Namespace(
+        quality=str(_quality(tmp_path, 0.3, kid_ok=False)), allow_ungated=False, out=str(out)
+    )
+    with pytest.raises(SystemExit) as exc:
+        build_preset.build(args)
+    assert "bald_rate" in str(exc.value) and "kid" in str(exc.value)
+    assert "--allow-ungated" in str(exc.value)
+    assert not out.exists()
