@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 import torch
 
@@ -45,7 +48,19 @@ def test_shipped_annotations_regenerate_exactly(empty_cache):
     folder = resolve_preset_file(TOY_PRESET_NAME, "generator").parent / "annotations"
     ann = Annotations.load(folder)
     assert len(ann) == 16
-    assert ann.seeds == list(range(16))  # the first 16 seeds, no cherry-picking
+    # the first 16 seeds, except the swaps made for class coverage, each recorded with
+    # its reason, and the swapped-in image does hold that class
+    metrics = json.loads((folder.parent / "preset_metrics.json").read_text())
+    expected = list(range(16))
+    for swap in metrics["coverage_swaps"]:
+        m = re.fullmatch(r"seed (\d+) -> seed (\d+) \(for (\w+)\)", swap)
+        assert m, swap
+        old, new, cls = int(m[1]), int(m[2]), m[3]
+        expected[expected.index(old)] = new
+        mask = ann.masks[ann.seeds.index(new)]
+        assert int((mask == CLASS_NAMES.index(cls)).sum()) >= 4
+    assert sorted(ann.seeds) == sorted(expected)
+    assert len(metrics["coverage_swaps"]) <= 2  # coverage, not cherry-picking
     assert ann.generator_fingerprint == G.fingerprint()
     checks = ann.validate(G)
     assert all(c.ok for c in checks)

@@ -20,7 +20,7 @@ table with timing, writes ``results.json`` (every number, the seeds, the hardwar
 versions, learning curves with ``--full``) and ``figure.png`` (test images, ground
 truth and the predictions).
 
-The CPU default (one draw, :data:`DEFAULT_STEPS` steps) takes about 12 minutes on an
+The CPU default (one draw, :data:`DEFAULT_STEPS` steps) takes about 6 minutes on an
 idle 2-core CPU; ``--full`` is the converged schedule meant for a GPU (see
 :meth:`DemoConfig.full_config`).
 """
@@ -75,7 +75,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Optimiser steps of every arm in the CPU default (about 12 minutes on 2 idle cores).
+#: Optimiser steps of every arm in the CPU default (about 6 minutes on 2 idle cores).
 DEFAULT_STEPS = 400
 #: Images per step of every arm.
 DEFAULT_BATCH_SIZE = 8
@@ -193,7 +193,7 @@ def _reference_annotator() -> dict[str, Any] | None:
         "train_split": data.get("train_split"),
         "steps": data.get("training", {}).get("steps"),
         "batch_size": data.get("training", {}).get("batch_size"),
-        "note": "a U-Net with Dice loss, not the DeepLab of the three arms: context only",
+        "note": "the toy 'human' that labels arm (a)'s annotations and arm (b'): context only",
     }
 
 
@@ -655,7 +655,8 @@ def format_table(results: dict[str, Any]) -> str:
     if ref and ref.get("test_miou") is not None:
         lines.append(
             f"\nreference annotator ({ref['arch']}, {ref['steps']} steps x {ref['batch_size']} "
-            f"on pool renders): test mIoU {100 * ref['test_miou']:.1f} (context; not a DeepLab)"
+            f"on {(ref.get('train_split') or {}).get('count', '?')} real renders): test mIoU "
+            f"{100 * ref['test_miou']:.1f} (the toy 'human'; context)"
         )
     hw = results["hardware"]
     lines.append(
