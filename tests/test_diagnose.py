@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
+from example_scripts import load_example
 
-TOY = Path(__file__).resolve().parents[1] / "examples" / "toy"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("toy_diagnose", TOY / "diagnose.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-diagnose = _load()
+diagnose = load_example("toy/diagnose", "toy_diagnose")
 
 
 def test_file_digest_changes_with_any_byte(tmp_path):

@@ -3,28 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from example_scripts import load_example
 
-REPO = Path(__file__).resolve().parents[1]
-TOY = REPO / "examples" / "toy"
-
-
-def _load(name: str):
-    if str(TOY) not in sys.path:
-        sys.path.insert(0, str(TOY))
-    spec = importlib.util.spec_from_file_location(f"toy_{name}", TOY / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-rebuild = _load("rebuild")
-build_preset = _load("build_preset")
+rebuild = load_example("toy/rebuild", "toy_rebuild")
+build_preset = load_example("toy/build_preset", "toy_build_preset")
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,6 @@ sources, and the DeepLab examples (single process, and DDP with 2 CPU ranks unde
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import os
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from example_scripts import load_example
 from torch import nn
 
 pytest.importorskip("segmentation_models_pytorch")
@@ -121,14 +121,6 @@ def random_masks(n: int, size: int = 16, num_classes: int = 4, seed: int = 0) ->
     masks = torch.randint(0, num_classes, (n, size, size), generator=g)
     masks[:, :2] = IGNORE_INDEX
     return masks
-
-
-def load_example(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 # ------------------------------------------------------------------ the model

@@ -66,7 +66,7 @@ from dgan_data.metrics import confusion_matrix, metrics_from_confusion
 from dgan_data.presets import get_preset, resolve_preset_file
 from dgan_data.seeds import sample_seed
 from dgan_data.toy import CLASS_NAMES, NUM_CLASSES, SPLITS
-from dgan_data.toy.annotator import annotate, load_annotator
+from dgan_data.toy.annotator import DEFAULT_ANNOTATOR_PATH, annotate, load_annotator
 from dgan_data.toy.quality import render_images
 from dgan_data.uncertainty import class_mean_scores
 
@@ -276,8 +276,6 @@ def main(argv: list[str] | None = None) -> int:
     preset = get_preset(args.preset)
     psi = preset.truncation_psi if args.psi is None else args.psi
     annotator = load_annotator()
-    from dgan_data.toy.annotator import DEFAULT_ANNOTATOR_PATH
-
     ann_tag = file_digest(DEFAULT_ANNOTATOR_PATH)
     preset_tag = file_digest(
         DEFAULT_ANNOTATOR_PATH,
@@ -385,8 +383,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def load_annotator_meta() -> str:
-    from dgan_data.toy.annotator import DEFAULT_ANNOTATOR_PATH
-
     return DEFAULT_ANNOTATOR_PATH.with_suffix(".json").read_text()
 
 
