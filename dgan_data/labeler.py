@@ -313,14 +313,39 @@ class Labeler:
         No host synchronisation: a sample whose image or score is not finite gets a NaN
         score; call :meth:`LabeledBatch.check_finite` when the scores are on the host.
         """
-        G, interp, device = self.G, self.interpreter, self.device
+        img, feats = self.synthesize(seeds)
+        return self.label_synthesized(img, feats, seeds)
+
+    @torch.no_grad()
+    def synthesize(
+        self, seeds: Sequence[int] | torch.Tensor
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(images, feature maps) of the generator for these seeds, as :meth:`label`
+        makes them (truncation, noise, dtype); for callers that also need the features."""
+        G, device = self.G, self.device
         z = _to_device(z_from_seeds(seeds, G.z_dim), device)
-        autocast = self.dtype is not None and self.dtype != torch.float32
-        with torch.autocast(device.type, dtype=self.dtype, enabled=autocast):
+        with torch.autocast(device.type, dtype=self.dtype, enabled=self._autocast):
             w = G.mapping(z, self.truncation_psi, self.truncation_cutoff)
             img, feats = G.synthesize(w, noise=self.noise)
+        return img, list(feats)
+
+    @property
+    def _autocast(self) -> bool:
+        return self.dtype is not None and self.dtype != torch.float32
+
+    @torch.no_grad()
+    def label_synthesized(
+        self,
+        img: torch.Tensor,
+        feats: Sequence[torch.Tensor],
+        seeds: Sequence[int] | torch.Tensor,
+    ) -> LabeledBatch:
+        """Label images and features from :meth:`synthesize` (the second half of
+        :meth:`label`)."""
+        interp, device = self.interpreter, self.device
+        with torch.autocast(device.type, dtype=self.dtype, enabled=self._autocast):
             pred = interp.predict(
-                feats,
+                list(feats),
                 output_size=self.frame,
                 crop=self.crop,
                 impl=self.impl,

@@ -36,7 +36,11 @@ Check = Callable[[Any, str], Any]
 
 
 def _fail(field: str, expected: str, value: Any) -> SchemaError:
-    shown = repr(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        # repr() of a huge int is slow and, past 4300 digits, raises ValueError itself
+        shown = f"an integer of {value.bit_length()} bits"
+    else:
+        shown = repr(value)
     if len(shown) > 60:
         shown = shown[:57] + "..."
     return SchemaError(f"field '{field}' must be {expected}, got {shown}")

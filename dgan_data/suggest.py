@@ -5,7 +5,7 @@ first few annotations, the ensemble's disagreement says which new images would t
 it most, and its labels say which classes an image holds. :func:`suggest_annotations`
 labels a pool of candidates and picks them greedily, each pick maximising
 
-    w_u * uncertainty rank  +  w_c * coverage gain  +  w_d * distance to the nearest pick
+    w_u * uncertainty rank + w_c * coverage gain + w_d * distance + w_n * novelty rank
 
 - *uncertainty rank*: the candidate's image score (mean of its top 10 % pixel JS
   divergences) as a percentile of the pool, in [0, 1];
@@ -15,7 +15,14 @@ labels a pool of candidates and picks them greedily, each pick maximising
 - *distance*: of the candidate's descriptor (per-class area shares and a 4 x 4 layout
   of the foreground) to the nearest already chosen or annotated image, relative to the
   pool's median nearest-neighbour distance and capped at 1, so the picks are not near
-  duplicates.
+  duplicates;
+- *novelty rank*: the candidate's share of pixels whose generator features lie far from
+  every annotated pixel (:class:`~dgan_data.novelty.FeatureNovelty`), as a percentile of
+  the pool (ties share their mean rank). It finds what the interpreter cannot name: a
+  class absent from the existing annotations is labeled as some known class, with no
+  more disagreement than anywhere else, but its features are new. A chosen image's
+  novel pixels join the references, so the next pick needs novelty of its own. Needs
+  ``existing`` annotations with latents; without them the term is left out.
 
 Deterministic: the pool's seeds come from ``derive_seed(seed, purpose, i)`` and ties go
 to the lower pool index. Each pick carries a one-line reason.
@@ -36,6 +43,7 @@ from .annotations import Annotations, SampledFolder, sample_annotation_folder
 from .conventions import IGNORE_INDEX
 from .fileio import write_json
 from .labeler import Labeler
+from .novelty import FeatureNovelty
 from .seeds import derive_seed
 from .viz import preview_grid
 
@@ -49,6 +57,8 @@ _SEED_POOL = 0x5E6
 MIN_CLASS_PIXELS = 4
 #: Layout grid of the descriptor (foreground share per cell).
 _GRID = 4
+#: Most novel pixels kept per candidate to update its novelty after each pick.
+_NOVEL_KEPT = 256
 
 
 @dataclass
@@ -64,6 +74,7 @@ class Suggestion:
     distance: float
     gain: float
     reason: str
+    novelty: float = 0.0
 
 
 @dataclass
@@ -103,6 +114,78 @@ def _nearest(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.cdist(a, b).min(1).values
 
 
+def _mean_rank(values: torch.Tensor) -> torch.Tensor:
+    """Percentile ranks in (0, 1], ties sharing their mean rank (1 = largest)."""
+    ordered = values.sort().values
+    low = torch.searchsorted(ordered, values, right=False)
+    high = torch.searchsorted(ordered, values, right=True)
+    return (low + high + 1).double() / (2 * len(values))
+
+
+def _existing_features(labeler: Labeler, existing: Annotations) -> list[torch.Tensor] | None:
+    """Generator features of the existing annotations, or None without latents."""
+    try:
+        w = existing.latents_w(labeler.G, device=labeler.device)
+    except Exception as err:  # no latents, or latents of another generator
+        log.warning("novelty left out: the existing annotations' latents are unusable (%s)", err)
+        return None
+    noise = getattr(existing, "noise", None) or labeler.noise
+    maps: list[list[torch.Tensor]] = []
+    with torch.no_grad():
+        for start in range(0, len(w), 8):
+            _, feats = labeler.G.synthesize(w[start : start + 8], noise=noise)
+            maps.append([f.float().cpu() for f in feats])
+    return [torch.cat(layer) for layer in zip(*maps)]
+
+
+class _NoveltyTracker:
+    """Per-candidate novel pixels, updated as picks join the references."""
+
+    def __init__(self, model: FeatureNovelty) -> None:
+        self.model = model
+        self.shares: list[float] = []
+        self.pixels: list[torch.Tensor] = []
+        self.owner: list[torch.Tensor] = []
+
+    def add(self, feats: list[torch.Tensor]) -> None:
+        novelty, emb = self.model.pixel_novelty(feats)
+        flat, emb = novelty.flatten(1), emb.flatten(1, 2)
+        for b in range(len(flat)):
+            novel = flat[b] > 1.0
+            self.shares.append(float(novel.double().mean()))
+            keep = flat[b].topk(min(_NOVEL_KEPT, int(novel.sum()))).indices
+            self.owner.append(torch.full((len(keep),), len(self.shares) - 1))
+            self.pixels.append(emb[b, keep])
+
+    def finish(self) -> None:
+        self.share = torch.tensor(self.shares, dtype=torch.float64)
+        self.kept = torch.tensor([len(p) for p in self.pixels], dtype=torch.float64)
+        self.all_pixels = torch.cat(self.pixels) if self.pixels else torch.empty(0)
+        self.all_owner = torch.cat(self.owner).long() if self.owner else torch.empty(0).long()
+        self.alive = torch.ones(len(self.all_owner), dtype=torch.bool)
+
+    def current(self) -> torch.Tensor:
+        """Each candidate's novel share, scaled by how many of its kept pixels are
+        still novel."""
+        still = torch.zeros_like(self.kept).index_add_(0, self.all_owner, self.alive.double())
+        return torch.where(self.kept > 0, self.share * still / self.kept.clamp_min(1), 0.0)
+
+    def pick(self, i: int) -> None:
+        mine = self.all_owner == i
+        self.model.add_references(self.all_pixels[mine])
+        self.alive[mine] = False
+        if bool(mine.any()) and bool(self.alive.any()):
+            idx = self.alive.nonzero().flatten()
+            new = self.all_pixels[mine]
+            d = torch.cat(
+                [
+                    torch.cdist(self.all_pixels[idx[s : s + 8192]], new).min(1).values
+                    for s in range(0, len(idx), 8192)
+                ]
+            )
+            self.alive[idx] = d / self.model.scale > 1.0
+
+
 def suggest_annotations(
     labeler: Labeler,
     num: int,
@@ -111,13 +194,19 @@ def suggest_annotations(
     existing: Annotations | None = None,
     coverage_target: int = 3,
     batch_size: int = 32,
-    weights: tuple[float, float, float] = (1.0, 1.0, 0.5),
+    weights: tuple[float, float, float, float] = (1.0, 1.0, 0.5, 1.0),
 ) -> SuggestionReport:
     """Choose ``num`` of ``pool`` generated candidates to annotate (see the module).
 
     ``existing``: annotations already made (their masks count for coverage and
-    distance). Raises ValueError when the pool is smaller than ``num``.
+    distance, their features for novelty). ``weights``: (uncertainty, coverage,
+    diversity, novelty). Raises ValueError when the pool is smaller than ``num``.
     """
+    if len(weights) != 4 or any(not isinstance(w, (int, float)) or w < 0 for w in weights):
+        raise ValueError(
+            f"weights must be 4 numbers >= 0 (uncertainty, coverage, diversity, novelty), "
+            f"got {weights!r}"
+        )
     for name, value, low in (
         ("num", num, 1),
         ("pool", pool, 1),
@@ -137,10 +226,20 @@ def suggest_annotations(
             f"the existing annotations' classes {list(existing.class_names)} are not the "
             f"interpreter's {names}"
         )
+    w_u, w_c, w_d, w_n = weights
+    tracker = None
+    if w_n > 0 and existing is not None:
+        feats = _existing_features(labeler, existing)
+        if feats is not None:
+            tracker = _NoveltyTracker(FeatureNovelty(feats, seed=seed))
     seeds = [derive_seed(seed, _SEED_POOL, i) for i in range(pool)]
     scores, descs, counts = [], [], []
     for start in range(0, pool, batch_size):
-        batch = labeler.label(seeds[start : start + batch_size])
+        chunk = seeds[start : start + batch_size]
+        img, feats = labeler.synthesize(chunk)
+        batch = labeler.label_synthesized(img, feats, chunk)
+        if tracker is not None:
+            tracker.add(feats)
         values = batch.image_uncertainty.tolist()
         batch.check_finite(values)
         scores += values
@@ -174,7 +273,8 @@ def suggest_annotations(
         )
         or 1.0
     )
-    w_u, w_c, w_d = weights
+    if tracker is not None:
+        tracker.finish()
     chosen: list[int] = []
     suggestions: list[Suggestion] = []
     available = torch.ones(pool, dtype=torch.bool)
@@ -184,6 +284,9 @@ def suggest_annotations(
         dist = _nearest(desc, known).double()
         closeness = (dist / scale).clamp(max=1.0)
         gain = w_u * rank + w_c * coverage + w_d * closeness
+        novelty = tracker.current() if tracker is not None else torch.zeros(pool).double()
+        if tracker is not None:
+            gain = gain + w_n * _mean_rank(novelty)
         gain[~available] = -float("inf")
         i = int(gain.argmax())  # ties: the lower index
         available[i] = False
@@ -199,6 +302,11 @@ def suggest_annotations(
                 else "no class below its coverage target; "
             )
             + ("first pick" if d == float("inf") else f"distance {d / scale:.2f} to the nearest")
+            + (
+                f"; new features in {100 * novelty[i]:.1f} % of its pixels"
+                if tracker is not None
+                else ""
+            )
         )
         suggestions.append(
             Suggestion(
@@ -211,8 +319,11 @@ def suggest_annotations(
                 distance=d if d != float("inf") else -1.0,
                 gain=float(gain[i]),
                 reason=reason,
+                novelty=float(novelty[i]),
             )
         )
+        if tracker is not None:
+            tracker.pick(i)
         chosen.append(i)
         have += present[i].long()
         known = torch.cat([known, desc[i : i + 1]])
@@ -224,7 +335,12 @@ def suggest_annotations(
         class_image_counts_before=before,
         class_image_counts_after=dict(zip(names, have.tolist())),
         pool_class_rates=dict(zip(names, present.double().mean(0).tolist())),
-        weights={"uncertainty": w_u, "coverage": w_c, "diversity": w_d},
+        weights={
+            "uncertainty": w_u,
+            "coverage": w_c,
+            "diversity": w_d,
+            "novelty": w_n if tracker is not None else 0.0,
+        },
     )
     return report
 

@@ -135,3 +135,14 @@ def test_saving_over_a_file_is_refused(tmp_path, folder):
     target.write_text("not a folder")
     with pytest.raises(AnnotationError, match="not a folder"):
         ann.save(target)
+
+
+def test_schema_error_for_a_huge_integer_is_short():
+    from dgan_data.schema import Int, SchemaError, check_document
+
+    huge = 10**4000  # repr() of a larger one would itself raise in Python >= 3.11
+    with pytest.raises(SchemaError) as err:
+        check_document({"count": huge}, {"count": Int(0, 100)}, "manifest.json")
+    message = str(err.value)
+    assert "manifest.json" in message and "count" in message
+    assert "bits" in message and len(message) < 200

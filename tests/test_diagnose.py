@@ -49,7 +49,26 @@ def test_small_run_reports_every_link_and_tags_data_with_digests(tmp_path, capsy
     assert (tmp_path / "diagnose.json").stat().st_mtime_ns >= mtime
 
 
-@pytest.mark.parametrize("argv", [["--steps", "0"], ["--arms", "R,X"]])
+def test_fewshot_draws_are_separate_students_and_f_is_their_mean(tmp_path, capsys):
+    argv = [
+        "--out", str(tmp_path), "--arms", "F", "--fewshot-draws", "3", "--steps", "2",
+        "--test-count", "8", "--eval-count", "8", "--batch-size", "4", "--no-progress",
+        "--threads", "1",
+    ]  # fmt: skip
+    assert diagnose.main(argv) == 0
+    result = json.loads((tmp_path / "diagnose.json").read_text())
+    keys = ["F_16_steps2x4", "F_16_draw1_steps2x4", "F_16_draw2_steps2x4"]
+    assert sorted(result["students"]) == sorted(keys)
+    draws = result["fewshot_draws"]
+    assert draws["miou"] == [result["students"][k]["miou"] for k in keys]
+    assert draws["mean"] == pytest.approx(sum(draws["miou"]) / 3)
+    assert draws["std"] is not None and draws["std"] >= 0
+    assert "3 draws" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv", [["--steps", "0"], ["--arms", "R,X"], ["--fewshot-draws", "0"]]
+)
 def test_bad_settings_exit_2(argv, tmp_path):
     with pytest.raises(SystemExit) as exc:
         diagnose.main(["--out", str(tmp_path), *argv])

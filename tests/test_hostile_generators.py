@@ -851,3 +851,10 @@ def test_generators_without_parameters_still_map():
     z = torch.randn(2, 4, dtype=torch.float64)
     assert BufferOnly().mapping(z).dtype == torch.float32  # the buffer's dtype
     assert BufferOnly(with_buffer=False).mapping(z).dtype == torch.float64  # left as it is
+
+
+def test_repeated_option_key_is_refused(reference_dir, capsys):
+    path = reference_dir / SG2
+    assert main(["inspect", str(path), "--option", "lr_mlp=0.02", "--option", "lr_mlp=0.5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "lr_mlp" in err[0] and "twice" in err[0], err

@@ -38,7 +38,7 @@ def pool_presence(labeler: Labeler, pool: int, seed: int = 0) -> torch.Tensor:
 
 def test_coverage_picks_the_candidate_with_the_most_missing_classes(labeler):
     present = pool_presence(labeler, 40)
-    report = suggest_annotations(labeler, 1, pool=40, weights=(0.0, 1.0, 0.0))
+    report = suggest_annotations(labeler, 1, pool=40, weights=(0.0, 1.0, 0.0, 0.0))
     pick = report.suggestions[0]
     # with no annotation yet every class is missing: the pick holds the most classes
     assert int(present[pick.pool_index].sum()) == int(present.sum(1).max())
@@ -54,7 +54,9 @@ def test_existing_annotations_steer_coverage_to_their_missing_class(labeler):
             masks[:, :, 4 * i : 4 * i + 4] = k
     masks[:, :, 12:] = [k for k in range(5) if k != rare][-1]
     existing = Annotations.from_arrays(masks=masks.numpy(), class_names=NAMES, seeds=[1, 2, 3])
-    report = suggest_annotations(labeler, 2, pool=40, existing=existing, weights=(0.0, 1.0, 0.0))
+    report = suggest_annotations(
+        labeler, 2, pool=40, existing=existing, weights=(0.0, 1.0, 0.0, 0.0)
+    )
     if present[:, rare].any():
         assert NAMES[rare] in report.suggestions[0].new_classes
     assert report.class_image_counts_before[NAMES[rare]] == 0
@@ -73,7 +75,7 @@ def test_same_seed_same_choice_and_reasons(labeler):
 def test_uncertainty_only_picks_the_most_uncertain_candidates(labeler):
     seeds = [derive_seed(0, 0x5E6, i) for i in range(30)]
     scores = labeler.label(seeds).image_uncertainty
-    report = suggest_annotations(labeler, 4, pool=30, weights=(1.0, 0.0, 0.0))
+    report = suggest_annotations(labeler, 4, pool=30, weights=(1.0, 0.0, 0.0, 0.0))
     expected = scores.argsort(descending=True)[:4].tolist()
     assert [s.pool_index for s in report.suggestions] == expected
 

@@ -97,6 +97,8 @@ def parse_options(pairs: Sequence[str] | None, allowed: Sequence[str]) -> dict[s
             raise UsageError(
                 f"--option {key}: not a loader option (known: {', '.join(sorted(allowed))})"
             )
+        if key in out:
+            raise UsageError(f"--option {key} is given twice; give each key once")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:

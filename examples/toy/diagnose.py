@@ -102,12 +102,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="fresh generated samples for interpreter-vs-annotator and uncertainty",
     )
     ap.add_argument("--arms", default="R,G,S,F,A", help="which students to train")
+    ap.add_argument(
+        "--fewshot-draws",
+        type=int,
+        default=1,
+        help="draws of the 16 real images for F (draw d: pool seeds 9000 + 16 d, "
+        "student seed --seed + d, as in the demo); F is their mean",
+    )
     ap.add_argument("--psi", type=float, default=None, help="default: the preset's")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
-    for name in ("count", "full_count", "steps", "batch_size", "test_count", "eval_count"):
+    for name in (
+        "count",
+        "full_count",
+        "steps",
+        "batch_size",
+        "test_count",
+        "eval_count",
+        "fewshot_draws",
+    ):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be >= 1")
     bad = set(args.arms.split(",")) - set("RGSFA")
@@ -163,9 +178,13 @@ def stream_samples(preset: str, count: int, seed: int, psi: float) -> dict[str, 
 
 
 def train_student(
-    name: str, batches: Any, args: argparse.Namespace, test: tuple[torch.Tensor, torch.Tensor]
+    name: str,
+    batches: Any,
+    args: argparse.Namespace,
+    test: tuple[torch.Tensor, torch.Tensor],
+    seed: int | None = None,
 ) -> dict[str, Any]:
-    torch.manual_seed(args.seed)
+    torch.manual_seed(args.seed if seed is None else seed)
     net = build_segmentation_model(NUM_CLASSES, "unet")
     t0 = time.perf_counter()
     train_segmentation(
@@ -313,8 +332,21 @@ def main(argv: list[str] | None = None) -> int:
     results_path = out / "diagnose.json"
     results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.is_file() else {}
     students = results.setdefault("students", {})
+    suffix = f"_steps{args.steps}x{args.batch_size}"
     for arm in args.arms.split(","):
-        key = f"{key_of[arm]}_steps{args.steps}x{args.batch_size}"
+        if arm == "F":
+            for draw in range(args.fewshot_draws):
+                key = fewshot_key(draw) + suffix
+                if key in students:
+                    continue
+                images, masks = render_labeled("pool", 16, start=FEWSHOT_START + 16 * draw)
+                seed = args.seed + draw
+                batches = real_batches(images, masks, args.batch_size, augment, seed=seed)
+                students[key] = train_student(key, batches, args, test, seed=seed)
+                log.info("%s: test mIoU %.4f", key, students[key]["miou"])
+                results_path.write_text(json.dumps(results, indent=1))
+            continue
+        key = f"{key_of[arm]}{suffix}"
         if key in students:
             continue
         if arm in data:
@@ -322,9 +354,6 @@ def main(argv: list[str] | None = None) -> int:
             batches = real_batches(
                 d["images"], d["labels"], args.batch_size, augment, seed=args.seed
             )
-        elif arm == "F":
-            images, masks = render_labeled("pool", 16, start=FEWSHOT_START)
-            batches = real_batches(images, masks, args.batch_size, augment, seed=args.seed)
         else:
             batches = render_batches(
                 "pool", args.batch_size, count=args.full_count, augment=augment, seed=args.seed
@@ -333,9 +362,15 @@ def main(argv: list[str] | None = None) -> int:
         log.info("%s: test mIoU %.4f", key, students[key]["miou"])
         results_path.write_text(json.dumps(results, indent=1))
 
-    suffix = f"_steps{args.steps}x{args.batch_size}"
+    fewshot = [
+        students[fewshot_key(d) + suffix]["miou"]
+        for d in range(args.fewshot_draws)
+        if fewshot_key(d) + suffix in students
+    ]
 
     def miou(arm: str) -> float | None:
+        if arm == "F":
+            return float(np.mean(fewshot)) if fewshot else None
         s = students.get(key_of[arm] + suffix)
         return None if s is None else s["miou"]
 
@@ -358,6 +393,11 @@ def main(argv: list[str] | None = None) -> int:
             "truncation_psi": psi,
             "steps": args.steps,
             "batch_size": args.batch_size,
+            "fewshot_draws": {
+                "miou": fewshot,
+                "mean": miou("F"),
+                "std": float(np.std(fewshot, ddof=1)) if len(fewshot) > 1 else None,
+            },
             "count": args.count,
             "ratios": {
                 "gan_usefulness": ratio("G", "R"),
@@ -382,15 +422,27 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def fewshot_key(draw: int) -> str:
+    """Student key of few-shot draw ``draw`` (draw 0 keeps the single-draw key)."""
+    return "F_16" if draw == 0 else f"F_16_draw{draw}"
+
+
 def load_annotator_meta() -> str:
     return DEFAULT_ANNOTATOR_PATH.with_suffix(".json").read_text()
 
 
 def format_report(results: dict[str, Any], suffix: str, key_of: dict[str, str]) -> str:
     lines = [f"students ({suffix[1:]}), test mIoU on real renders:"]
+    draws = results.get("fewshot_draws", {})
     for arm, key in key_of.items():
         s = results["students"].get(key + suffix)
         shown = "-" if s is None else f"{100 * s['miou']:.1f}"
+        if arm == "F" and len(draws.get("miou", [])) > 1:
+            values = " ".join(f"{100 * v:.1f}" for v in draws["miou"])
+            shown = (
+                f"{100 * draws['mean']:.1f} +- {100 * draws['std']:.1f} "
+                f"({len(draws['miou'])} draws: {values})"
+            )
         lines.append(f"  {arm} {key:<34} {shown}")
     lines.append("links:")
     values = {

@@ -13,6 +13,12 @@ Each interpreter is scored against the annotator on ``--eval`` fresh generated s
 (mIoU), and a student U-Net is trained on ``--stream-count`` samples of its stream and
 scored on the real test renders. Class coverage of each annotation set is recorded.
 
+Novelty study (part ``novelty``), per repetition: the first-8 interpreter labels
+``--study-pool`` candidates of the suggest pool, the annotator says which hold a class
+absent from the first 8 annotations; the AUROC of the image uncertainty score and of
+the feature-novelty share for finding those images, and how many of the top 8 by each
+hold the class.
+
 Balancing: with the preset's interpreter, a student on ``--stream-count`` samples of the
 stream with ``class_balance=None`` and one with ``"image"``, same steps; per-class test
 IoU, mIoU and the achieved per-class image rates.
@@ -49,6 +55,7 @@ from dgan_data.downstream.train import (
     train_segmentation,
 )
 from dgan_data.metrics import confusion_matrix, metrics_from_confusion
+from dgan_data.novelty import FeatureNovelty
 from dgan_data.presets import get_preset
 from dgan_data.seeds import derive_seed, sample_seed, z_from_seeds
 from dgan_data.suggest import suggest_annotations
@@ -71,7 +78,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--fit-steps", type=int, default=2000, help="interpreter max steps")
     ap.add_argument("--test-count", type=int, default=1000)
-    ap.add_argument("--parts", default="suggest,balance")
+    ap.add_argument("--study-pool", type=int, default=600, help="candidates of the novelty study")
+    ap.add_argument("--parts", default="suggest,novelty,balance")
     ap.add_argument("--threads", type=int, default=None)
     return ap.parse_args(argv)
 
@@ -191,6 +199,52 @@ def measure_suggest(args, G, annotator, psi, test, results) -> None:
         save(args, results)
 
 
+def auroc(scores: torch.Tensor, positive: torch.Tensor) -> float | None:
+    """Probability that a positive scores above a negative (ties count half)."""
+    pos, neg = scores[positive].double(), scores[~positive].double()
+    if len(pos) == 0 or len(neg) == 0:
+        return None
+    above = (pos[:, None] > neg[None]).double() + 0.5 * (pos[:, None] == neg[None]).double()
+    return float(above.mean())
+
+
+def measure_novelty(args, G, annotator, psi, results) -> None:
+    runs = results.setdefault("novelty", [])
+    for r in range(len(runs), args.reps):
+        seeds = [derive_seed(1000 + r, 0x5EED, i) for i in range(8)]
+        first8 = annotations_for(G, annotator, seeds, psi)
+        absent = [k for k, n in enumerate(coverage(first8).values()) if n < 1]
+        labeler = Labeler(G, fit(G, first8, args, r), truncation_psi=psi)
+        with torch.no_grad():
+            _, known = G.synthesize(first8.latents_w(G), noise="const")
+        model = FeatureNovelty(list(known), seed=r)
+        pool = [derive_seed(r, 0x5E6, i) for i in range(args.study_pool)]  # suggest's pool
+        score, share, holds = [], [], []
+        for i in range(0, len(pool), 50):
+            img, feats = labeler.synthesize(pool[i : i + 50])
+            batch = labeler.label_synthesized(img, feats, pool[i : i + 50])
+            score.append(batch.image_uncertainty)
+            novelty, _ = model.pixel_novelty(feats)
+            share.append((novelty > 1).flatten(1).double().mean(1))
+            ann = annotate(annotator, batch.images)
+            counts = torch.stack([torch.bincount(m.flatten(), minlength=NUM_CLASSES) for m in ann])
+            holds.append((counts[:, absent] >= 4).any(1) if absent else torch.zeros(len(ann)) > 0)
+        score, share, holds = torch.cat(score), torch.cat(share), torch.cat(holds)
+        run = {
+            "rep": r,
+            "absent_classes": [CLASS_NAMES[k] for k in absent],
+            "images_holding_them": int(holds.sum()),
+            "pool": len(pool),
+            "auroc_uncertainty": auroc(score, holds),
+            "auroc_novelty": auroc(share, holds),
+            "top8_uncertainty": int(holds[score.argsort(descending=True)[:8]].sum()),
+            "top8_novelty": int(holds[share.argsort(descending=True)[:8]].sum()),
+        }
+        log.info("rep %d novelty study: %s", r, run)
+        runs.append(run)
+        save(args, results)
+
+
 def measure_balance(args, preset, test, results) -> None:
     runs = results.setdefault("balance", {})
     for mode in (None, "image"):
@@ -225,6 +279,12 @@ def report(results: dict[str, Any]) -> str:
                 f"  {name:<10} interpreter vs annotator {mean_std(interp)}  "
                 f"student on real {mean_std(student)}  classes absent: {missing}"
             )
+    study = results.get("novelty", [])
+    if study:
+        lines.append("finding images of a class absent from the first 8 annotations:")
+        for r in study:
+            shown = {k: r[k] for k in r if k != "rep"}
+            lines.append(f"  rep {r['rep']}: {shown}")
     bal = results.get("balance", {})
     if bal:
         lines.append("balancing (student per-class IoU %):")
@@ -249,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     parts = args.parts.split(",")
     if "suggest" in parts:
         measure_suggest(args, G, annotator, preset.truncation_psi, test, results)
+    if "novelty" in parts:
+        measure_novelty(args, G, annotator, preset.truncation_psi, results)
     if "balance" in parts:
         measure_balance(args, preset.name, test, results)
     print(report(results))

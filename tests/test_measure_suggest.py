@@ -1,0 +1,40 @@
+"""The suggest/balancing measurement script: a tiny run of every part."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from example_scripts import load_example
+
+measure = load_example("toy/measure_suggest_balance", "toy_measure_suggest_balance")
+
+
+def test_auroc_counts_pairs_and_ties():
+    scores = torch.tensor([0.9, 0.5, 0.5, 0.1])
+    positive = torch.tensor([True, True, False, False])
+    # pairs (pos, neg): 0.9>0.5, 0.9>0.1, 0.5=0.5 (half), 0.5>0.1 -> 3.5 / 4
+    assert measure.auroc(scores, positive) == 3.5 / 4
+    assert measure.auroc(scores, torch.zeros(4, dtype=torch.bool)) is None
+
+
+def test_tiny_run_writes_every_part(tmp_path, capsys):
+    argv = [
+        "--out", str(tmp_path), "--reps", "1", "--pool", "12", "--eval", "8",
+        "--stream-count", "8", "--steps", "2", "--batch-size", "4", "--fit-steps", "5",
+        "--test-count", "8", "--study-pool", "12", "--threads", "1",
+    ]  # fmt: skip
+    assert measure.main(argv) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    run = results["suggest"][0]
+    assert len(run["suggested_seeds"]) == 8 and len(set(run["suggested_seeds"])) == 8
+    assert not set(run["suggested_seeds"]) & set(run["random_seeds"][:8])
+    for name in ("random", "suggested"):
+        assert set(run[name]["coverage"]) == set(measure.CLASS_NAMES)
+        assert 0.0 <= run[name]["student"]["miou"] <= 1.0
+    study = results["novelty"][0]
+    assert study["pool"] == 12 and 0 <= study["images_holding_them"] <= 12
+    assert 0 <= study["top8_novelty"] <= min(8, study["images_holding_them"])
+    assert set(results["balance"]) == {"None", "image"}
+    out = capsys.readouterr().out
+    assert "active annotation" in out and "absent from the first 8" in out
