@@ -16,10 +16,11 @@ from .annotations import (
     AnnotationError,
     Annotations,
     import_datasetgan_release,
+    import_masks,
     sample_annotation_folder,
 )
 from .augment import BatchAugment, make_augment
-from .export import ExportedDataset, export_dataset, merge_shards
+from .export import ExportedDataset, export_dataset, merge_shards, verify_export
 from .generators import (
     CheckpointError,
     Generator,
@@ -29,6 +30,7 @@ from .generators import (
 from .interpreter import Interpreter, Prediction
 from .labeler import LabeledBatch, Labeler
 from .metrics import ConfusionMatrix, five_fold_protocol, holdout_protocol
+from .novelty import FeatureNovelty
 from .palette import make_palette
 from .presets import (
     Preset,
@@ -42,6 +44,7 @@ from .presets import (
 )
 from .preview import preview
 from .stream import DatasetGANStream
+from .suggest import suggest_annotations, write_suggestions
 from .uncertainty import StreamingQuantile, js_divergence
 
 __all__ = [
@@ -52,6 +55,7 @@ __all__ = [
     "ConfusionMatrix",
     "DatasetGANStream",
     "ExportedDataset",
+    "FeatureNovelty",
     "Generator",
     "Interpreter",
     "LabeledBatch",
@@ -82,4 +86,5 @@ __all__ = [
     "sample_annotation_folder",
     "suggest_annotations",
     "verify_export",
+    "write_suggestions",
 ]

@@ -67,3 +67,13 @@ def test_wheel_contains_package_and_preset_files(tmp_path):
     assert f"Version: {__version__}" in text.splitlines()
     entry = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "dgan-data = dgan_data.cli:main" in zipfile.ZipFile(wheels[0]).read(entry).decode()
+
+
+def test_every_public_name_is_importable():
+    import dgan_data
+
+    missing = [name for name in dgan_data.__all__ if not hasattr(dgan_data, name)]
+    assert missing == []
+    namespace: dict = {}
+    exec("from dgan_data import *", namespace)
+    assert {"suggest_annotations", "FeatureNovelty", "verify_export"} <= set(namespace)
