@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import torch
 from PIL import Image
 from test_stream import random_interpreter, tiny_generator
 
+import dgan_data.toy
 from dgan_data.annotations import AnnotationError, Annotations, sample_annotation_folder
 from dgan_data.cli import main
 from dgan_data.labeler import Labeler
@@ -168,3 +170,28 @@ def test_merge_refuses_parts_that_do_not_belong_together():
     )
     with pytest.raises(AnnotationError, match="mask resolution"):
         Annotations.merge(base, other_size)
+
+
+@pytest.mark.parametrize("weights", [["1", "1", "-0.5", "1"], ["1", "nan", "0.5", "1"]])
+def test_bad_cli_weights_are_refused(tmp_path, capsys, weights):
+    argv = ["suggest", "--generator", "toyface-14", "--interpreter", "toyface-14"]
+    argv += ["--num", "1", "--pool", "2", "--out", str(tmp_path / "s"), "--weights", *weights]
+    with_exit = None
+    try:
+        with_exit = main(argv)
+    except SystemExit as exc:  # argparse's own type errors
+        with_exit = exc.code
+    assert with_exit == 2 and "weights" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
+def test_cli_suggest_with_annotations_uses_novelty(tmp_path, capsys):
+    annotations = Path(dgan_data.toy.__file__).parent / "assets" / "annotations"
+    argv = ["suggest", "--generator", "toyface-14", "--interpreter", "toyface-14"]
+    argv += ["--annotations", str(annotations), "--num", "2", "--pool", "8"]
+    argv += ["--out", str(tmp_path / "s"), "--weights", "0", "0", "0", "1"]
+    assert main(argv) == 0
+    doc = json.loads((tmp_path / "s" / "suggestions.json").read_text())
+    assert doc["weights"]["novelty"] == 1.0
+    assert all("new features" in e["reason"] for e in doc["suggestions"])
+    assert "new features" in capsys.readouterr().out

@@ -189,6 +189,15 @@ def register(add: Add) -> None:
         default=3,
         help="annotated images each class should appear in (default 3)",
     )
+    p.add_argument(
+        "--weights",
+        type=finite_float,
+        nargs=4,
+        metavar=("U", "C", "D", "N"),
+        default=(1.0, 1.0, 0.5, 1.0),
+        help="weights of uncertainty, coverage, diversity and novelty (default 1 1 0.5 1; "
+        "novelty needs --annotations)",
+    )
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the pool")
     p.add_argument("--truncation", type=finite_float, default=None, help="truncation psi")
     p.add_argument("--device", type=device_name, default=None)
@@ -206,6 +215,8 @@ def register(add: Add) -> None:
 def cmd_suggest(args: argparse.Namespace) -> int:
     if args.pool < args.num:
         raise UsageError(f"--pool {args.pool} is smaller than --num {args.num}")
+    if any(w < 0 for w in args.weights):
+        raise UsageError(f"--weights must be >= 0, got {' '.join(map(str, args.weights))}")
     options = {} if args.truncation is None else {"truncation_psi": args.truncation}
     labeler = Labeler.from_sources(
         generator=args.generator, interpreter=args.interpreter, device=args.device, **options
@@ -218,6 +229,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         seed=args.seed,
         existing=existing,
         coverage_target=args.coverage,
+        weights=tuple(args.weights),
     )
     folder = write_suggestions(labeler, report, args.out)
     for sample_id, s in zip(folder.ids, report.suggestions):
