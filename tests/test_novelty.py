@@ -129,3 +129,15 @@ def test_bad_settings_are_refused():
     model = FeatureNovelty(maps(2, 0))
     with pytest.raises(ValueError, match="channels"):
         model.embed([torch.zeros(1, 3, 8, 8), torch.zeros(1, 4, 16, 16)])
+
+
+def test_label_equals_its_two_halves(labeler):
+    seeds = [3, 4, 5]
+    whole = labeler.label(seeds)
+    img, feats = labeler.synthesize(seeds)
+    halves = labeler.label_synthesized(img, feats, seeds)
+    for a, b in zip(whole.tensors(), halves.tensors()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert len(feats) == len(
+        labeler.G.synthesize(labeler.G.mapping(torch.zeros(1, labeler.G.z_dim)), noise="const")[1]
+    )
