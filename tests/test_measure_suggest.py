@@ -22,7 +22,7 @@ def test_tiny_run_writes_every_part(tmp_path, capsys):
     argv = [
         "--out", str(tmp_path), "--reps", "1", "--pool", "12", "--eval", "8",
         "--stream-count", "8", "--steps", "2", "--batch-size", "4", "--fit-steps", "5",
-        "--test-count", "8", "--study-pool", "12", "--threads", "1",
+        "--test-count", "8", "--study-pool", "12", "--balance-seeds", "2", "--threads", "1",
     ]  # fmt: skip
     assert measure.main(argv) == 0
     results = json.loads((tmp_path / "results.json").read_text())
@@ -35,6 +35,7 @@ def test_tiny_run_writes_every_part(tmp_path, capsys):
     study = results["novelty"][0]
     assert study["pool"] == 12 and 0 <= study["images_holding_them"] <= 12
     assert 0 <= study["top8_novelty"] <= min(8, study["images_holding_them"])
-    assert set(results["balance"]) == {"None", "image"}
+    assert set(results["balance"]) == {"None", "image", "None_seed1", "image_seed1"}
     out = capsys.readouterr().out
     assert "active annotation" in out and "absent from the first 8" in out
+    assert "mIoU over 2 seeds" in out

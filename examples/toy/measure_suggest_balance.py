@@ -78,6 +78,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--fit-steps", type=int, default=2000, help="interpreter max steps")
     ap.add_argument("--test-count", type=int, default=1000)
+    ap.add_argument(
+        "--balance-seeds", type=int, default=1, help="stream and student seeds per mode"
+    )
     ap.add_argument("--study-pool", type=int, default=600, help="candidates of the novelty study")
     ap.add_argument("--parts", default="suggest,novelty,balance")
     ap.add_argument("--threads", type=int, default=None)
@@ -247,13 +250,19 @@ def measure_novelty(args, G, annotator, psi, results) -> None:
 
 def measure_balance(args, preset, test, results) -> None:
     runs = results.setdefault("balance", {})
-    for mode in (None, "image"):
-        key = str(mode)
-        if key in runs:
-            continue
-        runs[key] = stream_student(preset, args, test, seed=0, class_balance=mode)
-        log.info("balance %s: student %.4f", key, runs[key]["miou"])
-        save(args, results)
+    for seed in range(args.balance_seeds):
+        for mode in (None, "image"):
+            key = balance_key(mode, seed)
+            if key in runs:
+                continue
+            runs[key] = stream_student(preset, args, test, seed=seed, class_balance=mode)
+            log.info("balance %s: student %.4f", key, runs[key]["miou"])
+            save(args, results)
+
+
+def balance_key(mode: Any, seed: int) -> str:
+    """Result key of one balancing student (seed 0 keeps the single-seed key)."""
+    return str(mode) if seed == 0 else f"{mode}_seed{seed}"
 
 
 def save(args, results) -> None:
@@ -291,7 +300,11 @@ def report(results: dict[str, Any]) -> str:
         lines.append("  " + " ".join(f"{n[:7]:>8}" for n in ("mode", *RARE, "mIoU")))
         for key, s in bal.items():
             cells = [f"{100 * (s['per_class_iou'][n] or 0):8.1f}" for n in RARE]
-            lines.append(f"  {key:>8} " + " ".join(cells) + f" {100 * s['miou']:8.1f}")
+            lines.append(f"  {key:>12} " + " ".join(cells) + f" {100 * s['miou']:8.1f}")
+        for mode in ("None", "image"):
+            values = [s["miou"] for k, s in bal.items() if k.split("_seed")[0] == mode]
+            if len(values) > 1:
+                lines.append(f"  {mode:>12} mIoU over {len(values)} seeds: {mean_std(values)}")
     return "\n".join(lines)
 
 
