@@ -14,6 +14,7 @@ import torch
 
 from dgan_data.metrics import (
     ConfusionMatrix,
+    auroc,
     confusion_matrix,
     cross_validation_folds,
     five_fold_protocol,
@@ -422,3 +423,14 @@ def test_format_iou_table() -> None:
     cv_text = format_iou_table(cv, ["bg", "fg"])
     assert f"mIoU {9 / 35 * 100:.1f} ± " in cv_text and "over 5 folds" in cv_text
     assert "'A', 'A', 'A', 'B', 'B'" in cv_text
+
+
+def test_auroc_equals_pair_counting_with_ties_half():
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 6, 300).astype(float)  # many ties
+    positive = rng.random(300) < 0.3
+    pos, neg = scores[positive], scores[~positive]
+    pairs = (pos[:, None] > neg[None]).mean() + 0.5 * (pos[:, None] == neg[None]).mean()
+    assert auroc(scores, positive) == pytest.approx(pairs, abs=1e-12)
+    assert auroc([0.9, 0.5, 0.5, 0.1], [True, True, False, False]) == 3.5 / 4
+    assert np.isnan(auroc([1.0, 2.0], [False, False]))

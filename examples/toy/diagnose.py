@@ -62,7 +62,7 @@ from dgan_data.downstream.train import (
     render_labeled,
     train_segmentation,
 )
-from dgan_data.metrics import confusion_matrix, metrics_from_confusion
+from dgan_data.metrics import auroc, confusion_matrix, metrics_from_confusion
 from dgan_data.presets import get_preset, resolve_preset_file
 from dgan_data.seeds import sample_seed
 from dgan_data.toy import CLASS_NAMES, NUM_CLASSES, SPLITS
@@ -199,17 +199,6 @@ def train_student(
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     ra, rb = a.argsort().argsort(), b.argsort().argsort()
     return float(np.corrcoef(ra, rb)[0, 1])
-
-
-def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
-    """Probability that a random positive scores above a random negative (ties half)."""
-    pos, neg = scores[positive], scores[~positive]
-    if len(pos) == 0 or len(neg) == 0:
-        return float("nan")
-    order = np.argsort(np.concatenate([pos, neg]), kind="stable")
-    ranks = np.empty(len(order))
-    ranks[order] = np.arange(1, len(order) + 1)
-    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
 def _drop_effect(score: np.ndarray, error: np.ndarray) -> dict[str, float]:

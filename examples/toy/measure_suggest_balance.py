@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -54,6 +55,7 @@ from dgan_data.downstream.train import (
     render_labeled,
     train_segmentation,
 )
+from dgan_data.metrics import auroc as metrics_auroc
 from dgan_data.metrics import confusion_matrix, metrics_from_confusion
 from dgan_data.novelty import FeatureNovelty
 from dgan_data.presets import get_preset
@@ -203,12 +205,9 @@ def measure_suggest(args, G, annotator, psi, test, results) -> None:
 
 
 def auroc(scores: torch.Tensor, positive: torch.Tensor) -> float | None:
-    """Probability that a positive scores above a negative (ties count half)."""
-    pos, neg = scores[positive].double(), scores[~positive].double()
-    if len(pos) == 0 or len(neg) == 0:
-        return None
-    above = (pos[:, None] > neg[None]).double() + 0.5 * (pos[:, None] == neg[None]).double()
-    return float(above.mean())
+    """:func:`dgan_data.metrics.auroc`, None (JSON null) when a side is empty."""
+    value = metrics_auroc(scores.numpy(), positive.numpy())
+    return None if math.isnan(value) else value
 
 
 def measure_novelty(args, G, annotator, psi, results) -> None:
