@@ -35,10 +35,22 @@ import torch.nn.functional as F
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FeatureNovelty"]
+__all__ = ["FeatureNovelty", "nearest_distance"]
 
 #: Rows of candidate pixels per distance computation (bounds the cdist memory).
 _CHUNK = 8192
+
+
+def nearest_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Distance of each row of ``a`` to its nearest row of ``b`` (inf when ``b`` is
+    empty), computed in chunks of rows of ``a``."""
+    if len(b) == 0:
+        return torch.full((len(a),), float("inf"))
+    if len(a) == 0:
+        return torch.empty(0)
+    return torch.cat(
+        [torch.cdist(a[i : i + _CHUNK], b).min(1).values for i in range(0, len(a), _CHUNK)]
+    )
 
 
 class FeatureNovelty:
@@ -129,16 +141,7 @@ class FeatureNovelty:
 
     def _nearest(self, pixels: torch.Tensor) -> torch.Tensor:
         """Distance of each row to its nearest reference."""
-        return (
-            torch.cat(
-                [
-                    torch.cdist(pixels[i : i + _CHUNK], self.references).min(1).values
-                    for i in range(0, len(pixels), _CHUNK)
-                ]
-            )
-            if len(pixels)
-            else torch.empty(0)
-        )
+        return nearest_distance(pixels, self.references)
 
     # ------------------------------------------------------------------ scoring
     def pixel_novelty(self, maps: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -43,13 +43,19 @@ from .annotations import Annotations, SampledFolder, sample_annotation_folder
 from .conventions import IGNORE_INDEX
 from .fileio import write_json
 from .labeler import Labeler
-from .novelty import FeatureNovelty
+from .novelty import FeatureNovelty, nearest_distance
 from .seeds import derive_seed
 from .viz import preview_grid
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Suggestion", "SuggestionReport", "suggest_annotations", "write_suggestions"]
+__all__ = [
+    "Suggestion",
+    "SuggestionReport",
+    "annotation_features",
+    "suggest_annotations",
+    "write_suggestions",
+]
 
 #: Seed purpose of the candidate pool.
 _SEED_POOL = 0x5E6
@@ -107,13 +113,6 @@ def _descriptor(masks: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, to
     return torch.cat([shares, layout], 1).cpu(), counts.cpu()
 
 
-def _nearest(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Distance of each row of a to its nearest row of b (inf when b is empty)."""
-    if len(b) == 0:
-        return torch.full((len(a),), float("inf"))
-    return torch.cdist(a, b).min(1).values
-
-
 def _mean_rank(values: torch.Tensor) -> torch.Tensor:
     """Percentile ranks in (0, 1], ties sharing their mean rank (1 = largest)."""
     ordered = values.sort().values
@@ -122,8 +121,10 @@ def _mean_rank(values: torch.Tensor) -> torch.Tensor:
     return (low + high + 1).double() / (2 * len(values))
 
 
-def _existing_features(labeler: Labeler, existing: Annotations) -> list[torch.Tensor] | None:
-    """Generator features of the existing annotations, or None without latents."""
+def annotation_features(labeler: Labeler, existing: Annotations) -> list[torch.Tensor] | None:
+    """Generator features (per layer, on the CPU) of annotated images, regenerated from
+    their latents with their noise mode; None, with a warning, when the latents are
+    missing or belong to another generator."""
     try:
         w = existing.latents_w(labeler.G, device=labeler.device)
     except Exception as err:  # no latents, or latents of another generator
@@ -176,13 +177,7 @@ class _NoveltyTracker:
         self.alive[mine] = False
         if bool(mine.any()) and bool(self.alive.any()):
             idx = self.alive.nonzero().flatten()
-            new = self.all_pixels[mine]
-            d = torch.cat(
-                [
-                    torch.cdist(self.all_pixels[idx[s : s + 8192]], new).min(1).values
-                    for s in range(0, len(idx), 8192)
-                ]
-            )
+            d = nearest_distance(self.all_pixels[idx], self.all_pixels[mine])
             self.alive[idx] = d / self.model.scale > 1.0
 
 
@@ -229,7 +224,7 @@ def suggest_annotations(
     w_u, w_c, w_d, w_n = weights
     tracker = None
     if w_n > 0 and existing is not None:
-        feats = _existing_features(labeler, existing)
+        feats = annotation_features(labeler, existing)
         if feats is not None:
             tracker = _NoveltyTracker(FeatureNovelty(feats, seed=seed))
     seeds = [derive_seed(seed, _SEED_POOL, i) for i in range(pool)]
@@ -260,7 +255,7 @@ def suggest_annotations(
     before = dict(zip(names, have.tolist()))
     scale = (
         float(
-            _nearest(
+            nearest_distance(
                 desc,
                 desc[
                     torch.randperm(pool, generator=torch.Generator().manual_seed(seed))[
@@ -281,7 +276,7 @@ def suggest_annotations(
     for _ in range(num):
         need = (coverage_target - have).clamp_min(0).double() / coverage_target
         coverage = (present.double() * need).sum(1)
-        dist = _nearest(desc, known).double()
+        dist = nearest_distance(desc, known).double()
         closeness = (dist / scale).clamp(max=1.0)
         gain = w_u * rank + w_c * coverage + w_d * closeness
         novelty = tracker.current() if tracker is not None else torch.zeros(pool).double()

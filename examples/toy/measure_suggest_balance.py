@@ -60,7 +60,7 @@ from dgan_data.metrics import confusion_matrix, metrics_from_confusion
 from dgan_data.novelty import FeatureNovelty
 from dgan_data.presets import get_preset
 from dgan_data.seeds import derive_seed, sample_seed, z_from_seeds
-from dgan_data.suggest import suggest_annotations
+from dgan_data.suggest import annotation_features, suggest_annotations
 from dgan_data.toy import CLASS_NAMES, NUM_CLASSES, PALETTE
 from dgan_data.toy.annotator import annotate, load_annotator
 
@@ -217,9 +217,7 @@ def measure_novelty(args, G, annotator, psi, results) -> None:
         first8 = annotations_for(G, annotator, seeds, psi)
         absent = [k for k, n in enumerate(coverage(first8).values()) if n < 1]
         labeler = Labeler(G, fit(G, first8, args, r), truncation_psi=psi)
-        with torch.no_grad():
-            _, known = G.synthesize(first8.latents_w(G), noise="const")
-        model = FeatureNovelty(list(known), seed=r)
+        model = FeatureNovelty(annotation_features(labeler, first8), seed=r)
         pool = [derive_seed(r, 0x5E6, i) for i in range(args.study_pool)]  # suggest's pool
         score, share, holds = [], [], []
         for i in range(0, len(pool), 50):
