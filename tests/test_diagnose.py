@@ -21,12 +21,14 @@ def test_file_digest_changes_with_any_byte(tmp_path):
     assert diagnose.file_digest(b, a) != diagnose.file_digest(a, b)
 
 
+def small_run(out, *extra: str) -> list[str]:
+    """Arguments of a seconds-long diagnose run into ``out``, plus ``extra``."""
+    common = ["--steps", "2", "--test-count", "8", "--batch-size", "4", "--no-progress"]
+    return ["--out", str(out), *common, "--threads", "1", *extra]
+
+
 def test_small_run_reports_every_link_and_tags_data_with_digests(tmp_path, capsys):
-    argv = [
-        "--out", str(tmp_path), "--arms", "R,F", "--steps", "2", "--count", "8",
-        "--test-count", "8", "--eval-count", "16", "--batch-size", "4", "--no-progress",
-        "--threads", "1",
-    ]  # fmt: skip
+    argv = small_run(tmp_path, "--arms", "R,F", "--count", "8", "--eval-count", "16")
     assert diagnose.main(argv) == 0
     result = json.loads((tmp_path / "diagnose.json").read_text())
     ann, preset = result["annotator_digest"], result["preset_digest"]
@@ -50,11 +52,7 @@ def test_small_run_reports_every_link_and_tags_data_with_digests(tmp_path, capsy
 
 
 def test_fewshot_draws_are_separate_students_and_f_is_their_mean(tmp_path, capsys):
-    argv = [
-        "--out", str(tmp_path), "--arms", "F", "--fewshot-draws", "3", "--steps", "2",
-        "--test-count", "8", "--eval-count", "8", "--batch-size", "4", "--no-progress",
-        "--threads", "1",
-    ]  # fmt: skip
+    argv = small_run(tmp_path, "--arms", "F", "--fewshot-draws", "3", "--eval-count", "8")
     assert diagnose.main(argv) == 0
     result = json.loads((tmp_path / "diagnose.json").read_text())
     keys = ["F_16_steps2x4", "F_16_draw1_steps2x4", "F_16_draw2_steps2x4"]
@@ -66,9 +64,7 @@ def test_fewshot_draws_are_separate_students_and_f_is_their_mean(tmp_path, capsy
     assert "3 draws" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(
-    "argv", [["--steps", "0"], ["--arms", "R,X"], ["--fewshot-draws", "0"]]
-)
+@pytest.mark.parametrize("argv", [["--steps", "0"], ["--arms", "R,X"], ["--fewshot-draws", "0"]])
 def test_bad_settings_exit_2(argv, tmp_path):
     with pytest.raises(SystemExit) as exc:
         diagnose.main(["--out", str(tmp_path), *argv])
