@@ -29,11 +29,22 @@ from dgan_data.downstream.train import build_unet
 class StreamDataModule(L.LightningDataModule):
     """The DatasetGAN stream as a Lightning data module (per-sample items, batched here)."""
 
-    def __init__(self, preset: str, batch_size: int = 16, steps_per_epoch: int = 100,
-                 seed: int = 0, device: str | None = None) -> None:
+    def __init__(
+        self,
+        preset: str,
+        batch_size: int = 16,
+        steps_per_epoch: int = 100,
+        seed: int = 0,
+        device: str | None = None,
+    ) -> None:
         super().__init__()
-        self.stream = DatasetGANStream(preset, augment="default", seed=seed, device=device,
-                                       samples_per_epoch=batch_size * steps_per_epoch)
+        self.stream = DatasetGANStream(
+            preset,
+            augment="default",
+            seed=seed,
+            device=device,
+            samples_per_epoch=batch_size * steps_per_epoch,
+        )
         self.batch_size = batch_size
 
     def train_dataloader(self) -> DataLoader:
@@ -67,11 +78,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default=None, help="where the stream generates (default: auto)")
     args = ap.parse_args(argv)
     L.seed_everything(args.seed)
-    data = StreamDataModule(args.preset, args.batch_size, args.steps_per_epoch, args.seed,
-                            args.device)
+    data = StreamDataModule(
+        args.preset, args.batch_size, args.steps_per_epoch, args.seed, args.device
+    )
     model = Segmenter(data.stream.labeler().interpreter.num_classes)
-    trainer = L.Trainer(max_epochs=args.epochs, logger=False, enable_checkpointing=False,
-                        reload_dataloaders_every_n_epochs=1)
+    trainer = L.Trainer(
+        max_epochs=args.epochs,
+        logger=False,
+        enable_checkpointing=False,
+        reload_dataloaders_every_n_epochs=1,
+    )
     trainer.fit(model, datamodule=data)
 
 

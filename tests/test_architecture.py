@@ -83,8 +83,13 @@ def test_submodules_never_import_the_root_package(graph):
 
 def test_generators_know_nothing_of_labels_presets_or_streams(graph):
     _, g = graph
-    allowed = {"dgan_data._version", "dgan_data.conventions", "dgan_data.fileio",
-               "dgan_data.schema", "dgan_data.seeds"}
+    allowed = {
+        "dgan_data._version",
+        "dgan_data.conventions",
+        "dgan_data.fileio",
+        "dgan_data.schema",
+        "dgan_data.seeds",
+    }
     for name, targets in g.items():
         if name.startswith("dgan_data.generators"):
             outside = {t for t in targets if not t.startswith("dgan_data.generators")}
@@ -95,8 +100,9 @@ def test_interpreter_knows_nothing_of_generators_or_streams(graph):
     _, g = graph
     for name, targets in g.items():
         if name.startswith("dgan_data.interpreter"):
-            bad = {t for t in targets if layer_of(t) >= 1 and not t.startswith(
-                "dgan_data.interpreter")}
+            bad = {
+                t for t in targets if layer_of(t) >= 1 and not t.startswith("dgan_data.interpreter")
+            }
             assert bad == set(), (name, bad)
 
 
@@ -135,8 +141,21 @@ def test_one_copy_of_each_helper():
                 for t in node.targets:
                     if isinstance(t, ast.Name):
                         defs.setdefault(t.id, []).append(path.name)
-    for name in ("IGNORE_INDEX", "atomic_write", "short_list", "to_uint8_image",
-                 "confusion_matrix", "derive_seed", "splitmix64", "make_palette",
-                 "__version__", "_short_list", "_atomic_write", "_atomic_torch_save",
-                 "_splitmix64", "_derive_seed", "atomic_save_file"):
+    for name in (
+        "IGNORE_INDEX",
+        "atomic_write",
+        "short_list",
+        "to_uint8_image",
+        "confusion_matrix",
+        "derive_seed",
+        "splitmix64",
+        "make_palette",
+        "__version__",
+        "_short_list",
+        "_atomic_write",
+        "_atomic_torch_save",
+        "_splitmix64",
+        "_derive_seed",
+        "atomic_save_file",
+    ):
         assert len(defs.get(name, [])) <= 1, (name, defs.get(name))

@@ -95,8 +95,15 @@ def test_stream_reports_the_rates_of_what_it_yielded():
     G = tiny_generator()
     interp = random_interpreter(G, num_classes=5)
     interp.class_names = ["background", "a", "b", "c", "d"]
-    ds = DatasetGANStream(generator=G, interpreter=interp, device="cpu", generation_batch=8,
-                          output="dict", class_balance="image", drop_uncertain=0.0)
+    ds = DatasetGANStream(
+        generator=G,
+        interpreter=interp,
+        device="cpu",
+        generation_batch=8,
+        output="dict",
+        class_balance="image",
+        drop_uncertain=0.0,
+    )
     it = iter(ds)
     samples = [next(it) for _ in range(40)]
     stats = ds.statistics()["class_balance"]

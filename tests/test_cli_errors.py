@@ -58,12 +58,26 @@ def test_unknown_preset_is_one_line_and_exit_2(capsys, tmp_path, argv):
 @pytest.mark.parametrize(
     ("argv", "word"),
     [
-        (["sample", "--generator", "toyface-14", "--num", "2", "--out", "x", "--device", "gpu"],
-         "gpu"),
+        (
+            ["sample", "--generator", "toyface-14", "--num", "2", "--out", "x", "--device", "gpu"],
+            "gpu",
+        ),
         (["demo", "--threads", "-1"], "-1"),
         (["demo", "--steps", "0"], "0"),
-        (["sample", "--generator", "toyface-14", "--num", "2", "--out", "x", "--truncation",
-          "nan"], "nan"),
+        (
+            [
+                "sample",
+                "--generator",
+                "toyface-14",
+                "--num",
+                "2",
+                "--out",
+                "x",
+                "--truncation",
+                "nan",
+            ],
+            "nan",
+        ),
         (["export", "toyface-14", "--num", "2", "--out", "x", "--drop-uncertain", "1.5"], "1.5"),
         (["export", "toyface-14", "--num", "-3", "--out", "x"], "-3"),
     ],
@@ -76,11 +90,22 @@ def test_nonsense_values_are_refused_at_parse_time(capsys, argv, word):
     assert word in err and "Traceback" not in err
 
 
-def test_empty_class_names_are_refused_and_nothing_is_written(capsys, tmp_path,
-                                                              tiny_generator_file):
+def test_empty_class_names_are_refused_and_nothing_is_written(
+    capsys, tmp_path, tiny_generator_file
+):
     out = tmp_path / "s"
-    code, _, err = run(capsys, "sample", "--generator", str(tiny_generator_file), "--num", "2",
-                       "--out", str(out), "--classes", ",,")
+    code, _, err = run(
+        capsys,
+        "sample",
+        "--generator",
+        str(tiny_generator_file),
+        "--num",
+        "2",
+        "--out",
+        str(out),
+        "--classes",
+        ",,",
+    )
     assert code == 2
     one_line_error(err, "empty class name")
     assert not out.exists()
@@ -94,12 +119,32 @@ def test_preview_to_a_folder_names_the_path(capsys, tmp_path):
 
 def test_preset_names_work_wherever_a_file_is_asked_for(capsys, tmp_path):
     out = tmp_path / "grid.png"
-    code, _, err = run(capsys, "preview", "--generator", "toyface-14", "--interpreter",
-                       "toyface-14", "--num", "2", "--out", str(out))
+    code, _, err = run(
+        capsys,
+        "preview",
+        "--generator",
+        "toyface-14",
+        "--interpreter",
+        "toyface-14",
+        "--num",
+        "2",
+        "--out",
+        str(out),
+    )
     assert code == 0, err
     assert out.is_file()
-    code, _, err = run(capsys, "export", "--generator", "toyface-14", "--interpreter",
-                       "toyface-14", "--num", "2", "--out", str(tmp_path / "e"))
+    code, _, err = run(
+        capsys,
+        "export",
+        "--generator",
+        "toyface-14",
+        "--interpreter",
+        "toyface-14",
+        "--num",
+        "2",
+        "--out",
+        str(tmp_path / "e"),
+    )
     assert code == 0, err
     assert (tmp_path / "e" / "index.jsonl").is_file()
 
@@ -107,16 +152,34 @@ def test_preset_names_work_wherever_a_file_is_asked_for(capsys, tmp_path):
 def test_the_readme_fit_command_runs_as_written(capsys, tmp_path, tiny_generator_file):
     """``dgan-data fit --generator G --annotations DIR --out i.safetensors``: no --max-steps."""
     ann = tmp_path / "ann"
-    code, _, err = run(capsys, "sample", "--generator", str(tiny_generator_file), "--num", "2",
-                       "--out", str(ann), "--classes", "background,thing")
+    code, _, err = run(
+        capsys,
+        "sample",
+        "--generator",
+        str(tiny_generator_file),
+        "--num",
+        "2",
+        "--out",
+        str(ann),
+        "--classes",
+        "background,thing",
+    )
     assert code == 0, err
     rng = np.random.default_rng(0)
     for i in range(2):
         mask = (rng.random((16, 16)) > 0.5).astype(np.uint8)
         Image.fromarray(mask).save(ann / "masks" / f"{i:05d}.png")
     out = tmp_path / "i.safetensors"
-    code, printed, err = run(capsys, "fit", "--generator", str(tiny_generator_file),
-                             "--annotations", str(ann), "--out", str(out))
+    code, printed, err = run(
+        capsys,
+        "fit",
+        "--generator",
+        str(tiny_generator_file),
+        "--annotations",
+        str(ann),
+        "--out",
+        str(out),
+    )
     assert code == 0, err
     assert str(out) in printed
     interp = Interpreter.load(out)
@@ -126,8 +189,21 @@ def test_the_readme_fit_command_runs_as_written(capsys, tmp_path, tiny_generator
 
 def test_fit_on_a_nan_latent_writes_nothing(capsys, tmp_path, tiny_generator_file):
     ann = tmp_path / "ann"
-    assert run(capsys, "sample", "--generator", str(tiny_generator_file), "--num", "2",
-               "--out", str(ann), "--classes", "a,b")[0] == 0
+    assert (
+        run(
+            capsys,
+            "sample",
+            "--generator",
+            str(tiny_generator_file),
+            "--num",
+            "2",
+            "--out",
+            str(ann),
+            "--classes",
+            "a,b",
+        )[0]
+        == 0
+    )
     for i in range(2):
         Image.fromarray(np.zeros((16, 16), np.uint8)).save(ann / "masks" / f"{i:05d}.png")
     latent = ann / "latents" / "00001.npy"
@@ -135,8 +211,17 @@ def test_fit_on_a_nan_latent_writes_nothing(capsys, tmp_path, tiny_generator_fil
     w[0, 0] = np.nan
     np.save(latent, w)
     out = tmp_path / "i.safetensors"
-    code, _, err = run(capsys, "fit", "--generator", str(tiny_generator_file), "--annotations",
-                       str(ann), "--out", str(out), "--skip-validation")
+    code, _, err = run(
+        capsys,
+        "fit",
+        "--generator",
+        str(tiny_generator_file),
+        "--annotations",
+        str(ann),
+        "--out",
+        str(out),
+        "--skip-validation",
+    )
     assert code == 2
     assert "NaN" in err and "00001.npy" in err
     assert not out.exists()

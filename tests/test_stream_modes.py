@@ -85,8 +85,7 @@ def test_samples_per_epoch_and_len_in_both_modes(models):
 
 
 def test_workers_draw_disjoint_samples_that_cover_the_epoch(models):
-    ds = make(models, samples_per_epoch=12, generation_batch=3, output="dict",
-              drop_uncertain=0.0)
+    ds = make(models, samples_per_epoch=12, generation_batch=3, output="dict", drop_uncertain=0.0)
     loader = DataLoader(ds, batch_size=4, num_workers=2)
     seeds = torch.cat([b["seed"] for b in loader]).tolist()
     assert len(seeds) == len(set(seeds)) == 12
@@ -129,8 +128,9 @@ def test_outputs_are_typed_for_torchvision_transforms(models):
 
 
 def test_transforms_v2_resize_masks_with_nearest_interpolation(models):
-    compose = v2.Compose([v2.RandomResizedCrop(24, scale=(0.3, 0.8), antialias=True),
-                          v2.RandomHorizontalFlip(p=1.0)])
+    compose = v2.Compose(
+        [v2.RandomResizedCrop(24, scale=(0.3, 0.8), antialias=True), v2.RandomHorizontalFlip(p=1.0)]
+    )
     ds = make(models, output="dict", transform=compose)
     torch.manual_seed(0)
     sample = next(iter(ds))

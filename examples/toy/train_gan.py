@@ -227,8 +227,11 @@ def train(args: argparse.Namespace) -> dict:
 
         # discriminator: logistic loss, lazy R1 every r1_every steps
         with torch.no_grad():
-            fake, _ = G.synthesize(mixed_w(G, args.batch, gen, device), noise="random",
-                                   generator=gen if device.type == "cpu" else None)
+            fake, _ = G.synthesize(
+                mixed_w(G, args.batch, gen, device),
+                noise="random",
+                generator=gen if device.type == "cpu" else None,
+            )
         loss_d = F.softplus(D(fake)).mean() + F.softplus(-D(real)).mean()
         if step % r1_every == 0:
             real.requires_grad_(True)
@@ -239,8 +242,11 @@ def train(args: argparse.Namespace) -> dict:
         opt_d.step()
 
         # generator: non-saturating loss
-        fake, _ = G.synthesize(mixed_w(G, args.batch, gen, device), noise="random",
-                               generator=gen if device.type == "cpu" else None)
+        fake, _ = G.synthesize(
+            mixed_w(G, args.batch, gen, device),
+            noise="random",
+            generator=gen if device.type == "cpu" else None,
+        )
         loss_g = F.softplus(-D(fake)).mean()
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -259,15 +265,29 @@ def train(args: argparse.Namespace) -> dict:
         bar.update(1)
         if step % 50 == 0:
             bar.set_postfix(loss_d=f"{loss_d.item():.3f}", loss_g=f"{loss_g.item():.3f}")
-            history.append({"step": step, "loss_d": loss_d.item(), "loss_g": loss_g.item(),
-                            "seconds": time.time() - t0})
+            history.append(
+                {
+                    "step": step,
+                    "loss_d": loss_d.item(),
+                    "loss_g": loss_g.item(),
+                    "seconds": time.time() - t0,
+                }
+            )
         if step % args.save_every == 0 or step == args.steps:
             save_grid(G_ema, fixed_z, out / "samples" / f"step_{step:06d}.png")
-            atomic_torch_save({
-                "G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
-                "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-                **rng_states(gen, device), "step": step, "history": json.dumps(history),
-            }, ckpt_path)
+            atomic_torch_save(
+                {
+                    "G": G.state_dict(),
+                    "D": D.state_dict(),
+                    "G_ema": G_ema.state_dict(),
+                    "opt_g": opt_g.state_dict(),
+                    "opt_d": opt_d.state_dict(),
+                    **rng_states(gen, device),
+                    "step": step,
+                    "history": json.dumps(history),
+                },
+                ckpt_path,
+            )
     bar.close()
     return export(G_ema, out, step, time.time() - t0, G, D)
 
@@ -277,9 +297,13 @@ def export(G_ema: StyleGAN2Generator, out: Path, step: int, seconds: float, G, D
     G_ema = copy.deepcopy(G_ema).cpu()
     G_ema.estimate_average_w()
     final = G_ema.save(out / "generator.safetensors")
-    summary = {"steps": step, "seconds_this_run": seconds, "generator": str(final),
-               "parameters_G": G.num_parameters(),
-               "parameters_D": sum(p.numel() for p in D.parameters())}
+    summary = {
+        "steps": step,
+        "seconds_this_run": seconds,
+        "generator": str(final),
+        "parameters_G": G.num_parameters(),
+        "parameters_D": sum(p.numel() for p in D.parameters()),
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
     return summary
@@ -301,8 +325,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--bank", type=int, default=10000, help="train renders kept in memory")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--device", default=None)
-    p.add_argument("--export-only", action="store_true",
-                   help="write generator.safetensors from the checkpoint and stop")
+    p.add_argument(
+        "--export-only",
+        action="store_true",
+        help="write generator.safetensors from the checkpoint and stop",
+    )
     return p.parse_args(argv)
 
 
