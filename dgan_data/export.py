@@ -51,7 +51,9 @@ temp files are removed. The selection records its decision (``.selection.json``)
 before it deletes anything and every step of it is idempotent, so a kill during it is
 repaired by rerunning too. Rerunning a *finished* export verifies every file against
 its sha256 and regenerates the damaged or missing ones (their fixed batch, the same
-bytes); :func:`verify_export` only reports. A folder made with different settings is
+bytes); damaged or missing index files are rebuilt by regenerating every candidate and
+selecting again, written only if they hash to the sha256 that ``dataset.json`` records;
+:func:`verify_export` only reports. A folder made with different settings is
 refused, naming ``dataset.json`` and the field.
 
 Locks: ``.export.lock`` carries fcntl byte-range locks (released by the kernel when a
@@ -1659,6 +1661,76 @@ def _repair(
     return len(damage)
 
 
+def _index_files_rebuildable(selection: Mapping[str, Any]) -> bool:
+    """Damaged index files can be rebuilt when dataset.json records both their sha256
+    (the rebuilt bytes are then checked exactly; older exports recorded none)."""
+    return all(selection.get(k) is not None for k in ("index_sha256", "candidates_sha256"))
+
+
+def _rebuild_index_files(
+    root: Path, desc: dict[str, Any], labeler: Labeler, progress: bool
+) -> list[str]:
+    """Regenerate every candidate (its fixed batch), select again and rebuild
+    ``index.jsonl`` and ``candidates.jsonl``; write only those whose rebuilt bytes hash
+    to the sha256 in ``dataset.json`` and differ from what is on disk. Returns the names
+    written; rebuilt bytes that do not match the record raise (nothing is written)."""
+    plan, sel = _Plan.of(desc), desc["selection"]
+    entries: list[dict[str, Any]] = []
+    bar = tqdm(total=plan.num, desc="rebuild index", unit="img", disable=None if progress else True)
+    try:
+        for start in range(0, plan.num, plan.batch_size):
+            batch = plan.batch_of(start)
+            seeds = [sample_seed(plan.seed, 0, i) for i in batch]
+            images, masks, scores = _label_batch(labeler, seeds, desc, root)
+            for j, i in enumerate(batch):
+                enc = _encode(images[j], masks[j], plan.num_classes)
+                cid = plan.cid(i)
+                entries.append(
+                    {
+                        "index": i,
+                        "id": cid,
+                        "seed": seeds[j],
+                        "uncertainty": scores[j],
+                        "histogram": enc["histogram"],
+                        "ignored": enc["ignored"],
+                        "image_bytes": len(enc["image"]),
+                        "mask_bytes": len(enc["mask"]),
+                        "image_sha256": hashlib.sha256(enc["image"]).hexdigest(),
+                        "mask_sha256": hashlib.sha256(enc["mask"]).hexdigest(),
+                    }
+                )
+            bar.update(len(batch))
+    finally:
+        bar.close()
+    scores = np.array([e["uncertainty"] for e in entries])
+    n_drop = num_dropped(plan.num, plan.drop)
+    kept = np.zeros(plan.num, dtype=bool)
+    kept[np.lexsort((np.arange(plan.num), scores))[: plan.num - n_drop]] = True
+    keys = ("id", "index", "seed", "uncertainty")
+    rebuilt = {
+        "index.jsonl": b"".join(_line(_final_entry(e)) for e in entries if kept[e["index"]]),
+        "candidates.jsonl": b"".join(
+            _line({**{k: e[k] for k in keys}, "kept": bool(kept[e["index"]])}) for e in entries
+        ),
+    }
+    for name, data in rebuilt.items():
+        if hashlib.sha256(data).hexdigest() != sel[f"{name.split('.')[0]}_sha256"]:
+            raise ExportDamagedError(
+                f"{root / name} is damaged or missing, and regenerating the export here gives "
+                "other records than the sha256 in dataset.json (another device, dtype or "
+                "dgan_data version?): repair it where it was made, or export again into a "
+                "new folder"
+            )
+    written = []
+    for name, data in rebuilt.items():
+        path = root / name
+        if not path.is_file() or path.read_bytes() != data:
+            atomic_write_bytes(path, data, tag="repair")
+            log.info("%s: rebuilt from the regenerated candidates", path)
+            written.append(name)
+    return written
+
+
 def _rerun_complete(
     root: Path,
     desc: dict[str, Any],
@@ -1669,6 +1741,11 @@ def _rerun_complete(
     """A rerun of a finished export: verify every file, repair what a rerun can."""
     _check_layout(root)
     scan = _scan_complete(root, desc)
+    if scan.fatal and _index_files_rebuildable(desc["selection"]):
+        # only the index files can be fatal here: rebuild them, then check every file
+        log.info("%s: %s; regenerating all candidates to rebuild the index", root, scan.fatal[0])
+        _rebuild_index_files(root, desc, labeler, progress)
+        scan = _scan_complete(root, desc)
     if scan.fatal:
         more = f" (and {len(scan.fatal) - 1} more problems)" if len(scan.fatal) > 1 else ""
         raise ExportDamagedError(
@@ -1701,9 +1778,10 @@ def verify_export(out_dir: str | Path) -> VerifyReport:
     exports made before hashes were recorded: PNG structure, size and mask histogram).
 
     Returns a :class:`VerifyReport`, one line per problem; rerunning the export command
-    repairs damaged or missing sample files. Raises ``FileNotFoundError`` for a folder
-    without ``dataset.json`` and :class:`ExportBusyError` while another process selects
-    or repairs it.
+    repairs damaged or missing sample files, and damaged or missing index files when
+    ``dataset.json`` records their sha256 (by regenerating every candidate). Raises
+    ``FileNotFoundError`` for a folder without ``dataset.json`` and
+    :class:`ExportBusyError` while another process selects or repairs it.
     """
     root = _root(out_dir)
     desc_path = root / "dataset.json"
@@ -1729,7 +1807,8 @@ def verify_export(out_dir: str | Path) -> VerifyReport:
         scan = _scan_complete(root, desc)
     report.files_checked, report.notes = scan.checked, scan.notes
     report.problems = scan.fatal + [d.describe() for d in scan.damage]
-    report.repairable = not scan.fatal
+    # index files are rebuilt by a rerun when dataset.json records their sha256
+    report.repairable = not scan.fatal or _index_files_rebuildable(desc["selection"])
     return report
 
 

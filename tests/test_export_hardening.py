@@ -388,12 +388,50 @@ def test_older_export_without_hashes_is_verified_and_repaired(models, reference,
         assert (done / rel).read_bytes() == (reference / rel).read_bytes()
 
 
-def test_damaged_index_cannot_be_repaired_and_says_so(models, done, capsys):
+def test_rerun_rebuilds_damaged_index_files_to_the_recorded_bytes(models, reference, done):
+    """A damaged index.jsonl, a deleted candidates.jsonl and a damaged image: a rerun
+    regenerates every candidate, rebuilds both index files (checked against the sha256
+    in dataset.json) and then repairs the image."""
     text = (done / "index.jsonl").read_text()
     (done / "index.jsonl").write_text(text.replace('"ignored":0', '"ignored":0 ', 1))
+    (done / "candidates.jsonl").unlink()
+    image = done / _jsonl(reference / "index.jsonl")[3]["image"]
+    image.write_bytes(image.read_bytes()[:-10])
     report = verify_export(done)
-    assert len(report.problems) == 1 and "index.jsonl" in report.problems[0]
-    with pytest.raises(ExportDamagedError, match=r"index\.jsonl"):
+    assert not report.ok and report.repairable
+    assert any("index.jsonl" in p for p in report.problems)
+    assert any("candidates.jsonl" in p for p in report.problems)
+    summary = _export(models, done)
+    assert summary.complete and summary.repaired == 1
+    assert _snapshot(done) == _snapshot(reference)
+    assert verify_export(done).ok
+
+
+def test_index_rebuild_refuses_records_that_differ(models, done):
+    """When the regenerated candidates do not hash to dataset.json's record, nothing is
+    written and the error names the file."""
+    (done / "candidates.jsonl").write_text("damaged\n")
+    info = json.loads((done / "dataset.json").read_text())
+    info["selection"]["index_sha256"] = "0" * 64  # what was recorded is not what regenerates
+    (done / "dataset.json").write_text(json.dumps(info, indent=2))
+    before = _snapshot(done)
+    with pytest.raises(ExportDamagedError, match=r"index\.jsonl.*other records"):
+        _export(models, done)
+    assert _snapshot(done) == before
+
+
+def test_index_without_recorded_hashes_cannot_be_rebuilt_and_says_so(models, done, capsys):
+    """Exports made before the index files' sha256 were recorded cannot check a rebuild."""
+    info = json.loads((done / "dataset.json").read_text())
+    del info["selection"]["index_sha256"], info["selection"]["candidates_sha256"]
+    (done / "dataset.json").write_text(json.dumps(info, indent=2))
+    lines = (done / "index.jsonl").read_text().splitlines(keepends=True)
+    (done / "index.jsonl").write_text("".join(lines[:-1]) + lines[-1][:20])  # cut mid-line
+    report = verify_export(done)
+    assert not report.ok and not report.repairable
+    assert main(["export", "--verify", "--out", str(done)]) == 1
+    assert "export again into a new folder" in capsys.readouterr().out
+    with pytest.raises(ExportDamagedError, match=r"index\.jsonl.*cannot repair"):
         _export(models, done)
 
 
