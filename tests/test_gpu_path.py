@@ -179,6 +179,23 @@ def test_compiled_interpolate_path_matches_eager_on_cpu():
     torch.testing.assert_close(compiled.pixel_uncertainty, eager.pixel_uncertainty)
 
 
+def test_compiled_path_is_shared_by_interpreters_of_one_layout():
+    """Several interpreters (an ensemble per class set, a refit) reuse one compiled graph:
+    a second instance with other weights neither recompiles nor gives stale results."""
+    from torch._dynamo.utils import counters
+
+    layout = [(40, 4, 4), (5, 8, 8)]
+    feats = random_features(layout)
+    first, second = random_interpreter(layout, seed=0), random_interpreter(layout, seed=1)
+    first.predict(feats, (8, 8), impl="interpolate", compile=True)
+    graphs = counters["stats"]["unique_graphs"]
+    out = second.predict(feats, (8, 8), return_probs=True, impl="interpolate", compile=True)
+    assert counters["stats"]["unique_graphs"] == graphs, "a second interpreter recompiled"
+    eager = second.predict(feats, (8, 8), return_probs=True, impl="interpolate")
+    assert not second._compile_failed
+    torch.testing.assert_close(out.probs, eager.probs, rtol=1e-5, atol=1e-6)
+
+
 # ------------------------------------------------------------------- CUDA
 def _no_tf32():
     """Full float32 everywhere (the reference path's products included)."""
