@@ -1,0 +1,79 @@
+"""The interpreter-variants script: parsing, the training sets it builds, a tiny run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from example_scripts import load_example
+
+variants = load_example("toy/interpreter_variants", "toy_interpreter_variants")
+
+
+def test_parse_variant_reads_joined_settings_and_refuses_nonsense():
+    assert variants.parse_variant("shipped") == {}
+    assert variants.parse_variant("steps=8000+hidden=256x128") == {
+        "steps": 8000,
+        "hidden": (256, 128),
+    }
+    assert variants.parse_variant("selftrain=32+keep=0.5") == {"selftrain": 32, "keep": 0.5}
+    for bad in ("steps", "colour=3", "steps=x", "hidden=256", "dropout=1.5", "noise=-1"):
+        with pytest.raises(ValueError, match="variant"):
+            variants.parse_variant(bad)
+
+
+def test_blur_keeps_probabilities_and_spreads_a_point():
+    probs = torch.zeros(1, 2, 9, 9)
+    probs[:, 0] = 1.0
+    probs[0, :, 4, 4] = torch.tensor([0.0, 1.0])
+    out = variants._gaussian_blur(probs, 1.0)
+    torch.testing.assert_close(out.sum(1), torch.ones(1, 9, 9))
+    assert 0 < out[0, 1, 4, 4] < 1 and out[0, 1, 4, 5] > 0 and out[0, 1, 0, 0] == 0
+
+
+@pytest.fixture(scope="module")
+def world():
+    from dgan_data import Interpreter, load_generator
+    from dgan_data.annotations import Annotations
+    from dgan_data.presets import resolve_preset_file
+
+    path = resolve_preset_file("toyface-14", "interpreter")
+    return {
+        "G": load_generator("toyface-14"),
+        "shipped": Interpreter.load(path),
+        "annotations": Annotations.load(path.parent / "annotations"),
+    }
+
+
+def test_training_set_adds_noise_draws_and_pseudo_labels(world):
+    G, ann, shipped = world["G"], world["annotations"], world["shipped"]
+    n = len(ann.masks)
+    feats, masks, _ = variants.training_set(G, ann, {"noise": 2}, shipped, 0.8)
+    assert len(feats) == 3 * n and masks.shape[0] == 3 * n
+    assert torch.equal(masks[n], masks[0]) and torch.equal(masks[n + 1], masks[0])
+    assert not torch.equal(feats[n][-1], feats[0][-1])  # other noise, other features
+    feats, masks, info = variants.training_set(G, ann, {"selftrain": 4, "keep": 0.5}, shipped, 0.8)
+    assert len(feats) == n + 4 and info["pseudo_labeled_images"] == 4
+    ignored = (masks[n:] == 255).float().mean()
+    assert 0.4 <= float(ignored) <= 0.6  # about half of the pool pixels are left out
+
+
+def test_tiny_run_caches_each_variant(tmp_path, capsys, monkeypatch):
+    argv = ["--out", str(tmp_path), "--eval", "8", "--steps", "5", "--num-models", "2",
+            "--threads", "1", "--variants", "shipped", "dropout=0.3", "smooth=0.7"]  # fmt: skip
+    assert variants.main(argv) == 0
+    doc = json.loads((tmp_path / "variants.json").read_text())
+    assert set(doc["results"]) == {"shipped", "dropout=0.3", "smooth=0.7"}
+    for r in doc["results"].values():
+        assert 0.0 <= r["miou"] <= 1.0 and set(r["per_class"]) == set(variants.CLASS_NAMES)
+    assert doc["results"]["shipped"]["miou"] != doc["results"]["dropout=0.3"]["miou"]
+    assert "dropout=0.3" in capsys.readouterr().out
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("a cached variant was fitted again")
+
+    monkeypatch.setattr(variants.Interpreter, "fit_features", no_fit)
+    assert variants.main(argv) == 0  # everything cached
+    with pytest.raises(AssertionError, match="fitted again"):
+        variants.main([*argv, "steps=6"])
