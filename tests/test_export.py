@@ -21,7 +21,6 @@ import pytest
 import torch
 from PIL import Image
 
-from dgan_data import export as export_mod
 from dgan_data import load_generator
 from dgan_data.cli import main
 from dgan_data.export import (
@@ -31,6 +30,7 @@ from dgan_data.export import (
     num_dropped,
     shard_candidates,
 )
+from dgan_data.export import select as export_select
 from dgan_data.interpreter import Interpreter, feature_layout
 from dgan_data.seeds import sample_seed
 from dgan_data.stream import DatasetGANStream
@@ -273,7 +273,7 @@ def test_interrupted_selection_is_repaired_by_rerunning(models, reference, tmp_p
     out = tmp_path / "data"
     _export(models, out, merge=False)
     moves = {"n": 0}
-    real_move = export_mod._move
+    real_move = export_select._move
 
     def crashing_move(src: Path, dst: Path) -> None:
         moves["n"] += 1
@@ -281,7 +281,7 @@ def test_interrupted_selection_is_repaired_by_rerunning(models, reference, tmp_p
             raise OSError("simulated crash during the selection")
         real_move(src, dst)
 
-    monkeypatch.setattr(export_mod, "_move", crashing_move)
+    monkeypatch.setattr(export_select, "_move", crashing_move)
     with pytest.raises(OSError, match="simulated"):
         merge_shards(out)
     monkeypatch.undo()

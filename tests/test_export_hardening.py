@@ -32,7 +32,6 @@ from test_export import (
     save_models,
 )
 
-from dgan_data import export as export_mod
 from dgan_data import load_generator
 from dgan_data.cli import main
 from dgan_data.export import (
@@ -43,6 +42,7 @@ from dgan_data.export import (
     merge_shards,
     verify_export,
 )
+from dgan_data.export.lock import _ExportLock
 from dgan_data.interpreter import Interpreter, feature_layout
 from dgan_data.labeler import LabeledBatch, Labeler, NonFiniteOutputError
 
@@ -469,7 +469,7 @@ def test_merge_refuses_a_damaged_staged_file(staged, reference):
 _HOLDER = """
 import sys
 from pathlib import Path
-from dgan_data.export import _ExportLock
+from dgan_data.export.lock import _ExportLock
 lock = _ExportLock(Path(sys.argv[1]))
 lock.__enter__()
 if sys.argv[2] == "folder":
@@ -793,7 +793,7 @@ def test_lock_file_is_gone_after_a_refused_rerun(models, done):
 def test_a_second_export_in_the_same_process_is_refused(models, tmp_path):
     out = tmp_path / "data"
     out.mkdir()
-    with export_mod._ExportLock(out), pytest.raises(ExportBusyError, match="this process"):
+    with _ExportLock(out), pytest.raises(ExportBusyError, match="this process"):
         _export(models, out)
 
 

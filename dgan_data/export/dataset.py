@@ -1,0 +1,93 @@
+"""Reading a finished export back as a map-style dataset."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from .records import _check_layout, _Plan, _read_description, _root
+from .verify import _final_index
+
+
+# ---------------------------------------------------------------------- read back
+class ExportedDataset(Dataset):
+    """A finished export as a map-style dataset of ``(image, mask)``.
+
+    ``image``: float32 (3, H, W) in [0, 1]; ``mask``: int64 (H, W), 255 = ignore.
+    ``albumentations``: an ``albumentations.Compose`` applied per sample to the uint8
+    HWC image and the mask (so masks stay integer and aligned); ``transform``: a
+    callable ``(image, mask) -> (image, mask)`` applied to the tensors afterwards.
+    Every line of ``index.jsonl`` is checked (schema, paths inside the folder, no
+    symlink leading out); :func:`verify_export` checks the files' contents too.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        transform: Callable[[torch.Tensor, torch.Tensor], Any] | None = None,
+        albumentations: Any = None,
+    ) -> None:
+        self.root = _root(root)
+        desc_path = self.root / "dataset.json"
+        if not desc_path.is_file():
+            raise FileNotFoundError(f"{desc_path}: no such file (not a dgan_data export)")
+        _check_layout(self.root)
+        self.info = _read_description(desc_path)
+        if self.info["status"] != "complete":
+            raise ValueError(
+                f"{desc_path}: the export is not complete (status {self.info['status']!r}); "
+                "rerun the export command to finish it"
+            )
+        index_path = self.root / "index.jsonl"
+        lines = _final_index(self.root, _Plan.of(self.info), self.info["selection"])
+        for n, e in lines:
+            for key in ("image", "mask"):
+                if not (self.root / e[key]).is_file():
+                    raise FileNotFoundError(
+                        f"{self.root / e[key]}: no such file (listed on line {n} of {index_path})"
+                    )
+        self.entries = [e for _, e in lines]
+        self.class_names: list[str] = list(self.info["classes"])
+        self.palette = np.asarray(self.info["palette"], dtype=np.uint8)
+        size = self.info["label_size"]
+        self.label_size = tuple(size) if size is not None else None
+        self.transform = transform
+        self.albumentations = albumentations
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def _load(self, rel: str, mode: str) -> np.ndarray:
+        path = self.root / rel
+        try:
+            with Image.open(path) as im:
+                if im.mode != mode:
+                    raise ValueError(f"{path}: expected a {mode} PNG, got mode {im.mode}")
+                arr = np.array(im)
+        except (OSError, SyntaxError) as exc:
+            raise ValueError(f"{path}: cannot read the PNG ({exc})") from exc
+        if self.label_size is not None and arr.shape[:2] != self.label_size:
+            raise ValueError(
+                f"{path}: size {arr.shape[:2]} differs from the label size "
+                f"{self.label_size} in dataset.json"
+            )
+        return arr
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        e = self.entries[i]
+        image = self._load(e["image"], "RGB")
+        mask = self._load(e["mask"], "L")
+        if self.albumentations is not None:
+            out = self.albumentations(image=image, mask=mask)
+            image, mask = np.array(out["image"]), np.array(out["mask"])
+        img_t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+        mask_t = torch.from_numpy(np.ascontiguousarray(mask)).long()
+        if self.transform is not None:
+            return self.transform(img_t, mask_t)
+        return img_t, mask_t

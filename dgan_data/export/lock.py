@@ -1,0 +1,153 @@
+"""Advisory fcntl locks on an export folder (shared, exclusive, per shard)."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import itertools
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from .records import _LOCK, ExportBusyError
+
+log = logging.getLogger(__name__)
+
+try:
+    import fcntl
+except ImportError:  # no advisory locks on this platform (Windows)
+    fcntl = None  # type: ignore[assignment]
+
+
+# ------------------------------------------------------------------------ locks
+_FOLDER_BYTE, _SETUP_BYTE, _SHARD_BYTE = 0, 1, 2
+_HELD: set[str] = set()  # folders this process holds (POSIX locks never exclude oneself)
+_HELD_GUARD = threading.Lock()
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _WARNED:
+        _WARNED.add(message)
+        log.warning("%s", message)
+
+
+def _busy(root: Path, what: str) -> ExportBusyError:
+    return ExportBusyError(
+        f"{root} is busy: {what} (it holds {root / _LOCK}); wait for it to finish, or stop it"
+    )
+
+
+class _ExportLock:
+    """fcntl byte-range locks on ``root/.export.lock``: byte 0 the folder (shared while
+    generating or verifying, exclusive to select or repair), byte 1 the creation of
+    ``dataset.json``, byte 2 + s shard s. The kernel releases them when the process
+    dies, so the lock of a killed export is free at once; the left-over file means
+    nothing. Used as a context manager; one per folder and process."""
+
+    def __init__(self, root: Path, *, readonly: bool = False) -> None:
+        self.root, self.path, self.readonly = root, root / _LOCK, readonly
+        self.fd: int | None = None
+        self._key = ""
+
+    def __enter__(self) -> _ExportLock:
+        self._key = str(self.root.resolve())
+        with _HELD_GUARD:
+            if self._key in _HELD:
+                raise _busy(self.root, "this process is already exporting into it")
+            _HELD.add(self._key)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # nobody else holds the folder: the lock file can go (a process that opened it
+        # meanwhile sees that it was replaced, see _current)
+        if not self.readonly and self.fd is not None and self._try(_FOLDER_BYTE, True):
+            self.path.unlink(missing_ok=True)
+        self._close()
+        with _HELD_GUARD:
+            _HELD.discard(self._key)
+
+    def _close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # releases every lock this process holds on the file
+            self.fd = None
+
+    def _open(self) -> bool:
+        """Open the lock file (created unless read-only); False: read-only and absent."""
+        flags = os.O_RDONLY if self.readonly else os.O_RDWR | os.O_CREAT
+        try:
+            self.fd = os.open(self.path, flags, 0o644)
+        except FileNotFoundError:
+            if self.readonly:
+                return False
+            raise
+        except PermissionError as exc:
+            raise PermissionError(
+                f"{self.root}: the export folder is not writable ({exc.strerror})"
+            ) from None
+        return True
+
+    def _try(self, start: int, exclusive: bool) -> bool:
+        if fcntl is None:
+            _warn_once(
+                f"{self.path}: no fcntl on this platform: concurrent exports are not detected"
+            )
+            return True
+        if self.fd is None:
+            return True
+        mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
+        try:
+            fcntl.lockf(self.fd, mode, 1, start)
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                return False
+            _warn_once(f"{self.path}: cannot lock ({exc}): concurrent exports are not detected")
+        return True
+
+    def _current(self) -> bool:
+        """The open file is still the lock file (a finishing export removes it)."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        own = os.fstat(self.fd) if self.fd is not None else st
+        return (own.st_dev, own.st_ino) == (st.st_dev, st.st_ino)
+
+    def acquire_folder(self, *, exclusive: bool, wait: float = 0.0) -> bool:
+        """Lock the folder; retry for ``wait`` seconds; False if another process holds it."""
+        deadline = time.monotonic() + wait
+        for replaced in itertools.count():
+            if self.fd is None and not self._open():
+                return True  # read-only, and no lock file: nobody holds the folder
+            if self._try(_FOLDER_BYTE, exclusive):
+                if self._current() or replaced >= 100:  # (a file system without inodes)
+                    return True
+                self._close()
+                continue
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+
+    def acquire_shard(self, shard: int) -> bool:
+        """Lock one shard (call after :meth:`acquire_folder`)."""
+        return self._try(_SHARD_BYTE + shard, True)
+
+    @contextlib.contextmanager
+    def setup(self, wait: float = 30.0) -> Iterator[None]:
+        """Serialise the creation of ``dataset.json`` between shards starting together."""
+        deadline = time.monotonic() + wait
+        while not self._try(_SETUP_BYTE, True):
+            if time.monotonic() >= deadline:
+                raise _busy(self.root, "another process is setting up this export")
+            time.sleep(0.05)
+        try:
+            yield
+        finally:
+            if fcntl is not None and self.fd is not None:
+                with contextlib.suppress(OSError):
+                    fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, _SETUP_BYTE)

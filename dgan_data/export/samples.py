@@ -1,0 +1,44 @@
+"""One fixed batch of candidates: generated, labeled, scored and encoded as PNG bytes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..conventions import IGNORE_INDEX
+from ..fileio import png_bytes
+from ..labeler import Labeler
+
+
+def _label_batch(
+    labeler: Labeler, seeds: list[int], desc: dict[str, Any], root: Path
+) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
+    """Images (B, 3, H, W) uint8, masks (B, H, W) and scores on the host; a non-finite
+    score or a label size other than the recorded one is an error."""
+    out = labeler.label(seeds)  # the whole fixed batch: same rounding as before
+    scores = out.image_uncertainty.float().cpu().tolist()
+    out.check_finite(scores)  # a broken model is an error, never kept garbage
+    images = (out.images.float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+    masks = out.masks.cpu()
+    size = [int(masks.shape[-2]), int(masks.shape[-1])]
+    label_size = desc["settings"]["label_size"]
+    if label_size is not None and list(label_size) != size:
+        raise ValueError(
+            f"{root / 'dataset.json'} records label size {label_size}, the model now "
+            f"produces {size}: resume with the same settings"
+        )
+    return images, masks, scores
+
+
+def _encode(image: torch.Tensor, mask: torch.Tensor, num_classes: int) -> dict[str, Any]:
+    """A sample's PNG bytes and mask statistics."""
+    valid = mask != IGNORE_INDEX
+    hist = torch.bincount(mask[valid].reshape(-1), minlength=num_classes)
+    return {
+        "image": png_bytes(image.permute(1, 2, 0).contiguous().numpy()),
+        "mask": png_bytes(mask.to(torch.uint8).numpy()),
+        "histogram": [int(v) for v in hist.tolist()],
+        "ignored": int((~valid).sum()),
+    }

@@ -1,0 +1,429 @@
+"""Verifying a finished export and repairing what a rerun can (files, index files)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from ..conventions import IGNORE_INDEX
+from ..fileio import (
+    atomic_write_bytes,
+    file_sha256,
+    fsync_dir,
+    parse_json_text,
+)
+from ..labeler import Labeler
+from ..schema import SchemaError
+from ..seeds import sample_seed
+from .lock import _busy, _ExportLock
+from .records import (
+    _BRIEF_WAIT_S,
+    CANDIDATES_FIELDS,
+    INDEX_FIELDS,
+    ExportDamagedError,
+    ExportSummary,
+    VerifyReport,
+    _check_layout,
+    _expect_path,
+    _file_problem,
+    _jsonl,
+    _line,
+    _Plan,
+    _read_description,
+    _root,
+    num_dropped,
+)
+from .samples import _encode, _label_batch
+from .select import _final_entry, _finish_cleanup
+
+log = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------ verify and repair
+@dataclass
+class _Damage:
+    """One damaged or missing file of a finished export."""
+
+    entry: dict[str, Any]
+    key: str  # "image" or "mask"
+    path: Path
+    problem: str
+
+    def describe(self) -> str:
+        return f"{self.path} {self.problem}"
+
+
+@dataclass
+class _Scan:
+    """What checking a finished export found."""
+
+    entries: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (line, entry)
+    fatal: list[str] = field(default_factory=list)  # what a rerun cannot repair
+    damage: list[_Damage] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    checked: int = 0
+
+
+def _collect(problems: list[str] | None, exc: Exception) -> None:
+    """Raise ``exc``, or (when collecting) record it as one problem line."""
+    if problems is None:
+        raise exc
+    problems.append(str(exc))
+
+
+def _final_index(
+    root: Path, plan: _Plan, selection: Mapping[str, Any], problems: list[str] | None = None
+) -> list[tuple[int, dict[str, Any]]]:
+    """``index.jsonl``'s (line number, entry) pairs, each line checked; errors are raised,
+    or collected into ``problems``."""
+    path = root / "index.jsonl"
+    if not path.is_file():
+        _collect(problems, FileNotFoundError(f"{path}: no such file (the export is incomplete)"))
+        return []
+    entries: list[tuple[int, dict[str, Any]]] = []
+    last = -1
+    try:
+        for n, raw in _jsonl(path):
+            where = f"{path}: line {n}"
+            try:
+                e = plan.check_line(parse_json_text(raw, where), INDEX_FIELDS, where)
+                if e["index"] <= last:
+                    raise SchemaError(f"{where}: candidate {e['index']} is out of order")
+                for key in ("image", "mask"):
+                    _expect_path(root, e, key, f"{key}s/{e['id']}.png", where)
+            except ValueError as exc:
+                _collect(problems, exc)
+                continue
+            last = e["index"]
+            entries.append((n, e))
+    except ValueError as exc:  # a line too long to be ours
+        _collect(problems, exc)
+    if len(entries) != selection["kept"] and not problems:
+        _collect(
+            problems,
+            ExportDamagedError(
+                f"{path} lists {len(entries)} samples, dataset.json says {selection['kept']}"
+            ),
+        )
+    recorded = selection.get("index_sha256")
+    if recorded is not None and file_sha256(path) != recorded:
+        _collect(
+            problems,
+            ExportDamagedError(f"{path} differs from the sha256 in dataset.json (damaged)"),
+        )
+    return entries
+
+
+def _check_candidates(
+    root: Path,
+    plan: _Plan,
+    selection: Mapping[str, Any],
+    kept: set[int] | None,
+    problems: list[str],
+) -> None:
+    """``candidates.jsonl``: every candidate once, in order, kept exactly as indexed
+    (``kept``: the indexed candidates, None when ``index.jsonl`` could not be read)."""
+    path = root / "candidates.jsonl"
+    if not path.is_file():
+        problems.append(f"{path}: no such file")
+        return
+    recorded = selection.get("candidates_sha256")
+    if recorded is not None and file_sha256(path) != recorded:
+        problems.append(f"{path} differs from the sha256 in dataset.json (damaged)")
+        return
+    count, marked = 0, set()
+    try:
+        for n, raw in _jsonl(path):
+            where = f"{path}: line {n}"
+            e = plan.check_line(parse_json_text(raw, where), CANDIDATES_FIELDS, where)
+            if e["index"] != count:
+                raise SchemaError(f"{where}: field 'index' must be {count}, got {e['index']}")
+            count += 1
+            if e["kept"]:
+                marked.add(e["index"])
+    except ValueError as exc:
+        problems.append(str(exc))
+        return
+    if count != plan.num:
+        problems.append(f"{path} lists {count} candidates, not {plan.num}")
+    elif kept is not None and marked != kept:
+        problems.append(f"{path} marks other candidates as kept than index.jsonl lists")
+
+
+def _decoded_problem(
+    path: Path, mode: str, label_size: Sequence[int] | None, mask_of: Mapping[str, Any] | None
+) -> str | None:
+    """For files without a recorded hash: mode, size and (masks) the class histogram."""
+    try:
+        with Image.open(path) as im:
+            if im.mode != mode:
+                return f"is a {im.mode} PNG, not {mode}"
+            arr = np.asarray(im)
+    except (OSError, SyntaxError, ValueError) as exc:
+        return f"cannot be decoded ({exc})"
+    if label_size is not None and list(arr.shape[:2]) != list(label_size):
+        return f"has size {list(arr.shape[:2])}, not the label size {list(label_size)}"
+    if mask_of is not None:
+        valid = arr != IGNORE_INDEX
+        hist = np.bincount(arr[valid].ravel(), minlength=len(mask_of["histogram"])).tolist()
+        if hist != mask_of["histogram"] or int((~valid).sum()) != mask_of["ignored"]:
+            return "does not match its class histogram in index.jsonl (damaged)"
+    return None
+
+
+def _scan_files(root: Path, desc: dict[str, Any], scan: _Scan) -> None:
+    unhashed = 0
+    for _, e in scan.entries:
+        for key, mode in (("image", "RGB"), ("mask", "L")):
+            path = root / e[key]
+            sha = e.get(f"{key}_sha256")
+            problem = _file_problem(root, path, e.get(f"{key}_bytes"), sha)
+            if problem is None and sha is None:
+                unhashed += 1
+                mask_of = e if key == "mask" else None
+                problem = _decoded_problem(path, mode, desc["label_size"], mask_of)
+            scan.checked += 1
+            if problem is not None:
+                scan.damage.append(_Damage(e, key, path, problem))
+    if unhashed:
+        scan.notes.append(
+            f"{root / 'index.jsonl'}: no sha256 recorded for {unhashed} files (an export "
+            "made before dgan_data recorded hashes): checked their PNG structure, size and "
+            "mask histogram only"
+        )
+
+
+def _stray_files(root: Path, scan: _Scan) -> None:
+    """Note PNGs in images/ and masks/ that index.jsonl does not list (they are ignored)."""
+    listed = {f"{e['id']}.png" for _, e in scan.entries}
+    for sub in ("images", "masks"):
+        folder = root / sub
+        if not folder.is_dir():
+            continue
+        stray = sorted(p.name for p in folder.iterdir() if p.name not in listed)
+        stray = [name for name in stray if not name.startswith(".")]
+        if stray:
+            scan.notes.append(
+                f"{folder}: {len(stray)} file(s) not listed in index.jsonl, ignored by "
+                f"readers: {stray[:3]}"
+            )
+
+
+def _scan_complete(root: Path, desc: dict[str, Any]) -> _Scan:
+    """Check a finished export: its index files and every sample file."""
+    plan, sel = _Plan.of(desc), desc["selection"]
+    scan = _Scan()
+    scan.entries = _final_index(root, plan, sel, scan.fatal)
+    kept = None if scan.fatal else {e["index"] for _, e in scan.entries}
+    _check_candidates(root, plan, sel, kept, scan.fatal)
+    if sel.get("index_sha256") is None:
+        scan.notes.append(f"{root / 'dataset.json'}: no sha256 of the index files (older export)")
+    _scan_files(root, desc, scan)
+    if not scan.fatal:
+        _stray_files(root, scan)
+    return scan
+
+
+def _check_regenerated(d: _Damage, enc: dict[str, Any]) -> bytes:
+    """The regenerated file's bytes, if they are the ones the export recorded."""
+    data = enc[d.key]
+    sha = d.entry.get(f"{d.key}_sha256")
+    if sha is not None:
+        same = hashlib.sha256(data).hexdigest() == sha
+    else:  # an older export: the sample must at least have the recorded mask
+        size = d.entry.get(f"{d.key}_bytes")
+        same = (enc["histogram"], enc["ignored"]) == (d.entry["histogram"], d.entry["ignored"])
+        same = same and size in (None, len(data))
+    if not same:
+        raise ExportDamagedError(
+            f"{d.path} {d.problem}, and regenerating candidate {d.entry['index']} here gives "
+            "other bytes than the export recorded (another device, dtype or dgan_data "
+            "version?): repair it where it was made, or export again into a new folder"
+        )
+    return data
+
+
+def _repair(
+    root: Path, desc: dict[str, Any], labeler: Labeler, damage: list[_Damage], progress: bool
+) -> int:
+    """Regenerate the fixed batches of damaged files; rewrite only those files."""
+    plan = _Plan.of(desc)
+    by_batch: dict[int, list[_Damage]] = {}
+    for d in damage:
+        by_batch.setdefault(d.entry["index"] // plan.batch_size, []).append(d)
+    bar = tqdm(total=len(damage), desc="repair", unit="file", disable=None if progress else True)
+    try:
+        for k in sorted(by_batch):
+            batch = plan.batch_of(k * plan.batch_size)
+            seeds = [sample_seed(plan.seed, 0, i) for i in batch]
+            images, masks, _ = _label_batch(labeler, seeds, desc, root)
+            for d in by_batch[k]:
+                j = d.entry["index"] - batch.start
+                data = _check_regenerated(d, _encode(images[j], masks[j], plan.num_classes))
+                atomic_write_bytes(d.path, data, tag="repair")
+                log.info("%s: repaired (%s)", d.path, d.problem)
+                bar.update(1)
+    finally:
+        bar.close()
+    for sub in ("images", "masks"):
+        fsync_dir(root / sub)
+    return len(damage)
+
+
+def _index_files_rebuildable(selection: Mapping[str, Any]) -> bool:
+    """Damaged index files can be rebuilt when dataset.json records both their sha256
+    (the rebuilt bytes are then checked exactly; older exports recorded none)."""
+    return all(selection.get(k) is not None for k in ("index_sha256", "candidates_sha256"))
+
+
+def _rebuild_index_files(
+    root: Path, desc: dict[str, Any], labeler: Labeler, progress: bool
+) -> list[str]:
+    """Regenerate every candidate (its fixed batch), select again and rebuild
+    ``index.jsonl`` and ``candidates.jsonl``; write only those whose rebuilt bytes hash
+    to the sha256 in ``dataset.json`` and differ from what is on disk. Returns the names
+    written; rebuilt bytes that do not match the record raise (nothing is written)."""
+    plan, sel = _Plan.of(desc), desc["selection"]
+    entries: list[dict[str, Any]] = []
+    bar = tqdm(total=plan.num, desc="rebuild index", unit="img", disable=None if progress else True)
+    try:
+        for start in range(0, plan.num, plan.batch_size):
+            batch = plan.batch_of(start)
+            seeds = [sample_seed(plan.seed, 0, i) for i in batch]
+            images, masks, scores = _label_batch(labeler, seeds, desc, root)
+            for j, i in enumerate(batch):
+                enc = _encode(images[j], masks[j], plan.num_classes)
+                cid = plan.cid(i)
+                entries.append(
+                    {
+                        "index": i,
+                        "id": cid,
+                        "seed": seeds[j],
+                        "uncertainty": scores[j],
+                        "histogram": enc["histogram"],
+                        "ignored": enc["ignored"],
+                        "image_bytes": len(enc["image"]),
+                        "mask_bytes": len(enc["mask"]),
+                        "image_sha256": hashlib.sha256(enc["image"]).hexdigest(),
+                        "mask_sha256": hashlib.sha256(enc["mask"]).hexdigest(),
+                    }
+                )
+            bar.update(len(batch))
+    finally:
+        bar.close()
+    scores = np.array([e["uncertainty"] for e in entries])
+    n_drop = num_dropped(plan.num, plan.drop)
+    kept = np.zeros(plan.num, dtype=bool)
+    kept[np.lexsort((np.arange(plan.num), scores))[: plan.num - n_drop]] = True
+    keys = ("id", "index", "seed", "uncertainty")
+    rebuilt = {
+        "index.jsonl": b"".join(_line(_final_entry(e)) for e in entries if kept[e["index"]]),
+        "candidates.jsonl": b"".join(
+            _line({**{k: e[k] for k in keys}, "kept": bool(kept[e["index"]])}) for e in entries
+        ),
+    }
+    for name, data in rebuilt.items():
+        if hashlib.sha256(data).hexdigest() != sel[f"{name.split('.')[0]}_sha256"]:
+            raise ExportDamagedError(
+                f"{root / name} is damaged or missing, and regenerating the export here gives "
+                "other records than the sha256 in dataset.json (another device, dtype or "
+                "dgan_data version?): repair it where it was made, or export again into a "
+                "new folder"
+            )
+    written = []
+    for name, data in rebuilt.items():
+        path = root / name
+        if not path.is_file() or path.read_bytes() != data:
+            atomic_write_bytes(path, data, tag="repair")
+            log.info("%s: rebuilt from the regenerated candidates", path)
+            written.append(name)
+    return written
+
+
+def _rerun_complete(
+    root: Path,
+    desc: dict[str, Any],
+    labeler: Labeler,
+    shard: int,
+    progress: bool,
+) -> ExportSummary:
+    """A rerun of a finished export: verify every file, repair what a rerun can."""
+    _check_layout(root)
+    scan = _scan_complete(root, desc)
+    if scan.fatal and _index_files_rebuildable(desc["selection"]):
+        # only the index files can be fatal here: rebuild them, then check every file
+        log.info("%s: %s; regenerating all candidates to rebuild the index", root, scan.fatal[0])
+        _rebuild_index_files(root, desc, labeler, progress)
+        scan = _scan_complete(root, desc)
+    if scan.fatal:
+        more = f" (and {len(scan.fatal) - 1} more problems)" if len(scan.fatal) > 1 else ""
+        raise ExportDamagedError(
+            f"{scan.fatal[0]}{more}: a rerun cannot repair this; export again into a new folder"
+        )
+    for note in scan.notes:
+        log.info("%s", note)
+    repaired = _repair(root, desc, labeler, scan.damage, progress) if scan.damage else 0
+    log.info("%s: export complete; %d files verified, %d repaired", root, scan.checked, repaired)
+    _finish_cleanup(root)
+    sel, n = desc["selection"], desc["settings"]["num_shards"]
+    return ExportSummary(
+        root,
+        desc["settings"]["num"],
+        shard,
+        n,
+        0,
+        0,
+        True,
+        sel["kept"],
+        sel["dropped"],
+        sel["threshold"],
+        repaired,
+    )
+
+
+def verify_export(out_dir: str | Path) -> VerifyReport:
+    """Check a finished export without changing anything: ``dataset.json``, both index
+    files (against their recorded sha256) and every image and mask (size and sha256;
+    exports made before hashes were recorded: PNG structure, size and mask histogram).
+
+    Returns a :class:`VerifyReport`, one line per problem; rerunning the export command
+    repairs damaged or missing sample files, and damaged or missing index files when
+    ``dataset.json`` records their sha256 (by regenerating every candidate). Raises
+    ``FileNotFoundError`` for a folder without ``dataset.json`` and
+    :class:`ExportBusyError` while another process selects or repairs it.
+    """
+    root = _root(out_dir)
+    desc_path = root / "dataset.json"
+    if not desc_path.is_file():
+        raise FileNotFoundError(f"{desc_path}: no such file (not a dgan_data export)")
+    report = VerifyReport(root)
+    with _ExportLock(root, readonly=True) as lock:
+        if not lock.acquire_folder(exclusive=False, wait=_BRIEF_WAIT_S):
+            raise _busy(root, "another process is selecting or repairing it")
+        try:
+            _check_layout(root)
+            desc = _read_description(desc_path)
+        except ValueError as exc:
+            report.problems.append(str(exc))
+            report.repairable = False
+            return report
+        if desc["status"] != "complete":
+            report.problems.append(
+                f"{desc_path}: the export is not complete (status {desc['status']!r}): "
+                "rerun the export command to finish it"
+            )
+            return report
+        scan = _scan_complete(root, desc)
+    report.files_checked, report.notes = scan.checked, scan.notes
+    report.problems = scan.fatal + [d.describe() for d in scan.damage]
+    # index files are rebuilt by a rerun when dataset.json records their sha256
+    report.repairable = not scan.fatal or _index_files_rebuildable(desc["selection"])
+    return report
