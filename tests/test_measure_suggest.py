@@ -39,3 +39,30 @@ def test_tiny_run_writes_every_part(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "active annotation" in out and "absent from the first 8" in out
     assert "mIoU over 2 seeds" in out
+
+
+def test_balanced_rerun_reuses_the_cached_interpreters(tmp_path, capsys, monkeypatch):
+    argv = [
+        "--out", str(tmp_path), "--reps", "1", "--pool", "12", "--eval", "8",
+        "--stream-count", "8", "--steps", "2", "--batch-size", "4", "--fit-steps", "5",
+        "--test-count", "8", "--parts", "suggest", "--threads", "1",
+    ]  # fmt: skip
+    assert measure.main(argv) == 0
+    cached = sorted(p.name for p in (tmp_path / "interpreters" / "fit5").iterdir())
+    assert cached == [
+        "rep0_first8.safetensors",
+        "rep0_random.safetensors",
+        "rep0_suggested.safetensors",
+    ]
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("a cached interpreter was fitted again")
+
+    monkeypatch.setattr(measure.Interpreter, "fit", no_fit)
+    assert measure.main([*argv, "--stream-balance", "image"]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    plain, balanced = results["suggest"][0], results["suggest_balance_image"][0]
+    assert plain["suggested_seeds"] == balanced["suggested_seeds"]
+    stats = balanced["suggested"]["student"]["stream_statistics"]
+    assert stats.get("class_balance")
+    assert "balanced streams" in capsys.readouterr().out

@@ -13,6 +13,10 @@ Each interpreter is scored against the annotator on ``--eval`` fresh generated s
 (mIoU), and a student U-Net is trained on ``--stream-count`` samples of its stream and
 scored on the real test renders. Class coverage of each annotation set is recorded.
 
+``--stream-balance image`` trains both arms' students on streams with
+``class_balance="image"`` (stored under ``suggest_balance_image``). Interpreters are
+cached in ``--out``/interpreters, so a rerun with other student settings refits nothing.
+
 Novelty study (part ``novelty``), per repetition: the first-8 interpreter labels
 ``--study-pool`` candidates of the suggest pool, the annotator says which hold a class
 absent from the first 8 annotations; the AUROC of the image uncertainty score and of
@@ -85,6 +89,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument("--study-pool", type=int, default=600, help="candidates of the novelty study")
     ap.add_argument("--parts", default="suggest,novelty,balance")
+    ap.add_argument(
+        "--stream-balance",
+        choices=["none", "image"],
+        default="none",
+        help="class_balance of both arms' streams in part suggest (results under their own key)",
+    )
     ap.add_argument("--threads", type=int, default=None)
     return ap.parse_args(argv)
 
@@ -159,20 +169,39 @@ def stream_student(
     return summary
 
 
-def fit(G, ann: Annotations, args, seed: int) -> Interpreter:
-    return Interpreter.fit(
+def fit(G, ann: Annotations, args, seed: int, cache: Path | None = None) -> Interpreter:
+    """An interpreter on ``ann``; with ``cache``, loaded from there when an earlier run of
+    the same settings fitted it (its annotation seeds are checked) and saved there."""
+    seeds = [int(s) for s in ann.seeds]
+    if cache is not None and cache.is_file():
+        interp = Interpreter.load(cache)
+        if interp.training_info.get("annotation_seeds") == seeds:
+            return interp
+    interp = Interpreter.fit(
         G, ann, num_models=10, seed=seed, max_steps=args.fit_steps, progress=False
     )
+    interp.training_info["annotation_seeds"] = seeds
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        interp.save(cache)
+    return interp
+
+
+def suggest_key(args) -> str:
+    """Results of part suggest: ``suggest``, or ``suggest_balance_image`` with balanced streams."""
+    return "suggest" if args.stream_balance == "none" else f"suggest_balance_{args.stream_balance}"
 
 
 def measure_suggest(args, G, annotator, psi, test, results) -> None:
-    runs = results.setdefault("suggest", [])
+    runs = results.setdefault(suggest_key(args), [])
+    balance = None if args.stream_balance == "none" else args.stream_balance
+    cache = args.out / "interpreters" / f"fit{args.fit_steps}"
     for r in range(len(runs), args.reps):
         t0 = time.time()
         seeds = [derive_seed(1000 + r, 0x5EED, i) for i in range(16)]
         random16 = annotations_for(G, annotator, seeds, psi)
         first8 = annotations_for(G, annotator, seeds[:8], psi)
-        interp8 = fit(G, first8, args, r)
+        interp8 = fit(G, first8, args, r, cache / f"rep{r}_first8.safetensors")
         report = suggest_annotations(
             Labeler(G, interp8, truncation_psi=psi), 8, pool=args.pool, seed=r, existing=first8
         )
@@ -185,12 +214,12 @@ def measure_suggest(args, G, annotator, psi, test, results) -> None:
             "reasons": [s.reason for s in report.suggestions],
         }
         for name, ann in (("random", random16), ("suggested", suggested16)):
-            interp = fit(G, ann, args, r)
+            interp = fit(G, ann, args, r, cache / f"rep{r}_{name}.safetensors")
             lab = Labeler(G, interp, truncation_psi=psi)
             run[name] = {
                 "coverage": coverage(ann),
                 "interpreter_vs_annotator": interp_vs_annotator(lab, annotator, args.eval),
-                "student": stream_student(lab, args, test, seed=r),
+                "student": stream_student(lab, args, test, seed=r, class_balance=balance),
             }
             log.info(
                 "rep %d %s: interp %.4f student %.4f",
@@ -274,16 +303,21 @@ def mean_std(values: list[float]) -> str:
 
 def report(results: dict[str, Any]) -> str:
     lines = []
-    runs = results.get("suggest", [])
-    if runs:
-        lines.append(f"active annotation, {len(runs)} repetitions (mean +- std):")
+    for key in ("suggest", "suggest_balance_image"):
+        runs = results.get(key, [])
+        if not runs:
+            continue
+        streams = "balanced streams" if key != "suggest" else "streams unbalanced"
+        lines.append(f"active annotation, {len(runs)} repetitions, {streams} (mean +- std):")
         for name in ("random", "suggested"):
             interp = [r[name]["interpreter_vs_annotator"]["miou"] for r in runs]
             student = [r[name]["student"]["miou"] for r in runs]
             missing = [sum(v < 1 for v in r[name]["coverage"].values()) for r in runs]
+            teeth = [r[name]["student"]["per_class_iou"]["teeth"] or 0.0 for r in runs]
             lines.append(
                 f"  {name:<10} interpreter vs annotator {mean_std(interp)}  "
-                f"student on real {mean_std(student)}  classes absent: {missing}"
+                f"student on real {mean_std(student)}  student teeth IoU {mean_std(teeth)}  "
+                f"classes absent: {missing}"
             )
     study = results.get("novelty", [])
     if study:
