@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import numbers
@@ -60,7 +59,7 @@ from .records import (
     _staged_paths,
     num_dropped,
 )
-from .samples import _encode, _label_batch
+from .samples import _encode, _label_batch, _sample_record
 from .select import _merge, merge_shards
 from .verify import _rerun_complete
 
@@ -339,18 +338,7 @@ def _generate_batch(
         if i not in todo:
             continue
         enc = _encode(images[j], masks[j], plan.num_classes)
-        entry = {
-            "index": i,
-            "id": plan.cid(i),
-            "seed": seeds[j],
-            "uncertainty": scores[j],
-            "histogram": enc["histogram"],
-            "ignored": enc["ignored"],
-            "image_bytes": len(enc["image"]),
-            "mask_bytes": len(enc["mask"]),
-            "image_sha256": hashlib.sha256(enc["image"]).hexdigest(),
-            "mask_sha256": hashlib.sha256(enc["mask"]).hexdigest(),
-        }
+        entry = _sample_record(i, plan.cid(i), seeds[j], scores[j], enc)
         # checked like a line read back, before any file of the batch is written
         entries.append(plan.check_line(entry, JOURNAL_FIELDS, f"{tag}: candidate {i}"))
         files.append((_staged_paths(stage, entry["id"]), enc))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,24 @@ def _label_batch(
             f"produces {size}: resume with the same settings"
         )
     return images, masks, scores
+
+
+def _sample_record(
+    index: int, cid: str, seed: int, score: float, enc: dict[str, Any]
+) -> dict[str, Any]:
+    """A generated candidate's record (a journal line's fields) from its ``_encode`` result."""
+    return {
+        "index": index,
+        "id": cid,
+        "seed": seed,
+        "uncertainty": score,
+        "histogram": enc["histogram"],
+        "ignored": enc["ignored"],
+        "image_bytes": len(enc["image"]),
+        "mask_bytes": len(enc["mask"]),
+        "image_sha256": hashlib.sha256(enc["image"]).hexdigest(),
+        "mask_sha256": hashlib.sha256(enc["mask"]).hexdigest(),
+    }
 
 
 def _encode(image: torch.Tensor, mask: torch.Tensor, num_classes: int) -> dict[str, Any]:

@@ -160,13 +160,27 @@ def _scores(root: Path, plan: _Plan) -> np.ndarray:
     return scores
 
 
-def _select(root: Path, desc: dict[str, Any], plan: _Plan) -> None:
+def _selection(scores: np.ndarray, plan: _Plan) -> tuple[np.ndarray, np.ndarray, int]:
+    """The selection rule: (kept mask, candidates ordered by score with ties by index,
+    number dropped): the ``num_dropped`` highest scores go."""
     num = plan.num
-    scores = _scores(root, plan)
     n_drop = num_dropped(num, plan.drop)
     order = np.lexsort((np.arange(num), scores))  # by score, ties by index
     kept = np.zeros(num, dtype=bool)
     kept[order[: num - n_drop]] = True
+    return kept, order, n_drop
+
+
+def _candidate_line(entry: dict[str, Any], kept: bool) -> bytes:
+    """A line of ``candidates.jsonl``."""
+    keys = ("id", "index", "seed", "uncertainty")
+    return _line({**{k: entry[k] for k in keys}, "kept": bool(kept)})
+
+
+def _select(root: Path, desc: dict[str, Any], plan: _Plan) -> None:
+    num = plan.num
+    scores = _scores(root, plan)
+    kept, order, n_drop = _selection(scores, plan)
     # record the decision before deleting anything: a resume must not regenerate
     # candidates whose files this selection already removed
     dropped = [int(i) for i in np.flatnonzero(~kept)]
@@ -228,8 +242,7 @@ def _move_and_index(root: Path, plan: _Plan, kept: np.ndarray) -> tuple[str, str
             else:
                 for p in (root / e["image"], root / e["mask"], *_final_paths(root, cid)):
                     p.unlink(missing_ok=True)
-            keys = ("id", "index", "seed", "uncertainty")
-            data = _line({**{k: e[k] for k in keys}, "kept": bool(kept[i])})
+            data = _candidate_line(e, kept[i])
             fc.write(data)
             h_cand.update(data)
         for f in (fi, fc):

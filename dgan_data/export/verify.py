@@ -39,10 +39,9 @@ from .records import (
     _Plan,
     _read_description,
     _root,
-    num_dropped,
 )
-from .samples import _encode, _label_batch
-from .select import _final_entry, _finish_cleanup
+from .samples import _encode, _label_batch, _sample_record
+from .select import _candidate_line, _final_entry, _finish_cleanup, _selection
 
 log = logging.getLogger(__name__)
 
@@ -301,34 +300,14 @@ def _rebuild_index_files(
             images, masks, scores = _label_batch(labeler, seeds, desc, root)
             for j, i in enumerate(batch):
                 enc = _encode(images[j], masks[j], plan.num_classes)
-                cid = plan.cid(i)
-                entries.append(
-                    {
-                        "index": i,
-                        "id": cid,
-                        "seed": seeds[j],
-                        "uncertainty": scores[j],
-                        "histogram": enc["histogram"],
-                        "ignored": enc["ignored"],
-                        "image_bytes": len(enc["image"]),
-                        "mask_bytes": len(enc["mask"]),
-                        "image_sha256": hashlib.sha256(enc["image"]).hexdigest(),
-                        "mask_sha256": hashlib.sha256(enc["mask"]).hexdigest(),
-                    }
-                )
+                entries.append(_sample_record(i, plan.cid(i), seeds[j], scores[j], enc))
             bar.update(len(batch))
     finally:
         bar.close()
-    scores = np.array([e["uncertainty"] for e in entries])
-    n_drop = num_dropped(plan.num, plan.drop)
-    kept = np.zeros(plan.num, dtype=bool)
-    kept[np.lexsort((np.arange(plan.num), scores))[: plan.num - n_drop]] = True
-    keys = ("id", "index", "seed", "uncertainty")
+    kept, _, _ = _selection(np.array([e["uncertainty"] for e in entries]), plan)
     rebuilt = {
         "index.jsonl": b"".join(_line(_final_entry(e)) for e in entries if kept[e["index"]]),
-        "candidates.jsonl": b"".join(
-            _line({**{k: e[k] for k in keys}, "kept": bool(kept[e["index"]])}) for e in entries
-        ),
+        "candidates.jsonl": b"".join(_candidate_line(e, kept[e["index"]]) for e in entries),
     }
     for name, data in rebuilt.items():
         if hashlib.sha256(data).hexdigest() != sel[f"{name.split('.')[0]}_sha256"]:
