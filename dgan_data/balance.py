@@ -21,19 +21,32 @@ and N all yielded images:
   present in 5 % of the candidates can reach about a third of the images, at up to
   five candidates labeled per image handed out.
 
+A class the interpreter (almost) never labels cannot reach its target however much is
+thinned out, and chasing it would cost up to ``1 / (1 - reject)`` candidates per image
+forever. So the balancer also counts, per class, the candidates containing it; every
+``give_up_after`` candidates it *gives up* (for good) each class whose achievable rate
+is below half its target. The achievable rate is what repeating every candidate that
+holds the class and thinning the rest gives at its observed candidate rate p:
+``m p / (m p + (1 - p) (1 - reject))`` with m = ``max_repeats``. A given-up class no
+longer causes thinning (candidates holding it are still repeated while it is short);
+the balancer logs a warning naming it and lists it in ``statistics()["given_up"]``.
+
 Randomness comes from a seeded hash of the candidate's seed, so the same stream seed
 gives the same decisions, and ``state_dict`` resumes them exactly.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .seeds import derive_seed
 
-__all__ = ["DEFAULT_IMAGE_RATE", "ClassBalancer", "resolve_targets"]
+__all__ = ["DEFAULT_IMAGE_RATE", "ClassBalancer", "achievable_rate", "resolve_targets"]
+
+logger = logging.getLogger(__name__)
 
 #: Target image rate of every class for ``class_balance="image"``.
 DEFAULT_IMAGE_RATE = 0.3
@@ -76,6 +89,15 @@ def resolve_targets(
     return targets
 
 
+def achievable_rate(candidate_rate: float, reject: float, max_repeats: int) -> float:
+    """Image rate a class present in ``candidate_rate`` of the candidates reaches at
+    best: every candidate holding it handed out ``max_repeats`` times, the others
+    thinned to ``1 - reject``."""
+    held = max_repeats * candidate_rate
+    rest = (1.0 - candidate_rate) * (1.0 - reject)
+    return held / (held + rest) if held + rest > 0 else 0.0
+
+
 class ClassBalancer:
     """Keep/repeat decisions that lift rare classes to target image rates (see module)."""
 
@@ -85,6 +107,8 @@ class ClassBalancer:
         seed: int = 0,
         reject: float = 0.8,
         max_repeats: int = 2,
+        give_up_after: int | None = 500,
+        class_names: Sequence[str] | None = None,
     ) -> None:
         if not all(0.0 <= t <= 1.0 for t in targets):
             raise ValueError(f"target rates must be in [0, 1], got {list(targets)}")
@@ -92,11 +116,20 @@ class ClassBalancer:
             raise ValueError(f"reject must be in [0, 1), got {reject}")
         if max_repeats < 1:
             raise ValueError(f"max_repeats must be >= 1, got {max_repeats}")
+        if give_up_after is not None and give_up_after < 1:
+            raise ValueError(f"give_up_after must be >= 1 or None, got {give_up_after}")
+        if class_names is not None and len(class_names) != len(targets):
+            raise ValueError(f"{len(class_names)} class names for {len(targets)} targets")
         self.targets = [float(t) for t in targets]
         self.seed = int(seed)
         self.reject = float(reject)
         self.max_repeats = int(max_repeats)
+        self.give_up_after = None if give_up_after is None else int(give_up_after)
+        self.class_names = [str(n) for n in class_names] if class_names is not None else None
         self.counts = [0] * len(self.targets)  # yielded images containing class k
+        self.found = [0] * len(self.targets)  # candidates containing class k
+        self.observed = 0  # candidates counted in ``found``
+        self.given_up: list[int] = []
         self.yielded = 0
         self.seen = 0
         self.rejected = 0
@@ -106,13 +139,44 @@ class ClassBalancer:
         """Whether class k is below its target after ``extra`` more images."""
         return self.counts[k] < self.targets[k] * (self.yielded + extra)
 
+    def _name(self, k: int) -> str:
+        return self.class_names[k] if self.class_names is not None else str(k)
+
+    def _check_give_up(self) -> None:
+        """Give up the classes whose best achievable rate is below half their target."""
+        if self.give_up_after is None or self.observed % self.give_up_after:
+            return
+        for k, target in enumerate(self.targets):
+            if target <= 0 or k in self.given_up:
+                continue
+            p = self.found[k] / self.observed
+            best = achievable_rate(p, self.reject, self.max_repeats)
+            if best < target / 2:
+                self.given_up.append(k)
+                logger.warning(
+                    "class_balance: class %r is in %d of %d candidates (%.2f %%); "
+                    "at best it reaches %.1f %% of the images, under half its target "
+                    "%.0f %%, so it no longer thins the stream (the interpreter seldom "
+                    "or never labels it)",
+                    self._name(k),
+                    self.found[k],
+                    self.observed,
+                    100 * p,
+                    100 * best,
+                    100 * target,
+                )
+
     def decide(self, present: Sequence[int], sample_seed: int) -> int:
         """How many times to hand out a candidate whose labels contain ``present``
         (class ids): 0 (rejected), 1, or up to ``max_repeats``. Updates the counts."""
         self.seen += 1
+        self.observed += 1
+        for k in set(present):
+            self.found[k] += 1
+        self._check_give_up()
         if any(self.short(k) for k in present):
             copies = self.max_repeats
-        elif any(self.short(k) for k in range(len(self.targets))):
+        elif any(self.short(k) for k in range(len(self.targets)) if k not in self.given_up):
             draw = derive_seed(self.seed, _SEED_BALANCE, sample_seed) / float(1 << 63)
             copies = 0 if draw < self.reject else 1
         else:
@@ -132,15 +196,26 @@ class ClassBalancer:
             return [math.nan] * len(self.counts)
         return [c / self.yielded for c in self.counts]
 
+    def candidate_rates(self) -> list[float]:
+        """Share of the counted candidates that contain each class (NaN before any)."""
+        if not self.observed:
+            return [math.nan] * len(self.found)
+        return [f / self.observed for f in self.found]
+
     def statistics(self, class_names: Sequence[str] | None = None) -> dict[str, Any]:
-        names = list(class_names) if class_names is not None else list(range(len(self.counts)))
+        if class_names is not None:
+            names = [str(n) for n in class_names]
+        else:
+            names = [self._name(k) for k in range(len(self.counts))]
         return {
             "seen": self.seen,
             "yielded": self.yielded,
             "rejected": self.rejected,
             "repeated": self.repeated,
-            "image_rates": dict(zip(map(str, names), self.rates())),
-            "targets": dict(zip(map(str, names), self.targets)),
+            "image_rates": dict(zip(names, self.rates())),
+            "candidate_rates": dict(zip(names, self.candidate_rates())),
+            "targets": dict(zip(names, self.targets)),
+            "given_up": [names[k] for k in self.given_up],
         }
 
     def state_dict(self) -> dict[str, Any]:
@@ -149,7 +224,11 @@ class ClassBalancer:
             "seed": self.seed,
             "reject": self.reject,
             "max_repeats": self.max_repeats,
+            "give_up_after": self.give_up_after,
             "counts": list(self.counts),
+            "found": list(self.found),
+            "observed": self.observed,
+            "given_up": list(self.given_up),
             "yielded": self.yielded,
             "seen": self.seen,
             "rejected": self.rejected,
@@ -169,3 +248,15 @@ class ClassBalancer:
         self.counts = counts
         for key in ("yielded", "seen", "rejected", "repeated"):
             setattr(self, key, int(state[key]))
+        # states written before the give-up rule: count candidates from here on
+        if state.get("give_up_after", self.give_up_after) != self.give_up_after:
+            raise ValueError(
+                f"class balance state has give_up_after={state.get('give_up_after')!r}, "
+                f"this stream {self.give_up_after!r}"
+            )
+        found = [int(f) for f in state.get("found", [0] * len(self.targets))]
+        if len(found) != len(self.targets):
+            raise ValueError("class balance state has another number of classes")
+        self.found = found
+        self.observed = int(state.get("observed", 0))
+        self.given_up = [int(k) for k in state.get("given_up", [])]

@@ -547,7 +547,7 @@ class DatasetGANStream(IterableDataset):
         targets = resolve_targets(
             self.class_balance, names, ignore=[k for k, n in enumerate(names) if n == "background"]
         )
-        return ClassBalancer(targets, seed=self.seed)
+        return ClassBalancer(targets, seed=self.seed, class_names=names)
 
     def statistics(self) -> dict[str, Any]:
         """What the live (or last) iterator did: candidates labeled, items yielded, the

@@ -8,7 +8,7 @@ import pytest
 import torch
 from test_stream import random_interpreter, tiny_generator
 
-from dgan_data.balance import ClassBalancer, resolve_targets
+from dgan_data.balance import ClassBalancer, achievable_rate, resolve_targets
 from dgan_data.stream import DatasetGANStream
 
 NAMES = ["background", "skin", "teeth", "pupil"]
@@ -70,6 +70,89 @@ def test_decisions_are_deterministic_per_seed_and_resume_exactly():
         ClassBalancer(targets, seed=9).load_state_dict(state)
 
 
+def test_an_unreachable_target_rate_is_the_achievable_rate_of_the_rule():
+    # teeth in 5 % of the candidates, asked for in every image: the rule repeats every
+    # teeth candidate and thins the rest forever, which the formula predicts
+    balancer = ClassBalancer(resolve_targets({"teeth": 1.0}, NAMES), seed=0, give_up_after=None)
+    run(balancer, synthetic_candidates(40_000, seed=3))
+    predicted = achievable_rate(0.05, reject=0.8, max_repeats=2)
+    assert abs(predicted - 0.1 / (0.1 + 0.95 * 0.2)) < 1e-12
+    assert abs(balancer.rates()[2] - predicted) < 0.02
+    assert achievable_rate(0.0, 0.8, 2) == 0.0 and achievable_rate(1.0, 0.8, 2) == 1.0
+
+
+def never_teeth(n: int) -> list[list[int]]:
+    """Candidates in which the interpreter never labels teeth (pupil in 20 %)."""
+    return [[k for k in present if k != 2] for present in synthetic_candidates(n, seed=4)]
+
+
+def test_a_class_never_labeled_is_given_up_and_stops_thinning(caplog):
+    targets = resolve_targets({"teeth": 0.3, "pupil": 0.3}, NAMES)
+    chasing = ClassBalancer(targets, seed=0, give_up_after=None)
+    run(chasing, never_teeth(3_000))
+    # without the rule, ~80 % of the candidates are thrown away for a class never seen
+    assert chasing.rejected > 0.6 * chasing.seen and chasing.given_up == []
+
+    balancer = ClassBalancer(targets, seed=0, give_up_after=500, class_names=NAMES)
+    with caplog.at_level("WARNING", logger="dgan_data.balance"):
+        copies = run(balancer, never_teeth(3_000))
+    assert balancer.given_up == [2]
+    assert [r.getMessage() for r in caplog.records if "'teeth'" in r.getMessage()]
+    assert not [r for r in caplog.records if "'pupil'" in r.getMessage()]
+    # after the give-up, only pupil drives the decisions: it still reaches its target,
+    # and far fewer candidates are rejected than while chasing teeth (~20 % vs ~77 %)
+    assert sum(c == 0 for c in copies[500:]) < 0.3 * 2_500
+    assert balancer.yielded > 2.5 * chasing.yielded
+    assert balancer.rates()[3] >= 0.29
+    stats = balancer.statistics()
+    assert stats["given_up"] == ["teeth"]
+    assert stats["candidate_rates"]["teeth"] == 0.0
+    assert 0.15 < stats["candidate_rates"]["pupil"] < 0.25
+
+
+def test_a_rare_but_reachable_class_is_not_given_up():
+    # teeth in 5 % of the candidates can reach about a third of the images
+    balancer = ClassBalancer(resolve_targets({"teeth": 0.3}, NAMES), seed=0, give_up_after=500)
+    run(balancer, synthetic_candidates(5_000))
+    assert balancer.given_up == []
+    assert balancer.rates()[2] > 0.25
+
+
+def test_the_give_up_rule_resumes_exactly_and_loads_older_states():
+    targets = resolve_targets({"teeth": 0.3, "pupil": 0.3}, NAMES)
+    cands = never_teeth(2_000)
+    whole = ClassBalancer(targets, seed=5, give_up_after=300)
+    expected = run(whole, cands)
+    first = ClassBalancer(targets, seed=5, give_up_after=300)
+    head = run(first, cands[:700])
+    resumed = ClassBalancer(targets, seed=5, give_up_after=300)
+    resumed.load_state_dict(first.state_dict())
+    assert resumed.given_up == [2]
+    assert head + run(resumed, cands[700:], start=700) == expected
+    assert resumed.state_dict() == whole.state_dict()
+    with pytest.raises(ValueError, match="give_up_after"):
+        ClassBalancer(targets, seed=5, give_up_after=100).load_state_dict(first.state_dict())
+    # a state saved before the rule existed: counting starts at the resume
+    old = {
+        k: v
+        for k, v in first.state_dict().items()
+        if k not in ("give_up_after", "found", "observed", "given_up")
+    }
+    legacy = ClassBalancer(targets, seed=5, give_up_after=300)
+    legacy.load_state_dict(old)
+    assert legacy.observed == 0 and legacy.given_up == [] and legacy.yielded == first.yielded
+    run(legacy, cands[700:1_000], start=700)
+    assert legacy.given_up == [2]
+
+
+def test_bad_give_up_settings_are_refused():
+    targets = resolve_targets({"teeth": 0.3}, NAMES)
+    with pytest.raises(ValueError, match="give_up_after"):
+        ClassBalancer(targets, give_up_after=0)
+    with pytest.raises(ValueError, match="class names"):
+        ClassBalancer(targets, class_names=NAMES[:2])
+
+
 def test_image_targets_skip_the_background():
     assert resolve_targets("image", NAMES, ignore=[0]) == [0.0, 0.3, 0.3, 0.3]
     assert resolve_targets(None, NAMES) is None
@@ -108,6 +191,8 @@ def test_stream_reports_the_rates_of_what_it_yielded():
     samples = [next(it) for _ in range(40)]
     stats = ds.statistics()["class_balance"]
     assert set(stats["image_rates"]) == set(interp.class_names)
+    assert set(stats["candidate_rates"]) == set(interp.class_names)
+    assert set(stats["given_up"]) <= set(interp.class_names)
     # the balancer counted every copy it handed out: the 40 taken and those still waiting
     state = ds.state_dict()
     waiting = list(state["pending"]["mask"][state["offset"] :]) + list(state["buffer"]["mask"])
