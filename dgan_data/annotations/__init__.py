@@ -1,22 +1,18 @@
 """Annotated samples: the few hand-labelled generated images an interpreter learns from.
 
-``folder`` reads, validates and writes annotation folders; ``sample`` writes a folder of
-generated images ready to annotate; ``tools`` imports masks drawn in annotation tools
-(COCO, LabelMe, CVAT, VOC, PNG); ``datasetgan`` imports the DatasetGAN release.
+``folder`` holds :class:`Annotations` (checks, latents, merge, validation against a
+generator); ``format`` the folder format's names, limits and error; ``files`` reads and
+writes the folders; ``truncation`` the stored latents' truncation arithmetic; ``sample``
+writes a folder of generated images ready to annotate; ``tools`` imports masks drawn in
+annotation tools (COCO, LabelMe, CVAT, VOC, PNG); ``datasetgan`` imports the DatasetGAN
+release.
 """
 
 from __future__ import annotations
 
 from .datasetgan import import_datasetgan_release
-from .folder import (
-    CROPS,
-    DEFAULT_TOLERANCE,
-    FORMAT_VERSION,
-    AnnotationError,
-    Annotations,
-    SampleCheck,
-    resolve_crop,
-)
+from .folder import Annotations, SampleCheck
+from .format import CROPS, DEFAULT_TOLERANCE, FORMAT_VERSION, AnnotationError, resolve_crop
 from .sample import SampledFolder, sample_annotation_folder
 from .tools import ImportReport, MaskImportError, import_masks
 

@@ -18,7 +18,9 @@ import torch
 from PIL import Image
 
 from ..conventions import IGNORE_INDEX, short_list
-from .folder import AnnotationError, Annotations, _consistency, _is_int, _open_npy
+from .files import _consistency, _open_npy
+from .folder import Annotations
+from .format import AnnotationError, _is_int
 
 logger = logging.getLogger(__name__)
 

@@ -20,25 +20,21 @@ import torch
 from ..conventions import generator_to_uint8
 from ..fileio import write_json, write_npy, write_png
 from ..seeds import MAX_SEED, check_seeds, z_from_seeds
-from .folder import (
+from .files import _manifest, _open_npy, _open_png, _read_manifest, check_writable_folder
+from .folder import Annotations
+from .format import (
     _ID_PATTERN,
     _MASK_NOTE,
     MANIFEST,
     NOISE_MODES,
     AnnotationError,
-    Annotations,
     _frame_problem,
     _frame_size,
     _is_int,
-    _manifest,
-    _module_device,
-    _open_npy,
-    _open_png,
     _palette,
-    _read_manifest,
-    check_writable_folder,
     resolve_crop,
 )
+from .truncation import _module_device
 
 logger = logging.getLogger(__name__)
 

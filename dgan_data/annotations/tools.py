@@ -62,7 +62,8 @@ from PIL import Image
 
 from ..conventions import IGNORE_INDEX, short_list
 from ..fileio import read_json, resolve_inside, write_png
-from .folder import MANIFEST, AnnotationError, Annotations, resolve_crop
+from .folder import Annotations
+from .format import MANIFEST, AnnotationError, resolve_crop
 
 logger = logging.getLogger(__name__)
 

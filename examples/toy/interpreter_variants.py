@@ -16,7 +16,9 @@ the annotator's (the toy human) on the same images. A variant is ``+``-joined se
   certain pixels (lowest ensemble JS, share ``keep``, default 0.8) are added to the
   training set as pseudo-labels;
 - ``smooth=S``: at prediction, the mean probabilities are blurred by a Gaussian of
-  sigma S pixels before the argmax.
+  sigma S pixels before the argmax;
+- ``rgb=1``: the generated image itself (3 channels at full resolution) is appended to
+  the generator's feature maps, in training and at prediction.
 
 Usage (results are cached per variant in ``--out``/variants.json; a rerun only fits the
 missing ones)::
@@ -53,7 +55,7 @@ from dgan_data.toy.annotator import annotate, load_annotator
 
 log = logging.getLogger("interpreter_variants")
 KEYS = {"steps": int, "hidden": str, "dropout": float, "noise": int, "selftrain": int}
-KEYS |= {"keep": float, "smooth": float}
+KEYS |= {"keep": float, "smooth": float, "rgb": int}
 
 
 class _InputDropout(Interpreter):
@@ -88,10 +90,12 @@ def parse_variant(text: str) -> dict[str, Any]:
     return spec
 
 
-def _features(G, w: torch.Tensor, noise: Any = "const", generator=None) -> list[torch.Tensor]:
+def _features(
+    G, w: torch.Tensor, noise: Any = "const", generator=None, rgb: bool = False
+) -> list[torch.Tensor]:
     with torch.no_grad():
-        _, feats = G.synthesize(w, noise=noise, generator=generator)
-    return [f[0].half() for f in feats]
+        img, feats = G.synthesize(w, noise=noise, generator=generator)
+    return [f[0].half() for f in feats] + ([img[0].half()] if rgb else [])
 
 
 def training_set(
@@ -101,14 +105,17 @@ def training_set(
     pseudo-labeled samples when the variant asks for them."""
     w = ann.latents_w(G)
     masks = [torch.as_tensor(m).long() for m in ann.masks]
-    feats = [_features(G, w[i : i + 1]) for i in range(len(w))]
+    rgb = bool(spec.get("rgb"))
+    feats = [_features(G, w[i : i + 1], rgb=rgb) for i in range(len(w))]
     info: dict[str, Any] = {}
     gen = torch.Generator().manual_seed(1234)
     for i in range(len(w)):
         for _ in range(spec.get("noise", 0)):
-            feats.append(_features(G, w[i : i + 1], "random", gen))
+            feats.append(_features(G, w[i : i + 1], "random", gen, rgb))
             masks.append(masks[i])
     pool = spec.get("selftrain", 0)
+    if pool and rgb:
+        raise ValueError("selftrain and rgb cannot be combined (the shipped labeler has no rgb)")
     if pool:
         labeler = Labeler(G, shipped, truncation_psi=psi)
         seeds = [sample_seed(5, 7, i) for i in range(pool)]
@@ -135,7 +142,9 @@ def _gaussian_blur(probs: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(F.pad(probs, [radius] * 4, mode="replicate"), kernel, groups=K)
 
 
-def score(G, interp: Interpreter, annotator, psi: float, count: int, smooth: float) -> dict:
+def score(
+    G, interp: Interpreter, annotator, psi: float, count: int, smooth: float, rgb: bool = False
+) -> dict:
     """mIoU of the interpreter's labels against the annotator's on fresh samples."""
     labeler = Labeler(G, interp, truncation_psi=psi)
     seeds = [sample_seed(1, 7, i) for i in range(count)]
@@ -143,6 +152,8 @@ def score(G, interp: Interpreter, annotator, psi: float, count: int, smooth: flo
     for start in range(0, count, 50):
         chunk = seeds[start : start + 50]
         img, feats = labeler.synthesize(chunk)
+        if rgb:
+            feats = [*feats, img]
         batch = labeler.label_synthesized(img, feats, chunk)
         labels = batch.masks
         if smooth:
@@ -178,7 +189,15 @@ def run_variant(name: str, args: argparse.Namespace, world: dict[str, Any]) -> d
             progress=False,
         )
     fit_seconds = time.perf_counter() - t0
-    result = score(G, interp, world["annotator"], psi, args.eval, spec.get("smooth", 0.0))
+    result = score(
+        G,
+        interp,
+        world["annotator"],
+        psi,
+        args.eval,
+        spec.get("smooth", 0.0),
+        bool(spec.get("rgb")),
+    )
     return {"variant": name, **info, "fit_seconds": fit_seconds, **result}
 
 

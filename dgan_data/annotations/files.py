@@ -1,0 +1,527 @@
+"""Reading and writing annotation folders (layout in :mod:`dgan_data.annotations.folder`).
+
+Readers never raise on the first problem: each appends a line naming its file to a
+list, so that :class:`AnnotationError` reports everything wrong with a folder at once.
+Writers go through :mod:`dgan_data.fileio` (temporary name, then rename).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..conventions import IGNORE_INDEX, short_list
+from ..fileio import UnsafePathError, read_json, resolve_inside, write_json, write_npy, write_png
+from ..schema import SchemaError, check_document
+from ..seeds import MAX_SEED
+from .format import (
+    _ID_PATTERN,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    LATENT_KINDS,
+    MANIFEST,
+    MANIFEST_FIELDS,
+    MAX_MANIFEST_BYTES,
+    SUBDIRS,
+    TRUNCATION_CENTER_FILE,
+    AnnotationError,
+    _bad_class_ids,
+    _is_int,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["check_writable_folder", "read_folder", "write_folder"]
+
+
+def read_folder(root: Path) -> dict[str, Any]:
+    """The fields of :class:`Annotations` stored in the folder ``root``.
+
+    Every problem found (missing or corrupt files, wrong sizes, class ids out of range,
+    wrong latent shapes, bad manifest fields, duplicate ids) is collected and reported in
+    one :class:`AnnotationError`, each naming its file.
+    """
+    manifest = _read_manifest(root)
+    problems: list[str] = []
+    required = (
+        "format_version",
+        "class_names",
+        "samples",
+        "truncation",
+        "noise",
+        "mask_resolution",
+    )
+    for key in required:
+        if key not in manifest:
+            problems.append(f"{MANIFEST}: field '{key}' is missing")
+    version = manifest.get("format_version")
+    if version is not None and (not _is_int(version) or version > FORMAT_VERSION):
+        raise AnnotationError(
+            [
+                f"{MANIFEST}: format_version {version!r} is not supported (this version of "
+                f"dgan_data reads up to {FORMAT_VERSION}); upgrade dgan_data"
+            ],
+            root,
+        )
+    class_names = manifest.get("class_names")
+    if "class_names" in manifest and (
+        not isinstance(class_names, list)
+        or not class_names
+        or not all(isinstance(c, str) and c for c in class_names)
+    ):
+        problems.append(
+            f"{MANIFEST}: class_names must be a non-empty list of names (class id i is "
+            f"class_names[i]), got {class_names!r}"
+        )
+        class_names = None
+    num_classes = len(class_names) if isinstance(class_names, list) else None
+
+    trunc = manifest.get("truncation", {})
+    if not isinstance(trunc, dict):
+        problems.append(f"{MANIFEST}: truncation must be an object {{psi, cutoff, center}}")
+        trunc = {}
+    elif "truncation" in manifest and "psi" not in trunc:
+        problems.append(f"{MANIFEST}: truncation.psi is missing")
+    center = None
+    if trunc.get("center") is not None:
+        rel = _safe_relpath(trunc["center"], "truncation.center", MANIFEST, problems, root)
+        if rel is not None:
+            center = _open_npy(root / rel, rel, problems)
+            if center is not None and (center.dtype != np.float32 or center.ndim not in (1, 2)):
+                problems.append(
+                    f"{rel}: expected float32 (num_ws, w_dim) or (w_dim,), got "
+                    f"{center.dtype} {center.shape}"
+                )
+                center = None
+
+    mask_res = manifest.get("mask_resolution")
+    if mask_res is not None and not (
+        isinstance(mask_res, list) and len(mask_res) == 2 and all(_is_int(v) for v in mask_res)
+    ):
+        problems.append(f"{MANIFEST}: mask_resolution must be [height, width], got {mask_res!r}")
+        mask_res = None
+    image_res = manifest.get("image_resolution")
+    if image_res is not None and not (
+        isinstance(image_res, list) and len(image_res) == 2 and all(_is_int(v) for v in image_res)
+    ):
+        problems.append(
+            f"{MANIFEST}: image_resolution must be [height, width] or null, got {image_res!r}"
+        )
+        image_res = None
+    latent_shape = manifest.get("latent_shape")
+
+    generator = manifest.get("generator") or {}
+    if not isinstance(generator, dict):
+        problems.append(f"{MANIFEST}: generator must be an object {{fingerprint, description}}")
+        generator = {}
+
+    entries = manifest.get("samples")
+    if "samples" in manifest and (not isinstance(entries, list) or not entries):
+        problems.append(f"{MANIFEST}: samples must be a non-empty list")
+        entries = None
+    if entries is None:
+        raise AnnotationError(problems, root)
+
+    ids: list[str] = []
+    masks: list[np.ndarray | None] = []
+    images: list[np.ndarray | None] = []
+    latents: list[np.ndarray | None] = []
+    kinds: list[str | None] = []
+    seeds: list[int | None] = []
+    files: list[dict[str, str | None]] = []
+    seen_ids: dict[str, int] = {}
+    mask_sizes: dict[tuple, list[str]] = {}
+    image_sizes: dict[tuple, list[str]] = {}
+    latent_shapes: dict[tuple, list[str]] = {}
+    for k, entry in enumerate(entries):
+        where = f"{MANIFEST}: samples[{k}]"
+        if not isinstance(entry, dict):
+            problems.append(f"{where} must be an object, got {entry!r}")
+            continue
+        sample_id = entry.get("id")
+        if not isinstance(sample_id, str) or not _ID_PATTERN.fullmatch(sample_id):
+            problems.append(f"{where}: 'id' must be a file-name-safe string, got {sample_id!r}")
+            continue
+        where = f"{MANIFEST}: sample '{sample_id}'"
+        if sample_id in seen_ids:
+            problems.append(
+                f"{where}: duplicate id (samples[{seen_ids[sample_id]}] and samples[{k}])"
+            )
+            continue
+        seen_ids[sample_id] = k
+        for key in ("mask", "latent", "seed", "image"):
+            if key not in entry:
+                problems.append(f"{where}: field '{key}' is missing")
+
+        mask_rel = _safe_relpath(entry.get("mask"), "mask", where, problems, root)
+        mask = _read_mask(root, mask_rel, num_classes, problems)
+        if mask is not None:
+            mask_sizes.setdefault(mask.shape, []).append(mask_rel)
+
+        image_rel = entry.get("image")
+        if image_rel is not None:
+            image_rel = _safe_relpath(image_rel, "image", where, problems, root)
+        image = _read_image(root, image_rel, problems)
+        if image is not None:
+            image_sizes.setdefault(image.shape[:2], []).append(image_rel)
+
+        kind = entry.get("latent_kind")
+        latent_rel = entry.get("latent")
+        latent = None
+        if latent_rel is not None:
+            latent_rel = _safe_relpath(latent_rel, "latent", where, problems, root)
+            if kind not in LATENT_KINDS:
+                problems.append(f"{where}: latent_kind must be 'w' or 'z', got {kind!r}")
+            else:
+                latent = _read_latent(root, latent_rel, kind, problems)
+            if latent is not None:
+                latent_shapes.setdefault((kind, latent.shape), []).append(latent_rel)
+        seed = entry.get("seed")
+        if seed is not None and (not _is_int(seed) or not 0 <= seed < MAX_SEED):
+            problems.append(f"{where}: seed must be an int in [0, 2**63), got {seed!r}")
+            seed = None
+        if latent_rel is None and seed is None:
+            problems.append(f"{where}: neither a latent file nor a seed: cannot regenerate")
+
+        ids.append(sample_id)
+        masks.append(mask)
+        images.append(image)
+        latents.append(latent)
+        kinds.append(kind if latent_rel is not None else None)
+        seeds.append(seed)
+        files.append({"image": image_rel, "mask": mask_rel, "latent": latent_rel})
+
+    missing = [f for f in files if f["mask"] and not (root / f["mask"]).exists()]
+    if missing:
+        problems.append(
+            f"{len(missing)} of {len(files)} masks missing: save each mask as a "
+            "single-channel 8-bit PNG of class ids (255 = ignore) under the name listed "
+            f"in {MANIFEST} (see its 'note')"
+        )
+    problems += _consistency(mask_sizes, mask_res, "mask", "mask_resolution")
+    problems += _consistency(image_sizes, image_res, "image", "image_resolution")
+    if len(latent_shapes) > 1:
+        groups = "; ".join(
+            f"{kind} {shape}: {short_list(names, 3)}"
+            for (kind, shape), names in latent_shapes.items()
+        )
+        problems.append(f"latents differ in kind or shape: {groups}")
+    elif latent_shape is not None and latent_shapes:
+        ((kind, shape),) = latent_shapes
+        if list(shape) != list(latent_shape):
+            problems.append(
+                f"{MANIFEST}: latent_shape {latent_shape} but the files hold {list(shape)}"
+            )
+    present_kinds = set(kinds)
+    if len(present_kinds) > 1:
+        problems.append(
+            f"{MANIFEST}: some samples have latent files and some not "
+            f"({sorted(map(str, present_kinds))})"
+        )
+    has_seed = [s is not None for s in seeds]
+    if any(has_seed) and not all(has_seed):
+        missing = [i for i, s in zip(ids, seeds) if s is None]
+        problems.append(
+            f"{MANIFEST}: seeds must be given for all samples or none; missing for "
+            f"{short_list(missing)}"
+        )
+    has_image = [f["image"] is not None for f in files]
+    if any(has_image) and not all(has_image):
+        problems.append(f"{MANIFEST}: images must be given for all samples or none")
+    if problems:
+        raise AnnotationError(problems, root)
+
+    kind = kinds[0]
+    stacked = torch.from_numpy(np.stack(latents)) if kind is not None else None
+    return dict(
+        masks=torch.from_numpy(np.stack(masks)),
+        class_names=class_names,
+        w=stacked if kind == "w" else None,
+        z=stacked if kind == "z" else None,
+        seeds=[int(s) for s in seeds] if all(has_seed) else None,
+        truncation_psi=trunc.get("psi", 1.0),
+        truncation_cutoff=trunc.get("cutoff"),
+        truncation_center=None if center is None else torch.from_numpy(center),
+        noise=manifest.get("noise"),
+        images=(torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2) if all(has_image) else None),
+        generator_fingerprint=generator.get("fingerprint"),
+        generator_description=generator.get("description"),
+        crop=manifest.get("crop"),
+        palette=manifest.get("palette"),
+        ids=ids,
+        files=files,
+        root=root,
+    )
+
+
+def write_folder(ann: Any, root: Path) -> Path:
+    """Write the annotation folder of ``ann`` (an :class:`Annotations`) to ``root``;
+    returns the manifest path. Every file is written to a temporary name in its folder
+    and renamed into place."""
+    check_writable_folder(root)
+    samples = []
+    kind = "w" if ann.w is not None else "z" if ann.z is not None else None
+    for i, sample_id in enumerate(ann.ids):
+        entry: dict[str, Any] = {
+            "id": sample_id,
+            "image": None,
+            "mask": f"masks/{sample_id}.png",
+            "seed": None if ann.seeds is None else ann.seeds[i],
+            "latent": None,
+            "latent_kind": None,
+        }
+        if ann.images is not None:
+            entry["image"] = f"images/{sample_id}.png"
+            write_png(root / entry["image"], ann.images[i].permute(1, 2, 0).numpy(), "RGB")
+        write_png(root / entry["mask"], ann.masks[i].numpy(), "L")
+        if kind is not None:
+            entry["latent"], entry["latent_kind"] = f"latents/{sample_id}.npy", kind
+            latent = ann.w[i] if kind == "w" else ann.z[i]
+            write_npy(root / entry["latent"], latent.numpy().astype(np.float32))
+        samples.append(entry)
+    if ann.truncation_center is not None:
+        write_npy(root / TRUNCATION_CENTER_FILE, ann.truncation_center.numpy())
+    latent_shape = None
+    if kind is not None:
+        latent_shape = list((ann.w if kind == "w" else ann.z).shape[1:])
+    manifest = _manifest(
+        fingerprint=ann.generator_fingerprint,
+        description=ann.generator_description,
+        class_names=ann.class_names,
+        palette=ann.palette,
+        psi=ann.truncation_psi,
+        cutoff=ann.truncation_cutoff,
+        center=TRUNCATION_CENTER_FILE if ann.truncation_center is not None else None,
+        noise=ann.noise,
+        crop=ann.crop,
+        image_resolution=None if ann.images is None else list(ann.images.shape[2:]),
+        mask_resolution=list(ann.mask_resolution),
+        latent_kind=kind,
+        latent_shape=latent_shape,
+        samples=samples,
+    )
+    write_json(root / MANIFEST, manifest)
+    logger.info("wrote %d annotated samples to %s", len(ann), root)
+    return root / MANIFEST
+
+
+def _open_png(path: Path, name: str, problems: list[str]) -> tuple[np.ndarray, str] | None:
+    """(array, mode) of a PNG, or None with the reason appended to ``problems``."""
+    if not path.is_file():
+        problems.append(f"{name}: missing")
+        return None
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.format != "PNG":
+                problems.append(f"{name}: is a {im.format} file, expected a lossless PNG")
+                return None
+            return np.asarray(im), im.mode
+    except Exception as err:  # PIL raises many types for damaged files
+        problems.append(f"{name}: unreadable or corrupt image ({type(err).__name__}: {err})")
+        return None
+
+
+def _open_npy(path: Path, name: str, problems: list[str]) -> np.ndarray | None:
+    if not path.is_file():
+        problems.append(f"{name}: missing")
+        return None
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as err:  # truncated, pickled or not an .npy at all
+        problems.append(f"{name}: unreadable or corrupt .npy ({type(err).__name__}: {err})")
+        return None
+
+
+def _safe_relpath(
+    value: Any, field_name: str, where: str, problems: list[str], root: Path | None = None
+) -> str | None:
+    """A relative path inside the folder; paths that leave it (absolute, ``..``, or a
+    symlink anywhere on the way that leads out of ``root``) are refused."""
+    if not isinstance(value, str) or not value:
+        problems.append(f"{where}: '{field_name}' must be a relative file name, got {value!r}")
+        return None
+    try:
+        resolve_inside(root if root is not None else Path("."), value, f"'{field_name}'")
+    except UnsafePathError as err:
+        problems.append(f"{where}: {err}")
+        return None
+    return value
+
+
+def check_writable_folder(root: Path, subdirs: Sequence[str] = SUBDIRS) -> None:
+    """Refuse to write into ``root`` when it or one of its sub-folders is a file or a
+    symlink that leads out of it (files would land somewhere else)."""
+    if root.exists() and not root.is_dir():
+        raise AnnotationError([f"{root}: exists and is not a folder"])
+    problems = []
+    for name in (*subdirs, MANIFEST):
+        path = root / name
+        if path.is_symlink() or path.exists():
+            try:
+                resolve_inside(root, name, name)
+            except UnsafePathError as err:
+                problems.append(str(err))
+                continue
+        if name != MANIFEST and path.exists() and not path.is_dir():
+            problems.append(f"{name}: exists and is not a folder")
+    if problems:
+        raise AnnotationError(problems, root)
+
+
+def _read_mask(
+    root: Path, rel: str | None, num_classes: int | None, problems: list[str]
+) -> np.ndarray | None:
+    """A mask PNG as (H, W) uint8 class ids, or None with its problems recorded."""
+    if rel is None:
+        return None
+    opened = _open_png(root / rel, rel, problems)
+    if opened is None:
+        return None
+    array, mode = opened
+    if mode not in ("L", "P"):
+        problems.append(
+            f"{rel}: mask must be a single-channel 8-bit PNG (mode L, or P with class ids "
+            f"as indices), got mode {mode} shape {array.shape}"
+        )
+        return None
+    if num_classes is not None:
+        bad = _bad_class_ids(torch.from_numpy(array.copy()), num_classes)
+        if bad:
+            problems.append(
+                f"{rel}: class ids {short_list(bad)} out of range (K = {num_classes} "
+                f"classes: 0..{num_classes - 1}, {IGNORE_INDEX} = ignore)"
+            )
+    return array
+
+
+def _read_image(root: Path, rel: str | None, problems: list[str]) -> np.ndarray | None:
+    """An RGB image PNG as (H, W, 3) uint8, or None with its problems recorded."""
+    if rel is None:
+        return None
+    opened = _open_png(root / rel, rel, problems)
+    if opened is not None and opened[1] != "RGB":
+        problems.append(f"{rel}: image must be RGB, got mode {opened[1]}")
+        return None
+    return None if opened is None else opened[0]
+
+
+def _read_latent(root: Path, rel: str | None, kind: str, problems: list[str]) -> np.ndarray | None:
+    """A w (num_ws, w_dim) or z (z_dim,) float32 .npy, or None with its problems recorded."""
+    if rel is None:
+        return None
+    latent = _open_npy(root / rel, rel, problems)
+    want_ndim, want = (2, "(num_ws, w_dim)") if kind == "w" else (1, "(z_dim,)")
+    if latent is not None and (latent.dtype != np.float32 or latent.ndim != want_ndim):
+        problems.append(
+            f"{rel}: a {kind} latent must be float32 {want}, got {latent.dtype} {latent.shape}"
+        )
+        return None
+    if latent is not None and not np.isfinite(latent).all():
+        problems.append(f"{rel}: the latent holds NaN or inf values")
+        return None
+    return latent
+
+
+def _consistency(
+    sizes: dict[tuple, list[str]], expected: list[int] | None, what: str, key: str
+) -> list[str]:
+    """Problems for files whose size differs from the manifest's or from the majority."""
+    if not sizes:
+        return []
+    if expected is not None:
+        target = tuple(expected)
+        source = f"{MANIFEST} {key} {list(target)}"
+    else:
+        target = max(sizes, key=lambda s: len(sizes[s]))
+        source = f"the other {what}s' {list(target[:2])}"
+    problems = []
+    for size, names in sizes.items():
+        if tuple(size[:2]) != target:
+            for name in names:
+                problems.append(
+                    f"{name}: {what} size {size[0]}x{size[1]} differs from {source} (height, width)"
+                )
+    return problems
+
+
+def _read_manifest(root: Path) -> dict[str, Any]:
+    if not root.is_dir():
+        raise AnnotationError([f"{root}: no such annotation folder"])
+    path = root / MANIFEST
+    if not path.is_file():
+        raise AnnotationError(
+            [
+                f"{MANIFEST}: missing (an annotation folder holds manifest.json, images/, masks/, "
+                "latents/; create one with `dgan-data sample`)"
+            ],
+            root,
+        )
+    try:
+        resolve_inside(root, MANIFEST, MANIFEST)
+        manifest = read_json(path, max_bytes=MAX_MANIFEST_BYTES)
+    except (OSError, ValueError) as err:
+        message = str(err).replace(str(path), MANIFEST)
+        raise AnnotationError([message], root) from None
+    problems = _manifest_field_problems(manifest)
+    if problems:
+        raise AnnotationError(problems, root)
+    return manifest
+
+
+def _manifest_field_problems(manifest: dict[str, Any]) -> list[str]:
+    """Type problems of the manifest's top-level fields (one line each, naming the field)."""
+    try:
+        check_document(manifest, MANIFEST_FIELDS, MANIFEST)
+    except SchemaError as err:
+        return [str(err)]
+    return []
+
+
+def _manifest(
+    *,
+    fingerprint: str | None,
+    description: dict[str, Any] | None,
+    class_names: list[str] | None,
+    palette: list[tuple[int, int, int]] | None,
+    psi: float,
+    cutoff: int | None,
+    center: str | None,
+    noise: str,
+    crop: tuple[int, int, int, int] | None,
+    image_resolution: list[int] | None,
+    mask_resolution: list[int],
+    latent_kind: str | None,
+    latent_shape: list[int] | None,
+    samples: list[dict[str, Any]],
+    note: str | None = None,
+) -> dict[str, Any]:
+    manifest: dict[str, Any] = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+    }
+    if note:
+        manifest["note"] = note
+    manifest.update(
+        {
+            "generator": {"fingerprint": fingerprint, "description": description},
+            "class_names": class_names,
+            "palette": None if palette is None else [list(c) for c in palette],
+            "truncation": {"psi": psi, "cutoff": cutoff, "center": center},
+            "noise": noise,
+            "crop": None if crop is None else dict(zip(("top", "left", "height", "width"), crop)),
+            "image_resolution": image_resolution,
+            "mask_resolution": mask_resolution,
+            "latent_kind": latent_kind,
+            "latent_shape": latent_shape,
+            "ignore_index": IGNORE_INDEX,
+            "samples": samples,
+        }
+    )
+    return manifest
