@@ -59,12 +59,26 @@ def test_training_set_adds_noise_draws_and_pseudo_labels(world):
     assert 0.4 <= float(ignored) <= 0.6  # about half of the pool pixels are left out
 
 
+def test_rgb_appends_the_generated_image_to_the_features(world):
+    G, ann, shipped = world["G"], world["annotations"], world["shipped"]
+    plain, _, _ = variants.training_set(G, ann, {}, shipped, 0.8)
+    feats, masks, _ = variants.training_set(G, ann, {"rgb": 1, "noise": 1}, shipped, 0.8)
+    assert len(feats) == 2 * len(plain) and masks.shape[0] == 2 * len(plain)
+    assert len(feats[0]) == len(plain[0]) + 1
+    regenerated = ann.generate_images(G)[0].float() / 255 * 2 - 1  # uint8 -> [-1, 1]
+    assert feats[0][-1].shape == (3, *regenerated.shape[1:])
+    assert (feats[0][-1].float().clamp(-1, 1) - regenerated).abs().max() < 0.01
+    with pytest.raises(ValueError, match="selftrain and rgb"):
+        variants.training_set(G, ann, {"rgb": 1, "selftrain": 2}, shipped, 0.8)
+
+
 def test_tiny_run_caches_each_variant(tmp_path, capsys, monkeypatch):
     argv = ["--out", str(tmp_path), "--eval", "8", "--steps", "5", "--num-models", "2",
-            "--threads", "1", "--variants", "shipped", "dropout=0.3", "smooth=0.7"]  # fmt: skip
+            "--threads", "1", "--variants", "shipped", "dropout=0.3", "smooth=0.7",
+            "rgb=1"]  # fmt: skip
     assert variants.main(argv) == 0
     doc = json.loads((tmp_path / "variants.json").read_text())
-    assert set(doc["results"]) == {"shipped", "dropout=0.3", "smooth=0.7"}
+    assert set(doc["results"]) == {"shipped", "dropout=0.3", "smooth=0.7", "rgb=1"}
     for r in doc["results"].values():
         assert 0.0 <= r["miou"] <= 1.0 and set(r["per_class"]) == set(variants.CLASS_NAMES)
     assert doc["results"]["shipped"]["miou"] != doc["results"]["dropout=0.3"]["miou"]

@@ -143,19 +143,28 @@ def _gaussian_blur(probs: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def score(
-    G, interp: Interpreter, annotator, psi: float, count: int, smooth: float, rgb: bool = False
+    G,
+    interp: Interpreter,
+    annotator,
+    psi: float,
+    count: int,
+    smooth: float,
+    rgb: bool = False,
+    synthesizer: Interpreter | None = None,
 ) -> dict:
     """mIoU of the interpreter's labels against the annotator's on fresh samples."""
-    labeler = Labeler(G, interp, truncation_psi=psi)
+    # an rgb interpreter does not match the generator's own feature layout: the images
+    # are synthesised through a labeler of ``synthesizer`` and labeled directly
+    labeler = Labeler(G, synthesizer if rgb else interp, truncation_psi=psi)
     seeds = [sample_seed(1, 7, i) for i in range(count)]
     cm = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.long)
     for start in range(0, count, 50):
         chunk = seeds[start : start + 50]
         img, feats = labeler.synthesize(chunk)
-        if rgb:
-            feats = [*feats, img]
         batch = labeler.label_synthesized(img, feats, chunk)
         labels = batch.masks
+        if rgb:
+            labels = interp.predict([*feats, img], output_size=labeler.frame).labels
         if smooth:
             pred = interp.predict(feats, output_size=labeler.frame, return_probs=True)
             labels = _gaussian_blur(pred.probs, smooth).argmax(1)
@@ -197,6 +206,7 @@ def run_variant(name: str, args: argparse.Namespace, world: dict[str, Any]) -> d
         args.eval,
         spec.get("smooth", 0.0),
         bool(spec.get("rgb")),
+        shipped,
     )
     return {"variant": name, **info, "fit_seconds": fit_seconds, **result}
 
