@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from .conventions import IGNORE_INDEX, check_finite_number
 from .generators import Generator
 from .interpreter import Interpreter
-from .interpreter.model import IMPLS
+from .interpreter.inference import IMPLS
 from .palette import make_palette
 from .presets import get_preset, load_generator, load_interpreter, preset_generator_options
 from .seeds import z_from_seeds

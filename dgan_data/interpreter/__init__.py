@@ -1,7 +1,8 @@
 """The interpreter: an ensemble of per-pixel MLPs on a generator's feature maps.
 
-``model`` assembles the ensemble and runs inference; ``resample`` holds the bilinear
-mathematics it shares with training; ``fit`` trains without materialising pixel
+``model`` assembles the ensemble, trains it and saves it; ``inference`` runs it
+(factorized inference, inherited by the model); ``resample`` holds the bilinear
+mathematics inference shares with training; ``fit`` trains without materialising pixel
 features; ``io`` reads and writes interpreter files. Takes generators by duck typing
 and knows nothing of streams.
 """
