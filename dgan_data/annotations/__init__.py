@@ -4,8 +4,8 @@
 generator); ``format`` the folder format's names, limits and error; ``files`` reads and
 writes the folders; ``truncation`` the stored latents' truncation arithmetic; ``sample``
 writes a folder of generated images ready to annotate; ``tools`` imports masks drawn in
-annotation tools (COCO, LabelMe, CVAT, VOC, PNG); ``datasetgan`` imports the DatasetGAN
-release.
+annotation tools (COCO, LabelMe, CVAT, VOC, PNG), read by ``tool_readers`` into the
+shapes of ``shapes``; ``datasetgan`` imports the DatasetGAN release.
 """
 
 from __future__ import annotations

@@ -1,0 +1,252 @@
+"""Shapes drawn in annotation tools, and the rasterising that turns them into masks.
+
+The readers in :mod:`.tool_readers` turn each tool's export into :class:`_Item` objects
+(one per image: labeled shapes or a raster of label indices); :mod:`.tools` paints them
+into masks. Polygons are inside where a pixel centre is (even-odd rule), circles where
+the centre is within the radius; RLE follows COCO's column-major convention.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "MaskImportError",
+    "decode_rle",
+    "rasterize_ellipse",
+    "rasterize_polygon",
+    "rle_counts_from_string",
+    "voc_colormap",
+]
+
+#: The label of raster exports (cvat-mask, voc) that marks pixels nobody painted.
+BACKGROUND_LABEL = "background"
+#: Largest coordinate accepted in a shape (images are far smaller; keeps arithmetic exact).
+MAX_COORDINATE = 1e7
+
+Affine = tuple[float, float, float, float]  # (scale_y, scale_x, offset_y, offset_x)
+
+
+class MaskImportError(ValueError):
+    """Bad tool input; ``problems`` lists each, the message is one line."""
+
+    def __init__(self, problems: Sequence[str]):
+        self.problems = list(problems)
+        head = "; ".join(self.problems[:3])
+        more = len(self.problems) - 3
+        super().__init__(head + (f"; ... ({len(self.problems)} problems in all)" if more else ""))
+
+
+# ------------------------------------------------------------------ rasterising
+def rasterize_polygon(points: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Pixels whose centre lies inside the polygon ``points`` (n, 2) of (x, y): bool (H, W).
+
+    Even-odd rule; pixel (r, c) has its centre at (c + 0.5, r + 0.5). An edge counts for
+    the rows whose centre y lies in [min y, max y) and a crossing at x turns on the
+    centres at x or right of it, so centres on a left or top edge are inside, on a right
+    or bottom edge outside.
+    """
+    pts = np.asarray(points, dtype=np.float64)
+    x0, y0 = pts[:, 0], pts[:, 1]
+    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
+    yc = np.arange(height, dtype=np.float64)[:, None] + 0.5
+    active = (yc >= np.minimum(y0, y1)) & (yc < np.maximum(y0, y1))
+    dy = np.where(y1 == y0, 1.0, y1 - y0)
+    xs = x0 + (yc - y0) / dy * (x1 - x0)
+    start = np.clip(np.ceil(xs - 0.5), 0, width).astype(np.int64)
+    rows = np.broadcast_to(np.arange(height)[:, None], xs.shape)
+    toggles = np.zeros((height, width + 1), dtype=np.int64)
+    np.add.at(toggles, (rows[active], start[active]), 1)
+    return (np.cumsum(toggles[:, :width], axis=1) & 1).astype(bool)
+
+
+def rasterize_ellipse(
+    cx: float, cy: float, rx: float, ry: float, height: int, width: int
+) -> np.ndarray:
+    """Pixels whose centre lies in the ellipse (boundary included): bool (H, W)."""
+    ys = (np.arange(height) + 0.5 - cy) / ry
+    xs = (np.arange(width) + 0.5 - cx) / rx
+    return ys[:, None] ** 2 + xs[None, :] ** 2 <= 1.0
+
+
+def rle_counts_from_string(text: str) -> list[int]:
+    """Run lengths of a compressed COCO RLE string (the COCO API's ``rleFrString``).
+
+    Each count is written in 5-bit groups, least significant first, as characters
+    ``48 + group`` with bit 0x20 meaning "more groups follow" and bit 0x10 of the last
+    group the sign; from the fourth count on, the value stored is the difference to
+    the count two places earlier.
+    """
+    counts: list[int] = []
+    pos = 0
+    while pos < len(text):
+        value, shift, more = 0, 0, True
+        while more:
+            if pos >= len(text):
+                raise ValueError("compressed RLE string ends inside a count")
+            c = ord(text[pos]) - 48
+            if not 0 <= c < 64:
+                raise ValueError(f"character {text[pos]!r} at {pos} is not RLE code")
+            if shift > 60:
+                raise ValueError(f"count at {pos} is longer than 64 bits")
+            value |= (c & 0x1F) << shift
+            more = bool(c & 0x20)
+            pos, shift = pos + 1, shift + 5
+            if not more and c & 0x10:
+                value |= -1 << shift
+        if len(counts) > 2:
+            value += counts[-2]
+        counts.append(value)
+    return counts
+
+
+def decode_rle(counts: Sequence[int], height: int, width: int) -> np.ndarray:
+    """A COCO run-length encoding (column-major, starting with 0s) as bool (H, W)."""
+    runs = np.asarray(counts, dtype=np.int64)
+    if runs.ndim != 1 or (runs < 0).any():
+        raise ValueError("RLE counts must be non-negative integers")
+    if int(runs.sum()) != height * width:
+        raise ValueError(
+            f"RLE counts add up to {int(runs.sum())} pixels, its size {height}x{width} "
+            f"has {height * width}"
+        )
+    bits = np.repeat((np.arange(runs.size) & 1).astype(bool), runs)
+    return bits.reshape(width, height).T.copy()
+
+
+def voc_colormap(n: int = 256) -> list[tuple[int, int, int]]:
+    """The Pascal VOC palette: colour of index i from i's bits, spread over r, g, b."""
+    colours = []
+    for i in range(n):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        colours.append((r, g, b))
+    return colours
+
+
+def _sample_raster(array: np.ndarray, out_hw: tuple[int, int], affine: Affine) -> np.ndarray:
+    """``array`` resampled to ``out_hw``: each output pixel takes the source pixel under
+    its centre (nearest), through ``affine``."""
+    sy, sx, oy, ox = affine
+    rows = np.floor((np.arange(out_hw[0]) + 0.5) / sy + oy).astype(np.int64)
+    cols = np.floor((np.arange(out_hw[1]) + 0.5) / sx + ox).astype(np.int64)
+    rows = np.clip(rows, 0, array.shape[0] - 1)
+    cols = np.clip(cols, 0, array.shape[1] - 1)
+    return array[rows[:, None], cols[None, :]]
+
+
+# ------------------------------------------------------------------ shapes
+@dataclass
+class _Shape:
+    """One object of a vector export, painted in order; ``where`` names it for errors."""
+
+    label: str
+    where: str
+    crowd: bool = False
+
+    def region(self, out_hw: tuple[int, int], affine: Affine) -> np.ndarray:
+        raise NotImplementedError
+
+
+@dataclass
+class _Polygons(_Shape):
+    polygons: list[np.ndarray] = field(default_factory=list)  # (n, 2) x, y each
+
+    def region(self, out_hw: tuple[int, int], affine: Affine) -> np.ndarray:
+        sy, sx, oy, ox = affine
+        out = np.zeros(out_hw, dtype=bool)
+        for pts in self.polygons:
+            mapped = np.stack([(pts[:, 0] - ox) * sx, (pts[:, 1] - oy) * sy], axis=1)
+            out |= rasterize_polygon(mapped, *out_hw)
+        return out
+
+
+@dataclass
+class _Ellipse(_Shape):
+    centre: tuple[float, float] = (0.0, 0.0)  # x, y
+    radius: float = 1.0
+
+    def region(self, out_hw: tuple[int, int], affine: Affine) -> np.ndarray:
+        sy, sx, oy, ox = affine
+        cx, cy = (self.centre[0] - ox) * sx, (self.centre[1] - oy) * sy
+        return rasterize_ellipse(cx, cy, self.radius * sx, self.radius * sy, *out_hw)
+
+
+@dataclass
+class _Bitmap(_Shape):
+    bitmap: np.ndarray = field(default_factory=lambda: np.zeros((1, 1), bool))
+
+    def region(self, out_hw: tuple[int, int], affine: Affine) -> np.ndarray:
+        return _sample_raster(self.bitmap, out_hw, affine)
+
+
+@dataclass
+class _Item:
+    """What a tool says about one image: shapes to paint, or a raster of label indices."""
+
+    key: str  # the image's file name without folders and extension
+    where: str  # file (and entry) for messages
+    size: tuple[int, int] | None  # (height, width) the tool gives, None = unknown
+    shapes: list[_Shape] = field(default_factory=list)
+    raster: np.ndarray | None = None  # int label indices into ``names``, -1 = ignore
+    names: list[str] = field(default_factory=list)
+
+    def labels(self) -> list[str]:
+        """Label names this item uses."""
+        if self.raster is None:
+            return [s.label for s in self.shapes]
+        used = np.unique(self.raster)
+        return [self.names[i] for i in used if i >= 0]
+
+    def is_empty(self) -> bool:
+        if self.raster is None:
+            return not self.shapes
+        return all(name == BACKGROUND_LABEL for name in self.labels())
+
+
+def _key_of(name: str) -> str:
+    """A file name without folders (``/`` or ``\\``) and extension."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    return base.rsplit(".", 1)[0] if "." in base[1:] else base
+
+
+def _is_number(v: Any) -> bool:
+    """A coordinate: a finite number of sane size."""
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+    return ok and bool(np.isfinite(v)) and abs(v) <= MAX_COORDINATE
+
+
+def _is_id(v: Any) -> bool:
+    """A COCO id: an int or a string."""
+    return isinstance(v, (int, str)) and not isinstance(v, bool)
+
+
+def _is_count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _points(values: Any, where: str, problems: list[str]) -> np.ndarray | None:
+    """A list of [x, y] pairs as (n, 2) float, or None with the problem recorded."""
+    ok = isinstance(values, list) and all(
+        isinstance(p, list) and len(p) == 2 and all(_is_number(v) for v in p) for p in values
+    )
+    if not ok:
+        problems.append(f"{where}: points must be a list of [x, y] finite numbers")
+        return None
+    return np.asarray(values, dtype=np.float64).reshape(-1, 2)
+
+
+def _need_points(pts: np.ndarray, need: int, what: str, where: str, problems: list[str]) -> bool:
+    if len(pts) < need:
+        problems.append(f"{where}: a {what} needs at least {need} points, got {len(pts)}")
+        return False
+    return True

@@ -1,0 +1,399 @@
+"""Readers of annotation-tool exports: COCO, LabelMe, CVAT masks, Pascal VOC, PNG.
+
+Each reader takes the export's path and returns one :class:`~.shapes._Item` per image,
+collecting every problem before raising :class:`~.shapes.MaskImportError` (see
+:mod:`.tools` for the conventions all formats share).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ..conventions import IGNORE_INDEX, short_list
+from ..fileio import read_json
+from .shapes import (
+    MaskImportError,
+    _Bitmap,
+    _Ellipse,
+    _is_count,
+    _is_id,
+    _is_number,
+    _Item,
+    _key_of,
+    _need_points,
+    _points,
+    _Polygons,
+    _Shape,
+    decode_rle,
+    rle_counts_from_string,
+    voc_colormap,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["VOC_CLASSES"]
+
+#: Pascal VOC's class names, in the order of their ids (palette indices).
+VOC_CLASSES = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
+    "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
+    "sheep", "sofa", "train", "tvmonitor",
+)  # fmt: skip
+#: Most JSON files an import reads; far larger files are refused before parsing.
+MAX_TOOL_JSON_BYTES = 512 * 2**20
+
+
+# ------------------------------------------------------------------ COCO
+def _read_tool_json(path: Path) -> Any:
+    try:
+        return read_json(path, expect=object, max_bytes=MAX_TOOL_JSON_BYTES)
+    except (OSError, ValueError) as err:
+        raise MaskImportError([str(err)]) from None
+
+
+def _coco_table(doc: dict, key: str, src: str, problems: list[str]) -> list[dict]:
+    rows = doc.get(key)
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        problems.append(f"{src}: '{key}' must be a list of objects (is this a COCO file?)")
+        return []
+    return rows
+
+
+def _coco_images(images: list[dict], src: str, problems: list[str]) -> dict[Any, _Item]:
+    items: dict[Any, _Item] = {}
+    for i, img in enumerate(images):
+        name, image_id = img.get("file_name"), img.get("id")
+        where = f"{src}: images[{i}]"
+        if not isinstance(name, str) or not name or not _is_id(image_id):
+            problems.append(f"{where}: needs an 'id' (int or string) and a 'file_name'")
+            continue
+        if image_id in items:
+            problems.append(f"{where}: duplicate image id {image_id!r}")
+            continue
+        h, w = img.get("height"), img.get("width")
+        size = (h, w) if _is_count(h) and _is_count(w) and h and w else None
+        items[image_id] = _Item(_key_of(name), f"{where} '{name}'", size)
+    return items
+
+
+def _coco_categories(cats: list[dict], src: str, problems: list[str]) -> dict[Any, str]:
+    names: dict[Any, str] = {}
+    for i, cat in enumerate(cats):
+        name = cat.get("name")
+        if not isinstance(name, str) or not name or not _is_id(cat.get("id")):
+            problems.append(f"{src}: categories[{i}]: needs an 'id' and a non-empty 'name'")
+        elif cat["id"] in names:
+            problems.append(f"{src}: categories[{i}]: duplicate category id {cat['id']!r}")
+        else:
+            names[cat["id"]] = name
+    return names
+
+
+def _coco_rle(seg: dict, item: _Item, where: str, problems: list[str]) -> np.ndarray | None:
+    size, counts = seg.get("size"), seg.get("counts")
+    if not (isinstance(size, list) and len(size) == 2 and all(_is_count(v) for v in size)):
+        problems.append(f"{where}: RLE 'size' must be [height, width], got {size!r}")
+        return None
+    h, w = size
+    if item.size is not None and item.size != (h, w):
+        problems.append(
+            f"{where}: RLE size {h}x{w} differs from its image's {item.size[0]}x{item.size[1]}"
+        )
+        return None
+    try:
+        if isinstance(counts, str):
+            counts = rle_counts_from_string(counts)
+        elif not (isinstance(counts, list) and all(_is_count(v) for v in counts)):
+            raise ValueError("RLE 'counts' must be a string or a list of non-negative ints")
+        bitmap = decode_rle(counts, h, w)
+    except ValueError as err:
+        problems.append(f"{where}: {err}")
+        return None
+    item.size = item.size or (h, w)
+    return bitmap
+
+
+def _coco_polygons(seg: list, where: str, problems: list[str]) -> list[np.ndarray] | None:
+    polygons = []
+    for j, flat in enumerate(seg):
+        here = f"{where} segmentation[{j}]"
+        if not isinstance(flat, list) or not all(_is_number(v) for v in flat) or len(flat) % 2:
+            problems.append(f"{here}: a polygon is a flat list [x1, y1, x2, y2, ...] of numbers")
+            return None
+        pts = np.asarray(flat, dtype=np.float64).reshape(-1, 2)
+        if not _need_points(pts, 3, "polygon", here, problems):
+            return None
+        polygons.append(pts)
+    return polygons
+
+
+def _coco_shape(
+    ann: dict, k: int, items: dict, cats: dict, src: str, problems: list[str]
+) -> tuple[_Item, _Shape] | None:
+    where = f"{src}: annotations[{k}] (id {ann.get('id')!r})"
+    if "segments_info" in ann:
+        problems.append(
+            f"{where}: COCO panoptic PNG annotations are not supported; export instance "
+            "segmentation (polygons or RLE)"
+        )
+        return None
+    image_id, category_id = ann.get("image_id"), ann.get("category_id")
+    item = items.get(image_id) if _is_id(image_id) else None
+    label = cats.get(category_id) if _is_id(category_id) else None
+    if item is None or label is None:
+        what = "image_id" if item is None else "category_id"
+        problems.append(f"{where}: {what} {ann.get(what)!r} is not in the file")
+        return None
+    crowd = bool(ann.get("iscrowd", 0))
+    seg = ann.get("segmentation")
+    if isinstance(seg, dict):
+        bitmap = _coco_rle(seg, item, where, problems)
+        return None if bitmap is None else (item, _Bitmap(label, where, crowd, bitmap))
+    if isinstance(seg, list) and seg:
+        polygons = _coco_polygons(seg, where, problems)
+        return None if polygons is None else (item, _Polygons(label, where, crowd, polygons))
+    problems.append(f"{where}: no segmentation (a box-only annotation?); export masks or polygons")
+    return None
+
+
+def _read_coco(src: Path, **_: Any) -> list[_Item]:
+    """Items of a COCO JSON file, one per entry of ``images``."""
+    doc = _read_tool_json(src)
+    name = src.name
+    if not isinstance(doc, dict):
+        raise MaskImportError([f"{name}: a COCO file holds a JSON object"])
+    problems: list[str] = []
+    items = _coco_images(_coco_table(doc, "images", name, problems), name, problems)
+    cats = _coco_categories(_coco_table(doc, "categories", name, problems), name, problems)
+    for k, ann in enumerate(_coco_table(doc, "annotations", name, problems)):
+        found = _coco_shape(ann, k, items, cats, name, problems)
+        if found is not None:
+            found[0].shapes.append(found[1])
+    if problems:
+        raise MaskImportError(problems)
+    return list(items.values())
+
+
+# ------------------------------------------------------------------ LabelMe
+def _labelme_shape(shape: Any, where: str, problems: list[str]) -> _Shape | None:
+    if not isinstance(shape, dict):
+        problems.append(f"{where}: must be an object")
+        return None
+    label, kind = shape.get("label"), shape.get("shape_type") or "polygon"
+    if not isinstance(label, str) or not label:
+        problems.append(f"{where}: 'label' must be a non-empty string")
+        return None
+    where = f"{where} '{label}'"
+    pts = _points(shape.get("points"), where, problems)
+    if pts is None:
+        return None
+    if kind == "polygon":
+        ok = _need_points(pts, 3, "polygon", where, problems)
+        return _Polygons(label, where, polygons=[pts]) if ok else None
+    if kind in ("rectangle", "circle") and len(pts) != 2:
+        problems.append(f"{where}: a {kind} has exactly 2 points, got {len(pts)}")
+        return None
+    if kind == "rectangle":
+        (xa, ya), (xb, yb) = pts
+        corners = np.array([[xa, ya], [xb, ya], [xb, yb], [xa, yb]], dtype=np.float64)
+        return _Polygons(label, where, polygons=[corners])
+    if kind == "circle":
+        radius = float(np.hypot(*(pts[1] - pts[0])))
+        if radius <= 0:
+            problems.append(f"{where}: a circle needs a radius > 0")
+            return None
+        return _Ellipse(label, where, centre=(float(pts[0][0]), float(pts[0][1])), radius=radius)
+    problems.append(
+        f"{where}: shape_type {kind!r} has no area (supported: polygon, rectangle, circle)"
+    )
+    return None
+
+
+def _labelme_item(path: Path, problems: list[str]) -> _Item | None:
+    doc = _read_tool_json(path)
+    if not isinstance(doc, dict) or not isinstance(doc.get("shapes"), list):
+        problems.append(f"{path.name}: not a LabelMe file (no 'shapes' list)")
+        return None
+    image_path = doc.get("imagePath")
+    key = _key_of(image_path) if isinstance(image_path, str) and image_path else path.stem
+    h, w = doc.get("imageHeight"), doc.get("imageWidth")
+    size = (h, w) if _is_count(h) and _is_count(w) and h and w else None
+    item = _Item(key, f"{path.name}: imagePath {image_path!r}", size)
+    for i, shape in enumerate(doc["shapes"]):
+        found = _labelme_shape(shape, f"{path.name}: shapes[{i}]", problems)
+        if found is not None:
+            item.shapes.append(found)
+    return item
+
+
+def _read_labelme(src: Path, **_: Any) -> list[_Item]:
+    """Items of LabelMe JSON files: ``src`` is one file or a folder of them."""
+    files = [src] if src.is_file() else sorted(src.glob("*.json"))
+    if not files:
+        raise MaskImportError([f"{src}: no LabelMe .json files"])
+    problems: list[str] = []
+    items = [_labelme_item(path, problems) for path in files]
+    if problems:
+        raise MaskImportError(problems)
+    return [item for item in items if item is not None]
+
+
+# ------------------------------------------------------------------ raster formats
+def _png_files(folder: Path, what: str) -> list[Path]:
+    if not folder.is_dir():
+        raise MaskImportError([f"{folder}: no such folder ({what})"])
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png" and p.is_file())
+    if not files:
+        raise MaskImportError([f"{folder}: no .png files ({what})"])
+    return files
+
+
+def _open_mask_png(path: Path, where: str, problems: list[str]) -> Image.Image | None:
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.format != "PNG":
+                problems.append(f"{where}: is a {im.format} file, expected PNG")
+                return None
+            return im.copy()
+    except Exception as err:  # PIL raises many types for damaged files
+        problems.append(f"{where}: unreadable image ({type(err).__name__}: {err})")
+        return None
+
+
+def _raster_item(path: Path, where: str, raster: np.ndarray, names: list[str]) -> _Item:
+    return _Item(path.stem, where, (int(raster.shape[0]), int(raster.shape[1])), [], raster, names)
+
+
+def _parse_labelmap(path: Path) -> list[tuple[str, tuple[int, int, int]]]:
+    """``name:r,g,b:parts:actions`` lines of CVAT's ``labelmap.txt``."""
+    entries, problems = [], []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise MaskImportError([f"{path}: unreadable ({err})"]) from None
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        name, _, rest = line.strip().partition(":")
+        colour = rest.split(":", 1)[0].split(",")
+        ok = len(colour) == 3 and all(c.strip().isdigit() and int(c) < 256 for c in colour)
+        if not name or not ok:
+            problems.append(f"{path.name}: line {n} {line.strip()!r} is not 'name:r,g,b::'")
+            continue
+        entries.append((name, tuple(int(c) for c in colour)))
+    colours = [c for _, c in entries]
+    dup = sorted({c for c in colours if colours.count(c) > 1})
+    if dup:
+        problems.append(f"{path.name}: colours used by more than one label: {short_list(dup)}")
+    if problems:
+        raise MaskImportError(problems)
+    return entries
+
+
+def _colour_labels(src: Path) -> tuple[list[str], dict[int, int]]:
+    """Label names and {packed rgb: label index} from labelmap.txt, or VOC's colours."""
+    labelmap = src / "labelmap.txt"
+    if labelmap.is_file():
+        entries = _parse_labelmap(labelmap)
+    else:
+        logger.info("%s: no labelmap.txt, reading Pascal VOC colours and names", src)
+        entries = list(zip(VOC_CLASSES, voc_colormap(len(VOC_CLASSES))))
+    names = [name for name, _ in entries]
+    lookup = {(r << 16) | (g << 8) | b: i for i, (_, (r, g, b)) in enumerate(entries)}
+    r, g, b = voc_colormap()[IGNORE_INDEX]  # VOC's border colour (224, 224, 192)
+    lookup.setdefault((r << 16) | (g << 8) | b, -1)
+    return names, lookup
+
+
+def _read_cvat_mask(src: Path, **_: Any) -> list[_Item]:
+    """Items of CVAT's Segmentation mask 1.1 export: colours -> labels via labelmap.txt."""
+    names, lookup = _colour_labels(src)
+    problems: list[str] = []
+    items = []
+    for path in _png_files(src / "SegmentationClass", "CVAT's SegmentationClass masks"):
+        where = f"SegmentationClass/{path.name}"
+        im = _open_mask_png(path, where, problems)
+        if im is None:
+            continue
+        rgb = np.asarray(im.convert("RGB")).astype(np.int64)
+        packed = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+        colours, inverse = np.unique(packed, return_inverse=True)
+        unknown = [c for c in colours.tolist() if c not in lookup]
+        if unknown:
+            shown = [(c >> 16, (c >> 8) & 255, c & 255) for c in unknown]
+            problems.append(f"{where}: colours not in labelmap.txt: {short_list(shown, 5)}")
+            continue
+        index = np.array([lookup[c] for c in colours.tolist()], dtype=np.int64)
+        items.append(_raster_item(path, where, index[inverse.reshape(packed.shape)], names))
+    if problems:
+        raise MaskImportError(problems)
+    return items
+
+
+def _index_masks(folder: Path, what: str, problems: list[str]) -> list[tuple[Path, np.ndarray]]:
+    """(path, uint8 array) of single-channel PNGs (mode L, or P read as indices)."""
+    out = []
+    for path in _png_files(folder, what):
+        im = _open_mask_png(path, path.name, problems)
+        if im is None:
+            continue
+        if im.mode not in ("L", "P"):
+            problems.append(
+                f"{path.name}: mode {im.mode}, expected a single-channel PNG of ids (L or P); "
+                "colour masks with a labelmap.txt are --format cvat-mask"
+            )
+            continue
+        out.append((path, np.asarray(im)))
+    return out
+
+
+def _read_voc(src: Path, source_classes: Sequence[str] | None = None, **_: Any) -> list[_Item]:
+    """Items of Pascal VOC palette masks: index i is ``source_classes[i]``, 255 ignore."""
+    names = list(source_classes or VOC_CLASSES)
+    folder = src / "SegmentationClass" if (src / "SegmentationClass").is_dir() else src
+    problems: list[str] = []
+    items = []
+    for path, ids in _index_masks(folder, "VOC SegmentationClass masks", problems):
+        labels = ids.astype(np.int64)
+        labels[ids == IGNORE_INDEX] = -1
+        bad = sorted({int(v) for v in np.unique(labels) if v >= len(names)})
+        if bad:
+            problems.append(
+                f"{path.name}: indices {short_list(bad)} have no name ({len(names)} source "
+                "classes; give them all with --source-classes)"
+            )
+            continue
+        items.append(_raster_item(path, path.name, labels, names))
+    if problems:
+        raise MaskImportError(problems)
+    return items
+
+
+def _read_png(src: Path, **_: Any) -> list[_Item]:
+    """Items of plain class-id PNGs: label names are the ids ("0", "1", ...), 255 ignore."""
+    problems: list[str] = []
+    names = [str(i) for i in range(IGNORE_INDEX)]
+    items = []
+    for path, ids in _index_masks(src, "class-id masks", problems):
+        labels = ids.astype(np.int64)
+        labels[ids == IGNORE_INDEX] = -1
+        items.append(_raster_item(path, path.name, labels, names))
+    if problems:
+        raise MaskImportError(problems)
+    return items
+
+
+_READERS = {
+    "coco": _read_coco,
+    "labelme": _read_labelme,
+    "cvat-mask": _read_cvat_mask,
+    "voc": _read_voc,
+    "png": _read_png,
+}
