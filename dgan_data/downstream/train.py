@@ -1,11 +1,8 @@
-"""Downstream training: a DeepLab trained on labeled batches, and its evaluation.
+"""Downstream training: a segmentation model trained on labeled batches, and its evaluation.
 
 DatasetGAN's point is the segmentation network trained on the generated data, so the
 library ships the loop the examples and ``dgan-data demo`` share:
 
-- :func:`build_deeplab`: DeepLabV3 / V3+ from segmentation-models-pytorch (the
-  ``examples`` extra), random init by default (nothing is ever downloaded), ASPP rates
-  scaled to the image size. The model takes images in [0, 1], like the stream yields.
 - :func:`train_segmentation`: cross-entropy (``ignore_index`` 255), AdamW, linear
   warm-up then cosine decay, AMP on CUDA, tqdm progress, periodic evaluation and atomic
   checkpoints. It times every step in two parts, **data** (waiting for the next batch:
@@ -14,18 +11,18 @@ library ships the loop the examples and ``dgan-data demo`` share:
 - :func:`evaluate`: dataset-level mIoU through :class:`~dgan_data.metrics.ConfusionMatrix`,
   optionally with per-image matrices for the 5-fold protocol, and all-reduced over DDP
   ranks.
-- :func:`real_batches` / :func:`render_batches`: endless augmented batches from a fixed
-  labeled set (the few-shot baseline) or from the toy renderer's labeled renders (the
-  fully supervised reference), so every arm of a comparison sees the same augmentation.
+
+The models (:func:`build_deeplab`, :func:`build_unet`, saving and loading) live in
+:mod:`.models`, the batch sources (:func:`real_batches`, :func:`render_batches`) in
+:mod:`.batches`, the run environment record in :mod:`.runtime`; they are importable from
+here too, as the one entry point of downstream training.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
-import platform
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -36,18 +33,25 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from lightning_utilities.core.imports import RequirementCache
-from safetensors.torch import load_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from .._version import __version__
-from ..augment import make_augment
 from ..conventions import IGNORE_INDEX
 from ..fileio import atomic_torch_save
 from ..metrics import ConfusionMatrix, metrics_from_confusion
-from ..seeds import derive_seed
-from ..toy.render import render_faces, render_split, split_seeds
+from .batches import real_batches, render_batches, render_labeled
+from .models import (
+    ARCHITECTURES,
+    SegmentationModel,
+    _unwrap,
+    build_deeplab,
+    build_segmentation_model,
+    build_unet,
+    default_atrous_rates,
+    load_segmentation_model,
+    save_segmentation_model,
+)
+from .runtime import environment_info, torch_threads
 
 __all__ = [
     "ARCHITECTURES",
@@ -71,299 +75,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: Architectures :func:`build_deeplab` accepts, with their segmentation-models-pytorch name.
-ARCHITECTURES = {"deeplabv3": "DeepLabV3", "deeplabv3plus": "DeepLabV3Plus"}
-#: ImageNet statistics: the input normalisation of every torchvision/timm encoder.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-_SMP = RequirementCache("segmentation-models-pytorch>=0.3")
-_CHECKPOINT_FORMAT = "dgan_data.segmentation_model"
-
-
-# ------------------------------------------------------------------- the model
-class SegmentationModel(nn.Module):
-    """A segmentation network on images in [0, 1]: normalises, then returns logits.
-
-    ``config`` holds the keyword arguments of :func:`build_deeplab`, so a checkpoint
-    rebuilds the same network (:func:`load_segmentation_model`).
-    """
-
-    def __init__(self, net: nn.Module, num_classes: int, config: dict[str, Any]) -> None:
-        super().__init__()
-        self.net = net
-        self.num_classes = int(num_classes)
-        self.config = dict(config)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), False)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Images (B, 3, H, W) in [0, 1] -> logits (B, K, H, W)."""
-        if images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(
-                f"expected images (B, 3, H, W) in [0, 1], got shape {tuple(images.shape)}"
-            )
-        stride = int(self.config.get("divisor", 1))
-        if images.shape[-2] % stride or images.shape[-1] % stride:
-            raise ValueError(
-                f"image size {tuple(images.shape[-2:])} must be divisible by {stride}, the "
-                f"output stride of this {self.config.get('arch')}; resize or pad the images"
-            )
-        return self.net((images - self.mean) / self.std)
-
-
-def default_atrous_rates(image_size: int, output_stride: int) -> tuple[int, int, int]:
-    """ASPP dilation rates for ``image_size`` px inputs.
-
-    DeepLab's rates, (6, 12, 18) at output stride 16 and (12, 24, 36) at 8, are for
-    513 px crops: the encoder's map is then 33 (65) cells wide. At 64 px the map is only
-    4 (8) cells wide and those rates would look entirely into the padding, turning
-    every ASPP branch into a 1x1 conv. The rates are scaled by ``image_size / 513``
-    (rounded up, at least 1): (1, 2, 3) at 64 px and output stride 16.
-    """
-    if output_stride not in (8, 16):
-        raise ValueError(f"output_stride must be 8 or 16, got {output_stride}")
-    base = (6, 12, 18) if output_stride == 16 else (12, 24, 36)
-    scale = float(image_size) / 513.0
-    rates = tuple(max(1, math.ceil(r * scale - 1e-9)) for r in base)
-    return rates  # type: ignore[return-value]
-
-
-def build_deeplab(
-    num_classes: int,
-    arch: str = "deeplabv3plus",
-    encoder: str = "resnet18",
-    encoder_weights: str | os.PathLike | None = None,
-    *,
-    output_stride: int = 16,
-    decoder_channels: int = 128,
-    atrous_rates: Sequence[int] | None = None,
-    image_size: int = 64,
-) -> SegmentationModel:
-    """A DeepLabV3 or DeepLabV3+ (segmentation-models-pytorch) on images in [0, 1].
-
-    Defaults suit 64 px images on a CPU: ResNet-18 encoder, output stride 16 (V3+
-    recovers detail from its stride-4 skip), 128 decoder channels, ASPP rates from
-    :func:`default_atrous_rates` for ``image_size`` (11.6 M parameters; about 0.5 s
-    per training step of 8 images on one CPU core). The DatasetGAN paper used
-    DeepLabV3 on ResNet-101 at 512 px: ``build_deeplab(K, "deeplabv3", "resnet101",
-    output_stride=8, decoder_channels=256, image_size=512)``.
-
-    ``encoder_weights``: None (random init) or the path of a local file with encoder
-    weights (``.pth``/``.pt`` state dict, or ``.safetensors``), e.g. torchvision's
-    ResNet weights (the classifier head ``fc.*`` is dropped). Nothing is downloaded:
-    a registry name such as ``"imagenet"`` is refused.
-    """
-    if not _SMP:
-        raise ModuleNotFoundError(
-            f"build_deeplab needs segmentation-models-pytorch: {_SMP.message} "
-            "(pip install 'dgan-data[examples]')"
-        )
-    import segmentation_models_pytorch as smp
-
-    key = str(arch).lower().replace("-", "").replace("_", "").replace("+", "plus")
-    if key not in ARCHITECTURES:
-        raise ValueError(f"unknown arch {arch!r}; valid: {', '.join(ARCHITECTURES)}")
-    if not 1 <= int(num_classes) < IGNORE_INDEX:
-        raise ValueError(f"num_classes must be in 1..{IGNORE_INDEX - 1}, got {num_classes}")
-    weights_path = None
-    if encoder_weights is not None:
-        weights_path = Path(encoder_weights)
-        if not weights_path.is_file():
-            raise FileNotFoundError(
-                f"encoder_weights={str(encoder_weights)!r} is not a file. dgan_data never "
-                "downloads weights: pass the path of a local encoder state dict "
-                "(e.g. torchvision's resnet18-f37072fd.pth), or None for random init"
-            )
-    rates = tuple(
-        int(r)
-        for r in (
-            atrous_rates
-            if atrous_rates is not None
-            else default_atrous_rates(image_size, output_stride)
-        )
-    )
-    config: dict[str, Any] = {
-        "num_classes": int(num_classes),
-        "arch": key,
-        "encoder": encoder,
-        "output_stride": int(output_stride),
-        "decoder_channels": int(decoder_channels),
-        "atrous_rates": list(rates),
-        "image_size": int(image_size),
-        "encoder_depth": 5,
-        # input sides must be divisible by the encoder's output stride
-        "divisor": int(output_stride),
-    }
-    try:
-        net = smp.create_model(
-            ARCHITECTURES[key],
-            encoder_name=encoder,
-            encoder_weights=None,
-            encoder_output_stride=int(output_stride),
-            decoder_channels=int(decoder_channels),
-            decoder_atrous_rates=rates,
-            in_channels=3,
-            classes=int(num_classes),
-        )
-    except KeyError as err:  # smp: unknown encoder
-        raise ValueError(f"segmentation-models-pytorch has no encoder {encoder!r}: {err}") from err
-    if weights_path is not None:
-        _load_encoder_weights(net.encoder, weights_path)
-        config["encoder_weights"] = weights_path.name
-    return SegmentationModel(net, int(num_classes), config)
-
-
-#: The toy world's student U-Net (the reference annotator's architecture): a ResNet-18
-#: encoder of depth 3 (output stride 8) and a light decoder; 0.77 M parameters.
-UNET_DEFAULTS: dict[str, Any] = {
-    "encoder": "tu-resnet18",
-    "encoder_depth": 3,
-    "decoder_channels": [32, 16, 16],
-}
-
-
-def build_unet(
-    num_classes: int,
-    encoder: str = UNET_DEFAULTS["encoder"],
-    encoder_depth: int = UNET_DEFAULTS["encoder_depth"],
-    decoder_channels: Sequence[int] = tuple(UNET_DEFAULTS["decoder_channels"]),
-    *,
-    image_size: int = 64,
-) -> SegmentationModel:
-    """A U-Net (segmentation-models-pytorch, random init) on images in [0, 1].
-
-    Skip connections at strides 2, 4 and 8 keep 2-3 px parts (pupils, nostrils, teeth
-    at 64 px) that a DeepLab at output stride 16 loses. The defaults are the toy
-    reference annotator's architecture, so a student trained on enough labels can
-    match it. Nothing is downloaded.
-    """
-    if not _SMP:
-        raise ModuleNotFoundError(
-            f"build_unet needs segmentation-models-pytorch: {_SMP.message} "
-            "(pip install 'dgan-data[examples]')"
-        )
-    import segmentation_models_pytorch as smp
-
-    if not 1 <= int(num_classes) < IGNORE_INDEX:
-        raise ValueError(f"num_classes must be in 1..{IGNORE_INDEX - 1}, got {num_classes}")
-    channels = [int(c) for c in decoder_channels]
-    if len(channels) != int(encoder_depth):
-        raise ValueError(
-            f"decoder_channels {channels} needs one entry per encoder level "
-            f"(encoder_depth={encoder_depth})"
-        )
-    config: dict[str, Any] = {
-        "num_classes": int(num_classes),
-        "arch": "unet",
-        "encoder": encoder,
-        "encoder_depth": int(encoder_depth),
-        "decoder_channels": channels,
-        "image_size": int(image_size),
-        "divisor": 2 ** int(encoder_depth),
-    }
-    try:
-        net = smp.create_model(
-            "Unet",
-            encoder_name=encoder,
-            encoder_weights=None,
-            encoder_depth=int(encoder_depth),
-            decoder_channels=channels,
-            in_channels=3,
-            classes=int(num_classes),
-        )
-    except KeyError as err:
-        raise ValueError(f"segmentation-models-pytorch has no encoder {encoder!r}: {err}") from err
-    return SegmentationModel(net, int(num_classes), config)
-
-
-def build_segmentation_model(
-    num_classes: int, arch: str = "unet", **kwargs: Any
-) -> SegmentationModel:
-    """The student by name: ``"unet"`` (:func:`build_unet`) or ``"deeplabv3"`` /
-    ``"deeplabv3plus"`` (:func:`build_deeplab`); an unknown name lists the valid ones."""
-    key = str(arch).lower().replace("-", "").replace("_", "").replace("+", "plus")
-    if key == "unet":
-        return build_unet(num_classes, **kwargs)
-    if key in ARCHITECTURES:
-        return build_deeplab(num_classes, key, **kwargs)
-    raise ValueError(f"unknown arch {arch!r}; valid: unet, {', '.join(ARCHITECTURES)}")
-
-
-def _load_encoder_weights(encoder: nn.Module, path: Path) -> None:
-    """Load a local encoder state dict, dropping a classifier head; name what did not fit."""
-    if path.suffix == ".safetensors":
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        for key in ("state_dict", "model"):
-            if isinstance(state, dict) and isinstance(state.get(key), dict):
-                state = state[key]
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state dict of tensors, got {type(state).__name__}")
-    state = {k.removeprefix("encoder."): v for k, v in state.items()}
-    state = {k: v for k, v in state.items() if not k.startswith(("fc.", "classifier.", "head."))}
-    expected = set(encoder.state_dict())
-    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-    if missing or unexpected:
-        raise ValueError(
-            f"{path}: encoder weights do not fit the {type(encoder).__name__}: "
-            f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
-            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
-        )
-    try:
-        encoder.load_state_dict(state)  # smp's encoders return None here, not the key lists
-    except RuntimeError as err:  # shape mismatches
-        raise ValueError(f"{path}: encoder weights do not fit: {err}") from err
-    log.info("loaded encoder weights from %s (%d tensors)", path, len(state))
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The module inside a DistributedDataParallel / DataParallel wrapper."""
-    return (
-        model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) else model
-    )
-
-
-def save_segmentation_model(model: nn.Module, path: str | os.PathLike, **extra: Any) -> Path:
-    """Write the model's config and weights (and ``extra`` values) atomically."""
-    inner = _unwrap(model)
-    config = getattr(inner, "config", None)
-    if not isinstance(config, dict):
-        raise TypeError("save_segmentation_model needs a SegmentationModel (from build_deeplab)")
-    state = {k: v.detach().cpu() for k, v in inner.state_dict().items()}
-    payload = {"format": _CHECKPOINT_FORMAT, "config": config, "model": state, **extra}
-    return atomic_torch_save(payload, Path(path))
-
-
-def load_segmentation_model(
-    path: str | os.PathLike, device: torch.device | str | None = None
-) -> SegmentationModel:
-    """Rebuild a model written by :func:`save_segmentation_model` or a training checkpoint."""
-    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != _CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not a dgan_data segmentation checkpoint")
-    cfg = dict(payload["config"])
-    if cfg["arch"] == "unet":
-        model = build_unet(
-            cfg["num_classes"],
-            cfg["encoder"],
-            cfg["encoder_depth"],
-            cfg["decoder_channels"],
-            image_size=cfg["image_size"],
-        )
-    else:
-        model = build_deeplab(
-            cfg["num_classes"],
-            cfg["arch"],
-            cfg["encoder"],
-            output_stride=cfg["output_stride"],
-            decoder_channels=cfg["decoder_channels"],
-            atrous_rates=cfg["atrous_rates"],
-            image_size=cfg["image_size"],
-        )
-    model.load_state_dict(payload["model"])
-    return model.to(device) if device is not None else model
 
 
 # -------------------------------------------------------------------- training
@@ -787,158 +498,3 @@ def metrics_summary(metrics: dict[str, Any], class_names: Sequence[str]) -> dict
         "per_class_iou": {str(n): (None if math.isnan(v) else v) for n, v in zip(class_names, iou)},
         "num_images": int(metrics.get("num_images", 0)),
     }
-
-
-# ------------------------------------------------------------ labeled batches
-def _index_batches(n: int, batch_size: int, seed: int) -> Iterator[tuple[int, np.ndarray]]:
-    """Endless (batch number, indices): epoch-wise random permutations of 0..n-1, seeded by
-    (seed, epoch), batches running on across epoch boundaries (every index once per epoch)."""
-    if n < 1:
-        raise ValueError("cannot draw batches from an empty set")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    epoch, pos, number = 0, 0, 0
-    perm = np.random.default_rng(derive_seed(seed, 0xE90C, epoch)).permutation(n)
-    while True:
-        take: list[np.ndarray] = []
-        need = batch_size
-        while need > 0:
-            if pos == n:
-                epoch, pos = epoch + 1, 0
-                perm = np.random.default_rng(derive_seed(seed, 0xE90C, epoch)).permutation(n)
-            chunk = perm[pos : pos + need]
-            take.append(chunk)
-            pos += len(chunk)
-            need -= len(chunk)
-        yield number, np.concatenate(take)
-        number += 1
-
-
-def _augmenter(augment: Any, seed: int) -> Callable[[torch.Tensor, torch.Tensor, int], Any]:
-    fn = make_augment(augment)
-
-    def apply(images: torch.Tensor, masks: torch.Tensor, number: int) -> Any:
-        if fn is None:
-            return images, masks
-        g = torch.Generator().manual_seed(derive_seed(seed, 0xA06, number))
-        return fn(images, masks, g)
-
-    return apply
-
-
-def real_batches(
-    images: torch.Tensor,
-    masks: torch.Tensor,
-    batch_size: int,
-    augment: Any = "default",
-    seed: int = 0,
-    device: torch.device | str | None = None,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Endless augmented batches from a fixed labeled set (the few-shot baseline).
-
-    ``images``: (N, 3, H, W) float in [0, 1] or uint8; ``masks``: (N, H, W). Each epoch
-    visits every image once in a random order (seeded by (seed, epoch)); ``augment``
-    takes the stream's specs (``"default"`` = :class:`~dgan_data.augment.BatchAugment`),
-    its random draws seeded per batch, so the sequence is reproducible.
-    """
-    if images.dim() != 4 or images.shape[1] != 3 or masks.dim() != 3:
-        raise ValueError(
-            f"expected images (N, 3, H, W) and masks (N, H, W), got {tuple(images.shape)} "
-            f"and {tuple(masks.shape)}"
-        )
-    if images.shape[0] != masks.shape[0] or images.shape[-2:] != masks.shape[-2:]:
-        raise ValueError(f"images {tuple(images.shape)} and masks {tuple(masks.shape)} differ")
-    dev = torch.device(device) if device is not None else images.device
-    aug = _augmenter(augment, seed)
-    for number, idx in _index_batches(images.shape[0], batch_size, seed):
-        sel = torch.as_tensor(idx)
-        img = images[sel].to(dev)
-        img = img.float() / 255 if img.dtype == torch.uint8 else img.float()
-        yield aug(img, masks[sel].to(dev).long(), number)
-
-
-def render_labeled(
-    split: str, count: int, start: int = 0, size: int = 64, batch_size: int = 256
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``count`` toy renders of ``split`` from its ``start``-th seed: float images in
-    [0, 1] (N, 3, size, size) and int64 masks (N, size, size), exact by construction."""
-
-    images, masks = [], []
-    for _, img, mask in render_split(split, start, count, batch_size=batch_size, size=size):
-        images.append(img)
-        masks.append(mask)
-    return torch.cat(images), torch.cat(masks)
-
-
-def render_batches(
-    split: str,
-    batch_size: int,
-    count: int = 5000,
-    start: int = 0,
-    augment: Any = "default",
-    seed: int = 0,
-    size: int = 64,
-    device: torch.device | str | None = None,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Endless augmented batches of toy renders with exact masks (the fully supervised
-    reference): the ``count`` seeds of ``split`` from ``start``, visited epoch by epoch in
-    a seeded random order, each batch rendered on demand (about 5 ms per 64 px image on
-    one core, so nothing is held in memory) and augmented like :func:`real_batches`."""
-
-    seeds = split_seeds(split, start, count)
-    aug = _augmenter(augment, seed)
-    dev = torch.device(device) if device is not None else torch.device("cpu")
-    for number, idx in _index_batches(len(seeds), batch_size, seed):
-        images, masks = render_faces([seeds[int(i)] for i in idx], size=size)
-        yield aug(images.to(dev), masks.to(dev), number)
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Temporarily use ``threads`` intra-op CPU threads (None: leave as is)."""
-    if threads is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(threads))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def environment_info(device: torch.device | str | None = None) -> dict[str, Any]:
-    """Hardware and library versions, for results files (timings mean little without)."""
-
-    device = torch.device(device) if device is not None else torch.device("cpu")
-    hardware: dict[str, Any] = {
-        "platform": platform.platform(),
-        "cpu": _cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "device": str(device),
-    }
-    if device.type == "cuda":
-        hardware["gpu"] = torch.cuda.get_device_name(device)
-    versions = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "dgan_data": __version__,
-    }
-    if _SMP:
-        import segmentation_models_pytorch as smp
-
-        versions["segmentation_models_pytorch"] = smp.__version__
-    return {"hardware": hardware, "versions": versions}
