@@ -407,6 +407,50 @@ def test_rerun_rebuilds_damaged_index_files_to_the_recorded_bytes(models, refere
     assert verify_export(done).ok
 
 
+def test_damaged_index_is_rebuilt_from_candidates_and_files_without_generating(
+    models, reference, done, monkeypatch
+):
+    """Only index.jsonl damaged (cut mid-line): candidates.jsonl and the sample files are
+    intact, so the index is rebuilt from them, to the reference's bytes, and nothing is
+    generated."""
+    from dgan_data.export import verify as verify_module
+
+    lines = (done / "index.jsonl").read_text().splitlines(keepends=True)
+    (done / "index.jsonl").write_text("".join(lines[:2]) + lines[2][:25])
+    assert not verify_export(done).ok
+
+    def no_generation(*args, **kwargs):
+        raise AssertionError("a candidate was generated")
+
+    monkeypatch.setattr(verify_module, "_label_batch", no_generation)
+    summary = _export(models, done)
+    assert summary.complete and summary.repaired == 0
+    assert (done / "index.jsonl").read_bytes() == (reference / "index.jsonl").read_bytes()
+    assert _snapshot(done) == _snapshot(reference)
+    assert verify_export(done).ok
+
+
+def test_index_rebuild_from_files_falls_back_to_generation_when_a_file_is_damaged(
+    models, reference, done, monkeypatch
+):
+    """index.jsonl missing and a kept mask damaged: the files cannot give the recorded
+    index, so every candidate is regenerated, the index rebuilt and the mask repaired."""
+    from dgan_data.export import verify as verify_module
+
+    mask = done / _jsonl(reference / "index.jsonl")[1]["mask"]
+    mask.write_bytes(mask.read_bytes()[:-8])
+    (done / "index.jsonl").unlink()
+    generated = []
+    real = verify_module._label_batch
+    monkeypatch.setattr(
+        verify_module, "_label_batch", lambda *a, **k: generated.append(1) or real(*a, **k)
+    )
+    summary = _export(models, done)
+    assert generated and summary.complete and summary.repaired == 1
+    assert _snapshot(done) == _snapshot(reference)
+    assert verify_export(done).ok
+
+
 def test_index_rebuild_refuses_records_that_differ(models, done):
     """When the regenerated candidates do not hash to dataset.json's record, nothing is
     written and the error names the file."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +36,7 @@ from .records import (
     _check_layout,
     _expect_path,
     _file_problem,
+    _final_paths,
     _jsonl,
     _line,
     _Plan,
@@ -283,6 +286,52 @@ def _index_files_rebuildable(selection: Mapping[str, Any]) -> bool:
     return all(selection.get(k) is not None for k in ("index_sha256", "candidates_sha256"))
 
 
+def _index_from_files(root: Path, desc: dict[str, Any]) -> bytes | None:
+    """``index.jsonl`` rebuilt without generating anything, or None when that cannot be.
+
+    An intact ``candidates.jsonl`` (it hashes to its record) lists every kept candidate
+    with its seed and score; the kept samples' files give the rest (sizes, hashes, the
+    mask's class histogram). The result counts only if it hashes to the index's record,
+    so a damaged or missing sample file makes this return None (the caller then
+    regenerates the candidates).
+    """
+    sel, plan = desc["selection"], _Plan.of(desc)
+    candidates = root / "candidates.jsonl"
+    if not candidates.is_file() or file_sha256(candidates) != sel["candidates_sha256"]:
+        return None
+    digest, lines = hashlib.sha256(), []
+    for _, raw in _jsonl(candidates):
+        c = json.loads(raw)
+        if not c["kept"]:
+            continue
+        image_path, mask_path = _final_paths(root, c["id"])
+        if not (image_path.is_file() and mask_path.is_file()):
+            return None
+        image, mask = image_path.read_bytes(), mask_path.read_bytes()
+        try:
+            with Image.open(io.BytesIO(mask)) as im:
+                ids = np.asarray(im)
+        except Exception:  # a damaged mask: regenerate instead
+            return None
+        valid = ids != IGNORE_INDEX
+        histogram = np.bincount(ids[valid].reshape(-1), minlength=plan.num_classes)
+        if len(histogram) != plan.num_classes:
+            return None
+        entry = {
+            **{k: c[k] for k in ("id", "index", "seed", "uncertainty")},
+            "histogram": [int(v) for v in histogram],
+            "ignored": int((~valid).sum()),
+            "image_bytes": len(image),
+            "mask_bytes": len(mask),
+            "image_sha256": hashlib.sha256(image).hexdigest(),
+            "mask_sha256": hashlib.sha256(mask).hexdigest(),
+        }
+        line = _line(_final_entry(entry))
+        digest.update(line)
+        lines.append(line)
+    return b"".join(lines) if digest.hexdigest() == sel["index_sha256"] else None
+
+
 def _rebuild_index_files(
     root: Path, desc: dict[str, Any], labeler: Labeler, progress: bool
 ) -> list[str]:
@@ -339,8 +388,13 @@ def _rerun_complete(
     scan = _scan_complete(root, desc)
     if scan.fatal and _index_files_rebuildable(desc["selection"]):
         # only the index files can be fatal here: rebuild them, then check every file
-        log.info("%s: %s; regenerating all candidates to rebuild the index", root, scan.fatal[0])
-        _rebuild_index_files(root, desc, labeler, progress)
+        index, problem = _index_from_files(root, desc), scan.fatal[0]
+        if index is not None:
+            log.info("%s: %s; index rebuilt from candidates.jsonl and the files", root, problem)
+            atomic_write_bytes(root / "index.jsonl", index, tag="repair")
+        else:
+            log.info("%s: %s; regenerating all candidates to rebuild the index", root, problem)
+            _rebuild_index_files(root, desc, labeler, progress)
         scan = _scan_complete(root, desc)
     if scan.fatal:
         more = f" (and {len(scan.fatal) - 1} more problems)" if len(scan.fatal) > 1 else ""
