@@ -130,8 +130,10 @@ class DatasetGANStream(IterableDataset):
             least 30 % of the yielded images) or ``{class name: target image rate}``:
             candidates with classes below their target are kept (and repeated when far
             below), others thinned out (see ``dgan_data.balance``); decided from the
-            interpreter's labels of each candidate, never by touching pixels.
-            ``statistics()`` reports the achieved rates.
+            interpreter's labels of each candidate, never by touching pixels. A class
+            that cannot reach half its target at its observed candidate rate is given
+            up (a logged warning; it stops thinning the stream). ``statistics()``
+            reports the achieved rates, the candidate rates and the given-up classes.
         impl: the interpreter's inference path: None/"auto" (interpolate on CUDA, rows
             elsewhere), "rows" or "interpolate" (see ``Interpreter.predict``).
         compile: run the interpolate path through ``torch.compile`` (falls back to eager
