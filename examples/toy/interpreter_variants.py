@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from dgan_data import Interpreter, Labeler, load_generator
 from dgan_data.annotations import Annotations
 from dgan_data.fileio import atomic_write_bytes
+from dgan_data.labeler import images_for_labels
 from dgan_data.metrics import confusion_matrix, metrics_from_confusion
 from dgan_data.presets import get_preset, resolve_preset_file
 from dgan_data.seeds import sample_seed
@@ -153,22 +154,20 @@ def score(
     synthesizer: Interpreter | None = None,
 ) -> dict:
     """mIoU of the interpreter's labels against the annotator's on fresh samples."""
-    # an rgb interpreter does not match the generator's own feature layout: the images
-    # are synthesised through a labeler of ``synthesizer`` and labeled directly
+    # the labeler only synthesises (an rgb interpreter does not match the generator's
+    # own feature layout, so it synthesises through ``synthesizer``); each chunk is
+    # labeled by one prediction of ``interp``
     labeler = Labeler(G, synthesizer if rgb else interp, truncation_psi=psi)
     seeds = [sample_seed(1, 7, i) for i in range(count)]
     cm = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.long)
     for start in range(0, count, 50):
         chunk = seeds[start : start + 50]
         img, feats = labeler.synthesize(chunk)
-        batch = labeler.label_synthesized(img, feats, chunk)
-        labels = batch.masks
-        if rgb:
-            labels = interp.predict([*feats, img], output_size=labeler.frame).labels
-        if smooth:
-            pred = interp.predict(feats, output_size=labeler.frame, return_probs=True)
-            labels = _gaussian_blur(pred.probs, smooth).argmax(1)
-        cm += confusion_matrix(labels.cpu(), annotate(annotator, batch.images.cpu()), NUM_CLASSES)
+        maps = [*feats, img] if rgb else list(feats)
+        pred = interp.predict(maps, output_size=labeler.frame, return_probs=bool(smooth))
+        labels = _gaussian_blur(pred.probs, smooth).argmax(1) if smooth else pred.labels
+        images = images_for_labels(img.float(), labeler.frame, labeler.crop)
+        cm += confusion_matrix(labels.cpu(), annotate(annotator, images.cpu()), NUM_CLASSES)
     m = metrics_from_confusion(cm)
     return {"miou": m["miou"], "per_class": dict(zip(CLASS_NAMES, m["iou"].tolist()))}
 
