@@ -6,6 +6,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..conventions import IGNORE_INDEX
@@ -51,13 +52,19 @@ def _sample_record(
     }
 
 
+def _mask_statistics(mask: np.ndarray, num_classes: int) -> dict[str, Any]:
+    """A mask's class histogram (at least ``num_classes`` bins; more when it holds larger
+    ids) and its number of ignored pixels, as ``index.jsonl`` records them."""
+    valid = mask != IGNORE_INDEX
+    hist = np.bincount(mask[valid].reshape(-1), minlength=num_classes)
+    return {"histogram": [int(v) for v in hist], "ignored": int((~valid).sum())}
+
+
 def _encode(image: torch.Tensor, mask: torch.Tensor, num_classes: int) -> dict[str, Any]:
     """A sample's PNG bytes and mask statistics."""
-    valid = mask != IGNORE_INDEX
-    hist = torch.bincount(mask[valid].reshape(-1), minlength=num_classes)
+    ids = mask.to(torch.uint8).numpy()
     return {
         "image": png_bytes(image.permute(1, 2, 0).contiguous().numpy()),
-        "mask": png_bytes(mask.to(torch.uint8).numpy()),
-        "histogram": [int(v) for v in hist.tolist()],
-        "ignored": int((~valid).sum()),
+        "mask": png_bytes(ids),
+        **_mask_statistics(ids, num_classes),
     }

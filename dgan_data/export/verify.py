@@ -15,7 +15,6 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..conventions import IGNORE_INDEX
 from ..fileio import (
     atomic_write_bytes,
     file_sha256,
@@ -43,7 +42,7 @@ from .records import (
     _read_description,
     _root,
 )
-from .samples import _encode, _label_batch, _sample_record
+from .samples import _encode, _label_batch, _mask_statistics, _sample_record
 from .select import _candidate_line, _final_entry, _finish_cleanup, _selection
 
 log = logging.getLogger(__name__)
@@ -174,9 +173,8 @@ def _decoded_problem(
     if label_size is not None and list(arr.shape[:2]) != list(label_size):
         return f"has size {list(arr.shape[:2])}, not the label size {list(label_size)}"
     if mask_of is not None:
-        valid = arr != IGNORE_INDEX
-        hist = np.bincount(arr[valid].ravel(), minlength=len(mask_of["histogram"])).tolist()
-        if hist != mask_of["histogram"] or int((~valid).sum()) != mask_of["ignored"]:
+        stats = _mask_statistics(arr, len(mask_of["histogram"]))
+        if stats["histogram"] != mask_of["histogram"] or stats["ignored"] != mask_of["ignored"]:
             return "does not match its class histogram in index.jsonl (damaged)"
     return None
 
@@ -310,22 +308,13 @@ def _index_from_files(root: Path, desc: dict[str, Any]) -> bytes | None:
         image, mask = image_path.read_bytes(), mask_path.read_bytes()
         try:
             with Image.open(io.BytesIO(mask)) as im:
-                ids = np.asarray(im)
+                stats = _mask_statistics(np.asarray(im), plan.num_classes)
         except Exception:  # a damaged mask: regenerate instead
             return None
-        valid = ids != IGNORE_INDEX
-        histogram = np.bincount(ids[valid].reshape(-1), minlength=plan.num_classes)
-        if len(histogram) != plan.num_classes:
+        if len(stats["histogram"]) != plan.num_classes:
             return None
-        entry = {
-            **{k: c[k] for k in ("id", "index", "seed", "uncertainty")},
-            "histogram": [int(v) for v in histogram],
-            "ignored": int((~valid).sum()),
-            "image_bytes": len(image),
-            "mask_bytes": len(mask),
-            "image_sha256": hashlib.sha256(image).hexdigest(),
-            "mask_sha256": hashlib.sha256(mask).hexdigest(),
-        }
+        enc = {"image": image, "mask": mask, **stats}
+        entry = _sample_record(c["index"], c["id"], c["seed"], c["uncertainty"], enc)
         line = _line(_final_entry(entry))
         digest.update(line)
         lines.append(line)
