@@ -565,7 +565,7 @@ class DatasetGANStream(IterableDataset):
             "kept_by_uncertainty": p["quantile"].kept_fraction,
         }
         if p["balancer"] is not None:
-            stats["class_balance"] = p["balancer"].statistics(self.labeler().class_names)
+            stats["class_balance"] = p["balancer"].statistics()  # it holds the class names
         return stats
 
     def _warn_on_restart(self, resume: dict[str, Any] | None, epoch: int) -> None:
