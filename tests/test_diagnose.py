@@ -64,7 +64,34 @@ def test_fewshot_draws_are_separate_students_and_f_is_their_mean(tmp_path, capsy
     assert "3 draws" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv", [["--steps", "0"], ["--arms", "R,X"], ["--fewshot-draws", "0"]])
+def test_fewshot_from_trains_only_later_draws_and_keeps_students_another_run_wrote(tmp_path):
+    """Two runs in one --out split the draws; neither loses the other's students."""
+    later = small_run(tmp_path, "--arms", "F", "--fewshot-draws", "2", "--fewshot-from", "1")
+    assert diagnose.main([*later, "--eval-count", "8"]) == 0
+    first = json.loads((tmp_path / "diagnose.json").read_text())
+    assert sorted(first["students"]) == ["F_16_draw1_steps2x4"]
+    # a student written by a concurrent run after this one started is kept
+    results = {"students": {}}
+    diagnose.record_student(tmp_path / "diagnose.json", results, "X_steps2x4", {"miou": 0.5})
+    assert set(results["students"]) == {"F_16_draw1_steps2x4", "X_steps2x4"}
+    both = small_run(tmp_path, "--arms", "F", "--fewshot-draws", "2", "--eval-count", "8")
+    assert diagnose.main(both) == 0
+    result = json.loads((tmp_path / "diagnose.json").read_text())
+    assert set(result["students"]) == {"F_16_steps2x4", "F_16_draw1_steps2x4", "X_steps2x4"}
+    assert result["students"]["F_16_draw1_steps2x4"] == first["students"]["F_16_draw1_steps2x4"]
+    assert len(result["fewshot_draws"]["miou"]) == 2
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--steps", "0"],
+        ["--arms", "R,X"],
+        ["--fewshot-draws", "0"],
+        ["--fewshot-draws", "2", "--fewshot-from", "2"],
+        ["--fewshot-from", "-1"],
+    ],
+)
 def test_bad_settings_exit_2(argv, tmp_path):
     with pytest.raises(SystemExit) as exc:
         diagnose.main(["--out", str(tmp_path), *argv])

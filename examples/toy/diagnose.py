@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import logging
 import os
@@ -62,6 +63,7 @@ from dgan_data.downstream.train import (
     render_labeled,
     train_segmentation,
 )
+from dgan_data.fileio import atomic_write_bytes
 from dgan_data.metrics import auroc, confusion_matrix, metrics_from_confusion
 from dgan_data.presets import get_preset, resolve_preset_file
 from dgan_data.seeds import sample_seed
@@ -109,6 +111,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="draws of the 16 real images for F (draw d: pool seeds 9000 + 16 d, "
         "student seed --seed + d, as in the demo); F is their mean",
     )
+    ap.add_argument(
+        "--fewshot-from",
+        type=int,
+        default=0,
+        help="train only the draws from this one on (another process, same --out, can "
+        "train the others at the same time); the report counts every draw in --out",
+    )
     ap.add_argument("--psi", type=float, default=None, help="default: the preset's")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
@@ -125,6 +134,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be >= 1")
+    if not 0 <= args.fewshot_from < args.fewshot_draws:
+        ap.error("--fewshot-from must be >= 0 and below --fewshot-draws")
     bad = set(args.arms.split(",")) - set("RGSFA")
     if bad:
         ap.error(f"--arms: unknown arms {sorted(bad)} (valid: R, G, S, F, A)")
@@ -140,12 +151,22 @@ def file_digest(*paths: Path) -> str:
 
 
 def cached(path: Path, make: Any) -> Any:
+    """``make()``, saved at ``path`` (atomically: a concurrent run never reads half a file)."""
     if path.is_file():
         return torch.load(path, weights_only=True)
     value = make()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(value, path)
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
     return value
+
+
+def record_student(results_path: Path, results: dict[str, Any], key: str, value: Any) -> None:
+    """Add one student to ``results`` and to the file, keeping students other runs wrote."""
+    on_disk = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    results["students"] = {**on_disk.get("students", {}), **results["students"], key: value}
+    on_disk["students"] = results["students"]
+    atomic_write_bytes(results_path, json.dumps(on_disk, indent=1).encode())
 
 
 def annotate_all(annotator: Any, images: torch.Tensor) -> torch.Tensor:
@@ -320,23 +341,23 @@ def main(argv: list[str] | None = None) -> int:
     augment = BatchAugment()
     results_path = out / "diagnose.json"
     results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.is_file() else {}
-    students = results.setdefault("students", {})
+    results.setdefault("students", {})
     suffix = f"_steps{args.steps}x{args.batch_size}"
     for arm in args.arms.split(","):
         if arm == "F":
-            for draw in range(args.fewshot_draws):
+            for draw in range(args.fewshot_from, args.fewshot_draws):
                 key = fewshot_key(draw) + suffix
-                if key in students:
+                if key in results["students"]:
                     continue
                 images, masks = render_labeled("pool", 16, start=FEWSHOT_START + 16 * draw)
                 seed = args.seed + draw
                 batches = real_batches(images, masks, args.batch_size, augment, seed=seed)
-                students[key] = train_student(key, batches, args, test, seed=seed)
-                log.info("%s: test mIoU %.4f", key, students[key]["miou"])
-                results_path.write_text(json.dumps(results, indent=1))
+                trained = train_student(key, batches, args, test, seed=seed)
+                record_student(results_path, results, key, trained)
+                log.info("%s: test mIoU %.4f", key, trained["miou"])
             continue
         key = f"{key_of[arm]}{suffix}"
-        if key in students:
+        if key in results["students"]:
             continue
         if arm in data:
             d = data[arm]()
@@ -347,10 +368,14 @@ def main(argv: list[str] | None = None) -> int:
             batches = render_batches(
                 "pool", args.batch_size, count=args.full_count, augment=augment, seed=args.seed
             )
-        students[key] = train_student(key, batches, args, test)
-        log.info("%s: test mIoU %.4f", key, students[key]["miou"])
-        results_path.write_text(json.dumps(results, indent=1))
+        trained = train_student(key, batches, args, test)
+        record_student(results_path, results, key, trained)
+        log.info("%s: test mIoU %.4f", key, trained["miou"])
 
+    if results_path.is_file():  # students another run wrote meanwhile
+        on_disk = json.loads(results_path.read_text()).get("students", {})
+        results["students"] = {**on_disk, **results["students"]}
+    students = results["students"]
     fewshot = [
         students[fewshot_key(d) + suffix]["miou"]
         for d in range(args.fewshot_draws)
@@ -406,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
             "targets": TARGETS,
         }
     )
-    results_path.write_text(json.dumps(results, indent=1, default=float))
+    atomic_write_bytes(results_path, json.dumps(results, indent=1, default=float).encode())
     print(format_report(results, suffix, key_of))
     return 0
 
