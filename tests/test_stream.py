@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from conftest import requires_cuda
 from torch.utils.data import DataLoader
 
-import dgan_data.stream as stream_mod
+import dgan_data.stream.workers as workers_mod
 from dgan_data import load_generator
 from dgan_data.augment import BatchAugment
 from dgan_data.generators import Generator, StyleGAN2Generator
@@ -543,16 +543,16 @@ def test_cuda_in_forked_worker_is_refused_with_the_fix(tiny):
 def test_fork_check_fires_in_forked_workers_only(monkeypatch):
     # A spawned worker imports dgan_data afresh (same pid as at import): no refusal there.
     # (A real spawn worker costs ~30 s of imports on a loaded 2-core machine.)
-    monkeypatch.setattr(stream_mod, "get_worker_info", lambda: object())
-    monkeypatch.setattr(stream_mod, "_IMPORT_PID", os.getpid())
-    DatasetGANStream._check_worker_device(torch.device("cuda"))  # spawn-like: passes
-    DatasetGANStream._check_worker_device(torch.device("cpu"))
-    monkeypatch.setattr(stream_mod, "_IMPORT_PID", os.getpid() + 1)  # fork-like
-    DatasetGANStream._check_worker_device(torch.device("cpu"))
+    monkeypatch.setattr(workers_mod, "get_worker_info", lambda: object())
+    monkeypatch.setattr(workers_mod, "_IMPORT_PID", os.getpid())
+    workers_mod.check_worker_device(torch.device("cuda"))  # spawn-like: passes
+    workers_mod.check_worker_device(torch.device("cpu"))
+    monkeypatch.setattr(workers_mod, "_IMPORT_PID", os.getpid() + 1)  # fork-like
+    workers_mod.check_worker_device(torch.device("cpu"))
     with pytest.raises(RuntimeError, match="multiprocessing_context='spawn'"):
-        DatasetGANStream._check_worker_device(torch.device("cuda", 0))
-    monkeypatch.setattr(stream_mod, "get_worker_info", lambda: None)  # main process
-    DatasetGANStream._check_worker_device(torch.device("cuda"))
+        workers_mod.check_worker_device(torch.device("cuda", 0))
+    monkeypatch.setattr(workers_mod, "get_worker_info", lambda: None)  # main process
+    workers_mod.check_worker_device(torch.device("cuda"))
 
 
 def test_bfloat16_autocast_runs_on_cpu(tiny):

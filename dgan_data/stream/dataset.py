@@ -1,78 +1,55 @@
-"""``DatasetGANStream``: an endless stream of labeled samples, generated live.
+"""``DatasetGANStream``: the stream's settings, its iteration and its units.
 
 Each step draws a chunk of candidate latents, labels them with the stream's
-:class:`~dgan_data.labeler.Labeler` on its device, drops the most uncertain images
-with a streaming quantile filter, and hands out the kept ones, optionally augmented.
-Nothing is written to disk. Two patterns:
-
-- per-sample items (default, ``batch_size=None``): ``DataLoader(stream, batch_size=16)``
-  batches them, as with any torchvision dataset;
-- whole batches (``batch_size=16``): every item is a full batch already on the device,
-  for ``DataLoader(stream, batch_size=None)``.
+:class:`~dgan_data.labeler.Labeler`, drops the most uncertain images with a streaming
+quantile filter, optionally balances classes, and cuts the kept ones into units that
+are augmented, normalised and handed out (see the package docstring for the two
+patterns). Position and resumption live in ``state``; shard and device in ``workers``.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import IterableDataset, get_worker_info
+from torch.utils.data import IterableDataset
 from torchvision import tv_tensors
 
-from .augment import BatchAugment, make_augment, normalize
-from .balance import ClassBalancer, resolve_targets
-from .conventions import IGNORE_INDEX, check_finite_number
-from .generators import Generator
-from .interpreter import Interpreter, read_interpreter_metadata
-from .labeler import Labeler, check_label_size
-from .labeler import _check_device as check_device
-from .presets import get_preset, resolve_source
-from .seeds import derive_seed, distributed_context, sample_seed
-from .uncertainty import StreamingQuantile
+from ..augment import make_augment, normalize
+from ..balance import ClassBalancer, resolve_targets
+from ..conventions import IGNORE_INDEX, check_finite_number
+from ..generators import Generator
+from ..interpreter import Interpreter, read_interpreter_metadata
+from ..labeler import Labeler, check_label_size
+from ..labeler import _check_device as check_device
+from ..presets import get_preset, resolve_source
+from ..seeds import derive_seed, sample_seed
+from ..uncertainty import StreamingQuantile
+from .state import (
+    Progress,
+    Tensors,
+    buffer_len,
+    check_state,
+    concat,
+    describe_augment,
+    fresh_state,
+    plain,
+)
+from .workers import Shard, current_shard, resolve_device
 
 log = logging.getLogger(__name__)
 
 __all__ = ["IGNORE_INDEX", "DatasetGANStream", "expected_batches"]
-#: Process that imported this module. A forked DataLoader worker inherits the value, a
-#: spawned one imports the module afresh: a different pid means "forked from a parent".
-_IMPORT_PID = os.getpid()
 #: Generation steps in a row that may keep no image before the stream gives up.
 MAX_EMPTY_STEPS = 100
 #: Default candidates per generation step in per-sample mode, by device type.
 DEFAULT_GENERATION_BATCH = {"cpu": 8, "cuda": 32}
-#: Version of the ``state_dict`` layout.
-STATE_VERSION = 2
 #: Seed purpose of the per-unit augmentation (see ``dgan_data.seeds.derive_seed``).
 _SEED_AUGMENT = 0xA06
-
-Tensors = dict[str, torch.Tensor]
-
-
-@dataclass
-class _Shard:
-    """Which slice of the global candidate sequence this iterator owns."""
-
-    rank: int
-    world_size: int
-    worker: int
-    num_workers: int
-
-    @property
-    def index(self) -> int:
-        return self.rank * self.num_workers + self.worker
-
-    @property
-    def count(self) -> int:
-        return self.world_size * self.num_workers
-
-    def as_list(self) -> list[int]:
-        return [self.rank, self.world_size, self.worker, self.num_workers]
 
 
 class DatasetGANStream(IterableDataset):
@@ -259,7 +236,7 @@ class DatasetGANStream(IterableDataset):
         self.epoch = 0
         self._labeler: Labeler | None = None
         self._augment: Any = None
-        self._progress: dict[str, Any] | None = None
+        self._progress: Progress | None = None
         self._resume: dict[str, Any] | None = None
         self._warned_restart = False
         make_augment(augment)  # fail early on an unsupported spec
@@ -307,40 +284,8 @@ class DatasetGANStream(IterableDataset):
 
     # ------------------------------------------------------------- models
     def _resolve_device(self) -> torch.device:
-        """The given device, else CUDA when available (the current device; under torchrun
-        ``cuda:LOCAL_RANK`` when ``torch.cuda.set_device`` was not called), else CPU."""
-        if self.device is not None:
-            device = torch.device(self.device)
-            self._check_worker_device(device)
-            return device
-        if not torch.cuda.is_available():
-            return torch.device("cpu")
-        self._check_worker_device(torch.device("cuda"))  # before anything initialises CUDA
-        index = torch.cuda.current_device()
-        local = os.environ.get("LOCAL_RANK")
-        if index == 0 and local and local.isdigit() and int(local) < torch.cuda.device_count():
-            index = int(local)
-        return torch.device("cuda", index)
-
-    @staticmethod
-    def _check_worker_device(device: torch.device) -> None:
-        """Refuse CUDA in a forked DataLoader worker, with the fix in the message.
-
-        A forked worker inherits this module from its parent (so ``_IMPORT_PID`` is the
-        parent's pid); a spawned one imports it afresh. CUDA in a forked child fails
-        with a cryptic error as soon as the parent has touched CUDA, so it is refused
-        whether or not the parent has (the behaviour must not depend on the order).
-        """
-        if device.type != "cuda" or get_worker_info() is None:
-            return
-        bad_fork = getattr(torch.cuda, "_is_in_bad_fork", lambda: False)()
-        if bad_fork or os.getpid() != _IMPORT_PID:
-            raise RuntimeError(
-                f"DatasetGANStream on {device} cannot run in a forked DataLoader worker "
-                "(CUDA does not survive fork). Use num_workers=0 (recommended: the stream "
-                "already generates whole batches on the GPU), or "
-                "DataLoader(..., multiprocessing_context='spawn'), or device='cpu'."
-            )
+        """The stream's device (see ``workers.resolve_device``)."""
+        return resolve_device(self.device)
 
     def labeler(self) -> Labeler:
         """The stream's :class:`Labeler` on the current device, built on first use.
@@ -396,13 +341,7 @@ class DatasetGANStream(IterableDataset):
         }
 
     # ------------------------------------------------------------ iteration
-    def _shard(self) -> _Shard:
-        rank, world = distributed_context()
-        info = get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        return _Shard(rank, world, worker, workers)
-
-    def _items_for_shard(self, shard: _Shard) -> int | None:
+    def _items_for_shard(self, shard: Shard) -> int | None:
         """Items this worker yields in one epoch (None: endless)."""
         if self.samples_per_epoch is None:
             return None
@@ -419,9 +358,9 @@ class DatasetGANStream(IterableDataset):
             "quantile_window": self.quantile_window,
             "samples_per_epoch": self.samples_per_epoch,
             "output": self.output,
-            "normalize": _plain(self.normalize),
-            "augment": _describe_augment(self.augment_spec),
-            "class_balance": _plain(self.class_balance),
+            "normalize": plain(self.normalize),
+            "augment": describe_augment(self.augment_spec),
+            "class_balance": plain(self.class_balance),
         }
 
     def _identity(self) -> dict[str, Any]:
@@ -441,25 +380,8 @@ class DatasetGANStream(IterableDataset):
         if self._resume is not None:  # loaded but not iterated yet
             return dict(self._resume)
         if self._progress is None:
-            return {"version": STATE_VERSION, "epoch": self.epoch, "fresh": True, **self._config()}
-        p = self._progress
-        return {
-            "version": STATE_VERSION,
-            "epoch": p["epoch"],
-            "fresh": False,
-            **self._config(),
-            "identity": p["identity"],
-            "shard": p["shard"].as_list(),
-            "unit": p["unit"],
-            "candidates": p["candidates"],
-            "units": p["units"],
-            "items": p["items"],
-            "quantile": p["quantile"].state_dict(),
-            "buffer": {k: v.cpu().clone() for k, v in p["buffer"].items()},
-            "pending": {k: v.cpu().clone() for k, v in p["pending"].items()},
-            "offset": p["offset"],
-            "balancer": p["balancer"].state_dict() if p["balancer"] is not None else None,
-        }
+            return fresh_state(self.epoch, self._config())
+        return self._progress.to_state(self._config())
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Make the next ``iter()`` continue exactly after the state's last item.
@@ -467,75 +389,42 @@ class DatasetGANStream(IterableDataset):
         The stream must have the same models and settings as the one that saved the
         state; a difference raises ValueError naming the field.
         """
-        if not isinstance(state, dict) or "epoch" not in state:
-            raise ValueError("not a DatasetGANStream state (expected a dict with 'epoch')")
-        if state.get("version") != STATE_VERSION:
-            raise ValueError(
-                f"stream state has version {state.get('version')!r}; this dgan_data reads "
-                f"version {STATE_VERSION} (states of older versions cannot be resumed)"
-            )
-        _check_same(state, self._config(), "this stream")
-        if not state.get("fresh"):
-            missing = [
-                k
-                for k in (
-                    "identity",
-                    "shard",
-                    "unit",
-                    "candidates",
-                    "units",
-                    "items",
-                    "quantile",
-                    "buffer",
-                    "pending",
-                    "offset",
-                )
-                if k not in state
-            ]
-            if missing:
-                raise ValueError(f"stream state lacks {missing}: not a DatasetGANStream state")
-            _check_same(state["identity"], self._identity(), "this stream's models")
+        check_state(state, self._config(), self._identity)
         self.epoch = int(state["epoch"])
         self._resume = None if state.get("fresh") else dict(state)
         self._progress = None  # the loaded state replaces any earlier iterator's
 
     def __iter__(self) -> Iterator[Any]:
-        shard = self._shard()
+        shard = current_shard()
         lab = self.labeler()
         device = lab.device
         resume, self._resume = self._resume, None
         epoch = self.epoch
         self._warn_on_restart(resume, epoch)
-        progress = {
-            "epoch": epoch,
-            "shard": shard,
-            "identity": self._identity(),
-            "unit": self.unit_size(device),
-            "candidates": 0,
-            "units": 0,
-            "items": 0,
-            "quantile": StreamingQuantile(self.drop_uncertain, window=self.quantile_window),
-            "buffer": {},
-            "pending": {},
-            "offset": 0,
-            "balancer": self._make_balancer(lab),
-        }
+        progress = Progress(
+            epoch=epoch,
+            shard=shard,
+            identity=self._identity(),
+            unit=self.unit_size(device),
+            quantile=StreamingQuantile(self.drop_uncertain, window=self.quantile_window),
+            balancer=self._make_balancer(lab),
+        )
         if resume is not None:
-            self._restore(progress, resume, shard, device)
+            progress.restore(resume, device)
         self._progress = progress
         limit = self._items_for_shard(shard)
-        while limit is None or progress["items"] < limit:
-            if not self.per_sample or _buffer_len(progress["pending"]) <= progress["offset"]:
-                unit = self._next_unit(progress, lab, shard)
+        while limit is None or progress.items < limit:
+            if not self.per_sample or not progress.pending_left():
+                unit = self._next_unit(progress, lab)
                 if not self.per_sample:
-                    progress["items"] += 1
+                    progress.items += 1
                     yield self._finish(unit)
                     continue
-                progress["pending"], progress["offset"] = unit, 0
-            i = progress["offset"]
-            sample = {k: v[i] for k, v in progress["pending"].items()}
-            progress["offset"] = i + 1
-            progress["items"] += 1
+                progress.pending, progress.offset = unit, 0
+            i = progress.offset
+            sample = {k: v[i] for k, v in progress.pending.items()}
+            progress.offset = i + 1
+            progress.items += 1
             yield self._finish(sample)
         if limit is not None:
             self.epoch = epoch + 1
@@ -559,13 +448,13 @@ class DatasetGANStream(IterableDataset):
         if p is None:
             return {"candidates": 0, "items": 0}
         stats: dict[str, Any] = {
-            "candidates": p["candidates"],
-            "units": p["units"],
-            "items": p["items"],
-            "kept_by_uncertainty": p["quantile"].kept_fraction,
+            "candidates": p.candidates,
+            "units": p.units,
+            "items": p.items,
+            "kept_by_uncertainty": p.quantile.kept_fraction,
         }
-        if p["balancer"] is not None:
-            stats["class_balance"] = p["balancer"].statistics()  # it holds the class names
+        if p.balancer is not None:
+            stats["class_balance"] = p.balancer.statistics()  # it holds the class names
         return stats
 
     def _warn_on_restart(self, resume: dict[str, Any] | None, epoch: int) -> None:
@@ -574,8 +463,8 @@ class DatasetGANStream(IterableDataset):
             resume is None
             and self.samples_per_epoch is None
             and prev is not None
-            and prev["epoch"] == epoch
-            and prev["items"] > 0
+            and prev.epoch == epoch
+            and prev.items > 0
             and not self._warned_restart
         ):
             log.warning(
@@ -586,49 +475,28 @@ class DatasetGANStream(IterableDataset):
             )
             self._warned_restart = True
 
-    def _restore(
-        self, progress: dict[str, Any], resume: dict[str, Any], shard: _Shard, device: torch.device
-    ) -> None:
-        if list(resume["shard"]) != shard.as_list():
-            raise ValueError(
-                f"stream state belongs to shard {list(resume['shard'])} (rank, world "
-                f"size, worker, workers); this iterator is {shard.as_list()}. Resume with the "
-                "same world size and num_workers=0 (state_dict() tracks the main process only)."
-            )
-        if int(resume["unit"]) != progress["unit"]:
-            raise ValueError(
-                f"stream state was saved with {resume['unit']} samples per unit, this stream "
-                f"makes {progress['unit']} (set generation_batch to the same value)"
-            )
-        for key in ("candidates", "units", "items", "offset"):
-            progress[key] = int(resume[key])
-        progress["quantile"].load_state_dict(resume["quantile"])
-        progress["buffer"] = {k: v.to(device) for k, v in resume["buffer"].items()}
-        progress["pending"] = {k: v.to(device) for k, v in resume["pending"].items()}
-        if progress["balancer"] is not None:
-            progress["balancer"].load_state_dict(resume["balancer"])
-
-    def _next_unit(self, progress: dict[str, Any], lab: Labeler, shard: _Shard) -> Tensors:
+    def _next_unit(self, progress: Progress, lab: Labeler) -> Tensors:
         """Fill the buffer with kept samples, cut one unit, augment and normalise it."""
-        unit_size = progress["unit"]
+        unit_size = progress.unit
+        shard = progress.shard
         empty_steps = 0
         generation = self.generation_size(lab.device)
-        while _buffer_len(progress["buffer"]) < unit_size:
-            first = progress["candidates"]
+        while buffer_len(progress.buffer) < unit_size:
+            first = progress.candidates
             seeds = [
-                sample_seed(self.seed, progress["epoch"], (first + i) * shard.count + shard.index)
+                sample_seed(self.seed, progress.epoch, (first + i) * shard.count + shard.index)
                 for i in range(generation)
             ]
-            progress["candidates"] = first + generation
+            progress.candidates = first + generation
             labeled = lab.label(seeds)
-            balancer = progress["balancer"]
+            balancer = progress.balancer
             if balancer is None:
                 scores = labeled.image_uncertainty.tolist()  # the filter reads them here
                 present: list[list[int]] = []
             else:  # scores and class pixel counts in one transfer
                 scores, present = _scores_and_classes(labeled, len(balancer.targets))
             labeled.check_finite(scores)
-            keep = progress["quantile"].keep(scores)
+            keep = progress.quantile.keep(scores)
             if balancer is not None:
                 keep = _balance(balancer, keep, present, seeds)
             kept_any = keep.numel() > 0 if keep.dtype == torch.long else bool(keep.any())
@@ -648,20 +516,18 @@ class DatasetGANStream(IterableDataset):
                 "seed": labeled.seeds,
             }
             kept = {k: v[keep.to(v.device)] for k, v in out.items()}  # keep: mask or indices
-            progress["buffer"] = _concat(progress["buffer"], kept)
-        buffer = progress["buffer"]
+            progress.buffer = concat(progress.buffer, kept)
+        buffer = progress.buffer
         unit = {k: v[:unit_size] for k, v in buffer.items()}
-        progress["buffer"] = {k: v[unit_size:] for k, v in buffer.items()}
+        progress.buffer = {k: v[unit_size:] for k, v in buffer.items()}
         if self._augment is not None:
             g = torch.Generator().manual_seed(
-                derive_seed(
-                    self.seed, _SEED_AUGMENT, progress["epoch"], shard.index, progress["units"]
-                )
+                derive_seed(self.seed, _SEED_AUGMENT, progress.epoch, shard.index, progress.units)
             )
             unit["image"], unit["mask"] = self._augment(unit["image"], unit["mask"], g)
         if self.normalize is not None:
             unit["image"] = normalize(unit["image"], *self.normalize)
-        progress["units"] += 1
+        progress.units += 1
         return unit
 
     def _finish(self, item: Tensors) -> Any:
@@ -712,48 +578,6 @@ def _balance(
         if ok:
             index += [i] * balancer.decide(present[i], seeds[i])
     return torch.tensor(index, dtype=torch.long)
-
-
-def _check_same(saved: dict[str, Any], ours: dict[str, Any], what: str) -> None:
-    diffs = [
-        f"{k}={saved[k]!r} ({what}: {v!r})"
-        for k, v in ours.items()
-        if k in saved and _plain(saved[k]) != _plain(v)
-    ]
-    missing = [k for k in ours if k not in saved]
-    if diffs or missing:
-        detail = ", ".join(diffs + [f"{k} missing" for k in missing])
-        raise ValueError(f"stream state was saved by a stream with other settings: {detail}")
-
-
-def _plain(value: Any) -> Any:
-    """Tuples as lists (states go through torch.save and JSON); tensors as lists."""
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
-    if isinstance(value, (tuple, list)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
-def _describe_augment(spec: Any) -> Any:
-    """A stable description of an augmentation (its repr when it is ours)."""
-    if spec is None or isinstance(spec, str):
-        return spec
-    if isinstance(spec, BatchAugment):
-        return repr(spec)
-    return type(spec).__module__ + "." + type(spec).__qualname__
-
-
-def _buffer_len(buffer: Tensors) -> int:
-    return 0 if not buffer else int(buffer["seed"].shape[0])
-
-
-def _concat(a: Tensors, b: Tensors) -> Tensors:
-    if not a:
-        return b
-    return {k: torch.cat([a[k], b[k].to(a[k].device)]) for k in a}
 
 
 def expected_batches(samples_per_epoch: int, batch_size: int) -> int:

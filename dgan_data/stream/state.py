@@ -1,0 +1,174 @@
+"""A stream iterator's progress, and its ``state_dict`` form for exact resumption.
+
+``Progress`` is everything an iterator has done: candidates labeled, units cut, items
+yielded, the uncertainty filter's window, kept samples not yet handed out and the
+class balancer. ``to_state`` turns it into plain values and CPU tensors (saved with
+``torch.save`` beside a training checkpoint); ``restore`` loads one back after
+``check_state`` has made sure that the stream which saved it is the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..augment import BatchAugment
+from ..balance import ClassBalancer
+from ..uncertainty import StreamingQuantile
+from .workers import Shard
+
+#: Version of the ``state_dict`` layout.
+STATE_VERSION = 2
+#: Fields of a state saved by a stream that had started iterating.
+PROGRESS_FIELDS = (
+    "identity",
+    "shard",
+    "unit",
+    "candidates",
+    "units",
+    "items",
+    "quantile",
+    "buffer",
+    "pending",
+    "offset",
+)
+
+Tensors = dict[str, torch.Tensor]
+
+
+@dataclass
+class Progress:
+    """One iterator's position in the stream and the samples it holds."""
+
+    epoch: int
+    shard: Shard
+    identity: dict[str, Any]
+    unit: int
+    quantile: StreamingQuantile
+    balancer: ClassBalancer | None
+    candidates: int = 0
+    units: int = 0
+    items: int = 0
+    buffer: Tensors = field(default_factory=dict)  # kept samples not yet cut into a unit
+    pending: Tensors = field(default_factory=dict)  # the unit being handed out sample-wise
+    offset: int = 0  # next sample of ``pending``
+
+    def to_state(self, config: dict[str, Any]) -> dict[str, Any]:
+        """The ``state_dict`` of a stream with settings ``config`` at this position."""
+        return {
+            "version": STATE_VERSION,
+            "epoch": self.epoch,
+            "fresh": False,
+            **config,
+            "identity": self.identity,
+            "shard": self.shard.as_list(),
+            "unit": self.unit,
+            "candidates": self.candidates,
+            "units": self.units,
+            "items": self.items,
+            "quantile": self.quantile.state_dict(),
+            "buffer": {k: v.cpu().clone() for k, v in self.buffer.items()},
+            "pending": {k: v.cpu().clone() for k, v in self.pending.items()},
+            "offset": self.offset,
+            "balancer": self.balancer.state_dict() if self.balancer is not None else None,
+        }
+
+    def restore(self, state: dict[str, Any], device: torch.device) -> None:
+        """Continue from ``state`` (checked by ``check_state``) in this iterator's shard."""
+        if list(state["shard"]) != self.shard.as_list():
+            raise ValueError(
+                f"stream state belongs to shard {list(state['shard'])} (rank, world "
+                f"size, worker, workers); this iterator is {self.shard.as_list()}. Resume with "
+                "the same world size and num_workers=0 (state_dict() tracks the main process "
+                "only)."
+            )
+        if int(state["unit"]) != self.unit:
+            raise ValueError(
+                f"stream state was saved with {state['unit']} samples per unit, this stream "
+                f"makes {self.unit} (set generation_batch to the same value)"
+            )
+        self.candidates = int(state["candidates"])
+        self.units = int(state["units"])
+        self.items = int(state["items"])
+        self.offset = int(state["offset"])
+        self.quantile.load_state_dict(state["quantile"])
+        self.buffer = {k: v.to(device) for k, v in state["buffer"].items()}
+        self.pending = {k: v.to(device) for k, v in state["pending"].items()}
+        if self.balancer is not None:
+            self.balancer.load_state_dict(state["balancer"])
+
+    def pending_left(self) -> bool:
+        """Whether samples of the current unit are still to be handed out."""
+        return buffer_len(self.pending) > self.offset
+
+
+def fresh_state(epoch: int, config: dict[str, Any]) -> dict[str, Any]:
+    """The ``state_dict`` of a stream that has not iterated yet."""
+    return {"version": STATE_VERSION, "epoch": epoch, "fresh": True, **config}
+
+
+def check_state(state: Any, config: dict[str, Any], identity: Any) -> None:
+    """Refuse a state that is not a stream state, has another layout, or was saved by a
+    stream with other settings (``config``) or models (``identity()``, called only for
+    a state that had started iterating: it loads the models)."""
+    if not isinstance(state, dict) or "epoch" not in state:
+        raise ValueError("not a DatasetGANStream state (expected a dict with 'epoch')")
+    if state.get("version") != STATE_VERSION:
+        raise ValueError(
+            f"stream state has version {state.get('version')!r}; this dgan_data reads "
+            f"version {STATE_VERSION} (states of older versions cannot be resumed)"
+        )
+    check_same(state, config, "this stream")
+    if state.get("fresh"):
+        return
+    missing = [k for k in PROGRESS_FIELDS if k not in state]
+    if missing:
+        raise ValueError(f"stream state lacks {missing}: not a DatasetGANStream state")
+    check_same(state["identity"], identity(), "this stream's models")
+
+
+def check_same(saved: dict[str, Any], ours: dict[str, Any], what: str) -> None:
+    """Raise naming every setting of ``ours`` that ``saved`` lacks or holds otherwise."""
+    diffs = [
+        f"{k}={saved[k]!r} ({what}: {v!r})"
+        for k, v in ours.items()
+        if k in saved and plain(saved[k]) != plain(v)
+    ]
+    missing = [k for k in ours if k not in saved]
+    if diffs or missing:
+        detail = ", ".join(diffs + [f"{k} missing" for k in missing])
+        raise ValueError(f"stream state was saved by a stream with other settings: {detail}")
+
+
+def plain(value: Any) -> Any:
+    """Tuples as lists (states go through torch.save and JSON); tensors as lists."""
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if isinstance(value, (tuple, list)):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value
+
+
+def describe_augment(spec: Any) -> Any:
+    """A stable description of an augmentation (its repr when it is ours)."""
+    if spec is None or isinstance(spec, str):
+        return spec
+    if isinstance(spec, BatchAugment):
+        return repr(spec)
+    return type(spec).__module__ + "." + type(spec).__qualname__
+
+
+def buffer_len(buffer: Tensors) -> int:
+    """Samples in a buffer of per-sample tensors (empty dict: none)."""
+    return 0 if not buffer else int(buffer["seed"].shape[0])
+
+
+def concat(a: Tensors, b: Tensors) -> Tensors:
+    """Samples of ``a`` then ``b`` (on ``a``'s device)."""
+    if not a:
+        return b
+    return {k: torch.cat([a[k], b[k].to(a[k].device)]) for k in a}

@@ -1,0 +1,86 @@
+"""Where a stream iterator runs: its shard of the candidate sequence and its device.
+
+Candidates are interleaved over distributed ranks and DataLoader workers, so every
+iterator owns a disjoint slice. CUDA is refused in forked DataLoader workers, where it
+fails with a cryptic error as soon as the parent has touched it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import get_worker_info
+
+from ..seeds import distributed_context
+
+#: Process that imported this module. A forked DataLoader worker inherits the value, a
+#: spawned one imports the module afresh: a different pid means "forked from a parent".
+_IMPORT_PID = os.getpid()
+
+
+@dataclass
+class Shard:
+    """Which slice of the global candidate sequence this iterator owns."""
+
+    rank: int
+    world_size: int
+    worker: int
+    num_workers: int
+
+    @property
+    def index(self) -> int:
+        return self.rank * self.num_workers + self.worker
+
+    @property
+    def count(self) -> int:
+        return self.world_size * self.num_workers
+
+    def as_list(self) -> list[int]:
+        return [self.rank, self.world_size, self.worker, self.num_workers]
+
+
+def current_shard() -> Shard:
+    """The shard of the calling process: its distributed rank and DataLoader worker."""
+    rank, world = distributed_context()
+    info = get_worker_info()
+    worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+    return Shard(rank, world, worker, workers)
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """The given device, else CUDA when available (the current device; under torchrun
+    ``cuda:LOCAL_RANK`` when ``torch.cuda.set_device`` was not called), else CPU."""
+    if device is not None:
+        resolved = torch.device(device)
+        check_worker_device(resolved)
+        return resolved
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    check_worker_device(torch.device("cuda"))  # before anything initialises CUDA
+    index = torch.cuda.current_device()
+    local = os.environ.get("LOCAL_RANK")
+    if index == 0 and local and local.isdigit() and int(local) < torch.cuda.device_count():
+        index = int(local)
+    return torch.device("cuda", index)
+
+
+def check_worker_device(device: torch.device) -> None:
+    """Refuse CUDA in a forked DataLoader worker, with the fix in the message.
+
+    A forked worker inherits this module from its parent (so ``_IMPORT_PID`` is the
+    parent's pid); a spawned one imports it afresh. CUDA in a forked child fails with a
+    cryptic error as soon as the parent has touched CUDA, so it is refused whether or
+    not the parent has (the behaviour must not depend on the order).
+    """
+    if device.type != "cuda" or get_worker_info() is None:
+        return
+    bad_fork = getattr(torch.cuda, "_is_in_bad_fork", lambda: False)()
+    if bad_fork or os.getpid() != _IMPORT_PID:
+        raise RuntimeError(
+            f"DatasetGANStream on {device} cannot run in a forked DataLoader worker "
+            "(CUDA does not survive fork). Use num_workers=0 (recommended: the stream "
+            "already generates whole batches on the GPU), or "
+            "DataLoader(..., multiprocessing_context='spawn'), or device='cpu'."
+        )
