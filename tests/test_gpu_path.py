@@ -23,7 +23,7 @@ from torch.utils._pytree import tree_flatten
 
 from dgan_data.generators import StyleGAN2Generator
 from dgan_data.interpreter import Interpreter, feature_layout
-from dgan_data.interpreter import inference as interpreter_inference
+from dgan_data.interpreter import frames as interpreter_frames
 from dgan_data.labeler import Labeler
 from dgan_data.seeds import z_from_seeds
 
@@ -88,7 +88,7 @@ def random_features(layout, batch: int = 2, device: str = "cpu"):
 @pytest.mark.parametrize("split", ["project", "resample"])
 @torch.no_grad()
 def test_interpolate_path_reads_no_values_and_stays_on_the_device(monkeypatch, split):
-    monkeypatch.setattr(interpreter_inference, "_project_first", lambda *_: split == "project")
+    monkeypatch.setattr(interpreter_frames, "_project_first", lambda *_: split == "project")
     interp = random_interpreter(LAYOUT).to("meta")
     feats = [f.to("meta") for f in random_features(LAYOUT)]
     frame, crop = (40, 36), (3, 2, 30, 31)
@@ -147,12 +147,12 @@ def test_compile_failure_falls_back_to_eager_with_one_warning(monkeypatch, caplo
 
         return run
 
-    monkeypatch.setattr(interpreter_inference, "_compiled_label_frames", broken_compiler)
+    monkeypatch.setattr(interpreter_frames, "_compiled_label_frames", broken_compiler)
     G = tiny_generator()
     interp = random_interpreter(feature_layout(G))
     eager = Labeler(G, interp, impl="interpolate").label([1, 2])
     labeler = Labeler(G, interp, impl="interpolate", compile=True)
-    with caplog.at_level(logging.WARNING, logger="dgan_data.interpreter.inference"):
+    with caplog.at_level(logging.WARNING, logger="dgan_data.interpreter.frames"):
         first = labeler.label([1, 2])
         second = labeler.label([1, 2])
     assert torch.equal(first.masks, eager.masks) and torch.equal(second.masks, eager.masks)

@@ -20,7 +20,7 @@ from dgan_data.interpreter import (
     feature_layout,
     sample_features_grid,
 )
-from dgan_data.interpreter import inference as interpreter_inference
+from dgan_data.interpreter import frames as interpreter_frames
 from dgan_data.interpreter.fit import FeatureStore as _FeatureStore
 from dgan_data.interpreter.fit import MaskedAdam as _MaskedAdam
 
@@ -197,7 +197,7 @@ def _force_split(monkeypatch, split: str) -> None:
     """Make every resolution group take one order ("project" or "resample"), or let the
     cost model choose ("cost")."""
     if split != "cost":
-        monkeypatch.setattr(interpreter_inference, "_project_first", lambda *_: split == "project")
+        monkeypatch.setattr(interpreter_frames, "_project_first", lambda *_: split == "project")
 
 
 @pytest.mark.parametrize("split", ["cost", "project", "resample"])
