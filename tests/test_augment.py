@@ -9,7 +9,7 @@ import pytest
 import torch
 from lightning_utilities.core.imports import RequirementCache
 
-import dgan_data.augment as augment_mod
+import dgan_data.augment.adapters as adapters_mod
 from dgan_data.augment import (
     AlbumentationsAugment,
     AugmentParams,
@@ -478,8 +478,8 @@ def test_make_augment_errors():
 
 
 def test_missing_optional_dependency_message(monkeypatch):
-    monkeypatch.setattr(augment_mod, "_KORNIA", RequirementCache("kornia>=999"))
-    monkeypatch.setattr(augment_mod, "_ALBUMENTATIONS", RequirementCache("albumentations>=999"))
+    monkeypatch.setattr(adapters_mod, "_KORNIA", RequirementCache("kornia>=999"))
+    monkeypatch.setattr(adapters_mod, "_ALBUMENTATIONS", RequirementCache("albumentations>=999"))
     with pytest.raises(ModuleNotFoundError, match=r'pip install "dgan-data\[augment\]"'):
         KorniaAugment(object())
     with pytest.raises(ModuleNotFoundError, match=r'pip install "dgan-data\[augment\]"'):

@@ -1,65 +1,20 @@
-"""Batch augmentation of (images, masks) pairs, on whatever device the batch lives.
-
-Images are float ``(B, 3, H, W)`` in [0, 1], masks int64 ``(B, H, W)`` with ``ignore_index``
-(255) where a pixel carries no label. Every augmentation here moves image and mask together,
-resamples the mask with nearest neighbour only (labels are never blended), and marks mask
-pixels that come from outside the source frame with ``ignore_index``.
-
-Three implementations share one calling convention, ``fn(images, masks, generator)``:
-
-- :class:`BatchAugment`: the built-in ``augment="default"``. One affine warp per sample
-  (flip, scale, translation, rotation) with ``affine_grid`` + ``grid_sample``, plus colour
-  jitter on the image. All on the batch's device, parameters inspectable
-  (:meth:`BatchAugment.sample_params`, :meth:`BatchAugment.apply`).
-- :class:`KorniaAugment`: wraps a user's ``kornia.augmentation.AugmentationSequential``.
-- :class:`AlbumentationsAugment`: wraps a user's ``albumentations.Compose``; CPU, one sample
-  at a time, with a device round trip (see its docstring for the cost).
-
-:func:`make_augment` turns the stream's ``augment=`` argument into one of these.
-
-Randomness: every call takes a ``torch.Generator``. ``BatchAugment`` draws all its parameters
-from it (a CPU generator gives the same parameters whatever device the batch is on). The
-adapters draw one 63-bit seed from it per batch and seed the library's own random state with
-that seed. ``generator=None`` uses torch's global RNG instead, so ``torch.manual_seed`` still
-makes a run reproducible.
+"""The built-in batch augmentation, :class:`BatchAugment`, and the pieces every
+augmentation shares: the calling convention ``fn(images, masks, generator)``, input
+checks, seeding and ``normalize``. See :mod:`dgan_data.augment` for the conventions.
 """
 
 from __future__ import annotations
 
-import inspect
-import logging
 import math
-import os
-import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from lightning_utilities.core.imports import RequirementCache
-
-log = logging.getLogger(__name__)
-
-__all__ = [
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "AlbumentationsAugment",
-    "AugmentFn",
-    "AugmentParams",
-    "BatchAugment",
-    "KorniaAugment",
-    "make_augment",
-    "normalize",
-]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-_KORNIA = RequirementCache("kornia>=0.7")
-_ALBUMENTATIONS = RequirementCache("albumentations>=2.0")
-_INSTALL_HINT = 'pip install "dgan-data[augment]"'
 
 # ITU-R 601 luma, as torchvision's rgb_to_grayscale uses; with the YIQ chroma axes.
 _RGB_TO_YIQ = torch.tensor(
@@ -118,12 +73,6 @@ def _draw_seed(generator: torch.Generator | None) -> int:
     return int(torch.randint(0, 2**63 - 1, (1,), generator=generator, device=generator.device))
 
 
-def _missing(req: RequirementCache, what: str) -> ModuleNotFoundError:
-    return ModuleNotFoundError(
-        f"{what} needs an optional dependency: {req}. Install with {_INSTALL_HINT}"
-    )
-
-
 def normalize(
     images: torch.Tensor,
     mean: Sequence[float] = IMAGENET_MEAN,
@@ -143,9 +92,6 @@ def normalize(
     m = torch.as_tensor(mean, dtype=images.dtype, device=images.device).view(-1, 1, 1)
     s = torch.as_tensor(std, dtype=images.dtype, device=images.device).view(-1, 1, 1)
     return (images - m) / s
-
-
-# --------------------------------------------------------------------------- BatchAugment
 
 
 @dataclass
@@ -428,273 +374,3 @@ class BatchAugment:
             m = m.round_().long()
             masks = torch.where(m == 0, torch.full_like(m, self.ignore_index), m - 1)
         return x.to(out_dtype), masks
-
-
-# --------------------------------------------------------------------------- kornia
-
-
-class KorniaAugment:
-    """Adapter: a ``kornia.augmentation.AugmentationSequential`` applied to image and mask.
-
-    The mask goes through kornia's ``"mask"`` data key as float, stacked with a channel of
-    ones: kornia 0.9 resamples the ``"mask"`` key with nearest neighbour (and no antialias)
-    unless the user overrides it, and pads it with 0 (its scalar ``fill`` if one is set).
-    Afterwards a pixel is in-frame exactly when its ones channel is still 1; out-of-frame
-    pixels become ``ignore_index`` and the label channel is rounded back to int64. (A user
-    fill of exactly 1 would defeat the test; reflection/border padding counts as in-frame,
-    as for the image.) Intensity augmentations touch only the image.
-
-    The sequence is always called with ``data_keys=["input", "mask"]``, whatever it was
-    built with. Images are computed in float32 and returned in their input dtype.
-
-    Seeding: kornia draws from torch's global RNG. Each call draws one seed from the passed
-    generator and runs kornia inside ``torch.random.fork_rng`` seeded with it (CPU, and the
-    batch's CUDA device if any), so the same generator state gives the same output and the
-    caller's global RNG is left untouched. kornia samples its parameters on the CPU unless
-    the module was moved with ``.to(device)``.
-    """
-
-    def __init__(self, aug_sequential: Any, ignore_index: int = 255) -> None:
-        if not _KORNIA:
-            raise _missing(_KORNIA, "KorniaAugment")
-        import kornia.augmentation as KA
-
-        if not isinstance(aug_sequential, KA.AugmentationSequential):
-            raise TypeError(
-                "KorniaAugment expects a kornia.augmentation.AugmentationSequential, got "
-                f"{type(aug_sequential).__name__}; wrap single augmentations with "
-                'AugmentationSequential(..., data_keys=["input", "mask"])'
-            )
-        self.aug = aug_sequential
-        self.ignore_index = int(ignore_index)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.aug!r})"
-
-    def __call__(
-        self,
-        images: torch.Tensor,
-        masks: torch.Tensor,
-        generator: torch.Generator | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Augment a batch with kornia, seeded from ``generator``."""
-        _check_batch(images, masks)
-        seed = _draw_seed(generator)
-        dev = images.device
-        m = torch.stack([masks.float(), torch.ones_like(masks, dtype=torch.float32)], 1)
-        cuda = (
-            [dev.index if dev.index is not None else torch.cuda.current_device()]
-            if dev.type == "cuda"
-            else []
-        )
-        with torch.random.fork_rng(devices=cuda):
-            torch.random.default_generator.manual_seed(seed)
-            if cuda:
-                with torch.cuda.device(cuda[0]):
-                    torch.cuda.manual_seed(seed)
-            out = self.aug(images.float(), m, data_keys=["input", "mask"])
-        if not isinstance(out, (list, tuple)) or len(out) != 2:
-            raise TypeError(
-                "the kornia AugmentationSequential did not return (image, mask); build it "
-                'with data_keys=["input", "mask"] and no extra outputs'
-            )
-        x, m = out
-        if m.ndim != 4 or m.shape[1] != 2:
-            raise ValueError(
-                f"kornia returned a mask of shape {tuple(m.shape)}, expected (B, 2, H, W)"
-            )
-        valid = (m[:, 1] - 1).abs() < 1e-3
-        labels = m[:, 0].round().long()
-        labels = torch.where(valid, labels, torch.full_like(labels, self.ignore_index))
-        return x.to(images.dtype), labels
-
-
-# --------------------------------------------------------------------------- albumentations
-
-
-class AlbumentationsAugment:
-    """Adapter: an ``albumentations.Compose`` applied per sample on the CPU.
-
-    Cost: albumentations works on one numpy HWC image at a time, so every batch is copied to
-    the CPU (one transfer), augmented sample by sample in Python/OpenCV, and copied back to
-    its device. That serialises the stream on CPU work: fine for small images and batches,
-    often the bottleneck at 256 px and up (see ``benchmarks/bench_augment.py``). Prefer
-    :class:`BatchAugment` or :class:`KorniaAugment` for on-GPU streams.
-
-    Images are handed over as float32 HWC in [0, 1] (``image_dtype="float32"``, no
-    quantisation) or uint8 (``image_dtype="uint8"``, rounded, faster for some OpenCV ops and
-    required by a few transforms); they come back in the input dtype. The mask is handed
-    over as a 2-channel uint8 HW2 mask ``(label, 1)``: albumentations resamples masks with
-    nearest neighbour by default and pads them with ``fill_mask`` (0 unless set), so a pixel
-    is in-frame exactly when its second channel is still 1; the others become
-    ``ignore_index``. Labels must be in [0, 255].
-
-    Seeding: albumentations 2.x keeps its own ``numpy.random.Generator`` and
-    ``random.Random`` in the Compose (``Compose(seed=...)`` / ``set_random_seed`` /
-    ``set_random_state``) and ignores global seeds. Each call draws one seed from the passed
-    generator and installs fresh ``np.random.default_rng(seed)`` / ``random.Random(seed)``
-    with ``compose.set_random_state`` (shared by all its transforms), then runs the B samples
-    in order: same generator state, same output. This replaces the Compose's own state.
-    """
-
-    def __init__(
-        self,
-        compose: Any,
-        ignore_index: int = 255,
-        image_dtype: Literal["float32", "uint8"] = "float32",
-    ) -> None:
-        if not _ALBUMENTATIONS:
-            raise _missing(_ALBUMENTATIONS, "AlbumentationsAugment")
-        os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-        import albumentations as A
-
-        if not isinstance(compose, A.BaseCompose):
-            raise TypeError(
-                "AlbumentationsAugment expects an albumentations Compose (BaseCompose), got "
-                f"{type(compose).__name__}; wrap transforms with albumentations.Compose([...])"
-            )
-        if image_dtype not in ("float32", "uint8"):
-            raise ValueError(f"image_dtype must be 'float32' or 'uint8', got {image_dtype!r}")
-        self.compose = compose
-        self.ignore_index = int(ignore_index)
-        self.image_dtype = image_dtype
-        self._warned_device = False
-
-    def __repr__(self) -> str:
-        name = type(self.compose).__name__
-        return f"{type(self).__name__}({name}, image_dtype={self.image_dtype!r})"
-
-    def __call__(
-        self,
-        images: torch.Tensor,
-        masks: torch.Tensor,
-        generator: torch.Generator | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Augment a batch sample by sample on the CPU, seeded from ``generator``."""
-        _check_batch(images, masks)
-        B = images.shape[0]
-        if B == 0:
-            return images, masks.long()
-        lo, hi = int(masks.min()), int(masks.max())
-        if lo < 0 or hi > 255:
-            raise ValueError(
-                "AlbumentationsAugment passes masks as uint8: labels must be in [0, 255], "
-                f"got [{lo}, {hi}]"
-            )
-        if images.device.type != "cpu" and not self._warned_device:
-            log.info(
-                "albumentations augments on the CPU, one sample at a time: every %s batch is "
-                "copied to the host and back (BatchAugment or KorniaAugment stay on the device)",
-                images.device.type,
-            )
-            self._warned_device = True
-        seed = _draw_seed(generator)
-        self.compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
-
-        x = images.detach().float().clamp(0, 1).permute(0, 2, 3, 1)
-        if self.image_dtype == "uint8":
-            x = (x * 255).round().to(torch.uint8)
-        x_np = x.cpu().numpy()
-        m_np = masks.to(torch.uint8).cpu().numpy()
-        ones = np.ones(m_np.shape[1:], dtype=np.uint8)
-
-        out_imgs, out_masks = [], []
-        for i in range(B):
-            res = self.compose(image=x_np[i], mask=np.stack([m_np[i], ones], -1))
-            img, msk = res["image"], res["mask"]
-            if img.ndim != 3 or img.shape[-1] != 3 or msk.shape != (*img.shape[:2], 2):
-                raise ValueError(
-                    f"the albumentations Compose returned image {img.shape} and mask "
-                    f"{msk.shape}; expected HxWx3 and HxWx2 (no ToTensorV2, no channel changes)"
-                )
-            if out_imgs and img.shape != out_imgs[0].shape:
-                raise ValueError(
-                    f"the albumentations Compose returned images of different sizes "
-                    f"({out_imgs[0].shape} and {img.shape}); end it with a fixed-size op "
-                    "(e.g. A.Resize, A.RandomCrop, A.PadIfNeeded) so the batch can be stacked"
-                )
-            out_imgs.append(img)
-            out_masks.append(msk)
-
-        img_t = torch.from_numpy(np.stack(out_imgs))
-        img_t = img_t.float() / 255 if img_t.dtype == torch.uint8 else img_t.float().clamp_(0, 1)
-        msk_t = torch.from_numpy(np.stack(out_masks).astype(np.int64))
-        labels = torch.where(msk_t[..., 1] == 1, msk_t[..., 0], self.ignore_index)
-        dev = images.device
-        img_t = img_t.permute(0, 3, 1, 2).to(device=dev, dtype=images.dtype, non_blocking=True)
-        return img_t.contiguous(), labels.to(dev, non_blocking=True)
-
-
-# --------------------------------------------------------------------------- dispatch
-
-
-def _accepts_three_args(fn: Callable[..., Any]) -> bool:
-    try:
-        inspect.signature(fn).bind(None, None, None)
-    except TypeError:
-        return False
-    except ValueError:  # no signature available (some builtins): trust the caller
-        return True
-    return True
-
-
-def _is_from(obj: Any, package: str) -> bool:
-    """Whether ``obj``'s class (or a base) is defined in ``package``, without importing it."""
-    return any(c.__module__.split(".")[0] == package for c in type(obj).__mro__)
-
-
-_ACCEPTED = (
-    'None or "none" (no augmentation); "default" (BatchAugment()); a BatchAugment, '
-    "KorniaAugment or AlbumentationsAugment; a kornia.augmentation.AugmentationSequential "
-    "(or single kornia augmentation); an albumentations Compose (or single transform); or a "
-    "callable fn(images, masks, generator) -> (images, masks)"
-)
-
-
-def make_augment(spec: Any) -> AugmentFn | None:
-    """Turn the stream's ``augment=`` argument into a callable ``fn(images, masks, generator)``.
-
-    Accepted: ``None``/``"none"`` -> None; ``"default"`` -> :class:`BatchAugment` with its
-    defaults; a kornia ``AugmentationSequential`` -> :class:`KorniaAugment` (a single kornia
-    augmentation is wrapped in one with ``data_keys=["input", "mask"]``); an albumentations
-    ``Compose``/``BaseCompose`` -> :class:`AlbumentationsAugment` (a single transform is
-    wrapped in ``Compose``); any other callable taking ``(images, masks, generator)`` -> as is.
-    """
-    if spec is None:
-        return None
-    if isinstance(spec, str):
-        name = spec.strip().lower()
-        if name == "none":
-            return None
-        if name == "default":
-            return BatchAugment()
-        raise ValueError(f"unknown augment name {spec!r}; accepted: {_ACCEPTED}")
-    if isinstance(spec, (BatchAugment, KorniaAugment, AlbumentationsAugment)):
-        return spec
-    if _is_from(spec, "kornia"):
-        if not _KORNIA:
-            raise _missing(_KORNIA, "a kornia augmentation")
-        import kornia.augmentation as KA
-
-        if isinstance(spec, KA.AugmentationSequential):
-            return KorniaAugment(spec)
-        if isinstance(spec, (KA.base._AugmentationBase, KA.ImageSequential)):
-            return KorniaAugment(KA.AugmentationSequential(spec, data_keys=["input", "mask"]))
-    if _is_from(spec, "albumentations"):
-        if not _ALBUMENTATIONS:
-            raise _missing(_ALBUMENTATIONS, "an albumentations transform")
-        os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-        import albumentations as A
-
-        if isinstance(spec, A.BaseCompose):
-            return AlbumentationsAugment(spec)
-        if isinstance(spec, A.BasicTransform):
-            return AlbumentationsAugment(A.Compose([spec]))
-    if callable(spec) and _accepts_three_args(spec):
-        return spec
-    if callable(spec):
-        raise TypeError(
-            f"augment callable {spec!r} cannot be called as fn(images, masks, generator); "
-            f"accepted: {_ACCEPTED}"
-        )
-    raise TypeError(f"augment must be one of: {_ACCEPTED}; got {type(spec).__name__}")

@@ -1,0 +1,220 @@
+"""Adapters for a user's kornia or albumentations pipeline (optional dependencies).
+
+Both move image and mask together, mark pixels from outside the frame with
+``ignore_index`` and draw one seed per batch from the caller's generator (see
+:mod:`dgan_data.augment`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from lightning_utilities.core.imports import RequirementCache
+
+from .batch import _check_batch, _draw_seed
+
+log = logging.getLogger(__name__)
+
+_KORNIA = RequirementCache("kornia>=0.7")
+_ALBUMENTATIONS = RequirementCache("albumentations>=2.0")
+_INSTALL_HINT = 'pip install "dgan-data[augment]"'
+
+
+def _missing(req: RequirementCache, what: str) -> ModuleNotFoundError:
+    return ModuleNotFoundError(
+        f"{what} needs an optional dependency: {req}. Install with {_INSTALL_HINT}"
+    )
+
+
+class KorniaAugment:
+    """Adapter: a ``kornia.augmentation.AugmentationSequential`` applied to image and mask.
+
+    The mask goes through kornia's ``"mask"`` data key as float, stacked with a channel of
+    ones: kornia 0.9 resamples the ``"mask"`` key with nearest neighbour (and no antialias)
+    unless the user overrides it, and pads it with 0 (its scalar ``fill`` if one is set).
+    Afterwards a pixel is in-frame exactly when its ones channel is still 1; out-of-frame
+    pixels become ``ignore_index`` and the label channel is rounded back to int64. (A user
+    fill of exactly 1 would defeat the test; reflection/border padding counts as in-frame,
+    as for the image.) Intensity augmentations touch only the image.
+
+    The sequence is always called with ``data_keys=["input", "mask"]``, whatever it was
+    built with. Images are computed in float32 and returned in their input dtype.
+
+    Seeding: kornia draws from torch's global RNG. Each call draws one seed from the passed
+    generator and runs kornia inside ``torch.random.fork_rng`` seeded with it (CPU, and the
+    batch's CUDA device if any), so the same generator state gives the same output and the
+    caller's global RNG is left untouched. kornia samples its parameters on the CPU unless
+    the module was moved with ``.to(device)``.
+    """
+
+    def __init__(self, aug_sequential: Any, ignore_index: int = 255) -> None:
+        if not _KORNIA:
+            raise _missing(_KORNIA, "KorniaAugment")
+        import kornia.augmentation as KA
+
+        if not isinstance(aug_sequential, KA.AugmentationSequential):
+            raise TypeError(
+                "KorniaAugment expects a kornia.augmentation.AugmentationSequential, got "
+                f"{type(aug_sequential).__name__}; wrap single augmentations with "
+                'AugmentationSequential(..., data_keys=["input", "mask"])'
+            )
+        self.aug = aug_sequential
+        self.ignore_index = int(ignore_index)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.aug!r})"
+
+    def __call__(
+        self,
+        images: torch.Tensor,
+        masks: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Augment a batch with kornia, seeded from ``generator``."""
+        _check_batch(images, masks)
+        seed = _draw_seed(generator)
+        dev = images.device
+        m = torch.stack([masks.float(), torch.ones_like(masks, dtype=torch.float32)], 1)
+        cuda = (
+            [dev.index if dev.index is not None else torch.cuda.current_device()]
+            if dev.type == "cuda"
+            else []
+        )
+        with torch.random.fork_rng(devices=cuda):
+            torch.random.default_generator.manual_seed(seed)
+            if cuda:
+                with torch.cuda.device(cuda[0]):
+                    torch.cuda.manual_seed(seed)
+            out = self.aug(images.float(), m, data_keys=["input", "mask"])
+        if not isinstance(out, (list, tuple)) or len(out) != 2:
+            raise TypeError(
+                "the kornia AugmentationSequential did not return (image, mask); build it "
+                'with data_keys=["input", "mask"] and no extra outputs'
+            )
+        x, m = out
+        if m.ndim != 4 or m.shape[1] != 2:
+            raise ValueError(
+                f"kornia returned a mask of shape {tuple(m.shape)}, expected (B, 2, H, W)"
+            )
+        valid = (m[:, 1] - 1).abs() < 1e-3
+        labels = m[:, 0].round().long()
+        labels = torch.where(valid, labels, torch.full_like(labels, self.ignore_index))
+        return x.to(images.dtype), labels
+
+
+class AlbumentationsAugment:
+    """Adapter: an ``albumentations.Compose`` applied per sample on the CPU.
+
+    Cost: albumentations works on one numpy HWC image at a time, so every batch is copied to
+    the CPU (one transfer), augmented sample by sample in Python/OpenCV, and copied back to
+    its device. That serialises the stream on CPU work: fine for small images and batches,
+    often the bottleneck at 256 px and up (see ``benchmarks/bench_augment.py``). Prefer
+    :class:`BatchAugment` or :class:`KorniaAugment` for on-GPU streams.
+
+    Images are handed over as float32 HWC in [0, 1] (``image_dtype="float32"``, no
+    quantisation) or uint8 (``image_dtype="uint8"``, rounded, faster for some OpenCV ops and
+    required by a few transforms); they come back in the input dtype. The mask is handed
+    over as a 2-channel uint8 HW2 mask ``(label, 1)``: albumentations resamples masks with
+    nearest neighbour by default and pads them with ``fill_mask`` (0 unless set), so a pixel
+    is in-frame exactly when its second channel is still 1; the others become
+    ``ignore_index``. Labels must be in [0, 255].
+
+    Seeding: albumentations 2.x keeps its own ``numpy.random.Generator`` and
+    ``random.Random`` in the Compose (``Compose(seed=...)`` / ``set_random_seed`` /
+    ``set_random_state``) and ignores global seeds. Each call draws one seed from the passed
+    generator and installs fresh ``np.random.default_rng(seed)`` / ``random.Random(seed)``
+    with ``compose.set_random_state`` (shared by all its transforms), then runs the B samples
+    in order: same generator state, same output. This replaces the Compose's own state.
+    """
+
+    def __init__(
+        self,
+        compose: Any,
+        ignore_index: int = 255,
+        image_dtype: Literal["float32", "uint8"] = "float32",
+    ) -> None:
+        if not _ALBUMENTATIONS:
+            raise _missing(_ALBUMENTATIONS, "AlbumentationsAugment")
+        os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+        import albumentations as A
+
+        if not isinstance(compose, A.BaseCompose):
+            raise TypeError(
+                "AlbumentationsAugment expects an albumentations Compose (BaseCompose), got "
+                f"{type(compose).__name__}; wrap transforms with albumentations.Compose([...])"
+            )
+        if image_dtype not in ("float32", "uint8"):
+            raise ValueError(f"image_dtype must be 'float32' or 'uint8', got {image_dtype!r}")
+        self.compose = compose
+        self.ignore_index = int(ignore_index)
+        self.image_dtype = image_dtype
+        self._warned_device = False
+
+    def __repr__(self) -> str:
+        name = type(self.compose).__name__
+        return f"{type(self).__name__}({name}, image_dtype={self.image_dtype!r})"
+
+    def __call__(
+        self,
+        images: torch.Tensor,
+        masks: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Augment a batch sample by sample on the CPU, seeded from ``generator``."""
+        _check_batch(images, masks)
+        B = images.shape[0]
+        if B == 0:
+            return images, masks.long()
+        lo, hi = int(masks.min()), int(masks.max())
+        if lo < 0 or hi > 255:
+            raise ValueError(
+                "AlbumentationsAugment passes masks as uint8: labels must be in [0, 255], "
+                f"got [{lo}, {hi}]"
+            )
+        if images.device.type != "cpu" and not self._warned_device:
+            log.info(
+                "albumentations augments on the CPU, one sample at a time: every %s batch is "
+                "copied to the host and back (BatchAugment or KorniaAugment stay on the device)",
+                images.device.type,
+            )
+            self._warned_device = True
+        seed = _draw_seed(generator)
+        self.compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
+
+        x = images.detach().float().clamp(0, 1).permute(0, 2, 3, 1)
+        if self.image_dtype == "uint8":
+            x = (x * 255).round().to(torch.uint8)
+        x_np = x.cpu().numpy()
+        m_np = masks.to(torch.uint8).cpu().numpy()
+        ones = np.ones(m_np.shape[1:], dtype=np.uint8)
+
+        out_imgs, out_masks = [], []
+        for i in range(B):
+            res = self.compose(image=x_np[i], mask=np.stack([m_np[i], ones], -1))
+            img, msk = res["image"], res["mask"]
+            if img.ndim != 3 or img.shape[-1] != 3 or msk.shape != (*img.shape[:2], 2):
+                raise ValueError(
+                    f"the albumentations Compose returned image {img.shape} and mask "
+                    f"{msk.shape}; expected HxWx3 and HxWx2 (no ToTensorV2, no channel changes)"
+                )
+            if out_imgs and img.shape != out_imgs[0].shape:
+                raise ValueError(
+                    f"the albumentations Compose returned images of different sizes "
+                    f"({out_imgs[0].shape} and {img.shape}); end it with a fixed-size op "
+                    "(e.g. A.Resize, A.RandomCrop, A.PadIfNeeded) so the batch can be stacked"
+                )
+            out_imgs.append(img)
+            out_masks.append(msk)
+
+        img_t = torch.from_numpy(np.stack(out_imgs))
+        img_t = img_t.float() / 255 if img_t.dtype == torch.uint8 else img_t.float().clamp_(0, 1)
+        msk_t = torch.from_numpy(np.stack(out_masks).astype(np.int64))
+        labels = torch.where(msk_t[..., 1] == 1, msk_t[..., 0], self.ignore_index)
+        dev = images.device
+        img_t = img_t.permute(0, 3, 1, 2).to(device=dev, dtype=images.dtype, non_blocking=True)
+        return img_t.contiguous(), labels.to(dev, non_blocking=True)
