@@ -30,11 +30,22 @@ _RESAMPLE_COST_CUDA = 100
 
 
 class FramesInference:
-    """The interpolate path (see module)."""
+    """The interpolate path (see module). Reads the interpreter's attributes declared here."""
 
     layout: Layout
     num_classes: int
     num_models: int
+    hidden: tuple[int, int]
+    device: torch.device
+    tf32: bool
+    w1: torch.Tensor
+    b1: torch.Tensor
+    w2: torch.Tensor
+    b2: torch.Tensor
+    w3: torch.Tensor
+    b3: torch.Tensor
+    _frames_cache: dict[Any, dict[str, Any]]
+    _compile_failed: bool
 
     def _frames_plan(self, frame: tuple[int, int], crop: Crop) -> dict[str, Any]:
         """Plan of the interpolate path: groups of maps by resolution, each either

@@ -25,7 +25,7 @@ from torch import nn
 
 from ..uncertainty import image_scores, js_divergence
 from .frames import FramesInference
-from .resample import Crop, Layout, check_crop, feature_layout, layout_diffs
+from .resample import Crop, check_crop, feature_layout, layout_diffs
 from .rows import DEFAULT_CHUNK_BYTES, DEFAULT_CHUNK_BYTES_CUDA, RowsInference
 
 __all__ = ["BN_EPS", "IMPLS", "FactorizedInference", "Prediction"]
@@ -52,11 +52,16 @@ class Prediction:
 
 
 class FactorizedInference(RowsInference, FramesInference):
-    """Inference methods of :class:`~dgan_data.interpreter.model.Interpreter` (see module)."""
+    """Inference methods of :class:`~dgan_data.interpreter.model.Interpreter` (see module).
 
-    layout: Layout
-    num_classes: int
-    num_models: int
+    Reads the interpreter's attributes declared here and in the two path mixins."""
+
+    in_channels: int
+    label_size: tuple[int, int] | None
+    crop: Crop | None
+    chunk_bytes: int | None
+    impl: str
+    compile_predict: bool
 
     def _check_features(self, features: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Validate a batch of feature maps against the layout, with a clear message."""

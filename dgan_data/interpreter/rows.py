@@ -25,11 +25,15 @@ _RESAMPLE_COST = 8
 
 
 class RowsInference:
-    """The rows path (see module)."""
+    """The rows path (see module). Reads the interpreter's attributes declared here."""
 
     layout: Layout
     num_classes: int
     num_models: int
+    hidden: tuple[int, int]
+    device: torch.device
+    w1: torch.Tensor
+    _plan_cache: dict[Any, dict[str, Any]]
 
     def _plan(self, frame: tuple[int, int], crop: Crop) -> dict[str, Any]:
         """Group maps by resolution and choose, per group, the cheaper exact order.
