@@ -82,6 +82,22 @@ def test_fewshot_from_trains_only_later_draws_and_keeps_students_another_run_wro
     assert len(result["fewshot_draws"]["miou"]) == 2
 
 
+def test_stream_settings_name_the_s_data_and_student(tmp_path):
+    argv = small_run(tmp_path, "--arms", "S", "--count", "8", "--eval-count", "8")
+    options = ["--drop-uncertain", "0", "--class-balance", "image"]
+    assert diagnose.main([*argv, *options]) == 0
+    result = json.loads((tmp_path / "diagnose.json").read_text())
+    assert result["stream_options"] == {"drop_uncertain": 0.0, "class_balance": "image"}
+    key = f"S_8_psi0.8_drop0_balimage_{result['preset_digest']}"
+    assert set(result["students"]) == {key + "_steps2x4"}
+    assert (tmp_path / "cache" / f"{key}.pt").is_file()
+    # the default stream is other data under another key, not the cached balanced one
+    assert diagnose.main(argv) == 0
+    plain = json.loads((tmp_path / "diagnose.json").read_text())
+    assert f"S_8_psi0.8_{result['preset_digest']}_steps2x4" in plain["students"]
+    assert plain["stream_options"] == {}
+
+
 @pytest.mark.parametrize(
     "argv",
     [
@@ -90,6 +106,8 @@ def test_fewshot_from_trains_only_later_draws_and_keeps_students_another_run_wro
         ["--fewshot-draws", "0"],
         ["--fewshot-draws", "2", "--fewshot-from", "2"],
         ["--fewshot-from", "-1"],
+        ["--drop-uncertain", "1"],
+        ["--class-balance", "rare"],
     ],
 )
 def test_bad_settings_exit_2(argv, tmp_path):

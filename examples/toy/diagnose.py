@@ -119,6 +119,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "train the others at the same time); the report counts every draw in --out",
     )
     ap.add_argument("--psi", type=float, default=None, help="default: the preset's")
+    ap.add_argument(
+        "--drop-uncertain",
+        type=float,
+        default=None,
+        help="the S stream's share of most uncertain images dropped (default: the stream's)",
+    )
+    ap.add_argument(
+        "--class-balance",
+        choices=("none", "image"),
+        default="none",
+        help="the S stream's class_balance (image: every class in >= 30 %% of the images)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--no-progress", action="store_true")
@@ -134,6 +146,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.drop_uncertain is not None and not 0 <= args.drop_uncertain < 1:
+        ap.error("--drop-uncertain must be in [0, 1)")
     if not 0 <= args.fewshot_from < args.fewshot_draws:
         ap.error("--fewshot-from must be >= 0 and below --fewshot-draws")
     bad = set(args.arms.split(",")) - set("RGSFA")
@@ -186,8 +200,13 @@ def gan_samples(labeler: Labeler, count: int, seed: int) -> dict[str, torch.Tens
     return {k: torch.cat(v) for k, v in out.items()}
 
 
-def stream_samples(preset: str, count: int, seed: int, psi: float) -> dict[str, torch.Tensor]:
-    stream = DatasetGANStream(preset, batch_size=64, seed=seed, truncation_psi=psi, device="cpu")
+def stream_samples(
+    preset: str, count: int, seed: int, psi: float, **options: Any
+) -> dict[str, torch.Tensor]:
+    """The first ``count`` samples of the preset's stream (``options``: stream settings)."""
+    stream = DatasetGANStream(
+        preset, batch_size=64, seed=seed, truncation_psi=psi, device="cpu", **options
+    )
     images, masks, n = [], [], 0
     for batch_images, batch_masks in stream:
         images.append(batch_images.cpu())
@@ -326,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     key_of = {
         "R": f"R_{args.count}_{ann_tag}",
         "G": f"G_{args.count}_psi{psi:g}_{preset_tag}",
-        "S": f"S_{args.count}_psi{psi:g}_{preset_tag}",
+        "S": f"S_{args.count}_psi{psi:g}{stream_tag(args)}_{preset_tag}",
         "F": "F_16",
         "A": f"A_{args.full_count}",
     }
@@ -335,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         "G": lambda: cached(cache / f"{key_of['G']}.pt", gan_g),
         "S": lambda: cached(
             cache / f"{key_of['S']}.pt",
-            lambda: stream_samples(preset.name, args.count, args.seed, psi),
+            lambda: stream_samples(preset.name, args.count, args.seed, psi, **stream_options(args)),
         ),
     }
     augment = BatchAugment()
@@ -405,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
             "annotator_digest": ann_tag,
             "preset_digest": preset_tag,
             "truncation_psi": psi,
+            "stream_options": stream_options(args),
             "steps": args.steps,
             "batch_size": args.batch_size,
             "fewshot_draws": {
@@ -434,6 +454,23 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_bytes(results_path, json.dumps(results, indent=1, default=float).encode())
     print(format_report(results, suffix, key_of))
     return 0
+
+
+def stream_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The S stream's settings that differ from the stream's defaults."""
+    options: dict[str, Any] = {}
+    if args.drop_uncertain is not None:
+        options["drop_uncertain"] = args.drop_uncertain
+    if args.class_balance != "none":
+        options["class_balance"] = args.class_balance
+    return options
+
+
+def stream_tag(args: argparse.Namespace) -> str:
+    """Part of the S key naming non-default stream settings ("" for the defaults)."""
+    options = stream_options(args)
+    tag = f"_drop{options['drop_uncertain']:g}" if "drop_uncertain" in options else ""
+    return tag + (f"_bal{options['class_balance']}" if "class_balance" in options else "")
 
 
 def fewshot_key(draw: int) -> str:
