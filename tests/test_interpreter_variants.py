@@ -32,6 +32,14 @@ def test_blur_keeps_probabilities_and_spreads_a_point():
     assert 0 < out[0, 1, 4, 4] < 1 and out[0, 1, 4, 5] > 0 and out[0, 1, 0, 0] == 0
 
 
+def test_class_prior_counts_labeled_pixels_and_keeps_absent_classes_finite():
+    masks = [torch.tensor([[0, 0, 1], [1, 255, 0]]), torch.tensor([[0, 0, 0], [0, 0, 1]])]
+    prior = variants.class_prior(masks, 3)
+    total = 11 + 0.5  # 8 + 3 labeled pixels; class 2 has none and counts half a pixel
+    torch.testing.assert_close(prior, torch.tensor([8 / total, 3 / total, 0.5 / total]))
+    assert variants.parse_variant("prior=0.5") == {"prior": 0.5}
+
+
 @pytest.fixture(scope="module")
 def world():
     from dgan_data import Interpreter, load_generator

@@ -17,6 +17,9 @@ the annotator's (the toy human) on the same images. A variant is ``+``-joined se
   training set as pseudo-labels;
 - ``smooth=S``: at prediction, the mean probabilities are blurred by a Gaussian of
   sigma S pixels before the argmax;
+- ``prior=T``: at prediction, the mean probabilities are divided by the classes' pixel
+  frequencies in the 16 annotations to the power T before the argmax (prior correction,
+  "logit adjustment": T = 1 labels as if every class were equally frequent);
 - ``rgb=1``: the generated image itself (3 channels at full resolution) is appended to
   the generator's feature maps, in training and at prediction.
 
@@ -56,7 +59,7 @@ from dgan_data.toy.annotator import annotate, load_annotator
 
 log = logging.getLogger("interpreter_variants")
 KEYS = {"steps": int, "hidden": str, "dropout": float, "noise": int, "selftrain": int}
-KEYS |= {"keep": float, "smooth": float, "rgb": int}
+KEYS |= {"keep": float, "smooth": float, "rgb": int, "prior": float}
 
 
 class _InputDropout(Interpreter):
@@ -143,6 +146,17 @@ def _gaussian_blur(probs: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(F.pad(probs, [radius] * 4, mode="replicate"), kernel, groups=K)
 
 
+def class_prior(masks: Any, num_classes: int) -> torch.Tensor:
+    """Pixel frequency of every class in the annotation masks (ignored pixels left out;
+    a class with no pixel gets half a pixel, so its correction stays finite)."""
+    counts = torch.zeros(num_classes, dtype=torch.float64)
+    for m in masks:
+        m = torch.as_tensor(m).long().flatten()
+        counts += torch.bincount(m[m < num_classes], minlength=num_classes).double()
+    counts = counts.clamp(min=0.5)
+    return (counts / counts.sum()).float()
+
+
 def score(
     G,
     interp: Interpreter,
@@ -152,6 +166,7 @@ def score(
     smooth: float,
     rgb: bool = False,
     synthesizer: Interpreter | None = None,
+    prior: torch.Tensor | None = None,
 ) -> dict:
     """mIoU of the interpreter's labels against the annotator's on fresh samples."""
     # the labeler only synthesises (an rgb interpreter does not match the generator's
@@ -164,8 +179,12 @@ def score(
         chunk = seeds[start : start + 50]
         img, feats = labeler.synthesize(chunk)
         maps = [*feats, img] if rgb else list(feats)
-        pred = interp.predict(maps, output_size=labeler.frame, return_probs=bool(smooth))
-        labels = _gaussian_blur(pred.probs, smooth).argmax(1) if smooth else pred.labels
+        want_probs = bool(smooth) or prior is not None
+        pred = interp.predict(maps, output_size=labeler.frame, return_probs=want_probs)
+        probs = _gaussian_blur(pred.probs, smooth) if smooth else pred.probs
+        if prior is not None:
+            probs = probs / prior.to(probs.device)[None, :, None, None]
+        labels = probs.argmax(1) if want_probs else pred.labels
         images = images_for_labels(img.float(), labeler.frame, labeler.crop)
         cm += confusion_matrix(labels.cpu(), annotate(annotator, images.cpu()), NUM_CLASSES)
     m = metrics_from_confusion(cm)
@@ -177,7 +196,7 @@ def run_variant(name: str, args: argparse.Namespace, world: dict[str, Any]) -> d
     G, shipped, psi = world["G"], world["shipped"], world["psi"]
     t0 = time.perf_counter()
     interp, info = shipped, {}
-    if set(spec) - {"smooth"}:
+    if set(spec) - {"smooth", "prior"}:
         feats, masks, info = training_set(G, world["annotations"], spec, shipped, psi)
         cls = Interpreter
         if spec.get("dropout"):
@@ -206,6 +225,9 @@ def run_variant(name: str, args: argparse.Namespace, world: dict[str, Any]) -> d
         spec.get("smooth", 0.0),
         bool(spec.get("rgb")),
         shipped,
+        None
+        if "prior" not in spec
+        else class_prior(world["annotations"].masks, NUM_CLASSES) ** spec["prior"],
     )
     return {"variant": name, **info, "fit_seconds": fit_seconds, **result}
 
