@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import logging
 import os
@@ -63,7 +62,7 @@ from dgan_data.downstream.train import (
     render_labeled,
     train_segmentation,
 )
-from dgan_data.fileio import atomic_write_bytes
+from dgan_data.fileio import atomic_torch_save, atomic_write_bytes
 from dgan_data.metrics import auroc, confusion_matrix, metrics_from_confusion
 from dgan_data.presets import get_preset, resolve_preset_file
 from dgan_data.seeds import sample_seed
@@ -169,16 +168,22 @@ def cached(path: Path, make: Any) -> Any:
     if path.is_file():
         return torch.load(path, weights_only=True)
     value = make()
-    buffer = io.BytesIO()
-    torch.save(value, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_torch_save(value, path)
     return value
+
+
+def merge_students(results_path: Path, results: dict[str, Any]) -> dict[str, Any]:
+    """Add to ``results`` the students other runs wrote to the file meanwhile (ours win);
+    returns what the file holds."""
+    on_disk = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    results["students"] = {**on_disk.get("students", {}), **results["students"]}
+    return on_disk
 
 
 def record_student(results_path: Path, results: dict[str, Any], key: str, value: Any) -> None:
     """Add one student to ``results`` and to the file, keeping students other runs wrote."""
-    on_disk = json.loads(results_path.read_text()) if results_path.is_file() else {}
-    results["students"] = {**on_disk.get("students", {}), **results["students"], key: value}
+    on_disk = merge_students(results_path, results)
+    results["students"][key] = value
     on_disk["students"] = results["students"]
     atomic_write_bytes(results_path, json.dumps(on_disk, indent=1).encode())
 
@@ -391,9 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         record_student(results_path, results, key, trained)
         log.info("%s: test mIoU %.4f", key, trained["miou"])
 
-    if results_path.is_file():  # students another run wrote meanwhile
-        on_disk = json.loads(results_path.read_text()).get("students", {})
-        results["students"] = {**on_disk, **results["students"]}
+    merge_students(results_path, results)
     students = results["students"]
     fewshot = [
         students[fewshot_key(d) + suffix]["miou"]

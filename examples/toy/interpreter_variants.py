@@ -54,7 +54,7 @@ from dgan_data.labeler import images_for_labels
 from dgan_data.metrics import confusion_matrix, metrics_from_confusion
 from dgan_data.presets import get_preset, resolve_preset_file
 from dgan_data.seeds import sample_seed
-from dgan_data.toy import CLASS_NAMES, NUM_CLASSES
+from dgan_data.toy import CLASS_NAMES, NUM_CLASSES, class_pixel_rates
 from dgan_data.toy.annotator import annotate, load_annotator
 
 log = logging.getLogger("interpreter_variants")
@@ -149,12 +149,10 @@ def _gaussian_blur(probs: torch.Tensor, sigma: float) -> torch.Tensor:
 def class_prior(masks: Any, num_classes: int) -> torch.Tensor:
     """Pixel frequency of every class in the annotation masks (ignored pixels left out;
     a class with no pixel gets half a pixel, so its correction stays finite)."""
-    counts = torch.zeros(num_classes, dtype=torch.float64)
-    for m in masks:
-        m = torch.as_tensor(m).long().flatten()
-        counts += torch.bincount(m[m < num_classes], minlength=num_classes).double()
-    counts = counts.clamp(min=0.5)
-    return (counts / counts.sum()).float()
+    stacked = torch.stack([torch.as_tensor(m).long() for m in masks])
+    labeled = int((stacked < num_classes).sum())
+    rates = class_pixel_rates(stacked, num_classes).clamp(min=0.5 / labeled)
+    return (rates / rates.sum()).float()
 
 
 def score(
