@@ -133,15 +133,15 @@ def test_quick_and_full_exclude_each_other(capsys, tmp_path):
 
 
 def test_plateau_rule_reads_the_last_fifth_of_each_curve():
-    from dgan_data.downstream.demo import DemoConfig, _plateau
+    from dgan_data.downstream.demo_report import plateau
 
-    cfg = DemoConfig(steps=1000)
+    steps = 1000
     flat = [
         {"step": s, "val_miou": 0.70 + min(s, 700) / 10_000 + (0.004 if s >= 900 else 0)}
         for s in range(100, 1001, 100)
     ]  # last fifth (steps 800-1000): 0.770, 0.774, 0.774
     rising = [{"step": s, "val_miou": s / 1000} for s in range(100, 1001, 100)]
-    assert _plateau([{"curve": flat}], cfg)["reached"] is True
-    result = _plateau([{"curve": flat}, {"curve": rising}], cfg)
+    assert plateau([{"curve": flat}], steps)["reached"] is True
+    result = plateau([{"curve": flat}, {"curve": rising}], steps)
     assert result["reached"] is False and result["spans"][1] == pytest.approx(0.2)
-    assert _plateau([{"curve": []}], cfg) is None
+    assert plateau([{"curve": []}], steps) is None

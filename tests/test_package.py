@@ -44,6 +44,7 @@ def test_wheel_contains_package_and_preset_files(tmp_path):
         "dgan_data/annotations/folder.py",
         "dgan_data/presets/builtin.json",
         "dgan_data/downstream/train.py",
+        "dgan_data/downstream/demo_report.py",
         "dgan_data/generators/stylegan2.py",
         "dgan_data/generators/stylegan1.py",
         "dgan_data/generators/nvidia.py",

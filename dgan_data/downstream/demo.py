@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -39,23 +38,30 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
 from torch.utils.data import DataLoader
 
 from ..augment import BatchAugment
-from ..fileio import atomic_write, write_json
+from ..fileio import write_json
 from ..interpreter import Interpreter
 from ..metrics import five_fold_protocol
 from ..presets import get_preset, resolve_preset_file
 from ..stream import DatasetGANStream
 from ..toy.annotator import DEFAULT_ANNOTATOR_PATH, annotate, load_annotator
-from ..toy.render import CLASS_NAMES, NUM_CLASSES, PALETTE, split_seeds
-from ..viz import legend, overlay, to_uint8_image
+from ..toy.render import CLASS_NAMES, NUM_CLASSES, split_seeds
+from .demo_report import (
+    Arm,
+    aggregate_arm,
+    figure_title,
+    format_table,
+    json_ready,
+    plateau,
+    run_summary,
+    write_figure,
+)
 from .train import (
     build_segmentation_model,
     environment_info,
     evaluate,
-    metrics_summary,
     real_batches,
     render_batches,
     render_labeled,
@@ -201,31 +207,8 @@ def _default_threads() -> int:
     return max(1, min(os.cpu_count() or 1, torch.get_num_threads()))
 
 
-def _clean(value: Any) -> Any:
-    """NaN -> None recursively (strict JSON), numpy scalars -> Python."""
-    if isinstance(value, (np.floating, np.integer)):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 # ------------------------------------------------------------------------ demo
-@dataclass
-class _Arm:
-    key: str
-    label: str
-    trained_on: str
-    psi: float | None = None
-
-
-def _arms(cfg: DemoConfig, preset_psi: float) -> list[_Arm]:
+def _arms(cfg: DemoConfig, preset_psi: float) -> list[Arm]:
     psis = list(cfg.stream_psi) if cfg.stream_psi else [preset_psi]
     if cfg.full and not cfg.stream_psi and 1.0 not in psis:
         psis.append(1.0)
@@ -233,7 +216,7 @@ def _arms(cfg: DemoConfig, preset_psi: float) -> list[_Arm]:
     for psi in psis:
         key = "a" if psi == psis[0] else f"a@{psi:g}"
         arms.append(
-            _Arm(
+            Arm(
                 key,
                 f"DatasetGAN psi {psi:g}",
                 f"DatasetGAN stream at truncation psi {psi:g} (interpreter trained on "
@@ -242,13 +225,13 @@ def _arms(cfg: DemoConfig, preset_psi: float) -> list[_Arm]:
             )
         )
     arms += [
-        _Arm("b", "16 real, exact", "16 real renders with exact masks"),
-        _Arm(
+        Arm("b", "16 real, exact", "16 real renders with exact masks"),
+        Arm(
             "b'",
             "16 real, annotator",
             "the same 16 real renders labeled by the toy annotator (the human of (a))",
         ),
-        _Arm("c", "5,000 real", f"{cfg.pool_count:,} real renders with exact masks"),
+        Arm("c", "5,000 real", f"{cfg.pool_count:,} real renders with exact masks"),
     ]
     return arms
 
@@ -370,7 +353,7 @@ def run_demo(config: DemoConfig, report: Callable[[str], None] = log.info) -> di
                     predictions[arm.key] = net(test_images[rows].to(device)).argmax(1).cpu()
             eval_seconds = time.perf_counter() - t_eval
             runs[arm.key].append(
-                _run_summary(
+                run_summary(
                     metrics,
                     cv,
                     history,
@@ -414,8 +397,8 @@ def run_demo(config: DemoConfig, report: Callable[[str], None] = log.info) -> di
             "five_fold": "final model; mean +- std of the mIoU on the 4 other folds, per fold",
         },
         "class_names": class_names,
-        "arms": {a.key: _aggregate(a, runs[a.key], class_names) for a in arms},
-        "plateau": _plateau(runs.get("c", []), cfg),
+        "arms": {a.key: aggregate_arm(a, runs[a.key], class_names) for a in arms},
+        "plateau": plateau(runs.get("c", []), cfg.steps),
         "reference_annotator": _reference_annotator(),
         "human": "the toy annotator: a U-Net trained on 6,000 real renders with exact masks",
         "seeds": {
@@ -441,19 +424,19 @@ def run_demo(config: DemoConfig, report: Callable[[str], None] = log.info) -> di
         test_masks[rows],
         predictions,
         class_names,
-        title=_figure_title(results),
+        title=figure_title(results),
     )
     results["figure"] = figure.name
     results["total_seconds"] = time.perf_counter() - t_start
     path = out / "results.json"
-    write_json(path, _clean(results))
+    write_json(path, json_ready(results))
     report("\n" + format_table(results))
     report(f"\nwrote {path} and {figure} in {results['total_seconds'] / 60:.1f} min")
     return results
 
 
 def _source(
-    arm: _Arm,
+    arm: Arm,
     cfg: DemoConfig,
     preset: str,
     seed: int,
@@ -516,198 +499,6 @@ def _source(
     return DataLoader(stream, batch_size=None, num_workers=workers, persistent_workers=False)
 
 
-def _run_summary(
-    metrics: dict[str, Any],
-    cv: Any,
-    history: Any,
-    class_names: list[str],
-    train_seconds: float,
-    eval_seconds: float,
-    main_threads: int,
-    workers: int,
-    seed: int,
-) -> dict[str, Any]:
-    timing = history.timing()
-    losses = [v for v in history.loss if not math.isnan(v)]
-    return {
-        **metrics_summary(metrics, class_names),
-        "seed": seed,
-        "miou_5fold_mean": cv.mean,
-        "miou_5fold_std": cv.std,
-        "train_seconds": train_seconds,
-        "eval_seconds": eval_seconds,
-        "seconds": train_seconds + eval_seconds,
-        "data_seconds_per_step": timing["data_seconds_per_step"],
-        "optim_seconds_per_step": timing["optim_seconds_per_step"],
-        "data_fraction": timing["data_fraction"],
-        "first_step_data_seconds": timing["first_step_data_seconds"],
-        "main_threads": main_threads,
-        "stream_workers": workers,
-        "loss_first": losses[0] if losses else None,
-        "loss_last": float(np.mean(losses[-10:])) if losses else None,
-        "curve": [{"step": e["step"], "val_miou": e["val_miou"]} for e in history.evals],
-    }
-
-
-def _aggregate(arm: _Arm, runs: list[dict[str, Any]], class_names: list[str]) -> dict[str, Any]:
-    """Mean (and std over draws) of an arm's runs; the per-run records kept in ``runs``."""
-
-    def mean(key: str) -> float:
-        return float(np.mean([r[key] for r in runs]))
-
-    mious = [r["miou"] for r in runs]
-    per_class = {
-        name: float(
-            np.nanmean(
-                [
-                    r["per_class_iou"][name] if r["per_class_iou"][name] is not None else np.nan
-                    for r in runs
-                ]
-            )
-        )
-        for name in class_names
-    }
-    return {
-        "label": arm.label,
-        "trained_on": arm.trained_on,
-        "truncation_psi": arm.psi,
-        "miou": float(np.mean(mious)),
-        "miou_std_over_draws": float(np.std(mious, ddof=1)) if len(mious) > 1 else None,
-        "per_class_iou": per_class,
-        "pixel_accuracy": mean("pixel_accuracy"),
-        "num_images": runs[0]["num_images"],
-        "miou_5fold_mean": mean("miou_5fold_mean"),
-        "miou_5fold_std": mean("miou_5fold_std"),
-        "train_seconds": mean("train_seconds"),
-        "eval_seconds": mean("eval_seconds"),
-        "seconds": mean("seconds"),
-        "data_seconds_per_step": mean("data_seconds_per_step"),
-        "optim_seconds_per_step": mean("optim_seconds_per_step"),
-        "stream_workers": runs[0]["stream_workers"],
-        "runs": runs,
-    }
-
-
-def _plateau(runs: list[dict[str, Any]], cfg: DemoConfig) -> dict[str, Any] | None:
-    """Whether the fully supervised arm's validation mIoU moved by less than 1 point over
-    its last 20 % of steps (in every draw); None without learning curves."""
-    curves = [r["curve"] for r in runs if r["curve"]]
-    if not curves:
-        return None
-    spans = []
-    for curve in curves:
-        tail = [e["val_miou"] for e in curve if e["step"] >= 0.8 * cfg.steps]
-        spans.append(max(tail) - min(tail) if len(tail) > 1 else math.nan)
-    return {
-        "rule": "validation mIoU of (c) within 1 point over its last 20 % of steps",
-        "spans": spans,
-        "reached": bool(all(s <= 0.01 for s in spans if not math.isnan(s)))
-        and not any(math.isnan(s) for s in spans),
-    }
-
-
-def _figure_title(results: dict[str, Any]) -> str:
-    scores = ", ".join(f"({k}) {100 * a['miou']:.1f}" for k, a in results["arms"].items())
-    return (
-        f"{results['model']['arch']} ({results['model']['encoder']}), {results['steps']} steps "
-        f"x {results['batch_size']}; test mIoU: {scores}"
-    )
-
-
-def format_table(results: dict[str, Any]) -> str:
-    """The per-class IoU table of a results dict, with timing rows."""
-    arms = results["arms"]
-    keys = list(arms)
-    heads = [f"({k}) {arms[k]['label']}" for k in keys]
-    name_w = max(len(n) for n in [*results["class_names"], "optimisation s/step"])
-    col_w = max(14, *(len(h) for h in heads))
-
-    def row(name: str, cells: list[str]) -> str:
-        return f"{name:<{name_w}}  " + "  ".join(f"{c:>{col_w}}" for c in cells)
-
-    def pct(v: Any) -> str:
-        return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
-
-    lines = [row("IoU %", heads)]
-    for name in results["class_names"]:
-        lines.append(row(name, [pct(arms[k]["per_class_iou"].get(name)) for k in keys]))
-    lines.append(row("-" * name_w, ["-" * col_w] * len(keys)))
-    lines.append(row("mIoU", [pct(arms[k]["miou"]) for k in keys]))
-    if results.get("draws", 1) > 1:
-        lines.append(
-            row(
-                f"std over {results['draws']} draws",
-                [pct(arms[k]["miou_std_over_draws"]) for k in keys],
-            )
-        )
-    lines.append(
-        row(
-            "5-fold mean ± std",
-            [f"{pct(arms[k]['miou_5fold_mean'])} ± {pct(arms[k]['miou_5fold_std'])}" for k in keys],
-        )
-    )
-    lines.append(row("train seconds", [f"{arms[k]['train_seconds']:.0f}" for k in keys]))
-    lines.append(row("data s/step", [f"{arms[k]['data_seconds_per_step']:.3f}" for k in keys]))
-    lines.append(
-        row("optimisation s/step", [f"{arms[k]['optim_seconds_per_step']:.3f}" for k in keys])
-    )
-    ref = results.get("reference_annotator")
-    if ref and ref.get("test_miou") is not None:
-        lines.append(
-            f"\nreference annotator ({ref['arch']}, {ref['steps']} steps x {ref['batch_size']} "
-            f"on {(ref.get('train_split') or {}).get('count', '?')} real renders): test mIoU "
-            f"{100 * ref['test_miou']:.1f} (the toy 'human'; context)"
-        )
-    hw = results["hardware"]
-    lines.append(
-        f"{results['steps']} steps x {results['batch_size']} per arm on {hw['device']} "
-        f"({hw['cpu']}, {hw['torch_threads']} thread(s)); data = waiting for the next batch "
-        "(stream generation / rendering), optimisation = forward + backward + step"
-    )
-    return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------- figure
-def write_figure(
-    path: Path,
-    images: torch.Tensor,
-    masks: torch.Tensor,
-    predictions: dict[str, torch.Tensor],
-    class_names: list[str],
-    title: str = "",
-    scale: int = 2,
-) -> Path:
-    """A PNG grid: one row per test image; columns image, ground truth and each arm's
-    prediction as palette overlays; a title and a class legend. Pillow only."""
-    palette = PALETTE.numpy()
-    columns = ["image", "ground truth", *[f"({k})" for k in predictions]]
-    n, h, w = masks.shape
-    th, tw = h * scale, w * scale
-    pad, head = 4, 18
-    font = ImageFont.load_default()
-    width = len(columns) * (tw + pad) + pad
-    key = legend(class_names, palette, width=width)
-    title_h = 18 if title else 0
-    height = title_h + head + n * (th + pad) + pad + key.shape[0]
-    canvas = Image.new("RGB", (width, height), (255, 255, 255))
-    draw = ImageDraw.Draw(canvas)
-    if title:
-        draw.text((pad, 3), title, fill=(0, 0, 0), font=font)
-    for c, name in enumerate(columns):
-        draw.text((pad + c * (tw + pad), title_h + 2), name, fill=(0, 0, 0), font=font)
-    for r in range(n):
-        tiles = [to_uint8_image(images[r]), overlay(images[r], masks[r], palette, alpha=0.6)]
-        tiles += [overlay(images[r], p[r], palette, alpha=0.6) for p in predictions.values()]
-        y = title_h + head + r * (th + pad)
-        for c, tile in enumerate(tiles):
-            im = Image.fromarray(tile).resize((tw, th), Image.NEAREST)
-            canvas.paste(im, (pad + c * (tw + pad), y))
-    canvas.paste(Image.fromarray(key), (0, height - key.shape[0]))
-    path = Path(path)
-    atomic_write(path, lambda f: canvas.save(f, format="PNG"))
-    return path
-
-
 def config_dict(config: DemoConfig) -> dict[str, Any]:
     """The config as plain JSON values."""
-    return _clean(asdict(config))
+    return json_ready(asdict(config))
