@@ -40,6 +40,43 @@ def test_class_prior_counts_labeled_pixels_and_keeps_absent_classes_finite():
     assert variants.parse_variant("prior=0.5") == {"prior": 0.5}
 
 
+def test_pick_rare_prefers_pixels_of_classes_the_set_lacks():
+    pool = torch.tensor(
+        [
+            [[0, 0], [0, 0]],  # four background pixels
+            [[0, 0], [0, 2]],  # three background, one of class 2
+            [[1, 1], [1, 1]],  # four of class 1
+            [[2, 255], [255, 255]],  # one of class 2; ignored pixels do not count
+        ]
+    )
+    # first pick: log 4 + log 2 = 2.08 for image 1 beats log 5 = 1.61 for images 0, 2;
+    # then totals (3, 0, 1): image 2 adds log 5 (class 1) to log 4 + log 2 = 3.69,
+    # image 0 only log 8 + log 2 = 2.77, image 3 log 4 + log 3 = 2.48
+    assert variants.pick_rare(pool, 2, 3) == [1, 2]
+    assert variants.pick_rare(pool, 4, 3)[:2] == [1, 2]
+    with pytest.raises(ValueError, match="cannot pick 5 of a pool of 4"):
+        variants.pick_rare(pool, 5, 3)
+    assert variants.parse_variant("draw=2") == {"draw": 2}
+    assert variants.parse_variant("rare=1+rgb=1") == {"rare": 1, "rgb": 1}
+
+
+def test_picked_annotations_draw_is_seeded_and_rare_is_greedy():
+    seeds = list(range(100, 110))
+    masks = torch.zeros(10, 2, 2, dtype=torch.long)
+    masks[7, 0, 0] = 5  # the only image holding class 5
+    pool = (seeds, masks)
+    a = variants.picked_annotations({"draw": 3}, pool, 4, 0.8)
+    b = variants.picked_annotations({"draw": 3}, pool, 4, 0.8)
+    c = variants.picked_annotations({"draw": 4}, pool, 4, 0.8)
+    assert a.seeds == b.seeds and a.seeds != c.seeds and len(set(a.seeds)) == 4
+    assert set(a.seeds) <= set(seeds)
+    for pick in (a, c):  # each mask belongs to its seed
+        for seed, mask in zip(pick.seeds, pick.masks):
+            assert torch.equal(mask, masks[seed - 100])
+    rare = variants.picked_annotations({"rare": 1}, pool, 1, 0.8)
+    assert rare.seeds == [107] and rare.masks[0][0, 0] == 5
+
+
 @pytest.fixture(scope="module")
 def world():
     from dgan_data import Interpreter, load_generator
@@ -78,6 +115,36 @@ def test_rgb_appends_the_generated_image_to_the_features(world):
     assert (feats[0][-1].float().clamp(-1, 1) - regenerated).abs().max() < 0.01
     with pytest.raises(ValueError, match="selftrain and rgb"):
         variants.training_set(G, ann, {"rgb": 1, "selftrain": 2}, shipped, 0.8)
+
+
+def test_training_set_reads_picked_pool_samples(world):
+    from dgan_data.seeds import z_from_seeds
+
+    G, shipped = world["G"], world["shipped"]
+    seeds = [11, 12, 13]
+    picked = variants.PickedAnnotations(seeds, [torch.zeros(64, 64, dtype=torch.long)] * 3, 0.8)
+    w = G.mapping(z_from_seeds(seeds, G.z_dim), truncation_psi=0.8)
+    torch.testing.assert_close(picked.latents_w(G), w)
+    feats, masks, _ = variants.training_set(G, picked, {}, shipped, 0.8)
+    assert len(feats) == 3 and masks.shape == (3, 64, 64)
+    _, direct = G.synthesize(w[1:2], noise="const")
+    torch.testing.assert_close(feats[1][0].float(), direct[0][0].half().float())
+
+
+def test_tiny_run_with_a_pool_records_the_picked_annotations(tmp_path, capsys):
+    argv = ["--out", str(tmp_path), "--eval", "8", "--steps", "5", "--num-models", "2",
+            "--threads", "1", "--pool", "20", "--variants", "draw=1", "rare=1"]  # fmt: skip
+    assert variants.main(argv) == 0
+    doc = json.loads((tmp_path / "variants.json").read_text())
+    assert doc["pool"] == 20
+    draw, rare = doc["results"]["draw=1"], doc["results"]["rare=1"]
+    assert len(draw["annotation_seeds"]) == 16
+    assert draw["annotation_seeds"] != rare["annotation_seeds"]
+    assert sum(rare["annotated_pixels"].values()) == 16 * 64 * 64
+    # the greedy pick holds at least as many pixels of the rarest classes as a random one
+    assert rare["annotated_pixels"]["teeth"] >= draw["annotated_pixels"]["teeth"]
+    with pytest.raises(ValueError, match="draw and rare"):
+        variants.main([*argv[:-2], "draw=1+rare=1"])
 
 
 def test_tiny_run_caches_each_variant(tmp_path, capsys, monkeypatch):

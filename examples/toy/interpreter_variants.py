@@ -21,7 +21,13 @@ the annotator's (the toy human) on the same images. A variant is ``+``-joined se
   frequencies in the 16 annotations to the power T before the argmax (prior correction,
   "logit adjustment": T = 1 labels as if every class were equally frequent);
 - ``rgb=1``: the generated image itself (3 channels at full resolution) is appended to
-  the generator's feature maps, in training and at prediction.
+  the generator's feature maps, in training and at prediction;
+- ``draw=K``: instead of the preset's annotations, 16 samples drawn at random (seed K)
+  from a pool of ``--pool`` candidates (seeds ``sample_seed(9, 7, i)``), labeled by the
+  annotator: how much the choice of 16 random images moves the interpreter;
+- ``rare=1``: 16 samples of the same pool picked greedily for class pixels, each pick
+  maximising sum over classes of log(1 + the class's annotated pixels): an annotator
+  who picks images that show the small parts (open mouths, visible ears) by eye.
 
 Usage (results are cached per variant in ``--out``/variants.json; a rerun only fits the
 missing ones)::
@@ -53,13 +59,15 @@ from dgan_data.fileio import atomic_write_bytes
 from dgan_data.labeler import images_for_labels
 from dgan_data.metrics import confusion_matrix, metrics_from_confusion
 from dgan_data.presets import get_preset, resolve_preset_file
-from dgan_data.seeds import sample_seed
+from dgan_data.seeds import sample_seed, z_from_seeds
 from dgan_data.toy import CLASS_NAMES, NUM_CLASSES, class_pixel_rates
 from dgan_data.toy.annotator import annotate, load_annotator
 
 log = logging.getLogger("interpreter_variants")
 KEYS = {"steps": int, "hidden": str, "dropout": float, "noise": int, "selftrain": int}
-KEYS |= {"keep": float, "smooth": float, "rgb": int, "prior": float}
+KEYS |= {"keep": float, "smooth": float, "rgb": int, "prior": float, "draw": int, "rare": int}
+#: ``sample_seed`` stream of the candidate pool that ``draw`` and ``rare`` pick from.
+POOL_STREAM = 9
 
 
 class _InputDropout(Interpreter):
@@ -102,8 +110,64 @@ def _features(
     return [f[0].half() for f in feats] + ([img[0].half()] if rgb else [])
 
 
+class PickedAnnotations:
+    """Samples of the candidate pool with the annotator's masks, read like an
+    :class:`Annotations` folder by :func:`training_set` (latents and masks)."""
+
+    def __init__(self, seeds: list[int], masks: list[torch.Tensor], psi: float):
+        self.seeds, self.masks, self.psi = seeds, masks, psi
+
+    def latents_w(self, G) -> torch.Tensor:
+        with torch.no_grad():
+            return G.mapping(z_from_seeds(self.seeds, G.z_dim), truncation_psi=self.psi)
+
+
+def annotation_pool(G, shipped: Interpreter, annotator, psi: float, size: int):
+    """Seeds of ``size`` candidate samples and the annotator's masks of them."""
+    labeler = Labeler(G, shipped, truncation_psi=psi)
+    seeds = [sample_seed(POOL_STREAM, 7, i) for i in range(size)]
+    masks = []
+    for start in range(0, size, 50):
+        img, _ = labeler.synthesize(seeds[start : start + 50])
+        images = images_for_labels(img.float(), labeler.frame, labeler.crop)
+        masks.append(annotate(annotator, images.cpu()))
+    return seeds, torch.cat(masks)
+
+
+def pick_rare(masks: torch.Tensor, num: int, num_classes: int) -> list[int]:
+    """Greedy picks that maximise sum_c log(1 + annotated pixels of class c): a pixel of
+    a class the set barely holds is worth more than one of a class it holds plenty of."""
+    if num > len(masks):
+        raise ValueError(f"cannot pick {num} of a pool of {len(masks)}")
+    flat = [m.flatten() for m in masks]
+    counts = torch.stack([torch.bincount(f[f < num_classes], minlength=num_classes) for f in flat])
+    counts = counts.double()
+    total = torch.zeros(num_classes, dtype=torch.float64)
+    chosen: list[int] = []
+    for _ in range(num):
+        gain = torch.log1p(total + counts).sum(1)
+        gain[chosen] = -torch.inf
+        best = int(gain.argmax())
+        chosen.append(best)
+        total += counts[best]
+    return chosen
+
+
+def picked_annotations(
+    spec: dict[str, Any], pool: tuple[list[int], torch.Tensor], num: int, psi: float
+) -> PickedAnnotations:
+    """The ``draw=K`` or ``rare=1`` choice of ``num`` pool samples."""
+    seeds, masks = pool
+    if "draw" in spec:
+        order = torch.randperm(len(seeds), generator=torch.Generator().manual_seed(spec["draw"]))
+        idx = order[:num].tolist()
+    else:
+        idx = pick_rare(masks, num, NUM_CLASSES)
+    return PickedAnnotations([seeds[i] for i in idx], [masks[i] for i in idx], psi)
+
+
 def training_set(
-    G, ann: Annotations, spec: dict[str, Any], shipped: Interpreter, psi: float
+    G, ann: Annotations | PickedAnnotations, spec: dict[str, Any], shipped: Interpreter, psi: float
 ) -> tuple[list[list[torch.Tensor]], torch.Tensor, dict[str, Any]]:
     """Feature maps and masks to fit on: the annotations, plus noise draws or
     pseudo-labeled samples when the variant asks for them."""
@@ -194,8 +258,21 @@ def run_variant(name: str, args: argparse.Namespace, world: dict[str, Any]) -> d
     G, shipped, psi = world["G"], world["shipped"], world["psi"]
     t0 = time.perf_counter()
     interp, info = shipped, {}
+    annotations = world["annotations"]
+    if "draw" in spec or "rare" in spec:
+        if "draw" in spec and "rare" in spec:
+            raise ValueError(f"variant {name!r}: draw and rare are two choices; name one")
+        if "pool" not in world:
+            world["pool"] = annotation_pool(G, shipped, world["annotator"], psi, args.pool)
+        annotations = picked_annotations(spec, world["pool"], len(annotations.masks), psi)
+        pixels = torch.stack([torch.as_tensor(m).long() for m in annotations.masks])
+        info["annotation_seeds"] = annotations.seeds
+        info["annotated_pixels"] = dict(
+            zip(CLASS_NAMES, torch.bincount(pixels.flatten(), minlength=256)[:NUM_CLASSES].tolist())
+        )
     if set(spec) - {"smooth", "prior"}:
-        feats, masks, info = training_set(G, world["annotations"], spec, shipped, psi)
+        feats, masks, extra = training_set(G, annotations, spec, shipped, psi)
+        info |= extra
         cls = Interpreter
         if spec.get("dropout"):
             cls = type("InputDropout", (_InputDropout,), {"dropout": spec["dropout"]})
@@ -225,7 +302,7 @@ def run_variant(name: str, args: argparse.Namespace, world: dict[str, Any]) -> d
         shipped,
         None
         if "prior" not in spec
-        else class_prior(world["annotations"].masks, NUM_CLASSES) ** spec["prior"],
+        else class_prior(annotations.masks, NUM_CLASSES) ** spec["prior"],
     )
     return {"variant": name, **info, "fit_seconds": fit_seconds, **result}
 
@@ -250,9 +327,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--eval", type=int, default=500, help="fresh generated samples scored")
     ap.add_argument("--steps", type=int, default=3000, help="steps when a variant names none")
     ap.add_argument("--num-models", type=int, default=10)
+    ap.add_argument("--pool", type=int, default=400, help="candidates that draw/rare pick from")
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args(argv)
-    for name in ("eval", "steps", "num_models"):
+    for name in ("eval", "steps", "num_models", "pool"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be >= 1")
     try:
@@ -280,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     path = args.out / "variants.json"
     saved = json.loads(path.read_text()) if path.is_file() else {}
     setting = {"preset": preset.name, "eval": args.eval, "steps": args.steps}
-    setting["num_models"] = args.num_models
+    setting |= {"num_models": args.num_models, "pool": args.pool}
     same = all(saved.get(k) == v for k, v in setting.items())
     results = saved.get("results", {}) if same else {}
     for name in args.variants:
