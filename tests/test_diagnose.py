@@ -98,6 +98,41 @@ def test_stream_settings_name_the_s_data_and_student(tmp_path):
     assert plain["stream_options"] == {}
 
 
+def test_another_interpreter_makes_its_own_s_but_shares_g(tmp_path):
+    import torch
+
+    from dgan_data import Interpreter, load_generator
+    from dgan_data.annotations import Annotations
+    from dgan_data.presets import resolve_preset_file
+
+    shipped = resolve_preset_file("toyface-14", "interpreter")
+    ann = Annotations.load(shipped.parent / "annotations")
+    G = load_generator("toyface-14")
+    w = ann.latents_w(G)
+    feats = [[f[0].half() for f in G.synthesize(w[i : i + 1], noise="const")[1]] for i in range(2)]
+    masks = torch.stack([torch.as_tensor(m).long() for m in ann.masks[:2]])
+    other = Interpreter.fit_features(
+        feats, masks, 14, 2, max_steps=3, min_steps=1, seed=0, fingerprint=G.fingerprint(),
+        class_names=list(diagnose.CLASS_NAMES), progress=False,
+    )  # fmt: skip
+    path = tmp_path / "other" / "interpreter.safetensors"
+    path.parent.mkdir()
+    other.save(path)
+    argv = small_run(tmp_path / "run", "--arms", "S,G", "--count", "8", "--eval-count", "8")
+    assert diagnose.main(argv) == 0
+    default = json.loads((tmp_path / "run" / "diagnose.json").read_text())
+    assert diagnose.main([*argv, "--interpreter", str(path)]) == 0
+    result = json.loads((tmp_path / "run" / "diagnose.json").read_text())
+    assert result["interpreter_file"] == "interpreter.safetensors"
+    assert result["gan_digest"] == default["gan_digest"] == default["preset_digest"]
+    assert result["preset_digest"] != default["preset_digest"]
+    gan_key = f"G_8_psi0.8_{default['gan_digest']}_steps2x4"
+    s_keys = {f"S_8_psi0.8_{r['preset_digest']}_steps2x4" for r in (default, result)}
+    assert set(result["students"]) == {gan_key, *s_keys}  # G trained once, S twice
+    assert result["coverage"] == {"folder": None}  # no annotations beside the file
+    assert result["interpreter_vs_annotator_miou"] != default["interpreter_vs_annotator_miou"]
+
+
 @pytest.mark.parametrize(
     "argv",
     [
@@ -108,6 +143,7 @@ def test_stream_settings_name_the_s_data_and_student(tmp_path):
         ["--fewshot-from", "-1"],
         ["--drop-uncertain", "1"],
         ["--class-balance", "rare"],
+        ["--interpreter", "no-such-file.safetensors"],
     ],
 )
 def test_bad_settings_exit_2(argv, tmp_path):

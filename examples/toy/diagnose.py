@@ -119,6 +119,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument("--psi", type=float, default=None, help="default: the preset's")
     ap.add_argument(
+        "--interpreter",
+        type=Path,
+        default=None,
+        help="interpreter file for S and the interpreter scores (default: the preset's); "
+        "coverage reads the annotations folder beside it",
+    )
+    ap.add_argument(
         "--drop-uncertain",
         type=float,
         default=None,
@@ -152,6 +159,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     bad = set(args.arms.split(",")) - set("RGSFA")
     if bad:
         ap.error(f"--arms: unknown arms {sorted(bad)} (valid: R, G, S, F, A)")
+    if args.interpreter is not None and not args.interpreter.is_file():
+        ap.error(f"--interpreter {args.interpreter}: no such file")
     return args
 
 
@@ -300,9 +309,8 @@ def uncertainty_study(gen: dict[str, torch.Tensor], reference: torch.Tensor) -> 
     }
 
 
-def coverage(preset: str) -> dict[str, Any]:
-    """Annotated images per class in the preset's shipped annotation folder."""
-    interp_path = resolve_preset_file(preset, "interpreter")
+def coverage(interp_path: Path) -> dict[str, Any]:
+    """Annotated images per class in the annotation folder beside the interpreter."""
     folder = interp_path.parent / "annotations"
     if not (folder / "manifest.json").is_file():
         return {"folder": None}
@@ -330,12 +338,19 @@ def main(argv: list[str] | None = None) -> int:
     psi = preset.truncation_psi if args.psi is None else args.psi
     annotator = load_annotator()
     ann_tag = file_digest(DEFAULT_ANNOTATOR_PATH)
-    preset_tag = file_digest(
-        DEFAULT_ANNOTATOR_PATH,
-        resolve_preset_file(preset.name, "generator"),
-        resolve_preset_file(preset.name, "interpreter"),
+    shipped_interp = resolve_preset_file(preset.name, "interpreter")
+    interp_path = shipped_interp if args.interpreter is None else args.interpreter
+    # G depends on the generator alone; its key keeps the preset's files so every
+    # interpreter shares one G
+    gan_tag = file_digest(
+        DEFAULT_ANNOTATOR_PATH, resolve_preset_file(preset.name, "generator"), shipped_interp
     )
-    labeler = Labeler.from_sources(preset.name, truncation_psi=psi, device="cpu")
+    preset_tag = file_digest(
+        DEFAULT_ANNOTATOR_PATH, resolve_preset_file(preset.name, "generator"), interp_path
+    )
+    labeler = Labeler.from_sources(
+        preset.name, interpreter=interp_path, truncation_psi=psi, device="cpu"
+    )
     cache = out / "cache"
     test = render_labeled("test", args.test_count)
 
@@ -349,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
 
     key_of = {
         "R": f"R_{args.count}_{ann_tag}",
-        "G": f"G_{args.count}_psi{psi:g}_{preset_tag}",
+        "G": f"G_{args.count}_psi{psi:g}_{gan_tag}",
         "S": f"S_{args.count}_psi{psi:g}{stream_tag(args)}_{preset_tag}",
         "F": "F_16",
         "A": f"A_{args.full_count}",
@@ -359,7 +374,14 @@ def main(argv: list[str] | None = None) -> int:
         "G": lambda: cached(cache / f"{key_of['G']}.pt", gan_g),
         "S": lambda: cached(
             cache / f"{key_of['S']}.pt",
-            lambda: stream_samples(preset.name, args.count, args.seed, psi, **stream_options(args)),
+            lambda: stream_samples(
+                preset.name,
+                args.count,
+                args.seed,
+                psi,
+                interpreter=interp_path,
+                **stream_options(args),
+            ),
         ),
     }
     augment = BatchAugment()
@@ -426,6 +448,8 @@ def main(argv: list[str] | None = None) -> int:
             "preset": preset.name,
             "annotator_digest": ann_tag,
             "preset_digest": preset_tag,
+            "gan_digest": gan_tag,
+            "interpreter_file": None if args.interpreter is None else args.interpreter.name,
             "truncation_psi": psi,
             "stream_options": stream_options(args),
             "steps": args.steps,
@@ -449,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
             "interpreter_vs_annotator_per_class": dict(
                 zip(CLASS_NAMES, interp_scores["iou"].tolist())
             ),
-            "coverage": coverage(preset.name),
+            "coverage": coverage(interp_path),
             "uncertainty": uncertainty_study(gen, reference),
             "targets": TARGETS,
         }
