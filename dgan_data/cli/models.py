@@ -9,6 +9,7 @@ from pathlib import Path
 from ..annotations import Annotations, sample_annotation_folder
 from ..generators import LOADER_OPTIONS as GENERATOR_LOADER_OPTIONS
 from ..interpreter import Interpreter
+from ..interpreter.context import MAX_CONTEXT
 from ..presets import cache_dir, load_generator, presets_table
 from .common import (
     Add,
@@ -19,6 +20,15 @@ from .common import (
     parse_options,
     positive_int,
 )
+
+
+def context_radius(text: str) -> int:
+    """argparse type: a neighbourhood radius in [0, MAX_CONTEXT]."""
+    value = non_negative_int(text)
+    if value > MAX_CONTEXT:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at most {MAX_CONTEXT}")
+    return value
+
 
 #: Keyword options the generator loaders accept (``--option KEY=VALUE``): the library's
 #: own list, so the two never drift apart. Which apply, and their value types, is checked
@@ -105,6 +115,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if not args.skip_validation:
         ann.validate(G)
     options = {} if args.max_steps is None else {"max_steps": args.max_steps}
+    if args.with_image or args.context:
+        options |= {"with_image": args.with_image, "context": args.context}
     interp = Interpreter.fit(G, ann, num_models=args.num_models, seed=args.seed, **options)
     path = interp.save(args.out)
     print(f"wrote {path}")
@@ -172,6 +184,17 @@ def register(add: Add) -> None:
         type=positive_int,
         default=None,
         help="cap on steps per model (default 20,000; models stop earlier on a plateau)",
+    )
+    p.add_argument(
+        "--with-image",
+        action="store_true",
+        help="the generated image is an input too (its colour at each pixel)",
+    )
+    p.add_argument(
+        "--context",
+        type=context_radius,
+        default=0,
+        help=f"neighbourhood radius on the finest maps, 0-{MAX_CONTEXT} (default 0: one pixel)",
     )
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--device", type=device_name, default=None)

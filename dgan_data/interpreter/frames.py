@@ -32,7 +32,7 @@ _RESAMPLE_COST_CUDA = 100
 class FramesInference:
     """The interpolate path (see module). Reads the interpreter's attributes declared here."""
 
-    layout: Layout
+    input_layout: Layout
     num_classes: int
     num_models: int
     hidden: tuple[int, int]
@@ -64,7 +64,7 @@ class FramesInference:
         k = _RESAMPLE_COST_CUDA if self.device.type == "cuda" else _RESAMPLE_COST
         w1t = self.w1.detach().reshape(MH1, -1).t()  # (C, M * H1)
         project, resample = [], []
-        for g in _resolution_groups(self.layout):
+        for g in _resolution_groups(self.input_layout):
             h, w, C = *g["res"], g["channels"]
             cost_project = MH1 * (C * h * w + 3 * k * h * width + height * h * width)
             passes = 1 if (h, w) == frame else 2

@@ -24,8 +24,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..uncertainty import image_scores, js_divergence
+from .context import expand_maps
 from .frames import FramesInference
-from .resample import Crop, check_crop, feature_layout, layout_diffs
+from .resample import Crop, Layout, check_crop, feature_layout, layout_diffs
 from .rows import DEFAULT_CHUNK_BYTES, DEFAULT_CHUNK_BYTES_CUDA, RowsInference
 
 __all__ = ["BN_EPS", "IMPLS", "FactorizedInference", "Prediction"]
@@ -62,9 +63,19 @@ class FactorizedInference(RowsInference, FramesInference):
     chunk_bytes: int | None
     impl: str
     compile_predict: bool
+    map_layout: Layout
+    image_layout: tuple[int, int, int] | None
+    context: int
+
+    def expand_inputs(self, maps: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """The maps the MLP reads from the maps ``predict`` takes (adds the finest maps'
+        neighbourhood copies when ``context`` > 0; see :mod:`.context`)."""
+        return expand_maps(maps, self.context)
 
     def _check_features(self, features: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """Validate a batch of feature maps against the layout, with a clear message."""
+        """Validate a batch of maps against ``map_layout`` (the generator's feature maps,
+        then the image when the interpreter takes it), with a clear message; returns the
+        maps the MLP reads (:meth:`expand_inputs`)."""
         if isinstance(features, torch.Tensor) or not isinstance(features, Sequence):
             raise TypeError(
                 "features must be the generator's list of feature maps (B, C, h, w), got "
@@ -76,10 +87,13 @@ class FactorizedInference(RowsInference, FramesInference):
             i = bad[0]
             got = tuple(feats[i].shape) if isinstance(feats[i], torch.Tensor) else type(feats[i])
             raise ValueError(f"feature map {i} must be a (B, C, h, w) tensor, got {got}")
-        diffs = layout_diffs(self.layout, feature_layout(feats))
+        diffs = layout_diffs(self.map_layout, feature_layout(feats))
         if diffs:
+            needs = ""
+            if self.image_layout is not None:
+                needs = " (it takes the generated image after the feature maps)"
             raise ValueError(
-                f"feature maps do not match the {self._name()}'s layout: " + "; ".join(diffs)
+                f"feature maps do not match the {self._name()}'s layout{needs}: " + "; ".join(diffs)
             )
         batch = {f.shape[0] for f in feats}
         if len(batch) != 1:
@@ -90,7 +104,7 @@ class FactorizedInference(RowsInference, FramesInference):
                 f"feature maps are on {sorted(map(str, devices))}, the interpreter on "
                 f"{self.device}: move one of them (interp.to(device))"
             )
-        return feats
+        return self.expand_inputs(feats)
 
     def _frame(
         self, output_size: Sequence[int] | None, crop: Sequence[int] | None
@@ -176,8 +190,9 @@ class FactorizedInference(RowsInference, FramesInference):
     ) -> Prediction:
         """Labels and uncertainty for a batch of feature maps, by factorized inference.
 
-        ``features``: the generator's list of maps (B, C_l, h_l, w_l), checked against
-        the layout. ``output_size``: label frame (H, W); None uses the frame (and crop)
+        ``features``: the generator's list of maps (B, C_l, h_l, w_l), then the generated
+        image (B, 3, H, W) when the interpreter takes it (``with_image``), checked against
+        ``map_layout``. ``output_size``: label frame (H, W); None uses the frame (and crop)
         the interpreter was trained on. ``crop``: (top, left, height, width) cut from the
         frame after upsampling. ``vote``: "mean" (argmax of the mean softmax) or
         "majority" (most frequent per-model argmax, ties to the lower class).

@@ -17,8 +17,10 @@ from safetensors import safe_open
 from .._version import __version__
 from ..fileio import parse_json_text, save_safetensors
 from ..schema import Any_, Dict, Int, IntList, ListOf, Optional, SchemaError, Str, check_document
+from .context import MAX_CONTEXT, input_layout
 
 __all__ = [
+    "CONTEXT_FORMAT_VERSION",
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "InterpreterFileError",
@@ -31,6 +33,9 @@ __all__ = [
 #: ``format`` value in the safetensors header of a saved interpreter.
 FORMAT_NAME = "dgan_data.interpreter"
 FORMAT_VERSION = 1
+#: Version of files that use pixel context (image and/or neighbourhood): a reader that
+#: predates it refuses them with "upgrade dgan_data" instead of misreading the weights.
+CONTEXT_FORMAT_VERSION = 2
 
 #: Plausibility bounds of a saved interpreter (far above any real one).
 MAX_MODELS = 256
@@ -53,6 +58,8 @@ METADATA_FIELDS = {
     "label_size": Optional(IntList(2, 1, MAX_SIDE)),
     "crop": Optional(IntList(4, 0, MAX_SIDE)),
     "training": Optional(Dict()),
+    "image_layout": Optional(IntList(3, 1, MAX_SIDE)),
+    "context": Optional(Int(0, MAX_CONTEXT)),
     "dgan_data_version": Optional(Str(64)),
     "extra": Optional(Any_()),
 }
@@ -82,12 +89,12 @@ def write_interpreter_file(
     meta = {
         **meta,
         "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
+        "format_version": meta.get("format_version", FORMAT_VERSION),
         "dgan_data_version": __version__,
     }
     header = {
         "format": FORMAT_NAME,
-        "format_version": str(FORMAT_VERSION),
+        "format_version": str(meta["format_version"]),
         "interpreter": json.dumps(meta, allow_nan=True),
     }
     return save_safetensors(
@@ -148,10 +155,10 @@ def _check_metadata(text: str, path: Path) -> dict[str, Any]:
         check_document(meta, METADATA_FIELDS, f"{path} (interpreter metadata)")
     except (SchemaError, ValueError) as err:
         raise InterpreterFileError(str(err)) from None
-    if meta["format_version"] > FORMAT_VERSION:
+    if meta["format_version"] > CONTEXT_FORMAT_VERSION:
         raise InterpreterFileError(
             f"interpreter file {path} has format version {meta['format_version']}; this "
-            f"dgan_data reads up to {FORMAT_VERSION}: upgrade dgan_data"
+            f"dgan_data reads up to {CONTEXT_FORMAT_VERSION}: upgrade dgan_data"
         )
     K = meta["num_classes"]
     for key in ("class_names", "palette"):
@@ -160,7 +167,7 @@ def _check_metadata(text: str, path: Path) -> dict[str, Any]:
                 f"{path} (interpreter metadata): '{key}' has {len(meta[key])} entries for "
                 f"{K} classes"
             )
-    channels = sum(c for c, _, _ in meta["feature_layout"])
+    channels = _input_channels(meta)
     if channels > MAX_CHANNELS or any(max(h, w) > MAX_SIDE for _, h, w in meta["feature_layout"]):
         raise InterpreterFileError(
             f"{path} (interpreter metadata): 'feature_layout' is implausibly large "
@@ -171,8 +178,15 @@ def _check_metadata(text: str, path: Path) -> dict[str, Any]:
     return meta
 
 
+def _input_channels(meta: dict[str, Any]) -> int:
+    """Input channels of the MLP: feature maps, image and neighbourhood copies."""
+    layout = [tuple(entry) for entry in meta["feature_layout"]]
+    inputs = input_layout(layout, meta.get("image_layout"), meta.get("context") or 0)
+    return sum(c for c, _, _ in inputs)
+
+
 def _check_shapes(meta: dict[str, Any], declared: dict[str, tuple[int, ...]], path: Path) -> None:
-    channels = sum(c for c, _, _ in meta["feature_layout"])
+    channels = _input_channels(meta)
     want = expected_shapes(meta["num_models"], tuple(meta["hidden"]), channels, meta["num_classes"])
     missing = sorted(set(want) - set(declared))
     extra = sorted(set(declared) - set(want))

@@ -25,6 +25,10 @@ Two facts keep this cheap (see DESIGN.md):
   of ``F.interpolate(mode="bilinear", align_corners=False)`` (equal to ``grid_sample``
   at the label pixel centres with ``padding_mode="border"``).
 
+Optional pixel context (``with_image``, ``context``; see :mod:`.context`): the generated
+image as one more map, and the finest maps' neighbourhood as shifted copies. Both are
+expanded into ordinary maps before the store and the inference paths see them.
+
 Interpreters are saved as ``.safetensors`` with JSON metadata in the header.
 """
 
@@ -42,6 +46,7 @@ from torch import nn
 from ..conventions import IGNORE_INDEX, check_finite_number
 from ..seeds import derive_seed
 from . import io as interpreter_io
+from .context import check_context, input_layout, map_layout
 from .fit import FeatureStore, as_masks, train_ensemble
 from .inference import BN_EPS, FactorizedInference, Prediction
 from .resample import (
@@ -71,6 +76,14 @@ def default_hidden(num_classes: int) -> tuple[int, int]:
 
 
 # ------------------------------------------------------------------ the model
+def _image_size(G: Any) -> tuple[int, int] | None:
+    """(height, width) of a generator's images, None for a layout or feature maps."""
+    res = getattr(G, "resolution", None)
+    if res is None or not callable(getattr(G, "synthesize", None)):
+        return None
+    return (int(res), int(res)) if isinstance(res, int) else (int(res[0]), int(res[1]))
+
+
 class Interpreter(FactorizedInference, nn.Module):
     """Ensemble of ``num_models`` per-pixel MLPs with batched weights.
 
@@ -96,6 +109,8 @@ class Interpreter(FactorizedInference, nn.Module):
         crop: Sequence[int] | None = None,
         fingerprint: str | None = None,
         seed: int = 0,
+        image_layout: Sequence[int] | None = None,
+        context: int = 0,
         _allocate: bool = True,
     ) -> None:
         super().__init__()
@@ -110,6 +125,18 @@ class Interpreter(FactorizedInference, nn.Module):
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"{len(class_names)} class names given for {num_classes} classes")
         self.layout: Layout = layout
+        if image_layout is not None:
+            image_layout = tuple(int(v) for v in image_layout)
+            if len(image_layout) != 3 or min(image_layout) < 1:
+                raise ValueError(f"image_layout must be positive (c, h, w), got {image_layout}")
+        #: (channels, height, width) of the generated image when it is an input, else None.
+        self.image_layout: tuple[int, int, int] | None = image_layout  # type: ignore[assignment]
+        #: Neighbourhood radius on the finest maps (0: DatasetGAN's single pixel).
+        self.context = check_context(context)
+        #: The maps ``predict`` takes (the generator's, then the image when it is used).
+        self.map_layout: Layout = map_layout(layout, self.image_layout)
+        #: The maps the MLP reads (``map_layout`` and the neighbourhood copies).
+        self.input_layout: Layout = input_layout(layout, self.image_layout, self.context)
         self.num_classes = int(num_classes)
         self.num_models = int(num_models)
         self.hidden = (h1, h2)
@@ -153,8 +180,14 @@ class Interpreter(FactorizedInference, nn.Module):
     # ---------------------------------------------------------------- basics
     @property
     def in_channels(self) -> int:
-        """Total feature channels C (5,088 for the 1024 px StyleGAN1 face generator)."""
-        return sum(c for c, _, _ in self.layout)
+        """Total input channels C of the MLP (5,088 for the 1024 px StyleGAN1 face
+        generator; more with the image and a neighbourhood)."""
+        return sum(c for c, _, _ in self.input_layout)
+
+    @property
+    def with_image(self) -> bool:
+        """Whether ``predict`` takes the generated image after the feature maps."""
+        return self.image_layout is not None
 
     @property
     def device(self) -> torch.device:
@@ -177,7 +210,7 @@ class Interpreter(FactorizedInference, nn.Module):
         return (
             f"models={self.num_models}, in_channels={self.in_channels}, hidden={self.hidden}, "
             f"classes={self.num_classes}, maps={len(self.layout)}, label_size={self.label_size}, "
-            f"crop={self.crop}"
+            f"crop={self.crop}, image={self.image_layout}, context={self.context}"
         )
 
     def _name(self) -> str:
@@ -197,6 +230,12 @@ class Interpreter(FactorizedInference, nn.Module):
         has_fp = callable(getattr(G_or_layout, "fingerprint", None))
         if fingerprint is None and has_fp and self.fingerprint:
             fingerprint = G_or_layout.fingerprint()
+        image_size = _image_size(G_or_layout)
+        if self.image_layout is not None and image_size and image_size != self.image_layout[1:]:
+            diffs.append(
+                f"its images are {image_size[0]} x {image_size[1]}, the interpreter reads "
+                f"images of {self.image_layout[1]} x {self.image_layout[2]}"
+            )
         if fingerprint and self.fingerprint and fingerprint != self.fingerprint:
             diffs.append(
                 f"generator fingerprint is {fingerprint}, the interpreter was trained on "
@@ -257,6 +296,8 @@ class Interpreter(FactorizedInference, nn.Module):
         palette: Sequence[Sequence[int]] | None = None,
         fingerprint: str | None = None,
         class_balance: float = 0.0,
+        with_image: bool = False,
+        context: int = 0,
         progress: bool = True,
     ) -> Interpreter:
         """Train an ensemble on annotated images without materialising pixel features.
@@ -288,6 +329,11 @@ class Interpreter(FactorizedInference, nn.Module):
         ``class_balance``: 0 draws annotated pixels uniformly; up to 1 draws a class first
         (probability proportional to its pixel count to the power ``1 - class_balance``)
         so rare classes are seen more often (see ``fit.train_ensemble``).
+
+        ``with_image``: the last map of every image's list is the generated image (C, H,
+        W), an input like the features (``predict`` then takes it last too).
+        ``context`` = R: the maps at the largest resolution also enter shifted by every
+        offset within R pixels ((2R + 1)^2 - 1 copies; see :mod:`.context`).
 
         Memory: the stored maps (133 MB per 1024 px face image in float16) plus
         M x batch_size x C float32 per step; never pixels x channels for all images.
@@ -332,8 +378,14 @@ class Interpreter(FactorizedInference, nn.Module):
                 out.append(f)
             return out
 
+        context = check_context(context)
         first = image_maps(0)
-        layout = feature_layout(first)
+        if with_image and len(first) < 2:
+            raise ValueError(
+                "with_image=True needs the generator's feature maps followed by the image"
+            )
+        layout = feature_layout(first[:-1] if with_image else first)
+        image_layout = feature_layout(first[-1:])[0] if with_image else None
         if device is None:
             device = first[0].device
         store_device = torch.device(store_device) if store_device is not None else device
@@ -369,9 +421,11 @@ class Interpreter(FactorizedInference, nn.Module):
             crop=crop,
             fingerprint=fingerprint,
             seed=seed,
+            image_layout=image_layout,
+            context=context,
         ).to(device)
         t_start = time.perf_counter()
-        store = FeatureStore(layout, N, frame, crop_, store_dtype, store_device)
+        store = FeatureStore(model.input_layout, N, frame, crop_, store_dtype, store_device)
         logger.info(
             "storing native-resolution features of %d images: %.1f MB (%s on %s)",
             N,
@@ -381,7 +435,10 @@ class Interpreter(FactorizedInference, nn.Module):
         )
         pending = {0: first}  # image 0's maps were read to learn the layout
         del first
-        store.fill(lambda i: pending.pop(i, None) or image_maps(i), progress=progress)
+        store.fill(
+            lambda i: model.expand_inputs(pending.pop(i, None) or image_maps(i)),
+            progress=progress,
+        )
 
         info = train_ensemble(
             model,
@@ -465,10 +522,13 @@ class Interpreter(FactorizedInference, nn.Module):
             device = params[0].device if params else torch.device("cpu")
         device = torch.device(device)
 
+        with_image = bool(fit_kwargs.get("with_image", False))
+
         def regenerate(i: int) -> list[torch.Tensor]:
             with torch.no_grad():
-                _, feats = G.synthesize(w[i : i + 1].to(device), noise=noise)
-            return [f[0].to(store_dtype) for f in feats]
+                img, feats = G.synthesize(w[i : i + 1].to(device), noise=noise)
+            maps = [*feats, img] if with_image else list(feats)
+            return [f[0].to(store_dtype) for f in maps]
 
         fingerprint = G.fingerprint() if callable(getattr(G, "fingerprint", None)) else None
         model = cls.fit_features(
@@ -508,6 +568,16 @@ class Interpreter(FactorizedInference, nn.Module):
             "label_size": list(self.label_size) if self.label_size else None,
             "crop": list(self.crop) if self.crop else None,
             "training": self.training_info,
+        } | self._context_metadata()
+
+    def _context_metadata(self) -> dict[str, Any]:
+        """The pixel-context fields, only when used (older readers then see version 1)."""
+        if not self.with_image and not self.context:
+            return {}
+        return {
+            "format_version": interpreter_io.CONTEXT_FORMAT_VERSION,
+            "image_layout": list(self.image_layout) if self.image_layout else None,
+            "context": self.context,
         }
 
     def save(self, path: str | Path) -> Path:
@@ -534,6 +604,8 @@ class Interpreter(FactorizedInference, nn.Module):
             label_size=tuple(meta["label_size"]) if meta.get("label_size") else None,
             crop=meta.get("crop"),
             fingerprint=meta.get("fingerprint"),
+            image_layout=meta.get("image_layout"),
+            context=meta.get("context") or 0,
             _allocate=False,
         )
         model.load_state_dict(tensors, assign=True)

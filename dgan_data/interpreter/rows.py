@@ -27,7 +27,7 @@ _RESAMPLE_COST = 8
 class RowsInference:
     """The rows path (see module). Reads the interpreter's attributes declared here."""
 
-    layout: Layout
+    input_layout: Layout
     num_classes: int
     num_models: int
     hidden: tuple[int, int]
@@ -54,7 +54,7 @@ class RowsInference:
         k = _RESAMPLE_COST
         w1t = self.w1.reshape(MH1, -1).t()  # (C, M * H1)
         project, resample = [], []
-        for g in _resolution_groups(self.layout):
+        for g in _resolution_groups(self.input_layout):
             h, w = g["res"]
             C = g["channels"]
             cost_project = MH1 * (C * h * w + k * h * width + 2 * height * width)

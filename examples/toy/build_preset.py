@@ -36,6 +36,7 @@ from dgan_data import load_generator
 from dgan_data.annotations import Annotations
 from dgan_data.conventions import generator_to_uint8 as to_uint8_image
 from dgan_data.interpreter import Interpreter
+from dgan_data.interpreter.context import MAX_CONTEXT
 from dgan_data.metrics import ConfusionMatrix, format_iou_table
 from dgan_data.seeds import z_from_seeds
 from dgan_data.toy import CLASS_NAMES, NUM_CLASSES, PALETTE
@@ -51,11 +52,13 @@ EVAL_START_SEED = 100_000
 
 @torch.no_grad()
 def generate(G, seeds: list[int], psi: float) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """uint8-quantised images in [0, 1] (as stored in PNGs) and the feature maps."""
+    """uint8-quantised images in [0, 1] (as stored in PNGs) and the interpreter's input
+    maps: the feature maps, then the generator's own image (in [-1, 1], as the stream
+    hands it over) for an interpreter that reads it."""
     w = G.mapping(z_from_seeds(seeds, G.z_dim), truncation_psi=psi)
     img, feats = G.synthesize(w, noise="const")
     images = torch.as_tensor(to_uint8_image(img)).permute(0, 3, 1, 2).float() / 255
-    return images, feats
+    return images, [*feats, img]
 
 
 def gan_gate(quality_path: str | None) -> dict | None:
@@ -123,6 +126,8 @@ def build(args: argparse.Namespace) -> dict:
         max_steps=args.max_steps,
         class_balance=args.class_balance,
         hidden=args.hidden,
+        with_image=args.with_image,
+        context=args.context,
     )
     fit_seconds = time.time() - t_fit
     interp.save(out / "interpreter.safetensors")
@@ -133,8 +138,8 @@ def build(args: argparse.Namespace) -> dict:
     eval_seeds = list(range(EVAL_START_SEED, EVAL_START_SEED + args.eval_num))
     for i in range(0, len(eval_seeds), 25):
         chunk = eval_seeds[i : i + 25]
-        imgs, feats = generate(G, chunk, psi)
-        pred = interp.predict(feats, output_size=(64, 64))
+        imgs, maps = generate(G, chunk, psi)
+        pred = interp.predict(maps if interp.with_image else maps[:-1], output_size=(64, 64))
         conf.update(pred.labels, annotate(annotator, imgs))
     result = conf.compute()
     print(format_iou_table(result, list(CLASS_NAMES)))
@@ -148,6 +153,8 @@ def build(args: argparse.Namespace) -> dict:
         "annotated_images_per_class": dict(zip(CLASS_NAMES, class_presence(masks).sum(0).tolist())),
         "class_balance": args.class_balance,
         "hidden": list(interp.hidden),
+        "with_image": interp.with_image,
+        "context": interp.context,
         "truncation_psi": psi,
         "num_models": args.num_models,
         "max_steps": args.max_steps,
@@ -251,13 +258,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--hidden", type=int, nargs=2, default=None, help="MLP widths (H1 H2)")
     p.add_argument(
+        "--with-image", action="store_true", help="the interpreter also reads the generated image"
+    )
+    p.add_argument(
+        "--context", type=int, default=0, help="interpreter neighbourhood radius (finest maps)"
+    )
+    p.add_argument(
         "--quality", default=None, help="evaluate_gan.py JSON (psi 1.0) to gate the generator on"
     )
     p.add_argument(
         "--allow-ungated", action="store_true", help="build even when the generator fails the gate"
     )
     p.add_argument("--threads", type=int, default=None)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if not 0 <= args.context <= MAX_CONTEXT:
+        p.error(f"--context must be in [0, {MAX_CONTEXT}]")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
