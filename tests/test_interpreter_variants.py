@@ -113,8 +113,6 @@ def test_rgb_appends_the_generated_image_to_the_features(world):
     regenerated = ann.generate_images(G)[0].float() / 255 * 2 - 1  # uint8 -> [-1, 1]
     assert feats[0][-1].shape == (3, *regenerated.shape[1:])
     assert (feats[0][-1].float().clamp(-1, 1) - regenerated).abs().max() < 0.01
-    with pytest.raises(ValueError, match="selftrain cannot"):
-        variants.training_set(G, ann, {"rgb": 1, "selftrain": 2}, shipped, 0.8)
 
 
 def test_training_set_reads_picked_pool_samples(world):
@@ -131,35 +129,24 @@ def test_training_set_reads_picked_pool_samples(world):
     torch.testing.assert_close(feats[1][0].float(), direct[0][0].half().float())
 
 
-def test_neighbours_are_shifted_copies_of_the_full_resolution_maps():
-    coarse = torch.rand(2, 4, 8, 8)
-    fine = torch.arange(2 * 3 * 16 * 16, dtype=torch.float32).reshape(2, 3, 16, 16)
-    maps = variants.with_neighbours([coarse, fine], 1)
-    assert len(maps) == 3 and maps[0] is coarse and maps[1] is fine
-    extra = maps[2]
-    assert extra.shape == (2, 3 * 8, 16, 16)  # 8 offsets of the 3 fine channels
-    # offsets in row order (-1,-1), (-1,0), (-1,1), (0,-1), (0,1), ...: the 5th copy
-    # (dy=0, dx=+1) at (y, x) is the map at (y, x+1), replicated at the right border
-    right = extra[:, 4 * 3 : 5 * 3]
-    assert torch.equal(right[..., :, :-1], fine[..., :, 1:])
-    assert torch.equal(right[..., :, -1], fine[..., :, -1])
-    up_left = extra[:, 0:3]
-    assert torch.equal(up_left[..., 1:, 1:], fine[..., :-1, :-1])
-    assert variants.with_neighbours([coarse, fine], 0) == [coarse, fine]
-
-
-def test_patch_features_reach_training_and_prediction(world, tmp_path):
+def test_patch_features_reach_training_and_prediction(world, tmp_path, monkeypatch):
     G, ann, shipped = world["G"], world["annotations"], world["shipped"]
     plain, _, _ = variants.training_set(G, ann, {}, shipped, 0.8)
     feats, _, _ = variants.training_set(G, ann, {"patch": 1, "rgb": 1}, shipped, 0.8)
-    # the rgb map, then one neighbour map each for the two 64 px layers and the image
-    assert len(feats[0]) == len(plain[0]) + 1 + 3
-    assert [f.shape[0] for f in feats[0][-3:]] == [16 * 8, 16 * 8, 3 * 8]
+    assert len(feats[0]) == len(plain[0]) + 1  # the image; the interpreter adds the rest
     argv = ["--out", str(tmp_path), "--eval", "8", "--steps", "5", "--num-models", "2",
             "--threads", "1", "--variants", "patch=1"]  # fmt: skip
     assert variants.main(argv) == 0
     doc = json.loads((tmp_path / "variants.json").read_text())
     assert 0.0 < doc["results"]["patch=1"]["miou"] <= 1.0
+    fitted = []
+    monkeypatch.setattr(
+        variants.Interpreter,
+        "fit_features",
+        classmethod(lambda cls, *a, **k: fitted.append(k) or shipped),
+    )
+    variants.main([*argv[:-1], "rgb=1+patch=2"])
+    assert fitted[0]["with_image"] is True and fitted[0]["context"] == 2
 
 
 def test_tiny_run_with_a_pool_records_the_picked_annotations(tmp_path, capsys):

@@ -20,12 +20,12 @@ the annotator's (the toy human) on the same images. A variant is ``+``-joined se
 - ``prior=T``: at prediction, the mean probabilities are divided by the classes' pixel
   frequencies in the 16 annotations to the power T before the argmax (prior correction,
   "logit adjustment": T = 1 labels as if every class were equally frequent);
-- ``rgb=1``: the generated image itself (3 channels at full resolution) is appended to
-  the generator's feature maps, in training and at prediction;
+- ``rgb=1``: the generated image itself (3 channels at full resolution) is an input
+  beside the generator's feature maps (the interpreter's ``with_image``);
 - ``patch=R``: every full-resolution map (the generator's two 64 px layers, and the
   image with ``rgb=1``) also enters shifted by each offset within R pixels (replicate
   padding), so the per-pixel MLP sees a (2R + 1)^2 neighbourhood there, like a small
-  convolution, in training and at prediction;
+  convolution (the interpreter's ``context``);
 - ``draw=K``: instead of the preset's annotations, 16 samples drawn at random (seed K)
   from a pool of ``--pool`` candidates (seeds ``sample_seed(9, 7, i)``), labeled by the
   annotator: how much the choice of 16 random images moves the interpreter;
@@ -107,41 +107,18 @@ def parse_variant(text: str) -> dict[str, Any]:
     return spec
 
 
-def with_neighbours(maps: list[torch.Tensor], radius: int) -> list[torch.Tensor]:
-    """``maps`` (each (B, C, H, W)) plus, for every map at the largest resolution, one map
-    of its copies shifted by each offset within ``radius`` (the centre left out)."""
-    if radius <= 0:
-        return list(maps)
-    size = max(m.shape[-1] for m in maps)
-    span = range(-radius, radius + 1)
-    extra = []
-    for m in maps:
-        if m.shape[-1] != size:
-            continue
-        padded = F.pad(m.float(), [radius] * 4, mode="replicate").to(m.dtype)
-        h, w = m.shape[-2:]
-        shifts = [
-            padded[..., radius + dy : radius + dy + h, radius + dx : radius + dx + w]
-            for dy in span
-            for dx in span
-            if dy or dx
-        ]
-        extra.append(torch.cat(shifts, dim=-3))
-    return [*maps, *extra]
-
-
 def _features(
     G,
     w: torch.Tensor,
     noise: Any = "const",
     generator=None,
     rgb: bool = False,
-    patch: int = 0,
 ) -> list[torch.Tensor]:
+    """One image's maps to fit on: the generator's features, then its image with ``rgb``
+    (the interpreter's ``with_image`` input; a neighbourhood is the interpreter's own)."""
     with torch.no_grad():
         img, feats = G.synthesize(w, noise=noise, generator=generator)
-    maps = with_neighbours([*feats, img] if rgb else list(feats), patch)
-    return [m[0].half() for m in maps]
+    return [m[0].half() for m in ([*feats, img] if rgb else feats)]
 
 
 class PickedAnnotations:
@@ -207,19 +184,15 @@ def training_set(
     pseudo-labeled samples when the variant asks for them."""
     w = ann.latents_w(G)
     masks = [torch.as_tensor(m).long() for m in ann.masks]
-    rgb, patch = bool(spec.get("rgb")), spec.get("patch", 0)
-    feats = [_features(G, w[i : i + 1], rgb=rgb, patch=patch) for i in range(len(w))]
+    rgb = bool(spec.get("rgb"))
+    feats = [_features(G, w[i : i + 1], rgb=rgb) for i in range(len(w))]
     info: dict[str, Any] = {}
     gen = torch.Generator().manual_seed(1234)
     for i in range(len(w)):
         for _ in range(spec.get("noise", 0)):
-            feats.append(_features(G, w[i : i + 1], "random", gen, rgb, patch))
+            feats.append(_features(G, w[i : i + 1], "random", gen, rgb))
             masks.append(masks[i])
     pool = spec.get("selftrain", 0)
-    if pool and (rgb or patch):
-        raise ValueError(
-            "selftrain cannot be combined with rgb or patch (the shipped labeler has neither)"
-        )
     if pool:
         labeler = Labeler(G, shipped, truncation_psi=psi)
         seeds = [sample_seed(5, 7, i) for i in range(pool)]
@@ -262,23 +235,18 @@ def score(
     psi: float,
     count: int,
     smooth: float,
-    rgb: bool = False,
-    synthesizer: Interpreter | None = None,
     prior: torch.Tensor | None = None,
-    patch: int = 0,
 ) -> dict:
     """mIoU of the interpreter's labels against the annotator's on fresh samples."""
-    # the labeler only synthesises (an rgb or patch interpreter does not match the generator's
-    # own feature layout, so it synthesises through ``synthesizer``); each chunk is
-    # labeled by one prediction of ``interp``
-    own_layout = not rgb and not patch
-    labeler = Labeler(G, interp if own_layout else synthesizer, truncation_psi=psi)
+    # the labeler synthesises; each chunk is labeled by one prediction of ``interp``
+    # (with the generated image after the features when the interpreter reads it)
+    labeler = Labeler(G, interp, truncation_psi=psi)
     seeds = [sample_seed(1, 7, i) for i in range(count)]
     cm = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.long)
     for start in range(0, count, 50):
         chunk = seeds[start : start + 50]
         img, feats = labeler.synthesize(chunk)
-        maps = with_neighbours([*feats, img] if rgb else list(feats), patch)
+        maps = [*feats, img] if interp.with_image else list(feats)
         want_probs = bool(smooth) or prior is not None
         pred = interp.predict(maps, output_size=labeler.frame, return_probs=want_probs)
         probs = _gaussian_blur(pred.probs, smooth) if smooth else pred.probs
@@ -323,6 +291,8 @@ def run_variant(name: str, args: argparse.Namespace, world: dict[str, Any]) -> d
             max_steps=steps,
             min_steps=min(1000, steps),
             hidden=spec.get("hidden"),
+            with_image=bool(spec.get("rgb")),
+            context=spec.get("patch", 0),
             seed=0,
             class_names=list(CLASS_NAMES),
             fingerprint=G.fingerprint(),
@@ -336,12 +306,9 @@ def run_variant(name: str, args: argparse.Namespace, world: dict[str, Any]) -> d
         psi,
         args.eval,
         spec.get("smooth", 0.0),
-        bool(spec.get("rgb")),
-        shipped,
         None
         if "prior" not in spec
         else class_prior(annotations.masks, NUM_CLASSES) ** spec["prior"],
-        spec.get("patch", 0),
     )
     return {"variant": name, **info, "fit_seconds": fit_seconds, **result}
 
