@@ -57,6 +57,23 @@ def test_parts_subset_and_ungated_flag(tmp_path, capsys):
     assert "--allow-ungated" in next(line for line in out.splitlines() if "build_preset" in line)
 
 
+def test_preset_part_builds_the_shipped_interpreter_context_unless_told(tmp_path, capsys):
+    argv = ["--work", str(tmp_path), "--parts", "preset", "--dry-run"]
+    rebuild.main(argv)
+    cmd = next(line for line in capsys.readouterr().out.splitlines() if "build_preset" in line)
+    assert f"--context {rebuild.SHIPPED_CONTEXT}" in cmd
+    assert ("--with-image" in cmd) == rebuild.SHIPPED_WITH_IMAGE
+    rebuild.main([*argv, "--interpreter-context", "2", "--no-interpreter-image"])
+    cmd = next(line for line in capsys.readouterr().out.splitlines() if "build_preset" in line)
+    assert "--context 2" in cmd and "--with-image" not in cmd
+    rebuild.main([*argv, "--interpreter-image"])
+    cmd = next(line for line in capsys.readouterr().out.splitlines() if "build_preset" in line)
+    assert "--with-image" in cmd
+    with pytest.raises(SystemExit) as exc:
+        rebuild.main([*argv, "--interpreter-context", "4"])
+    assert exc.value.code == 2
+
+
 def _quality(tmp_path: Path, bald_ratio: float, kid_ok: bool = True) -> Path:
     def stat(ratio: float) -> dict:
         return {"generated": ratio, "real": 1.0, "ratio": ratio, "ok": abs(ratio - 1) <= 0.2}

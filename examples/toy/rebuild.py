@@ -38,6 +38,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 PARTS = ("annotator", "gan", "quality", "preset", "preview")
 COMMITTED_GAN = HERE / "checkpoint" / "toygan.pt"
+#: Pixel context of the shipped interpreter (``build_preset.py --with-image --context``).
+SHIPPED_WITH_IMAGE = False
+SHIPPED_CONTEXT = 0
 
 
 class Plan:
@@ -88,6 +91,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--annotator-steps", type=int, default=8000)
     p.add_argument("--interpreter-steps", type=int, default=3000, help="cap per model")
+    p.add_argument(
+        "--interpreter-image",
+        action=argparse.BooleanOptionalAction,
+        default=SHIPPED_WITH_IMAGE,
+        help="the interpreter reads the generated image (default: as shipped)",
+    )
+    p.add_argument(
+        "--interpreter-context",
+        type=int,
+        default=SHIPPED_CONTEXT,
+        help="interpreter neighbourhood radius, 0-3 (default: as shipped)",
+    )
     p.add_argument("--quality-num", type=int, default=2000, help="images per set for KID")
     p.add_argument(
         "--allow-ungated",
@@ -100,6 +115,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("gan_steps", "annotator_steps", "interpreter_steps", "threads"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if not 0 <= args.interpreter_context <= 3:
+        p.error(f"--interpreter-context must be in [0, 3], got {args.interpreter_context}")
     if args.quality_num < 2:
         p.error(f"--quality-num must be >= 2, got {args.quality_num}")
     if args.gan_from != "scratch" and not Path(args.gan_from).is_file():
@@ -213,6 +230,9 @@ def build_plan(args: argparse.Namespace) -> Plan:
                     str(assets),
                     "--max-steps",
                     str(args.interpreter_steps),
+                    "--context",
+                    str(args.interpreter_context),
+                    *(["--with-image"] if args.interpreter_image else []),
                     *gate,
                     *threads,
                 ]
