@@ -39,8 +39,8 @@ REPO = HERE.parent.parent
 PARTS = ("annotator", "gan", "quality", "preset", "preview")
 COMMITTED_GAN = HERE / "checkpoint" / "toygan.pt"
 #: Pixel context of the shipped interpreter (``build_preset.py --with-image --context``).
-SHIPPED_WITH_IMAGE = False
-SHIPPED_CONTEXT = 0
+SHIPPED_WITH_IMAGE = True
+SHIPPED_CONTEXT = 1
 
 
 class Plan:
