@@ -76,8 +76,9 @@ def _reference(G, interp, settings, seeds: list[int], frame, crop) -> Any:
     with full_float32():
         z = z_from_seeds(seeds, G.z_dim, device=interp.device)
         w = G.mapping(z, settings["truncation_psi"], settings.get("truncation_cutoff"))
-        _, feats = G.synthesize(w, noise="const")
-        return interp.naive_predict(feats, frame, crop=crop)
+        img, feats = G.synthesize(w, noise="const")
+        maps = [*feats, img] if interp.with_image else list(feats)
+        return interp.naive_predict(maps, frame, crop=crop)
 
 
 def _compare(ref, batch, js_threshold: float) -> dict[str, float]:
