@@ -20,7 +20,7 @@ table with timing, writes ``results.json`` (every number, the seeds, the hardwar
 versions, learning curves with ``--full``) and ``figure.png`` (test images, ground
 truth and the predictions).
 
-The CPU default (one draw, :data:`DEFAULT_STEPS` steps) takes about 6 minutes on an
+The CPU default (one draw, :data:`DEFAULT_STEPS` steps) takes about 8 minutes on an
 idle 2-core CPU; ``--full`` is the converged schedule meant for a GPU (see
 :meth:`DemoConfig.full_config`).
 """
@@ -81,7 +81,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Optimiser steps of every arm in the CPU default (about 6 minutes on 2 idle cores).
+#: Optimiser steps of every arm in the CPU default (about 8 minutes on 2 idle cores).
 DEFAULT_STEPS = 400
 #: Images per step of every arm.
 DEFAULT_BATCH_SIZE = 8
