@@ -77,8 +77,7 @@ def _reference(G, interp, settings, seeds: list[int], frame, crop) -> Any:
         z = z_from_seeds(seeds, G.z_dim, device=interp.device)
         w = G.mapping(z, settings["truncation_psi"], settings.get("truncation_cutoff"))
         img, feats = G.synthesize(w, noise="const")
-        maps = [*feats, img] if interp.with_image else list(feats)
-        return interp.naive_predict(maps, frame, crop=crop)
+        return interp.naive_predict(interp.prediction_maps(feats, img), frame, crop=crop)
 
 
 def _compare(ref, batch, js_threshold: float) -> dict[str, float]:

@@ -344,10 +344,8 @@ class Labeler:
         :meth:`label`)."""
         interp, device = self.interpreter, self.device
         with torch.autocast(device.type, dtype=self.dtype, enabled=self._autocast):
-            # an interpreter with pixel context also reads the generated image
-            maps = [*feats, img] if interp.with_image else list(feats)
             pred = interp.predict(
-                maps,
+                interp.prediction_maps(feats, img),
                 output_size=self.frame,
                 crop=self.crop,
                 impl=self.impl,

@@ -262,7 +262,7 @@ def _agreement_with_reference(labeler: Labeler, seeds: list[int]) -> float:
         z = z_from_seeds(seeds, G.z_dim, device="cuda")
         w = G.mapping(z, labeler.truncation_psi, labeler.truncation_cutoff)
         img, feats = G.synthesize(w, noise=labeler.noise)
-        maps = [*feats, img] if interp.with_image else list(feats)  # the preset reads the image
+        maps = interp.prediction_maps(feats, img)  # the preset reads the image too
         ref = interp.naive_predict(maps, labeler.frame, crop=labeler.crop)
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old

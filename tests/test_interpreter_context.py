@@ -113,6 +113,15 @@ def test_both_paths_and_the_reference_agree_with_context(trained):
     assert crop.labels.shape == (2, 20, 16) and torch.equal(crop.labels, full.labels)
 
 
+def test_prediction_maps_add_the_image_only_for_an_interpreter_that_reads_it(trained):
+    *feats, image = _maps(1, 0)
+    maps = trained.prediction_maps(feats, image)
+    assert len(maps) == len(feats) + 1 and maps[-1] is image
+    assert all(a is b for a, b in zip(maps, feats))
+    plain = Interpreter(LAYOUT, 2, 2, (16, 8))
+    assert [id(m) for m in plain.prediction_maps(feats, image)] == [id(f) for f in feats]
+
+
 def test_predict_without_the_image_says_so(trained):
     with pytest.raises(ValueError, match="takes the generated image after the feature maps"):
         trained.predict(_maps(1, 0)[:-1])

@@ -114,9 +114,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     ann = Annotations.load(args.annotations)
     if not args.skip_validation:
         ann.validate(G)
-    options = {} if args.max_steps is None else {"max_steps": args.max_steps}
-    if args.with_image or args.context:
-        options |= {"with_image": args.with_image, "context": args.context}
+    options = {"with_image": args.with_image, "context": args.context}
+    if args.max_steps is not None:
+        options["max_steps"] = args.max_steps
     interp = Interpreter.fit(G, ann, num_models=args.num_models, seed=args.seed, **options)
     path = interp.save(args.out)
     print(f"wrote {path}")

@@ -67,6 +67,13 @@ class FactorizedInference(RowsInference, FramesInference):
     image_layout: tuple[int, int, int] | None
     context: int
 
+    def prediction_maps(
+        self, features: Sequence[torch.Tensor], image: torch.Tensor
+    ) -> list[torch.Tensor]:
+        """The maps :meth:`predict` takes from one generator pass: its feature maps, then
+        its image when the interpreter reads it (``image_layout``)."""
+        return [*features, image] if self.image_layout is not None else list(features)
+
     def expand_inputs(self, maps: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """The maps the MLP reads from the maps ``predict`` takes (adds the finest maps'
         neighbourhood copies when ``context`` > 0; see :mod:`.context`)."""

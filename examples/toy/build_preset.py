@@ -51,14 +51,15 @@ EVAL_START_SEED = 100_000
 
 
 @torch.no_grad()
-def generate(G, seeds: list[int], psi: float) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """uint8-quantised images in [0, 1] (as stored in PNGs) and the interpreter's input
-    maps: the feature maps, then the generator's own image (in [-1, 1], as the stream
-    hands it over) for an interpreter that reads it."""
+def generate(
+    G, seeds: list[int], psi: float
+) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """uint8-quantised images in [0, 1] (as stored in PNGs), the generator's own image
+    (in [-1, 1], what an interpreter with ``with_image`` reads) and the feature maps."""
     w = G.mapping(z_from_seeds(seeds, G.z_dim), truncation_psi=psi)
     img, feats = G.synthesize(w, noise="const")
     images = torch.as_tensor(to_uint8_image(img)).permute(0, 3, 1, 2).float() / 255
-    return images, [*feats, img]
+    return images, img, feats
 
 
 def gan_gate(quality_path: str | None) -> dict | None:
@@ -138,8 +139,8 @@ def build(args: argparse.Namespace) -> dict:
     eval_seeds = list(range(EVAL_START_SEED, EVAL_START_SEED + args.eval_num))
     for i in range(0, len(eval_seeds), 25):
         chunk = eval_seeds[i : i + 25]
-        imgs, maps = generate(G, chunk, psi)
-        pred = interp.predict(maps if interp.with_image else maps[:-1], output_size=(64, 64))
+        imgs, img, feats = generate(G, chunk, psi)
+        pred = interp.predict(interp.prediction_maps(feats, img), output_size=(64, 64))
         conf.update(pred.labels, annotate(annotator, imgs))
     result = conf.compute()
     print(format_iou_table(result, list(CLASS_NAMES)))
@@ -189,7 +190,7 @@ def class_presence(masks: torch.Tensor, min_pixels: int = MIN_CLASS_PIXELS) -> t
 def choose_annotation_seeds(G, annotator, args, psi):
     """The first ``num`` seeds, with swaps so every class is in ``coverage`` images."""
     seeds = list(range(args.start_seed, args.start_seed + args.num))
-    images, _ = generate(G, seeds, psi)
+    images, _, _ = generate(G, seeds, psi)
     masks = annotate(annotator, images)
     swaps: list[str] = []
     next_seed = args.start_seed + args.num
@@ -200,7 +201,7 @@ def choose_annotation_seeds(G, annotator, args, psi):
         if not short or next_seed >= limit:
             break
         k = min(short, key=lambda c: int(counts[c]))
-        img, _ = generate(G, [next_seed], psi)
+        img, _, _ = generate(G, [next_seed], psi)
         m = annotate(annotator, img)
         if bool(class_presence(m)[0, k]):
             present = class_presence(masks)

@@ -246,8 +246,8 @@ def score(
     for start in range(0, count, 50):
         chunk = seeds[start : start + 50]
         img, feats = labeler.synthesize(chunk)
-        maps = [*feats, img] if interp.with_image else list(feats)
         want_probs = bool(smooth) or prior is not None
+        maps = interp.prediction_maps(feats, img)
         pred = interp.predict(maps, output_size=labeler.frame, return_probs=want_probs)
         probs = _gaussian_blur(pred.probs, smooth) if smooth else pred.probs
         if prior is not None:
