@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from example_scripts import load_example
 
@@ -66,3 +67,34 @@ def test_balanced_rerun_reuses_the_cached_interpreters(tmp_path, capsys, monkeyp
     stats = balanced["suggested"]["student"]["stream_statistics"]
     assert stats.get("class_balance")
     assert "balanced streams" in capsys.readouterr().out
+
+
+def test_pixel_context_interpreters_get_their_own_results_and_cache(tmp_path, capsys):
+    argv = [
+        "--out", str(tmp_path), "--reps", "1", "--pool", "10", "--eval", "4",
+        "--stream-count", "4", "--steps", "1", "--batch-size", "4", "--fit-steps", "3",
+        "--test-count", "4", "--parts", "suggest,novelty", "--study-pool", "8",
+        "--threads", "1", "--with-image", "--context", "1",
+    ]  # fmt: skip
+    assert measure.main(argv) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results) == {"suggest_image_ctx1", "novelty_image_ctx1"}
+    folder = tmp_path / "interpreters" / "fit3_image_ctx1"
+    for path in folder.iterdir():
+        interp = measure.Interpreter.load(path)
+        assert interp.with_image and interp.context == 1
+    out = capsys.readouterr().out
+    assert "interpreters image ctx1" in out
+
+
+def test_nonsense_settings_exit_2(capsys):
+    for bad, message in (
+        (["--context", "4"], "--context must be in 0..3, got 4"),
+        (["--context", "-1"], "--context must be in 0..3, got -1"),
+        (["--reps", "0"], "--reps must be >= 1"),
+        (["--pool", "0"], "--pool must be >= 1"),
+    ):
+        with pytest.raises(SystemExit) as exc:
+            measure.parse_args(bad)
+        assert exc.value.code == 2
+        assert message in capsys.readouterr().err

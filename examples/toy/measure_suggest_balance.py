@@ -14,8 +14,12 @@ Each interpreter is scored against the annotator on ``--eval`` fresh generated s
 scored on the real test renders. Class coverage of each annotation set is recorded.
 
 ``--stream-balance image`` trains both arms' students on streams with
-``class_balance="image"`` (stored under ``suggest_balance_image``). Interpreters are
-cached in ``--out``/interpreters, so a rerun with other student settings refits nothing.
+``class_balance="image"`` (stored under ``suggest_balance_image``). ``--with-image`` and
+``--context R`` fit every interpreter of parts suggest and novelty with that pixel
+context (the kind ``toyface-14`` ships: ``--with-image --context 1``; results under
+keys ending in ``_image_ctx1``); the default is DatasetGAN's one-pixel interpreter.
+Interpreters are cached in ``--out``/interpreters, so a rerun with other student
+settings refits nothing.
 
 Novelty study (part ``novelty``), per repetition: the first-8 interpreter labels
 ``--study-pool`` candidates of the suggest pool, the annotator says which hold a class
@@ -59,6 +63,7 @@ from dgan_data.downstream.train import (
     render_labeled,
     train_segmentation,
 )
+from dgan_data.interpreter.context import MAX_CONTEXT
 from dgan_data.metrics import auroc as metrics_auroc
 from dgan_data.metrics import confusion_matrix, metrics_from_confusion
 from dgan_data.novelty import FeatureNovelty
@@ -95,8 +100,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="none",
         help="class_balance of both arms' streams in part suggest (results under their own key)",
     )
+    ap.add_argument(
+        "--with-image", action="store_true", help="interpreters read the generated image"
+    )
+    ap.add_argument(
+        "--context", type=int, default=0, help=f"interpreters' neighbourhood, 0..{MAX_CONTEXT}"
+    )
     ap.add_argument("--threads", type=int, default=None)
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    for name in ("reps", "pool", "eval", "stream_count", "steps", "batch_size", "fit_steps"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name.replace('_', '-')} must be >= 1")
+    if not 0 <= args.context <= MAX_CONTEXT:
+        ap.error(f"--context must be in 0..{MAX_CONTEXT}, got {args.context}")
+    return args
 
 
 def annotations_for(G, annotator, seeds: list[int], psi: float) -> Annotations:
@@ -175,10 +192,18 @@ def fit(G, ann: Annotations, args, seed: int, cache: Path | None = None) -> Inte
     seeds = [int(s) for s in ann.seeds]
     if cache is not None and cache.is_file():
         interp = Interpreter.load(cache)
-        if interp.training_info.get("annotation_seeds") == seeds:
+        same_kind = (interp.with_image, interp.context) == (args.with_image, args.context)
+        if same_kind and interp.training_info.get("annotation_seeds") == seeds:
             return interp
     interp = Interpreter.fit(
-        G, ann, num_models=10, seed=seed, max_steps=args.fit_steps, progress=False
+        G,
+        ann,
+        num_models=10,
+        seed=seed,
+        max_steps=args.fit_steps,
+        progress=False,
+        with_image=args.with_image,
+        context=args.context,
     )
     interp.training_info["annotation_seeds"] = seeds
     if cache is not None:
@@ -187,15 +212,22 @@ def fit(G, ann: Annotations, args, seed: int, cache: Path | None = None) -> Inte
     return interp
 
 
+def interpreter_kind(args) -> str:
+    """Suffix of the result keys and cache folders of an interpreter kind ('' one-pixel)."""
+    return ("_image" if args.with_image else "") + (f"_ctx{args.context}" if args.context else "")
+
+
 def suggest_key(args) -> str:
-    """Results of part suggest: ``suggest``, or ``suggest_balance_image`` with balanced streams."""
-    return "suggest" if args.stream_balance == "none" else f"suggest_balance_{args.stream_balance}"
+    """Results of part suggest: ``suggest``, or ``suggest_balance_image`` with balanced
+    streams; then the interpreter kind (``_image_ctx1``...)."""
+    key = "suggest" if args.stream_balance == "none" else f"suggest_balance_{args.stream_balance}"
+    return key + interpreter_kind(args)
 
 
 def measure_suggest(args, G, annotator, psi, test, results) -> None:
     runs = results.setdefault(suggest_key(args), [])
     balance = None if args.stream_balance == "none" else args.stream_balance
-    cache = args.out / "interpreters" / f"fit{args.fit_steps}"
+    cache = args.out / "interpreters" / f"fit{args.fit_steps}{interpreter_kind(args)}"
     for r in range(len(runs), args.reps):
         t0 = time.time()
         seeds = [derive_seed(1000 + r, 0x5EED, i) for i in range(16)]
@@ -240,7 +272,7 @@ def auroc(scores: torch.Tensor, positive: torch.Tensor) -> float | None:
 
 
 def measure_novelty(args, G, annotator, psi, results) -> None:
-    runs = results.setdefault("novelty", [])
+    runs = results.setdefault("novelty" + interpreter_kind(args), [])
     for r in range(len(runs), args.reps):
         seeds = [derive_seed(1000 + r, 0x5EED, i) for i in range(8)]
         first8 = annotations_for(G, annotator, seeds, psi)
@@ -303,12 +335,16 @@ def mean_std(values: list[float]) -> str:
 
 def report(results: dict[str, Any]) -> str:
     lines = []
-    for key in ("suggest", "suggest_balance_image"):
-        runs = results.get(key, [])
+    for key in sorted(k for k in results if k.startswith("suggest")):
+        runs = results[key]
         if not runs:
             continue
-        streams = "balanced streams" if key != "suggest" else "streams unbalanced"
-        lines.append(f"active annotation, {len(runs)} repetitions, {streams} (mean +- std):")
+        streams = "balanced streams" if "_balance_" in key else "streams unbalanced"
+        kind = key.split("_balance_image")[-1].removeprefix("suggest") or " one-pixel"
+        lines.append(
+            f"active annotation, {len(runs)} repetitions, {streams}, interpreters"
+            f"{kind.replace('_', ' ')} (mean +- std):"
+        )
         for name in ("random", "suggested"):
             interp = [r[name]["interpreter_vs_annotator"]["miou"] for r in runs]
             student = [r[name]["student"]["miou"] for r in runs]
@@ -319,9 +355,12 @@ def report(results: dict[str, Any]) -> str:
                 f"student on real {mean_std(student)}  student teeth IoU {mean_std(teeth)}  "
                 f"classes absent: {missing}"
             )
-    study = results.get("novelty", [])
-    if study:
-        lines.append("finding images of a class absent from the first 8 annotations:")
+    for key in sorted(k for k in results if k.startswith("novelty")):
+        study = results[key]
+        kind = key.removeprefix("novelty").replace("_", " ") or " one-pixel"
+        lines.append(
+            f"finding images of a class absent from the first 8 annotations (interpreters{kind}):"
+        )
         for r in study:
             shown = {k: r[k] for k in r if k != "rep"}
             lines.append(f"  rep {r['rep']}: {shown}")
