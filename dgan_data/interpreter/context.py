@@ -24,7 +24,14 @@ import torch.nn.functional as F
 
 from .resample import Layout
 
-__all__ = ["MAX_CONTEXT", "check_context", "expand_maps", "input_layout", "map_layout"]
+__all__ = [
+    "MAX_CONTEXT",
+    "check_context",
+    "expand_maps",
+    "input_layout",
+    "map_layout",
+    "shifted_copies",
+]
 
 #: Largest neighbourhood radius: (2 * 3 + 1)^2 = 49 copies of the finest maps.
 MAX_CONTEXT = 3
@@ -76,16 +83,17 @@ def expand_maps(maps: Sequence[torch.Tensor], context: int) -> list[torch.Tensor
         for dx in range(-context, context + 1)
         if dy or dx
     ]
-    extra = []
-    for m in maps:
-        h, w = m.shape[-2:]
-        if (h, w) != finest:
-            continue
-        batched = m if m.ndim == 4 else m.unsqueeze(0)
-        # replicate padding is not implemented for every dtype on every device: pad in fp32
-        padded = F.pad(batched.float(), [context] * 4, mode="replicate").to(m.dtype)
-        r = context
-        shifted = [padded[..., r + dy : r + dy + h, r + dx : r + dx + w] for dy, dx in offsets]
-        out = torch.cat(shifted, dim=-3)
-        extra.append(out if m.ndim == 4 else out[0])
-    return maps + extra
+    return maps + [shifted_copies(m, offsets) for m in maps if tuple(m.shape[-2:]) == finest]
+
+
+def shifted_copies(m: torch.Tensor, offsets: Sequence[tuple[int, int]]) -> torch.Tensor:
+    """``m`` ((B, C, h, w) or (C, h, w)) shifted by each (dy, dx) of ``offsets``, the copies
+    concatenated along channels in that order; replicate padding at the borders."""
+    h, w = m.shape[-2:]
+    pad = max(max(abs(dy), abs(dx)) for dy, dx in offsets)
+    batched = m if m.ndim == 4 else m.unsqueeze(0)
+    # replicate padding is not implemented for every dtype on every device: pad in fp32
+    padded = F.pad(batched.float(), [pad] * 4, mode="replicate").to(m.dtype)
+    copies = [padded[..., pad + dy : pad + dy + h, pad + dx : pad + dx + w] for dy, dx in offsets]
+    out = torch.cat(copies, dim=-3)
+    return out if m.ndim == 4 else out[0]

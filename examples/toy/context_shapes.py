@@ -28,11 +28,10 @@ import sys
 from collections.abc import Iterator, Sequence
 
 import torch
-import torch.nn.functional as F
 
 import dgan_data.interpreter.inference as inference_module
 import dgan_data.interpreter.model as model_module
-from dgan_data.interpreter.context import map_layout
+from dgan_data.interpreter.context import map_layout, shifted_copies
 
 SHAPES = ("finest", "coarse", "dilated")
 
@@ -73,19 +72,7 @@ def shaped_expand_maps(shape: str):
             return maps
         shifted = shape_resolutions(shape, [tuple(m.shape[-2:]) for m in maps])
         offsets = shape_offsets(shape, context)
-        pad = max(max(abs(dy), abs(dx)) for dy, dx in offsets)
-        extra = []
-        for m in maps:
-            h, w = m.shape[-2:]
-            if (h, w) not in shifted:
-                continue
-            batched = m if m.ndim == 4 else m.unsqueeze(0)
-            padded = F.pad(batched.float(), [pad] * 4, mode="replicate").to(m.dtype)
-            copies = [
-                padded[..., pad + dy : pad + dy + h, pad + dx : pad + dx + w] for dy, dx in offsets
-            ]
-            out = torch.cat(copies, dim=-3)
-            extra.append(out if m.ndim == 4 else out[0])
+        extra = [shifted_copies(m, offsets) for m in maps if tuple(m.shape[-2:]) in shifted]
         return maps + extra
 
     return expand_maps
