@@ -454,6 +454,27 @@ def wrong_png_size(tmp_path: Path) -> tuple[str, Path]:
     return "png", tmp_path / "png"
 
 
+def corrupt_png(tmp_path: Path) -> tuple[str, Path]:
+    save_png(tmp_path / "png" / "00000.png", np.zeros((6, 6)))
+    (tmp_path / "png" / "00001.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    return "png", tmp_path / "png"
+
+
+def jpeg_named_png(tmp_path: Path) -> tuple[str, Path]:
+    (tmp_path / "png").mkdir()
+    Image.fromarray(np.zeros((6, 6), np.uint8)).save(tmp_path / "png" / "00001.png", "JPEG")
+    return "png", tmp_path / "png"
+
+
+def jpeg_in_cvat_export(tmp_path: Path) -> tuple[str, Path]:
+    src = tmp_path / "cvat"
+    (src / "SegmentationClass").mkdir(parents=True)
+    (src / "labelmap.txt").write_text("background:0,0,0::\n")
+    rgb = Image.fromarray(np.zeros((6, 6, 3), np.uint8))
+    rgb.save(src / "SegmentationClass" / "00001.png", "JPEG")
+    return "cvat-mask", src
+
+
 @pytest.mark.parametrize(
     "make, expected",
     [
@@ -474,6 +495,12 @@ def wrong_png_size(tmp_path: Path) -> tuple[str, Path]:
             r"images/00000.png \(6x6\)",
         ),
         (wrong_png_size, r"00001.png: size 5x5 differs from the image images/00001.png \(6x6\)"),
+        (corrupt_png, r"00001.png: unreadable or corrupt image"),
+        (jpeg_named_png, r"00001.png: is a JPEG file, expected a lossless PNG"),
+        (
+            jpeg_in_cvat_export,
+            r"SegmentationClass/00001.png: is a JPEG file, expected a lossless PNG",
+        ),
     ],
 )
 def test_bad_input_names_file_and_item_and_writes_nothing(tmp_path, ann, capsys, make, expected):

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from ..conventions import IGNORE_INDEX, short_list
 from ..fileio import UnsafePathError, read_json, resolve_inside, write_json, write_npy, write_png
@@ -34,6 +33,7 @@ from .format import (
     _bad_class_ids,
     _is_int,
 )
+from .png import open_png
 
 logger = logging.getLogger(__name__)
 
@@ -313,19 +313,8 @@ def write_folder(ann: Any, root: Path) -> Path:
 
 def _open_png(path: Path, name: str, problems: list[str]) -> tuple[np.ndarray, str] | None:
     """(array, mode) of a PNG, or None with the reason appended to ``problems``."""
-    if not path.is_file():
-        problems.append(f"{name}: missing")
-        return None
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.format != "PNG":
-                problems.append(f"{name}: is a {im.format} file, expected a lossless PNG")
-                return None
-            return np.asarray(im), im.mode
-    except Exception as err:  # PIL raises many types for damaged files
-        problems.append(f"{name}: unreadable or corrupt image ({type(err).__name__}: {err})")
-        return None
+    im = open_png(path, name, problems)
+    return None if im is None else (np.asarray(im), im.mode)
 
 
 def _open_npy(path: Path, name: str, problems: list[str]) -> np.ndarray | None:

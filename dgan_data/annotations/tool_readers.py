@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from ..conventions import IGNORE_INDEX, short_list
 from ..fileio import read_json
+from .png import open_png
 from .shapes import (
     MaskImportError,
     _Bitmap,
@@ -254,19 +254,6 @@ def _png_files(folder: Path, what: str) -> list[Path]:
     return files
 
 
-def _open_mask_png(path: Path, where: str, problems: list[str]) -> Image.Image | None:
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.format != "PNG":
-                problems.append(f"{where}: is a {im.format} file, expected PNG")
-                return None
-            return im.copy()
-    except Exception as err:  # PIL raises many types for damaged files
-        problems.append(f"{where}: unreadable image ({type(err).__name__}: {err})")
-        return None
-
-
 def _raster_item(path: Path, where: str, raster: np.ndarray, names: list[str]) -> _Item:
     return _Item(path.stem, where, (int(raster.shape[0]), int(raster.shape[1])), [], raster, names)
 
@@ -319,7 +306,7 @@ def _read_cvat_mask(src: Path, **_: Any) -> list[_Item]:
     items = []
     for path in _png_files(src / "SegmentationClass", "CVAT's SegmentationClass masks"):
         where = f"SegmentationClass/{path.name}"
-        im = _open_mask_png(path, where, problems)
+        im = open_png(path, where, problems)
         if im is None:
             continue
         rgb = np.asarray(im.convert("RGB")).astype(np.int64)
@@ -341,7 +328,7 @@ def _index_masks(folder: Path, what: str, problems: list[str]) -> list[tuple[Pat
     """(path, uint8 array) of single-channel PNGs (mode L, or P read as indices)."""
     out = []
     for path in _png_files(folder, what):
-        im = _open_mask_png(path, path.name, problems)
+        im = open_png(path, path.name, problems)
         if im is None:
             continue
         if im.mode not in ("L", "P"):
