@@ -16,9 +16,17 @@ from dgan_data.interpreter.context import (
     expand_maps,
     input_layout,
     map_layout,
+    shifted_copies,
 )
 
 LAYOUT = [(4, 4, 4), (3, 8, 8), (2, 16, 16)]
+
+
+def test_shifted_copies_refuses_an_empty_offset_list():
+    m = torch.rand(3, 8, 8)
+    assert shifted_copies(m, [(0, 1)]).shape == (3, 8, 8)
+    with pytest.raises(ValueError, match="at least one"):
+        shifted_copies(m, [])
 
 
 def test_expand_maps_appends_shifted_copies_of_the_finest_maps():

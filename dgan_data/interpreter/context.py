@@ -89,6 +89,8 @@ def expand_maps(maps: Sequence[torch.Tensor], context: int) -> list[torch.Tensor
 def shifted_copies(m: torch.Tensor, offsets: Sequence[tuple[int, int]]) -> torch.Tensor:
     """``m`` ((B, C, h, w) or (C, h, w)) shifted by each (dy, dx) of ``offsets``, the copies
     concatenated along channels in that order; replicate padding at the borders."""
+    if not offsets:
+        raise ValueError("shifted_copies needs at least one (dy, dx) offset, got none")
     h, w = m.shape[-2:]
     pad = max(max(abs(dy), abs(dx)) for dy, dx in offsets)
     batched = m if m.ndim == 4 else m.unsqueeze(0)

@@ -34,6 +34,8 @@ import sys
 import time
 from pathlib import Path
 
+from dgan_data.interpreter.context import MAX_CONTEXT
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 PARTS = ("annotator", "gan", "quality", "preset", "preview")
@@ -101,7 +103,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--interpreter-context",
         type=int,
         default=SHIPPED_CONTEXT,
-        help="interpreter neighbourhood radius, 0-3 (default: as shipped)",
+        help=f"interpreter neighbourhood radius, 0-{MAX_CONTEXT} (default: as shipped)",
     )
     p.add_argument("--quality-num", type=int, default=2000, help="images per set for KID")
     p.add_argument(
@@ -115,8 +117,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("gan_steps", "annotator_steps", "interpreter_steps", "threads"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if not 0 <= args.interpreter_context <= 3:
-        p.error(f"--interpreter-context must be in [0, 3], got {args.interpreter_context}")
+    if not 0 <= args.interpreter_context <= MAX_CONTEXT:
+        p.error(
+            f"--interpreter-context must be in [0, {MAX_CONTEXT}], got {args.interpreter_context}"
+        )
     if args.quality_num < 2:
         p.error(f"--quality-num must be >= 2, got {args.quality_num}")
     if args.gan_from != "scratch" and not Path(args.gan_from).is_file():
