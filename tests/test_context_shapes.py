@@ -74,10 +74,15 @@ def test_shaped_context_builds_interpreters_with_the_shape_and_restores_the_libr
 
 def test_command_line_refuses_an_unknown_shape(capsys):
     assert shapes.main(["--shape", "wide"]) == 2
-    assert "--shape must be one of" in capsys.readouterr().err
+    assert "argument --shape: invalid choice: 'wide'" in capsys.readouterr().err
+    assert shapes.main(["--shape"]) == 2
+    assert "argument --shape: expected one argument" in capsys.readouterr().err
 
 
 def test_command_line_refuses_variants_without_a_neighbourhood(capsys):
     assert shapes.main(["--shape", "coarse", "--variants", "rgb=1+patch=1", "shipped"]) == 2
     assert "'shipped' must set patch=R" in capsys.readouterr().err
     assert shapes.main(["--variants", "patch=1+selftrain=4"]) == 2
+    # the --shape=NAME form is the script's option too, not passed on to the variants
+    assert shapes.main(["--shape=dilated", "--variants", "shipped"]) == 2
+    assert "'shipped' must set patch=R" in capsys.readouterr().err

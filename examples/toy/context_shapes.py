@@ -23,6 +23,7 @@ interpreter is loaded before, unchanged. Every variant must set ``patch=R`` (and
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import sys
 from collections.abc import Iterator, Sequence
@@ -94,14 +95,14 @@ def shaped_context(shape: str) -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    shape = "finest"
-    if "--shape" in argv:
-        at = argv.index("--shape")
-        if at + 1 >= len(argv) or argv[at + 1] not in SHAPES:
-            print(f"context_shapes.py: error: --shape must be one of {SHAPES}", file=sys.stderr)
-            return 2
-        shape = argv[at + 1]
-        del argv[at : at + 2]
+    # --shape is this script's own option; everything else goes to interpreter_variants
+    own = argparse.ArgumentParser(prog="context_shapes.py", add_help=False)
+    own.add_argument("--shape", choices=SHAPES, default="finest")
+    try:
+        known, argv = own.parse_known_args(argv)
+    except SystemExit as exit_:  # argparse has printed the one-line error
+        return int(exit_.code or 0)
+    shape = known.shape
     import interpreter_variants as variants
 
     for name in variants.parse_args(argv).variants:
