@@ -7,6 +7,7 @@ import re
 
 import pytest
 import torch
+from example_scripts import load_example
 
 from dgan_data import Annotations, DatasetGANStream, load_generator
 from dgan_data.presets import cache_dir, get_preset, list_presets, resolve_preset_file
@@ -48,10 +49,12 @@ def test_shipped_annotations_regenerate_exactly(empty_cache):
     folder = resolve_preset_file(TOY_PRESET_NAME, "generator").parent / "annotations"
     ann = Annotations.load(folder)
     assert len(ann) == 16
-    # the first 16 seeds, except the swaps made for class coverage, each recorded with
-    # its reason, and the swapped-in image does hold that class
+    # the 16 seeds from the build script's start seed, except the swaps made for class
+    # coverage, each recorded with its reason, and the swapped-in image holds that class
     metrics = json.loads((folder.parent / "preset_metrics.json").read_text())
-    expected = list(range(16))
+    start = load_example("toy/build_preset").ANNOTATION_START_SEED
+    expected = list(range(start, start + 16))
+    assert metrics["annotation_seeds"] == ann.seeds
     for swap in metrics["coverage_swaps"]:
         m = re.fullmatch(r"seed (\d+) -> seed (\d+) \(for (\w+)\)", swap)
         assert m, swap
