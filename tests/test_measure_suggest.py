@@ -93,8 +93,47 @@ def test_nonsense_settings_exit_2(capsys):
         (["--context", "-1"], "--context must be in 0..3, got -1"),
         (["--reps", "0"], "--reps must be >= 1"),
         (["--pool", "0"], "--pool must be >= 1"),
+        (["--arms", "random,best"], "--arms must name random and/or suggested, got ['best']"),
+        (["--arms", ","], "--arms must name random and/or suggested, got none"),
     ):
         with pytest.raises(SystemExit) as exc:
             measure.parse_args(bad)
         assert exc.value.code == 2
         assert message in capsys.readouterr().err
+
+
+def test_side_by_side_saves_join_arms_by_repetition(tmp_path):
+    """Two processes with one arm each write the same results.json: each save joins the
+    other's arms of a repetition instead of overwriting them."""
+    args = measure.parse_args(["--out", str(tmp_path)])
+    random_proc = {"suggest": [{"rep": 0, "random_seeds": [1], "random": {"m": 1}}]}
+    suggest_proc = {"suggest": [{"rep": 0, "random_seeds": [1], "suggested": {"m": 2}}]}
+    measure.save(args, random_proc)
+    measure.save(args, suggest_proc)
+    random_proc["suggest"].append({"rep": 1, "random_seeds": [3], "random": {"m": 3}})
+    random_proc["balance"] = {"None": 0.5}
+    measure.save(args, random_proc)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["suggest"] == [
+        {"rep": 0, "random_seeds": [1], "random": {"m": 1}, "suggested": {"m": 2}},
+        {"rep": 1, "random_seeds": [3], "random": {"m": 3}},
+    ]
+    assert saved["balance"] == {"None": 0.5}
+
+
+def test_one_arm_per_run_fills_the_other_arm_later(tmp_path, capsys):
+    argv = [
+        "--out", str(tmp_path), "--reps", "1", "--pool", "10", "--eval", "4",
+        "--stream-count", "4", "--steps", "1", "--batch-size", "4", "--fit-steps", "3",
+        "--test-count", "4", "--parts", "suggest", "--threads", "1",
+    ]  # fmt: skip
+    assert measure.main([*argv, "--arms", "random"]) == 0
+    run = json.loads((tmp_path / "results.json").read_text())["suggest"][0]
+    assert "random" in run and "suggested" not in run and "suggested_seeds" not in run
+    assert "random (1 reps)" in capsys.readouterr().out
+    assert measure.main([*argv, "--arms", "suggested"]) == 0
+    run2 = json.loads((tmp_path / "results.json").read_text())["suggest"][0]
+    assert run2["random"] == run["random"]  # kept, not measured again
+    assert len(run2["suggested_seeds"]) == 8 and "suggested" in run2
+    out = capsys.readouterr().out
+    assert "random (1 reps)" in out and "suggested (1 reps)" in out

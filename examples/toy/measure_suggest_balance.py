@@ -20,6 +20,9 @@ context (the kind ``toyface-14`` ships: ``--with-image --context 1``; results un
 keys ending in ``_image_ctx1``); the default is DatasetGAN's one-pixel interpreter.
 Interpreters are cached in ``--out``/interpreters, so a rerun with other student
 settings refits nothing.
+``--arms random`` or ``--arms suggested`` measures one arm; two such processes with the
+same ``--out`` can run side by side (one core each): every save joins the other's arms
+of a repetition into ``results.json``, and a rerun measures only the arms still missing.
 
 Novelty study (part ``novelty``), per repetition: the first-8 interpreter labels
 ``--study-pool`` candidates of the suggest pool, the annotator says which hold a class
@@ -63,6 +66,7 @@ from dgan_data.downstream.train import (
     render_labeled,
     train_segmentation,
 )
+from dgan_data.fileio import write_json
 from dgan_data.interpreter.context import MAX_CONTEXT
 from dgan_data.metrics import auroc as metrics_auroc
 from dgan_data.metrics import confusion_matrix, metrics_from_confusion
@@ -106,8 +110,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--context", type=int, default=0, help=f"interpreters' neighbourhood, 0..{MAX_CONTEXT}"
     )
+    ap.add_argument(
+        "--arms",
+        default="random,suggested",
+        help="arms of part suggest this process measures; two processes with one arm each"
+        " and the same --out can run side by side",
+    )
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args(argv)
+    args.arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    unknown = sorted(set(args.arms) - {"random", "suggested"})
+    if unknown or not args.arms:
+        ap.error(f"--arms must name random and/or suggested, got {unknown or 'none'}")
     for name in ("reps", "pool", "eval", "stream_count", "steps", "batch_size", "fit_steps"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be >= 1")
@@ -228,30 +242,36 @@ def measure_suggest(args, G, annotator, psi, test, results) -> None:
     runs = results.setdefault(suggest_key(args), [])
     balance = None if args.stream_balance == "none" else args.stream_balance
     cache = args.out / "interpreters" / f"fit{args.fit_steps}{interpreter_kind(args)}"
-    for r in range(len(runs), args.reps):
-        t0 = time.time()
+    for r in range(args.reps):
+        run = next((x for x in runs if x["rep"] == r), None)
+        todo = [name for name in args.arms if run is None or name not in run]
+        if not todo:
+            continue
         seeds = [derive_seed(1000 + r, 0x5EED, i) for i in range(16)]
-        random16 = annotations_for(G, annotator, seeds, psi)
-        first8 = annotations_for(G, annotator, seeds[:8], psi)
-        interp8 = fit(G, first8, args, r, cache / f"rep{r}_first8.safetensors")
-        report = suggest_annotations(
-            Labeler(G, interp8, truncation_psi=psi), 8, pool=args.pool, seed=r, existing=first8
-        )
-        picked = [s.seed for s in report.suggestions]
-        suggested16 = annotations_for(G, annotator, seeds[:8] + picked, psi)
-        run: dict[str, Any] = {
-            "rep": r,
-            "random_seeds": seeds,
-            "suggested_seeds": picked,
-            "reasons": [s.reason for s in report.suggestions],
-        }
-        for name, ann in (("random", random16), ("suggested", suggested16)):
+        if run is None:
+            run = {"rep": r, "random_seeds": seeds}
+            runs.append(run)
+            runs.sort(key=lambda x: x["rep"])
+        sets = {"random": seeds}
+        if "suggested" in todo:
+            first8 = annotations_for(G, annotator, seeds[:8], psi)
+            interp8 = fit(G, first8, args, r, cache / f"rep{r}_first8.safetensors")
+            report = suggest_annotations(
+                Labeler(G, interp8, truncation_psi=psi), 8, pool=args.pool, seed=r, existing=first8
+            )
+            run["suggested_seeds"] = [s.seed for s in report.suggestions]
+            run["reasons"] = [s.reason for s in report.suggestions]
+            sets["suggested"] = seeds[:8] + run["suggested_seeds"]
+        for name in todo:
+            t0 = time.time()
+            ann = annotations_for(G, annotator, sets[name], psi)
             interp = fit(G, ann, args, r, cache / f"rep{r}_{name}.safetensors")
             lab = Labeler(G, interp, truncation_psi=psi)
             run[name] = {
                 "coverage": coverage(ann),
                 "interpreter_vs_annotator": interp_vs_annotator(lab, annotator, args.eval),
                 "student": stream_student(lab, args, test, seed=r, class_balance=balance),
+                "seconds": time.time() - t0,
             }
             log.info(
                 "rep %d %s: interp %.4f student %.4f",
@@ -260,9 +280,7 @@ def measure_suggest(args, G, annotator, psi, test, results) -> None:
                 run[name]["interpreter_vs_annotator"]["miou"],
                 run[name]["student"]["miou"],
             )
-        run["seconds"] = time.time() - t0
-        runs.append(run)
-        save(args, results)
+            save(args, results)
 
 
 def auroc(scores: torch.Tensor, positive: torch.Tensor) -> float | None:
@@ -323,9 +341,31 @@ def balance_key(mode: Any, seed: int) -> str:
     return str(mode) if seed == 0 else f"{mode}_seed{seed}"
 
 
+def merge_results(on_disk: dict[str, Any], ours: dict[str, Any]) -> dict[str, Any]:
+    """``ours`` joined into what another process wrote to the same ``results.json`` since
+    this one read it: lists of repetitions are joined by ``rep`` (arms of one repetition
+    from both sides; ours wins where both hold one), dicts are joined by key."""
+    merged = dict(on_disk)
+    for key, value in ours.items():
+        theirs = on_disk.get(key)
+        if isinstance(value, list) and isinstance(theirs, list):
+            by_rep = {x["rep"]: dict(x) for x in theirs}
+            for x in value:
+                by_rep.setdefault(x["rep"], {}).update(x)
+            merged[key] = [by_rep[r] for r in sorted(by_rep)]
+        elif isinstance(value, dict) and isinstance(theirs, dict):
+            merged[key] = {**theirs, **value}
+        else:
+            merged[key] = value
+    return merged
+
+
 def save(args, results) -> None:
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(results, indent=1, default=float))
+    """Write ``results.json`` atomically, joined with what a side-by-side process (other
+    ``--arms``, same ``--out``) wrote meanwhile."""
+    path = args.out / "results.json"
+    on_disk = json.loads(path.read_text()) if path.is_file() else {}
+    write_json(path, merge_results(on_disk, json.loads(json.dumps(results, default=float))))
 
 
 def mean_std(values: list[float]) -> str:
@@ -342,16 +382,18 @@ def report(results: dict[str, Any]) -> str:
         streams = "balanced streams" if "_balance_" in key else "streams unbalanced"
         kind = key.split("_balance_image")[-1].removeprefix("suggest") or " one-pixel"
         lines.append(
-            f"active annotation, {len(runs)} repetitions, {streams}, interpreters"
-            f"{kind.replace('_', ' ')} (mean +- std):"
+            f"active annotation, {streams}, interpreters{kind.replace('_', ' ')} (mean +- std):"
         )
         for name in ("random", "suggested"):
-            interp = [r[name]["interpreter_vs_annotator"]["miou"] for r in runs]
-            student = [r[name]["student"]["miou"] for r in runs]
-            missing = [sum(v < 1 for v in r[name]["coverage"].values()) for r in runs]
-            teeth = [r[name]["student"]["per_class_iou"]["teeth"] or 0.0 for r in runs]
+            arm = [r[name] for r in runs if name in r]
+            if not arm:
+                continue
+            interp = [a["interpreter_vs_annotator"]["miou"] for a in arm]
+            student = [a["student"]["miou"] for a in arm]
+            missing = [sum(v < 1 for v in a["coverage"].values()) for a in arm]
+            teeth = [a["student"]["per_class_iou"]["teeth"] or 0.0 for a in arm]
             lines.append(
-                f"  {name:<10} interpreter vs annotator {mean_std(interp)}  "
+                f"  {f'{name} ({len(arm)} reps)':<19} interpreter vs annotator {mean_std(interp)}  "
                 f"student on real {mean_std(student)}  student teeth IoU {mean_std(teeth)}  "
                 f"classes absent: {missing}"
             )
@@ -396,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         measure_novelty(args, G, annotator, preset.truncation_psi, results)
     if "balance" in parts:
         measure_balance(args, preset.name, test, results)
-    print(report(results))
+    print(report(json.loads(path.read_text()) if path.is_file() else results))
     return 0
 
 
