@@ -89,8 +89,8 @@ def test_pixel_context_interpreters_get_their_own_results_and_cache(tmp_path, ca
 
 def test_nonsense_settings_exit_2(capsys):
     for bad, message in (
-        (["--context", "4"], "--context must be in 0..3, got 4"),
-        (["--context", "-1"], "--context must be in 0..3, got -1"),
+        (["--context", "4"], "argument --context: '4' must be at most 3"),
+        (["--context", "-1"], "argument --context: '-1' must be >= 0"),
         (["--reps", "0"], "--reps must be >= 1"),
         (["--pool", "0"], "--pool must be >= 1"),
         (["--arms", "random,best"], "--arms must name random and/or suggested, got ['best']"),

@@ -72,6 +72,7 @@ def test_preset_part_builds_the_shipped_interpreter_context_unless_told(tmp_path
     with pytest.raises(SystemExit) as exc:
         rebuild.main([*argv, "--interpreter-context", "4"])
     assert exc.value.code == 2
+    assert "argument --interpreter-context: '4' must be at most 3" in capsys.readouterr().err
 
 
 def _quality(tmp_path: Path, bald_ratio: float, kid_ok: bool = True) -> Path:
@@ -113,3 +114,14 @@ def test_failed_gate_stops_the_build_before_anything_is_written(tmp_path):
     assert "bald_rate" in str(exc.value) and "kid" in str(exc.value)
     assert "--allow-ungated" in str(exc.value)
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("4", "'4' must be at most 3"), ("-1", "'-1' must be >= 0"), ("x", "'x' is not an integer")],
+)
+def test_build_preset_refuses_a_context_outside_the_interpreters_range(value, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        build_preset.parse_args(["--generator", "g.safetensors", "--context", value])
+    assert exc.value.code == 2
+    assert f"argument --context: {message}" in capsys.readouterr().err

@@ -34,6 +34,7 @@ import torch
 import dgan_data
 from dgan_data import load_generator
 from dgan_data.annotations import Annotations
+from dgan_data.cli.models import context_radius
 from dgan_data.conventions import generator_to_uint8 as to_uint8_image
 from dgan_data.interpreter import Interpreter
 from dgan_data.interpreter.context import MAX_CONTEXT
@@ -265,7 +266,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--with-image", action="store_true", help="the interpreter also reads the generated image"
     )
     p.add_argument(
-        "--context", type=int, default=0, help="interpreter neighbourhood radius (finest maps)"
+        "--context",
+        type=context_radius,
+        default=0,
+        help=f"interpreter neighbourhood radius (finest maps), 0..{MAX_CONTEXT}",
     )
     p.add_argument(
         "--quality", default=None, help="evaluate_gan.py JSON (psi 1.0) to gate the generator on"
@@ -275,8 +279,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
-    if not 0 <= args.context <= MAX_CONTEXT:
-        p.error(f"--context must be in [0, {MAX_CONTEXT}]")
     return args
 
 

@@ -57,6 +57,7 @@ import torch
 from dgan_data import DatasetGANStream, Interpreter, Labeler, load_generator
 from dgan_data.annotations import Annotations
 from dgan_data.augment import BatchAugment
+from dgan_data.cli.models import context_radius
 from dgan_data.conventions import generator_to_uint8
 from dgan_data.downstream.train import (
     build_segmentation_model,
@@ -108,7 +109,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--with-image", action="store_true", help="interpreters read the generated image"
     )
     ap.add_argument(
-        "--context", type=int, default=0, help=f"interpreters' neighbourhood, 0..{MAX_CONTEXT}"
+        "--context",
+        type=context_radius,
+        default=0,
+        help=f"interpreters' neighbourhood, 0..{MAX_CONTEXT}",
     )
     ap.add_argument(
         "--arms",
@@ -125,8 +129,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("reps", "pool", "eval", "stream_count", "steps", "batch_size", "fit_steps"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be >= 1")
-    if not 0 <= args.context <= MAX_CONTEXT:
-        ap.error(f"--context must be in 0..{MAX_CONTEXT}, got {args.context}")
     return args
 
 

@@ -34,6 +34,7 @@ import sys
 import time
 from pathlib import Path
 
+from dgan_data.cli.models import context_radius
 from dgan_data.interpreter.context import MAX_CONTEXT
 
 HERE = Path(__file__).resolve().parent
@@ -101,7 +102,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--interpreter-context",
-        type=int,
+        type=context_radius,
         default=SHIPPED_CONTEXT,
         help=f"interpreter neighbourhood radius, 0-{MAX_CONTEXT} (default: as shipped)",
     )
@@ -117,10 +118,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("gan_steps", "annotator_steps", "interpreter_steps", "threads"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if not 0 <= args.interpreter_context <= MAX_CONTEXT:
-        p.error(
-            f"--interpreter-context must be in [0, {MAX_CONTEXT}], got {args.interpreter_context}"
-        )
     if args.quality_num < 2:
         p.error(f"--quality-num must be >= 2, got {args.quality_num}")
     if args.gan_from != "scratch" and not Path(args.gan_from).is_file():
