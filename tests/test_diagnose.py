@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from example_scripts import load_example
@@ -150,3 +151,18 @@ def test_bad_settings_exit_2(argv, tmp_path):
     with pytest.raises(SystemExit) as exc:
         diagnose.main(["--out", str(tmp_path), *argv])
     assert exc.value.code == 2
+
+
+def test_coverage_counts_the_shipped_annotations_by_the_build_rule():
+    """diagnose's coverage of the shipped preset agrees with what build_preset wrote into
+    preset_metrics.json (a class counts from 4 pixels on), and lists any-pixel counts."""
+    import dgan_data.toy as toy
+
+    assets = Path(toy.__file__).parent / "assets"
+    cov = diagnose.coverage(assets / "interpreter.safetensors")
+    built = json.loads((assets / "preset_metrics.json").read_text())
+    assert cov["images_per_class"] == built["annotated_images_per_class"]
+    assert cov["images"] == 16 and cov["all_classes_in_3_images"]
+    for name, count in cov["images_per_class"].items():
+        assert count <= cov["images_with_any_pixel"][name] <= 16
+    assert cov["images_with_any_pixel"] != cov["images_per_class"]  # teeth: few pixels

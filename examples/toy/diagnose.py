@@ -21,11 +21,11 @@ Reported ratios (targets from the project's label-quality issue):
 - few-shot ratio = F / A (<= 0.75): how hard the world is for 16 images.
 
 Also: class coverage of the preset's annotations (every class in >= 3 annotated
-images), the interpreter against the annotator on fresh generated samples (mIoU, per
-class), and the uncertainty study: Spearman correlation of the image score with the
-per-image error, what dropping the most uncertain 10 % does to the labels' error, the
-AUROC of the pixel JS divergence as an error detector, and per class the share of
-pixels ``ignore_uncertain_pixels`` would remove with their error rate.
+images with at least 4 pixels of it), the interpreter against the annotator on fresh
+generated samples (mIoU, per class), and the uncertainty study: Spearman correlation
+of the image score with the per-image error, what dropping the most uncertain 10 % does
+to the labels' error, the AUROC of the pixel JS divergence as an error detector, and per
+class the share of pixels ``ignore_uncertain_pixels`` would remove with their error rate.
 
 Writes ``diagnose.json`` and prints a table. Everything is seeded; data sets and student
 results are cached in ``--out`` under keys that carry a digest of the files they depend
@@ -309,20 +309,28 @@ def uncertainty_study(gen: dict[str, torch.Tensor], reference: torch.Tensor) -> 
     }
 
 
+#: A class counts as present in an annotated image from this many pixels on: the rule of
+#: ``build_preset.py``'s coverage check and of ``preset_metrics.json``.
+MIN_CLASS_PIXELS = 4
+
+
 def coverage(interp_path: Path) -> dict[str, Any]:
-    """Annotated images per class in the annotation folder beside the interpreter."""
+    """Annotated images per class in the annotation folder beside the interpreter: with at
+    least ``MIN_CLASS_PIXELS`` pixels of the class (the coverage rule), and with any."""
     folder = interp_path.parent / "annotations"
     if not (folder / "manifest.json").is_file():
         return {"folder": None}
     ann = Annotations.load(folder)
-    present = torch.stack(
-        [torch.bincount(m.flatten().long(), minlength=256)[:NUM_CLASSES] > 0 for m in ann.masks]
+    pixels = torch.stack(
+        [torch.bincount(m.flatten().long(), minlength=256)[:NUM_CLASSES] for m in ann.masks]
     )
-    counts = present.sum(0).tolist()
+    counts = (pixels >= MIN_CLASS_PIXELS).sum(0).tolist()
     return {
         "folder": str(folder),
         "images": len(ann),
+        "min_class_pixels": MIN_CLASS_PIXELS,
         "images_per_class": dict(zip(CLASS_NAMES, counts)),
+        "images_with_any_pixel": dict(zip(CLASS_NAMES, (pixels > 0).sum(0).tolist())),
         "all_classes_in_3_images": bool(min(counts) >= 3),
     }
 
@@ -535,7 +543,10 @@ def format_report(results: dict[str, Any], suffix: str, key_of: dict[str, str]) 
         lines.append(f"  {name:<34} {shown}{goal}")
     cov = results["coverage"]
     if cov.get("images_per_class"):
-        lines.append(f"  annotated images per class: {cov['images_per_class']}")
+        lines.append(
+            f"  annotated images per class (>= {cov['min_class_pixels']} px): "
+            f"{cov['images_per_class']}"
+        )
     u = results["uncertainty"]
     lines.append(
         f"  uncertainty: Spearman(score, error) {u['spearman_score_vs_image_error']:.2f}; "
