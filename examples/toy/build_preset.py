@@ -40,6 +40,7 @@ from dgan_data.interpreter import Interpreter
 from dgan_data.interpreter.context import MAX_CONTEXT
 from dgan_data.metrics import ConfusionMatrix, format_iou_table
 from dgan_data.seeds import z_from_seeds
+from dgan_data.suggest import MIN_CLASS_PIXELS
 from dgan_data.toy import CLASS_NAMES, NUM_CLASSES, PALETTE
 from dgan_data.toy.annotator import annotate, load_annotator
 from dgan_data.toy.preset import TOY_TRUNCATION_PSI
@@ -175,10 +176,6 @@ def build(args: argparse.Namespace) -> dict:
     if zero:
         raise SystemExit(f"the interpreter scores 0 (or nothing) on {zero}: not shipped as is")
     return metrics
-
-
-#: A class counts as annotated in an image with at least this many pixels.
-MIN_CLASS_PIXELS = 4
 
 
 def class_presence(masks: torch.Tensor, min_pixels: int = MIN_CLASS_PIXELS) -> torch.Tensor:

@@ -66,6 +66,7 @@ from dgan_data.fileio import atomic_torch_save, atomic_write_bytes
 from dgan_data.metrics import auroc, confusion_matrix, metrics_from_confusion
 from dgan_data.presets import get_preset, resolve_preset_file
 from dgan_data.seeds import sample_seed
+from dgan_data.suggest import MIN_CLASS_PIXELS
 from dgan_data.toy import CLASS_NAMES, NUM_CLASSES, SPLITS
 from dgan_data.toy.annotator import DEFAULT_ANNOTATOR_PATH, annotate, load_annotator
 from dgan_data.toy.quality import render_images
@@ -309,14 +310,10 @@ def uncertainty_study(gen: dict[str, torch.Tensor], reference: torch.Tensor) -> 
     }
 
 
-#: A class counts as present in an annotated image from this many pixels on: the rule of
-#: ``build_preset.py``'s coverage check and of ``preset_metrics.json``.
-MIN_CLASS_PIXELS = 4
-
-
 def coverage(interp_path: Path) -> dict[str, Any]:
     """Annotated images per class in the annotation folder beside the interpreter: with at
-    least ``MIN_CLASS_PIXELS`` pixels of the class (the coverage rule), and with any."""
+    least ``MIN_CLASS_PIXELS`` pixels of the class (the coverage rule of ``suggest`` and
+    ``build_preset.py``), and with any."""
     folder = interp_path.parent / "annotations"
     if not (folder / "manifest.json").is_file():
         return {"folder": None}

@@ -74,7 +74,7 @@ from dgan_data.metrics import confusion_matrix, metrics_from_confusion
 from dgan_data.novelty import FeatureNovelty
 from dgan_data.presets import get_preset
 from dgan_data.seeds import derive_seed, sample_seed, z_from_seeds
-from dgan_data.suggest import annotation_features, suggest_annotations
+from dgan_data.suggest import MIN_CLASS_PIXELS, annotation_features, suggest_annotations
 from dgan_data.toy import CLASS_NAMES, NUM_CLASSES, PALETTE
 from dgan_data.toy.annotator import annotate, load_annotator
 
@@ -151,7 +151,10 @@ def annotations_for(G, annotator, seeds: list[int], psi: float) -> Annotations:
 
 def coverage(ann: Annotations) -> dict[str, int]:
     present = torch.stack(
-        [torch.bincount(m.flatten().long(), minlength=256)[:NUM_CLASSES] >= 4 for m in ann.masks]
+        [
+            torch.bincount(m.flatten().long(), minlength=256)[:NUM_CLASSES] >= MIN_CLASS_PIXELS
+            for m in ann.masks
+        ]
     )
     return dict(zip(CLASS_NAMES, present.sum(0).tolist()))
 
