@@ -46,7 +46,9 @@ class LabeledBatch:
     - ``masks`` (B, H, W) int64, ``IGNORE_INDEX`` where pixels are ignored;
     - ``pixel_uncertainty`` (B, H, W) float32 Jensen-Shannon divergence;
     - ``image_uncertainty`` (B,) float32 image scores;
-    - ``seeds`` (B,) int64 on the CPU.
+    - ``seeds`` (B,) int64 on the CPU;
+    - ``class_mass`` (B, K) float32 expected pixels per class (the sum of the ensemble's
+      mean probabilities over the frame), only when asked for, else None.
     """
 
     images: torch.Tensor
@@ -54,6 +56,7 @@ class LabeledBatch:
     pixel_uncertainty: torch.Tensor
     image_uncertainty: torch.Tensor
     seeds: torch.Tensor
+    class_mass: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.seeds.shape[0])
@@ -64,7 +67,8 @@ class LabeledBatch:
         def take(t: torch.Tensor) -> torch.Tensor:
             return t[index.to(t.device)]
 
-        return LabeledBatch(*(take(t) for t in self.tensors()))
+        mass = None if self.class_mass is None else take(self.class_mass)
+        return LabeledBatch(*(take(t) for t in self.tensors()), class_mass=mass)
 
     def check_finite(self, scores: list[float] | None = None) -> None:
         """Raise :class:`NonFiniteOutputError` if a sample's score is NaN or inf.
@@ -339,9 +343,12 @@ class Labeler:
         img: torch.Tensor,
         feats: Sequence[torch.Tensor],
         seeds: Sequence[int] | torch.Tensor,
+        *,
+        class_mass: bool = False,
     ) -> LabeledBatch:
         """Label images and features from :meth:`synthesize` (the second half of
-        :meth:`label`)."""
+        :meth:`label`). ``class_mass``: also return each image's expected pixels per
+        class (a softer count than the labels' for classes the ensemble is unsure of)."""
         interp, device = self.interpreter, self.device
         with torch.autocast(device.type, dtype=self.dtype, enabled=self._autocast):
             pred = interp.predict(
@@ -350,6 +357,7 @@ class Labeler:
                 crop=self.crop,
                 impl=self.impl,
                 compile=self.compile or None,  # None: the interpreter's own setting
+                return_probs=class_mass,
             )
         # A non-finite image makes its score NaN (on the device: no host sync here);
         # consumers read the scores on the host anyway and call ``check_finite``.
@@ -368,6 +376,7 @@ class Labeler:
             pixel_uncertainty=pred.pixel_uncertainty.float(),
             image_uncertainty=scores,
             seeds=torch.as_tensor(list(map(int, seeds)), dtype=torch.int64),
+            class_mass=None if pred.probs is None else pred.probs.float().sum((2, 3)),
         )
 
 

@@ -67,6 +67,12 @@ def test_balanced_rerun_reuses_the_cached_interpreters(tmp_path, capsys, monkeyp
     stats = balanced["suggested"]["student"]["stream_statistics"]
     assert stats.get("class_balance")
     assert "balanced streams" in capsys.readouterr().out
+    # the novelty study reads the same first-8 interpreter from the cache
+    assert measure.main([*argv, "--parts", "novelty", "--study-pool", "8"]) == 0
+    study = json.loads((tmp_path / "results.json").read_text())["novelty"][0]
+    for name in ("class_mass", "label_pixels"):
+        assert 0 <= study[f"top8_{name}"] <= min(8, study["images_holding_them"])
+        assert study[f"auroc_{name}"] is None or 0 <= study[f"auroc_{name}"] <= 1
 
 
 def test_pixel_context_interpreters_get_their_own_results_and_cache(tmp_path, capsys):
@@ -95,6 +101,8 @@ def test_nonsense_settings_exit_2(capsys):
         (["--pool", "0"], "--pool must be >= 1"),
         (["--arms", "random,best"], "--arms must name random and/or suggested, got ['best']"),
         (["--arms", ","], "--arms must name random and/or suggested, got none"),
+        (["--reps", "2", "--rep", "2"], "--rep must be in 0..1 (--reps 2), got 2"),
+        (["--coverage-by", "pixels"], "argument --coverage-by: invalid choice: 'pixels'"),
     ):
         with pytest.raises(SystemExit) as exc:
             measure.parse_args(bad)
@@ -137,3 +145,19 @@ def test_one_arm_per_run_fills_the_other_arm_later(tmp_path, capsys):
     assert len(run2["suggested_seeds"]) == 8 and "suggested" in run2
     out = capsys.readouterr().out
     assert "random (1 reps)" in out and "suggested (1 reps)" in out
+
+
+def test_one_repetition_per_run_with_its_coverage_rule(tmp_path, capsys):
+    argv = [
+        "--out", str(tmp_path), "--reps", "2", "--pool", "10", "--eval", "4",
+        "--stream-count", "4", "--steps", "1", "--batch-size", "4", "--fit-steps", "3",
+        "--test-count", "4", "--parts", "suggest", "--threads", "1", "--arms", "suggested",
+    ]  # fmt: skip
+    assert measure.main([*argv, "--rep", "1", "--coverage-by", "labels"]) == 0
+    runs = json.loads((tmp_path / "results.json").read_text())["suggest"]
+    assert [r["rep"] for r in runs] == [1] and runs[0]["coverage_by"] == "labels"
+    assert measure.main([*argv, "--rep", "0"]) == 0
+    runs = json.loads((tmp_path / "results.json").read_text())["suggest"]
+    assert [r["rep"] for r in runs] == [0, 1]
+    assert [r["coverage_by"] for r in runs] == ["mass", "labels"]
+    assert "suggested (2 reps)" in capsys.readouterr().out

@@ -38,13 +38,84 @@ def pool_presence(labeler: Labeler, pool: int, seed: int = 0) -> torch.Tensor:
     return counts >= MIN_CLASS_PIXELS
 
 
-def test_coverage_picks_the_candidate_with_the_most_missing_classes(labeler):
+def pool_mass(labeler: Labeler, pool: int, seed: int = 0) -> torch.Tensor:
+    """Each pool candidate's expected pixels per class, from the ensemble's probabilities."""
+    seeds = [derive_seed(seed, 0x5E6, i) for i in range(pool)]
+    return mass_of(labeler, *labeler.synthesize(seeds))
+
+
+def mass_of(labeler: Labeler, img: torch.Tensor, feats: list[torch.Tensor]) -> torch.Tensor:
+    """Expected pixels per class by the interpreter's reference path (plain MLPs)."""
+    maps = labeler.interpreter.prediction_maps(feats, img)
+    prediction = labeler.interpreter.naive_predict(maps, labeler.frame, return_probs=True)
+    return prediction.probs.sum((2, 3))
+
+
+@pytest.mark.parametrize("coverage_by", ["labels", "mass"])
+def test_coverage_picks_the_candidate_with_the_most_missing_classes(labeler, coverage_by):
     present = pool_presence(labeler, 40)
-    report = suggest_annotations(labeler, 1, pool=40, weights=(0.0, 1.0, 0.0, 0.0))
+    if coverage_by == "labels":
+        held = present.double()
+    else:
+        held = (pool_mass(labeler, 40) / MIN_CLASS_PIXELS).clamp(max=1).double()
+    report = suggest_annotations(
+        labeler, 1, pool=40, weights=(0.0, 1.0, 0.0, 0.0), coverage_by=coverage_by
+    )
     pick = report.suggestions[0]
+    assert report.coverage_by == coverage_by
     # with no annotation yet every class is missing: the pick holds the most classes
-    assert int(present[pick.pool_index].sum()) == int(present.sum(1).max())
+    assert float(held[pick.pool_index].sum()) == pytest.approx(float(held.sum(1).max()))
     assert pick.classes == [NAMES[k] for k in range(5) if present[pick.pool_index, k]]
+
+
+def test_class_mass_is_the_sum_of_the_ensembles_mean_probabilities(labeler):
+    seeds = [3, 4, 5]
+    img, feats = labeler.synthesize(seeds)
+    plain = labeler.label_synthesized(img, feats, seeds)
+    batch = labeler.label_synthesized(img, feats, seeds, class_mass=True)
+    assert plain.class_mass is None
+    assert batch.class_mass.shape == (3, 5)
+    torch.testing.assert_close(batch.class_mass, mass_of(labeler, img, feats), rtol=1e-4, atol=1e-3)
+    H, W = batch.masks.shape[1:]
+    torch.testing.assert_close(batch.class_mass.sum(1), torch.full((3,), float(H * W)))
+    assert torch.equal(batch.masks, plain.masks)
+    picked = batch.select(torch.tensor([2, 0]))
+    assert torch.equal(picked.class_mass, batch.class_mass[[2, 0]])
+
+
+def test_mass_coverage_finds_a_class_the_labels_never_show(labeler, monkeypatch):
+    """A class no candidate's labels hold, but one candidate gives 6 expected pixels:
+    coverage by mass picks that candidate, coverage by labels cannot tell them apart."""
+    real = labeler.label_synthesized
+
+    def quiet_class_d(img, feats, seeds, *, class_mass=False):
+        batch = real(img, feats, seeds, class_mass=class_mass)
+        batch.masks.zero_()  # every candidate: background, "a".."c" 1 px each, no "d"
+        batch.masks[:, 0, :4] = torch.arange(4)
+        if class_mass:
+            mass = torch.zeros_like(batch.class_mass)
+            mass[:, :4] = 1.0
+            mass[:, 4] = 0.5
+            mass[seeds.index(derive_seed(0, 0x5E6, 7)), 4] = 6.0
+            batch.class_mass = mass
+        return batch
+
+    monkeypatch.setattr(labeler, "label_synthesized", quiet_class_d)
+    by_mass = suggest_annotations(labeler, 1, pool=12, weights=(0.0, 1.0, 0.0, 0.0))
+    assert by_mass.suggestions[0].pool_index == 7
+    assert by_mass.suggestions[0].new_classes == ["d"]
+    assert by_mass.class_images_expected_after["d"] == pytest.approx(1.0)
+    assert by_mass.class_image_counts_after["d"] == 0  # the labels still hold no "d"
+    by_labels = suggest_annotations(
+        labeler, 1, pool=12, weights=(0.0, 1.0, 0.0, 0.0), coverage_by="labels"
+    )
+    assert by_labels.suggestions[0].pool_index == 0  # all tie: the lower index
+    assert by_labels.suggestions[0].new_classes == ["background"]  # no "d"
+
+
+def test_unknown_coverage_by_is_refused(labeler):
+    with pytest.raises(ValueError, match="coverage_by"):
+        suggest_annotations(labeler, 1, pool=4, coverage_by="pixels")
 
 
 def test_existing_annotations_steer_coverage_to_their_missing_class(labeler):
@@ -195,3 +266,16 @@ def test_cli_suggest_with_annotations_uses_novelty(tmp_path, capsys):
     assert doc["weights"]["novelty"] == 1.0
     assert all("new features" in e["reason"] for e in doc["suggestions"])
     assert "new features" in capsys.readouterr().out
+
+
+def test_cli_coverage_by_is_recorded_and_checked(tmp_path, capsys):
+    argv = ["suggest", "--generator", "toyface-14", "--interpreter", "toyface-14"]
+    argv += ["--num", "1", "--pool", "4"]
+    assert main([*argv, "--out", str(tmp_path / "s"), "--coverage-by", "labels"]) == 0
+    doc = json.loads((tmp_path / "s" / "suggestions.json").read_text())
+    assert doc["coverage_by"] == "labels"
+    assert set(doc["class_images_expected_after"]) == set(doc["class_names"])
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--out", str(tmp_path / "t"), "--coverage-by", "pixels"])
+    assert exc.value.code == 2 and "invalid choice: 'pixels'" in capsys.readouterr().err
+    assert not (tmp_path / "t").exists()

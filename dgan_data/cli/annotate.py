@@ -18,7 +18,7 @@ from ..annotations.tools import (
     import_masks,
 )
 from ..labeler import Labeler
-from ..suggest import suggest_annotations, write_suggestions
+from ..suggest import COVERAGE_BY, suggest_annotations, write_suggestions
 from .common import Add, UsageError, device_name, finite_float, non_negative_int, positive_int
 
 _EPILOG = """\
@@ -190,6 +190,13 @@ def register(add: Add) -> None:
         help="annotated images each class should appear in (default 3)",
     )
     p.add_argument(
+        "--coverage-by",
+        choices=COVERAGE_BY,
+        default="mass",
+        help="count a candidate's classes by the ensemble's expected pixels (mass, the "
+        "default: finds small classes the labels miss) or by its labels",
+    )
+    p.add_argument(
         "--weights",
         type=finite_float,
         nargs=4,
@@ -230,6 +237,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         existing=existing,
         coverage_target=args.coverage,
         weights=tuple(args.weights),
+        coverage_by=args.coverage_by,
     )
     folder = write_suggestions(labeler, report, args.out)
     for sample_id, s in zip(folder.ids, report.suggestions):

@@ -74,7 +74,12 @@ from dgan_data.metrics import confusion_matrix, metrics_from_confusion
 from dgan_data.novelty import FeatureNovelty
 from dgan_data.presets import get_preset
 from dgan_data.seeds import derive_seed, sample_seed, z_from_seeds
-from dgan_data.suggest import MIN_CLASS_PIXELS, annotation_features, suggest_annotations
+from dgan_data.suggest import (
+    COVERAGE_BY,
+    MIN_CLASS_PIXELS,
+    annotation_features,
+    suggest_annotations,
+)
 from dgan_data.toy import CLASS_NAMES, NUM_CLASSES, PALETTE
 from dgan_data.toy.annotator import annotate, load_annotator
 
@@ -120,6 +125,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="arms of part suggest this process measures; two processes with one arm each"
         " and the same --out can run side by side",
     )
+    ap.add_argument(
+        "--rep",
+        type=int,
+        default=None,
+        help="measure only this repetition of part suggest (0..reps-1); processes with"
+        " different --rep and the same --out can run side by side",
+    )
+    ap.add_argument(
+        "--coverage-by",
+        choices=COVERAGE_BY,
+        default="mass",
+        help="how suggest counts a candidate's classes for coverage (recorded per repetition)",
+    )
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args(argv)
     args.arms = [a.strip() for a in args.arms.split(",") if a.strip()]
@@ -129,6 +147,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("reps", "pool", "eval", "stream_count", "steps", "batch_size", "fit_steps"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.rep is not None and not 0 <= args.rep < args.reps:
+        ap.error(f"--rep must be in 0..{args.reps - 1} (--reps {args.reps}), got {args.rep}")
     return args
 
 
@@ -247,7 +267,7 @@ def measure_suggest(args, G, annotator, psi, test, results) -> None:
     runs = results.setdefault(suggest_key(args), [])
     balance = None if args.stream_balance == "none" else args.stream_balance
     cache = args.out / "interpreters" / f"fit{args.fit_steps}{interpreter_kind(args)}"
-    for r in range(args.reps):
+    for r in range(args.reps) if args.rep is None else [args.rep]:
         run = next((x for x in runs if x["rep"] == r), None)
         todo = [name for name in args.arms if run is None or name not in run]
         if not todo:
@@ -262,8 +282,14 @@ def measure_suggest(args, G, annotator, psi, test, results) -> None:
             first8 = annotations_for(G, annotator, seeds[:8], psi)
             interp8 = fit(G, first8, args, r, cache / f"rep{r}_first8.safetensors")
             report = suggest_annotations(
-                Labeler(G, interp8, truncation_psi=psi), 8, pool=args.pool, seed=r, existing=first8
+                Labeler(G, interp8, truncation_psi=psi),
+                8,
+                pool=args.pool,
+                seed=r,
+                existing=first8,
+                coverage_by=args.coverage_by,
             )
+            run["coverage_by"] = args.coverage_by
             run["suggested_seeds"] = [s.seed for s in report.suggestions]
             run["reasons"] = [s.reason for s in report.suggestions]
             sets["suggested"] = seeds[:8] + run["suggested_seeds"]
@@ -300,20 +326,26 @@ def measure_novelty(args, G, annotator, psi, results) -> None:
         seeds = [derive_seed(1000 + r, 0x5EED, i) for i in range(8)]
         first8 = annotations_for(G, annotator, seeds, psi)
         absent = [k for k, n in enumerate(coverage(first8).values()) if n < 1]
-        labeler = Labeler(G, fit(G, first8, args, r), truncation_psi=psi)
+        cache = args.out / "interpreters" / f"fit{args.fit_steps}{interpreter_kind(args)}"
+        labeler = Labeler(
+            G, fit(G, first8, args, r, cache / f"rep{r}_first8.safetensors"), truncation_psi=psi
+        )
         model = FeatureNovelty(annotation_features(labeler, first8), seed=r)
         pool = [derive_seed(r, 0x5E6, i) for i in range(args.study_pool)]  # suggest's pool
-        score, share, holds = [], [], []
+        score, share, holds, mass, pixels = [], [], [], [], []
         for i in range(0, len(pool), 50):
             img, feats = labeler.synthesize(pool[i : i + 50])
-            batch = labeler.label_synthesized(img, feats, pool[i : i + 50])
+            batch = labeler.label_synthesized(img, feats, pool[i : i + 50], class_mass=True)
             score.append(batch.image_uncertainty)
+            mass.append(batch.class_mass[:, absent].sum(1).double())
+            pixels.append(torch.isin(batch.masks, torch.tensor(absent)).flatten(1).sum(1))
             novelty, _ = model.pixel_novelty(feats)
             share.append((novelty > 1).flatten(1).double().mean(1))
             ann = annotate(annotator, batch.images)
             counts = torch.stack([torch.bincount(m.flatten(), minlength=NUM_CLASSES) for m in ann])
             holds.append((counts[:, absent] >= 4).any(1) if absent else torch.zeros(len(ann)) > 0)
         score, share, holds = torch.cat(score), torch.cat(share), torch.cat(holds)
+        mass, pixels = torch.cat(mass), torch.cat(pixels).double()
         run = {
             "rep": r,
             "absent_classes": [CLASS_NAMES[k] for k in absent],
@@ -323,6 +355,12 @@ def measure_novelty(args, G, annotator, psi, results) -> None:
             "auroc_novelty": auroc(share, holds),
             "top8_uncertainty": int(holds[score.argsort(descending=True)[:8]].sum()),
             "top8_novelty": int(holds[share.argsort(descending=True)[:8]].sum()),
+            # the absent classes' expected pixels (suggest's coverage by mass) and their
+            # pixels in the interpreter's labels (coverage by labels)
+            "auroc_class_mass": auroc(mass, holds),
+            "auroc_label_pixels": auroc(pixels, holds),
+            "top8_class_mass": int(holds[mass.argsort(descending=True)[:8]].sum()),
+            "top8_label_pixels": int(holds[pixels.argsort(descending=True)[:8]].sum()),
         }
         log.info("rep %d novelty study: %s", r, run)
         runs.append(run)
