@@ -357,6 +357,7 @@ def measure_novelty(args, G, annotator, psi, results) -> None:
             "top8_novelty": int(holds[share.argsort(descending=True)[:8]].sum()),
             # the absent classes' expected pixels (suggest's coverage by mass) and their
             # pixels in the interpreter's labels (coverage by labels)
+            "labeled_holding_them": int((pixels >= MIN_CLASS_PIXELS).sum()),
             "auroc_class_mass": auroc(mass, holds),
             "auroc_label_pixels": auroc(pixels, holds),
             "top8_class_mass": int(holds[mass.argsort(descending=True)[:8]].sum()),
