@@ -72,6 +72,8 @@ _SEED_POOL = 0x5E6
 MIN_CLASS_PIXELS = 4
 #: How a candidate's classes count for coverage (see the module).
 COVERAGE_BY = ("mass", "labels")
+#: Most bytes of class probabilities one batch holds with coverage by mass.
+_MASS_BYTES = 512 * 2**20
 #: Layout grid of the descriptor (foreground share per cell).
 _GRID = 4
 #: Most novel pixels kept per candidate to update its novelty after each pick.
@@ -247,6 +249,9 @@ def suggest_annotations(
         if feats is not None:
             tracker = _NoveltyTracker(FeatureNovelty(feats, seed=seed))
     seeds = [derive_seed(seed, _SEED_POOL, i) for i in range(pool)]
+    if coverage_by == "mass":  # the ensemble's probabilities live per batch: bound them
+        per_image = K * labeler.frame[0] * labeler.frame[1] * 4
+        batch_size = max(1, min(batch_size, _MASS_BYTES // per_image))
     scores, descs, counts, masses = [], [], [], []
     for start in range(0, pool, batch_size):
         chunk = seeds[start : start + batch_size]

@@ -279,3 +279,27 @@ def test_cli_coverage_by_is_recorded_and_checked(tmp_path, capsys):
         main([*argv, "--out", str(tmp_path / "t"), "--coverage-by", "pixels"])
     assert exc.value.code == 2 and "invalid choice: 'pixels'" in capsys.readouterr().err
     assert not (tmp_path / "t").exists()
+
+
+def test_coverage_by_mass_bounds_the_probabilities_per_batch(labeler, monkeypatch):
+    """The ensemble's probabilities of a batch stay under _MASS_BYTES: smaller batches,
+    the same picks."""
+    import dgan_data.suggest as suggest_module
+
+    whole = suggest_annotations(labeler, 3, pool=10, seed=2)
+    sizes = []
+    real = labeler.synthesize
+
+    def recording(seeds):
+        sizes.append(len(seeds))
+        return real(seeds)
+
+    monkeypatch.setattr(labeler, "synthesize", recording)
+    K, (H, W) = len(NAMES), labeler.frame
+    monkeypatch.setattr(suggest_module, "_MASS_BYTES", 3 * K * H * W * 4)
+    bounded = suggest_annotations(labeler, 3, pool=10, seed=2)
+    assert sizes == [3, 3, 3, 1]
+    assert [s.seed for s in bounded.suggestions] == [s.seed for s in whole.suggestions]
+    sizes.clear()
+    suggest_annotations(labeler, 3, pool=10, seed=2, coverage_by="labels", batch_size=8)
+    assert sizes == [8, 2]  # labels need no probabilities
