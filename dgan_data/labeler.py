@@ -48,7 +48,9 @@ class LabeledBatch:
     - ``image_uncertainty`` (B,) float32 image scores;
     - ``seeds`` (B,) int64 on the CPU;
     - ``class_mass`` (B, K) float32 expected pixels per class (the sum of the ensemble's
-      mean probabilities over the frame), only when asked for, else None.
+      mean probabilities over the frame), only when asked for, else None;
+    - ``class_peak`` (B, K) float32 mean of each class's ``n`` highest pixel probabilities
+      (how surely the image shows ``n`` pixels of the class), only when asked for.
     """
 
     images: torch.Tensor
@@ -57,6 +59,7 @@ class LabeledBatch:
     image_uncertainty: torch.Tensor
     seeds: torch.Tensor
     class_mass: torch.Tensor | None = None
+    class_peak: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.seeds.shape[0])
@@ -68,7 +71,8 @@ class LabeledBatch:
             return t[index.to(t.device)]
 
         mass = None if self.class_mass is None else take(self.class_mass)
-        return LabeledBatch(*(take(t) for t in self.tensors()), class_mass=mass)
+        peak = None if self.class_peak is None else take(self.class_peak)
+        return LabeledBatch(*(take(t) for t in self.tensors()), class_mass=mass, class_peak=peak)
 
     def check_finite(self, scores: list[float] | None = None) -> None:
         """Raise :class:`NonFiniteOutputError` if a sample's score is NaN or inf.
@@ -345,10 +349,16 @@ class Labeler:
         seeds: Sequence[int] | torch.Tensor,
         *,
         class_mass: bool = False,
+        class_peak: int = 0,
     ) -> LabeledBatch:
         """Label images and features from :meth:`synthesize` (the second half of
         :meth:`label`). ``class_mass``: also return each image's expected pixels per
-        class (a softer count than the labels' for classes the ensemble is unsure of)."""
+        class (a softer count than the labels' for classes the ensemble is unsure of).
+        ``class_peak`` = n > 0: also return, per class, the mean of its n highest pixel
+        probabilities (unlike the mass, probability spread thinly over many pixels
+        does not add up to an example of the class)."""
+        if isinstance(class_peak, bool) or not isinstance(class_peak, int) or class_peak < 0:
+            raise ValueError(f"class_peak must be an int >= 0, got {class_peak!r}")
         interp, device = self.interpreter, self.device
         with torch.autocast(device.type, dtype=self.dtype, enabled=self._autocast):
             pred = interp.predict(
@@ -357,7 +367,7 @@ class Labeler:
                 crop=self.crop,
                 impl=self.impl,
                 compile=self.compile or None,  # None: the interpreter's own setting
-                return_probs=class_mass,
+                return_probs=class_mass or class_peak > 0,
             )
         # A non-finite image makes its score NaN (on the device: no host sync here);
         # consumers read the scores on the host anyway and call ``check_finite``.
@@ -376,8 +386,15 @@ class Labeler:
             pixel_uncertainty=pred.pixel_uncertainty.float(),
             image_uncertainty=scores,
             seeds=torch.as_tensor(list(map(int, seeds)), dtype=torch.int64),
-            class_mass=None if pred.probs is None else pred.probs.float().sum((2, 3)),
+            class_mass=pred.probs.float().sum((2, 3)) if class_mass else None,
+            class_peak=peak_probabilities(pred.probs, class_peak) if class_peak else None,
         )
+
+
+def peak_probabilities(probs: torch.Tensor, n: int) -> torch.Tensor:
+    """(B, K) mean of each class's ``n`` highest probabilities in ``probs`` (B, K, H, W)."""
+    flat = probs.float().flatten(2)
+    return flat.topk(min(n, flat.shape[2]), dim=2).values.mean(2)
 
 
 def labeler_from(

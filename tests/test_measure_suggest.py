@@ -71,7 +71,7 @@ def test_balanced_rerun_reuses_the_cached_interpreters(tmp_path, capsys, monkeyp
     assert measure.main([*argv, "--parts", "novelty", "--study-pool", "8"]) == 0
     study = json.loads((tmp_path / "results.json").read_text())["novelty"][0]
     assert 0 <= study["labeled_holding_them"] <= 8
-    for name in ("class_mass", "label_pixels"):
+    for name in ("class_mass", "class_peak", "label_pixels"):
         assert 0 <= study[f"top8_{name}"] <= min(8, study["images_holding_them"])
         assert study[f"auroc_{name}"] is None or 0 <= study[f"auroc_{name}"] <= 1
 

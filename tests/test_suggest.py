@@ -44,27 +44,47 @@ def pool_mass(labeler: Labeler, pool: int, seed: int = 0) -> torch.Tensor:
     return mass_of(labeler, *labeler.synthesize(seeds))
 
 
+def reference_probs(labeler: Labeler, img: torch.Tensor, feats: list[torch.Tensor]) -> torch.Tensor:
+    """(B, K, H, W) ensemble mean probabilities by the interpreter's reference path."""
+    maps = labeler.interpreter.prediction_maps(feats, img)
+    return labeler.interpreter.naive_predict(maps, labeler.frame, return_probs=True).probs
+
+
 def mass_of(labeler: Labeler, img: torch.Tensor, feats: list[torch.Tensor]) -> torch.Tensor:
     """Expected pixels per class by the interpreter's reference path (plain MLPs)."""
-    maps = labeler.interpreter.prediction_maps(feats, img)
-    prediction = labeler.interpreter.naive_predict(maps, labeler.frame, return_probs=True)
-    return prediction.probs.sum((2, 3))
+    return reference_probs(labeler, img, feats).sum((2, 3))
 
 
-@pytest.mark.parametrize("coverage_by", ["labels", "mass"])
+def pool_peak(labeler: Labeler, pool: int, seed: int = 0) -> torch.Tensor:
+    """Each pool candidate's mean of its 4 highest pixel probabilities per class, sorted
+    out pixel by pixel from the reference probabilities."""
+    seeds = [derive_seed(seed, 0x5E6, i) for i in range(pool)]
+    probs = reference_probs(labeler, *labeler.synthesize(seeds))
+    B, K = probs.shape[:2]
+    peak = torch.zeros(B, K)
+    for b in range(B):
+        for k in range(K):
+            values = sorted(probs[b, k].flatten().tolist(), reverse=True)
+            peak[b, k] = sum(values[:MIN_CLASS_PIXELS]) / MIN_CLASS_PIXELS
+    return peak
+
+
+@pytest.mark.parametrize("coverage_by", ["labels", "mass", "peak"])
 def test_coverage_picks_the_candidate_with_the_most_missing_classes(labeler, coverage_by):
     present = pool_presence(labeler, 40)
     if coverage_by == "labels":
         held = present.double()
-    else:
+    elif coverage_by == "mass":
         held = (pool_mass(labeler, 40) / MIN_CLASS_PIXELS).clamp(max=1).double()
+    else:
+        held = pool_peak(labeler, 40).double()
     report = suggest_annotations(
         labeler, 1, pool=40, weights=(0.0, 1.0, 0.0, 0.0), coverage_by=coverage_by
     )
     pick = report.suggestions[0]
     assert report.coverage_by == coverage_by
     # with no annotation yet every class is missing: the pick holds the most classes
-    assert float(held[pick.pool_index].sum()) == pytest.approx(float(held.sum(1).max()))
+    assert float(held[pick.pool_index].sum()) == pytest.approx(float(held.sum(1).max()), rel=1e-4)
     assert pick.classes == [NAMES[k] for k in range(5) if present[pick.pool_index, k]]
 
 
@@ -81,6 +101,55 @@ def test_class_mass_is_the_sum_of_the_ensembles_mean_probabilities(labeler):
     assert torch.equal(batch.masks, plain.masks)
     picked = batch.select(torch.tensor([2, 0]))
     assert torch.equal(picked.class_mass, batch.class_mass[[2, 0]])
+    assert picked.class_peak is None
+
+
+def test_class_peak_is_the_mean_of_each_classs_highest_probabilities(labeler):
+    seeds = [derive_seed(0, 0x5E6, i) for i in range(3)]
+    img, feats = labeler.synthesize(seeds)
+    batch = labeler.label_synthesized(img, feats, seeds, class_peak=MIN_CLASS_PIXELS)
+    assert batch.class_mass is None
+    torch.testing.assert_close(batch.class_peak, pool_peak(labeler, 3), rtol=1e-4, atol=1e-4)
+    assert torch.equal(batch.select(torch.tensor([1])).class_peak, batch.class_peak[[1]])
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="class_peak"):
+            labeler.label_synthesized(img, feats, seeds, class_peak=bad)
+
+
+def test_peak_coverage_does_not_count_probability_spread_thin(labeler, monkeypatch):
+    """Class "d": candidate 2 spreads 0.1 over 60 pixels (6 expected pixels, but no pixel
+    where "d" is likely), candidate 7 has 4 pixels at 0.9. By mass 2 holds "d" fully and
+    is picked; by peak it holds it at 0.1 and 7 is picked."""
+    real = labeler.label_synthesized
+    diffuse, sure = derive_seed(0, 0x5E6, 2), derive_seed(0, 0x5E6, 7)
+
+    def shaped_class_d(img, feats, seeds, *, class_mass=False, class_peak=0):
+        batch = real(img, feats, seeds, class_mass=class_mass, class_peak=class_peak)
+        batch.masks.zero_()
+        probs = torch.zeros(len(seeds), 5, 16, 16)
+        probs[:, 0] = 1.0
+        for i, s in enumerate(seeds):
+            if s == diffuse:
+                probs[i, 4].view(-1)[:60] = 0.1
+            elif s == sure:
+                probs[i, 4].view(-1)[:4] = 0.9
+        probs[:, 0] -= probs[:, 4]
+        if class_mass:
+            batch.class_mass = probs.sum((2, 3))
+        if class_peak:
+            batch.class_peak = probs.flatten(2).topk(class_peak, dim=2).values.mean(2)
+        return batch
+
+    monkeypatch.setattr(labeler, "label_synthesized", shaped_class_d)
+    weights = (0.0, 1.0, 0.0, 0.0)
+    by_mass = suggest_annotations(labeler, 1, pool=12, weights=weights, coverage_by="mass")
+    by_peak = suggest_annotations(labeler, 1, pool=12, weights=weights, coverage_by="peak")
+    assert by_mass.suggestions[0].pool_index == 2
+    assert by_peak.suggestions[0].pool_index == 7
+    assert by_peak.coverage_by == "peak"
+    assert by_peak.suggestions[0].new_classes == ["background", "d"]
+    assert by_peak.class_images_expected_after["d"] == pytest.approx(0.9)
+    assert by_mass.class_images_expected_after["d"] == pytest.approx(1.0)
 
 
 def test_mass_coverage_finds_a_class_the_labels_never_show(labeler, monkeypatch):
@@ -88,8 +157,8 @@ def test_mass_coverage_finds_a_class_the_labels_never_show(labeler, monkeypatch)
     coverage by mass picks that candidate, coverage by labels cannot tell them apart."""
     real = labeler.label_synthesized
 
-    def quiet_class_d(img, feats, seeds, *, class_mass=False):
-        batch = real(img, feats, seeds, class_mass=class_mass)
+    def quiet_class_d(img, feats, seeds, *, class_mass=False, class_peak=0):
+        batch = real(img, feats, seeds, class_mass=class_mass, class_peak=class_peak)
         batch.masks.zero_()  # every candidate: background, "a".."c" 1 px each, no "d"
         batch.masks[:, 0, :4] = torch.arange(4)
         if class_mass:
@@ -101,7 +170,9 @@ def test_mass_coverage_finds_a_class_the_labels_never_show(labeler, monkeypatch)
         return batch
 
     monkeypatch.setattr(labeler, "label_synthesized", quiet_class_d)
-    by_mass = suggest_annotations(labeler, 1, pool=12, weights=(0.0, 1.0, 0.0, 0.0))
+    by_mass = suggest_annotations(
+        labeler, 1, pool=12, weights=(0.0, 1.0, 0.0, 0.0), coverage_by="mass"
+    )
     assert by_mass.suggestions[0].pool_index == 7
     assert by_mass.suggestions[0].new_classes == ["d"]
     assert by_mass.class_images_expected_after["d"] == pytest.approx(1.0)
@@ -281,12 +352,13 @@ def test_cli_coverage_by_is_recorded_and_checked(tmp_path, capsys):
     assert not (tmp_path / "t").exists()
 
 
-def test_coverage_by_mass_bounds_the_probabilities_per_batch(labeler, monkeypatch):
+@pytest.mark.parametrize("coverage_by", ["mass", "peak"])
+def test_coverage_by_probabilities_bounds_them_per_batch(labeler, monkeypatch, coverage_by):
     """The ensemble's probabilities of a batch stay under _MASS_BYTES: smaller batches,
     the same picks."""
     import dgan_data.suggest as suggest_module
 
-    whole = suggest_annotations(labeler, 3, pool=10, seed=2)
+    whole = suggest_annotations(labeler, 3, pool=10, seed=2, coverage_by=coverage_by)
     sizes = []
     real = labeler.synthesize
 
@@ -297,7 +369,7 @@ def test_coverage_by_mass_bounds_the_probabilities_per_batch(labeler, monkeypatc
     monkeypatch.setattr(labeler, "synthesize", recording)
     K, (H, W) = len(NAMES), labeler.frame
     monkeypatch.setattr(suggest_module, "_MASS_BYTES", 3 * K * H * W * 4)
-    bounded = suggest_annotations(labeler, 3, pool=10, seed=2)
+    bounded = suggest_annotations(labeler, 3, pool=10, seed=2, coverage_by=coverage_by)
     assert sizes == [3, 3, 3, 1]
     assert [s.seed for s in bounded.suggestions] == [s.seed for s in whole.suggestions]
     sizes.clear()

@@ -18,7 +18,7 @@ from ..annotations.tools import (
     import_masks,
 )
 from ..labeler import Labeler
-from ..suggest import COVERAGE_BY, suggest_annotations, write_suggestions
+from ..suggest import COVERAGE_BY, DEFAULT_COVERAGE_BY, suggest_annotations, write_suggestions
 from .common import Add, UsageError, device_name, finite_float, non_negative_int, positive_int
 
 _EPILOG = """\
@@ -192,9 +192,10 @@ def register(add: Add) -> None:
     p.add_argument(
         "--coverage-by",
         choices=COVERAGE_BY,
-        default="mass",
-        help="count a candidate's classes by the ensemble's expected pixels (mass, the "
-        "default: finds small classes the labels miss) or by its labels",
+        default=DEFAULT_COVERAGE_BY,
+        help="count a candidate's classes by the mean probability of each class's 4 "
+        "likeliest pixels (peak), by the ensemble's expected pixels (mass) or by its labels;"
+        f" the probabilities find small classes the labels miss (default {DEFAULT_COVERAGE_BY})",
     )
     p.add_argument(
         "--weights",

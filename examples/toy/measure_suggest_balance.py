@@ -76,6 +76,7 @@ from dgan_data.presets import get_preset
 from dgan_data.seeds import derive_seed, sample_seed, z_from_seeds
 from dgan_data.suggest import (
     COVERAGE_BY,
+    DEFAULT_COVERAGE_BY,
     MIN_CLASS_PIXELS,
     annotation_features,
     suggest_annotations,
@@ -135,7 +136,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--coverage-by",
         choices=COVERAGE_BY,
-        default="mass",
+        default=DEFAULT_COVERAGE_BY,
         help="how suggest counts a candidate's classes for coverage (recorded per repetition)",
     )
     ap.add_argument("--threads", type=int, default=None)
@@ -332,12 +333,15 @@ def measure_novelty(args, G, annotator, psi, results) -> None:
         )
         model = FeatureNovelty(annotation_features(labeler, first8), seed=r)
         pool = [derive_seed(r, 0x5E6, i) for i in range(args.study_pool)]  # suggest's pool
-        score, share, holds, mass, pixels = [], [], [], [], []
+        score, share, holds, mass, peak, pixels = [], [], [], [], [], []
         for i in range(0, len(pool), 50):
             img, feats = labeler.synthesize(pool[i : i + 50])
-            batch = labeler.label_synthesized(img, feats, pool[i : i + 50], class_mass=True)
+            batch = labeler.label_synthesized(
+                img, feats, pool[i : i + 50], class_mass=True, class_peak=MIN_CLASS_PIXELS
+            )
             score.append(batch.image_uncertainty)
             mass.append(batch.class_mass[:, absent].sum(1).double())
+            peak.append(batch.class_peak[:, absent].sum(1).double())
             pixels.append(torch.isin(batch.masks, torch.tensor(absent)).flatten(1).sum(1))
             novelty, _ = model.pixel_novelty(feats)
             share.append((novelty > 1).flatten(1).double().mean(1))
@@ -345,7 +349,7 @@ def measure_novelty(args, G, annotator, psi, results) -> None:
             counts = torch.stack([torch.bincount(m.flatten(), minlength=NUM_CLASSES) for m in ann])
             holds.append((counts[:, absent] >= 4).any(1) if absent else torch.zeros(len(ann)) > 0)
         score, share, holds = torch.cat(score), torch.cat(share), torch.cat(holds)
-        mass, pixels = torch.cat(mass), torch.cat(pixels).double()
+        mass, peak, pixels = torch.cat(mass), torch.cat(peak), torch.cat(pixels).double()
         run = {
             "rep": r,
             "absent_classes": [CLASS_NAMES[k] for k in absent],
@@ -355,10 +359,13 @@ def measure_novelty(args, G, annotator, psi, results) -> None:
             "auroc_novelty": auroc(share, holds),
             "top8_uncertainty": int(holds[score.argsort(descending=True)[:8]].sum()),
             "top8_novelty": int(holds[share.argsort(descending=True)[:8]].sum()),
-            # the absent classes' expected pixels (suggest's coverage by mass) and their
-            # pixels in the interpreter's labels (coverage by labels)
+            # the absent classes' expected pixels (suggest's coverage by mass), their
+            # likeliest pixels' mean probabilities summed (by peak) and their pixels in the
+            # interpreter's labels (by labels)
             "labeled_holding_them": int((pixels >= MIN_CLASS_PIXELS).sum()),
             "auroc_class_mass": auroc(mass, holds),
+            "auroc_class_peak": auroc(peak, holds),
+            "top8_class_peak": int(holds[peak.argsort(descending=True)[:8]].sum()),
             "auroc_label_pixels": auroc(pixels, holds),
             "top8_class_mass": int(holds[mass.argsort(descending=True)[:8]].sum()),
             "top8_label_pixels": int(holds[pixels.argsort(descending=True)[:8]].sum()),
