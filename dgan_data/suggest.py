@@ -78,7 +78,7 @@ MIN_CLASS_PIXELS = 4
 COVERAGE_BY = ("peak", "mass", "labels")
 #: The rule :func:`suggest_annotations` and ``dgan-data suggest`` use by default.
 DEFAULT_COVERAGE_BY = "mass"
-#: Most bytes of class probabilities one batch holds with coverage by mass.
+#: Most bytes of class probabilities one batch holds with coverage by peak or mass.
 _MASS_BYTES = 512 * 2**20
 #: Layout grid of the descriptor (foreground share per cell).
 _GRID = 4
@@ -258,7 +258,7 @@ def suggest_annotations(
     if coverage_by != "labels":  # the ensemble's probabilities live per batch: bound them
         per_image = K * labeler.frame[0] * labeler.frame[1] * 4
         batch_size = max(1, min(batch_size, _MASS_BYTES // per_image))
-    scores, descs, counts, masses = [], [], [], []
+    scores, descs, counts, held_parts = [], [], [], []
     for start in range(0, pool, batch_size):
         chunk = seeds[start : start + batch_size]
         img, feats = labeler.synthesize(chunk)
@@ -278,14 +278,14 @@ def suggest_annotations(
         descs.append(d)
         counts.append(c)
         if batch.class_mass is not None:  # expected presence min(1, mass / MIN_CLASS_PIXELS)
-            masses.append((batch.class_mass.cpu().double() / MIN_CLASS_PIXELS).clamp(max=1.0))
+            held_parts.append((batch.class_mass.cpu().double() / MIN_CLASS_PIXELS).clamp(max=1.0))
         if batch.class_peak is not None:  # mean of its MIN_CLASS_PIXELS likeliest pixels
-            masses.append(batch.class_peak.cpu().double())
+            held_parts.append(batch.class_peak.cpu().double())
     score = torch.tensor(scores, dtype=torch.float64)
     desc = torch.cat(descs)
     present = torch.cat(counts) >= MIN_CLASS_PIXELS  # (pool, K)
-    # How much each candidate holds each class: expected presence, or label presence.
-    held = torch.cat(masses) if masses else present.double()
+    # How much each candidate holds each class: from the probabilities, or label presence.
+    held = torch.cat(held_parts) if held_parts else present.double()
     rank = (score.argsort().argsort().double() + 1) / pool  # 1 = most uncertain
 
     have = torch.zeros(K, dtype=torch.float64)

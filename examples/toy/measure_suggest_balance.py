@@ -257,6 +257,12 @@ def interpreter_kind(args) -> str:
     return ("_image" if args.with_image else "") + (f"_ctx{args.context}" if args.context else "")
 
 
+def interpreter_cache(args) -> Path:
+    """Folder of the cached interpreters of this fit length and interpreter kind (parts
+    suggest and novelty share the first-8 interpreters there)."""
+    return args.out / "interpreters" / f"fit{args.fit_steps}{interpreter_kind(args)}"
+
+
 def suggest_key(args) -> str:
     """Results of part suggest: ``suggest``, or ``suggest_balance_image`` with balanced
     streams; then the interpreter kind (``_image_ctx1``...)."""
@@ -267,7 +273,7 @@ def suggest_key(args) -> str:
 def measure_suggest(args, G, annotator, psi, test, results) -> None:
     runs = results.setdefault(suggest_key(args), [])
     balance = None if args.stream_balance == "none" else args.stream_balance
-    cache = args.out / "interpreters" / f"fit{args.fit_steps}{interpreter_kind(args)}"
+    cache = interpreter_cache(args)
     for r in range(args.reps) if args.rep is None else [args.rep]:
         run = next((x for x in runs if x["rep"] == r), None)
         todo = [name for name in args.arms if run is None or name not in run]
@@ -327,10 +333,8 @@ def measure_novelty(args, G, annotator, psi, results) -> None:
         seeds = [derive_seed(1000 + r, 0x5EED, i) for i in range(8)]
         first8 = annotations_for(G, annotator, seeds, psi)
         absent = [k for k, n in enumerate(coverage(first8).values()) if n < 1]
-        cache = args.out / "interpreters" / f"fit{args.fit_steps}{interpreter_kind(args)}"
-        labeler = Labeler(
-            G, fit(G, first8, args, r, cache / f"rep{r}_first8.safetensors"), truncation_psi=psi
-        )
+        first8_cache = interpreter_cache(args) / f"rep{r}_first8.safetensors"
+        labeler = Labeler(G, fit(G, first8, args, r, first8_cache), truncation_psi=psi)
         model = FeatureNovelty(annotation_features(labeler, first8), seed=r)
         pool = [derive_seed(r, 0x5E6, i) for i in range(args.study_pool)]  # suggest's pool
         score, share, holds, mass, peak, pixels = [], [], [], [], [], []
@@ -347,7 +351,8 @@ def measure_novelty(args, G, annotator, psi, results) -> None:
             share.append((novelty > 1).flatten(1).double().mean(1))
             ann = annotate(annotator, batch.images)
             counts = torch.stack([torch.bincount(m.flatten(), minlength=NUM_CLASSES) for m in ann])
-            holds.append((counts[:, absent] >= 4).any(1) if absent else torch.zeros(len(ann)) > 0)
+            held = counts[:, absent] >= MIN_CLASS_PIXELS
+            holds.append(held.any(1) if absent else torch.zeros(len(ann)) > 0)
         score, share, holds = torch.cat(score), torch.cat(share), torch.cat(holds)
         mass, peak, pixels = torch.cat(mass), torch.cat(peak), torch.cat(pixels).double()
         run = {
