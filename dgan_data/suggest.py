@@ -78,6 +78,8 @@ MIN_CLASS_PIXELS = 4
 COVERAGE_BY = ("peak", "mass", "labels")
 #: The rule :func:`suggest_annotations` and ``dgan-data suggest`` use by default.
 DEFAULT_COVERAGE_BY = "mass"
+#: Annotated images each class should appear in, by default.
+DEFAULT_COVERAGE_TARGET = 3
 #: Most bytes of class probabilities one batch holds with coverage by peak or mass.
 _MASS_BYTES = 512 * 2**20
 #: Layout grid of the descriptor (foreground share per cell).
@@ -210,7 +212,7 @@ def suggest_annotations(
     pool: int = 2000,
     seed: int = 0,
     existing: Annotations | None = None,
-    coverage_target: int = 3,
+    coverage_target: int = DEFAULT_COVERAGE_TARGET,
     batch_size: int = 32,
     weights: tuple[float, float, float, float] = (1.0, 1.0, 0.5, 1.0),
     coverage_by: str = DEFAULT_COVERAGE_BY,

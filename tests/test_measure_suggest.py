@@ -104,6 +104,7 @@ def test_nonsense_settings_exit_2(capsys):
         (["--arms", ","], "--arms must name random and/or suggested, got none"),
         (["--reps", "2", "--rep", "2"], "--rep must be in 0..1 (--reps 2), got 2"),
         (["--coverage-by", "pixels"], "argument --coverage-by: invalid choice: 'pixels'"),
+        (["--coverage-target", "0"], "--coverage-target must be >= 1"),
     ):
         with pytest.raises(SystemExit) as exc:
             measure.parse_args(bad)
@@ -148,17 +149,27 @@ def test_one_arm_per_run_fills_the_other_arm_later(tmp_path, capsys):
     assert "random (1 reps)" in out and "suggested (1 reps)" in out
 
 
-def test_one_repetition_per_run_with_its_coverage_rule(tmp_path, capsys):
+def test_one_repetition_per_run_with_its_coverage_rule(tmp_path, capsys, monkeypatch):
+    targets = []
+
+    def spy(*args, **kwargs):
+        targets.append(kwargs["coverage_target"])
+        return real_suggest(*args, **kwargs)
+
+    real_suggest = measure.suggest_annotations
+    monkeypatch.setattr(measure, "suggest_annotations", spy)
     argv = [
         "--out", str(tmp_path), "--reps", "2", "--pool", "10", "--eval", "4",
         "--stream-count", "4", "--steps", "1", "--batch-size", "4", "--fit-steps", "3",
         "--test-count", "4", "--parts", "suggest", "--threads", "1", "--arms", "suggested",
     ]  # fmt: skip
-    assert measure.main([*argv, "--rep", "1", "--coverage-by", "labels"]) == 0
+    rep1 = ["--rep", "1", "--coverage-by", "labels", "--coverage-target", "5"]
+    assert measure.main([*argv, *rep1]) == 0
     runs = json.loads((tmp_path / "results.json").read_text())["suggest"]
     assert [r["rep"] for r in runs] == [1] and runs[0]["coverage_by"] == "labels"
     assert measure.main([*argv, "--rep", "0"]) == 0
     runs = json.loads((tmp_path / "results.json").read_text())["suggest"]
     assert [r["rep"] for r in runs] == [0, 1]
     assert [r["coverage_by"] for r in runs] == ["mass", "labels"]
+    assert [r["coverage_target"] for r in runs] == [3, 5] and targets == [5, 3]
     assert "suggested (2 reps)" in capsys.readouterr().out

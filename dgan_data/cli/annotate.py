@@ -18,7 +18,13 @@ from ..annotations.tools import (
     import_masks,
 )
 from ..labeler import Labeler
-from ..suggest import COVERAGE_BY, DEFAULT_COVERAGE_BY, suggest_annotations, write_suggestions
+from ..suggest import (
+    COVERAGE_BY,
+    DEFAULT_COVERAGE_BY,
+    DEFAULT_COVERAGE_TARGET,
+    suggest_annotations,
+    write_suggestions,
+)
 from .common import Add, UsageError, device_name, finite_float, non_negative_int, positive_int
 
 _EPILOG = """\
@@ -186,8 +192,8 @@ def register(add: Add) -> None:
     p.add_argument(
         "--coverage",
         type=positive_int,
-        default=3,
-        help="annotated images each class should appear in (default 3)",
+        default=DEFAULT_COVERAGE_TARGET,
+        help=f"annotated images each class should appear in (default {DEFAULT_COVERAGE_TARGET})",
     )
     p.add_argument(
         "--coverage-by",

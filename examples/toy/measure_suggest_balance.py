@@ -77,6 +77,7 @@ from dgan_data.seeds import derive_seed, sample_seed, z_from_seeds
 from dgan_data.suggest import (
     COVERAGE_BY,
     DEFAULT_COVERAGE_BY,
+    DEFAULT_COVERAGE_TARGET,
     MIN_CLASS_PIXELS,
     annotation_features,
     suggest_annotations,
@@ -139,13 +140,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=DEFAULT_COVERAGE_BY,
         help="how suggest counts a candidate's classes for coverage (recorded per repetition)",
     )
+    ap.add_argument(
+        "--coverage-target",
+        type=int,
+        default=DEFAULT_COVERAGE_TARGET,
+        help="annotated images each class should appear in, for suggest's coverage gain"
+        " (recorded per repetition)",
+    )
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args(argv)
     args.arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     unknown = sorted(set(args.arms) - {"random", "suggested"})
     if unknown or not args.arms:
         ap.error(f"--arms must name random and/or suggested, got {unknown or 'none'}")
-    for name in ("reps", "pool", "eval", "stream_count", "steps", "batch_size", "fit_steps"):
+    for name in (
+        "reps",
+        "pool",
+        "eval",
+        "stream_count",
+        "steps",
+        "batch_size",
+        "fit_steps",
+        "coverage_target",
+    ):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.rep is not None and not 0 <= args.rep < args.reps:
@@ -295,8 +312,10 @@ def measure_suggest(args, G, annotator, psi, test, results) -> None:
                 seed=r,
                 existing=first8,
                 coverage_by=args.coverage_by,
+                coverage_target=args.coverage_target,
             )
             run["coverage_by"] = args.coverage_by
+            run["coverage_target"] = args.coverage_target
             run["suggested_seeds"] = [s.seed for s in report.suggestions]
             run["reasons"] = [s.reason for s in report.suggestions]
             sets["suggested"] = seeds[:8] + run["suggested_seeds"]
