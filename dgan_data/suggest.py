@@ -81,7 +81,7 @@ DEFAULT_COVERAGE_BY = "mass"
 #: Annotated images each class should appear in, by default.
 DEFAULT_COVERAGE_TARGET = 3
 #: Most bytes of class probabilities one batch holds with coverage by peak or mass.
-_MASS_BYTES = 512 * 2**20
+_PROBABILITY_BYTES = 512 * 2**20
 #: Layout grid of the descriptor (foreground share per cell).
 _GRID = 4
 #: Most novel pixels kept per candidate to update its novelty after each pick.
@@ -259,7 +259,7 @@ def suggest_annotations(
     seeds = [derive_seed(seed, _SEED_POOL, i) for i in range(pool)]
     if coverage_by != "labels":  # the ensemble's probabilities live per batch: bound them
         per_image = K * labeler.frame[0] * labeler.frame[1] * 4
-        batch_size = max(1, min(batch_size, _MASS_BYTES // per_image))
+        batch_size = max(1, min(batch_size, _PROBABILITY_BYTES // per_image))
     scores, descs, counts, held_parts = [], [], [], []
     for start in range(0, pool, batch_size):
         chunk = seeds[start : start + batch_size]

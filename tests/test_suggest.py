@@ -354,7 +354,7 @@ def test_cli_coverage_by_is_recorded_and_checked(tmp_path, capsys):
 
 @pytest.mark.parametrize("coverage_by", ["mass", "peak"])
 def test_coverage_by_probabilities_bounds_them_per_batch(labeler, monkeypatch, coverage_by):
-    """The ensemble's probabilities of a batch stay under _MASS_BYTES: smaller batches,
+    """The ensemble's probabilities of a batch stay under _PROBABILITY_BYTES: smaller batches,
     the same picks."""
     import dgan_data.suggest as suggest_module
 
@@ -368,7 +368,7 @@ def test_coverage_by_probabilities_bounds_them_per_batch(labeler, monkeypatch, c
 
     monkeypatch.setattr(labeler, "synthesize", recording)
     K, (H, W) = len(NAMES), labeler.frame
-    monkeypatch.setattr(suggest_module, "_MASS_BYTES", 3 * K * H * W * 4)
+    monkeypatch.setattr(suggest_module, "_PROBABILITY_BYTES", 3 * K * H * W * 4)
     bounded = suggest_annotations(labeler, 3, pool=10, seed=2, coverage_by=coverage_by)
     assert sizes == [3, 3, 3, 1]
     assert [s.seed for s in bounded.suggestions] == [s.seed for s in whole.suggestions]
