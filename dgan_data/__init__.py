@@ -44,7 +44,7 @@ from .presets import (
 )
 from .preview import preview
 from .stream import DatasetGANStream
-from .suggest import suggest_annotations, write_suggestions
+from .suggest import candidate_seeds, suggest_annotations, write_suggestions
 from .uncertainty import StreamingQuantile, js_divergence
 
 __all__ = [
@@ -68,6 +68,7 @@ __all__ = [
     "StyleGAN2Generator",
     "__version__",
     "cache_dir",
+    "candidate_seeds",
     "export_dataset",
     "five_fold_protocol",
     "get_preset",

@@ -66,6 +66,7 @@ __all__ = [
     "Suggestion",
     "SuggestionReport",
     "annotation_features",
+    "candidate_seeds",
     "suggest_annotations",
     "write_suggestions",
 ]
@@ -144,6 +145,15 @@ def _mean_rank(values: torch.Tensor) -> torch.Tensor:
     low = torch.searchsorted(ordered, values, right=False)
     high = torch.searchsorted(ordered, values, right=True)
     return (low + high + 1).double() / (2 * len(values))
+
+
+def candidate_seeds(seed: int, pool: int) -> list[int]:
+    """The sample seeds of the ``pool`` candidates :func:`suggest_annotations` draws for
+    ``seed``, in pool order (a suggestion's ``pool_index`` indexes this list), so a study
+    can score the very candidates suggest saw."""
+    if isinstance(pool, bool) or not isinstance(pool, int) or pool < 0:
+        raise ValueError(f"pool must be an int >= 0, got {pool!r}")
+    return [derive_seed(seed, _SEED_POOL, i) for i in range(pool)]
 
 
 def annotation_features(labeler: Labeler, existing: Annotations) -> list[torch.Tensor] | None:
@@ -256,7 +266,7 @@ def suggest_annotations(
         feats = annotation_features(labeler, existing)
         if feats is not None:
             tracker = _NoveltyTracker(FeatureNovelty(feats, seed=seed))
-    seeds = [derive_seed(seed, _SEED_POOL, i) for i in range(pool)]
+    seeds = candidate_seeds(seed, pool)
     if coverage_by != "labels":  # the ensemble's probabilities live per batch: bound them
         per_image = K * labeler.frame[0] * labeler.frame[1] * 4
         batch_size = max(1, min(batch_size, _PROBABILITY_BYTES // per_image))

@@ -16,7 +16,12 @@ from dgan_data.annotations import AnnotationError, Annotations, sample_annotatio
 from dgan_data.cli import main
 from dgan_data.labeler import Labeler
 from dgan_data.seeds import derive_seed
-from dgan_data.suggest import MIN_CLASS_PIXELS, suggest_annotations, write_suggestions
+from dgan_data.suggest import (
+    MIN_CLASS_PIXELS,
+    candidate_seeds,
+    suggest_annotations,
+    write_suggestions,
+)
 
 NAMES = ["background", "a", "b", "c", "d"]
 
@@ -214,6 +219,18 @@ def test_same_seed_same_choice_and_reasons(labeler):
     assert len({s.seed for s in a.suggestions}) == 3  # never the same candidate twice
     c = suggest_annotations(labeler, 3, pool=24, seed=6)
     assert [s.seed for s in c.suggestions] != [s.seed for s in a.suggestions]
+
+
+def test_candidate_seeds_are_the_pool_suggest_draws(labeler):
+    seeds = candidate_seeds(5, 24)
+    # pinned: a study or a rerun that rebuilds the pool gets the same candidates
+    assert seeds == [derive_seed(5, 0x5E6, i) for i in range(24)]
+    report = suggest_annotations(labeler, 3, pool=24, seed=5)
+    assert [s.seed for s in report.suggestions] == [seeds[s.pool_index] for s in report.suggestions]
+    assert candidate_seeds(5, 0) == []
+    for bad in (-1, 2.0, True):
+        with pytest.raises(ValueError, match="pool must be an int"):
+            candidate_seeds(5, bad)
 
 
 def test_uncertainty_only_picks_the_most_uncertain_candidates(labeler):

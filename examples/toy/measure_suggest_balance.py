@@ -80,6 +80,7 @@ from dgan_data.suggest import (
     DEFAULT_COVERAGE_TARGET,
     MIN_CLASS_PIXELS,
     annotation_features,
+    candidate_seeds,
     suggest_annotations,
 )
 from dgan_data.toy import CLASS_NAMES, NUM_CLASSES, PALETTE
@@ -355,7 +356,7 @@ def measure_novelty(args, G, annotator, psi, results) -> None:
         first8_cache = interpreter_cache(args) / f"rep{r}_first8.safetensors"
         labeler = Labeler(G, fit(G, first8, args, r, first8_cache), truncation_psi=psi)
         model = FeatureNovelty(annotation_features(labeler, first8), seed=r)
-        pool = [derive_seed(r, 0x5E6, i) for i in range(args.study_pool)]  # suggest's pool
+        pool = candidate_seeds(r, args.study_pool)  # suggest's pool
         score, share, holds, mass, peak, pixels = [], [], [], [], [], []
         for i in range(0, len(pool), 50):
             img, feats = labeler.synthesize(pool[i : i + 50])
