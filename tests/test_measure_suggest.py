@@ -11,6 +11,16 @@ from example_scripts import load_example
 measure = load_example("toy/measure_suggest_balance", "toy_measure_suggest_balance")
 
 
+def tiny_argv(out, *extra: str, reps: int = 1) -> list[str]:
+    """The smallest run of the script (pool 10, 4 evaluation and test images, 1 step),
+    plus ``extra`` options."""
+    return [
+        "--out", str(out), "--reps", str(reps), "--pool", "10", "--eval", "4",
+        "--stream-count", "4", "--steps", "1", "--batch-size", "4", "--fit-steps", "3",
+        "--test-count", "4", "--threads", "1", *extra,
+    ]  # fmt: skip
+
+
 def test_auroc_counts_pairs_and_ties():
     scores = torch.tensor([0.9, 0.5, 0.5, 0.1])
     positive = torch.tensor([True, True, False, False])
@@ -77,12 +87,8 @@ def test_balanced_rerun_reuses_the_cached_interpreters(tmp_path, capsys, monkeyp
 
 
 def test_pixel_context_interpreters_get_their_own_results_and_cache(tmp_path, capsys):
-    argv = [
-        "--out", str(tmp_path), "--reps", "1", "--pool", "10", "--eval", "4",
-        "--stream-count", "4", "--steps", "1", "--batch-size", "4", "--fit-steps", "3",
-        "--test-count", "4", "--parts", "suggest,novelty", "--study-pool", "8",
-        "--threads", "1", "--with-image", "--context", "1",
-    ]  # fmt: skip
+    context = ["--with-image", "--context", "1"]
+    argv = tiny_argv(tmp_path, "--parts", "suggest,novelty", "--study-pool", "8", *context)
     assert measure.main(argv) == 0
     results = json.loads((tmp_path / "results.json").read_text())
     assert set(results) == {"suggest_image_ctx1", "novelty_image_ctx1"}
@@ -132,11 +138,7 @@ def test_side_by_side_saves_join_arms_by_repetition(tmp_path):
 
 
 def test_one_arm_per_run_fills_the_other_arm_later(tmp_path, capsys):
-    argv = [
-        "--out", str(tmp_path), "--reps", "1", "--pool", "10", "--eval", "4",
-        "--stream-count", "4", "--steps", "1", "--batch-size", "4", "--fit-steps", "3",
-        "--test-count", "4", "--parts", "suggest", "--threads", "1",
-    ]  # fmt: skip
+    argv = tiny_argv(tmp_path, "--parts", "suggest")
     assert measure.main([*argv, "--arms", "random"]) == 0
     run = json.loads((tmp_path / "results.json").read_text())["suggest"][0]
     assert "random" in run and "suggested" not in run and "suggested_seeds" not in run
@@ -158,11 +160,7 @@ def test_one_repetition_per_run_with_its_coverage_rule(tmp_path, capsys, monkeyp
 
     real_suggest = measure.suggest_annotations
     monkeypatch.setattr(measure, "suggest_annotations", spy)
-    argv = [
-        "--out", str(tmp_path), "--reps", "2", "--pool", "10", "--eval", "4",
-        "--stream-count", "4", "--steps", "1", "--batch-size", "4", "--fit-steps", "3",
-        "--test-count", "4", "--parts", "suggest", "--threads", "1", "--arms", "suggested",
-    ]  # fmt: skip
+    argv = tiny_argv(tmp_path, "--parts", "suggest", "--arms", "suggested", reps=2)
     rep1 = ["--rep", "1", "--coverage-by", "labels", "--coverage-target", "5"]
     assert measure.main([*argv, *rep1]) == 0
     runs = json.loads((tmp_path / "results.json").read_text())["suggest"]
