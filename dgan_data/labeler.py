@@ -50,7 +50,9 @@ class LabeledBatch:
     - ``class_mass`` (B, K) float32 expected pixels per class (the sum of the ensemble's
       mean probabilities over the frame), only when asked for, else None;
     - ``class_peak`` (B, K) float32 mean of each class's ``n`` highest pixel probabilities
-      (how surely the image shows ``n`` pixels of the class), only when asked for.
+      (how surely the image shows ``n`` pixels of the class), only when asked for;
+    - ``probs`` (B, K, H, W) float16 the ensemble's mean class probabilities per pixel (soft
+      labels), only when asked for.
     """
 
     images: torch.Tensor
@@ -60,6 +62,7 @@ class LabeledBatch:
     seeds: torch.Tensor
     class_mass: torch.Tensor | None = None
     class_peak: torch.Tensor | None = None
+    probs: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.seeds.shape[0])
@@ -72,7 +75,10 @@ class LabeledBatch:
 
         mass = None if self.class_mass is None else take(self.class_mass)
         peak = None if self.class_peak is None else take(self.class_peak)
-        return LabeledBatch(*(take(t) for t in self.tensors()), class_mass=mass, class_peak=peak)
+        probs = None if self.probs is None else take(self.probs)
+        return LabeledBatch(
+            *(take(t) for t in self.tensors()), class_mass=mass, class_peak=peak, probs=probs
+        )
 
     def check_finite(self, scores: list[float] | None = None) -> None:
         """Raise :class:`NonFiniteOutputError` if a sample's score is NaN or inf.
@@ -315,14 +321,15 @@ class Labeler:
 
     # ------------------------------------------------------------- labeling
     @torch.no_grad()
-    def label(self, seeds: Sequence[int] | torch.Tensor) -> LabeledBatch:
+    def label(self, seeds: Sequence[int] | torch.Tensor, *, probs: bool = False) -> LabeledBatch:
         """Generate and label one sample per seed (one batch on the device).
 
         No host synchronisation: a sample whose image or score is not finite gets a NaN
         score; call :meth:`LabeledBatch.check_finite` when the scores are on the host.
+        ``probs``: also return the ensemble's mean class probabilities (soft labels).
         """
         img, feats = self.synthesize(seeds)
-        return self.label_synthesized(img, feats, seeds)
+        return self.label_synthesized(img, feats, seeds, probs=probs)
 
     @torch.no_grad()
     def synthesize(
@@ -350,13 +357,15 @@ class Labeler:
         *,
         class_mass: bool = False,
         class_peak: int = 0,
+        probs: bool = False,
     ) -> LabeledBatch:
         """Label images and features from :meth:`synthesize` (the second half of
         :meth:`label`). ``class_mass``: also return each image's expected pixels per
         class (a softer count than the labels' for classes the ensemble is unsure of).
         ``class_peak`` = n > 0: also return, per class, the mean of its n highest pixel
         probabilities (unlike the mass, probability spread thinly over many pixels
-        does not add up to an example of the class)."""
+        does not add up to an example of the class). ``probs``: also return the
+        ensemble's mean class probabilities per pixel, in float16 (soft labels)."""
         if isinstance(class_peak, bool) or not isinstance(class_peak, int) or class_peak < 0:
             raise ValueError(f"class_peak must be an int >= 0, got {class_peak!r}")
         interp, device = self.interpreter, self.device
@@ -367,7 +376,7 @@ class Labeler:
                 crop=self.crop,
                 impl=self.impl,
                 compile=self.compile or None,  # None: the interpreter's own setting
-                return_probs=class_mass or class_peak > 0,
+                return_probs=class_mass or class_peak > 0 or probs,
             )
         # A non-finite image makes its score NaN (on the device: no host sync here);
         # consumers read the scores on the host anyway and call ``check_finite``.
@@ -388,6 +397,7 @@ class Labeler:
             seeds=torch.as_tensor(list(map(int, seeds)), dtype=torch.int64),
             class_mass=pred.probs.float().sum((2, 3)) if class_mass else None,
             class_peak=peak_probabilities(pred.probs, class_peak) if class_peak else None,
+            probs=pred.probs.half() if probs else None,
         )
 
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from example_scripts import load_example
 
 diagnose = load_example("toy/diagnose", "toy_diagnose")
@@ -97,6 +98,20 @@ def test_stream_settings_name_the_s_data_and_student(tmp_path):
     plain = json.loads((tmp_path / "diagnose.json").read_text())
     assert f"S_8_psi0.8_{result['preset_digest']}_steps2x4" in plain["students"]
     assert plain["stream_options"] == {}
+
+
+def test_soft_labels_are_cached_with_the_s_data_and_name_its_student(tmp_path):
+    argv = small_run(tmp_path, "--arms", "S", "--count", "8", "--eval-count", "8")
+    assert diagnose.main([*argv, "--soft-labels"]) == 0
+    result = json.loads((tmp_path / "diagnose.json").read_text())
+    assert result["stream_options"] == {"soft_labels": True}
+    key = f"S_8_psi0.8_soft_{result['preset_digest']}"
+    assert set(result["students"]) == {key + "_steps2x4"}
+    data = torch.load(tmp_path / "cache" / f"{key}.pt", weights_only=True)
+    assert data["probs"].shape == (8, 14, 64, 64)
+    # each label is its pixel's likeliest class (float16 may break a near tie)
+    agree = (data["probs"].float().argmax(1) == data["labels"]).float().mean()
+    assert agree > 0.999
 
 
 def test_another_interpreter_makes_its_own_s_but_shares_g(tmp_path):

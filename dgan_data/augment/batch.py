@@ -374,3 +374,28 @@ class BatchAugment:
             m = m.round_().long()
             masks = torch.where(m == 0, torch.full_like(m, self.ignore_index), m - 1)
         return x.to(out_dtype), masks
+
+    def warp_probabilities(self, probs: torch.Tensor, params: AugmentParams) -> torch.Tensor:
+        """Move per-pixel class probabilities (B, K, H, W) as :meth:`apply` moves the
+        masks drawn with the same ``params`` (soft labels follow their image).
+
+        Bilinear, so a pixel between two classes gets a blend; each pixel is renormalised
+        to sum to 1. Pixels whose source lies outside the frame are 0 (:meth:`apply`
+        marks them ``ignore_index`` in the mask). Colour ops do not touch them. Returns
+        the input dtype.
+        """
+        if probs.ndim != 4:
+            raise ValueError(f"probs must be (B, K, H, W), got shape {tuple(probs.shape)}")
+        B, _, H, W = probs.shape
+        if len(params) != B:
+            raise ValueError(f"params are for {len(params)} samples but the batch has {B}")
+        if B == 0 or not self.geometric:
+            return probs
+        theta = self.affine_matrices(params.to("cpu"), H, W).to(probs.device)
+        grid = F.affine_grid(theta, [B, 1, H, W], align_corners=False)
+        p = F.grid_sample(
+            probs.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False
+        )
+        total = p.sum(1, keepdim=True)
+        p = torch.where(total > 0, p / total.clamp_min(1e-12), p)
+        return p.to(probs.dtype)

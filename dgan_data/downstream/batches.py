@@ -14,11 +14,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..augment import make_augment
+from ..augment import BatchAugment, make_augment
 from ..seeds import derive_seed
 from ..toy.render import render_faces, render_split, split_seeds
 
 __all__ = ["real_batches", "render_batches", "render_labeled"]
+#: Seed purpose of the per-batch augmentation draws.
+_SEED_AUGMENT = 0xA06
 
 
 # ------------------------------------------------------------ labeled batches
@@ -52,7 +54,7 @@ def _augmenter(augment: Any, seed: int) -> Callable[[torch.Tensor, torch.Tensor,
     def apply(images: torch.Tensor, masks: torch.Tensor, number: int) -> Any:
         if fn is None:
             return images, masks
-        g = torch.Generator().manual_seed(derive_seed(seed, 0xA06, number))
+        g = torch.Generator().manual_seed(derive_seed(seed, _SEED_AUGMENT, number))
         return fn(images, masks, g)
 
     return apply
@@ -65,13 +67,16 @@ def real_batches(
     augment: Any = "default",
     seed: int = 0,
     device: torch.device | str | None = None,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    probs: torch.Tensor | None = None,
+) -> Iterator[Any]:
     """Endless augmented batches from a fixed labeled set (the few-shot baseline).
 
     ``images``: (N, 3, H, W) float in [0, 1] or uint8; ``masks``: (N, H, W). Each epoch
     visits every image once in a random order (seeded by (seed, epoch)); ``augment``
     takes the stream's specs (``"default"`` = :class:`~dgan_data.augment.BatchAugment`),
-    its random draws seeded per batch, so the sequence is reproducible.
+    its random draws seeded per batch, so the sequence is reproducible. ``probs`` (N, K,
+    H, W): soft labels (a saved stream's); batches are then dicts with ``image``,
+    ``mask`` and ``probs``, moved by the same draws (``augment`` None or a BatchAugment).
     """
     if images.dim() != 4 or images.shape[1] != 3 or masks.dim() != 3:
         raise ValueError(
@@ -81,12 +86,48 @@ def real_batches(
     if images.shape[0] != masks.shape[0] or images.shape[-2:] != masks.shape[-2:]:
         raise ValueError(f"images {tuple(images.shape)} and masks {tuple(masks.shape)} differ")
     dev = torch.device(device) if device is not None else images.device
+    if probs is not None:
+        yield from _soft_batches(images, masks, probs, batch_size, augment, seed, dev)
+        return
     aug = _augmenter(augment, seed)
     for number, idx in _index_batches(images.shape[0], batch_size, seed):
         sel = torch.as_tensor(idx)
         img = images[sel].to(dev)
         img = img.float() / 255 if img.dtype == torch.uint8 else img.float()
         yield aug(img, masks[sel].to(dev).long(), number)
+
+
+def _soft_batches(
+    images: torch.Tensor,
+    masks: torch.Tensor,
+    probs: torch.Tensor,
+    batch_size: int,
+    augment: Any,
+    seed: int,
+    dev: torch.device,
+) -> Iterator[dict[str, torch.Tensor]]:
+    """:func:`real_batches` with soft labels: the same images, masks and draws, plus
+    ``probs`` moved as the masks are."""
+    if probs.dim() != 4 or probs.shape[:1] + probs.shape[2:] != masks.shape:
+        raise ValueError(
+            f"probs must be (N, K, H, W) for masks {tuple(masks.shape)}, got {tuple(probs.shape)}"
+        )
+    fn = make_augment(augment)
+    if fn is not None and not isinstance(fn, BatchAugment):
+        raise ValueError(
+            f"soft labels need augment None or a BatchAugment (it moves them), got {augment!r}"
+        )
+    for number, idx in _index_batches(images.shape[0], batch_size, seed):
+        sel = torch.as_tensor(idx)
+        img = images[sel].to(dev)
+        img = img.float() / 255 if img.dtype == torch.uint8 else img.float()
+        mask, prob = masks[sel].to(dev).long(), probs[sel].to(dev)
+        if fn is not None:  # the draws of _augmenter, so hard and soft batches match
+            g = torch.Generator().manual_seed(derive_seed(seed, _SEED_AUGMENT, number))
+            params = fn.sample_params(len(img), g)
+            img, mask = fn.apply(img, mask, params)
+            prob = fn.warp_probabilities(prob, params)
+        yield {"image": img, "mask": mask, "probs": prob}
 
 
 def render_labeled(

@@ -70,6 +70,7 @@ __all__ = [
     "render_batches",
     "render_labeled",
     "save_segmentation_model",
+    "soft_cross_entropy",
     "torch_threads",
     "train_segmentation",
 ]
@@ -186,6 +187,25 @@ def _next_batch(
     return _next_batch(it, source, state)
 
 
+def soft_cross_entropy(
+    logits: torch.Tensor, probs: torch.Tensor, valid: torch.Tensor
+) -> torch.Tensor:
+    """Cross-entropy against per-pixel class probabilities (soft labels), averaged over
+    the ``valid`` pixels: ``-sum_k p_k log softmax(logits)_k``. Equals
+    ``F.cross_entropy`` with ``ignore_index`` when ``probs`` is one-hot.
+
+    ``logits`` and ``probs`` (B, K, H, W), ``valid`` (B, H, W) bool.
+    """
+    if probs.shape != logits.shape:
+        raise ValueError(
+            f"soft labels {tuple(probs.shape)} do not match the model's logits "
+            f"{tuple(logits.shape)}: the model must predict the stream's K classes at the "
+            "label size"
+        )
+    per_pixel = -(probs.float() * F.log_softmax(logits.float(), dim=1)).sum(1)
+    return (per_pixel * valid).sum() / valid.sum().clamp_min(1)
+
+
 def train_segmentation(
     model: nn.Module,
     batches: Iterable[Any],
@@ -216,7 +236,9 @@ def train_segmentation(
     with ``ignore_index``.
 
     Loss: cross-entropy ignoring ``ignore_index`` (a batch with no labeled pixel is
-    skipped and counted in ``skipped_steps``). AdamW, linear warm-up over ``warmup`` of
+    skipped and counted in ``skipped_steps``); a dict batch with ``probs`` (B, K, H, W),
+    the stream's ``soft_labels``, trains on them instead (:func:`soft_cross_entropy` over
+    the pixels the mask labels). AdamW, linear warm-up over ``warmup`` of
     the steps, cosine decay to 1 % (:func:`lr_at`). ``amp``: None = on for CUDA
     (bfloat16 where supported, else float16 with a gradient scaler), off on the CPU.
 
@@ -295,8 +317,11 @@ def train_segmentation(
         batch, it = _next_batch(it, batches, source_state)
         source_state["taken"] += 1
         images, masks = (batch["image"], batch["mask"]) if isinstance(batch, dict) else batch
+        probs = batch.get("probs") if isinstance(batch, dict) else None
         images = images.to(device, non_blocking=True).float()
         masks = masks.to(device, non_blocking=True).long()
+        if probs is not None:
+            probs = probs.to(device, non_blocking=True)
         _sync(device)
         t1 = time.perf_counter()
 
@@ -315,7 +340,10 @@ def train_segmentation(
                 logits = F.interpolate(
                     logits.float(), size=masks.shape[-2:], mode="bilinear", align_corners=False
                 )
-            loss = F.cross_entropy(logits.float(), masks, ignore_index=ignore_index)
+            if probs is None:
+                loss = F.cross_entropy(logits.float(), masks, ignore_index=ignore_index)
+            else:
+                loss = soft_cross_entropy(logits, probs, masks != ignore_index)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if grad_clip is not None:

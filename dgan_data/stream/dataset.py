@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import IterableDataset
 from torchvision import tv_tensors
 
-from ..augment import make_augment, normalize
+from ..augment import BatchAugment, make_augment, normalize
 from ..balance import ClassBalancer, resolve_targets
 from ..conventions import IGNORE_INDEX, check_finite_number
 from ..generators import Generator
@@ -115,6 +115,12 @@ class DatasetGANStream(IterableDataset):
             elsewhere), "rows" or "interpolate" (see ``Interpreter.predict``).
         compile: run the interpolate path through ``torch.compile`` (falls back to eager
             with a warning when compilation fails).
+        soft_labels: also yield the ensemble's mean class probabilities as ``probs``
+            (K, H, W) float16 (soft labels for distillation; :func:`train_segmentation`
+            then trains on them). Needs ``output="dict"`` and ``augment`` None or
+            ``"default"`` / a ``BatchAugment``, which moves them with the mask; other
+            augmentations cannot (nor does a geometric ``transform``: it leaves the plain
+            ``probs`` tensor where it is).
     """
 
     def __init__(
@@ -143,6 +149,7 @@ class DatasetGANStream(IterableDataset):
         class_balance: str | dict[str, float] | None = None,
         impl: str | None = None,
         compile: bool = False,
+        soft_labels: bool = False,
     ):
         super().__init__()
         if batch_size is not None:
@@ -194,6 +201,20 @@ class DatasetGANStream(IterableDataset):
             raise ValueError(f"impl must be None, 'auto', 'rows' or 'interpolate', got {impl!r}")
         self.impl = impl
         self.compile = bool(compile)
+        if not isinstance(soft_labels, bool):
+            raise ValueError(f"soft_labels must be True or False, got {soft_labels!r}")
+        if soft_labels and output != "dict":
+            raise ValueError('soft_labels=True needs output="dict" (the probabilities are "probs")')
+        if soft_labels and not (
+            augment is None
+            or isinstance(augment, BatchAugment)
+            or (isinstance(augment, str) and augment.strip().lower() in ("default", "none"))
+        ):
+            raise ValueError(
+                "soft_labels=True needs augment None, 'default' or a BatchAugment: other "
+                f"augmentations cannot move class probabilities with the mask, got {augment!r}"
+            )
+        self.soft_labels = soft_labels
         self.preset = preset
         self._generator_src = generator
         self._interpreter_src = interpreter
@@ -361,6 +382,7 @@ class DatasetGANStream(IterableDataset):
             "normalize": plain(self.normalize),
             "augment": describe_augment(self.augment_spec),
             "class_balance": plain(self.class_balance),
+            "soft_labels": self.soft_labels,
         }
 
     def _identity(self) -> dict[str, Any]:
@@ -488,7 +510,7 @@ class DatasetGANStream(IterableDataset):
                 for i in range(generation)
             ]
             progress.candidates = first + generation
-            labeled = lab.label(seeds)
+            labeled = lab.label(seeds, probs=self.soft_labels)
             balancer = progress.balancer
             if balancer is None:
                 scores = labeled.image_uncertainty.tolist()  # the filter reads them here
@@ -515,6 +537,8 @@ class DatasetGANStream(IterableDataset):
                 "uncertainty": labeled.image_uncertainty,
                 "seed": labeled.seeds,
             }
+            if labeled.probs is not None:
+                out["probs"] = labeled.probs
             kept = {k: v[keep.to(v.device)] for k, v in out.items()}  # keep: mask or indices
             progress.buffer = concat(progress.buffer, kept)
         buffer = progress.buffer
@@ -524,7 +548,13 @@ class DatasetGANStream(IterableDataset):
             g = torch.Generator().manual_seed(
                 derive_seed(self.seed, _SEED_AUGMENT, progress.epoch, shard.index, progress.units)
             )
-            unit["image"], unit["mask"] = self._augment(unit["image"], unit["mask"], g)
+            if "probs" in unit:  # soft labels: a BatchAugment (checked in __init__)
+                aug = self._augment
+                params = aug.sample_params(len(unit["image"]), g)
+                unit["image"], unit["mask"] = aug.apply(unit["image"], unit["mask"], params)
+                unit["probs"] = aug.warp_probabilities(unit["probs"], params)
+            else:
+                unit["image"], unit["mask"] = self._augment(unit["image"], unit["mask"], g)
         if self.normalize is not None:
             unit["image"] = normalize(unit["image"], *self.normalize)
         progress.units += 1
@@ -541,6 +571,8 @@ class DatasetGANStream(IterableDataset):
                 "uncertainty": item["uncertainty"],
                 "seed": item["seed"],
             }
+            if "probs" in item:
+                out["probs"] = item["probs"]
         else:
             out = (image, mask)
         return self.transform(out) if self.transform is not None else out

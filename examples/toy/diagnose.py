@@ -138,6 +138,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="none",
         help="the S stream's class_balance (image: every class in >= 30 %% of the images)",
     )
+    ap.add_argument(
+        "--soft-labels",
+        action="store_true",
+        help="train S on the stream's soft labels (the ensemble's mean class probabilities)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--no-progress", action="store_true")
@@ -220,16 +225,19 @@ def stream_samples(
 ) -> dict[str, torch.Tensor]:
     """The first ``count`` samples of the preset's stream (``options``: stream settings)."""
     stream = DatasetGANStream(
-        preset, batch_size=64, seed=seed, truncation_psi=psi, device="cpu", **options
+        preset, batch_size=64, seed=seed, truncation_psi=psi, device="cpu", output="dict", **options
     )
-    images, masks, n = [], [], 0
-    for batch_images, batch_masks in stream:
-        images.append(batch_images.cpu())
-        masks.append(batch_masks.cpu())
-        n += len(batch_images)
+    parts: dict[str, list[torch.Tensor]] = {"images": [], "labels": [], "probs": []}
+    n = 0
+    for batch in stream:
+        parts["images"].append(batch["image"].as_subclass(torch.Tensor).cpu())
+        parts["labels"].append(batch["mask"].as_subclass(torch.Tensor).cpu())
+        if "probs" in batch:
+            parts["probs"].append(batch["probs"].cpu())
+        n += len(batch["seed"])
         if n >= count:
             break
-    return {"images": torch.cat(images)[:count], "labels": torch.cat(masks)[:count]}
+    return {k: torch.cat(v)[:count] for k, v in parts.items() if v}
 
 
 def train_student(
@@ -413,8 +421,9 @@ def main(argv: list[str] | None = None) -> int:
         if arm in data:
             d = data[arm]()
             batches = real_batches(
-                d["images"], d["labels"], args.batch_size, augment, seed=args.seed
-            )
+                d["images"], d["labels"], args.batch_size, augment, seed=args.seed,
+                probs=d.get("probs"),
+            )  # fmt: skip
         else:
             batches = render_batches(
                 "pool", args.batch_size, count=args.full_count, augment=augment, seed=args.seed
@@ -495,6 +504,8 @@ def stream_options(args: argparse.Namespace) -> dict[str, Any]:
         options["drop_uncertain"] = args.drop_uncertain
     if args.class_balance != "none":
         options["class_balance"] = args.class_balance
+    if args.soft_labels:
+        options["soft_labels"] = True
     return options
 
 
@@ -502,7 +513,8 @@ def stream_tag(args: argparse.Namespace) -> str:
     """Part of the S key naming non-default stream settings ("" for the defaults)."""
     options = stream_options(args)
     tag = f"_drop{options['drop_uncertain']:g}" if "drop_uncertain" in options else ""
-    return tag + (f"_bal{options['class_balance']}" if "class_balance" in options else "")
+    tag += f"_bal{options['class_balance']}" if "class_balance" in options else ""
+    return tag + ("_soft" if options.get("soft_labels") else "")
 
 
 def fewshot_key(draw: int) -> str:
