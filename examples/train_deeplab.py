@@ -75,6 +75,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     src.add_argument("--drop-uncertain", type=float, default=0.1, help="default 0.1")
     src.add_argument("--no-augment", action="store_true", help="no batch augmentation")
     src.add_argument(
+        "--soft-labels",
+        action="store_true",
+        help="train on the stream's soft labels (the ensemble's mean class probabilities)",
+    )
+    src.add_argument(
         "--workers",
         type=int,
         default=0,
@@ -189,6 +194,8 @@ def make_stream(args: argparse.Namespace, device: torch.device, **kw: Any) -> Da
         "batch_size": args.batch_size,
         "augment": None if args.no_augment else "default",
     }
+    if args.soft_labels:
+        options.update(soft_labels=True, output="dict")
     options.update(kw)
     return DatasetGANStream(args.preset, **options)
 
@@ -356,6 +363,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "global_batch_size": args.batch_size * world,
         "lr": args.lr,
         "seed": args.seed,
+        "soft_labels": args.soft_labels,
         "amp": history.amp_dtype,
         "final": final,
         "selection": selection,

@@ -19,6 +19,7 @@ from torch import nn
 
 pytest.importorskip("segmentation_models_pytorch")
 
+import dgan_data.downstream.train as train_mod
 from dgan_data.downstream.realdata import write_labeled_folder
 from dgan_data.downstream.train import (
     IGNORE_INDEX,
@@ -368,6 +369,29 @@ def test_example_single_process_holdout_on_a_folder(tmp_path, capsys):
     assert saved["timing"]["optim_seconds_per_step"] > 0
     assert results["final"]["num_images"] == 6
     assert "stream" in capsys.readouterr().out
+
+
+def test_example_soft_labels_train_on_the_streams_probabilities(tmp_path, monkeypatch):
+    gen, interp = make_tiny_models(tmp_path / "m", size=32)
+    images, masks = render_labeled("test", 4, size=32)
+    write_labeled_folder(tmp_path / "real", images, masks, class_names=list(CLASS_NAMES))
+    example = load_example("train_deeplab")
+    calls = []
+
+    def counting(logits, probs, valid):
+        calls.append(tuple(probs.shape))
+        return soft_loss(logits, probs, valid)
+
+    soft_loss = train_mod.soft_cross_entropy
+    monkeypatch.setattr(train_mod, "soft_cross_entropy", counting)
+    argv = [
+        "--generator", str(gen), "--interpreter", str(interp), "--soft-labels",
+        "--eval-folder", str(tmp_path / "real"), "--max-steps", "3", "--batch-size", "2",
+        "--protocol", "last", "--threads", "1", "--no-progress", "--json", str(tmp_path / "r.json"),
+    ]  # fmt: skip
+    results = example.run(example.parse_args(argv))
+    assert results["soft_labels"] is True
+    assert len(calls) == 3 and calls[0][0] == 2 and calls[0][1] == len(CLASS_NAMES)
 
 
 @pytest.mark.slow
