@@ -100,6 +100,16 @@ def test_stream_settings_name_the_s_data_and_student(tmp_path):
     assert plain["stream_options"] == {}
 
 
+def test_each_seed_scores_the_interpreter_on_its_own_samples(tmp_path):
+    argv = small_run(tmp_path, "--arms", "F", "--eval-count", "8")
+    assert diagnose.main(argv) == 0
+    assert diagnose.main([*argv, "--seed", "1"]) == 0
+    evals = sorted(p.name for p in (tmp_path / "cache").glob("eval_*.pt"))
+    assert len(evals) == 2 and "_seed1_" in evals[1] and "_seed" not in evals[0]
+    a, b = (torch.load(tmp_path / "cache" / e, weights_only=True) for e in evals)
+    assert not torch.equal(a["images"], b["images"])
+
+
 def test_soft_labels_are_cached_with_the_s_data_and_name_its_student(tmp_path):
     argv = small_run(tmp_path, "--arms", "S", "--count", "8", "--eval-count", "8")
     assert diagnose.main([*argv, "--soft-labels"]) == 0

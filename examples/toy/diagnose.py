@@ -450,8 +450,10 @@ def main(argv: list[str] | None = None) -> int:
         x, y = miou(a), miou(b)
         return None if x is None or y is None else x / y
 
+    # the evaluation samples depend on --seed (seed 0 keeps its earlier key)
+    seed_tag = f"_seed{args.seed}" if args.seed else ""
     gen = cached(
-        cache / f"eval_{args.eval_count}_psi{psi:g}_{preset_tag}.pt",
+        cache / f"eval_{args.eval_count}_psi{psi:g}{seed_tag}_{preset_tag}.pt",
         lambda: gan_samples(labeler, args.eval_count, args.seed + 1),
     )
     reference = annotate_all(annotator, gen["images"])
