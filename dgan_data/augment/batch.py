@@ -351,8 +351,7 @@ class BatchAugment:
         if self.photometric:
             x = self._jitter(x, params)
         if self.geometric:
-            theta = self.affine_matrices(params, H, W).to(dev)
-            grid = F.affine_grid(theta, [B, 1, H, W], align_corners=False)
+            grid = self._sampling_grid(params, B, H, W, dev)
             x = F.grid_sample(
                 x,
                 grid,
@@ -375,6 +374,28 @@ class BatchAugment:
             masks = torch.where(m == 0, torch.full_like(m, self.ignore_index), m - 1)
         return x.to(out_dtype), masks
 
+    def _sampling_grid(
+        self, params: AugmentParams, B: int, H: int, W: int, device: torch.device
+    ) -> torch.Tensor:
+        """The ``F.grid_sample`` grid of ``params``'s affine maps (output -> input)."""
+        theta = self.affine_matrices(params.to("cpu"), H, W).to(device)
+        return F.affine_grid(theta, [B, 1, H, W], align_corners=False)
+
+    def with_probabilities(
+        self,
+        images: torch.Tensor,
+        masks: torch.Tensor,
+        probs: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`__call__` that also moves soft labels ``probs`` (B, K, H, W) with the
+        masks (:meth:`warp_probabilities`): the same draws, so images and masks are
+        those :meth:`__call__` gives for the same generator state."""
+        _check_batch(images, masks)
+        params = self.sample_params(images.shape[0], generator)
+        images, masks = self.apply(images, masks, params)
+        return images, masks, self.warp_probabilities(probs, params)
+
     def warp_probabilities(self, probs: torch.Tensor, params: AugmentParams) -> torch.Tensor:
         """Move per-pixel class probabilities (B, K, H, W) as :meth:`apply` moves the
         masks drawn with the same ``params`` (soft labels follow their image).
@@ -391,8 +412,7 @@ class BatchAugment:
             raise ValueError(f"params are for {len(params)} samples but the batch has {B}")
         if B == 0 or not self.geometric:
             return probs
-        theta = self.affine_matrices(params.to("cpu"), H, W).to(probs.device)
-        grid = F.affine_grid(theta, [B, 1, H, W], align_corners=False)
+        grid = self._sampling_grid(params, B, H, W, probs.device)
         p = F.grid_sample(
             probs.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False
         )

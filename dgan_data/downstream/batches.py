@@ -48,14 +48,25 @@ def _index_batches(n: int, batch_size: int, seed: int) -> Iterator[tuple[int, np
         number += 1
 
 
-def _augmenter(augment: Any, seed: int) -> Callable[[torch.Tensor, torch.Tensor, int], Any]:
+def _augmenter(augment: Any, seed: int) -> Callable[..., Any]:
+    """``apply(images, masks, number, probs=None)``: batch ``number``'s augmentation, its
+    draws seeded by (seed, number); with ``probs`` (soft labels) it returns them moved
+    too, by the same draws (a BatchAugment)."""
     fn = make_augment(augment)
 
-    def apply(images: torch.Tensor, masks: torch.Tensor, number: int) -> Any:
+    def apply(
+        images: torch.Tensor, masks: torch.Tensor, number: int, probs: torch.Tensor | None = None
+    ) -> Any:
         if fn is None:
-            return images, masks
+            return (images, masks) if probs is None else (images, masks, probs)
         g = torch.Generator().manual_seed(derive_seed(seed, _SEED_AUGMENT, number))
-        return fn(images, masks, g)
+        if probs is None:
+            return fn(images, masks, g)
+        if not isinstance(fn, BatchAugment):
+            raise ValueError(
+                f"soft labels need augment None or a BatchAugment (it moves them), got {augment!r}"
+            )
+        return fn.with_probabilities(images, masks, probs, g)
 
     return apply
 
@@ -86,48 +97,21 @@ def real_batches(
     if images.shape[0] != masks.shape[0] or images.shape[-2:] != masks.shape[-2:]:
         raise ValueError(f"images {tuple(images.shape)} and masks {tuple(masks.shape)} differ")
     dev = torch.device(device) if device is not None else images.device
-    if probs is not None:
-        yield from _soft_batches(images, masks, probs, batch_size, augment, seed, dev)
-        return
+    if probs is not None and (probs.dim() != 4 or probs.shape[:1] + probs.shape[2:] != masks.shape):
+        raise ValueError(
+            f"probs must be (N, K, H, W) for masks {tuple(masks.shape)}, got {tuple(probs.shape)}"
+        )
     aug = _augmenter(augment, seed)
     for number, idx in _index_batches(images.shape[0], batch_size, seed):
         sel = torch.as_tensor(idx)
         img = images[sel].to(dev)
         img = img.float() / 255 if img.dtype == torch.uint8 else img.float()
-        yield aug(img, masks[sel].to(dev).long(), number)
-
-
-def _soft_batches(
-    images: torch.Tensor,
-    masks: torch.Tensor,
-    probs: torch.Tensor,
-    batch_size: int,
-    augment: Any,
-    seed: int,
-    dev: torch.device,
-) -> Iterator[dict[str, torch.Tensor]]:
-    """:func:`real_batches` with soft labels: the same images, masks and draws, plus
-    ``probs`` moved as the masks are."""
-    if probs.dim() != 4 or probs.shape[:1] + probs.shape[2:] != masks.shape:
-        raise ValueError(
-            f"probs must be (N, K, H, W) for masks {tuple(masks.shape)}, got {tuple(probs.shape)}"
-        )
-    fn = make_augment(augment)
-    if fn is not None and not isinstance(fn, BatchAugment):
-        raise ValueError(
-            f"soft labels need augment None or a BatchAugment (it moves them), got {augment!r}"
-        )
-    for number, idx in _index_batches(images.shape[0], batch_size, seed):
-        sel = torch.as_tensor(idx)
-        img = images[sel].to(dev)
-        img = img.float() / 255 if img.dtype == torch.uint8 else img.float()
-        mask, prob = masks[sel].to(dev).long(), probs[sel].to(dev)
-        if fn is not None:  # the draws of _augmenter, so hard and soft batches match
-            g = torch.Generator().manual_seed(derive_seed(seed, _SEED_AUGMENT, number))
-            params = fn.sample_params(len(img), g)
-            img, mask = fn.apply(img, mask, params)
-            prob = fn.warp_probabilities(prob, params)
-        yield {"image": img, "mask": mask, "probs": prob}
+        mask = masks[sel].to(dev).long()
+        if probs is None:
+            yield aug(img, mask, number)
+        else:
+            img, mask, prob = aug(img, mask, number, probs[sel].to(dev))
+            yield {"image": img, "mask": mask, "probs": prob}
 
 
 def render_labeled(

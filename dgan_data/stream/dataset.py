@@ -205,11 +205,8 @@ class DatasetGANStream(IterableDataset):
             raise ValueError(f"soft_labels must be True or False, got {soft_labels!r}")
         if soft_labels and output != "dict":
             raise ValueError('soft_labels=True needs output="dict" (the probabilities are "probs")')
-        if soft_labels and not (
-            augment is None
-            or isinstance(augment, BatchAugment)
-            or (isinstance(augment, str) and augment.strip().lower() in ("default", "none"))
-        ):
+        augment_fn = make_augment(augment)  # an unsupported spec fails here
+        if soft_labels and not (augment_fn is None or isinstance(augment_fn, BatchAugment)):
             raise ValueError(
                 "soft_labels=True needs augment None, 'default' or a BatchAugment: other "
                 f"augmentations cannot move class probabilities with the mask, got {augment!r}"
@@ -260,7 +257,6 @@ class DatasetGANStream(IterableDataset):
         self._progress: Progress | None = None
         self._resume: dict[str, Any] | None = None
         self._warned_restart = False
-        make_augment(augment)  # fail early on an unsupported spec
 
     @property
     def per_sample(self) -> bool:
@@ -549,10 +545,9 @@ class DatasetGANStream(IterableDataset):
                 derive_seed(self.seed, _SEED_AUGMENT, progress.epoch, shard.index, progress.units)
             )
             if "probs" in unit:  # soft labels: a BatchAugment (checked in __init__)
-                aug = self._augment
-                params = aug.sample_params(len(unit["image"]), g)
-                unit["image"], unit["mask"] = aug.apply(unit["image"], unit["mask"], params)
-                unit["probs"] = aug.warp_probabilities(unit["probs"], params)
+                unit["image"], unit["mask"], unit["probs"] = self._augment.with_probabilities(
+                    unit["image"], unit["mask"], unit["probs"], g
+                )
             else:
                 unit["image"], unit["mask"] = self._augment(unit["image"], unit["mask"], g)
         if self.normalize is not None:
