@@ -25,10 +25,16 @@ def reference_dir() -> Path:
     return REFERENCE_DIR
 
 
+def _threads_per_test() -> int:
+    """At most 2 threads, and the machine's cores shared out among pytest-xdist workers."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return max(1, min(2, (os.cpu_count() or 1) // workers))
+
+
 @pytest.fixture(autouse=True)
 def _few_threads():
-    """Keep tests polite on small machines."""
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    """Keep tests polite on small machines (and parallel workers off each other's cores)."""
+    torch.set_num_threads(_threads_per_test())
     yield
 
 
