@@ -193,6 +193,25 @@ def test_soft_stream_resumes_exactly(tiny):
         plain.load_state_dict(state)
 
 
+def test_state_saved_before_soft_labels_existed_resumes_as_hard_labels(tiny):
+    # states saved before the setting existed lack it (in the settings and in the identity)
+    kw = {"output": "dict", "batch_size": None, "generation_batch": 3}
+    whole = take(stream(tiny, **kw), 7)
+    first = stream(tiny, **kw)
+    it = iter(first)
+    for _ in range(4):
+        next(it)
+    state = first.state_dict()
+    del state["soft_labels"], state["identity"]["soft_labels"]
+    resumed = stream(tiny, **kw)
+    resumed.load_state_dict(state)
+    for a, b in zip(whole[4:], take(resumed, 3), strict=True):
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"])
+    soft = stream(tiny, soft_labels=True, **kw)
+    with pytest.raises(ValueError, match="soft_labels=False \\(this stream: True\\)"):
+        soft.load_state_dict(state)
+
+
 @pytest.mark.parametrize(
     ("kw", "message"),
     [

@@ -129,8 +129,14 @@ def check_state(state: Any, config: dict[str, Any], identity: Any) -> None:
     check_same(state["identity"], identity(), "this stream's models")
 
 
+#: Settings added to the stream after its state layout: a state saved before one existed
+#: was made with the value here (the setting's default), so it reads as holding it.
+SETTINGS_ADDED_LATER: dict[str, Any] = {"soft_labels": False}
+
+
 def check_same(saved: dict[str, Any], ours: dict[str, Any], what: str) -> None:
     """Raise naming every setting of ``ours`` that ``saved`` lacks or holds otherwise."""
+    saved = {**{k: v for k, v in SETTINGS_ADDED_LATER.items() if k in ours}, **saved}
     diffs = [
         f"{k}={saved[k]!r} ({what}: {v!r})"
         for k, v in ours.items()
