@@ -21,6 +21,9 @@ from .workers import Shard
 
 #: Version of the ``state_dict`` layout.
 STATE_VERSION = 2
+#: Settings added to the stream after its state layout: a state saved before one existed
+#: was made with the value here (the setting's default), so it reads as holding it.
+SETTINGS_ADDED_LATER: dict[str, Any] = {"soft_labels": False}
 #: Fields of a state saved by a stream that had started iterating.
 PROGRESS_FIELDS = (
     "identity",
@@ -127,11 +130,6 @@ def check_state(state: Any, config: dict[str, Any], identity: Any) -> None:
     if missing:
         raise ValueError(f"stream state lacks {missing}: not a DatasetGANStream state")
     check_same(state["identity"], identity(), "this stream's models")
-
-
-#: Settings added to the stream after its state layout: a state saved before one existed
-#: was made with the value here (the setting's default), so it reads as holding it.
-SETTINGS_ADDED_LATER: dict[str, Any] = {"soft_labels": False}
 
 
 def check_same(saved: dict[str, Any], ours: dict[str, Any], what: str) -> None:
