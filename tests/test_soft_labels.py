@@ -159,6 +159,21 @@ def test_augmented_stream_moves_probabilities_with_images_and_masks(tiny):
     assert outside_pixels > 0  # the warp did bring in pixels from outside the frame
 
 
+def test_transform_moves_probabilities_with_the_mask(tiny):
+    from torchvision.transforms import v2
+
+    kw = {"output": "dict", "soft_labels": True, "drop_uncertain": 0.0}
+    plain = take(stream(tiny, **kw), 1)[0]
+    flipped = take(stream(tiny, transform=v2.RandomHorizontalFlip(p=1.0), **kw), 1)[0]
+    assert torch.equal(flipped["mask"], plain["mask"].flip(-1))
+    assert torch.equal(flipped["probs"], plain["probs"].flip(-1))
+    resized = take(stream(tiny, transform=v2.Resize((8, 8)), **kw), 1)[0]
+    assert resized["probs"].shape == (4, K, 8, 8) and resized["mask"].shape == (4, 8, 8)
+    # nearest resampling: each probability vector is one of the source's, labels follow it
+    at_label = resized["probs"].float().gather(1, resized["mask"].unsqueeze(1).long())
+    assert bool((at_label.squeeze(1) >= resized["probs"].float().max(1).values - 2e-3).all())
+
+
 def test_labeler_probabilities_are_the_ensembles_mean(tiny):
     G, interp = tiny
     lab = Labeler(G, interp, device="cpu")

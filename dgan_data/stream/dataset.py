@@ -119,8 +119,8 @@ class DatasetGANStream(IterableDataset):
             (K, H, W) float16 (soft labels for distillation; :func:`train_segmentation`
             then trains on them). Needs ``output="dict"`` and ``augment`` None or
             ``"default"`` / a ``BatchAugment``, which moves them with the mask; other
-            augmentations cannot (nor does a geometric ``transform``: it leaves the plain
-            ``probs`` tensor where it is).
+            augmentations cannot. They are a ``tv_tensors.Mask``, so a transforms v2
+            ``transform`` flips, crops and resizes them with the mask.
     """
 
     def __init__(
@@ -567,7 +567,9 @@ class DatasetGANStream(IterableDataset):
                 "seed": item["seed"],
             }
             if "probs" in item:
-                out["probs"] = item["probs"]
+                # a Mask, so that a transforms v2 ``transform`` moves the probabilities
+                # with the mask (nearest resampling keeps them distributions)
+                out["probs"] = tv_tensors.Mask(item["probs"])
         else:
             out = (image, mask)
         return self.transform(out) if self.transform is not None else out
