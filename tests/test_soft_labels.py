@@ -239,3 +239,30 @@ def test_soft_labels_refuse_what_cannot_carry_them(tiny, kw, message):
     kw = {"soft_labels": True, **kw}
     with pytest.raises(ValueError, match=message):
         stream(tiny, **kw)
+
+
+def test_a_fill_per_type_marks_pixels_a_transform_brings_in_as_ignored(tiny):
+    from torchvision import tv_tensors
+    from torchvision.transforms import v2
+
+    kw = {"output": "dict", "soft_labels": True, "drop_uncertain": 0.0}
+    plain = take(stream(tiny, **kw), 1)[0]
+    # torchvision's default fills a Mask with 0: the padded border would read as class 0
+    default = take(stream(tiny, transform=v2.Pad(2), **kw), 1)[0]
+    assert bool((default["mask"][..., :2, :] == 0).all())
+    fill = {tv_tensors.Image: 0.0, tv_tensors.Mask: IGNORE_INDEX}
+    padded = take(stream(tiny, transform=v2.Pad(2, fill=fill), **kw), 1)[0]
+    border = torch.ones(padded["mask"].shape[-2:], dtype=torch.bool)
+    border[2:-2, 2:-2] = False
+    assert bool((padded["mask"][..., border] == IGNORE_INDEX).all())
+    assert torch.equal(padded["mask"][..., 2:-2, 2:-2], plain["mask"])
+    assert torch.equal(padded["probs"][..., 2:-2, 2:-2], plain["probs"])
+    # the loss skips the filled pixels, whatever the probabilities hold there
+    logits = torch.randn(padded["probs"].shape)
+    valid = padded["mask"] != IGNORE_INDEX
+    inner = soft_cross_entropy(
+        logits[..., 2:-2, 2:-2], plain["probs"], plain["mask"] != IGNORE_INDEX
+    )
+    assert float(soft_cross_entropy(logits, padded["probs"], valid)) == pytest.approx(
+        float(inner), rel=1e-5
+    )
