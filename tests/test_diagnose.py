@@ -66,6 +66,17 @@ def test_fewshot_draws_are_separate_students_and_f_is_their_mean(tmp_path, capsy
     assert "3 draws" in capsys.readouterr().out
 
 
+def test_another_world_trains_f_and_a_on_its_renders_under_their_own_keys(tmp_path):
+    argv = small_run(tmp_path, "--arms", "F", "--eval-count", "8")
+    assert diagnose.main(argv) == 0
+    assert diagnose.main([*argv, "--world", "wide"]) == 0
+    result = json.loads((tmp_path / "diagnose.json").read_text())
+    assert result["world"] == "wide"
+    base, wide = result["students"]["F_16_steps2x4"], result["students"]["F_16_wide_steps2x4"]
+    assert base["miou"] != wide["miou"]  # other training images and test set
+    assert result["fewshot_draws"]["miou"] == [wide["miou"]]
+
+
 def test_fewshot_from_trains_only_later_draws_and_keeps_students_another_run_wrote(tmp_path):
     """Two runs in one --out split the draws; neither loses the other's students."""
     later = small_run(tmp_path, "--arms", "F", "--fewshot-draws", "2", "--fewshot-from", "1")
@@ -170,6 +181,8 @@ def test_another_interpreter_makes_its_own_s_but_shares_g(tmp_path):
         ["--drop-uncertain", "1"],
         ["--class-balance", "rare"],
         ["--interpreter", "no-such-file.safetensors"],
+        ["--world", "narrow"],
+        ["--world", "wide", "--arms", "F,S"],
     ],
 )
 def test_bad_settings_exit_2(argv, tmp_path):

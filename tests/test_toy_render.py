@@ -12,6 +12,8 @@ from dgan_data.toy import (
     PALETTE,
     SMALL_PARTS,
     SPLITS,
+    VARIATIONS,
+    Variation,
     class_pixel_rates,
     colorize_mask,
     render_faces,
@@ -136,3 +138,51 @@ def test_other_sizes_and_colorize() -> None:
     rgb = colorize_mask(mask)
     assert rgb.shape == (2, 3, 32, 32) and rgb.dtype == torch.uint8
     assert torch.equal(rgb[0, :, 0, 0], PALETTE[mask[0, 0, 0]])
+
+
+def _head_spread(mask: torch.Tensor) -> tuple[float, float]:
+    """Std of the head's centre (px, mean of x and y) and of its area (px^2) over images."""
+    head = (mask == CLASS_NAMES.index("skin")) | (mask == CLASS_NAMES.index("hair"))
+    head = head.float()
+    area = head.sum((1, 2))
+    grid = torch.arange(mask.shape[-1], dtype=torch.float32)
+    cx = (head.sum(1) * grid).sum(1) / area
+    cy = (head.sum(2) * grid).sum(1) / area
+    return float((cx.std() + cy.std()) / 2), float(area.std())
+
+
+def test_the_wide_world_varies_pose_and_scale_more_with_exact_labels(batch) -> None:
+    seeds = list(range(5000, 5000 + N))
+    img, mask = render_faces(seeds, variation="wide")
+    assert img.shape == batch[0].shape and mask.min() >= 0 and mask.max() < NUM_CLASSES
+    centre, area = _head_spread(mask)
+    base_centre, base_area = _head_spread(batch[1])
+    assert centre > 1.5 * base_centre and area > 1.3 * base_area  # measured 1.8x and 1.5x
+    # deterministic and batch-independent like the base world
+    one_img, one_mask = render_faces([seeds[7]], variation=VARIATIONS["wide"])
+    assert torch.equal(one_img[0], img[7]) and torch.equal(one_mask[0], mask[7])
+    # every class still appears
+    assert (class_pixel_rates(mask, NUM_CLASSES) > 0).all()
+
+
+def test_occluders_cover_the_face_as_background_and_move_nothing_else() -> None:
+    seeds = range(7000, 7000 + 48)
+    _, clear = render_faces(seeds, variation=Variation(occluder_rate=0.0))
+    _, occluded = render_faces(seeds, variation=Variation(occluder_rate=1.0))
+    changed = occluded != clear
+    # an occluder only ever turns pixels into background: the face's draws stay put
+    assert bool((occluded[changed] == 0).all())
+    face = clear > 0
+    covered = (changed & face).flatten(1).any(1)
+    assert covered.float().mean() >= 0.75  # most rods cross the head or the shoulders
+    # the default variation is the base world, with no occluder
+    _, base = render_faces(seeds)
+    assert torch.equal(base, clear)
+    _, some = render_faces(seeds, variation=Variation(occluder_rate=0.35))
+    share = (some != clear).flatten(1).any(1).float().mean()
+    assert 0.1 <= share <= 0.6
+
+
+def test_unknown_variation_is_refused_with_the_valid_names() -> None:
+    with pytest.raises(ValueError, match="base"):
+        render_faces([1], variation="narrow")

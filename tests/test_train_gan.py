@@ -58,6 +58,18 @@ def test_train_resume_export(tmp_path):
     assert float(G.latent_avg.abs().sum()) > 0  # the truncation centre was estimated
 
 
+def test_a_wide_world_bank_holds_that_worlds_renders(tmp_path):
+    from dgan_data.toy import SPLITS, render_faces
+
+    script = _script()
+    wide = script.load_bank(tmp_path, 4, 64, "wide")
+    assert (tmp_path / "train_bank_4_64px_wide.pt").is_file()
+    expected, _ = render_faces(SPLITS["train"][:4], variation="wide")
+    assert torch.equal(wide, (expected * 255).round().to(torch.uint8))
+    base = script.load_bank(tmp_path, 4, 64)  # its own file: the two never mix
+    assert (tmp_path / "train_bank_4_64px.pt").is_file() and not torch.equal(base, wide)
+
+
 def _script():
     """The training script as a module (it is a file, not part of the package)."""
     spec = importlib.util.spec_from_file_location("toy_train_gan", SCRIPT)

@@ -16,7 +16,7 @@ import torch
 
 from ..augment import BatchAugment, make_augment
 from ..seeds import derive_seed
-from ..toy.render import render_faces, render_split, split_seeds
+from ..toy.render import Variation, render_faces, render_split, split_seeds
 
 __all__ = ["real_batches", "render_batches", "render_labeled"]
 #: Seed purpose of the per-batch augmentation draws.
@@ -115,13 +115,22 @@ def real_batches(
 
 
 def render_labeled(
-    split: str, count: int, start: int = 0, size: int = 64, batch_size: int = 256
+    split: str,
+    count: int,
+    start: int = 0,
+    size: int = 64,
+    batch_size: int = 256,
+    variation: str | Variation = "base",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``count`` toy renders of ``split`` from its ``start``-th seed: float images in
-    [0, 1] (N, 3, size, size) and int64 masks (N, size, size), exact by construction."""
+    [0, 1] (N, 3, size, size) and int64 masks (N, size, size), exact by construction;
+    ``variation`` names the toy world (:data:`dgan_data.toy.render.VARIATIONS`)."""
 
     images, masks = [], []
-    for _, img, mask in render_split(split, start, count, batch_size=batch_size, size=size):
+    renders = render_split(
+        split, start, count, batch_size=batch_size, size=size, variation=variation
+    )
+    for _, img, mask in renders:
         images.append(img)
         masks.append(mask)
     return torch.cat(images), torch.cat(masks)
@@ -136,15 +145,18 @@ def render_batches(
     seed: int = 0,
     size: int = 64,
     device: torch.device | str | None = None,
+    variation: str | Variation = "base",
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Endless augmented batches of toy renders with exact masks (the fully supervised
     reference): the ``count`` seeds of ``split`` from ``start``, visited epoch by epoch in
     a seeded random order, each batch rendered on demand (about 5 ms per 64 px image on
-    one core, so nothing is held in memory) and augmented like :func:`real_batches`."""
+    one core, so nothing is held in memory) and augmented like :func:`real_batches`;
+    ``variation`` names the toy world."""
 
     seeds = split_seeds(split, start, count)
     aug = _augmenter(augment, seed)
     dev = torch.device(device) if device is not None else torch.device("cpu")
     for number, idx in _index_batches(len(seeds), batch_size, seed):
-        images, masks = render_faces([seeds[int(i)] for i in idx], size=size)
+        chunk = [seeds[int(i)] for i in idx]
+        images, masks = render_faces(chunk, size=size, variation=variation)
         yield aug(images.to(dev), masks.to(dev), number)

@@ -21,6 +21,9 @@ the other in painter's order:
 
 Nuisances (pose, scale, rotation, head shape, overlapping colour ranges, textured and
 gradient backgrounds, lighting, noise, blur) keep colour alone from segmenting it.
+Their ranges form a :class:`Variation`; every shipped asset is built on the ``"base"``
+world, and ``"wide"`` (:data:`VARIATIONS`) widens pose, scale, expression and lighting
+and adds occluders, for measuring how hard a world is for a few labeled images.
 
 Seed splits (:data:`SPLITS`) are fixed forever: ``train`` (images for the GAN), ``pool``
 (labeled real renders for baselines and the annotator), ``test`` (evaluation).
@@ -31,6 +34,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +48,8 @@ __all__ = [
     "PALETTE",
     "SMALL_PARTS",
     "SPLITS",
+    "VARIATIONS",
+    "Variation",
     "class_pixel_rates",
     "colorize_mask",
     "render_faces",
@@ -121,8 +127,61 @@ SPLITS: dict[str, range] = {
 
 _C = {name: i for i, name in enumerate(CLASS_NAMES)}
 _NUM_PARAMS = 128  # uniforms per seed; only a prefix is used, the rest is headroom
+_OCCLUDER_COLUMN = 112  # the occluder's uniforms start here, after the face's
 _BLOB_RES = 8  # resolution of the low-frequency texture noise
 _FAR = 1e3  # level-set value of an absent shape
+
+
+@dataclass(frozen=True)
+class Variation:
+    """How far the nuisances range: pose (image half-widths, radians), expression (face
+    units: head half-height 1) and lighting; the defaults are the built-in world's.
+
+    A wider world makes few labeled images cover less of it, which is what a few-shot
+    baseline has to cope with (see the README's *Where the chain loses*).
+    """
+
+    centre_x: float = 0.12  # head centre, +- image half-widths
+    centre_y: tuple[float, float] = (-0.16, -0.02)
+    scale: tuple[float, float] = (0.52, 0.66)  # head half-height in image half-widths
+    rotation: float = 0.22  # +- radians
+    yaw: float = 0.08  # +- sideways shift of eyes, nose and mouth
+    eye_height: tuple[float, float] = (0.08, 0.12)
+    mouth_width: tuple[float, float] = (0.2, 0.3)
+    mouth_height: tuple[float, float] = (0.06, 0.12)
+    smile: tuple[float, float] = (-0.6, 1.6)
+    light: float = 0.3  # strength of the linear lighting gradient
+    gain: tuple[float, float] = (0.85, 1.1)
+    occluder_rate: float = 0.0  # share of images with a rod in front (labeled background)
+
+
+#: Named worlds: ``"base"`` (every shipped asset is built on it) and ``"wide"`` (larger
+#: pose, scale, expression and lighting ranges, and occluders in 35 % of the images).
+VARIATIONS: dict[str, Variation] = {
+    "base": Variation(),
+    "wide": Variation(
+        centre_x=0.25,
+        centre_y=(-0.28, 0.08),
+        scale=(0.38, 0.74),
+        rotation=0.5,
+        yaw=0.15,
+        eye_height=(0.045, 0.13),
+        mouth_width=(0.17, 0.33),
+        mouth_height=(0.05, 0.17),
+        smile=(-1.0, 2.2),
+        light=0.7,
+        gain=(0.6, 1.2),
+        occluder_rate=0.35,
+    ),
+}
+
+
+def _variation(variation: str | Variation) -> Variation:
+    if isinstance(variation, Variation):
+        return variation
+    if variation not in VARIATIONS:
+        raise ValueError(f"unknown toy variation {variation!r}; valid: {sorted(VARIATIONS)}")
+    return VARIATIONS[variation]
 
 
 class _Params:
@@ -261,6 +320,7 @@ def render_faces(
     seeds: Sequence[int] | torch.Tensor,
     size: int = 64,
     device: torch.device | str | None = None,
+    variation: str | Variation = "base",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Render one cartoon face per seed.
 
@@ -269,12 +329,16 @@ def render_faces(
         size: image height and width in pixels (the toy world is defined at 64).
         device: where to render (default CPU). Randomness is drawn on the CPU, so
             the result does not depend on the device beyond float rounding.
+        variation: the world's nuisance ranges, a name of :data:`VARIATIONS` or a
+            :class:`Variation`. A seed draws the same parameters in every world, so
+            ``"wide"`` shows the base face of the same seed moved, rescaled and relit.
 
     Returns:
         ``(images, masks)``: float (B, 3, size, size) in [0, 1] and int64 (B, size, size)
         with class ids in ``[0, NUM_CLASSES)`` (see :data:`CLASS_NAMES`).
     """
     seed_list = _seed_list(seeds)
+    var = _variation(variation)
     if size < 16:
         raise ValueError(f"size must be at least 16 pixels, got {size}")
     dev = torch.device(device) if device is not None else torch.device("cpu")
@@ -289,10 +353,10 @@ def render_faces(
     X, Y = X.expand(B, size, size), Y.expand(B, size, size)
 
     # ---- global pose ------------------------------------------------------------------
-    cx = P.uniform(-0.12, 0.12)
-    cy = P.uniform(-0.16, -0.02)
-    scale = P.uniform(0.52, 0.66)  # image units per face unit (head half-height)
-    angle = P.uniform(-0.22, 0.22)
+    cx = P.uniform(-var.centre_x, var.centre_x)
+    cy = P.uniform(*var.centre_y)
+    scale = P.uniform(*var.scale)  # image units per face unit (head half-height)
+    angle = P.uniform(-var.rotation, var.rotation)
     u, v = _rotate(X, Y, cx, cy, angle)
     u, v = u / scale, v / scale
 
@@ -353,7 +417,7 @@ def render_faces(
     head_a = P.uniform(0.70, 0.86)
     jaw = P.uniform(0.0, 0.35)
     chin = P.uniform(0.98, 1.12)
-    feat_dx = P.uniform(-0.08, 0.08)  # fake yaw: features slide sideways
+    feat_dx = P.uniform(-var.yaw, var.yaw)  # fake yaw: features slide sideways
     hair_style = P.uniform(0, 1)  # < 0.08 bald, < 0.45 long, else short
     bald = hair_style < 0.08
     long_hair = (hair_style >= 0.08) & (hair_style < 0.45)
@@ -415,7 +479,7 @@ def render_faces(
     # Eyes: eyebrow, eye white, iris, pupil.
     eye_x = P.uniform(0.28, 0.38)
     eye_y = P.uniform(-0.18, -0.02)
-    eye_rx, eye_ry = P.uniform(0.15, 0.21), P.uniform(0.08, 0.12)
+    eye_rx, eye_ry = P.uniform(0.15, 0.21), P.uniform(*var.eye_height)
     brow_dy = P.uniform(0.17, 0.26)
     brow_rx, brow_ry = P.uniform(0.16, 0.24), P.uniform(0.04, 0.065)
     brow_tilt = P.uniform(-0.35, 0.25)
@@ -462,8 +526,8 @@ def render_faces(
     # Mouth (lips and, when open, a dark inside) and teeth.
     mouth_x = 1.1 * feat_dx
     mouth_y = P.uniform(0.56, 0.68)
-    mouth_rx, mouth_ry = P.uniform(0.2, 0.3), P.uniform(0.06, 0.12)
-    smile = P.uniform(-0.6, 1.6)
+    mouth_rx, mouth_ry = P.uniform(*var.mouth_width), P.uniform(*var.mouth_height)
+    smile = P.uniform(*var.smile)
     open_mouth = P.chance(0.45)
     mu = u - mouth_x
     mv = v - mouth_y + smile * mu**2
@@ -480,15 +544,29 @@ def render_faces(
     teeth_col = torch.tensor([0.95, 0.93, 0.85], device=dev) * P.uniform(0.85, 1.0).view(B, 1)
     canvas.paint(d_teeth, teeth_col, _C["teeth"])
 
+    # ---- occluder (wide world only): a rod in front of the face, labeled background ---
+    if var.occluder_rate > 0:
+        Q = _Params(u_all[:, _OCCLUDER_COLUMN:])  # own columns: the face's draws stay put
+        occ_on = Q.chance(var.occluder_rate)
+        ou, ov = _rotate(X, Y, Q.uniform(-0.6, 0.6), Q.uniform(-0.3, 0.9), Q.uniform(0, math.pi))
+        f_occ = _ellipse(ou, ov, 0.0, 0.0, Q.uniform(0.5, 1.2), Q.uniform(0.06, 0.16))
+        f_occ = torch.where(occ_on, f_occ, torch.full_like(f_occ, _FAR))
+        occ_col = _hsv_to_rgb(
+            Q.uniform(0, 1).view(B), Q.uniform(0.1, 0.8).view(B), Q.uniform(0.2, 0.95).view(B)
+        )
+        canvas.paint(_dist(f_occ), occ_col, _C["background"])
+
     # ---- global photometric nuisances ---------------------------------------------------
     img = canvas.img
     l_ang = P.uniform(0, 2 * math.pi)
-    light = 1 + P.uniform(0.0, 0.3) * (X * torch.cos(l_ang) + Y * torch.sin(l_ang))
+    light = 1 + P.uniform(0.0, var.light) * (X * torch.cos(l_ang) + Y * torch.sin(l_ang))
     img = img * light.unsqueeze(1)
-    img = img * P.uniform(0.85, 1.1).unsqueeze(1) + P.uniform(-0.05, 0.05).unsqueeze(1)
+    img = img * P.uniform(*var.gain).unsqueeze(1) + P.uniform(-0.05, 0.05).unsqueeze(1)
     blur_t = P.uniform(0.0, 0.5).unsqueeze(1)
     img = _lerp(img, _blur3(img), blur_t)
     img = img + P.uniform(0.0, 0.03).unsqueeze(1) * pixel_noise
+    if P.i > _OCCLUDER_COLUMN:
+        raise RuntimeError("the face's parameters reach the occluder's columns; raise them")
     return img.clamp(0, 1), canvas.mask
 
 
@@ -514,6 +592,7 @@ def render_split(
     batch_size: int = 256,
     size: int = 64,
     device: torch.device | str | None = None,
+    variation: str | Variation = "base",
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Render a split in batches: yields ``(seeds, images, masks)``, seeds an int64 (B,) tensor."""
     if batch_size < 1:
@@ -521,7 +600,7 @@ def render_split(
     seeds = split_seeds(name, start, count)
     for i in range(0, len(seeds), batch_size):
         chunk = seeds[i : i + batch_size]
-        images, masks = render_faces(chunk, size=size, device=device)
+        images, masks = render_faces(chunk, size=size, device=device, variation=variation)
         yield torch.tensor(list(chunk), dtype=torch.long), images, masks
 
 

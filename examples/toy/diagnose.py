@@ -67,7 +67,7 @@ from dgan_data.metrics import auroc, confusion_matrix, metrics_from_confusion
 from dgan_data.presets import get_preset, resolve_preset_file
 from dgan_data.seeds import sample_seed
 from dgan_data.suggest import MIN_CLASS_PIXELS
-from dgan_data.toy import CLASS_NAMES, NUM_CLASSES, SPLITS
+from dgan_data.toy import CLASS_NAMES, NUM_CLASSES, SPLITS, VARIATIONS
 from dgan_data.toy.annotator import DEFAULT_ANNOTATOR_PATH, annotate, load_annotator
 from dgan_data.toy.quality import render_images
 from dgan_data.uncertainty import class_mean_scores
@@ -143,6 +143,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="train S on the stream's soft labels (the ensemble's mean class probabilities)",
     )
+    ap.add_argument(
+        "--world",
+        choices=sorted(VARIATIONS),
+        default="base",
+        help="the toy world of the real renders (F, A and the test set); wide: larger pose, "
+        "scale, expression and lighting ranges and occluders. Other worlds than base "
+        "train F and A only: R, G and S need a GAN and an annotator of that world",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--no-progress", action="store_true")
@@ -165,6 +173,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     bad = set(args.arms.split(",")) - set("RGSFA")
     if bad:
         ap.error(f"--arms: unknown arms {sorted(bad)} (valid: R, G, S, F, A)")
+    if args.world != "base" and set(args.arms.split(",")) - set("FA"):
+        ap.error(
+            f"--world {args.world}: only arms F and A (real renders with exact masks); "
+            "R, G and S need a GAN and an annotator of that world"
+        )
     if args.interpreter is not None and not args.interpreter.is_file():
         ap.error(f"--interpreter {args.interpreter}: no such file")
     return args
@@ -365,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         preset.name, interpreter=interp_path, truncation_psi=psi, device="cpu"
     )
     cache = out / "cache"
-    test = render_labeled("test", args.test_count)
+    test = render_labeled("test", args.test_count, variation=args.world)
 
     def real_r() -> dict[str, torch.Tensor]:
         images, _ = render_images(SPLITS["train"][R_START : R_START + args.count])
@@ -401,14 +414,16 @@ def main(argv: list[str] | None = None) -> int:
     results_path = out / "diagnose.json"
     results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.is_file() else {}
     results.setdefault("students", {})
-    suffix = f"_steps{args.steps}x{args.batch_size}"
+    world_tag = "" if args.world == "base" else f"_{args.world}"
+    suffix = f"{world_tag}_steps{args.steps}x{args.batch_size}"
     for arm in args.arms.split(","):
         if arm == "F":
             for draw in range(args.fewshot_from, args.fewshot_draws):
                 key = fewshot_key(draw) + suffix
                 if key in results["students"]:
                     continue
-                images, masks = render_labeled("pool", 16, start=FEWSHOT_START + 16 * draw)
+                start = FEWSHOT_START + 16 * draw
+                images, masks = render_labeled("pool", 16, start=start, variation=args.world)
                 seed = args.seed + draw
                 batches = real_batches(images, masks, args.batch_size, augment, seed=seed)
                 trained = train_student(key, batches, args, test, seed=seed)
@@ -426,7 +441,12 @@ def main(argv: list[str] | None = None) -> int:
             )  # fmt: skip
         else:
             batches = render_batches(
-                "pool", args.batch_size, count=args.full_count, augment=augment, seed=args.seed
+                "pool",
+                args.batch_size,
+                count=args.full_count,
+                augment=augment,
+                seed=args.seed,
+                variation=args.world,
             )
         trained = train_student(key, batches, args, test)
         record_student(results_path, results, key, trained)
@@ -462,6 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     results.update(
         {
             "preset": preset.name,
+            "world": args.world,
             "annotator_digest": ann_tag,
             "preset_digest": preset_tag,
             "gan_digest": gan_tag,

@@ -31,7 +31,7 @@ from torch import nn
 from tqdm import tqdm
 
 from dgan_data.generators.stylegan2 import EqualLinear, StyleGAN2Generator
-from dgan_data.toy import SPLITS, render_faces
+from dgan_data.toy import SPLITS, VARIATIONS, render_faces
 
 log = logging.getLogger("train_gan")
 
@@ -110,18 +110,20 @@ class Discriminator(nn.Module):
 
 
 # ----------------------------------------------------------------- training
-def load_bank(out: Path, count: int, size: int) -> torch.Tensor:
-    """The first ``count`` train-split renders as uint8 (N, 3, H, W), cached in ``out``.
+def load_bank(out: Path, count: int, size: int, world: str = "base") -> torch.Tensor:
+    """The first ``count`` train-split renders of toy world ``world`` as uint8
+    (N, 3, H, W), cached in ``out``.
 
     Rendering once and drawing from memory keeps the renderer off the training loop.
     """
-    path = out / f"train_bank_{count}_{size}px.pt"
+    world_tag = "" if world == "base" else f"_{world}"
+    path = out / f"train_bank_{count}_{size}px{world_tag}.pt"
     if path.exists():
         return torch.load(path, weights_only=True)
     chunks = []
     seeds = SPLITS["train"][:count]
     for start in tqdm(range(0, count, 500), desc="rendering train split", unit="chunk"):
-        imgs, _ = render_faces(seeds[start : start + 500], size=size)
+        imgs, _ = render_faces(seeds[start : start + 500], size=size, variation=world)
         chunks.append((imgs * 255).round().to(torch.uint8))
     bank = torch.cat(chunks)
     atomic_torch_save(bank, path)
@@ -219,7 +221,7 @@ def train(args: argparse.Namespace) -> dict:
         if step == 0:
             raise SystemExit(f"{ckpt_path}: no checkpoint to export yet")
         return export(G_ema, out, step, 0.0, G, D)
-    bank = load_bank(out, args.bank, args.size)
+    bank = load_bank(out, args.bank, args.size, args.world)
     fixed_z = torch.randn(32, G.z_dim, generator=torch.Generator().manual_seed(1234)).to(device)
     t0, bar = time.time(), tqdm(total=args.steps, initial=step, desc="train_gan", unit="it")
     while step < args.steps:
@@ -323,6 +325,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--save-every", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bank", type=int, default=10000, help="train renders kept in memory")
+    p.add_argument(
+        "--world",
+        choices=sorted(VARIATIONS),
+        default="base",
+        help="toy world of the train renders (resuming another world's checkpoint fine-tunes it)",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--device", default=None)
     p.add_argument(
