@@ -79,3 +79,19 @@ def test_shipped_annotator_is_small_and_accurate() -> None:
     pred = annotate(model, images)
     miou = metrics_from_confusion(confusion_matrix(pred, masks, NUM_CLASSES))["miou"]
     assert miou > 0.5
+
+
+def test_the_train_script_renders_and_scores_the_world_it_is_given() -> None:
+    from dgan_data.toy import SPLITS, evaluate_annotator
+
+    script = _load_script()
+    images, masks = script.render_pool(3, "cpu", "wide")
+    expected, exact = render_faces(SPLITS["pool"][:3], variation="wide")
+    assert torch.equal(images, (expected * 255).round().to(torch.uint8))
+    assert torch.equal(masks, exact.to(torch.uint8))
+    # the shipped annotator learned the base world: wide renders score it lower
+    model = load_annotator()
+    base = evaluate_annotator(model, "test", 0, 64)
+    wide = evaluate_annotator(model, "test", 0, 64, variation="wide")
+    assert wide["num_images"] == base["num_images"] == 64
+    assert wide["miou"] < base["miou"] - 0.05

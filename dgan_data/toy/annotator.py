@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..metrics import confusion_matrix, metrics_from_confusion
-from .render import CLASS_NAMES, NUM_CLASSES, PALETTE, render_split
+from .render import CLASS_NAMES, NUM_CLASSES, PALETTE, Variation, render_split
 
 logger = logging.getLogger(__name__)
 
@@ -189,11 +189,14 @@ def evaluate_annotator(
     count: int | None = None,
     batch_size: int = 250,
     device: torch.device | str | None = None,
+    variation: str | Variation = "base",
 ) -> dict[str, Any]:
-    """mIoU and per-class IoU of ``model`` against exact renderer masks of a split."""
+    """mIoU and per-class IoU of ``model`` against exact renderer masks of a split (of
+    toy world ``variation``)."""
     cm = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.long)
     num_images = 0
-    for _, images, masks in render_split(split, start, count, batch_size, device=device):
+    renders = render_split(split, start, count, batch_size, device=device, variation=variation)
+    for _, images, masks in renders:
         pred = annotate(model, images, batch_size)
         cm += confusion_matrix(pred.cpu(), masks.cpu(), NUM_CLASSES)
         num_images += len(images)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from dgan_data.toy import NUM_CLASSES, SPLITS, render_split
+from dgan_data.toy import NUM_CLASSES, SPLITS, VARIATIONS, render_split
 from dgan_data.toy.annotator import (
     DEFAULT_ARCH,
     build_annotator,
@@ -49,6 +49,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--decoder-channels", type=int, nargs="+", default=DEFAULT_ARCH["decoder_channels"]
     )
+    ap.add_argument(
+        "--world", choices=sorted(VARIATIONS), default="base", help="toy world of the renders"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--device", default="cpu")
@@ -57,11 +60,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def render_pool(count: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``count`` pool renders: uint8 images (N, 3, H, W), uint8 masks (N, H, W)."""
+def render_pool(count: int, device: str, world: str = "base") -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``count`` pool renders of toy world ``world``: uint8 images
+    (N, 3, H, W), uint8 masks (N, H, W)."""
     images, masks = [], []
     with tqdm(total=count, desc="render pool", unit="img") as bar:
-        for _, img, mask in render_split("pool", 0, count, batch_size=250):
+        for _, img, mask in render_split("pool", 0, count, batch_size=250, variation=world):
             images.append((img * 255).round().to(torch.uint8))
             masks.append(mask.to(torch.uint8))
             bar.update(len(img))
@@ -153,7 +157,7 @@ def main(argv: list[str] | None = None) -> dict:
         step0, elapsed0 = int(ckpt["step"]), float(ckpt["elapsed"])
         print(f"resumed from {ckpt_path} at step {step0}")
 
-    images, masks = render_pool(args.train_count, args.device)
+    images, masks = render_pool(args.train_count, args.device, args.world)
     model.train()
     bar = tqdm(range(step0, args.steps), desc="train", initial=step0, total=args.steps)
     loss_avg = None
@@ -186,7 +190,9 @@ def main(argv: list[str] | None = None) -> dict:
     train_seconds = elapsed0 + time.time() - t_start
 
     model.eval()
-    result = evaluate_annotator(model, "test", 0, args.test_count, device=args.device)
+    result = evaluate_annotator(
+        model, "test", 0, args.test_count, device=args.device, variation=args.world
+    )
     wall = elapsed0 + time.time() - t_start
     print(f"test mIoU {result['miou']:.4f}  pixel acc {result['pixel_accuracy']:.4f}")
     for name, iou in result["per_class_iou"].items():
@@ -197,6 +203,7 @@ def main(argv: list[str] | None = None) -> dict:
         "test_pixel_accuracy": result["pixel_accuracy"],
         "test_split": {"name": "test", "start": 0, "count": result["num_images"]},
         "train_split": {"name": "pool", "start": 0, "count": args.train_count},
+        "world": args.world,
         "input": "RGB float in [0, 1], (B, 3, 64, 64)",
         "parameters": n_params,
         "training": {
