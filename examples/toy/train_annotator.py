@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from dgan_data.fileio import atomic_torch_save
 from dgan_data.toy import NUM_CLASSES, SPLITS, VARIATIONS, render_split
 from dgan_data.toy.annotator import (
     DEFAULT_ARCH,
@@ -186,7 +187,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "step": done,
                 "elapsed": elapsed0 + time.time() - t_start,
             }
-            torch.save(state, ckpt_path)
+            atomic_torch_save(state, ckpt_path)
     train_seconds = elapsed0 + time.time() - t_start
 
     model.eval()
