@@ -105,3 +105,15 @@ def test_train_resume_on_cuda(tmp_path):
     second = run(tmp_path, 2, "--device", "cuda")
     assert second.returncode == 0, second.stderr[-2000:]
     assert "resumed from" in second.stdout and "at step 1" in second.stdout
+
+
+def test_the_committed_checkpoints_load_without_code_and_hold_the_toy_generator():
+    script = _script()
+    folder = REPO_ROOT / "examples" / "toy" / "checkpoint"
+    base = script.load_checkpoint(folder / "toygan.pt")
+    wide = script.load_checkpoint(folder / "toygan_wide.pt")  # the base GAN fine-tuned on wide
+    assert base["step"] == 24000 and wide["step"] > base["step"]
+    for ck in (base, wide):
+        G = script.build_generator()
+        G.load_state_dict(ck["G_ema"])  # strict: the shipped channel table
+    assert not torch.equal(wide["G_ema"]["conv1.conv.weight"], base["G_ema"]["conv1.conv.weight"])
