@@ -77,6 +77,57 @@ def test_another_world_trains_f_and_a_on_its_renders_under_their_own_keys(tmp_pa
     assert result["fewshot_draws"]["miou"] == [wide["miou"]]
 
 
+def test_another_worlds_r_g_s_take_that_worlds_files_and_r_renders_it(tmp_path):
+    """In the wide world R is wide renders labeled by the given annotator, and G and S use
+    the given generator; the files' digests key the data, so nothing mixes with base."""
+    import shutil
+
+    import dgan_data.toy as toy
+    from dgan_data import load_generator
+
+    assets = Path(toy.__file__).parent / "assets"
+    own = tmp_path / "wide_files"
+    own.mkdir()
+    for name in ("annotator.safetensors", "annotator.json"):
+        shutil.copyfile(assets / name, own / name)
+    # another generator of the same architecture (the shipped one, one layer scaled) and
+    # an interpreter fitted on its features
+    G = load_generator("toyface-14")
+    with torch.no_grad():
+        G.get_parameter("style.1.weight").mul_(1.5)
+    G.save(own / "generator.safetensors")
+    interpreter = own / "interpreter.safetensors"
+    _tiny_interpreter(load_generator(own / "generator.safetensors"), interpreter)
+    files = ["--generator", str(own / "generator.safetensors"),
+             "--interpreter", str(interpreter),
+             "--annotator", str(own / "annotator.safetensors")]  # fmt: skip
+    argv = small_run(tmp_path / "run", "--arms", "R,G", "--count", "8", "--eval-count", "8")
+    assert diagnose.main([*argv, "--world", "wide", *files]) == 0
+    result = json.loads((tmp_path / "run" / "diagnose.json").read_text())
+    assert result["world"] == "wide" and result["generator_file"] == "generator.safetensors"
+    ann = result["annotator_digest"]  # the copy has the shipped annotator's bytes
+    assert ann == diagnose.file_digest(assets / "annotator.safetensors")
+    assert set(result["students"]) == {
+        f"R_8_wide_{ann}_wide_steps2x4",
+        f"G_8_psi0.8_{result['gan_digest']}_wide_steps2x4",
+    }
+    r = torch.load(tmp_path / "run" / "cache" / f"R_8_wide_{ann}.pt", weights_only=True)
+    seeds = diagnose.SPLITS["train"][diagnose.R_START : diagnose.R_START + 8]
+    wide, _ = diagnose.render_images(seeds, variation="wide")
+    assert torch.equal(r["images"], wide)
+    # G came from the given generator, not the preset's
+    assert diagnose.main([*argv]) == 0
+    base = json.loads((tmp_path / "run" / "diagnose.json").read_text())
+    assert base["gan_digest"] != result["gan_digest"]
+    g_wide = torch.load(
+        tmp_path / "run" / "cache" / f"G_8_psi0.8_{result['gan_digest']}.pt", weights_only=True
+    )
+    g_base = torch.load(
+        tmp_path / "run" / "cache" / f"G_8_psi0.8_{base['gan_digest']}.pt", weights_only=True
+    )
+    assert not torch.equal(g_wide["images"], g_base["images"])
+
+
 def test_fewshot_from_trains_only_later_draws_and_keeps_students_another_run_wrote(tmp_path):
     """Two runs in one --out split the draws; neither loses the other's students."""
     later = small_run(tmp_path, "--arms", "F", "--fewshot-draws", "2", "--fewshot-from", "1")
@@ -135,16 +186,14 @@ def test_soft_labels_are_cached_with_the_s_data_and_name_its_student(tmp_path):
     assert agree > 0.999
 
 
-def test_another_interpreter_makes_its_own_s_but_shares_g(tmp_path):
-    import torch
-
-    from dgan_data import Interpreter, load_generator
+def _tiny_interpreter(G, path: Path) -> None:
+    """A 3-step interpreter for ``G`` on two of the shipped annotations, saved at ``path``."""
+    from dgan_data import Interpreter
     from dgan_data.annotations import Annotations
     from dgan_data.presets import resolve_preset_file
 
     shipped = resolve_preset_file("toyface-14", "interpreter")
     ann = Annotations.load(shipped.parent / "annotations")
-    G = load_generator("toyface-14")
     w = ann.latents_w(G)
     feats = [[f[0].half() for f in G.synthesize(w[i : i + 1], noise="const")[1]] for i in range(2)]
     masks = torch.stack([torch.as_tensor(m).long() for m in ann.masks[:2]])
@@ -152,9 +201,15 @@ def test_another_interpreter_makes_its_own_s_but_shares_g(tmp_path):
         feats, masks, 14, 2, max_steps=3, min_steps=1, seed=0, fingerprint=G.fingerprint(),
         class_names=list(diagnose.CLASS_NAMES), progress=False,
     )  # fmt: skip
+    other.save(path)
+
+
+def test_another_interpreter_makes_its_own_s_but_shares_g(tmp_path):
+    from dgan_data import load_generator
+
     path = tmp_path / "other" / "interpreter.safetensors"
     path.parent.mkdir()
-    other.save(path)
+    _tiny_interpreter(load_generator("toyface-14"), path)
     argv = small_run(tmp_path / "run", "--arms", "S,G", "--count", "8", "--eval-count", "8")
     assert diagnose.main(argv) == 0
     default = json.loads((tmp_path / "run" / "diagnose.json").read_text())
@@ -183,6 +238,9 @@ def test_another_interpreter_makes_its_own_s_but_shares_g(tmp_path):
         ["--interpreter", "no-such-file.safetensors"],
         ["--world", "narrow"],
         ["--world", "wide", "--arms", "F,S"],
+        ["--world", "wide", "--arms", "R", "--annotator", "a.safetensors"],
+        ["--generator", "no-such-file.safetensors"],
+        ["--annotator", "no-such-file.safetensors"],
     ],
 )
 def test_bad_settings_exit_2(argv, tmp_path):

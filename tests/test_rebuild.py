@@ -50,6 +50,36 @@ def test_dry_run_prints_every_part_in_order_and_runs_nothing(tmp_path, capsys):
     assert not work.exists()
 
 
+def test_a_wide_rebuild_trains_and_checks_on_wide_renders_and_keeps_the_shipped_files(
+    tmp_path, capsys
+):
+    import dgan_data
+
+    work = tmp_path / "work"
+    assert rebuild.main(["--work", str(work), "--world", "wide", "--dry-run"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("$ ")]
+    by_script = {}
+    for line in lines:
+        script = next(w for w in line.split() if w.endswith(".py") or w == "dgan_data.cli")
+        by_script.setdefault(Path(script).name, []).append(line)
+    for script in ("train_annotator.py", "train_gan.py", "evaluate_gan.py"):
+        assert all("--world wide" in line for line in by_script[script]), script
+    shipped = str(Path(dgan_data.__file__).parent / "toy" / "assets")
+    assert not any(shipped in line for line in lines)  # nothing goes to the package
+    assets = work / "assets"
+    assert f"--out {assets / 'annotator.safetensors'}" in by_script["train_annotator.py"][0]
+    assert f"--out {assets}" in by_script["build_preset.py"][0]
+    preview = by_script["dgan_data.cli"][0]
+    assert f"--out {work / 'preview.png'}" in preview
+    assert f"--generator {assets / 'generator.safetensors'}" in preview
+    assert "--steps 40000" in by_script["train_gan.py"][0]
+    # an empty GAN folder starts from the wide checkpoint
+    args = rebuild.parse_args(["--work", str(work), "--world", "wide"])
+    assert Path(args.gan_from).name == "toygan_wide.pt" and Path(args.gan_from).is_file()
+    base = rebuild.parse_args(["--work", str(work)])
+    assert Path(base.gan_from).name == "toygan.pt" and base.gan_steps == 24000
+
+
 def test_parts_subset_and_ungated_flag(tmp_path, capsys):
     rebuild.main(["--work", str(tmp_path), "--parts", "preset", "--allow-ungated", "--dry-run"])
     out = capsys.readouterr().out

@@ -8,6 +8,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -200,6 +201,24 @@ def test_evaluate_generator_tiny(annotator) -> None:
         evaluate_generator(tiny_generator(), annotator, num=8, real_seeds=range(10))
 
 
+def test_evaluate_generator_compares_with_the_named_worlds_renders(annotator) -> None:
+    """The real side comes from the chosen toy world: the same seeds rendered wide spread
+    their faces further, and the result says which world it was."""
+    base = evaluate_generator(tiny_generator(), annotator, num=32, num_subsets=2)
+    wide = evaluate_generator(tiny_generator(), annotator, num=32, num_subsets=2, variation="wide")
+    assert (base["world"], wide["world"]) == ("base", "wide")
+    spread = "face_centre_spread"
+    assert wide["diversity_real_exact"][spread] > 1.3 * base["diversity_real_exact"][spread]
+    assert wide["kid_mean"] != base["kid_mean"]  # the generated side is the same
+    from dgan_data.toy import VARIATIONS
+    from dgan_data.toy.quality import render_images
+
+    for name in ("base", "wide"):
+        images, _ = render_images(REAL_EVAL_SEEDS[:4], variation=VARIATIONS[name])
+        again, _ = render_images(REAL_EVAL_SEEDS[:4], variation=name)
+        assert torch.equal(images, again)
+
+
 def test_evaluate_script(tmp_path: Path) -> None:
     gen_path = tiny_generator(1).save(tmp_path / "g.safetensors")
     spec = importlib.util.spec_from_file_location("evaluate_gan", SCRIPT)
@@ -233,3 +252,17 @@ def test_evaluate_script(tmp_path: Path) -> None:
         w, h = im.size
     assert (w, h) == (2 * (4 * 66 + 2) + 8, 68)  # one row of 4 per side, 8 px gap
     assert "KID x1000" in script.format_table(result)
+    assert result["world"] == "base"
+    # --world wide: the real half of the grid is the wide world's renders
+    wide_png = tmp_path / "wide.png"
+    wide = script.main(
+        ["--generator", str(gen_path), "--num", "6", "--num-subsets", "2", "--world", "wide",
+         "--grid", str(wide_png), "--grid-count", "4", "--threads", "1", "--device", "cpu"]
+    )  # fmt: skip
+    assert wide["world"] == "wide" and "world wide" in script.format_table(wide)
+    with Image.open(out_png) as a, Image.open(wide_png) as b:
+        real_a = np.asarray(a)[:, : 4 * 66 + 2]
+        real_b = np.asarray(b)[:, : 4 * 66 + 2]
+        fake_a = np.asarray(a)[:, -(4 * 66 + 2) :]
+        fake_b = np.asarray(b)[:, -(4 * 66 + 2) :]
+    assert not np.array_equal(real_a, real_b) and np.array_equal(fake_a, fake_b)

@@ -70,6 +70,30 @@ def test_a_wide_world_bank_holds_that_worlds_renders(tmp_path):
     assert (tmp_path / "train_bank_4_64px.pt").is_file() and not torch.equal(base, wide)
 
 
+def test_the_checkpoint_records_which_world_each_stretch_trained_on(tmp_path):
+    first = run(tmp_path, 2)
+    assert first.returncode == 0, first.stderr[-2000:]
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert json.loads(ckpt["worlds"]) == [{"from_step": 0, "world": "base"}]
+    # resuming on the same world adds nothing; on another world it is a fine-tune
+    second = run(tmp_path, 3, "--world", "wide")
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "trained on: base from step 0" in second.stdout
+    assert "continuing on the wide world from step 2" in second.stderr
+    expected = [{"from_step": 0, "world": "base"}, {"from_step": 2, "world": "wide"}]
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert json.loads(ckpt["worlds"]) == expected
+    assert json.loads((tmp_path / "summary.json").read_text())["worlds"] == expected
+    third = run(tmp_path, 4, "--world", "wide")
+    assert third.returncode == 0, third.stderr[-2000:]
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert json.loads(ckpt["worlds"]) == expected and "fine-tune" not in third.stderr
+
+
+def test_a_checkpoint_without_a_world_record_says_so_on_resume():
+    assert "does not record" in _script().worlds_text([])
+
+
 def _script():
     """The training script as a module (it is a file, not part of the package)."""
     spec = importlib.util.spec_from_file_location("toy_train_gan", SCRIPT)

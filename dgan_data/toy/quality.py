@@ -36,7 +36,7 @@ from torchvision.utils import make_grid, save_image
 
 from ..seeds import z_from_seeds
 from .annotator import ToyAnnotator, annotate
-from .render import CLASS_NAMES, SPLITS, render_faces
+from .render import CLASS_NAMES, SPLITS, VARIATIONS, Variation, render_faces
 
 logger = logging.getLogger(__name__)
 
@@ -460,14 +460,25 @@ def generate_images(
     return torch.cat(out) if out else torch.empty(0, 3, size, size)
 
 
+def _world_name(variation: str | Variation) -> str:
+    """The name of a toy world (``"custom"`` for a Variation that is not a named one)."""
+    if isinstance(variation, str):
+        return variation
+    return next((n for n, v in VARIATIONS.items() if v == variation), "custom")
+
+
 def render_images(
-    seeds: Sequence[int], batch_size: int = 250, size: int = EVAL_SIZE
+    seeds: Sequence[int],
+    batch_size: int = 250,
+    size: int = EVAL_SIZE,
+    variation: str | Variation = "base",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Real renders for ``seeds``: images (N, 3, size, size) in [0, 1] and exact masks."""
+    """Real renders of one toy world (``variation``) for ``seeds``: images (N, 3, size,
+    size) in [0, 1] and exact masks."""
     seeds = list(seeds)
     images, masks = [], []
     for i in range(0, len(seeds), batch_size):
-        img, m = render_faces(seeds[i : i + batch_size], size=size)
+        img, m = render_faces(seeds[i : i + batch_size], size=size, variation=variation)
         images.append(img)
         masks.append(m)
     if not images:
@@ -486,6 +497,7 @@ def evaluate_generator(
     num_subsets: int = 10,
     subset_size: int = 1000,
     batch_size: int = 64,
+    variation: str | Variation = "base",
 ) -> dict[str, Any]:
     """KID and part validity of ``G`` against real renders, plus the real-vs-real floor.
 
@@ -494,7 +506,9 @@ def evaluate_generator(
     ``real_seeds`` (default :data:`REAL_EVAL_SEEDS`): the first ``num`` seeds are the
     reference set, the next ``num`` the second set for the real-vs-real KID. Part
     validity uses the annotator's masks for both generated and real images; the
-    validity of the exact real masks is reported too.
+    validity of the exact real masks is reported too. The real renders come from the
+    toy world ``variation`` (a name of :data:`~dgan_data.toy.VARIATIONS` or a
+    :class:`~dgan_data.toy.Variation`), recorded as ``world``.
 
     Returns a JSON-able dict: ``kid_mean``/``kid_std`` (generated vs real),
     ``kid_real_mean``/``kid_real_std`` (real vs real), ``validity_generated``,
@@ -529,7 +543,7 @@ def evaluate_generator(
     del fake, masks_fake
 
     logger.info("rendering 2 x %d real images", num)
-    real, real_exact = render_images(seeds_ref)
+    real, real_exact = render_images(seeds_ref, variation=variation)
     feats_real = annotator_features(annotator, real, batch_size)
     masks_real = masks_of(real)
     valid_real, _, reasons_real = part_validity(masks_real)
@@ -537,7 +551,7 @@ def evaluate_generator(
     diversity_exact = diversity_stats(real, real_exact)
     valid_exact, _, _ = part_validity(real_exact)
     del real, real_exact
-    real2, _ = render_images(seeds_second)
+    real2, _ = render_images(seeds_second, variation=variation)
     feats_real2 = annotator_features(annotator, real2, batch_size)
     del real2
 
@@ -559,6 +573,7 @@ def evaluate_generator(
         "num": num,
         "seed": seed,
         "truncation_psi": truncation_psi,
+        "world": _world_name(variation),
         "generated_seeds": [gen_seeds[0], gen_seeds[-1] + 1],
         "real_seeds": [seeds_ref[0], seeds_ref[-1] + 1],
         "real_seeds_second": [seeds_second[0], seeds_second[-1] + 1],

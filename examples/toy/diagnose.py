@@ -27,6 +27,11 @@ of the image score with the per-image error, what dropping the most uncertain 10
 to the labels' error, the AUROC of the pixel JS divergence as an error detector, and per
 class the share of pixels ``ignore_uncertain_pixels`` would remove with their error rate.
 
+``--world wide`` measures the chain in the wider toy world (see the README's *A wider
+world*): F, A, R and the test set are that world's renders; R, G and S then need a
+generator, an interpreter and an annotator of that world (``--generator``,
+``--interpreter``, ``--annotator``), because the shipped ones are the base world's.
+
 Writes ``diagnose.json`` and prints a table. Everything is seeded; data sets and student
 results are cached in ``--out`` under keys that carry a digest of the files they depend
 on (annotator; generator + interpreter), so a rerun only trains the arms that are
@@ -147,9 +152,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--world",
         choices=sorted(VARIATIONS),
         default="base",
-        help="the toy world of the real renders (F, A and the test set); wide: larger pose, "
-        "scale, expression and lighting ranges and occluders. Other worlds than base "
-        "train F and A only: R, G and S need a GAN and an annotator of that world",
+        help="the toy world of the real renders (R, F, A and the test set); wide: larger "
+        "pose, scale, expression and lighting ranges and occluders. The shipped GAN, "
+        "interpreter and annotator are the base world's: in another world, R, G and S "
+        "need --generator, --interpreter and --annotator of that world",
+    )
+    ap.add_argument(
+        "--generator",
+        type=Path,
+        default=None,
+        help="generator file for G and S (default: the preset's)",
+    )
+    ap.add_argument(
+        "--annotator",
+        type=Path,
+        default=None,
+        help="annotator file (and the .json beside it) for R and G labels and the "
+        "interpreter scores (default: the shipped toy annotator)",
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
@@ -173,13 +192,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     bad = set(args.arms.split(",")) - set("RGSFA")
     if bad:
         ap.error(f"--arms: unknown arms {sorted(bad)} (valid: R, G, S, F, A)")
-    if args.world != "base" and set(args.arms.split(",")) - set("FA"):
-        ap.error(
-            f"--world {args.world}: only arms F and A (real renders with exact masks); "
-            "R, G and S need a GAN and an annotator of that world"
-        )
-    if args.interpreter is not None and not args.interpreter.is_file():
-        ap.error(f"--interpreter {args.interpreter}: no such file")
+    own_files = {"generator": args.generator, "interpreter": args.interpreter,
+                 "annotator": args.annotator}  # fmt: skip
+    if args.world != "base":
+        missing = [f"--{name}" for name, path in own_files.items() if path is None]
+        if missing and set(args.arms.split(",")) - set("FA"):
+            ap.error(
+                f"--world {args.world}: arms R, G and S need {', '.join(missing)} of that "
+                "world (the shipped files are the base world's); F and A need none"
+            )
+    for name, path in own_files.items():
+        if path is not None and not path.is_file():
+            ap.error(f"--{name} {path}: no such file")
     return args
 
 
@@ -362,34 +386,35 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     preset = get_preset(args.preset)
     psi = preset.truncation_psi if args.psi is None else args.psi
-    annotator = load_annotator()
-    ann_tag = file_digest(DEFAULT_ANNOTATOR_PATH)
+    ann_path = DEFAULT_ANNOTATOR_PATH if args.annotator is None else args.annotator
+    annotator = load_annotator(ann_path)
+    ann_tag = file_digest(ann_path)
     shipped_interp = resolve_preset_file(preset.name, "interpreter")
     interp_path = shipped_interp if args.interpreter is None else args.interpreter
-    # G depends on the generator alone; its key keeps the preset's files so every
+    gen_path = resolve_preset_file(preset.name, "generator")
+    gen_path = gen_path if args.generator is None else args.generator
+    # G depends on the generator alone; its key keeps the preset's interpreter so every
     # interpreter shares one G
-    gan_tag = file_digest(
-        DEFAULT_ANNOTATOR_PATH, resolve_preset_file(preset.name, "generator"), shipped_interp
-    )
-    preset_tag = file_digest(
-        DEFAULT_ANNOTATOR_PATH, resolve_preset_file(preset.name, "generator"), interp_path
-    )
+    gan_tag = file_digest(ann_path, gen_path, shipped_interp)
+    preset_tag = file_digest(ann_path, gen_path, interp_path)
     labeler = Labeler.from_sources(
-        preset.name, interpreter=interp_path, truncation_psi=psi, device="cpu"
+        preset.name, generator=gen_path, interpreter=interp_path, truncation_psi=psi, device="cpu"
     )
     cache = out / "cache"
     test = render_labeled("test", args.test_count, variation=args.world)
 
     def real_r() -> dict[str, torch.Tensor]:
-        images, _ = render_images(SPLITS["train"][R_START : R_START + args.count])
+        seeds = SPLITS["train"][R_START : R_START + args.count]
+        images, _ = render_images(seeds, variation=args.world)
         return {"images": images, "labels": annotate_all(annotator, images)}
 
     def gan_g() -> dict[str, torch.Tensor]:
         gen = gan_samples(labeler, args.count, args.seed)
         return {"images": gen["images"], "labels": annotate_all(annotator, gen["images"])}
 
+    world_tag = "" if args.world == "base" else f"_{args.world}"
     key_of = {
-        "R": f"R_{args.count}_{ann_tag}",
+        "R": f"R_{args.count}{world_tag}_{ann_tag}",
         "G": f"G_{args.count}_psi{psi:g}_{gan_tag}",
         "S": f"S_{args.count}_psi{psi:g}{stream_tag(args)}_{preset_tag}",
         "F": "F_16",
@@ -405,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.count,
                 args.seed,
                 psi,
+                generator=gen_path,
                 interpreter=interp_path,
                 **stream_options(args),
             ),
@@ -414,7 +440,6 @@ def main(argv: list[str] | None = None) -> int:
     results_path = out / "diagnose.json"
     results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.is_file() else {}
     results.setdefault("students", {})
-    world_tag = "" if args.world == "base" else f"_{args.world}"
     suffix = f"{world_tag}_steps{args.steps}x{args.batch_size}"
     for arm in args.arms.split(","):
         if arm == "F":
@@ -478,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     reference = annotate_all(annotator, gen["images"])
     interp_scores = metrics_from_confusion(confusion_matrix(gen["labels"], reference, NUM_CLASSES))
-    ann_meta = json.loads(load_annotator_meta())
+    ann_meta = json.loads(ann_path.with_suffix(".json").read_text())
     results.update(
         {
             "preset": preset.name,
@@ -487,6 +512,8 @@ def main(argv: list[str] | None = None) -> int:
             "preset_digest": preset_tag,
             "gan_digest": gan_tag,
             "interpreter_file": None if args.interpreter is None else args.interpreter.name,
+            "generator_file": None if args.generator is None else args.generator.name,
+            "annotator_file": None if args.annotator is None else args.annotator.name,
             "truncation_psi": psi,
             "stream_options": stream_options(args),
             "steps": args.steps,
@@ -543,10 +570,6 @@ def stream_tag(args: argparse.Namespace) -> str:
 def fewshot_key(draw: int) -> str:
     """Student key of few-shot draw ``draw`` (draw 0 keeps the single-draw key)."""
     return "F_16" if draw == 0 else f"F_16_draw{draw}"
-
-
-def load_annotator_meta() -> str:
-    return DEFAULT_ANNOTATOR_PATH.with_suffix(".json").read_text()
 
 
 def format_report(results: dict[str, Any], suffix: str, key_of: dict[str, str]) -> str:

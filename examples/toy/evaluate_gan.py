@@ -3,7 +3,8 @@
 Compares ``--num`` generated images (seeds 0 .. num-1 via ``z_from_seeds``, constant
 noise) with ``--num`` real renders from train seeds 40 000+ (seen by neither the GAN
 nor the annotator), and reports the real-vs-real KID of two disjoint real sets as
-the floor. See ``dgan_data.toy.quality`` for the definitions.
+the floor. See ``dgan_data.toy.quality`` for the definitions. ``--world`` picks the toy
+world of the real renders (give a generator and an annotator of that world).
 
     python examples/toy/evaluate_gan.py --generator runs/toygan/generator.safetensors \
         --num 2000 --json runs/toygan/quality.json --grid runs/toygan/quality.png --threads 1
@@ -28,6 +29,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import torch
 
 from dgan_data import load_generator
+from dgan_data.toy import VARIATIONS
 from dgan_data.toy.annotator import load_annotator
 from dgan_data.toy.quality import (
     REAL_EVAL_SEEDS,
@@ -53,6 +55,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--json", type=Path, default=None, help="write the result here")
     ap.add_argument("--grid", type=Path, default=None, help="write a real|generated PNG here")
     ap.add_argument("--grid-count", type=int, default=32, help="images per side of the grid")
+    ap.add_argument(
+        "--world",
+        choices=sorted(VARIATIONS),
+        default="base",
+        help="toy world of the real renders (the generator and annotator should be of it)",
+    )
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     return ap.parse_args(argv)
@@ -77,7 +85,7 @@ def format_table(result: dict[str, Any]) -> str:
     lines = [f"{name:<{width}}  {value}" for name, value in rows]
     lines.append(
         f"(n = {result['num']} per set, {result['num_subsets']} subsets of "
-        f"{result['subset_size']}, psi = {result['truncation_psi']})"
+        f"{result['subset_size']}, psi = {result['truncation_psi']}, world {result['world']})"
     )
     if result["failures_generated"]:
         lines.append(f"generated failures by check: {result['failures_generated']}")
@@ -102,6 +110,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         num_subsets=args.num_subsets,
         subset_size=args.subset_size,
         batch_size=args.batch_size,
+        variation=args.world,
     )
     result["seconds"] = round(time.time() - t0, 1)
     result["generator"] = str(args.generator)
@@ -113,7 +122,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         log.info("wrote %s", args.json)
     if args.grid:
         n = args.grid_count
-        real, _ = render_images(REAL_EVAL_SEEDS[:n])
+        real, _ = render_images(REAL_EVAL_SEEDS[:n], variation=args.world)
         fake = generate_images(G, range(args.seed, args.seed + n), args.truncation_psi)
         save_comparison_grid(real, fake, args.grid)
         log.info("wrote %s", args.grid)

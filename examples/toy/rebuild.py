@@ -21,8 +21,16 @@ times closes the run):
 - ``preview``: the README's preview figure (``dgan-data preview``).
 
 Shipped files go to the package's ``dgan_data/toy/assets`` unless ``--assets`` says
-otherwise. Nonsense settings (steps < 1, unknown parts, a missing ``--gan-from``)
-exit with code 2 and one line on stderr.
+otherwise.
+
+``--world wide`` rebuilds the chain in the wider toy world (the README's *A wider
+world*): the annotator and the GAN train on its renders (the GAN from the committed
+``toygan_wide.pt``, the base GAN fine-tuned there), the quality part compares with its
+renders, and everything goes to ``WORK/assets`` (never over the shipped base-world
+files) with the preview at ``WORK/preview.png``.
+
+Nonsense settings (steps < 1, unknown parts, a missing ``--gan-from``) exit with code 2
+and one line on stderr.
 """
 
 from __future__ import annotations
@@ -41,6 +49,10 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 PARTS = ("annotator", "gan", "quality", "preset", "preview")
 COMMITTED_GAN = HERE / "checkpoint" / "toygan.pt"
+#: Where an empty GAN folder starts from, per toy world.
+COMMITTED_GANS = {"base": COMMITTED_GAN, "wide": HERE / "checkpoint" / "toygan_wide.pt"}
+#: Total GAN iterations (batch 8) per toy world: the wide GAN continues the base one.
+GAN_STEPS = {"base": 24000, "wide": 40000}
 #: Pixel context of the shipped interpreter (``build_preset.py --with-image --context``).
 SHIPPED_WITH_IMAGE = True
 SHIPPED_CONTEXT = 1
@@ -86,11 +98,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="PART",
         help=f"subset of {', '.join(PARTS)} (default: all, in that order)",
     )
-    p.add_argument("--gan-steps", type=int, default=24000, help="total GAN iterations (batch 8)")
+    p.add_argument(
+        "--gan-steps",
+        type=int,
+        default=None,
+        help="total GAN iterations, batch 8 (default: 24000 base, 40000 wide)",
+    )
     p.add_argument(
         "--gan-from",
-        default=str(COMMITTED_GAN),
-        help="checkpoint an empty WORK/toygan starts from, or 'scratch'",
+        default=None,
+        help="checkpoint an empty WORK/toygan starts from, or 'scratch' (default: the "
+        "committed checkpoint of the world)",
+    )
+    p.add_argument(
+        "--world",
+        choices=sorted(COMMITTED_GANS),
+        default="base",
+        help="toy world to rebuild (wide: its files go to WORK/assets unless --assets)",
     )
     p.add_argument("--annotator-steps", type=int, default=8000)
     p.add_argument("--interpreter-steps", type=int, default=3000, help="cap per model")
@@ -115,11 +139,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     args = p.parse_args(argv)
+    if args.gan_steps is None:
+        args.gan_steps = GAN_STEPS[args.world]
     for name in ("gan_steps", "annotator_steps", "interpreter_steps", "threads"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.quality_num < 2:
         p.error(f"--quality-num must be >= 2, got {args.quality_num}")
+    if args.gan_from is None:
+        args.gan_from = str(COMMITTED_GANS[args.world])
     if args.gan_from != "scratch" and not Path(args.gan_from).is_file():
         p.error(f"--gan-from {args.gan_from}: no such checkpoint (or say 'scratch')")
     return args
@@ -132,8 +160,11 @@ def build_plan(args: argparse.Namespace) -> Plan:
 
     py = sys.executable
     work = Path(args.work)
-    assets = Path(args.assets or Path(dgan_data.__file__).parent / "toy" / "assets")
+    shipped = Path(dgan_data.__file__).parent / "toy" / "assets"
+    default_assets = shipped if args.world == "base" else work / "assets"
+    assets = Path(args.assets) if args.assets else default_assets
     threads = ["--threads", str(args.threads)]
+    world = ["--world", args.world]
     gan_dir = work / "toygan"
     generator = gan_dir / "generator.safetensors"
     annotator = assets / "annotator.safetensors"
@@ -158,6 +189,7 @@ def build_plan(args: argparse.Namespace) -> Plan:
                     "0",
                     "--out",
                     str(annotator),
+                    *world,
                     *threads,
                 ]
             ],
@@ -179,6 +211,7 @@ def build_plan(args: argparse.Namespace) -> Plan:
             "8",
             "--save-every",
             "500",
+            *world,
             *threads,
         ]
         plan.part(
@@ -208,6 +241,7 @@ def build_plan(args: argparse.Namespace) -> Plan:
                     str(path),
                     "--grid",
                     str(work / f"quality_psi{psi:g}.png"),
+                    *world,
                     *threads,
                 ]
                 for psi, path in quality.items()
@@ -240,7 +274,11 @@ def build_plan(args: argparse.Namespace) -> Plan:
             ],
         )
     if "preview" in args.parts:
-        figure = REPO / "examples" / "toy" / "figures" / "toyface14_preview.png"
+        # the README's figure shows the shipped preset; any other build previews in WORK
+        if assets.resolve() == shipped.resolve():
+            figure = REPO / "examples" / "toy" / "figures" / "toyface14_preview.png"
+        else:
+            figure = work / "preview.png"
         plan.part(
             "preview",
             [
@@ -250,6 +288,10 @@ def build_plan(args: argparse.Namespace) -> Plan:
                     "dgan_data.cli",
                     "preview",
                     "toyface-14",
+                    "--generator",
+                    str(assets / "generator.safetensors"),
+                    "--interpreter",
+                    str(assets / "interpreter.safetensors"),
                     "--num",
                     "16",
                     "--seed",

@@ -205,7 +205,7 @@ def train(args: argparse.Namespace) -> dict:
     opt_g = torch.optim.Adam(G.parameters(), lr=args.lr, betas=(0.0, 0.99))
     opt_d = torch.optim.Adam(D.parameters(), lr=args.lr * c, betas=(0.0, 0.99**c))
     gen = torch.Generator().manual_seed(args.seed)
-    step, history = 0, []
+    step, history, worlds = 0, [], []
     if ckpt_path.exists():
         ck = load_checkpoint(ckpt_path)
         G.load_state_dict(ck["G"])
@@ -215,12 +215,17 @@ def train(args: argparse.Namespace) -> dict:
         opt_d.load_state_dict(ck["opt_d"])
         restore_rng(ck, gen, device)
         step, history = int(ck["step"]), list(json.loads(ck["history"]))
-        print(f"resumed from {ckpt_path} at step {step}")
+        worlds = list(json.loads(ck["worlds"])) if "worlds" in ck else []
+        print(f"resumed from {ckpt_path} at step {step}{worlds_text(worlds)}")
 
     if args.export_only:
         if step == 0:
             raise SystemExit(f"{ckpt_path}: no checkpoint to export yet")
-        return export(G_ema, out, step, 0.0, G, D)
+        return export(G_ema, out, step, 0.0, G, D, worlds)
+    if not worlds or worlds[-1]["world"] != args.world:
+        if step:
+            log.info("continuing on the %s world from step %d (a fine-tune)", args.world, step)
+        worlds.append({"from_step": step, "world": args.world})
     bank = load_bank(out, args.bank, args.size, args.world)
     fixed_z = torch.randn(32, G.z_dim, generator=torch.Generator().manual_seed(1234)).to(device)
     t0, bar = time.time(), tqdm(total=args.steps, initial=step, desc="train_gan", unit="it")
@@ -287,14 +292,25 @@ def train(args: argparse.Namespace) -> dict:
                     **rng_states(gen, device),
                     "step": step,
                     "history": json.dumps(history),
+                    "worlds": json.dumps(worlds),
                 },
                 ckpt_path,
             )
     bar.close()
-    return export(G_ema, out, step, time.time() - t0, G, D)
+    return export(G_ema, out, step, time.time() - t0, G, D, worlds)
 
 
-def export(G_ema: StyleGAN2Generator, out: Path, step: int, seconds: float, G, D) -> dict:
+def worlds_text(worlds: list[dict]) -> str:
+    """How a checkpoint's training split into toy worlds, for the resume message."""
+    if not worlds:
+        return " (the checkpoint does not record its toy world)"
+    parts = [f"{w['world']} from step {w['from_step']}" for w in worlds]
+    return f" (trained on: {', '.join(parts)})"
+
+
+def export(
+    G_ema: StyleGAN2Generator, out: Path, step: int, seconds: float, G, D, worlds: list[dict]
+) -> dict:
     """Write the EMA generator (with its average w) as ``generator.safetensors``."""
     G_ema = copy.deepcopy(G_ema).cpu()
     G_ema.estimate_average_w()
@@ -305,6 +321,7 @@ def export(G_ema: StyleGAN2Generator, out: Path, step: int, seconds: float, G, D
         "generator": str(final),
         "parameters_G": G.num_parameters(),
         "parameters_D": sum(p.numel() for p in D.parameters()),
+        "worlds": worlds,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
