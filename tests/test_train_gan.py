@@ -141,3 +141,9 @@ def test_the_committed_checkpoints_load_without_code_and_hold_the_toy_generator(
         G = script.build_generator()
         G.load_state_dict(ck["G_ema"])  # strict: the shipped channel table
     assert not torch.equal(wide["G_ema"]["conv1.conv.weight"], base["G_ema"]["conv1.conv.weight"])
+    # the wide checkpoint says where its fine-tune began; the base one predates the record
+    assert json.loads(wide["worlds"]) == [
+        {"from_step": 0, "world": "base"},
+        {"from_step": 24000, "world": "wide"},
+    ]
+    assert "worlds" not in base
