@@ -19,9 +19,7 @@ import copy
 import json
 import logging
 import math
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from dgan_data.fileio import atomic_torch_save
 from dgan_data.generators.stylegan2 import EqualLinear, StyleGAN2Generator
 from dgan_data.toy import SPLITS, VARIATIONS, render_faces
 
@@ -145,17 +144,6 @@ def mixed_w(G: StyleGAN2Generator, batch: int, gen: torch.Generator, device, mix
         layer = torch.arange(G.num_ws, device=device).view(1, -1, 1)
         return torch.where(layer < cut, w1, w2)
     return w1
-
-
-def atomic_torch_save(obj: object, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".ckpt.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def save_grid(G: StyleGAN2Generator, z: torch.Tensor, path: Path) -> None:
