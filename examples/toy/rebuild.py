@@ -48,9 +48,11 @@ from dgan_data.interpreter.context import MAX_CONTEXT
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 PARTS = ("annotator", "gan", "quality", "preset", "preview")
-COMMITTED_GAN = HERE / "checkpoint" / "toygan.pt"
 #: Where an empty GAN folder starts from, per toy world.
-COMMITTED_GANS = {"base": COMMITTED_GAN, "wide": HERE / "checkpoint" / "toygan_wide.pt"}
+COMMITTED_GANS = {
+    "base": HERE / "checkpoint" / "toygan.pt",
+    "wide": HERE / "checkpoint" / "toygan_wide.pt",
+}
 #: Total GAN iterations (batch 8) per toy world: the wide GAN continues the base one.
 GAN_STEPS = {"base": 24000, "wide": 40000}
 #: Pixel context of the shipped interpreter (``build_preset.py --with-image --context``).
