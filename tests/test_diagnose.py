@@ -66,12 +66,20 @@ def test_fewshot_draws_are_separate_students_and_f_is_their_mean(tmp_path, capsy
     assert "3 draws" in capsys.readouterr().out
 
 
-def test_another_world_trains_f_and_a_on_its_renders_under_their_own_keys(tmp_path):
+def test_another_world_trains_f_and_a_on_its_renders_under_their_own_keys(tmp_path, capsys):
     argv = small_run(tmp_path, "--arms", "F", "--eval-count", "8")
     assert diagnose.main(argv) == 0
+    base_run = json.loads((tmp_path / "diagnose.json").read_text())
+    assert base_run["study_skipped"] is None and base_run["uncertainty"] is not None
+    capsys.readouterr()
     assert diagnose.main([*argv, "--world", "wide"]) == 0
     result = json.loads((tmp_path / "diagnose.json").read_text())
     assert result["world"] == "wide"
+    # without the wide world's files the study would measure the base world's: skipped
+    assert "--world wide" in result["study_skipped"]
+    for name in ("annotator_miou", "interpreter_vs_annotator_miou", "uncertainty", "coverage"):
+        assert result[name] is None, name
+    assert "study skipped" in capsys.readouterr().out
     base, wide = result["students"]["F_16_steps2x4"], result["students"]["F_16_wide_steps2x4"]
     assert base["miou"] != wide["miou"]  # other training images and test set
     assert result["fewshot_draws"]["miou"] == [wide["miou"]]
@@ -105,6 +113,8 @@ def test_another_worlds_r_g_s_take_that_worlds_files_and_r_renders_it(tmp_path):
     assert diagnose.main([*argv, "--world", "wide", *files]) == 0
     result = json.loads((tmp_path / "run" / "diagnose.json").read_text())
     assert result["world"] == "wide" and result["generator_file"] == "generator.safetensors"
+    # with the world's own files the study runs, on them
+    assert result["study_skipped"] is None and result["uncertainty"]["images"] == 8
     ann = result["annotator_digest"]  # the copy has the shipped annotator's bytes
     assert ann == diagnose.file_digest(assets / "annotator.safetensors")
     assert set(result["students"]) == {

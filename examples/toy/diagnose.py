@@ -495,15 +495,7 @@ def main(argv: list[str] | None = None) -> int:
         x, y = miou(a), miou(b)
         return None if x is None or y is None else x / y
 
-    # the evaluation samples depend on --seed (seed 0 keeps its earlier key)
-    seed_tag = f"_seed{args.seed}" if args.seed else ""
-    gen = cached(
-        cache / f"eval_{args.eval_count}_psi{psi:g}{seed_tag}_{preset_tag}.pt",
-        lambda: gan_samples(labeler, args.eval_count, args.seed + 1),
-    )
-    reference = annotate_all(annotator, gen["images"])
-    interp_scores = metrics_from_confusion(confusion_matrix(gen["labels"], reference, NUM_CLASSES))
-    ann_meta = json.loads(ann_path.with_suffix(".json").read_text())
+    study = chain_study(args, labeler, annotator, ann_path, interp_path, psi, cache, preset_tag)
     results.update(
         {
             "preset": preset.name,
@@ -532,19 +524,60 @@ def main(argv: list[str] | None = None) -> int:
                 if miou("S") is None or miou("F") is None
                 else 100 * (miou("S") - miou("F")),
             },
-            "annotator_miou": ann_meta.get("test_miou"),
-            "interpreter_vs_annotator_miou": interp_scores["miou"],
-            "interpreter_vs_annotator_per_class": dict(
-                zip(CLASS_NAMES, interp_scores["iou"].tolist())
-            ),
-            "coverage": coverage(interp_path),
-            "uncertainty": uncertainty_study(gen, reference),
+            **study,
             "targets": TARGETS,
         }
     )
     atomic_write_bytes(results_path, json.dumps(results, indent=1, default=float).encode())
     print(format_report(results, suffix, key_of))
     return 0
+
+
+def chain_study(
+    args: argparse.Namespace,
+    labeler: Labeler,
+    annotator: Any,
+    ann_path: Path,
+    interp_path: Path,
+    psi: float,
+    cache: Path,
+    preset_tag: str,
+) -> dict[str, Any]:
+    """The annotator's score, the interpreter against the annotator, the annotations'
+    class coverage and the uncertainty study; all None in another world without that
+    world's files, where the shipped (base-world) files would be measured instead."""
+    own = (args.generator, args.interpreter, args.annotator)
+    if args.world != "base" and any(path is None for path in own):
+        reason = (
+            f"--world {args.world} without --generator, --interpreter and --annotator: "
+            "the shipped files are the base world's"
+        )
+        log.info("interpreter and uncertainty study skipped: %s", reason)
+        return {
+            "study_skipped": reason,
+            "annotator_miou": None,
+            "interpreter_vs_annotator_miou": None,
+            "interpreter_vs_annotator_per_class": None,
+            "coverage": None,
+            "uncertainty": None,
+        }
+    # the evaluation samples depend on --seed (seed 0 keeps its earlier key)
+    seed_tag = f"_seed{args.seed}" if args.seed else ""
+    gen = cached(
+        cache / f"eval_{args.eval_count}_psi{psi:g}{seed_tag}_{preset_tag}.pt",
+        lambda: gan_samples(labeler, args.eval_count, args.seed + 1),
+    )
+    reference = annotate_all(annotator, gen["images"])
+    interp_scores = metrics_from_confusion(confusion_matrix(gen["labels"], reference, NUM_CLASSES))
+    ann_meta = json.loads(ann_path.with_suffix(".json").read_text())
+    return {
+        "study_skipped": None,
+        "annotator_miou": ann_meta.get("test_miou"),
+        "interpreter_vs_annotator_miou": interp_scores["miou"],
+        "interpreter_vs_annotator_per_class": dict(zip(CLASS_NAMES, interp_scores["iou"].tolist())),
+        "coverage": coverage(interp_path),
+        "uncertainty": uncertainty_study(gen, reference),
+    }
 
 
 def stream_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -596,6 +629,9 @@ def format_report(results: dict[str, Any], suffix: str, key_of: dict[str, str]) 
         shown = "-" if value is None else f"{value:.3f}"
         goal = f" (target {target[0]} {target[1]})" if target else ""
         lines.append(f"  {name:<34} {shown}{goal}")
+    if results.get("study_skipped"):
+        lines.append(f"  interpreter and uncertainty study skipped: {results['study_skipped']}")
+        return "\n".join(lines)
     cov = results["coverage"]
     if cov.get("images_per_class"):
         lines.append(
