@@ -19,6 +19,7 @@ from dgan_data.toy import (
     render_faces,
     render_split,
     split_seeds,
+    world_tag,
 )
 
 N = 96  # enough faces for stable rates, small enough to stay fast
@@ -186,3 +187,10 @@ def test_occluders_cover_the_face_as_background_and_move_nothing_else() -> None:
 def test_unknown_variation_is_refused_with_the_valid_names() -> None:
     with pytest.raises(ValueError, match="base"):
         render_faces([1], variation="narrow")
+
+
+def test_world_tag_keeps_base_names_unchanged_and_others_apart() -> None:
+    assert world_tag("base") == ""  # cached base-world files predate worlds
+    assert world_tag("wide") == "_wide"
+    with pytest.raises(ValueError, match="narrow"):
+        world_tag("narrow")

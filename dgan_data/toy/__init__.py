@@ -30,6 +30,7 @@ from .render import (
     render_faces,
     render_split,
     split_seeds,
+    world_tag,
 )
 
 __all__ = [
@@ -53,4 +54,5 @@ __all__ = [
     "render_split",
     "save_annotator",
     "split_seeds",
+    "world_tag",
 ]

@@ -55,6 +55,7 @@ __all__ = [
     "render_faces",
     "render_split",
     "split_seeds",
+    "world_tag",
 ]
 
 #: Class names, index = class id. 0 is the background.
@@ -174,6 +175,13 @@ VARIATIONS: dict[str, Variation] = {
         occluder_rate=0.35,
     ),
 }
+
+
+def world_tag(world: str) -> str:
+    """The suffix that keeps a toy world's cached files and result keys apart: empty for
+    ``"base"`` (so base-world names predate worlds and stay valid), else ``"_<world>"``."""
+    _variation(world)
+    return "" if world == "base" else f"_{world}"
 
 
 def _variation(variation: str | Variation) -> Variation:

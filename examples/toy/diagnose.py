@@ -72,7 +72,7 @@ from dgan_data.metrics import auroc, confusion_matrix, metrics_from_confusion
 from dgan_data.presets import get_preset, resolve_preset_file
 from dgan_data.seeds import sample_seed
 from dgan_data.suggest import MIN_CLASS_PIXELS
-from dgan_data.toy import CLASS_NAMES, NUM_CLASSES, SPLITS, VARIATIONS
+from dgan_data.toy import CLASS_NAMES, NUM_CLASSES, SPLITS, VARIATIONS, world_tag
 from dgan_data.toy.annotator import DEFAULT_ANNOTATOR_PATH, annotate, load_annotator
 from dgan_data.toy.quality import render_images
 from dgan_data.uncertainty import class_mean_scores
@@ -412,9 +412,9 @@ def main(argv: list[str] | None = None) -> int:
         gen = gan_samples(labeler, args.count, args.seed)
         return {"images": gen["images"], "labels": annotate_all(annotator, gen["images"])}
 
-    world_tag = "" if args.world == "base" else f"_{args.world}"
+    tag = world_tag(args.world)
     key_of = {
-        "R": f"R_{args.count}{world_tag}_{ann_tag}",
+        "R": f"R_{args.count}{tag}_{ann_tag}",
         "G": f"G_{args.count}_psi{psi:g}_{gan_tag}",
         "S": f"S_{args.count}_psi{psi:g}{stream_tag(args)}_{preset_tag}",
         "F": "F_16",
@@ -440,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     results_path = out / "diagnose.json"
     results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.is_file() else {}
     results.setdefault("students", {})
-    suffix = f"{world_tag}_steps{args.steps}x{args.batch_size}"
+    suffix = f"{tag}_steps{args.steps}x{args.batch_size}"
     for arm in args.arms.split(","):
         if arm == "F":
             for draw in range(args.fewshot_from, args.fewshot_draws):

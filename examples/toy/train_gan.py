@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from dgan_data.fileio import atomic_torch_save
 from dgan_data.generators.stylegan2 import EqualLinear, StyleGAN2Generator
-from dgan_data.toy import SPLITS, VARIATIONS, render_faces
+from dgan_data.toy import SPLITS, VARIATIONS, render_faces, world_tag
 
 log = logging.getLogger("train_gan")
 
@@ -115,8 +115,7 @@ def load_bank(out: Path, count: int, size: int, world: str = "base") -> torch.Te
 
     Rendering once and drawing from memory keeps the renderer off the training loop.
     """
-    world_tag = "" if world == "base" else f"_{world}"
-    path = out / f"train_bank_{count}_{size}px{world_tag}.pt"
+    path = out / f"train_bank_{count}_{size}px{world_tag(world)}.pt"
     if path.exists():
         return torch.load(path, weights_only=True)
     chunks = []
