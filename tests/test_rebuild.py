@@ -73,6 +73,12 @@ def test_a_wide_rebuild_trains_and_checks_on_wide_renders_and_keeps_the_shipped_
     assert f"--out {work / 'preview.png'}" in preview
     assert f"--generator {assets / 'generator.safetensors'}" in preview
     assert "--steps 40000" in by_script["train_gan.py"][0]
+    # the wide world's annotator is the deeper U-Net; the base world's keeps the defaults
+    wide_annotator = by_script["train_annotator.py"][0]
+    assert "--encoder-depth 4 --decoder-channels 64 32 32 16" in wide_annotator
+    rebuild.main(["--work", str(work), "--dry-run", "--parts", "annotator"])
+    base_annotator = [x for x in capsys.readouterr().out.splitlines() if x.startswith("$ ")]
+    assert len(base_annotator) == 1 and "--encoder-depth" not in base_annotator[0]
     # an empty GAN folder starts from the wide checkpoint
     args = rebuild.parse_args(["--work", str(work), "--world", "wide"])
     assert Path(args.gan_from).name == "toygan_wide.pt" and Path(args.gan_from).is_file()
