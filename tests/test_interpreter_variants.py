@@ -184,3 +184,35 @@ def test_tiny_run_caches_each_variant(tmp_path, capsys, monkeypatch):
     assert variants.main(argv) == 0  # everything cached
     with pytest.raises(AssertionError, match="fitted again"):
         variants.main([*argv, "steps=6"])
+
+
+def test_assets_folder_replaces_the_preset_files_and_the_annotator(tmp_path, capsys):
+    """``--assets`` reads a chain's own files: an annotator that labels differently moves
+    the score of the very same interpreter, and a folder missing a file is refused."""
+    import shutil
+
+    from dgan_data.presets import resolve_preset_file
+    from dgan_data.toy.annotator import DEFAULT_ANNOTATOR_PATH, load_annotator, save_annotator
+
+    shipped = resolve_preset_file("toyface-14", "interpreter")
+    assets = tmp_path / "assets"
+    shutil.copytree(shipped.parent / "annotations", assets / "annotations")
+    for name in ("generator.safetensors", "interpreter.safetensors"):
+        shutil.copyfile(shipped.parent / name, assets / name)
+    other = load_annotator()
+    with torch.no_grad():
+        next(p for p in other.parameters() if p.ndim == 4).mul_(-1.0)
+    meta = json.loads(DEFAULT_ANNOTATOR_PATH.with_suffix(".json").read_text())
+    save_annotator(other, assets / "annotator.safetensors", meta)
+    common = ["--eval", "8", "--threads", "1", "--variants", "shipped"]
+    assert variants.main(["--out", str(tmp_path / "preset"), *common]) == 0
+    assert variants.main(["--out", str(tmp_path / "own"), "--assets", str(assets), *common]) == 0
+    preset = json.loads((tmp_path / "preset" / "variants.json").read_text())
+    own = json.loads((tmp_path / "own" / "variants.json").read_text())
+    assert preset["assets"] is None and own["assets"] == str(assets)
+    assert own["results"]["shipped"]["miou"] != preset["results"]["shipped"]["miou"]
+    (assets / "annotator.safetensors").unlink()
+    with pytest.raises(SystemExit) as exit_info:
+        variants.parse_args(["--assets", str(assets)])
+    assert exit_info.value.code == 2
+    assert "annotator.safetensors" in capsys.readouterr().err

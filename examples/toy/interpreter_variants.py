@@ -33,6 +33,9 @@ the annotator's (the toy human) on the same images. A variant is ``+``-joined se
   maximising sum over classes of log(1 + the class's annotated pixels): an annotator
   who picks images that show the small parts (open mouths, visible ears) by eye.
 
+``--assets DIR`` takes another chain's files instead (``rebuild.py``'s ``WORK/assets``:
+generator, interpreter, annotations and annotator, e.g. the wide world's).
+
 Usage (results are cached per variant in ``--out``/variants.json; a rerun only fits the
 missing ones)::
 
@@ -71,6 +74,9 @@ log = logging.getLogger("interpreter_variants")
 KEYS = {"steps": int, "hidden": str, "dropout": float, "noise": int, "selftrain": int}
 KEYS |= {"keep": float, "smooth": float, "rgb": int, "prior": float, "draw": int, "rare": int}
 KEYS |= {"patch": int}
+#: What ``--assets`` must hold (the layout ``rebuild.py`` writes).
+ASSET_FILES = ("generator.safetensors", "interpreter.safetensors", "annotations")
+ASSET_FILES += ("annotator.safetensors",)
 #: ``sample_seed`` stream of the candidate pool that ``draw`` and ``rare`` pick from.
 POOL_STREAM = 9
 
@@ -334,11 +340,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--steps", type=int, default=3000, help="steps when a variant names none")
     ap.add_argument("--num-models", type=int, default=10)
     ap.add_argument("--pool", type=int, default=400, help="candidates that draw/rare pick from")
+    ap.add_argument(
+        "--assets",
+        type=Path,
+        default=None,
+        help="a chain's asset folder (rebuild.py's WORK/assets: generator, interpreter, "
+        "annotations, annotator) instead of the preset's files and the shipped annotator",
+    )
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args(argv)
     for name in ("eval", "steps", "num_models", "pool"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.assets is not None:
+        missing = [n for n in ASSET_FILES if not (args.assets / n).exists()]
+        if missing:
+            ap.error(f"--assets {args.assets}: missing {', '.join(missing)}")
     try:
         for v in args.variants:
             parse_variant(v)
@@ -353,17 +370,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     preset = get_preset(args.preset)
-    shipped_path = resolve_preset_file(preset.name, "interpreter")
+    if args.assets is None:
+        shipped_path = resolve_preset_file(preset.name, "interpreter")
+        generator, annotator_path = preset.name, None
+    else:
+        shipped_path = args.assets / "interpreter.safetensors"
+        generator = args.assets / "generator.safetensors"
+        annotator_path = args.assets / "annotator.safetensors"
     world = {
-        "G": load_generator(preset.name),
+        "G": load_generator(generator),
         "shipped": Interpreter.load(shipped_path),
         "annotations": Annotations.load(shipped_path.parent / "annotations"),
-        "annotator": load_annotator(),
+        "annotator": load_annotator(annotator_path),
         "psi": preset.truncation_psi,
     }
     path = args.out / "variants.json"
     saved = json.loads(path.read_text()) if path.is_file() else {}
     setting = {"preset": preset.name, "eval": args.eval, "steps": args.steps}
+    setting["assets"] = None if args.assets is None else str(args.assets)
     setting |= {"num_models": args.num_models, "pool": args.pool}
     same = all(saved.get(k) == v for k, v in setting.items())
     results = saved.get("results", {}) if same else {}
