@@ -72,7 +72,7 @@ def test_a_wide_rebuild_trains_and_checks_on_wide_renders_and_keeps_the_shipped_
     preview = by_script["dgan_data.cli"][0]
     assert f"--out {work / 'preview.png'}" in preview
     assert f"--generator {assets / 'generator.safetensors'}" in preview
-    assert "--steps 40000" in by_script["train_gan.py"][0]
+    assert "--steps 60000" in by_script["train_gan.py"][0]
     # the wide world's annotator is the deeper U-Net; the base world's keeps the defaults
     wide_annotator = by_script["train_annotator.py"][0]
     assert "--encoder-depth 4 --decoder-channels 64 32 32 16" in wide_annotator
