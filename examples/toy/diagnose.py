@@ -192,19 +192,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     bad = set(args.arms.split(",")) - set("RGSFA")
     if bad:
         ap.error(f"--arms: unknown arms {sorted(bad)} (valid: R, G, S, F, A)")
-    own_files = {"generator": args.generator, "interpreter": args.interpreter,
-                 "annotator": args.annotator}  # fmt: skip
-    if args.world != "base":
-        missing = [f"--{name}" for name, path in own_files.items() if path is None]
-        if missing and set(args.arms.split(",")) - set("FA"):
-            ap.error(
-                f"--world {args.world}: arms R, G and S need {', '.join(missing)} of that "
-                "world (the shipped files are the base world's); F and A need none"
-            )
-    for name, path in own_files.items():
+    missing = missing_world_files(args)
+    if missing and set(args.arms.split(",")) - set("FA"):
+        ap.error(
+            f"--world {args.world}: arms R, G and S need {', '.join(missing)} of that "
+            "world (the shipped files are the base world's); F and A need none"
+        )
+    for name, path in own_files(args).items():
         if path is not None and not path.is_file():
             ap.error(f"--{name} {path}: no such file")
     return args
+
+
+def own_files(args: argparse.Namespace) -> dict[str, Path | None]:
+    """The chain's files given on the command line (None: the shipped one)."""
+    return {"generator": args.generator, "interpreter": args.interpreter,
+            "annotator": args.annotator}  # fmt: skip
+
+
+def missing_world_files(args: argparse.Namespace) -> list[str]:
+    """Flags of the chain's files that another world needs but were not given (the
+    shipped files are the base world's); empty in the base world."""
+    if args.world == "base":
+        return []
+    return [f"--{name}" for name, path in own_files(args).items() if path is None]
 
 
 def file_digest(*paths: Path) -> str:
@@ -546,8 +557,7 @@ def chain_study(
     """The annotator's score, the interpreter against the annotator, the annotations'
     class coverage and the uncertainty study; all None in another world without that
     world's files, where the shipped (base-world) files would be measured instead."""
-    own = (args.generator, args.interpreter, args.annotator)
-    if args.world != "base" and any(path is None for path in own):
+    if missing_world_files(args):
         reason = (
             f"--world {args.world} without --generator, --interpreter and --annotator: "
             "the shipped files are the base world's"

@@ -75,8 +75,12 @@ KEYS = {"steps": int, "hidden": str, "dropout": float, "noise": int, "selftrain"
 KEYS |= {"keep": float, "smooth": float, "rgb": int, "prior": float, "draw": int, "rare": int}
 KEYS |= {"patch": int}
 #: What ``--assets`` must hold (the layout ``rebuild.py`` writes).
-ASSET_FILES = ("generator.safetensors", "interpreter.safetensors", "annotations")
-ASSET_FILES += ("annotator.safetensors",)
+ASSET_FILES = (
+    "generator.safetensors",
+    "interpreter.safetensors",
+    "annotations",
+    "annotator.safetensors",
+)
 #: ``sample_seed`` stream of the candidate pool that ``draw`` and ``rare`` pick from.
 POOL_STREAM = 9
 
