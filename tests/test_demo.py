@@ -102,6 +102,53 @@ def test_demo_quick_writes_results_and_figure(tiny_preset, tmp_path, capsys):
         assert im.width >= 5 * 128 and im.height > 3 * 128
 
 
+def test_demo_renders_the_real_arms_in_the_presets_toy_world(tiny_preset, tmp_path, monkeypatch):
+    """A preset of the wide toy world (``toyface-14-wide``) is scored on wide renders,
+    trains (b), (b') and (c) on them and labels (b') with the wide world's annotator."""
+    from dgan_data.downstream import demo
+    from dgan_data.toy import preset as toy_preset
+
+    monkeypatch.setitem(toy_preset.TOY_PRESET_WORLDS, tiny_preset, "wide")
+    seen = {"render_labeled": [], "render_batches": [], "annotator": []}
+
+    def spy(name, real):
+        def call(*args, **kwargs):
+            seen[name].append(kwargs.get("variation", "base"))
+            return real(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(demo, "render_labeled", spy("render_labeled", demo.render_labeled))
+    monkeypatch.setattr(demo, "render_batches", spy("render_batches", demo.render_batches))
+    real_load = demo.load_annotator
+    monkeypatch.setattr(
+        demo, "load_annotator", lambda path: seen["annotator"].append(path) or real_load(path)
+    )
+    cfg = demo.DemoConfig.quick_config(
+        preset=tiny_preset, out=tmp_path / "demo", device="cpu", threads=1, progress=False
+    )
+    results = demo.run_demo(cfg, report=lambda _: None)
+    assert results["world"] == results["test"]["world"] == "wide"
+    # the test set and the 16 real images, and every batch of the supervised arm
+    assert seen["render_labeled"] == ["wide", "wide"]
+    assert seen["render_batches"] == ["wide"]
+    assert seen["annotator"] == [toy_preset_annotator("wide")]
+    assert "wide" in results["human"]
+    assert results["reference_annotator"]["test_miou"] == pytest.approx(
+        json.loads(toy_preset_annotator("wide").with_suffix(".json").read_text())["test_miou"]
+    )
+    # a preset of no toy world keeps the base world
+    assert demo.demo_world("demotest-other") == "base"
+    assert demo.demo_world("toyface-14") == "base"
+    assert demo.demo_world("toyface-14-wide") == "wide"
+
+
+def toy_preset_annotator(world):
+    from dgan_data.toy import toy_annotator_path
+
+    return toy_annotator_path(world)
+
+
 def test_demo_refuses_a_preset_without_the_toy_classes(tmp_path, monkeypatch, capsys):
     names = [f"class_{k}" for k in range(14)]
     monkeypatch.setitem(preset_registry._REGISTRY, "other-14", toy_like_preset("other-14", names))

@@ -85,6 +85,22 @@ def test_another_world_trains_f_and_a_on_its_renders_under_their_own_keys(tmp_pa
     assert result["fewshot_draws"]["miou"] == [wide["miou"]]
 
 
+def test_the_wide_preset_measures_its_own_world_with_its_shipped_files(tmp_path):
+    """``--preset toyface-14-wide`` renders the wide world and studies the wide chain's
+    shipped interpreter against the wide annotator, with no file flags."""
+    import dgan_data.toy as toy
+
+    argv = small_run(tmp_path, "--arms", "R", "--count", "8", "--eval-count", "8")
+    assert diagnose.main([*argv, "--preset", "toyface-14-wide"]) == 0
+    result = json.loads((tmp_path / "diagnose.json").read_text())
+    assert result["world"] == "wide" and result["study_skipped"] is None
+    wide_annotator = toy.toy_annotator_path("wide")
+    assert result["annotator_digest"] == diagnose.file_digest(wide_annotator)
+    meta = json.loads(wide_annotator.with_suffix(".json").read_text())
+    assert result["annotator_miou"] == pytest.approx(meta["test_miou"])
+    assert set(result["students"]) == {f"R_8_wide_{result['annotator_digest']}_wide_steps2x4"}
+
+
 def test_another_worlds_r_g_s_take_that_worlds_files_and_r_renders_it(tmp_path):
     """In the wide world R is wide renders labeled by the given annotator, and G and S use
     the given generator; the files' digests key the data, so nothing mixes with base."""
@@ -249,6 +265,7 @@ def test_another_interpreter_makes_its_own_s_but_shares_g(tmp_path):
         ["--world", "narrow"],
         ["--world", "wide", "--arms", "F,S"],
         ["--world", "wide", "--arms", "R", "--annotator", "a.safetensors"],
+        ["--preset", "toyface-14-wide", "--world", "base", "--arms", "S"],
         ["--generator", "no-such-file.safetensors"],
         ["--annotator", "no-such-file.safetensors"],
     ],

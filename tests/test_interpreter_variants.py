@@ -211,8 +211,9 @@ def test_assets_folder_replaces_the_preset_files_and_the_annotator(tmp_path, cap
     own = json.loads((tmp_path / "own" / "variants.json").read_text())
     assert preset["assets"] is None and own["assets"] == str(assets)
     assert own["results"]["shipped"]["miou"] != preset["results"]["shipped"]["miou"]
-    (assets / "annotator.safetensors").unlink()
-    with pytest.raises(SystemExit) as exit_info:
-        variants.parse_args(["--assets", str(assets)])
-    assert exit_info.value.code == 2
-    assert "annotator.safetensors" in capsys.readouterr().err
+    for name in ("annotator.json", "annotator.safetensors"):  # each one is needed
+        (assets / name).unlink()
+        with pytest.raises(SystemExit) as exit_info:
+            variants.parse_args(["--assets", str(assets)])
+        assert exit_info.value.code == 2
+        assert name in capsys.readouterr().err

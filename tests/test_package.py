@@ -54,11 +54,23 @@ def test_wheel_contains_package_and_preset_files(tmp_path):
         "dgan_data/toy/assets/annotator.safetensors",
         "dgan_data/toy/assets/annotations/manifest.json",
     }
+    for world_dir in ("assets", "assets_wide"):  # toyface-14 and toyface-14-wide
+        for name in ("generator", "interpreter", "annotator"):
+            expected.add(f"dgan_data/toy/{world_dir}/{name}.safetensors")
+        expected |= {f"dgan_data/toy/{world_dir}/annotator.json"}
+        expected |= {f"dgan_data/toy/{world_dir}/annotations/manifest.json"}
     missing = expected - names
     assert not missing, f"wheel lacks {sorted(missing)}"
-    masks = [n for n in names if n.startswith("dgan_data/toy/assets/annotations/masks/")]
-    images = [n for n in names if n.startswith("dgan_data/toy/assets/annotations/images/")]
-    assert len(masks) == 16 and len(images) == 16
+    for world_dir in ("assets", "assets_wide"):
+        folder = f"dgan_data/toy/{world_dir}/annotations/"
+        masks = [n for n in names if n.startswith(f"{folder}masks/")]
+        images = [n for n in names if n.startswith(f"{folder}images/")]
+        assert len(masks) == 16 and len(images) == 16, world_dir
+    # the shipped data (weights, annotations, tables) stays within its 25 MB budget
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        data = [i for i in wheel.infolist() if i.filename.startswith("dgan_data/")]
+        data_bytes = sum(i.file_size for i in data if not i.filename.endswith(".py"))
+    assert data_bytes <= 25 * 1024**2, f"package data {data_bytes / 1024**2:.1f} MB"
     assert not any(n.startswith(("tests/", "examples/", "benchmarks/")) for n in names)
     metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
     text = zipfile.ZipFile(wheels[0]).read(metadata).decode()

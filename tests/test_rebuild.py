@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,7 @@ def test_dry_run_prints_every_part_in_order_and_runs_nothing(tmp_path, capsys):
     assert not work.exists()
 
 
-def test_a_wide_rebuild_trains_and_checks_on_wide_renders_and_keeps_the_shipped_files(
+def test_a_wide_rebuild_trains_and_checks_on_wide_renders_and_ships_beside_the_base_files(
     tmp_path, capsys
 ):
     import dgan_data
@@ -64,18 +65,24 @@ def test_a_wide_rebuild_trains_and_checks_on_wide_renders_and_keeps_the_shipped_
         by_script.setdefault(Path(script).name, []).append(line)
     for script in ("train_annotator.py", "train_gan.py", "evaluate_gan.py"):
         assert all("--world wide" in line for line in by_script[script]), script
-    shipped = str(Path(dgan_data.__file__).parent / "toy" / "assets")
-    assert not any(shipped in line for line in lines)  # nothing goes to the package
-    assets = work / "assets"
+    package = Path(dgan_data.__file__).parent / "toy"
+    base_files = f"{package / 'assets'}{os.sep}"
+    assert not any(base_files in line for line in lines)  # never over the base world's
+    assets = package / "assets_wide"
     assert f"--out {assets / 'annotator.safetensors'}" in by_script["train_annotator.py"][0]
     assert f"--out {assets}" in by_script["build_preset.py"][0]
     preview = by_script["dgan_data.cli"][0]
-    assert f"--out {work / 'preview.png'}" in preview
+    assert "preview toyface-14-wide " in preview
+    assert preview.endswith("toyface14_wide_preview.png")
     assert f"--generator {assets / 'generator.safetensors'}" in preview
-    assert "--steps 60000" in by_script["train_gan.py"][0]
-    # the wide world's annotator is the deeper U-Net; the base world's keeps the defaults
-    wide_annotator = by_script["train_annotator.py"][0]
-    assert "--encoder-depth 4 --decoder-channels 64 32 32 16" in wide_annotator
+    # the GAN part reproduces the shipped generator: the committed checkpoint's step
+    assert "--steps 43000" in by_script["train_gan.py"][0]
+    # both worlds' annotators keep the defaults (the deeper one does not fit the budget)
+    assert "--encoder-depth" not in by_script["train_annotator.py"][0]
+    # --assets still sends a build elsewhere
+    argv = ["--work", str(work), "--world", "wide", "--parts", "preset", "--dry-run"]
+    rebuild.main([*argv, "--assets", str(tmp_path / "a")])
+    assert f"--out {tmp_path / 'a'}" in capsys.readouterr().out
     rebuild.main(["--work", str(work), "--dry-run", "--parts", "annotator"])
     base_annotator = [x for x in capsys.readouterr().out.splitlines() if x.startswith("$ ")]
     assert len(base_annotator) == 1 and "--encoder-depth" not in base_annotator[0]

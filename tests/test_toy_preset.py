@@ -1,4 +1,5 @@
-"""The shipped toyface-14 preset works offline from package data alone."""
+"""The shipped toy presets (toyface-14, and toyface-14-wide of the wide toy world) work
+offline from package data alone."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from example_scripts import load_example
 
 from dgan_data import Annotations, DatasetGANStream, load_generator
 from dgan_data.presets import cache_dir, get_preset, list_presets, resolve_preset_file
-from dgan_data.toy import CLASS_NAMES, NUM_CLASSES
-from dgan_data.toy.preset import TOY_PRESET_NAME
+from dgan_data.toy import CLASS_NAMES, NUM_CLASSES, toy_annotator_path
+from dgan_data.toy.preset import TOY_PRESET_NAME, TOY_PRESET_WORLDS, TOY_WIDE_PRESET_NAME
+
+TOY_PRESETS = pytest.mark.parametrize("name", [TOY_PRESET_NAME, TOY_WIDE_PRESET_NAME])
 
 
 @pytest.fixture
@@ -22,18 +25,41 @@ def empty_cache(tmp_path, monkeypatch):
     return tmp_path / "no-cache"
 
 
-def test_preset_is_listed_and_resolves_from_package(empty_cache):
-    assert TOY_PRESET_NAME == "toyface-14" and TOY_PRESET_NAME in list_presets()
+@TOY_PRESETS
+def test_preset_is_listed_and_resolves_from_package(empty_cache, name):
+    assert name in list_presets()
     assert cache_dir() == empty_cache
     for kind in ("generator", "interpreter"):
-        path = resolve_preset_file(TOY_PRESET_NAME, kind)
+        path = resolve_preset_file(name, kind)
         assert path.is_file() and "toy" in path.parts and empty_cache not in path.parents
-    preset = get_preset(TOY_PRESET_NAME)
+    preset = get_preset(name)
     assert preset.class_names == CLASS_NAMES and preset.num_classes == NUM_CLASSES
 
 
-def test_stream_yields_valid_batches_offline(empty_cache):
-    stream = DatasetGANStream(TOY_PRESET_NAME, batch_size=4, device="cpu", seed=3)
+def test_each_world_has_its_own_files_and_annotator():
+    """The wide preset's files sit beside the base ones, not over them, and its annotator
+    (the human of its annotations) was trained on the wide world's renders."""
+    assert TOY_PRESET_NAME == "toyface-14" and TOY_WIDE_PRESET_NAME == "toyface-14-wide"
+    assert TOY_PRESET_WORLDS == {TOY_PRESET_NAME: "base", TOY_WIDE_PRESET_NAME: "wide"}
+    files = {n: resolve_preset_file(n, "generator").parent for n in TOY_PRESET_WORLDS}
+    assert files[TOY_PRESET_NAME].name == "assets"
+    assert files[TOY_WIDE_PRESET_NAME].name == "assets_wide"
+    for name, world in TOY_PRESET_WORLDS.items():
+        annotator = toy_annotator_path(world)
+        assert annotator.parent == files[name] and annotator.is_file()
+        meta = json.loads(annotator.with_suffix(".json").read_text())
+        assert meta.get("world", "base") == world
+    generators = [load_generator(n) for n in TOY_PRESET_WORLDS]
+    assert generators[0].fingerprint() != generators[1].fingerprint()
+    with pytest.raises(ValueError, match="no shipped toy preset"):
+        from dgan_data.toy.preset import toy_preset_fields
+
+        toy_preset_fields("narrow")
+
+
+@TOY_PRESETS
+def test_stream_yields_valid_batches_offline(empty_cache, name):
+    stream = DatasetGANStream(name, batch_size=4, device="cpu", seed=3)
     images, masks = next(iter(stream))
     assert images.shape == (4, 3, 64, 64) and images.dtype == torch.float32
     assert images.min() >= 0.0 and images.max() <= 1.0
@@ -44,9 +70,10 @@ def test_stream_yields_valid_batches_offline(empty_cache):
     assert len(torch.unique(masks[masks < NUM_CLASSES])) >= 6
 
 
-def test_shipped_annotations_regenerate_exactly(empty_cache):
-    G = load_generator(TOY_PRESET_NAME)
-    folder = resolve_preset_file(TOY_PRESET_NAME, "generator").parent / "annotations"
+@TOY_PRESETS
+def test_shipped_annotations_regenerate_exactly(empty_cache, name):
+    G = load_generator(name)
+    folder = resolve_preset_file(name, "generator").parent / "annotations"
     ann = Annotations.load(folder)
     assert len(ann) == 16
     # the 16 seeds from the build script's start seed, except the swaps made for class

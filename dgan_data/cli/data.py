@@ -209,10 +209,15 @@ def register(add: Add) -> None:
         "Offline, on the CPU (defaults). Writes results.json and figure.png to --out.\n\n"
         "examples:\n  dgan-data demo\n"
         "  dgan-data demo --out demo/ --threads 2\n"
+        "  dgan-data demo --preset toyface-14-wide --out demo-wide/   # the wide toy world\n"
         "  dgan-data demo --quick --out /tmp/demo   # a few steps: checks the setup",
     )
     p.add_argument("--out", type=Path, default=Path("dgan-demo"), help="output folder")
-    p.add_argument("--preset", default="toyface-14", help="toy preset (default toyface-14)")
+    p.add_argument(
+        "--preset",
+        default="toyface-14",
+        help="toy preset (default toyface-14; toyface-14-wide: the wide toy world)",
+    )
     p.add_argument("--steps", type=positive_int, default=None, help="steps per arm")
     p.add_argument("--batch-size", type=positive_int, default=None, help="images per step")
     p.add_argument("--lr", type=finite_float, default=None, help="peak learning rate")

@@ -20,6 +20,10 @@ table with timing, writes ``results.json`` (every number, the seeds, the hardwar
 versions, learning curves with ``--full``) and ``figure.png`` (test images, ground
 truth and the predictions).
 
+Real renders (arms b, b', c and the test set) come from the toy world the preset's
+generator was trained on (:func:`demo_world`): ``toyface-14`` the base world,
+``toyface-14-wide`` the wide one, with that world's annotator as the human.
+
 The CPU default (one draw, :data:`DEFAULT_STEPS` steps) takes about 8 minutes on an
 idle 2-core CPU; ``--full`` is the converged schedule meant for a GPU (see
 :meth:`DemoConfig.full_config`).
@@ -46,7 +50,8 @@ from ..interpreter import Interpreter
 from ..metrics import five_fold_protocol
 from ..presets import get_preset, resolve_preset_file
 from ..stream import DatasetGANStream
-from ..toy.annotator import DEFAULT_ANNOTATOR_PATH, annotate, load_annotator
+from ..toy.annotator import annotate, load_annotator, toy_annotator_path
+from ..toy.preset import toy_world_of
 from ..toy.render import CLASS_NAMES, NUM_CLASSES, split_seeds
 from .demo_report import (
     Arm,
@@ -74,6 +79,7 @@ __all__ = [
     "DEFAULT_LR",
     "DEFAULT_STEPS",
     "DemoConfig",
+    "demo_world",
     "format_table",
     "run_demo",
     "write_figure",
@@ -186,10 +192,17 @@ def _interpreter_info(preset_name: str) -> dict[str, Any]:
     return info
 
 
-def _reference_annotator() -> dict[str, Any] | None:
-    """The shipped reference annotator's published scores (a U-Net: context, not an arm)."""
+def demo_world(preset_name: str) -> str:
+    """The toy world whose renders the demo trains and scores on: the one the preset's
+    generator was trained on (``toyface-14-wide``: ``"wide"``), else the base world."""
+    return toy_world_of(preset_name) or "base"
 
-    meta = DEFAULT_ANNOTATOR_PATH.with_suffix(".json")
+
+def _reference_annotator(world: str) -> dict[str, Any] | None:
+    """The world's shipped reference annotator's published scores (a U-Net: context, not
+    an arm)."""
+
+    meta = toy_annotator_path(world).with_suffix(".json")
     if not meta.is_file():
         return None
     data = json.loads(meta.read_text())
@@ -281,19 +294,23 @@ def run_demo(config: DemoConfig, report: Callable[[str], None] = log.info) -> di
     # Fail early (missing preset files) before any training.
     DatasetGANStream(preset.name, batch_size=cfg.batch_size, device=device)
     interp_info = _interpreter_info(preset.name)
-    annotator = load_annotator()
+    world = demo_world(preset.name)
+    annotator = load_annotator(toy_annotator_path(world))
     out.mkdir(parents=True, exist_ok=True)
 
     t0 = time.perf_counter()
-    test_images, test_masks = render_labeled("test", cfg.test_count, size=size)
+    test_images, test_masks = render_labeled("test", cfg.test_count, size=size, variation=world)
     val = None
     if cfg.eval_every:
-        val = render_labeled("pool", cfg.validation_count, start=VALIDATION_START, size=size)
+        val = render_labeled(
+            "pool", cfg.validation_count, start=VALIDATION_START, size=size, variation=world
+        )
     render_seconds = time.perf_counter() - t0
     arms = _arms(cfg, preset.truncation_psi)
     report(
         f"dgan-data demo: {cfg.steps} steps x {cfg.batch_size} images per arm, {cfg.draws} "
-        f"draw(s), {cfg.arch} student, test on {cfg.test_count} toy renders, {device}, "
+        f"draw(s), {cfg.arch} student, test on {cfg.test_count} toy renders ({world} world), "
+        f"{device}, "
         f"{threads} thread(s)" + (f", {workers} stream worker(s)" if workers else "")
     )
     rows = np.unique(np.linspace(0, cfg.test_count - 1, cfg.figure_rows).round().astype(int))
@@ -304,7 +321,9 @@ def run_demo(config: DemoConfig, report: Callable[[str], None] = log.info) -> di
     for draw in range(cfg.draws):
         seed = cfg.seed + draw
         start = FEWSHOT_START + _FEWSHOT * draw
-        few_images, few_masks = render_labeled("pool", _FEWSHOT, start=start, size=size)
+        few_images, few_masks = render_labeled(
+            "pool", _FEWSHOT, start=start, size=size, variation=world
+        )
         few_annotated = annotate(annotator, few_images)
         fewshot_draws.append([int(s) for s in split_seeds("pool", start, _FEWSHOT)])
         for arm in arms:
@@ -315,6 +334,7 @@ def run_demo(config: DemoConfig, report: Callable[[str], None] = log.info) -> di
                 arm,
                 cfg,
                 preset.name,
+                world,
                 seed,
                 device,
                 augment,
@@ -377,6 +397,7 @@ def run_demo(config: DemoConfig, report: Callable[[str], None] = log.info) -> di
         "full": cfg.full,
         "config": config_dict(cfg),
         "preset": preset.name,
+        "world": world,
         "interpreter": interp_info,
         "steps": cfg.steps,
         "batch_size": cfg.batch_size,
@@ -388,6 +409,7 @@ def run_demo(config: DemoConfig, report: Callable[[str], None] = log.info) -> di
         "augment": repr(augment),
         "test": {
             "split": "test",
+            "world": world,
             "count": cfg.test_count,
             "seeds": [
                 int(split_seeds("test", 0, 1)[0]),
@@ -399,8 +421,11 @@ def run_demo(config: DemoConfig, report: Callable[[str], None] = log.info) -> di
         "class_names": class_names,
         "arms": {a.key: aggregate_arm(a, runs[a.key], class_names) for a in arms},
         "plateau": plateau(runs.get("c", []), cfg.steps),
-        "reference_annotator": _reference_annotator(),
-        "human": "the toy annotator: a U-Net trained on 6,000 real renders with exact masks",
+        "reference_annotator": _reference_annotator(world),
+        "human": (
+            f"the toy annotator: a U-Net trained on 6,000 real {world}-world renders with "
+            "exact masks"
+        ),
         "seeds": {
             "seed": cfg.seed,
             "model_init": [cfg.seed + d for d in range(cfg.draws)],
@@ -439,13 +464,14 @@ def _source(
     arm: Arm,
     cfg: DemoConfig,
     preset: str,
+    world: str,
     seed: int,
     device: torch.device,
     augment: Any,
     workers: int,
     few: tuple[torch.Tensor, ...],
 ) -> Iterable[Any]:
-    """The batches an arm trains on."""
+    """The batches an arm trains on (real ones rendered in the toy world ``world``)."""
     few_images, few_masks, few_annotated = few
     if arm.key == "b":
         return real_batches(
@@ -464,6 +490,7 @@ def _source(
             seed=seed,
             size=64,
             device=device,
+            variation=world,
         )
     if cfg.stream_pool:  # a finite set of stream samples, made once (DatasetGAN's own way)
         stream = DatasetGANStream(

@@ -151,8 +151,8 @@ def plateau(runs: list[dict[str, Any]], steps: int) -> dict[str, Any] | None:
 def figure_title(results: dict[str, Any]) -> str:
     scores = ", ".join(f"({k}) {100 * a['miou']:.1f}" for k, a in results["arms"].items())
     return (
-        f"{results['model']['arch']} ({results['model']['encoder']}), {results['steps']} steps "
-        f"x {results['batch_size']}; test mIoU: {scores}"
+        f"{results['preset']}: {results['model']['arch']} ({results['model']['encoder']}), "
+        f"{results['steps']} steps x {results['batch_size']}; test mIoU: {scores}"
     )
 
 

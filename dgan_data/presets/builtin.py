@@ -4,8 +4,8 @@
 StyleGAN1) and of its follow-up with the same protocol (Baranchuk et al., ICLR 2022,
 yandex-research/ddpm-segmentation; StyleGAN2 for the DatasetGAN baseline). Class
 names are recorded where those releases publish them; each preset says where they come
-from in ``class_names_source``. The shipped toy preset's fields come from
-``dgan_data.toy.preset`` (its classes are the renderer's).
+from in ``class_names_source``. The shipped toy presets' fields come from
+``dgan_data.toy.preset`` (their classes are the renderer's).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 from ..fileio import read_json
 from ..schema import Dict as DictCheck
 from ..schema import ListOf, Str, check_document
-from ..toy.preset import toy_preset_fields
+from ..toy.preset import TOY_PRESET_WORLDS, toy_preset_fields
 from .preset import Preset, register_preset
 
 __all__ = ["BUILTIN_TABLE", "builtin_presets", "register_builtin_presets"]
@@ -25,7 +25,7 @@ BUILTIN_TABLE = Path(__file__).with_name("builtin.json")
 
 
 def builtin_presets() -> list[Preset]:
-    """Every built-in preset, the table's and the toy one, validated."""
+    """Every built-in preset, the table's and the toy ones, validated."""
     table = read_json(BUILTIN_TABLE)
     check_document(
         table,
@@ -36,7 +36,7 @@ def builtin_presets() -> list[Preset]:
     for entry in table["presets"]:
         fields = {k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()}
         presets.append(Preset(**fields))
-    presets.append(Preset(**toy_preset_fields()))
+    presets += [Preset(**toy_preset_fields(world)) for world in TOY_PRESET_WORLDS.values()]
     return presets
 
 

@@ -15,6 +15,7 @@ from .annotator import (
     evaluate_annotator,
     load_annotator,
     save_annotator,
+    toy_annotator_path,
 )
 from .render import (
     CLASS_NAMES,
@@ -54,5 +55,6 @@ __all__ = [
     "render_split",
     "save_annotator",
     "split_seeds",
+    "toy_annotator_path",
     "world_tag",
 ]

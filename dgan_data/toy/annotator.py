@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..metrics import confusion_matrix, metrics_from_confusion
+from .preset import toy_assets_dir
 from .render import CLASS_NAMES, NUM_CLASSES, PALETTE, Variation, render_split
 
 logger = logging.getLogger(__name__)
@@ -42,10 +43,19 @@ __all__ = [
     "evaluate_annotator",
     "load_annotator",
     "save_annotator",
+    "toy_annotator_path",
 ]
 
-#: The annotator shipped with the package (trained by ``examples/toy/train_annotator.py``).
+#: The base world's annotator shipped with the package (``examples/toy/train_annotator.py``).
 DEFAULT_ANNOTATOR_PATH: Path = Path(__file__).resolve().parent / "assets" / "annotator.safetensors"
+
+
+def toy_annotator_path(world: str = "base") -> Path:
+    """The shipped annotator of a toy world (the human that labeled its preset's
+    annotations); the base world's is :data:`DEFAULT_ANNOTATOR_PATH`."""
+    package = Path(__file__).resolve().parent.parent
+    return package / toy_assets_dir(world) / DEFAULT_ANNOTATOR_PATH.name
+
 
 #: Architecture of the shipped annotator (keyword arguments of :func:`build_annotator`).
 DEFAULT_ARCH: dict[str, Any] = {

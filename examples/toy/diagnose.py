@@ -27,10 +27,11 @@ of the image score with the per-image error, what dropping the most uncertain 10
 to the labels' error, the AUROC of the pixel JS divergence as an error detector, and per
 class the share of pixels ``ignore_uncertain_pixels`` would remove with their error rate.
 
-``--world wide`` measures the chain in the wider toy world (see the README's *A wider
-world*): F, A, R and the test set are that world's renders; R, G and S then need a
-generator, an interpreter and an annotator of that world (``--generator``,
-``--interpreter``, ``--annotator``), because the shipped ones are the base world's.
+``--preset toyface-14-wide`` measures the chain of the wider toy world (see the README's
+*A wider world*): F, A, R and the test set are that world's renders, and R, G and S use
+its shipped generator, interpreter and annotator. ``--world`` sets the renders' world
+apart from the preset's; R, G and S then need a generator, an interpreter and an
+annotator of that world (``--generator``, ``--interpreter``, ``--annotator``).
 
 Writes ``diagnose.json`` and prints a table. Everything is seeded; data sets and student
 results are cached in ``--out`` under keys that carry a digest of the files they depend
@@ -73,7 +74,8 @@ from dgan_data.presets import get_preset, resolve_preset_file
 from dgan_data.seeds import sample_seed
 from dgan_data.suggest import MIN_CLASS_PIXELS
 from dgan_data.toy import CLASS_NAMES, NUM_CLASSES, SPLITS, VARIATIONS, world_tag
-from dgan_data.toy.annotator import DEFAULT_ANNOTATOR_PATH, annotate, load_annotator
+from dgan_data.toy.annotator import annotate, load_annotator, toy_annotator_path
+from dgan_data.toy.preset import toy_world_of
 from dgan_data.toy.quality import render_images
 from dgan_data.uncertainty import class_mean_scores
 
@@ -94,7 +96,11 @@ TARGETS = {
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--preset", default="toyface-14")
+    ap.add_argument(
+        "--preset",
+        default="toyface-14",
+        help="the chain's shipped files (toyface-14-wide: the wide world's)",
+    )
     ap.add_argument("--out", type=Path, default=Path("runs/diagnose"))
     ap.add_argument("--count", type=int, default=2000, help="images of R, G and S")
     ap.add_argument("--full-count", type=int, default=5000, help="real renders of A")
@@ -151,11 +157,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--world",
         choices=sorted(VARIATIONS),
-        default="base",
+        default=None,
         help="the toy world of the real renders (R, F, A and the test set); wide: larger "
-        "pose, scale, expression and lighting ranges and occluders. The shipped GAN, "
-        "interpreter and annotator are the base world's: in another world, R, G and S "
-        "need --generator, --interpreter and --annotator of that world",
+        "pose, scale, expression and lighting ranges and occluders. Default: the world "
+        "of --preset (toyface-14: base, toyface-14-wide: wide); in another world, R, G "
+        "and S need --generator, --interpreter and --annotator of that world",
     )
     ap.add_argument(
         "--generator",
@@ -168,12 +174,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         default=None,
         help="annotator file (and the .json beside it) for R and G labels and the "
-        "interpreter scores (default: the shipped toy annotator)",
+        "interpreter scores (default: the shipped annotator of the preset's world)",
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
+    args.preset_world = toy_world_of(args.preset) or "base"
+    args.world = args.world or args.preset_world
     for name in (
         "count",
         "full_count",
@@ -196,7 +204,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if missing and set(args.arms.split(",")) - set("FA"):
         ap.error(
             f"--world {args.world}: arms R, G and S need {', '.join(missing)} of that "
-            "world (the shipped files are the base world's); F and A need none"
+            f"world ({args.preset}'s files are the {args.preset_world} world's); F and A "
+            "need none"
         )
     for name, path in own_files(args).items():
         if path is not None and not path.is_file():
@@ -212,8 +221,8 @@ def own_files(args: argparse.Namespace) -> dict[str, Path | None]:
 
 def missing_world_files(args: argparse.Namespace) -> list[str]:
     """Flags of the chain's files that another world needs but were not given (the
-    shipped files are the base world's); empty in the base world."""
-    if args.world == "base":
+    preset's files are its own world's); empty in the preset's world."""
+    if args.world == args.preset_world:
         return []
     return [f"--{name}" for name, path in own_files(args).items() if path is None]
 
@@ -397,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     preset = get_preset(args.preset)
     psi = preset.truncation_psi if args.psi is None else args.psi
-    ann_path = DEFAULT_ANNOTATOR_PATH if args.annotator is None else args.annotator
+    ann_path = toy_annotator_path(args.preset_world) if args.annotator is None else args.annotator
     annotator = load_annotator(ann_path)
     ann_tag = file_digest(ann_path)
     shipped_interp = resolve_preset_file(preset.name, "interpreter")
@@ -555,12 +564,12 @@ def chain_study(
     preset_tag: str,
 ) -> dict[str, Any]:
     """The annotator's score, the interpreter against the annotator, the annotations'
-    class coverage and the uncertainty study; all None in another world without that
-    world's files, where the shipped (base-world) files would be measured instead."""
+    class coverage and the uncertainty study; all None in a world other than the
+    preset's without that world's files, where the preset's files would be measured."""
     if missing_world_files(args):
         reason = (
             f"--world {args.world} without --generator, --interpreter and --annotator: "
-            "the shipped files are the base world's"
+            f"{args.preset}'s files are the {args.preset_world} world's"
         )
         log.info("interpreter and uncertainty study skipped: %s", reason)
         return {

@@ -33,8 +33,9 @@ the annotator's (the toy human) on the same images. A variant is ``+``-joined se
   maximising sum over classes of log(1 + the class's annotated pixels): an annotator
   who picks images that show the small parts (open mouths, visible ears) by eye.
 
-``--assets DIR`` takes another chain's files instead (``rebuild.py``'s ``WORK/assets``:
-generator, interpreter, annotations and annotator, e.g. the wide world's).
+``--assets DIR`` takes another chain's files instead (the layout ``rebuild.py`` writes:
+generator, interpreter, annotations, annotator and its .json; e.g.
+``dgan_data/toy/assets_wide``, the wide world's preset).
 
 Usage (results are cached per variant in ``--out``/variants.json; a rerun only fits the
 missing ones)::
@@ -80,6 +81,7 @@ ASSET_FILES = (
     "interpreter.safetensors",
     "annotations",
     "annotator.safetensors",
+    "annotator.json",
 )
 #: ``sample_seed`` stream of the candidate pool that ``draw`` and ``rare`` pick from.
 POOL_STREAM = 9
@@ -348,8 +350,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--assets",
         type=Path,
         default=None,
-        help="a chain's asset folder (rebuild.py's WORK/assets: generator, interpreter, "
-        "annotations, annotator) instead of the preset's files and the shipped annotator",
+        help="a chain's asset folder (rebuild.py's layout, e.g. dgan_data/toy/assets_wide: "
+        "generator, interpreter, annotations, annotator) instead of the preset's files and "
+        "the shipped annotator",
     )
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args(argv)
