@@ -138,9 +138,9 @@ def test_demo_renders_the_real_arms_in_the_presets_toy_world(tiny_preset, tmp_pa
         json.loads(toy_preset_annotator("wide").with_suffix(".json").read_text())["test_miou"]
     )
     # a preset of no toy world keeps the base world
-    assert demo.demo_world("demotest-other") == "base"
-    assert demo.demo_world("toyface-14") == "base"
-    assert demo.demo_world("toyface-14-wide") == "wide"
+    assert toy_preset.toy_world_of("demotest-other") == "base"
+    assert toy_preset.toy_world_of("toyface-14") == "base"
+    assert toy_preset.toy_world_of("toyface-14-wide") == "wide"
 
 
 def toy_preset_annotator(world):

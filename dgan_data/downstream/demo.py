@@ -21,7 +21,8 @@ versions, learning curves with ``--full``) and ``figure.png`` (test images, grou
 truth and the predictions).
 
 Real renders (arms b, b', c and the test set) come from the toy world the preset's
-generator was trained on (:func:`demo_world`): ``toyface-14`` the base world,
+generator was trained on (:func:`dgan_data.toy.preset.toy_world_of`): ``toyface-14``
+the base world,
 ``toyface-14-wide`` the wide one, with that world's annotator as the human.
 
 The CPU default (one draw, :data:`DEFAULT_STEPS` steps) takes about 8 minutes on an
@@ -79,7 +80,6 @@ __all__ = [
     "DEFAULT_LR",
     "DEFAULT_STEPS",
     "DemoConfig",
-    "demo_world",
     "format_table",
     "run_demo",
     "write_figure",
@@ -192,12 +192,6 @@ def _interpreter_info(preset_name: str) -> dict[str, Any]:
     return info
 
 
-def demo_world(preset_name: str) -> str:
-    """The toy world whose renders the demo trains and scores on: the one the preset's
-    generator was trained on (``toyface-14-wide``: ``"wide"``), else the base world."""
-    return toy_world_of(preset_name) or "base"
-
-
 def _reference_annotator(world: str) -> dict[str, Any] | None:
     """The world's shipped reference annotator's published scores (a U-Net: context, not
     an arm)."""
@@ -294,7 +288,7 @@ def run_demo(config: DemoConfig, report: Callable[[str], None] = log.info) -> di
     # Fail early (missing preset files) before any training.
     DatasetGANStream(preset.name, batch_size=cfg.batch_size, device=device)
     interp_info = _interpreter_info(preset.name)
-    world = demo_world(preset.name)
+    world = toy_world_of(preset.name)
     annotator = load_annotator(toy_annotator_path(world))
     out.mkdir(parents=True, exist_ok=True)
 

@@ -46,15 +46,16 @@ __all__ = [
     "toy_annotator_path",
 ]
 
-#: The base world's annotator shipped with the package (``examples/toy/train_annotator.py``).
-DEFAULT_ANNOTATOR_PATH: Path = Path(__file__).resolve().parent / "assets" / "annotator.safetensors"
-
 
 def toy_annotator_path(world: str = "base") -> Path:
     """The shipped annotator of a toy world (the human that labeled its preset's
     annotations); the base world's is :data:`DEFAULT_ANNOTATOR_PATH`."""
     package = Path(__file__).resolve().parent.parent
-    return package / toy_assets_dir(world) / DEFAULT_ANNOTATOR_PATH.name
+    return package / toy_assets_dir(world) / "annotator.safetensors"
+
+
+#: The base world's annotator shipped with the package (``examples/toy/train_annotator.py``).
+DEFAULT_ANNOTATOR_PATH: Path = toy_annotator_path("base")
 
 
 #: Architecture of the shipped annotator (keyword arguments of :func:`build_annotator`).

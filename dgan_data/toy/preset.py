@@ -21,6 +21,7 @@ __all__ = [
     "TOY_WIDE_PRESET_NAME",
     "toy_assets_dir",
     "toy_preset_fields",
+    "toy_preset_name",
     "toy_world_of",
 ]
 
@@ -42,17 +43,23 @@ def toy_assets_dir(world: str = "base") -> str:
     return f"{TOY_ASSETS}{world_tag(world)}"
 
 
-def toy_world_of(preset_name: str) -> str | None:
-    """The toy world a shipped preset was built on; None for any other preset."""
-    return TOY_PRESET_WORLDS.get(preset_name)
+def toy_world_of(preset_name: str) -> str:
+    """The toy world whose renders a preset is compared with: the one a shipped toy
+    preset was built on, the base world for any other preset."""
+    return TOY_PRESET_WORLDS.get(preset_name, "base")
+
+
+def toy_preset_name(world: str) -> str:
+    """The shipped preset of a toy world; ValueError for a world without one."""
+    for name, preset_world in TOY_PRESET_WORLDS.items():
+        if preset_world == world:
+            return name
+    raise ValueError(f"no shipped toy preset for world {world!r}")
 
 
 def toy_preset_fields(world: str = "base") -> dict[str, Any]:
     """Keyword arguments of the ``Preset`` of the toy world ``world``."""
-    names = [name for name, w in TOY_PRESET_WORLDS.items() if w == world]
-    if not names:
-        raise ValueError(f"no shipped toy preset for world {world!r}")
-    name = names[0]
+    name = toy_preset_name(world)
     rebuild = "`python examples/toy/rebuild.py`" + (
         "" if world == "base" else f" with `--world {world}`"
     )

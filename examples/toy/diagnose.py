@@ -180,7 +180,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
-    args.preset_world = toy_world_of(args.preset) or "base"
+    args.preset_world = toy_world_of(args.preset)
     args.world = args.world or args.preset_world
     for name in (
         "count",

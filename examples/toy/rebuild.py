@@ -58,13 +58,6 @@ COMMITTED_GANS = {
 #: committed checkpoints' steps: the GAN part then only exports); the wide GAN continues
 #: the base one. A larger ``--gan-steps`` trains on.
 GAN_STEPS = {"base": 24000, "wide": 43000}
-#: Annotator architecture per toy world (``train_annotator.py`` flags; none: its
-#: defaults). A deeper U-Net (``DEEP_ANNOTATOR``) labels the wide world better, 0.811
-#: against 0.795 mIoU on its test renders at the same 8,000 steps, but its 12.6 MB would
-#: take the package data past 25 MB beside the base world's files (README, *A wider
-#: world*), so the shipped wide annotator keeps the defaults.
-ANNOTATOR_ARCH: dict[str, list[str]] = {"base": [], "wide": []}
-DEEP_ANNOTATOR = ["--encoder-depth", "4", "--decoder-channels", "64", "32", "32", "16"]
 #: Pixel context of the shipped interpreter (``build_preset.py --with-image --context``).
 SHIPPED_WITH_IMAGE = True
 SHIPPED_CONTEXT = 1
@@ -114,7 +107,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--gan-steps",
         type=int,
         default=None,
-        help="total GAN iterations, batch 8 (default: 24000 base, 60000 wide)",
+        help=f"total GAN iterations, batch 8 (default: {GAN_STEPS['base']} base, "
+        f"{GAN_STEPS['wide']} wide)",
     )
     p.add_argument(
         "--gan-from",
@@ -169,7 +163,7 @@ def build_plan(args: argparse.Namespace) -> Plan:
     """Run (or print) the chosen parts in order; returns the plan with its timings."""
     import dgan_data
     from dgan_data.toy import world_tag
-    from dgan_data.toy.preset import TOY_PRESET_WORLDS, TOY_TRUNCATION_PSI, toy_assets_dir
+    from dgan_data.toy.preset import TOY_TRUNCATION_PSI, toy_assets_dir, toy_preset_name
 
     py = sys.executable
     work = Path(args.work)
@@ -180,7 +174,7 @@ def build_plan(args: argparse.Namespace) -> Plan:
     gan_dir = work / "toygan"
     generator = gan_dir / "generator.safetensors"
     annotator = assets / "annotator.safetensors"
-    preset_name = next(n for n, w in TOY_PRESET_WORLDS.items() if w == args.world)
+    preset_name = toy_preset_name(args.world)
     psis = sorted({1.0, float(TOY_TRUNCATION_PSI)}, reverse=True)
     quality = {psi: work / f"quality_psi{psi:g}.json" for psi in psis}
     plan = Plan(args.dry_run)
@@ -188,6 +182,9 @@ def build_plan(args: argparse.Namespace) -> Plan:
         work.mkdir(parents=True, exist_ok=True)
 
     if "annotator" in args.parts:
+        # both worlds train train_annotator.py's default U-Net: a deeper one labels the
+        # wide world better (0.811 against 0.795 mIoU at the same 8,000 steps) but its
+        # 12.6 MB would take the package data past 25 MB (README, *A wider world*)
         plan.part(
             "annotator",
             [
@@ -202,7 +199,6 @@ def build_plan(args: argparse.Namespace) -> Plan:
                     "0",
                     "--out",
                     str(annotator),
-                    *ANNOTATOR_ARCH[args.world],
                     *world,
                     *threads,
                 ]
