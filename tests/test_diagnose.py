@@ -43,14 +43,36 @@ def test_small_run_reports_every_link_and_tags_data_with_digests(tmp_path, capsy
     u = result["uncertainty"]
     assert 0.0 <= u["pixel_js_auroc"] <= 1.0 and u["images"] == 16
     assert set(result["interpreter_vs_annotator_per_class"]) == set(diagnose.CLASS_NAMES)
+    sizes = result["interpreter_vs_annotator_by_head_size"]
+    assert [g["images"] for g in sizes] == [6, 5, 5]  # 16 samples in three groups
+    assert sizes[0]["head_pixels"][1] <= sizes[1]["head_pixels"][0]
     out = capsys.readouterr().out
-    assert "few_shot_ratio" in out and "uncertainty" in out
+    assert "few_shot_ratio" in out and "uncertainty" in out and "by head size" in out
     # a rerun trains nothing new: the students are cached under the same keys
     mtime = (tmp_path / "diagnose.json").stat().st_mtime_ns
     assert diagnose.main(argv) == 0
     again = json.loads((tmp_path / "diagnose.json").read_text())
     assert again["students"] == result["students"]
     assert (tmp_path / "diagnose.json").stat().st_mtime_ns >= mtime
+
+
+def test_head_size_groups_order_images_by_head_pixels_and_score_each_group():
+    skin, hair, cloth = (diagnose.CLASS_NAMES.index(c) for c in ("skin", "hair", "cloth"))
+    reference = torch.zeros(4, 4, 4, dtype=torch.long)
+    reference[0, :1] = skin  # 4 head pixels
+    reference[1, :3] = skin  # 12
+    reference[2, :2] = hair  # 8
+    reference[3, :2] = cloth  # no head pixel: cloth is not the head
+    reference[3, 3, 3] = 255  # nor is an ignored pixel
+    labels = reference.clone()
+    labels[1, :3] = 0  # the largest head is missed entirely
+    groups = diagnose.by_head_size(labels, reference, groups=2)
+    assert [g["head_pixels"] for g in groups] == [[0, 4], [8, 12]]
+    assert [g["images"] for g in groups] == [2, 2]
+    assert groups[0]["miou"] == pytest.approx(1.0)  # images 3 and 0: labeled exactly
+    # images 2 and 1: hair right; skin 0 of 12; background's 12 pixels all found, but
+    # 24 predicted (the 12 skin ones too): IoU 12 / 24
+    assert groups[1]["miou"] == pytest.approx((1.0 + 0.0 + 0.5) / 3)
 
 
 def test_fewshot_draws_are_separate_students_and_f_is_their_mean(tmp_path, capsys):

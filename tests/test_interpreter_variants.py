@@ -104,6 +104,25 @@ def test_training_set_adds_noise_draws_and_pseudo_labels(world):
     assert 0.4 <= float(ignored) <= 0.6  # about half of the pool pixels are left out
 
 
+def test_style_mixes_keep_the_coarse_features_and_the_mask(world):
+    G, ann, shipped = world["G"], world["annotations"], world["shipped"]
+    n = len(ann.masks)
+    feats, masks, info = variants.training_set(G, ann, {"mix": 2, "mixfrom": 8}, shipped, 0.8)
+    assert len(feats) == 3 * n and masks.shape[0] == 3 * n
+    assert info["style_mixes"] == {"per_annotation": 2, "from_layer": 8}
+    # the first annotation's two mixes follow the n originals, with its mask
+    assert torch.equal(masks[n], masks[0]) and torch.equal(masks[n + 1], masks[0])
+    # layers before 8 are the annotation's own: the 4 px maps do not move ...
+    torch.testing.assert_close(feats[n][0], feats[0][0])
+    # ... the 64 px ones do, and differently for each donor
+    assert not torch.equal(feats[n][-1], feats[0][-1])
+    assert not torch.equal(feats[n][-1], feats[n + 1][-1])
+    again, _, _ = variants.training_set(G, ann, {"mix": 2, "mixfrom": 8}, shipped, 0.8)
+    torch.testing.assert_close(again[n + 1][-1], feats[n + 1][-1])  # seeded donors
+    with pytest.raises(ValueError, match="mixfrom=10"):
+        variants.training_set(G, ann, {"mix": 1, "mixfrom": 10}, shipped, 0.8)
+
+
 def test_rgb_appends_the_generated_image_to_the_features(world):
     G, ann, shipped = world["G"], world["annotations"], world["shipped"]
     plain, _, _ = variants.training_set(G, ann, {}, shipped, 0.8)

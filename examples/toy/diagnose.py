@@ -22,7 +22,8 @@ Reported ratios (targets from the project's label-quality issue):
 
 Also: class coverage of the preset's annotations (every class in >= 3 annotated
 images with at least 4 pixels of it), the interpreter against the annotator on fresh
-generated samples (mIoU, per class), and the uncertainty study: Spearman correlation
+generated samples (mIoU, per class, and in three equal groups of the samples ordered
+by head size: where it loses, small faces or all), and the uncertainty study: Spearman correlation
 of the image score with the per-image error, what dropping the most uncertain 10 % does
 to the labels' error, the AUROC of the pixel JS divergence as an error detector, and per
 class the share of pixels ``ignore_uncertain_pixels`` would remove with their error rate.
@@ -375,6 +376,32 @@ def uncertainty_study(gen: dict[str, torch.Tensor], reference: torch.Tensor) -> 
     }
 
 
+#: Classes outside the head: a head's size is its annotated pixels of every other class.
+NOT_HEAD = ("background", "neck", "cloth")
+
+
+def by_head_size(labels: torch.Tensor, reference: torch.Tensor, groups: int = 3) -> list[dict]:
+    """The interpreter against the annotator in ``groups`` equal groups of images ordered
+    by head size (the annotator's pixels of head classes): where the link loses, small
+    faces or large ones. Each group: its head-size range, image count and mIoU."""
+    head = torch.ones(NUM_CLASSES + 1, dtype=torch.bool)
+    head[[CLASS_NAMES.index(name) for name in NOT_HEAD]] = False
+    head[NUM_CLASSES] = False  # ignored pixels (255, clamped) are no class
+    area = head[reference.long().clamp(max=NUM_CLASSES)].flatten(1).sum(1)
+    order = torch.argsort(area, stable=True)
+    out = []
+    for part in torch.tensor_split(order, groups):
+        conf = confusion_matrix(labels[part], reference[part], NUM_CLASSES)
+        out.append(
+            {
+                "head_pixels": [int(area[part].min()), int(area[part].max())],
+                "images": len(part),
+                "miou": metrics_from_confusion(conf)["miou"],
+            }
+        )
+    return out
+
+
 def coverage(interp_path: Path) -> dict[str, Any]:
     """Annotated images per class in the annotation folder beside the interpreter: with at
     least ``MIN_CLASS_PIXELS`` pixels of the class (the coverage rule of ``suggest`` and
@@ -577,6 +604,7 @@ def chain_study(
             "annotator_miou": None,
             "interpreter_vs_annotator_miou": None,
             "interpreter_vs_annotator_per_class": None,
+            "interpreter_vs_annotator_by_head_size": None,
             "coverage": None,
             "uncertainty": None,
         }
@@ -594,6 +622,7 @@ def chain_study(
         "annotator_miou": ann_meta.get("test_miou"),
         "interpreter_vs_annotator_miou": interp_scores["miou"],
         "interpreter_vs_annotator_per_class": dict(zip(CLASS_NAMES, interp_scores["iou"].tolist())),
+        "interpreter_vs_annotator_by_head_size": by_head_size(gen["labels"], reference),
         "coverage": coverage(interp_path),
         "uncertainty": uncertainty_study(gen, reference),
     }
@@ -657,6 +686,12 @@ def format_report(results: dict[str, Any], suffix: str, key_of: dict[str, str]) 
             f"  annotated images per class (>= {cov['min_class_pixels']} px): "
             f"{cov['images_per_class']}"
         )
+    sizes = results.get("interpreter_vs_annotator_by_head_size") or []
+    if sizes:
+        shown = ", ".join(
+            f"{g['head_pixels'][0]}-{g['head_pixels'][1]} px {g['miou']:.3f}" for g in sizes
+        )
+        lines.append(f"  interpreter vs annotator by head size: {shown}")
     u = results["uncertainty"]
     lines.append(
         f"  uncertainty: Spearman(score, error) {u['spearman_score_vs_image_error']:.2f}; "

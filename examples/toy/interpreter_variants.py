@@ -12,6 +12,10 @@ the annotator's (the toy human) on the same images. A variant is ``+``-joined se
 - ``noise=K``: each annotated latent's features also under K draws of random generator
   noise, with the same mask (the image barely moves: the annotator agrees with itself
   on 99 % of pixels across draws), as feature augmentation;
+- ``mix=K``: each annotated latent's features also under K style mixes, with the same
+  mask: its w from layer ``mixfrom=L`` on (default 8, the 64 px layers of the toy
+  generator) is replaced by that of a fresh random latent at the preset's psi, so the
+  image keeps its layout and takes another sample's colours and textures;
 - ``selftrain=N``: the shipped interpreter labels N further samples; their most
   certain pixels (lowest ensemble JS, share ``keep``, default 0.8) are added to the
   training set as pseudo-labels;
@@ -74,7 +78,7 @@ from dgan_data.toy.annotator import annotate, load_annotator
 log = logging.getLogger("interpreter_variants")
 KEYS = {"steps": int, "hidden": str, "dropout": float, "noise": int, "selftrain": int}
 KEYS |= {"keep": float, "smooth": float, "rgb": int, "prior": float, "draw": int, "rare": int}
-KEYS |= {"patch": int}
+KEYS |= {"patch": int, "mix": int, "mixfrom": int}
 #: What ``--assets`` must hold (the layout ``rebuild.py`` writes).
 ASSET_FILES = (
     "generator.safetensors",
@@ -204,6 +208,22 @@ def training_set(
         for _ in range(spec.get("noise", 0)):
             feats.append(_features(G, w[i : i + 1], "random", gen, rgb))
             masks.append(masks[i])
+    mixes = spec.get("mix", 0)
+    if mixes:
+        first = spec.get("mixfrom", 8)
+        if not 0 < first < G.num_ws:
+            raise ValueError(f"mixfrom={first} must lie in 1..{G.num_ws - 1}")
+        mix_gen = torch.Generator().manual_seed(4321)
+        for i in range(len(w)):
+            with torch.no_grad():
+                z = torch.randn(mixes, G.z_dim, generator=mix_gen)
+                donors = G.mapping(z, truncation_psi=psi)
+            for k in range(mixes):
+                mixed = w[i : i + 1].clone()
+                mixed[:, first:] = donors[k : k + 1, first:]
+                feats.append(_features(G, mixed, rgb=rgb))
+                masks.append(masks[i])
+        info["style_mixes"] = {"per_annotation": mixes, "from_layer": first}
     pool = spec.get("selftrain", 0)
     if pool:
         labeler = Labeler(G, shipped, truncation_psi=psi)
