@@ -91,7 +91,7 @@ def test_pixel_context_interpreters_get_their_own_results_and_cache(tmp_path, ca
     argv = tiny_argv(tmp_path, "--parts", "suggest,novelty", "--study-pool", "8", *context)
     assert measure.main(argv) == 0
     results = json.loads((tmp_path / "results.json").read_text())
-    assert set(results) == {"suggest_image_ctx1", "novelty_image_ctx1"}
+    assert set(results) == {"suggest_image_ctx1", "novelty_image_ctx1", "preset", "world"}
     folder = tmp_path / "interpreters" / "fit3_image_ctx1"
     for path in folder.iterdir():
         interp = measure.Interpreter.load(path)
@@ -111,6 +111,7 @@ def test_nonsense_settings_exit_2(capsys):
         (["--reps", "2", "--rep", "2"], "--rep must be in 0..1 (--reps 2), got 2"),
         (["--coverage-by", "pixels"], "argument --coverage-by: invalid choice: 'pixels'"),
         (["--coverage-target", "0"], "--coverage-target must be >= 1"),
+        (["--no-students"], "--no-students: part balance is students only"),
     ):
         with pytest.raises(SystemExit) as exc:
             measure.parse_args(bad)
@@ -171,3 +172,63 @@ def test_one_repetition_per_run_with_its_coverage_rule(tmp_path, capsys, monkeyp
     assert [r["coverage_by"] for r in runs] == ["mass", "labels"]
     assert [r["coverage_target"] for r in runs] == [3, 5] and targets == [5, 3]
     assert "suggested (2 reps)" in capsys.readouterr().out
+
+
+def test_the_wide_preset_measures_in_its_own_world(tmp_path, monkeypatch):
+    from dgan_data.toy.annotator import toy_annotator_path
+
+    annotators, worlds = [], []
+    real_load, real_render = measure.load_annotator, measure.render_labeled
+
+    def load_spy(path=None):
+        annotators.append(path)
+        return real_load(path)
+
+    def render_spy(split, count, **kwargs):
+        worlds.append(kwargs.get("variation"))
+        return real_render(split, count, **kwargs)
+
+    monkeypatch.setattr(measure, "load_annotator", load_spy)
+    monkeypatch.setattr(measure, "render_labeled", render_spy)
+    argv = tiny_argv(tmp_path, "--parts", "suggest", "--arms", "random")
+    assert measure.main([*argv, "--preset", "toyface-14-wide"]) == 0
+    assert annotators == [toy_annotator_path("wide")] and worlds == ["wide"]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert (results["preset"], results["world"]) == ("toyface-14-wide", "wide")
+    assert results["suggest"][0]["random"]["coverage"]["background"] == 16  # 16 annotated
+
+
+def test_a_folder_of_another_preset_is_refused(tmp_path, capsys):
+    argv = tiny_argv(tmp_path, "--parts", "suggest", "--arms", "random")
+    assert measure.main(argv) == 0
+    before = (tmp_path / "results.json").read_text()
+    assert measure.main([*argv, "--preset", "toyface-14-wide"]) == 2
+    err = capsys.readouterr().err
+    assert "holds results of preset toyface-14, not toyface-14-wide" in err
+    assert (tmp_path / "results.json").read_text() == before
+
+
+def test_no_students_measures_interpreters_and_a_later_run_adds_the_students(
+    tmp_path, capsys, monkeypatch
+):
+    argv = tiny_argv(tmp_path, "--parts", "suggest")
+    assert measure.main([*argv, "--no-students"]) == 0
+    run = json.loads((tmp_path / "results.json").read_text())["suggest"][0]
+    for name in ("random", "suggested"):
+        assert run[name]["student"] is None
+        assert 0.0 <= run[name]["interpreter_vs_annotator"]["miou"] <= 1.0
+    assert "student on real -" in capsys.readouterr().out
+    # a rerun with the flag measures nothing; one without it trains the students only
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("a cached interpreter was fitted again")
+
+    monkeypatch.setattr(measure.Interpreter, "fit", no_fit)
+    assert measure.main([*argv, "--no-students"]) == 0
+    assert json.loads((tmp_path / "results.json").read_text())["suggest"][0] == run
+    assert measure.main(argv) == 0
+    again = json.loads((tmp_path / "results.json").read_text())["suggest"][0]
+    assert again["suggested_seeds"] == run["suggested_seeds"]
+    for name in ("random", "suggested"):
+        assert 0.0 <= again[name]["student"]["miou"] <= 1.0
+        assert again[name]["coverage"] == run[name]["coverage"]

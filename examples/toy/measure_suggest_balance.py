@@ -34,6 +34,12 @@ Balancing: with the preset's interpreter, a student on ``--stream-count`` sample
 stream with ``class_balance=None`` and one with ``"image"``, same steps; per-class test
 IoU, mIoU and the achieved per-class image rates.
 
+``--preset`` picks the toy world too: ``toyface-14-wide`` draws its annotations with
+the wide world's annotator and scores the students on wide test renders. One ``--out``
+holds one preset's results (another preset's folder is refused). ``--no-students``
+measures the interpreters alone (minutes instead of hours; the students' entries stay
+null and a later run without the flag trains them, refitting nothing).
+
 Writes ``results.json`` (every run) and prints mean +- std tables.
 """
 
@@ -84,7 +90,8 @@ from dgan_data.suggest import (
     suggest_annotations,
 )
 from dgan_data.toy import CLASS_NAMES, NUM_CLASSES, PALETTE
-from dgan_data.toy.annotator import annotate, load_annotator
+from dgan_data.toy.annotator import annotate, load_annotator, toy_annotator_path
+from dgan_data.toy.preset import toy_world_of
 
 log = logging.getLogger("measure16")
 RARE = ("eyebrow", "iris", "pupil", "nostril", "teeth")
@@ -148,8 +155,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="annotated images each class should appear in, for suggest's coverage gain"
         " (recorded per repetition)",
     )
+    ap.add_argument(
+        "--no-students",
+        action="store_true",
+        help="part suggest measures the interpreters only (students stay null)",
+    )
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args(argv)
+    if args.no_students and "balance" in args.parts.split(","):
+        ap.error("--no-students: part balance is students only; leave it out of --parts")
     args.arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     unknown = sorted(set(args.arms) - {"random", "suggested"})
     if unknown or not args.arms:
@@ -294,7 +308,7 @@ def measure_suggest(args, G, annotator, psi, test, results) -> None:
     cache = interpreter_cache(args)
     for r in range(args.reps) if args.rep is None else [args.rep]:
         run = next((x for x in runs if x["rep"] == r), None)
-        todo = [name for name in args.arms if run is None or name not in run]
+        todo = [name for name in args.arms if run is None or needs(run.get(name), args)]
         if not todo:
             continue
         seeds = [derive_seed(1000 + r, 0x5EED, i) for i in range(16)]
@@ -328,17 +342,25 @@ def measure_suggest(args, G, annotator, psi, test, results) -> None:
             run[name] = {
                 "coverage": coverage(ann),
                 "interpreter_vs_annotator": interp_vs_annotator(lab, annotator, args.eval),
-                "student": stream_student(lab, args, test, seed=r, class_balance=balance),
+                "student": None
+                if args.no_students
+                else stream_student(lab, args, test, seed=r, class_balance=balance),
                 "seconds": time.time() - t0,
             }
             log.info(
-                "rep %d %s: interp %.4f student %.4f",
+                "rep %d %s: interp %.4f student %s",
                 r,
                 name,
                 run[name]["interpreter_vs_annotator"]["miou"],
-                run[name]["student"]["miou"],
+                "-" if args.no_students else f"{run[name]['student']['miou']:.4f}",
             )
             save(args, results)
+
+
+def needs(arm: dict[str, Any] | None, args) -> bool:
+    """Whether an arm of a repetition is still to measure: never measured, or measured
+    without its student and this run trains students."""
+    return arm is None or (arm.get("student") is None and not args.no_students)
 
 
 def auroc(scores: torch.Tensor, positive: torch.Tensor) -> float | None:
@@ -465,12 +487,15 @@ def report(results: dict[str, Any]) -> str:
             if not arm:
                 continue
             interp = [a["interpreter_vs_annotator"]["miou"] for a in arm]
-            student = [a["student"]["miou"] for a in arm]
+            trained = [a["student"] for a in arm if a.get("student")]
+            student, teeth = "-", "-"
+            if trained:
+                student = mean_std([s["miou"] for s in trained])
+                teeth = mean_std([s["per_class_iou"]["teeth"] or 0.0 for s in trained])
             missing = [sum(v < 1 for v in a["coverage"].values()) for a in arm]
-            teeth = [a["student"]["per_class_iou"]["teeth"] or 0.0 for a in arm]
             lines.append(
                 f"  {f'{name} ({len(arm)} reps)':<19} interpreter vs annotator {mean_std(interp)}  "
-                f"student on real {mean_std(student)}  student teeth IoU {mean_std(teeth)}  "
+                f"student on real {student}  student teeth IoU {teeth}  "
                 f"classes absent: {missing}"
             )
     for key in sorted(k for k in results if k.startswith("novelty")):
@@ -504,9 +529,20 @@ def main(argv: list[str] | None = None) -> int:
     path = args.out / "results.json"
     results = json.loads(path.read_text()) if path.is_file() else {}
     preset = get_preset(args.preset)
+    # folders written before presets were recorded hold toyface-14's results
+    measured = results.get("preset", "toyface-14") if results else preset.name
+    if measured != preset.name:
+        print(
+            f"error: {path} holds results of preset {measured}, not {preset.name}; "
+            "give another --out",
+            file=sys.stderr,
+        )
+        return 2
+    world = toy_world_of(preset.name)
+    results |= {"preset": preset.name, "world": world}
     G = load_generator(preset.name)
-    annotator = load_annotator()
-    test = render_labeled("test", args.test_count)
+    annotator = load_annotator(toy_annotator_path(world))
+    test = render_labeled("test", args.test_count, variation=world)
     parts = args.parts.split(",")
     if "suggest" in parts:
         measure_suggest(args, G, annotator, preset.truncation_psi, test, results)
