@@ -23,10 +23,11 @@ Reported ratios (targets from the project's label-quality issue):
 Also: class coverage of the preset's annotations (every class in >= 3 annotated
 images with at least 4 pixels of it), the interpreter against the annotator on fresh
 generated samples (mIoU, per class, and in three equal groups of the samples ordered
-by head size: where it loses, small faces or all), and the uncertainty study: Spearman correlation
-of the image score with the per-image error, what dropping the most uncertain 10 % does
-to the labels' error, the AUROC of the pixel JS divergence as an error detector, and per
-class the share of pixels ``ignore_uncertain_pixels`` would remove with their error rate.
+by head size: where it loses, small faces or all), and the uncertainty study: Spearman
+correlation of the image score with the per-image error, what dropping the most
+uncertain 10 % does to the labels' error, the AUROC of the pixel JS divergence as an
+error detector, and per class the share of pixels ``ignore_uncertain_pixels`` would
+remove with their error rate.
 
 ``--preset toyface-14-wide`` measures the chain of the wider toy world (see the README's
 *A wider world*): F, A, R and the test set are that world's renders, and R, G and S use
