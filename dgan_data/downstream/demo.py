@@ -22,8 +22,8 @@ truth and the predictions).
 
 Real renders (arms b, b', c and the test set) come from the toy world the preset's
 generator was trained on (:func:`dgan_data.toy.preset.toy_world_of`): ``toyface-14``
-the base world,
-``toyface-14-wide`` the wide one, with that world's annotator as the human.
+the base world, ``toyface-14-wide`` the wide one, with that world's annotator as the
+human.
 
 The CPU default (one draw, :data:`DEFAULT_STEPS` steps) takes about 8 minutes on an
 idle 2-core CPU; ``--full`` is the converged schedule meant for a GPU (see
@@ -304,8 +304,7 @@ def run_demo(config: DemoConfig, report: Callable[[str], None] = log.info) -> di
     report(
         f"dgan-data demo: {cfg.steps} steps x {cfg.batch_size} images per arm, {cfg.draws} "
         f"draw(s), {cfg.arch} student, test on {cfg.test_count} toy renders ({world} world), "
-        f"{device}, "
-        f"{threads} thread(s)" + (f", {workers} stream worker(s)" if workers else "")
+        f"{device}, {threads} thread(s)" + (f", {workers} stream worker(s)" if workers else "")
     )
     rows = np.unique(np.linspace(0, cfg.test_count - 1, cfg.figure_rows).round().astype(int))
     runs: dict[str, list[dict[str, Any]]] = {a.key: [] for a in arms}
