@@ -236,3 +236,30 @@ def test_assets_folder_replaces_the_preset_files_and_the_annotator(tmp_path, cap
             variants.parse_args(["--assets", str(assets)])
         assert exit_info.value.code == 2
         assert name in capsys.readouterr().err
+
+
+def test_drop_zeroes_the_coarse_maps_when_fitting_and_labeling(world, tmp_path, monkeypatch):
+    maps = [torch.ones(2, 4, 4), torch.ones(2, 8, 8), torch.ones(3, 64, 64)]
+    out = variants.drop_coarse(maps, 2)
+    assert not out[0].any() and not out[1].any() and torch.equal(out[2], maps[2])
+    assert variants.parse_variant("rgb=1+drop=3") == {"rgb": 1, "drop": 3}
+    shipped = world["shipped"]
+    fitted, labeled = [], []
+    monkeypatch.setattr(
+        variants.Interpreter,
+        "fit_features",
+        classmethod(lambda cls, feats, *a, **k: fitted.append(feats) or shipped),
+    )
+    real_maps = variants.Interpreter.prediction_maps
+    monkeypatch.setattr(
+        variants.Interpreter,
+        "prediction_maps",
+        lambda self, feats, img: labeled.append(feats) or real_maps(self, feats, img),
+    )
+    argv = ["--out", str(tmp_path), "--eval", "8", "--threads", "1", "--variants", "drop=3"]
+    assert variants.main(argv) == 0
+    for feats in (fitted[0][0], labeled[0]):  # one annotation's maps; a batch being labeled
+        assert all(not m.any() for m in feats[:3])
+        assert all(m.any() for m in feats[3:])
+    with pytest.raises(ValueError, match="leave a feature map"):
+        variants.main([*argv[:-1], "drop=9"])

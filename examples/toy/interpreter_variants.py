@@ -30,6 +30,9 @@ the annotator's (the toy human) on the same images. A variant is ``+``-joined se
   image with ``rgb=1``) also enters shifted by each offset within R pixels (replicate
   padding), so the per-pixel MLP sees a (2R + 1)^2 neighbourhood there, like a small
   convolution (the interpreter's ``context``);
+- ``drop=K``: the generator's first K feature maps (the coarsest: 4 px, then 8 px, ...)
+  are zeroed when fitting and labeling, so the MLP sees only the finer layers: whether
+  coarse, pose-bound features make 16 annotations generalise worse;
 - ``draw=K``: instead of the preset's annotations, 16 samples drawn at random (seed K)
   from a pool of ``--pool`` candidates (seeds ``sample_seed(9, 7, i)``), labeled by the
   annotator: how much the choice of 16 random images moves the interpreter;
@@ -78,7 +81,7 @@ from dgan_data.toy.annotator import annotate, load_annotator
 log = logging.getLogger("interpreter_variants")
 KEYS = {"steps": int, "hidden": str, "dropout": float, "noise": int, "selftrain": int}
 KEYS |= {"keep": float, "smooth": float, "rgb": int, "prior": float, "draw": int, "rare": int}
-KEYS |= {"patch": int, "mix": int, "mixfrom": int}
+KEYS |= {"patch": int, "mix": int, "mixfrom": int, "drop": int}
 #: What ``--assets`` must hold (the layout ``rebuild.py`` writes).
 ASSET_FILES = (
     "generator.safetensors",
@@ -260,6 +263,11 @@ def class_prior(masks: Any, num_classes: int) -> torch.Tensor:
     return (rates / rates.sum()).float()
 
 
+def drop_coarse(maps: list[torch.Tensor], count: int) -> list[torch.Tensor]:
+    """``maps`` with the first ``count`` (the coarsest generator layers) zeroed."""
+    return [torch.zeros_like(m) if j < count else m for j, m in enumerate(maps)]
+
+
 def score(
     G,
     interp: Interpreter,
@@ -268,6 +276,7 @@ def score(
     count: int,
     smooth: float,
     prior: torch.Tensor | None = None,
+    drop: int = 0,
 ) -> dict:
     """mIoU of the interpreter's labels against the annotator's on fresh samples."""
     # the labeler synthesises; each chunk is labeled by one prediction of ``interp``
@@ -278,6 +287,7 @@ def score(
     for start in range(0, count, 50):
         chunk = seeds[start : start + 50]
         img, feats = labeler.synthesize(chunk)
+        feats = drop_coarse(list(feats), drop)
         want_probs = bool(smooth) or prior is not None
         maps = interp.prediction_maps(feats, img)
         pred = interp.predict(maps, output_size=labeler.frame, return_probs=want_probs)
@@ -310,6 +320,10 @@ def run_variant(name: str, args: argparse.Namespace, world: dict[str, Any]) -> d
         )
     if set(spec) - {"smooth", "prior"}:
         feats, masks, extra = training_set(G, annotations, spec, shipped, psi)
+        if spec.get("drop"):
+            if spec["drop"] >= len(feats[0]) - bool(spec.get("rgb")):  # the image is not dropped
+                raise ValueError(f"variant {name!r}: drop must leave a feature map")
+            feats = [drop_coarse(f, spec["drop"]) for f in feats]
         info |= extra
         cls = Interpreter
         if spec.get("dropout"):
@@ -341,6 +355,7 @@ def run_variant(name: str, args: argparse.Namespace, world: dict[str, Any]) -> d
         None
         if "prior" not in spec
         else class_prior(annotations.masks, NUM_CLASSES) ** spec["prior"],
+        spec.get("drop", 0),
     )
     return {"variant": name, **info, "fit_seconds": fit_seconds, **result}
 
