@@ -263,3 +263,34 @@ def test_drop_zeroes_the_coarse_maps_when_fitting_and_labeling(world, tmp_path, 
         assert all(m.any() for m in feats[3:])
     with pytest.raises(ValueError, match="leave a feature map"):
         variants.main([*argv[:-1], "drop=9"])
+
+
+def test_norm_standardises_generator_maps_and_leaves_the_image(world, tmp_path, monkeypatch):
+    g = torch.Generator().manual_seed(0)
+    batch = [torch.randn(2, 4, 8, 8, generator=g) * 5 + 3, torch.rand(2, 3, 64, 64)]
+    out = variants.adjust_maps(batch, {"norm": 1}, 1)
+    torch.testing.assert_close(out[0].mean((-2, -1)), torch.zeros(2, 4), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out[0].std((-2, -1)), torch.ones(2, 4), atol=1e-5, rtol=0)
+    assert torch.equal(out[1], batch[1])  # the image
+    half = variants.adjust_maps([batch[0][0].half()], {"norm": 1, "drop": 0}, 1)[0]
+    assert half.dtype == torch.float16 and half.shape == (4, 8, 8)
+    shipped = world["shipped"]
+    fitted, labeled = [], []
+    monkeypatch.setattr(
+        variants.Interpreter,
+        "fit_features",
+        classmethod(lambda cls, feats, *a, **k: fitted.append(feats) or shipped),
+    )
+    real_maps = variants.Interpreter.prediction_maps
+    monkeypatch.setattr(
+        variants.Interpreter,
+        "prediction_maps",
+        lambda self, feats, img: labeled.append(feats) or real_maps(self, feats, img),
+    )
+    argv = ["--out", str(tmp_path), "--eval", "8", "--threads", "1", "--variants",
+            "rgb=1+norm=1"]  # fmt: skip
+    assert variants.main(argv) == 0
+    plain, _, _ = variants.training_set(world["G"], world["annotations"], {"rgb": 1}, shipped, 0.8)
+    assert torch.equal(fitted[0][0][-1], plain[0][-1])  # the image as generated
+    for m in [*fitted[0][0][:-1], *labeled[0]]:  # one annotation's maps; a labeled batch
+        assert abs(float(m.float().mean((-2, -1)).abs().max())) < 0.01

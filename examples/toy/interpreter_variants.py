@@ -33,6 +33,9 @@ the annotator's (the toy human) on the same images. A variant is ``+``-joined se
 - ``drop=K``: the generator's first K feature maps (the coarsest: 4 px, then 8 px, ...)
   are zeroed when fitting and labeling, so the MLP sees only the finer layers: whether
   coarse, pose-bound features make 16 annotations generalise worse;
+- ``norm=1``: every generator feature map is standardised per image and channel (zero
+  mean, unit standard deviation over its pixels) when fitting and labeling, so what an
+  image's pose or scale adds to a channel everywhere does not reach the MLP;
 - ``draw=K``: instead of the preset's annotations, 16 samples drawn at random (seed K)
   from a pool of ``--pool`` candidates (seeds ``sample_seed(9, 7, i)``), labeled by the
   annotator: how much the choice of 16 random images moves the interpreter;
@@ -81,7 +84,7 @@ from dgan_data.toy.annotator import annotate, load_annotator
 log = logging.getLogger("interpreter_variants")
 KEYS = {"steps": int, "hidden": str, "dropout": float, "noise": int, "selftrain": int}
 KEYS |= {"keep": float, "smooth": float, "rgb": int, "prior": float, "draw": int, "rare": int}
-KEYS |= {"patch": int, "mix": int, "mixfrom": int, "drop": int}
+KEYS |= {"patch": int, "mix": int, "mixfrom": int, "drop": int, "norm": int}
 #: What ``--assets`` must hold (the layout ``rebuild.py`` writes).
 ASSET_FILES = (
     "generator.safetensors",
@@ -268,6 +271,24 @@ def drop_coarse(maps: list[torch.Tensor], count: int) -> list[torch.Tensor]:
     return [torch.zeros_like(m) if j < count else m for j, m in enumerate(maps)]
 
 
+def standardize(m: torch.Tensor) -> torch.Tensor:
+    """``m`` ([..., H, W]) with zero mean and unit std over its pixels, per channel."""
+    x = m.float()
+    mean = x.mean((-2, -1), keepdim=True)
+    std = x.std((-2, -1), keepdim=True).clamp(min=1e-3)
+    return ((x - mean) / std).to(m.dtype)
+
+
+def adjust_maps(maps: list[torch.Tensor], spec: dict[str, Any], generator_maps: int):
+    """The ``drop`` and ``norm`` settings applied to one image's (or one batch's) maps,
+    of which the first ``generator_maps`` are the generator's (an image after them is
+    left as it is)."""
+    out = drop_coarse(list(maps), spec.get("drop", 0))
+    if spec.get("norm"):
+        out = [standardize(m) if j < generator_maps else m for j, m in enumerate(out)]
+    return out
+
+
 def score(
     G,
     interp: Interpreter,
@@ -276,7 +297,7 @@ def score(
     count: int,
     smooth: float,
     prior: torch.Tensor | None = None,
-    drop: int = 0,
+    spec: dict[str, Any] | None = None,
 ) -> dict:
     """mIoU of the interpreter's labels against the annotator's on fresh samples."""
     # the labeler synthesises; each chunk is labeled by one prediction of ``interp``
@@ -287,7 +308,7 @@ def score(
     for start in range(0, count, 50):
         chunk = seeds[start : start + 50]
         img, feats = labeler.synthesize(chunk)
-        feats = drop_coarse(list(feats), drop)
+        feats = adjust_maps(list(feats), spec or {}, len(feats))
         want_probs = bool(smooth) or prior is not None
         maps = interp.prediction_maps(feats, img)
         pred = interp.predict(maps, output_size=labeler.frame, return_probs=want_probs)
@@ -320,10 +341,10 @@ def run_variant(name: str, args: argparse.Namespace, world: dict[str, Any]) -> d
         )
     if set(spec) - {"smooth", "prior"}:
         feats, masks, extra = training_set(G, annotations, spec, shipped, psi)
-        if spec.get("drop"):
-            if spec["drop"] >= len(feats[0]) - bool(spec.get("rgb")):  # the image is not dropped
-                raise ValueError(f"variant {name!r}: drop must leave a feature map")
-            feats = [drop_coarse(f, spec["drop"]) for f in feats]
+        generator_maps = len(feats[0]) - bool(spec.get("rgb"))  # the image comes last
+        if spec.get("drop", 0) >= generator_maps:
+            raise ValueError(f"variant {name!r}: drop must leave a feature map")
+        feats = [adjust_maps(f, spec, generator_maps) for f in feats]
         info |= extra
         cls = Interpreter
         if spec.get("dropout"):
@@ -355,7 +376,7 @@ def run_variant(name: str, args: argparse.Namespace, world: dict[str, Any]) -> d
         None
         if "prior" not in spec
         else class_prior(annotations.masks, NUM_CLASSES) ** spec["prior"],
-        spec.get("drop", 0),
+        spec,
     )
     return {"variant": name, **info, "fit_seconds": fit_seconds, **result}
 
