@@ -102,6 +102,10 @@ def test_training_set_adds_noise_draws_and_pseudo_labels(world):
     assert len(feats) == n + 4 and info["pseudo_labeled_images"] == 4
     ignored = (masks[n:] == 255).float().mean()
     assert 0.4 <= float(ignored) <= 0.6  # about half of the pool pixels are left out
+    # with the image as an input, pseudo-labeled samples carry it too
+    feats, _, _ = variants.training_set(G, ann, {"selftrain": 2, "rgb": 1}, shipped, 0.8)
+    assert len(feats) == n + 2 and len(feats[n]) == len(feats[0])
+    assert feats[n][-1].shape == feats[0][-1].shape == (3, 64, 64)
 
 
 def test_style_mixes_keep_the_coarse_features_and_the_mask(world):

@@ -241,7 +241,7 @@ def training_set(
             threshold = torch.quantile(js.flatten().float(), spec.get("keep", 0.8))
             pseudo = batch.masks.masked_fill(js > threshold, 255)
             for j in range(len(img)):
-                feats.append([x[j].half() for x in f])
+                feats.append([x[j].half() for x in ([*f, img] if rgb else f)])
                 masks.append(pseudo[j])
         info["pseudo_labeled_images"] = pool
     return feats, torch.stack(masks), info
