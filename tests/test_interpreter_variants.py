@@ -242,12 +242,9 @@ def test_assets_folder_replaces_the_preset_files_and_the_annotator(tmp_path, cap
         assert name in capsys.readouterr().err
 
 
-def test_drop_zeroes_the_coarse_maps_when_fitting_and_labeling(world, tmp_path, monkeypatch):
-    maps = [torch.ones(2, 4, 4), torch.ones(2, 8, 8), torch.ones(3, 64, 64)]
-    out = variants.drop_coarse(maps, 2)
-    assert not out[0].any() and not out[1].any() and torch.equal(out[2], maps[2])
-    assert variants.parse_variant("rgb=1+drop=3") == {"rgb": 1, "drop": 3}
-    shipped = world["shipped"]
+def _record_maps(monkeypatch, shipped):
+    """Lists that collect the maps each fit receives (the fit returns ``shipped``) and
+    those each prediction receives."""
     fitted, labeled = [], []
     monkeypatch.setattr(
         variants.Interpreter,
@@ -260,6 +257,16 @@ def test_drop_zeroes_the_coarse_maps_when_fitting_and_labeling(world, tmp_path, 
         "prediction_maps",
         lambda self, feats, img: labeled.append(feats) or real_maps(self, feats, img),
     )
+    return fitted, labeled
+
+
+def test_drop_zeroes_the_coarse_maps_when_fitting_and_labeling(world, tmp_path, monkeypatch):
+    maps = [torch.ones(2, 4, 4), torch.ones(2, 8, 8), torch.ones(3, 64, 64)]
+    out = variants.drop_coarse(maps, 2)
+    assert not out[0].any() and not out[1].any() and torch.equal(out[2], maps[2])
+    assert variants.parse_variant("rgb=1+drop=3") == {"rgb": 1, "drop": 3}
+    shipped = world["shipped"]
+    fitted, labeled = _record_maps(monkeypatch, shipped)
     argv = ["--out", str(tmp_path), "--eval", "8", "--threads", "1", "--variants", "drop=3"]
     assert variants.main(argv) == 0
     for feats in (fitted[0][0], labeled[0]):  # one annotation's maps; a batch being labeled
@@ -279,18 +286,7 @@ def test_norm_standardises_generator_maps_and_leaves_the_image(world, tmp_path, 
     half = variants.adjust_maps([batch[0][0].half()], {"norm": 1, "drop": 0}, 1)[0]
     assert half.dtype == torch.float16 and half.shape == (4, 8, 8)
     shipped = world["shipped"]
-    fitted, labeled = [], []
-    monkeypatch.setattr(
-        variants.Interpreter,
-        "fit_features",
-        classmethod(lambda cls, feats, *a, **k: fitted.append(feats) or shipped),
-    )
-    real_maps = variants.Interpreter.prediction_maps
-    monkeypatch.setattr(
-        variants.Interpreter,
-        "prediction_maps",
-        lambda self, feats, img: labeled.append(feats) or real_maps(self, feats, img),
-    )
+    fitted, labeled = _record_maps(monkeypatch, shipped)
     argv = ["--out", str(tmp_path), "--eval", "8", "--threads", "1", "--variants",
             "rgb=1+norm=1"]  # fmt: skip
     assert variants.main(argv) == 0
