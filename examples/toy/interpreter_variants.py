@@ -63,6 +63,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -266,7 +267,7 @@ def class_prior(masks: Any, num_classes: int) -> torch.Tensor:
     return (rates / rates.sum()).float()
 
 
-def drop_coarse(maps: list[torch.Tensor], count: int) -> list[torch.Tensor]:
+def drop_coarse(maps: Sequence[torch.Tensor], count: int) -> list[torch.Tensor]:
     """``maps`` with the first ``count`` (the coarsest generator layers) zeroed."""
     return [torch.zeros_like(m) if j < count else m for j, m in enumerate(maps)]
 
@@ -279,11 +280,13 @@ def standardize(m: torch.Tensor) -> torch.Tensor:
     return ((x - mean) / std).to(m.dtype)
 
 
-def adjust_maps(maps: list[torch.Tensor], spec: dict[str, Any], generator_maps: int):
+def adjust_maps(
+    maps: Sequence[torch.Tensor], spec: dict[str, Any], generator_maps: int
+) -> list[torch.Tensor]:
     """The ``drop`` and ``norm`` settings applied to one image's (or one batch's) maps,
     of which the first ``generator_maps`` are the generator's (an image after them is
     left as it is)."""
-    out = drop_coarse(list(maps), spec.get("drop", 0))
+    out = drop_coarse(maps, spec.get("drop", 0))
     if spec.get("norm"):
         out = [standardize(m) if j < generator_maps else m for j, m in enumerate(out)]
     return out
@@ -308,7 +311,7 @@ def score(
     for start in range(0, count, 50):
         chunk = seeds[start : start + 50]
         img, feats = labeler.synthesize(chunk)
-        feats = adjust_maps(list(feats), spec or {}, len(feats))
+        feats = adjust_maps(feats, spec or {}, len(feats))
         want_probs = bool(smooth) or prior is not None
         maps = interp.prediction_maps(feats, img)
         pred = interp.predict(maps, output_size=labeler.frame, return_probs=want_probs)
