@@ -294,3 +294,45 @@ def test_norm_standardises_generator_maps_and_leaves_the_image(world, tmp_path, 
     assert torch.equal(fitted[0][0][-1], plain[0][-1])  # the image as generated
     for m in [*fitted[0][0][:-1], *labeled[0]]:  # one annotation's maps; a labeled batch
         assert float(m.float().mean((-2, -1)).abs().max()) < 0.01
+
+
+def test_saved_drop_variant_labels_real_maps_as_the_variant_did_zeroed_ones(world, tmp_path):
+    """``--save-interpreters`` writes a refitted ``drop`` variant as an ordinary file
+    that, fed the generator's unchanged features, scores exactly what the variant
+    scored on zeroed ones; a variant a file cannot express is not written."""
+    from dgan_data import Interpreter
+    from dgan_data.toy.annotator import load_annotator
+
+    argv = ["--out", str(tmp_path), "--eval", "8", "--steps", "5", "--num-models", "2",
+            "--threads", "1", "--variants", "rgb=1+drop=2", "norm=1"]  # fmt: skip
+    assert variants.main(argv) == 0  # fitted and scored, not saved
+    folder = tmp_path / "interpreters"
+    assert not folder.exists()
+    assert variants.main([*argv, "--save-interpreters"]) == 0  # refits the unsaved one
+    saved = folder / "rgb=1+drop=2" / "interpreter.safetensors"
+    assert saved.is_file() and not (folder / "norm=1").exists()
+    assert (saved.parent / "annotations" / "manifest.json").is_file()
+    interp = Interpreter.load(saved)
+    feats, _, _ = variants.training_set(world["G"], world["annotations"], {}, world["shipped"], 0.8)
+    coarse = sum(int(m.shape[0]) for m in feats[0][:2])
+    assert not interp.w1[:, :, :coarse].any() and interp.w1[:, :, coarse:].any()
+    doc = json.loads((tmp_path / "variants.json").read_text())
+    plain = variants.score(world["G"], interp, load_annotator(), 0.8, 8, 0.0)  # real maps
+    assert plain["miou"] == doc["results"]["rgb=1+drop=2"]["miou"]
+
+
+def test_fold_drop_makes_zeroed_inputs_unnecessary():
+    from dgan_data import Interpreter
+
+    g = torch.Generator().manual_seed(0)
+    maps = [torch.randn(4, 4, 4, generator=g), torch.randn(3, 16, 16, generator=g)]
+    masks = torch.randint(0, 3, (1, 16, 16), generator=g)
+    zeroed = variants.drop_coarse(maps, 1)
+    interp = Interpreter.fit_features([zeroed], masks, 3, 2, max_steps=5, min_steps=5, seed=0,
+                                      progress=False)  # fmt: skip
+    before = interp.predict([m[None] for m in zeroed], output_size=(16, 16), return_probs=True)
+    unfolded = interp.predict([m[None] for m in maps], output_size=(16, 16), return_probs=True)
+    variants.fold_drop(interp, maps, 1)
+    after = interp.predict([m[None] for m in maps], output_size=(16, 16), return_probs=True)
+    torch.testing.assert_close(after.probs, before.probs)
+    assert not torch.allclose(unfolded.probs, before.probs)  # the coarse map did matter

@@ -43,6 +43,15 @@ the annotator's (the toy human) on the same images. A variant is ``+``-joined se
   maximising sum over classes of log(1 + the class's annotated pixels): an annotator
   who picks images that show the small parts (open mouths, visible ears) by eye.
 
+``--save-interpreters`` also writes every refitted variant as an ordinary interpreter
+file, ``--out``/interpreters/<variant>/interpreter.safetensors, with the annotation
+folder it was fitted on beside it when that is the preset's (``diagnose.py
+--interpreter`` reads both). ``drop=K`` is folded into the file: the first layer's
+weights on the dropped maps' channels are set to zero, so the file labels ordinary
+generator features exactly as the variant labels zeroed ones. Variants that change the
+features in other ways (``norm``) or only the prediction (``smooth``, ``prior``) are not
+expressible in an interpreter file and are not written (logged).
+
 ``--assets DIR`` takes another chain's files instead (the layout ``rebuild.py`` writes:
 generator, interpreter, annotations, annotator and its .json; e.g.
 ``dgan_data/toy/assets_wide``, the wide world's preset).
@@ -61,6 +70,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -272,6 +282,50 @@ def drop_coarse(maps: Sequence[torch.Tensor], count: int) -> list[torch.Tensor]:
     return [torch.zeros_like(m) if j < count else m for j, m in enumerate(maps)]
 
 
+def fold_drop(interp: Interpreter, maps: Sequence[torch.Tensor], count: int) -> None:
+    """Zero ``interp``'s first-layer weights on the channels of the first ``count`` of
+    ``maps`` (one image's maps, (C, h, w) each, in the interpreter's input order), in
+    place: fed those maps unchanged, it then labels as it did when they were zeroed.
+
+    Exact because the first layer is linear and comes first; the coarse maps lie
+    before the image and the neighbourhood copies in the interpreter's input layout."""
+    channels = sum(int(m.shape[0]) for m in maps[:count])
+    with torch.no_grad():
+        interp.w1[:, :, :channels] = 0
+
+
+#: Settings an interpreter file cannot express (feature transforms or prediction rules).
+NOT_SAVABLE = ("norm", "smooth", "prior")
+
+
+def save_variant(
+    interp: Interpreter,
+    name: str,
+    spec: dict[str, Any],
+    out: Path,
+    maps: Sequence[torch.Tensor],
+    annotations_folder: Path | None,
+) -> Path | None:
+    """Write a refitted variant as an interpreter file (``drop`` folded into its weights),
+    with the annotation folder it was fitted on beside it; None (logged) when the
+    variant has a setting a file cannot express."""
+    unsavable = [k for k in NOT_SAVABLE if spec.get(k)]
+    if unsavable:
+        log.warning("variant %s not saved: %s is not part of an interpreter file", name, unsavable)
+        return None
+    folder = out / "interpreters" / name
+    if spec.get("drop"):
+        fold_drop(interp, maps, spec["drop"])
+    path = interp.save(folder / "interpreter.safetensors")
+    target = folder / "annotations"
+    if annotations_folder is not None and not target.exists():
+        partial = folder / "annotations.partial"  # renamed once complete
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(annotations_folder, partial)
+        partial.rename(target)
+    return path
+
+
 def standardize(m: torch.Tensor) -> torch.Tensor:
     """``m`` ([..., H, W]) with zero mean and unit std over its pixels, per channel."""
     x = m.float()
@@ -349,6 +403,7 @@ def run_variant(name: str, args: argparse.Namespace, world: dict[str, Any]) -> d
             raise ValueError(f"variant {name!r}: drop must leave a feature map")
         feats = [adjust_maps(f, spec, generator_maps) for f in feats]
         info |= extra
+        first_maps = feats[0]  # one image's maps, for the input layout of a saved file
         cls = Interpreter
         if spec.get("dropout"):
             cls = type("InputDropout", (_InputDropout,), {"dropout": spec["dropout"]})
@@ -369,6 +424,9 @@ def run_variant(name: str, args: argparse.Namespace, world: dict[str, Any]) -> d
             progress=False,
         )
     fit_seconds = time.perf_counter() - t0
+    if interp is not shipped and args.save_interpreters:
+        source = None if annotations is not world["annotations"] else world["annotations_folder"]
+        save_variant(interp, name, spec, args.out, first_maps, source)
     result = score(
         G,
         interp,
@@ -413,6 +471,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "generator, interpreter, annotations, annotator) instead of the preset's files and "
         "the shipped annotator",
     )
+    ap.add_argument(
+        "--save-interpreters",
+        action="store_true",
+        help="also write each refitted variant as an interpreter file under "
+        "--out/interpreters/<variant>/ (a cached variant without its file is refitted)",
+    )
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args(argv)
     for name in ("eval", "steps", "num_models", "pool"):
@@ -428,6 +492,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     except ValueError as exc:
         ap.error(str(exc))
     return args
+
+
+def _unsaved(out: Path, name: str) -> bool:
+    """Whether a refitted, savable variant's interpreter file is missing from ``out``."""
+    spec = parse_variant(name)
+    refitted = bool(set(spec) - {"smooth", "prior"})
+    savable = not any(spec.get(k) for k in NOT_SAVABLE)
+    saved = out / "interpreters" / name / "interpreter.safetensors"
+    return refitted and savable and not saved.is_file()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -447,6 +520,7 @@ def main(argv: list[str] | None = None) -> int:
         "G": load_generator(generator),
         "shipped": Interpreter.load(shipped_path),
         "annotations": Annotations.load(shipped_path.parent / "annotations"),
+        "annotations_folder": shipped_path.parent / "annotations",
         "annotator": load_annotator(annotator_path),
         "psi": preset.truncation_psi,
     }
@@ -458,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     same = all(saved.get(k) == v for k, v in setting.items())
     results = saved.get("results", {}) if same else {}
     for name in args.variants:
-        if name in results:
+        if name in results and not (args.save_interpreters and _unsaved(args.out, name)):
             continue
         log.info("variant %s", name)
         results[name] = run_variant(name, args, world)
