@@ -336,3 +336,21 @@ def test_fold_drop_makes_zeroed_inputs_unnecessary():
     after = interp.predict([m[None] for m in maps], output_size=(16, 16), return_probs=True)
     torch.testing.assert_close(after.probs, before.probs)
     assert not torch.allclose(unfolded.probs, before.probs)  # the coarse map did matter
+
+
+def test_count_sets_how_many_pool_samples_are_annotated(tmp_path, capsys):
+    assert variants.parse_variant("draw=2+count=32") == {"draw": 2, "count": 32}
+    for bad in ("count=32", "rgb=1+count=8", "draw=1+count=0"):
+        with pytest.raises(ValueError, match="count needs draw or rare"):
+            variants.parse_variant(bad)
+    argv = ["--out", str(tmp_path), "--eval", "8", "--steps", "5", "--num-models", "2",
+            "--threads", "1", "--pool", "20", "--variants", "draw=1+count=4",
+            "draw=1"]  # fmt: skip
+    assert variants.main(argv) == 0
+    results = json.loads((tmp_path / "variants.json").read_text())["results"]
+    four, sixteen = results["draw=1+count=4"], results["draw=1"]
+    assert len(four["annotation_seeds"]) == 4 and len(sixteen["annotation_seeds"]) == 16
+    assert four["annotation_seeds"] == sixteen["annotation_seeds"][:4]  # one seeded order
+    assert sum(four["annotated_pixels"].values()) == 4 * 64 * 64
+    with pytest.raises(ValueError, match="count must lie in"):
+        variants.main([*argv[:-2], "draw=1+count=21"])

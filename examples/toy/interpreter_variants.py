@@ -39,6 +39,8 @@ the annotator's (the toy human) on the same images. A variant is ``+``-joined se
 - ``draw=K``: instead of the preset's annotations, 16 samples drawn at random (seed K)
   from a pool of ``--pool`` candidates (seeds ``sample_seed(9, 7, i)``), labeled by the
   annotator: how much the choice of 16 random images moves the interpreter;
+- ``count=N`` (with ``draw`` or ``rare``): N samples instead of 16, how the interpreter
+  grows with the annotation budget (``--pool`` must hold N);
 - ``rare=1``: 16 samples of the same pool picked greedily for class pixels, each pick
   maximising sum over classes of log(1 + the class's annotated pixels): an annotator
   who picks images that show the small parts (open mouths, visible ears) by eye.
@@ -95,7 +97,7 @@ from dgan_data.toy.annotator import annotate, load_annotator
 log = logging.getLogger("interpreter_variants")
 KEYS = {"steps": int, "hidden": str, "dropout": float, "noise": int, "selftrain": int}
 KEYS |= {"keep": float, "smooth": float, "rgb": int, "prior": float, "draw": int, "rare": int}
-KEYS |= {"patch": int, "mix": int, "mixfrom": int, "drop": int, "norm": int}
+KEYS |= {"patch": int, "mix": int, "mixfrom": int, "drop": int, "norm": int, "count": int}
 #: What ``--assets`` must hold (the layout ``rebuild.py`` writes).
 ASSET_FILES = (
     "generator.safetensors",
@@ -137,6 +139,8 @@ def parse_variant(text: str) -> dict[str, Any]:
             spec[key] = (int(widths[0]), int(widths[1]))
         elif spec[key] < 0 or (key in ("dropout", "keep") and spec[key] >= 1):
             raise ValueError(f"variant {text!r}: {key}={value} is out of range")
+    if "count" in spec and not ({"draw", "rare"} & set(spec) and spec["count"] > 0):
+        raise ValueError(f"variant {text!r}: count needs draw or rare and must be >= 1")
     return spec
 
 
@@ -388,9 +392,12 @@ def run_variant(name: str, args: argparse.Namespace, world: dict[str, Any]) -> d
     if "draw" in spec or "rare" in spec:
         if "draw" in spec and "rare" in spec:
             raise ValueError(f"variant {name!r}: draw and rare are two choices; name one")
+        num = spec.get("count", len(annotations.masks))
+        if not 0 < num <= args.pool:
+            raise ValueError(f"variant {name!r}: count must lie in 1..--pool ({args.pool})")
         if "pool" not in world:
             world["pool"] = annotation_pool(G, shipped, world["annotator"], psi, args.pool)
-        annotations = picked_annotations(spec, world["pool"], len(annotations.masks), psi)
+        annotations = picked_annotations(spec, world["pool"], num, psi)
         pixels = torch.stack([torch.as_tensor(m).long() for m in annotations.masks])
         info["annotation_seeds"] = annotations.seeds
         info["annotated_pixels"] = dict(
