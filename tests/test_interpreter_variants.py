@@ -317,7 +317,7 @@ def test_saved_drop_variant_labels_real_maps_as_the_variant_did_zeroed_ones(worl
     coarse = sum(int(m.shape[0]) for m in feats[0][:2])
     assert not interp.w1[:, :, :coarse].any() and interp.w1[:, :, coarse:].any()
     doc = json.loads((tmp_path / "variants.json").read_text())
-    plain = variants.score(world["G"], interp, load_annotator(), 0.8, 8, 0.0)  # real maps
+    plain = variants.score(world["G"], interp, load_annotator(), 0.8, 8)  # real maps
     assert plain["miou"] == doc["results"]["rgb=1+drop=2"]["miou"]
 
 

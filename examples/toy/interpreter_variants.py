@@ -356,11 +356,14 @@ def score(
     annotator,
     psi: float,
     count: int,
-    smooth: float,
-    prior: torch.Tensor | None = None,
     spec: dict[str, Any] | None = None,
+    prior: torch.Tensor | None = None,
 ) -> dict:
-    """mIoU of the interpreter's labels against the annotator's on fresh samples."""
+    """mIoU of the interpreter's labels against the annotator's on fresh samples, with
+    the variant's ``spec`` applied to the maps (``drop``, ``norm``) and the prediction
+    (``smooth``; ``prior``: the class prior its ``prior`` exponent divides by)."""
+    spec = spec or {}
+    smooth = spec.get("smooth", 0.0)
     # the labeler synthesises; each chunk is labeled by one prediction of ``interp``
     # (with the generated image after the features when the interpreter reads it)
     labeler = Labeler(G, interp, truncation_psi=psi)
@@ -369,7 +372,7 @@ def score(
     for start in range(0, count, 50):
         chunk = seeds[start : start + 50]
         img, feats = labeler.synthesize(chunk)
-        feats = adjust_maps(feats, spec or {}, len(feats))
+        feats = adjust_maps(feats, spec, len(feats))
         want_probs = bool(smooth) or prior is not None
         maps = interp.prediction_maps(feats, img)
         pred = interp.predict(maps, output_size=labeler.frame, return_probs=want_probs)
@@ -434,18 +437,10 @@ def run_variant(name: str, args: argparse.Namespace, world: dict[str, Any]) -> d
     if interp is not shipped and args.save_interpreters:
         source = None if annotations is not world["annotations"] else world["annotations_folder"]
         save_variant(interp, name, spec, args.out, first_maps, source)
-    result = score(
-        G,
-        interp,
-        world["annotator"],
-        psi,
-        args.eval,
-        spec.get("smooth", 0.0),
-        None
-        if "prior" not in spec
-        else class_prior(annotations.masks, NUM_CLASSES) ** spec["prior"],
-        spec,
-    )
+    prior = None
+    if "prior" in spec:
+        prior = class_prior(annotations.masks, NUM_CLASSES) ** spec["prior"]
+    result = score(G, interp, world["annotator"], psi, args.eval, spec, prior)
     return {"variant": name, **info, "fit_seconds": fit_seconds, **result}
 
 
