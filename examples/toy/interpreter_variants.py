@@ -72,7 +72,6 @@ import argparse
 import json
 import logging
 import os
-import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -300,6 +299,23 @@ def fold_drop(interp: Interpreter, maps: Sequence[torch.Tensor], count: int) -> 
 
 #: Settings an interpreter file cannot express (feature transforms or prediction rules).
 NOT_SAVABLE = ("norm", "smooth", "prior")
+#: Settings that change only the shipped interpreter's prediction, not its fit.
+PREDICTION_ONLY = {"smooth", "prior"}
+
+
+def refits(spec: dict[str, Any]) -> bool:
+    """Whether a variant fits a new interpreter (not only a prediction rule on the shipped one)."""
+    return bool(set(spec) - PREDICTION_ONLY)
+
+
+def unsavable(spec: dict[str, Any]) -> list[str]:
+    """The variant's settings that an interpreter file cannot express."""
+    return [k for k in NOT_SAVABLE if spec.get(k)]
+
+
+def saved_path(out: Path, name: str) -> Path:
+    """Where ``--save-interpreters`` writes variant ``name``'s interpreter file."""
+    return out / "interpreters" / name / "interpreter.safetensors"
 
 
 def save_variant(
@@ -308,25 +324,21 @@ def save_variant(
     spec: dict[str, Any],
     out: Path,
     maps: Sequence[torch.Tensor],
-    annotations_folder: Path | None,
+    annotations: Annotations | None,
 ) -> Path | None:
     """Write a refitted variant as an interpreter file (``drop`` folded into its weights),
     with the annotation folder it was fitted on beside it; None (logged) when the
     variant has a setting a file cannot express."""
-    unsavable = [k for k in NOT_SAVABLE if spec.get(k)]
-    if unsavable:
-        log.warning("variant %s not saved: %s is not part of an interpreter file", name, unsavable)
+    if unsavable(spec):
+        log.warning(
+            "variant %s not saved: %s is not part of an interpreter file", name, unsavable(spec)
+        )
         return None
-    folder = out / "interpreters" / name
     if spec.get("drop"):
         fold_drop(interp, maps, spec["drop"])
-    path = interp.save(folder / "interpreter.safetensors")
-    target = folder / "annotations"
-    if annotations_folder is not None and not target.exists():
-        partial = folder / "annotations.partial"  # renamed once complete
-        shutil.rmtree(partial, ignore_errors=True)
-        shutil.copytree(annotations_folder, partial)
-        partial.rename(target)
+    path = interp.save(saved_path(out, name))
+    if annotations is not None:
+        annotations.save(path.parent / "annotations")  # file by file, atomically
     return path
 
 
@@ -406,7 +418,7 @@ def run_variant(name: str, args: argparse.Namespace, world: dict[str, Any]) -> d
         info["annotated_pixels"] = dict(
             zip(CLASS_NAMES, torch.bincount(pixels.flatten(), minlength=256)[:NUM_CLASSES].tolist())
         )
-    if set(spec) - {"smooth", "prior"}:
+    if refits(spec):
         feats, masks, extra = training_set(G, annotations, spec, shipped, psi)
         generator_maps = len(feats[0]) - bool(spec.get("rgb"))  # the image comes last
         if spec.get("drop", 0) >= generator_maps:
@@ -435,8 +447,10 @@ def run_variant(name: str, args: argparse.Namespace, world: dict[str, Any]) -> d
         )
     fit_seconds = time.perf_counter() - t0
     if interp is not shipped and args.save_interpreters:
-        source = None if annotations is not world["annotations"] else world["annotations_folder"]
-        save_variant(interp, name, spec, args.out, first_maps, source)
+        preset_annotations = annotations is world["annotations"]  # not a pool pick
+        save_variant(
+            interp, name, spec, args.out, first_maps, annotations if preset_annotations else None
+        )
     prior = None
     if "prior" in spec:
         prior = class_prior(annotations.masks, NUM_CLASSES) ** spec["prior"]
@@ -499,10 +513,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def _unsaved(out: Path, name: str) -> bool:
     """Whether a refitted, savable variant's interpreter file is missing from ``out``."""
     spec = parse_variant(name)
-    refitted = bool(set(spec) - {"smooth", "prior"})
-    savable = not any(spec.get(k) for k in NOT_SAVABLE)
-    saved = out / "interpreters" / name / "interpreter.safetensors"
-    return refitted and savable and not saved.is_file()
+    return refits(spec) and not unsavable(spec) and not saved_path(out, name).is_file()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -522,7 +533,6 @@ def main(argv: list[str] | None = None) -> int:
         "G": load_generator(generator),
         "shipped": Interpreter.load(shipped_path),
         "annotations": Annotations.load(shipped_path.parent / "annotations"),
-        "annotations_folder": shipped_path.parent / "annotations",
         "annotator": load_annotator(annotator_path),
         "psi": preset.truncation_psi,
     }
