@@ -54,6 +54,28 @@ class UnsafePathError(ValueError):
 
 
 # ------------------------------------------------------------------ atomic writes
+def _read_umask() -> int:
+    """The process umask (Python 3.11 has no getter: set and restore it once, at import)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: Read once at import, before any writer thread runs: ``os.umask`` cannot be read
+#: without being set, so reading it per write would race with other threads.
+_UMASK = _read_umask()
+
+
+def _new_file_mode(path: Path) -> int:
+    """Permission bits for a file written at ``path``: the old file's when it exists,
+    else what ``open()`` would give (0o666 less the umask). ``mkstemp`` creates its temp
+    files 0o600, which would otherwise leave every written file private to its owner."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_UMASK
+
+
 def _temp_prefix(path: Path, tag: str | None) -> str:
     return f".{path.name}.{tag}." if tag else f".{path.name}."
 
@@ -70,12 +92,14 @@ def atomic_write(
     ``durable`` fsyncs the data before the rename (metadata, checkpoints); sample PNGs
     whose size a journal records may skip it. ``tag`` goes into the temp file's name
     (``.<name>.<tag>.<random>.tmp``) so a process can clean up only its own temps.
+    The file gets the permissions ``open()`` would give it (an existing file keeps its own).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path, tag), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.chmod(tmp, _new_file_mode(path))
             write(f)
             f.flush()
             if durable:
