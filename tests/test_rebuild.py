@@ -11,6 +11,7 @@ import pytest
 from example_scripts import load_example
 
 rebuild = load_example("toy/rebuild", "toy_rebuild")
+PACKAGE = Path(__file__).resolve().parents[1] / "dgan_data"
 build_preset = load_example("toy/build_preset", "toy_build_preset")
 
 
@@ -23,6 +24,7 @@ build_preset = load_example("toy/build_preset", "toy_build_preset")
         (["--parts", "gan", "paint"], "invalid choice: 'paint'"),
         (["--gan-from", "no/such/file.pt"], "no such checkpoint"),
         (["--quality-num", "1"], "--quality-num must be >= 2"),
+        (["--interpreter-drop-coarse", "-1"], "--interpreter-drop-coarse must be >= 0"),
     ],
 )
 def test_nonsense_settings_exit_2_with_one_line(argv, message, capsys):
@@ -104,8 +106,19 @@ def test_preset_part_builds_the_shipped_interpreter_context_unless_told(tmp_path
     argv = ["--work", str(tmp_path), "--parts", "preset", "--dry-run"]
     rebuild.main(argv)
     cmd = next(line for line in capsys.readouterr().out.splitlines() if "build_preset" in line)
-    assert f"--context {rebuild.SHIPPED_CONTEXT}" in cmd
-    assert ("--with-image" in cmd) == rebuild.SHIPPED_WITH_IMAGE
+    shipped = rebuild.SHIPPED_INTERPRETER["base"]
+    assert f"--context {shipped['context']}" in cmd
+    assert f"--drop-coarse {shipped['drop_coarse']}" in cmd
+    assert ("--with-image" in cmd) == shipped["with_image"]
+    # each world's preset as it ships: its preset_metrics.json records how it was built
+    for world, assets in (("base", "assets"), ("wide", "assets_wide")):
+        metrics = json.loads((PACKAGE / "toy" / assets / "preset_metrics.json").read_text())
+        built = {"with_image": metrics["with_image"], "context": metrics["context"]}
+        built["drop_coarse"] = metrics.get("drop_coarse", 0)
+        assert built == rebuild.SHIPPED_INTERPRETER[world], world
+    rebuild.main([*argv, "--interpreter-drop-coarse", "3"])
+    cmd = next(line for line in capsys.readouterr().out.splitlines() if "build_preset" in line)
+    assert "--drop-coarse 3" in cmd
     rebuild.main([*argv, "--interpreter-context", "2", "--no-interpreter-image"])
     cmd = next(line for line in capsys.readouterr().out.splitlines() if "build_preset" in line)
     assert "--context 2" in cmd and "--with-image" not in cmd

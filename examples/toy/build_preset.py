@@ -10,7 +10,9 @@
    renders' and KID <= 2x the real-vs-real floor. A failed gate stops the build (exit
    code 1) unless ``--allow-ungated``; the gate's numbers go into the metrics either way.
 2. Trains the interpreter on them with ``Interpreter.fit`` (``--class-balance``: pixel
-   sampling that favours rare classes; ``--hidden``: the MLP widths).
+   sampling that favours rare classes; ``--hidden``: the MLP widths; ``--with-image``
+   and ``--context``: pixel context; ``--drop-coarse K``: the generator's first K
+   feature maps are ignored, see ``coarse_maps.py``).
 3. Reports the interpreter's mIoU against the annotator's labels on 200 other
    generated samples, per class; fails (exit code 1) when a class scores 0.
 4. Writes generator, interpreter, annotations and ``preset_metrics.json`` to ``--out``
@@ -30,13 +32,13 @@ import time
 from pathlib import Path
 
 import torch
+from coarse_maps import fit_without_coarse
 
 import dgan_data
 from dgan_data import load_generator
 from dgan_data.annotations import Annotations
 from dgan_data.cli.models import context_radius
 from dgan_data.conventions import generator_to_uint8 as to_uint8_image
-from dgan_data.interpreter import Interpreter
 from dgan_data.interpreter.context import MAX_CONTEXT
 from dgan_data.metrics import ConfusionMatrix, format_iou_table
 from dgan_data.seeds import z_from_seeds
@@ -124,9 +126,10 @@ def build(args: argparse.Namespace) -> dict:
         print(f"  chosen for coverage: {swap}")
 
     t_fit = time.time()
-    interp = Interpreter.fit(
+    interp = fit_without_coarse(
         G,
         ann,
+        args.drop_coarse,
         num_models=args.num_models,
         seed=args.seed,
         max_steps=args.max_steps,
@@ -161,6 +164,7 @@ def build(args: argparse.Namespace) -> dict:
         "hidden": list(interp.hidden),
         "with_image": interp.with_image,
         "context": interp.context,
+        "drop_coarse": args.drop_coarse,
         "truncation_psi": psi,
         "num_models": args.num_models,
         "max_steps": args.max_steps,
@@ -269,6 +273,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"interpreter neighbourhood radius (finest maps), 0..{MAX_CONTEXT}",
     )
     p.add_argument(
+        "--drop-coarse",
+        type=int,
+        default=0,
+        help="the interpreter ignores the generator's first K (coarsest) feature maps",
+    )
+    p.add_argument(
         "--quality", default=None, help="evaluate_gan.py JSON (psi 1.0) to gate the generator on"
     )
     p.add_argument(
@@ -276,6 +286,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
+    if args.drop_coarse < 0:
+        p.error(f"--drop-coarse must be >= 0, got {args.drop_coarse}")
     return args
 
 

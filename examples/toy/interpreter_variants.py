@@ -82,6 +82,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import torch
 import torch.nn.functional as F
+from coarse_maps import drop_coarse, fold_drop
 
 from dgan_data import Interpreter, Labeler, load_generator
 from dgan_data.annotations import Annotations
@@ -278,23 +279,6 @@ def class_prior(masks: Any, num_classes: int) -> torch.Tensor:
     labeled = int((stacked < num_classes).sum())
     rates = class_pixel_rates(stacked, num_classes).clamp(min=0.5 / labeled)
     return (rates / rates.sum()).float()
-
-
-def drop_coarse(maps: Sequence[torch.Tensor], count: int) -> list[torch.Tensor]:
-    """``maps`` with the first ``count`` (the coarsest generator layers) zeroed."""
-    return [torch.zeros_like(m) if j < count else m for j, m in enumerate(maps)]
-
-
-def fold_drop(interp: Interpreter, maps: Sequence[torch.Tensor], count: int) -> None:
-    """Zero ``interp``'s first-layer weights on the channels of the first ``count`` of
-    ``maps`` (one image's maps, (C, h, w) each, in the interpreter's input order), in
-    place: fed those maps unchanged, it then labels as it did when they were zeroed.
-
-    Exact because the first layer is linear and comes first; the coarse maps lie
-    before the image and the neighbourhood copies in the interpreter's input layout."""
-    channels = sum(int(m.shape[0]) for m in maps[:count])
-    with torch.no_grad():
-        interp.w1[:, :, :channels] = 0
 
 
 #: Settings an interpreter file cannot express (feature transforms or prediction rules).

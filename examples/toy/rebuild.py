@@ -58,9 +58,13 @@ COMMITTED_GANS = {
 #: committed checkpoints' steps: the GAN part then only exports); the wide GAN continues
 #: the base one. A larger ``--gan-steps`` trains on.
 GAN_STEPS = {"base": 24000, "wide": 43000}
-#: Pixel context of the shipped interpreter (``build_preset.py --with-image --context``).
-SHIPPED_WITH_IMAGE = True
-SHIPPED_CONTEXT = 1
+#: How each world's shipped interpreter reads the generator (``build_preset.py
+#: --with-image --context --drop-coarse``): the image, the neighbourhood radius, and
+#: how many of the coarsest feature maps it ignores.
+SHIPPED_INTERPRETER = {
+    "base": {"with_image": True, "context": 1, "drop_coarse": 0},
+    "wide": {"with_image": True, "context": 1, "drop_coarse": 0},
+}
 
 
 class Plan:
@@ -127,14 +131,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--interpreter-image",
         action=argparse.BooleanOptionalAction,
-        default=SHIPPED_WITH_IMAGE,
-        help="the interpreter reads the generated image (default: as shipped)",
+        default=None,
+        help="the interpreter reads the generated image (default: as the world's preset)",
     )
     p.add_argument(
         "--interpreter-context",
         type=context_radius,
-        default=SHIPPED_CONTEXT,
-        help=f"interpreter neighbourhood radius, 0-{MAX_CONTEXT} (default: as shipped)",
+        default=None,
+        help=f"interpreter neighbourhood radius, 0-{MAX_CONTEXT} (default: as the world's preset)",
+    )
+    p.add_argument(
+        "--interpreter-drop-coarse",
+        type=int,
+        default=None,
+        help="coarsest generator maps the interpreter ignores (default: as the world's preset)",
     )
     p.add_argument("--quality-num", type=int, default=2000, help="images per set for KID")
     p.add_argument(
@@ -147,6 +157,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.gan_steps is None:
         args.gan_steps = GAN_STEPS[args.world]
+    shipped = SHIPPED_INTERPRETER[args.world]
+    for dest, key in (("image", "with_image"), ("context", "context"), ("drop_coarse",) * 2):
+        if getattr(args, f"interpreter_{dest}") is None:
+            setattr(args, f"interpreter_{dest}", shipped[key])
+    if args.interpreter_drop_coarse < 0:
+        p.error(f"--interpreter-drop-coarse must be >= 0, got {args.interpreter_drop_coarse}")
     for name in ("gan_steps", "annotator_steps", "interpreter_steps", "threads"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
@@ -277,6 +293,8 @@ def build_plan(args: argparse.Namespace) -> Plan:
                     str(args.interpreter_steps),
                     "--context",
                     str(args.interpreter_context),
+                    "--drop-coarse",
+                    str(args.interpreter_drop_coarse),
                     *(["--with-image"] if args.interpreter_image else []),
                     *gate,
                     *threads,
