@@ -25,13 +25,18 @@ def drop_coarse(maps: Sequence[torch.Tensor], count: int) -> list[torch.Tensor]:
     return [torch.zeros_like(m) if j < count else m for j, m in enumerate(maps)]
 
 
+def zero_first_inputs(interp: Interpreter, channels: int) -> None:
+    """Zero ``interp``'s first-layer weights on its first ``channels`` input channels, in
+    place: it then ignores those inputs."""
+    with torch.no_grad():
+        interp.w1[:, :, :channels] = 0
+
+
 def fold_drop(interp: Interpreter, maps: Sequence[torch.Tensor], count: int) -> None:
     """Zero ``interp``'s first-layer weights on the channels of the first ``count`` of
     ``maps`` (one image's maps, (C, h, w) each, in the interpreter's input order), in
     place: fed those maps unchanged, it then labels as it did when they were zeroed."""
-    channels = sum(int(m.shape[0]) for m in maps[:count])
-    with torch.no_grad():
-        interp.w1[:, :, :channels] = 0
+    zero_first_inputs(interp, sum(int(m.shape[0]) for m in maps[:count]))
 
 
 class CoarseDropped:
@@ -59,7 +64,6 @@ def fit_without_coarse(G: Any, annotations: Any, count: int, **fit_kwargs: Any) 
     maps are zeroed, with the first layer's weights on those channels zeroed after: an
     interpreter for ``G``'s ordinary maps that never reads the coarse ones."""
     interp = Interpreter.fit(CoarseDropped(G, count), annotations, **fit_kwargs)
-    with torch.no_grad():
-        interp.w1[:, :, : sum(G.feature_channels[:count])] = 0
+    zero_first_inputs(interp, sum(G.feature_channels[:count]))
     interp.training_info["drop_coarse"] = count
     return interp

@@ -158,9 +158,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.gan_steps is None:
         args.gan_steps = GAN_STEPS[args.world]
     shipped = SHIPPED_INTERPRETER[args.world]
-    for dest, key in (("image", "with_image"), ("context", "context"), ("drop_coarse",) * 2):
-        if getattr(args, f"interpreter_{dest}") is None:
-            setattr(args, f"interpreter_{dest}", shipped[key])
+    option_of = {"with_image": "image", "context": "context", "drop_coarse": "drop_coarse"}
+    for key, option in option_of.items():
+        if getattr(args, f"interpreter_{option}") is None:
+            setattr(args, f"interpreter_{option}", shipped[key])
     if args.interpreter_drop_coarse < 0:
         p.error(f"--interpreter-drop-coarse must be >= 0, got {args.interpreter_drop_coarse}")
     for name in ("gan_steps", "annotator_steps", "interpreter_steps", "threads"):
