@@ -65,3 +65,22 @@ def test_build_preset_refuses_a_negative_drop(capsys):
         build_preset.parse_args(["--generator", "g.safetensors", "--drop-coarse", "-1"])
     assert exc.value.code == 2
     assert "--drop-coarse must be >= 0, got -1" in capsys.readouterr().err
+
+
+def test_build_preset_refuses_dropping_every_map_before_writing(tmp_path, capsys):
+    """K >= the generator's number of maps exits 2 naming the file, and leaves no output
+    folder behind (no annotation folder for a build that cannot fit)."""
+    from dgan_data.presets import resolve_preset_file
+
+    build_preset = load_example("toy/build_preset", "toy_build_preset")
+    generator = resolve_preset_file("toyface-14", "generator")
+    out = tmp_path / "preset"
+    args = build_preset.parse_args(
+        ["--generator", str(generator), "--out", str(out), "--drop-coarse", "99"]
+    )
+    with pytest.raises(SystemExit) as exc:
+        build_preset.build(args)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--drop-coarse 99" in err and generator.name in err and "0.." in err
+    assert not out.exists()

@@ -102,13 +102,20 @@ def test_demo_quick_writes_results_and_figure(tiny_preset, tmp_path, capsys):
         assert im.width >= 5 * 128 and im.height > 3 * 128
 
 
-def test_demo_renders_the_real_arms_in_the_presets_toy_world(tiny_preset, tmp_path, monkeypatch):
-    """A preset of the wide toy world (``toyface-14-wide``) is scored on wide renders,
-    trains (b), (b') and (c) on them and labels (b') with the wide world's annotator."""
+@pytest.mark.parametrize("how", ["shipped", "config"])
+def test_demo_renders_the_real_arms_in_the_presets_toy_world(
+    tiny_preset, tmp_path, monkeypatch, how
+):
+    """A preset of the wide toy world (``toyface-14-wide``, or a preset of one's own
+    with ``world="wide"``) is scored on wide renders, trains (b), (b') and (c) on them
+    and labels (b') with the wide world's annotator."""
     from dgan_data.downstream import demo
     from dgan_data.toy import preset as toy_preset
 
-    monkeypatch.setitem(toy_preset.TOY_PRESET_WORLDS, tiny_preset, "wide")
+    if how == "shipped":
+        monkeypatch.setitem(toy_preset.TOY_PRESET_WORLDS, tiny_preset, "wide")
+    else:
+        assert toy_preset.toy_world_of(tiny_preset) == "base"
     seen = {"render_labeled": [], "render_batches": [], "annotator": []}
 
     def spy(name, real):
@@ -124,9 +131,11 @@ def test_demo_renders_the_real_arms_in_the_presets_toy_world(tiny_preset, tmp_pa
     monkeypatch.setattr(
         demo, "load_annotator", lambda path: seen["annotator"].append(path) or real_load(path)
     )
+    world = {"world": "wide"} if how == "config" else {}
     cfg = demo.DemoConfig.quick_config(
-        preset=tiny_preset, out=tmp_path / "demo", device="cpu", threads=1, progress=False
-    )
+        preset=tiny_preset, out=tmp_path / "demo", device="cpu", threads=1, progress=False,
+        **world,
+    )  # fmt: skip
     results = demo.run_demo(cfg, report=lambda _: None)
     assert results["world"] == results["test"]["world"] == "wide"
     # the test set and the 16 real images, and every batch of the supervised arm
@@ -192,3 +201,15 @@ def test_plateau_rule_reads_the_last_fifth_of_each_curve():
     result = plateau([{"curve": flat}, {"curve": rising}], steps)
     assert result["reached"] is False and result["spans"][1] == pytest.approx(0.2)
     assert plateau([{"curve": []}], steps) is None
+
+
+def test_demo_refuses_an_unknown_world(tmp_path, capsys):
+    from dgan_data.downstream.demo import DemoConfig, run_demo
+
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--quick", "--world", "moon", "--out", str(tmp_path / "o")])
+    assert exc.value.code == 2
+    assert "--world" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="unknown toy world 'moon'; valid: base, wide"):
+        run_demo(DemoConfig.quick_config(world="moon", out=tmp_path / "o"))
+    assert not (tmp_path / "o").exists()

@@ -15,6 +15,7 @@ from ..export import (
 )
 from ..labeler import NonFiniteOutputError
 from ..preview import preview
+from ..toy.render import VARIATIONS
 from .common import (
     Add,
     UsageError,
@@ -103,6 +104,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     options = {
         "out": args.out,
         "preset": args.preset,
+        "world": args.world,
         "seed": args.seed,
         "device": args.device,
         "threads": args.threads,
@@ -217,6 +219,13 @@ def register(add: Add) -> None:
         "--preset",
         default="toyface-14",
         help="toy preset (default toyface-14; toyface-14-wide: the wide toy world)",
+    )
+    p.add_argument(
+        "--world",
+        choices=sorted(VARIATIONS),
+        default=None,
+        help="toy world of the real arms and test renders (default: the one the preset "
+        "was built on; base for a preset of your own)",
     )
     p.add_argument("--steps", type=positive_int, default=None, help="steps per arm")
     p.add_argument("--batch-size", type=positive_int, default=None, help="images per step")

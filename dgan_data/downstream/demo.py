@@ -23,7 +23,8 @@ truth and the predictions).
 Real renders (arms b, b', c and the test set) come from the toy world the preset's
 generator was trained on (:func:`dgan_data.toy.preset.toy_world_of`): ``toyface-14``
 the base world, ``toyface-14-wide`` the wide one, with that world's annotator as the
-human.
+human. A preset of one's own is compared with the base world unless
+:attr:`DemoConfig.world` (``--world``) names its world.
 
 The CPU default (one draw, :data:`DEFAULT_STEPS` steps) takes about 8 minutes on an
 idle 2-core CPU; ``--full`` is the converged schedule meant for a GPU (see
@@ -53,7 +54,7 @@ from ..presets import get_preset, resolve_preset_file
 from ..stream import DatasetGANStream
 from ..toy.annotator import annotate, load_annotator, toy_annotator_path
 from ..toy.preset import toy_world_of
-from ..toy.render import CLASS_NAMES, NUM_CLASSES, split_seeds
+from ..toy.render import CLASS_NAMES, NUM_CLASSES, VARIATIONS, split_seeds
 from .demo_report import (
     Arm,
     aggregate_arm,
@@ -108,6 +109,9 @@ class DemoConfig:
 
     out: Path = Path("dgan-demo")
     preset: str = "toyface-14"
+    #: The toy world of the real arms and the test set (and the annotator that labels
+    #: (b')); None: the world the preset was built on (base for a preset not shipped).
+    world: str | None = None
     steps: int = DEFAULT_STEPS
     batch_size: int = DEFAULT_BATCH_SIZE
     lr: float = DEFAULT_LR
@@ -257,6 +261,8 @@ def _check_config(cfg: DemoConfig) -> None:
         )
     if cfg.stream_pool is not None and cfg.stream_pool < cfg.batch_size:
         raise ValueError(f"stream_pool must hold at least one batch, got {cfg.stream_pool}")
+    if cfg.world is not None and cfg.world not in VARIATIONS:
+        raise ValueError(f"unknown toy world {cfg.world!r}; valid: {', '.join(VARIATIONS)}")
     if any(not 0.0 <= p <= 2.0 for p in cfg.stream_psi or ()):
         raise ValueError(f"stream_psi values must be in [0, 2], got {cfg.stream_psi}")
 
@@ -288,7 +294,7 @@ def run_demo(config: DemoConfig, report: Callable[[str], None] = log.info) -> di
     # Fail early (missing preset files) before any training.
     DatasetGANStream(preset.name, batch_size=cfg.batch_size, device=device)
     interp_info = _interpreter_info(preset.name)
-    world = toy_world_of(preset.name)
+    world = cfg.world or toy_world_of(preset.name)
     annotator = load_annotator(toy_annotator_path(world))
     out.mkdir(parents=True, exist_ok=True)
 

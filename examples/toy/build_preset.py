@@ -100,9 +100,17 @@ def build(args: argparse.Namespace) -> dict:
                 f"the generator fails the GAN gate on {failed}: train it longer, or pass "
                 "--allow-ungated to build anyway (recorded in preset_metrics.json)"
             )
+    G = load_generator(args.generator)
+    maps = len(G.feature_channels)
+    if args.drop_coarse >= maps:
+        print(
+            f"build_preset.py: --drop-coarse {args.drop_coarse}: {args.generator} has "
+            f"{maps} feature maps, so K must lie in 0..{maps - 1}",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    G = load_generator(args.generator)
     annotator = load_annotator(args.annotator)
     psi = args.truncation
 
