@@ -1,0 +1,217 @@
+"""One round of self-training on the stream: relabel its images with its own student.
+
+    python examples/toy/diagnose.py --out runs/diag --arms S --steps 6000 --count 2000 --threads 1
+    python examples/toy/self_training.py --data runs/diag/cache/S_2000_psi0.8_<digest>.pt \
+        --eval runs/diag/cache/eval_500_psi0.8_<digest>.pt --out runs/self0 --steps 6000 --threads 1
+
+The interpreter labels each pixel from that pixel's features; the student (the
+annotator's U-Net, as in ``diagnose.py``) sees the whole image and is trained on
+thousands of stream images. This script asks whether the student's own predictions on
+the stream's images are better labels than the interpreter's:
+
+1. train student 0 on the saved stream samples (``--data``: diagnose.py's S cache,
+   images and interpreter labels) and score it on the real test renders;
+2. label the same images with student 0 (``--relabel flip``: the mean of the logits of
+   the image and of its mirror, mirrored back; ``plain``: the image alone) and score
+   both label sources against the annotator, on those images and on fresh generated
+   samples (``--eval``: diagnose.py's eval cache);
+3. train student 1, same seed and schedule, on student 0's labels and score it.
+
+It also reports where the two label sources agree on the stream's images and who is
+right where they do not (``student0_vs_interpreter``).
+
+Writes ``self_training.json`` and student 0's weights (safetensors) to ``--out``; a rerun
+reuses both and trains only what is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import torch
+from safetensors.torch import load_file
+
+from dgan_data.augment import BatchAugment
+from dgan_data.downstream.train import (
+    build_segmentation_model,
+    evaluate,
+    metrics_summary,
+    real_batches,
+    render_labeled,
+    train_segmentation,
+)
+from dgan_data.fileio import save_safetensors, write_json
+from dgan_data.metrics import confusion_matrix, metrics_from_confusion
+from dgan_data.toy import CLASS_NAMES, NUM_CLASSES, VARIATIONS
+from dgan_data.toy.annotator import annotate, load_annotator, toy_annotator_path
+
+log = logging.getLogger("self_training")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--data", type=Path, required=True, help="stream samples (images, labels)")
+    ap.add_argument("--eval", type=Path, required=True, help="fresh generated samples (images)")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--world", choices=sorted(VARIATIONS), default="base")
+    ap.add_argument("--steps", type=int, default=6000)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--test-count", type=int, default=1000)
+    ap.add_argument("--relabel", choices=("flip", "plain"), default="flip")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    if args.steps < 1 or args.batch_size < 1:
+        ap.exit(2, "self_training.py: --steps and --batch-size must be >= 1\n")
+    for name in ("data", "eval"):
+        if not getattr(args, name).is_file():
+            ap.exit(2, f"self_training.py: --{name} {getattr(args, name)}: no such file\n")
+    return args
+
+
+def load_samples(path: Path, need_labels: bool) -> dict[str, torch.Tensor]:
+    """A diagnose.py cache: ``images`` (N, 3, H, W) in [0, 1] and ``labels`` (N, H, W)."""
+    data = torch.load(path, map_location="cpu", weights_only=True)
+    keys = ("images", "labels") if need_labels else ("images",)
+    if not isinstance(data, dict) or any(k not in data for k in keys):
+        raise SystemExit(f"{path}: not a diagnose.py cache (needs {', '.join(keys)})")
+    images = data["images"]
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise SystemExit(f"{path}: images must be (N, 3, H, W), got {tuple(images.shape)}")
+    return data
+
+
+@torch.no_grad()
+def predict(net: torch.nn.Module, images: torch.Tensor, flip: bool) -> torch.Tensor:
+    """Argmax labels of ``net`` (eval mode); ``flip`` averages the mirrored view's logits."""
+    was_training = net.training
+    net.eval()
+    out = []
+    for start in range(0, len(images), 128):
+        x = images[start : start + 128].float()
+        logits = net(x)
+        if flip:
+            logits = (logits + net(x.flip(-1)).flip(-1)) / 2
+        out.append(logits.argmax(1))
+    net.train(was_training)
+    return torch.cat(out)
+
+
+def agreement(labels: torch.Tensor, reference: torch.Tensor) -> dict[str, Any]:
+    scores = metrics_from_confusion(confusion_matrix(labels, reference, NUM_CLASSES))
+    return {
+        "miou": scores["miou"],
+        "per_class": dict(zip(CLASS_NAMES, scores["iou"].tolist())),
+    }
+
+
+def overlap(interp: torch.Tensor, student: torch.Tensor, reference: torch.Tensor) -> dict:
+    """Where the two label sources agree and who is right where they do not (pixel shares;
+    the annotator decides): errors both make are out of any relabeling's reach."""
+    same = interp == student
+    right = interp == reference
+    return {
+        "agree": same.float().mean().item(),
+        "right_where_agree": right[same].float().mean().item(),
+        "interpreter_right_where_differ": right[~same].float().mean().item(),
+        "student_right_where_differ": (student == reference)[~same].float().mean().item(),
+        "wrong_in_both": (same & ~right).float().mean().item(),
+    }
+
+
+def train_one(
+    name: str, images: torch.Tensor, labels: torch.Tensor, args: argparse.Namespace, test: Any
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    torch.manual_seed(args.seed)
+    net = build_segmentation_model(NUM_CLASSES, "unet")
+    batches = real_batches(images, labels, args.batch_size, BatchAugment(), seed=args.seed)
+    t0 = time.perf_counter()
+    train_segmentation(
+        net, batches, args.steps, lr=args.lr, progress=not args.no_progress, desc=name
+    )
+    summary = metrics_summary(evaluate(net, test, NUM_CLASSES), list(CLASS_NAMES))
+    summary["train_seconds"] = time.perf_counter() - t0
+    return net, summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    results_path = args.out / "self_training.json"
+    results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    results["settings"] = {
+        k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "no_progress"
+    }
+    data = load_samples(args.data, need_labels=True)
+    fresh = load_samples(args.eval, need_labels=False)
+    test = render_labeled("test", args.test_count, variation=args.world)
+    annotator = load_annotator(toy_annotator_path(args.world))
+
+    def annotated(images: torch.Tensor) -> torch.Tensor:
+        return torch.cat(
+            [annotate(annotator, images[i : i + 256]) for i in range(0, len(images), 256)]
+        )
+
+    ref_data, ref_fresh = annotated(data["images"]), annotated(fresh["images"])
+    results["interpreter_vs_annotator"] = {
+        "stream_images": agreement(data["labels"], ref_data)["miou"]
+    }
+    if "labels" in fresh:
+        results["interpreter_vs_annotator"]["fresh"] = agreement(fresh["labels"], ref_fresh)["miou"]
+
+    weights = args.out / "student0.safetensors"
+    net = build_segmentation_model(NUM_CLASSES, "unet")
+    if weights.is_file() and "student0" in results:
+        net.load_state_dict(load_file(weights))
+    else:
+        net, results["student0"] = train_one("student0", data["images"], data["labels"], args, test)
+        save_safetensors(
+            net.state_dict(), weights, {"steps": str(args.steps), "seed": str(args.seed)}
+        )
+        write_json(results_path, results)
+    log.info("student 0 (interpreter labels): test mIoU %.4f", results["student0"]["miou"])
+
+    relabeled = {}
+    for mode in ("plain", "flip"):
+        on_data = predict(net, data["images"], flip=mode == "flip")
+        relabeled[mode] = on_data
+        results[f"student0_{mode}_vs_annotator"] = {
+            "stream_images": agreement(on_data, ref_data),
+            "fresh": agreement(predict(net, fresh["images"], flip=mode == "flip"), ref_fresh),
+        }
+    results["student0_vs_interpreter"] = overlap(data["labels"], relabeled[args.relabel], ref_data)
+    write_json(results_path, results)
+    for mode in ("plain", "flip"):
+        r = results[f"student0_{mode}_vs_annotator"]
+        log.info(
+            "student 0 labels (%s) vs annotator: stream images %.4f, fresh %.4f",
+            mode, r["stream_images"]["miou"], r["fresh"]["miou"],
+        )  # fmt: skip
+
+    key = f"student1_{args.relabel}"
+    if key not in results:
+        _, results[key] = train_one(key, data["images"], relabeled[args.relabel], args, test)
+        write_json(results_path, results)
+    log.info(
+        "student 1 (student 0's %s labels): test mIoU %.4f", args.relabel, results[key]["miou"]
+    )
+    print(json.dumps({k: v for k, v in results.items() if k != "settings"}, indent=1)[:4000])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
