@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 import torch
-from coarse_maps import fit_without_coarse
+from coarse_maps import CoarseDropped, fit_without_coarse
 
 import dgan_data
 from dgan_data import load_generator
@@ -101,14 +101,14 @@ def build(args: argparse.Namespace) -> dict:
                 "--allow-ungated to build anyway (recorded in preset_metrics.json)"
             )
     G = load_generator(args.generator)
-    maps = len(G.feature_channels)
-    if args.drop_coarse >= maps:
+    try:  # the wrapper's own bound, checked before anything is written
+        CoarseDropped(G, args.drop_coarse)
+    except ValueError as err:
         print(
-            f"build_preset.py: --drop-coarse {args.drop_coarse}: {args.generator} has "
-            f"{maps} feature maps, so K must lie in 0..{maps - 1}",
+            f"build_preset.py: --drop-coarse {args.drop_coarse}: {args.generator}: {err}",
             file=sys.stderr,
         )
-        raise SystemExit(2)
+        raise SystemExit(2) from None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     annotator = load_annotator(args.annotator)

@@ -305,7 +305,8 @@ def train_student(
     args: argparse.Namespace,
     test: tuple[torch.Tensor, torch.Tensor],
     seed: int | None = None,
-) -> dict[str, Any]:
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """A fresh student trained on ``batches`` and its scores on ``test``."""
     torch.manual_seed(args.seed if seed is None else seed)
     net = build_segmentation_model(NUM_CLASSES, "unet")
     t0 = time.perf_counter()
@@ -315,7 +316,7 @@ def train_student(
     metrics = evaluate(net, test, NUM_CLASSES)
     summary = metrics_summary(metrics, list(CLASS_NAMES))
     summary["train_seconds"] = time.perf_counter() - t0
-    return summary
+    return net, summary
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -499,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
                 images, masks = render_labeled("pool", 16, start=start, variation=args.world)
                 seed = args.seed + draw
                 batches = real_batches(images, masks, args.batch_size, augment, seed=seed)
-                trained = train_student(key, batches, args, test, seed=seed)
+                _, trained = train_student(key, batches, args, test, seed=seed)
                 record_student(results_path, results, key, trained)
                 log.info("%s: test mIoU %.4f", key, trained["miou"])
             continue
@@ -521,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
                 seed=args.seed,
                 variation=args.world,
             )
-        trained = train_student(key, batches, args, test)
+        _, trained = train_student(key, batches, args, test)
         record_student(results_path, results, key, trained)
         log.info("%s: test mIoU %.4f", key, trained["miou"])
 

@@ -31,28 +31,21 @@ import json
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import torch
+from diagnose import annotate_all, train_student
 from safetensors.torch import load_file
 
 from dgan_data.augment import BatchAugment
-from dgan_data.downstream.train import (
-    build_segmentation_model,
-    evaluate,
-    metrics_summary,
-    real_batches,
-    render_labeled,
-    train_segmentation,
-)
+from dgan_data.downstream.train import build_segmentation_model, real_batches, render_labeled
 from dgan_data.fileio import save_safetensors, write_json
 from dgan_data.metrics import confusion_matrix, metrics_from_confusion
 from dgan_data.toy import CLASS_NAMES, NUM_CLASSES, VARIATIONS
-from dgan_data.toy.annotator import annotate, load_annotator, toy_annotator_path
+from dgan_data.toy.annotator import load_annotator, toy_annotator_path
 
 log = logging.getLogger("self_training")
 
@@ -133,16 +126,9 @@ def overlap(interp: torch.Tensor, student: torch.Tensor, reference: torch.Tensor
 def train_one(
     name: str, images: torch.Tensor, labels: torch.Tensor, args: argparse.Namespace, test: Any
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
-    torch.manual_seed(args.seed)
-    net = build_segmentation_model(NUM_CLASSES, "unet")
+    """``diagnose.py``'s student, seeded by ``--seed``, trained on ``images`` and ``labels``."""
     batches = real_batches(images, labels, args.batch_size, BatchAugment(), seed=args.seed)
-    t0 = time.perf_counter()
-    train_segmentation(
-        net, batches, args.steps, lr=args.lr, progress=not args.no_progress, desc=name
-    )
-    summary = metrics_summary(evaluate(net, test, NUM_CLASSES), list(CLASS_NAMES))
-    summary["train_seconds"] = time.perf_counter() - t0
-    return net, summary
+    return train_student(name, batches, args, test)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,12 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     test = render_labeled("test", args.test_count, variation=args.world)
     annotator = load_annotator(toy_annotator_path(args.world))
 
-    def annotated(images: torch.Tensor) -> torch.Tensor:
-        return torch.cat(
-            [annotate(annotator, images[i : i + 256]) for i in range(0, len(images), 256)]
-        )
-
-    ref_data, ref_fresh = annotated(data["images"]), annotated(fresh["images"])
+    ref_data = annotate_all(annotator, data["images"])
+    ref_fresh = annotate_all(annotator, fresh["images"])
     results["interpreter_vs_annotator"] = {
         "stream_images": agreement(data["labels"], ref_data)["miou"]
     }
