@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +89,65 @@ def test_nonsense_values_are_refused_at_parse_time(capsys, argv, word):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert word in err and "Traceback" not in err
+    # one line naming the subcommand, not argparse's usage block
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"dgan-data {argv[0]}: error:"), err
+    assert f"see dgan-data {argv[0]} --help" in lines[0]
+
+
+def test_verbose_works_before_and_after_the_subcommand(capsys, tmp_path):
+    from dgan_data.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["-v", "presets"]).verbose is True
+    assert parser.parse_args(["presets", "-v"]).verbose is True
+    assert parser.parse_args(["presets"]).verbose is False
+    # after the subcommand too, -v shows the exception instead of the one line
+    with pytest.raises(KeyError, match="no-such-preset"):
+        main(["preview", "no-such-preset", "--out", str(tmp_path / "g.png"), "-v"])
+
+
+def test_sample_takes_a_presets_classes_and_needs_them_otherwise(
+    capsys, tmp_path, tiny_generator_file
+):
+    from dgan_data import get_preset
+
+    code, _, err = run(capsys, "sample", "--generator", "toyface-14", "--num", "1", "--out",
+                       str(tmp_path / "p"))  # fmt: skip
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "p" / "manifest.json").read_text())
+    assert manifest["class_names"] == list(get_preset("toyface-14").class_names)
+    out = tmp_path / "f"
+    code, _, err = run(capsys, "sample", "--generator", str(tiny_generator_file), "--num", "1",
+                       "--out", str(out))  # fmt: skip
+    assert code == 2
+    one_line_error(err, "--classes is needed")
+    assert not out.exists()
+
+
+def test_presets_shows_one_preset_in_full(capsys):
+    from dgan_data import get_preset
+
+    code, printed, err = run(capsys, "presets", "toyface-14")
+    assert code == 0, err
+    preset = get_preset("toyface-14")
+    for i, name in enumerate(preset.class_names):
+        colour = tuple(int(v) for v in preset.palette_array[i])
+        assert f"{i:>3}  {name:<24} {colour}" in printed
+    assert "truncation psi 0.8" in printed and "generator: " in printed
+    code, printed, err = run(capsys, "presets", "car-20", "--json")
+    assert code == 0, err
+    record = json.loads(printed)
+    assert record["class_names"] == list(get_preset("car-20").class_names)
+    assert len(record["palette"]) == record["num_classes"] == 20
+    assert record["truncation_psi"] == get_preset("car-20").truncation_psi
+    assert record["expected_generator"] and record["generator_present"] in (True, False)
+    code, printed, err = run(capsys, "presets", "--json")
+    assert code == 0, err
+    assert {r["name"] for r in json.loads(printed)} >= {"toyface-14", "car-20"}
+    code, _, err = run(capsys, "presets", "no-such-preset")
+    assert code == 2
+    one_line_error(err, "no-such-preset")
 
 
 def test_empty_class_names_are_refused_and_nothing_is_written(

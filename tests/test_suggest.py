@@ -331,6 +331,30 @@ def test_merge_refuses_parts_that_do_not_belong_together():
         Annotations.merge(base, other_size)
 
 
+def test_merge_keeps_the_latent_kinds_every_part_stores(caplog):
+    """A folder of seeds (a preset's) merges with a sampled one (w and seeds): the merged
+    set keeps the seeds, from which every sample's w regenerates."""
+    masks = np.zeros((1, 8, 8), np.uint8)
+    seeds_only = Annotations.from_arrays(masks=masks, class_names=["x", "y"], seeds=[1])
+    w = torch.randn(1, 4, 6)
+    with_w = Annotations.from_arrays(
+        masks=masks, class_names=["x", "y"], seeds=[2], w=w, ids=["s0"]
+    )
+    with caplog.at_level("WARNING", logger="dgan_data.annotations.folder"):
+        merged = Annotations.merge(seeds_only, with_w)
+    assert merged.seeds == [1, 2] and merged.w is None
+    assert "the w stored in part 1 is left out" in caplog.text
+    # both store w: it is kept, concatenated
+    both = Annotations.merge(
+        with_w, Annotations.from_arrays(masks=masks, class_names=["x", "y"], w=w)
+    )
+    assert torch.equal(both.w, torch.cat([w, w])) and both.seeds is None
+    # nothing in common: refused, naming what each part stores
+    w_only = Annotations.from_arrays(masks=masks, class_names=["x", "y"], w=w, ids=["w0"])
+    with pytest.raises(AnnotationError, match="no kind of latent is stored by every part"):
+        Annotations.merge(seeds_only, w_only)
+
+
 @pytest.mark.parametrize("weights", [["1", "1", "-0.5", "1"], ["1", "nan", "0.5", "1"]])
 def test_bad_cli_weights_are_refused(tmp_path, capsys, weights):
     argv = ["suggest", "--generator", "toyface-14", "--interpreter", "toyface-14"]

@@ -441,9 +441,14 @@ class Annotations:
         """One annotation set from several (e.g. a first folder and suggested samples).
 
         The parts must agree on everything that makes their samples one training set:
-        class names, generator fingerprint, truncation, noise, crop, mask size and latent
-        kind; ids must be distinct. Differences are reported together, each naming the
-        part (its folder when loaded from one) and the field.
+        class names, generator fingerprint, truncation, noise, crop, mask size and
+        whether images are stored; ids must be distinct. Differences are reported
+        together, each naming the part (its folder when loaded from one) and the field.
+
+        The merged set keeps the latent kinds (w, z, seeds) that every part stores, so a
+        folder of seeds (e.g. a preset's) merges with sampled or suggested folders (w and
+        seeds): their w is left out, logged, since it regenerates from the seed with the
+        shared generator and truncation. Parts that share no latent kind are refused.
         """
         if not parts:
             raise AnnotationError(["merge needs at least one annotation set"])
@@ -464,7 +469,6 @@ class Annotations:
             "noise": lambda a: a.noise,
             "crop": lambda a: a.crop,
             "mask resolution": lambda a: tuple(a.mask_resolution),
-            "latent kind": lambda a: (a.w is not None, a.z is not None, a.seeds is not None),
             "stored images": lambda a: a.images is not None,
         }
         for field_name, get in checks.items():
@@ -474,7 +478,19 @@ class Annotations:
                     problems.append(
                         f"{name(i)}: {field_name} {get(part)!r} differs from {name(0)}'s {want!r}"
                     )
-        if first.w is not None:
+        kinds = {
+            kind: all(getattr(p, kind) is not None for p in parts) for kind in ("w", "z", "seeds")
+        }
+        if not any(kinds.values()):
+            stored = "; ".join(
+                f"{name(i)}: {', '.join(_latent_kinds(p))}" for i, p in enumerate(parts)
+            )
+            problems.append(f"latent kind: no kind of latent is stored by every part ({stored})")
+        if not kinds["w"]:
+            centers = [p.truncation_center for p in parts]
+            if any(not _same_center(centers[0], c) for c in centers[1:]):
+                problems.append("truncation_center differs between the parts")
+        if kinds["w"]:
             shapes = {tuple(p.w.shape[1:]) for p in parts}
             if len(shapes) > 1:
                 problems.append(f"w latents have different shapes {sorted(shapes)}")
@@ -488,16 +504,27 @@ class Annotations:
         if problems:
             raise AnnotationError(problems)
 
+        for kind in ("w", "z"):
+            holders = [name(i) for i, p in enumerate(parts) if getattr(p, kind) is not None]
+            if holders and not kinds[kind]:
+                logger.warning(
+                    "merge keeps the latents every part stores (%s): the %s stored in %s is "
+                    "left out (it regenerates from them)",
+                    ", ".join(k for k, shared in kinds.items() if shared),
+                    kind,
+                    ", ".join(holders),
+                )
+
         def cat(attr: str) -> torch.Tensor | None:
             values = [getattr(p, attr) for p in parts]
-            return None if values[0] is None else torch.cat(values)
+            return None if not all(v is not None for v in values) else torch.cat(values)
 
         return cls(
             masks=torch.cat([p.masks for p in parts]),
             class_names=list(first.class_names),
             w=cat("w"),
             z=cat("z"),
-            seeds=None if first.seeds is None else [s for p in parts for s in p.seeds],
+            seeds=[s for p in parts for s in p.seeds] if kinds["seeds"] else None,
             truncation_psi=first.truncation_psi,
             truncation_cutoff=first.truncation_cutoff,
             truncation_center=first.truncation_center,
@@ -598,3 +625,14 @@ class Annotations:
             return cls(**fields)
         except AnnotationError as err:
             raise AnnotationError([f"{MANIFEST}: {p}" for p in err.problems], root) from None
+
+
+def _latent_kinds(ann: Annotations) -> list[str]:
+    """The latent kinds ``ann`` stores, e.g. ``["w", "seeds"]``."""
+    return [k for k in ("w", "z", "seeds") if getattr(ann, k) is not None] or ["none"]
+
+
+def _same_center(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return a.shape == b.shape and bool(torch.equal(a, b))

@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
@@ -22,7 +23,7 @@ from ..presets import UnknownPresetError
 from . import annotate, data, models
 from .common import Handler, UsageError
 
-__all__ = ["UsageError", "build_parser", "main"]
+__all__ = ["OneLineParser", "UsageError", "build_parser", "main"]
 
 log = logging.getLogger("dgan_data.cli")
 
@@ -38,8 +39,16 @@ USER_ERRORS = (
 )
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (what was wrong and where to look),
+    not argparse's usage block; the exit code stays 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="dgan-data",
         description="DatasetGAN data factory: generators, interpreters, live labeled streams.",
     )
@@ -53,6 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
             description=help_,
             epilog=epilog,
             formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        # also after the subcommand; SUPPRESS keeps a -v given before it
+        p.add_argument(
+            "-v",
+            "--verbose",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="show logs and tracebacks",
         )
         p.set_defaults(handler=handler)
         return p

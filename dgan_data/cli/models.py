@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from ..annotations import Annotations, sample_annotation_folder
 from ..generators import LOADER_OPTIONS as GENERATOR_LOADER_OPTIONS
 from ..interpreter import Interpreter
 from ..interpreter.context import MAX_CONTEXT
-from ..presets import cache_dir, load_generator, presets_table
+from ..presets import cache_dir, get_preset, load_generator, preset_status, presets_table
+from ..presets.resolve import looks_like_path
 from .common import (
     Add,
     UsageError,
@@ -50,11 +52,58 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def preset_record(name: str) -> dict[str, Any]:
+    """Everything about one preset for ``dgan-data presets --json``: its fields (the
+    palette resolved), and which files are present where."""
+    preset = get_preset(name)
+    status = preset_status(name)
+    record = preset.to_dict()
+    record["palette"] = preset.palette_array.tolist()
+    for kind in ("generator", "interpreter"):
+        found = status[kind]
+        record[f"{kind}_present"] = found is not None
+        record[f"{kind}_path"] = None if found is None else str(found)
+        record[f"expected_{kind}"] = [str(p) for p in status[f"expected_{kind}"]]
+    return record
+
+
+def print_preset(record: dict[str, Any]) -> None:
+    """One preset in full: classes with ids and colours, resolutions, truncation, files."""
+    label, image = record["label_resolution"], record["image_resolution"]
+    image_text = f", images {image[0]}x{image[1]}" if image else ""
+    print(
+        f"{record['name']}: {record['architecture']}, {record['num_classes']} classes, "
+        f"labels {label[0]}x{label[1]}{image_text}, truncation psi {record['truncation_psi']}"
+        + (f" (cutoff {record['truncation_cutoff']})" if record["truncation_cutoff"] else "")
+    )
+    print("classes (id, name, colour):")
+    for i, (cls, colour) in enumerate(zip(record["class_names"], record["palette"])):
+        print(f"  {i:>3}  {cls:<24} {tuple(colour)}")
+    if record.get("class_names_source"):
+        print(f"class names: {record['class_names_source']}")
+    for kind in ("generator", "interpreter"):
+        if record[f"{kind}_present"]:
+            print(f"{kind}: {record[f'{kind}_path']}")
+        else:
+            paths = ", ".join(record[f"expected_{kind}"])
+            print(f"{kind}: missing (looked for {paths})")
+    for key in ("source", "notes"):
+        if record.get(key):
+            print(f"{key}: {record[key]}")
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
-    rows = presets_table()
-    if args.json:
-        print(json.dumps(rows, indent=2, default=str))
+    if args.name is not None:
+        record = preset_record(args.name)
+        if args.json:
+            print(json.dumps(record, indent=2))
+        else:
+            print_preset(record)
         return 0
+    if args.json:
+        print(json.dumps([preset_record(r["name"]) for r in presets_table()], indent=2))
+        return 0
+    rows = presets_table()
     header = ("name", "K", "labels", "arch", "generator", "interpreter")
     table = [header]
     for r in rows:
@@ -73,6 +122,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
     print(f"\ncache: {cache_dir()}  (set DGAN_DATA_HOME to move it)")
+    print("dgan-data presets NAME shows one preset in full: classes, palette, truncation, files")
     return 0
 
 
@@ -89,8 +139,23 @@ def parse_class_names(text: str | None) -> list[str] | None:
     return names
 
 
+def sample_class_names(args: argparse.Namespace) -> list[str]:
+    """``--classes``, else the preset's classes when ``--generator`` names a preset: the
+    masks drawn in the folder are class ids, and ``fit`` and ``import-masks`` need names."""
+    names = parse_class_names(args.classes)
+    if names is None and not looks_like_path(args.generator):
+        names = list(get_preset(args.generator).class_names or []) or None
+    if names is None:
+        raise UsageError(
+            "--classes is needed: the masks drawn in the folder are class ids that fit and "
+            "import-masks read by name (e.g. --classes background,car,wheel; a preset "
+            "generator gives its own)"
+        )
+    return names
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
-    class_names = parse_class_names(args.classes)
+    class_names = sample_class_names(args)
     if args.truncation < 0:
         raise UsageError(f"--truncation must be >= 0, got {args.truncation}")
     G = load_generator(args.generator, device=args.device)
@@ -145,17 +210,21 @@ def register(add: Add) -> None:
     p = add(
         "presets",
         cmd_presets,
-        "List the named presets: classes, label resolution, and whether their files are here.",
-        "examples:\n  dgan-data presets\n  dgan-data presets --json",
+        "List the named presets, or show one in full: classes, palette, resolutions, "
+        "truncation, and whether its files are here.",
+        "examples:\n  dgan-data presets\n  dgan-data presets toyface-14\n"
+        "  dgan-data presets car-20 --json",
     )
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("name", nargs="?", default=None, help="one preset to show in full")
+    p.add_argument("--json", action="store_true", help="print JSON (every field of each preset)")
 
     p = add(
         "sample",
         cmd_sample,
         "Write generated images to annotate, with the latents that regenerate them exactly.",
         "examples:\n  dgan-data sample --generator toyface-14 --num 20 --out ann/\n"
-        "  dgan-data sample --generator ffhq.pkl --num 16 --out ann/ --seed 100 --truncation 0.7",
+        "  dgan-data sample --generator ffhq.pkl --num 16 --out ann/ --seed 100 --truncation 0.7 "
+        "--classes background,skin,hair",
     )
     p.add_argument("--generator", required=True, help="checkpoint path or preset name")
     p.add_argument("--num", type=positive_int, required=True, help="number of samples")
@@ -164,7 +233,11 @@ def register(add: Add) -> None:
         "--seed", type=non_negative_int, default=0, help="seed of the first sample (then +1, ...)"
     )
     p.add_argument("--truncation", type=finite_float, default=1.0, help="truncation psi")
-    p.add_argument("--classes", help="comma-separated class names to store in the manifest")
+    p.add_argument(
+        "--classes",
+        help="comma-separated class names to store in the manifest (default: the preset's, "
+        "when --generator names one)",
+    )
     p.add_argument("--device", type=device_name, default=None, help="cpu, cuda, cuda:1, ...")
 
     p = add(
