@@ -128,8 +128,13 @@ def _check_device(device: str | torch.device | None) -> torch.device | None:
     return dev
 
 
+#: Largest label side accepted (the paper's frames are at most 1024 px): a typo such as
+#: 100000 fails here with a message, not in an allocation deep inside torch.
+MAX_LABEL_SIDE = 8192
+
+
 def check_label_size(label_size: Any) -> tuple[int, int] | None:
-    """``(H, W)`` of positive ints, or None; anything else is a clear ValueError."""
+    """``(H, W)`` of ints in [1, MAX_LABEL_SIDE], or None; else a clear ValueError."""
     if label_size is None:
         return None
     if isinstance(label_size, (str, bytes)) or not isinstance(label_size, Sequence):
@@ -140,6 +145,8 @@ def check_label_size(label_size: Any) -> tuple[int, int] | None:
         raise ValueError(
             f"label_size must be two positive ints (height, width), got {label_size!r}"
         )
+    if max(label_size) > MAX_LABEL_SIDE:
+        raise ValueError(f"label_size {tuple(label_size)} exceeds {MAX_LABEL_SIDE} px per side")
     return int(label_size[0]), int(label_size[1])
 
 

@@ -70,7 +70,24 @@ def distributed_context() -> tuple[int, int]:
     """(rank, world size): from torch.distributed when initialised, else torchrun's env."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    world = _env_int("WORLD_SIZE", 1)
+    rank = _env_int("RANK", 0)
+    if world < 1:
+        raise ValueError(f"environment WORLD_SIZE={world}: must be >= 1")
+    if not 0 <= rank < world:
+        raise ValueError(f"environment RANK={rank}: must be in [0, WORLD_SIZE={world})")
+    return rank, world
+
+
+def _env_int(name: str, default: int) -> int:
+    """An integer environment variable (torchrun's RANK, WORLD_SIZE), else ValueError."""
+    text = os.environ.get(name)
+    if text is None or not text.strip():
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"environment {name}={text!r} is not an integer") from None
 
 
 def check_seeds(seeds: Sequence[int] | torch.Tensor) -> list[int]:

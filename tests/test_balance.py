@@ -204,3 +204,29 @@ def test_stream_reports_the_rates_of_what_it_yielded():
     assert torch.allclose(expected.double(), achieved)
     with pytest.raises(ValueError, match="unknown classes"):
         DatasetGANStream(generator=G, interpreter=interp, class_balance={"zzz": 0.5})
+
+
+def test_statistics_stay_readable_after_an_epoch_ends():
+    torch.set_num_threads(1)
+    G = tiny_generator()
+    interp = random_interpreter(G, num_classes=5)
+    interp.class_names = ["background", "a", "b", "c", "d"]
+    ds = DatasetGANStream(
+        generator=G,
+        interpreter=interp,
+        device="cpu",
+        generation_batch=8,
+        output="dict",
+        class_balance="image",
+        drop_uncertain=0.0,
+        samples_per_epoch=6,
+    )
+    assert len(list(ds)) == 6
+    stats = ds.statistics()
+    assert stats["items"] == 6 and stats["candidates"] >= 6
+    assert set(stats["class_balance"]["image_rates"]) == set(interp.class_names)
+    # the next epoch starts fresh: its state is the new epoch's, not the old iterator's
+    assert ds.epoch == 1 and ds.state_dict()["epoch"] == 1
+    it = iter(ds)
+    next(it)
+    assert ds.statistics()["items"] == 1

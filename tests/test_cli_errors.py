@@ -107,6 +107,13 @@ def test_verbose_works_before_and_after_the_subcommand(capsys, tmp_path):
         main(["preview", "no-such-preset", "--out", str(tmp_path / "g.png"), "-v"])
 
 
+def test_a_leading_double_dash_is_ignored(capsys):
+    """``torchrun -m dgan_data.cli -- export ...``: some Pythons pass the ``--`` on."""
+    code, printed, err = run(capsys, "--", "presets")
+    assert code == 0, err
+    assert "toyface-14" in printed
+
+
 def test_sample_takes_a_presets_classes_and_needs_them_otherwise(
     capsys, tmp_path, tiny_generator_file
 ):

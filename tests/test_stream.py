@@ -7,6 +7,7 @@ import io
 import logging
 import os
 import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -413,6 +414,40 @@ def _ddp_worker(rank: int, init_file: str, out_dir: str, generator: str, interpr
         torch.distributed.barrier()
     finally:
         torch.distributed.destroy_process_group()
+
+
+@pytest.mark.parametrize(
+    ("option", "words"),
+    [
+        ({"normalize": ((0.5,) * 3, (float("nan"),) * 3)}, "std must be finite"),
+        ({"normalize": ((0.5,) * 3, (0.0,) * 3)}, "every std must be > 0"),
+        ({"normalize": ("a", "b")}, "mean must be a sequence of numbers"),
+        ({"normalize": ((0.5,) * 3, (0.5,) * 2)}, "3 means but 2 stds"),
+        ({"noise": "bogus"}, "noise must be 'const' or 'random'"),
+        ({"label_size": (100_000, 100_000)}, "exceeds 8192 px per side"),
+    ],
+)
+def test_nonsense_settings_are_refused_when_the_stream_is_built(tiny, option, words):
+    """At construction, not at the first batch (nor, for NaN, never: NaN images)."""
+    with pytest.raises(ValueError, match=re.escape(words)):
+        stream(tiny, **option)
+
+
+@pytest.mark.parametrize(
+    ("rank", "world", "words"),
+    [
+        ("0", "0", "WORLD_SIZE=0"),
+        ("3", "2", "RANK=3"),
+        ("-1", "2", "RANK=-1"),
+        ("abc", "2", "RANK='abc' is not an integer"),
+    ],
+)
+def test_nonsense_rank_environment_is_refused(tiny, monkeypatch, rank, world, words):
+    """RANK/WORLD_SIZE out of range would repeat or overlap other ranks' samples."""
+    monkeypatch.setenv("RANK", rank)
+    monkeypatch.setenv("WORLD_SIZE", world)
+    with pytest.raises(ValueError, match=re.escape(words)):
+        next(iter(stream(tiny, batch_size=2)))
 
 
 def test_ddp_two_ranks_draw_disjoint_streams(tiny_files, tmp_path, monkeypatch):

@@ -28,7 +28,15 @@ Modules: ``batch`` (``BatchAugment``, the shared checks and ``normalize``), ``ad
 """
 
 from .adapters import AlbumentationsAugment, KorniaAugment
-from .batch import IMAGENET_MEAN, IMAGENET_STD, AugmentFn, AugmentParams, BatchAugment, normalize
+from .batch import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    AugmentFn,
+    AugmentParams,
+    BatchAugment,
+    check_normalize,
+    normalize,
+)
 from .spec import make_augment
 
 __all__ = [
@@ -39,6 +47,7 @@ __all__ = [
     "AugmentParams",
     "BatchAugment",
     "KorniaAugment",
+    "check_normalize",
     "make_augment",
     "normalize",
 ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -71,6 +71,28 @@ def _draw_seed(generator: torch.Generator | None) -> int:
     if generator is None:
         return int(torch.randint(0, 2**63 - 1, (1,)).item())
     return int(torch.randint(0, 2**63 - 1, (1,), generator=generator, device=generator.device))
+
+
+def check_normalize(value: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``(mean, std)``: two equally long sequences of finite numbers, every std > 0
+    (checked when a stream is built, not at its first batch); else ValueError."""
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise ValueError(f"normalize must be (mean, std), got {value!r}")
+    parts = []
+    for name, seq in zip(("mean", "std"), value):
+        if isinstance(seq, (str, bytes)) or not isinstance(seq, Sequence) or not seq:
+            raise ValueError(f"normalize: {name} must be a sequence of numbers, got {seq!r}")
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in seq):
+            raise ValueError(f"normalize: {name} must hold numbers, got {seq!r}")
+        if not all(math.isfinite(v) for v in seq):
+            raise ValueError(f"normalize: {name} must be finite, got {tuple(seq)}")
+        parts.append(tuple(float(v) for v in seq))
+    mean, std = parts
+    if len(mean) != len(std):
+        raise ValueError(f"normalize: {len(mean)} means but {len(std)} stds")
+    if any(v <= 0 for v in std):
+        raise ValueError(f"normalize: every std must be > 0, got {std}")
+    return mean, std
 
 
 def normalize(

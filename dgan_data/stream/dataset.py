@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import IterableDataset
 from torchvision import tv_tensors
 
-from ..augment import BatchAugment, make_augment, normalize
+from ..augment import BatchAugment, check_normalize, make_augment, normalize
 from ..balance import ClassBalancer, resolve_targets
 from ..conventions import IGNORE_INDEX, check_finite_number
 from ..generators import Generator
@@ -182,10 +182,10 @@ class DatasetGANStream(IterableDataset):
             ignore_uncertain_pixels = check_finite_number(
                 ignore_uncertain_pixels, "ignore_uncertain_pixels", low=0.0
             )
-        if normalize is not None and (
-            not isinstance(normalize, (tuple, list)) or len(normalize) != 2
-        ):
-            raise ValueError(f"normalize must be (mean, std), got {normalize!r}")
+        if normalize is not None:
+            normalize = check_normalize(normalize)
+        if noise not in ("const", "random"):
+            raise ValueError(f"noise must be 'const' or 'random', got {noise!r}")
         self.label_size = check_label_size(label_size)
         check_device(device)
         if class_balance is not None and not isinstance(class_balance, (str, dict)):
@@ -255,6 +255,7 @@ class DatasetGANStream(IterableDataset):
         self._labeler: Labeler | None = None
         self._augment: Any = None
         self._progress: Progress | None = None
+        self._finished: Progress | None = None  # the last iterator to finish an epoch
         self._resume: dict[str, Any] | None = None
         self._warned_restart = False
 
@@ -269,6 +270,7 @@ class DatasetGANStream(IterableDataset):
         state["_labeler"] = None  # models are rebuilt lazily in each process
         state["_augment"] = None
         state["_progress"] = None  # an iterator's live state belongs to its process
+        state["_finished"] = None
         return state
 
     # ------------------------------------------------------------- sizing
@@ -411,6 +413,7 @@ class DatasetGANStream(IterableDataset):
         self.epoch = int(state["epoch"])
         self._resume = None if state.get("fresh") else dict(state)
         self._progress = None  # the loaded state replaces any earlier iterator's
+        self._finished = None
 
     def __iter__(self) -> Iterator[Any]:
         shard = current_shard()
@@ -448,6 +451,7 @@ class DatasetGANStream(IterableDataset):
             self.epoch = epoch + 1
             if self._progress is progress:
                 self._progress = None
+                self._finished = progress  # its statistics stay readable
 
     def _make_balancer(self, lab: Labeler) -> ClassBalancer | None:
         if self.class_balance is None:
@@ -461,8 +465,10 @@ class DatasetGANStream(IterableDataset):
     def statistics(self) -> dict[str, Any]:
         """What the live (or last) iterator did: candidates labeled, items yielded, the
         uncertainty filter's kept share and, with ``class_balance``, the achieved
-        per-class image rates."""
-        p = self._progress
+        per-class image rates. An iterator that finished its epoch stays readable until
+        the next one starts. With DataLoader workers, each worker iterates its own copy
+        of the stream, so the main process's copy has nothing to report (zeros)."""
+        p = self._progress if self._progress is not None else self._finished
         if p is None:
             return {"candidates": 0, "items": 0}
         stats: dict[str, Any] = {
