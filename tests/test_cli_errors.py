@@ -65,6 +65,8 @@ def test_unknown_preset_is_one_line_and_exit_2(capsys, tmp_path, argv):
         ),
         (["demo", "--threads", "-1"], "-1"),
         (["demo", "--steps", "0"], "0"),
+        (["demo", "--lr", "0"], "must be > 0"),
+        (["demo", "--lr", "-1"], "must be > 0"),
         (
             [
                 "sample",

@@ -475,9 +475,19 @@ def jpeg_in_cvat_export(tmp_path: Path) -> tuple[str, Path]:
     return "cvat-mask", src
 
 
+def hostile_rle_size(tmp_path: Path) -> tuple[str, Path]:
+    """An image without a size and an RLE claiming 400,000 x 400,000 pixels (149 GiB)."""
+    doc = coco([(1, "00000.png", 6, 6)], [])
+    del doc["images"][0]["height"], doc["images"][0]["width"]
+    rle = {"size": [400_000, 400_000], "counts": [160_000_000_000]}
+    doc["annotations"] = [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": rle}]
+    return "coco", write_json(tmp_path / "c.json", doc)
+
+
 @pytest.mark.parametrize(
     "make, expected",
     [
+        (hostile_rle_size, r"c.json: .*RLE size 400000x400000: each side must be in 1..16384"),
         (
             bad_polygon,
             r"c.json: annotations\[1\] \(id 2\) segmentation\[0\]: "
@@ -513,6 +523,15 @@ def test_bad_input_names_file_and_item_and_writes_nothing(tmp_path, ann, capsys,
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert err.startswith("dgan-data import-masks: error: ")
     assert written(ann) == []
+
+
+def test_the_message_counts_problems_only_when_some_are_left_out():
+    one = MaskImportError(["a.json: bad"])
+    assert str(one) == "a.json: bad"
+    three = MaskImportError(["p1", "p2", "p3"])
+    assert str(three) == "p1; p2; p3"
+    five = MaskImportError([f"p{i}" for i in range(5)])
+    assert str(five) == "p0; p1; p2; ... (5 problems in all)"
 
 
 def test_unknown_labels_resolved_with_map(tmp_path, ann, capsys):

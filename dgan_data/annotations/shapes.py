@@ -27,6 +27,9 @@ __all__ = [
 BACKGROUND_LABEL = "background"
 #: Largest coordinate accepted in a shape (images are far smaller; keeps arithmetic exact).
 MAX_COORDINATE = 1e7
+#: Largest side of a run-length-encoded bitmap: checked before it is decoded, so a
+#: hostile size fails with a message instead of a many-GiB allocation.
+MAX_RLE_SIDE = 16384
 
 Affine = tuple[float, float, float, float]  # (scale_y, scale_x, offset_y, offset_x)
 
@@ -38,7 +41,9 @@ class MaskImportError(ValueError):
         self.problems = list(problems)
         head = "; ".join(self.problems[:3])
         more = len(self.problems) - 3
-        super().__init__(head + (f"; ... ({len(self.problems)} problems in all)" if more else ""))
+        super().__init__(
+            head + (f"; ... ({len(self.problems)} problems in all)" if more > 0 else "")
+        )
 
 
 # ------------------------------------------------------------------ rasterising
@@ -106,6 +111,8 @@ def rle_counts_from_string(text: str) -> list[int]:
 
 def decode_rle(counts: Sequence[int], height: int, width: int) -> np.ndarray:
     """A COCO run-length encoding (column-major, starting with 0s) as bool (H, W)."""
+    if not (0 < height <= MAX_RLE_SIDE and 0 < width <= MAX_RLE_SIDE):
+        raise ValueError(f"RLE size {height}x{width}: each side must be in 1..{MAX_RLE_SIDE}")
     runs = np.asarray(counts, dtype=np.int64)
     if runs.ndim != 1 or (runs < 0).any():
         raise ValueError("RLE counts must be non-negative integers")

@@ -24,6 +24,7 @@ __all__ = [
     "model_source",
     "non_negative_int",
     "parse_options",
+    "positive_float",
     "positive_int",
 ]
 
@@ -40,6 +41,14 @@ def finite_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (a learning rate, a scale)."""
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
     return value
 
 

@@ -20,11 +20,11 @@ from .common import (
     Add,
     UsageError,
     device_name,
-    finite_float,
     fraction,
     model_args,
     model_source,
     non_negative_int,
+    positive_float,
     positive_int,
 )
 
@@ -230,7 +230,7 @@ def register(add: Add) -> None:
     )
     p.add_argument("--steps", type=positive_int, default=None, help="steps per arm")
     p.add_argument("--batch-size", type=positive_int, default=None, help="images per step")
-    p.add_argument("--lr", type=finite_float, default=None, help="peak learning rate")
+    p.add_argument("--lr", type=positive_float, default=None, help="peak learning rate (> 0)")
     p.add_argument("--test-count", type=positive_int, default=None, help="test renders")
     p.add_argument("--quick", action="store_true", help="3 steps per arm, 10 test images")
     p.add_argument(
