@@ -23,7 +23,7 @@ from ..presets import UnknownPresetError
 from . import annotate, data, models
 from .common import Handler, UsageError
 
-__all__ = ["OneLineParser", "UsageError", "build_parser", "main"]
+__all__ = ["USER_ERRORS", "OneLineParser", "UsageError", "build_parser", "main", "one_line"]
 
 log = logging.getLogger("dgan_data.cli")
 
@@ -98,9 +98,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as err:
         if args.verbose:
             raise
-        text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
-        message = text.strip().splitlines() or [type(err).__name__]
+        message = error_lines(err)
         print(f"dgan-data {args.command}: error: {message[0]}", file=sys.stderr)
         for extra in message[1:]:
             print(f"  {extra}", file=sys.stderr)
         return 2
+
+
+def error_lines(err: BaseException) -> list[str]:
+    """The lines of a user error's message (a KeyError's without its quotes)."""
+    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    return text.strip().splitlines() or [type(err).__name__]
+
+
+def one_line(err: BaseException) -> str:
+    """A user error's message as one line, for scripts that share the CLI's rules."""
+    return "; ".join(line.strip() for line in error_lines(err))

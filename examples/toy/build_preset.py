@@ -37,6 +37,8 @@ from coarse_maps import CoarseDropped, fit_without_coarse
 import dgan_data
 from dgan_data import load_generator
 from dgan_data.annotations import Annotations
+from dgan_data.cli import USER_ERRORS, OneLineParser, one_line
+from dgan_data.cli.common import finite_float, non_negative_int, positive_int
 from dgan_data.cli.models import context_radius
 from dgan_data.conventions import generator_to_uint8 as to_uint8_image
 from dgan_data.interpreter.context import MAX_CONTEXT
@@ -74,6 +76,13 @@ def gan_gate(quality_path: str | None) -> dict | None:
     if quality_path is None:
         return None
     q = json.loads(Path(quality_path).read_text())
+    try:
+        return _gate_of(q, quality_path)
+    except (KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f"{quality_path}: not an evaluate_gan.py JSON (missing {err})") from None
+
+
+def _gate_of(q: dict, quality_path: str) -> dict:
     diversity = {k: v for k, v in q["diversity"].items() if isinstance(v, dict)}
     return {
         "quality_file": Path(quality_path).name,
@@ -101,6 +110,7 @@ def build(args: argparse.Namespace) -> dict:
                 "--allow-ungated to build anyway (recorded in preset_metrics.json)"
             )
     G = load_generator(args.generator)
+    annotator = load_annotator(args.annotator)
     try:  # the wrapper's own bound, checked before anything is written
         CoarseDropped(G, args.drop_coarse)
     except ValueError as err:
@@ -111,7 +121,6 @@ def build(args: argparse.Namespace) -> dict:
         raise SystemExit(2) from None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    annotator = load_annotator(args.annotator)
     psi = args.truncation
 
     seeds, images, masks, swaps = choose_annotation_seeds(G, annotator, args, psi)
@@ -241,36 +250,42 @@ def choose_annotation_seeds(G, annotator, args, psi):
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = OneLineParser(
+        prog=Path(__file__).name,
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
     p.add_argument("--generator", required=True, help="trained toy generator (.safetensors)")
     p.add_argument("--annotator", default=None, help="annotator file (default: shipped)")
     p.add_argument("--out", default=str(ASSETS), help="output folder (default: package assets)")
-    p.add_argument("--num", type=int, default=16, help="annotated samples")
-    p.add_argument("--start-seed", type=int, default=ANNOTATION_START_SEED)
-    p.add_argument("--eval-num", type=int, default=200)
-    p.add_argument("--num-models", type=int, default=10)
-    p.add_argument("--truncation", type=float, default=TOY_TRUNCATION_PSI)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-steps", type=int, default=3000, help="cap on interpreter steps per model")
+    p.add_argument("--num", type=positive_int, default=16, help="annotated samples")
+    p.add_argument("--start-seed", type=non_negative_int, default=ANNOTATION_START_SEED)
+    p.add_argument("--eval-num", type=positive_int, default=200)
+    p.add_argument("--num-models", type=positive_int, default=10)
+    p.add_argument("--truncation", type=finite_float, default=TOY_TRUNCATION_PSI)
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument(
+        "--max-steps", type=positive_int, default=3000, help="cap on interpreter steps per model"
+    )
     p.add_argument(
         "--coverage",
-        type=int,
+        type=non_negative_int,
         default=3,
         help="annotated images every class should appear in (0: no swaps)",
     )
     p.add_argument(
         "--coverage-search",
-        type=int,
+        type=non_negative_int,
         default=2000,
         help="further seeds searched for classes below --coverage",
     )
     p.add_argument(
         "--class-balance",
-        type=float,
+        type=finite_float,
         default=0.0,
         help="interpreter pixel sampling: 0 uniform, 1 every class alike",
     )
-    p.add_argument("--hidden", type=int, nargs=2, default=None, help="MLP widths (H1 H2)")
+    p.add_argument("--hidden", type=positive_int, nargs=2, default=None, help="MLP widths (H1 H2)")
     p.add_argument(
         "--with-image", action="store_true", help="the interpreter also reads the generated image"
     )
@@ -282,7 +297,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--drop-coarse",
-        type=int,
+        type=non_negative_int,
         default=0,
         help="the interpreter ignores the generator's first K (coarsest) feature maps",
     )
@@ -292,10 +307,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--allow-ungated", action="store_true", help="build even when the generator fails the gate"
     )
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=positive_int, default=None)
     args = p.parse_args(argv)
-    if args.drop_coarse < 0:
-        p.error(f"--drop-coarse must be >= 0, got {args.drop_coarse}")
+    if args.truncation < 0:
+        p.error(f"--truncation must be >= 0, got {args.truncation}")
+    if not 0 <= args.class_balance <= 1:
+        p.error(f"--class-balance must be in [0, 1], got {args.class_balance}")
     return args
 
 
@@ -304,7 +321,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    build(args)
+    try:
+        build(args)
+    except USER_ERRORS as err:  # a missing or unreadable file: one line, exit 2
+        print(f"build_preset.py: error: {one_line(err)}", file=sys.stderr)
+        return 2
     return 0
 
 

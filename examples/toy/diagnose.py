@@ -61,6 +61,8 @@ import torch
 from dgan_data import DatasetGANStream, Labeler
 from dgan_data.annotations import Annotations
 from dgan_data.augment import BatchAugment
+from dgan_data.cli import USER_ERRORS, OneLineParser, one_line
+from dgan_data.cli.common import positive_float
 from dgan_data.downstream.train import (
     build_segmentation_model,
     evaluate,
@@ -97,7 +99,11 @@ TARGETS = {
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap = OneLineParser(
+        prog=Path(__file__).name,
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
     ap.add_argument(
         "--preset",
         default="toyface-14",
@@ -108,7 +114,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--full-count", type=int, default=5000, help="real renders of A")
     ap.add_argument("--steps", type=int, default=2000, help="student steps per arm")
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--lr", type=positive_float, default=3e-3)
     ap.add_argument("--test-count", type=int, default=1000)
     ap.add_argument(
         "--eval-count",
@@ -182,6 +188,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
+    try:  # the preset's files resolve now, not after --out is made
+        preset = get_preset(args.preset)
+        for kind in ("generator", "interpreter"):
+            if getattr(args, kind) is None:
+                resolve_preset_file(preset.name, kind)
+    except USER_ERRORS as err:
+        ap.error(f"--preset {args.preset}: {one_line(err)}")
     args.preset_world = toy_world_of(args.preset)
     args.world = args.world or args.preset_world
     for name in (
@@ -212,6 +225,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name, path in own_files(args).items():
         if path is not None and not path.is_file():
             ap.error(f"--{name} {path}: no such file")
+    if args.annotator is not None and not args.annotator.with_suffix(".json").is_file():
+        ap.error(f"--annotator {args.annotator}: its description {args.annotator.stem}.json "
+                 "is not beside it")  # fmt: skip
     return args
 
 

@@ -43,6 +43,7 @@ import sys
 import time
 from pathlib import Path
 
+from dgan_data.cli import OneLineParser
 from dgan_data.cli.models import context_radius
 from dgan_data.interpreter.context import MAX_CONTEXT
 
@@ -96,7 +97,11 @@ class Plan:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = OneLineParser(
+        prog=Path(__file__).name,
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
     p.add_argument("--work", default="runs/toy", help="folder for runs and reports")
     p.add_argument("--assets", default=None, help="where shipped files go (default: package)")
     p.add_argument(
@@ -124,7 +129,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--world",
         choices=sorted(COMMITTED_GANS),
         default="base",
-        help="toy world to rebuild (wide: its files go to WORK/assets unless --assets)",
+        help="toy world to rebuild (wide: its files go to dgan_data/toy/assets_wide unless "
+        "--assets)",
     )
     p.add_argument("--annotator-steps", type=int, default=8000)
     p.add_argument("--interpreter-steps", type=int, default=3000, help="cap per model")
@@ -173,6 +179,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.gan_from = str(COMMITTED_GANS[args.world])
     if args.gan_from != "scratch" and not Path(args.gan_from).is_file():
         p.error(f"--gan-from {args.gan_from}: no such checkpoint (or say 'scratch')")
+    if Path(args.work).exists() and not Path(args.work).is_dir():
+        p.error(f"--work {args.work}: exists and is not a folder")
+    if args.assets and Path(args.assets).exists() and not Path(args.assets).is_dir():
+        p.error(f"--assets {args.assets}: exists and is not a folder")
     return args
 
 
@@ -336,7 +346,12 @@ def build_plan(args: argparse.Namespace) -> Plan:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    plan = build_plan(args)
+    try:
+        plan = build_plan(args)
+    except subprocess.CalledProcessError as err:  # the step printed its own error
+        step = " ".join(Path(str(a)).name for a in err.cmd[1:3])
+        print(f"rebuild.py: error: {step} exited with code {err.returncode}", file=sys.stderr)
+        return err.returncode if 0 < err.returncode < 128 else 1
     print(plan.table())
     return 0
 
