@@ -858,3 +858,33 @@ def test_repeated_option_key_is_refused(reference_dir, capsys):
     assert main(["inspect", str(path), "--option", "lr_mlp=0.02", "--option", "lr_mlp=0.5"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "lr_mlp" in err[0] and "twice" in err[0], err
+
+
+class _Payload:
+    """A class of the test module: torch's safe loader does not know it."""
+
+
+def test_pt_refusals_name_the_reason_without_torchs_advice(tmp_path, capsys):
+    """A garbage .pt is unreadable, not 'outside the allow-list'; a custom object names
+    its global; neither repeats torch's advice to load with weights_only=False."""
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"\x80\x04garbage")
+    with pytest.raises(CheckpointError) as err:
+        load_generator(garbage)
+    text = str(err.value)
+    assert "cannot read as a PyTorch checkpoint" in text and "allow-list" not in text
+    custom = tmp_path / "custom.pt"
+    torch.save({"a": _Payload()}, custom)
+    with pytest.raises(CheckpointError) as err:
+        load_generator(custom)
+    text = str(err.value)
+    assert f"outside the safe allow-list ({__name__}._Payload)" in text
+    assert "weights_only" not in text and "\x1b" not in text and "trust" not in text
+    assert "UserWarning" not in capsys.readouterr().err
+
+
+def test_pkl_entry_that_is_not_a_network_says_what_it_is(tmp_path):
+    path = tmp_path / "g.pkl"
+    path.write_bytes(pickle.dumps({"G_ema": [1, 2]}, protocol=2))
+    with pytest.raises(CheckpointError, match="'G_ema' in the pickle is a list, not a network"):
+        load_generator(path)

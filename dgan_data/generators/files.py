@@ -18,6 +18,8 @@ import argparse
 import json
 import logging
 import math
+import re
+import warnings
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -264,17 +266,29 @@ def safe_torch_load(path: str | Path) -> Any:
     if zipfile.is_zipfile(path):
         _check_zip_records(path)
     try:
-        with torch.serialization.safe_globals(SAFE_TORCH_GLOBALS):
+        with torch.serialization.safe_globals(SAFE_TORCH_GLOBALS), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on pickle protocols
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError...
-        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        if "weights_only" in str(err) or "Unsupported global" in str(err):
-            raise CheckpointError(
-                f"{path}: refused to load: the file needs objects outside the safe allow-list "
-                f"({msg}). dgan_data never executes code from checkpoints; convert the file to "
-                "plain tensors (a state dict) or to .safetensors."
-            ) from None
-        raise CheckpointError(f"{path}: cannot read as a PyTorch checkpoint: {msg}") from None
+        raise CheckpointError(f"{path}: {_load_failure(err)}") from None
+
+
+def _load_failure(err: Exception) -> str:
+    """What torch's refusal means, without its advice to load unsafely: the globals the
+    file needs beyond the allow-list, else why it is not a readable checkpoint."""
+    text = str(err)
+    refused = sorted(set(re.findall(r"Unsupported global: GLOBAL ([\w.]+)", text)))
+    if refused:
+        return (
+            f"refused to load: the file needs objects outside the safe allow-list "
+            f"({', '.join(refused)}). dgan_data never executes code from checkpoints; convert "
+            "the file to plain tensors (a state dict) or to .safetensors."
+        )
+    reason = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n\n|$)", text, re.S)
+    if reason:
+        return f"cannot read as a PyTorch checkpoint: {reason.group(1).strip()}"
+    first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+    return f"cannot read as a PyTorch checkpoint: {first}"
 
 
 # ------------------------------------------------------------- our format

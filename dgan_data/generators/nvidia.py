@@ -150,9 +150,13 @@ def _select_network(data: Any, key: str, source: str) -> PersistentObject:
     if net is None and key == "G_ema" and isinstance(data.get("G"), PersistentObject):
         log.warning("%s: no G_ema in the pickle; using G (the non-averaged generator)", source)
         net = data["G"]
-    if not isinstance(net, PersistentObject):
+    if net is None:
         raise CheckpointError(
             f"{source}: no network {key!r} in the pickle (keys: {describe_keys(data)})"
+        )
+    if not isinstance(net, PersistentObject):
+        raise CheckpointError(
+            f"{source}: {key!r} in the pickle is a {type(net).__name__}, not a network"
         )
     return net
 
