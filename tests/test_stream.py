@@ -434,6 +434,33 @@ def test_nonsense_settings_are_refused_when_the_stream_is_built(tiny, option, wo
 
 
 @pytest.mark.parametrize(
+    ("damage", "words"),
+    [
+        (lambda st: st.update(candidates=-1), "candidates must be an int >= 0"),
+        (lambda st: st.update(items=1.5), "items must be an int >= 0"),
+        (lambda st: st.update(offset=10**6), "offset 1000000 is past the"),
+        (lambda st: st["buffer"].update(seed=3), "buffer must map names to tensors"),
+        (
+            lambda st: st["pending"].update(image=torch.zeros(2, 3, 5, 5)),
+            "pending holds parts of different lengths",
+        ),
+        (
+            lambda st: st["pending"].update(mask=st["pending"]["mask"][:, :5, :5]),
+            "pending images are (16, 16), its masks (5, 5)",
+        ),
+    ],
+)
+def test_a_damaged_state_is_refused_when_loaded(tiny, damage, words):
+    ds = stream(tiny, batch_size=None)
+    it = iter(ds)
+    next(it)
+    state = ds.state_dict()
+    damage(state)
+    with pytest.raises(ValueError, match=re.escape(words)):
+        stream(tiny, batch_size=None).load_state_dict(state)
+
+
+@pytest.mark.parametrize(
     ("rank", "world", "words"),
     [
         ("0", "0", "WORLD_SIZE=0"),

@@ -129,7 +129,52 @@ def check_state(state: Any, config: dict[str, Any], identity: Any) -> None:
     missing = [k for k in PROGRESS_FIELDS if k not in state]
     if missing:
         raise ValueError(f"stream state lacks {missing}: not a DatasetGANStream state")
+    check_contents(state)
     check_same(state["identity"], identity(), "this stream's models")
+
+
+def check_contents(state: dict[str, Any]) -> None:
+    """Refuse a damaged state: negative or non-integer counters, left-over samples that
+    are not tensors of one length per part, images and masks of different frames, or an
+    offset past the pending unit (such a state would resume with samples that were never
+    generated)."""
+    for key in ("epoch", "unit", "candidates", "units", "items", "offset"):
+        value = state.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"stream state: {key} must be an int >= 0, got {value!r}")
+    lengths = {}
+    for part in ("buffer", "pending"):
+        tensors = state[part]
+        if not isinstance(tensors, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) and v.dim() >= 1
+            for k, v in tensors.items()
+        ):
+            raise ValueError(f"stream state: {part} must map names to tensors of samples")
+        sizes = {k: v.shape[0] for k, v in tensors.items()}
+        if len(set(sizes.values())) > 1:
+            raise ValueError(f"stream state: {part} holds parts of different lengths {sizes}")
+        image, mask = tensors.get("image"), tensors.get("mask")
+        if image is not None and image.dim() != 4:
+            raise ValueError(f"stream state: {part} images must be (N, C, H, W)")
+        if mask is not None and mask.dim() != 3:
+            raise ValueError(f"stream state: {part} masks must be (N, H, W)")
+        if image is not None and mask is not None and image.shape[-2:] != mask.shape[-2:]:
+            raise ValueError(
+                f"stream state: {part} images are {tuple(image.shape[-2:])}, its masks "
+                f"{tuple(mask.shape[-2:])}"
+            )
+        lengths[part] = next(iter(sizes.values()), 0)
+    buffer_keys, pending_keys = set(state["buffer"]), set(state["pending"])
+    if pending_keys and buffer_keys and buffer_keys != pending_keys:
+        raise ValueError(
+            f"stream state: pending samples hold {sorted(pending_keys)}, the buffer "
+            f"{sorted(buffer_keys)}"
+        )
+    if state["offset"] > lengths["pending"]:
+        raise ValueError(
+            f"stream state: offset {state['offset']} is past the {lengths['pending']} "
+            "pending samples"
+        )
 
 
 def check_same(saved: dict[str, Any], ours: dict[str, Any], what: str) -> None:
