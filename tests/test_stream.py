@@ -425,6 +425,7 @@ def _ddp_worker(rank: int, init_file: str, out_dir: str, generator: str, interpr
         ({"normalize": ((0.5,) * 3, (0.5,) * 2)}, "3 means but 2 stds"),
         ({"noise": "bogus"}, "noise must be 'const' or 'random'"),
         ({"label_size": (100_000, 100_000)}, "exceeds 8192 px per side"),
+        ({"seed": 2**70}, "seed must be below 2**63"),
     ],
 )
 def test_nonsense_settings_are_refused_when_the_stream_is_built(tiny, option, words):
