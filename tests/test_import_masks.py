@@ -154,6 +154,24 @@ def test_polygon_touching_the_border_fills_pixel_centres(tmp_path, ann):
     assert mask_of(ann, "00000").tolist() == expected
 
 
+def test_objects_outside_the_image_are_reported(tmp_path, ann, capsys, caplog):
+    """A polygon drawn outside the image paints nothing: said, not silently dropped."""
+    doc = coco(
+        [(1, "00000.png", 6, 6)],
+        [poly(1, 1, 0, 0, 6, 0, 0, 6), poly(1, 2, 100, 100, 200, 100, 200, 200)],
+    )
+    src = write_json(tmp_path / "c.json", doc)
+    with caplog.at_level("WARNING", logger="dgan_data.annotations.tools"):
+        report = import_masks(src, ann, format="coco")
+    sample = report.samples[0]
+    assert sample.objects == 2 and sample.empty_objects == 1
+    assert "1 of 2 objects cover no pixel" in caplog.text
+    assert report.samples[1].empty_objects == 0
+    code = main(["import-masks", "--format", "coco", str(src), "--annotations", str(ann)])
+    assert code in (0, 1)
+    assert "2 objects (1 cover no pixel: outside the image?)" in capsys.readouterr().out
+
+
 def test_rasterize_polygon_edges_left_top_in_right_bottom_out():
     # x 0.5..2.5 and 2.5..4.5, y 0.5..2.5: centres on the left/top edges count, on the
     # right/bottom edges not, so the two rectangles share no pixel and leave no gap.

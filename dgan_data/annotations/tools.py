@@ -296,18 +296,22 @@ def _paint(
     affine: Affine,
     unlabeled: int,
     crowd_ignored: bool,
-) -> np.ndarray:
-    """The uint8 mask of one item in the folder's mask frame."""
+) -> tuple[np.ndarray, int]:
+    """The uint8 mask of one item in the folder's mask frame, and how many of its shapes
+    cover no pixel of it (drawn outside the image, or too small for the mask grid)."""
     if item.raster is not None:
         lut = np.array([table.get(n, IGNORE_INDEX) for n in item.names] + [IGNORE_INDEX])
         # index -1 (ignore) picks the appended IGNORE_INDEX
         ids = lut[item.raster].astype(np.uint8)
-        return _sample_raster(ids, out_hw, affine)
+        return _sample_raster(ids, out_hw, affine), 0
     mask = np.full(out_hw, unlabeled, dtype=np.uint8)
+    empty = 0
     for shape in item.shapes:
         value = IGNORE_INDEX if shape.crowd and crowd_ignored else table[shape.label]
-        mask[shape.region(out_hw, affine)] = value
-    return mask
+        region = shape.region(out_hw, affine)
+        empty += not region.any()
+        mask[region] = value
+    return mask, empty
 
 
 # ------------------------------------------------------------------ the report
@@ -328,6 +332,7 @@ class SampleImport:
     objects: int = 0  # shapes painted, or labels present in a raster mask
     classes: tuple[str, ...] = ()  # class names present in the written mask
     ignored: float = 0.0  # fraction of pixels set to 255
+    empty_objects: int = 0  # shapes that cover no pixel of the mask (outside the image?)
 
 
 @dataclass
@@ -372,7 +377,9 @@ def _status(path: Path, mask: np.ndarray) -> str:
     return "unchanged" if old.shape == mask.shape and np.array_equal(old, mask) else "replaced"
 
 
-def _summary(sample: _Sample, item: _Item, mask: np.ndarray, names: list[str]) -> SampleImport:
+def _summary(
+    sample: _Sample, item: _Item, mask: np.ndarray, names: list[str], empty: int
+) -> SampleImport:
     present = [names[v] for v in np.unique(mask) if v < len(names)]
     objects = len(item.shapes) if item.raster is None else len(item.labels())
     return SampleImport(
@@ -383,6 +390,7 @@ def _summary(sample: _Sample, item: _Item, mask: np.ndarray, names: list[str]) -
         objects,
         tuple(present),
         float((mask == IGNORE_INDEX).mean()),
+        empty,
     )
 
 
@@ -512,9 +520,14 @@ def import_masks(
             samples.append(SampleImport(sample.id, sample.mask_rel, status, where))
             continue
         _, item, affine = todo[sample.id]
-        mask = _paint(item, table, folder.mask_hw, affine, unlabeled_id, crowd == "ignore")
+        mask, empty = _paint(item, table, folder.mask_hw, affine, unlabeled_id, crowd == "ignore")
+        if empty:
+            logger.warning(
+                "%s: %d of %d objects cover no pixel of the %dx%d mask (drawn outside the "
+                "image?)", item.where, empty, len(item.shapes), *folder.mask_hw
+            )  # fmt: skip
         masks[sample.id] = (sample.mask_path, mask)
-        samples.append(_summary(sample, item, mask, folder.class_names))
+        samples.append(_summary(sample, item, mask, folder.class_names, empty))
     report = ImportReport(root, format, src, samples, dry_run)
     if dry_run:
         return report

@@ -76,8 +76,9 @@ def _line(s: SampleImport) -> str:
         return f"  {s.id}  empty      nothing drawn in {s.source}: mask not written"
     classes = ", ".join(s.classes) or "-"
     ignored = f", {100 * s.ignored:.1f}% ignore" if s.ignored else ""
+    empty = f" ({s.empty_objects} cover no pixel: outside the image?)" if s.empty_objects else ""
     where = f"{s.mask} <- {s.source}"
-    return f"  {s.id}  {s.status:<9}  {where}: {s.objects} objects; {classes}{ignored}"
+    return f"  {s.id}  {s.status:<9}  {where}: {s.objects} objects{empty}; {classes}{ignored}"
 
 
 def _print_report(report: ImportReport) -> int:
