@@ -392,6 +392,10 @@ def test_cvat_mask_without_labelmap_uses_voc_colours(tmp_path, ann):
     save_png(src / "SegmentationClass" / "00000.png", [[(0, 0, 0)] * 3 + [(192, 128, 128)] * 3] * 6)
     import_masks(src, ann, format="cvat-mask", mapping={"person": "skin"})
     assert mask_of(ann, "00000").tolist() == [[0, 0, 0, 2, 2, 2]] * 6
+    # a colour outside the VOC palette: the message names the palette, not a labelmap.txt
+    save_png(src / "SegmentationClass" / "00001.png", [[(1, 2, 3)] * 6] * 6)
+    with pytest.raises(MaskImportError, match=r"colours not in the Pascal VOC palette \(no"):
+        import_masks(src, ann, format="cvat-mask", mapping={"person": "skin"})
 
 
 def test_voc_palette_indices(tmp_path, ann):
@@ -516,7 +520,11 @@ def hostile_rle_size(tmp_path: Path) -> tuple[str, Path]:
             r"b.json: shapes\[0\] 'hair': a polygon needs at least 3 points, got 2",
         ),
         (image_not_in_folder, r"c.json: images\[1\] 'frame_99.png': image 'frame_99' is not in"),
-        (unknown_labels, r"c.json: 2 labels .* without a class: 'beard', 'nose'; map them"),
+        (
+            unknown_labels,
+            r"c.json: 2 labels .* without a class: 'beard' \(in c.json: images\[0\] "
+            r"'00000.png'\), 'nose' \(in c.json: images\[0\] '00000.png'\); map them",
+        ),
         (
             wrong_coco_size,
             r"c.json: images\[0\] '00000.png': size 6x8 differs from the image "

@@ -302,6 +302,11 @@ def _colour_labels(src: Path) -> tuple[list[str], dict[int, int]]:
 def _read_cvat_mask(src: Path, **_: Any) -> list[_Item]:
     """Items of CVAT's Segmentation mask 1.1 export: colours -> labels via labelmap.txt."""
     names, lookup = _colour_labels(src)
+    palette = (
+        "labelmap.txt"
+        if (src / "labelmap.txt").is_file()
+        else "the Pascal VOC palette (no labelmap.txt in the export)"
+    )
     problems: list[str] = []
     items = []
     for path in _png_files(src / "SegmentationClass", "CVAT's SegmentationClass masks"):
@@ -315,7 +320,7 @@ def _read_cvat_mask(src: Path, **_: Any) -> list[_Item]:
         unknown = [c for c in colours.tolist() if c not in lookup]
         if unknown:
             shown = [(c >> 16, (c >> 8) & 255, c & 255) for c in unknown]
-            problems.append(f"{where}: colours not in labelmap.txt: {short_list(shown, 5)}")
+            problems.append(f"{where}: colours not in {palette}: {short_list(shown, 5)}")
             continue
         index = np.array([lookup[c] for c in colours.tolist()], dtype=np.int64)
         items.append(_raster_item(path, where, index[inverse.reshape(packed.shape)], names))

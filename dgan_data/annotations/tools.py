@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -245,14 +245,15 @@ def _target(value: str | int, names: list[str], what: str) -> int:
 
 
 def _label_table(
-    labels: Iterable[str],
+    labels: Mapping[str, str],
     folder: _Folder,
     fmt: str,
     mapping: Mapping[str, str | int],
     unlabeled: int,
     src: Path,
 ) -> dict[str, int]:
-    """Class id of every tool label used; an error lists every label without one."""
+    """Class id of every tool label used (``labels``: label -> the first item using it);
+    an error lists every label without one, with where it is first used."""
     names = folder.class_names
     targets = {str(k): _target(v, names, f"map {k}={v}") for k, v in mapping.items()}
     table, unknown = {}, []
@@ -271,17 +272,19 @@ def _label_table(
     if unused:
         logger.warning("%s: --map names no label of the export: %s", src, short_list(unused))
     if unknown:
-        raise MaskImportError([_unknown_labels(unknown, names, fmt, src)])
+        raise MaskImportError([_unknown_labels(unknown, names, fmt, src, labels)])
     return table
 
 
-def _unknown_labels(unknown: list[str], names: list[str], fmt: str, src: Path) -> str:
+def _unknown_labels(
+    unknown: list[str], names: list[str], fmt: str, src: Path, first_use: Mapping[str, str]
+) -> str:
     """The one-line message for tool labels without a class, listing them all."""
     if fmt == "png":
         what = f"ids (K = {len(names)}: 0..{len(names) - 1}, 255 = ignore)"
     else:
         what = f"labels (classes in {MANIFEST}: {short_list(names)})"
-    listed = ", ".join(repr(u) for u in unknown)
+    listed = ", ".join(f"{u!r} (in {first_use[u]})" for u in unknown)
     return (
         f"{src}: {len(unknown)} {what} without a class: {listed}; map them with "
         "--map NAME=CLASS (CLASS a class name, a class id or 'ignore')"
@@ -506,8 +509,11 @@ def import_masks(
     by_key = _match(items, folder, src)
     todo = _affines(by_key, folder, keep_empty)
     unlabeled_id = 0 if unlabeled == "background" else IGNORE_INDEX
-    labels = [label for _, item, _ in todo.values() for label in item.labels()]
-    table = _label_table(labels, folder, format, mapping or {}, unlabeled_id, src)
+    first_use: dict[str, str] = {}  # label -> the first item that uses it, for messages
+    for _, item, _ in todo.values():
+        for label in item.labels():
+            first_use.setdefault(label, item.where)
+    table = _label_table(first_use, folder, format, mapping or {}, unlabeled_id, src)
 
     masks, samples = {}, []
     for sample in folder.samples:
