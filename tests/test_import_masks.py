@@ -560,6 +560,17 @@ def test_the_message_counts_problems_only_when_some_are_left_out():
     assert str(five) == "p0; p1; p2; ... (5 problems in all)"
 
 
+def test_a_mask_path_that_is_a_folder_is_refused_before_any_write(tmp_path, ann):
+    doc = coco(
+        [(1, "00000.png", 6, 6), (2, "00001.png", 6, 6)],
+        [poly(1, 1, 0, 0, 6, 0, 0, 6), poly(2, 1, 0, 0, 6, 0, 0, 6)],
+    )
+    (ann / "masks" / "00001.png").mkdir(parents=True)
+    with pytest.raises(MaskImportError, match=r"00001\.png: exists and is not a file"):
+        import_masks(write_json(tmp_path / "c.json", doc), ann, format="coco")
+    assert not (ann / "masks" / "00000.png").exists()
+
+
 def test_unknown_labels_resolved_with_map(tmp_path, ann, capsys):
     _, src = unknown_labels(tmp_path)
     args = ["import-masks", "--format", "coco", str(src), "--annotations", str(ann)]

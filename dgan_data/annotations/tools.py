@@ -535,6 +535,15 @@ def import_masks(
         masks[sample.id] = (sample.mask_path, mask)
         samples.append(_summary(sample, item, mask, folder.class_names, empty))
     report = ImportReport(root, format, src, samples, dry_run)
+    blocked = [
+        f"{masks[s.id][0]}: exists and is not a file"
+        for s in samples
+        if s.status in ("new", "replaced")
+        and masks[s.id][0].exists()
+        and not masks[s.id][0].is_file()
+    ]
+    if blocked:  # checked before the first write, so a refused import writes nothing
+        raise MaskImportError(blocked)
     if dry_run:
         return report
     for s in samples:
