@@ -18,6 +18,7 @@ import torch
 __all__ = [
     "IGNORE_INDEX",
     "check_finite_number",
+    "check_names",
     "generator_to_uint8",
     "short_list",
     "to_uint8_image",
@@ -25,6 +26,22 @@ __all__ = [
 
 #: Mask value of pixels without a label (excluded from training and metrics).
 IGNORE_INDEX = 255
+
+
+def check_names(value: Any, what: str = "class_names") -> list[str]:
+    """``value`` as a list of non-empty strings, in order; a single string (which
+    ``list()`` would split into characters), an unordered set, or names that are not
+    strings are a ValueError naming ``what``."""
+    if isinstance(value, (str, bytes, set, frozenset)):
+        raise ValueError(f"{what} must be a sequence of names, got {value!r}")
+    try:
+        names = list(value)
+    except TypeError:
+        raise ValueError(f"{what} must be a sequence of names, got {value!r}") from None
+    bad = [n for n in names if not isinstance(n, str) or not n]
+    if bad:
+        raise ValueError(f"{what} must be non-empty strings, got {short_list(bad)}")
+    return names
 
 
 def short_list(values: Iterable[Any], limit: int = 8) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .conventions import IGNORE_INDEX, check_finite_number
+from .conventions import IGNORE_INDEX, check_finite_number, check_names
 from .generators import Generator
 from .interpreter import Interpreter
 from .interpreter.inference import IMPLS
@@ -212,6 +212,15 @@ class Labeler:
         self.truncation_psi = check_finite_number(
             1.0 if truncation_psi is None else truncation_psi, "truncation_psi", low=0.0
         )
+        if truncation_cutoff is not None and (
+            isinstance(truncation_cutoff, bool)
+            or not isinstance(truncation_cutoff, int)
+            or truncation_cutoff < 1
+        ):
+            raise ValueError(
+                f"truncation_cutoff must be None or an int >= 1 (truncated w layers), got "
+                f"{truncation_cutoff!r}"
+            )
         self.truncation_cutoff = truncation_cutoff
         self.noise = noise
         self.dtype = dtype
@@ -227,7 +236,7 @@ class Labeler:
         self.frame, self.crop = self._label_frame(check_label_size(label_size))
         self.label_size = (self.crop[2], self.crop[3]) if self.crop is not None else self.frame
         K = interpreter.num_classes
-        names = list(class_names) if class_names is not None else interpreter.class_names
+        names = check_names(class_names) if class_names is not None else interpreter.class_names
         self.class_names = list(names) if names else [f"class_{k}" for k in range(K)]
         pal = palette if palette is not None else interpreter.palette
         self.palette = [list(map(int, c)) for c in pal] if pal else make_palette(K).tolist()
@@ -384,6 +393,7 @@ class Labeler:
                 impl=self.impl,
                 compile=self.compile or None,  # None: the interpreter's own setting
                 return_probs=class_mass or class_peak > 0 or probs,
+                check_finite=False,  # checked below, per sample, with NonFiniteOutputError
             )
         # A non-finite image makes its score NaN (on the device: no host sync here);
         # consumers read the scores on the host anyway and call ``check_finite``.

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from .labeler import labeler_from
-from .seeds import sample_seed
+from .seeds import check_seed, sample_seed
 from .viz import preview_grid
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def preview(
     if out.suffix.lower() != ".png":
         raise ValueError(f"{out}: the preview is a PNG image; give a file name ending in .png")
     labeler, _ = labeler_from(source, generator, interpreter, device, **labeler_options)
-    seeds = [sample_seed(seed, 0, i) for i in range(num)]
+    seeds = [sample_seed(check_seed(seed), 0, i) for i in range(num)]
     images, masks, pixel_u = [], [], []
     for start in range(0, num, batch_size):
         batch = labeler.label(seeds[start : start + batch_size])

@@ -22,6 +22,7 @@ import torch
 
 __all__ = [
     "MAX_SEED",
+    "check_seed",
     "check_seeds",
     "derive_seed",
     "distributed_context",
@@ -59,6 +60,17 @@ def derive_seed(*parts: int) -> int:
     for p in parts:
         h = splitmix64(h ^ (int(p) & _MASK64))
     return h >> 1
+
+
+def check_seed(value: object, name: str = "seed") -> int:
+    """``value`` as a seed (an int in [0, 2**63)), else a ValueError naming ``name``:
+    a float, a string or 2**64 would otherwise map silently onto another seed."""
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise ValueError(f"{name} must be an int in [0, 2**63), got {value!r}")
+    seed = int(value.__index__())  # type: ignore[attr-defined]
+    if not 0 <= seed < MAX_SEED:
+        raise ValueError(f"{name} must be in [0, 2**63), got {seed}")
+    return seed
 
 
 def sample_seed(base_seed: int, epoch: int, candidate: int) -> int:

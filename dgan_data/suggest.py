@@ -44,6 +44,7 @@ to the lower pool index. Each pick carries a one-line reason.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -57,7 +58,7 @@ from .conventions import IGNORE_INDEX
 from .fileio import write_json
 from .labeler import Labeler
 from .novelty import FeatureNovelty, nearest_distance
-from .seeds import derive_seed
+from .seeds import check_seed, derive_seed
 from .viz import preview_grid
 
 log = logging.getLogger(__name__)
@@ -153,6 +154,7 @@ def candidate_seeds(seed: int, pool: int) -> list[int]:
     can score the very candidates suggest saw."""
     if isinstance(pool, bool) or not isinstance(pool, int) or pool < 0:
         raise ValueError(f"pool must be an int >= 0, got {pool!r}")
+    seed = check_seed(seed)
     return [derive_seed(seed, _SEED_POOL, i) for i in range(pool)]
 
 
@@ -236,7 +238,11 @@ def suggest_annotations(
     """
     if coverage_by not in COVERAGE_BY:
         raise ValueError(f"coverage_by must be one of {COVERAGE_BY}, got {coverage_by!r}")
-    if len(weights) != 4 or any(not isinstance(w, (int, float)) or w < 0 for w in weights):
+    seed = check_seed(seed)
+    if len(weights) != 4 or any(
+        isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0
+        for w in weights
+    ):
         raise ValueError(
             f"weights must be 4 numbers >= 0 (uncertainty, coverage, diversity, novelty), "
             f"got {weights!r}"

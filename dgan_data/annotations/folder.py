@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..conventions import IGNORE_INDEX, generator_to_uint8, short_list
+from ..conventions import IGNORE_INDEX, check_names, generator_to_uint8, short_list
 from ..seeds import check_seeds, z_from_seeds
 from .files import read_folder, write_folder
 from .format import (
@@ -310,7 +310,7 @@ class Annotations:
         """Annotations held in memory; raises :class:`AnnotationError` listing every problem."""
         return cls(
             masks=masks,
-            class_names=list(class_names),
+            class_names=check_names(class_names),
             w=w,
             z=z,
             seeds=None if seeds is None else check_seeds(seeds),

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..conventions import IGNORE_INDEX
+from ..conventions import IGNORE_INDEX, check_finite_number
 from ..fileio import atomic_torch_save
 from ..metrics import ConfusionMatrix, metrics_from_confusion
 from .batches import real_batches, render_batches, render_labeled
@@ -255,6 +255,13 @@ def train_segmentation(
         raise ValueError(f"steps must be >= 1, got {steps}")
     if eval_every < 0:
         raise ValueError(f"eval_every must be >= 0, got {eval_every}")
+    check_finite_number(lr, "lr", low=0.0)
+    if lr <= 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+    if not 0 <= check_finite_number(warmup, "warmup", low=0.0) < 1:
+        raise ValueError(f"warmup (a share of the steps) must be in [0, 1), got {warmup}")
+    if grad_clip is not None and check_finite_number(grad_clip, "grad_clip", low=0.0) <= 0:
+        raise ValueError(f"grad_clip must be None or > 0, got {grad_clip}")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -317,6 +324,11 @@ def train_segmentation(
         batch, it = _next_batch(it, batches, source_state)
         source_state["taken"] += 1
         images, masks = (batch["image"], batch["mask"]) if isinstance(batch, dict) else batch
+        if not images.is_floating_point() or masks.is_floating_point():
+            raise ValueError(
+                f"step {step}: a batch needs float images in [0, 1] and integer masks (class "
+                f"ids), got {images.dtype} images and {masks.dtype} masks"
+            )
         probs = batch.get("probs") if isinstance(batch, dict) else None
         images = images.to(device, non_blocking=True).float()
         masks = masks.to(device, non_blocking=True).long()
@@ -352,6 +364,12 @@ def train_segmentation(
             scaler.step(opt)
             scaler.update()
             loss_value = float(loss.detach())
+            if not math.isfinite(loss_value) and not scaler.is_enabled():
+                # (float16 autocast skips such steps through its grad scaler)
+                raise FloatingPointError(
+                    f"step {step}: the loss is {loss_value} (non-finite images, or a learning "
+                    "rate too high?)"
+                )
         _sync(device)
         t2 = time.perf_counter()
 

@@ -314,6 +314,11 @@ def train_ensemble(
             bar.set_postfix(loss=f"{sum(wl) / M:.4f}", acc=f"{sum(wa) / M:.4f}", active=num_active)
     bar.close()
     model.zero_grad(set_to_none=True)
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise FloatingPointError(
+            f"interpreter training diverged (non-finite weights after {step} steps): lower the "
+            f"learning rate (lr={lr}) or check the features"
+        )
     stopped_at = [min(s, step) for s in stopped_at]
     last = history[-1] if history else {"loss": [math.nan] * M, "acc": [math.nan] * M}
     seconds = time.perf_counter() - t_train

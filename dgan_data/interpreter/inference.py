@@ -16,6 +16,7 @@ tensors, ``layout``, ``label_size``, ``crop``, ``chunk_bytes``, ``impl``, ``tf32
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -194,6 +195,7 @@ class FactorizedInference(RowsInference, FramesInference):
         chunk_bytes: int | None = None,
         impl: str | None = None,
         compile: bool | None = None,
+        check_finite: bool = True,
     ) -> Prediction:
         """Labels and uncertainty for a batch of feature maps, by factorized inference.
 
@@ -220,6 +222,10 @@ class FactorizedInference(RowsInference, FramesInference):
         products use TF32 when ``self.tf32`` (default True; False: full float32).
         ``compile`` (default ``self.compile_predict``): run the interpolate path through
         ``torch.compile``; if compiling fails, a warning is logged and it runs eagerly.
+        ``check_finite``: on the rows path, features holding NaN or inf (every label
+        would be class 0) raise ValueError; the interpolate path never synchronises, so
+        there (and with False) non-finite scores are the caller's to check (the
+        :class:`~dgan_data.Labeler` does).
         """
         if vote not in ("mean", "majority"):
             raise ValueError(f"vote must be 'mean' or 'majority', got {vote!r}")
@@ -233,7 +239,14 @@ class FactorizedInference(RowsInference, FramesInference):
             )
             return Prediction(labels, js, image_scores(js, top_fraction), probs)
         labels, js, probs = self._predict_rows(feats, frame, crop_, vote, return_probs, chunk_bytes)
-        return Prediction(labels, js, image_scores(js, top_fraction), probs)
+        scores = image_scores(js, top_fraction)
+        if check_finite and not bool(torch.isfinite(scores).all()):  # rows sync anyway
+            bad = [i for i, v in enumerate(scores.tolist()) if not math.isfinite(v)]
+            raise ValueError(
+                f"features of batch item(s) {bad[:8]} hold NaN or inf: their labels would all "
+                "be class 0"
+            )
+        return Prediction(labels, js, scores, probs)
 
     def to_modules(self) -> list[nn.Sequential]:
         """The ensemble as M plain ``nn.Sequential`` MLPs (eval mode, copies of the weights)."""

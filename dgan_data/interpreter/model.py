@@ -43,8 +43,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..conventions import IGNORE_INDEX, check_finite_number
-from ..seeds import derive_seed
+from ..conventions import IGNORE_INDEX, check_finite_number, check_names
+from ..seeds import check_seed, derive_seed
 from . import io as interpreter_io
 from .context import check_context, input_layout, map_layout
 from .fit import FeatureStore, as_masks, train_ensemble
@@ -122,6 +122,8 @@ class Interpreter(FactorizedInference, nn.Module):
                 f"num_classes and num_models must be >= 1, got {num_classes}, {num_models}"
             )
         h1, h2 = (int(v) for v in (hidden if hidden is not None else default_hidden(num_classes)))
+        if class_names is not None:
+            class_names = check_names(class_names)
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"{len(class_names)} class names given for {num_classes} classes")
         self.layout: Layout = layout
@@ -379,6 +381,7 @@ class Interpreter(FactorizedInference, nn.Module):
             return out
 
         context = check_context(context)
+        seed = check_seed(seed)
         first = image_maps(0)
         if with_image and len(first) < 2:
             raise ValueError(

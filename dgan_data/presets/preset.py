@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..conventions import check_names
 from ..palette import make_palette
 
 log = logging.getLogger(__name__)
@@ -122,12 +123,12 @@ class Preset:
 
     def __post_init__(self) -> None:
         where = f"preset {self.name!r}"
-        if not isinstance(self.name, str) or not _NAME_PATTERN.match(self.name):
+        if not isinstance(self.name, str) or not _NAME_PATTERN.fullmatch(self.name):
             raise ValueError(
                 f"preset name {self.name!r} must start with a letter or digit and hold only "
                 "letters, digits, '-' and '_' (it must not look like a file path)"
             )
-        names = tuple(str(n) for n in self.class_names)
+        names = tuple(check_names(self.class_names, f"{where}: class_names"))
         if self.num_classes != len(names):
             raise ValueError(
                 f"{where}: num_classes={self.num_classes} but {len(names)} class names given"
