@@ -173,12 +173,14 @@ def test_bad_targets_are_refused(spec, message):
         resolve_targets(spec, NAMES)
 
 
-def test_stream_reports_the_rates_of_what_it_yielded():
+def _balanced_stream(**options) -> DatasetGANStream:
+    """A per-sample stream of a tiny random generator and interpreter (5 classes, the
+    first background) that balances by image."""
     torch.set_num_threads(1)
     G = tiny_generator()
     interp = random_interpreter(G, num_classes=5)
     interp.class_names = ["background", "a", "b", "c", "d"]
-    ds = DatasetGANStream(
+    return DatasetGANStream(
         generator=G,
         interpreter=interp,
         device="cpu",
@@ -186,7 +188,14 @@ def test_stream_reports_the_rates_of_what_it_yielded():
         output="dict",
         class_balance="image",
         drop_uncertain=0.0,
+        **options,
     )
+
+
+def test_stream_reports_the_rates_of_what_it_yielded():
+    ds = _balanced_stream()
+    lab = ds.labeler()
+    G, interp = lab.G, lab.interpreter
     it = iter(ds)
     samples = [next(it) for _ in range(40)]
     stats = ds.statistics()["class_balance"]
@@ -207,20 +216,8 @@ def test_stream_reports_the_rates_of_what_it_yielded():
 
 
 def test_statistics_stay_readable_after_an_epoch_ends():
-    torch.set_num_threads(1)
-    G = tiny_generator()
-    interp = random_interpreter(G, num_classes=5)
-    interp.class_names = ["background", "a", "b", "c", "d"]
-    ds = DatasetGANStream(
-        generator=G,
-        interpreter=interp,
-        device="cpu",
-        generation_batch=8,
-        output="dict",
-        class_balance="image",
-        drop_uncertain=0.0,
-        samples_per_epoch=6,
-    )
+    ds = _balanced_stream(samples_per_epoch=6)
+    interp = ds.labeler().interpreter
     assert len(list(ds)) == 6
     stats = ds.statistics()
     assert stats["items"] == 6 and stats["candidates"] >= 6

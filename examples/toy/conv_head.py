@@ -40,7 +40,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import torch
 import torch.nn.functional as F
 from diagnose import train_student
-from interpreter_variants import ASSET_FILES, training_set
+from interpreter_variants import ASSET_FILES, chain_files, training_set
 from safetensors.torch import load_file
 from self_training import agreement
 from torch import nn
@@ -51,7 +51,7 @@ from dgan_data.augment import BatchAugment
 from dgan_data.downstream.train import real_batches, render_labeled
 from dgan_data.fileio import save_safetensors, write_json
 from dgan_data.labeler import images_for_labels
-from dgan_data.presets import get_preset, resolve_preset_file
+from dgan_data.presets import get_preset
 from dgan_data.seeds import sample_seed
 from dgan_data.toy import NUM_CLASSES, VARIATIONS
 from dgan_data.toy.annotator import annotate, load_annotator
@@ -229,13 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     preset = get_preset(args.preset)
-    if args.assets is None:
-        interp_path = resolve_preset_file(preset.name, "interpreter")
-        generator, annotator_path = preset.name, None
-    else:
-        interp_path = args.assets / "interpreter.safetensors"
-        generator = args.assets / "generator.safetensors"
-        annotator_path = args.assets / "annotator.safetensors"
+    interp_path, generator, annotator_path = chain_files(preset.name, args.assets)
     world = args.world or toy_world_of(preset.name)
     G = load_generator(generator)
     shipped = Interpreter.load(interp_path)

@@ -500,19 +500,25 @@ def _unsaved(out: Path, name: str) -> bool:
     return refits(spec) and not unsavable(spec) and not saved_path(out, name).is_file()
 
 
+def chain_files(preset: str, assets: Path | None) -> tuple[Path, str | Path, Path | None]:
+    """(interpreter file, generator, annotator file) of a preset, or of an ``--assets``
+    folder (rebuild.py's layout); the annotator None means the shipped one."""
+    if assets is None:
+        return resolve_preset_file(preset, "interpreter"), preset, None
+    return (
+        assets / "interpreter.safetensors",
+        assets / "generator.safetensors",
+        assets / "annotator.safetensors",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
     preset = get_preset(args.preset)
-    if args.assets is None:
-        shipped_path = resolve_preset_file(preset.name, "interpreter")
-        generator, annotator_path = preset.name, None
-    else:
-        shipped_path = args.assets / "interpreter.safetensors"
-        generator = args.assets / "generator.safetensors"
-        annotator_path = args.assets / "annotator.safetensors"
+    shipped_path, generator, annotator_path = chain_files(preset.name, args.assets)
     world = {
         "G": load_generator(generator),
         "shipped": Interpreter.load(shipped_path),
