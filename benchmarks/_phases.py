@@ -35,3 +35,23 @@ def run_phase(script: str, name: str, cfg: dict[str, Any]) -> dict[str, Any]:
     if proc.returncode != 0:
         raise RuntimeError(f"phase {name} failed:\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def json_target(text: str) -> Path:
+    """argparse type of ``--json``: refused at once (exit 2) when the results could not be
+    written there at the end (a folder, or a path under a file)."""
+    import argparse
+
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: is a folder")
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise argparse.ArgumentTypeError(f"{text}: {parent} is not a folder")
+    return path
+
+
+def save_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON at ``path``, creating its folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2) + "\n")

@@ -12,15 +12,14 @@ device -> host -> device round trip of every batch.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
+from _phases import json_target, save_json
 from lightning_utilities.core.imports import RequirementCache
 
 from dgan_data.augment import AlbumentationsAugment, BatchAugment, KorniaAugment
@@ -99,7 +98,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--json", type=Path, default=None, help="write the results here as JSON")
+    ap.add_argument("--json", type=json_target, default=None, help="write the results here as JSON")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     try:
@@ -132,7 +131,7 @@ def main() -> None:
             "python": platform.python_version(),
             "machine": platform.machine(),
         }
-        args.json.write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
+        save_json(args.json, {"meta": meta, "results": rows})
         print(f"wrote {args.json}")
 
 

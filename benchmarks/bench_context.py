@@ -13,12 +13,11 @@ the table shows the median images/s and the ratio to no context.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
-from pathlib import Path
 
 import torch
+from _phases import json_target, save_json
 
 from dgan_data import Interpreter, Labeler, load_generator
 from dgan_data.interpreter import feature_layout
@@ -50,7 +49,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--json", type=Path, default=None, help="write the results here")
+    ap.add_argument("--json", type=json_target, default=None, help="write the results here")
     args = ap.parse_args(argv)
     for name in ("batch_size", "batches", "repeats"):
         if getattr(args, name) < 1:
@@ -94,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"preset": args.preset, "device": args.device, "threads": threads,
               "batch_size": args.batch_size, "batches": args.batches, "rows": rows}  # fmt: skip
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        save_json(args.json, result)
     return result
 
 

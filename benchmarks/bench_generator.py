@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _phases import json_target, save_json
+
 MiB = 1024 * 1024
 
 
@@ -195,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default="auto", help="auto (cpu, plus cuda if present), cpu, cuda")
     ap.add_argument("--quick", action="store_true", help="stylegan2-256, batches 1 and 4, 1 repeat")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per measurement")
-    ap.add_argument("--json", type=Path, default=None, help="write the results here as JSON")
+    ap.add_argument("--json", type=json_target, default=None, help="write the results here as JSON")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
@@ -254,7 +256,7 @@ def main(argv: list[str] | None = None) -> None:
             "cpu_count": os.cpu_count(),
             "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         }
-        args.json.write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
+        save_json(args.json, {"meta": meta, "results": rows})
         print(f"wrote {args.json}")
 
 

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _phases import current_rss_bytes, peak_rss_bytes, run_phase
+from _phases import current_rss_bytes, json_target, peak_rss_bytes, run_phase, save_json
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -163,7 +163,7 @@ def _naive_inference_bytes(layout: list[tuple[int, int, int]], label: int) -> in
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small layout, few steps")
-    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--json", type=json_target, help="also write the results here")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--steps", type=int, help="fit steps (default 20, quick 10)")
     parser.add_argument("--batch-size", type=int, default=512, help="pixels per model and step")
@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     _print_table(results)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2))
+        save_json(args.json, results)
     return 0
 
 

@@ -24,13 +24,12 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import torch
+from _phases import json_target, save_json
 from bench_stream import PSI, _build  # the stream benchmark's calibrated models
 
 from dgan_data.labeler import Labeler
@@ -170,7 +169,13 @@ def _format(r: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--models", nargs="+", default=["toyface-14", "stylegan2-256"])
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        choices=("toyface-14", "stylegan1-256", "stylegan2-256"),
+        default=["toyface-14", "stylegan2-256"],
+        help="toyface-14 (the shipped preset) or a random generator at 256 px",
+    )
     parser.add_argument("--impl", nargs="+", default=["rows", "interpolate"])
     parser.add_argument(
         "--settings",
@@ -183,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--js-threshold", type=float, default=0.1)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--json", type=Path)
+    parser.add_argument("--json", type=json_target)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -195,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [r for name in args.models for r in measure(name, args)]
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"device": args.device, "rows": rows}, indent=2))
+        save_json(args.json, {"device": args.device, "rows": rows})
     return 0
 
 

@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _phases import current_rss_bytes, peak_rss_bytes, run_phase
+from _phases import current_rss_bytes, json_target, peak_rss_bytes, run_phase, save_json
 
 REPO = Path(__file__).resolve().parents[1]
 GB = 1e9
@@ -292,14 +292,16 @@ def _stream_runs(impls: list[str], compile_: bool) -> list[tuple[str, str, bool]
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="64 px, batch 2")
-    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--json", type=json_target, help="also write the results here")
     parser.add_argument("--device", default=None, help="default: cuda when available")
     parser.add_argument("--batches", type=int, default=None, help="timed batches (default 3)")
     parser.add_argument("--batch-size", type=int, default=None, help="default 4 (quick: 2)")
     parser.add_argument("--warmup", type=int, default=None, help="default 1 on CUDA, 0 on CPU")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--dtype", nargs="+", default=["float32"], choices=DTYPES)
-    parser.add_argument("--arch", nargs="+", default=["stylegan2", "stylegan1"])
+    parser.add_argument(
+        "--arch", nargs="+", choices=("stylegan1", "stylegan2"), default=["stylegan2", "stylegan1"]
+    )
     parser.add_argument("--impl", nargs="+", default=["rows", "interpolate"])
     parser.add_argument("--compile", action="store_true", help="also interpolate + compile")
     parser.add_argument("--no-tf32", action="store_true", help="full float32 products on CUDA")
@@ -381,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     _print_table(results)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2))
+        save_json(args.json, results)
     return 0
 
 

@@ -12,14 +12,15 @@ repeats so a busy machine hurts both alike. Prints a table; ``--json`` writes it
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
+from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import torch
+from _phases import json_target, save_json
 from torch.utils.data import DataLoader
 
 from dgan_data import DatasetGANStream
@@ -51,7 +52,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--json", default=None, help="write the results here")
+    ap.add_argument("--json", type=json_target, default=None, help="write the results here")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -68,12 +69,8 @@ def main() -> None:
         print(f"{mode:<12} {value:>28.1f}")
     print(f"per-sample / whole-batch: {ratio:.3f}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(
-                {"config": vars(args), "runs": results, "median": table, "ratio": ratio},
-                f,
-                indent=2,
-            )
+        config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+        save_json(args.json, {"config": config, "runs": results, "median": table, "ratio": ratio})
 
 
 if __name__ == "__main__":

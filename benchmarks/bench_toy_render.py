@@ -7,13 +7,12 @@ Usage: python benchmarks/bench_toy_render.py [--batch-size 256] [--repeats 5]
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
+from _phases import json_target, save_json
 
 from dgan_data.toy import render_faces
 
@@ -48,7 +47,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--json", type=Path, default=None, help="write the results here as JSON")
+    ap.add_argument("--json", type=json_target, default=None, help="write the results here as JSON")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -68,7 +67,7 @@ def main() -> None:
             "python": platform.python_version(),
             "machine": platform.machine(),
         }
-        args.json.write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
+        save_json(args.json, {"meta": meta, "results": rows})
         print(f"wrote {args.json}")
 
 

@@ -29,7 +29,12 @@ set -u -o pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DEVICE="${DEVICE:-cuda}"
-[ "${1:-}" = "--cpu-dry-run" ] && DEVICE=cpu
+case "${1:-}" in
+  "") ;;
+  --cpu-dry-run) DEVICE=cpu ;;
+  -h|--help) sed -n '2,/^set -u/p' "${BASH_SOURCE[0]}" | sed '$d'; exit 0 ;;
+  *) echo "gpu_check.sh: error: unknown argument '$1' (only --cpu-dry-run; see --help)" >&2; exit 2 ;;
+esac
 OUT="${OUT:-out}"   # relative to the folder the script is started from
 mkdir -p "$OUT" && OUT="$(cd "$OUT" && pwd)" || exit 2
 cd "$REPO" || exit 2

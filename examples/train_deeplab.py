@@ -396,7 +396,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(text)
             print(f"wrote {args.json}")
-        if args.rank_json:
+        if args.rank_json:  # every rank: rank 0 may not have made the folder yet
+            args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.with_suffix(f".rank{rank}.json").write_text(text)
     if world > 1:
         dist.barrier()

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from dgan_data import DatasetGANStream
+from dgan_data.cli.common import positive_int
 from dgan_data.conventions import IGNORE_INDEX
 from dgan_data.downstream.train import build_unet
 
@@ -71,9 +72,9 @@ class Segmenter(L.LightningModule):
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--preset", default="toyface-14")
-    ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--steps-per-epoch", type=int, default=50)
-    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--epochs", type=positive_int, default=2)
+    ap.add_argument("--steps-per-epoch", type=positive_int, default=50)
+    ap.add_argument("--batch-size", type=positive_int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default=None, help="where the stream generates (default: auto)")
     args = ap.parse_args(argv)
