@@ -150,6 +150,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("give exactly one of --eval-folder DIR and --eval-toy-test N")
     if args.max_steps < 1 or args.batch_size < 1:
         p.error("--max-steps and --batch-size must be >= 1")
+    if args.resume:
+        if args.checkpoint_dir is None:
+            p.error("--resume continues from --checkpoint-dir/last.pt: give --checkpoint-dir")
+        last = args.checkpoint_dir / "last.pt"
+        if last.is_file():
+            step = int(torch.load(last, map_location="cpu", weights_only=True)["step"])
+            if step >= args.max_steps:
+                p.error(f"--resume: {last} is at step {step}; --max-steps must exceed it")
     return args
 
 

@@ -429,3 +429,19 @@ def test_ddp_example_two_cpu_ranks_agree(tmp_path):
         assert result["miou"] == pytest.approx(reported["miou"], abs=2e-3)
     cv = five_fold_protocol(per_image, seed=0)
     assert cv.fold_miou == pytest.approx(r0["selection"]["fold_miou"], abs=2e-3)
+
+
+def test_example_resume_needs_a_checkpoint_dir_and_more_steps(tmp_path, capsys):
+    example = load_example("train_deeplab")
+    base = ["--preset", "toyface-14", "--eval-toy-test", "4", "--max-steps", "4"]
+    with pytest.raises(SystemExit) as exc:
+        example.parse_args([*base, "--resume"])
+    assert exc.value.code == 2
+    assert "give --checkpoint-dir" in capsys.readouterr().err
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    torch.save({"step": 6}, ckpt / "last.pt")
+    with pytest.raises(SystemExit) as exc:
+        example.parse_args([*base, "--resume", "--checkpoint-dir", str(ckpt)])
+    assert exc.value.code == 2
+    assert "is at step 6; --max-steps must exceed it" in capsys.readouterr().err
