@@ -11,7 +11,14 @@ from ..annotations import Annotations, sample_annotation_folder
 from ..generators import LOADER_OPTIONS as GENERATOR_LOADER_OPTIONS
 from ..interpreter import Interpreter
 from ..interpreter.context import MAX_CONTEXT
-from ..presets import cache_dir, get_preset, load_generator, preset_status, presets_table
+from ..presets import (
+    cache_dir,
+    get_preset,
+    list_presets,
+    load_generator,
+    preset_status,
+    presets_table,
+)
 from ..presets.resolve import looks_like_path
 from .common import (
     Add,
@@ -101,7 +108,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
             print_preset(record)
         return 0
     if args.json:
-        print(json.dumps([preset_record(r["name"]) for r in presets_table()], indent=2))
+        print(json.dumps([preset_record(name) for name in list_presets()], indent=2))
         return 0
     rows = presets_table()
     header = ("name", "K", "labels", "arch", "generator", "interpreter")
