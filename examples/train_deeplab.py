@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import sys
@@ -46,6 +47,15 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
+from dgan_data.cli import USER_ERRORS, OneLineParser, one_line
+from dgan_data.cli.common import (
+    finite_float,
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from dgan_data.downstream.realdata import LabeledFolder
 from dgan_data.downstream.train import (
     build_deeplab,
@@ -56,6 +66,7 @@ from dgan_data.downstream.train import (
     save_segmentation_model,
     train_segmentation,
 )
+from dgan_data.fileio import atomic_torch_save
 from dgan_data.interpreter import Interpreter
 from dgan_data.metrics import five_fold_protocol, format_iou_table, holdout_protocol
 from dgan_data.presets import get_preset
@@ -66,13 +77,13 @@ PROTOCOLS = ("auto", "five-fold", "holdout", "last")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     src = p.add_argument_group("data source")
     src.add_argument("--preset", default=None, help="preset name, e.g. toyface-14")
     src.add_argument("--generator", default=None, help="generator checkpoint (overrides preset)")
     src.add_argument("--interpreter", default=None, help="interpreter .safetensors")
-    src.add_argument("--truncation", type=float, default=None, help="truncation psi")
-    src.add_argument("--drop-uncertain", type=float, default=0.1, help="default 0.1")
+    src.add_argument("--truncation", type=finite_float, default=None, help="truncation psi")
+    src.add_argument("--drop-uncertain", type=fraction, default=0.1, help="default 0.1")
     src.add_argument("--no-augment", action="store_true", help="no batch augmentation")
     src.add_argument(
         "--soft-labels",
@@ -81,7 +92,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     src.add_argument(
         "--workers",
-        type=int,
+        type=non_negative_int,
         default=0,
         help="DataLoader workers generating the stream (CPU only; default 0: the stream "
         "generates whole batches in the training process, on the GPU when there is one)",
@@ -90,34 +101,40 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ev.add_argument("--eval-folder", type=Path, default=None, help="real labeled folder")
     ev.add_argument(
         "--eval-toy-test",
-        type=int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="score on the first N renders of the toy test split",
     )
     ev.add_argument(
         "--eval-size",
-        type=int,
+        type=positive_int,
         nargs=2,
         default=None,
         metavar=("H", "W"),
         help="resize eval images to H W (default: the stream's label size)",
     )
-    ev.add_argument("--eval-every", type=int, default=0, help="score every N steps (0: end)")
-    ev.add_argument("--eval-batch-size", type=int, default=32)
+    ev.add_argument(
+        "--eval-every", type=non_negative_int, default=0, help="score every N steps (0: end)"
+    )
+    ev.add_argument("--eval-batch-size", type=positive_int, default=32)
     ev.add_argument("--protocol", choices=PROTOCOLS, default="auto")
-    ev.add_argument("--val-samples", type=int, default=64, help="holdout: generated images")
-    ev.add_argument("--folds", type=int, default=5)
+    ev.add_argument(
+        "--val-samples", type=positive_int, default=64, help="holdout: generated images"
+    )
+    ev.add_argument(
+        "--folds", type=positive_int, default=5, help="five-fold: folds (>= 2; default 5)"
+    )
     tr = p.add_argument_group("training")
-    tr.add_argument("--max-steps", type=int, default=2000)
-    tr.add_argument("--batch-size", type=int, default=8)
-    tr.add_argument("--lr", type=float, default=1e-3)
-    tr.add_argument("--weight-decay", type=float, default=1e-4)
+    tr.add_argument("--max-steps", type=positive_int, default=2000)
+    tr.add_argument("--batch-size", type=positive_int, default=8)
+    tr.add_argument("--lr", type=positive_float, default=1e-3)
+    tr.add_argument("--weight-decay", type=non_negative_float, default=1e-4)
     tr.add_argument("--arch", default="deeplabv3plus", choices=("deeplabv3", "deeplabv3plus"))
     tr.add_argument("--encoder", default="resnet18")
     tr.add_argument("--encoder-weights", default=None, help="local encoder weights file")
     tr.add_argument("--output-stride", type=int, default=16, choices=(8, 16))
-    tr.add_argument("--decoder-channels", type=int, default=128)
+    tr.add_argument("--decoder-channels", type=positive_int, default=128)
     tr.add_argument(
         "--amp",
         action=argparse.BooleanOptionalAction,
@@ -125,10 +142,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="mixed precision (default: on CUDA)",
     )
     tr.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if any)")
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    tr.add_argument("--seed", type=non_negative_int, default=0)
+    tr.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     tr.add_argument("--checkpoint-dir", type=Path, default=None)
-    tr.add_argument("--resume", action="store_true", help="continue from checkpoint-dir/last.pt")
+    tr.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from checkpoint-dir/last.pt: the model, optimiser, schedule, the "
+        "stream's position (--workers 0) and the scores of the earlier checkpoints",
+    )
     tr.add_argument("--no-progress", action="store_true")
     out = p.add_argument_group("output")
     out.add_argument("--json", type=Path, default=None, help="write results here (rank 0)")
@@ -148,8 +170,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("give --preset, or both --generator and --interpreter")
     if (args.eval_folder is None) == (args.eval_toy_test is None):
         p.error("give exactly one of --eval-folder DIR and --eval-toy-test N")
-    if args.max_steps < 1 or args.batch_size < 1:
-        p.error("--max-steps and --batch-size must be >= 1")
+    if args.seed >= 2**63:
+        p.error(f"argument --seed: {args.seed} must be < 2**63")
+    if args.folds < 2:
+        p.error(f"argument --folds: {args.folds} must be >= 2 (the five-fold protocol)")
     if args.resume:
         if args.checkpoint_dir is None:
             p.error("--resume continues from --checkpoint-dir/last.pt: give --checkpoint-dir")
@@ -287,9 +311,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     protocol = args.protocol
     if protocol == "auto":
         protocol = "five-fold" if args.eval_every and args.eval_every < args.max_steps else "last"
+    if protocol == "five-fold":  # before training: too many folds fails only at the end
+        num_eval = len(data[0]) if isinstance(data, tuple) else len(data)
+        if num_eval < args.folds:
+            raise SystemExit(
+                f"--folds {args.folds} needs >= {args.folds} eval images, got {num_eval}"
+            )
     val = validation_set(args, stream, args.val_samples) if protocol == "holdout" else None
-    per_image: dict[int, torch.Tensor] = {}
-    val_scores: dict[int, float] = {}
+    scores = EvalScores(args.checkpoint_dir, main_rank)
+    if args.resume:
+        scores.load()
+    per_image, val_scores = scores.per_image, scores.val
     last_metrics: dict[str, Any] = {}
 
     def eval_fn(m: torch.nn.Module, step: int) -> dict[str, Any]:
@@ -311,7 +343,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 m, val, num_classes, device=device, batch_size=args.eval_batch_size, amp=args.amp
             )
             val_scores[step] = summary["val_miou"] = float(v["miou"])
+        scores.save()
         return summary
+
+    if args.resume and args.workers:
+        print("--resume with --workers: the stream restarts at its first samples", file=sys.stderr)
 
     history = train_segmentation(
         model,
@@ -325,6 +361,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         eval_every=args.eval_every,
         checkpoint_dir=args.checkpoint_dir,
         resume=args.resume,
+        resumable_source=None if args.workers else stream,
         progress=not args.no_progress,
     )
     final = history.evals[-1]
@@ -413,6 +450,36 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+class EvalScores:
+    """Every scored checkpoint's per-image confusions (and holdout scores), kept in
+    ``<checkpoint-dir>/scores.pt`` so a resumed run's checkpoint choice also covers the
+    checkpoints scored before the interruption. Rank 0 writes; every rank reads."""
+
+    def __init__(self, folder: Path | None, writer: bool) -> None:
+        self.path = folder / "scores.pt" if folder is not None else None
+        self.writer = writer
+        self.per_image: dict[int, torch.Tensor] = {}
+        self.val: dict[int, float] = {}
+
+    def load(self) -> None:
+        """The scores of the checkpoints ``last.pt`` has passed (later ones are redone)."""
+        if self.path is None or not self.path.is_file():
+            return
+        last = self.path.with_name("last.pt")
+        done = (
+            int(torch.load(last, map_location="cpu", weights_only=True)["step"])
+            if last.is_file()
+            else 0
+        )
+        saved = torch.load(self.path, map_location="cpu", weights_only=True)
+        self.per_image.update({s: t for s, t in saved["per_image"].items() if s <= done})
+        self.val.update({s: v for s, v in saved["val"].items() if s <= done})
+
+    def save(self) -> None:
+        if self.path is not None and self.writer:
+            atomic_torch_save({"per_image": self.per_image, "val": self.val}, self.path)
+
+
 def _nanmean0(values: np.ndarray) -> list[float]:
     """Column means ignoring NaN (a class absent from every fold stays NaN)."""
     with warnings.catch_warnings():
@@ -442,7 +509,13 @@ def _json_default(value: Any) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    run(parse_args(argv))
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        run(args)
+    except USER_ERRORS as err:  # a missing file, a refused setting: one line, exit 2
+        print(f"train_deeplab.py: error: {one_line(err)}", file=sys.stderr)
+        return 2
     return 0
 
 

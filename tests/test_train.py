@@ -429,6 +429,10 @@ def test_ddp_example_two_cpu_ranks_agree(tmp_path):
         assert result["miou"] == pytest.approx(reported["miou"], abs=2e-3)
     cv = five_fold_protocol(per_image, seed=0)
     assert cv.fold_miou == pytest.approx(r0["selection"]["fold_miou"], abs=2e-3)
+    # last.pt keeps both ranks' stream positions, each on its own shard
+    sources = torch.load(tmp_path / "ckpt" / "last.pt", weights_only=True)["sources"]
+    assert [s["shard"][:2] for s in sources] == [[0, 2], [1, 2]]
+    assert sources[0]["items"] == sources[1]["items"] == 3
 
 
 def test_example_resume_needs_a_checkpoint_dir_and_more_steps(tmp_path, capsys):
@@ -445,3 +449,153 @@ def test_example_resume_needs_a_checkpoint_dir_and_more_steps(tmp_path, capsys):
         example.parse_args([*base, "--resume", "--checkpoint-dir", str(ckpt)])
     assert exc.value.code == 2
     assert "is at step 6; --max-steps must exceed it" in capsys.readouterr().err
+
+
+class CountingSource:
+    """Batches numbered 0, 1, 2...: (images, masks) whose mask value is the batch number
+    mod 4, with a state_dict of how many were drawn (what a resumable stream offers)."""
+
+    def __init__(self) -> None:
+        self.next = 0
+        self.drawn: list[int] = []
+
+    def state_dict(self) -> dict:
+        return {"next": self.next}
+
+    def load_state_dict(self, state: dict) -> None:
+        if set(state) != {"next"}:
+            raise ValueError("not a counting state")
+        self.next = int(state["next"])
+
+    def __iter__(self):
+        while True:
+            n, self.next = self.next, self.next + 1
+            self.drawn.append(n)
+            yield torch.full((2, 3, 32, 32), n / 10), torch.full((2, 32, 32), n % 4)
+
+
+def test_resume_continues_a_resumable_source_where_it_stopped(tmp_path, caplog):
+    first = CountingSource()
+    train_segmentation(
+        build_deeplab(K, image_size=32), first, 3, checkpoint_dir=tmp_path, checkpoint_every=2,
+        resumable_source=first, progress=False,
+    )  # fmt: skip
+    assert first.drawn == [0, 1, 2]
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["sources"] == [{"next": 3}]
+    resumed = CountingSource()
+    train_segmentation(
+        build_deeplab(K, image_size=32), resumed, 5, checkpoint_dir=tmp_path, resume=True,
+        resumable_source=resumed, progress=False,
+    )  # fmt: skip
+    assert resumed.drawn == [3, 4]  # not 0, 1: the batches the first run had not drawn
+    # a checkpoint without a source state: the source restarts, and the log says so
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    del state["sources"]
+    state["step"] = 3
+    torch.save(state, tmp_path / "last.pt")
+    again = CountingSource()
+    with caplog.at_level("WARNING", logger="dgan_data"):
+        train_segmentation(
+            build_deeplab(K, image_size=32), again, 4, checkpoint_dir=tmp_path, resume=True,
+            resumable_source=again, progress=False,
+        )  # fmt: skip
+    assert again.drawn == [0]
+    assert "holds no batch-source state" in caplog.text
+
+
+def test_resume_refuses_a_source_state_that_does_not_fit(tmp_path):
+    source = CountingSource()
+    train_segmentation(
+        build_deeplab(K, image_size=32), source, 2, checkpoint_dir=tmp_path,
+        resumable_source=source, progress=False,
+    )  # fmt: skip
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    state["sources"] = [{"other": 1}]
+    torch.save(state, tmp_path / "last.pt")
+    with pytest.raises(ValueError, match=r"last.pt: the saved batch-source state does not fit"):
+        train_segmentation(
+            build_deeplab(K, image_size=32), CountingSource(), 3, checkpoint_dir=tmp_path,
+            resume=True, resumable_source=CountingSource(), progress=False,
+        )  # fmt: skip
+
+
+def test_example_resume_continues_the_stream_and_scores_every_checkpoint(tmp_path, monkeypatch):
+    gen, interp = make_tiny_models(tmp_path / "m", size=32)
+    images, masks = render_labeled("test", 5, size=32)
+    write_labeled_folder(tmp_path / "real", images, masks, class_names=list(CLASS_NAMES))
+    example = load_example("train_deeplab")
+
+    def run(steps: int, name: str, *extra: str) -> dict:
+        argv = [
+            "--generator", str(gen), "--interpreter", str(interp),
+            "--eval-folder", str(tmp_path / "real"), "--max-steps", str(steps),
+            "--batch-size", "2", "--eval-every", "2", "--protocol", "five-fold",
+            "--threads", "1", "--no-progress", "--checkpoint-dir", str(tmp_path / name),
+            *extra,
+        ]  # fmt: skip
+        return example.run(example.parse_args(argv))
+
+    whole = run(6, "whole")
+    next_batch = train_mod._next_batch
+
+    def interrupted(it, source, state):
+        if state["taken"] == 5:  # the 5th batch: last.pt holds step 4
+            raise KeyboardInterrupt
+        return next_batch(it, source, state)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(train_mod, "_next_batch", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            run(6, "cut")
+    assert torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["step"] == 4
+    resumed = run(6, "cut", "--resume")
+    # the same batches in the same order: the same losses and the same final model
+    assert resumed["final"]["miou"] == pytest.approx(whole["final"]["miou"], abs=1e-6)
+    cut = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["history"]["loss"]
+    ref = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)["history"]["loss"]
+    assert cut == pytest.approx(ref, rel=1e-5)
+    # the checkpoint choice covers the checkpoints scored before the interruption
+    assert resumed["selection"]["chosen_steps"] == whole["selection"]["chosen_steps"]
+    assert resumed["selection"]["fold_miou"] == pytest.approx(whole["selection"]["fold_miou"])
+    assert set(resumed["selection"]["chosen_steps"]) & {2, 4}  # not only the last one
+    saved = torch.load(tmp_path / "cut" / "scores.pt", weights_only=True)
+    assert sorted(saved["per_image"]) == [2, 4, 6]
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--folds", "1"],
+        ["--eval-batch-size", "0"],
+        ["--eval-every", "-1"],
+        ["--val-samples", "0"],
+        ["--lr", "0"],
+        ["--weight-decay", "-1"],
+        ["--drop-uncertain", "1.5"],
+        ["--workers", "-1"],
+        ["--threads", "0"],
+        ["--seed", str(2**63)],
+        ["--max-steps", "0"],
+    ],
+)
+def test_example_refuses_nonsense_counts_at_parse_time(option, capsys):
+    example = load_example("train_deeplab")
+    base = ["--preset", "toyface-14", "--eval-toy-test", "4"]
+    with pytest.raises(SystemExit) as exc:
+        example.parse_args([*base, *option])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert option[0] in err and len(err.strip().splitlines()) == 1
+
+
+def test_example_refuses_more_folds_than_eval_images_before_training(tmp_path):
+    gen, interp = make_tiny_models(tmp_path / "m", size=32)
+    example = load_example("train_deeplab")
+    argv = [
+        "--generator", str(gen), "--interpreter", str(interp), "--eval-toy-test", "3",
+        "--max-steps", "4", "--eval-every", "2", "--threads", "1", "--no-progress",
+        "--checkpoint-dir", str(tmp_path / "ckpt"),
+    ]  # fmt: skip
+    with pytest.raises(SystemExit, match="--folds 5 needs >= 5 eval images, got 3"):
+        example.run(example.parse_args(argv))
+    assert not (tmp_path / "ckpt").exists()  # refused before the first step

@@ -22,6 +22,7 @@ __all__ = [
     "fraction",
     "model_args",
     "model_source",
+    "non_negative_float",
     "non_negative_int",
     "parse_options",
     "positive_float",
@@ -49,6 +50,14 @@ def positive_float(text: str) -> float:
     value = finite_float(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0 (a weight decay, a margin)."""
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
     return value
 
 

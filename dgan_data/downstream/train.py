@@ -161,6 +161,55 @@ def _is_main_process() -> bool:
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
+def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """torch's global random state (CPU, and the device's on CUDA): dropout draws on it."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _source_states(source: Any | None) -> list[dict[str, Any]] | None:
+    """Every rank's batch-source state, in rank order (None without a source)."""
+    if source is None:
+        return None
+    state = source.state_dict()
+    _, world = _dist()
+    if world == 1:
+        return [state]
+    gathered: list[Any] = [None] * world
+    dist.all_gather_object(gathered, state)
+    return gathered
+
+
+def _restore_source(source: Any, states: list[dict[str, Any]] | None, path: Path) -> None:
+    """Put this rank's saved source state back, or say why the source starts over."""
+    rank, world = _dist()
+    if states is None:
+        log.warning("%s holds no batch-source state: the source starts from its beginning", path)
+        return
+    if len(states) != world:
+        log.warning(
+            "%s holds the batch-source states of %d rank(s), this run has %d: the source "
+            "starts from its beginning",
+            path,
+            len(states),
+            world,
+        )
+        return
+    try:
+        source.load_state_dict(states[rank])
+    except ValueError as err:
+        raise ValueError(f"{path}: the saved batch-source state does not fit: {err}") from err
+    log.info("batch source resumed from %s", path)
+
+
 def _next_batch(
     it: Iterator[Any], source: Iterable[Any], state: dict[str, int]
 ) -> tuple[Any, Iterator[Any]]:
@@ -222,6 +271,7 @@ def train_segmentation(
     checkpoint_dir: str | os.PathLike | None = None,
     checkpoint_every: int | None = None,
     resume: bool = False,
+    resumable_source: Any | None = None,
     grad_clip: float | None = None,
     ignore_index: int = IGNORE_INDEX,
     progress: bool = True,
@@ -248,8 +298,16 @@ def train_segmentation(
     only at the end) the weights go to ``step_XXXXXXX.pt`` and the full state
     (optimiser, schedule, history) to ``last.pt``, each written atomically; only rank 0
     writes in DDP. ``resume=True`` continues from ``last.pt`` (the batch source is not
-    rewound: pass a resumed one). A DDP-wrapped model is fine (``eval_fn`` receives it
-    as given).
+    rewound unless ``resumable_source`` is given). A DDP-wrapped model is fine
+    (``eval_fn`` receives it as given).
+
+    ``resumable_source``: what holds the batch source's position, an object with
+    ``state_dict()`` and ``load_state_dict()`` (the ``DatasetGANStream`` behind a
+    ``num_workers=0`` DataLoader). Its state goes into ``last.pt`` (every rank's, in DDP)
+    and ``resume`` restores it before the first batch, so a resumed run draws the
+    batches the interrupted one would have drawn next. A ``last.pt`` without a source
+    state (saved without one, or by another number of ranks) restarts the source, with
+    a warning; a state the source refuses (other models or settings) raises ValueError.
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -275,6 +333,7 @@ def train_segmentation(
     main = _is_main_process()
 
     start = 0
+    saved_rng: dict[str, torch.Tensor] | None = None
     if resume and ckpt_dir is not None and (ckpt_dir / "last.pt").is_file():
         state = torch.load(ckpt_dir / "last.pt", map_location="cpu", weights_only=True)
         _unwrap(model).load_state_dict(state["model"])
@@ -285,9 +344,15 @@ def train_segmentation(
         log.info("resumed from %s at step %d", ckpt_dir / "last.pt", start)
         if start >= steps:
             return history
+        if resumable_source is not None:
+            _restore_source(resumable_source, state.get("sources"), ckpt_dir / "last.pt")
+        saved_rng = state.get("rng")
 
     def checkpoint(step: int) -> None:
-        if ckpt_dir is None or not main:
+        if ckpt_dir is None:
+            return
+        sources = _source_states(resumable_source)  # a collective in DDP: every rank
+        if not main:
             return
         path = save_segmentation_model(model, ckpt_dir / f"step_{step:07d}.pt", step=step)
         history.checkpoints.append(str(path))
@@ -298,6 +363,9 @@ def train_segmentation(
             "step": step,
             "history": asdict(history),
         }
+        if sources is not None:
+            full["sources"] = sources
+        full["rng"] = _rng_state(device)
         atomic_torch_save(full, ckpt_dir / "last.pt")
 
     def run_eval(step: int) -> None:
@@ -316,6 +384,8 @@ def train_segmentation(
     t_start = time.perf_counter() - history.total_seconds
     model.train()
     it = iter(batches)
+    if saved_rng is not None:  # after iter(): a DataLoader draws its base seed from it
+        _set_rng_state(saved_rng, device)  # dropout draws on it: the same continuation
     source_state = {"epoch": 0, "since_restart": 0, "taken": 0}
     bar = tqdm(total=steps, initial=start, desc=desc, unit="step", disable=not (progress and main))
     loss_avg: float | None = None
