@@ -426,3 +426,11 @@ def test_colorize_numpy_and_torch():
         colorize(torch.tensor([[255]]), pal, ignore_index=None)
     with pytest.raises(TypeError):
         colorize(np.zeros((2, 2)), pal)
+
+
+def test_stylegan1_presets_take_no_pickle():
+    # NVIDIA's StyleGAN1 pickles are TensorFlow networks: only converted PyTorch files load
+    stylegan1 = [get_preset(n) for n in list_presets() if get_preset(n).architecture == "stylegan1"]
+    assert {p.name for p in stylegan1} >= {"car-20", "face-34", "bedroom-19", "bird-11"}
+    for preset in stylegan1:
+        assert not [f for f in preset.generator_files if f.endswith(".pkl")], preset.name
