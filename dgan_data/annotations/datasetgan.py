@@ -94,6 +94,12 @@ def import_datasetgan_release(
         raise AnnotationError([f"{root}: no such folder"])
     names = list(class_names)
     num_classes = len(names)
+    if mask_size is not None and not (
+        isinstance(mask_size, (tuple, list))
+        and len(mask_size) == 2
+        and all(_is_int(v) and v >= 1 for v in mask_size)
+    ):
+        raise ValueError(f"mask_size must be two ints (H, W) >= 1 or None, got {mask_size!r}")
     if isinstance(min_class_pixels, bool) or not _is_int(min_class_pixels) or min_class_pixels < 0:
         raise ValueError(f"min_class_pixels must be an int >= 0, got {min_class_pixels!r}")
     if small_class_value != IGNORE_INDEX and not 0 <= small_class_value < num_classes:
@@ -179,6 +185,12 @@ def import_datasetgan_release(
                 problems.append(
                     f"{mask_name}: expected an H x W array of class ids, got "
                     f"{raw.dtype} {raw.shape}"
+                )
+                mask = None
+            elif 0 in mask.shape:
+                problems.append(
+                    f"{mask_name}: empty mask ({mask.shape[0]}x{mask.shape[1]} pixels); a mask "
+                    "needs at least one pixel"
                 )
                 mask = None
             elif not np.array_equal(mask, np.round(mask)):

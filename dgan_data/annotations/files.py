@@ -265,6 +265,10 @@ def write_folder(ann: Any, root: Path) -> Path:
     returns the manifest path. Every file is written to a temporary name in its folder
     and renamed into place."""
     check_writable_folder(root)
+    if 0 in tuple(ann.masks.shape[1:]):  # PIL cannot write it: refuse before any file
+        raise AnnotationError(
+            [f"masks are empty: (N, H, W) = {tuple(ann.masks.shape)}; nothing written"], root
+        )
     samples = []
     kind = "w" if ann.w is not None else "z" if ann.z is not None else None
     for i, sample_id in enumerate(ann.ids):

@@ -132,6 +132,11 @@ class Annotations:
             problems.append(f"masks must be (N, H, W), got shape {tuple(masks.shape)}")
         if masks.dtype.is_floating_point or masks.dtype == torch.bool:
             problems.append(f"masks must hold integer class ids, got dtype {masks.dtype}")
+        if masks.ndim == 3 and 0 in masks.shape[1:]:
+            problems.append(
+                f"masks are empty: (N, H, W) = {tuple(masks.shape)}; every mask needs at "
+                "least one pixel (H, W >= 1)"
+            )
         if problems:
             raise AnnotationError(problems)
         n = masks.shape[0]
@@ -449,6 +454,10 @@ class Annotations:
         folder of seeds (e.g. a preset's) merges with sampled or suggested folders (w and
         seeds): their w is left out, logged, since it regenerates from the seed with the
         shared generator and truncation. Parts that share no latent kind are refused.
+
+        Palettes only colour masks for display, so they may differ: the merged set keeps
+        the first palette given (parts without one take no part), with a warning naming
+        the parts whose palettes differ from it.
         """
         if not parts:
             raise AnnotationError(["merge needs at least one annotation set"])
@@ -515,6 +524,18 @@ class Annotations:
                     ", ".join(holders),
                 )
 
+        palettes = [(i, p.palette) for i, p in enumerate(parts) if p.palette is not None]
+        differ = [name(i) for i, pal in palettes[1:] if pal != palettes[0][1]]
+        if differ:
+            keeper = name(palettes[0][0])
+            logger.warning(
+                "merge: the palette of %s differs from %s's for the same classes; the merged "
+                "set keeps %s's palette (palettes only colour masks for display)",
+                ", ".join(differ),
+                keeper,
+                keeper,
+            )
+
         def cat(attr: str) -> torch.Tensor | None:
             values = [getattr(p, attr) for p in parts]
             return None if not all(v is not None for v in values) else torch.cat(values)
@@ -533,7 +554,7 @@ class Annotations:
             generator_fingerprint=first.generator_fingerprint,
             generator_description=first.generator_description,
             crop=first.crop,
-            palette=next((p.palette for p in parts if p.palette is not None), None),
+            palette=palettes[0][1] if palettes else None,
             ids=ids,
         )
 

@@ -6,15 +6,19 @@ raising, so a missing, non-PNG or damaged file becomes one line naming it.
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 from PIL import Image
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def open_png(path: Path, name: str, problems: list[str]) -> Image.Image | None:
     """The decoded PNG at ``path``, or None with the reason (``name: ...``) appended.
 
     JPEG and other formats are refused: a lossy mask would change class ids silently.
+    A PNG whose header declares zero width or height is reported as empty.
     """
     if not path.is_file():
         problems.append(f"{name}: missing")
@@ -27,5 +31,26 @@ def open_png(path: Path, name: str, problems: list[str]) -> Image.Image | None:
                 return None
             return im.copy()
     except Exception as err:  # PIL raises many types for damaged files
-        problems.append(f"{name}: unreadable or corrupt image ({type(err).__name__}: {err})")
+        empty = _declared_empty(path)
+        if empty is not None:
+            problems.append(
+                f"{name}: empty PNG: its header declares {empty[0]}x{empty[1]} pixels "
+                "(height x width); a mask or image needs at least one pixel"
+            )
+        else:
+            problems.append(f"{name}: unreadable or corrupt image ({type(err).__name__}: {err})")
         return None
+
+
+def _declared_empty(path: Path) -> tuple[int, int] | None:
+    """(height, width) from the IHDR of a PNG that declares zero width or height, else
+    None (PIL refuses such a file as unidentifiable, which hides the reason)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(24)
+    except OSError:
+        return None
+    if len(head) < 24 or head[:8] != _PNG_SIGNATURE or head[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack(">II", head[16:24])
+    return (height, width) if 0 in (height, width) else None

@@ -201,7 +201,10 @@ def _read_folder(root: Path) -> _Folder:
     mask_hw = _hw(manifest.get("mask_resolution"))
     problems: list[str] = []
     if mask_hw is None:
-        problems.append(f"{MANIFEST}: mask_resolution must be [height, width]")
+        problems.append(
+            f"{MANIFEST}: mask_resolution must be [height, width] of ints >= 1, got "
+            f"{manifest.get('mask_resolution')!r}"
+        )
     window = None
     try:
         crop = manifest.get("crop")

@@ -538,7 +538,15 @@ def evaluate(
     broadcast from rank 0: DDP syncs BatchNorm running statistics only at the start of
     each training forward, so after the last step every rank holds its own; without
     this, ranks would score their shards with slightly different models.
+
+    ``batch_size``: images per forward pass of a tensor pair or dataset, an int >= 1
+    (anything else is a ValueError, also with an iterable of batches).
     """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+        raise ValueError(f"evaluate: batch_size must be an int >= 1, got {batch_size!r}")
+    if batch_size < 1:
+        raise ValueError(f"evaluate: batch_size must be >= 1, got {batch_size}")
+    batch_size = int(batch_size)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     net = _unwrap(model)
     was_training = net.training

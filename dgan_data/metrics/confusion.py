@@ -187,19 +187,43 @@ def confusion_matrix(
 
 # ---------------------------------------------------------------- scores
 def _as_numpy_confusion(conf: Any, name: str = "confusion") -> np.ndarray:
-    """A (..., K, K) integer matrix as an int64 numpy array, validated."""
+    """A (..., K, K) matrix of pixel counts as an int64 numpy array; a shape that is not
+    square, K = 0, or entries that are NaN, inf, negative or fractional are a ValueError."""
     if isinstance(conf, torch.Tensor):
         conf = conf.detach().cpu().numpy()
-    arr = np.asarray(conf)
+    try:
+        arr = np.asarray(conf)
+    except ValueError:  # ragged nested lists
+        raise ValueError(
+            f"{name}: expected (..., K, K) confusion matrices, got rows of different lengths"
+        ) from None
     if arr.ndim < 2 or arr.shape[-1] != arr.shape[-2]:
-        raise ValueError(f"{name}: expected (..., K, K) confusion matrices, got shape {arr.shape}")
-    counts_ok = np.issubdtype(arr.dtype, np.integer) or (
-        np.issubdtype(arr.dtype, np.floating) and bool(np.all(arr == np.round(arr)))
-    )
-    if not counts_ok:
+        raise ValueError(
+            f"{name}: expected square (..., K, K) confusion matrices (rows = target, "
+            f"columns = prediction), got shape {arr.shape}"
+        )
+    if arr.shape[-1] == 0:
+        raise ValueError(
+            f"{name}: a confusion matrix needs at least one class, got shape {arr.shape}"
+        )
+    if np.issubdtype(arr.dtype, np.floating):
+        finite = np.isfinite(arr)
+        if not finite.all():
+            raise ValueError(
+                f"{name}: pixel counts must be finite, found NaN or inf in "
+                f"{int((~finite).sum())} of {arr.size} entries"
+            )
+        if not np.all(arr == np.round(arr)):
+            raise ValueError(f"{name}: confusion matrices hold pixel counts, found fractions")
+        if arr.size and arr.max() >= 2.0**63:
+            raise ValueError(f"{name}: pixel counts of {arr.max():g} do not fit int64")
+    elif not np.issubdtype(arr.dtype, np.integer):
         raise ValueError(f"{name}: confusion matrices hold pixel counts, got {arr.dtype}")
     if arr.size and arr.min() < 0:
-        raise ValueError(f"{name}: negative pixel counts")
+        raise ValueError(
+            f"{name}: pixel counts cannot be negative, found {int((arr < 0).sum())} of "
+            f"{arr.size} entries below 0 (smallest {arr.min():g})"
+        )
     return arr.astype(np.int64, copy=False)
 
 
@@ -247,7 +271,8 @@ def metrics_from_confusion(
     ``per_class_accuracy`` (K,) (recall; NaN where the class has no target pixel),
     ``mean_accuracy`` float, ``support`` (K,) int64 (target pixels per class),
     ``num_pixels`` int, ``confusion`` (K, K) int64, ``exclude`` tuple of class ids,
-    ``absent`` the convention used.
+    ``absent`` the convention used. A matrix that is not square (K, K), or holds NaN,
+    inf, negative or fractional counts, is a ValueError.
     """
     conf = _as_numpy_confusion(confusion)
     if conf.ndim > 2:

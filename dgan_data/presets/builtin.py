@@ -33,9 +33,14 @@ def builtin_presets() -> list[Preset]:
         str(BUILTIN_TABLE),
     )
     presets = []
-    for entry in table["presets"]:
+    for i, entry in enumerate(table["presets"]):
         fields = {k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()}
-        presets.append(Preset(**fields))
+        try:
+            presets.append(Preset(**fields))
+        except (TypeError, ValueError) as err:  # TypeError: an unknown or missing field
+            raise ValueError(
+                f"{BUILTIN_TABLE}: presets[{i}] (name {entry.get('name')!r}): {err}"
+            ) from None
     presets += [Preset(**toy_preset_fields(world)) for world in TOY_PRESET_WORLDS.values()]
     return presets
 

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..conventions import check_names
+from ..conventions import IGNORE_INDEX, check_names, short_list
 from ..palette import make_palette
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "ARCHITECTURES",
     "FILE_KINDS",
+    "MAX_CLASSES",
     "Preset",
     "PresetFilesMissing",
     "UnknownPresetError",
@@ -49,6 +50,9 @@ INTERPRETER_FILES = ("interpreter.safetensors",)
 #: "/" or a "." as a file, and a name is also a folder name in the cache.
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
+#: Most classes a preset may have: masks are uint8 with :data:`IGNORE_INDEX` (255) for
+#: unlabeled pixels, and exported datasets and the segmentation models take 1..254.
+MAX_CLASSES = IGNORE_INDEX - 1
 
 
 class UnknownPresetError(KeyError):
@@ -82,12 +86,13 @@ class Preset:
     Attributes:
         name: registry key; letters, digits, ``-`` and ``_`` (also the cache folder).
         class_names: one name per class id, ``0..K-1``.
-        num_classes: K; must equal ``len(class_names)``.
-        palette: (K, 3) colours as a tuple of ``(r, g, b)``; None generates one.
+        num_classes: K; must equal ``len(class_names)``, at most :data:`MAX_CLASSES`.
+        palette: (K, 3) colours as a tuple of ``(r, g, b)`` ints in 0..255; None
+            generates one.
         label_resolution: (H, W) of the masks.
         image_resolution: (H, W) of the generator's output.
         architecture: ``"stylegan1"`` or ``"stylegan2"``.
-        truncation_psi: default truncation of w.
+        truncation_psi: default truncation of w, a number in [0, 1].
         truncation_cutoff: how many w layers are truncated; None = architecture default
             (StyleGAN1 as in DatasetGAN: 8 from 512 px on, 7 below; StyleGAN2: all).
         crop: (top, left, h, w) of the label frame inside the image, or None when the
@@ -129,6 +134,12 @@ class Preset:
                 "letters, digits, '-' and '_' (it must not look like a file path)"
             )
         names = tuple(check_names(self.class_names, f"{where}: class_names"))
+        if not _is_int(self.num_classes) or not 1 <= self.num_classes <= MAX_CLASSES:
+            raise ValueError(
+                f"{where}: num_classes must be an int in 1..{MAX_CLASSES} (masks are uint8 "
+                f"and {IGNORE_INDEX} marks unlabeled pixels), got {self.num_classes!r}"
+            )
+        object.__setattr__(self, "num_classes", int(self.num_classes))
         if self.num_classes != len(names):
             raise ValueError(
                 f"{where}: num_classes={self.num_classes} but {len(names)} class names given"
@@ -137,32 +148,44 @@ class Preset:
             dup = sorted({n for n in names if names.count(n) > 1})
             raise ValueError(f"{where}: duplicate class names {dup}")
         object.__setattr__(self, "class_names", names)
-        pal = make_palette(self.num_classes) if self.palette is None else np.asarray(self.palette)
-        if pal.shape != (self.num_classes, 3):
-            raise ValueError(
-                f"{where}: palette must be ({self.num_classes}, 3), got shape {pal.shape}"
-            )
-        if pal.min() < 0 or pal.max() > 255:
-            raise ValueError(f"{where}: palette values must lie in 0..255")
-        object.__setattr__(self, "palette", tuple(tuple(int(v) for v in c) for c in pal))
+        if self.palette is None:
+            palette = tuple(tuple(int(v) for v in c) for c in make_palette(self.num_classes))
+        else:
+            palette = _check_palette(self.palette, names, where)
+        object.__setattr__(self, "palette", palette)
         for attr in ("label_resolution", "image_resolution"):
-            value = tuple(int(v) for v in getattr(self, attr))
-            if len(value) != 2 or min(value) <= 0:
-                raise ValueError(f"{where}: {attr} must be (H, W) > 0, got {value}")
+            value = _int_tuple(getattr(self, attr), 2)
+            if value is None or min(value) <= 0:
+                raise ValueError(
+                    f"{where}: {attr} must be two ints (H, W) > 0, got {getattr(self, attr)!r}"
+                )
             object.__setattr__(self, attr, value)
         if self.architecture not in ARCHITECTURES:
             raise ValueError(
                 f"{where}: architecture {self.architecture!r} is not one of {ARCHITECTURES}"
             )
-        if not 0.0 <= float(self.truncation_psi) <= 1.0:
+        psi = self.truncation_psi
+        if isinstance(psi, bool) or not isinstance(psi, (int, float, np.integer, np.floating)):
             raise ValueError(
-                f"{where}: truncation_psi must be in [0, 1], got {self.truncation_psi}"
+                f"{where}: truncation_psi must be a number in [0, 1], got {psi!r} "
+                f"(a {type(psi).__name__})"
             )
-        if self.truncation_cutoff is not None and self.truncation_cutoff < 1:
-            raise ValueError(f"{where}: truncation_cutoff must be >= 1 or None")
+        if not 0.0 <= float(psi) <= 1.0:
+            raise ValueError(f"{where}: truncation_psi must be in [0, 1], got {psi!r}")
+        object.__setattr__(self, "truncation_psi", float(psi))
+        cutoff = self.truncation_cutoff
+        if cutoff is not None and (not _is_int(cutoff) or cutoff < 1):
+            raise ValueError(
+                f"{where}: truncation_cutoff must be None or an int >= 1, got {cutoff!r}"
+            )
+        object.__setattr__(self, "truncation_cutoff", None if cutoff is None else int(cutoff))
         if self.crop is not None:
-            crop = tuple(int(v) for v in self.crop)
-            top, left, h, w = crop if len(crop) == 4 else (-1, -1, 0, 0)
+            crop = _int_tuple(self.crop, 4)
+            if crop is None:
+                raise ValueError(
+                    f"{where}: crop must be 4 ints (top, left, h, w) or None, got {self.crop!r}"
+                )
+            top, left, h, w = crop
             H, W = self.image_resolution
             if top < 0 or left < 0 or h <= 0 or w <= 0 or top + h > H or left + w > W:
                 raise ValueError(
@@ -224,6 +247,49 @@ class Preset:
                 value = str(value)
             out[f.name] = value
         return out
+
+
+def _is_int(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer))
+
+
+def _int_tuple(value: Any, length: int) -> tuple[int, ...] | None:
+    """``value`` as ``length`` ints, or None when it is not a sequence of exactly that
+    many integers (floats are refused, never truncated)."""
+    if isinstance(value, (str, bytes)):
+        return None
+    try:
+        values = tuple(value)
+    except TypeError:
+        return None
+    if len(values) != length or not all(_is_int(v) for v in values):
+        return None
+    return tuple(int(v) for v in values)
+
+
+def _check_palette(
+    palette: Any, names: tuple[str, ...], where: str
+) -> tuple[tuple[int, int, int], ...]:
+    """A given palette as K (r, g, b) tuples of ints in 0..255; floats, out-of-range
+    values or a shape other than (K, 3) are a ValueError naming the colour."""
+    K = len(names)
+    try:
+        pal = np.asarray(palette, dtype=object)
+    except (TypeError, ValueError):
+        pal = np.empty(0, dtype=object)
+    if pal.shape != (K, 3):
+        raise ValueError(f"{where}: palette must be ({K}, 3), got shape {pal.shape}")
+    bad = [
+        f"{i} ({names[i]}): {list(row)}"
+        for i, row in enumerate(pal.tolist())
+        if not all(_is_int(v) and 0 <= v <= 255 for v in row)
+    ]
+    if bad:
+        raise ValueError(
+            f"{where}: palette values must be integers in 0..255 (r, g, b); "
+            f"colours {short_list(bad, 3)}"
+        )
+    return tuple(tuple(int(v) for v in row) for row in pal.tolist())
 
 
 # ------------------------------------------------------------------------ registry
