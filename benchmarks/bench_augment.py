@@ -23,6 +23,8 @@ from _phases import json_target, save_json
 from lightning_utilities.core.imports import RequirementCache
 
 from dgan_data.augment import AlbumentationsAugment, BatchAugment, KorniaAugment
+from dgan_data.cli import OneLineParser
+from dgan_data.cli.common import positive_int
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
@@ -91,15 +93,20 @@ def bench(fn: AugFn, batch_size: int, size: int, repeats: int, device: str) -> d
     }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--sizes", type=int, nargs="+", default=[64, 256])
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--repeats", type=int, default=20)
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The options; a count below 1 exits 2 with one line."""
+    ap = OneLineParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--sizes", type=positive_int, nargs="+", default=[64, 256])
+    ap.add_argument("--batch-size", type=positive_int, default=8)
+    ap.add_argument("--repeats", type=positive_int, default=20)
+    ap.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", type=json_target, default=None, help="write the results here as JSON")
-    args = ap.parse_args()
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     torch.set_num_threads(args.threads)
     try:
         import cv2

@@ -20,6 +20,8 @@ import torch
 from _phases import json_target, save_json
 
 from dgan_data import Interpreter, Labeler, load_generator
+from dgan_data.cli import OneLineParser
+from dgan_data.cli.common import positive_int
 from dgan_data.interpreter import feature_layout
 
 SETTINGS = {
@@ -41,20 +43,22 @@ def rate(labeler: Labeler, batch: int, batches: int, start: int) -> float:
     return batches * batch / (time.perf_counter() - t0)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The options; a count below 1 exits 2 with one line."""
+    ap = OneLineParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--preset", default="toyface-14")
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--batches", type=int, default=10)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--batch-size", type=positive_int, default=16)
+    ap.add_argument("--batches", type=positive_int, default=10)
+    ap.add_argument("--repeats", type=positive_int, default=3)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--threads", type=positive_int, default=None)
     ap.add_argument("--json", type=json_target, default=None, help="write the results here")
-    args = ap.parse_args(argv)
-    for name in ("batch_size", "batches", "repeats"):
-        if getattr(args, name) < 1:
-            ap.error(f"--{name.replace('_', '-')} must be >= 1")
-    if args.threads:
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    if args.threads is not None:
         torch.set_num_threads(args.threads)
     G = load_generator(args.preset, device=args.device)
     layout = feature_layout(G)

@@ -13,6 +13,10 @@ and, when ``dgan_data.generators.stylegan1`` is present, ``stylegan1-256`` and
 Usage: python benchmarks/bench_generator.py [--configs stylegan2-256 ...]
        [--batch-sizes 1 4 16] [--repeats 3] [--threads 2] [--device auto|cpu|cuda]
        [--quick] [--json PATH]
+
+A measurement that fails (the worker exits with an error, or runs past ``--timeout``)
+shows its error in the table and the JSON; the script then exits 1 and names the failed
+measurements on stderr.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from _phases import json_target, save_json
+
+from dgan_data.cli import OneLineParser
+from dgan_data.cli.common import positive_float, positive_int
 
 MiB = 1024 * 1024
 
@@ -188,23 +195,34 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def failed_cells(rows: list[dict[str, Any]]) -> list[str]:
+    """The measurements whose table cell holds an error, as ``config device batch N``."""
+    return [f"{r['config']} {r['device']} batch {r['batch_size']}" for r in rows if "error" in r]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The options; a count below 1 or a timeout <= 0 exits 2 with one line."""
+    ap = OneLineParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--configs", nargs="+", default=None, help="default: all available")
-    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4, 16])
-    ap.add_argument("--repeats", type=int, default=3, help="timed calls after the warm-up")
-    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument("--batch-sizes", type=positive_int, nargs="+", default=[1, 4, 16])
+    ap.add_argument("--repeats", type=positive_int, default=3, help="timed calls after the warm-up")
+    ap.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads")
     ap.add_argument("--device", default="auto", help="auto (cpu, plus cuda if present), cpu, cuda")
     ap.add_argument("--quick", action="store_true", help="stylegan2-256, batches 1 and 4, 1 repeat")
-    ap.add_argument("--timeout", type=float, default=1800, help="seconds per measurement")
+    ap.add_argument("--timeout", type=positive_float, default=1800, help="seconds per measurement")
     ap.add_argument("--json", type=json_target, default=None, help="write the results here as JSON")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure, print the table (and write the JSON); 1 when any measurement failed."""
+    args = parse_args(argv)
 
     if args.worker is not None:
         spec = json.loads(args.worker)
         print(json.dumps(run_one(**spec)))
-        return
+        return 0
 
     import torch
     from tqdm import tqdm
@@ -233,7 +251,7 @@ def main(argv: list[str] | None = None) -> None:
             try:
                 row = run_in_subprocess(spec, args.timeout)
             except subprocess.TimeoutExpired:
-                row = {**spec, "error": f"timed out after {args.timeout:.0f} s"}
+                row = {**spec, "error": f"timed out after {args.timeout:g} s"}
             row.setdefault("batch_size", spec["batch"])
             rows.append(row)
 
@@ -258,7 +276,16 @@ def main(argv: list[str] | None = None) -> None:
         }
         save_json(args.json, {"meta": meta, "results": rows})
         print(f"wrote {args.json}")
+    failed = failed_cells(rows)
+    if failed:
+        print(
+            f"{Path(__file__).name}: {len(failed)} of {len(rows)} measurements failed "
+            f"(see the table): {', '.join(failed)}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

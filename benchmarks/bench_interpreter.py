@@ -29,6 +29,9 @@ from typing import Any
 
 from _phases import current_rss_bytes, json_target, peak_rss_bytes, run_phase, save_json
 
+from dgan_data.cli import OneLineParser
+from dgan_data.cli.common import non_negative_float, positive_int
+
 REPO = Path(__file__).resolve().parents[1]
 
 # DatasetGAN face (StyleGAN1, 1024 px): two maps per block.
@@ -160,19 +163,28 @@ def _naive_inference_bytes(layout: list[tuple[int, int, int]], label: int) -> in
     return 2 * label * label * C * 4
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The options; a count below 1 or a negative limit exits 2 with one line."""
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small layout, few steps")
     parser.add_argument("--json", type=json_target, help="also write the results here")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--steps", type=int, help="fit steps (default 20, quick 10)")
-    parser.add_argument("--batch-size", type=int, default=512, help="pixels per model and step")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--naive-limit-gb", type=float, default=4.0)
-    parser.add_argument("--reps", type=int, default=2, help="factorized runs (best is kept)")
+    parser.add_argument("--steps", type=positive_int, help="fit steps (default 20, quick 10)")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=512, help="pixels per model and step"
+    )
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
+    parser.add_argument("--naive-limit-gb", type=non_negative_float, default=4.0)
+    parser.add_argument(
+        "--reps", type=positive_int, default=2, help="factorized runs (best is kept)"
+    )
     parser.add_argument("--_phase", help=argparse.SUPPRESS)
     parser.add_argument("--_config", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
 
     if args._phase:
         cfg = json.loads(args._config)
@@ -183,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     layout = QUICK_LAYOUT if args.quick else FACE_LAYOUT
     images, label_fit = (4, 128) if args.quick else (16, 512)
     labels_infer = [64, 128] if args.quick else [256, 512]
-    steps = args.steps or (10 if args.quick else 20)
+    steps = args.steps if args.steps is not None else (10 if args.quick else 20)
     C = sum(c for c, _, _ in layout)
     base = {
         "layout": layout,

@@ -32,6 +32,8 @@ import torch
 from _phases import json_target, save_json
 from bench_stream import PSI, _build  # the stream benchmark's calibrated models
 
+from dgan_data.cli import OneLineParser
+from dgan_data.cli.common import non_negative_float, positive_int
 from dgan_data.labeler import Labeler
 from dgan_data.seeds import z_from_seeds
 
@@ -166,8 +168,9 @@ def _format(r: dict[str, Any]) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The options; a count below 1 or a negative threshold exits 2 with one line."""
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument(
         "--models",
@@ -184,13 +187,17 @@ def main(argv: list[str] | None = None) -> int:
         choices=[label for label, _, _ in SETTINGS],
         help="float32+tf32 runs on CUDA only",
     )
-    parser.add_argument("--seeds", type=int, default=32, help="images per setting")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--js-threshold", type=float, default=0.1)
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--seeds", type=positive_int, default=32, help="images per setting")
+    parser.add_argument("--batch", type=positive_int, default=8)
+    parser.add_argument("--js-threshold", type=non_negative_float, default=0.1)
+    parser.add_argument("--threads", type=positive_int, default=None)
     parser.add_argument("--json", type=json_target)
-    args = parser.parse_args(argv)
-    if args.threads:
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads is not None:
         torch.set_num_threads(args.threads)
     print(
         f"  {'models':<12} {'impl':<12} {'setting':<13} {'equal':>9} {'changed / pixels':>20} "

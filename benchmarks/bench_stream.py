@@ -43,6 +43,9 @@ from typing import Any
 
 from _phases import current_rss_bytes, json_target, peak_rss_bytes, run_phase, save_json
 
+from dgan_data.cli import OneLineParser
+from dgan_data.cli.common import non_negative_int, positive_float, positive_int
+
 REPO = Path(__file__).resolve().parents[1]
 GB = 1e9
 CLASSES = 19
@@ -289,15 +292,23 @@ def _stream_runs(impls: list[str], compile_: bool) -> list[tuple[str, str, bool]
     return runs
 
 
-def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The options; a count below 1 (a warm-up below 0) or a chunk budget <= 0 exits 2
+    with one line."""
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="64 px, batch 2")
     parser.add_argument("--json", type=json_target, help="also write the results here")
     parser.add_argument("--device", default=None, help="default: cuda when available")
-    parser.add_argument("--batches", type=int, default=None, help="timed batches (default 3)")
-    parser.add_argument("--batch-size", type=int, default=None, help="default 4 (quick: 2)")
-    parser.add_argument("--warmup", type=int, default=None, help="default 1 on CUDA, 0 on CPU")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument(
+        "--batches", type=positive_int, default=None, help="timed batches (default 3)"
+    )
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=None, help="default 4 (quick: 2)"
+    )
+    parser.add_argument(
+        "--warmup", type=non_negative_int, default=None, help="default 1 on CUDA, 0 on CPU"
+    )
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
     parser.add_argument("--dtype", nargs="+", default=["float32"], choices=DTYPES)
     parser.add_argument(
         "--arch", nargs="+", choices=("stylegan1", "stylegan2"), default=["stylegan2", "stylegan1"]
@@ -305,21 +316,23 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--impl", nargs="+", default=["rows", "interpolate"])
     parser.add_argument("--compile", action="store_true", help="also interpolate + compile")
     parser.add_argument("--no-tf32", action="store_true", help="full float32 products on CUDA")
-    parser.add_argument("--chunk-mib", type=float, default=None, help="interpreter chunk budget")
+    parser.add_argument(
+        "--chunk-mib", type=positive_float, default=None, help="interpreter chunk budget"
+    )
     parser.add_argument(
         "--naive",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="time the naive pipeline (default: on the CPU only)",
     )
-    parser.add_argument("--parity-images", type=int, default=2)
+    parser.add_argument("--parity-images", type=positive_int, default=2)
     parser.add_argument("--_phase", help=argparse.SUPPRESS)
     parser.add_argument("--_config", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parse(argv)
+    args = parse_args(argv)
     if args._phase:
         cfg = json.loads(args._config)
         fn = {"generator": _phase_generator, "stream": _phase_stream, "naive": _phase_naive}
@@ -334,8 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     naive = args.naive if args.naive is not None else not cuda
     base = {
         "resolution": 64 if args.quick else 256,
-        "batch_size": args.batch_size or (2 if args.quick else 4),
-        "batches": args.batches or (2 if args.quick else 3),
+        "batch_size": args.batch_size if args.batch_size is not None else (2 if args.quick else 4),
+        "batches": args.batches if args.batches is not None else (2 if args.quick else 3),
         "warmup": warmup,
         "device": device,
         "threads": args.threads,

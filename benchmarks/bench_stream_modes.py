@@ -24,6 +24,8 @@ from _phases import json_target, save_json
 from torch.utils.data import DataLoader
 
 from dgan_data import DatasetGANStream
+from dgan_data.cli import OneLineParser
+from dgan_data.cli.common import positive_int
 
 
 def rate(mode: str, preset: str, batch: int, batches: int, device: str) -> float:
@@ -44,17 +46,22 @@ def rate(mode: str, preset: str, batch: int, batches: int, device: str) -> float
     return batches * batch / (time.perf_counter() - t0)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The options; a count below 1 exits 2 with one line."""
+    ap = OneLineParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--preset", default="toyface-14")
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--batches", type=int, default=20)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--batch-size", type=positive_int, default=16)
+    ap.add_argument("--batches", type=positive_int, default=20)
+    ap.add_argument("--repeats", type=positive_int, default=3)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--threads", type=positive_int, default=None)
     ap.add_argument("--json", type=json_target, default=None, help="write the results here")
-    args = ap.parse_args()
-    if args.threads:
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.threads is not None:
         torch.set_num_threads(args.threads)
     results: dict[str, list[float]] = {"per-sample": [], "whole-batch": []}
     for _ in range(args.repeats):

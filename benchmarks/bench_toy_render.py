@@ -14,7 +14,12 @@ import time
 import torch
 from _phases import json_target, save_json
 
+from dgan_data.cli import OneLineParser
+from dgan_data.cli.common import positive_int
 from dgan_data.toy import render_faces
+
+#: ``render_faces`` refuses smaller images.
+MIN_SIZE = 16
 
 
 def bench(batch_size: int, repeats: int, size: int, device: str) -> dict[str, float]:
@@ -40,15 +45,28 @@ def bench(batch_size: int, repeats: int, size: int, device: str) -> dict[str, fl
     }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--batch-size", type=int, nargs="+", default=[256])
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--size", type=int, default=64)
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+def render_size(text: str) -> int:
+    """argparse type of ``--size``: an int the renderer accepts (>= 16)."""
+    value = positive_int(text)
+    if value < MIN_SIZE:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= {MIN_SIZE}")
+    return value
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The options; a count below 1 or a size below 16 exits 2 with one line."""
+    ap = OneLineParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--batch-size", type=positive_int, nargs="+", default=[256])
+    ap.add_argument("--repeats", type=positive_int, default=5)
+    ap.add_argument("--size", type=render_size, default=64)
+    ap.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", type=json_target, default=None, help="write the results here as JSON")
-    args = ap.parse_args()
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     torch.set_num_threads(args.threads)
 
     rows = [bench(b, args.repeats, args.size, args.device) for b in args.batch_size]

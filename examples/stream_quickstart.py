@@ -20,6 +20,9 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from dgan_data.cli import OneLineParser
+from dgan_data.cli.common import non_negative_int, positive_int
+from dgan_data.seeds import MAX_SEED
 from dgan_data.stream import IGNORE_INDEX, DatasetGANStream
 
 DEFAULT_PRESET = "toyface-14"
@@ -61,17 +64,30 @@ def stand_in_models(num_classes: int = 6):
     return G, interp, [f"class{k}" for k in range(num_classes)]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def stream_seed(text: str) -> int:
+    """argparse type of ``--seed``: a seed the stream accepts (an int in [0, 2**63))."""
+    value = non_negative_int(text)
+    if value >= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{text!r} must be below 2**63")
+    return value
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The options; a count below 1 or a seed outside [0, 2**63) exits 2 with one line."""
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", help=f"preset name (default {DEFAULT_PRESET} when installed)")
     parser.add_argument("--generator", help="generator checkpoint (.pt, .pkl, .safetensors)")
     parser.add_argument("--interpreter", help="interpreter .safetensors")
-    parser.add_argument("--batches", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--batches", type=positive_int, default=3)
+    parser.add_argument("--batch-size", type=positive_int, default=4)
     parser.add_argument("--device", default=None, help="default: cuda when available")
     parser.add_argument("--augment", default="default", help='"default" or "none"')
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    parser.add_argument("--seed", type=stream_seed, default=0)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
 
     from dgan_data.presets import get_preset, preset_status
