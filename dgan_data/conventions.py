@@ -17,6 +17,7 @@ import torch
 
 __all__ = [
     "IGNORE_INDEX",
+    "MAX_CLASSES",
     "check_finite_number",
     "check_names",
     "generator_to_uint8",
@@ -26,6 +27,9 @@ __all__ = [
 
 #: Mask value of pixels without a label (excluded from training and metrics).
 IGNORE_INDEX = 255
+#: Most classes anything in the package takes (annotations, presets, labelers, exports,
+#: segmentation models): ids 0..253 in a uint8 mask, whose value 255 is the ignore index.
+MAX_CLASSES = IGNORE_INDEX - 1
 
 
 def check_names(value: Any, what: str = "class_names") -> list[str]:

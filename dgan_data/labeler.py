@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .conventions import IGNORE_INDEX, check_finite_number, check_names
+from .conventions import IGNORE_INDEX, MAX_CLASSES, check_finite_number, check_names
 from .generators import Generator
 from .interpreter import Interpreter
 from .interpreter.inference import IMPLS
@@ -196,10 +196,10 @@ class Labeler:
             raise TypeError(f"generator must be a Generator, got {type(generator).__name__}")
         if not isinstance(interpreter, Interpreter):
             raise TypeError(f"interpreter must be an Interpreter, got {type(interpreter).__name__}")
-        if interpreter.num_classes >= IGNORE_INDEX:
+        if interpreter.num_classes > MAX_CLASSES:
             raise ValueError(
-                f"{interpreter.num_classes} classes collide with the mask's ignore index "
-                f"{IGNORE_INDEX}: labels hold at most {IGNORE_INDEX} classes"
+                f"the interpreter has {interpreter.num_classes} classes; labels hold at most "
+                f"{MAX_CLASSES} (uint8 masks whose {IGNORE_INDEX} is the ignore index)"
             )
         dev = _check_device(device) or interpreter.device
         self.G = generator.to(dev).eval().requires_grad_(False)

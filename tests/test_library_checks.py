@@ -23,12 +23,11 @@ from dgan_data.annotations import (
     import_datasetgan_release,
     import_masks,
 )
-from dgan_data.conventions import IGNORE_INDEX
+from dgan_data.conventions import IGNORE_INDEX, MAX_CLASSES
 from dgan_data.downstream.train import evaluate
 from dgan_data.metrics import five_fold_protocol, metrics_from_confusion
 from dgan_data.presets import Preset, get_preset, list_presets
 from dgan_data.presets import builtin as builtin_presets_module
-from dgan_data.presets.preset import MAX_CLASSES
 
 
 # ------------------------------------------------------------------- presets
@@ -378,3 +377,31 @@ def test_one_pixel_masks_are_still_fine(tmp_path):
         tmp_path, class_names=MERGE_CLASSES, require_images=False, mask_size=(1, 1)
     )
     assert imported.mask_resolution == (1, 1)
+
+
+# -------------------------------------------------- one class limit everywhere
+def test_the_package_has_one_class_limit():
+    from dgan_data.presets import preset as preset_module
+
+    assert MAX_CLASSES == IGNORE_INDEX - 1 == preset_module.MAX_CLASSES
+
+
+def test_annotations_refuse_more_classes_than_the_limit_and_take_the_limit():
+    names = [f"c{k}" for k in range(MAX_CLASSES + 1)]
+    masks = np.zeros((1, 4, 4), np.uint8)
+    with pytest.raises(AnnotationError, match=f"at most {MAX_CLASSES} classes"):
+        Annotations.from_arrays(masks=masks, class_names=names, seeds=[0])
+    ok = Annotations.from_arrays(masks=masks, class_names=names[:MAX_CLASSES], seeds=[0])
+    assert ok.num_classes == MAX_CLASSES
+
+
+def test_labeler_refuses_an_interpreter_with_more_classes_than_the_limit():
+    from test_stream import tiny_generator
+
+    from dgan_data import Labeler
+    from dgan_data.interpreter import Interpreter, feature_layout
+
+    G = tiny_generator()
+    too_many = Interpreter(feature_layout(G), MAX_CLASSES + 1, 1, label_size=(8, 8))
+    with pytest.raises(ValueError, match=f"255 classes; labels hold at most {MAX_CLASSES}"):
+        Labeler(G, too_many, device="cpu")

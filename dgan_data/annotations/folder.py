@@ -38,7 +38,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..conventions import IGNORE_INDEX, check_names, generator_to_uint8, short_list
+from ..conventions import (
+    IGNORE_INDEX,
+    MAX_CLASSES,
+    check_names,
+    generator_to_uint8,
+    short_list,
+)
 from ..seeds import check_seeds, z_from_seeds
 from .files import read_folder, write_folder
 from .format import (
@@ -152,8 +158,11 @@ class Annotations:
         elif len(set(names)) != len(names):
             dup = sorted({c for c in names if names.count(c) > 1})
             problems.append(f"class_names has duplicates: {dup}")
-        if len(names) > IGNORE_INDEX:
-            problems.append(f"at most {IGNORE_INDEX} classes fit a uint8 mask, got {len(names)}")
+        if len(names) > MAX_CLASSES:
+            problems.append(
+                f"at most {MAX_CLASSES} classes fit a uint8 mask whose {IGNORE_INDEX} is the "
+                f"ignore index, got {len(names)}"
+            )
         num_classes = len(names)
 
         ids = [f"{i:05d}" for i in range(n)] if self.ids is None else list(self.ids)

@@ -20,7 +20,7 @@ from lightning_utilities.core.imports import RequirementCache
 from safetensors.torch import load_file
 from torch import nn
 
-from ..conventions import IGNORE_INDEX
+from ..conventions import MAX_CLASSES
 from ..fileio import atomic_torch_save
 
 log = logging.getLogger(__name__)
@@ -128,8 +128,8 @@ def build_deeplab(
     key = str(arch).lower().replace("-", "").replace("_", "").replace("+", "plus")
     if key not in ARCHITECTURES:
         raise ValueError(f"unknown arch {arch!r}; valid: {', '.join(ARCHITECTURES)}")
-    if not 1 <= int(num_classes) < IGNORE_INDEX:
-        raise ValueError(f"num_classes must be in 1..{IGNORE_INDEX - 1}, got {num_classes}")
+    if not 1 <= int(num_classes) <= MAX_CLASSES:
+        raise ValueError(f"num_classes must be in 1..{MAX_CLASSES}, got {num_classes}")
     weights_path = None
     if encoder_weights is not None:
         weights_path = Path(encoder_weights)
@@ -209,8 +209,8 @@ def build_unet(
         )
     import segmentation_models_pytorch as smp
 
-    if not 1 <= int(num_classes) < IGNORE_INDEX:
-        raise ValueError(f"num_classes must be in 1..{IGNORE_INDEX - 1}, got {num_classes}")
+    if not 1 <= int(num_classes) <= MAX_CLASSES:
+        raise ValueError(f"num_classes must be in 1..{MAX_CLASSES}, got {num_classes}")
     channels = [int(c) for c in decoder_channels]
     if len(channels) != int(encoder_depth):
         raise ValueError(

@@ -16,7 +16,7 @@ from typing import Any
 
 from PIL import Image
 
-from ..conventions import IGNORE_INDEX
+from ..conventions import IGNORE_INDEX, MAX_CLASSES
 from ..fileio import (
     UnsafePathError,
     file_sha256,
@@ -162,7 +162,7 @@ SETTINGS_FIELDS = {
     "noise": Str(64),
     "dtype": Str(64),
     "label_size": Optional(_LABEL_SIZE),
-    "num_classes": Int(1, IGNORE_INDEX - 1),
+    "num_classes": Int(1, MAX_CLASSES),
     "generator_fingerprint": Str(256),
     "interpreter_fingerprint": Str(256),
 }
@@ -181,8 +181,8 @@ DESCRIPTION_FIELDS = {
     "format_version": Int(1, FORMAT_VERSION),
     "status": Str(16, choices=("generating", "complete")),
     "preset": Optional(Str(256)),
-    "classes": ListOf(Str(256), min_len=1, max_len=IGNORE_INDEX - 1),
-    "palette": ListOf(IntList(3, 0, 255), min_len=1, max_len=IGNORE_INDEX - 1),
+    "classes": ListOf(Str(256), min_len=1, max_len=MAX_CLASSES),
+    "palette": ListOf(IntList(3, 0, 255), min_len=1, max_len=MAX_CLASSES),
     "ignore_index": Int(0, 255),
     "label_size": Optional(_LABEL_SIZE),
     "id_format": Str(32),

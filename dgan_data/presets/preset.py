@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..conventions import IGNORE_INDEX, check_names, short_list
+from ..conventions import IGNORE_INDEX, MAX_CLASSES, check_names, short_list
 from ..palette import make_palette
 
 log = logging.getLogger(__name__)
@@ -50,9 +50,6 @@ INTERPRETER_FILES = ("interpreter.safetensors",)
 #: "/" or a "." as a file, and a name is also a folder name in the cache.
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
-#: Most classes a preset may have: masks are uint8 with :data:`IGNORE_INDEX` (255) for
-#: unlabeled pixels, and exported datasets and the segmentation models take 1..254.
-MAX_CLASSES = IGNORE_INDEX - 1
 
 
 class UnknownPresetError(KeyError):
