@@ -24,7 +24,7 @@ from lightning_utilities.core.imports import RequirementCache
 
 from dgan_data.augment import AlbumentationsAugment, BatchAugment, KorniaAugment
 from dgan_data.cli import OneLineParser
-from dgan_data.cli.common import positive_int
+from dgan_data.cli.common import device_name, positive_int
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
@@ -100,7 +100,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--batch-size", type=positive_int, default=8)
     ap.add_argument("--repeats", type=positive_int, default=20)
     ap.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", type=device_name, default="cpu")
     ap.add_argument("--json", type=json_target, default=None, help="write the results here as JSON")
     return ap.parse_args(argv)
 

@@ -21,7 +21,7 @@ from _phases import json_target, save_json
 
 from dgan_data import Interpreter, Labeler, load_generator
 from dgan_data.cli import OneLineParser
-from dgan_data.cli.common import positive_int
+from dgan_data.cli.common import device_name, positive_int
 from dgan_data.interpreter import feature_layout
 
 SETTINGS = {
@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--batch-size", type=positive_int, default=16)
     ap.add_argument("--batches", type=positive_int, default=10)
     ap.add_argument("--repeats", type=positive_int, default=3)
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", type=device_name, default="cpu")
     ap.add_argument("--threads", type=positive_int, default=None)
     ap.add_argument("--json", type=json_target, default=None, help="write the results here")
     return ap.parse_args(argv)

@@ -36,7 +36,7 @@ from typing import Any
 from _phases import json_target, save_json
 
 from dgan_data.cli import OneLineParser
-from dgan_data.cli.common import positive_float, positive_int
+from dgan_data.cli.common import device_name, positive_float, positive_int
 
 MiB = 1024 * 1024
 
@@ -154,6 +154,11 @@ def available_configs() -> list[str]:
     return configs
 
 
+def device_or_auto(text: str) -> str:
+    """argparse type: ``auto`` or a device this machine has."""
+    return text if text == "auto" else device_name(text)
+
+
 def run_in_subprocess(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
     env = dict(
         os.environ, OMP_NUM_THREADS=str(spec["threads"]), MKL_NUM_THREADS=str(spec["threads"])
@@ -203,11 +208,22 @@ def failed_cells(rows: list[dict[str, Any]]) -> list[str]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The options; a count below 1 or a timeout <= 0 exits 2 with one line."""
     ap = OneLineParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--configs", nargs="+", default=None, help="default: all available")
+    ap.add_argument(
+        "--configs",
+        nargs="+",
+        choices=available_configs(),
+        default=None,
+        help="default: all available",
+    )
     ap.add_argument("--batch-sizes", type=positive_int, nargs="+", default=[1, 4, 16])
     ap.add_argument("--repeats", type=positive_int, default=3, help="timed calls after the warm-up")
     ap.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads")
-    ap.add_argument("--device", default="auto", help="auto (cpu, plus cuda if present), cpu, cuda")
+    ap.add_argument(
+        "--device",
+        type=device_or_auto,
+        default="auto",
+        help="auto (cpu, plus cuda if present), cpu, cuda",
+    )
     ap.add_argument("--quick", action="store_true", help="stylegan2-256, batches 1 and 4, 1 repeat")
     ap.add_argument("--timeout", type=positive_float, default=1800, help="seconds per measurement")
     ap.add_argument("--json", type=json_target, default=None, help="write the results here as JSON")

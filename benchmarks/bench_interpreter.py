@@ -30,7 +30,7 @@ from typing import Any
 from _phases import current_rss_bytes, json_target, peak_rss_bytes, run_phase, save_json
 
 from dgan_data.cli import OneLineParser
-from dgan_data.cli.common import non_negative_float, positive_int
+from dgan_data.cli.common import device_name, non_negative_float, positive_int
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -168,7 +168,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small layout, few steps")
     parser.add_argument("--json", type=json_target, help="also write the results here")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", type=device_name, default="cpu")
     parser.add_argument("--steps", type=positive_int, help="fit steps (default 20, quick 10)")
     parser.add_argument(
         "--batch-size", type=positive_int, default=512, help="pixels per model and step"

@@ -33,7 +33,7 @@ from _phases import json_target, save_json
 from bench_stream import PSI, _build  # the stream benchmark's calibrated models
 
 from dgan_data.cli import OneLineParser
-from dgan_data.cli.common import non_negative_float, positive_int
+from dgan_data.cli.common import device_name, non_negative_float, positive_int
 from dgan_data.labeler import Labeler
 from dgan_data.seeds import z_from_seeds
 
@@ -171,7 +171,9 @@ def _format(r: dict[str, Any]) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The options; a count below 1 or a negative threshold exits 2 with one line."""
     parser = OneLineParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--device", type=device_name, default="cuda" if torch.cuda.is_available() else "cpu"
+    )
     parser.add_argument(
         "--models",
         nargs="+",
@@ -179,7 +181,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=["toyface-14", "stylegan2-256"],
         help="toyface-14 (the shipped preset) or a random generator at 256 px",
     )
-    parser.add_argument("--impl", nargs="+", default=["rows", "interpolate"])
+    parser.add_argument(
+        "--impl", nargs="+", choices=("rows", "interpolate"), default=["rows", "interpolate"]
+    )
     parser.add_argument(
         "--settings",
         nargs="+",

@@ -44,7 +44,7 @@ from typing import Any
 from _phases import current_rss_bytes, json_target, peak_rss_bytes, run_phase, save_json
 
 from dgan_data.cli import OneLineParser
-from dgan_data.cli.common import non_negative_int, positive_float, positive_int
+from dgan_data.cli.common import device_name, non_negative_int, positive_float, positive_int
 
 REPO = Path(__file__).resolve().parents[1]
 GB = 1e9
@@ -298,7 +298,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="64 px, batch 2")
     parser.add_argument("--json", type=json_target, help="also write the results here")
-    parser.add_argument("--device", default=None, help="default: cuda when available")
+    parser.add_argument(
+        "--device", type=device_name, default=None, help="default: cuda when available"
+    )
     parser.add_argument(
         "--batches", type=positive_int, default=None, help="timed batches (default 3)"
     )
@@ -313,7 +315,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--arch", nargs="+", choices=("stylegan1", "stylegan2"), default=["stylegan2", "stylegan1"]
     )
-    parser.add_argument("--impl", nargs="+", default=["rows", "interpolate"])
+    parser.add_argument(
+        "--impl", nargs="+", choices=("rows", "interpolate"), default=["rows", "interpolate"]
+    )
     parser.add_argument("--compile", action="store_true", help="also interpolate + compile")
     parser.add_argument("--no-tf32", action="store_true", help="full float32 products on CUDA")
     parser.add_argument(

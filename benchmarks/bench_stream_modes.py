@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 
 from dgan_data import DatasetGANStream
 from dgan_data.cli import OneLineParser
-from dgan_data.cli.common import positive_int
+from dgan_data.cli.common import device_name, positive_int
 
 
 def rate(mode: str, preset: str, batch: int, batches: int, device: str) -> float:
@@ -53,7 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--batch-size", type=positive_int, default=16)
     ap.add_argument("--batches", type=positive_int, default=20)
     ap.add_argument("--repeats", type=positive_int, default=3)
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", type=device_name, default="cpu")
     ap.add_argument("--threads", type=positive_int, default=None)
     ap.add_argument("--json", type=json_target, default=None, help="write the results here")
     return ap.parse_args(argv)

@@ -15,7 +15,7 @@ import torch
 from _phases import json_target, save_json
 
 from dgan_data.cli import OneLineParser
-from dgan_data.cli.common import positive_int
+from dgan_data.cli.common import device_name, positive_int
 from dgan_data.toy import render_faces
 
 #: ``render_faces`` refuses smaller images.
@@ -60,7 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--repeats", type=positive_int, default=5)
     ap.add_argument("--size", type=render_size, default=64)
     ap.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", type=device_name, default="cpu")
     ap.add_argument("--json", type=json_target, default=None, help="write the results here as JSON")
     return ap.parse_args(argv)
 

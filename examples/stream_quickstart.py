@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from dgan_data.cli import OneLineParser
-from dgan_data.cli.common import non_negative_int, positive_int
+from dgan_data.cli.common import device_name, non_negative_int, positive_int
 from dgan_data.seeds import MAX_SEED
 from dgan_data.stream import IGNORE_INDEX, DatasetGANStream
 
@@ -80,8 +80,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--interpreter", help="interpreter .safetensors")
     parser.add_argument("--batches", type=positive_int, default=3)
     parser.add_argument("--batch-size", type=positive_int, default=4)
-    parser.add_argument("--device", default=None, help="default: cuda when available")
-    parser.add_argument("--augment", default="default", help='"default" or "none"')
+    parser.add_argument(
+        "--device", type=device_name, default=None, help="default: cuda when available"
+    )
+    parser.add_argument("--augment", default="default", choices=("default", "none"))
     parser.add_argument("--seed", type=stream_seed, default=0)
     return parser.parse_args(argv)
 

@@ -1,6 +1,7 @@
-"""The benchmark scripts and examples/stream_quickstart.py refuse nonsense numbers at parse
-time (one line on stderr, exit code 2, no traceback) instead of crashing after the work or
-silently using a default; bench_generator.py exits 1 when a measurement failed."""
+"""The benchmark scripts and examples/stream_quickstart.py refuse nonsense numbers and names
+at parse time (one line on stderr, exit code 2, no traceback) instead of crashing after
+the work or silently using a default; bench_generator.py exits 1 when a measurement
+failed."""
 
 from __future__ import annotations
 
@@ -106,6 +107,20 @@ REFUSED = [
     (QUICKSTART, ["--batch-size", "0"], "--batch-size"),
     (QUICKSTART, ["--seed", "-1"], "--seed"),
     (QUICKSTART, ["--seed", TOO_BIG_SEED], "--seed"),
+    # names: unknown models, implementations, devices and augmentations
+    ("bench_generator.py", ["--configs", "stylegan3-256"], "--configs"),
+    ("bench_generator.py", ["--device", "gpu"], "--device"),
+    ("bench_stream.py", ["--impl", "fast"], "--impl"),
+    ("bench_precision.py", ["--impl", "rows", "fast"], "--impl"),
+    ("bench_stream.py", ["--device", "tpu"], "--device"),
+    ("bench_augment.py", ["--device", "gpu"], "--device"),
+    ("bench_context.py", ["--device", "gpu"], "--device"),
+    ("bench_interpreter.py", ["--device", "gpu"], "--device"),
+    ("bench_precision.py", ["--device", "gpu"], "--device"),
+    ("bench_stream_modes.py", ["--device", "gpu"], "--device"),
+    ("bench_toy_render.py", ["--device", "gpu"], "--device"),
+    (QUICKSTART, ["--device", "gpu"], "--device"),
+    (QUICKSTART, ["--augment", "strong"], "--augment"),
 ]
 
 
@@ -129,6 +144,9 @@ ACCEPTED = [
     ("bench_toy_render.py", ["--size", "16"], "size", 16),
     ("bench_generator.py", ["--timeout", "0.5"], "timeout", 0.5),
     (QUICKSTART, ["--seed", str(2**63 - 1)], "seed", 2**63 - 1),
+    ("bench_generator.py", ["--device", "auto"], "device", "auto"),
+    ("bench_generator.py", ["--device", "cpu"], "device", "cpu"),
+    (QUICKSTART, ["--augment", "none"], "augment", "none"),
     ("bench_augment.py", [], "sizes", [64, 256]),
     ("bench_context.py", [], "threads", None),
     ("bench_generator.py", [], "batch_sizes", [1, 4, 16]),
