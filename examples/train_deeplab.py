@@ -49,6 +49,7 @@ from torch.utils.data import DataLoader
 
 from dgan_data.cli import USER_ERRORS, OneLineParser, one_line
 from dgan_data.cli.common import (
+    UsageError,
     finite_float,
     fraction,
     non_negative_float,
@@ -196,7 +197,7 @@ def setup_distributed(args: argparse.Namespace) -> tuple[int, int, torch.device]
     if not (args.ddp or world > 1):
         return 0, 1, device
     if "RANK" not in os.environ:
-        raise SystemExit("--ddp needs torchrun's environment (RANK, WORLD_SIZE, MASTER_ADDR...)")
+        raise UsageError("--ddp needs torchrun's environment (RANK, WORLD_SIZE, MASTER_ADDR...)")
     if device.type == "cuda":
         local = int(os.environ.get("LOCAL_RANK", 0))
         device = torch.device("cuda", local)
@@ -241,12 +242,12 @@ def eval_set(args: argparse.Namespace, frame: tuple[int, int], num_classes: int)
     from dgan_data.toy import NUM_CLASSES
 
     if num_classes != NUM_CLASSES:
-        raise SystemExit(
+        raise UsageError(
             f"--eval-toy-test scores the toy world's {NUM_CLASSES} classes, but the "
             f"interpreter has {num_classes}"
         )
     if size[0] != size[1]:
-        raise SystemExit(f"toy renders are square; the label size is {size}")
+        raise UsageError(f"toy renders are square; the label size is {size}")
     images, masks = render_labeled("test", args.eval_toy_test, size=size[0])
     return (images, masks), f"toy test split, first {len(images)} renders at {size}"
 
@@ -277,7 +278,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rank, world, device = setup_distributed(args)
     main_rank = rank == 0
     if args.workers and device.type == "cuda":
-        raise SystemExit("--workers is for CPU streams; on CUDA the stream generates on the GPU")
+        raise UsageError("--workers is for CPU streams; on CUDA the stream generates on the GPU")
     num_classes, class_names = class_info(args)
 
     stream = make_stream(args, device)
@@ -314,7 +315,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if protocol == "five-fold":  # before training: too many folds fails only at the end
         num_eval = len(data[0]) if isinstance(data, tuple) else len(data)
         if num_eval < args.folds:
-            raise SystemExit(
+            raise UsageError(
                 f"--folds {args.folds} needs >= {args.folds} eval images, got {num_eval}"
             )
     val = validation_set(args, stream, args.val_samples) if protocol == "holdout" else None

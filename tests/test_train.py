@@ -20,6 +20,7 @@ from torch import nn
 pytest.importorskip("segmentation_models_pytorch")
 
 import dgan_data.downstream.train as train_mod
+from dgan_data.cli.common import UsageError
 from dgan_data.downstream.realdata import write_labeled_folder
 from dgan_data.downstream.train import (
     IGNORE_INDEX,
@@ -588,7 +589,7 @@ def test_example_refuses_nonsense_counts_at_parse_time(option, capsys):
     assert option[0] in err and len(err.strip().splitlines()) == 1
 
 
-def test_example_refuses_more_folds_than_eval_images_before_training(tmp_path):
+def test_example_refuses_more_folds_than_eval_images_before_training(tmp_path, capsys):
     gen, interp = make_tiny_models(tmp_path / "m", size=32)
     example = load_example("train_deeplab")
     argv = [
@@ -596,6 +597,10 @@ def test_example_refuses_more_folds_than_eval_images_before_training(tmp_path):
         "--max-steps", "4", "--eval-every", "2", "--threads", "1", "--no-progress",
         "--checkpoint-dir", str(tmp_path / "ckpt"),
     ]  # fmt: skip
-    with pytest.raises(SystemExit, match="--folds 5 needs >= 5 eval images, got 3"):
+    with pytest.raises(UsageError, match="--folds 5 needs >= 5 eval images, got 3"):
         example.run(example.parse_args(argv))
     assert not (tmp_path / "ckpt").exists()  # refused before the first step
+    # from the command line: one line, exit 2
+    assert example.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == "train_deeplab.py: error: --folds 5 needs >= 5 eval images, got 3"
