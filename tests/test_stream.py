@@ -425,13 +425,25 @@ def _ddp_worker(rank: int, init_file: str, out_dir: str, generator: str, interpr
         ({"normalize": ((0.5,) * 3, (0.5,) * 2)}, "3 means but 2 stds"),
         ({"noise": "bogus"}, "noise must be 'const' or 'random'"),
         ({"label_size": (100_000, 100_000)}, "exceeds 8192 px per side"),
-        ({"seed": 2**70}, "seed must be below 2**63"),
+        ({"seed": 2**70}, "seed must be in [0, 2**63), got 2**70".replace("2**70", str(2**70))),
+        ({"seed": -1}, "seed must be in [0, 2**63), got -1"),
+        ({"seed": 1.5}, "seed must be an int in [0, 2**63), got 1.5"),
+        ({"seed": True}, "seed must be an int in [0, 2**63), got True"),
     ],
 )
 def test_nonsense_settings_are_refused_when_the_stream_is_built(tiny, option, words):
     """At construction, not at the first batch (nor, for NaN, never: NaN images)."""
     with pytest.raises(ValueError, match=re.escape(words)):
         stream(tiny, **option)
+
+
+def test_a_numpy_int_seed_is_the_same_seed(tiny):
+    import numpy as np
+
+    a = stream(tiny, seed=np.int64(5), output="dict", augment=None)
+    b = stream(tiny, seed=5, output="dict", augment=None)
+    assert a.seed == 5 and type(a.seed) is int
+    assert torch.equal(take(a, 1)[0]["image"], take(b, 1)[0]["image"])
 
 
 @pytest.mark.parametrize(

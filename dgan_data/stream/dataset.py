@@ -27,7 +27,7 @@ from ..interpreter import Interpreter, read_interpreter_metadata
 from ..labeler import Labeler, check_label_size
 from ..labeler import _check_device as check_device
 from ..presets import get_preset, resolve_source
-from ..seeds import MAX_SEED, derive_seed, sample_seed
+from ..seeds import check_seed, derive_seed, sample_seed
 from ..uncertainty import StreamingQuantile
 from .state import (
     Progress,
@@ -173,9 +173,7 @@ class DatasetGANStream(IterableDataset):
         if transform is not None and not callable(transform):
             raise TypeError(f"transform must be callable, got {type(transform).__name__}")
         _check_int(quantile_window, "quantile_window", 1)
-        _check_int(seed, "seed", 0)
-        if seed >= MAX_SEED:  # as export: seeds are stored and compared as int64
-            raise ValueError(f"seed must be below 2**63, got {seed}")
+        seed = check_seed(seed)  # as export: seeds are stored and compared as int64
         if truncation_psi is not None:
             truncation_psi = check_finite_number(truncation_psi, "truncation_psi", low=0.0)
         if truncation_cutoff is not None:
