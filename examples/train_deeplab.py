@@ -206,12 +206,13 @@ def setup_distributed(args: argparse.Namespace) -> tuple[int, int, torch.device]
     return dist.get_rank(), dist.get_world_size(), device
 
 
-def class_info(args: argparse.Namespace) -> tuple[int, list[str]]:
-    """Number of classes and their names, from the interpreter file or the preset."""
+def class_info(args: argparse.Namespace) -> tuple[int, list[str] | None]:
+    """Number of classes and their names (None when the interpreter file has none),
+    from the interpreter file or the preset."""
     if args.interpreter is not None:
         interp = Interpreter.load(args.interpreter)
-        names = interp.class_names or [f"class_{k}" for k in range(interp.num_classes)]
-        return interp.num_classes, list(names)
+        names = interp.class_names
+        return interp.num_classes, list(names) if names else None
     preset = get_preset(args.preset)
     return preset.num_classes, list(preset.class_names)
 
@@ -233,11 +234,19 @@ def make_stream(args: argparse.Namespace, device: torch.device, **kw: Any) -> Da
     return DatasetGANStream(args.preset, **options)
 
 
-def eval_set(args: argparse.Namespace, frame: tuple[int, int], num_classes: int) -> tuple[Any, str]:
-    """The real labeled images to score on, and a description for the report."""
+def eval_set(
+    args: argparse.Namespace,
+    frame: tuple[int, int],
+    num_classes: int,
+    class_names: list[str] | None = None,
+) -> tuple[Any, str]:
+    """The real labeled images to score on, and a description for the report. A
+    folder's ``classes.json`` must list the model's classes in the model's order."""
     size = tuple(args.eval_size) if args.eval_size else frame
     if args.eval_folder is not None:
-        folder = LabeledFolder(args.eval_folder, size=size, num_classes=num_classes)
+        folder = LabeledFolder(
+            args.eval_folder, size=size, num_classes=num_classes, class_names=class_names
+        )
         return folder, f"folder {args.eval_folder} ({len(folder)} images at {size})"
     from dgan_data.toy import NUM_CLASSES
 
@@ -279,12 +288,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     main_rank = rank == 0
     if args.workers and device.type == "cuda":
         raise UsageError("--workers is for CPU streams; on CUDA the stream generates on the GPU")
-    num_classes, class_names = class_info(args)
+    num_classes, known_names = class_info(args)
+    class_names = known_names or [f"class_{k}" for k in range(num_classes)]
 
     stream = make_stream(args, device)
     # the label frame of the stream (one sample, generated once on every rank)
     frame = tuple(stream.generate([0])["mask"].shape[-2:])
-    data, data_desc = eval_set(args, frame, num_classes)
+    data, data_desc = eval_set(args, frame, num_classes, known_names)
     if main_rank:
         print(
             f"rank 0 of {world} on {device}; {num_classes} classes; labels {frame}; "

@@ -604,3 +604,19 @@ def test_example_refuses_more_folds_than_eval_images_before_training(tmp_path, c
     assert example.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == "train_deeplab.py: error: --folds 5 needs >= 5 eval images, got 3"
+
+
+def test_example_refuses_an_eval_folder_whose_classes_are_in_another_order(tmp_path, capsys):
+    gen, interp = make_tiny_models(tmp_path / "m", size=32)
+    images, masks = render_labeled("test", 2, size=32)
+    swapped = [CLASS_NAMES[1], CLASS_NAMES[0], *CLASS_NAMES[2:]]  # skin <-> background
+    write_labeled_folder(tmp_path / "real", images, masks, class_names=swapped)
+    example = load_example("train_deeplab")
+    argv = [
+        "--generator", str(gen), "--interpreter", str(interp),
+        "--eval-folder", str(tmp_path / "real"), "--max-steps", "1", "--threads", "1",
+        "--no-progress",
+    ]  # fmt: skip
+    assert example.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "classes.json" in err and "train_deeplab.py: error:" in err

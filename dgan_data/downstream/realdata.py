@@ -11,21 +11,28 @@ Layout::
       classes.json                       optional: ["background", "wall", ...], class
                                          names in id order (K = its length)
 
-Images and masks are matched by file stem (``images/0001.jpg`` <-> ``masks/0001.png``)
-and listed in sorted stem order, the order fold indices refer to. Hidden files (".*")
-are skipped; any other file is either part of a pair or an error.
+Images and masks are matched by file stem (``images/0001.jpg`` <-> ``masks/0001.png``;
+extensions in any case, stems compared after Unicode NFC normalisation, so names copied
+from macOS match) and listed in sorted stem order, the order fold indices refer to.
+Hidden files (".*", e.g. ``.DS_Store``) are skipped; any other entry is either part of
+a pair or an error (subfolders are not searched). Symlinks are followed, also to files
+outside the folder (nothing is ever written there).
 
 :class:`LabeledFolder` checks the whole folder when it is created (every image has a
-mask and vice versa, masks are single-channel, sizes agree, class ids are valid) and
-reports all problems at once, naming the files. :func:`write_labeled_folder` writes
-the layout, each file atomically (temp file + ``os.replace``).
+mask and vice versa, every image and mask decodes completely, masks are single-channel,
+sizes agree, class ids are valid, no image carries an EXIF orientation that viewers
+would apply but the pixels do not) and reports all problems at once, naming the files.
+:func:`write_labeled_folder` writes the layout, each file atomically (temp file +
+``os.replace``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import operator
 import os
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +43,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..conventions import IGNORE_INDEX, short_list
+from ..conventions import IGNORE_INDEX, MAX_CLASSES, check_names, short_list
 from ..fileio import atomic_write
 
 __all__ = ["LabeledFolder", "LabeledFolderError", "write_labeled_folder"]
@@ -47,6 +54,17 @@ IMAGE_DIR, MASK_DIR, CLASSES_FILE = "images", "masks", "classes.json"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 MASK_SUFFIX = ".png"
 _IMAGE_MODES = ("RGB", "L", "P", "RGBA", "LA", "CMYK", "YCbCr")
+_ORIENTATION_TAG = 0x0112  # EXIF Orientation; 1 = as stored
+_ORIENTATIONS = {
+    2: "mirrored",
+    3: "rotated 180 degrees",
+    4: "mirrored",
+    5: "rotated 90 degrees and mirrored",
+    6: "rotated 90 degrees clockwise",
+    7: "rotated 90 degrees and mirrored",
+    8: "rotated 90 degrees counter-clockwise",
+}
+_MASK_RULE = "mask must be a single-channel 8-bit PNG (mode L, or P with class ids as indices)"
 
 
 class LabeledFolderError(ValueError):
@@ -72,29 +90,115 @@ def _as_size(size: int | Sequence[int] | None) -> tuple[int, int] | None:
     return hw  # type: ignore[return-value]
 
 
+def _as_num_classes(num_classes: Any) -> int | None:
+    if num_classes is None:
+        return None
+    try:
+        if isinstance(num_classes, bool):
+            raise TypeError
+        k = operator.index(num_classes)  # 2.5 or "3" would blur the range check
+    except TypeError:
+        raise ValueError(f"num_classes must be an int, got {num_classes!r}") from None
+    if not 1 <= k <= MAX_CLASSES:
+        raise ValueError(f"num_classes must be in 1..{MAX_CLASSES}, got {num_classes}")
+    return k
+
+
 def _list_files(folder: Path, problems: list[str], rel: str) -> list[Path]:
     if not folder.is_dir():
-        problems.append(f"{rel}/: missing folder")
+        problems.append(f"{rel}/: {'not a folder' if folder.exists() else 'missing folder'}")
         return []
     return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
 
 
+def _not_a_file(path: Path) -> str | None:
+    """Why a folder entry cannot be read as a file, or None (symlinks are followed)."""
+    if path.is_file():
+        return None
+    if path.is_symlink():
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        return f"a broken symlink (to {target})"
+    if path.is_dir():
+        return "a folder"
+    return "not a regular file"
+
+
+def _entry_problem(path: Path) -> str | None:
+    """Why an entry of images/ or masks/ cannot be part of a pair (not its type)."""
+    why = _not_a_file(path)
+    if why == "a folder":
+        why += (
+            f": subfolders are not searched, put the files directly in {IMAGE_DIR}/ and {MASK_DIR}/"
+        )
+    return why
+
+
+def _key(path: Path) -> str:
+    """The stem images and masks are matched by: NFC, so a name that macOS stored
+    decomposed (e + combining accent) matches the same name typed elsewhere."""
+    return unicodedata.normalize("NFC", path.stem)
+
+
 def _read_classes(root: Path, problems: list[str]) -> list[str] | None:
     path = root / CLASSES_FILE
+    if not path.exists() and not path.is_symlink():
+        return None
     if not path.is_file():
+        problems.append(f"{CLASSES_FILE}: {_not_a_file(path)}, not a JSON file of class names")
         return None
     try:
-        names = json.loads(path.read_text(encoding="utf-8"))
+        names = json.loads(path.read_text(encoding="utf-8-sig"))  # a BOM is harmless
     except (OSError, ValueError) as err:
         problems.append(f"{CLASSES_FILE}: unreadable ({err})")
         return None
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or not names:
-        problems.append(f"{CLASSES_FILE}: expected a non-empty JSON list of class names")
+    if (
+        not isinstance(names, list)
+        or not names
+        or not all(isinstance(n, str) and n.strip() for n in names)
+    ):
+        problems.append(
+            f"{CLASSES_FILE}: expected a non-empty JSON list of class names (non-empty "
+            f"strings, in id order), got {json.dumps(names)[:80]}"
+        )
         return None
-    if len(names) >= IGNORE_INDEX:
-        problems.append(f"{CLASSES_FILE}: {len(names)} classes; at most {IGNORE_INDEX} fit")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        problems.append(f"{CLASSES_FILE}: class names listed more than once: {short_list(twice)}")
+        return None
+    if len(names) > MAX_CLASSES:
+        problems.append(f"{CLASSES_FILE}: {len(names)} classes; at most {MAX_CLASSES} fit")
         return None
     return names
+
+
+def _mask_mode_problem(mode: str, mask: np.ndarray) -> str:
+    """Why a decoded mask of another mode than L / P is refused, with the fix."""
+    got = f"{_MASK_RULE}, got mode {mode} with shape {mask.shape}"
+    if mode in ("RGB", "RGBA") and mask.ndim == 3:
+        rgb = mask[..., :3].astype(np.uint32)
+        if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
+            return (
+                f"{got}: its colour channels are equal (a grey mask saved as colour): save "
+                "it single-channel, e.g. Image.open(f).convert('L').save(f)"
+            )
+        colours = np.unique((rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]).size
+        return (
+            f"{got}: a colour-coded mask ({colours} colours): map each colour to its class "
+            "id and save the ids single-channel"
+        )
+    if mode == "LA":
+        return f"{got}: drop the alpha channel, e.g. Image.open(f).convert('L').save(f)"
+    if mode.startswith("I"):
+        return (
+            f"{got}: a {16 if ';16' in mode else 32}-bit mask with values "
+            f"{int(mask.min())}..{int(mask.max())}: save it as 8-bit (mode L)"
+        )
+    if mode == "1":
+        return f"{got}: a 1-bit mask; save the class ids as 8-bit (mode L, values 0 and 1)"
+    return got
 
 
 class LabeledFolder(Dataset):
@@ -105,9 +209,13 @@ class LabeledFolder(Dataset):
     with antialiasing (area-like when shrinking) and masks by nearest neighbour at
     pixel centres (``nearest-exact``), so class ids are never blended.
 
-    ``num_classes``: if None, taken from ``classes.json``, else inferred as the largest
-    id found + 1. Everything is checked up front (masks are decoded once, image
-    headers read); all problems are raised together as :class:`LabeledFolderError`.
+    ``class_names``: the names the model predicts, in id order; ``classes.json``, when
+    present, must list the same names in the same order (ids in another order would be
+    scored against the wrong classes). ``num_classes``: if None, the length of
+    ``class_names`` or of ``classes.json``, else inferred as the largest id found + 1.
+    Everything is checked up front (every image and mask is decoded once); all problems
+    are raised together as :class:`LabeledFolderError`. ``self.class_names``: the names
+    from ``classes.json``, else the ``class_names`` given, else None.
     """
 
     def __init__(
@@ -115,38 +223,59 @@ class LabeledFolder(Dataset):
         root: str | os.PathLike,
         size: int | Sequence[int] | None = None,
         num_classes: int | None = None,
+        class_names: Sequence[str] | None = None,
     ) -> None:
         self.root = Path(root)
         self.size = _as_size(size)
+        num_classes = _as_num_classes(num_classes)
+        expected = None if class_names is None else check_names(class_names)
+        if expected is not None:
+            if num_classes is not None and len(expected) != num_classes:
+                raise ValueError(
+                    f"class_names has {len(expected)} names, but num_classes={num_classes}"
+                )
+            num_classes = _as_num_classes(len(expected))
         problems: list[str] = []
         if not self.root.is_dir():
             raise LabeledFolderError(["not a folder"], self.root)
 
         images: dict[str, Path] = {}
+        bad_images: set[str] = set()  # stems already reported: not "a mask without an image"
         for p in _list_files(self.root / IMAGE_DIR, problems, IMAGE_DIR):
-            rel = f"{IMAGE_DIR}/{p.name}"
-            if not p.is_file():
-                problems.append(f"{rel}: not a file")
+            rel, key = f"{IMAGE_DIR}/{p.name}", _key(p)
+            why = _entry_problem(p)
+            if why is not None:
+                problems.append(f"{rel}: {why}")
+                bad_images.add(key)
             elif p.suffix.lower() not in IMAGE_SUFFIXES:
                 problems.append(f"{rel}: unsupported image type (use {', '.join(IMAGE_SUFFIXES)})")
-            elif p.stem in images:
+                bad_images.add(key)
+            elif key in images:
                 problems.append(
-                    f"{rel}: two images named {p.stem!r} ({images[p.stem].name} and {p.name})"
+                    f"{rel}: two images named {p.stem!r} ({images[key].name} and {p.name})"
                 )
             else:
-                images[p.stem] = p
+                images[key] = p
         masks: dict[str, Path] = {}
+        bad_masks: set[str] = set()
         for p in _list_files(self.root / MASK_DIR, problems, MASK_DIR):
-            rel = f"{MASK_DIR}/{p.name}"
-            if not p.is_file():
-                problems.append(f"{rel}: not a file")
+            rel, key = f"{MASK_DIR}/{p.name}", _key(p)
+            why = _entry_problem(p)
+            if why is not None:
+                problems.append(f"{rel}: {why}")
+                bad_masks.add(key)
             elif p.suffix.lower() != MASK_SUFFIX:
                 problems.append(f"{rel}: masks must be lossless PNG files ({MASK_SUFFIX})")
+                bad_masks.add(key)
+            elif key in masks:
+                problems.append(
+                    f"{rel}: two masks named {p.stem!r} ({masks[key].name} and {p.name})"
+                )
             else:
-                masks[p.stem] = p
+                masks[key] = p
 
-        no_mask = sorted(set(images) - set(masks))
-        no_image = sorted(set(masks) - set(images))
+        no_mask = sorted(set(images) - set(masks) - bad_masks)
+        no_image = sorted(set(masks) - set(images) - bad_images)
         if no_mask:
             problems.append(
                 f"images without a mask in {MASK_DIR}/: "
@@ -157,16 +286,35 @@ class LabeledFolder(Dataset):
                 f"masks without an image in {IMAGE_DIR}/: "
                 f"{short_list([masks[s].name for s in no_image])}"
             )
+        folded = {s.casefold(): s for s in no_image}
+        near = [
+            f"{IMAGE_DIR}/{images[s].name} and {MASK_DIR}/{masks[folded[s.casefold()]].name}"
+            for s in no_mask
+            if s.casefold() in folded
+        ]
+        if near:
+            problems.append(
+                f"names differ only in upper/lower case (stems must match exactly): "
+                f"{short_list(near)}"
+            )
 
         self.class_names = _read_classes(self.root, problems)
-        if num_classes is not None:
-            if not 1 <= int(num_classes) < IGNORE_INDEX:
-                raise ValueError(f"num_classes must be in 1..{IGNORE_INDEX - 1}, got {num_classes}")
-            if self.class_names is not None and len(self.class_names) != num_classes:
-                problems.append(
-                    f"{CLASSES_FILE}: {len(self.class_names)} class names, "
-                    f"but num_classes={num_classes}"
-                )
+        if self.class_names is not None and expected not in (None, self.class_names):
+            problems.append(
+                f"{CLASSES_FILE}: lists the classes {short_list(self.class_names)}, but "
+                f"the model's classes are {short_list(expected)} (same names, same order)"
+            )
+        elif (
+            self.class_names is not None
+            and num_classes is not None
+            and len(self.class_names) != num_classes
+        ):
+            problems.append(
+                f"{CLASSES_FILE}: {len(self.class_names)} class names, "
+                f"but num_classes={num_classes}"
+            )
+        if self.class_names is None:
+            self.class_names = expected
         limit = (
             num_classes
             if num_classes is not None
@@ -179,10 +327,16 @@ class LabeledFolder(Dataset):
         if not self.names and not problems:
             problems.append(f"no image/mask pairs in {IMAGE_DIR}/ and {MASK_DIR}/")
 
-        max_id = -1
+        max_id, ignored = -1, False
         for name in self.names:
-            found = self._check_pair(images[name], masks[name], limit, problems)
-            max_id = max(max_id, found)
+            found, has_ignore = self._check_pair(images[name], masks[name], limit, problems)
+            max_id, ignored = max(max_id, found), ignored or has_ignore
+        if not problems and max_id <= 0 and ignored and (limit is None or limit >= 2):
+            problems.append(
+                f"{MASK_DIR}/: every mask holds only class 0 and {IGNORE_INDEX}, which means "
+                f"ignore, so nothing but class 0 would be scored; binary masks saved as "
+                f"0/{IGNORE_INDEX}? Save the foreground as class 1"
+            )
         if problems:
             raise LabeledFolderError(problems, self.root)
 
@@ -194,41 +348,59 @@ class LabeledFolder(Dataset):
     @staticmethod
     def _check_pair(
         image_path: Path, mask_path: Path, limit: int | None, problems: list[str]
-    ) -> int:
-        """Record the pair's problems; return the largest class id in the mask (-1 if none)."""
+    ) -> tuple[int, bool]:
+        """Record the pair's problems; return the largest class id in the mask (-1 if
+        none) and whether it marks pixels as ignored."""
         img_rel = f"{IMAGE_DIR}/{image_path.name}"
         mask_rel = f"{MASK_DIR}/{mask_path.name}"
+        image_size, orientation = None, None
         try:
             with Image.open(image_path) as im:
                 image_size, image_mode = im.size, im.mode
+                if image_mode in _IMAGE_MODES:
+                    im.load()  # all of it: a truncated file fails now, not mid-evaluation
+                try:
+                    orientation = im.getexif().get(_ORIENTATION_TAG)
+                except Exception:  # damaged EXIF: viewers ignore it too
+                    orientation = None
         except Exception as err:  # PIL raises many types for damaged files
             problems.append(f"{img_rel}: unreadable image ({type(err).__name__}: {err})")
             image_size, image_mode = None, None
         if image_mode is not None and image_mode not in _IMAGE_MODES:
             problems.append(f"{img_rel}: unsupported image mode {image_mode} (expected 8-bit RGB)")
+        if isinstance(orientation, int) and orientation in _ORIENTATIONS:
+            problems.append(
+                f"{img_rel}: EXIF orientation {orientation}: viewers and annotation tools "
+                f"show this photo {_ORIENTATIONS[orientation]}, but its pixels are read as "
+                "stored, so which way its mask was drawn is ambiguous; save the photo "
+                "upright without the tag (PIL.ImageOps.exif_transpose) and check that the "
+                "mask lines up"
+            )
         try:
             with Image.open(mask_path) as im:
                 im.load()
                 mask_mode, mask_format = im.mode, im.format
+                frames = getattr(im, "n_frames", 1)
                 mask = np.asarray(im)
         except Exception as err:
             problems.append(f"{mask_rel}: unreadable mask ({type(err).__name__}: {err})")
-            return -1
+            return -1, False
         if mask_format != "PNG":
             problems.append(f"{mask_rel}: is a {mask_format} file, expected a PNG")
-            return -1
+            return -1, False
+        if frames != 1:
+            problems.append(f"{mask_rel}: an animated PNG with {frames} frames; a mask is one")
+            return -1, False
         if mask_mode not in ("L", "P"):
-            problems.append(
-                f"{mask_rel}: mask must be a single-channel 8-bit PNG (mode L, or P with class "
-                f"ids as indices), got mode {mask_mode} with shape {mask.shape}"
-            )
-            return -1
+            problems.append(f"{mask_rel}: {_mask_mode_problem(mask_mode, mask)}")
+            return -1, False
         if image_size is not None and image_size != (mask.shape[1], mask.shape[0]):
             problems.append(
                 f"{mask_rel}: size {mask.shape[1]}x{mask.shape[0]} differs from "
                 f"{img_rel} ({image_size[0]}x{image_size[1]}, width x height)"
             )
         ids = np.unique(mask)
+        has_ignore = bool(ids.size and ids[-1] == IGNORE_INDEX)
         ids = ids[ids != IGNORE_INDEX]
         if limit is not None:
             bad = ids[ids >= limit].tolist()
@@ -237,18 +409,35 @@ class LabeledFolder(Dataset):
                     f"{mask_rel}: class ids {short_list(bad)} out of range "
                     f"(K = {limit} classes: 0..{limit - 1}, {IGNORE_INDEX} = ignore)"
                 )
-        return int(ids.max()) if ids.size else -1
+        return (int(ids.max()) if ids.size else -1), has_ignore
 
     def __len__(self) -> int:
         return len(self.names)
 
+    def _read(self, path: Path, what: str, convert: str | None) -> np.ndarray:
+        rel = f"{path.parent.name}/{path.name}"
+        try:
+            with Image.open(path) as im:
+                return np.asarray(im.convert(convert) if convert else im)
+        except Exception as err:  # checked when the folder was opened: changed since?
+            problem = f"{rel}: unreadable {what} ({type(err).__name__}: {err})"
+            raise LabeledFolderError(
+                [f"{problem}; changed since the folder was opened?"], self.root
+            ) from err
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} samples")
-        with Image.open(self.image_paths[index]) as im:
-            rgb = np.asarray(im.convert("RGB"))
-        with Image.open(self.mask_paths[index]) as im:
-            mask = np.asarray(im)
+        rgb = self._read(self.image_paths[index], "image", "RGB")
+        mask = self._read(self.mask_paths[index], "mask", None)
+        if mask.shape != rgb.shape[:2] or mask.dtype != np.uint8:
+            problem = (
+                f"{MASK_DIR}/{self.mask_paths[index].name}: now a {mask.dtype} mask of shape "
+                f"{mask.shape} for an image of {rgb.shape[:2]}"
+            )
+            raise LabeledFolderError(
+                [f"{problem}; changed since the folder was opened?"], self.root
+            )
         image = torch.from_numpy(rgb.copy()).permute(2, 0, 1).float().div_(255.0)
         target = torch.from_numpy(mask.astype(np.int64))
         if self.size is not None and tuple(target.shape) != self.size:

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ..conventions import IGNORE_INDEX, short_list
 from .records import _check_layout, _Plan, _read_description, _root
 from .verify import _final_index
 
@@ -69,20 +70,36 @@ class ExportedDataset(Dataset):
             with Image.open(path) as im:
                 if im.mode != mode:
                     raise ValueError(f"{path}: expected a {mode} PNG, got mode {im.mode}")
+                # the header's size first: a damaged file is refused before it is decoded
+                if self.label_size is not None and im.size[::-1] != self.label_size:
+                    raise ValueError(
+                        f"{path}: size {im.size[::-1]} differs from the label size "
+                        f"{self.label_size} in dataset.json"
+                    )
                 arr = np.array(im)
-        except (OSError, SyntaxError) as exc:
+        except (OSError, SyntaxError, Image.DecompressionBombError) as exc:
             raise ValueError(f"{path}: cannot read the PNG ({exc})") from exc
-        if self.label_size is not None and arr.shape[:2] != self.label_size:
-            raise ValueError(
-                f"{path}: size {arr.shape[:2]} differs from the label size "
-                f"{self.label_size} in dataset.json"
-            )
         return arr
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         e = self.entries[i]
         image = self._load(e["image"], "RGB")
         mask = self._load(e["mask"], "L")
+        mask_path = self.root / e["mask"]
+        if mask.shape != image.shape[:2]:
+            raise ValueError(
+                f"{mask_path}: size {mask.shape} differs from its image "
+                f"{self.root / e['image']} ({image.shape[:2]}, height x width)"
+            )
+        k = len(self.class_names)
+        if int(mask.max(initial=0)) >= k:  # ids from another export, or a damaged file
+            bad = np.unique(mask[(mask >= k) & (mask != IGNORE_INDEX)]).tolist()
+            if bad:
+                raise ValueError(
+                    f"{mask_path}: class ids {short_list(bad)} out of range (dataset.json: "
+                    f"{k} classes, 0..{k - 1}, {IGNORE_INDEX} = ignore); "
+                    f"`dgan-data export --verify --out {self.root}` lists every damaged file"
+                )
         if self.albumentations is not None:
             out = self.albumentations(image=image, mask=mask)
             image, mask = np.array(out["image"]), np.array(out["mask"])

@@ -410,7 +410,7 @@ def _png_problem(path: Path) -> str | None:
             return "is not a complete PNG (no PNG signature or IEND trailer: truncated?)"
         with Image.open(path) as im:
             im.verify()  # chunk CRCs
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
         return f"is not a valid PNG ({exc})"
     return None
 

@@ -168,7 +168,7 @@ def _decoded_problem(
             if im.mode != mode:
                 return f"is a {im.mode} PNG, not {mode}"
             arr = np.asarray(im)
-    except (OSError, SyntaxError, ValueError) as exc:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         return f"cannot be decoded ({exc})"
     if label_size is not None and list(arr.shape[:2]) != list(label_size):
         return f"has size {list(arr.shape[:2])}, not the label size {list(label_size)}"
