@@ -21,8 +21,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from dgan_data.cli import OneLineParser
-from dgan_data.cli.common import device_name, non_negative_int, positive_int
-from dgan_data.seeds import MAX_SEED
+from dgan_data.cli.common import (
+    device_name,
+    positive_int,
+    seed_int,
+)
 from dgan_data.stream import IGNORE_INDEX, DatasetGANStream
 
 DEFAULT_PRESET = "toyface-14"
@@ -64,14 +67,6 @@ def stand_in_models(num_classes: int = 6):
     return G, interp, [f"class{k}" for k in range(num_classes)]
 
 
-def stream_seed(text: str) -> int:
-    """argparse type of ``--seed``: a seed the stream accepts (an int in [0, 2**63))."""
-    value = non_negative_int(text)
-    if value >= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"{text!r} must be below 2**63")
-    return value
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The options; a count below 1 or a seed outside [0, 2**63) exits 2 with one line."""
     parser = OneLineParser(description=__doc__.split("\n\n")[0])
@@ -84,7 +79,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--device", type=device_name, default=None, help="default: cuda when available"
     )
     parser.add_argument("--augment", default="default", choices=("default", "none"))
-    parser.add_argument("--seed", type=stream_seed, default=0)
+    parser.add_argument("--seed", type=seed_int, default=0)
     return parser.parse_args(argv)
 
 

@@ -56,6 +56,7 @@ from dgan_data.cli.common import (
     non_negative_int,
     positive_float,
     positive_int,
+    seed_int,
 )
 from dgan_data.downstream.realdata import LabeledFolder
 from dgan_data.downstream.train import (
@@ -143,7 +144,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="mixed precision (default: on CUDA)",
     )
     tr.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if any)")
-    tr.add_argument("--seed", type=non_negative_int, default=0)
+    tr.add_argument("--seed", type=seed_int, default=0)
     tr.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     tr.add_argument("--checkpoint-dir", type=Path, default=None)
     tr.add_argument(
@@ -171,8 +172,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("give --preset, or both --generator and --interpreter")
     if (args.eval_folder is None) == (args.eval_toy_test is None):
         p.error("give exactly one of --eval-folder DIR and --eval-toy-test N")
-    if args.seed >= 2**63:
-        p.error(f"argument --seed: {args.seed} must be < 2**63")
     if args.folds < 2:
         p.error(f"argument --folds: {args.folds} must be >= 2 (the five-fold protocol)")
     if args.resume:

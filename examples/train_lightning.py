@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
@@ -22,9 +23,11 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from dgan_data import DatasetGANStream
-from dgan_data.cli.common import positive_int
+from dgan_data.cli import USER_ERRORS, OneLineParser, one_line
+from dgan_data.cli.common import device_name, non_negative_int, positive_int
 from dgan_data.conventions import IGNORE_INDEX
 from dgan_data.downstream.train import build_unet
+from dgan_data.presets import get_preset, resolve_preset_file
 
 
 class StreamDataModule(L.LightningDataModule):
@@ -69,15 +72,45 @@ class Segmenter(L.LightningModule):
         return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=1e-4)
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def lightning_seed(text: str) -> int:
+    """argparse type of ``--seed``: ``L.seed_everything`` takes [0, 2**32) (numpy's range),
+    the stream [0, 2**63); the script gives both the same seed."""
+    value = non_negative_int(text)
+    if value >= 2**32:
+        raise argparse.ArgumentTypeError(f"{text!r} must be below 2**32")
+    return value
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The options; bad values exit 2 with one line before anything is loaded."""
+    ap = OneLineParser(
+        prog=Path(__file__).name,
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
     ap.add_argument("--preset", default="toyface-14")
     ap.add_argument("--epochs", type=positive_int, default=2)
     ap.add_argument("--steps-per-epoch", type=positive_int, default=50)
     ap.add_argument("--batch-size", type=positive_int, default=16)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--device", default=None, help="where the stream generates (default: auto)")
+    ap.add_argument("--seed", type=lightning_seed, default=0)
+    ap.add_argument(
+        "--device",
+        type=device_name,
+        default=None,
+        help="where the stream generates (default: auto)",
+    )
     args = ap.parse_args(argv)
+    try:  # an unknown preset, or one whose files are not installed here
+        preset = get_preset(args.preset)
+        for kind in ("generator", "interpreter"):
+            resolve_preset_file(preset.name, kind)
+    except USER_ERRORS as err:
+        ap.error(f"--preset {args.preset}: {one_line(err)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     L.seed_everything(args.seed)
     data = StreamDataModule(
         args.preset, args.batch_size, args.steps_per_epoch, args.seed, args.device

@@ -25,7 +25,14 @@ from ..suggest import (
     suggest_annotations,
     write_suggestions,
 )
-from .common import Add, UsageError, device_name, finite_float, non_negative_int, positive_int
+from .common import (
+    Add,
+    UsageError,
+    device_name,
+    finite_float,
+    positive_int,
+    seed_int,
+)
 
 _EPILOG = """\
 examples:
@@ -213,7 +220,7 @@ def register(add: Add) -> None:
         help="weights of uncertainty, coverage, diversity and novelty (default 1 1 0.5 1; "
         "novelty needs --annotations)",
     )
-    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the pool")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the pool")
     p.add_argument("--truncation", type=finite_float, default=None, help="truncation psi")
     p.add_argument("--device", type=device_name, default=None)
 

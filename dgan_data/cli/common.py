@@ -10,6 +10,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from ..seeds import MAX_SEED
+
 Handler = Callable[[argparse.Namespace], int]
 Add = Callable[..., argparse.ArgumentParser]
 
@@ -20,6 +22,7 @@ __all__ = [
     "device_name",
     "finite_float",
     "fraction",
+    "int_range",
     "model_args",
     "model_source",
     "non_negative_float",
@@ -27,6 +30,8 @@ __all__ = [
     "parse_options",
     "positive_float",
     "positive_int",
+    "seed_int",
+    "unit_float",
 ]
 
 
@@ -85,6 +90,40 @@ def _int_at_least(low: int) -> Callable[[str], int]:
 
 positive_int = _int_at_least(1)
 non_negative_int = _int_at_least(0)
+
+
+def int_range(low: int, high: int | None = None) -> Callable[[str], int]:
+    """argparse type: an int in ``low``..``high`` (a count drawn from a split of ``high``;
+    no upper bound when ``high`` is None)."""
+    at_least = _int_at_least(low)
+
+    def parse(text: str) -> int:
+        if high is None:
+            return at_least(text)
+        value = _int_at_least(-(2**63))(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} must be in {low}..{high}")
+        return value
+
+    parse.__name__ = f"int in {low}..{'' if high is None else high}"
+    return parse
+
+
+def seed_int(text: str) -> int:
+    """argparse type of a seed: an int in [0, 2**63), the package's seeds (stored and
+    compared as int64)."""
+    value = non_negative_int(text)
+    if value >= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{text!r} must be below 2**63")
+    return value
+
+
+def unit_float(text: str) -> float:
+    """argparse type: a finite number in [0, 1] (a truncation psi, a rate)."""
+    value = finite_float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be in [0, 1]")
+    return value
 
 
 def device_name(text: str) -> str:

@@ -26,6 +26,7 @@ from .common import (
     non_negative_int,
     positive_float,
     positive_int,
+    seed_int,
 )
 
 
@@ -148,7 +149,7 @@ def register(add: Add) -> None:
     model_args(p)
     p.add_argument("--num", type=positive_int, default=16, help="number of samples (default 16)")
     p.add_argument("--out", type=Path, default=Path("grid.png"), help="PNG to write")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="base seed (as in export)")
+    p.add_argument("--seed", type=seed_int, default=0, help="base seed (as in export)")
 
     p = add(
         "export",
@@ -177,7 +178,7 @@ def register(add: Add) -> None:
         default=0.1,
         help="fraction of candidates dropped, most uncertain first (default 0.1)",
     )
-    p.add_argument("--seed", type=non_negative_int, default=0, help="base seed (default 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="base seed (default 0)")
     p.add_argument(
         "--batch-size",
         type=positive_int,
@@ -267,9 +268,7 @@ def register(add: Add) -> None:
     p.add_argument(
         "--device", type=device_name, default=None, help="cpu, cuda, ... (default: cuda if any)"
     )
-    p.add_argument(
-        "--seed", type=non_negative_int, default=0, help="seed of model init, stream, batches"
-    )
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of model init, stream, batches")
     p.add_argument(
         "--threads", type=positive_int, default=None, help="torch CPU threads (default: all)"
     )

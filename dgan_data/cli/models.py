@@ -28,6 +28,7 @@ from .common import (
     non_negative_int,
     parse_options,
     positive_int,
+    seed_int,
 )
 
 
@@ -237,7 +238,7 @@ def register(add: Add) -> None:
     p.add_argument("--num", type=positive_int, required=True, help="number of samples")
     p.add_argument("--out", type=Path, required=True, help="annotation folder to write")
     p.add_argument(
-        "--seed", type=non_negative_int, default=0, help="seed of the first sample (then +1, ...)"
+        "--seed", type=seed_int, default=0, help="seed of the first sample (then +1, ...)"
     )
     p.add_argument("--truncation", type=finite_float, default=1.0, help="truncation psi")
     p.add_argument(
@@ -276,7 +277,7 @@ def register(add: Add) -> None:
         default=0,
         help=f"neighbourhood radius on the finest maps, 0-{MAX_CONTEXT} (default 0: one pixel)",
     )
-    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--device", type=device_name, default=None)
     p.add_argument(
         "--skip-validation", action="store_true", help="do not regenerate and compare images first"

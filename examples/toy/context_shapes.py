@@ -32,9 +32,11 @@ import torch
 
 import dgan_data.interpreter.inference as inference_module
 import dgan_data.interpreter.model as model_module
+from dgan_data.cli import OneLineParser
 from dgan_data.interpreter.context import map_layout, shifted_copies
 
 SHAPES = ("finest", "coarse", "dilated")
+PROG = "context_shapes.py"
 
 
 def shape_offsets(shape: str, radius: int) -> list[tuple[int, int]]:
@@ -93,35 +95,41 @@ def shaped_context(shape: str) -> Iterator[None]:
         model_module.input_layout, inference_module.expand_maps = saved
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """``--shape`` and ``interpreter_variants.py``'s options (``args.shape``; the latter's
+    command line in ``args.variants_argv``); bad values exit 2 with one line."""
     argv = list(sys.argv[1:] if argv is None else argv)
     # --shape is this script's own option; everything else goes to interpreter_variants
-    own = argparse.ArgumentParser(prog="context_shapes.py", add_help=False)
+    own = OneLineParser(prog=PROG, add_help=False)
     own.add_argument("--shape", choices=SHAPES, default="finest")
-    try:
-        known, argv = own.parse_known_args(argv)
-    except SystemExit as exit_:  # argparse has printed the one-line error
-        return int(exit_.code or 0)
-    shape = known.shape
+    known, rest = own.parse_known_args(argv)
     import interpreter_variants as variants
 
-    for name in variants.parse_args(argv).variants:
+    args = variants.parse_args(rest, prog=PROG)
+    for name in args.variants:
         spec = variants.parse_variant(name)
         if not spec.get("patch") or "selftrain" in spec:
             # ``shipped`` and ``selftrain`` label with the shipped interpreter's own shape
-            print(
-                f"context_shapes.py: error: variant {name!r} must set patch=R (no selftrain)",
-                file=sys.stderr,
-            )
-            return 2
-    fit_and_score = variants.run_variant
+            own.error(f"variant {name!r} must set patch=R (no selftrain)")
+    args.shape, args.variants_argv = known.shape, rest
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parse_args(argv)
+    except SystemExit as exit_:  # the parser has printed the one-line error
+        return int(exit_.code or 0)
+    import interpreter_variants as variants
+
+    shape, fit_and_score = args.shape, variants.run_variant
 
     def run_shaped(name, args, world):
         with shaped_context(shape):
             return fit_and_score(name, args, world)
 
     variants.run_variant = run_shaped
-    return variants.main(argv)
+    return variants.main(args.variants_argv)
 
 
 if __name__ == "__main__":

@@ -48,19 +48,29 @@ from torch import nn
 from dgan_data import Interpreter, Labeler, load_generator
 from dgan_data.annotations import Annotations
 from dgan_data.augment import BatchAugment
+from dgan_data.cli import OneLineParser
+from dgan_data.cli.common import (
+    int_range,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    seed_int,
+)
 from dgan_data.downstream.train import real_batches, render_labeled
 from dgan_data.fileio import save_safetensors, write_json
 from dgan_data.labeler import images_for_labels
 from dgan_data.presets import get_preset
 from dgan_data.seeds import sample_seed
-from dgan_data.toy import NUM_CLASSES, VARIATIONS
+from dgan_data.toy import NUM_CLASSES, SPLITS, VARIATIONS
 from dgan_data.toy.annotator import annotate, load_annotator
-from dgan_data.toy.preset import toy_world_of
+from dgan_data.toy.preset import TOY_PRESET_WORLDS, toy_world_of
 
 log = logging.getLogger("conv_head")
 IGNORE = 255
 #: ``sample_seed`` stream of the scored fresh samples (``interpreter_variants.score``'s).
 EVAL_STREAM = 1
+#: Head m of ``--models`` is seeded with ``--seed * HEAD_SEED_STRIDE + m``.
+HEAD_SEED_STRIDE = 1000
 
 
 def conv_head(in_channels: int, hidden: tuple[int, int], kernel: int, classes: int) -> nn.Module:
@@ -98,11 +108,11 @@ def train_heads(
     each of ``--checkpoints`` steps."""
     heads, opts, gens = [], [], []
     for m in range(args.models):
-        torch.manual_seed(args.seed * 1000 + m)
+        torch.manual_seed(args.seed * HEAD_SEED_STRIDE + m)
         net = conv_head(x.shape[1], tuple(args.hidden), args.kernel, NUM_CLASSES)
         heads.append(net)
         opts.append(torch.optim.Adam(net.parameters(), lr=args.lr))
-        gens.append(torch.Generator().manual_seed(args.seed * 1000 + m))
+        gens.append(torch.Generator().manual_seed(args.seed * HEAD_SEED_STRIDE + m))
     for step in range(1, max(args.checkpoints) + 1):
         for net, opt, g in zip(heads, opts, gens):
             net.train()
@@ -153,9 +163,21 @@ def generated(
     return torch.cat(feats), torch.cat(images), torch.cat(shipped), torch.cat(reference)
 
 
+def odd_kernel(text: str) -> int:
+    """argparse type of ``--kernel``: an odd field >= 1 (padding k // 2 keeps the frame)."""
+    value = positive_int(text)
+    if value % 2 == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be odd")
+    return value
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--preset", default="toyface-14")
+    ap = OneLineParser(
+        prog=Path(__file__).name,
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
+    ap.add_argument("--preset", choices=sorted(TOY_PRESET_WORLDS), default="toyface-14")
     ap.add_argument(
         "--assets",
         type=Path,
@@ -169,33 +191,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="toy world of the student's test renders (default: the preset's)",
     )
-    ap.add_argument("--models", type=int, default=5)
-    ap.add_argument("--hidden", type=int, nargs=2, default=[128, 32])
-    ap.add_argument("--kernel", type=int, default=3, help="odd field of the last two layers")
-    ap.add_argument("--batch", type=int, default=2, help="annotated images per step")
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--models", type=positive_int, default=5)
+    ap.add_argument("--hidden", type=positive_int, nargs=2, default=[128, 32])
+    ap.add_argument("--kernel", type=odd_kernel, default=3, help="odd field of the last two layers")
+    ap.add_argument("--batch", type=positive_int, default=2, help="annotated images per step")
+    ap.add_argument("--lr", type=positive_float, default=1e-3)
     ap.add_argument("--no-flip", dest="flip", action="store_false", help="no mirror augmentation")
-    ap.add_argument("--checkpoints", type=int, nargs="+", default=[500, 1000, 2000])
-    ap.add_argument("--eval", type=int, default=500, help="fresh generated samples scored")
-    ap.add_argument("--student-steps", type=int, default=0)
-    ap.add_argument("--count", type=int, default=2000, help="samples the student trains on")
-    ap.add_argument("--batch-size", type=int, default=16, help="student batch")
-    ap.add_argument("--test-count", type=int, default=1000)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--checkpoints", type=positive_int, nargs="+", default=[500, 1000, 2000])
+    ap.add_argument("--eval", type=positive_int, default=500, help="fresh generated samples scored")
+    ap.add_argument("--student-steps", type=non_negative_int, default=0)
+    ap.add_argument(
+        "--count", type=positive_int, default=2000, help="samples the student trains on"
+    )
+    ap.add_argument("--batch-size", type=positive_int, default=16, help="student batch")
+    ap.add_argument("--test-count", type=int_range(1, len(SPLITS["test"])), default=1000)
+    ap.add_argument("--seed", type=seed_int, default=0)
+    ap.add_argument("--threads", type=non_negative_int, default=0)
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
-    for name in ("models", "batch", "eval", "count", "batch_size", "test_count"):
-        if getattr(args, name) < 1:
-            ap.exit(2, f"conv_head.py: --{name.replace('_', '-')} must be >= 1\n")
-    if min(args.checkpoints) < 1 or min(args.hidden) < 1 or args.student_steps < 0:
-        ap.exit(2, "conv_head.py: --checkpoints and --hidden must be >= 1, --student-steps >= 0\n")
-    if args.kernel < 1 or args.kernel % 2 == 0:
-        ap.exit(2, f"conv_head.py: --kernel must be odd and >= 1, got {args.kernel}\n")
+    if args.seed * HEAD_SEED_STRIDE + args.models - 1 >= 2**64:
+        ap.error(
+            f"--seed {args.seed} is too large: head m is seeded with --seed * "
+            f"{HEAD_SEED_STRIDE} + m, which must stay below 2**64"
+        )
     if args.assets is not None:
         missing = [n for n in ASSET_FILES if not (args.assets / n).exists()]
         if missing:
-            ap.exit(2, f"conv_head.py: --assets {args.assets}: missing {', '.join(missing)}\n")
+            ap.error(f"--assets {args.assets}: missing {', '.join(missing)}")
     args.checkpoints = sorted(set(args.checkpoints))
     return args
 

@@ -62,7 +62,15 @@ from dgan_data import DatasetGANStream, Labeler
 from dgan_data.annotations import Annotations
 from dgan_data.augment import BatchAugment
 from dgan_data.cli import USER_ERRORS, OneLineParser, one_line
-from dgan_data.cli.common import positive_float
+from dgan_data.cli.common import (
+    fraction,
+    int_range,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    seed_int,
+    unit_float,
+)
 from dgan_data.downstream.train import (
     build_segmentation_model,
     evaluate,
@@ -87,8 +95,12 @@ log = logging.getLogger("diagnose")
 
 #: Real renders for R: train seeds 20,000+ (the GAN saw the first 10,000, the annotator none).
 R_START = 20_000
+#: Real renders R can take: the train seeds from R_START on.
+R_COUNT = len(SPLITS["train"]) - R_START
 #: The few-shot draw of the demo's first draw (pool seeds 9000-9015).
 FEWSHOT_START = 9000
+#: Few-shot draws the pool holds (draw d: pool seeds FEWSHOT_START + 16 d, 16 of them).
+FEWSHOT_DRAWS = (len(SPLITS["pool"]) - FEWSHOT_START) // 16
 TARGETS = {
     "gan_usefulness": (">=", 0.90),
     "interpreter_usefulness": (">=", 0.95),
@@ -110,34 +122,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the chain's shipped files (toyface-14-wide: the wide world's)",
     )
     ap.add_argument("--out", type=Path, default=Path("runs/diagnose"))
-    ap.add_argument("--count", type=int, default=2000, help="images of R, G and S")
-    ap.add_argument("--full-count", type=int, default=5000, help="real renders of A")
-    ap.add_argument("--steps", type=int, default=2000, help="student steps per arm")
-    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--count", type=positive_int, default=2000, help="images of R, G and S")
+    ap.add_argument(
+        "--full-count",
+        type=int_range(1, len(SPLITS["pool"])),
+        default=5000,
+        help="real renders of A",
+    )
+    ap.add_argument("--steps", type=positive_int, default=2000, help="student steps per arm")
+    ap.add_argument("--batch-size", type=positive_int, default=16)
     ap.add_argument("--lr", type=positive_float, default=3e-3)
-    ap.add_argument("--test-count", type=int, default=1000)
+    ap.add_argument("--test-count", type=int_range(1, len(SPLITS["test"])), default=1000)
     ap.add_argument(
         "--eval-count",
-        type=int,
+        type=positive_int,
         default=500,
         help="fresh generated samples for interpreter-vs-annotator and uncertainty",
     )
     ap.add_argument("--arms", default="R,G,S,F,A", help="which students to train")
     ap.add_argument(
         "--fewshot-draws",
-        type=int,
+        type=int_range(1, FEWSHOT_DRAWS),
         default=1,
         help="draws of the 16 real images for F (draw d: pool seeds 9000 + 16 d, "
         "student seed --seed + d, as in the demo); F is their mean",
     )
     ap.add_argument(
         "--fewshot-from",
-        type=int,
+        type=non_negative_int,
         default=0,
         help="train only the draws from this one on (another process, same --out, can "
         "train the others at the same time); the report counts every draw in --out",
     )
-    ap.add_argument("--psi", type=float, default=None, help="default: the preset's")
+    ap.add_argument("--psi", type=unit_float, default=None, help="default: the preset's")
     ap.add_argument(
         "--interpreter",
         type=Path,
@@ -147,7 +164,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument(
         "--drop-uncertain",
-        type=float,
+        type=fraction,
         default=None,
         help="the S stream's share of most uncertain images dropped (default: the stream's)",
     )
@@ -184,8 +201,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="annotator file (and the .json beside it) for R and G labels and the "
         "interpreter scores (default: the shipped annotator of the preset's world)",
     )
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--seed", type=seed_int, default=0)
+    ap.add_argument("--threads", type=positive_int, default=None)
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     try:  # the preset's files resolve now, not after --out is made
@@ -197,24 +214,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ap.error(f"--preset {args.preset}: {one_line(err)}")
     args.preset_world = toy_world_of(args.preset)
     args.world = args.world or args.preset_world
-    for name in (
-        "count",
-        "full_count",
-        "steps",
-        "batch_size",
-        "test_count",
-        "eval_count",
-        "fewshot_draws",
-    ):
-        if getattr(args, name) < 1:
-            ap.error(f"--{name.replace('_', '-')} must be >= 1")
-    if args.drop_uncertain is not None and not 0 <= args.drop_uncertain < 1:
-        ap.error("--drop-uncertain must be in [0, 1)")
-    if not 0 <= args.fewshot_from < args.fewshot_draws:
-        ap.error("--fewshot-from must be >= 0 and below --fewshot-draws")
+    if args.fewshot_from >= args.fewshot_draws:
+        ap.error(
+            f"--fewshot-from {args.fewshot_from} must be below --fewshot-draws "
+            f"({args.fewshot_draws})"
+        )
     bad = set(args.arms.split(",")) - set("RGSFA")
     if bad:
         ap.error(f"--arms: unknown arms {sorted(bad)} (valid: R, G, S, F, A)")
+    if "R" in args.arms.split(",") and args.count > R_COUNT:
+        ap.error(f"--count {args.count}: arm R has {R_COUNT} real renders (train seeds "
+                 f"{R_START}+); give at most {R_COUNT} or leave R out of --arms")  # fmt: skip
     missing = missing_world_files(args)
     if missing and set(args.arms.split(",")) - set("FA"):
         ap.error(

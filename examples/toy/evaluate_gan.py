@@ -29,6 +29,15 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import torch
 
 from dgan_data import load_generator
+from dgan_data.cli import OneLineParser
+from dgan_data.cli.common import (
+    device_name,
+    int_range,
+    positive_int,
+    seed_int,
+    unit_float,
+)
+from dgan_data.seeds import MAX_SEED
 from dgan_data.toy import VARIATIONS
 from dgan_data.toy.annotator import load_annotator
 from dgan_data.toy.quality import (
@@ -40,30 +49,52 @@ from dgan_data.toy.quality import (
 )
 
 log = logging.getLogger("evaluate_gan")
+#: ``--num`` at most: two disjoint real sets of it come from REAL_EVAL_SEEDS.
+MAX_NUM = len(REAL_EVAL_SEEDS) // 2
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap = OneLineParser(
+        prog=Path(__file__).name,
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
     ap.add_argument("--generator", type=Path, required=True, help="generator file")
     ap.add_argument("--annotator", type=Path, default=None, help="default: the shipped one")
-    ap.add_argument("--num", type=int, default=2000, help="images per set (<= 5000)")
-    ap.add_argument("--seed", type=int, default=0, help="first generated seed; KID subsets")
-    ap.add_argument("--truncation-psi", type=float, default=1.0)
-    ap.add_argument("--num-subsets", type=int, default=10)
-    ap.add_argument("--subset-size", type=int, default=1000)
-    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument(
+        "--num", type=int_range(2, MAX_NUM), default=2000, help="images per set (<= 5000)"
+    )
+    ap.add_argument("--seed", type=seed_int, default=0, help="first generated seed; KID subsets")
+    ap.add_argument("--truncation-psi", type=unit_float, default=1.0)
+    ap.add_argument("--num-subsets", type=positive_int, default=10)
+    ap.add_argument("--subset-size", type=int_range(2), default=1000)
+    ap.add_argument("--batch-size", type=positive_int, default=64)
     ap.add_argument("--json", type=Path, default=None, help="write the result here")
     ap.add_argument("--grid", type=Path, default=None, help="write a real|generated PNG here")
-    ap.add_argument("--grid-count", type=int, default=32, help="images per side of the grid")
+    ap.add_argument(
+        "--grid-count",
+        type=int_range(1, len(REAL_EVAL_SEEDS)),
+        default=32,
+        help="images per side of the grid",
+    )
     ap.add_argument(
         "--world",
         choices=sorted(VARIATIONS),
         default="base",
         help="toy world of the real renders (the generator and annotator should be of it)",
     )
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    ap.add_argument("--device", default=None, help="default: cuda if available, else cpu")
-    return ap.parse_args(argv)
+    ap.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
+    ap.add_argument(
+        "--device", type=device_name, default=None, help="default: cuda if available, else cpu"
+    )
+    args = ap.parse_args(argv)
+    last = args.seed + max(args.num, args.grid_count if args.grid else 0) - 1
+    if last >= MAX_SEED:
+        ap.error(
+            f"--seed {args.seed}: the generated seeds run to {last}, past the last seed "
+            "2**63 - 1; give a smaller --seed"
+        )
+    return args
 
 
 def format_table(result: dict[str, Any]) -> str:

@@ -71,6 +71,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -86,6 +87,8 @@ from coarse_maps import drop_coarse, fold_drop
 
 from dgan_data import Interpreter, Labeler, load_generator
 from dgan_data.annotations import Annotations
+from dgan_data.cli import OneLineParser
+from dgan_data.cli.common import positive_int
 from dgan_data.fileio import atomic_write_bytes
 from dgan_data.labeler import images_for_labels
 from dgan_data.metrics import confusion_matrix, metrics_from_confusion
@@ -93,6 +96,7 @@ from dgan_data.presets import get_preset, resolve_preset_file
 from dgan_data.seeds import sample_seed, z_from_seeds
 from dgan_data.toy import CLASS_NAMES, NUM_CLASSES, class_pixel_rates
 from dgan_data.toy.annotator import annotate, load_annotator
+from dgan_data.toy.preset import TOY_PRESET_WORLDS
 
 log = logging.getLogger("interpreter_variants")
 KEYS = {"steps": int, "hidden": str, "dropout": float, "noise": int, "selftrain": int}
@@ -132,6 +136,8 @@ def parse_variant(text: str) -> dict[str, Any]:
             spec[key] = KEYS[key](value)
         except ValueError:
             raise ValueError(f"variant {text!r}: {key}={value!r} is not a number") from None
+        if KEYS[key] is float and not math.isfinite(spec[key]):
+            raise ValueError(f"variant {text!r}: {key}={value!r} is not a finite number")
         if key == "hidden":
             widths = value.split("x")
             if len(widths) != 2 or not all(w.isdigit() and int(w) > 0 for w in widths):
@@ -139,6 +145,8 @@ def parse_variant(text: str) -> dict[str, Any]:
             spec[key] = (int(widths[0]), int(widths[1]))
         elif spec[key] < 0 or (key in ("dropout", "keep") and spec[key] >= 1):
             raise ValueError(f"variant {text!r}: {key}={value} is out of range")
+        elif key == "steps" and spec[key] < 1:
+            raise ValueError(f"variant {text!r}: steps must be >= 1, got {value}")
     if "count" in spec and not ({"draw", "rare"} & set(spec) and spec["count"] > 0):
         raise ValueError(f"variant {text!r}: count needs draw or rare and must be >= 1")
     return spec
@@ -454,15 +462,21 @@ def report(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--preset", default="toyface-14")
+def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argparse.Namespace:
+    """The options (``prog``: the script named in messages, default this one's); bad
+    values exit 2 with one line."""
+    ap = OneLineParser(prog=prog or Path(__file__).name, description=__doc__.split("\n\n")[0])
+    ap.add_argument("--preset", choices=sorted(TOY_PRESET_WORLDS), default="toyface-14")
     ap.add_argument("--out", type=Path, default=Path("runs/variants"))
     ap.add_argument("--variants", nargs="+", default=["shipped", "steps=8000"])
-    ap.add_argument("--eval", type=int, default=500, help="fresh generated samples scored")
-    ap.add_argument("--steps", type=int, default=3000, help="steps when a variant names none")
-    ap.add_argument("--num-models", type=int, default=10)
-    ap.add_argument("--pool", type=int, default=400, help="candidates that draw/rare pick from")
+    ap.add_argument("--eval", type=positive_int, default=500, help="fresh generated samples scored")
+    ap.add_argument(
+        "--steps", type=positive_int, default=3000, help="steps when a variant names none"
+    )
+    ap.add_argument("--num-models", type=positive_int, default=10)
+    ap.add_argument(
+        "--pool", type=positive_int, default=400, help="candidates that draw/rare pick from"
+    )
     ap.add_argument(
         "--assets",
         type=Path,
@@ -477,11 +491,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also write each refitted variant as an interpreter file under "
         "--out/interpreters/<variant>/ (a cached variant without its file is refitted)",
     )
-    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--threads", type=positive_int, default=None)
     args = ap.parse_args(argv)
-    for name in ("eval", "steps", "num_models", "pool"):
-        if getattr(args, name) < 1:
-            ap.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.assets is not None:
         missing = [n for n in ASSET_FILES if not (args.assets / n).exists()]
         if missing:

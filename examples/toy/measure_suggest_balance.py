@@ -63,6 +63,8 @@ import torch
 from dgan_data import DatasetGANStream, Interpreter, Labeler, load_generator
 from dgan_data.annotations import Annotations
 from dgan_data.augment import BatchAugment
+from dgan_data.cli import OneLineParser
+from dgan_data.cli.common import positive_int
 from dgan_data.cli.models import context_radius
 from dgan_data.conventions import generator_to_uint8
 from dgan_data.downstream.train import (
@@ -89,17 +91,25 @@ from dgan_data.suggest import (
     candidate_seeds,
     suggest_annotations,
 )
-from dgan_data.toy import CLASS_NAMES, NUM_CLASSES, PALETTE
+from dgan_data.toy import CLASS_NAMES, NUM_CLASSES, PALETTE, SPLITS
 from dgan_data.toy.annotator import annotate, load_annotator, toy_annotator_path
-from dgan_data.toy.preset import toy_world_of
+from dgan_data.toy.preset import TOY_PRESET_WORLDS, toy_world_of
 
 log = logging.getLogger("measure16")
+#: What ``--parts`` can name.
+PARTS = ("suggest", "novelty", "balance")
+#: Annotations the suggested arm adds to its first 8 (from ``--pool`` candidates).
+SUGGESTED = 8
 RARE = ("eyebrow", "iris", "pupil", "nostril", "teeth")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--preset", default="toyface-14")
+    ap = OneLineParser(
+        prog=Path(__file__).name,
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
+    ap.add_argument("--preset", choices=sorted(TOY_PRESET_WORLDS), default="toyface-14")
     ap.add_argument("--out", type=Path, default=Path("runs/measure16"))
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--pool", type=int, default=2000)
@@ -160,9 +170,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="part suggest measures the interpreters only (students stay null)",
     )
-    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--threads", type=positive_int, default=None)
     args = ap.parse_args(argv)
-    if args.no_students and "balance" in args.parts.split(","):
+    parts = args.parts.split(",")
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        ap.error(f"--parts must name {', '.join(PARTS)} (comma-separated), got {unknown}")
+    if args.no_students and "balance" in parts:
         ap.error("--no-students: part balance is students only; leave it out of --parts")
     args.arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     unknown = sorted(set(args.arms) - {"random", "suggested"})
@@ -176,10 +190,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "steps",
         "batch_size",
         "fit_steps",
+        "test_count",
+        "balance_seeds",
+        "study_pool",
         "coverage_target",
     ):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.test_count > len(SPLITS["test"]):
+        ap.error(f"--test-count must be at most {len(SPLITS['test'])} (the test split), "
+                 f"got {args.test_count}")  # fmt: skip
+    if "suggest" in parts and "suggested" in args.arms and args.pool < SUGGESTED:
+        ap.error(f"--pool must hold the {SUGGESTED} candidates suggest picks, got {args.pool}")
     if args.rep is not None and not 0 <= args.rep < args.reps:
         ap.error(f"--rep must be in 0..{args.reps - 1} (--reps {args.reps}), got {args.rep}")
     return args
@@ -322,7 +344,7 @@ def measure_suggest(args, G, annotator, psi, test, results) -> None:
             interp8 = fit(G, first8, args, r, cache / f"rep{r}_first8.safetensors")
             report = suggest_annotations(
                 Labeler(G, interp8, truncation_psi=psi),
-                8,
+                SUGGESTED,
                 pool=args.pool,
                 seed=r,
                 existing=first8,

@@ -46,6 +46,7 @@ from pathlib import Path
 from dgan_data.cli import OneLineParser
 from dgan_data.cli.models import context_radius
 from dgan_data.interpreter.context import MAX_CONTEXT
+from dgan_data.toy.quality import REAL_EVAL_SEEDS
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -59,6 +60,8 @@ COMMITTED_GANS = {
 #: committed checkpoints' steps: the GAN part then only exports); the wide GAN continues
 #: the base one. A larger ``--gan-steps`` trains on.
 GAN_STEPS = {"base": 24000, "wide": 43000}
+#: ``--quality-num`` at most: ``evaluate_gan.py --num`` (two disjoint real sets of it).
+MAX_QUALITY_NUM = len(REAL_EVAL_SEEDS) // 2
 #: How each world's shipped interpreter reads the generator (``build_preset.py
 #: --with-image --context --drop-coarse``): the image, the neighbourhood radius, and
 #: how many of the coarsest feature maps it ignores.
@@ -175,6 +178,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.quality_num < 2:
         p.error(f"--quality-num must be >= 2, got {args.quality_num}")
+    if args.quality_num > MAX_QUALITY_NUM:
+        p.error(f"--quality-num must be at most {MAX_QUALITY_NUM} (evaluate_gan.py compares two "
+                f"disjoint real sets of that many), got {args.quality_num}")  # fmt: skip
     if args.gan_from is None:
         args.gan_from = str(COMMITTED_GANS[args.world])
     if args.gan_from != "scratch" and not Path(args.gan_from).is_file():

@@ -41,35 +41,52 @@ from diagnose import annotate_all, train_student
 from safetensors.torch import load_file
 
 from dgan_data.augment import BatchAugment
+from dgan_data.cli import OneLineParser, one_line
+from dgan_data.cli.common import (
+    int_range,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    seed_int,
+)
 from dgan_data.downstream.train import build_segmentation_model, real_batches, render_labeled
 from dgan_data.fileio import save_safetensors, write_json
 from dgan_data.metrics import confusion_matrix, metrics_from_confusion
-from dgan_data.toy import CLASS_NAMES, NUM_CLASSES, VARIATIONS
+from dgan_data.toy import CLASS_NAMES, NUM_CLASSES, SPLITS, VARIATIONS
 from dgan_data.toy.annotator import load_annotator, toy_annotator_path
 
 log = logging.getLogger("self_training")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap = OneLineParser(
+        prog=Path(__file__).name,
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
     ap.add_argument("--data", type=Path, required=True, help="stream samples (images, labels)")
     ap.add_argument("--eval", type=Path, required=True, help="fresh generated samples (images)")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--world", choices=sorted(VARIATIONS), default="base")
-    ap.add_argument("--steps", type=int, default=6000)
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=3e-3)
-    ap.add_argument("--test-count", type=int, default=1000)
+    ap.add_argument("--steps", type=positive_int, default=6000)
+    ap.add_argument("--batch-size", type=positive_int, default=16)
+    ap.add_argument("--lr", type=positive_float, default=3e-3)
+    ap.add_argument("--test-count", type=int_range(1, len(SPLITS["test"])), default=1000)
     ap.add_argument("--relabel", choices=("flip", "plain"), default="flip")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--seed", type=seed_int, default=0)
+    ap.add_argument("--threads", type=non_negative_int, default=0)
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
-    if args.steps < 1 or args.batch_size < 1:
-        ap.exit(2, "self_training.py: --steps and --batch-size must be >= 1\n")
     for name in ("data", "eval"):
-        if not getattr(args, name).is_file():
-            ap.exit(2, f"self_training.py: --{name} {getattr(args, name)}: no such file\n")
+        path = getattr(args, name)
+        if not path.is_file():
+            ap.error(f"--{name} {path}: no such file")
+        try:  # the cache's layout now, not after --out is made
+            load_samples(path, need_labels=name == "data")
+        except SystemExit as err:  # load_samples' own message
+            ap.error(f"--{name} {err}")
+        except Exception as err:  # not a torch file at all
+            ap.error(f"--{name} {path}: not a diagnose.py cache ({one_line(err)})")
     return args
 
 

@@ -25,6 +25,16 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from dgan_data.cli import OneLineParser, one_line
+from dgan_data.cli.common import (
+    device_name,
+    int_range,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    seed_int,
+)
 from dgan_data.fileio import atomic_torch_save
 from dgan_data.toy import NUM_CLASSES, SPLITS, VARIATIONS, render_split
 from dgan_data.toy.annotator import (
@@ -34,31 +44,78 @@ from dgan_data.toy.annotator import (
     save_annotator,
 )
 
+#: Step s draws its batch and augmentation with seed ``--seed * STEP_SEED_STRIDE + s``.
+STEP_SEED_STRIDE = 1_000_003
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap = OneLineParser(
+        prog=Path(__file__).name,
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
     ap.add_argument("--out", type=Path, required=True, help="weights path (.safetensors)")
-    ap.add_argument("--steps", type=int, default=2000)
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=3e-3)
-    ap.add_argument("--weight-decay", type=float, default=1e-4)
-    ap.add_argument("--train-count", type=int, default=6000, help="pool renders to train on")
-    ap.add_argument("--test-count", type=int, default=len(SPLITS["test"]), help="test renders")
-    ap.add_argument("--dice-weight", type=float, default=0.5, help="0 disables the Dice term")
-    ap.add_argument("--encoder", default=DEFAULT_ARCH["encoder"])
-    ap.add_argument("--encoder-depth", type=int, default=DEFAULT_ARCH["encoder_depth"])
+    ap.add_argument("--steps", type=positive_int, default=2000)
+    ap.add_argument("--batch-size", type=positive_int, default=16)
+    ap.add_argument("--lr", type=positive_float, default=3e-3)
+    ap.add_argument("--weight-decay", type=non_negative_float, default=1e-4)
     ap.add_argument(
-        "--decoder-channels", type=int, nargs="+", default=DEFAULT_ARCH["decoder_channels"]
+        "--train-count",
+        type=int_range(1, len(SPLITS["pool"])),
+        default=6000,
+        help="pool renders to train on",
+    )
+    ap.add_argument(
+        "--test-count",
+        type=int_range(1, len(SPLITS["test"])),
+        default=len(SPLITS["test"]),
+        help="test renders",
+    )
+    ap.add_argument(
+        "--dice-weight", type=non_negative_float, default=0.5, help="0 disables the Dice term"
+    )
+    ap.add_argument("--encoder", default=DEFAULT_ARCH["encoder"])
+    ap.add_argument("--encoder-depth", type=positive_int, default=DEFAULT_ARCH["encoder_depth"])
+    ap.add_argument(
+        "--decoder-channels",
+        type=positive_int,
+        nargs="+",
+        default=DEFAULT_ARCH["decoder_channels"],
     )
     ap.add_argument(
         "--world", choices=sorted(VARIATIONS), default="base", help="toy world of the renders"
     )
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--ckpt-every", type=int, default=200, help="0 disables checkpoints")
+    ap.add_argument("--seed", type=seed_int, default=0)
+    ap.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
+    ap.add_argument("--device", type=device_name, default="cpu")
+    ap.add_argument(
+        "--ckpt-every", type=non_negative_int, default=200, help="0 disables checkpoints"
+    )
     ap.add_argument("--resume", action="store_true", help="continue from <out>.ckpt.pt")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    if args.out.suffix != ".safetensors":
+        ap.error(f"--out must end in .safetensors, got {args.out}")
+    if args.seed * STEP_SEED_STRIDE + args.steps - 1 >= 2**64:
+        ap.error(
+            f"--seed {args.seed} is too large: step s draws with seed --seed * "
+            f"{STEP_SEED_STRIDE} + s, which must stay below 2**64"
+        )
+    if len(args.decoder_channels) != args.encoder_depth:
+        ap.error(
+            f"--decoder-channels needs one width per encoder level (--encoder-depth "
+            f"{args.encoder_depth}), got {len(args.decoder_channels)}"
+        )
+    try:  # the encoder and its depth, now rather than after rendering the pool
+        build_annotator(
+            NUM_CLASSES,
+            encoder=args.encoder,
+            encoder_depth=args.encoder_depth,
+            decoder_channels=args.decoder_channels,
+        )
+    except (KeyError, ValueError, RuntimeError) as err:
+        ap.error(f"--encoder {args.encoder} --encoder-depth {args.encoder_depth}: "
+                 f"{one_line(err)}")  # fmt: skip
+    return args
 
 
 def render_pool(count: int, device: str, world: str = "base") -> tuple[torch.Tensor, torch.Tensor]:
@@ -133,8 +190,6 @@ def lr_at(step: int, total: int, base: float) -> float:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    if args.out.suffix != ".safetensors":
-        raise SystemExit(f"--out must end in .safetensors, got {args.out}")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     t_start = time.time()
@@ -164,7 +219,7 @@ def main(argv: list[str] | None = None) -> dict:
     loss_avg = None
     for step in bar:
         # batch and augmentation depend only on (seed, step): resuming replays the same run
-        g = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
+        g = torch.Generator().manual_seed(args.seed * STEP_SEED_STRIDE + step)
         idx = torch.randint(0, len(images), (args.batch_size,), generator=g).to(args.device)
         img, mask = augment(images[idx].float() / 255, masks[idx].long(), g)
         for group in opt.param_groups:

@@ -28,6 +28,15 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from dgan_data.cli import OneLineParser
+from dgan_data.cli.common import (
+    device_name,
+    int_range,
+    non_negative_float,
+    positive_float,
+    positive_int,
+    seed_int,
+)
 from dgan_data.fileio import atomic_torch_save
 from dgan_data.generators.stylegan2 import EqualLinear, StyleGAN2Generator
 from dgan_data.toy import SPLITS, VARIATIONS, render_faces, world_tag
@@ -40,6 +49,11 @@ TOY_CHANNELS = {4: 64, 8: 64, 16: 48, 32: 32, 64: 16}
 TOY_D_CHANNELS = {64: 16, 32: 32, 16: 48, 8: 64, 4: 64}
 TOY_STYLE_DIM = 128
 TOY_N_MLP = 4
+#: Image sizes the toy GAN trains at: the channel tables' resolutions the renderer draws
+#: (at least 16 px).
+SIZES = [r for r in TOY_CHANNELS if r >= 16]
+#: Step s draws its real images with seed ``seed * STEP_SEED_STRIDE + s``.
+STEP_SEED_STRIDE = 1_000_003
 
 
 def build_generator(size: int = 64) -> StyleGAN2Generator:
@@ -130,7 +144,7 @@ def load_bank(out: Path, count: int, size: int, world: str = "base") -> torch.Te
 
 def real_batch(bank: torch.Tensor, step: int, batch: int, seed: int, device) -> torch.Tensor:
     """Images in [-1, 1] drawn from the bank (reproducible per step)."""
-    g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    g = torch.Generator().manual_seed(seed * STEP_SEED_STRIDE + step)
     idx = torch.randint(0, bank.shape[0], (batch,), generator=g)
     return bank[idx].to(device).float() / 127.5 - 1
 
@@ -316,33 +330,53 @@ def export(
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = OneLineParser(
+        prog=Path(__file__).name,
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
     p.add_argument("--out", required=True, help="run folder (checkpoint, samples, result)")
-    p.add_argument("--steps", type=int, default=12000, help="total iterations (resume continues)")
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--r1-gamma", type=float, default=0.1)
-    p.add_argument("--r1-every", type=int, default=16)
-    p.add_argument("--ema-kimg", type=float, default=10.0)
-    p.add_argument("--ema-rampup", type=float, default=0.05)
-    p.add_argument("--save-every", type=int, default=500)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--bank", type=int, default=10000, help="train renders kept in memory")
+    p.add_argument(
+        "--steps", type=positive_int, default=12000, help="total iterations (resume continues)"
+    )
+    p.add_argument("--batch", type=positive_int, default=16)
+    p.add_argument("--size", type=int, choices=SIZES, default=64)
+    p.add_argument("--lr", type=positive_float, default=2e-3)
+    p.add_argument("--r1-gamma", type=non_negative_float, default=0.1)
+    p.add_argument("--r1-every", type=positive_int, default=16)
+    p.add_argument("--ema-kimg", type=non_negative_float, default=10.0)
+    p.add_argument("--ema-rampup", type=non_negative_float, default=0.05)
+    p.add_argument("--save-every", type=positive_int, default=500)
+    p.add_argument("--seed", type=seed_int, default=0)
+    p.add_argument(
+        "--bank",
+        type=int_range(1, len(SPLITS["train"])),
+        default=10000,
+        help="train renders kept in memory",
+    )
     p.add_argument(
         "--world",
         choices=sorted(VARIATIONS),
         default="base",
         help="toy world of the train renders (resuming another world's checkpoint fine-tunes it)",
     )
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--device", default=None)
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
+    p.add_argument("--device", type=device_name, default=None)
     p.add_argument(
         "--export-only",
         action="store_true",
         help="write generator.safetensors from the checkpoint and stop",
     )
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.seed * STEP_SEED_STRIDE + args.steps - 1 >= 2**64:
+        p.error(
+            f"--seed {args.seed} is too large: step s draws real images with seed --seed * "
+            f"{STEP_SEED_STRIDE} + s, which must stay below 2**64"
+        )
+    ckpt_path = Path(args.out) / "checkpoint.pt"
+    if args.export_only and not ckpt_path.is_file():
+        p.error(f"--export-only: {ckpt_path}: no checkpoint to export yet")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
