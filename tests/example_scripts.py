@@ -1,4 +1,5 @@
-"""Load a script under ``examples/`` as a module, for tests of its functions."""
+"""Load a script under ``examples/`` as a module, for tests of its functions; check the
+one line a refused command prints."""
 
 from __future__ import annotations
 
@@ -24,3 +25,13 @@ def load_example(relative: str, name: str | None = None) -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def assert_one_line(err: str, *words: str) -> str:
+    """The one stderr line of a refused command (no traceback), holding every word."""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err, err
+    for word in words:
+        assert word in lines[0], (word, err)
+    return lines[0]

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from example_scripts import EXAMPLES, load_example
+from example_scripts import EXAMPLES, assert_one_line, load_example
 
 REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS = REPO / "benchmarks"
@@ -51,15 +51,6 @@ def run_script(script: str, *argv: str) -> subprocess.CompletedProcess:
         timeout=120,
         check=False,
     )
-
-
-def assert_one_line(err: str, *words: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert "Traceback" not in err, err
-    for word in words:
-        assert word in lines[0], (word, err)
-    return lines[0]
 
 
 # (script, argv, the option named in the message): every count and number option.

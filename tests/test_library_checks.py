@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
+from stub_models import Constant
 
 from dgan_data.annotations import (
     AnnotationError,
@@ -154,20 +154,6 @@ def test_a_good_preset_table_entry_loads(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------- evaluate
-class _Constant(nn.Module):
-    """Always predicts class ``k``."""
-
-    def __init__(self, num_classes: int, k: int) -> None:
-        super().__init__()
-        self.num_classes, self.k = num_classes, k
-        self.dummy = nn.Parameter(torch.zeros(1))
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        logits = torch.zeros(images.shape[0], self.num_classes, *images.shape[-2:])
-        logits[:, self.k] = 1
-        return logits
-
-
 def _eval_data(n: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
     masks = torch.zeros(n, 4, 4, dtype=torch.long)
     masks[:, :2] = 1
@@ -177,20 +163,20 @@ def _eval_data(n: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.mark.parametrize("batch_size", [-1, 0, True, False, 2.5, "4", None])
 def test_evaluate_refuses_a_batch_size_below_one_or_not_an_int(batch_size):
     with pytest.raises(ValueError, match="evaluate: batch_size must be") as err:
-        evaluate(_Constant(2, 0), _eval_data(), 2, batch_size=batch_size)
+        evaluate(Constant(2, 0), _eval_data(), 2, batch_size=batch_size)
     assert repr(batch_size) in str(err.value) or str(batch_size) in str(err.value)
 
 
 def test_evaluate_refuses_a_bad_batch_size_with_an_iterable_of_batches_too():
     loader = [_eval_data(2)]
     with pytest.raises(ValueError, match="batch_size must be >= 1, got -1"):
-        evaluate(_Constant(2, 0), loader, 2, batch_size=-1)
+        evaluate(Constant(2, 0), loader, 2, batch_size=-1)
 
 
 @pytest.mark.parametrize("batch_size", [1, 2, np.int64(2), 64])
 def test_evaluate_scores_every_image_with_a_valid_batch_size(batch_size):
     images, masks = _eval_data(3)
-    result = evaluate(_Constant(2, 0), (images, masks), 2, batch_size=batch_size)
+    result = evaluate(Constant(2, 0), (images, masks), 2, batch_size=batch_size)
     assert result["num_images"] == 3
     assert result["num_pixels"] == 3 * 16
     assert result["iou"].tolist() == [0.5, 0.0]

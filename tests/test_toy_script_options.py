@@ -16,7 +16,7 @@ from types import ModuleType
 
 import pytest
 import torch
-from example_scripts import EXAMPLES, load_example
+from example_scripts import EXAMPLES, assert_one_line, load_example
 
 REPO = Path(__file__).resolve().parents[1]
 TOO_BIG_SEED = str(2**63)
@@ -64,15 +64,6 @@ def cache(tmp_path) -> Path:
 
 def argv_of(script: str, argv: list[str], tmp: Path, cache: Path) -> list[str]:
     return [a.format(tmp=tmp, cache=cache) for a in [*BASE.get(script, []), *argv]]
-
-
-def assert_one_line(err: str, *words: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert "Traceback" not in err, err
-    for word in words:
-        assert word in lines[0], (word, err)
-    return lines[0]
 
 
 def typed(script: str, option: str, *values: str) -> tuple[str, list[str], tuple[str, ...]]:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from example_scripts import load_example
+from stub_models import Constant
 from torch import nn
 
 pytest.importorskip("segmentation_models_pytorch")
@@ -96,20 +97,6 @@ class Oracle(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         ids = (images[:, 0] * 100).round().long().clamp(0, self.num_classes - 1)
         return nn.functional.one_hot(ids, self.num_classes).permute(0, 3, 1, 2).float()
-
-
-class Constant(nn.Module):
-    """Always predicts class ``k``."""
-
-    def __init__(self, num_classes: int, k: int) -> None:
-        super().__init__()
-        self.num_classes, self.k = num_classes, k
-        self.dummy = nn.Parameter(torch.zeros(1))
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        logits = torch.zeros(images.shape[0], self.num_classes, *images.shape[-2:])
-        logits[:, self.k] = 1
-        return logits
 
 
 def encode_masks(masks: torch.Tensor) -> torch.Tensor:
