@@ -10,6 +10,7 @@ naming the file and the field, never as a TypeError from deep inside the code.
 from __future__ import annotations
 
 import math
+import reprlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -34,13 +35,25 @@ class SchemaError(ValueError):
 
 Check = Callable[[Any, str], Any]
 
+#: Containers in error messages: a few items of a few levels.
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxlevel, _SHORT_REPR.maxdict = 3, 4
+_SHORT_REPR.maxlist = _SHORT_REPR.maxtuple = 8
+
 
 def _fail(field: str, expected: str, value: Any) -> SchemaError:
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
         # repr() of a huge int is slow and, past 4300 digits, raises ValueError itself
         shown = f"an integer of {value.bit_length()} bits"
-    else:
-        shown = repr(value)
+    elif isinstance(value, (str, int, float, type(None))):
+        shown = " ".join(repr(value).split())  # one line, whatever the string holds
+    elif isinstance(value, (list, tuple, dict)):
+        try:  # the first items only: a list may be long, its ints too long to print
+            shown = " ".join(_SHORT_REPR.repr(value).split())
+        except ValueError:
+            shown = f"a {type(value).__name__} holding an integer too long to print"
+    else:  # a tensor or an array from a checkpoint: its repr spans lines
+        shown = f"a {type(value).__name__}"
     if len(shown) > 60:
         shown = shown[:57] + "..."
     return SchemaError(f"field '{field}' must be {expected}, got {shown}")
@@ -84,14 +97,18 @@ class Float:
 
 
 class Str:
-    """A string of at most ``max_len`` characters, optionally one of ``choices``."""
+    """A string of ``min_len`` to ``max_len`` characters, optionally one of ``choices``."""
 
-    def __init__(self, max_len: int = 4096, choices: tuple[str, ...] | None = None) -> None:
-        self.max_len, self.choices = max_len, choices
+    def __init__(
+        self, max_len: int = 4096, choices: tuple[str, ...] | None = None, min_len: int = 0
+    ) -> None:
+        self.max_len, self.choices, self.min_len = max_len, choices, min_len
 
     def __call__(self, value: Any, field: str) -> str:
-        if not isinstance(value, str) or len(value) > self.max_len:
-            raise _fail(field, f"a string of at most {self.max_len} characters", value)
+        if not isinstance(value, str) or not self.min_len <= len(value) <= self.max_len:
+            most = f"at most {self.max_len}"
+            size = f"{self.min_len} to {self.max_len}" if self.min_len else most
+            raise _fail(field, f"a string of {size} characters", value)
         if self.choices is not None and value not in self.choices:
             raise _fail(field, f"one of {list(self.choices)}", value)
         return value

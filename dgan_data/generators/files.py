@@ -2,9 +2,10 @@
 
 ``.pt`` files go through ``torch.load(weights_only=True)`` with an explicit allow-list
 (after a look at the zip records: compressed records, which could inflate to gigabytes,
-are refused); NVIDIA ``.pkl`` networks through the restricted unpickler in
-``unpickle.py``; our own format is ``.safetensors`` with the architecture and config as
-JSON in its header.
+are refused; and at the pickles: calls and storages that would allocate more than the
+file holds are refused, see ``unpickle.scan_torch_file``); NVIDIA ``.pkl`` networks
+through the restricted unpickler in ``unpickle.py``; our own format is ``.safetensors``
+with the architecture and config as JSON in its header.
 
 Every tensor a generator is built from passes :func:`check_tensors` (non-empty, finite,
 a view that reads each stored element at most once and stays inside its storage), and
@@ -42,8 +43,10 @@ __all__ = [
     "check_tensors",
     "compare_shapes",
     "describe_keys",
+    "is_zip_archive",
     "layout_problem",
     "load_strict",
+    "printable",
     "read_safetensors_header",
     "read_safetensors_metadata",
     "safe_torch_load",
@@ -90,10 +93,17 @@ def short_repr(value: Any, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def printable(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters, control characters escaped (one line)."""
+    text = text[:limit]
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
 def describe_keys(keys: Iterable[Any], limit: int = 8) -> str:
     """The first keys of a mapping, each shortened, for an error message."""
     items = list(keys)
-    head = ", ".join(k[:40] if isinstance(k, str) else short_repr(k) for k in items[:limit])
+    shown = [printable(k, 40) if isinstance(k, str) else short_repr(k) for k in items[:limit]]
+    head = ", ".join(shown)
     return head + (f", ... ({len(items)} in all)" if len(items) > limit else "")
 
 
@@ -163,10 +173,12 @@ def check_tensors(tensors: Mapping[Any, Any], source: str) -> dict[str, torch.Te
         if not isinstance(name, str):
             raise CheckpointError(f"{source}: tensor name {short_repr(name)} is not a string")
         if not isinstance(t, torch.Tensor):
-            raise CheckpointError(f"{source}: {name[:80]} is a {type(t).__name__}, not a tensor")
+            raise CheckpointError(
+                f"{source}: {printable(name)} is a {type(t).__name__}, not a tensor"
+            )
         problem = _tensor_problem(t)
         if problem is not None:
-            raise CheckpointError(f"{source}: tensor {name[:80]}: {problem}")
+            raise CheckpointError(f"{source}: tensor {printable(name)}: {problem}")
         out[name] = t
     return out
 
@@ -243,34 +255,69 @@ def _check_zip_records(path: Path) -> None:
     try:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError) as err:
-        raise CheckpointError(f"{path}: damaged zip archive ({err})") from None
+    except Exception as err:  # BadZipFile, NotImplementedError (zip version), OSError...
+        raise CheckpointError(f"{path}: damaged zip archive ({_one_line(err)})") from None
     size = path.stat().st_size
     for info in infos:
         if info.compress_type != zipfile.ZIP_STORED:
             raise CheckpointError(
-                f"{path}: record {info.filename[:80]} is compressed; torch.save writes "
+                f"{path}: record {printable(info.filename)} is compressed; torch.save writes "
                 "records uncompressed and compressed ones are refused (they can inflate to "
                 "far more memory than the file holds)"
             )
         if info.file_size > size:
-            raise CheckpointError(f"{path}: record {info.filename[:80]} is larger than the file")
+            raise CheckpointError(
+                f"{path}: record {printable(info.filename)} is larger than the file"
+            )
     if sum(i.file_size for i in infos) > size:
         raise CheckpointError(f"{path}: the zip records add up to more bytes than the file has")
+
+
+def is_zip_archive(path: Path) -> bool:
+    """``zipfile.is_zipfile`` that never raises: it does, with BadZipFile, for some
+    damaged end records ("span multiple disks"); such a file counts as a zip archive,
+    and reading its records then fails with a clear message."""
+    try:
+        return zipfile.is_zipfile(path)
+    except Exception:
+        return True
 
 
 def safe_torch_load(path: str | Path) -> Any:
     """``torch.load`` with ``weights_only=True`` and only our allow-listed globals."""
     path = Path(path)
     check_file(path)
-    if zipfile.is_zipfile(path):
+    if is_zip_archive(path):
         _check_zip_records(path)
+    _scan_pickles(path)
     try:
         with torch.serialization.safe_globals(SAFE_TORCH_GLOBALS), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's notes on pickle protocols
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError...
         raise CheckpointError(f"{path}: {_load_failure(err)}") from None
+
+
+def _scan_pickles(path: Path) -> None:
+    """Refuse a file whose pickles ask for more memory than it holds, before torch reads
+    it: torch's ``weights_only`` loader calls ``bytearray(n)`` and tensor constructors,
+    and allocates legacy storages, at the sizes the pickle declares."""
+    from .unpickle import PickleTooLarge, scan_torch_file
+
+    try:
+        scan_torch_file(path)
+    except PickleTooLarge as err:
+        raise CheckpointError(
+            f"{path}: refused to load: {err} (a damaged or hostile checkpoint)"
+        ) from None
+    except MemoryError:
+        raise CheckpointError(
+            f"{path}: cannot read as a PyTorch checkpoint: out of memory"
+        ) from None
+    except Exception as err:  # UnpicklingError, EOFError, ValueError, struct.error...
+        raise CheckpointError(
+            f"{path}: cannot read as a PyTorch checkpoint: {_one_line(err)}"
+        ) from None
 
 
 def _load_failure(err: Exception) -> str:
@@ -286,9 +333,15 @@ def _load_failure(err: Exception) -> str:
         )
     reason = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n\n|$)", text, re.S)
     if reason:
-        return f"cannot read as a PyTorch checkpoint: {reason.group(1).strip()}"
+        return f"cannot read as a PyTorch checkpoint: {_one_line(reason.group(1))}"
     first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
-    return f"cannot read as a PyTorch checkpoint: {first}"
+    return f"cannot read as a PyTorch checkpoint: {_one_line(first)}"
+
+
+def _one_line(text: Any, limit: int = 300) -> str:
+    """An error text on one line (torch may quote a tensor's repr), cut to ``limit``."""
+    line = " ".join(str(text).split()) or type(text).__name__
+    return printable(line, limit) + ("..." if len(line) > limit else "")
 
 
 # ------------------------------------------------------------- our format

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from .files import (
     check_file,
     check_options,
     describe_keys,
+    is_zip_archive,
     load_strict,
     read_safetensors_header,
     safe_torch_load,
@@ -169,7 +169,7 @@ def detect_format(path: Path) -> str:
         return "safetensors"
     if name.endswith(".pkl") or name.endswith(".pickle"):
         return "nvidia-pkl"
-    if zipfile.is_zipfile(path) or head[:1] == b"\x80":
+    if is_zip_archive(path) or head[:1] == b"\x80":
         return "torch"
     raise CheckpointError(
         f"{path}: unknown checkpoint format (expected .safetensors, an NVIDIA .pkl network, "

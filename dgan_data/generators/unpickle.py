@@ -18,7 +18,9 @@ accepted here:
 How it is read:
 
 - The pure-Python unpickler (its memo is a dict; the C unpickler preallocates a list as
-  long as the largest memo index a file names, so 10 bytes could ask for gigabytes).
+  long as the largest memo index a file names, so 10 bytes could ask for gigabytes),
+  with ``BYTEARRAY8`` read from the bytes present (pickle's own zeroes the length the
+  file declares first: 4 GiB for a 16-byte file).
 - ``find_class`` resolves the allow-list only, each name to a function of ours; the
   persistence hook becomes one that keeps the state as data and drops the source.
 - Our functions return inert records, and ``BUILD`` (``__setstate__``) is refused on
@@ -32,6 +34,11 @@ How it is read:
 - One pass then visits every object once (bounded depth and count; shared and
   circular references stay shared or circular) and turns records into tensors, numpy
   values and :class:`PersistentObject`.
+
+``torch.save`` files (``.pt``) are read by torch's ``weights_only`` loader, which calls
+``bytearray(n)``, tensor constructors and ``_rebuild_qtensor`` and allocates legacy
+storages at the sizes the pickle declares. :func:`scan_torch_file` reads their pickles
+first, with inert objects only, and refuses sizes beyond what the file holds.
 """
 
 from __future__ import annotations
@@ -39,7 +46,10 @@ from __future__ import annotations
 import _compat_pickle
 import io
 import math
+import mmap
 import pickle
+import re
+import struct
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -49,7 +59,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from .files import CheckpointError, check_file, layout_problem, short_repr
+from .files import CheckpointError, check_file, layout_problem, printable, short_repr
 
 __all__ = ["PERSISTENCE_HOOK", "PersistentObject", "read_nvidia_pickle"]
 
@@ -367,7 +377,7 @@ class _SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler: its memo 
         return obj
 
     def refuse(self, module: str, name: str) -> Exception:
-        return pickle.UnpicklingError(f"refused global {module[:80]}.{name[:80]}")
+        return pickle.UnpicklingError(f"refused global {printable(module)}.{printable(name)}")
 
     def persistent_load(self, pid: Any) -> Any:
         raise pickle.UnpicklingError(f"refused persistent id {short_repr(pid)}")
@@ -382,7 +392,19 @@ class _SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler: its memo 
         else:
             raise pickle.UnpicklingError(f"refused to set the state of a {type(inst).__name__}")
 
+    def load_bytearray8(self) -> None:
+        """``BYTEARRAY8`` from the bytes present: pickle's own preallocates (and zeroes)
+        the length the file declares, 4 GiB for a 16-byte file."""
+        (n,) = struct.unpack("<Q", self.read(8))
+        data = self.read(n)
+        if len(data) != n:
+            raise pickle.UnpicklingError(
+                f"BYTEARRAY8 declares {n} bytes, the pickle holds {len(data)}"
+            )
+        self.append(bytearray(data))
+
     dispatch[pickle.BUILD[0]] = load_build
+    dispatch[pickle.BYTEARRAY8[0]] = load_bytearray8
 
 
 class _BlobUnpickler(_SafeUnpickler):
@@ -398,7 +420,7 @@ class _BlobUnpickler(_SafeUnpickler):
 
     def refuse(self, module: str, name: str) -> Exception:
         return pickle.UnpicklingError(
-            f"refused global {module[:80]}.{name[:80]} in a tensor storage blob"
+            f"refused global {printable(module)}.{printable(name)} in a tensor storage blob"
         )
 
     def persistent_load(self, pid: Any) -> Any:
@@ -478,7 +500,7 @@ def _reconstruct_persistent(meta: Any) -> _PersistentRecord:
     state = meta.get("state")
     if state is None:
         state = {}
-    name = meta["class_name"][:200]
+    name = printable(meta["class_name"], 200)
     if not isinstance(state, dict):
         raise pickle.UnpicklingError(f"persistent object {name}: state is not a dict")
     src = meta.get("module_src")
@@ -525,14 +547,15 @@ class RestrictedUnpickler(_SafeUnpickler):
         self.source = source
 
     def refuse(self, module: str, name: str) -> Exception:
+        dotted = f"{printable(module)}.{printable(name)}"
         if module.startswith("dnnlib.tflib"):
             return CheckpointError(
-                f"{self.source}: a TensorFlow StyleGAN pickle ({module[:80]}.{name[:80]}), which "
+                f"{self.source}: a TensorFlow StyleGAN pickle ({dotted}), which "
                 "is not supported; convert it to PyTorch first (in an environment you trust), "
                 "e.g. with rosinality/stylegan2-pytorch convert_weight.py, and load the .pt"
             )
         return CheckpointError(
-            f"{self.source}: refused global {module[:80]}.{name[:80]}: NVIDIA network pickles "
+            f"{self.source}: refused global {dotted}: NVIDIA network pickles "
             "are read with an allow-list and this file needs something outside it (dgan_data "
             "never runs code from checkpoints)"
         )
@@ -624,3 +647,191 @@ def read_nvidia_pickle(path: str | Path) -> Any:
     except Exception as err:  # UnpicklingError, EOFError, ValueError, TypeError...
         msg = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
         raise CheckpointError(f"{path}: cannot read as an NVIDIA network pickle: {msg}") from None
+
+
+# ------------------------------------------------- torch pickles: a look first
+#: Callables torch's ``weights_only`` loader allows that allocate what their arguments
+#: ask for before anything is checked: ``bytearray(n)`` (n zeroed bytes), tensor and
+#: storage constructors (``torch.FloatTensor(*sizes)``) and ``_rebuild_qtensor``
+#: (an empty quantized tensor of the declared size, then its storage is set).
+_SIZED_CALL = re.compile(r"builtins\.bytearray|torch(\.cuda)?\.\w*(Tensor|Storage)")
+_QTENSOR = "torch._utils._rebuild_qtensor"
+
+
+class _Inert(_Record):
+    """What an object of a scanned pickle stands for: nothing is built or called."""
+
+    __slots__ = ()
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+    def append(self, value: Any) -> None:
+        pass
+
+    def extend(self, values: Any) -> None:
+        pass
+
+    def add(self, value: Any) -> None:
+        pass
+
+
+class _Global(_Inert):
+    """A global named in a scanned pickle, by its dotted name."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class PickleTooLarge(pickle.UnpicklingError):
+    """A pickle asks for far more memory than its file holds."""
+
+
+class _StrictReader:
+    """File reads that never return less than asked (a pickle's declared length past the
+    end of the file is an error here, not a short read, nor a preallocated buffer)."""
+
+    def __init__(self, buf: Any) -> None:
+        self.buf = buf
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.buf.read(n)
+        if n is not None and n >= 0 and len(data) != n:
+            raise pickle.UnpicklingError(
+                f"an opcode declares {n} bytes, the file holds {len(data)} more"
+            )
+        return data
+
+    def readline(self) -> bytes:
+        return self.buf.readline()
+
+    def tell(self) -> int:
+        return self.buf.tell()
+
+
+def _elements(value: Any) -> int | None:
+    """The element count a size argument asks for (an int or a tuple of ints)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, (tuple, list)) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        return math.prod(value)
+    return None
+
+
+class TorchPickleScan(_SafeUnpickler):
+    """Reads a ``torch.save`` pickle with inert objects only, before torch does.
+
+    Nothing is called or built: every global is a name, every call result an inert
+    object. What is totalled: the calls that would allocate what their arguments ask
+    for, and the bytes of the storages named by persistent ids. Either above ``limit``
+    (the file's size) raises :class:`PickleTooLarge`.
+    """
+
+    dispatch: ClassVar[dict[int, Any]] = dict(_SafeUnpickler.dispatch)
+
+    def __init__(self, file: Any, limit: int) -> None:
+        pickle._Unpickler.__init__(self, file, encoding="utf-8")
+        self.limit = limit
+        self.storages: dict[Any, int] = {}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+        return _Global(f"{module[:200]}.{name[:200]}")
+
+    def persistent_load(self, pid: Any) -> Any:
+        if isinstance(pid, tuple) and len(pid) >= 5 and pid[0] in ("storage", b"storage"):
+            kind, key, numel = pid[1], pid[2], pid[4]
+            if isinstance(numel, int) and not isinstance(numel, bool) and numel > 0:
+                name = kind.name.rsplit(".", 1)[-1] if isinstance(kind, _Global) else ""
+                dtype = _STORAGE_DTYPES.get(name)
+                nbytes = numel * (_itemsize(dtype) if dtype is not None else 1)
+                self.storages[key if isinstance(key, (str, int)) else id(key)] = nbytes
+                total = sum(self.storages.values())
+                if total > self.limit:
+                    raise PickleTooLarge(
+                        f"its tensor storages declare {total} bytes, more than the "
+                        f"{self.limit} bytes of the file"
+                    )
+        return _Inert()
+
+    def _check_call(self, func: Any, args: Any) -> Any:
+        """The inert result of ``func(*args)``, after a look at what it would allocate."""
+        name = func.name if isinstance(func, _Global) else ""
+        args = args if isinstance(args, tuple) else ()
+        if name == "torch.Size" and len(args) == 1 and _elements(args[0]) is not None:
+            return tuple(args[0])  # sizes stay readable for the calls they go to
+        asked = None
+        if _SIZED_CALL.fullmatch(name):
+            counts = [_elements(a) for a in args]
+            if counts and all(c is not None for c in counts):
+                asked = math.prod(counts)  # type: ignore[arg-type]
+        elif name == _QTENSOR and len(args) > 2:
+            asked = _elements(args[2])
+        if asked is not None and asked > self.limit:
+            raise PickleTooLarge(
+                f"it calls {name}() for {asked} elements, more than the {self.limit} "
+                "bytes of the file could hold"
+            )
+        return _Inert()
+
+    def load_reduce(self) -> None:
+        args = self.stack.pop()
+        self.stack[-1] = self._check_call(self.stack[-1], args)
+
+    def load_newobj(self) -> None:
+        args = self.stack.pop()
+        self.stack[-1] = self._check_call(self.stack[-1], args)
+
+    def load_newobj_ex(self) -> None:
+        self.stack.pop()  # kwargs
+        args = self.stack.pop()
+        self.stack[-1] = self._check_call(self.stack[-1], args)
+
+    def _instantiate(self, klass: Any, args: Any) -> None:
+        self.append(self._check_call(klass, tuple(args)))
+
+    def load_build(self) -> None:
+        self.stack.pop()  # the state of an inert object: dropped
+
+    dispatch[pickle.REDUCE[0]] = load_reduce
+    dispatch[pickle.NEWOBJ[0]] = load_newobj
+    dispatch[pickle.NEWOBJ_EX[0]] = load_newobj_ex
+    dispatch[pickle.BUILD[0]] = load_build
+
+
+def scan_torch_file(path: Path) -> None:
+    """Look at the pickles of a ``torch.save`` file before torch reads it.
+
+    Raises :class:`PickleTooLarge` when they ask for more memory than the file holds,
+    another ``pickle.UnpicklingError`` (or ``EOFError``...) when they are damaged.
+    Zip files: every ``data.pkl`` record (the caller has refused compressed records
+    and records larger than the file). Legacy files: the magic number, protocol,
+    system info and main pickles, read from a memory map; a file whose first pickle is
+    not the magic number is left to torch, which reads nothing further.
+    """
+    import zipfile
+
+    from .files import is_zip_archive
+
+    size = path.stat().st_size
+    if is_zip_archive(path):
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                if info.filename.rsplit("/", 1)[-1] == "data.pkl":
+                    data = zf.read(info)
+                    TorchPickleScan(_StrictReader(io.BytesIO(data)), size).load()
+        return
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        reader = _StrictReader(m)
+        if TorchPickleScan(reader, size).load() != LEGACY_MAGIC:
+            return
+        for _ in range(3):  # protocol version, system info, the data
+            TorchPickleScan(reader, size).load()

@@ -1,8 +1,9 @@
 """Interpreter files: ``.safetensors`` weights with JSON metadata in the header.
 
-Reading checks the header against its schema and the declared tensor shapes against
-the shapes the metadata implies *before* any tensor is allocated, so a small hostile
-file cannot make the loader allocate gigabytes; non-finite weights are refused.
+Reading checks the header against its schema and the declared tensor shapes and dtypes
+against the shapes the metadata implies *before* any tensor is allocated, so a small
+hostile file cannot make the loader allocate gigabytes; weights that are not floating
+point, non-finite weights and a crop outside the label frame are refused.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ MAX_CLASSES = 4096
 MAX_MAPS = 512
 MAX_CHANNELS = 65536
 MAX_SIDE = 16384
+#: safetensors dtypes accepted for the weights (read as float32).
+FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")
 
 METADATA_FIELDS = {
     "format": Str(choices=(FORMAT_NAME,)),
@@ -51,7 +54,7 @@ METADATA_FIELDS = {
     "num_models": Int(1, MAX_MODELS),
     "num_classes": Int(1, MAX_CLASSES),
     "hidden": IntList(2, 1, MAX_HIDDEN),
-    "class_names": Optional(ListOf(Str(256), max_len=MAX_CLASSES)),
+    "class_names": Optional(ListOf(Str(256, min_len=1), max_len=MAX_CLASSES)),
     "palette": Optional(ListOf(IntList(3, 0, 255), max_len=MAX_CLASSES)),
     "feature_layout": ListOf(IntList(3, 1, None), min_len=1, max_len=MAX_MAPS),
     "fingerprint": Optional(Str(128)),
@@ -110,7 +113,8 @@ def read_interpreter_file(path: str | Path) -> tuple[dict[str, Any], dict[str, t
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             header = f.metadata() or {}
-            declared = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+            slices = {k: f.get_slice(k) for k in f.keys()}  # noqa: SIM118
+            declared = {k: tuple(s.get_shape()) for k, s in slices.items()}
             if header.get("format") != FORMAT_NAME or "interpreter" not in header:
                 raise InterpreterFileError(
                     f"{path} is a .safetensors file but not a dgan_data interpreter "
@@ -118,7 +122,8 @@ def read_interpreter_file(path: str | Path) -> tuple[dict[str, Any], dict[str, t
                 )
             meta = _check_metadata(header["interpreter"], path)
             _check_shapes(meta, declared, path)
-            tensors = {k: f.get_tensor(k) for k in declared}
+            _check_dtypes({k: s.get_dtype() for k, s in slices.items()}, path)
+            tensors = {k: f.get_tensor(k).float() for k in declared}
     except (InterpreterFileError, FileNotFoundError):
         raise
     except Exception as exc:  # safetensors raises several types for damaged files
@@ -173,8 +178,17 @@ def _check_metadata(text: str, path: Path) -> dict[str, Any]:
             f"{path} (interpreter metadata): 'feature_layout' is implausibly large "
             f"({channels} channels in all, at most {MAX_CHANNELS}; sides at most {MAX_SIDE})"
         )
-    if meta.get("crop") is not None and meta.get("label_size") is None:
-        raise InterpreterFileError(f"{path} (interpreter metadata): a crop needs 'label_size'")
+    if meta.get("crop") is not None:
+        if meta.get("label_size") is None:
+            raise InterpreterFileError(f"{path} (interpreter metadata): a crop needs 'label_size'")
+        top, left, height, width = meta["crop"]
+        frame_h, frame_w = meta["label_size"]
+        if height < 1 or width < 1 or top + height > frame_h or left + width > frame_w:
+            raise InterpreterFileError(
+                f"{path} (interpreter metadata): 'crop' (top={top}, left={left}, "
+                f"height={height}, width={width}) does not fit in 'label_size' "
+                f"({frame_h}, {frame_w})"
+            )
     return meta
 
 
@@ -183,6 +197,17 @@ def _input_channels(meta: dict[str, Any]) -> int:
     layout = [tuple(entry) for entry in meta["feature_layout"]]
     inputs = input_layout(layout, meta.get("image_layout"), meta.get("context") or 0)
     return sum(c for c, _, _ in inputs)
+
+
+def _check_dtypes(dtypes: dict[str, str], path: Path) -> None:
+    """Weights are floating point (we write F32; F16, BF16 and F64 are read as float32)."""
+    bad = {k: d for k, d in dtypes.items() if d not in FLOAT_DTYPES}
+    if bad:
+        listed = ", ".join(f"{k} ({d})" for k, d in sorted(bad.items())[:8])
+        raise InterpreterFileError(
+            f"interpreter file {path} stores weights that are not floating point: {listed}; "
+            f"expected one of {', '.join(FLOAT_DTYPES)}"
+        )
 
 
 def _check_shapes(meta: dict[str, Any], declared: dict[str, tuple[int, ...]], path: Path) -> None:
