@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from dgan_data import CheckpointError, load_generator
-from dgan_data.generators.files import safe_torch_load
+from dgan_data.generators.torch_files import safe_torch_load
 
 FIXTURE = "rosinality_stylegan2_32px.pt"
 

@@ -667,7 +667,7 @@ def _zip_spanning_disks() -> bytes:
 
 def test_zip_spanning_disks_is_refused_by_the_torch_reader(tmp_path):
     """zipfile.is_zipfile raised BadZipFile ('span multiple disks') instead of answering."""
-    from dgan_data.generators.files import safe_torch_load
+    from dgan_data.generators.torch_files import safe_torch_load
 
     path = tmp_path / "disks.pt"
     path.write_bytes(_zip_spanning_disks())

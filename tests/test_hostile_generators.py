@@ -32,8 +32,9 @@ from test_nvidia_pickle import module_state as nv_module_state
 from dgan_data import CheckpointError, load_generator
 from dgan_data.cli import main
 from dgan_data.generators import Generator, StyleGAN1Generator, StyleGAN2Generator
-from dgan_data.generators.files import CONFIG_KEY, safe_torch_load
+from dgan_data.generators.files import CONFIG_KEY
 from dgan_data.generators.nvidia import read_nvidia_pickle
+from dgan_data.generators.torch_files import safe_torch_load
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SG2 = "rosinality_stylegan2_32px.pt"

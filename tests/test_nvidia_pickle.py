@@ -24,7 +24,6 @@ import pytest
 import torch
 
 from dgan_data import CheckpointError, load_generator
-from dgan_data.generators.files import safe_torch_load
 from dgan_data.generators.nvidia import (
     PersistentObject,
     load_nvidia_pickle,
@@ -32,6 +31,7 @@ from dgan_data.generators.nvidia import (
     read_nvidia_pickle,
 )
 from dgan_data.generators.stylegan2 import fir_kernel
+from dgan_data.generators.torch_files import safe_torch_load
 
 TRACE_ATTR = "_dgan_data_test_embedded_source_ran"
 

@@ -7,7 +7,7 @@ names or paths) is the user's entry point; :func:`load_generator_file` takes a p
 from __future__ import annotations
 
 from .base import Generator
-from .files import CheckpointError, safe_torch_load
+from .files import CheckpointError
 from .registry import (
     ARCHITECTURES,
     LOADER_OPTIONS,
@@ -17,6 +17,7 @@ from .registry import (
 )
 from .stylegan1 import StyleGAN1Generator
 from .stylegan2 import StyleGAN2Generator
+from .torch_files import safe_torch_load
 
 __all__ = [
     "ARCHITECTURES",

@@ -27,15 +27,14 @@ from .files import (
     check_file,
     check_options,
     describe_keys,
-    is_zip_archive,
     load_strict,
     read_safetensors_header,
-    safe_torch_load,
     short_repr,
 )
 from .nvidia import NVIDIA_OPTIONS, load_nvidia_pickle
 from .stylegan1 import StyleGAN1Generator
 from .stylegan2 import StyleGAN2Generator
+from .torch_files import is_zip_archive, safe_torch_load
 
 log = logging.getLogger(__name__)
 

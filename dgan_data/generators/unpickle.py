@@ -51,6 +51,7 @@ import pickle
 import re
 import struct
 import warnings
+import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -807,22 +808,19 @@ class TorchPickleScan(_SafeUnpickler):
     dispatch[pickle.BUILD[0]] = load_build
 
 
-def scan_torch_file(path: Path) -> None:
+def scan_torch_file(path: Path, zip_archive: bool) -> None:
     """Look at the pickles of a ``torch.save`` file before torch reads it.
 
     Raises :class:`PickleTooLarge` when they ask for more memory than the file holds,
     another ``pickle.UnpicklingError`` (or ``EOFError``...) when they are damaged.
-    Zip files: every ``data.pkl`` record (the caller has refused compressed records
-    and records larger than the file). Legacy files: the magic number, protocol,
+    Zip archives (``zip_archive``, as the caller found): every ``data.pkl`` record (the
+    caller has refused compressed records and records larger than the file). Legacy
+    files: the magic number, protocol,
     system info and main pickles, read from a memory map; a file whose first pickle is
     not the magic number is left to torch, which reads nothing further.
     """
-    import zipfile
-
-    from .files import is_zip_archive
-
     size = path.stat().st_size
-    if is_zip_archive(path):
+    if zip_archive:
         with zipfile.ZipFile(path) as zf:
             for info in zf.infolist():
                 if info.filename.rsplit("/", 1)[-1] == "data.pkl":
