@@ -98,6 +98,9 @@ REFUSED = [
     (QUICKSTART, ["--batch-size", "0"], "--batch-size"),
     (QUICKSTART, ["--seed", "-1"], "--seed"),
     (QUICKSTART, ["--seed", TOO_BIG_SEED], "--seed"),
+    ("bench_loaders.py", ["--images", "0"], "--images"),
+    ("bench_loaders.py", ["--tensors", "0"], "--tensors"),
+    ("bench_loaders.py", ["--repeats", "0"], "--repeats"),
     # names: unknown models, implementations, devices and augmentations
     ("bench_generator.py", ["--configs", "stylegan3-256"], "--configs"),
     ("bench_generator.py", ["--device", "gpu"], "--device"),
@@ -246,3 +249,15 @@ def test_bench_generator_exits_1_after_the_table_when_a_measurement_fails(tmp_pa
     )
     (row,) = json.loads(out.read_text())["results"]
     assert row["error"] == "timed out after 0.001 s"
+
+
+def test_bench_loaders_quick_run_reports_every_cost(tmp_path):
+    out = tmp_path / "loaders.json"
+    results = load("bench_loaders.py").main(["--quick", "--threads", "1", "--json", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(results))
+    files = [r["file"] for r in results["checkpoints"]]
+    assert files == ["stylegan2-64 (rosinality .pt)", "2000 tensors of 4 floats"]
+    for row in results["checkpoints"]:
+        assert row["mib"] > 0
+        assert min(row["torch_load_s"], row["scan_s"], row["safe_torch_load_s"]) > 0
+    assert results["labeled_folder"]["images"] == 8 and results["labeled_folder"]["open_s"] > 0
