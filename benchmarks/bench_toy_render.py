@@ -15,7 +15,7 @@ import torch
 from _phases import json_target, save_json
 
 from dgan_data.cli import OneLineParser
-from dgan_data.cli.common import device_name, positive_int
+from dgan_data.cli.common import device_name, int_range, positive_int
 from dgan_data.toy import render_faces
 
 #: ``render_faces`` refuses smaller images.
@@ -45,20 +45,12 @@ def bench(batch_size: int, repeats: int, size: int, device: str) -> dict[str, fl
     }
 
 
-def render_size(text: str) -> int:
-    """argparse type of ``--size``: an int the renderer accepts (>= 16)."""
-    value = positive_int(text)
-    if value < MIN_SIZE:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= {MIN_SIZE}")
-    return value
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The options; a count below 1 or a size below 16 exits 2 with one line."""
     ap = OneLineParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--batch-size", type=positive_int, nargs="+", default=[256])
     ap.add_argument("--repeats", type=positive_int, default=5)
-    ap.add_argument("--size", type=render_size, default=64)
+    ap.add_argument("--size", type=int_range(MIN_SIZE), default=64, help="the renderer's >= 16")
     ap.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
     ap.add_argument("--device", type=device_name, default="cpu")
     ap.add_argument("--json", type=json_target, default=None, help="write the results here as JSON")

@@ -74,12 +74,16 @@ def fraction(text: str) -> float:
     return value
 
 
+def _parse_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+
+
 def _int_at_least(low: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        value = _parse_int(text)
         if value < low:
             raise argparse.ArgumentTypeError(f"{text!r} must be >= {low}")
         return value
@@ -95,17 +99,16 @@ non_negative_int = _int_at_least(0)
 def int_range(low: int, high: int | None = None) -> Callable[[str], int]:
     """argparse type: an int in ``low``..``high`` (a count drawn from a split of ``high``;
     no upper bound when ``high`` is None)."""
-    at_least = _int_at_least(low)
+    if high is None:
+        return _int_at_least(low)
 
     def parse(text: str) -> int:
-        if high is None:
-            return at_least(text)
-        value = _int_at_least(-(2**63))(text)
+        value = _parse_int(text)
         if not low <= value <= high:
             raise argparse.ArgumentTypeError(f"{text!r} must be in {low}..{high}")
         return value
 
-    parse.__name__ = f"int in {low}..{'' if high is None else high}"
+    parse.__name__ = f"int in {low}..{high}"
     return parse
 
 
