@@ -174,6 +174,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("give exactly one of --eval-folder DIR and --eval-toy-test N")
     if args.folds < 2:
         p.error(f"argument --folds: {args.folds} must be >= 2 (the five-fold protocol)")
+    args.resume_step = 0  # the step last.pt holds (0: none, a fresh start)
     if args.resume:
         if args.checkpoint_dir is None:
             p.error("--resume continues from --checkpoint-dir/last.pt: give --checkpoint-dir")
@@ -182,6 +183,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             step = int(torch.load(last, map_location="cpu", weights_only=True)["step"])
             if step >= args.max_steps:
                 p.error(f"--resume: {last} is at step {step}; --max-steps must exceed it")
+            args.resume_step = step
     return args
 
 
@@ -329,8 +331,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
     val = validation_set(args, stream, args.val_samples) if protocol == "holdout" else None
     scores = EvalScores(args.checkpoint_dir, main_rank)
-    if args.resume:
-        scores.load()
+    if args.resume_step:
+        scores.load(args.resume_step)
     per_image, val_scores = scores.per_image, scores.val
     last_metrics: dict[str, Any] = {}
 
@@ -471,16 +473,11 @@ class EvalScores:
         self.per_image: dict[int, torch.Tensor] = {}
         self.val: dict[int, float] = {}
 
-    def load(self) -> None:
-        """The scores of the checkpoints ``last.pt`` has passed (later ones are redone)."""
+    def load(self, done: int) -> None:
+        """The scores of the checkpoints up to step ``done``, where ``last.pt`` stands
+        (later ones are redone)."""
         if self.path is None or not self.path.is_file():
             return
-        last = self.path.with_name("last.pt")
-        done = (
-            int(torch.load(last, map_location="cpu", weights_only=True)["step"])
-            if last.is_file()
-            else 0
-        )
         saved = torch.load(self.path, map_location="cpu", weights_only=True)
         self.per_image.update({s: t for s, t in saved["per_image"].items() if s <= done})
         self.val.update({s: v for s, v in saved["val"].items() if s <= done})
