@@ -7,6 +7,11 @@ and whole-batch mode (``DatasetGANStream(preset, batch_size=B)`` +
 ``DataLoader(stream, batch_size=None)``) on the shipped ``toyface-14`` preset, the same
 number of candidates per generation step (``generation_batch = B``), alternating
 repeats so a busy machine hurts both alike. Prints a table; ``--json`` writes it.
+
+``--workers N`` also times whole-batch mode generated in N DataLoader workers, through a
+plain DataLoader and through torchdata's ``StatefulDataLoader`` (which snapshots every
+worker's stream state with each batch, what ``train_deeplab.py --workers N --resume``
+relies on): the cost of those snapshots.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import argparse
 import os
 import statistics
 import time
+import warnings
 from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -25,17 +31,31 @@ from torch.utils.data import DataLoader
 
 from dgan_data import DatasetGANStream
 from dgan_data.cli import OneLineParser
-from dgan_data.cli.common import device_name, positive_int
+from dgan_data.cli.common import device_name, non_negative_int, positive_int
 
 
-def rate(mode: str, preset: str, batch: int, batches: int, device: str) -> float:
-    """Images per second over ``batches`` batches after one warm-up batch."""
+def make_loader(mode: str, preset: str, batch: int, device: str, workers: int) -> DataLoader:
+    """The DataLoader of one mode (``workers``: only for the two worker modes)."""
     if mode == "per-sample":
         stream = DatasetGANStream(preset, generation_batch=batch, device=device)
-        loader = DataLoader(stream, batch_size=batch)
-    else:
-        stream = DatasetGANStream(preset, batch_size=batch, device=device)
-        loader = DataLoader(stream, batch_size=None)
+        return DataLoader(stream, batch_size=batch)
+    stream = DatasetGANStream(preset, batch_size=batch, device=device)
+    if mode == "whole-batch":
+        return DataLoader(stream, batch_size=None)
+    if mode == "workers":
+        return DataLoader(stream, batch_size=None, num_workers=workers, persistent_workers=True)
+    from torchdata.stateful_dataloader import StatefulDataLoader
+
+    with warnings.catch_warnings():  # torchdata 0.11 calls a deprecated torch hook
+        warnings.filterwarnings("ignore", message=".*set_vital.* is deprecated")
+        return StatefulDataLoader(
+            stream, batch_size=None, num_workers=workers, persistent_workers=True
+        )
+
+
+def rate(mode: str, preset: str, batch: int, batches: int, device: str, workers: int = 0) -> float:
+    """Images per second over ``batches`` batches after one warm-up batch."""
+    loader = make_loader(mode, preset, batch, device, workers)
     it = iter(loader)
     next(it)  # models loaded, first batch made
     t0 = time.perf_counter()
@@ -55,6 +75,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--repeats", type=positive_int, default=3)
     ap.add_argument("--device", type=device_name, default="cpu")
     ap.add_argument("--threads", type=positive_int, default=None)
+    ap.add_argument(
+        "--workers",
+        type=non_negative_int,
+        default=0,
+        help="also whole-batch mode in this many CPU DataLoader workers, plain and stateful",
+    )
     ap.add_argument("--json", type=json_target, default=None, help="write the results here")
     return ap.parse_args(argv)
 
@@ -63,21 +89,30 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    results: dict[str, list[float]] = {"per-sample": [], "whole-batch": []}
+    modes = ["per-sample", "whole-batch"]
+    if args.workers:
+        modes += ["workers", "workers-stateful"]
+    results: dict[str, list[float]] = {mode: [] for mode in modes}
     for _ in range(args.repeats):
-        for mode in results:
+        for mode in modes:
+            device = "cpu" if mode.startswith("workers") else args.device
             results[mode].append(
-                rate(mode, args.preset, args.batch_size, args.batches, args.device)
+                rate(mode, args.preset, args.batch_size, args.batches, device, args.workers)
             )
     table = {mode: statistics.median(v) for mode, v in results.items()}
     ratio = table["per-sample"] / table["whole-batch"]
-    print(f"{'mode':<12} {'images/s (median of ' + str(args.repeats) + ')':>28}")
+    print(f"{'mode':<17} {'images/s (median of ' + str(args.repeats) + ')':>28}")
     for mode, value in table.items():
-        print(f"{mode:<12} {value:>28.1f}")
+        print(f"{mode:<17} {value:>28.1f}")
     print(f"per-sample / whole-batch: {ratio:.3f}")
+    summary = {"config": None, "runs": results, "median": table, "ratio": ratio}
+    if args.workers:
+        stateful = table["workers-stateful"] / table["workers"]
+        print(f"stateful / plain DataLoader ({args.workers} workers, cpu): {stateful:.3f}")
+        summary["stateful_ratio"] = stateful
     if args.json:
         config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-        save_json(args.json, {"config": config, "runs": results, "median": table, "ratio": ratio})
+        save_json(args.json, {**summary, "config": config})
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import numpy as np
 import torch
 import torch.distributed as dist
+from lightning_utilities.core.imports import RequirementCache
 from torch.utils.data import DataLoader
 
 from dgan_data.cli import USER_ERRORS, OneLineParser, one_line
@@ -151,7 +152,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--resume",
         action="store_true",
         help="continue from checkpoint-dir/last.pt: the model, optimiser, schedule, the "
-        "stream's position (--workers 0) and the scores of the earlier checkpoints",
+        "stream's position (with --workers N: when torchdata is installed) and the scores "
+        "of the earlier checkpoints",
     )
     tr.add_argument("--no-progress", action="store_true")
     out = p.add_argument_group("output")
@@ -281,6 +283,28 @@ def validation_set(
 
 
 # ------------------------------------------------------------------- main
+
+#: torchdata's StatefulDataLoader asks every worker's stream for its state_dict, so a
+#: run with --workers N resumes each worker where it stopped.
+_TORCHDATA = RequirementCache("torchdata>=0.8")
+
+
+def stream_loader(stream: DatasetGANStream, workers: int) -> DataLoader:
+    """The DataLoader over the stream: a plain one in this process (``workers`` 0,
+    ``resumable_source`` is then the stream itself), else torchdata's
+    ``StatefulDataLoader`` when installed (its ``state_dict`` holds every worker's
+    stream position, snapshotted with each batch), else a plain one that restarts."""
+    if workers and _TORCHDATA:
+        from torchdata.stateful_dataloader import StatefulDataLoader
+
+        with warnings.catch_warnings():  # torchdata 0.11 calls a deprecated torch hook
+            warnings.filterwarnings("ignore", message=".*set_vital.* is deprecated")
+            return StatefulDataLoader(
+                stream, batch_size=None, num_workers=workers, persistent_workers=True
+            )
+    return DataLoader(stream, batch_size=None, num_workers=workers, persistent_workers=workers > 0)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     t_start = time.perf_counter()
     if args.threads:
@@ -316,9 +340,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    loader = DataLoader(
-        stream, batch_size=None, num_workers=args.workers, persistent_workers=args.workers > 0
-    )
+    loader = stream_loader(stream, args.workers)
 
     protocol = args.protocol
     if protocol == "auto":
@@ -358,8 +380,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         scores.save()
         return summary
 
-    if args.resume and args.workers:
-        print("--resume with --workers: the stream restarts at its first samples", file=sys.stderr)
+    # with workers, only a StatefulDataLoader knows the workers' stream positions
+    resumable = loader if hasattr(loader, "load_state_dict") else None
+    if args.resume and args.workers and resumable is None:
+        print(
+            "--resume with --workers: the stream restarts at its first samples (install "
+            "torchdata to keep each worker's position)",
+            file=sys.stderr,
+        )
 
     history = train_segmentation(
         model,
@@ -373,7 +401,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         eval_every=args.eval_every,
         checkpoint_dir=args.checkpoint_dir,
         resume=args.resume,
-        resumable_source=None if args.workers else stream,
+        resumable_source=resumable if args.workers else stream,
         progress=not args.no_progress,
     )
     final = history.evals[-1]

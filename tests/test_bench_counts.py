@@ -90,6 +90,7 @@ REFUSED = [
     ("bench_stream_modes.py", ["--batches", "0"], "--batches"),
     ("bench_stream_modes.py", ["--repeats", "0"], "--repeats"),
     ("bench_stream_modes.py", ["--threads", "0"], "--threads"),
+    ("bench_stream_modes.py", ["--workers", "-1"], "--workers"),
     ("bench_toy_render.py", ["--batch-size", "256", "0"], "--batch-size"),
     ("bench_toy_render.py", ["--repeats", "0"], "--repeats"),
     ("bench_toy_render.py", ["--size", "8"], "--size"),
@@ -148,6 +149,7 @@ ACCEPTED = [
     ("bench_precision.py", [], "seeds", 32),
     ("bench_stream.py", [], "batches", None),
     ("bench_stream_modes.py", [], "batches", 20),
+    ("bench_stream_modes.py", [], "workers", 0),
     ("bench_toy_render.py", [], "size", 64),
     (QUICKSTART, [], "batches", 3),
 ]
@@ -261,3 +263,16 @@ def test_bench_loaders_quick_run_reports_every_cost(tmp_path):
         assert row["mib"] > 0
         assert min(row["torch_load_s"], row["scan_s"], row["safe_torch_load_s"]) > 0
     assert results["labeled_folder"]["images"] == 8 and results["labeled_folder"]["open_s"] > 0
+
+
+@pytest.mark.filterwarnings("ignore:.*set_vital.* is deprecated")
+def test_bench_stream_modes_times_workers_plain_and_stateful(tmp_path):
+    out = tmp_path / "modes.json"
+    argv = ["--batch-size", "2", "--batches", "1", "--repeats", "1", "--workers", "1"]
+    load("bench_stream_modes.py").main([*argv, "--threads", "1", "--json", str(out)])
+    saved = json.loads(out.read_text())
+    assert list(saved["median"]) == ["per-sample", "whole-batch", "workers", "workers-stateful"]
+    assert all(rate > 0 for rate in saved["median"].values())
+    ratio = saved["median"]["workers-stateful"] / saved["median"]["workers"]
+    assert saved["stateful_ratio"] == pytest.approx(ratio)
+    assert saved["config"]["workers"] == 1

@@ -172,6 +172,47 @@ def test_resume_yields_exactly_the_same_batches(tiny):
         stream(tiny, **{**kw, "batch_size": 2}).load_state_dict(state)
 
 
+@pytest.mark.filterwarnings("ignore:.*set_vital.* is deprecated")
+def test_resume_in_dataloader_workers_through_torchdata(tiny):
+    """torchdata's StatefulDataLoader snapshots every worker's stream state with each
+    batch; loaded into a new loader, the workers continue exactly where they stopped."""
+    from torchdata.stateful_dataloader import StatefulDataLoader  # the test extra has it
+
+    kw = {"output": "dict", "drop_uncertain": 0.3, "generation_batch": 3}
+
+    def loader():
+        ds = stream(tiny, **kw)
+        return StatefulDataLoader(ds, batch_size=None, num_workers=2)
+
+    reference = take(loader(), 7)
+    first = loader()
+    it = iter(first)
+    for _ in range(3):
+        next(it)
+    buf = io.BytesIO()
+    torch.save(first.state_dict(), buf)  # as in a training checkpoint
+    buf.seek(0)
+    resumed = loader()
+    resumed.load_state_dict(torch.load(buf, weights_only=True))
+    got = take(resumed, 4)
+    assert [b["seed"].tolist() for b in got] == [b["seed"].tolist() for b in reference[3:]]
+    for x, y in zip(reference[3:], got):
+        assert torch.equal(x["image"], y["image"]) and torch.equal(x["mask"], y["mask"])
+    seeds = [s for b in reference for s in b["seed"].tolist()]
+    assert len(seeds) == len(set(seeds))  # the two workers' streams are disjoint
+
+
+def test_a_worker_state_in_another_shard_is_refused_with_the_fix(tiny):
+    ds = stream(tiny, output="dict")
+    take(ds, 2)
+    state = ds.state_dict()
+    state["shard"] = [0, 1, 1, 2]  # worker 1 of 2, as a StatefulDataLoader worker saves it
+    other = stream(tiny, output="dict")
+    other.load_state_dict(state)
+    with pytest.raises(ValueError, match=r"belongs to shard \[0, 1, 1, 2\].*StatefulDataLoader"):
+        take(other, 1)
+
+
 def test_resume_across_epoch_boundary(tiny):
     ds = stream(tiny, output="dict", samples_per_epoch=8, drop_uncertain=0.1)
     first = list(ds)

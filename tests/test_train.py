@@ -507,7 +507,12 @@ def test_resume_refuses_a_source_state_that_does_not_fit(tmp_path):
         )  # fmt: skip
 
 
-def test_example_resume_continues_the_stream_and_scores_every_checkpoint(tmp_path, monkeypatch):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_example_resume_continues_the_stream_and_scores_every_checkpoint(
+    tmp_path, monkeypatch, capsys, workers
+):
+    """With --workers 2 the position of each worker's stream comes back through torchdata's
+    StatefulDataLoader (a plain DataLoader would restart the workers' streams)."""
     gen, interp = make_tiny_models(tmp_path / "m", size=32)
     images, masks = render_labeled("test", 5, size=32)
     write_labeled_folder(tmp_path / "real", images, masks, class_names=list(CLASS_NAMES))
@@ -519,7 +524,7 @@ def test_example_resume_continues_the_stream_and_scores_every_checkpoint(tmp_pat
             "--eval-folder", str(tmp_path / "real"), "--max-steps", str(steps),
             "--batch-size", "2", "--eval-every", "2", "--protocol", "five-fold",
             "--threads", "1", "--no-progress", "--checkpoint-dir", str(tmp_path / name),
-            *extra,
+            "--device", "cpu", "--workers", str(workers), *extra,
         ]  # fmt: skip
         return example.run(example.parse_args(argv))
 
@@ -536,7 +541,9 @@ def test_example_resume_continues_the_stream_and_scores_every_checkpoint(tmp_pat
         with pytest.raises(KeyboardInterrupt):
             run(6, "cut")
     assert torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["step"] == 4
+    capsys.readouterr()
     resumed = run(6, "cut", "--resume")
+    assert "restarts" not in capsys.readouterr().err
     # the same batches in the same order: the same losses and the same final model
     assert resumed["final"]["miou"] == pytest.approx(whole["final"]["miou"], abs=1e-6)
     cut = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["history"]["loss"]
@@ -548,6 +555,9 @@ def test_example_resume_continues_the_stream_and_scores_every_checkpoint(tmp_pat
     assert set(resumed["selection"]["chosen_steps"]) & {2, 4}  # not only the last one
     saved = torch.load(tmp_path / "cut" / "scores.pt", weights_only=True)
     assert sorted(saved["per_image"]) == [2, 4, 6]
+    saved_source = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["sources"][0]
+    if workers:  # the loader's state, holding each worker's stream state
+        assert "_snapshot" in saved_source
 
 
 @pytest.mark.parametrize(

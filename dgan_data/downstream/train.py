@@ -303,7 +303,8 @@ def train_segmentation(
 
     ``resumable_source``: what holds the batch source's position, an object with
     ``state_dict()`` and ``load_state_dict()`` (the ``DatasetGANStream`` behind a
-    ``num_workers=0`` DataLoader). Its state goes into ``last.pt`` (every rank's, in DDP)
+    ``num_workers=0`` DataLoader, or torchdata's ``StatefulDataLoader`` itself when the
+    stream runs in its workers). Its state goes into ``last.pt`` (every rank's, in DDP)
     and ``resume`` restores it before the first batch, so a resumed run draws the
     batches the interrupted one would have drawn next. A ``last.pt`` without a source
     state (saved without one, or by another number of ranks) restarts the source, with

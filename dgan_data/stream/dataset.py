@@ -391,7 +391,9 @@ class DatasetGANStream(IterableDataset):
     def state_dict(self) -> dict[str, Any]:
         """Where the last iterator stopped: resume it with ``load_state_dict``.
 
-        Valid for iteration in this process (``num_workers=0``, the recommended use).
+        Valid for iteration in this process (``num_workers=0``, the recommended use);
+        with DataLoader workers use torchdata's ``StatefulDataLoader``, which calls it in
+        every worker with each batch and hands each worker its own state back.
         Holds plain Python values and CPU tensors (the left-over samples), so it can be
         saved with ``torch.save`` next to a training checkpoint. It records what
         identifies the stream (model fingerprints and every setting that shapes the

@@ -84,8 +84,9 @@ class Progress:
             raise ValueError(
                 f"stream state belongs to shard {list(state['shard'])} (rank, world "
                 f"size, worker, workers); this iterator is {self.shard.as_list()}. Resume with "
-                "the same world size and num_workers=0 (state_dict() tracks the main process "
-                "only)."
+                "the same world size and number of DataLoader workers (with workers, through "
+                "torchdata's StatefulDataLoader: a plain DataLoader's stream state tracks the "
+                "main process only)."
             )
         if int(state["unit"]) != self.unit:
             raise ValueError(
