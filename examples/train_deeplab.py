@@ -305,6 +305,32 @@ def stream_loader(stream: DatasetGANStream, workers: int) -> DataLoader:
     return DataLoader(stream, batch_size=None, num_workers=workers, persistent_workers=workers > 0)
 
 
+class StreamPosition:
+    """What ``--resume`` restores of the stream, tagged with the worker count.
+
+    With ``--workers 0`` the stream's own state; with workers the StatefulDataLoader's
+    (every worker's stream state). A state saved with another ``--workers`` cannot be
+    continued (each worker owns its own slice of the stream): it is refused with the fix
+    instead of torchdata's bare AssertionError.
+    """
+
+    def __init__(self, source: Any, workers: int) -> None:
+        self.source, self.workers = source, workers
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"workers": self.workers, "state": self.source.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not (isinstance(state, dict) and {"workers", "state"} <= set(state)):
+            state = {"workers": 0, "state": state}  # saved by a version without the tag
+        if state["workers"] != self.workers:
+            raise ValueError(
+                f"the stream's position was saved with --workers {state['workers']}, this run "
+                f"has --workers {self.workers}: resume with --workers {state['workers']}"
+            )
+        self.source.load_state_dict(state["state"])
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     t_start = time.perf_counter()
     if args.threads:
@@ -381,8 +407,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         return summary
 
     # with workers, only a StatefulDataLoader knows the workers' stream positions
-    resumable = loader if hasattr(loader, "load_state_dict") else None
-    if args.resume and args.workers and resumable is None:
+    stateful = not args.workers or hasattr(loader, "load_state_dict")
+    resumable = (
+        StreamPosition(loader if args.workers else stream, args.workers) if stateful else None
+    )
+    if args.resume and not stateful:
         print(
             "--resume with --workers: the stream restarts at its first samples (install "
             "torchdata to keep each worker's position)",
@@ -401,7 +430,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         eval_every=args.eval_every,
         checkpoint_dir=args.checkpoint_dir,
         resume=args.resume,
-        resumable_source=resumable if args.workers else stream,
+        resumable_source=resumable,
         progress=not args.no_progress,
     )
     final = history.evals[-1]

@@ -506,6 +506,16 @@ def test_resume_refuses_a_source_state_that_does_not_fit(tmp_path):
             resume=True, resumable_source=CountingSource(), progress=False,
         )  # fmt: skip
 
+    class AssertingSource(CountingSource):  # torchdata asserts: another num_workers
+        def load_state_dict(self, state: dict) -> None:
+            raise AssertionError  # a bare one, as torchdata raises
+
+    with pytest.raises(ValueError, match=r"does not fit: AssertionError \(was it saved with"):
+        train_segmentation(
+            build_deeplab(K, image_size=32), CountingSource(), 3, checkpoint_dir=tmp_path,
+            resume=True, resumable_source=AssertingSource(), progress=False,
+        )  # fmt: skip
+
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_example_resume_continues_the_stream_and_scores_every_checkpoint(
@@ -556,8 +566,16 @@ def test_example_resume_continues_the_stream_and_scores_every_checkpoint(
     saved = torch.load(tmp_path / "cut" / "scores.pt", weights_only=True)
     assert sorted(saved["per_image"]) == [2, 4, 6]
     saved_source = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["sources"][0]
+    assert saved_source["workers"] == workers
     if workers:  # the loader's state, holding each worker's stream state
-        assert "_snapshot" in saved_source
+        assert "_snapshot" in saved_source["state"]
+    else:
+        assert saved_source["state"]["items"] == 6  # the stream's own state: 6 batches
+    # another worker count cannot continue the same slices of the stream: refused with the fix
+    other = 1 if workers else 2
+    expected = f"saved with --workers {workers}, this run has --workers {other}: resume with"
+    with pytest.raises(ValueError, match=expected):
+        run(8, "cut", "--resume", "--workers", str(other))
 
 
 @pytest.mark.parametrize(

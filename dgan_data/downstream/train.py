@@ -205,8 +205,11 @@ def _restore_source(source: Any, states: list[dict[str, Any]] | None, path: Path
         return
     try:
         source.load_state_dict(states[rank])
-    except ValueError as err:
-        raise ValueError(f"{path}: the saved batch-source state does not fit: {err}") from err
+    except (ValueError, KeyError, AssertionError) as err:  # torchdata's loader asserts
+        detail = str(err) or (
+            f"{type(err).__name__} (was it saved with another number of DataLoader workers?)"
+        )
+        raise ValueError(f"{path}: the saved batch-source state does not fit: {detail}") from err
     log.info("batch source resumed from %s", path)
 
 
