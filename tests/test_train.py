@@ -635,3 +635,14 @@ def test_example_refuses_an_eval_folder_whose_classes_are_in_another_order(tmp_p
     assert example.main(argv) == 2
     err = capsys.readouterr().err
     assert "classes.json" in err and "train_deeplab.py: error:" in err
+
+
+def test_stream_position_reads_an_untagged_state_as_saved_without_workers():
+    """A last.pt written before the worker count was kept holds the stream's bare state."""
+    position_class = load_example("train_deeplab").StreamPosition
+    source = CountingSource()
+    position_class(source, 0).load_state_dict({"next": 7})
+    assert source.next == 7
+    assert position_class(source, 0).state_dict() == {"workers": 0, "state": {"next": 7}}
+    with pytest.raises(ValueError, match="saved with --workers 0, this run has --workers 2"):
+        position_class(CountingSource(), 2).load_state_dict({"next": 7})
