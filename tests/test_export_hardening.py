@@ -43,6 +43,7 @@ from dgan_data.export import (
     verify_export,
 )
 from dgan_data.export.lock import _ExportLock
+from dgan_data.export.records import description_sha256
 from dgan_data.interpreter import Interpreter, feature_layout
 from dgan_data.labeler import LabeledBatch, Labeler, NonFiniteOutputError
 
@@ -365,8 +366,8 @@ def _strip_hashes(root: Path) -> None:
         "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in entries)
     )
     info = json.loads((root / "dataset.json").read_text())
-    info["selection"].pop("index_sha256")
-    info["selection"].pop("candidates_sha256")
+    for key in ("index_sha256", "candidates_sha256", "description_sha256"):
+        info["selection"].pop(key)  # recorded since: an older export has none of them
     (root / "dataset.json").write_text(json.dumps(info, indent=2))
 
 
@@ -451,13 +452,20 @@ def test_index_rebuild_from_files_falls_back_to_generation_when_a_file_is_damage
     assert verify_export(done).ok
 
 
+def _write_consistent_description(root: Path, info: dict) -> None:
+    """dataset.json with other records but its own checksum updated: records that differ
+    from the files, not a hand edit of dataset.json."""
+    info["selection"]["description_sha256"] = description_sha256(info)
+    (root / "dataset.json").write_text(json.dumps(info, indent=2))
+
+
 def test_index_rebuild_refuses_records_that_differ(models, done):
     """When the regenerated candidates do not hash to dataset.json's record, nothing is
     written and the error names the file."""
     (done / "candidates.jsonl").write_text("damaged\n")
     info = json.loads((done / "dataset.json").read_text())
     info["selection"]["index_sha256"] = "0" * 64  # what was recorded is not what regenerates
-    (done / "dataset.json").write_text(json.dumps(info, indent=2))
+    _write_consistent_description(done, info)
     before = _snapshot(done)
     with pytest.raises(ExportDamagedError, match=r"index\.jsonl.*other records"):
         _export(models, done)
@@ -467,7 +475,8 @@ def test_index_rebuild_refuses_records_that_differ(models, done):
 def test_index_without_recorded_hashes_cannot_be_rebuilt_and_says_so(models, done, capsys):
     """Exports made before the index files' sha256 were recorded cannot check a rebuild."""
     info = json.loads((done / "dataset.json").read_text())
-    del info["selection"]["index_sha256"], info["selection"]["candidates_sha256"]
+    for key in ("index_sha256", "candidates_sha256", "description_sha256"):
+        del info["selection"][key]  # an older export recorded none of them
     (done / "dataset.json").write_text(json.dumps(info, indent=2))
     lines = (done / "index.jsonl").read_text().splitlines(keepends=True)
     (done / "index.jsonl").write_text("".join(lines[:-1]) + lines[-1][:20])  # cut mid-line
@@ -491,7 +500,7 @@ def test_repair_refuses_bytes_that_differ_from_the_record(models, done):
     )
     info = json.loads((done / "dataset.json").read_text())
     info["selection"]["index_sha256"] = file_sha256(done / "index.jsonl")
-    (done / "dataset.json").write_text(json.dumps(info, indent=2))
+    _write_consistent_description(done, info)
     mask = done / entries[2]["mask"]
     before = mask.read_bytes()
     with pytest.raises(ExportDamagedError, match=entries[2]["mask"].replace(".", r"\.")):

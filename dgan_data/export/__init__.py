@@ -76,6 +76,7 @@ from .records import (
     ExportBusyError,
     ExportDamagedError,
     ExportSummary,
+    NotAnExportError,
     VerifyReport,
     num_dropped,
 )
@@ -90,6 +91,7 @@ __all__ = [
     "ExportDamagedError",
     "ExportSummary",
     "ExportedDataset",
+    "NotAnExportError",
     "VerifyReport",
     "export_dataset",
     "merge_shards",

@@ -104,15 +104,18 @@ def _shard_arguments(shard: Any, num_shards: Any) -> tuple[int, int]:
     if shard is None:
         try:
             shard, num_shards = distributed_context()
-        except ValueError:
-            raise ValueError(
-                f"RANK={os.environ.get('RANK')!r} and WORLD_SIZE="
-                f"{os.environ.get('WORLD_SIZE')!r} must be integers (or give shard and "
-                "num_shards)"
-            ) from None
+        except ValueError as err:  # it names the variable and what is wrong with it
+            raise ValueError(f"{err} (or give shard and num_shards)") from None
     num_shards = _int_argument("num_shards", num_shards, 1, MAX_SHARDS)
     shard = _int_argument("shard", shard, 0, num_shards - 1)
     return shard, num_shards
+
+
+def _local_rank(text: str) -> int:
+    """torchrun's LOCAL_RANK, the GPU index of this shard."""
+    if not text.strip().isdigit():
+        raise ValueError(f"environment LOCAL_RANK={text!r} is not a GPU index (an integer >= 0)")
+    return int(text)
 
 
 def _describe(
@@ -177,9 +180,10 @@ def _check_same_settings(path: Path, old: dict[str, Any], new: dict[str, Any]) -
 
 
 def _foreign_entries(root: Path) -> list[str]:
-    return sorted(
-        p.name for p in root.iterdir() if p.name != _STAGING and not p.name.startswith(".")
-    )
+    """What a folder without ``dataset.json`` holds besides hidden entries. An export
+    writes ``dataset.json`` before anything else, so a ``candidates/`` folder here is
+    the user's, not a staging area (it would be deleted when the export finishes)."""
+    return sorted(p.name for p in root.iterdir() if not p.name.startswith("."))
 
 
 def _check_out_dir(root: Path) -> None:
@@ -242,6 +246,15 @@ class _Journal:
         self._file: Any = None
 
     def _load(self, plan: _Plan, shard: int) -> None:
+        try:
+            self._read_lines(plan, shard)
+        except ValueError as err:  # damage inside the file, not an interrupted write
+            raise type(err)(
+                f"{err} (delete {self.path} and rerun: this shard's candidates are then "
+                "generated again)"
+            ) from None
+
+    def _read_lines(self, plan: _Plan, shard: int) -> None:
         lines = list(_jsonl(self.path))
         for pos, (n, raw) in enumerate(lines):
             where = f"{self.path}: line {n}"
@@ -456,7 +469,7 @@ def export_dataset(
     root = _root(out_dir)
     tag = _shard_tag(shard, num_shards)
     if device is None and torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
-        device = f"cuda:{int(os.environ['LOCAL_RANK'])}"  # torchrun: one GPU per shard
+        device = f"cuda:{_local_rank(os.environ['LOCAL_RANK'])}"  # torchrun: a GPU per shard
     labeler, preset = labeler_from(source, generator, interpreter, device, **labeler_options)
     desc = _describe(labeler, preset, num, seed, drop_uncertain, batch_size, num_shards)
     _check_out_dir(root)

@@ -86,7 +86,9 @@ class _ExportLock:
             if self.readonly:
                 return False
             raise
-        except PermissionError as exc:
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
             raise PermissionError(
                 f"{self.root}: the export folder is not writable ({exc.strerror})"
             ) from None

@@ -3,6 +3,7 @@ plan an export's settings imply, its results, and the layout and file helpers.""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -90,6 +91,10 @@ class ExportDamagedError(ValueError):
     """A finished export is damaged in a way that a rerun cannot repair from its records."""
 
 
+class NotAnExportError(ValueError):
+    """``dataset.json`` is not a dgan_data export description this version can read."""
+
+
 # ---------------------------------------------------------------------- results
 @dataclass
 class ExportSummary:
@@ -174,6 +179,7 @@ SELECTION_FIELDS = {
     "rounding": Optional(Str()),
     "index_sha256": Optional(_sha256_field),
     "candidates_sha256": Optional(_sha256_field),
+    "description_sha256": Optional(_sha256_field),  # absent in exports made before it
 }
 #: ``dataset.json``.
 DESCRIPTION_FIELDS = {
@@ -299,18 +305,41 @@ def _read_description(path: Path) -> dict[str, Any]:
     """``dataset.json``, checked: a bounded JSON object of the schema, consistent with itself."""
     desc = read_json(path)
     if desc.get("format") != FORMAT_NAME:
-        raise ValueError(
+        raise NotAnExportError(
             f"{path} is not a dgan_data export description (format is {desc.get('format')!r:.70})"
         )
     version = desc.get("format_version")
     if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
-        raise ValueError(
+        raise NotAnExportError(
             f"{path} has format version {version}; this dgan_data reads up to "
             f"{FORMAT_VERSION}: upgrade dgan_data"
         )
     check_document(desc, DESCRIPTION_FIELDS, str(path))
     _check_description(desc, path)
     return desc
+
+
+def description_sha256(desc: Mapping[str, Any]) -> str:
+    """sha256 of a finished export's ``dataset.json`` content (canonical JSON) without
+    the checksum itself: recorded by the selection, so that verify notices a hand edit
+    (a class renamed, a seed or threshold changed) that no other record would show."""
+    selection = {k: v for k, v in desc["selection"].items() if k != "description_sha256"}
+    body = json.dumps(
+        {**desc, "selection": selection}, sort_keys=True, separators=(",", ":"), allow_nan=False
+    )
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def description_problem(path: Path, desc: Mapping[str, Any]) -> str | None:
+    """Why a finished export's ``dataset.json`` cannot be trusted (its content differs
+    from the checksum it records), or None (intact, or made before the checksum)."""
+    recorded = (desc.get("selection") or {}).get("description_sha256")
+    if recorded is None or description_sha256(desc) == recorded:
+        return None
+    return (
+        f"{path} was edited after the export finished (its content differs from the "
+        "sha256 it records): restore the original, or export again into a new folder"
+    )
 
 
 def _check_description(desc: dict[str, Any], path: Path) -> None:
@@ -371,10 +400,15 @@ def _line(entry: dict[str, Any]) -> bytes:
     return (json.dumps(entry, separators=(",", ":"), allow_nan=False) + "\n").encode()
 
 
-def _expect_path(root: Path, doc: Mapping[str, Any], key: str, rel: str, where: str) -> Path:
-    """``doc[key]`` must be the path the layout prescribes, inside ``root`` (symlinks too)."""
+def _expect_text(doc: Mapping[str, Any], key: str, rel: str, where: str) -> None:
+    """``doc[key]`` must be the path the layout prescribes."""
     if doc[key] != rel:
         raise SchemaError(f"{where}: field '{key}' must be {rel!r}, got {doc[key]!r:.100}")
+
+
+def _expect_path(root: Path, doc: Mapping[str, Any], key: str, rel: str, where: str) -> Path:
+    """``doc[key]`` must be the path the layout prescribes, inside ``root`` (symlinks too)."""
+    _expect_text(doc, key, rel, where)
     return resolve_inside(root, rel, f"{where}: field '{key}'")
 
 
@@ -428,6 +462,8 @@ def _file_problem(root: Path, path: Path, size: int | None, sha: str | None) -> 
         return "is missing"
     except OSError as exc:
         return f"cannot be read ({exc.strerror})"
+    if stat.S_ISDIR(st.st_mode):
+        return "is a folder, not a file (remove it, then rerun the export command)"
     if not stat.S_ISREG(st.st_mode):
         return "is not a file"
     if size is not None and st.st_size != size:

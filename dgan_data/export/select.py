@@ -42,6 +42,7 @@ from .records import (
     _shard_index_path,
     _staged_paths,
     _tmp_path,
+    description_sha256,
     num_dropped,
 )
 
@@ -200,6 +201,7 @@ def _select(root: Path, desc: dict[str, Any], plan: _Plan) -> None:
         "index_sha256": index_sha,
         "candidates_sha256": candidates_sha,
     }
+    desc["selection"]["description_sha256"] = description_sha256(desc)
     atomic_write_bytes(root / "dataset.json", json_bytes(desc), tag="merge")
     fsync_dir(root)
     _finish_cleanup(root)

@@ -31,9 +31,11 @@ from .records import (
     INDEX_FIELDS,
     ExportDamagedError,
     ExportSummary,
+    NotAnExportError,
     VerifyReport,
     _check_layout,
     _expect_path,
+    _expect_text,
     _file_problem,
     _final_paths,
     _jsonl,
@@ -41,6 +43,7 @@ from .records import (
     _Plan,
     _read_description,
     _root,
+    description_problem,
 )
 from .samples import _encode, _label_batch, _mask_statistics, _sample_record
 from .select import _candidate_line, _final_entry, _finish_cleanup, _selection
@@ -81,10 +84,17 @@ def _collect(problems: list[str] | None, exc: Exception) -> None:
 
 
 def _final_index(
-    root: Path, plan: _Plan, selection: Mapping[str, Any], problems: list[str] | None = None
+    root: Path,
+    plan: _Plan,
+    selection: Mapping[str, Any],
+    problems: list[str] | None = None,
+    *,
+    resolve: bool = True,
 ) -> list[tuple[int, dict[str, Any]]]:
     """``index.jsonl``'s (line number, entry) pairs, each line checked; errors are raised,
-    or collected into ``problems``."""
+    or collected into ``problems``. ``resolve``: also refuse a listed file that leads
+    outside ``root`` through a symlink (readers); verify leaves that to its file checks,
+    which report such a file as damage a rerun repairs."""
     path = root / "index.jsonl"
     if not path.is_file():
         _collect(problems, FileNotFoundError(f"{path}: no such file (the export is incomplete)"))
@@ -99,7 +109,11 @@ def _final_index(
                 if e["index"] <= last:
                     raise SchemaError(f"{where}: candidate {e['index']} is out of order")
                 for key in ("image", "mask"):
-                    _expect_path(root, e, key, f"{key}s/{e['id']}.png", where)
+                    rel = f"{key}s/{e['id']}.png"
+                    if resolve:
+                        _expect_path(root, e, key, rel, where)
+                    else:
+                        _expect_text(e, key, rel, where)
             except ValueError as exc:
                 _collect(problems, exc)
                 continue
@@ -221,7 +235,7 @@ def _scan_complete(root: Path, desc: dict[str, Any]) -> _Scan:
     """Check a finished export: its index files and every sample file."""
     plan, sel = _Plan.of(desc), desc["selection"]
     scan = _Scan()
-    scan.entries = _final_index(root, plan, sel, scan.fatal)
+    scan.entries = _final_index(root, plan, sel, scan.fatal, resolve=False)
     kept = None if scan.fatal else {e["index"] for _, e in scan.entries}
     _check_candidates(root, plan, sel, kept, scan.fatal)
     if sel.get("index_sha256") is None:
@@ -256,6 +270,12 @@ def _repair(
 ) -> int:
     """Regenerate the fixed batches of damaged files; rewrite only those files."""
     plan = _Plan.of(desc)
+    folders = [d.path for d in damage if d.path.is_dir() and not d.path.is_symlink()]
+    if folders:  # never deleted: it may hold anything
+        raise ExportDamagedError(
+            f"{folders[0]} is a folder where a sample file belongs: remove it, then rerun "
+            "the export command to regenerate the file"
+        )
     by_batch: dict[int, list[_Damage]] = {}
     for d in damage:
         by_batch.setdefault(d.entry["index"] // plan.batch_size, []).append(d)
@@ -374,6 +394,9 @@ def _rerun_complete(
 ) -> ExportSummary:
     """A rerun of a finished export: verify every file, repair what a rerun can."""
     _check_layout(root)
+    edited = description_problem(root / "dataset.json", desc)
+    if edited is not None:
+        raise ExportDamagedError(edited)
     scan = _scan_complete(root, desc)
     if scan.fatal and _index_files_rebuildable(desc["selection"]):
         # only the index files can be fatal here: rebuild them, then check every file
@@ -418,8 +441,10 @@ def verify_export(out_dir: str | Path) -> VerifyReport:
 
     Returns a :class:`VerifyReport`, one line per problem; rerunning the export command
     repairs damaged or missing sample files, and damaged or missing index files when
-    ``dataset.json`` records their sha256 (by regenerating every candidate). Raises
-    ``FileNotFoundError`` for a folder without ``dataset.json`` and
+    ``dataset.json`` records their sha256 (by regenerating every candidate); an edited
+    ``dataset.json`` (it records its own sha256) is not repairable. Raises
+    ``FileNotFoundError`` for a folder without ``dataset.json``,
+    :class:`NotAnExportError` when that file is not an export description, and
     :class:`ExportBusyError` while another process selects or repairs it.
     """
     root = _root(out_dir)
@@ -433,8 +458,15 @@ def verify_export(out_dir: str | Path) -> VerifyReport:
         try:
             _check_layout(root)
             desc = _read_description(desc_path)
+        except NotAnExportError:
+            raise  # not damage: another file, or a newer format
         except ValueError as exc:
             report.problems.append(str(exc))
+            report.repairable = False
+            return report
+        edited = description_problem(desc_path, desc)
+        if edited is not None:  # the other checks would follow the edited settings
+            report.problems.append(edited)
             report.repairable = False
             return report
         if desc["status"] != "complete":
