@@ -404,6 +404,46 @@ def suggest_annotations(
     return report
 
 
+def suggestion_conflicts(labeler: Labeler, existing: Annotations) -> list[str]:
+    """What would keep the folder :func:`write_suggestions` writes with ``labeler`` from
+    merging with ``existing`` (generator, truncation, noise, crop): checked before the
+    pool is scored, not after the picks are annotated."""
+    written = {
+        "generator fingerprint": labeler.G.fingerprint(),
+        "truncation_psi": labeler.truncation_psi,
+        "truncation_cutoff": labeler.truncation_cutoff,
+        "noise": labeler.noise,
+        "crop": None,
+    }
+    theirs = {
+        "generator fingerprint": existing.generator_fingerprint,
+        "truncation_psi": existing.truncation_psi,
+        "truncation_cutoff": existing.truncation_cutoff,
+        "noise": existing.noise,
+        "crop": existing.crop,
+    }
+    where = existing.root if existing.root is not None else "the annotations"
+    return [
+        f"{name} {ours!r} differs from {where}'s {theirs[name]!r}"
+        for name, ours in written.items()
+        if theirs[name] is not None or name == "crop"
+        if ours != theirs[name]
+    ]
+
+
+def free_id_prefix(existing: Annotations | None, num: int, base: str = "s") -> str:
+    """``base``, or ``base2``, ``base3``... : the first prefix whose ids
+    ``f"{prefix}{i:05d}"`` for ``i < num`` are not in ``existing`` (a second round of
+    suggestions merges with the first without clashing ids)."""
+    taken = set(existing.ids) if existing is not None else set()
+    round_ = 1
+    while True:
+        prefix = base if round_ == 1 else f"{base}{round_}"
+        if not any(f"{prefix}{i:05d}" in taken for i in range(num)):
+            return prefix
+        round_ += 1
+
+
 def write_suggestions(
     labeler: Labeler,
     report: SuggestionReport,

@@ -418,7 +418,9 @@ def test_ddp_example_two_cpu_ranks_agree(tmp_path):
     cv = five_fold_protocol(per_image, seed=0)
     assert cv.fold_miou == pytest.approx(r0["selection"]["fold_miou"], abs=2e-3)
     # last.pt keeps both ranks' stream positions, each on its own shard
-    sources = torch.load(tmp_path / "ckpt" / "last.pt", weights_only=True)["sources"]
+    saved = torch.load(tmp_path / "ckpt" / "last.pt", weights_only=True)["sources"]
+    assert [s["workers"] for s in saved] == [0, 0]
+    sources = [s["state"] for s in saved]
     assert [s["shard"][:2] for s in sources] == [[0, 2], [1, 2]]
     assert sources[0]["items"] == sources[1]["items"] == 3
 

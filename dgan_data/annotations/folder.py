@@ -513,11 +513,17 @@ class Annotations:
             if len(shapes) > 1:
                 problems.append(f"w latents have different shapes {sorted(shapes)}")
         ids = [i for p in parts for i in p.ids]
-        dup = sorted({i for i in ids if ids.count(i) > 1})
+        owners: dict[str, list[int]] = {}
+        for k, part in enumerate(parts):
+            for sample_id in part.ids:
+                owners.setdefault(sample_id, []).append(k)
+        dup = sorted(i for i, held in owners.items() if len(held) > 1)
         if dup:
+            sharing = sorted({k for i in dup for k in owners[i]})
             problems.append(
-                f"ids {short_list(dup)} appear in more than one part: sample the new part with "
-                "another id prefix"
+                f"ids {short_list(dup)} appear in more than one part "
+                f"({', '.join(name(k) for k in sharing)}): sample the new part with another "
+                "id prefix (dgan-data sample/suggest --id-prefix)"
             )
         if problems:
             raise AnnotationError(problems)

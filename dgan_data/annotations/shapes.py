@@ -113,14 +113,20 @@ def decode_rle(counts: Sequence[int], height: int, width: int) -> np.ndarray:
     """A COCO run-length encoding (column-major, starting with 0s) as bool (H, W)."""
     if not (0 < height <= MAX_RLE_SIDE and 0 < width <= MAX_RLE_SIDE):
         raise ValueError(f"RLE size {height}x{width}: each side must be in 1..{MAX_RLE_SIDE}")
-    runs = np.asarray(counts, dtype=np.int64)
-    if runs.ndim != 1 or (runs < 0).any():
-        raise ValueError("RLE counts must be non-negative integers")
-    if int(runs.sum()) != height * width:
+    pixels = height * width
+    # checked as Python ints: a count beyond int64, or counts whose int64 sum wraps
+    # round to the right total, would crash or exhaust np.repeat
+    if isinstance(counts, (str, bytes)) or not all(
+        isinstance(c, (int, np.integer)) and not isinstance(c, bool) and 0 <= c <= pixels
+        for c in counts
+    ):
+        raise ValueError(f"RLE counts must be integers in 0..{pixels} (the pixels of its size)")
+    total = sum(int(c) for c in counts)
+    if total != pixels:
         raise ValueError(
-            f"RLE counts add up to {int(runs.sum())} pixels, its size {height}x{width} "
-            f"has {height * width}"
+            f"RLE counts add up to {total} pixels, its size {height}x{width} has {pixels}"
         )
+    runs = np.asarray(counts, dtype=np.int64).reshape(-1)
     bits = np.repeat((np.arange(runs.size) & 1).astype(bool), runs)
     return bits.reshape(width, height).T.copy()
 
@@ -229,7 +235,7 @@ def _key_of(name: str) -> str:
 def _is_number(v: Any) -> bool:
     """A coordinate: a finite number of sane size."""
     ok = isinstance(v, (int, float)) and not isinstance(v, bool)
-    return ok and bool(np.isfinite(v)) and abs(v) <= MAX_COORDINATE
+    return ok and abs(v) <= MAX_COORDINATE  # False for NaN and inf; any int size
 
 
 def _is_id(v: Any) -> bool:

@@ -150,7 +150,11 @@ def _coco_shape(
         what = "image_id" if item is None else "category_id"
         problems.append(f"{where}: {what} {ann.get(what)!r} is not in the file")
         return None
-    crowd = bool(ann.get("iscrowd", 0))
+    crowd = ann.get("iscrowd", 0)
+    if crowd not in (0, 1) or isinstance(crowd, float):  # "0" would read as a crowd
+        problems.append(f"{where}: 'iscrowd' must be 0 or 1, got {crowd!r:.40}")
+        return None
+    crowd = bool(crowd)
     seg = ann.get("segmentation")
     if isinstance(seg, dict):
         bitmap = _coco_rle(seg, item, where, problems)

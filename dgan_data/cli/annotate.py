@@ -7,6 +7,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ..annotations import Annotations
 from ..annotations.tools import (
@@ -22,7 +23,9 @@ from ..suggest import (
     COVERAGE_BY,
     DEFAULT_COVERAGE_BY,
     DEFAULT_COVERAGE_TARGET,
+    free_id_prefix,
     suggest_annotations,
+    suggestion_conflicts,
     write_suggestions,
 )
 from .common import (
@@ -30,6 +33,7 @@ from .common import (
     UsageError,
     device_name,
     finite_float,
+    id_prefix_type,
     positive_int,
     seed_int,
 )
@@ -221,7 +225,18 @@ def register(add: Add) -> None:
         "novelty needs --annotations)",
     )
     p.add_argument("--seed", type=seed_int, default=0, help="seed of the pool")
-    p.add_argument("--truncation", type=finite_float, default=None, help="truncation psi")
+    p.add_argument(
+        "--truncation",
+        type=finite_float,
+        default=None,
+        help="truncation psi (default: --annotations's, else the interpreter's or preset's)",
+    )
+    p.add_argument(
+        "--id-prefix",
+        type=id_prefix_type,
+        default=None,
+        help="prefix of the new ids (default: s, or s2, s3... when --annotations holds them)",
+    )
     p.add_argument("--device", type=device_name, default=None)
 
     p = add(
@@ -239,11 +254,24 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         raise UsageError(f"--pool {args.pool} is smaller than --num {args.num}")
     if any(w < 0 for w in args.weights):
         raise UsageError(f"--weights must be >= 0, got {' '.join(map(str, args.weights))}")
-    options = {} if args.truncation is None else {"truncation_psi": args.truncation}
+    if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
+        raise UsageError(f"{args.out}: exists and is not an empty folder; suggest into a new one")
+    existing = Annotations.load(args.annotations) if args.annotations else None
+    options: dict[str, Any] = {}
+    if args.truncation is not None:
+        options["truncation_psi"] = args.truncation
+    elif existing is not None:  # the picks must merge with them: their truncation
+        options["truncation_psi"] = existing.truncation_psi
+        options["truncation_cutoff"] = existing.truncation_cutoff
     labeler = Labeler.from_sources(
         generator=args.generator, interpreter=args.interpreter, device=args.device, **options
     )
-    existing = Annotations.load(args.annotations) if args.annotations else None
+    conflicts = suggestion_conflicts(labeler, existing) if existing is not None else []
+    if conflicts:
+        raise UsageError(
+            f"the suggestions could not merge with --annotations: {'; '.join(conflicts)}"
+        )
+    id_prefix = args.id_prefix or free_id_prefix(existing, args.num)
     report = suggest_annotations(
         labeler,
         args.num,
@@ -254,11 +282,11 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         weights=tuple(args.weights),
         coverage_by=args.coverage_by,
     )
-    folder = write_suggestions(labeler, report, args.out)
+    folder = write_suggestions(labeler, report, args.out, id_prefix=id_prefix)
     for sample_id, s in zip(folder.ids, report.suggestions):
         print(f"  {sample_id}  seed {s.seed}: {s.reason}")
     print(
-        f"wrote {len(folder.ids)} images to annotate in {folder.root} (reasons in "
+        f"wrote {len(report.suggestions)} images to annotate in {folder.root} (reasons in "
         f"suggestions.json, preview in suggestions.png); draw their masks, then: "
         f"dgan-data merge-annotations FIRST {folder.root} --out ALL"
     )

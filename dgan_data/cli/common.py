@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from ..annotations.format import _ID_PATTERN
 from ..seeds import MAX_SEED
 
 Handler = Callable[[argparse.Namespace], int]
@@ -22,6 +23,7 @@ __all__ = [
     "device_name",
     "finite_float",
     "fraction",
+    "id_prefix_type",
     "int_range",
     "model_args",
     "model_source",
@@ -119,6 +121,16 @@ def seed_int(text: str) -> int:
     if value >= MAX_SEED:
         raise argparse.ArgumentTypeError(f"{text!r} must be below 2**63")
     return value
+
+
+def id_prefix_type(text: str) -> str:
+    """argparse type of a sample id prefix: file-name safe (letters, digits, . _ -)."""
+    if not _ID_PATTERN.fullmatch(text) or len(text) > 64:
+        raise argparse.ArgumentTypeError(
+            f"{text!r:.70} must be letters, digits, '.', '_' or '-' (at most 64, starting "
+            "with a letter or digit)"
+        )
+    return text
 
 
 def unit_float(text: str) -> float:

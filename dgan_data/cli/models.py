@@ -25,6 +25,7 @@ from .common import (
     UsageError,
     device_name,
     finite_float,
+    id_prefix_type,
     non_negative_int,
     parse_options,
     positive_int,
@@ -162,18 +163,33 @@ def sample_class_names(args: argparse.Namespace) -> list[str]:
     return names
 
 
+def sample_truncation(args: argparse.Namespace) -> tuple[float, int | None]:
+    """``--truncation``, else the preset's (psi, cutoff) when ``--generator`` names a
+    preset (its annotations and stream use them: a folder sampled otherwise would not
+    merge with them), else 1.0."""
+    if args.truncation is not None:
+        if args.truncation < 0:
+            raise UsageError(f"--truncation must be >= 0, got {args.truncation}")
+        return args.truncation, None
+    if not looks_like_path(args.generator):
+        preset = get_preset(args.generator)
+        return preset.truncation_psi, preset.truncation_cutoff
+    return 1.0, None
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     class_names = sample_class_names(args)
-    if args.truncation < 0:
-        raise UsageError(f"--truncation must be >= 0, got {args.truncation}")
+    psi, cutoff = sample_truncation(args)
     G = load_generator(args.generator, device=args.device)
     out = sample_annotation_folder(
         G,
         args.num,
         args.out,
         seed=args.seed,
-        truncation_psi=args.truncation,
+        truncation_psi=psi,
+        truncation_cutoff=cutoff,
         class_names=class_names,
+        id_prefix=args.id_prefix or "",
     )
     print(
         f"wrote {len(out.written)} new, kept {len(out.skipped)} existing samples in {out.root}; "
@@ -240,11 +256,23 @@ def register(add: Add) -> None:
     p.add_argument(
         "--seed", type=seed_int, default=0, help="seed of the first sample (then +1, ...)"
     )
-    p.add_argument("--truncation", type=finite_float, default=1.0, help="truncation psi")
+    p.add_argument(
+        "--truncation",
+        type=finite_float,
+        default=None,
+        help="truncation psi (default: the preset's when --generator names one, else 1.0)",
+    )
     p.add_argument(
         "--classes",
         help="comma-separated class names to store in the manifest (default: the preset's, "
         "when --generator names one)",
+    )
+    p.add_argument(
+        "--id-prefix",
+        type=id_prefix_type,
+        default=None,
+        help="prefix of the sample ids (ids are PREFIX00000, ...): a second folder to merge "
+        "with a first needs another prefix",
     )
     p.add_argument("--device", type=device_name, default=None, help="cpu, cuda, cuda:1, ...")
 

@@ -1,0 +1,121 @@
+"""The annotate -> suggest -> merge loop over several rounds, from the command line:
+suggest writes what merges with --annotations, or refuses before scoring its pool."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dgan_data.annotations import AnnotationError, Annotations
+from dgan_data.cli import main
+from dgan_data.suggest import free_id_prefix
+
+SUGGEST = ["suggest", "--generator", "toyface-14", "--interpreter", "toyface-14"]
+
+
+def draw(root) -> None:
+    """Play annotator: a mask for every image of the folder."""
+    for image in sorted((root / "images").iterdir()):
+        with Image.open(image) as im:
+            size = im.size
+        Image.fromarray(np.ones(size[::-1], np.uint8)).save(root / "masks" / image.name)
+
+
+def manifest_psi(root) -> float:
+    return json.loads((root / "manifest.json").read_text())["truncation"]["psi"]
+
+
+def test_two_rounds_of_suggestions_merge_and_fit_the_first_folder(tmp_path, capsys):
+    first = tmp_path / "ann"
+    assert main(["sample", "--generator", "toyface-14", "--num", "2", "--out", str(first)]) == 0
+    assert manifest_psi(first) == 0.8  # the preset's truncation: its annotations use it
+    draw(first)
+    folders = [first]
+    for round_ in (1, 2):
+        merged = tmp_path / f"all{round_}"
+        out = tmp_path / f"next{round_}"
+        argv = [*SUGGEST, "--annotations", str(folders[-1]), "--num", "1", "--pool", "4"]
+        assert main([*argv, "--out", str(out)]) == 0
+        assert "wrote 1 images to annotate" in capsys.readouterr().out
+        draw(out)
+        assert main(["merge-annotations", str(folders[-1]), str(out), "--out", str(merged)]) == 0
+        folders.append(merged)
+    ids = Annotations.load(folders[-1]).ids
+    assert ids == ["00000", "00001", "s00000", "s200000"]  # the second round's own prefix
+
+
+def test_suggest_takes_the_truncation_of_its_annotations(tmp_path):
+    first = tmp_path / "ann"
+    argv = ["sample", "--generator", "toyface-14", "--num", "1", "--truncation", "0.6"]
+    assert main([*argv, "--out", str(first)]) == 0
+    draw(first)
+    out = tmp_path / "next"
+    assert (
+        main(
+            [*SUGGEST, "--annotations", str(first), "--num", "1", "--pool", "2", "--out", str(out)]
+        )
+        == 0
+    )
+    assert manifest_psi(out) == 0.6
+
+
+def test_suggest_refuses_what_would_not_merge_before_scoring(tmp_path, capsys):
+    first = tmp_path / "ann"
+    argv = ["sample", "--generator", "toyface-14", "--num", "1", "--truncation", "1.0"]
+    assert main([*argv, "--out", str(first)]) == 0
+    draw(first)
+    out = tmp_path / "next"
+    argv = [*SUGGEST, "--annotations", str(first), "--num", "1", "--pool", "2"]
+    assert main([*argv, "--truncation", "0.8", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "could not merge with --annotations: truncation_psi 0.8" in err[0]
+    assert not out.exists()
+
+
+def test_suggest_refuses_a_folder_that_is_not_empty(tmp_path, capsys):
+    out = tmp_path / "ann"
+    assert main(["sample", "--generator", "toyface-14", "--num", "1", "--out", str(out)]) == 0
+    before = sorted(p.name for p in out.rglob("*"))
+    assert main([*SUGGEST, "--num", "1", "--pool", "2", "--out", str(out)]) == 2
+    assert "exists and is not an empty folder" in capsys.readouterr().err
+    assert sorted(p.name for p in out.rglob("*")) == before
+
+
+def test_free_id_prefix_skips_prefixes_in_use():
+    def with_ids(ids):
+        masks = np.zeros((len(ids), 4, 4), np.uint8)
+        return Annotations.from_arrays(
+            masks=masks, class_names=["a", "b"], seeds=list(range(len(ids))), ids=ids
+        )
+
+    assert free_id_prefix(None, 3) == "s"
+    assert free_id_prefix(with_ids(["00000"]), 3) == "s"
+    assert free_id_prefix(with_ids(["s00002"]), 3) == "s2"  # s00002 would clash at i = 2
+    assert free_id_prefix(with_ids(["s00002"]), 2) == "s"  # only s00000, s00001 written
+    assert free_id_prefix(with_ids(["s00000", "s200000"]), 1) == "s3"
+
+
+def test_merge_names_the_parts_that_share_ids(tmp_path, capsys):
+    a = Annotations.from_arrays(
+        masks=np.zeros((1, 4, 4), np.uint8), class_names=["a", "b"], seeds=[1]
+    )
+    b = Annotations.from_arrays(
+        masks=np.zeros((1, 4, 4), np.uint8), class_names=["a", "b"], seeds=[2]
+    )
+    a.save(tmp_path / "a")
+    b.save(tmp_path / "b")
+    with pytest.raises(
+        AnnotationError, match=r"ids 00000 appear in more than one part \(.*a, .*b\).*--id-prefix"
+    ):
+        Annotations.merge(Annotations.load(tmp_path / "a"), Annotations.load(tmp_path / "b"))
+
+
+@pytest.mark.parametrize("prefix", ["", "a/b", "-x"])
+def test_a_bad_id_prefix_is_refused_at_parse_time(tmp_path, capsys, prefix):
+    argv = ["sample", "--generator", "toyface-14", "--num", "1", "--out", str(tmp_path / "s")]
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, f"--id-prefix={prefix}"])
+    assert exc.value.code == 2 and "--id-prefix" in capsys.readouterr().err
