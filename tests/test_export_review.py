@@ -7,33 +7,21 @@ import errno
 import json
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
 from test_export import _export, _jsonl, _snapshot
-from test_export_hardening import models, reference  # noqa: F401 - module fixtures
+from test_export_hardening import (  # noqa: F401 - fixtures: one thread, the reference
+    _one_thread,
+    done,
+    models,
+    reference,
+)
 
 from dgan_data.cli import main
 from dgan_data.export import NotAnExportError, export_dataset, verify_export
 from dgan_data.export import lock as lock_mod
 from dgan_data.export.records import ExportDamagedError
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One CPU thread, as the reference export is made."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
-def done(reference, tmp_path) -> Path:  # noqa: F811
-    out = tmp_path / "done"
-    shutil.copytree(reference, out)
-    return out
 
 
 def test_a_users_candidates_folder_is_refused_and_kept(models, tmp_path):  # noqa: F811
@@ -66,7 +54,7 @@ def test_a_bad_torchrun_environment_is_named(models, tmp_path, monkeypatch, env,
 
 def test_an_image_symlinked_out_is_repaired_by_the_rerun_verify_promises(
     models,  # noqa: F811
-    done,
+    done,  # noqa: F811
     reference,  # noqa: F811
     tmp_path,
 ):
