@@ -20,7 +20,6 @@ import argparse
 import os
 import statistics
 import time
-import warnings
 from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -32,6 +31,7 @@ from torch.utils.data import DataLoader
 from dgan_data import DatasetGANStream
 from dgan_data.cli import OneLineParser
 from dgan_data.cli.common import device_name, non_negative_int, positive_int
+from dgan_data.stream.workers import stateful_loader
 
 
 def make_loader(mode: str, preset: str, batch: int, device: str, workers: int) -> DataLoader:
@@ -42,15 +42,8 @@ def make_loader(mode: str, preset: str, batch: int, device: str, workers: int) -
     stream = DatasetGANStream(preset, batch_size=batch, device=device)
     if mode == "whole-batch":
         return DataLoader(stream, batch_size=None)
-    if mode == "workers":
-        return DataLoader(stream, batch_size=None, num_workers=workers, persistent_workers=True)
-    from torchdata.stateful_dataloader import StatefulDataLoader
-
-    with warnings.catch_warnings():  # torchdata 0.11 calls a deprecated torch hook
-        warnings.filterwarnings("ignore", message=".*set_vital.* is deprecated")
-        return StatefulDataLoader(
-            stream, batch_size=None, num_workers=workers, persistent_workers=True
-        )
+    loader = DataLoader if mode == "workers" else stateful_loader
+    return loader(stream, batch_size=None, num_workers=workers, persistent_workers=True)
 
 
 def rate(mode: str, preset: str, batch: int, batches: int, device: str, workers: int = 0) -> float:
@@ -105,14 +98,14 @@ def main(argv: list[str] | None = None) -> None:
     for mode, value in table.items():
         print(f"{mode:<17} {value:>28.1f}")
     print(f"per-sample / whole-batch: {ratio:.3f}")
-    summary = {"config": None, "runs": results, "median": table, "ratio": ratio}
+    config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    summary = {"config": config, "runs": results, "median": table, "ratio": ratio}
     if args.workers:
         stateful = table["workers-stateful"] / table["workers"]
         print(f"stateful / plain DataLoader ({args.workers} workers, cpu): {stateful:.3f}")
         summary["stateful_ratio"] = stateful
     if args.json:
-        config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-        save_json(args.json, {**summary, "config": config})
+        save_json(args.json, summary)
 
 
 if __name__ == "__main__":

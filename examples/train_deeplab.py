@@ -45,7 +45,6 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import numpy as np
 import torch
 import torch.distributed as dist
-from lightning_utilities.core.imports import RequirementCache
 from torch.utils.data import DataLoader
 
 from dgan_data.cli import USER_ERRORS, OneLineParser, one_line
@@ -75,6 +74,7 @@ from dgan_data.metrics import five_fold_protocol, format_iou_table, holdout_prot
 from dgan_data.presets import get_preset
 from dgan_data.seeds import derive_seed
 from dgan_data.stream import DatasetGANStream
+from dgan_data.stream.workers import TORCHDATA, stateful_loader
 
 PROTOCOLS = ("auto", "five-fold", "holdout", "last")
 
@@ -284,24 +284,14 @@ def validation_set(
 
 # ------------------------------------------------------------------- main
 
-#: torchdata's StatefulDataLoader asks every worker's stream for its state_dict, so a
-#: run with --workers N resumes each worker where it stopped.
-_TORCHDATA = RequirementCache("torchdata>=0.8")
-
 
 def stream_loader(stream: DatasetGANStream, workers: int) -> DataLoader:
     """The DataLoader over the stream: a plain one in this process (``workers`` 0,
     ``resumable_source`` is then the stream itself), else torchdata's
     ``StatefulDataLoader`` when installed (its ``state_dict`` holds every worker's
     stream position, snapshotted with each batch), else a plain one that restarts."""
-    if workers and _TORCHDATA:
-        from torchdata.stateful_dataloader import StatefulDataLoader
-
-        with warnings.catch_warnings():  # torchdata 0.11 calls a deprecated torch hook
-            warnings.filterwarnings("ignore", message=".*set_vital.* is deprecated")
-            return StatefulDataLoader(
-                stream, batch_size=None, num_workers=workers, persistent_workers=True
-            )
+    if workers and TORCHDATA:
+        return stateful_loader(stream, workers, batch_size=None, persistent_workers=True)
     return DataLoader(stream, batch_size=None, num_workers=workers, persistent_workers=workers > 0)
 
 

@@ -37,7 +37,7 @@ LAYERS = {
     "dgan_data": 9,
 }
 #: Third-party packages a module may import inside a function (optional dependencies).
-LAZY_ALLOWED = {"kornia", "albumentations", "segmentation_models_pytorch"}
+LAZY_ALLOWED = {"kornia", "albumentations", "segmentation_models_pytorch", "torchdata"}
 
 
 def layer_of(name: str) -> int:

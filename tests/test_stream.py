@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import requires_cuda
+from lightning_utilities.core.imports import RequirementCache
 from torch.utils.data import DataLoader
 
 import dgan_data.stream.workers as workers_mod
@@ -172,17 +173,14 @@ def test_resume_yields_exactly_the_same_batches(tiny):
         stream(tiny, **{**kw, "batch_size": 2}).load_state_dict(state)
 
 
-@pytest.mark.filterwarnings("ignore:.*set_vital.* is deprecated")
 def test_resume_in_dataloader_workers_through_torchdata(tiny):
-    """torchdata's StatefulDataLoader snapshots every worker's stream state with each
-    batch; loaded into a new loader, the workers continue exactly where they stopped."""
-    from torchdata.stateful_dataloader import StatefulDataLoader  # the test extra has it
-
+    """torchdata's StatefulDataLoader (the test extra has it) snapshots every worker's
+    stream state with each batch; loaded into a new loader, the workers continue exactly
+    where they stopped."""
     kw = {"output": "dict", "drop_uncertain": 0.3, "generation_batch": 3}
 
     def loader():
-        ds = stream(tiny, **kw)
-        return StatefulDataLoader(ds, batch_size=None, num_workers=2)
+        return workers_mod.stateful_loader(stream(tiny, **kw), 2, batch_size=None)
 
     reference = take(loader(), 7)
     first = loader()
@@ -200,6 +198,13 @@ def test_resume_in_dataloader_workers_through_torchdata(tiny):
         assert torch.equal(x["image"], y["image"]) and torch.equal(x["mask"], y["mask"])
     seeds = [s for b in reference for s in b["seed"].tolist()]
     assert len(seeds) == len(set(seeds))  # the two workers' streams are disjoint
+
+
+def test_stateful_loader_without_torchdata_says_what_it_needs(tiny, monkeypatch):
+    missing = RequirementCache("torchdata>=999")  # as when it is not installed
+    monkeypatch.setattr(workers_mod, "TORCHDATA", missing)
+    with pytest.raises(ModuleNotFoundError, match="stateful_loader needs torchdata"):
+        workers_mod.stateful_loader(stream(tiny), 2, batch_size=None)
 
 
 def test_a_worker_state_in_another_shard_is_refused_with_the_fix(tiny):

@@ -8,16 +8,21 @@ fails with a cryptic error as soon as the parent has touched it.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-from torch.utils.data import get_worker_info
+from lightning_utilities.core.imports import RequirementCache
+from torch.utils.data import DataLoader, get_worker_info
 
 from ..seeds import distributed_context
 
 #: Process that imported this module. A forked DataLoader worker inherits the value, a
 #: spawned one imports the module afresh: a different pid means "forked from a parent".
 _IMPORT_PID = os.getpid()
+#: torchdata, whose StatefulDataLoader keeps the stream position of every worker.
+TORCHDATA = RequirementCache("torchdata>=0.8")
 
 
 @dataclass
@@ -84,3 +89,17 @@ def check_worker_device(device: torch.device) -> None:
             "already generates whole batches on the GPU), or "
             "DataLoader(..., multiprocessing_context='spawn'), or device='cpu'."
         )
+
+
+def stateful_loader(dataset: Any, num_workers: int, **kwargs: Any) -> DataLoader:
+    """torchdata's ``StatefulDataLoader`` over ``dataset``: with workers, its
+    ``state_dict()`` holds every worker's stream state (snapshotted with each batch) and
+    ``load_state_dict()`` hands each worker its own back, which a plain DataLoader cannot.
+    Needs torchdata (``TORCHDATA`` says whether it is installed)."""
+    if not TORCHDATA:
+        raise ModuleNotFoundError(f"stateful_loader needs torchdata: {TORCHDATA.message}")
+    from torchdata.stateful_dataloader import StatefulDataLoader
+
+    with warnings.catch_warnings():  # torchdata 0.11 calls a deprecated torch hook
+        warnings.filterwarnings("ignore", message=".*set_vital.* is deprecated")
+        return StatefulDataLoader(dataset, num_workers=num_workers, **kwargs)
