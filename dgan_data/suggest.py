@@ -406,28 +406,21 @@ def suggest_annotations(
 
 def suggestion_conflicts(labeler: Labeler, existing: Annotations) -> list[str]:
     """What would keep the folder :func:`write_suggestions` writes with ``labeler`` from
-    merging with ``existing`` (generator, truncation, noise, crop): checked before the
-    pool is scored, not after the picks are annotated."""
-    written = {
-        "generator fingerprint": labeler.G.fingerprint(),
-        "truncation_psi": labeler.truncation_psi,
-        "truncation_cutoff": labeler.truncation_cutoff,
-        "noise": labeler.noise,
-        "crop": None,
-    }
-    theirs = {
-        "generator fingerprint": existing.generator_fingerprint,
-        "truncation_psi": existing.truncation_psi,
-        "truncation_cutoff": existing.truncation_cutoff,
-        "noise": existing.noise,
-        "crop": existing.crop,
+    merging with ``existing`` (generator, truncation, noise, crop, compared as
+    ``Annotations.merge`` compares them): checked before the pool is scored, not after
+    the picks are annotated."""
+    written = {  # what write_suggestions records, against what existing holds
+        "generator fingerprint": (labeler.G.fingerprint(), existing.generator_fingerprint),
+        "truncation_psi": (labeler.truncation_psi, existing.truncation_psi),
+        "truncation_cutoff": (labeler.truncation_cutoff, existing.truncation_cutoff),
+        "noise": (labeler.noise, existing.noise),
+        "crop": (None, existing.crop),
     }
     where = existing.root if existing.root is not None else "the annotations"
     return [
-        f"{name} {ours!r} differs from {where}'s {theirs[name]!r}"
-        for name, ours in written.items()
-        if theirs[name] is not None or name == "crop"
-        if ours != theirs[name]
+        f"{name} {ours!r} differs from {where}'s {theirs!r}"
+        for name, (ours, theirs) in written.items()
+        if ours != theirs
     ]
 
 

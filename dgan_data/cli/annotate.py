@@ -31,6 +31,7 @@ from ..suggest import (
 from .common import (
     Add,
     UsageError,
+    check_new_folder,
     device_name,
     finite_float,
     id_prefix_type,
@@ -254,8 +255,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         raise UsageError(f"--pool {args.pool} is smaller than --num {args.num}")
     if any(w < 0 for w in args.weights):
         raise UsageError(f"--weights must be >= 0, got {' '.join(map(str, args.weights))}")
-    if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
-        raise UsageError(f"{args.out}: exists and is not an empty folder; suggest into a new one")
+    check_new_folder(args.out, "suggest")
     existing = Annotations.load(args.annotations) if args.annotations else None
     options: dict[str, Any] = {}
     if args.truncation is not None:
@@ -294,8 +294,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
 
 
 def cmd_merge_annotations(args: argparse.Namespace) -> int:
-    if args.out.exists() and any(args.out.iterdir()):
-        raise UsageError(f"{args.out}: exists and is not empty; merge into a new folder")
+    check_new_folder(args.out, "merge")
     parts = [Annotations.load(folder) for folder in args.folders]
     merged = Annotations.merge(*parts)
     merged.save(args.out)

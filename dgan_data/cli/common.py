@@ -7,6 +7,7 @@ import argparse
 import json
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 
@@ -20,6 +21,7 @@ __all__ = [
     "Add",
     "Handler",
     "UsageError",
+    "check_new_folder",
     "device_name",
     "finite_float",
     "fraction",
@@ -121,6 +123,13 @@ def seed_int(text: str) -> int:
     if value >= MAX_SEED:
         raise argparse.ArgumentTypeError(f"{text!r} must be below 2**63")
     return value
+
+
+def check_new_folder(path: Path, verb: str) -> None:
+    """``path`` is absent or an empty folder: a command that writes a folder of its own
+    never adds to one that holds something (an annotation folder would be spoilt)."""
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise UsageError(f"{path}: exists and is not an empty folder; {verb} into a new one")
 
 
 def id_prefix_type(text: str) -> str:
