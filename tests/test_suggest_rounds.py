@@ -119,3 +119,18 @@ def test_a_bad_id_prefix_is_refused_at_parse_time(tmp_path, capsys, prefix):
     with pytest.raises(SystemExit) as exc:
         main([*argv, f"--id-prefix={prefix}"])
     assert exc.value.code == 2 and "--id-prefix" in capsys.readouterr().err
+
+
+def test_sample_keeps_the_presets_cutoff_with_an_explicit_truncation(monkeypatch):
+    """As ``Labeler.from_sources``: --truncation sets psi; the preset's cutoff stays."""
+    from argparse import Namespace
+
+    from dgan_data.cli import models
+
+    class Preset:  # a preset that truncates only the first 8 w layers
+        truncation_psi, truncation_cutoff = 0.7, 8
+
+    monkeypatch.setattr(models, "get_preset", lambda name: Preset)
+    assert models.sample_truncation(Namespace(generator="p", truncation=None)) == (0.7, 8)
+    assert models.sample_truncation(Namespace(generator="p", truncation=0.5)) == (0.5, 8)
+    assert models.sample_truncation(Namespace(generator="G.pkl", truncation=None)) == (1.0, None)

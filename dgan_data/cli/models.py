@@ -164,17 +164,17 @@ def sample_class_names(args: argparse.Namespace) -> list[str]:
 
 
 def sample_truncation(args: argparse.Namespace) -> tuple[float, int | None]:
-    """``--truncation``, else the preset's (psi, cutoff) when ``--generator`` names a
-    preset (its annotations and stream use them: a folder sampled otherwise would not
-    merge with them), else 1.0."""
-    if args.truncation is not None:
-        if args.truncation < 0:
-            raise UsageError(f"--truncation must be >= 0, got {args.truncation}")
-        return args.truncation, None
+    """(psi, cutoff) as ``Labeler.from_sources`` resolves them, so that the folder merges
+    with the preset's annotations and stream: a preset named by ``--generator`` gives its
+    cutoff and, without ``--truncation``, its psi; a checkpoint file samples at 1.0."""
+    psi, cutoff = args.truncation, None
+    if psi is not None and psi < 0:
+        raise UsageError(f"--truncation must be >= 0, got {psi}")
     if not looks_like_path(args.generator):
         preset = get_preset(args.generator)
-        return preset.truncation_psi, preset.truncation_cutoff
-    return 1.0, None
+        psi = preset.truncation_psi if psi is None else psi
+        cutoff = preset.truncation_cutoff
+    return (1.0 if psi is None else psi), cutoff
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
