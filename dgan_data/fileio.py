@@ -145,21 +145,42 @@ def fsync_dir(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
-def remove_temps(folder: str | os.PathLike, tag: str | None = None) -> int:
-    """Delete temp files left by :func:`atomic_write` in ``folder`` (only ``tag``'s if given)."""
+def remove_temps(folder: str | os.PathLike, tag: str | re.Pattern[str] | None = None) -> int:
+    """Delete temp files left by :func:`atomic_write` in ``folder``.
+
+    ``tag`` limits it to the temps of one writer: a string is one tag, a compiled pattern
+    matches whole tags (``re.compile("merge|repair")``). A temp's name is
+    ``.<name>.<tag>.<random>.tmp`` (or ``.<name>.<tag>.tmp``); other hidden ``.tmp``
+    files, a user's own among them, are left alone when a tag is given.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         return 0
+    if isinstance(tag, str):
+        tag = re.compile(re.escape(tag))
     removed = 0
     for p in folder.iterdir():
         name = p.name
         if not (name.startswith(".") and name.endswith(".tmp")) or not p.is_file():
             continue
-        if tag is not None and f".{tag}." not in name:
+        if tag is not None and not _has_temp_tag(name, tag):
             continue
         p.unlink(missing_ok=True)
         removed += 1
     return removed
+
+
+#: The random part ``tempfile.mkstemp`` puts in a name: 8 of ``[a-z0-9_]``.
+_MKSTEMP_PART = re.compile(r"[a-z0-9_]{8}")
+
+
+def _has_temp_tag(name: str, tag: re.Pattern[str]) -> bool:
+    """Whether a temp file's name is ``.<name>.<tag>[.<random>].tmp`` with a tag
+    ``tag`` matches (tags hold no dots)."""
+    parts = name[1:-4].split(".")
+    if len(parts) >= 3 and _MKSTEMP_PART.fullmatch(parts[-1]) and tag.fullmatch(parts[-2]):
+        return True
+    return len(parts) >= 2 and tag.fullmatch(parts[-1]) is not None
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -155,3 +155,23 @@ def test_a_bad_local_rank_is_named(models, tmp_path, monkeypatch):  # noqa: F811
     monkeypatch.setenv("LOCAL_RANK", "x")
     with pytest.raises(ValueError, match=r"environment LOCAL_RANK='x' is not a GPU index"):
         export_dataset(None, 4, tmp_path / "out", progress=False, **models)
+
+
+def test_the_merge_removes_its_own_temps_and_keeps_a_users(models, tmp_path):  # noqa: F811
+    """Stale temps of the export's writers go when the selection finishes; a user's own
+    hidden ``.tmp`` files in the export folder are not the export's to delete."""
+    out = tmp_path / "data"
+    _export(models, out, merge=False)  # generation done, selection not yet run
+    ours = [
+        out / ".index.jsonl.merge.tmp",
+        out / ".dataset.json.shard-0-of-1.k3j_x9a2.tmp",
+        out / "images" / ".000003.png.repair.ab12cd34.tmp",
+    ]
+    users = [out / ".notes.tmp", out / ".my.draft.tmp", out / "images" / ".cropped.png.tmp"]
+    for path in ours + users:
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("x")
+    _export(models, out)
+    assert [p for p in ours if p.exists()] == []
+    assert [p.read_text() for p in users] == ["x"] * 3
+    assert verify_export(out).problems == []

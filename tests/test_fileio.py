@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dgan_data.fileio import atomic_write, atomic_write_bytes, write_json
+from dgan_data.fileio import atomic_write, atomic_write_bytes, remove_temps, write_json
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
 
@@ -65,3 +66,31 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp(tmp_path):
         atomic_write(target, fail)
     assert target.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data.bin"]
+
+
+def test_remove_temps_takes_only_the_given_writers_temps(tmp_path):
+    names = [
+        ".a.png.merge.k3j_x9a2.tmp",
+        ".index.jsonl.merge.tmp",
+        ".a.png.shard-1-of-4.abcdefgh.tmp",
+        ".a.png.repair.tmp",
+        ".notes.tmp",
+        ".my.merge.draft.tmp",
+        "visible.merge.tmp",
+    ]
+    for name in names:
+        (tmp_path / name).write_text("x")
+    assert remove_temps(tmp_path, "repair") == 1
+    assert remove_temps(tmp_path, re.compile(r"shard-\d+-of-\d+|merge")) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[4:])
+    assert remove_temps(tmp_path) == 2  # no tag: every hidden temp file
+
+
+def test_an_atomic_writes_temp_is_found_by_its_tag(tmp_path):
+    seen = []
+    atomic_write(
+        tmp_path / "a.json", lambda f: seen.extend(p.name for p in tmp_path.iterdir()), tag="merge"
+    )
+    (tmp_path / seen[0]).write_text("left by a kill")
+    assert remove_temps(tmp_path, "repair") == 0
+    assert remove_temps(tmp_path, "merge") == 1

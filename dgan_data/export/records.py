@@ -376,8 +376,13 @@ def _tmp_path(path: Path, tag: str) -> Path:
     return path.with_name(f".{path.name}.{tag}.tmp")
 
 
+#: The tags of the export's own temp files: a shard's writes, the merge and repairs.
+_EXPORT_TEMP_TAGS = re.compile(r"shard-\d+-of-\d+|merge|repair")
+
+
 def _remove_temps(folder: Path, tag: str | None = None) -> int:
-    removed = remove_temps(folder, tag)
+    """Remove the export's stale temps in ``folder`` (``tag``'s only if given), not others."""
+    removed = remove_temps(folder, tag if tag is not None else _EXPORT_TEMP_TAGS)
     if removed:
         log.info("removed %d stale temp file(s) in %s", removed, folder)
     return removed
