@@ -22,6 +22,7 @@ import pytest
 import torch
 from test_export import (
     BATCH,
+    DROP,
     NUM,
     K,
     _cli_export_cmd,
@@ -425,7 +426,7 @@ def test_damaged_index_is_rebuilt_from_candidates_and_files_without_generating(
 
     monkeypatch.setattr(verify_module, "_label_batch", no_generation)
     summary = _export(models, done)
-    assert summary.complete and summary.repaired == 0
+    assert summary.complete and summary.repaired == 0 and summary.rebuilt == ("index.jsonl",)
     assert (done / "index.jsonl").read_bytes() == (reference / "index.jsonl").read_bytes()
     assert _snapshot(done) == _snapshot(reference)
     assert verify_export(done).ok
@@ -448,6 +449,7 @@ def test_index_rebuild_from_files_falls_back_to_generation_when_a_file_is_damage
     )
     summary = _export(models, done)
     assert generated and summary.complete and summary.repaired == 1
+    assert summary.rebuilt == ("index.jsonl",)  # candidates.jsonl was intact
     assert _snapshot(done) == _snapshot(reference)
     assert verify_export(done).ok
 
@@ -892,3 +894,14 @@ def test_exported_dataset_refuses_a_masks_folder_symlinked_out(done, tmp_path):
     with pytest.raises(ValueError, match="outside"):
         ExportedDataset(done)
     assert not verify_export(done).ok
+
+
+def test_cli_rerun_says_which_index_it_rebuilt(models, reference, done, capsys):
+    """The rerun's one-line summary names a rebuilt index, not only repaired samples."""
+    (done / "index.jsonl").unlink()
+    argv = ["export", "--generator", models["generator"], "--interpreter", models["interpreter"],
+            "--num", str(NUM), "--batch-size", str(BATCH), "--drop-uncertain", str(DROP),
+            "--out", str(done), "--device", "cpu", "--shard", "0", "--num-shards", "1"]  # fmt: skip
+    assert main(argv) == 0
+    assert capsys.readouterr().out.strip().endswith("dropped); index.jsonl rebuilt")
+    assert _snapshot(done) == _snapshot(reference)

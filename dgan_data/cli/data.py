@@ -46,6 +46,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise UsageError(str(err)) from err
     if summary.complete:
         repaired = f"; {summary.repaired} damaged files repaired" if summary.repaired else ""
+        if summary.rebuilt:
+            repaired += f"; {' and '.join(summary.rebuilt)} rebuilt"
         print(
             f"{summary.root}: {summary.kept} samples kept of {summary.num_candidates} "
             f"candidates ({summary.dropped} most uncertain dropped){repaired}"

@@ -111,10 +111,12 @@ class ExportSummary:
     dropped: int | None = None
     threshold: float | None = None  # highest kept score
     repaired: int = 0  # damaged or missing files of a finished export regenerated
+    rebuilt: tuple[str, ...] = ()  # index files of a finished export rebuilt
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["root"] = str(self.root)
+        out["rebuilt"] = list(self.rebuilt)
         return out
 
 

@@ -397,16 +397,17 @@ def _rerun_complete(
     edited = description_problem(root / "dataset.json", desc)
     if edited is not None:
         raise ExportDamagedError(edited)
-    scan = _scan_complete(root, desc)
+    scan, rebuilt = _scan_complete(root, desc), []
     if scan.fatal and _index_files_rebuildable(desc["selection"]):
         # only the index files can be fatal here: rebuild them, then check every file
         index, problem = _index_from_files(root, desc), scan.fatal[0]
         if index is not None:
             log.info("%s: %s; index rebuilt from candidates.jsonl and the files", root, problem)
             atomic_write_bytes(root / "index.jsonl", index, tag="repair")
+            rebuilt = ["index.jsonl"]
         else:
             log.info("%s: %s; regenerating all candidates to rebuild the index", root, problem)
-            _rebuild_index_files(root, desc, labeler, progress)
+            rebuilt = _rebuild_index_files(root, desc, labeler, progress)
         scan = _scan_complete(root, desc)
     if scan.fatal:
         more = f" (and {len(scan.fatal) - 1} more problems)" if len(scan.fatal) > 1 else ""
@@ -431,6 +432,7 @@ def _rerun_complete(
         sel["dropped"],
         sel["threshold"],
         repaired,
+        tuple(rebuilt),
     )
 
 
