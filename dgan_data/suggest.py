@@ -414,7 +414,7 @@ def suggestion_conflicts(labeler: Labeler, existing: Annotations) -> list[str]:
         "truncation_psi": (labeler.truncation_psi, existing.truncation_psi),
         "truncation_cutoff": (labeler.truncation_cutoff, existing.truncation_cutoff),
         "noise": (labeler.noise, existing.noise),
-        "crop": (None, existing.crop),
+        "crop": (suggestion_crop(labeler), existing.crop),
     }
     where = existing.root if existing.root is not None else "the annotations"
     return [
@@ -422,6 +422,21 @@ def suggestion_conflicts(labeler: Labeler, existing: Annotations) -> list[str]:
         for name, (ours, theirs) in written.items()
         if ours != theirs
     ]
+
+
+def suggestion_crop(labeler: Labeler) -> tuple[int, int, int, int] | None:
+    """The labeler's crop as an annotation folder records it (in image pixels, masks at
+    the crop's size): an interpreter fitted on cropped annotations labels that window, so
+    its suggestions are annotated in it too."""
+    if labeler.crop is None:
+        return None
+    if tuple(labeler.frame) != tuple(labeler.G.resolution):
+        raise ValueError(
+            f"the interpreter crops {tuple(labeler.crop)} out of a {tuple(labeler.frame)} label "
+            f"frame, not the generator's {tuple(labeler.G.resolution)} image: an annotation "
+            "folder cannot record that crop"
+        )
+    return tuple(int(v) for v in labeler.crop)
 
 
 def free_id_prefix(existing: Annotations | None, num: int, base: str = "s") -> str:
@@ -461,6 +476,7 @@ def write_suggestions(
         noise=labeler.noise,
         seeds=seeds,
         id_prefix=id_prefix,
+        crop=suggestion_crop(labeler),
     )
     doc = report.to_dict()
     for entry, sample_id in zip(doc["suggestions"], folder.ids):

@@ -4,6 +4,7 @@ suggest writes what merges with --annotations, or refuses before scoring its poo
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from dgan_data.annotations import AnnotationError, Annotations
 from dgan_data.cli import main
 from dgan_data.suggest import free_id_prefix
 
+TOY_ASSETS = Path(__file__).resolve().parents[1] / "dgan_data" / "toy" / "assets"
 SUGGEST = ["suggest", "--generator", "toyface-14", "--interpreter", "toyface-14"]
 
 
@@ -134,3 +136,59 @@ def test_sample_keeps_the_presets_cutoff_with_an_explicit_truncation(monkeypatch
     assert models.sample_truncation(Namespace(generator="p", truncation=None)) == (0.7, 8)
     assert models.sample_truncation(Namespace(generator="p", truncation=0.5)) == (0.5, 8)
     assert models.sample_truncation(Namespace(generator="G.pkl", truncation=None)) == (1.0, None)
+
+
+def draw_masks(root) -> None:
+    """Play annotator at the folder's mask size (the crop's when it has one)."""
+    manifest = json.loads((root / "manifest.json").read_text())
+    h, w = manifest["mask_resolution"]
+    for image in sorted((root / "images").iterdir()):
+        mask = np.zeros((h, w), np.uint8)
+        mask[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4] = 1
+        Image.fromarray(mask).save(root / "masks" / image.name)
+
+
+def test_suggestions_for_cropped_annotations_keep_the_crop_and_merge(tmp_path, capsys):
+    """An interpreter fitted on annotations that label a window of the image suggests
+    images annotated in the same window, so the two folders merge and fit."""
+    from dgan_data import load_generator, sample_annotation_folder
+
+    G = load_generator(TOY_ASSETS / "generator.safetensors")
+    first = tmp_path / "ann"
+    sample_annotation_folder(
+        G, 2, first, truncation_psi=0.8, class_names=["bg", "face"], crop=(8, 4, 48, 56)
+    )
+    draw_masks(first)
+    interp = tmp_path / "first.safetensors"
+    fit = ["fit", "--generator", "toyface-14", "--annotations", str(first), "--out", str(interp)]
+    assert main([*fit, "--num-models", "1", "--max-steps", "5"]) == 0
+    out = tmp_path / "next"
+    suggest = ["suggest", "--generator", "toyface-14", "--interpreter", str(interp)]
+    argv = [*suggest, "--annotations", str(first), "--num", "1", "--pool", "2", "--out", str(out)]
+    assert main(argv) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["mask_resolution"] == [48, 56]
+    draw_masks(out)
+    merged = tmp_path / "all"
+    assert main(["merge-annotations", str(first), str(out), "--out", str(merged)]) == 0
+    both = Annotations.load(merged)
+    assert both.crop == (8, 4, 48, 56) and both.masks.shape == (3, 48, 56)
+    fit_all = ["fit", "--generator", "toyface-14", "--annotations", str(merged)]
+    final = tmp_path / "all.safetensors"
+    assert main([*fit_all, "--out", str(final), "--num-models", "1", "--max-steps", "5"]) == 0
+    assert final.is_file()
+
+
+def test_a_crop_in_a_scaled_label_frame_cannot_be_written_as_a_folder():
+    from types import SimpleNamespace
+
+    from dgan_data.suggest import suggestion_crop
+
+    def labeler(frame, crop):
+        G = SimpleNamespace(resolution=(64, 64))
+        return SimpleNamespace(G=G, frame=frame, crop=crop)
+
+    assert suggestion_crop(labeler((64, 64), None)) is None
+    assert suggestion_crop(labeler((64, 64), (8, 4, 48, 56))) == (8, 4, 48, 56)
+    with pytest.raises(ValueError, match=r"crops \(4, 2, 24, 28\) out of a \(32, 32\) label"):
+        suggestion_crop(labeler((32, 32), (4, 2, 24, 28)))

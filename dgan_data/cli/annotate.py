@@ -26,6 +26,7 @@ from ..suggest import (
     free_id_prefix,
     suggest_annotations,
     suggestion_conflicts,
+    suggestion_crop,
     write_suggestions,
 )
 from .common import (
@@ -266,6 +267,10 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     labeler = Labeler.from_sources(
         generator=args.generator, interpreter=args.interpreter, device=args.device, **options
     )
+    try:
+        suggestion_crop(labeler)
+    except ValueError as err:
+        raise UsageError(str(err)) from err
     conflicts = suggestion_conflicts(labeler, existing) if existing is not None else []
     if conflicts:
         raise UsageError(
