@@ -213,3 +213,22 @@ def test_demo_refuses_an_unknown_world(tmp_path, capsys):
     with pytest.raises(ValueError, match="unknown toy world 'moon'; valid: base, wide"):
         run_demo(DemoConfig.quick_config(world="moon", out=tmp_path / "o"))
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(("where", "what"), [("file", "exists and is not a folder"),
+                                             ("file/sub", "lies under a file")])  # fmt: skip
+def test_demo_refuses_an_out_that_cannot_be_a_folder_before_any_work(
+    tmp_path, monkeypatch, capsys, where, what
+):
+    from dgan_data.downstream import demo
+
+    def no_rendering(*args, **kwargs):
+        raise AssertionError("the test renders were made before --out was checked")
+
+    monkeypatch.setattr(demo, "render_labeled", no_rendering)
+    (tmp_path / "file").write_text("mine")
+    out = tmp_path / where
+    assert main(["demo", "--quick", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"dgan-data demo: error: {out}: {what}; the demo needs a folder for its results"]
+    assert (tmp_path / "file").read_text() == "mine"

@@ -296,7 +296,11 @@ def run_demo(config: DemoConfig, report: Callable[[str], None] = log.info) -> di
     interp_info = _interpreter_info(preset.name)
     world = cfg.world or toy_world_of(preset.name)
     annotator = load_annotator(toy_annotator_path(world))
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as err:
+        what = "exists and is not a folder" if out.exists() else "lies under a file"
+        raise ValueError(f"{out}: {what}; the demo needs a folder for its results") from err
 
     t0 = time.perf_counter()
     test_images, test_masks = render_labeled("test", cfg.test_count, size=size, variation=world)
