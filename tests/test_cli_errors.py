@@ -294,3 +294,30 @@ def test_fit_on_a_nan_latent_writes_nothing(capsys, tmp_path, tiny_generator_fil
     assert code == 2
     assert "NaN" in err and "00001.npy" in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["fit", "preview"])
+@pytest.mark.parametrize(
+    ("out", "what"), [("adir", "is a folder"), ("afile/x.png", "afile is a file, not a folder")]
+)
+def test_an_output_file_that_cannot_be_written_is_refused_before_the_work(
+    capsys, tmp_path, monkeypatch, command, out, what
+):
+    """fit trains for minutes, then saves: a bad --out is named before it starts."""
+    from dgan_data.cli import data, models
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the work started before --out was checked")
+
+    monkeypatch.setattr(models, "load_generator", no_work)
+    monkeypatch.setattr(data, "preview", no_work)
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "afile").write_text("mine")
+    argv = {
+        "fit": ["fit", "--generator", "G.pkl", "--annotations", str(tmp_path)],
+        "preview": ["preview", "toyface-14", "--num", "2"],
+    }[command]
+    code, _, err = run(capsys, *argv, "--out", str(tmp_path / out))
+    assert code == 2
+    one_line_error(err, what)
+    assert (tmp_path / "afile").read_text() == "mine" and not any((tmp_path / "adir").iterdir())

@@ -132,6 +132,18 @@ def check_new_folder(path: Path, verb: str) -> None:
         raise UsageError(f"{path}: exists and is not an empty folder; {verb} into a new one")
 
 
+def check_output_file(path: Path) -> None:
+    """``path`` can become a file: not a folder, and no part of its parent is a file;
+    checked before a command's work, not when it saves its result."""
+    if path.is_dir():
+        raise UsageError(f"{path}: is a folder; give the path of the file to write")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"{path}: {parent} is a file, not a folder")
+            break
+
+
 def id_prefix_type(text: str) -> str:
     """argparse type of a sample id prefix: file-name safe (letters, digits, . _ -)."""
     if not _ID_PATTERN.fullmatch(text) or len(text) > 64:

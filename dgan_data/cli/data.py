@@ -19,6 +19,7 @@ from ..toy.render import VARIATIONS
 from .common import (
     Add,
     UsageError,
+    check_output_file,
     device_name,
     fraction,
     model_args,
@@ -31,6 +32,7 @@ from .common import (
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
+    check_output_file(args.out)
     kw = model_source(args)
     path = preview(kw.pop("source"), args.num, args.out, args.seed, **kw)
     print(f"wrote {path}")

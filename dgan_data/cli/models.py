@@ -23,6 +23,7 @@ from ..presets.resolve import looks_like_path
 from .common import (
     Add,
     UsageError,
+    check_output_file,
     device_name,
     finite_float,
     id_prefix_type,
@@ -199,6 +200,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
+    check_output_file(args.out)
     G = load_generator(args.generator, device=args.device)
     ann = Annotations.load(args.annotations)
     if not args.skip_validation:
