@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -311,3 +312,40 @@ def test_coverage_counts_the_shipped_annotations_by_the_build_rule():
     for name, count in cov["images_per_class"].items():
         assert count <= cov["images_with_any_pixel"][name] <= 16
     assert cov["images_with_any_pixel"] != cov["images_per_class"]  # teeth: few pixels
+
+
+def test_ignore_uncertain_pixels_names_the_s_student_and_ignores_by_label_class():
+    from types import SimpleNamespace
+
+    names = list(diagnose.CLASS_NAMES)
+    assert diagnose.ignore_thresholds("hair=0.01,ear=0") == {"hair": 0.01, "ear": 0.0}
+    assert diagnose.ignore_thresholds("0.02") == dict.fromkeys(names, 0.02)
+    for bad in ("hat=0.1", "hair", "hair=-1", "hair=nan"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            diagnose.ignore_thresholds(bad)
+    hair, ear = names.index("hair"), names.index("ear")
+    labels = torch.tensor([[[hair, hair, ear, 0]]])  # one 1 x 4 image
+    js = torch.tensor([[[0.5, 0.001, 0.5, 0.5]]])
+
+    class Relabel:  # labels the seeds again as the stream did, with their pixel JS
+        def label(self, seeds):
+            return SimpleNamespace(masks=labels[: len(seeds)], pixel_uncertainty=js)
+
+    samples = {"labels": labels.clone(), "seeds": torch.tensor([7])}
+    out = diagnose.ignore_uncertain(samples, Relabel(), {"hair": 0.01})
+    assert out["labels"].tolist() == [[[255, hair, ear, 0]]]  # only the uncertain hair pixel
+    assert samples["labels"].tolist() == labels.tolist()  # the cached samples untouched
+    other = SimpleNamespace(
+        label=lambda seeds: SimpleNamespace(masks=labels * 0, pixel_uncertainty=js)
+    )
+    with pytest.raises(RuntimeError, match="other labels than the stream"):
+        diagnose.ignore_uncertain(samples, other, {"hair": 0.01})
+
+
+def test_ignore_uncertain_pixels_gets_its_own_s_student(tmp_path):
+    argv = small_run(tmp_path, "--arms", "S", "--count", "8", "--eval-count", "8")
+    assert diagnose.main([*argv, "--ignore-uncertain-pixels", "hair=0.001"]) == 0
+    result = json.loads((tmp_path / "diagnose.json").read_text())
+    assert result["ignore_uncertain_pixels"] == {"hair": 0.001}
+    key = f"S_8_psi0.8_ignhair0.001_{result['preset_digest']}_steps2x4"
+    assert set(result["students"]) == {key}

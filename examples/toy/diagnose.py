@@ -65,12 +65,14 @@ from dgan_data.cli import USER_ERRORS, OneLineParser, one_line
 from dgan_data.cli.common import (
     fraction,
     int_range,
+    non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
     seed_int,
     unit_float,
 )
+from dgan_data.conventions import IGNORE_INDEX
 from dgan_data.downstream.train import (
     build_segmentation_model,
     evaluate,
@@ -108,6 +110,22 @@ TARGETS = {
     "annotator_miou": (">=", 0.85),
     "interpreter_vs_annotator_miou": (">=", 0.80),
 }
+
+
+def ignore_thresholds(text: str) -> dict[str, float]:
+    """argparse type of ``--ignore-uncertain-pixels``: ``T`` or ``CLASS=T,...`` -> class
+    name -> JS threshold (every class for a bare ``T``)."""
+    pairs = [part.partition("=") for part in text.split(",")]
+    if len(pairs) == 1 and not pairs[0][1]:
+        pairs = [(name, "=", pairs[0][0]) for name in CLASS_NAMES]
+    out = {}
+    for name, eq, value in pairs:
+        if not eq or name not in CLASS_NAMES:
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: give T or CLASS=T,... with classes of {', '.join(CLASS_NAMES)}"
+            )
+        out[name] = non_negative_float(value)
+    return out
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -167,6 +185,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=fraction,
         default=None,
         help="the S stream's share of most uncertain images dropped (default: the stream's)",
+    )
+    ap.add_argument(
+        "--ignore-uncertain-pixels",
+        type=ignore_thresholds,
+        default=None,
+        metavar="SPEC",
+        help="S only: set to 255 (ignored by the student) the stream pixels whose JS "
+        "divergence exceeds a threshold, per class of their label: CLASS=T,CLASS=T (classes "
+        "not named are kept), or T for every class",
     )
     ap.add_argument(
         "--class-balance",
@@ -312,9 +339,10 @@ def stream_samples(
     stream = DatasetGANStream(
         preset, batch_size=64, seed=seed, truncation_psi=psi, device="cpu", output="dict", **options
     )
-    parts: dict[str, list[torch.Tensor]] = {"images": [], "labels": [], "probs": []}
+    parts: dict[str, list[torch.Tensor]] = {"images": [], "labels": [], "probs": [], "seeds": []}
     n = 0
     for batch in stream:
+        parts["seeds"].append(torch.as_tensor(batch["seed"]).cpu())
         parts["images"].append(batch["image"].as_subclass(torch.Tensor).cpu())
         parts["labels"].append(batch["mask"].as_subclass(torch.Tensor).cpu())
         if "probs" in batch:
@@ -323,6 +351,33 @@ def stream_samples(
         if n >= count:
             break
     return {k: torch.cat(v)[:count] for k, v in parts.items() if v}
+
+
+def ignore_uncertain(
+    samples: dict[str, torch.Tensor], labeler: Labeler, thresholds: dict[str, float]
+) -> dict[str, torch.Tensor]:
+    """``samples`` (stream samples with their seeds) with the pixels whose JS divergence
+    exceeds their label's threshold set to 255. The pixel JS comes from labeling the
+    same seeds again, which must give the stream's labels (checked up to 0.1 % of pixels)."""
+    limit = torch.full((NUM_CLASSES,), float("inf"))
+    for name, value in thresholds.items():
+        limit[CLASS_NAMES.index(name)] = value
+    labels = samples["labels"].clone()
+    seeds = samples["seeds"].tolist()
+    for start in range(0, len(seeds), 64):
+        batch = labeler.label(seeds[start : start + 64])
+        part = labels[start : start + 64]
+        differ = (batch.masks.cpu().long() != part.long()).float().mean().item()
+        if differ > 1e-3:  # batch composition may move a few border pixels, no more
+            raise RuntimeError(
+                f"relabeling samples {start}.. gave other labels than the stream on "
+                f"{100 * differ:.2f} % of the pixels"
+            )
+        js = batch.pixel_uncertainty.cpu()
+        part[js > limit[part.long()]] = IGNORE_INDEX
+    ignored = (labels == IGNORE_INDEX).float().mean().item()
+    log.info("ignore_uncertain: %.1f %% of the stream's pixels set to 255", 100 * ignored)
+    return {**samples, "labels": labels}
 
 
 def train_student(
@@ -535,6 +590,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if arm in data:
             d = data[arm]()
+            if arm == "S" and args.ignore_uncertain_pixels:
+                d = ignore_uncertain(d, labeler, args.ignore_uncertain_pixels)
             batches = real_batches(
                 d["images"], d["labels"], args.batch_size, augment, seed=args.seed,
                 probs=d.get("probs"),
@@ -583,6 +640,7 @@ def main(argv: list[str] | None = None) -> int:
             "annotator_file": None if args.annotator is None else args.annotator.name,
             "truncation_psi": psi,
             "stream_options": stream_options(args),
+            "ignore_uncertain_pixels": args.ignore_uncertain_pixels,
             "steps": args.steps,
             "batch_size": args.batch_size,
             "fewshot_draws": {
@@ -673,6 +731,8 @@ def stream_tag(args: argparse.Namespace) -> str:
     options = stream_options(args)
     tag = f"_drop{options['drop_uncertain']:g}" if "drop_uncertain" in options else ""
     tag += f"_bal{options['class_balance']}" if "class_balance" in options else ""
+    if args.ignore_uncertain_pixels:
+        tag += "_ign" + "".join(f"{k}{v:g}" for k, v in args.ignore_uncertain_pixels.items())
     return tag + ("_soft" if options.get("soft_labels") else "")
 
 
