@@ -15,7 +15,11 @@ from dgan_data.cli import main
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
+    """The exit code (a parse error's too), stdout and stderr of ``dgan-data argv``."""
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:  # refused by the parser
+        code = exc.code
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -183,7 +187,7 @@ def test_empty_class_names_are_refused_and_nothing_is_written(
 def test_preview_to_a_folder_names_the_path(capsys, tmp_path):
     code, _, err = run(capsys, "preview", "toyface-14", "--num", "1", "--out", str(tmp_path))
     assert code == 2
-    one_line_error(err, str(tmp_path), ".png")
+    one_line_error(err, str(tmp_path), "is a folder; give the path of the file to write")
 
 
 def test_preset_names_work_wherever_a_file_is_asked_for(capsys, tmp_path):
@@ -321,3 +325,24 @@ def test_an_output_file_that_cannot_be_written_is_refused_before_the_work(
     assert code == 2
     one_line_error(err, what)
     assert (tmp_path / "afile").read_text() == "mine" and not any((tmp_path / "adir").iterdir())
+
+
+def test_output_types_name_what_is_in_the_way(tmp_path):
+    import argparse
+
+    from dgan_data.cli.common import output_file, output_folder
+
+    (tmp_path / "f").write_text("x")
+    (tmp_path / "d").mkdir()
+    assert output_file(str(tmp_path / "new" / "deeper" / "x.png")) == tmp_path / "new/deeper/x.png"
+    assert output_folder(str(tmp_path / "d")) == tmp_path / "d"
+    assert output_file(str(tmp_path / "f")) == tmp_path / "f"  # replaced atomically
+    cases = [
+        (output_file, "d", "is a folder"),
+        (output_file, "f/x.png", "f is a file, not a folder"),
+        (output_folder, "f", "exists and is not a folder"),
+        (output_folder, "f/a/b", "f is a file, not a folder"),
+    ]
+    for check, rel, words in cases:
+        with pytest.raises(argparse.ArgumentTypeError, match=words):
+            check(str(tmp_path / rel))

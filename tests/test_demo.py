@@ -215,8 +215,10 @@ def test_demo_refuses_an_unknown_world(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize(("where", "what"), [("file", "exists and is not a folder"),
-                                             ("file/sub", "lies under a file")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("where", "what"),
+    [("file", "exists and is not a folder"), ("file/sub", "{tmp}/file is a file, not a folder")],
+)
 def test_demo_refuses_an_out_that_cannot_be_a_folder_before_any_work(
     tmp_path, monkeypatch, capsys, where, what
 ):
@@ -228,7 +230,24 @@ def test_demo_refuses_an_out_that_cannot_be_a_folder_before_any_work(
     monkeypatch.setattr(demo, "render_labeled", no_rendering)
     (tmp_path / "file").write_text("mine")
     out = tmp_path / where
-    assert main(["demo", "--quick", "--out", str(out)]) == 2
+    what = what.format(tmp=tmp_path)
+    with pytest.raises(SystemExit) as exc:  # refused by the parser
+        main(["demo", "--quick", "--out", str(out)])
+    assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"dgan-data demo: error: {out}: {what}; the demo needs a folder for its results"]
+    assert err == [
+        f"dgan-data demo: error: argument --out: '{out}': {what} (see dgan-data demo --help)"
+    ]
+    assert (tmp_path / "file").read_text() == "mine"
+
+
+def test_run_demo_names_an_out_that_cannot_be_a_folder(tmp_path):
+    """The API's own check (the CLI refuses such an --out when parsing)."""
+    from dgan_data.downstream.demo import DemoConfig, run_demo
+
+    (tmp_path / "file").write_text("mine")
+    for out, what in ((tmp_path / "file", "exists and is not a folder"),
+                      (tmp_path / "file" / "sub", "lies under a file")):  # fmt: skip
+        with pytest.raises(ValueError, match=f"{what}; the demo needs a folder for its results"):
+            run_demo(DemoConfig.quick_config(out=out))
     assert (tmp_path / "file").read_text() == "mine"

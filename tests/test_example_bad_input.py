@@ -90,3 +90,28 @@ def test_rebuild_reports_a_failed_step_in_one_line(capfd, tmp_path):
     assert "Traceback" not in err
     assert "no such file" in err
     assert err.strip().splitlines()[-1] == "rebuild.py: error: -m dgan_data.cli exited with code 2"
+
+
+@pytest.mark.parametrize(
+    ("script", "argv", "bad", "words"),
+    [
+        ("toy/train_gan", ["--steps", "1"], "file", "exists and is not a folder"),
+        ("toy/build_preset", ["--generator", "g"], "file/sub", "file is a file, not a folder"),
+        ("toy/diagnose", [], "file", "exists and is not a folder"),
+        ("toy/train_annotator", ["--steps", "1"], "dir.safetensors", "is a folder"),
+    ],
+)
+def test_an_out_that_cannot_be_written_is_refused_when_parsed(
+    capsys, tmp_path, script, argv, bad, words
+):
+    """Before any training: train_gan crashed with a traceback, train_annotator after
+    its whole schedule, build_preset with a raw errno."""
+    module = load_example(script, "bad_out_" + script.replace("/", "_"))
+    (tmp_path / "file").write_text("mine")
+    (tmp_path / "dir.safetensors").mkdir()
+    with pytest.raises(SystemExit) as exc:
+        module.main(["--out", str(tmp_path / bad), *argv])
+    assert exc.value.code == 2
+    one_line(capsys.readouterr().err, "argument --out:", words)
+    assert (tmp_path / "file").read_text() == "mine"
+    assert not any((tmp_path / "dir.safetensors").iterdir())

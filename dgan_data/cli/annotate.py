@@ -36,6 +36,7 @@ from .common import (
     device_name,
     finite_float,
     id_prefix_type,
+    output_folder,
     positive_int,
     seed_int,
 )
@@ -196,7 +197,7 @@ def register(add: Add) -> None:
     p.add_argument("--interpreter", required=True, help="interpreter file or preset name")
     p.add_argument("--num", type=positive_int, required=True, help="images to choose")
     p.add_argument("--pool", type=positive_int, default=2000, help="candidates (default 2000)")
-    p.add_argument("--out", type=Path, required=True, help="annotation folder to write")
+    p.add_argument("--out", type=output_folder, required=True, help="annotation folder to write")
     p.add_argument(
         "--annotations",
         type=Path,
@@ -248,7 +249,7 @@ def register(add: Add) -> None:
         "example:\n  dgan-data merge-annotations ann/ next/ --out all/",
     )
     p.add_argument("folders", type=Path, nargs="+", help="annotation folders to join")
-    p.add_argument("--out", type=Path, required=True, help="the joined folder to write")
+    p.add_argument("--out", type=output_folder, required=True, help="the joined folder to write")
 
 
 def cmd_suggest(args: argparse.Namespace) -> int:

@@ -132,16 +132,35 @@ def check_new_folder(path: Path, verb: str) -> None:
         raise UsageError(f"{path}: exists and is not an empty folder; {verb} into a new one")
 
 
-def check_output_file(path: Path) -> None:
-    """``path`` can become a file: not a folder, and no part of its parent is a file;
-    checked before a command's work, not when it saves its result."""
-    if path.is_dir():
-        raise UsageError(f"{path}: is a folder; give the path of the file to write")
+def _output_problem(path: Path, folder: bool) -> str | None:
+    """Why ``path`` cannot become the file (or folder) a command writes, or None."""
+    if folder and path.exists() and not path.is_dir():
+        return "exists and is not a folder"
+    if not folder and path.is_dir():
+        return "is a folder; give the path of the file to write"
     for parent in path.parents:
         if parent.exists():
-            if not parent.is_dir():
-                raise UsageError(f"{path}: {parent} is a file, not a folder")
-            break
+            return None if parent.is_dir() else f"{parent} is a file, not a folder"
+    return None
+
+
+def output_file(text: str) -> Path:
+    """argparse type of a file to write: not a folder, not under a file (refused when
+    parsed, not when the result is saved after the work)."""
+    path = Path(text)
+    problem = _output_problem(path, folder=False)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{text!r}: {problem}")
+    return path
+
+
+def output_folder(text: str) -> Path:
+    """argparse type of a folder to write into: not a file, not under a file."""
+    path = Path(text)
+    problem = _output_problem(path, folder=True)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{text!r}: {problem}")
+    return path
 
 
 def id_prefix_type(text: str) -> str:

@@ -19,12 +19,13 @@ from ..toy.render import VARIATIONS
 from .common import (
     Add,
     UsageError,
-    check_output_file,
     device_name,
     fraction,
     model_args,
     model_source,
     non_negative_int,
+    output_file,
+    output_folder,
     positive_float,
     positive_int,
     seed_int,
@@ -32,7 +33,6 @@ from .common import (
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
-    check_output_file(args.out)
     kw = model_source(args)
     path = preview(kw.pop("source"), args.num, args.out, args.seed, **kw)
     print(f"wrote {path}")
@@ -152,7 +152,7 @@ def register(add: Add) -> None:
     )
     model_args(p)
     p.add_argument("--num", type=positive_int, default=16, help="number of samples (default 16)")
-    p.add_argument("--out", type=Path, default=Path("grid.png"), help="PNG to write")
+    p.add_argument("--out", type=output_file, default=Path("grid.png"), help="PNG to write")
     p.add_argument("--seed", type=seed_int, default=0, help="base seed (as in export)")
 
     p = add(
@@ -220,7 +220,7 @@ def register(add: Add) -> None:
         "  dgan-data demo --preset toyface-14-wide --out demo-wide/   # the wide toy world\n"
         "  dgan-data demo --quick --out /tmp/demo   # a few steps: checks the setup",
     )
-    p.add_argument("--out", type=Path, default=Path("dgan-demo"), help="output folder")
+    p.add_argument("--out", type=output_folder, default=Path("dgan-demo"), help="output folder")
     p.add_argument(
         "--preset",
         default="toyface-14",

@@ -23,11 +23,12 @@ from ..presets.resolve import looks_like_path
 from .common import (
     Add,
     UsageError,
-    check_output_file,
     device_name,
     finite_float,
     id_prefix_type,
     non_negative_int,
+    output_file,
+    output_folder,
     parse_options,
     positive_int,
     seed_int,
@@ -200,7 +201,6 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    check_output_file(args.out)
     G = load_generator(args.generator, device=args.device)
     ann = Annotations.load(args.annotations)
     if not args.skip_validation:
@@ -254,7 +254,7 @@ def register(add: Add) -> None:
     )
     p.add_argument("--generator", required=True, help="checkpoint path or preset name")
     p.add_argument("--num", type=positive_int, required=True, help="number of samples")
-    p.add_argument("--out", type=Path, required=True, help="annotation folder to write")
+    p.add_argument("--out", type=output_folder, required=True, help="annotation folder to write")
     p.add_argument(
         "--seed", type=seed_int, default=0, help="seed of the first sample (then +1, ...)"
     )
@@ -288,7 +288,9 @@ def register(add: Add) -> None:
     )
     p.add_argument("--generator", required=True, help="checkpoint path or preset name")
     p.add_argument("--annotations", type=Path, required=True, help="annotation folder")
-    p.add_argument("--out", type=Path, required=True, help="interpreter .safetensors to write")
+    p.add_argument(
+        "--out", type=output_file, required=True, help="interpreter .safetensors to write"
+    )
     p.add_argument("--num-models", type=positive_int, default=10, help="ensemble size (default 10)")
     p.add_argument(
         "--max-steps",

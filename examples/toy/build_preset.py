@@ -38,7 +38,7 @@ import dgan_data
 from dgan_data import load_generator
 from dgan_data.annotations import Annotations
 from dgan_data.cli import USER_ERRORS, OneLineParser, one_line
-from dgan_data.cli.common import finite_float, non_negative_int, positive_int
+from dgan_data.cli.common import finite_float, non_negative_int, output_folder, positive_int
 from dgan_data.cli.models import context_radius
 from dgan_data.conventions import generator_to_uint8 as to_uint8_image
 from dgan_data.interpreter.context import MAX_CONTEXT
@@ -257,7 +257,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--generator", required=True, help="trained toy generator (.safetensors)")
     p.add_argument("--annotator", default=None, help="annotator file (default: shipped)")
-    p.add_argument("--out", default=str(ASSETS), help="output folder (default: package assets)")
+    p.add_argument(
+        "--out",
+        type=output_folder,
+        default=str(ASSETS),
+        help="output folder (default: package assets)",
+    )
     p.add_argument("--num", type=positive_int, default=16, help="annotated samples")
     p.add_argument("--start-seed", type=non_negative_int, default=ANNOTATION_START_SEED)
     p.add_argument("--eval-num", type=positive_int, default=200)

@@ -52,6 +52,7 @@ from dgan_data.cli import OneLineParser
 from dgan_data.cli.common import (
     int_range,
     non_negative_int,
+    output_folder,
     positive_float,
     positive_int,
     seed_int,
@@ -184,7 +185,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="a chain's asset folder (rebuild.py's layout) instead of the preset's files",
     )
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--out", type=output_folder, required=True)
     ap.add_argument(
         "--world",
         choices=sorted(VARIATIONS),

@@ -67,6 +67,7 @@ from dgan_data.cli.common import (
     int_range,
     non_negative_float,
     non_negative_int,
+    output_folder,
     positive_float,
     positive_int,
     seed_int,
@@ -139,7 +140,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="toyface-14",
         help="the chain's shipped files (toyface-14-wide: the wide world's)",
     )
-    ap.add_argument("--out", type=Path, default=Path("runs/diagnose"))
+    ap.add_argument("--out", type=output_folder, default=Path("runs/diagnose"))
     ap.add_argument("--count", type=positive_int, default=2000, help="images of R, G and S")
     ap.add_argument(
         "--full-count",

@@ -88,7 +88,7 @@ from coarse_maps import drop_coarse, fold_drop
 from dgan_data import Interpreter, Labeler, load_generator
 from dgan_data.annotations import Annotations
 from dgan_data.cli import OneLineParser
-from dgan_data.cli.common import positive_int
+from dgan_data.cli.common import output_folder, positive_int
 from dgan_data.fileio import atomic_write_bytes
 from dgan_data.labeler import images_for_labels
 from dgan_data.metrics import confusion_matrix, metrics_from_confusion
@@ -467,7 +467,7 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argpar
     values exit 2 with one line."""
     ap = OneLineParser(prog=prog or Path(__file__).name, description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", choices=sorted(TOY_PRESET_WORLDS), default="toyface-14")
-    ap.add_argument("--out", type=Path, default=Path("runs/variants"))
+    ap.add_argument("--out", type=output_folder, default=Path("runs/variants"))
     ap.add_argument("--variants", nargs="+", default=["shipped", "steps=8000"])
     ap.add_argument("--eval", type=positive_int, default=500, help="fresh generated samples scored")
     ap.add_argument(

@@ -64,7 +64,7 @@ from dgan_data import DatasetGANStream, Interpreter, Labeler, load_generator
 from dgan_data.annotations import Annotations
 from dgan_data.augment import BatchAugment
 from dgan_data.cli import OneLineParser
-from dgan_data.cli.common import positive_int
+from dgan_data.cli.common import output_folder, positive_int
 from dgan_data.cli.models import context_radius
 from dgan_data.conventions import generator_to_uint8
 from dgan_data.downstream.train import (
@@ -110,7 +110,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.RawTextHelpFormatter,
     )
     ap.add_argument("--preset", choices=sorted(TOY_PRESET_WORLDS), default="toyface-14")
-    ap.add_argument("--out", type=Path, default=Path("runs/measure16"))
+    ap.add_argument("--out", type=output_folder, default=Path("runs/measure16"))
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--pool", type=int, default=2000)
     ap.add_argument("--eval", type=int, default=300, help="fresh generated samples")

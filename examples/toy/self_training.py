@@ -45,6 +45,7 @@ from dgan_data.cli import OneLineParser, one_line
 from dgan_data.cli.common import (
     int_range,
     non_negative_int,
+    output_folder,
     positive_float,
     positive_int,
     seed_int,
@@ -66,7 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument("--data", type=Path, required=True, help="stream samples (images, labels)")
     ap.add_argument("--eval", type=Path, required=True, help="fresh generated samples (images)")
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--out", type=output_folder, required=True)
     ap.add_argument("--world", choices=sorted(VARIATIONS), default="base")
     ap.add_argument("--steps", type=positive_int, default=6000)
     ap.add_argument("--batch-size", type=positive_int, default=16)

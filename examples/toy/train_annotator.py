@@ -31,6 +31,7 @@ from dgan_data.cli.common import (
     int_range,
     non_negative_float,
     non_negative_int,
+    output_file,
     positive_float,
     positive_int,
     seed_int,
@@ -54,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawTextHelpFormatter,
     )
-    ap.add_argument("--out", type=Path, required=True, help="weights path (.safetensors)")
+    ap.add_argument("--out", type=output_file, required=True, help="weights path (.safetensors)")
     ap.add_argument("--steps", type=positive_int, default=2000)
     ap.add_argument("--batch-size", type=positive_int, default=16)
     ap.add_argument("--lr", type=positive_float, default=3e-3)

@@ -33,6 +33,7 @@ from dgan_data.cli.common import (
     device_name,
     int_range,
     non_negative_float,
+    output_folder,
     positive_float,
     positive_int,
     seed_int,
@@ -335,7 +336,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawTextHelpFormatter,
     )
-    p.add_argument("--out", required=True, help="run folder (checkpoint, samples, result)")
+    p.add_argument(
+        "--out", type=output_folder, required=True, help="run folder (checkpoint, samples, result)"
+    )
     p.add_argument(
         "--steps", type=positive_int, default=12000, help="total iterations (resume continues)"
     )
