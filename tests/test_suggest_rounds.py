@@ -123,7 +123,7 @@ def test_a_bad_id_prefix_is_refused_at_parse_time(tmp_path, capsys, prefix):
     assert exc.value.code == 2 and "--id-prefix" in capsys.readouterr().err
 
 
-def test_sample_keeps_the_presets_cutoff_with_an_explicit_truncation(monkeypatch):
+def test_sample_keeps_the_presets_cutoff_with_an_explicit_truncation():
     """As ``Labeler.from_sources``: --truncation sets psi; the preset's cutoff stays."""
     from argparse import Namespace
 
@@ -132,10 +132,9 @@ def test_sample_keeps_the_presets_cutoff_with_an_explicit_truncation(monkeypatch
     class Preset:  # a preset that truncates only the first 8 w layers
         truncation_psi, truncation_cutoff = 0.7, 8
 
-    monkeypatch.setattr(models, "get_preset", lambda name: Preset)
-    assert models.sample_truncation(Namespace(generator="p", truncation=None)) == (0.7, 8)
-    assert models.sample_truncation(Namespace(generator="p", truncation=0.5)) == (0.5, 8)
-    assert models.sample_truncation(Namespace(generator="G.pkl", truncation=None)) == (1.0, None)
+    assert models.sample_truncation(Namespace(truncation=None), Preset) == (0.7, 8)
+    assert models.sample_truncation(Namespace(truncation=0.5), Preset) == (0.5, 8)
+    assert models.sample_truncation(Namespace(truncation=None), None) == (1.0, None)
 
 
 def draw_masks(root) -> None:
@@ -192,3 +191,61 @@ def test_a_crop_in_a_scaled_label_frame_cannot_be_written_as_a_folder():
     assert suggestion_crop(labeler((64, 64), (8, 4, 48, 56))) == (8, 4, 48, 56)
     with pytest.raises(ValueError, match=r"crops \(4, 2, 24, 28\) out of a \(32, 32\) label"):
         suggestion_crop(labeler((32, 32), (4, 2, 24, 28)))
+
+
+def test_sample_resolves_generator_as_load_generator_does(tmp_path, monkeypatch, capsys):
+    """An existing file wins over a preset of the same name (it is sampled, so its
+    folder must not get the preset's classes and truncation), and a file without a
+    suffix is a file, not an unknown preset."""
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    checkpoint = TOY_ASSETS.parents[2] / "tests/fixtures/reference/rosinality_stylegan2_32px.pt"
+    shutil.copy(checkpoint, "ffhq-34")
+    shutil.copy(checkpoint, "mygen")
+    # no --classes: a file has none
+    assert main(["sample", "--generator", "ffhq-34", "--num", "1", "--out", "a"]) == 2
+    assert "--classes is needed" in capsys.readouterr().err
+    argv = ["sample", "--num", "1", "--classes", "bg,fg"]
+    assert main([*argv, "--generator", "ffhq-34", "--out", "b"]) == 0
+    manifest = json.loads(Path("b/manifest.json").read_text())
+    assert manifest["class_names"] == ["bg", "fg"] and manifest_psi(Path("b")) == 1.0
+    assert main([*argv, "--generator", "mygen", "--out", "c"]) == 0
+
+
+def test_sample_takes_the_presets_crop_and_palette(tmp_path, monkeypatch):
+    from dgan_data.presets import Preset
+    from dgan_data.presets import preset as preset_registry
+    from dgan_data.toy import CLASS_NAMES, PALETTE
+
+    home = tmp_path / "home"
+    (home / "croptoy-14").mkdir(parents=True)
+    for name in ("generator.safetensors", "interpreter.safetensors"):
+        (home / "croptoy-14" / name).write_bytes((TOY_ASSETS / name).read_bytes())
+    monkeypatch.setenv("DGAN_DATA_HOME", str(home))
+    palette = [tuple(c) for c in PALETTE.tolist()]
+    preset = Preset(
+        name="croptoy-14", class_names=tuple(CLASS_NAMES), num_classes=14, palette=palette,
+        label_resolution=(48, 56), image_resolution=(64, 64), architecture="stylegan2",
+        truncation_psi=0.8, crop=(8, 4, 48, 56),
+    )  # fmt: skip
+    monkeypatch.setitem(preset_registry._REGISTRY, "croptoy-14", preset)
+    out = tmp_path / "s"
+    assert main(["sample", "--generator", "croptoy-14", "--num", "1", "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["mask_resolution"] == [48, 56]
+    assert [tuple(c) for c in manifest["palette"]] == palette
+    # other class names than the preset's: its palette does not fit them
+    other = tmp_path / "o"
+    argv = ["sample", "--generator", "croptoy-14", "--num", "1", "--classes", "a,b"]
+    assert main([*argv, "--out", str(other)]) == 0
+    assert json.loads((other / "manifest.json").read_text()).get("palette") is None
+
+
+@pytest.mark.parametrize("psi", ["-0.1", "2.5", "1e30", "nan"])
+def test_an_absurd_truncation_is_refused_when_parsed(tmp_path, capsys, psi):
+    argv = ["sample", "--generator", "toyface-14", "--num", "1", "--out", str(tmp_path / "s")]
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, f"--truncation={psi}"])
+    assert exc.value.code == 2 and "--truncation" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()

@@ -39,6 +39,7 @@ from .common import (
     output_folder,
     positive_int,
     seed_int,
+    truncation_psi,
 )
 
 _EPILOG = """\
@@ -230,7 +231,7 @@ def register(add: Add) -> None:
     p.add_argument("--seed", type=seed_int, default=0, help="seed of the pool")
     p.add_argument(
         "--truncation",
-        type=finite_float,
+        type=truncation_psi,
         default=None,
         help="truncation psi (default: --annotations's, else the interpreter's or preset's)",
     )

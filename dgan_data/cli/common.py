@@ -173,6 +173,19 @@ def id_prefix_type(text: str) -> str:
     return text
 
 
+#: Largest truncation psi the commands take: above 1 a w is pushed away from the average
+#: (extrapolation); far beyond, images break down (psi 1e30 gave black images).
+MAX_TRUNCATION_PSI = 2.0
+
+
+def truncation_psi(text: str) -> float:
+    """argparse type of ``--truncation``: a finite number in [0, MAX_TRUNCATION_PSI]."""
+    value = finite_float(text)
+    if not 0.0 <= value <= MAX_TRUNCATION_PSI:
+        raise argparse.ArgumentTypeError(f"{text!r} must be in [0, {MAX_TRUNCATION_PSI:g}]")
+    return value
+
+
 def unit_float(text: str) -> float:
     """argparse type: a finite number in [0, 1] (a truncation psi, a rate)."""
     value = finite_float(text)
@@ -229,7 +242,7 @@ def model_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="interpreter .safetensors or preset name (overrides PRESET)",
     )
-    p.add_argument("--truncation", type=finite_float, default=None, help="truncation psi")
+    p.add_argument("--truncation", type=truncation_psi, default=None, help="truncation psi")
     p.add_argument("--device", type=device_name, default=None, help="cpu, cuda, cuda:1, ...")
 
 

@@ -12,19 +12,19 @@ from ..generators import LOADER_OPTIONS as GENERATOR_LOADER_OPTIONS
 from ..interpreter import Interpreter
 from ..interpreter.context import MAX_CONTEXT
 from ..presets import (
+    Preset,
     cache_dir,
     get_preset,
     list_presets,
     load_generator,
     preset_status,
     presets_table,
+    resolve_source,
 )
-from ..presets.resolve import looks_like_path
 from .common import (
     Add,
     UsageError,
     device_name,
-    finite_float,
     id_prefix_type,
     non_negative_int,
     output_file,
@@ -32,6 +32,7 @@ from .common import (
     parse_options,
     positive_int,
     seed_int,
+    truncation_psi,
 )
 
 
@@ -150,12 +151,19 @@ def parse_class_names(text: str | None) -> list[str] | None:
     return names
 
 
-def sample_class_names(args: argparse.Namespace) -> list[str]:
+def sample_preset(generator: str) -> Preset | None:
+    """The preset ``--generator`` names, or None for a checkpoint file: resolved as
+    ``load_generator`` resolves it (an existing file wins, even one named like a preset)."""
+    _, name = resolve_source(generator, "generator")
+    return None if name is None else get_preset(name)
+
+
+def sample_class_names(args: argparse.Namespace, preset: Preset | None) -> list[str]:
     """``--classes``, else the preset's classes when ``--generator`` names a preset: the
     masks drawn in the folder are class ids, and ``fit`` and ``import-masks`` need names."""
     names = parse_class_names(args.classes)
-    if names is None and not looks_like_path(args.generator):
-        names = list(get_preset(args.generator).class_names or []) or None
+    if names is None and preset is not None:
+        names = list(preset.class_names or []) or None
     if names is None:
         raise UsageError(
             "--classes is needed: the masks drawn in the folder are class ids that fit and "
@@ -165,23 +173,24 @@ def sample_class_names(args: argparse.Namespace) -> list[str]:
     return names
 
 
-def sample_truncation(args: argparse.Namespace) -> tuple[float, int | None]:
+def sample_truncation(args: argparse.Namespace, preset: Preset | None) -> tuple[float, int | None]:
     """(psi, cutoff) as ``Labeler.from_sources`` resolves them, so that the folder merges
     with the preset's annotations and stream: a preset named by ``--generator`` gives its
     cutoff and, without ``--truncation``, its psi; a checkpoint file samples at 1.0."""
     psi, cutoff = args.truncation, None
-    if psi is not None and psi < 0:
-        raise UsageError(f"--truncation must be >= 0, got {psi}")
-    if not looks_like_path(args.generator):
-        preset = get_preset(args.generator)
+    if preset is not None:
         psi = preset.truncation_psi if psi is None else psi
         cutoff = preset.truncation_cutoff
     return (1.0 if psi is None else psi), cutoff
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    class_names = sample_class_names(args)
-    psi, cutoff = sample_truncation(args)
+    preset = sample_preset(args.generator)
+    class_names = sample_class_names(args, preset)
+    psi, cutoff = sample_truncation(args, preset)
+    # the preset's palette goes with its class names; its crop is the label frame its
+    # interpreter and annotations use (in image pixels)
+    own_names = preset is not None and class_names == list(preset.class_names or [])
     G = load_generator(args.generator, device=args.device)
     out = sample_annotation_folder(
         G,
@@ -191,6 +200,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
         truncation_psi=psi,
         truncation_cutoff=cutoff,
         class_names=class_names,
+        palette=preset.palette if own_names else None,
+        crop=preset.crop if preset is not None else None,
         id_prefix=args.id_prefix or "",
     )
     print(
@@ -260,7 +271,7 @@ def register(add: Add) -> None:
     )
     p.add_argument(
         "--truncation",
-        type=finite_float,
+        type=truncation_psi,
         default=None,
         help="truncation psi (default: the preset's when --generator names one, else 1.0)",
     )
