@@ -25,7 +25,7 @@ from .interpreter import Interpreter
 from .interpreter.inference import IMPLS
 from .palette import make_palette
 from .presets import get_preset, load_generator, load_interpreter, preset_generator_options
-from .seeds import z_from_seeds
+from .seeds import derive_seed, z_from_seeds
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,23 @@ Crop = tuple[int, int, int, int]
 
 class NonFiniteOutputError(RuntimeError):
     """The generator or the interpreter produced NaN or inf: the models are broken."""
+
+
+#: Seed purpose of a sample's random noise inputs (``noise="random"``).
+_NOISE_PURPOSE = 0x401
+
+
+def seeded_noise_inputs(G: Generator, seeds: Sequence[int] | torch.Tensor) -> list[torch.Tensor]:
+    """One (B, 1, h, w) tensor per noise input of ``G``, each sample's drawn from its own
+    seed on the CPU: ``noise="random"`` is then reproducible per seed, independent of the
+    batch a sample is generated in and of the global RNG."""
+    seeds = [int(s) for s in (seeds.tolist() if isinstance(seeds, torch.Tensor) else seeds)]
+    shapes = G.noise_shapes()
+    per_sample = []
+    for s in seeds:
+        g = torch.Generator().manual_seed(derive_seed(s, _NOISE_PURPOSE))
+        per_sample.append([torch.randn((1, 1, h, w), generator=g) for h, w in shapes])
+    return [torch.cat([noise[i] for noise in per_sample]) for i in range(len(shapes))]
 
 
 @dataclass
@@ -158,7 +175,8 @@ class Labeler:
         interpreter: an :class:`Interpreter` trained on that generator (checked).
         truncation_psi: truncation of w (None: what the interpreter's annotations used,
             else 1.0); ``truncation_cutoff``: truncated w layers (None: architecture's).
-        noise: generator noise mode ("const" keeps each seed's image fixed).
+        noise: generator noise mode ("const" keeps each seed's image fixed; "random"
+            draws each sample's noise from its seed, so a seed still gives one image).
         label_size: label frame (H, W); default: the interpreter's frame and crop, else
             the generator's resolution. Images are resized to it.
         dtype: None (float32), ``torch.bfloat16`` or ``torch.float16`` autocast.
@@ -355,9 +373,10 @@ class Labeler:
         makes them (truncation, noise, dtype); for callers that also need the features."""
         G, device = self.G, self.device
         z = _to_device(z_from_seeds(seeds, G.z_dim), device)
+        noise = seeded_noise_inputs(G, seeds) if self.noise == "random" else self.noise
         with torch.autocast(device.type, dtype=self.dtype, enabled=self._autocast):
             w = G.mapping(z, self.truncation_psi, self.truncation_cutoff)
-            img, feats = G.synthesize(w, noise=self.noise)
+            img, feats = G.synthesize(w, noise=noise)
         return img, list(feats)
 
     @property
