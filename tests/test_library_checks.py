@@ -108,9 +108,10 @@ def test_every_shipped_preset_still_builds_and_round_trips():
     assert len(builtin_presets_module.builtin_presets()) == len(names)
 
 
-def _table(tmp_path: Path, entry: dict) -> Path:
+def _table(tmp_path: Path, *entries: dict, version: int = 1) -> Path:
     path = tmp_path / "presets.json"
-    path.write_text(json.dumps({"format": "dgan_data.presets", "presets": [entry]}))
+    table = {"format": "dgan_data.presets", "format_version": version, "presets": list(entries)}
+    path.write_text(json.dumps(table))
     return path
 
 
@@ -134,6 +135,11 @@ def _entry(**kw) -> dict:
         (dict(truncation_psi="0.7"), "truncation_psi must be a number"),
         (dict(crop=[0, 0, 32.0, 32]), "crop must be 4 ints"),
         (dict(colour="red"), "unexpected keyword argument 'colour'"),
+        (dict(generator_files=[1, 2]), "generator_files must be file names"),
+        (dict(interpreter_files=["."]), "interpreter_files must be relative file names"),
+        (dict(builtin_dir=5), "builtin_dir must be None or a folder path"),
+        (dict(source=["a"]), "source must be a string"),
+        (dict(notes={"a": 1}), "notes must be a string"),
     ],
 )
 def test_a_bad_preset_table_entry_names_the_file_and_the_entry(tmp_path, monkeypatch, kw, match):
@@ -143,6 +149,22 @@ def test_a_bad_preset_table_entry_names_the_file_and_the_entry(tmp_path, monkeyp
         builtin_presets_module.builtin_presets()
     assert str(path) in str(err.value)
     assert "presets[0] (name 'from-file')" in str(err.value)
+
+
+def test_a_preset_table_of_another_version_or_with_a_name_twice_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for path, match in (
+        (_table(tmp_path / "a", _entry(), version=99), "format_version"),
+        (
+            _table(tmp_path / "b", _entry(), _entry()),
+            r"presets \['from-file'\] are defined more than once",
+        ),
+    ):
+        monkeypatch.setattr(builtin_presets_module, "BUILTIN_TABLE", path)
+        with pytest.raises(ValueError, match=match) as err:
+            builtin_presets_module.builtin_presets()
+        assert str(path) in str(err.value)
 
 
 def test_a_good_preset_table_entry_loads(tmp_path, monkeypatch):

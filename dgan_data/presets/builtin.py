@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..fileio import read_json
 from ..schema import Dict as DictCheck
-from ..schema import ListOf, Str, check_document
+from ..schema import Int, ListOf, Str, check_document
 from ..toy.preset import TOY_PRESET_WORLDS, toy_preset_fields
 from .preset import Preset, register_preset
 
@@ -29,7 +29,11 @@ def builtin_presets() -> list[Preset]:
     table = read_json(BUILTIN_TABLE)
     check_document(
         table,
-        {"format": Str(choices=("dgan_data.presets",)), "presets": ListOf(DictCheck())},
+        {
+            "format": Str(choices=("dgan_data.presets",)),
+            "format_version": Int(1, 1),
+            "presets": ListOf(DictCheck()),
+        },
         str(BUILTIN_TABLE),
     )
     presets = []
@@ -42,6 +46,10 @@ def builtin_presets() -> list[Preset]:
                 f"{BUILTIN_TABLE}: presets[{i}] (name {entry.get('name')!r}): {err}"
             ) from None
     presets += [Preset(**toy_preset_fields(world)) for world in TOY_PRESET_WORLDS.values()]
+    names = [p.name for p in presets]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"{BUILTIN_TABLE}: presets {twice} are defined more than once")
     return presets
 
 

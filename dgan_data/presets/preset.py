@@ -196,8 +196,14 @@ class Preset:
             object.__setattr__(self, "crop", crop)
         for attr in ("generator_files", "interpreter_files", "avg_latent_files"):
             value = getattr(self, attr)
-            value = (value,) if isinstance(value, str) else tuple(str(v) for v in value)
-            bad = [v for v in value if not v or Path(v).is_absolute() or ".." in Path(v).parts]
+            value = (value,) if isinstance(value, str) else tuple(value)
+            if not all(isinstance(v, str) for v in value):
+                raise ValueError(f"{where}: {attr} must be file names (strings), got {value!r}")
+            bad = [
+                v
+                for v in value
+                if Path(v).name in ("", ".") or Path(v).is_absolute() or ".." in Path(v).parts
+            ]
             if bad:
                 raise ValueError(
                     f"{where}: {attr} must be relative file names in the preset folder, got {bad}"
@@ -205,6 +211,13 @@ class Preset:
             object.__setattr__(self, attr, value)
         if not self.generator_files or not self.interpreter_files:
             raise ValueError(f"{where}: needs at least one generator and one interpreter name")
+        if self.builtin_dir is not None and not isinstance(self.builtin_dir, (str, Path)):
+            raise ValueError(
+                f"{where}: builtin_dir must be None or a folder path, got {self.builtin_dir!r}"
+            )
+        for attr in ("source", "class_names_source", "notes"):
+            if not isinstance(getattr(self, attr), str):
+                raise ValueError(f"{where}: {attr} must be a string, got {getattr(self, attr)!r}")
 
     @property
     def palette_array(self) -> np.ndarray:
