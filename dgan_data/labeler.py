@@ -281,13 +281,14 @@ class Labeler:
         """
         names = palette = None
         options: dict[str, Any] = {}
+        presets_own_interpreter = False
         if preset is not None:
             p = get_preset(preset)
             if generator is None:
                 generator = p.name
                 options = preset_generator_options(p.name)
             if interpreter is None:
-                interpreter = p.name
+                interpreter, presets_own_interpreter = p.name, True
             truncation_psi = p.truncation_psi if truncation_psi is None else truncation_psi
             if truncation_cutoff is None:
                 truncation_cutoff = p.truncation_cutoff
@@ -299,6 +300,13 @@ class Labeler:
             interpreter if isinstance(interpreter, Interpreter) else load_interpreter(interpreter)
         )
         if names is not None and len(names) != interp.num_classes:
+            if presets_own_interpreter:
+                raise ValueError(
+                    f"preset {preset!r}: the interpreter in its folder has "
+                    f"{interp.num_classes} classes where the preset names {len(names)}: it "
+                    "is not this preset's file (fit one on the preset's classes, or pass "
+                    "interpreter= explicitly)"
+                )
             names = palette = None  # the preset's classes are not this interpreter's
         return cls(
             G,
