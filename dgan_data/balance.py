@@ -8,8 +8,8 @@ the yielded images. Pixels are never touched: an image is kept, repeated or drop
 whole.
 
 The rule, for a candidate whose labels contain the set P of classes (each with at
-least ``min_pixels`` pixels), with n_k the yielded images containing class k so far
-and N all yielded images:
+least ``min_pixels`` pixels), with n_k the copies decided so far (handed out or still
+waiting in the stream's buffer) containing class k and N all decided copies:
 
 - a class k is *short* when n_k < t_k * (N + 1) (keeping this image would still leave
   it at or below its target rate);
@@ -39,6 +39,8 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
+from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -81,7 +83,7 @@ def resolve_targets(
     for name, rate in spec.items():
         if (
             isinstance(rate, bool)
-            or not isinstance(rate, (int, float))
+            or not isinstance(rate, numbers.Real)  # numpy floats and ints included
             or not (math.isfinite(rate) and 0.0 <= rate <= 1.0)
         ):
             raise ValueError(f"class_balance rate of {name!r} must be in [0, 1], got {rate!r}")
@@ -109,6 +111,7 @@ class ClassBalancer:
         max_repeats: int = 2,
         give_up_after: int | None = 500,
         class_names: Sequence[str] | None = None,
+        count_handed_out: bool = False,
     ) -> None:
         if not all(0.0 <= t <= 1.0 for t in targets):
             raise ValueError(f"target rates must be in [0, 1], got {list(targets)}")
@@ -134,6 +137,13 @@ class ClassBalancer:
         self.seen = 0
         self.rejected = 0
         self.repeated = 0
+        # With ``count_handed_out`` the caller reports, in order, the copies it hands out
+        # (``hand_out``): ``statistics`` then gives the rates of those, not of the copies
+        # decided, some of which still wait in the caller's buffer.
+        self.count_handed_out = bool(count_handed_out)
+        self.waiting: deque[list[int] | None] = deque()  # class sets of decided copies
+        self.handed_out = 0
+        self.handed_counts = [0] * len(self.targets)
 
     def short(self, k: int, extra: int = 1) -> bool:
         """Whether class k is below its target after ``extra`` more images."""
@@ -186,15 +196,57 @@ class ClassBalancer:
             return 0
         self.yielded += copies
         self.repeated += copies - 1
-        for k in set(present):
+        classes = sorted(set(present))
+        for k in classes:
             self.counts[k] += copies
+        if self.count_handed_out:
+            self.waiting.extend([classes] * copies)
         return copies
 
+    def hand_out(self, n: int = 1) -> None:
+        """Count the next ``n`` decided copies as handed out (``count_handed_out``): the
+        caller hands copies out in the order ``decide`` made them."""
+        if n > len(self.waiting):
+            raise RuntimeError(
+                f"class balance: {n} copies handed out but only {len(self.waiting)} decided"
+            )
+        for _ in range(n):
+            classes = self.waiting.popleft()
+            if classes is None:  # waited in a state saved before hand-outs were counted
+                continue
+            self.handed_out += 1
+            for k in classes:
+                self.handed_counts[k] += 1
+
+    def sync_waiting(self, n: int) -> None:
+        """Check, after ``load_state_dict``, that ``n`` decided copies wait to be handed
+        out. A state saved before hand-outs were counted has none listed: its waiting
+        copies are handed out uncounted."""
+        if not self.count_handed_out:
+            return
+        if not self.waiting and n:
+            self.waiting.extend([None] * n)
+        elif len(self.waiting) != n:
+            raise ValueError(
+                f"class balance state lists {len(self.waiting)} copies waiting to be "
+                f"handed out, the stream state holds {n}"
+            )
+
     def rates(self) -> list[float]:
-        """Share of the yielded images that contain each class (NaN before any)."""
+        """Share of the decided copies (``decide``'s counts, which its rule works on)
+        that contain each class (NaN before any)."""
         if not self.yielded:
             return [math.nan] * len(self.counts)
         return [c / self.yielded for c in self.counts]
+
+    def handed_out_rates(self) -> list[float]:
+        """Share of the copies handed out (``hand_out``) that contain each class (NaN
+        before any); without ``count_handed_out``, those of the decided copies."""
+        if not self.count_handed_out:
+            return self.rates()
+        if not self.handed_out:
+            return [math.nan] * len(self.handed_counts)
+        return [c / self.handed_out for c in self.handed_counts]
 
     def candidate_rates(self) -> list[float]:
         """Share of the counted candidates that contain each class (NaN before any)."""
@@ -203,16 +255,22 @@ class ClassBalancer:
         return [f / self.observed for f in self.found]
 
     def statistics(self, class_names: Sequence[str] | None = None) -> dict[str, Any]:
+        """Counts and rates by class name. ``yielded`` and ``image_rates`` are those of
+        the images handed out (with ``count_handed_out``; else of the decided copies);
+        ``decided`` and ``decided_rates`` those of the copies decided, including any
+        still waiting in the caller's buffer."""
         if class_names is not None:
             names = [str(n) for n in class_names]
         else:
             names = [self._name(k) for k in range(len(self.counts))]
         return {
             "seen": self.seen,
-            "yielded": self.yielded,
+            "yielded": self.handed_out if self.count_handed_out else self.yielded,
+            "decided": self.yielded,
             "rejected": self.rejected,
             "repeated": self.repeated,
-            "image_rates": dict(zip(names, self.rates())),
+            "image_rates": dict(zip(names, self.handed_out_rates())),
+            "decided_rates": dict(zip(names, self.rates())),
             "candidate_rates": dict(zip(names, self.candidate_rates())),
             "targets": dict(zip(names, self.targets)),
             "given_up": [names[k] for k in self.given_up],
@@ -233,6 +291,9 @@ class ClassBalancer:
             "seen": self.seen,
             "rejected": self.rejected,
             "repeated": self.repeated,
+            "handed_out": self.handed_out,
+            "handed_counts": list(self.handed_counts),
+            "waiting": [c if c is None else list(c) for c in self.waiting],
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -260,3 +321,17 @@ class ClassBalancer:
         self.found = found
         self.observed = int(state.get("observed", 0))
         self.given_up = [int(k) for k in state.get("given_up", [])]
+        # states written before hand-outs were counted: count from here on
+        handed = [int(c) for c in state.get("handed_counts", [0] * len(self.targets))]
+        if len(handed) != len(self.targets):
+            raise ValueError("class balance state has another number of classes")
+        self.handed_counts = handed
+        self.handed_out = int(state.get("handed_out", 0))
+        waiting = state.get("waiting", [])
+        if not isinstance(waiting, (list, tuple)) or not all(
+            c is None
+            or (isinstance(c, (list, tuple)) and all(0 <= int(k) < len(handed) for k in c))
+            for c in waiting
+        ):
+            raise ValueError("class balance state: waiting must list class-id lists")
+        self.waiting = deque(c if c is None else [int(k) for k in c] for c in waiting)

@@ -202,15 +202,20 @@ def test_stream_reports_the_rates_of_what_it_yielded():
     assert set(stats["image_rates"]) == set(interp.class_names)
     assert set(stats["candidate_rates"]) == set(interp.class_names)
     assert set(stats["given_up"]) <= set(interp.class_names)
-    # the balancer counted every copy it handed out: the 40 taken and those still waiting
+    # the rates are those of the 40 images handed out; the decided ones include those
+    # still waiting in the buffer
     state = ds.state_dict()
     waiting = list(state["pending"]["mask"][state["offset"] :]) + list(state["buffer"]["mask"])
-    masks = [s["mask"] for s in samples] + waiting
-    assert stats["yielded"] == len(masks)
-    present = torch.stack([torch.bincount(m.flatten(), minlength=5) > 0 for m in masks])
-    expected = present.float().mean(0)
-    achieved = torch.tensor(list(stats["image_rates"].values()), dtype=torch.float64)
-    assert torch.allclose(expected.double(), achieved)
+    taken = [s["mask"] for s in samples]
+    for key, rates_key, masks in (
+        ("yielded", "image_rates", taken),
+        ("decided", "decided_rates", taken + waiting),
+    ):
+        assert stats[key] == len(masks)
+        present = torch.stack([torch.bincount(m.flatten(), minlength=5) > 0 for m in masks])
+        expected = present.float().mean(0)
+        achieved = torch.tensor(list(stats[rates_key].values()), dtype=torch.float64)
+        assert torch.allclose(expected.double(), achieved)
     with pytest.raises(ValueError, match="unknown classes"):
         DatasetGANStream(generator=G, interpreter=interp, class_balance={"zzz": 0.5})
 

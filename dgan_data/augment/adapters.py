@@ -67,7 +67,10 @@ class KorniaAugment:
         self.ignore_index = int(ignore_index)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.aug!r})"
+        # the pipeline's repr lists its augmentations and their settings: stream states
+        # record it, so a state resumes only under the same pipeline
+        extra = f", ignore_index={self.ignore_index}" if self.ignore_index != 255 else ""
+        return f"{type(self).__name__}({self.aug!r}{extra})"
 
     def __call__(
         self,
@@ -156,8 +159,10 @@ class AlbumentationsAugment:
         self._warned_device = False
 
     def __repr__(self) -> str:
-        name = type(self.compose).__name__
-        return f"{type(self).__name__}({name}, image_dtype={self.image_dtype!r})"
+        # the Compose's repr lists its transforms and their settings (stream states
+        # record it, so a state resumes only under the same pipeline)
+        extra = f", ignore_index={self.ignore_index}" if self.ignore_index != 255 else ""
+        return f"{type(self).__name__}({self.compose!r}, image_dtype={self.image_dtype!r}{extra})"
 
     def __call__(
         self,

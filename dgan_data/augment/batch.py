@@ -6,6 +6,7 @@ checks, seeding and ``normalize``. See :mod:`dgan_data.augment` for the conventi
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Literal, Protocol
@@ -73,26 +74,67 @@ def _draw_seed(generator: torch.Generator | None) -> int:
     return int(torch.randint(0, 2**63 - 1, (1,), generator=generator, device=generator.device))
 
 
-def check_normalize(value: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """``(mean, std)``: two equally long sequences of finite numbers, every std > 0
-    (checked when a stream is built, not at its first batch); else ValueError."""
+def _as_number_list(seq: Any, what: str) -> list[float]:
+    """A 1-D sequence of finite real numbers (numpy arrays and tensors via ``tolist``)."""
+    if hasattr(seq, "tolist") and not isinstance(seq, (str, bytes)):
+        seq = seq.tolist()  # numpy arrays and tensors
+    if isinstance(seq, (str, bytes)) or not isinstance(seq, Sequence) or not seq:
+        raise ValueError(f"normalize: {what} must be a sequence of numbers, got {seq!r}")
+    if any(isinstance(v, bool) or not isinstance(v, numbers.Real) for v in seq):
+        raise ValueError(f"normalize: {what} must hold numbers, got {seq!r}")
+    if not all(math.isfinite(v) for v in seq):
+        raise ValueError(f"normalize: {what} must be finite, got {tuple(seq)}")
+    return [float(v) for v in seq]
+
+
+def check_normalize(value: Any, channels: int = 3) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``(mean, std)``: two sequences (lists, tuples, numpy arrays or tensors) of
+    ``channels`` finite numbers each, every std > 0; else ValueError. Checked when a
+    stream is built, not at its first batch (``normalize`` does not broadcast)."""
+    if hasattr(value, "tolist") and not isinstance(value, (tuple, list)):
+        value = value.tolist()  # a (2, C) array or tensor
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         raise ValueError(f"normalize must be (mean, std), got {value!r}")
-    parts = []
-    for name, seq in zip(("mean", "std"), value):
-        if isinstance(seq, (str, bytes)) or not isinstance(seq, Sequence) or not seq:
-            raise ValueError(f"normalize: {name} must be a sequence of numbers, got {seq!r}")
-        if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in seq):
-            raise ValueError(f"normalize: {name} must hold numbers, got {seq!r}")
-        if not all(math.isfinite(v) for v in seq):
-            raise ValueError(f"normalize: {name} must be finite, got {tuple(seq)}")
-        parts.append(tuple(float(v) for v in seq))
-    mean, std = parts
+    mean, std = (tuple(_as_number_list(seq, name)) for name, seq in zip(("mean", "std"), value))
     if len(mean) != len(std):
         raise ValueError(f"normalize: {len(mean)} means but {len(std)} stds")
+    if len(mean) != channels:
+        raise ValueError(
+            f"normalize: images have {channels} channels, so mean and std need "
+            f"{channels} values each, got {len(mean)}"
+        )
     if any(v <= 0 for v in std):
         raise ValueError(f"normalize: every std must be > 0, got {std}")
     return mean, std
+
+
+def check_augment_output(out: Any, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(images, masks)`` returned by a user's augment callable, checked: a 2-tuple of
+    ``(size, 3, H, W)`` float images and ``(size, H, W)`` integer masks on one device.
+    Anything else would become garbage samples or fail deep inside the stream; raises
+    ValueError starting "augment callable returned"."""
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        if isinstance(out, torch.Tensor):
+            got = f"one tensor of shape {tuple(out.shape)}"
+        elif isinstance(out, (tuple, list)):
+            got = f"a {type(out).__name__} of {len(out)} items"
+        else:
+            got = "None" if out is None else f"a {type(out).__name__}"
+        raise ValueError(f"augment callable returned {got}; it must return a tuple (images, masks)")
+    images, masks = out
+    try:
+        _check_batch(images, masks)
+    except (TypeError, ValueError) as e:
+        raise ValueError(
+            f"augment callable returned a wrong (images, masks) pair: {e}. It must return "
+            "(B, 3, H, W) float images and (B, H, W) integer masks, in that order"
+        ) from None
+    if images.shape[0] != size:
+        raise ValueError(
+            f"augment callable returned {images.shape[0]} samples for a batch of {size}; "
+            "it must keep every sample, in order"
+        )
+    return images, masks
 
 
 def normalize(
@@ -243,6 +285,12 @@ class BatchAugment:
             "hue",
         )
         args = ", ".join(f"{k}={getattr(self, k)!r}" for k in keys)
+        # settings at their defaults are left out, so the repr of the defaults (which
+        # stream states record) stays what it was before these settings were listed
+        if self.image_interpolation != "bilinear":
+            args += f", image_interpolation={self.image_interpolation!r}"
+        if self.ignore_index != 255:
+            args += f", ignore_index={self.ignore_index!r}"
         return f"{type(self).__name__}({args}, image_padding={self.image_padding!r})"
 
     @property

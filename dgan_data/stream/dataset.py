@@ -20,6 +20,7 @@ from torch.utils.data import IterableDataset
 from torchvision import tv_tensors
 
 from ..augment import BatchAugment, check_normalize, make_augment, normalize
+from ..augment.batch import check_augment_output
 from ..balance import ClassBalancer, resolve_targets
 from ..conventions import IGNORE_INDEX, check_finite_number
 from ..generators import Generator
@@ -33,6 +34,7 @@ from .state import (
     Progress,
     Tensors,
     buffer_len,
+    check_epoch,
     check_state,
     concat,
     describe_augment,
@@ -84,7 +86,9 @@ class DatasetGANStream(IterableDataset):
             ``ignore_index`` 255 in the mask (None: off).
         augment: None, ``"default"`` (GPU batch augmentation), a kornia
             ``AugmentationSequential``, an albumentations ``Compose`` or a callable
-            ``(images, masks, generator) -> (images, masks)``; seeded per unit.
+            ``(images, masks, generator) -> (images, masks)``; seeded per unit. A
+            callable's output is checked: (B, 3, H, W) float images and (B, H, W)
+            integer masks for the unit's B samples, else ValueError.
         output: ``"tensor"`` yields ``(image, mask)``; ``"dict"`` yields a dict with
             ``image``, ``mask``, ``uncertainty`` (image score) and ``seed`` (CPU int64).
             Images are ``tv_tensors.Image`` and masks ``tv_tensors.Mask``, so torchvision
@@ -110,7 +114,9 @@ class DatasetGANStream(IterableDataset):
             interpreter's labels of each candidate, never by touching pixels. A class
             that cannot reach half its target at its observed candidate rate is given
             up (a logged warning; it stops thinning the stream). ``statistics()``
-            reports the achieved rates, the candidate rates and the given-up classes.
+            reports the achieved rates (of the images handed out; ``decided_rates``
+            also counts copies still waiting in the buffer), the candidate rates and
+            the given-up classes.
         impl: the interpreter's inference path: None/"auto" (interpolate on CUDA, rows
             elsewhere), "rows" or "interpolate" (see ``Interpreter.predict``).
         compile: run the interpolate path through ``torch.compile`` (falls back to eager
@@ -153,7 +159,7 @@ class DatasetGANStream(IterableDataset):
     ):
         super().__init__()
         if batch_size is not None:
-            _check_int(batch_size, "batch_size", 1)
+            batch_size = _check_int(batch_size, "batch_size", 1)
         drop_uncertain = check_finite_number(drop_uncertain, "drop_uncertain", low=0.0)
         if not drop_uncertain < 1.0:
             raise ValueError(f"drop_uncertain must be in [0, 1), got {drop_uncertain}")
@@ -162,22 +168,24 @@ class DatasetGANStream(IterableDataset):
         if dtype not in (None, torch.float32, torch.bfloat16, torch.float16):
             raise ValueError(f"dtype must be None, float32, bfloat16 or float16, got {dtype}")
         if samples_per_epoch is not None:
-            _check_int(samples_per_epoch, "samples_per_epoch", 1)
+            samples_per_epoch = _check_int(samples_per_epoch, "samples_per_epoch", 1)
             if batch_size is not None and samples_per_epoch < batch_size:
                 raise ValueError(
                     f"samples_per_epoch ({samples_per_epoch}) is smaller than one batch "
                     f"({batch_size})"
                 )
         if generation_batch is not None:
-            _check_int(generation_batch, "generation_batch", 1)
+            generation_batch = _check_int(generation_batch, "generation_batch", 1)
         if transform is not None and not callable(transform):
             raise TypeError(f"transform must be callable, got {type(transform).__name__}")
-        _check_int(quantile_window, "quantile_window", 1)
+        quantile_window = _check_int(quantile_window, "quantile_window", 1)
+        if drop_uncertain > 0:
+            _check_window(quantile_window, drop_uncertain)
         seed = check_seed(seed)  # as export: seeds are stored and compared as int64
         if truncation_psi is not None:
             truncation_psi = check_finite_number(truncation_psi, "truncation_psi", low=0.0)
         if truncation_cutoff is not None:
-            _check_int(truncation_cutoff, "truncation_cutoff", 1)
+            truncation_cutoff = _check_int(truncation_cutoff, "truncation_cutoff", 1)
         if ignore_uncertain_pixels is not None:
             ignore_uncertain_pixels = check_finite_number(
                 ignore_uncertain_pixels, "ignore_uncertain_pixels", low=0.0
@@ -196,7 +204,6 @@ class DatasetGANStream(IterableDataset):
             raise ValueError(
                 f"class_balance must be None, 'image' or a dict, got {class_balance!r}"
             )
-        self.class_balance = class_balance
         if impl not in (None, "auto", "rows", "interpolate"):
             raise ValueError(f"impl must be None, 'auto', 'rows' or 'interpolate', got {impl!r}")
         self.impl = impl
@@ -206,6 +213,8 @@ class DatasetGANStream(IterableDataset):
         if soft_labels and output != "dict":
             raise ValueError('soft_labels=True needs output="dict" (the probabilities are "probs")')
         augment_fn = make_augment(augment)  # an unsupported spec fails here
+        # what a state records of it: equal pipelines compare equal, different ones differ
+        self._augment_description = describe_augment(augment_fn)
         if soft_labels and not (augment_fn is None or isinstance(augment_fn, BatchAugment)):
             raise ValueError(
                 "soft_labels=True needs augment None, 'default' or a BatchAugment: other "
@@ -235,6 +244,9 @@ class DatasetGANStream(IterableDataset):
         if class_balance is not None:  # unknown class names or bad rates: say so now
             names = _class_names(self._interpreter_src, preset)
             resolve_targets(class_balance, names if names else list(class_balance))
+            if isinstance(class_balance, dict):  # numpy rates -> floats (states hold them)
+                class_balance = {name: float(rate) for name, rate in class_balance.items()}
+        self.class_balance = class_balance
         self.truncation_psi = truncation_psi
         self.truncation_cutoff = truncation_cutoff
         self.batch_size = batch_size
@@ -283,8 +295,13 @@ class DatasetGANStream(IterableDataset):
         return self.samples_per_epoch // self.batch_size
 
     def set_epoch(self, epoch: int) -> None:
-        """Choose the epoch (as with DistributedSampler); seeds depend on it."""
-        self.epoch = int(epoch)
+        """Choose the epoch (as with DistributedSampler); seeds depend on it.
+
+        An int in [0, 2**63) (numpy and tensor integers too); anything else raises
+        ValueError, since it would select another epoch's samples silently. Call it
+        before ``load_state_dict``: a loaded state resumes only in its own epoch.
+        """
+        self.epoch = check_epoch(epoch)
 
     def unit_size(self, device: torch.device | None = None) -> int:
         """Kept samples per unit: the batch (whole-batch mode) or the generation batch."""
@@ -378,7 +395,7 @@ class DatasetGANStream(IterableDataset):
             "samples_per_epoch": self.samples_per_epoch,
             "output": self.output,
             "normalize": plain(self.normalize),
-            "augment": describe_augment(self.augment_spec),
+            "augment": self._augment_description,
             "class_balance": plain(self.class_balance),
             "soft_labels": self.soft_labels,
         }
@@ -412,7 +429,7 @@ class DatasetGANStream(IterableDataset):
         state; a difference raises ValueError naming the field.
         """
         check_state(state, self._config(), self._identity)
-        self.epoch = int(state["epoch"])
+        self.epoch = check_epoch(state["epoch"])
         self._resume = None if state.get("fresh") else dict(state)
         self._progress = None  # the loaded state replaces any earlier iterator's
         self._finished = None
@@ -421,8 +438,15 @@ class DatasetGANStream(IterableDataset):
         shard = current_shard()
         lab = self.labeler()
         device = lab.device
-        resume, self._resume = self._resume, None
         epoch = self.epoch
+        if self._resume is not None and self._resume["epoch"] != epoch:
+            raise ValueError(
+                f"the loaded stream state is at epoch {self._resume['epoch']}, but the "
+                f"stream's epoch is now {epoch} (set_epoch after load_state_dict): call "
+                "set_epoch before load_state_dict (which sets the state's epoch), or "
+                f"set_epoch({self._resume['epoch']}) to resume the saved position"
+            )
+        resume, self._resume = self._resume, None
         self._warn_on_restart(resume, epoch)
         progress = Progress(
             epoch=epoch,
@@ -436,11 +460,14 @@ class DatasetGANStream(IterableDataset):
             progress.restore(resume, device)
         self._progress = progress
         limit = self._items_for_shard(shard)
+        balancer = progress.balancer
         while limit is None or progress.items < limit:
             if not self.per_sample or not progress.pending_left():
                 unit = self._next_unit(progress, lab)
                 if not self.per_sample:
                     progress.items += 1
+                    if balancer is not None:  # its rates are those of what is handed out
+                        balancer.hand_out(buffer_len(unit))
                     yield self._finish(unit)
                     continue
                 progress.pending, progress.offset = unit, 0
@@ -448,6 +475,8 @@ class DatasetGANStream(IterableDataset):
             sample = {k: v[i] for k, v in progress.pending.items()}
             progress.offset = i + 1
             progress.items += 1
+            if balancer is not None:
+                balancer.hand_out(1)
             yield self._finish(sample)
         if limit is not None:
             self.epoch = epoch + 1
@@ -462,14 +491,15 @@ class DatasetGANStream(IterableDataset):
         targets = resolve_targets(
             self.class_balance, names, ignore=[k for k, n in enumerate(names) if n == "background"]
         )
-        return ClassBalancer(targets, seed=self.seed, class_names=names)
+        return ClassBalancer(targets, seed=self.seed, class_names=names, count_handed_out=True)
 
     def statistics(self) -> dict[str, Any]:
         """What the live (or last) iterator did: candidates labeled, items yielded, the
         uncertainty filter's kept share and, with ``class_balance``, the achieved
-        per-class image rates. An iterator that finished its epoch stays readable until
-        the next one starts. With DataLoader workers, each worker iterates its own copy
-        of the stream, so the main process's copy has nothing to report (zeros)."""
+        per-class image rates of the images handed out. An iterator that finished its
+        epoch stays readable until the next one starts. With DataLoader workers, each
+        worker iterates its own copy of the stream, so the main process's copy has
+        nothing to report (zeros)."""
         p = self._progress if self._progress is not None else self._finished
         if p is None:
             return {"candidates": 0, "items": 0}
@@ -557,7 +587,10 @@ class DatasetGANStream(IterableDataset):
                     unit["image"], unit["mask"], unit["probs"], g
                 )
             else:
-                unit["image"], unit["mask"] = self._augment(unit["image"], unit["mask"], g)
+                out = self._augment(unit["image"], unit["mask"], g)
+                # a user callable's output would otherwise become garbage samples or
+                # fail deep inside (indexing, collation)
+                unit["image"], unit["mask"] = check_augment_output(out, unit_size)
         if self.normalize is not None:
             unit["image"] = normalize(unit["image"], *self.normalize)
         progress.units += 1
@@ -618,11 +651,39 @@ def _balance(
 
 
 def expected_batches(samples_per_epoch: int, batch_size: int) -> int:
-    """Batches per rank and epoch for a given ``samples_per_epoch`` (rounded down)."""
-    return math.floor(samples_per_epoch / batch_size)
+    """Batches per rank and epoch for a given ``samples_per_epoch`` (rounded down), in
+    integer arithmetic (exact for any size); ValueError for a non-int or negative
+    ``samples_per_epoch`` or a ``batch_size`` below 1."""
+    samples_per_epoch = _check_int(samples_per_epoch, "samples_per_epoch", 0)
+    batch_size = _check_int(batch_size, "batch_size", 1)
+    return samples_per_epoch // batch_size
 
 
 def _check_int(value: Any, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    """``value`` as a Python int >= ``low``: anything with ``__index__`` (numpy and
+    tensor integers too) but a bool; else ValueError naming ``name``."""
+    number = None
+    if not isinstance(value, bool) and hasattr(value, "__index__"):
+        try:
+            number = int(value.__index__())
+        except (TypeError, ValueError, RuntimeError):  # e.g. a float tensor
+            number = None
+    if number is None or number < low:
         raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    return value
+    return number
+
+
+def _check_window(window: int, drop: float) -> None:
+    """Refuse a ``quantile_window`` too small for ``drop_uncertain``: the filter drops a
+    score only when at least ``ceil((1 - drop) * n)`` of the n window scores are below
+    it, which never happens when that is n (window * drop < 1)."""
+    if math.ceil((1.0 - drop) * window) < window:
+        return
+    smallest = max(1, math.ceil(1.0 / drop) - 1)
+    while math.ceil((1.0 - drop) * smallest) >= smallest:
+        smallest += 1
+    raise ValueError(
+        f"quantile_window={window} is too small for drop_uncertain={drop}: a window under "
+        f"1 / drop_uncertain never drops an image (the filter would be off). Use "
+        f"quantile_window >= {smallest}, or drop_uncertain=0"
+    )

@@ -14,11 +14,13 @@ from typing import Any
 
 import torch
 
-from ..augment import BatchAugment
+from ..augment import AlbumentationsAugment, BatchAugment, KorniaAugment, make_augment
 from ..balance import ClassBalancer
 from ..uncertainty import StreamingQuantile
 from .workers import Shard
 
+#: Epochs are mixed into int64 seeds: this is the exclusive upper bound (as for seeds).
+MAX_EPOCH = 2**63
 #: Version of the ``state_dict`` layout.
 STATE_VERSION = 2
 #: Settings added to the stream after its state layout: a state saved before one existed
@@ -102,6 +104,9 @@ class Progress:
         self.pending = {k: v.to(device) for k, v in state["pending"].items()}
         if self.balancer is not None:
             self.balancer.load_state_dict(state["balancer"])
+            # the class sets of the samples still to hand out (buffer order)
+            waiting = buffer_len(self.pending) - self.offset + buffer_len(self.buffer)
+            self.balancer.sync_waiting(waiting)
 
     def pending_left(self) -> bool:
         """Whether samples of the current unit are still to be handed out."""
@@ -119,12 +124,13 @@ def check_state(state: Any, config: dict[str, Any], identity: Any) -> None:
     a state that had started iterating: it loads the models)."""
     if not isinstance(state, dict) or "epoch" not in state:
         raise ValueError("not a DatasetGANStream state (expected a dict with 'epoch')")
+    check_epoch(state["epoch"], "stream state: epoch")
     if state.get("version") != STATE_VERSION:
         raise ValueError(
             f"stream state has version {state.get('version')!r}; this dgan_data reads "
             f"version {STATE_VERSION} (states of older versions cannot be resumed)"
         )
-    check_same(state, config, "this stream")
+    check_same(_legacy_augment(state), config, "this stream")
     if state.get("fresh"):
         return
     missing = [k for k in PROGRESS_FIELDS if k not in state]
@@ -139,10 +145,22 @@ def check_contents(state: dict[str, Any]) -> None:
     are not tensors of one length per part, images and masks of different frames, or an
     offset past the pending unit (such a state would resume with samples that were never
     generated)."""
-    for key in ("epoch", "unit", "candidates", "units", "items", "offset"):
+    for key in ("unit", "candidates", "units", "items", "offset"):
         value = state.get(key)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"stream state: {key} must be an int >= 0, got {value!r}")
+    if not isinstance(state["identity"], dict):
+        raise ValueError(f"stream state: identity must be a dict, got {state['identity']!r}")
+    shard = state["shard"]
+    if (
+        not isinstance(shard, (list, tuple))
+        or len(shard) != 4
+        or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in shard)
+    ):
+        raise ValueError(
+            "stream state: shard must be 4 ints >= 0 (rank, world size, worker, workers), "
+            f"got {shard!r}"
+        )
     lengths = {}
     for part in ("buffer", "pending"):
         tensors = state[part]
@@ -157,8 +175,17 @@ def check_contents(state: dict[str, Any]) -> None:
         image, mask = tensors.get("image"), tensors.get("mask")
         if image is not None and image.dim() != 4:
             raise ValueError(f"stream state: {part} images must be (N, C, H, W)")
+        if image is not None and (image.shape[1] != 3 or not image.is_floating_point()):
+            raise ValueError(
+                f"stream state: {part} images must be float (N, 3, H, W), got "
+                f"{image.dtype} {tuple(image.shape)}"
+            )
         if mask is not None and mask.dim() != 3:
             raise ValueError(f"stream state: {part} masks must be (N, H, W)")
+        if mask is not None and (
+            mask.is_floating_point() or mask.is_complex() or mask.dtype == torch.bool
+        ):
+            raise ValueError(f"stream state: {part} masks must be integer, got {mask.dtype}")
         if image is not None and mask is not None and image.shape[-2:] != mask.shape[-2:]:
             raise ValueError(
                 f"stream state: {part} images are {tuple(image.shape[-2:])}, its masks "
@@ -203,13 +230,51 @@ def plain(value: Any) -> Any:
     return value
 
 
-def describe_augment(spec: Any) -> Any:
-    """A stable description of an augmentation (its repr when it is ours)."""
-    if spec is None or isinstance(spec, str):
-        return spec
-    if isinstance(spec, BatchAugment):
-        return repr(spec)
-    return type(spec).__module__ + "." + type(spec).__qualname__
+def check_epoch(value: Any, name: str = "epoch") -> int:
+    """``value`` as an epoch: an int (anything with ``__index__``, not a bool) in
+    [0, 2**63), as seeds are; else ValueError naming ``name``. A float, a string or an
+    epoch past 2**64 would otherwise select another epoch's samples without a word."""
+    epoch = None
+    if not isinstance(value, bool) and hasattr(value, "__index__"):
+        try:
+            epoch = int(value.__index__())
+        except (TypeError, ValueError, RuntimeError):
+            epoch = None
+    if epoch is None:
+        raise ValueError(f"{name} must be an int in [0, 2**63), got {value!r}")
+    if not 0 <= epoch < MAX_EPOCH:
+        raise ValueError(f"{name} must be in [0, 2**63), got {epoch}")
+    return epoch
+
+
+def describe_augment(spec: Any) -> str | None:
+    """A stable description of an augmentation, recorded in stream states: the repr of
+    what ``make_augment(spec)`` builds, which lists the pipeline's settings (kornia's
+    augmentations, albumentations' transforms), so equal pipelines ("default" and
+    ``BatchAugment()``) compare equal and different ones differ. A user callable is
+    described by its module and qualified name (its repr holds a memory address)."""
+    fn = make_augment(spec)
+    if fn is None:
+        return None
+    if isinstance(fn, (BatchAugment, KorniaAugment, AlbumentationsAugment)):
+        return repr(fn)
+    text = repr(fn)
+    if " at 0x" not in text:  # a callable object with a repr of its own
+        return text
+    named = fn if hasattr(fn, "__qualname__") else type(fn)
+    return f"{getattr(named, '__module__', '?')}.{named.__qualname__}"
+
+
+def _legacy_augment(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` with an augment recorded by name (states saved before augmentations
+    were described by ``describe_augment``: "default", "none") described as now, so
+    such a state still resumes under the same augmentation. Other old descriptions
+    (a kornia or albumentations class name) cannot tell pipelines apart and are
+    refused by the usual comparison."""
+    saved = state.get("augment")
+    if isinstance(saved, str) and saved.strip().lower() in ("default", "none"):
+        return {**state, "augment": describe_augment(saved)}
+    return state
 
 
 def buffer_len(buffer: Tensors) -> int:
