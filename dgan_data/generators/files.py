@@ -5,10 +5,10 @@ through the restricted unpickler in ``unpickle.py``; our own format is ``.safete
 with the architecture and config as JSON in its header. This module holds what they
 share: the checks of files, tensors and options, and the error type.
 
-Every tensor a generator is built from passes :func:`check_tensors` (non-empty, finite,
-a view that reads each stored element at most once and stays inside its storage), and
-every architecture is compared, tensor by tensor, with what the file holds before the
-real module is allocated (:func:`compare_shapes`).
+Every tensor a generator is built from passes :func:`check_tensors` (floating point,
+non-empty, finite, a view that reads each stored element at most once and stays inside
+its storage), and every architecture is compared, tensor by tensor, with what the file
+holds before the real module is allocated (:func:`compare_shapes`).
 """
 
 from __future__ import annotations
@@ -125,6 +125,11 @@ def layout_problem(
 def _tensor_problem(t: torch.Tensor) -> str | None:
     if t.layout != torch.strided or t.is_quantized or t.is_complex():
         return f"unsupported tensor kind ({t.layout}, {t.dtype})"
+    if not t.is_floating_point():  # an int or bool weight would be converted silently
+        return (
+            f"{str(t.dtype).removeprefix('torch.')} values, expected floating point "
+            "(generator weights are float16, bfloat16, float32, float64...)"
+        )
     if t.numel() == 0:
         return f"zero-element tensor of shape {tuple(t.shape)}"
     storage_numel = t.untyped_storage().nbytes() // t.element_size()
@@ -132,8 +137,8 @@ def _tensor_problem(t: torch.Tensor) -> str | None:
     if problem is not None:
         return problem
     if t.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
-        t = t.float() if t.is_floating_point() else t  # float8: no isfinite on every device
-    if t.is_floating_point() and not _all_finite(t):
+        t = t.float()  # float8: no isfinite on every device
+    if not _all_finite(t):
         bad = int((~torch.isfinite(t)).sum())
         return f"{bad} non-finite values (NaN or inf) in a tensor of shape {tuple(t.shape)}"
     return None
@@ -149,8 +154,9 @@ def _all_finite(t: torch.Tensor) -> bool:
 def check_tensors(tensors: Mapping[Any, Any], source: str) -> dict[str, torch.Tensor]:
     """The mapping as a dict of checked tensors; the first bad entry raises, by name.
 
-    Refused: non-string names, values that are not tensors, zero-element tensors,
-    stride-0 or overlapping views, views reaching outside their storage, NaN and inf.
+    Refused: non-string names, values that are not tensors, integer and bool tensors,
+    zero-element tensors, stride-0 or overlapping views, views reaching outside their
+    storage, NaN and inf.
     """
     if not isinstance(tensors, Mapping):
         raise CheckpointError(

@@ -8,6 +8,7 @@ an unknown name lists the valid ones.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -170,6 +171,11 @@ def detect_format(path: Path) -> str:
         return "nvidia-pkl"
     if is_zip_archive(path) or head[:1] == b"\x80":
         return "torch"
+    if head.startswith(b"PK\x03\x04"):  # a zip (torch.save's format) without its end
+        raise CheckpointError(
+            f"{path}: damaged or truncated zip archive (it starts like a PyTorch .pt file, "
+            "but its zip directory cannot be read; was the download or copy cut short?)"
+        )
     raise CheckpointError(
         f"{path}: unknown checkpoint format (expected .safetensors, an NVIDIA .pkl network, "
         "or a PyTorch .pt file)"
@@ -232,8 +238,10 @@ def _from_torch_object(obj: Any, path: Path, **options: Any) -> Generator:
     if any(k.startswith(("g_mapping.", "g_synthesis.", "module.g_")) for k in names):
         kind = "DatasetGAN StyleGAN1 .pt files"
         options = _options(options, kind, path)
-        avg = _find_avg_latent(path, options.pop("avg_latent", None))
-        return StyleGAN1Generator.from_datasetgan_state_dict(obj, avg, source=str(path), **options)
+        avg, avg_source = _find_avg_latent(path, options.pop("avg_latent", None))
+        return StyleGAN1Generator.from_datasetgan_state_dict(
+            obj, avg, source=str(path), avg_source=avg_source, **options
+        )
     if "conv1.conv.modulation.weight" in obj:
         kind = "rosinality StyleGAN2 .pt files"
         return StyleGAN2Generator.from_state_dict(obj, str(path), **_options(options, kind, path))
@@ -248,10 +256,11 @@ def _options(options: dict[str, Any], kind: str, path: Path) -> dict[str, Any]:
     return check_options(options, FORMAT_OPTIONS[kind], kind, str(path))
 
 
-def _find_avg_latent(path: Path, given: Any) -> Any:
-    """The StyleGAN1 truncation centre: given array/path, or the release's file beside it."""
+def _find_avg_latent(path: Path, given: Any) -> tuple[Any, str | None]:
+    """The StyleGAN1 truncation centre (given array/path, or the release's file beside it)
+    and the file it came from, which messages about its values name."""
     if given is not None and not isinstance(given, (str, os.PathLike)):
-        return given
+        return given, None
     if given is not None:
         candidates = [Path(given)]
     else:
@@ -262,7 +271,7 @@ def _find_avg_latent(path: Path, given: Any) -> Any:
         ]
     for c in candidates:
         if c.is_file():
-            return _read_avg_latent(c)
+            return _read_avg_latent(c, path), f"{c} (the average latent for {path})"
     if given is not None:
         raise CheckpointError(f"{given}: average latent file not found")
     log.warning(
@@ -271,24 +280,60 @@ def _find_avg_latent(path: Path, given: Any) -> Any:
         path,
         ", ".join(c.name for c in candidates),
     )
-    return None
+    return None, None
 
 
-def _read_avg_latent(path: Path) -> np.ndarray:
-    """A ``.npy`` of numbers (never pickled objects), at most ``MAX_AVG_LATENT_BYTES``."""
+def _read_avg_latent(path: Path, generator: Path | None = None) -> np.ndarray:
+    """A ``.npy`` of finite floats (never pickled objects), at most ``MAX_AVG_LATENT_BYTES``.
+
+    ``generator`` (the checkpoint it is for) is named in messages too. The header is
+    read first: its shape and dtype must account for exactly the bytes that follow it
+    (``np.load`` would allocate whatever shape a 200-byte file declares).
+    """
+    where = f"{path} (the average latent for {generator})" if generator else str(path)
     size = path.stat().st_size
     if size > MAX_AVG_LATENT_BYTES:
         raise CheckpointError(
-            f"{path}: {size} bytes; an average latent is far smaller "
+            f"{where}: {size} bytes; an average latent is far smaller "
             f"(at most {MAX_AVG_LATENT_BYTES} accepted)"
         )
     try:
-        arr = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
-        raise CheckpointError(f"{path}: cannot read the average latent ({err})") from None
-    if not isinstance(arr, np.ndarray):
-        arr.close()  # an .npz archive
-        raise CheckpointError(f"{path}: an .npz archive, expected a .npy array")
-    if arr.dtype.kind not in "fiu":
-        raise CheckpointError(f"{path}: a .npy array of {arr.dtype}, expected numbers")
-    return arr
+        with open(path, "rb") as f:
+            shape, fortran, dtype = _npy_header(f, where)
+            nbytes = math.prod(shape) * dtype.itemsize
+            body = size - f.tell()
+            if nbytes != body:
+                raise CheckpointError(
+                    f"{where}: its header declares a {dtype} array of shape {shape} "
+                    f"({nbytes} bytes), the file holds {body} bytes after the header"
+                )
+            data = f.read(nbytes)
+    except OSError as err:
+        raise CheckpointError(f"{where}: cannot read the average latent ({err})") from None
+    if len(data) != nbytes:
+        raise CheckpointError(f"{where}: the file changed while it was read")
+    arr = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+    if not bool(np.isfinite(arr).all()):
+        raise CheckpointError(f"{where}: NaN or inf values")
+    return arr.astype(np.float32)
+
+
+def _npy_header(f: Any, where: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, fortran order, dtype) of an ``.npy`` header; a float dtype is required."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = fmt.read_array_header_2_0(f)
+        else:
+            raise ValueError(f".npy format version {version[0]}.{version[1]} is not supported")
+    except (ValueError, EOFError) as err:  # not .npy (e.g. an .npz archive), bad header
+        msg = " ".join(str(err).split())[:200] or type(err).__name__
+        raise CheckpointError(f"{where}: not a readable .npy array ({msg})") from None
+    if dtype.kind != "f" or dtype.hasobject or dtype.fields is not None or dtype.subdtype:
+        raise CheckpointError(f"{where}: a .npy array of {dtype}, expected floating point numbers")
+    if len(shape) > 3:
+        raise CheckpointError(f"{where}: a .npy array of shape {shape}, expected 1 to 3 dimensions")
+    return shape, fortran, dtype

@@ -439,6 +439,7 @@ class StyleGAN1Generator(Generator):
         state_dict: Mapping[str, torch.Tensor],
         avg_latent: torch.Tensor | np.ndarray | None,
         source: str = "<file>",
+        avg_source: str | None = None,
         **options: Any,
     ) -> StyleGAN1Generator:
         """Build a generator from DatasetGAN's ``*.for_g_all.pt`` state dict and average w.
@@ -447,7 +448,9 @@ class StyleGAN1Generator(Generator):
         tensor shapes. ``avg_latent`` (``avg_latent_stylegan1.npy``, (18, w_dim)) is the
         truncation centre; its first ``num_ws`` rows are kept. ``options`` go to the
         constructor (``truncation_cutoff``, ``noise_seed``). Raises ``ValueError`` naming
-        ``source`` when the dict does not fit.
+        ``source`` when the dict does not fit, and :class:`CheckpointError` naming
+        ``avg_source`` (the ``.npy`` file, when ``avg_latent`` came from one; else
+        ``source``) when the average latent does not.
         """
         state = check_tensors(state_dict, source)
         if state and all(k.startswith("module.") for k in state):  # saved from DataParallel
@@ -473,7 +476,9 @@ class StyleGAN1Generator(Generator):
                 source,
             )
         else:
-            target["avg_w"] = _average_w_rows(avg_latent, model.num_ws, model.w_dim, source)
+            target["avg_w"] = _average_w_rows(
+                avg_latent, model.num_ws, model.w_dim, avg_source or source
+            )
         model.load_state_dict(target)
         logger.info("loaded DatasetGAN StyleGAN1 generator from %s: %s", source, model.config)
         return model
@@ -620,7 +625,7 @@ def _average_w_rows(
         return avg.expand(num_ws, -1).clone()
     if avg.ndim == 2 and avg.shape[1] == w_dim and avg.shape[0] >= num_ws:
         return avg[:num_ws].clone()
-    raise ValueError(
+    raise CheckpointError(
         f"{source}: average latent has shape {tuple(avg.shape)}, expected ({w_dim},) or "
         f"(n >= {num_ws}, {w_dim}) (DatasetGAN's avg_latent_stylegan1.npy is (18, {w_dim}))"
     )

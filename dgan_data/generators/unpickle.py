@@ -31,6 +31,12 @@ How it is read:
   (no stride 0, no overlap, inside the storage), then copied out. Numpy dtypes are
   made by name from a fixed list of numeric types; scalars and arrays from exactly as
   many bytes as their shape needs.
+- A running budget: every tensor and array made, and every copy of bytes, adds its
+  bytes (before it is allocated); beyond the file's size plus ``BUDGET_SLACK`` the
+  pickle is refused (:class:`PickleTooLarge`). A pickle can name one memoised storage
+  in any number of ``_rebuild_tensor_v2`` calls for 5 bytes each: without the budget,
+  2.5 KB asked for 1.9 GB. Containers made by allow-listed calls (``OrderedDict(l)``,
+  ``set(l)`` on a memoised ``l``) count their entries against ``MAX_OBJECTS``.
 - One pass then visits every object once (bounded depth and count; shared and
   circular references stay shared or circular) and turns records into tensors, numpy
   values and :class:`PersistentObject`.
@@ -44,7 +50,9 @@ first, with inert objects only, and refuses sizes beyond what the file holds.
 from __future__ import annotations
 
 import _compat_pickle
+import contextvars
 import io
+import logging
 import math
 import mmap
 import pickle
@@ -62,7 +70,9 @@ import torch
 
 from .files import CheckpointError, check_file, layout_problem, printable, short_repr
 
-__all__ = ["PERSISTENCE_HOOK", "PersistentObject", "read_nvidia_pickle"]
+log = logging.getLogger(__name__)
+
+__all__ = ["PERSISTENCE_HOOK", "PersistentObject", "PickleTooLarge", "read_nvidia_pickle"]
 
 #: The dotted name NVIDIA's persistence module pickles as the reconstruct function.
 PERSISTENCE_HOOK = ("torch_utils.persistence", "_reconstruct_persistent_obj")
@@ -73,6 +83,9 @@ MAX_OBJECTS = 5_000_000
 #: Magic number and protocol of the legacy ``torch.save`` format of storage blobs.
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
+#: Bytes of tensors and arrays a network pickle may produce beyond its file's size.
+#: Each stored element is copied out once, so a real network stays below its file size.
+BUDGET_SLACK = 2**20
 
 #: Words whose presence in a module's embedded source identifies the architecture.
 _SOURCE_MARKERS = ("SynthesisInput", "filtered_lrelu")
@@ -109,6 +122,49 @@ def _as_dict(value: Any) -> dict[str, Any]:
 
 class _AttrDict(dict):
     """Stand-in for ``dnnlib.EasyDict``: a dict."""
+
+
+# ------------------------------------------------------------------ budget
+class PickleTooLarge(pickle.UnpicklingError):
+    """A pickle asks for far more memory than its file holds."""
+
+
+class _Budget:
+    """What one network pickle has made so far: bytes of tensors, arrays and byte copies
+    against ``limit``, and entries of containers made by calls against ``MAX_OBJECTS``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.used, self.entries = limit, 0, 0
+        self.encoded: dict[int, tuple[str, bytes]] = {}  # id(text) -> (text, its bytes)
+
+    def charge(self, nbytes: int, what: str) -> None:
+        self.used += nbytes
+        if self.used > self.limit:
+            raise PickleTooLarge(
+                f"the tensors and arrays it makes add up to more than {self.limit} bytes, "
+                f"its file's size plus {BUDGET_SLACK} (a {what} of {nbytes} bytes went over): "
+                "it reuses stored data over and over"
+            )
+
+    def count(self, entries: int) -> None:
+        self.entries += entries
+        if self.entries > MAX_OBJECTS:
+            raise PickleTooLarge(
+                f"its calls build containers of more than {MAX_OBJECTS} entries in all"
+            )
+
+
+#: The budget of the network pickle being read (None outside ``read_nvidia_pickle``).
+_BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar(
+    "dgan_data_pickle_budget", default=None
+)
+
+
+def _charge(nbytes: int, what: str) -> None:
+    """Count ``nbytes`` about to be allocated against the current pickle's budget."""
+    budget = _BUDGET.get()
+    if budget is not None:
+        budget.charge(nbytes, what)
 
 
 # ------------------------------------------------------------------ records
@@ -225,11 +281,15 @@ def _np_dtype(spec: Any, align: Any = False, copy: Any = True) -> _DTypeRecord:
 
 
 def _as_bytes(raw: Any) -> bytes:
+    """``raw`` as bytes; a copy (of text or a bytearray) is charged to the budget."""
     if isinstance(raw, str):  # protocol-2 pickles of bytes come back as latin-1 text
-        raw = raw.encode("latin1")
-    if not isinstance(raw, (bytes, bytearray)):
+        return _latin1_encode(raw)
+    if isinstance(raw, bytearray):
+        _charge(len(raw), "copy of a bytearray")
+        return bytes(raw)
+    if not isinstance(raw, bytes):
         raise pickle.UnpicklingError(f"expected bytes, found {type(raw).__name__}")
-    return bytes(raw)
+    return raw
 
 
 def _shape(value: Any, what: str) -> tuple[int, ...]:
@@ -250,6 +310,7 @@ def _array_from_bytes(raw: Any, dtype: Any, shape: Any, order: str) -> np.ndarra
             f"numpy array of shape {shape} needs {math.prod(shape) * dtype.dtype.itemsize} "
             f"bytes, the pickle has {len(raw)}"
         )
+    _charge(len(raw), "numpy array")
     return np.frombuffer(raw, dtype=dtype.dtype).reshape(shape, order=order).copy()
 
 
@@ -273,7 +334,9 @@ def _np_reconstruct(subtype: Any, shape: Any, dtype: Any) -> _ArrayRecord:
 def _np_frombuffer(buf: Any, dtype: Any, shape: Any, order: Any) -> _Value:
     """``numpy.core.numeric._frombuffer`` (protocol-5 arrays)."""
     if isinstance(buf, pickle.PickleBuffer):
-        buf = bytes(buf.raw())
+        raw = buf.raw()
+        _charge(raw.nbytes, "copy of a pickle buffer")
+        buf = bytes(raw)
     if order not in ("C", "F"):
         raise pickle.UnpicklingError("refused numpy array order")
     return _Value(_array_from_bytes(buf, dtype, shape, order))
@@ -296,6 +359,22 @@ _STORAGE_DTYPES = {
     "ByteStorage": torch.uint8,
     "BoolStorage": torch.bool,
 }
+
+
+#: Bytes per element of storage types a generator never holds (complex, quantized,
+#: float8...): a ``.pt`` that names one is refused; until then its storages count at
+#: their true size, and any other unknown type at the largest, 16 bytes.
+_REFUSED_STORAGE_ITEMSIZE = {
+    "ComplexDoubleStorage": 16,
+    "ComplexFloatStorage": 8,
+    "ComplexHalfStorage": 4,
+    "QInt32Storage": 4,
+    "QInt8Storage": 1,
+    "QUInt8Storage": 1,
+    "QUInt4x2Storage": 1,
+    "QUInt2x4Storage": 1,
+}
+_MAX_ITEMSIZE = 16
 
 
 def _itemsize(dtype: torch.dtype) -> int:
@@ -322,9 +401,10 @@ def _rebuild_tensor(
     problem = layout_problem(size, stride, offset, storage.numel)
     if problem is not None:
         raise pickle.UnpicklingError(f"refused tensor of size {size}: {problem}")
-    flat = storage.flat()
     if math.prod(size) == 0:
         return _Value(torch.empty(size, dtype=storage.dtype))
+    _charge(math.prod(size) * _itemsize(storage.dtype), "tensor")
+    flat = storage.flat()
     view = torch.as_strided(flat, size, stride, offset)
     return _Value(view.clone(memory_format=torch.contiguous_format))
 
@@ -358,10 +438,26 @@ def _rebuild_from_type_v2(func: Any, new_type: Any, args: Any, state: Any) -> _V
 
 
 # -------------------------------------------------------------- storage blobs
+class _UnknownOpcode(pickle.UnpicklingError):
+    """A byte that is no pickle opcode where an opcode should be."""
+
+
+class _Truncated(pickle.UnpicklingError):
+    """The file ends inside the pickle."""
+
+
+class _OpcodeTable(dict):
+    """The unpickler's opcode -> handler table; a byte that is no opcode raises
+    :class:`_UnknownOpcode` (pickle's own table raises a bare ``KeyError: 216``)."""
+
+    def __missing__(self, key: int) -> Any:
+        raise _UnknownOpcode(f"unknown opcode 0x{key:02x}")
+
+
 class _SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler: its memo is a dict
     """Pure-Python unpickler: allow-listed globals, no persistent ids, BUILD on records."""
 
-    dispatch: ClassVar[dict[int, Any]] = dict(pickle._Unpickler.dispatch)
+    dispatch: ClassVar[dict[int, Any]] = _OpcodeTable(pickle._Unpickler.dispatch)
     allowed: ClassVar[dict[tuple[str, str], Any]] = {}
 
     def __init__(self, file: Any) -> None:
@@ -397,7 +493,10 @@ class _SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler: its memo 
         """``BYTEARRAY8`` from the bytes present: pickle's own preallocates (and zeroes)
         the length the file declares, 4 GiB for a 16-byte file."""
         (n,) = struct.unpack("<Q", self.read(8))
-        data = self.read(n)
+        try:
+            data = self.read(n)
+        except _Truncated as err:
+            raise _Truncated(f"BYTEARRAY8 declares {n} bytes; {err}") from None
         if len(data) != n:
             raise pickle.UnpicklingError(
                 f"BYTEARRAY8 declares {n} bytes, the pickle holds {len(data)}"
@@ -484,7 +583,15 @@ def _latin1_encode(text: Any, encoding: Any = "latin1") -> bytes:
         raise pickle.UnpicklingError("refused _codecs.encode")
     if encoding.replace("-", "").lower() not in ("latin1", "latin"):
         raise pickle.UnpicklingError(f"refused _codecs.encode with encoding {encoding[:20]!r}")
-    return text.encode("latin1")
+    budget = _BUDGET.get()
+    if budget is None:
+        return text.encode("latin1")
+    # One copy per distinct text (at most the file's size): a repeated call on a
+    # memoised text returns the same bytes instead of a new copy.
+    known = budget.encoded.get(id(text))
+    if known is None or known[0] is not text:
+        known = budget.encoded[id(text)] = (text, text.encode("latin1"))
+    return known[1]
 
 
 def _empty_bytes(*args: Any) -> bytes:
@@ -538,14 +645,62 @@ def _network_globals() -> dict[tuple[str, str], Any]:
     return allowed
 
 
+class _WholeReads:
+    """The network pickle's bytes, read whole or not at all: a read or a line cut short
+    by the end of the data raises :class:`_Truncated` (pickle's own reader returns what
+    is there, and the pickle then fails later with an unrelated message)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.buf = io.BytesIO(data)
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.buf.read(n)
+        if n is not None and n > 0 and len(data) < n:
+            raise _Truncated(f"it ends at byte {self.buf.tell()}, inside the pickle")
+        return data
+
+    def readline(self) -> bytes:
+        line = self.buf.readline()
+        if not line.endswith(b"\n"):
+            raise _Truncated(f"it ends at byte {self.buf.tell()}, inside the pickle")
+        return line
+
+
 class RestrictedUnpickler(_SafeUnpickler):
     """The network pickle's unpickler; refusals name the file and the global."""
 
     allowed: ClassVar[dict[tuple[str, str], Any]] = _network_globals()
 
-    def __init__(self, file: Any, source: str) -> None:
+    dispatch: ClassVar[dict[int, Any]] = _OpcodeTable(_SafeUnpickler.dispatch)
+
+    def __init__(self, file: Any, source: str, budget: _Budget | None = None) -> None:
         super().__init__(file)
         self.source = source
+        self.budget = budget
+
+    def _counted(self, value: Any) -> Any:
+        """A call's result; containers (copies of memoised ones) count their entries."""
+        if self.budget is not None and isinstance(value, (dict, set, frozenset)):
+            self.budget.count(len(value))
+        return value
+
+    def load_reduce(self) -> None:
+        args = self.stack.pop()
+        func = self.stack[-1]
+        self.stack[-1] = self._counted(func(*args))
+
+    def _instantiate(self, klass: Any, args: Any) -> None:
+        super()._instantiate(klass, args)
+        self._counted(self.stack[-1])
+
+    def load_build(self) -> None:
+        state, inst = self.stack[-1], self.stack[-2]
+        if isinstance(inst, _AttrDict) and isinstance(state, dict):
+            self._counted(state)
+        super().load_build()
+
+    dispatch[pickle.REDUCE[0]] = load_reduce
+    dispatch[pickle.BUILD[0]] = load_build
 
     def refuse(self, module: str, name: str) -> Exception:
         dotted = f"{printable(module)}.{printable(name)}"
@@ -634,13 +789,28 @@ def read_nvidia_pickle(path: str | Path) -> Any:
     """Unpickle an NVIDIA network pickle as plain data (``PersistentObject`` for networks)."""
     path = Path(path)
     check_file(path)
+    budget = _Budget(path.stat().st_size + BUDGET_SLACK)
+    token = _BUDGET.set(budget)
     try:
         data = path.read_bytes()
-        raw = RestrictedUnpickler(io.BytesIO(data), str(path)).load()
+        budget.limit = len(data) + BUDGET_SLACK
+        raw = RestrictedUnpickler(_WholeReads(data), str(path), budget).load()
         del data
+        log.debug("%s: %d bytes of tensors and arrays (budget %d)", path, budget.used, budget.limit)
         return _Materialiser().convert(raw)
     except CheckpointError:
         raise
+    except PickleTooLarge as err:
+        raise CheckpointError(
+            f"{path}: refused to load: {err} (a damaged or hostile network pickle)"
+        ) from None
+    except _UnknownOpcode as err:
+        raise CheckpointError(f"{path}: not a pickle ({err})") from None
+    except (_Truncated, EOFError) as err:
+        where = str(err) if isinstance(err, _Truncated) else "it ends before the pickle does"
+        raise CheckpointError(
+            f"{path}: cannot read as an NVIDIA network pickle: the file is truncated ({where})"
+        ) from None
     except MemoryError:
         raise CheckpointError(
             f"{path}: cannot read as an NVIDIA network pickle: out of memory"
@@ -648,6 +818,8 @@ def read_nvidia_pickle(path: str | Path) -> Any:
     except Exception as err:  # UnpicklingError, EOFError, ValueError, TypeError...
         msg = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
         raise CheckpointError(f"{path}: cannot read as an NVIDIA network pickle: {msg}") from None
+    finally:
+        _BUDGET.reset(token)
 
 
 # ------------------------------------------------- torch pickles: a look first
@@ -684,10 +856,6 @@ class _Global(_Inert):
 
     def __init__(self, name: str) -> None:
         self.name = name
-
-
-class PickleTooLarge(pickle.UnpicklingError):
-    """A pickle asks for far more memory than its file holds."""
 
 
 class _StrictReader:
@@ -731,15 +899,42 @@ class TorchPickleScan(_SafeUnpickler):
     Nothing is called or built: every global is a name, every call result an inert
     object. What is totalled: the calls that would allocate what their arguments ask
     for, and the bytes of the storages named by persistent ids. Either above ``limit``
-    (the file's size) raises :class:`PickleTooLarge`.
+    (the file's size) raises :class:`PickleTooLarge`. Storage types outside
+    ``_STORAGE_DTYPES`` (complex, quantized...) count at their true element size and are
+    refused once the pickle is read: torch would allocate them at 16 bytes an element.
     """
 
-    dispatch: ClassVar[dict[int, Any]] = dict(_SafeUnpickler.dispatch)
+    dispatch: ClassVar[dict[int, Any]] = _OpcodeTable(_SafeUnpickler.dispatch)
 
     def __init__(self, file: Any, limit: int) -> None:
         pickle._Unpickler.__init__(self, file, encoding="utf-8")
         self.limit = limit
         self.storages: dict[Any, int] = {}
+        self.refused_type: str | None = None
+
+    def load(self) -> Any:
+        """The inert pickle; a storage type outside the table is refused once it is read
+        (so a size check that fails on the way is what is reported)."""
+        value = super().load()
+        if self.refused_type is not None:
+            raise pickle.UnpicklingError(
+                f"refused tensor storage type {self.refused_type} (a generator checkpoint "
+                "holds float, integer and bool storages only)"
+            )
+        return value
+
+    def _storage_itemsize(self, kind: Any) -> int:
+        """Bytes per element of a storage type; a type outside the table is noted."""
+        name = kind.name if isinstance(kind, _Global) else short_repr(kind)
+        module, _, short = name.rpartition(".")
+        if module in ("torch", "torch.cuda"):
+            if short in _STORAGE_DTYPES:
+                return _itemsize(_STORAGE_DTYPES[short])
+            if short == "UntypedStorage":
+                return 1
+        if self.refused_type is None:
+            self.refused_type = printable(name, 100)
+        return _REFUSED_STORAGE_ITEMSIZE.get(short, _MAX_ITEMSIZE)
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _compat_pickle.NAME_MAPPING:
@@ -750,10 +945,9 @@ class TorchPickleScan(_SafeUnpickler):
     def persistent_load(self, pid: Any) -> Any:
         if isinstance(pid, tuple) and len(pid) >= 5 and pid[0] in ("storage", b"storage"):
             kind, key, numel = pid[1], pid[2], pid[4]
+            itemsize = self._storage_itemsize(kind)
             if isinstance(numel, int) and not isinstance(numel, bool) and numel > 0:
-                name = kind.name.rsplit(".", 1)[-1] if isinstance(kind, _Global) else ""
-                dtype = _STORAGE_DTYPES.get(name)
-                nbytes = numel * (_itemsize(dtype) if dtype is not None else 1)
+                nbytes = numel * itemsize
                 self.storages[key if isinstance(key, (str, int)) else id(key)] = nbytes
                 total = sum(self.storages.values())
                 if total > self.limit:

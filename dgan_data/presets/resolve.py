@@ -3,7 +3,9 @@
 :func:`resolve_source` turns what a user typed (a file path, or a preset name such as
 ``toyface-14``) into a file, with one rule everywhere: an existing file wins; a name
 that looks like a path but does not exist is "no such file"; any other name must be a
-registered preset (an unknown one lists the valid names). Nothing is ever downloaded:
+registered preset (an unknown one lists the valid names). A folder named like a preset
+(``dgan-data sample --out toyface-14`` makes one) does not hide the preset; any other
+folder is "a folder, not a checkpoint file". Nothing is ever downloaded:
 a missing preset file raises :class:`PresetFilesMissing`, whose message says what to
 fetch, where to put it, and how to train the interpreter.
 
@@ -55,14 +57,22 @@ def resolve_source(spec: str | os.PathLike, kind: FileKind) -> tuple[Path, str |
     """(file, preset name or None) for a path or a preset name; see the module docstring."""
     if isinstance(spec, os.PathLike):
         spec = os.fspath(spec)
-    if not isinstance(spec, str) or not spec:
-        raise TypeError(f"expected a file path or a preset name, got {spec!r}")
+    if not isinstance(spec, str):
+        raise TypeError(f"expected a file path or a preset name, got a {type(spec).__name__}")
+    if not spec.strip():
+        raise ValueError(
+            f"expected a file path or a preset name, got {spec!r} "
+            f"(presets: {', '.join(list_presets())})"
+        )
     path = Path(spec)
     if path.is_file():
         return path, None
-    if path.exists():
-        raise FileNotFoundError(f"{spec}: not a file")
-    if looks_like_path(spec):
+    if path.exists() and (looks_like_path(spec) or not _is_preset(spec)):
+        what = "is a folder" if path.is_dir() else "exists but is not a regular file"
+        raise FileNotFoundError(f"{spec}: {what}, not a checkpoint file")
+    if path.exists():  # a folder here named like a preset: the preset is meant
+        log.info("%s: a folder of that name is here; using the preset %s", spec, spec)
+    elif looks_like_path(spec):
         raise FileNotFoundError(f"{spec}: no such file")
     try:
         preset = get_preset(spec)
@@ -72,6 +82,14 @@ def resolve_source(spec: str | os.PathLike, kind: FileKind) -> tuple[Path, str |
             f"{', '.join(list_presets())}."
         ) from None
     return resolve_preset_file(preset.name, kind), preset.name
+
+
+def _is_preset(name: str) -> bool:
+    try:
+        get_preset(name)
+    except UnknownPresetError:
+        return False
+    return True
 
 
 def load_generator(
@@ -90,7 +108,24 @@ def load_generator(
         raise CheckpointError(str(err)) from None
     if preset is not None:
         options = {**preset_generator_options(preset), **options}
-    return load_generator_file(path, device=device, **options)
+    G = load_generator_file(path, device=device, **options)
+    if preset is not None:
+        _check_presets_generator(G, get_preset(preset), path)
+    return G
+
+
+def _check_presets_generator(G: Generator, preset: Preset, path: Path) -> None:
+    """A preset's generator file must be the architecture and resolution the preset
+    declares: another network in its folder would sample images its interpreter, crop
+    and annotations do not fit."""
+    got = (G.arch, tuple(int(v) for v in G.resolution))
+    want = (preset.architecture, tuple(preset.image_resolution))
+    if got != want:
+        raise CheckpointError(
+            f"{path}: a {got[0]} generator of {got[1][0]}x{got[1][1]} px, but preset "
+            f"{preset.name!r} is a {want[0]} generator of {want[1][0]}x{want[1][1]} px: "
+            "this file is not the preset's generator"
+        )
 
 
 def load_interpreter(
@@ -103,6 +138,12 @@ def load_interpreter(
 
 def _first_existing(paths: list[Path]) -> Path | None:
     return next((p for p in paths if p.is_file()), None)
+
+
+def _unusable(paths: list[Path]) -> list[Path]:
+    """Paths that exist as names but are no readable regular file (a dangling or looping
+    symlink, a folder), so "missing" would mislead."""
+    return [p for p in paths if not p.is_file() and (p.is_symlink() or p.exists())]
 
 
 def resolve_preset_file(name: str, kind: FileKind) -> Path:
@@ -134,10 +175,19 @@ def _missing_message(preset: Preset, kind: str, expected: list[Path]) -> str:
     generator_arg = generator if generator is not None else folder / preset.generator_files[0]
     fit = f"dgan-data fit --generator {generator_arg} --annotations DIR --out {interpreter_out}"
     listed = ", ".join(str(p) for p in expected)
-    parts = [
-        f"Preset {preset.name!r} has no {kind} file. Looked for (in this order): {listed}.",
-        f"Put it in {folder} under one of those names (set DGAN_DATA_HOME to move the cache).",
-    ]
+    unusable = _unusable(expected)
+    if unusable:
+        bad = ", ".join(str(p) for p in unusable)
+        parts = [
+            f"Preset {preset.name!r} has no usable {kind} file: {bad} exists but is not a "
+            "readable regular file (a dangling or looping symbolic link, or a folder); "
+            f"replace it with the file. Looked for (in this order): {listed}.",
+        ]
+    else:
+        parts = [
+            f"Preset {preset.name!r} has no {kind} file. Looked for (in this order): {listed}.",
+            f"Put it in {folder} under one of those names (set DGAN_DATA_HOME to move the cache).",
+        ]
     if kind == "generator":
         if preset.avg_latent_files:
             parts.append(
