@@ -144,23 +144,23 @@ def _output_problem(path: Path, folder: bool) -> str | None:
     return None
 
 
-def output_file(text: str) -> Path:
-    """argparse type of a file to write: not a folder, not under a file (refused when
-    parsed, not when the result is saved after the work)."""
+def _output_path(text: str, folder: bool) -> Path:
     path = Path(text)
-    problem = _output_problem(path, folder=False)
+    problem = _output_problem(path, folder)
     if problem:
         raise argparse.ArgumentTypeError(f"{text!r}: {problem}")
     return path
+
+
+def output_file(text: str) -> Path:
+    """argparse type of a file to write: not a folder, not under a file (refused when
+    parsed, not when the result is saved after the work)."""
+    return _output_path(text, folder=False)
 
 
 def output_folder(text: str) -> Path:
     """argparse type of a folder to write into: not a file, not under a file."""
-    path = Path(text)
-    problem = _output_problem(path, folder=True)
-    if problem:
-        raise argparse.ArgumentTypeError(f"{text!r}: {problem}")
-    return path
+    return _output_path(text, folder=True)
 
 
 def id_prefix_type(text: str) -> str:
