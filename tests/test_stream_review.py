@@ -184,6 +184,27 @@ def test_state_contents_are_checked():
     stream(output="dict").load_state_dict(good)
 
 
+def test_hand_edited_progress_is_refused():
+    """A fresh state that records progress would start over silently; a balancer in a
+    stream without balancing would be ignored; more items than the epoch holds would end
+    the epoch at once."""
+    fresh = stream(samples_per_epoch=8).state_dict()
+    with pytest.raises(ValueError, match="says fresh but records progress"):
+        stream(samples_per_epoch=8).load_state_dict({**fresh, "items": 5})
+    a = stream(samples_per_epoch=8)
+    take(a, 1)
+    good = copy.deepcopy(a.state_dict())
+    with pytest.raises(ValueError, match="class-balance progress, but this stream has none"):
+        stream(samples_per_epoch=8).load_state_dict({**good, "balancer": {"x": 1}})
+    b = stream(samples_per_epoch=8)
+    b.load_state_dict({**good, "items": 9})
+    with pytest.raises(ValueError, match="handed out 9 items, more than this shard's 8"):
+        next(iter(b))
+    c = stream(samples_per_epoch=8)
+    c.load_state_dict(good)
+    assert len(list(c)) == 7
+
+
 # ------------------------------------------------------------ 5. the quantile window
 def test_quantile_window_too_small_for_drop_uncertain_is_refused():
     with pytest.raises(ValueError, match=r"quantile_window=5.*drop_uncertain=0\.1.*>= 10"):

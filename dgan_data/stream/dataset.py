@@ -460,6 +460,11 @@ class DatasetGANStream(IterableDataset):
             progress.restore(resume, device)
         self._progress = progress
         limit = self._items_for_shard(shard)
+        if resume is not None and limit is not None and progress.items > limit:
+            raise ValueError(
+                f"the loaded stream state has handed out {progress.items} items, more than "
+                f"this shard's {limit} per epoch: it is not this stream's state"
+            )
         balancer = progress.balancer
         while limit is None or progress.items < limit:
             if not self.per_sample or not progress.pending_left():

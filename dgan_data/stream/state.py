@@ -132,11 +132,16 @@ def check_state(state: Any, config: dict[str, Any], identity: Any) -> None:
         )
     check_same(_legacy_augment(state), config, "this stream")
     if state.get("fresh"):
+        started = {k: state[k] for k in ("candidates", "units", "items") if state.get(k)}
+        if started:  # a hand edit: resuming it would silently start the epoch over
+            raise ValueError(f"stream state says fresh but records progress {started}")
         return
     missing = [k for k in PROGRESS_FIELDS if k not in state]
     if missing:
         raise ValueError(f"stream state lacks {missing}: not a DatasetGANStream state")
     check_contents(state)
+    if state.get("balancer") is not None and config.get("class_balance") is None:
+        raise ValueError("stream state holds class-balance progress, but this stream has none")
     check_same(state["identity"], identity(), "this stream's models")
 
 
