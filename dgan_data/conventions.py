@@ -55,6 +55,24 @@ def short_list(values: Iterable[Any], limit: int = 8) -> str:
     return head + (f", ... ({len(items)} in all)" if len(items) > limit else "")
 
 
+#: Largest truncation psi the commands and the demo take: above 1 a w is pushed away
+#: from the average (extrapolation); far beyond, images break down (psi 1e30 gave black
+#: images).
+MAX_TRUNCATION_PSI = 2.0
+
+
+def as_index(value: Any) -> int | None:
+    """``value`` as a Python int when it is an integer (anything with ``__index__``:
+    numpy and integer tensors too) and not a bool; None otherwise (a float tensor's
+    ``__index__`` raises, and is None here too)."""
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        return None
+    try:
+        return int(value.__index__())
+    except (TypeError, ValueError, RuntimeError):
+        return None
+
+
 def check_finite_number(
     value: Any, name: str, *, low: float | None = None, high: float | None = None
 ) -> float:

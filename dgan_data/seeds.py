@@ -20,6 +20,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from .conventions import as_index
+
 __all__ = [
     "MAX_SEED",
     "check_seed",
@@ -65,9 +67,9 @@ def derive_seed(*parts: int) -> int:
 def check_seed(value: object, name: str = "seed") -> int:
     """``value`` as a seed (an int in [0, 2**63)), else a ValueError naming ``name``:
     a float, a string or 2**64 would otherwise map silently onto another seed."""
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
+    seed = as_index(value)
+    if seed is None:
         raise ValueError(f"{name} must be an int in [0, 2**63), got {value!r}")
-    seed = int(value.__index__())  # type: ignore[attr-defined]
     if not 0 <= seed < MAX_SEED:
         raise ValueError(f"{name} must be in [0, 2**63), got {seed}")
     return seed

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from ..annotations.format import _ID_PATTERN
+from ..conventions import MAX_TRUNCATION_PSI
 from ..seeds import MAX_SEED
 
 Handler = Callable[[argparse.Namespace], int]
@@ -171,11 +172,6 @@ def id_prefix_type(text: str) -> str:
             "with a letter or digit)"
         )
     return text
-
-
-#: Largest truncation psi the commands take: above 1 a w is pushed away from the average
-#: (extrapolation); far beyond, images break down (psi 1e30 gave black images).
-MAX_TRUNCATION_PSI = 2.0
 
 
 def truncation_psi(text: str) -> float:

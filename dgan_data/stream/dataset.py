@@ -22,7 +22,7 @@ from torchvision import tv_tensors
 from ..augment import BatchAugment, check_normalize, make_augment, normalize
 from ..augment.batch import check_augment_output
 from ..balance import ClassBalancer, resolve_targets
-from ..conventions import IGNORE_INDEX, check_finite_number
+from ..conventions import IGNORE_INDEX, as_index, check_finite_number
 from ..generators import Generator
 from ..interpreter import Interpreter, read_interpreter_metadata
 from ..labeler import Labeler, check_label_size
@@ -667,12 +667,7 @@ def expected_batches(samples_per_epoch: int, batch_size: int) -> int:
 def _check_int(value: Any, name: str, low: int) -> int:
     """``value`` as a Python int >= ``low``: anything with ``__index__`` (numpy and
     tensor integers too) but a bool; else ValueError naming ``name``."""
-    number = None
-    if not isinstance(value, bool) and hasattr(value, "__index__"):
-        try:
-            number = int(value.__index__())
-        except (TypeError, ValueError, RuntimeError):  # e.g. a float tensor
-            number = None
+    number = as_index(value)
     if number is None or number < low:
         raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
     return number

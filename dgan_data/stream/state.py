@@ -16,11 +16,10 @@ import torch
 
 from ..augment import AlbumentationsAugment, BatchAugment, KorniaAugment, make_augment
 from ..balance import ClassBalancer
+from ..seeds import check_seed
 from ..uncertainty import StreamingQuantile
 from .workers import Shard
 
-#: Epochs are mixed into int64 seeds: this is the exclusive upper bound (as for seeds).
-MAX_EPOCH = 2**63
 #: Version of the ``state_dict`` layout.
 STATE_VERSION = 2
 #: Settings added to the stream after its state layout: a state saved before one existed
@@ -236,20 +235,11 @@ def plain(value: Any) -> Any:
 
 
 def check_epoch(value: Any, name: str = "epoch") -> int:
-    """``value`` as an epoch: an int (anything with ``__index__``, not a bool) in
-    [0, 2**63), as seeds are; else ValueError naming ``name``. A float, a string or an
-    epoch past 2**64 would otherwise select another epoch's samples without a word."""
-    epoch = None
-    if not isinstance(value, bool) and hasattr(value, "__index__"):
-        try:
-            epoch = int(value.__index__())
-        except (TypeError, ValueError, RuntimeError):
-            epoch = None
-    if epoch is None:
-        raise ValueError(f"{name} must be an int in [0, 2**63), got {value!r}")
-    if not 0 <= epoch < MAX_EPOCH:
-        raise ValueError(f"{name} must be in [0, 2**63), got {epoch}")
-    return epoch
+    """``value`` as an epoch: epochs are mixed into int64 seeds, so they follow the seed
+    rule (an int, numpy and tensor ints too, in [0, 2**63)); else ValueError naming
+    ``name``. A float, a string or an epoch past 2**64 would otherwise select another
+    epoch's samples without a word."""
+    return check_seed(value, name)
 
 
 def describe_augment(spec: Any) -> str | None:
