@@ -92,6 +92,15 @@ def check_finite_number(
     return v
 
 
+def check_truncation_psi(value: Any, name: str = "truncation_psi") -> float:
+    """A truncation psi as a float in [0, MAX_TRUNCATION_PSI]: the one bound of the API,
+    the commands and the demo (NaN latents or black images otherwise). A string is refused:
+    the API takes numbers (the commands parse their text first)."""
+    if isinstance(value, (str, bytes)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    return check_finite_number(value, name, low=0.0, high=MAX_TRUNCATION_PSI)
+
+
 def generator_to_uint8(img: torch.Tensor) -> torch.Tensor:
     """Generator output in [-1, 1], (B, 3, H, W) -> uint8 (B, H, W, 3) on the same device.
 

@@ -19,7 +19,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .conventions import IGNORE_INDEX, MAX_CLASSES, check_finite_number, check_names
+from .conventions import (
+    IGNORE_INDEX,
+    MAX_CLASSES,
+    check_finite_number,
+    check_names,
+    check_truncation_psi,
+)
 from .generators import Generator
 from .interpreter import Interpreter
 from .interpreter.inference import IMPLS
@@ -227,8 +233,8 @@ class Labeler:
         self._fingerprints: tuple[str, str] | None = None
         if truncation_psi is None:
             truncation_psi = interpreter.training_info.get("truncation_psi")
-        self.truncation_psi = check_finite_number(
-            1.0 if truncation_psi is None else truncation_psi, "truncation_psi", low=0.0
+        self.truncation_psi = check_truncation_psi(
+            1.0 if truncation_psi is None else truncation_psi
         )
         if truncation_cutoff is not None and (
             isinstance(truncation_cutoff, bool)

@@ -66,6 +66,36 @@ def test_labeler_refuses_a_nonsense_truncation_cutoff(tiny, cutoff):
         Labeler(*tiny, device="cpu", truncation_cutoff=cutoff)
 
 
+@pytest.mark.parametrize("psi", [2.5, 1e30, -0.1, math.nan, "0.7", True])
+def test_every_entry_point_bounds_the_truncation_psi(tiny, tmp_path, psi):
+    """The commands' [0, 2] bound holds in the API too: psi 1e30 wrote black images and
+    NaN wrote NaN latents to an annotation folder."""
+    from dgan_data import DatasetGANStream
+    from dgan_data.annotations.sample import sample_annotation_folder
+
+    G, interp = tiny
+    with pytest.raises(ValueError, match="truncation_psi must be"):
+        Labeler(G, interp, device="cpu", truncation_psi=psi)
+    with pytest.raises(ValueError, match="truncation_psi must be"):
+        DatasetGANStream(generator=G, interpreter=interp, device="cpu", truncation_psi=psi)
+    with pytest.raises(ValueError, match="truncation_psi must be"):
+        sample_annotation_folder(G, 2, tmp_path / "ann", truncation_psi=psi)
+    assert not (tmp_path / "ann").exists()
+
+
+def test_the_bound_admits_its_ends(tiny):
+    for psi in (0.0, 2.0):
+        assert Labeler(*tiny, device="cpu", truncation_psi=psi).truncation_psi == psi
+
+
+@pytest.mark.parametrize("batch_size", [0, 1.5, True])
+def test_sample_annotation_folder_refuses_a_nonsense_batch_size(tiny, tmp_path, batch_size):
+    from dgan_data.annotations.sample import sample_annotation_folder
+
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        sample_annotation_folder(tiny[0], 2, tmp_path / "ann", batch_size=batch_size)
+
+
 def test_nan_features_are_refused_not_labeled_background(tiny):
     G, interp = tiny
     w = G.mapping(torch.randn(2, G.z_dim))

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..conventions import generator_to_uint8
+from ..conventions import check_truncation_psi, generator_to_uint8
 from ..fileio import write_json, write_npy, write_png
 from ..seeds import MAX_SEED, check_seeds, z_from_seeds
 from .files import _manifest, _open_npy, _open_png, _read_manifest, check_writable_folder
@@ -111,8 +111,9 @@ def sample_annotation_folder(
     """
     if isinstance(num, bool) or not isinstance(num, int) or num <= 0:
         raise ValueError(f"num must be a positive int, got {num!r}")
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    truncation_psi = check_truncation_psi(truncation_psi)
     if noise not in NOISE_MODES:
         raise ValueError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
     if seeds is not None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from ..annotations.format import _ID_PATTERN
-from ..conventions import MAX_TRUNCATION_PSI
+from ..conventions import check_truncation_psi
 from ..seeds import MAX_SEED
 
 Handler = Callable[[argparse.Namespace], int]
@@ -176,10 +176,10 @@ def id_prefix_type(text: str) -> str:
 
 def truncation_psi(text: str) -> float:
     """argparse type of ``--truncation``: a finite number in [0, MAX_TRUNCATION_PSI]."""
-    value = finite_float(text)
-    if not 0.0 <= value <= MAX_TRUNCATION_PSI:
-        raise argparse.ArgumentTypeError(f"{text!r} must be in [0, {MAX_TRUNCATION_PSI:g}]")
-    return value
+    try:
+        return check_truncation_psi(finite_float(text), "truncation psi")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def unit_float(text: str) -> float:

@@ -47,7 +47,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..augment import BatchAugment
-from ..conventions import MAX_TRUNCATION_PSI
+from ..conventions import check_truncation_psi
 from ..fileio import write_json
 from ..interpreter import Interpreter
 from ..metrics import five_fold_protocol
@@ -264,10 +264,8 @@ def _check_config(cfg: DemoConfig) -> None:
         raise ValueError(f"stream_pool must hold at least one batch, got {cfg.stream_pool}")
     if cfg.world is not None and cfg.world not in VARIATIONS:
         raise ValueError(f"unknown toy world {cfg.world!r}; valid: {', '.join(VARIATIONS)}")
-    if any(not 0.0 <= p <= MAX_TRUNCATION_PSI for p in cfg.stream_psi or ()):
-        raise ValueError(
-            f"stream_psi values must be in [0, {MAX_TRUNCATION_PSI:g}], got {cfg.stream_psi}"
-        )
+    for psi in cfg.stream_psi or ():
+        check_truncation_psi(psi, "stream_psi values")
 
 
 def run_demo(config: DemoConfig, report: Callable[[str], None] = log.info) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from torchvision import tv_tensors
 from ..augment import BatchAugment, check_normalize, make_augment, normalize
 from ..augment.batch import check_augment_output
 from ..balance import ClassBalancer, resolve_targets
-from ..conventions import IGNORE_INDEX, as_index, check_finite_number
+from ..conventions import IGNORE_INDEX, as_index, check_finite_number, check_truncation_psi
 from ..generators import Generator
 from ..interpreter import Interpreter, read_interpreter_metadata
 from ..labeler import Labeler, check_label_size
@@ -183,7 +183,7 @@ class DatasetGANStream(IterableDataset):
             _check_window(quantile_window, drop_uncertain)
         seed = check_seed(seed)  # as export: seeds are stored and compared as int64
         if truncation_psi is not None:
-            truncation_psi = check_finite_number(truncation_psi, "truncation_psi", low=0.0)
+            truncation_psi = check_truncation_psi(truncation_psi)
         if truncation_cutoff is not None:
             truncation_cutoff = _check_int(truncation_cutoff, "truncation_cutoff", 1)
         if ignore_uncertain_pixels is not None:
