@@ -18,8 +18,12 @@ import torch
 __all__ = [
     "IGNORE_INDEX",
     "MAX_CLASSES",
+    "check_bool",
+    "check_device",
     "check_finite_number",
+    "check_int",
     "check_names",
+    "check_palette",
     "generator_to_uint8",
     "short_list",
     "to_uint8_image",
@@ -48,6 +52,26 @@ def check_names(value: Any, what: str = "class_names") -> list[str]:
     return names
 
 
+def check_palette(value: Any, num_classes: int, what: str = "palette") -> list[list[int]]:
+    """``value`` as ``num_classes`` [r, g, b] lists of ints in 0..255 (numpy ints too);
+    floats, bools, values outside 0..255 or another shape are a ValueError naming ``what``
+    and the first bad colour (never truncated or clipped)."""
+    try:
+        rows = [] if isinstance(value, (str, bytes)) else [list(c) for c in value]
+    except TypeError:
+        raise ValueError(
+            f"{what} must be {num_classes} (r, g, b) colours, got {value!r:.80}"
+        ) from None
+    if len(rows) != num_classes:
+        raise ValueError(f"{what} has {len(rows)} colours for {num_classes} classes")
+    for k, row in enumerate(rows):
+        ints = [as_index(v) for v in row]
+        if len(ints) != 3 or any(v is None or not 0 <= v <= 255 for v in ints):
+            raise ValueError(f"{what}[{k}] must be 3 ints in 0..255 (r, g, b), got {row!r:.60}")
+        rows[k] = ints
+    return rows
+
+
 def short_list(values: Iterable[Any], limit: int = 8) -> str:
     """``a, b, c, ... (N in all)``: a list for an error message, cut after ``limit``."""
     items = list(values)
@@ -71,6 +95,56 @@ def as_index(value: Any) -> int | None:
         return int(value.__index__())
     except (TypeError, ValueError, RuntimeError):
         return None
+
+
+def check_int(value: Any, name: str, low: int | None = None, high: int | None = None) -> int:
+    """``value`` as a Python int in [low, high] (numpy and integer tensors too); a bool, a
+    float such as 2.7 or a string is a ValueError naming ``name``, never truncated."""
+    number = as_index(value)
+    if low is not None and high is None:
+        want = f"an int >= {low}"
+    elif low is None and high is None:
+        want = "an int"
+    else:
+        want = f"an int in [{'-inf' if low is None else low}, {'inf' if high is None else high}]"
+    if number is None or (low is not None and number < low) or (high is not None and number > high):
+        raise ValueError(f"{name} must be {want}, got {value!r:.80}")
+    return number
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """``value`` when it is a real bool (True or False); a string such as "no", a number
+    or None is a ValueError naming ``name`` (its truthiness would be silently used)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r:.80}")
+    return value
+
+
+def check_device(device: Any) -> torch.device | None:
+    """A usable device (None passes), or a clear ValueError for names torch does not know
+    or cannot use here (checked before any work, not at the first tensor moved there)."""
+    if device is None:
+        return None
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(
+            f"device {device!r:.80} is not a device name (use 'cpu', 'cuda', 'cuda:1', 'mps')"
+        ) from None
+    if dev.type == "meta":
+        raise ValueError("device 'meta' holds no data: use 'cpu' or 'cuda'")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} asked for, but CUDA is not available here")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here"
+            )
+    if dev.type == "mps" and not (
+        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    ):
+        raise ValueError(f"device {device!r} asked for, but MPS is not available here")
+    return dev
 
 
 def check_finite_number(

@@ -22,20 +22,24 @@ import torch.nn.functional as F
 from .conventions import (
     IGNORE_INDEX,
     MAX_CLASSES,
+    check_bool,
     check_finite_number,
     check_names,
+    check_palette,
     check_truncation_psi,
 )
+from .conventions import check_device as _check_device
 from .generators import Generator
 from .interpreter import Interpreter
 from .interpreter.inference import IMPLS
+from .interpreter.resample import MAX_LABEL_SIDE, check_label_size
 from .palette import make_palette
 from .presets import get_preset, load_generator, load_interpreter, preset_generator_options
 from .seeds import derive_seed, z_from_seeds
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LabeledBatch", "Labeler", "NonFiniteOutputError"]
+__all__ = ["MAX_LABEL_SIDE", "LabeledBatch", "Labeler", "NonFiniteOutputError", "check_label_size"]
 
 Crop = tuple[int, int, int, int]
 
@@ -125,52 +129,21 @@ class LabeledBatch:
         return (self.images, self.masks, self.pixel_uncertainty, self.image_uncertainty, self.seeds)
 
 
-def _check_device(device: str | torch.device | None) -> torch.device | None:
-    """A usable device, or a clear error for names torch does not know or cannot use."""
-    if device is None:
-        return None
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
+#: The generator noise modes a labeler takes ("const": each seed's image is fixed;
+#: "random": each sample's noise is drawn from its seed).
+NOISE_MODES = ("const", "random")
+#: Autocast dtypes a labeler takes (None: float32, no autocast).
+LABEL_DTYPES = (None, torch.float32, torch.float16, torch.bfloat16)
+
+
+def _check_dtype(dtype: Any) -> torch.dtype | None:
+    """``dtype`` when it is one of :data:`LABEL_DTYPES`, else a ValueError (a string or an
+    integer dtype would be recorded in ``settings()`` and fail, or be ignored, later)."""
+    if not any(dtype is d for d in LABEL_DTYPES):
         raise ValueError(
-            f"device {device!r} is not a device name (use 'cpu', 'cuda', 'cuda:1', 'mps')"
-        ) from None
-    if dev.type == "meta":
-        raise ValueError("device 'meta' holds no data: use 'cpu' or 'cuda'")
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} asked for, but CUDA is not available here")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(
-                f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here"
-            )
-    if dev.type == "mps" and not (
-        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
-    ):
-        raise ValueError(f"device {device!r} asked for, but MPS is not available here")
-    return dev
-
-
-#: Largest label side accepted (the paper's frames are at most 1024 px): a typo such as
-#: 100000 fails here with a message, not in an allocation deep inside torch.
-MAX_LABEL_SIDE = 8192
-
-
-def check_label_size(label_size: Any) -> tuple[int, int] | None:
-    """``(H, W)`` of ints in [1, MAX_LABEL_SIDE], or None; else a clear ValueError."""
-    if label_size is None:
-        return None
-    if isinstance(label_size, (str, bytes)) or not isinstance(label_size, Sequence):
-        raise ValueError(f"label_size must be (height, width), got {label_size!r}")
-    if len(label_size) != 2 or any(
-        isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in label_size
-    ):
-        raise ValueError(
-            f"label_size must be two positive ints (height, width), got {label_size!r}"
+            f"dtype must be None, torch.float32, torch.float16 or torch.bfloat16, got {dtype!r:.80}"
         )
-    if max(label_size) > MAX_LABEL_SIDE:
-        raise ValueError(f"label_size {tuple(label_size)} exceeds {MAX_LABEL_SIDE} px per side")
-    return int(label_size[0]), int(label_size[1])
+    return dtype
 
 
 class Labeler:
@@ -246,12 +219,14 @@ class Labeler:
                 f"{truncation_cutoff!r}"
             )
         self.truncation_cutoff = truncation_cutoff
+        if not isinstance(noise, str) or noise not in NOISE_MODES:
+            raise ValueError(f"noise must be 'const' or 'random', got {noise!r:.80}")
         self.noise = noise
-        self.dtype = dtype
+        self.dtype = _check_dtype(dtype)
         if impl is not None and impl not in IMPLS:
             raise ValueError(f"impl must be one of {', '.join(map(repr, IMPLS))}, got {impl!r}")
         self.impl = impl
-        self.compile = bool(compile)
+        self.compile = check_bool(compile, "compile")
         self.ignore_uncertain_pixels = (
             None
             if ignore_uncertain_pixels is None
@@ -262,10 +237,10 @@ class Labeler:
         K = interpreter.num_classes
         names = check_names(class_names) if class_names is not None else interpreter.class_names
         self.class_names = list(names) if names else [f"class_{k}" for k in range(K)]
+        if len(self.class_names) != K:
+            raise ValueError(f"{len(self.class_names)} class names given for {K} classes")
         pal = palette if palette is not None else interpreter.palette
-        self.palette = [list(map(int, c)) for c in pal] if pal else make_palette(K).tolist()
-        if len(self.class_names) != K or len(self.palette) != K:
-            raise ValueError(f"class names and palette must have {K} entries")
+        self.palette = check_palette(pal, K) if pal is not None else make_palette(K).tolist()
 
     # ------------------------------------------------------------- building
     @classmethod
@@ -340,7 +315,8 @@ class Labeler:
                 )
             return label_size, interp.crop
         if interp.label_size is not None:
-            return tuple(interp.label_size), interp.crop
+            name = f"the label_size of {interp.source or 'the interpreter'}"
+            return check_label_size(interp.label_size, name), interp.crop  # type: ignore[return-value]
         return (int(self.G.resolution[0]), int(self.G.resolution[1])), None
 
     # ------------------------------------------------------------- identity

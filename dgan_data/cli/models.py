@@ -11,6 +11,7 @@ from ..annotations import Annotations, sample_annotation_folder
 from ..generators import LOADER_OPTIONS as GENERATOR_LOADER_OPTIONS
 from ..interpreter import Interpreter
 from ..interpreter.context import MAX_CONTEXT
+from ..interpreter.io import MAX_MODELS
 from ..presets import (
     Preset,
     cache_dir,
@@ -26,6 +27,7 @@ from .common import (
     UsageError,
     device_name,
     id_prefix_type,
+    int_range,
     non_negative_int,
     output_file,
     output_folder,
@@ -302,7 +304,12 @@ def register(add: Add) -> None:
     p.add_argument(
         "--out", type=output_file, required=True, help="interpreter .safetensors to write"
     )
-    p.add_argument("--num-models", type=positive_int, default=10, help="ensemble size (default 10)")
+    p.add_argument(
+        "--num-models",
+        type=int_range(1, MAX_MODELS),
+        default=10,
+        help=f"ensemble size, 1-{MAX_MODELS} (default 10)",
+    )
     p.add_argument(
         "--max-steps",
         type=positive_int,

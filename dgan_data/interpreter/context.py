@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from ..conventions import as_index
 from .resample import Layout
 
 __all__ = [
@@ -38,12 +39,13 @@ MAX_CONTEXT = 3
 
 
 def check_context(context: object) -> int:
-    """``context`` as an int in [0, MAX_CONTEXT], else ValueError."""
-    if isinstance(context, bool) or not isinstance(context, int):
-        raise ValueError(f"context must be an int in [0, {MAX_CONTEXT}], got {context!r}")
-    if not 0 <= context <= MAX_CONTEXT:
-        raise ValueError(f"context must be in [0, {MAX_CONTEXT}], got {context}")
-    return context
+    """``context`` as a Python int in [0, MAX_CONTEXT] (numpy ints too), else ValueError."""
+    radius = as_index(context)
+    if radius is None:
+        raise ValueError(f"context must be an int in [0, {MAX_CONTEXT}], got {context!r:.80}")
+    if not 0 <= radius <= MAX_CONTEXT:
+        raise ValueError(f"context must be in [0, {MAX_CONTEXT}], got {radius}")
+    return radius
 
 
 def map_layout(layout: Layout, image_layout: Sequence[int] | None) -> Layout:

@@ -27,7 +27,7 @@ from torch import nn
 from ..uncertainty import image_scores, js_divergence
 from .context import expand_maps
 from .frames import FramesInference
-from .resample import Crop, Layout, check_crop, feature_layout, layout_diffs
+from .resample import Crop, Layout, check_crop, check_label_size, feature_layout, layout_diffs
 from .rows import DEFAULT_CHUNK_BYTES, DEFAULT_CHUNK_BYTES_CUDA, RowsInference
 
 __all__ = ["BN_EPS", "IMPLS", "FactorizedInference", "Prediction"]
@@ -126,8 +126,8 @@ class FactorizedInference(RowsInference, FramesInference):
             frame = self.label_size
             crop = crop if crop is not None else self.crop
         else:
-            frame = (int(output_size[0]), int(output_size[1]))
-        return frame, check_crop(crop, frame)
+            frame = check_label_size(output_size, "output_size")
+        return frame, check_crop(crop, frame)  # type: ignore[arg-type]
 
     def _bn_affine(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Eval-mode BatchNorm folded to scale, shift: (M, F) each."""

@@ -3,7 +3,9 @@
 Reading checks the header against its schema and the declared tensor shapes and dtypes
 against the shapes the metadata implies *before* any tensor is allocated, so a small
 hostile file cannot make the loader allocate gigabytes; weights that are not floating
-point, non-finite weights and a crop outside the label frame are refused.
+point, non-finite weights, negative BatchNorm running variances, a label frame larger
+than the Labeler takes and a crop outside the label frame are refused. Writing checks
+the metadata with the reader's own rules, so a file that is written can be read back.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from .._version import __version__
 from ..fileio import parse_json_text, save_safetensors
 from ..schema import Any_, Dict, Int, IntList, ListOf, Optional, SchemaError, Str, check_document
 from .context import MAX_CONTEXT, input_layout
+from .resample import MAX_LABEL_SIDE
 
 __all__ = [
     "CONTEXT_FORMAT_VERSION",
@@ -44,7 +47,13 @@ MAX_HIDDEN = 8192
 MAX_CLASSES = 4096
 MAX_MAPS = 512
 MAX_CHANNELS = 65536
+#: Largest side of a feature map or of the generated image.
 MAX_SIDE = 16384
+#: Most characters of a class name and of a generator fingerprint.
+MAX_NAME_CHARS = 256
+MAX_FINGERPRINT_CHARS = 128
+#: BatchNorm running variances (they are averages of variances: never negative).
+VAR_TENSORS = ("bn1_var", "bn2_var")
 #: safetensors dtypes accepted for the weights (read as float32).
 FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")
 
@@ -54,12 +63,12 @@ METADATA_FIELDS = {
     "num_models": Int(1, MAX_MODELS),
     "num_classes": Int(1, MAX_CLASSES),
     "hidden": IntList(2, 1, MAX_HIDDEN),
-    "class_names": Optional(ListOf(Str(256, min_len=1), max_len=MAX_CLASSES)),
+    "class_names": Optional(ListOf(Str(MAX_NAME_CHARS, min_len=1), max_len=MAX_CLASSES)),
     "palette": Optional(ListOf(IntList(3, 0, 255), max_len=MAX_CLASSES)),
     "feature_layout": ListOf(IntList(3, 1, None), min_len=1, max_len=MAX_MAPS),
-    "fingerprint": Optional(Str(128)),
-    "label_size": Optional(IntList(2, 1, MAX_SIDE)),
-    "crop": Optional(IntList(4, 0, MAX_SIDE)),
+    "fingerprint": Optional(Str(MAX_FINGERPRINT_CHARS)),
+    "label_size": Optional(IntList(2, 1, MAX_LABEL_SIDE)),
+    "crop": Optional(IntList(4, 0, MAX_LABEL_SIDE)),
     "training": Optional(Dict()),
     "image_layout": Optional(IntList(3, 1, MAX_SIDE)),
     "context": Optional(Int(0, MAX_CONTEXT)),
@@ -88,28 +97,33 @@ def expected_shapes(
 def write_interpreter_file(
     path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
 ) -> Path:
-    """Write weights (float32) and metadata atomically."""
+    """Write weights (float32) and metadata atomically. The metadata is first checked
+    with the reader's rules: a file :func:`read_interpreter_file` would refuse is never
+    written (nor does it replace a good file at ``path``)."""
     meta = {
         **meta,
         "format": FORMAT_NAME,
         "format_version": meta.get("format_version", FORMAT_VERSION),
         "dgan_data_version": __version__,
     }
+    tensors = {k: v.detach().to("cpu", torch.float32) for k, v in tensors.items()}
+    try:
+        text = json.dumps(meta, allow_nan=True)
+        _check_metadata(text, path)
+        _check_values(tensors, "its weights")
+    except (TypeError, ValueError) as err:  # json's TypeError: a value JSON cannot hold
+        raise ValueError(f"not writing interpreter file {path}: {err}") from None
     header = {
         "format": FORMAT_NAME,
         "format_version": str(meta["format_version"]),
-        "interpreter": json.dumps(meta, allow_nan=True),
+        "interpreter": text,
     }
-    return save_safetensors(
-        {k: v.detach().to("cpu", torch.float32) for k, v in tensors.items()}, path, header
-    )
+    return save_safetensors(tensors, path, header)
 
 
 def read_interpreter_file(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """(metadata, tensors) of an interpreter file, validated; errors name the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"interpreter file not found: {path}")
+    path = _check_file(path)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             header = f.metadata() or {}
@@ -130,18 +144,44 @@ def read_interpreter_file(path: str | Path) -> tuple[dict[str, Any], dict[str, t
         raise InterpreterFileError(
             f"cannot read interpreter file {path}: not a valid .safetensors file ({exc})"
         ) from None
+    _check_values(tensors, f"interpreter file {path}")
+    return meta, tensors
+
+
+def _check_file(path: str | Path) -> Path:
+    """``path`` as a Path when it is a file; FileNotFoundError saying what it is otherwise."""
+    path = Path(path)
+    if path.is_dir():
+        raise FileNotFoundError(f"interpreter file {path} is a folder, not a checkpoint file")
+    if path.exists() and not path.is_file():
+        raise FileNotFoundError(f"interpreter file {path} exists but is not a regular file")
+    if not path.is_file():
+        raise FileNotFoundError(f"interpreter file not found: {path}")
+    return path
+
+
+def _check_values(tensors: dict[str, torch.Tensor], where: str) -> None:
+    """Weights are finite and BatchNorm running variances >= 0 (either would make every
+    prediction NaN: labels all class 0, or blame put on the features)."""
     bad = [k for k, t in tensors.items() if not bool(torch.isfinite(t).all())]
     if bad:
         raise InterpreterFileError(
-            f"interpreter file {path} holds non-finite values (NaN or inf) in {bad}: "
+            f"{where} holds non-finite values (NaN or inf) in {bad}: "
             "retrain it (a NaN latent or learning rate poisons every weight)"
         )
-    return meta, tensors
+    for name in VAR_TENSORS:
+        t = tensors.get(name)
+        if t is not None and bool((t < 0).any()):
+            raise InterpreterFileError(
+                f"{where}: {name} holds {int((t < 0).sum())} negative BatchNorm running "
+                f"variance(s) (min {float(t.min()):.4g}); a variance is never negative: "
+                "the weights are damaged or were edited"
+            )
 
 
 def read_interpreter_metadata(path: str | Path) -> dict[str, Any]:
     """The validated metadata of an interpreter file, without reading any tensor."""
-    path = Path(path)
+    path = _check_file(path)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             header = f.metadata() or {}

@@ -43,15 +43,28 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..conventions import IGNORE_INDEX, check_finite_number, check_names
+from ..conventions import check_bool, check_device
 from ..seeds import check_seed, derive_seed
 from . import io as interpreter_io
+from .checks import (
+    check_frame,
+    check_labels,
+    check_layout,
+    check_mask_ids,
+    check_sizes,
+    check_store_dtype,
+    check_triple,
+    default_hidden,
+    sampling_settings,
+    training_settings,
+)
 from .context import check_context, input_layout, map_layout
 from .fit import FeatureStore, as_masks, train_ensemble
 from .inference import BN_EPS, FactorizedInference, Prediction
 from .resample import (
     Layout,
     check_crop,
+    check_label_size,
     feature_layout,
     layout_diffs,
 )
@@ -67,12 +80,6 @@ DEFAULT_MAX_STEPS = 20_000
 SEED_INIT, SEED_PIXELS = 0, 1
 
 FeatureSource = Sequence[Sequence[torch.Tensor]] | Callable[[int], Sequence[torch.Tensor]]
-
-
-# --------------------------------------------------------------------- helpers
-def default_hidden(num_classes: int) -> tuple[int, int]:
-    """DatasetGAN's hidden sizes: (128, 32) for fewer than 32 classes, else (256, 128)."""
-    return (128, 32) if num_classes < 32 else (256, 128)
 
 
 # ------------------------------------------------------------------ the model
@@ -114,40 +121,38 @@ class Interpreter(FactorizedInference, nn.Module):
         _allocate: bool = True,
     ) -> None:
         super().__init__()
-        layout = [(int(c), int(h), int(w)) for c, h, w in feature_layout]
-        if not layout or any(v < 1 for entry in layout for v in entry):
-            raise ValueError(f"feature_layout must be non-empty positive (c, h, w), got {layout}")
-        if num_classes < 1 or num_models < 1:
-            raise ValueError(
-                f"num_classes and num_models must be >= 1, got {num_classes}, {num_models}"
-            )
-        h1, h2 = (int(v) for v in (hidden if hidden is not None else default_hidden(num_classes)))
-        if class_names is not None:
-            class_names = check_names(class_names)
-        if class_names is not None and len(class_names) != num_classes:
-            raise ValueError(f"{len(class_names)} class names given for {num_classes} classes")
+        layout = check_layout(feature_layout)
+        num_classes, num_models, (h1, h2) = check_sizes(num_classes, num_models, hidden)
+        class_names, palette, fingerprint = check_labels(
+            class_names, palette, fingerprint, num_classes
+        )
+        seed = check_seed(seed)
+        label_size = check_label_size(label_size)
+        if crop is not None and label_size is None:
+            raise ValueError("a crop needs the label_size (the frame it is cut from)")
         self.layout: Layout = layout
         if image_layout is not None:
-            image_layout = tuple(int(v) for v in image_layout)
-            if len(image_layout) != 3 or min(image_layout) < 1:
-                raise ValueError(f"image_layout must be positive (c, h, w), got {image_layout}")
+            image_layout = check_triple(image_layout, "image_layout")
         #: (channels, height, width) of the generated image when it is an input, else None.
-        self.image_layout: tuple[int, int, int] | None = image_layout  # type: ignore[assignment]
+        self.image_layout: tuple[int, int, int] | None = image_layout
         #: Neighbourhood radius on the finest maps (0: DatasetGAN's single pixel).
         self.context = check_context(context)
         #: The maps ``predict`` takes (the generator's, then the image when it is used).
         self.map_layout: Layout = map_layout(layout, self.image_layout)
         #: The maps the MLP reads (``map_layout`` and the neighbourhood copies).
         self.input_layout: Layout = input_layout(layout, self.image_layout, self.context)
-        self.num_classes = int(num_classes)
-        self.num_models = int(num_models)
+        if self.in_channels > interpreter_io.MAX_CHANNELS:
+            raise ValueError(
+                f"the interpreter would read {self.in_channels} input channels (maps, image "
+                f"and neighbourhood copies); at most {interpreter_io.MAX_CHANNELS}"
+            )
+        self.num_classes = num_classes
+        self.num_models = num_models
         self.hidden = (h1, h2)
-        self.class_names = list(class_names) if class_names is not None else None
-        self.palette = [list(map(int, c)) for c in palette] if palette is not None else None
-        self.label_size = (int(label_size[0]), int(label_size[1])) if label_size else None
-        self.crop = check_crop(crop, self.label_size) if crop is not None and label_size else None
-        if crop is not None and not label_size:
-            raise ValueError("a crop needs the label_size (the frame it is cut from)")
+        self.class_names = class_names
+        self.palette = palette
+        self.label_size = label_size
+        self.crop = check_crop(crop, label_size) if crop is not None else None  # type: ignore[arg-type]
         self.fingerprint = fingerprint
         self.training_info: dict[str, Any] = {}
         self.source: str | None = None  # file it was loaded from, for messages
@@ -197,6 +202,7 @@ class Interpreter(FactorizedInference, nn.Module):
 
     def reset_parameters(self, seed: int = 0) -> None:
         """Draw every model's weights from its own CPU generator seeded by (seed, m)."""
+        seed = check_seed(seed)
         with torch.no_grad():
             for m in range(self.num_models):
                 g = torch.Generator().manual_seed(derive_seed(seed, SEED_INIT, m))
@@ -341,7 +347,28 @@ class Interpreter(FactorizedInference, nn.Module):
         M x batch_size x C float32 per step; never pixels x channels for all images.
         Deterministic given ``seed`` (and the device's arithmetic).
         """
-        device = torch.device(device) if device is not None else None
+        # Every argument is checked before the first feature map is computed.
+        device, store_device = check_device(device), check_device(store_device)
+        num_classes, num_models, hidden = check_sizes(num_classes, num_models, hidden)
+        class_names, palette, fingerprint = check_labels(
+            class_names, palette, fingerprint, num_classes
+        )
+        if max_steps is None:
+            max_steps = DEFAULT_MAX_STEPS
+        settings = training_settings(
+            batch_size,
+            lr,
+            max_steps,
+            min_steps,
+            eval_every,
+            patience,
+            min_delta,
+            seed,
+            class_balance,
+        )
+        store_dtype = check_store_dtype(store_dtype)
+        with_image = check_bool(with_image, "with_image")
+        context = check_context(context)
         masks_t = as_masks(masks)
         N = masks_t.shape[0]
         if N == 0:
@@ -355,14 +382,8 @@ class Interpreter(FactorizedInference, nn.Module):
                 )
             if len(features) != N:
                 raise ValueError(f"{len(features)} feature lists for {N} masks")
-        if max_steps is None:
-            max_steps = DEFAULT_MAX_STEPS
-        for name, v in (("batch_size", batch_size), ("max_steps", max_steps)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
-        check_finite_number(lr, "lr", low=0.0)
-        if eval_every < 1 or patience < 1:
-            raise ValueError("eval_every and patience must be >= 1")
+        frame, crop_ = check_frame(masks_t, output_size, crop)
+        check_mask_ids(masks_t, num_classes)
 
         def image_maps(i: int) -> list[torch.Tensor]:
             maps = get(i) if get is not None else features[i]
@@ -380,8 +401,6 @@ class Interpreter(FactorizedInference, nn.Module):
                 out.append(f)
             return out
 
-        context = check_context(context)
-        seed = check_seed(seed)
         first = image_maps(0)
         if with_image and len(first) < 2:
             raise ValueError(
@@ -391,27 +410,8 @@ class Interpreter(FactorizedInference, nn.Module):
         image_layout = feature_layout(first[-1:])[0] if with_image else None
         if device is None:
             device = first[0].device
-        store_device = torch.device(store_device) if store_device is not None else device
-        height, width = masks_t.shape[1:]
-        if output_size is None:
-            if crop is not None:
-                raise ValueError("a crop needs output_size (the frame the crop is cut from)")
-            frame = (height, width)
-        else:
-            frame = (int(output_size[0]), int(output_size[1]))
-        crop_ = check_crop(crop, frame)
-        if (crop_[2], crop_[3]) != (height, width):
-            raise ValueError(
-                f"masks are {height} x {width} but the label frame {frame} with crop {crop} "
-                f"gives {crop_[2]} x {crop_[3]}"
-            )
-        bad = (masks_t != IGNORE_INDEX) & ((masks_t < 0) | (masks_t >= num_classes))
-        if bad.any():
-            n, y, x = (int(v) for v in bad.nonzero()[0])
-            raise ValueError(
-                f"mask {n} has class id {int(masks_t[n, y, x])} at pixel (y={y}, x={x}); "
-                f"ids must be in [0, {num_classes}) or {IGNORE_INDEX} (ignore)"
-            )
+        if store_device is None:
+            store_device = device
 
         model = cls(
             layout,
@@ -423,7 +423,7 @@ class Interpreter(FactorizedInference, nn.Module):
             label_size=frame,
             crop=crop,
             fingerprint=fingerprint,
-            seed=seed,
+            seed=settings["seed"],
             image_layout=image_layout,
             context=context,
         ).to(device)
@@ -443,32 +443,15 @@ class Interpreter(FactorizedInference, nn.Module):
             progress=progress,
         )
 
-        info = train_ensemble(
-            model,
-            store,
-            masks_t,
-            batch_size=batch_size,
-            lr=lr,
-            max_steps=max_steps,
-            min_steps=min_steps,
-            eval_every=eval_every,
-            patience=patience,
-            min_delta=min_delta,
-            seed=seed,
-            class_balance=class_balance,
-            progress=progress,
-        )
+        info = train_ensemble(model, store, masks_t, **settings, progress=progress)
         model.training_info = {
             "num_images": N,
-            "batch_size": batch_size,
-            "lr": lr,
+            "batch_size": settings["batch_size"],
+            "lr": settings["lr"],
             "optimizer": "adam",
-            "max_steps": max_steps,
-            "min_steps": min_steps,
-            "eval_every": eval_every,
-            "patience": patience,
-            "min_delta": min_delta,
-            "seed": seed,
+            **{k: settings[k] for k in ("max_steps", "min_steps", "eval_every", "patience")},
+            "min_delta": settings["min_delta"],
+            "seed": settings["seed"],
             "store_dtype": str(store_dtype).replace("torch.", ""),
             "store_seconds": round(time.perf_counter() - t_start - info.pop("train_seconds_"), 3),
             "feature_store_bytes": store.nbytes(),
@@ -503,8 +486,13 @@ class Interpreter(FactorizedInference, nn.Module):
         ``feature_resolutions``, ``resolution`` and ``fingerprint()``. Images are
         regenerated one at a time and only their native-resolution maps are kept
         (``store_dtype`` float16: 133 MB per image for the 1024 px face generator), then
-        :meth:`fit_features` runs with ``fit_kwargs``.
+        :meth:`fit_features` runs with ``fit_kwargs``. Every argument is checked before
+        the first image is regenerated.
         """
+        device = check_device(device)
+        store_dtype = check_store_dtype(store_dtype)
+        with_image = check_bool(fit_kwargs.get("with_image", False), "with_image")
+        sampling = sampling_settings(annotations)
         w = getattr(annotations, "w", None)
         if w is None:
             if not callable(getattr(annotations, "latents_w", None)):
@@ -515,7 +503,7 @@ class Interpreter(FactorizedInference, nn.Module):
         if w.shape[0] != masks.shape[0]:
             raise ValueError(f"annotations have {w.shape[0]} latents but {masks.shape[0]} masks")
         class_names = list(annotations.class_names)
-        noise = getattr(annotations, "noise", None) or "const"
+        noise = sampling["noise"]
         crop = getattr(annotations, "crop", None)
         label_size = getattr(annotations, "label_size", None)
         if label_size is None:
@@ -523,9 +511,6 @@ class Interpreter(FactorizedInference, nn.Module):
         if device is None:
             params = list(G.parameters()) if hasattr(G, "parameters") else []
             device = params[0].device if params else torch.device("cpu")
-        device = torch.device(device)
-
-        with_image = bool(fit_kwargs.get("with_image", False))
 
         def regenerate(i: int) -> list[torch.Tensor]:
             with torch.no_grad():
@@ -550,9 +535,7 @@ class Interpreter(FactorizedInference, nn.Module):
         )
         model.check_compatible(G, fingerprint=fingerprint)
         # The latents' sampling settings: the stream draws new samples the same way.
-        model.training_info["truncation_psi"] = getattr(annotations, "truncation_psi", None)
-        model.training_info["truncation_cutoff"] = getattr(annotations, "truncation_cutoff", None)
-        model.training_info["noise"] = noise
+        model.training_info.update(sampling)
         return model
 
     # ----------------------------------------------------------- save/load

@@ -15,12 +15,16 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..conventions import as_index
+
 __all__ = [
+    "MAX_LABEL_SIDE",
     "Crop",
     "Layout",
     "autocast_dtype",
     "autocast_on",
     "check_crop",
+    "check_label_size",
     "feature_layout",
     "interp_matrix",
     "layout_diffs",
@@ -31,6 +35,26 @@ __all__ = [
 
 Layout = list[tuple[int, int, int]]
 Crop = tuple[int, int, int, int]
+
+#: Largest label side accepted (the paper's frames are at most 1024 px): a typo such as
+#: 100000 fails here with a message, not in an allocation deep inside torch. The frame an
+#: interpreter file declares obeys the same bound.
+MAX_LABEL_SIDE = 8192
+
+
+def check_label_size(label_size: Any, name: str = "label_size") -> tuple[int, int] | None:
+    """``(H, W)`` of ints in [1, MAX_LABEL_SIDE] (numpy ints too), or None; else a clear
+    ValueError naming ``name`` (floats are refused, never truncated)."""
+    if label_size is None:
+        return None
+    if isinstance(label_size, (str, bytes)) or not isinstance(label_size, Sequence):
+        raise ValueError(f"{name} must be (height, width), got {label_size!r:.80}")
+    sides = [as_index(v) for v in label_size]
+    if len(sides) != 2 or any(v is None or v < 1 for v in sides):
+        raise ValueError(f"{name} must be two positive ints (height, width), got {label_size!r}")
+    if max(sides) > MAX_LABEL_SIDE:  # type: ignore[type-var]
+        raise ValueError(f"{name} {tuple(sides)} exceeds {MAX_LABEL_SIDE} px per side")
+    return int(sides[0]), int(sides[1])  # type: ignore[arg-type]
 
 
 def feature_layout(source: Any) -> Layout:
@@ -87,9 +111,12 @@ def check_crop(crop: Sequence[int] | None, frame: tuple[int, int]) -> Crop:
     if crop is None:
         return (0, 0, int(frame[0]), int(frame[1]))
     try:
-        top, left, height, width = (int(v) for v in crop)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"crop must be (top, left, height, width), got {crop!r}") from exc
+        values = [] if isinstance(crop, (str, bytes)) else [as_index(v) for v in crop]
+    except TypeError:
+        values = []
+    if len(values) != 4 or any(v is None for v in values):
+        raise ValueError(f"crop must be 4 ints (top, left, height, width), got {crop!r:.80}")
+    top, left, height, width = values  # type: ignore[misc]
     if top < 0 or left < 0 or height < 1 or width < 1:
         raise ValueError(f"crop {crop!r} must have top, left >= 0 and a positive size")
     if top + height > frame[0] or left + width > frame[1]:
