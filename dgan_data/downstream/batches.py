@@ -15,8 +15,9 @@ import numpy as np
 import torch
 
 from ..augment import BatchAugment, make_augment
-from ..seeds import derive_seed
+from ..seeds import check_seed, derive_seed
 from ..toy.render import Variation, render_faces, render_split, split_seeds
+from .models import _check_int
 
 __all__ = ["real_batches", "render_batches", "render_labeled"]
 #: Seed purpose of the per-batch augmentation draws.
@@ -29,8 +30,7 @@ def _index_batches(n: int, batch_size: int, seed: int) -> Iterator[tuple[int, np
     (seed, epoch), batches running on across epoch boundaries (every index once per epoch)."""
     if n < 1:
         raise ValueError("cannot draw batches from an empty set")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    batch_size = _check_int(batch_size, "batch_size", 1)
     epoch, pos, number = 0, 0, 0
     perm = np.random.default_rng(derive_seed(seed, 0xE90C, epoch)).permutation(n)
     while True:
@@ -71,6 +71,69 @@ def _augmenter(augment: Any, seed: int) -> Callable[..., Any]:
     return apply
 
 
+#: How far float images may stray outside [0, 1] (rounding) before they are refused.
+_RANGE_SLACK = 1e-3
+
+
+def _check_labeled_set(
+    images: Any, masks: Any, where: str, probs: torch.Tensor | None = None
+) -> None:
+    """A fixed labeled set's rule (what :func:`real_batches` serves): ``images`` (N, 3, H,
+    W) float in [0, 1] (finite) or uint8, ``masks`` (N, H, W) integer class ids, on the
+    same N, H, W. Anything else is a ValueError naming ``where``, before any cast (a
+    ``.long()`` would truncate float masks such as ``ToTensor()``'s ids / 255)."""
+    if not isinstance(images, torch.Tensor) or not isinstance(masks, torch.Tensor):
+        raise ValueError(
+            f"{where}: images and masks must be torch tensors, got {type(images).__name__} "
+            f"and {type(masks).__name__}"
+        )
+    if images.dim() != 4 or images.shape[1] != 3 or masks.dim() != 3:
+        hint = ""
+        if masks.dim() == 4 and masks.shape[1] == 1:
+            hint = " (masks with a channel dimension: pass masks[:, 0])"
+        elif images.dim() == 4 and images.shape[-1] == 3:
+            hint = " (channels-last images: pass images.permute(0, 3, 1, 2))"
+        raise ValueError(
+            f"{where}: expected images (N, 3, H, W) and masks (N, H, W), got "
+            f"{tuple(images.shape)} and {tuple(masks.shape)}{hint}"
+        )
+    if images.shape[0] != masks.shape[0] or images.shape[-2:] != masks.shape[-2:]:
+        raise ValueError(
+            f"{where}: images {tuple(images.shape)} and masks {tuple(masks.shape)} differ"
+        )
+    if masks.is_floating_point() or masks.is_complex():
+        raise ValueError(
+            f"{where}: masks must hold integer class ids, got dtype {masks.dtype} (float masks "
+            "such as ToTensor()'s ids / 255 would be truncated; convert them to class ids)"
+        )
+    if images.is_floating_point():
+        if images.numel():
+            finite = torch.isfinite(images)
+            if not bool(finite.all()):
+                raise ValueError(
+                    f"{where}: images hold {int((~finite).sum())} non-finite values (NaN or inf)"
+                )
+            lo, hi = (float(v) for v in torch.aminmax(images.detach().float()))
+            if lo < -_RANGE_SLACK or hi > 1 + _RANGE_SLACK:
+                raise ValueError(
+                    f"{where}: float images must be in [0, 1], got values in [{lo:.3g}, {hi:.3g}] "
+                    "(0..255 values: pass uint8 or images / 255; generator output in [-1, 1]: "
+                    "pass (x + 1) / 2)"
+                )
+    elif images.dtype != torch.uint8:
+        raise ValueError(
+            f"{where}: images must be float in [0, 1] or uint8, got dtype {images.dtype}"
+        )
+    if probs is not None:
+        if not isinstance(probs, torch.Tensor) or not probs.is_floating_point():
+            raise ValueError(f"{where}: probs must be a float tensor (N, K, H, W)")
+        if probs.dim() != 4 or probs.shape[:1] + probs.shape[2:] != masks.shape:
+            raise ValueError(
+                f"{where}: probs must be (N, K, H, W) for masks {tuple(masks.shape)}, got "
+                f"{tuple(probs.shape)}"
+            )
+
+
 def real_batches(
     images: torch.Tensor,
     masks: torch.Tensor,
@@ -82,26 +145,37 @@ def real_batches(
 ) -> Iterator[Any]:
     """Endless augmented batches from a fixed labeled set (the few-shot baseline).
 
-    ``images``: (N, 3, H, W) float in [0, 1] or uint8; ``masks``: (N, H, W). Each epoch
-    visits every image once in a random order (seeded by (seed, epoch)); ``augment``
-    takes the stream's specs (``"default"`` = :class:`~dgan_data.augment.BatchAugment`),
-    its random draws seeded per batch, so the sequence is reproducible. ``probs`` (N, K,
-    H, W): soft labels (a saved stream's); batches are then dicts with ``image``,
-    ``mask`` and ``probs``, moved by the same draws (``augment`` None or a BatchAugment).
+    ``images``: (N, 3, H, W) float in [0, 1] or uint8 (divided by 255); ``masks``: (N,
+    H, W) integer class ids. Each epoch visits every image once in a random order
+    (seeded by (seed, epoch)); ``augment`` takes the stream's specs (``"default"`` =
+    :class:`~dgan_data.augment.BatchAugment`), its random draws seeded per batch, so
+    the sequence is reproducible. ``probs`` (N, K, H, W): soft labels (a saved stream's);
+    batches are then dicts with ``image``, ``mask`` and ``probs``, moved by the same
+    draws (``augment`` None or a BatchAugment).
+
+    Everything is checked when called, not at the first batch: float masks, integer
+    images other than uint8, float images outside [0, 1] or not finite, a
+    ``batch_size`` that is not an int >= 1 are a ValueError.
     """
-    if images.dim() != 4 or images.shape[1] != 3 or masks.dim() != 3:
-        raise ValueError(
-            f"expected images (N, 3, H, W) and masks (N, H, W), got {tuple(images.shape)} "
-            f"and {tuple(masks.shape)}"
-        )
-    if images.shape[0] != masks.shape[0] or images.shape[-2:] != masks.shape[-2:]:
-        raise ValueError(f"images {tuple(images.shape)} and masks {tuple(masks.shape)} differ")
+    _check_labeled_set(images, masks, "real_batches", probs)
+    if images.shape[0] < 1:
+        raise ValueError("real_batches: cannot draw batches from an empty set (N = 0)")
+    batch_size = _check_int(batch_size, "batch_size", 1)
+    seed = check_seed(seed)
     dev = torch.device(device) if device is not None else images.device
-    if probs is not None and (probs.dim() != 4 or probs.shape[:1] + probs.shape[2:] != masks.shape):
-        raise ValueError(
-            f"probs must be (N, K, H, W) for masks {tuple(masks.shape)}, got {tuple(probs.shape)}"
-        )
     aug = _augmenter(augment, seed)
+    return _real_batches(images, masks, batch_size, seed, dev, probs, aug)
+
+
+def _real_batches(
+    images: torch.Tensor,
+    masks: torch.Tensor,
+    batch_size: int,
+    seed: int,
+    dev: torch.device,
+    probs: torch.Tensor | None,
+    aug: Callable[..., Any],
+) -> Iterator[Any]:
     for number, idx in _index_batches(images.shape[0], batch_size, seed):
         sel = torch.as_tensor(idx)
         img = images[sel].to(dev)
@@ -124,8 +198,12 @@ def render_labeled(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``count`` toy renders of ``split`` from its ``start``-th seed: float images in
     [0, 1] (N, 3, size, size) and int64 masks (N, size, size), exact by construction;
-    ``variation`` names the toy world (:data:`dgan_data.toy.render.VARIATIONS`)."""
-
+    ``variation`` names the toy world (:data:`dgan_data.toy.render.VARIATIONS`).
+    ``count`` and ``size`` are ints >= 1, ``start`` an int >= 0."""
+    count = _check_int(count, "count", 1)
+    start = _check_int(start, "start", 0)
+    size = _check_int(size, "size", 1)
+    batch_size = _check_int(batch_size, "batch_size", 1)
     images, masks = [], []
     renders = render_split(
         split, start, count, batch_size=batch_size, size=size, variation=variation
@@ -151,11 +229,27 @@ def render_batches(
     reference): the ``count`` seeds of ``split`` from ``start``, visited epoch by epoch in
     a seeded random order, each batch rendered on demand (about 5 ms per 64 px image on
     one core, so nothing is held in memory) and augmented like :func:`real_batches`;
-    ``variation`` names the toy world."""
-
+    ``variation`` names the toy world. The arguments are checked when called."""
+    batch_size = _check_int(batch_size, "batch_size", 1)
+    count = _check_int(count, "count", 1)
+    start = _check_int(start, "start", 0)
+    size = _check_int(size, "size", 1)
+    seed = check_seed(seed)
     seeds = split_seeds(split, start, count)
     aug = _augmenter(augment, seed)
     dev = torch.device(device) if device is not None else torch.device("cpu")
+    return _render_batches(seeds, batch_size, seed, size, dev, variation, aug)
+
+
+def _render_batches(
+    seeds: Any,
+    batch_size: int,
+    seed: int,
+    size: int,
+    dev: torch.device,
+    variation: str | Variation,
+    aug: Callable[..., Any],
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     for number, idx in _index_batches(len(seeds), batch_size, seed):
         chunk = [seeds[int(i)] for i in idx]
         images, masks = render_faces(chunk, size=size, variation=variation)

@@ -212,7 +212,8 @@ class LabeledFolder(Dataset):
     ``class_names``: the names the model predicts, in id order; ``classes.json``, when
     present, must list the same names in the same order (ids in another order would be
     scored against the wrong classes). ``num_classes``: if None, the length of
-    ``class_names`` or of ``classes.json``, else inferred as the largest id found + 1.
+    ``class_names`` or of ``classes.json``, else inferred as the largest id found + 1
+    (ids up to ``MAX_CLASSES - 1`` = 253; a larger one is a problem).
     Everything is checked up front (every image and mask is decoded once); all problems
     are raised together as :class:`LabeledFolderError`. ``self.class_names``: the names
     from ``classes.json``, else the ``class_names`` given, else None.
@@ -409,6 +410,14 @@ class LabeledFolder(Dataset):
                     f"{mask_rel}: class ids {short_list(bad)} out of range "
                     f"(K = {limit} classes: 0..{limit - 1}, {IGNORE_INDEX} = ignore)"
                 )
+        else:  # K inferred as the largest id + 1: at most MAX_CLASSES
+            bad = ids[ids >= MAX_CLASSES].tolist()
+            if bad:
+                problems.append(
+                    f"{mask_rel}: class ids {short_list(bad)} out of range (at most "
+                    f"{MAX_CLASSES} classes fit: ids 0..{MAX_CLASSES - 1}, {IGNORE_INDEX} = "
+                    f"ignore); add {CLASSES_FILE} or pass num_classes"
+                )
         return (int(ids.max()) if ids.size else -1), has_ignore
 
     def __len__(self) -> int:
@@ -472,6 +481,12 @@ def _images_uint8(images: Any) -> np.ndarray:
     if not channels_last:
         arr = arr.transpose(0, 2, 3, 1)
     if floating:
+        finite = np.isfinite(arr)
+        if not finite.all():
+            raise ValueError(
+                f"images hold {int((~finite).sum())} non-finite values (NaN or inf); "
+                "nothing was written"
+            )
         lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 1.0)
         if lo < -1e-3 or hi > 1 + 1e-3:
             raise ValueError(
@@ -494,11 +509,16 @@ def write_labeled_folder(
     """Write (image, mask) pairs in the :class:`LabeledFolder` layout; returns ``root``.
 
     ``images``: uint8 (N, H, W, 3), or float in [0, 1] as (N, 3, H, W) (the stream's
-    layout) or (N, H, W, 3). ``masks``: integer (N, H, W), class ids 0..K-1 or 255.
-    ``names``: file stems (default ``00000``, ``00001``, ...). ``image_format``: "png"
-    (lossless) or "jpg" (quality 95). Each file is written to a temp file and renamed.
-    Refuses to write into non-empty ``images/`` or ``masks/`` folders unless
-    ``exist_ok`` (then same-named files are replaced, others left alone).
+    layout) or (N, H, W, 3); NaN or inf is refused. ``masks``: integer (N, H, W), class
+    ids 0..K-1 or 255, K = ``len(class_names)``, or without ``class_names`` at most
+    ``MAX_CLASSES`` (ids 0..253: :class:`LabeledFolder` infers K as the largest id + 1).
+    ``class_names``: distinct non-empty names in id order (written to ``classes.json``;
+    a plain string is refused). ``names``: file stems (default ``00000``, ``00001``,
+    ...). ``image_format``: "png" (lossless) or "jpg" (quality 95). Everything is
+    checked before anything is written, so :class:`LabeledFolder` reads back what was
+    written. Each file is written to a temp file and renamed. Refuses to write into
+    non-empty ``images/`` or ``masks/`` folders unless ``exist_ok`` (then same-named
+    files are replaced, others left alone).
     """
     root = Path(root)
     rgb = _images_uint8(images)
@@ -507,18 +527,34 @@ def write_labeled_folder(
         raise ValueError(f"masks must be integer (N, H, W), got shape {m.shape} dtype {m.dtype}")
     if m.shape != rgb.shape[:3]:
         raise ValueError(f"masks {m.shape} and images {rgb.shape[:3]} (N, H, W) do not match")
-    K = len(class_names) if class_names is not None else IGNORE_INDEX
-    if class_names is not None and not 1 <= K < IGNORE_INDEX:
-        raise ValueError(f"class_names: {K} names; 1..{IGNORE_INDEX - 1} classes fit")
+    if class_names is not None:
+        class_names = check_names(class_names)
+        blank = [n for n in class_names if not n.strip()]
+        if blank:
+            raise ValueError(f"class_names must be non-empty strings, got {blank!r:.80}")
+        twice = sorted({n for n in class_names if class_names.count(n) > 1})
+        if twice:
+            raise ValueError(f"class_names lists names more than once: {short_list(twice)}")
+    K = len(class_names) if class_names is not None else MAX_CLASSES
+    if class_names is not None and not 1 <= K <= MAX_CLASSES:
+        raise ValueError(f"class_names: {K} names; 1..{MAX_CLASSES} classes fit")
     bad = np.unique(m[((m < 0) | (m >= K)) & (m != IGNORE_INDEX)]).tolist()
     if bad:
+        whose = (
+            f"the {K} class_names"
+            if class_names is not None
+            else f"at most {MAX_CLASSES} classes; pass class_names"
+        )
         raise ValueError(
-            f"masks hold class ids {short_list(bad)} outside 0..{K - 1} and {IGNORE_INDEX} (ignore)"
+            f"masks hold class ids {short_list(bad)} outside 0..{K - 1} ({whose}) and "
+            f"{IGNORE_INDEX} (ignore)"
         )
     fmt = image_format.lower().lstrip(".")
     if fmt not in ("png", "jpg", "jpeg"):
         raise ValueError(f"image_format must be 'png' or 'jpg', got {image_format!r}")
     n = rgb.shape[0]
+    if isinstance(names, (str, bytes)):
+        raise ValueError(f"names must be a sequence of file stems, got {names!r:.80}")
     stems = [f"{i:05d}" for i in range(n)] if names is None else [str(s) for s in names]
     if len(stems) != n or len(set(stems)) != n:
         raise ValueError(

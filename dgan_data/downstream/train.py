@@ -24,7 +24,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,13 +36,14 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..conventions import IGNORE_INDEX, check_finite_number
+from ..conventions import IGNORE_INDEX, as_index, check_finite_number, check_names, short_list
 from ..fileio import atomic_torch_save
 from ..metrics import ConfusionMatrix, metrics_from_confusion
 from .batches import real_batches, render_batches, render_labeled
 from .models import (
     ARCHITECTURES,
     SegmentationModel,
+    _check_int,
     _unwrap,
     build_deeplab,
     build_segmentation_model,
@@ -188,12 +189,13 @@ def _source_states(source: Any | None) -> list[dict[str, Any]] | None:
     return gathered
 
 
-def _restore_source(source: Any, states: list[dict[str, Any]] | None, path: Path) -> None:
-    """Put this rank's saved source state back, or say why the source starts over."""
+def _restore_source(source: Any, states: list[dict[str, Any]] | None, path: Path) -> bool:
+    """Put this rank's saved source state back (True), or say why the source starts over
+    (False)."""
     rank, world = _dist()
     if states is None:
         log.warning("%s holds no batch-source state: the source starts from its beginning", path)
-        return
+        return False
     if len(states) != world:
         log.warning(
             "%s holds the batch-source states of %d rank(s), this run has %d: the source "
@@ -202,7 +204,7 @@ def _restore_source(source: Any, states: list[dict[str, Any]] | None, path: Path
             len(states),
             world,
         )
-        return
+        return False
     try:
         source.load_state_dict(states[rank])
     except (ValueError, KeyError, AssertionError) as err:  # torchdata's loader asserts
@@ -211,13 +213,25 @@ def _restore_source(source: Any, states: list[dict[str, Any]] | None, path: Path
         )
         raise ValueError(f"{path}: the saved batch-source state does not fit: {detail}") from err
     log.info("batch source resumed from %s", path)
+    return True
+
+
+def _source_epoch(source: Iterable[Any]) -> int:
+    """The epoch a source is at (a stream's or a DataLoader's dataset's ``epoch``), else 0:
+    the loop counts on from it, so a stream set to epoch 5 goes on with epoch 6."""
+    dataset = getattr(source, "dataset", source)
+    epoch = as_index(getattr(dataset, "epoch", None))
+    return epoch if epoch is not None and epoch >= 0 else 0
 
 
 def _next_batch(
     it: Iterator[Any], source: Iterable[Any], state: dict[str, int]
 ) -> tuple[Any, Iterator[Any]]:
     """Next batch; a finite re-iterable source (DataLoader, epoch-sized stream) restarts
-    (after ``set_epoch(epoch)`` when it has one); a one-shot iterator that ends is an error."""
+    (after ``set_epoch(epoch + 1)`` when it has one); a one-shot iterator that ends is an
+    error. A source resumed from a checkpoint taken at the end of its epoch yields
+    nothing at first (``state["resumed"]``): it goes on with the next epoch, where a
+    source that yields nothing after a restart is empty, an error."""
     try:
         batch = next(it)
         state["since_restart"] += 1
@@ -228,8 +242,9 @@ def _next_batch(
                 f"the batch iterator ended after {state['taken']} batches; give an endless "
                 "source or a re-iterable one (DataLoader, stream with samples_per_epoch)"
             ) from None
-        if state["since_restart"] == 0:
+        if state["since_restart"] == 0 and not state["resumed"]:
             raise RuntimeError("the batch source is empty: it yielded no batch") from None
+    state["resumed"] = False
     state["epoch"] += 1
     dataset = getattr(source, "dataset", source)
     if callable(getattr(dataset, "set_epoch", None)):
@@ -237,6 +252,95 @@ def _next_batch(
     it = iter(source)
     state["since_restart"] = 0
     return _next_batch(it, source, state)
+
+
+def _unpack_batch(batch: Any, where: str) -> tuple[Any, Any, Any]:
+    """``(images, masks, probs or None)`` of an ``(images, masks)`` pair or a dict with
+    ``image`` and ``mask`` (and ``probs``); any other structure is a ValueError."""
+    if isinstance(batch, Mapping):
+        missing = [k for k in ("image", "mask") if k not in batch]
+        if missing:
+            raise ValueError(
+                f"{where}: a dict batch needs the keys 'image' and 'mask'; this one lacks "
+                f"{' and '.join(repr(k) for k in missing)} (it has "
+                f"{short_list(sorted(str(k) for k in batch)) or 'no keys'})"
+            )
+        return batch["image"], batch["mask"], batch.get("probs")
+    if isinstance(batch, (tuple, list)) and len(batch) == 2:
+        return batch[0], batch[1], None
+    what = (
+        f"a {type(batch).__name__} of {len(batch)} items"
+        if isinstance(batch, (tuple, list))
+        else f"a {type(batch).__name__}"
+    )
+    raise ValueError(
+        f"{where}: a batch must be (images, masks) or a dict with 'image' and 'mask', got {what}"
+    )
+
+
+def _check_batch(images: Any, masks: Any, where: str) -> None:
+    """The one rule of a batch for :func:`train_segmentation` and :func:`evaluate`:
+    images (B, 3, H, W) floating (in [0, 1]) and masks (B, H, W) of integer class ids,
+    checked before any cast (``.long()`` would truncate float masks, ``.float()`` would
+    feed uint8 images as 0..255). Anything else is a ValueError naming ``where``."""
+    if not isinstance(images, torch.Tensor) or not isinstance(masks, torch.Tensor):
+        raise ValueError(
+            f"{where}: a batch needs images and masks as torch tensors, got "
+            f"{type(images).__name__} and {type(masks).__name__}"
+        )
+    if not images.is_floating_point() or masks.is_floating_point() or masks.is_complex():
+        hint = " (uint8 images: pass images.float() / 255)" if images.dtype == torch.uint8 else ""
+        raise ValueError(
+            f"{where}: a batch needs float images in [0, 1] and integer masks (class "
+            f"ids), got {images.dtype} images and {masks.dtype} masks{hint}"
+        )
+    if images.dim() != 4 or images.shape[1] != 3:
+        hint = ""
+        if images.dim() == 4 and images.shape[-1] == 3:
+            hint = " (channels-last? pass images.permute(0, 3, 1, 2))"
+        elif images.dim() == 3 and images.shape[0] == 3:
+            hint = " (one image? add a batch dimension with image[None])"
+        raise ValueError(
+            f"{where}: images must be (B, 3, H, W), got shape {tuple(images.shape)}{hint}"
+        )
+    if masks.dim() != 3:
+        hint = ""
+        if masks.dim() == 4 and masks.shape[1] == 1:
+            hint = " (a channel dimension? drop it with masks[:, 0])"
+        elif masks.dim() == 2:
+            hint = " (one mask? add a batch dimension with mask[None])"
+        raise ValueError(
+            f"{where}: masks must be (B, H, W) class ids, got shape {tuple(masks.shape)}{hint}"
+        )
+    if masks.shape[0] != images.shape[0]:
+        raise ValueError(
+            f"{where}: {images.shape[0]} images but {masks.shape[0]} masks in the batch"
+        )
+
+
+def _mask_id_error(
+    step: int, masks: torch.Tensor, valid: torch.Tensor, K: int | None, ignore_index: int
+) -> ValueError:
+    """The error of a batch whose mask ids (other than ``ignore_index``) fall outside
+    0..K-1 (``K`` None: only negative ids are known to be wrong)."""
+    wrong = valid & (masks < 0)
+    if K is not None:
+        wrong |= valid & (masks >= K)
+    bad = short_list(torch.unique(masks[wrong]).tolist())
+    where = (
+        "are negative" if K is None else f"outside 0..{K - 1} (the model predicts K = {K} classes)"
+    )
+    return ValueError(
+        f"step {step}: mask ids {bad} {where} and not ignore_index={ignore_index}: a batch "
+        "source with other classes than the model, or another ignore index?"
+    )
+
+
+def _check_number(value: Any, name: str) -> float:
+    """A finite number >= 0 (a string such as "0.1" is refused: the API takes numbers)."""
+    if isinstance(value, (str, bytes)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    return check_finite_number(value, name, low=0.0)
 
 
 def soft_cross_entropy(
@@ -301,8 +405,10 @@ def train_segmentation(
     only at the end) the weights go to ``step_XXXXXXX.pt`` and the full state
     (optimiser, schedule, history) to ``last.pt``, each written atomically; only rank 0
     writes in DDP. ``resume=True`` continues from ``last.pt`` (the batch source is not
-    rewound unless ``resumable_source`` is given). A DDP-wrapped model is fine
-    (``eval_fn`` receives it as given).
+    rewound unless ``resumable_source`` is given); it needs ``checkpoint_dir``
+    (ValueError without), and a ``checkpoint_dir`` without ``last.pt`` starts at step 0
+    with a logged warning (a fresh start, as ``--resume`` in the examples). A
+    DDP-wrapped model is fine (``eval_fn`` receives it as given).
 
     ``resumable_source``: what holds the batch source's position, an object with
     ``state_dict()`` and ``load_state_dict()`` (the ``DatasetGANStream`` behind a
@@ -312,18 +418,39 @@ def train_segmentation(
     batches the interrupted one would have drawn next. A ``last.pt`` without a source
     state (saved without one, or by another number of ranks) restarts the source, with
     a warning; a state the source refuses (other models or settings) raises ValueError.
+    ``last.pt`` also keeps the loop's epoch, so an epoch-sized source (``set_epoch``)
+    resumed mid-epoch goes on with the next epoch, and one checkpointed at the end of
+    an epoch starts the next one (a ``last.pt`` from before this was kept takes the
+    epoch from the restored source).
+
+    Checked before the first step: ``steps`` (int >= 1), ``eval_every`` (int >= 0),
+    ``checkpoint_every`` (None or int >= 0), ``lr``, ``weight_decay``, ``warmup`` and
+    ``grad_clip`` (finite numbers), ``ignore_index`` (int); bools, floats such as 2.5
+    and strings are a ValueError naming the argument. Each batch is checked before the
+    forward pass: its structure, images (B, 3, H, W) floating, masks (B, H, W) integer
+    ids in 0..K-1 or ``ignore_index`` (K: the model's ``num_classes``, else the logits'
+    channels, checked before the loss). Non-finite images, or a non-finite loss, raise
+    FloatingPointError before the optimiser step, so the model keeps the weights of its
+    last good step.
     """
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    if eval_every < 0:
-        raise ValueError(f"eval_every must be >= 0, got {eval_every}")
-    check_finite_number(lr, "lr", low=0.0)
+    steps = _check_int(steps, "steps", 1)
+    eval_every = _check_int(eval_every, "eval_every", 0)
+    if checkpoint_every is not None:
+        checkpoint_every = _check_int(checkpoint_every, "checkpoint_every", 0)
+    ignore_index = _check_int(ignore_index, "ignore_index")
+    lr = _check_number(lr, "lr")
     if lr <= 0:
         raise ValueError(f"lr must be > 0, got {lr}")
-    if not 0 <= check_finite_number(warmup, "warmup", low=0.0) < 1:
+    weight_decay = _check_number(weight_decay, "weight_decay")
+    if not 0 <= _check_number(warmup, "warmup") < 1:
         raise ValueError(f"warmup (a share of the steps) must be in [0, 1), got {warmup}")
-    if grad_clip is not None and check_finite_number(grad_clip, "grad_clip", low=0.0) <= 0:
+    warmup = float(warmup)
+    if grad_clip is not None and _check_number(grad_clip, "grad_clip") <= 0:
         raise ValueError(f"grad_clip must be None or > 0, got {grad_clip}")
+    if resume and checkpoint_dir is None:
+        raise ValueError(
+            "resume=True needs checkpoint_dir (the folder whose last.pt the run continues from)"
+        )
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -335,10 +462,17 @@ def train_segmentation(
     if checkpoint_every is None:
         checkpoint_every = eval_every
     main = _is_main_process()
+    model_classes = as_index(getattr(_unwrap(model), "num_classes", None))
 
     start = 0
     saved_rng: dict[str, torch.Tensor] | None = None
-    if resume and ckpt_dir is not None and (ckpt_dir / "last.pt").is_file():
+    source_restored, saved_epoch = False, None
+    if resume and ckpt_dir is not None and not (ckpt_dir / "last.pt").is_file():
+        log.warning(
+            "resume=True, but %s does not exist: training starts at step 0",
+            ckpt_dir / "last.pt",
+        )
+    elif resume and ckpt_dir is not None:
         state = torch.load(ckpt_dir / "last.pt", map_location="cpu", weights_only=True)
         _unwrap(model).load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
@@ -349,7 +483,16 @@ def train_segmentation(
         if start >= steps:
             return history
         if resumable_source is not None:
-            _restore_source(resumable_source, state.get("sources"), ckpt_dir / "last.pt")
+            source_restored = _restore_source(
+                resumable_source, state.get("sources"), ckpt_dir / "last.pt"
+            )
+        loop = state.get("loop")
+        if loop is not None:  # saved since the loop's epoch is kept
+            saved_epoch = as_index(loop.get("epoch")) if isinstance(loop, dict) else None
+            if saved_epoch is None or saved_epoch < 0:
+                raise ValueError(
+                    f"{ckpt_dir / 'last.pt'}: 'loop' holds no valid epoch, got {loop!r:.80}"
+                )
         saved_rng = state.get("rng")
 
     def checkpoint(step: int) -> None:
@@ -366,6 +509,7 @@ def train_segmentation(
             "scaler": scaler.state_dict(),
             "step": step,
             "history": asdict(history),
+            "loop": {"epoch": int(source_state["epoch"])},  # the epoch the source is in
         }
         if sources is not None:
             full["sources"] = sources
@@ -390,38 +534,54 @@ def train_segmentation(
     it = iter(batches)
     if saved_rng is not None:  # after iter(): a DataLoader draws its base seed from it
         _set_rng_state(saved_rng, device)  # dropout draws on it: the same continuation
-    source_state = {"epoch": 0, "since_restart": 0, "taken": 0}
+    # the epoch the source is in: the saved one when its position was restored (a
+    # StatefulDataLoader's dataset in this process does not know it), else its own
+    epoch = saved_epoch if source_restored and saved_epoch is not None else _source_epoch(batches)
+    source_state = {"epoch": epoch, "since_restart": 0, "taken": 0, "resumed": source_restored}
     bar = tqdm(total=steps, initial=start, desc=desc, unit="step", disable=not (progress and main))
     loss_avg: float | None = None
     for step in range(start, steps):
         t0 = time.perf_counter()
         batch, it = _next_batch(it, batches, source_state)
         source_state["taken"] += 1
-        images, masks = (batch["image"], batch["mask"]) if isinstance(batch, dict) else batch
-        if not images.is_floating_point() or masks.is_floating_point():
-            raise ValueError(
-                f"step {step}: a batch needs float images in [0, 1] and integer masks (class "
-                f"ids), got {images.dtype} images and {masks.dtype} masks"
-            )
-        probs = batch.get("probs") if isinstance(batch, dict) else None
+        images, masks, probs = _unpack_batch(batch, f"step {step}")
+        _check_batch(images, masks, f"step {step}")
+        if images.shape[0] == 0:
+            raise ValueError(f"step {step}: an empty batch (0 images)")
         images = images.to(device, non_blocking=True).float()
         masks = masks.to(device, non_blocking=True).long()
         if probs is not None:
             probs = probs.to(device, non_blocking=True)
+        # one host sync checks the batch: labeled pixels, their id range, finite images
+        valid = masks != ignore_index
+        ids = torch.where(valid, masks, 0)
+        n_valid, low_id, high_id, n_bad = torch.stack(
+            [valid.sum(), ids.amin(), ids.amax(), (~torch.isfinite(images)).sum()]
+        ).tolist()
         _sync(device)
         t1 = time.perf_counter()
 
         for group in opt.param_groups:
             group["lr"] = lr_at(step, steps, lr, warmup)
-        if not bool((masks != ignore_index).any()):
+        if n_bad:
+            raise FloatingPointError(
+                f"step {step}: the batch's images hold {n_bad} non-finite values (NaN or "
+                "inf), so the loss is nan: refused before the forward pass, the model keeps "
+                "the weights of its last good step"
+            )
+        if not n_valid:
             history.skipped_steps += 1
             loss_value = math.nan
             log.warning("step %d: batch has no labeled pixel, skipped", step)
         else:
+            if low_id < 0 or (model_classes is not None and high_id >= model_classes):
+                raise _mask_id_error(step, masks, valid, model_classes, ignore_index)
             with torch.autocast(
                 device.type, dtype=dtype or torch.float32, enabled=dtype is not None
             ):
                 logits = model(images)
+            if high_id >= logits.shape[1]:
+                raise _mask_id_error(step, masks, valid, logits.shape[1], ignore_index)
             if logits.shape[-2:] != masks.shape[-2:]:
                 logits = F.interpolate(
                     logits.float(), size=masks.shape[-2:], mode="bilinear", align_corners=False
@@ -429,7 +589,15 @@ def train_segmentation(
             if probs is None:
                 loss = F.cross_entropy(logits.float(), masks, ignore_index=ignore_index)
             else:
-                loss = soft_cross_entropy(logits, probs, masks != ignore_index)
+                loss = soft_cross_entropy(logits, probs, valid)
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value) and not scaler.is_enabled():
+                # before backward and step: the model keeps its last good weights
+                # (float16 autocast skips such steps through its grad scaler)
+                raise FloatingPointError(
+                    f"step {step}: the loss is {loss_value} (non-finite images, or a learning "
+                    "rate too high?); the model keeps the weights of its last good step"
+                )
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if grad_clip is not None:
@@ -437,13 +605,6 @@ def train_segmentation(
                 torch.nn.utils.clip_grad_norm_(params, grad_clip)
             scaler.step(opt)
             scaler.update()
-            loss_value = float(loss.detach())
-            if not math.isfinite(loss_value) and not scaler.is_enabled():
-                # (float16 autocast skips such steps through its grad scaler)
-                raise FloatingPointError(
-                    f"step {step}: the loss is {loss_value} (non-finite images, or a learning "
-                    "rate too high?)"
-                )
         _sync(device)
         t2 = time.perf_counter()
 
@@ -495,13 +656,41 @@ def _batches_of(
     ):
         idx = np.arange(len(data)) if indices is None else indices
         for i in range(0, len(idx), batch_size):
-            items = [data[int(j)] for j in idx[i : i + batch_size]]
+            chosen = [int(j) for j in idx[i : i + batch_size]]
+            items = [_item(data, j) for j in chosen]
+            for j, (image, mask) in zip(chosen[1:], items[1:]):
+                if image.shape != items[0][0].shape or mask.shape != items[0][1].shape:
+                    raise ValueError(
+                        f"evaluate: items {chosen[0]} and {j} differ in size (images "
+                        f"{tuple(items[0][0].shape)} and {tuple(image.shape)}, masks "
+                        f"{tuple(items[0][1].shape)} and {tuple(mask.shape)}), so they cannot "
+                        "share a batch: resize them (LabeledFolder(..., size=...)) or pass "
+                        "batch_size=1"
+                    )
             yield torch.stack([x[0] for x in items]), torch.stack([x[1] for x in items])
         return
     if indices is not None:
         raise ValueError("an iterable of batches cannot be sharded by index; shard it yourself")
     for batch in data:
-        yield (batch["image"], batch["mask"]) if isinstance(batch, dict) else batch
+        images, masks, _ = _unpack_batch(batch, "evaluate")
+        yield images, masks
+
+
+def _item(data: Any, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Item ``index`` of a map-style dataset, which must be an (image, mask) tensor pair."""
+    item = data[index]
+    if isinstance(item, Mapping):
+        item = _unpack_batch(item, f"evaluate: item {index}")[:2]
+    if (
+        not isinstance(item, (tuple, list))
+        or len(item) < 2
+        or not all(isinstance(x, torch.Tensor) for x in item[:2])
+    ):
+        raise ValueError(
+            f"evaluate: item {index} of the dataset must be an (image, mask) pair of tensors, "
+            f"got {type(item).__name__}"
+        )
+    return item[0], item[1]
 
 
 def _dist() -> tuple[int, int]:
@@ -545,12 +734,20 @@ def evaluate(
 
     ``batch_size``: images per forward pass of a tensor pair or dataset, an int >= 1
     (anything else is a ValueError, also with an iterable of batches).
+
+    Every batch follows :func:`train_segmentation`'s rule, checked before any cast:
+    float images (B, 3, H, W) in [0, 1] and integer masks (B, H, W); uint8 images or
+    float masks are a ValueError (convert uint8 images with ``images.float() / 255``).
+    No images at all (an empty tensor pair, dataset or DataLoader) is a ValueError, and
+    so are dataset items of different sizes in one batch (resize them, or
+    ``batch_size=1``). ``num_classes``: an int >= 1.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
         raise ValueError(f"evaluate: batch_size must be an int >= 1, got {batch_size!r}")
     if batch_size < 1:
         raise ValueError(f"evaluate: batch_size must be >= 1, got {batch_size}")
     batch_size = int(batch_size)
+    num_classes = _check_int(num_classes, "num_classes", 1)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     net = _unwrap(model)
     was_training = net.training
@@ -558,19 +755,19 @@ def evaluate(
     dtype = _resolve_amp(amp, None, device)
     rank, world = _dist() if distributed else (0, 1)
     indices = None
-    sized = (isinstance(data, (tuple, list)) and isinstance(data[0], torch.Tensor)) or (
-        hasattr(data, "__getitem__") and hasattr(data, "__len__")
-    )
+    pair = isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], torch.Tensor)
+    sized = pair or (hasattr(data, "__getitem__") and hasattr(data, "__len__"))
     if world > 1:
         _broadcast_buffers(net)
     if world > 1 and sized and not isinstance(data, torch.utils.data.DataLoader):
-        n = data[0].shape[0] if isinstance(data, (tuple, list)) else len(data)
+        n = data[0].shape[0] if pair else len(data)
         indices = np.arange(rank, n, world)
     conf = ConfusionMatrix(num_classes, ignore_index=ignore_index, keep_per_image=keep_per_image)
     count = 0
     for images, masks in tqdm(
         _batches_of(data, batch_size, indices), desc="evaluate", disable=not progress, leave=False
     ):
+        _check_batch(images, masks, "evaluate")
         images, masks = images.to(device).float(), masks.to(device).long()
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             logits = net(images)
@@ -598,6 +795,10 @@ def evaluate(
                 per_image = full
             else:
                 per_image = torch.cat([m for _, m in gathered])
+    if count == 0:  # the total over the ranks: every rank raises alike
+        raise ValueError(
+            "evaluate: no images to score (an empty tensor pair, dataset or DataLoader)"
+        )
     out = metrics_from_confusion(conf.matrix.cpu(), exclude=exclude)
     out["num_images"] = count
     if keep_per_image:
@@ -617,12 +818,21 @@ def _broadcast_buffers(model: nn.Module) -> None:
 
 
 def metrics_summary(metrics: dict[str, Any], class_names: Sequence[str]) -> dict[str, Any]:
-    """The JSON-friendly part of an :func:`evaluate` result: mIoU, named per-class IoU."""
+    """The JSON-friendly part of an :func:`evaluate` result: mIoU, named per-class IoU.
+
+    ``class_names``: one name per class, in id order; a plain string, or another number
+    of names than the result has classes, is a ValueError (a class would silently drop
+    out of ``per_class_iou`` while ``miou`` still counts it)."""
+    names = check_names(class_names)
     iou = [float(v) for v in metrics["iou"]]
+    if len(names) != len(iou):
+        raise ValueError(
+            f"metrics_summary: class_names has {len(names)} names for {len(iou)} classes"
+        )
     return {
         "miou": float(metrics["miou"]),
         "pixel_accuracy": float(metrics["pixel_accuracy"]),
         "mean_accuracy": float(metrics["mean_accuracy"]),
-        "per_class_iou": {str(n): (None if math.isnan(v) else v) for n, v in zip(class_names, iou)},
+        "per_class_iou": {n: (None if math.isnan(v) else v) for n, v in zip(names, iou)},
         "num_images": int(metrics.get("num_images", 0)),
     }

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ..conventions import IGNORE_INDEX, short_list
+from ..conventions import IGNORE_INDEX, as_index, short_list
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +57,38 @@ ConfusionSource = np.ndarray | torch.Tensor | Callable[[np.ndarray], Any]
 def auroc(scores: Any, positive: Any) -> float:
     """Probability that a random positive scores above a random negative, ties counting
     half (the Mann-Whitney statistic, from mean ranks: O(n log n), fit for millions of
-    pixels). NaN when either side is empty."""
-    scores = np.asarray(scores, dtype=np.float64).ravel()
-    positive = np.asarray(positive, dtype=bool).ravel()
+    pixels). NaN when either side is empty.
+
+    ``scores``: finite numbers; ``positive``: one label per score, bool or 0/1. NaN or
+    inf scores (NaN would rank above every real score), other labels (1/2 would all
+    read as positive) and a length mismatch are a ValueError.
+    """
+    try:
+        scores = np.asarray(scores, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise ValueError("auroc: scores must be numbers") from None
+    labels = np.asarray(positive).ravel()
+    if scores.size != labels.size:
+        raise ValueError(
+            f"auroc: {scores.size} scores but {labels.size} labels (positive): one label per score"
+        )
+    finite = np.isfinite(scores)
+    if not finite.all():
+        raise ValueError(
+            f"auroc: scores must be finite, found NaN or inf in {int((~finite).sum())} of "
+            f"{scores.size} (NaN would rank above every real score)"
+        )
+    if labels.dtype != bool:
+        if not np.issubdtype(labels.dtype, np.number) or np.iscomplexobj(labels):
+            raise ValueError(
+                f"auroc: positive must be bool or 0/1 labels, got dtype {labels.dtype}"
+            )
+        odd = np.unique(labels[(labels != 0) & (labels != 1)])
+        if odd.size:
+            raise ValueError(
+                f"auroc: positive must be bool or 0/1 labels, found {short_list(odd.tolist())}"
+            )
+    positive = labels.astype(bool)
     n_pos = int(positive.sum())
     n_neg = len(positive) - n_pos
     if n_pos == 0 or n_neg == 0:
@@ -71,15 +100,25 @@ def auroc(scores: Any, positive: Any) -> float:
 
 
 # ---------------------------------------------------------------- pixel counting
-def _check_ignore_index(ignore_index: int | None, num_classes: int) -> None:
-    if num_classes < 1:
+def _check_ignore_index(ignore_index: int | None, num_classes: int) -> int:
+    """``num_classes`` as an int >= 1 (numpy and tensor ints too; a bool, 2.0 or "2" is a
+    ValueError), after checking that ``ignore_index`` is None or an int outside the
+    class ids; returns ``num_classes``."""
+    k = as_index(num_classes)
+    if k is None:
+        raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
+    if k < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    num_classes = k
+    if ignore_index is not None and as_index(ignore_index) is None:
+        raise ValueError(f"ignore_index must be None or an int, got {ignore_index!r}")
     if ignore_index is not None and 0 <= ignore_index < num_classes:
         raise ValueError(
             f"ignore_index={ignore_index} is a class id (K = {num_classes} classes: "
             f"0..{num_classes - 1}). Map the pixels to ignore to {IGNORE_INDEX} in the "
             "targets, or keep the class and leave it out of the mean with exclude=[...]"
         )
+    return num_classes
 
 
 def _class_ids(
@@ -96,9 +135,14 @@ def _class_ids(
             f"{type(target).__name__}"
         )
     if target.ndim != 3:
+        if target.ndim == 2:
+            hint = " (one mask? add a batch dimension with mask[None])"
+        elif target.ndim == 4 and target.shape[1] == 1:
+            hint = " (a channel dimension? drop it with mask[:, 0])"
+        else:
+            hint = ""
         raise ValueError(
-            f"target must be (B, H, W) class ids, got shape {tuple(target.shape)} "
-            "(add a batch dimension with mask[None])"
+            f"target must be (B, H, W) class ids, got shape {tuple(target.shape)}{hint}"
         )
     if target.is_floating_point() or target.is_complex():
         raise ValueError(f"target must hold integer class ids, got dtype {target.dtype}")
@@ -161,7 +205,7 @@ def per_image_confusion(
     ``pred`` is (B, H, W) class ids or (B, K, H, W) logits; ``target`` (B, H, W).
     This is the input :func:`five_fold_protocol` wants (stack over the test set).
     """
-    _check_ignore_index(ignore_index, num_classes)
+    num_classes = _check_ignore_index(ignore_index, num_classes)
     pred, target, counted = _class_ids(pred, target, num_classes, ignore_index)
     K = num_classes
     B = target.shape[0]
@@ -178,7 +222,7 @@ def confusion_matrix(
     ignore_index: int | None = IGNORE_INDEX,
 ) -> torch.Tensor:
     """The (K, K) int64 confusion matrix (rows = target, cols = prediction) of a batch."""
-    _check_ignore_index(ignore_index, num_classes)
+    num_classes = _check_ignore_index(ignore_index, num_classes)
     pred, target, counted = _class_ids(pred, target, num_classes, ignore_index)
     K = num_classes
     counts = torch.bincount((target * K + pred)[counted], minlength=K * K)
@@ -325,9 +369,9 @@ class ConfusionMatrix:
         device: torch.device | str | None = None,
         keep_per_image: bool = False,
     ) -> None:
-        _check_ignore_index(ignore_index, num_classes)
-        self.num_classes = int(num_classes)
-        self.ignore_index = ignore_index
+        num_classes = _check_ignore_index(ignore_index, num_classes)
+        self.num_classes = num_classes
+        self.ignore_index = None if ignore_index is None else int(ignore_index)
         self._fixed_device = torch.device(device) if device is not None else None
         self.keep_per_image = keep_per_image
         self.matrix = torch.zeros(
@@ -382,13 +426,28 @@ class ConfusionMatrix:
             )
 
     def merge(self, other: ConfusionMatrix) -> ConfusionMatrix:
-        """Add ``other``'s counts (and per-image matrices, appended) to this one; returns self."""
+        """Add ``other``'s counts (and per-image matrices, appended) to this one; returns self.
+
+        Everything is checked first, so a refused merge leaves this matrix as it was.
+        Merging a matrix into itself is refused (it would double the counts: in
+        ``total = parts[0]; for p in parts: total.merge(p)``, start from ``parts[1:]``).
+        """
+        if not isinstance(other, ConfusionMatrix):
+            raise ValueError(f"merge: expected a ConfusionMatrix, got {type(other).__name__}")
+        if other is self:
+            raise ValueError(
+                "merge: cannot merge a ConfusionMatrix into itself (it would count every "
+                "pixel twice)"
+            )
         self._check_compatible(other)
-        self.matrix += other.matrix.to(self.matrix.device)
-        if self.keep_per_image:
-            if not other.keep_per_image:
-                raise ValueError("merge: this matrix keeps per-image matrices, the other does not")
-            self._per_image.extend(m.to(self.matrix.device) for m in other._per_image)
+        if self.keep_per_image and not other.keep_per_image:
+            raise ValueError("merge: this matrix keeps per-image matrices, the other does not")
+        added = other.matrix.to(self.matrix.device)
+        per_image = (
+            [m.to(self.matrix.device) for m in other._per_image] if self.keep_per_image else []
+        )
+        self.matrix += added
+        self._per_image.extend(per_image)
         return self
 
     def all_reduce(self, group: Any = None) -> ConfusionMatrix:
@@ -418,20 +477,51 @@ class ConfusionMatrix:
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore counts saved by :meth:`state_dict`; settings must match."""
+        """Restore counts saved by :meth:`state_dict`; settings must match.
+
+        The counts must be a (K, K) matrix of non-negative whole numbers; a matrix that
+        keeps per-image matrices needs the state's ``per_image`` (N, K, K), whose sum is
+        the counts (or less, after :meth:`all_reduce` added other ranks' pixels to the
+        counts). Anything else is a ValueError, and the matrix is left as it was.
+        """
+        if not isinstance(state, Mapping):
+            raise ValueError(f"state must be a dict from state_dict(), got {type(state).__name__}")
+        missing = [k for k in ("num_classes", "ignore_index", "confusion") if k not in state]
+        if missing:
+            raise ValueError(f"state lacks {', '.join(missing)}: not a ConfusionMatrix state")
         if (state["num_classes"], state["ignore_index"]) != (self.num_classes, self.ignore_index):
             raise ValueError(
                 f"state is for num_classes={state['num_classes']}, ignore_index="
                 f"{state['ignore_index']}; this matrix has num_classes={self.num_classes}, "
                 f"ignore_index={self.ignore_index}"
             )
-        conf = torch.as_tensor(state["confusion"], dtype=torch.int64)
-        if conf.shape != self.matrix.shape:
-            raise ValueError(f"confusion of shape {tuple(conf.shape)}, expected a (K, K) matrix")
-        self.matrix = conf.to(self.matrix.device).clone()
-        self._per_image = []
-        if self.keep_per_image and "per_image" in state:
-            self._per_image = [torch.as_tensor(state["per_image"]).to(self.matrix.device)]
+        K = self.num_classes
+        conf = _as_numpy_confusion(state["confusion"], "state['confusion']")
+        if conf.shape != (K, K):
+            raise ValueError(
+                f"state['confusion'] has shape {conf.shape}, expected a ({K}, {K}) matrix"
+            )
+        per_image: list[torch.Tensor] = []
+        if self.keep_per_image:
+            if state.get("per_image") is None:
+                raise ValueError(
+                    "state holds no per_image matrices, but this matrix keeps them "
+                    "(keep_per_image=True): load it into ConfusionMatrix(..., keep_per_image=False)"
+                )
+            mats = _as_numpy_confusion(state["per_image"], "state['per_image']")
+            if mats.ndim != 3 or mats.shape[1:] != (K, K):
+                raise ValueError(
+                    f"state['per_image'] has shape {mats.shape}, expected (N, {K}, {K})"
+                )
+            if np.any(mats.sum(0) > conf):
+                raise ValueError(
+                    "state['per_image'] counts more pixels than state['confusion']: the two "
+                    "do not belong together"
+                )
+            if len(mats):
+                per_image = [torch.from_numpy(mats.copy()).to(self.matrix.device)]
+        self.matrix = torch.from_numpy(conf.copy()).to(self.matrix.device)
+        self._per_image = per_image
 
     def __repr__(self) -> str:
         return (
