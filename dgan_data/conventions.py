@@ -23,6 +23,7 @@ __all__ = [
     "check_finite_number",
     "check_int",
     "check_names",
+    "check_number",
     "check_palette",
     "generator_to_uint8",
     "short_list",
@@ -170,9 +171,17 @@ def check_truncation_psi(value: Any, name: str = "truncation_psi") -> float:
     """A truncation psi as a float in [0, MAX_TRUNCATION_PSI]: the one bound of the API,
     the commands and the demo (NaN latents or black images otherwise). A string is refused:
     the API takes numbers (the commands parse their text first)."""
+    return check_number(value, name, low=0.0, high=MAX_TRUNCATION_PSI)
+
+
+def check_number(
+    value: Any, name: str, *, low: float | None = None, high: float | None = None
+) -> float:
+    """:func:`check_finite_number` for API arguments: a string such as "0.1" is refused,
+    not parsed (the API takes numbers; the commands parse their text first)."""
     if isinstance(value, (str, bytes)):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    return check_finite_number(value, name, low=0.0, high=MAX_TRUNCATION_PSI)
+        raise ValueError(f"{name} must be a number, got {value!r:.80}")
+    return check_finite_number(value, name, low=low, high=high)
 
 
 def generator_to_uint8(img: torch.Tensor) -> torch.Tensor:

@@ -36,7 +36,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..conventions import IGNORE_INDEX, as_index, check_finite_number, check_names, short_list
+from ..conventions import (
+    IGNORE_INDEX,
+    as_index,
+    check_names,
+    check_number,
+    short_list,
+)
 from ..fileio import atomic_torch_save
 from ..metrics import ConfusionMatrix, metrics_from_confusion
 from .batches import real_batches, render_batches, render_labeled
@@ -336,13 +342,6 @@ def _mask_id_error(
     )
 
 
-def _check_number(value: Any, name: str) -> float:
-    """A finite number >= 0 (a string such as "0.1" is refused: the API takes numbers)."""
-    if isinstance(value, (str, bytes)):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    return check_finite_number(value, name, low=0.0)
-
-
 def soft_cross_entropy(
     logits: torch.Tensor, probs: torch.Tensor, valid: torch.Tensor
 ) -> torch.Tensor:
@@ -438,14 +437,14 @@ def train_segmentation(
     if checkpoint_every is not None:
         checkpoint_every = _check_int(checkpoint_every, "checkpoint_every", 0)
     ignore_index = _check_int(ignore_index, "ignore_index")
-    lr = _check_number(lr, "lr")
+    lr = check_number(lr, "lr", low=0.0)
     if lr <= 0:
         raise ValueError(f"lr must be > 0, got {lr}")
-    weight_decay = _check_number(weight_decay, "weight_decay")
-    if not 0 <= _check_number(warmup, "warmup") < 1:
+    weight_decay = check_number(weight_decay, "weight_decay", low=0.0)
+    if not 0 <= check_number(warmup, "warmup", low=0.0) < 1:
         raise ValueError(f"warmup (a share of the steps) must be in [0, 1), got {warmup}")
     warmup = float(warmup)
-    if grad_clip is not None and _check_number(grad_clip, "grad_clip") <= 0:
+    if grad_clip is not None and check_number(grad_clip, "grad_clip", low=0.0) <= 0:
         raise ValueError(f"grad_clip must be None or > 0, got {grad_clip}")
     if resume and checkpoint_dir is None:
         raise ValueError(

@@ -14,9 +14,9 @@ import torch
 
 from ..conventions import (
     IGNORE_INDEX,
-    check_finite_number,
     check_int,
     check_names,
+    check_number,
     check_palette,
     check_truncation_psi,
 )
@@ -116,13 +116,6 @@ def check_labels(
     return names, pal, fingerprint
 
 
-def _number(value: Any, name: str, low: float | None = None, high: float | None = None) -> float:
-    """A finite Python float (numpy and tensor scalars too); a string is refused, not parsed."""
-    if isinstance(value, (str, bytes)):
-        raise ValueError(f"{name} must be a number, got {value!r:.80}")
-    return check_finite_number(value, name, low=low, high=high)
-
-
 def training_settings(
     batch_size: Any,
     lr: Any,
@@ -136,10 +129,10 @@ def training_settings(
 ) -> dict[str, Any]:
     """The training hyperparameters as plain Python numbers (saved as JSON), or a
     ValueError naming the first bad one: checked before any feature is computed."""
-    lr = _number(lr, "lr")
+    lr = check_number(lr, "lr")
     if lr <= 0:
         raise ValueError(f"lr must be > 0, got {lr!r}")
-    min_delta = _number(min_delta, "min_delta", low=0.0)
+    min_delta = check_number(min_delta, "min_delta", low=0.0)
     if min_delta >= 1:
         raise ValueError(f"min_delta (a relative loss drop) must be in [0, 1), got {min_delta!r}")
     return {
@@ -151,7 +144,7 @@ def training_settings(
         "patience": check_int(patience, "patience", 1),
         "min_delta": min_delta,
         "seed": check_seed(seed),
-        "class_balance": _number(class_balance, "class_balance", low=0.0, high=1.0),
+        "class_balance": check_number(class_balance, "class_balance", low=0.0, high=1.0),
     }
 
 
