@@ -191,7 +191,7 @@ def test_evaluate_refuses_a_batch_size_below_one_or_not_an_int(batch_size):
 
 def test_evaluate_refuses_a_bad_batch_size_with_an_iterable_of_batches_too():
     loader = [_eval_data(2)]
-    with pytest.raises(ValueError, match="batch_size must be >= 1, got -1"):
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1, got -1"):
         evaluate(Constant(2, 0), loader, 2, batch_size=-1)
 
 

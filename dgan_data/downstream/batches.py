@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from ..augment import BatchAugment, make_augment
+from ..conventions import check_int
 from ..seeds import check_seed, derive_seed
 from ..toy.render import Variation, render_faces, render_split, split_seeds
-from .models import _check_int
 
 __all__ = ["real_batches", "render_batches", "render_labeled"]
 #: Seed purpose of the per-batch augmentation draws.
@@ -30,7 +30,7 @@ def _index_batches(n: int, batch_size: int, seed: int) -> Iterator[tuple[int, np
     (seed, epoch), batches running on across epoch boundaries (every index once per epoch)."""
     if n < 1:
         raise ValueError("cannot draw batches from an empty set")
-    batch_size = _check_int(batch_size, "batch_size", 1)
+    batch_size = check_int(batch_size, "batch_size", 1)
     epoch, pos, number = 0, 0, 0
     perm = np.random.default_rng(derive_seed(seed, 0xE90C, epoch)).permutation(n)
     while True:
@@ -160,7 +160,7 @@ def real_batches(
     _check_labeled_set(images, masks, "real_batches", probs)
     if images.shape[0] < 1:
         raise ValueError("real_batches: cannot draw batches from an empty set (N = 0)")
-    batch_size = _check_int(batch_size, "batch_size", 1)
+    batch_size = check_int(batch_size, "batch_size", 1)
     seed = check_seed(seed)
     dev = torch.device(device) if device is not None else images.device
     aug = _augmenter(augment, seed)
@@ -200,10 +200,10 @@ def render_labeled(
     [0, 1] (N, 3, size, size) and int64 masks (N, size, size), exact by construction;
     ``variation`` names the toy world (:data:`dgan_data.toy.render.VARIATIONS`).
     ``count`` and ``size`` are ints >= 1, ``start`` an int >= 0."""
-    count = _check_int(count, "count", 1)
-    start = _check_int(start, "start", 0)
-    size = _check_int(size, "size", 1)
-    batch_size = _check_int(batch_size, "batch_size", 1)
+    count = check_int(count, "count", 1)
+    start = check_int(start, "start", 0)
+    size = check_int(size, "size", 1)
+    batch_size = check_int(batch_size, "batch_size", 1)
     images, masks = [], []
     renders = render_split(
         split, start, count, batch_size=batch_size, size=size, variation=variation
@@ -230,10 +230,10 @@ def render_batches(
     a seeded random order, each batch rendered on demand (about 5 ms per 64 px image on
     one core, so nothing is held in memory) and augmented like :func:`real_batches`;
     ``variation`` names the toy world. The arguments are checked when called."""
-    batch_size = _check_int(batch_size, "batch_size", 1)
-    count = _check_int(count, "count", 1)
-    start = _check_int(start, "start", 0)
-    size = _check_int(size, "size", 1)
+    batch_size = check_int(batch_size, "batch_size", 1)
+    count = check_int(count, "count", 1)
+    start = check_int(start, "start", 0)
+    size = check_int(size, "size", 1)
     seed = check_seed(seed)
     seeds = split_seeds(split, start, count)
     aug = _augmenter(augment, seed)

@@ -20,7 +20,7 @@ from lightning_utilities.core.imports import RequirementCache
 from safetensors.torch import load_file
 from torch import nn
 
-from ..conventions import MAX_CLASSES, as_index
+from ..conventions import MAX_CLASSES, check_int
 from ..fileio import atomic_torch_save
 
 log = logging.getLogger(__name__)
@@ -43,21 +43,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _SMP = RequirementCache("segmentation-models-pytorch>=0.3")
 _CHECKPOINT_FORMAT = "dgan_data.segmentation_model"
-
-
-def _check_int(value: Any, name: str, low: int | None = None, high: int | None = None) -> int:
-    """``value`` as a Python int in [low, high] (numpy and integer tensors too); a bool, a
-    float such as 2.7 or a string is a ValueError naming ``name``, never truncated."""
-    number = as_index(value)
-    if number is None:
-        want = "an int" if low is None else f"an int >= {low}"
-        if high is not None:
-            want = f"an int in {low}..{high}"
-        raise ValueError(f"{name} must be {want}, got {value!r:.80}")
-    if (low is not None and number < low) or (high is not None and number > high):
-        bound = f">= {low}" if high is None else f"in {low}..{high}"
-        raise ValueError(f"{name} must be {bound}, got {number}")
-    return number
 
 
 # ------------------------------------------------------------------- the model
@@ -143,10 +128,10 @@ def build_deeplab(
     key = str(arch).lower().replace("-", "").replace("_", "").replace("+", "plus")
     if key not in ARCHITECTURES:
         raise ValueError(f"unknown arch {arch!r}; valid: {', '.join(ARCHITECTURES)}")
-    num_classes = _check_int(num_classes, "num_classes", 1, MAX_CLASSES)
-    output_stride = _check_int(output_stride, "output_stride", 1)
-    decoder_channels = _check_int(decoder_channels, "decoder_channels", 1)
-    image_size = _check_int(image_size, "image_size", 1)
+    num_classes = check_int(num_classes, "num_classes", 1, MAX_CLASSES)
+    output_stride = check_int(output_stride, "output_stride", 1)
+    decoder_channels = check_int(decoder_channels, "decoder_channels", 1)
+    image_size = check_int(image_size, "image_size", 1)
     weights_path = None
     if encoder_weights is not None:
         weights_path = Path(encoder_weights)
@@ -226,12 +211,12 @@ def build_unet(
         )
     import segmentation_models_pytorch as smp
 
-    num_classes = _check_int(num_classes, "num_classes", 1, MAX_CLASSES)
-    encoder_depth = _check_int(encoder_depth, "encoder_depth", 1)
-    image_size = _check_int(image_size, "image_size", 1)
+    num_classes = check_int(num_classes, "num_classes", 1, MAX_CLASSES)
+    encoder_depth = check_int(encoder_depth, "encoder_depth", 1)
+    image_size = check_int(image_size, "image_size", 1)
     if isinstance(decoder_channels, (str, bytes)):
         raise ValueError(f"decoder_channels must be a list of ints, got {decoder_channels!r}")
-    channels = [_check_int(c, "decoder_channels entries", 1) for c in decoder_channels]
+    channels = [check_int(c, "decoder_channels entries", 1) for c in decoder_channels]
     if len(channels) != int(encoder_depth):
         raise ValueError(
             f"decoder_channels {channels} needs one entry per encoder level "

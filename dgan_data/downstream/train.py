@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from ..conventions import (
     IGNORE_INDEX,
     as_index,
+    check_int,
     check_names,
     check_number,
     short_list,
@@ -49,7 +50,6 @@ from .batches import real_batches, render_batches, render_labeled
 from .models import (
     ARCHITECTURES,
     SegmentationModel,
-    _check_int,
     _unwrap,
     build_deeplab,
     build_segmentation_model,
@@ -432,11 +432,11 @@ def train_segmentation(
     FloatingPointError before the optimiser step, so the model keeps the weights of its
     last good step.
     """
-    steps = _check_int(steps, "steps", 1)
-    eval_every = _check_int(eval_every, "eval_every", 0)
+    steps = check_int(steps, "steps", 1)
+    eval_every = check_int(eval_every, "eval_every", 0)
     if checkpoint_every is not None:
-        checkpoint_every = _check_int(checkpoint_every, "checkpoint_every", 0)
-    ignore_index = _check_int(ignore_index, "ignore_index")
+        checkpoint_every = check_int(checkpoint_every, "checkpoint_every", 0)
+    ignore_index = check_int(ignore_index, "ignore_index")
     lr = check_number(lr, "lr", low=0.0)
     if lr <= 0:
         raise ValueError(f"lr must be > 0, got {lr}")
@@ -741,12 +741,8 @@ def evaluate(
     so are dataset items of different sizes in one batch (resize them, or
     ``batch_size=1``). ``num_classes``: an int >= 1.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-        raise ValueError(f"evaluate: batch_size must be an int >= 1, got {batch_size!r}")
-    if batch_size < 1:
-        raise ValueError(f"evaluate: batch_size must be >= 1, got {batch_size}")
-    batch_size = int(batch_size)
-    num_classes = _check_int(num_classes, "num_classes", 1)
+    batch_size = check_int(batch_size, "evaluate: batch_size", 1)
+    num_classes = check_int(num_classes, "num_classes", 1)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     net = _unwrap(model)
     was_training = net.training

@@ -22,7 +22,12 @@ from torchvision import tv_tensors
 from ..augment import BatchAugment, check_normalize, make_augment, normalize
 from ..augment.batch import check_augment_output
 from ..balance import ClassBalancer, resolve_targets
-from ..conventions import IGNORE_INDEX, as_index, check_finite_number, check_truncation_psi
+from ..conventions import (
+    IGNORE_INDEX,
+    check_finite_number,
+    check_int,
+    check_truncation_psi,
+)
 from ..generators import Generator
 from ..interpreter import Interpreter, read_interpreter_metadata
 from ..labeler import Labeler, check_label_size
@@ -159,7 +164,7 @@ class DatasetGANStream(IterableDataset):
     ):
         super().__init__()
         if batch_size is not None:
-            batch_size = _check_int(batch_size, "batch_size", 1)
+            batch_size = check_int(batch_size, "batch_size", 1)
         drop_uncertain = check_finite_number(drop_uncertain, "drop_uncertain", low=0.0)
         if not drop_uncertain < 1.0:
             raise ValueError(f"drop_uncertain must be in [0, 1), got {drop_uncertain}")
@@ -168,24 +173,24 @@ class DatasetGANStream(IterableDataset):
         if dtype not in (None, torch.float32, torch.bfloat16, torch.float16):
             raise ValueError(f"dtype must be None, float32, bfloat16 or float16, got {dtype}")
         if samples_per_epoch is not None:
-            samples_per_epoch = _check_int(samples_per_epoch, "samples_per_epoch", 1)
+            samples_per_epoch = check_int(samples_per_epoch, "samples_per_epoch", 1)
             if batch_size is not None and samples_per_epoch < batch_size:
                 raise ValueError(
                     f"samples_per_epoch ({samples_per_epoch}) is smaller than one batch "
                     f"({batch_size})"
                 )
         if generation_batch is not None:
-            generation_batch = _check_int(generation_batch, "generation_batch", 1)
+            generation_batch = check_int(generation_batch, "generation_batch", 1)
         if transform is not None and not callable(transform):
             raise TypeError(f"transform must be callable, got {type(transform).__name__}")
-        quantile_window = _check_int(quantile_window, "quantile_window", 1)
+        quantile_window = check_int(quantile_window, "quantile_window", 1)
         if drop_uncertain > 0:
             _check_window(quantile_window, drop_uncertain)
         seed = check_seed(seed)  # as export: seeds are stored and compared as int64
         if truncation_psi is not None:
             truncation_psi = check_truncation_psi(truncation_psi)
         if truncation_cutoff is not None:
-            truncation_cutoff = _check_int(truncation_cutoff, "truncation_cutoff", 1)
+            truncation_cutoff = check_int(truncation_cutoff, "truncation_cutoff", 1)
         if ignore_uncertain_pixels is not None:
             ignore_uncertain_pixels = check_finite_number(
                 ignore_uncertain_pixels, "ignore_uncertain_pixels", low=0.0
@@ -659,18 +664,9 @@ def expected_batches(samples_per_epoch: int, batch_size: int) -> int:
     """Batches per rank and epoch for a given ``samples_per_epoch`` (rounded down), in
     integer arithmetic (exact for any size); ValueError for a non-int or negative
     ``samples_per_epoch`` or a ``batch_size`` below 1."""
-    samples_per_epoch = _check_int(samples_per_epoch, "samples_per_epoch", 0)
-    batch_size = _check_int(batch_size, "batch_size", 1)
+    samples_per_epoch = check_int(samples_per_epoch, "samples_per_epoch", 0)
+    batch_size = check_int(batch_size, "batch_size", 1)
     return samples_per_epoch // batch_size
-
-
-def _check_int(value: Any, name: str, low: int) -> int:
-    """``value`` as a Python int >= ``low``: anything with ``__index__`` (numpy and
-    tensor integers too) but a bool; else ValueError naming ``name``."""
-    number = as_index(value)
-    if number is None or number < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    return number
 
 
 def _check_window(window: int, drop: float) -> None:
