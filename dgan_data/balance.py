@@ -7,9 +7,10 @@ many times to hand it out, so that each class appears in at least a target share
 the yielded images. Pixels are never touched: an image is kept, repeated or dropped
 whole.
 
-The rule, for a candidate whose labels contain the set P of classes (each with at
-least ``min_pixels`` pixels), with n_k the copies decided so far (handed out or still
-waiting in the stream's buffer) containing class k and N all decided copies:
+The rule, for a candidate whose labels contain the set P of classes (the classes with at
+least ``min_pixels`` labeled pixels, :func:`present_classes`; the stream's
+``balance_min_pixels``, default 1), with n_k the copies decided so far (handed out or
+still waiting in the stream's buffer) containing class k and N all decided copies:
 
 - a class k is *short* when n_k < t_k * (N + 1) (keeping this image would still leave
   it at or below its target rate);
@@ -30,6 +31,12 @@ holds the class and thinning the rest gives at its observed candidate rate p:
 ``m p / (m p + (1 - p) (1 - reject))`` with m = ``max_repeats``. A given-up class no
 longer causes thinning (candidates holding it are still repeated while it is short);
 the balancer logs a warning naming it and lists it in ``statistics()["given_up"]``.
+A stream builds a new balancer for each epoch (and each DataLoader worker's shard), so
+this evidence (``found``, ``observed``, ``given_up``) restarts every epoch: its
+decisions depend only on the seed, epoch and shard. An epoch (or shard) that counts
+fewer than ``give_up_after`` candidates never gives a class up and pays for chasing it
+again each epoch; :meth:`ClassBalancer.warn_unfound`, called once at the end of an
+epoch, logs a warning naming a class with a target that no candidate held.
 
 Randomness comes from a seeded hash of the candidate's seed, so the same stream seed
 gives the same decisions, and ``state_dict`` resumes them exactly.
@@ -46,7 +53,13 @@ from typing import Any
 
 from .seeds import derive_seed
 
-__all__ = ["DEFAULT_IMAGE_RATE", "ClassBalancer", "achievable_rate", "resolve_targets"]
+__all__ = [
+    "DEFAULT_IMAGE_RATE",
+    "ClassBalancer",
+    "achievable_rate",
+    "present_classes",
+    "resolve_targets",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +76,10 @@ def resolve_targets(
 
     ``"image"`` asks every class but those in ``ignore`` (usually the background, present
     in every image) to appear in at least :data:`DEFAULT_IMAGE_RATE` of the images.
-    Unknown class names and rates outside [0, 1] are refused, naming them.
+    Rates are Python or numpy numbers, or 0-d tensors/arrays (read with ``.item()``).
+    Unknown class names, rates outside [0, 1] and an empty dict (use None to turn
+    balancing off) are refused, naming them. Targets that are all 0 are accepted: such a
+    balancer changes nothing and only reports the image rates (the stream warns).
     """
     if spec is None:
         return None
@@ -74,6 +90,10 @@ def resolve_targets(
         return [0.0 if k in ignore else DEFAULT_IMAGE_RATE for k in range(K)]
     if not isinstance(spec, Mapping):
         raise ValueError(f"class_balance must be None, 'image' or a dict, got {spec!r}")
+    if not spec:
+        raise ValueError(
+            "class_balance={} sets no target; use class_balance=None to turn balancing off"
+        )
     unknown = [name for name in spec if name not in class_names]
     if unknown:
         raise ValueError(
@@ -81,6 +101,12 @@ def resolve_targets(
         )
     targets = [0.0] * K
     for name, rate in spec.items():
+        if getattr(rate, "ndim", None) == 0 and hasattr(rate, "item"):
+            rate = rate.item()  # a 0-d tensor or array: its Python number
+        if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
+            raise ValueError(
+                f"class_balance rate of {name!r} must be a number in [0, 1], got {rate!r:.80}"
+            )
         if (
             isinstance(rate, bool)
             or not isinstance(rate, numbers.Real)  # numpy floats and ints included
@@ -89,6 +115,14 @@ def resolve_targets(
             raise ValueError(f"class_balance rate of {name!r} must be in [0, 1], got {rate!r}")
         targets[list(class_names).index(name)] = float(rate)
     return targets
+
+
+def present_classes(
+    pixel_counts: Sequence[Sequence[float]], min_pixels: int = 1
+) -> list[list[int]]:
+    """Per image, the class ids with at least ``min_pixels`` labeled pixels, from rows of
+    per-class pixel counts (what the balancer counts as "holds the class")."""
+    return [[k for k, c in enumerate(row) if c >= min_pixels] for row in pixel_counts]
 
 
 def achievable_rate(candidate_rate: float, reject: float, max_repeats: int) -> float:
@@ -175,6 +209,46 @@ class ClassBalancer:
                     100 * best,
                     100 * target,
                 )
+
+    def warn_unfound(self) -> list[int]:
+        """Log one warning, at the end of an epoch (call it once), for the classes with a
+        target > 0 that none of the epoch's counted candidates held and that were not
+        given up: the epoch was too short to give them up, and the next epoch's balancer
+        starts counting again, so chasing them costs extra generation every epoch.
+        Returns their class ids."""
+        if not self.observed:
+            return []
+        unfound = [
+            k
+            for k, target in enumerate(self.targets)
+            if target > 0 and self.found[k] == 0 and k not in self.given_up
+        ]
+        if unfound:
+            one = len(unfound) == 1
+            if self.give_up_after is None:
+                why = "give-up is off (give_up_after=None), so"
+            else:
+                why = (
+                    f"too few to give {'it' if one else 'them'} up (that takes "
+                    f"{self.give_up_after}). Each epoch restarts the give-up count (balancing "
+                    "decisions depend only on the seed, epoch and shard), so"
+                )
+            logger.warning(
+                "class_balance: %s %s in none of the %d candidates of this epoch, %s chasing "
+                "%s costs extra generation every epoch; lower or remove %s class_balance "
+                "target if the interpreter never labels %s",
+                ", ".join(
+                    f"class {self._name(k)!r} (target {100 * self.targets[k]:.0f} %)"
+                    for k in unfound
+                ),
+                "was" if one else "were",
+                self.observed,
+                why,
+                "it" if one else "them",
+                "its" if one else "their",
+                "it" if one else "them",
+            )
+        return unfound
 
     def decide(self, present: Sequence[int], sample_seed: int) -> int:
         """How many times to hand out a candidate whose labels contain ``present``
@@ -296,42 +370,124 @@ class ClassBalancer:
             "waiting": [c if c is None else list(c) for c in self.waiting],
         }
 
+    def relabel_waiting(self, class_sets: Sequence[Sequence[int]]) -> None:
+        """Replace the class sets of the next ``len(class_sets)`` copies waiting to be
+        handed out (``count_handed_out``) by those found in them after augmentation, so
+        the rates of ``hand_out`` are those of the masks handed out. The decisions
+        (``counts``) stay those of the candidates' labels. Copies of a state saved before
+        hand-outs were counted (no class set) stay uncounted."""
+        if not self.count_handed_out:
+            return
+        if len(class_sets) > len(self.waiting):
+            raise RuntimeError(
+                f"class balance: {len(class_sets)} copies relabeled but only "
+                f"{len(self.waiting)} wait to be handed out"
+            )
+        K = len(self.targets)
+        for i, classes in enumerate(class_sets):
+            if self.waiting[i] is None:
+                continue
+            ids = sorted({int(k) for k in classes})
+            if any(not 0 <= k < K for k in ids):
+                raise ValueError(f"class balance: class ids {ids} outside [0, {K})")
+            self.waiting[i] = ids
+
+    def _counter(self, state: Mapping[str, Any], key: str, default: Any = None) -> int:
+        value = state.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+            raise ValueError(f"class balance state: {key} must be an int >= 0, got {value!r:.80}")
+        return int(value)
+
+    def _counters(self, state: Mapping[str, Any], key: str, total: int, of: str) -> list[int]:
+        """Per-class counters: K ints in [0, ``total``] (``total`` is the ``of`` counter)."""
+        values = state.get(key, [0] * len(self.targets))
+        if not isinstance(values, (list, tuple)) or len(values) != len(self.targets):
+            raise ValueError(
+                f"class balance state: {key} must list {len(self.targets)} counts (one per "
+                f"class), got {values!r:.80}"
+            )
+        out = [self._counter({f"{key}[{k}]": v}, f"{key}[{k}]") for k, v in enumerate(values)]
+        if any(v > total for v in out):
+            raise ValueError(
+                f"class balance state: {key} {out} counts more than the {total} of {of}"
+            )
+        return out
+
+    def _checked_evidence(self, state: Mapping[str, Any]) -> tuple[list[int], int, list[int]]:
+        """The give-up evidence of a state (``observed``, ``found``, ``given_up``), checked:
+        ValueError "class balance state: ..." for a damaged one."""
+        observed = self._counter(state, "observed", 0)
+        found = self._counters(state, "found", observed, "observed")
+        given_up = state.get("given_up", [])
+        K = len(self.targets)
+        if (
+            not isinstance(given_up, (list, tuple))
+            or any(isinstance(k, bool) or not isinstance(k, numbers.Integral) for k in given_up)
+            or any(not 0 <= k < K for k in given_up)
+            or len(set(given_up)) != len(given_up)
+        ):
+            raise ValueError(
+                f"class balance state: given_up must list distinct class ids in [0, {K}), "
+                f"got {given_up!r:.80}"
+            )
+        return found, observed, [int(k) for k in given_up]
+
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from ``state_dict()``. Everything is checked before anything changes:
+        the settings must be this balancer's, the counters ints >= 0 with per-class
+        counts within their totals, class ids in range; else ValueError."""
+        if not isinstance(state, Mapping):
+            raise ValueError(f"class balance state must be a dict, got {type(state).__name__}")
         for key in ("targets", "seed", "reject", "max_repeats"):
             if state.get(key) != getattr(self, key):
                 raise ValueError(
                     f"class balance state has {key}={state.get(key)!r}, this stream "
                     f"{getattr(self, key)!r}"
                 )
-        counts = [int(c) for c in state["counts"]]
-        if len(counts) != len(self.targets):
-            raise ValueError("class balance state has another number of classes")
-        self.counts = counts
-        for key in ("yielded", "seen", "rejected", "repeated"):
-            setattr(self, key, int(state[key]))
         # states written before the give-up rule: count candidates from here on
         if state.get("give_up_after", self.give_up_after) != self.give_up_after:
             raise ValueError(
                 f"class balance state has give_up_after={state.get('give_up_after')!r}, "
                 f"this stream {self.give_up_after!r}"
             )
-        found = [int(f) for f in state.get("found", [0] * len(self.targets))]
-        if len(found) != len(self.targets):
-            raise ValueError("class balance state has another number of classes")
-        self.found = found
-        self.observed = int(state.get("observed", 0))
-        self.given_up = [int(k) for k in state.get("given_up", [])]
+        totals = {
+            key: self._counter(state, key) for key in ("yielded", "seen", "rejected", "repeated")
+        }
+        if totals["rejected"] > totals["seen"] or totals["repeated"] > totals["yielded"]:
+            raise ValueError(
+                f"class balance state: counters disagree ({totals}: rejected must be <= "
+                "seen and repeated <= yielded)"
+            )
+        if "counts" not in state:
+            raise ValueError("class balance state lacks counts")
+        counts = self._counters(state, "counts", totals["yielded"], "yielded")
+        found, observed, given_up = self._checked_evidence(state)
         # states written before hand-outs were counted: count from here on
-        handed = [int(c) for c in state.get("handed_counts", [0] * len(self.targets))]
-        if len(handed) != len(self.targets):
-            raise ValueError("class balance state has another number of classes")
-        self.handed_counts = handed
-        self.handed_out = int(state.get("handed_out", 0))
+        handed_out = self._counter(state, "handed_out", 0)
+        handed = self._counters(state, "handed_counts", handed_out, "handed_out")
         waiting = state.get("waiting", [])
+        K = len(self.targets)
         if not isinstance(waiting, (list, tuple)) or not all(
             c is None
-            or (isinstance(c, (list, tuple)) and all(0 <= int(k) < len(handed) for k in c))
+            or (
+                isinstance(c, (list, tuple))
+                and all(
+                    not isinstance(k, bool) and isinstance(k, numbers.Integral) and 0 <= k < K
+                    for k in c
+                )
+            )
             for c in waiting
         ):
             raise ValueError("class balance state: waiting must list class-id lists")
+        if handed_out + len(waiting) > totals["yielded"]:
+            raise ValueError(
+                f"class balance state: {handed_out} copies handed out and {len(waiting)} "
+                f"waiting, but only {totals['yielded']} decided"
+            )
+        self.counts = counts
+        for key, value in totals.items():
+            setattr(self, key, value)
+        self.found, self.observed, self.given_up = found, observed, given_up
+        self.handed_counts = handed
+        self.handed_out = handed_out
         self.waiting = deque(c if c is None else [int(k) for k in c] for c in waiting)

@@ -11,8 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Literal, Protocol
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ..conventions import check_number
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -189,6 +192,41 @@ class AugmentParams:
         return AugmentParams(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
 
+def _magnitude(
+    value: Any, name: str, high: float | None, what: str, off: str = "; None or 0 disables it"
+) -> float:
+    """A BatchAugment setting as a finite float in [0, ``high``] (None: 0, off); a bool,
+    a string, NaN or inf is a ValueError naming ``name``."""
+    if value is None:
+        return 0.0
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be a number ({what}) or None, got {value!r}")
+    try:
+        return check_number(value, name, low=0.0, high=high)
+    except ValueError as e:
+        raise ValueError(f"{e} ({name} is {what}{off})") from None
+
+
+def _check_scale(scale: Any) -> tuple[float, float] | None:
+    """``scale`` as a (low, high) pair of finite floats with 0 < low <= high (None: off)."""
+    if scale is None:
+        return None
+    if hasattr(scale, "tolist") and not isinstance(scale, (str, bytes)):
+        scale = scale.tolist()  # numpy arrays and tensors
+    if not isinstance(scale, (tuple, list)) or len(scale) != 2:
+        raise ValueError(
+            f"scale must be a (low, high) pair of zoom factors, e.g. (0.8, 1.25), or None; "
+            f"got {scale!r:.80}"
+        )
+    lo, hi = (
+        _magnitude(v, f"scale {part}", None, "a zoom factor > 0", "; scale=None disables zoom")
+        for v, part in zip(scale, ("low", "high"))
+    )
+    if not 0.0 < lo <= hi:
+        raise ValueError(f"scale must be (low, high) with 0 < low <= high, got {scale}")
+    return (lo, hi)
+
+
 class BatchAugment:
     """Random flip, scale/translate, rotation and colour jitter per sample, on the batch's device.
 
@@ -206,9 +244,12 @@ class BatchAugment:
     3x3 colour matrix per sample (scale and rotate the chroma plane of YIQ; the saturation
     part equals torchvision's blend with the luma grey). Clamped to [0, 1] after each step.
 
-    Ranges (``None`` or 0 disables an op):
-        hflip: flip probability. scale: (low, high) zoom, drawn log-uniformly.
-        translate: max shift as a fraction of width/height, uniform in [-t, t] per axis.
+    Ranges (``None`` or 0 disables an op; every value a finite number, not a bool or a
+    string, else ValueError naming the setting):
+        hflip: flip probability in [0, 1] (e.g. 0.5; ``True`` is refused, as it would
+        flip every image). scale: (low, high) zoom, drawn log-uniformly.
+        translate: max shift in [0, 1] as a fraction of width/height, uniform in [-t, t]
+        per axis.
         rotate: max angle in degrees, uniform in [-r, r].
         brightness / contrast / saturation: factor uniform in [1 - x, 1 + x].
         hue: shift uniform in [-h, h] turns (h <= 0.5).
@@ -232,34 +273,22 @@ class BatchAugment:
         image_interpolation: Literal["bilinear", "nearest", "bicubic"] = "bilinear",
         ignore_index: int = 255,
     ) -> None:
-        self.hflip = float(hflip or 0.0)
-        if not 0.0 <= self.hflip <= 1.0:
-            raise ValueError(f"hflip is a probability in [0, 1], got {hflip}")
-        if scale is not None:
-            lo, hi = (float(v) for v in scale)
-            if not 0.0 < lo <= hi:
-                raise ValueError(f"scale must be (low, high) with 0 < low <= high, got {scale}")
-            self.scale: tuple[float, float] | None = (lo, hi)
-        else:
-            self.scale = None
-        self.translate = float(translate or 0.0)
-        self.rotate = float(rotate or 0.0)
-        self.brightness = float(brightness or 0.0)
-        self.contrast = float(contrast or 0.0)
-        self.saturation = float(saturation or 0.0)
-        self.hue = float(hue or 0.0)
-        for name in ("translate", "rotate", "brightness", "contrast", "saturation", "hue"):
-            if getattr(self, name) < 0:
-                raise ValueError(
-                    f"{name} must be >= 0 (or None to disable), got {getattr(self, name)}"
-                )
-        for name in ("brightness", "contrast", "saturation"):
-            if getattr(self, name) > 1:
-                raise ValueError(
-                    f"{name} must be in [0, 1] (factor in [1-x, 1+x]), got {getattr(self, name)}"
-                )
-        if self.hue > 0.5:
-            raise ValueError(f"hue must be in [0, 0.5] turns, got {self.hue}")
+        if isinstance(hflip, (bool, np.bool_)):
+            raise ValueError(
+                f"hflip is a flip probability in [0, 1] (e.g. 0.5), not a switch: got "
+                f"{hflip!r}; use hflip=1.0 to flip every image, None or 0 to never flip"
+            )
+        self.hflip = _magnitude(hflip, "hflip", 1.0, "a flip probability")
+        self.scale: tuple[float, float] | None = _check_scale(scale)
+        self.translate = _magnitude(translate, "translate", 1.0, "a fraction of width/height")
+        self.rotate = _magnitude(rotate, "rotate", None, "an angle in degrees")
+        for name, value in (
+            ("brightness", brightness),
+            ("contrast", contrast),
+            ("saturation", saturation),
+        ):
+            setattr(self, name, _magnitude(value, name, 1.0, "the factor range [1-x, 1+x]"))
+        self.hue = _magnitude(hue, "hue", 0.5, "a hue shift in turns")
         if image_padding not in ("zeros", "reflection", "border"):
             raise ValueError(
                 f"image_padding must be 'zeros', 'reflection' or 'border', got {image_padding!r}"

@@ -7,6 +7,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+import torch
+
 from . import adapters
 from .adapters import AlbumentationsAugment, KorniaAugment
 from .batch import AugmentFn, BatchAugment
@@ -20,6 +22,19 @@ def _accepts_three_args(fn: Callable[..., Any]) -> bool:
     except ValueError:  # no signature available (some builtins): trust the caller
         return True
     return True
+
+
+def _signature(fn: Callable[..., Any]) -> str:
+    try:
+        return str(inspect.signature(fn))
+    except (TypeError, ValueError):
+        return "(...)"
+
+
+def _short(obj: Any) -> str:
+    """``obj``'s repr on one line, cut at 120 characters (a pipeline's repr can be long)."""
+    text = " ".join(repr(obj).split())
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def _is_from(obj: Any, package: str) -> bool:
@@ -42,7 +57,10 @@ def make_augment(spec: Any) -> AugmentFn | None:
     defaults; a kornia ``AugmentationSequential`` -> :class:`KorniaAugment` (a single kornia
     augmentation is wrapped in one with ``data_keys=["input", "mask"]``); an albumentations
     ``Compose``/``BaseCompose`` -> :class:`AlbumentationsAugment` (a single transform is
-    wrapped in ``Compose``); any other callable taking ``(images, masks, generator)`` -> as is.
+    wrapped in ``Compose``); any other callable taking ``(images, masks, generator)`` -> as is
+    (for a ``torch.nn.Module``, its ``forward`` must take them). torchvision transforms
+    are refused with a TypeError pointing to the stream's ``transform=``, as is any
+    callable or module that cannot take three arguments, naming it.
     """
     if spec is None:
         return None
@@ -74,11 +92,25 @@ def make_augment(spec: Any) -> AugmentFn | None:
             return AlbumentationsAugment(spec)
         if isinstance(spec, A.BasicTransform):
             return AlbumentationsAugment(A.Compose([spec]))
+    if _is_from(spec, "torchvision"):
+        raise TypeError(
+            f"augment={_short(spec)} is a torchvision transform: pass it as transform= (it "
+            "gets each item's tv_tensors Image and Mask, so masks move with the images); "
+            f"augment= takes: {_ACCEPTED}"
+        )
+    if isinstance(spec, torch.nn.Module):
+        # a Module's own signature is (*args, **kwargs): look at what forward takes
+        if not _accepts_three_args(spec.forward):
+            raise TypeError(
+                f"augment={_short(spec)}: its forward{_signature(spec.forward)} cannot be "
+                f"called as forward(images, masks, generator); accepted: {_ACCEPTED}"
+            )
+        return spec
     if callable(spec) and _accepts_three_args(spec):
         return spec
     if callable(spec):
         raise TypeError(
-            f"augment callable {spec!r} cannot be called as fn(images, masks, generator); "
+            f"augment callable {_short(spec)} cannot be called as fn(images, masks, generator); "
             f"accepted: {_ACCEPTED}"
         )
     raise TypeError(f"augment must be one of: {_ACCEPTED}; got {type(spec).__name__}")

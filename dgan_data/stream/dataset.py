@@ -21,7 +21,7 @@ from torchvision import tv_tensors
 
 from ..augment import BatchAugment, check_normalize, make_augment, normalize
 from ..augment.batch import check_augment_output
-from ..balance import ClassBalancer, resolve_targets
+from ..balance import ClassBalancer, present_classes, resolve_targets
 from ..conventions import (
     IGNORE_INDEX,
     check_finite_number,
@@ -113,15 +113,24 @@ class DatasetGANStream(IterableDataset):
         label_size: label frame (H, W) (default: the interpreter's frame and crop, else
             the generator's resolution). Images are resized to it.
         class_balance: None (off), ``"image"`` (every class but the background in at
-            least 30 % of the yielded images) or ``{class name: target image rate}``:
-            candidates with classes below their target are kept (and repeated when far
-            below), others thinned out (see ``dgan_data.balance``); decided from the
-            interpreter's labels of each candidate, never by touching pixels. A class
-            that cannot reach half its target at its observed candidate rate is given
-            up (a logged warning; it stops thinning the stream). ``statistics()``
-            reports the achieved rates (of the images handed out; ``decided_rates``
-            also counts copies still waiting in the buffer), the candidate rates and
-            the given-up classes.
+            least 30 % of the yielded images) or ``{class name: target image rate}``
+            (``{}`` is refused: use None): a candidate holding a class below its target
+            is kept and handed out twice, whenever the class is short; others are
+            thinned out while some class is short (see ``dgan_data.balance``); decided
+            from the interpreter's labels of each candidate, never by touching pixels.
+            A class that cannot reach half its target at its observed candidate rate is
+            given up (a logged warning; it stops thinning the stream). That count
+            restarts every epoch (an epoch's samples depend only on seed, epoch and
+            shard), so an epoch or worker share of fewer than 500 candidates never gives
+            a class up: a class no candidate of the epoch held is named in a warning at
+            the epoch's end, as it costs extra generation every epoch.
+            ``statistics()`` reports the achieved rates (``image_rates``: of the masks
+            handed out, after augmentation, before ``transform``; ``decided_rates``: of
+            the candidates' labels the rule counted, copies still waiting in the buffer
+            included), the candidate rates and the given-up classes.
+        balance_min_pixels: labeled pixels a class needs in an image to count as present
+            for ``class_balance`` (decisions and reported rates); default 1, any pixel.
+            Raise it (e.g. 4) so that a few stray pixels of a class do not count.
         impl: the interpreter's inference path: None/"auto" (interpolate on CUDA, rows
             elsewhere), "rows" or "interpolate" (see ``Interpreter.predict``).
         compile: run the interpolate path through ``torch.compile`` (falls back to eager
@@ -158,6 +167,7 @@ class DatasetGANStream(IterableDataset):
         noise: str = "const",
         label_size: tuple[int, int] | None = None,
         class_balance: str | dict[str, float] | None = None,
+        balance_min_pixels: int = 1,
         impl: str | None = None,
         compile: bool = False,
         soft_labels: bool = False,
@@ -246,11 +256,25 @@ class DatasetGANStream(IterableDataset):
         ):
             if isinstance(src, (str, Path)):
                 resolve_source(src, kind)  # no such file / unknown preset: say so now
+        self.balance_min_pixels = check_int(balance_min_pixels, "balance_min_pixels", 1)
         if class_balance is not None:  # unknown class names or bad rates: say so now
             names = _class_names(self._interpreter_src, preset)
-            resolve_targets(class_balance, names if names else list(class_balance))
-            if isinstance(class_balance, dict):  # numpy rates -> floats (states hold them)
-                class_balance = {name: float(rate) for name, rate in class_balance.items()}
+            targets = resolve_targets(
+                class_balance,
+                names if names else list(class_balance),
+                ignore=[k for k, n in enumerate(names or []) if n == "background"],
+            )
+            if isinstance(class_balance, dict):  # numpy/tensor rates -> floats (states hold them)
+                class_balance = {
+                    name: float(rate.item() if hasattr(rate, "item") else rate)
+                    for name, rate in class_balance.items()
+                }
+            if targets is not None and not any(targets):
+                log.warning(
+                    "DatasetGANStream: every class_balance target is 0, so balancing changes "
+                    "nothing (statistics() still reports the per-class image rates); use "
+                    "class_balance=None to turn it off"
+                )
         self.class_balance = class_balance
         self.truncation_psi = truncation_psi
         self.truncation_cutoff = truncation_cutoff
@@ -402,6 +426,7 @@ class DatasetGANStream(IterableDataset):
             "normalize": plain(self.normalize),
             "augment": self._augment_description,
             "class_balance": plain(self.class_balance),
+            "balance_min_pixels": self.balance_min_pixels,
             "soft_labels": self.soft_labels,
         }
 
@@ -434,6 +459,9 @@ class DatasetGANStream(IterableDataset):
         state; a difference raises ValueError naming the field.
         """
         check_state(state, self._config(), self._identity)
+        if not state.get("fresh") and state.get("balancer") is not None:
+            # a damaged class balancer state is refused here, not at the next iter()
+            self._new_balancer(self.labeler().class_names).load_state_dict(state["balancer"])
         self.epoch = check_epoch(state["epoch"])
         self._resume = None if state.get("fresh") else dict(state)
         self._progress = None  # the loaded state replaces any earlier iterator's
@@ -489,18 +517,26 @@ class DatasetGANStream(IterableDataset):
                 balancer.hand_out(1)
             yield self._finish(sample)
         if limit is not None:
+            if balancer is not None:  # once per epoch and shard, with the whole evidence
+                balancer.warn_unfound()
             self.epoch = epoch + 1
             if self._progress is progress:
                 self._progress = None
                 self._finished = progress  # its statistics stay readable
 
     def _make_balancer(self, lab: Labeler) -> ClassBalancer | None:
+        """A new iterator's balancer, from scratch: its counts and give-up evidence are
+        those of this epoch and shard only, so its decisions depend only on the seed,
+        epoch and shard (not on the epochs this stream object iterated before)."""
         if self.class_balance is None:
             return None
-        names = lab.class_names
+        return self._new_balancer(lab.class_names)
+
+    def _new_balancer(self, names: list[str]) -> ClassBalancer:
         targets = resolve_targets(
             self.class_balance, names, ignore=[k for k, n in enumerate(names) if n == "background"]
         )
+        assert targets is not None  # class_balance is set
         return ClassBalancer(targets, seed=self.seed, class_names=names, count_handed_out=True)
 
     def statistics(self) -> dict[str, Any]:
@@ -560,7 +596,12 @@ class DatasetGANStream(IterableDataset):
                 scores = labeled.image_uncertainty.tolist()  # the filter reads them here
                 present: list[list[int]] = []
             else:  # scores and class pixel counts in one transfer
-                scores, present = _scores_and_classes(labeled, len(balancer.targets))
+                scores, present = _scores_and_classes(
+                    labeled.masks,
+                    labeled.image_uncertainty,
+                    len(balancer.targets),
+                    self.balance_min_pixels,
+                )
             labeled.check_finite(scores)
             keep = progress.quantile.keep(scores)
             if balancer is not None:
@@ -601,6 +642,11 @@ class DatasetGANStream(IterableDataset):
                 # a user callable's output would otherwise become garbage samples or
                 # fail deep inside (indexing, collation)
                 unit["image"], unit["mask"] = check_augment_output(out, unit_size)
+            if progress.balancer is not None:  # report the classes of the masks handed out
+                _, classes = _scores_and_classes(
+                    unit["mask"], None, len(progress.balancer.targets), self.balance_min_pixels
+                )
+                progress.balancer.relabel_waiting(classes)
         if self.normalize is not None:
             unit["image"] = normalize(unit["image"], *self.normalize)
         progress.units += 1
@@ -637,16 +683,24 @@ def _class_names(interpreter: Any, preset: str | None) -> list[str] | None:
     return meta.get("class_names")
 
 
-def _scores_and_classes(labeled: Any, num_classes: int) -> tuple[list[float], list[list[int]]]:
-    """Image scores and, per image, the classes with at least one labeled pixel."""
-    masks = labeled.masks.flatten(1).clamp(max=num_classes)  # ignore (255) -> K
-    counts = torch.zeros(masks.shape[0], num_classes + 1, device=masks.device)
-    counts.scatter_add_(1, masks, torch.ones_like(masks, dtype=counts.dtype))
-    rows = torch.cat([labeled.image_uncertainty.float()[:, None], counts[:, :num_classes]], 1)
-    values = rows.tolist()
-    scores = [r[0] for r in values]
-    present = [[k for k, c in enumerate(r[1:]) if c > 0] for r in values]
-    return scores, present
+def _scores_and_classes(
+    masks: torch.Tensor,
+    scores: torch.Tensor | None,
+    num_classes: int,
+    min_pixels: int = 1,
+) -> tuple[list[float], list[list[int]]]:
+    """Image scores (if given) and, per image, the classes with at least ``min_pixels``
+    labeled pixels, in one transfer to the host."""
+    flat = masks.flatten(1).long().clamp(min=0, max=num_classes)  # ignore (255) -> K
+    counts = torch.zeros(flat.shape[0], num_classes + 1, device=flat.device)
+    counts.scatter_add_(1, flat, torch.ones_like(flat, dtype=counts.dtype))
+    columns = [counts[:, :num_classes]]
+    if scores is not None:
+        columns.insert(0, scores.float().to(counts.device)[:, None])
+    values = torch.cat(columns, 1).tolist()
+    offset = 0 if scores is None else 1
+    present = present_classes([r[offset:] for r in values], min_pixels)
+    return [r[0] for r in values] if scores is not None else [], present
 
 
 def _balance(

@@ -9,6 +9,10 @@ class balancer. ``to_state`` turns it into plain values and CPU tensors (saved w
 
 from __future__ import annotations
 
+import functools
+import inspect
+import logging
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,11 +24,13 @@ from ..seeds import check_seed
 from ..uncertainty import StreamingQuantile
 from .workers import Shard
 
+log = logging.getLogger(__name__)
+
 #: Version of the ``state_dict`` layout.
 STATE_VERSION = 2
 #: Settings added to the stream after its state layout: a state saved before one existed
 #: was made with the value here (the setting's default), so it reads as holding it.
-SETTINGS_ADDED_LATER: dict[str, Any] = {"soft_labels": False}
+SETTINGS_ADDED_LATER: dict[str, Any] = {"soft_labels": False, "balance_min_pixels": 1}
 #: Fields of a state saved by a stream that had started iterating.
 PROGRESS_FIELDS = (
     "identity",
@@ -246,18 +252,85 @@ def describe_augment(spec: Any) -> str | None:
     """A stable description of an augmentation, recorded in stream states: the repr of
     what ``make_augment(spec)`` builds, which lists the pipeline's settings (kornia's
     augmentations, albumentations' transforms), so equal pipelines ("default" and
-    ``BatchAugment()``) compare equal and different ones differ. A user callable is
-    described by its module and qualified name (its repr holds a memory address)."""
+    ``BatchAugment()``) compare equal and different ones differ. A user callable never
+    by its memory address: a ``functools.partial`` as its function, arguments and
+    keywords (recursively), a function by module and qualified name, code file and line,
+    defaults and closure values. Where that still leaves an object known only by its
+    address (its class name is used), a warning says that resume cannot verify it."""
     fn = make_augment(spec)
     if fn is None:
         return None
     if isinstance(fn, (BatchAugment, KorniaAugment, AlbumentationsAugment)):
         return repr(fn)
-    text = repr(fn)
-    if " at 0x" not in text:  # a callable object with a repr of its own
+    unverified: list[str] = []
+    text = _describe(fn, unverified, 0)
+    if unverified:
+        log.warning(
+            "augment %s: %s %s known only by a memory address, so a stream state records "
+            "only its class and resume cannot verify the augmentation (give it a __repr__ "
+            "that lists its settings, or use a function or functools.partial)",
+            text[:200],
+            ", ".join(sorted(set(unverified))),
+            "is" if len(set(unverified)) == 1 else "are",
+        )
+    return text
+
+
+def _describe(value: Any, unverified: list[str], depth: int) -> str:
+    """``value`` described without memory addresses (see ``describe_augment``); names of
+    what could only be told apart by address are added to ``unverified``."""
+    if depth > 8:  # a deeply nested or self-referencing value
+        unverified.append(type(value).__qualname__)
+        return "..."
+    if isinstance(value, functools.partial):
+        return (
+            f"partial({_describe(value.func, unverified, depth + 1)}, "
+            f"args={_describe(value.args, unverified, depth + 1)}, "
+            f"keywords={_describe(value.keywords, unverified, depth + 1)})"
+        )
+    if inspect.ismethod(value):
+        return (
+            f"{_describe(value.__func__, unverified, depth + 1)} bound to "
+            f"{_describe(value.__self__, unverified, depth + 1)}"
+        )
+    if inspect.isfunction(value):
+        code = value.__code__
+        text = (
+            f"{value.__module__}.{value.__qualname__} "
+            f"({os.path.basename(code.co_filename)}:{code.co_firstlineno})"
+        )
+        if value.__defaults__:
+            text += f" defaults={_describe(value.__defaults__, unverified, depth + 1)}"
+        if value.__kwdefaults__:
+            text += f" kwdefaults={_describe(value.__kwdefaults__, unverified, depth + 1)}"
+        if value.__closure__:
+            cells = []
+            for name, cell in zip(code.co_freevars, value.__closure__):
+                try:
+                    cells.append(f"{name}={_describe(cell.cell_contents, unverified, depth + 1)}")
+                except ValueError:  # an empty cell
+                    cells.append(f"{name}=<empty>")
+            text += f" closure=({', '.join(cells)})"
         return text
-    named = fn if hasattr(fn, "__qualname__") else type(fn)
-    return f"{getattr(named, '__module__', '?')}.{named.__qualname__}"
+    if isinstance(value, (list, tuple)):
+        items = ", ".join(_describe(v, unverified, depth + 1) for v in value)
+        return (
+            f"[{items}]"
+            if isinstance(value, list)
+            else f"({items}{',' if len(value) == 1 else ''})"
+        )
+    if isinstance(value, (set, frozenset)):  # iteration order varies between runs
+        return "{" + ", ".join(sorted(_describe(v, unverified, depth + 1) for v in value)) + "}"
+    if isinstance(value, dict):
+        items = ", ".join(f"{k!r}: {_describe(v, unverified, depth + 1)}" for k, v in value.items())
+        return "{" + items + "}"
+    text = repr(value)
+    if " at 0x" not in text:  # plain values, and objects with a repr of their own
+        return text
+    named = value if hasattr(value, "__qualname__") else type(value)
+    name = f"{getattr(named, '__module__', '?')}.{named.__qualname__}"
+    unverified.append(name)
+    return name
 
 
 def _legacy_augment(state: dict[str, Any]) -> dict[str, Any]:
