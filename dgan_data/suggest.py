@@ -27,8 +27,8 @@ labels a pool of candidates and picks them greedily, each pick maximising
   annotator found 3; by peak 3.0 and 4;
 - *distance*: of the candidate's descriptor (per-class area shares and a 4 x 4 layout
   of the foreground) to the nearest already chosen or annotated image, relative to the
-  pool's median nearest-neighbour distance and capped at 1, so the picks are not near
-  duplicates;
+  pool's median nearest-neighbour distance (of up to 256 sampled candidates to their
+  nearest *other* candidate) and capped at 1, so the picks are not near duplicates;
 - *novelty rank*: the candidate's share of pixels whose generator features lie far from
   every annotated pixel (:class:`~dgan_data.novelty.FeatureNovelty`), as a percentile of
   the pool (ties share their mean rank). It finds what the interpreter cannot name: a
@@ -36,6 +36,10 @@ labels a pool of candidates and picks them greedily, each pick maximising
   more disagreement than anywhere else, but its features are new. A chosen image's
   novel pixels join the references, so the next pick needs novelty of its own. Needs
   ``existing`` annotations with latents; without them the term is left out.
+
+A candidate that ``existing`` already holds (the same seed; without stored seeds, the
+same z or w) is never suggested: a second round drawing the same pool does not send
+the annotator an image twice.
 
 Deterministic: the pool's seeds come from ``derive_seed(seed, purpose, i)`` and ties go
 to the lower pool index. Each pick carries a one-line reason.
@@ -54,11 +58,12 @@ import torch
 import torch.nn.functional as F
 
 from .annotations import Annotations, SampledFolder, sample_annotation_folder
-from .conventions import IGNORE_INDEX
+from .annotations.folder import merge_header, merge_header_problems
+from .conventions import IGNORE_INDEX, check_int, check_number
 from .fileio import write_json
 from .labeler import Labeler
 from .novelty import FeatureNovelty, nearest_distance
-from .seeds import check_seed, derive_seed
+from .seeds import check_seed, derive_seed, z_from_seeds
 from .viz import preview_grid
 
 log = logging.getLogger(__name__)
@@ -84,10 +89,16 @@ DEFAULT_COVERAGE_BY = "mass"
 DEFAULT_COVERAGE_TARGET = 3
 #: Most bytes of class probabilities one batch holds with coverage by peak or mass.
 _PROBABILITY_BYTES = 512 * 2**20
+#: Most distances one cdist of the diversity scale holds.
+_CDIST_ELEMENTS = 2**22
 #: Layout grid of the descriptor (foreground share per cell).
 _GRID = 4
 #: Most novel pixels kept per candidate to update its novelty after each pick.
 _NOVEL_KEPT = 256
+#: Candidates whose nearest-other-candidate distance sets the diversity scale.
+_SCALE_SAMPLE = 256
+#: Largest per-element difference of two latents that count as the same (float noise).
+_SAME_LATENT_ATOL = 1e-5
 
 
 @dataclass
@@ -122,6 +133,11 @@ class SuggestionReport:
     class_images_expected_after: dict[str, float] = field(default_factory=dict)
     coverage_by: str = "labels"
     weights: dict[str, float] = field(default_factory=dict)
+    #: Pool candidates left out because ``existing`` already holds them.
+    excluded: int = 0
+    #: The descriptor distance that counts as 1 (the pool's median distance of a
+    #: candidate to its nearest other candidate).
+    diversity_scale: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -218,6 +234,116 @@ class _NoveltyTracker:
             self.alive[idx] = d / self.model.scale > 1.0
 
 
+def _check_weights(weights: Any) -> tuple[float, float, float, float]:
+    """``weights`` as 4 finite floats >= 0 (numpy numbers too); a ValueError otherwise."""
+    bad = ValueError(
+        "weights must be 4 numbers >= 0 (uncertainty, coverage, diversity, novelty), "
+        f"got {weights!r:.80}"
+    )
+    if isinstance(weights, (str, bytes, dict)) or not hasattr(weights, "__len__"):
+        raise bad
+    try:
+        values = [check_number(w, "weights", low=0.0) for w in list(weights)]
+    except (TypeError, ValueError):
+        raise bad from None
+    if len(values) != 4:
+        raise bad
+    return values[0], values[1], values[2], values[3]
+
+
+def _check_labeler(labeler: Any) -> None:
+    """A labeler whose picks can be written as an annotation folder; checked before the
+    pool is scored, not in :func:`write_suggestions`."""
+    if not isinstance(labeler, Labeler):
+        raise TypeError(f"labeler must be a Labeler, got {type(labeler).__name__}")
+    if labeler.noise != "const":
+        raise ValueError(
+            f"labeler.noise is {labeler.noise!r}: suggestions are written as an annotation "
+            "folder, whose images must regenerate from their latents; build the Labeler "
+            "with noise='const'"
+        )
+    suggestion_crop(labeler)
+
+
+def _check_existing(labeler: Labeler, existing: Any) -> Annotations | None:
+    """``existing`` as Annotations of the labeler's generator and classes."""
+    if existing is None:
+        return None
+    if not isinstance(existing, Annotations):
+        hint = (
+            " (a folder: load it with Annotations.load(folder))"
+            if isinstance(existing, (str, os.PathLike))
+            else " (use Annotations.load(folder) or Annotations.from_arrays)"
+        )
+        raise TypeError(f"existing must be Annotations, got {type(existing).__name__}{hint}")
+    names = list(labeler.class_names)
+    if list(existing.class_names) != names:
+        raise ValueError(
+            f"the existing annotations' classes {list(existing.class_names)} are not the "
+            f"interpreter's {names}"
+        )
+    recorded = existing.generator_fingerprint
+    fingerprint = labeler.fingerprints()[0] if recorded is not None else None
+    if recorded is not None and recorded != fingerprint:
+        where = existing.root if existing.root is not None else "the existing annotations"
+        raise ValueError(
+            f"{where} were made with generator {recorded}, the "
+            f"labeler's generator is {fingerprint}: their latents would regenerate other images"
+        )
+    return existing
+
+
+def _held_by(labeler: Labeler, seeds: list[int], existing: Annotations) -> torch.Tensor:
+    """(pool,) bool: which candidates ``existing`` already holds, by seed or, when it
+    stores no seeds, by an equal z or w (as the labeler maps the candidate's seed)."""
+    known = set(existing.seeds or ())
+    held = torch.tensor([s in known for s in seeds], dtype=torch.bool)
+    if existing.seeds is not None or not seeds:
+        return held
+    G = labeler.G
+    for start in range(0, len(seeds), 256):
+        chunk = seeds[start : start + 256]
+        z = z_from_seeds(chunk, G.z_dim)
+        if existing.z is not None and existing.z.shape[1] == z.shape[1]:
+            for row in existing.z:
+                held[start : start + len(chunk)] |= (z - row).abs().amax(1) <= _SAME_LATENT_ATOL
+        if existing.w is not None and tuple(existing.w.shape[1:]) == (G.num_ws, G.w_dim):
+            with torch.no_grad():
+                w = G.mapping(
+                    z.to(labeler.device), labeler.truncation_psi, labeler.truncation_cutoff
+                )
+            w = w.float().cpu().flatten(1)
+            for row in existing.w.flatten(1):
+                held[start : start + len(chunk)] |= (w - row).abs().amax(1) <= _SAME_LATENT_ATOL
+    return held
+
+
+def _diversity_scale(desc: torch.Tensor, seed: int) -> float:
+    """The median distance of up to ``_SCALE_SAMPLE`` sampled candidates to their nearest
+    *other* candidate of the pool (computed in chunks of the pool); 1.0, logged, when it
+    is 0 (most descriptors identical) or the pool holds one candidate."""
+    pool = len(desc)
+    idx = torch.randperm(pool, generator=torch.Generator().manual_seed(seed))
+    idx = idx[: min(pool, _SCALE_SAMPLE)]
+    rows = desc[idx]
+    best = torch.full((len(idx),), float("inf"), dtype=desc.dtype)
+    chunk = max(1, _CDIST_ELEMENTS // max(1, len(idx)))
+    for start in range(0, pool, chunk):
+        d = torch.cdist(rows, desc[start : start + chunk])
+        own = ((idx >= start) & (idx < start + d.shape[1])).nonzero().flatten()
+        d[own, idx[own] - start] = float("inf")  # not its own nearest neighbour
+        best = torch.minimum(best, d.min(1).values)
+    median = float(best.median()) if pool > 1 else 0.0
+    if not math.isfinite(median) or median <= 0.0:
+        log.info(
+            "diversity scale: the median distance to the nearest other candidate is %s "
+            "(most candidates look alike): distances are used unscaled",
+            median,
+        )
+        return 1.0
+    return median
+
+
 def suggest_annotations(
     labeler: Labeler,
     num: int,
@@ -232,47 +358,50 @@ def suggest_annotations(
     """Choose ``num`` of ``pool`` generated candidates to annotate (see the module).
 
     ``existing``: annotations already made (their masks count for coverage and
-    distance, their features for novelty). ``weights``: (uncertainty, coverage,
-    diversity, novelty). ``coverage_by``: "peak", "mass" or "labels", how a candidate's
-    classes are counted for coverage. Raises ValueError when the pool is smaller than ``num``.
+    distance, their features for novelty; the candidates they hold are left out).
+    ``weights``: (uncertainty, coverage, diversity, novelty). ``coverage_by``: "peak",
+    "mass" or "labels", how a candidate's classes are counted for coverage. Every
+    argument is checked before the pool is scored: ValueError when the pool (less the
+    candidates ``existing`` holds) is smaller than ``num``, when the labeler's noise is
+    not "const" or its crop cannot be written to a folder, or when ``existing`` was
+    made with another generator; TypeError when ``existing`` is not Annotations.
     """
-    if coverage_by not in COVERAGE_BY:
-        raise ValueError(f"coverage_by must be one of {COVERAGE_BY}, got {coverage_by!r}")
+    if not isinstance(coverage_by, str) or coverage_by not in COVERAGE_BY:
+        raise ValueError(f"coverage_by must be one of {COVERAGE_BY}, got {coverage_by!r:.80}")
     seed = check_seed(seed)
-    if len(weights) != 4 or any(
-        isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0
-        for w in weights
-    ):
-        raise ValueError(
-            f"weights must be 4 numbers >= 0 (uncertainty, coverage, diversity, novelty), "
-            f"got {weights!r}"
-        )
-    for name, value, low in (
-        ("num", num, 1),
-        ("pool", pool, 1),
-        ("batch_size", batch_size, 1),
-        ("coverage_target", coverage_target, 1),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    w_u, w_c, w_d, w_n = _check_weights(weights)
+    num = check_int(num, "num", 1)
+    pool = check_int(pool, "pool", 1)
+    batch_size = check_int(batch_size, "batch_size", 1)
+    coverage_target = check_int(coverage_target, "coverage_target", 1)
     if pool < num:
         raise ValueError(
             f"the pool ({pool}) must hold at least as many candidates as --num ({num})"
         )
+    _check_labeler(labeler)
+    existing = _check_existing(labeler, existing)
     names = list(labeler.class_names)
     K = len(names)
-    if existing is not None and list(existing.class_names) != names:
+    seeds = candidate_seeds(seed, pool)
+    held_already = (
+        _held_by(labeler, seeds, existing)
+        if existing is not None
+        else torch.zeros(pool, dtype=torch.bool)
+    )
+    excluded = int(held_already.sum())
+    if pool - excluded < num:
         raise ValueError(
-            f"the existing annotations' classes {list(existing.class_names)} are not the "
-            f"interpreter's {names}"
+            f"the existing annotations already hold {excluded} of the pool's {pool} "
+            f"candidates, leaving {pool - excluded}, fewer than num ({num}): use a larger "
+            "pool or another seed"
         )
-    w_u, w_c, w_d, w_n = weights
+    if excluded:
+        log.info("%d pool candidates are already annotated: left out", excluded)
     tracker = None
     if w_n > 0 and existing is not None:
         feats = annotation_features(labeler, existing)
         if feats is not None:
             tracker = _NoveltyTracker(FeatureNovelty(feats, seed=seed))
-    seeds = candidate_seeds(seed, pool)
     if coverage_by != "labels":  # the ensemble's probabilities live per batch: bound them
         per_image = K * labeler.frame[0] * labeler.frame[1] * 4
         batch_size = max(1, min(batch_size, _PROBABILITY_BYTES // per_image))
@@ -304,7 +433,13 @@ def suggest_annotations(
     present = torch.cat(counts) >= MIN_CLASS_PIXELS  # (pool, K)
     # How much each candidate holds each class: from the probabilities, or label presence.
     held = torch.cat(held_parts) if held_parts else present.double()
-    rank = (score.argsort().argsort().double() + 1) / pool  # 1 = most uncertain
+    rank = _mean_rank(score)  # 1 = most uncertain; ties share their mean rank
+    if pool > 1 and bool((score == score[0]).all()):
+        log.warning(
+            "every candidate has the same uncertainty score (%.4g): the uncertainty term "
+            "cannot rank them (an ensemble of one model?)",
+            float(score[0]),
+        )
 
     have = torch.zeros(K, dtype=torch.float64)
     known = torch.empty(0, desc.shape[1])
@@ -314,26 +449,12 @@ def suggest_annotations(
         known = ex_desc
     before = dict(zip(names, [int(v) for v in have.tolist()]))
     count = have.long()
-    scale = (
-        float(
-            nearest_distance(
-                desc,
-                desc[
-                    torch.randperm(pool, generator=torch.Generator().manual_seed(seed))[
-                        : min(pool, 256)
-                    ]
-                ],
-            )
-            .clamp_min(0)
-            .median()
-        )
-        or 1.0
-    )
+    scale = _diversity_scale(desc, seed)
     if tracker is not None:
         tracker.finish()
     chosen: list[int] = []
     suggestions: list[Suggestion] = []
-    available = torch.ones(pool, dtype=torch.bool)
+    available = ~held_already
     for _ in range(num):
         need = (coverage_target - have).clamp_min(0).double() / coverage_target
         coverage = (held * need).sum(1)
@@ -348,15 +469,22 @@ def suggest_annotations(
         available[i] = False
         classes = [names[k] for k in range(K) if present[i, k]]
         new = [names[k] for k in range(K) if held[i, k] >= 0.5 and need[k] > 0]
+        below = [names[k] for k in range(K) if need[k] > 0]
         d = float(dist[i])
-        reason = (
-            f"uncertainty {score[i]:.4f} (more than {100 * (rank[i] - 1 / pool):.0f} % of the "
-            f"pool); "
-            + (
+        share_below = float((score < score[i]).double().mean())
+        if new:
+            coverage_text = (
                 f"adds {', '.join(new)} (still below {coverage_target} annotated images); "
-                if new
-                else "no class below its coverage target; "
             )
+        elif below:
+            coverage_text = (
+                f"adds no class below its coverage target (still below: {', '.join(below)}); "
+            )
+        else:
+            coverage_text = f"every class has its {coverage_target} annotated images; "
+        reason = (
+            f"uncertainty {score[i]:.4f} (more than {100 * share_below:.0f} % of the pool); "
+            + coverage_text
             + ("first pick" if d == float("inf") else f"distance {d / scale:.2f} to the nearest")
             + (
                 f"; new features in {100 * novelty[i]:.1f} % of its pixels"
@@ -400,27 +528,41 @@ def suggest_annotations(
         },
         class_images_expected_after=dict(zip(names, have.tolist())),
         coverage_by=coverage_by,
+        excluded=excluded,
+        diversity_scale=scale,
     )
     return report
 
 
 def suggestion_conflicts(labeler: Labeler, existing: Annotations) -> list[str]:
     """What would keep the folder :func:`write_suggestions` writes with ``labeler`` from
-    merging with ``existing`` (generator, truncation, noise, crop, compared as
-    ``Annotations.merge`` compares them): checked before the pool is scored, not after
-    the picks are annotated."""
-    written = {  # what write_suggestions records, against what existing holds
-        "generator fingerprint": (labeler.G.fingerprint(), existing.generator_fingerprint),
-        "truncation_psi": (labeler.truncation_psi, existing.truncation_psi),
-        "truncation_cutoff": (labeler.truncation_cutoff, existing.truncation_cutoff),
-        "noise": (labeler.noise, existing.noise),
-        "crop": (suggestion_crop(labeler), existing.crop),
-    }
-    where = existing.root if existing.root is not None else "the annotations"
+    merging with ``existing``: the header of that folder (classes, generator,
+    truncation, noise, crop, stored images, latent kinds w and seeds, no truncation
+    centre) compared by the code ``Annotations.merge`` runs
+    (:func:`~dgan_data.annotations.folder.merge_header_problems`), so the check is done
+    before the pool is scored, not after the picks are annotated."""
+    G = labeler.G
+    written: dict[str, Any] = {
+        "class_names": list(labeler.class_names),
+        "generator fingerprint": labeler.fingerprints()[0],
+        "truncation_psi": labeler.truncation_psi,
+        "truncation_cutoff": labeler.truncation_cutoff,
+        "noise": labeler.noise,
+        "crop": suggestion_crop(labeler),
+        "stored images": True,
+        "latents": ("w", "seeds"),
+        "truncation_center": None,
+        "w shape": (int(G.num_ws), int(G.w_dim)),
+    }  # no mask resolution: the annotator has not drawn the masks yet
+    where = str(existing.root) if existing.root is not None else "the annotations"
+    headers = [merge_header(existing), written]
+    problems = [text for _, text in merge_header_problems(headers, [where, "the suggestions"])]
     return [
-        f"{name} {ours!r} differs from {where}'s {theirs!r}"
-        for name, (ours, theirs) in written.items()
-        if ours != theirs
+        f"{text} (the suggestions store their images: regenerate {where}'s with "
+        "Annotations.load(folder).with_generated_images(G).save(new_folder))"
+        if text.startswith("stored images")
+        else text
+        for text in problems
     ]
 
 

@@ -344,11 +344,12 @@ def test_merge_keeps_the_latent_kinds_every_part_stores(caplog):
         merged = Annotations.merge(seeds_only, with_w)
     assert merged.seeds == [1, 2] and merged.w is None
     assert "the w stored in part 1 is left out" in caplog.text
-    # both store w: it is kept, concatenated
+    # both store w: it is kept, concatenated (another sample's: the same w twice is refused)
+    other_w = w + 1
     both = Annotations.merge(
-        with_w, Annotations.from_arrays(masks=masks, class_names=["x", "y"], w=w)
+        with_w, Annotations.from_arrays(masks=masks, class_names=["x", "y"], w=other_w)
     )
-    assert torch.equal(both.w, torch.cat([w, w])) and both.seeds is None
+    assert torch.equal(both.w, torch.cat([w, other_w])) and both.seeds is None
     # nothing in common: refused, naming what each part stores
     w_only = Annotations.from_arrays(masks=masks, class_names=["x", "y"], w=w, ids=["w0"])
     with pytest.raises(AnnotationError, match="no kind of latent is stored by every part"):

@@ -74,6 +74,8 @@ __all__ = [
     "AnnotationError",
     "Annotations",
     "SampleCheck",
+    "merge_header",
+    "merge_header_problems",
     "resolve_crop",
 ]
 
@@ -456,8 +458,12 @@ class Annotations:
 
         The parts must agree on everything that makes their samples one training set:
         class names, generator fingerprint, truncation, noise, crop, mask size and
-        whether images are stored; ids must be distinct. Differences are reported
-        together, each naming the part (its folder when loaded from one) and the field.
+        whether images are stored; ids must be distinct, and no seed (nor an identical
+        stored w or z) may appear in two parts: that image would be annotated twice.
+        Differences are reported together, each naming the part (its folder when loaded
+        from one) and the field (the shared latents: both parts and ids). The comparison
+        of the fields is :func:`merge_header_problems`, which ``suggest`` runs before
+        scoring its pool.
 
         The merged set keeps the latent kinds (w, z, seeds) that every part stores, so a
         folder of seeds (e.g. a preset's) merges with sampled or suggested folders (w and
@@ -478,40 +484,15 @@ class Annotations:
         def name(i: int) -> str:
             return str(parts[i].root) if parts[i].root is not None else f"part {i}"
 
-        problems = []
-        checks = {
-            "class_names": lambda a: list(a.class_names),
-            "generator fingerprint": lambda a: a.generator_fingerprint,
-            "truncation_psi": lambda a: a.truncation_psi,
-            "truncation_cutoff": lambda a: a.truncation_cutoff,
-            "noise": lambda a: a.noise,
-            "crop": lambda a: a.crop,
-            "mask resolution": lambda a: tuple(a.mask_resolution),
-            "stored images": lambda a: a.images is not None,
-        }
-        for field_name, get in checks.items():
-            want = get(first)
-            for i, part in enumerate(parts[1:], 1):
-                if get(part) != want:
-                    problems.append(
-                        f"{name(i)}: {field_name} {get(part)!r} differs from {name(0)}'s {want!r}"
-                    )
+        names = [name(i) for i in range(len(parts))]
+        problems = [
+            text if i is None else f"{names[i]}: {text}"
+            for i, text in merge_header_problems([merge_header(p) for p in parts], names)
+        ]
         kinds = {
             kind: all(getattr(p, kind) is not None for p in parts) for kind in ("w", "z", "seeds")
         }
-        if not any(kinds.values()):
-            stored = "; ".join(
-                f"{name(i)}: {', '.join(_latent_kinds(p))}" for i, p in enumerate(parts)
-            )
-            problems.append(f"latent kind: no kind of latent is stored by every part ({stored})")
-        if not kinds["w"]:
-            centers = [p.truncation_center for p in parts]
-            if any(not _same_center(centers[0], c) for c in centers[1:]):
-                problems.append("truncation_center differs between the parts")
-        if kinds["w"]:
-            shapes = {tuple(p.w.shape[1:]) for p in parts}
-            if len(shapes) > 1:
-                problems.append(f"w latents have different shapes {sorted(shapes)}")
+        problems += _shared_latent_problems(parts, names)
         ids = [i for p in parts for i in p.ids]
         owners: dict[str, list[int]] = {}
         for k, part in enumerate(parts):
@@ -672,3 +653,121 @@ def _same_center(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
     if a is None or b is None:
         return a is None and b is None
     return a.shape == b.shape and bool(torch.equal(a, b))
+
+
+#: Fields every part of :meth:`Annotations.merge` must hold equal, in the order reported.
+_MERGE_FIELDS = (
+    "class_names",
+    "generator fingerprint",
+    "truncation_psi",
+    "truncation_cutoff",
+    "noise",
+    "crop",
+    "mask resolution",
+    "stored images",
+)
+
+
+def merge_header(ann: Annotations) -> dict[str, Any]:
+    """What :meth:`Annotations.merge` compares between parts: the fields of
+    ``_MERGE_FIELDS``, the latent kinds stored (``"latents"``), ``"truncation_center"``
+    and the per-sample ``"w shape"`` (None without w). A header built by hand (e.g. of a
+    folder about to be written) may leave out a field it cannot know yet: it is not
+    compared."""
+    return {
+        "class_names": list(ann.class_names),
+        "generator fingerprint": ann.generator_fingerprint,
+        "truncation_psi": ann.truncation_psi,
+        "truncation_cutoff": ann.truncation_cutoff,
+        "noise": ann.noise,
+        "crop": ann.crop,
+        "mask resolution": tuple(ann.mask_resolution),
+        "stored images": ann.images is not None,
+        "latents": tuple(k for k in ("w", "z", "seeds") if getattr(ann, k) is not None),
+        "truncation_center": ann.truncation_center,
+        "w shape": None if ann.w is None else tuple(ann.w.shape[1:]),
+    }
+
+
+def merge_header_problems(
+    headers: Sequence[dict[str, Any]], names: Sequence[str]
+) -> list[tuple[int | None, str]]:
+    """Why parts with these :func:`merge_header` headers (named ``names``) cannot be
+    merged: ``(part index, text)`` for a problem of one part (compared with part 0), or
+    ``(None, text)`` for one of all the parts. Empty when they merge."""
+    problems: list[tuple[int | None, str]] = []
+    first = headers[0]
+    for field_name in _MERGE_FIELDS:
+        if field_name not in first:
+            continue
+        want = first[field_name]
+        for i, header in enumerate(headers[1:], 1):
+            if field_name in header and header[field_name] != want:
+                problems.append(
+                    (i, f"{field_name} {header[field_name]!r} differs from {names[0]}'s {want!r}")
+                )
+    shared = {k for k in ("w", "z", "seeds") if all(k in h["latents"] for h in headers)}
+    if not shared:
+        stored = "; ".join(
+            f"{names[i]}: {', '.join(h['latents']) or 'none'}" for i, h in enumerate(headers)
+        )
+        problems.append(
+            (None, f"latent kind: no kind of latent is stored by every part ({stored})")
+        )
+    elif "w" in shared:
+        shapes = {h["w shape"] for h in headers}
+        if len(shapes) > 1:
+            problems.append((None, f"w latents have different shapes {sorted(shapes)}"))
+    if "w" not in shared:  # z or seeds are mapped towards the centre: it must be one
+        c0 = first["truncation_center"]
+        for i, header in enumerate(headers[1:], 1):
+            c = header["truncation_center"]
+            if not _same_center(c0, c):
+                problems.append(
+                    (
+                        i,
+                        f"truncation_center {_describe_center(c)} differs from {names[0]}'s "
+                        f"{_describe_center(c0)}",
+                    )
+                )
+    return problems
+
+
+def _describe_center(center: torch.Tensor | None) -> str:
+    if center is None:
+        return "None (the generator's average w)"
+    return f"<stored {tuple(center.shape)} centre>"
+
+
+def _latent_rows(ann: Annotations, kind: str) -> list[Any]:
+    """One hashable key per sample for ``kind``: the seed, or the latent's bytes."""
+    if kind == "seeds":
+        return list(ann.seeds)
+    values = getattr(ann, kind).contiguous().numpy()
+    return [row.tobytes() for row in values]
+
+
+def _shared_latent_problems(parts: Sequence[Annotations], names: Sequence[str]) -> list[str]:
+    """The same seed, or an identical stored w or z, in two parts: the same image would
+    be annotated (and trained on) twice under two ids."""
+    seen: dict[tuple[str, Any], tuple[int, str]] = {}
+    pairs: dict[tuple[int, str, int, str], str] = {}
+    for k, part in enumerate(parts):
+        for kind in ("seeds", "w", "z"):
+            if getattr(part, kind) is None:
+                continue
+            for sample_id, key in zip(part.ids, _latent_rows(part, kind)):
+                owner = seen.setdefault((kind, key), (k, sample_id))
+                if owner[0] != k:
+                    what = f"seed {key}" if kind == "seeds" else f"the same {kind}"
+                    pairs.setdefault((owner[0], owner[1], k, sample_id), what)
+    if not pairs:
+        return []
+    found = [
+        f"{what} in {names[a]} (id {ida}) and {names[b]} (id {idb})"
+        for (a, ida, b, idb), what in pairs.items()
+    ]
+    return [
+        f"the same latent appears in more than one part, so one image would be annotated "
+        f"twice: {short_list(found, 4)}; leave one of them out"
+    ]

@@ -18,6 +18,7 @@ from ..annotations.tools import (
     SampleImport,
     import_masks,
 )
+from ..conventions import short_list
 from ..labeler import Labeler
 from ..suggest import (
     COVERAGE_BY,
@@ -260,6 +261,8 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         raise UsageError(f"--weights must be >= 0, got {' '.join(map(str, args.weights))}")
     check_new_folder(args.out, "suggest")
     existing = Annotations.load(args.annotations) if args.annotations else None
+    if existing is not None and args.id_prefix is not None:
+        _check_id_prefix(args.id_prefix, args.num, existing)
     options: dict[str, Any] = {}
     if args.truncation is not None:
         options["truncation_psi"] = args.truncation
@@ -298,6 +301,19 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         f"dgan-data merge-annotations FIRST {folder.root} --out ALL"
     )
     return 0
+
+
+def _check_id_prefix(prefix: str, num: int, existing: Annotations) -> None:
+    """Refuse an ``--id-prefix`` whose ids the ``--annotations`` folder already holds
+    (the drawn masks would not merge), suggesting a free prefix."""
+    taken = set(existing.ids)
+    clash = [f"{prefix}{i:05d}" for i in range(num) if f"{prefix}{i:05d}" in taken]
+    if clash:
+        raise UsageError(
+            f"--id-prefix {prefix}: ids {short_list(clash)} are already in --annotations "
+            f"{existing.root}, so the suggestions would not merge with it; try --id-prefix "
+            f"{free_id_prefix(existing, num, prefix)}"
+        )
 
 
 def cmd_merge_annotations(args: argparse.Namespace) -> int:
