@@ -131,7 +131,7 @@ def test_preset_part_builds_the_shipped_interpreter_context_unless_told(tmp_path
     assert "argument --interpreter-context: '4' must be at most 3" in capsys.readouterr().err
 
 
-def _quality(tmp_path: Path, bald_ratio: float, kid_ok: bool = True) -> Path:
+def _quality(tmp_path: Path, bald_ratio: float, kid_mean: float = 0.0015) -> Path:
     def stat(ratio: float) -> dict:
         return {"generated": ratio, "real": 1.0, "ratio": ratio, "ok": abs(ratio - 1) <= 0.2}
 
@@ -142,9 +142,11 @@ def _quality(tmp_path: Path, bald_ratio: float, kid_ok: bool = True) -> Path:
         json.dumps(
             {
                 "diversity": diversity,
-                "kid_mean": 0.004,
+                "kid_mean": kid_mean,
                 "kid_real_mean": 0.001,
-                "kid_within_2x_floor": kid_ok,
+                "kid_real_std": 0.002,
+                # the verdict an older, looser rule stored (2 x (floor + 2 std) = 0.01)
+                "kid_within_2x_floor": kid_mean <= 0.01,
                 "truncation_psi": 1.0,
             }
         )
@@ -156,14 +158,17 @@ def test_gan_gate_reads_the_quality_report(tmp_path):
     good = build_preset.gan_gate(str(_quality(tmp_path, 1.1)))
     assert good["ok"] and good["diversity_ratio"]["bald_rate"] == 1.1
     assert not build_preset.gan_gate(str(_quality(tmp_path, 0.3)))["ok"]
-    assert not build_preset.gan_gate(str(_quality(tmp_path, 1.0, kid_ok=False)))["ok"]
+    # KID 4x the floor: the stored (older rule's) verdict said yes, the gate says no
+    bad_kid = build_preset.gan_gate(str(_quality(tmp_path, 1.0, kid_mean=0.004)))
+    assert not bad_kid["ok"] and not bad_kid["kid_within_2x_floor"]
+    assert bad_kid["kid_threshold"] == 0.002 and bad_kid["kid_real_std"] == 0.002
     assert build_preset.gan_gate(None) is None
 
 
 def test_failed_gate_stops_the_build_before_anything_is_written(tmp_path):
     out = tmp_path / "assets"
     args = argparse.Namespace(
-        quality=str(_quality(tmp_path, 0.3, kid_ok=False)), allow_ungated=False, out=str(out)
+        quality=str(_quality(tmp_path, 0.3, kid_mean=0.004)), allow_ungated=False, out=str(out)
     )
     with pytest.raises(SystemExit) as exc:
         build_preset.build(args)

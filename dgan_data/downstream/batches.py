@@ -17,7 +17,14 @@ import torch
 from ..augment import BatchAugment, make_augment
 from ..conventions import check_int
 from ..seeds import check_seed, derive_seed
-from ..toy.render import Variation, render_faces, render_split, split_seeds
+from ..toy.render import (
+    MIN_SIZE,
+    Variation,
+    render_faces,
+    render_split,
+    resolve_variation,
+    split_seeds,
+)
 
 __all__ = ["real_batches", "render_batches", "render_labeled"]
 #: Seed purpose of the per-batch augmentation draws.
@@ -199,11 +206,13 @@ def render_labeled(
     """``count`` toy renders of ``split`` from its ``start``-th seed: float images in
     [0, 1] (N, 3, size, size) and int64 masks (N, size, size), exact by construction;
     ``variation`` names the toy world (:data:`dgan_data.toy.render.VARIATIONS`).
-    ``count`` and ``size`` are ints >= 1, ``start`` an int >= 0."""
+    ``count`` is an int >= 1, ``size`` an int >= 16 (the renderer's
+    :data:`~dgan_data.toy.render.MIN_SIZE`), ``start`` an int >= 0."""
     count = check_int(count, "count", 1)
     start = check_int(start, "start", 0)
-    size = check_int(size, "size", 1)
+    size = check_int(size, "size", MIN_SIZE)
     batch_size = check_int(batch_size, "batch_size", 1)
+    resolve_variation(variation)
     images, masks = [], []
     renders = render_split(
         split, start, count, batch_size=batch_size, size=size, variation=variation
@@ -229,12 +238,15 @@ def render_batches(
     reference): the ``count`` seeds of ``split`` from ``start``, visited epoch by epoch in
     a seeded random order, each batch rendered on demand (about 5 ms per 64 px image on
     one core, so nothing is held in memory) and augmented like :func:`real_batches`;
-    ``variation`` names the toy world. The arguments are checked when called."""
+    ``variation`` names the toy world. The arguments are checked when called, not at
+    the first batch: ``size`` is an int >= 16 and ``variation`` a world name of
+    :data:`~dgan_data.toy.render.VARIATIONS` or a ``Variation``."""
     batch_size = check_int(batch_size, "batch_size", 1)
     count = check_int(count, "count", 1)
     start = check_int(start, "start", 0)
-    size = check_int(size, "size", 1)
+    size = check_int(size, "size", MIN_SIZE)
     seed = check_seed(seed)
+    resolve_variation(variation)
     seeds = split_seeds(split, start, count)
     aug = _augmenter(augment, seed)
     dev = torch.device(device) if device is not None else torch.device("cpu")

@@ -48,6 +48,7 @@ from dgan_data.suggest import MIN_CLASS_PIXELS
 from dgan_data.toy import CLASS_NAMES, NUM_CLASSES, PALETTE
 from dgan_data.toy.annotator import annotate, load_annotator
 from dgan_data.toy.preset import TOY_TRUNCATION_PSI
+from dgan_data.toy.quality import kid_gate
 
 ASSETS = Path(dgan_data.__file__).parent / "toy" / "assets"
 #: Seeds of the 16 annotated samples: ANNOTATION_START_SEED + 0..15 (before any
@@ -84,15 +85,16 @@ def gan_gate(quality_path: str | None) -> dict | None:
 
 def _gate_of(q: dict, quality_path: str) -> dict:
     diversity = {k: v for k, v in q["diversity"].items() if isinstance(v, dict)}
+    # The KID verdict is recomputed from the stored numbers with the package's rule, so a
+    # JSON written under an older rule (2 x (floor + 2 std)) is judged like a new one.
+    kid = kid_gate(q["kid_mean"], q["kid_real_mean"], q.get("kid_real_std", 0.0))
     return {
         "quality_file": Path(quality_path).name,
         "truncation_psi": q["truncation_psi"],
         "diversity_ratio": {k: round(v["ratio"], 3) for k, v in diversity.items()},
         "diversity_ok": {k: v["ok"] for k, v in diversity.items()},
-        "kid": q["kid_mean"],
-        "kid_real_floor": q["kid_real_mean"],
-        "kid_within_2x_floor": q["kid_within_2x_floor"],
-        "ok": bool(q["diversity"]["all_ok"] and q["kid_within_2x_floor"]),
+        **kid,
+        "ok": bool(q["diversity"]["all_ok"] and kid["kid_within_2x_floor"]),
     }
 
 
