@@ -33,6 +33,7 @@ __all__ = [
     "file_sha256",
     "fsync_dir",
     "json_bytes",
+    "output_path_problem",
     "png_bytes",
     "read_json",
     "remove_temps",
@@ -303,3 +304,18 @@ def resolve_inside(root: str | os.PathLike, rel: Any, what: str = "path") -> Pat
     if target != base and base not in target.parents:
         raise UnsafePathError(f"{what} = {rel!r} leads outside {root} (through a symlink)")
     return Path(root) / p
+
+
+def output_path_problem(path: str | os.PathLike, *, folder: bool = False) -> str | None:
+    """Why ``path`` cannot become the file (``folder=True``: the folder) a writer
+    makes, or None: a folder where a file goes, a file where a folder goes, or a file
+    among its parents. Checked before the work, not when the result is saved after it."""
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        return "exists and is not a folder"
+    if not folder and path.is_dir():
+        return "is a folder; give the path of the file to write"
+    for parent in path.parents:
+        if parent.exists():
+            return None if parent.is_dir() else f"{parent} is a file, not a folder"
+    return None

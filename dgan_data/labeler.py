@@ -8,6 +8,7 @@ it is made.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import math
@@ -34,7 +35,14 @@ from .interpreter import Interpreter
 from .interpreter.inference import IMPLS
 from .interpreter.resample import MAX_LABEL_SIDE, check_label_size
 from .palette import make_palette
-from .presets import get_preset, load_generator, load_interpreter, preset_generator_options
+from .presets import (
+    check_presets_interpreter,
+    get_preset,
+    load_generator,
+    load_interpreter,
+    load_preset_generator,
+    load_preset_interpreter,
+)
 from .seeds import derive_seed, z_from_seeds
 
 log = logging.getLogger(__name__)
@@ -257,38 +265,40 @@ class Labeler:
     ) -> Labeler:
         """A labeler from a preset name and/or generator and interpreter (objects or files).
 
-        The preset supplies the files it resolves to, its truncation and its class
-        names and palette; explicit arguments override it.
+        The preset supplies its own files (from its folders, never a file of that name
+        in the working directory; each checked against the preset), its truncation and
+        its class names and palette; explicit arguments override it. An interpreter
+        passed explicitly keeps its own class names and palette (the preset's only when
+        it stores no names and has the preset's number of classes).
         """
         names = palette = None
-        options: dict[str, Any] = {}
-        presets_own_interpreter = False
+        G: Generator | None = None
+        interp: Interpreter | None = None
         if preset is not None:
             p = get_preset(preset)
             if generator is None:
-                generator = p.name
-                options = preset_generator_options(p.name)
+                G = load_preset_generator(p.name)
             if interpreter is None:
-                interpreter, presets_own_interpreter = p.name, True
+                interp = load_preset_interpreter(p.name)
+                check_presets_interpreter(interp, p)
             truncation_psi = p.truncation_psi if truncation_psi is None else truncation_psi
             if truncation_cutoff is None:
                 truncation_cutoff = p.truncation_cutoff
             names, palette = list(p.class_names), [list(c) for c in p.palette]
-        if generator is None or interpreter is None:
+        elif generator is None or interpreter is None:
             raise ValueError("a labeler needs a preset name, or both generator= and interpreter=")
-        G = generator if isinstance(generator, Generator) else load_generator(generator, **options)
-        interp = (
-            interpreter if isinstance(interpreter, Interpreter) else load_interpreter(interpreter)
-        )
-        if names is not None and len(names) != interp.num_classes:
-            if presets_own_interpreter:
-                raise ValueError(
-                    f"preset {preset!r}: the interpreter in its folder has "
-                    f"{interp.num_classes} classes where the preset names {len(names)}: it "
-                    "is not this preset's file (fit one on the preset's classes, or pass "
-                    "interpreter= explicitly)"
-                )
-            names = palette = None  # the preset's classes are not this interpreter's
+        if G is None:
+            G = generator if isinstance(generator, Generator) else load_generator(generator)
+        if interp is None:
+            interp = (
+                interpreter
+                if isinstance(interpreter, Interpreter)
+                else load_interpreter(interpreter)
+            )
+            # explicit: its own names and palette; the preset's only for a nameless
+            # interpreter with the preset's number of classes
+            if interp.class_names or names is None or len(names) != interp.num_classes:
+                names = palette = None
         return cls(
             G,
             interp,
@@ -453,7 +463,8 @@ def labeler_from(
             raise ValueError(
                 "pass either a DatasetGANStream or generator=/interpreter=/options, not both"
             )
-        if device is not None:
+        if device is not None:  # on a copy: the caller's stream keeps its device
+            source = copy.copy(source)
             source.device = device
         return source.labeler(), getattr(source, "preset", None)
     if source is not None and not isinstance(source, str):

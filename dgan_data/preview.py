@@ -10,13 +10,18 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .fileio import output_path_problem
 from .labeler import labeler_from
 from .seeds import check_seed, sample_seed
 from .viz import preview_grid
 
 log = logging.getLogger(__name__)
 
-__all__ = ["preview"]
+__all__ = ["MAX_PREVIEW_NUM", "preview"]
+
+#: Most samples one preview draws: each is labeled and kept in memory, and the grid
+#: grows with them (256 samples of 1,024 px make a canvas of about 2.4 GB).
+MAX_PREVIEW_NUM = 256
 
 
 def preview(
@@ -36,18 +41,25 @@ def preview(
     ``source``: a preset name, a ``Labeler``, a ``DatasetGANStream``, or None with
     ``generator=`` and ``interpreter=``. Sample i has the seed of export candidate i
     (``sample_seed(seed, 0, i)``), so a preview shows the first candidates an export
-    with the same seed would write (before the uncertainty filter). ``out`` must end in
-    ``.png``.
+    with the same seed would write (before the uncertainty filter); ``num`` is at most
+    :data:`MAX_PREVIEW_NUM`. ``out`` must end in ``.png`` and be writable as a file (not a
+    folder, not under a file): checked before any model loads.
     """
-    if isinstance(num, bool) or not isinstance(num, int) or num < 1:
-        raise ValueError(f"num must be a positive int, got {num!r}")
+    if isinstance(num, bool) or not isinstance(num, int) or not 1 <= num <= MAX_PREVIEW_NUM:
+        raise ValueError(
+            f"num must be an int in 1..{MAX_PREVIEW_NUM} (a preview keeps every sample in "
+            f"memory; export writes more), got {num!r}"
+        )
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     out = Path(out)
     if out.suffix.lower() != ".png":
         raise ValueError(f"{out}: the preview is a PNG image; give a file name ending in .png")
-    labeler, _ = labeler_from(source, generator, interpreter, device, **labeler_options)
+    problem = output_path_problem(out)
+    if problem:  # before any model loads, not when the grid is written after the work
+        raise ValueError(f"out={str(out)!r}: {problem}")
     seeds = [sample_seed(check_seed(seed), 0, i) for i in range(num)]
+    labeler, _ = labeler_from(source, generator, interpreter, device, **labeler_options)
     images, masks, pixel_u = [], [], []
     for start in range(0, num, batch_size):
         batch = labeler.label(seeds[start : start + batch_size])

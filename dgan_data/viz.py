@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .conventions import IGNORE_INDEX, as_numpy, to_uint8_image
+from .conventions import IGNORE_INDEX, as_numpy, check_palette, to_uint8_image
 from .fileio import write_png
 from .palette import colorize, make_palette
 
@@ -118,14 +118,9 @@ def legend(
     an entry wider than ``width`` still gets a column of its own. Uses Pillow's
     default font.
     """
-    pal = np.asarray(palette, dtype=np.int64)
-    if pal.ndim != 2 or pal.shape[1] != 3 or len(pal) != len(class_names):
-        raise ValueError(
-            f"palette must be ({len(class_names)}, 3) for {len(class_names)} classes, "
-            f"got shape {pal.shape}"
-        )
     if len(class_names) == 0:
         raise ValueError("legend needs at least one class")
+    pal = np.asarray(check_palette(palette, len(class_names)), dtype=np.int64)
     font = ImageFont.load_default()
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     labels = [f"{k} {name}" for k, name in enumerate(class_names)]
@@ -178,6 +173,12 @@ def grid_layout(
     return cols, groups, width, height
 
 
+def _check_count(value: Any, name: str, what: str) -> None:
+    """``value`` is an int >= 1 (a bool or a float is refused), else a ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} ({what}) must be an int >= 1, got {value!r:.40}")
+
+
 def preview_grid(
     images: Any,
     masks: Any,
@@ -195,7 +196,8 @@ def preview_grid(
     ``images`` (B, 3, H, W) in [0, 1], ``masks`` (B, H, W), ``uncertainty`` (B, H, W)
     pixel scores (one colour scale for the whole grid, 0 .. the batch maximum).
     Tiles are enlarged ``scale`` times (nearest; None: the smallest integer making
-    them at least ``GRID_MIN_TILE`` px high). A legend strip runs below the tiles;
+    them at least ``GRID_MIN_TILE`` px high), at most ``max_columns`` samples per row
+    (both ints >= 1). A legend strip runs below the tiles;
     the image is ``max(grid width, legend width)`` wide. Returns the path.
     """
     imgs, ms, us = as_numpy(images), as_numpy(masks), as_numpy(uncertainty).astype(np.float64)
@@ -211,6 +213,9 @@ def preview_grid(
         )
     if B == 0:
         raise ValueError("preview_grid needs at least one sample")
+    if scale is not None:
+        _check_count(scale, "scale", "tile enlargement")
+    _check_count(max_columns, "max_columns", "samples per row")
     if scale is None:
         scale = max(1, math.ceil(GRID_MIN_TILE / H))
     th, tw = H * scale, W * scale

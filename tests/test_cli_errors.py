@@ -45,7 +45,15 @@ def tiny_generator_file(tmp_path_factory) -> Path:
     [
         ["inspect", "no-such-preset"],
         ["sample", "--generator", "no-such-preset", "--num", "2", "--out", "{tmp}/s"],
-        ["fit", "--generator", "no-such-preset", "--annotations", "{tmp}", "--out", "{tmp}/i"],
+        [
+            "fit",
+            "--generator",
+            "no-such-preset",
+            "--annotations",
+            "{tmp}",
+            "--out",
+            "{tmp}/i.safetensors",
+        ],
         ["preview", "no-such-preset", "--out", "{tmp}/g.png"],
         ["export", "no-such-preset", "--num", "2", "--out", "{tmp}/e"],
         ["demo", "--preset", "no-such-preset", "--quick", "--out", "{tmp}/d"],

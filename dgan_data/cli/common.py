@@ -13,6 +13,7 @@ import torch
 
 from ..annotations.format import _ID_PATTERN
 from ..conventions import check_truncation_psi
+from ..fileio import output_path_problem
 from ..seeds import MAX_SEED
 
 Handler = Callable[[argparse.Namespace], int]
@@ -23,11 +24,13 @@ __all__ = [
     "Handler",
     "UsageError",
     "check_new_folder",
+    "count_at_most",
     "device_name",
     "finite_float",
     "fraction",
     "id_prefix_type",
     "int_range",
+    "interpreter_output",
     "model_args",
     "model_source",
     "non_negative_float",
@@ -101,6 +104,19 @@ positive_int = _int_at_least(1)
 non_negative_int = _int_at_least(0)
 
 
+def count_at_most(high: int) -> Callable[[str], int]:
+    """argparse type: an int >= 1 and at most ``high`` (a count with a memory bound)."""
+
+    def parse(text: str) -> int:
+        value = positive_int(text)
+        if value > high:
+            raise argparse.ArgumentTypeError(f"{text!r} must be at most {high}")
+        return value
+
+    parse.__name__ = f"int in 1..{high}"
+    return parse
+
+
 def int_range(low: int, high: int | None = None) -> Callable[[str], int]:
     """argparse type: an int in ``low``..``high`` (a count drawn from a split of ``high``;
     no upper bound when ``high`` is None)."""
@@ -133,21 +149,9 @@ def check_new_folder(path: Path, verb: str) -> None:
         raise UsageError(f"{path}: exists and is not an empty folder; {verb} into a new one")
 
 
-def _output_problem(path: Path, folder: bool) -> str | None:
-    """Why ``path`` cannot become the file (or folder) a command writes, or None."""
-    if folder and path.exists() and not path.is_dir():
-        return "exists and is not a folder"
-    if not folder and path.is_dir():
-        return "is a folder; give the path of the file to write"
-    for parent in path.parents:
-        if parent.exists():
-            return None if parent.is_dir() else f"{parent} is a file, not a folder"
-    return None
-
-
 def _output_path(text: str, folder: bool) -> Path:
     path = Path(text)
-    problem = _output_problem(path, folder)
+    problem = output_path_problem(path, folder=folder)
     if problem:
         raise argparse.ArgumentTypeError(f"{text!r}: {problem}")
     return path
@@ -157,6 +161,19 @@ def output_file(text: str) -> Path:
     """argparse type of a file to write: not a folder, not under a file (refused when
     parsed, not when the result is saved after the work)."""
     return _output_path(text, folder=False)
+
+
+def interpreter_output(text: str) -> Path:
+    """argparse type of an interpreter to write: a file to write (see :func:`output_file`)
+    whose name ends in ``.safetensors`` (the format it is saved in, and the suffix that
+    keeps it from being read as a preset name)."""
+    path = output_file(text)
+    if path.suffix.lower() != ".safetensors":
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: an interpreter is saved as .safetensors; give a file name ending in "
+            ".safetensors"
+        )
+    return path
 
 
 def output_folder(text: str) -> Path:

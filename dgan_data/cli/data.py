@@ -14,11 +14,12 @@ from ..export import (
     verify_export,
 )
 from ..labeler import NonFiniteOutputError
-from ..preview import preview
+from ..preview import MAX_PREVIEW_NUM, preview
 from ..toy.render import VARIATIONS
 from .common import (
     Add,
     UsageError,
+    count_at_most,
     device_name,
     fraction,
     model_args,
@@ -151,7 +152,12 @@ def register(add: Add) -> None:
         "--out grid.png",
     )
     model_args(p)
-    p.add_argument("--num", type=positive_int, default=16, help="number of samples (default 16)")
+    p.add_argument(
+        "--num",
+        type=count_at_most(MAX_PREVIEW_NUM),
+        default=16,
+        help=f"number of samples, 1-{MAX_PREVIEW_NUM} (default 16)",
+    )
     p.add_argument("--out", type=output_file, default=Path("grid.png"), help="PNG to write")
     p.add_argument("--seed", type=seed_int, default=0, help="base seed (as in export)")
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 from ..annotations import Annotations, sample_annotation_folder
+from ..conventions import short_list
 from ..generators import LOADER_OPTIONS as GENERATOR_LOADER_OPTIONS
 from ..interpreter import Interpreter
 from ..interpreter.context import MAX_CONTEXT
@@ -28,14 +30,16 @@ from .common import (
     device_name,
     id_prefix_type,
     int_range,
+    interpreter_output,
     non_negative_int,
-    output_file,
     output_folder,
     parse_options,
     positive_int,
     seed_int,
     truncation_psi,
 )
+
+log = logging.getLogger(__name__)
 
 
 def context_radius(text: str) -> int:
@@ -54,7 +58,13 @@ LOADER_OPTIONS: tuple[str, ...] = GENERATOR_LOADER_OPTIONS
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     G = load_generator(args.path, **parse_options(args.option, LOADER_OPTIONS))
-    info = {"file": str(args.path), **G.describe(), "fingerprint": G.fingerprint()}
+    path, preset = resolve_source(args.path, "generator")  # the file load_generator read
+    info = {
+        "file": str(path),
+        **({"preset": preset} if preset is not None else {}),
+        **G.describe(),
+        "fingerprint": G.fingerprint(),
+    }
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -78,6 +88,7 @@ def preset_record(name: str) -> dict[str, Any]:
         record[f"{kind}_present"] = found is not None
         record[f"{kind}_path"] = None if found is None else str(found)
         record[f"expected_{kind}"] = [str(p) for p in status[f"expected_{kind}"]]
+        record[f"unusable_{kind}"] = [str(p) for p in status[f"unusable_{kind}"]]
     return record
 
 
@@ -96,11 +107,21 @@ def print_preset(record: dict[str, Any]) -> None:
     if record.get("class_names_source"):
         print(f"class names: {record['class_names_source']}")
     for kind in ("generator", "interpreter"):
+        unusable = ", ".join(record[f"unusable_{kind}"])
+        bad = f"{unusable} (a dangling or looping symbolic link, or a folder)"
         if record[f"{kind}_present"]:
-            print(f"{kind}: {record[f'{kind}_path']}")
+            print(f"{kind}: {record[f'{kind}_path']}" + (f"; unusable: {bad}" if unusable else ""))
+        elif unusable:
+            print(f"{kind}: unusable: {bad}; replace it with the file")
         else:
-            paths = ", ".join(record[f"expected_{kind}"])
-            print(f"{kind}: missing (looked for {paths})")
+            print(f"{kind}: missing")
+        print(f"  names accepted: {', '.join(record[f'{kind}_files'])}")
+        print(f"  tried in this order: {', '.join(record[f'expected_{kind}'])}")
+    if record.get("avg_latent_files"):
+        print(
+            f"average latent (StyleGAN1 .pt): {', '.join(record['avg_latent_files'])}, "
+            "beside the generator, then in the folders above"
+        )
     for key in ("source", "notes"):
         if record.get(key):
             print(f"{key}: {record[key]}")
@@ -213,9 +234,56 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_fit_frame(ann: Annotations, preset: Preset | None, folder: Path, out: Path) -> None:
+    """``fit --generator PRESET``: compare the annotations' label frame (mask size and
+    crop) and classes with the preset's before training. An interpreter written where
+    the preset looks for its own must match both (the preset would refuse it at every
+    use); elsewhere a frame of its own is allowed (pass it with ``--interpreter``) and
+    logged as a warning. A generator file fits any frame."""
+    if preset is None:
+        return
+    crop = tuple(ann.crop) if ann.crop is not None else None
+    hw = tuple(ann.mask_resolution)
+    problems = []
+    if crop != preset.crop or hw != preset.label_resolution:
+        problems.append(
+            f"masks {_frame_text(hw, crop)} where preset {preset.name!r} labels "
+            f"{_frame_text(preset.label_resolution, preset.crop)}"
+        )
+    own_paths = {p.resolve() for p in preset.expected_paths("interpreter")}
+    if out.resolve() not in own_paths:
+        if problems:
+            log.warning(
+                "%s: %s: the interpreter fits this folder, not the preset (use it with "
+                "--interpreter, not in the preset's folder)",
+                folder,
+                problems[0],
+            )
+        return
+    if list(ann.class_names) != list(preset.class_names):
+        problems.append(
+            f"classes {short_list(ann.class_names, 4)} where the preset has "
+            f"{short_list(preset.class_names, 4)}"
+        )
+    if problems:
+        raise UsageError(
+            f"{folder}: {'; '.join(problems)}: {out} is where the preset looks for its own "
+            "interpreter, which must fit its frame and classes (write it elsewhere and pass "
+            "it with --interpreter, or sample the folder with --generator "
+            f"{preset.name})"
+        )
+
+
+def _frame_text(size: tuple[int, ...], crop: tuple[int, ...] | None) -> str:
+    """``384x512 (crop (64, 0, 384, 512))`` or ``64x64 (no crop)``."""
+    return f"{size[0]}x{size[1]} " + (f"(crop {crop})" if crop is not None else "(no crop)")
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
+    preset = sample_preset(args.generator)
     G = load_generator(args.generator, device=args.device)
     ann = Annotations.load(args.annotations)
+    check_fit_frame(ann, preset, args.annotations, args.out)
     if not args.skip_validation:
         ann.validate(G)
     options = {"with_image": args.with_image, "context": args.context}
@@ -302,7 +370,10 @@ def register(add: Add) -> None:
     p.add_argument("--generator", required=True, help="checkpoint path or preset name")
     p.add_argument("--annotations", type=Path, required=True, help="annotation folder")
     p.add_argument(
-        "--out", type=output_file, required=True, help="interpreter .safetensors to write"
+        "--out",
+        type=interpreter_output,
+        required=True,
+        help="interpreter to write (a file name ending in .safetensors)",
     )
     p.add_argument(
         "--num-models",

@@ -20,6 +20,8 @@ from typing import Any, Literal
 import numpy as np
 
 from ..conventions import IGNORE_INDEX, MAX_CLASSES, check_names, short_list
+from ..generators.base import MAX_RESOLUTION
+from ..interpreter.resample import MAX_LABEL_SIDE
 from ..palette import make_palette
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,9 @@ __all__ = [
 ]
 
 ARCHITECTURES = ("stylegan1", "stylegan2")
+#: Largest ``truncation_cutoff``: the number of w layers of a StyleGAN at the largest
+#: resolution accepted (2 per synthesis block from 8 px on, 2 at 4 px: 22 at 4,096 px).
+MAX_CUTOFF = 2 * (MAX_RESOLUTION.bit_length() - 1) - 2
 FILE_KINDS = ("generator", "interpreter")
 FileKind = Literal["generator", "interpreter"]
 
@@ -86,16 +91,18 @@ class Preset:
         num_classes: K; must equal ``len(class_names)``, at most :data:`MAX_CLASSES`.
         palette: (K, 3) colours as a tuple of ``(r, g, b)`` ints in 0..255; None
             generates one.
-        label_resolution: (H, W) of the masks.
-        image_resolution: (H, W) of the generator's output.
+        label_resolution: (H, W) of the masks, at most 8,192 px per side.
+        image_resolution: (H, W) of the generator's output, at most 4,096 px per side.
         architecture: ``"stylegan1"`` or ``"stylegan2"``.
         truncation_psi: default truncation of w, a number in [0, 1].
-        truncation_cutoff: how many w layers are truncated; None = architecture default
-            (StyleGAN1 as in DatasetGAN: 8 from 512 px on, 7 below; StyleGAN2: all).
+        truncation_cutoff: how many w layers are truncated, 1..:data:`MAX_CUTOFF`; None =
+            architecture default (StyleGAN1 as in DatasetGAN: 8 from 512 px on, 7 below;
+            StyleGAN2: all).
         crop: (top, left, h, w) of the label frame inside the image, or None when the
             labels cover the whole image (resized to ``label_resolution``).
         generator_files / interpreter_files: accepted file names (relative paths) in
-            the preset's folders, in order of preference.
+            the preset's folders, in order of preference: a list or tuple of strings (one
+            string is one name).
         avg_latent_files: StyleGAN1 only: accepted names of the average-w file
             (DatasetGAN's ``avg_latent_stylegan1.npy``), searched in the same folders.
         source: where the checkpoints are published and how to name them here.
@@ -150,11 +157,18 @@ class Preset:
         else:
             palette = _check_palette(self.palette, names, where)
         object.__setattr__(self, "palette", palette)
-        for attr in ("label_resolution", "image_resolution"):
+        for attr, limit, what in (
+            ("label_resolution", MAX_LABEL_SIDE, "the largest label frame"),
+            ("image_resolution", MAX_RESOLUTION, "the largest generator output"),
+        ):
             value = _int_tuple(getattr(self, attr), 2)
             if value is None or min(value) <= 0:
                 raise ValueError(
                     f"{where}: {attr} must be two ints (H, W) > 0, got {getattr(self, attr)!r}"
+                )
+            if max(value) > limit:
+                raise ValueError(
+                    f"{where}: {attr} {value} is larger than {limit} px per side ({what})"
                 )
             object.__setattr__(self, attr, value)
         if self.architecture not in ARCHITECTURES:
@@ -171,9 +185,10 @@ class Preset:
             raise ValueError(f"{where}: truncation_psi must be in [0, 1], got {psi!r}")
         object.__setattr__(self, "truncation_psi", float(psi))
         cutoff = self.truncation_cutoff
-        if cutoff is not None and (not _is_int(cutoff) or cutoff < 1):
+        if cutoff is not None and (not _is_int(cutoff) or not 1 <= cutoff <= MAX_CUTOFF):
             raise ValueError(
-                f"{where}: truncation_cutoff must be None or an int >= 1, got {cutoff!r}"
+                f"{where}: truncation_cutoff must be None or an int in 1..{MAX_CUTOFF} (the w "
+                f"layers of a {MAX_RESOLUTION} px generator), got {cutoff!r}"
             )
         object.__setattr__(self, "truncation_cutoff", None if cutoff is None else int(cutoff))
         if self.crop is not None:
@@ -196,7 +211,15 @@ class Preset:
             object.__setattr__(self, "crop", crop)
         for attr in ("generator_files", "interpreter_files", "avg_latent_files"):
             value = getattr(self, attr)
-            value = (value,) if isinstance(value, str) else tuple(value)
+            if isinstance(value, str):
+                value = (value,)
+            elif isinstance(value, (list, tuple)):
+                value = tuple(value)
+            else:
+                raise ValueError(
+                    f"{where}: {attr} must be a file name or a list of file names, got "
+                    f"{value!r:.80} (a {type(value).__name__})"
+                )
             if not all(isinstance(v, str) for v in value):
                 raise ValueError(f"{where}: {attr} must be file names (strings), got {value!r}")
             bad = [

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from ..conventions import short_list
 from ..generators import CheckpointError, Generator, load_generator_file
 from ..interpreter import Interpreter
 from .preset import (
@@ -37,8 +38,11 @@ from .preset import (
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "check_presets_interpreter",
     "load_generator",
     "load_interpreter",
+    "load_preset_generator",
+    "load_preset_interpreter",
     "looks_like_path",
     "preset_generator_options",
     "preset_status",
@@ -107,10 +111,27 @@ def load_generator(
     except FileNotFoundError as err:  # a path that does not exist: a checkpoint error
         raise CheckpointError(str(err)) from None
     if preset is not None:
-        options = {**preset_generator_options(preset), **options}
+        return _load_presets_generator(get_preset(preset), path, device, options)
+    return load_generator_file(path, device=device, **options)
+
+
+def load_preset_generator(
+    name: str | Preset, device: str | torch.device | None = None, **options: Any
+) -> Generator:
+    """The preset's own generator: its file from the preset's folders (never a file of
+    that name in the working directory), loaded with the preset's options and checked
+    against the preset's architecture and resolution."""
+    preset = get_preset(name)
+    path = resolve_preset_file(preset.name, "generator")
+    return _load_presets_generator(preset, path, device, options)
+
+
+def _load_presets_generator(
+    preset: Preset, path: Path, device: str | torch.device | None, options: dict[str, Any]
+) -> Generator:
+    options = {**preset_generator_options(preset.name), **options}
     G = load_generator_file(path, device=device, **options)
-    if preset is not None:
-        _check_presets_generator(G, get_preset(preset), path)
+    _check_presets_generator(G, preset, path)
     return G
 
 
@@ -134,6 +155,69 @@ def load_interpreter(
     """Load an interpreter from a ``.safetensors`` file or a preset name."""
     path, _ = resolve_source(path_or_preset, "interpreter")
     return Interpreter.load(path, device=device)
+
+
+def load_preset_interpreter(
+    name: str | Preset, device: str | torch.device | None = None
+) -> Interpreter:
+    """The preset's own interpreter: its file from the preset's folders (never a file
+    of that name in the working directory)."""
+    preset = get_preset(name)
+    return Interpreter.load(resolve_preset_file(preset.name, "interpreter"), device=device)
+
+
+def check_presets_interpreter(interp: Interpreter, preset: str | Preset) -> None:
+    """The interpreter in a preset's folder must be the preset's: its number of classes,
+    its class names (when it stores any, in the preset's order), and its label frame
+    (``label_resolution``, and ``crop`` in image pixels) must be the preset's. Another
+    file there would label with the wrong names, or masks of another size. ValueError
+    naming the preset and the file otherwise."""
+    p = get_preset(preset)
+    where = f"preset {p.name!r}: the interpreter in its folder"
+    fix = (
+        f"{interp.source or 'it'} is not this preset's file (fit one on the preset's "
+        "classes and label frame)"
+    )
+    if interp.num_classes != p.num_classes:
+        raise ValueError(
+            f"{where} has {interp.num_classes} classes where the preset names "
+            f"{p.num_classes}: {fix}, or pass interpreter= explicitly"
+        )
+    names = list(interp.class_names or [])
+    if names and names != list(p.class_names):
+        diff = [
+            f"{k}: {mine!r} (preset {theirs!r})"
+            for k, (mine, theirs) in enumerate(zip(names, p.class_names))
+            if mine != theirs
+        ]
+        raise ValueError(
+            f"{where} names its classes otherwise than the preset ({short_list(diff, 3)}): "
+            f"{fix}, or pass interpreter= explicitly"
+        )
+    crop = tuple(int(v) for v in interp.crop) if interp.crop is not None else None
+    if crop is not None:
+        labels = (crop[2], crop[3])
+        frame = tuple(int(v) for v in interp.label_size or ())
+    else:
+        labels = tuple(int(v) for v in interp.label_size or p.image_resolution)
+        frame = labels
+    if p.crop is not None:
+        same = crop == p.crop and frame == p.image_resolution
+    else:
+        same = crop is None and labels == p.label_resolution
+    if not same:
+        raise ValueError(
+            f"{where} labels {_frame_text(labels, frame, crop)}, the preset "
+            f"{_frame_text(p.label_resolution, p.image_resolution, p.crop)}: {fix}"
+        )
+
+
+def _frame_text(labels: tuple[int, ...], frame: tuple[int, ...], crop: Any) -> str:
+    """``64x64 (no crop)`` or ``384x512 (cut (64, 0, 384, 512) out of 512x512)``."""
+    if crop is None:
+        return f"{labels[0]}x{labels[1]} (no crop)"
+    size = f"{frame[0]}x{frame[1]}" if len(frame) == 2 else "an unknown frame"
+    return f"{labels[0]}x{labels[1]} (cut {tuple(crop)} out of {size})"
 
 
 def _first_existing(paths: list[Path]) -> Path | None:
@@ -238,7 +322,9 @@ def preset_generator_options(name: str) -> dict[str, Any]:
 
 
 def preset_status(name: str) -> dict[str, Any]:
-    """Which of the preset's files are present, and where they are or would go."""
+    """Which of the preset's files are present, and where they are or would go; the
+    ``unusable_*`` paths exist but are no readable file (a dangling or looping symlink,
+    a folder)."""
     preset = get_preset(name)
     generator = _first_existing(preset.expected_paths("generator"))
     interpreter = _first_existing(preset.expected_paths("interpreter"))
@@ -256,6 +342,8 @@ def preset_status(name: str) -> dict[str, Any]:
         "interpreter_present": interpreter is not None,
         "expected_generator": preset.expected_paths("generator"),
         "expected_interpreter": preset.expected_paths("interpreter"),
+        "unusable_generator": _unusable(preset.expected_paths("generator")),
+        "unusable_interpreter": _unusable(preset.expected_paths("interpreter")),
     }
 
 
