@@ -13,16 +13,73 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from fractions import Fraction
 from typing import Any
 
 import torch
 
-__all__ = ["StreamingQuantile", "class_mean_scores", "entropy", "image_scores", "js_divergence"]
+from .conventions import IGNORE_INDEX, as_index, check_int, check_number, short_list
+
+__all__ = [
+    "StreamingQuantile",
+    "class_mean_scores",
+    "entropy",
+    "image_scores",
+    "js_divergence",
+    "num_dropped",
+]
+
+
+#: The count's tolerance: a product ``drop_fraction * num`` less than this below an integer
+#: counts as that integer (the export's rule since its first format; e.g. 0.9999999999 of
+#: 1 drops 1).
+_DROP_TOLERANCE = Fraction(1, 10**9)
+
+
+def _drop_ratio(drop_fraction: float) -> tuple[int, int]:
+    """``drop_fraction`` as the exact fraction p / q of the decimal it is written as
+    (its shortest ``repr``: 0.7 -> 7 / 10, not the binary 0.69999999999999995559)."""
+    ratio = Fraction(repr(float(drop_fraction)))
+    return ratio.numerator, ratio.denominator
+
+
+def _floor_drop(num: int, p: int, q: int) -> int:
+    """``floor(num * p / q + 1e-9)`` in integers."""
+    t = _DROP_TOLERANCE
+    return (num * p * t.denominator + q * t.numerator) // (q * t.denominator)
+
+
+def num_dropped(num: int, drop_fraction: float) -> int:
+    """How many of ``num`` scores a ``drop_fraction`` drops: ``floor(drop_fraction * num)``
+    in exact integer arithmetic on the decimal ``drop_fraction`` is written as.
+
+    Rounded down, so never more than the requested share is dropped, and exact: 0.7 of
+    10 is 7 and 0.29 of 100 is 29 (binary floats give 6.999... and 28.999...). As the
+    export always did, a product within 1e-9 below an integer counts as that integer
+    (0.9999999999 of 1 is 1). The one rule of the export's selection and of
+    :class:`StreamingQuantile`.
+    """
+    num = check_int(num, "num", 0)
+    drop_fraction = check_number(drop_fraction, "drop_fraction", low=0.0, high=1.0)
+    return _floor_drop(num, *_drop_ratio(drop_fraction))
+
+
+def _check_dim(dim: Any, name: str, ndim: int) -> int:
+    """``dim`` as a non-negative dim of an ``ndim``-dim input; a bool, a float, a string or
+    a dim out of [-ndim, ndim) is a ValueError naming ``name`` (never wrapped around)."""
+    d = as_index(dim)
+    if d is None or not -ndim <= d < ndim:
+        raise ValueError(
+            f"{name}={dim!r:.40} is not a dim of a {ndim}-dim input "
+            f"(an int in [{-ndim}, {ndim - 1}])"
+        )
+    return d % ndim
 
 
 def entropy(probs: torch.Tensor, dim: int) -> torch.Tensor:
     """Shannon entropy (nats) along ``dim``, in float32, with 0 log 0 = 0."""
+    dim = _check_dim(dim, "dim", probs.ndim)
     p = probs.float()
     return -torch.special.xlogy(p, p).sum(dim)
 
@@ -41,14 +98,21 @@ def js_divergence(
     ``logits=True`` the input holds logits and a softmax over ``class_dim`` is taken
     per model first (never average logits: that was DatasetGAN's bug). Computed in
     float32 whatever the input dtype (safe under autocast), 0 log 0 = 0, and clamped at
-    0 so float rounding never gives a negative score. Dims are those of the input.
+    0 so float rounding never gives a negative score. Dims are those of the input: one
+    outside [-ndim, ndim), or no model or no class along them, is a ValueError.
     """
     if probs.ndim < 2:
         raise ValueError(f"js_divergence needs at least 2 dims (models, classes), got {probs.ndim}")
-    model_dim = model_dim % probs.ndim
-    class_dim = class_dim % probs.ndim
+    model_dim = _check_dim(model_dim, "model_dim", probs.ndim)
+    class_dim = _check_dim(class_dim, "class_dim", probs.ndim)
     if model_dim == class_dim:
         raise ValueError(f"model_dim and class_dim must differ, both are {model_dim}")
+    for dim, what in ((model_dim, "model"), (class_dim, "class")):
+        if probs.shape[dim] == 0:
+            raise ValueError(
+                f"js_divergence needs at least one {what} (input shape {tuple(probs.shape)}, "
+                f"{what}_dim={dim})"
+            )
     p = probs.float()
     if logits:
         p = torch.softmax(p, dim=class_dim)
@@ -70,9 +134,16 @@ def image_scores(
     number of pixels considered (as DatasetGAN's ``js.sort()[-n // 10:]``). ``valid``
     (B, H, W) bool, optional: only those pixels count (e.g. not ignored ones); an image
     without any valid pixel scores 0.
+
+    Non-finite scores of the pixels that count are never hidden: a NaN among them makes
+    the image's score NaN (an inf one inf when it is among the top pixels), with or
+    without ``valid``, so a broken prediction fails the stream's and the export's finite
+    check (``NonFiniteOutputError``) instead of passing as a certain image. Pixels outside
+    ``valid`` do not count, whatever their value. Zero pixels per image is a ValueError.
     """
-    if not 0.0 < top_fraction <= 1.0:
-        raise ValueError(f"top_fraction must be in (0, 1], got {top_fraction}")
+    top_fraction = check_number(top_fraction, "top_fraction", low=0.0, high=1.0)
+    if top_fraction == 0.0:
+        raise ValueError("top_fraction must be in (0, 1], got 0.0")
     if pixel_uncertainty.ndim < 2:
         raise ValueError(
             "image_scores expects (B, ...) pixel scores, got shape "
@@ -80,6 +151,11 @@ def image_scores(
         )
     u = pixel_uncertainty.float().flatten(1)
     n = u.shape[1]
+    if n == 0:
+        raise ValueError(
+            "image_scores needs at least one pixel per image, got pixel scores of shape "
+            f"{tuple(pixel_uncertainty.shape)}"
+        )
     if valid is None:
         k = max(1, int(top_fraction * n))
         return u.topk(k, dim=1).values.mean(dim=1)
@@ -90,8 +166,9 @@ def image_scores(
     v = valid.flatten(1).to(device=u.device, dtype=torch.bool)
     n_valid = v.sum(dim=1)
     k = (n_valid.double() * top_fraction).floor().long().clamp_min(1)
+    # Invalid pixels sort last (-inf); a valid NaN sorts first. The sum over the first k
+    # <= n_valid entries holds valid pixels only, their NaN/inf included.
     ordered = torch.where(v, u, torch.full_like(u, -math.inf)).sort(dim=1, descending=True).values
-    ordered = torch.where(torch.isfinite(ordered), ordered, torch.zeros_like(ordered))
     csum = ordered.cumsum(dim=1)
     top_sum = csum.gather(1, (k - 1).clamp_max(n - 1).unsqueeze(1)).squeeze(1)
     scores = top_sum / k.float()
@@ -106,15 +183,33 @@ def class_mean_scores(
     (B, H, W) scores and labels -> (B,). Every class present in an image counts once,
     however few pixels it has, so an image whose small parts are uncertain scores high
     even when its large regions are sure (the top-10 % score is dominated by the long
-    boundaries of large regions). Pixels labeled ``ignore`` (255) do not count.
+    boundaries of large regions). Pixels labeled ``ignore`` (255) do not count; any
+    other label outside 0..num_classes-1 (negative, or a class the model does not have)
+    is a ValueError, as are float labels and images without pixels.
     """
+    num_classes = check_int(num_classes, "num_classes", 1)
     if pixel_uncertainty.shape != labels.shape or pixel_uncertainty.ndim != 3:
         raise ValueError(
             f"expected scores and labels (B, H, W) of one shape, got "
             f"{tuple(pixel_uncertainty.shape)} and {tuple(labels.shape)}"
         )
+    if labels.is_floating_point() or labels.is_complex():
+        raise ValueError(f"labels must be integer class ids, got dtype {labels.dtype}")
+    if labels.shape[1] * labels.shape[2] == 0:
+        raise ValueError(
+            "class_mean_scores needs at least one pixel per image, got labels of shape "
+            f"{tuple(labels.shape)}"
+        )
     B = labels.shape[0]
-    lab = labels.flatten(1).long().clamp(max=num_classes)  # ignore -> K
+    lab = labels.flatten(1).long()
+    bad = ((lab < 0) | (lab >= num_classes)) & (lab != IGNORE_INDEX)
+    if bool(bad.any()):
+        values = torch.unique(lab[bad]).tolist()
+        raise ValueError(
+            f"labels must be class ids in 0..{num_classes - 1} or the ignore index "
+            f"{IGNORE_INDEX}, got {short_list(values)} (num_classes={num_classes})"
+        )
+    lab = lab.clamp(max=num_classes)  # ignore -> K
     u = pixel_uncertainty.flatten(1).float()
     sums = torch.zeros(B, num_classes + 1, device=u.device).scatter_add_(1, lab, u)
     counts = torch.zeros(B, num_classes + 1, device=u.device).scatter_add_(
@@ -130,40 +225,49 @@ class StreamingQuantile:
     """Decides, score by score, whether an image is among the most uncertain fraction.
 
     The threshold is the exact quantile of a sliding window of the most recent
-    ``window`` scores (the current one included): a score is dropped when at least
-    ``ceil((1 - drop_fraction) * n)`` of the n window scores are strictly smaller than
-    it, i.e. when it ranks in the top ``drop_fraction`` of the window. For i.i.d.
-    continuous scores this drops each image with probability ~``drop_fraction``; the
-    window follows a slowly drifting distribution; no global sort, O(window) memory.
+    ``window`` scores (the current one included): of the n window scores the
+    ``num_dropped(n, drop_fraction) = floor(drop_fraction * n)`` highest go (exact integer
+    arithmetic, the export's rule), i.e. a score is dropped when at least
+    ``n - floor(drop_fraction * n)`` of the n window scores are strictly smaller than it.
+    For i.i.d. continuous scores this drops each image with probability
+    ~``drop_fraction``; the window follows a slowly drifting distribution; no global
+    sort, O(window) memory.
 
     Warm-up: before ``window`` scores have been seen, the same rule uses everything
-    seen so far (the exact quantile of what has been seen), so the first score is
-    always kept and the early decisions are coarse but unbiased to within 1/n.
+    seen so far (the exact quantile of what has been seen), so nothing is dropped while
+    ``floor(drop_fraction * n)`` is 0 (the first 9 scores at 0.1) and a fresh filter
+    drops less than ``drop_fraction`` of its first scores: for i.i.d. scores the i-th is
+    dropped with probability ``floor(drop_fraction * i) / i``.
 
     Ties are kept (a score equal to the threshold is not "more uncertain"), so a
     stream whose scores are mostly identical keeps more than ``1 - drop_fraction``.
-    NaN scores are dropped and not recorded. Fully deterministic; ``state_dict()``
-    holds the window, so a resumed filter makes exactly the same decisions.
+    Non-finite scores (NaN, inf) are dropped and not recorded, so the window holds
+    finite scores only. Fully deterministic; ``state_dict()`` holds the window, so a
+    resumed filter makes exactly the same decisions.
     """
 
     def __init__(self, drop_fraction: float = 0.1, window: int = 4096) -> None:
-        if not 0.0 <= drop_fraction < 1.0:
-            raise ValueError(f"drop_fraction must be in [0, 1), got {drop_fraction}")
-        if window < 1:
-            raise ValueError(f"window must be >= 1, got {window}")
-        self.drop_fraction = float(drop_fraction)
-        self.window = int(window)
+        drop_fraction = check_number(drop_fraction, "drop_fraction", low=0.0, high=1.0)
+        if drop_fraction == 1.0:
+            raise ValueError("drop_fraction must be in [0, 1), got 1.0 (it would drop everything)")
+        self.drop_fraction = drop_fraction
+        self.window = check_int(window, "window", 1)
+        self._ratio = _drop_ratio(drop_fraction)  # exact p / q for num_dropped
         self._recent: deque[float] = deque()  # arrival order, for eviction
         self._sorted: list[float] = []  # same values, sorted, for ranks
         self.seen = 0
         self.kept = 0
+
+    def _num_dropped(self, n: int) -> int:
+        """``num_dropped(n, drop_fraction)`` with the ratio parsed once."""
+        return _floor_drop(n, *self._ratio)
 
     # ------------------------------------------------------------------ decisions
     def update(self, score: float) -> bool:
         """Record one score and return True to keep the image, False to drop it."""
         score = float(score)
         self.seen += 1
-        if math.isnan(score):
+        if not math.isfinite(score):
             return False
         if len(self._recent) == self.window:
             old = self._recent.popleft()
@@ -172,7 +276,7 @@ class StreamingQuantile:
         bisect.insort(self._sorted, score)
         n = len(self._sorted)
         below = bisect.bisect_left(self._sorted, score)
-        keep = self.drop_fraction == 0.0 or below < math.ceil((1.0 - self.drop_fraction) * n)
+        keep = below < n - self._num_dropped(n)
         self.kept += int(keep)
         return keep
 
@@ -187,12 +291,13 @@ class StreamingQuantile:
         return torch.tensor([self.update(s) for s in values], dtype=torch.bool, device=device)
 
     def threshold(self) -> float:
-        """The current (1 - drop_fraction) quantile of the window (NaN before any score)."""
+        """The current (1 - drop_fraction) quantile of the window (NaN before any score):
+        its ``n - num_dropped(n)``-th smallest score, the largest one a new score may
+        equal and be kept."""
         if not self._sorted:
             return math.nan
         n = len(self._sorted)
-        idx = min(n - 1, max(0, math.ceil((1.0 - self.drop_fraction) * n) - 1))
-        return self._sorted[idx]
+        return self._sorted[max(0, n - self._num_dropped(n) - 1)]
 
     @property
     def kept_fraction(self) -> float:
@@ -211,18 +316,50 @@ class StreamingQuantile:
             "kept": self.kept,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a state written by ``state_dict`` (settings included)."""
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a state written by ``state_dict`` (settings included).
+
+        Everything is checked before anything changes: settings as in the constructor,
+        ``recent`` a list of at most ``min(window, seen)`` finite numbers, and
+        ``0 <= kept <= seen``; anything else is a ValueError naming the field
+        ("not a StreamingQuantile state: ...").
+        """
+        bad = "not a StreamingQuantile state"
+        if not isinstance(state, Mapping):
+            raise ValueError(f"{bad}: expected a dict, got {type(state).__name__}")
+        missing = [
+            k for k in ("drop_fraction", "window", "recent", "seen", "kept") if k not in state
+        ]
+        if missing:
+            raise ValueError(f"{bad}: missing {short_list(missing)}")
+        if state.get("version", 1) != 1:
+            raise ValueError(f"{bad}: unknown version {state['version']!r:.40}")
         try:
-            drop_fraction = float(state["drop_fraction"])
-            window = int(state["window"])
-            recent = [float(x) for x in state["recent"]]
-            seen, kept = int(state["seen"]), int(state["kept"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"not a StreamingQuantile state: {exc!r}") from exc
-        if len(recent) > window:
-            raise ValueError(f"state holds {len(recent)} scores, more than its window {window}")
-        self.__init__(drop_fraction, window)
+            probe = StreamingQuantile(state["drop_fraction"], state["window"])
+            seen = check_int(state["seen"], "seen", 0)
+            kept = check_int(state["kept"], "kept", 0, seen)
+        except ValueError as exc:
+            raise ValueError(f"{bad}: {exc}") from None
+        raw = state["recent"]
+        if not isinstance(raw, (list, tuple)):
+            raise ValueError(f"{bad}: recent must be a list of scores, got {type(raw).__name__}")
+        recent = []
+        for i, x in enumerate(raw):
+            if isinstance(x, (bool, str, bytes)) or not isinstance(x, (int, float)):
+                raise ValueError(f"{bad}: recent[{i}] must be a number, got {x!r:.40}")
+            if not math.isfinite(x):
+                raise ValueError(f"{bad}: recent[{i}] is {x!r} (the window holds finite scores)")
+            recent.append(float(x))
+        if len(recent) > min(probe.window, seen):
+            raise ValueError(
+                f"{bad}: it holds {len(recent)} scores, more than its window {probe.window} "
+                f"or the {seen} scores it has seen"
+            )
+        self.drop_fraction, self.window, self._ratio = (
+            probe.drop_fraction,
+            probe.window,
+            probe._ratio,
+        )
         self._recent = deque(recent)
         self._sorted = sorted(recent)
         self.seen, self.kept = seen, kept

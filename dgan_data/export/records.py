@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import re
 import stat
@@ -38,6 +37,7 @@ from ..schema import (
     check_document,
 )
 from ..seeds import MAX_SEED, sample_seed
+from ..uncertainty import num_dropped  # the selection's rule, shared with the stream's filter
 
 log = logging.getLogger(__name__)
 
@@ -133,15 +133,6 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-
-def num_dropped(num: int, drop_uncertain: float) -> int:
-    """Candidates the selection drops: ``floor(drop_uncertain * num)``.
-
-    Rounded down so that never more than the requested fraction is dropped (a tiny
-    tolerance absorbs float representation, e.g. ``0.29 * 100 = 28.999...``).
-    """
-    return math.floor(drop_uncertain * num + 1e-9)
 
 
 # --------------------------------------------------------------------- schemas

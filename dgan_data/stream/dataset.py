@@ -85,8 +85,14 @@ class DatasetGANStream(IterableDataset):
         truncation_cutoff: number of w layers truncated (None: the preset's, then the
             architecture default).
         drop_uncertain: fraction of most uncertain images to drop (0 keeps all), decided
-            by a sliding-window quantile of the image scores (warms up on the first
-            images of each iterator).
+            by a sliding-window quantile of the image scores. The filter starts afresh
+            with every iterator (every epoch, in every worker) and drops nothing while
+            ``floor(drop_uncertain * n)`` is 0, so a short epoch drops less: at 0.1 a
+            fresh filter over N candidates per worker and epoch drops 4.1 % (N = 20),
+            6.8 % (50), 8.1 % (100), 8.9 % (200), 9.7 % (1000) of them (expected share
+            for i.i.d. scores, ``floor(0.1 i) / i`` for the i-th). The dropped share is
+            within a few percent of ``drop_uncertain`` only from about 1,000 candidates
+            per worker and epoch.
         ignore_uncertain_pixels: pixels whose JS divergence exceeds this value get
             ``ignore_index`` 255 in the mask (None: off).
         augment: None, ``"default"`` (GPU batch augmentation), a kornia
@@ -106,7 +112,11 @@ class DatasetGANStream(IterableDataset):
         device: where generation runs (default: CUDA when available, else CPU). CUDA is
             refused in forked DataLoader workers (use num_workers=0 or spawn).
         samples_per_epoch: samples per epoch **per rank** (whole-batch mode: rounded down
-            to whole batches; split over workers); None streams forever.
+            to whole batches; split over workers); None streams forever. Each worker's
+            share of an epoch warms up a fresh uncertainty filter (see
+            ``drop_uncertain``): a worker sees about ``samples_per_epoch / num_workers /
+            (1 - drop_uncertain)`` candidates, and below about 1,000 the filter drops
+            noticeably less than ``drop_uncertain`` (8.1 % instead of 10 % at 100).
         dtype: None (float32) or ``torch.bfloat16`` / ``torch.float16`` for autocast.
         quantile_window: scores the streaming quantile keeps (see ``StreamingQuantile``).
         noise: generator noise mode (``"const"`` keeps each seed's image fixed).
@@ -724,9 +734,10 @@ def expected_batches(samples_per_epoch: int, batch_size: int) -> int:
 
 
 def _check_window(window: int, drop: float) -> None:
-    """Refuse a ``quantile_window`` too small for ``drop_uncertain``: the filter drops a
-    score only when at least ``ceil((1 - drop) * n)`` of the n window scores are below
-    it, which never happens when that is n (window * drop < 1)."""
+    """Refuse a ``quantile_window`` too small for ``drop_uncertain``: the filter drops
+    ``uncertainty.num_dropped(n, drop) = floor(drop * n)`` of n window scores, none when
+    window * drop < 1. (The float test below agrees with that exact rule for every drop
+    i / 10000 and window up to 3000.)"""
     if math.ceil((1.0 - drop) * window) < window:
         return
     smallest = max(1, math.ceil(1.0 / drop) - 1)
