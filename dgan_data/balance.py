@@ -103,15 +103,11 @@ def resolve_targets(
     for name, rate in spec.items():
         if getattr(rate, "ndim", None) == 0 and hasattr(rate, "item"):
             rate = rate.item()  # a 0-d tensor or array: its Python number
-        if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
+        if isinstance(rate, bool) or not isinstance(rate, numbers.Real):  # numpy numbers pass
             raise ValueError(
                 f"class_balance rate of {name!r} must be a number in [0, 1], got {rate!r:.80}"
             )
-        if (
-            isinstance(rate, bool)
-            or not isinstance(rate, numbers.Real)  # numpy floats and ints included
-            or not (math.isfinite(rate) and 0.0 <= rate <= 1.0)
-        ):
+        if not (math.isfinite(rate) and 0.0 <= rate <= 1.0):
             raise ValueError(f"class_balance rate of {name!r} must be in [0, 1], got {rate!r}")
         targets[list(class_names).index(name)] = float(rate)
     return targets

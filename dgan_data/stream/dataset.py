@@ -34,7 +34,7 @@ from ..labeler import Labeler, check_label_size
 from ..labeler import _check_device as check_device
 from ..presets import get_preset, resolve_source
 from ..seeds import check_seed, derive_seed, sample_seed
-from ..uncertainty import StreamingQuantile
+from ..uncertainty import StreamingQuantile, num_dropped
 from .state import (
     Progress,
     Tensors,
@@ -470,8 +470,10 @@ class DatasetGANStream(IterableDataset):
         """
         check_state(state, self._config(), self._identity)
         if not state.get("fresh") and state.get("balancer") is not None:
-            # a damaged class balancer state is refused here, not at the next iter()
-            self._new_balancer(self.labeler().class_names).load_state_dict(state["balancer"])
+            # a damaged class balancer state is refused here, not at the next iter(); the
+            # class names come from the interpreter's metadata (no model is loaded here)
+            names = _class_names(self._interpreter_src, self.preset) or self.labeler().class_names
+            self._new_balancer(names).load_state_dict(state["balancer"])
         self.epoch = check_epoch(state["epoch"])
         self._resume = None if state.get("fresh") else dict(state)
         self._progress = None  # the loaded state replaces any earlier iterator's
@@ -735,13 +737,12 @@ def expected_batches(samples_per_epoch: int, batch_size: int) -> int:
 
 def _check_window(window: int, drop: float) -> None:
     """Refuse a ``quantile_window`` too small for ``drop_uncertain``: the filter drops
-    ``uncertainty.num_dropped(n, drop) = floor(drop * n)`` of n window scores, none when
-    window * drop < 1. (The float test below agrees with that exact rule for every drop
-    i / 10000 and window up to 3000.)"""
-    if math.ceil((1.0 - drop) * window) < window:
+    ``uncertainty.num_dropped(n, drop) = floor(drop * n)`` of n window scores (the very
+    count it uses), none when window * drop < 1."""
+    if num_dropped(window, drop) > 0:
         return
     smallest = max(1, math.ceil(1.0 / drop) - 1)
-    while math.ceil((1.0 - drop) * smallest) >= smallest:
+    while num_dropped(smallest, drop) == 0:
         smallest += 1
     raise ValueError(
         f"quantile_window={window} is too small for drop_uncertain={drop}: a window under "
