@@ -644,11 +644,6 @@ class Annotations:
             raise AnnotationError([f"{MANIFEST}: {p}" for p in err.problems], root) from None
 
 
-def _latent_kinds(ann: Annotations) -> list[str]:
-    """The latent kinds ``ann`` stores, e.g. ``["w", "seeds"]``."""
-    return [k for k in ("w", "z", "seeds") if getattr(ann, k) is not None] or ["none"]
-
-
 def _same_center(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
     if a is None or b is None:
         return a is None and b is None
