@@ -116,6 +116,18 @@ def check_labels(
     return names, pal, fingerprint
 
 
+def _check_batch_size(value: Any) -> int:
+    """Pixels per model and step: an int >= 2, since training-mode BatchNorm normalises
+    each unit over them (over one pixel every unit is its bias: nothing is learned)."""
+    try:
+        return check_int(value, "batch_size", 2)
+    except ValueError as err:
+        raise ValueError(
+            f"{err} (pixels per model and step: BatchNorm normalises each hidden unit over "
+            "them, and over a single pixel every unit becomes its bias, so nothing is learned)"
+        ) from None
+
+
 def training_settings(
     batch_size: Any,
     lr: Any,
@@ -136,7 +148,7 @@ def training_settings(
     if min_delta >= 1:
         raise ValueError(f"min_delta (a relative loss drop) must be in [0, 1), got {min_delta!r}")
     return {
-        "batch_size": check_int(batch_size, "batch_size", 1),
+        "batch_size": _check_batch_size(batch_size),
         "lr": lr,
         "max_steps": check_int(max_steps, "max_steps", 1),
         "min_steps": check_int(min_steps, "min_steps", 0),
@@ -194,7 +206,18 @@ def sampling_settings(annotations: Any) -> dict[str, Any]:
 
 
 def check_mask_ids(masks: torch.Tensor, num_classes: int) -> None:
-    """Every mask value is a class id in [0, num_classes) or the ignore index."""
+    """Every mask value is a class id in [0, num_classes) or the ignore index; with more
+    than 255 classes the value 255 would be both, so masks holding it are refused."""
+    if num_classes > IGNORE_INDEX:
+        ambiguous = int((masks == IGNORE_INDEX).sum())
+        if ambiguous:
+            raise ValueError(
+                f"masks hold {ambiguous} pixels of value {IGNORE_INDEX}, the ignore index, "
+                f"but with num_classes={num_classes} it is also a class id: fit cannot tell "
+                f"which is meant. Use at most {IGNORE_INDEX} classes (ids 0..{IGNORE_INDEX - 1}"
+                f") to keep {IGNORE_INDEX} as ignore, or give masks without the value "
+                f"{IGNORE_INDEX}"
+            )
     bad = (masks != IGNORE_INDEX) & ((masks < 0) | (masks >= num_classes))
     if bad.any():
         n, y, x = (int(v) for v in bad.nonzero()[0])

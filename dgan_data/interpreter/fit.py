@@ -19,12 +19,13 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..conventions import short_list
 from ..seeds import derive_seed
 from .resample import Crop, Layout, feature_layout, layout_diffs, taps
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FeatureStore", "MaskedAdam", "as_masks", "train_ensemble"]
+__all__ = ["FeatureStore", "MaskedAdam", "as_masks", "check_storable", "train_ensemble"]
 
 
 class FeatureStore:
@@ -80,19 +81,15 @@ class FeatureStore:
     def fill(self, image_maps: Any, progress: bool = True) -> None:
         """Store every image's maps: ``image_maps(i)`` gives image i's (C, h, w) list."""
         num = self.groups[0]["data"].shape[0]
+        dtype = self.groups[0]["data"].dtype
         for i in tqdm(range(num), desc="features", disable=not progress or num < 2, leave=False):
             maps = image_maps(i)
-            bad = [k for k, f in enumerate(maps) if not bool(torch.isfinite(f).all())]
-            if bad:
-                raise ValueError(
-                    f"image {i}'s feature maps {bad} hold NaN or inf values: the generator "
-                    "weights or the latent are not finite; nothing was trained"
-                )
             diffs = layout_diffs(self.layout, feature_layout(maps))
             if diffs:
                 raise ValueError(
                     f"image {i}'s feature maps differ from image 0's: " + "; ".join(diffs)
                 )
+            check_storable(maps, dtype, i)
             self.put(i, maps)
             del maps
 
@@ -155,6 +152,31 @@ class MaskedAdam:
             p.grad = None
 
 
+def check_storable(maps: Sequence[torch.Tensor], dtype: torch.dtype, image: int) -> None:
+    """A ValueError unless image ``image``'s maps are finite and stay finite in ``dtype``.
+
+    One ``aminmax`` pass per map (no copy; NaN propagates through it): a finite value
+    beyond ``dtype``'s range (65504 for float16) would be stored as inf.
+    """
+    ends = [torch.stack(torch.aminmax(f.detach())).cpu().double() for f in maps]
+    tops = torch.stack([e.abs().amax() for e in ends])
+    bad = [k for k, v in enumerate(torch.isfinite(tops).tolist()) if not v]
+    if bad:
+        raise ValueError(
+            f"image {image}'s feature maps {bad} hold NaN or inf values: the generator "
+            "weights or the latent are not finite; nothing was trained"
+        )
+    over = [k for k, v in enumerate(torch.isfinite(tops.to(dtype)).tolist()) if not v]
+    if over:
+        largest = max(float(tops[k]) for k in over)
+        raise ValueError(
+            f"image {image}'s feature maps {over} hold finite values up to {largest:.4g}, "
+            f"beyond the range of store_dtype={dtype} (largest {torch.finfo(dtype).max:g}): "
+            "they would be stored as inf. Pass store_dtype=torch.bfloat16 (float32's range "
+            "in float16's memory) or torch.float32; nothing was trained"
+        )
+
+
 def as_masks(masks: torch.Tensor | Sequence[Any]) -> torch.Tensor:
     """Masks as an int64 CPU tensor (N, H, W)."""
     if isinstance(masks, torch.Tensor):
@@ -162,7 +184,16 @@ def as_masks(masks: torch.Tensor | Sequence[Any]) -> torch.Tensor:
     elif isinstance(masks, np.ndarray):
         t = torch.from_numpy(masks)
     else:
-        t = torch.stack([torch.as_tensor(np.asarray(m)) for m in masks])
+        items = [torch.as_tensor(np.asarray(m)) for m in masks]
+        if not items:
+            raise ValueError("no annotated images: masks is empty")
+        for i, m in enumerate(items[1:], 1):
+            if m.shape != items[0].shape:
+                raise ValueError(
+                    f"masks: mask {i} is {' x '.join(map(str, m.shape))}, mask 0 is "
+                    f"{' x '.join(map(str, items[0].shape))}; all masks must share one size"
+                )
+        t = torch.stack(items)
     if t.dtype.is_floating_point or t.dtype == torch.bool:
         raise ValueError(f"masks must hold integer class ids, got dtype {t.dtype}")
     if t.ndim != 3:
@@ -242,7 +273,7 @@ def train_ensemble(
     counts = torch.bincount(masks.flatten()[valid], minlength=num_classes)
     missing = [k for k in range(num_classes) if counts[k] == 0]
     if missing:
-        logger.warning("classes without any annotated pixel: %s", missing)
+        logger.warning("classes without any annotated pixel: %s", short_list(missing))
 
     draw = _pixel_sampler(masks.flatten(), valid, counts, class_balance)
     t_train = time.perf_counter()

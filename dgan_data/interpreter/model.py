@@ -59,7 +59,7 @@ from .checks import (
     training_settings,
 )
 from .context import check_context, input_layout, map_layout
-from .fit import FeatureStore, as_masks, train_ensemble
+from .fit import FeatureStore, as_masks, check_storable, train_ensemble
 from .inference import BN_EPS, FactorizedInference, Prediction
 from .resample import (
     Layout,
@@ -515,8 +515,9 @@ class Interpreter(FactorizedInference, nn.Module):
         def regenerate(i: int) -> list[torch.Tensor]:
             with torch.no_grad():
                 img, feats = G.synthesize(w[i : i + 1].to(device), noise=noise)
-            maps = [*feats, img] if with_image else list(feats)
-            return [f[0].to(store_dtype) for f in maps]
+            maps = [f[0] for f in ([*feats, img] if with_image else feats)]
+            check_storable(maps, store_dtype, i)  # before the cast, which would hide the cause
+            return [f.to(store_dtype) for f in maps]
 
         fingerprint = G.fingerprint() if callable(getattr(G, "fingerprint", None)) else None
         model = cls.fit_features(

@@ -263,6 +263,12 @@ def _as_numpy_confusion(conf: Any, name: str = "confusion") -> np.ndarray:
             raise ValueError(f"{name}: pixel counts of {arr.max():g} do not fit int64")
     elif not np.issubdtype(arr.dtype, np.integer):
         raise ValueError(f"{name}: confusion matrices hold pixel counts, got {arr.dtype}")
+    elif (
+        np.issubdtype(arr.dtype, np.unsignedinteger)
+        and arr.size
+        and arr.max() > np.iinfo(np.int64).max  # the int64 cast would wrap them negative
+    ):
+        raise ValueError(f"{name}: pixel counts of {arr.max()} do not fit int64")
     if arr.size and arr.min() < 0:
         raise ValueError(
             f"{name}: pixel counts cannot be negative, found {int((arr < 0).sum())} of "
@@ -272,7 +278,12 @@ def _as_numpy_confusion(conf: Any, name: str = "confusion") -> np.ndarray:
 
 
 def _check_exclude(exclude: Iterable[int], num_classes: int) -> tuple[int, ...]:
-    ids = tuple(sorted({int(c) for c in exclude}))
+    """``exclude`` as sorted unique class ids; a float or bool is refused, never truncated."""
+    values = list(exclude)
+    not_ids = [v for v in values if as_index(v) is None]
+    if not_ids:
+        raise ValueError(f"exclude: class ids must be ints, got {short_list(not_ids)}")
+    ids = tuple(sorted({as_index(c) for c in values}))  # type: ignore[type-var]
     bad = [c for c in ids if not 0 <= c < num_classes]
     if bad:
         raise ValueError(f"exclude: class ids {bad} outside 0..{num_classes - 1}")

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..seeds import splitmix64
+from ..conventions import as_index, check_int, short_list
+from ..seeds import check_seed, splitmix64
 from .confusion import (
     ConfusionSource,
     _as_numpy_confusion,
@@ -46,9 +47,6 @@ __all__ = [
 
 
 # ---------------------------------------------------------------- folds
-_MASK64 = (1 << 64) - 1
-
-
 def cross_validation_folds(
     num_items: int, num_folds: int = 5, seed: int | None = 0
 ) -> list[np.ndarray]:
@@ -60,17 +58,18 @@ def cross_validation_folds(
     machine and numpy version. ``seed=None`` keeps the item order (contiguous folds),
     like the DatasetGAN release, which sliced the sorted file list (it left the
     ``num_items % 5`` last items out of every validation fold; pass explicit ``folds``
-    to :func:`five_fold_protocol` to reproduce that exactly).
+    to :func:`five_fold_protocol` to reproduce that exactly). ``num_items``, ``num_folds``
+    and ``seed`` (in [0, 2**63)) must be ints: a float or bool is a ValueError.
     """
-    num_items, num_folds = int(num_items), int(num_folds)
-    if num_folds < 2:
-        raise ValueError(f"num_folds must be >= 2, got {num_folds}")
+    num_items = check_int(num_items, "num_items", 1)
+    num_folds = check_int(num_folds, "num_folds", 2)
+    seed = None if seed is None else check_seed(seed)
     if num_items < num_folds:
         raise ValueError(f"cannot split {num_items} items into {num_folds} non-empty folds")
     if seed is None:
         order = np.arange(num_items)
     else:
-        key = splitmix64(np.array([int(seed) & _MASK64], dtype=np.uint64))[0]
+        key = splitmix64(np.array([seed], dtype=np.uint64))[0]
         with np.errstate(over="ignore"):
             hashes = splitmix64(np.arange(num_items, dtype=np.uint64) + key)
         order = np.argsort(hashes, kind="stable")
@@ -84,9 +83,9 @@ class CrossValidationResult:
 
     ``fold_miou[f]`` is the mIoU, on all images outside fold f, of the checkpoint
     ``chosen[f]`` that scored best on fold f (``selection_miou[f]``). ``mean``/``std``
-    are over ``fold_miou``. ``per_class_iou`` (F, K) belongs to the chosen checkpoints
-    on their test parts; ``selection_table`` (C, F) is every checkpoint's mIoU on every
-    fold, rows in the order of ``checkpoints``.
+    are over ``fold_miou`` (``std`` with ``ddof``). ``per_class_iou`` (F, K) belongs to
+    the chosen checkpoints on their test parts; ``selection_table`` (C, F) is every
+    checkpoint's mIoU on every fold, rows in the order of ``checkpoints``.
     """
 
     mean: float
@@ -99,6 +98,7 @@ class CrossValidationResult:
     checkpoints: list[Hashable] = field(repr=False)
     selection_table: np.ndarray = field(repr=False)
     exclude: tuple[int, ...] = ()
+    ddof: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly summary (checkpoints as given, arrays as lists)."""
@@ -111,30 +111,55 @@ class CrossValidationResult:
             "folds": [f.tolist() for f in self.folds],
             "per_class_iou": self.per_class_iou.tolist(),
             "exclude": list(self.exclude),
+            "ddof": self.ddof,
         }
 
 
 @dataclass(frozen=True)
 class HoldoutResult:
-    """Outcome of :func:`holdout_protocol`: the chosen checkpoint and its test scores."""
+    """Outcome of :func:`holdout_protocol`: the chosen checkpoint and its test scores.
+
+    ``val_is_miou``: the chosen checkpoint's ``val_score`` is the mIoU of a validation
+    confusion matrix (a fraction); else it is the caller's own score, of unknown scale.
+    """
 
     checkpoint: Hashable
     val_score: float
     test: dict[str, Any] = field(repr=False)
     val_scores: dict[Hashable, float] = field(default_factory=dict, repr=False)
+    val_is_miou: bool = False
 
     @property
     def miou(self) -> float:
         return float(self.test["miou"])
 
 
+def _fold_indices(fold: Any, i: int) -> np.ndarray:
+    """Fold ``i`` as a flat int64 array of image indices; floats and bools are refused
+    (never truncated), a bool mask with a hint."""
+    arr = np.asarray(fold.detach().cpu() if isinstance(fold, torch.Tensor) else fold)
+    if arr.size == 0:
+        raise ValueError(f"fold {i} is empty")
+    if arr.dtype == bool:
+        raise ValueError(
+            f"fold {i} is a bool mask: give image indices (np.flatnonzero(mask) makes them)"
+        )
+    if np.issubdtype(arr.dtype, np.integer):
+        if np.issubdtype(arr.dtype, np.unsignedinteger) and arr.max() > np.iinfo(np.int64).max:
+            raise ValueError(f"fold {i} has indices outside the int64 range")
+        return arr.astype(np.int64).reshape(-1)
+    values = arr.reshape(-1).tolist()
+    bad = [v for v in values if as_index(v) is None]
+    if bad:
+        raise ValueError(f"fold {i}: image indices must be ints, got {short_list(bad)}")
+    return np.array([as_index(v) for v in values], dtype=np.int64)
+
+
 def _check_folds(folds: Sequence[Any], num_items: int) -> list[np.ndarray]:
-    out = [np.asarray(f, dtype=np.int64).reshape(-1) for f in folds]
+    out = [_fold_indices(f, i) for i, f in enumerate(folds)]
     if len(out) < 2:
         raise ValueError(f"need at least 2 folds, got {len(out)}")
     for i, f in enumerate(out):
-        if f.size == 0:
-            raise ValueError(f"fold {i} is empty")
         if f.min() < 0 or f.max() >= num_items:
             raise ValueError(f"fold {i} has indices outside 0..{num_items - 1}")
     flat = np.concatenate(out)
@@ -160,9 +185,15 @@ def _fold_sums(
         if num_items is None:
             raise ValueError(f"checkpoint {name!r}: a callable source needs num_items")
 
+        shape: list[tuple[int, ...]] = []  # the first fold's (K, K)
+
         def call(idx: np.ndarray, what: str) -> np.ndarray:
             conf = _as_numpy_confusion(source(idx), what)
-            return conf.reshape(-1, *conf.shape[-2:]).sum(0) if conf.ndim > 2 else conf
+            conf = conf.reshape(-1, *conf.shape[-2:]).sum(0) if conf.ndim > 2 else conf
+            if shape and conf.shape != shape[0]:
+                raise ValueError(f"{what}: {conf.shape} matrix, expected {shape[0]}")
+            shape.append(conf.shape)
+            return conf
 
         sums = np.stack([call(f, f"checkpoint {name!r}, fold {i}") for i, f in enumerate(folds)])
         if sum(f.size for f in folds) == num_items:
@@ -206,7 +237,8 @@ def five_fold_protocol(
     fold f is chosen (ties: the first in the mapping's order, so list checkpoints
     in training order; NaN never wins) and scored on every image outside fold f
     (the confusion summed over them, then mIoU). Returns the mean and std
-    (``ddof=0``, as ``np.std`` in the DatasetGAN release) of those scores over folds.
+    (``ddof=0``, as ``np.std`` in the DatasetGAN release; an int below the number of
+    folds) of those scores over folds.
 
     Folds: ``folds`` if given (disjoint index arrays, they need not cover every
     image; the test part of fold f is always all images not in fold f), else
@@ -215,6 +247,11 @@ def five_fold_protocol(
     """
     if not confusions:
         raise ValueError("confusions is empty: give at least one checkpoint")
+    num_folds = check_int(num_folds, "num_folds", 2)
+    seed = None if seed is None else check_seed(seed)
+    ddof = check_int(ddof, "ddof", 0)
+    if num_items is not None:
+        num_items = check_int(num_items, "num_items", 1)
     names = list(confusions)
     if num_items is None:
         first = confusions[names[0]]
@@ -227,6 +264,8 @@ def five_fold_protocol(
         else cross_validation_folds(num_items, num_folds, seed)
     )
     F = len(fold_list)
+    if ddof >= F:
+        raise ValueError(f"ddof must be below the number of folds ({F}), got {ddof}")
 
     fold_sums, totals = [], []
     for name in names:
@@ -273,6 +312,7 @@ def five_fold_protocol(
         checkpoints=names,
         selection_table=selection,
         exclude=ex,
+        ddof=ddof,
     )
 
 
@@ -295,6 +335,7 @@ def holdout_protocol(
         raise ValueError("val_scores is empty: give at least one checkpoint")
     names = list(val_scores)
     scores: dict[Hashable, float] = {}
+    from_confusion: set[Hashable] = set()
     for name in names:
         v = val_scores[name]
         if isinstance(v, (int, float, np.floating, np.integer)) or (
@@ -302,6 +343,7 @@ def holdout_protocol(
         ):
             scores[name] = float(v)
         else:
+            from_confusion.add(name)
             scores[name] = metrics_from_confusion(
                 _as_numpy_confusion(v, f"validation of {name!r}"), exclude, absent
             )["miou"]
@@ -319,4 +361,10 @@ def holdout_protocol(
     logger.debug(
         "holdout: chose %r (validation %.4f), test mIoU %.4f", name, scores[name], result["miou"]
     )
-    return HoldoutResult(checkpoint=name, val_score=scores[name], test=result, val_scores=scores)
+    return HoldoutResult(
+        checkpoint=name,
+        val_score=scores[name],
+        test=result,
+        val_scores=scores,
+        val_is_miou=name in from_confusion,
+    )

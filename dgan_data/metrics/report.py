@@ -31,14 +31,19 @@ def format_iou_table(
     """A readable per-class table of a metrics dict, a cross-validation or a holdout result.
 
     Classes absent from both target and prediction show "-"; classes left out of the
-    mean are marked. Scores are percentages unless ``percent=False``.
+    mean are marked. Scores are percentages unless ``percent=False``; a holdout
+    validation score given as a number (not a confusion matrix) is shown as given, since
+    its scale is the caller's. A cross-validation's per-class std uses the protocol's
+    ``ddof`` ("-" where fewer than ``ddof + 1`` folds have the class).
     """
     header = ""
     if isinstance(result, HoldoutResult):
-        header = (
-            f"checkpoint {result.checkpoint!r} (validation score "
-            f"{_fmt(result.val_score, percent, digits)})\n"
+        val = (
+            _fmt(result.val_score, percent, digits)
+            if result.val_is_miou
+            else _fmt(result.val_score, False, digits + 3)
         )
+        header = f"checkpoint {result.checkpoint!r} (validation score {val})\n"
         result = result.test
     if isinstance(result, CrossValidationResult):
         per_class = result.per_class_iou
@@ -49,7 +54,8 @@ def format_iou_table(
             counts = present.sum(0)
             mean = np.where(counts > 0, np.nansum(per_class, 0) / np.maximum(counts, 1), np.nan)
             sq = np.nansum((per_class - mean) ** 2, 0)
-            std = np.where(counts > 0, np.sqrt(sq / np.maximum(counts, 1)), np.nan)
+            dof = counts - result.ddof
+            std = np.where(dof > 0, np.sqrt(sq / np.maximum(dof, 1)), np.nan)
         rows_vals = [(mean[k], std[k]) for k in range(K)]
         excluded = set(result.exclude)
         main = (
