@@ -174,6 +174,22 @@ def check_truncation_psi(value: Any, name: str = "truncation_psi") -> float:
     return check_number(value, name, low=0.0, high=MAX_TRUNCATION_PSI)
 
 
+def check_truncation_cutoff(value: Any, name: str = "truncation_cutoff") -> int | None:
+    """None, or ``value`` as an int >= 1 (numpy ints too): the number of truncated w layers.
+
+    0, negative numbers, floats such as 1.5, bools and strings are a ValueError naming
+    ``name`` (0 would silently switch truncation off, 1.5 would truncate 2 layers).
+    """
+    if value is None:
+        return None
+    try:
+        return check_int(value, name, low=1)
+    except ValueError:
+        raise ValueError(
+            f"{name} must be None or an int >= 1 (truncated w layers), got {value!r:.80}"
+        ) from None
+
+
 def check_number(
     value: Any, name: str, *, low: float | None = None, high: float | None = None
 ) -> float:

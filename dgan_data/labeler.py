@@ -27,6 +27,7 @@ from .conventions import (
     check_finite_number,
     check_names,
     check_palette,
+    check_truncation_cutoff,
     check_truncation_psi,
 )
 from .conventions import check_device as _check_device
@@ -217,16 +218,7 @@ class Labeler:
         self.truncation_psi = check_truncation_psi(
             1.0 if truncation_psi is None else truncation_psi
         )
-        if truncation_cutoff is not None and (
-            isinstance(truncation_cutoff, bool)
-            or not isinstance(truncation_cutoff, int)
-            or truncation_cutoff < 1
-        ):
-            raise ValueError(
-                f"truncation_cutoff must be None or an int >= 1 (truncated w layers), got "
-                f"{truncation_cutoff!r}"
-            )
-        self.truncation_cutoff = truncation_cutoff
+        self.truncation_cutoff = check_truncation_cutoff(truncation_cutoff)
         if not isinstance(noise, str) or noise not in NOISE_MODES:
             raise ValueError(f"noise must be 'const' or 'random', got {noise!r:.80}")
         self.noise = noise

@@ -250,8 +250,8 @@ class Annotations:
         if isinstance(psi, bool) or not isinstance(psi, (int, float)) or not np.isfinite(psi):
             problems.append(f"truncation_psi must be a finite number, got {psi!r}")
         cutoff = self.truncation_cutoff
-        if cutoff is not None and (not _is_int(cutoff) or cutoff < 0):
-            problems.append(f"truncation_cutoff must be None or an int >= 0, got {cutoff!r}")
+        if cutoff is not None and (not _is_int(cutoff) or cutoff < 1):
+            problems.append(f"truncation_cutoff must be None or an int >= 1, got {cutoff!r}")
         if self.noise not in NOISE_MODES:
             problems.append(
                 f"noise must be one of {NOISE_MODES} (reproducible images), got {self.noise!r}"

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..conventions import check_truncation_psi, generator_to_uint8
+from ..conventions import check_truncation_cutoff, check_truncation_psi, generator_to_uint8
 from ..fileio import write_json, write_npy, write_png
 from ..seeds import MAX_SEED, check_seeds, z_from_seeds
 from .files import _manifest, _open_npy, _open_png, _read_manifest, check_writable_folder
@@ -114,6 +114,7 @@ def sample_annotation_folder(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     truncation_psi = check_truncation_psi(truncation_psi)
+    truncation_cutoff = check_truncation_cutoff(truncation_cutoff)
     if noise not in NOISE_MODES:
         raise ValueError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
     if seeds is not None:

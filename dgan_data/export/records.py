@@ -155,7 +155,7 @@ SETTINGS_FIELDS = {
     "batch_size": Int(1, MAX_BATCH),
     "num_shards": Int(1, MAX_SHARDS),
     "truncation_psi": Float(0.0),
-    "truncation_cutoff": Optional(Int(0)),
+    "truncation_cutoff": Optional(Int(1)),
     "ignore_uncertain_pixels": Optional(Float(0.0)),
     "noise": Str(64),
     "dtype": Str(64),

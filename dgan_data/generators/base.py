@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from ..conventions import check_truncation_cutoff, check_truncation_psi
 from ..schema import Int, Optional, SchemaError, check_document
 from .files import CheckpointError, compare_shapes, save_generator
 
@@ -87,9 +88,13 @@ class Generator(nn.Module):
     ) -> torch.Tensor:
         """z (B, z_dim) -> w (B, num_ws, w_dim), truncated towards the average w.
 
-        ``truncation_cutoff``: only the first that many of the ``num_ws`` layers are
-        truncated (StyleGAN1's ``max_layer``); None uses the architecture's default.
+        ``truncation_psi``: a number in [0, 2] (1: no truncation). ``truncation_cutoff``:
+        only the first that many of the ``num_ws`` layers are truncated (StyleGAN1's
+        ``max_layer``), an int >= 1; None uses the architecture's default. Bad values
+        are a ValueError naming the argument, raised before the network runs.
         """
+        truncation_psi = check_truncation_psi(truncation_psi, "truncation_psi")
+        truncation_cutoff = check_truncation_cutoff(truncation_cutoff, "truncation_cutoff")
         z = torch.as_tensor(z)
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"mapping expects z of shape (B, {self.z_dim}), got {tuple(z.shape)}")
@@ -121,7 +126,13 @@ class Generator(nn.Module):
     def truncate(
         self, w: torch.Tensor, psi: float = 1.0, cutoff: int | None = None
     ) -> torch.Tensor:
-        """Lerp w towards the average w by ``psi`` on the first ``cutoff`` layers."""
+        """Lerp w towards the average w by ``psi`` on the first ``cutoff`` layers.
+
+        ``psi`` is a number in [0, 2]; ``cutoff`` None (the architecture's default) or an
+        int >= 1; anything else is a ValueError naming the argument.
+        """
+        psi = check_truncation_psi(psi, "psi")
+        cutoff = check_truncation_cutoff(cutoff, "cutoff")
         if psi == 1.0:
             return w
         cutoff = self.default_truncation_cutoff() if cutoff is None else cutoff
@@ -182,7 +193,11 @@ class Generator(nn.Module):
         generator: torch.Generator | None,
         like: torch.Tensor,
     ) -> list[torch.Tensor]:
-        """Turn a noise spec into one (B or 1, 1, h, w) tensor per noise input."""
+        """Turn a noise spec into one (B or 1, 1, h, w) tensor per noise input.
+
+        An explicit list is checked tensor by tensor: a ValueError names the first
+        ``noise tensor i`` that is not a 4-d tensor of shape (``batch`` or 1, 1, h, w).
+        """
         shapes = self.noise_shapes()
         if isinstance(noise, str):
             if noise == "const":
@@ -199,10 +214,25 @@ class Generator(nn.Module):
                     out.append(n.to(like.device))
                 return out
             raise ValueError(f"noise must be 'const', 'random' or a list of tensors, got {noise!r}")
-        noise = list(noise)
+        try:
+            if isinstance(noise, torch.Tensor):  # list() would split it along the batch
+                raise TypeError
+            noise = list(noise)
+        except TypeError:
+            raise ValueError(
+                "noise must be 'const', 'random' or a list of tensors (one per noise input), "
+                f"got a {type(noise).__name__}"
+            ) from None
         if len(noise) != len(shapes):
             raise ValueError(f"expected {len(shapes)} noise tensors, got {len(noise)}")
         for i, (n, (h, w)) in enumerate(zip(noise, shapes)):
+            want = f"(B or 1, 1, {h}, {w}) with B = {batch}"
+            if not isinstance(n, torch.Tensor):
+                raise ValueError(
+                    f"noise tensor {i} is a {type(n).__name__}, expected a tensor {want}"
+                )
+            if n.ndim != 4 or n.shape[1] != 1 or n.shape[0] not in (1, batch):
+                raise ValueError(f"noise tensor {i} has shape {tuple(n.shape)}, expected {want}")
             if n.shape[-2:] != (h, w):
                 raise ValueError(
                     f"noise tensor {i} has spatial size {tuple(n.shape[-2:])}, expected {(h, w)}"

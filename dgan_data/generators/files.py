@@ -241,10 +241,17 @@ def check_options(
 
 # ------------------------------------------------------------- our format
 def save_generator(G: Any, path: str | Path) -> Path:
-    """Write a generator (``arch``, ``config``, ``state_dict()``) as ``.safetensors``."""
+    """Write a generator (``arch``, ``config``, ``state_dict()``) as ``.safetensors``.
+
+    ``path`` must end in ``.safetensors`` (the loaders pick the format by that name); any
+    other name is a ValueError naming it, never a silently renamed file.
+    """
     path = Path(path)
-    if path.suffix != ".safetensors":
-        path = path.with_suffix(".safetensors")
+    if not path.name.lower().endswith(".safetensors"):
+        raise ValueError(
+            f"{path}: a generator is saved as a .safetensors file; give a path whose name "
+            "ends in .safetensors (e.g. gen.safetensors)"
+        )
     meta = {CONFIG_KEY: json.dumps({"arch": G.arch, "config": G.config, "format_version": 1})}
     return save_safetensors(dict(G.state_dict()), path, meta)
 

@@ -19,6 +19,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from ..conventions import check_device
 from ..fileio import parse_json_text
 from ..schema import Dict, Int, SchemaError, Str, check_document
 from .base import Generator
@@ -56,6 +57,13 @@ ARCHITECTURES: dict[str, type[Generator]] = {
 
 #: Largest average-latent ``.npy`` accepted (DatasetGAN's is 37 KB).
 MAX_AVG_LATENT_BYTES = 64 * 2**20
+
+#: Bytes read from the start of a file to tell its format by content.
+_SNIFF_BYTES = 64 * 2**10
+#: torch.save's legacy (non-zip) files start with this number, pickled.
+_TORCH_LEGACY_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+#: The global every NVIDIA network pickle (``torch_utils.persistence``) names near its start.
+_NVIDIA_PERSISTENCE = b"torch_utils.persistence"
 
 
 def _avg_latent_option(value: Any, field: str) -> Any:
@@ -152,6 +160,12 @@ def load_rosinality(obj: dict[str, Any], path: Path, **options: Any) -> Generato
         raise CheckpointError(
             f"{path}: args.size={short_repr(size)} disagrees with the weights (size {G.size})"
         )
+    return _with_average_w(G, has_avg, path)
+
+
+def _with_average_w(G: StyleGAN2Generator, has_avg: bool, path: Path) -> StyleGAN2Generator:
+    """``G``, its truncation centre estimated (seeded, logged) when the file had none:
+    rosinality's own ``mean_latent(4096)``, never zeros."""
     if not has_avg:
         log.info("%s: no latent_avg stored; estimating it from 4096 seeded samples", path)
         G.estimate_average_w()
@@ -160,35 +174,41 @@ def load_rosinality(obj: dict[str, Any], path: Path, **options: Any) -> Generato
 
 # ---------------------------------------------------------------- dispatcher
 def detect_format(path: Path) -> str:
-    """Name of the file's format: 'safetensors', 'nvidia-pkl' or 'torch'."""
+    """Name of the file's format: 'safetensors', 'nvidia-pkl' or 'torch'.
+
+    ``.safetensors`` goes by its name. Otherwise the content decides where it is
+    unambiguous: a zip archive (torch.save's format) is read as a PyTorch file even when
+    named ``.pkl``, and a pickle naming ``torch_utils.persistence`` (an NVIDIA network)
+    as an NVIDIA pickle even when named ``.pt``; other ``.pkl`` / ``.pickle`` files go to
+    the NVIDIA reader, other pickles to torch's.
+    """
     check_file(path)
     with open(path, "rb") as f:
-        head = f.read(16)
+        head = f.read(_SNIFF_BYTES)
     name = path.name.lower()
     if name.endswith(".safetensors"):
         return "safetensors"
-    if name.endswith(".pkl") or name.endswith(".pickle"):
-        return "nvidia-pkl"
-    if is_zip_archive(path) or head[:1] == b"\x80":
-        return "torch"
-    if head.startswith(b"PK\x03\x04"):  # a zip (torch.save's format) without its end
-        raise CheckpointError(
+    pkl_name = name.endswith((".pkl", ".pickle"))
+    if head.startswith(b"PK\x03\x04") or (not pkl_name and is_zip_archive(path)):
+        if is_zip_archive(path):
+            if pkl_name:
+                log.info("%s: a zip archive (torch.save's format): read as a PyTorch file", path)
+            return "torch"
+        raise CheckpointError(  # a zip (torch.save's format) without its end
             f"{path}: damaged or truncated zip archive (it starts like a PyTorch .pt file, "
             "but its zip directory cannot be read; was the download or copy cut short?)"
         )
+    if pkl_name:
+        return "nvidia-pkl"
+    if head[:1] == b"\x80":
+        if _TORCH_LEGACY_MAGIC not in head[:32] and _NVIDIA_PERSISTENCE in head:
+            log.info("%s: an NVIDIA network pickle: read as one despite its name", path)
+            return "nvidia-pkl"
+        return "torch"
     raise CheckpointError(
         f"{path}: unknown checkpoint format (expected .safetensors, an NVIDIA .pkl network, "
         "or a PyTorch .pt file)"
     )
-
-
-def _check_device(device: Any) -> None:
-    try:
-        torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise ValueError(
-            f"device {short_repr(device)} is not a device (use cpu, cuda, cuda:1, mps)"
-        ) from None
 
 
 def load_generator_file(
@@ -200,7 +220,8 @@ def load_generator_file(
     (StyleGAN1 average w file), ``include_const_input=True`` (StyleGAN2 features),
     ``lr_mlp=`` (StyleGAN2 mapping), ``network=`` (NVIDIA pickle entry). An option that
     no loader knows, one the file's format does not take, or a value of the wrong type
-    raises :class:`CheckpointError` naming the option.
+    raises :class:`CheckpointError` naming the option. ``device`` must be usable here:
+    no CUDA, a CUDA index out of range or "meta" is a ValueError before the file is read.
     """
     path = Path(path)
     unknown = [k for k in options if k not in LOADER_OPTIONS]
@@ -209,8 +230,7 @@ def load_generator_file(
             f"{path}: unknown loader option(s) {describe_keys(unknown)} "
             f"(known: {', '.join(LOADER_OPTIONS)})"
         )
-    if device is not None:
-        _check_device(device)
+    device = check_device(device)  # before the file is read: a device usable here
     fmt = detect_format(path)
     if fmt == "safetensors":
         check_options(options, FORMAT_OPTIONS[".safetensors generators"], ".safetensors", str(path))
@@ -242,9 +262,10 @@ def _from_torch_object(obj: Any, path: Path, **options: Any) -> Generator:
         return StyleGAN1Generator.from_datasetgan_state_dict(
             obj, avg, source=str(path), avg_source=avg_source, **options
         )
-    if "conv1.conv.modulation.weight" in obj:
+    if "conv1.conv.modulation.weight" in obj:  # a bare state dict (g_ema.state_dict())
         kind = "rosinality StyleGAN2 .pt files"
-        return StyleGAN2Generator.from_state_dict(obj, str(path), **_options(options, kind, path))
+        G = StyleGAN2Generator.from_state_dict(obj, str(path), **_options(options, kind, path))
+        return _with_average_w(G, "latent_avg" in obj, path)
     raise CheckpointError(
         f"{path}: a PyTorch file, but not a generator this library knows "
         f"(top-level keys: {describe_keys(keys)}). Supported: rosinality StyleGAN2 "

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..conventions import check_truncation_cutoff
 from ..schema import Int, ListOf, Optional, SchemaError
 from .base import (
     DEFAULT_NOISE_SEED,
@@ -300,8 +301,8 @@ class StyleGAN1Generator(Generator):
         channels: channels per block, 4 px first; None uses StyleGAN1's default table.
         z_dim, w_dim: latent sizes (512 in every released model).
         mapping_layers: depth of the mapping network (8 in every released model).
-        truncation_cutoff: how many w layers truncation touches by default; None uses
-            DatasetGAN's ``max_layer``: 8 from 512 px on, 7 below.
+        truncation_cutoff: how many w layers truncation touches by default, an int >= 1;
+            None uses DatasetGAN's ``max_layer``: 8 from 512 px on, 7 below.
         noise_seed: seed of the fixed noise used by ``noise="const"``.
 
     ``num_ws`` is the number of styles the synthesis network reads, ``2 * log2(res) - 2``
@@ -315,7 +316,7 @@ class StyleGAN1Generator(Generator):
         "z_dim": MayOmit(Int(1, MAX_LATENT_DIM)),
         "w_dim": MayOmit(Int(1, MAX_LATENT_DIM)),
         "mapping_layers": MayOmit(Int(1, MAX_MAPPING_LAYERS)),
-        "truncation_cutoff": Optional(Int(0, 64)),
+        "truncation_cutoff": Optional(Int(1, 64)),
         "noise_seed": MayOmit(Int(0, 2**63 - 1)),
     }
     #: Config keys that loaders accept as options (the rest comes from the weights).
@@ -341,6 +342,7 @@ class StyleGAN1Generator(Generator):
                 f"{sizes[0]}..{sizes[-1]} px), got {channels}"
             )
         channels = [int(c) for c in channels]
+        truncation_cutoff = check_truncation_cutoff(truncation_cutoff)
         if truncation_cutoff is None:
             truncation_cutoff = 8 if resolution >= 512 else 7
 

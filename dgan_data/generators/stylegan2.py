@@ -194,7 +194,7 @@ class ModulatedConv2d(nn.Module):
             self.blur = Blur(blur_taps, pad=((p + 1) // 2 + factor - 1, p // 2 + 1), gain=factor**2)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        if x.shape[0] > 1:
+        if x.shape[0] != 1:  # an empty batch too: the grouped path needs groups >= 1
             return self._forward_batched(x, style)
         return self._forward_grouped(x, style)
 
@@ -204,10 +204,9 @@ class ModulatedConv2d(nn.Module):
         Mathematically equal to the per-sample (grouped) weights, and much faster for
         batches: one ordinary convolution instead of ``batch`` groups.
         """
-        b = x.shape[0]
         s = self.modulation(style)  # (B, in)
         weight = (self.scale * self.weight[0]).to(x.dtype)  # (out, in, k, k)
-        x = x * s.to(x.dtype).view(b, -1, 1, 1)
+        x = x * s.to(x.dtype)[:, :, None, None]
         if self.upsample:
             out = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
         else:
@@ -215,7 +214,7 @@ class ModulatedConv2d(nn.Module):
         if self.demodulate:
             w2 = (self.scale * self.weight[0]).pow(2).sum(dim=(2, 3))  # (out, in)
             demod = torch.rsqrt(s.pow(2) @ w2.t() + 1e-8)  # (B, out)
-            out = out * demod.to(out.dtype).view(b, -1, 1, 1)
+            out = out * demod.to(out.dtype)[:, :, None, None]
         return self.blur(out) if self.upsample else out
 
     def _forward_grouped(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
@@ -478,8 +477,9 @@ class StyleGAN2Generator(Generator):
     def estimate_average_w(self, num_samples: int = 4096, seed: int = 0) -> torch.Tensor:
         """Set ``latent_avg`` to the mean w of ``num_samples`` seeded z (for fresh models)."""
         g = torch.Generator().manual_seed(seed)
-        z = torch.randn(num_samples, self.z_dim, generator=g).to(self.latent_avg.device)
-        self.latent_avg.copy_(self.style(z).mean(0))
+        z = self.to_own_device(torch.randn(num_samples, self.z_dim, generator=g))
+        w = self.style(z)  # the mean in float32 at least (float16 / bfloat16 models)
+        self.latent_avg.copy_(w.to(torch.promote_types(w.dtype, torch.float32)).mean(0))
         return self.latent_avg
 
     def const_noise(self) -> list[torch.Tensor]:
@@ -496,8 +496,8 @@ class StyleGAN2Generator(Generator):
         noises = self.resolve_noise(noise, b, self.const_noise(), generator, w)
         features: list[torch.Tensor] = []
         x = self.input(b)
-        if self.include_const_input:
-            features.append(x)
+        if self.include_const_input:  # a copy: the input is a view of the weights
+            features.append(x.clone(memory_format=torch.contiguous_format))
         x = self.conv1(x, w[:, 0], noises[0])
         features.append(x)
         skip = self.to_rgb1(x, w[:, 1])
