@@ -66,6 +66,10 @@ from .novelty import FeatureNovelty, nearest_distance
 from .seeds import check_seed, derive_seed, z_from_seeds
 from .viz import preview_grid
 
+#: Most candidates one suggest call scores (each holds its scores and a feature
+#: descriptor in memory; a million is hours of generation already).
+MAX_POOL = 1_000_000
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -168,8 +172,8 @@ def candidate_seeds(seed: int, pool: int) -> list[int]:
     """The sample seeds of the ``pool`` candidates :func:`suggest_annotations` draws for
     ``seed``, in pool order (a suggestion's ``pool_index`` indexes this list), so a study
     can score the very candidates suggest saw."""
-    if isinstance(pool, bool) or not isinstance(pool, int) or pool < 0:
-        raise ValueError(f"pool must be an int >= 0, got {pool!r}")
+    if isinstance(pool, bool) or not isinstance(pool, int) or not 0 <= pool <= MAX_POOL:
+        raise ValueError(f"pool must be an int in 0..{MAX_POOL}, got {pool!r:.80}")
     seed = check_seed(seed)
     return [derive_seed(seed, _SEED_POOL, i) for i in range(pool)]
 
@@ -371,7 +375,7 @@ def suggest_annotations(
     seed = check_seed(seed)
     w_u, w_c, w_d, w_n = _check_weights(weights)
     num = check_int(num, "num", 1)
-    pool = check_int(pool, "pool", 1)
+    pool = check_int(pool, "pool", 1, MAX_POOL)
     batch_size = check_int(batch_size, "batch_size", 1)
     coverage_target = check_int(coverage_target, "coverage_target", 1)
     if pool < num:

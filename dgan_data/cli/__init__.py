@@ -36,6 +36,7 @@ USER_ERRORS = (
     OSError,
     ExportBusyError,
     NonFiniteOutputError,
+    FloatingPointError,
 )
 
 

@@ -24,6 +24,7 @@ from ..suggest import (
     COVERAGE_BY,
     DEFAULT_COVERAGE_BY,
     DEFAULT_COVERAGE_TARGET,
+    MAX_POOL,
     free_id_prefix,
     suggest_annotations,
     suggestion_conflicts,
@@ -34,6 +35,7 @@ from .common import (
     Add,
     UsageError,
     check_new_folder,
+    count_at_most,
     device_name,
     finite_float,
     id_prefix_type,
@@ -198,7 +200,12 @@ def register(add: Add) -> None:
     p.add_argument("--generator", required=True, help="checkpoint path or preset name")
     p.add_argument("--interpreter", required=True, help="interpreter file or preset name")
     p.add_argument("--num", type=positive_int, required=True, help="images to choose")
-    p.add_argument("--pool", type=positive_int, default=2000, help="candidates (default 2000)")
+    p.add_argument(
+        "--pool",
+        type=count_at_most(MAX_POOL),
+        default=2000,
+        help=f"candidates (default 2000, at most {MAX_POOL:,})",
+    )
     p.add_argument("--out", type=output_folder, required=True, help="annotation folder to write")
     p.add_argument(
         "--annotations",

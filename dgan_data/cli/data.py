@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..downstream.demo import DemoConfig, run_demo
+from ..downstream.demo import (
+    MAX_BATCH_SIZE,
+    MAX_DRAWS,
+    MAX_STREAM_POOL,
+    MAX_THREADS,
+    DemoConfig,
+    run_demo,
+)
 from ..export import (
     ExportBusyError,
     ExportSummary,
@@ -15,13 +22,14 @@ from ..export import (
 )
 from ..labeler import NonFiniteOutputError
 from ..preview import MAX_PREVIEW_NUM, preview
-from ..toy.render import VARIATIONS
+from ..toy.render import SPLITS, VARIATIONS
 from .common import (
     Add,
     UsageError,
     count_at_most,
     device_name,
     fraction,
+    int_range,
     model_args,
     model_source,
     non_negative_int,
@@ -240,10 +248,24 @@ def register(add: Add) -> None:
         "was built on; base for a preset of your own)",
     )
     p.add_argument("--steps", type=positive_int, default=None, help="steps per arm")
-    p.add_argument("--batch-size", type=positive_int, default=None, help="images per step")
+    p.add_argument(
+        "--batch-size",
+        type=count_at_most(MAX_BATCH_SIZE),
+        default=None,
+        help=f"images per step (at most {MAX_BATCH_SIZE})",
+    )
     p.add_argument("--lr", type=positive_float, default=None, help="peak learning rate (> 0)")
-    p.add_argument("--test-count", type=positive_int, default=None, help="test renders")
-    p.add_argument("--quick", action="store_true", help="3 steps per arm, 10 test images")
+    p.add_argument(
+        "--test-count",
+        type=int_range(5, len(SPLITS["test"])),
+        default=None,
+        help=f"test renders (5..{len(SPLITS['test'])}, the toy test split)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="3 steps per arm, 10 test images, arm (c) on 32 real renders",
+    )
     p.add_argument(
         "--full",
         action="store_true",
@@ -252,7 +274,7 @@ def register(add: Add) -> None:
     )
     p.add_argument(
         "--draws",
-        type=positive_int,
+        type=int_range(1, MAX_DRAWS),
         default=None,
         help="repetitions with other seeds and 16-image draws (default 1)",
     )
@@ -264,7 +286,7 @@ def register(add: Add) -> None:
     )
     p.add_argument(
         "--stream-pool",
-        type=positive_int,
+        type=count_at_most(MAX_STREAM_POOL),
         default=None,
         help="train arm (a) on this many stream samples made once, instead of "
         "the live stream (the paper's way; saves generation time on a CPU)",
@@ -280,13 +302,17 @@ def register(add: Add) -> None:
     )
     p.add_argument("--seed", type=seed_int, default=0, help="seed of model init, stream, batches")
     p.add_argument(
-        "--threads", type=positive_int, default=None, help="torch CPU threads (default: all)"
+        "--threads",
+        type=int_range(1, MAX_THREADS),
+        default=None,
+        help="torch CPU threads (default: all)",
     )
     p.add_argument(
         "--stream-workers",
         type=non_negative_int,
         default=None,
-        help="CPU processes generating the stream in arm (a) (default on CPU: 2, or half "
-        "the threads; 0 generates in the training process)",
+        help="CPU processes generating the stream in arm (a) (default on CPU: 2 whatever "
+        "--threads, since arm (a)'s batches depend on it; 0 generates in the training "
+        "process)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

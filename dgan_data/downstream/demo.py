@@ -52,10 +52,11 @@ from ..fileio import write_json
 from ..interpreter import Interpreter
 from ..metrics import five_fold_protocol
 from ..presets import get_preset, resolve_preset_file
+from ..seeds import MAX_SEED
 from ..stream import DatasetGANStream
 from ..toy.annotator import annotate, load_annotator, toy_annotator_path
 from ..toy.preset import toy_world_of
-from ..toy.render import CLASS_NAMES, NUM_CLASSES, VARIATIONS, split_seeds
+from ..toy.render import CLASS_NAMES, NUM_CLASSES, SPLITS, VARIATIONS, split_seeds
 from .demo_report import (
     Arm,
     aggregate_arm,
@@ -102,6 +103,14 @@ FEWSHOT_START = 9000
 #: Validation renders (pool seeds 8000 ...) for the learning curves of ``--full``.
 VALIDATION_START = 8000
 _FEWSHOT = 16
+#: Stream worker processes of arm (a) on a CPU when ``stream_workers`` is None.
+DEFAULT_CPU_STREAM_WORKERS = 2
+#: Memory bounds of the settings (a batch, the stream pool held in memory, threads).
+MAX_BATCH_SIZE = 4096
+MAX_STREAM_POOL = 100_000
+MAX_THREADS = 1024
+#: Most draws: draw d takes pool seeds FEWSHOT_START + 16 d, inside the pool split.
+MAX_DRAWS = (len(SPLITS["pool"]) - FEWSHOT_START) // _FEWSHOT
 
 
 @dataclass
@@ -243,7 +252,7 @@ def _arms(cfg: DemoConfig, preset_psi: float) -> list[Arm]:
             "16 real, annotator",
             "the same 16 real renders labeled by the toy annotator (the human of (a))",
         ),
-        Arm("c", "5,000 real", f"{cfg.pool_count:,} real renders with exact masks"),
+        Arm("c", f"{cfg.pool_count:,} real", f"{cfg.pool_count:,} real renders with exact masks"),
     ]
     return arms
 
@@ -254,8 +263,27 @@ def _check_config(cfg: DemoConfig) -> None:
             f"steps, batch size and draws must be >= 1, got {cfg.steps}, {cfg.batch_size}, "
             f"{cfg.draws}"
         )
-    if cfg.test_count < 5:
-        raise ValueError(f"test_count must be >= 5 (5-fold protocol), got {cfg.test_count}")
+    if not 5 <= cfg.test_count <= len(SPLITS["test"]):
+        raise ValueError(
+            f"test_count must be in 5..{len(SPLITS['test'])} (5-fold protocol; the toy test "
+            f"split holds {len(SPLITS['test'])} renders), got {cfg.test_count}"
+        )
+    if cfg.batch_size > MAX_BATCH_SIZE:
+        raise ValueError(f"batch_size must be at most {MAX_BATCH_SIZE}, got {cfg.batch_size}")
+    if cfg.draws > MAX_DRAWS:
+        raise ValueError(
+            f"draws must be at most {MAX_DRAWS} (draw d takes pool seeds {FEWSHOT_START} + "
+            f"16 d of {len(SPLITS['pool'])}), got {cfg.draws}"
+        )
+    if cfg.seed + cfg.draws - 1 >= MAX_SEED:
+        raise ValueError(
+            f"seed + draws - 1 must be below 2**63 (draw d uses seed + d), got seed "
+            f"{cfg.seed} with {cfg.draws} draws"
+        )
+    if cfg.threads is not None and not 1 <= cfg.threads <= MAX_THREADS:
+        raise ValueError(f"threads must be in 1..{MAX_THREADS}, got {cfg.threads}")
+    if cfg.stream_pool is not None and cfg.stream_pool > MAX_STREAM_POOL:
+        raise ValueError(f"stream_pool must be at most {MAX_STREAM_POOL}, got {cfg.stream_pool}")
     if cfg.pool_count < _FEWSHOT or cfg.pool_count > VALIDATION_START:
         raise ValueError(
             f"pool_count must be in {_FEWSHOT}..{VALIDATION_START}, got {cfg.pool_count}"
@@ -264,8 +292,9 @@ def _check_config(cfg: DemoConfig) -> None:
         raise ValueError(f"stream_pool must hold at least one batch, got {cfg.stream_pool}")
     if cfg.world is not None and cfg.world not in VARIATIONS:
         raise ValueError(f"unknown toy world {cfg.world!r}; valid: {', '.join(VARIATIONS)}")
-    for psi in cfg.stream_psi or ():
-        check_truncation_psi(psi, "stream_psi values")
+    psis = [check_truncation_psi(psi, "stream_psi values") for psi in cfg.stream_psi or ()]
+    if len(set(psis)) != len(psis):
+        raise ValueError(f"stream_psi values must differ (one arm each), got {psis}")
 
 
 def run_demo(config: DemoConfig, report: Callable[[str], None] = log.info) -> dict[str, Any]:
@@ -280,10 +309,11 @@ def run_demo(config: DemoConfig, report: Callable[[str], None] = log.info) -> di
     threads = cfg.threads or _default_threads()
     torch.set_num_threads(threads)
     workers = cfg.stream_workers
-    if workers is None:  # on 2 cores: 2 generating processes + training on 1 thread
-        workers = (
-            0 if device.type != "cpu" or threads < 2 or cfg.stream_pool else max(2, threads // 2)
-        )
+    if workers is None:
+        # Arm (a)'s batches depend on the worker count (workers hand out the samples in
+        # another order), so the default does not follow --threads: 2 generating
+        # processes on any CPU, none on a GPU or for a stream pool.
+        workers = 0 if device.type != "cpu" or cfg.stream_pool else DEFAULT_CPU_STREAM_WORKERS
     if workers and device.type != "cpu":
         raise ValueError("stream workers are for CPU streams; on CUDA the stream runs on the GPU")
     augment = BatchAugment()

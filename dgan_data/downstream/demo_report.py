@@ -132,7 +132,9 @@ def aggregate_arm(arm: Arm, runs: list[dict[str, Any]], class_names: list[str]) 
 
 def plateau(runs: list[dict[str, Any]], steps: int) -> dict[str, Any] | None:
     """Whether the fully supervised arm's validation mIoU moved by less than 1 point over
-    its last 20 % of steps (in every draw); None without learning curves."""
+    its last 20 % of steps (in every draw); None without learning curves. ``reached`` is
+    None (not checkable, with a ``note``) when a draw has fewer than 2 evaluations in
+    that span: one point cannot show a plateau, nor its absence."""
     curves = [r["curve"] for r in runs if r["curve"]]
     if not curves:
         return None
@@ -140,12 +142,19 @@ def plateau(runs: list[dict[str, Any]], steps: int) -> dict[str, Any] | None:
     for curve in curves:
         tail = [e["val_miou"] for e in curve if e["step"] >= 0.8 * steps]
         spans.append(max(tail) - min(tail) if len(tail) > 1 else math.nan)
-    return {
+    result: dict[str, Any] = {
         "rule": "validation mIoU of (c) within 1 point over its last 20 % of steps",
         "spans": spans,
-        "reached": bool(all(s <= 0.01 for s in spans if not math.isnan(s)))
-        and not any(math.isnan(s) for s in spans),
     }
+    if any(math.isnan(s) for s in spans):
+        result["reached"] = None
+        result["note"] = (
+            "not checkable: fewer than 2 evaluations in the last 20 % of steps "
+            "(evaluate more often than every 0.1 x steps)"
+        )
+    else:
+        result["reached"] = bool(all(s <= 0.01 for s in spans))
+    return result
 
 
 def figure_title(results: dict[str, Any]) -> str:

@@ -44,7 +44,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..conventions import IGNORE_INDEX, MAX_CLASSES, check_names, short_list
-from ..fileio import atomic_write
+from ..fileio import atomic_write, parse_json_text
 
 __all__ = ["LabeledFolder", "LabeledFolderError", "write_labeled_folder"]
 
@@ -150,7 +150,8 @@ def _read_classes(root: Path, problems: list[str]) -> list[str] | None:
         problems.append(f"{CLASSES_FILE}: {_not_a_file(path)}, not a JSON file of class names")
         return None
     try:
-        names = json.loads(path.read_text(encoding="utf-8-sig"))  # a BOM is harmless
+        # a BOM is harmless; nesting too deep is a ValueError like bad JSON
+        names = parse_json_text(path.read_text(encoding="utf-8-sig"), CLASSES_FILE)
     except (OSError, ValueError) as err:
         problems.append(f"{CLASSES_FILE}: unreadable ({err})")
         return None
