@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dgan_data.fileio import write_json
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -52,6 +54,6 @@ def json_target(text: str) -> Path:
 
 
 def save_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON at ``path``, creating its folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2) + "\n")
+    """Write ``obj`` as indented JSON at ``path``, creating its folder; atomically (a
+    temp file, then a rename), so a failed write leaves the previous results whole."""
+    write_json(path, obj)

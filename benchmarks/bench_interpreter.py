@@ -163,15 +163,30 @@ def _naive_inference_bytes(layout: list[tuple[int, int, int]], label: int) -> in
     return 2 * label * label * C * 4
 
 
+def pixel_batch(text: str) -> int:
+    """argparse type of ``--batch-size``: an int >= 2 (the interpreter refuses fewer
+    pixels per step: BatchNorm over one pixel learns nothing)."""
+    value = positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} must be >= 2 (the interpreter's BatchNorm needs two pixels per step)"
+        )
+    return value
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The options; a count below 1 or a negative limit exits 2 with one line."""
+    """The options; a count below 1 (a batch below 2) or a negative limit exits 2 with
+    one line."""
     parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small layout, few steps")
     parser.add_argument("--json", type=json_target, help="also write the results here")
     parser.add_argument("--device", type=device_name, default="cpu")
     parser.add_argument("--steps", type=positive_int, help="fit steps (default 20, quick 10)")
     parser.add_argument(
-        "--batch-size", type=positive_int, default=512, help="pixels per model and step"
+        "--batch-size",
+        type=pixel_batch,
+        default=512,
+        help="pixels per model and step (>= 2: the interpreter's BatchNorm needs two)",
     )
     parser.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
     parser.add_argument("--naive-limit-gb", type=non_negative_float, default=4.0)

@@ -155,8 +155,10 @@ fi
 
 # ----------------------------------------------------------------- summary
 ENV_JSON="$(cat "$WORK/environment.json" 2>/dev/null || echo '{}')"
+# a temp file renamed into place: an interrupted or failed write keeps the last summary
 echo "{\"device\": \"$DEVICE\", \"seconds\": $(($(date +%s) - START)), \"failed\": $FAILED," \
-  "\"environment\": $ENV_JSON, \"steps\": [$STEPS_JSON]}" >"$OUT/gpu_check.json"
+  "\"environment\": $ENV_JSON, \"steps\": [$STEPS_JSON]}" >"$OUT/gpu_check.json.tmp" &&
+  mv -f "$OUT/gpu_check.json.tmp" "$OUT/gpu_check.json" || rm -f "$OUT/gpu_check.json.tmp"
 say "done in $(($(date +%s) - START)) s; results in $OUT (failed: $FAILED)"
 rm -rf "$WORK"
 exit "$FAILED"

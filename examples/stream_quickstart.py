@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
-from dgan_data.cli import OneLineParser
+from dgan_data.cli import USER_ERRORS, OneLineParser, one_line
 from dgan_data.cli.common import (
     device_name,
     positive_int,
@@ -84,21 +85,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the quickstart; an unknown preset, preset files not installed or a missing or
+    unreadable generator or interpreter exit 2 with one line."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    try:
+        return run(args)
+    except USER_ERRORS as err:
+        print(f"stream_quickstart.py: error: {one_line(err)}", file=sys.stderr)
+        return 2
 
-    from dgan_data.presets import get_preset, preset_status
+
+def run(args: argparse.Namespace) -> int:
+    from dgan_data.presets import preset_status
 
     preset, generator, interpreter = args.preset, args.generator, args.interpreter
-    class_names = None
     if preset is None and generator is None and interpreter is None:
         status = preset_status(DEFAULT_PRESET) if DEFAULT_PRESET in _presets() else None
         if status and status["generator_present"] and status["interpreter_present"]:
             preset = DEFAULT_PRESET
         else:
-            generator, interpreter, class_names = stand_in_models()
-    if preset is not None:
-        class_names = list(get_preset(preset).class_names)
+            generator, interpreter, _ = stand_in_models()
 
     # ---- the user-facing part -------------------------------------------------------
     stream = DatasetGANStream(
@@ -112,25 +119,27 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         device=args.device,
     )
+    # the classes come from the interpreter (the preset's, or the file's own names)
+    interp = stream.labeler().interpreter
+    num_classes = interp.num_classes
+    class_names = list(interp.class_names or [f"class{k}" for k in range(num_classes)])
     loader = DataLoader(stream, batch_size=None)  # the stream yields whole batches
-    counts = None
+    counts = torch.zeros(num_classes, dtype=torch.long)
     for step, (images, masks) in enumerate(loader):
         print(
             f"batch {step}: images {tuple(images.shape)} {images.dtype} on {images.device}, "
             f"range [{images.min():.2f}, {images.max():.2f}]; masks {tuple(masks.shape)} "
             f"{masks.dtype}, {(masks == IGNORE_INDEX).float().mean():.1%} ignored"
         )
-        valid = masks[masks != IGNORE_INDEX]
-        k = len(class_names) if class_names else int(valid.max()) + 1
-        hist = torch.bincount(valid.flatten().cpu(), minlength=k)
-        counts = hist if counts is None else counts + hist
+        valid = masks[masks != IGNORE_INDEX].flatten().cpu().long()
+        counts += torch.bincount(valid, minlength=num_classes)[:num_classes]
     # ----------------------------------------------------------------------------------
 
     total = int(counts.sum())
     print(f"\nclass histogram over {len(loader)} batches ({total} labeled pixels):")
     for k, n in enumerate(counts.tolist()):
-        name = class_names[k] if class_names and k < len(class_names) else str(k)
-        print(f"  {k:>3} {name:<16} {n / total:7.2%} {'#' * round(40 * n / total)}")
+        share = n / total if total else 0.0
+        print(f"  {k:>3} {class_names[k]:<16} {share:7.2%} {'#' * round(40 * share)}")
     return 0
 
 

@@ -50,10 +50,12 @@ from torch.utils.data import DataLoader
 from dgan_data.cli import USER_ERRORS, OneLineParser, one_line
 from dgan_data.cli.common import (
     UsageError,
+    device_name,
     finite_float,
     fraction,
     non_negative_float,
     non_negative_int,
+    output_file,
     positive_float,
     positive_int,
     seed_int,
@@ -68,7 +70,7 @@ from dgan_data.downstream.train import (
     save_segmentation_model,
     train_segmentation,
 )
-from dgan_data.fileio import atomic_torch_save
+from dgan_data.fileio import atomic_torch_save, atomic_write_bytes
 from dgan_data.interpreter import Interpreter
 from dgan_data.metrics import five_fold_protocol, format_iou_table, holdout_protocol
 from dgan_data.presets import get_preset
@@ -77,6 +79,16 @@ from dgan_data.stream import DatasetGANStream
 from dgan_data.stream.workers import TORCHDATA, stateful_loader
 
 PROTOCOLS = ("auto", "five-fold", "holdout", "last")
+
+
+def writable_file(text: str) -> Path:
+    """argparse type of ``--json``: not a folder, not under a file, and its nearest
+    existing folder writable (refused when parsed, not after the training)."""
+    path = output_file(text)
+    folder = next((p for p in path.absolute().parents if p.exists()), None)
+    if folder is not None and not os.access(folder, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{text!r}: {folder} is not writable")
+    return path
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -144,7 +156,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="mixed precision (default: on CUDA)",
     )
-    tr.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if any)")
+    tr.add_argument(
+        "--device", type=device_name, default=None, help="cpu, cuda, cuda:1 (default: cuda if any)"
+    )
     tr.add_argument("--seed", type=seed_int, default=0)
     tr.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     tr.add_argument("--checkpoint-dir", type=Path, default=None)
@@ -157,7 +171,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     tr.add_argument("--no-progress", action="store_true")
     out = p.add_argument_group("output")
-    out.add_argument("--json", type=Path, default=None, help="write results here (rank 0)")
+    out.add_argument("--json", type=writable_file, default=None, help="write results here (rank 0)")
     out.add_argument(
         "--rank-json",
         action="store_true",
@@ -182,7 +196,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error("--resume continues from --checkpoint-dir/last.pt: give --checkpoint-dir")
         last = args.checkpoint_dir / "last.pt"
         if last.is_file():
-            step = int(torch.load(last, map_location="cpu", weights_only=True)["step"])
+            try:
+                step = int(torch.load(last, map_location="cpu", weights_only=True)["step"])
+            except Exception as err:  # damaged, truncated, not a torch file, no "step"
+                p.error(
+                    f"--resume: {last}: not a checkpoint of this script ({one_line(err)}); "
+                    "delete it to start afresh"
+                )
             if step >= args.max_steps:
                 p.error(f"--resume: {last} is at step {step}; --max-steps must exceed it")
             args.resume_step = step
@@ -392,7 +412,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             v = evaluate(
                 m, val, num_classes, device=device, batch_size=args.eval_batch_size, amp=args.amp
             )
-            val_scores[step] = summary["val_miou"] = float(v["miou"])
+            summary["val_miou"] = float(v["miou"])
+            # the confusion, not the number: the holdout table then shows it as an mIoU (%)
+            val_scores[step] = v["confusion"]
         scores.save()
         return summary
 
@@ -495,14 +517,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
             print(f"wrote {path}")
     if args.json is not None:
-        text = json.dumps(_clean(results), indent=2, default=_json_default) + "\n"
+        # atomic writes (temp file, rename): a failed write keeps the earlier results
+        data = (json.dumps(_clean(results), indent=2, default=_json_default) + "\n").encode()
         if main_rank:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(text)
+            atomic_write_bytes(args.json, data)
             print(f"wrote {args.json}")
-        if args.rank_json:  # every rank: rank 0 may not have made the folder yet
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.with_suffix(f".rank{rank}.json").write_text(text)
+        if args.rank_json:
+            atomic_write_bytes(args.json.with_suffix(f".rank{rank}.json"), data)
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
@@ -518,7 +539,9 @@ class EvalScores:
         self.path = folder / "scores.pt" if folder is not None else None
         self.writer = writer
         self.per_image: dict[int, torch.Tensor] = {}
-        self.val: dict[int, float] = {}
+        # step -> the validation confusion (K, K); a scores.pt of an older version holds
+        # the validation mIoU as a number, which holdout_protocol also takes
+        self.val: dict[int, torch.Tensor | float] = {}
 
     def load(self, done: int) -> None:
         """The scores of the checkpoints up to step ``done``, where ``last.pt`` stands

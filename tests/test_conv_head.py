@@ -81,11 +81,11 @@ def test_trains_a_student_on_the_heads_labels_once(tmp_path):
     argv += ["--student-steps", "2", "--count", "4", "--test-count", "4", "--batch-size", "2"]
     assert conv_head.main([*argv, "--no-progress"]) == 0
     first = json.loads((tmp_path / "conv_head.json").read_text())
-    student = first["student_2_4_2x2"]
+    student = first["student_2_4_2x2_test4"]
     assert 0 <= student["miou"] <= 1 and 0 <= student["labels_vs_annotator"] <= 1
     assert conv_head.main([*argv, "--no-progress"]) == 0
     again = json.loads((tmp_path / "conv_head.json").read_text())
-    assert again["student_2_4_2x2"]["train_seconds"] == student["train_seconds"]
+    assert again["student_2_4_2x2_test4"]["train_seconds"] == student["train_seconds"]
 
 
 @pytest.mark.parametrize(

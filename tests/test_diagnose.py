@@ -35,7 +35,7 @@ def test_small_run_reports_every_link_and_tags_data_with_digests(tmp_path, capsy
     assert diagnose.main(argv) == 0
     result = json.loads((tmp_path / "diagnose.json").read_text())
     ann, preset = result["annotator_digest"], result["preset_digest"]
-    assert set(result["students"]) == {f"R_8_{ann}_steps2x4", "F_16_steps2x4"}
+    assert set(result["students"]) == {f"R_8_{ann}_steps2x4_test8", "F_16_steps2x4_test8"}
     assert (tmp_path / "cache" / f"R_8_{ann}.pt").is_file()
     assert any(p.name.endswith(f"_{preset}.pt") for p in (tmp_path / "cache").iterdir())
     for name in ("gan_usefulness", "interpreter_usefulness", "few_shot_ratio"):
@@ -80,7 +80,7 @@ def test_fewshot_draws_are_separate_students_and_f_is_their_mean(tmp_path, capsy
     argv = small_run(tmp_path, "--arms", "F", "--fewshot-draws", "3", "--eval-count", "8")
     assert diagnose.main(argv) == 0
     result = json.loads((tmp_path / "diagnose.json").read_text())
-    keys = ["F_16_steps2x4", "F_16_draw1_steps2x4", "F_16_draw2_steps2x4"]
+    keys = ["F_16_steps2x4_test8", "F_16_draw1_steps2x4_test8", "F_16_draw2_steps2x4_test8"]
     assert sorted(result["students"]) == sorted(keys)
     draws = result["fewshot_draws"]
     assert draws["miou"] == [result["students"][k]["miou"] for k in keys]
@@ -103,7 +103,10 @@ def test_another_world_trains_f_and_a_on_its_renders_under_their_own_keys(tmp_pa
     for name in ("annotator_miou", "interpreter_vs_annotator_miou", "uncertainty", "coverage"):
         assert result[name] is None, name
     assert "study skipped" in capsys.readouterr().out
-    base, wide = result["students"]["F_16_steps2x4"], result["students"]["F_16_wide_steps2x4"]
+    base, wide = (
+        result["students"]["F_16_steps2x4_test8"],
+        result["students"]["F_16_wide_steps2x4_test8"],
+    )
     assert base["miou"] != wide["miou"]  # other training images and test set
     assert result["fewshot_draws"]["miou"] == [wide["miou"]]
 
@@ -121,7 +124,7 @@ def test_the_wide_preset_measures_its_own_world_with_its_shipped_files(tmp_path)
     assert result["annotator_digest"] == diagnose.file_digest(wide_annotator)
     meta = json.loads(wide_annotator.with_suffix(".json").read_text())
     assert result["annotator_miou"] == pytest.approx(meta["test_miou"])
-    assert set(result["students"]) == {f"R_8_wide_{result['annotator_digest']}_wide_steps2x4"}
+    assert set(result["students"]) == {f"R_8_wide_{result['annotator_digest']}_wide_steps2x4_test8"}
 
 
 def test_another_worlds_r_g_s_take_that_worlds_files_and_r_renders_it(tmp_path):
@@ -157,8 +160,8 @@ def test_another_worlds_r_g_s_take_that_worlds_files_and_r_renders_it(tmp_path):
     ann = result["annotator_digest"]  # the copy has the shipped annotator's bytes
     assert ann == diagnose.file_digest(assets / "annotator.safetensors")
     assert set(result["students"]) == {
-        f"R_8_wide_{ann}_wide_steps2x4",
-        f"G_8_psi0.8_{result['gan_digest']}_wide_steps2x4",
+        f"R_8_wide_{ann}_wide_steps2x4_test8",
+        f"G_8_psi0.8_{result['gan_digest']}_wide_steps2x4_test8",
     }
     r = torch.load(tmp_path / "run" / "cache" / f"R_8_wide_{ann}.pt", weights_only=True)
     seeds = diagnose.SPLITS["train"][diagnose.R_START : diagnose.R_START + 8]
@@ -182,16 +185,23 @@ def test_fewshot_from_trains_only_later_draws_and_keeps_students_another_run_wro
     later = small_run(tmp_path, "--arms", "F", "--fewshot-draws", "2", "--fewshot-from", "1")
     assert diagnose.main([*later, "--eval-count", "8"]) == 0
     first = json.loads((tmp_path / "diagnose.json").read_text())
-    assert sorted(first["students"]) == ["F_16_draw1_steps2x4"]
+    assert sorted(first["students"]) == ["F_16_draw1_steps2x4_test8"]
     # a student written by a concurrent run after this one started is kept
     results = {"students": {}}
-    diagnose.record_student(tmp_path / "diagnose.json", results, "X_steps2x4", {"miou": 0.5})
-    assert set(results["students"]) == {"F_16_draw1_steps2x4", "X_steps2x4"}
+    diagnose.record_student(tmp_path / "diagnose.json", results, "X_steps2x4_test8", {"miou": 0.5})
+    assert set(results["students"]) == {"F_16_draw1_steps2x4_test8", "X_steps2x4_test8"}
     both = small_run(tmp_path, "--arms", "F", "--fewshot-draws", "2", "--eval-count", "8")
     assert diagnose.main(both) == 0
     result = json.loads((tmp_path / "diagnose.json").read_text())
-    assert set(result["students"]) == {"F_16_steps2x4", "F_16_draw1_steps2x4", "X_steps2x4"}
-    assert result["students"]["F_16_draw1_steps2x4"] == first["students"]["F_16_draw1_steps2x4"]
+    assert set(result["students"]) == {
+        "F_16_steps2x4_test8",
+        "F_16_draw1_steps2x4_test8",
+        "X_steps2x4_test8",
+    }
+    assert (
+        result["students"]["F_16_draw1_steps2x4_test8"]
+        == first["students"]["F_16_draw1_steps2x4_test8"]
+    )
     assert len(result["fewshot_draws"]["miou"]) == 2
 
 
@@ -202,12 +212,12 @@ def test_stream_settings_name_the_s_data_and_student(tmp_path):
     result = json.loads((tmp_path / "diagnose.json").read_text())
     assert result["stream_options"] == {"drop_uncertain": 0.0, "class_balance": "image"}
     key = f"S_8_psi0.8_drop0_balimage_{result['preset_digest']}"
-    assert set(result["students"]) == {key + "_steps2x4"}
+    assert set(result["students"]) == {key + "_steps2x4_test8"}
     assert (tmp_path / "cache" / f"{key}.pt").is_file()
     # the default stream is other data under another key, not the cached balanced one
     assert diagnose.main(argv) == 0
     plain = json.loads((tmp_path / "diagnose.json").read_text())
-    assert f"S_8_psi0.8_{result['preset_digest']}_steps2x4" in plain["students"]
+    assert f"S_8_psi0.8_{result['preset_digest']}_steps2x4_test8" in plain["students"]
     assert plain["stream_options"] == {}
 
 
@@ -227,7 +237,7 @@ def test_soft_labels_are_cached_with_the_s_data_and_name_its_student(tmp_path):
     result = json.loads((tmp_path / "diagnose.json").read_text())
     assert result["stream_options"] == {"soft_labels": True}
     key = f"S_8_psi0.8_soft_{result['preset_digest']}"
-    assert set(result["students"]) == {key + "_steps2x4"}
+    assert set(result["students"]) == {key + "_steps2x4_test8"}
     data = torch.load(tmp_path / "cache" / f"{key}.pt", weights_only=True)
     assert data["probs"].shape == (8, 14, 64, 64)
     # each label is its pixel's likeliest class (float16 may break a near tie)
@@ -267,8 +277,8 @@ def test_another_interpreter_makes_its_own_s_but_shares_g(tmp_path):
     assert result["interpreter_file"] == "interpreter.safetensors"
     assert result["gan_digest"] == default["gan_digest"] == default["preset_digest"]
     assert result["preset_digest"] != default["preset_digest"]
-    gan_key = f"G_8_psi0.8_{default['gan_digest']}_steps2x4"
-    s_keys = {f"S_8_psi0.8_{r['preset_digest']}_steps2x4" for r in (default, result)}
+    gan_key = f"G_8_psi0.8_{default['gan_digest']}_steps2x4_test8"
+    s_keys = {f"S_8_psi0.8_{r['preset_digest']}_steps2x4_test8" for r in (default, result)}
     assert set(result["students"]) == {gan_key, *s_keys}  # G trained once, S twice
     assert result["coverage"] == {"folder": None}  # no annotations beside the file
     assert result["interpreter_vs_annotator_miou"] != default["interpreter_vs_annotator_miou"]
@@ -347,5 +357,5 @@ def test_ignore_uncertain_pixels_gets_its_own_s_student(tmp_path):
     assert diagnose.main([*argv, "--ignore-uncertain-pixels", "hair=0.001"]) == 0
     result = json.loads((tmp_path / "diagnose.json").read_text())
     assert result["ignore_uncertain_pixels"] == {"hair": 0.001}
-    key = f"S_8_psi0.8_ignhair0.001_{result['preset_digest']}_steps2x4"
+    key = f"S_8_psi0.8_ignhair0.001_{result['preset_digest']}_steps2x4_test8"
     assert set(result["students"]) == {key}

@@ -91,7 +91,9 @@ def test_pixel_context_interpreters_get_their_own_results_and_cache(tmp_path, ca
     argv = tiny_argv(tmp_path, "--parts", "suggest,novelty", "--study-pool", "8", *context)
     assert measure.main(argv) == 0
     results = json.loads((tmp_path / "results.json").read_text())
-    assert set(results) == {"suggest_image_ctx1", "novelty_image_ctx1", "preset", "world"}
+    keys = {"suggest_image_ctx1", "novelty_image_ctx1"}
+    assert set(results) == {*keys, "preset", "world", "settings"}
+    assert set(results["settings"]) == keys
     folder = tmp_path / "interpreters" / "fit3_image_ctx1"
     for path in folder.iterdir():
         interp = measure.Interpreter.load(path)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -345,10 +346,17 @@ def test_parser_accepts_edge_values_and_keeps_defaults(tmp_path, cache, script, 
     assert getattr(args, name) == value
 
 
-def test_train_gan_exports_from_an_existing_checkpoint(tmp_path):
-    (tmp_path / "checkpoint.pt").write_bytes(b"")
+def test_train_gan_exports_from_an_existing_checkpoint(tmp_path, capsys):
+    # the committed checkpoint's settings are checked when the arguments are parsed
+    committed = Path(__file__).resolve().parents[1] / "examples" / "toy" / "checkpoint"
+    shutil.copyfile(committed / "toygan.pt", tmp_path / "checkpoint.pt")
     args = load("train_gan.py").parse_args(["--out", str(tmp_path), "--export-only"])
     assert args.export_only
+    (tmp_path / "checkpoint.pt").write_bytes(b"")  # an empty file is no checkpoint
+    with pytest.raises(SystemExit) as exc:
+        load("train_gan.py").parse_args(["--out", str(tmp_path), "--export-only"])
+    assert exc.value.code == 2
+    assert "not a checkpoint of this script" in capsys.readouterr().err
 
 
 # One case per script, run as the user runs it: one line on stderr, exit code 2.

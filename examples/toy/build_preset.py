@@ -18,6 +18,11 @@
 4. Writes generator, interpreter, annotations and ``preset_metrics.json`` to ``--out``
    (default: the package's ``dgan_data/toy/assets``).
 
+Steps 1-3 write into a temporary folder beside ``--out`` (``.<out>.build-*``); only a
+build that passes every check is moved into ``--out``, file by file with ``os.replace``
+(the annotations folder by rename), so a failed or interrupted build leaves ``--out`` as
+it was.
+
     python examples/toy/build_preset.py --generator runs/toygan/generator.safetensors
 """
 
@@ -26,8 +31,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -41,6 +48,7 @@ from dgan_data.cli import USER_ERRORS, OneLineParser, one_line
 from dgan_data.cli.common import finite_float, non_negative_int, output_folder, positive_int
 from dgan_data.cli.models import context_radius
 from dgan_data.conventions import generator_to_uint8 as to_uint8_image
+from dgan_data.fileio import fsync_dir, write_json
 from dgan_data.interpreter.context import MAX_CONTEXT
 from dgan_data.metrics import ConfusionMatrix, format_iou_table
 from dgan_data.seeds import z_from_seeds
@@ -122,9 +130,29 @@ def build(args: argparse.Namespace) -> dict:
         )
         raise SystemExit(2) from None
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    psi = args.truncation
+    place = out.resolve()
+    place.parent.mkdir(parents=True, exist_ok=True)
+    # everything is built here and moved into --out only when every check passed
+    stage = Path(tempfile.mkdtemp(prefix=f".{place.name}.build-", dir=place.parent))
+    try:
+        metrics = build_into(stage, out, G, annotator, gate, args, t0)
+        written = install(stage, out)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    print(f"wrote {', '.join(written)} to {out}")
+    return metrics
 
+
+#: What a build writes into ``--out`` (the generator only when it is not already there).
+STAGED = ("annotations", "interpreter.safetensors", "generator.safetensors", "preset_metrics.json")
+
+
+def build_into(
+    stage: Path, out: Path, G, annotator, gate: dict | None, args: argparse.Namespace, t0: float
+) -> dict:
+    """Steps 1-3 with every file written into ``stage``; SystemExit (code 1) when the
+    interpreter scores 0 on a class, before anything reaches ``out``."""
+    psi = args.truncation
     seeds, images, masks, swaps = choose_annotation_seeds(G, annotator, args, psi)
     ann = Annotations.from_arrays(
         seeds=seeds,
@@ -135,12 +163,10 @@ def build(args: argparse.Namespace) -> dict:
         generator_fingerprint=G.fingerprint(),
         palette=PALETTE.tolist(),
     )
-    ann_dir = out / "annotations"
-    if ann_dir.exists():
-        shutil.rmtree(ann_dir)
+    ann_dir = stage / "annotations"
     ann.save(ann_dir)
     Annotations.load(ann_dir).validate(G)
-    print(f"annotations: {len(seeds)} samples (seeds {seeds}) -> {ann_dir}")
+    print(f"annotations: {len(seeds)} samples (seeds {seeds}) for {out / 'annotations'}")
     for swap in swaps:
         print(f"  chosen for coverage: {swap}")
 
@@ -158,9 +184,9 @@ def build(args: argparse.Namespace) -> dict:
         context=args.context,
     )
     fit_seconds = time.time() - t_fit
-    interp.save(out / "interpreter.safetensors")
+    interp.save(stage / "interpreter.safetensors")
     if Path(args.generator).resolve() != (out / "generator.safetensors").resolve():
-        G.save(out / "generator.safetensors")
+        G.save(stage / "generator.safetensors")
 
     conf = ConfusionMatrix(NUM_CLASSES)
     eval_seeds = list(range(EVAL_START_SEED, EVAL_START_SEED + args.eval_num))
@@ -193,12 +219,33 @@ def build(args: argparse.Namespace) -> dict:
         "gan_gate": gate,
         "built_ungated": bool(gate is not None and not gate["ok"]),
     }
-    (out / "preset_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json(stage / "preset_metrics.json", metrics)
     print(json.dumps({k: v for k, v in metrics.items() if k != "per_class_iou"}, indent=2))
     zero = [name for name, v in metrics["per_class_iou"].items() if not v > 0]
     if zero:
-        raise SystemExit(f"the interpreter scores 0 (or nothing) on {zero}: not shipped as is")
+        raise SystemExit(
+            f"the interpreter scores 0 (or nothing) on {zero}: not shipped as is ({out} "
+            "left unchanged)"
+        )
     return metrics
+
+
+def install(stage: Path, out: Path) -> list[str]:
+    """Move the staged build into ``out`` and return what was moved: each file by
+    ``os.replace`` (atomic), the annotations folder by rename (the old one goes into
+    ``stage``, removed with it)."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in STAGED:
+        src, dst = stage / name, out / name
+        if not src.exists():
+            continue  # the generator, when --generator is --out's own
+        if src.is_dir() and dst.exists():
+            os.replace(dst, stage / f"{name}.old")
+        os.replace(src, dst)
+        written.append(name)
+    fsync_dir(out)
+    return written
 
 
 def class_presence(masks: torch.Tensor, min_pixels: int = MIN_CLASS_PIXELS) -> torch.Tensor:

@@ -15,7 +15,10 @@ It runs ``interpreter_variants.py`` (same arguments) with the library's map expa
 replaced by the chosen shape while each variant is fitted and scored; the shipped
 interpreter is loaded before, unchanged. Every variant must set ``patch=R`` (and not
 ``selftrain``, which labels with the shipped interpreter); use a separate
-``--out`` per shape (results are cached per variant name)::
+``--out`` per shape (results are cached per variant name; ``variants.json`` records the
+shape, and results of another shape in ``--out`` are measured again, not reused).
+``--save-interpreters`` is refused with ``coarse`` and ``dilated``: an interpreter file
+cannot record the shape, so the library would read it with the ``finest`` shape::
 
     python examples/toy/context_shapes.py --shape coarse --out runs/ctx_coarse \\
         --threads 1 --variants rgb=1+patch=1
@@ -111,6 +114,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if not spec.get("patch") or "selftrain" in spec:
             # ``shipped`` and ``selftrain`` label with the shipped interpreter's own shape
             own.error(f"variant {name!r} must set patch=R (no selftrain)")
+    if args.save_interpreters and known.shape != "finest":
+        own.error(
+            f"--save-interpreters with --shape {known.shape}: an interpreter file cannot "
+            "record the shape (the library would read it as finest); drop one of the two"
+        )
     args.shape, args.variants_argv = known.shape, rest
     return args
 
@@ -129,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             return fit_and_score(name, args, world)
 
     variants.run_variant = run_shaped
-    return variants.main(args.variants_argv)
+    # the library's own shape shares interpreter_variants.py's results; others are tagged
+    return variants.main(args.variants_argv, context_shape=None if shape == "finest" else shape)
 
 
 if __name__ == "__main__":

@@ -20,8 +20,11 @@ and trains ``diagnose.py``'s student on them for N steps, scored on the real tes
 the S arm with this head as the labeler (no uncertainty filter; the filter measured
 neutral for S).
 
-Writes ``conv_head.json`` to ``--out``; a rerun with the same settings reuses the cached
-scores and the trained heads (``heads.safetensors``) and trains only what is missing.
+Writes ``conv_head.json`` to ``--out``; a rerun with the same settings (the heads' and
+``--eval``) reuses the cached scores and the trained heads (``heads.safetensors``) and
+trains only what is missing. A student's key names its checkpoint, ``--count``, steps and
+batch, its test renders' world (``_wide``) and ``--test-count`` (``_test500``, when not
+1000), so a student scored otherwise is trained again.
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ from dgan_data.fileio import save_safetensors, write_json
 from dgan_data.labeler import images_for_labels
 from dgan_data.presets import get_preset
 from dgan_data.seeds import sample_seed
-from dgan_data.toy import NUM_CLASSES, SPLITS, VARIATIONS
+from dgan_data.toy import NUM_CLASSES, SPLITS, VARIATIONS, world_tag
 from dgan_data.toy.annotator import annotate, load_annotator
 from dgan_data.toy.preset import TOY_PRESET_WORLDS, toy_world_of
 
@@ -72,6 +75,8 @@ IGNORE = 255
 EVAL_STREAM = 1
 #: Head m of ``--models`` is seeded with ``--seed * HEAD_SEED_STRIDE + m``.
 HEAD_SEED_STRIDE = 1000
+#: The student's test renders by default (other counts go into its key).
+DEFAULT_TEST_COUNT = 1000
 
 
 def conv_head(in_channels: int, hidden: tuple[int, int], kernel: int, classes: int) -> nn.Module:
@@ -205,7 +210,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--count", type=positive_int, default=2000, help="samples the student trains on"
     )
     ap.add_argument("--batch-size", type=positive_int, default=16, help="student batch")
-    ap.add_argument("--test-count", type=int_range(1, len(SPLITS["test"])), default=1000)
+    ap.add_argument(
+        "--test-count", type=int_range(1, len(SPLITS["test"])), default=DEFAULT_TEST_COUNT
+    )
     ap.add_argument("--seed", type=seed_int, default=0)
     ap.add_argument("--threads", type=non_negative_int, default=0)
     ap.add_argument("--no-progress", action="store_true")
@@ -224,8 +231,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def settings_key(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings the heads and their scores depend on (cached results of other
+    settings are dropped)."""
     keys = ("preset", "assets", "models", "hidden", "kernel", "batch", "lr", "flip", "seed")
+    keys += ("eval",)
     return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k in keys}
+
+
+def student_key(args: argparse.Namespace, world: str) -> str:
+    """Result key of the student on the heads' labels: what it trained on and how it was
+    scored (the test renders' world, and ``--test-count`` when not the default)."""
+    key = f"student_{max(args.checkpoints)}_{args.count}_{args.student_steps}x{args.batch_size}"
+    key += world_tag(world)
+    if args.test_count != DEFAULT_TEST_COUNT:
+        key += f"_test{args.test_count}"
+    return key
 
 
 def save_heads(path: Path, heads: list[nn.Module]) -> None:
@@ -295,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.student_steps:
         heads = load_heads(weights, x.shape[1], args)
-        key = f"student_{max(args.checkpoints)}_{args.count}_{args.student_steps}x{args.batch_size}"
+        key = student_key(args, world)
         if key not in results:
             seeds = [sample_seed(args.seed, 7, i) for i in range(args.count)]
             feats, images, _, reference = generated(labeler, seeds, annotator)

@@ -38,7 +38,11 @@ annotator of that world (``--generator``, ``--interpreter``, ``--annotator``).
 Writes ``diagnose.json`` and prints a table. Everything is seeded; data sets and student
 results are cached in ``--out`` under keys that carry a digest of the files they depend
 on (annotator; generator + interpreter), so a rerun only trains the arms that are
-missing, and a rebuilt annotator or preset never reuses stale data.
+missing, and a rebuilt annotator or preset never reuses stale data. The keys also carry
+the settings the results depend on: G and S data ``--seed`` (``_seed1``), students
+``--steps`` and ``--batch-size`` (``_steps2000x16``), ``--lr``, ``--seed`` and
+``--test-count`` (``_lr0.001``, ``_seed1``, ``_test500``; each only when not the
+default, so the default keys stay as before).
 """
 
 from __future__ import annotations
@@ -104,6 +108,9 @@ R_COUNT = len(SPLITS["train"]) - R_START
 FEWSHOT_START = 9000
 #: Few-shot draws the pool holds (draw d: pool seeds FEWSHOT_START + 16 d, 16 of them).
 FEWSHOT_DRAWS = (len(SPLITS["pool"]) - FEWSHOT_START) // 16
+#: Student defaults; other values go into the student keys (see ``student_suffix``).
+DEFAULT_LR = 3e-3
+DEFAULT_TEST_COUNT = 1000
 TARGETS = {
     "gan_usefulness": (">=", 0.90),
     "interpreter_usefulness": (">=", 0.95),
@@ -150,8 +157,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument("--steps", type=positive_int, default=2000, help="student steps per arm")
     ap.add_argument("--batch-size", type=positive_int, default=16)
-    ap.add_argument("--lr", type=positive_float, default=3e-3)
-    ap.add_argument("--test-count", type=int_range(1, len(SPLITS["test"])), default=1000)
+    ap.add_argument("--lr", type=positive_float, default=DEFAULT_LR)
+    ap.add_argument(
+        "--test-count", type=int_range(1, len(SPLITS["test"])), default=DEFAULT_TEST_COUNT
+    )
     ap.add_argument(
         "--eval-count",
         type=positive_int,
@@ -544,10 +553,11 @@ def main(argv: list[str] | None = None) -> int:
         return {"images": gen["images"], "labels": annotate_all(annotator, gen["images"])}
 
     tag = world_tag(args.world)
+    seeded = seed_tag(args.seed)  # G and S depend on --seed (seed 0 keeps its earlier key)
     key_of = {
         "R": f"R_{args.count}{tag}_{ann_tag}",
-        "G": f"G_{args.count}_psi{psi:g}_{gan_tag}",
-        "S": f"S_{args.count}_psi{psi:g}{stream_tag(args)}_{preset_tag}",
+        "G": f"G_{args.count}_psi{psi:g}{seeded}_{gan_tag}",
+        "S": f"S_{args.count}_psi{psi:g}{stream_tag(args)}{seeded}_{preset_tag}",
         "F": "F_16",
         "A": f"A_{args.full_count}",
     }
@@ -571,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
     results_path = out / "diagnose.json"
     results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.is_file() else {}
     results.setdefault("students", {})
-    suffix = f"{tag}_steps{args.steps}x{args.batch_size}"
+    suffix = student_suffix(args)
     for arm in args.arms.split(","):
         if arm == "F":
             for draw in range(args.fewshot_from, args.fewshot_draws):
@@ -644,6 +654,9 @@ def main(argv: list[str] | None = None) -> int:
             "ignore_uncertain_pixels": args.ignore_uncertain_pixels,
             "steps": args.steps,
             "batch_size": args.batch_size,
+            "lr": args.lr,
+            "seed": args.seed,
+            "test_count": args.test_count,
             "fewshot_draws": {
                 "miou": fewshot,
                 "mean": miou("F"),
@@ -696,9 +709,8 @@ def chain_study(
             "uncertainty": None,
         }
     # the evaluation samples depend on --seed (seed 0 keeps its earlier key)
-    seed_tag = f"_seed{args.seed}" if args.seed else ""
     gen = cached(
-        cache / f"eval_{args.eval_count}_psi{psi:g}{seed_tag}_{preset_tag}.pt",
+        cache / f"eval_{args.eval_count}_psi{psi:g}{seed_tag(args.seed)}_{preset_tag}.pt",
         lambda: gan_samples(labeler, args.eval_count, args.seed + 1),
     )
     reference = annotate_all(annotator, gen["images"])
@@ -735,6 +747,24 @@ def stream_tag(args: argparse.Namespace) -> str:
     if args.ignore_uncertain_pixels:
         tag += "_ign" + "".join(f"{k}{v:g}" for k, v in args.ignore_uncertain_pixels.items())
     return tag + ("_soft" if options.get("soft_labels") else "")
+
+
+def seed_tag(seed: int) -> str:
+    """Part of a key naming ``--seed`` ("" for seed 0, whose keys predate the tag)."""
+    return f"_seed{seed}" if seed else ""
+
+
+def student_suffix(args: argparse.Namespace) -> str:
+    """End of every student key: the world, steps and batch size, then ``--lr``,
+    ``--seed`` and ``--test-count`` where they are not the defaults (a student trained
+    or scored otherwise is another result, never a cached one)."""
+    suffix = f"{world_tag(args.world)}_steps{args.steps}x{args.batch_size}"
+    if args.lr != DEFAULT_LR:
+        suffix += f"_lr{args.lr:g}"
+    suffix += seed_tag(args.seed)
+    if args.test_count != DEFAULT_TEST_COUNT:
+        suffix += f"_test{args.test_count}"
+    return suffix
 
 
 def fewshot_key(draw: int) -> str:

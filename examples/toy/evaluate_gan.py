@@ -16,7 +16,6 @@ renders (left) beside generated samples (right).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -29,14 +28,16 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import torch
 
 from dgan_data import load_generator
-from dgan_data.cli import OneLineParser
+from dgan_data.cli import USER_ERRORS, OneLineParser, one_line
 from dgan_data.cli.common import (
     device_name,
     int_range,
+    output_file,
     positive_int,
     seed_int,
     unit_float,
 )
+from dgan_data.fileio import write_json
 from dgan_data.seeds import MAX_SEED
 from dgan_data.toy import VARIATIONS
 from dgan_data.toy.annotator import load_annotator
@@ -51,6 +52,16 @@ from dgan_data.toy.quality import (
 log = logging.getLogger("evaluate_gan")
 #: ``--num`` at most: two disjoint real sets of it come from REAL_EVAL_SEEDS.
 MAX_NUM = len(REAL_EVAL_SEEDS) // 2
+
+
+def writable_file(text: str) -> Path:
+    """argparse type of an output file: not a folder, not under a file, and its nearest
+    existing folder writable (refused when parsed, not after the evaluation)."""
+    path = output_file(text)
+    folder = next((p for p in path.absolute().parents if p.exists()), None)
+    if folder is not None and not os.access(folder, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{text!r}: {folder} is not writable")
+    return path
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -69,8 +80,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--num-subsets", type=positive_int, default=10)
     ap.add_argument("--subset-size", type=int_range(2), default=1000)
     ap.add_argument("--batch-size", type=positive_int, default=64)
-    ap.add_argument("--json", type=Path, default=None, help="write the result here")
-    ap.add_argument("--grid", type=Path, default=None, help="write a real|generated PNG here")
+    ap.add_argument("--json", type=writable_file, default=None, help="write the result here")
+    ap.add_argument(
+        "--grid", type=writable_file, default=None, help="write a real|generated PNG here"
+    )
     ap.add_argument(
         "--grid-count",
         type=int_range(1, len(REAL_EVAL_SEEDS)),
@@ -124,10 +137,20 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Evaluate and return the result; a missing or unreadable generator or annotator
+    (or its ``.json``) exits 2 with one line."""
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return run(args)
+    except USER_ERRORS as err:
+        print(f"{Path(__file__).name}: error: {one_line(err)}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     G = load_generator(args.generator, device=device)
     annotator = load_annotator(args.annotator, device=device)
@@ -148,8 +171,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result["annotator"] = str(args.annotator) if args.annotator else "shipped"
     print(format_table(result))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
+        write_json(args.json, result)  # atomic: a failed write keeps the earlier file
         log.info("wrote %s", args.json)
     if args.grid:
         n = args.grid_count

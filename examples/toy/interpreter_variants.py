@@ -523,7 +523,10 @@ def chain_files(preset: str, assets: Path | None) -> tuple[Path, str | Path, Pat
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, context_shape: str | None = None) -> int:
+    """Fit and score the variants. ``context_shape``: the neighbourhood shape another
+    script (``context_shapes.py``) fits with, recorded with the results so that results
+    of one shape are never reused for another (None: the library's own)."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.threads:
@@ -542,7 +545,10 @@ def main(argv: list[str] | None = None) -> int:
     setting = {"preset": preset.name, "eval": args.eval, "steps": args.steps}
     setting["assets"] = None if args.assets is None else str(args.assets)
     setting |= {"num_models": args.num_models, "pool": args.pool}
-    same = all(saved.get(k) == v for k, v in setting.items())
+    if context_shape is not None:
+        setting["context_shape"] = context_shape
+    # a file of the library's shape has no context_shape: compared as None both ways
+    same = all(saved.get(k) == setting.get(k) for k in {*setting, "context_shape"})
     results = saved.get("results", {}) if same else {}
     for name in args.variants:
         if name in results and not (args.save_interpreters and _unsaved(args.out, name)):

@@ -18,8 +18,8 @@ scored on the real test renders. Class coverage of each annotation set is record
 ``--context R`` fit every interpreter of parts suggest and novelty with that pixel
 context (the kind ``toyface-14`` ships: ``--with-image --context 1``; results under
 keys ending in ``_image_ctx1``); the default is DatasetGAN's one-pixel interpreter.
-Interpreters are cached in ``--out``/interpreters, so a rerun with other student
-settings refits nothing.
+Interpreters are cached in ``--out``/interpreters, so a rerun with other stream settings
+(``--stream-balance``, whose results have their own key) refits nothing.
 ``--arms random`` or ``--arms suggested`` measures one arm; two such processes with the
 same ``--out`` can run side by side (one core each): every save joins the other's arms
 of a repetition into ``results.json``, and a rerun measures only the arms still missing.
@@ -40,7 +40,13 @@ holds one preset's results (another preset's folder is refused). ``--no-students
 measures the interpreters alone (minutes instead of hours; the students' entries stay
 null and a later run without the flag trains them, refitting nothing).
 
-Writes ``results.json`` (every run) and prints mean +- std tables.
+Writes ``results.json`` (every run) and prints mean +- std tables. ``results.json``
+records, per result key, the settings its numbers depend on (``settings``; part suggest:
+``--pool``, ``--eval``, ``--fit-steps`` and the students' ``--stream-count``, ``--steps``,
+``--batch-size`` and ``--test-count``; novelty: ``--study-pool`` and ``--fit-steps``;
+balance: the students' settings). A rerun that would add results of other settings to
+them is refused (exit 2, naming the settings): give another ``--out``. A folder written
+before the record holds the default settings' results.
 """
 
 from __future__ import annotations
@@ -103,7 +109,23 @@ SUGGESTED = 8
 RARE = ("eyebrow", "iris", "pupil", "nostril", "teeth")
 
 
+#: The settings each part's results depend on (recorded per result key, and checked
+#: before a rerun adds to them).
+PART_SETTINGS = {
+    "suggest": ("pool", "eval", "fit_steps", "stream_count", "steps", "batch_size", "test_count"),
+    "novelty": ("study_pool", "fit_steps"),
+    "balance": ("stream_count", "steps", "batch_size", "test_count"),
+}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    check_args(ap, args)
+    return args
+
+
+def build_parser() -> argparse.ArgumentParser:
     ap = OneLineParser(
         prog=Path(__file__).name,
         description=__doc__,
@@ -171,7 +193,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="part suggest measures the interpreters only (students stay null)",
     )
     ap.add_argument("--threads", type=positive_int, default=None)
-    args = ap.parse_args(argv)
+    return ap
+
+
+def check_args(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse (exit 2, one line) settings that cannot be measured; ``args.arms`` becomes
+    a list."""
     parts = args.parts.split(",")
     unknown = sorted(set(parts) - set(PARTS))
     if unknown:
@@ -204,7 +231,48 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ap.error(f"--pool must hold the {SUGGESTED} candidates suggest picks, got {args.pool}")
     if args.rep is not None and not 0 <= args.rep < args.reps:
         ap.error(f"--rep must be in 0..{args.reps - 1} (--reps {args.reps}), got {args.rep}")
-    return args
+
+
+def result_parts(args: argparse.Namespace) -> dict[str, str]:
+    """The result keys this run adds to, each with its part."""
+    parts = args.parts.split(",")
+    keys = {}
+    if "suggest" in parts:
+        keys[suggest_key(args)] = "suggest"
+    if "novelty" in parts:
+        keys["novelty" + interpreter_kind(args)] = "novelty"
+    if "balance" in parts:
+        keys["balance"] = "balance"
+    return keys
+
+
+def settings_conflict(results: dict[str, Any], args: argparse.Namespace) -> str | None:
+    """Why this run may not add to ``results`` (a result key measured with other
+    settings), or None. Keys with results but no record hold the default settings'."""
+    recorded = results.get("settings", {})
+    defaults = build_parser()
+    for key, part in result_parts(args).items():
+        names = PART_SETTINGS[part]
+        if key in recorded:
+            before = recorded[key]
+        elif results.get(key):
+            before = {n: defaults.get_default(n) for n in names}
+        else:
+            continue
+        differ = [n for n in names if before.get(n) != getattr(args, n)]
+        if differ:
+            flags = [f"--{n.replace('_', '-')}" for n in differ]
+            then = ", ".join(f"{f} {before.get(n)}" for f, n in zip(flags, differ))
+            now = ", ".join(f"{f} {getattr(args, n)}" for f, n in zip(flags, differ))
+            return f"its {key} results were measured with {then} (this run: {now})"
+    return None
+
+
+def record_settings(results: dict[str, Any], args: argparse.Namespace) -> None:
+    """Note in ``results`` the settings of the result keys this run adds to."""
+    recorded = results.setdefault("settings", {})
+    for key, part in result_parts(args).items():
+        recorded[key] = {n: getattr(args, n) for n in PART_SETTINGS[part]}
 
 
 def annotations_for(G, annotator, seeds: list[int], psi: float) -> Annotations:
@@ -560,6 +628,15 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    conflict = settings_conflict(results, args)
+    if conflict:
+        print(
+            f"error: {path}: {conflict}; give another --out (a copy of its interpreters/ "
+            "folder there saves the refits)",
+            file=sys.stderr,
+        )
+        return 2
+    record_settings(results, args)
     world = toy_world_of(preset.name)
     results |= {"preset": preset.name, "world": world}
     G = load_generator(preset.name)

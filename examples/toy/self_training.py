@@ -21,7 +21,9 @@ It also reports where the two label sources agree on the stream's images and who
 right where they do not (``student0_vs_interpreter``).
 
 Writes ``self_training.json`` and student 0's weights (safetensors) to ``--out``; a rerun
-reuses both and trains only what is missing.
+with the same ``--data`` (by content: a digest of the file), ``--world``, ``--steps``,
+``--batch-size``, ``--lr``, ``--test-count`` and ``--seed`` reuses both and trains only
+what is missing; a rerun with any of them changed trains both students afresh.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from typing import Any
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import torch
-from diagnose import annotate_all, train_student
+from diagnose import annotate_all, file_digest, train_student
 from safetensors.torch import load_file
 
 from dgan_data.augment import BatchAugment
@@ -149,6 +151,25 @@ def train_one(
     return train_student(name, batches, args, test)
 
 
+#: Settings the students depend on: a rerun reuses them only when these (and the
+#: ``--data`` file's digest) are the same.
+STUDENT_SETTINGS = ("world", "steps", "batch_size", "lr", "test_count", "seed")
+
+
+def run_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """Every option (paths as text, without ``--no-progress``) and the data's digest."""
+    settings = {
+        k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "no_progress"
+    }
+    return settings | {"data_digest": file_digest(args.data)}
+
+
+def same_students(saved: dict[str, Any], settings: dict[str, Any]) -> bool:
+    """Whether students trained under ``saved`` settings are this run's."""
+    keys = (*STUDENT_SETTINGS, "data_digest")
+    return all(k in saved and saved[k] == settings[k] for k in keys)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -157,9 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     results_path = args.out / "self_training.json"
     results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.is_file() else {}
-    results["settings"] = {
-        k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "no_progress"
-    }
+    settings = run_settings(args)
+    if results and not same_students(results.get("settings", {}), settings):
+        log.info("%s holds students of other settings or data: training afresh", results_path)
+        results = {}
+    results["settings"] = settings
     data = load_samples(args.data, need_labels=True)
     fresh = load_samples(args.eval, need_labels=False)
     test = render_labeled("test", args.test_count, variation=args.world)

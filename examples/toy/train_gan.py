@@ -9,6 +9,14 @@ EMA generator as ``generator.safetensors``.
     python examples/toy/train_gan.py --out runs/toygan --steps 12000
     python examples/toy/train_gan.py --out runs/toygan --steps 14000   # resumes
 
+The checkpoint records ``--size``, ``--lr`` and ``--r1-every`` (with ``--batch`` and
+``--seed``); resuming with another ``--size``, ``--lr`` or ``--r1-every`` is refused
+(exit 2, one line naming the setting and the checkpoint's value), since the saved
+networks and optimizer state hold them. Checkpoints written before that record (the
+committed ``examples/toy/checkpoint/*.pt``) are checked through their tensors: the size
+from the generator's layers, the learning rate and R1 interval from the optimizers.
+Another ``--batch``, ``--seed`` or ``--world`` on resume is allowed (and logged).
+
 Runs on CUDA when available (``--device``).
 """
 
@@ -28,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from dgan_data.cli import OneLineParser
+from dgan_data.cli import OneLineParser, one_line
 from dgan_data.cli.common import (
     device_name,
     int_range,
@@ -38,7 +46,7 @@ from dgan_data.cli.common import (
     positive_int,
     seed_int,
 )
-from dgan_data.fileio import atomic_torch_save
+from dgan_data.fileio import atomic_torch_save, write_json
 from dgan_data.generators.stylegan2 import EqualLinear, StyleGAN2Generator
 from dgan_data.toy import SPLITS, VARIATIONS, render_faces, world_tag
 
@@ -192,6 +200,55 @@ def restore_rng(ck: dict, gen: torch.Generator, device: torch.device) -> None:
         torch.cuda.set_rng_state(ck["cuda_rng"].cpu(), device)
 
 
+#: Settings a resumed run must share with its checkpoint: the networks' shapes and the
+#: optimizers' param groups (lr and betas, which load_state_dict would bring back).
+MUST_MATCH = ("size", "lr", "r1_every")
+
+
+def run_settings(args: argparse.Namespace) -> dict:
+    """What the checkpoint records of the run (``MUST_MATCH``, and batch and seed)."""
+    return {"size": args.size, "lr": args.lr, "r1_every": args.r1_every,
+            "batch": args.batch, "seed": args.seed}  # fmt: skip
+
+
+def checkpoint_settings(ck: dict) -> dict:
+    """A checkpoint's run settings: its record, or for a checkpoint without one what
+    its tensors tell (size from the generator's layers, lr and the R1 interval from the
+    optimizers' param groups: opt_d's lr is lr * r1 / (r1 + 1))."""
+    if "settings" in ck:
+        return dict(json.loads(ck["settings"]))
+    found: dict = {}
+    rgbs = [k for k in ck.get("G", {}) if k.startswith("to_rgbs.") and k.endswith(".conv.weight")]
+    if rgbs:
+        found["size"] = 4 * 2 ** len(rgbs)
+    try:
+        lr_g = float(ck["opt_g"]["param_groups"][0]["lr"])
+        lr_d = float(ck["opt_d"]["param_groups"][0]["lr"])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return found
+    found["lr"] = lr_g
+    if 0 < lr_d < lr_g:
+        found["r1_every"] = round(lr_d / (lr_g - lr_d))
+    return found
+
+
+def settings_mismatch(saved: dict, args: argparse.Namespace) -> str | None:
+    """Why ``args`` cannot resume a checkpoint with ``saved`` settings, or None."""
+    wanted = run_settings(args)
+    for name in MUST_MATCH:
+        if name not in saved:
+            continue
+        have, want = saved[name], wanted[name]
+        same = math.isclose(have, want, rel_tol=1e-6) if name == "lr" else have == want
+        if not same:
+            flag = "--" + name.replace("_", "-")
+            return (
+                f"{flag} {want:g}: the checkpoint was trained with {flag} {have:g}; resume "
+                f"with {flag} {have:g}, or train into another --out"
+            )
+    return None
+
+
 def train(args: argparse.Namespace) -> dict:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(args.seed)
@@ -219,6 +276,11 @@ def train(args: argparse.Namespace) -> dict:
         step, history = int(ck["step"]), list(json.loads(ck["history"]))
         worlds = list(json.loads(ck["worlds"])) if "worlds" in ck else []
         print(f"resumed from {ckpt_path} at step {step}{worlds_text(worlds)}")
+        saved = checkpoint_settings(ck)
+        for name in ("batch", "seed"):
+            now = getattr(args, name)
+            if name in saved and saved[name] != now:
+                log.info("--%s %s on resume (the checkpoint's: %s)", name, now, saved[name])
 
     if args.export_only:
         if step == 0:
@@ -295,6 +357,7 @@ def train(args: argparse.Namespace) -> dict:
                     "step": step,
                     "history": json.dumps(history),
                     "worlds": json.dumps(worlds),
+                    "settings": json.dumps(run_settings(args)),
                 },
                 ckpt_path,
             )
@@ -325,7 +388,7 @@ def export(
         "parameters_D": sum(p.numel() for p in D.parameters()),
         "worlds": worlds,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_json(out / "summary.json", summary)
     print(json.dumps(summary, indent=2))
     return summary
 
@@ -379,6 +442,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ckpt_path = Path(args.out) / "checkpoint.pt"
     if args.export_only and not ckpt_path.is_file():
         p.error(f"--export-only: {ckpt_path}: no checkpoint to export yet")
+    if ckpt_path.is_file():  # before the bank is rendered and the models are built
+        try:
+            saved = checkpoint_settings(load_checkpoint(ckpt_path))
+        except Exception as err:  # damaged, truncated, not a torch file
+            p.error(f"{ckpt_path}: not a checkpoint of this script ({one_line(err)})")
+        problem = settings_mismatch(saved, args)
+        if problem:
+            p.error(f"{problem} ({ckpt_path})")
     return args
 
 
