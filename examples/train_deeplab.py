@@ -55,10 +55,10 @@ from dgan_data.cli.common import (
     fraction,
     non_negative_float,
     non_negative_int,
-    output_file,
     positive_float,
     positive_int,
     seed_int,
+    writable_output_file,
 )
 from dgan_data.downstream.realdata import LabeledFolder
 from dgan_data.downstream.train import (
@@ -79,16 +79,6 @@ from dgan_data.stream import DatasetGANStream
 from dgan_data.stream.workers import TORCHDATA, stateful_loader
 
 PROTOCOLS = ("auto", "five-fold", "holdout", "last")
-
-
-def writable_file(text: str) -> Path:
-    """argparse type of ``--json``: not a folder, not under a file, and its nearest
-    existing folder writable (refused when parsed, not after the training)."""
-    path = output_file(text)
-    folder = next((p for p in path.absolute().parents if p.exists()), None)
-    if folder is not None and not os.access(folder, os.W_OK | os.X_OK):
-        raise argparse.ArgumentTypeError(f"{text!r}: {folder} is not writable")
-    return path
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -171,7 +161,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     tr.add_argument("--no-progress", action="store_true")
     out = p.add_argument_group("output")
-    out.add_argument("--json", type=writable_file, default=None, help="write results here (rank 0)")
+    out.add_argument(
+        "--json", type=writable_output_file, default=None, help="write results here (rank 0)"
+    )
     out.add_argument(
         "--rank-json",
         action="store_true",

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from test_interpreter_review import CountingSource
 
 from dgan_data import Interpreter
 from dgan_data.metrics import (
@@ -33,18 +34,6 @@ def features(n: int = 2, scale: float = 1.0) -> list[list[torch.Tensor]]:
 
 def masks(n: int = 2, num_classes: int = 3) -> torch.Tensor:
     return torch.randint(0, num_classes, (n, 8, 8), generator=torch.Generator().manual_seed(1))
-
-
-class CountingSource:
-    """A feature source that counts the images asked for (0: refused before any work)."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-        self.feats = features()
-
-    def __call__(self, i: int) -> list[torch.Tensor]:
-        self.calls += 1
-        return self.feats[i]
 
 
 def per_image(n: int = 10, k: int = 2, seed: int = 0) -> np.ndarray:

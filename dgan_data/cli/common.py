@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -40,6 +41,7 @@ __all__ = [
     "positive_int",
     "seed_int",
     "unit_float",
+    "writable_output_file",
 ]
 
 
@@ -161,6 +163,16 @@ def output_file(text: str) -> Path:
     """argparse type of a file to write: not a folder, not under a file (refused when
     parsed, not when the result is saved after the work)."""
     return _output_path(text, folder=False)
+
+
+def writable_output_file(text: str) -> Path:
+    """argparse type of a results file (``--json``): :func:`output_file`, and its nearest
+    existing folder writable (refused when parsed, not after the run)."""
+    path = output_file(text)
+    folder = next((p for p in path.absolute().parents if p.exists()), None)
+    if folder is not None and not os.access(folder, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{text!r}: {folder} is not writable")
+    return path
 
 
 def interpreter_output(text: str) -> Path:

@@ -32,10 +32,10 @@ from dgan_data.cli import USER_ERRORS, OneLineParser, one_line
 from dgan_data.cli.common import (
     device_name,
     int_range,
-    output_file,
     positive_int,
     seed_int,
     unit_float,
+    writable_output_file,
 )
 from dgan_data.fileio import write_json
 from dgan_data.seeds import MAX_SEED
@@ -54,16 +54,6 @@ log = logging.getLogger("evaluate_gan")
 MAX_NUM = len(REAL_EVAL_SEEDS) // 2
 
 
-def writable_file(text: str) -> Path:
-    """argparse type of an output file: not a folder, not under a file, and its nearest
-    existing folder writable (refused when parsed, not after the evaluation)."""
-    path = output_file(text)
-    folder = next((p for p in path.absolute().parents if p.exists()), None)
-    if folder is not None and not os.access(folder, os.W_OK | os.X_OK):
-        raise argparse.ArgumentTypeError(f"{text!r}: {folder} is not writable")
-    return path
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = OneLineParser(
         prog=Path(__file__).name,
@@ -80,9 +70,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--num-subsets", type=positive_int, default=10)
     ap.add_argument("--subset-size", type=int_range(2), default=1000)
     ap.add_argument("--batch-size", type=positive_int, default=64)
-    ap.add_argument("--json", type=writable_file, default=None, help="write the result here")
+    ap.add_argument("--json", type=writable_output_file, default=None, help="write the result here")
     ap.add_argument(
-        "--grid", type=writable_file, default=None, help="write a real|generated PNG here"
+        "--grid", type=writable_output_file, default=None, help="write a real|generated PNG here"
     )
     ap.add_argument(
         "--grid-count",
