@@ -113,3 +113,68 @@ def test_deeply_nested_classes_json_is_a_folder_error(tmp_path):
     (tmp_path / "classes.json").write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(LabeledFolderError, match=r"classes\.json"):
         LabeledFolder(tmp_path)
+
+
+# ------------------------------------------------------------ resumable demo runs
+@pytest.fixture
+def tiny_preset(tmp_path, monkeypatch):
+    """test_demo's ``demotest-14`` (random generator and interpreter), for this test."""
+    from test_demo import NAME, toy_like_preset
+    from test_train import make_tiny_models
+
+    from dgan_data.presets import preset as preset_registry
+
+    make_tiny_models(tmp_path / "home" / NAME, size=64, num_models=2)
+    monkeypatch.setenv("DGAN_DATA_HOME", str(tmp_path / "home"))
+    monkeypatch.setitem(preset_registry._REGISTRY, NAME, toy_like_preset())
+    return NAME
+
+
+def _demo(out, preset, *extra):
+    from dgan_data.cli import main
+
+    argv = ["demo", "--quick", "--preset", preset, "--out", str(out), "--threads", "1"]
+    return main([*argv, "--device", "cpu", "--no-progress", *extra])
+
+
+def _mious(out):
+    import json
+
+    results = json.loads((out / "results.json").read_text())
+    return {k: (a["miou"], a["per_class_iou"]) for k, a in results["arms"].items()}
+
+
+def test_a_rerun_reuses_every_finished_arm_and_gives_the_same_results(
+    tiny_preset, tmp_path, capsys
+):
+    out = tmp_path / "demo"
+    assert _demo(out, tiny_preset) == 0
+    first = _mious(out)
+    saved = sorted(p.name for p in (out / "runs").iterdir())
+    assert len(saved) == 4 and any("_bp_draw0" in n for n in saved)  # (b') -> bp
+    capsys.readouterr()
+    assert _demo(out, tiny_preset) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("reused from") == 4
+    assert _mious(out) == first
+    assert (out / "figure.png").is_file()
+
+
+def test_other_settings_never_reuse_and_a_damaged_run_is_trained_again(
+    tiny_preset, tmp_path, capsys
+):
+    out = tmp_path / "demo"
+    assert _demo(out, tiny_preset) == 0
+    first = _mious(out)
+    default_runs = set((out / "runs").iterdir())
+    capsys.readouterr()
+    assert _demo(out, tiny_preset, "--steps", "4") == 0
+    assert "reused from" not in capsys.readouterr().out
+    assert len(list((out / "runs").iterdir())) == 8  # both settings' runs kept
+
+    damaged = next(p for p in default_runs if "_c_draw0" in p.name)
+    damaged.write_bytes(b"not a checkpoint")
+    assert _demo(out, tiny_preset) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("reused from") == 3  # the damaged (c) is trained again
+    assert _mious(out) == first

@@ -33,6 +33,7 @@ idle 2-core CPU; ``--full`` is the converged schedule meant for a GPU (see
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -46,9 +47,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from .._version import __version__
 from ..augment import BatchAugment
 from ..conventions import check_truncation_psi
-from ..fileio import write_json
+from ..fileio import atomic_torch_save, file_sha256, write_json
 from ..interpreter import Interpreter
 from ..metrics import five_fold_protocol
 from ..presets import get_preset, resolve_preset_file
@@ -348,9 +350,15 @@ def run_demo(config: DemoConfig, report: Callable[[str], None] = log.info) -> di
         f"{device}, {threads} thread(s)" + (f", {workers} stream worker(s)" if workers else "")
     )
     rows = np.unique(np.linspace(0, cfg.test_count - 1, cfg.figure_rows).round().astype(int))
+    files = {
+        "generator": file_sha256(resolve_preset_file(preset.name, "generator")),
+        "annotator": file_sha256(toy_annotator_path(world)),
+    }
+    finished = FinishedRuns(out, _run_digest(cfg, device, workers, world, interp_info, files))
     runs: dict[str, list[dict[str, Any]]] = {a.key: [] for a in arms}
     predictions: dict[str, torch.Tensor] = {}
-    model_config: dict[str, Any] = {}
+    with torch.random.fork_rng(devices=[]):  # the config only (a rerun may train nothing)
+        model_config = dict(build_segmentation_model(NUM_CLASSES, cfg.arch, image_size=size).config)
     fewshot_draws = []
     for draw in range(cfg.draws):
         seed = cfg.seed + draw
@@ -361,9 +369,19 @@ def run_demo(config: DemoConfig, report: Callable[[str], None] = log.info) -> di
         few_annotated = annotate(annotator, few_images)
         fewshot_draws.append([int(s) for s in split_seeds("pool", start, _FEWSHOT)])
         for arm in arms:
+            done = finished.load(arm.key, draw)
+            if done is not None:
+                summary, prediction = done
+                runs[arm.key].append(summary)
+                if draw == 0 and prediction is not None:
+                    predictions[arm.key] = prediction
+                report(
+                    f"({arm.key}) {arm.label}, draw {draw}: mIoU {100 * summary['miou']:.1f}, "
+                    f"reused from {finished.path(arm.key, draw)}"
+                )
+                continue
             torch.manual_seed(seed)  # identical initial weights in every arm of a draw
             net = build_segmentation_model(NUM_CLASSES, cfg.arch, image_size=size).to(device)
-            model_config = dict(net.config)
             source = _source(
                 arm,
                 cfg,
@@ -406,19 +424,19 @@ def run_demo(config: DemoConfig, report: Callable[[str], None] = log.info) -> di
                 with torch.no_grad():
                     predictions[arm.key] = net(test_images[rows].to(device)).argmax(1).cpu()
             eval_seconds = time.perf_counter() - t_eval
-            runs[arm.key].append(
-                run_summary(
-                    metrics,
-                    cv,
-                    history,
-                    class_names,
-                    train_seconds,
-                    eval_seconds,
-                    main_threads,
-                    workers if arm.key.startswith("a") else 0,
-                    seed,
-                )
+            summary = run_summary(
+                metrics,
+                cv,
+                history,
+                class_names,
+                train_seconds,
+                eval_seconds,
+                main_threads,
+                workers if arm.key.startswith("a") else 0,
+                seed,
             )
+            runs[arm.key].append(summary)
+            finished.save(arm.key, draw, summary, predictions.get(arm.key) if draw == 0 else None)
             report(
                 f"({arm.key}) {arm.label}, draw {draw}: mIoU {100 * metrics['miou']:.1f} "
                 f"(5-fold {100 * cv.mean:.1f} +- {100 * cv.std:.1f}), train {train_seconds:.0f} s"
@@ -492,6 +510,88 @@ def run_demo(config: DemoConfig, report: Callable[[str], None] = log.info) -> di
     report("\n" + format_table(results))
     report(f"\nwrote {path} and {figure} in {results['total_seconds'] / 60:.1f} min")
     return results
+
+
+def _run_digest(
+    cfg: DemoConfig,
+    device: torch.device,
+    workers: int,
+    world: str,
+    interpreter: Any,
+    files: dict[str, str],
+) -> str:
+    """What a finished run's numbers depend on: every setting but the output folder,
+    progress bars and threads, and the device type, stream workers, world, the preset's
+    interpreter, the generator and annotator files (sha256) and the package version."""
+    settings = {k: v for k, v in config_dict(cfg).items() if k not in _NOT_IN_DIGEST}
+    record = {
+        "config": settings,
+        "device": device.type,
+        "stream_workers": workers,
+        "world": world,
+        "interpreter": json_ready(interpreter),
+        "files": files,
+        "version": __version__,
+    }
+    text = json.dumps(record, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+_NOT_IN_DIGEST = frozenset({"out", "progress", "threads"})
+
+
+class FinishedRuns:
+    """Each finished (arm, draw) of a demo, saved as ``<out>/runs/<digest>_<arm>_<draw>.pt``
+    (its summary and, for draw 0, its figure predictions) the moment it ends, so a rerun
+    of the same settings into the same ``--out`` trains only what is missing; a run of
+    other settings has another digest and never reuses them."""
+
+    def __init__(self, out: Path, digest: str) -> None:
+        self.folder = Path(out) / "runs"
+        self.digest = digest
+
+    def path(self, arm: str, draw: int) -> Path:
+        name = arm.replace("'", "p")  # (b') -> bp: no quotes in file names
+        return self.folder / f"{self.digest}_{name}_draw{draw}.pt"
+
+    def save(
+        self, arm: str, draw: int, summary: dict[str, Any], prediction: torch.Tensor | None
+    ) -> None:
+        record: dict[str, Any] = {"summary": json.dumps(_plain(summary))}
+        if prediction is not None:
+            record["prediction"] = prediction.cpu()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        atomic_torch_save(record, self.path(arm, draw))
+
+    def load(self, arm: str, draw: int) -> tuple[dict[str, Any], torch.Tensor | None] | None:
+        """The saved run, or None when there is none (a damaged file is logged and
+        trained again)."""
+        path = self.path(arm, draw)
+        if not path.is_file():
+            return None
+        try:
+            record = torch.load(path, map_location="cpu", weights_only=True)
+            summary = json.loads(record["summary"])
+            prediction = record.get("prediction")
+            if not isinstance(summary, dict) or "miou" not in summary:
+                raise ValueError("no run summary")
+            if prediction is not None and not isinstance(prediction, torch.Tensor):
+                raise ValueError("prediction is not a tensor")
+        except Exception as err:  # damaged or foreign: train the arm again
+            log.warning("%s: unusable finished run (%s); training it again", path, err)
+            return None
+        return summary, prediction
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars -> Python, recursively (NaN kept: JSON text round-trips it)."""
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _source(
