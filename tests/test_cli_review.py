@@ -178,3 +178,49 @@ def test_other_settings_never_reuse_and_a_damaged_run_is_trained_again(
     printed = capsys.readouterr().out
     assert printed.count("reused from") == 3  # the damaged (c) is trained again
     assert _mious(out) == first
+
+
+# ------------------------------------------- export --merge / --verify options
+def _recorded_export(tmp_path, **settings):
+    import json
+
+    out = tmp_path / "export"
+    out.mkdir()
+    record = {"num": 40, "drop_uncertain": 0.1, "seed": 0, "batch_size": 8, "num_shards": 2}
+    record.update(settings)
+    (out / "dataset.json").write_text(json.dumps({"settings": record}))
+    return out
+
+
+@pytest.mark.parametrize("mode", ["--merge", "--verify"])
+@pytest.mark.parametrize(
+    "given, words",
+    [
+        (["toyface-14"], ["PRESET"]),
+        (["--generator", "g.pkl"], ["--generator"]),
+        (["--shard", "1"], ["--shard"]),
+        (["--drop-uncertain", "0.3"], ["--drop-uncertain 0.3", "recorded: 0.1"]),
+        (["--num", "999"], ["--num 999", "recorded: 40"]),
+        (["--seed", "7"], ["--seed 7", "recorded: 0"]),
+    ],
+)
+def test_merge_and_verify_refuse_options_they_would_ignore(capsys, tmp_path, mode, given, words):
+    out = _recorded_export(tmp_path)
+    code, _, err = run(capsys, "export", *given, mode, "--out", str(out))
+    assert code == 2
+    one_line_error(err, *words)
+
+
+def test_merge_accepts_the_recorded_settings_and_reads_unset_ones_from_the_record(tmp_path):
+    import argparse
+
+    from dgan_data.cli.data import check_recorded_options
+
+    out = _recorded_export(tmp_path, drop_uncertain=0.2, seed=5)
+    unset = dict.fromkeys(
+        ("preset", "generator", "interpreter", "truncation", "shard", "num", "seed"), None
+    )
+    unset.update(drop_uncertain=None, batch_size=None, num_shards=None, out=out)
+    check_recorded_options(argparse.Namespace(**unset), "--merge")  # the plain merge
+    same = {**unset, "drop_uncertain": 0.2, "seed": 5, "num": 40}
+    check_recorded_options(argparse.Namespace(**same), "--merge")  # the same command

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from ..downstream.demo import (
@@ -72,8 +73,45 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``export`` options a merge or verify takes from ``dataset.json``: given, they must
+#: match the record (a different value would silently not apply).
+_RECORDED_OPTIONS = ("num", "drop_uncertain", "seed", "batch_size", "num_shards")
+#: ``export`` options that choose the models or the shard: a merge or verify uses the
+#: export's own, so they are refused with it.
+_MODEL_OPTIONS = ("preset", "generator", "interpreter", "truncation", "shard")
+
+
+def check_recorded_options(args: argparse.Namespace, mode: str) -> None:
+    """Refuse (UsageError) options that ``export --merge`` or ``--verify`` would ignore:
+    model and shard options, and recorded settings given with another value than the
+    export's ``dataset.json`` holds."""
+    given = [n for n in _MODEL_OPTIONS if getattr(args, n, None) is not None]
+    if given:
+        flags = ", ".join("PRESET" if n == "preset" else "--" + n.replace("_", "-") for n in given)
+        raise UsageError(f"{mode} uses the export's own models and every shard; drop {flags}")
+    values = {n: getattr(args, n) for n in _RECORDED_OPTIONS if getattr(args, n) is not None}
+    if not values:
+        return
+    desc_path = Path(args.out) / "dataset.json"
+    try:
+        settings = json.loads(desc_path.read_text())["settings"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # merge and verify name the missing or damaged file themselves
+    differ = [
+        f"--{n.replace('_', '-')} {v} (recorded: {settings.get(n)})"
+        for n, v in values.items()
+        if n in settings and settings[n] != v
+    ]
+    if differ:
+        raise UsageError(
+            f"{mode} applies the settings recorded in {desc_path}, not {'; '.join(differ)}: "
+            "drop them, or export into another --out"
+        )
+
+
 def _export(args: argparse.Namespace) -> ExportSummary:
     if args.merge:
+        check_recorded_options(args, "--merge")
         return merge_shards(args.out)
     if args.num is None:
         raise UsageError("--num is required (except with --merge or --verify)")
@@ -84,11 +122,11 @@ def _export(args: argparse.Namespace) -> ExportSummary:
         kw.pop("source"),
         args.num,
         args.out,
-        drop_uncertain=args.drop_uncertain,
+        drop_uncertain=0.1 if args.drop_uncertain is None else args.drop_uncertain,
         shard=args.shard,
         num_shards=args.num_shards,
-        seed=args.seed,
-        batch_size=args.batch_size,
+        seed=0 if args.seed is None else args.seed,
+        batch_size=8 if args.batch_size is None else args.batch_size,
         **kw,
     )
 
@@ -97,6 +135,7 @@ def _verify(args: argparse.Namespace) -> int:
     """``export --verify``: one line per problem, a summary; exit 0 if intact, else 1."""
     if args.merge:
         raise UsageError("--verify and --merge exclude each other: verify after the merge")
+    check_recorded_options(args, "--verify")
     report = verify_export(args.out)
     for problem in report.problems:
         print(problem)
@@ -193,14 +232,14 @@ def register(add: Add) -> None:
     p.add_argument(
         "--drop-uncertain",
         type=fraction,
-        default=0.1,
+        default=None,
         help="fraction of candidates dropped, most uncertain first (default 0.1)",
     )
-    p.add_argument("--seed", type=seed_int, default=0, help="base seed (default 0)")
+    p.add_argument("--seed", type=seed_int, default=None, help="base seed (default 0)")
     p.add_argument(
         "--batch-size",
         type=positive_int,
-        default=8,
+        default=None,
         help="candidates per generator call (default 8)",
     )
     p.add_argument(
@@ -213,12 +252,16 @@ def register(add: Add) -> None:
         help="number of shards (default: WORLD_SIZE)",
     )
     p.add_argument(
-        "--merge", action="store_true", help="only run the selection of a sharded export"
+        "--merge",
+        action="store_true",
+        help="only run the selection of a sharded export (with its recorded models and "
+        "settings: PRESET and model options are refused, others must match dataset.json)",
     )
     p.add_argument(
         "--verify",
         action="store_true",
-        help="only check a finished export (changes nothing; other options are ignored): "
+        help="only check a finished export (changes nothing; model options are refused, "
+        "recorded settings must match): "
         "one line per problem, exit 0 if intact, 1 if damaged",
     )
 
