@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from lightning_utilities.core.imports import RequirementCache
 
+from ..conventions import check_int
 from .batch import _check_batch, _draw_seed
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,68 @@ def _missing(req: RequirementCache, what: str) -> ModuleNotFoundError:
     )
 
 
+# OpenCV's nearest-neighbour flags (cv2.INTER_NEAREST, cv2.INTER_NEAREST_EXACT): every
+# other interpolation blends label ids into ids that are not there (between 0 and 4: 1,
+# 2, 3), silently wrong labels on every boundary
+_CV2_NEAREST = {0: "INTER_NEAREST", 6: "INTER_NEAREST_EXACT"}
+
+
+def _walk_transforms(transform: Any, path: str) -> Any:
+    """Every transform of an albumentations pipeline with its place (nested composes,
+    OneOf, SomeOf, ...)."""
+    yield transform, path
+    for i, child in enumerate(getattr(transform, "transforms", None) or []):
+        yield from _walk_transforms(child, f"{path}[{i}]")
+
+
+def check_albumentations_masks(compose: Any, what: str = "the albumentations Compose") -> None:
+    """Refuse a pipeline that resamples masks by interpolation (a transform built with
+    ``mask_interpolation`` other than ``cv2.INTER_NEAREST``/``INTER_NEAREST_EXACT``): it
+    would invent label ids along every boundary. ValueError naming the transform."""
+    for transform, path in _walk_transforms(compose, "compose"):
+        flag = getattr(transform, "mask_interpolation", None)
+        if flag is not None and _as_flag(flag) not in _CV2_NEAREST:
+            raise ValueError(
+                f"{what}: {path} ({type(transform).__name__}) resamples masks with "
+                f"mask_interpolation={flag!r}; labels must be resampled with "
+                "cv2.INTER_NEAREST (albumentations' default), or interpolation blends "
+                "class ids into ids that are not there"
+            )
+
+
+def _as_flag(value: Any) -> int | None:
+    """An OpenCV interpolation flag as an int (None when it is not one)."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _check_kornia_masks(aug: Any) -> None:
+    """Refuse an ``AugmentationSequential`` whose ``extra_args`` resample the mask with
+    anything but nearest neighbour (it would blend class ids into others)."""
+    from kornia.constants import DataKey, Resample
+
+    for key, args in (getattr(aug, "extra_args", None) or {}).items():
+        try:
+            is_mask = DataKey.get(key) is DataKey.MASK
+        except (KeyError, TypeError, ValueError):
+            continue
+        if not is_mask or not isinstance(args, dict) or "resample" not in args:
+            continue
+        try:
+            nearest = Resample.get(args["resample"]) is Resample.NEAREST
+        except (KeyError, TypeError, ValueError):
+            nearest = False
+        if not nearest:
+            raise ValueError(
+                "the kornia AugmentationSequential resamples masks with "
+                f"resample={args['resample']!r} (extra_args); labels must be resampled "
+                "with Resample.NEAREST (kornia's default), or interpolation blends class "
+                "ids into ids that are not there"
+            )
+
+
 class KorniaAugment:
     """Adapter: a ``kornia.augmentation.AugmentationSequential`` applied to image and mask.
 
@@ -40,7 +103,9 @@ class KorniaAugment:
     Afterwards a pixel is in-frame exactly when its ones channel is still 1; out-of-frame
     pixels become ``ignore_index`` and the label channel is rounded back to int64. (A user
     fill of exactly 1 would defeat the test; reflection/border padding counts as in-frame,
-    as for the image.) Intensity augmentations touch only the image.
+    as for the image.) Intensity augmentations touch only the image. A sequence whose
+    ``extra_args`` resample the mask with another mode than nearest is refused (ValueError):
+    interpolated class ids are ids that are not there.
 
     The sequence is always called with ``data_keys=["input", "mask"]``, whatever it was
     built with. Images are computed in float32 and returned in their input dtype.
@@ -63,8 +128,9 @@ class KorniaAugment:
                 f"{type(aug_sequential).__name__}; wrap single augmentations with "
                 'AugmentationSequential(..., data_keys=["input", "mask"])'
             )
+        _check_kornia_masks(aug_sequential)
         self.aug = aug_sequential
-        self.ignore_index = int(ignore_index)
+        self.ignore_index = check_int(ignore_index, "ignore_index")
 
     def __repr__(self) -> str:
         # the pipeline's repr lists its augmentations and their settings: stream states
@@ -125,7 +191,8 @@ class AlbumentationsAugment:
     over as a 2-channel uint8 HW2 mask ``(label, 1)``: albumentations resamples masks with
     nearest neighbour by default and pads them with ``fill_mask`` (0 unless set), so a pixel
     is in-frame exactly when its second channel is still 1; the others become
-    ``ignore_index``. Labels must be in [0, 255].
+    ``ignore_index``. Labels must be in [0, 255]. A transform built with another
+    ``mask_interpolation`` than nearest is refused at construction (ValueError naming it).
 
     Seeding: albumentations 2.x keeps its own ``numpy.random.Generator`` and
     ``random.Random`` in the Compose (``Compose(seed=...)`` / ``set_random_seed`` /
@@ -153,8 +220,9 @@ class AlbumentationsAugment:
             )
         if image_dtype not in ("float32", "uint8"):
             raise ValueError(f"image_dtype must be 'float32' or 'uint8', got {image_dtype!r}")
+        check_albumentations_masks(compose)
         self.compose = compose
-        self.ignore_index = int(ignore_index)
+        self.ignore_index = check_int(ignore_index, "ignore_index")
         self.image_dtype = image_dtype
         self._warned_device = False
 

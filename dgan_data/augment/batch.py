@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..conventions import check_number
+from ..conventions import check_int, check_number
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -300,7 +300,7 @@ class BatchAugment:
             )
         self.image_padding = image_padding
         self.image_interpolation = image_interpolation
-        self.ignore_index = int(ignore_index)
+        self.ignore_index = check_int(ignore_index, "ignore_index")
 
     def __repr__(self) -> str:
         keys = (

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ..augment.adapters import check_albumentations_masks
 from ..conventions import IGNORE_INDEX, short_list
 from .records import _check_layout, _Plan, _read_description, _root
 from .verify import _final_index
@@ -22,7 +23,8 @@ class ExportedDataset(Dataset):
 
     ``image``: float32 (3, H, W) in [0, 1]; ``mask``: int64 (H, W), 255 = ignore.
     ``albumentations``: an ``albumentations.Compose`` applied per sample to the uint8
-    HWC image and the mask (so masks stay integer and aligned); ``transform``: a
+    HWC image and the mask (so masks stay integer and aligned; a transform whose
+    ``mask_interpolation`` is not nearest is refused, it would blend ids); ``transform``: a
     callable ``(image, mask) -> (image, mask)`` applied to the tensors afterwards.
     Every line of ``index.jsonl`` is checked (schema, paths inside the folder, no
     symlink leading out); :func:`verify_export` checks the files' contents too.
@@ -58,6 +60,8 @@ class ExportedDataset(Dataset):
         self.palette = np.asarray(self.info["palette"], dtype=np.uint8)
         size = self.info["label_size"]
         self.label_size = tuple(size) if size is not None else None
+        if albumentations is not None:
+            check_albumentations_masks(albumentations, "ExportedDataset(albumentations=...)")
         self.transform = transform
         self.albumentations = albumentations
 
