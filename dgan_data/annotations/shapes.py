@@ -16,6 +16,7 @@ import numpy as np
 
 __all__ = [
     "MaskImportError",
+    "check_rle",
     "decode_rle",
     "rasterize_ellipse",
     "rasterize_polygon",
@@ -109,8 +110,10 @@ def rle_counts_from_string(text: str) -> list[int]:
     return counts
 
 
-def decode_rle(counts: Sequence[int], height: int, width: int) -> np.ndarray:
-    """A COCO run-length encoding (column-major, starting with 0s) as bool (H, W)."""
+def check_rle(counts: Sequence[int], height: int, width: int) -> np.ndarray:
+    """The run lengths of a COCO RLE of size (height, width) as int64, checked (sizes,
+    counts, their sum) without decoding: a few bytes of compressed counts can describe
+    a 16384 x 16384 bitmap, so readers keep the runs and decode one shape at a time."""
     if not (0 < height <= MAX_RLE_SIDE and 0 < width <= MAX_RLE_SIDE):
         raise ValueError(f"RLE size {height}x{width}: each side must be in 1..{MAX_RLE_SIDE}")
     pixels = height * width
@@ -126,7 +129,12 @@ def decode_rle(counts: Sequence[int], height: int, width: int) -> np.ndarray:
         raise ValueError(
             f"RLE counts add up to {total} pixels, its size {height}x{width} has {pixels}"
         )
-    runs = np.asarray(counts, dtype=np.int64).reshape(-1)
+    return np.asarray(counts, dtype=np.int64).reshape(-1)
+
+
+def decode_rle(counts: Sequence[int], height: int, width: int) -> np.ndarray:
+    """A COCO run-length encoding (column-major, starting with 0s) as bool (H, W)."""
+    runs = check_rle(counts, height, width)
     bits = np.repeat((np.arange(runs.size) & 1).astype(bool), runs)
     return bits.reshape(width, height).T.copy()
 
@@ -196,10 +204,14 @@ class _Ellipse(_Shape):
 
 @dataclass
 class _Bitmap(_Shape):
-    bitmap: np.ndarray = field(default_factory=lambda: np.zeros((1, 1), bool))
+    """A COCO RLE kept as its checked runs and decoded only while it is painted, so a
+    file's memory is that of its counts plus one bitmap, not one bitmap per shape."""
+
+    runs: np.ndarray = field(default_factory=lambda: np.ones(1, np.int64))
+    size: tuple[int, int] = (1, 1)  # (height, width)
 
     def region(self, out_hw: tuple[int, int], affine: Affine) -> np.ndarray:
-        return _sample_raster(self.bitmap, out_hw, affine)
+        return _sample_raster(decode_rle(self.runs.tolist(), *self.size), out_hw, affine)
 
 
 @dataclass

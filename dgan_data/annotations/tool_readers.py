@@ -30,12 +30,14 @@ from .shapes import (
     _points,
     _Polygons,
     _Shape,
-    decode_rle,
+    check_rle,
     rle_counts_from_string,
     voc_colormap,
 )
 
 logger = logging.getLogger(__name__)
+
+_RLE = tuple[np.ndarray, tuple[int, int]]  # checked runs, (height, width)
 
 __all__ = ["VOC_CLASSES"]
 
@@ -95,7 +97,7 @@ def _coco_categories(cats: list[dict], src: str, problems: list[str]) -> dict[An
     return names
 
 
-def _coco_rle(seg: dict, item: _Item, where: str, problems: list[str]) -> np.ndarray | None:
+def _coco_rle(seg: dict, item: _Item, where: str, problems: list[str]) -> _RLE | None:
     size, counts = seg.get("size"), seg.get("counts")
     if not (isinstance(size, list) and len(size) == 2 and all(_is_count(v) for v in size)):
         problems.append(f"{where}: RLE 'size' must be [height, width], got {size!r}")
@@ -111,12 +113,12 @@ def _coco_rle(seg: dict, item: _Item, where: str, problems: list[str]) -> np.nda
             counts = rle_counts_from_string(counts)
         elif not (isinstance(counts, list) and all(_is_count(v) for v in counts)):
             raise ValueError("RLE 'counts' must be a string or a list of non-negative ints")
-        bitmap = decode_rle(counts, h, w)
+        runs = check_rle(counts, h, w)  # decoded when painted, one shape at a time
     except ValueError as err:
         problems.append(f"{where}: {err}")
         return None
     item.size = item.size or (h, w)
-    return bitmap
+    return runs, (h, w)
 
 
 def _coco_polygons(seg: list, where: str, problems: list[str]) -> list[np.ndarray] | None:
@@ -157,8 +159,8 @@ def _coco_shape(
     crowd = bool(crowd)
     seg = ann.get("segmentation")
     if isinstance(seg, dict):
-        bitmap = _coco_rle(seg, item, where, problems)
-        return None if bitmap is None else (item, _Bitmap(label, where, crowd, bitmap))
+        rle = _coco_rle(seg, item, where, problems)
+        return None if rle is None else (item, _Bitmap(label, where, crowd, *rle))
     if isinstance(seg, list) and seg:
         polygons = _coco_polygons(seg, where, problems)
         return None if polygons is None else (item, _Polygons(label, where, crowd, polygons))

@@ -1,0 +1,90 @@
+"""Review of the annotation-tool readers: run-length encoded shapes are kept as checked
+runs and decoded one at a time when painted (a 4 KB COCO file of 16384 x 16384 RLEs used
+to hold one decoded bitmap per shape: 268 MB each, until memory ran out)."""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_import_masks import RING, coco, make_folder, mask_of, write_json
+
+from dgan_data.annotations import import_masks
+from dgan_data.annotations.shapes import MaskImportError, decode_rle
+from dgan_data.annotations.tool_readers import _read_coco
+
+
+def _big_rle_coco(path: Path, shapes: int, side: int) -> Path:
+    """A small file whose RLEs each cover a side x side bitmap."""
+    rle = {"size": [side, side], "counts": [side * side // 2, side * side - side * side // 2]}
+    doc = coco(
+        [(1, "00000.png", side, side)],
+        [{"image_id": 1, "category_id": 1, "segmentation": rle} for _ in range(shapes)],
+    )
+    return write_json(path, doc)
+
+
+def test_reading_many_large_rles_does_not_decode_them(tmp_path: Path) -> None:
+    src = _big_rle_coco(tmp_path / "c.json", shapes=4, side=8192)
+    assert src.stat().st_size < 2_000
+    tracemalloc.start()
+    try:
+        items = _read_coco(src)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(items) == 1 and len(items[0].shapes) == 4
+    # decoded, the four bitmaps hold 4 x 64 MiB; the runs are a few bytes each
+    assert peak < 16 * 2**20, f"reading peaked at {peak / 2**20:.0f} MiB"
+
+
+def test_large_rle_paints_the_same_mask_as_decoding_it(tmp_path: Path) -> None:
+    # the shape is decoded when it is painted
+    ann = make_folder(tmp_path / "ann", n=1, image_hw=(64, 64))
+    big = np.kron(np.array(RING, dtype=bool), np.ones((16, 16), dtype=bool))  # 64x64 ring
+    flat = big.T.reshape(-1)  # column-major, starting with 0s
+    change = np.flatnonzero(np.diff(flat.astype(np.int8))) + 1
+    edges = np.concatenate([[0], change, [flat.size]])
+    counts = np.diff(edges).tolist()
+    if flat[0]:
+        counts = [0, *counts]
+    assert (decode_rle(counts, 64, 64) == big).all()
+    doc = coco(
+        [(1, "00000.png", 64, 64)],
+        [{"image_id": 1, "category_id": 2, "segmentation": {"size": [64, 64], "counts": counts}}],
+    )
+    report = import_masks(write_json(tmp_path / "c.json", doc), ann, format="coco")
+    assert report.ok
+    assert (mask_of(ann, "00000") == 2 * big).all()
+
+
+@pytest.mark.parametrize(
+    ("counts", "size", "message"),
+    [
+        ([3, 1, 3], (4, 4), "add up to 7 pixels"),
+        ([16, -1, 1], (4, 4), "integers in 0..16"),
+        ([1], (0, 4), "each side must be in 1..16384"),
+        ([1], (20000, 1), "each side must be in 1..16384"),
+    ],
+)
+def test_check_rle_refuses_what_decode_refused(counts, size, message) -> None:
+    from dgan_data.annotations.shapes import check_rle
+
+    with pytest.raises(ValueError, match=message):
+        check_rle(counts, *size)
+    with pytest.raises(ValueError, match=message):
+        decode_rle(counts, *size)
+
+
+def test_bad_rle_in_a_file_is_still_reported_at_read_time(tmp_path: Path) -> None:
+    doc = coco(
+        [(1, "00000.png", 4, 4)],
+        [{"image_id": 1, "category_id": 1, "segmentation": {"size": [4, 4], "counts": [3, 3]}}],
+    )
+    src = tmp_path / "c.json"
+    src.write_text(json.dumps(doc))
+    with pytest.raises(MaskImportError, match=r"c\.json: annotations\[0\].*add up to 6 pixels"):
+        _read_coco(src)
