@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from test_import_masks import RING, coco, make_folder, mask_of, write_json
 
 from dgan_data.annotations import import_masks
@@ -88,3 +89,60 @@ def test_bad_rle_in_a_file_is_still_reported_at_read_time(tmp_path: Path) -> Non
     src.write_text(json.dumps(doc))
     with pytest.raises(MaskImportError, match=r"c\.json: annotations\[0\].*add up to 6 pixels"):
         _read_coco(src)
+
+
+# ------------------------------------------------------------------ raster exports
+def _count_decoded(monkeypatch) -> list[str]:
+    """Names of the PNGs whose pixels were decoded (PIL's ImageFile.load)."""
+    from PIL import ImageFile
+
+    decoded: list[str] = []
+    load = ImageFile.ImageFile.load
+
+    def counting_load(self):
+        decoded.append(Path(getattr(self, "filename", "") or "?").name)
+        return load(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", counting_load)
+    return decoded
+
+
+def test_raster_masks_of_other_images_are_refused_without_decoding(tmp_path, monkeypatch):
+    ann = make_folder(tmp_path / "ann", n=2, image_hw=(6, 6))
+    masks = tmp_path / "png"
+    masks.mkdir()
+    Image.fromarray(np.zeros((6, 6), np.uint8)).save(masks / "00000.png")
+    for k in range(3):  # a project's other images: large, and not in the folder
+        Image.fromarray(np.zeros((2000, 3000), np.uint8)).save(masks / f"other{k}.png")
+    decoded = _count_decoded(monkeypatch)
+    with pytest.raises(MaskImportError, match=r"other0\.png: image 'other0' is not in"):
+        import_masks(masks, ann, format="png")
+    assert not [name for name in decoded if name.startswith("other")]
+
+
+@pytest.mark.parametrize("fmt", ["png", "voc", "cvat-mask"])
+def test_raster_mask_of_another_size_is_refused_from_its_header(tmp_path, monkeypatch, fmt):
+    ann = make_folder(tmp_path / "ann", n=1, image_hw=(6, 6))
+    src = tmp_path / "export"
+    folder = src / "SegmentationClass" if fmt != "png" else src
+    folder.mkdir(parents=True)
+    pixels = np.zeros((4000, 4000, 3) if fmt == "cvat-mask" else (4000, 4000), np.uint8)
+    Image.fromarray(pixels).save(folder / "00000.png")
+    decoded = _count_decoded(monkeypatch)
+    with pytest.raises(MaskImportError, match=r"00000\.png: size 4000x4000 differs from"):
+        import_masks(src, ann, format=fmt, mapping={"0": "hair", "background": "hair"})
+    assert "00000.png" not in decoded
+    assert not list((ann / "masks").iterdir())  # nothing written
+
+
+def test_matching_raster_masks_still_import(tmp_path):
+    ann = make_folder(tmp_path / "ann", n=2, image_hw=(6, 6))
+    masks = tmp_path / "png"
+    masks.mkdir()
+    ids = np.zeros((6, 6), np.uint8)
+    ids[2:4] = 1
+    for k in range(2):
+        Image.fromarray(ids).save(masks / f"0000{k}.png")
+    report = import_masks(masks, ann, format="png", mapping={"1": "hair"})
+    assert report.ok and report.written == ["00000", "00001"]
+    assert (mask_of(ann, "00001") == ids).all()

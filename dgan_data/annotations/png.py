@@ -7,6 +7,7 @@ raising, so a missing, non-PNG or damaged file becomes one line naming it.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image
@@ -14,21 +15,32 @@ from PIL import Image
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def open_png(path: Path, name: str, problems: list[str]) -> Image.Image | None:
+def open_png(
+    path: Path,
+    name: str,
+    problems: list[str],
+    check_size: Callable[[tuple[int, int]], str | None] | None = None,
+) -> Image.Image | None:
     """The decoded PNG at ``path``, or None with the reason (``name: ...``) appended.
 
     JPEG and other formats are refused: a lossy mask would change class ids silently.
     A PNG whose header declares zero width or height is reported as empty.
+    ``check_size((height, width))`` (optional) sees the header's size before the pixels
+    are decoded; the problem it returns is reported and the file is not decoded.
     """
     if not path.is_file():
         problems.append(f"{name}: missing")
         return None
     try:
         with Image.open(path) as im:
-            im.load()
             if im.format != "PNG":
                 problems.append(f"{name}: is a {im.format} file, expected a lossless PNG")
                 return None
+            problem = check_size((int(im.height), int(im.width))) if check_size else None
+            if problem is not None:
+                problems.append(f"{name}: {problem}")
+                return None
+            im.load()
             return im.copy()
     except Exception as err:  # PIL raises many types for damaged files
         empty = _declared_empty(path)

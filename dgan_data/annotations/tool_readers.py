@@ -8,7 +8,7 @@ collecting every problem before raising :class:`~.shapes.MaskImportError` (see
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,14 @@ from .shapes import (
 logger = logging.getLogger(__name__)
 
 _RLE = tuple[np.ndarray, tuple[int, int]]  # checked runs, (height, width)
+#: ``check(key, (height, width))``: why a raster of that image and size cannot be used
+#: (not in the annotation folder, another size), or None; asked before a PNG is decoded
+RasterCheck = Callable[[str, tuple[int, int]], "str | None"]
+
+
+def _size_check(check: RasterCheck | None, key: str) -> Callable[[tuple[int, int]], str | None]:
+    return (lambda hw: check(key, hw)) if check is not None else (lambda hw: None)
+
 
 __all__ = ["VOC_CLASSES"]
 
@@ -305,7 +313,7 @@ def _colour_labels(src: Path) -> tuple[list[str], dict[int, int]]:
     return names, lookup
 
 
-def _read_cvat_mask(src: Path, **_: Any) -> list[_Item]:
+def _read_cvat_mask(src: Path, check: RasterCheck | None = None, **_: Any) -> list[_Item]:
     """Items of CVAT's Segmentation mask 1.1 export: colours -> labels via labelmap.txt."""
     names, lookup = _colour_labels(src)
     palette = (
@@ -317,7 +325,7 @@ def _read_cvat_mask(src: Path, **_: Any) -> list[_Item]:
     items = []
     for path in _png_files(src / "SegmentationClass", "CVAT's SegmentationClass masks"):
         where = f"SegmentationClass/{path.name}"
-        im = open_png(path, where, problems)
+        im = open_png(path, where, problems, _size_check(check, path.stem))
         if im is None:
             continue
         rgb = np.asarray(im.convert("RGB")).astype(np.int64)
@@ -335,11 +343,14 @@ def _read_cvat_mask(src: Path, **_: Any) -> list[_Item]:
     return items
 
 
-def _index_masks(folder: Path, what: str, problems: list[str]) -> list[tuple[Path, np.ndarray]]:
-    """(path, uint8 array) of single-channel PNGs (mode L, or P read as indices)."""
+def _index_masks(
+    folder: Path, what: str, problems: list[str], check: RasterCheck | None = None
+) -> list[tuple[Path, np.ndarray]]:
+    """(path, uint8 array) of single-channel PNGs (mode L, or P read as indices); with
+    ``check``, a file it refuses is reported without being decoded."""
     out = []
     for path in _png_files(folder, what):
-        im = open_png(path, path.name, problems)
+        im = open_png(path, path.name, problems, _size_check(check, path.stem))
         if im is None:
             continue
         if im.mode not in ("L", "P"):
@@ -352,13 +363,18 @@ def _index_masks(folder: Path, what: str, problems: list[str]) -> list[tuple[Pat
     return out
 
 
-def _read_voc(src: Path, source_classes: Sequence[str] | None = None, **_: Any) -> list[_Item]:
+def _read_voc(
+    src: Path,
+    source_classes: Sequence[str] | None = None,
+    check: RasterCheck | None = None,
+    **_: Any,
+) -> list[_Item]:
     """Items of Pascal VOC palette masks: index i is ``source_classes[i]``, 255 ignore."""
     names = list(source_classes or VOC_CLASSES)
     folder = src / "SegmentationClass" if (src / "SegmentationClass").is_dir() else src
     problems: list[str] = []
     items = []
-    for path, ids in _index_masks(folder, "VOC SegmentationClass masks", problems):
+    for path, ids in _index_masks(folder, "VOC SegmentationClass masks", problems, check):
         labels = ids.astype(np.int64)
         labels[ids == IGNORE_INDEX] = -1
         bad = sorted({int(v) for v in np.unique(labels) if v >= len(names)})
@@ -374,12 +390,12 @@ def _read_voc(src: Path, source_classes: Sequence[str] | None = None, **_: Any) 
     return items
 
 
-def _read_png(src: Path, **_: Any) -> list[_Item]:
+def _read_png(src: Path, check: RasterCheck | None = None, **_: Any) -> list[_Item]:
     """Items of plain class-id PNGs: label names are the ids ("0", "1", ...), 255 ignore."""
     problems: list[str] = []
     names = [str(i) for i in range(IGNORE_INDEX)]
     items = []
-    for path, ids in _index_masks(src, "class-id masks", problems):
+    for path, ids in _index_masks(src, "class-id masks", problems, check):
         labels = ids.astype(np.int64)
         labels[ids == IGNORE_INDEX] = -1
         items.append(_raster_item(path, path.name, labels, names))

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -441,6 +441,23 @@ def _match(items: list[_Item], folder: _Folder, src: Path) -> dict[str, _Item]:
     return by_key
 
 
+def _raster_check(folder: _Folder) -> Callable[[str, tuple[int, int]], str | None]:
+    """What raster readers ask before decoding a PNG: the problem ``_match`` or
+    ``_affines`` would report for an image of that name and size, or None. A folder of
+    large or unrelated PNGs is refused from the headers, not after decoding every file."""
+    samples = {s.key: s for s in folder.samples}
+
+    def check(key: str, hw: tuple[int, int]) -> str | None:
+        sample = samples.get(key)
+        if sample is None:
+            return f"image '{key}' is not in {folder.root}"
+        if folder.affine(hw, sample) is None:
+            return f"size {_size(hw)} differs from {_expected(sample)}"
+        return None
+
+    return check
+
+
 def _affines(
     by_key: dict[str, _Item], folder: _Folder, keep_empty: bool
 ) -> dict[str, tuple[_Sample, _Item, Affine]]:
@@ -508,7 +525,7 @@ def import_masks(
     if not src.exists():
         raise MaskImportError([f"{src}: no such file or folder"])
     folder = _read_folder(root)
-    items = _READERS[format](src, source_classes=source_classes)
+    items = _READERS[format](src, source_classes=source_classes, check=_raster_check(folder))
     by_key = _match(items, folder, src)
     todo = _affines(by_key, folder, keep_empty)
     unlabeled_id = 0 if unlabeled == "background" else IGNORE_INDEX
