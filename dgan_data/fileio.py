@@ -15,6 +15,7 @@ import io
 import json
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -274,15 +275,30 @@ def parse_json_text(text: str | bytes, where: str) -> Any:
 def read_json(
     path: str | os.PathLike, *, expect: type = dict, max_bytes: int = MAX_JSON_BYTES
 ) -> Any:
-    """Read a JSON document of type ``expect`` (dict by default); errors name the file."""
+    """Read a JSON document of type ``expect`` (dict by default); errors name the file.
+
+    Only a regular file is read, and never more than ``max_bytes`` (+1 to tell a larger
+    one): a device such as ``/dev/zero``, a FIFO or a file that grows while it is read
+    cannot make the reader hang or fill the memory."""
     path = Path(path)
     try:
-        size = path.stat().st_size
+        mode = path.stat().st_mode  # before open(): opening a FIFO blocks
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # a folder: IsADirectoryError
+            raise ValueError(f"{path}: not a regular file (a device, FIFO or socket?)")
+        with open(path, "rb") as f:
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise ValueError(f"{path}: not a regular file (a device, FIFO or socket?)")
+            if info.st_size > max_bytes:
+                raise ValueError(
+                    f"{path}: {info.st_size} bytes, more than the {max_bytes} a JSON file may have"
+                )
+            data = f.read(max_bytes + 1)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such file") from None
-    if size > max_bytes:
-        raise ValueError(f"{path}: {size} bytes, more than the {max_bytes} a JSON file may have")
-    obj = parse_json_text(path.read_bytes(), str(path))
+    if len(data) > max_bytes:
+        raise ValueError(f"{path}: more than the {max_bytes} bytes a JSON file may have")
+    obj = parse_json_text(data, str(path))
     if not isinstance(obj, expect):
         raise ValueError(f"{path}: expected a JSON {expect.__name__}, found {type(obj).__name__}")
     return obj
