@@ -1,6 +1,6 @@
 """Train a segmentation model on the live DatasetGAN stream with Lightning.
 
-    pip install "dgan-data[lightning]"
+    pip install "dgan-data[lightning]"   # without it the script says so and exits 2
     python examples/train_lightning.py --preset toyface-14 --epochs 2 --steps-per-epoch 50
 
 The stream plugs into a ``LightningDataModule`` like any iterable dataset: a fresh
@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning_utilities.core.imports import RequirementCache
 from torch.utils.data import DataLoader
 
 from dgan_data import DatasetGANStream
@@ -28,6 +29,16 @@ from dgan_data.cli.common import device_name, non_negative_int, positive_int
 from dgan_data.conventions import IGNORE_INDEX
 from dgan_data.downstream.train import build_unet
 from dgan_data.presets import get_preset, resolve_preset_file
+
+_LIGHTNING = RequirementCache("lightning>=2.0")
+_INSTALL = 'pip install "dgan-data[lightning]"'
+try:
+    if not _LIGHTNING:
+        raise ImportError(str(_LIGHTNING))
+    import lightning as L
+except ImportError as err:  # the one optional dependency of this example: one line, exit 2
+    print(f"{Path(__file__).name}: needs Lightning ({_INSTALL}): {err}", file=sys.stderr)
+    raise SystemExit(2) from None
 
 
 class StreamDataModule(L.LightningDataModule):

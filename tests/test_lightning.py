@@ -47,3 +47,22 @@ def test_datamodule_gives_new_samples_each_epoch_and_trains(tmp_path):
     trainer.fit(model, datamodule=data)
     assert trainer.global_step == 4
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_without_lightning_the_example_says_what_to_install(tmp_path):
+    """Lightning hidden from the import system: one line naming the extra, exit 2."""
+    import subprocess
+    import sys
+
+    code = (
+        "import runpy, sys; sys.modules['lightning'] = None; "
+        f"sys.argv = ['train_lightning.py', '--help']; runpy.run_path({str(EXAMPLE)!r}, "
+        "run_name='__main__')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr[-2000:]
+    assert 'needs Lightning (pip install "dgan-data[lightning]")' in lines[0]
