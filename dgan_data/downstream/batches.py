@@ -26,7 +26,7 @@ from ..toy.render import (
     split_seeds,
 )
 
-__all__ = ["real_batches", "render_batches", "render_labeled"]
+__all__ = ["ResumableBatches", "real_batches", "render_batches", "render_labeled"]
 #: Seed purpose of the per-batch augmentation draws.
 _SEED_AUGMENT = 0xA06
 
@@ -76,6 +76,36 @@ def _augmenter(augment: Any, seed: int) -> Callable[..., Any]:
         return fn.with_probabilities(images, masks, probs, g)
 
     return apply
+
+
+class ResumableBatches:
+    """A seeded batch source whose position a training checkpoint can keep.
+
+    ``make(start_batch)`` returns the endless batches from batch number ``start_batch``
+    on (:func:`real_batches` or :func:`render_batches` with that argument). Iterating
+    counts the batches handed out; ``state_dict()`` is that count and
+    ``load_state_dict()`` makes the next iteration begin there, so a training resumed
+    from a checkpoint (``train_segmentation(resumable_source=...)``) draws exactly the
+    batches the interrupted one would have drawn next."""
+
+    def __init__(self, make: Callable[[int], Iterator[Any]]) -> None:
+        self._make = make
+        self._start = 0
+        self._taken = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        self._taken = self._start
+        for batch in self._make(self._start):
+            self._taken += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"batches": self._taken}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        batches = state.get("batches") if isinstance(state, dict) else None
+        self._start = check_int(batches, "the saved batch position's 'batches'", 0)
+        self._taken = self._start
 
 
 #: How far float images may stray outside [0, 1] (rounding) before they are refused.
@@ -149,6 +179,7 @@ def real_batches(
     seed: int = 0,
     device: torch.device | str | None = None,
     probs: torch.Tensor | None = None,
+    start_batch: int = 0,
 ) -> Iterator[Any]:
     """Endless augmented batches from a fixed labeled set (the few-shot baseline).
 
@@ -158,7 +189,9 @@ def real_batches(
     :class:`~dgan_data.augment.BatchAugment`), its random draws seeded per batch, so
     the sequence is reproducible. ``probs`` (N, K, H, W): soft labels (a saved stream's);
     batches are then dicts with ``image``, ``mask`` and ``probs``, moved by the same
-    draws (``augment`` None or a BatchAugment).
+    draws (``augment`` None or a BatchAugment). ``start_batch``: begin with that batch
+    number, exactly where a source that already gave that many batches goes on (the
+    batches are seeded by their number, so skipping costs only index permutations).
 
     Everything is checked when called, not at the first batch: float masks, integer
     images other than uint8, float images outside [0, 1] or not finite, a
@@ -169,9 +202,10 @@ def real_batches(
         raise ValueError("real_batches: cannot draw batches from an empty set (N = 0)")
     batch_size = check_int(batch_size, "batch_size", 1)
     seed = check_seed(seed)
+    start_batch = check_int(start_batch, "start_batch", 0)
     dev = torch.device(device) if device is not None else images.device
     aug = _augmenter(augment, seed)
-    return _real_batches(images, masks, batch_size, seed, dev, probs, aug)
+    return _real_batches(images, masks, batch_size, seed, dev, probs, aug, start_batch)
 
 
 def _real_batches(
@@ -182,8 +216,11 @@ def _real_batches(
     dev: torch.device,
     probs: torch.Tensor | None,
     aug: Callable[..., Any],
+    start_batch: int = 0,
 ) -> Iterator[Any]:
     for number, idx in _index_batches(images.shape[0], batch_size, seed):
+        if number < start_batch:
+            continue
         sel = torch.as_tensor(idx)
         img = images[sel].to(dev)
         img = img.float() / 255 if img.dtype == torch.uint8 else img.float()
@@ -233,12 +270,14 @@ def render_batches(
     size: int = 64,
     device: torch.device | str | None = None,
     variation: str | Variation = "base",
+    start_batch: int = 0,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Endless augmented batches of toy renders with exact masks (the fully supervised
     reference): the ``count`` seeds of ``split`` from ``start``, visited epoch by epoch in
     a seeded random order, each batch rendered on demand (about 5 ms per 64 px image on
-    one core, so nothing is held in memory) and augmented like :func:`real_batches`;
-    ``variation`` names the toy world. The arguments are checked when called, not at
+    one core, so nothing is held in memory) and augmented like :func:`real_batches`
+    (``start_batch`` too: skipped batches are not rendered); ``variation`` names the toy
+    world. The arguments are checked when called, not at
     the first batch: ``size`` is an int >= 16 and ``variation`` a world name of
     :data:`~dgan_data.toy.render.VARIATIONS` or a ``Variation``."""
     batch_size = check_int(batch_size, "batch_size", 1)
@@ -246,11 +285,12 @@ def render_batches(
     start = check_int(start, "start", 0)
     size = check_int(size, "size", MIN_SIZE)
     seed = check_seed(seed)
+    start_batch = check_int(start_batch, "start_batch", 0)
     resolve_variation(variation)
     seeds = split_seeds(split, start, count)
     aug = _augmenter(augment, seed)
     dev = torch.device(device) if device is not None else torch.device("cpu")
-    return _render_batches(seeds, batch_size, seed, size, dev, variation, aug)
+    return _render_batches(seeds, batch_size, seed, size, dev, variation, aug, start_batch)
 
 
 def _render_batches(
@@ -261,8 +301,11 @@ def _render_batches(
     dev: torch.device,
     variation: str | Variation,
     aug: Callable[..., Any],
+    start_batch: int = 0,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     for number, idx in _index_batches(len(seeds), batch_size, seed):
+        if number < start_batch:
+            continue
         chunk = [seeds[int(i)] for i in idx]
         images, masks = render_faces(chunk, size=size, variation=variation)
         yield aug(images.to(dev), masks.to(dev), number)

@@ -37,6 +37,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -56,6 +57,7 @@ from ..metrics import five_fold_protocol
 from ..presets import get_preset, resolve_preset_file
 from ..seeds import MAX_SEED
 from ..stream import DatasetGANStream
+from ..stream.workers import TORCHDATA, stateful_loader
 from ..toy.annotator import annotate, load_annotator, toy_annotator_path
 from ..toy.preset import toy_world_of
 from ..toy.render import CLASS_NAMES, NUM_CLASSES, SPLITS, VARIATIONS, split_seeds
@@ -70,6 +72,7 @@ from .demo_report import (
     write_figure,
 )
 from .train import (
+    ResumableBatches,
     build_segmentation_model,
     environment_info,
     evaluate,
@@ -382,7 +385,7 @@ def run_demo(config: DemoConfig, report: Callable[[str], None] = log.info) -> di
                 continue
             torch.manual_seed(seed)  # identical initial weights in every arm of a draw
             net = build_segmentation_model(NUM_CLASSES, cfg.arch, image_size=size).to(device)
-            source = _source(
+            source, position = _source(
                 arm,
                 cfg,
                 preset.name,
@@ -403,6 +406,9 @@ def run_demo(config: DemoConfig, report: Callable[[str], None] = log.info) -> di
                     m = evaluate(model, val, NUM_CLASSES)
                     return {"val_miou": m["miou"]}
 
+            resumed_at = finished.resume_step(arm.key, draw) if position is not None else None
+            if resumed_at is not None:
+                report(f"({arm.key}) {arm.label}, draw {draw}: resuming at step {resumed_at}")
             with torch_threads(main_threads):
                 t_arm = time.perf_counter()
                 history = train_segmentation(
@@ -415,8 +421,19 @@ def run_demo(config: DemoConfig, report: Callable[[str], None] = log.info) -> di
                     desc=f"({arm.key}) draw {draw}",
                     eval_fn=eval_fn,
                     eval_every=cfg.eval_every,
+                    # checkpoints while it trains, so an interrupted arm resumes exactly
+                    checkpoint_dir=finished.partial(arm.key, draw)
+                    if position is not None
+                    else None,
+                    checkpoint_every=checkpoint_interval(cfg.steps)
+                    if position is not None
+                    else None,
+                    resume=resumed_at is not None,
+                    resumable_source=position,
                 )
                 train_seconds = time.perf_counter() - t_arm
+                if resumed_at is not None:  # its time before the interruption included
+                    train_seconds = history.total_seconds
             t_eval = time.perf_counter()
             metrics = evaluate(net, (test_images, test_masks), NUM_CLASSES, keep_per_image=True)
             cv = five_fold_protocol({cfg.steps: metrics["per_image"]}, seed=seed)
@@ -435,6 +452,8 @@ def run_demo(config: DemoConfig, report: Callable[[str], None] = log.info) -> di
                 workers if arm.key.startswith("a") else 0,
                 seed,
             )
+            if resumed_at is not None:
+                summary["resumed_at_step"] = resumed_at
             runs[arm.key].append(summary)
             finished.save(arm.key, draw, summary, predictions.get(arm.key) if draw == 0 else None)
             report(
@@ -512,6 +531,12 @@ def run_demo(config: DemoConfig, report: Callable[[str], None] = log.info) -> di
     return results
 
 
+def checkpoint_interval(steps: int) -> int:
+    """Steps between an arm's checkpoints: every 5 % of its steps, at least 50 (a
+    checkpoint writes the student, its optimiser and the batch source's position)."""
+    return max(50, steps // 20)
+
+
 def _run_digest(
     cfg: DemoConfig,
     device: torch.device,
@@ -554,6 +579,26 @@ class FinishedRuns:
         name = arm.replace("'", "p")  # (b') -> bp: no quotes in file names
         return self.folder / f"{self.digest}_{name}_draw{draw}.pt"
 
+    def partial(self, arm: str, draw: int) -> Path:
+        """The checkpoint folder of an (arm, draw) still in training."""
+        return self.path(arm, draw).with_suffix(".partial")
+
+    def resume_step(self, arm: str, draw: int) -> int | None:
+        """The step a checkpoint of an unfinished (arm, draw) reached, or None (no
+        checkpoint; a damaged one is logged and removed, the arm starts over)."""
+        last = self.partial(arm, draw) / "last.pt"
+        if not last.is_file():
+            return None
+        try:
+            step = torch.load(last, map_location="cpu", weights_only=True)["step"]
+            if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+                raise ValueError(f"no valid step ({step!r:.40})")
+        except Exception as err:  # damaged or foreign: the arm starts over
+            log.warning("%s: unusable checkpoint (%s); the arm starts over", last, err)
+            shutil.rmtree(self.partial(arm, draw), ignore_errors=True)
+            return None
+        return step
+
     def save(
         self, arm: str, draw: int, summary: dict[str, Any], prediction: torch.Tensor | None
     ) -> None:
@@ -562,6 +607,7 @@ class FinishedRuns:
             record["prediction"] = prediction.cpu()
         self.folder.mkdir(parents=True, exist_ok=True)
         atomic_torch_save(record, self.path(arm, draw))
+        shutil.rmtree(self.partial(arm, draw), ignore_errors=True)  # its checkpoints
 
     def load(self, arm: str, draw: int) -> tuple[dict[str, Any], torch.Tensor | None] | None:
         """The saved run, or None when there is none (a damaged file is logged and
@@ -604,28 +650,27 @@ def _source(
     augment: Any,
     workers: int,
     few: tuple[torch.Tensor, ...],
-) -> Iterable[Any]:
-    """The batches an arm trains on (real ones rendered in the toy world ``world``)."""
+) -> tuple[Iterable[Any], Any | None]:
+    """The batches an arm trains on (real ones rendered in the toy world ``world``), and
+    what holds their position for a checkpoint (None: the arm cannot resume mid-way)."""
     few_images, few_masks, few_annotated = few
-    if arm.key == "b":
-        return real_batches(
-            few_images, few_masks, cfg.batch_size, augment, seed=seed, device=device
-        )
-    if arm.key == "b'":
-        return real_batches(
-            few_images, few_annotated, cfg.batch_size, augment, seed=seed, device=device
-        )
+    if arm.key in ("b", "b'"):
+        labels = few_masks if arm.key == "b" else few_annotated
+        batches = ResumableBatches(
+            lambda start: real_batches(
+                few_images, labels, cfg.batch_size, augment, seed=seed, device=device,
+                start_batch=start,
+            )
+        )  # fmt: skip
+        return batches, batches
     if arm.key == "c":
-        return render_batches(
-            "pool",
-            cfg.batch_size,
-            count=cfg.pool_count,
-            augment=augment,
-            seed=seed,
-            size=64,
-            device=device,
-            variation=world,
-        )
+        batches = ResumableBatches(
+            lambda start: render_batches(
+                "pool", cfg.batch_size, count=cfg.pool_count, augment=augment, seed=seed,
+                size=64, device=device, variation=world, start_batch=start,
+            )
+        )  # fmt: skip
+        return batches, batches
     if cfg.stream_pool:  # a finite set of stream samples, made once (DatasetGAN's own way)
         stream = DatasetGANStream(
             preset,
@@ -641,14 +686,15 @@ def _source(
             n += len(batch_images)
             if n >= cfg.stream_pool:
                 break
-        return real_batches(
-            torch.cat(images)[: cfg.stream_pool],
-            torch.cat(masks)[: cfg.stream_pool],
-            cfg.batch_size,
-            augment,
-            seed=seed,
-            device=device,
-        )
+        pool_images = torch.cat(images)[: cfg.stream_pool]
+        pool_masks = torch.cat(masks)[: cfg.stream_pool]
+        batches = ResumableBatches(
+            lambda start: real_batches(
+                pool_images, pool_masks, cfg.batch_size, augment, seed=seed, device=device,
+                start_batch=start,
+            )
+        )  # fmt: skip
+        return batches, batches
     stream = DatasetGANStream(
         preset,
         batch_size=cfg.batch_size,
@@ -657,7 +703,12 @@ def _source(
         truncation_psi=arm.psi,
         device=device,
     )
-    return DataLoader(stream, batch_size=None, num_workers=workers, persistent_workers=False)
+    if not workers:  # the stream's own state is its position
+        return DataLoader(stream, batch_size=None, num_workers=0), stream
+    if TORCHDATA:  # the same batches as a DataLoader, and every worker's position
+        loader = stateful_loader(stream, workers, batch_size=None, persistent_workers=False)
+        return loader, loader
+    return DataLoader(stream, batch_size=None, num_workers=workers, persistent_workers=False), None
 
 
 def config_dict(config: DemoConfig) -> dict[str, Any]:

@@ -46,7 +46,7 @@ from ..conventions import (
 )
 from ..fileio import atomic_torch_save
 from ..metrics import ConfusionMatrix, metrics_from_confusion
-from .batches import real_batches, render_batches, render_labeled
+from .batches import ResumableBatches, real_batches, render_batches, render_labeled
 from .models import (
     ARCHITECTURES,
     SegmentationModel,
@@ -63,6 +63,7 @@ from .runtime import environment_info, torch_threads
 __all__ = [
     "ARCHITECTURES",
     "IGNORE_INDEX",
+    "ResumableBatches",
     "SegmentationModel",
     "TrainHistory",
     "build_deeplab",
