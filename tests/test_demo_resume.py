@@ -7,32 +7,20 @@ from __future__ import annotations
 import json
 
 import pytest
+import test_cli_review
 import torch
 
 from dgan_data.downstream import batches as batches_module
 from dgan_data.downstream import demo
 from dgan_data.downstream import train as train_module
 
+tiny_preset = test_cli_review.tiny_preset  # the demo's tiny preset (a fixture)
 STEPS = 12
 EVERY = 5  # checkpoints at steps 5 and 10 (the demo's own interval is >= 50 steps)
 
 
 class KilledError(Exception):
     """Stands for a kill in the middle of an arm."""
-
-
-@pytest.fixture
-def tiny_preset(tmp_path, monkeypatch):
-    """test_demo's ``demotest-14`` (random generator and interpreter)."""
-    from test_demo import NAME, toy_like_preset
-    from test_train import make_tiny_models
-
-    from dgan_data.presets import preset as preset_registry
-
-    make_tiny_models(tmp_path / "home" / NAME, size=64, num_models=2)
-    monkeypatch.setenv("DGAN_DATA_HOME", str(tmp_path / "home"))
-    monkeypatch.setitem(preset_registry._REGISTRY, NAME, toy_like_preset())
-    return NAME
 
 
 @pytest.fixture(autouse=True)
@@ -65,25 +53,31 @@ def _interrupt_at(monkeypatch, call: int) -> None:
 
 
 @pytest.mark.parametrize(
-    ("workers", "arm_index", "arm"),
-    [(0, 0, "a"), (0, 2, "bp"), (0, 3, "c"), (2, 0, "a")],
-    ids=["stream", "fewshot-annotator", "supervised", "stream-2-workers"],
+    ("extra", "arm_index", "arm"),
+    [
+        ({"stream_workers": 0}, 0, "a"),
+        ({"stream_workers": 0}, 2, "bp"),
+        ({"stream_workers": 0}, 3, "c"),
+        ({"stream_workers": 2}, 0, "a"),
+        ({"stream_pool": 8}, 0, "a"),
+    ],
+    ids=["stream", "fewshot-annotator", "supervised", "stream-2-workers", "stream-pool"],
 )
 def test_an_interrupted_arm_resumes_to_the_uninterrupted_result(
-    tiny_preset, tmp_path, monkeypatch, workers, arm_index, arm
+    tiny_preset, tmp_path, monkeypatch, extra, arm_index, arm
 ):
-    reference = demo.run_demo(_config(tiny_preset, tmp_path / "ref", stream_workers=workers))
+    reference = demo.run_demo(_config(tiny_preset, tmp_path / "ref", **extra))
     out = tmp_path / "demo"
     with monkeypatch.context() as patch:
         # arms train in order a, b, b', c; stop 3 steps after the checkpoint at step 5
         _interrupt_at(patch, arm_index * STEPS + 8)
         with pytest.raises(KilledError):
-            demo.run_demo(_config(tiny_preset, out, stream_workers=workers))
+            demo.run_demo(_config(tiny_preset, out, **extra))
     partial = [p for p in (out / "runs").iterdir() if p.suffix == ".partial"]
     assert [p.name.split("_")[1] for p in partial] == [arm]
     assert (partial[0] / "last.pt").is_file()
     seen: list[str] = []
-    results = demo.run_demo(_config(tiny_preset, out, stream_workers=workers), report=seen.append)
+    results = demo.run_demo(_config(tiny_preset, out, **extra), report=seen.append)
     assert any("resuming at step 5" in line for line in seen), seen
     assert _scores(results) == _scores(reference)
     key = {"bp": "b'"}.get(arm, arm)

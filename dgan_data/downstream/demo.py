@@ -654,15 +654,18 @@ def _source(
     """The batches an arm trains on (real ones rendered in the toy world ``world``), and
     what holds their position for a checkpoint (None: the arm cannot resume mid-way)."""
     few_images, few_masks, few_annotated = few
-    if arm.key in ("b", "b'"):
-        labels = few_masks if arm.key == "b" else few_annotated
+
+    def fixed_set(images: torch.Tensor, masks: torch.Tensor) -> tuple[Any, Any]:
         batches = ResumableBatches(
             lambda start: real_batches(
-                few_images, labels, cfg.batch_size, augment, seed=seed, device=device,
+                images, masks, cfg.batch_size, augment, seed=seed, device=device,
                 start_batch=start,
             )
         )  # fmt: skip
         return batches, batches
+
+    if arm.key in ("b", "b'"):
+        return fixed_set(few_images, few_masks if arm.key == "b" else few_annotated)
     if arm.key == "c":
         batches = ResumableBatches(
             lambda start: render_batches(
@@ -686,15 +689,7 @@ def _source(
             n += len(batch_images)
             if n >= cfg.stream_pool:
                 break
-        pool_images = torch.cat(images)[: cfg.stream_pool]
-        pool_masks = torch.cat(masks)[: cfg.stream_pool]
-        batches = ResumableBatches(
-            lambda start: real_batches(
-                pool_images, pool_masks, cfg.batch_size, augment, seed=seed, device=device,
-                start_batch=start,
-            )
-        )  # fmt: skip
-        return batches, batches
+        return fixed_set(torch.cat(images)[: cfg.stream_pool], torch.cat(masks)[: cfg.stream_pool])
     stream = DatasetGANStream(
         preset,
         batch_size=cfg.batch_size,
