@@ -110,3 +110,18 @@ def test_integer_ignore_index_still_marks_out_of_frame_pixels() -> None:
     )
     _, masks = aug(torch.rand(1, 3, 16, 16), torch.zeros(1, 16, 16, dtype=torch.long))
     assert (masks[0, :, :6] == 200).all() and (masks[0, :, 6:] == 0).all()
+
+
+@pytest.mark.parametrize("name", ["RandomThinPlateSpline", "RandomFisheye"])
+def test_kornia_augmentations_without_mask_support_are_refused_when_built(name: str) -> None:
+    if name == "RandomFisheye":
+        aug = KA.RandomFisheye(
+            torch.tensor([-0.3, 0.3]), torch.tensor([-0.3, 0.3]), torch.tensor([0.9, 1.0]), p=1.0
+        )
+    else:
+        aug = KA.RandomThinPlateSpline(p=1.0)
+    seq = KA.AugmentationSequential(
+        KA.RandomHorizontalFlip(p=0.5), aug, data_keys=["input", "mask"]
+    )
+    with pytest.raises(ValueError, match=f"holds {name}, which kornia cannot apply to masks"):
+        KorniaAugment(seq)

@@ -71,8 +71,20 @@ def _as_flag(value: Any) -> int | None:
 
 def _check_kornia_masks(aug: Any) -> None:
     """Refuse an ``AugmentationSequential`` whose ``extra_args`` resample the mask with
-    anything but nearest neighbour (it would blend class ids into others)."""
+    anything but nearest neighbour (it would blend class ids into others), or that holds
+    an augmentation kornia cannot apply to masks (``RandomThinPlateSpline``,
+    ``RandomFisheye``: a NotImplementedError from inside kornia at the first batch)."""
+    from kornia.augmentation.base import _AugmentationBase
     from kornia.constants import DataKey, Resample
+
+    no_masks = _AugmentationBase.apply_transform_mask
+    for module in aug.modules():
+        if isinstance(module, _AugmentationBase) and type(module).apply_transform_mask is no_masks:
+            raise ValueError(
+                f"the kornia AugmentationSequential holds {type(module).__name__}, which "
+                "kornia cannot apply to masks (it raises NotImplementedError): leave it out, "
+                "or apply it to the images only in a callable augment"
+            )
 
     for key, args in (getattr(aug, "extra_args", None) or {}).items():
         try:
