@@ -37,6 +37,7 @@ __all__ = [
     "output_path_problem",
     "png_bytes",
     "read_json",
+    "read_small_file",
     "remove_temps",
     "resolve_inside",
     "save_safetensors",
@@ -272,14 +273,11 @@ def parse_json_text(text: str | bytes, where: str) -> Any:
     return obj
 
 
-def read_json(
-    path: str | os.PathLike, *, expect: type = dict, max_bytes: int = MAX_JSON_BYTES
-) -> Any:
-    """Read a JSON document of type ``expect`` (dict by default); errors name the file.
-
-    Only a regular file is read, and never more than ``max_bytes`` (+1 to tell a larger
-    one): a device such as ``/dev/zero``, a FIFO or a file that grows while it is read
-    cannot make the reader hang or fill the memory."""
+def read_small_file(path: str | os.PathLike, max_bytes: int, what: str = "file") -> bytes:
+    """The bytes of a small regular file, never more than ``max_bytes`` read (+1 to tell
+    a larger one): a device such as ``/dev/zero``, a FIFO or a file that grows while it
+    is read cannot make the reader hang or fill the memory. ValueError naming the file
+    (``what`` says what it should be); FileNotFoundError and IsADirectoryError as usual."""
     path = Path(path)
     try:
         mode = path.stat().st_mode  # before open(): opening a FIFO blocks
@@ -291,14 +289,23 @@ def read_json(
                 raise ValueError(f"{path}: not a regular file (a device, FIFO or socket?)")
             if info.st_size > max_bytes:
                 raise ValueError(
-                    f"{path}: {info.st_size} bytes, more than the {max_bytes} a JSON file may have"
+                    f"{path}: {info.st_size} bytes, more than the {max_bytes} a {what} may have"
                 )
             data = f.read(max_bytes + 1)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such file") from None
     if len(data) > max_bytes:
-        raise ValueError(f"{path}: more than the {max_bytes} bytes a JSON file may have")
-    obj = parse_json_text(data, str(path))
+        raise ValueError(f"{path}: more than the {max_bytes} bytes a {what} may have")
+    return data
+
+
+def read_json(
+    path: str | os.PathLike, *, expect: type = dict, max_bytes: int = MAX_JSON_BYTES
+) -> Any:
+    """Read a JSON document of type ``expect`` (dict by default); errors name the file.
+    Read through :func:`read_small_file` (regular files only, at most ``max_bytes``)."""
+    path = Path(path)
+    obj = parse_json_text(read_small_file(path, max_bytes, "JSON file"), str(path))
     if not isinstance(obj, expect):
         raise ValueError(f"{path}: expected a JSON {expect.__name__}, found {type(obj).__name__}")
     return obj

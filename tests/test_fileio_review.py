@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -28,11 +30,28 @@ def _read_in_thread(path: Path, **kw) -> BaseException | object:
     return outcome[0] if outcome else TimeoutError("read_json did not return")
 
 
-@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+@pytest.mark.skipif(
+    not Path("/proc/self/status").exists(), reason="needs /dev/zero and /proc (Linux)"
+)
 def test_a_device_is_refused_before_reading() -> None:
-    err = _read_in_thread(Path("/dev/zero"), max_bytes=1024)
-    assert isinstance(err, ValueError), err
-    assert "/dev/zero: not a regular file" in str(err)
+    # in a child process with a time limit: the unbounded read this guards against fills
+    # the memory of whatever process runs it
+    code = (
+        "import resource\n"
+        "from dgan_data.fileio import read_json\n"
+        "vm = int(open('/proc/self/status').read().split('VmSize:')[1].split()[0]) * 1024\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (vm + 2**29, vm + 2**29))\n"
+        "try:\n    read_json('/dev/zero', max_bytes=1024)\n"
+        "except ValueError as err:\n    print(err)\n"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("read_json('/dev/zero') did not return within 60 s")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "/dev/zero: not a regular file" in done.stdout
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
@@ -57,3 +76,54 @@ def test_regular_files_folders_and_bounds_as_before(tmp_path: Path) -> None:
         read_json(tmp_path)
     with pytest.raises(FileNotFoundError, match=r"b\.json: no such file"):
         read_json(tmp_path / "b.json")
+
+
+def test_read_small_file_bounds_the_read(tmp_path: Path) -> None:
+    from dgan_data.fileio import read_small_file
+
+    path = tmp_path / "labelmap.txt"
+    path.write_bytes(b"x" * 100)
+    assert read_small_file(path, 100) == b"x" * 100
+    with pytest.raises(ValueError, match=r"labelmap\.txt: 100 bytes, more than the 99 a map"):
+        read_small_file(path, 99, "map")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_classes_json_and_labelmap_fifos_are_refused_without_blocking(tmp_path: Path) -> None:
+    """Both were read whole with read_text: a FIFO blocked, /dev/zero filled the memory."""
+    from dgan_data.annotations.shapes import MaskImportError
+    from dgan_data.annotations.tool_readers import _parse_labelmap
+    from dgan_data.downstream.realdata import LabeledFolder, LabeledFolderError
+
+    fifo = tmp_path / "labelmap.txt"
+    os.mkfifo(fifo)
+    outcome: list[BaseException] = []
+
+    def run(fn) -> None:
+        try:
+            fn()
+        except BaseException as err:
+            outcome.append(err)
+
+    thread = threading.Thread(target=run, args=(lambda: _parse_labelmap(fifo),), daemon=True)
+    thread.start()
+    thread.join(10)
+    if thread.is_alive():
+        with open(fifo, "wb"):
+            pass
+    assert outcome and isinstance(outcome[0], MaskImportError), outcome
+    assert "not a regular file" in str(outcome[0])
+
+    folder = tmp_path / "real"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    os.mkfifo(folder / "classes.json")
+    outcome.clear()
+    thread = threading.Thread(target=run, args=(lambda: LabeledFolder(folder),), daemon=True)
+    thread.start()
+    thread.join(10)
+    if thread.is_alive():
+        with open(folder / "classes.json", "wb"):
+            pass
+    assert outcome and isinstance(outcome[0], LabeledFolderError), outcome
+    assert "classes.json" in str(outcome[0])

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..conventions import IGNORE_INDEX, short_list
-from ..fileio import read_json
+from ..fileio import read_json, read_small_file
 from .png import open_png
 from .shapes import (
     MaskImportError,
@@ -276,8 +276,8 @@ def _parse_labelmap(path: Path) -> list[tuple[str, tuple[int, int, int]]]:
     """``name:r,g,b:parts:actions`` lines of CVAT's ``labelmap.txt``."""
     entries, problems = [], []
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
+        text = read_small_file(path, MAX_TOOL_JSON_BYTES, "labelmap.txt").decode("utf-8")
+    except (OSError, ValueError) as err:  # UnicodeDecodeError is a ValueError
         raise MaskImportError([f"{path}: unreadable ({err})"]) from None
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):

@@ -44,7 +44,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..conventions import IGNORE_INDEX, MAX_CLASSES, check_names, short_list
-from ..fileio import atomic_write, parse_json_text
+from ..fileio import atomic_write, parse_json_text, read_small_file
 
 __all__ = ["LabeledFolder", "LabeledFolderError", "write_labeled_folder"]
 
@@ -52,6 +52,8 @@ logger = logging.getLogger(__name__)
 
 IMAGE_DIR, MASK_DIR, CLASSES_FILE = "images", "masks", "classes.json"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+#: Largest classes.json read (254 names fit in far less): a bigger file is refused unread.
+MAX_CLASSES_JSON_BYTES = 2**20
 MASK_SUFFIX = ".png"
 _IMAGE_MODES = ("RGB", "L", "P", "RGBA", "LA", "CMYK", "YCbCr")
 _ORIENTATION_TAG = 0x0112  # EXIF Orientation; 1 = as stored
@@ -151,7 +153,8 @@ def _read_classes(root: Path, problems: list[str]) -> list[str] | None:
         return None
     try:
         # a BOM is harmless; nesting too deep is a ValueError like bad JSON
-        names = parse_json_text(path.read_text(encoding="utf-8-sig"), CLASSES_FILE)
+        text = read_small_file(path, MAX_CLASSES_JSON_BYTES, "classes.json").decode("utf-8-sig")
+        names = parse_json_text(text, CLASSES_FILE)
     except (OSError, ValueError) as err:
         problems.append(f"{CLASSES_FILE}: unreadable ({err})")
         return None
