@@ -291,7 +291,15 @@ def read_small_file(path: str | os.PathLike, max_bytes: int, what: str = "file")
                 raise ValueError(
                     f"{path}: {info.st_size} bytes, more than the {max_bytes} a {what} may have"
                 )
-            data = f.read(max_bytes + 1)
+            # in blocks: f.read(n) allocates n bytes up front, and the file may grow
+            blocks, size = [], 0
+            while size <= max_bytes:
+                block = f.read(min(2**20, max_bytes + 1 - size))
+                if not block:
+                    break
+                blocks.append(block)
+                size += len(block)
+            data = b"".join(blocks)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such file") from None
     if len(data) > max_bytes:
