@@ -280,18 +280,16 @@ def read_small_file(path: str | os.PathLike, max_bytes: int, what: str = "file")
     (``what`` says what it should be); FileNotFoundError and IsADirectoryError as usual."""
     path = Path(path)
     try:
-        mode = path.stat().st_mode  # before open(): opening a FIFO blocks
-        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # a folder: IsADirectoryError
+        info = path.stat()  # before open(): opening a FIFO blocks
+        if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):  # a folder:
             raise ValueError(f"{path}: not a regular file (a device, FIFO or socket?)")
+        if info.st_size > max_bytes:  # (open() raises IsADirectoryError)
+            raise ValueError(
+                f"{path}: {info.st_size} bytes, more than the {max_bytes} a {what} may have"
+            )
         with open(path, "rb") as f:
-            info = os.fstat(f.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise ValueError(f"{path}: not a regular file (a device, FIFO or socket?)")
-            if info.st_size > max_bytes:
-                raise ValueError(
-                    f"{path}: {info.st_size} bytes, more than the {max_bytes} a {what} may have"
-                )
-            # in blocks: f.read(n) allocates n bytes up front, and the file may grow
+            # in blocks: f.read(n) allocates n bytes up front, and the file may grow (or be
+            # swapped for a device) after the stat: the loop bounds the read whatever it is
             blocks, size = [], 0
             while size <= max_bytes:
                 block = f.read(min(2**20, max_bytes + 1 - size))

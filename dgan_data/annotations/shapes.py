@@ -154,7 +154,11 @@ def check_rle(counts: Sequence[int], height: int, width: int) -> np.ndarray:
 
 def decode_rle(counts: Sequence[int], height: int, width: int) -> np.ndarray:
     """A COCO run-length encoding (column-major, starting with 0s) as bool (H, W)."""
-    runs = check_rle(counts, height, width)
+    return _decode_runs(check_rle(counts, height, width), height, width)
+
+
+def _decode_runs(runs: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Runs that :func:`check_rle` accepted, as bool (H, W)."""
     bits = np.repeat((np.arange(runs.size) & 1).astype(bool), runs)
     return bits.reshape(width, height).T.copy()
 
@@ -231,7 +235,7 @@ class _Bitmap(_Shape):
     size: tuple[int, int] = (1, 1)  # (height, width)
 
     def region(self, out_hw: tuple[int, int], affine: Affine) -> np.ndarray:
-        return _sample_raster(decode_rle(self.runs.tolist(), *self.size), out_hw, affine)
+        return _sample_raster(_decode_runs(self.runs, *self.size), out_hw, affine)
 
 
 @dataclass

@@ -406,7 +406,14 @@ def run_demo(config: DemoConfig, report: Callable[[str], None] = log.info) -> di
                     m = evaluate(model, val, NUM_CLASSES)
                     return {"val_miou": m["miou"]}
 
-            resumed_at = finished.resume_step(arm.key, draw) if position is not None else None
+            checkpoints: dict[str, Any] = {}  # an arm whose source keeps no position: none
+            if position is not None:  # checkpoints while it trains: it resumes exactly
+                checkpoints = {
+                    "checkpoint_dir": finished.partial(arm.key, draw),
+                    "checkpoint_every": checkpoint_interval(cfg.steps),
+                    "resumable_source": position,
+                }
+            resumed_at = finished.resume_step(arm.key, draw) if checkpoints else None
             if resumed_at is not None:
                 report(f"({arm.key}) {arm.label}, draw {draw}: resuming at step {resumed_at}")
             with torch_threads(main_threads):
@@ -421,15 +428,8 @@ def run_demo(config: DemoConfig, report: Callable[[str], None] = log.info) -> di
                     desc=f"({arm.key}) draw {draw}",
                     eval_fn=eval_fn,
                     eval_every=cfg.eval_every,
-                    # checkpoints while it trains, so an interrupted arm resumes exactly
-                    checkpoint_dir=finished.partial(arm.key, draw)
-                    if position is not None
-                    else None,
-                    checkpoint_every=checkpoint_interval(cfg.steps)
-                    if position is not None
-                    else None,
                     resume=resumed_at is not None,
-                    resumable_source=position,
+                    **checkpoints,
                 )
                 train_seconds = time.perf_counter() - t_arm
                 if resumed_at is not None:  # its time before the interruption included
