@@ -88,6 +88,13 @@ def distributed_context() -> tuple[int, int]:
     rank = _env_int("RANK", 0)
     if world < 1:
         raise ValueError(f"environment WORLD_SIZE={world}: must be >= 1")
+    if world > 1 and not os.environ.get("RANK", "").strip():
+        # Lightning's launcher sets WORLD_SIZE but not RANK: assuming rank 0 would give
+        # every rank the same samples
+        raise ValueError(
+            f"environment WORLD_SIZE={world} but RANK is not set: initialise "
+            "torch.distributed first (or set RANK) so each rank draws its own samples"
+        )
     if not 0 <= rank < world:
         raise ValueError(f"environment RANK={rank}: must be in [0, WORLD_SIZE={world})")
     return rank, world

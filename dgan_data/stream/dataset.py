@@ -46,7 +46,7 @@ from .state import (
     fresh_state,
     plain,
 )
-from .workers import Shard, current_shard, resolve_device
+from .workers import Shard, current_shard, pickling_context, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -309,6 +309,7 @@ class DatasetGANStream(IterableDataset):
         self._finished: Progress | None = None  # the last iterator to finish an epoch
         self._resume: dict[str, Any] | None = None
         self._warned_restart = False
+        self._parent_context: tuple[int, int] | None = None  # set when pickled
 
     @property
     def per_sample(self) -> bool:
@@ -322,6 +323,8 @@ class DatasetGANStream(IterableDataset):
         state["_augment"] = None
         state["_progress"] = None  # an iterator's live state belongs to its process
         state["_finished"] = None
+        # a spawned worker cannot find its rank itself (no process group, maybe no RANK)
+        state["_parent_context"] = pickling_context()
         return state
 
     # ------------------------------------------------------------- sizing
@@ -480,7 +483,7 @@ class DatasetGANStream(IterableDataset):
         self._finished = None
 
     def __iter__(self) -> Iterator[Any]:
-        shard = current_shard()
+        shard = current_shard(self._parent_context)
         lab = self.labeler()
         device = lab.device
         epoch = self.epoch

@@ -46,12 +46,31 @@ class Shard:
         return [self.rank, self.world_size, self.worker, self.num_workers]
 
 
-def current_shard() -> Shard:
-    """The shard of the calling process: its distributed rank and DataLoader worker."""
-    rank, world = distributed_context()
+def current_shard(parent_context: tuple[int, int] | None = None) -> Shard:
+    """The shard of the calling process: its distributed rank and DataLoader worker.
+
+    ``parent_context`` is the (rank, world size) the main process saw when it pickled
+    the dataset for a worker. A spawned worker has no process group of its own and,
+    started by ``mp.spawn`` or Lightning, no ``RANK`` either: without the parent's
+    context every rank's workers would act as rank 0 and draw the same samples.
+    """
     info = get_worker_info()
+    live_group = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if info is not None and parent_context is not None and not live_group:
+        rank, world = parent_context
+    else:
+        rank, world = distributed_context()
     worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
     return Shard(rank, world, worker, workers)
+
+
+def pickling_context() -> tuple[int, int] | None:
+    """(rank, world size) of the process pickling a stream for its workers, or None when
+    it cannot be known here (the worker then finds, or refuses, its own)."""
+    try:
+        return distributed_context()
+    except ValueError:
+        return None
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
