@@ -199,11 +199,15 @@ class AlbumentationsAugment:
 
     Images are handed over as float32 HWC in [0, 1] (``image_dtype="float32"``, no
     quantisation) or uint8 (``image_dtype="uint8"``, rounded, faster for some OpenCV ops and
-    required by a few transforms); they come back in the input dtype. The mask is handed
-    over as a 2-channel uint8 HW2 mask ``(label, 1)``: albumentations resamples masks with
-    nearest neighbour by default and pads them with ``fill_mask`` (0 unless set), so a pixel
-    is in-frame exactly when its second channel is still 1; the others become
-    ``ignore_index``. Labels must be in [0, 255]. A transform built with another
+    required by a few transforms); they come back in the input dtype. The Compose must
+    keep them in [0, 1]: a result outside (``A.Normalize``, ``A.FromFloat``) is a
+    ValueError, not clamped (normalise with the stream's ``normalize=``). The labels are
+    handed over as the uint8 HW ``mask`` (so transforms that read it, such as
+    ``CropNonEmptyMaskIfExists``, see labels only) and an all-ones marker as ``masks=[...]``:
+    albumentations resamples masks with nearest neighbour by default and pads them with
+    ``fill_mask`` (0 unless set), so a pixel is in-frame exactly when its marker is still
+    1; the others become ``ignore_index`` (as do regions a transform fills in every mask,
+    such as ``MaskDropout``'s). Labels must be in [0, 255]. A transform built with another
     ``mask_interpolation`` than nearest is refused at construction (ValueError naming it).
 
     Seeding: albumentations 2.x keeps its own ``numpy.random.Generator`` and
@@ -280,12 +284,23 @@ class AlbumentationsAugment:
 
         out_imgs, out_masks = [], []
         for i in range(B):
-            res = self.compose(image=x_np[i], mask=np.stack([m_np[i], ones], -1))
+            # the label alone is the mask (transforms that read it, such as
+            # CropNonEmptyMaskIfExists, see only labels); the in-frame marker rides along
+            # as a separate 1-channel mask, warped with the same nearest lookup
+            res = self.compose(image=x_np[i], mask=m_np[i], masks=[ones])
             img, msk = res["image"], res["mask"]
-            if img.ndim != 3 or img.shape[-1] != 3 or msk.shape != (*img.shape[:2], 2):
+            valid = res["masks"][0] if len(res["masks"]) == 1 else None
+            hw = img.shape[:2]
+            if (
+                img.ndim != 3
+                or img.shape[-1] != 3
+                or getattr(msk, "shape", None) != hw
+                or getattr(valid, "shape", None) != hw
+            ):
                 raise ValueError(
                     f"the albumentations Compose returned image {img.shape} and mask "
-                    f"{msk.shape}; expected HxWx3 and HxWx2 (no ToTensorV2, no channel changes)"
+                    f"{getattr(msk, 'shape', type(msk).__name__)}; expected HxWx3 and HxW "
+                    "(no ToTensorV2, no channel changes)"
                 )
             if out_imgs and img.shape != out_imgs[0].shape:
                 raise ValueError(
@@ -294,12 +309,32 @@ class AlbumentationsAugment:
                     "(e.g. A.Resize, A.RandomCrop, A.PadIfNeeded) so the batch can be stacked"
                 )
             out_imgs.append(img)
-            out_masks.append(msk)
+            out_masks.append(np.where(valid == 1, msk, self.ignore_index).astype(np.int64))
 
-        img_t = torch.from_numpy(np.stack(out_imgs))
-        img_t = img_t.float() / 255 if img_t.dtype == torch.uint8 else img_t.float().clamp_(0, 1)
-        msk_t = torch.from_numpy(np.stack(out_masks).astype(np.int64))
-        labels = torch.where(msk_t[..., 1] == 1, msk_t[..., 0], self.ignore_index)
+        img_t = _unit_range_images(np.stack(out_imgs), self.compose)
+        labels = torch.from_numpy(np.stack(out_masks))
         dev = images.device
         img_t = img_t.permute(0, 3, 1, 2).to(device=dev, dtype=images.dtype, non_blocking=True)
         return img_t.contiguous(), labels.to(dev, non_blocking=True)
+
+
+# rounding noise of float transforms; anything further out is a pipeline that leaves [0, 1]
+UNIT_RANGE_TOLERANCE = 1e-3
+
+
+def _unit_range_images(stacked: np.ndarray, compose: Any) -> torch.Tensor:
+    """The Compose's images as float in [0, 1]: uint8 is scaled; a float result out of
+    [0, 1] (A.Normalize, A.FromFloat) is a ValueError, not a silent clamp to black."""
+    images = torch.from_numpy(stacked)
+    if images.dtype == torch.uint8:
+        return images.float() / 255
+    images = images.float()
+    lo, hi = float(images.min()), float(images.max())
+    if not (lo >= -UNIT_RANGE_TOLERANCE and hi <= 1 + UNIT_RANGE_TOLERANCE):
+        raise ValueError(
+            f"the albumentations Compose returned images in [{lo:.3g}, {hi:.3g}], not in "
+            f"[0, 1]: leave out A.Normalize / A.FromFloat (normalise with the stream's "
+            f"normalize= instead); Compose: {type(compose).__name__} of "
+            f"{[type(t).__name__ for t in getattr(compose, 'transforms', [])]}"
+        )
+    return images.clamp_(0, 1)
