@@ -69,6 +69,22 @@ def _as_flag(value: Any) -> int | None:
         return None
 
 
+def _is_mix(module: Any) -> bool:
+    """Whether ``module`` is a kornia mix augmentation (MixUp, CutMix, Mosaic)."""
+    from kornia.augmentation import MixAugmentationBaseV2
+
+    return isinstance(module, MixAugmentationBaseV2)
+
+
+def _mix_refusal(module: Any) -> str:
+    """Why a mix augmentation is refused (one message for both places)."""
+    return (
+        f"{type(module).__name__}, a mix augmentation: it blends or pastes two samples' "
+        "images, which class-id masks cannot follow (kornia raises NotImplementedError "
+        "for masks); leave it out"
+    )
+
+
 def _check_kornia_masks(aug: Any) -> None:
     """Refuse an ``AugmentationSequential`` whose ``extra_args`` resample the mask with
     anything but nearest neighbour (it would blend class ids into others), or that holds
@@ -79,6 +95,8 @@ def _check_kornia_masks(aug: Any) -> None:
 
     no_masks = _AugmentationBase.apply_transform_mask
     for module in aug.modules():
+        if _is_mix(module):
+            raise ValueError(f"the kornia AugmentationSequential holds {_mix_refusal(module)}")
         if isinstance(module, _AugmentationBase) and type(module).apply_transform_mask is no_masks:
             raise ValueError(
                 f"the kornia AugmentationSequential holds {type(module).__name__}, which "

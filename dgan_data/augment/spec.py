@@ -55,7 +55,9 @@ def make_augment(spec: Any) -> AugmentFn | None:
 
     Accepted: ``None``/``"none"`` -> None; ``"default"`` -> :class:`BatchAugment` with its
     defaults; a kornia ``AugmentationSequential`` -> :class:`KorniaAugment` (a single kornia
-    augmentation is wrapped in one with ``data_keys=["input", "mask"]``); an albumentations
+    augmentation, an ``ImageSequential`` or an auto-augment policy such as ``RandAugment``
+    is wrapped in one with ``data_keys=["input", "mask"]``; mix augmentations and other
+    kornia objects are refused: class-id masks cannot follow them); an albumentations
     ``Compose``/``BaseCompose`` -> :class:`AlbumentationsAugment` (a single transform is
     wrapped in ``Compose``); any other callable taking ``(images, masks, generator)`` -> as is
     (for a ``torch.nn.Module``, its ``forward`` must take them). torchvision transforms
@@ -77,11 +79,21 @@ def make_augment(spec: Any) -> AugmentFn | None:
         if not adapters._KORNIA:
             raise adapters._missing(adapters._KORNIA, "a kornia augmentation")
         import kornia.augmentation as KA
+        from kornia.augmentation.container.base import ImageSequentialBase
 
+        if adapters._is_mix(spec):
+            raise TypeError(f"augment={_short(spec)} is {adapters._mix_refusal(spec)}")
         if isinstance(spec, KA.AugmentationSequential):
             return KorniaAugment(spec)
-        if isinstance(spec, (KA.base._AugmentationBase, KA.ImageSequential)):
+        # single augmentations, ImageSequential and the auto-augment policies (RandAugment,
+        # TrivialAugment, AutoAugment) take images only: wrap them so masks follow
+        if isinstance(spec, (KA.base._AugmentationBase, ImageSequentialBase)):
             return KorniaAugment(KA.AugmentationSequential(spec, data_keys=["input", "mask"]))
+        raise TypeError(
+            f"augment={_short(spec)} is a kornia object the stream cannot apply to images "
+            "and masks together; pass a kornia.augmentation.AugmentationSequential("
+            "..., data_keys=['input', 'mask']) or a single kornia augmentation"
+        )
     if _is_from(spec, "albumentations"):
         if not adapters._ALBUMENTATIONS:
             raise adapters._missing(adapters._ALBUMENTATIONS, "an albumentations transform")
