@@ -227,8 +227,8 @@ def test_statistics_stay_readable_after_an_epoch_ends():
     stats = ds.statistics()
     assert stats["items"] == 6 and stats["candidates"] >= 6
     assert set(stats["class_balance"]["image_rates"]) == set(interp.class_names)
-    # the next epoch starts fresh: its state is the new epoch's, not the old iterator's
-    assert ds.epoch == 1 and ds.state_dict()["epoch"] == 1
+    # the stream moves on to epoch 1; its state stays the finished epoch 0's until then
+    assert ds.epoch == 1 and ds.state_dict()["epoch"] == 0
     it = iter(ds)
     next(it)
     assert ds.statistics()["items"] == 1

@@ -222,13 +222,16 @@ def test_resume_across_epoch_boundary(tiny):
     ds = stream(tiny, output="dict", samples_per_epoch=8, drop_uncertain=0.1)
     first = list(ds)
     assert len(first) == 2
-    state = ds.state_dict()
-    assert state["fresh"] and state["epoch"] == 1
+    state = ds.state_dict()  # the finished epoch 0 (the stream itself moved on to 1)
+    assert not state.get("fresh") and state["epoch"] == 0 and ds.epoch == 1
     second = list(ds)
     other = stream(tiny, output="dict", samples_per_epoch=8, drop_uncertain=0.1)
     other.load_state_dict(state)
+    assert list(other) == []  # nothing of epoch 0 is left; then it goes on with epoch 1
     again = list(other)
     assert [torch.equal(a["image"], b["image"]) for a, b in zip(second, again)] == [True, True]
+    ds.set_epoch(2)  # an explicit move gives that epoch's fresh state
+    assert ds.state_dict()["fresh"] and ds.state_dict()["epoch"] == 2
 
 
 # -------------------------------------------------------------- filtering

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import IterableDataset
+from torch.utils.data import IterableDataset, get_worker_info
 from torchvision import tv_tensors
 
 from ..augment import BatchAugment, check_normalize, make_augment, normalize
@@ -307,6 +307,11 @@ class DatasetGANStream(IterableDataset):
         self._augment: Any = None
         self._progress: Progress | None = None
         self._finished: Progress | None = None  # the last iterator to finish an epoch
+        # that iterator while nothing has moved the stream since: state_dict() then
+        # records the epoch as finished, not the next one as fresh (a DataLoader that
+        # collates a partial last batch runs the iterator to its end before the batch
+        # is handed out, so the checkpoint of that batch must not skip ahead)
+        self._ended: Progress | None = None
         self._resume: dict[str, Any] | None = None
         self._warned_restart = False
         self._parent_context: tuple[int, int] | None = None  # set when pickled
@@ -323,6 +328,7 @@ class DatasetGANStream(IterableDataset):
         state["_augment"] = None
         state["_progress"] = None  # an iterator's live state belongs to its process
         state["_finished"] = None
+        state["_ended"] = None
         # a spawned worker cannot find its rank itself (no process group, maybe no RANK)
         state["_parent_context"] = pickling_context()
         return state
@@ -344,6 +350,7 @@ class DatasetGANStream(IterableDataset):
         before ``load_state_dict``: a loaded state resumes only in its own epoch.
         """
         self.epoch = check_epoch(epoch)
+        self._ended = None
 
     def unit_size(self, device: torch.device | None = None) -> int:
         """Kept samples per unit: the batch (whole-batch mode) or the generation batch."""
@@ -457,10 +464,15 @@ class DatasetGANStream(IterableDataset):
         Holds plain Python values and CPU tensors (the left-over samples), so it can be
         saved with ``torch.save`` next to a training checkpoint. It records what
         identifies the stream (model fingerprints and every setting that shapes the
-        output) and ``load_state_dict`` refuses a stream that differs.
+        output) and ``load_state_dict`` refuses a stream that differs. After an
+        iterator (not a worker's) has run its epoch to the end, and until ``set_epoch``
+        or the next ``iter()``, it is that finished epoch's state: loaded, it yields
+        nothing, and the loop's next ``set_epoch`` goes on.
         """
         if self._resume is not None:  # loaded but not iterated yet
             return dict(self._resume)
+        if self._progress is None and self._ended is not None:
+            return self._ended.to_state(self._config())
         if self._progress is None:
             return fresh_state(self.epoch, self._config())
         return self._progress.to_state(self._config())
@@ -481,6 +493,7 @@ class DatasetGANStream(IterableDataset):
         self._resume = None if state.get("fresh") else dict(state)
         self._progress = None  # the loaded state replaces any earlier iterator's
         self._finished = None
+        self._ended = None
 
     def __iter__(self) -> Iterator[Any]:
         shard = current_shard(self._parent_context)
@@ -507,6 +520,7 @@ class DatasetGANStream(IterableDataset):
         if resume is not None:
             progress.restore(resume, device)
         self._progress = progress
+        self._ended = None
         limit = self._items_for_shard(shard)
         if resume is not None and limit is not None and progress.items > limit:
             raise ValueError(
@@ -538,6 +552,10 @@ class DatasetGANStream(IterableDataset):
             if self._progress is progress:
                 self._progress = None
                 self._finished = progress  # its statistics stay readable
+                if get_worker_info() is None:
+                    # a worker's state is taken at its own StopIteration, and its copy
+                    # of the stream starts the next epoch itself: fresh e + 1 is right
+                    self._ended = progress
 
     def _make_balancer(self, lab: Labeler) -> ClassBalancer | None:
         """A new iterator's balancer, from scratch: its counts and give-up evidence are
