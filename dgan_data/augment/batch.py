@@ -137,7 +137,7 @@ def check_augment_output(out: Any, size: int) -> tuple[torch.Tensor, torch.Tenso
             f"augment callable returned {images.shape[0]} samples for a batch of {size}; "
             "it must keep every sample, in order"
         )
-    return images, masks
+    return images, masks.long()  # uint8 or int32 masks would fail cross_entropy later
 
 
 def normalize(
@@ -188,6 +188,10 @@ class AugmentParams:
     def select(self, index: int | slice | torch.Tensor) -> AugmentParams:
         """The parameters of some samples (e.g. ``params.select(slice(0, 2))``)."""
         if isinstance(index, int):
+            size = len(self)
+            if not -size <= index < size:
+                raise IndexError(f"sample {index} of parameters for {size} samples")
+            index %= size  # slice(-1, 0) would select nothing
             index = slice(index, index + 1)
         return AugmentParams(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
@@ -517,4 +521,13 @@ class BatchAugment:
         )
         total = p.sum(1, keepdim=True)
         p = torch.where(total > 0, p / total.clamp_min(1e-12), p)
-        return p.to(probs.dtype)
+        # the mask's in-frame test (nearest lookup, as in apply): near the edge the
+        # bilinear footprint can reach into the frame where the nearest source is out
+        in_frame = F.grid_sample(
+            torch.ones(B, 1, H, W, device=probs.device),
+            grid,
+            mode="nearest",
+            padding_mode="zeros",
+            align_corners=False,
+        )
+        return (p * (in_frame > 0.5)).to(probs.dtype)
