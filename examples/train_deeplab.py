@@ -59,6 +59,7 @@ from dgan_data.cli.common import (
     positive_int,
     seed_int,
     writable_output_file,
+    writable_output_folder,
 )
 from dgan_data.downstream.realdata import LabeledFolder
 from dgan_data.downstream.train import (
@@ -79,6 +80,10 @@ from dgan_data.stream import DatasetGANStream
 from dgan_data.stream.workers import TORCHDATA, stateful_loader
 
 PROTOCOLS = ("auto", "five-fold", "holdout", "last")
+
+
+# what train_segmentation's last.pt holds to continue a run
+TRAINING_STATE_KEYS = ("model", "optimizer", "scaler", "history", "step")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -151,7 +156,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     tr.add_argument("--seed", type=seed_int, default=0)
     tr.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
-    tr.add_argument("--checkpoint-dir", type=Path, default=None)
+    tr.add_argument("--checkpoint-dir", type=writable_output_folder, default=None)
     tr.add_argument(
         "--resume",
         action="store_true",
@@ -189,7 +194,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         last = args.checkpoint_dir / "last.pt"
         if last.is_file():
             try:
-                step = int(torch.load(last, map_location="cpu", weights_only=True)["step"])
+                saved = torch.load(last, map_location="cpu", weights_only=True)
+                step = int(saved["step"])
             except Exception as err:  # damaged, truncated, not a torch file, no "step"
                 p.error(
                     f"--resume: {last}: not a checkpoint of this script ({one_line(err)}); "
@@ -197,6 +203,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                 )
             if step >= args.max_steps:
                 p.error(f"--resume: {last} is at step {step}; --max-steps must exceed it")
+            missing = [k for k in TRAINING_STATE_KEYS if k not in saved]
+            if missing:  # e.g. a step_*.pt (the model only) copied over last.pt
+                p.error(
+                    f"--resume: {last}: not a full training checkpoint (no "
+                    f"{', '.join(missing)}); delete it to start afresh"
+                )
             args.resume_step = step
     return args
 
@@ -262,7 +274,7 @@ def eval_set(
         folder = LabeledFolder(
             args.eval_folder, size=size, num_classes=num_classes, class_names=class_names
         )
-        return folder, f"folder {args.eval_folder} ({len(folder)} images at {size})"
+        return folder, f"folder {args.eval_folder.resolve()} ({len(folder)} images at {size})"
     from dgan_data.toy import NUM_CLASSES
 
     if num_classes != NUM_CLASSES:
@@ -374,14 +386,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if protocol == "auto":
         protocol = "five-fold" if args.eval_every and args.eval_every < args.max_steps else "last"
     if protocol == "five-fold":  # before training: too many folds fails only at the end
-        num_eval = len(data[0]) if isinstance(data, tuple) else len(data)
+        num_eval = _num_images(data)
         if num_eval < args.folds:
             raise UsageError(
                 f"--folds {args.folds} needs >= {args.folds} eval images, got {num_eval}"
             )
     val = validation_set(args, stream, args.val_samples) if protocol == "holdout" else None
-    scores = EvalScores(args.checkpoint_dir, main_rank)
-    if args.resume_step:
+    scores = EvalScores(args.checkpoint_dir, main_rank, data_desc, _num_images(data))
+    if args.resume_step:  # before training: scores of another eval set cannot be mixed in
         scores.load(args.resume_step)
     per_image, val_scores = scores.per_image, scores.val
     last_metrics: dict[str, Any] = {}
@@ -522,14 +534,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def _num_images(data: Any) -> int:
+    """Images in the eval set: a LabeledFolder, or the toy test split's (images, masks)."""
+    return len(data[0]) if isinstance(data, tuple) else len(data)
+
+
 class EvalScores:
     """Every scored checkpoint's per-image confusions (and holdout scores), kept in
     ``<checkpoint-dir>/scores.pt`` so a resumed run's checkpoint choice also covers the
     checkpoints scored before the interruption. Rank 0 writes; every rank reads."""
 
-    def __init__(self, folder: Path | None, writer: bool) -> None:
+    def __init__(self, folder: Path | None, writer: bool, eval_desc: str, eval_images: int) -> None:
         self.path = folder / "scores.pt" if folder is not None else None
         self.writer = writer
+        self.eval_set = {"description": eval_desc, "images": eval_images}
         self.per_image: dict[int, torch.Tensor] = {}
         # step -> the validation confusion (K, K); a scores.pt of an older version holds
         # the validation mIoU as a number, which holdout_protocol also takes
@@ -540,13 +558,40 @@ class EvalScores:
         (later ones are redone)."""
         if self.path is None or not self.path.is_file():
             return
-        saved = torch.load(self.path, map_location="cpu", weights_only=True)
+        try:
+            saved = torch.load(self.path, map_location="cpu", weights_only=True)
+            per_image, val = dict(saved["per_image"]), dict(saved["val"])
+        except Exception as err:  # damaged, truncated, not a torch file, keys missing
+            raise UsageError(
+                f"--resume: {self.path}: not a scores file of this script ({one_line(err)}); "
+                "delete it to score the earlier checkpoints afresh"
+            ) from err
+        self._check_eval_set(saved.get("eval_set"), per_image)
+        saved = {"per_image": per_image, "val": val}
         self.per_image.update({s: t for s, t in saved["per_image"].items() if s <= done})
         self.val.update({s: v for s, v in saved["val"].items() if s <= done})
 
+    def _check_eval_set(self, saved: Any, per_image: dict[int, torch.Tensor]) -> None:
+        """Refuse scores of another eval set: the five-fold protocol needs every
+        checkpoint scored on the same images (a scores.pt of an older version records
+        no eval set; its image counts must match)."""
+        counts = {len(t) for t in per_image.values()}
+        if saved is not None and saved != self.eval_set:
+            found = f"{saved.get('description')!r}" if isinstance(saved, dict) else repr(saved)
+        elif saved is None and counts - {self.eval_set["images"]}:
+            found = f"{sorted(counts)} images"
+        else:
+            return
+        raise UsageError(
+            f"--resume: {self.path} holds scores on {found}, but this run evaluates on "
+            f"{self.eval_set['description']!r}: resume with the same eval set, or delete "
+            "scores.pt to score the earlier checkpoints afresh"
+        )
+
     def save(self) -> None:
         if self.path is not None and self.writer:
-            atomic_torch_save({"per_image": self.per_image, "val": self.val}, self.path)
+            state = {"per_image": self.per_image, "val": self.val, "eval_set": self.eval_set}
+            atomic_torch_save(state, self.path)
 
 
 def _nanmean0(values: np.ndarray) -> list[float]:

@@ -120,12 +120,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     L.seed_everything(args.seed)
-    data = StreamDataModule(
-        args.preset, args.batch_size, args.steps_per_epoch, args.seed, args.device
-    )
+    try:  # a refused setting or an unusable file: one line, exit 2
+        data = StreamDataModule(
+            args.preset, args.batch_size, args.steps_per_epoch, args.seed, args.device
+        )
+    except USER_ERRORS as err:
+        print(f"train_lightning.py: error: {one_line(err)}", file=sys.stderr)
+        return 2
     model = Segmenter(data.stream.labeler().interpreter.num_classes)
     trainer = L.Trainer(
         max_epochs=args.epochs,
@@ -134,7 +138,8 @@ def main(argv: list[str] | None = None) -> None:
         reload_dataloaders_every_n_epochs=1,
     )
     trainer.fit(model, datamodule=data)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -193,6 +193,16 @@ def output_folder(text: str) -> Path:
     return _output_path(text, folder=True)
 
 
+def writable_output_folder(text: str) -> Path:
+    """argparse type of a folder to write into (``--checkpoint-dir``): :func:`output_folder`,
+    and its nearest existing folder writable (refused when parsed, not after training)."""
+    path = output_folder(text)
+    folder = next((p for p in (path.absolute(), *path.absolute().parents) if p.exists()), None)
+    if folder is not None and not os.access(folder, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{text!r}: {folder} is not writable")
+    return path
+
+
 def id_prefix_type(text: str) -> str:
     """argparse type of a sample id prefix: file-name safe (letters, digits, . _ -)."""
     if not _ID_PATTERN.fullmatch(text) or len(text) > 64:
@@ -231,6 +241,12 @@ def device_name(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r}: CUDA is not available on this machine")
     if dev.type not in ("cpu", "cuda", "mps"):
         raise argparse.ArgumentTypeError(f"{text!r}: use cpu, cuda, cuda:N or mps")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+        )
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: MPS is not available on this machine")
     return text
 
 

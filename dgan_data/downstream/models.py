@@ -261,10 +261,19 @@ def build_segmentation_model(
 
 def _load_encoder_weights(encoder: nn.Module, path: Path) -> None:
     """Load a local encoder state dict, dropping a classifier head; name what did not fit."""
-    if path.suffix == ".safetensors":
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        if path.suffix == ".safetensors":
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        # a text file (legacy unpickling fails with anything from KeyError to EOFError),
+        # a truncated download, a pickle that weights_only refuses
+        raise ValueError(
+            f"{path}: not a weights-only torch state dict or safetensors file: "
+            f"{str(err).splitlines()[0] if str(err) else type(err).__name__}"
+        ) from err
+    if path.suffix != ".safetensors":
         for key in ("state_dict", "model"):
             if isinstance(state, dict) and isinstance(state.get(key), dict):
                 state = state[key]

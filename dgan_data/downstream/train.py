@@ -196,6 +196,48 @@ def _source_states(source: Any | None) -> list[dict[str, Any]] | None:
     return gathered
 
 
+def _brief(err: BaseException, limit: int = 300) -> str:
+    """An exception's message on one line, cut at ``limit`` characters (torch's
+    state-dict errors list every mismatching tensor)."""
+    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+    text = text or type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _load_training_state(
+    path: Path, model: nn.Module, opt: torch.optim.Optimizer, scaler: Any
+) -> tuple[dict[str, Any], TrainHistory, int]:
+    """Put ``last.pt``'s model, optimiser and scaler back; a file that is not a full
+    training checkpoint, or one of another model (other architecture, encoder or decoder
+    width), is a ValueError naming it instead of a traceback from inside torch."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # legacy unpickling fails in many ways
+        raise ValueError(f"{path}: not a readable training checkpoint: {_brief(err)}") from err
+    keys = ("model", "optimizer", "scaler", "history", "step")
+    missing = [k for k in keys if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ValueError(
+            f"{path}: not a full training checkpoint (no {', '.join(missing)}; a step_*.pt "
+            "holds the model only)"
+        )
+    try:
+        _unwrap(model).load_state_dict(state["model"])
+    except RuntimeError as err:
+        raise ValueError(
+            f"{path}: its model does not fit this one (another architecture, encoder or "
+            f"decoder width?): {_brief(err)}"
+        ) from err
+    try:
+        opt.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        history = TrainHistory(**state["history"])
+        start = int(state["step"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{path}: damaged training state: {_brief(err)}") from err
+    return state, history, start
+
+
 def _restore_source(source: Any, states: list[dict[str, Any]] | None, path: Path) -> bool:
     """Put this rank's saved source state back (True), or say why the source starts over
     (False)."""
@@ -473,12 +515,7 @@ def train_segmentation(
             ckpt_dir / "last.pt",
         )
     elif resume and ckpt_dir is not None:
-        state = torch.load(ckpt_dir / "last.pt", map_location="cpu", weights_only=True)
-        _unwrap(model).load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        history = TrainHistory(**state["history"])
-        start = int(state["step"])
+        state, history, start = _load_training_state(ckpt_dir / "last.pt", model, opt, scaler)
         log.info("resumed from %s at step %d", ckpt_dir / "last.pt", start)
         if start >= steps:
             return history
