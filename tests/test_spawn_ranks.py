@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from test_stream import random_interpreter, tiny_generator
+from test_stream import gloo_rank, random_interpreter, tiny_generator
 from torch.utils.data import DataLoader
 
 import dgan_data.stream.workers as workers_mod
@@ -87,11 +87,7 @@ def test_main_process_ignores_a_pickled_rank(tiny_paths, monkeypatch):
 
 
 def _spawned_rank(rank: int, init_file: str, out_dir: str, generator: str, interpreter: str):
-    torch.set_num_threads(1)
-    torch.distributed.init_process_group(
-        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=2
-    )
-    try:
+    with gloo_rank(rank, init_file):
         loader = DataLoader(
             _stream((generator, interpreter)),
             batch_size=None,
@@ -102,8 +98,6 @@ def _spawned_rank(rank: int, init_file: str, out_dir: str, generator: str, inter
         seeds = torch.cat([next(it)["seed"] for _ in range(2)])
         torch.save(seeds, Path(out_dir) / f"rank{rank}.pt")
         torch.distributed.barrier()
-    finally:
-        torch.distributed.destroy_process_group()
 
 
 def test_spawned_workers_of_spawned_ranks_draw_disjoint_samples(tiny_paths, tmp_path):

@@ -3,11 +3,13 @@ pixel ignoring, augmentation alignment, DDP, parity with the offline labeling pa
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
 import pickle
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -444,12 +446,21 @@ def test_augment_keeps_image_and_mask_aligned(make):
 
 
 # ------------------------------------------------------------------- DDP
-def _ddp_worker(rank: int, init_file: str, out_dir: str, generator: str, interpreter: str):
+@contextlib.contextmanager
+def gloo_rank(rank: int, init_file: str, world_size: int = 2) -> Iterator[None]:
+    """This process as ``rank`` of a CPU (gloo) process group, for the DDP tests."""
     torch.set_num_threads(1)
     torch.distributed.init_process_group(
-        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=2
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size
     )
     try:
+        yield
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def _ddp_worker(rank: int, init_file: str, out_dir: str, generator: str, interpreter: str):
+    with gloo_rank(rank, init_file):
         ds = DatasetGANStream(
             generator=generator,
             interpreter=interpreter,
@@ -461,8 +472,6 @@ def _ddp_worker(rank: int, init_file: str, out_dir: str, generator: str, interpr
         seeds = torch.cat([b["seed"] for b in DataLoader(ds, batch_size=None)])
         torch.save(seeds, Path(out_dir) / f"rank{rank}.pt")
         torch.distributed.barrier()
-    finally:
-        torch.distributed.destroy_process_group()
 
 
 @pytest.mark.parametrize(
