@@ -45,7 +45,6 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader
 
 from dgan_data.cli import USER_ERRORS, OneLineParser, one_line
 from dgan_data.cli.common import (
@@ -77,7 +76,7 @@ from dgan_data.metrics import five_fold_protocol, format_iou_table, holdout_prot
 from dgan_data.presets import get_preset
 from dgan_data.seeds import derive_seed
 from dgan_data.stream import DatasetGANStream
-from dgan_data.stream.workers import TORCHDATA, stateful_loader
+from dgan_data.stream.workers import resumable_stream_loader
 
 PROTOCOLS = ("auto", "five-fold", "holdout", "last")
 
@@ -309,16 +308,6 @@ def validation_set(
 # ------------------------------------------------------------------- main
 
 
-def stream_loader(stream: DatasetGANStream, workers: int) -> DataLoader:
-    """The DataLoader over the stream: a plain one in this process (``workers`` 0,
-    ``resumable_source`` is then the stream itself), else torchdata's
-    ``StatefulDataLoader`` when installed (its ``state_dict`` holds every worker's
-    stream position, snapshotted with each batch), else a plain one that restarts."""
-    if workers and TORCHDATA:
-        return stateful_loader(stream, workers, batch_size=None, persistent_workers=True)
-    return DataLoader(stream, batch_size=None, num_workers=workers, persistent_workers=workers > 0)
-
-
 class StreamPosition:
     """What ``--resume`` restores of the stream, tagged with the worker count.
 
@@ -380,7 +369,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    loader = stream_loader(stream, args.workers)
+    # with workers, only torchdata's StatefulDataLoader knows the workers' positions
+    loader, position = resumable_stream_loader(stream, args.workers, persistent_workers=True)
 
     protocol = args.protocol
     if protocol == "auto":
@@ -422,12 +412,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         scores.save()
         return summary
 
-    # with workers, only a StatefulDataLoader knows the workers' stream positions
-    stateful = not args.workers or hasattr(loader, "load_state_dict")
-    resumable = (
-        StreamPosition(loader if args.workers else stream, args.workers) if stateful else None
-    )
-    if args.resume and not stateful:
+    resumable = StreamPosition(position, args.workers) if position is not None else None
+    if args.resume and position is None:
         print(
             "--resume with --workers: the stream restarts at its first samples (install "
             "torchdata to keep each worker's position)",

@@ -46,7 +46,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from .._version import __version__
 from ..augment import BatchAugment
@@ -57,7 +56,7 @@ from ..metrics import five_fold_protocol
 from ..presets import get_preset, resolve_preset_file
 from ..seeds import MAX_SEED
 from ..stream import DatasetGANStream
-from ..stream.workers import TORCHDATA, stateful_loader
+from ..stream.workers import resumable_stream_loader
 from ..toy.annotator import annotate, load_annotator, toy_annotator_path
 from ..toy.preset import toy_world_of
 from ..toy.render import CLASS_NAMES, NUM_CLASSES, SPLITS, VARIATIONS, split_seeds
@@ -698,12 +697,7 @@ def _source(
         truncation_psi=arm.psi,
         device=device,
     )
-    if not workers:  # the stream's own state is its position
-        return DataLoader(stream, batch_size=None, num_workers=0), stream
-    if TORCHDATA:  # the same batches as a DataLoader, and every worker's position
-        loader = stateful_loader(stream, workers, batch_size=None, persistent_workers=False)
-        return loader, loader
-    return DataLoader(stream, batch_size=None, num_workers=workers, persistent_workers=False), None
+    return resumable_stream_loader(stream, workers)
 
 
 def config_dict(config: DemoConfig) -> dict[str, Any]:

@@ -122,3 +122,24 @@ def stateful_loader(dataset: Any, num_workers: int, **kwargs: Any) -> DataLoader
     with warnings.catch_warnings():  # torchdata 0.11 calls a deprecated torch hook
         warnings.filterwarnings("ignore", message=".*set_vital.* is deprecated")
         return StatefulDataLoader(dataset, num_workers=num_workers, **kwargs)
+
+
+def resumable_stream_loader(
+    stream: Any, num_workers: int, persistent_workers: bool = False
+) -> tuple[DataLoader, Any | None]:
+    """A whole-batch DataLoader over ``stream`` and the object that holds its position
+    (what ``train_segmentation(resumable_source=...)`` saves): the stream itself with 0
+    workers; with workers torchdata's ``StatefulDataLoader`` when installed (every
+    worker's stream state), else a plain DataLoader and None (its workers restart at
+    their first samples)."""
+    if not num_workers:
+        return DataLoader(stream, batch_size=None, num_workers=0), stream
+    if TORCHDATA:
+        loader = stateful_loader(
+            stream, num_workers, batch_size=None, persistent_workers=persistent_workers
+        )
+        return loader, loader
+    plain = DataLoader(
+        stream, batch_size=None, num_workers=num_workers, persistent_workers=persistent_workers
+    )
+    return plain, None
