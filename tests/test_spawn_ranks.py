@@ -112,3 +112,15 @@ def test_spawned_workers_of_spawned_ranks_draw_disjoint_samples(tiny_paths, tmp_
     s1 = torch.load(tmp_path / "rank1.pt").tolist()
     assert s0 == [sample_seed(0, 0, 2 * i) for i in range(4)]
     assert s1 == [sample_seed(0, 0, 2 * i + 1) for i in range(4)]
+
+
+def test_a_stream_pickled_without_the_new_attributes_still_works(tiny_paths):
+    """A stream pickled by a version without the recorded rank or the finished-epoch
+    state (a cached dataset object) iterates and reports its state."""
+    state = _stream(tiny_paths).__getstate__()
+    del state["_parent_context"], state["_ended"]
+    old = DatasetGANStream.__new__(DatasetGANStream)
+    old.__dict__.update(state)  # what unpickling does (no __setstate__)
+    assert old.state_dict()["epoch"] == 0
+    batch = next(iter(old))
+    assert batch["seed"].tolist() == [sample_seed(0, 0, i) for i in range(2)]

@@ -153,6 +153,10 @@ class DatasetGANStream(IterableDataset):
             ``transform`` flips, crops and resizes them with the mask.
     """
 
+    # defaults for streams pickled by a version without these attributes
+    _parent_context: tuple[int, int] | None = None
+    _ended: Progress | None = None
+
     def __init__(
         self,
         preset: str | None = None,
