@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from dgan_data.downstream.train import train_segmentation
 from dgan_data.stream import DatasetGANStream
+from dgan_data.stream.workers import stateful_loader
 
 SAMPLES_PER_EPOCH = 7  # batches of 3, 3 and 1 per epoch
 LOADER_BATCH = 3
@@ -33,15 +34,11 @@ def tiny():
     return G, random_interpreter(G)
 
 
-def _stream(tiny) -> DatasetGANStream:
+def _stream(tiny, **kw) -> DatasetGANStream:
     G, interp = tiny
+    kw.setdefault("samples_per_epoch", SAMPLES_PER_EPOCH)
     return DatasetGANStream(
-        generator=G,
-        interpreter=interp,
-        output="dict",
-        samples_per_epoch=SAMPLES_PER_EPOCH,
-        generation_batch=4,
-        device="cpu",
+        generator=G, interpreter=interp, output="dict", generation_batch=4, device="cpu", **kw
     )
 
 
@@ -74,31 +71,84 @@ class _Recorder(nn.Module):
         return self.conv(x)
 
 
-def _train(tiny, steps: int, checkpoint_dir=None, resume: bool = False) -> list:
+def _train(tiny, steps: int, checkpoint_dir=None, resume=False, workers=0) -> list:
     ds = _stream(tiny)
+    if workers:  # torchdata's loader holds every worker's stream state
+        loader = stateful_loader(ds, workers, batch_size=LOADER_BATCH, persistent_workers=True)
+    else:
+        loader = DataLoader(ds, batch_size=LOADER_BATCH)
     torch.manual_seed(0)
     model = _Recorder()
     train_segmentation(
         model,
-        DataLoader(ds, batch_size=LOADER_BATCH),
+        loader,
         steps,
         checkpoint_dir=checkpoint_dir,
         checkpoint_every=3,
         resume=resume,
-        resumable_source=ds,
+        resumable_source=loader if workers else ds,
         progress=False,
     )
     return model.seen
 
 
-def test_training_resumed_at_an_epoch_end_draws_the_uninterrupted_batches(tiny, tmp_path):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_training_resumed_at_an_epoch_end_draws_the_uninterrupted_batches(tiny, tmp_path, workers):
+    """With 2 workers (shares of 4 and 3 samples: batches 3 + 1 and 3) the workers'
+    epochs diverged after such a resume, mixing the next epoch's batches in."""
+    if workers:
+        pytest.importorskip("torchdata")
     logging.disable(logging.WARNING)
     try:
-        reference = _train(tiny, 9)
-        first = _train(tiny, 3, tmp_path)  # exactly epoch 0; last.pt at step 3
-        rest = _train(tiny, 9, tmp_path, resume=True)
+        reference = _train(tiny, 9, workers=workers)
+        first = _train(tiny, 3, tmp_path, workers=workers)  # exactly epoch 0
+        rest = _train(tiny, 9, tmp_path, resume=True, workers=workers)
     finally:
         logging.disable(logging.NOTSET)
-    assert [len(b) for b in reference] == [3, 3, 1] * 3
+    assert sorted(len(b) for b in reference[:3]) == [1, 3, 3]
     assert first == reference[:3]
     assert rest == reference[3:]
+
+
+def _seeds_over_epochs(ds, loader, n: int, stop: int | None = None, state=None):
+    """The first ``n`` batches' seeds of a loop that moves to the next epoch whenever
+    the loader ends (as train_segmentation does); with ``stop``, the state after it."""
+    epoch, resumed, out = 0, False, []
+    if state is not None:
+        loader.load_state_dict(state["loader"])
+        epoch, resumed = state["epoch"], True
+    it, since = iter(loader), 0
+    while len(out) < n:
+        try:
+            batch = next(it)
+        except StopIteration:
+            assert since or resumed, "an epoch without batches"
+            epoch, resumed, since = epoch + 1, False, 0
+            ds.set_epoch(epoch)
+            it = iter(loader)
+            continue
+        since += 1
+        out.append(batch["seed"].tolist())
+        if stop is not None and len(out) == stop:
+            return out, {"loader": loader.state_dict(), "epoch": epoch}
+    return out, None
+
+
+def test_persistent_workers_resume_right_after_an_epoch_change(tiny):
+    """Whole batches, 2 persistent workers, stopped after the first batch of epoch 1:
+    worker 1 has not handed out anything of epoch 1 yet, and its saved state must be
+    epoch 1's start, not epoch 0's end (else it sat epoch 1 out after the resume)."""
+    pytest.importorskip("torchdata")
+
+    def make():
+        ds = _stream(tiny, batch_size=2, samples_per_epoch=8)  # 4 batches, 2 per worker
+        return ds, stateful_loader(ds, 2, batch_size=None, persistent_workers=True)
+
+    ds, loader = make()
+    reference, _ = _seeds_over_epochs(ds, loader, 8)
+    ds, loader = make()
+    first, state = _seeds_over_epochs(ds, loader, 8, stop=5)
+    ds, loader = make()
+    rest, _ = _seeds_over_epochs(ds, loader, 3, state=state)
+    assert first == reference[:5]
+    assert rest == reference[5:]

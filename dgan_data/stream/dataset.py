@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import IterableDataset, get_worker_info
+from torch.utils.data import IterableDataset
 from torchvision import tv_tensors
 
 from ..augment import BatchAugment, check_normalize, make_augment, normalize
@@ -469,7 +469,7 @@ class DatasetGANStream(IterableDataset):
         saved with ``torch.save`` next to a training checkpoint. It records what
         identifies the stream (model fingerprints and every setting that shapes the
         output) and ``load_state_dict`` refuses a stream that differs. After an
-        iterator (not a worker's) has run its epoch to the end, and until ``set_epoch``
+        iterator has run its epoch to the end, and until ``set_epoch``
         or the next ``iter()``, it is that finished epoch's state: loaded, it yields
         nothing, and the loop's next ``set_epoch`` goes on.
         """
@@ -500,6 +500,13 @@ class DatasetGANStream(IterableDataset):
         self._ended = None
 
     def __iter__(self) -> Iterator[Any]:
+        # a new iterator moves the stream on at once, before its first item: the state
+        # of a finished epoch must not outlive it (a StatefulDataLoader's persistent
+        # worker snapshots its state when it starts the next epoch)
+        self._ended = None
+        return self._iterate()
+
+    def _iterate(self) -> Iterator[Any]:
         shard = current_shard(self._parent_context)
         lab = self.labeler()
         device = lab.device
@@ -556,10 +563,7 @@ class DatasetGANStream(IterableDataset):
             if self._progress is progress:
                 self._progress = None
                 self._finished = progress  # its statistics stay readable
-                if get_worker_info() is None:
-                    # a worker's state is taken at its own StopIteration, and its copy
-                    # of the stream starts the next epoch itself: fresh e + 1 is right
-                    self._ended = progress
+                self._ended = progress
 
     def _make_balancer(self, lab: Labeler) -> ClassBalancer | None:
         """A new iterator's balancer, from scratch: its counts and give-up evidence are
