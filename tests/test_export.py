@@ -33,7 +33,7 @@ from dgan_data.export import (
 from dgan_data.export import select as export_select
 from dgan_data.interpreter import Interpreter, feature_layout
 from dgan_data.seeds import sample_seed
-from dgan_data.stream import DatasetGANStream
+from dgan_data.stream import IGNORE_INDEX, DatasetGANStream
 
 K = 4
 NUM = 24
@@ -395,6 +395,34 @@ def test_exported_dataset_albumentations_keeps_masks_aligned(reference):
     image_f, mask_f = flipped[2]
     assert mask_f.dtype == torch.int64
     assert torch.equal(image_f, image.flip(-1)) and torch.equal(mask_f, mask.flip(-1))
+
+
+def test_exported_dataset_albumentations_marks_out_of_frame_pixels_ignore(reference):
+    """Rotated corners came from outside the frame: they were labelled fill_mask's 0,
+    a real class, and are 255 now, as in the stream."""
+    A = pytest.importorskip("albumentations")
+    rotate = A.Compose([A.Affine(rotate=(45, 45), p=1.0)])
+    image, mask = ExportedDataset(reference, albumentations=rotate)[2]
+    plain_mask = ExportedDataset(reference)[2][1]
+    h, w = mask.shape
+    corner = mask[: h // 8, : w // 8]
+    assert bool((corner == IGNORE_INDEX).all())
+    assert bool((image[:, : h // 8, : w // 8] == 0).all())
+    inside = mask[h // 2 - 2 : h // 2 + 2, w // 2 - 2 : w // 2 + 2]
+    assert bool((inside != IGNORE_INDEX).all())
+    assert set(mask.unique().tolist()) <= set(plain_mask.unique().tolist()) | {IGNORE_INDEX}
+
+
+def test_exported_dataset_albumentations_images_stay_in_the_unit_range(reference):
+    """A float result (A.ToFloat) was divided by 255 a second time (images in
+    [0, 1/255]); one outside [0, 1] (A.Normalize) is refused, naming it."""
+    A = pytest.importorskip("albumentations")
+    plain = ExportedDataset(reference)[1][0]
+    as_float = ExportedDataset(reference, albumentations=A.Compose([A.ToFloat()]))[1][0]
+    assert torch.allclose(as_float, plain, atol=1e-6)
+    normalized = ExportedDataset(reference, albumentations=A.Compose([A.Normalize()]))
+    with pytest.raises(ValueError, match=r"not in \[0, 1\].*'Normalize'"):
+        normalized[1]
 
 
 def test_exported_dataset_transform(reference):

@@ -302,24 +302,9 @@ class AlbumentationsAugment:
 
         out_imgs, out_masks = [], []
         for i in range(B):
-            # the label alone is the mask (transforms that read it, such as
-            # CropNonEmptyMaskIfExists, see only labels); the in-frame marker rides along
-            # as a separate 1-channel mask, warped with the same nearest lookup
-            res = self.compose(image=x_np[i], mask=m_np[i], masks=[ones])
-            img, msk = res["image"], res["mask"]
-            valid = res["masks"][0] if len(res["masks"]) == 1 else None
-            hw = img.shape[:2]
-            if (
-                img.ndim != 3
-                or img.shape[-1] != 3
-                or getattr(msk, "shape", None) != hw
-                or getattr(valid, "shape", None) != hw
-            ):
-                raise ValueError(
-                    f"the albumentations Compose returned image {img.shape} and mask "
-                    f"{getattr(msk, 'shape', type(msk).__name__)}; expected HxWx3 and HxW "
-                    "(no ToTensorV2, no channel changes)"
-                )
+            img, labels = albumentations_sample(
+                self.compose, x_np[i], m_np[i], self.ignore_index, ones
+            )
             if out_imgs and img.shape != out_imgs[0].shape:
                 raise ValueError(
                     f"the albumentations Compose returned images of different sizes "
@@ -327,20 +312,56 @@ class AlbumentationsAugment:
                     "(e.g. A.Resize, A.RandomCrop, A.PadIfNeeded) so the batch can be stacked"
                 )
             out_imgs.append(img)
-            out_masks.append(np.where(valid == 1, msk, self.ignore_index).astype(np.int64))
+            out_masks.append(labels)
 
-        img_t = _unit_range_images(np.stack(out_imgs), self.compose)
+        img_t = unit_range_images(np.stack(out_imgs), self.compose)
         labels = torch.from_numpy(np.stack(out_masks))
         dev = images.device
         img_t = img_t.permute(0, 3, 1, 2).to(device=dev, dtype=images.dtype, non_blocking=True)
         return img_t.contiguous(), labels.to(dev, non_blocking=True)
 
 
+def albumentations_sample(
+    compose: Any,
+    image: np.ndarray,
+    mask: np.ndarray,
+    ignore_index: int,
+    ones: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One sample through an albumentations Compose: (HxWx3 image, HxW int64 labels with
+    ``ignore_index`` where the pixel came from outside the frame).
+
+    The label alone is the ``mask`` (transforms that read it, such as
+    ``CropNonEmptyMaskIfExists``, see only labels); an all-ones marker rides along as a
+    separate 1-channel mask, warped with the same nearest lookup, so padding is told
+    from labels whatever ``fill_mask`` is. Anything but an HxWx3 image and HxW masks
+    (``ToTensorV2``, channel changes) is a ValueError.
+    """
+    if ones is None:
+        ones = np.ones(mask.shape, dtype=np.uint8)
+    res = compose(image=image, mask=mask, masks=[ones])
+    img, msk = res["image"], res["mask"]
+    valid = res["masks"][0] if len(res["masks"]) == 1 else None
+    hw = getattr(img, "shape", (None,))[:2]
+    if (
+        getattr(img, "ndim", None) != 3
+        or img.shape[-1] != 3
+        or getattr(msk, "shape", None) != hw
+        or getattr(valid, "shape", None) != hw
+    ):
+        raise ValueError(
+            f"the albumentations Compose returned image {getattr(img, 'shape', None)} and "
+            f"mask {getattr(msk, 'shape', type(msk).__name__)}; expected HxWx3 and HxW (no "
+            "ToTensorV2, no channel changes)"
+        )
+    return img, np.where(valid == 1, msk, ignore_index).astype(np.int64)
+
+
 # rounding noise of float transforms; anything further out is a pipeline that leaves [0, 1]
 UNIT_RANGE_TOLERANCE = 1e-3
 
 
-def _unit_range_images(stacked: np.ndarray, compose: Any) -> torch.Tensor:
+def unit_range_images(stacked: np.ndarray, compose: Any) -> torch.Tensor:
     """The Compose's images as float in [0, 1]: uint8 is scaled; a float result out of
     [0, 1] (A.Normalize, A.FromFloat) is a ValueError, not a silent clamp to black."""
     images = torch.from_numpy(stacked)

@@ -11,7 +11,11 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..augment.adapters import check_albumentations_masks
+from ..augment.adapters import (
+    albumentations_sample,
+    check_albumentations_masks,
+    unit_range_images,
+)
 from ..conventions import IGNORE_INDEX, short_list
 from .records import _check_layout, _Plan, _read_description, _root
 from .verify import _final_index
@@ -105,10 +109,15 @@ class ExportedDataset(Dataset):
                     f"`dgan-data export --verify --out {self.root}` lists every damaged file"
                 )
         if self.albumentations is not None:
-            out = self.albumentations(image=image, mask=mask)
-            image, mask = np.array(out["image"]), np.array(out["mask"])
-        img_t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
-        mask_t = torch.from_numpy(np.ascontiguousarray(mask)).long()
+            # out-of-frame pixels become 255 (not fill_mask's class 0); the image must
+            # stay uint8 or float in [0, 1] (not A.Normalize, not divided twice)
+            image, labels = albumentations_sample(self.albumentations, image, mask, IGNORE_INDEX)
+            img_t = unit_range_images(image[None], self.albumentations)[0].permute(2, 0, 1)
+            mask_t = torch.from_numpy(labels)
+        else:
+            img_t = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
+            mask_t = torch.from_numpy(mask).long()
+        img_t, mask_t = img_t.contiguous(), mask_t.contiguous()
         if self.transform is not None:
             return self.transform(img_t, mask_t)
         return img_t, mask_t
