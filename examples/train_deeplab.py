@@ -208,8 +208,51 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     f"--resume: {last}: not a full training checkpoint (no "
                     f"{', '.join(missing)}); delete it to start afresh"
                 )
+            mismatch = model_option_mismatch(args, args.checkpoint_dir / f"step_{step:07d}.pt")
+            if mismatch:
+                p.error(mismatch)
             args.resume_step = step
     return args
+
+
+# the model options a resumed run must repeat, by the key build_deeplab records them under
+MODEL_OPTIONS = {
+    "arch": "--arch",
+    "encoder": "--encoder",
+    "output_stride": "--output-stride",
+    "decoder_channels": "--decoder-channels",
+}
+
+
+def model_option_mismatch(args: argparse.Namespace, step_file: Path) -> str | None:
+    """Why ``--resume`` cannot continue the model of ``step_file`` (the step_*.pt written
+    with last.pt, which records the model's config), or None. Another --output-stride loads
+    without an error (same weights, other dilations) and would silently mix two models;
+    the others would fail only inside torch. A missing or unreadable step file is not
+    checked (last.pt's load still refuses weights of another shape)."""
+    try:
+        config = torch.load(step_file, map_location="cpu", weights_only=True)["config"]
+    except Exception:  # pruned or damaged: nothing to compare with
+        return None
+    if not isinstance(config, dict):
+        return None
+    ours = {
+        "arch": args.arch,
+        "encoder": args.encoder,
+        "output_stride": args.output_stride,
+        "decoder_channels": args.decoder_channels,
+    }
+    differ = [
+        f"{flag} {config[key]} (this run: {ours[key]})"
+        for key, flag in MODEL_OPTIONS.items()
+        if key in config and config[key] != ours[key]
+    ]
+    if not differ:
+        return None
+    return (
+        f"--resume: {step_file} was trained with {', '.join(differ)}: resume with the same "
+        "model options, or use another --checkpoint-dir"
+    )
 
 
 # ------------------------------------------------------------------ setup
@@ -547,6 +590,7 @@ class EvalScores:
         try:
             saved = torch.load(self.path, map_location="cpu", weights_only=True)
             per_image, val = dict(saved["per_image"]), dict(saved["val"])
+            _check_confusions(per_image)
         except Exception as err:  # damaged, truncated, not a torch file, keys missing
             raise UsageError(
                 f"--resume: {self.path}: not a scores file of this script ({one_line(err)}); "
@@ -578,6 +622,14 @@ class EvalScores:
         if self.path is not None and self.writer:
             state = {"per_image": self.per_image, "val": self.val, "eval_set": self.eval_set}
             atomic_torch_save(state, self.path)
+
+
+def _check_confusions(per_image: dict[Any, Any]) -> None:
+    """Raise TypeError unless every entry is a step's (images, K, K) tensor: anything else
+    passed the load and failed only in the checkpoint choice, after all the training."""
+    for step, value in per_image.items():
+        if not (isinstance(step, int) and isinstance(value, torch.Tensor) and value.ndim == 3):
+            raise TypeError(f"entry {step!r} is not a step's per-image confusions")
 
 
 def _nanmean0(values: np.ndarray) -> list[float]:

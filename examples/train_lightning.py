@@ -120,16 +120,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def run(args: argparse.Namespace) -> None:
+    """Build the stream's data module and the model, and train."""
     L.seed_everything(args.seed)
-    try:  # a refused setting or an unusable file: one line, exit 2
-        data = StreamDataModule(
-            args.preset, args.batch_size, args.steps_per_epoch, args.seed, args.device
-        )
-    except USER_ERRORS as err:
-        print(f"train_lightning.py: error: {one_line(err)}", file=sys.stderr)
-        return 2
+    data = StreamDataModule(
+        args.preset, args.batch_size, args.steps_per_epoch, args.seed, args.device
+    )
+    # the stream loads the preset's generator and interpreter here, on first use
     model = Segmenter(data.stream.labeler().interpreter.num_classes)
     trainer = L.Trainer(
         max_epochs=args.epochs,
@@ -138,6 +135,18 @@ def main(argv: list[str] | None = None) -> int:
         reload_dataloaders_every_n_epochs=1,
     )
     trainer.fit(model, datamodule=data)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run; a refused setting or an unusable file (a device this machine lacks, a damaged
+    or mismatched preset file: the stream loads them only when first used) is one line on
+    stderr and exit 2, as in train_deeplab.py."""
+    args = parse_args(argv)
+    try:
+        run(args)
+    except USER_ERRORS as err:
+        print(f"{Path(__file__).name}: error: {one_line(err)}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,3 +41,16 @@ def _few_threads():
 
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.fixture
+def lightning(monkeypatch):
+    """The lightning package (skip without it), its log handlers writing to this test's
+    stderr: lightning binds them to the sys.stderr of the test that first imports it,
+    and a later test's capsys would see "Logging error" (a closed stream) instead."""
+    module = pytest.importorskip("lightning")
+    for name in ("lightning", "lightning.fabric", "lightning.pytorch"):
+        for handler in logging.getLogger(name).handlers:
+            if type(handler) is logging.StreamHandler:
+                monkeypatch.setattr(handler, "stream", sys.stderr)
+    return module

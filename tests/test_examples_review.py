@@ -17,6 +17,7 @@ import torch
 from example_scripts import assert_one_line, load_example
 
 import dgan_data
+from dgan_data.cli.common import UsageError
 
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = Path(dgan_data.__file__).parent / "toy" / "assets"
@@ -442,3 +443,79 @@ def test_train_deeplab_holdout_shows_its_validation_score_as_a_percentage(tmp_pa
     assert val > 0.001
     shown = re.search(r"validation score ([0-9.]+)\)", capsys.readouterr().out)
     assert float(shown.group(1)) == pytest.approx(100 * val, abs=0.06)
+
+
+# ------------------------------------------- train_deeplab / train_lightning, review 5
+# What the earlier fix of the resume and option checks (tests/test_resume_checks.py) left.
+CLASSES = 14  # the toy world's
+
+
+def test_train_deeplab_resume_refuses_other_model_options_when_parsed(tmp_path, capsys):
+    """Another --output-stride loaded last.pt without an error (same weights, other
+    dilations) and mixed two models in one run; the step_*.pt beside last.pt records
+    the model's config."""
+    from dgan_data.downstream.train import build_deeplab, save_segmentation_model
+
+    model = build_deeplab(CLASSES, image_size=32, output_stride=16, decoder_channels=16)
+    save_segmentation_model(model, tmp_path / "step_0000002.pt", step=2)
+    state = {k: {} for k in ("model", "optimizer", "scaler", "history")}
+    torch.save({**state, "step": 2}, tmp_path / "last.pt")
+    argv = [
+        "--preset", "toyface-14", "--eval-toy-test", "4", "--max-steps", "4",
+        "--resume", "--checkpoint-dir", str(tmp_path), "--decoder-channels", "16",
+    ]  # fmt: skip
+    with pytest.raises(SystemExit) as exc:
+        deeplab.parse_args([*argv, "--output-stride", "8"])
+    assert exc.value.code == 2
+    assert_one_line(
+        capsys.readouterr().err, "--resume", "step_0000002.pt", "--output-stride 16 (this run: 8)"
+    )
+    assert deeplab.parse_args(argv).resume_step == 2  # the same options continue
+
+
+@pytest.mark.parametrize(
+    "saved",
+    [
+        {"per_image": {2: 5}, "val": {}},  # TypeError traceback
+        {
+            "per_image": {2: torch.zeros(4)},
+            "val": {},
+            "eval_set": {"description": "x", "images": 4},
+        },
+    ],
+    ids=["number", "one-dim-with-matching-eval-set"],
+)
+def test_train_deeplab_refuses_a_scores_file_without_confusions(tmp_path, saved):
+    """Such entries gave a traceback, or passed and failed the checkpoint choice after
+    all the training."""
+    torch.save(saved, tmp_path / "scores.pt")
+    with pytest.raises(UsageError, match=r"scores\.pt: not a scores file of this script"):
+        deeplab.EvalScores(tmp_path, True, "x", 4).load(2)
+
+
+def test_encoder_weights_with_keys_that_are_not_names_are_refused(tmp_path):
+    """weights_only loads a dict with int keys; it escaped as AttributeError."""
+    from dgan_data.downstream.train import build_deeplab
+
+    path = tmp_path / "enc.pth"
+    torch.save({0: torch.zeros(1)}, path)
+    with pytest.raises(ValueError, match=r"enc\.pth: not a weights-only torch state dict"):
+        build_deeplab(CLASSES, encoder_weights=path)
+
+
+def test_train_lightning_names_a_damaged_preset_file_in_one_line(
+    lightning, tmp_path, monkeypatch, capsys
+):
+    """The stream loads the preset's files on first use, after the data module is
+    built: a damaged generator gave a CheckpointError traceback, exit 1."""
+    lightning_example = load_example("train_lightning", "review_train_lightning")
+    monkeypatch.setenv("DGAN_DATA_HOME", str(tmp_path))
+    folder = tmp_path / "car-12"
+    folder.mkdir()
+    for name in ("generator.safetensors", "interpreter.safetensors"):
+        (folder / name).write_text("not a checkpoint")
+    argv = ["--preset", "car-12", "--device", "cpu", "--epochs", "1", "--steps-per-epoch", "1"]
+    assert lightning_example.main(argv) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line.lower()]
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    assert err[0].startswith("train_lightning.py: error: ") and "generator.safetensors" in err[0]

@@ -141,8 +141,7 @@ def test_devices_that_this_machine_lacks_are_refused(monkeypatch):
     assert device_name("cuda:0") == "cuda:0"
 
 
-def test_lightning_example_turns_user_errors_into_one_line(monkeypatch, capsys):
-    pytest.importorskip("lightning")
+def test_lightning_example_turns_user_errors_into_one_line(lightning, monkeypatch, capsys):
     example = load_example("train_lightning")
 
     def refuse(*args, **kwargs):

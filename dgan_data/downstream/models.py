@@ -279,6 +279,11 @@ def _load_encoder_weights(encoder: nn.Module, path: Path) -> None:
                 state = state[key]
     if not isinstance(state, dict):
         raise ValueError(f"{path}: expected a state dict of tensors, got {type(state).__name__}")
+    odd = [k for k in state if not isinstance(k, str)]
+    if odd:  # weights_only loads int (or None) keys too; they failed as AttributeError
+        raise ValueError(
+            f"{path}: not a weights-only torch state dict: key {odd[0]!r} is not a parameter name"
+        )
     state = {k.removeprefix("encoder."): v for k, v in state.items()}
     state = {k: v for k, v in state.items() if not k.startswith(("fc.", "classifier.", "head."))}
     expected = set(encoder.state_dict())
