@@ -56,3 +56,19 @@ def test_unknown_kornia_object_is_refused_naming_the_fix():
     kornia_filters = pytest.importorskip("kornia.filters")
     with pytest.raises(TypeError, match="AugmentationSequential"):
         make_augment(kornia_filters.GaussianBlur2d((3, 3), (1.0, 1.0)))
+
+
+@pytest.mark.parametrize("cls", ["Normalize", "Denormalize"])
+def test_normalisation_inside_the_kornia_sequence_is_refused(cls):
+    """KA.Normalize passed: images came out in about [-2.4, 2.5] and the stream's own
+    normalize= normalised them a second time."""
+    stats = {"mean": torch.tensor([0.5] * 3), "std": torch.tensor([0.2] * 3)}
+    seq = KA.AugmentationSequential(
+        KA.RandomHorizontalFlip(), getattr(KA, cls)(**stats), data_keys=["input", "mask"]
+    )
+    with pytest.raises(ValueError, match=f"holds {cls}: .*normalised twice"):
+        KorniaAugment(seq)
+    with pytest.raises(ValueError, match=f"holds {cls}"):
+        make_augment(seq)
+    flip_only = KA.AugmentationSequential(KA.RandomHorizontalFlip(), data_keys=["input", "mask"])
+    assert isinstance(KorniaAugment(flip_only), KorniaAugment)  # the rest still passes

@@ -89,7 +89,9 @@ def _check_kornia_masks(aug: Any) -> None:
     """Refuse an ``AugmentationSequential`` whose ``extra_args`` resample the mask with
     anything but nearest neighbour (it would blend class ids into others), or that holds
     an augmentation kornia cannot apply to masks (``RandomThinPlateSpline``,
-    ``RandomFisheye``: a NotImplementedError from inside kornia at the first batch)."""
+    ``RandomFisheye``: a NotImplementedError from inside kornia at the first batch), a mix
+    augmentation, or ``Normalize``/``Denormalize`` (images leave [0, 1])."""
+    from kornia.augmentation import Denormalize, Normalize
     from kornia.augmentation.base import _AugmentationBase
     from kornia.constants import DataKey, Resample
 
@@ -97,6 +99,12 @@ def _check_kornia_masks(aug: Any) -> None:
     for module in aug.modules():
         if _is_mix(module):
             raise ValueError(f"the kornia AugmentationSequential holds {_mix_refusal(module)}")
+        if isinstance(module, (Normalize, Denormalize)):
+            raise ValueError(
+                f"the kornia AugmentationSequential holds {type(module).__name__}: augment "
+                "returns images in [0, 1] and the stream normalises them itself (its "
+                "normalize=), so they would be normalised twice; leave it out"
+            )
         if isinstance(module, _AugmentationBase) and type(module).apply_transform_mask is no_masks:
             raise ValueError(
                 f"the kornia AugmentationSequential holds {type(module).__name__}, which "
