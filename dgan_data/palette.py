@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .conventions import IGNORE_INDEX
+from .conventions import IGNORE_INDEX, check_int
 
 __all__ = ["colorize", "make_palette", "srgb_to_lab"]
 
@@ -79,7 +79,7 @@ def make_palette(num_classes: int, seed: int = 0) -> np.ndarray:
         raise TypeError(f"num_classes must be an int, got {type(num_classes).__name__}")
     if not 1 <= num_classes <= _MAX_CLASSES:
         raise ValueError(f"num_classes must be in 1..{_MAX_CLASSES}, got {num_classes}")
-    return _palette(int(num_classes), int(seed)).copy()
+    return _palette(int(num_classes), check_int(seed, "seed", low=0)).copy()
 
 
 def colorize(
@@ -97,8 +97,13 @@ def colorize(
     pal = np.asarray(palette)
     if pal.ndim != 2 or pal.shape[1] != 3:
         raise ValueError(f"palette must be (K, 3), got shape {pal.shape}")
-    if pal.size and (pal.min() < 0 or pal.max() > 255):
-        raise ValueError("palette values must lie in 0..255")
+    if pal.size and (
+        not np.issubdtype(pal.dtype, np.integer) or pal.min() < 0 or pal.max() > 255
+    ):  # a float such as 12.7 was truncated, NaN cast to an arbitrary colour
+        raise ValueError(
+            f"palette values must be integers in 0..255, got {pal.dtype} in "
+            f"[{pal.min()}, {pal.max()}]"
+        )
     pal = pal.astype(np.uint8)
     ign_rgb = np.asarray(ignore_color, dtype=np.int64)
     if ign_rgb.shape != (3,) or ign_rgb.min() < 0 or ign_rgb.max() > 255:

@@ -193,3 +193,28 @@ def test_cli_preview_bad_input_exits_2(models, tmp_path, capsys):
     assert len(err) == 1 and str(missing) in err[0]
     assert main(["preview", "--out", str(tmp_path / "g.png")]) == 2
     assert "PRESET" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "palette",
+    [
+        np.array([[12.7, 0, 0], [0, 0, 0]]),  # was truncated to 12
+        np.array([[np.nan, 0, 0], [0, 0, 0]]),  # was cast to an arbitrary colour
+        np.array([[True, False, False], [False, False, False]]),
+    ],
+    ids=["fraction", "nan", "bool"],
+)
+def test_colorize_refuses_palettes_that_are_not_integer_colours(palette):
+    with pytest.raises(ValueError, match=r"palette values must be integers in 0\.\.255"):
+        colorize(np.zeros((2, 2), dtype=np.int64), palette)
+    with pytest.raises(ValueError, match=r"palette values must be integers in 0\.\.255"):
+        colorize(torch.zeros(2, 2, dtype=torch.long), palette)
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "3"])
+def test_make_palette_refuses_a_seed_that_is_not_an_int_at_least_0(seed):
+    """-1 failed inside numpy ("expected non-negative integer"), 1.5 was truncated to 1
+    and "3" parsed."""
+    with pytest.raises(ValueError, match=r"seed must be an int >= 0"):
+        make_palette(5, seed=seed)
+    assert make_palette(5, seed=np.int64(3)).tolist() == make_palette(5, seed=3).tolist()
