@@ -197,6 +197,7 @@ def _recorded_export(tmp_path, **settings):
     "given, words",
     [
         (["toyface-14"], ["PRESET"]),
+        (["--preset", "toyface-14"], ["PRESET (--preset)"]),
         (["--generator", "g.pkl"], ["--generator"]),
         (["--shard", "1"], ["--shard"]),
         (["--drop-uncertain", "0.3"], ["--drop-uncertain 0.3", "recorded: 0.1"]),
@@ -224,3 +225,22 @@ def test_merge_accepts_the_recorded_settings_and_reads_unset_ones_from_the_recor
     check_recorded_options(argparse.Namespace(**unset), "--merge")  # the plain merge
     same = {**unset, "drop_uncertain": 0.2, "seed": 5, "num": 40}
     check_recorded_options(argparse.Namespace(**same), "--merge")  # the same command
+
+
+@pytest.mark.parametrize("command", ["preview", "export"])
+def test_preview_and_export_take_preset_as_a_flag_too(command, capsys, tmp_path):
+    """``demo`` takes ``--preset NAME`` and these took only a PRESET argument, so
+    ``export --preset toyface-14`` was "unrecognized arguments"."""
+    from dgan_data.cli import build_parser
+    from dgan_data.cli.common import merge_preset_flag, model_source
+
+    out = str(tmp_path / "o")
+    flag = build_parser().parse_args([command, "--preset", "toyface-14", "--out", out])
+    positional = build_parser().parse_args([command, "toyface-14", "--out", out])
+    merge_preset_flag(flag)
+    merge_preset_flag(positional)
+    assert model_source(flag) == model_source(positional)
+    assert model_source(flag)["source"] == "toyface-14"
+    code, _, err = run(capsys, command, "toyface-14", "--preset", "car-12", "--out", out)
+    assert code == 2
+    one_line_error(err, "PRESET 'toyface-14' and --preset 'car-12' differ")

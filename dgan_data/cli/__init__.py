@@ -21,7 +21,7 @@ from ..generators import CheckpointError
 from ..labeler import NonFiniteOutputError
 from ..presets import UnknownPresetError
 from . import annotate, data, models
-from .common import Handler, UsageError
+from .common import Handler, UsageError, merge_preset_flag
 
 __all__ = ["USER_ERRORS", "OneLineParser", "UsageError", "build_parser", "main", "one_line"]
 
@@ -92,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
+        merge_preset_flag(args)
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

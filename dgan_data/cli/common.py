@@ -32,6 +32,7 @@ __all__ = [
     "id_prefix_type",
     "int_range",
     "interpreter_output",
+    "merge_preset_flag",
     "model_args",
     "model_source",
     "non_negative_float",
@@ -276,6 +277,13 @@ def model_args(p: argparse.ArgumentParser) -> None:
     """PRESET and the flags that override its files (preview, export)."""
     p.add_argument("preset", nargs="?", default=None, help="preset name (optional with files)")
     p.add_argument(
+        "--preset",
+        dest="preset_flag",
+        metavar="NAME",
+        default=None,
+        help="the same as PRESET (as in demo)",
+    )
+    p.add_argument(
         "--generator", default=None, help="generator checkpoint or preset name (overrides PRESET)"
     )
     p.add_argument(
@@ -285,6 +293,17 @@ def model_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--truncation", type=truncation_psi, default=None, help="truncation psi")
     p.add_argument("--device", type=device_name, default=None, help="cpu, cuda, cuda:1, ...")
+
+
+def merge_preset_flag(args: argparse.Namespace) -> None:
+    """Set ``args.preset`` from ``--preset NAME`` where a command takes both it and a
+    PRESET argument; two different names are a UsageError."""
+    flag = getattr(args, "preset_flag", None)
+    if flag is None:
+        return
+    if args.preset is not None and args.preset != flag:
+        raise UsageError(f"PRESET {args.preset!r} and --preset {flag!r} differ; give one")
+    args.preset = flag
 
 
 def model_source(args: argparse.Namespace) -> dict[str, object]:

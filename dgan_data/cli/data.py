@@ -87,7 +87,9 @@ def check_recorded_options(args: argparse.Namespace, mode: str) -> None:
     export's ``dataset.json`` holds."""
     given = [n for n in _MODEL_OPTIONS if getattr(args, n, None) is not None]
     if given:
-        flags = ", ".join("PRESET" if n == "preset" else "--" + n.replace("_", "-") for n in given)
+        flags = ", ".join(
+            "PRESET (--preset)" if n == "preset" else "--" + n.replace("_", "-") for n in given
+        )
         raise UsageError(f"{mode} uses the export's own models and every shard; drop {flags}")
     values = {n: getattr(args, n) for n in _RECORDED_OPTIONS if getattr(args, n) is not None}
     if not values:
