@@ -58,6 +58,7 @@ import mmap
 import pickle
 import re
 import struct
+import sys
 import warnings
 import zipfile
 from collections import OrderedDict
@@ -80,6 +81,16 @@ PERSISTENCE_HOOK = ("torch_utils.persistence", "_reconstruct_persistent_obj")
 MAX_DEPTH = 64
 #: Most objects in the unpickled data (a 1024 px training snapshot has about 10^5).
 MAX_OBJECTS = 5_000_000
+#: Fewest containers, marks and memo entries a pickle may make while it is read (beyond
+#: ``CONTAINERS_PER_BYTE`` times its size): each costs 50-220 bytes of memory for one
+#: byte of opcode (10^6 empty sets from 1 MB take 216 MB; a 1024 px snapshot makes ~10^5).
+MIN_CONTAINER_CAP = 1_000_000
+CONTAINERS_PER_BYTE = 1 / 64
+#: Python hashes an int as its value modulo this prime, unsalted: ints beyond it can be
+#: chosen to collide (every ``k * (2**61 - 1)`` hashes to 0) and make dicts quadratic.
+_INT_HASH_MODULUS = sys.hash_info.modulus
+#: Longest tuple accepted as a dict key or set element (its hash is not cached).
+MAX_KEY_TUPLE = 16
 #: Magic number and protocol of the legacy ``torch.save`` format of storage blobs.
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
@@ -454,6 +465,57 @@ class _OpcodeTable(dict):
         raise _UnknownOpcode(f"unknown opcode 0x{key:02x}")
 
 
+def container_cap(size: int) -> int:
+    """Containers, marks and memo entries a pickle of ``size`` bytes may make."""
+    return max(MIN_CONTAINER_CAP, int(size * CONTAINERS_PER_BYTE))
+
+
+def check_hash_keys(items: Any) -> None:
+    """Refuse dict keys or set elements whose hashes can be made to collide (ints beyond
+    Python's hash modulus, also inside tuples) or cost their length at each use (tuples
+    longer than ``MAX_KEY_TUPLE``, nested tuples): a few hundred kB of such keys kept
+    the unpickler busy for minutes before any check ran."""
+    for item in items:
+        kind = type(item)
+        if kind is int and not -_INT_HASH_MODULUS < item < _INT_HASH_MODULUS:
+            raise pickle.UnpicklingError(
+                f"a dict key or set element is an int of {item.bit_length()} bits (ints "
+                "that large can be chosen to share one hash)"
+            )
+        if kind is tuple:
+            if len(item) > MAX_KEY_TUPLE or any(type(v) in (tuple, frozenset) for v in item):
+                raise pickle.UnpicklingError(
+                    f"a dict key or set element is a tuple of {len(item)} items or a nested "
+                    f"one (at most {MAX_KEY_TUPLE} scalars)"
+                )
+            check_hash_keys(item)
+
+
+def _makes_container(handler: Any) -> Any:
+    """An opcode handler that first counts the container, mark or memo entry it makes."""
+
+    def load(self: _SafeUnpickler) -> None:
+        self.containers += 1
+        if self.containers > self.max_containers:
+            raise PickleTooLarge(
+                f"it makes more than {self.max_containers} containers, marks and memo "
+                "entries, far more than a network's pickle of its size"
+            )
+        handler(self)
+
+    return load
+
+
+def _hashes_keys(handler: Any, keys: Any) -> Any:
+    """An opcode handler that first checks the keys (``keys(stack)``) it will hash."""
+
+    def load(self: _SafeUnpickler) -> None:
+        check_hash_keys(keys(self.stack))
+        handler(self)
+
+    return load
+
+
 class _SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler: its memo is a dict
     """Pure-Python unpickler: allow-listed globals, no persistent ids, BUILD on records."""
 
@@ -505,6 +567,25 @@ class _SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler: its memo 
 
     dispatch[pickle.BUILD[0]] = load_build
     dispatch[pickle.BYTEARRAY8[0]] = load_bytearray8
+
+    # memory and CPU bounds that tensor budgets do not see (subclasses copy this table)
+    containers = 0
+    max_containers = MIN_CONTAINER_CAP
+    for _op in (
+        pickle.EMPTY_LIST, pickle.EMPTY_DICT, pickle.EMPTY_SET, pickle.MARK, pickle.LIST,
+        pickle.DICT, pickle.TUPLE, pickle.TUPLE1, pickle.TUPLE2, pickle.TUPLE3,
+        pickle.FROZENSET, pickle.MEMOIZE, pickle.PUT, pickle.BINPUT, pickle.LONG_BINPUT,
+    ):  # fmt: skip
+        dispatch[_op[0]] = _makes_container(dispatch[_op[0]])
+    for _op, _keys in (
+        (pickle.SETITEM, lambda stack: stack[-2:-1]),
+        (pickle.SETITEMS, lambda stack: stack[0::2]),  # the items since the mark
+        (pickle.DICT, lambda stack: stack[0::2]),
+        (pickle.ADDITEMS, lambda stack: stack),
+        (pickle.FROZENSET, lambda stack: stack),
+    ):
+        dispatch[_op[0]] = _hashes_keys(dispatch[_op[0]], _keys)
+    del _op, _keys
 
 
 class _BlobUnpickler(_SafeUnpickler):
@@ -677,6 +758,8 @@ class RestrictedUnpickler(_SafeUnpickler):
         super().__init__(file)
         self.source = source
         self.budget = budget
+        if budget is not None:
+            self.max_containers = container_cap(budget.limit - BUDGET_SLACK)  # file size
 
     def _counted(self, value: Any) -> Any:
         """A call's result; containers (copies of memoised ones) count their entries."""
@@ -687,6 +770,12 @@ class RestrictedUnpickler(_SafeUnpickler):
     def load_reduce(self) -> None:
         args = self.stack.pop()
         func = self.stack[-1]
+        if func in (set, frozenset, OrderedDict) and args and type(args[0]) in (list, tuple):
+            # set(l), OrderedDict(pairs): the keys they will hash, checked first
+            items = args[0]
+            if func is OrderedDict:
+                items = [p[0] for p in items if type(p) in (list, tuple) and p]
+            check_hash_keys(items)
         self.stack[-1] = self._counted(func(*args))
 
     def _instantiate(self, klass: Any, args: Any) -> None:
@@ -909,6 +998,7 @@ class TorchPickleScan(_SafeUnpickler):
     def __init__(self, file: Any, limit: int) -> None:
         pickle._Unpickler.__init__(self, file, encoding="utf-8")
         self.limit = limit
+        self.max_containers = container_cap(limit)
         self.storages: dict[Any, int] = {}
         self.refused_type: str | None = None
 
