@@ -230,6 +230,8 @@ class Annotations:
                         problems.append(
                             f"z differs from z_from_seeds(seeds) for samples {short_list(mismatch)}"
                         )
+        if seeds is not None and len(seeds) == n:
+            problems.extend(_repeated_seed_problems(seeds, ids))
         if w is None and z is None and seeds is None:
             problems.append("no latents: give w, z or seeds so the images can be regenerated")
 
@@ -660,6 +662,7 @@ _MERGE_FIELDS = (
     "crop",
     "mask resolution",
     "stored images",
+    "image resolution",
 )
 
 
@@ -678,6 +681,8 @@ def merge_header(ann: Annotations) -> dict[str, Any]:
         "crop": ann.crop,
         "mask resolution": tuple(ann.mask_resolution),
         "stored images": ann.images is not None,
+        # parts built without a generator fingerprint can differ here (torch.cat failed)
+        "image resolution": None if ann.images is None else tuple(ann.images.shape[-2:]),
         "latents": tuple(k for k in ("w", "z", "seeds") if getattr(ann, k) is not None),
         "truncation_center": ann.truncation_center,
         "w shape": None if ann.w is None else tuple(ann.w.shape[1:]),
@@ -732,6 +737,23 @@ def _describe_center(center: torch.Tensor | None) -> str:
     if center is None:
         return "None (the generator's average w)"
     return f"<stored {tuple(center.shape)} centre>"
+
+
+def _repeated_seed_problems(seeds: Sequence[int], ids: Sequence[str]) -> list[str]:
+    """A seed under two ids of one set: the same image would be annotated (and trained
+    on) twice, as :func:`_shared_latent_problems` says of two parts."""
+    first_id: dict[int, str] = {}
+    twice = [
+        f"seed {seed} (ids {first_id[seed]} and {sample_id})"
+        for seed, sample_id in zip(seeds, ids)
+        if first_id.setdefault(seed, sample_id) != sample_id
+    ]
+    if not twice:
+        return []
+    return [
+        "the same seed appears under two ids, so one image would be annotated twice: "
+        f"{short_list(twice, 4)}; leave one of them out"
+    ]
 
 
 def _latent_rows(ann: Annotations, kind: str) -> list[Any]:

@@ -17,7 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..conventions import check_truncation_cutoff, check_truncation_psi, generator_to_uint8
+from ..conventions import (
+    check_truncation_cutoff,
+    check_truncation_psi,
+    generator_to_uint8,
+    short_list,
+)
 from ..fileio import write_json, write_npy, write_png
 from ..seeds import MAX_SEED, check_seeds, z_from_seeds
 from .files import _manifest, _open_npy, _open_png, _read_manifest, check_writable_folder
@@ -264,6 +269,16 @@ def _resume_settings(
             problems.append(
                 f"{MANIFEST}: sample '{sample_id}' has seed {old_seed[sample_id]}, now {s}"
             )
+    new_id_of = dict(zip(seeds, ids))
+    twice = [
+        f"seed {seed} (ids '{old_id}' and '{new_id_of[seed]}')"
+        for old_id, seed in old_seed.items()
+        if seed in new_id_of and new_id_of[seed] != old_id
+    ]  # another --id-prefix or --seed over a folder: one image annotated twice
+    if twice:
+        problems.append(
+            f"{MANIFEST}: the folder already holds {short_list(twice, 4)} under another id"
+        )
     old_names = old.get("class_names")
     if names is None:
         names = old_names
