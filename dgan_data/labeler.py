@@ -264,6 +264,10 @@ class Labeler:
         it stores no names and has the preset's number of classes).
         """
         names = palette = None
+        # explicit names and palette replace the preset's or the interpreter's (they were
+        # passed on beside those: TypeError, multiple values for 'class_names')
+        explicit_names = settings.pop("class_names", None)
+        explicit_palette = settings.pop("palette", None)
         G: Generator | None = None
         interp: Interpreter | None = None
         if preset is not None:
@@ -291,6 +295,10 @@ class Labeler:
             # interpreter with the preset's number of classes
             if interp.class_names or names is None or len(names) != interp.num_classes:
                 names = palette = None
+        if explicit_names is not None:
+            names = explicit_names
+        if explicit_palette is not None:
+            palette = explicit_palette
         return cls(
             G,
             interp,

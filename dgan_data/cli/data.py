@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from ..downstream.demo import (
@@ -21,6 +20,7 @@ from ..export import (
     merge_shards,
     verify_export,
 )
+from ..fileio import read_json
 from ..labeler import NonFiniteOutputError
 from ..preview import MAX_PREVIEW_NUM, preview
 from ..toy.render import SPLITS, VARIATIONS
@@ -95,10 +95,12 @@ def check_recorded_options(args: argparse.Namespace, mode: str) -> None:
     if not values:
         return
     desc_path = Path(args.out) / "dataset.json"
-    try:
-        settings = json.loads(desc_path.read_text())["settings"]
+    try:  # a regular file, bounded: a FIFO here hung the command
+        settings = read_json(desc_path)["settings"]
     except (OSError, ValueError, KeyError, TypeError):
         return  # merge and verify name the missing or damaged file themselves
+    if not isinstance(settings, dict):
+        return  # (a string here raised TypeError from the comparison below)
     differ = [
         f"--{n.replace('_', '-')} {v} (recorded: {settings.get(n)})"
         for n, v in values.items()
