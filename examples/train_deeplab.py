@@ -236,16 +236,10 @@ def model_option_mismatch(args: argparse.Namespace, step_file: Path) -> str | No
         return None
     if not isinstance(config, dict):
         return None
-    ours = {
-        "arch": args.arch,
-        "encoder": args.encoder,
-        "output_stride": args.output_stride,
-        "decoder_channels": args.decoder_channels,
-    }
-    differ = [
-        f"{flag} {config[key]} (this run: {ours[key]})"
+    differ = [  # each option's argparse dest is its config key
+        f"{flag} {config[key]} (this run: {getattr(args, key)})"
         for key, flag in MODEL_OPTIONS.items()
-        if key in config and config[key] != ours[key]
+        if key in config and config[key] != getattr(args, key)
     ]
     if not differ:
         return None

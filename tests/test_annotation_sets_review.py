@@ -71,7 +71,7 @@ def test_sampling_again_with_another_id_prefix_cannot_repeat_a_seed(tmp_path):
     root = tmp_path / "s"
     sample_annotation_folder(G, 2, root, seed=0)
     before = (root / MANIFEST).read_text()
-    with pytest.raises(AnnotationError, match=r"seed 1 \(ids '00001' and 'b00000'\)"):
+    with pytest.raises(AnnotationError, match=r"annotated twice: seed 1 \(ids 00001 and b00000\)"):
         sample_annotation_folder(G, 2, root, seed=1, id_prefix="b")
     assert (root / MANIFEST).read_text() == before  # refused before anything was written
     more = sample_annotation_folder(G, 2, root, seed=2, id_prefix="b")  # new seeds: fine

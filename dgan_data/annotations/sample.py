@@ -17,16 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..conventions import (
-    check_truncation_cutoff,
-    check_truncation_psi,
-    generator_to_uint8,
-    short_list,
-)
+from ..conventions import check_truncation_cutoff, check_truncation_psi, generator_to_uint8
 from ..fileio import write_json, write_npy, write_png
 from ..seeds import MAX_SEED, check_seeds, z_from_seeds
 from .files import _manifest, _open_npy, _open_png, _read_manifest, check_writable_folder
-from .folder import Annotations
+from .folder import Annotations, _repeated_seed_problems
 from .format import (
     _ID_PATTERN,
     _MASK_NOTE,
@@ -269,16 +264,14 @@ def _resume_settings(
             problems.append(
                 f"{MANIFEST}: sample '{sample_id}' has seed {old_seed[sample_id]}, now {s}"
             )
-    new_id_of = dict(zip(seeds, ids))
-    twice = [
-        f"seed {seed} (ids '{old_id}' and '{new_id_of[seed]}')"
-        for old_id, seed in old_seed.items()
-        if seed in new_id_of and new_id_of[seed] != old_id
-    ]  # another --id-prefix or --seed over a folder: one image annotated twice
-    if twice:
-        problems.append(
-            f"{MANIFEST}: the folder already holds {short_list(twice, 4)} under another id"
+    extra = [s for s in old_samples if s.get("id") not in set(ids)]
+    # another --id-prefix or --seed over a folder: one image annotated twice
+    problems += [
+        f"{MANIFEST}: {text}"
+        for text in _repeated_seed_problems(
+            [s.get("seed") for s in extra] + list(seeds), [s.get("id") for s in extra] + ids
         )
+    ]
     old_names = old.get("class_names")
     if names is None:
         names = old_names
@@ -290,7 +283,6 @@ def _resume_settings(
         raise AnnotationError(
             [*problems, "use a new folder, or the settings this folder was made with"], root
         )
-    extra = [s for s in old_samples if s.get("id") not in set(ids)]
     if extra:
         logger.warning(
             "%s already holds %d more samples than asked for; keeping them", root, len(extra)

@@ -331,15 +331,17 @@ def _read_cvat_mask(src: Path, check: RasterCheck | None = None, **_: Any) -> li
         if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
             # the RGB of a see-through pixel is whatever the editor left there (GIMP,
             # Krita): converting to RGB labelled it silently
-            alpha = np.asarray(im.convert("RGBA"))[..., 3]
-            if (alpha < 255).any():
+            rgba = np.asarray(im.convert("RGBA"))
+            see_through = int((rgba[..., 3] < 255).sum())
+            if see_through:
                 problems.append(
-                    f"{where}: {int((alpha < 255).sum())} pixels are not fully opaque: "
-                    "their label is unknown; fill them with a label colour and save without "
-                    "transparency"
+                    f"{where}: {see_through} pixels are not fully opaque: their label is "
+                    "unknown; fill them with a label colour and save without transparency"
                 )
                 continue
-        rgb = np.asarray(im.convert("RGB")).astype(np.int64)
+            rgb = rgba[..., :3].astype(np.int64)
+        else:
+            rgb = np.asarray(im.convert("RGB")).astype(np.int64)
         packed = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
         colours, inverse = np.unique(packed, return_inverse=True)
         unknown = [c for c in colours.tolist() if c not in lookup]
