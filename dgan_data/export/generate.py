@@ -223,6 +223,16 @@ def _prepare_root(root: Path, desc: dict[str, Any], tag: str) -> dict[str, Any]:
     return desc
 
 
+def _recorded_complete(root: Path) -> bool:
+    """``root/dataset.json`` says the export is finished (read before locking, only to
+    choose how to wait; what counts is read again under the lock)."""
+    try:
+        desc = read_json(root / "dataset.json")
+    except (OSError, ValueError):
+        return False
+    return isinstance(desc, dict) and desc.get("status") == "complete"
+
+
 def _shard_batches(num: int, batch_size: int, shard: int, num_shards: int) -> Iterator[range]:
     num_batches = -(-num // batch_size)
     for k in range(shard, num_batches, num_shards):
@@ -461,7 +471,9 @@ def export_dataset(
     :func:`merge_shards`). Rerunning with the same arguments resumes, and on a finished
     export verifies every file and regenerates the damaged ones (``repaired``); a
     folder made with other settings is refused; a folder another process is exporting
-    the same shard into, selecting or repairing raises :class:`ExportBusyError`; a
+    the same shard into, selecting or repairing raises :class:`ExportBusyError` (a rerun
+    of a finished export waits for it instead, and when every shard reruns at once,
+    one verifies and the others return its result); a
     model that produces NaN or inf raises ``NonFiniteOutputError`` at its first batch.
     """
     num, seed, batch_size, drop_uncertain = _check_arguments(num, seed, batch_size, drop_uncertain)
@@ -475,17 +487,23 @@ def export_dataset(
     _check_out_dir(root)
     _check_layout(root, [tag])
     with _ExportLock(root) as lock:
-        if not lock.acquire_folder(exclusive=False, wait=_BRIEF_WAIT_S):
+        # a rerun of a finished export waits for the folder instead of being refused:
+        # every shard's process reruns at once under torchrun, one verifies
+        waited = _recorded_complete(root)
+        note = lock.wait_for_folder() if waited else None
+        if not waited and not lock.acquire_folder(exclusive=False, wait=_BRIEF_WAIT_S):
             raise _busy(root, "another process is selecting, repairing or verifying it")
-        if not lock.acquire_shard(shard):
+        if not waited and not lock.acquire_shard(shard):
             raise _busy(root, f"another process is exporting shard {shard} of {num_shards} into it")
         with lock.setup():
-            desc = _prepare_root(root, desc, tag)
-        if desc["status"] == "complete":
-            if not lock.acquire_folder(exclusive=True, wait=_BRIEF_WAIT_S):
-                raise _busy(root, "another process is using this finished export")
-            return _rerun_complete(root, desc, labeler, shard, progress)
-        generated, resumed = _generate(root, desc, labeler, shard, progress)
+            found = _prepare_root(root, desc, tag)
+        if found["status"] == "complete":
+            if not waited:  # the last shard finished it meanwhile
+                lock.release(shard)
+                note = lock.wait_for_folder()
+                found = _prepare_root(root, desc, tag)
+            return _rerun_complete(root, found, labeler, shard, progress, lock, note)
+        generated, resumed = _generate(root, found, labeler, shard, progress)
     summary = ExportSummary(root, num, shard, num_shards, generated, resumed, False)
     return _select_when_last(summary) if merge else summary
 

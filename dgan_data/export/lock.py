@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from .records import _LOCK, ExportBusyError
+from .records import _LOCK, MAX_SHARDS, ExportBusyError
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,10 @@ except ImportError:  # no advisory locks on this platform (Windows)
 
 # ------------------------------------------------------------------------ locks
 _FOLDER_BYTE, _SETUP_BYTE, _SHARD_BYTE = 0, 1, 2
+# held shared by a process waiting for the folder: the lock file (and the note in it)
+# stays while someone waits
+_WAITING_BYTE = _SHARD_BYTE + MAX_SHARDS
+_NOTE_MAX = 256
 _HELD: set[str] = set()  # folders this process holds (POSIX locks never exclude oneself)
 _HELD_GUARD = threading.Lock()
 
@@ -46,9 +50,11 @@ def _busy(root: Path, what: str) -> ExportBusyError:
 class _ExportLock:
     """fcntl byte-range locks on ``root/.export.lock``: byte 0 the folder (shared while
     generating or verifying, exclusive to select or repair), byte 1 the creation of
-    ``dataset.json``, byte 2 + s shard s. The kernel releases them when the process
-    dies, so the lock of a killed export is free at once; the left-over file means
-    nothing. Used as a context manager; one per folder and process."""
+    ``dataset.json``, byte 2 + s shard s, and a byte past the shards shared by the
+    processes waiting for the folder. The file's content is a note from the last
+    process that verified the finished export (see :meth:`write_note`). The kernel
+    releases the locks when the process dies, so the lock of a killed export is free at
+    once; a left-over file means nothing. Used as a context manager; one per folder and process."""
 
     def __init__(self, root: Path, *, readonly: bool = False) -> None:
         self.root, self.path, self.readonly = root, root / _LOCK, readonly
@@ -66,7 +72,12 @@ class _ExportLock:
     def __exit__(self, *exc: object) -> None:
         # nobody else holds the folder: the lock file can go (a process that opened it
         # meanwhile sees that it was replaced, see _current)
-        if not self.readonly and self.fd is not None and self._try(_FOLDER_BYTE, True):
+        if (
+            not self.readonly
+            and self.fd is not None
+            and self._try(_FOLDER_BYTE, True)
+            and self._try(_WAITING_BYTE, True)
+        ):
             self.path.unlink(missing_ok=True)
         self._close()
         with _HELD_GUARD:
@@ -134,6 +145,58 @@ class _ExportLock:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.05)
+
+    def wait_for_folder(self) -> bytes | None:
+        """Lock the folder exclusively, waiting as long as another process holds it
+        (a rerun of a finished export: every shard's process may rerun at once).
+        Returns the lock file's note as it was when the wait began (None if the file
+        was replaced meanwhile, so that a note found later is not taken for new)."""
+        self.release()
+        if self.fd is None:
+            self._open()
+        self._try(_WAITING_BYTE, False)  # keeps the file and its note while we wait
+        note, told = self.read_note(), False
+        while True:
+            if self._try(_FOLDER_BYTE, True):
+                if self._current():
+                    return note
+                self._close()  # replaced by a finishing export: start over on the new one
+                self._open()
+                self._try(_WAITING_BYTE, False)
+                note = None
+                continue
+            if not told:
+                log.info("%s: another process is using this finished export; waiting", self.root)
+                told = True
+            time.sleep(0.05)
+
+    def release(self, shard: int | None = None) -> None:
+        """Release the folder lock (and shard ``shard``'s) without closing the file."""
+        if fcntl is None or self.fd is None:
+            return
+        starts = [_FOLDER_BYTE] + ([] if shard is None else [_SHARD_BYTE + shard])
+        for start in starts:
+            with contextlib.suppress(OSError):
+                fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, start)
+
+    def read_note(self) -> bytes:
+        """The lock file's content (at most a few hundred bytes; empty if none)."""
+        if self.fd is None:
+            return b""
+        try:
+            return os.pread(self.fd, _NOTE_MAX, 0)
+        except OSError:
+            return b""
+
+    def write_note(self, note: bytes) -> None:
+        """Replace the lock file's content (hold the folder exclusively)."""
+        if self.fd is None or self.readonly:
+            return
+        try:
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, note[:_NOTE_MAX], 0)
+        except OSError as exc:  # only an optimisation for processes waiting: never fatal
+            log.debug("%s: cannot write the lock note (%s)", self.path, exc)
 
     def acquire_shard(self, shard: int) -> bool:
         """Lock one shard (call after :meth:`acquire_folder`)."""

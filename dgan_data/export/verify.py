@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import logging
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,7 @@ from .records import (
     _read_description,
     _root,
     description_problem,
+    description_sha256,
 )
 from .samples import _encode, _label_batch, _mask_statistics, _sample_record
 from .select import _candidate_line, _final_entry, _finish_cleanup, _selection
@@ -385,18 +387,41 @@ def _rebuild_index_files(
     return written
 
 
+def _verified_note(desc: Mapping[str, Any]) -> bytes:
+    return f"verified {description_sha256(desc)} ".encode()
+
+
+def _verified_while_waiting(lock: _ExportLock, note_before: bytes | None, desc: Any) -> bool:
+    """Another rerun of this export verified it (and repaired what it found) after this
+    process began to wait for the folder: every shard's process reruns at once under
+    torchrun, and one verification is enough."""
+    if note_before is None:
+        return False
+    note = lock.read_note()
+    return note != note_before and note.startswith(_verified_note(desc))
+
+
 def _rerun_complete(
     root: Path,
     desc: dict[str, Any],
     labeler: Labeler,
     shard: int,
     progress: bool,
+    lock: _ExportLock,
+    note_before: bytes | None,
 ) -> ExportSummary:
-    """A rerun of a finished export: verify every file, repair what a rerun can."""
+    """A rerun of a finished export (folder held exclusively): verify every file and
+    repair what a rerun can, unless another rerun did so while this one waited."""
     _check_layout(root)
     edited = description_problem(root / "dataset.json", desc)
     if edited is not None:
         raise ExportDamagedError(edited)
+    sel, n = desc["selection"], desc["settings"]["num_shards"]
+    counts = (root, desc["settings"]["num"], shard, n, 0, 0, True)
+    counts += (sel["kept"], sel["dropped"], sel["threshold"])
+    if _verified_while_waiting(lock, note_before, desc):
+        log.info("%s: export complete; verified just now by another process", root)
+        return ExportSummary(*counts)
     scan, rebuilt = _scan_complete(root, desc), []
     if scan.fatal and _index_files_rebuildable(desc["selection"]):
         # only the index files can be fatal here: rebuild them, then check every file
@@ -419,21 +444,8 @@ def _rerun_complete(
     repaired = _repair(root, desc, labeler, scan.damage, progress) if scan.damage else 0
     log.info("%s: export complete; %d files verified, %d repaired", root, scan.checked, repaired)
     _finish_cleanup(root)
-    sel, n = desc["selection"], desc["settings"]["num_shards"]
-    return ExportSummary(
-        root,
-        desc["settings"]["num"],
-        shard,
-        n,
-        0,
-        0,
-        True,
-        sel["kept"],
-        sel["dropped"],
-        sel["threshold"],
-        repaired,
-        tuple(rebuilt),
-    )
+    lock.write_note(_verified_note(desc) + uuid.uuid4().hex.encode())
+    return ExportSummary(*counts, repaired, tuple(rebuilt))
 
 
 def verify_export(out_dir: str | Path) -> VerifyReport:

@@ -1,0 +1,155 @@
+"""Every shard of a finished export rerun at once (as torchrun reruns the command).
+
+Before, each process took the folder's shared lock, then waited 2 s for the exclusive
+one that verifying needs; the others held the shared lock, so they were refused with
+``ExportBusyError`` (and torchrun then stopped the one that was repairing). Now a rerun
+of a finished export waits for the folder, and a process that waited while another
+verified returns that result instead of verifying again.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from test_export import _cli_export_cmd, _env, _export, _jsonl, models  # noqa: F401
+
+from dgan_data.export import verify as export_verify
+
+_PAUSED_IN_VERIFY = """
+import sys, time
+from pathlib import Path
+from dgan_data.export import verify as _verify
+_scan = _verify._scan_complete
+def _paused(root, desc):
+    Path(sys.argv[1]).touch()  # holds the folder exclusively now
+    while not Path(sys.argv[2]).exists():
+        time.sleep(0.02)
+    return _scan(root, desc)
+_verify._scan_complete = _paused
+from dgan_data.cli import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def two_shards(models, tmp_path) -> Path:  # noqa: F811
+    """A finished export made by two shards, one kept image damaged."""
+    out = tmp_path / "data"
+    _export(models, out, shard=0, num_shards=2)
+    assert _export(models, out, shard=1, num_shards=2).complete
+    return out
+
+
+def _damage_a_kept_image(out: Path) -> tuple[Path, bytes]:
+    image = out / _jsonl(out / "index.jsonl")[0]["image"]
+    good = image.read_bytes()
+    data = bytearray(good)
+    data[60] ^= 0xFF
+    image.write_bytes(bytes(data))
+    return image, good
+
+
+def _start_paused_rerun(models, out: Path, tmp_path: Path) -> tuple[subprocess.Popen, Path]:  # noqa: F811
+    """Shard 0's rerun in another process, stopped inside its verification."""
+    ready, go = tmp_path / "ready", tmp_path / "go"
+    argv = _cli_export_cmd(models, out, 0.0)[4:]
+    argv[argv.index("--num-shards") + 1] = "2"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _PAUSED_IN_VERIFY, str(ready), str(go), *argv],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not ready.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "shard 0 did not start"
+        time.sleep(0.02)
+    return proc, go
+
+
+class _Rerun(threading.Thread):
+    """Shard 1's rerun in this process, counting the verifications it makes."""
+
+    def __init__(self, models, out: Path, monkeypatch) -> None:  # noqa: F811
+        super().__init__(daemon=True)
+        self.models, self.out = models, out
+        self.scans, self.summary, self.error = 0, None, None
+        scan = export_verify._scan_complete
+
+        def counted(root, desc):
+            self.scans += 1
+            return scan(root, desc)
+
+        monkeypatch.setattr(export_verify, "_scan_complete", counted)
+
+    def run(self) -> None:
+        try:
+            self.summary = _export(self.models, self.out, shard=1, num_shards=2)
+        except BaseException as exc:  # reported by the test
+            self.error = exc
+
+
+def test_shards_rerun_together_verify_once(models, two_shards, tmp_path, monkeypatch):  # noqa: F811
+    image, good = _damage_a_kept_image(two_shards)
+    first, go = _start_paused_rerun(models, two_shards, tmp_path)
+    try:
+        second = _Rerun(models, two_shards, monkeypatch)
+        second.start()
+        time.sleep(3.0)  # longer than the 2 s after which it used to be refused
+        assert second.error is None, second.error
+        assert second.is_alive()  # waiting for shard 0's verification
+    finally:
+        go.touch()
+    assert first.wait(timeout=300) == 0
+    second.join(timeout=300)
+    assert second.error is None, second.error
+    assert second.summary.complete and second.summary.repaired == 0
+    assert second.scans == 0  # shard 0 verified and repaired; not done twice
+    assert image.read_bytes() == good
+    assert not (two_shards / ".export.lock").exists()
+
+
+def test_a_rerun_that_dies_does_not_count_as_verified(models, two_shards, tmp_path, monkeypatch):  # noqa: F811
+    image, good = _damage_a_kept_image(two_shards)
+    first, _ = _start_paused_rerun(models, two_shards, tmp_path)
+    try:
+        second = _Rerun(models, two_shards, monkeypatch)
+        second.start()
+        time.sleep(3.0)
+        assert second.error is None, second.error
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+    second.join(timeout=300)
+    assert second.error is None, second.error
+    assert second.scans == 1 and second.summary.repaired == 1
+    assert image.read_bytes() == good
+
+
+def test_each_later_rerun_verifies_again(models, two_shards, monkeypatch):  # noqa: F811
+    """The note of a verification lives only while someone waits: a rerun started
+    after the last one finished checks every file itself."""
+    scans = []
+    scan = export_verify._scan_complete
+    monkeypatch.setattr(export_verify, "_scan_complete", lambda *a: scans.append(1) or scan(*a))
+    image, good = _damage_a_kept_image(two_shards)
+    assert _export(models, two_shards, shard=0, num_shards=2).repaired == 1
+    _damage_a_kept_image(two_shards)
+    assert _export(models, two_shards, shard=1, num_shards=2).repaired == 1
+    assert len(scans) == 2 and image.read_bytes() == good
+    assert json.loads((two_shards / "dataset.json").read_text())["status"] == "complete"
