@@ -7,6 +7,7 @@ import errno
 import itertools
 import logging
 import os
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -45,6 +46,10 @@ def _busy(root: Path, what: str) -> ExportBusyError:
     return ExportBusyError(
         f"{root} is busy: {what} (it holds {root / _LOCK}); wait for it to finish, or stop it"
     )
+
+
+def _wrong_kind(path: Path, what: str) -> str:
+    return f"{path} is {what}, not the export's lock file: move it away, then rerun"
 
 
 class _ExportLock:
@@ -91,18 +96,25 @@ class _ExportLock:
     def _open(self) -> bool:
         """Open the lock file (created unless read-only); False: read-only and absent."""
         flags = os.O_RDONLY if self.readonly else os.O_RDWR | os.O_CREAT
-        try:
-            self.fd = os.open(self.path, flags, 0o644)
+        try:  # O_NONBLOCK: a FIFO there must not hang the open
+            self.fd = os.open(self.path, flags | os.O_NONBLOCK, 0o644)
         except FileNotFoundError:
             if self.readonly:
                 return False
             raise
+        except IsADirectoryError:
+            raise IsADirectoryError(_wrong_kind(self.path, "a folder")) from None
         except OSError as exc:
             if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
                 raise
             raise PermissionError(
                 f"{self.root}: the export folder is not writable ({exc.strerror})"
             ) from None
+        mode = os.fstat(self.fd).st_mode
+        if not stat.S_ISREG(mode):  # read-only opens a folder too
+            self._close()
+            what = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+            raise IsADirectoryError(_wrong_kind(self.path, what))
         return True
 
     def _try(self, start: int, exclusive: bool) -> bool:

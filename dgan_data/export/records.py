@@ -412,20 +412,45 @@ def _expect_path(root: Path, doc: Mapping[str, Any], key: str, rel: str, where: 
 
 def _check_layout(root: Path, tags: Sequence[str] = ()) -> None:
     """The files and folders an export reads, writes, moves or deletes stay inside
-    ``root``: a symlink leading out would make it touch files elsewhere."""
-    rels = ["dataset.json", "index.jsonl", "candidates.jsonl", _SELECTION, _LOCK]
-    rels += ["images", "masks", _STAGING]
+    ``root`` (a symlink leading out would make it touch files elsewhere) and are of the
+    right kind where they exist (a folder where ``index.jsonl`` belongs was reported as
+    repairable, and the rerun failed with IsADirectoryError)."""
+    files = ["dataset.json", "index.jsonl", "candidates.jsonl", _SELECTION, _LOCK]
+    folders = ["images", "masks", _STAGING]
     for tag in tags:
         stage = f"{_STAGING}/{tag}"
-        rels += [stage, f"{stage}/images", f"{stage}/masks", f"{stage}/journal.jsonl"]
-        rels.append(f"index.{tag}.jsonl")
-    for rel in rels:
+        folders += [stage, f"{stage}/images", f"{stage}/masks"]
+        files += [f"{stage}/journal.jsonl", f"index.{tag}.jsonl"]
+    for rel in files + folders:
         try:
             resolve_inside(root, rel)
         except UnsafePathError:
             raise UnsafePathError(
                 f"{root / rel} leads outside the export folder {root} (a symlink): remove the link"
             ) from None
+    for rel in files + folders:
+        problem = _kind_problem(root / rel, folder=rel in folders)
+        if problem is not None:
+            raise ExportDamagedError(problem)
+
+
+def _kind_problem(path: Path, *, folder: bool) -> str | None:
+    """Why an entry of the export's layout is of the wrong kind (a folder where a file
+    belongs, a file where a folder belongs), or None (absent, or of the right kind).
+    Nothing of the user's is deleted: moving it away is left to them."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None  # absent (or unreadable: the reader that needs it says so)
+    if folder and not stat.S_ISDIR(mode):
+        return f"{path} is a file where the export keeps a folder: move it away, then rerun"
+    if not folder and not stat.S_ISREG(mode):
+        what = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+        return (
+            f"{path} is {what} where the export keeps a file: move it away, then rerun "
+            "(the rerun rebuilds what it can)"
+        )
+    return None
 
 
 def _png_problem(path: Path) -> str | None:
