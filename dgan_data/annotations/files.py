@@ -160,14 +160,14 @@ def read_folder(root: Path) -> dict[str, Any]:
                 problems.append(f"{where}: field '{key}' is missing")
 
         mask_rel = _safe_relpath(entry.get("mask"), "mask", where, problems, root)
-        mask = _read_mask(root, mask_rel, num_classes, problems)
+        mask = _read_mask(root, mask_rel, num_classes, problems, mask_res)
         if mask is not None:
             mask_sizes.setdefault(mask.shape, []).append(mask_rel)
 
         image_rel = entry.get("image")
         if image_rel is not None:
             image_rel = _safe_relpath(image_rel, "image", where, problems, root)
-        image = _read_image(root, image_rel, problems)
+        image = _read_image(root, image_rel, problems, image_res)
         if image is not None:
             image_sizes.setdefault(image.shape[:2], []).append(image_rel)
 
@@ -315,9 +315,24 @@ def write_folder(ann: Any, root: Path) -> Path:
     return root / MANIFEST
 
 
-def _open_png(path: Path, name: str, problems: list[str]) -> tuple[np.ndarray, str] | None:
-    """(array, mode) of a PNG, or None with the reason appended to ``problems``."""
-    im = open_png(path, name, problems)
+def _open_png(
+    path: Path, name: str, problems: list[str], size: Sequence[int] | None = None, what: str = ""
+) -> tuple[np.ndarray, str] | None:
+    """(array, mode) of a PNG, or None with the reason appended to ``problems``.
+    ``size``: the (height, width) the manifest records; a file of another size is
+    reported from its header, before its pixels are decoded (a 30000 x 30000 mask was
+    decoded in full and only then found to be of the wrong size)."""
+
+    def check_size(found: tuple[int, int]) -> str | None:
+        if size is None or tuple(found) == tuple(size):
+            return None
+        key = f"{what}_resolution"
+        return (
+            f"{what} size {found[0]}x{found[1]} differs from {MANIFEST} {key} {list(size)} "
+            "(height, width)"
+        )
+
+    im = open_png(path, name, problems, check_size)
     return None if im is None else (np.asarray(im), im.mode)
 
 
@@ -369,12 +384,16 @@ def check_writable_folder(root: Path, subdirs: Sequence[str] = SUBDIRS) -> None:
 
 
 def _read_mask(
-    root: Path, rel: str | None, num_classes: int | None, problems: list[str]
+    root: Path,
+    rel: str | None,
+    num_classes: int | None,
+    problems: list[str],
+    size: Sequence[int] | None = None,
 ) -> np.ndarray | None:
     """A mask PNG as (H, W) uint8 class ids, or None with its problems recorded."""
     if rel is None:
         return None
-    opened = _open_png(root / rel, rel, problems)
+    opened = _open_png(root / rel, rel, problems, size, "mask")
     if opened is None:
         return None
     array, mode = opened
@@ -394,11 +413,13 @@ def _read_mask(
     return array
 
 
-def _read_image(root: Path, rel: str | None, problems: list[str]) -> np.ndarray | None:
+def _read_image(
+    root: Path, rel: str | None, problems: list[str], size: Sequence[int] | None = None
+) -> np.ndarray | None:
     """An RGB image PNG as (H, W, 3) uint8, or None with its problems recorded."""
     if rel is None:
         return None
-    opened = _open_png(root / rel, rel, problems)
+    opened = _open_png(root / rel, rel, problems, size, "image")
     if opened is not None and opened[1] != "RGB":
         problems.append(f"{rel}: image must be RGB, got mode {opened[1]}")
         return None

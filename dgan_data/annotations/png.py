@@ -42,6 +42,9 @@ def open_png(
                 return None
             im.load()
             return im.copy()
+    except Image.DecompressionBombError as err:  # header declares a huge image
+        problems.append(f"{name}: too large to decode ({err})")
+        return None
     except Exception as err:  # PIL raises many types for damaged files
         empty = _declared_empty(path)
         if empty is not None:
