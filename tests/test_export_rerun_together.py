@@ -153,3 +153,22 @@ def test_each_later_rerun_verifies_again(models, two_shards, monkeypatch):  # no
     assert _export(models, two_shards, shard=1, num_shards=2).repaired == 1
     assert len(scans) == 2 and image.read_bytes() == good
     assert json.loads((two_shards / "dataset.json").read_text())["status"] == "complete"
+
+
+def test_platforms_without_fcntl_export_and_rerun(models, tmp_path, monkeypatch, caplog):  # noqa: F811
+    """Without fcntl (Windows) there are no locks, no notes and no O_NONBLOCK nor
+    os.pread: an export and its rerun still work, with the warning that concurrent
+    exports are not detected."""
+    from dgan_data.export import lock as export_lock
+
+    monkeypatch.setattr(export_lock, "fcntl", None)
+    monkeypatch.setattr(export_lock, "_WARNED", set())
+    for name in ("O_NONBLOCK", "pread", "pwrite"):
+        monkeypatch.delattr(export_lock.os, name)
+    out = tmp_path / "data"
+    with caplog.at_level("WARNING", logger="dgan_data.export.lock"):
+        assert _export(models, out).complete
+    assert "concurrent exports are not detected" in caplog.text
+    image, good = _damage_a_kept_image(out)
+    assert _export(models, out).repaired == 1
+    assert image.read_bytes() == good

@@ -97,7 +97,7 @@ class _ExportLock:
         """Open the lock file (created unless read-only); False: read-only and absent."""
         flags = os.O_RDONLY if self.readonly else os.O_RDWR | os.O_CREAT
         try:  # O_NONBLOCK: a FIFO there must not hang the open
-            self.fd = os.open(self.path, flags | os.O_NONBLOCK, 0o644)
+            self.fd = os.open(self.path, flags | getattr(os, "O_NONBLOCK", 0), 0o644)
         except FileNotFoundError:
             if self.readonly:
                 return False
@@ -193,7 +193,7 @@ class _ExportLock:
 
     def read_note(self) -> bytes:
         """The lock file's content (at most a few hundred bytes; empty if none)."""
-        if self.fd is None:
+        if self.fd is None or fcntl is None:  # no locks, nobody waits: no notes
             return b""
         try:
             return os.pread(self.fd, _NOTE_MAX, 0)
@@ -202,7 +202,7 @@ class _ExportLock:
 
     def write_note(self, note: bytes) -> None:
         """Replace the lock file's content (hold the folder exclusively)."""
-        if self.fd is None or self.readonly:
+        if self.fd is None or self.readonly or fcntl is None:
             return
         try:
             os.ftruncate(self.fd, 0)
