@@ -18,8 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
-from test_export import _cli_export_cmd, _env, _export, _jsonl, models  # noqa: F401
+from test_export import _cli_export_cmd, _env, _export, _jsonl, _one_thread, models  # noqa: F401
 
 from dgan_data.export import verify as export_verify
 
@@ -37,14 +36,6 @@ _verify._scan_complete = _paused
 from dgan_data.cli import main
 sys.exit(main(sys.argv[3:]))
 """
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture
@@ -104,20 +95,37 @@ class _Rerun(threading.Thread):
             self.error = exc
 
 
-def test_shards_rerun_together_verify_once(models, two_shards, tmp_path, monkeypatch):  # noqa: F811
-    image, good = _damage_a_kept_image(two_shards)
-    first, go = _start_paused_rerun(models, two_shards, tmp_path)
+def _race(models, out: Path, tmp_path: Path, monkeypatch, end_first) -> _Rerun:  # noqa: F811
+    """Shard 0's rerun paused inside its verification; shard 1's rerun started beside
+    it; after 3 s (longer than the 2 s after which it used to be refused) shard 1 must
+    still be waiting; ``end_first(process, go_file)`` then lets shard 0 go or kills it."""
+    first, go = _start_paused_rerun(models, out, tmp_path)
     try:
-        second = _Rerun(models, two_shards, monkeypatch)
+        second = _Rerun(models, out, monkeypatch)
         second.start()
-        time.sleep(3.0)  # longer than the 2 s after which it used to be refused
+        time.sleep(3.0)
         assert second.error is None, second.error
         assert second.is_alive()  # waiting for shard 0's verification
     finally:
-        go.touch()
-    assert first.wait(timeout=300) == 0
+        end_first(first, go)
     second.join(timeout=300)
     assert second.error is None, second.error
+    return second
+
+
+def _let_go(first: subprocess.Popen, go: Path) -> None:
+    go.touch()
+    assert first.wait(timeout=300) == 0
+
+
+def _kill(first: subprocess.Popen, go: Path) -> None:
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+
+
+def test_shards_rerun_together_verify_once(models, two_shards, tmp_path, monkeypatch):  # noqa: F811
+    image, good = _damage_a_kept_image(two_shards)
+    second = _race(models, two_shards, tmp_path, monkeypatch, _let_go)
     assert second.summary.complete and second.summary.repaired == 0
     assert second.scans == 0  # shard 0 verified and repaired; not done twice
     assert image.read_bytes() == good
@@ -126,17 +134,7 @@ def test_shards_rerun_together_verify_once(models, two_shards, tmp_path, monkeyp
 
 def test_a_rerun_that_dies_does_not_count_as_verified(models, two_shards, tmp_path, monkeypatch):  # noqa: F811
     image, good = _damage_a_kept_image(two_shards)
-    first, _ = _start_paused_rerun(models, two_shards, tmp_path)
-    try:
-        second = _Rerun(models, two_shards, monkeypatch)
-        second.start()
-        time.sleep(3.0)
-        assert second.error is None, second.error
-    finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait(timeout=30)
-    second.join(timeout=300)
-    assert second.error is None, second.error
+    second = _race(models, two_shards, tmp_path, monkeypatch, _kill)
     assert second.scans == 1 and second.summary.repaired == 1
     assert image.read_bytes() == good
 

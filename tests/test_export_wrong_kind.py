@@ -12,26 +12,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 from test_export import _export, _snapshot, models, reference  # noqa: F401
+from test_export_hardening import _one_thread, done  # noqa: F401
 from test_export_review_fixes import run_cli
 
 from dgan_data.export import ExportDamagedError, verify_export
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
-def done(reference, tmp_path) -> Path:  # noqa: F811
-    out = tmp_path / "done"
-    shutil.copytree(reference, out)
-    return out
 
 
 def _folder_for(path: Path) -> None:
