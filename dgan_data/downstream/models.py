@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import pickle
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -286,19 +287,54 @@ def _load_encoder_weights(encoder: nn.Module, path: Path) -> None:
         )
     state = {k.removeprefix("encoder."): v for k, v in state.items()}
     state = {k: v for k, v in state.items() if not k.startswith(("fc.", "classifier.", "head."))}
-    expected = set(encoder.state_dict())
-    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    _load_checked(encoder, state, path, f"encoder weights for the {type(encoder).__name__}")
+    log.info("loaded encoder weights from %s (%d tensors)", path, len(state))
+
+
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _tensor_problem(t: Any, target: torch.Tensor) -> str | None:
+    """Why the file's value ``t`` cannot replace the model's tensor ``target``."""
+    if not isinstance(t, torch.Tensor):
+        return f"is a {type(t).__name__}, not a tensor"
+    if tuple(t.shape) != tuple(target.shape):
+        return f"has shape {tuple(t.shape)}, the model's is {tuple(target.shape)}"
+    dtype = str(t.dtype).removeprefix("torch.")
+    if t.layout != torch.strided or t.is_quantized:
+        return f"is a {t.layout} / {dtype} tensor, expected a plain one"
+    if not target.is_floating_point():  # a counter such as BatchNorm's num_batches_tracked
+        if t.is_floating_point() or t.is_complex():
+            return f"holds {dtype} values where the model keeps {target.dtype}"
+        return None
+    if t.dtype not in _FLOAT_DTYPES:  # ints and bools were converted without a word
+        return f"holds {dtype} values, expected float16, bfloat16, float32 or float64"
+    bad = int((~torch.isfinite(t.to(target.dtype))).sum())
+    if bad:
+        return f"has {bad} values that are NaN or inf (or beyond the range of {target.dtype})"
+    return None
+
+
+def _load_checked(module: nn.Module, state: dict[str, Any], path: Path, what: str) -> None:
+    """Copy ``state`` into ``module`` after checking every entry, each refusal one line
+    naming the file and the tensor (torch's load_state_dict printed one line per
+    misfit and converted NaN, int and complex weights without a word)."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
     if missing or unexpected:
         raise ValueError(
-            f"{path}: encoder weights do not fit the {type(encoder).__name__}: "
+            f"{path}: {what} do not fit: "
             f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
             f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
         )
-    try:
-        encoder.load_state_dict(state)  # smp's encoders return None here, not the key lists
-    except RuntimeError as err:  # shape mismatches
-        raise ValueError(f"{path}: encoder weights do not fit: {err}") from err
-    log.info("loaded encoder weights from %s (%d tensors)", path, len(state))
+    for name, target in own.items():
+        problem = _tensor_problem(state[name], target)
+        if problem is not None:
+            raise ValueError(f"{path}: {what}: tensor {name} {problem}")
+    with torch.no_grad():
+        for name, target in own.items():
+            target.copy_(state[name].to(target.dtype))
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -322,28 +358,64 @@ def save_segmentation_model(model: nn.Module, path: str | os.PathLike, **extra: 
 def load_segmentation_model(
     path: str | os.PathLike, device: torch.device | str | None = None
 ) -> SegmentationModel:
-    """Rebuild a model written by :func:`save_segmentation_model` or a training checkpoint."""
-    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    """Rebuild a model written by :func:`save_segmentation_model` or a training checkpoint.
+
+    Every problem is a ValueError naming the file: not a torch file (a text file raised
+    KeyError, an empty one EOFError), a missing or malformed ``config`` field, weights
+    that do not fit or are not finite floating-point values.
+    """
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as err:
+        raise type(err)(f"{path}: cannot be read ({err.strerror or _first_line(err)})") from None
+    except pickle.UnpicklingError:  # a pickle of other objects, or a text file
+        raise ValueError(
+            f"{path}: not a dgan_data segmentation checkpoint (not a weights-only torch file)"
+        ) from None
+    except Exception as err:  # legacy unpickling of other files: KeyError ... EOFError
+        raise ValueError(
+            f"{path}: not a dgan_data segmentation checkpoint ({_first_line(err)})"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != _CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: not a dgan_data segmentation checkpoint")
-    cfg = dict(payload["config"])
+    cfg, weights = payload.get("config"), payload.get("model")
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{path}: field 'config' must be an object, got {type(cfg).__name__}")
+    if not isinstance(weights, dict):
+        raise ValueError(
+            f"{path}: field 'model' must be a dict of tensors, got {type(weights).__name__}"
+        )
+    try:
+        model = _build_from_config(cfg)
+    except KeyError as err:
+        raise ValueError(f"{path}: field 'config.{err.args[0]}' is missing") from None
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: config does not describe a model: {_first_line(err)}") from None
+    _load_checked(model, weights, path, "weights")
+    return model.to(device) if device is not None else model
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err)
+    return text.splitlines()[0][:300] if text else type(err).__name__
+
+
+def _build_from_config(cfg: dict[str, Any]) -> SegmentationModel:
     if cfg["arch"] == "unet":
-        model = build_unet(
+        return build_unet(
             cfg["num_classes"],
             cfg["encoder"],
             cfg["encoder_depth"],
             cfg["decoder_channels"],
             image_size=cfg["image_size"],
         )
-    else:
-        model = build_deeplab(
-            cfg["num_classes"],
-            cfg["arch"],
-            cfg["encoder"],
-            output_stride=cfg["output_stride"],
-            decoder_channels=cfg["decoder_channels"],
-            atrous_rates=cfg["atrous_rates"],
-            image_size=cfg["image_size"],
-        )
-    model.load_state_dict(payload["model"])
-    return model.to(device) if device is not None else model
+    return build_deeplab(
+        cfg["num_classes"],
+        cfg["arch"],
+        cfg["encoder"],
+        output_stride=cfg["output_stride"],
+        decoder_channels=cfg["decoder_channels"],
+        atrous_rates=cfg["atrous_rates"],
+        image_size=cfg["image_size"],
+    )

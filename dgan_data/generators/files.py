@@ -122,6 +122,11 @@ def layout_problem(
     return None
 
 
+#: Floating dtypes a weight file may store (float8 and float4 are refused, as by the
+#: interpreter's loader: no real checkpoint stores them, and float4 cannot even be read).
+WEIGHT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
 def _tensor_problem(t: torch.Tensor) -> str | None:
     if t.layout != torch.strided or t.is_quantized or t.is_complex():
         return f"unsupported tensor kind ({t.layout}, {t.dtype})"
@@ -136,8 +141,11 @@ def _tensor_problem(t: torch.Tensor) -> str | None:
     problem = layout_problem(tuple(t.shape), t.stride(), t.storage_offset(), storage_numel)
     if problem is not None:
         return problem
-    if t.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
-        t = t.float()  # float8: no isfinite on every device
+    if t.dtype not in WEIGHT_DTYPES:  # float8 / float4: lossy, and float4 cannot be read
+        return (
+            f"{str(t.dtype).removeprefix('torch.')} values, expected float16, bfloat16, "
+            "float32 or float64"
+        )
     if not _all_finite(t):
         bad = int((~torch.isfinite(t)).sum())
         return f"{bad} non-finite values (NaN or inf) in a tensor of shape {tuple(t.shape)}"
@@ -210,9 +218,28 @@ def load_strict(module: torch.nn.Module, state_dict: Mapping[str, Any], source: 
         {k: tuple(t.shape) for k, t in tensors.items()},
         source,
     )
+    for k, t in own.items():
+        problem = cast_problem(tensors[k], t.dtype)
+        if problem is not None:
+            raise CheckpointError(f"{source}: tensor {printable(k)}: {problem}")
     with torch.no_grad():
         for k, t in own.items():
             t.copy_(tensors[k].to(dtype=t.dtype))
+
+
+def cast_problem(t: torch.Tensor, dtype: torch.dtype) -> str | None:
+    """Why ``t`` (finite) would not stay finite as ``dtype``: float64 values beyond
+    float32's range loaded as inf, after the finiteness check had passed."""
+    if not (t.is_floating_point() and dtype.is_floating_point):
+        return None
+    limit = torch.finfo(dtype).max
+    if torch.finfo(t.dtype).max <= limit:
+        return None
+    beyond = int((t.abs() > limit).sum())
+    if beyond == 0:
+        return None
+    name = str(dtype).removeprefix("torch.")
+    return f"{beyond} values beyond the range of {name} (they would load as inf)"
 
 
 # ------------------------------------------------------------- options
