@@ -149,3 +149,61 @@ def test_an_intact_checkpoint_round_trips(checkpoint):
     model = load_segmentation_model(checkpoint)
     saved = torch.load(checkpoint, weights_only=True)["model"]
     assert all(torch.equal(model.state_dict()[k], v) for k, v in saved.items())
+
+
+def test_blur_kernels_that_contradict_the_config_are_refused(generator_file, tmp_path):
+    """The blur and upsample kernels follow from the config's blur_kernel; zeroed ones
+    loaded and the generator drew with kernels its config does not describe."""
+    kernels = [k for k in load_file(str(generator_file)) if k.endswith(".kernel")]
+    assert kernels
+    name = kernels[0]
+    zero = torch.zeros_like(load_file(str(generator_file))[name])
+    path = _edited(generator_file, tmp_path / "kernel.safetensors", name, zero)
+    with pytest.raises(CheckpointError, match=rf"{name}: differs from the values the config"):
+        load_generator(path)
+
+
+# ------------------------------------------------------------- interpreter header
+def _interpreter_with(tmp_path: Path, edit) -> Path:
+    """A small interpreter file whose header metadata went through ``edit(meta)``."""
+    import json
+    import struct
+
+    from dgan_data.interpreter import Interpreter, feature_layout
+
+    G = load_generator(FIXTURE)
+    src = Interpreter(feature_layout(G), K, num_models=2, label_size=(32, 32), seed=0).save(
+        tmp_path / "i.safetensors"
+    )
+    data = Path(src).read_bytes()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8 : 8 + n])
+    meta = json.loads(header["__metadata__"]["interpreter"])
+    edit(meta)
+    header["__metadata__"]["interpreter"] = json.dumps(meta)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    out = tmp_path / "edited.safetensors"
+    out.write_bytes(struct.pack("<Q", len(text)) + text + data[8 + n :])
+    return out
+
+
+@pytest.mark.parametrize("psi", [float("nan"), 7.0, "0.7", [0.7]])
+def test_a_bad_recorded_truncation_psi_names_the_interpreter_file(tmp_path, psi):
+    """Labeler defaults to the psi the interpreter was fitted with; a NaN there failed in
+    the Labeler as 'truncation_psi must be finite', as if the user had passed it."""
+    from dgan_data.interpreter import Interpreter
+
+    path = _interpreter_with(tmp_path, lambda m: m.__setitem__("training", {"truncation_psi": psi}))
+    with pytest.raises(ValueError, match=r"training\.truncation_psi") as err:
+        Interpreter.load(path)
+    assert str(path) in str(err.value)
+
+
+def test_a_huge_format_version_is_shortened(tmp_path):
+    from dgan_data.interpreter import read_interpreter_metadata
+
+    path = _interpreter_with(tmp_path, lambda m: m.__setitem__("format_version", 10**3000))
+    with pytest.raises(ValueError, match="upgrade dgan_data") as err:
+        read_interpreter_metadata(path)
+    assert len(str(err.value)) < 400

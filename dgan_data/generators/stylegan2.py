@@ -360,6 +360,8 @@ class StyleGAN2Generator(Generator):
     """
 
     arch = "stylegan2"
+    #: buffers that follow from the config (blur_kernel): a file must hold the same values
+    DERIVED_BUFFERS: ClassVar[tuple[str, ...]] = (".kernel",)
     CONFIG_SCHEMA: ClassVar[dict[str, Check]] = {
         "size": PowerOfTwo(4, MAX_RESOLUTION),
         "style_dim": MayOmit(Int(1, MAX_LATENT_DIM)),

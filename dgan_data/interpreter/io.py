@@ -202,7 +202,7 @@ def _check_metadata(text: str, path: Path) -> dict[str, Any]:
         raise InterpreterFileError(str(err)) from None
     if meta["format_version"] > CONTEXT_FORMAT_VERSION:
         raise InterpreterFileError(
-            f"interpreter file {path} has format version {meta['format_version']}; this "
+            f"interpreter file {path} has format version {meta['format_version']!r:.40}; this "
             f"dgan_data reads up to {CONTEXT_FORMAT_VERSION}: upgrade dgan_data"
         )
     K = meta["num_classes"]

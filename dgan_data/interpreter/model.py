@@ -43,7 +43,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..conventions import check_bool, check_device
+from ..conventions import check_bool, check_device, check_truncation_psi
 from ..seeds import check_seed, derive_seed
 from . import io as interpreter_io
 from .checks import (
@@ -596,8 +596,27 @@ class Interpreter(FactorizedInference, nn.Module):
             _allocate=False,
         )
         model.load_state_dict(tensors, assign=True)
-        model.training_info = meta.get("training") or {}
+        model.training_info = _training_info(meta.get("training"), path)
         model.source = str(path)
         if device is not None:
             model = model.to(device)
         return model.eval()
+
+
+def _training_info(training: Any, path: Any) -> dict[str, Any]:
+    """The header's free-form ``training`` record; the one field read back (the psi the
+    Labeler defaults to) is checked here, naming the file: a NaN there failed later in
+    the Labeler as if the user had passed it."""
+    if training is None:
+        return {}
+    if not isinstance(training, dict):
+        raise ValueError(
+            f"{path}: field 'training' must be an object, got {type(training).__name__}"
+        )
+    psi = training.get("truncation_psi")
+    if psi is not None:
+        try:
+            check_truncation_psi(psi, "training.truncation_psi")
+        except ValueError as err:
+            raise ValueError(f"{path}: field {err}") from None
+    return training
