@@ -45,6 +45,10 @@ from .common import (
     truncation_psi,
 )
 
+#: Largest --coverage (annotated images per class): beyond an int64 it overflowed.
+MAX_COVERAGE = 1_000_000
+
+
 _EPILOG = """\
 examples:
   dgan-data import-masks --format coco instances_default.json --annotations ann/
@@ -215,7 +219,7 @@ def register(add: Add) -> None:
     )
     p.add_argument(
         "--coverage",
-        type=positive_int,
+        type=count_at_most(MAX_COVERAGE),
         default=DEFAULT_COVERAGE_TARGET,
         help=f"annotated images each class should appear in (default {DEFAULT_COVERAGE_TARGET})",
     )

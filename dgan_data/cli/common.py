@@ -180,7 +180,7 @@ def interpreter_output(text: str) -> Path:
     """argparse type of an interpreter to write: a file to write (see :func:`output_file`)
     whose name ends in ``.safetensors`` (the format it is saved in, and the suffix that
     keeps it from being read as a preset name)."""
-    path = output_file(text)
+    path = writable_output_file(text)  # refused when parsed, not after the training
     if path.suffix.lower() != ".safetensors":
         raise argparse.ArgumentTypeError(
             f"{text!r}: an interpreter is saved as .safetensors; give a file name ending in "

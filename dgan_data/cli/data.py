@@ -41,6 +41,10 @@ from .common import (
     seed_int,
 )
 
+#: Most CPU processes that generate the demo's stream (each holds a generator, ~0.5 GB
+#: on the toy world: 100,000 ran the machine out of memory and left workers behind).
+MAX_STREAM_WORKERS = 64
+
 
 def cmd_preview(args: argparse.Namespace) -> int:
     kw = model_source(args)
@@ -356,7 +360,7 @@ def register(add: Add) -> None:
     )
     p.add_argument(
         "--stream-workers",
-        type=non_negative_int,
+        type=int_range(0, MAX_STREAM_WORKERS),
         default=None,
         help="CPU processes generating the stream in arm (a) (default on CPU: 2 whatever "
         "--threads, since arm (a)'s batches depend on it; 0 generates in the training "

@@ -280,6 +280,12 @@ def _frame_text(size: tuple[int, ...], crop: tuple[int, ...] | None) -> str:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
+    source = Path(args.generator)
+    if source.is_file() and source.resolve() == Path(args.out).resolve():
+        raise UsageError(
+            f"--out {args.out} is the generator being read: the interpreter would replace "
+            "it; write the interpreter to another file"
+        )
     preset = sample_preset(args.generator)
     G = load_generator(args.generator, device=args.device)
     ann = Annotations.load(args.annotations)
