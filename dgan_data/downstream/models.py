@@ -23,6 +23,7 @@ from torch import nn
 
 from ..conventions import MAX_CLASSES, check_int
 from ..fileio import atomic_torch_save
+from ..generators.files import WEIGHT_DTYPES
 
 log = logging.getLogger(__name__)
 
@@ -291,9 +292,6 @@ def _load_encoder_weights(encoder: nn.Module, path: Path) -> None:
     log.info("loaded encoder weights from %s (%d tensors)", path, len(state))
 
 
-_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-
-
 def _tensor_problem(t: Any, target: torch.Tensor) -> str | None:
     """Why the file's value ``t`` cannot replace the model's tensor ``target``."""
     if not isinstance(t, torch.Tensor):
@@ -307,7 +305,7 @@ def _tensor_problem(t: Any, target: torch.Tensor) -> str | None:
         if t.is_floating_point() or t.is_complex():
             return f"holds {dtype} values where the model keeps {target.dtype}"
         return None
-    if t.dtype not in _FLOAT_DTYPES:  # ints and bools were converted without a word
+    if t.dtype not in WEIGHT_DTYPES:  # ints and bools were converted without a word
         return f"holds {dtype} values, expected float16, bfloat16, float32 or float64"
     bad = int((~torch.isfinite(t.to(target.dtype))).sum())
     if bad:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from .records import _LOCK, MAX_SHARDS, ExportBusyError
+from .records import _LOCK, MAX_SHARDS, ExportBusyError, _kind_problem
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +46,6 @@ def _busy(root: Path, what: str) -> ExportBusyError:
     return ExportBusyError(
         f"{root} is busy: {what} (it holds {root / _LOCK}); wait for it to finish, or stop it"
     )
-
-
-def _wrong_kind(path: Path, what: str) -> str:
-    return f"{path} is {what}, not the export's lock file: move it away, then rerun"
 
 
 class _ExportLock:
@@ -103,18 +99,16 @@ class _ExportLock:
                 return False
             raise
         except IsADirectoryError:
-            raise IsADirectoryError(_wrong_kind(self.path, "a folder")) from None
+            raise IsADirectoryError(_kind_problem(self.path, folder=False)) from None
         except OSError as exc:
             if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
                 raise
             raise PermissionError(
                 f"{self.root}: the export folder is not writable ({exc.strerror})"
             ) from None
-        mode = os.fstat(self.fd).st_mode
-        if not stat.S_ISREG(mode):  # read-only opens a folder too
+        if not stat.S_ISREG(os.fstat(self.fd).st_mode):  # read-only opens a folder too
             self._close()
-            what = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
-            raise IsADirectoryError(_wrong_kind(self.path, what))
+            raise IsADirectoryError(_kind_problem(self.path, folder=False))
         return True
 
     def _try(self, start: int, exclusive: bool) -> bool:
