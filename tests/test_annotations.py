@@ -476,7 +476,10 @@ def test_load_before_masks_lists_every_missing_mask(tmp_path, G):
     with pytest.raises(AnnotationError) as err:
         Annotations.load(folder)
     assert err.value.problems[:3] == [f"masks/0000{i}.png: missing" for i in range(3)]
-    assert "3 of 3 masks missing" in err.value.problems[3]
+    assert len(err.value.problems) == 3  # the advice is not counted as a fourth problem
+    assert "3 of 3 masks missing" in err.value.advice
+    assert "3 problems with the annotations" in str(err.value)
+    assert str(err.value).endswith(err.value.advice)
 
     sample_annotation_folder(G, 2, tmp_path / "t")  # no class names yet
     annotate(tmp_path / "t", *G.resolution)

@@ -252,7 +252,7 @@ def import_datasetgan_release(
             palette=palette,
         )
     except AnnotationError as err:
-        raise AnnotationError(err.problems, root) from None
+        raise AnnotationError(err.problems, root, advice=err.advice) from None
 
 
 def _name_of(source: Any) -> str:

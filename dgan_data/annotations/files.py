@@ -198,8 +198,9 @@ def read_folder(root: Path) -> dict[str, Any]:
         files.append({"image": image_rel, "mask": mask_rel, "latent": latent_rel})
 
     missing = [f for f in files if f["mask"] and not (root / f["mask"]).exists()]
+    advice = None
     if missing:
-        problems.append(
+        advice = (
             f"{len(missing)} of {len(files)} masks missing: save each mask as a "
             "single-channel 8-bit PNG of class ids (255 = ignore) under the name listed "
             f"in {MANIFEST} (see its 'note')"
@@ -235,7 +236,7 @@ def read_folder(root: Path) -> dict[str, Any]:
     if any(has_image) and not all(has_image):
         problems.append(f"{MANIFEST}: images must be given for all samples or none")
     if problems:
-        raise AnnotationError(problems, root)
+        raise AnnotationError(problems, root, advice=advice)
 
     kind = kinds[0]
     stacked = torch.from_numpy(np.stack(latents)) if kind is not None else None
@@ -467,7 +468,10 @@ def _consistency(
 
 def _read_manifest(root: Path) -> dict[str, Any]:
     if not root.is_dir():
-        raise AnnotationError([f"{root}: no such annotation folder"])
+        what = (
+            "is a file, not an annotation folder" if root.exists() else "no such annotation folder"
+        )
+        raise AnnotationError([f"{root}: {what}"])
     path = root / MANIFEST
     if not path.is_file():
         raise AnnotationError(

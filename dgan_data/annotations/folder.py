@@ -643,7 +643,9 @@ class Annotations:
         try:
             return cls(**fields)
         except AnnotationError as err:
-            raise AnnotationError([f"{MANIFEST}: {p}" for p in err.problems], root) from None
+            raise AnnotationError(
+                [f"{MANIFEST}: {p}" for p in err.problems], root, advice=err.advice
+            ) from None
 
 
 def _same_center(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:

@@ -48,6 +48,9 @@ LATENT_KINDS = ("w", "z")
 
 #: A manifest is a few KB per sample; far larger files are refused before parsing.
 MAX_MANIFEST_BYTES = 64 * 2**20
+#: Most samples ``sample_annotation_folder`` writes in one folder: images a person
+#: annotates, and a manifest far below MAX_MANIFEST_BYTES (about 250 bytes a sample).
+MAX_SAMPLES = 100_000
 _INT_OR_NULL = Optional(Int(0, None))
 #: Types of the manifest's top-level fields (values are checked in detail on load).
 MANIFEST_FIELDS = {
@@ -80,15 +83,26 @@ _MASK_NOTE = (
 
 
 class AnnotationError(ValueError):
-    """Problems found in annotations; ``problems`` lists each one, naming its file."""
+    """Problems found in annotations; ``problems`` lists each one, naming its file, and
+    ``advice`` (or None) says what to do about them (printed after them, not counted)."""
 
-    def __init__(self, problems: Sequence[str], where: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        problems: Sequence[str],
+        where: str | os.PathLike | None = None,
+        *,
+        advice: str | None = None,
+    ):
         self.problems = list(problems)
         self.where = str(where) if where is not None else None
+        self.advice = advice
         n = len(self.problems)
         head = f"{self.where}: " if self.where else ""
         lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"{head}{n} problem{'s' if n != 1 else ''} with the annotations:\n{lines}")
+        tail = f"\n  {advice}" if advice else ""
+        super().__init__(
+            f"{head}{n} problem{'s' if n != 1 else ''} with the annotations:\n{lines}{tail}"
+        )
 
 
 def resolve_crop(

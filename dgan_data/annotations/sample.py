@@ -26,6 +26,7 @@ from .format import (
     _ID_PATTERN,
     _MASK_NOTE,
     MANIFEST,
+    MAX_SAMPLES,
     NOISE_MODES,
     AnnotationError,
     _frame_problem,
@@ -109,8 +110,10 @@ def sample_annotation_folder(
     Resumable: samples whose image and latent already exist, read back whole and match
     are skipped; a folder made with other settings is refused, not overwritten.
     """
-    if isinstance(num, bool) or not isinstance(num, int) or num <= 0:
-        raise ValueError(f"num must be a positive int, got {num!r}")
+    if isinstance(num, bool) or not isinstance(num, int) or not 1 <= num <= MAX_SAMPLES:
+        raise ValueError(
+            f"num must be an int in 1..{MAX_SAMPLES} (images to annotate by hand), got {num!r:.40}"
+        )
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     truncation_psi = check_truncation_psi(truncation_psi)
@@ -123,7 +126,8 @@ def sample_annotation_folder(
             raise ValueError(f"seeds must be {num} distinct seeds, got {len(seeds)}")
     elif not _is_int(seed) or not 0 <= seed <= MAX_SEED - num:
         raise ValueError(
-            f"seed must be an int with 0 <= seed and seed + num <= 2**63, got {seed!r}"
+            f"seed must be an int with 0 <= seed and seed + num <= 2**63, got seed {seed!r:.40} "
+            f"with num {num}"
         )
     else:
         seeds = list(range(int(seed), int(seed) + num))
@@ -281,7 +285,7 @@ def _resume_settings(
         problems.append(f"{MANIFEST}: class_names were {old_names}, now {names}")
     if problems:
         raise AnnotationError(
-            [*problems, "use a new folder, or the settings this folder was made with"], root
+            problems, root, advice="use a new folder, or the settings this folder was made with"
         )
     if extra:
         logger.warning(

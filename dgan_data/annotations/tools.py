@@ -182,8 +182,21 @@ def _mask_path_problems(samples: list[_Sample]) -> list[str]:
     return problems
 
 
+#: Formats whose source is a folder, and what it holds.
+_FOLDER_FORMATS = {
+    "cvat-mask": "CVAT's 'Segmentation mask' export",
+    "voc": "VOC's SegmentationClass masks",
+    "png": "class-id mask PNGs",
+}
+
+
 def _read_folder(root: Path) -> _Folder:
     """What the import needs from the manifest; refuses a folder it cannot fill."""
+    if not root.is_dir():  # not [Errno 20] about root/manifest.json
+        what = "is a file, not a folder" if root.exists() else "no such folder"
+        raise MaskImportError(
+            [f"{root}: {what} (an annotation folder is made by `dgan-data sample`)"]
+        )
     try:
         manifest = read_json(root / MANIFEST)
     except (OSError, ValueError) as err:
@@ -493,7 +506,7 @@ def _validate(report: ImportReport) -> None:
     try:
         Annotations.load(report.root)
     except AnnotationError as err:
-        report.problems = list(err.problems)
+        report.problems = list(err.problems) + ([err.advice] if err.advice else [])
     except ValueError as err:
         report.problems = [str(err)]
     report.validated = True
@@ -524,6 +537,12 @@ def import_masks(
     src, root = Path(src), Path(annotations_dir)
     if not src.exists():
         raise MaskImportError([f"{src}: no such file or folder"])
+    if format == "coco" and src.is_dir():  # not a raw [Errno 21] from open()
+        raise MaskImportError([f"{src}: is a folder; --format coco reads one COCO JSON file"])
+    if format in _FOLDER_FORMATS and not src.is_dir():
+        raise MaskImportError(
+            [f"{src}: is a file; --format {format} reads a folder ({_FOLDER_FORMATS[format]})"]
+        )
     folder = _read_folder(root)
     items = _READERS[format](src, source_classes=source_classes, check=_raster_check(folder))
     by_key = _match(items, folder, src)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ..annotations.format import _ID_PATTERN
+from ..annotations.format import _ID_PATTERN, MANIFEST, SUBDIRS, TRUNCATION_CENTER_FILE
 from ..conventions import check_truncation_psi
 from ..fileio import output_path_problem
 from ..seeds import MAX_SEED
@@ -152,9 +152,57 @@ def check_new_folder(path: Path, verb: str) -> None:
         raise UsageError(f"{path}: exists and is not an empty folder; {verb} into a new one")
 
 
+#: The files and folders of an annotation folder (next to its ``manifest.json``) and of an
+#: export (next to its ``dataset.json`` or ``.export.lock``) that an output may not be:
+#: a preview written over a mask, or a results file written into ``images/``, spoils the
+#: folder (a stray sample file fails an export's verify).
+_ANNOTATION_FILES = frozenset({MANIFEST, TRUNCATION_CENTER_FILE})
+_ANNOTATION_FOLDERS = frozenset(SUBDIRS)
+_EXPORT_MARKERS = ("dataset.json", ".export.lock")
+_EXPORT_FILES = frozenset({*_EXPORT_MARKERS, "index.jsonl", "candidates.jsonl", ".selection.json"})
+_EXPORT_FOLDERS = frozenset({"images", "masks", "candidates"})
+
+
+def _dataset_kind(folder: Path) -> str | None:
+    """``'annotation folder'`` or ``'export'`` where ``folder`` is the root of one."""
+    if (folder / MANIFEST).is_file() and any((folder / d).is_dir() for d in SUBDIRS):
+        return "annotation folder"
+    if any((folder / name).is_file() for name in _EXPORT_MARKERS):
+        return "export"
+    return None
+
+
+def dataset_output_problem(path: Path) -> str | None:
+    """Why ``path`` may not be written because it is part of an annotation folder or an
+    export (one of its own files, or anything in its sample folders), or None. Files of
+    one's own beside a dataset (``ann/interp.safetensors``) are allowed."""
+    parts = (path.absolute().parent.resolve() / path.name).parts  # through folder links
+    for depth in range(len(parts) - 1, 0, -1):
+        root, inner = Path(*parts[:depth]), parts[depth]
+        kind = _dataset_kind(root)
+        if kind is None:
+            continue
+        annotation = kind == "annotation folder"
+        own_file = inner in (_ANNOTATION_FILES if annotation else _EXPORT_FILES) or (
+            not annotation and inner.startswith("index.") and inner.endswith(".jsonl")
+        )
+        if own_file and depth == len(parts) - 1:
+            return f"is a file of the {kind} {root}; write elsewhere"
+        if inner in (_ANNOTATION_FOLDERS if annotation else _EXPORT_FOLDERS):
+            where = "is" if depth == len(parts) - 1 else "is inside"
+            return (
+                f"{where} {inner}/ of the {kind} {root}, which holds its samples; write elsewhere"
+            )
+    return None
+
+
 def _output_path(text: str, folder: bool) -> Path:
+    if not text.strip():  # Path("") is the current folder
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: an empty path; give a {'folder' if folder else 'file'} name"
+        )
     path = Path(text)
-    problem = output_path_problem(path, folder=folder)
+    problem = output_path_problem(path, folder=folder) or dataset_output_problem(path)
     if problem:
         raise argparse.ArgumentTypeError(f"{text!r}: {problem}")
     return path
@@ -181,6 +229,10 @@ def interpreter_output(text: str) -> Path:
     whose name ends in ``.safetensors`` (the format it is saved in, and the suffix that
     keeps it from being read as a preset name)."""
     path = writable_output_file(text)  # refused when parsed, not after the training
+    if path.name.lower() == ".safetensors":  # a hidden file without a suffix of its own
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give a name before .safetensors (interpreter.safetensors)"
+        )
     if path.suffix.lower() != ".safetensors":
         raise argparse.ArgumentTypeError(
             f"{text!r}: an interpreter is saved as .safetensors; give a file name ending in "

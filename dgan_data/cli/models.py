@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..annotations import Annotations, sample_annotation_folder
+from ..annotations.format import MAX_SAMPLES
 from ..conventions import short_list
 from ..generators import LOADER_OPTIONS as GENERATOR_LOADER_OPTIONS
 from ..interpreter import Interpreter
@@ -27,6 +28,7 @@ from ..presets import (
 from .common import (
     Add,
     UsageError,
+    count_at_most,
     device_name,
     id_prefix_type,
     int_range,
@@ -286,6 +288,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
             f"--out {args.out} is the generator being read: the interpreter would replace "
             "it; write the interpreter to another file"
         )
+    if args.out.exists() and not args.overwrite:  # before hours of training, not after
+        raise UsageError(
+            f"--out {args.out} exists; give --overwrite to replace it, or another file name"
+        )
     preset = sample_preset(args.generator)
     G = load_generator(args.generator, device=args.device)
     ann = Annotations.load(args.annotations)
@@ -340,7 +346,12 @@ def register(add: Add) -> None:
         "--classes background,skin,hair",
     )
     p.add_argument("--generator", required=True, help="checkpoint path or preset name")
-    p.add_argument("--num", type=positive_int, required=True, help="number of samples")
+    p.add_argument(
+        "--num",
+        type=count_at_most(MAX_SAMPLES),
+        required=True,
+        help=f"number of samples, at most {MAX_SAMPLES:,}",
+    )
     p.add_argument("--out", type=output_folder, required=True, help="annotation folder to write")
     p.add_argument(
         "--seed", type=seed_int, default=0, help="seed of the first sample (then +1, ...)"
@@ -380,6 +391,9 @@ def register(add: Add) -> None:
         type=interpreter_output,
         required=True,
         help="interpreter to write (a file name ending in .safetensors)",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace --out where it exists (else refused)"
     )
     p.add_argument(
         "--num-models",
