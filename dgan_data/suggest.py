@@ -252,7 +252,21 @@ def _check_weights(weights: Any) -> tuple[float, float, float, float]:
         raise bad from None
     if len(values) != 4:
         raise bad
+    if not any(values):  # every gain 0: the picks would be the pool's first candidates
+        raise ValueError(
+            "weights are all 0: give at least one weight > 0 (uncertainty, coverage, "
+            "diversity, novelty)"
+        )
     return values[0], values[1], values[2], values[3]
+
+
+def _relative_weights(weights: Any) -> tuple[float, float, float, float]:
+    """Checked ``weights`` divided by the largest: the picks depend only on their ratios,
+    and 1e308 would overflow the gains to inf (written as ``Infinity`` to JSON)."""
+    values = _check_weights(weights)
+    top = max(values)
+    w_u, w_c, w_d, w_n = (v / top for v in values)
+    return w_u, w_c, w_d, w_n
 
 
 def _check_labeler(labeler: Any) -> None:
@@ -373,7 +387,7 @@ def suggest_annotations(
     if not isinstance(coverage_by, str) or coverage_by not in COVERAGE_BY:
         raise ValueError(f"coverage_by must be one of {COVERAGE_BY}, got {coverage_by!r:.80}")
     seed = check_seed(seed)
-    w_u, w_c, w_d, w_n = _check_weights(weights)
+    w_u, w_c, w_d, w_n = _relative_weights(weights)
     num = check_int(num, "num", 1)
     pool = check_int(pool, "pool", 1, MAX_POOL)
     batch_size = check_int(batch_size, "batch_size", 1)
@@ -406,6 +420,11 @@ def suggest_annotations(
         feats = annotation_features(labeler, existing)
         if feats is not None:
             tracker = _NoveltyTracker(FeatureNovelty(feats, seed=seed))
+    if tracker is None and not (w_u or w_c or w_d):
+        raise ValueError(
+            "only the novelty weight is > 0, and novelty needs existing annotations: give "
+            "them, or a weight > 0 for uncertainty, coverage or diversity"
+        )
     if coverage_by != "labels":  # the ensemble's probabilities live per batch: bound them
         per_image = K * labeler.frame[0] * labeler.frame[1] * 4
         batch_size = max(1, min(batch_size, _PROBABILITY_BYTES // per_image))

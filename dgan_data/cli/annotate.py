@@ -268,8 +268,12 @@ def register(add: Add) -> None:
 def cmd_suggest(args: argparse.Namespace) -> int:
     if args.pool < args.num:
         raise UsageError(f"--pool {args.pool} is smaller than --num {args.num}")
-    if any(w < 0 for w in args.weights):
-        raise UsageError(f"--weights must be >= 0, got {' '.join(map(str, args.weights))}")
+    if any(w < 0 for w in args.weights) or not any(args.weights):
+        raise UsageError(
+            f"--weights must be >= 0 and one of them > 0, got {' '.join(map(str, args.weights))}"
+        )
+    if not args.annotations and not any(args.weights[:3]):
+        raise UsageError("--weights: only novelty is > 0, and novelty needs --annotations")
     check_new_folder(args.out, "suggest")
     existing = Annotations.load(args.annotations) if args.annotations else None
     if existing is not None and args.id_prefix is not None:
