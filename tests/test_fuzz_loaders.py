@@ -609,7 +609,23 @@ def test_interpreter_weights_of_an_integer_dtype_are_refused(tmp_path):
     """I32 has the size of F32: the file passed every check, then load_state_dict raised
     RuntimeError ('Only Tensors of floating point ... can require gradients')."""
     path = _interpreter_file(tmp_path, lambda header, meta: header["b1"].update(dtype="I32"))
-    _refused(Interpreter.load, path, "not floating point", "b1 (I32)")
+    _refused(Interpreter.load, path, "of a type it cannot hold", "b1 (I32)")
+
+
+def test_interpreter_weights_of_float8_are_not_called_not_floating_point(tmp_path):
+    """F8 is floating point: the message said 'not floating point'."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    src = tiny_interpreter().save(tmp_path / "ok.safetensors")
+    with safe_open(str(src), "pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
+        metadata = f.metadata()
+    tensors["b1"] = tensors["b1"].to(torch.float8_e4m3fn)
+    path = tmp_path / "f8.safetensors"
+    save_file(tensors, str(path), metadata=metadata)
+    msg = _refused(Interpreter.load, path, "b1 (F8_E4M3)", "float8")
+    assert "not floating point" not in msg
 
 
 def test_interpreter_weights_in_half_precision_load_as_float32(tmp_path):

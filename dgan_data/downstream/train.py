@@ -659,17 +659,36 @@ def train_segmentation(
             opt=f"{t2 - t1:.2f}s",
         )
         done = step + 1
-        if eval_every and done % eval_every == 0 and done < steps:
+        evaluate = bool(eval_every) and done % eval_every == 0 and done < steps
+        save = bool(checkpoint_every) and done % checkpoint_every == 0 and done < steps
+        if evaluate or save:
+            _check_finite_weights(model, done)
+        if evaluate:
             run_eval(done)
-        if checkpoint_every and done % checkpoint_every == 0 and done < steps:
+        if save:
             history.total_seconds = time.perf_counter() - t_start
             checkpoint(done)
     bar.close()
+    _check_finite_weights(model, steps)
     run_eval(steps)
     history.total_seconds = time.perf_counter() - t_start
     checkpoint(steps)
     model.eval()
     return history
+
+
+def _check_finite_weights(model: nn.Module, step: int) -> None:
+    """Raise FloatingPointError when a parameter of ``model`` holds inf or NaN after
+    ``step`` steps: the loss check sees such weights only at the next forward pass, so
+    a learning rate of 1e308 over one or two steps returned a model that labels every
+    pixel one class (checked before each evaluation, checkpoint and the return)."""
+    bad = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad:
+        raise FloatingPointError(
+            f"after step {step}: {len(bad)} parameter tensor(s) of the model are not finite "
+            f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}); a learning rate too "
+            "high?"
+        )
 
 
 # ------------------------------------------------------------------- evaluation

@@ -245,8 +245,8 @@ def _check_dtypes(dtypes: dict[str, str], path: Path) -> None:
     if bad:
         listed = ", ".join(f"{k} ({d})" for k, d in sorted(bad.items())[:8])
         raise InterpreterFileError(
-            f"interpreter file {path} stores weights that are not floating point: {listed}; "
-            f"expected one of {', '.join(FLOAT_DTYPES)}"
+            f"interpreter file {path} stores weights of a type it cannot hold: {listed}; "
+            f"expected one of {', '.join(FLOAT_DTYPES)} (not integers, bool or float8/float4)"
         )
 
 
