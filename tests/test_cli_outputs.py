@@ -224,3 +224,27 @@ def test_annotations_given_a_file_say_so(capsys, tmp_path):
 
     with pytest.raises(AnnotationError, match="is a file, not an annotation folder"):
         Annotations.load(tmp_path / "afile")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["fit", "--generator", "toyface-14", "--annotations", "", "--out", "i.safetensors"],
+        ["export", "toyface-14", "--num", "2", "--out", ""],
+        ["merge-annotations", "", "--out", "m"],
+        ["import-masks", "--format", "png", "", "--annotations", "a"],
+    ],
+)
+def test_an_empty_input_path_is_refused(capsys, tmp_path, monkeypatch, argv):
+    """``--annotations ""`` read the current folder (``export --out ""`` exported into it)."""
+    monkeypatch.chdir(tmp_path)
+    rc, err = _cli(capsys, *argv)
+    assert rc == 2 and "an empty path" in err, err
+    assert not any(tmp_path.iterdir())
+
+
+def test_merge_refuses_a_folder_given_twice(capsys, tmp_path, ann, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rc, err = _cli(capsys, "merge-annotations", "ann", "./ann/", "--out", "m")
+    assert rc == 2 and "ann: given twice; give each folder once" in err, err
+    assert not (tmp_path / "m").exists()

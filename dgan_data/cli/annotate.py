@@ -38,6 +38,7 @@ from .common import (
     count_at_most,
     device_name,
     finite_float,
+    given_path,
     id_prefix_type,
     output_folder,
     positive_int,
@@ -149,12 +150,12 @@ def register(add: Add) -> None:
         _EPILOG,
     )
     p.add_argument(
-        "src", type=Path, metavar="SRC", help="the tool's export (file or folder, see below)"
+        "src", type=given_path, metavar="SRC", help="the tool's export (file or folder, see below)"
     )
     p.add_argument("--format", required=True, choices=FORMATS, help="the export's format")
     p.add_argument(
         "--annotations",
-        type=Path,
+        type=given_path,
         required=True,
         metavar="DIR",
         help="annotation folder (made by dgan-data sample)",
@@ -213,7 +214,7 @@ def register(add: Add) -> None:
     p.add_argument("--out", type=output_folder, required=True, help="annotation folder to write")
     p.add_argument(
         "--annotations",
-        type=Path,
+        type=given_path,
         default=None,
         help="existing annotation folder: its masks count for coverage and diversity",
     )
@@ -261,7 +262,7 @@ def register(add: Add) -> None:
         "Join annotation folders into one (same generator, classes and settings; distinct ids).",
         "example:\n  dgan-data merge-annotations ann/ next/ --out all/",
     )
-    p.add_argument("folders", type=Path, nargs="+", help="annotation folders to join")
+    p.add_argument("folders", type=given_path, nargs="+", help="annotation folders to join")
     p.add_argument("--out", type=output_folder, required=True, help="the joined folder to write")
 
 
@@ -332,6 +333,12 @@ def _check_id_prefix(prefix: str, num: int, existing: Annotations) -> None:
 
 
 def cmd_merge_annotations(args: argparse.Namespace) -> int:
+    seen: dict[Path, Path] = {}
+    for folder in args.folders:
+        first = seen.setdefault(folder.resolve(), folder)
+        if first is not folder:
+            also = "" if str(first) == str(folder) else f" (as {first} too)"
+            raise UsageError(f"{folder}: given twice{also}; give each folder once")
     check_new_folder(args.out, "merge")
     parts = [Annotations.load(folder) for folder in args.folders]
     merged = Annotations.merge(*parts)

@@ -29,6 +29,7 @@ __all__ = [
     "device_name",
     "finite_float",
     "fraction",
+    "given_path",
     "id_prefix_type",
     "int_range",
     "interpreter_output",
@@ -194,6 +195,14 @@ def dataset_output_problem(path: Path) -> str | None:
                 f"{where} {inner}/ of the {kind} {root}, which holds its samples; write elsewhere"
             )
     return None
+
+
+def given_path(text: str) -> Path:
+    """argparse type of a file or folder to read (or an export folder): not empty, which
+    ``Path`` would read as the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: an empty path; give a file or folder")
+    return Path(text)
 
 
 def _output_path(text: str, folder: bool) -> Path:

@@ -30,6 +30,7 @@ from .common import (
     count_at_most,
     device_name,
     fraction,
+    given_path,
     int_range,
     model_args,
     model_source,
@@ -236,7 +237,7 @@ def register(add: Add) -> None:
     )
     model_args(p)
     p.add_argument("--num", type=positive_int, default=None, help="candidates to generate")
-    p.add_argument("--out", type=Path, required=True, help="export folder")
+    p.add_argument("--out", type=given_path, required=True, help="export folder")
     p.add_argument(
         "--drop-uncertain",
         type=fraction,

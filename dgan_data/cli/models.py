@@ -30,6 +30,7 @@ from .common import (
     UsageError,
     count_at_most,
     device_name,
+    given_path,
     id_prefix_type,
     int_range,
     interpreter_output,
@@ -385,7 +386,7 @@ def register(add: Add) -> None:
         "  dgan-data fit --generator g.pkl --annotations ann/ --out i.safetensors --num-models 5",
     )
     p.add_argument("--generator", required=True, help="checkpoint path or preset name")
-    p.add_argument("--annotations", type=Path, required=True, help="annotation folder")
+    p.add_argument("--annotations", type=given_path, required=True, help="annotation folder")
     p.add_argument(
         "--out",
         type=interpreter_output,
