@@ -51,6 +51,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .conventions import check_int
 from .seeds import derive_seed
 
 __all__ = [
@@ -389,10 +390,7 @@ class ClassBalancer:
             self.waiting[i] = ids
 
     def _counter(self, state: Mapping[str, Any], key: str, default: Any = None) -> int:
-        value = state.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-            raise ValueError(f"class balance state: {key} must be an int >= 0, got {value!r:.80}")
-        return int(value)
+        return check_int(state.get(key, default), f"class balance state: {key}", 0)
 
     def _counters(self, state: Mapping[str, Any], key: str, total: int, of: str) -> list[int]:
         """Per-class counters: K ints in [0, ``total``] (``total`` is the ``of`` counter)."""

@@ -151,8 +151,9 @@ def check_device(device: Any) -> torch.device | None:
 def check_finite_number(
     value: Any, name: str, *, low: float | None = None, high: float | None = None
 ) -> float:
-    """``value`` as a finite float inside [low, high]; a clear ValueError otherwise."""
-    if isinstance(value, bool):
+    """``value`` as a finite float inside [low, high]; a clear ValueError otherwise (a
+    bool, numpy's too, is not a number here)."""
+    if isinstance(value, (bool, np.bool_)):
         raise ValueError(f"{name} must be a number, got {value!r}")
     try:
         v = float(value)

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -48,7 +47,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..conventions import as_index
+from ..conventions import as_index, check_number
 
 logger = logging.getLogger(__name__)
 
@@ -192,7 +191,7 @@ class Variation:
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name in _SPREADS or f.name == "occluder_rate":
-                _check_real(value, f"Variation.{f.name}")
+                check_number(value, f"Variation.{f.name}")
                 continue
             if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
                 raise ValueError(f"Variation.{f.name} must be a pair (lo, hi), got {value!r:.80}")
@@ -200,7 +199,7 @@ class Variation:
             if len(pair) != 2:
                 raise ValueError(f"Variation.{f.name} must be a pair (lo, hi), got {value!r:.80}")
             for v in pair:
-                _check_real(v, f"Variation.{f.name}")
+                check_number(v, f"Variation.{f.name}")
             if pair[0] > pair[1]:
                 raise ValueError(f"Variation.{f.name} must have lo <= hi, got {pair!r}")
             if f.name in _POSITIVE_LOW and not pair[0] > 0:
@@ -221,14 +220,6 @@ class Variation:
 _SPREADS = ("centre_x", "rotation", "yaw", "light")
 #: Variation ranges whose lower bound must be positive (sizes and the gain).
 _POSITIVE_LOW = ("scale", "eye_height", "mouth_width", "mouth_height", "gain")
-
-
-def _check_real(value: Any, name: str) -> None:
-    """A ValueError naming ``name`` unless ``value`` is a finite real number (not a bool)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a finite number, got {value!r:.80}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
 
 
 #: Named worlds: ``"base"`` (every shipped asset is built on it) and ``"wide"`` (larger
