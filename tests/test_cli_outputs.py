@@ -248,3 +248,14 @@ def test_merge_refuses_a_folder_given_twice(capsys, tmp_path, ann, monkeypatch):
     rc, err = _cli(capsys, "merge-annotations", "ann", "./ann/", "--out", "m")
     assert rc == 2 and "ann: given twice; give each folder once" in err, err
     assert not (tmp_path / "m").exists()
+
+
+def test_export_out_inside_a_dataset_is_refused(capsys, ann, export):
+    from dgan_data.cli.common import export_folder
+
+    rc, err = _cli(capsys, "export", "toyface-14", "--num", "2", "--out", str(ann / "masks" / "x"))
+    assert rc == 2 and "is inside masks/ of the annotation folder" in err, err
+    assert not (ann / "masks" / "x").exists()
+    with pytest.raises(argparse.ArgumentTypeError, match="of the export"):
+        export_folder(str(export / "images" / "more"))
+    assert export_folder(str(export)) == export  # an export to resume is its own root

@@ -27,6 +27,7 @@ __all__ = [
     "check_new_folder",
     "count_at_most",
     "device_name",
+    "export_folder",
     "finite_float",
     "fraction",
     "given_path",
@@ -203,6 +204,16 @@ def given_path(text: str) -> Path:
     if not text.strip():
         raise argparse.ArgumentTypeError(f"{text!r}: an empty path; give a file or folder")
     return Path(text)
+
+
+def export_folder(text: str) -> Path:
+    """argparse type of ``export --out``: a new folder or an export to resume, not inside
+    the sample folders of an annotation folder or another export."""
+    path = given_path(text)
+    problem = dataset_output_problem(path)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{text!r}: {problem}")
+    return path
 
 
 def _output_path(text: str, folder: bool) -> Path:

@@ -29,8 +29,8 @@ from .common import (
     UsageError,
     count_at_most,
     device_name,
+    export_folder,
     fraction,
-    given_path,
     int_range,
     model_args,
     model_source,
@@ -237,7 +237,7 @@ def register(add: Add) -> None:
     )
     model_args(p)
     p.add_argument("--num", type=positive_int, default=None, help="candidates to generate")
-    p.add_argument("--out", type=given_path, required=True, help="export folder")
+    p.add_argument("--out", type=export_folder, required=True, help="export folder")
     p.add_argument(
         "--drop-uncertain",
         type=fraction,
