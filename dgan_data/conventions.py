@@ -17,6 +17,7 @@ import torch
 
 __all__ = [
     "IGNORE_INDEX",
+    "MAX_BATCH",
     "MAX_CLASSES",
     "check_bool",
     "check_device",
@@ -84,6 +85,10 @@ def short_list(values: Iterable[Any], limit: int = 8) -> str:
 #: from the average (extrapolation); far beyond, images break down (psi 1e30 gave black
 #: images).
 MAX_TRUNCATION_PSI = 2.0
+
+#: Most samples one batch may hold (a stream batch, its generation batch, an export's
+#: batch): the seeds of a batch of 2**63 were listed until memory ran out.
+MAX_BATCH = 65_536
 
 
 def as_index(value: Any) -> int | None:

@@ -34,6 +34,7 @@ __all__ = [
     "file_sha256",
     "fsync_dir",
     "json_bytes",
+    "nonempty_path",
     "output_path_problem",
     "png_bytes",
     "read_json",
@@ -333,6 +334,14 @@ def resolve_inside(root: str | os.PathLike, rel: Any, what: str = "path") -> Pat
     if target != base and base not in target.parents:
         raise UnsafePathError(f"{what} = {rel!r} leads outside {root} (through a symlink)")
     return Path(root) / p
+
+
+def nonempty_path(value: str | os.PathLike, name: str) -> Path:
+    """``value`` as a Path; an empty string is a ValueError naming ``name`` (``Path("")``
+    is the current folder: ``save("")`` wrote an annotation folder into it)."""
+    if isinstance(value, str) and not value.strip():
+        raise ValueError(f"{name} is an empty path; give a file or folder name")
+    return Path(value)
 
 
 def output_path_problem(path: str | os.PathLike, *, folder: bool = False) -> str | None:

@@ -44,7 +44,7 @@ from .presets import (
     load_preset_generator,
     load_preset_interpreter,
 )
-from .seeds import derive_seed, z_from_seeds
+from .seeds import check_seeds, derive_seed, z_from_seeds
 
 log = logging.getLogger(__name__)
 
@@ -362,6 +362,7 @@ class Labeler:
         score; call :meth:`LabeledBatch.check_finite` when the scores are on the host.
         ``probs``: also return the ensemble's mean class probabilities (soft labels).
         """
+        seeds = check_seeds(seeds)  # a list: an iterator would be used up by synthesize
         img, feats = self.synthesize(seeds)
         return self.label_synthesized(img, feats, seeds, probs=probs)
 
@@ -403,6 +404,10 @@ class Labeler:
         ensemble's mean class probabilities per pixel, in float16 (soft labels)."""
         if isinstance(class_peak, bool) or not isinstance(class_peak, int) or class_peak < 0:
             raise ValueError(f"class_peak must be an int >= 0, got {class_peak!r}")
+        class_mass, probs = check_bool(class_mass, "class_mass"), check_bool(probs, "probs")
+        seeds = check_seeds(seeds)
+        if len(seeds) != img.shape[0]:  # the batch's seeds are its provenance
+            raise ValueError(f"{len(seeds)} seeds for {img.shape[0]} images; give one per image")
         interp, device = self.interpreter, self.device
         with torch.autocast(device.type, dtype=self.dtype, enabled=self._autocast):
             pred = interp.predict(
@@ -430,7 +435,7 @@ class Labeler:
             masks=masks,
             pixel_uncertainty=pred.pixel_uncertainty.float(),
             image_uncertainty=scores,
-            seeds=torch.as_tensor(list(map(int, seeds)), dtype=torch.int64),
+            seeds=torch.as_tensor(seeds, dtype=torch.int64),
             class_mass=pred.probs.float().sum((2, 3)) if class_mass else None,
             class_peak=peak_probabilities(pred.probs, class_peak) if class_peak else None,
             probs=pred.probs.half() if probs else None,

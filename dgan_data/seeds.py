@@ -120,7 +120,7 @@ def check_seeds(seeds: Sequence[int] | torch.Tensor) -> list[int]:
             raise ValueError(f"seeds must be a 1-D tensor, got shape {tuple(seeds.shape)}")
         values = [int(s) for s in seeds.tolist()]
     else:
-        if isinstance(seeds, (str, bytes)):
+        if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
             raise TypeError(f"seeds must be a sequence of ints, got {type(seeds).__name__}")
         values = []
         for i, s in enumerate(seeds):

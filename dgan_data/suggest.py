@@ -51,7 +51,6 @@ import logging
 import math
 import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -60,7 +59,7 @@ import torch.nn.functional as F
 from .annotations import Annotations, SampledFolder, sample_annotation_folder
 from .annotations.folder import merge_header, merge_header_problems
 from .conventions import IGNORE_INDEX, check_int, check_number
-from .fileio import write_json
+from .fileio import nonempty_path, write_json
 from .labeler import Labeler
 from .novelty import FeatureNovelty, nearest_distance
 from .seeds import check_seed, derive_seed, z_from_seeds
@@ -628,7 +627,7 @@ def write_suggestions(
     """Write the chosen samples as an annotation folder (images, latents, manifest; the
     masks are left to the annotator), ``suggestions.json`` with the reasons, and
     ``suggestions.png`` (image, interpreter labels, uncertainty) to show the choice."""
-    root = Path(out_dir)
+    root = nonempty_path(out_dir, "out_dir")
     seeds = [s.seed for s in report.suggestions]
     folder = sample_annotation_folder(
         labeler.G,

@@ -7,6 +7,7 @@ Writers go through :mod:`dgan_data.fileio` (temporary name, then rename).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -261,15 +262,30 @@ def read_folder(root: Path) -> dict[str, Any]:
     )
 
 
-def write_folder(ann: Any, root: Path) -> Path:
+def write_folder(ann: Any, root: Path, overwrite: bool = False) -> Path:
     """Write the annotation folder of ``ann`` (an :class:`Annotations`) to ``root``;
     returns the manifest path. Every file is written to a temporary name in its folder
-    and renamed into place."""
+    and renamed into place, the manifest last; everything that can be refused is refused
+    before the first file (a manifest that failed after the masks left the old manifest
+    pointing at the new masks). A folder that holds a manifest already is replaced only
+    with ``overwrite`` (its masks may be drawn by hand)."""
     check_writable_folder(root)
+    if (root / MANIFEST).exists() and not overwrite:
+        raise AnnotationError(
+            [f"{MANIFEST}: exists: this is an annotation folder already; save elsewhere, or "
+             "pass overwrite=True to replace it"],
+            root,
+        )  # fmt: skip
     if 0 in tuple(ann.masks.shape[1:]):  # PIL cannot write it: refuse before any file
         raise AnnotationError(
             [f"masks are empty: (N, H, W) = {tuple(ann.masks.shape)}; nothing written"], root
         )
+    try:  # what write_json will write: strict JSON (no NaN), checked before any file
+        json.dumps(ann.generator_description, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise AnnotationError(
+            [f"generator_description cannot be written as JSON ({err}); nothing written"], root
+        ) from None
     samples = []
     kind = "w" if ann.w is not None else "z" if ann.z is not None else None
     for i, sample_id in enumerate(ann.ids):

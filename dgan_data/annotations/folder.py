@@ -41,10 +41,12 @@ import torch
 from ..conventions import (
     IGNORE_INDEX,
     MAX_CLASSES,
+    check_bool,
     check_names,
     generator_to_uint8,
     short_list,
 )
+from ..fileio import nonempty_path
 from ..seeds import check_seeds, z_from_seeds
 from .files import read_folder, write_folder
 from .format import (
@@ -623,12 +625,16 @@ class Annotations:
         return checks
 
     # ---------------------------------------------------------------- disk
-    def save(self, folder: str | os.PathLike) -> Path:
+    def save(self, folder: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Write the annotation folder (see the module docstring); returns the manifest path.
 
-        Every file is written to a temporary name in its folder and renamed into place.
+        Every file is written to a temporary name in its folder and renamed into place,
+        the manifest last. A folder that holds a ``manifest.json`` already is refused
+        unless ``overwrite`` (then files of samples it no longer lists stay, unlisted).
         """
-        return write_folder(self, Path(folder))
+        return write_folder(
+            self, nonempty_path(folder, "folder"), overwrite=check_bool(overwrite, "overwrite")
+        )
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> Annotations:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..conventions import check_truncation_cutoff, check_truncation_psi, generator_to_uint8
-from ..fileio import write_json, write_npy, write_png
+from ..fileio import nonempty_path, write_json, write_npy, write_png
 from ..seeds import MAX_SEED, check_seeds, z_from_seeds
 from .files import _manifest, _open_npy, _open_png, _read_manifest, check_writable_folder
 from .folder import Annotations, _repeated_seed_problems
@@ -145,7 +145,7 @@ def sample_annotation_folder(
     reason = _frame_problem(frame, image_hw, crop_t)
     if reason:
         raise ValueError(reason)
-    root = Path(out_dir)
+    root = nonempty_path(out_dir, "out_dir")
     check_writable_folder(root)
     fingerprint = G.fingerprint()
     ids = [f"{id_prefix}{i:05d}" for i in range(num)]

@@ -39,12 +39,13 @@ from tqdm.auto import tqdm
 from ..conventions import (
     IGNORE_INDEX,
     as_index,
+    check_bool,
     check_int,
     check_names,
     check_number,
     short_list,
 )
-from ..fileio import atomic_torch_save
+from ..fileio import atomic_torch_save, nonempty_path
 from ..metrics import ConfusionMatrix, metrics_from_confusion
 from .batches import ResumableBatches, real_batches, render_batches, render_labeled
 from .models import (
@@ -489,6 +490,7 @@ def train_segmentation(
     warmup = float(warmup)
     if grad_clip is not None and check_number(grad_clip, "grad_clip", low=0.0) <= 0:
         raise ValueError(f"grad_clip must be None or > 0, got {grad_clip}")
+    resume = check_bool(resume, "resume")  # "no" is truthy: it resumed
     if resume and checkpoint_dir is None:
         raise ValueError(
             "resume=True needs checkpoint_dir (the folder whose last.pt the run continues from)"
@@ -500,7 +502,9 @@ def train_segmentation(
     dtype = _resolve_amp(amp, amp_dtype, device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     history = TrainHistory(amp_dtype=str(dtype).removeprefix("torch.") if dtype else None)
-    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    ckpt_dir = (
+        nonempty_path(checkpoint_dir, "checkpoint_dir") if checkpoint_dir is not None else None
+    )
     if checkpoint_every is None:
         checkpoint_every = eval_every
     main = _is_main_process()

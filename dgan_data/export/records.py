@@ -16,7 +16,7 @@ from typing import Any
 
 from PIL import Image
 
-from ..conventions import IGNORE_INDEX, MAX_CLASSES
+from ..conventions import IGNORE_INDEX, MAX_BATCH, MAX_CLASSES
 from ..fileio import (
     UnsafePathError,
     file_sha256,
@@ -47,7 +47,6 @@ FORMAT_VERSION = 1
 #: a shard a journal line per candidate in memory); several exports with different
 #: seeds make more.
 MAX_NUM = 10_000_000
-MAX_BATCH = 65_536
 MAX_SHARDS = 65_536
 #: Longest line accepted in a JSON-lines file (ours are a few hundred bytes).
 _LINE_BYTES = 1 << 20

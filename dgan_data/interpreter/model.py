@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from ..conventions import check_bool, check_device, check_truncation_psi
+from ..fileio import nonempty_path
 from ..seeds import check_seed, derive_seed
 from . import io as interpreter_io
 from .checks import (
@@ -570,7 +571,7 @@ class Interpreter(FactorizedInference, nn.Module):
     def save(self, path: str | Path) -> Path:
         """Write the weights as ``.safetensors``, metadata as JSON in its header (atomic)."""
         return interpreter_io.write_interpreter_file(
-            Path(path), dict(self.state_dict()), self.metadata()
+            nonempty_path(path, "path"), dict(self.state_dict()), self.metadata()
         )
 
     @classmethod

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from ..augment.batch import check_augment_output
 from ..balance import ClassBalancer, present_classes, resolve_targets
 from ..conventions import (
     IGNORE_INDEX,
+    MAX_BATCH,
     check_finite_number,
     check_int,
     check_truncation_psi,
@@ -188,7 +190,7 @@ class DatasetGANStream(IterableDataset):
     ):
         super().__init__()
         if batch_size is not None:
-            batch_size = check_int(batch_size, "batch_size", 1)
+            batch_size = check_int(batch_size, "batch_size", 1, MAX_BATCH)
         drop_uncertain = check_finite_number(drop_uncertain, "drop_uncertain", low=0.0)
         if not drop_uncertain < 1.0:
             raise ValueError(f"drop_uncertain must be in [0, 1), got {drop_uncertain}")
@@ -197,14 +199,15 @@ class DatasetGANStream(IterableDataset):
         if dtype not in (None, torch.float32, torch.bfloat16, torch.float16):
             raise ValueError(f"dtype must be None, float32, bfloat16 or float16, got {dtype}")
         if samples_per_epoch is not None:
-            samples_per_epoch = check_int(samples_per_epoch, "samples_per_epoch", 1)
+            # len() of the stream must fit an index (2**63 failed at the first iteration)
+            samples_per_epoch = check_int(samples_per_epoch, "samples_per_epoch", 1, sys.maxsize)
             if batch_size is not None and samples_per_epoch < batch_size:
                 raise ValueError(
                     f"samples_per_epoch ({samples_per_epoch}) is smaller than one batch "
                     f"({batch_size})"
                 )
         if generation_batch is not None:
-            generation_batch = check_int(generation_batch, "generation_batch", 1)
+            generation_batch = check_int(generation_batch, "generation_batch", 1, MAX_BATCH)
         if transform is not None and not callable(transform):
             raise TypeError(f"transform must be callable, got {type(transform).__name__}")
         quantile_window = check_int(quantile_window, "quantile_window", 1)
