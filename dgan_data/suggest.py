@@ -58,7 +58,7 @@ import torch.nn.functional as F
 
 from .annotations import Annotations, SampledFolder, sample_annotation_folder
 from .annotations.folder import merge_header, merge_header_problems
-from .conventions import IGNORE_INDEX, check_int, check_number
+from .conventions import IGNORE_INDEX, check_bool, check_int, check_number
 from .fileio import nonempty_path, write_json
 from .labeler import Labeler
 from .novelty import FeatureNovelty, nearest_distance
@@ -628,6 +628,7 @@ def write_suggestions(
     masks are left to the annotator), ``suggestions.json`` with the reasons, and
     ``suggestions.png`` (image, interpreter labels, uncertainty) to show the choice."""
     root = nonempty_path(out_dir, "out_dir")
+    preview = check_bool(preview, "preview")
     seeds = [s.seed for s in report.suggestions]
     folder = sample_annotation_folder(
         labeler.G,

@@ -60,7 +60,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..conventions import IGNORE_INDEX, short_list
+from ..conventions import IGNORE_INDEX, check_bool, short_list
 from ..fileio import read_json, resolve_inside, write_png
 from .folder import Annotations
 from .format import MANIFEST, AnnotationError, resolve_crop
@@ -534,6 +534,7 @@ def import_masks(
     docstring for matching, rasterisation and overlap rules.
     """
     _check_options(format, unlabeled, crowd, source_classes)
+    keep_empty, dry_run = check_bool(keep_empty, "keep_empty"), check_bool(dry_run, "dry_run")
     src, root = Path(src), Path(annotations_dir)
     if not src.exists():
         raise MaskImportError([f"{src}: no such file or folder"])

@@ -152,9 +152,11 @@ def _resolve_amp(
     """The autocast dtype, or None for full precision."""
     if amp is None:
         amp = device.type == "cuda"
-    if not amp:
+    if not check_bool(amp, "amp"):  # "no" is truthy
         return None
     if amp_dtype is not None:
+        if amp_dtype not in (torch.float16, torch.bfloat16):
+            raise ValueError(f"amp_dtype must be torch.float16 or torch.bfloat16, got {amp_dtype}")
         return amp_dtype
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

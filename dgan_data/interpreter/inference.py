@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..conventions import check_bool
 from ..uncertainty import image_scores, js_divergence
 from .context import expand_maps
 from .frames import FramesInference
@@ -229,11 +230,15 @@ class FactorizedInference(RowsInference, FramesInference):
         """
         if vote not in ("mean", "majority"):
             raise ValueError(f"vote must be 'mean' or 'majority', got {vote!r}")
+        return_probs = check_bool(return_probs, "return_probs")  # bool("no") is True
+        check_finite = check_bool(check_finite, "check_finite")
+        if compile is not None:
+            compile = check_bool(compile, "compile")
         impl = self._resolve_impl(impl)
         feats = self._check_features(features)
         frame, crop_ = self._frame(output_size, crop)
         if impl == "interpolate":
-            use_compile = self.compile_predict if compile is None else bool(compile)
+            use_compile = self.compile_predict if compile is None else compile
             labels, js, probs = self._predict_frames(
                 feats, frame, crop_, vote, return_probs, chunk_bytes, use_compile
             )

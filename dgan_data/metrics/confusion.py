@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ..conventions import IGNORE_INDEX, as_index, short_list
+from ..conventions import IGNORE_INDEX, as_index, check_bool, short_list
 
 logger = logging.getLogger(__name__)
 
@@ -384,7 +384,7 @@ class ConfusionMatrix:
         self.num_classes = num_classes
         self.ignore_index = None if ignore_index is None else int(ignore_index)
         self._fixed_device = torch.device(device) if device is not None else None
-        self.keep_per_image = keep_per_image
+        self.keep_per_image = check_bool(keep_per_image, "keep_per_image")
         self.matrix = torch.zeros(
             num_classes, num_classes, dtype=torch.int64, device=self._fixed_device or "cpu"
         )

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..conventions import IGNORE_INDEX, MAX_CLASSES, check_names, short_list
+from ..conventions import IGNORE_INDEX, MAX_CLASSES, check_bool, check_names, short_list
 from ..generators.base import MAX_RESOLUTION
 from ..interpreter.resample import MAX_LABEL_SIDE
 from ..palette import make_palette
@@ -333,7 +333,7 @@ def register_preset(preset: Preset, *, overwrite: bool = False) -> Preset:
     """Add ``preset`` to the registry; a name already taken needs ``overwrite=True``."""
     if not isinstance(preset, Preset):
         raise TypeError(f"register_preset expects a Preset, got {type(preset).__name__}")
-    if preset.name in _REGISTRY and not overwrite:
+    if preset.name in _REGISTRY and not check_bool(overwrite, "overwrite"):  # "no" is truthy
         raise ValueError(
             f"a preset named {preset.name!r} is already registered; pass overwrite=True "
             "to replace it"

@@ -26,6 +26,7 @@ from ..balance import ClassBalancer, present_classes, resolve_targets
 from ..conventions import (
     IGNORE_INDEX,
     MAX_BATCH,
+    check_bool,
     check_finite_number,
     check_int,
     check_truncation_psi,
@@ -239,7 +240,7 @@ class DatasetGANStream(IterableDataset):
         if impl not in (None, "auto", "rows", "interpolate"):
             raise ValueError(f"impl must be None, 'auto', 'rows' or 'interpolate', got {impl!r}")
         self.impl = impl
-        self.compile = bool(compile)
+        self.compile = check_bool(compile, "compile")  # bool("no") was True
         if not isinstance(soft_labels, bool):
             raise ValueError(f"soft_labels must be True or False, got {soft_labels!r}")
         if soft_labels and output != "dict":
