@@ -39,9 +39,10 @@ MAX_CLASSES = IGNORE_INDEX - 1
 
 
 def check_names(value: Any, what: str = "class_names") -> list[str]:
-    """``value`` as a list of non-empty strings, in order; a single string (which
-    ``list()`` would split into characters), an unordered set, or names that are not
-    strings are a ValueError naming ``what``."""
+    """``value`` as a list of non-empty, distinct strings, in order; a single string
+    (which ``list()`` would split into characters), an unordered set, names that are not
+    strings or a name given twice (a class looked up by name would be ambiguous) are a
+    ValueError naming ``what``."""
     if isinstance(value, (str, bytes, set, frozenset)):
         raise ValueError(f"{what} must be a sequence of names, got {value!r}")
     try:
@@ -51,6 +52,9 @@ def check_names(value: Any, what: str = "class_names") -> list[str]:
     bad = [n for n in names if not isinstance(n, str) or not n]
     if bad:
         raise ValueError(f"{what} must be non-empty strings, got {short_list(bad)}")
+    twice = sorted({n for n in names if names.count(n) > 1})  # K <= 254 names
+    if twice:
+        raise ValueError(f"{what}: duplicate class names {short_list(twice)}")
     return names
 
 

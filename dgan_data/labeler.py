@@ -24,8 +24,8 @@ from .conventions import (
     IGNORE_INDEX,
     MAX_CLASSES,
     check_bool,
-    check_finite_number,
     check_names,
+    check_number,
     check_palette,
     check_truncation_cutoff,
     check_truncation_psi,
@@ -230,12 +230,14 @@ class Labeler:
         self.ignore_uncertain_pixels = (
             None
             if ignore_uncertain_pixels is None
-            else check_finite_number(ignore_uncertain_pixels, "ignore_uncertain_pixels", low=0.0)
+            else check_number(ignore_uncertain_pixels, "ignore_uncertain_pixels", low=0.0)
         )
         self.frame, self.crop = self._label_frame(check_label_size(label_size))
         self.label_size = (self.crop[2], self.crop[3]) if self.crop is not None else self.frame
         K = interpreter.num_classes
         names = check_names(class_names) if class_names is not None else interpreter.class_names
+        if class_names is not None and not names:  # [] dropped the interpreter's names
+            raise ValueError("class_names is empty; give one name per class, or None")
         self.class_names = list(names) if names else [f"class_{k}" for k in range(K)]
         if len(self.class_names) != K:
             raise ValueError(f"{len(self.class_names)} class names given for {K} classes")

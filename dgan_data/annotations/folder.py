@@ -43,6 +43,7 @@ from ..conventions import (
     MAX_CLASSES,
     check_bool,
     check_names,
+    check_truncation_psi,
     generator_to_uint8,
     short_list,
 )
@@ -250,9 +251,10 @@ class Annotations:
                     f"got {tuple(center.shape)}"
                 )
 
-        psi = self.truncation_psi
-        if isinstance(psi, bool) or not isinstance(psi, (int, float)) or not np.isfinite(psi):
-            problems.append(f"truncation_psi must be a finite number, got {psi!r}")
+        try:  # numpy numbers too (np.float32(0.7) was called "not finite")
+            self.truncation_psi = check_truncation_psi(self.truncation_psi)
+        except ValueError as err:
+            problems.append(str(err))
         cutoff = self.truncation_cutoff
         if cutoff is not None and (not _is_int(cutoff) or cutoff < 1):
             problems.append(f"truncation_cutoff must be None or an int >= 1, got {cutoff!r}")
@@ -301,7 +303,7 @@ class Annotations:
 
         self.masks, self.class_names, self.ids = masks, names, ids
         self.w, self.z, self.seeds, self.truncation_center = w, z, seeds, center
-        self.truncation_psi = float(psi)
+        self.truncation_psi = float(self.truncation_psi)
         self.truncation_cutoff = None if cutoff is None else int(cutoff)
         self.crop, self.palette = crop, palette
         self.images = None if images is None else images.contiguous()
@@ -413,6 +415,15 @@ class Annotations:
         z = z.to(device)
         if self.truncation_center is None:
             return G.mapping(z, self.truncation_psi, self.truncation_cutoff)
+        center = self.truncation_center
+        fits = (G.w_dim,) if center.ndim == 1 else (G.num_ws, G.w_dim)
+        if tuple(center.shape) != fits:  # a raw broadcast error from torch otherwise
+            raise AnnotationError(
+                [
+                    f"truncation_center has shape {tuple(center.shape)}, the generator's w "
+                    f"is {(G.num_ws, G.w_dim)} (give (w_dim,) or (num_ws, w_dim))"
+                ]
+            )
         w = G.mapping(z, 1.0, None)
         cutoff = self.truncation_cutoff
         if cutoff is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..conventions import check_truncation_cutoff, check_truncation_psi, generator_to_uint8
+from ..conventions import (
+    check_truncation_cutoff,
+    check_truncation_psi,
+    generator_to_uint8,
+    short_list,
+)
 from ..fileio import nonempty_path, write_json, write_npy, write_png
 from ..seeds import MAX_SEED, check_seeds, z_from_seeds
 from .files import _manifest, _open_npy, _open_png, _read_manifest, check_writable_folder
@@ -122,8 +128,11 @@ def sample_annotation_folder(
         raise ValueError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
     if seeds is not None:
         seeds = check_seeds(seeds)
-        if len(seeds) != num or len(set(seeds)) != num:
-            raise ValueError(f"seeds must be {num} distinct seeds, got {len(seeds)}")
+        if len(seeds) != num:
+            raise ValueError(f"seeds must be {num} seeds (one per sample), got {len(seeds)}")
+        twice = sorted(s for s, n in Counter(seeds).items() if n > 1)
+        if twice:
+            raise ValueError(f"seeds must be distinct; repeated: {short_list(twice)}")
     elif not _is_int(seed) or not 0 <= seed <= MAX_SEED - num:
         raise ValueError(
             f"seed must be an int with 0 <= seed and seed + num <= 2**63, got seed {seed!r:.40} "

@@ -211,8 +211,14 @@ def _magnitude(
         raise ValueError(f"{e} ({name} is {what}{off})") from None
 
 
+#: Largest zoom factor (and 1/MAX_ZOOM the smallest): (1e-300, 1e300) made the affine
+#: grid inf and the images NaN, silently.
+MAX_ZOOM = 100.0
+
+
 def _check_scale(scale: Any) -> tuple[float, float] | None:
-    """``scale`` as a (low, high) pair of finite floats with 0 < low <= high (None: off)."""
+    """``scale`` as a (low, high) pair of floats with 1/MAX_ZOOM <= low <= high <=
+    MAX_ZOOM (None: off)."""
     if scale is None:
         return None
     if hasattr(scale, "tolist") and not isinstance(scale, (str, bytes)):
@@ -228,6 +234,11 @@ def _check_scale(scale: Any) -> tuple[float, float] | None:
     )
     if not 0.0 < lo <= hi:
         raise ValueError(f"scale must be (low, high) with 0 < low <= high, got {scale}")
+    if lo < 1.0 / MAX_ZOOM or hi > MAX_ZOOM:
+        raise ValueError(
+            f"scale must lie in [1/{MAX_ZOOM:g}, {MAX_ZOOM:g}] (a zoom beyond makes the "
+            f"sampling grid overflow), got {scale}"
+        )
     return (lo, hi)
 
 
@@ -304,7 +315,7 @@ class BatchAugment:
             )
         self.image_padding = image_padding
         self.image_interpolation = image_interpolation
-        self.ignore_index = check_int(ignore_index, "ignore_index")
+        self.ignore_index = check_int(ignore_index, "ignore_index", 0, 255)  # uint8 masks
 
     def __repr__(self) -> str:
         keys = (

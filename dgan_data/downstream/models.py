@@ -78,6 +78,26 @@ class SegmentationModel(nn.Module):
         return self.net((images - self.mean) / self.std)
 
 
+#: Largest ASPP dilation accepted (DeepLab's own largest is 36, for 513 px crops).
+MAX_ATROUS_RATE = 1024
+
+
+def _check_atrous_rates(rates: Any) -> tuple[int, int, int]:
+    """Three ints in 1..MAX_ATROUS_RATE (0 or a negative rate failed only at the first
+    forward pass, deep in torch; 1.5 was truncated; ``()`` failed inside smp)."""
+    bad = ValueError(
+        f"atrous_rates must be 3 ints in 1..{MAX_ATROUS_RATE} (ASPP dilations, e.g. (1, 2, 3)), "
+        f"got {rates!r:.80}"
+    )
+    if isinstance(rates, (str, bytes)) or not hasattr(rates, "__len__") or len(rates) != 3:
+        raise bad
+    try:
+        a, b, c = (check_int(r, "atrous_rates", 1, MAX_ATROUS_RATE) for r in rates)
+    except ValueError:
+        raise bad from None
+    return a, b, c
+
+
 def default_atrous_rates(image_size: int, output_stride: int) -> tuple[int, int, int]:
     """ASPP dilation rates for ``image_size`` px inputs.
 
@@ -143,14 +163,10 @@ def build_deeplab(
                 "downloads weights: pass the path of a local encoder state dict "
                 "(e.g. torchvision's resnet18-f37072fd.pth), or None for random init"
             )
-    rates = tuple(
-        int(r)
-        for r in (
-            atrous_rates
-            if atrous_rates is not None
-            else default_atrous_rates(image_size, output_stride)
-        )
-    )
+    if atrous_rates is None:
+        rates = default_atrous_rates(image_size, output_stride)
+    else:
+        rates = _check_atrous_rates(atrous_rates)
     config: dict[str, Any] = {
         "num_classes": int(num_classes),
         "arch": key,

@@ -490,6 +490,13 @@ class Interpreter(FactorizedInference, nn.Module):
         :meth:`fit_features` runs with ``fit_kwargs``. Every argument is checked before
         the first image is regenerated.
         """
+        needs = ("synthesize", "feature_channels", "feature_resolutions", "resolution")
+        lacking = [name for name in needs if not hasattr(G, name)]
+        if lacking:  # an AttributeError deep inside otherwise (an Interpreter passed as G)
+            raise TypeError(
+                f"G must be a generator (dgan_data.load_generator(...)), got "
+                f"{type(G).__name__}, which lacks {', '.join(lacking)}"
+            )
         device = check_device(device)
         store_dtype = check_store_dtype(store_dtype)
         with_image = check_bool(fit_kwargs.get("with_image", False), "with_image")

@@ -148,9 +148,6 @@ class Preset:
             raise ValueError(
                 f"{where}: num_classes={self.num_classes} but {len(names)} class names given"
             )
-        if len(set(names)) != len(names):
-            dup = sorted({n for n in names if names.count(n) > 1})
-            raise ValueError(f"{where}: duplicate class names {dup}")
         object.__setattr__(self, "class_names", names)
         if self.palette is None:
             palette = tuple(tuple(int(v) for v in c) for c in make_palette(self.num_classes))

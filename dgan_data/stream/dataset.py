@@ -27,8 +27,8 @@ from ..conventions import (
     IGNORE_INDEX,
     MAX_BATCH,
     check_bool,
-    check_finite_number,
     check_int,
+    check_number,
     check_truncation_psi,
 )
 from ..generators import Generator
@@ -192,7 +192,7 @@ class DatasetGANStream(IterableDataset):
         super().__init__()
         if batch_size is not None:
             batch_size = check_int(batch_size, "batch_size", 1, MAX_BATCH)
-        drop_uncertain = check_finite_number(drop_uncertain, "drop_uncertain", low=0.0)
+        drop_uncertain = check_number(drop_uncertain, "drop_uncertain", low=0.0)
         if not drop_uncertain < 1.0:
             raise ValueError(f"drop_uncertain must be in [0, 1), got {drop_uncertain}")
         if output not in ("tensor", "dict"):
@@ -220,7 +220,7 @@ class DatasetGANStream(IterableDataset):
         if truncation_cutoff is not None:
             truncation_cutoff = check_int(truncation_cutoff, "truncation_cutoff", 1)
         if ignore_uncertain_pixels is not None:
-            ignore_uncertain_pixels = check_finite_number(
+            ignore_uncertain_pixels = check_number(
                 ignore_uncertain_pixels, "ignore_uncertain_pixels", low=0.0
             )
         if normalize is not None:
@@ -246,6 +246,12 @@ class DatasetGANStream(IterableDataset):
         if soft_labels and output != "dict":
             raise ValueError('soft_labels=True needs output="dict" (the probabilities are "probs")')
         augment_fn = make_augment(augment)  # an unsupported spec fails here
+        fill = getattr(augment_fn, "ignore_index", IGNORE_INDEX)
+        if fill != IGNORE_INDEX:  # padding would be labelled as class ``fill``
+            raise ValueError(
+                f"augment's ignore_index is {fill}: the stream's masks mark ignored pixels "
+                f"{IGNORE_INDEX}, so padding would be labelled class {fill}"
+            )
         # what a state records of it: equal pipelines compare equal, different ones differ
         self._augment_description = describe_augment(augment_fn)
         if soft_labels and not (augment_fn is None or isinstance(augment_fn, BatchAugment)):
