@@ -184,7 +184,7 @@ def test_from_arrays_normalises_and_validates():
         with pytest.raises(AnnotationError) as err:
             Annotations.from_arrays(class_names=CLASSES, **kwargs)
         assert message in str(err.value), (kwargs.keys(), str(err.value))
-    with pytest.raises(AnnotationError, match="duplicates"):
+    with pytest.raises(AnnotationError, match="duplicate class names a"):
         Annotations.from_arrays(masks=masks, class_names=["a", "a", "b"], seeds=[1, 2])
 
 

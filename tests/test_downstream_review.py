@@ -276,7 +276,7 @@ def test_write_labeled_folder_refuses_what_labeled_folder_would_refuse_or_misrea
     with pytest.raises(ValueError, match="non-finite"):
         write_labeled_folder(tmp_path / "nan", nan, masks)
     for names, words in [
-        (["skin", "skin", "eye"], "more than once: skin"),
+        (["skin", "skin", "eye"], "duplicate class names skin"),
         (["skin", "", "eye"], "non-empty"),
         (["skin", " ", "eye"], "non-empty"),
         ("abc", "sequence of names"),

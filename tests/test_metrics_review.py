@@ -90,7 +90,8 @@ def test_interpreter_fit_names_store_dtype_not_the_generator():
 def test_batch_size_one_is_refused_with_the_batchnorm_reason(batch_size):
     source = CountingSource()
     with pytest.raises(
-        ValueError, match=r"batch_size must be an int >= 2, got .*1.* \(pixels per model.*BatchNorm"
+        ValueError,
+        match=r"batch_size must be an int in \[2, 65536\], got .*1.* \(pixels per model.*BatchNorm",
     ):
         Interpreter.fit_features(source, masks(), 3, batch_size=batch_size, **SMALL)
     assert source.calls == 0

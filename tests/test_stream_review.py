@@ -235,11 +235,11 @@ def test_numpy_and_tensor_integers_are_accepted():
     ]:
         assert getattr(ds, name) == value and type(getattr(ds, name)) is int, name
     assert len(ds) == 2
-    with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
+    with pytest.raises(ValueError, match=r"batch_size must be an int in \[1, 65536\]"):
         stream(batch_size=np.int64(0))
-    with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
+    with pytest.raises(ValueError, match=r"batch_size must be an int in \[1, 65536\]"):
         stream(batch_size=torch.tensor(2.0))
-    with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
+    with pytest.raises(ValueError, match=r"batch_size must be an int in \[1, 65536\]"):
         stream(batch_size=True)
 
 

@@ -330,9 +330,13 @@ class Annotations:
         ids: Sequence[str] | None = None,
     ) -> Annotations:
         """Annotations held in memory; raises :class:`AnnotationError` listing every problem."""
+        try:
+            names = check_names(class_names)
+        except ValueError as err:
+            raise AnnotationError([str(err)]) from None
         return cls(
             masks=masks,
-            class_names=check_names(class_names),
+            class_names=names,
             w=w,
             z=z,
             seeds=None if seeds is None else check_seeds(seeds),
@@ -416,12 +420,12 @@ class Annotations:
         if self.truncation_center is None:
             return G.mapping(z, self.truncation_psi, self.truncation_cutoff)
         center = self.truncation_center
-        fits = (G.w_dim,) if center.ndim == 1 else (G.num_ws, G.w_dim)
-        if tuple(center.shape) != fits:  # a raw broadcast error from torch otherwise
-            raise AnnotationError(
+        # (w_dim,) or at least num_ws rows of w_dim (DatasetGAN's file has 18 rows)
+        if center.shape[-1] != G.w_dim or (center.ndim == 2 and center.shape[0] < G.num_ws):
+            raise AnnotationError(  # a raw broadcast error from torch otherwise
                 [
                     f"truncation_center has shape {tuple(center.shape)}, the generator's w "
-                    f"is {(G.num_ws, G.w_dim)} (give (w_dim,) or (num_ws, w_dim))"
+                    f"is {(G.num_ws, G.w_dim)} (give (w_dim,) or (num_ws or more, w_dim))"
                 ]
             )
         w = G.mapping(z, 1.0, None)

@@ -536,9 +536,6 @@ def write_labeled_folder(
         blank = [n for n in class_names if not n.strip()]
         if blank:
             raise ValueError(f"class_names must be non-empty strings, got {blank!r:.80}")
-        twice = sorted({n for n in class_names if class_names.count(n) > 1})
-        if twice:
-            raise ValueError(f"class_names lists names more than once: {short_list(twice)}")
     K = len(class_names) if class_names is not None else MAX_CLASSES
     if class_names is not None and not 1 <= K <= MAX_CLASSES:
         raise ValueError(f"class_names: {K} names; 1..{MAX_CLASSES} classes fit")

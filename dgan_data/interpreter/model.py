@@ -490,12 +490,10 @@ class Interpreter(FactorizedInference, nn.Module):
         :meth:`fit_features` runs with ``fit_kwargs``. Every argument is checked before
         the first image is regenerated.
         """
-        needs = ("synthesize", "feature_channels", "feature_resolutions", "resolution")
-        lacking = [name for name in needs if not hasattr(G, name)]
-        if lacking:  # an AttributeError deep inside otherwise (an Interpreter passed as G)
+        if not callable(getattr(G, "synthesize", None)):  # not an AttributeError deep inside
             raise TypeError(
-                f"G must be a generator (dgan_data.load_generator(...)), got "
-                f"{type(G).__name__}, which lacks {', '.join(lacking)}"
+                "G must be a generator (dgan_data.load_generator(...)) with a synthesize "
+                f"method, got {type(G).__name__}"
             )
         device = check_device(device)
         store_dtype = check_store_dtype(store_dtype)
