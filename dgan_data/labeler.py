@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 import logging
 import math
 import os
@@ -265,6 +266,17 @@ class Labeler:
         passed explicitly keeps its own class names and palette (the preset's only when
         it stores no names and has the preset's number of classes).
         """
+        known = set(inspect.signature(cls.__init__).parameters) - {
+            "self",
+            "generator",
+            "interpreter",
+        }
+        unknown = sorted(set(settings) - known)
+        if unknown:  # before any file loads; "Labeler.__init__() got an unexpected ..." before
+            raise TypeError(
+                f"unknown labeler option(s) {', '.join(unknown)}; the options are "
+                f"{', '.join(sorted(known))}"
+            )
         names = palette = None
         # explicit names and palette replace the preset's or the interpreter's (they were
         # passed on beside those: TypeError, multiple values for 'class_names')

@@ -141,6 +141,9 @@ class SuggestionReport:
     #: The descriptor distance that counts as 1 (the pool's median distance of a
     #: candidate to its nearest other candidate).
     diversity_scale: float = 1.0
+    #: The labeler's image settings when the pool was scored (truncation, noise, label
+    #: frame): :func:`write_suggestions` must regenerate the same images.
+    labeler_settings: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -552,8 +555,20 @@ def suggest_annotations(
         coverage_by=coverage_by,
         excluded=excluded,
         diversity_scale=scale,
+        labeler_settings=_labeler_settings(labeler),
     )
     return report
+
+
+def _labeler_settings(labeler: Labeler) -> dict[str, Any]:
+    """What decides the images and labels a labeler makes of a seed, as JSON values."""
+    return {
+        "truncation_psi": float(labeler.truncation_psi),
+        "truncation_cutoff": labeler.truncation_cutoff,
+        "noise": labeler.noise if isinstance(labeler.noise, str) else "tensors",
+        "frame": list(labeler.frame),
+        "class_names": list(labeler.class_names),
+    }
 
 
 def suggestion_conflicts(labeler: Labeler, existing: Annotations) -> list[str]:
@@ -629,6 +644,14 @@ def write_suggestions(
     ``suggestions.png`` (image, interpreter labels, uncertainty) to show the choice."""
     root = nonempty_path(out_dir, "out_dir")
     preview = check_bool(preview, "preview")
+    scored, now = report.labeler_settings, _labeler_settings(labeler)
+    differ = [k for k in scored if k in now and scored[k] != now[k]]
+    if differ:  # the folder would hold other images than the ones the report describes
+        raise ValueError(
+            "the labeler differs from the one that scored the report in "
+            + ", ".join(f"{k} ({scored[k]!r:.40} then, {now[k]!r:.40} now)" for k in differ)
+            + "; write with the labeler that made the suggestions"
+        )
     seeds = [s.seed for s in report.suggestions]
     folder = sample_annotation_folder(
         labeler.G,

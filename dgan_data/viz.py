@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .conventions import IGNORE_INDEX, as_numpy, check_palette, to_uint8_image
+from .conventions import IGNORE_INDEX, as_numpy, check_number, check_palette, to_uint8_image
 from .fileio import write_png
 from .palette import colorize, make_palette
 
@@ -47,8 +47,7 @@ def overlay(
     Pixel value: ``round((1 - alpha) * image_u8 + alpha * palette[class])``; ignored
     pixels keep the image as it is.
     """
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    alpha = check_number(alpha, "alpha", low=0.0, high=1.0)  # a 0-d tensor too
     img = to_uint8_image(image)
     m = as_numpy(mask)
     if m.shape != img.shape[:2]:
@@ -120,6 +119,10 @@ def legend(
     """
     if len(class_names) == 0:
         raise ValueError("legend needs at least one class")
+    if width is not None:
+        _check_count(width, "width", "legend width in pixels")
+        if width > MAX_CANVAS_SIDE:
+            raise ValueError(f"width must be at most {MAX_CANVAS_SIDE} px, got {width!r:.40}")
     pal = np.asarray(check_palette(palette, len(class_names)), dtype=np.int64)
     font = ImageFont.load_default()
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
@@ -173,6 +176,12 @@ def grid_layout(
     return cols, groups, width, height
 
 
+#: Largest side and area of a drawn canvas: 256 samples of 1,024 px (the preview's
+#: bound) fit; ``scale=10**5`` asked for 10 TiB.
+MAX_CANVAS_SIDE = 65_536
+MAX_CANVAS_PIXELS = 2**30
+
+
 def _check_count(value: Any, name: str, what: str) -> None:
     """``value`` is an int >= 1 (a bool or a float is refused), else a ValueError."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -220,6 +229,12 @@ def preview_grid(
         scale = max(1, math.ceil(GRID_MIN_TILE / H))
     th, tw = H * scale, W * scale
     cols, _, grid_w, grid_h = grid_layout(B, (th, tw), max_columns)
+    if max(grid_w, grid_h) > MAX_CANVAS_SIDE or grid_w * grid_h > MAX_CANVAS_PIXELS:
+        raise ValueError(
+            f"the grid would be {grid_w}x{grid_h} px (scale {scale}, {B} samples of {H}x{W}, "
+            f"at most {max_columns} per row): more than {MAX_CANVAS_SIDE} px a side or "
+            f"{MAX_CANVAS_PIXELS:,} pixels; use a smaller scale or fewer samples"
+        )
     finite = np.isfinite(us)
     vmax = float(us[finite].max()) if finite.any() else 0.0
     key = legend(class_names, palette, width=grid_w)

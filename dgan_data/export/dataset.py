@@ -16,7 +16,7 @@ from ..augment.adapters import (
     check_albumentations_masks,
     unit_range_images,
 )
-from ..conventions import IGNORE_INDEX, short_list
+from ..conventions import IGNORE_INDEX, as_index, short_list
 from .records import _check_layout, _Plan, _read_description, _root
 from .verify import _final_index
 
@@ -66,6 +66,8 @@ class ExportedDataset(Dataset):
         self.label_size = tuple(size) if size is not None else None
         if albumentations is not None:
             check_albumentations_masks(albumentations, "ExportedDataset(albumentations=...)")
+        if transform is not None and not callable(transform):  # not at the first item
+            raise TypeError(f"transform must be callable or None, got {type(transform).__name__}")
         self.transform = transform
         self.albumentations = albumentations
 
@@ -90,7 +92,10 @@ class ExportedDataset(Dataset):
         return arr
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        e = self.entries[i]
+        index = as_index(i)  # a slice or a float is not an item ("list indices" before)
+        if index is None:
+            raise TypeError(f"an item index must be an int, got {type(i).__name__}")
+        e = self.entries[index]
         image = self._load(e["image"], "RGB")
         mask = self._load(e["mask"], "L")
         mask_path = self.root / e["mask"]
