@@ -511,6 +511,11 @@ def train_segmentation(
         checkpoint_every = eval_every
     main = _is_main_process()
     model_classes = as_index(getattr(_unwrap(model), "num_classes", None))
+    if model_classes is not None and 0 <= ignore_index < model_classes:  # as evaluate
+        raise ValueError(
+            f"ignore_index={ignore_index} is a class id of the model (0..{model_classes - 1}): "
+            "its pixels would never be learned; use an id outside the classes (255)"
+        )
 
     start = 0
     saved_rng: dict[str, torch.Tensor] | None = None
@@ -598,9 +603,10 @@ def train_segmentation(
         # one host sync checks the batch: labeled pixels, their id range, finite images
         valid = masks != ignore_index
         ids = torch.where(valid, masks, 0)
-        n_valid, low_id, high_id, n_bad = torch.stack(
-            [valid.sum(), ids.amin(), ids.amax(), (~torch.isfinite(images)).sum()]
-        ).tolist()
+        checks = [valid.sum(), ids.amin(), ids.amax(), (~torch.isfinite(images)).sum()]
+        if probs is not None:  # soft labels: probabilities, finite and >= 0
+            checks.append((~(probs >= 0)).sum())  # NaN fails >= 0 too
+        n_valid, low_id, high_id, n_bad, *n_bad_probs = torch.stack(checks).tolist()
         _sync(device)
         t1 = time.perf_counter()
 
@@ -611,6 +617,11 @@ def train_segmentation(
                 f"step {step}: the batch's images hold {n_bad} non-finite values (NaN or "
                 "inf), so the loss is nan: refused before the forward pass, the model keeps "
                 "the weights of its last good step"
+            )
+        if n_bad_probs and n_bad_probs[0]:
+            raise ValueError(
+                f"step {step}: the batch's soft labels hold {n_bad_probs[0]} values that are "
+                "negative or NaN; class probabilities are in [0, 1]"
             )
         if not n_valid:
             history.skipped_steps += 1
@@ -827,6 +838,10 @@ def evaluate(
     ):
         _check_batch(images, masks, "evaluate")
         images, masks = images.to(device).float(), masks.to(device).long()
+        if not bool(torch.isfinite(images).all()):  # scored as if they were an image
+            raise ValueError(
+                f"evaluate: images {count}..{count + images.shape[0] - 1} hold NaN or inf values"
+            )
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             logits = net(images)
         if logits.shape[-2:] != masks.shape[-2:]:

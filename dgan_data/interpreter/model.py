@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from ..conventions import check_bool, check_device, check_truncation_psi
-from ..fileio import nonempty_path
+from ..fileio import nonempty_path, output_path_problem
 from ..seeds import check_seed, derive_seed
 from . import io as interpreter_io
 from .checks import (
@@ -575,9 +575,11 @@ class Interpreter(FactorizedInference, nn.Module):
 
     def save(self, path: str | Path) -> Path:
         """Write the weights as ``.safetensors``, metadata as JSON in its header (atomic)."""
-        return interpreter_io.write_interpreter_file(
-            nonempty_path(path, "path"), dict(self.state_dict()), self.metadata()
-        )
+        path = nonempty_path(path, "path")
+        problem = output_path_problem(path)
+        if problem:  # a raw IsADirectoryError from the temp file's rename otherwise
+            raise ValueError(f"{path}: {problem}")
+        return interpreter_io.write_interpreter_file(path, dict(self.state_dict()), self.metadata())
 
     @classmethod
     def load(cls, path: str | Path, device: torch.device | str | None = None) -> Interpreter:
