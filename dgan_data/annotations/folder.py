@@ -419,15 +419,6 @@ class Annotations:
         z = z.to(device)
         if self.truncation_center is None:
             return G.mapping(z, self.truncation_psi, self.truncation_cutoff)
-        center = self.truncation_center
-        # (w_dim,) or at least num_ws rows of w_dim (DatasetGAN's file has 18 rows)
-        if center.shape[-1] != G.w_dim or (center.ndim == 2 and center.shape[0] < G.num_ws):
-            raise AnnotationError(  # a raw broadcast error from torch otherwise
-                [
-                    f"truncation_center has shape {tuple(center.shape)}, the generator's w "
-                    f"is {(G.num_ws, G.w_dim)} (give (w_dim,) or (num_ws or more, w_dim))"
-                ]
-            )
         w = G.mapping(z, 1.0, None)
         cutoff = self.truncation_cutoff
         if cutoff is None:

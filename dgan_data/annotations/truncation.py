@@ -38,6 +38,13 @@ def _truncate_towards(
     w: torch.Tensor, center: torch.Tensor, psi: float, cutoff: int | None
 ) -> torch.Tensor:
     """Lerp w (B, num_ws, w_dim) towards ``center`` on the first ``cutoff`` layers."""
+    if center.shape[-1] != w.shape[-1]:  # a raw broadcast error from torch otherwise
+        raise AnnotationError(
+            [
+                f"truncation_center has shape {tuple(center.shape)}, the generator's w is "
+                f"{tuple(w.shape[1:])} (give (w_dim,) or (num_ws or more, w_dim))"
+            ]
+        )
     center = _center_rows(center, w.shape[1]).to(device=w.device, dtype=w.dtype)
     truncated = center + psi * (w - center)
     if cutoff is None or cutoff >= w.shape[1]:

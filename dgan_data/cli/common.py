@@ -14,6 +14,7 @@ import torch
 
 from ..annotations.format import _ID_PATTERN, MANIFEST, SUBDIRS, TRUNCATION_CENTER_FILE
 from ..conventions import check_truncation_psi
+from ..export.records import _LOCK, _SELECTION, _STAGING
 from ..fileio import output_path_problem
 from ..seeds import MAX_SEED
 
@@ -160,9 +161,9 @@ def check_new_folder(path: Path, verb: str) -> None:
 #: folder (a stray sample file fails an export's verify).
 _ANNOTATION_FILES = frozenset({MANIFEST, TRUNCATION_CENTER_FILE})
 _ANNOTATION_FOLDERS = frozenset(SUBDIRS)
-_EXPORT_MARKERS = ("dataset.json", ".export.lock")
-_EXPORT_FILES = frozenset({*_EXPORT_MARKERS, "index.jsonl", "candidates.jsonl", ".selection.json"})
-_EXPORT_FOLDERS = frozenset({"images", "masks", "candidates"})
+_EXPORT_MARKERS = ("dataset.json", _LOCK)
+_EXPORT_FILES = frozenset({*_EXPORT_MARKERS, "index.jsonl", "candidates.jsonl", _SELECTION})
+_EXPORT_FOLDERS = frozenset({"images", "masks", _STAGING})
 
 
 def _dataset_kind(folder: Path) -> str | None:
@@ -217,11 +218,7 @@ def export_folder(text: str) -> Path:
 
 
 def _output_path(text: str, folder: bool) -> Path:
-    if not text.strip():  # Path("") is the current folder
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: an empty path; give a {'folder' if folder else 'file'} name"
-        )
-    path = Path(text)
+    path = given_path(text)
     problem = output_path_problem(path, folder=folder) or dataset_output_problem(path)
     if problem:
         raise argparse.ArgumentTypeError(f"{text!r}: {problem}")
