@@ -57,6 +57,26 @@ def test_a_huge_labelme_point_is_a_problem_not_a_crash(tmp_path):
     assert written(ann) == []
 
 
+@pytest.mark.parametrize("fmt", ["coco", "labelme"])
+def test_a_large_finite_coordinate_is_named_by_its_bound_not_as_non_finite(tmp_path, fmt):
+    # 1e300 is finite: the problem is its size, and the message says the bound
+    ann = make_folder(tmp_path / "ann", n=1, image_hw=(4, 4))
+    if fmt == "coco":
+        src = write_json(
+            tmp_path / "c.json", coco([(1, "00000.png", 4, 4)], [poly(1, 1, 0, 0, 1e300, 0, 4, 4)])
+        )
+    else:
+        src = tmp_path / "lm"
+        write_json(
+            src / "a.json",
+            labelme("00000.png", [("hair", "polygon", [[0, 0], [1e300, 0], [3, 3]])]),
+        )
+    with pytest.raises(MaskImportError, match=r"within \+-10,000,000") as caught:
+        import_masks(src, ann, format=fmt)
+    assert "finite numbers" not in str(caught.value)
+    assert written(ann) == []
+
+
 @pytest.mark.parametrize("value", ["0", 2, 0.5])
 def test_iscrowd_must_be_0_or_1(tmp_path, value):
     """``bool("0")`` is True: a string "0" used to turn the region into a crowd."""

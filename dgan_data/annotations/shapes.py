@@ -289,7 +289,10 @@ def _points(values: Any, where: str, problems: list[str]) -> np.ndarray | None:
         isinstance(p, list) and len(p) == 2 and all(_is_number(v) for v in p) for p in values
     )
     if not ok:
-        problems.append(f"{where}: points must be a list of [x, y] finite numbers")
+        problems.append(
+            f"{where}: points must be a list of [x, y] numbers within "
+            f"+-{MAX_COORDINATE:,.0f} (finite; no bools or strings)"
+        )
         return None
     return np.asarray(values, dtype=np.float64).reshape(-1, 2)
 

@@ -18,6 +18,7 @@ from ..conventions import IGNORE_INDEX, short_list
 from ..fileio import read_json, read_small_file
 from .png import open_png
 from .shapes import (
+    MAX_COORDINATE,
     MaskImportError,
     _Bitmap,
     _Ellipse,
@@ -134,7 +135,10 @@ def _coco_polygons(seg: list, where: str, problems: list[str]) -> list[np.ndarra
     for j, flat in enumerate(seg):
         here = f"{where} segmentation[{j}]"
         if not isinstance(flat, list) or not all(_is_number(v) for v in flat) or len(flat) % 2:
-            problems.append(f"{here}: a polygon is a flat list [x1, y1, x2, y2, ...] of numbers")
+            problems.append(
+                f"{here}: a polygon is a flat list [x1, y1, x2, y2, ...] of an even count of "
+                f"numbers within +-{MAX_COORDINATE:,.0f}"
+            )
             return None
         pts = np.asarray(flat, dtype=np.float64).reshape(-1, 2)
         if not _need_points(pts, 3, "polygon", here, problems):
