@@ -82,16 +82,25 @@ _NAN_COLOR = (128, 128, 128)
 def heatmap(values: Any, vmin: float | None = None, vmax: float | None = None) -> np.ndarray:
     """Scalar map (H, W) -> (H, W, 3) uint8 through a viridis-like colour map.
 
-    ``vmin``/``vmax`` default to the finite minimum and maximum; a constant map is
-    all dark. NaN pixels are grey. Piecewise-linear between 9 anchors (no matplotlib).
+    ``vmin``/``vmax`` (finite numbers, ``vmin <= vmax``) default to the finite minimum
+    and maximum; a constant map is all dark. NaN and inf pixels are grey (an all-NaN map
+    is all grey). Piecewise-linear between 9 anchors (no matplotlib).
     """
     v = as_numpy(values).astype(np.float64)
     if v.ndim != 2:
         raise ValueError(f"values must be (H, W), got shape {v.shape}")
+    lo_given = None if vmin is None else check_number(vmin, "vmin")
+    hi_given = None if vmax is None else check_number(vmax, "vmax")
+    if lo_given is not None and hi_given is not None and lo_given > hi_given:
+        raise ValueError(f"vmin ({lo_given:g}) must not exceed vmax ({hi_given:g})")
     finite = np.isfinite(v)
-    lo = float(np.min(v[finite])) if vmin is None and finite.any() else float(vmin or 0.0)
-    hi = float(np.max(v[finite])) if vmax is None and finite.any() else float(vmax or 0.0)
-    t = np.zeros_like(v) if hi <= lo else np.clip((v - lo) / (hi - lo), 0.0, 1.0)
+    lo = lo_given if lo_given is not None else float(np.min(v[finite])) if finite.any() else 0.0
+    hi = hi_given if hi_given is not None else float(np.max(v[finite])) if finite.any() else 0.0
+    # halves: the range of two float64s, e.g. -1e308..1e308, overflows; half of it never
+    t = np.zeros_like(v)
+    if hi > lo:
+        shifted = np.where(finite, v, lo) / 2 - lo / 2
+        t = np.clip(shifted / (hi / 2 - lo / 2), 0.0, 1.0)
     t = np.where(finite, t, 0.0)
     xs = np.linspace(0.0, 1.0, len(_VIRIDIS))
     rgb = np.stack([np.interp(t, xs, _VIRIDIS[:, c]) for c in range(3)], axis=-1)
@@ -236,7 +245,7 @@ def preview_grid(
             f"{MAX_CANVAS_PIXELS:,} pixels; use a smaller scale or fewer samples"
         )
     finite = np.isfinite(us)
-    vmax = float(us[finite].max()) if finite.any() else 0.0
+    vmax = max(0.0, float(us[finite].max())) if finite.any() else 0.0  # vmin is 0
     key = legend(class_names, palette, width=grid_w)
     canvas = np.full((grid_h + key.shape[0], max(grid_w, key.shape[1]), 3), 255, np.uint8)
     for b in range(B):

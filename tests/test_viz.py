@@ -105,6 +105,41 @@ def test_heatmap_colour_map_ends_and_nan():
         heatmap(np.zeros((2, 2, 2)))
 
 
+def test_heatmap_spans_the_whole_float64_range_without_overflow():
+    # max - min of -1e308..1e308 overflows to inf; the ends must still get the end colours
+    with np.errstate(all="raise"):
+        out = heatmap(np.array([[-1e308, 0.0, 1e308, np.inf]]))
+    np.testing.assert_array_equal(out[0, 0], [68, 1, 84])
+    np.testing.assert_array_equal(out[0, 1], [33, 144, 141])
+    np.testing.assert_array_equal(out[0, 2], [253, 231, 37])
+    np.testing.assert_array_equal(out[0, 3], [128, 128, 128])  # inf is not a value
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"vmin": float("nan")}, "vmin must be finite"),
+        ({"vmax": float("inf")}, "vmax must be finite"),
+        ({"vmin": "0"}, "vmin must be a number"),
+        ({"vmin": 1.0, "vmax": 0.0}, r"vmin \(1\) must not exceed vmax \(0\)"),
+    ],
+)
+def test_heatmap_refuses_bounds_that_are_not_a_range(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        heatmap(np.zeros((2, 2)), **kwargs)
+
+
+def test_preview_grid_draws_slightly_negative_uncertainty(tmp_path):
+    # rounding can leave a JS map a hair below 0: the scale starts at 0, not an error
+    imgs = np.zeros((1, 3, 4, 4), np.float32)
+    masks = np.zeros((1, 4, 4), np.int64)
+    us = np.full((1, 4, 4), -1e-9)
+    path = preview_grid(
+        imgs, masks, us, ["background", "hair"], make_palette(2), tmp_path / "g.png", scale=1
+    )
+    assert np.asarray(Image.open(path)).ndim == 3
+
+
 def test_heatmap_is_monotone_in_brightness():
     ramp = heatmap(np.linspace(0, 1, 50)[None, :])[0].astype(float)
     luma = ramp @ np.array([0.299, 0.587, 0.114])
