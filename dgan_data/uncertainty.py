@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
+import numpy as np
 import torch
 
 from .conventions import IGNORE_INDEX, as_index, check_int, check_number, short_list
@@ -77,8 +78,23 @@ def _check_dim(dim: Any, name: str, ndim: int) -> int:
     return d % ndim
 
 
+def _check_scores(value: Any, name: str) -> torch.Tensor:
+    """``value`` when it is a tensor of real numbers (floating point or integer); a
+    TypeError for anything else (a numpy array or a list raised AttributeError deep
+    inside, a bool tensor passed as 0/1 scores, a complex one lost its imaginary part)."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(
+            f"{name} must be a torch.Tensor, got {type(value).__name__:.40} "
+            "(torch.as_tensor converts a numpy array)"
+        )
+    if value.dtype == torch.bool or value.is_complex():
+        raise TypeError(f"{name} must hold real numbers, got dtype {value.dtype}")
+    return value
+
+
 def entropy(probs: torch.Tensor, dim: int) -> torch.Tensor:
     """Shannon entropy (nats) along ``dim``, in float32, with 0 log 0 = 0."""
+    _check_scores(probs, "probs")
     dim = _check_dim(dim, "dim", probs.ndim)
     p = probs.float()
     return -torch.special.xlogy(p, p).sum(dim)
@@ -99,8 +115,10 @@ def js_divergence(
     per model first (never average logits: that was DatasetGAN's bug). Computed in
     float32 whatever the input dtype (safe under autocast), 0 log 0 = 0, and clamped at
     0 so float rounding never gives a negative score. Dims are those of the input: one
-    outside [-ndim, ndim), or no model or no class along them, is a ValueError.
+    outside [-ndim, ndim), or no model or no class along them, is a ValueError; anything
+    but a tensor of real numbers is a TypeError.
     """
+    _check_scores(probs, "probs")
     if probs.ndim < 2:
         raise ValueError(f"js_divergence needs at least 2 dims (models, classes), got {probs.ndim}")
     model_dim = _check_dim(model_dim, "model_dim", probs.ndim)
@@ -141,6 +159,9 @@ def image_scores(
     check (``NonFiniteOutputError``) instead of passing as a certain image. Pixels outside
     ``valid`` do not count, whatever their value. Zero pixels per image is a ValueError.
     """
+    _check_scores(pixel_uncertainty, "pixel_uncertainty")
+    if valid is not None and not isinstance(valid, torch.Tensor):
+        raise TypeError(f"valid must be a bool torch.Tensor, got {type(valid).__name__:.40}")
     top_fraction = check_number(top_fraction, "top_fraction", low=0.0, high=1.0)
     if top_fraction == 0.0:
         raise ValueError("top_fraction must be in (0, 1], got 0.0")
@@ -187,6 +208,9 @@ def class_mean_scores(
     other label outside 0..num_classes-1 (negative, or a class the model does not have)
     is a ValueError, as are float labels and images without pixels.
     """
+    _check_scores(pixel_uncertainty, "pixel_uncertainty")
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__:.40}")
     num_classes = check_int(num_classes, "num_classes", 1)
     if pixel_uncertainty.shape != labels.shape or pixel_uncertainty.ndim != 3:
         raise ValueError(
@@ -219,6 +243,17 @@ def class_mean_scores(
     present = counts > 0
     means = torch.where(present, sums / counts.clamp_min(1), torch.zeros_like(sums))
     return means.sum(1) / present.sum(1).clamp_min(1)
+
+
+def _as_score(value: Any) -> float:
+    """One image score as a float (NaN and inf pass: the filter drops them); a string, a
+    bool or anything ``float`` refuses is a ValueError naming it."""
+    if isinstance(value, (str, bytes, bool, np.bool_)):
+        raise ValueError(f"a score must be a number, got {value!r:.40}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"a score must be a number, got {value!r:.40}") from None
 
 
 class StreamingQuantile:
@@ -264,8 +299,10 @@ class StreamingQuantile:
 
     # ------------------------------------------------------------------ decisions
     def update(self, score: float) -> bool:
-        """Record one score and return True to keep the image, False to drop it."""
-        score = float(score)
+        """Record one score and return True to keep the image, False to drop it. A NaN
+        score is dropped (a broken prediction is never kept); a string or a bool is a
+        ValueError."""
+        score = _as_score(score)
         self.seen += 1
         if not math.isfinite(score):
             return False
@@ -281,12 +318,20 @@ class StreamingQuantile:
         return keep
 
     def keep(self, scores: torch.Tensor | Sequence[float] | Iterable[float]) -> torch.Tensor:
-        """Decide a batch in order (each decision sees the earlier ones): bool mask (B,)."""
+        """Decide a batch in order (each decision sees the earlier ones): bool mask (B,).
+        ``scores`` is one score per image: a tensor or array of more than one dim is a
+        ValueError (it used to be flattened into as many decisions as it has values)."""
+        if getattr(scores, "ndim", 1) > 1:
+            raise ValueError(
+                f"keep takes one score per image (B,), got shape {tuple(scores.shape)}"
+            )
+        if isinstance(scores, (str, bytes)):
+            raise ValueError(f"scores must be numbers, one per image, got {scores!r:.40}")
         if isinstance(scores, torch.Tensor):
-            values = scores.detach().float().flatten().cpu().tolist()
+            values = _check_scores(scores, "scores").detach().float().flatten().cpu().tolist()
             device = scores.device
-        else:
-            values = [float(s) for s in scores]
+        else:  # every value checked before the first decision changes the window
+            values = [_as_score(s) for s in scores]
             device = torch.device("cpu")
         return torch.tensor([self.update(s) for s in values], dtype=torch.bool, device=device)
 
