@@ -33,9 +33,15 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from .conventions import check_int, check_number
+from .seeds import check_seed
+
 log = logging.getLogger(__name__)
 
 __all__ = ["FeatureNovelty", "nearest_distance"]
+
+#: Most projected channels (the projection matrix is channels x dims floats).
+MAX_DIMS = 4096
 
 #: Rows of candidate pixels per distance computation (bounds the cdist memory).
 _CHUNK = 8192
@@ -53,6 +59,24 @@ def nearest_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     )
 
 
+def _check_maps(maps: Sequence[torch.Tensor], name: str) -> list[torch.Tensor]:
+    """``maps`` as a list of float (N, C, h, w) tensors, one N for all, else an error
+    naming ``name`` (not an AttributeError or a broadcast error from inside torch)."""
+    if isinstance(maps, torch.Tensor) or not isinstance(maps, Sequence):
+        raise TypeError(f"{name} must be a list of feature-map tensors, got {type(maps).__name__}")
+    if not all(isinstance(f, torch.Tensor) for f in maps):
+        kinds = sorted({type(f).__name__ for f in maps if not isinstance(f, torch.Tensor)})
+        raise TypeError(f"{name} must hold torch tensors, got {', '.join(kinds)}")
+    if not maps or any(f.ndim != 4 for f in maps):
+        raise ValueError(f"{name} must be a non-empty list of (N, C, h, w) maps")
+    if any(f.dtype == torch.bool or f.is_complex() for f in maps):
+        raise TypeError(f"{name} must hold real-valued feature maps")
+    counts = sorted({int(f.shape[0]) for f in maps})
+    if len(counts) > 1:
+        raise ValueError(f"{name} must hold one image count for every map, got {counts}")
+    return [f.detach().float() for f in maps]
+
+
 class FeatureNovelty:
     """Pixel novelty of generator features with respect to annotated images (see module)."""
 
@@ -68,18 +92,19 @@ class FeatureNovelty:
     ) -> None:
         """``annotated_features``: the generator's feature maps (N, C_l, h_l, w_l) of the
         annotated images, as ``synthesize`` returns them."""
-        for name, value, low in (
-            ("dims", dims, 1),
-            ("grid", grid, 1),
-            ("references", references, 2),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        dims = check_int(dims, "dims", 1, MAX_DIMS)
+        grid = check_int(grid, "grid", 1)  # at most the largest map's side is used
+        references = check_int(references, "references", 2)
+        quantile = check_number(quantile, "quantile", low=0.0, high=1.0)
         if not 0.0 < quantile < 1.0:
             raise ValueError(f"quantile must be in (0, 1), got {quantile!r}")
-        maps = [f.detach().float() for f in annotated_features]
-        if not maps or any(f.ndim != 4 for f in maps):
-            raise ValueError("annotated_features must be a non-empty list of (N, C, h, w) maps")
+        seed = check_seed(seed)
+        maps = _check_maps(annotated_features, "annotated_features")
+        if not all(bool(torch.isfinite(f).all()) for f in maps):
+            raise ValueError(
+                "annotated_features hold NaN or inf: the annotated images' features are "
+                "broken (a NaN latent?), and every distance to them would be NaN"
+            )
         self.grid = grid
         self.dims = dims
         gen = torch.Generator().manual_seed(seed)
@@ -121,6 +146,7 @@ class FeatureNovelty:
     @torch.no_grad()
     def embed(self, maps: Sequence[torch.Tensor]) -> torch.Tensor:
         """(B, dims, gh, gw) projected, standardised features on the novelty grid."""
+        maps = _check_maps(maps, "maps")
         if len(maps) != len(self._proj):
             raise ValueError(f"expected {len(self._proj)} feature maps, got {len(maps)}")
         size = self.grid_size(maps)
