@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ..conventions import IGNORE_INDEX, as_index, check_bool, short_list
+from ..conventions import IGNORE_INDEX, as_index, check_bool, check_device, short_list
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +146,7 @@ def _class_ids(
         )
     if target.is_floating_point() or target.is_complex():
         raise ValueError(f"target must hold integer class ids, got dtype {target.dtype}")
+    logits = None
     if pred.ndim == 4:
         if not pred.is_floating_point():
             raise ValueError(
@@ -155,7 +156,8 @@ def _class_ids(
             raise ValueError(
                 f"logits have {pred.shape[1]} channels, expected num_classes = {num_classes}"
             )
-        pred = pred.argmax(dim=1)
+        logits = pred
+        pred = pred.argmax(dim=1)  # argmax takes a NaN as the largest: checked below
     elif pred.is_floating_point() or pred.is_complex():
         raise ValueError(
             f"pred of shape {tuple(pred.shape)} and dtype {pred.dtype}: pass integer class "
@@ -176,7 +178,19 @@ def _class_ids(
         counted = target != ignore_index
     bad_t = counted & ~in_range_t
     bad_p = counted & ((pred < 0) | (pred >= num_classes))
-    n_bad_t, n_bad_p = (int(v) for v in torch.stack([bad_t.sum(), bad_p.sum()]).tolist())
+    bad_l = (
+        counted & logits.isnan().any(dim=1).to(target.device)
+        if logits is not None
+        else torch.zeros_like(counted)
+    )
+    n_bad_t, n_bad_p, n_bad_l = (
+        int(v) for v in torch.stack([bad_t.sum(), bad_p.sum(), bad_l.sum()]).tolist()
+    )
+    if n_bad_l:
+        raise ValueError(
+            f"pred (logits) holds NaN at {n_bad_l} counted pixels: a diverged or broken "
+            "model; NaN would be scored as the class argmax picks"
+        )
     if n_bad_t:
         found = torch.unique(target[bad_t]).tolist()
         allowed = f"0..{num_classes - 1}" + (
@@ -233,8 +247,18 @@ def confusion_matrix(
 def _as_numpy_confusion(conf: Any, name: str = "confusion") -> np.ndarray:
     """A (..., K, K) matrix of pixel counts as an int64 numpy array; a shape that is not
     square, K = 0, or entries that are NaN, inf, negative or fractional are a ValueError."""
+    if isinstance(conf, ConfusionMatrix):
+        raise ValueError(
+            f"{name}: got a ConfusionMatrix object; give its counts: .matrix (K, K), or "
+            ".per_image() (N, K, K) of one built with keep_per_image=True"
+        )
     if isinstance(conf, torch.Tensor):
         conf = conf.detach().cpu().numpy()
+    elif isinstance(conf, (int, float, str, bytes, dict)) or conf is None:
+        raise ValueError(
+            f"{name}: expected (..., K, K) confusion matrices of pixel counts, got "
+            f"{type(conf).__name__} {conf!r:.40} (a score is not a confusion matrix)"
+        )
     try:
         arr = np.asarray(conf)
     except ValueError:  # ragged nested lists
@@ -383,7 +407,7 @@ class ConfusionMatrix:
         num_classes = _check_ignore_index(ignore_index, num_classes)
         self.num_classes = num_classes
         self.ignore_index = None if ignore_index is None else int(ignore_index)
-        self._fixed_device = torch.device(device) if device is not None else None
+        self._fixed_device = check_device(device)
         self.keep_per_image = check_bool(keep_per_image, "keep_per_image")
         self.matrix = torch.zeros(
             num_classes, num_classes, dtype=torch.int64, device=self._fixed_device or "cpu"
