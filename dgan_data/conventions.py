@@ -90,6 +90,11 @@ def short_list(values: Iterable[Any], limit: int = 8) -> str:
 #: images).
 MAX_TRUNCATION_PSI = 2.0
 
+#: Largest label or mask side accepted (the paper's frames are at most 1024 px): a typo
+#: such as 100000 fails with a message, not in an allocation deep inside torch. Label
+#: frames, interpreter files, presets and imported DatasetGAN masks share it.
+MAX_LABEL_SIDE = 8192
+
 #: Most samples one batch may hold (a stream batch, its generation batch, an export's
 #: batch): the seeds of a batch of 2**63 were listed until memory ran out.
 MAX_BATCH = 65_536

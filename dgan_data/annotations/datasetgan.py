@@ -17,10 +17,18 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..conventions import IGNORE_INDEX, short_list
+from ..conventions import (
+    IGNORE_INDEX,
+    MAX_LABEL_SIDE,
+    check_bool,
+    check_int,
+    check_names,
+    short_list,
+)
+from ..fileio import nonempty_path
 from .files import _consistency, _open_npy
 from .folder import Annotations
-from .format import AnnotationError, _is_int
+from .format import MAX_SAMPLES, AnnotationError, _is_int
 
 logger = logging.getLogger(__name__)
 
@@ -89,19 +97,28 @@ def import_datasetgan_release(
       checked (present, readable, same size as the masks) but not kept: ``images`` is
       None; use :meth:`Annotations.with_generated_images` to fill it from a generator.
     """
-    root = Path(folder)
+    root = nonempty_path(folder, "folder")
     if not root.is_dir():
         raise AnnotationError([f"{root}: no such folder"])
-    names = list(class_names)
+    names = check_names(class_names)
+    if not names:
+        raise ValueError("class_names must name at least one class, got none")
     num_classes = len(names)
     if mask_size is not None and not (
         isinstance(mask_size, (tuple, list))
         and len(mask_size) == 2
-        and all(_is_int(v) and v >= 1 for v in mask_size)
+        and all(_is_int(v) and 1 <= v <= MAX_LABEL_SIDE for v in mask_size)
     ):
-        raise ValueError(f"mask_size must be two ints (H, W) >= 1 or None, got {mask_size!r}")
+        raise ValueError(
+            f"mask_size must be two ints (H, W) in 1..{MAX_LABEL_SIDE} or None, "
+            f"got {mask_size!r:.80}"
+        )
     if isinstance(min_class_pixels, bool) or not _is_int(min_class_pixels) or min_class_pixels < 0:
         raise ValueError(f"min_class_pixels must be an int >= 0, got {min_class_pixels!r}")
+    require_images = check_bool(require_images, "require_images")
+    if num_images is not None:  # before the folder is listed: 10**18 listed missing files
+        num_images = check_int(num_images, "num_images", 1, MAX_SAMPLES)
+    small_class_value = check_int(small_class_value, "small_class_value")
     if small_class_value != IGNORE_INDEX and not 0 <= small_class_value < num_classes:
         raise ValueError(
             f"small_class_value must be a class id (0..{num_classes - 1}) or {IGNORE_INDEX} "
@@ -141,9 +158,7 @@ def import_datasetgan_release(
                 f"{short_list([f'image_mask{i}.npy' for i in gaps])}; pass num_images"
             )
     else:
-        n = int(num_images)
-        if n <= 0:
-            raise ValueError(f"num_images must be positive, got {num_images!r}")
+        n = num_images
 
     kind = None
     if latent_all is not None:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..conventions import as_index
+from ..conventions import MAX_LABEL_SIDE, as_index
 
 __all__ = [
     "MAX_LABEL_SIDE",
@@ -35,11 +35,6 @@ __all__ = [
 
 Layout = list[tuple[int, int, int]]
 Crop = tuple[int, int, int, int]
-
-#: Largest label side accepted (the paper's frames are at most 1024 px): a typo such as
-#: 100000 fails here with a message, not in an allocation deep inside torch. The frame an
-#: interpreter file declares obeys the same bound.
-MAX_LABEL_SIDE = 8192
 
 
 def check_label_size(label_size: Any, name: str = "label_size") -> tuple[int, int] | None:
