@@ -19,6 +19,8 @@ import numpy as np
 import torch
 
 from ..conventions import (
+    MAX_CLASSES,
+    check_names,
     check_truncation_cutoff,
     check_truncation_psi,
     generator_to_uint8,
@@ -140,12 +142,21 @@ def sample_annotation_folder(
         )
     else:
         seeds = list(range(int(seed), int(seed) + num))
+    longest = 128 - len(f"{max(num - 1, 0):05d}")  # an id is at most 128 characters
     if not isinstance(id_prefix, str) or (id_prefix and not _ID_PATTERN.fullmatch(id_prefix)):
         raise ValueError(
-            f"id_prefix must be file-name safe (letters, digits, . _ -), got {id_prefix!r}"
+            "id_prefix must be file-name safe (letters, digits, . _ -, starting with a letter "
+            f"or digit) and at most {longest} characters, got {id_prefix!r:.80}"
+        )
+    if len(id_prefix) > longest:
+        raise ValueError(
+            f"id_prefix must be at most {longest} characters (an id is at most 128), got "
+            f"{len(id_prefix)}"
         )
     crop_t = resolve_crop(crop)
-    names = None if class_names is None else list(class_names)
+    names = None if class_names is None else check_names(class_names)
+    if names is not None and not 1 <= len(names) <= MAX_CLASSES:
+        raise ValueError(f"class_names must name 1..{MAX_CLASSES} classes, got {len(names)}")
     if palette is not None and names is None:
         raise ValueError("a palette needs class_names (one colour per class)")
     pal = None if palette is None else _palette(palette, len(names))
