@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..augment import BatchAugment, make_augment
-from ..conventions import check_int
+from ..conventions import check_device, check_int
 from ..seeds import check_seed, derive_seed
 from ..toy.render import (
     MIN_SIZE,
@@ -203,7 +203,7 @@ def real_batches(
     batch_size = check_int(batch_size, "batch_size", 1)
     seed = check_seed(seed)
     start_batch = check_int(start_batch, "start_batch", 0)
-    dev = torch.device(device) if device is not None else images.device
+    dev = check_device(device) or images.device
     aug = _augmenter(augment, seed)
     return _real_batches(images, masks, batch_size, seed, dev, probs, aug, start_batch)
 
@@ -289,7 +289,7 @@ def render_batches(
     resolve_variation(variation)
     seeds = split_seeds(split, start, count)
     aug = _augmenter(augment, seed)
-    dev = torch.device(device) if device is not None else torch.device("cpu")
+    dev = check_device(device) or torch.device("cpu")
     return _render_batches(seeds, batch_size, seed, size, dev, variation, aug, start_batch)
 
 

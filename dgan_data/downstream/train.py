@@ -40,6 +40,7 @@ from ..conventions import (
     IGNORE_INDEX,
     as_index,
     check_bool,
+    check_device,
     check_int,
     check_names,
     check_number,
@@ -493,11 +494,12 @@ def train_segmentation(
     if grad_clip is not None and check_number(grad_clip, "grad_clip", low=0.0) <= 0:
         raise ValueError(f"grad_clip must be None or > 0, got {grad_clip}")
     resume = check_bool(resume, "resume")  # "no" is truthy: it resumed
+    progress = check_bool(progress, "progress")
     if resume and checkpoint_dir is None:
         raise ValueError(
             "resume=True needs checkpoint_dir (the folder whose last.pt the run continues from)"
         )
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    device = check_device(device) or next(model.parameters()).device
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
@@ -817,7 +819,9 @@ def evaluate(
     """
     batch_size = check_int(batch_size, "evaluate: batch_size", 1)
     num_classes = check_int(num_classes, "num_classes", 1)
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    distributed = check_bool(distributed, "distributed")  # "no" is truthy: it all-reduced
+    progress = check_bool(progress, "progress")
+    device = check_device(device) or next(model.parameters()).device
     net = _unwrap(model)
     was_training = net.training
     net.eval()

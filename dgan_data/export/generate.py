@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .._version import __version__
-from ..conventions import IGNORE_INDEX
+from ..conventions import IGNORE_INDEX, check_bool
 from ..fileio import (
     atomic_write_bytes,
     json_bytes,
@@ -477,6 +477,8 @@ def export_dataset(
     model that produces NaN or inf raises ``NonFiniteOutputError`` at its first batch.
     """
     num, seed, batch_size, drop_uncertain = _check_arguments(num, seed, batch_size, drop_uncertain)
+    progress = check_bool(progress, "progress")
+    merge = check_bool(merge, "merge")  # "no" is truthy: the selection ran
     shard, num_shards = _shard_arguments(shard, num_shards)
     root = _root(out_dir)
     tag = _shard_tag(shard, num_shards)

@@ -369,6 +369,7 @@ class Interpreter(FactorizedInference, nn.Module):
         )
         store_dtype = check_store_dtype(store_dtype)
         with_image = check_bool(with_image, "with_image")
+        progress = check_bool(progress, "progress")
         context = check_context(context)
         masks_t = as_masks(masks)
         N = masks_t.shape[0]
