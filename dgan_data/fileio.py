@@ -42,6 +42,7 @@ __all__ = [
     "remove_temps",
     "resolve_inside",
     "save_safetensors",
+    "special_file_kind",
     "write_json",
     "write_npy",
     "write_png",
@@ -84,6 +85,28 @@ def _temp_prefix(path: Path, tag: str | None) -> str:
     return f".{path.name}.{tag}." if tag else f".{path.name}."
 
 
+#: Special files written to directly (not through a temp file and a rename).
+_STREAM_KINDS = ("character device", "pipe")
+
+
+def special_file_kind(path: str | os.PathLike) -> str | None:
+    """What ``path`` is when it exists and is neither a regular file nor a folder (a link
+    is followed): "character device", "pipe", "block device" or "socket"; else None."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):  # missing, a broken link, or a name the OS refuses
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    if stat.S_ISCHR(mode):
+        return "character device"
+    if stat.S_ISFIFO(mode):
+        return "pipe"
+    if stat.S_ISBLK(mode):
+        return "block device"
+    return "socket" if stat.S_ISSOCK(mode) else "special file"
+
+
 def atomic_write(
     path: str | os.PathLike,
     write: Callable[[BinaryIO], Any],
@@ -97,8 +120,20 @@ def atomic_write(
     whose size a journal records may skip it. ``tag`` goes into the temp file's name
     (``.<name>.<tag>.<random>.tmp``) so a process can clean up only its own temps.
     The file gets the permissions ``open()`` would give it (an existing file keeps its own).
+
+    A character device or a pipe at ``path`` (``/dev/null``, ``/dev/stdout``, a FIFO) is
+    written to directly: the rename would replace the device node itself (as root,
+    ``--json /dev/null`` would make ``/dev/null`` a regular file). A block device or a
+    socket is refused with a ValueError before anything is written.
     """
     path = Path(path)
+    kind = special_file_kind(path)
+    if kind in _STREAM_KINDS:  # no temp file and no rename: the bytes go to the stream
+        with open(path, "wb") as f:
+            write(f)
+        return path
+    if kind is not None:
+        raise ValueError(f"{path} is a {kind}, not a file: refusing to write to it")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path, tag), suffix=".tmp", dir=path.parent)
     try:
@@ -353,6 +388,9 @@ def output_path_problem(path: str | os.PathLike, *, folder: bool = False) -> str
         return "exists and is not a folder"
     if not folder and path.is_dir():
         return "is a folder; give the path of the file to write"
+    kind = special_file_kind(path)
+    if not folder and kind is not None and kind not in _STREAM_KINDS:
+        return f"is a {kind}, not a file"
     for parent in path.parents:
         if parent.exists():
             return None if parent.is_dir() else f"{parent} is a file, not a folder"
