@@ -1,9 +1,10 @@
 """Writers never replace a device node, pipe or socket with a regular file.
 
 The atomic write (temp file + rename) renamed over whatever sat at the path: a FIFO
-became a regular file, and as root ``--json /dev/null`` would make ``/dev/null`` one. Pipes and character
-devices are now written to directly; block devices and sockets are refused. (The tests
-use a FIFO and a Unix socket of their own; they never touch ``/dev``.)
+became a regular file, and as root ``--json /dev/null`` would make ``/dev/null`` one.
+Pipes and character devices are now written to directly; block devices and sockets are
+refused. (The tests use a FIFO and a Unix socket of their own; they never touch
+``/dev``.) Readers name a manifest or export description that is not a regular file.
 """
 
 from __future__ import annotations
@@ -82,3 +83,24 @@ def test_regular_files_folders_and_missing_paths_are_not_special(tmp_path):
     assert special_file_kind(tmp_path / "missing") is None
     atomic_write_bytes(tmp_path / "f", b"new")  # the atomic path is unchanged
     assert (tmp_path / "f").read_bytes() == b"new"
+
+
+def test_a_manifest_or_description_that_is_a_pipe_is_named_not_called_missing(tmp_path):
+    from dgan_data import AnnotationError, Annotations, ExportedDataset, merge_shards, verify_export
+
+    ann = tmp_path / "ann"
+    ann.mkdir()
+    os.mkfifo(ann / "manifest.json")
+    with pytest.raises(
+        AnnotationError, match=r"manifest\.json: not a regular file \(a device, FIFO or socket\?\)"
+    ):
+        Annotations.load(ann)
+    export = tmp_path / "export"
+    export.mkdir()
+    os.mkfifo(export / "dataset.json")
+    for read in (ExportedDataset, verify_export, merge_shards):
+        with pytest.raises(FileNotFoundError, match=r"dataset\.json: not a regular file"):
+            read(export)
+    (tmp_path / "other" / "dataset.json").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=r"dataset\.json: is a folder, not a file"):
+        verify_export(tmp_path / "other")

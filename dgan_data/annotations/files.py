@@ -489,6 +489,9 @@ def _read_manifest(root: Path) -> dict[str, Any]:
         )
         raise AnnotationError([f"{root}: {what}"])
     path = root / MANIFEST
+    if path.exists() and not path.is_file():  # a link to /dev/zero is not "missing"
+        kind = "a folder" if path.is_dir() else "not a regular file (a device, FIFO or socket?)"
+        raise AnnotationError([f"{MANIFEST}: {kind}, not the manifest file"], root)
     if not path.is_file():
         raise AnnotationError(
             [

@@ -17,7 +17,7 @@ from ..augment.adapters import (
     unit_range_images,
 )
 from ..conventions import IGNORE_INDEX, as_index, short_list
-from .records import _check_layout, _Plan, _read_description, _root
+from .records import _check_layout, _description_path, _Plan, _read_description, _root
 from .verify import _final_index
 
 
@@ -41,9 +41,7 @@ class ExportedDataset(Dataset):
         albumentations: Any = None,
     ) -> None:
         self.root = _root(root)
-        desc_path = self.root / "dataset.json"
-        if not desc_path.is_file():
-            raise FileNotFoundError(f"{desc_path}: no such file (not a dgan_data export)")
+        desc_path = _description_path(self.root)
         _check_layout(self.root)
         self.info = _read_description(desc_path)
         if self.info["status"] != "complete":

@@ -502,6 +502,19 @@ def _root(out_dir: Any) -> Path:
     return Path(out_dir)
 
 
+def _description_path(root: Path, what: str = "not a dgan_data export") -> Path:
+    """``root/dataset.json`` when it is a file; FileNotFoundError otherwise, saying whether
+    it is missing or something else (a folder, a device, a pipe)."""
+    path = root / "dataset.json"
+    if path.is_file():
+        return path
+    if path.is_dir():
+        raise FileNotFoundError(f"{path}: is a folder, not a file ({what})")
+    if path.exists():
+        raise FileNotFoundError(f"{path}: not a regular file (a device, FIFO or socket?)")
+    raise FileNotFoundError(f"{path}: no such file ({what})")
+
+
 def _shard_tag(shard: int, num_shards: int) -> str:
     return f"shard-{shard}-of-{num_shards}"
 

@@ -29,6 +29,7 @@ from .records import (
     INDEX_FIELDS,
     ExportSummary,
     _check_layout,
+    _description_path,
     _expect_path,
     _file_fields,
     _file_problem,
@@ -113,9 +114,7 @@ def _missing_shards(root: Path, num_shards: int) -> None:
 
 
 def _merge(root: Path, wait: float) -> ExportSummary:
-    desc_path = root / "dataset.json"
-    if not desc_path.is_file():
-        raise FileNotFoundError(f"{desc_path}: no such file (not an export folder)")
+    desc_path = _description_path(root, "not an export folder")
     _check_layout(root)
     desc = _read_description(desc_path)
     plan = _Plan.of(desc)

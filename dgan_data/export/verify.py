@@ -35,6 +35,7 @@ from .records import (
     NotAnExportError,
     VerifyReport,
     _check_layout,
+    _description_path,
     _expect_path,
     _expect_text,
     _file_problem,
@@ -462,9 +463,7 @@ def verify_export(out_dir: str | Path) -> VerifyReport:
     :class:`ExportBusyError` while another process selects or repairs it.
     """
     root = _root(out_dir)
-    desc_path = root / "dataset.json"
-    if not desc_path.is_file():
-        raise FileNotFoundError(f"{desc_path}: no such file (not a dgan_data export)")
+    desc_path = _description_path(root)
     report = VerifyReport(root)
     with _ExportLock(root, readonly=True) as lock:
         if not lock.acquire_folder(exclusive=False, wait=_BRIEF_WAIT_S):
