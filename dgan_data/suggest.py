@@ -395,9 +395,7 @@ def suggest_annotations(
     batch_size = check_int(batch_size, "batch_size", 1)
     coverage_target = check_int(coverage_target, "coverage_target", 1)
     if pool < num:
-        raise ValueError(
-            f"the pool ({pool}) must hold at least as many candidates as --num ({num})"
-        )
+        raise ValueError(f"the pool ({pool}) must hold at least as many candidates as num ({num})")
     _check_labeler(labeler)
     existing = _check_existing(labeler, existing)
     names = list(labeler.class_names)
@@ -642,6 +640,11 @@ def write_suggestions(
     """Write the chosen samples as an annotation folder (images, latents, manifest; the
     masks are left to the annotator), ``suggestions.json`` with the reasons, and
     ``suggestions.png`` (image, interpreter labels, uncertainty) to show the choice."""
+    if not isinstance(report, SuggestionReport):
+        raise TypeError(
+            f"report must be the SuggestionReport suggest_annotations returned, got "
+            f"{type(report).__name__}"
+        )
     root = nonempty_path(out_dir, "out_dir")
     preview = check_bool(preview, "preview")
     scored, now = report.labeler_settings, _labeler_settings(labeler)
