@@ -60,8 +60,9 @@ def nearest_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _check_maps(maps: Sequence[torch.Tensor], name: str) -> list[torch.Tensor]:
-    """``maps`` as a list of float (N, C, h, w) tensors, one N for all, else an error
-    naming ``name`` (not an AttributeError or a broadcast error from inside torch)."""
+    """``maps`` as a list of real (N, C, h, w) tensors, one N for all, else an error
+    naming ``name`` (not an AttributeError or a broadcast error from inside torch). Not
+    converted: :meth:`FeatureNovelty.embed` makes one float copy at a time."""
     if isinstance(maps, torch.Tensor) or not isinstance(maps, Sequence):
         raise TypeError(f"{name} must be a list of feature-map tensors, got {type(maps).__name__}")
     if not all(isinstance(f, torch.Tensor) for f in maps):
@@ -74,7 +75,7 @@ def _check_maps(maps: Sequence[torch.Tensor], name: str) -> list[torch.Tensor]:
     counts = sorted({int(f.shape[0]) for f in maps})
     if len(counts) > 1:
         raise ValueError(f"{name} must hold one image count for every map, got {counts}")
-    return [f.detach().float() for f in maps]
+    return list(maps)
 
 
 class FeatureNovelty:
@@ -99,7 +100,7 @@ class FeatureNovelty:
         if not 0.0 < quantile < 1.0:
             raise ValueError(f"quantile must be in (0, 1), got {quantile!r}")
         seed = check_seed(seed)
-        maps = _check_maps(annotated_features, "annotated_features")
+        maps = [f.detach().float() for f in _check_maps(annotated_features, "annotated_features")]
         if not all(bool(torch.isfinite(f).all()) for f in maps):
             raise ValueError(
                 "annotated_features hold NaN or inf: the annotated images' features are "

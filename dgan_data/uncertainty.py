@@ -302,7 +302,10 @@ class StreamingQuantile:
         """Record one score and return True to keep the image, False to drop it. A NaN
         score is dropped (a broken prediction is never kept); a string or a bool is a
         ValueError."""
-        score = _as_score(score)
+        return self._decide(_as_score(score))
+
+    def _decide(self, score: float) -> bool:
+        """:meth:`update` of a score already checked by :func:`_as_score`."""
         self.seen += 1
         if not math.isfinite(score):
             return False
@@ -333,7 +336,7 @@ class StreamingQuantile:
         else:  # every value checked before the first decision changes the window
             values = [_as_score(s) for s in scores]
             device = torch.device("cpu")
-        return torch.tensor([self.update(s) for s in values], dtype=torch.bool, device=device)
+        return torch.tensor([self._decide(s) for s in values], dtype=torch.bool, device=device)
 
     def threshold(self) -> float:
         """The current (1 - drop_fraction) quantile of the window (NaN before any score):

@@ -252,19 +252,20 @@ def _as_numpy_confusion(conf: Any, name: str = "confusion") -> np.ndarray:
             f"{name}: got a ConfusionMatrix object; give its counts: .matrix (K, K), or "
             ".per_image() (N, K, K) of one built with keep_per_image=True"
         )
+    given = conf
     if isinstance(conf, torch.Tensor):
         conf = conf.detach().cpu().numpy()
-    elif isinstance(conf, (int, float, str, bytes, dict)) or conf is None:
-        raise ValueError(
-            f"{name}: expected (..., K, K) confusion matrices of pixel counts, got "
-            f"{type(conf).__name__} {conf!r:.40} (a score is not a confusion matrix)"
-        )
     try:
         arr = np.asarray(conf)
     except ValueError:  # ragged nested lists
         raise ValueError(
             f"{name}: expected (..., K, K) confusion matrices, got rows of different lengths"
         ) from None
+    if arr.ndim == 0:  # a number, None, a string, a dict: "got shape ()" said nothing
+        raise ValueError(
+            f"{name}: expected (..., K, K) confusion matrices of pixel counts, got "
+            f"{type(given).__name__} {given!r:.40} (a score is not a confusion matrix)"
+        )
     if arr.ndim < 2 or arr.shape[-1] != arr.shape[-2]:
         raise ValueError(
             f"{name}: expected square (..., K, K) confusion matrices (rows = target, "
