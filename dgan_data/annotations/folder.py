@@ -41,6 +41,7 @@ import torch
 from ..conventions import (
     IGNORE_INDEX,
     MAX_CLASSES,
+    as_index,
     check_bool,
     check_names,
     check_truncation_psi,
@@ -374,18 +375,33 @@ class Annotations:
             return str(self.files[i]["mask"])
         return f"masks/{(ids or self.ids)[i]}.png"
 
+    def _sample_index(self, i: Any) -> int:
+        """``i`` as an index into the samples (negative counts from the end, as for a
+        list), or an IndexError/TypeError that says how many samples there are."""
+        index = as_index(i)
+        if index is None:
+            raise TypeError(f"sample index must be an int, got {i!r:.80}")
+        if not -len(self) <= index < len(self):
+            raise IndexError(
+                f"sample index {index} out of range: this annotation set has {len(self)} "
+                f"samples (0..{len(self) - 1})"
+            )
+        return index % len(self)
+
     def image_file(self, i: int) -> str:
         """File name (relative to the folder) of sample i's image."""
+        i = self._sample_index(i)
         if self.files is not None and self.files[i].get("image"):
             return str(self.files[i]["image"])
         return f"images/{self.ids[i]}.png"
 
     def mask_file(self, i: int) -> str:
         """File name (relative to the folder) of sample i's mask."""
-        return self._mask_file_at(i)
+        return self._mask_file_at(self._sample_index(i))
 
     def latent_file(self, i: int) -> str:
         """File name (relative to the folder) of sample i's latent."""
+        i = self._sample_index(i)
         if self.files is not None and self.files[i].get("latent"):
             return str(self.files[i]["latent"])
         return f"latents/{self.ids[i]}.npy"
