@@ -58,7 +58,7 @@ import torch.nn.functional as F
 
 from .annotations import Annotations, SampledFolder, sample_annotation_folder
 from .annotations.folder import merge_header, merge_header_problems
-from .conventions import IGNORE_INDEX, check_bool, check_int, check_number
+from .conventions import IGNORE_INDEX, MAX_BATCH, check_bool, check_int, check_number
 from .fileio import nonempty_path, write_json
 from .labeler import Labeler
 from .novelty import FeatureNovelty, nearest_distance
@@ -392,7 +392,7 @@ def suggest_annotations(
     w_u, w_c, w_d, w_n = _relative_weights(weights)
     num = check_int(num, "num", 1)
     pool = check_int(pool, "pool", 1, MAX_POOL)
-    batch_size = check_int(batch_size, "batch_size", 1)
+    batch_size = check_int(batch_size, "batch_size", 1, MAX_BATCH)
     coverage_target = check_int(coverage_target, "coverage_target", 1)
     if pool < num:
         raise ValueError(f"the pool ({pool}) must hold at least as many candidates as num ({num})")

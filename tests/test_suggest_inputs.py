@@ -24,3 +24,10 @@ def test_a_pool_smaller_than_num_is_named_in_the_apis_words():
     ) as err:
         suggest_annotations(None, 5, pool=4)
     assert "--num" not in str(err.value)
+
+
+@pytest.mark.parametrize("batch_size", [10**9, 65_537, 0])
+def test_batch_size_is_bounded_like_every_other_batch(batch_size):
+    # 10**9 was accepted: with coverage_by="labels" the whole pool went into one batch
+    with pytest.raises(ValueError, match=r"batch_size must be an int in \[1, 65536\]"):
+        suggest_annotations(None, 2, pool=4, batch_size=batch_size)
