@@ -113,6 +113,7 @@ def atomic_write(
     *,
     durable: bool = True,
     tag: str | None = None,
+    in_folder: bool = False,
 ) -> Path:
     """Write through ``write(fileobj)`` to a temp file beside ``path``, then rename.
 
@@ -125,9 +126,15 @@ def atomic_write(
     written to directly: the rename would replace the device node itself (as root,
     ``--json /dev/null`` would make ``/dev/null`` a regular file). A block device or a
     socket is refused with a ValueError before anything is written.
+
+    ``in_folder``: ``path`` is a file of a folder this library writes (an annotation
+    folder's masks, an export's samples and indexes). Whatever sits there, a pipe, a
+    device node or a link to one, is then replaced by the rename like a regular file:
+    a FIFO planted in the folder blocked the write forever, and a planted link to a
+    device would have received the bytes.
     """
     path = Path(path)
-    kind = special_file_kind(path)
+    kind = None if in_folder else special_file_kind(path)
     if kind in _STREAM_KINDS:  # no temp file and no rename: the bytes go to the stream
         with open(path, "wb") as f:
             write(f)
@@ -151,15 +158,22 @@ def atomic_write(
 
 
 def atomic_write_bytes(
-    path: str | os.PathLike, data: bytes, *, durable: bool = True, tag: str | None = None
+    path: str | os.PathLike,
+    data: bytes,
+    *,
+    durable: bool = True,
+    tag: str | None = None,
+    in_folder: bool = False,
 ) -> Path:
     """:func:`atomic_write` of a bytes object."""
-    return atomic_write(path, lambda f: f.write(data), durable=durable, tag=tag)
+    return atomic_write(
+        path, lambda f: f.write(data), durable=durable, tag=tag, in_folder=in_folder
+    )
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+def atomic_torch_save(obj: Any, path: str | os.PathLike, *, in_folder: bool = False) -> Path:
     """``torch.save`` through :func:`atomic_write` (checkpoints survive a kill mid-save)."""
-    return atomic_write(path, lambda f: torch.save(obj, f))
+    return atomic_write(path, lambda f: torch.save(obj, f), in_folder=in_folder)
 
 
 def save_safetensors(
@@ -246,21 +260,28 @@ def write_png(
     *,
     durable: bool = True,
     tag: str | None = None,
+    in_folder: bool = False,
 ) -> int:
-    """Write an array as a PNG atomically; ``mode`` ("L", "RGB") is checked. Returns bytes."""
+    """Write an array as a PNG atomically; ``mode`` ("L", "RGB") is checked. Returns bytes.
+    ``in_folder`` as for :func:`atomic_write`."""
     image = Image.fromarray(np.ascontiguousarray(array))
     if mode is not None and image.mode != mode:
         raise ValueError(f"{Path(path).name}: expected a {mode} image, got {image.mode}")
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     data = buf.getvalue()
-    atomic_write_bytes(path, data, durable=durable, tag=tag)
+    atomic_write_bytes(path, data, durable=durable, tag=tag, in_folder=in_folder)
     return len(data)
 
 
-def write_npy(path: str | os.PathLike, array: np.ndarray) -> Path:
-    """An array as ``.npy`` (never pickled), atomically."""
-    return atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(array), allow_pickle=False))
+def write_npy(path: str | os.PathLike, array: np.ndarray, *, in_folder: bool = False) -> Path:
+    """An array as ``.npy`` (never pickled), atomically; ``in_folder`` as for
+    :func:`atomic_write`."""
+    return atomic_write(
+        path,
+        lambda f: np.save(f, np.ascontiguousarray(array), allow_pickle=False),
+        in_folder=in_folder,
+    )
 
 
 #: An indented list of scalars; raw newlines only occur in json.dumps' own indentation.
@@ -274,9 +295,11 @@ def json_bytes(obj: Any) -> bytes:
     return (text + "\n").encode()
 
 
-def write_json(path: str | os.PathLike, obj: Any, *, tag: str | None = None) -> Path:
-    """Indented JSON, atomically and durably."""
-    return atomic_write_bytes(path, json_bytes(obj), tag=tag)
+def write_json(
+    path: str | os.PathLike, obj: Any, *, tag: str | None = None, in_folder: bool = False
+) -> Path:
+    """Indented JSON, atomically and durably; ``in_folder`` as for :func:`atomic_write`."""
+    return atomic_write_bytes(path, json_bytes(obj), tag=tag, in_folder=in_folder)
 
 
 # ------------------------------------------------------------------ readers

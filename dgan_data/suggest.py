@@ -672,7 +672,7 @@ def write_suggestions(
     doc = report.to_dict()
     for entry, sample_id in zip(doc["suggestions"], folder.ids):
         entry["id"] = sample_id
-    write_json(root / "suggestions.json", doc)
+    write_json(root / "suggestions.json", doc, in_folder=True)
     if preview:
         batch = labeler.label(seeds)
         preview_grid(

@@ -299,15 +299,17 @@ def write_folder(ann: Any, root: Path, overwrite: bool = False) -> Path:
         }
         if ann.images is not None:
             entry["image"] = f"images/{sample_id}.png"
-            write_png(root / entry["image"], ann.images[i].permute(1, 2, 0).numpy(), "RGB")
-        write_png(root / entry["mask"], ann.masks[i].numpy(), "L")
+            write_png(
+                root / entry["image"], ann.images[i].permute(1, 2, 0).numpy(), "RGB", in_folder=True
+            )
+        write_png(root / entry["mask"], ann.masks[i].numpy(), "L", in_folder=True)
         if kind is not None:
             entry["latent"], entry["latent_kind"] = f"latents/{sample_id}.npy", kind
             latent = ann.w[i] if kind == "w" else ann.z[i]
-            write_npy(root / entry["latent"], latent.numpy().astype(np.float32))
+            write_npy(root / entry["latent"], latent.numpy().astype(np.float32), in_folder=True)
         samples.append(entry)
     if ann.truncation_center is not None:
-        write_npy(root / TRUNCATION_CENTER_FILE, ann.truncation_center.numpy())
+        write_npy(root / TRUNCATION_CENTER_FILE, ann.truncation_center.numpy(), in_folder=True)
     latent_shape = None
     if kind is not None:
         latent_shape = list((ann.w if kind == "w" else ann.z).shape[1:])
@@ -327,7 +329,7 @@ def write_folder(ann: Any, root: Path, overwrite: bool = False) -> Path:
         latent_shape=latent_shape,
         samples=samples,
     )
-    write_json(root / MANIFEST, manifest)
+    write_json(root / MANIFEST, manifest, in_folder=True)
     logger.info("wrote %d annotated samples to %s", len(ann), root)
     return root / MANIFEST
 

@@ -564,7 +564,7 @@ def train_segmentation(
         if sources is not None:
             full["sources"] = sources
         full["rng"] = _rng_state(device)
-        atomic_torch_save(full, ckpt_dir / "last.pt")
+        atomic_torch_save(full, ckpt_dir / "last.pt", in_folder=True)
 
     def run_eval(step: int) -> None:
         if eval_fn is None:

@@ -1,0 +1,129 @@
+"""Files of a folder the library writes replace whatever was planted at their path.
+
+A pipe, device node or link to one at a file the user names (``--json /dev/stdout``) is
+written to directly. Inside a folder the library writes (an annotation folder's masks,
+images and manifest, a labeled folder, an export), the same rule blocked forever on a
+FIFO planted as ``masks/00001.png`` and would have sent a mask to a device through a
+planted link; those files are now replaced by the rename, like a regular file.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_export import _export, _jsonl, save_models
+
+from dgan_data import Annotations
+from dgan_data.downstream.realdata import write_labeled_folder
+from dgan_data.fileio import atomic_write_bytes, special_file_kind
+
+pytestmark = pytest.mark.skipif(
+    not hasattr(os, "mkfifo") or not hasattr(signal, "SIGALRM"), reason="needs POSIX FIFOs"
+)
+
+
+@pytest.fixture
+def no_hang():
+    """Fail instead of blocking forever on a FIFO nobody reads."""
+
+    def blocked(*_: object) -> None:
+        raise TimeoutError("the write blocked on a FIFO")
+
+    old = signal.signal(signal.SIGALRM, blocked)
+    signal.alarm(20)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
+
+
+def _annotations() -> Annotations:
+    masks = np.zeros((2, 8, 8), dtype=np.uint8)
+    masks[1, 2:5, 2:5] = 1
+    return Annotations.from_arrays(masks=masks, class_names=["bg", "fg"], seeds=[1, 2])
+
+
+def _is_regular(path: Path) -> bool:
+    return stat.S_ISREG(os.lstat(path).st_mode)
+
+
+def test_in_folder_replaces_a_pipe_and_a_link_to_a_pipe(tmp_path, no_hang):
+    outside = tmp_path / "outside.fifo"
+    os.mkfifo(outside)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    os.mkfifo(folder / "a.png")
+    (folder / "b.png").symlink_to(outside)
+    for name in ("a.png", "b.png"):
+        atomic_write_bytes(folder / name, b"data", in_folder=True)
+        assert _is_regular(folder / name) and (folder / name).read_bytes() == b"data"
+    assert special_file_kind(outside) == "pipe"  # the link's target is untouched
+    assert sorted(p.name for p in folder.iterdir()) == ["a.png", "b.png"]  # no temp left
+
+
+def test_saving_annotations_over_a_planted_fifo_replaces_it(tmp_path, no_hang):
+    ann = _annotations()
+    root = tmp_path / "ann"
+    ann.save(root)
+    mask = root / ann.mask_file(1)
+    mask.unlink()
+    os.mkfifo(mask)  # blocked the save forever before
+    ann.save(root, overwrite=True)
+    assert _is_regular(mask)
+    back = Annotations.load(root)
+    assert np.array_equal(back.masks.numpy(), ann.masks.numpy())
+
+
+def test_saving_annotations_does_not_write_through_a_planted_link(tmp_path, no_hang):
+    ann = _annotations()
+    root = tmp_path / "ann"
+    ann.save(root)
+    outside = tmp_path / "outside.fifo"
+    os.mkfifo(outside)
+    mask = root / ann.mask_file(0)
+    mask.unlink()
+    mask.symlink_to(outside)  # the mask went into the pipe (and blocked) before
+    ann.save(root, overwrite=True)
+    assert _is_regular(mask) and special_file_kind(outside) == "pipe"
+    assert np.array_equal(Annotations.load(root).masks.numpy(), ann.masks.numpy())
+
+
+def test_a_labeled_folder_replaces_a_fifo_at_a_mask(tmp_path, no_hang):
+    images = np.zeros((1, 4, 4, 3), dtype=np.uint8)
+    masks = np.ones((1, 4, 4), dtype=np.uint8)
+    root = write_labeled_folder(tmp_path / "real", images, masks, names=["x"])
+    mask = next((root / "masks").iterdir())
+    mask.unlink()
+    os.mkfifo(mask)
+    write_labeled_folder(root, images, masks, names=["x"], exist_ok=True)
+    assert _is_regular(mask)
+
+
+def test_a_named_pipe_outside_a_folder_is_still_written_to(tmp_path, no_hang):
+    import threading
+
+    fifo = tmp_path / "out.bin"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    atomic_write_bytes(fifo, b"streamed")
+    reader.join(timeout=10)
+    assert got == [b"streamed"] and special_file_kind(fifo) == "pipe"
+
+
+def test_an_export_rerun_replaces_a_fifo_planted_at_a_sample(reference_dir, tmp_path, no_hang):
+    models = save_models(tmp_path, reference_dir)
+    out = tmp_path / "data"
+    _export(models, out)
+    sample = out / _jsonl(out / "index.jsonl")[2]["mask"]
+    good = sample.read_bytes()
+    sample.unlink()
+    os.mkfifo(sample)  # the repair wrote into it (and blocked) before
+    summary = _export(models, out)
+    assert summary.complete and summary.repaired == 1
+    assert _is_regular(sample) and sample.read_bytes() == good
