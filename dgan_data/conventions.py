@@ -95,6 +95,22 @@ MAX_TRUNCATION_PSI = 2.0
 #: frames, interpreter files, presets and imported DatasetGAN masks share it.
 MAX_LABEL_SIDE = 8192
 
+#: Most characters of a generator fingerprint (annotation folders, interpreter files).
+MAX_FINGERPRINT_CHARS = 128
+
+
+def check_fingerprint(value: Any, name: str = "fingerprint") -> str | None:
+    """``value`` when it is None or a string of at most 128 characters, else a ValueError
+    naming ``name``: a fingerprint is written into annotation folders and interpreter
+    files, whose readers refuse anything else."""
+    if value is not None and (not isinstance(value, str) or len(value) > MAX_FINGERPRINT_CHARS):
+        raise ValueError(
+            f"{name} must be None or a string of at most {MAX_FINGERPRINT_CHARS} characters, "
+            f"got {value!r:.80}"
+        )
+    return value
+
+
 #: Most samples one batch may hold (a stream batch, its generation batch, an export's
 #: batch): the seeds of a batch of 2**63 were listed until memory ran out.
 MAX_BATCH = 65_536

@@ -43,6 +43,7 @@ from ..conventions import (
     MAX_CLASSES,
     as_index,
     check_bool,
+    check_fingerprint,
     check_names,
     check_truncation_psi,
     generator_to_uint8,
@@ -296,9 +297,10 @@ class Annotations:
             if reason:
                 problems.append(reason)
 
-        fp = self.generator_fingerprint
-        if fp is not None and not isinstance(fp, str):
-            problems.append(f"generator_fingerprint must be a string, got {fp!r}")
+        try:
+            check_fingerprint(self.generator_fingerprint, "generator_fingerprint")
+        except ValueError as err:
+            problems.append(str(err))
         if problems:
             raise AnnotationError(problems)
 

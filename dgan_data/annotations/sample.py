@@ -20,6 +20,7 @@ import torch
 
 from ..conventions import (
     MAX_CLASSES,
+    check_fingerprint,
     check_names,
     check_truncation_cutoff,
     check_truncation_psi,
@@ -167,7 +168,8 @@ def sample_annotation_folder(
         raise ValueError(reason)
     root = nonempty_path(out_dir, "out_dir")
     check_writable_folder(root)
-    fingerprint = G.fingerprint()
+    # checked before any file: the manifest's reader refuses any other fingerprint
+    fingerprint = check_fingerprint(G.fingerprint(), "the generator's fingerprint()")
     ids = [f"{id_prefix}{i:05d}" for i in range(num)]
 
     if (root / MANIFEST).exists():

@@ -14,6 +14,7 @@ import torch
 
 from ..conventions import (
     IGNORE_INDEX,
+    check_fingerprint,
     check_int,
     check_names,
     check_number,
@@ -107,13 +108,7 @@ def check_labels(
     if long:
         raise ValueError(f"class names have at most {most} characters, got {long[0]!r:.60}")
     pal = check_palette(palette, num_classes) if palette is not None else None
-    most = io.MAX_FINGERPRINT_CHARS
-    if fingerprint is not None and (not isinstance(fingerprint, str) or len(fingerprint) > most):
-        raise ValueError(
-            f"fingerprint must be None or a string of at most {most} characters, "
-            f"got {fingerprint!r:.80}"
-        )
-    return names, pal, fingerprint
+    return names, pal, check_fingerprint(fingerprint)
 
 
 #: Most pixels per model and step: each holds every feature channel of every model

@@ -18,6 +18,7 @@ import torch
 from safetensors import safe_open
 
 from .._version import __version__
+from ..conventions import MAX_FINGERPRINT_CHARS
 from ..fileio import parse_json_text, save_safetensors
 from ..schema import Any_, Dict, Int, IntList, ListOf, Optional, SchemaError, Str, check_document
 from .context import MAX_CONTEXT, input_layout
@@ -49,9 +50,8 @@ MAX_MAPS = 512
 MAX_CHANNELS = 65536
 #: Largest side of a feature map or of the generated image.
 MAX_SIDE = 16384
-#: Most characters of a class name and of a generator fingerprint.
+#: Most characters of a class name.
 MAX_NAME_CHARS = 256
-MAX_FINGERPRINT_CHARS = 128
 #: BatchNorm running variances (they are averages of variances: never negative).
 VAR_TENSORS = ("bn1_var", "bn2_var")
 #: safetensors dtypes accepted for the weights (read as float32).
