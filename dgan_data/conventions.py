@@ -58,6 +58,18 @@ def check_names(value: Any, what: str = "class_names") -> list[str]:
     return names
 
 
+def check_class_names(value: Any, what: str = "class_names") -> list[str]:
+    """:func:`check_names` for the classes of a label map: 1..254 names, since a uint8
+    mask keeps 255 for ignored pixels."""
+    names = check_names(value, what)
+    if not 1 <= len(names) <= MAX_CLASSES:
+        raise ValueError(
+            f"{what} must name 1..{MAX_CLASSES} classes (a uint8 mask keeps {IGNORE_INDEX} "
+            f"for ignored pixels), got {len(names)}"
+        )
+    return names
+
+
 def check_palette(value: Any, num_classes: int, what: str = "palette") -> list[list[int]]:
     """``value`` as ``num_classes`` [r, g, b] lists of ints in 0..255 (numpy ints too);
     floats, bools, values outside 0..255 or another shape are a ValueError naming ``what``

@@ -17,9 +17,9 @@ def G():  # noqa: N802 (the generator, as in the API)
     ("names", "message"),
     [
         ("abc", "class_names must be a sequence of names, got 'abc'"),  # became a, b, c
-        ([], r"class_names must name 1\.\.254 classes, got 0"),
+        ([], r"class_names must name 1\.\.254 classes .*, got 0"),
         (["hair", "hair"], "duplicate class names hair"),
-        ([f"c{i}" for i in range(255)], r"must name 1\.\.254 classes, got 255"),
+        ([f"c{i}" for i in range(255)], r"must name 1\.\.254 classes .*, got 255"),
     ],
 )
 def test_bad_class_names_are_refused_before_anything_is_written(G, tmp_path, names, message):

@@ -21,8 +21,8 @@ from ..conventions import (
     IGNORE_INDEX,
     MAX_LABEL_SIDE,
     check_bool,
+    check_class_names,
     check_int,
-    check_names,
     short_list,
 )
 from ..fileio import nonempty_path
@@ -100,9 +100,7 @@ def import_datasetgan_release(
     root = nonempty_path(folder, "folder")
     if not root.is_dir():
         raise AnnotationError([f"{root}: no such folder"])
-    names = check_names(class_names)
-    if not names:
-        raise ValueError("class_names must name at least one class, got none")
+    names = check_class_names(class_names)
     num_classes = len(names)
     if mask_size is not None and not (
         isinstance(mask_size, (tuple, list))

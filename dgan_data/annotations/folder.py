@@ -40,9 +40,9 @@ import torch
 
 from ..conventions import (
     IGNORE_INDEX,
-    MAX_CLASSES,
     as_index,
     check_bool,
+    check_class_names,
     check_fingerprint,
     check_names,
     check_truncation_psi,
@@ -158,18 +158,12 @@ class Annotations:
 
         names = self.class_names
         if isinstance(names, str) or not isinstance(names, Sequence):
-            raise AnnotationError([f"class_names must be a list of strings, got {names!r}"])
+            raise AnnotationError([f"class_names must be a list of strings, got {names!r:.80}"])
         names = list(names)
-        if not names or not all(isinstance(c, str) and c for c in names):
-            problems.append(f"class_names must be non-empty strings, got {names!r}")
-        elif len(set(names)) != len(names):
-            dup = sorted({c for c in names if names.count(c) > 1})
-            problems.append(f"class_names has duplicates: {dup}")
-        if len(names) > MAX_CLASSES:
-            problems.append(
-                f"at most {MAX_CLASSES} classes fit a uint8 mask whose {IGNORE_INDEX} is the "
-                f"ignore index, got {len(names)}"
-            )
+        try:  # the other checks go on with the names as given, to report every problem
+            check_class_names(names)
+        except ValueError as err:
+            problems.append(str(err))
         num_classes = len(names)
 
         ids = [f"{i:05d}" for i in range(n)] if self.ids is None else list(self.ids)

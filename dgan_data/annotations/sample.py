@@ -19,9 +19,8 @@ import numpy as np
 import torch
 
 from ..conventions import (
-    MAX_CLASSES,
+    check_class_names,
     check_fingerprint,
-    check_names,
     check_truncation_cutoff,
     check_truncation_psi,
     generator_to_uint8,
@@ -155,9 +154,7 @@ def sample_annotation_folder(
             f"{len(id_prefix)}"
         )
     crop_t = resolve_crop(crop)
-    names = None if class_names is None else check_names(class_names)
-    if names is not None and not 1 <= len(names) <= MAX_CLASSES:
-        raise ValueError(f"class_names must name 1..{MAX_CLASSES} classes, got {len(names)}")
+    names = None if class_names is None else check_class_names(class_names)
     if palette is not None and names is None:
         raise ValueError("a palette needs class_names (one colour per class)")
     pal = None if palette is None else _palette(palette, len(names))
