@@ -682,5 +682,6 @@ def write_suggestions(
             labeler.class_names,
             labeler.palette,
             root / "suggestions.png",
+            in_folder=True,
         )
     return folder

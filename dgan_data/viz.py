@@ -16,7 +16,14 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .conventions import IGNORE_INDEX, as_numpy, check_number, check_palette, to_uint8_image
+from .conventions import (
+    IGNORE_INDEX,
+    as_numpy,
+    check_bool,
+    check_number,
+    check_palette,
+    to_uint8_image,
+)
 from .fileio import write_png
 from .palette import colorize, make_palette
 
@@ -208,6 +215,7 @@ def preview_grid(
     alpha: float = 0.5,
     scale: int | None = None,
     max_columns: int = GRID_MAX_COLUMNS,
+    in_folder: bool = False,
 ) -> Path:
     """Write a PNG: per sample the image, the mask overlay and the pixel uncertainty.
 
@@ -216,7 +224,9 @@ def preview_grid(
     Tiles are enlarged ``scale`` times (nearest; None: the smallest integer making
     them at least ``GRID_MIN_TILE`` px high), at most ``max_columns`` samples per row
     (both ints >= 1). A legend strip runs below the tiles;
-    the image is ``max(grid width, legend width)`` wide. Returns the path.
+    the image is ``max(grid width, legend width)`` wide. ``in_folder``: ``path`` is a
+    file of a folder the library writes (see :func:`dgan_data.fileio.atomic_write`).
+    Returns the path.
     """
     imgs, ms, us = as_numpy(images), as_numpy(masks), as_numpy(uncertainty).astype(np.float64)
     if imgs.ndim != 4 or ms.ndim != 3 or us.ndim != 3:
@@ -234,6 +244,7 @@ def preview_grid(
     if scale is not None:
         _check_count(scale, "scale", "tile enlargement")
     _check_count(max_columns, "max_columns", "samples per row")
+    check_bool(in_folder, "in_folder")
     if scale is None:
         scale = max(1, math.ceil(GRID_MIN_TILE / H))
     th, tw = H * scale, W * scale
@@ -262,5 +273,5 @@ def preview_grid(
             canvas[y : y + th, x : x + tw] = tile.repeat(scale, axis=0).repeat(scale, axis=1)
     canvas[grid_h:, : key.shape[1]] = key
     path = Path(path)
-    write_png(path, canvas, "RGB")
+    write_png(path, canvas, "RGB", in_folder=in_folder)
     return path

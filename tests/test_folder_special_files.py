@@ -127,3 +127,22 @@ def test_an_export_rerun_replaces_a_fifo_planted_at_a_sample(reference_dir, tmp_
     summary = _export(models, out)
     assert summary.complete and summary.repaired == 1
     assert _is_regular(sample) and sample.read_bytes() == good
+
+
+def _grid_args() -> tuple:
+    images = np.zeros((1, 3, 4, 4), dtype=np.float32)
+    masks = np.zeros((1, 4, 4), dtype=np.uint8)
+    uncertainty = np.zeros((1, 4, 4), dtype=np.float32)
+    return images, masks, uncertainty, ["bg", "fg"], [[0, 0, 0], [255, 0, 0]]
+
+
+def test_a_preview_grid_in_a_folder_replaces_a_planted_fifo(tmp_path, no_hang):
+    from dgan_data.viz import preview_grid
+
+    path = tmp_path / "suggestions.png"  # where write_suggestions puts its preview
+    os.mkfifo(path)
+    preview_grid(*_grid_args(), path, in_folder=True)
+    assert _is_regular(path) and path.read_bytes().startswith(b"\x89PNG")
+    with pytest.raises(ValueError, match="in_folder must be True or False"):
+        preview_grid(*_grid_args(), tmp_path / "other.png", in_folder="yes")
+    assert not (tmp_path / "other.png").exists()
