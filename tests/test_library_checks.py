@@ -397,7 +397,7 @@ def test_the_package_has_one_class_limit():
 def test_annotations_refuse_more_classes_than_the_limit_and_take_the_limit():
     names = [f"c{k}" for k in range(MAX_CLASSES + 1)]
     masks = np.zeros((1, 4, 4), np.uint8)
-    with pytest.raises(AnnotationError, match=f"at most {MAX_CLASSES} classes"):
+    with pytest.raises(AnnotationError, match=rf"must name 1\.\.{MAX_CLASSES} classes"):
         Annotations.from_arrays(masks=masks, class_names=names, seeds=[0])
     ok = Annotations.from_arrays(masks=masks, class_names=names[:MAX_CLASSES], seeds=[0])
     assert ok.num_classes == MAX_CLASSES
