@@ -140,6 +140,21 @@ def as_index(value: Any) -> int | None:
         return None
 
 
+def check_index(value: Any, length: int, what: str, holder: str) -> int:
+    """``value`` as an index into ``length`` items, read as a list reads it (negative
+    counts from the end; numpy and integer tensors too). A float, string, bool or slice
+    is a TypeError, and an index out of range an IndexError that says how many items
+    ``holder`` has (``sample index 9 out of range: this annotation set has 3 samples
+    (0..2)``), not a bare "list index out of range"."""
+    index = as_index(value)
+    if index is None:
+        raise TypeError(f"{what} index must be an int, got {type(value).__name__}")
+    if not -length <= index < length:
+        span = f" (0..{length - 1})" if length else ""
+        raise IndexError(f"{what} index {index} out of range: {holder} has {length} {what}s{span}")
+    return index % length
+
+
 def check_int(value: Any, name: str, low: int | None = None, high: int | None = None) -> int:
     """``value`` as a Python int in [low, high] (numpy and integer tensors too); a bool, a
     float such as 2.7 or a string is a ValueError naming ``name``, never truncated."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from dgan_data.annotations import Annotations
 
@@ -37,3 +38,29 @@ def test_negative_and_numpy_indices_work_like_a_list():
     assert ann.mask_file(np.int64(1)) == f"masks/{ann.ids[1]}.png"
     assert ann.latent_file(-3) == f"latents/{ann.ids[0]}.npy"
     assert ann.image_file(2) != ann.image_file(1)
+
+
+def test_a_labeled_folder_and_an_export_name_a_bad_index_the_same_way(tmp_path, reference_dir):
+    from test_export import _export, save_models
+
+    from dgan_data import ExportedDataset
+    from dgan_data.downstream.realdata import LabeledFolder, write_labeled_folder
+
+    images = np.zeros((2, 4, 4, 3), dtype=np.uint8)
+    masks = np.ones((2, 4, 4), dtype=np.uint8)
+    folder = LabeledFolder(write_labeled_folder(tmp_path / "real", images, masks))
+    assert folder[-1][1].shape == folder[1][1].shape
+    with pytest.raises(IndexError, match=r"sample index 2 out of range: this folder has 2 samples"):
+        folder[2]
+    with pytest.raises(TypeError, match="sample index must be an int, got str"):
+        folder["0"]  # a TypeError from comparing str and int inside before
+    with pytest.raises(TypeError, match="sample index must be an int, got float"):
+        folder[1.0]
+
+    out = tmp_path / "export"
+    _export(save_models(tmp_path, reference_dir), out, num=4, drop_uncertain=0.0)
+    data = ExportedDataset(out)
+    assert len(data) == 4
+    with pytest.raises(IndexError, match=r"item index 4 out of range: this export has 4 items"):
+        data[4]  # a bare "list index out of range" before
+    assert torch.equal(data[-4][1], data[0][1])

@@ -72,7 +72,7 @@ def test_exported_dataset_transform_and_index(tmp_path):
     with pytest.raises(TypeError, match="transform must be callable"):
         ExportedDataset(out, transform=5)
     ds = ExportedDataset(out)
-    with pytest.raises(TypeError, match="an item index must be an int, got slice"):
+    with pytest.raises(TypeError, match="item index must be an int, got slice"):
         ds[0:2]
     image, mask = ds[np.int64(1)]
     assert image.shape[0] == 3 and mask.ndim == 2

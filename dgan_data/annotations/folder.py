@@ -40,10 +40,10 @@ import torch
 
 from ..conventions import (
     IGNORE_INDEX,
-    as_index,
     check_bool,
     check_class_names,
     check_fingerprint,
+    check_index,
     check_names,
     check_truncation_psi,
     generator_to_uint8,
@@ -372,17 +372,7 @@ class Annotations:
         return f"masks/{(ids or self.ids)[i]}.png"
 
     def _sample_index(self, i: Any) -> int:
-        """``i`` as an index into the samples (negative counts from the end, as for a
-        list), or an IndexError/TypeError that says how many samples there are."""
-        index = as_index(i)
-        if index is None:
-            raise TypeError(f"sample index must be an int, got {i!r:.80}")
-        if not -len(self) <= index < len(self):
-            raise IndexError(
-                f"sample index {index} out of range: this annotation set has {len(self)} "
-                f"samples (0..{len(self) - 1})"
-            )
-        return index % len(self)
+        return check_index(i, len(self), "sample", "this annotation set")
 
     def image_file(self, i: int) -> str:
         """File name (relative to the folder) of sample i's image."""

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..conventions import IGNORE_INDEX, MAX_CLASSES, check_names, short_list
+from ..conventions import IGNORE_INDEX, MAX_CLASSES, check_index, check_names, short_list
 from ..fileio import atomic_write, parse_json_text, read_small_file
 
 __all__ = ["LabeledFolder", "LabeledFolderError", "write_labeled_folder"]
@@ -439,8 +439,7 @@ class LabeledFolder(Dataset):
             ) from err
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} samples")
+        index = check_index(index, len(self), "sample", "this folder")
         rgb = self._read(self.image_paths[index], "image", "RGB")
         mask = self._read(self.mask_paths[index], "mask", None)
         if mask.shape != rgb.shape[:2] or mask.dtype != np.uint8:

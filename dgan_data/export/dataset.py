@@ -16,7 +16,7 @@ from ..augment.adapters import (
     check_albumentations_masks,
     unit_range_images,
 )
-from ..conventions import IGNORE_INDEX, as_index, short_list
+from ..conventions import IGNORE_INDEX, check_index, short_list
 from .records import _check_layout, _description_path, _Plan, _read_description, _root
 from .verify import _final_index
 
@@ -90,10 +90,7 @@ class ExportedDataset(Dataset):
         return arr
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        index = as_index(i)  # a slice or a float is not an item ("list indices" before)
-        if index is None:
-            raise TypeError(f"an item index must be an int, got {type(i).__name__}")
-        e = self.entries[index]
+        e = self.entries[check_index(i, len(self), "item", "this export")]
         image = self._load(e["image"], "RGB")
         mask = self._load(e["mask"], "L")
         mask_path = self.root / e["mask"]
