@@ -40,16 +40,21 @@ import torch
 
 from ..conventions import (
     IGNORE_INDEX,
+    MAX_BATCH,
     check_bool,
     check_class_names,
+    check_device,
     check_fingerprint,
     check_index,
+    check_int,
     check_names,
+    check_number,
     check_truncation_psi,
     generator_to_uint8,
     short_list,
 )
 from ..fileio import nonempty_path
+from ..generators.base import check_generator
 from ..seeds import check_seeds, z_from_seeds
 from .files import read_folder, write_folder
 from .format import (
@@ -402,7 +407,8 @@ class Annotations:
         The stored w as it is, else ``G.mapping`` of z (or of the seeds' z) with the
         stored truncation settings.
         """
-        device = torch.device(device) if device is not None else _module_device(G)
+        check_generator(G)
+        device = check_device(device) or _module_device(G)
         if self.w is not None:
             expected = (G.num_ws, G.w_dim)
             if tuple(self.w.shape[1:]) != expected:
@@ -430,6 +436,7 @@ class Annotations:
     @torch.no_grad()
     def generate_images(self, G: torch.nn.Module, batch_size: int = 8) -> torch.Tensor:
         """Regenerate every sample's image: (N, 3, H, W) uint8 on the CPU."""
+        batch_size = check_int(batch_size, "batch_size", 1, MAX_BATCH)
         w_all = self.latents_w(G)
         out = []
         for start in range(0, len(self), batch_size):
@@ -443,6 +450,8 @@ class Annotations:
         Use it on imported annotations (whose images are missing or lossy) before
         :meth:`save`, so that the folder can be validated later.
         """
+        check_generator(G)
+        batch_size = check_int(batch_size, "batch_size", 1, MAX_BATCH)
         fp = G.fingerprint()
         if self.generator_fingerprint is not None and self.generator_fingerprint != fp:
             raise AnnotationError(
@@ -582,6 +591,11 @@ class Annotations:
         given, the mean difference <= ``mean_tolerance``. Returns one
         :class:`SampleCheck` per sample with stored images (empty list otherwise).
         """
+        check_generator(G)
+        tolerance = check_int(tolerance, "tolerance", 0, 255)
+        if mean_tolerance is not None:
+            mean_tolerance = check_number(mean_tolerance, "mean_tolerance", low=0.0, high=255.0)
+        batch_size = check_int(batch_size, "batch_size", 1, MAX_BATCH)
         problems: list[str] = []
         fp = G.fingerprint()
         if self.generator_fingerprint is not None and self.generator_fingerprint != fp:

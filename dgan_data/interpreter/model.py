@@ -45,6 +45,7 @@ from torch import nn
 
 from ..conventions import check_bool, check_device, check_truncation_psi
 from ..fileio import nonempty_path, output_path_problem
+from ..generators.base import check_generator
 from ..seeds import check_seed, derive_seed
 from . import io as interpreter_io
 from .checks import (
@@ -491,11 +492,7 @@ class Interpreter(FactorizedInference, nn.Module):
         :meth:`fit_features` runs with ``fit_kwargs``. Every argument is checked before
         the first image is regenerated.
         """
-        if not callable(getattr(G, "synthesize", None)):  # not an AttributeError deep inside
-            raise TypeError(
-                "G must be a generator (dgan_data.load_generator(...)) with a synthesize "
-                f"method, got {type(G).__name__}"
-            )
+        check_generator(G, ("synthesize",))
         device = check_device(device)
         store_dtype = check_store_dtype(store_dtype)
         with_image = check_bool(fit_kwargs.get("with_image", False), "with_image")
