@@ -396,10 +396,17 @@ def resolve_inside(root: str | os.PathLike, rel: Any, what: str = "path") -> Pat
 
 def nonempty_path(value: str | os.PathLike, name: str) -> Path:
     """``value`` as a Path; an empty string is a ValueError naming ``name`` (``Path("")``
-    is the current folder: ``save("")`` wrote an annotation folder into it)."""
+    is the current folder: ``save("")`` wrote an annotation folder into it), and so is a
+    NUL character (the OS refuses it, after the work); anything but a str or
+    ``os.PathLike`` (None, bytes, a number) is a TypeError naming ``name``."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a path (str or os.PathLike), got {type(value).__name__}")
     if isinstance(value, str) and not value.strip():
         raise ValueError(f"{name} is an empty path; give a file or folder name")
-    return Path(value)
+    path = Path(value)
+    if "\0" in str(path):
+        raise ValueError(f"{name} holds a NUL character, which no file name may hold")
+    return path
 
 
 def output_path_problem(path: str | os.PathLike, *, folder: bool = False) -> str | None:

@@ -666,7 +666,7 @@ class Annotations:
         range, wrong latent shapes, bad manifest fields, duplicate ids) is collected
         and reported in one :class:`AnnotationError`, each naming its file.
         """
-        root = Path(folder)
+        root = nonempty_path(folder, "folder")
         fields = read_folder(root)
         try:
             return cls(**fields)
