@@ -44,3 +44,27 @@ def test_loading_an_empty_path_is_not_the_current_folder(tmp_path, monkeypatch):
 def test_path_like_values_pass():
     assert nonempty_path(Path("a") / "b", "out") == Path("a/b")
     assert nonempty_path("x.json", "out") == Path("x.json")
+
+
+@pytest.mark.parametrize("bad", [None, 3, b"x"])
+def test_interpreter_files_and_labeled_folders_name_a_path_that_is_not_one(bad):
+    from dgan_data.downstream.realdata import LabeledFolder, write_labeled_folder
+    from dgan_data.interpreter import Interpreter
+
+    with pytest.raises(TypeError, match=r"interpreter file must be a path \(str or os\.PathLike"):
+        Interpreter.load(bad)
+    with pytest.raises(TypeError, match=r"root must be a path \(str or os\.PathLike"):
+        LabeledFolder(bad)
+    images, masks = np.zeros((1, 4, 4, 3), np.uint8), np.zeros((1, 4, 4), np.uint8)
+    with pytest.raises(TypeError, match=r"root must be a path \(str or os\.PathLike"):
+        write_labeled_folder(bad, images, masks)
+
+
+def test_a_labeled_folder_at_an_empty_path_is_not_the_current_folder(tmp_path, monkeypatch):
+    from dgan_data.downstream.realdata import LabeledFolder, write_labeled_folder
+
+    write_labeled_folder(tmp_path, np.zeros((1, 4, 4, 3), np.uint8), np.zeros((1, 4, 4), np.uint8))
+    monkeypatch.chdir(tmp_path)  # "" read this folder before
+    with pytest.raises(ValueError, match="root is an empty path"):
+        LabeledFolder("")
+    assert len(LabeledFolder(".")) == 1

@@ -44,7 +44,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..conventions import IGNORE_INDEX, MAX_CLASSES, check_index, check_names, short_list
-from ..fileio import atomic_write, parse_json_text, read_small_file
+from ..fileio import atomic_write, nonempty_path, parse_json_text, read_small_file
 
 __all__ = ["LabeledFolder", "LabeledFolderError", "write_labeled_folder"]
 
@@ -230,7 +230,7 @@ class LabeledFolder(Dataset):
         num_classes: int | None = None,
         class_names: Sequence[str] | None = None,
     ) -> None:
-        self.root = Path(root)
+        self.root = nonempty_path(root, "root")
         self.size = _as_size(size)
         num_classes = _as_num_classes(num_classes)
         expected = None if class_names is None else check_names(class_names)
@@ -523,7 +523,7 @@ def write_labeled_folder(
     non-empty ``images/`` or ``masks/`` folders unless ``exist_ok`` (then same-named
     files are replaced, others left alone).
     """
-    root = Path(root)
+    root = nonempty_path(root, "root")
     rgb = _images_uint8(images)
     m = masks.detach().cpu().numpy() if isinstance(masks, torch.Tensor) else np.asarray(masks)
     if m.ndim != 3 or not np.issubdtype(m.dtype, np.integer):

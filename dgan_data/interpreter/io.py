@@ -19,7 +19,7 @@ from safetensors import safe_open
 
 from .._version import __version__
 from ..conventions import MAX_FINGERPRINT_CHARS
-from ..fileio import parse_json_text, save_safetensors
+from ..fileio import nonempty_path, parse_json_text, save_safetensors
 from ..schema import Any_, Dict, Int, IntList, ListOf, Optional, SchemaError, Str, check_document
 from .context import MAX_CONTEXT, input_layout
 from .resample import MAX_LABEL_SIDE
@@ -149,8 +149,9 @@ def read_interpreter_file(path: str | Path) -> tuple[dict[str, Any], dict[str, t
 
 
 def _check_file(path: str | Path) -> Path:
-    """``path`` as a Path when it is a file; FileNotFoundError saying what it is otherwise."""
-    path = Path(path)
+    """``path`` as a Path when it is a file; FileNotFoundError saying what it is otherwise
+    (TypeError for something that is no path at all)."""
+    path = nonempty_path(path, "interpreter file")
     if path.is_dir():
         raise FileNotFoundError(f"interpreter file {path} is a folder, not a checkpoint file")
     if path.exists() and not path.is_file():
