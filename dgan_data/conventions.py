@@ -9,7 +9,7 @@ into (H, W, 3) uint8 for drawing and files.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -153,6 +153,21 @@ def check_index(value: Any, length: int, what: str, holder: str) -> int:
         span = f" (0..{length - 1})" if length else ""
         raise IndexError(f"{what} index {index} out of range: {holder} has {length} {what}s{span}")
     return index % length
+
+
+def check_generator(
+    G: Any, needs: Sequence[str] = ("mapping", "synthesize", "fingerprint")
+) -> None:
+    """A TypeError naming what ``G`` is when it lacks a method of the generator protocol
+    (``needs``), before any work: not an AttributeError from deep inside (``None`` or an
+    interpreter passed where a generator belongs). Here, not in ``generators``, so the
+    interpreter may use it without knowing any generator module."""
+    missing = [name for name in needs if not callable(getattr(G, name, None))]
+    if missing:
+        raise TypeError(
+            "G must be a generator (dgan_data.load_generator(...)), got "
+            f"{type(G).__name__} (no {', '.join(missing)} method)"
+        )
 
 
 def check_int(value: Any, name: str, low: int | None = None, high: int | None = None) -> int:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dgan_data import Annotations, load_generator
-from dgan_data.generators.base import check_generator
+from dgan_data.conventions import check_generator
 from dgan_data.interpreter import Interpreter
 
 

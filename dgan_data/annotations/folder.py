@@ -45,6 +45,7 @@ from ..conventions import (
     check_class_names,
     check_device,
     check_fingerprint,
+    check_generator,
     check_index,
     check_int,
     check_names,
@@ -54,7 +55,6 @@ from ..conventions import (
     short_list,
 )
 from ..fileio import nonempty_path
-from ..generators.base import check_generator
 from ..seeds import check_seeds, z_from_seeds
 from .files import read_folder, write_folder
 from .format import (

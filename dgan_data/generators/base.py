@@ -56,20 +56,6 @@ class PowerOfTwo(Int):
         return value
 
 
-def check_generator(
-    G: Any, needs: Sequence[str] = ("mapping", "synthesize", "fingerprint")
-) -> None:
-    """A TypeError naming what ``G`` is when it lacks a method of the generator protocol
-    (``needs``), before any work: not an AttributeError from deep inside (``None`` or an
-    interpreter passed where a generator belongs)."""
-    missing = [name for name in needs if not callable(getattr(G, name, None))]
-    if missing:
-        raise TypeError(
-            "G must be a generator (dgan_data.load_generator(...)), got "
-            f"{type(G).__name__} (no {', '.join(missing)} method)"
-        )
-
-
 class Generator(nn.Module):
     """Base class of all generators.
 

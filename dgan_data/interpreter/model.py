@@ -43,9 +43,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..conventions import check_bool, check_device, check_truncation_psi
+from ..conventions import check_bool, check_device, check_generator, check_truncation_psi
 from ..fileio import nonempty_path, output_path_problem
-from ..generators.base import check_generator
 from ..seeds import check_seed, derive_seed
 from . import io as interpreter_io
 from .checks import (
