@@ -56,4 +56,4 @@ def json_target(text: str) -> Path:
 def save_json(path: Path, obj: Any) -> None:
     """Write ``obj`` as indented JSON at ``path``, creating its folder; atomically (a
     temp file, then a rename), so a failed write leaves the previous results whole."""
-    write_json(path, obj)
+    write_json(path, obj, named_by_user=True)  # --json /dev/stdout streams

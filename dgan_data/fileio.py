@@ -113,7 +113,7 @@ def atomic_write(
     *,
     durable: bool = True,
     tag: str | None = None,
-    in_folder: bool = False,
+    named_by_user: bool = False,
 ) -> Path:
     """Write through ``write(fileobj)`` to a temp file beside ``path``, then rename.
 
@@ -122,19 +122,20 @@ def atomic_write(
     (``.<name>.<tag>.<random>.tmp``) so a process can clean up only its own temps.
     The file gets the permissions ``open()`` would give it (an existing file keeps its own).
 
-    A character device or a pipe at ``path`` (``/dev/null``, ``/dev/stdout``, a FIFO) is
-    written to directly: the rename would replace the device node itself (as root,
-    ``--json /dev/null`` would make ``/dev/null`` a regular file). A block device or a
-    socket is refused with a ValueError before anything is written.
+    By default whatever sits at ``path``, a pipe, a device node or a link to one, is
+    replaced by the rename like a regular file, and a link's target is never written:
+    in a folder the library writes, a planted FIFO would block the write forever and a
+    planted link to a device would receive the bytes.
 
-    ``in_folder``: ``path`` is a file of a folder this library writes (an annotation
-    folder's masks, an export's samples and indexes). Whatever sits there, a pipe, a
-    device node or a link to one, is then replaced by the rename like a regular file:
-    a FIFO planted in the folder blocked the write forever, and a planted link to a
-    device would have received the bytes.
+    ``named_by_user``: ``path`` is one the user named (``Interpreter.save(path)``,
+    ``preview --out``, a benchmark's ``--json``). A character device or a pipe there
+    (``/dev/null``, ``/dev/stdout``, a FIFO) is then written to directly, since the
+    rename would replace the device node itself (as root, ``--json /dev/null`` would
+    make ``/dev/null`` a regular file), and a block device or a socket is refused with
+    a ValueError before anything is written.
     """
     path = Path(path)
-    kind = None if in_folder else special_file_kind(path)
+    kind = special_file_kind(path) if named_by_user else None
     if kind in _STREAM_KINDS:  # no temp file and no rename: the bytes go to the stream
         with open(path, "wb") as f:
             write(f)
@@ -163,25 +164,30 @@ def atomic_write_bytes(
     *,
     durable: bool = True,
     tag: str | None = None,
-    in_folder: bool = False,
+    named_by_user: bool = False,
 ) -> Path:
     """:func:`atomic_write` of a bytes object."""
     return atomic_write(
-        path, lambda f: f.write(data), durable=durable, tag=tag, in_folder=in_folder
+        path, lambda f: f.write(data), durable=durable, tag=tag, named_by_user=named_by_user
     )
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike, *, in_folder: bool = False) -> Path:
+def atomic_torch_save(obj: Any, path: str | os.PathLike, *, named_by_user: bool = False) -> Path:
     """``torch.save`` through :func:`atomic_write` (checkpoints survive a kill mid-save)."""
-    return atomic_write(path, lambda f: torch.save(obj, f), in_folder=in_folder)
+    return atomic_write(path, lambda f: torch.save(obj, f), named_by_user=named_by_user)
 
 
 def save_safetensors(
-    tensors: dict[str, Any], path: str | os.PathLike, metadata: dict[str, str]
+    tensors: dict[str, Any],
+    path: str | os.PathLike,
+    metadata: dict[str, str],
+    *,
+    named_by_user: bool = False,
 ) -> Path:
-    """Tensors (made contiguous, on the CPU) and a string header as ``.safetensors``."""
+    """Tensors (made contiguous, on the CPU) and a string header as ``.safetensors``;
+    ``named_by_user`` as for :func:`atomic_write`."""
     data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata)
-    return atomic_write_bytes(path, data)
+    return atomic_write_bytes(path, data, named_by_user=named_by_user)
 
 
 def fsync_dir(path: str | os.PathLike) -> None:
@@ -260,28 +266,23 @@ def write_png(
     *,
     durable: bool = True,
     tag: str | None = None,
-    in_folder: bool = False,
+    named_by_user: bool = False,
 ) -> int:
     """Write an array as a PNG atomically; ``mode`` ("L", "RGB") is checked. Returns bytes.
-    ``in_folder`` as for :func:`atomic_write`."""
+    ``named_by_user`` as for :func:`atomic_write`."""
     image = Image.fromarray(np.ascontiguousarray(array))
     if mode is not None and image.mode != mode:
         raise ValueError(f"{Path(path).name}: expected a {mode} image, got {image.mode}")
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     data = buf.getvalue()
-    atomic_write_bytes(path, data, durable=durable, tag=tag, in_folder=in_folder)
+    atomic_write_bytes(path, data, durable=durable, tag=tag, named_by_user=named_by_user)
     return len(data)
 
 
-def write_npy(path: str | os.PathLike, array: np.ndarray, *, in_folder: bool = False) -> Path:
-    """An array as ``.npy`` (never pickled), atomically; ``in_folder`` as for
-    :func:`atomic_write`."""
-    return atomic_write(
-        path,
-        lambda f: np.save(f, np.ascontiguousarray(array), allow_pickle=False),
-        in_folder=in_folder,
-    )
+def write_npy(path: str | os.PathLike, array: np.ndarray) -> Path:
+    """An array as ``.npy`` (never pickled), atomically."""
+    return atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(array), allow_pickle=False))
 
 
 #: An indented list of scalars; raw newlines only occur in json.dumps' own indentation.
@@ -296,10 +297,10 @@ def json_bytes(obj: Any) -> bytes:
 
 
 def write_json(
-    path: str | os.PathLike, obj: Any, *, tag: str | None = None, in_folder: bool = False
+    path: str | os.PathLike, obj: Any, *, tag: str | None = None, named_by_user: bool = False
 ) -> Path:
-    """Indented JSON, atomically and durably; ``in_folder`` as for :func:`atomic_write`."""
-    return atomic_write_bytes(path, json_bytes(obj), tag=tag, in_folder=in_folder)
+    """Indented JSON, atomically and durably; ``named_by_user`` as for :func:`atomic_write`."""
+    return atomic_write_bytes(path, json_bytes(obj), tag=tag, named_by_user=named_by_user)
 
 
 # ------------------------------------------------------------------ readers

@@ -77,6 +77,7 @@ def preview(
         labeler.class_names,
         labeler.palette,
         out,
+        named_by_user=True,
     )
     log.info("wrote a preview of %d samples to %s", num, path)
     return path

@@ -672,7 +672,7 @@ def write_suggestions(
     doc = report.to_dict()
     for entry, sample_id in zip(doc["suggestions"], folder.ids):
         entry["id"] = sample_id
-    write_json(root / "suggestions.json", doc, in_folder=True)
+    write_json(root / "suggestions.json", doc)
     if preview:
         batch = labeler.label(seeds)
         preview_grid(
@@ -682,6 +682,5 @@ def write_suggestions(
             labeler.class_names,
             labeler.palette,
             root / "suggestions.png",
-            in_folder=True,
         )
     return folder

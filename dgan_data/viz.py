@@ -215,7 +215,7 @@ def preview_grid(
     alpha: float = 0.5,
     scale: int | None = None,
     max_columns: int = GRID_MAX_COLUMNS,
-    in_folder: bool = False,
+    named_by_user: bool = False,
 ) -> Path:
     """Write a PNG: per sample the image, the mask overlay and the pixel uncertainty.
 
@@ -224,8 +224,9 @@ def preview_grid(
     Tiles are enlarged ``scale`` times (nearest; None: the smallest integer making
     them at least ``GRID_MIN_TILE`` px high), at most ``max_columns`` samples per row
     (both ints >= 1). A legend strip runs below the tiles;
-    the image is ``max(grid width, legend width)`` wide. ``in_folder``: ``path`` is a
-    file of a folder the library writes (see :func:`dgan_data.fileio.atomic_write`).
+    the image is ``max(grid width, legend width)`` wide. ``named_by_user``: ``path``
+    is one the user named, so a pipe there is written to (see
+    :func:`dgan_data.fileio.atomic_write`).
     Returns the path.
     """
     imgs, ms, us = as_numpy(images), as_numpy(masks), as_numpy(uncertainty).astype(np.float64)
@@ -244,7 +245,7 @@ def preview_grid(
     if scale is not None:
         _check_count(scale, "scale", "tile enlargement")
     _check_count(max_columns, "max_columns", "samples per row")
-    check_bool(in_folder, "in_folder")
+    check_bool(named_by_user, "named_by_user")
     if scale is None:
         scale = max(1, math.ceil(GRID_MIN_TILE / H))
     th, tw = H * scale, W * scale
@@ -273,5 +274,5 @@ def preview_grid(
             canvas[y : y + th, x : x + tw] = tile.repeat(scale, axis=0).repeat(scale, axis=1)
     canvas[grid_h:, : key.shape[1]] = key
     path = Path(path)
-    write_png(path, canvas, "RGB", in_folder=in_folder)
+    write_png(path, canvas, "RGB", named_by_user=named_by_user)
     return path

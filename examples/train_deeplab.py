@@ -540,14 +540,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         if args.checkpoint_dir is not None:
             path = save_segmentation_model(
-                model, args.checkpoint_dir / "final.pt", class_names=class_names
+                model,
+                args.checkpoint_dir / "final.pt",
+                named_by_user=False,
+                class_names=class_names,
             )
             print(f"wrote {path}")
     if args.json is not None:
         # atomic writes (temp file, rename): a failed write keeps the earlier results
         data = (json.dumps(_clean(results), indent=2, default=_json_default) + "\n").encode()
         if main_rank:
-            atomic_write_bytes(args.json, data)
+            atomic_write_bytes(args.json, data, named_by_user=True)
             print(f"wrote {args.json}")
         if args.rank_json:
             atomic_write_bytes(args.json.with_suffix(f".rank{rank}.json"), data)

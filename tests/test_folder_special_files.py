@@ -1,10 +1,11 @@
 """Files of a folder the library writes replace whatever was planted at their path.
 
-A pipe, device node or link to one at a file the user names (``--json /dev/stdout``) is
-written to directly. Inside a folder the library writes (an annotation folder's masks,
-images and manifest, a labeled folder, an export), the same rule blocked forever on a
-FIFO planted as ``masks/00001.png`` and would have sent a mask to a device through a
-planted link; those files are now replaced by the rename, like a regular file.
+A pipe, device node or link to one at a file the user names (``--json /dev/stdout``,
+``named_by_user=True``) is written to directly. Inside a folder the library writes (an
+annotation folder's masks, images and manifest, a labeled folder, an export), the same
+rule blocked forever on a FIFO planted as ``masks/00001.png`` and would have sent a mask
+to a device through a planted link; those files are now replaced by the rename, like a
+regular file.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def _is_regular(path: Path) -> bool:
     return stat.S_ISREG(os.lstat(path).st_mode)
 
 
-def test_in_folder_replaces_a_pipe_and_a_link_to_a_pipe(tmp_path, no_hang):
+def test_the_default_replaces_a_pipe_and_a_link_to_a_pipe(tmp_path, no_hang):
     outside = tmp_path / "outside.fifo"
     os.mkfifo(outside)
     folder = tmp_path / "folder"
@@ -59,7 +60,7 @@ def test_in_folder_replaces_a_pipe_and_a_link_to_a_pipe(tmp_path, no_hang):
     os.mkfifo(folder / "a.png")
     (folder / "b.png").symlink_to(outside)
     for name in ("a.png", "b.png"):
-        atomic_write_bytes(folder / name, b"data", in_folder=True)
+        atomic_write_bytes(folder / name, b"data")
         assert _is_regular(folder / name) and (folder / name).read_bytes() == b"data"
     assert special_file_kind(outside) == "pipe"  # the link's target is untouched
     assert sorted(p.name for p in folder.iterdir()) == ["a.png", "b.png"]  # no temp left
@@ -111,7 +112,7 @@ def test_a_named_pipe_outside_a_folder_is_still_written_to(tmp_path, no_hang):
     got: list[bytes] = []
     reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
     reader.start()
-    atomic_write_bytes(fifo, b"streamed")
+    atomic_write_bytes(fifo, b"streamed", named_by_user=True)
     reader.join(timeout=10)
     assert got == [b"streamed"] and special_file_kind(fifo) == "pipe"
 
@@ -141,8 +142,8 @@ def test_a_preview_grid_in_a_folder_replaces_a_planted_fifo(tmp_path, no_hang):
 
     path = tmp_path / "suggestions.png"  # where write_suggestions puts its preview
     os.mkfifo(path)
-    preview_grid(*_grid_args(), path, in_folder=True)
+    preview_grid(*_grid_args(), path)
     assert _is_regular(path) and path.read_bytes().startswith(b"\x89PNG")
-    with pytest.raises(ValueError, match="in_folder must be True or False"):
-        preview_grid(*_grid_args(), tmp_path / "other.png", in_folder="yes")
+    with pytest.raises(ValueError, match="named_by_user must be True or False"):
+        preview_grid(*_grid_args(), tmp_path / "other.png", named_by_user="yes")
     assert not (tmp_path / "other.png").exists()

@@ -1,10 +1,11 @@
-"""Writers never replace a device node, pipe or socket with a regular file.
+"""At a path the user names, writers never replace a device node, pipe or socket.
 
 The atomic write (temp file + rename) renamed over whatever sat at the path: a FIFO
-became a regular file, and as root ``--json /dev/null`` would make ``/dev/null`` one.
-Pipes and character devices are now written to directly; block devices and sockets are
-refused. (The tests use a FIFO and a Unix socket of their own; they never touch
-``/dev``.) Readers name a manifest or export description that is not a regular file.
+became a regular file, and as root ``--json /dev/null`` would make ``/dev/null`` one. At
+a path the user names (``named_by_user=True``), pipes and character devices are now
+written to directly; block devices and sockets are refused. (The tests use a FIFO and a
+Unix socket of their own; they never touch ``/dev``.) Readers name a manifest or export
+description that is not a regular file.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def test_a_pipe_is_written_to_and_stays_a_pipe(tmp_path):
     fifo = tmp_path / "out.json"
     os.mkfifo(fifo)
     thread, received = read_fifo_in_background(fifo)
-    write_json(fifo, {"kept": 3})
+    write_json(fifo, {"kept": 3}, named_by_user=True)
     thread.join(timeout=10)
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)  # not replaced by a regular file
     assert received and b'"kept": 3' in received[0]
@@ -63,7 +64,7 @@ def unix_socket():
 def test_a_socket_is_refused_and_kept(unix_socket):
     assert special_file_kind(unix_socket) == "socket"
     with pytest.raises(ValueError, match=r"s\.png is a socket, not a file: refusing to write"):
-        atomic_write_bytes(unix_socket, b"data")
+        atomic_write_bytes(unix_socket, b"data", named_by_user=True)
     assert stat.S_ISSOCK(os.stat(unix_socket).st_mode)
     assert output_path_problem(unix_socket) == "is a socket, not a file"
 

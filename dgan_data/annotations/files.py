@@ -299,17 +299,15 @@ def write_folder(ann: Any, root: Path, overwrite: bool = False) -> Path:
         }
         if ann.images is not None:
             entry["image"] = f"images/{sample_id}.png"
-            write_png(
-                root / entry["image"], ann.images[i].permute(1, 2, 0).numpy(), "RGB", in_folder=True
-            )
-        write_png(root / entry["mask"], ann.masks[i].numpy(), "L", in_folder=True)
+            write_png(root / entry["image"], ann.images[i].permute(1, 2, 0).numpy(), "RGB")
+        write_png(root / entry["mask"], ann.masks[i].numpy(), "L")
         if kind is not None:
             entry["latent"], entry["latent_kind"] = f"latents/{sample_id}.npy", kind
             latent = ann.w[i] if kind == "w" else ann.z[i]
-            write_npy(root / entry["latent"], latent.numpy().astype(np.float32), in_folder=True)
+            write_npy(root / entry["latent"], latent.numpy().astype(np.float32))
         samples.append(entry)
     if ann.truncation_center is not None:
-        write_npy(root / TRUNCATION_CENTER_FILE, ann.truncation_center.numpy(), in_folder=True)
+        write_npy(root / TRUNCATION_CENTER_FILE, ann.truncation_center.numpy())
     latent_shape = None
     if kind is not None:
         latent_shape = list((ann.w if kind == "w" else ann.z).shape[1:])
@@ -329,7 +327,7 @@ def write_folder(ann: Any, root: Path, overwrite: bool = False) -> Path:
         latent_shape=latent_shape,
         samples=samples,
     )
-    write_json(root / MANIFEST, manifest, in_folder=True)
+    write_json(root / MANIFEST, manifest)
     logger.info("wrote %d annotated samples to %s", len(ann), root)
     return root / MANIFEST
 

@@ -228,7 +228,7 @@ def sample_annotation_folder(
         note=_MASK_NOTE,
     )
     (root / "masks").mkdir(parents=True, exist_ok=True)
-    write_json(root / MANIFEST, manifest, in_folder=True)
+    write_json(root / MANIFEST, manifest)
 
     todo = [i for i, sid in enumerate(ids) if not _sample_complete(root, sid, w_all[i], image_hw)]
     todo_set = set(todo)
@@ -241,8 +241,8 @@ def sample_annotation_folder(
         img, _ = G.synthesize(w_all[chunk].to(device), noise=noise)
         pixels = generator_to_uint8(img).cpu().numpy()
         for j, i in enumerate(chunk):
-            write_npy(root / "latents" / f"{ids[i]}.npy", w_all[i].numpy(), in_folder=True)
-            write_png(root / "images" / f"{ids[i]}.png", pixels[j], "RGB", in_folder=True)
+            write_npy(root / "latents" / f"{ids[i]}.npy", w_all[i].numpy())
+            write_png(root / "images" / f"{ids[i]}.png", pixels[j], "RGB")
     written = [ids[i] for i in todo]
     logger.info(
         "%s: wrote %d images to annotate, %d already present", root, len(written), len(skipped)

@@ -588,7 +588,7 @@ def import_masks(
         return report
     for s in samples:
         if s.status in ("new", "replaced"):
-            write_png(*masks[s.id], "L", in_folder=True)
+            write_png(*masks[s.id], "L")
     logger.info("%s: wrote %d masks from %s", root, len(report.written), src)
     _validate(report)
     return report

@@ -524,7 +524,7 @@ def run_demo(config: DemoConfig, report: Callable[[str], None] = log.info) -> di
     results["figure"] = figure.name
     results["total_seconds"] = time.perf_counter() - t_start
     path = out / "results.json"
-    write_json(path, json_ready(results), in_folder=True)
+    write_json(path, json_ready(results))
     report("\n" + format_table(results))
     report(f"\nwrote {path} and {figure} in {results['total_seconds'] / 60:.1f} min")
     return results
@@ -605,7 +605,7 @@ class FinishedRuns:
         if prediction is not None:
             record["prediction"] = prediction.cpu()
         self.folder.mkdir(parents=True, exist_ok=True)
-        atomic_torch_save(record, self.path(arm, draw), in_folder=True)
+        atomic_torch_save(record, self.path(arm, draw))
         shutil.rmtree(self.partial(arm, draw), ignore_errors=True)  # its checkpoints
 
     def load(self, arm: str, draw: int) -> tuple[dict[str, Any], torch.Tensor | None] | None:

@@ -358,15 +358,19 @@ def _unwrap(model: nn.Module) -> nn.Module:
     )
 
 
-def save_segmentation_model(model: nn.Module, path: str | os.PathLike, **extra: Any) -> Path:
-    """Write the model's config and weights (and ``extra`` values) atomically."""
+def save_segmentation_model(
+    model: nn.Module, path: str | os.PathLike, *, named_by_user: bool = True, **extra: Any
+) -> Path:
+    """Write the model's config and weights (and ``extra`` values) atomically. A pipe
+    at a path the user names is written to; ``named_by_user=False`` for a file of a
+    folder the library writes (see :func:`dgan_data.fileio.atomic_write`)."""
     inner = _unwrap(model)
     config = getattr(inner, "config", None)
     if not isinstance(config, dict):
         raise TypeError("save_segmentation_model needs a SegmentationModel (from build_deeplab)")
     state = {k: v.detach().cpu() for k, v in inner.state_dict().items()}
     payload = {"format": _CHECKPOINT_FORMAT, "config": config, "model": state, **extra}
-    return atomic_torch_save(payload, Path(path))
+    return atomic_torch_save(payload, Path(path), named_by_user=named_by_user)
 
 
 def load_segmentation_model(

@@ -585,20 +585,16 @@ def write_labeled_folder(
             atomic_write(
                 image_dir / f"{stem}{suffix}",
                 lambda f, im=image: im.save(f, "PNG"),
-                in_folder=True,
             )
         else:
             atomic_write(
                 image_dir / f"{stem}{suffix}",
                 lambda f, im=image: im.save(f, "JPEG", quality=95),
-                in_folder=True,
             )
         mask = Image.fromarray(m[i].astype(np.uint8), mode=None)
-        atomic_write(
-            mask_dir / f"{stem}{MASK_SUFFIX}", lambda f, im=mask: im.save(f, "PNG"), in_folder=True
-        )
+        atomic_write(mask_dir / f"{stem}{MASK_SUFFIX}", lambda f, im=mask: im.save(f, "PNG"))
     if class_names is not None:
         text = json.dumps(list(class_names), indent=2) + "\n"
-        atomic_write(root / CLASSES_FILE, lambda f: f.write(text.encode("utf-8")), in_folder=True)
+        atomic_write(root / CLASSES_FILE, lambda f: f.write(text.encode("utf-8")))
     logger.info("wrote %d labeled images to %s", n, root)
     return root

@@ -551,7 +551,9 @@ def train_segmentation(
         sources = _source_states(resumable_source)  # a collective in DDP: every rank
         if not main:
             return
-        path = save_segmentation_model(model, ckpt_dir / f"step_{step:07d}.pt", step=step)
+        path = save_segmentation_model(
+            model, ckpt_dir / f"step_{step:07d}.pt", named_by_user=False, step=step
+        )
         history.checkpoints.append(str(path))
         full = {
             "model": {k: v.detach().cpu() for k, v in _unwrap(model).state_dict().items()},
@@ -564,7 +566,7 @@ def train_segmentation(
         if sources is not None:
             full["sources"] = sources
         full["rng"] = _rng_state(device)
-        atomic_torch_save(full, ckpt_dir / "last.pt", in_folder=True)
+        atomic_torch_save(full, ckpt_dir / "last.pt")
 
     def run_eval(step: int) -> None:
         if eval_fn is None:

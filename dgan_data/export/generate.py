@@ -219,7 +219,7 @@ def _prepare_root(root: Path, desc: dict[str, Any], tag: str) -> dict[str, Any]:
         _check_same_settings(path, old, desc)
         return old
     _check_out_dir(root)
-    atomic_write_bytes(path, json_bytes(desc), tag=tag, in_folder=True)
+    atomic_write_bytes(path, json_bytes(desc), tag=tag)
     return desc
 
 
@@ -290,7 +290,7 @@ class _Journal:
         """Replace the journal by ``keep`` (drops damaged tails and untrusted lines)."""
         self.entries = dict(keep)
         data = b"".join(_line(self.entries[i]) for i in sorted(self.entries))
-        atomic_write_bytes(self.path, data, tag=self.tag, in_folder=True)
+        atomic_write_bytes(self.path, data, tag=self.tag)
 
     def append(self, entries: list[dict[str, Any]]) -> None:
         data = b"".join(_line(e) for e in entries)
@@ -366,8 +366,8 @@ def _generate_batch(
         entries.append(plan.check_line(entry, JOURNAL_FIELDS, f"{tag}: candidate {i}"))
         files.append((_staged_paths(stage, entry["id"]), enc))
     for (img_path, mask_path), enc in files:
-        atomic_write_bytes(img_path, enc["image"], durable=False, tag=tag, in_folder=True)
-        atomic_write_bytes(mask_path, enc["mask"], durable=False, tag=tag, in_folder=True)
+        atomic_write_bytes(img_path, enc["image"], durable=False, tag=tag)
+        atomic_write_bytes(mask_path, enc["mask"], durable=False, tag=tag)
     return entries
 
 
@@ -418,9 +418,7 @@ def _generate(
         journal.close()
     # the shard's result: all its candidates, sorted by index
     lines = b"".join(_line(_shard_index_entry(journal.entries[i], tag)) for i in mine)
-    atomic_write_bytes(
-        _shard_index_path(root, shard, plan.num_shards), lines, tag=tag, in_folder=True
-    )
+    atomic_write_bytes(_shard_index_path(root, shard, plan.num_shards), lines, tag=tag)
     log.info("%s: %s done (%d generated, %d resumed)", root, tag, generated, resumed)
     return generated, resumed
 

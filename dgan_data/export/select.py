@@ -184,9 +184,7 @@ def _select(root: Path, desc: dict[str, Any], plan: _Plan) -> None:
     # record the decision before deleting anything: a resume must not regenerate
     # candidates whose files this selection already removed
     dropped = [int(i) for i in np.flatnonzero(~kept)]
-    atomic_write_bytes(
-        root / _SELECTION, json.dumps({"dropped": dropped}).encode(), tag="merge", in_folder=True
-    )
+    atomic_write_bytes(root / _SELECTION, json.dumps({"dropped": dropped}).encode(), tag="merge")
     _remove_temps(root)
     for sub in ("images", "masks"):
         (root / sub).mkdir(exist_ok=True)
@@ -203,7 +201,7 @@ def _select(root: Path, desc: dict[str, Any], plan: _Plan) -> None:
         "candidates_sha256": candidates_sha,
     }
     desc["selection"]["description_sha256"] = description_sha256(desc)
-    atomic_write_bytes(root / "dataset.json", json_bytes(desc), tag="merge", in_folder=True)
+    atomic_write_bytes(root / "dataset.json", json_bytes(desc), tag="merge")
     fsync_dir(root)
     _finish_cleanup(root)
     log.info(

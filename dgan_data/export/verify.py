@@ -291,7 +291,7 @@ def _repair(
             for d in by_batch[k]:
                 j = d.entry["index"] - batch.start
                 data = _check_regenerated(d, _encode(images[j], masks[j], plan.num_classes))
-                atomic_write_bytes(d.path, data, tag="repair", in_folder=True)
+                atomic_write_bytes(d.path, data, tag="repair")
                 log.info("%s: repaired (%s)", d.path, d.problem)
                 bar.update(1)
     finally:
@@ -382,7 +382,7 @@ def _rebuild_index_files(
     for name, data in rebuilt.items():
         path = root / name
         if not path.is_file() or path.read_bytes() != data:
-            atomic_write_bytes(path, data, tag="repair", in_folder=True)
+            atomic_write_bytes(path, data, tag="repair")
             log.info("%s: rebuilt from the regenerated candidates", path)
             written.append(name)
     return written
@@ -429,7 +429,7 @@ def _rerun_complete(
         index, problem = _index_from_files(root, desc), scan.fatal[0]
         if index is not None:
             log.info("%s: %s; index rebuilt from candidates.jsonl and the files", root, problem)
-            atomic_write_bytes(root / "index.jsonl", index, tag="repair", in_folder=True)
+            atomic_write_bytes(root / "index.jsonl", index, tag="repair")
             rebuilt = ["index.jsonl"]
         else:
             log.info("%s: %s; regenerating all candidates to rebuild the index", root, problem)

@@ -294,7 +294,7 @@ def save_generator(G: Any, path: str | Path) -> Path:
             "ends in .safetensors (e.g. gen.safetensors)"
         )
     meta = {CONFIG_KEY: json.dumps({"arch": G.arch, "config": G.config, "format_version": 1})}
-    return save_safetensors(dict(G.state_dict()), path, meta)
+    return save_safetensors(dict(G.state_dict()), path, meta, named_by_user=True)
 
 
 def read_safetensors_header(path: Path) -> tuple[dict[str, str], dict[str, tuple[int, ...]]]:

@@ -118,7 +118,7 @@ def write_interpreter_file(
         "format_version": str(meta["format_version"]),
         "interpreter": text,
     }
-    return save_safetensors(tensors, path, header)
+    return save_safetensors(tensors, path, header, named_by_user=True)
 
 
 def read_interpreter_file(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
