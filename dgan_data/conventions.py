@@ -39,19 +39,21 @@ MAX_CLASSES = IGNORE_INDEX - 1
 
 
 def check_names(value: Any, what: str = "class_names") -> list[str]:
-    """``value`` as a list of non-empty, distinct strings, in order; a single string
+    """``value`` as a list of non-blank, distinct strings, in order; a single string
     (which ``list()`` would split into characters), an unordered set, names that are not
-    strings or a name given twice (a class looked up by name would be ambiguous) are a
-    ValueError naming ``what``."""
+    strings, blank names (``""``, ``" "``: nothing to show in a legend or to look up) or a
+    name given twice (a class looked up by name would be ambiguous) are a ValueError
+    naming ``what``."""
     if isinstance(value, (str, bytes, set, frozenset)):
         raise ValueError(f"{what} must be a sequence of names, got {value!r}")
     try:
         names = list(value)
     except TypeError:
         raise ValueError(f"{what} must be a sequence of names, got {value!r}") from None
-    bad = [n for n in names if not isinstance(n, str) or not n]
+    bad = [n for n in names if not isinstance(n, str) or not n.strip()]
     if bad:
-        raise ValueError(f"{what} must be non-empty strings, got {short_list(bad)}")
+        shown = short_list(repr(n) if isinstance(n, str) else n for n in bad)  # " " visible
+        raise ValueError(f"{what} must be non-empty strings, got {shown}")
     twice = sorted({n for n in names if names.count(n) > 1})  # K <= 254 names
     if twice:
         raise ValueError(f"{what}: duplicate class names {short_list(twice)}")

@@ -325,7 +325,7 @@ def test_classes_json_that_is_not_a_list_of_names(tmp_path, text, expected):
 @pytest.mark.parametrize(
     "names, expected",
     [
-        (["bg", "bg"], "class names listed more than once: bg"),
+        (["bg", "bg"], "class names: duplicate class names bg"),
         (["bg", " "], "non-empty strings"),
     ],
 )

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..conventions import IGNORE_INDEX, MAX_CLASSES, check_index, check_names, short_list
+from ..conventions import IGNORE_INDEX, MAX_CLASSES, check_class_names, check_index, short_list
 from ..fileio import atomic_write, nonempty_path, parse_json_text, read_small_file
 
 __all__ = ["LabeledFolder", "LabeledFolderError", "write_labeled_folder"]
@@ -158,24 +158,17 @@ def _read_classes(root: Path, problems: list[str]) -> list[str] | None:
     except (OSError, ValueError) as err:
         problems.append(f"{CLASSES_FILE}: unreadable ({err})")
         return None
-    if (
-        not isinstance(names, list)
-        or not names
-        or not all(isinstance(n, str) and n.strip() for n in names)
-    ):
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         problems.append(
             f"{CLASSES_FILE}: expected a non-empty JSON list of class names (non-empty "
             f"strings, in id order), got {json.dumps(names)[:80]}"
         )
         return None
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        problems.append(f"{CLASSES_FILE}: class names listed more than once: {short_list(twice)}")
+    try:  # the rule of every class list: 1..254 distinct, non-blank strings
+        return check_class_names(names, f"{CLASSES_FILE}: class names")
+    except ValueError as err:
+        problems.append(str(err))
         return None
-    if len(names) > MAX_CLASSES:
-        problems.append(f"{CLASSES_FILE}: {len(names)} classes; at most {MAX_CLASSES} fit")
-        return None
-    return names
 
 
 def _mask_mode_problem(mode: str, mask: np.ndarray) -> str:
@@ -233,7 +226,7 @@ class LabeledFolder(Dataset):
         self.root = nonempty_path(root, "root")
         self.size = _as_size(size)
         num_classes = _as_num_classes(num_classes)
-        expected = None if class_names is None else check_names(class_names)
+        expected = None if class_names is None else check_class_names(class_names)
         if expected is not None:
             if num_classes is not None and len(expected) != num_classes:
                 raise ValueError(
@@ -531,13 +524,8 @@ def write_labeled_folder(
     if m.shape != rgb.shape[:3]:
         raise ValueError(f"masks {m.shape} and images {rgb.shape[:3]} (N, H, W) do not match")
     if class_names is not None:
-        class_names = check_names(class_names)
-        blank = [n for n in class_names if not n.strip()]
-        if blank:
-            raise ValueError(f"class_names must be non-empty strings, got {blank!r:.80}")
+        class_names = check_class_names(class_names)
     K = len(class_names) if class_names is not None else MAX_CLASSES
-    if class_names is not None and not 1 <= K <= MAX_CLASSES:
-        raise ValueError(f"class_names: {K} names; 1..{MAX_CLASSES} classes fit")
     bad = np.unique(m[((m < 0) | (m >= K)) & (m != IGNORE_INDEX)]).tolist()
     if bad:
         whose = (
