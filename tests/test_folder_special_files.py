@@ -147,3 +147,23 @@ def test_a_preview_grid_in_a_folder_replaces_a_planted_fifo(tmp_path, no_hang):
     with pytest.raises(ValueError, match="named_by_user must be True or False"):
         preview_grid(*_grid_args(), tmp_path / "other.png", named_by_user="yes")
     assert not (tmp_path / "other.png").exists()
+
+
+def test_an_export_resume_names_a_fifo_planted_at_the_journal(reference_dir, tmp_path, no_hang):
+    """The journal is appended to through a plain open(), which would block on a FIFO:
+    a resume checks the staged files' kinds first and names it instead."""
+    from dgan_data.export.records import ExportDamagedError
+
+    models = save_models(tmp_path, reference_dir)
+    out = tmp_path / "data"
+    _export(models, out, merge=False)  # generation only: the journal stays staged
+    journal = out / "candidates" / "shard-0-of-1" / "journal.jsonl"
+    journal.unlink()
+    os.mkfifo(journal)
+    with pytest.raises(
+        ExportDamagedError,
+        match=r"journal\.jsonl is not a regular file where the export keeps a file: move "
+        r"it away, then rerun",
+    ):
+        _export(models, out)
+    assert special_file_kind(journal) == "pipe"  # left for the user to move
