@@ -17,7 +17,6 @@ module supersedes them.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,10 +24,11 @@ from typing import Any
 
 import torch
 from lightning_utilities.core.imports import RequirementCache
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from ..conventions import check_int
+from ..fileio import json_bytes, read_json, save_safetensors, write_json
 from ..metrics import confusion_matrix, metrics_from_confusion
 from .preset import toy_assets_dir
 from .render import CLASS_NAMES, NUM_CLASSES, PALETTE, Variation, render_split
@@ -132,13 +132,15 @@ def _meta_path(path: Path) -> Path:
 
 
 def save_annotator(model: ToyAnnotator, path: str | Path, metadata: dict[str, Any]) -> Path:
-    """Write weights to ``path`` (.safetensors) and ``metadata`` + config to the .json beside it."""
+    """Write weights to ``path`` (.safetensors) and ``metadata`` + config to the .json beside it.
+
+    Both files are written atomically (temp file + rename), and the description is
+    encoded before either is written: metadata JSON cannot hold leaves the old pair whole
+    (it replaced the weights, then failed on the description)."""
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"annotator weights must be a .safetensors file, got {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(path), metadata={"format": "dgan_data.toy.annotator"})
     meta = {
         "format": "dgan_data.toy.annotator",
         "class_names": list(CLASS_NAMES[: model.num_classes]),
@@ -146,7 +148,14 @@ def save_annotator(model: ToyAnnotator, path: str | Path, metadata: dict[str, An
         **model.config,
         **metadata,
     }
-    _meta_path(path).write_text(json.dumps(meta, indent=2))
+    try:
+        json_bytes(meta)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"not writing annotator {path}: its metadata is not JSON ({err})"
+        ) from None
+    save_safetensors(state, path, {"format": "dgan_data.toy.annotator"}, named_by_user=True)
+    write_json(_meta_path(path), meta)
     logger.info("saved annotator to %s (+ %s)", path, _meta_path(path).name)
     return path
 
@@ -162,7 +171,7 @@ def load_annotator(
             f"annotator files missing: need {path} and {meta_file}; train them with "
             "`python examples/toy/train_annotator.py --out <path>.safetensors`"
         )
-    meta = json.loads(meta_file.read_text())
+    meta = read_json(meta_file)  # a regular file of bounded size
     if meta.get("format") != "dgan_data.toy.annotator":
         raise ValueError(f"{meta_file} is not a toy annotator description (format field)")
     model = build_annotator(

@@ -35,6 +35,7 @@ from torch import nn
 from torchvision.utils import make_grid, save_image
 
 from ..conventions import check_int
+from ..fileio import atomic_write
 from ..seeds import z_from_seeds
 from .annotator import ToyAnnotator, annotate
 from .render import CLASS_NAMES, SPLITS, VARIATIONS, Variation, render_faces
@@ -696,7 +697,6 @@ def save_comparison_grid(
             batch = torch.cat([batch, torch.ones(pad, *batch.shape[1:])])
         blocks.append(make_grid(batch.float().clamp(0, 1), nrow=nrow, padding=2, pad_value=1.0))
     gap = torch.ones(3, blocks[0].shape[1], 8)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(torch.cat([blocks[0], gap, blocks[1]], dim=2), str(path))
-    return path
+    grid = torch.cat([blocks[0], gap, blocks[1]], dim=2)
+    # atomically: a failed write keeps the earlier grid whole
+    return atomic_write(path, lambda f: save_image(grid, f, format="PNG"), named_by_user=True)

@@ -46,7 +46,7 @@ from dgan_data.cli.common import (
     positive_int,
     seed_int,
 )
-from dgan_data.fileio import atomic_torch_save, write_json
+from dgan_data.fileio import atomic_torch_save, atomic_write, write_json
 from dgan_data.generators.stylegan2 import EqualLinear, StyleGAN2Generator
 from dgan_data.toy import SPLITS, VARIATIONS, render_faces, world_tag
 
@@ -173,8 +173,8 @@ def save_grid(G: StyleGAN2Generator, z: torch.Tensor, path: Path) -> None:
 
     with torch.no_grad():
         img, _ = G(z, noise="const")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_image((img.clamp(-1, 1) + 1) / 2, str(path), nrow=8)
+    grid = (img.clamp(-1, 1) + 1) / 2
+    atomic_write(path, lambda f: save_image(grid, f, nrow=8, format="PNG"))
 
 
 def load_checkpoint(path: Path) -> dict:
