@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -38,6 +39,21 @@ def _few_threads():
     """Keep tests polite on small machines (and parallel workers off each other's cores)."""
     torch.set_num_threads(_threads_per_test())
     yield
+
+
+@pytest.fixture
+def no_hang():
+    """Fail (TimeoutError after 20 s, by SIGALRM) instead of blocking forever, e.g. on a
+    FIFO nobody reads. POSIX only: tests using it skip where there is no SIGALRM."""
+
+    def blocked(*_: object) -> None:
+        raise TimeoutError("the call blocked (on a FIFO?) for 20 s")
+
+    old = signal.signal(signal.SIGALRM, blocked)
+    signal.alarm(20)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
 
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -28,20 +28,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
-def no_hang():
-    """Fail instead of blocking forever on a FIFO nobody reads."""
-
-    def blocked(*_: object) -> None:
-        raise TimeoutError("the write blocked on a FIFO")
-
-    old = signal.signal(signal.SIGALRM, blocked)
-    signal.alarm(20)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
-
-
 def _annotations() -> Annotations:
     masks = np.zeros((2, 8, 8), dtype=np.uint8)
     masks[1, 2:5, 2:5] = 1

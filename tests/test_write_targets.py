@@ -40,20 +40,6 @@ pytestmark = pytest.mark.skipif(
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-@pytest.fixture
-def no_hang():
-    """Fail instead of blocking forever on a FIFO nobody reads."""
-
-    def blocked(*_: object) -> None:
-        raise TimeoutError("the write blocked on a FIFO")
-
-    old = signal.signal(signal.SIGALRM, blocked)
-    signal.alarm(20)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
-
-
 def _is_regular(path: Path) -> bool:
     return stat.S_ISREG(os.lstat(path).st_mode)
 
