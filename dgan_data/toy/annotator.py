@@ -69,6 +69,11 @@ DEFAULT_ARCH: dict[str, Any] = {
 
 _SMP = RequirementCache("segmentation-models-pytorch>=0.3")
 
+#: Bounds on an annotator description's architecture, checked before anything is built:
+#: a decoder width of 100000 or 10**9 classes allocated hundreds of GB first.
+MAX_ENCODER_DEPTH = 5
+MAX_DECODER_CHANNELS = 1024
+
 
 class ToyAnnotator(nn.Module):
     """A segmentation network that takes images in [0, 1] and returns class logits."""
@@ -127,6 +132,33 @@ def build_annotator(
     return ToyAnnotator(net, num_classes, config)
 
 
+def _architecture(meta: dict[str, Any]) -> dict[str, Any]:
+    """:func:`build_annotator`'s arguments from a description, each checked and bounded."""
+    fields = ("num_classes", "arch", "encoder", "encoder_depth", "decoder_channels")
+    missing = [k for k in fields if k not in meta]
+    if missing:
+        raise ValueError(f"missing field(s) {', '.join(missing)}")
+    for key in ("arch", "encoder"):
+        if not isinstance(meta[key], str) or not meta[key]:
+            raise ValueError(f"{key} must be a model name, got {meta[key]!r:.60}")
+    depth = check_int(meta["encoder_depth"], "encoder_depth", 1, MAX_ENCODER_DEPTH)
+    channels = meta["decoder_channels"]
+    if not isinstance(channels, list) or len(channels) != depth:
+        raise ValueError(
+            f"decoder_channels must be a list of {depth} ints (one per encoder level), "
+            f"got {channels!r:.60}"
+        )
+    return {
+        "num_classes": check_int(meta["num_classes"], "num_classes", 1, NUM_CLASSES),
+        "arch": meta["arch"],
+        "encoder": meta["encoder"],
+        "encoder_depth": depth,
+        "decoder_channels": [
+            check_int(c, "decoder_channels[]", 1, MAX_DECODER_CHANNELS) for c in channels
+        ],
+    }
+
+
 def _meta_path(path: Path) -> Path:
     return path.with_suffix(".json")
 
@@ -163,7 +195,12 @@ def save_annotator(model: ToyAnnotator, path: str | Path, metadata: dict[str, An
 def load_annotator(
     path: str | Path | None = None, device: torch.device | str | None = None
 ) -> ToyAnnotator:
-    """Load an annotator (default: the shipped one), in eval mode on ``device``."""
+    """Load an annotator (default: the shipped one), in eval mode on ``device``.
+
+    The description (``.json``) is checked before anything is built: every field present,
+    ``num_classes`` in 1..14, ``encoder_depth`` in 1..5, one decoder width in 1..1024 per
+    level (a typo allocated hundreds of GB). The weights must match the architecture key
+    by key and shape by shape. Problems are a ValueError naming the file."""
     path = Path(path) if path is not None else DEFAULT_ANNOTATOR_PATH
     meta_file = _meta_path(path)
     if not path.is_file() or not meta_file.is_file():
@@ -174,20 +211,28 @@ def load_annotator(
     meta = read_json(meta_file)  # a regular file of bounded size
     if meta.get("format") != "dgan_data.toy.annotator":
         raise ValueError(f"{meta_file} is not a toy annotator description (format field)")
-    model = build_annotator(
-        num_classes=int(meta["num_classes"]),
-        arch=meta["arch"],
-        encoder=meta["encoder"],
-        encoder_depth=int(meta["encoder_depth"]),
-        decoder_channels=meta["decoder_channels"],
-    )
-    state = load_file(str(path))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
+    try:
+        model = build_annotator(**_architecture(meta))
+    except (KeyError, TypeError, ValueError) as err:  # smp names an unknown arch by KeyError
+        reason = err.args[0] if isinstance(err, KeyError) and err.args else err
+        raise ValueError(f"{meta_file}: {str(reason)[:300]}") from None
+    try:
+        state = load_file(str(path))
+    except Exception as err:  # SafetensorError: a damaged or foreign file
+        raise ValueError(f"{path}: not a readable safetensors file ({err})") from None
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        shapes = [
+            f"{k} {tuple(state[k].shape)} (expected {tuple(expected[k].shape)})" for k in wrong
+        ]
         raise ValueError(
             f"{path} does not match the architecture in {meta_file.name}: "
-            f"missing {missing[:5]}, unexpected {unexpected[:5]}"
+            f"missing {missing[:5]}, unexpected {unexpected[:5]}, other shapes {shapes[:3]}"
         )
+    model.load_state_dict(state)
     model.metadata = meta
     return model.to(device if device is not None else "cpu").eval()
 
