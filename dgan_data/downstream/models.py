@@ -12,7 +12,7 @@ import logging
 import math
 import os
 import pickle
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from lightning_utilities.core.imports import RequirementCache
 from safetensors.torch import load_file
 from torch import nn
 
-from ..conventions import MAX_CLASSES, check_int
+from ..conventions import MAX_CLASSES, MAX_LABEL_SIDE, check_int
 from ..fileio import atomic_torch_save
 from ..generators.files import WEIGHT_DTYPES
 
@@ -115,6 +115,14 @@ def default_atrous_rates(image_size: int, output_stride: int) -> tuple[int, int,
     return rates  # type: ignore[return-value]
 
 
+#: Widest decoder a builder takes (the paper's DeepLab uses 256, the toy U-Net 32): a
+#: checkpoint's config asking for 100000 channels tried to allocate 200 GB or more.
+MAX_DECODER_CHANNELS = 2048
+
+#: Deepest U-Net encoder (segmentation-models-pytorch's encoders have 5 stages).
+MAX_ENCODER_DEPTH = 5
+
+
 def build_deeplab(
     num_classes: int,
     arch: str = "deeplabv3plus",
@@ -152,8 +160,8 @@ def build_deeplab(
         raise ValueError(f"unknown arch {arch!r}; valid: {', '.join(ARCHITECTURES)}")
     num_classes = check_int(num_classes, "num_classes", 1, MAX_CLASSES)
     output_stride = check_int(output_stride, "output_stride", 1)
-    decoder_channels = check_int(decoder_channels, "decoder_channels", 1)
-    image_size = check_int(image_size, "image_size", 1)
+    decoder_channels = check_int(decoder_channels, "decoder_channels", 1, MAX_DECODER_CHANNELS)
+    image_size = check_int(image_size, "image_size", 1, MAX_LABEL_SIDE)
     weights_path = None
     if encoder_weights is not None:
         weights_path = Path(encoder_weights)
@@ -230,11 +238,13 @@ def build_unet(
     import segmentation_models_pytorch as smp
 
     num_classes = check_int(num_classes, "num_classes", 1, MAX_CLASSES)
-    encoder_depth = check_int(encoder_depth, "encoder_depth", 1)
-    image_size = check_int(image_size, "image_size", 1)
-    if isinstance(decoder_channels, (str, bytes)):
-        raise ValueError(f"decoder_channels must be a list of ints, got {decoder_channels!r}")
-    channels = [check_int(c, "decoder_channels entries", 1) for c in decoder_channels]
+    encoder_depth = check_int(encoder_depth, "encoder_depth", 1, MAX_ENCODER_DEPTH)
+    image_size = check_int(image_size, "image_size", 1, MAX_LABEL_SIDE)
+    if isinstance(decoder_channels, (str, bytes)) or not isinstance(decoder_channels, Iterable):
+        raise ValueError(f"decoder_channels must be a list of ints, got {decoder_channels!r:.60}")
+    channels = [
+        check_int(c, "decoder_channels entries", 1, MAX_DECODER_CHANNELS) for c in decoder_channels
+    ]
     if len(channels) != int(encoder_depth):
         raise ValueError(
             f"decoder_channels {channels} needs one entry per encoder level "
