@@ -52,6 +52,7 @@ from dgan_data.cli.common import (
     device_name,
     finite_float,
     fraction,
+    int_range,
     non_negative_float,
     non_negative_int,
     positive_float,
@@ -60,6 +61,7 @@ from dgan_data.cli.common import (
     writable_output_file,
     writable_output_folder,
 )
+from dgan_data.downstream.models import MAX_DECODER_CHANNELS
 from dgan_data.downstream.realdata import LabeledFolder
 from dgan_data.downstream.train import (
     build_deeplab,
@@ -143,7 +145,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     tr.add_argument("--encoder", default="resnet18")
     tr.add_argument("--encoder-weights", default=None, help="local encoder weights file")
     tr.add_argument("--output-stride", type=int, default=16, choices=(8, 16))
-    tr.add_argument("--decoder-channels", type=positive_int, default=128)
+    tr.add_argument("--decoder-channels", type=int_range(1, MAX_DECODER_CHANNELS), default=128)
     tr.add_argument(
         "--amp",
         action=argparse.BooleanOptionalAction,

@@ -45,7 +45,8 @@ def _copy(saved, tmp_path: Path, meta: dict | None = None, weights: bytes | None
             {"decoder_channels": [100000, 8, 8]},
             r"decoder_channels\[\] must be an int in \[1, 1024\], got 100000",
         ),
-        ({"decoder_channels": "abc"}, r"decoder_channels must be a list of 3 ints"),
+        ({"decoder_channels": "abc"}, r"decoder_channels must be a list of ints, got 'abc'"),
+        ({"decoder_channels": [8, 8]}, r"decoder_channels \[8, 8\] needs one entry per encoder"),
         ({"arch": 7}, r"arch must be a model name, got 7"),
         ({"arch": "nope"}, r"Wrong architecture type `nope`"),
     ],
@@ -84,3 +85,12 @@ def test_a_good_pair_still_loads_exactly(saved, tmp_path):
     for key, value in model.state_dict().items():
         assert torch.equal(value, state[key]), key
     assert set(model.state_dict()) == set(original.state_dict())
+
+
+def test_building_holds_the_same_bounds_so_what_is_saved_loads():
+    with pytest.raises(ValueError, match=r"decoder_channels\[\] must be an int in \[1, 1024\]"):
+        build_annotator(NUM_CLASSES, decoder_channels=[2048, 8, 8])
+    with pytest.raises(ValueError, match=r"encoder_depth must be an int in \[1, 5\], got 6"):
+        build_annotator(NUM_CLASSES, encoder_depth=6, decoder_channels=[8] * 6)
+    with pytest.raises(ValueError, match=r"num_classes must be an int in \[1, 14\], got 15"):
+        build_annotator(15, decoder_channels=[16, 8, 8])

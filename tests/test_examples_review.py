@@ -205,6 +205,7 @@ def test_train_deeplab_refuses_json_device_and_resume_before_the_run(tmp_path, c
         (["--json", str(tmp_path)], ["--json", "is a folder"]),
         (["--json", str(tmp_path / "afile" / "r.json")], ["--json", "afile is a file"]),
         (["--device", "gpu"], ["--device", "'gpu' is not a device"]),
+        (["--decoder-channels", "2049"], ["--decoder-channels", "'2049' must be in 1..2048"]),
         (["--resume", "--checkpoint-dir", str(ckpt)], ["--resume", "last.pt", "not a checkpoint"]),
     ]
     for extra, words in cases:

@@ -213,6 +213,8 @@ REFUSED = [
     typed("train_annotator.py", "--dice-weight", "nan"),
     typed("train_annotator.py", "--encoder-depth", "0"),
     typed("train_annotator.py", "--decoder-channels", "32", "0"),
+    typed("train_annotator.py", "--decoder-channels", "32", "1025"),
+    typed("train_annotator.py", "--encoder-depth", "6"),
     ("train_annotator.py", ["--encoder-depth", "4"], ("--decoder-channels needs one width",)),
     ("train_annotator.py", ["--encoder", "no-such-encoder"], ("--encoder no-such-encoder",)),
     typed("train_annotator.py", "--seed", "-1"),

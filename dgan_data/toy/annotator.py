@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "DEFAULT_ANNOTATOR_PATH",
     "DEFAULT_ARCH",
+    "MAX_DECODER_CHANNELS",
+    "MAX_ENCODER_DEPTH",
     "ToyAnnotator",
     "annotate",
     "build_annotator",
@@ -100,7 +102,17 @@ def build_annotator(
     encoder_depth: int = DEFAULT_ARCH["encoder_depth"],
     decoder_channels: Sequence[int] = tuple(DEFAULT_ARCH["decoder_channels"]),
 ) -> ToyAnnotator:
-    """A freshly initialised annotator (random weights: nothing is downloaded)."""
+    """A freshly initialised annotator (random weights: nothing is downloaded).
+    ``num_classes`` 1..14, ``encoder_depth`` 1..5 and one decoder width in 1..1024 per
+    level: the bounds :func:`load_annotator` holds a description to, so whatever is
+    built can be saved and loaded again."""
+    num_classes = check_int(num_classes, "num_classes", 1, NUM_CLASSES)
+    encoder_depth = check_int(encoder_depth, "encoder_depth", 1, MAX_ENCODER_DEPTH)
+    if isinstance(decoder_channels, (str, bytes)) or not isinstance(decoder_channels, Sequence):
+        raise ValueError(f"decoder_channels must be a list of ints, got {decoder_channels!r:.60}")
+    decoder_channels = [
+        check_int(c, "decoder_channels[]", 1, MAX_DECODER_CHANNELS) for c in decoder_channels
+    ]
     if not _SMP:
         raise ModuleNotFoundError(
             f"the toy annotator needs segmentation-models-pytorch: {_SMP.message} "
@@ -141,22 +153,11 @@ def _architecture(meta: dict[str, Any]) -> dict[str, Any]:
     for key in ("arch", "encoder"):
         if not isinstance(meta[key], str) or not meta[key]:
             raise ValueError(f"{key} must be a model name, got {meta[key]!r:.60}")
-    depth = check_int(meta["encoder_depth"], "encoder_depth", 1, MAX_ENCODER_DEPTH)
-    channels = meta["decoder_channels"]
-    if not isinstance(channels, list) or len(channels) != depth:
+    if not isinstance(meta["decoder_channels"], list):  # build_annotator checks the rest
         raise ValueError(
-            f"decoder_channels must be a list of {depth} ints (one per encoder level), "
-            f"got {channels!r:.60}"
+            f"decoder_channels must be a list of ints, got {meta['decoder_channels']!r:.60}"
         )
-    return {
-        "num_classes": check_int(meta["num_classes"], "num_classes", 1, NUM_CLASSES),
-        "arch": meta["arch"],
-        "encoder": meta["encoder"],
-        "encoder_depth": depth,
-        "decoder_channels": [
-            check_int(c, "decoder_channels[]", 1, MAX_DECODER_CHANNELS) for c in channels
-        ],
-    }
+    return {k: meta[k] for k in fields}
 
 
 def _meta_path(path: Path) -> Path:

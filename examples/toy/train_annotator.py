@@ -40,6 +40,8 @@ from dgan_data.fileio import atomic_torch_save
 from dgan_data.toy import NUM_CLASSES, SPLITS, VARIATIONS, render_split
 from dgan_data.toy.annotator import (
     DEFAULT_ARCH,
+    MAX_DECODER_CHANNELS,
+    MAX_ENCODER_DEPTH,
     build_annotator,
     evaluate_annotator,
     save_annotator,
@@ -76,10 +78,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--dice-weight", type=non_negative_float, default=0.5, help="0 disables the Dice term"
     )
     ap.add_argument("--encoder", default=DEFAULT_ARCH["encoder"])
-    ap.add_argument("--encoder-depth", type=positive_int, default=DEFAULT_ARCH["encoder_depth"])
+    ap.add_argument(
+        "--encoder-depth",
+        type=int_range(1, MAX_ENCODER_DEPTH),
+        default=DEFAULT_ARCH["encoder_depth"],
+    )
     ap.add_argument(
         "--decoder-channels",
-        type=positive_int,
+        type=int_range(1, MAX_DECODER_CHANNELS),
         nargs="+",
         default=DEFAULT_ARCH["decoder_channels"],
     )
