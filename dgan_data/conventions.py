@@ -20,6 +20,7 @@ __all__ = [
     "MAX_BATCH",
     "MAX_CLASSES",
     "check_bool",
+    "check_decoder_widths",
     "check_device",
     "check_finite_number",
     "check_int",
@@ -185,6 +186,21 @@ def check_int(value: Any, name: str, low: int | None = None, high: int | None = 
     if number is None or (low is not None and number < low) or (high is not None and number > high):
         raise ValueError(f"{name} must be {want}, got {value!r:.80}")
     return number
+
+
+def check_decoder_widths(value: Any, encoder_depth: int, high: int) -> list[int]:
+    """A U-Net style decoder's ``decoder_channels``: one int in 1..``high`` per encoder
+    level, as a list. A string, a bare int or another length is a ValueError (a width of
+    100000 allocated hundreds of GB before it was bounded)."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise ValueError(f"decoder_channels must be a list of ints, got {value!r:.60}")
+    widths = [check_int(c, "decoder_channels entries", 1, high) for c in value]
+    if len(widths) != encoder_depth:
+        raise ValueError(
+            f"decoder_channels {widths} needs one entry per encoder level "
+            f"(encoder_depth={encoder_depth})"
+        )
+    return widths
 
 
 def check_bool(value: Any, name: str) -> bool:

@@ -43,7 +43,7 @@ def _copy(saved, tmp_path: Path, meta: dict | None = None, weights: bytes | None
         ({"encoder_depth": 99}, r"encoder_depth must be an int in \[1, 5\], got 99"),
         (
             {"decoder_channels": [100000, 8, 8]},
-            r"decoder_channels\[\] must be an int in \[1, 1024\], got 100000",
+            r"decoder_channels entries must be an int in \[1, 1024\], got 100000",
         ),
         ({"decoder_channels": "abc"}, r"decoder_channels must be a list of ints, got 'abc'"),
         ({"decoder_channels": [8, 8]}, r"decoder_channels \[8, 8\] needs one entry per encoder"),
@@ -88,7 +88,7 @@ def test_a_good_pair_still_loads_exactly(saved, tmp_path):
 
 
 def test_building_holds_the_same_bounds_so_what_is_saved_loads():
-    with pytest.raises(ValueError, match=r"decoder_channels\[\] must be an int in \[1, 1024\]"):
+    with pytest.raises(ValueError, match=r"decoder_channels entries must be an int in \[1, 1024\]"):
         build_annotator(NUM_CLASSES, decoder_channels=[2048, 8, 8])
     with pytest.raises(ValueError, match=r"encoder_depth must be an int in \[1, 5\], got 6"):
         build_annotator(NUM_CLASSES, encoder_depth=6, decoder_channels=[8] * 6)

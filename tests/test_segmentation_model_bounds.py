@@ -85,3 +85,21 @@ def test_models_within_the_bounds_still_round_trip(tmp_path):
     for key, value in model.state_dict().items():
         assert torch.equal(back.state_dict()[key], value), key
     assert build_deeplab(3, image_size=8192, decoder_channels=16).config["image_size"] == 8192
+
+
+def test_the_shared_width_check_used_by_both_unet_builders():
+    from dgan_data.conventions import check_decoder_widths
+
+    assert check_decoder_widths((32, 16, 16), 3, 64) == [32, 16, 16]
+    with pytest.raises(
+        ValueError, match=r"^decoder_channels entries must be an int in \[1, 64\], got 65$"
+    ):
+        check_decoder_widths([65, 8, 8], 3, 64)
+    with pytest.raises(
+        ValueError,
+        match=r"^decoder_channels \[8, 8\] needs one entry per encoder level \(encoder_depth=3\)$",
+    ):
+        check_decoder_widths([8, 8], 3, 64)
+    for bad in ("abc", 16, None):
+        with pytest.raises(ValueError, match=r"^decoder_channels must be a list of ints"):
+            check_decoder_widths(bad, 3, 64)

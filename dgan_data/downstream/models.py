@@ -12,7 +12,7 @@ import logging
 import math
 import os
 import pickle
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from lightning_utilities.core.imports import RequirementCache
 from safetensors.torch import load_file
 from torch import nn
 
-from ..conventions import MAX_CLASSES, MAX_LABEL_SIDE, check_int
+from ..conventions import MAX_CLASSES, MAX_LABEL_SIDE, check_decoder_widths, check_int
 from ..fileio import atomic_torch_save
 from ..generators.files import WEIGHT_DTYPES
 
@@ -240,16 +240,7 @@ def build_unet(
     num_classes = check_int(num_classes, "num_classes", 1, MAX_CLASSES)
     encoder_depth = check_int(encoder_depth, "encoder_depth", 1, MAX_ENCODER_DEPTH)
     image_size = check_int(image_size, "image_size", 1, MAX_LABEL_SIDE)
-    if isinstance(decoder_channels, (str, bytes)) or not isinstance(decoder_channels, Iterable):
-        raise ValueError(f"decoder_channels must be a list of ints, got {decoder_channels!r:.60}")
-    channels = [
-        check_int(c, "decoder_channels entries", 1, MAX_DECODER_CHANNELS) for c in decoder_channels
-    ]
-    if len(channels) != int(encoder_depth):
-        raise ValueError(
-            f"decoder_channels {channels} needs one entry per encoder level "
-            f"(encoder_depth={encoder_depth})"
-        )
+    channels = check_decoder_widths(decoder_channels, encoder_depth, MAX_DECODER_CHANNELS)
     config: dict[str, Any] = {
         "num_classes": int(num_classes),
         "arch": "unet",

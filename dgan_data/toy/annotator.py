@@ -27,7 +27,7 @@ from lightning_utilities.core.imports import RequirementCache
 from safetensors.torch import load_file
 from torch import nn
 
-from ..conventions import check_int
+from ..conventions import check_decoder_widths, check_int
 from ..fileio import json_bytes, read_json, save_safetensors, write_json
 from ..metrics import confusion_matrix, metrics_from_confusion
 from .preset import toy_assets_dir
@@ -108,11 +108,7 @@ def build_annotator(
     built can be saved and loaded again."""
     num_classes = check_int(num_classes, "num_classes", 1, NUM_CLASSES)
     encoder_depth = check_int(encoder_depth, "encoder_depth", 1, MAX_ENCODER_DEPTH)
-    if isinstance(decoder_channels, (str, bytes)) or not isinstance(decoder_channels, Sequence):
-        raise ValueError(f"decoder_channels must be a list of ints, got {decoder_channels!r:.60}")
-    decoder_channels = [
-        check_int(c, "decoder_channels[]", 1, MAX_DECODER_CHANNELS) for c in decoder_channels
-    ]
+    decoder_channels = check_decoder_widths(decoder_channels, encoder_depth, MAX_DECODER_CHANNELS)
     if not _SMP:
         raise ModuleNotFoundError(
             f"the toy annotator needs segmentation-models-pytorch: {_SMP.message} "
@@ -120,11 +116,6 @@ def build_annotator(
         )
     import segmentation_models_pytorch as smp
 
-    if len(decoder_channels) != encoder_depth:
-        raise ValueError(
-            f"decoder_channels {list(decoder_channels)} needs one entry per encoder level "
-            f"(encoder_depth={encoder_depth})"
-        )
     config = {
         "arch": arch,
         "encoder": encoder,
