@@ -19,6 +19,7 @@ __all__ = [
     "IGNORE_INDEX",
     "MAX_BATCH",
     "MAX_CLASSES",
+    "MAX_ENCODER_DEPTH",
     "check_bool",
     "check_decoder_widths",
     "check_device",
@@ -186,6 +187,11 @@ def check_int(value: Any, name: str, low: int | None = None, high: int | None = 
     if number is None or (low is not None and number < low) or (high is not None and number > high):
         raise ValueError(f"{name} must be {want}, got {value!r:.80}")
     return number
+
+
+#: Deepest encoder a U-Net style builder takes (segmentation-models-pytorch's encoders
+#: have 5 stages): ``build_unet`` and the toy annotator share it.
+MAX_ENCODER_DEPTH = 5
 
 
 def check_decoder_widths(value: Any, encoder_depth: int, high: int) -> list[int]:

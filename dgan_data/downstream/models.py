@@ -21,7 +21,13 @@ from lightning_utilities.core.imports import RequirementCache
 from safetensors.torch import load_file
 from torch import nn
 
-from ..conventions import MAX_CLASSES, MAX_LABEL_SIDE, check_decoder_widths, check_int
+from ..conventions import (
+    MAX_CLASSES,
+    MAX_ENCODER_DEPTH,
+    MAX_LABEL_SIDE,
+    check_decoder_widths,
+    check_int,
+)
 from ..fileio import atomic_torch_save
 from ..generators.files import WEIGHT_DTYPES
 
@@ -118,9 +124,6 @@ def default_atrous_rates(image_size: int, output_stride: int) -> tuple[int, int,
 #: Widest decoder a builder takes (the paper's DeepLab uses 256, the toy U-Net 32): a
 #: checkpoint's config asking for 100000 channels tried to allocate 200 GB or more.
 MAX_DECODER_CHANNELS = 2048
-
-#: Deepest U-Net encoder (segmentation-models-pytorch's encoders have 5 stages).
-MAX_ENCODER_DEPTH = 5
 
 
 def build_deeplab(

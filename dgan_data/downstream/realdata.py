@@ -570,14 +570,10 @@ def write_labeled_folder(
     for i, stem in enumerate(stems):
         image = Image.fromarray(rgb[i], mode=None)
         if fmt == "png":
-            atomic_write(
-                image_dir / f"{stem}{suffix}",
-                lambda f, im=image: im.save(f, "PNG"),
-            )
+            atomic_write(image_dir / f"{stem}{suffix}", lambda f, im=image: im.save(f, "PNG"))
         else:
             atomic_write(
-                image_dir / f"{stem}{suffix}",
-                lambda f, im=image: im.save(f, "JPEG", quality=95),
+                image_dir / f"{stem}{suffix}", lambda f, im=image: im.save(f, "JPEG", quality=95)
             )
         mask = Image.fromarray(m[i].astype(np.uint8), mode=None)
         atomic_write(mask_dir / f"{stem}{MASK_SUFFIX}", lambda f, im=mask: im.save(f, "PNG"))

@@ -27,8 +27,8 @@ from lightning_utilities.core.imports import RequirementCache
 from safetensors.torch import load_file
 from torch import nn
 
-from ..conventions import check_decoder_widths, check_int
-from ..fileio import json_bytes, read_json, save_safetensors, write_json
+from ..conventions import MAX_ENCODER_DEPTH, check_decoder_widths, check_int
+from ..fileio import atomic_write_bytes, json_bytes, read_json, save_safetensors
 from ..metrics import confusion_matrix, metrics_from_confusion
 from .preset import toy_assets_dir
 from .render import CLASS_NAMES, NUM_CLASSES, PALETTE, Variation, render_split
@@ -71,9 +71,8 @@ DEFAULT_ARCH: dict[str, Any] = {
 
 _SMP = RequirementCache("segmentation-models-pytorch>=0.3")
 
-#: Bounds on an annotator description's architecture, checked before anything is built:
-#: a decoder width of 100000 or 10**9 classes allocated hundreds of GB first.
-MAX_ENCODER_DEPTH = 5
+#: Widest decoder level of an annotator, checked before anything is built (with
+#: ``MAX_ENCODER_DEPTH``): a width of 100000 allocated hundreds of GB first.
 MAX_DECODER_CHANNELS = 1024
 
 
@@ -144,11 +143,7 @@ def _architecture(meta: dict[str, Any]) -> dict[str, Any]:
     for key in ("arch", "encoder"):
         if not isinstance(meta[key], str) or not meta[key]:
             raise ValueError(f"{key} must be a model name, got {meta[key]!r:.60}")
-    if not isinstance(meta["decoder_channels"], list):  # build_annotator checks the rest
-        raise ValueError(
-            f"decoder_channels must be a list of ints, got {meta['decoder_channels']!r:.60}"
-        )
-    return {k: meta[k] for k in fields}
+    return {k: meta[k] for k in fields}  # build_annotator checks and bounds the numbers
 
 
 def _meta_path(path: Path) -> Path:
@@ -173,13 +168,13 @@ def save_annotator(model: ToyAnnotator, path: str | Path, metadata: dict[str, An
         **metadata,
     }
     try:
-        json_bytes(meta)
+        description = json_bytes(meta)
     except (TypeError, ValueError) as err:
         raise ValueError(
             f"not writing annotator {path}: its metadata is not JSON ({err})"
         ) from None
     save_safetensors(state, path, {"format": "dgan_data.toy.annotator"}, named_by_user=True)
-    write_json(_meta_path(path), meta)
+    atomic_write_bytes(_meta_path(path), description)
     logger.info("saved annotator to %s (+ %s)", path, _meta_path(path).name)
     return path
 

@@ -161,9 +161,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result["annotator"] = str(args.annotator) if args.annotator else "shipped"
     print(format_table(result))
     if args.json:
-        write_json(
-            args.json, result, named_by_user=True
-        )  # atomic: a failed write keeps the earlier file
+        # atomic: a failed write keeps the earlier file
+        write_json(args.json, result, named_by_user=True)
         log.info("wrote %s", args.json)
     if args.grid:
         n = args.grid_count
