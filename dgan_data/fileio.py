@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -40,9 +41,11 @@ __all__ = [
     "read_json",
     "read_small_file",
     "remove_temps",
+    "require_file",
     "resolve_inside",
     "save_safetensors",
     "special_file_kind",
+    "why_not_a_file",
     "write_json",
     "write_npy",
     "write_png",
@@ -105,6 +108,59 @@ def special_file_kind(path: str | os.PathLike) -> str | None:
     if stat.S_ISBLK(mode):
         return "block device"
     return "socket" if stat.S_ISSOCK(mode) else "special file"
+
+
+def _entry_status(path: str | os.PathLike) -> tuple[str, str | None]:
+    """(kind, phrase) of what is at ``path``: kind is "file", "missing", "broken link",
+    "folder" or "other"; the phrase (None for a file) follows the path in a message."""
+    try:
+        mode = os.stat(path).st_mode
+    except ValueError:  # a NUL in the name
+        return "other", "is not a valid file name"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "other", "is a symlink loop"
+        if os.path.islink(path):
+            try:
+                target = os.readlink(path)
+            except OSError:
+                target = "?"
+            return "broken link", f"is a broken symlink (to {target})"
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return "missing", "does not exist"
+        return "other", f"cannot be read ({exc.strerror})"
+    if stat.S_ISREG(mode):
+        return "file", None
+    if stat.S_ISDIR(mode):
+        return "folder", "is a folder"
+    return "other", f"is not a regular file (a {special_file_kind(path) or 'special file'})"
+
+
+def why_not_a_file(path: str | os.PathLike) -> str | None:
+    """None when ``path`` is a regular file (a link is followed); otherwise what is there,
+    as a phrase to follow the path in a message: "is a folder", "is a broken symlink (to
+    x.pt)", "is a symlink loop", "is not a regular file (a pipe)", "does not exist" or
+    "cannot be read (Permission denied)". A link whose target is gone is named as one:
+    "no such file" would be contradicted by ``ls``."""
+    return _entry_status(path)[1]
+
+
+def require_file(path: str | os.PathLike, what: str = "file") -> Path:
+    """``path`` as a Path when it is a regular file. Otherwise FileNotFoundError when
+    nothing is there ("no such file") or a link's target is gone, IsADirectoryError for
+    a folder, and ValueError for anything else (a device, a pipe, a link loop); each
+    names the file. Checked before ``open()``, which blocks on a pipe."""
+    path = Path(path)
+    kind, why = _entry_status(path)
+    if kind == "missing":
+        raise FileNotFoundError(f"{path}: no such file")
+    if kind == "broken link":
+        raise FileNotFoundError(f"{path} {why}")
+    if kind == "folder":
+        raise IsADirectoryError(f"{path} is a folder, not a {what}")
+    if kind == "other":
+        raise ValueError(f"{path} {why}")
+    return path
 
 
 def atomic_write(
@@ -337,13 +393,12 @@ def read_small_file(path: str | os.PathLike, max_bytes: int, what: str = "file")
     """The bytes of a small regular file, never more than ``max_bytes`` read (+1 to tell
     a larger one): a device such as ``/dev/zero``, a FIFO or a file that grows while it
     is read cannot make the reader hang or fill the memory. ValueError naming the file
-    (``what`` says what it should be); FileNotFoundError and IsADirectoryError as usual."""
-    path = Path(path)
+    (``what`` says what it should be); what is not a regular file is refused as by
+    :func:`require_file`."""
+    path = require_file(path, what)  # before open(): opening a FIFO blocks
     try:
-        info = path.stat()  # before open(): opening a FIFO blocks
-        if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):  # a folder:
-            raise ValueError(f"{path}: not a regular file (a device, FIFO or socket?)")
-        if info.st_size > max_bytes:  # (open() raises IsADirectoryError)
+        info = path.stat()
+        if info.st_size > max_bytes:
             raise ValueError(
                 f"{path}: {info.st_size} bytes, more than the {max_bytes} a {what} may have"
             )

@@ -51,7 +51,7 @@ def test_a_device_is_refused_before_reading() -> None:
     except subprocess.TimeoutExpired:
         pytest.fail("read_json('/dev/zero') did not return within 60 s")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "/dev/zero: not a regular file" in done.stdout
+    assert "/dev/zero is not a regular file (a character device)" in done.stdout
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
@@ -63,7 +63,7 @@ def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
         with open(fifo, "wb"):
             pass
     assert isinstance(err, ValueError), err
-    assert "manifest.json: not a regular file" in str(err)
+    assert "manifest.json is not a regular file (a pipe)" in str(err)
 
 
 def test_regular_files_folders_and_bounds_as_before(tmp_path: Path) -> None:

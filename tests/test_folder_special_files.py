@@ -148,8 +148,8 @@ def test_an_export_resume_names_a_fifo_planted_at_the_journal(reference_dir, tmp
     os.mkfifo(journal)
     with pytest.raises(
         ExportDamagedError,
-        match=r"journal\.jsonl is not a regular file where the export keeps a file: move "
-        r"it away, then rerun",
+        match=r"journal\.jsonl is not a regular file \(a pipe\) where the export keeps a file: "
+        r"move it away, then rerun",
     ):
         _export(models, out)
     assert special_file_kind(journal) == "pipe"  # left for the user to move

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,15 @@ import numpy as np
 import torch
 
 from ..conventions import IGNORE_INDEX, short_list
-from ..fileio import UnsafePathError, read_json, resolve_inside, write_json, write_npy, write_png
+from ..fileio import (
+    UnsafePathError,
+    read_json,
+    resolve_inside,
+    why_not_a_file,
+    write_json,
+    write_npy,
+    write_png,
+)
 from ..schema import SchemaError, check_document
 from ..seeds import MAX_SEED
 from .format import (
@@ -34,7 +43,7 @@ from .format import (
     _bad_class_ids,
     _is_int,
 )
-from .png import open_png
+from .png import missing_file_problem, open_png
 
 logger = logging.getLogger(__name__)
 
@@ -198,7 +207,7 @@ def read_folder(root: Path) -> dict[str, Any]:
         seeds.append(seed)
         files.append({"image": image_rel, "mask": mask_rel, "latent": latent_rel})
 
-    missing = [f for f in files if f["mask"] and not (root / f["mask"]).exists()]
+    missing = [f for f in files if f["mask"] and not os.path.lexists(root / f["mask"])]
     advice = None
     if missing:
         advice = (
@@ -354,8 +363,9 @@ def _open_png(
 
 
 def _open_npy(path: Path, name: str, problems: list[str]) -> np.ndarray | None:
-    if not path.is_file():
-        problems.append(f"{name}: missing")
+    problem = missing_file_problem(path, name)
+    if problem is not None:
+        problems.append(problem)
         return None
     try:
         return np.load(path, allow_pickle=False)
@@ -484,14 +494,15 @@ def _consistency(
 
 def _read_manifest(root: Path) -> dict[str, Any]:
     if not root.is_dir():
-        what = (
-            "is a file, not an annotation folder" if root.exists() else "no such annotation folder"
-        )
+        if os.path.lexists(root):  # a file, or a link whose target is gone
+            what = f"{why_not_a_file(root) or 'is a file'}, not an annotation folder"
+        else:
+            what = "no such annotation folder"
         raise AnnotationError([f"{root}: {what}"])
     path = root / MANIFEST
-    if path.exists() and not path.is_file():  # a link to /dev/zero is not "missing"
-        kind = "a folder" if path.is_dir() else "not a regular file (a device, FIFO or socket?)"
-        raise AnnotationError([f"{MANIFEST}: {kind}, not the manifest file"], root)
+    why = why_not_a_file(path) if os.path.lexists(path) else None
+    if why is not None:  # a link to /dev/zero or to a lost file is not "missing"
+        raise AnnotationError([f"{MANIFEST}: {why}, not the manifest file"], root)
     if not path.is_file():
         raise AnnotationError(
             [

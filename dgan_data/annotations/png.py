@@ -6,13 +6,25 @@ raising, so a missing, non-PNG or damaged file becomes one line naming it.
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image
 
+from ..fileio import why_not_a_file
+
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def missing_file_problem(path: Path, name: str) -> str | None:
+    """``name: missing`` when nothing is at ``path``, ``name: is a folder`` (a broken
+    symlink, a pipe, ...) when something other than a regular file is; None for a file."""
+    if not os.path.lexists(path):
+        return f"{name}: missing"
+    why = why_not_a_file(path)
+    return None if why is None else f"{name}: {why}"
 
 
 def open_png(
@@ -28,8 +40,9 @@ def open_png(
     ``check_size((height, width))`` (optional) sees the header's size before the pixels
     are decoded; the problem it returns is reported and the file is not decoded.
     """
-    if not path.is_file():
-        problems.append(f"{name}: missing")
+    problem = missing_file_problem(path, name)
+    if problem is not None:
+        problems.append(problem)
         return None
     try:
         with Image.open(path) as im:

@@ -61,7 +61,7 @@ import numpy as np
 from PIL import Image
 
 from ..conventions import IGNORE_INDEX, check_bool, short_list
-from ..fileio import read_json, resolve_inside, write_png
+from ..fileio import read_json, resolve_inside, why_not_a_file, write_png
 from .folder import Annotations
 from .format import MANIFEST, AnnotationError, resolve_crop
 from .shapes import (
@@ -536,8 +536,9 @@ def import_masks(
     _check_options(format, unlabeled, crowd, source_classes)
     keep_empty, dry_run = check_bool(keep_empty, "keep_empty"), check_bool(dry_run, "dry_run")
     src, root = Path(src), Path(annotations_dir)
-    if not src.exists():
-        raise MaskImportError([f"{src}: no such file or folder"])
+    if not src.exists():  # a link whose target is gone is there, and named as such
+        why = why_not_a_file(src) if os.path.lexists(src) else "no such file or folder"
+        raise MaskImportError([f"{src}: {why}"])
     if format == "coco" and src.is_dir():  # not a raw [Errno 21] from open()
         raise MaskImportError([f"{src}: is a folder; --format coco reads one COCO JSON file"])
     if format in _FOLDER_FORMATS and not src.is_dir():

@@ -28,7 +28,7 @@ from ..conventions import (
     check_decoder_widths,
     check_int,
 )
-from ..fileio import atomic_torch_save
+from ..fileio import atomic_torch_save, require_file
 from ..generators.files import WEIGHT_DTYPES
 
 log = logging.getLogger(__name__)
@@ -386,7 +386,7 @@ def load_segmentation_model(
     KeyError, an empty one EOFError), a missing or malformed ``config`` field, weights
     that do not fit or are not finite floating-point values.
     """
-    path = Path(path)
+    path = require_file(path, "segmentation checkpoint")  # open() would block on a pipe
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except OSError as err:

@@ -44,7 +44,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..conventions import IGNORE_INDEX, MAX_CLASSES, check_class_names, check_index, short_list
-from ..fileio import atomic_write, nonempty_path, parse_json_text, read_small_file
+from ..fileio import atomic_write, nonempty_path, parse_json_text, read_small_file, why_not_a_file
 
 __all__ = ["LabeledFolder", "LabeledFolderError", "write_labeled_folder"]
 
@@ -113,25 +113,10 @@ def _list_files(folder: Path, problems: list[str], rel: str) -> list[Path]:
     return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
 
 
-def _not_a_file(path: Path) -> str | None:
-    """Why a folder entry cannot be read as a file, or None (symlinks are followed)."""
-    if path.is_file():
-        return None
-    if path.is_symlink():
-        try:
-            target = os.readlink(path)
-        except OSError:
-            target = "?"
-        return f"a broken symlink (to {target})"
-    if path.is_dir():
-        return "a folder"
-    return "not a regular file"
-
-
 def _entry_problem(path: Path) -> str | None:
     """Why an entry of images/ or masks/ cannot be part of a pair (not its type)."""
-    why = _not_a_file(path)
-    if why == "a folder":
+    why = why_not_a_file(path)  # symlinks are followed
+    if why is not None and path.is_dir():
         why += (
             f": subfolders are not searched, put the files directly in {IMAGE_DIR}/ and {MASK_DIR}/"
         )
@@ -149,7 +134,7 @@ def _read_classes(root: Path, problems: list[str]) -> list[str] | None:
     if not path.exists() and not path.is_symlink():
         return None
     if not path.is_file():
-        problems.append(f"{CLASSES_FILE}: {_not_a_file(path)}, not a JSON file of class names")
+        problems.append(f"{CLASSES_FILE}: {why_not_a_file(path)}, not a JSON file of class names")
         return None
     try:
         # a BOM is harmless; nesting too deep is a ValueError like bad JSON

@@ -23,6 +23,7 @@ from ..fileio import (
     read_json,
     remove_temps,
     resolve_inside,
+    why_not_a_file,
 )
 from ..schema import (
     Bool,
@@ -444,9 +445,9 @@ def _kind_problem(path: Path, *, folder: bool) -> str | None:
     if folder and not stat.S_ISDIR(mode):
         return f"{path} is a file where the export keeps a folder: move it away, then rerun"
     if not folder and not stat.S_ISREG(mode):
-        what = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+        what = why_not_a_file(path) or "is not a regular file"  # (changed since the stat)
         return (
-            f"{path} is {what} where the export keeps a file: move it away, then rerun "
+            f"{path} {what} where the export keeps a file: move it away, then rerun "
             "(the rerun rebuilds what it can)"
         )
     return None
@@ -504,15 +505,16 @@ def _root(out_dir: Any) -> Path:
 
 def _description_path(root: Path, what: str = "not a dgan_data export") -> Path:
     """``root/dataset.json`` when it is a file; FileNotFoundError otherwise, saying whether
-    it is missing or something else (a folder, a device, a pipe)."""
+    it is missing or something else (a folder, a broken link, a device, a pipe)."""
     path = root / "dataset.json"
-    if path.is_file():
+    if not os.path.lexists(path):
+        raise FileNotFoundError(f"{path}: no such file ({what})")
+    why = why_not_a_file(path)
+    if why is None:
         return path
     if path.is_dir():
         raise FileNotFoundError(f"{path}: is a folder, not a file ({what})")
-    if path.exists():
-        raise FileNotFoundError(f"{path}: not a regular file (a device, FIFO or socket?)")
-    raise FileNotFoundError(f"{path}: no such file ({what})")
+    raise FileNotFoundError(f"{path}: {why}")
 
 
 def _shard_tag(shard: int, num_shards: int) -> str:

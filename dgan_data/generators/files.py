@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 
-from ..fileio import save_safetensors
+from ..fileio import require_file, save_safetensors
 from ..schema import SchemaError
 
 log = logging.getLogger(__name__)
@@ -59,10 +59,10 @@ class CheckpointError(ValueError):
 
 def check_file(path: Path) -> None:
     """Raise :class:`CheckpointError` unless ``path`` is a non-empty regular file."""
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such file")
-    if not path.is_file():
-        raise CheckpointError(f"{path}: not a file")
+    try:
+        require_file(path, "checkpoint file")
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(str(exc)) from None
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: the file is empty")
 

@@ -19,7 +19,7 @@ from safetensors import safe_open
 
 from .._version import __version__
 from ..conventions import MAX_FINGERPRINT_CHARS
-from ..fileio import nonempty_path, parse_json_text, save_safetensors
+from ..fileio import nonempty_path, parse_json_text, require_file, save_safetensors
 from ..schema import Any_, Dict, Int, IntList, ListOf, Optional, SchemaError, Str, check_document
 from .context import MAX_CONTEXT, input_layout
 from .resample import MAX_LABEL_SIDE
@@ -152,13 +152,10 @@ def _check_file(path: str | Path) -> Path:
     """``path`` as a Path when it is a file; FileNotFoundError saying what it is otherwise
     (TypeError for something that is no path at all)."""
     path = nonempty_path(path, "interpreter file")
-    if path.is_dir():
-        raise FileNotFoundError(f"interpreter file {path} is a folder, not a checkpoint file")
-    if path.exists() and not path.is_file():
-        raise FileNotFoundError(f"interpreter file {path} exists but is not a regular file")
-    if not path.is_file():
-        raise FileNotFoundError(f"interpreter file not found: {path}")
-    return path
+    try:
+        return require_file(path, "checkpoint file")
+    except (OSError, ValueError) as exc:
+        raise FileNotFoundError(f"interpreter file {exc}") from None
 
 
 def _check_values(tensors: dict[str, torch.Tensor], where: str) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from ..conventions import short_list
+from ..fileio import why_not_a_file
 from ..generators import CheckpointError, Generator, load_generator_file
 from ..interpreter import Interpreter
 from .preset import (
@@ -71,11 +72,11 @@ def resolve_source(spec: str | os.PathLike, kind: FileKind) -> tuple[Path, str |
     path = Path(spec)
     if path.is_file():
         return path, None
-    if path.exists() and (looks_like_path(spec) or not _is_preset(spec)):
-        what = "is a folder" if path.is_dir() else "exists but is not a regular file"
-        raise FileNotFoundError(f"{spec}: {what}, not a checkpoint file")
-    if path.exists():  # a folder here named like a preset: the preset is meant
-        log.info("%s: a folder of that name is here; using the preset %s", spec, spec)
+    present = os.path.lexists(path)  # a broken link is there, and not "no such file"
+    if present and (looks_like_path(spec) or not _is_preset(spec)):
+        raise FileNotFoundError(f"{spec}: {why_not_a_file(path)}, not a checkpoint file")
+    if present:  # a folder here named like a preset: the preset is meant
+        log.info("%s %s; using the preset of that name", spec, why_not_a_file(path))
     elif looks_like_path(spec):
         raise FileNotFoundError(f"{spec}: no such file")
     try:
@@ -261,10 +262,11 @@ def _missing_message(preset: Preset, kind: str, expected: list[Path]) -> str:
     listed = ", ".join(str(p) for p in expected)
     unusable = _unusable(expected)
     if unusable:
-        bad = ", ".join(str(p) for p in unusable)
+        bad = ", ".join(
+            f"{p} {why_not_a_file(p) or 'is not a readable regular file'}" for p in unusable
+        )
         parts = [
-            f"Preset {preset.name!r} has no usable {kind} file: {bad} exists but is not a "
-            "readable regular file (a dangling or looping symbolic link, or a folder); "
+            f"Preset {preset.name!r} has no usable {kind} file: {bad}; "
             f"replace it with the file. Looked for (in this order): {listed}.",
         ]
     else:

@@ -18,6 +18,7 @@ module supersedes them.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from ..conventions import MAX_ENCODER_DEPTH, check_decoder_widths, check_int
-from ..fileio import atomic_write_bytes, json_bytes, read_json, save_safetensors
+from ..fileio import atomic_write_bytes, json_bytes, read_json, require_file, save_safetensors
 from ..metrics import confusion_matrix, metrics_from_confusion
 from .preset import toy_assets_dir
 from .render import CLASS_NAMES, NUM_CLASSES, PALETTE, Variation, render_split
@@ -190,11 +191,16 @@ def load_annotator(
     by key and shape by shape. Problems are a ValueError naming the file."""
     path = Path(path) if path is not None else DEFAULT_ANNOTATOR_PATH
     meta_file = _meta_path(path)
-    if not path.is_file() or not meta_file.is_file():
+    if not (os.path.lexists(path) and os.path.lexists(meta_file)):
         raise FileNotFoundError(
             f"annotator files missing: need {path} and {meta_file}; train them with "
             "`python examples/toy/train_annotator.py --out <path>.safetensors`"
         )
+    for file in (path, meta_file):
+        try:
+            require_file(file, "toy annotator file")
+        except (OSError, ValueError) as exc:
+            raise FileNotFoundError(str(exc)) from None
     meta = read_json(meta_file)  # a regular file of bounded size
     if meta.get("format") != "dgan_data.toy.annotator":
         raise ValueError(f"{meta_file} is not a toy annotator description (format field)")
