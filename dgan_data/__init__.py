@@ -7,9 +7,9 @@ This module re-exports the public API; the package's layers are listed in the RE
 
 from __future__ import annotations
 
-import os
+import os as _os  # private: ``dgan_data.os`` is no part of the API
 
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+_os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from ._version import __version__
 from .annotations import (

@@ -93,3 +93,19 @@ def test_every_public_name_is_importable():
     namespace: dict = {}
     exec("from dgan_data import *", namespace)
     assert {"suggest_annotations", "FeatureNovelty", "verify_export"} <= set(namespace)
+
+
+def test_the_namespace_holds_the_api_and_its_modules_only():
+    """``dir(dgan_data)`` listed ``os``, which a tab completion offered as if public."""
+    import types
+
+    import dgan_data
+
+    stray = [
+        name
+        for name, value in vars(dgan_data).items()
+        if not name.startswith("_")
+        and name not in dgan_data.__all__
+        and not (isinstance(value, types.ModuleType) and value.__name__ == f"dgan_data.{name}")
+    ]
+    assert stray == []
