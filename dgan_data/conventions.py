@@ -9,7 +9,7 @@ into (H, W, 3) uint8 for drawing and files.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,6 +20,7 @@ __all__ = [
     "MAX_BATCH",
     "MAX_CLASSES",
     "MAX_ENCODER_DEPTH",
+    "build_on_meta",
     "check_bool",
     "check_decoder_widths",
     "check_device",
@@ -30,6 +31,7 @@ __all__ = [
     "check_palette",
     "generator_to_uint8",
     "short_list",
+    "state_mismatch",
     "to_uint8_image",
 ]
 
@@ -207,6 +209,33 @@ def check_decoder_widths(value: Any, encoder_depth: int, high: int) -> list[int]
             f"(encoder_depth={encoder_depth})"
         )
     return widths
+
+
+def build_on_meta(build: Callable[[], torch.nn.Module]) -> torch.nn.Module | None:
+    """The module ``build()`` makes, with its tensors on the meta device (shapes and
+    dtypes, no memory), or None when it cannot be built there (some encoders compute at
+    init; an argument ``build`` refuses). A loader compares it with a file's tensors
+    before building for real, so a description naming a huge encoder cannot take
+    gigabytes that its weights file does not hold."""
+    try:
+        with torch.device("meta"):
+            return build()
+    except Exception:  # the real build raises it again, or builds what meta cannot
+        return None
+
+
+def state_mismatch(
+    expected: Mapping[str, tuple[int, ...]], found: Mapping[str, tuple[int, ...]]
+) -> str | None:
+    """Why tensors of shapes ``found`` cannot be a model's state of shapes ``expected``
+    (missing, unexpected and other-shaped names, a few of each), or None."""
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    wrong = [k for k in expected if k in found and tuple(found[k]) != tuple(expected[k])]
+    if not (missing or unexpected or wrong):
+        return None
+    shapes = [f"{k} {tuple(found[k])} (expected {tuple(expected[k])})" for k in wrong[:3]]
+    return f"missing {missing[:5]}, unexpected {unexpected[:5]}, other shapes {shapes}"
 
 
 def check_bool(value: Any, name: str) -> bool:

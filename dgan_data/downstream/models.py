@@ -25,6 +25,7 @@ from ..conventions import (
     MAX_CLASSES,
     MAX_ENCODER_DEPTH,
     MAX_LABEL_SIDE,
+    build_on_meta,
     check_decoder_widths,
     check_int,
 )
@@ -338,6 +339,17 @@ def _load_checked(module: nn.Module, state: dict[str, Any], path: Path, what: st
     naming the file and the tensor (torch's load_state_dict printed one line per
     misfit and converted NaN, int and complex weights without a word)."""
     own = module.state_dict()
+    _check_state(own, state, path, what)
+    with torch.no_grad():
+        for name, target in own.items():
+            target.copy_(state[name].to(target.dtype))
+
+
+def _check_state(
+    own: dict[str, torch.Tensor], state: dict[str, Any], path: Path, what: str
+) -> None:
+    """Refuse ``state`` unless it holds exactly ``own``'s names, shapes and kinds of values
+    (``own`` may be on the meta device: only shapes and dtypes are read)."""
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     if missing or unexpected:
@@ -350,9 +362,6 @@ def _load_checked(module: nn.Module, state: dict[str, Any], path: Path, what: st
         problem = _tensor_problem(state[name], target)
         if problem is not None:
             raise ValueError(f"{path}: {what}: tensor {name} {problem}")
-    with torch.no_grad():
-        for name, target in own.items():
-            target.copy_(state[name].to(target.dtype))
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -408,8 +417,13 @@ def load_segmentation_model(
         raise ValueError(
             f"{path}: field 'model' must be a dict of tensors, got {type(weights).__name__}"
         )
+    # the weights against the config on the meta device first: a config naming a huge
+    # encoder then takes no more memory than the file's own tensors
+    skeleton = build_on_meta(lambda: _build_from_config(cfg))
+    if skeleton is not None:
+        _check_state(skeleton.state_dict(), weights, path, "weights")
     try:
-        model = _build_from_config(cfg)
+        model = _build_from_config(cfg)  # also what meta cannot build; a bad field is named
     except KeyError as err:
         raise ValueError(f"{path}: field 'config.{err.args[0]}' is missing") from None
     except (TypeError, ValueError) as err:

@@ -28,8 +28,15 @@ from lightning_utilities.core.imports import RequirementCache
 from safetensors.torch import load_file
 from torch import nn
 
-from ..conventions import MAX_ENCODER_DEPTH, check_decoder_widths, check_int
+from ..conventions import (
+    MAX_ENCODER_DEPTH,
+    build_on_meta,
+    check_decoder_widths,
+    check_int,
+    state_mismatch,
+)
 from ..fileio import atomic_write_bytes, json_bytes, read_json, require_file, save_safetensors
+from ..generators.files import CheckpointError, read_safetensors_header
 from ..metrics import confusion_matrix, metrics_from_confusion
 from .preset import toy_assets_dir
 from .render import CLASS_NAMES, NUM_CLASSES, PALETTE, Variation, render_split
@@ -204,8 +211,28 @@ def load_annotator(
     meta = read_json(meta_file)  # a regular file of bounded size
     if meta.get("format") != "dgan_data.toy.annotator":
         raise ValueError(f"{meta_file} is not a toy annotator description (format field)")
+
+    def build() -> ToyAnnotator:
+        return build_annotator(**_architecture(meta))
+
+    def refuse_mismatch(expected: dict[str, tuple[int, ...]], found: dict[str, Any]) -> None:
+        problem = state_mismatch(expected, found)
+        if problem is not None:
+            raise ValueError(
+                f"{path} does not match the architecture in {meta_file.name}: {problem}"
+            )
+
+    # the weights' shapes against the description's, before it takes any memory: an
+    # encoder named in the description is as large as the file, not as large as it says
+    skeleton = build_on_meta(build)
+    if skeleton is not None:
+        try:
+            found = read_safetensors_header(path)[1]  # no tensor is read
+        except CheckpointError as err:  # a damaged or foreign file
+            raise ValueError(str(err)) from None
+        refuse_mismatch({k: tuple(v.shape) for k, v in skeleton.state_dict().items()}, found)
     try:
-        model = build_annotator(**_architecture(meta))
+        model = build()  # also what the meta build could not: a bad field is named here
     except (KeyError, TypeError, ValueError) as err:  # smp names an unknown arch by KeyError
         reason = err.args[0] if isinstance(err, KeyError) and err.args else err
         raise ValueError(f"{meta_file}: {str(reason)[:300]}") from None
@@ -213,18 +240,8 @@ def load_annotator(
         state = load_file(str(path))
     except Exception as err:  # SafetensorError: a damaged or foreign file
         raise ValueError(f"{path}: not a readable safetensors file ({err})") from None
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
-    if missing or unexpected or wrong:
-        shapes = [
-            f"{k} {tuple(state[k].shape)} (expected {tuple(expected[k].shape)})" for k in wrong
-        ]
-        raise ValueError(
-            f"{path} does not match the architecture in {meta_file.name}: "
-            f"missing {missing[:5]}, unexpected {unexpected[:5]}, other shapes {shapes[:3]}"
-        )
+    own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    refuse_mismatch(own, {k: tuple(v.shape) for k, v in state.items()})
     model.load_state_dict(state)
     model.metadata = meta
     return model.to(device if device is not None else "cpu").eval()
