@@ -35,6 +35,7 @@ __all__ = [
     "file_sha256",
     "fsync_dir",
     "json_bytes",
+    "make_folder",
     "nonempty_path",
     "output_path_problem",
     "png_bytes",
@@ -198,7 +199,7 @@ def atomic_write(
         return path
     if kind is not None:
         raise ValueError(f"{path} is a {kind}, not a file: refusing to write to it")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path, tag), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -467,17 +468,36 @@ def nonempty_path(value: str | os.PathLike, name: str) -> Path:
 
 def output_path_problem(path: str | os.PathLike, *, folder: bool = False) -> str | None:
     """Why ``path`` cannot become the file (``folder=True``: the folder) a writer
-    makes, or None: a folder where a file goes, a file where a folder goes, or a file
-    among its parents. Checked before the work, not when the result is saved after it."""
+    makes, or None: a folder where a file goes, a file where a folder goes, a file or
+    a symlink whose target is gone among its parents or (``folder=True``) at the path.
+    Checked before the work, not when the result is saved after it."""
     path = Path(path)
-    if folder and path.exists() and not path.is_dir():
-        return "exists and is not a folder"
+    if folder and os.path.lexists(path) and not path.is_dir():
+        if path.exists():
+            return "exists and is not a folder"
+        return f"{why_not_a_file(path)}: remove the link or name another folder"
     if not folder and path.is_dir():
         return "is a folder; give the path of the file to write"
     kind = special_file_kind(path)
     if not folder and kind is not None and kind not in _STREAM_KINDS:
         return f"is a {kind}, not a file"
     for parent in path.parents:
-        if parent.exists():
-            return None if parent.is_dir() else f"{parent} is a file, not a folder"
+        if parent.is_dir():
+            return None
+        if os.path.lexists(parent):  # "mkdir -p" would fail on it with "File exists"
+            what = "is a file" if parent.exists() else why_not_a_file(parent)
+            return f"{parent} {what}, not a folder"
     return None
+
+
+def make_folder(path: str | os.PathLike, what: str = "folder") -> Path:
+    """``path`` and its missing parents as folders (``mkdir -p``). What stands in the
+    way (a file, a symlink whose target is gone, a file among the parents) is named in
+    the error instead of ``[Errno 17] File exists``."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        problem = output_path_problem(path, folder=True) or exc.strerror or str(exc)
+        raise type(exc)(f"{path}: cannot create the {what}: {problem}") from None
+    return path

@@ -247,7 +247,7 @@ def test_run_demo_names_an_out_that_cannot_be_a_folder(tmp_path):
 
     (tmp_path / "file").write_text("mine")
     for out, what in ((tmp_path / "file", "exists and is not a folder"),
-                      (tmp_path / "file" / "sub", "lies under a file")):  # fmt: skip
+                      (tmp_path / "file" / "sub", "file is a file, not a folder")):  # fmt: skip
         with pytest.raises(ValueError, match=f"{what}; the demo needs a folder for its results"):
             run_demo(DemoConfig.quick_config(out=out))
     assert (tmp_path / "file").read_text() == "mine"

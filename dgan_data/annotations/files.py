@@ -20,6 +20,7 @@ import torch
 from ..conventions import IGNORE_INDEX, short_list
 from ..fileio import (
     UnsafePathError,
+    output_path_problem,
     read_json,
     resolve_inside,
     why_not_a_file,
@@ -393,8 +394,9 @@ def _safe_relpath(
 def check_writable_folder(root: Path, subdirs: Sequence[str] = SUBDIRS) -> None:
     """Refuse to write into ``root`` when it or one of its sub-folders is a file or a
     symlink that leads out of it (files would land somewhere else)."""
-    if root.exists() and not root.is_dir():
-        raise AnnotationError([f"{root}: exists and is not a folder"])
+    problem = output_path_problem(root, folder=True)  # a file, a broken link, a file above
+    if problem is not None:
+        raise AnnotationError([f"{root}: {problem}"])
     problems = []
     for name in (*subdirs, MANIFEST):
         path = root / name
@@ -404,8 +406,9 @@ def check_writable_folder(root: Path, subdirs: Sequence[str] = SUBDIRS) -> None:
             except UnsafePathError as err:
                 problems.append(str(err))
                 continue
-        if name != MANIFEST and path.exists() and not path.is_dir():
-            problems.append(f"{name}: exists and is not a folder")
+        if name != MANIFEST and os.path.lexists(path) and not path.is_dir():
+            what = "exists" if path.exists() else why_not_a_file(path)  # a link to nothing
+            problems.append(f"{name}: {what} and is not a folder")
     if problems:
         raise AnnotationError(problems, root)
 

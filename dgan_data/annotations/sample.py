@@ -26,7 +26,7 @@ from ..conventions import (
     generator_to_uint8,
     short_list,
 )
-from ..fileio import nonempty_path, write_json, write_npy, write_png
+from ..fileio import make_folder, nonempty_path, write_json, write_npy, write_png
 from ..seeds import MAX_SEED, check_seeds, z_from_seeds
 from .files import _manifest, _open_npy, _open_png, _read_manifest, check_writable_folder
 from .folder import Annotations, _repeated_seed_problems
@@ -227,7 +227,7 @@ def sample_annotation_folder(
         samples=samples,
         note=_MASK_NOTE,
     )
-    (root / "masks").mkdir(parents=True, exist_ok=True)
+    make_folder(root / "masks", "annotation folder")
     write_json(root / MANIFEST, manifest)
 
     todo = [i for i, sid in enumerate(ids) if not _sample_complete(root, sid, w_all[i], image_hw)]

@@ -50,7 +50,7 @@ import torch
 from .._version import __version__
 from ..augment import BatchAugment
 from ..conventions import check_truncation_psi
-from ..fileio import atomic_torch_save, file_sha256, write_json
+from ..fileio import atomic_torch_save, file_sha256, make_folder, output_path_problem, write_json
 from ..interpreter import Interpreter
 from ..metrics import five_fold_protocol
 from ..presets import get_preset, resolve_preset_file
@@ -331,11 +331,10 @@ def run_demo(config: DemoConfig, report: Callable[[str], None] = log.info) -> di
     interp_info = _interpreter_info(preset.name)
     world = cfg.world or toy_world_of(preset.name)
     annotator = load_annotator(toy_annotator_path(world))
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError) as err:
-        what = "exists and is not a folder" if out.exists() else "lies under a file"
-        raise ValueError(f"{out}: {what}; the demo needs a folder for its results") from err
+    problem = output_path_problem(out, folder=True)
+    if problem is not None:
+        raise ValueError(f"{out}: {problem}; the demo needs a folder for its results")
+    make_folder(out, "demo folder")
 
     t0 = time.perf_counter()
     test_images, test_masks = render_labeled("test", cfg.test_count, size=size, variation=world)
@@ -604,7 +603,6 @@ class FinishedRuns:
         record: dict[str, Any] = {"summary": json.dumps(_plain(summary))}
         if prediction is not None:
             record["prediction"] = prediction.cpu()
-        self.folder.mkdir(parents=True, exist_ok=True)
         atomic_torch_save(record, self.path(arm, draw))
         shutil.rmtree(self.partial(arm, draw), ignore_errors=True)  # its checkpoints
 

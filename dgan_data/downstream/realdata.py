@@ -44,7 +44,14 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..conventions import IGNORE_INDEX, MAX_CLASSES, check_class_names, check_index, short_list
-from ..fileio import atomic_write, nonempty_path, parse_json_text, read_small_file, why_not_a_file
+from ..fileio import (
+    atomic_write,
+    make_folder,
+    nonempty_path,
+    parse_json_text,
+    read_small_file,
+    why_not_a_file,
+)
 
 __all__ = ["LabeledFolder", "LabeledFolderError", "write_labeled_folder"]
 
@@ -549,8 +556,8 @@ def write_labeled_folder(
                 f"{root}: {' and '.join(busy)} already hold files; write elsewhere or pass "
                 "exist_ok=True to replace same-named files"
             )
-    image_dir.mkdir(parents=True, exist_ok=True)
-    mask_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(image_dir, "labeled folder")
+    make_folder(mask_dir, "labeled folder")
     suffix = ".png" if fmt == "png" else ".jpg"
     for i, stem in enumerate(stems):
         image = Image.fromarray(rgb[i], mode=None)

@@ -18,6 +18,7 @@ from ..conventions import IGNORE_INDEX, check_bool
 from ..fileio import (
     atomic_write_bytes,
     json_bytes,
+    make_folder,
     parse_json_text,
     read_json,
 )
@@ -194,12 +195,7 @@ def _check_out_dir(root: Path) -> None:
             "export to resume"
         )
     if not root.is_dir():
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise type(exc)(
-                f"{root}: cannot create the export folder ({exc.strerror or exc})"
-            ) from None
+        make_folder(root, "export folder")  # names a broken link or a file in the way
         return
     if not os.access(root, os.W_OK | os.X_OK):
         raise PermissionError(f"{root}: the export folder is not writable")
