@@ -47,6 +47,7 @@ __all__ = [
     "save_safetensors",
     "special_file_kind",
     "why_not_a_file",
+    "why_not_a_folder",
     "write_json",
     "write_npy",
     "write_png",
@@ -112,29 +113,43 @@ def special_file_kind(path: str | os.PathLike) -> str | None:
 
 
 def _entry_status(path: str | os.PathLike) -> tuple[str, str | None]:
-    """(kind, phrase) of what is at ``path``: kind is "file", "missing", "broken link",
-    "folder" or "other"; the phrase (None for a file) follows the path in a message."""
+    """(kind, detail) of what is at ``path``, a link followed: kind "file", "folder",
+    "missing", "broken link" (detail: its target), "loop", "special" (detail: "pipe",
+    "socket", ...), "invalid" (a NUL in the name) or "unreadable" (detail: the reason)."""
     try:
         mode = os.stat(path).st_mode
-    except ValueError:  # a NUL in the name
-        return "other", "is not a valid file name"
+    except ValueError:
+        return "invalid", None
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            return "other", "is a symlink loop"
+            return "loop", None
         if os.path.islink(path):
             try:
-                target = os.readlink(path)
+                return "broken link", os.readlink(path)
             except OSError:
-                target = "?"
-            return "broken link", f"is a broken symlink (to {target})"
+                return "broken link", "?"
         if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-            return "missing", "does not exist"
-        return "other", f"cannot be read ({exc.strerror})"
+            return "missing", None
+        return "unreadable", exc.strerror
     if stat.S_ISREG(mode):
         return "file", None
     if stat.S_ISDIR(mode):
-        return "folder", "is a folder"
-    return "other", f"is not a regular file (a {special_file_kind(path) or 'special file'})"
+        return "folder", None
+    return "special", special_file_kind(path) or "special file"
+
+
+def _phrase(kind: str, detail: str | None) -> str:
+    """What ``_entry_status`` found, as a phrase to follow the path in a message."""
+    return {
+        "file": "is a file",
+        "folder": "is a folder",
+        "missing": "does not exist",
+        "broken link": f"is a broken symlink (to {detail})",
+        "loop": "is a symlink loop",
+        "special": f"is a {detail}",
+        "invalid": "is not a valid file name",
+        "unreadable": f"cannot be read ({detail})",
+    }[kind]
 
 
 def why_not_a_file(path: str | os.PathLike) -> str | None:
@@ -143,7 +158,24 @@ def why_not_a_file(path: str | os.PathLike) -> str | None:
     x.pt)", "is a symlink loop", "is not a regular file (a pipe)", "does not exist" or
     "cannot be read (Permission denied)". A link whose target is gone is named as one:
     "no such file" would be contradicted by ``ls``."""
-    return _entry_status(path)[1]
+    kind, detail = _entry_status(path)
+    if kind == "file":
+        return None
+    if kind == "special":
+        return f"is not a regular file (a {detail})"
+    return _phrase(kind, detail)
+
+
+def why_not_a_folder(path: str | os.PathLike) -> str | None:
+    """None when ``path`` is a folder (a link is followed); otherwise what is there, as
+    :func:`why_not_a_file` words it ("is a file", "is a broken symlink (to /mnt/data)",
+    "does not exist", "is not a folder (a pipe)", ...)."""
+    kind, detail = _entry_status(path)
+    if kind == "folder":
+        return None
+    if kind == "special":
+        return f"is not a folder (a {detail})"
+    return _phrase(kind, detail)
 
 
 def require_file(path: str | os.PathLike, what: str = "file") -> Path:
@@ -152,15 +184,15 @@ def require_file(path: str | os.PathLike, what: str = "file") -> Path:
     a folder, and ValueError for anything else (a device, a pipe, a link loop); each
     names the file. Checked before ``open()``, which blocks on a pipe."""
     path = Path(path)
-    kind, why = _entry_status(path)
+    kind = _entry_status(path)[0]
     if kind == "missing":
         raise FileNotFoundError(f"{path}: no such file")
     if kind == "broken link":
-        raise FileNotFoundError(f"{path} {why}")
+        raise FileNotFoundError(f"{path} {why_not_a_file(path)}")
     if kind == "folder":
         raise IsADirectoryError(f"{path} is a folder, not a {what}")
-    if kind == "other":
-        raise ValueError(f"{path} {why}")
+    if kind != "file":
+        raise ValueError(f"{path} {why_not_a_file(path)}")
     return path
 
 

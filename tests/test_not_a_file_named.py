@@ -28,7 +28,7 @@ from dgan_data import (
 )
 from dgan_data.downstream.models import load_segmentation_model
 from dgan_data.downstream.realdata import LabeledFolder, LabeledFolderError
-from dgan_data.fileio import read_json, require_file, why_not_a_file
+from dgan_data.fileio import read_json, require_file, why_not_a_file, why_not_a_folder
 from dgan_data.toy.annotator import load_annotator
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs symlinks and FIFOs")
@@ -206,3 +206,60 @@ def test_import_masks_names_a_broken_source_link(annotations, tmp_path):
         import_masks(src, annotations, format="coco")
     with pytest.raises(MaskImportError, match=r"absent\.json: no such file or folder"):
         import_masks(tmp_path / "absent.json", annotations, format="coco")
+
+
+def test_why_not_a_folder_names_each_kind(tmp_path):
+    (tmp_path / "f").write_text("x")
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "to-folder").symlink_to(tmp_path, target_is_directory=True)
+    assert why_not_a_folder(tmp_path) is None
+    assert why_not_a_folder(tmp_path / "to-folder") is None
+    assert why_not_a_folder(tmp_path / "f") == "is a file"
+    assert why_not_a_folder(tmp_path / "absent") == "does not exist"
+    assert why_not_a_folder(tmp_path / "pipe") == "is not a folder (a pipe)"
+    link = broken_link(tmp_path / "data")
+    assert why_not_a_folder(link) == f"is a broken symlink (to {tmp_path / 'gone-data'})"
+
+
+def test_input_folders_that_are_links_to_nothing_are_named(tmp_path):
+    from dgan_data import verify_export
+
+    real = broken_link(tmp_path / "real")
+    with pytest.raises(LabeledFolderError) as err:  # was "not a folder"
+        LabeledFolder(real)
+    assert f"the folder is a broken symlink (to {tmp_path / 'gone-real'})" in str(err.value)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(LabeledFolderError, match="the folder is a file"):
+        LabeledFolder(tmp_path / "afile")
+    export = broken_link(tmp_path / "export")
+    for read in (ExportedDataset, verify_export):  # was "dataset.json: no such file"
+        with pytest.raises(
+            FileNotFoundError,
+            match=r"export: is a broken symlink \(to .*\), not a dgan_data export",
+        ):
+            read(export)
+    with pytest.raises(FileNotFoundError, match=r"afile: is a file, not a dgan_data export"):
+        ExportedDataset(tmp_path / "afile")
+
+
+def test_a_labeled_folders_images_folder_that_is_a_broken_link_is_named(tmp_path):
+    root = tmp_path / "real"
+    root.mkdir()
+    (root / "masks").mkdir()
+    (root / "images").symlink_to(tmp_path / "gone-images")
+    with pytest.raises(LabeledFolderError) as err:  # was "images/: missing folder"
+        LabeledFolder(root)
+    assert "images/: is a broken symlink (to " in str(err.value)
+
+
+def test_fit_does_not_replace_a_link_at_out_without_overwrite(capsys, tmp_path):
+    """A dangling link at --out was replaced by the interpreter without --overwrite."""
+    from dgan_data.cli import main
+    from dgan_data.toy.preset import toy_assets_dir
+
+    out = broken_link(tmp_path / "i.safetensors")
+    argv = ["fit", "--generator", "toyface-14", "--annotations"]
+    argv += [str(Path(toy_assets_dir()) / "annotations"), "--out", str(out), "--max-steps", "1"]
+    assert main(argv) == 2
+    assert "exists; give --overwrite" in capsys.readouterr().err
+    assert out.is_symlink() and not out.exists()

@@ -24,6 +24,7 @@ from ..fileio import (
     read_json,
     resolve_inside,
     why_not_a_file,
+    why_not_a_folder,
     write_json,
     write_npy,
     write_png,
@@ -498,7 +499,7 @@ def _consistency(
 def _read_manifest(root: Path) -> dict[str, Any]:
     if not root.is_dir():
         if os.path.lexists(root):  # a file, or a link whose target is gone
-            what = f"{why_not_a_file(root) or 'is a file'}, not an annotation folder"
+            what = f"{why_not_a_folder(root)}, not an annotation folder"
         else:
             what = "no such annotation folder"
         raise AnnotationError([f"{root}: {what}"])

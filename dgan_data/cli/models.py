@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -289,7 +290,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
             f"--out {args.out} is the generator being read: the interpreter would replace "
             "it; write the interpreter to another file"
         )
-    if args.out.exists() and not args.overwrite:  # before hours of training, not after
+    if os.path.lexists(args.out) and not args.overwrite:  # before hours of training; a link too
         raise UsageError(
             f"--out {args.out} exists; give --overwrite to replace it, or another file name"
         )

@@ -51,6 +51,7 @@ from ..fileio import (
     parse_json_text,
     read_small_file,
     why_not_a_file,
+    why_not_a_folder,
 )
 
 __all__ = ["LabeledFolder", "LabeledFolderError", "write_labeled_folder"]
@@ -115,7 +116,8 @@ def _as_num_classes(num_classes: Any) -> int | None:
 
 def _list_files(folder: Path, problems: list[str], rel: str) -> list[Path]:
     if not folder.is_dir():
-        problems.append(f"{rel}/: {'not a folder' if folder.exists() else 'missing folder'}")
+        why = why_not_a_folder(folder) if os.path.lexists(folder) else "missing folder"
+        problems.append(f"{rel}/: {why}")
         return []
     return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
 
@@ -227,7 +229,7 @@ class LabeledFolder(Dataset):
             num_classes = _as_num_classes(len(expected))
         problems: list[str] = []
         if not self.root.is_dir():
-            raise LabeledFolderError(["not a folder"], self.root)
+            raise LabeledFolderError([f"the folder {why_not_a_folder(self.root)}"], self.root)
 
         images: dict[str, Path] = {}
         bad_images: set[str] = set()  # stems already reported: not "a mask without an image"

@@ -24,6 +24,7 @@ from ..fileio import (
     remove_temps,
     resolve_inside,
     why_not_a_file,
+    why_not_a_folder,
 )
 from ..schema import (
     Bool,
@@ -506,6 +507,8 @@ def _root(out_dir: Any) -> Path:
 def _description_path(root: Path, what: str = "not a dgan_data export") -> Path:
     """``root/dataset.json`` when it is a file; FileNotFoundError otherwise, saying whether
     it is missing or something else (a folder, a broken link, a device, a pipe)."""
+    if os.path.lexists(root) and not root.is_dir():  # a file, or a link to nothing
+        raise FileNotFoundError(f"{root}: {why_not_a_folder(root)}, {what}")
     path = root / "dataset.json"
     if not os.path.lexists(path):
         raise FileNotFoundError(f"{path}: no such file ({what})")
