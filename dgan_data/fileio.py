@@ -158,23 +158,22 @@ def why_not_a_file(path: str | os.PathLike) -> str | None:
     x.pt)", "is a symlink loop", "is not a regular file (a pipe)", "does not exist" or
     "cannot be read (Permission denied)". A link whose target is gone is named as one:
     "no such file" would be contradicted by ``ls``."""
-    kind, detail = _entry_status(path)
-    if kind == "file":
-        return None
-    if kind == "special":
-        return f"is not a regular file (a {detail})"
-    return _phrase(kind, detail)
+    return _why_not(path, "file", "regular file")
 
 
 def why_not_a_folder(path: str | os.PathLike) -> str | None:
     """None when ``path`` is a folder (a link is followed); otherwise what is there, as
     :func:`why_not_a_file` words it ("is a file", "is a broken symlink (to /mnt/data)",
     "does not exist", "is not a folder (a pipe)", ...)."""
+    return _why_not(path, "folder", "folder")
+
+
+def _why_not(path: str | os.PathLike, wanted: str, noun: str) -> str | None:
     kind, detail = _entry_status(path)
-    if kind == "folder":
+    if kind == wanted:
         return None
     if kind == "special":
-        return f"is not a folder (a {detail})"
+        return f"is not a {noun} (a {detail})"
     return _phrase(kind, detail)
 
 
