@@ -263,3 +263,16 @@ def test_fit_does_not_replace_a_link_at_out_without_overwrite(capsys, tmp_path):
     assert main(argv) == 2
     assert "exists; give --overwrite" in capsys.readouterr().err
     assert out.is_symlink() and not out.exists()
+
+
+@pytest.mark.parametrize("given", [False, True], ids=["found beside", "given"])
+def test_an_average_latent_link_to_nothing_is_named(tmp_path, reference_dir, given):
+    """Beside the checkpoint it was "none found; truncation will use zeros" (a warning,
+    and images truncated towards another centre); given, "average latent file not found"."""
+    pt = tmp_path / "car.for_g_all.pt"
+    pt.write_bytes((reference_dir / "datasetgan_stylegan1_64px.for_g_all.pt").read_bytes())
+    avg = broken_link(tmp_path / "avg_latent_stylegan1.npy")
+    options = {"avg_latent": str(avg)} if given else {}
+    with pytest.raises(CheckpointError) as err:
+        load_generator(pt, **options)
+    assert f"{avg}: the average latent for {pt} is a broken symlink (to " in str(err.value)

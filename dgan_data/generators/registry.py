@@ -20,7 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from ..conventions import check_device
-from ..fileio import parse_json_text
+from ..fileio import parse_json_text, why_not_a_file
 from ..schema import Dict, Int, SchemaError, Str, check_document
 from .base import Generator
 from .files import (
@@ -293,6 +293,8 @@ def _find_avg_latent(path: Path, given: Any) -> tuple[Any, str | None]:
     for c in candidates:
         if c.is_file():
             return _read_avg_latent(c, path), f"{c} (the average latent for {path})"
+        if os.path.lexists(c):  # a link to nothing, a folder, a pipe: not "none found"
+            raise CheckpointError(f"{c}: the average latent for {path} {why_not_a_file(c)}")
     if given is not None:
         raise CheckpointError(f"{given}: average latent file not found")
     log.warning(
