@@ -25,7 +25,7 @@ from ..conventions import (
     check_int,
     short_list,
 )
-from ..fileio import nonempty_path
+from ..fileio import nonempty_path, why_not_a_folder
 from .files import _consistency, _open_npy
 from .folder import Annotations
 from .format import MAX_SAMPLES, AnnotationError, _is_int
@@ -99,7 +99,9 @@ def import_datasetgan_release(
     """
     root = nonempty_path(folder, "folder")
     if not root.is_dir():
-        raise AnnotationError([f"{root}: no such folder"])
+        raise AnnotationError(
+            [f"{root}: {why_not_a_folder(root)}, not a DatasetGAN release folder"]
+        )
     names = check_class_names(class_names)
     num_classes = len(names)
     if mask_size is not None and not (
@@ -126,8 +128,8 @@ def import_datasetgan_release(
 
     latent_src = latents if latents is not None else root / "latent_stylegan1.npy"
     latent_all = _load_release_array(latent_src, _name_of(latent_src), problems)
-    if avg_latent is None and (root / "avg_latent_stylegan1.npy").is_file():
-        avg_latent = root / "avg_latent_stylegan1.npy"
+    if avg_latent is None and os.path.lexists(root / "avg_latent_stylegan1.npy"):
+        avg_latent = root / "avg_latent_stylegan1.npy"  # a link to nothing is named, not skipped
     center = None
     if avg_latent is not None:
         center = _load_release_array(avg_latent, _name_of(avg_latent), problems)

@@ -8,6 +8,7 @@ collecting every problem before raising :class:`~.shapes.MaskImportError` (see
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..conventions import IGNORE_INDEX, short_list
-from ..fileio import read_json, read_small_file
+from ..fileio import read_json, read_small_file, why_not_a_file
 from .png import open_png
 from .shapes import (
     MAX_COORDINATE,
@@ -307,6 +308,8 @@ def _colour_labels(src: Path) -> tuple[list[str], dict[int, int]]:
     labelmap = src / "labelmap.txt"
     if labelmap.is_file():
         entries = _parse_labelmap(labelmap)
+    elif os.path.lexists(labelmap):  # a link to nothing or a pipe: VOC colours would mislabel
+        raise MaskImportError([f"labelmap.txt {why_not_a_file(labelmap)}, not the label map"])
     else:
         logger.info("%s: no labelmap.txt, reading Pascal VOC colours and names", src)
         entries = list(zip(VOC_CLASSES, voc_colormap(len(VOC_CLASSES))))

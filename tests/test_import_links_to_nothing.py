@@ -1,0 +1,59 @@
+"""Importers name a side file that is a link to nothing instead of passing over it.
+
+CVAT's ``labelmap.txt`` decides which colour is which class: one that was a symlink to
+nothing (or a pipe) was taken for absent, and the masks were read through the Pascal
+VOC colours, a silent mislabelling or a confusing "colours not in the palette". The
+DatasetGAN release's ``avg_latent_stylegan1.npy`` was passed over the same way, and a
+release folder that was such a link was "no such folder"."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_annotations import CLASSES as RELEASE_CLASSES
+from test_annotations import write_release
+from test_import_masks import make_folder, save_png
+
+from dgan_data.annotations import AnnotationError, import_datasetgan_release
+from dgan_data.annotations.tools import MaskImportError, import_masks
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs symlinks and FIFOs")
+
+
+def cvat_export(root: Path) -> Path:
+    save_png(root / "SegmentationClass" / "00000.png", [[(0, 0, 0)] * 6] * 6)
+    return root
+
+
+@pytest.mark.parametrize("kind", ["link to nothing", "pipe"])
+def test_a_cvat_labelmap_that_is_no_file_is_named(tmp_path, kind):
+    ann = make_folder(tmp_path / "ann")
+    src = cvat_export(tmp_path / "cvat")
+    labelmap = src / "labelmap.txt"
+    if kind == "pipe":
+        os.mkfifo(labelmap)
+        expected = r"labelmap\.txt is not a regular file \(a pipe\), not the label map"
+    else:
+        labelmap.symlink_to(tmp_path / "gone.txt")
+        expected = r"labelmap\.txt is a broken symlink \(to .*gone\.txt\), not the label map"
+    with pytest.raises(MaskImportError, match=expected):
+        import_masks(src, ann, format="cvat-mask")
+    assert not list((ann / "masks").glob("*.png"))
+
+
+def test_a_release_average_latent_link_to_nothing_is_named(tmp_path):
+    mask = np.zeros((8, 8), np.int64)
+    folder = write_release(tmp_path / "r", [mask], np.zeros((1, 8)), ext="png")
+    (folder / "avg_latent_stylegan1.npy").symlink_to(tmp_path / "gone.npy")
+    with pytest.raises(AnnotationError, match=r"avg_latent_stylegan1\.npy: is a broken symlink"):
+        import_datasetgan_release(folder, class_names=RELEASE_CLASSES)
+
+
+def test_a_release_folder_that_is_a_link_to_nothing_is_named(tmp_path):
+    folder = tmp_path / "release"
+    folder.symlink_to(tmp_path / "gone")
+    with pytest.raises(AnnotationError, match=r"release: is a broken symlink \(to .*gone\), not a"):
+        import_datasetgan_release(folder, class_names=RELEASE_CLASSES)
