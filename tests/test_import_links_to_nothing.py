@@ -57,3 +57,18 @@ def test_a_release_folder_that_is_a_link_to_nothing_is_named(tmp_path):
     folder.symlink_to(tmp_path / "gone")
     with pytest.raises(AnnotationError, match=r"release: is a broken symlink \(to .*gone\), not a"):
         import_datasetgan_release(folder, class_names=RELEASE_CLASSES)
+
+
+def test_a_mask_png_that_is_a_link_to_nothing_is_not_skipped(tmp_path):
+    """It was left out of the listing, so its sample was reported "missing" as if no
+    mask had been drawn, and the other masks were imported."""
+    ann = make_folder(tmp_path / "ann")
+    src = cvat_export(tmp_path / "cvat")
+    (src / "labelmap.txt").write_text("background:0,0,0::\n")
+    (src / "SegmentationClass" / "00001.png").symlink_to(tmp_path / "lost.png")
+    with pytest.raises(MaskImportError, match=r"00001\.png is a broken symlink \(to .*lost\.png\)"):
+        import_masks(src, ann, format="cvat-mask")
+    (src / "SegmentationClass").rename(tmp_path / "elsewhere")
+    (src / "SegmentationClass").symlink_to(tmp_path / "gone")
+    with pytest.raises(MaskImportError, match=r"SegmentationClass: is a broken symlink"):
+        import_masks(src, ann, format="cvat-mask")

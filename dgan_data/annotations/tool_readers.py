@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..conventions import IGNORE_INDEX, short_list
-from ..fileio import read_json, read_small_file, why_not_a_file
+from ..fileio import read_json, read_small_file, why_not_a_file, why_not_a_folder
 from .png import open_png
 from .shapes import (
     MAX_COORDINATE,
@@ -266,8 +266,12 @@ def _read_labelme(src: Path, **_: Any) -> list[_Item]:
 # ------------------------------------------------------------------ raster formats
 def _png_files(folder: Path, what: str) -> list[Path]:
     if not folder.is_dir():
-        raise MaskImportError([f"{folder}: no such folder ({what})"])
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png" and p.is_file())
+        why = why_not_a_folder(folder) if os.path.lexists(folder) else "no such folder"
+        raise MaskImportError([f"{folder}: {why} ({what})"])
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png")
+    unreadable = [f"{p.name} {why}" for p in files if (why := why_not_a_file(p)) is not None]
+    if unreadable:  # a mask behind a link to nothing is not skipped without a word
+        raise MaskImportError([f"{folder}/{entry} ({what})" for entry in unreadable])
     if not files:
         raise MaskImportError([f"{folder}: no .png files ({what})"])
     return files
