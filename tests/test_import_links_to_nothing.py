@@ -72,3 +72,22 @@ def test_a_mask_png_that_is_a_link_to_nothing_is_not_skipped(tmp_path):
     (src / "SegmentationClass").symlink_to(tmp_path / "gone")
     with pytest.raises(MaskImportError, match=r"SegmentationClass: is a broken symlink"):
         import_masks(src, ann, format="cvat-mask")
+
+
+@pytest.mark.parametrize("kind", ["link to nothing", "pipe"])
+def test_a_release_image_that_is_no_file_is_named(tmp_path, kind, no_hang):
+    """Both were "image_0.jpg: missing" (the png was there); the pipe is never opened."""
+    mask = np.zeros((8, 8), np.int64)
+    folder = write_release(tmp_path / "r", [mask], np.zeros((1, 8)), ext="png")
+    image = folder / "image_0.png"
+    image.unlink()
+    if kind == "pipe":
+        os.mkfifo(image)
+        expected = r"image_0\.png: is not a regular file \(a pipe\)"
+    else:
+        image.symlink_to(tmp_path / "lost.png")
+        expected = r"image_0\.png: is a broken symlink \(to .*lost\.png\)"
+    with pytest.raises(AnnotationError, match=expected):
+        import_datasetgan_release(folder, class_names=RELEASE_CLASSES)
+    imported = import_datasetgan_release(folder, class_names=RELEASE_CLASSES, require_images=False)
+    assert imported.masks[0].tolist() == mask.tolist()

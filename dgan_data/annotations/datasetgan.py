@@ -25,7 +25,7 @@ from ..conventions import (
     check_int,
     short_list,
 )
-from ..fileio import nonempty_path, why_not_a_folder
+from ..fileio import nonempty_path, why_not_a_file, why_not_a_folder
 from .files import _consistency, _open_npy
 from .folder import Annotations
 from .format import MAX_SAMPLES, AnnotationError, _is_int
@@ -37,9 +37,11 @@ __all__ = ["import_datasetgan_release"]
 
 # ------------------------------------------------------------ DatasetGAN import
 def _find_release_image(folder: Path, i: int) -> Path | None:
+    """``image_{i}`` with a known extension; a name that is there but is no readable
+    file (a link to nothing, a folder) is returned too, and named when it is opened."""
     for ext in (".jpg", ".jpeg", ".png", ".JPG", ".PNG"):
         p = folder / f"image_{i}{ext}"
-        if p.is_file():
+        if os.path.lexists(p):
             return p
     return None
 
@@ -212,9 +214,11 @@ def import_datasetgan_release(
                 problems.append(f"{mask_name}: holds non-integer values")
                 mask = None
         image_path = _find_release_image(root, i)
-        if image_path is None:
+        why = "missing" if image_path is None else why_not_a_file(image_path)  # before open()
+        if why is not None:
             if require_images:
-                problems.append(f"image_{i}.jpg: missing (pass require_images=False to skip)")
+                name = f"image_{i}.jpg" if image_path is None else image_path.name
+                problems.append(f"{name}: {why} (pass require_images=False to skip)")
         else:
             opened: list[str] = []
             try:
