@@ -276,3 +276,18 @@ def test_an_average_latent_link_to_nothing_is_named(tmp_path, reference_dir, giv
     with pytest.raises(CheckpointError) as err:
         load_generator(pt, **options)
     assert f"{avg}: the average latent for {pt} is a broken symlink (to " in str(err.value)
+
+
+def test_an_exported_sample_that_is_a_link_to_nothing_is_named(tmp_path, reference_dir):
+    """Opening the export said "<sample>: no such file (listed on line N ...)"."""
+    from test_export import _export, save_models
+
+    out = tmp_path / "data"
+    _export(save_models(tmp_path, reference_dir), out, num=2)
+    image = next((out / "images").glob("*.png"))
+    image.unlink()
+    image.symlink_to("gone.png")  # inside the export, to nothing
+    with pytest.raises(
+        FileNotFoundError, match=r"is a broken symlink \(to gone\.png\) \(listed on"
+    ):
+        ExportedDataset(out)

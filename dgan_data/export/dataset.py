@@ -17,6 +17,7 @@ from ..augment.adapters import (
     unit_range_images,
 )
 from ..conventions import IGNORE_INDEX, check_index, short_list
+from ..fileio import why_not_a_file
 from .records import _check_layout, _description_path, _Plan, _read_description, _root
 from .verify import _final_index
 
@@ -53,9 +54,10 @@ class ExportedDataset(Dataset):
         lines = _final_index(self.root, _Plan.of(self.info), self.info["selection"])
         for n, e in lines:
             for key in ("image", "mask"):
-                if not (self.root / e[key]).is_file():
+                why = why_not_a_file(self.root / e[key])  # a link to nothing is named as one
+                if why is not None:
                     raise FileNotFoundError(
-                        f"{self.root / e[key]}: no such file (listed on line {n} of {index_path})"
+                        f"{self.root / e[key]} {why} (listed on line {n} of {index_path})"
                     )
         self.entries = [e for _, e in lines]
         self.class_names: list[str] = list(self.info["classes"])
