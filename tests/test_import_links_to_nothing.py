@@ -23,6 +23,15 @@ from dgan_data.annotations.tools import MaskImportError, import_masks
 pytestmark = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs symlinks and FIFOs")
 
 
+def plant(path: Path, kind: str) -> str:
+    """A pipe or a link to nothing at ``path``; the regex of how it must be named."""
+    if kind == "pipe":
+        os.mkfifo(path)
+        return r"is not a regular file \(a pipe\)"
+    path.symlink_to(path.parent / f"lost-{path.name}")
+    return rf"is a broken symlink \(to .*lost-{path.name.replace('.', '[.]')}\)"
+
+
 def cvat_export(root: Path) -> Path:
     save_png(root / "SegmentationClass" / "00000.png", [[(0, 0, 0)] * 6] * 6)
     return root
@@ -32,13 +41,7 @@ def cvat_export(root: Path) -> Path:
 def test_a_cvat_labelmap_that_is_no_file_is_named(tmp_path, kind):
     ann = make_folder(tmp_path / "ann")
     src = cvat_export(tmp_path / "cvat")
-    labelmap = src / "labelmap.txt"
-    if kind == "pipe":
-        os.mkfifo(labelmap)
-        expected = r"labelmap\.txt is not a regular file \(a pipe\), not the label map"
-    else:
-        labelmap.symlink_to(tmp_path / "gone.txt")
-        expected = r"labelmap\.txt is a broken symlink \(to .*gone\.txt\), not the label map"
+    expected = r"labelmap\.txt " + plant(src / "labelmap.txt", kind) + ", not the label map"
     with pytest.raises(MaskImportError, match=expected):
         import_masks(src, ann, format="cvat-mask")
     assert not list((ann / "masks").glob("*.png"))
@@ -79,14 +82,8 @@ def test_a_release_image_that_is_no_file_is_named(tmp_path, kind, no_hang):
     """Both were "image_0.jpg: missing" (the png was there); the pipe is never opened."""
     mask = np.zeros((8, 8), np.int64)
     folder = write_release(tmp_path / "r", [mask], np.zeros((1, 8)), ext="png")
-    image = folder / "image_0.png"
-    image.unlink()
-    if kind == "pipe":
-        os.mkfifo(image)
-        expected = r"image_0\.png: is not a regular file \(a pipe\)"
-    else:
-        image.symlink_to(tmp_path / "lost.png")
-        expected = r"image_0\.png: is a broken symlink \(to .*lost\.png\)"
+    (folder / "image_0.png").unlink()
+    expected = r"image_0\.png: " + plant(folder / "image_0.png", kind)
     with pytest.raises(AnnotationError, match=expected):
         import_datasetgan_release(folder, class_names=RELEASE_CLASSES)
     imported = import_datasetgan_release(folder, class_names=RELEASE_CLASSES, require_images=False)
