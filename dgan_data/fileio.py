@@ -138,15 +138,16 @@ def _entry_status(path: str | os.PathLike) -> tuple[str, str | None]:
     return "special", special_file_kind(path) or "special file"
 
 
-def _phrase(kind: str, detail: str | None) -> str:
-    """What ``_entry_status`` found, as a phrase to follow the path in a message."""
+def _phrase(kind: str, detail: str | None, noun: str) -> str:
+    """What ``_entry_status`` found where a ``noun`` ("regular file", "folder") was
+    wanted, as a phrase to follow the path in a message."""
     return {
         "file": "is a file",
         "folder": "is a folder",
         "missing": "does not exist",
         "broken link": f"is a broken symlink (to {detail})",
         "loop": "is a symlink loop",
-        "special": f"is a {detail}",
+        "special": f"is not a {noun} (a {detail})",
         "invalid": "is not a valid file name",
         "unreadable": f"cannot be read ({detail})",
     }[kind]
@@ -170,11 +171,7 @@ def why_not_a_folder(path: str | os.PathLike) -> str | None:
 
 def _why_not(path: str | os.PathLike, wanted: str, noun: str) -> str | None:
     kind, detail = _entry_status(path)
-    if kind == wanted:
-        return None
-    if kind == "special":
-        return f"is not a {noun} (a {detail})"
-    return _phrase(kind, detail)
+    return None if kind == wanted else _phrase(kind, detail, noun)
 
 
 def require_file(path: str | os.PathLike, what: str = "file") -> Path:
@@ -183,15 +180,15 @@ def require_file(path: str | os.PathLike, what: str = "file") -> Path:
     a folder, and ValueError for anything else (a device, a pipe, a link loop); each
     names the file. Checked before ``open()``, which blocks on a pipe."""
     path = Path(path)
-    kind = _entry_status(path)[0]
+    kind, detail = _entry_status(path)  # one stat: the message says what it found
     if kind == "missing":
         raise FileNotFoundError(f"{path}: no such file")
     if kind == "broken link":
-        raise FileNotFoundError(f"{path} {why_not_a_file(path)}")
+        raise FileNotFoundError(f"{path} {_phrase(kind, detail, 'regular file')}")
     if kind == "folder":
         raise IsADirectoryError(f"{path} is a folder, not a {what}")
     if kind != "file":
-        raise ValueError(f"{path} {why_not_a_file(path)}")
+        raise ValueError(f"{path} {_phrase(kind, detail, 'regular file')}")
     return path
 
 

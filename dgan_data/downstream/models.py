@@ -338,10 +338,14 @@ def _load_checked(module: nn.Module, state: dict[str, Any], path: Path, what: st
     """Copy ``state`` into ``module`` after checking every entry, each refusal one line
     naming the file and the tensor (torch's load_state_dict printed one line per
     misfit and converted NaN, int and complex weights without a word)."""
-    own = module.state_dict()
-    _check_state(own, state, path, what)
+    _check_state(module.state_dict(), state, path, what)
+    _copy_state(module, state)
+
+
+def _copy_state(module: nn.Module, state: dict[str, Any]) -> None:
+    """Copy a checked ``state`` into ``module``, each tensor in the module's dtype."""
     with torch.no_grad():
-        for name, target in own.items():
+        for name, target in module.state_dict().items():
             target.copy_(state[name].to(target.dtype))
 
 
@@ -428,7 +432,9 @@ def load_segmentation_model(
         raise ValueError(f"{path}: field 'config.{err.args[0]}' is missing") from None
     except (TypeError, ValueError) as err:
         raise ValueError(f"{path}: config does not describe a model: {_first_line(err)}") from None
-    _load_checked(model, weights, path, "weights")
+    if skeleton is None:  # checked against the meta model already, values included
+        _check_state(model.state_dict(), weights, path, "weights")
+    _copy_state(model, weights)
     return model.to(device) if device is not None else model
 
 

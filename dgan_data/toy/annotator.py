@@ -240,8 +240,9 @@ def load_annotator(
         state = load_file(str(path))
     except Exception as err:  # SafetensorError: a damaged or foreign file
         raise ValueError(f"{path}: not a readable safetensors file ({err})") from None
-    own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    refuse_mismatch(own, {k: tuple(v.shape) for k, v in state.items()})
+    if skeleton is None:  # else the header's shapes were checked against the meta model
+        own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        refuse_mismatch(own, {k: tuple(v.shape) for k, v in state.items()})
     model.load_state_dict(state)
     model.metadata = meta
     return model.to(device if device is not None else "cpu").eval()
