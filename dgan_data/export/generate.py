@@ -199,7 +199,8 @@ def _check_out_dir(root: Path) -> None:
         return
     if not os.access(root, os.W_OK | os.X_OK):
         raise PermissionError(f"{root}: the export folder is not writable")
-    foreign = _foreign_entries(root) if not (root / "dataset.json").exists() else []
+    has_description = os.path.lexists(root / "dataset.json")  # a link to nothing: layout says
+    foreign = _foreign_entries(root) if not has_description else []
     if foreign:
         raise ValueError(
             f"{root} is not empty and has no dataset.json (found {foreign[:5]}): "

@@ -437,14 +437,22 @@ def _check_layout(root: Path, tags: Sequence[str] = ()) -> None:
 
 def _kind_problem(path: Path, *, folder: bool) -> str | None:
     """Why an entry of the export's layout is of the wrong kind (a folder where a file
-    belongs, a file where a folder belongs), or None (absent, or of the right kind).
+    belongs, a file where a folder belongs, a link to nothing), or None (absent, or of
+    the right kind).
     Nothing of the user's is deleted: moving it away is left to them."""
     try:
         mode = os.stat(path).st_mode
     except OSError:
+        if os.path.islink(path):  # to nothing: reads miss it, writes would replace the link
+            return (
+                f"{path} {why_not_a_file(path)} where the export keeps a "
+                f"{'folder' if folder else 'file'}: move it away (or restore its target), "
+                "then rerun"
+            )
         return None  # absent (or unreadable: the reader that needs it says so)
     if folder and not stat.S_ISDIR(mode):
-        return f"{path} is a file where the export keeps a folder: move it away, then rerun"
+        what = "is a file" if stat.S_ISREG(mode) else why_not_a_file(path) or "is not a folder"
+        return f"{path} {what} where the export keeps a folder: move it away, then rerun"
     if not folder and not stat.S_ISREG(mode):
         what = why_not_a_file(path) or "is not a regular file"  # (changed since the stat)
         return (
@@ -483,7 +491,7 @@ def _file_problem(root: Path, path: Path, size: int | None, sha: str | None) -> 
     try:
         st = path.stat()
     except FileNotFoundError:
-        return "is missing"
+        return why_not_a_file(path) if os.path.islink(path) else "is missing"
     except OSError as exc:
         return f"cannot be read ({exc.strerror})"
     if stat.S_ISDIR(st.st_mode):
