@@ -18,7 +18,8 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -192,6 +193,43 @@ def require_file(path: str | os.PathLike, what: str = "file") -> Path:
     return path
 
 
+class _RecordingSink:
+    """A writable file's stand-in that keeps the OSError its ``write()`` raised: a
+    writer may turn it into another error (``torch.save`` raises "[enforce fail at
+    inline_container.cc] unexpected pos" on a full disk)."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self._file = file
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self._file.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._file, name)
+
+
+@contextmanager
+def naming_the_file(path: str | os.PathLike, sink: _RecordingSink | None = None) -> Iterator[None]:
+    """Give ``path`` to an OSError raised inside that names no file: ``write()`` and
+    ``fsync()`` on a full disk, over a quota or on an I/O error say only "[Errno 28] No
+    space left on device", and the user could not tell which file or disk. ``sink``: an
+    OSError it recorded is raised (named) in place of what a writer made of it."""
+    try:
+        yield
+    except Exception as exc:
+        cause = exc if isinstance(exc, OSError) else getattr(sink, "error", None)
+        if cause is None or cause.filename is not None or cause.errno is None:
+            raise
+        named = type(cause)(cause.errno, cause.strerror)
+        named.filename = str(path)
+        raise named from exc
+
+
 def atomic_write(
     path: str | os.PathLike,
     write: Callable[[BinaryIO], Any],
@@ -222,17 +260,19 @@ def atomic_write(
     path = Path(path)
     kind = special_file_kind(path) if named_by_user else None
     if kind in _STREAM_KINDS:  # no temp file and no rename: the bytes go to the stream
-        with open(path, "wb") as f:
-            write(f)
+        f = open(path, "wb")  # noqa: SIM115 (closed by the with below)
+        with naming_the_file(path, sink := _RecordingSink(f)), f:
+            write(sink)
         return path
     if kind is not None:
         raise ValueError(f"{path} is a {kind}, not a file: refusing to write to it")
     make_folder(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path, tag), suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
+        f = os.fdopen(fd, "wb")
+        with naming_the_file(path, sink := _RecordingSink(f)), f:  # its close() named too
             os.chmod(tmp, _new_file_mode(path))
-            write(f)
+            write(sink)
             f.flush()
             if durable:
                 os.fsync(f.fileno())

@@ -19,6 +19,7 @@ from ..fileio import (
     atomic_write_bytes,
     json_bytes,
     make_folder,
+    naming_the_file,
     parse_json_text,
     read_json,
 )
@@ -291,18 +292,20 @@ class _Journal:
 
     def append(self, entries: list[dict[str, Any]]) -> None:
         data = b"".join(_line(e) for e in entries)
-        if self._file is None:
-            self._file = open(self.path, "ab")  # noqa: SIM115 (closed in close())
-        self._file.write(data)
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        with naming_the_file(self.path):  # a full disk names the journal
+            if self._file is None:
+                self._file = open(self.path, "ab")  # noqa: SIM115 (closed in close())
+            self._file.write(data)
+            self._file.flush()
+            os.fsync(self._file.fileno())
         for e in entries:
             self.entries[e["index"]] = e
 
     def close(self) -> None:
         if self._file is not None:
-            self._file.close()
-            self._file = None
+            file, self._file = self._file, None
+            with naming_the_file(self.path):  # what a failed append left in its buffer
+                file.close()
 
 
 def _entry_complete(root: Path, stage: Path, entry: dict[str, Any]) -> bool:

@@ -18,6 +18,7 @@ from ..fileio import (
     atomic_write_bytes,
     fsync_dir,
     json_bytes,
+    naming_the_file,
     parse_json_text,
 )
 from ..schema import SchemaError
@@ -232,7 +233,7 @@ def _move_and_index(root: Path, plan: _Plan, kept: np.ndarray) -> tuple[str, str
     index_tmp = _tmp_path(root / "index.jsonl", "merge")
     cand_tmp = _tmp_path(root / "candidates.jsonl", "merge")
     h_index, h_cand = hashlib.sha256(), hashlib.sha256()
-    with open(index_tmp, "wb") as fi, open(cand_tmp, "wb") as fc:
+    with naming_the_file(root), open(index_tmp, "wb") as fi, open(cand_tmp, "wb") as fc:
         for e in _merged_entries(root, plan):
             i, cid = e["index"], e["id"]
             if kept[i]:
