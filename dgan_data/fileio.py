@@ -225,9 +225,14 @@ def naming_the_file(path: str | os.PathLike, sink: _RecordingSink | None = None)
         cause = exc if isinstance(exc, OSError) else getattr(sink, "error", None)
         if cause is None or cause.filename is not None or cause.errno is None:
             raise
-        named = type(cause)(cause.errno, cause.strerror)
-        named.filename = str(path)
-        raise named from exc
+        raise _named(cause, path) from exc
+
+
+def _named(exc: OSError, path: str | os.PathLike) -> OSError:
+    """``exc`` (same type and errno) naming ``path``."""
+    named = type(exc)(exc.errno, exc.strerror)
+    named.filename = str(path)
+    return named
 
 
 def atomic_write(
@@ -267,7 +272,10 @@ def atomic_write(
     if kind is not None:
         raise ValueError(f"{path} is a {kind}, not a file: refusing to write to it")
     make_folder(path.parent)
-    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path, tag), suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path, tag), suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # it names the temp file, a name the user never gave
+        raise _named(exc, path) from None
     try:
         f = os.fdopen(fd, "wb")
         with naming_the_file(path, sink := _RecordingSink(f)), f:  # its close() named too

@@ -1,4 +1,4 @@
-"""A write that fails because the disk is full names the file it was writing.
+"""A write that fails because the disk is full (or read-only) names the file it was writing.
 
 ``write()`` and ``fsync()`` errors carry no file name, so the user saw "[Errno 28] No
 space left on device" without knowing which disk, and ``torch.save`` turned the error
@@ -115,3 +115,16 @@ def test_the_selection_on_a_full_disk_names_the_export_and_resumes(
     monkeypatch.undo()
     assert merge_shards(out).complete  # space freed: the selection resumes
     assert _snapshot(out) == _snapshot(reference)
+
+
+def test_a_temp_file_that_cannot_be_made_is_not_what_is_named(monkeypatch, tmp_path):
+    """A read-only disk fails at the temp file, whose name the user never gave."""
+
+    def mkstemp(prefix="", suffix="", dir=None):
+        raise OSError(errno.EROFS, "Read-only file system", f"{dir}/{prefix}abc{suffix}")
+
+    monkeypatch.setattr(fileio.tempfile, "mkstemp", mkstemp)
+    path = tmp_path / "grid.png"
+    with pytest.raises(OSError) as err:
+        atomic_write_bytes(path, b"png")
+    assert err.value.errno == errno.EROFS and err.value.filename == str(path)
