@@ -8,7 +8,9 @@ into (H, W, 3) uint8 for drawing and files.
 
 from __future__ import annotations
 
+import inspect
 import math
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -115,6 +117,42 @@ MAX_LABEL_SIDE = 8192
 
 #: Most characters of a generator fingerprint (annotation folders, interpreter files).
 MAX_FINGERPRINT_CHARS = 128
+
+
+def short_repr(value: Any, limit: int = 200) -> str:
+    """``repr`` for a listing of settings: a path as its text, a function as its name, a
+    module or an object without a repr of its own as its type (a generator's repr is
+    its whole layer tree), anything longer than ``limit`` cut."""
+    if isinstance(value, os.PathLike):
+        return repr(os.fspath(value))
+    if inspect.isroutine(value):
+        return str(getattr(value, "__qualname__", type(value).__name__))
+    if isinstance(value, torch.nn.Module) or type(value).__repr__ is object.__repr__:
+        return f"<{type(value).__name__}>"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def settings_repr(owner: Any, values: Mapping[str, Any], always: Sequence[str] = ()) -> str:
+    """``values`` (keyword -> value) that differ from the defaults of ``owner``'s
+    ``__init__`` (and those in ``always``), as ``k=v`` parts of a repr."""
+    defaults = {
+        name: p.default
+        for name, p in inspect.signature(owner.__init__).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    return ", ".join(
+        f"{name}={short_repr(value)}"
+        for name, value in values.items()
+        if name in always or name not in defaults or not _same(value, defaults[name])
+    )
+
+
+def _same(value: Any, default: Any) -> bool:
+    try:
+        return type(value) is type(default) and bool(value == default)
+    except Exception:  # an array or tensor compared element-wise
+        return False
 
 
 def check_fingerprint(value: Any, name: str = "fingerprint") -> str | None:

@@ -245,6 +245,15 @@ class Labeler:
         pal = palette if palette is not None else interpreter.palette
         self.palette = check_palette(pal, K) if pal is not None else make_palette(K).tolist()
 
+    def __repr__(self) -> str:
+        (height, width), interpreter = self.G.resolution, self.interpreter
+        return (
+            f"Labeler(<{type(self.G).__name__}> {height}x{width}, <{type(interpreter).__name__}>"
+            f" of {interpreter.num_models} models, {len(self.class_names)} classes, "
+            f"truncation_psi={self.truncation_psi}, label_size={self.label_size}, "
+            f"device={str(self.device)!r})"
+        )
+
     # ------------------------------------------------------------- building
     @classmethod
     def from_sources(

@@ -16,7 +16,7 @@ from ..augment.adapters import (
     check_albumentations_masks,
     unit_range_images,
 )
-from ..conventions import IGNORE_INDEX, check_index, short_list
+from ..conventions import IGNORE_INDEX, check_index, short_list, short_repr
 from ..fileio import why_not_a_file
 from .records import _check_layout, _description_path, _Plan, _read_description, _root
 from .verify import _final_index
@@ -73,6 +73,21 @@ class ExportedDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.entries)
+
+    def __repr__(self) -> str:
+        size = "" if self.label_size is None else f", label_size={self.label_size}"
+        extra = "".join(
+            f", {name}={short_repr(value)}"
+            for name, value in (
+                ("transform", self.transform),
+                ("albumentations", self.albumentations),
+            )
+            if value is not None
+        )
+        return (
+            f"ExportedDataset({str(self.root)!r}, {len(self)} samples, "
+            f"{len(self.class_names)} classes{size}{extra})"
+        )
 
     def _load(self, rel: str, mode: str) -> np.ndarray:
         path = self.root / rel

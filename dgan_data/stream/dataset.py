@@ -30,6 +30,7 @@ from ..conventions import (
     check_int,
     check_number,
     check_truncation_psi,
+    settings_repr,
 )
 from ..generators import Generator
 from ..interpreter import Interpreter, read_interpreter_metadata
@@ -329,6 +330,19 @@ class DatasetGANStream(IterableDataset):
         self._resume: dict[str, Any] | None = None
         self._warned_restart = False
         self._parent_context: tuple[int, int] | None = None  # set when pickled
+
+    def __repr__(self) -> str:
+        """The sources, the seed and every setting not at its default; loads nothing."""
+        values = {
+            "generator": self._generator_src,
+            "interpreter": self._interpreter_src,
+            "augment": self.augment_spec,
+        }
+        for name in _SETTINGS:
+            values[name] = getattr(self, name)
+        parts = [repr(self.preset)] if self.preset is not None else []
+        parts.append(settings_repr(type(self), values, always=("seed",)))
+        return f"{type(self).__name__}({', '.join(parts)})"
 
     @property
     def per_sample(self) -> bool:
@@ -721,6 +735,15 @@ class DatasetGANStream(IterableDataset):
         else:
             out = (image, mask)
         return self.transform(out) if self.transform is not None else out
+
+
+#: constructor arguments held under their own name (what ``repr`` lists)
+_SETTINGS = (
+    "batch_size", "generation_batch", "truncation_psi", "truncation_cutoff",
+    "drop_uncertain", "ignore_uncertain_pixels", "output", "normalize", "transform",
+    "seed", "device", "samples_per_epoch", "dtype", "quantile_window", "noise",
+    "label_size", "class_balance", "balance_min_pixels", "impl", "compile", "soft_labels",
+)  # fmt: skip
 
 
 def _class_names(interpreter: Any, preset: str | None) -> list[str] | None:
