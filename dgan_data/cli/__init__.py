@@ -10,12 +10,16 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import platform
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
+import torch
+
+from .._version import __version__
 from ..export import ExportBusyError
 from ..generators import CheckpointError
 from ..labeler import NonFiniteOutputError
@@ -54,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="DatasetGAN data factory: generators, interpreters, live labeled streams.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="show logs and tracebacks")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=version_line(),
+        help="show the version (and torch's, Python's) and exit",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(name: str, handler: Handler, help_: str, epilog: str) -> argparse.ArgumentParser:
@@ -93,18 +103,51 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         merge_preset_flag(args)
-        return int(args.handler(args) or 0)
+        code = int(args.handler(args) or 0)
+        sys.stdout.flush()  # a reader gone (`| head`) shows here, not at the exit
+        return code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError as err:
+        if err.filename is not None:  # a file the command wrote, not its output
+            return _user_error(args, err)
+        _discard_stdout()
+        return 141  # what a tool killed by SIGPIPE returns; nothing printed
     except USER_ERRORS as err:
-        if args.verbose:
-            raise
-        message = error_lines(err)
-        print(f"dgan-data {args.command}: error: {message[0]}", file=sys.stderr)
-        for extra in message[1:]:
-            print(f"  {extra}", file=sys.stderr)
-        return 2
+        return _user_error(args, err)
+
+
+def _user_error(args: argparse.Namespace, err: BaseException) -> int:
+    """One line (and its continuation lines) on stderr, exit code 2."""
+    if args.verbose:
+        raise err
+    message = error_lines(err)
+    print(f"dgan-data {args.command}: error: {message[0]}", file=sys.stderr)
+    for extra in message[1:]:
+        print(f"  {extra}", file=sys.stderr)
+    return 2
+
+
+def _discard_stdout() -> None:
+    """Point stdout at the null device: its reader is gone, and the flush at exit would
+    otherwise print "Exception ignored ... BrokenPipeError"."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # a stdout without a file descriptor (captured)
+        pass
+
+
+def version_line() -> str:
+    """What ``--version`` prints: this package's version, and torch's and Python's (the
+    ones a bug report needs)."""
+    cuda = f", CUDA {torch.version.cuda}" if torch.version.cuda else ""
+    return (
+        f"dgan-data {__version__} (torch {torch.__version__}{cuda}, "
+        f"Python {platform.python_version()})"
+    )
 
 
 def error_lines(err: BaseException) -> list[str]:
