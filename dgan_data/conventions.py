@@ -8,6 +8,7 @@ into (H, W, 3) uint8 for drawing and files.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import math
 import os
@@ -117,6 +118,18 @@ MAX_LABEL_SIDE = 8192
 
 #: Most characters of a generator fingerprint (annotation folders, interpreter files).
 MAX_FINGERPRINT_CHARS = 128
+
+
+def did_you_mean(
+    name: str,
+    choices: Iterable[str],
+    show: Callable[[str], str] = str,
+    cutoff: float = 0.6,
+) -> str:
+    """`` Did you mean 'a', 'b'?`` for up to three choices close to ``name`` (each as
+    ``show`` writes it), or ""."""
+    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=cutoff)
+    return f" Did you mean {', '.join(repr(show(c)) for c in close)}?" if close else ""
 
 
 def short_repr(value: Any, limit: int = 200) -> str:

@@ -9,7 +9,6 @@ are generated (:func:`~dgan_data.palette.make_palette`) unless given.
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 import re
@@ -19,7 +18,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..conventions import IGNORE_INDEX, MAX_CLASSES, check_bool, check_names, short_list
+from ..conventions import (
+    IGNORE_INDEX,
+    MAX_CLASSES,
+    check_bool,
+    check_names,
+    did_you_mean,
+    short_list,
+)
 from ..generators.base import MAX_RESOLUTION
 from ..interpreter.resample import MAX_LABEL_SIDE
 from ..palette import make_palette
@@ -352,8 +358,7 @@ def get_preset(name: str | Preset) -> Preset:
         return _REGISTRY[name]
     except (KeyError, TypeError):
         pass
-    close = difflib.get_close_matches(str(name), list(_REGISTRY), n=3)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    hint = did_you_mean(str(name), _REGISTRY)
     raise UnknownPresetError(
         f"unknown preset {name!r}.{hint} Available presets: {', '.join(list_presets())}. "
         "Register your own with dgan_data.presets.register_preset(Preset(...))."

@@ -1,0 +1,55 @@
+"""A mistyped file or preset name gets the close names that do exist: ``generator.safetensor``
+(no such file) and ``toyface-14x`` (neither a file nor a preset) said only what was wrong."""
+
+from __future__ import annotations
+
+import pytest
+
+from dgan_data.cli import main
+from dgan_data.presets import UnknownPresetError, resolve_source
+
+
+@pytest.fixture
+def folder(tmp_path, monkeypatch):
+    (tmp_path / "generator.safetensors").write_bytes(b"not read")
+    (tmp_path / "interpreter.safetensors").write_bytes(b"not read")
+    (tmp_path / "generator.safetensors.d").mkdir()  # a folder is not offered
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_a_file_name_with_a_typo_gets_the_close_file(folder):
+    with pytest.raises(FileNotFoundError) as err:
+        resolve_source("generator.safetensor", "generator")
+    assert str(err.value) == (
+        "generator.safetensor: no such file. Did you mean 'generator.safetensors'?"
+    )
+
+
+def test_a_path_with_a_typo_gets_the_close_path(folder):
+    with pytest.raises(FileNotFoundError) as err:
+        resolve_source(str(folder / "generatr.safetensors"), "generator")
+    assert f"Did you mean '{folder / 'generator.safetensors'}'?" in str(err.value)
+    assert "generator.safetensors.d" not in str(err.value)
+
+
+def test_a_name_that_is_neither_gets_close_presets_and_files(folder):
+    with pytest.raises(UnknownPresetError, match=r"Did you mean 'toyface-14'"):
+        resolve_source("toyface-14x", "generator")
+    with pytest.raises(UnknownPresetError, match=r"Did you mean 'interpreter\.safetensors'\?"):
+        resolve_source("interpreter", "interpreter")
+
+
+def test_nothing_close_means_no_guess(folder):
+    with pytest.raises(FileNotFoundError) as err:
+        resolve_source("weights/zzz.pt", "generator")
+    assert str(err.value) == "weights/zzz.pt: no such file"
+
+
+def test_the_command_line_shows_the_guess(folder, capsys):
+    assert main(["inspect", "generatr.safetensors"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "dgan-data inspect: error: generatr.safetensors: no such file. "
+        "Did you mean 'generator.safetensors'?"
+    ]
