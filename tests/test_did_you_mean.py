@@ -53,3 +53,32 @@ def test_the_command_line_shows_the_guess(folder, capsys):
         "dgan-data inspect: error: generatr.safetensors: no such file. "
         "Did you mean 'generator.safetensors'?"
     ]
+
+
+def _cli_error(argv, capsys) -> str:
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    assert done.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_a_mistyped_command_gets_the_close_command(capsys):
+    err = _cli_error(["expor"], capsys)
+    assert err.startswith("dgan-data: error: argument COMMAND: invalid choice: 'expor'")
+    assert err.endswith(". Did you mean 'export'? (see dgan-data --help)")
+
+
+def test_a_mistyped_option_gets_the_close_option_of_its_command(capsys):
+    err = _cli_error(["demo", "--stepz", "3"], capsys)
+    assert err == (
+        "dgan-data demo: error: unrecognized arguments: --stepz 3. Did you mean '--steps'? "
+        "(see dgan-data demo --help)"
+    )
+    err = _cli_error(["export", "toyface-14", "--out", "x", "--nmu=3"], capsys)
+    assert "unrecognized arguments: --nmu=3. Did you mean '--num'?" in err
+    err = _cli_error(["presets", "--zzz"], capsys)  # nothing close: no guess
+    assert err == (
+        "dgan-data presets: error: unrecognized arguments: --zzz (see dgan-data presets --help)"
+    )

@@ -11,15 +11,17 @@ import argparse
 import logging
 import os
 import platform
+import re
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import torch
 
 from .._version import __version__
+from ..conventions import did_you_mean
 from ..export import ExportBusyError
 from ..generators import CheckpointError
 from ..labeler import NonFiniteOutputError
@@ -49,7 +51,38 @@ class OneLineParser(argparse.ArgumentParser):
     not argparse's usage block; the exit code stays 2."""
 
     def error(self, message: str) -> NoReturn:
+        choice = _INVALID_CHOICE.search(message)  # a mistyped command or choice
+        if choice is not None:
+            options = re.findall(r"'([^']*)'", choice.group(2)) or choice.group(2).split(", ")
+            hint = did_you_mean(choice.group(1), options)
+            message += f".{hint}" if hint else ""
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
+        """As argparse's, but an unknown option gets the close options of its command,
+        and the error names that command (``dgan-data demo: error: ...``)."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = self._command_parser(getattr(parsed, "command", None)) or self
+            options = [o for a in command._actions for o in a.option_strings]
+            hints = "".join(
+                did_you_mean(word.split("=")[0], options, cutoff=0.7)
+                for word in extras
+                if word.startswith("--")
+            )
+            command.error(
+                f"unrecognized arguments: {' '.join(extras)}{'.' if hints else ''}{hints}"
+            )
+        return parsed
+
+    def _command_parser(self, name: str | None) -> argparse.ArgumentParser | None:
+        if self._subparsers is None or name is None:
+            return None
+        return self._subparsers._group_actions[0].choices.get(name)
+
+
+#: argparse's message for a value outside ``choices`` (quoted in Python <= 3.11)
+_INVALID_CHOICE = re.compile(r"invalid choice: '([^']*)' \(choose from (.*)\)")
 
 
 def build_parser() -> argparse.ArgumentParser:
