@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import difflib
 import errno
 import hashlib
 import io
@@ -27,6 +28,8 @@ import numpy as np
 import torch
 from PIL import Image
 from safetensors.torch import save
+
+from .conventions import did_you_mean
 
 __all__ = [
     "UnsafePathError",
@@ -152,6 +155,36 @@ def _phrase(kind: str, detail: str | None, noun: str) -> str:
         "invalid": "is not a valid file name",
         "unreadable": f"cannot be read ({detail})",
     }[kind]
+
+
+#: Entries of a folder looked at for names close to a missing path's.
+_MAX_SIBLINGS = 2000
+
+
+def close_names(path: str | os.PathLike, folders: bool = False) -> str:
+    """`` Did you mean 'g.safetensors'?`` for the files (or ``folders``) beside a missing
+    ``path`` whose names are close to its name, or "": the same stem (a suffix missing
+    or wrong), else a stem at least 0.75 alike (a typo; the suffixes are left out, or
+    every ``.safetensors`` would be close to every other). Looks at the first 2,000
+    entries of the folder."""
+    path = Path(path)
+    folder = path.parent
+    try:
+        with os.scandir(folder) as entries:
+            names = [
+                e.name
+                for _, e in zip(range(_MAX_SIBLINGS), entries)
+                if (e.is_dir() if folders else e.is_file()) and not e.name.startswith(".")
+            ]
+    except OSError:
+        return ""
+    stem = path.name.split(".")[0]
+    close = [n for n in names if n.split(".")[0] == stem]  # a suffix missing or wrong
+    if not close:  # a typo in the stem (the suffixes alike would make any two close)
+        stems = difflib.get_close_matches(stem, {n.split(".")[0] for n in names}, cutoff=0.75)
+        close = [n for n in names if n.split(".")[0] in stems]
+    show = (lambda n: n) if folder == Path(".") else (lambda n: str(folder / n))
+    return did_you_mean(path.name, close, show, cutoff=0.0)
 
 
 def why_not_a_file(path: str | os.PathLike) -> str | None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from dgan_data import AnnotationError, Annotations
 from dgan_data.cli import main
+from dgan_data.downstream.realdata import LabeledFolder, LabeledFolderError
+from dgan_data.export import verify_export
 from dgan_data.presets import UnknownPresetError, resolve_source
 
 
@@ -82,3 +85,28 @@ def test_a_mistyped_option_gets_the_close_option_of_its_command(capsys):
     assert err == (
         "dgan-data presets: error: unrecognized arguments: --zzz (see dgan-data presets --help)"
     )
+
+
+def test_the_same_suffix_alone_is_not_close(folder):
+    with pytest.raises(FileNotFoundError) as err:
+        resolve_source("decoder.safetensors", "generator")
+    assert str(err.value) == "decoder.safetensors: no such file"
+
+
+def test_folders_with_a_typo_get_the_close_folder(tmp_path, monkeypatch):
+    for name in ("annotations", "real", "export"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "exports.txt").write_text("a file is not offered for a folder")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(
+        AnnotationError, match=r"no such annotation folder\. Did you mean 'annotations'\?"
+    ):
+        Annotations.load("annotatons")
+    with pytest.raises(LabeledFolderError, match=r"does not exist\. Did you mean 'real'\?"):
+        LabeledFolder("rael", num_classes=3)
+    with pytest.raises(FileNotFoundError) as err:
+        verify_export("exprt")
+    assert str(err.value).endswith("(not a dgan_data export). Did you mean 'export'?")
+    with pytest.raises(FileNotFoundError) as err:
+        verify_export("nothing")
+    assert str(err.value) == "nothing/dataset.json: no such file (not a dgan_data export)"

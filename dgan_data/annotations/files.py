@@ -20,6 +20,7 @@ import torch
 from ..conventions import IGNORE_INDEX, short_list
 from ..fileio import (
     UnsafePathError,
+    close_names,
     output_path_problem,
     read_json,
     resolve_inside,
@@ -501,7 +502,7 @@ def _read_manifest(root: Path) -> dict[str, Any]:
         if os.path.lexists(root):  # a file, or a link whose target is gone
             what = f"{why_not_a_folder(root)}, not an annotation folder"
         else:
-            what = "no such annotation folder"
+            what = f"no such annotation folder.{close_names(root, folders=True)}".rstrip(".")
         raise AnnotationError([f"{root}: {what}"])
     path = root / MANIFEST
     why = why_not_a_file(path) if os.path.lexists(path) else None

@@ -46,6 +46,7 @@ from torch.utils.data import Dataset
 from ..conventions import IGNORE_INDEX, MAX_CLASSES, check_class_names, check_index, short_list
 from ..fileio import (
     atomic_write,
+    close_names,
     make_folder,
     nonempty_path,
     parse_json_text,
@@ -229,7 +230,9 @@ class LabeledFolder(Dataset):
             num_classes = _as_num_classes(len(expected))
         problems: list[str] = []
         if not self.root.is_dir():
-            raise LabeledFolderError([f"the folder {why_not_a_folder(self.root)}"], self.root)
+            why = why_not_a_folder(self.root)
+            hint = close_names(self.root, folders=True) if why == "does not exist" else ""
+            raise LabeledFolderError([f"the folder {why}.{hint}".rstrip(".")], self.root)
 
         images: dict[str, Path] = {}
         bad_images: set[str] = set()  # stems already reported: not "a mask without an image"

@@ -19,6 +19,7 @@ from PIL import Image
 from ..conventions import IGNORE_INDEX, MAX_BATCH, MAX_CLASSES
 from ..fileio import (
     UnsafePathError,
+    close_names,
     file_sha256,
     read_json,
     remove_temps,
@@ -519,7 +520,8 @@ def _description_path(root: Path, what: str = "not a dgan_data export") -> Path:
         raise FileNotFoundError(f"{root}: {why_not_a_folder(root)}, {what}")
     path = root / "dataset.json"
     if not os.path.lexists(path):
-        raise FileNotFoundError(f"{path}: no such file ({what})")
+        hint = "" if os.path.lexists(root) else close_names(root, folders=True)
+        raise FileNotFoundError(f"{path}: no such file ({what}).{hint}".rstrip("."))
     why = why_not_a_file(path)
     if why is None:
         return path

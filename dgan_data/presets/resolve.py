@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from ..conventions import did_you_mean, short_list
-from ..fileio import why_not_a_file
+from ..fileio import close_names, why_not_a_file
 from ..generators import CheckpointError, Generator, load_generator_file
 from ..interpreter import Interpreter
 from .preset import (
@@ -78,38 +78,16 @@ def resolve_source(spec: str | os.PathLike, kind: FileKind) -> tuple[Path, str |
     if present:  # a folder here named like a preset: the preset is meant
         log.info("%s %s; using the preset of that name", spec, why_not_a_file(path))
     elif looks_like_path(spec):
-        raise FileNotFoundError(f"{spec}: no such file.{_similar_files(path)}".rstrip("."))
+        raise FileNotFoundError(f"{spec}: no such file.{close_names(path)}".rstrip("."))
     try:
         preset = get_preset(spec)
     except UnknownPresetError:
-        hint = did_you_mean(spec, list_presets()) + _similar_files(path)
+        hint = did_you_mean(spec, list_presets()) + close_names(path)
         raise UnknownPresetError(
             f"{spec!r} is neither a file nor a known preset.{hint} Available presets: "
             f"{', '.join(list_presets())}."
         ) from None
     return resolve_preset_file(preset.name, kind), preset.name
-
-
-#: Entries of a folder looked at for names close to a missing file's.
-_MAX_SIBLINGS = 2000
-
-
-def _similar_files(path: Path) -> str:
-    """`` Did you mean 'g.safetensors'?`` for files beside a missing ``path`` whose names
-    are close to its name (a typo, a missing suffix), or ""."""
-    folder = path.parent
-    try:
-        with os.scandir(folder) as entries:
-            names = [e.name for _, e in zip(range(_MAX_SIBLINGS), entries) if e.is_file()]
-    except OSError:
-        return ""
-    stem = path.name.split(".")[0]
-    same_stem = [n for n in names if n.split(".")[0] == stem]  # a suffix missing or wrong
-    choices = same_stem or names  # else a typo: only very close names (not x.safetensors)
-    cutoff = 0.0 if same_stem else 0.85
-    return did_you_mean(
-        path.name, choices, lambda n: n if folder == Path(".") else str(folder / n), cutoff
-    )
 
 
 def _is_preset(name: str) -> bool:
