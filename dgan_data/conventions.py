@@ -132,6 +132,12 @@ def did_you_mean(
     return f" Did you mean {', '.join(repr(show(c)) for c in close)}?" if close else ""
 
 
+def with_hint(text: str, hint: str) -> str:
+    """``text`` ended as a sentence and followed by ``hint`` (a :func:`did_you_mean`),
+    or ``text`` as it is when there is no hint."""
+    return f"{text}.{hint}" if hint else text
+
+
 def short_repr(value: Any, limit: int = 200) -> str:
     """``repr`` for a listing of settings: a path as its text, a function as its name, a
     module or an object without a repr of its own as its type (a generator's repr is

@@ -21,7 +21,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import torch
 
 from .._version import __version__
-from ..conventions import did_you_mean
+from ..conventions import did_you_mean, with_hint
 from ..export import ExportBusyError
 from ..generators import CheckpointError
 from ..labeler import NonFiniteOutputError
@@ -54,8 +54,7 @@ class OneLineParser(argparse.ArgumentParser):
         choice = _INVALID_CHOICE.search(message)  # a mistyped command or choice
         if choice is not None:
             options = re.findall(r"'([^']*)'", choice.group(2)) or choice.group(2).split(", ")
-            hint = did_you_mean(choice.group(1), options)
-            message += f".{hint}" if hint else ""
+            message = with_hint(message, did_you_mean(choice.group(1), options))
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
     def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
@@ -70,9 +69,7 @@ class OneLineParser(argparse.ArgumentParser):
                 for word in extras
                 if word.startswith("--")
             )
-            command.error(
-                f"unrecognized arguments: {' '.join(extras)}{'.' if hints else ''}{hints}"
-            )
+            command.error(with_hint(f"unrecognized arguments: {' '.join(extras)}", hints))
         return parsed
 
     def _command_parser(self, name: str | None) -> argparse.ArgumentParser | None:

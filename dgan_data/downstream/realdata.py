@@ -43,7 +43,14 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..conventions import IGNORE_INDEX, MAX_CLASSES, check_class_names, check_index, short_list
+from ..conventions import (
+    IGNORE_INDEX,
+    MAX_CLASSES,
+    check_class_names,
+    check_index,
+    short_list,
+    with_hint,
+)
 from ..fileio import (
     atomic_write,
     close_names,
@@ -230,9 +237,9 @@ class LabeledFolder(Dataset):
             num_classes = _as_num_classes(len(expected))
         problems: list[str] = []
         if not self.root.is_dir():
-            why = why_not_a_folder(self.root)
-            hint = close_names(self.root, folders=True) if why == "does not exist" else ""
-            raise LabeledFolderError([f"the folder {why}.{hint}".rstrip(".")], self.root)
+            hint = "" if os.path.lexists(self.root) else close_names(self.root, folders=True)
+            problem = with_hint(f"the folder {why_not_a_folder(self.root)}", hint)
+            raise LabeledFolderError([problem], self.root)
 
         images: dict[str, Path] = {}
         bad_images: set[str] = set()  # stems already reported: not "a mask without an image"

@@ -16,7 +16,7 @@ from typing import Any
 
 from PIL import Image
 
-from ..conventions import IGNORE_INDEX, MAX_BATCH, MAX_CLASSES
+from ..conventions import IGNORE_INDEX, MAX_BATCH, MAX_CLASSES, with_hint
 from ..fileio import (
     UnsafePathError,
     close_names,
@@ -521,7 +521,7 @@ def _description_path(root: Path, what: str = "not a dgan_data export") -> Path:
     path = root / "dataset.json"
     if not os.path.lexists(path):
         hint = "" if os.path.lexists(root) else close_names(root, folders=True)
-        raise FileNotFoundError(f"{path}: no such file ({what}).{hint}".rstrip("."))
+        raise FileNotFoundError(with_hint(f"{path}: no such file ({what})", hint))
     why = why_not_a_file(path)
     if why is None:
         return path

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from ..conventions import did_you_mean, short_list
+from ..conventions import did_you_mean, short_list, with_hint
 from ..fileio import close_names, why_not_a_file
 from ..generators import CheckpointError, Generator, load_generator_file
 from ..interpreter import Interpreter
@@ -78,7 +78,7 @@ def resolve_source(spec: str | os.PathLike, kind: FileKind) -> tuple[Path, str |
     if present:  # a folder here named like a preset: the preset is meant
         log.info("%s %s; using the preset of that name", spec, why_not_a_file(path))
     elif looks_like_path(spec):
-        raise FileNotFoundError(f"{spec}: no such file.{close_names(path)}".rstrip("."))
+        raise FileNotFoundError(with_hint(f"{spec}: no such file", close_names(path)))
     try:
         preset = get_preset(spec)
     except UnknownPresetError:
