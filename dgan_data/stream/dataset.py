@@ -9,6 +9,7 @@ patterns). Position and resumption live in ``state``; shard and device in ``work
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import sys
@@ -333,13 +334,12 @@ class DatasetGANStream(IterableDataset):
 
     def __repr__(self) -> str:
         """The sources, the seed and every setting not at its default; loads nothing."""
+        names = inspect.signature(type(self).__init__).parameters
         values = {
-            "generator": self._generator_src,
-            "interpreter": self._interpreter_src,
-            "augment": self.augment_spec,
+            name: getattr(self, _HELD_AS.get(name, name))
+            for name in names
+            if name not in ("self", "preset")  # the preset is the first, bare argument
         }
-        for name in _SETTINGS:
-            values[name] = getattr(self, name)
         parts = [repr(self.preset)] if self.preset is not None else []
         parts.append(settings_repr(type(self), values, always=("seed",)))
         return f"{type(self).__name__}({', '.join(parts)})"
@@ -737,13 +737,13 @@ class DatasetGANStream(IterableDataset):
         return self.transform(out) if self.transform is not None else out
 
 
-#: constructor arguments held under their own name (what ``repr`` lists)
-_SETTINGS = (
-    "batch_size", "generation_batch", "truncation_psi", "truncation_cutoff",
-    "drop_uncertain", "ignore_uncertain_pixels", "output", "normalize", "transform",
-    "seed", "device", "samples_per_epoch", "dtype", "quantile_window", "noise",
-    "label_size", "class_balance", "balance_min_pixels", "impl", "compile", "soft_labels",
-)  # fmt: skip
+#: constructor arguments held under another attribute name (``repr`` reads the rest
+#: under their own)
+_HELD_AS = {
+    "generator": "_generator_src",
+    "interpreter": "_interpreter_src",
+    "augment": "augment_spec",
+}
 
 
 def _class_names(interpreter: Any, preset: str | None) -> list[str] | None:
