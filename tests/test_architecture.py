@@ -22,6 +22,7 @@ LAYERS = {
     "dgan_data.augment": 0,
     "dgan_data.balance": 0,
     "dgan_data.novelty": 0,
+    "dgan_data.progress": 0,
     "dgan_data.generators": 1,
     "dgan_data.interpreter": 2,
     "dgan_data.annotations": 3,

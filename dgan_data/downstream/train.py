@@ -34,7 +34,6 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..conventions import (
     IGNORE_INDEX,
@@ -48,6 +47,7 @@ from ..conventions import (
 )
 from ..fileio import atomic_torch_save, nonempty_path
 from ..metrics import ConfusionMatrix, metrics_from_confusion
+from ..progress import progress_bar
 from .batches import ResumableBatches, real_batches, render_batches, render_labeled
 from .models import (
     ARCHITECTURES,
@@ -590,7 +590,9 @@ def train_segmentation(
     # StatefulDataLoader's dataset in this process does not know it), else its own
     epoch = saved_epoch if source_restored and saved_epoch is not None else _source_epoch(batches)
     source_state = {"epoch": epoch, "since_restart": 0, "taken": 0, "resumed": source_restored}
-    bar = tqdm(total=steps, initial=start, desc=desc, unit="step", disable=not (progress and main))
+    bar = progress_bar(
+        total=steps, initial=start, desc=desc, unit="step", progress=progress and main
+    )
     loss_avg: float | None = None
     for step in range(start, steps):
         t0 = time.perf_counter()
@@ -839,8 +841,8 @@ def evaluate(
         indices = np.arange(rank, n, world)
     conf = ConfusionMatrix(num_classes, ignore_index=ignore_index, keep_per_image=keep_per_image)
     count = 0
-    for images, masks in tqdm(
-        _batches_of(data, batch_size, indices), desc="evaluate", disable=not progress, leave=False
+    for images, masks in progress_bar(
+        _batches_of(data, batch_size, indices), desc="evaluate", progress=progress, leave=False
     ):
         _check_batch(images, masks, "evaluate")
         images, masks = images.to(device).float(), masks.to(device).long()

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from .._version import __version__
 from ..conventions import IGNORE_INDEX, check_bool
@@ -24,6 +23,7 @@ from ..fileio import (
     read_json,
 )
 from ..labeler import Labeler, labeler_from
+from ..progress import progress_bar
 from ..schema import (
     SchemaError,
     check_document,
@@ -398,12 +398,8 @@ def _generate(
     if resumed:
         log.info("%s: resuming %s with %d of %d candidates done", root, tag, resumed, len(mine))
     generated = 0
-    bar = tqdm(
-        total=len(mine),
-        initial=resumed,
-        desc=f"export {tag}",
-        unit="img",
-        disable=None if progress else True,
+    bar = progress_bar(
+        total=len(mine), initial=resumed, desc=f"export {tag}", unit="img", progress=progress
     )
     try:
         for batch in _shard_batches(plan.num, plan.batch_size, shard, plan.num_shards):

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 
 from ..fileio import (
     atomic_write_bytes,
@@ -23,6 +22,7 @@ from ..fileio import (
     parse_json_text,
 )
 from ..labeler import Labeler
+from ..progress import progress_bar
 from ..schema import SchemaError
 from ..seeds import sample_seed
 from .lock import _busy, _ExportLock
@@ -282,7 +282,7 @@ def _repair(
     by_batch: dict[int, list[_Damage]] = {}
     for d in damage:
         by_batch.setdefault(d.entry["index"] // plan.batch_size, []).append(d)
-    bar = tqdm(total=len(damage), desc="repair", unit="file", disable=None if progress else True)
+    bar = progress_bar(total=len(damage), desc="repair", unit="file", progress=progress)
     try:
         for k in sorted(by_batch):
             batch = plan.batch_of(k * plan.batch_size)
@@ -353,7 +353,7 @@ def _rebuild_index_files(
     written; rebuilt bytes that do not match the record raise (nothing is written)."""
     plan, sel = _Plan.of(desc), desc["selection"]
     entries: list[dict[str, Any]] = []
-    bar = tqdm(total=plan.num, desc="rebuild index", unit="img", disable=None if progress else True)
+    bar = progress_bar(total=plan.num, desc="rebuild index", unit="img", progress=progress)
     try:
         for start in range(0, plan.num, plan.batch_size):
             batch = plan.batch_of(start)

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ..conventions import short_list
+from ..progress import progress_bar
 from ..seeds import derive_seed
 from .resample import Crop, Layout, feature_layout, layout_diffs, taps
 
@@ -82,7 +82,9 @@ class FeatureStore:
         """Store every image's maps: ``image_maps(i)`` gives image i's (C, h, w) list."""
         num = self.groups[0]["data"].shape[0]
         dtype = self.groups[0]["data"].dtype
-        for i in tqdm(range(num), desc="features", disable=not progress or num < 2, leave=False):
+        for i in progress_bar(
+            range(num), desc="features", progress=progress and num > 1, leave=False
+        ):
             maps = image_maps(i)
             diffs = layout_diffs(self.layout, feature_layout(maps))
             if diffs:
@@ -287,7 +289,7 @@ def train_ensemble(
     win_acc = torch.zeros(M, dtype=torch.float64, device=device)
     win_steps = 0
     history: list[dict[str, Any]] = []
-    bar = tqdm(total=max_steps, desc="interpreter", unit="step", disable=not progress)
+    bar = progress_bar(total=max_steps, desc="interpreter", unit="step", progress=progress)
     step = 0
     num_active = M
     while step < max_steps and num_active > 0:
