@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 from safetensors.torch import save
 
-from .conventions import did_you_mean
+from .conventions import did_you_mean, with_hint
 
 __all__ = [
     "UnsafePathError",
@@ -132,7 +132,10 @@ def _entry_status(path: str | os.PathLike) -> tuple[str, str | None]:
                 return "broken link", os.readlink(path)
             except OSError:
                 return "broken link", "?"
-        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        if exc.errno == errno.ENOTDIR:  # a folder on the way is a file: say which
+            blocker = file_in_the_way(path)
+            return "missing", None if blocker is None else _blocked_by(blocker)
+        if exc.errno == errno.ENOENT:
             return "missing", None
         return "unreadable", exc.strerror
     if stat.S_ISREG(mode):
@@ -148,7 +151,7 @@ def _phrase(kind: str, detail: str | None, noun: str) -> str:
     return {
         "file": "is a file",
         "folder": "is a folder",
-        "missing": "does not exist",
+        "missing": "does not exist" + (f" ({detail})" if detail else ""),
         "broken link": f"is a broken symlink (to {detail})",
         "loop": "is a symlink loop",
         "special": f"is not a {noun} (a {detail})",
@@ -187,6 +190,32 @@ def close_names(path: str | os.PathLike, folders: bool = False) -> str:
     return did_you_mean(path.name, close, show, cutoff=0.0)
 
 
+def file_in_the_way(path: str | os.PathLike) -> Path | None:
+    """The nearest of ``path``'s folders that is not a folder (``a`` for ``a/b/c`` when
+    ``a`` is a file), or None: the reason ``path`` cannot exist, which "no such file"
+    alone hides (``ls a/b/c`` says "Not a directory")."""
+    for parent in Path(path).parents:  # nearest first
+        try:
+            mode = os.stat(parent).st_mode
+        except (OSError, ValueError):  # missing, or under the file: look further up
+            continue
+        return None if stat.S_ISDIR(mode) else parent
+    return None
+
+
+def _blocked_by(blocker: Path) -> str:
+    why = why_not_a_folder(blocker)
+    return f"{blocker} {why}, not a folder" if why == "is a file" else f"{blocker} {why}"
+
+
+def missing_path_hint(path: str | os.PathLike, folders: bool = False) -> str:
+    """What to add to "no such file" (or folder) for ``path``: `` a is a file, not a
+    folder.`` when one of its folders is a file, else the :func:`close_names` beside it
+    (or "")."""
+    blocker = file_in_the_way(path)
+    return f" {_blocked_by(blocker)}." if blocker is not None else close_names(path, folders)
+
+
 def why_not_a_file(path: str | os.PathLike) -> str | None:
     """None when ``path`` is a regular file (a link is followed); otherwise what is there,
     as a phrase to follow the path in a message: "is a folder", "is a broken symlink (to
@@ -216,7 +245,7 @@ def require_file(path: str | os.PathLike, what: str = "file") -> Path:
     path = Path(path)
     kind, detail = _entry_status(path)  # one stat: the message says what it found
     if kind == "missing":
-        raise FileNotFoundError(f"{path}: no such file")
+        raise FileNotFoundError(with_hint(f"{path}: no such file", missing_path_hint(path)))
     if kind == "broken link":
         raise FileNotFoundError(f"{path} {_phrase(kind, detail, 'regular file')}")
     if kind == "folder":

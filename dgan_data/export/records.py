@@ -19,8 +19,8 @@ from PIL import Image
 from ..conventions import IGNORE_INDEX, MAX_BATCH, MAX_CLASSES, with_hint
 from ..fileio import (
     UnsafePathError,
-    close_names,
     file_sha256,
+    missing_path_hint,
     read_json,
     remove_temps,
     resolve_inside,
@@ -520,7 +520,7 @@ def _description_path(root: Path, what: str = "not a dgan_data export") -> Path:
         raise FileNotFoundError(f"{root}: {why_not_a_folder(root)}, {what}")
     path = root / "dataset.json"
     if not os.path.lexists(path):
-        hint = "" if os.path.lexists(root) else close_names(root, folders=True)
+        hint = "" if os.path.lexists(root) else missing_path_hint(root, folders=True)
         raise FileNotFoundError(with_hint(f"{path}: no such file ({what})", hint))
     why = why_not_a_file(path)
     if why is None:

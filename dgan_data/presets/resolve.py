@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from ..conventions import did_you_mean, short_list, with_hint
-from ..fileio import close_names, why_not_a_file
+from ..fileio import missing_path_hint, why_not_a_file
 from ..generators import CheckpointError, Generator, load_generator_file
 from ..interpreter import Interpreter
 from .preset import (
@@ -78,11 +78,11 @@ def resolve_source(spec: str | os.PathLike, kind: FileKind) -> tuple[Path, str |
     if present:  # a folder here named like a preset: the preset is meant
         log.info("%s %s; using the preset of that name", spec, why_not_a_file(path))
     elif looks_like_path(spec):
-        raise FileNotFoundError(with_hint(f"{spec}: no such file", close_names(path)))
+        raise FileNotFoundError(with_hint(f"{spec}: no such file", missing_path_hint(path)))
     try:
         preset = get_preset(spec)
     except UnknownPresetError:
-        hint = did_you_mean(spec, list_presets()) + close_names(path)
+        hint = did_you_mean(spec, list_presets()) + missing_path_hint(path)
         raise UnknownPresetError(
             f"{spec!r} is neither a file nor a known preset.{hint} Available presets: "
             f"{', '.join(list_presets())}."
