@@ -9,6 +9,7 @@ into (H, W, 3) uint8 for drawing and files.
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import math
 import os
@@ -33,6 +34,7 @@ __all__ = [
     "check_number",
     "check_palette",
     "generator_to_uint8",
+    "keyword_hints",
     "short_list",
     "state_mismatch",
     "to_uint8_image",
@@ -136,6 +138,58 @@ def with_hint(text: str, hint: str) -> str:
     """``text`` ended as a sentence and followed by ``hint`` (a :func:`did_you_mean`),
     or ``text`` as it is when there is no hint."""
     return f"{text}.{hint}" if hint else text
+
+
+#: Set on a callable that :func:`keyword_hints` checks.
+_HINTED = "__dgan_data_keyword_hints__"
+_NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+
+
+def keyword_hints(target: Any) -> Any:
+    """A function, or a class's ``__init__`` and public methods, that answers a mistyped
+    keyword argument with the close names: ``DatasetGANStream() got an unexpected keyword
+    argument 'trunction_psi'. Did you mean 'truncation_psi'?`` (Python 3.11 and 3.12 name
+    only the wrong one). The signature, and every call with known keywords, are as
+    before; ``forward`` and private methods are left as they are."""
+    if not isinstance(target, type):
+        return _hinted(target, target.__qualname__)
+    for name, member in list(vars(target).items()):
+        if name != "__init__" and (name.startswith("_") or name == "forward"):
+            continue
+        if isinstance(member, classmethod | staticmethod):
+            func = member.__func__
+            setattr(target, name, type(member)(_hinted(func, func.__qualname__)))
+        elif inspect.isfunction(member):
+            shown = target.__name__ if name == "__init__" else member.__qualname__
+            setattr(target, name, _hinted(member, shown))
+    return target
+
+
+def _hinted(func: Callable[..., Any], shown: str) -> Callable[..., Any]:
+    if getattr(func, _HINTED, False):
+        return func
+    params = list(inspect.signature(func).parameters.values())
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return func  # takes any keyword: nothing is unexpected
+    names = frozenset(p.name for p in params if p.kind in _NAMED)
+    choices = sorted(names - {"self", "cls"})
+    if not choices:
+        return func
+
+    @functools.wraps(func)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        if kwargs and not names.issuperset(kwargs):
+            wrong = next(k for k in kwargs if k not in names)
+            raise TypeError(
+                with_hint(
+                    f"{shown}() got an unexpected keyword argument {wrong!r}",
+                    did_you_mean(wrong, choices),
+                )
+            )
+        return func(*args, **kwargs)
+
+    setattr(checked, _HINTED, True)
+    return checked
 
 
 def short_repr(value: Any, limit: int = 200) -> str:

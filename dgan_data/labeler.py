@@ -30,6 +30,9 @@ from .conventions import (
     check_palette,
     check_truncation_cutoff,
     check_truncation_psi,
+    did_you_mean,
+    keyword_hints,
+    with_hint,
 )
 from .conventions import check_device as _check_device
 from .generators import Generator
@@ -75,6 +78,7 @@ def seeded_noise_inputs(G: Generator, seeds: Sequence[int] | torch.Tensor) -> li
     return [torch.cat([noise[i] for noise in per_sample]) for i in range(len(shapes))]
 
 
+@keyword_hints
 @dataclass
 class LabeledBatch:
     """One batch of labeled samples, all tensors on the labeler's device.
@@ -156,6 +160,7 @@ def _check_dtype(dtype: Any) -> torch.dtype | None:
     return dtype
 
 
+@keyword_hints
 class Labeler:
     """Label generated images with an interpreter, reproducibly from seeds.
 
@@ -275,17 +280,8 @@ class Labeler:
         passed explicitly keeps its own class names and palette (the preset's only when
         it stores no names and has the preset's number of classes).
         """
-        known = set(inspect.signature(cls.__init__).parameters) - {
-            "self",
-            "generator",
-            "interpreter",
-        }
-        unknown = sorted(set(settings) - known)
-        if unknown:  # before any file loads; "Labeler.__init__() got an unexpected ..." before
-            raise TypeError(
-                f"unknown labeler option(s) {', '.join(unknown)}; the options are "
-                f"{', '.join(sorted(known))}"
-            )
+        # before any file loads; "Labeler.__init__() got an unexpected ..." before
+        check_labeler_options(settings, "Labeler.from_sources", Labeler.from_sources)
         names = palette = None
         # explicit names and palette replace the preset's or the interpreter's (they were
         # passed on beside those: TypeError, multiple values for 'class_names')
@@ -469,6 +465,40 @@ def peak_probabilities(probs: torch.Tensor, n: int) -> torch.Tensor:
     """(B, K) mean of each class's ``n`` highest probabilities in ``probs`` (B, K, H, W)."""
     flat = probs.float().flatten(2)
     return flat.topk(min(n, flat.shape[2]), dim=2).values.mean(2)
+
+
+def labeler_options() -> set[str]:
+    """The settings of a :class:`Labeler` that functions taking ``**labeler_options``
+    pass on to it (its generator and interpreter are passed on their own)."""
+    return set(inspect.signature(Labeler.__init__).parameters) - {
+        "self",
+        "generator",
+        "interpreter",
+    }
+
+
+def check_labeler_options(options: dict[str, Any], owner: str, function: Any) -> None:
+    """TypeError naming the keys of ``options`` that are no :class:`Labeler` setting,
+    with the close names among those settings and ``function``'s own arguments (a
+    mistyped ``batch_size`` lands in ``**labeler_options``): ``export_dataset() got an
+    unexpected keyword argument 'batchsize' ... Did you mean 'batch_size'?``."""
+    known = labeler_options()
+    unknown = sorted(set(options) - known)
+    if not unknown:
+        return
+    own = {
+        name
+        for name, p in inspect.signature(function).parameters.items()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name not in ("self", "cls")
+    }
+    words = "keyword argument" if len(unknown) == 1 else "keyword arguments"
+    raise TypeError(
+        with_hint(
+            f"{owner}() got an unexpected {words} {', '.join(map(repr, unknown))}: neither "
+            f"its own nor a labeler option ({', '.join(sorted(known))})",
+            did_you_mean(unknown[0], sorted(known | own)),
+        )
+    )
 
 
 def labeler_from(

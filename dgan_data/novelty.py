@@ -33,7 +33,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from .conventions import check_int, check_number
+from .conventions import check_int, check_number, keyword_hints
 from .seeds import check_seed
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,7 @@ def _check_maps(maps: Sequence[torch.Tensor], name: str) -> list[torch.Tensor]:
     return list(maps)
 
 
+@keyword_hints
 class FeatureNovelty:
     """Pixel novelty of generator features with respect to annotated images (see module)."""
 

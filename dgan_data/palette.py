@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .conventions import IGNORE_INDEX, check_int
+from .conventions import IGNORE_INDEX, check_int, keyword_hints
 
 __all__ = ["colorize", "make_palette", "srgb_to_lab"]
 
@@ -68,6 +68,7 @@ def _palette(num_classes: int, seed: int) -> np.ndarray:
     return grid[chosen].astype(np.uint8)
 
 
+@keyword_hints
 def make_palette(num_classes: int, seed: int = 0) -> np.ndarray:
     """K well-separated colours as a (K, 3) uint8 array; class 0 (background) is black.
 

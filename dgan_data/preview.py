@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from .fileio import output_path_problem
-from .labeler import labeler_from
+from .labeler import check_labeler_options, labeler_from
 from .seeds import check_seed, sample_seed
 from .viz import preview_grid
 
@@ -45,6 +45,7 @@ def preview(
     :data:`MAX_PREVIEW_NUM`. ``out`` must end in ``.png`` and be writable as a file (not a
     folder, not under a file): checked before any model loads.
     """
+    check_labeler_options(labeler_options, "preview", preview)
     if isinstance(num, bool) or not isinstance(num, int) or not 1 <= num <= MAX_PREVIEW_NUM:
         raise ValueError(
             f"num must be an int in 1..{MAX_PREVIEW_NUM} (a preview keeps every sample in "

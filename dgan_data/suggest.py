@@ -58,7 +58,7 @@ import torch.nn.functional as F
 
 from .annotations import Annotations, SampledFolder, sample_annotation_folder
 from .annotations.folder import merge_header, merge_header_problems
-from .conventions import IGNORE_INDEX, MAX_BATCH, check_bool, check_int, check_number
+from .conventions import IGNORE_INDEX, MAX_BATCH, check_bool, check_int, check_number, keyword_hints
 from .fileio import nonempty_path, write_json
 from .labeler import Labeler
 from .novelty import FeatureNovelty, nearest_distance
@@ -170,6 +170,7 @@ def _mean_rank(values: torch.Tensor) -> torch.Tensor:
     return (low + high + 1).double() / (2 * len(values))
 
 
+@keyword_hints
 def candidate_seeds(seed: int, pool: int) -> list[int]:
     """The sample seeds of the ``pool`` candidates :func:`suggest_annotations` draws for
     ``seed``, in pool order (a suggestion's ``pool_index`` indexes this list), so a study
@@ -364,6 +365,7 @@ def _diversity_scale(desc: torch.Tensor, seed: int) -> float:
     return median
 
 
+@keyword_hints
 def suggest_annotations(
     labeler: Labeler,
     num: int,
@@ -629,6 +631,7 @@ def free_id_prefix(existing: Annotations | None, num: int, base: str = "s") -> s
         round_ += 1
 
 
+@keyword_hints
 def write_suggestions(
     labeler: Labeler,
     report: SuggestionReport,

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .conventions import IGNORE_INDEX, as_index, check_int, check_number, short_list
+from .conventions import IGNORE_INDEX, as_index, check_int, check_number, keyword_hints, short_list
 
 __all__ = [
     "StreamingQuantile",
@@ -100,6 +100,7 @@ def entropy(probs: torch.Tensor, dim: int) -> torch.Tensor:
     return -torch.special.xlogy(p, p).sum(dim)
 
 
+@keyword_hints
 def js_divergence(
     probs: torch.Tensor,
     model_dim: int = 0,
@@ -256,6 +257,7 @@ def _as_score(value: Any) -> float:
         raise ValueError(f"a score must be a number, got {value!r:.40}") from None
 
 
+@keyword_hints
 class StreamingQuantile:
     """Decides, score by score, whether an image is among the most uncertain fraction.
 

@@ -23,6 +23,7 @@ from ..conventions import (
     check_bool,
     check_class_names,
     check_int,
+    keyword_hints,
     short_list,
 )
 from ..fileio import nonempty_path, why_not_a_file, why_not_a_folder
@@ -57,6 +58,7 @@ def _load_release_array(
     return _open_npy(path, path.name if name is None else name, problems)
 
 
+@keyword_hints
 def import_datasetgan_release(
     folder: str | os.PathLike,
     *,

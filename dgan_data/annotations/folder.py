@@ -52,6 +52,7 @@ from ..conventions import (
     check_number,
     check_truncation_psi,
     generator_to_uint8,
+    keyword_hints,
     short_list,
 )
 from ..fileio import nonempty_path
@@ -101,6 +102,7 @@ class SampleCheck:
     ok: bool
 
 
+@keyword_hints
 @dataclass(eq=False)
 class Annotations:
     """N annotated samples: masks, class names and the latents that regenerate the images.

@@ -24,6 +24,7 @@ from ..conventions import (
     check_truncation_cutoff,
     check_truncation_psi,
     generator_to_uint8,
+    keyword_hints,
     short_list,
 )
 from ..fileio import make_folder, nonempty_path, write_json, write_npy, write_png
@@ -92,6 +93,7 @@ def _sample_complete(
     return torch.allclose(torch.from_numpy(latent), w, rtol=1e-4, atol=1e-5)
 
 
+@keyword_hints
 @torch.no_grad()
 def sample_annotation_folder(
     G: torch.nn.Module,

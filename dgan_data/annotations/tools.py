@@ -60,7 +60,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..conventions import IGNORE_INDEX, check_bool, short_list
+from ..conventions import IGNORE_INDEX, check_bool, keyword_hints, short_list
 from ..fileio import read_json, resolve_inside, why_not_a_file, write_png
 from .folder import Annotations
 from .format import MANIFEST, AnnotationError, resolve_crop
@@ -512,6 +512,7 @@ def _validate(report: ImportReport) -> None:
     report.validated = True
 
 
+@keyword_hints
 def import_masks(
     src: str | os.PathLike,
     annotations_dir: str | os.PathLike,

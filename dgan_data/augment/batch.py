@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..conventions import check_int, check_number
+from ..conventions import check_int, check_number, keyword_hints
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -242,6 +242,7 @@ def _check_scale(scale: Any) -> tuple[float, float] | None:
     return (lo, hi)
 
 
+@keyword_hints
 class BatchAugment:
     """Random flip, scale/translate, rotation and colour jitter per sample, on the batch's device.
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from ..conventions import keyword_hints
 from . import adapters
 from .adapters import AlbumentationsAugment, KorniaAugment
 from .batch import AugmentFn, BatchAugment
@@ -50,6 +51,7 @@ _ACCEPTED = (
 )
 
 
+@keyword_hints
 def make_augment(spec: Any) -> AugmentFn | None:
     """Turn the stream's ``augment=`` argument into a callable ``fn(images, masks, generator)``.
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..augment import BatchAugment, make_augment
-from ..conventions import check_device, check_int
+from ..conventions import check_device, check_int, keyword_hints
 from ..seeds import check_seed, derive_seed
 from ..toy.render import (
     MIN_SIZE,
@@ -171,6 +171,7 @@ def _check_labeled_set(
             )
 
 
+@keyword_hints
 def real_batches(
     images: torch.Tensor,
     masks: torch.Tensor,
@@ -260,6 +261,7 @@ def render_labeled(
     return torch.cat(images), torch.cat(masks)
 
 
+@keyword_hints
 def render_batches(
     split: str,
     batch_size: int,

@@ -49,7 +49,7 @@ import torch
 
 from .._version import __version__
 from ..augment import BatchAugment
-from ..conventions import check_truncation_psi
+from ..conventions import check_truncation_psi, keyword_hints
 from ..fileio import atomic_torch_save, file_sha256, make_folder, output_path_problem, write_json
 from ..interpreter import Interpreter
 from ..metrics import five_fold_protocol
@@ -117,6 +117,7 @@ MAX_THREADS = 1024
 MAX_DRAWS = (len(SPLITS["pool"]) - FEWSHOT_START) // _FEWSHOT
 
 
+@keyword_hints
 @dataclass
 class DemoConfig:
     """Settings of :func:`run_demo` (the CLI flags of ``dgan-data demo``)."""
@@ -301,6 +302,7 @@ def _check_config(cfg: DemoConfig) -> None:
         raise ValueError(f"stream_psi values must differ (one arm each), got {psis}")
 
 
+@keyword_hints
 def run_demo(config: DemoConfig, report: Callable[[str], None] = log.info) -> dict[str, Any]:
     """Train and score every arm ``draws`` times; write ``results.json`` and
     ``figure.png`` in ``config.out``; return the results dict."""

@@ -28,6 +28,7 @@ from ..conventions import (
     build_on_meta,
     check_decoder_widths,
     check_int,
+    keyword_hints,
 )
 from ..fileio import atomic_torch_save, require_file
 from ..generators.files import WEIGHT_DTYPES
@@ -127,6 +128,7 @@ def default_atrous_rates(image_size: int, output_stride: int) -> tuple[int, int,
 MAX_DECODER_CHANNELS = 2048
 
 
+@keyword_hints
 def build_deeplab(
     num_classes: int,
     arch: str = "deeplabv3plus",

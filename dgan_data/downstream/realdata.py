@@ -48,6 +48,7 @@ from ..conventions import (
     MAX_CLASSES,
     check_class_names,
     check_index,
+    keyword_hints,
     short_list,
     with_hint,
 )
@@ -200,6 +201,7 @@ def _mask_mode_problem(mode: str, mask: np.ndarray) -> str:
     return got
 
 
+@keyword_hints
 class LabeledFolder(Dataset):
     """A folder of real (image, mask) pairs as a map-style dataset (layout: module docstring).
 

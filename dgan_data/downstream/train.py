@@ -43,6 +43,7 @@ from ..conventions import (
     check_int,
     check_names,
     check_number,
+    keyword_hints,
     short_list,
 )
 from ..fileio import atomic_torch_save, nonempty_path
@@ -408,6 +409,7 @@ def soft_cross_entropy(
     return (per_pixel * valid).sum() / valid.sum().clamp_min(1)
 
 
+@keyword_hints
 def train_segmentation(
     model: nn.Module,
     batches: Iterable[Any],
@@ -778,6 +780,7 @@ def _dist() -> tuple[int, int]:
     return 0, 1
 
 
+@keyword_hints
 @torch.no_grad()
 def evaluate(
     model: nn.Module,

@@ -16,13 +16,14 @@ from ..augment.adapters import (
     check_albumentations_masks,
     unit_range_images,
 )
-from ..conventions import IGNORE_INDEX, check_index, short_list, short_repr
+from ..conventions import IGNORE_INDEX, check_index, keyword_hints, short_list, short_repr
 from ..fileio import why_not_a_file
 from .records import _check_layout, _description_path, _Plan, _read_description, _root
 from .verify import _final_index
 
 
 # ---------------------------------------------------------------------- read back
+@keyword_hints
 class ExportedDataset(Dataset):
     """A finished export as a map-style dataset of ``(image, mask)``.
 

@@ -22,7 +22,7 @@ from ..fileio import (
     parse_json_text,
     read_json,
 )
-from ..labeler import Labeler, labeler_from
+from ..labeler import Labeler, check_labeler_options, labeler_from
 from ..progress import progress_bar
 from ..schema import (
     SchemaError,
@@ -472,6 +472,7 @@ def export_dataset(
     one verifies and the others return its result); a
     model that produces NaN or inf raises ``NonFiniteOutputError`` at its first batch.
     """
+    check_labeler_options(labeler_options, "export_dataset", export_dataset)
     num, seed, batch_size, drop_uncertain = _check_arguments(num, seed, batch_size, drop_uncertain)
     progress = check_bool(progress, "progress")
     merge = check_bool(merge, "merge")  # "no" is truthy: the selection ran

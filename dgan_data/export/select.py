@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..conventions import keyword_hints
 from ..fileio import (
     atomic_write_bytes,
     fsync_dir,
@@ -91,6 +92,7 @@ def _move(src: Path, dst: Path) -> None:
             ) from None
 
 
+@keyword_hints
 def merge_shards(out_dir: str | Path) -> ExportSummary:
     """Apply the global uncertainty selection to a finished (sharded) export.
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..conventions import keyword_hints
 from ..fileio import (
     atomic_write_bytes,
     file_sha256,
@@ -449,6 +450,7 @@ def _rerun_complete(
     return ExportSummary(*counts, repaired, tuple(rebuilt))
 
 
+@keyword_hints
 def verify_export(out_dir: str | Path) -> VerifyReport:
     """Check a finished export without changing anything: ``dataset.json``, both index
     files (against their recorded sha256) and every image and mask (size and sha256;

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..conventions import check_truncation_cutoff, check_truncation_psi
+from ..conventions import check_truncation_cutoff, check_truncation_psi, keyword_hints
 from ..schema import Int, Optional, SchemaError, check_document
 from .files import CheckpointError, compare_shapes, save_generator
 
@@ -56,6 +56,7 @@ class PowerOfTwo(Int):
         return value
 
 
+@keyword_hints
 class Generator(nn.Module):
     """Base class of all generators.
 

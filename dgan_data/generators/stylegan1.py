@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..conventions import check_truncation_cutoff
+from ..conventions import check_truncation_cutoff, keyword_hints
 from ..schema import Int, ListOf, Optional, SchemaError
 from .base import (
     DEFAULT_NOISE_SEED,
@@ -293,6 +293,7 @@ class MappingNetwork(nn.Module):
 
 
 # ---------------------------------------------------------------- generator
+@keyword_hints
 class StyleGAN1Generator(Generator):
     """StyleGAN (v1) generator with DatasetGAN's feature taps.
 

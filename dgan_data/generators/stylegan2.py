@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..conventions import keyword_hints
 from ..schema import Bool, Float, Int, Optional, SchemaError
 from .base import (
     MAX_CHANNELS,
@@ -352,6 +353,7 @@ class FilterTaps:
 
 
 # ------------------------------------------------------------------ generator
+@keyword_hints
 class StyleGAN2Generator(Generator):
     """StyleGAN2 (config F, skip generator) with every layer's output as a feature map.
 

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..conventions import keyword_hints
 from ..uncertainty import js_divergence
 from .resample import Crop, Layout, autocast_dtype, interp_matrix
 from .rows import _RESAMPLE_COST, _resolution_groups, _vote
@@ -29,6 +30,7 @@ logger = logging.getLogger(__name__)
 _RESAMPLE_COST_CUDA = 100
 
 
+@keyword_hints
 class FramesInference:
     """The interpolate path (see module). Reads the interpreter's attributes declared here."""
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..conventions import check_bool
+from ..conventions import check_bool, keyword_hints
 from ..uncertainty import image_scores, js_divergence
 from .context import expand_maps
 from .frames import FramesInference
@@ -38,6 +38,7 @@ BN_EPS = 1e-5
 IMPLS = ("auto", "rows", "interpolate")
 
 
+@keyword_hints
 @dataclass
 class Prediction:
     """Output of :meth:`Interpreter.predict` for a batch of B images, label frame (H, W).
@@ -54,6 +55,7 @@ class Prediction:
     probs: torch.Tensor | None = None
 
 
+@keyword_hints
 class FactorizedInference(RowsInference, FramesInference):
     """Inference methods of :class:`~dgan_data.interpreter.model.Interpreter` (see module).
 

@@ -43,7 +43,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..conventions import check_bool, check_device, check_generator, check_truncation_psi
+from ..conventions import (
+    check_bool,
+    check_device,
+    check_generator,
+    check_truncation_psi,
+    keyword_hints,
+)
 from ..fileio import nonempty_path, output_path_problem
 from ..seeds import check_seed, derive_seed
 from . import io as interpreter_io
@@ -92,6 +98,7 @@ def _image_size(G: Any) -> tuple[int, int] | None:
     return (int(res), int(res)) if isinstance(res, int) else (int(res[0]), int(res[1]))
 
 
+@keyword_hints
 class Interpreter(FactorizedInference, nn.Module):
     """Ensemble of ``num_models`` per-pixel MLPs with batched weights.
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from ..conventions import keyword_hints
 from ..uncertainty import js_divergence
 from .resample import Crop, Layout, autocast_on, resample_axis, taps
 
@@ -24,6 +25,7 @@ DEFAULT_CHUNK_BYTES_CUDA = 2 * 2**30
 _RESAMPLE_COST = 8
 
 
+@keyword_hints
 class RowsInference:
     """The rows path (see module). Reads the interpreter's attributes declared here."""
 

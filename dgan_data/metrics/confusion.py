@@ -32,7 +32,14 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ..conventions import IGNORE_INDEX, as_index, check_bool, check_device, short_list
+from ..conventions import (
+    IGNORE_INDEX,
+    as_index,
+    check_bool,
+    check_device,
+    keyword_hints,
+    short_list,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -384,6 +391,7 @@ def metrics_from_confusion(
 
 
 # ---------------------------------------------------------------- accumulator
+@keyword_hints
 class ConfusionMatrix:
     """Accumulates a (K, K) int64 confusion matrix over batches, on the device.
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..conventions import as_index, check_int, short_list
+from ..conventions import as_index, check_int, keyword_hints, short_list
 from ..seeds import check_seed, splitmix64
 from .confusion import (
     ConfusionSource,
@@ -216,6 +216,7 @@ def _fold_sums(
     return sums, arr.sum(0), n
 
 
+@keyword_hints
 def five_fold_protocol(
     confusions: Mapping[Hashable, ConfusionSource],
     *,
@@ -316,6 +317,7 @@ def five_fold_protocol(
     )
 
 
+@keyword_hints
 def holdout_protocol(
     val_scores: Mapping[Hashable, Any],
     test: Mapping[Hashable, Any] | Callable[[Hashable], Any],

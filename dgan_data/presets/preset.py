@@ -24,6 +24,7 @@ from ..conventions import (
     check_bool,
     check_names,
     did_you_mean,
+    keyword_hints,
     short_list,
 )
 from ..generators.base import MAX_RESOLUTION
@@ -87,6 +88,7 @@ class PresetFilesMissing(FileNotFoundError):  # noqa: N818 (name fixed by the AP
 
 
 # --------------------------------------------------------------------- the preset
+@keyword_hints
 @dataclass(frozen=True, kw_only=True)
 class Preset:
     """Everything dgan_data knows about one domain.
@@ -332,6 +334,7 @@ def _check_palette(
 _REGISTRY: dict[str, Preset] = {}
 
 
+@keyword_hints
 def register_preset(preset: Preset, *, overwrite: bool = False) -> Preset:
     """Add ``preset`` to the registry; a name already taken needs ``overwrite=True``."""
     if not isinstance(preset, Preset):
@@ -350,6 +353,7 @@ def list_presets() -> list[str]:
     return sorted(_REGISTRY)
 
 
+@keyword_hints
 def get_preset(name: str | Preset) -> Preset:
     """The preset called ``name`` (a Preset passes through); unknown names list the valid ones."""
     if isinstance(name, Preset):

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from ..conventions import did_you_mean, short_list, with_hint
+from ..conventions import did_you_mean, keyword_hints, short_list, with_hint
 from ..fileio import missing_path_hint, why_not_a_file
 from ..generators import CheckpointError, Generator, load_generator_file
 from ..interpreter import Interpreter
@@ -98,6 +98,7 @@ def _is_preset(name: str) -> bool:
     return True
 
 
+@keyword_hints
 def load_generator(
     path_or_preset: str | os.PathLike, device: str | torch.device | None = None, **options: Any
 ) -> Generator:
@@ -151,6 +152,7 @@ def _check_presets_generator(G: Generator, preset: Preset, path: Path) -> None:
         )
 
 
+@keyword_hints
 def load_interpreter(
     path_or_preset: str | os.PathLike, device: str | torch.device | None = None
 ) -> Interpreter:

@@ -31,6 +31,7 @@ from ..conventions import (
     check_int,
     check_number,
     check_truncation_psi,
+    keyword_hints,
     settings_repr,
 )
 from ..generators import Generator
@@ -64,6 +65,7 @@ DEFAULT_GENERATION_BATCH = {"cpu": 8, "cuda": 32}
 _SEED_AUGMENT = 0xA06
 
 
+@keyword_hints
 class DatasetGANStream(IterableDataset):
     """Endless (or epoch-sized) stream of generated, labeled samples.
 
