@@ -136,6 +136,7 @@ def _export(args: argparse.Namespace) -> ExportSummary:
         num_shards=args.num_shards,
         seed=0 if args.seed is None else args.seed,
         batch_size=8 if args.batch_size is None else args.batch_size,
+        progress=not args.no_progress,
         **kw,
     )
 
@@ -273,6 +274,7 @@ def register(add: Add) -> None:
         "recorded settings must match): "
         "one line per problem, exit 0 if intact, 1 if damaged",
     )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     p = add(
         "demo",

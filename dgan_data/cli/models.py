@@ -303,7 +303,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     options = {"with_image": args.with_image, "context": args.context}
     if args.max_steps is not None:
         options["max_steps"] = args.max_steps
-    interp = Interpreter.fit(G, ann, num_models=args.num_models, seed=args.seed, **options)
+    interp = Interpreter.fit(
+        G, ann, num_models=args.num_models, seed=args.seed, progress=not args.no_progress, **options
+    )
     path = interp.save(args.out)
     print(f"wrote {path}")
     return 0
@@ -425,3 +427,4 @@ def register(add: Add) -> None:
     p.add_argument(
         "--skip-validation", action="store_true", help="do not regenerate and compare images first"
     )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
