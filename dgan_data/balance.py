@@ -51,7 +51,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .conventions import check_int
+from .conventions import check_int, did_you_mean, with_hint
 from .seeds import derive_seed
 
 __all__ = [
@@ -97,8 +97,13 @@ def resolve_targets(
         )
     unknown = [name for name in spec if name not in class_names]
     if unknown:
+        close = "".join(did_you_mean(str(name), class_names) for name in unknown[:3])
         raise ValueError(
-            f"class_balance names unknown classes {unknown}; the classes are {list(class_names)}"
+            with_hint(
+                f"class_balance names unknown classes {unknown}; the classes are "
+                f"{list(class_names)}",
+                close,
+            )
         )
     targets = [0.0] * K
     for name, rate in spec.items():

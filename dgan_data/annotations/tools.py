@@ -50,8 +50,10 @@ and the folder is validated with :meth:`Annotations.load`.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
+import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +62,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..conventions import IGNORE_INDEX, check_bool, keyword_hints, short_list
+from ..conventions import (
+    IGNORE_INDEX,
+    check_bool,
+    did_you_mean,
+    keyword_hints,
+    short_list,
+    with_hint,
+)
 from ..fileio import read_json, resolve_inside, why_not_a_file, write_png
 from .folder import Annotations
 from .format import MANIFEST, AnnotationError, resolve_crop
@@ -254,8 +263,11 @@ def _target(value: str | int, names: list[str], what: str) -> int:
             return number
     raise MaskImportError(
         [
-            f"{what}: {value!r} is not a class of {MANIFEST} (classes: {short_list(names)}; "
-            f"a class id 0..{len(names) - 1}, or 'ignore' = {IGNORE_INDEX})"
+            with_hint(
+                f"{what}: {value!r} is not a class of {MANIFEST} (classes: {short_list(names)}; "
+                f"a class id 0..{len(names) - 1}, or 'ignore' = {IGNORE_INDEX})",
+                did_you_mean(str(value), names),
+            )
         ]
     )
 
@@ -301,10 +313,27 @@ def _unknown_labels(
     else:
         what = f"labels (classes in {MANIFEST}: {short_list(names)})"
     listed = ", ".join(f"{u!r} (in {first_use[u]})" for u in unknown)
-    return (
+    text = (
         f"{src}: {len(unknown)} {what} without a class: {listed}; map them with "
         "--map NAME=CLASS (CLASS a class name, a class id or 'ignore')"
     )
+    if fmt == "png":
+        return text
+    # a label spelt unlike its class ("Hair", "face skin"): the maps that would do
+    close = {u: _closest_class(u, names) for u in unknown}
+    maps = " ".join(f"--map {shlex.quote(f'{u}={c}')}" for u, c in close.items() if c is not None)
+    return with_hint(text, f" Did you mean {maps}?" if maps else "")
+
+
+def _closest_class(label: str, names: Sequence[str]) -> str | None:
+    """The class whose name is closest to a tool label, case and separators aside, or None."""
+
+    def key(text: str) -> str:
+        return text.lower().replace("-", "_").replace(" ", "_")
+
+    by_key = {key(n): n for n in names}
+    found = difflib.get_close_matches(key(label), list(by_key), n=1, cutoff=0.75)
+    return by_key[found[0]] if found else None
 
 
 # ------------------------------------------------------------------ painting
