@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -39,6 +40,14 @@ try:
 except ImportError as err:  # the one optional dependency of this example: one line, exit 2
     print(f"{Path(__file__).name}: needs Lightning ({_INSTALL}): {err}", file=sys.stderr)
     raise SystemExit(2) from None
+
+# Lightning warns about every IterableDataset with a __len__, since workers that all
+# yield the same items would make it wrong. The stream gives each DataLoader worker
+# (and each rank) its own share of every epoch, so its length is exact: the warning
+# does not apply to it.
+warnings.filterwarnings(
+    "ignore", message=r"Your `IterableDataset` has `__len__` defined", category=UserWarning
+)
 
 
 class StreamDataModule(L.LightningDataModule):
