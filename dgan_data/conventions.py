@@ -14,7 +14,7 @@ import inspect
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import torch
@@ -145,14 +145,17 @@ _HINTED = "__dgan_data_keyword_hints__"
 _NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 
 
-def keyword_hints(target: Any) -> Any:
+_Target = TypeVar("_Target")
+
+
+def keyword_hints(target: _Target) -> _Target:
     """A function, or a class's ``__init__`` and public methods, that answers a mistyped
     keyword argument with the close names: ``DatasetGANStream() got an unexpected keyword
     argument 'trunction_psi'. Did you mean 'truncation_psi'?`` (Python 3.11 and 3.12 name
     only the wrong one). The signature, and every call with known keywords, are as
     before; ``forward`` and private methods are left as they are."""
-    if not isinstance(target, type):
-        return _hinted(target, target.__qualname__)
+    if not isinstance(target, type):  # a function: the same signature for type checkers
+        return cast(_Target, _hinted(cast(Callable[..., Any], target), target.__qualname__))
     for name, member in list(vars(target).items()):
         if name != "__init__" and (name.startswith("_") or name == "forward"):
             continue

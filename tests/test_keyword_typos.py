@@ -118,3 +118,15 @@ def test_signatures_and_good_calls_are_unchanged():
     assert inspect.signature(wrapped) == inspect.signature(wrapped.__wrapped__)
     assert make_palette(num_classes=5, seed=3).tolist() == make_palette(5, 3).tolist()
     assert make_palette.__name__ == "make_palette" and "palette" in (make_palette.__doc__ or "")
+
+
+def test_type_checkers_still_see_each_function():
+    """``keyword_hints`` returns what it is given, to type checkers too (typed ``Any ->
+    Any``, mypy saw every decorated function of the py.typed package as ``Any``)."""
+    from typing import TypeVar, get_type_hints
+
+    from dgan_data.conventions import keyword_hints
+
+    hints = get_type_hints(keyword_hints)
+    assert isinstance(hints["target"], TypeVar) and hints["return"] is hints["target"]
+    assert get_type_hints(make_palette)["num_classes"] is int  # annotations kept on wrappers
