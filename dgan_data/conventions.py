@@ -155,7 +155,8 @@ def keyword_hints(target: _Target) -> _Target:
     only the wrong one). The signature, and every call with known keywords, are as
     before; ``forward`` and private methods are left as they are."""
     if not isinstance(target, type):  # a function: the same signature for type checkers
-        return cast(_Target, _hinted(cast(Callable[..., Any], target), target.__qualname__))
+        func = cast(Callable[..., Any], target)
+        return cast(_Target, _hinted(func, func.__qualname__))
     for name, member in list(vars(target).items()):
         if name != "__init__" and (name.startswith("_") or name == "forward"):
             continue

@@ -111,6 +111,24 @@ class Interpreter(FactorizedInference, nn.Module):
     1 / 0, as DatasetGAN's ``init_weights``.
     """
 
+    # The weights (parameters) and batch-norm statistics (buffers) of the M models, made
+    # by name in __init__ (``interpreter_io.expected_shapes``): declared here so that
+    # type checkers know them as tensors, not as ``Tensor | Module``.
+    w1: torch.Tensor
+    b1: torch.Tensor
+    bn1_weight: torch.Tensor
+    bn1_bias: torch.Tensor
+    w2: torch.Tensor
+    b2: torch.Tensor
+    bn2_weight: torch.Tensor
+    bn2_bias: torch.Tensor
+    w3: torch.Tensor
+    b3: torch.Tensor
+    bn1_mean: torch.Tensor
+    bn1_var: torch.Tensor
+    bn2_mean: torch.Tensor
+    bn2_var: torch.Tensor
+
     def __init__(
         self,
         feature_layout: Sequence[tuple[int, int, int]],

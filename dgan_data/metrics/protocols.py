@@ -91,11 +91,11 @@ class CrossValidationResult:
     mean: float
     std: float
     fold_miou: list[float]
-    chosen: list[Hashable]
+    chosen: list[Any]
     selection_miou: list[float]
     folds: list[np.ndarray] = field(repr=False)
     per_class_iou: np.ndarray = field(repr=False)
-    checkpoints: list[Hashable] = field(repr=False)
+    checkpoints: list[Any] = field(repr=False)
     selection_table: np.ndarray = field(repr=False)
     exclude: tuple[int, ...] = ()
     ddof: int = 0
@@ -123,10 +123,10 @@ class HoldoutResult:
     confusion matrix (a fraction); else it is the caller's own score, of unknown scale.
     """
 
-    checkpoint: Hashable
+    checkpoint: Any
     val_score: float
     test: dict[str, Any] = field(repr=False)
-    val_scores: dict[Hashable, float] = field(default_factory=dict, repr=False)
+    val_scores: dict[Any, float] = field(default_factory=dict, repr=False)
     val_is_miou: bool = False
 
     @property
@@ -218,7 +218,7 @@ def _fold_sums(
 
 @keyword_hints
 def five_fold_protocol(
-    confusions: Mapping[Hashable, ConfusionSource],
+    confusions: Mapping[Any, ConfusionSource],
     *,
     num_items: int | None = None,
     num_folds: int = 5,
@@ -319,8 +319,8 @@ def five_fold_protocol(
 
 @keyword_hints
 def holdout_protocol(
-    val_scores: Mapping[Hashable, Any],
-    test: Mapping[Hashable, Any] | Callable[[Hashable], Any],
+    val_scores: Mapping[Any, Any],
+    test: Mapping[Any, Any] | Callable[[Any], Any],
     *,
     exclude: Iterable[int] = (),
     absent: str = "nan",
