@@ -386,7 +386,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     stream = make_stream(args, device)
     # the label frame of the stream (one sample, generated once on every rank)
-    frame = tuple(stream.generate([0])["mask"].shape[-2:])
+    height, width = stream.generate([0])["mask"].shape[-2:]
+    frame = (int(height), int(width))
     data, data_desc = eval_set(args, frame, num_classes, known_names)
     if main_rank:
         print(
@@ -395,7 +396,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
 
     torch.manual_seed(args.seed)
-    model = build_deeplab(
+    model: torch.nn.Module = build_deeplab(
         num_classes,
         args.arch,
         args.encoder,
