@@ -280,7 +280,7 @@ class Labeler:
         passed explicitly keeps its own class names and palette (the preset's only when
         it stores no names and has the preset's number of classes).
         """
-        # before any file loads; "Labeler.__init__() got an unexpected ..." before
+        # before any file loads (an unknown one used to fail in Labeler.__init__, after them)
         check_labeler_options(settings, "Labeler.from_sources", Labeler.from_sources)
         names = palette = None
         # explicit names and palette replace the preset's or the interpreter's (they were

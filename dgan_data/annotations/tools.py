@@ -319,7 +319,7 @@ def _unknown_labels(
     )
     if fmt == "png":
         return text
-    # a label spelt unlike its class ("Hair", "face skin"): the maps that would do
+    # a label spelt unlike its class ("Hair", "eye-white"): the maps that would do
     close = {u: _closest_class(u, names) for u in unknown}
     maps = " ".join(f"--map {shlex.quote(f'{u}={c}')}" for u, c in close.items() if c is not None)
     return with_hint(text, f" Did you mean {maps}?" if maps else "")
