@@ -23,7 +23,7 @@ from _phases import json_target, save_json
 from lightning_utilities.core.imports import RequirementCache
 
 from dgan_data.augment import AlbumentationsAugment, BatchAugment, KorniaAugment
-from dgan_data.cli import OneLineParser
+from dgan_data.cli import OneLineParser, run_script
 from dgan_data.cli.common import device_name, positive_int
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -143,4 +143,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -20,7 +20,7 @@ import torch
 from _phases import json_target, save_json
 
 from dgan_data import Interpreter, Labeler, load_generator
-from dgan_data.cli import OneLineParser
+from dgan_data.cli import OneLineParser, run_script
 from dgan_data.cli.common import device_name, positive_int
 from dgan_data.interpreter import feature_layout
 
@@ -102,4 +102,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

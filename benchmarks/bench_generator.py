@@ -35,7 +35,7 @@ from typing import Any
 
 from _phases import json_target, save_json
 
-from dgan_data.cli import OneLineParser
+from dgan_data.cli import OneLineParser, run_script
 from dgan_data.cli.common import device_name, positive_float, positive_int
 
 MiB = 1024 * 1024
@@ -304,4 +304,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

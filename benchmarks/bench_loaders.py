@@ -33,7 +33,7 @@ import torch
 from _phases import json_target, save_json
 from PIL import Image
 
-from dgan_data.cli import OneLineParser
+from dgan_data.cli import OneLineParser, run_script
 from dgan_data.cli.common import positive_int
 from dgan_data.downstream.realdata import LabeledFolder
 from dgan_data.generators import StyleGAN2Generator
@@ -159,4 +159,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

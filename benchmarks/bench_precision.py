@@ -24,7 +24,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import sys
 from contextlib import contextmanager
 from typing import Any
 
@@ -32,7 +31,7 @@ import torch
 from _phases import json_target, save_json
 from bench_stream import PSI, _build  # the stream benchmark's calibrated models
 
-from dgan_data.cli import OneLineParser
+from dgan_data.cli import OneLineParser, run_script
 from dgan_data.cli.common import device_name, non_negative_float, positive_int
 from dgan_data.labeler import Labeler
 from dgan_data.seeds import z_from_seeds
@@ -216,4 +215,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

@@ -36,14 +36,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from _phases import current_rss_bytes, json_target, peak_rss_bytes, run_phase, save_json
 
-from dgan_data.cli import OneLineParser
+from dgan_data.cli import OneLineParser, run_script
 from dgan_data.cli.common import device_name, non_negative_int, positive_float, positive_int
 
 REPO = Path(__file__).resolve().parents[1]
@@ -448,4 +447,4 @@ def _print_table(res: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

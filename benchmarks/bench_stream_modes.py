@@ -29,7 +29,7 @@ from _phases import json_target, save_json
 from torch.utils.data import DataLoader
 
 from dgan_data import DatasetGANStream
-from dgan_data.cli import OneLineParser
+from dgan_data.cli import OneLineParser, run_script
 from dgan_data.cli.common import device_name, non_negative_int, positive_int
 from dgan_data.stream.workers import stateful_loader
 
@@ -109,4 +109,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

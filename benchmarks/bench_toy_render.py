@@ -14,7 +14,7 @@ import time
 import torch
 from _phases import json_target, save_json
 
-from dgan_data.cli import OneLineParser
+from dgan_data.cli import OneLineParser, run_script
 from dgan_data.cli.common import device_name, int_range, positive_int
 from dgan_data.toy import render_faces
 
@@ -82,4 +82,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

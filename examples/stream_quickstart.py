@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
-from dgan_data.cli import USER_ERRORS, OneLineParser, one_line
+from dgan_data.cli import USER_ERRORS, OneLineParser, run_script, script_error
 from dgan_data.cli.common import (
     device_name,
     positive_int,
@@ -92,8 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(args)
     except USER_ERRORS as err:
-        print(f"stream_quickstart.py: error: {one_line(err)}", file=sys.stderr)
-        return 2
+        return script_error("stream_quickstart.py", err)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -150,4 +148,4 @@ def _presets() -> list[str]:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_script(main)

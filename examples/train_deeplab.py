@@ -46,7 +46,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from dgan_data.cli import USER_ERRORS, OneLineParser, one_line
+from dgan_data.cli import USER_ERRORS, OneLineParser, one_line, run_script, script_error
 from dgan_data.cli.common import (
     UsageError,
     device_name,
@@ -666,10 +666,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(args)
     except USER_ERRORS as err:  # a missing file, a refused setting: one line, exit 2
-        print(f"train_deeplab.py: error: {one_line(err)}", file=sys.stderr)
-        return 2
+        return script_error("train_deeplab.py", err)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

@@ -25,7 +25,7 @@ from lightning_utilities.core.imports import RequirementCache
 from torch.utils.data import DataLoader
 
 from dgan_data import DatasetGANStream
-from dgan_data.cli import USER_ERRORS, OneLineParser, one_line
+from dgan_data.cli import USER_ERRORS, OneLineParser, one_line, run_script, script_error
 from dgan_data.cli.common import device_name, non_negative_int, positive_int
 from dgan_data.conventions import IGNORE_INDEX
 from dgan_data.downstream.train import build_unet
@@ -154,10 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(args)
     except USER_ERRORS as err:
-        print(f"{Path(__file__).name}: error: {one_line(err)}", file=sys.stderr)
-        return 2
+        return script_error(Path(__file__).name, err)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

@@ -13,7 +13,7 @@ import os
 import platform
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -29,7 +29,16 @@ from ..presets import UnknownPresetError
 from . import annotate, data, models
 from .common import Handler, UsageError, merge_preset_flag
 
-__all__ = ["USER_ERRORS", "OneLineParser", "UsageError", "build_parser", "main", "one_line"]
+__all__ = [
+    "USER_ERRORS",
+    "OneLineParser",
+    "UsageError",
+    "build_parser",
+    "main",
+    "one_line",
+    "run_script",
+    "script_error",
+]
 
 log = logging.getLogger("dgan_data.cli")
 
@@ -156,6 +165,32 @@ def _user_error(args: argparse.Namespace, err: BaseException) -> int:
     print(f"dgan-data {args.command}: error: {message[0]}", file=sys.stderr)
     for extra in message[1:]:
         print(f"  {extra}", file=sys.stderr)
+    return 2
+
+
+def run_script(script_main: Callable[[], Any]) -> NoReturn:
+    """Run an example's or a benchmark's ``main`` and exit with its code (0 when it
+    returns no int). Output piped into a reader that stops early (``| head``) ends the
+    script quietly with exit code 141, as for the command line, instead of a
+    BrokenPipeError traceback."""
+    try:
+        code = script_main()
+        sys.stdout.flush()  # a reader gone shows here, not at the exit
+    except BrokenPipeError as err:
+        if err.filename is not None:  # a file the script wrote, not its output
+            raise
+        _discard_stdout()
+        code = 141
+    raise SystemExit(code if isinstance(code, int) else 0)
+
+
+def script_error(script: str, err: BaseException) -> int:
+    """What an example or a benchmark does with a user error: one line on stderr naming
+    ``script``, exit code 2. A broken pipe on its own output is raised again, for
+    :func:`run_script` to end the script quietly."""
+    if isinstance(err, BrokenPipeError) and err.filename is None:
+        raise err
+    print(f"{script}: error: {one_line(err)}", file=sys.stderr)
     return 2
 
 

@@ -44,7 +44,7 @@ from coarse_maps import CoarseDropped, fit_without_coarse
 import dgan_data
 from dgan_data import load_generator
 from dgan_data.annotations import Annotations
-from dgan_data.cli import USER_ERRORS, OneLineParser, one_line
+from dgan_data.cli import USER_ERRORS, OneLineParser, run_script, script_error
 from dgan_data.cli.common import finite_float, non_negative_int, output_folder, positive_int
 from dgan_data.cli.models import context_radius
 from dgan_data.conventions import generator_to_uint8 as to_uint8_image
@@ -378,10 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         build(args)
     except USER_ERRORS as err:  # a missing or unreadable file: one line, exit 2
-        print(f"build_preset.py: error: {one_line(err)}", file=sys.stderr)
-        return 2
+        return script_error("build_preset.py", err)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

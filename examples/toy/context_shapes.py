@@ -35,7 +35,7 @@ import torch
 
 import dgan_data.interpreter.inference as inference_module
 import dgan_data.interpreter.model as model_module
-from dgan_data.cli import OneLineParser
+from dgan_data.cli import OneLineParser, run_script
 from dgan_data.interpreter.context import map_layout, shifted_copies
 
 SHAPES = ("finest", "coarse", "dilated")
@@ -142,4 +142,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

@@ -33,7 +33,6 @@ import argparse
 import json
 import logging
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -51,7 +50,7 @@ from torch import nn
 from dgan_data import Interpreter, Labeler, load_generator
 from dgan_data.annotations import Annotations
 from dgan_data.augment import BatchAugment
-from dgan_data.cli import OneLineParser
+from dgan_data.cli import OneLineParser, run_script
 from dgan_data.cli.common import (
     int_range,
     non_negative_int,
@@ -352,4 +351,4 @@ def report(results: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

@@ -52,7 +52,6 @@ import hashlib
 import json
 import logging
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -65,7 +64,7 @@ import torch
 from dgan_data import DatasetGANStream, Labeler
 from dgan_data.annotations import Annotations
 from dgan_data.augment import BatchAugment
-from dgan_data.cli import USER_ERRORS, OneLineParser, one_line
+from dgan_data.cli import USER_ERRORS, OneLineParser, one_line, run_script
 from dgan_data.cli.common import (
     fraction,
     int_range,
@@ -822,4 +821,4 @@ def format_report(results: dict[str, Any], suffix: str, key_of: dict[str, str]) 
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

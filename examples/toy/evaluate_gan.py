@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import torch
 
 from dgan_data import load_generator
-from dgan_data.cli import USER_ERRORS, OneLineParser, one_line
+from dgan_data.cli import USER_ERRORS, OneLineParser, run_script, script_error
 from dgan_data.cli.common import (
     device_name,
     int_range,
@@ -136,8 +135,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         return run(args)
     except USER_ERRORS as err:
-        print(f"{Path(__file__).name}: error: {one_line(err)}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(script_error(Path(__file__).name, err)) from None
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -174,5 +172,4 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
-    sys.exit(0)
+    run_script(main)

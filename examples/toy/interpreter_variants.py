@@ -73,7 +73,6 @@ import json
 import logging
 import math
 import os
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -87,7 +86,7 @@ from coarse_maps import drop_coarse, fold_drop
 
 from dgan_data import Interpreter, Labeler, load_generator
 from dgan_data.annotations import Annotations
-from dgan_data.cli import OneLineParser
+from dgan_data.cli import OneLineParser, run_script
 from dgan_data.cli.common import output_folder, positive_int
 from dgan_data.fileio import atomic_write_bytes
 from dgan_data.labeler import images_for_labels
@@ -563,4 +562,4 @@ def main(argv: list[str] | None = None, context_shape: str | None = None) -> int
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

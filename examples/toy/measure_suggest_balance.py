@@ -69,7 +69,7 @@ import torch
 from dgan_data import DatasetGANStream, Interpreter, Labeler, load_generator
 from dgan_data.annotations import Annotations
 from dgan_data.augment import BatchAugment
-from dgan_data.cli import OneLineParser
+from dgan_data.cli import OneLineParser, run_script
 from dgan_data.cli.common import output_folder, positive_int
 from dgan_data.cli.models import context_radius
 from dgan_data.conventions import generator_to_uint8
@@ -654,4 +654,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

@@ -43,7 +43,7 @@ import sys
 import time
 from pathlib import Path
 
-from dgan_data.cli import OneLineParser
+from dgan_data.cli import OneLineParser, run_script
 from dgan_data.cli.models import context_radius
 from dgan_data.interpreter.context import MAX_CONTEXT
 from dgan_data.toy.quality import REAL_EVAL_SEEDS
@@ -363,4 +363,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

@@ -32,7 +32,6 @@ import argparse
 import json
 import logging
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,7 @@ from diagnose import annotate_all, file_digest, train_student
 from safetensors.torch import load_file
 
 from dgan_data.augment import BatchAugment
-from dgan_data.cli import OneLineParser, one_line
+from dgan_data.cli import OneLineParser, one_line, run_script
 from dgan_data.cli.common import (
     int_range,
     non_negative_int,
@@ -237,4 +236,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from dgan_data.cli import OneLineParser, one_line
+from dgan_data.cli import OneLineParser, one_line, run_script
 from dgan_data.cli.common import (
     device_name,
     int_range,
@@ -290,4 +290,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -27,7 +27,6 @@ import copy
 import json
 import logging
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -36,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from dgan_data.cli import OneLineParser, one_line
+from dgan_data.cli import OneLineParser, one_line, run_script
 from dgan_data.cli.common import (
     device_name,
     int_range,
@@ -463,4 +462,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)
