@@ -4,6 +4,7 @@ untouched until they pass, cache keys that carry every setting, refusals before 
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import resource
@@ -35,7 +36,6 @@ deeplab = load_example("train_deeplab", "review_train_deeplab")
 sys.path.insert(0, str(REPO / "benchmarks"))
 import _phases  # noqa: E402
 import bench_interpreter  # noqa: E402
-import interpreter_variants  # noqa: E402  (the module context_shapes drives)
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -183,7 +183,10 @@ def test_context_shapes_never_reuse_another_shapes_scores(tmp_path, monkeypatch,
         per_class = {"teeth": 0.5, "ear": 0.5}
         return {"variant": name, "miou": 0.5, "per_class": per_class, "fit_seconds": 0.0}
 
-    monkeypatch.setattr(interpreter_variants, "run_variant", fake)
+    # the module context_shapes imports when it runs (another test may have loaded a
+    # fresh one since this file imported it)
+    variants = importlib.import_module("interpreter_variants")
+    monkeypatch.setattr(variants, "run_variant", fake)
     argv = ["--out", str(tmp_path), "--variants", "patch=1", "--eval", "2", "--threads", "1"]
     assert shapes.main(["--shape", "dilated", *argv]) == 0
     assert json.loads((tmp_path / "variants.json").read_text())["context_shape"] == "dilated"

@@ -78,10 +78,13 @@ def _parse(command: str) -> None:
     script = Path(words[1])
     assert (ROOT / script).is_file(), f"{script} does not exist"
     relative = script.with_suffix("")
+    # under a name of its own: loaded as "interpreter_variants", it would replace the
+    # module that other tests patched, and that its siblings import, in this process
+    name = f"readme_{relative.stem}"
     if relative.parts[0] == "examples":
-        module = load_example(str(relative.relative_to("examples")))
+        module = load_example(str(relative.relative_to("examples")), name)
     else:
-        module = load_example(str(Path("..") / relative))
+        module = load_example(str(Path("..") / relative), name)
     module.parse_args(words[2:])
 
 
