@@ -34,15 +34,6 @@ class ClosedTerminal(Terminal):
         raise ValueError("I/O operation on closed file")
 
 
-class TinySegmenter(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 2, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x)
-
-
 def pairs(n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return [(torch.rand(2, 3, 8, 8), torch.zeros(2, 8, 8, dtype=torch.long)) for _ in range(n)]
 
@@ -55,11 +46,11 @@ def fit_features() -> None:
 
 
 def train() -> None:
-    train_segmentation(TinySegmenter(), pairs(3), 3, device="cpu")
+    train_segmentation(nn.Conv2d(3, 2, 1), pairs(3), 3, device="cpu")
 
 
 def score() -> None:
-    evaluate(TinySegmenter(), pairs(1)[0], 2, progress=True)
+    evaluate(nn.Conv2d(3, 2, 1), pairs(1)[0], 2, progress=True)
 
 
 RUNS = {"fit_features": (fit_features, "interpreter"), "train": (train, "train")}
