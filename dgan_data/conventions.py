@@ -38,6 +38,7 @@ __all__ = [
     "short_list",
     "state_mismatch",
     "to_uint8_image",
+    "without_keyword_hints",
 ]
 
 #: Mask value of pixels without a label (excluded from training and metrics).
@@ -167,6 +168,12 @@ def keyword_hints(target: _Target) -> _Target:
             shown = target.__name__ if name == "__init__" else member.__qualname__
             setattr(target, name, _hinted(member, shown))
     return target
+
+
+def without_keyword_hints(value: Any) -> Any:
+    """The function :func:`keyword_hints` wrapped, for a wrapped one (anything else as it
+    is): what a description of a callable should name, not the wrapper's code."""
+    return value.__wrapped__ if getattr(value, _HINTED, False) else value
 
 
 def _hinted(func: Callable[..., Any], shown: str) -> Callable[..., Any]:

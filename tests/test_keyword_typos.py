@@ -130,3 +130,15 @@ def test_type_checkers_still_see_each_function():
     hints = get_type_hints(keyword_hints)
     assert isinstance(hints["target"], TypeVar) and hints["return"] is hints["target"]
     assert get_type_hints(make_palette)["num_classes"] is int  # annotations kept on wrappers
+
+
+def test_stream_states_describe_the_method_not_the_wrapper():
+    """A stream records its augment by code file and line: through the wrapper, a bound
+    method of the package was named by the wrapper's line in conventions.py (and its
+    closure), which any edit there would change, refusing the resume of a saved state."""
+    from dgan_data import BatchAugment
+    from dgan_data.stream.state import describe_augment
+
+    text = describe_augment(BatchAugment().apply)
+    assert text.startswith("dgan_data.augment.batch.BatchAugment.apply (batch.py:")
+    assert "conventions.py" not in text and "closure" not in text

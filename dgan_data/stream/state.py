@@ -20,6 +20,7 @@ import torch
 
 from ..augment import AlbumentationsAugment, BatchAugment, KorniaAugment, make_augment
 from ..balance import ClassBalancer
+from ..conventions import without_keyword_hints
 from ..seeds import check_seed
 from ..uncertainty import StreamingQuantile
 from .workers import Shard
@@ -294,6 +295,7 @@ def _describe(value: Any, unverified: list[str], depth: int) -> str:
             f"{_describe(value.__self__, unverified, depth + 1)}"
         )
     if inspect.isfunction(value):
+        value = without_keyword_hints(value)  # a package method: its own code, not the wrapper's
         code = value.__code__
         text = (
             f"{value.__module__}.{value.__qualname__} "
