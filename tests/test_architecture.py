@@ -38,7 +38,14 @@ LAYERS = {
     "dgan_data": 9,
 }
 #: Third-party packages a module may import inside a function (optional dependencies).
-LAZY_ALLOWED = {"kornia", "albumentations", "segmentation_models_pytorch", "torchdata"}
+#: torchvision is a dependency, imported on first use: its import loads torch._dynamo.
+LAZY_ALLOWED = {
+    "kornia",
+    "albumentations",
+    "segmentation_models_pytorch",
+    "torchdata",
+    "torchvision",
+}
 
 
 def layer_of(name: str) -> int:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torchvision.utils
 
 import dgan_data.toy.quality as quality
 from dgan_data.toy import NUM_CLASSES
@@ -60,7 +61,7 @@ def test_a_failed_comparison_grid_write_keeps_the_earlier_grid(tmp_path, monkeyp
         out.flush()
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(quality, "save_image", broken)
+    monkeypatch.setattr(torchvision.utils, "save_image", broken)  # imported when used
     with pytest.raises(OSError, match="No space left"):
         quality.save_comparison_grid(real, fake, path, nrow=2)
     assert path.read_bytes() == good

@@ -19,7 +19,6 @@ from typing import Any
 
 import torch
 from torch.utils.data import IterableDataset
-from torchvision import tv_tensors
 
 from ..augment import BatchAugment, check_normalize, make_augment, normalize
 from ..augment.batch import check_augment_output
@@ -721,6 +720,10 @@ class DatasetGANStream(IterableDataset):
 
     def _finish(self, item: Tensors) -> Any:
         """One yielded item: typed tensors, in the requested output, transformed."""
+        # imported on first use: torchvision's import loads torch._dynamo (about 1.2 s on
+        # 2 CPU cores), which every command that never iterates a stream would wait for
+        from torchvision import tv_tensors
+
         image = tv_tensors.Image(item["image"])
         mask = tv_tensors.Mask(item["mask"])
         if self.output == "dict":

@@ -32,7 +32,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.utils import make_grid, save_image
 
 from ..conventions import check_int
 from ..fileio import atomic_write
@@ -687,6 +686,8 @@ def save_comparison_grid(
             f"real and fake must be image batches of one shape, got {tuple(real.shape)} "
             f"and {tuple(fake.shape)}"
         )
+    from torchvision.utils import make_grid, save_image  # on first use: see stream/dataset
+
     n = min(len(real), len(fake))
     nrow = max(1, min(nrow, n))
     rows = max(1, math.ceil(n / nrow))
