@@ -35,6 +35,7 @@ __all__ = [
     "check_palette",
     "generator_to_uint8",
     "keyword_hints",
+    "keyword_names",
     "short_list",
     "state_mismatch",
     "to_uint8_image",
@@ -170,6 +171,13 @@ def keyword_hints(target: _Target) -> _Target:
     return target
 
 
+def keyword_names(func: Callable[..., Any]) -> frozenset[str]:
+    """The parameters of ``func`` a caller may pass by keyword (``self`` included)."""
+    return frozenset(
+        name for name, p in inspect.signature(func).parameters.items() if p.kind in _NAMED
+    )
+
+
 def without_keyword_hints(value: Any) -> Any:
     """The function :func:`keyword_hints` wrapped, for a wrapped one (anything else as it
     is): what a description of a callable should name, not the wrapper's code."""
@@ -179,10 +187,10 @@ def without_keyword_hints(value: Any) -> Any:
 def _hinted(func: Callable[..., Any], shown: str) -> Callable[..., Any]:
     if getattr(func, _HINTED, False):
         return func
-    params = list(inspect.signature(func).parameters.values())
+    params = inspect.signature(func).parameters.values()
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         return func  # takes any keyword: nothing is unexpected
-    names = frozenset(p.name for p in params if p.kind in _NAMED)
+    names = keyword_names(func)
     choices = sorted(names - {"self", "cls"})
     if not choices:
         return func

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import inspect
 import logging
 import math
 import os
@@ -32,6 +31,7 @@ from .conventions import (
     check_truncation_psi,
     did_you_mean,
     keyword_hints,
+    keyword_names,
     with_hint,
 )
 from .conventions import check_device as _check_device
@@ -470,11 +470,7 @@ def peak_probabilities(probs: torch.Tensor, n: int) -> torch.Tensor:
 def labeler_options() -> set[str]:
     """The settings of a :class:`Labeler` that functions taking ``**labeler_options``
     pass on to it (its generator and interpreter are passed on their own)."""
-    return set(inspect.signature(Labeler.__init__).parameters) - {
-        "self",
-        "generator",
-        "interpreter",
-    }
+    return set(keyword_names(Labeler.__init__) - {"self", "generator", "interpreter"})
 
 
 def check_labeler_options(options: dict[str, Any], owner: str, function: Any) -> None:
@@ -486,11 +482,7 @@ def check_labeler_options(options: dict[str, Any], owner: str, function: Any) ->
     unknown = sorted(set(options) - known)
     if not unknown:
         return
-    own = {
-        name
-        for name, p in inspect.signature(function).parameters.items()
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name not in ("self", "cls")
-    }
+    own = keyword_names(function) - {"self", "cls"}
     words = "keyword argument" if len(unknown) == 1 else "keyword arguments"
     raise TypeError(
         with_hint(
