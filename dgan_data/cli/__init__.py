@@ -149,10 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError as err:
-        if err.filename is not None:  # a file the command wrote, not its output
-            return _user_error(args, err)
-        _discard_stdout()
-        return 141  # what a tool killed by SIGPIPE returns; nothing printed
+        return 141 if _reader_left(err) else _user_error(args, err)
     except USER_ERRORS as err:
         return _user_error(args, err)
 
@@ -177,9 +174,8 @@ def run_script(script_main: Callable[[], Any]) -> NoReturn:
         code = script_main()
         sys.stdout.flush()  # a reader gone shows here, not at the exit
     except BrokenPipeError as err:
-        if err.filename is not None:  # a file the script wrote, not its output
+        if not _reader_left(err):
             raise
-        _discard_stdout()
         code = 141
     raise SystemExit(code if isinstance(code, int) else 0)
 
@@ -188,10 +184,26 @@ def script_error(script: str, err: BaseException) -> int:
     """What an example or a benchmark does with a user error: one line on stderr naming
     ``script``, exit code 2. A broken pipe on its own output is raised again, for
     :func:`run_script` to end the script quietly."""
-    if isinstance(err, BrokenPipeError) and err.filename is None:
+    if isinstance(err, BrokenPipeError) and _own_output(err):
         raise err
     print(f"{script}: error: {one_line(err)}", file=sys.stderr)
     return 2
+
+
+def _own_output(err: BrokenPipeError) -> bool:
+    """Whether the broken pipe is the command's own output (no file named), not a file
+    such as a FIFO it was told to write."""
+    return err.filename is None
+
+
+def _reader_left(err: BrokenPipeError) -> bool:
+    """For a broken pipe on the command's own output, point stdout at the null device
+    and say so: the command then ends quietly with 141, what a tool killed by SIGPIPE
+    returns. False for a file it wrote, which is an error naming that file."""
+    if not _own_output(err):
+        return False
+    _discard_stdout()
+    return True
 
 
 def _discard_stdout() -> None:
