@@ -211,7 +211,9 @@ def _blocked_by(blocker: Path) -> str:
 def missing_path_hint(path: str | os.PathLike, folders: bool = False) -> str:
     """What to add to "no such file" (or folder) for ``path``: `` a is a file, not a
     folder.`` when one of its folders is a file, else the :func:`close_names` beside it
-    (or "")."""
+    (or "", also when ``path`` exists: nothing is missing)."""
+    if os.path.lexists(path):
+        return ""
     blocker = file_in_the_way(path)
     return f" {_blocked_by(blocker)}." if blocker is not None else close_names(path, folders)
 

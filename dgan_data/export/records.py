@@ -520,7 +520,7 @@ def _description_path(root: Path, what: str = "not a dgan_data export") -> Path:
         raise FileNotFoundError(f"{root}: {why_not_a_folder(root)}, {what}")
     path = root / "dataset.json"
     if not os.path.lexists(path):
-        hint = "" if os.path.lexists(root) else missing_path_hint(root, folders=True)
+        hint = missing_path_hint(root, folders=True)  # "" when only dataset.json is missing
         raise FileNotFoundError(with_hint(f"{path}: no such file ({what})", hint))
     why = why_not_a_file(path)
     if why is None:
