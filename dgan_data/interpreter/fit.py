@@ -275,7 +275,12 @@ def train_ensemble(
     counts = torch.bincount(masks.flatten()[valid], minlength=num_classes)
     missing = [k for k in range(num_classes) if counts[k] == 0]
     if missing:
-        logger.warning("classes without any annotated pixel: %s", short_list(missing))
+        names = getattr(model, "class_names", None)
+        named = [f"{names[k]} ({k})" if names else str(k) for k in missing]
+        logger.warning(
+            "classes without any annotated pixel: %s; the interpreter will never predict them",
+            short_list(named),
+        )
 
     draw = _pixel_sampler(masks.flatten(), valid, counts, class_balance)
     t_train = time.perf_counter()
