@@ -136,6 +136,53 @@ def did_you_mean(
     return f" Did you mean {', '.join(repr(show(c)) for c in close)}?" if close else ""
 
 
+#: Keyword names other libraries (and the paper's code) use for a setting, and the names
+#: this package gives it: spelling alone cannot link ``num_samples`` to
+#: ``samples_per_epoch`` or ``map_location`` to ``device``.
+KEYWORD_ALIASES: dict[str, tuple[str, ...]] = {
+    "num_samples": ("samples_per_epoch", "num"),
+    "n_samples": ("samples_per_epoch", "num"),
+    "length": ("samples_per_epoch", "num"),
+    "epoch_size": ("samples_per_epoch",),
+    "epoch_length": ("samples_per_epoch",),
+    "count": ("num",),
+    "n": ("num",),
+    "psi": ("truncation_psi",),
+    "trunc": ("truncation_psi",),
+    "cutoff": ("truncation_cutoff",),
+    "bs": ("batch_size",),
+    "g": ("generator",),
+    "gen": ("generator",),
+    "netg": ("generator",),
+    "g_ema": ("generator",),
+    "generator": ("G",),
+    "ensemble_size": ("num_models",),
+    "n_models": ("num_models",),
+    "map_location": ("device",),
+    "random_seed": ("seed",),
+    "random_state": ("seed",),
+    "output_dir": ("out_dir", "out"),
+    "out_path": ("out", "out_dir"),
+    "output": ("out", "out_dir"),
+    "drop_fraction": ("drop_uncertain",),
+    "drop_ratio": ("drop_uncertain",),
+    "uncertainty_quantile": ("drop_uncertain",),
+}
+
+
+def keyword_hint(wrong: str, choices: Iterable[str]) -> str:
+    """`` Did you mean ...?`` for a mistyped keyword: the close names among ``choices``,
+    else the names :data:`KEYWORD_ALIASES` gives ``wrong`` (any case) that are among
+    them, else ""."""
+    choices = list(choices)
+    close = did_you_mean(wrong, choices)
+    if close:
+        return close
+    known = set(choices)
+    aliases = [a for a in KEYWORD_ALIASES.get(wrong.lower(), ()) if a in known]
+    return f" Did you mean {', '.join(map(repr, aliases))}?" if aliases else ""
+
+
 def with_hint(text: str, hint: str) -> str:
     """``text`` ended as a sentence and followed by ``hint`` (a :func:`did_you_mean`),
     or ``text`` as it is when there is no hint."""
@@ -202,7 +249,7 @@ def _hinted(func: Callable[..., Any], shown: str) -> Callable[..., Any]:
             raise TypeError(
                 with_hint(
                     f"{shown}() got an unexpected keyword argument {wrong!r}",
-                    did_you_mean(wrong, choices),
+                    keyword_hint(wrong, choices),
                 )
             )
         return func(*args, **kwargs)

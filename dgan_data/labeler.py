@@ -29,7 +29,7 @@ from .conventions import (
     check_palette,
     check_truncation_cutoff,
     check_truncation_psi,
-    did_you_mean,
+    keyword_hint,
     keyword_hints,
     keyword_names,
     with_hint,
@@ -488,7 +488,7 @@ def check_labeler_options(options: dict[str, Any], owner: str, function: Any) ->
         with_hint(
             f"{owner}() got an unexpected {words} {', '.join(map(repr, unknown))}: neither "
             f"its own nor a labeler option ({', '.join(sorted(known))})",
-            did_you_mean(unknown[0], sorted(known | own)),
+            keyword_hint(unknown[0], sorted(known | own)),
         )
     )
 

@@ -19,7 +19,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from ..conventions import check_device
+from ..conventions import check_device, keyword_hint, with_hint
 from ..fileio import parse_json_text, why_not_a_file
 from ..schema import Dict, Int, SchemaError, Str, check_document
 from .base import Generator
@@ -227,8 +227,11 @@ def load_generator_file(
     unknown = [k for k in options if k not in LOADER_OPTIONS]
     if unknown:
         raise CheckpointError(
-            f"{path}: unknown loader option(s) {describe_keys(unknown)} "
-            f"(known: {', '.join(LOADER_OPTIONS)})"
+            with_hint(
+                f"{path}: unknown loader option(s) {describe_keys(unknown)} "
+                f"(known: {', '.join(LOADER_OPTIONS)})",
+                keyword_hint(str(unknown[0]), [*LOADER_OPTIONS, "device"]),
+            )
         )
     device = check_device(device)  # before the file is read: a device usable here
     fmt = detect_format(path)
