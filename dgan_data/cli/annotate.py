@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -309,12 +310,14 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         coverage_by=args.coverage_by,
     )
     folder = write_suggestions(labeler, report, args.out, id_prefix=id_prefix)
+    n = len(report.suggestions)
+    first = shlex.quote(str(args.annotations)) if args.annotations else "FIRST"
     for sample_id, s in zip(folder.ids, report.suggestions):
         print(f"  {sample_id}  seed {s.seed}: {s.reason}")
     print(
-        f"wrote {len(report.suggestions)} images to annotate in {folder.root} (reasons in "
+        f"wrote {n} image{'s' if n != 1 else ''} to annotate in {folder.root} (reasons in "
         f"suggestions.json, preview in suggestions.png); draw their masks, then: "
-        f"dgan-data merge-annotations FIRST {folder.root} --out ALL"
+        f"dgan-data merge-annotations {first} {shlex.quote(str(folder.root))} --out ALL"
     )
     return 0
 
