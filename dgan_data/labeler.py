@@ -467,6 +467,26 @@ def peak_probabilities(probs: torch.Tensor, n: int) -> torch.Tensor:
     return flat.topk(min(n, flat.shape[2]), dim=2).values.mean(2)
 
 
+def warn_without_ensemble(labeler: Labeler, owner: str, effect: str | None) -> None:
+    """Warn when ``labeler``'s interpreter has one model and uncertainty is asked of it:
+    the JS divergence of a single model is 0 at every pixel, so no image is more
+    uncertain than another and no pixel is ignored. ``effect`` says what that does to
+    the owner's own use of the uncertainty (None when it makes none)."""
+    if labeler.interpreter.num_models > 1:
+        return
+    effects = [effect] if effect else []
+    if labeler.ignore_uncertain_pixels is not None:
+        effects.append("ignore_uncertain_pixels ignores no pixel")
+    if effects:
+        log.warning(
+            "%s: the interpreter has one model, so its uncertainty (the ensemble's "
+            "disagreement) is 0 everywhere: %s. Fit an ensemble (num_models >= 2) to "
+            "filter by uncertainty",
+            owner,
+            "; ".join(effects),
+        )
+
+
 def labeler_options() -> set[str]:
     """The settings of a :class:`Labeler` that functions taking ``**labeler_options``
     pass on to it (its generator and interpreter are passed on their own)."""

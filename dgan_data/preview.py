@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from .fileio import output_path_problem
-from .labeler import check_labeler_options, labeler_from
+from .labeler import check_labeler_options, labeler_from, warn_without_ensemble
 from .seeds import check_seed, sample_seed
 from .viz import preview_grid
 
@@ -61,6 +61,7 @@ def preview(
         raise ValueError(f"out={str(out)!r}: {problem}")
     seeds = [sample_seed(check_seed(seed), 0, i) for i in range(num)]
     labeler, _ = labeler_from(source, generator, interpreter, device, **labeler_options)
+    warn_without_ensemble(labeler, "preview", "the uncertainty row is blank")
     images, masks, pixel_u = [], [], []
     for start in range(0, num, batch_size):
         batch = labeler.label(seeds[start : start + batch_size])

@@ -22,7 +22,7 @@ from ..fileio import (
     parse_json_text,
     read_json,
 )
-from ..labeler import Labeler, check_labeler_options, labeler_from
+from ..labeler import Labeler, check_labeler_options, labeler_from, warn_without_ensemble
 from ..progress import progress_bar
 from ..schema import (
     SchemaError,
@@ -482,6 +482,16 @@ def export_dataset(
     if device is None and torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
         device = f"cuda:{_local_rank(os.environ['LOCAL_RANK'])}"  # torchrun: a GPU per shard
     labeler, preset = labeler_from(source, generator, interpreter, device, **labeler_options)
+    n_drop = num_dropped(num, drop_uncertain)
+    warn_without_ensemble(
+        labeler,
+        "export_dataset",
+        f"drop_uncertain={drop_uncertain:g} drops {n_drop} of {num} candidates by their "
+        "index (the last ones), not by uncertainty; pass drop_uncertain=0 (--drop-uncertain "
+        "0) to keep them all"
+        if n_drop
+        else None,
+    )
     desc = _describe(labeler, preset, num, seed, drop_uncertain, batch_size, num_shards)
     _check_out_dir(root)
     _check_layout(root, [tag])

@@ -35,7 +35,7 @@ from ..conventions import (
 )
 from ..generators import Generator
 from ..interpreter import Interpreter, read_interpreter_metadata
-from ..labeler import Labeler, check_label_size
+from ..labeler import Labeler, check_label_size, warn_without_ensemble
 from ..labeler import _check_device as check_device
 from ..presets import get_preset, resolve_source
 from ..seeds import check_seed, derive_seed, sample_seed
@@ -426,6 +426,13 @@ class DatasetGANStream(IterableDataset):
         )
         self._augment = make_augment(self.augment_spec)
         lab = self._labeler
+        warn_without_ensemble(
+            lab,
+            "DatasetGANStream",
+            f"drop_uncertain={self.drop_uncertain:g} drops nothing"
+            if self.drop_uncertain
+            else None,
+        )
         log.info(
             "DatasetGANStream: %s generator %s px, %d classes, labels %s%s, psi %s, on %s",
             lab.G.arch or type(lab.G).__name__,
