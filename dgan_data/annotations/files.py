@@ -53,12 +53,14 @@ logger = logging.getLogger(__name__)
 __all__ = ["check_writable_folder", "read_folder", "write_folder"]
 
 
-def read_folder(root: Path) -> dict[str, Any]:
+def read_folder(root: Path, skip_unannotated: bool = False) -> dict[str, Any]:
     """The fields of :class:`Annotations` stored in the folder ``root``.
 
     Every problem found (missing or corrupt files, wrong sizes, class ids out of range,
     wrong latent shapes, bad manifest fields, duplicate ids) is collected and reported in
-    one :class:`AnnotationError`, each naming its file.
+    one :class:`AnnotationError`, each naming its file. ``skip_unannotated``: samples
+    whose mask file does not exist yet are left out (and logged) instead of reported;
+    an error if that leaves none.
     """
     manifest = _read_manifest(root)
     problems: list[str] = []
@@ -149,6 +151,7 @@ def read_folder(root: Path) -> dict[str, Any]:
     seeds: list[int | None] = []
     files: list[dict[str, str | None]] = []
     seen_ids: dict[str, int] = {}
+    unannotated: list[str] = []
     mask_sizes: dict[tuple, list[str]] = {}
     image_sizes: dict[tuple, list[str]] = {}
     latent_shapes: dict[tuple, list[str]] = {}
@@ -173,6 +176,9 @@ def read_folder(root: Path) -> dict[str, Any]:
                 problems.append(f"{where}: field '{key}' is missing")
 
         mask_rel = _safe_relpath(entry.get("mask"), "mask", where, problems, root)
+        if skip_unannotated and mask_rel is not None and not os.path.lexists(root / mask_rel):
+            unannotated.append(sample_id)
+            continue
         mask = _read_mask(root, mask_rel, num_classes, problems, mask_res)
         if mask is not None:
             mask_sizes.setdefault(mask.shape, []).append(mask_rel)
@@ -216,7 +222,21 @@ def read_folder(root: Path) -> dict[str, Any]:
         advice = (
             f"{len(missing)} of {len(files)} masks missing: save each mask as a "
             "single-channel 8-bit PNG of class ids (255 = ignore) under the name listed "
-            f"in {MANIFEST} (see its 'note')"
+            f"in {MANIFEST} (see its 'note'), or load only the annotated samples "
+            "(skip_unannotated=True; dgan-data fit --skip-unannotated)"
+        )
+    if unannotated:
+        total = len(unannotated) + len(ids)
+        if not ids and not problems:
+            raise AnnotationError(
+                [f"none of the {total} samples has a mask yet: nothing to load"], root
+            )
+        logger.warning(
+            "%s: %d of %d samples have no mask yet and are left out: %s",
+            root,
+            len(unannotated),
+            total,
+            short_list(unannotated),
         )
     problems += _consistency(mask_sizes, mask_res, "mask", "mask_resolution")
     problems += _consistency(image_sizes, image_res, "image", "image_resolution")

@@ -661,15 +661,18 @@ class Annotations:
         )
 
     @classmethod
-    def load(cls, folder: str | os.PathLike) -> Annotations:
+    def load(cls, folder: str | os.PathLike, *, skip_unannotated: bool = False) -> Annotations:
         """Read and check an annotation folder.
 
         Every problem found (missing or corrupt files, wrong sizes, class ids out of
         range, wrong latent shapes, bad manifest fields, duplicate ids) is collected
         and reported in one :class:`AnnotationError`, each naming its file.
+        ``skip_unannotated=True`` loads only the samples whose mask file exists (a
+        folder annotated part of the way), with a warning naming the others; every
+        other problem is still an error.
         """
         root = nonempty_path(folder, "folder")
-        fields = read_folder(root)
+        fields = read_folder(root, check_bool(skip_unannotated, "skip_unannotated"))
         try:
             return cls(**fields)
         except AnnotationError as err:

@@ -296,7 +296,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         )
     preset = sample_preset(args.generator)
     G = load_generator(args.generator, device=args.device)
-    ann = Annotations.load(args.annotations)
+    ann = Annotations.load(args.annotations, skip_unannotated=args.skip_unannotated)
     check_fit_frame(ann, preset, args.annotations, args.out)
     if not args.skip_validation:
         ann.validate(G)
@@ -459,5 +459,11 @@ def register(add: Add) -> None:
     p.add_argument("--device", type=device_name, default=None)
     p.add_argument(
         "--skip-validation", action="store_true", help="do not regenerate and compare images first"
+    )
+    p.add_argument(
+        "--skip-unannotated",
+        action="store_true",
+        help="train on the samples that have a mask and leave out those not drawn yet "
+        "(else a missing mask is an error)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
