@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -450,9 +451,16 @@ def _read_mask(
         return None
     array, mode = opened
     if mode not in ("L", "P"):
+        colour = (
+            "; a colour mask painted in the folder's palette converts in place with "
+            f"`dgan-data import-masks --format palette {shlex.quote(str(root / Path(rel).parent))} "
+            f"--annotations {shlex.quote(str(root))}`"
+            if mode in ("RGB", "RGBA")
+            else ""
+        )
         problems.append(
             f"{rel}: mask must be a single-channel 8-bit PNG (mode L, or P with class ids "
-            f"as indices), got mode {mode} shape {array.shape}"
+            f"as indices), got mode {mode} shape {array.shape}{colour}"
         )
         return None
     if num_classes is not None:

@@ -1,4 +1,5 @@
-"""Readers of annotation-tool exports: COCO, LabelMe, CVAT masks, Pascal VOC, PNG.
+"""Readers of annotation-tool exports: COCO, LabelMe, CVAT masks, Pascal VOC, PNG, and
+colour masks in the annotation folder's palette.
 
 Each reader takes the export's path and returns one :class:`~.shapes._Item` per image,
 collecting every problem before raising :class:`~.shapes.MaskImportError` (see
@@ -336,32 +337,90 @@ def _read_cvat_mask(src: Path, check: RasterCheck | None = None, **_: Any) -> li
     items = []
     for path in _png_files(src / "SegmentationClass", "CVAT's SegmentationClass masks"):
         where = f"SegmentationClass/{path.name}"
-        im = open_png(path, where, problems, _size_check(check, path.stem))
-        if im is None:
-            continue
-        if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
-            # the RGB of a see-through pixel is whatever the editor left there (GIMP,
-            # Krita): converting to RGB labelled it silently
-            rgba = np.asarray(im.convert("RGBA"))
-            see_through = int((rgba[..., 3] < 255).sum())
-            if see_through:
-                problems.append(
-                    f"{where}: {see_through} pixels are not fully opaque: their label is "
-                    "unknown; fill them with a label colour and save without transparency"
-                )
-                continue
-            rgb = rgba[..., :3].astype(np.int64)
-        else:
-            rgb = np.asarray(im.convert("RGB")).astype(np.int64)
-        packed = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
-        colours, inverse = np.unique(packed, return_inverse=True)
-        unknown = [c for c in colours.tolist() if c not in lookup]
-        if unknown:
-            shown = [(c >> 16, (c >> 8) & 255, c & 255) for c in unknown]
-            problems.append(f"{where}: colours not in {palette}: {short_list(shown, 5)}")
-            continue
-        index = np.array([lookup[c] for c in colours.tolist()], dtype=np.int64)
-        items.append(_raster_item(path, where, index[inverse.reshape(packed.shape)], names))
+        raster = _colour_raster(path, where, lookup, palette, problems, check)
+        if raster is not None:
+            items.append(_raster_item(path, where, raster, names))
+    if problems:
+        raise MaskImportError(problems)
+    return items
+
+
+def _colour_raster(
+    path: Path,
+    where: str,
+    lookup: dict[int, int],
+    palette: str,
+    problems: list[str],
+    check: RasterCheck | None,
+) -> np.ndarray | None:
+    """A colour mask PNG as label indices (``lookup``: packed rgb -> index, -1 ignore),
+    or None with its problem recorded (``palette`` names the colours for messages)."""
+    im = open_png(path, where, problems, _size_check(check, path.stem))
+    if im is None:
+        return None
+    if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
+        # the RGB of a see-through pixel is whatever the editor left there (GIMP,
+        # Krita): converting to RGB labelled it silently
+        rgba = np.asarray(im.convert("RGBA"))
+        see_through = int((rgba[..., 3] < 255).sum())
+        if see_through:
+            problems.append(
+                f"{where}: {see_through} pixels are not fully opaque: their label is "
+                "unknown; fill them with a label colour and save without transparency"
+            )
+            return None
+        rgb = rgba[..., :3].astype(np.int64)
+    else:
+        rgb = np.asarray(im.convert("RGB")).astype(np.int64)
+    packed = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+    colours, inverse = np.unique(packed, return_inverse=True)
+    unknown = [c for c in colours.tolist() if c not in lookup]
+    if unknown:
+        shown = [(c >> 16, (c >> 8) & 255, c & 255) for c in unknown]
+        problems.append(f"{where}: colours not in {palette}: {short_list(shown, 5)}")
+        return None
+    index = np.array([lookup[c] for c in colours.tolist()], dtype=np.int64)
+    return index[inverse.reshape(packed.shape)]
+
+
+#: The colour of ignored pixels in colour masks, unless a label uses it: Pascal VOC's
+#: border colour.
+IGNORE_COLOUR = tuple(int(c) for c in voc_colormap()[IGNORE_INDEX])
+
+
+def _read_palette(
+    src: Path,
+    check: RasterCheck | None = None,
+    folder_classes: Sequence[str] | None = None,
+    folder_palette: Sequence[Sequence[int]] | None = None,
+    **_: Any,
+) -> list[_Item]:
+    """Items of colour masks painted with the annotation folder's own palette (its
+    manifest's ``palette``): colour i is class i, :data:`IGNORE_COLOUR` is ignore."""
+    if not folder_classes or not folder_palette:
+        raise MaskImportError(
+            [
+                "--format palette reads colours by the annotation folder's palette, and its "
+                "manifest.json has none: add one (a [r, g, b] per class), or export the "
+                "colours with a labelmap.txt and use --format cvat-mask"
+            ]
+        )
+    colours = [tuple(int(v) for v in c) for c in folder_palette]
+    dup = sorted({c for c in colours if colours.count(c) > 1})
+    if dup:
+        raise MaskImportError(
+            [f"manifest.json: palette colours used by more than one class: {short_list(dup)}"]
+        )
+    lookup = {(r << 16) | (g << 8) | b: i for i, (r, g, b) in enumerate(colours)}
+    r, g, b = IGNORE_COLOUR
+    lookup.setdefault((r << 16) | (g << 8) | b, -1)
+    names = list(folder_classes)
+    problems: list[str] = []
+    items = []
+    for path in _png_files(src, "colour masks in the folder's palette"):
+        raster = _colour_raster(path, path.name, lookup, "the folder's palette", problems, check)
+        if raster is not None:
+            items.append(_raster_item(path, path.name, raster, names))
     if problems:
         raise MaskImportError(problems)
     return items
@@ -434,4 +493,5 @@ _READERS = {
     "cvat-mask": _read_cvat_mask,
     "voc": _read_voc,
     "png": _read_png,
+    "palette": _read_palette,
 }

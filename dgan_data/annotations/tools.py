@@ -16,6 +16,9 @@ from one of these exports (``format``):
   palette indices are class ids named by ``source_classes`` (default: the 21 VOC names);
   255 (VOC's border) is ignore.
 - ``png``: a folder of single-channel PNGs of class ids; 255 is ignore.
+- ``palette``: a folder of colour PNGs painted with the annotation folder's own palette
+  (manifest ``palette``): colour i is class i; (224, 224, 192), VOC's border colour, is
+  ignore unless a class uses it.
 
 Conventions (the same for every format):
 
@@ -107,7 +110,7 @@ __all__ = [
     "voc_colormap",
 ]
 
-FORMATS = ("coco", "labelme", "cvat-mask", "voc", "png")
+FORMATS = ("coco", "labelme", "cvat-mask", "voc", "png", "palette")
 UNLABELED_MODES = ("background", "ignore")
 CROWD_MODES = ("class", "ignore")
 
@@ -131,6 +134,7 @@ class _Folder:
     mask_hw: tuple[int, int]
     window: tuple[int, int, int, int] | None  # (top, left, height, width) in image pixels
     samples: list[_Sample]
+    palette: list[tuple[int, int, int]] | None = None  # the manifest's, when well formed
 
     def affine(self, src_hw: tuple[int, int], sample: _Sample) -> Affine | None:
         """Tool coordinates -> mask pixels, for a source of ``src_hw``; None: wrong size."""
@@ -196,6 +200,7 @@ _FOLDER_FORMATS = {
     "cvat-mask": "CVAT's 'Segmentation mask' export",
     "voc": "VOC's SegmentationClass masks",
     "png": "class-id mask PNGs",
+    "palette": "colour mask PNGs in the annotation folder's palette",
 }
 
 
@@ -246,7 +251,23 @@ def _read_folder(root: Path) -> _Folder:
         problems.append(f"{MANIFEST}: several samples share the image name {short_list(dup)}")
     if problems:
         raise MaskImportError([f"{root}: {p}" for p in problems])
-    return _Folder(root, list(names), mask_hw, window, [s for s in samples if s is not None])
+    kept = [s for s in samples if s is not None]
+    return _Folder(root, list(names), mask_hw, window, kept, _palette(manifest, len(names)))
+
+
+def _palette(manifest: dict[str, Any], num_classes: int) -> list[tuple[int, int, int]] | None:
+    """The manifest's palette as K (r, g, b) triples, or None when absent or malformed
+    (``Annotations.load`` reports a malformed one)."""
+    palette = manifest.get("palette")
+    ok = (
+        isinstance(palette, list)
+        and len(palette) == num_classes
+        and all(
+            isinstance(c, list) and len(c) == 3 and all(_is_count(v) and v <= 255 for v in c)
+            for c in palette
+        )
+    )
+    return [(int(c[0]), int(c[1]), int(c[2])) for c in palette] if ok else None
 
 
 # ------------------------------------------------------------------ labels
@@ -576,7 +597,13 @@ def import_masks(
             [f"{src}: is a file; --format {format} reads a folder ({_FOLDER_FORMATS[format]})"]
         )
     folder = _read_folder(root)
-    items = _READERS[format](src, source_classes=source_classes, check=_raster_check(folder))
+    items = _READERS[format](
+        src,
+        source_classes=source_classes,
+        check=_raster_check(folder),
+        folder_classes=folder.class_names,
+        folder_palette=folder.palette,
+    )
     by_key = _match(items, folder, src)
     todo = _affines(by_key, folder, keep_empty)
     unlabeled_id = 0 if unlabeled == "background" else IGNORE_INDEX

@@ -59,10 +59,13 @@ examples:
   dgan-data import-masks --format voc VOCdevkit/VOC2012/ --annotations ann/ \\
       --source-classes background,hair,skin
   dgan-data import-masks --format png my_masks/ --annotations ann/ --map 7=ignore
+  dgan-data import-masks --format palette painted/ --annotations ann/
 
 SRC: coco a JSON file; labelme a folder of .json (or one); cvat-mask the export folder
 (labelmap.txt, SegmentationClass/); voc a folder with SegmentationClass/ (or of PNGs);
-png a folder of single-channel class-id PNGs. Items match samples by image file name
+png a folder of single-channel class-id PNGs; palette a folder of colour PNGs painted
+in the annotation folder's palette (colour i is class i; 224,224,192 is ignore unless a
+class uses it; ann/masks/ itself converts in place). Items match samples by image file name
 (no folders, no extension). Nothing is written if anything is wrong (exit code 2);
 exit code 1: masks written but the folder does not load yet (e.g. samples without
 annotation)."""
