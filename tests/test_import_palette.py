@@ -67,9 +67,9 @@ def test_a_class_may_use_the_ignore_colour(tmp_path):
 
 @pytest.mark.parametrize(
     ("palette", "words"),
-    [(None, "its manifest.json has none"),
+    [([[0, 0, 0], [9, 9, 9]], "not a list of one \\[r, g, b\\]"),  # two colours, three classes
      ([[0, 0, 0], [9, 9, 9], [9, 9, 9]], r"used by more than one class: \(9, 9, 9\)")],
-    ids=["no-palette", "shared-colour"],
+    ids=["malformed", "shared-colour"],
 )  # fmt: skip
 def test_a_folder_without_a_usable_palette_is_refused(tmp_path, palette, words):
     folder = _with_palette(tmp_path / "ann", palette)
@@ -100,3 +100,14 @@ def test_masks_painted_in_place_convert_with_the_command_load_names(capsys, tmp_
     assert main(argv[1:]) == 0
     loaded = Annotations.load(folder)
     assert loaded.masks[0, 0].tolist() == [1, 1, 2, 2, 0, 255]
+
+
+def test_a_folder_without_a_palette_reads_the_default_palette(tmp_path):
+    from dgan_data import make_palette
+
+    folder = make_folder(tmp_path / "ann")  # no palette in its manifest
+    assert json.loads((folder / "manifest.json").read_text()).get("palette") is None
+    default = [tuple(c) for c in make_palette(len(CLASSES)).tolist()]
+    _paint(tmp_path / "painted" / "00000.png", [[default[2], default[1], default[0]] * 2] * 6)
+    import_masks(tmp_path / "painted", folder, format="palette")
+    assert mask_of(folder, "00000")[0].tolist() == [2, 1, 0, 2, 1, 0]

@@ -400,9 +400,10 @@ def _read_palette(
     if not folder_classes or not folder_palette:
         raise MaskImportError(
             [
-                "--format palette reads colours by the annotation folder's palette, and its "
-                "manifest.json has none: add one (a [r, g, b] per class), or export the "
-                "colours with a labelmap.txt and use --format cvat-mask"
+                "--format palette reads colours by the annotation folder's palette, and the "
+                "palette of its manifest.json is not a list of one [r, g, b] (0..255) per "
+                "class: correct it, or export the colours with a labelmap.txt and use "
+                "--format cvat-mask"
             ]
         )
     colours = [tuple(int(v) for v in c) for c in folder_palette]

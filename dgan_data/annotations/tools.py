@@ -74,6 +74,7 @@ from ..conventions import (
     with_hint,
 )
 from ..fileio import read_json, resolve_inside, why_not_a_file, write_png
+from ..palette import make_palette
 from .folder import Annotations
 from .format import MANIFEST, AnnotationError, resolve_crop
 from .shapes import (
@@ -256,9 +257,12 @@ def _read_folder(root: Path) -> _Folder:
 
 
 def _palette(manifest: dict[str, Any], num_classes: int) -> list[tuple[int, int, int]] | None:
-    """The manifest's palette as K (r, g, b) triples, or None when absent or malformed
-    (``Annotations.load`` reports a malformed one)."""
+    """The manifest's palette as K (r, g, b) triples; without one, the default palette
+    (:func:`~dgan_data.palette.make_palette`, the colours every overlay of the folder's
+    classes uses); None when malformed (``Annotations.load`` reports it)."""
     palette = manifest.get("palette")
+    if palette is None:
+        return [(int(r), int(g), int(b)) for r, g, b in make_palette(num_classes).tolist()]
     ok = (
         isinstance(palette, list)
         and len(palette) == num_classes
