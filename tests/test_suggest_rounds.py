@@ -41,7 +41,7 @@ def test_two_rounds_of_suggestions_merge_and_fit_the_first_folder(tmp_path, caps
         out = tmp_path / f"next{round_}"
         argv = [*SUGGEST, "--annotations", str(folders[-1]), "--num", "1", "--pool", "4"]
         assert main([*argv, "--out", str(out)]) == 0
-        assert "wrote 1 images to annotate" in capsys.readouterr().out
+        assert "wrote 1 image to annotate" in capsys.readouterr().out
         draw(out)
         assert main(["merge-annotations", str(folders[-1]), str(out), "--out", str(merged)]) == 0
         folders.append(merged)
