@@ -6,16 +6,19 @@ import argparse
 import json
 import logging
 import os
+import shlex
 from pathlib import Path
 from typing import Any
 
 from ..annotations import Annotations, sample_annotation_folder
 from ..annotations.format import MAX_SAMPLES
-from ..conventions import short_list
+from ..annotations.tool_readers import IGNORE_COLOUR
+from ..conventions import IGNORE_INDEX, short_list
 from ..generators import LOADER_OPTIONS as GENERATOR_LOADER_OPTIONS
 from ..interpreter import Interpreter
 from ..interpreter.context import MAX_CONTEXT
 from ..interpreter.io import MAX_MODELS
+from ..palette import make_palette
 from ..presets import (
     Preset,
     cache_dir,
@@ -231,11 +234,31 @@ def cmd_sample(args: argparse.Namespace) -> int:
         crop=preset.crop if preset is not None else None,
         id_prefix=args.id_prefix or "",
     )
+    masks = out.root / "masks"
     print(
         f"wrote {len(out.written)} new, kept {len(out.skipped)} existing samples in {out.root}; "
-        f"draw masks as single-channel PNG class ids (255 = ignore) in {out.root / 'masks'}"
+        f"draw masks as single-channel PNG class ids (255 = ignore) in {masks}"
     )
+    if class_names:
+        print(
+            "or paint them in colour, one colour per class as listed, and convert them "
+            f"with: dgan-data import-masks --format palette {shlex.quote(str(masks))} "
+            f"--annotations {shlex.quote(str(out.root))}"
+        )
+        palette = _folder_palette(out.root)
+        for k, (name, colour) in enumerate(zip(class_names, palette)):
+            print(f"  {k:>3}  {name:<24} {colour}")
+        if IGNORE_COLOUR not in palette:
+            print(f"  {IGNORE_INDEX:>3}  {'(ignore)':<24} {IGNORE_COLOUR}")
     return 0
+
+
+def _folder_palette(root: Path) -> list[tuple[int, int, int]]:
+    """The colours of an annotation folder's classes: its manifest's palette, else the
+    default palette that its previews and the palette import use."""
+    manifest = json.loads((root / "manifest.json").read_text())
+    palette = manifest.get("palette") or make_palette(len(manifest["class_names"])).tolist()
+    return [(int(r), int(g), int(b)) for r, g, b in palette]
 
 
 def check_fit_frame(ann: Annotations, preset: Preset | None, folder: Path, out: Path) -> None:
