@@ -78,6 +78,9 @@ _MASK_NOTE = (
     "8-bit PNG (mode L, or P whose indices are the class ids) of size mask_resolution "
     "(height, width), one class id per pixel: 0..K-1 in the order of class_names, "
     "255 = ignore. If a crop is set, the mask covers only that window of the image. "
+    "Masks painted in colour (class i in colour i of palette, or of the default palette "
+    "when it is null) convert in place with: dgan-data import-masks --format palette "
+    "<folder>/masks --annotations <folder>. "
     "Fill in class_names, then load with dgan_data.Annotations.load(folder)."
 )
 
