@@ -37,6 +37,7 @@ __all__ = [
     "overlay",
     "preview_grid",
     "to_uint8_image",
+    "uncertainty_key",
 ]
 
 
@@ -170,6 +171,67 @@ def legend(
     return np.asarray(canvas).copy()
 
 
+_SCALE_BAR = 128  # px, the colour bar of :func:`uncertainty_key`
+
+
+def uncertainty_key(vmax: float, width: int | None = None) -> np.ndarray:
+    """The scale of a preview's uncertainty rows: ``uncertainty (JS) 0 [bar] vmax``,
+    (h, w, 3) uint8 on white, at least ``width`` wide; where one row would be wider than
+    ``width``, the bar goes on a second row, shortened to fit (down to 16 px). A
+    ``vmax`` of 0 says that every pixel scored 0 (an interpreter of one model has no
+    disagreement to show)."""
+    vmax = check_number(vmax, "vmax", low=0.0)
+    if width is not None:
+        _check_count(width, "width", "key width in pixels")
+    font = ImageFont.load_default()
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    top, bottom = probe.textbbox((0, 0), "Ag|", font=font)[1::2]
+    row_h = max(_LEGEND_BOX, bottom) + _LEGEND_PAD
+
+    def text_w(text: str) -> int:
+        return int(probe.textbbox((0, 0), text, font=font)[2]) if text else 0
+
+    if vmax > 0:
+        title, low, high = "uncertainty (JS)", "0", f"{vmax:.3g}"
+    else:
+        title, low, high = "uncertainty (JS): all 0", "", ""
+    one_row = text_w(f"{title} {low}") + (_SCALE_BAR + text_w(high) + 2 * _LEGEND_PAD)
+    split = bool(high) and width is not None and 2 * _LEGEND_PAD + one_row > width
+    bar = 0
+    if high:
+        bar = _SCALE_BAR
+        if split:
+            room = int(width or 0) - 4 * _LEGEND_PAD - text_w(low) - text_w(high)
+            bar = max(16, min(_SCALE_BAR, room - _LEGEND_PAD))
+    rows = 2 if split else 1
+    first = title if split else f"{title} {low}".strip()
+    second_w = text_w(low) + bar + text_w(high) + 3 * _LEGEND_PAD if split else 0
+    need = 2 * _LEGEND_PAD + max(
+        text_w(first) + ((bar + text_w(high) + 2 * _LEGEND_PAD) if high and not split else 0),
+        second_w,
+    )
+    w = max(need, int(width or 0))
+    canvas = Image.new("RGB", (w, _LEGEND_PAD + rows * row_h), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    ty = _LEGEND_PAD + (_LEGEND_BOX - (bottom - top)) // 2 - top
+    draw.text((_LEGEND_PAD, ty), first, fill=(0, 0, 0), font=font)
+    if not high:
+        return np.asarray(canvas).copy()
+    y = _LEGEND_PAD + (row_h if split else 0)
+    if split:
+        draw.text((_LEGEND_PAD, ty + row_h), low, fill=(0, 0, 0), font=font)
+        x = 2 * _LEGEND_PAD + text_w(low)
+    else:
+        x = 2 * _LEGEND_PAD + text_w(first)
+    draw.text(
+        (x + bar + _LEGEND_PAD, ty + (row_h if split else 0)), high, fill=(0, 0, 0), font=font
+    )
+    out = np.asarray(canvas).copy()
+    ramp = heatmap(np.tile(np.linspace(0.0, 1.0, bar), (_LEGEND_BOX, 1)), 0.0, 1.0)
+    out[y : y + _LEGEND_BOX, x : x + bar] = ramp
+    return out
+
+
 # ------------------------------------------------------------------- grids
 GRID_PAD = 2
 GRID_MAX_COLUMNS = 8
@@ -217,7 +279,8 @@ def preview_grid(
     max_columns: int = GRID_MAX_COLUMNS,
     named_by_user: bool = False,
 ) -> Path:
-    """Write a PNG: per sample the image, the mask overlay and the pixel uncertainty.
+    """Write a PNG: per sample the image, the mask overlay and the pixel uncertainty,
+    with a legend of the classes and the uncertainty's colour scale below.
 
     ``images`` (B, 3, H, W) in [0, 1], ``masks`` (B, H, W), ``uncertainty`` (B, H, W)
     pixel scores (one colour scale for the whole grid, 0 .. the batch maximum).
@@ -259,7 +322,16 @@ def preview_grid(
     finite = np.isfinite(us)
     vmax = max(0.0, float(us[finite].max())) if finite.any() else 0.0  # vmin is 0
     key = legend(class_names, palette, width=grid_w)
-    canvas = np.full((grid_h + key.shape[0], max(grid_w, key.shape[1]), 3), 255, np.uint8)
+    scale_key = uncertainty_key(vmax, width=grid_w)
+    canvas = np.full(
+        (
+            grid_h + key.shape[0] + scale_key.shape[0],
+            max(grid_w, key.shape[1], scale_key.shape[1]),
+            3,
+        ),
+        255,
+        np.uint8,
+    )
     for b in range(B):
         group, col = divmod(b, cols)
         tiles = (
@@ -272,7 +344,8 @@ def preview_grid(
             row = 3 * group + r
             y = GRID_PAD + row * (th + GRID_PAD)
             canvas[y : y + th, x : x + tw] = tile.repeat(scale, axis=0).repeat(scale, axis=1)
-    canvas[grid_h:, : key.shape[1]] = key
+    canvas[grid_h : grid_h + key.shape[0], : key.shape[1]] = key
+    canvas[grid_h + key.shape[0] :, : scale_key.shape[1]] = scale_key
     path = Path(path)
     write_png(path, canvas, "RGB", named_by_user=named_by_user)
     return path

@@ -22,6 +22,7 @@ from dgan_data.viz import (
     overlay,
     preview_grid,
     to_uint8_image,
+    uncertainty_key,
 )
 
 K = 4
@@ -177,8 +178,10 @@ def test_preview_grid_writes_png_of_expected_size(tmp_path):
     assert (cols, groups) == (8, 2)
     assert (gw, gh) == (8 * W + 9 * GRID_PAD, 6 * H + 7 * GRID_PAD)
     key = legend(names, pal, width=gw)
+    scale_key = uncertainty_key(float(unc.max()), width=gw)
     grid = np.asarray(Image.open(path))
-    assert grid.shape == (gh + key.shape[0], max(gw, key.shape[1]), 3)
+    width = max(gw, key.shape[1], scale_key.shape[1])
+    assert grid.shape == (gh + key.shape[0] + scale_key.shape[0], width, 3)
     p = GRID_PAD
     np.testing.assert_array_equal(grid[p : p + H, p : p + W], to_uint8_image(images[0]))
     y = p + H + p
@@ -186,12 +189,17 @@ def test_preview_grid_writes_png_of_expected_size(tmp_path):
     y2 = y + H + p
     want_heat = heatmap(unc[0], vmin=0.0, vmax=float(unc.max()))
     np.testing.assert_array_equal(grid[y2 : y2 + H, p : p + W], want_heat)
-    np.testing.assert_array_equal(grid[gh:, : key.shape[1]], key)
+    np.testing.assert_array_equal(grid[gh : gh + key.shape[0], : key.shape[1]], key)
+    np.testing.assert_array_equal(grid[gh + key.shape[0] :, : scale_key.shape[1]], scale_key)
 
     auto = preview_grid(images, masks, unc, names, pal, tmp_path / "auto.png")
     scale = -(-GRID_MIN_TILE // H)
     _, _, gw2, gh2 = grid_layout(B, (H * scale, W * scale))
-    assert Image.open(auto).size[1] == gh2 + legend(names, pal, width=gw2).shape[0]
+    assert Image.open(auto).size[1] == (
+        gh2
+        + legend(names, pal, width=gw2).shape[0]
+        + uncertainty_key(float(unc.max()), width=gw2).shape[0]
+    )
 
 
 def test_preview_grid_rejects_mismatched_inputs(tmp_path):
@@ -208,7 +216,10 @@ def test_preview_from_files(models, tmp_path):
     scale = -(-GRID_MIN_TILE // 32)
     _, _, gw, gh = grid_layout(3, (32 * scale, 32 * scale))
     names = [f"class_{k}" for k in range(K)]
-    assert img.size == (gw, gh + legend(names, make_palette(K), width=gw).shape[0])
+    below = img.size[1] - gh - legend(names, make_palette(K), width=gw).shape[0]
+    assert img.size[0] == gw
+    # the uncertainty scale (its height depends on whether vmax's label fits one row)
+    assert below in {uncertainty_key(v, width=gw).shape[0] for v in (0.0, 0.123, 0.5)}
 
 
 def test_cli_preview(models, tmp_path, capsys):
@@ -253,3 +264,43 @@ def test_make_palette_refuses_a_seed_that_is_not_an_int_at_least_0(seed):
     with pytest.raises(ValueError, match=r"seed must be an int >= 0"):
         make_palette(5, seed=seed)
     assert make_palette(5, seed=np.int64(3)).tolist() == make_palette(5, seed=3).tolist()
+
+
+# ---------------------------------------------------------------- uncertainty key
+def test_uncertainty_key_shows_the_colour_scale_from_0_to_vmax():
+    from dgan_data.viz import _LEGEND_BOX, _LEGEND_PAD, _SCALE_BAR
+
+    key = uncertainty_key(0.5, width=300)
+    assert key.shape[1] == 300 and key.dtype == np.uint8
+    bar_row = key[_LEGEND_PAD + _LEGEND_BOX // 2]
+    # the bar holds the heat map's colours in order: its first and last pixels are
+    # heatmap(0) and heatmap(vmax), found side by side _SCALE_BAR px apart
+    low, high = heatmap(np.array([[0.0, 1.0]]))[0]
+    starts = [x for x in range(key.shape[1]) if (bar_row[x] == low).all()]
+    assert starts, "no bar"
+    x = starts[0]
+    assert (bar_row[x + _SCALE_BAR - 1] == high).all()
+    # the ramp gets brighter from left to right (viridis: dark purple to yellow)
+    brightness = bar_row[x : x + _SCALE_BAR].astype(int).sum(1)
+    assert brightness[-1] > brightness[0] + 300
+
+
+def test_uncertainty_key_without_disagreement_has_no_bar():
+    from dgan_data.viz import _LEGEND_BOX, _LEGEND_PAD
+
+    key = uncertainty_key(0.0)
+    low = heatmap(np.array([[0.0, 1.0]]))[0][0]
+    row = key[_LEGEND_PAD + _LEGEND_BOX // 2]
+    assert not any((row[x] == low).all() for x in range(key.shape[1]))
+    assert (key < 128).any()  # the sentence is drawn
+    with pytest.raises(ValueError, match="vmax"):
+        uncertainty_key(-1.0)
+
+
+def test_uncertainty_key_fits_a_narrow_grid_on_two_rows():
+    wide, narrow = uncertainty_key(0.644), uncertainty_key(0.644, width=120)
+    assert narrow.shape[1] == 120 and narrow.shape[0] > wide.shape[0]
+    low = heatmap(np.array([[0.0, 1.0]]))[0][0]
+    rows = [r for r in range(narrow.shape[0]) if any((narrow[r, x] == low).all()
+                                                      for x in range(120))]  # fmt: skip
+    assert rows and min(rows) > wide.shape[0] // 2  # the bar is on the second row
