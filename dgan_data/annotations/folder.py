@@ -368,6 +368,24 @@ class Annotations:
         """(H, W) of every mask."""
         return int(self.masks.shape[1]), int(self.masks.shape[2])
 
+    def class_statistics(self) -> dict[str, list[int] | int]:
+        """How much of each class the masks hold: ``pixels`` (K counts), ``images`` (K
+        counts of masks holding at least one pixel of the class), ``ignored`` (pixels at
+        255) and ``total`` (all mask pixels). What decides whether a class can be learnt:
+        a class in no mask is never predicted, and one in one or two images rarely well."""
+        labels = self.masks.to(torch.int64)
+        valid = labels != IGNORE_INDEX
+        pixels = torch.bincount(labels[valid], minlength=self.num_classes)
+        present = torch.zeros(len(self), self.num_classes, dtype=torch.bool)
+        for i in range(len(self)):
+            present[i, labels[i][valid[i]].unique()] = True
+        return {
+            "pixels": [int(v) for v in pixels[: self.num_classes]],
+            "images": [int(v) for v in present.sum(0)],
+            "ignored": int((~valid).sum()),
+            "total": int(labels.numel()),
+        }
+
     @property
     def latent_kind(self) -> str:
         """What the latents are stored as: "w", "z" or "seed"."""

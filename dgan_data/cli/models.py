@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..annotations import Annotations, sample_annotation_folder
-from ..annotations.format import MAX_SAMPLES
+from ..annotations.format import MANIFEST, MAX_SAMPLES
 from ..annotations.tool_readers import IGNORE_COLOUR
 from ..conventions import IGNORE_INDEX, short_list
 from ..generators import LOADER_OPTIONS as GENERATOR_LOADER_OPTIONS
@@ -45,6 +45,13 @@ from .common import (
     seed_int,
     truncation_psi,
 )
+from .summaries import (
+    annotation_summary,
+    inspect_kind,
+    interpreter_summary,
+    print_annotation_summary,
+    print_record,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,22 +71,35 @@ LOADER_OPTIONS: tuple[str, ...] = GENERATOR_LOADER_OPTIONS
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    G = load_generator(args.path, **parse_options(args.option, LOADER_OPTIONS))
-    path, preset = resolve_source(args.path, "generator")  # the file load_generator read
-    info = {
-        "file": str(path),
-        **({"preset": preset} if preset is not None else {}),
-        **G.describe(),
-        "fingerprint": G.fingerprint(),
-    }
+    target = Path(args.path)
+    kind = inspect_kind(target)
+    if kind != "generator" and args.option:
+        raise UsageError(f"--option is for generator checkpoints; {target} is an {kind} "
+                         + ("folder" if kind == "annotations" else "file"))  # fmt: skip
+    if kind == "annotations":
+        info = annotation_summary(target)
+        if not args.json:
+            print_annotation_summary(info)
+    elif kind == "interpreter":
+        info = interpreter_summary(target, lambda record: fit_summary(record, None))
+    else:
+        if target.is_dir():
+            raise UsageError(
+                f"{target} is a folder without {MANIFEST}: inspect reads a generator "
+                "checkpoint (or preset name), an interpreter file or an annotation folder"
+            )
+        G = load_generator(args.path, **parse_options(args.option, LOADER_OPTIONS))
+        path, preset = resolve_source(args.path, "generator")  # the file load_generator read
+        info = {
+            "file": str(path),
+            **({"preset": preset} if preset is not None else {}),
+            **G.describe(),
+            "fingerprint": G.fingerprint(),
+        }
     if args.json:
         print(json.dumps(info, indent=2))
-        return 0
-    width = max(len(k) for k in info)
-    for key, value in info.items():
-        if isinstance(value, list) and len(value) > 8:
-            value = f"{value[:8]} ... ({len(value)} entries)"
-        print(f"{key:<{width}}  {value}")
+    elif kind != "annotations":
+        print_record(info)
     return 0
 
 
@@ -372,12 +392,20 @@ def register(add: Add) -> None:
     p = add(
         "inspect",
         cmd_inspect,
-        "Summarise a generator checkpoint: architecture, resolution, feature channels.",
+        "Summarise a generator checkpoint (architecture, resolution, feature channels), an "
+        "interpreter file (classes, models, training) or an annotation folder (masks drawn, "
+        "each class's pixels and images).",
         "examples:\n  dgan-data inspect stylegan2-ffhq.pkl\n"
         "  dgan-data inspect face.for_g_all.pt --option avg_latent=avg_latent_stylegan1.npy\n"
-        "  dgan-data inspect generator.safetensors --json",
+        "  dgan-data inspect generator.safetensors --json\n"
+        "  dgan-data inspect interpreter.safetensors\n"
+        "  dgan-data inspect ann/",
     )
-    p.add_argument("path", help="checkpoint (.pt, .pkl, .safetensors) or preset name")
+    p.add_argument(
+        "path",
+        help="checkpoint (.pt, .pkl, .safetensors) or preset name, interpreter "
+        ".safetensors, or annotation folder",
+    )
     p.add_argument(
         "--option",
         action="append",

@@ -1,0 +1,149 @@
+"""What ``dgan-data inspect`` says about an interpreter file or an annotation folder (a
+generator checkpoint is described by the generator itself): plain records that the
+command prints as a table or as JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from safetensors import safe_open
+
+from ..annotations import Annotations
+from ..annotations.format import MANIFEST
+from ..conventions import short_list
+from ..interpreter.io import FORMAT_NAME, read_interpreter_metadata
+
+#: Fewest annotated images a class should appear in: fewer is flagged (the coverage
+#: rule of the toy measurements: a class seen in one or two images is rarely learnt).
+MIN_CLASS_IMAGES = 3
+
+
+def is_interpreter_file(path: Path) -> bool:
+    """``path`` is a ``.safetensors`` file whose header says it is an interpreter (read
+    without loading a tensor; anything unreadable is left to the generator loader)."""
+    if path.suffix != ".safetensors" or not path.is_file():
+        return False
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return (f.metadata() or {}).get("format") == FORMAT_NAME
+    except Exception:  # a damaged file: the loader that reads it names the problem
+        return False
+
+
+def interpreter_summary(path: Path, training_line: Any) -> dict[str, Any]:
+    """An interpreter file's settings and training record (``training_line`` turns the
+    record into a sentence, None when it lacks a field), without reading its weights."""
+    meta = read_interpreter_metadata(path)
+    info: dict[str, Any] = {
+        "file": str(path),
+        "kind": "interpreter",
+        "format_version": meta["format_version"],
+        "models": meta["num_models"],
+        "classes": meta["num_classes"],
+        "class_names": meta.get("class_names"),
+        "hidden": meta["hidden"],
+        "label_size": meta.get("label_size"),
+        "crop": meta.get("crop"),
+        "generator_fingerprint": meta.get("fingerprint"),
+    }
+    if meta.get("image_layout") is not None or meta.get("context"):
+        info["pixel_context"] = {
+            "with_image": meta.get("image_layout") is not None,
+            "context": meta.get("context", 0),
+        }
+    training = meta.get("training")
+    if isinstance(training, dict):
+        try:
+            info["training"] = training_line(training)
+        except (KeyError, TypeError, ValueError):  # a record from another writer
+            info["training"] = training
+    info["written_by"] = f"dgan_data {meta.get('dgan_data_version', '?')}"
+    return info
+
+
+def annotation_summary(root: Path) -> dict[str, Any]:
+    """An annotation folder: its settings, how many masks are drawn, and for every class
+    its share of the labelled pixels and the number of images holding it."""
+    listed = _listed_ids(root)
+    ann = Annotations.load(root, skip_unannotated=True)
+    stats = ann.class_statistics()
+    labelled = max(1, int(stats["total"]) - int(stats["ignored"]))
+    missing = [i for i in listed if i not in set(ann.ids)]
+    classes = [
+        {"id": k, "name": name, "pixels": px, "pixel_share": px / labelled, "images": n}
+        for k, (name, px, n) in enumerate(
+            zip(ann.class_names, stats["pixels"], stats["images"])  # type: ignore[arg-type]
+        )
+    ]
+    rare = [f"{c['name']} ({c['images']})" for c in classes if c["images"] < MIN_CLASS_IMAGES]
+    height, width = ann.mask_resolution
+    return {
+        "folder": str(root),
+        "kind": "annotation folder",
+        "samples": len(listed),
+        "masks_drawn": len(ann),
+        "missing_masks": missing,
+        "classes": ann.num_classes,
+        "mask_size": [height, width],
+        "crop": ann.crop,
+        "truncation_psi": ann.truncation_psi,
+        "latents": ann.latent_kind,
+        "generator_fingerprint": ann.generator_fingerprint,
+        "ignored_share": int(stats["ignored"]) / max(1, int(stats["total"])),
+        "class_statistics": classes,
+        f"classes_in_fewer_than_{MIN_CLASS_IMAGES}_images": rare,
+    }
+
+
+def _listed_ids(root: Path) -> list[str]:
+    """The sample ids the manifest lists (``Annotations.load`` checks the rest)."""
+    try:
+        manifest = json.loads((root / MANIFEST).read_text())
+        return [str(e["id"]) for e in manifest["samples"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []  # the load that follows names what is wrong
+
+
+def print_annotation_summary(info: dict[str, Any]) -> None:
+    """The folder's settings, then one line per class."""
+    drawn, total = info["masks_drawn"], info["samples"]
+    h, w = info["mask_size"]
+    print(f"folder                 {info['folder']}")
+    print(f"samples                {total} ({drawn} with a mask)")
+    if info["missing_masks"]:
+        print(f"missing masks          {short_list(info['missing_masks'])}")
+    print(f"classes                {info['classes']}")
+    print(f"mask size              {h}x{w}" + (f", crop {info['crop']}" if info["crop"] else ""))
+    print(f"truncation psi         {info['truncation_psi']}")
+    print(f"latents                {info['latents']}")
+    print(f"generator fingerprint  {info['generator_fingerprint']}")
+    print(f"ignored pixels         {100 * info['ignored_share']:.2f} %")
+    print("classes (id, name, share of labelled pixels, images holding it):")
+    for c in info["class_statistics"]:
+        flag = "   <- in fewer than 3 images" if c["images"] < MIN_CLASS_IMAGES else ""
+        print(
+            f"  {c['id']:>3}  {c['name']:<24} {100 * c['pixel_share']:6.2f} %  "
+            f"{c['images']:>4} of {drawn}{flag}"
+        )
+
+
+def print_record(info: dict[str, Any]) -> None:
+    """``key  value`` lines; long lists are cut after 8 entries."""
+    width = max(len(k) for k in info)
+    for key, value in info.items():
+        if isinstance(value, list) and len(value) > 8:
+            value = f"{value[:8]} ... ({len(value)} entries)"
+        print(f"{key:<{width}}  {value}")
+
+
+def inspect_kind(path: Path) -> str:
+    """What ``inspect`` should describe at ``path``: "annotations" for a folder,
+    "interpreter" for an interpreter file, else "generator" (a checkpoint or preset)."""
+    if path.is_dir() and os.path.lexists(path / MANIFEST):
+        return "annotations"
+    if is_interpreter_file(path):
+        return "interpreter"
+    return "generator"
