@@ -14,6 +14,7 @@ from ..annotations import Annotations, sample_annotation_folder
 from ..annotations.format import MANIFEST, MAX_SAMPLES
 from ..annotations.tool_readers import IGNORE_COLOUR
 from ..conventions import IGNORE_INDEX, short_list
+from ..fileio import read_json
 from ..generators import LOADER_OPTIONS as GENERATOR_LOADER_OPTIONS
 from ..interpreter import Interpreter
 from ..interpreter.context import MAX_CONTEXT
@@ -276,7 +277,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def _folder_palette(root: Path) -> list[tuple[int, int, int]]:
     """The colours of an annotation folder's classes: its manifest's palette, else the
     default palette that its previews and the palette import use."""
-    manifest = json.loads((root / "manifest.json").read_text())
+    manifest = read_json(root / MANIFEST)  # the folder sample_annotation_folder just wrote
     palette = manifest.get("palette") or make_palette(len(manifest["class_names"])).tolist()
     return [(int(r), int(g), int(b)) for r, g, b in palette]
 
