@@ -97,3 +97,24 @@ def test_a_plain_folder_and_options_are_refused(capsys, tmp_path):
     code, _, err = run(capsys, "inspect", str(INTERPRETER), "--option", "lr_mlp=0.01")
     assert code == 2
     one_line_error(err, "--option is for generator checkpoints")
+
+
+def test_an_export_folder_is_described_from_its_checked_description(capsys, tmp_path):
+    from dgan_data import export_dataset
+
+    out = tmp_path / "data"
+    export_dataset("toyface-14", 5, out, drop_uncertain=0.2, progress=False)
+    code, text, err = run(capsys, "inspect", str(out), "--json")
+    assert code == 0, err
+    info = json.loads(text)
+    desc = json.loads((out / "dataset.json").read_text())
+    assert info["kind"] == "export" and info["status"] == "complete"
+    assert (info["candidates"], info["kept"], info["dropped"]) == (5, 4, 1)
+    assert info["threshold"] == desc["selection"]["threshold"]
+    assert info["interpreter_fingerprint"] == desc["settings"]["interpreter_fingerprint"]
+    assert info["class_names"] == desc["classes"]
+    # a description that is not an export's is refused as the export commands refuse it
+    (out / "dataset.json").write_text(json.dumps({**desc, "format": "other"}))
+    code, _, err = run(capsys, "inspect", str(out))
+    assert code == 2
+    one_line_error(err, "not a dgan_data export description")

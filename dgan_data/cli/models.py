@@ -48,6 +48,7 @@ from .common import (
 )
 from .summaries import (
     annotation_summary,
+    export_summary,
     inspect_kind,
     interpreter_summary,
     print_annotation_summary,
@@ -75,19 +76,23 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     target = Path(args.path)
     kind = inspect_kind(target)
     if kind != "generator" and args.option:
-        raise UsageError(f"--option is for generator checkpoints; {target} is an {kind} "
-                         + ("folder" if kind == "annotations" else "file"))  # fmt: skip
+        what = {"annotations": "an annotation folder", "export": "an export folder"}
+        raise UsageError(f"--option is for generator checkpoints; {target} is "
+                         f"{what.get(kind, 'an interpreter file')}")  # fmt: skip
     if kind == "annotations":
         info = annotation_summary(target)
         if not args.json:
             print_annotation_summary(info)
     elif kind == "interpreter":
         info = interpreter_summary(target, lambda record: fit_summary(record, None))
+    elif kind == "export":
+        info = export_summary(target)
     else:
         if target.is_dir():
             raise UsageError(
-                f"{target} is a folder without {MANIFEST}: inspect reads a generator "
-                "checkpoint (or preset name), an interpreter file or an annotation folder"
+                f"{target} is a folder without {MANIFEST} or dataset.json: inspect reads a "
+                "generator checkpoint (or preset name), an interpreter file, an annotation "
+                "folder or an export folder"
             )
         G = load_generator(args.path, **parse_options(args.option, LOADER_OPTIONS))
         path, preset = resolve_source(args.path, "generator")  # the file load_generator read
@@ -394,18 +399,19 @@ def register(add: Add) -> None:
         "inspect",
         cmd_inspect,
         "Summarise a generator checkpoint (architecture, resolution, feature channels), an "
-        "interpreter file (classes, models, training) or an annotation folder (masks drawn, "
-        "each class's pixels and images).",
+        "interpreter file (classes, models, training), an annotation folder (masks drawn, "
+        "each class's pixels and images) or an export folder (status, settings, selection).",
         "examples:\n  dgan-data inspect stylegan2-ffhq.pkl\n"
         "  dgan-data inspect face.for_g_all.pt --option avg_latent=avg_latent_stylegan1.npy\n"
         "  dgan-data inspect generator.safetensors --json\n"
         "  dgan-data inspect interpreter.safetensors\n"
-        "  dgan-data inspect ann/",
+        "  dgan-data inspect ann/\n"
+        "  dgan-data inspect data/",
     )
     p.add_argument(
         "path",
         help="checkpoint (.pt, .pkl, .safetensors) or preset name, interpreter "
-        ".safetensors, or annotation folder",
+        ".safetensors, annotation folder or export folder",
     )
     p.add_argument(
         "--option",

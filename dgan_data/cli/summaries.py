@@ -1,4 +1,5 @@
-"""What ``dgan-data inspect`` says about an interpreter file or an annotation folder (a
+"""What ``dgan-data inspect`` says about an interpreter file, an annotation folder or an
+export folder (a
 generator checkpoint is described by the generator itself): plain records that the
 command prints as a table or as JSON."""
 
@@ -13,12 +14,15 @@ from safetensors import safe_open
 from ..annotations import Annotations
 from ..annotations.format import MANIFEST
 from ..conventions import short_list
+from ..export.records import read_description
 from ..fileio import read_json
 from ..interpreter.io import FORMAT_NAME, read_interpreter_metadata
 
 #: Fewest annotated images a class should appear in: fewer is flagged (the coverage
 #: rule of the toy measurements: a class seen in one or two images is rarely learnt).
 MIN_CLASS_IMAGES = 3
+#: The file that describes an export folder.
+EXPORT_DESCRIPTION = "dataset.json"
 
 
 def is_interpreter_file(path: Path) -> bool:
@@ -98,6 +102,36 @@ def annotation_summary(root: Path) -> dict[str, Any]:
     }
 
 
+def export_summary(root: Path) -> dict[str, Any]:
+    """An export folder, from its checked ``dataset.json``: status, classes, settings
+    and, once selected, how many candidates were kept and the score threshold."""
+    desc = read_description(root / EXPORT_DESCRIPTION)
+    settings = desc.get("settings", {})
+    info: dict[str, Any] = {
+        "folder": str(root),
+        "kind": "export",
+        "status": desc.get("status"),
+        "preset": desc.get("preset"),
+        "classes": len(desc.get("classes", [])),
+        "class_names": desc.get("classes"),
+        "label_size": desc.get("label_size"),
+        "candidates": settings.get("num"),
+        "seed": settings.get("seed"),
+        "drop_uncertain": settings.get("drop_uncertain"),
+        "num_shards": settings.get("num_shards"),
+        "truncation_psi": settings.get("truncation_psi"),
+        "generator_fingerprint": settings.get("generator_fingerprint"),
+        "interpreter_fingerprint": settings.get("interpreter_fingerprint"),
+    }
+    selection = desc.get("selection")
+    if isinstance(selection, dict):
+        info["kept"] = selection.get("kept")
+        info["dropped"] = selection.get("dropped")
+        info["threshold"] = selection.get("threshold")
+    info["written_by"] = f"dgan_data {desc.get('dgan_data_version', '?')}"
+    return info
+
+
 def _listed_ids(root: Path) -> list[str]:
     """The sample ids of a manifest that ``Annotations.load`` accepted (read within
     the same size bound)."""
@@ -137,10 +171,13 @@ def print_record(info: dict[str, Any]) -> None:
 
 
 def inspect_kind(path: Path) -> str:
-    """What ``inspect`` should describe at ``path``: "annotations" for a folder,
-    "interpreter" for an interpreter file, else "generator" (a checkpoint or preset)."""
+    """What ``inspect`` should describe at ``path``: "annotations" or "export" for a
+    folder with a manifest or a ``dataset.json``, "interpreter" for an interpreter file,
+    else "generator" (a checkpoint or preset)."""
     if path.is_dir() and os.path.lexists(path / MANIFEST):
         return "annotations"
+    if path.is_dir() and os.path.lexists(path / EXPORT_DESCRIPTION):
+        return "export"
     if is_interpreter_file(path):
         return "interpreter"
     return "generator"

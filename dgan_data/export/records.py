@@ -314,6 +314,12 @@ def _read_description(path: Path) -> dict[str, Any]:
     return desc
 
 
+def read_description(path: str | os.PathLike) -> dict[str, Any]:
+    """An export's ``dataset.json``, checked as every export command checks it
+    (:class:`NotAnExportError` or ValueError naming the file)."""
+    return _read_description(Path(path))
+
+
 def description_sha256(desc: Mapping[str, Any]) -> str:
     """sha256 of a finished export's ``dataset.json`` content (canonical JSON) without
     the checksum itself: recorded by the selection, so that verify notices a hand edit
