@@ -143,6 +143,24 @@ class Annotations:
     #: The folder it was loaded from; named in validation errors.
     root: Path | None = field(default=None, repr=False)
 
+    def __repr__(self) -> str:
+        """A summary, not the tensors (the dataclass repr printed every mask)."""
+        h, w = self.mask_resolution
+        parts = [
+            f"{len(self)} sample{'s' if len(self) != 1 else ''}",
+            f"{self.num_classes} class{'es' if self.num_classes != 1 else ''}",
+            f"masks {h}x{w}",
+            f"latents {self.latent_kind}",
+            f"psi {self.truncation_psi:g}",
+        ]
+        if self.crop is not None:
+            parts.append(f"crop {tuple(self.crop)}")
+        if self.images is not None:
+            parts.append("images stored")
+        if self.root is not None:
+            parts.append(f"root={str(self.root)!r}")
+        return f"Annotations({', '.join(parts)})"
+
     def __post_init__(self) -> None:
         problems: list[str] = []
         masks = _as_tensor(self.masks, "masks")
