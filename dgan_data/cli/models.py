@@ -74,7 +74,8 @@ LOADER_OPTIONS: tuple[str, ...] = GENERATOR_LOADER_OPTIONS
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     target = Path(args.path)
-    kind = inspect_kind(target)
+    # an empty name is Path("."), the current folder: the loader refuses it by name
+    kind = inspect_kind(target) if args.path else "generator"
     if kind != "generator" and args.option:
         what = {"annotations": "an annotation folder", "export": "an export folder"}
         raise UsageError(f"--option is for generator checkpoints; {target} is "
@@ -88,7 +89,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     elif kind == "export":
         info = export_summary(target)
     else:
-        if target.is_dir():
+        if args.path and target.is_dir():
             raise UsageError(
                 f"{target} is a folder without {MANIFEST} or dataset.json: inspect reads a "
                 "generator checkpoint (or preset name), an interpreter file, an annotation "
