@@ -123,6 +123,12 @@ MAX_LABEL_SIDE = 8192
 #: Most characters of a generator fingerprint (annotation folders, interpreter files).
 MAX_FINGERPRINT_CHARS = 128
 
+#: The ``format`` of an interpreter file's header, and the header key of a generator
+#: file's config: each loader names the other kind of file given in its place, and
+#: neither package may import the other.
+INTERPRETER_FORMAT = "dgan_data.interpreter"
+GENERATOR_CONFIG_KEY = "dgan_data.generator"
+
 
 def did_you_mean(
     name: str,

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 
+from ..conventions import GENERATOR_CONFIG_KEY
 from ..fileio import require_file, save_safetensors
 from ..schema import SchemaError
 
@@ -47,7 +48,7 @@ __all__ = [
 
 
 #: Header key of our ``.safetensors`` generator files.
-CONFIG_KEY = "dgan_data.generator"
+CONFIG_KEY = GENERATOR_CONFIG_KEY
 
 #: Most dimensions a generator tensor may have (ours have at most 5).
 MAX_TENSOR_DIMS = 8

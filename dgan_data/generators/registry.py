@@ -19,7 +19,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from ..conventions import check_device, keyword_hint, with_hint
+from ..conventions import INTERPRETER_FORMAT, check_device, keyword_hint, with_hint
 from ..fileio import parse_json_text, why_not_a_file
 from ..schema import Dict, Int, SchemaError, Str, check_document
 from .base import Generator
@@ -121,6 +121,12 @@ def load_safetensors_generator(path: Path) -> Generator:
     shapes against what that config implies before any module is allocated.
     """
     meta, shapes = read_safetensors_header(path)
+    if CONFIG_KEY not in meta and meta.get("format") == INTERPRETER_FORMAT:
+        raise CheckpointError(
+            f"{path} is a dgan_data interpreter file, not a generator: give it as the "
+            "interpreter (--interpreter, interpreter=) and the generator it was trained on "
+            "as the generator"
+        )
     if CONFIG_KEY not in meta:
         raise CheckpointError(
             f"{path}: .safetensors file without a dgan_data generator config in its header; "

@@ -18,7 +18,7 @@ import torch
 from safetensors import safe_open
 
 from .._version import __version__
-from ..conventions import MAX_FINGERPRINT_CHARS
+from ..conventions import GENERATOR_CONFIG_KEY, INTERPRETER_FORMAT, MAX_FINGERPRINT_CHARS
 from ..fileio import nonempty_path, parse_json_text, require_file, save_safetensors
 from ..schema import Any_, Dict, Int, IntList, ListOf, Optional, SchemaError, Str, check_document
 from .context import MAX_CONTEXT, input_layout
@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 #: ``format`` value in the safetensors header of a saved interpreter.
-FORMAT_NAME = "dgan_data.interpreter"
+FORMAT_NAME = INTERPRETER_FORMAT
 FORMAT_VERSION = 1
 #: Version of files that use pixel context (image and/or neighbourhood): a reader that
 #: predates it refuses them with "upgrade dgan_data" instead of misreading the weights.
@@ -130,10 +130,7 @@ def read_interpreter_file(path: str | Path) -> tuple[dict[str, Any], dict[str, t
             slices = {k: f.get_slice(k) for k in f.keys()}  # noqa: SIM118
             declared = {k: tuple(s.get_shape()) for k, s in slices.items()}
             if header.get("format") != FORMAT_NAME or "interpreter" not in header:
-                raise InterpreterFileError(
-                    f"{path} is a .safetensors file but not a dgan_data interpreter "
-                    f"(its header has no format '{FORMAT_NAME}')"
-                )
+                raise InterpreterFileError(_not_an_interpreter(path, header))
             meta = _check_metadata(header["interpreter"], path)
             _check_shapes(meta, declared, path)
             _check_dtypes({k: s.get_dtype() for k, s in slices.items()}, path)
@@ -188,8 +185,23 @@ def read_interpreter_metadata(path: str | Path) -> dict[str, Any]:
             f"cannot read interpreter file {path}: not a valid .safetensors file ({exc})"
         ) from None
     if header.get("format") != FORMAT_NAME or "interpreter" not in header:
-        raise InterpreterFileError(f"{path} is a .safetensors file but not a dgan_data interpreter")
+        raise InterpreterFileError(_not_an_interpreter(path, header))
     return _check_metadata(header["interpreter"], path)
+
+
+def _not_an_interpreter(path: Path, header: dict[str, str]) -> str:
+    """Why a .safetensors file is no interpreter, naming a generator file as such (the
+    two kinds of file are easily swapped on a command line)."""
+    if GENERATOR_CONFIG_KEY in header:
+        return (
+            f"{path} is a dgan_data generator file, not an interpreter: give it as the "
+            "generator (--generator, generator=) and an interpreter trained on it as the "
+            "interpreter (dgan-data fit makes one)"
+        )
+    return (
+        f"{path} is a .safetensors file but not a dgan_data interpreter (its header has no "
+        f"format '{FORMAT_NAME}')"
+    )
 
 
 def _check_metadata(text: str, path: Path) -> dict[str, Any]:

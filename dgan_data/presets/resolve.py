@@ -74,7 +74,9 @@ def resolve_source(spec: str | os.PathLike, kind: FileKind) -> tuple[Path, str |
         return path, None
     present = os.path.lexists(path)  # a broken link is there, and not "no such file"
     if present and (looks_like_path(spec) or not _is_preset(spec)):
-        raise FileNotFoundError(f"{spec}: {why_not_a_file(path)}, not a checkpoint file")
+        raise FileNotFoundError(
+            f"{spec}: {why_not_a_file(path)}, not a checkpoint file{_folder_kind(path)}"
+        )
     if present:  # a folder here named like a preset: the preset is meant
         log.info("%s %s; using the preset of that name", spec, why_not_a_file(path))
     elif looks_like_path(spec):
@@ -368,3 +370,18 @@ def presets_table() -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def _folder_kind(path: Path) -> str:
+    """What a folder given for a checkpoint holds, when it is one of the project's own
+    (an annotation or export folder), as the end of a sentence; else ""."""
+    if not path.is_dir():
+        return ""
+    if os.path.lexists(path / "manifest.json"):
+        return (
+            " (it is an annotation folder: `dgan-data fit --annotations` trains an "
+            "interpreter on it)"
+        )
+    if os.path.lexists(path / "dataset.json"):
+        return " (it is an export folder: read it with dgan_data.ExportedDataset)"
+    return ""
