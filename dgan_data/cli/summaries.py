@@ -75,7 +75,8 @@ def annotation_summary(root: Path) -> dict[str, Any]:
     listed = _listed_ids(root)
     stats = ann.class_statistics()
     labelled = max(1, int(stats["total"]) - int(stats["ignored"]))
-    missing = [i for i in listed if i not in set(ann.ids)]
+    kept = set(ann.ids or [])
+    missing = [i for i in listed if i not in kept]
     classes = [
         {"id": k, "name": name, "pixels": px, "pixel_share": px / labelled, "images": n}
         for k, (name, px, n) in enumerate(
@@ -154,7 +155,8 @@ def print_annotation_summary(info: dict[str, Any]) -> None:
     print(f"ignored pixels         {100 * info['ignored_share']:.2f} %")
     print("classes (id, name, share of labelled pixels, images holding it):")
     for c in info["class_statistics"]:
-        flag = "   <- in fewer than 3 images" if c["images"] < MIN_CLASS_IMAGES else ""
+        rare = c["images"] < MIN_CLASS_IMAGES
+        flag = f"   <- in fewer than {MIN_CLASS_IMAGES} images" if rare else ""
         print(
             f"  {c['id']:>3}  {c['name']:<24} {100 * c['pixel_share']:6.2f} %  "
             f"{c['images']:>4} of {drawn}{flag}"
