@@ -8,6 +8,7 @@ into (H, W, 3) uint8 for drawing and files.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import inspect
@@ -276,6 +277,24 @@ def short_repr(value: Any, limit: int = 200) -> str:
         return f"<{type(value).__name__}>"
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def tensor_fields_repr(obj: Any) -> str:
+    """``Name(field=(shape) dtype, ...)`` for a dataclass of tensors: what a batch holds,
+    without printing the values (the dataclass repr printed every tensor); fields that
+    are None are left out, anything else is shown by :func:`short_repr`."""
+    parts = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if value is None:
+            continue
+        if isinstance(value, torch.Tensor):
+            dtype = str(value.dtype).removeprefix("torch.")
+            where = "" if value.device.type == "cpu" else f" {value.device}"
+            parts.append(f"{f.name}={tuple(value.shape)} {dtype}{where}")
+        else:
+            parts.append(f"{f.name}={short_repr(value, 60)}")
+    return f"{type(obj).__name__}({', '.join(parts)})"
 
 
 def settings_repr(owner: Any, values: Mapping[str, Any], always: Sequence[str] = ()) -> str:

@@ -32,6 +32,7 @@ from .conventions import (
     keyword_hint,
     keyword_hints,
     keyword_names,
+    tensor_fields_repr,
     with_hint,
 )
 from .conventions import check_device as _check_device
@@ -104,6 +105,9 @@ class LabeledBatch:
     class_mass: torch.Tensor | None = None
     class_peak: torch.Tensor | None = None
     probs: torch.Tensor | None = None
+
+    def __repr__(self) -> str:
+        return tensor_fields_repr(self)
 
     def __len__(self) -> int:
         return int(self.seeds.shape[0])

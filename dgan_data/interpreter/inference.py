@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..conventions import check_bool, keyword_hints
+from ..conventions import check_bool, keyword_hints, tensor_fields_repr
 from ..uncertainty import image_scores, js_divergence
 from .context import expand_maps
 from .frames import FramesInference
@@ -53,6 +53,9 @@ class Prediction:
     pixel_uncertainty: torch.Tensor
     image_uncertainty: torch.Tensor
     probs: torch.Tensor | None = None
+
+    def __repr__(self) -> str:
+        return tensor_fields_repr(self)
 
 
 @keyword_hints
