@@ -105,6 +105,7 @@ __all__ = [
     "SampleImport",
     "decode_rle",
     "import_masks",
+    "manifest_palette",
     "rasterize_ellipse",
     "rasterize_polygon",
     "rle_counts_from_string",
@@ -253,10 +254,12 @@ def _read_folder(root: Path) -> _Folder:
     if problems:
         raise MaskImportError([f"{root}: {p}" for p in problems])
     kept = [s for s in samples if s is not None]
-    return _Folder(root, list(names), mask_hw, window, kept, _palette(manifest, len(names)))
+    return _Folder(root, list(names), mask_hw, window, kept, manifest_palette(manifest, len(names)))
 
 
-def _palette(manifest: dict[str, Any], num_classes: int) -> list[tuple[int, int, int]] | None:
+def manifest_palette(
+    manifest: dict[str, Any], num_classes: int
+) -> list[tuple[int, int, int]] | None:
     """The manifest's palette as K (r, g, b) triples; without one, the default palette
     (:func:`~dgan_data.palette.make_palette`, the colours every overlay of the folder's
     classes uses); None when malformed (``Annotations.load`` reports it)."""

@@ -13,13 +13,13 @@ from typing import Any
 from ..annotations import Annotations, sample_annotation_folder
 from ..annotations.format import MANIFEST, MAX_SAMPLES
 from ..annotations.tool_readers import IGNORE_COLOUR
+from ..annotations.tools import manifest_palette
 from ..conventions import IGNORE_INDEX, short_list
 from ..fileio import read_json
 from ..generators import LOADER_OPTIONS as GENERATOR_LOADER_OPTIONS
 from ..interpreter import Interpreter
 from ..interpreter.context import MAX_CONTEXT
 from ..interpreter.io import MAX_MODELS
-from ..palette import make_palette
 from ..presets import (
     Preset,
     cache_dir,
@@ -281,11 +281,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def _folder_palette(root: Path) -> list[tuple[int, int, int]]:
-    """The colours of an annotation folder's classes: its manifest's palette, else the
-    default palette that its previews and the palette import use."""
+    """The colours of an annotation folder's classes, as the palette import reads them
+    (its manifest's palette, else the default one)."""
     manifest = read_json(root / MANIFEST)  # the folder sample_annotation_folder just wrote
-    palette = manifest.get("palette") or make_palette(len(manifest["class_names"])).tolist()
-    return [(int(r), int(g), int(b)) for r, g, b in palette]
+    return manifest_palette(manifest, len(manifest["class_names"])) or []
 
 
 def check_fit_frame(ann: Annotations, preset: Preset | None, folder: Path, out: Path) -> None:
