@@ -308,6 +308,21 @@ def _parse_labelmap(path: Path) -> list[tuple[str, tuple[int, int, int]]]:
     return entries
 
 
+#: The colour of ignored pixels in colour masks, unless a label uses it: Pascal VOC's
+#: border colour (224, 224, 192).
+IGNORE_COLOUR = tuple(int(c) for c in voc_colormap()[IGNORE_INDEX])
+
+
+def _colour_lookup(colours: Sequence[Sequence[int]]) -> dict[int, int]:
+    """{packed rgb: index} of label colours (``(r << 16) | (g << 8) | b``, as
+    :func:`_colour_raster` packs pixels), with :data:`IGNORE_COLOUR` as -1 (ignore)
+    unless a label uses it."""
+    lookup = {(int(r) << 16) | (int(g) << 8) | int(b): i for i, (r, g, b) in enumerate(colours)}
+    r, g, b = IGNORE_COLOUR
+    lookup.setdefault((r << 16) | (g << 8) | b, -1)
+    return lookup
+
+
 def _colour_labels(src: Path) -> tuple[list[str], dict[int, int]]:
     """Label names and {packed rgb: label index} from labelmap.txt, or VOC's colours."""
     labelmap = src / "labelmap.txt"
@@ -318,11 +333,7 @@ def _colour_labels(src: Path) -> tuple[list[str], dict[int, int]]:
     else:
         logger.info("%s: no labelmap.txt, reading Pascal VOC colours and names", src)
         entries = list(zip(VOC_CLASSES, voc_colormap(len(VOC_CLASSES))))
-    names = [name for name, _ in entries]
-    lookup = {(r << 16) | (g << 8) | b: i for i, (_, (r, g, b)) in enumerate(entries)}
-    r, g, b = voc_colormap()[IGNORE_INDEX]  # VOC's border colour (224, 224, 192)
-    lookup.setdefault((r << 16) | (g << 8) | b, -1)
-    return names, lookup
+    return [name for name, _ in entries], _colour_lookup([colour for _, colour in entries])
 
 
 def _read_cvat_mask(src: Path, check: RasterCheck | None = None, **_: Any) -> list[_Item]:
@@ -383,11 +394,6 @@ def _colour_raster(
     return index[inverse.reshape(packed.shape)]
 
 
-#: The colour of ignored pixels in colour masks, unless a label uses it: Pascal VOC's
-#: border colour.
-IGNORE_COLOUR = tuple(int(c) for c in voc_colormap()[IGNORE_INDEX])
-
-
 def _read_palette(
     src: Path,
     check: RasterCheck | None = None,
@@ -412,9 +418,7 @@ def _read_palette(
         raise MaskImportError(
             [f"manifest.json: palette colours used by more than one class: {short_list(dup)}"]
         )
-    lookup = {(r << 16) | (g << 8) | b: i for i, (r, g, b) in enumerate(colours)}
-    r, g, b = IGNORE_COLOUR
-    lookup.setdefault((r << 16) | (g << 8) | b, -1)
+    lookup = _colour_lookup(colours)
     names = list(folder_classes)
     problems: list[str] = []
     items = []
