@@ -5,7 +5,6 @@ command prints as a table or as JSON."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +16,11 @@ from ..conventions import short_list
 from ..export.records import read_description
 from ..fileio import read_json
 from ..interpreter.io import FORMAT_NAME, read_interpreter_metadata
+from ..presets.resolve import EXPORT_DESCRIPTION, project_folder_kind
 
 #: Fewest annotated images a class should appear in: fewer is flagged (the coverage
 #: rule of the toy measurements: a class seen in one or two images is rarely learnt).
 MIN_CLASS_IMAGES = 3
-#: The file that describes an export folder.
-EXPORT_DESCRIPTION = "dataset.json"
 
 
 def is_interpreter_file(path: Path) -> bool:
@@ -176,10 +174,9 @@ def inspect_kind(path: Path) -> str:
     """What ``inspect`` should describe at ``path``: "annotations" or "export" for a
     folder with a manifest or a ``dataset.json``, "interpreter" for an interpreter file,
     else "generator" (a checkpoint or preset)."""
-    if path.is_dir() and os.path.lexists(path / MANIFEST):
-        return "annotations"
-    if path.is_dir() and os.path.lexists(path / EXPORT_DESCRIPTION):
-        return "export"
+    folder = project_folder_kind(path)
+    if folder is not None:
+        return folder
     if is_interpreter_file(path):
         return "interpreter"
     return "generator"

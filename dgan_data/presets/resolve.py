@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from ..annotations.format import MANIFEST
 from ..conventions import did_you_mean, keyword_hints, short_list, with_hint
 from ..fileio import missing_path_hint, why_not_a_file
 from ..generators import CheckpointError, Generator, load_generator_file
@@ -372,16 +373,32 @@ def presets_table() -> list[dict[str, Any]]:
     return rows
 
 
+#: The file that describes an export folder.
+EXPORT_DESCRIPTION = "dataset.json"
+
+
+def project_folder_kind(path: Path) -> str | None:
+    """``"annotations"`` or ``"export"`` for a folder that holds a manifest or an export
+    description (anything by that name, a broken link too), else None: how the loaders'
+    errors and ``dgan-data inspect`` tell the project's own folders."""
+    if not path.is_dir():
+        return None
+    if os.path.lexists(path / MANIFEST):
+        return "annotations"
+    if os.path.lexists(path / EXPORT_DESCRIPTION):
+        return "export"
+    return None
+
+
 def _folder_kind(path: Path) -> str:
     """What a folder given for a checkpoint holds, when it is one of the project's own
     (an annotation or export folder), as the end of a sentence; else ""."""
-    if not path.is_dir():
-        return ""
-    if os.path.lexists(path / "manifest.json"):
+    kind = project_folder_kind(path)
+    if kind == "annotations":
         return (
             " (it is an annotation folder: `dgan-data fit --annotations` trains an "
             "interpreter on it)"
         )
-    if os.path.lexists(path / "dataset.json"):
+    if kind == "export":
         return " (it is an export folder: read it with dgan_data.ExportedDataset)"
     return ""
