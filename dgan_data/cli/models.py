@@ -49,6 +49,7 @@ from .common import (
 from .summaries import (
     annotation_summary,
     export_summary,
+    fit_summary,
     inspect_kind,
     interpreter_summary,
     print_annotation_summary,
@@ -85,7 +86,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         if not args.json:
             print_annotation_summary(info)
     elif kind == "interpreter":
-        info = interpreter_summary(target, lambda record: fit_summary(record, None))
+        info = interpreter_summary(target)
     elif kind == "export":
         info = export_summary(target)
     else:
@@ -358,39 +359,6 @@ def cmd_fit(args: argparse.Namespace) -> int:
     path = interp.save(args.out)
     print(f"wrote {path}: {fit_summary(interp.training_info, args.max_steps)}")
     return 0
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n:,} {noun}{'s' if n != 1 else ''}"
-
-
-def fit_summary(info: dict[str, Any], max_steps: int | None) -> str:
-    """One line on how a fit went, from an interpreter's ``training_info``: models,
-    images and pixels, steps, accuracy and loss on the annotated pixels (a range over
-    the models), time, and whether models stopped at the step cap rather than on a
-    plateau (then more steps may fit better)."""
-    steps, accuracy, loss = info["steps"], info["final_accuracy"], info["final_loss"]
-
-    def span(values: list[float], fmt: str) -> str:
-        low, high = format(min(values), fmt), format(max(values), fmt)
-        return low if low == high else f"{low}-{high}"
-
-    text = (
-        f"{_count(len(steps), 'model')} on {_count(info['num_images'], 'annotated image')} "
-        f"({info['annotated_pixels']:,} pixels); "
-        f"{span(steps, ',d')} steps; accuracy on the annotated pixels "
-        f"{span(accuracy, '.3f')}, loss {span(loss, '.3f')}; "
-        f"{info['train_seconds'] + info['store_seconds']:.1f} s to store the features and train"
-    )
-    cap = info["max_steps"]
-    capped = sum(n >= cap for n in steps)
-    if capped:
-        flag = f" (--max-steps {max_steps})" if max_steps is not None else ""
-        text += (
-            f". {capped} of {len(steps)} stopped at the step cap {cap:,}{flag} before a "
-            "plateau: more steps may fit better"
-        )
-    return text
 
 
 def register(add: Add) -> None:

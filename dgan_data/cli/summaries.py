@@ -1,7 +1,7 @@
-"""What ``dgan-data inspect`` says about an interpreter file, an annotation folder or an
-export folder (a
-generator checkpoint is described by the generator itself): plain records that the
-command prints as a table or as JSON."""
+"""What the commands say about the project's files: the line ``dgan-data fit`` prints
+from a training record, and what ``dgan-data inspect`` says about an interpreter file,
+an annotation folder or an export folder (a generator checkpoint is described by the
+generator itself), as plain records the command prints as a table or as JSON."""
 
 from __future__ import annotations
 
@@ -35,9 +35,9 @@ def is_interpreter_file(path: Path) -> bool:
         return False
 
 
-def interpreter_summary(path: Path, training_line: Any) -> dict[str, Any]:
-    """An interpreter file's settings and training record (``training_line`` turns the
-    record into a sentence, None when it lacks a field), without reading its weights."""
+def interpreter_summary(path: Path) -> dict[str, Any]:
+    """An interpreter file's settings and training record (in :func:`fit_summary`'s
+    words), without reading its weights."""
     meta = read_interpreter_metadata(path)
     info: dict[str, Any] = {
         "file": str(path),
@@ -59,11 +59,44 @@ def interpreter_summary(path: Path, training_line: Any) -> dict[str, Any]:
     training = meta.get("training")
     if isinstance(training, dict):
         try:
-            info["training"] = training_line(training)
+            info["training"] = fit_summary(training, None)
         except (KeyError, TypeError, ValueError):  # a record from another writer
             info["training"] = training
     info["written_by"] = f"dgan_data {meta.get('dgan_data_version', '?')}"
     return info
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'s' if n != 1 else ''}"
+
+
+def fit_summary(info: dict[str, Any], max_steps: int | None) -> str:
+    """One line on how a fit went, from an interpreter's ``training_info``: models,
+    images and pixels, steps, accuracy and loss on the annotated pixels (a range over
+    the models), time, and whether models stopped at the step cap rather than on a
+    plateau (then more steps may fit better)."""
+    steps, accuracy, loss = info["steps"], info["final_accuracy"], info["final_loss"]
+
+    def span(values: list[float], fmt: str) -> str:
+        low, high = format(min(values), fmt), format(max(values), fmt)
+        return low if low == high else f"{low}-{high}"
+
+    text = (
+        f"{_count(len(steps), 'model')} on {_count(info['num_images'], 'annotated image')} "
+        f"({info['annotated_pixels']:,} pixels); "
+        f"{span(steps, ',d')} steps; accuracy on the annotated pixels "
+        f"{span(accuracy, '.3f')}, loss {span(loss, '.3f')}; "
+        f"{info['train_seconds'] + info['store_seconds']:.1f} s to store the features and train"
+    )
+    cap = info["max_steps"]
+    capped = sum(n >= cap for n in steps)
+    if capped:
+        flag = f" (--max-steps {max_steps})" if max_steps is not None else ""
+        text += (
+            f". {capped} of {len(steps)} stopped at the step cap {cap:,}{flag} before a "
+            "plateau: more steps may fit better"
+        )
+    return text
 
 
 def annotation_summary(root: Path) -> dict[str, Any]:
