@@ -8,31 +8,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from safetensors import safe_open
-
 from ..annotations import Annotations
 from ..annotations.format import MANIFEST
 from ..conventions import short_list
 from ..export.records import read_description
 from ..fileio import read_json
-from ..interpreter.io import FORMAT_NAME, read_interpreter_metadata
+from ..interpreter.io import is_interpreter_file, read_interpreter_metadata
 from ..presets.resolve import EXPORT_DESCRIPTION, project_folder_kind
 
 #: Fewest annotated images a class should appear in: fewer is flagged (the coverage
 #: rule of the toy measurements: a class seen in one or two images is rarely learnt).
 MIN_CLASS_IMAGES = 3
-
-
-def is_interpreter_file(path: Path) -> bool:
-    """``path`` is a ``.safetensors`` file whose header says it is an interpreter (read
-    without loading a tensor; anything unreadable is left to the generator loader)."""
-    if path.suffix != ".safetensors" or not path.is_file():
-        return False
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            return (f.metadata() or {}).get("format") == FORMAT_NAME
-    except Exception:  # a damaged file: the loader that reads it names the problem
-        return False
 
 
 def interpreter_summary(path: Path) -> dict[str, Any]:

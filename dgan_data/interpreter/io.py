@@ -30,6 +30,7 @@ __all__ = [
     "FORMAT_VERSION",
     "InterpreterFileError",
     "expected_shapes",
+    "is_interpreter_file",
     "read_interpreter_file",
     "read_interpreter_metadata",
     "write_interpreter_file",
@@ -177,16 +178,32 @@ def _check_values(tensors: dict[str, torch.Tensor], where: str) -> None:
 def read_interpreter_metadata(path: str | Path) -> dict[str, Any]:
     """The validated metadata of an interpreter file, without reading any tensor."""
     path = _check_file(path)
+    header = _read_header(path)
+    if header.get("format") != FORMAT_NAME or "interpreter" not in header:
+        raise InterpreterFileError(_not_an_interpreter(path, header))
+    return _check_metadata(header["interpreter"], path)
+
+
+def is_interpreter_file(path: Path) -> bool:
+    """``path`` is a ``.safetensors`` file whose header names it an interpreter (no
+    tensor is read; a damaged file is left to whichever loader then reads it)."""
+    if path.suffix != ".safetensors" or not path.is_file():
+        return False
+    try:
+        return _read_header(path).get("format") == FORMAT_NAME
+    except InterpreterFileError:
+        return False
+
+
+def _read_header(path: Path) -> dict[str, str]:
+    """The string metadata of a ``.safetensors`` file's header."""
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
-            header = f.metadata() or {}
+            return f.metadata() or {}
     except Exception as exc:  # safetensors raises several types for damaged files
         raise InterpreterFileError(
             f"cannot read interpreter file {path}: not a valid .safetensors file ({exc})"
         ) from None
-    if header.get("format") != FORMAT_NAME or "interpreter" not in header:
-        raise InterpreterFileError(_not_an_interpreter(path, header))
-    return _check_metadata(header["interpreter"], path)
 
 
 def _not_an_interpreter(path: Path, header: dict[str, str]) -> str:
