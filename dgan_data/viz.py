@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +123,21 @@ _LEGEND_BOX = 12
 _LEGEND_GAP = 12  # between columns
 
 
+def _text_layout() -> tuple[Any, Callable[[str], int], int, int]:
+    """What the keys below a grid draw text with: Pillow's default font, the width of a
+    text in it, the height of a key row (a box or a line, and padding) and the offset
+    from a row's top that centres a line of text on a box."""
+    font = ImageFont.load_default()
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    top, bottom = probe.textbbox((0, 0), "Ag|", font=font)[1::2]
+
+    def text_w(text: str) -> int:
+        return int(probe.textbbox((0, 0), text, font=font)[2]) if text else 0
+
+    row_h = max(_LEGEND_BOX, bottom) + _LEGEND_PAD
+    return font, text_w, row_h, (_LEGEND_BOX - (bottom - top)) // 2 - top
+
+
 def legend(
     class_names: Sequence[str],
     palette: Sequence[Sequence[int]] | np.ndarray,
@@ -141,13 +156,9 @@ def legend(
         if width > MAX_CANVAS_SIDE:
             raise ValueError(f"width must be at most {MAX_CANVAS_SIDE} px, got {width!r:.40}")
     pal = np.asarray(check_palette(palette, len(class_names)), dtype=np.int64)
-    font = ImageFont.load_default()
-    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    font, text_w, row_h, text_dy = _text_layout()
     labels = [f"{k} {name}" for k, name in enumerate(class_names)]
-    text_w = [probe.textbbox((0, 0), t, font=font)[2] for t in labels]
-    top, bottom = probe.textbbox((0, 0), "Ag|", font=font)[1::2]
-    row_h = max(_LEGEND_BOX, bottom) + _LEGEND_PAD
-    entry_w = _LEGEND_BOX + _LEGEND_PAD + max(text_w)
+    entry_w = _LEGEND_BOX + _LEGEND_PAD + max(text_w(t) for t in labels)
     col_w = entry_w + _LEGEND_GAP
     cols = 1 if width is None else max(1, (width - 2 * _LEGEND_PAD + _LEGEND_GAP) // col_w)
     cols = min(cols, len(labels))
@@ -166,8 +177,7 @@ def legend(
         draw.rectangle(
             [x, y, x + _LEGEND_BOX - 1, y + _LEGEND_BOX - 1], fill=color, outline=(0, 0, 0)
         )
-        ty = y + (_LEGEND_BOX - (bottom - top)) // 2 - top
-        draw.text((x + _LEGEND_BOX + _LEGEND_PAD, ty), text, fill=(0, 0, 0), font=font)
+        draw.text((x + _LEGEND_BOX + _LEGEND_PAD, y + text_dy), text, fill=(0, 0, 0), font=font)
     return np.asarray(canvas).copy()
 
 
@@ -183,14 +193,7 @@ def uncertainty_key(vmax: float, width: int | None = None) -> np.ndarray:
     vmax = check_number(vmax, "vmax", low=0.0)
     if width is not None:
         _check_count(width, "width", "key width in pixels")
-    font = ImageFont.load_default()
-    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    top, bottom = probe.textbbox((0, 0), "Ag|", font=font)[1::2]
-    row_h = max(_LEGEND_BOX, bottom) + _LEGEND_PAD
-
-    def text_w(text: str) -> int:
-        return int(probe.textbbox((0, 0), text, font=font)[2]) if text else 0
-
+    font, text_w, row_h, text_dy = _text_layout()
     if vmax > 0:
         title, low, high = "uncertainty (JS)", "0", f"{vmax:.3g}"
     else:
@@ -213,7 +216,7 @@ def uncertainty_key(vmax: float, width: int | None = None) -> np.ndarray:
     w = max(need, int(width or 0))
     canvas = Image.new("RGB", (w, _LEGEND_PAD + rows * row_h), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
-    ty = _LEGEND_PAD + (_LEGEND_BOX - (bottom - top)) // 2 - top
+    ty = _LEGEND_PAD + text_dy
     draw.text((_LEGEND_PAD, ty), first, fill=(0, 0, 0), font=font)
     if not high:
         return np.asarray(canvas).copy()
