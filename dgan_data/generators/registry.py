@@ -121,13 +121,13 @@ def load_safetensors_generator(path: Path) -> Generator:
     shapes against what that config implies before any module is allocated.
     """
     meta, shapes = read_safetensors_header(path)
-    if CONFIG_KEY not in meta and meta.get("format") == INTERPRETER_FORMAT:
-        raise CheckpointError(
-            f"{path} is a dgan_data interpreter file, not a generator: give it as the "
-            "interpreter (--interpreter, interpreter=) and the generator it was trained on "
-            "as the generator"
-        )
     if CONFIG_KEY not in meta:
+        if meta.get("format") == INTERPRETER_FORMAT:
+            raise CheckpointError(
+                f"{path} is a dgan_data interpreter file, not a generator: give it as the "
+                "interpreter (--interpreter, interpreter=) and the generator it was trained "
+                "on as the generator"
+            )
         raise CheckpointError(
             f"{path}: .safetensors file without a dgan_data generator config in its header; "
             "write generators with Generator.save()"
