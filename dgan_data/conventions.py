@@ -111,6 +111,11 @@ def short_list(values: Iterable[Any], limit: int = 8) -> str:
     return head + (f", ... ({len(items)} in all)" if len(items) > limit else "")
 
 
+#: Fewest annotated images a class should appear in: ``fit`` warns and ``inspect`` flags a
+#: class in fewer (the coverage rule of the toy measurements: a class seen in one or two
+#: images is rarely learnt).
+MIN_CLASS_IMAGES = 3
+
 #: Largest truncation psi the commands and the demo take: above 1 a w is pushed away
 #: from the average (extrapolation); far beyond, images break down (psi 1e30 gave black
 #: images).

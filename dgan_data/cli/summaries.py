@@ -10,15 +10,11 @@ from typing import Any
 
 from ..annotations import Annotations
 from ..annotations.format import MANIFEST
-from ..conventions import short_list
+from ..conventions import MIN_CLASS_IMAGES, short_list
 from ..export.records import read_description
 from ..fileio import read_json
 from ..interpreter.io import is_interpreter_file, read_interpreter_metadata
 from ..presets.resolve import EXPORT_DESCRIPTION, project_folder_kind
-
-#: Fewest annotated images a class should appear in: fewer is flagged (the coverage
-#: rule of the toy measurements: a class seen in one or two images is rarely learnt).
-MIN_CLASS_IMAGES = 3
 
 
 def interpreter_summary(path: Path) -> dict[str, Any]:

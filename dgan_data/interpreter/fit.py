@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..conventions import short_list
+from ..conventions import IGNORE_INDEX, MIN_CLASS_IMAGES, short_list
 from ..progress import progress_bar
 from ..seeds import derive_seed
 from .resample import Crop, Layout, feature_layout, layout_diffs, taps
@@ -237,6 +237,40 @@ def _pixel_sampler(
     return draw
 
 
+def _warn_thin_classes(
+    masks: torch.Tensor, counts: torch.Tensor, names: Sequence[str] | None
+) -> None:
+    """Warn about classes the annotations barely teach: none in any mask (never
+    predicted), or in fewer than ``MIN_CLASS_IMAGES`` masks (rarely learnt well)."""
+    num_classes = len(counts)
+    images = torch.zeros(num_classes, dtype=torch.int64)
+    for mask in masks:
+        labels = mask[mask != IGNORE_INDEX].to(torch.int64)
+        images += torch.bincount(labels, minlength=num_classes)[:num_classes].cpu() > 0
+
+    def named(k: int) -> str:
+        return f"{names[k]} ({k})" if names else str(k)
+
+    missing = [named(k) for k in range(num_classes) if counts[k] == 0]
+    if missing:
+        logger.warning(
+            "classes without any annotated pixel: %s; the interpreter will never predict them",
+            short_list(missing),
+        )
+    thin = [
+        f"{named(k)} in {int(images[k])} image{'s' if images[k] != 1 else ''}"
+        for k in range(num_classes)
+        if 0 < images[k] < MIN_CLASS_IMAGES
+    ]
+    if thin:
+        logger.warning(
+            "classes in fewer than %d annotated images: %s; the interpreter learns them "
+            "poorly: annotate images that show them (dgan-data suggest picks such images)",
+            MIN_CLASS_IMAGES,
+            short_list(thin),
+        )
+
+
 def train_ensemble(
     model: Any,
     store: FeatureStore,
@@ -273,14 +307,7 @@ def train_ensemble(
         raise ValueError("every mask pixel is 255 (ignore): nothing to train on")
     labels_flat = masks.flatten().to(store_device)
     counts = torch.bincount(masks.flatten()[valid], minlength=num_classes)
-    missing = [k for k in range(num_classes) if counts[k] == 0]
-    if missing:
-        names = getattr(model, "class_names", None)
-        named = [f"{names[k]} ({k})" if names else str(k) for k in missing]
-        logger.warning(
-            "classes without any annotated pixel: %s; the interpreter will never predict them",
-            short_list(named),
-        )
+    _warn_thin_classes(masks, counts, getattr(model, "class_names", None))
 
     draw = _pixel_sampler(masks.flatten(), valid, counts, class_balance)
     t_train = time.perf_counter()
