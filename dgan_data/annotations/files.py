@@ -224,7 +224,8 @@ def read_folder(root: Path, skip_unannotated: bool = False) -> dict[str, Any]:
             f"{len(missing)} of {len(files)} masks missing: save each mask as a "
             "single-channel 8-bit PNG of class ids (255 = ignore) under the name listed "
             f"in {MANIFEST} (see its 'note'), or load only the annotated samples "
-            "(skip_unannotated=True; dgan-data fit --skip-unannotated)"
+            "(skip_unannotated=True; --skip-unannotated of dgan-data fit, suggest and "
+            "merge-annotations)"
         )
     if unannotated:
         total = len(unannotated) + len(ids)

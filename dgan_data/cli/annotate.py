@@ -44,6 +44,7 @@ from .common import (
     output_folder,
     positive_int,
     seed_int,
+    skip_unannotated_arg,
     truncation_psi,
 )
 
@@ -222,6 +223,7 @@ def register(add: Add) -> None:
         default=None,
         help="existing annotation folder: its masks count for coverage and diversity",
     )
+    skip_unannotated_arg(p, "--annotations: count")
     p.add_argument(
         "--coverage",
         type=count_at_most(MAX_COVERAGE),
@@ -268,6 +270,7 @@ def register(add: Add) -> None:
     )
     p.add_argument("folders", type=given_path, nargs="+", help="annotation folders to join")
     p.add_argument("--out", type=output_folder, required=True, help="the joined folder to write")
+    skip_unannotated_arg(p, "join")
 
 
 def cmd_suggest(args: argparse.Namespace) -> int:
@@ -280,7 +283,11 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     if not args.annotations and not any(args.weights[:3]):
         raise UsageError("--weights: only novelty is > 0, and novelty needs --annotations")
     check_new_folder(args.out, "suggest")
-    existing = Annotations.load(args.annotations) if args.annotations else None
+    existing = (
+        Annotations.load(args.annotations, skip_unannotated=args.skip_unannotated)
+        if args.annotations
+        else None
+    )
     if existing is not None and args.id_prefix is not None:
         _check_id_prefix(args.id_prefix, args.num, existing)
     options: dict[str, Any] = {}
@@ -321,6 +328,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         f"wrote {n} image{'s' if n != 1 else ''} to annotate in {folder.root} (reasons in "
         f"suggestions.json, preview in suggestions.png); draw their masks, then: "
         f"dgan-data merge-annotations {first} {shlex.quote(str(folder.root))} --out ALL"
+        + (" --skip-unannotated" if args.skip_unannotated else "")
     )
     return 0
 
@@ -346,7 +354,9 @@ def cmd_merge_annotations(args: argparse.Namespace) -> int:
             also = "" if str(first) == str(folder) else f" (as {first} too)"
             raise UsageError(f"{folder}: given twice{also}; give each folder once")
     check_new_folder(args.out, "merge")
-    parts = [Annotations.load(folder) for folder in args.folders]
+    parts = [
+        Annotations.load(folder, skip_unannotated=args.skip_unannotated) for folder in args.folders
+    ]
     merged = Annotations.merge(*parts)
     merged.save(args.out)
     print(f"wrote {len(merged)} annotated samples from {len(parts)} folders to {args.out}")

@@ -342,6 +342,22 @@ def parse_options(pairs: Sequence[str] | None, allowed: Sequence[str]) -> dict[s
     return out
 
 
+def no_progress_arg(p: argparse.ArgumentParser) -> None:
+    """``--no-progress``: the commands that draw progress bars (fit, export, preview...)."""
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def skip_unannotated_arg(p: argparse.ArgumentParser, what: str) -> None:
+    """``--skip-unannotated``: read only the samples of an annotation folder whose mask is
+    drawn (``Annotations.load(skip_unannotated=True)``); ``what`` says what they are for."""
+    p.add_argument(
+        "--skip-unannotated",
+        action="store_true",
+        help=f"{what} the samples that have a mask and leave out those not drawn yet "
+        "(else a missing mask is an error)",
+    )
+
+
 def model_args(p: argparse.ArgumentParser) -> None:
     """PRESET and the flags that override its files (preview, export)."""
     p.add_argument("preset", nargs="?", default=None, help="preset name (optional with files)")

@@ -34,6 +34,7 @@ from .common import (
     int_range,
     model_args,
     model_source,
+    no_progress_arg,
     non_negative_int,
     output_file,
     output_folder,
@@ -274,7 +275,7 @@ def register(add: Add) -> None:
         "recorded settings must match): "
         "one line per problem, exit 0 if intact, 1 if damaged",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    no_progress_arg(p)
 
     p = add(
         "demo",
@@ -369,4 +370,4 @@ def register(add: Add) -> None:
         "--threads, since arm (a)'s batches depend on it; 0 generates in the training "
         "process)",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    no_progress_arg(p)

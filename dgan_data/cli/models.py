@@ -39,11 +39,13 @@ from .common import (
     id_prefix_type,
     int_range,
     interpreter_output,
+    no_progress_arg,
     non_negative_int,
     output_folder,
     parse_options,
     positive_int,
     seed_int,
+    skip_unannotated_arg,
     truncation_psi,
 )
 from .summaries import (
@@ -486,10 +488,5 @@ def register(add: Add) -> None:
     p.add_argument(
         "--skip-validation", action="store_true", help="do not regenerate and compare images first"
     )
-    p.add_argument(
-        "--skip-unannotated",
-        action="store_true",
-        help="train on the samples that have a mask and leave out those not drawn yet "
-        "(else a missing mask is an error)",
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    skip_unannotated_arg(p, "train on")
+    no_progress_arg(p)
