@@ -61,3 +61,11 @@ def test_a_class_in_no_image_is_reported_as_missing_not_as_thin(caplog):
     assert "teeth (2) in 2 images" in text and "pupil" not in text
     assert any("pupil (3)" in r.getMessage() and "never predict" in r.getMessage()
                for r in caplog.records)  # fmt: skip
+
+
+def test_fewer_images_than_the_rule_get_one_line_not_every_class(caplog):
+    (text,) = _fit(_masks({2: 1, 3: 2}, n=2), caplog, class_names=NAMES)
+    assert text.startswith(
+        f"only 2 annotated images: every class is in fewer than {MIN_CLASS_IMAGES}"
+    )
+    assert not any(name in text for name in NAMES)

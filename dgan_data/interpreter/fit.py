@@ -257,6 +257,15 @@ def _warn_thin_classes(
             "classes without any annotated pixel: %s; the interpreter will never predict them",
             short_list(missing),
         )
+    if len(masks) < MIN_CLASS_IMAGES:  # every class is thin: one line, not a list
+        logger.warning(
+            "only %d annotated image%s: every class is in fewer than %d, so the interpreter "
+            "learns the small and rare ones poorly; annotate more images",
+            len(masks),
+            "s" if len(masks) != 1 else "",
+            MIN_CLASS_IMAGES,
+        )
+        return
     thin = [
         f"{named(k)} in {int(images[k])} image{'s' if images[k] != 1 else ''}"
         for k in range(num_classes)
