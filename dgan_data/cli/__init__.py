@@ -27,7 +27,7 @@ from ..generators import CheckpointError
 from ..labeler import NonFiniteOutputError
 from ..presets import UnknownPresetError
 from . import annotate, data, models
-from .common import Handler, UsageError, merge_preset_flag
+from .common import Handler, UsageError, fill_from_preset, merge_preset_flag
 
 __all__ = [
     "USER_ERRORS",
@@ -142,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         merge_preset_flag(args)
+        fill_from_preset(args)
         code = int(args.handler(args) or 0)
         sys.stdout.flush()  # a reader gone (`| head`) shows here, not at the exit
         return code

@@ -43,6 +43,7 @@ from .common import (
     id_prefix_type,
     output_folder,
     positive_int,
+    preset_or_files_args,
     seed_int,
     skip_unannotated_arg,
     truncation_psi,
@@ -203,12 +204,12 @@ def register(add: Add) -> None:
         "sure about, covering rare classes, not near duplicates.",
         "examples:\n"
         "  dgan-data suggest --generator G.pkl --interpreter i.safetensors --num 8 --out next/\n"
-        "  dgan-data suggest --generator toyface-14 --interpreter toyface-14 --num 8 "
-        "--pool 2000 --annotations ann/ --out next/\n"
+        "  dgan-data suggest toyface-14 --num 8 --pool 2000 --annotations ann/ --out next/\n"
         "  dgan-data merge-annotations ann/ next/ --out all/   # after drawing next/masks",
     )
-    p.add_argument("--generator", required=True, help="checkpoint path or preset name")
-    p.add_argument("--interpreter", required=True, help="interpreter file or preset name")
+    preset_or_files_args(p, ("generator", "interpreter"))
+    p.add_argument("--generator", default=None, help="checkpoint path or preset name")
+    p.add_argument("--interpreter", default=None, help="interpreter file or preset name")
     p.add_argument("--num", type=positive_int, required=True, help="images to choose")
     p.add_argument(
         "--pool",

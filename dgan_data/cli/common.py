@@ -29,6 +29,7 @@ __all__ = [
     "count_at_most",
     "device_name",
     "export_folder",
+    "fill_from_preset",
     "finite_float",
     "fraction",
     "given_path",
@@ -43,6 +44,7 @@ __all__ = [
     "parse_options",
     "positive_float",
     "positive_int",
+    "preset_or_files_args",
     "seed_int",
     "unit_float",
     "writable_output_file",
@@ -378,6 +380,38 @@ def model_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--truncation", type=truncation_psi, default=None, help="truncation psi")
     p.add_argument("--device", type=device_name, default=None, help="cpu, cuda, cuda:1, ...")
+
+
+def preset_or_files_args(p: argparse.ArgumentParser, fills: tuple[str, ...]) -> None:
+    """An optional PRESET (or ``--preset NAME``) standing for each of ``fills``
+    (``generator``, ``interpreter``) whose flag is not given, as ``preview`` and
+    ``export`` take it: ``dgan-data sample toyface-14 ...``. See :func:`fill_from_preset`."""
+    flags = " and ".join(f"--{name}" for name in fills)
+    p.add_argument(
+        "preset",
+        nargs="?",
+        default=None,
+        metavar="PRESET",
+        help=f"preset name: the default of {flags}",
+    )
+    p.add_argument(
+        "--preset", dest="preset_flag", metavar="NAME", default=None, help="the same as PRESET"
+    )
+    p.set_defaults(preset_fills=fills)
+
+
+def fill_from_preset(args: argparse.Namespace) -> None:
+    """Give each flag of ``args.preset_fills`` left unset the PRESET's name; with no
+    PRESET, a missing flag is a UsageError naming both ways."""
+    fills: tuple[str, ...] = getattr(args, "preset_fills", ())
+    missing = [name for name in fills if getattr(args, name) is None]
+    if not missing:
+        return
+    if args.preset is None:
+        flags = " and ".join(f"--{name}" for name in fills)
+        raise UsageError(f"give a PRESET, or {'both ' if len(fills) > 1 else ''}{flags}")
+    for name in missing:
+        setattr(args, name, args.preset)
 
 
 def merge_preset_flag(args: argparse.Namespace) -> None:

@@ -44,6 +44,7 @@ from .common import (
     output_folder,
     parse_options,
     positive_int,
+    preset_or_files_args,
     seed_int,
     skip_unannotated_arg,
     truncation_psi,
@@ -406,11 +407,12 @@ def register(add: Add) -> None:
         "sample",
         cmd_sample,
         "Write generated images to annotate, with the latents that regenerate them exactly.",
-        "examples:\n  dgan-data sample --generator toyface-14 --num 20 --out ann/\n"
+        "examples:\n  dgan-data sample toyface-14 --num 20 --out ann/\n"
         "  dgan-data sample --generator ffhq.pkl --num 16 --out ann/ --seed 100 --truncation 0.7 "
         "--classes background,skin,hair",
     )
-    p.add_argument("--generator", required=True, help="checkpoint path or preset name")
+    preset_or_files_args(p, ("generator",))
+    p.add_argument("--generator", default=None, help="checkpoint path or preset name")
     p.add_argument(
         "--num",
         type=count_at_most(MAX_SAMPLES),
@@ -446,10 +448,11 @@ def register(add: Add) -> None:
         cmd_fit,
         "Train an interpreter (ensemble of pixel MLPs) on an annotation folder.",
         "examples:\n"
-        "  dgan-data fit --generator toyface-14 --annotations ann/ --out interp.safetensors\n"
+        "  dgan-data fit toyface-14 --annotations ann/ --out interp.safetensors\n"
         "  dgan-data fit --generator g.pkl --annotations ann/ --out i.safetensors --num-models 5",
     )
-    p.add_argument("--generator", required=True, help="checkpoint path or preset name")
+    preset_or_files_args(p, ("generator",))
+    p.add_argument("--generator", default=None, help="checkpoint path or preset name")
     p.add_argument("--annotations", type=given_path, required=True, help="annotation folder")
     p.add_argument(
         "--out",
