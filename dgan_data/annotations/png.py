@@ -18,10 +18,29 @@ from ..fileio import why_not_a_file
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+#: Image files a mask folder may hold by mistake: named, never skipped in silence.
+NOT_PNG_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+#: Why those are not read as masks.
+PNG_ONLY = (
+    "masks are read from .png files only: JPEG and WebP blur colours and class ids at "
+    "every edge, so save or convert masks to PNG"
+)
+
+
 def missing_file_problem(path: Path, name: str) -> str | None:
     """``name: missing`` when nothing is at ``path``, ``name: is a folder`` (a broken
-    symlink, a pipe, ...) when something other than a regular file is; None for a file."""
+    symlink, a pipe, ...) when something other than a regular file is; None for a file.
+    A missing PNG saved in another image format beside it is named with the reason."""
     if not os.path.lexists(path):
+        if path.suffix.lower() == ".png":
+            for suffix in NOT_PNG_IMAGE_SUFFIXES:
+                for other in (path.with_suffix(suffix), path.with_suffix(suffix.upper())):
+                    if os.path.lexists(other):
+                        return (
+                            f"{name}: missing ({other.name} is there, but only PNG is read: "
+                            "a lossy format such as JPEG changes pixels at every edge; save "
+                            "it as PNG)"
+                        )
         return f"{name}: missing"
     why = why_not_a_file(path)
     return None if why is None else f"{name}: {why}"

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..conventions import IGNORE_INDEX, short_list
 from ..fileio import read_json, read_small_file, why_not_a_file, why_not_a_folder
-from .png import open_png
+from .png import NOT_PNG_IMAGE_SUFFIXES, PNG_ONLY, open_png
 from .shapes import (
     MAX_COORDINATE,
     MaskImportError,
@@ -273,8 +273,12 @@ def _png_files(folder: Path, what: str) -> list[Path]:
     unreadable = [f"{p.name} {why}" for p in files if (why := why_not_a_file(p)) is not None]
     if unreadable:  # a mask behind a link to nothing is not skipped without a word
         raise MaskImportError([f"{folder}/{entry} ({what})" for entry in unreadable])
+    others = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in NOT_PNG_IMAGE_SUFFIXES)
     if not files:
-        raise MaskImportError([f"{folder}: no .png files ({what})"])
+        found = f"; found {short_list(others)}: {PNG_ONLY}" if others else ""
+        raise MaskImportError([f"{folder}: no .png files ({what}){found}"])
+    if others:  # never dropped without a word: their samples would stay unannotated
+        logger.warning("%s: %s left out: %s", folder, short_list(others), PNG_ONLY)
     return files
 
 
@@ -356,6 +360,36 @@ def _read_cvat_mask(src: Path, check: RasterCheck | None = None, **_: Any) -> li
     return items
 
 
+#: Largest channel difference from a palette colour read as a softened edge (antialiasing,
+#: JPEG) rather than a colour of another palette.
+_NEAR_PALETTE = 48
+
+
+def _unpack(colours: Sequence[int]) -> np.ndarray:
+    packed = np.asarray(colours, dtype=np.int64)[:, None]
+    return np.concatenate([packed >> 16, (packed >> 8) & 255, packed & 255], axis=1)
+
+
+def _off_palette_hint(
+    unknown: Sequence[int], pixels: np.ndarray, palette: Sequence[int], total: int
+) -> str:
+    """Why a mask has colours outside its palette: near palette colours (edges softened
+    by antialiasing, or a lossy format) or far from all of them (another palette).
+    ``unknown``, ``palette``: packed rgb; ``pixels``: pixel count of each unknown colour."""
+    off = int(pixels.sum())
+    share = f"{off} of {total} pixels ({100 * off / total:.1f} %)"
+    if not palette:
+        return share
+    gap = np.abs(_unpack(unknown)[:, None, :] - _unpack(palette)[None, :, :]).max(2).min(1)
+    if pixels[gap <= _NEAR_PALETTE].sum() * 2 >= off:
+        return (
+            f"{share}, mostly near a palette colour: softened by antialiasing or a lossy "
+            "format (JPEG); paint with a hard-edged pencil without antialiasing and save as "
+            "PNG"
+        )
+    return f"{share}, mostly far from every palette colour: paint with the palette's colours"
+
+
 def _colour_raster(
     path: Path,
     where: str,
@@ -388,7 +422,12 @@ def _colour_raster(
     unknown = [c for c in colours.tolist() if c not in lookup]
     if unknown:
         shown = [(c >> 16, (c >> 8) & 255, c & 255) for c in unknown]
-        problems.append(f"{where}: colours not in {palette}: {short_list(shown, 5)}")
+        counts = np.bincount(inverse.ravel(), minlength=len(colours))
+        weights = np.array([counts[i] for i, c in enumerate(colours.tolist()) if c not in lookup])
+        problems.append(
+            f"{where}: colours not in {palette}: {short_list(shown, 5)}; "
+            f"{_off_palette_hint(unknown, weights, list(lookup), packed.size)}"
+        )
         return None
     index = np.array([lookup[c] for c in colours.tolist()], dtype=np.int64)
     return index[inverse.reshape(packed.shape)]
