@@ -42,7 +42,7 @@ from .presets import (
     load_interpreter,
     register_preset,
 )
-from .preview import preview
+from .preview import preview, preview_annotations
 from .stream import DatasetGANStream
 from .suggest import candidate_seeds, suggest_annotations, write_suggestions
 from .uncertainty import StreamingQuantile, js_divergence
@@ -83,6 +83,7 @@ __all__ = [
     "make_palette",
     "merge_shards",
     "preview",
+    "preview_annotations",
     "register_preset",
     "sample_annotation_folder",
     "suggest_annotations",

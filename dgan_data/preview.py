@@ -10,23 +10,28 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .annotations import Annotations
+from .conventions import keyword_hints
 from .fileio import output_path_problem
 from .labeler import check_labeler_options, labeler_from, warn_without_ensemble
+from .palette import make_palette
 from .seeds import check_seed, sample_seed
 from .viz import preview_grid
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MAX_PREVIEW_NUM", "preview"]
+__all__ = ["DEFAULT_PREVIEW_NUM", "MAX_PREVIEW_NUM", "preview", "preview_annotations"]
 
 #: Most samples one preview draws: each is labeled and kept in memory, and the grid
 #: grows with them (256 samples of 1,024 px make a canvas of about 2.4 GB).
 MAX_PREVIEW_NUM = 256
+#: Samples a preview of generated images draws by default.
+DEFAULT_PREVIEW_NUM = 16
 
 
 def preview(
     source: Any = None,
-    num: int = 16,
+    num: int = DEFAULT_PREVIEW_NUM,
     out: str | os.PathLike = "grid.png",
     seed: int = 0,
     *,
@@ -83,3 +88,66 @@ def preview(
     )
     log.info("wrote a preview of %d samples to %s", num, path)
     return path
+
+
+@keyword_hints
+def preview_annotations(
+    annotations: Annotations | str | os.PathLike,
+    out: str | os.PathLike = "annotations.png",
+    num: int | None = None,
+    *,
+    alpha: float = 0.5,
+) -> tuple[Path, list[str]]:
+    """Draw an annotation folder's own images with its masks over them, to check masks
+    drawn or imported by hand (a wrong class, a shifted mask, a mask of another image).
+
+    ``annotations``: an :class:`Annotations` or a folder (read with
+    ``skip_unannotated=True``, so a folder drawn part of the way shows what is drawn).
+    Each image is cut to the label frame (``crop``) and scaled to the mask size. The
+    first ``num`` samples in the folder's order (None: all, at most
+    :data:`MAX_PREVIEW_NUM`) run left to right. Returns the PNG path and the ids drawn.
+    """
+    if num is not None and (
+        isinstance(num, bool) or not isinstance(num, int) or not 1 <= num <= MAX_PREVIEW_NUM
+    ):
+        raise ValueError(f"num must be an int in 1..{MAX_PREVIEW_NUM} or None, got {num!r}")
+    out = Path(out)
+    if out.suffix.lower() != ".png":
+        raise ValueError(f"{out}: the preview is a PNG image; give a file name ending in .png")
+    problem = output_path_problem(out)
+    if problem:
+        raise ValueError(f"out={str(out)!r}: {problem}")
+    if isinstance(annotations, Annotations):
+        ann = annotations
+    elif isinstance(annotations, (str, os.PathLike)):
+        ann = Annotations.load(annotations, skip_unannotated=True)
+    else:
+        raise TypeError(
+            f"annotations must be an Annotations or a folder, got {type(annotations).__name__}"
+        )
+    where = ann.root if getattr(ann, "root", None) is not None else "the annotations"
+    if ann.images is None:
+        raise ValueError(
+            f"{where}: stores no images (latents only), so there is nothing to draw the masks "
+            "over; sample the folder with dgan-data sample, which stores them"
+        )
+    count = min(len(ann), num if num is not None else MAX_PREVIEW_NUM)
+    if num is None and len(ann) > count:
+        log.info("%s: drawing the first %d of %d samples", where, count, len(ann))
+    images = ann.images[:count].float() / 255.0
+    if ann.crop is not None:
+        top, left, height, width = ann.crop
+        images = images[:, :, top : top + height, left : left + width]
+    masks = ann.masks[:count]
+    if tuple(images.shape[-2:]) != tuple(masks.shape[-2:]):  # labels at a smaller size
+        images = F.interpolate(
+            images, size=tuple(masks.shape[-2:]), mode="bilinear", antialias=True,
+            align_corners=False,
+        ).clamp(0, 1)  # fmt: skip
+    palette = ann.palette or make_palette(ann.num_classes)
+    path = preview_grid(
+        images, masks, None, ann.class_names, palette, out, alpha=alpha, named_by_user=True
+    )
+    ids = list(ann.ids or [])[:count]
+    log.info("wrote a preview of %d annotated samples to %s", count, path)
+    return path, ids

@@ -242,18 +242,19 @@ GRID_MIN_TILE = 64
 
 
 def grid_layout(
-    num: int, tile: tuple[int, int], max_columns: int = GRID_MAX_COLUMNS
+    num: int, tile: tuple[int, int], max_columns: int = GRID_MAX_COLUMNS, rows: int = 3
 ) -> tuple[int, int, int, int]:
     """(columns, groups, width, height) of :func:`preview_grid`'s tile area.
 
-    Samples run left to right, ``max_columns`` per group; each group is three rows
-    (image, overlay, uncertainty); tiles are separated and framed by ``GRID_PAD`` px.
+    Samples run left to right, ``max_columns`` per group; each group is ``rows`` rows
+    (image, overlay, and the uncertainty where there is one); tiles are separated and
+    framed by ``GRID_PAD`` px.
     """
     cols = max(1, min(num, max_columns))
     groups = math.ceil(num / cols)
     th, tw = tile
     width = cols * tw + (cols + 1) * GRID_PAD
-    height = 3 * groups * th + (3 * groups + 1) * GRID_PAD
+    height = rows * groups * th + (rows * groups + 1) * GRID_PAD
     return cols, groups, width, height
 
 
@@ -286,7 +287,8 @@ def preview_grid(
     with a legend of the classes and the uncertainty's colour scale below.
 
     ``images`` (B, 3, H, W) in [0, 1], ``masks`` (B, H, W), ``uncertainty`` (B, H, W)
-    pixel scores (one colour scale for the whole grid, 0 .. the batch maximum).
+    pixel scores (one colour scale for the whole grid, 0 .. the batch maximum), or None
+    for masks without one (an annotation folder): two rows per sample, no scale.
     Tiles are enlarged ``scale`` times (nearest; None: the smallest integer making
     them at least ``GRID_MIN_TILE`` px high), at most ``max_columns`` samples per row
     (both ints >= 1). A legend strip runs below the tiles;
@@ -295,7 +297,13 @@ def preview_grid(
     :func:`dgan_data.fileio.atomic_write`).
     Returns the path.
     """
-    imgs, ms, us = as_numpy(images), as_numpy(masks), as_numpy(uncertainty).astype(np.float64)
+    imgs, ms = as_numpy(images), as_numpy(masks)
+    with_uncertainty = uncertainty is not None
+    us = (
+        as_numpy(uncertainty).astype(np.float64)
+        if with_uncertainty
+        else np.zeros(ms.shape, np.float64)
+    )
     if imgs.ndim != 4 or ms.ndim != 3 or us.ndim != 3:
         raise ValueError(
             f"expected images (B, 3, H, W), masks and uncertainty (B, H, W); got shapes "
@@ -315,7 +323,8 @@ def preview_grid(
     if scale is None:
         scale = max(1, math.ceil(GRID_MIN_TILE / H))
     th, tw = H * scale, W * scale
-    cols, _, grid_w, grid_h = grid_layout(B, (th, tw), max_columns)
+    rows = 3 if with_uncertainty else 2
+    cols, _, grid_w, grid_h = grid_layout(B, (th, tw), max_columns, rows)
     if max(grid_w, grid_h) > MAX_CANVAS_SIDE or grid_w * grid_h > MAX_CANVAS_PIXELS:
         raise ValueError(
             f"the grid would be {grid_w}x{grid_h} px (scale {scale}, {B} samples of {H}x{W}, "
@@ -325,7 +334,9 @@ def preview_grid(
     finite = np.isfinite(us)
     vmax = max(0.0, float(us[finite].max())) if finite.any() else 0.0  # vmin is 0
     key = legend(class_names, palette, width=grid_w)
-    scale_key = uncertainty_key(vmax, width=grid_w)
+    scale_key = (
+        uncertainty_key(vmax, width=grid_w) if with_uncertainty else np.zeros((0, 0, 3), np.uint8)
+    )
     canvas = np.full(
         (
             grid_h + key.shape[0] + scale_key.shape[0],
@@ -341,10 +352,10 @@ def preview_grid(
             to_uint8_image(imgs[b]),
             overlay(imgs[b], ms[b], palette, alpha=alpha),
             heatmap(us[b], vmin=0.0, vmax=vmax),
-        )
+        )[:rows]
         x = GRID_PAD + col * (tw + GRID_PAD)
         for r, tile in enumerate(tiles):
-            row = 3 * group + r
+            row = rows * group + r
             y = GRID_PAD + row * (th + GRID_PAD)
             canvas[y : y + th, x : x + tw] = tile.repeat(scale, axis=0).repeat(scale, axis=1)
     canvas[grid_h : grid_h + key.shape[0], : key.shape[1]] = key

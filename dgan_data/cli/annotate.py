@@ -124,6 +124,10 @@ def _print_report(report: ImportReport) -> int:
         return 0
     if report.ok:
         print(f"folder check: ok, ready for `dgan-data fit --annotations {report.root}`")
+        print(
+            "to look at the masks over their images: dgan-data preview --annotations "
+            f"{shlex.quote(str(report.root))} --out check.png"
+        )
         return 0
     print(f"folder check: {len(report.problems)} problems (not ready for fit):", file=sys.stderr)
     for problem in report.problems:

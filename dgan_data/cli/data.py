@@ -22,7 +22,7 @@ from ..export import (
 )
 from ..fileio import read_json
 from ..labeler import NonFiniteOutputError
-from ..preview import MAX_PREVIEW_NUM, preview
+from ..preview import DEFAULT_PREVIEW_NUM, MAX_PREVIEW_NUM, preview, preview_annotations
 from ..toy.render import SPLITS, VARIATIONS
 from .common import (
     Add,
@@ -31,6 +31,7 @@ from .common import (
     device_name,
     export_folder,
     fraction,
+    given_path,
     int_range,
     model_args,
     model_source,
@@ -49,9 +50,41 @@ MAX_STREAM_WORKERS = 64
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
+    if args.annotations is not None:
+        return _preview_annotations(args)
     kw = model_source(args)
-    path = preview(kw.pop("source"), args.num, args.out, args.seed, **kw)
+    num = DEFAULT_PREVIEW_NUM if args.num is None else args.num
+    out = Path("grid.png") if args.out is None else args.out
+    path = preview(kw.pop("source"), num, out, args.seed or 0, **kw)
     print(f"wrote {path}")
+    return 0
+
+
+def _preview_annotations(args: argparse.Namespace) -> int:
+    """``preview --annotations``: the folder's own images and masks, no model."""
+    given = [
+        flag
+        for flag, value in (
+            ("PRESET", args.preset),
+            ("--generator", args.generator),
+            ("--interpreter", args.interpreter),
+            ("--truncation", args.truncation),
+            ("--seed", args.seed),
+        )
+        if value is not None
+    ]
+    if given:
+        raise UsageError(
+            f"--annotations draws the folder's own images and masks, without a model; "
+            f"leave out {', '.join(given)}"
+        )
+    out = args.out if args.out is not None else Path("annotations.png")
+    path, ids = preview_annotations(args.annotations, out, args.num)
+    first, last = (ids[0], ids[-1]) if ids else ("", "")
+    print(
+        f"wrote {path}: {len(ids)} annotated sample{'s' if len(ids) != 1 else ''} "
+        f"({first} .. {last}, left to right), image above its mask"
+    )
     return 0
 
 
@@ -207,17 +240,33 @@ def register(add: Add) -> None:
         "Write a PNG grid of generated samples: image, mask overlay, pixel uncertainty.",
         "examples:\n  dgan-data preview toyface-14 --num 16 --out grid.png\n"
         "  dgan-data preview --generator g.pkl --interpreter i.safetensors --seed 3 "
-        "--out grid.png",
+        "--out grid.png\n"
+        "  dgan-data preview --annotations ann/ --out check.png   # the masks you drew",
     )
     model_args(p)
     p.add_argument(
         "--num",
         type=count_at_most(MAX_PREVIEW_NUM),
-        default=16,
-        help=f"number of samples, 1-{MAX_PREVIEW_NUM} (default 16)",
+        default=None,
+        help=f"number of samples, 1-{MAX_PREVIEW_NUM} (default {DEFAULT_PREVIEW_NUM}; "
+        "with --annotations, every drawn mask)",
     )
-    p.add_argument("--out", type=output_file, default=Path("grid.png"), help="PNG to write")
-    p.add_argument("--seed", type=seed_int, default=0, help="base seed (as in export)")
+    p.add_argument(
+        "--out",
+        type=output_file,
+        default=None,
+        help="PNG to write (default grid.png; annotations.png with --annotations)",
+    )
+    p.add_argument(
+        "--seed", type=seed_int, default=None, help="base seed (as in export; default 0)"
+    )
+    p.add_argument(
+        "--annotations",
+        type=given_path,
+        default=None,
+        help="draw this annotation folder's images with their masks instead (no model): "
+        "to check masks drawn or imported",
+    )
 
     p = add(
         "export",
