@@ -4,6 +4,7 @@ by eye (a wrong class, a shifted mask). Before, only ``inspect``'s counts showed
 
 from __future__ import annotations
 
+import json
 import logging
 import shlex
 import shutil
@@ -128,3 +129,16 @@ def test_import_masks_ends_with_the_check_command_and_it_runs(capsys, tmp_path, 
     code, out, err = run(capsys, *argv)
     assert code == 0, err
     assert (tmp_path / "check.png").exists() and "2 annotated samples" in out
+
+
+def test_inspect_on_a_folder_ends_with_the_check_command(capsys, tmp_path, monkeypatch):
+    folder = sampled_folder(TinyGenerator(), tmp_path / "ann", num=2)
+    code, out, err = run(capsys, "inspect", str(folder))
+    assert code == 0, err
+    last = out.strip().splitlines()[-1]
+    assert last == (
+        "to look at the masks over their images: dgan-data preview --annotations "
+        f"{shlex.quote(str(folder))} --out check.png"
+    )
+    code, out, _ = run(capsys, "inspect", str(folder), "--json")  # JSON stays JSON
+    assert code == 0 and json.loads(out)["kind"] == "annotation folder"

@@ -5,6 +5,7 @@ generator itself), as plain records the command prints as a table or as JSON."""
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +175,10 @@ def print_annotation_summary(info: dict[str, Any]) -> None:
             f"  {c['id']:>3}  {c['name']:<24} {100 * c['pixel_share']:6.2f} %  "
             f"{c['images']:>4} of {drawn}{flag}"
         )
+    print(
+        "to look at the masks over their images: dgan-data preview --annotations "
+        f"{shlex.quote(info['folder'])} --out check.png"
+    )
 
 
 def print_record(info: dict[str, Any]) -> None:
