@@ -42,7 +42,7 @@ from .presets import (
     load_interpreter,
     register_preset,
 )
-from .preview import preview, preview_annotations
+from .preview import preview, preview_annotations, preview_export
 from .stream import DatasetGANStream
 from .suggest import candidate_seeds, suggest_annotations, write_suggestions
 from .uncertainty import StreamingQuantile, js_divergence
@@ -84,6 +84,7 @@ __all__ = [
     "merge_shards",
     "preview",
     "preview_annotations",
+    "preview_export",
     "register_preset",
     "sample_annotation_folder",
     "suggest_annotations",

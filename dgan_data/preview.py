@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from .annotations import Annotations
 from .conventions import keyword_hints
+from .export import ExportedDataset
 from .fileio import output_path_problem
 from .labeler import check_labeler_options, labeler_from, warn_without_ensemble
 from .palette import make_palette
@@ -20,7 +21,13 @@ from .viz import preview_grid
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_PREVIEW_NUM", "MAX_PREVIEW_NUM", "preview", "preview_annotations"]
+__all__ = [
+    "DEFAULT_PREVIEW_NUM",
+    "MAX_PREVIEW_NUM",
+    "preview",
+    "preview_annotations",
+    "preview_export",
+]
 
 #: Most samples one preview draws: each is labeled and kept in memory, and the grid
 #: grows with them (256 samples of 1,024 px make a canvas of about 2.4 GB).
@@ -58,12 +65,7 @@ def preview(
         )
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    out = Path(out)
-    if out.suffix.lower() != ".png":
-        raise ValueError(f"{out}: the preview is a PNG image; give a file name ending in .png")
-    problem = output_path_problem(out)
-    if problem:  # before any model loads, not when the grid is written after the work
-        raise ValueError(f"out={str(out)!r}: {problem}")
+    out = _preview_path(out)  # before any model loads, not when the grid is written
     seeds = [sample_seed(check_seed(seed), 0, i) for i in range(num)]
     labeler, _ = labeler_from(source, generator, interpreter, device, **labeler_options)
     warn_without_ensemble(labeler, "preview", "the uncertainty row is blank")
@@ -107,16 +109,8 @@ def preview_annotations(
     first ``num`` samples in the folder's order (None: all, at most
     :data:`MAX_PREVIEW_NUM`) run left to right. Returns the PNG path and the ids drawn.
     """
-    if num is not None and (
-        isinstance(num, bool) or not isinstance(num, int) or not 1 <= num <= MAX_PREVIEW_NUM
-    ):
-        raise ValueError(f"num must be an int in 1..{MAX_PREVIEW_NUM} or None, got {num!r}")
-    out = Path(out)
-    if out.suffix.lower() != ".png":
-        raise ValueError(f"{out}: the preview is a PNG image; give a file name ending in .png")
-    problem = output_path_problem(out)
-    if problem:
-        raise ValueError(f"out={str(out)!r}: {problem}")
+    _check_folder_num(num)
+    out = _preview_path(out)
     if isinstance(annotations, Annotations):
         ann = annotations
     elif isinstance(annotations, (str, os.PathLike)):
@@ -151,3 +145,54 @@ def preview_annotations(
     ids = list(ann.ids or [])[:count]
     log.info("wrote a preview of %d annotated samples to %s", count, path)
     return path, ids
+
+
+@keyword_hints
+def preview_export(
+    folder: str | os.PathLike,
+    out: str | os.PathLike = "export.png",
+    num: int | None = None,
+    *,
+    alpha: float = 0.5,
+) -> tuple[Path, list[str]]:
+    """Draw the first ``num`` samples of a finished export (each image above its mask;
+    None: :data:`DEFAULT_PREVIEW_NUM`), read through :class:`ExportedDataset`, so a
+    dataset on disk can be looked at as the stream is. Returns the PNG path and the
+    ids drawn, left to right."""
+    _check_folder_num(num)
+    out = _preview_path(out)
+    data = ExportedDataset(folder)
+    count = min(len(data), DEFAULT_PREVIEW_NUM if num is None else num)
+    if count == 0:
+        raise ValueError(f"{data.root}: the export holds no samples")
+    items = [data[i] for i in range(count)]
+    path = preview_grid(
+        torch.stack([image for image, _ in items]),
+        torch.stack([mask for _, mask in items]),
+        None,
+        data.class_names,
+        data.palette,
+        out,
+        alpha=alpha,
+        named_by_user=True,
+    )
+    log.info("wrote a preview of %d exported samples to %s", count, path)
+    return path, [str(e["id"]) for e in data.entries[:count]]
+
+
+def _check_folder_num(num: Any) -> None:
+    if num is not None and (
+        isinstance(num, bool) or not isinstance(num, int) or not 1 <= num <= MAX_PREVIEW_NUM
+    ):
+        raise ValueError(f"num must be an int in 1..{MAX_PREVIEW_NUM} or None, got {num!r}")
+
+
+def _preview_path(out: str | os.PathLike) -> Path:
+    """``out`` as a Path, refused unless it ends in .png and can be written as a file."""
+    path = Path(out)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"{path}: the preview is a PNG image; give a file name ending in .png")
+    problem = output_path_problem(path)
+    if problem:
+        raise ValueError(f"out={str(path)!r}: {problem}")
+    return path

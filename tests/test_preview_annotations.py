@@ -107,6 +107,8 @@ def test_cli_draws_the_folder_and_refuses_a_model(capsys, tmp_path):
                        "--seed", "3", "--out", str(tmp_path / "no.png"))  # fmt: skip
     assert code == 2 and "leave out PRESET, --seed" in err
     assert not (tmp_path / "no.png").exists()
+    code, _, err = run(capsys, "preview", "--export", str(folder))
+    assert code == 2 and f"is an annotation folder: preview it with --annotations {folder}" in err
 
 
 def test_a_generated_preview_keeps_its_defaults(capsys, tmp_path, monkeypatch):

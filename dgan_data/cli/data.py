@@ -22,7 +22,14 @@ from ..export import (
 )
 from ..fileio import read_json
 from ..labeler import NonFiniteOutputError
-from ..preview import DEFAULT_PREVIEW_NUM, MAX_PREVIEW_NUM, preview, preview_annotations
+from ..presets.resolve import project_folder_kind
+from ..preview import (
+    DEFAULT_PREVIEW_NUM,
+    MAX_PREVIEW_NUM,
+    preview,
+    preview_annotations,
+    preview_export,
+)
 from ..toy.render import SPLITS, VARIATIONS
 from .common import (
     Add,
@@ -50,8 +57,8 @@ MAX_STREAM_WORKERS = 64
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
-    if args.annotations is not None:
-        return _preview_annotations(args)
+    if args.annotations is not None or args.export is not None:
+        return _preview_folder(args)
     kw = model_source(args)
     num = DEFAULT_PREVIEW_NUM if args.num is None else args.num
     out = Path("grid.png") if args.out is None else args.out
@@ -60,8 +67,18 @@ def cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
-def _preview_annotations(args: argparse.Namespace) -> int:
-    """``preview --annotations``: the folder's own images and masks, no model."""
+def _preview_folder(args: argparse.Namespace) -> int:
+    """``preview --annotations`` or ``--export``: a folder's own images and masks, no
+    model."""
+    if args.annotations is not None and args.export is not None:
+        raise UsageError("give --annotations or --export, not both")
+    option = "--annotations" if args.annotations is not None else "--export"
+    folder = args.annotations if args.annotations is not None else args.export
+    kind = project_folder_kind(folder)
+    other = {"annotations": "--annotations", "export": "--export"}.get(kind or "", option)
+    if other != option:
+        described = "an annotation folder" if kind == "annotations" else "an export"
+        raise UsageError(f"{folder} is {described}: preview it with {other} {folder}")
     given = [
         flag
         for flag, value in (
@@ -75,15 +92,20 @@ def _preview_annotations(args: argparse.Namespace) -> int:
     ]
     if given:
         raise UsageError(
-            f"--annotations draws the folder's own images and masks, without a model; "
+            f"{option} draws the folder's own images and masks, without a model; "
             f"leave out {', '.join(given)}"
         )
-    out = args.out if args.out is not None else Path("annotations.png")
-    path, ids = preview_annotations(args.annotations, out, args.num)
-    first, last = (ids[0], ids[-1]) if ids else ("", "")
+    if args.annotations is not None:
+        out = args.out if args.out is not None else Path("annotations.png")
+        path, ids = preview_annotations(args.annotations, out, args.num)
+        what = "annotated"
+    else:
+        out = args.out if args.out is not None else Path("export.png")
+        path, ids = preview_export(args.export, out, args.num)
+        what = "exported"
     print(
-        f"wrote {path}: {len(ids)} annotated sample{'s' if len(ids) != 1 else ''} "
-        f"({first} .. {last}, left to right), image above its mask"
+        f"wrote {path}: {len(ids)} {what} sample{'s' if len(ids) != 1 else ''} "
+        f"({ids[0]} .. {ids[-1]}, left to right), image above its mask"
     )
     return 0
 
@@ -241,7 +263,8 @@ def register(add: Add) -> None:
         "examples:\n  dgan-data preview toyface-14 --num 16 --out grid.png\n"
         "  dgan-data preview --generator g.pkl --interpreter i.safetensors --seed 3 "
         "--out grid.png\n"
-        "  dgan-data preview --annotations ann/ --out check.png   # the masks you drew",
+        "  dgan-data preview --annotations ann/ --out check.png   # the masks you drew\n"
+        "  dgan-data preview --export data/ --num 32 --out data.png   # an export on disk",
     )
     model_args(p)
     p.add_argument(
@@ -266,6 +289,13 @@ def register(add: Add) -> None:
         default=None,
         help="draw this annotation folder's images with their masks instead (no model): "
         "to check masks drawn or imported",
+    )
+    p.add_argument(
+        "--export",
+        type=given_path,
+        default=None,
+        help="draw the first samples of this finished export instead (no model; --num, "
+        f"default {DEFAULT_PREVIEW_NUM})",
     )
 
     p = add(
