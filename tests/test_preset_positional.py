@@ -44,7 +44,10 @@ def test_without_preset_or_flags_the_error_names_both_ways(capsys, tmp_path):
     code, _, err = run(capsys, "sample", "toyface-14", "--preset", "car-20", *SAMPLE,
                        "--out", str(tmp_path / "c"))  # fmt: skip
     assert code == 2 and "differ" in err
-    assert not any((tmp_path / name).exists() for name in "abc")
+    code, _, err = run(capsys, "sample", "toyface-14", "--generator", "toyface-14-wide",
+                       *SAMPLE, "--out", str(tmp_path / "d"))  # fmt: skip
+    assert code == 2 and "PRESET 'toyface-14' is not used when --generator is given" in err
+    assert not any((tmp_path / name).exists() for name in "abcd")
 
 
 def test_suggest_takes_the_preset_for_both_files_and_a_flag_overrides_it(capsys, tmp_path):

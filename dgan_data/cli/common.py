@@ -406,6 +406,12 @@ def fill_from_preset(args: argparse.Namespace) -> None:
     fills: tuple[str, ...] = getattr(args, "preset_fills", ())
     missing = [name for name in fills if getattr(args, name) is None]
     if not missing:
+        if fills and args.preset is not None:  # silently unused, it would mislead
+            flags = " and ".join(f"--{name}" for name in fills)
+            raise UsageError(
+                f"PRESET {args.preset!r} is not used when {flags} "
+                f"{'is' if len(fills) == 1 else 'are'} given; leave one out"
+            )
         return
     if args.preset is None:
         flags = " and ".join(f"--{name}" for name in fills)
