@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from test_annotations import TinyGenerator, problems_of, sampled_folder
+from test_cli_errors import run
 from test_import_palette import HAIR, ROWS, SKIN, _paint, _with_palette
 
 from dgan_data.annotations import AnnotationError, Annotations
@@ -78,3 +79,13 @@ def test_a_mask_saved_as_jpeg_in_the_folder_is_named_by_load(tmp_path):
     assert f"masks/{ids[1]}.png: missing ({ids[1]}.jpg is there, but only PNG is read" in (
         problems_of(err)
     )
+
+
+def test_the_import_summary_counts_one_sample_in_the_singular(capsys, tmp_path):
+    folder = _with_palette(tmp_path / "ann")
+    for sample_id in ("00000", "00001"):
+        _paint(tmp_path / "painted" / f"{sample_id}.png", ROWS)
+    code, out, _ = run(capsys, "import-masks", "--format", "palette", str(tmp_path / "painted"),
+                       "--annotations", str(folder))  # fmt: skip
+    assert code == 1  # the third mask is still missing
+    assert "1 sample without annotation (0 kept their mask)" in out

@@ -118,7 +118,8 @@ def _print_report(report: ImportReport) -> int:
     print(
         f"{verb} {counts['new'] + counts['replaced']} masks ({counts['new']} new, "
         f"{counts['replaced']} replaced), {counts['unchanged']} unchanged; "
-        f"{len(report.missing)} samples without annotation ({counts['kept']} kept their mask)"
+        f"{len(report.missing)} sample{'s' if len(report.missing) != 1 else ''} without "
+        f"annotation ({counts['kept']} kept their mask)"
     )
     if report.dry_run:
         return 0
