@@ -278,7 +278,8 @@ def register(add: Add) -> None:
         "--out",
         type=output_file,
         default=None,
-        help="PNG to write (default grid.png; annotations.png with --annotations)",
+        help="PNG to write (default grid.png; annotations.png with --annotations, "
+        "export.png with --export)",
     )
     p.add_argument(
         "--seed", type=seed_int, default=None, help="base seed (as in export; default 0)"
