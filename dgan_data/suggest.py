@@ -58,7 +58,15 @@ import torch.nn.functional as F
 
 from .annotations import Annotations, SampledFolder, sample_annotation_folder
 from .annotations.folder import merge_header, merge_header_problems
-from .conventions import IGNORE_INDEX, MAX_BATCH, check_bool, check_int, check_number, keyword_hints
+from .conventions import (
+    IGNORE_INDEX,
+    MAX_BATCH,
+    MIN_CLASS_IMAGES,
+    check_bool,
+    check_int,
+    check_number,
+    keyword_hints,
+)
 from .fileio import nonempty_path, write_json
 from .labeler import Labeler
 from .novelty import FeatureNovelty, nearest_distance
@@ -88,8 +96,8 @@ MIN_CLASS_PIXELS = 4
 COVERAGE_BY = ("peak", "mass", "labels")
 #: The rule :func:`suggest_annotations` and ``dgan-data suggest`` use by default.
 DEFAULT_COVERAGE_BY = "mass"
-#: Annotated images each class should appear in, by default.
-DEFAULT_COVERAGE_TARGET = 3
+#: Annotated images each class should appear in, by default: the rule ``fit`` warns by.
+DEFAULT_COVERAGE_TARGET = MIN_CLASS_IMAGES
 #: Most bytes of class probabilities one batch holds with coverage by peak or mass.
 _PROBABILITY_BYTES = 512 * 2**20
 #: Most distances one cdist of the diversity scale holds.
