@@ -16,6 +16,7 @@ from .export import ExportedDataset
 from .fileio import output_path_problem
 from .labeler import check_labeler_options, labeler_from, warn_without_ensemble
 from .palette import make_palette
+from .presets.resolve import load_generator
 from .seeds import check_seed, sample_seed
 from .viz import preview_grid
 
@@ -99,12 +100,18 @@ def preview_annotations(
     num: int | None = None,
     *,
     alpha: float = 0.5,
+    generator: Any = None,
+    device: Any = None,
 ) -> tuple[Path, list[str]]:
     """Draw an annotation folder's own images with its masks over them, to check masks
     drawn or imported by hand (a wrong class, a shifted mask, a mask of another image).
 
     ``annotations``: an :class:`Annotations` or a folder (read with
     ``skip_unannotated=True``, so a folder drawn part of the way shows what is drawn).
+    ``generator`` (a generator, a checkpoint path or a preset name; optional): draw the
+    images it regenerates from the folder's latents instead of the stored ones (a
+    folder that stores none, such as an imported DatasetGAN release); its fingerprint
+    must be the folder's.
     Each image is cut to the label frame (``crop``) and scaled to the mask size. The
     first ``num`` samples in the folder's order (None: all, at most
     :data:`MAX_PREVIEW_NUM`) run left to right. Returns the PNG path and the ids drawn.
@@ -120,14 +127,19 @@ def preview_annotations(
             f"annotations must be an Annotations or a folder, got {type(annotations).__name__}"
         )
     where = ann.root if getattr(ann, "root", None) is not None else "the annotations"
-    if ann.images is None:
-        raise ValueError(
-            f"{where}: stores no images (latents only), so there is nothing to draw the masks "
-            "over; sample the folder with dgan-data sample, which stores them"
-        )
     count = min(len(ann), num if num is not None else MAX_PREVIEW_NUM)
     if num is None and len(ann) > count:
         log.info("%s: drawing the first %d of %d samples", where, count, len(ann))
+    if generator is not None:
+        G = generator if isinstance(generator, torch.nn.Module) else load_generator(generator)
+        if device is not None:
+            G = G.to(device)
+        ann = ann.with_generated_images(G)  # checks G's fingerprint against the folder's
+    elif ann.images is None:
+        raise ValueError(
+            f"{where}: stores no images (latents only), so there is nothing to draw the masks "
+            "over; give the generator that regenerates them (generator=..., or --generator)"
+        )
     images = ann.images[:count].float() / 255.0
     if ann.crop is not None:
         top, left, height, width = ann.crop

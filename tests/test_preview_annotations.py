@@ -4,6 +4,7 @@ by eye (a wrong class, a shifted mask). Before, only ``inspect``'s counts showed
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shlex
@@ -17,6 +18,8 @@ from test_annotations import TinyGenerator, sampled_folder
 from test_cli_errors import run
 
 from dgan_data import Annotations, make_palette, preview_annotations
+from dgan_data.annotations import AnnotationError
+from dgan_data.presets import resolve_preset_file
 from dgan_data.viz import GRID_PAD, grid_layout, legend, overlay, to_uint8_image
 
 NAMES = ["background", "skin", "hair"]
@@ -144,3 +147,30 @@ def test_inspect_on_a_folder_ends_with_the_check_command(capsys, tmp_path, monke
     )
     code, out, _ = run(capsys, "inspect", str(folder), "--json")  # JSON stays JSON
     assert code == 0 and json.loads(out)["kind"] == "annotation folder"
+
+
+def test_a_generator_redraws_the_images_of_a_folder_that_stores_none(tmp_path):
+    tiny = TinyGenerator()
+    stored = Annotations.load(sampled_folder(tiny, tmp_path / "ann", num=2))
+    latents_only = dataclasses.replace(stored, images=None)
+    with pytest.raises(ValueError, match=r"stores no images .* give the generator"):
+        preview_annotations(latents_only, tmp_path / "x.png")
+    redrawn, _ = preview_annotations(latents_only, tmp_path / "r.png", generator=tiny)
+    kept, _ = preview_annotations(stored, tmp_path / "s.png")
+    # the folder's latents regenerate exactly the images it stored
+    assert np.array_equal(np.asarray(Image.open(redrawn)), np.asarray(Image.open(kept)))
+    with pytest.raises(AnnotationError, match="annotations were made with generator"):
+        preview_annotations(latents_only, tmp_path / "w.png", generator="toyface-14")
+
+
+def test_cli_redraws_with_generator_and_refuses_it_for_an_export(capsys, tmp_path):
+    folder = tmp_path / "ann"
+    shutil.copytree(resolve_preset_file("toyface-14", "interpreter").parent / "annotations",
+                    folder)  # fmt: skip
+    code, out, err = run(capsys, "preview", "--annotations", str(folder), "--generator",
+                         "toyface-14", "--num", "2", "--out", str(tmp_path / "g.png"))  # fmt: skip
+    assert code == 0, err
+    assert "2 annotated samples (00000 .. 00001" in out
+    code, _, err = run(capsys, "preview", "--export", str(tmp_path / "data"), "--generator",
+                       "toyface-14")  # fmt: skip
+    assert code == 2 and "leave out --generator" in err

@@ -83,7 +83,7 @@ def _preview_folder(args: argparse.Namespace) -> int:
         flag
         for flag, value in (
             ("PRESET", args.preset),
-            ("--generator", args.generator),
+            ("--generator", args.generator if args.export is not None else None),
             ("--interpreter", args.interpreter),
             ("--truncation", args.truncation),
             ("--seed", args.seed),
@@ -97,7 +97,9 @@ def _preview_folder(args: argparse.Namespace) -> int:
         )
     if args.annotations is not None:
         out = args.out if args.out is not None else Path("annotations.png")
-        path, ids = preview_annotations(args.annotations, out, args.num)
+        path, ids = preview_annotations(
+            args.annotations, out, args.num, generator=args.generator, device=args.device
+        )
         what = "annotated"
     else:
         out = args.out if args.out is not None else Path("export.png")
