@@ -131,16 +131,18 @@ def preview_annotations(
     if num is None and len(ann) > count:
         log.info("%s: drawing the first %d of %d samples", where, count, len(ann))
     if generator is not None:
-        G = generator if isinstance(generator, torch.nn.Module) else load_generator(generator)
-        if device is not None:
-            G = G.to(device)
+        if isinstance(generator, torch.nn.Module):
+            G = generator if device is None else generator.to(device)
+        else:
+            G = load_generator(generator, device=device)
         ann = ann.with_generated_images(G)  # checks G's fingerprint against the folder's
-    elif ann.images is None:
+    stored = ann.images
+    if stored is None:
         raise ValueError(
             f"{where}: stores no images (latents only), so there is nothing to draw the masks "
             "over; give the generator that regenerates them (generator=..., or --generator)"
         )
-    images = ann.images[:count].float() / 255.0
+    images = stored[:count].cpu().float() / 255.0
     if ann.crop is not None:
         top, left, height, width = ann.crop
         images = images[:, :, top : top + height, left : left + width]
@@ -173,7 +175,7 @@ def preview_export(
     ids drawn, left to right."""
     _check_folder_num(num)
     out = _preview_path(out)
-    data = ExportedDataset(folder)
+    data = ExportedDataset(Path(folder))
     count = min(len(data), DEFAULT_PREVIEW_NUM if num is None else num)
     if count == 0:
         raise ValueError(f"{data.root}: the export holds no samples")
