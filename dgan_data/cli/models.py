@@ -427,12 +427,13 @@ def register(add: Add) -> None:
         "--truncation",
         type=truncation_psi,
         default=None,
-        help="truncation psi (default: the preset's when --generator names one, else 1.0)",
+        help="truncation psi (default: the preset's when PRESET or --generator names one, "
+        "else 1.0)",
     )
     p.add_argument(
         "--classes",
         help="comma-separated class names to store in the manifest (default: the preset's, "
-        "when --generator names one)",
+        "when PRESET or --generator names one)",
     )
     p.add_argument(
         "--id-prefix",
