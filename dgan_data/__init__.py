@@ -27,6 +27,7 @@ from .generators import (
     StyleGAN1Generator,
     StyleGAN2Generator,
 )
+from .holdout import holdout_scores
 from .interpreter import Interpreter, Prediction
 from .labeler import LabeledBatch, Labeler
 from .metrics import ConfusionMatrix, five_fold_protocol, holdout_protocol
@@ -73,6 +74,7 @@ __all__ = [
     "five_fold_protocol",
     "get_preset",
     "holdout_protocol",
+    "holdout_scores",
     "import_datasetgan_release",
     "import_masks",
     "js_divergence",

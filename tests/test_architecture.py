@@ -32,6 +32,7 @@ LAYERS = {
     "dgan_data.stream": 6,
     "dgan_data.export": 6,
     "dgan_data.preview": 6,
+    "dgan_data.holdout": 6,
     "dgan_data.suggest": 6,
     "dgan_data.downstream": 7,
     "dgan_data.cli": 8,

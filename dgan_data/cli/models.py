@@ -17,6 +17,7 @@ from ..annotations.tools import manifest_palette
 from ..conventions import IGNORE_INDEX, short_list
 from ..fileio import read_json
 from ..generators import LOADER_OPTIONS as GENERATOR_LOADER_OPTIONS
+from ..holdout import holdout_scores
 from ..interpreter import Interpreter
 from ..interpreter.context import MAX_CONTEXT
 from ..interpreter.io import MAX_MODELS
@@ -53,6 +54,7 @@ from .summaries import (
     annotation_summary,
     export_summary,
     fit_summary,
+    holdout_report,
     inspect_kind,
     interpreter_summary,
     print_annotation_summary,
@@ -356,6 +358,18 @@ def cmd_fit(args: argparse.Namespace) -> int:
     options = {"with_image": args.with_image, "context": args.context}
     if args.max_steps is not None:
         options["max_steps"] = args.max_steps
+    if args.holdout is not None:
+        if args.holdout >= len(ann):
+            raise UsageError(
+                f"--holdout {args.holdout}: {args.annotations} has {len(ann)} annotated "
+                "images; hold out fewer, so that some are left to fit on"
+            )
+        scores = holdout_scores(
+            G, ann, args.holdout, seed=args.seed, num_models=args.num_models,
+            progress=not args.no_progress, **options,
+        )  # fmt: skip
+        print(holdout_report(scores))
+        print(f"now fitting on all {len(ann)} images")
     interp = Interpreter.fit(
         G, ann, num_models=args.num_models, seed=args.seed, progress=not args.no_progress, **options
     )
@@ -491,6 +505,14 @@ def register(add: Add) -> None:
     p.add_argument("--device", type=device_name, default=None)
     p.add_argument(
         "--skip-validation", action="store_true", help="do not regenerate and compare images first"
+    )
+    p.add_argument(
+        "--holdout",
+        type=positive_int,
+        default=None,
+        metavar="K",
+        help="first fit on all but K annotated images (drawn with --seed) and print how "
+        "well their masks are predicted, per class; then fit on all",
     )
     skip_unannotated_arg(p, "train on")
     no_progress_arg(p)

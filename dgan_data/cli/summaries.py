@@ -200,3 +200,22 @@ def inspect_kind(path: Path) -> str:
     if is_interpreter_file(path):
         return "interpreter"
     return "generator"
+
+
+def holdout_report(scores: dict[str, Any]) -> str:
+    """``fit --holdout``'s table: the held-out images, the mIoU, and per class its IoU and
+    held-out pixels, flagging classes the held-out masks hold but the labels miss."""
+    held, trained = scores["held_out"], scores["trained_on"]
+    lines = [
+        f"held out {len(held)} of {len(held) + trained} annotated images "
+        f"({short_list(held)}); an interpreter fitted on the other {trained} labels them "
+        f"with mIoU {scores['miou']:.3f}, pixel accuracy {scores['pixel_accuracy']:.3f}",
+        "  id  class                     IoU  held-out pixels",
+    ]
+    for k, (name, iou, pixels) in enumerate(
+        zip(scores["class_names"], scores["iou"], scores["support"])
+    ):
+        value = "   -" if iou is None else f"{iou:.2f}"
+        flag = "   <- missed" if name in scores["missed"] else ""
+        lines.append(f"  {k:>2}  {name:<24} {value:>4}  {pixels:>15,}{flag}")
+    return "\n".join(lines)

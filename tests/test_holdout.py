@@ -1,0 +1,91 @@
+"""``holdout_scores`` / ``dgan-data fit --holdout K``: how well an interpreter fitted on
+the other annotated images labels K held-out ones, per class. Before, the only number
+was the fit's accuracy on its own training pixels (0.99 on the toy preset)."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from test_cli_errors import run
+
+from dgan_data import Annotations, Interpreter, Labeler, holdout_scores, load_generator
+from dgan_data.holdout import take_samples
+from dgan_data.presets import resolve_preset_file
+
+FIT = {"num_models": 1, "max_steps": 30, "progress": False}
+
+
+@pytest.fixture(scope="module")
+def toy():
+    folder = resolve_preset_file("toyface-14", "interpreter").parent / "annotations"
+    return load_generator("toyface-14"), Annotations.load(folder)
+
+
+def test_take_samples_keeps_each_field_of_the_chosen_samples(toy):
+    _, ann = toy
+    part = take_samples(ann, [5, 2])
+    assert part.ids == [ann.ids[5], ann.ids[2]] and part.seeds == [ann.seeds[5], ann.seeds[2]]
+    assert torch.equal(part.masks, ann.masks[[5, 2]])
+    assert torch.equal(part.images, ann.images[[5, 2]])
+    assert part.class_names == ann.class_names and part.truncation_psi == ann.truncation_psi
+
+
+def test_scores_match_a_fit_and_labels_made_by_hand(toy):
+    G, ann = toy
+    scores = holdout_scores(G, ann, 4, seed=3, **FIT)
+    held = [ann.ids.index(i) for i in scores["held_out"]]
+    assert len(held) == 4 and scores["trained_on"] == 12
+    train = [i for i in range(len(ann)) if i not in held]
+    # the same fit, then the held-out images labeled from their seeds (another path)
+    interp = Interpreter.fit(G, take_samples(ann, train), seed=3, **FIT)
+    labeler = Labeler(G, interp, truncation_psi=ann.truncation_psi)
+    labels = labeler.label([ann.seeds[i] for i in held]).masks.numpy()
+    target = ann.masks[held].numpy()
+    for k, iou in enumerate(scores["iou"]):
+        inter = np.sum((labels == k) & (target == k))
+        union = np.sum((labels == k) | (target == k))
+        if union == 0:
+            assert iou is None
+        else:
+            assert iou == pytest.approx(inter / union)
+        assert scores["support"][k] == np.sum(target == k)
+    zero = [ann.class_names[k] for k, v in enumerate(scores["iou"])
+            if v == 0.0 and scores["support"][k] > 0]  # fmt: skip
+    assert scores["missed"] == zero
+
+
+def test_the_seed_draws_the_held_out_images(toy):
+    G, ann = toy
+    a = holdout_scores(G, ann, 3, seed=0, **FIT)["held_out"]
+    assert holdout_scores(G, ann, 3, seed=0, **FIT)["held_out"] == a
+    assert holdout_scores(G, ann, 3, seed=1, **FIT)["held_out"] != a
+
+
+def test_bad_input_is_refused(toy):
+    G, ann = toy
+    with pytest.raises(ValueError, match="holdout"):
+        holdout_scores(G, ann, 16, **FIT)
+    with pytest.raises(ValueError, match="at least 2 annotated images"):
+        holdout_scores(G, take_samples(ann, [0]), 1, **FIT)
+    with pytest.raises(TypeError, match="must be an Annotations"):
+        holdout_scores(G, "ann/", 1, **FIT)
+
+
+def test_fit_holdout_prints_the_table_then_fits_on_all(capsys, tmp_path):
+    folder = tmp_path / "ann"
+    shutil.copytree(resolve_preset_file("toyface-14", "interpreter").parent / "annotations",
+                    folder)  # fmt: skip
+    argv = ["fit", "toyface-14", "--annotations", str(folder), "--num-models", "1",
+            "--max-steps", "30", "--skip-validation", "--no-progress"]  # fmt: skip
+    code, out, err = run(capsys, *argv, "--holdout", "4", "--out", str(tmp_path / "i.safetensors"))
+    assert code == 0, err
+    assert "held out 4 of 16 annotated images" in out and "now fitting on all 16 images" in out
+    assert all(name in out for name in Annotations.load(folder).class_names)
+    final = Interpreter.load(tmp_path / "i.safetensors")
+    assert final.training_info["num_images"] == 16
+    code, _, err = run(capsys, *argv, "--holdout", "16", "--out", str(tmp_path / "j.safetensors"))
+    assert code == 2 and "hold out fewer" in err
+    assert not (tmp_path / "j.safetensors").exists()
