@@ -53,6 +53,7 @@ def holdout_scores(
     annotations: Annotations,
     holdout: int = 4,
     *,
+    rounds: int = 1,
     seed: int = 0,
     num_models: int = 10,
     device: Any = None,
@@ -62,10 +63,14 @@ def holdout_scores(
     the fit) and score the interpreter's labels of the held-out images against their
     masks.
 
+    ``rounds`` > 1 repeats this with disjoint held-out draws (``rounds * holdout`` at
+    most the number of images; ``len // holdout`` rounds hold every image out once when
+    it divides) and pools the counts of all rounds: a steadier score, one fit per round.
     ``fit_kwargs`` go to :meth:`Interpreter.fit` as for the final fit. Returns a dict:
-    ``held_out`` (ids), ``iou`` (per class, None where the held-out masks and labels
-    both lack the class), ``miou`` (over the classes present), ``pixel_accuracy`` and
-    ``missed`` (names of classes in the held-out masks whose IoU is 0).
+    ``held_out`` (ids, round by round), ``rounds``, ``round_miou`` (each round's mIoU),
+    ``iou`` (per class, None where the held-out masks and labels both lack the class),
+    ``support``, ``miou`` (over the classes present), ``pixel_accuracy`` and ``missed``
+    (names of classes in the held-out masks whose IoU is 0).
     """
     if not isinstance(annotations, Annotations):
         raise TypeError(f"annotations must be an Annotations, got {type(annotations).__name__}")
@@ -73,9 +78,60 @@ def holdout_scores(
     if n < 2:
         raise ValueError(f"holding images out needs at least 2 annotated images, got {n}")
     holdout = check_int(holdout, "holdout", 1, n - 1)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(check_seed(seed)))
-    held_idx = sorted(order[:holdout].tolist())
-    train_idx = sorted(order[holdout:].tolist())
+    rounds = check_int(rounds, "rounds", 1)
+    if rounds * holdout > n:
+        raise ValueError(
+            f"rounds={rounds} of holdout={holdout} need {rounds * holdout} annotated images, "
+            f"got {n}: at most {n // holdout} disjoint rounds of {holdout}"
+        )
+    seed = check_seed(seed)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    confusion = ConfusionMatrix(annotations.num_classes)
+    held_out: list[Any] = []
+    round_miou: list[float] = []
+    for r in range(rounds):
+        held_idx = sorted(order[r * holdout : (r + 1) * holdout])
+        train_idx = [i for i in range(n) if i not in held_idx]
+        labels, held = _held_out_labels(
+            G, annotations, train_idx, held_idx, num_models, device, seed, fit_kwargs
+        )
+        this_round = ConfusionMatrix(annotations.num_classes)
+        for matrix in (confusion, this_round):
+            matrix.update(labels, held.masks.to(torch.int64))
+        round_miou.append(float(this_round.compute()["miou"]))
+        held_out += [annotations.ids[i] for i in held_idx] if annotations.ids else held_idx
+    scores = confusion.compute()
+    iou = [None if v != v else float(v) for v in scores["iou"].tolist()]
+    names = annotations.class_names
+    support = scores["support"].tolist()
+    missed = [names[k] for k, v in enumerate(iou) if support[k] > 0 and v == 0.0]
+    result = {
+        "held_out": held_out,
+        "rounds": rounds,
+        "round_miou": round_miou,
+        "trained_on": n - holdout,
+        "class_names": list(names),
+        "iou": iou,
+        "support": [int(s) for s in support],
+        "miou": float(scores["miou"]),
+        "pixel_accuracy": float(scores["pixel_accuracy"]),
+        "missed": missed,
+    }
+    log.info("held-out mIoU %.3f on %d images", result["miou"], len(held_out))
+    return result
+
+
+def _held_out_labels(
+    G: Any,
+    annotations: Annotations,
+    train_idx: list[int],
+    held_idx: list[int],
+    num_models: int,
+    device: Any,
+    seed: int,
+    fit_kwargs: dict[str, Any],
+) -> tuple[torch.Tensor, Annotations]:
+    """Labels (on the CPU) of the held-out images by an interpreter fitted on the rest."""
     train, held = take_samples(annotations, train_idx), take_samples(annotations, held_idx)
     interp = Interpreter.fit(
         G, train, num_models=num_models, device=device, seed=seed, **fit_kwargs
@@ -85,22 +141,4 @@ def holdout_scores(
     with torch.no_grad():
         image, feats = G.synthesize(w, noise=held.noise)
     labels = labeler.label_synthesized(image, feats, list(range(len(held_idx)))).masks
-    confusion = ConfusionMatrix(annotations.num_classes)
-    confusion.update(labels.cpu(), held.masks.to(torch.int64))
-    scores = confusion.compute()
-    iou = [None if v != v else float(v) for v in scores["iou"].tolist()]
-    names = annotations.class_names
-    support = scores["support"].tolist()
-    missed = [names[k] for k, v in enumerate(iou) if support[k] > 0 and v == 0.0]
-    result = {
-        "held_out": [annotations.ids[i] for i in held_idx] if annotations.ids else held_idx,
-        "trained_on": len(train_idx),
-        "class_names": list(names),
-        "iou": iou,
-        "support": [int(s) for s in support],
-        "miou": float(scores["miou"]),
-        "pixel_accuracy": float(scores["pixel_accuracy"]),
-        "missed": missed,
-    }
-    log.info("held-out mIoU %.3f on %d images", result["miou"], holdout)
-    return result
+    return labels.cpu(), held

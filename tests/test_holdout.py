@@ -89,3 +89,34 @@ def test_fit_holdout_prints_the_table_then_fits_on_all(capsys, tmp_path):
     code, _, err = run(capsys, *argv, "--holdout", "16", "--out", str(tmp_path / "j.safetensors"))
     assert code == 2 and "hold out fewer" in err
     assert not (tmp_path / "j.safetensors").exists()
+
+
+def test_rounds_hold_each_image_out_once_and_pool_the_counts(toy):
+    G, ann = toy
+    one = holdout_scores(G, ann, 4, seed=2, **FIT)
+    four = holdout_scores(G, ann, 4, rounds=4, seed=2, **FIT)
+    assert sorted(four["held_out"]) == sorted(ann.ids)  # every image once
+    assert four["held_out"][:4] == one["held_out"]  # round 0 is the single draw
+    assert four["round_miou"][0] == pytest.approx(one["miou"])
+    assert len(four["round_miou"]) == 4 and four["rounds"] == 4
+    # pooled over all rounds: every labelled pixel of every mask is counted once
+    assert sum(four["support"]) == int((ann.masks != 255).sum())
+    with pytest.raises(ValueError, match="at most 4 disjoint rounds of 4"):
+        holdout_scores(G, ann, 4, rounds=5, **FIT)
+
+
+def test_fit_holdout_rounds_cli(capsys, tmp_path):
+    folder = tmp_path / "ann"
+    shutil.copytree(resolve_preset_file("toyface-14", "interpreter").parent / "annotations",
+                    folder)  # fmt: skip
+    argv = ["fit", "toyface-14", "--annotations", str(folder), "--num-models", "1",
+            "--max-steps", "10", "--skip-validation", "--no-progress"]  # fmt: skip
+    code, out, err = run(capsys, *argv, "--holdout", "8", "--holdout-rounds", "2",
+                         "--out", str(tmp_path / "i.safetensors"))  # fmt: skip
+    assert code == 0, err
+    assert "held out 8 of 16 annotated images in each of 2 rounds (16 images in all" in out
+    for extra, words in ((["--holdout", "8", "--holdout-rounds", "3"], "at most 2 disjoint"),
+                         (["--holdout-rounds", "2"], "needs --holdout K")):  # fmt: skip
+        code, _, err = run(capsys, *argv, *extra, "--out", str(tmp_path / "j.safetensors"))
+        assert code == 2 and words in err
+    assert not (tmp_path / "j.safetensors").exists()

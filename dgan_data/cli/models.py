@@ -358,14 +358,23 @@ def cmd_fit(args: argparse.Namespace) -> int:
     options = {"with_image": args.with_image, "context": args.context}
     if args.max_steps is not None:
         options["max_steps"] = args.max_steps
+    if args.holdout_rounds is not None and args.holdout is None:
+        raise UsageError("--holdout-rounds needs --holdout K (the images held out per round)")
     if args.holdout is not None:
         if args.holdout >= len(ann):
             raise UsageError(
                 f"--holdout {args.holdout}: {args.annotations} has {len(ann)} annotated "
                 "images; hold out fewer, so that some are left to fit on"
             )
+        rounds = args.holdout_rounds or 1
+        if rounds * args.holdout > len(ann):
+            raise UsageError(
+                f"--holdout {args.holdout} --holdout-rounds {rounds} needs "
+                f"{rounds * args.holdout} annotated images, {args.annotations} has "
+                f"{len(ann)}: at most {len(ann) // args.holdout} disjoint rounds"
+            )
         scores = holdout_scores(
-            G, ann, args.holdout, seed=args.seed, num_models=args.num_models,
+            G, ann, args.holdout, rounds=rounds, seed=args.seed, num_models=args.num_models,
             progress=not args.no_progress, **options,
         )  # fmt: skip
         print(holdout_report(scores))
@@ -513,6 +522,14 @@ def register(add: Add) -> None:
         metavar="K",
         help="first fit on all but K annotated images (drawn with --seed) and print how "
         "well their masks are predicted, per class; then fit on all",
+    )
+    p.add_argument(
+        "--holdout-rounds",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="with --holdout K: N rounds with disjoint held-out images, counts pooled "
+        "(N = images // K holds each image out once); one fit per round",
     )
     skip_unannotated_arg(p, "train on")
     no_progress_arg(p)

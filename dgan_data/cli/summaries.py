@@ -205,11 +205,23 @@ def inspect_kind(path: Path) -> str:
 def holdout_report(scores: dict[str, Any]) -> str:
     """``fit --holdout``'s table: the held-out images, the mIoU, and per class its IoU and
     held-out pixels, flagging classes the held-out masks hold but the labels miss."""
-    held, trained = scores["held_out"], scores["trained_on"]
+    held, trained, rounds = scores["held_out"], scores["trained_on"], scores["rounds"]
+    per_round = len(held) // rounds
+    total = per_round + trained
+    if rounds == 1:
+        head = (
+            f"held out {per_round} of {total} annotated images ({short_list(held)}); an "
+            f"interpreter fitted on the other {trained} labels them"
+        )
+    else:
+        each = ", ".join(f"{v:.3f}" for v in scores["round_miou"])
+        head = (
+            f"held out {per_round} of {total} annotated images in each of {rounds} rounds "
+            f"({len(held)} images in all, each once); interpreters fitted on the other "
+            f"{trained} label them with mIoU {each} by round, pooled"
+        )
     lines = [
-        f"held out {len(held)} of {len(held) + trained} annotated images "
-        f"({short_list(held)}); an interpreter fitted on the other {trained} labels them "
-        f"with mIoU {scores['miou']:.3f}, pixel accuracy {scores['pixel_accuracy']:.3f}",
+        f"{head} with mIoU {scores['miou']:.3f}, pixel accuracy {scores['pixel_accuracy']:.3f}",
         "  id  class                     IoU  held-out pixels",
     ]
     for k, (name, iou, pixels) in enumerate(
