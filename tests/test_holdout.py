@@ -74,12 +74,18 @@ def test_bad_input_is_refused(toy):
         holdout_scores(G, "ann/", 1, **FIT)
 
 
-def test_fit_holdout_prints_the_table_then_fits_on_all(capsys, tmp_path):
+def _fit_argv(tmp_path, max_steps: int) -> tuple[list[str], object]:
+    """``dgan-data fit`` on a copy of the preset's annotations, a short fit."""
     folder = tmp_path / "ann"
     shutil.copytree(resolve_preset_file("toyface-14", "interpreter").parent / "annotations",
                     folder)  # fmt: skip
     argv = ["fit", "toyface-14", "--annotations", str(folder), "--num-models", "1",
-            "--max-steps", "30", "--skip-validation", "--no-progress"]  # fmt: skip
+            "--max-steps", str(max_steps), "--skip-validation", "--no-progress"]  # fmt: skip
+    return argv, folder
+
+
+def test_fit_holdout_prints_the_table_then_fits_on_all(capsys, tmp_path):
+    argv, folder = _fit_argv(tmp_path, 30)
     code, out, err = run(capsys, *argv, "--holdout", "4", "--out", str(tmp_path / "i.safetensors"))
     assert code == 0, err
     assert "held out 4 of 16 annotated images" in out and "now fitting on all 16 images" in out
@@ -106,11 +112,7 @@ def test_rounds_hold_each_image_out_once_and_pool_the_counts(toy):
 
 
 def test_fit_holdout_rounds_cli(capsys, tmp_path):
-    folder = tmp_path / "ann"
-    shutil.copytree(resolve_preset_file("toyface-14", "interpreter").parent / "annotations",
-                    folder)  # fmt: skip
-    argv = ["fit", "toyface-14", "--annotations", str(folder), "--num-models", "1",
-            "--max-steps", "10", "--skip-validation", "--no-progress"]  # fmt: skip
+    argv, _ = _fit_argv(tmp_path, 10)
     code, out, err = run(capsys, *argv, "--holdout", "8", "--holdout-rounds", "2",
                          "--out", str(tmp_path / "i.safetensors"))  # fmt: skip
     assert code == 0, err
