@@ -51,6 +51,8 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import torch
+
 from .conventions import check_int, did_you_mean, with_hint
 from .seeds import derive_seed
 
@@ -58,6 +60,7 @@ __all__ = [
     "DEFAULT_IMAGE_RATE",
     "ClassBalancer",
     "achievable_rate",
+    "class_pixel_counts",
     "present_classes",
     "resolve_targets",
 ]
@@ -117,6 +120,15 @@ def resolve_targets(
             raise ValueError(f"class_balance rate of {name!r} must be in [0, 1], got {rate!r}")
         targets[list(class_names).index(name)] = float(rate)
     return targets
+
+
+def class_pixel_counts(masks: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(N, K) int64: the labeled pixels of each class in each of the N masks (N, H, W) of
+    class ids 0..K-1, on the masks' device. The ignore index (255) is not counted."""
+    flat = masks.reshape(len(masks), -1).to(torch.int64).clamp(max=num_classes)
+    counts = torch.zeros(len(masks), num_classes + 1, dtype=torch.int64, device=masks.device)
+    counts.scatter_add_(1, flat, torch.ones_like(flat))
+    return counts[:, :num_classes]
 
 
 def present_classes(

@@ -58,6 +58,7 @@ import torch.nn.functional as F
 
 from .annotations import Annotations, SampledFolder, sample_annotation_folder
 from .annotations.folder import merge_header, merge_header_problems
+from .balance import class_pixel_counts
 from .conventions import (
     IGNORE_INDEX,
     MAX_BATCH,
@@ -159,11 +160,7 @@ class SuggestionReport:
 
 def _descriptor(masks: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(descriptors (B, K + 16), class pixel counts (B, K)) of label maps (B, H, W)."""
-    B = masks.shape[0]
-    flat = masks.flatten(1).clamp(max=num_classes)  # ignore -> K
-    counts = torch.zeros(B, num_classes + 1, device=masks.device)
-    counts.scatter_add_(1, flat, torch.ones_like(flat, dtype=counts.dtype))
-    counts = counts[:, :num_classes]
+    counts = class_pixel_counts(masks, num_classes).float()
     shares = (counts / counts.sum(1, keepdim=True).clamp_min(1)).sqrt()
     foreground = ((masks != 0) & (masks != IGNORE_INDEX)).float()[:, None]
     layout = F.adaptive_avg_pool2d(foreground, _GRID).flatten(1)

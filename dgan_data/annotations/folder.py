@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..balance import class_pixel_counts
 from ..conventions import (
     IGNORE_INDEX,
     MAX_BATCH,
@@ -391,17 +392,12 @@ class Annotations:
         counts of masks holding at least one pixel of the class), ``ignored`` (pixels at
         255) and ``total`` (all mask pixels). What decides whether a class can be learnt:
         a class in no mask is never predicted, and one in one or two images rarely well."""
-        labels = self.masks.to(torch.int64)
-        valid = labels != IGNORE_INDEX
-        pixels = torch.bincount(labels[valid], minlength=self.num_classes)
-        present = torch.zeros(len(self), self.num_classes, dtype=torch.bool)
-        for i in range(len(self)):
-            present[i, labels[i][valid[i]].unique()] = True
+        counts = class_pixel_counts(self.masks, self.num_classes)
         return {
-            "pixels": [int(v) for v in pixels[: self.num_classes]],
-            "images": [int(v) for v in present.sum(0)],
-            "ignored": int((~valid).sum()),
-            "total": int(labels.numel()),
+            "pixels": [int(v) for v in counts.sum(0)],
+            "images": [int(v) for v in (counts > 0).sum(0)],
+            "ignored": int((self.masks == IGNORE_INDEX).sum()),
+            "total": int(self.masks.numel()),
         }
 
     @property

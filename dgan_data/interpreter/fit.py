@@ -18,7 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..conventions import IGNORE_INDEX, MIN_CLASS_IMAGES, short_list
+from ..balance import class_pixel_counts
+from ..conventions import MIN_CLASS_IMAGES, short_list
 from ..progress import progress_bar
 from ..seeds import derive_seed
 from .resample import Crop, Layout, feature_layout, layout_diffs, taps
@@ -243,10 +244,7 @@ def _warn_thin_classes(
     """Warn about classes the annotations barely teach: none in any mask (never
     predicted), or in fewer than ``MIN_CLASS_IMAGES`` masks (rarely learnt well)."""
     num_classes = len(counts)
-    images = torch.zeros(num_classes, dtype=torch.int64)
-    for mask in masks:
-        labels = mask[mask != IGNORE_INDEX].to(torch.int64)
-        images += torch.bincount(labels, minlength=num_classes)[:num_classes].cpu() > 0
+    images = (class_pixel_counts(masks, num_classes) > 0).sum(0).cpu()
 
     def named(k: int) -> str:
         return f"{names[k]} ({k})" if names else str(k)
