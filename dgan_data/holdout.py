@@ -96,9 +96,9 @@ def holdout_scores(
             G, annotations, train_idx, held_idx, num_models, device, seed, fit_kwargs
         )
         this_round = ConfusionMatrix(annotations.num_classes)
-        for matrix in (confusion, this_round):
-            matrix.update(labels, held.masks.to(torch.int64))
+        this_round.update(labels, held.masks.to(torch.int64))
         round_miou.append(float(this_round.compute()["miou"]))
+        confusion.merge(this_round)
         held_out += [annotations.ids[i] for i in held_idx] if annotations.ids else held_idx
     scores = confusion.compute()
     iou = [None if v != v else float(v) for v in scores["iou"].tolist()]

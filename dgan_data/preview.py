@@ -126,7 +126,7 @@ def preview_annotations(
         raise TypeError(
             f"annotations must be an Annotations or a folder, got {type(annotations).__name__}"
         )
-    where = ann.root if getattr(ann, "root", None) is not None else "the annotations"
+    where = ann.root if ann.root is not None else "the annotations"
     count = min(len(ann), num if num is not None else MAX_PREVIEW_NUM)
     if num is None and len(ann) > count:
         log.info("%s: drawing the first %d of %d samples", where, count, len(ann))

@@ -419,14 +419,14 @@ def _colour_raster(
         rgb = np.asarray(im.convert("RGB")).astype(np.int64)
     packed = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
     colours, inverse = np.unique(packed, return_inverse=True)
-    unknown = [c for c in colours.tolist() if c not in lookup]
-    if unknown:
+    off = np.array([c not in lookup for c in colours.tolist()], dtype=bool)
+    if off.any():
+        unknown = colours[off].tolist()
         shown = [(c >> 16, (c >> 8) & 255, c & 255) for c in unknown]
-        counts = np.bincount(inverse.ravel(), minlength=len(colours))
-        weights = np.array([counts[i] for i, c in enumerate(colours.tolist()) if c not in lookup])
+        pixels = np.bincount(inverse.ravel(), minlength=len(colours))[off]
         problems.append(
             f"{where}: colours not in {palette}: {short_list(shown, 5)}; "
-            f"{_off_palette_hint(unknown, weights, list(lookup), packed.size)}"
+            f"{_off_palette_hint(unknown, pixels, list(lookup), packed.size)}"
         )
         return None
     index = np.array([lookup[c] for c in colours.tolist()], dtype=np.int64)

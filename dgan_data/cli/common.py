@@ -404,17 +404,18 @@ def fill_from_preset(args: argparse.Namespace) -> None:
     """Give each flag of ``args.preset_fills`` left unset the PRESET's name; with no
     PRESET, a missing flag is a UsageError naming both ways."""
     fills: tuple[str, ...] = getattr(args, "preset_fills", ())
+    if not fills:
+        return
+    flags = " and ".join(f"--{name}" for name in fills)
     missing = [name for name in fills if getattr(args, name) is None]
     if not missing:
-        if fills and args.preset is not None:  # silently unused, it would mislead
-            flags = " and ".join(f"--{name}" for name in fills)
+        if args.preset is not None:  # silently unused, it would mislead
             raise UsageError(
                 f"PRESET {args.preset!r} is not used when {flags} "
                 f"{'is' if len(fills) == 1 else 'are'} given; leave one out"
             )
         return
     if args.preset is None:
-        flags = " and ".join(f"--{name}" for name in fills)
         raise UsageError(f"give a PRESET, or {'both ' if len(fills) > 1 else ''}{flags}")
     for name in missing:
         setattr(args, name, args.preset)

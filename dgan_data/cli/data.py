@@ -72,13 +72,12 @@ def _preview_folder(args: argparse.Namespace) -> int:
     model."""
     if args.annotations is not None and args.export is not None:
         raise UsageError("give --annotations or --export, not both")
-    option = "--annotations" if args.annotations is not None else "--export"
-    folder = args.annotations if args.annotations is not None else args.export
-    kind = project_folder_kind(folder)
-    other = {"annotations": "--annotations", "export": "--export"}.get(kind or "", option)
-    if other != option:
+    wanted = "annotations" if args.annotations is not None else "export"
+    option, folder = f"--{wanted}", getattr(args, wanted)
+    kind = project_folder_kind(folder)  # "annotations", "export" or None
+    if kind is not None and kind != wanted:
         described = "an annotation folder" if kind == "annotations" else "an export"
-        raise UsageError(f"{folder} is {described}: preview it with {other} {folder}")
+        raise UsageError(f"{folder} is {described}: preview it with --{kind} {folder}")
     given = [
         flag
         for flag, value in (
