@@ -8,7 +8,6 @@ the held-out images show but the interpreter misses scores 0 here.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from typing import Any
 
@@ -23,28 +22,7 @@ from .seeds import check_seed
 
 log = logging.getLogger(__name__)
 
-__all__ = ["holdout_scores", "take_samples"]
-
-
-def take_samples(annotations: Annotations, index: list[int]) -> Annotations:
-    """The samples at ``index`` (in that order) as an annotation set of their own."""
-
-    def rows(t: torch.Tensor | None) -> torch.Tensor | None:
-        return None if t is None else t[index]
-
-    def items(values: list[Any] | None) -> list[Any] | None:
-        return None if values is None else [values[i] for i in index]
-
-    return dataclasses.replace(
-        annotations,
-        masks=annotations.masks[index],
-        w=rows(annotations.w),
-        z=rows(annotations.z),
-        seeds=items(annotations.seeds),
-        images=rows(annotations.images),
-        ids=items(annotations.ids),
-        files=items(annotations.files),
-    )
+__all__ = ["holdout_scores"]
 
 
 @keyword_hints
@@ -132,7 +110,7 @@ def _held_out_labels(
     fit_kwargs: dict[str, Any],
 ) -> tuple[torch.Tensor, Annotations]:
     """Labels (on the CPU) of the held-out images by an interpreter fitted on the rest."""
-    train, held = take_samples(annotations, train_idx), take_samples(annotations, held_idx)
+    train, held = annotations.take(train_idx), annotations.take(held_idx)
     interp = Interpreter.fit(
         G, train, num_models=num_models, device=device, seed=seed, **fit_kwargs
     )

@@ -130,6 +130,7 @@ def preview_annotations(
     count = min(len(ann), num if num is not None else MAX_PREVIEW_NUM)
     if num is None and len(ann) > count:
         log.info("%s: drawing the first %d of %d samples", where, count, len(ann))
+    ann = ann.take(range(count)) if count < len(ann) else ann  # regenerate only these
     if generator is not None:
         if isinstance(generator, torch.nn.Module):
             G = generator if device is None else generator.to(device)
@@ -142,11 +143,11 @@ def preview_annotations(
             f"{where}: stores no images (latents only), so there is nothing to draw the masks "
             "over; give the generator that regenerates them (generator=..., or --generator)"
         )
-    images = stored[:count].cpu().float() / 255.0
+    images = stored.cpu().float() / 255.0
     if ann.crop is not None:
         top, left, height, width = ann.crop
         images = images[:, :, top : top + height, left : left + width]
-    masks = ann.masks[:count]
+    masks = ann.masks
     if tuple(images.shape[-2:]) != tuple(masks.shape[-2:]):  # labels at a smaller size
         images = F.interpolate(
             images, size=tuple(masks.shape[-2:]), mode="bilinear", antialias=True,
@@ -156,7 +157,7 @@ def preview_annotations(
     path = preview_grid(
         images, masks, None, ann.class_names, palette, out, alpha=alpha, named_by_user=True
     )
-    ids = list(ann.ids or [])[:count]
+    ids = list(ann.ids or [])
     log.info("wrote a preview of %d annotated samples to %s", count, path)
     return path, ids
 

@@ -4,6 +4,7 @@ was the fit's accuracy on its own training pixels (0.99 on the toy preset)."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
 import numpy as np
@@ -12,7 +13,6 @@ import torch
 from test_cli_errors import run
 
 from dgan_data import Annotations, Interpreter, Labeler, holdout_scores, load_generator
-from dgan_data.holdout import take_samples
 from dgan_data.presets import resolve_preset_file
 
 FIT = {"num_models": 1, "max_steps": 30, "progress": False}
@@ -24,13 +24,17 @@ def toy():
     return load_generator("toyface-14"), Annotations.load(folder)
 
 
-def test_take_samples_keeps_each_field_of_the_chosen_samples(toy):
+def test_take_keeps_each_field_of_the_chosen_samples(toy):
     _, ann = toy
-    part = take_samples(ann, [5, 2])
+    part = ann.take([5, 2])
     assert part.ids == [ann.ids[5], ann.ids[2]] and part.seeds == [ann.seeds[5], ann.seeds[2]]
     assert torch.equal(part.masks, ann.masks[[5, 2]])
     assert torch.equal(part.images, ann.images[[5, 2]])
     assert part.class_names == ann.class_names and part.truncation_psi == ann.truncation_psi
+    with_w = dataclasses.replace(ann, seeds=None, w=torch.randn(len(ann), 4, 8))
+    assert torch.equal(with_w.take([5, 2]).w, with_w.w[[5, 2]])
+    with pytest.raises(IndexError, match="sample index 16 is out of range for 16 samples"):
+        ann.take([0, 16])
 
 
 def test_scores_match_a_fit_and_labels_made_by_hand(toy):
@@ -40,7 +44,7 @@ def test_scores_match_a_fit_and_labels_made_by_hand(toy):
     assert len(held) == 4 and scores["trained_on"] == 12
     train = [i for i in range(len(ann)) if i not in held]
     # the same fit, then the held-out images labeled from their seeds (another path)
-    interp = Interpreter.fit(G, take_samples(ann, train), seed=3, **FIT)
+    interp = Interpreter.fit(G, ann.take(train), seed=3, **FIT)
     labeler = Labeler(G, interp, truncation_psi=ann.truncation_psi)
     labels = labeler.label([ann.seeds[i] for i in held]).masks.numpy()
     target = ann.masks[held].numpy()
@@ -69,7 +73,7 @@ def test_bad_input_is_refused(toy):
     with pytest.raises(ValueError, match="holdout"):
         holdout_scores(G, ann, 16, **FIT)
     with pytest.raises(ValueError, match="at least 2 annotated images"):
-        holdout_scores(G, take_samples(ann, [0]), 1, **FIT)
+        holdout_scores(G, ann.take([0]), 1, **FIT)
     with pytest.raises(TypeError, match="must be an Annotations"):
         holdout_scores(G, "ann/", 1, **FIT)
 

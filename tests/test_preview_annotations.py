@@ -163,6 +163,24 @@ def test_a_generator_redraws_the_images_of_a_folder_that_stores_none(tmp_path):
         preview_annotations(latents_only, tmp_path / "w.png", generator="toyface-14")
 
 
+def test_a_generator_redraws_only_the_samples_drawn(tmp_path):
+    tiny = TinyGenerator()
+    stored = Annotations.load(sampled_folder(tiny, tmp_path / "ann", num=5))
+    latents_only = dataclasses.replace(stored, images=None)
+    drawn = []
+    synthesize = tiny.synthesize
+
+    def counting(w, *args, **kwargs):
+        drawn.append(len(w))
+        return synthesize(w, *args, **kwargs)
+
+    tiny.synthesize = counting
+    path, ids = preview_annotations(latents_only, tmp_path / "r.png", 2, generator=tiny)
+    assert sum(drawn) == 2 and ids == stored.ids[:2]
+    kept, _ = preview_annotations(stored, tmp_path / "s.png", 2)
+    assert np.array_equal(np.asarray(Image.open(path)), np.asarray(Image.open(kept)))
+
+
 def test_cli_redraws_with_generator_and_refuses_it_for_an_export(capsys, tmp_path):
     folder = tmp_path / "ann"
     shutil.copytree(resolve_preset_file("toyface-14", "interpreter").parent / "annotations",

@@ -503,6 +503,24 @@ class Annotations:
             }
         )
 
+    def take(self, index: Sequence[int]) -> Annotations:
+        """The samples at ``index`` (in that order) as an annotation set of their own:
+        masks, latents, seeds, images, ids and files cut alike, everything else kept."""
+        rows = [int(i) for i in index]
+        for i in rows:
+            if not 0 <= i < len(self):
+                raise IndexError(f"sample index {i} is out of range for {len(self)} samples")
+
+        def cut(values: Any) -> Any:
+            if values is None:
+                return None
+            return values[rows] if isinstance(values, torch.Tensor) else [values[i] for i in rows]
+
+        fields = ("masks", "w", "z", "seeds", "images", "ids", "files")
+        return Annotations(
+            **{**self._fields(), **{name: cut(getattr(self, name)) for name in fields}}
+        )
+
     def _fields(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
