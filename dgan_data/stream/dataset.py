@@ -371,6 +371,16 @@ class DatasetGANStream(IterableDataset):
             return self.samples_per_epoch
         return self.samples_per_epoch // self.batch_size
 
+    def __getitem__(self, index: Any) -> Any:
+        """Refused with the ways that work: the stream has no positions to index (torch's
+        own message only says that subclasses should implement ``__getitem__``)."""
+        raise TypeError(
+            f"DatasetGANStream is an endless iterable dataset, not indexable (stream[{index!r}]):"
+            " iterate it (iter(stream), or a DataLoader), label given seeds with "
+            "stream.generate([seed, ...]), or write a finite, indexable dataset with "
+            "dgan-data export and read it with ExportedDataset"
+        )
+
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch (as with DistributedSampler); seeds depend on it.
 
