@@ -63,8 +63,14 @@ def rasterize_polygon(points: np.ndarray, height: int, width: int) -> np.ndarray
     number of points (a polygon of 100,000 points over 256 rows took 800 MB).
     """
     pts = np.asarray(points, dtype=np.float64)
-    x0, y0 = pts[:, 0], pts[:, 1]
-    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
+    xa, ya = pts[:, 0], pts[:, 1]
+    xb, yb = np.roll(xa, -1), np.roll(ya, -1)
+    # each edge from its lower end (smaller y) to its upper end, so two polygons that
+    # share an edge, running it in opposite directions, compute the same crossings to
+    # the last bit: one of them owns every centre on it, never neither or both
+    down = yb < ya
+    x0, y0 = np.where(down, xb, xa), np.where(down, yb, ya)
+    x1, y1 = np.where(down, xa, xb), np.where(down, ya, yb)
     # rows r with r + 0.5 in [min y, max y): exact, as coordinates are far below 2**52
     first = np.clip(np.ceil(np.minimum(y0, y1) - 0.5), 0, height).astype(np.int64)
     stop = np.clip(np.ceil(np.maximum(y0, y1) - 0.5), 0, height).astype(np.int64)
@@ -248,6 +254,9 @@ class _Item:
     shapes: list[_Shape] = field(default_factory=list)
     raster: np.ndarray | None = None  # int label indices into ``names``, -1 = ignore
     names: list[str] = field(default_factory=list)
+    # a raster painted by hand (palette format): all background is a drawn mask, not the
+    # background a tool writes for an image nobody labelled
+    painted: bool = False
 
     def labels(self) -> list[str]:
         """Label names this item uses."""
@@ -259,7 +268,7 @@ class _Item:
     def is_empty(self) -> bool:
         if self.raster is None:
             return not self.shapes
-        return all(name == BACKGROUND_LABEL for name in self.labels())
+        return not self.painted and all(name == BACKGROUND_LABEL for name in self.labels())
 
 
 def _key_of(name: str) -> str:

@@ -8,6 +8,7 @@ collecting every problem before raising :class:`~.shapes.MaskImportError` (see
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -298,7 +299,7 @@ def _parse_labelmap(path: Path) -> list[tuple[str, tuple[int, int, int]]]:
             continue
         name, _, rest = line.strip().partition(":")
         colour = rest.split(":", 1)[0].split(",")
-        ok = len(colour) == 3 and all(c.strip().isdigit() and int(c) < 256 for c in colour)
+        ok = len(colour) == 3 and all(c.strip().isdecimal() and int(c) < 256 for c in colour)
         if not name or not ok:
             problems.append(f"{path.name}: line {n} {line.strip()!r} is not 'name:r,g,b::'")
             continue
@@ -397,12 +398,20 @@ def _colour_raster(
     palette: str,
     problems: list[str],
     check: RasterCheck | None,
+    class_ids: int | None = None,
 ) -> np.ndarray | None:
     """A colour mask PNG as label indices (``lookup``: packed rgb -> index, -1 ignore),
-    or None with its problem recorded (``palette`` names the colours for messages)."""
+    or None with its problem recorded (``palette`` names the colours for messages).
+
+    A single-channel PNG holds no colours: with ``class_ids`` (the number of classes) one
+    whose values are all class ids or 255 is read as ids (a mask an earlier import
+    wrote: converting its grey levels as colours relabelled 255 as a white class); any
+    other is refused."""
     im = open_png(path, where, problems, _size_check(check, path.stem))
     if im is None:
         return None
+    if im.mode in _SINGLE_CHANNEL_MODES:
+        return _id_raster(np.asarray(im), where, palette, class_ids, problems)
     if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
         # the RGB of a see-through pixel is whatever the editor left there (GIMP,
         # Krita): converting to RGB labelled it silently
@@ -431,6 +440,30 @@ def _colour_raster(
         return None
     index = np.array([lookup[c] for c in colours.tolist()], dtype=np.int64)
     return index[inverse.reshape(packed.shape)]
+
+
+#: PNG modes with one channel: grey levels or ids, never colours.
+_SINGLE_CHANNEL_MODES = ("1", "L", "I", "I;16")
+
+
+def _id_raster(
+    values: np.ndarray, where: str, palette: str, class_ids: int | None, problems: list[str]
+) -> np.ndarray | None:
+    """A single-channel mask met where colours are read: its ids as label indices when
+    ``class_ids`` allows them, else None with the problem recorded."""
+    values = values.astype(np.int64)
+    found = ""
+    if class_ids is not None:
+        bad = np.unique(values[(values >= class_ids) & (values != IGNORE_INDEX)])
+        if bad.size == 0:
+            return np.where(values == IGNORE_INDEX, -1, values)
+        found = f" with values {short_list(bad.tolist(), 5)} that are no class ids"
+    problems.append(
+        f"{where}: a single-channel image{found}, not a colour mask: colours are read by "
+        f"{palette}; save the painted mask as RGB, or import masks of class ids with "
+        "--format png"
+    )
+    return None
 
 
 def _read_palette(
@@ -462,9 +495,13 @@ def _read_palette(
     problems: list[str] = []
     items = []
     for path in _png_files(src, "colour masks in the folder's palette"):
-        raster = _colour_raster(path, path.name, lookup, "the folder's palette", problems, check)
+        raster = _colour_raster(
+            path, path.name, lookup, "the folder's palette", problems, check, len(names)
+        )
         if raster is not None:
-            items.append(_raster_item(path, path.name, raster, names))
+            items.append(
+                dataclasses.replace(_raster_item(path, path.name, raster, names), painted=True)
+            )
     if problems:
         raise MaskImportError(problems)
     return items

@@ -26,8 +26,10 @@ Conventions (the same for every format):
   without folders and extension (``images/00003.png`` <-> ``00003.png``,
   ``../images/00003.png``, ``C:\\x\\00003.jpg``). An item for an image that is not in
   the folder is an error; a sample without an item is reported and its mask is not
-  written. An item with nothing drawn (no shapes; a mask of only the background label)
-  is reported as ``empty`` and not written unless ``keep_empty``.
+  written. An item with nothing drawn (no shapes; a mask of only the background label,
+  which is what ``cvat-mask`` and ``voc`` export for an image nobody labelled) is
+  reported as ``empty`` and not written unless ``keep_empty``; a ``palette`` mask is
+  painted by hand, so one of only background is a drawn mask and is written.
 - Labels: a tool label maps to the folder class of the same name (manifest
   ``class_names``), unless ``mapping`` says otherwise (``{name: class name | class id |
   "ignore"}``); for ``png`` the labels are the ids themselves. Labels with no class are
@@ -285,7 +287,7 @@ def _target(value: str | int, names: list[str], what: str) -> int:
     if value == "ignore":
         return IGNORE_INDEX
     text = str(value).strip()
-    if not isinstance(value, bool) and text.isdigit():
+    if not isinstance(value, bool) and text.isdecimal():
         number = int(text)
         if number < len(names) or number == IGNORE_INDEX:
             return number

@@ -102,12 +102,16 @@ def _line(s: SampleImport) -> str:
     if s.status == "kept":
         return f"  {s.id}  kept       no annotation in the export: {s.mask} left as it is"
     if s.status == "empty":
-        return f"  {s.id}  empty      nothing drawn in {s.source}: mask not written"
+        return (
+            f"  {s.id}  empty      nothing drawn in {s.source}: mask not written "
+            "(--keep-empty writes it)"
+        )
     classes = ", ".join(s.classes) or "-"
     ignored = f", {100 * s.ignored:.1f}% ignore" if s.ignored else ""
     empty = f" ({s.empty_objects} cover no pixel: outside the image?)" if s.empty_objects else ""
     where = f"{s.mask} <- {s.source}"
-    return f"  {s.id}  {s.status:<9}  {where}: {s.objects} objects{empty}; {classes}{ignored}"
+    objects = f"{s.objects} object{'s' if s.objects != 1 else ''}"
+    return f"  {s.id}  {s.status:<9}  {where}: {objects}{empty}; {classes}{ignored}"
 
 
 def _print_report(report: ImportReport) -> int:
@@ -130,7 +134,11 @@ def _print_report(report: ImportReport) -> int:
             f"{shlex.quote(str(report.root))} --out check.png"
         )
         return 0
-    print(f"folder check: {len(report.problems)} problems (not ready for fit):", file=sys.stderr)
+    count = len(report.problems)
+    print(
+        f"folder check: {count} problem{'s' if count != 1 else ''} (not ready for fit):",
+        file=sys.stderr,
+    )
     for problem in report.problems:
         print(f"  - {problem}", file=sys.stderr)
     return 1

@@ -115,7 +115,7 @@ def _shard_arguments(shard: Any, num_shards: Any) -> tuple[int, int]:
 
 def _local_rank(text: str) -> int:
     """torchrun's LOCAL_RANK, the GPU index of this shard."""
-    if not text.strip().isdigit():
+    if not text.strip().isdecimal():
         raise ValueError(f"environment LOCAL_RANK={text!r} is not a GPU index (an integer >= 0)")
     return int(text)
 

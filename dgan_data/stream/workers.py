@@ -85,7 +85,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     check_worker_device(torch.device("cuda"))  # before anything initialises CUDA
     index = torch.cuda.current_device()
     local = os.environ.get("LOCAL_RANK")
-    if index == 0 and local and local.isdigit() and int(local) < torch.cuda.device_count():
+    if index == 0 and local and local.isdecimal() and int(local) < torch.cuda.device_count():
         index = int(local)
     return torch.device("cuda", index)
 
