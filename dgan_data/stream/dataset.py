@@ -389,7 +389,16 @@ class DatasetGANStream(IterableDataset):
         before ``load_state_dict``: a loaded state resumes only in its own epoch.
         """
         self.epoch = check_epoch(epoch)
+        self._retire_iterator()
         self._ended = None
+
+    def _retire_iterator(self) -> None:
+        """An iterator stopped before its epoch's end no longer says where the stream is:
+        the next ``iter()`` starts the epoch afresh, so ``state_dict`` must say so (it
+        returned the old position, and a resumed run went on one epoch behind). Its
+        statistics stay readable."""
+        if self._progress is not None:
+            self._finished, self._progress = self._progress, None
 
     def unit_size(self, device: torch.device | None = None) -> int:
         """Kept samples per unit: the batch (whole-batch mode) or the generation batch."""
@@ -546,6 +555,7 @@ class DatasetGANStream(IterableDataset):
         # of a finished epoch must not outlive it (a StatefulDataLoader's persistent
         # worker snapshots its state when it starts the next epoch)
         self._ended = None
+        self._retire_iterator()
         return self._iterate()
 
     def _iterate(self) -> Iterator[Any]:
@@ -643,7 +653,7 @@ class DatasetGANStream(IterableDataset):
         return stats
 
     def _warn_on_restart(self, resume: dict[str, Any] | None, epoch: int) -> None:
-        prev = self._progress
+        prev = self._finished  # the iterator before this one (retired by __iter__)
         if (
             resume is None
             and self.samples_per_epoch is None
@@ -672,7 +682,6 @@ class DatasetGANStream(IterableDataset):
                 sample_seed(self.seed, progress.epoch, (first + i) * shard.count + shard.index)
                 for i in range(generation)
             ]
-            progress.candidates = first + generation
             labeled = lab.label(seeds, probs=self.soft_labels)
             balancer = progress.balancer
             if balancer is None:
@@ -708,10 +717,13 @@ class DatasetGANStream(IterableDataset):
             if labeled.probs is not None:
                 out["probs"] = labeled.probs
             kept = {k: v[keep.to(v.device)] for k, v in out.items()}  # keep: mask or indices
+            # the position moves on only with the chunk in the buffer: an interrupt while
+            # labelling (where the time goes) left a state past candidates never kept
             progress.buffer = concat(progress.buffer, kept)
+            progress.candidates = first + generation
         buffer = progress.buffer
         unit = {k: v[:unit_size] for k, v in buffer.items()}
-        progress.buffer = {k: v[unit_size:] for k, v in buffer.items()}
+        rest = {k: v[unit_size:] for k, v in buffer.items()}
         if self._augment is not None:
             g = torch.Generator().manual_seed(
                 derive_seed(self.seed, _SEED_AUGMENT, progress.epoch, shard.index, progress.units)
@@ -725,11 +737,13 @@ class DatasetGANStream(IterableDataset):
                 # a user callable's output would otherwise become garbage samples or
                 # fail deep inside (indexing, collation)
                 unit["image"], unit["mask"] = check_augment_output(out, unit_size)
-            if progress.balancer is not None:  # report the classes of the masks handed out
-                _, classes = _scores_and_classes(
-                    unit["mask"], None, len(progress.balancer.targets), self.balance_min_pixels
-                )
-                progress.balancer.relabel_waiting(classes)
+        progress.buffer = rest  # taken only now: an interrupt while augmenting lost the unit
+        if self._augment is not None and progress.balancer is not None:
+            # report the classes of the masks handed out
+            _, classes = _scores_and_classes(
+                unit["mask"], None, len(progress.balancer.targets), self.balance_min_pixels
+            )
+            progress.balancer.relabel_waiting(classes)
         if self.normalize is not None:
             unit["image"] = normalize(unit["image"], *self.normalize)
         progress.units += 1
