@@ -50,6 +50,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -381,11 +382,14 @@ def suggest_annotations(
     batch_size: int = 32,
     weights: tuple[float, float, float, float] = (1.0, 1.0, 0.5, 1.0),
     coverage_by: str = DEFAULT_COVERAGE_BY,
+    exclude_seeds: Iterable[int] = (),
 ) -> SuggestionReport:
     """Choose ``num`` of ``pool`` generated candidates to annotate (see the module).
 
     ``existing``: annotations already made (their masks count for coverage and
     distance, their features for novelty; the candidates they hold are left out).
+    ``exclude_seeds``: seeds of samples listed but not drawn yet (a folder loaded with
+    ``skip_unannotated``), left out of the pool too.
     ``weights``: (uncertainty, coverage, diversity, novelty). ``coverage_by``: "peak",
     "mass" or "labels", how a candidate's classes are counted for coverage. Every
     argument is checked before the pool is scored: ValueError when the pool (less the
@@ -413,6 +417,10 @@ def suggest_annotations(
         if existing is not None
         else torch.zeros(pool, dtype=torch.bool)
     )
+    skipped = {int(v) for v in exclude_seeds}
+    if skipped:
+        listed = torch.tensor([v in skipped for v in seeds], dtype=torch.bool)
+        held_already = held_already | listed.to(held_already.device)
     excluded = int(held_already.sum())
     if pool - excluded < num:
         raise ValueError(
@@ -623,11 +631,13 @@ def suggestion_crop(labeler: Labeler) -> tuple[int, int, int, int] | None:
     return tuple(int(v) for v in labeler.crop)
 
 
-def free_id_prefix(existing: Annotations | None, num: int, base: str = "s") -> str:
+def free_id_prefix(existing: Annotations | Iterable[str] | None, num: int, base: str = "s") -> str:
     """``base``, or ``base2``, ``base3``... : the first prefix whose ids
-    ``f"{prefix}{i:05d}"`` for ``i < num`` are not in ``existing`` (a second round of
-    suggestions merges with the first without clashing ids)."""
-    taken = set(existing.ids) if existing is not None else set()
+    ``f"{prefix}{i:05d}"`` for ``i < num`` are not in ``existing`` (annotations, or the
+    ids taken; a second round of suggestions merges with the first without clashing
+    ids)."""
+    ids = existing.ids if isinstance(existing, Annotations) else existing
+    taken = set(ids or ())
     round_ = 1
     while True:
         prefix = base if round_ == 1 else f"{base}{round_}"

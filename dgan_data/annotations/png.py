@@ -32,6 +32,12 @@ def missing_file_problem(path: Path, name: str) -> str | None:
     symlink, a pipe, ...) when something other than a regular file is; None for a file.
     A missing PNG saved in another image format beside it is named with the reason."""
     if not os.path.lexists(path):
+        other_case = _other_case(path)
+        if other_case is not None:
+            return (
+                f"{name}: missing ({other_case} is there: file names are case-sensitive; "
+                f"rename it to {path.name})"
+            )
         if path.suffix.lower() == ".png":
             for suffix in NOT_PNG_IMAGE_SUFFIXES:
                 for other in (path.with_suffix(suffix), path.with_suffix(suffix.upper())):
@@ -44,6 +50,19 @@ def missing_file_problem(path: Path, name: str) -> str | None:
         return f"{name}: missing"
     why = why_not_a_file(path)
     return None if why is None else f"{name}: {why}"
+
+
+def _other_case(path: Path) -> str | None:
+    """The name of a file beside ``path`` that differs from it only in letter case
+    (``00004.PNG`` for ``00004.png``), or None."""
+    try:
+        with os.scandir(path.parent) as entries:
+            for entry in entries:
+                if entry.name != path.name and entry.name.lower() == path.name.lower():
+                    return entry.name
+    except OSError:
+        return None
+    return None
 
 
 def open_png(

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..annotations import Annotations
+from ..annotations.format import MANIFEST
 from ..annotations.tools import (
     CROWD_MODES,
     FORMATS,
@@ -20,6 +21,7 @@ from ..annotations.tools import (
     import_masks,
 )
 from ..conventions import short_list
+from ..fileio import read_json
 from ..labeler import Labeler
 from ..suggest import (
     COVERAGE_BY,
@@ -128,7 +130,11 @@ def _print_report(report: ImportReport) -> int:
     if report.dry_run:
         return 0
     if report.ok:
-        print(f"folder check: ok, ready for `dgan-data fit --annotations {report.root}`")
+        root = shlex.quote(str(report.root))
+        print(
+            f"folder check: ok, ready for: dgan-data fit --generator G --annotations {root} "
+            "--out interpreter.safetensors   (G: the generator or preset it was sampled with)"
+        )
         print(
             "to look at the masks over their images: dgan-data preview --annotations "
             f"{shlex.quote(str(report.root))} --out check.png"
@@ -302,8 +308,18 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         if args.annotations
         else None
     )
+    # with --skip-unannotated, the samples not drawn yet are still the folder's: their
+    # ids and seeds are taken (new picks with them would not merge once they are drawn)
+    listed = _listed_samples(Path(args.annotations)) if existing is not None else []
+    taken_ids = {str(entry["id"]) for entry in listed}
+    drawn = set(existing.ids or ()) if existing is not None else set()
+    undrawn_seeds = [
+        entry["seed"]
+        for entry in listed
+        if str(entry["id"]) not in drawn and isinstance(entry.get("seed"), int)
+    ]
     if existing is not None and args.id_prefix is not None:
-        _check_id_prefix(args.id_prefix, args.num, existing)
+        _check_id_prefix(args.id_prefix, args.num, existing, taken_ids)
     options: dict[str, Any] = {}
     if args.truncation is not None:
         options["truncation_psi"] = args.truncation
@@ -322,7 +338,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         raise UsageError(
             f"the suggestions could not merge with --annotations: {'; '.join(conflicts)}"
         )
-    id_prefix = args.id_prefix or free_id_prefix(existing, args.num)
+    id_prefix = args.id_prefix or free_id_prefix(taken_ids, args.num)
     report = suggest_annotations(
         labeler,
         args.num,
@@ -332,6 +348,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         coverage_target=args.coverage,
         weights=tuple(args.weights),
         coverage_by=args.coverage_by,
+        exclude_seeds=undrawn_seeds,
     )
     folder = write_suggestions(labeler, report, args.out, id_prefix=id_prefix)
     n = len(report.suggestions)
@@ -347,16 +364,20 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_id_prefix(prefix: str, num: int, existing: Annotations) -> None:
-    """Refuse an ``--id-prefix`` whose ids the ``--annotations`` folder already holds
+def _listed_samples(root: Path) -> list[dict[str, Any]]:
+    """Every sample entry of a manifest that ``Annotations.load`` accepted, drawn or not."""
+    return [dict(entry) for entry in read_json(root / MANIFEST)["samples"]]
+
+
+def _check_id_prefix(prefix: str, num: int, existing: Annotations, taken: set[str]) -> None:
+    """Refuse an ``--id-prefix`` whose ids the ``--annotations`` folder already lists
     (the drawn masks would not merge), suggesting a free prefix."""
-    taken = set(existing.ids)
     clash = [f"{prefix}{i:05d}" for i in range(num) if f"{prefix}{i:05d}" in taken]
     if clash:
         raise UsageError(
             f"--id-prefix {prefix}: ids {short_list(clash)} are already in --annotations "
             f"{existing.root}, so the suggestions would not merge with it; try --id-prefix "
-            f"{free_id_prefix(existing, num, prefix)}"
+            f"{free_id_prefix(taken, num, prefix)}"
         )
 
 
