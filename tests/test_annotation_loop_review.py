@@ -90,3 +90,16 @@ def test_import_masks_names_a_fit_command_quoted_for_the_shell(capsys, tmp_path)
     words = shlex.split(command)
     assert words[words.index("--annotations") + 1] == str(folder)
     assert words[:2] == ["dgan-data", "fit"] and "--out" in words and "--generator" in words
+
+
+def test_sample_with_an_id_prefix_but_no_seed_notes_the_shared_images(capsys, tmp_path):
+    code, _, err = run(capsys, "sample", "toyface-14", "--num", "2", "--id-prefix", "b",
+                       "--out", str(tmp_path / "b"))  # fmt: skip
+    assert code == 0 and "--id-prefix without --seed samples from seed 0" in err
+    assert "give --seed N" in err
+    seeds = [s["seed"] for s in json.loads((tmp_path / "b" / "manifest.json").read_text())[
+        "samples"]]  # fmt: skip
+    assert seeds == [0, 1]  # the default stays seed 0
+    code, _, err = run(capsys, "sample", "toyface-14", "--num", "2", "--id-prefix", "c",
+                       "--seed", "16", "--out", str(tmp_path / "c"))  # fmt: skip
+    assert code == 0 and "note:" not in err

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -255,11 +256,20 @@ def cmd_sample(args: argparse.Namespace) -> int:
     # interpreter and annotations use (in image pixels)
     own_names = preset is not None and class_names == list(preset.class_names or [])
     G = load_generator(args.generator, device=args.device)
+    if args.id_prefix and args.seed is None:
+        # a second folder is what --id-prefix is for: with the default seed it holds the
+        # first folder's images again, which merge-annotations refuses once drawn
+        print(
+            "note: --id-prefix without --seed samples from seed 0, the images of every "
+            "folder sampled without --seed; for a second folder to merge with a first of "
+            "N samples, give --seed N (or higher)",
+            file=sys.stderr,
+        )
     out = sample_annotation_folder(
         G,
         args.num,
         args.out,
-        seed=args.seed,
+        seed=0 if args.seed is None else args.seed,
         truncation_psi=psi,
         truncation_cutoff=cutoff,
         class_names=class_names,
@@ -444,7 +454,10 @@ def register(add: Add) -> None:
     )
     p.add_argument("--out", type=output_folder, required=True, help="annotation folder to write")
     p.add_argument(
-        "--seed", type=seed_int, default=0, help="seed of the first sample (then +1, ...)"
+        "--seed",
+        type=seed_int,
+        default=None,
+        help="seed of the first sample (then +1, ...; default 0)",
     )
     p.add_argument(
         "--truncation",
@@ -463,7 +476,7 @@ def register(add: Add) -> None:
         type=id_prefix_type,
         default=None,
         help="prefix of the sample ids (ids are PREFIX00000, ...): a second folder to merge "
-        "with a first needs another prefix",
+        "with a first needs another prefix, and other seeds (--seed)",
     )
     p.add_argument("--device", type=device_name, default=None, help="cpu, cuda, cuda:1, ...")
 
