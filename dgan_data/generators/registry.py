@@ -241,14 +241,19 @@ def load_generator_file(
         )
     device = check_device(device)  # before the file is read: a device usable here
     fmt = detect_format(path)
-    if fmt == "safetensors":
-        check_options(options, FORMAT_OPTIONS[".safetensors generators"], ".safetensors", str(path))
-        G = load_safetensors_generator(path)
-    elif fmt == "nvidia-pkl":
-        G = load_nvidia_pickle(path, **options)
-    else:
-        obj = safe_torch_load(path)
-        G = _from_torch_object(obj, path, **options)
+    # building the modules initialises weights the file then replaces: that draws from
+    # torch's global generator, which a user's seeded run must not see move
+    with torch.random.fork_rng(devices=[]):
+        if fmt == "safetensors":
+            check_options(
+                options, FORMAT_OPTIONS[".safetensors generators"], ".safetensors", str(path)
+            )
+            G = load_safetensors_generator(path)
+        elif fmt == "nvidia-pkl":
+            G = load_nvidia_pickle(path, **options)
+        else:
+            obj = safe_torch_load(path)
+            G = _from_torch_object(obj, path, **options)
     G.eval().requires_grad_(False)
     if device is not None:
         G.to(device)
