@@ -72,6 +72,8 @@ def seeded_noise_inputs(G: Generator, seeds: Sequence[int] | torch.Tensor) -> li
     batch a sample is generated in and of the global RNG."""
     seeds = [int(s) for s in (seeds.tolist() if isinstance(seeds, torch.Tensor) else seeds)]
     shapes = G.noise_shapes()
+    if not seeds:  # an empty batch, as with the other noise modes
+        return [torch.zeros((0, 1, h, w)) for h, w in shapes]
     per_sample = []
     for s in seeds:
         g = torch.Generator().manual_seed(derive_seed(s, _NOISE_PURPOSE))

@@ -69,3 +69,13 @@ def test_a_presets_own_interpreter_with_other_classes_is_refused(tmp_path, monke
         Labeler.from_sources("three-4", device="cpu")
     own = Labeler.from_sources("three-4", interpreter=three, device="cpu")
     assert len(own.class_names) == 3
+
+
+def test_no_seeds_give_an_empty_batch_in_every_noise_mode():
+    # noise="random" failed inside torch.cat on no tensors; "const" gave an empty batch
+    for noise in ("const", "random"):
+        lab = labeler(noise)
+        empty, one = lab.label([]), lab.label([7])
+        assert empty.images.shape == (0, *one.images.shape[1:])
+        assert empty.masks.shape == (0, *one.masks.shape[1:])
+        assert empty.image_uncertainty.shape == (0,)
