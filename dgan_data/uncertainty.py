@@ -38,6 +38,23 @@ __all__ = [
 _DROP_TOLERANCE = Fraction(1, 10**9)
 
 
+def as_written(drop_fraction: Any) -> Any:
+    """A float32 or float16 (numpy scalar or 0-d tensor) as the Python float of the
+    decimal it prints as: ``np.float32(0.7)`` is 0.7, not 0.699999988..., which dropped
+    one candidate too few under the decimal rule of :func:`num_dropped`. Anything else
+    is returned as it is (and checked by the caller)."""
+    low_precision = (torch.float16, torch.bfloat16, torch.float32)
+    if (
+        isinstance(drop_fraction, torch.Tensor)
+        and drop_fraction.ndim == 0
+        and drop_fraction.dtype in low_precision
+    ):
+        drop_fraction = np.float32(drop_fraction.item())
+    if isinstance(drop_fraction, np.floating) and drop_fraction.dtype.itemsize < 8:
+        return float(str(drop_fraction))
+    return drop_fraction
+
+
 def _drop_ratio(drop_fraction: float) -> tuple[int, int]:
     """``drop_fraction`` as the exact fraction p / q of the decimal it is written as
     (its shortest ``repr``: 0.7 -> 7 / 10, not the binary 0.69999999999999995559)."""
@@ -62,7 +79,7 @@ def num_dropped(num: int, drop_fraction: float) -> int:
     :class:`StreamingQuantile`.
     """
     num = check_int(num, "num", 0)
-    drop_fraction = check_number(drop_fraction, "drop_fraction", low=0.0, high=1.0)
+    drop_fraction = check_number(as_written(drop_fraction), "drop_fraction", low=0.0, high=1.0)
     return _floor_drop(num, *_drop_ratio(drop_fraction))
 
 
@@ -284,7 +301,7 @@ class StreamingQuantile:
     """
 
     def __init__(self, drop_fraction: float = 0.1, window: int = 4096) -> None:
-        drop_fraction = check_number(drop_fraction, "drop_fraction", low=0.0, high=1.0)
+        drop_fraction = check_number(as_written(drop_fraction), "drop_fraction", low=0.0, high=1.0)
         if drop_fraction == 1.0:
             raise ValueError("drop_fraction must be in [0, 1), got 1.0 (it would drop everything)")
         self.drop_fraction = drop_fraction

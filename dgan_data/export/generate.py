@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import numbers
@@ -13,7 +14,7 @@ from typing import Any
 import torch
 
 from .._version import __version__
-from ..conventions import IGNORE_INDEX, check_bool
+from ..conventions import IGNORE_INDEX, check_bool, short_list
 from ..fileio import (
     atomic_write_bytes,
     json_bytes,
@@ -29,6 +30,7 @@ from ..schema import (
     check_document,
 )
 from ..seeds import MAX_SEED, distributed_context, sample_seed
+from ..uncertainty import as_written
 from .lock import _busy, _ExportLock
 from .records import (
     _BRIEF_WAIT_S,
@@ -59,6 +61,7 @@ from .records import (
     _shard_index_path,
     _shard_tag,
     _staged_paths,
+    description_problem,
     num_dropped,
 )
 from .samples import _encode, _label_batch, _sample_record
@@ -85,7 +88,7 @@ def _check_arguments(
     num = _int_argument("num", num, 1, MAX_NUM, hint)
     seed = _int_argument("seed", seed, 0, MAX_SEED - 1)
     batch_size = _int_argument("batch_size", batch_size, 1, MAX_BATCH)
-    drop = drop_uncertain
+    drop = as_written(drop_uncertain)  # np.float32(0.7) is 0.7
     if (
         isinstance(drop, bool)
         or not isinstance(drop, numbers.Real)
@@ -179,6 +182,23 @@ def _check_same_settings(path: Path, old: dict[str, Any], new: dict[str, Any]) -
                 f"{key}={new_s.get(key)!r}: resume with the same settings, or export to "
                 "another folder"
             )
+    if description_problem(path, old) is not None:
+        return  # a hand edit of a finished export: reported as that, not as a setting
+    for key, argument in (("classes", "class_names"), ("palette", "palette")):
+        # written into dataset.json, not into the files: a resume that asked for others
+        # ended with the first run's in silence
+        before, after = _as_json(old.get(key)), _as_json(new.get(key))
+        if before != after:
+            raise ValueError(
+                f"{path} was written with {key} {short_list(before or [])}, this export "
+                f"asks for {short_list(after or [])}: resume with the same {argument}=, or "
+                "export to another folder"
+            )
+
+
+def _as_json(value: Any) -> Any:
+    """``value`` as dataset.json holds it (tuples as lists)."""
+    return json.loads(json.dumps(value))
 
 
 def _foreign_entries(root: Path) -> list[str]:

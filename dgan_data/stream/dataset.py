@@ -39,7 +39,7 @@ from ..labeler import Labeler, check_label_size, warn_without_ensemble
 from ..labeler import _check_device as check_device
 from ..presets import get_preset, resolve_source
 from ..seeds import check_seed, derive_seed, sample_seed
-from ..uncertainty import StreamingQuantile, num_dropped
+from ..uncertainty import StreamingQuantile, as_written, num_dropped
 from .state import (
     Progress,
     Tensors,
@@ -195,7 +195,7 @@ class DatasetGANStream(IterableDataset):
         super().__init__()
         if batch_size is not None:
             batch_size = check_int(batch_size, "batch_size", 1, MAX_BATCH)
-        drop_uncertain = check_number(drop_uncertain, "drop_uncertain", low=0.0)
+        drop_uncertain = check_number(as_written(drop_uncertain), "drop_uncertain", low=0.0)
         if not drop_uncertain < 1.0:
             raise ValueError(f"drop_uncertain must be in [0, 1), got {drop_uncertain}")
         if output not in ("tensor", "dict"):
