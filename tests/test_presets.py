@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -252,21 +253,27 @@ def test_missing_files_error_says_what_where_and_how(kind):
     assert err.expected == [folder / n for n in names]
     assert "https://github.com/nv-tlabs/datasetGAN_release" in msg
     assert "drive.google.com" in msg
-    fit = (
-        f"dgan-data fit --generator {folder / preset.generator_files[0]} --annotations DIR "
-        f"--out {folder / 'interpreter.safetensors'}"
-    )
+    fit = f"dgan-data fit car-20 --annotations DIR --out {folder / 'interpreter.safetensors'}"
     assert fit in msg
     assert "DGAN_DATA_HOME" in msg
     assert (err.preset, err.kind, err.source) == ("car-20", kind, preset.source)
 
 
-def test_missing_interpreter_fit_command_uses_the_generator_found():
+def test_missing_interpreter_fit_command_names_the_preset_quoted(monkeypatch, tmp_path):
+    # the preset, not the generator file found: fit with a StyleGAN1 file path lost the
+    # preset's average latent and recorded another fingerprint; a cache path with a
+    # space broke the printed command in two
+    monkeypatch.setenv("DGAN_DATA_HOME", str(tmp_path / "my cache"))
     ckpt = "karras2019stylegan-celebahq-1024x1024.for_g_all.pt"
     gen = _touch(cache_dir() / "face-34" / "stylegan_pretrain" / ckpt)
     with pytest.raises(PresetFilesMissing) as info:
         resolve_preset_file("face-34", "interpreter")
-    assert f"--generator {gen} " in str(info.value)
+    command = str(info.value).split("and run: ", 1)[1].split(". The generator", 1)[0]
+    words = shlex.split(command)
+    assert words[:3] == ["dgan-data", "fit", "face-34"] and str(gen) not in command
+    assert words[words.index("--out") + 1] == str(
+        cache_dir() / "face-34" / "interpreter.safetensors"
+    )
 
 
 def test_missing_generator_of_a_stylegan1_preset_mentions_avg_latent():

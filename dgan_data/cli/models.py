@@ -96,7 +96,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     elif kind == "export":
         info = export_summary(target)
     else:
-        if args.path and target.is_dir():
+        # a folder named like a preset does not hide it (as everywhere a preset is read)
+        if args.path and target.is_dir() and args.path not in list_presets():
             raise UsageError(
                 f"{target} is a folder without {MANIFEST} or dataset.json: inspect reads a "
                 "generator checkpoint (or preset name), an interpreter file, an annotation "

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -262,9 +263,13 @@ def resolve_preset_file(name: str, kind: FileKind) -> Path:
 def _missing_message(preset: Preset, kind: str, expected: list[Path]) -> str:
     folder = preset_dir(preset.name)
     interpreter_out = folder / preset.interpreter_files[0]
-    generator = _first_existing(preset.expected_paths("generator"))
-    generator_arg = generator if generator is not None else folder / preset.generator_files[0]
-    fit = f"dgan-data fit --generator {generator_arg} --annotations DIR --out {interpreter_out}"
+    # the preset by name, not its generator file: a file path loses what the preset adds
+    # (a StyleGAN1 average latent under the preset's own name, its truncation), so the
+    # fit recorded another fingerprint than the preset's; quoted for the shell
+    fit = (
+        f"dgan-data fit {shlex.quote(preset.name)} --annotations DIR "
+        f"--out {shlex.quote(str(interpreter_out))}"
+    )
     listed = ", ".join(str(p) for p in expected)
     unusable = _unusable(expected)
     if unusable:
@@ -280,6 +285,13 @@ def _missing_message(preset: Preset, kind: str, expected: list[Path]) -> str:
             f"Preset {preset.name!r} has no {kind} file. Looked for (in this order): {listed}.",
             f"Put it in {folder} under one of those names (set DGAN_DATA_HOME to move the cache).",
         ]
+        blocked = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        if blocked is not None and not blocked.is_dir():  # the advice could not be followed
+            parts.insert(
+                1,
+                f"{blocked} is a file, not a folder, so nothing can be put there: move it, "
+                "or set DGAN_DATA_HOME to a folder.",
+            )
     if kind == "generator":
         if preset.avg_latent_files:
             parts.append(

@@ -1,0 +1,40 @@
+"""Preset messages and ``inspect`` as a review followed them:
+
+- ``inspect PRESET`` was refused when a folder of that name sat in the current folder
+  (running it inside the cache is the natural way to meet this);
+- the "missing files" advice could not be followed when the cache root is a file.
+(The fit command it prints names the preset, quoted: ``tests/test_presets.py``.)
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_cli_errors import run
+
+from dgan_data.presets import PresetFilesMissing, resolve_preset_file
+
+
+def test_inspect_a_preset_beside_a_folder_of_its_name(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "toyface-14").mkdir()
+    code, out, err = run(capsys, "inspect", "toyface-14", "--json")
+    assert code == 0, err
+    assert json.loads(out)["preset"] == "toyface-14"
+    (tmp_path / "other").mkdir()  # a folder that is no preset is still refused
+    code, _, err = run(capsys, "inspect", "other")
+    assert code == 2 and "is a folder without manifest.json or dataset.json" in err
+
+
+def test_a_cache_root_that_is_a_file_is_named(tmp_path, monkeypatch):
+    home = tmp_path / "homefile"
+    home.write_text("")
+    monkeypatch.setenv("DGAN_DATA_HOME", str(home))
+    with pytest.raises(PresetFilesMissing, match=f"{home} is a file, not a folder, so "
+                       "nothing can be put there"):  # fmt: skip
+        resolve_preset_file("car-20", "generator")
+    monkeypatch.setenv("DGAN_DATA_HOME", str(tmp_path / "cache"))  # absent: no such line
+    with pytest.raises(PresetFilesMissing) as info:
+        resolve_preset_file("car-20", "generator")
+    assert "is a file, not a folder" not in str(info.value)
