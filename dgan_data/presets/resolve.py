@@ -160,9 +160,14 @@ def _check_presets_generator(G: Generator, preset: Preset, path: Path) -> None:
 def load_interpreter(
     path_or_preset: str | os.PathLike, device: str | torch.device | None = None
 ) -> Interpreter:
-    """Load an interpreter from a ``.safetensors`` file or a preset name."""
-    path, _ = resolve_source(path_or_preset, "interpreter")
-    return Interpreter.load(path, device=device)
+    """Load an interpreter from a ``.safetensors`` file or a preset name (then checked
+    as the preset's own, as when the preset is read whole: a preset named only for the
+    interpreter loaded a file of other classes in silence)."""
+    path, preset = resolve_source(path_or_preset, "interpreter")
+    interp = Interpreter.load(path, device=device)
+    if preset is not None:
+        check_presets_interpreter(interp, preset)
+    return interp
 
 
 def load_preset_interpreter(
