@@ -9,11 +9,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
+from test_cli_errors import run
 
-from dgan_data.export import ExportedDataset, export_dataset
+from dgan_data.export import ExportDamagedError, ExportedDataset, export_dataset
 from dgan_data.uncertainty import StreamingQuantile, num_dropped
 
 NAMES = [f"part{i}" for i in range(14)]
@@ -50,3 +53,19 @@ def test_an_export_with_a_float32_fraction_drops_as_with_the_decimal(tmp_path):
     summary = export_dataset("toyface-14", 10, tmp_path / "d", progress=False,
                              drop_uncertain=np.float32(0.7))  # fmt: skip
     assert summary.complete and len(ExportedDataset(tmp_path / "d")) == 3
+
+
+def test_reading_a_hand_edited_export_is_refused(capsys, tmp_path):
+    # verify and a rerun refused it; ExportedDataset (and so preview --export and every
+    # training script) read the edited class names in silence
+    folder = tmp_path / "data"
+    export_dataset("toyface-14", 8, folder, progress=False)
+    path = folder / "dataset.json"
+    info = json.loads(path.read_text())
+    info["classes"][1] = "sky"
+    path.write_text(json.dumps(info, indent=2))
+    with pytest.raises(ExportDamagedError, match=r"dataset\.json was edited after the export"):
+        ExportedDataset(folder)
+    code, _, err = run(capsys, "preview", "--export", str(folder), "--out",
+                       str(tmp_path / "p.png"))  # fmt: skip
+    assert code == 2 and "was edited after the export finished" in err

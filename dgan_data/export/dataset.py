@@ -18,7 +18,15 @@ from ..augment.adapters import (
 )
 from ..conventions import IGNORE_INDEX, check_index, keyword_hints, short_list, short_repr
 from ..fileio import why_not_a_file
-from .records import _check_layout, _description_path, _Plan, _read_description, _root
+from .records import (
+    ExportDamagedError,
+    _check_layout,
+    _description_path,
+    _Plan,
+    _read_description,
+    _root,
+    description_problem,
+)
 from .verify import _final_index
 
 
@@ -51,6 +59,9 @@ class ExportedDataset(Dataset):
                 f"{desc_path}: the export is not complete (status {self.info['status']!r}); "
                 "rerun the export command to finish it"
             )
+        edited = description_problem(desc_path, self.info)
+        if edited is not None:  # a renamed class or palette entry was read in silence
+            raise ExportDamagedError(edited)
         index_path = self.root / "index.jsonl"
         lines = _final_index(self.root, _Plan.of(self.info), self.info["selection"])
         for n, e in lines:
