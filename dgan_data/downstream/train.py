@@ -354,6 +354,11 @@ def _check_batch(images: Any, masks: Any, where: str) -> None:
             hint = " (channels-last? pass images.permute(0, 3, 1, 2))"
         elif images.dim() == 3 and images.shape[0] == 3:
             hint = " (one image? add a batch dimension with image[None])"
+        elif images.dim() == 5 and images.shape[2] == 3:
+            hint = (
+                " (whole batches in a list or dataset? it is read as single items: pass "
+                "the batches as a DataLoader or an iterator, iter(batches))"
+            )
         raise ValueError(
             f"{where}: images must be (B, 3, H, W), got shape {tuple(images.shape)}{hint}"
         )
