@@ -47,7 +47,7 @@ from .format import (
     _bad_class_ids,
     _is_int,
 )
-from .png import missing_file_problem, open_png
+from .png import missing_file_problem, open_png, saved_otherwise
 
 logger = logging.getLogger(__name__)
 
@@ -178,11 +178,10 @@ def read_folder(root: Path, skip_unannotated: bool = False) -> dict[str, Any]:
 
         mask_rel = _safe_relpath(entry.get("mask"), "mask", where, problems, root)
         if skip_unannotated and mask_rel is not None and not os.path.lexists(root / mask_rel):
-            saved_otherwise = missing_file_problem(root / mask_rel, mask_rel)
-            if saved_otherwise == f"{mask_rel}: missing":
+            if saved_otherwise(root / mask_rel) is None:
                 unannotated.append(sample_id)
             else:  # drawn, but saved as JPEG or .PNG: an error, not a sample left out
-                problems.append(saved_otherwise)
+                problems.append(missing_file_problem(root / mask_rel, mask_rel))
             continue
         mask = _read_mask(root, mask_rel, num_classes, problems, mask_res)
         if mask is not None:

@@ -32,24 +32,28 @@ def missing_file_problem(path: Path, name: str) -> str | None:
     symlink, a pipe, ...) when something other than a regular file is; None for a file.
     A missing PNG saved in another image format beside it is named with the reason."""
     if not os.path.lexists(path):
-        other_case = _other_case(path)
-        if other_case is not None:
-            return (
-                f"{name}: missing ({other_case} is there: file names are case-sensitive; "
-                f"rename it to {path.name})"
-            )
-        if path.suffix.lower() == ".png":
-            for suffix in NOT_PNG_IMAGE_SUFFIXES:
-                for other in (path.with_suffix(suffix), path.with_suffix(suffix.upper())):
-                    if os.path.lexists(other):
-                        return (
-                            f"{name}: missing ({other.name} is there, but only PNG is read: "
-                            "a lossy format such as JPEG changes pixels at every edge; save "
-                            "it as PNG)"
-                        )
-        return f"{name}: missing"
+        reason = saved_otherwise(path)
+        return f"{name}: missing" if reason is None else f"{name}: missing ({reason})"
     why = why_not_a_file(path)
     return None if why is None else f"{name}: {why}"
+
+
+def saved_otherwise(path: Path) -> str | None:
+    """Why a missing file is there under another name, or None: a name that differs only
+    in letter case (``00004.PNG`` for ``00004.png``), or a PNG saved in another image
+    format beside it."""
+    other_case = _other_case(path)
+    if other_case is not None:
+        return f"{other_case} is there: file names are case-sensitive; rename it to {path.name}"
+    if path.suffix.lower() == ".png":
+        for suffix in NOT_PNG_IMAGE_SUFFIXES:
+            for other in (path.with_suffix(suffix), path.with_suffix(suffix.upper())):
+                if os.path.lexists(other):
+                    return (
+                        f"{other.name} is there, but only PNG is read: a lossy format such "
+                        "as JPEG changes pixels at every edge; save it as PNG"
+                    )
+    return None
 
 
 def _other_case(path: Path) -> str | None:

@@ -8,7 +8,6 @@ collecting every problem before raising :class:`~.shapes.MaskImportError` (see
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -283,8 +282,11 @@ def _png_files(folder: Path, what: str) -> list[Path]:
     return files
 
 
-def _raster_item(path: Path, where: str, raster: np.ndarray, names: list[str]) -> _Item:
-    return _Item(path.stem, where, (int(raster.shape[0]), int(raster.shape[1])), [], raster, names)
+def _raster_item(
+    path: Path, where: str, raster: np.ndarray, names: list[str], painted: bool = False
+) -> _Item:
+    size = (int(raster.shape[0]), int(raster.shape[1]))
+    return _Item(path.stem, where, size, [], raster, names, painted=painted)
 
 
 def _parse_labelmap(path: Path) -> list[tuple[str, tuple[int, int, int]]]:
@@ -499,9 +501,7 @@ def _read_palette(
             path, path.name, lookup, "the folder's palette", problems, check, len(names)
         )
         if raster is not None:
-            items.append(
-                dataclasses.replace(_raster_item(path, path.name, raster, names), painted=True)
-            )
+            items.append(_raster_item(path, path.name, raster, names, painted=True))
     if problems:
         raise MaskImportError(problems)
     return items

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from ..annotations import Annotations
-from ..annotations.format import MANIFEST
 from ..annotations.tools import (
     CROWD_MODES,
     FORMATS,
@@ -21,7 +20,6 @@ from ..annotations.tools import (
     import_masks,
 )
 from ..conventions import short_list
-from ..fileio import read_json
 from ..labeler import Labeler
 from ..suggest import (
     COVERAGE_BY,
@@ -50,6 +48,7 @@ from .common import (
     skip_unannotated_arg,
     truncation_psi,
 )
+from .summaries import listed_samples
 
 #: Largest --coverage (annotated images per class): beyond an int64 it overflowed.
 MAX_COVERAGE = 1_000_000
@@ -136,8 +135,8 @@ def _print_report(report: ImportReport) -> int:
             "--out interpreter.safetensors   (G: the generator or preset it was sampled with)"
         )
         print(
-            "to look at the masks over their images: dgan-data preview --annotations "
-            f"{shlex.quote(str(report.root))} --out check.png"
+            f"to look at the masks over their images: dgan-data preview --annotations {root} "
+            "--out check.png"
         )
         return 0
     count = len(report.problems)
@@ -310,7 +309,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     )
     # with --skip-unannotated, the samples not drawn yet are still the folder's: their
     # ids and seeds are taken (new picks with them would not merge once they are drawn)
-    listed = _listed_samples(Path(args.annotations)) if existing is not None else []
+    listed = listed_samples(Path(args.annotations)) if existing is not None else []
     taken_ids = {str(entry["id"]) for entry in listed}
     drawn = set(existing.ids or ()) if existing is not None else set()
     undrawn_seeds = [
@@ -362,11 +361,6 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         + (" --skip-unannotated" if args.skip_unannotated else "")
     )
     return 0
-
-
-def _listed_samples(root: Path) -> list[dict[str, Any]]:
-    """Every sample entry of a manifest that ``Annotations.load`` accepted, drawn or not."""
-    return [dict(entry) for entry in read_json(root / MANIFEST)["samples"]]
 
 
 def _check_id_prefix(prefix: str, num: int, existing: Annotations, taken: set[str]) -> None:

@@ -86,7 +86,7 @@ def annotation_summary(root: Path) -> dict[str, Any]:
     """An annotation folder: its settings, how many masks are drawn, and for every class
     its share of the labelled pixels and the number of images holding it."""
     ann = Annotations.load(root, skip_unannotated=True)  # checks the manifest first
-    listed = _listed_ids(root)
+    listed = [str(entry["id"]) for entry in listed_samples(root)]
     stats = ann.class_statistics()
     labelled = max(1, int(stats["total"]) - int(stats["ignored"]))
     kept = set(ann.ids or [])
@@ -147,10 +147,10 @@ def export_summary(root: Path) -> dict[str, Any]:
     return info
 
 
-def _listed_ids(root: Path) -> list[str]:
-    """The sample ids of a manifest that ``Annotations.load`` accepted (read within
-    the same size bound)."""
-    return [str(entry["id"]) for entry in read_json(root / MANIFEST)["samples"]]
+def listed_samples(root: Path) -> list[dict[str, Any]]:
+    """Every sample entry, drawn or not, of a manifest that ``Annotations.load``
+    accepted (read within the same size bound)."""
+    return [dict(entry) for entry in read_json(root / MANIFEST)["samples"]]
 
 
 def print_annotation_summary(info: dict[str, Any]) -> None:

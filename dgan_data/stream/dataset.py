@@ -390,13 +390,14 @@ class DatasetGANStream(IterableDataset):
         """
         self.epoch = check_epoch(epoch)
         self._retire_iterator()
-        self._ended = None
 
     def _retire_iterator(self) -> None:
-        """An iterator stopped before its epoch's end no longer says where the stream is:
-        the next ``iter()`` starts the epoch afresh, so ``state_dict`` must say so (it
-        returned the old position, and a resumed run went on one epoch behind). Its
-        statistics stay readable."""
+        """The last iterator no longer says where the stream is: the next ``iter()``
+        starts an epoch afresh, so ``state_dict`` must say so. That holds for a finished
+        epoch's state and for an iterator stopped before its epoch's end (whose position
+        was returned, and a resumed run went on one epoch behind). Its statistics stay
+        readable."""
+        self._ended = None
         if self._progress is not None:
             self._finished, self._progress = self._progress, None
 
@@ -554,7 +555,6 @@ class DatasetGANStream(IterableDataset):
         # a new iterator moves the stream on at once, before its first item: the state
         # of a finished epoch must not outlive it (a StatefulDataLoader's persistent
         # worker snapshots its state when it starts the next epoch)
-        self._ended = None
         self._retire_iterator()
         return self._iterate()
 
