@@ -41,7 +41,16 @@ def test_a_resume_with_other_class_names_or_palette_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "fraction", [np.float32(0.7), np.float16(0.7), torch.tensor(0.7), np.float64(0.7), 0.7]
+    "fraction",
+    [
+        np.float32(0.7),
+        np.float16(0.7),
+        torch.tensor(0.7),
+        torch.tensor(0.7, dtype=torch.float16),  # 0.7001953 through float32
+        torch.tensor(0.7, dtype=torch.bfloat16),  # 0.69921875: dropped 6 of 10
+        np.float64(0.7),
+        0.7,
+    ],
 )
 def test_a_float32_fraction_counts_as_the_decimal_it_prints_as(fraction):
     assert num_dropped(10, fraction) == 7
