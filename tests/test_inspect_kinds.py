@@ -118,3 +118,23 @@ def test_an_export_folder_is_described_from_its_checked_description(capsys, tmp_
     code, _, err = run(capsys, "inspect", str(out))
     assert code == 2
     one_line_error(err, "not a dgan_data export description")
+
+
+def test_a_hand_edited_export_is_shown_with_a_warning(capsys, tmp_path):
+    # ExportedDataset, preview and verify refuse an edited dataset.json; inspect showed
+    # the edited classes as the export's own, exit 0, without a word
+    from dgan_data import export_dataset
+
+    out = tmp_path / "data"
+    export_dataset("toyface-14", 4, out, progress=False)
+    code, text, _ = run(capsys, "inspect", str(out), "--json")
+    assert code == 0 and "problem" not in json.loads(text)
+    desc = json.loads((out / "dataset.json").read_text())
+    desc["classes"][1] = "sky"
+    (out / "dataset.json").write_text(json.dumps(desc, indent=2))
+    code, text, err = run(capsys, "inspect", str(out), "--json")
+    assert code == 1
+    assert "was edited after the export finished" in json.loads(text)["problem"]
+    assert err.startswith("warning: ") and "dataset.json was edited" in err
+    code, text, err = run(capsys, "inspect", str(out))
+    assert code == 1 and "sky" in text and "was edited" in err

@@ -115,6 +115,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
     elif kind != "annotations":
         print_record(info)
+    if kind == "export" and "problem" in info:
+        print(f"warning: {info['problem']}", file=sys.stderr)
+        return 1
     return 0
 
 

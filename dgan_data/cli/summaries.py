@@ -12,7 +12,7 @@ from typing import Any
 from ..annotations import Annotations
 from ..annotations.format import MANIFEST
 from ..conventions import MIN_CLASS_IMAGES, short_list
-from ..export.records import read_description
+from ..export.records import description_problem, read_description
 from ..fileio import read_json
 from ..interpreter.io import is_interpreter_file, read_interpreter_metadata
 from ..presets.resolve import EXPORT_DESCRIPTION, project_folder_kind
@@ -122,6 +122,8 @@ def export_summary(root: Path) -> dict[str, Any]:
     and, once selected, how many candidates were kept and the score threshold."""
     desc = read_description(root / EXPORT_DESCRIPTION)
     settings = desc.get("settings", {})
+    # a hand edit that ExportedDataset, preview and verify refuse is not shown as the truth
+    problem = description_problem(root / EXPORT_DESCRIPTION, desc)
     info: dict[str, Any] = {
         "folder": str(root),
         "kind": "export",
@@ -144,6 +146,8 @@ def export_summary(root: Path) -> dict[str, Any]:
         info["dropped"] = selection.get("dropped")
         info["threshold"] = selection.get("threshold")
     info["written_by"] = f"dgan_data {desc.get('dgan_data_version', '?')}"
+    if problem is not None:
+        info["problem"] = problem
     return info
 
 
