@@ -146,23 +146,35 @@ def import_datasetgan_release(
                 )
                 center = None
 
-    mask_indices = sorted(
-        int(m.group(1))
-        for p in root.glob("image_mask*.npy")
-        if (m := re.fullmatch(r"image_mask(\d+)\.npy", p.name))
-    )
+    mask_indices, padded = _listed_mask_indices(root)
+    for name in padded:  # image_mask01.npy was counted as mask 1, then never opened
+        plain = f"image_mask{int(name[10:-4])}.npy"
+        problems.append(
+            f"{name}: a second file for mask {plain[10:-4]} beside {plain}; remove one"
+            if int(name[10:-4]) in mask_indices
+            else f"{name}: not a name the release writes (indices are not zero-padded); "
+            f"rename it {plain}"
+        )
     if num_images is None:
         n = len(mask_indices)
-        if n == 0:
+        indices = mask_indices
+        if n == 0 and not padded:
             problems.append(f"{root.name}: no image_mask{{i}}.npy files")
         elif mask_indices != list(range(n)):
-            gaps = sorted(set(range(max(mask_indices) + 1)) - set(mask_indices))
-            problems.append(
-                f"mask files are not numbered 0..{n - 1}: missing "
-                f"{short_list([f'image_mask{i}.npy' for i in gaps])}; pass num_images"
-            )
+            problems.append(_numbering_problem(mask_indices))
     else:
         n = num_images
+        indices = list(range(n))
+        left_out = [f"image_mask{i}.npy" for i in mask_indices if i >= n]
+        if left_out:  # asked for, but named: masks are never dropped in silence
+            logger.warning(
+                "%s: num_images=%d leaves out %d mask file%s: %s",
+                root.name,
+                n,
+                len(left_out),
+                "" if len(left_out) == 1 else "s",
+                short_list(left_out),
+            )
 
     kind = None
     if latent_all is not None:
@@ -182,17 +194,10 @@ def import_datasetgan_release(
             problems.append(
                 f"{_name_of(latent_src)}: holds {latent_all.shape[0]} latents for {n} masks"
             )
-        elif kind is not None and latent_all.shape[0] > n:
-            logger.info(
-                "%s holds %d latents; using the first %d (one per mask)",
-                _name_of(latent_src),
-                latent_all.shape[0],
-                n,
-            )
 
     masks: list[np.ndarray] = []
     sizes: dict[tuple, list[str]] = {}
-    for i in range(n):
+    for i in indices:
         mask_name = f"image_mask{i}.npy"
         raw = _open_npy(root / mask_name, mask_name, problems)
         mask = None
@@ -211,6 +216,9 @@ def import_datasetgan_release(
                     f"{mask_name}: empty mask ({mask.shape[0]}x{mask.shape[1]} pixels); a mask "
                     "needs at least one pixel"
                 )
+                mask = None
+            elif np.issubdtype(mask.dtype, np.floating) and not np.isfinite(mask).all():
+                problems.append(f"{mask_name}: holds NaN or infinite values")
                 mask = None
             elif not np.array_equal(mask, np.round(mask)):
                 problems.append(f"{mask_name}: holds non-integer values")
@@ -259,6 +267,13 @@ def import_datasetgan_release(
     if problems:
         raise AnnotationError(problems, root)
 
+    if latent_all.shape[0] > n:  # logged once the import succeeds
+        logger.info(
+            "%s holds %d latents; using the first %d (one per mask)",
+            _name_of(latent_src),
+            latent_all.shape[0],
+            n,
+        )
     latent_t = torch.from_numpy(np.asarray(latent_all[:n], dtype=np.float32))
     try:
         return Annotations.from_arrays(
@@ -282,13 +297,55 @@ def _name_of(source: Any) -> str:
     return "latents array"
 
 
+def _numbering_problem(indices: list[int]) -> str:
+    """Which mask files a numbering with gaps misses, and what ``num_images`` would
+    import (and leave out) instead of renumbering."""
+    gaps = sorted(set(range(max(indices) + 1)) - set(indices))
+    message = (
+        f"mask files are not numbered 0..{len(indices) - 1}: missing "
+        f"{short_list([f'image_mask{i}.npy' for i in gaps])}; renumber them"
+    )
+    if gaps[0] == 0:
+        return message
+    beyond = [f"image_mask{i}.npy" for i in indices if i > gaps[0]]
+    return (
+        f"{message}, or pass num_images={gaps[0]} to import image_mask0..{gaps[0] - 1} "
+        f"only (leaving out {short_list(beyond)})"
+    )
+
+
+def _listed_mask_indices(root: Path) -> tuple[list[int], list[str]]:
+    """The sorted indices of ``image_mask{i}.npy`` in ``root``, and the names of
+    zero-padded ones (``image_mask01.npy``), which the release never writes."""
+    indices: list[int] = []
+    padded: list[str] = []
+    for p in root.glob("image_mask*.npy"):
+        m = re.fullmatch(r"image_mask(\d+)\.npy", p.name)
+        if m is None:
+            continue
+        if m.group(1) != str(int(m.group(1))):
+            padded.append(p.name)
+        else:
+            indices.append(int(m.group(1)))
+    return sorted(indices), sorted(padded)
+
+
+def _nearest_rows(size_in: int, size_out: int) -> np.ndarray:
+    """The source index of each output index, as OpenCV's INTER_NEAREST picks it (the
+    release's ``cv2.resize``): ``floor(dst * (1 / (out / in)))`` in float64, which
+    rounds an exact integer product down by one where the division is inexact."""
+    scale = 1.0 / (size_out / size_in)
+    rows = np.floor(np.arange(size_out, dtype=np.float64) * scale).astype(np.int64)
+    return np.minimum(rows, size_in - 1)
+
+
 def _resize_nearest(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize to (H, W); picks source index floor(dst * in / out)."""
+    """Nearest-neighbour resize to (H, W), choosing the rows and columns OpenCV would."""
     if tuple(mask.shape) == tuple(size):
         return mask
-    t = torch.from_numpy(mask).double()[None, None]
-    out = torch.nn.functional.interpolate(t, size=tuple(size), mode="nearest")
-    return out[0, 0].round().to(torch.int64).numpy()
+    rows = _nearest_rows(mask.shape[0], size[0])
+    cols = _nearest_rows(mask.shape[1], size[1])
+    return mask[rows[:, None], cols[None, :]]
 
 
 def _drop_small_classes(
