@@ -57,3 +57,17 @@ def save_json(path: Path, obj: Any) -> None:
     """Write ``obj`` as indented JSON at ``path``, creating its folder; atomically (a
     temp file, then a rename), so a failed write leaves the previous results whole."""
     write_json(path, obj, named_by_user=True)  # --json /dev/stdout streams
+
+
+def check_preset(ap: Any, name: str, kinds: tuple[str, ...]) -> None:
+    """``ap.error`` (one line, exit 2) for an unknown preset, or one whose ``kinds`` of
+    file are not installed here, before anything is measured."""
+    from dgan_data.cli import USER_ERRORS, one_line
+    from dgan_data.presets import get_preset, resolve_preset_file
+
+    try:
+        preset = get_preset(name)
+        for kind in kinds:
+            resolve_preset_file(preset.name, kind)
+    except USER_ERRORS as err:
+        ap.error(f"--preset {name}: {one_line(err)}")

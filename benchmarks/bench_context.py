@@ -17,7 +17,7 @@ import statistics
 import time
 
 import torch
-from _phases import json_target, save_json
+from _phases import check_preset, json_target, save_json
 
 from dgan_data import Interpreter, Labeler, load_generator
 from dgan_data.cli import OneLineParser, run_script
@@ -53,7 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--device", type=device_name, default="cpu")
     ap.add_argument("--threads", type=positive_int, default=None)
     ap.add_argument("--json", type=json_target, default=None, help="write the results here")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    check_preset(ap, args.preset, ("generator",))
+    return args
 
 
 def main(argv: list[str] | None = None) -> dict:

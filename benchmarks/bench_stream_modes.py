@@ -25,7 +25,7 @@ from pathlib import Path
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import torch
-from _phases import json_target, save_json
+from _phases import check_preset, json_target, save_json
 from torch.utils.data import DataLoader
 
 from dgan_data import DatasetGANStream
@@ -75,7 +75,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also whole-batch mode in this many CPU DataLoader workers, plain and stateful",
     )
     ap.add_argument("--json", type=json_target, default=None, help="write the results here")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    check_preset(ap, args.preset, ("generator", "interpreter"))
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -188,6 +188,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("give exactly one of --eval-folder DIR and --eval-toy-test N")
     if args.folds < 2:
         p.error(f"argument --folds: {args.folds} must be >= 2 (the five-fold protocol)")
+    if args.rank_json and args.json is None:  # it wrote nothing, without a word
+        p.error("--rank-json writes <json>.rank<R>.json beside --json: give --json FILE")
     args.resume_step = 0  # the step last.pt holds (0: none, a fresh start)
     if args.resume:
         if args.checkpoint_dir is None:

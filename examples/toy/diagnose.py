@@ -87,6 +87,7 @@ from dgan_data.downstream.train import (
     train_segmentation,
 )
 from dgan_data.fileio import atomic_torch_save, atomic_write_bytes
+from dgan_data.interpreter.io import read_interpreter_metadata
 from dgan_data.metrics import auroc, confusion_matrix, metrics_from_confusion
 from dgan_data.presets import get_preset, resolve_preset_file
 from dgan_data.seeds import sample_seed
@@ -110,6 +111,8 @@ FEWSHOT_DRAWS = (len(SPLITS["pool"]) - FEWSHOT_START) // 16
 #: Student defaults; other values go into the student keys (see ``student_suffix``).
 DEFAULT_LR = 3e-3
 DEFAULT_TEST_COUNT = 1000
+#: groups of images by head size in the interpreter report (so --eval-count >= this)
+HEAD_SIZE_GROUPS = 3
 TARGETS = {
     "gan_usefulness": (">=", 0.90),
     "interpreter_usefulness": (">=", 0.95),
@@ -162,7 +165,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument(
         "--eval-count",
-        type=positive_int,
+        type=int_range(HEAD_SIZE_GROUPS, 10**6),
         default=500,
         help="fresh generated samples for interpreter-vs-annotator and uncertainty",
     )
@@ -243,11 +246,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     try:  # the preset's files resolve now, not after --out is made
         preset = get_preset(args.preset)
+        # every score is against the toy annotator's classes: another preset's labels
+        # were scored as toy class ids after every student had trained
+        if tuple(preset.class_names) != tuple(CLASS_NAMES):
+            ap.error(
+                f"--preset {args.preset}: its classes are not the toy classes "
+                f"({list(preset.class_names)[:4]}... vs {list(CLASS_NAMES)[:4]}...); "
+                "diagnose measures a toy preset's chain (toyface-14, toyface-14-wide)"
+            )
         for kind in ("generator", "interpreter"):
             if getattr(args, kind) is None:
                 resolve_preset_file(preset.name, kind)
     except USER_ERRORS as err:
         ap.error(f"--preset {args.preset}: {one_line(err)}")
+    if args.interpreter is not None and args.interpreter.is_file():  # else named on use
+        try:
+            names = read_interpreter_metadata(args.interpreter).get("class_names")
+        except USER_ERRORS as err:
+            ap.error(f"--interpreter {args.interpreter}: {one_line(err)}")
+        if names is not None and tuple(names) != tuple(CLASS_NAMES):
+            ap.error(f"--interpreter {args.interpreter}: its classes are not the toy classes")
     args.preset_world = toy_world_of(args.preset)
     args.world = args.world or args.preset_world
     if args.fewshot_from >= args.fewshot_draws:
@@ -472,7 +490,9 @@ def uncertainty_study(gen: dict[str, torch.Tensor], reference: torch.Tensor) -> 
 NOT_HEAD = ("background", "neck", "cloth")
 
 
-def by_head_size(labels: torch.Tensor, reference: torch.Tensor, groups: int = 3) -> list[dict]:
+def by_head_size(
+    labels: torch.Tensor, reference: torch.Tensor, groups: int = HEAD_SIZE_GROUPS
+) -> list[dict]:
     """The interpreter against the annotator in ``groups`` equal groups of images ordered
     by head size (the annotator's pixels of head classes): where the link loses, small
     faces or large ones. Each group: its head-size range, image count and mIoU."""

@@ -69,7 +69,7 @@ import torch
 from dgan_data import DatasetGANStream, Interpreter, Labeler, load_generator
 from dgan_data.annotations import Annotations
 from dgan_data.augment import BatchAugment
-from dgan_data.cli import OneLineParser, run_script
+from dgan_data.cli import USER_ERRORS, OneLineParser, run_script, script_error
 from dgan_data.cli.common import output_folder, positive_int
 from dgan_data.cli.models import context_radius
 from dgan_data.conventions import generator_to_uint8
@@ -81,7 +81,7 @@ from dgan_data.downstream.train import (
     render_labeled,
     train_segmentation,
 )
-from dgan_data.fileio import write_json
+from dgan_data.fileio import read_json, write_json
 from dgan_data.interpreter.context import MAX_CONTEXT
 from dgan_data.metrics import auroc as metrics_auroc
 from dgan_data.metrics import confusion_matrix, metrics_from_confusion
@@ -552,7 +552,7 @@ def save(args, results) -> None:
     """Write ``results.json`` atomically, joined with what a side-by-side process (other
     ``--arms``, same ``--out``) wrote meanwhile."""
     path = args.out / "results.json"
-    on_disk = json.loads(path.read_text()) if path.is_file() else {}
+    on_disk = read_json(path) if path.is_file() else {}
     write_json(path, merge_results(on_disk, json.loads(json.dumps(results, default=float))))
 
 
@@ -617,7 +617,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     path = args.out / "results.json"
-    results = json.loads(path.read_text()) if path.is_file() else {}
+    try:  # a damaged file is named in one line, not a JSONDecodeError traceback
+        results = read_json(path) if path.is_file() else {}
+    except USER_ERRORS as err:
+        return script_error(Path(__file__).name, err)
     preset = get_preset(args.preset)
     # folders written before presets were recorded hold toyface-14's results
     measured = results.get("preset", "toyface-14") if results else preset.name

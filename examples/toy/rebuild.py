@@ -45,6 +45,7 @@ from pathlib import Path
 
 from dgan_data.cli import OneLineParser, run_script
 from dgan_data.cli.models import context_radius
+from dgan_data.fileio import output_path_problem
 from dgan_data.interpreter.context import MAX_CONTEXT
 from dgan_data.toy.quality import REAL_EVAL_SEEDS
 
@@ -185,10 +186,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.gan_from = str(COMMITTED_GANS[args.world])
     if args.gan_from != "scratch" and not Path(args.gan_from).is_file():
         p.error(f"--gan-from {args.gan_from}: no such checkpoint (or say 'scratch')")
-    if Path(args.work).exists() and not Path(args.work).is_dir():
-        p.error(f"--work {args.work}: exists and is not a folder")
-    if args.assets and Path(args.assets).exists() and not Path(args.assets).is_dir():
-        p.error(f"--assets {args.assets}: exists and is not a folder")
+    # a file at the path, or above it, is named here, not as a traceback from mkdir
+    for flag, folder in (("--work", args.work), ("--assets", args.assets)):
+        problem = folder and output_path_problem(Path(folder), folder=True)
+        if problem:
+            p.error(f"{flag} {folder}: {problem}")
     return args
 
 
