@@ -14,8 +14,9 @@ still waiting in the stream's buffer) containing class k and N all decided copie
 
 - a class k is *short* when n_k < t_k * (N + 1) (keeping this image would still leave
   it at or below its target rate);
-- a candidate containing a short class is kept and handed out ``max_repeats`` times
-  (default 2: each copy is augmented on its own);
+- a candidate containing a short class that is not in every image so far (n_k < N: a
+  repeat can raise its rate) is kept and handed out ``max_repeats`` times (default 2:
+  each copy is augmented on its own);
 - any other candidate is kept with probability ``1 - reject`` while some class is short
   (``reject`` is how much of the common content is thinned out; default 0.8), else
   always. Rare classes therefore cost generation time: with ``reject=0.8`` a class
@@ -272,9 +273,15 @@ class ClassBalancer:
         for k in set(present):
             self.found[k] += 1
         self._check_give_up()
-        if any(self.short(k) for k in present):
+        if any(self.short(k) and self.counts[k] < self.yielded for k in present):
+            # a class in every image so far (rate 1.0) gains nothing from a repeat: at a
+            # target of 1.0 every candidate was handed out twice
             copies = self.max_repeats
-        elif any(self.short(k) for k in range(len(self.targets)) if k not in self.given_up):
+        elif any(
+            self.short(k)
+            for k in range(len(self.targets))
+            if k not in self.given_up and k not in present  # thin what lacks a short class
+        ):
             draw = derive_seed(self.seed, _SEED_BALANCE, sample_seed) / float(1 << 63)
             copies = 0 if draw < self.reject else 1
         else:

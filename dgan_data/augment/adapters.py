@@ -132,16 +132,49 @@ def _check_kornia_masks(aug: Any) -> None:
             )
 
 
+def _kornia_container_settings(aug: Any) -> dict[str, dict[str, str]]:
+    """The settings of every container in a kornia pipeline (the AugmentationSequential
+    and nested ImageSequentials) that differ from kornia's defaults, by module name:
+    its repr leaves them out, so ``random_apply=1`` looked like the full pipeline."""
+    from kornia.augmentation import AugmentationSequential
+    from kornia.augmentation.container import ImageSequential
+
+    default_extra = AugmentationSequential(data_keys=["input", "mask"]).extra_args
+    found: dict[str, dict[str, str]] = {}
+    for name, module in aug.named_modules():
+        if not isinstance(module, ImageSequential):
+            continue
+        weights = getattr(module, "random_apply_weights", None)
+        uniform = weights is None or bool((weights == weights.flatten()[0]).all())
+        settings = {
+            "same_on_batch": getattr(module, "_same_on_batch", None),
+            "keepdim": getattr(module, "_keepdim", None),
+            "random_apply": getattr(module, "random_apply", False),
+            "random_apply_weights": None if uniform else weights.tolist(),
+            "extra_args": getattr(module, "extra_args", default_extra),
+        }
+        defaults = {"random_apply": False, "extra_args": default_extra}
+        changed = {
+            key: repr(value)
+            for key, value in settings.items()
+            if value != defaults.get(key)  # the rest default to None
+        }
+        if changed:
+            found[name or "sequence"] = changed
+    return found
+
+
 class KorniaAugment:
     """Adapter: a ``kornia.augmentation.AugmentationSequential`` applied to image and mask.
 
-    The mask goes through kornia's ``"mask"`` data key as float, stacked with a channel of
-    ones: kornia 0.9 resamples the ``"mask"`` key with nearest neighbour (and no antialias)
-    unless the user overrides it, and pads it with 0 (its scalar ``fill`` if one is set).
-    Afterwards a pixel is in-frame exactly when its ones channel is still 1; out-of-frame
-    pixels become ``ignore_index`` and the label channel is rounded back to int64. (A user
-    fill of exactly 1 would defeat the test; reflection/border padding counts as in-frame,
-    as for the image.) Intensity augmentations touch only the image. A sequence whose
+    The mask goes through kornia's ``"mask"`` data key as float, stacked with two marker
+    channels, all 1s and all 2s: kornia 0.9 resamples the ``"mask"`` key with nearest
+    neighbour (and no antialias) unless the user overrides it, and pads it with 0 (its
+    scalar ``fill`` if one is set). Afterwards a pixel is in-frame exactly when both
+    markers still hold their value, which no constant fill can give (a fill of 1 passed
+    a single ones marker); out-of-frame pixels become ``ignore_index`` and the label
+    channel is rounded back to int64. (Reflection/border padding counts as in-frame, as
+    for the image.) Intensity augmentations touch only the image. A sequence whose
     ``extra_args`` resample the mask with another mode than nearest is refused (ValueError):
     interpolated class ids are ids that are not there.
 
@@ -171,9 +204,13 @@ class KorniaAugment:
         self.ignore_index = check_int(ignore_index, "ignore_index")
 
     def __repr__(self) -> str:
-        # the pipeline's repr lists its augmentations and their settings: stream states
-        # record it, so a state resumes only under the same pipeline
+        # the pipeline's repr lists its augmentations and their settings, but not its
+        # containers' own (random_apply, same_on_batch, ...): stream states record this
+        # repr, so a state resumes only under the same pipeline
         extra = f", ignore_index={self.ignore_index}" if self.ignore_index != 255 else ""
+        containers = _kornia_container_settings(self.aug)
+        if containers:
+            extra += f", containers={containers}"
         return f"{type(self).__name__}({self.aug!r}{extra})"
 
     def __call__(
@@ -186,7 +223,8 @@ class KorniaAugment:
         _check_batch(images, masks)
         seed = _draw_seed(generator)
         dev = images.device
-        m = torch.stack([masks.float(), torch.ones_like(masks, dtype=torch.float32)], 1)
+        ones = torch.ones_like(masks, dtype=torch.float32)
+        m = torch.stack([masks.float(), ones, 2 * ones], 1)
         cuda = (
             [dev.index if dev.index is not None else torch.cuda.current_device()]
             if dev.type == "cuda"
@@ -204,11 +242,11 @@ class KorniaAugment:
                 'with data_keys=["input", "mask"] and no extra outputs'
             )
         x, m = out
-        if m.ndim != 4 or m.shape[1] != 2:
+        if m.ndim != 4 or m.shape[1] != 3:
             raise ValueError(
-                f"kornia returned a mask of shape {tuple(m.shape)}, expected (B, 2, H, W)"
+                f"kornia returned a mask of shape {tuple(m.shape)}, expected (B, 3, H, W)"
             )
-        valid = (m[:, 1] - 1).abs() < 1e-3
+        valid = ((m[:, 1] - 1).abs() < 1e-3) & ((m[:, 2] - 2).abs() < 1e-3)
         labels = m[:, 0].round().long()
         labels = torch.where(valid, labels, torch.full_like(labels, self.ignore_index))
         return x.to(images.dtype), labels
@@ -229,10 +267,11 @@ class AlbumentationsAugment:
     keep them in [0, 1]: a result outside (``A.Normalize``, ``A.FromFloat``) is a
     ValueError, not clamped (normalise with the stream's ``normalize=``). The labels are
     handed over as the uint8 HW ``mask`` (so transforms that read it, such as
-    ``CropNonEmptyMaskIfExists``, see labels only) and an all-ones marker as ``masks=[...]``:
-    albumentations resamples masks with nearest neighbour by default and pads them with
-    ``fill_mask`` (0 unless set), so a pixel is in-frame exactly when its marker is still
-    1; the others become ``ignore_index`` (as do regions a transform fills in every mask,
+    ``CropNonEmptyMaskIfExists``, see labels only) and two markers, all 1s and all 2s, as
+    ``masks=[...]``: albumentations resamples masks with nearest neighbour by default and
+    pads them with ``fill_mask`` (0 unless set), so a pixel is in-frame exactly when both
+    markers still hold their value, whatever ``fill_mask`` is (a fill of 1 passed a single
+    ones marker); the others become ``ignore_index`` (as do regions a transform fills in every mask,
     such as ``MaskDropout``'s). Labels must be in [0, 255]. A transform built with another
     ``mask_interpolation`` than nearest is refused at construction (ValueError naming it).
 
@@ -306,12 +345,12 @@ class AlbumentationsAugment:
             x = (x * 255).round().to(torch.uint8)
         x_np = x.cpu().numpy()
         m_np = masks.to(torch.uint8).cpu().numpy()
-        ones = np.ones(m_np.shape[1:], dtype=np.uint8)
+        markers = frame_markers(m_np.shape[1:])
 
         out_imgs, out_masks = [], []
         for i in range(B):
             img, labels = albumentations_sample(
-                self.compose, x_np[i], m_np[i], self.ignore_index, ones
+                self.compose, x_np[i], m_np[i], self.ignore_index, markers
             )
             if out_imgs and img.shape != out_imgs[0].shape:
                 raise ValueError(
@@ -329,40 +368,49 @@ class AlbumentationsAugment:
         return img_t.contiguous(), labels.to(dev, non_blocking=True)
 
 
+def frame_markers(shape: tuple[int, ...]) -> list[np.ndarray]:
+    """Two uint8 masks, all 1s and all 2s: no constant fill equals both, so a pixel that
+    still holds 1 and 2 came from inside the frame."""
+    return [np.full(shape, value, dtype=np.uint8) for value in (1, 2)]
+
+
 def albumentations_sample(
     compose: Any,
     image: np.ndarray,
     mask: np.ndarray,
     ignore_index: int,
-    ones: np.ndarray | None = None,
+    markers: list[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One sample through an albumentations Compose: (HxWx3 image, HxW int64 labels with
     ``ignore_index`` where the pixel came from outside the frame).
 
     The label alone is the ``mask`` (transforms that read it, such as
-    ``CropNonEmptyMaskIfExists``, see only labels); an all-ones marker rides along as a
-    separate 1-channel mask, warped with the same nearest lookup, so padding is told
-    from labels whatever ``fill_mask`` is. Anything but an HxWx3 image and HxW masks
+    ``CropNonEmptyMaskIfExists``, see only labels); two markers (:func:`frame_markers`)
+    ride along as separate masks, warped with the same nearest lookup, so padding is
+    told from labels whatever ``fill_mask`` is. Anything but an HxWx3 image and HxW masks
     (``ToTensorV2``, channel changes) is a ValueError.
     """
-    if ones is None:
-        ones = np.ones(mask.shape, dtype=np.uint8)
-    res = compose(image=image, mask=mask, masks=[ones])
+    if markers is None:
+        markers = frame_markers(mask.shape)
+    res = compose(image=image, mask=mask, masks=markers)
     img, msk = res["image"], res["mask"]
-    valid = res["masks"][0] if len(res["masks"]) == 1 else None
     hw = getattr(img, "shape", (None,))[:2]
+    out_markers = list(res["masks"])
+    valid = None
+    if len(out_markers) == 2 and all(getattr(m, "shape", None) == hw for m in out_markers):
+        valid = (np.asarray(out_markers[0]) == 1) & (np.asarray(out_markers[1]) == 2)
     if (
         getattr(img, "ndim", None) != 3
         or img.shape[-1] != 3
         or getattr(msk, "shape", None) != hw
-        or getattr(valid, "shape", None) != hw
+        or valid is None
     ):
         raise ValueError(
             f"the albumentations Compose returned image {getattr(img, 'shape', None)} and "
             f"mask {getattr(msk, 'shape', type(msk).__name__)}; expected HxWx3 and HxW (no "
             "ToTensorV2, no channel changes)"
         )
-    return img, np.where(valid == 1, msk, ignore_index).astype(np.int64)
+    return img, np.where(valid, msk, ignore_index).astype(np.int64)
 
 
 # rounding noise of float transforms; anything further out is a pipeline that leaves [0, 1]
