@@ -186,7 +186,8 @@ def detect_format(path: Path) -> str:
     unambiguous: a zip archive (torch.save's format) is read as a PyTorch file even when
     named ``.pkl``, and a pickle naming ``torch_utils.persistence`` (an NVIDIA network)
     as an NVIDIA pickle even when named ``.pt``; other ``.pkl`` / ``.pickle`` files go to
-    the NVIDIA reader, other pickles to torch's.
+    the NVIDIA reader, other pickles to torch's, and a legacy (pre-zip) ``torch.save``
+    file, which starts with torch's magic number, to torch's whatever its name.
     """
     check_file(path)
     with open(path, "rb") as f:
@@ -204,6 +205,10 @@ def detect_format(path: Path) -> str:
             f"{path}: damaged or truncated zip archive (it starts like a PyTorch .pt file, "
             "but its zip directory cannot be read; was the download or copy cut short?)"
         )
+    legacy_torch = head[:1] == b"\x80" and _TORCH_LEGACY_MAGIC in head[:32]
+    if pkl_name and legacy_torch:  # torch.save before 1.6 (or _use_new_zipfile_serialization)
+        log.info("%s: a legacy torch.save file: read as a PyTorch file", path)
+        return "torch"
     if pkl_name:
         return "nvidia-pkl"
     if head[:1] == b"\x80":
@@ -272,7 +277,8 @@ def _from_torch_object(obj: Any, path: Path, **options: Any) -> Generator:
     if any(k.startswith(("g_mapping.", "g_synthesis.", "module.g_")) for k in names):
         kind = "DatasetGAN StyleGAN1 .pt files"
         options = _options(options, kind, path)
-        avg, avg_source = _find_avg_latent(path, options.pop("avg_latent", None))
+        stored = any(k in obj for k in ("truncation.avg_latent", "module.truncation.avg_latent"))
+        avg, avg_source = _find_avg_latent(path, options.pop("avg_latent", None), stored)
         return StyleGAN1Generator.from_datasetgan_state_dict(
             obj, avg, source=str(path), avg_source=avg_source, **options
         )
@@ -291,9 +297,11 @@ def _options(options: dict[str, Any], kind: str, path: Path) -> dict[str, Any]:
     return check_options(options, FORMAT_OPTIONS[kind], kind, str(path))
 
 
-def _find_avg_latent(path: Path, given: Any) -> tuple[Any, str | None]:
+def _find_avg_latent(path: Path, given: Any, stored: bool = False) -> tuple[Any, str | None]:
     """The StyleGAN1 truncation centre (given array/path, or the release's file beside it)
-    and the file it came from, which messages about its values name."""
+    and the file it came from, which messages about its values name. ``stored``: the
+    checkpoint holds its own ``truncation.avg_latent``, used when no file is found (so
+    no warning that truncation will use zeros)."""
     if given is not None and not isinstance(given, (str, os.PathLike)):
         return given, None
     if given is not None:
@@ -311,6 +319,9 @@ def _find_avg_latent(path: Path, given: Any) -> tuple[Any, str | None]:
             raise CheckpointError(f"{c}: the average latent for {path} {why_not_a_file(c)}")
     if given is not None:
         raise CheckpointError(f"{given}: average latent file not found")
+    if stored:
+        log.info("%s: no average latent file beside it; using its truncation.avg_latent", path)
+        return None, None
     log.warning(
         "%s: no avg_latent_stylegan1.npy found beside it (looked for %s); truncation will use "
         "zeros. Pass avg_latent=PATH.",
