@@ -183,7 +183,8 @@ def image_scores(
     """Per image the mean of its ``top_fraction`` highest pixel scores: (B, H, W) -> (B,).
 
     The number of pixels averaged is ``max(1, floor(top_fraction * n))`` with n the
-    number of pixels considered (as DatasetGAN's ``js.sort()[-n // 10:]``). ``valid``
+    number of pixels considered (DatasetGAN's image score averages its top 10 %; in
+    Python ``[-n // 10:]`` would keep ceil(n / 10), one more for n = 4096). ``valid``
     (B, H, W) bool, optional: only those pixels count (e.g. not ignored ones); an image
     without any valid pixel scores 0.
 

@@ -49,7 +49,7 @@ import torch
 
 from .._version import __version__
 from ..augment import BatchAugment
-from ..conventions import check_truncation_psi, keyword_hints
+from ..conventions import check_number, check_truncation_psi, keyword_hints
 from ..fileio import atomic_torch_save, file_sha256, make_folder, output_path_problem, write_json
 from ..interpreter import Interpreter
 from ..metrics import five_fold_protocol
@@ -297,6 +297,22 @@ def _check_config(cfg: DemoConfig) -> None:
         raise ValueError(f"stream_pool must hold at least one batch, got {cfg.stream_pool}")
     if cfg.world is not None and cfg.world not in VARIATIONS:
         raise ValueError(f"unknown toy world {cfg.world!r}; valid: {', '.join(VARIATIONS)}")
+    # the API's settings that the command line checks when parsed: lr=0 rendered the test
+    # set into a new out folder before train_segmentation refused it
+    lr = check_number(cfg.lr, "lr", low=0.0)
+    if not lr > 0:
+        raise ValueError(f"lr must be > 0, got {cfg.lr}")
+    if cfg.eval_every < 0:
+        raise ValueError(f"eval_every must be >= 0 (0: no learning curve), got {cfg.eval_every}")
+    if cfg.figure_rows < 1:
+        raise ValueError(f"figure_rows must be >= 1, got {cfg.figure_rows}")
+    most = FEWSHOT_START - VALIDATION_START  # beyond it, validation takes the 16 images
+    if cfg.eval_every and not 1 <= cfg.validation_count <= most:
+        raise ValueError(
+            f"validation_count must be in 1..{most} (validation renders are pool seeds "
+            f"{VALIDATION_START}.., the 16 images of each draw {FEWSHOT_START}..), got "
+            f"{cfg.validation_count}"
+        )
     psis = [check_truncation_psi(psi, "stream_psi values") for psi in cfg.stream_psi or ()]
     if len(set(psis)) != len(psis):
         raise ValueError(f"stream_psi values must differ (one arm each), got {psis}")

@@ -429,6 +429,8 @@ class Interpreter(FactorizedInference, nn.Module):
             return out
 
         first = image_maps(0)
+        if len(first) == 0:  # first[0].device below was an IndexError
+            raise ValueError("image 0 has no feature maps: pass a list of (C, H, W) maps")
         if with_image and len(first) < 2:
             raise ValueError(
                 "with_image=True needs the generator's feature maps followed by the image"

@@ -91,7 +91,10 @@ CLASS_NAMES: tuple[str, ...] = (
 NUM_CLASSES: int = len(CLASS_NAMES)
 
 #: Part hierarchy: each class's enclosing part (``None`` for top-level regions). Every
-#: part lies inside its parent except ``nostril``: the nostrils sit at the nose's lower
+#: part lies inside its parent except ``ear`` and ``nostril``. The ears are painted
+#: behind the head, whose outline covers their inner half, so every visible ear pixel
+#: lies beside the skin, not inside it (``skin`` is the part they attach to). The
+#: nostrils sit at the nose's lower
 #: rim and are not clipped to it, so about 17 % of nostril pixels lie on the skin just
 #: below the nose (in about two images of three). Iris and pupil stay inside the eye and
 #: teeth inside the mouth.
@@ -394,7 +397,7 @@ def _rotate(u: torch.Tensor, v: torch.Tensor, cx, cy, angle) -> tuple[torch.Tens
 
 
 def _blur3(img: torch.Tensor) -> torch.Tensor:
-    """Separable [1, 2, 1] / 4 blur, reflect padding, per channel."""
+    """Separable [1, 2, 1] / 4 blur, replicate padding, per channel."""
     k = torch.tensor([0.25, 0.5, 0.25], dtype=img.dtype, device=img.device)
     c = img.shape[1]
     x = F.pad(img, (1, 1, 0, 0), mode="replicate")
