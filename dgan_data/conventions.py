@@ -88,11 +88,14 @@ def check_palette(value: Any, num_classes: int, what: str = "palette") -> list[l
     """``value`` as ``num_classes`` [r, g, b] lists of ints in 0..255 (numpy ints too);
     floats, bools, values outside 0..255 or another shape are a ValueError naming ``what``
     and the first bad colour (never truncated or clipped)."""
+    unordered = (str, bytes, set, frozenset, dict)  # a set gave colours in hash order
     try:
-        rows = [] if isinstance(value, (str, bytes)) else [list(c) for c in value]
+        if isinstance(value, unordered) or any(isinstance(c, unordered) for c in value):
+            raise TypeError
+        rows = [list(c) for c in value]
     except TypeError:
         raise ValueError(
-            f"{what} must be {num_classes} (r, g, b) colours, got {value!r:.80}"
+            f"{what} must be {num_classes} (r, g, b) colours in a list, got {value!r:.80}"
         ) from None
     if len(rows) != num_classes:
         raise ValueError(f"{what} has {len(rows)} colours for {num_classes} classes")
@@ -554,11 +557,14 @@ def as_numpy(x: Any) -> np.ndarray:
 
 
 def to_uint8_image(image: Any) -> np.ndarray:
-    """An image as (H, W, 3) uint8: from (3, H, W) or (H, W, 3), float in [0, 1] or uint8."""
+    """An image as (H, W, 3) uint8: from (3, H, W) or (H, W, 3), float in [0, 1] or uint8.
+    Where both axes are 3 (an image 3 px wide), a torch tensor is read as torch lays
+    images out, (3, H, W), and a numpy array as (H, W, 3)."""
+    channels_first = isinstance(image, torch.Tensor) and image.ndim == 3 and image.shape[0] == 3
     img = as_numpy(image)
     if img.ndim != 3 or 3 not in (img.shape[0], img.shape[-1]):
         raise ValueError(f"image must be (3, H, W) or (H, W, 3), got shape {img.shape}")
-    if img.shape[-1] != 3:
+    if img.shape[-1] != 3 or channels_first:
         img = np.moveaxis(img, 0, -1)
     if img.dtype == np.uint8:
         return np.ascontiguousarray(img)

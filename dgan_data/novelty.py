@@ -12,7 +12,8 @@ generator's features. :class:`FeatureNovelty` measures it:
   (bilinear) to a grid of at most ``grid`` x ``grid`` pixels and summed. Projection,
   standardisation and bilinear upsampling are linear, so this equals projecting the
   concatenated upsampled features, at a fraction of the memory;
-- up to ``references`` annotated pixels (the same number from each image) are kept as
+- up to ``references`` annotated pixels (the same number from each image, and at
+  least one: with more images than ``references``, one per image) are kept as
   references; a pixel's novelty is its distance to the nearest reference divided by the
   ``quantile`` of the distances of other annotated pixels to the references *of the
   other annotated images* (leave one image out: a new image is never one of the

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .conventions import IGNORE_INDEX, check_int, keyword_hints
+from .conventions import IGNORE_INDEX, check_int, check_palette, keyword_hints
 
 __all__ = ["colorize", "make_palette", "srgb_to_lab"]
 
@@ -105,10 +105,17 @@ def colorize(
             f"palette values must be integers in 0..255, got {pal.dtype} in "
             f"[{pal.min()}, {pal.max()}]"
         )
+    if not isinstance(palette, np.ndarray) and any(
+        isinstance(v, (bool, np.bool_)) for row in palette for v in row
+    ):  # numpy turned [True, False, True] into the colour (1, 0, 1)
+        raise ValueError("palette values must be integers in 0..255, got a bool")
     pal = pal.astype(np.uint8)
-    ign_rgb = np.asarray(ignore_color, dtype=np.int64)
-    if ign_rgb.shape != (3,) or ign_rgb.min() < 0 or ign_rgb.max() > 255:
-        raise ValueError(f"ignore_color must be 3 ints in 0..255, got {ignore_color!r}")
+    try:  # 12.7 was truncated to 12, True read as 1
+        ign_rgb = np.asarray(check_palette([ignore_color], 1, "ignore_color")[0], np.int64)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"ignore_color must be 3 ints in 0..255, got {ignore_color!r:.60}"
+        ) from None
     if isinstance(mask, torch.Tensor):
         return _colorize_torch(mask, pal, ignore_index, ign_rgb)
     m = np.asarray(mask)

@@ -88,7 +88,10 @@ class Float:
         desc = ("a finite number" if self.finite else "a number") + _range(self.low, self.high)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _fail(field, desc, value)
-        v = float(value)
+        try:
+            v = float(value)
+        except OverflowError:  # an int of 1,000 digits in a JSON document
+            raise _fail(field, desc, value) from None
         if self.finite and not math.isfinite(v):
             raise _fail(field, desc, value)
         if (self.low is not None and v < self.low) or (self.high is not None and v > self.high):

@@ -91,8 +91,9 @@ def heatmap(values: Any, vmin: float | None = None, vmax: float | None = None) -
     """Scalar map (H, W) -> (H, W, 3) uint8 through a viridis-like colour map.
 
     ``vmin``/``vmax`` (finite numbers, ``vmin <= vmax``) default to the finite minimum
-    and maximum; a constant map is all dark. NaN and inf pixels are grey (an all-NaN map
-    is all grey). Piecewise-linear between 9 anchors (no matplotlib).
+    and maximum (with one bound given, the other never passes it); values outside are
+    clipped to the end colours; a constant map is all dark. NaN and inf pixels are grey
+    (an all-NaN map is all grey). Piecewise-linear between 9 anchors (no matplotlib).
     """
     v = as_numpy(values).astype(np.float64)
     if v.ndim != 2:
@@ -104,11 +105,18 @@ def heatmap(values: Any, vmin: float | None = None, vmax: float | None = None) -
     finite = np.isfinite(v)
     lo = lo_given if lo_given is not None else float(np.min(v[finite])) if finite.any() else 0.0
     hi = hi_given if hi_given is not None else float(np.max(v[finite])) if finite.any() else 0.0
+    # one bound given: the other is the data's, but never past it (vmax=1 over data
+    # 5..6 made the range empty and drew 6 darkest, though it lies above vmax)
+    if lo_given is None:
+        lo = min(lo, hi)
+    if hi_given is None:
+        hi = max(hi, lo)
     # halves: the range of two float64s, e.g. -1e308..1e308, overflows; half of it never
-    t = np.zeros_like(v)
     if hi > lo:
         shifted = np.where(finite, v, lo) / 2 - lo / 2
         t = np.clip(shifted / (hi / 2 - lo / 2), 0.0, 1.0)
+    else:  # an empty range: above it is the top colour, the rest (a constant map) dark
+        t = (v > hi).astype(np.float64)
     t = np.where(finite, t, 0.0)
     xs = np.linspace(0.0, 1.0, len(_VIRIDIS))
     rgb = np.stack([np.interp(t, xs, _VIRIDIS[:, c]) for c in range(3)], axis=-1)
