@@ -51,7 +51,14 @@ from .state import (
     fresh_state,
     plain,
 )
-from .workers import Shard, current_shard, pickling_context, resolve_device
+from .workers import (
+    Shard,
+    current_shard,
+    new_epoch_signal,
+    pickling_context,
+    resolve_device,
+    signal_for_pickling,
+)
 
 log = logging.getLogger(__name__)
 
@@ -332,6 +339,10 @@ class DatasetGANStream(IterableDataset):
         self._resume: dict[str, Any] | None = None
         self._warned_restart = False
         self._parent_context: tuple[int, int] | None = None  # set when pickled
+        # set_epoch writes the epoch here too, where persistent DataLoader workers (which
+        # keep the copy they started with) read it at their next iter()
+        self._epoch_signal: Any = new_epoch_signal()
+        self._epoch_signal_seen = 0
 
     def __repr__(self) -> str:
         """The sources, the seed and every setting not at its default; loads nothing."""
@@ -360,6 +371,7 @@ class DatasetGANStream(IterableDataset):
         state["_ended"] = None
         # a spawned worker cannot find its rank itself (no process group, maybe no RANK)
         state["_parent_context"] = pickling_context()
+        state["_epoch_signal"] = signal_for_pickling(self._epoch_signal)
         return state
 
     # ------------------------------------------------------------- sizing
@@ -390,6 +402,31 @@ class DatasetGANStream(IterableDataset):
         """
         self.epoch = check_epoch(epoch)
         self._retire_iterator()
+        self._drop_finished_resume()
+        if self._epoch_signal is None:  # a copy (pickle, deepcopy) signals on its own
+            self._epoch_signal = new_epoch_signal()
+        self._epoch_signal[0] = self.epoch
+        self._epoch_signal[1] += 1
+        self._epoch_signal_seen = self._epoch_signal[1]
+
+    def _drop_finished_resume(self) -> None:
+        """A loaded state of a finished epoch that was never iterated (torchdata's
+        StatefulDataLoader restores an ended epoch without calling iter()) is done with
+        once the loop moves to another epoch; an unfinished one still must be resumed."""
+        state = self._resume
+        if state is None or state["epoch"] == self.epoch:
+            return
+        limit = self._items_for_shard(current_shard(self._parent_context))
+        if limit is not None and state["items"] >= limit:
+            self._resume = None
+
+    def _adopt_signalled_epoch(self) -> None:
+        """In a persistent DataLoader worker: take the epoch the main process set since
+        this copy was made (its own end-of-epoch step is kept when none was set)."""
+        signal = self._epoch_signal
+        if signal is not None and signal[1] != self._epoch_signal_seen:
+            self._epoch_signal_seen = signal[1]
+            self.epoch = signal[0]
 
     def _retire_iterator(self) -> None:
         """The last iterator no longer says where the stream is: the next ``iter()``
@@ -546,6 +583,8 @@ class DatasetGANStream(IterableDataset):
             names = _class_names(self._interpreter_src, self.preset) or self.labeler().class_names
             self._new_balancer(names).load_state_dict(state["balancer"])
         self.epoch = check_epoch(state["epoch"])
+        if self._epoch_signal is not None:  # the state's epoch wins over earlier set_epoch
+            self._epoch_signal_seen = self._epoch_signal[1]
         self._resume = None if state.get("fresh") else dict(state)
         self._progress = None  # the loaded state replaces any earlier iterator's
         self._finished = None
@@ -559,6 +598,7 @@ class DatasetGANStream(IterableDataset):
         return self._iterate()
 
     def _iterate(self) -> Iterator[Any]:
+        self._adopt_signalled_epoch()
         shard = current_shard(self._parent_context)
         lab = self.labeler()
         device = lab.device

@@ -7,9 +7,11 @@ fails with a cryptic error as soon as the parent has touched it.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import warnings
 from dataclasses import dataclass
+from multiprocessing.context import get_spawning_popen
 from typing import Any
 
 import torch
@@ -62,6 +64,20 @@ def current_shard(parent_context: tuple[int, int] | None = None) -> Shard:
         rank, world = distributed_context()
     worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
     return Shard(rank, world, worker, workers)
+
+
+def new_epoch_signal() -> Any:
+    """``[epoch, times set_epoch was called]`` in shared memory (a multiprocessing heap
+    block, inherited by forked DataLoader workers and handed to spawned ones): the one
+    way ``set_epoch`` in the main process reaches persistent workers, which keep the
+    copy of the stream they started with."""
+    return multiprocessing.RawArray("q", 2)
+
+
+def signal_for_pickling(signal: Any) -> Any:
+    """The epoch signal when a worker process is being started (it shares the block),
+    else None: a copy made by ``copy.deepcopy`` or ``pickle`` gets no link to it."""
+    return signal if get_spawning_popen() is not None else None
 
 
 def pickling_context() -> tuple[int, int] | None:
