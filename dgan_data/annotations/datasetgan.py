@@ -147,11 +147,11 @@ def import_datasetgan_release(
                 center = None
 
     mask_indices, padded = _listed_mask_indices(root)
-    for name in padded:  # image_mask01.npy was counted as mask 1, then never opened
-        plain = f"image_mask{int(name[10:-4])}.npy"
+    for name, index in padded:  # image_mask01.npy was counted as mask 1, never opened
+        plain = f"image_mask{index}.npy"
         problems.append(
-            f"{name}: a second file for mask {plain[10:-4]} beside {plain}; remove one"
-            if int(name[10:-4]) in mask_indices
+            f"{name}: a second file for mask {index} beside {plain}; remove one"
+            if index in mask_indices
             else f"{name}: not a name the release writes (indices are not zero-padded); "
             f"rename it {plain}"
         )
@@ -314,19 +314,20 @@ def _numbering_problem(indices: list[int]) -> str:
     )
 
 
-def _listed_mask_indices(root: Path) -> tuple[list[int], list[str]]:
-    """The sorted indices of ``image_mask{i}.npy`` in ``root``, and the names of
-    zero-padded ones (``image_mask01.npy``), which the release never writes."""
+def _listed_mask_indices(root: Path) -> tuple[list[int], list[tuple[str, int]]]:
+    """The sorted indices of ``image_mask{i}.npy`` in ``root``, and the names and
+    indices of zero-padded ones (``image_mask01.npy``), which the release never writes."""
     indices: list[int] = []
-    padded: list[str] = []
+    padded: list[tuple[str, int]] = []
     for p in root.glob("image_mask*.npy"):
         m = re.fullmatch(r"image_mask(\d+)\.npy", p.name)
         if m is None:
             continue
-        if m.group(1) != str(int(m.group(1))):
-            padded.append(p.name)
+        index = int(m.group(1))
+        if m.group(1) != str(index):
+            padded.append((p.name, index))
         else:
-            indices.append(int(m.group(1)))
+            indices.append(index)
     return sorted(indices), sorted(padded)
 
 
