@@ -301,7 +301,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--device", type=device_name, default=None, help="default: cuda when available"
     )
     parser.add_argument(
-        "--batches", type=positive_int, default=None, help="timed batches (default 3)"
+        "--batches",
+        type=positive_int,
+        default=None,
+        help="timed batches (default 3; 2 with --quick)",
     )
     parser.add_argument(
         "--batch-size", type=positive_int, default=None, help="default 4 (quick: 2)"

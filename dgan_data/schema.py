@@ -208,7 +208,8 @@ def _check_fields(
     if not allow_unknown:
         unknown = sorted(k for k in doc if k not in fields)
         if unknown:
-            raise SchemaError(f"unknown field(s) {unknown} (known: {sorted(fields)})")
+            where = f" in '{prefix[:-1]}'" if prefix else ""
+            raise SchemaError(f"unknown field(s) {unknown}{where} (known: {sorted(fields)})")
 
 
 def check_document(
