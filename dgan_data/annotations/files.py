@@ -31,6 +31,7 @@ from ..fileio import (
     write_npy,
     write_png,
 )
+from ..palette import make_palette
 from ..schema import SchemaError, check_document
 from ..seeds import MAX_SEED
 from .format import (
@@ -46,6 +47,7 @@ from .format import (
     AnnotationError,
     _bad_class_ids,
     _is_int,
+    _palette,
 )
 from .png import missing_file_problem, open_png, saved_otherwise
 
@@ -97,6 +99,7 @@ def read_folder(root: Path, skip_unannotated: bool = False) -> dict[str, Any]:
         )
         class_names = None
     num_classes = len(class_names) if isinstance(class_names, list) else None
+    colours = _folder_colours(manifest.get("palette"), class_names)
 
     trunc = manifest.get("truncation", {})
     if not isinstance(trunc, dict):
@@ -183,7 +186,7 @@ def read_folder(root: Path, skip_unannotated: bool = False) -> dict[str, Any]:
             else:  # drawn, but saved as JPEG or .PNG: an error, not a sample left out
                 problems.append(missing_file_problem(root / mask_rel, mask_rel))
             continue
-        mask = _read_mask(root, mask_rel, num_classes, problems, mask_res)
+        mask = _read_mask(root, mask_rel, num_classes, problems, mask_res, colours)
         if mask is not None:
             mask_sizes.setdefault(mask.shape, []).append(mask_rel)
 
@@ -371,8 +374,9 @@ def write_folder(ann: Any, root: Path, overwrite: bool = False) -> Path:
 
 def _open_png(
     path: Path, name: str, problems: list[str], size: Sequence[int] | None = None, what: str = ""
-) -> tuple[np.ndarray, str] | None:
-    """(array, mode) of a PNG, or None with the reason appended to ``problems``.
+) -> tuple[np.ndarray, str, list[int] | None] | None:
+    """(array, mode, palette) of a PNG (the palette of a mode P file as flat r, g, b
+    values, else None), or None with the reason appended to ``problems``.
     ``size``: the (height, width) the manifest records; a file of another size is
     reported from its header, before its pixels are decoded (a 30000 x 30000 mask was
     decoded in full and only then found to be of the wrong size)."""
@@ -387,7 +391,9 @@ def _open_png(
         )
 
     im = open_png(path, name, problems, check_size)
-    return None if im is None else (np.asarray(im), im.mode)
+    if im is None:
+        return None
+    return np.asarray(im), im.mode, im.getpalette() if im.mode == "P" else None
 
 
 def _open_npy(path: Path, name: str, problems: list[str]) -> np.ndarray | None:
@@ -446,19 +452,20 @@ def _read_mask(
     num_classes: int | None,
     problems: list[str],
     size: Sequence[int] | None = None,
+    colours: list[tuple[int, int, int]] | None = None,
 ) -> np.ndarray | None:
-    """A mask PNG as (H, W) uint8 class ids, or None with its problems recorded."""
+    """A mask PNG as (H, W) uint8 class ids, or None with its problems recorded.
+    ``colours``: the folder's class colours, to catch an indexed PNG painted in them."""
     if rel is None:
         return None
     opened = _open_png(root / rel, rel, problems, size, "mask")
     if opened is None:
         return None
-    array, mode = opened
+    array, mode, png_palette = opened
     if mode not in ("L", "P"):
         colour = (
             "; a colour mask painted in the folder's palette converts in place with "
-            f"`dgan-data import-masks --format palette {shlex.quote(str(root / Path(rel).parent))} "
-            f"--annotations {shlex.quote(str(root))}`"
+            + _palette_import_command(root, rel)
             if mode in ("RGB", "RGBA")
             else ""
         )
@@ -474,7 +481,61 @@ def _read_mask(
                 f"{rel}: class ids {short_list(bad)} out of range (K = {num_classes} "
                 f"classes: 0..{num_classes - 1}, {IGNORE_INDEX} = ignore)"
             )
+            return array
+    if png_palette is not None and colours is not None:
+        reordered = _reordered_palette_index(array, png_palette, colours)
+        if reordered is not None:
+            index, shows = reordered
+            problems.append(
+                f"{rel}: an indexed PNG painted in the folder's palette in another order "
+                f"(index {index}, read as class id {index}, shows the colour of class id "
+                f"{shows}): its indices are not class ids; convert it by colour with "
+                + _palette_import_command(root, rel)
+            )
+            return None
     return array
+
+
+def _palette_import_command(root: Path, rel: str) -> str:
+    """The command that converts the colour masks beside ``rel`` into class ids."""
+    masks = shlex.quote(str(root / Path(rel).parent))
+    return (
+        f"`dgan-data import-masks --format palette {masks} --annotations {shlex.quote(str(root))}`"
+    )
+
+
+def _folder_colours(palette: Any, class_names: Any) -> list[tuple[int, int, int]] | None:
+    """The colours a folder's masks are painted in: its manifest's palette, else the
+    default one; None when either is malformed (reported elsewhere)."""
+    if not isinstance(class_names, list) or not class_names:
+        return None
+    if palette is None:
+        return [(int(r), int(g), int(b)) for r, g, b in make_palette(len(class_names)).tolist()]
+    try:
+        return _palette(palette, len(class_names))
+    except (TypeError, ValueError):
+        return None
+
+
+def _reordered_palette_index(
+    ids: np.ndarray, png_palette: list[int], colours: list[tuple[int, int, int]]
+) -> tuple[int, int] | None:
+    """(index, class id of its colour) when every class id used in an indexed mask shows
+    one of the folder's class colours and some show another class's colour: an editor
+    saved a mask painted in the folder's palette with its own index order, and reading
+    the indices as class ids would mislabel it silently. None otherwise (an indexed PNG
+    whose colours are not the folder's, such as a grey ramp, is read by its indices)."""
+    class_of = {colour: k for k, colour in enumerate(colours)}
+    first_wrong = None
+    for index in np.unique(ids).tolist():
+        if index >= len(colours):  # ignore (255): no colour of its own
+            continue
+        colour = tuple(png_palette[3 * index : 3 * index + 3])
+        if colour not in class_of:
+            return None
+        if class_of[colour] != index and first_wrong is None:
+            first_wrong = (index, class_of[colour])
+    return first_wrong
 
 
 def _read_image(

@@ -171,7 +171,15 @@ def _palette(palette: Any, num_classes: int) -> list[tuple[int, int, int]] | Non
     """Accept K (r, g, b) triples or a flat list of 3K ints (the release's style)."""
     if palette is None:
         return None
-    values = np.asarray(palette)
+    try:
+        values = np.asarray(palette)
+    except ValueError:  # rows of different lengths
+        values = None
+    if values is None or values.dtype == object:
+        raise ValueError(
+            f"palette must hold one (r, g, b) per class ({num_classes}), got rows of "
+            "different lengths"
+        )
     if values.ndim == 1 and values.size % 3 == 0:
         values = values.reshape(-1, 3)
     if values.ndim != 2 or values.shape != (num_classes, 3):

@@ -300,10 +300,20 @@ def _resume_settings(
     old_names = old.get("class_names")
     if names is None:
         names = old_names
-        if palette is None and old.get("palette") is not None and names:
-            palette = _palette(old["palette"], len(names))
     elif old_names is not None and old_names != names:
         problems.append(f"{MANIFEST}: class_names were {old_names}, now {names}")
+    old_palette = old.get("palette")
+    if old_palette is not None and names and names == old_names:
+        # masks may already be painted in the folder's colours: keep them, refuse others
+        old_palette = _palette(old_palette, len(names))
+        if palette is None:
+            palette = old_palette
+        elif palette != old_palette:
+            k = next(k for k, (a, b) in enumerate(zip(old_palette, palette)) if a != b)
+            problems.append(
+                f"{MANIFEST}: the palette's colour for class '{names[k]}' was "
+                f"{old_palette[k]}, now {palette[k]}"
+            )
     if problems:
         raise AnnotationError(
             problems, root, advice="use a new folder, or the settings this folder was made with"

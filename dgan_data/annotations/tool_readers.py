@@ -413,7 +413,7 @@ def _colour_raster(
     if im is None:
         return None
     if im.mode in _SINGLE_CHANNEL_MODES:
-        return _id_raster(np.asarray(im), where, palette, class_ids, problems)
+        return _id_raster(np.asarray(im), where, palette, class_ids, problems, lookup)
     if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
         # the RGB of a see-through pixel is whatever the editor left there (GIMP,
         # Krita): converting to RGB labelled it silently
@@ -444,21 +444,52 @@ def _colour_raster(
     return index[inverse.reshape(packed.shape)]
 
 
+def _grey_colour_clash(greys: list[int], lookup: dict[int, int]) -> tuple[int, int] | None:
+    """(grey, its label as a colour) when every grey level v is the palette colour
+    (v, v, v) and one reads otherwise as a colour than as an id; None otherwise."""
+    as_colour = {v: lookup.get((v << 16) | (v << 8) | v) for v in greys}
+    if any(label is None for label in as_colour.values()):
+        return None  # not all colours of the palette: ids, as an earlier import wrote
+    for v, label in as_colour.items():
+        if label != (-1 if v == IGNORE_INDEX else v):
+            return v, label
+    return None
+
+
 #: PNG modes with one channel: grey levels or ids, never colours.
 _SINGLE_CHANNEL_MODES = ("1", "L", "I", "I;16")
 
 
 def _id_raster(
-    values: np.ndarray, where: str, palette: str, class_ids: int | None, problems: list[str]
+    values: np.ndarray,
+    where: str,
+    palette: str,
+    class_ids: int | None,
+    problems: list[str],
+    lookup: dict[int, int] | None = None,
 ) -> np.ndarray | None:
     """A single-channel mask met where colours are read: its ids as label indices when
-    ``class_ids`` allows them, else None with the problem recorded."""
+    ``class_ids`` allows them, else None with the problem recorded. A grey mask that
+    reads as colours of the palette (``lookup``) too, with other labels, is refused: a
+    black and white mask saved as greyscale made white 255 = ignore."""
     values = values.astype(np.int64)
     found = ""
     if class_ids is not None:
         bad = np.unique(values[(values >= class_ids) & (values != IGNORE_INDEX)])
         if bad.size == 0:
-            return np.where(values == IGNORE_INDEX, -1, values)
+            clash = _grey_colour_clash(np.unique(values).tolist(), lookup or {})
+            if clash is None:
+                return np.where(values == IGNORE_INDEX, -1, values)
+            grey, as_colour = clash
+            as_id = "ignore" if grey == IGNORE_INDEX else f"class {grey}"
+            colour_label = "ignore" if as_colour == -1 else f"class {as_colour}"
+            problems.append(
+                f"{where}: a greyscale mask whose grey levels are all colours of {palette}: "
+                f"grey {grey} reads as {as_id} (a class id) or as {colour_label} (a "
+                "colour); save the painted mask as RGB, or import masks of class ids with "
+                "--format png"
+            )
+            return None
         found = f" with values {short_list(bad.tolist(), 5)} that are no class ids"
     problems.append(
         f"{where}: a single-channel image{found}, not a colour mask: colours are read by "
