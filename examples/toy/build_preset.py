@@ -14,7 +14,8 @@
    and ``--context``: pixel context; ``--drop-coarse K``: the generator's first K
    feature maps are ignored, see ``coarse_maps.py``).
 3. Reports the interpreter's mIoU against the annotator's labels on 200 other
-   generated samples, per class; fails (exit code 1) when a class scores 0.
+   generated samples (seeds from 100000, which the annotation seeds and their coverage
+   search may not reach), per class; fails (exit code 1) when a class scores 0.
 4. Writes generator, interpreter, annotations and ``preset_metrics.json`` to ``--out``
    (default: the package's ``dgan_data/toy/assets``).
 
@@ -45,17 +46,23 @@ import dgan_data
 from dgan_data import load_generator
 from dgan_data.annotations import Annotations
 from dgan_data.cli import USER_ERRORS, OneLineParser, run_script, script_error
-from dgan_data.cli.common import finite_float, non_negative_int, output_folder, positive_int
+from dgan_data.cli.common import (
+    finite_float,
+    non_negative_int,
+    output_folder,
+    positive_int,
+    seed_int,
+)
 from dgan_data.cli.models import context_radius
 from dgan_data.conventions import generator_to_uint8 as to_uint8_image
-from dgan_data.fileio import fsync_dir, write_json
+from dgan_data.fileio import fsync_dir, read_json, write_json
 from dgan_data.interpreter.context import MAX_CONTEXT
 from dgan_data.metrics import ConfusionMatrix, format_iou_table
-from dgan_data.seeds import z_from_seeds
+from dgan_data.seeds import MAX_SEED, z_from_seeds
 from dgan_data.suggest import MIN_CLASS_PIXELS
 from dgan_data.toy import CLASS_NAMES, NUM_CLASSES, PALETTE
 from dgan_data.toy.annotator import annotate, load_annotator
-from dgan_data.toy.preset import TOY_TRUNCATION_PSI
+from dgan_data.toy.preset import TOY_TRUNCATION_PSI, toy_preset_fields
 from dgan_data.toy.quality import kid_gate
 
 ASSETS = Path(dgan_data.__file__).parent / "toy" / "assets"
@@ -66,6 +73,8 @@ ASSETS = Path(dgan_data.__file__).parent / "toy" / "assets"
 ANNOTATION_START_SEED = 16
 #: Seeds of the 200 generated samples the interpreter is evaluated on.
 EVAL_START_SEED = 100_000
+#: (height, width) of the preset's images and labels: the generator must draw them.
+RESOLUTION = tuple(toy_preset_fields()["image_resolution"])
 
 
 @torch.no_grad()
@@ -84,7 +93,7 @@ def gan_gate(quality_path: str | None) -> dict | None:
     """The diversity/KID gate from an ``evaluate_gan.py`` JSON: ratios, KID and ``ok``."""
     if quality_path is None:
         return None
-    q = json.loads(Path(quality_path).read_text())
+    q = read_json(quality_path)  # errors name the file
     try:
         return _gate_of(q, quality_path)
     except (KeyError, TypeError, AttributeError) as err:
@@ -120,6 +129,11 @@ def build(args: argparse.Namespace) -> dict:
                 "--allow-ungated to build anyway (recorded in preset_metrics.json)"
             )
     G = load_generator(args.generator)
+    if tuple(G.resolution) != RESOLUTION:  # else the evaluation fails after the fit
+        raise ValueError(
+            f"{args.generator}: a {G.resolution[0]}x{G.resolution[1]} generator; the preset "
+            f"needs {RESOLUTION[0]}x{RESOLUTION[1]} (train_gan.py --size {RESOLUTION[0]})"
+        )
     annotator = load_annotator(args.annotator)
     try:  # the wrapper's own bound, checked before anything is written
         CoarseDropped(G, args.drop_coarse)
@@ -193,7 +207,7 @@ def build_into(
     for i in range(0, len(eval_seeds), 25):
         chunk = eval_seeds[i : i + 25]
         imgs, img, feats = generate(G, chunk, psi)
-        pred = interp.predict(interp.prediction_maps(feats, img), output_size=(64, 64))
+        pred = interp.predict(interp.prediction_maps(feats, img), output_size=RESOLUTION)
         conf.update(pred.labels, annotate(annotator, imgs))
     result = conf.compute()
     print(format_iou_table(result, list(CLASS_NAMES)))
@@ -313,11 +327,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="output folder (default: package assets)",
     )
     p.add_argument("--num", type=positive_int, default=16, help="annotated samples")
-    p.add_argument("--start-seed", type=non_negative_int, default=ANNOTATION_START_SEED)
+    p.add_argument("--start-seed", type=seed_int, default=ANNOTATION_START_SEED)
     p.add_argument("--eval-num", type=positive_int, default=200)
     p.add_argument("--num-models", type=positive_int, default=10)
     p.add_argument("--truncation", type=finite_float, default=TOY_TRUNCATION_PSI)
-    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument(
         "--max-steps", type=positive_int, default=3000, help="cap on interpreter steps per model"
     )
@@ -367,7 +381,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--truncation must be >= 0, got {args.truncation}")
     if not 0 <= args.class_balance <= 1:
         p.error(f"--class-balance must be in [0, 1], got {args.class_balance}")
+    problem = seed_ranges_problem(args)
+    if problem:
+        p.error(problem)
     return args
+
+
+def annotation_seed_range(args: argparse.Namespace) -> range:
+    """Every seed an annotated sample can have: ``--num`` from ``--start-seed``, then the
+    ``--coverage-search`` seeds searched for swaps (none with ``--coverage 0``)."""
+    search = args.coverage_search if args.coverage else 0
+    return range(args.start_seed, args.start_seed + args.num + search)
+
+
+def seed_ranges_problem(args: argparse.Namespace) -> str | None:
+    """Why the annotation seeds cannot be used, or None: past the seed range, or meeting
+    the evaluation seeds (the interpreter would be scored on its own training images)."""
+    ann = annotation_seed_range(args)
+    evals = range(EVAL_START_SEED, EVAL_START_SEED + args.eval_num)
+    flags = "--start-seed, --num and --coverage-search"
+    if ann.stop > MAX_SEED:
+        return f"annotation seeds {ann.start}..{ann.stop - 1} ({flags}) go past 2**63 - 1"
+    if ann.start < evals.stop and evals.start < ann.stop:
+        return (
+            f"annotation seeds {ann.start}..{ann.stop - 1} ({flags}) meet the evaluation "
+            f"seeds {evals.start}..{evals.stop - 1}: choose seeds outside them"
+        )
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,9 @@ networks and optimizer state hold them. Checkpoints written before that record (
 committed ``examples/toy/checkpoint/*.pt``) are checked through their tensors: the size
 from the generator's layers, the learning rate and R1 interval from the optimizers.
 Another ``--batch``, ``--seed`` or ``--world`` on resume is allowed (and logged).
+A ``checkpoint.pt`` this script cannot resume (another program's, networks of other
+shapes, a folder) is refused the same way, naming the file. A resume with no step left
+to train (``--steps`` at most the checkpoint's) only exports the checkpoint.
 
 Runs on CUDA when available (``--device``).
 """
@@ -131,15 +134,22 @@ class Discriminator(nn.Module):
 
 
 # ----------------------------------------------------------------- training
+def bank_path(out: Path, count: int, size: int, world: str = "base") -> Path:
+    """Where :func:`load_bank` caches the bank of these settings."""
+    return out / f"train_bank_{count}_{size}px{world_tag(world)}.pt"
+
+
 def load_bank(out: Path, count: int, size: int, world: str = "base") -> torch.Tensor:
     """The first ``count`` train-split renders of toy world ``world`` as uint8
     (N, 3, H, W), cached in ``out``.
 
     Rendering once and drawing from memory keeps the renderer off the training loop.
     """
-    path = out / f"train_bank_{count}_{size}px{world_tag(world)}.pt"
+    path = bank_path(out, count, size, world)
     if path.exists():
-        return torch.load(path, weights_only=True)
+        bank = cached_bank(path, count, size)
+        if bank is not None:
+            return bank
     chunks = []
     seeds = SPLITS["train"][:count]
     for start in tqdm(range(0, count, 500), desc="rendering train split", unit="chunk"):
@@ -147,6 +157,28 @@ def load_bank(out: Path, count: int, size: int, world: str = "base") -> torch.Te
         chunks.append((imgs * 255).round().to(torch.uint8))
     bank = torch.cat(chunks)
     atomic_torch_save(bank, path)
+    return bank
+
+
+def cached_bank(path: Path, count: int, size: int) -> torch.Tensor | None:
+    """The bank cached at ``path``, or None (with a warning naming the file) when it does
+    not load or is not uint8 (count, 3, size, size): it is only a cache, rendered again."""
+    try:
+        bank = torch.load(path, weights_only=True)
+    except Exception as err:  # truncated, not a torch file (torch's message is a page)
+        log.warning(
+            "%s: unreadable train bank cache (%s); rendering it again", path, type(err).__name__
+        )
+        return None
+    want = (count, 3, size, size)
+    if not isinstance(bank, torch.Tensor) or bank.dtype != torch.uint8 or bank.shape != want:
+        found = (
+            f"{bank.dtype} {tuple(bank.shape)}" if isinstance(bank, torch.Tensor) else "no tensor"
+        )
+        log.warning(
+            "%s: train bank cache holds %s, not uint8 %s; rendering it again", path, found, want
+        )
+        return None
     return bank
 
 
@@ -181,6 +213,76 @@ def load_checkpoint(path: Path) -> dict:
     optimizer state to the models' device, and the RNG states must stay CPU ByteTensors
     (mapping them to CUDA made resuming fail with "RNG state must be a torch.ByteTensor")."""
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+#: What :func:`train` reads from a checkpoint (``worlds``, ``settings`` and ``cuda_rng``
+#: are optional: older checkpoints lack them).
+CHECKPOINT_KEYS = ("G", "D", "G_ema", "opt_g", "opt_d", "rng", "step", "history")
+#: The world of the steps a checkpoint written before the world record trained.
+UNKNOWN_WORLD = "unknown"
+
+
+def checkpoint_problem(ck: object, size: int) -> str | None:
+    """Why :func:`train` cannot resume ``ck`` at ``size`` px, or None: a key it reads is
+    missing or a value does not load into the toy networks, optimizers or generator.
+    Checked before anything is rendered, so a foreign file is one line, not a traceback."""
+    if not isinstance(ck, dict):
+        return f"holds a {type(ck).__name__}, not a dict"
+    missing = [k for k in CHECKPOINT_KEYS if k not in ck]
+    if missing:
+        return f"no {', '.join(missing)}"
+    G, D = build_generator(size), Discriminator(size)
+    for name, model in (("G", G), ("D", D), ("G_ema", G)):
+        problem = state_dict_mismatch(model, ck[name])
+        if problem:
+            return f"its {name} does not fit the {size} px toy networks ({problem})"
+    checks = {
+        "opt_g": lambda: torch.optim.Adam(G.parameters()).load_state_dict(ck["opt_g"]),
+        "opt_d": lambda: torch.optim.Adam(D.parameters()).load_state_dict(ck["opt_d"]),
+        "rng": lambda: torch.Generator().set_state(ck["rng"]),
+        "step": lambda: int(ck["step"]),
+        "history": lambda: list(json.loads(ck["history"])),
+        "worlds": lambda: checkpoint_worlds(ck, 0),
+    }
+    for name, check in checks.items():
+        try:
+            check()
+        except Exception as err:  # whatever a foreign value makes torch or json raise
+            return f"its {name} does not load ({one_line(err)})"
+    return None
+
+
+def state_dict_mismatch(model: nn.Module, state: object) -> str | None:
+    """How ``state`` differs from ``model``'s state dict (the number of missing,
+    unexpected and misshapen entries, the first of each named), or None when it fits;
+    torch's own message lists every key."""
+    if not isinstance(state, dict):
+        return f"a {type(state).__name__}, not a state dict"
+    own = model.state_dict()
+    differences = {
+        "missing": [k for k in own if k not in state],
+        "unexpected": [k for k in state if k not in own],
+        "misshapen": [
+            k for k in own if k in state and getattr(state[k], "shape", None) != own[k].shape
+        ],
+    }
+    parts = [f"{len(v)} {what}, first {v[0]}" for what, v in differences.items() if v]
+    return "; ".join(parts) or None
+
+
+def checkpoint_worlds(ck: dict, step: int) -> list[dict]:
+    """Which toy world each stretch of the checkpoint's training used. A checkpoint
+    written before that record (the committed ones) gets one stretch of unknown world
+    for its ``step`` steps: a resume neither calls them a fine-tune nor files them under
+    the world it continues on."""
+    if "worlds" not in ck:
+        return [{"from_step": 0, "world": UNKNOWN_WORLD}] if step else []
+    worlds = list(json.loads(ck["worlds"]))
+    for w in worlds:
+        if not (isinstance(w, dict) and isinstance(w.get("world"), str)):
+            raise ValueError(f"{w!r} is not a world stretch")
+        int(w["from_step"])
+    return worlds
 
 
 def rng_states(gen: torch.Generator, device: torch.device) -> dict:
@@ -273,7 +375,7 @@ def train(args: argparse.Namespace) -> dict:
         opt_d.load_state_dict(ck["opt_d"])
         restore_rng(ck, gen, device)
         step, history = int(ck["step"]), list(json.loads(ck["history"]))
-        worlds = list(json.loads(ck["worlds"])) if "worlds" in ck else []
+        worlds = checkpoint_worlds(ck, step)
         print(f"resumed from {ckpt_path} at step {step}{worlds_text(worlds)}")
         saved = checkpoint_settings(ck)
         for name in ("batch", "seed"):
@@ -285,10 +387,10 @@ def train(args: argparse.Namespace) -> dict:
         if step == 0:
             raise SystemExit(f"{ckpt_path}: no checkpoint to export yet")
         return export(G_ema, out, step, 0.0, G, D, worlds)
-    if not worlds or worlds[-1]["world"] != args.world:
-        if step:
-            log.info("continuing on the %s world from step %d (a fine-tune)", args.world, step)
-        worlds.append({"from_step": step, "world": args.world})
+    if step >= args.steps:  # no bank and no new world: nothing trains on them
+        log.info("the checkpoint is at step %d, --steps %d: nothing to train", step, args.steps)
+        return export(G_ema, out, step, 0.0, G, D, worlds)
+    note_world(worlds, args.world, step)
     bank = load_bank(out, args.bank, args.size, args.world)
     fixed_z = torch.randn(32, G.z_dim, generator=torch.Generator().manual_seed(1234)).to(device)
     t0, bar = time.time(), tqdm(total=args.steps, initial=step, desc="train_gan", unit="it")
@@ -364,9 +466,26 @@ def train(args: argparse.Namespace) -> dict:
     return export(G_ema, out, step, time.time() - t0, G, D, worlds)
 
 
+def note_world(worlds: list[dict], world: str, step: int) -> None:
+    """Record that training goes on with ``world`` from ``step`` (nothing when the last
+    stretch is that world's); logged as a fine-tune only when the previous world is known."""
+    if worlds and worlds[-1]["world"] == world:
+        return
+    if worlds and worlds[-1]["world"] == UNKNOWN_WORLD:
+        log.info(
+            "continuing on the %s world from step %d (the checkpoint does not record the "
+            "world of the steps before)",
+            world,
+            step,
+        )
+    elif worlds:
+        log.info("continuing on the %s world from step %d (a fine-tune)", world, step)
+    worlds.append({"from_step": step, "world": world})
+
+
 def worlds_text(worlds: list[dict]) -> str:
     """How a checkpoint's training split into toy worlds, for the resume message."""
-    if not worlds:
+    if not worlds or [w["world"] for w in worlds] == [UNKNOWN_WORLD]:
         return " (the checkpoint does not record its toy world)"
     parts = [f"{w['world']} from step {w['from_step']}" for w in worlds]
     return f" (trained on: {', '.join(parts)})"
@@ -438,18 +557,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             f"--seed {args.seed} is too large: step s draws real images with seed --seed * "
             f"{STEP_SEED_STRIDE} + s, which must stay below 2**64"
         )
-    ckpt_path = Path(args.out) / "checkpoint.pt"
+    out = Path(args.out)
+    ckpt_path = out / "checkpoint.pt"
+    bank = bank_path(out, args.bank, args.size, args.world)  # --export-only reads none
+    for path in (ckpt_path,) if args.export_only else (ckpt_path, bank):
+        if path.exists() and not path.is_file():
+            p.error(f"{path}: exists and is not a file; move it away")
     if args.export_only and not ckpt_path.is_file():
         p.error(f"--export-only: {ckpt_path}: no checkpoint to export yet")
     if ckpt_path.is_file():  # before the bank is rendered and the models are built
-        try:
-            saved = checkpoint_settings(load_checkpoint(ckpt_path))
-        except Exception as err:  # damaged, truncated, not a torch file
-            p.error(f"{ckpt_path}: not a checkpoint of this script ({one_line(err)})")
-        problem = settings_mismatch(saved, args)
+        check_resume(p, ckpt_path, args)
+    return args
+
+
+def check_resume(p: argparse.ArgumentParser, ckpt_path: Path, args: argparse.Namespace) -> None:
+    """Refuse (one line, exit 2) a checkpoint that does not load, lacks what training
+    reads, was trained with other ``MUST_MATCH`` settings or does not fit the networks."""
+    try:
+        ck = load_checkpoint(ckpt_path)
+        saved = checkpoint_settings(ck) if isinstance(ck, dict) else {}
+    except Exception as err:  # damaged, truncated, not a torch file
+        p.error(f"{ckpt_path}: not a checkpoint of this script ({one_line(err)})")
+    if isinstance(ck, dict) and all(k in ck for k in CHECKPOINT_KEYS):
+        problem = settings_mismatch(saved, args)  # the size before the shapes it implies
         if problem:
             p.error(f"{problem} ({ckpt_path})")
-    return args
+    problem = checkpoint_problem(ck, args.size)
+    if problem:
+        p.error(f"{ckpt_path}: not a checkpoint of this script ({problem})")
 
 
 def main(argv: list[str] | None = None) -> int:
