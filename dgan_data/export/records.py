@@ -422,7 +422,8 @@ def _check_layout(root: Path, tags: Sequence[str] = ()) -> None:
     """The files and folders an export reads, writes, moves or deletes stay inside
     ``root`` (a symlink leading out would make it touch files elsewhere) and are of the
     right kind where they exist (a folder where ``index.jsonl`` belongs was reported as
-    repairable, and the rerun failed with IsADirectoryError)."""
+    repairable, and the rerun failed with IsADirectoryError), and no two of its folders
+    are one folder."""
     files = ["dataset.json", "index.jsonl", "candidates.jsonl", _SELECTION, _LOCK]
     folders = ["images", "masks", _STAGING]
     for tag in tags:
@@ -440,6 +441,33 @@ def _check_layout(root: Path, tags: Sequence[str] = ()) -> None:
         problem = _kind_problem(root / rel, folder=rel in folders)
         if problem is not None:
             raise ExportDamagedError(problem)
+    problem = _shared_folder_problem(root, folders)
+    if problem is not None:
+        raise ExportDamagedError(problem)
+
+
+def _shared_folder_problem(root: Path, folders: Sequence[str]) -> str | None:
+    """Why two of the export's folders are one folder (``images`` a symlink to ``masks``,
+    or to the export folder itself), or None. Files written into one would land in the
+    other: a repair of the images overwrote every mask, and the next verify asked for a
+    repair again. Compared by device and inode, as ``os.path.samefile`` does."""
+    seen: dict[tuple[int, int], Path] = {}
+    for path in [root, *(root / rel for rel in folders)]:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue  # absent: the export creates it
+        first = seen.setdefault((st.st_dev, st.st_ino), path)
+        if first == path:
+            continue
+        if first != root and first.is_symlink() and not path.is_symlink():
+            first, path = path, first  # name the link, not the folder it leads to
+        what = "the export folder itself" if first == root else f"the same folder as {first}"
+        return (
+            f"{path} leads to {what} (a symlink?), where the export keeps a folder of its "
+            "own: move it away, then rerun"
+        )
+    return None
 
 
 def _kind_problem(path: Path, *, folder: bool) -> str | None:

@@ -75,6 +75,7 @@ class _Scan:
 
     entries: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (line, entry)
     fatal: list[str] = field(default_factory=list)  # what a rerun cannot repair
+    edits: list[str] = field(default_factory=list)  # dataset.json edited: never repairable
     damage: list[_Damage] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     checked: int = 0
@@ -141,15 +142,41 @@ def _final_index(
     return entries
 
 
+def _selection_rule_problem(
+    root: Path, plan: _Plan, selection: Mapping[str, Any], scores: list[float], marked: set[int]
+) -> str | None:
+    """Why ``candidates.jsonl``'s kept marks or ``selection.threshold`` do not follow the
+    selection rule from the candidates' scores (the ``dropped`` highest go, ties by
+    index; the threshold is the highest kept score), or None. Catches a hand-edited
+    threshold in a ``dataset.json`` that records no sha256 of its own."""
+    rule_kept, order, n_drop = _selection(np.array(scores, dtype=np.float64), plan)
+    if set(np.flatnonzero(rule_kept).tolist()) != marked:
+        return (
+            f"{root / 'candidates.jsonl'} marks other candidates as kept than the selection "
+            f"rule gives from their scores (the {n_drop} highest of {plan.num} dropped)"
+        )
+    threshold = float(scores[order[plan.num - n_drop - 1]])
+    if selection["threshold"] != threshold:
+        return (
+            f"{root / 'dataset.json'}: field 'selection.threshold' is "
+            f"{selection['threshold']!r}, but the highest kept score in candidates.jsonl is "
+            f"{threshold!r} (dataset.json was edited?)"
+        )
+    return None
+
+
 def _check_candidates(
     root: Path,
     plan: _Plan,
     selection: Mapping[str, Any],
     kept: set[int] | None,
-    problems: list[str],
+    scan: _Scan,
 ) -> None:
     """``candidates.jsonl``: every candidate once, in order, kept exactly as indexed
-    (``kept``: the indexed candidates, None when ``index.jsonl`` could not be read)."""
+    (``kept``: the indexed candidates, None when ``index.jsonl`` could not be read) and
+    as the selection rule gives from the scores. With the file intact by its recorded
+    sha256, a selection that breaks the rule is an edit of ``dataset.json``."""
+    problems = scan.fatal
     path = root / "candidates.jsonl"
     if not path.is_file():
         problems.append(f"{path}: no such file")
@@ -158,7 +185,7 @@ def _check_candidates(
     if recorded is not None and file_sha256(path) != recorded:
         problems.append(f"{path} differs from the sha256 in dataset.json (damaged)")
         return
-    count, marked = 0, set()
+    count, marked, scores = 0, set(), []
     try:
         for n, raw in _jsonl(path):
             where = f"{path}: line {n}"
@@ -166,6 +193,7 @@ def _check_candidates(
             if e["index"] != count:
                 raise SchemaError(f"{where}: field 'index' must be {count}, got {e['index']}")
             count += 1
+            scores.append(e["uncertainty"])
             if e["kept"]:
                 marked.add(e["index"])
     except ValueError as exc:
@@ -173,8 +201,12 @@ def _check_candidates(
         return
     if count != plan.num:
         problems.append(f"{path} lists {count} candidates, not {plan.num}")
-    elif kept is not None and marked != kept:
+        return
+    if kept is not None and marked != kept:
         problems.append(f"{path} marks other candidates as kept than index.jsonl lists")
+    broken = _selection_rule_problem(root, plan, selection, scores, marked)
+    if broken is not None:
+        (scan.edits if recorded is not None else problems).append(broken)
 
 
 def _decoded_problem(
@@ -197,17 +229,31 @@ def _decoded_problem(
     return None
 
 
+#: A sample's files: (index key, PNG mode).
+_SAMPLE_FILES = (("image", "RGB"), ("mask", "L"))
+
+
+def _sample_file_problem(
+    root: Path, desc: Mapping[str, Any], e: Mapping[str, Any], key: str, mode: str
+) -> str | None:
+    """Why one file of an indexed sample is damaged or missing, or None: its size and
+    sha256, or (exports made before hashes) its PNG structure, size and histogram."""
+    path = root / e[key]
+    sha = e.get(f"{key}_sha256")
+    problem = _file_problem(root, path, e.get(f"{key}_bytes"), sha)
+    if problem is None and sha is None:
+        mask_of = e if key == "mask" else None
+        problem = _decoded_problem(path, mode, desc["label_size"], mask_of)
+    return problem
+
+
 def _scan_files(root: Path, desc: dict[str, Any], scan: _Scan) -> None:
     unhashed = 0
     for _, e in scan.entries:
-        for key, mode in (("image", "RGB"), ("mask", "L")):
+        for key, mode in _SAMPLE_FILES:
             path = root / e[key]
-            sha = e.get(f"{key}_sha256")
-            problem = _file_problem(root, path, e.get(f"{key}_bytes"), sha)
-            if problem is None and sha is None:
-                unhashed += 1
-                mask_of = e if key == "mask" else None
-                problem = _decoded_problem(path, mode, desc["label_size"], mask_of)
+            problem = _sample_file_problem(root, desc, e, key, mode)
+            unhashed += e.get(f"{key}_sha256") is None
             scan.checked += 1
             if problem is not None:
                 scan.damage.append(_Damage(e, key, path, problem))
@@ -241,9 +287,16 @@ def _scan_complete(root: Path, desc: dict[str, Any]) -> _Scan:
     scan = _Scan()
     scan.entries = _final_index(root, plan, sel, scan.fatal, resolve=False)
     kept = None if scan.fatal else {e["index"] for _, e in scan.entries}
-    _check_candidates(root, plan, sel, kept, scan.fatal)
+    _check_candidates(root, plan, sel, kept, scan)
     if sel.get("index_sha256") is None:
         scan.notes.append(f"{root / 'dataset.json'}: no sha256 of the index files (older export)")
+    if sel.get("description_sha256") is None:
+        scan.notes.append(
+            f"{root / 'dataset.json'}: no sha256 of its own content (an export made before "
+            "dgan_data recorded it, or the field was deleted): edits of its class names, "
+            "palette or settings cannot be detected; the selection is checked against "
+            "candidates.jsonl only"
+        )
     _scan_files(root, desc, scan)
     if not scan.fatal:
         _stray_files(root, scan)
@@ -299,7 +352,25 @@ def _repair(
         bar.close()
     for sub in ("images", "masks"):
         fsync_dir(root / sub)
+    _check_repaired(root, desc, damage)
     return len(damage)
+
+
+def _check_repaired(root: Path, desc: dict[str, Any], damage: list[_Damage]) -> None:
+    """Every file of each repaired sample is intact now (both files: a repair written
+    through a link to another folder of the export leaves the file it wrote intact and
+    damages the one it overwrote); raise instead of reporting a repair that did not hold."""
+    entries = {d.entry["index"]: d.entry for d in damage}
+    for e in entries.values():
+        for key, mode in _SAMPLE_FILES:
+            problem = _sample_file_problem(root, desc, e, key, mode)
+            if problem is not None:
+                log.warning("%s %s after the repair", root / e[key], problem)
+                raise ExportDamagedError(
+                    f"{root / e[key]} {problem} after the repair (images/ or masks/ "
+                    "leading elsewhere?): the rerun cannot repair this; move what is in "
+                    "the way, or export again into a new folder"
+                )
 
 
 def _index_files_rebuildable(selection: Mapping[str, Any]) -> bool:
@@ -403,6 +474,16 @@ def _verified_while_waiting(lock: _ExportLock, note_before: bytes | None, desc: 
     return note != note_before and note.startswith(_verified_note(desc))
 
 
+def _refuse_edits(scan: _Scan) -> None:
+    """A rerun repairs files, never an edited ``dataset.json``: raise for the first edit."""
+    if scan.edits:
+        more = f" (and {len(scan.edits) - 1} more)" if len(scan.edits) > 1 else ""
+        raise ExportDamagedError(
+            f"{scan.edits[0]}{more}: a rerun cannot repair an edited dataset.json; restore "
+            "the original, or export again into a new folder"
+        )
+
+
 def _rerun_complete(
     root: Path,
     desc: dict[str, Any],
@@ -425,6 +506,7 @@ def _rerun_complete(
         log.info("%s: export complete; verified just now by another process", root)
         return ExportSummary(*counts)
     scan, rebuilt = _scan_complete(root, desc), []
+    _refuse_edits(scan)
     if scan.fatal and _index_files_rebuildable(desc["selection"]):
         # only the index files can be fatal here: rebuild them, then check every file
         index, problem = _index_from_files(root, desc), scan.fatal[0]
@@ -436,6 +518,7 @@ def _rerun_complete(
             log.info("%s: %s; regenerating all candidates to rebuild the index", root, problem)
             rebuilt = _rebuild_index_files(root, desc, labeler, progress)
         scan = _scan_complete(root, desc)
+        _refuse_edits(scan)
     if scan.fatal:
         more = f" (and {len(scan.fatal) - 1} more problems)" if len(scan.fatal) > 1 else ""
         raise ExportDamagedError(
@@ -492,7 +575,8 @@ def verify_export(out_dir: str | Path) -> VerifyReport:
             return report
         scan = _scan_complete(root, desc)
     report.files_checked, report.notes = scan.checked, scan.notes
-    report.problems = scan.fatal + [d.describe() for d in scan.damage]
+    report.problems = scan.edits + scan.fatal + [d.describe() for d in scan.damage]
     # index files are rebuilt by a rerun when dataset.json records their sha256
-    report.repairable = not scan.fatal or _index_files_rebuildable(desc["selection"])
+    rebuildable = not scan.fatal or _index_files_rebuildable(desc["selection"])
+    report.repairable = not scan.edits and rebuildable
     return report
