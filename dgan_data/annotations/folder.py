@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -506,7 +506,9 @@ class Annotations:
     def take(self, index: Sequence[int]) -> Annotations:
         """The samples at ``index`` (in that order) as an annotation set of their own:
         masks, latents, seeds, images, ids and files cut alike, everything else kept."""
-        rows = [int(i) for i in index]
+        if isinstance(index, (int, str, bytes)) or not isinstance(index, Iterable):
+            raise TypeError(f"take() wants a sequence of sample indices, got {index!r}")
+        rows = [check_int(i, "take() index") for i in index]
         for i in rows:
             if not 0 <= i < len(self):
                 raise IndexError(f"sample index {i} is out of range for {len(self)} samples")

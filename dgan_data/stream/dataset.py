@@ -202,8 +202,8 @@ class DatasetGANStream(IterableDataset):
         super().__init__()
         if batch_size is not None:
             batch_size = check_int(batch_size, "batch_size", 1, MAX_BATCH)
-        drop_uncertain = check_number(as_written(drop_uncertain), "drop_uncertain", low=0.0)
-        if not drop_uncertain < 1.0:
+        drop_uncertain = check_number(as_written(drop_uncertain), "drop_uncertain")
+        if not 0.0 <= drop_uncertain < 1.0:
             raise ValueError(f"drop_uncertain must be in [0, 1), got {drop_uncertain}")
         if output not in ("tensor", "dict"):
             raise ValueError(f"output must be 'tensor' or 'dict', got {output!r}")
@@ -680,8 +680,8 @@ class DatasetGANStream(IterableDataset):
         worker iterates its own copy of the stream, so the main process's copy has
         nothing to report (zeros)."""
         p = self._progress if self._progress is not None else self._finished
-        if p is None:
-            return {"candidates": 0, "items": 0}
+        if p is None:  # the same keys, so code written for num_workers=0 reads them
+            return self._statistics_before_any_iterator()
         stats: dict[str, Any] = {
             "candidates": p.candidates,
             "units": p.units,
@@ -690,6 +690,22 @@ class DatasetGANStream(IterableDataset):
         }
         if p.balancer is not None:
             stats["class_balance"] = p.balancer.statistics()  # it holds the class names
+        return stats
+
+    def _statistics_before_any_iterator(self) -> dict[str, Any]:
+        """Zero counts (NaN kept share, as before any score) and, with
+        ``class_balance``, a fresh balancer's statistics; the class names come from the
+        interpreter's metadata, so no model is loaded."""
+        stats: dict[str, Any] = {
+            "candidates": 0,
+            "units": 0,
+            "items": 0,
+            "kept_by_uncertainty": math.nan,
+        }
+        if self.class_balance is not None:
+            names = _class_names(self._interpreter_src, self.preset)
+            if names:
+                stats["class_balance"] = self._new_balancer(names).statistics()
         return stats
 
     def _warn_on_restart(self, resume: dict[str, Any] | None, epoch: int) -> None:
