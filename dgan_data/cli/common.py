@@ -16,6 +16,7 @@ from ..annotations.format import _ID_PATTERN, MANIFEST, SUBDIRS, TRUNCATION_CENT
 from ..conventions import check_truncation_psi
 from ..export.records import _LOCK, _SELECTION, _STAGING
 from ..fileio import output_path_problem
+from ..presets import PresetName, UnknownPresetError, get_preset
 from ..seeds import MAX_SEED
 
 Handler = Callable[[argparse.Namespace], int]
@@ -417,8 +418,13 @@ def fill_from_preset(args: argparse.Namespace) -> None:
         return
     if args.preset is None:
         raise UsageError(f"give a PRESET, or {'both ' if len(fills) > 1 else ''}{flags}")
+    try:  # a preset's own files, never a file of that name in the working directory
+        get_preset(args.preset)
+        filled = PresetName(args.preset)
+    except UnknownPresetError:  # resolved, and refused, as the flag would be
+        filled = args.preset
     for name in missing:
-        setattr(args, name, args.preset)
+        setattr(args, name, filled)
 
 
 def merge_preset_flag(args: argparse.Namespace) -> None:

@@ -15,7 +15,7 @@ from ..annotations import Annotations, sample_annotation_folder
 from ..annotations.format import MANIFEST, MAX_SAMPLES
 from ..annotations.tool_readers import IGNORE_COLOUR
 from ..annotations.tools import manifest_palette
-from ..conventions import IGNORE_INDEX, short_list
+from ..conventions import IGNORE_INDEX
 from ..fileio import read_json
 from ..generators import LOADER_OPTIONS as GENERATOR_LOADER_OPTIONS
 from ..holdout import holdout_scores
@@ -334,10 +334,7 @@ def check_fit_frame(ann: Annotations, preset: Preset | None, folder: Path, out: 
             )
         return
     if list(ann.class_names) != list(preset.class_names):
-        problems.append(
-            f"classes {short_list(ann.class_names, 4)} where the preset has "
-            f"{short_list(preset.class_names, 4)}"
-        )
+        problems.append(_class_difference(list(ann.class_names), list(preset.class_names)))
     if problems:
         raise UsageError(
             f"{folder}: {'; '.join(problems)}: {out} is where the preset looks for its own "
@@ -347,13 +344,22 @@ def check_fit_frame(ann: Annotations, preset: Preset | None, folder: Path, out: 
         )
 
 
+def _class_difference(names: list[str], preset_names: list[str]) -> str:
+    """The first class where a folder's names differ from the preset's, by id and name
+    (the first four names of each list hid a difference further on)."""
+    for k, (mine, theirs) in enumerate(zip(names, preset_names)):
+        if mine != theirs:
+            return f"class {k} is {mine!r} where the preset has {theirs!r}"
+    return f"{len(names)} classes where the preset has {len(preset_names)}"
+
+
 def _frame_text(size: tuple[int, ...], crop: tuple[int, ...] | None) -> str:
     """``384x512 (crop (64, 0, 384, 512))`` or ``64x64 (no crop)``."""
     return f"{size[0]}x{size[1]} " + (f"(crop {crop})" if crop is not None else "(no crop)")
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    source = Path(args.generator)
+    source, _ = resolve_source(args.generator, "generator")  # a preset's file too
     if source.is_file() and source.resolve() == Path(args.out).resolve():
         raise UsageError(
             f"--out {args.out} is the generator being read: the interpreter would replace "

@@ -21,6 +21,7 @@ from .preset import (
     register_preset,
 )
 from .resolve import (
+    PresetName,
     check_presets_interpreter,
     load_generator,
     load_interpreter,
@@ -40,6 +41,7 @@ __all__ = [
     "FILE_KINDS",
     "Preset",
     "PresetFilesMissing",
+    "PresetName",
     "UnknownPresetError",
     "cache_dir",
     "check_presets_interpreter",

@@ -41,6 +41,7 @@ from .preset import (
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "PresetName",
     "check_presets_interpreter",
     "load_generator",
     "load_interpreter",
@@ -53,6 +54,15 @@ __all__ = [
     "resolve_preset_file",
     "resolve_source",
 ]
+
+
+class PresetName(str):
+    """A name given as a preset (the command line's PRESET argument, ``--preset``):
+    :func:`resolve_source` looks it up in the preset's folders, never as a file of that
+    name in the working directory (a stray file ``toyface-14`` there took the preset's
+    place in ``sample``, ``fit`` and ``suggest``)."""
+
+    __slots__ = ()
 
 
 def looks_like_path(spec: str) -> bool:
@@ -72,6 +82,8 @@ def resolve_source(spec: str | os.PathLike, kind: FileKind) -> tuple[Path, str |
             f"(presets: {', '.join(list_presets())})"
         )
     path = Path(spec)
+    if isinstance(spec, PresetName):
+        return resolve_preset_file(get_preset(spec).name, kind), get_preset(spec).name
     if path.is_file():
         return path, None
     present = os.path.lexists(path)  # a broken link is there, and not "no such file"
