@@ -47,9 +47,9 @@ from .format import (
     AnnotationError,
     _bad_class_ids,
     _is_int,
-    _palette,
 )
 from .png import missing_file_problem, open_png, saved_otherwise
+from .shapes import _is_count
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def read_folder(root: Path, skip_unannotated: bool = False) -> dict[str, Any]:
         )
         class_names = None
     num_classes = len(class_names) if isinstance(class_names, list) else None
-    colours = _folder_colours(manifest.get("palette"), class_names)
+    colours = manifest_palette(manifest, num_classes) if num_classes else None
 
     trunc = manifest.get("truncation", {})
     if not isinstance(trunc, dict):
@@ -504,17 +504,24 @@ def _palette_import_command(root: Path, rel: str) -> str:
     )
 
 
-def _folder_colours(palette: Any, class_names: Any) -> list[tuple[int, int, int]] | None:
-    """The colours a folder's masks are painted in: its manifest's palette, else the
-    default one; None when either is malformed (reported elsewhere)."""
-    if not isinstance(class_names, list) or not class_names:
-        return None
+def manifest_palette(
+    manifest: dict[str, Any], num_classes: int
+) -> list[tuple[int, int, int]] | None:
+    """The manifest's palette as K (r, g, b) triples; without one, the default palette
+    (:func:`~dgan_data.palette.make_palette`, the colours every overlay of the folder's
+    classes uses); None when malformed (``Annotations.load`` reports it)."""
+    palette = manifest.get("palette")
     if palette is None:
-        return [(int(r), int(g), int(b)) for r, g, b in make_palette(len(class_names)).tolist()]
-    try:
-        return _palette(palette, len(class_names))
-    except (TypeError, ValueError):
-        return None
+        return [(int(r), int(g), int(b)) for r, g, b in make_palette(num_classes).tolist()]
+    ok = (
+        isinstance(palette, list)
+        and len(palette) == num_classes
+        and all(
+            isinstance(c, list) and len(c) == 3 and all(_is_count(v) and v <= 255 for v in c)
+            for c in palette
+        )
+    )
+    return [(int(c[0]), int(c[1]), int(c[2])) for c in palette] if ok else None
 
 
 def _reordered_palette_index(

@@ -76,7 +76,7 @@ from ..conventions import (
     with_hint,
 )
 from ..fileio import read_json, resolve_inside, why_not_a_file, write_png
-from ..palette import make_palette
+from .files import manifest_palette
 from .folder import Annotations
 from .format import MANIFEST, AnnotationError, resolve_crop
 from .shapes import (
@@ -257,26 +257,6 @@ def _read_folder(root: Path) -> _Folder:
         raise MaskImportError([f"{root}: {p}" for p in problems])
     kept = [s for s in samples if s is not None]
     return _Folder(root, list(names), mask_hw, window, kept, manifest_palette(manifest, len(names)))
-
-
-def manifest_palette(
-    manifest: dict[str, Any], num_classes: int
-) -> list[tuple[int, int, int]] | None:
-    """The manifest's palette as K (r, g, b) triples; without one, the default palette
-    (:func:`~dgan_data.palette.make_palette`, the colours every overlay of the folder's
-    classes uses); None when malformed (``Annotations.load`` reports it)."""
-    palette = manifest.get("palette")
-    if palette is None:
-        return [(int(r), int(g), int(b)) for r, g, b in make_palette(num_classes).tolist()]
-    ok = (
-        isinstance(palette, list)
-        and len(palette) == num_classes
-        and all(
-            isinstance(c, list) and len(c) == 3 and all(_is_count(v) and v <= 255 for v in c)
-            for c in palette
-        )
-    )
-    return [(int(c[0]), int(c[1]), int(c[2])) for c in palette] if ok else None
 
 
 # ------------------------------------------------------------------ labels

@@ -83,7 +83,8 @@ def resolve_source(spec: str | os.PathLike, kind: FileKind) -> tuple[Path, str |
         )
     path = Path(spec)
     if isinstance(spec, PresetName):
-        return resolve_preset_file(get_preset(spec).name, kind), get_preset(spec).name
+        name = get_preset(spec).name
+        return resolve_preset_file(name, kind), name
     if path.is_file():
         return path, None
     present = os.path.lexists(path)  # a broken link is there, and not "no such file"
