@@ -203,7 +203,10 @@ def test_annotation_seeds_beside_the_evaluation_seeds_are_allowed(tmp_path):
         ["--start-seed", "100002"],  # just after the two evaluation seeds
         ["--start-seed", "98000", "--coverage", "3", "--coverage-search", "1998"],
     ):
-        build_preset.parse_args(tiny_build(ASSETS / "generator.safetensors", tmp_path, *extra))
+        args = build_preset.parse_args(
+            tiny_build(ASSETS / "generator.safetensors", tmp_path, *extra)
+        )
+        assert args.start_seed == int(extra[1])
 
 
 @pytest.mark.parametrize(
