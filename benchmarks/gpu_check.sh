@@ -29,6 +29,10 @@ set -u -o pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DEVICE="${DEVICE:-cuda}"
+if [ "$#" -gt 1 ]; then  # a second flag was ignored, and the whole check ran anyway
+  echo "gpu_check.sh: error: $# arguments given; it takes --cpu-dry-run or nothing (see --help)" >&2
+  exit 2
+fi
 case "${1:-}" in
   "") ;;
   --cpu-dry-run) DEVICE=cpu ;;

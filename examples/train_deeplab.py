@@ -591,6 +591,11 @@ class EvalScores:
             return
         try:
             saved = torch.load(self.path, map_location="cpu", weights_only=True)
+            missing = [
+                k for k in ("per_image", "val") if not isinstance(saved, dict) or k not in saved
+            ]
+            if missing:
+                raise ValueError(f"no {' or '.join(repr(k) for k in missing)} entry")
             per_image, val = dict(saved["per_image"]), dict(saved["val"])
             _check_confusions(per_image)
         except Exception as err:  # damaged, truncated, not a torch file, keys missing

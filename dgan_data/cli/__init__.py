@@ -59,12 +59,35 @@ class OneLineParser(argparse.ArgumentParser):
     """An argument parser whose errors are one line (what was wrong and where to look),
     not argparse's usage block; the exit code stays 2."""
 
+    _words: tuple[str, ...] = ()
+
     def error(self, message: str) -> NoReturn:
         choice = _INVALID_CHOICE.search(message)  # a mistyped command or choice
         if choice is not None:
             options = re.findall(r"'([^']*)'", choice.group(2)) or choice.group(2).split(", ")
             message = with_hint(message, did_you_mean(choice.group(1), options))
+        elif message.startswith(_REQUIRED):
+            message = self._with_unknown_options(message)
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        """As argparse's; the words are kept so that a missing required option can be
+        matched with a mistyped one (argparse reports the missing one first)."""
+        self._words = tuple(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def _with_unknown_options(self, message: str) -> str:
+        """``message`` and the words given that are none of this parser's options, each
+        with the close options (``--outt`` when ``--out`` is required)."""
+        options = [o for a in self._actions for o in a.option_strings]
+        words = list(self._words[: self._words.index("--")] if "--" in self._words else self._words)
+        unknown = [
+            w.split("=")[0] for w in words if w.startswith("--") and w.split("=")[0] not in options
+        ]
+        if not unknown:
+            return message
+        hints = "".join(did_you_mean(word, options, cutoff=0.7) for word in unknown)
+        return with_hint(f"{message}; unrecognized arguments: {' '.join(unknown)}", hints)
 
     def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
         """As argparse's, but an unknown option gets the close options of its command,
@@ -88,6 +111,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 #: argparse's message for a value outside ``choices`` (quoted in Python <= 3.11)
+_REQUIRED = "the following arguments are required:"
 _INVALID_CHOICE = re.compile(r"invalid choice: '([^']*)' \(choose from (.*)\)")
 
 

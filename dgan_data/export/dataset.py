@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ from .records import (
     description_problem,
 )
 from .verify import _final_index
+
+logger = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------- read back
@@ -62,6 +65,13 @@ class ExportedDataset(Dataset):
         edited = description_problem(desc_path, self.info)
         if edited is not None:  # a renamed class or palette entry was read in silence
             raise ExportDamagedError(edited)
+        if self.info["selection"].get("description_sha256") is None:
+            logger.warning(
+                "%s records no sha256 of its own content (an export made before dgan_data "
+                "recorded it, or the field was deleted): edits of its class names or "
+                "palette cannot be detected",
+                desc_path,
+            )
         index_path = self.root / "index.jsonl"
         lines = _final_index(self.root, _Plan.of(self.info), self.info["selection"])
         for n, e in lines:

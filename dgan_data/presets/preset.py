@@ -239,7 +239,10 @@ class Preset:
             object.__setattr__(self, attr, value)
         if not self.generator_files or not self.interpreter_files:
             raise ValueError(f"{where}: needs at least one generator and one interpreter name")
-        if self.builtin_dir is not None and not isinstance(self.builtin_dir, (str, Path)):
+        if self.builtin_dir is not None and (
+            not isinstance(self.builtin_dir, (str, Path))
+            or (isinstance(self.builtin_dir, str) and not self.builtin_dir.strip())
+        ):  # "" would search the dgan_data package folder itself
             raise ValueError(
                 f"{where}: builtin_dir must be None or a folder path, got {self.builtin_dir!r}"
             )
