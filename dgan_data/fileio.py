@@ -19,14 +19,14 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, PngImagePlugin
 from safetensors.torch import save
 
 from .conventions import did_you_mean, with_hint
@@ -467,14 +467,20 @@ def write_png(
     durable: bool = True,
     tag: str | None = None,
     named_by_user: bool = False,
+    text: Mapping[str, str] | None = None,
 ) -> int:
     """Write an array as a PNG atomically; ``mode`` ("L", "RGB") is checked. Returns bytes.
-    ``named_by_user`` as for :func:`atomic_write`."""
+    ``named_by_user`` as for :func:`atomic_write`; ``text``: PNG text chunks to add."""
     image = Image.fromarray(np.ascontiguousarray(array))
     if mode is not None and image.mode != mode:
         raise ValueError(f"{Path(path).name}: expected a {mode} image, got {image.mode}")
     buf = io.BytesIO()
-    image.save(buf, format="PNG")
+    info = None
+    if text:
+        info = PngImagePlugin.PngInfo()
+        for key, value in text.items():
+            info.add_text(key, value)
+    image.save(buf, format="PNG", pnginfo=info)
     data = buf.getvalue()
     atomic_write_bytes(path, data, durable=durable, tag=tag, named_by_user=named_by_user)
     return len(data)

@@ -45,10 +45,11 @@ from .format import (
     SUBDIRS,
     TRUNCATION_CENTER_FILE,
     AnnotationError,
+    NoMasksYetError,
     _bad_class_ids,
     _is_int,
 )
-from .png import missing_file_problem, open_png, saved_otherwise
+from .png import CLASS_ID_MASK_TEXT, missing_file_problem, open_png, saved_otherwise
 from .shapes import _is_count
 
 logger = logging.getLogger(__name__)
@@ -236,7 +237,7 @@ def read_folder(root: Path, skip_unannotated: bool = False) -> dict[str, Any]:
     if unannotated:
         total = len(unannotated) + len(ids)
         if not ids and not problems:
-            raise AnnotationError(
+            raise NoMasksYetError(
                 [f"none of the {total} samples has a mask yet: nothing to load"], root
             )
         logger.warning(
@@ -340,7 +341,7 @@ def write_folder(ann: Any, root: Path, overwrite: bool = False) -> Path:
         if ann.images is not None:
             entry["image"] = f"images/{sample_id}.png"
             write_png(root / entry["image"], ann.images[i].permute(1, 2, 0).numpy(), "RGB")
-        write_png(root / entry["mask"], ann.masks[i].numpy(), "L")
+        write_png(root / entry["mask"], ann.masks[i].numpy(), "L", text=CLASS_ID_MASK_TEXT)
         if kind is not None:
             entry["latent"], entry["latent_kind"] = f"latents/{sample_id}.npy", kind
             latent = ann.w[i] if kind == "w" else ann.z[i]

@@ -108,6 +108,11 @@ class AnnotationError(ValueError):
         )
 
 
+class NoMasksYetError(AnnotationError):
+    """A checked annotation folder in which no sample has a mask yet (a fresh
+    ``dgan-data sample``): nothing to load, though the folder itself is sound."""
+
+
 def resolve_crop(
     crop: str | Sequence[int] | dict[str, int] | None,
 ) -> tuple[int, int, int, int] | None:

@@ -27,6 +27,18 @@ PNG_ONLY = (
 )
 
 
+#: The PNG text chunk on every mask dgan_data writes: its grey levels are class ids
+#: (255 ignore). A single-channel mask read where colours are expected is taken as ids
+#: when it has it, even if its levels are also palette colours of other labels; an
+#: editor that re-saves the file drops it.
+CLASS_ID_MASK_TEXT = {"dgan_data": "class ids"}
+
+
+def written_as_class_ids(image: Image.Image) -> bool:
+    """True for a mask that dgan_data wrote (see :data:`CLASS_ID_MASK_TEXT`)."""
+    return all(image.info.get(k) == v for k, v in CLASS_ID_MASK_TEXT.items())
+
+
 def missing_file_problem(path: Path, name: str) -> str | None:
     """``name: missing`` when nothing is at ``path``, ``name: is a folder`` (a broken
     symlink, a pipe, ...) when something other than a regular file is; None for a file.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import numpy as np
 
 from ..conventions import IGNORE_INDEX, short_list
 from ..fileio import read_json, read_small_file, why_not_a_file, why_not_a_folder
-from .png import NOT_PNG_IMAGE_SUFFIXES, PNG_ONLY, open_png
+from .png import NOT_PNG_IMAGE_SUFFIXES, PNG_ONLY, open_png, written_as_class_ids
 from .shapes import (
     MAX_COORDINATE,
     MaskImportError,
@@ -293,7 +293,7 @@ def _parse_labelmap(path: Path) -> list[tuple[str, tuple[int, int, int]]]:
     """``name:r,g,b:parts:actions`` lines of CVAT's ``labelmap.txt``."""
     entries, problems = [], []
     try:
-        text = read_small_file(path, MAX_TOOL_JSON_BYTES, "labelmap.txt").decode("utf-8")
+        text = read_small_file(path, MAX_TOOL_JSON_BYTES, "labelmap.txt").decode("utf-8-sig")
     except (OSError, ValueError) as err:  # UnicodeDecodeError is a ValueError
         raise MaskImportError([f"{path}: unreadable ({err})"]) from None
     for n, line in enumerate(text.splitlines(), start=1):
@@ -412,8 +412,9 @@ def _colour_raster(
     im = open_png(path, where, problems, _size_check(check, path.stem))
     if im is None:
         return None
-    if im.mode in _SINGLE_CHANNEL_MODES:
-        return _id_raster(np.asarray(im), where, palette, class_ids, problems, lookup)
+    if im.mode in _SINGLE_CHANNEL_MODES:  # ids; a mask dgan_data wrote is never colours
+        colours = None if written_as_class_ids(im) else lookup
+        return _id_raster(np.asarray(im), where, palette, class_ids, problems, colours)
     if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
         # the RGB of a see-through pixel is whatever the editor left there (GIMP,
         # Krita): converting to RGB labelled it silently
@@ -456,8 +457,10 @@ def _grey_colour_clash(greys: list[int], lookup: dict[int, int]) -> tuple[int, i
     return None
 
 
-#: PNG modes with one channel: grey levels or ids, never colours.
-_SINGLE_CHANNEL_MODES = ("1", "L", "I", "I;16")
+#: PNG modes with one channel: grey levels or ids, never colours. A 1-bit image ("1")
+#: is not among them: its pixels are black and white, read as those colours (as ids
+#: 0/1 they labelled a white class as class 1).
+_SINGLE_CHANNEL_MODES = ("L", "I", "I;16")
 
 
 def _id_raster(
@@ -585,14 +588,22 @@ def _read_voc(
     return items
 
 
-def _read_png(src: Path, check: RasterCheck | None = None, **_: Any) -> list[_Item]:
-    """Items of plain class-id PNGs: label names are the ids ("0", "1", ...), 255 ignore."""
+def _read_png(
+    src: Path,
+    check: RasterCheck | None = None,
+    mapped: Collection[str] = (),
+    **_: Any,
+) -> list[_Item]:
+    """Items of plain class-id PNGs: label names are the ids ("0", "1", ...), 255 ignore
+    unless ``mapped`` (the labels that ``--map`` names) holds "255"."""
     problems: list[str] = []
-    names = [str(i) for i in range(IGNORE_INDEX)]
+    keep_255 = str(IGNORE_INDEX) in mapped  # --map 255=skin: the value is a label too
+    names = [str(i) for i in range(IGNORE_INDEX + keep_255)]
     items = []
     for path, ids in _index_masks(src, "class-id masks", problems, check):
         labels = ids.astype(np.int64)
-        labels[ids == IGNORE_INDEX] = -1
+        if not keep_255:
+            labels[ids == IGNORE_INDEX] = -1
         items.append(_raster_item(path, path.name, labels, names))
     if problems:
         raise MaskImportError(problems)

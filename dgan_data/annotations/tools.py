@@ -79,6 +79,7 @@ from ..fileio import read_json, resolve_inside, why_not_a_file, write_png
 from .files import manifest_palette
 from .folder import Annotations
 from .format import MANIFEST, AnnotationError, resolve_crop
+from .png import CLASS_ID_MASK_TEXT
 from .shapes import (
     BACKGROUND_LABEL,
     Affine,
@@ -592,6 +593,7 @@ def import_masks(
         check=_raster_check(folder),
         folder_classes=folder.class_names,
         folder_palette=folder.palette,
+        mapped={str(k) for k in mapping or {}},
     )
     by_key = _match(items, folder, src)
     todo = _affines(by_key, folder, keep_empty)
@@ -635,7 +637,7 @@ def import_masks(
         return report
     for s in samples:
         if s.status in ("new", "replaced"):
-            write_png(*masks[s.id], "L")
+            write_png(*masks[s.id], "L", text=CLASS_ID_MASK_TEXT)
     logger.info("%s: wrote %d masks from %s", root, len(report.written), src)
     _validate(report)
     return report

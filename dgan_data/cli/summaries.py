@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..annotations import Annotations
-from ..annotations.format import MANIFEST
+from ..annotations.format import MANIFEST, NoMasksYetError, resolve_crop
 from ..conventions import MIN_CLASS_IMAGES, short_list
 from ..export.records import description_problem, read_description
 from ..fileio import read_json
@@ -85,7 +85,10 @@ def fit_summary(info: dict[str, Any], max_steps: int | None) -> str:
 def annotation_summary(root: Path) -> dict[str, Any]:
     """An annotation folder: its settings, how many masks are drawn, and for every class
     its share of the labelled pixels and the number of images holding it."""
-    ann = Annotations.load(root, skip_unannotated=True)  # checks the manifest first
+    try:
+        ann = Annotations.load(root, skip_unannotated=True)  # checks the manifest first
+    except NoMasksYetError:  # a sound folder fresh from `sample`: described, not refused
+        return _undrawn_summary(root)
     listed = [str(entry["id"]) for entry in listed_samples(root)]
     stats = ann.class_statistics()
     labelled = max(1, int(stats["total"]) - int(stats["ignored"]))
@@ -114,6 +117,35 @@ def annotation_summary(root: Path) -> dict[str, Any]:
         "ignored_share": int(stats["ignored"]) / max(1, int(stats["total"])),
         "class_statistics": classes,
         f"classes_in_fewer_than_{MIN_CLASS_IMAGES}_images": rare,
+    }
+
+
+def _undrawn_summary(root: Path) -> dict[str, Any]:
+    """:func:`annotation_summary` of a checked folder in which no mask is drawn yet,
+    from its manifest: every sample missing, every class in no image."""
+    manifest = read_json(root / MANIFEST)
+    listed = [str(entry["id"]) for entry in manifest["samples"]]
+    names = list(manifest["class_names"])
+    kinds = {entry.get("latent_kind") for entry in manifest["samples"]} - {None}
+    crop = manifest.get("crop")
+    return {
+        "folder": str(root),
+        "kind": "annotation folder",
+        "samples": len(listed),
+        "masks_drawn": 0,
+        "missing_masks": listed,
+        "classes": len(names),
+        "mask_size": list(manifest["mask_resolution"]),
+        "crop": None if crop is None else resolve_crop(crop),
+        "truncation_psi": (manifest.get("truncation") or {}).get("psi", 1.0),
+        "latents": kinds.pop() if len(kinds) == 1 else "seed",
+        "generator_fingerprint": (manifest.get("generator") or {}).get("fingerprint"),
+        "ignored_share": 0.0,
+        "class_statistics": [
+            {"id": k, "name": name, "pixels": 0, "pixel_share": 0.0, "images": 0}
+            for k, name in enumerate(names)
+        ],
+        f"classes_in_fewer_than_{MIN_CLASS_IMAGES}_images": [f"{n} (0)" for n in names],
     }
 
 
@@ -171,6 +203,12 @@ def print_annotation_summary(info: dict[str, Any]) -> None:
     print(f"latents                {info['latents']}")
     print(f"generator fingerprint  {info['generator_fingerprint']}")
     print(f"ignored pixels         {100 * info['ignored_share']:.2f} %")
+    if not drawn:
+        print(
+            f"no mask drawn yet: paint one PNG of class ids per sample under the name "
+            f"{MANIFEST} lists (its 'note' says how), then inspect again"
+        )
+        return
     print("classes (id, name, share of labelled pixels, images holding it):")
     for c in info["class_statistics"]:
         rare = c["images"] < MIN_CLASS_IMAGES
