@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..conventions import MAX_BATCH
 from ..downstream.demo import (
     MAX_BATCH_SIZE,
     MAX_DRAWS,
@@ -14,12 +15,14 @@ from ..downstream.demo import (
     run_demo,
 )
 from ..export import (
+    MAX_NUM,
     ExportBusyError,
     ExportSummary,
     export_dataset,
     merge_shards,
     verify_export,
 )
+from ..export.records import MAX_SHARDS
 from ..fileio import read_json
 from ..labeler import NonFiniteOutputError
 from ..presets.resolve import project_folder_kind
@@ -183,6 +186,11 @@ def _export(args: argparse.Namespace) -> ExportSummary:
         raise UsageError("--num is required (except with --merge or --verify)")
     if (args.shard is None) != (args.num_shards is None):
         raise UsageError("give both --shard and --num-shards, or neither")
+    if args.shard is not None and args.shard >= args.num_shards:
+        raise UsageError(
+            f"--shard must be in [0, {args.num_shards - 1}] (below --num-shards "
+            f"{args.num_shards}), got {args.shard}"
+        )
     kw = model_source(args)
     return export_dataset(
         kw.pop("source"),
@@ -211,11 +219,14 @@ def _verify(args: argparse.Namespace) -> int:
     if report.ok:
         print(f"{report.root}: {report.files_checked} files verified, no problems")
         return 0
-    advice = (
-        "rerun the export command to repair them"
-        if report.repairable
-        else "a rerun cannot repair all of them: export again into a new folder"
-    )
+    if report.repairable:
+        advice = "rerun the export command to repair them"
+    elif report.move_away:
+        advice = (
+            "move the named entry away, then rerun the export command (it rebuilds what it can)"
+        )
+    else:
+        advice = "a rerun cannot repair all of them: export again into a new folder"
     print(f"{report.root}: {len(report.problems)} problem(s) found; {advice}")
     return 1
 
@@ -319,7 +330,13 @@ def register(add: Add) -> None:
         "exporting the same shard into, selecting or repairing is refused (exit 2).",
     )
     model_args(p)
-    p.add_argument("--num", type=positive_int, default=None, help="candidates to generate")
+    p.add_argument(
+        "--num",
+        type=count_at_most(MAX_NUM),
+        default=None,
+        help=f"candidates to generate (at most {MAX_NUM:,}: export in several folders with "
+        "different seeds for more)",
+    )
     p.add_argument("--out", type=export_folder, required=True, help="export folder")
     p.add_argument(
         "--drop-uncertain",
@@ -330,16 +347,19 @@ def register(add: Add) -> None:
     p.add_argument("--seed", type=seed_int, default=None, help="base seed (default 0)")
     p.add_argument(
         "--batch-size",
-        type=positive_int,
+        type=count_at_most(MAX_BATCH),
         default=None,
         help="candidates per generator call (default 8)",
     )
     p.add_argument(
-        "--shard", type=non_negative_int, default=None, help="this shard (default: RANK)"
+        "--shard",
+        type=non_negative_int,
+        default=None,
+        help="this shard, below --num-shards (default: RANK)",
     )
     p.add_argument(
         "--num-shards",
-        type=positive_int,
+        type=count_at_most(MAX_SHARDS),
         default=None,
         help="number of shards (default: WORLD_SIZE)",
     )

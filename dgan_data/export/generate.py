@@ -107,13 +107,30 @@ def _shard_arguments(shard: Any, num_shards: Any) -> tuple[int, int]:
     if (shard is None) != (num_shards is None):
         raise ValueError("give both shard and num_shards, or neither")
     if shard is None:
-        try:
-            shard, num_shards = distributed_context()
-        except ValueError as err:  # it names the variable and what is wrong with it
-            raise ValueError(f"{err} (or give shard and num_shards)") from None
+        shard, num_shards = _shards_from_context()
     num_shards = _int_argument("num_shards", num_shards, 1, MAX_SHARDS)
     shard = _int_argument("shard", shard, 0, num_shards - 1)
     return shard, num_shards
+
+
+def _shards_from_context() -> tuple[int, int]:
+    """(shard, num_shards): the rank and world size of torch.distributed, else of
+    torchrun's RANK and WORLD_SIZE; a ValueError names the variable that is wrong."""
+    try:
+        rank, world = distributed_context()
+    except ValueError as err:  # it names the variable and what is wrong with it
+        raise ValueError(f"{err} (or give shard and num_shards)") from None
+    if world > MAX_SHARDS:
+        where = (
+            "the torch.distributed world size"
+            if torch.distributed.is_available() and torch.distributed.is_initialized()
+            else "environment WORLD_SIZE"
+        )
+        raise ValueError(
+            f"{where}={world}: an export has at most {MAX_SHARDS} shards "
+            "(or give shard and num_shards)"
+        )
+    return rank, world
 
 
 def _local_rank(text: str) -> int:

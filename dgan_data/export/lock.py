@@ -13,7 +13,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from .records import _LOCK, MAX_SHARDS, ExportBusyError, _kind_problem
+from .records import (
+    _LOCK,
+    MAX_SHARDS,
+    ExportBusyError,
+    _InTheWayError,
+    _kind_problem,
+    _lock_link_problem,
+)
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +97,14 @@ class _ExportLock:
             self.fd = None
 
     def _open(self) -> bool:
-        """Open the lock file (created unless read-only); False: read-only and absent."""
+        """Open the lock file (created unless read-only); False: read-only and absent,
+        or a link (which the layout check names). A link is never opened for writing:
+        the note written in place would land in the file it links to."""
         flags = os.O_RDONLY if self.readonly else os.O_RDWR | os.O_CREAT
-        try:  # O_NONBLOCK: a FIFO there must not hang the open
-            self.fd = os.open(self.path, flags | getattr(os, "O_NONBLOCK", 0), 0o644)
+        # O_NONBLOCK: a FIFO there must not hang the open; O_NOFOLLOW: nor a symlink lead on
+        flags |= getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            self.fd = os.open(self.path, flags, 0o644)
         except FileNotFoundError:
             if self.readonly:
                 return False
@@ -101,15 +112,28 @@ class _ExportLock:
         except IsADirectoryError:
             raise IsADirectoryError(_kind_problem(self.path, folder=False)) from None
         except OSError as exc:
+            if exc.errno == errno.ELOOP and os.path.islink(self.path):  # (O_NOFOLLOW)
+                return self._refuse_link(None)
             if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
                 raise
             raise PermissionError(
                 f"{self.root}: the export folder is not writable ({exc.strerror})"
             ) from None
-        if not stat.S_ISREG(os.fstat(self.fd).st_mode):  # read-only opens a folder too
+        st = os.fstat(self.fd)
+        if not stat.S_ISREG(st.st_mode):  # read-only opens a folder too
             self._close()
             raise IsADirectoryError(_kind_problem(self.path, folder=False))
-        return True
+        return self._refuse_link(st) if st.st_nlink > 1 else True
+
+    def _refuse_link(self, st: os.stat_result | None) -> bool:
+        """A link at the lock file's place (``st``: the open file's fstat, a hard link;
+        None: a symlink): read-only, nobody can hold the folder through it (False);
+        otherwise an error naming it, before anything is written."""
+        self._close()
+        if self.readonly:
+            return False
+        problem = _lock_link_problem(self.path, st)
+        raise _InTheWayError(problem or f"{self.path} is a link: move it away, then rerun")
 
     def _try(self, start: int, exclusive: bool) -> bool:
         if fcntl is None:

@@ -93,6 +93,11 @@ class ExportDamagedError(ValueError):
     """A finished export is damaged in a way that a rerun cannot repair from its records."""
 
 
+class _InTheWayError(ExportDamagedError):
+    """Something of the wrong kind is where the export keeps a file or folder (a folder,
+    a pipe, a link): moving it away is left to the user, and a rerun then repairs."""
+
+
 class NotAnExportError(ValueError):
     """``dataset.json`` is not a dgan_data export description this version can read."""
 
@@ -131,6 +136,8 @@ class VerifyReport:
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # e.g. what an older export lacks
     repairable: bool = True  # rerunning the export command fixes every problem
+    #: something of the wrong kind is in the way: move it away, then a rerun repairs
+    move_away: bool = False
 
     @property
     def ok(self) -> bool:
@@ -439,11 +446,13 @@ def _check_layout(root: Path, tags: Sequence[str] = ()) -> None:
             ) from None
     for rel in files + folders:
         problem = _kind_problem(root / rel, folder=rel in folders)
+        if problem is None and rel == _LOCK:
+            problem = _lock_link_problem(root / rel)
         if problem is not None:
-            raise ExportDamagedError(problem)
+            raise _InTheWayError(problem)
     problem = _shared_folder_problem(root, folders)
     if problem is not None:
-        raise ExportDamagedError(problem)
+        raise _InTheWayError(problem)
 
 
 def _shared_folder_problem(root: Path, folders: Sequence[str]) -> str | None:
@@ -495,6 +504,29 @@ def _kind_problem(path: Path, *, folder: bool) -> str | None:
             "(the rerun rebuilds what it can)"
         )
     return None
+
+
+def _lock_link_problem(path: Path, st: os.stat_result | None = None) -> str | None:
+    """Why ``.export.lock`` (its lstat, or the fstat ``st`` of the open file) cannot be
+    the lock file, or None: a symlink or a hard link would have the note that the export
+    writes in place land in another file (``dataset.json`` was truncated that way)."""
+    try:
+        st = os.lstat(path) if st is None else st
+    except OSError:
+        return None  # absent: the export creates it
+    if stat.S_ISLNK(st.st_mode):
+        try:
+            what = f"is a symlink (to {os.readlink(path)})"
+        except OSError:
+            what = "is a symlink"
+    elif stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+        what = f"is a hard link (one file with {st.st_nlink} names)"
+    else:
+        return None
+    return (
+        f"{path} {what} where the export keeps its own lock file, which it writes in "
+        "place: move it away, then rerun"
+    )
 
 
 def _png_problem(path: Path) -> str | None:

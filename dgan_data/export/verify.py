@@ -17,6 +17,7 @@ from PIL import Image
 
 from ..conventions import keyword_hints
 from ..fileio import (
+    UnsafePathError,
     atomic_write_bytes,
     file_sha256,
     fsync_dir,
@@ -41,6 +42,7 @@ from .records import (
     _expect_text,
     _file_problem,
     _final_paths,
+    _InTheWayError,
     _jsonl,
     _line,
     _Plan,
@@ -561,6 +563,8 @@ def verify_export(out_dir: str | Path) -> VerifyReport:
         except ValueError as exc:
             report.problems.append(str(exc))
             report.repairable = False
+            # a file or link in the way: once moved, a rerun rebuilds what it can
+            report.move_away = isinstance(exc, (_InTheWayError, UnsafePathError))
             return report
         edited = description_problem(desc_path, desc)
         if edited is not None:  # the other checks would follow the edited settings
