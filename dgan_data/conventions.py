@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 __all__ = [
+    "DEVICE_TYPES",
     "IGNORE_INDEX",
     "MAX_BATCH",
     "MAX_CLASSES",
@@ -456,9 +457,14 @@ def check_bool(value: Any, name: str) -> bool:
     return value
 
 
+#: The device types dgan_data runs on (others, such as "xpu" or "lazy", are refused).
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
 def check_device(device: Any) -> torch.device | None:
     """A usable device (None passes), or a clear ValueError for names torch does not know
-    or cannot use here (checked before any work, not at the first tensor moved there)."""
+    or cannot use here (checked before any work, not at the first tensor moved there):
+    cpu, and cuda or mps where available. The commands' ``--device`` uses it too."""
     if device is None:
         return None
     try:
@@ -469,12 +475,16 @@ def check_device(device: Any) -> torch.device | None:
         ) from None
     if dev.type == "meta":
         raise ValueError("device 'meta' holds no data: use 'cpu' or 'cuda'")
+    if dev.type not in DEVICE_TYPES:
+        raise ValueError(
+            f"device {str(dev)!r} cannot be used by dgan_data (use 'cpu', 'cuda', 'cuda:1', 'mps')"
+        )
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"device {device!r} asked for, but CUDA is not available here")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ValueError(
-                f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here"
+                f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"
             )
     if dev.type == "mps" and not (
         getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
@@ -493,7 +503,11 @@ def check_finite_number(
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
+        raise ValueError(f"{name} must be a number, got {value!r:.80}") from None
+    except OverflowError:  # an int too large for a float (10**400)
+        raise ValueError(
+            f"{name} must be finite, got a number too large for a float ({type(value).__name__})"
+        ) from None
     if not math.isfinite(v):
         raise ValueError(f"{name} must be finite, got {value!r}")
     if (low is not None and v < low) or (high is not None and v > high):

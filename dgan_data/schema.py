@@ -14,6 +14,8 @@ import reprlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
+
 __all__ = [
     "Any_",
     "Bool",
@@ -60,13 +62,16 @@ def _fail(field: str, expected: str, value: Any) -> SchemaError:
 
 
 class Int:
-    """An integer (not a bool) in [low, high]."""
+    """An integer (not a bool) in [low, high]; a numpy integer (an option given from
+    Python) is taken as the int it holds."""
 
     def __init__(self, low: int | None = None, high: int | None = None) -> None:
         self.low, self.high = low, high
 
     def __call__(self, value: Any, field: str) -> int:
         desc = "an integer" + _range(self.low, self.high)
+        if isinstance(value, np.integer):
+            value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise _fail(field, desc, value)
         if (self.low is not None and value < self.low) or (

@@ -155,10 +155,11 @@ def test_an_nvidia_pickle_named_pt_loads_as_an_nvidia_network(tmp_path, protocol
 
 
 def test_a_plain_pickle_named_pt_still_goes_to_torch(tmp_path):
-    """Control: a pickle without the NVIDIA marker keeps torch's message."""
+    """Control: a pickle without the NVIDIA marker goes the PyTorch way (and is named
+    a plain pickle there, not an NVIDIA network)."""
     path = tmp_path / "plain.pt"
     path.write_bytes(pickle.dumps({"a": 1}, protocol=4))
-    with pytest.raises(CheckpointError, match="cannot read as a PyTorch checkpoint"):
+    with pytest.raises(CheckpointError, match=r"a plain pickle .*not a torch\.save file"):
         load_generator(path)
 
 

@@ -10,7 +10,6 @@ import torch
 from example_scripts import load_example
 from torch import nn
 
-import dgan_data.cli.common as common
 from dgan_data.cli.common import UsageError, device_name
 from dgan_data.downstream.train import build_deeplab, train_segmentation
 from dgan_data.toy import CLASS_NAMES
@@ -131,11 +130,11 @@ def test_a_pickled_object_as_encoder_weights_is_refused(tmp_path):
 
 # ----------------------------------------------------------------- devices
 def test_devices_that_this_machine_lacks_are_refused(monkeypatch):
-    monkeypatch.setattr(common.torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     with pytest.raises(argparse.ArgumentTypeError, match="MPS is not available"):
         device_name("mps")
-    monkeypatch.setattr(common.torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(common.torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(argparse.ArgumentTypeError, match="has 1 CUDA device"):
         device_name("cuda:3")
     assert device_name("cuda:0") == "cuda:0"

@@ -10,10 +10,8 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import torch
-
 from ..annotations.format import _ID_PATTERN, MANIFEST, SUBDIRS, TRUNCATION_CENTER_FILE
-from ..conventions import check_truncation_psi
+from ..conventions import check_device, check_truncation_psi
 from ..export.records import _LOCK, _SELECTION, _STAGING
 from ..fileio import output_path_problem
 from ..presets import PresetName, UnknownPresetError, get_preset
@@ -303,23 +301,12 @@ def unit_float(text: str) -> float:
 
 
 def device_name(text: str) -> str:
-    """argparse type: a device torch knows (cpu, cuda, cuda:1, mps) and can use here."""
+    """argparse type: a device torch knows (cpu, cuda, cuda:1, mps) and can use here
+    (the API's rule, ``check_device``)."""
     try:
-        dev = torch.device(text)
-    except (RuntimeError, TypeError):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a device (use cpu, cuda, cuda:1, mps)"
-        ) from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError(f"{text!r}: CUDA is not available on this machine")
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise argparse.ArgumentTypeError(f"{text!r}: use cpu, cuda, cuda:N or mps")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"
-        )
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise argparse.ArgumentTypeError(f"{text!r}: MPS is not available on this machine")
+        check_device(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
     return text
 
 

@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 from ..conventions import INTERPRETER_FORMAT, check_device, keyword_hint, with_hint
 from ..fileio import parse_json_text, why_not_a_file
 from ..schema import Dict, Int, SchemaError, Str, check_document
-from .base import Generator
+from .base import MAX_RESOLUTION, Generator
 from .files import (
     CONFIG_KEY,
     CheckpointError,
@@ -160,13 +160,27 @@ def load_rosinality(obj: dict[str, Any], path: Path, **options: Any) -> Generato
             raise CheckpointError(f"{path}: latent_avg is a {type(avg).__name__}, not a tensor")
         sd["latent_avg"] = avg.reshape(-1)
     has_avg = "latent_avg" in sd
+    size = _args_size(obj.get("args"), path)
     G = StyleGAN2Generator.from_state_dict(sd, source=str(path), **options)
-    size = getattr(obj.get("args"), "size", G.size)
-    if size != G.size:
+    if size is not None and size != G.size:
         raise CheckpointError(
             f"{path}: args.size={short_repr(size)} disagrees with the weights (size {G.size})"
         )
     return _with_average_w(G, has_avg, path)
+
+
+def _args_size(args: Any, path: Path) -> int | None:
+    """The image size rosinality's train.py stored in ``args.size`` (None when absent): an
+    int in [4, MAX_RESOLUTION]; anything else is refused naming the file."""
+    size = getattr(args, "size", None)
+    if size is None:
+        return None
+    if isinstance(size, bool) or not isinstance(size, int) or not 4 <= size <= MAX_RESOLUTION:
+        raise CheckpointError(
+            f"{path}: args.size is {short_repr(size)}, expected the image size it was "
+            f"trained at (an int in [4, {MAX_RESOLUTION}])"
+        )
+    return size
 
 
 def _with_average_w(G: StyleGAN2Generator, has_avg: bool, path: Path) -> StyleGAN2Generator:

@@ -51,7 +51,7 @@ from .base import (
     PowerOfTwo,
     seeded_noise,
 )
-from .files import CheckpointError, check_tensors
+from .files import CheckpointError, cast_problem, check_tensors, printable
 
 logger = logging.getLogger(__name__)
 
@@ -469,6 +469,9 @@ class StyleGAN1Generator(Generator):
         names = _datasetgan_names(model)
         target = model.state_dict()
         for ours, theirs in names.items():
+            problem = cast_problem(state[theirs], torch.float32)
+            if problem is not None:
+                raise CheckpointError(f"{source}: tensor {printable(theirs)}: {problem}")
             target[ours] = state[theirs].detach().to("cpu", torch.float32)
         if avg_latent is None and "truncation.avg_latent" in state:
             avg_latent = state["truncation.avg_latent"]

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from .files import CheckpointError, check_file, printable
-from .unpickle import PickleTooLarge, scan_torch_file
+from .unpickle import PickleTooLarge, PlainPickle, scan_torch_file
 
 __all__ = ["SAFE_TORCH_GLOBALS", "is_zip_archive", "safe_torch_load"]
 
@@ -89,6 +89,12 @@ def _scan_pickles(path: Path) -> None:
         raise CheckpointError(
             f"{path}: refused to load: {err} (a damaged or hostile checkpoint)"
         ) from None
+    except PlainPickle:
+        raise CheckpointError(
+            f"{path}: a plain pickle (written by pickle.dump), not a torch.save file; save "
+            "the state dict with torch.save() or as .safetensors (an NVIDIA network pickle "
+            "is read when named .pkl)"
+        ) from None
     except MemoryError:
         raise CheckpointError(
             f"{path}: cannot read as a PyTorch checkpoint: out of memory"
@@ -99,22 +105,44 @@ def _scan_pickles(path: Path) -> None:
         ) from None
 
 
+#: torch's names for a global its ``weights_only`` loader refused: "Unsupported global:
+#: GLOBAL x" (outside the allow-list) and "Trying to load unsupported GLOBAL x whose
+#: module m is blocked" (a blocked module such as ``posix``).
+_REFUSED_GLOBAL = re.compile(r"unsupported (?:global: )?GLOBAL ([\w.<>]+)", re.IGNORECASE)
+#: The paragraphs of torch's message that are advice, not the reason (never shown: the
+#: first says re-running with ``weights_only=False`` will likely succeed).
+_TORCH_ADVICE = ("Weights only load failed", "Check the documentation of torch.load")
+
+
 def _load_failure(err: Exception) -> str:
     """What torch's refusal means, without its advice to load unsafely: the globals the
     file needs beyond the allow-list, else why it is not a readable checkpoint."""
     text = str(err)
-    refused = sorted(set(re.findall(r"Unsupported global: GLOBAL ([\w.]+)", text)))
-    if refused:
+    refused = sorted(set(_REFUSED_GLOBAL.findall(text)))
+    reason = _reason(text)
+    if refused or (reason is None and text.lstrip().startswith(_TORCH_ADVICE[0])):
+        needs = f" ({', '.join(refused)})" if refused else ""
         return (
-            f"refused to load: the file needs objects outside the safe allow-list "
-            f"({', '.join(refused)}). dgan_data never executes code from checkpoints; convert "
-            "the file to plain tensors (a state dict) or to .safetensors."
+            f"refused to load: the file needs objects outside the safe allow-list{needs}. "
+            "dgan_data never executes code from checkpoints; convert the file to plain "
+            "tensors (a state dict) or to .safetensors."
         )
-    reason = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n\n|$)", text, re.S)
-    if reason:
-        return f"cannot read as a PyTorch checkpoint: {_one_line(reason.group(1))}"
-    first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
-    return f"cannot read as a PyTorch checkpoint: {_one_line(first)}"
+    if reason is None:
+        reason = (text.strip().splitlines() or [type(err).__name__])[0]
+    return f"cannot read as a PyTorch checkpoint: {_one_line(reason)}"
+
+
+def _reason(text: str) -> str | None:
+    """The reason in torch's message: its "WeightsUnpickler error", else its first
+    paragraph that is not advice (None when there is none)."""
+    found = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n\n|$)", text, re.S)
+    if found:
+        return found.group(1)
+    if not text.lstrip().startswith(_TORCH_ADVICE[0]):
+        return None
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text)]
+    rest = [p for p in paragraphs if p and not p.startswith(_TORCH_ADVICE)]
+    return rest[0] if rest else None
 
 
 def _one_line(text: Any, limit: int = 300) -> str:

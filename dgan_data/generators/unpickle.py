@@ -55,6 +55,7 @@ import io
 import logging
 import math
 import mmap
+import os
 import pickle
 import re
 import struct
@@ -73,7 +74,13 @@ from .files import CheckpointError, check_file, layout_problem, printable, short
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PERSISTENCE_HOOK", "PersistentObject", "PickleTooLarge", "read_nvidia_pickle"]
+__all__ = [
+    "PERSISTENCE_HOOK",
+    "PersistentObject",
+    "PickleTooLarge",
+    "PlainPickle",
+    "read_nvidia_pickle",
+]
 
 #: The dotted name NVIDIA's persistence module pickles as the reconstruct function.
 PERSISTENCE_HOOK = ("torch_utils.persistence", "_reconstruct_persistent_obj")
@@ -138,6 +145,10 @@ class _AttrDict(dict):
 # ------------------------------------------------------------------ budget
 class PickleTooLarge(pickle.UnpicklingError):
     """A pickle asks for far more memory than its file holds."""
+
+
+class PlainPickle(pickle.UnpicklingError):
+    """A file that is one plain pickle (``pickle.dump``), not a ``torch.save`` file."""
 
 
 class _Budget:
@@ -727,23 +738,28 @@ def _network_globals() -> dict[tuple[str, str], Any]:
 
 
 class _WholeReads:
-    """The network pickle's bytes, read whole or not at all: a read or a line cut short
-    by the end of the data raises :class:`_Truncated` (pickle's own reader returns what
-    is there, and the pickle then fails later with an unrelated message)."""
+    """The network pickle's bytes, read from the file as the unpickler asks for them (a
+    file that is no pickle is refused at its first byte, never read whole into memory),
+    whole or not at all: a read or a line cut short by the end of the file's ``size``
+    bytes raises :class:`_Truncated` (pickle's own reader returns what is there, and the
+    pickle then fails later with an unrelated message)."""
 
-    def __init__(self, data: bytes) -> None:
-        self.buf = io.BytesIO(data)
+    def __init__(self, file: Any, size: int) -> None:
+        self.file, self.size = file, size
 
     def read(self, n: int = -1) -> bytes:
-        data = self.buf.read(n)
-        if n is not None and n > 0 and len(data) < n:
-            raise _Truncated(f"it ends at byte {self.buf.tell()}, inside the pickle")
+        left = self.size - self.file.tell()
+        if n is None or n < 0:
+            n = left
+        data = self.file.read(n) if n <= left else b""
+        if len(data) < n:
+            raise _Truncated(f"it ends at byte {self.size}, inside the pickle")
         return data
 
     def readline(self) -> bytes:
-        line = self.buf.readline()
+        line = self.file.readline(max(self.size - self.file.tell(), 0))
         if not line.endswith(b"\n"):
-            raise _Truncated(f"it ends at byte {self.buf.tell()}, inside the pickle")
+            raise _Truncated(f"it ends at byte {self.file.tell()}, inside the pickle")
         return line
 
 
@@ -881,10 +897,10 @@ def read_nvidia_pickle(path: str | Path) -> Any:
     budget = _Budget(path.stat().st_size + BUDGET_SLACK)
     token = _BUDGET.set(budget)
     try:
-        data = path.read_bytes()
-        budget.limit = len(data) + BUDGET_SLACK
-        raw = RestrictedUnpickler(_WholeReads(data), str(path), budget).load()
-        del data
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            budget.limit = size + BUDGET_SLACK
+            raw = RestrictedUnpickler(_WholeReads(f, size), str(path), budget).load()
         log.debug("%s: %d bytes of tensors and arrays (budget %d)", path, budget.used, budget.limit)
         return _Materialiser().convert(raw)
     except CheckpointError:
@@ -1099,9 +1115,9 @@ def scan_torch_file(path: Path, zip_archive: bool) -> None:
     another ``pickle.UnpicklingError`` (or ``EOFError``...) when they are damaged.
     Zip archives (``zip_archive``, as the caller found): every ``data.pkl`` record (the
     caller has refused compressed records and records larger than the file). Legacy
-    files: the magic number, protocol,
-    system info and main pickles, read from a memory map; a file whose first pickle is
-    not the magic number is left to torch, which reads nothing further.
+    files: the magic number, protocol, system info and main pickles, read from a memory
+    map; a file whose first pickle is not the magic number is a plain pickle
+    (``pickle.dump``), which torch cannot read either: :class:`PlainPickle`.
     """
     size = path.stat().st_size
     if zip_archive:
@@ -1114,6 +1130,6 @@ def scan_torch_file(path: Path, zip_archive: bool) -> None:
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
         reader = _StrictReader(m)
         if TorchPickleScan(reader, size).load() != LEGACY_MAGIC:
-            return
+            raise PlainPickle("a plain pickle (pickle.dump), not a torch.save file")
         for _ in range(3):  # protocol version, system info, the data
             TorchPickleScan(reader, size).load()
