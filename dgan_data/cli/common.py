@@ -305,8 +305,11 @@ def device_name(text: str) -> str:
     (the API's rule, ``check_device``)."""
     try:
         check_device(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
+    except ValueError as err:  # "device 'gpu' is ...": the value first, as argparse names it
+        message, named = str(err), f"device {text!r}"
+        if message.startswith(named):
+            message = repr(text) + message[len(named) :]
+        raise argparse.ArgumentTypeError(message) from None
     return text
 
 
