@@ -35,10 +35,12 @@ __all__ = [
     "check_names",
     "check_number",
     "check_palette",
+    "device_problem",
     "generator_to_uint8",
     "keyword_hints",
     "keyword_names",
     "short_list",
+    "shown_device",
     "state_mismatch",
     "to_uint8_image",
     "without_keyword_hints",
@@ -461,35 +463,47 @@ def check_bool(value: Any, name: str) -> bool:
 DEVICE_TYPES = ("cpu", "cuda", "mps")
 
 
-def check_device(device: Any) -> torch.device | None:
-    """A usable device (None passes), or a clear ValueError for names torch does not know
-    or cannot use here (checked before any work, not at the first tensor moved there):
-    cpu, and cuda or mps where available. The commands' ``--device`` uses it too."""
-    if device is None:
-        return None
+def device_problem(device: Any) -> tuple[torch.device | None, str | None]:
+    """``(torch.device, None)`` for a device usable here, or ``(None, reason)``: why not,
+    worded to follow the value (``"is not a device name (use ...)"``), so that the API and
+    the commands each put the value before it in their own way."""
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
-        raise ValueError(
-            f"device {device!r:.80} is not a device name (use 'cpu', 'cuda', 'cuda:1', 'mps')"
-        ) from None
+        return None, "is not a device name (use 'cpu', 'cuda', 'cuda:1', 'mps')"
     if dev.type == "meta":
-        raise ValueError("device 'meta' holds no data: use 'cpu' or 'cuda'")
+        return None, "holds no data: use 'cpu' or 'cuda'"
     if dev.type not in DEVICE_TYPES:
-        raise ValueError(
-            f"device {str(dev)!r} cannot be used by dgan_data (use 'cpu', 'cuda', 'cuda:1', 'mps')"
-        )
+        return None, "cannot be used by dgan_data (use 'cpu', 'cuda', 'cuda:1', 'mps')"
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} asked for, but CUDA is not available here")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(
-                f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"
-            )
+            return None, "asked for, but CUDA is not available here"
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            return None, f"is not on this machine: it has {count} CUDA device(s)"
     if dev.type == "mps" and not (
         getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
     ):
-        raise ValueError(f"device {device!r} asked for, but MPS is not available here")
+        return None, "asked for, but MPS is not available here"
+    return dev, None
+
+
+def shown_device(device: Any) -> str:
+    """``device`` as messages quote it: ``'cuda:1'`` for a name or a torch.device alike."""
+    text = str(device) if isinstance(device, (str, torch.device)) else repr(device)
+    return repr(text[:80])
+
+
+def check_device(device: Any) -> torch.device | None:
+    """A usable device (None passes), or a clear ValueError for names torch does not know
+    or cannot use here (checked before any work, not at the first tensor moved there):
+    cpu, and cuda or mps where available. The commands' ``--device`` shares the rule
+    (``device_problem``)."""
+    if device is None:
+        return None
+    dev, reason = device_problem(device)
+    if reason is not None:
+        raise ValueError(f"device {shown_device(device)} {reason}")
     return dev
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..annotations.format import _ID_PATTERN, MANIFEST, SUBDIRS, TRUNCATION_CENTER_FILE
-from ..conventions import check_device, check_truncation_psi
+from ..conventions import check_truncation_psi, device_problem, shown_device
 from ..export.records import _LOCK, _SELECTION, _STAGING
 from ..fileio import output_path_problem
 from ..presets import PresetName, UnknownPresetError, get_preset
@@ -302,14 +302,10 @@ def unit_float(text: str) -> float:
 
 def device_name(text: str) -> str:
     """argparse type: a device torch knows (cpu, cuda, cuda:1, mps) and can use here
-    (the API's rule, ``check_device``)."""
-    try:
-        check_device(text)
-    except ValueError as err:  # "device 'gpu' is ...": the value first, as argparse names it
-        message, named = str(err), f"device {text!r}"
-        if message.startswith(named):
-            message = repr(text) + message[len(named) :]
-        raise argparse.ArgumentTypeError(message) from None
+    (the API's rule, ``device_problem``), named value first as argparse names options."""
+    _, reason = device_problem(text)
+    if reason is not None:
+        raise argparse.ArgumentTypeError(f"{shown_device(text)} {reason}")
     return text
 
 
