@@ -136,6 +136,28 @@ def test_inspect_describes_a_folder_with_no_mask_yet(tmp_path, capsys):
     assert info["classes"] == 3 and info["mask_size"] == [6, 6]
 
 
+def test_inspect_gives_the_same_record_before_and_after_the_first_mask(tmp_path, capsys):
+    """A script reading ``inspect --json`` finds the same keys, in the same order, and the
+    same settings whether or not a mask is drawn yet."""
+    root = folder(tmp_path / "ann", samples=2)
+    code, out, err = run(capsys, "inspect", str(root), "--json")
+    assert code == 0, err
+    drawn = json.loads(out)
+    (root / "masks" / "00000.png").unlink()
+    (root / "masks" / "00001.png").unlink()
+    code, out, err = run(capsys, "inspect", str(root), "--json")
+    assert code == 0, err
+    undrawn = json.loads(out)
+    assert list(undrawn) == list(drawn)
+    assert drawn["masks_drawn"] == 2 and undrawn["masks_drawn"] == 0
+    settings = ("classes", "mask_size", "crop", "truncation_psi", "latents")
+    assert {k: undrawn[k] for k in settings} == {k: drawn[k] for k in settings}
+    assert undrawn["generator_fingerprint"] == drawn["generator_fingerprint"]
+    assert [list(c) for c in undrawn["class_statistics"]] == [
+        list(c) for c in drawn["class_statistics"]
+    ]
+
+
 def test_inspect_still_refuses_a_broken_folder_without_masks(tmp_path, capsys):
     root = folder(tmp_path / "ann")
     (root / "masks" / "00000.png").unlink()

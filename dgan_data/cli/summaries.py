@@ -89,63 +89,87 @@ def annotation_summary(root: Path) -> dict[str, Any]:
         ann = Annotations.load(root, skip_unannotated=True)  # checks the manifest first
     except NoMasksYetError:  # a sound folder fresh from `sample`: described, not refused
         return _undrawn_summary(root)
-    listed = [str(entry["id"]) for entry in listed_samples(root)]
     stats = ann.class_statistics()
-    labelled = max(1, int(stats["total"]) - int(stats["ignored"]))
-    kept = set(ann.ids or [])
-    missing = [i for i in listed if i not in kept]
-    classes = [
-        {"id": k, "name": name, "pixels": px, "pixel_share": px / labelled, "images": n}
-        for k, (name, px, n) in enumerate(
-            zip(ann.class_names, stats["pixels"], stats["images"])  # type: ignore[arg-type]
-        )
-    ]
-    rare = [f"{c['name']} ({c['images']})" for c in classes if c["images"] < MIN_CLASS_IMAGES]
-    height, width = ann.mask_resolution
-    return {
-        "folder": str(root),
-        "kind": "annotation folder",
-        "samples": len(listed),
-        "masks_drawn": len(ann),
-        "missing_masks": missing,
-        "classes": ann.num_classes,
-        "mask_size": [height, width],
-        "crop": ann.crop,
-        "truncation_psi": ann.truncation_psi,
-        "latents": ann.latent_kind,
-        "generator_fingerprint": ann.generator_fingerprint,
-        "ignored_share": int(stats["ignored"]) / max(1, int(stats["total"])),
-        "class_statistics": classes,
-        f"classes_in_fewer_than_{MIN_CLASS_IMAGES}_images": rare,
-    }
+    return _annotation_record(
+        root,
+        listed=[str(entry["id"]) for entry in listed_samples(root)],
+        drawn=len(ann),
+        kept=set(ann.ids or []),
+        names=list(ann.class_names),
+        pixels=[int(px) for px in stats["pixels"]],  # type: ignore[union-attr]
+        images=[int(n) for n in stats["images"]],  # type: ignore[union-attr]
+        ignored=int(stats["ignored"]),
+        total=int(stats["total"]),
+        settings={
+            "mask_size": list(ann.mask_resolution),
+            "crop": ann.crop,
+            "truncation_psi": ann.truncation_psi,
+            "latents": ann.latent_kind,
+            "generator_fingerprint": ann.generator_fingerprint,
+        },
+    )
 
 
 def _undrawn_summary(root: Path) -> dict[str, Any]:
     """:func:`annotation_summary` of a checked folder in which no mask is drawn yet,
     from its manifest: every sample missing, every class in no image."""
     manifest = read_json(root / MANIFEST)
-    listed = [str(entry["id"]) for entry in manifest["samples"]]
-    names = list(manifest["class_names"])
+    names = [str(name) for name in manifest["class_names"]]
     kinds = {entry.get("latent_kind") for entry in manifest["samples"]} - {None}
     crop = manifest.get("crop")
+    return _annotation_record(
+        root,
+        listed=[str(entry["id"]) for entry in manifest["samples"]],
+        drawn=0,
+        kept=set(),
+        names=names,
+        pixels=[0] * len(names),
+        images=[0] * len(names),
+        ignored=0,
+        total=0,
+        settings={
+            "mask_size": list(manifest["mask_resolution"]),
+            "crop": None if crop is None else resolve_crop(crop),
+            "truncation_psi": (manifest.get("truncation") or {}).get("psi", 1.0),
+            "latents": kinds.pop() if len(kinds) == 1 else "seed",
+            "generator_fingerprint": (manifest.get("generator") or {}).get("fingerprint"),
+        },
+    )
+
+
+def _annotation_record(
+    root: Path,
+    *,
+    listed: list[str],
+    drawn: int,
+    kept: set[str],
+    names: list[str],
+    pixels: list[int],
+    images: list[int],
+    ignored: int,
+    total: int,
+    settings: dict[str, Any],
+) -> dict[str, Any]:
+    """The one record ``inspect`` gives for an annotation folder, drawn or not, so its
+    JSON keys stay the same: counts, ``settings`` (mask size, crop, psi, latents,
+    fingerprint) and per-class pixel shares of the labelled pixels."""
+    labelled = max(1, total - ignored)
+    classes = [
+        {"id": k, "name": name, "pixels": px, "pixel_share": px / labelled, "images": n}
+        for k, (name, px, n) in enumerate(zip(names, pixels, images, strict=True))
+    ]
+    rare = [f"{c['name']} ({c['images']})" for c in classes if c["images"] < MIN_CLASS_IMAGES]
     return {
         "folder": str(root),
         "kind": "annotation folder",
         "samples": len(listed),
-        "masks_drawn": 0,
-        "missing_masks": listed,
+        "masks_drawn": drawn,
+        "missing_masks": [i for i in listed if i not in kept],
         "classes": len(names),
-        "mask_size": list(manifest["mask_resolution"]),
-        "crop": None if crop is None else resolve_crop(crop),
-        "truncation_psi": (manifest.get("truncation") or {}).get("psi", 1.0),
-        "latents": kinds.pop() if len(kinds) == 1 else "seed",
-        "generator_fingerprint": (manifest.get("generator") or {}).get("fingerprint"),
-        "ignored_share": 0.0,
-        "class_statistics": [
-            {"id": k, "name": name, "pixels": 0, "pixel_share": 0.0, "images": 0}
-            for k, name in enumerate(names)
-        ],
-        f"classes_in_fewer_than_{MIN_CLASS_IMAGES}_images": [f"{n} (0)" for n in names],
+        **settings,
+        "ignored_share": ignored / max(1, total),
+        "class_statistics": classes,
+        f"classes_in_fewer_than_{MIN_CLASS_IMAGES}_images": rare,
     }
 
 
