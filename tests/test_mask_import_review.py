@@ -166,3 +166,23 @@ def test_inspect_still_refuses_a_broken_folder_without_masks(tmp_path, capsys):
     (root / "manifest.json").write_text(json.dumps(manifest))
     code, _, err = run(capsys, "inspect", str(root))
     assert code == 2 and "mask_resolution" in err, err
+
+
+def test_png_map_names_an_id_with_leading_zeros(tmp_path):
+    """``--map 01=eye_white`` matched no label ("1" is the id's name): a warning, and id 1
+    went to class 1 instead."""
+    root = folder(tmp_path / "ann")
+    import_masks(png_folder(tmp_path), root, "png", mapping={"01": "eye_white"})
+    assert ids_of(root / "masks" / "00000.png")[0].tolist() == [2, 255, 255, 255, 255, 255]
+
+
+def test_png_map_naming_one_id_twice_is_refused(tmp_path, capsys):
+    root = folder(tmp_path / "ann")
+    src = png_folder(tmp_path)
+    code, _out, err = run(
+        capsys, "import-masks", "--format", "png", str(src), "--annotations", str(root),
+        "--map", "1=skin", "--map", "01=eye_white",
+    )  # fmt: skip
+    assert code == 2 and "--map 1 and --map 01 name the same png id 1" in err
+    assert len(err.strip().splitlines()) == 1
+    assert ids_of(root / "masks" / "00000.png").max() == 0  # nothing written

@@ -476,6 +476,22 @@ def _check_options(
             raise ValueError(f"source_classes must be non-empty names, got {names!r}")
 
 
+def _png_map_keys(mapping: Mapping[str, str | int]) -> dict[str, str | int]:
+    """``mapping`` with png's labels (class ids) written as the reader names them:
+    ``--map 01=hair`` maps id 1 (it matched no label). Two keys for one id are an error."""
+    out: dict[str, str | int] = {}
+    given: dict[str, str] = {}
+    for key, target in mapping.items():
+        text = str(key).strip()
+        label = str(int(text)) if text.isdecimal() and text.isascii() else str(key)
+        if label in out:
+            raise ValueError(
+                f"--map {given[label]} and --map {key} name the same png id {label}; give it once"
+            )
+        out[label], given[label] = target, str(key)
+    return out
+
+
 def _match(items: list[_Item], folder: _Folder, src: Path) -> dict[str, _Item]:
     """Items by sample key; items for images not in the folder are an error."""
     keys = {s.key for s in folder.samples}
@@ -575,6 +591,8 @@ def import_masks(
     docstring for matching, rasterisation and overlap rules.
     """
     _check_options(format, unlabeled, crowd, source_classes)
+    if format == "png":
+        mapping = _png_map_keys(mapping or {})
     keep_empty, dry_run = check_bool(keep_empty, "keep_empty"), check_bool(dry_run, "dry_run")
     src, root = Path(src), Path(annotations_dir)
     if not src.exists():  # a link whose target is gone is there, and named as such
