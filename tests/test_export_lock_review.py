@@ -148,3 +148,16 @@ def test_export_range_errors_name_the_option(tmp_path, capsys, args, option, key
     assert code == 2 and len(stderr.strip().splitlines()) == 1, stderr
     assert option in stderr and not re.search(rf"(?<![-\w]){keyword}", stderr), stderr
     assert not out.exists()
+
+
+# ------------------------------------------------------- a folder at the lock's place
+# (verify, a rerun and the CLI: tests/test_export_wrong_kind.py)
+def test_the_lock_refuses_a_folder_planted_after_the_layout_check(tmp_path):
+    """A writable open names it as a link is named (it raised IsADirectoryError, which
+    is not an ExportDamagedError); a read-only open leaves it to the layout check."""
+    (tmp_path / ".export.lock").mkdir()
+    lock = _ExportLock(tmp_path)
+    with lock, pytest.raises(ExportDamagedError, match=r"\.export\.lock is a folder"):
+        lock.acquire_folder(exclusive=True)
+    with _ExportLock(tmp_path, readonly=True) as lock:  # verify: the layout check names it
+        assert lock.acquire_folder(exclusive=False)

@@ -98,8 +98,8 @@ class _ExportLock:
 
     def _open(self) -> bool:
         """Open the lock file (created unless read-only); False: read-only and absent,
-        or a link (which the layout check names). A link is never opened for writing:
-        the note written in place would land in the file it links to."""
+        a link or not a regular file (which the layout check names). A link is never
+        opened for writing: the note written in place would land in the file it links to."""
         flags = os.O_RDONLY if self.readonly else os.O_RDWR | os.O_CREAT
         # O_NONBLOCK: a FIFO there must not hang the open; O_NOFOLLOW: nor a symlink lead on
         flags |= getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
@@ -109,8 +109,10 @@ class _ExportLock:
             if self.readonly:
                 return False
             raise
-        except IsADirectoryError:
-            raise IsADirectoryError(_kind_problem(self.path, folder=False)) from None
+        except IsADirectoryError:  # (writable opens): a folder in the way, as a link is
+            raise _InTheWayError(
+                _kind_problem(self.path, folder=False) or f"{self.path} is a folder"
+            ) from None
         except OSError as exc:
             if exc.errno == errno.ELOOP and os.path.islink(self.path):  # (O_NOFOLLOW)
                 return self._refuse_link(None)
@@ -122,7 +124,11 @@ class _ExportLock:
         st = os.fstat(self.fd)
         if not stat.S_ISREG(st.st_mode):  # read-only opens a folder too
             self._close()
-            raise IsADirectoryError(_kind_problem(self.path, folder=False))
+            if self.readonly:  # verify: its layout check names it, with the advice
+                return False
+            raise _InTheWayError(
+                _kind_problem(self.path, folder=False) or f"{self.path} is not a regular file"
+            )
         return self._refuse_link(st) if st.st_nlink > 1 else True
 
     def _refuse_link(self, st: os.stat_result | None) -> bool:
