@@ -52,6 +52,7 @@ import math
 import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -59,6 +60,7 @@ import torch.nn.functional as F
 
 from .annotations import Annotations, SampledFolder, sample_annotation_folder
 from .annotations.folder import merge_header, merge_header_problems
+from .annotations.format import MANIFEST
 from .balance import class_pixel_counts
 from .conventions import (
     IGNORE_INDEX,
@@ -69,10 +71,10 @@ from .conventions import (
     check_number,
     keyword_hints,
 )
-from .fileio import nonempty_path, write_json
+from .fileio import nonempty_path, read_json, write_json
 from .labeler import Labeler
 from .novelty import FeatureNovelty, nearest_distance
-from .seeds import check_seed, derive_seed, z_from_seeds
+from .seeds import check_seed, check_seeds, derive_seed, z_from_seeds
 from .viz import preview_grid
 
 #: Most candidates one suggest call scores (each holds its scores and a feature
@@ -417,16 +419,22 @@ def suggest_annotations(
         if existing is not None
         else torch.zeros(pool, dtype=torch.bool)
     )
-    skipped = {int(v) for v in exclude_seeds}
+    try:  # a float seed (from JSON) matched no candidate, so nothing was left out
+        skipped = set(check_seeds(exclude_seeds))  # type: ignore[arg-type]
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"exclude_seeds: {err}") from None
+    held = int(held_already.sum())
     if skipped:
         listed = torch.tensor([v in skipped for v in seeds], dtype=torch.bool)
         held_already = held_already | listed.to(held_already.device)
     excluded = int(held_already.sum())
     if pool - excluded < num:
+        why = [f"the existing annotations already hold {held}"] if held else []
+        if excluded > held:
+            why.append(f"exclude_seeds names {excluded - held}{' more' if held else ''}")
         raise ValueError(
-            f"the existing annotations already hold {excluded} of the pool's {pool} "
-            f"candidates, leaving {pool - excluded}, fewer than num ({num}): use a larger "
-            "pool or another seed"
+            f"{' and '.join(why)} of the pool's {pool} candidates, leaving "
+            f"{pool - excluded}, fewer than num ({num}): use a larger pool or another seed"
         )
     if excluded:
         log.info("%d pool candidates are already annotated: left out", excluded)
@@ -581,6 +589,8 @@ def _labeler_settings(labeler: Labeler) -> dict[str, Any]:
         "noise": labeler.noise if isinstance(labeler.noise, str) else "tensors",
         "frame": list(labeler.frame),
         "class_names": list(labeler.class_names),
+        "generator_fingerprint": labeler.fingerprints()[0],
+        "interpreter_fingerprint": labeler.fingerprints()[1],
     }
 
 
@@ -646,6 +656,23 @@ def free_id_prefix(existing: Annotations | Iterable[str] | None, num: int, base:
         round_ += 1
 
 
+def _check_out_dir(root: Path, seeds: list[int]) -> None:
+    """``root`` is absent, empty, or an earlier (maybe interrupted) write of the same
+    suggestions, which the write resumes; anything else, such as an annotation folder
+    with drawn masks, is a ValueError naming it: its manifest and images were rewritten."""
+    if not root.is_dir() or not any(root.iterdir()):
+        return  # absent, or a file (the folder writer names it), or empty
+    try:
+        listed = [entry.get("seed") for entry in read_json(root / MANIFEST)["samples"]]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        listed = None
+    if listed is None or not set(listed) <= set(seeds):
+        raise ValueError(
+            f"{root}: is not empty and holds no earlier write of these suggestions; write "
+            "them into a new folder (merge it with yours by dgan-data merge-annotations)"
+        )
+
+
 @keyword_hints
 def write_suggestions(
     labeler: Labeler,
@@ -674,6 +701,7 @@ def write_suggestions(
             + "; write with the labeler that made the suggestions"
         )
     seeds = [s.seed for s in report.suggestions]
+    _check_out_dir(root, seeds)
     folder = sample_annotation_folder(
         labeler.G,
         len(seeds),
