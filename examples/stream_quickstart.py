@@ -9,12 +9,14 @@ interpreter, drops the most uncertain images and yields full batches. Nothing is
 to disk. Without ``--preset``/``--generator`` it uses the toy preset ``toyface-14`` when
 its files are installed; otherwise a stand-in (a small random generator with a random
 interpreter) so that the script still runs offline: the labels are then meaningless.
+With only one of ``--generator``/``--interpreter`` the toy preset gives the other.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 import torch
@@ -22,14 +24,19 @@ from torch.utils.data import DataLoader
 
 from dgan_data.cli import USER_ERRORS, OneLineParser, run_script, script_error
 from dgan_data.cli.common import (
+    UsageError,
+    count_at_most,
     device_name,
     positive_int,
     seed_int,
 )
+from dgan_data.conventions import MAX_BATCH
 from dgan_data.stream import IGNORE_INDEX, DatasetGANStream
 
 DEFAULT_PRESET = "toyface-14"
 # A small rosinality StyleGAN2 checkpoint that ships with the tests of a source checkout.
+#: Most samples one epoch of the stream may hold (its ``samples_per_epoch`` limit).
+MAX_SAMPLES = sys.maxsize
 FIXTURE = (
     Path(__file__).resolve().parents[1]
     / "tests"
@@ -68,19 +75,26 @@ def stand_in_models(num_classes: int = 6):
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The options; a count below 1 or a seed outside [0, 2**63) exits 2 with one line."""
+    """The options; a count below 1, a batch above MAX_BATCH, more samples than the
+    stream's limit or a seed outside [0, 2**63) exits 2 with one line."""
     parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", help=f"preset name (default {DEFAULT_PRESET} when installed)")
     parser.add_argument("--generator", help="generator checkpoint (.pt, .pkl, .safetensors)")
     parser.add_argument("--interpreter", help="interpreter .safetensors")
     parser.add_argument("--batches", type=positive_int, default=3)
-    parser.add_argument("--batch-size", type=positive_int, default=4)
+    parser.add_argument("--batch-size", type=count_at_most(MAX_BATCH), default=4)
     parser.add_argument(
         "--device", type=device_name, default=None, help="default: cuda when available"
     )
     parser.add_argument("--augment", default="default", choices=("default", "none"))
     parser.add_argument("--seed", type=seed_int, default=0)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.batches * args.batch_size > MAX_SAMPLES:
+        parser.error(
+            f"--batches {args.batches} x --batch-size {args.batch_size} is more than "
+            f"{MAX_SAMPLES} samples, the stream's limit"
+        )
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,15 +109,27 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dgan_data.presets import preset_status
-
+    """Stream the batches and print their shapes and the class histogram; without
+    ``--preset`` the toy preset gives what ``--generator``/``--interpreter`` leave out."""
     preset, generator, interpreter = args.preset, args.generator, args.interpreter
     if preset is None and generator is None and interpreter is None:
-        status = preset_status(DEFAULT_PRESET) if DEFAULT_PRESET in _presets() else None
-        if status and status["generator_present"] and status["interpreter_present"]:
+        if _default_installed():
             preset = DEFAULT_PRESET
         else:
             generator, interpreter, _ = stand_in_models()
+    elif preset is None and (generator is None or interpreter is None):
+        given, missing = (
+            ("--generator", "--interpreter")
+            if interpreter is None
+            else ("--interpreter", "--generator")
+        )
+        if not _default_installed(missing[2:]):
+            raise UsageError(
+                f"{given} needs {missing} too (or --preset): the default preset "
+                f"{DEFAULT_PRESET} is not installed here"
+            )
+        preset = DEFAULT_PRESET
+        print(f"NOTE: no {missing}; using the one of preset {DEFAULT_PRESET!r}")
 
     # ---- the user-facing part -------------------------------------------------------
     stream = DatasetGANStream(
@@ -139,6 +165,16 @@ def run(args: argparse.Namespace) -> int:
         share = n / total if total else 0.0
         print(f"  {k:>3} {class_names[k]:<16} {share:7.2%} {'#' * round(40 * share)}")
     return 0
+
+
+def _default_installed(*kinds: str) -> bool:
+    """Whether the default preset's files of ``kinds`` (default: both) are installed."""
+    from dgan_data.presets import preset_status
+
+    status = preset_status(DEFAULT_PRESET) if DEFAULT_PRESET in _presets() else None
+    return bool(status) and all(
+        status[f"{kind}_present"] for kind in kinds or ("generator", "interpreter")
+    )
 
 
 def _presets() -> list[str]:

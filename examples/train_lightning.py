@@ -26,13 +26,15 @@ from torch.utils.data import DataLoader
 
 from dgan_data import DatasetGANStream
 from dgan_data.cli import USER_ERRORS, OneLineParser, one_line, run_script, script_error
-from dgan_data.cli.common import device_name, non_negative_int, positive_int
-from dgan_data.conventions import IGNORE_INDEX
+from dgan_data.cli.common import count_at_most, device_name, non_negative_int, positive_int
+from dgan_data.conventions import IGNORE_INDEX, MAX_BATCH
 from dgan_data.downstream.train import build_unet
 from dgan_data.presets import get_preset, resolve_preset_file
 
 _LIGHTNING = RequirementCache("lightning>=2.0")
 _INSTALL = 'pip install "dgan-data[lightning]"'
+#: Most samples one epoch of the stream may hold (its ``samples_per_epoch`` limit).
+MAX_SAMPLES = sys.maxsize
 try:
     if not _LIGHTNING:
         raise ImportError(str(_LIGHTNING))
@@ -111,7 +113,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--preset", default="toyface-14")
     ap.add_argument("--epochs", type=positive_int, default=2)
     ap.add_argument("--steps-per-epoch", type=positive_int, default=50)
-    ap.add_argument("--batch-size", type=positive_int, default=16)
+    ap.add_argument("--batch-size", type=count_at_most(MAX_BATCH), default=16)
     ap.add_argument("--seed", type=lightning_seed, default=0)
     ap.add_argument(
         "--device",
@@ -120,6 +122,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="where the stream generates (default: auto)",
     )
     args = ap.parse_args(argv)
+    if args.steps_per_epoch * args.batch_size > MAX_SAMPLES:
+        ap.error(
+            f"--steps-per-epoch {args.steps_per_epoch} x --batch-size {args.batch_size} is "
+            f"more than {MAX_SAMPLES} samples, the stream's limit"
+        )
     try:  # an unknown preset, or one whose files are not installed here
         preset = get_preset(args.preset)
         for kind in ("generator", "interpreter"):
