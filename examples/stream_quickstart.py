@@ -34,9 +34,9 @@ from dgan_data.conventions import MAX_BATCH
 from dgan_data.stream import IGNORE_INDEX, DatasetGANStream
 
 DEFAULT_PRESET = "toyface-14"
-# A small rosinality StyleGAN2 checkpoint that ships with the tests of a source checkout.
 #: Most samples one epoch of the stream may hold (its ``samples_per_epoch`` limit).
 MAX_SAMPLES = sys.maxsize
+# A small rosinality StyleGAN2 checkpoint that ships with the tests of a source checkout.
 FIXTURE = (
     Path(__file__).resolve().parents[1]
     / "tests"
