@@ -87,6 +87,11 @@ PROTOCOLS = ("auto", "five-fold", "holdout", "last")
 TRAINING_STATE_KEYS = ("model", "optimizer", "scaler", "history", "step")
 
 
+def _round_up(side: int, multiple: int) -> int:
+    """``side`` rounded up to a multiple of ``multiple``."""
+    return -(-side // multiple) * multiple
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = OneLineParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     src = p.add_argument_group("data source")
@@ -186,6 +191,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("give --preset, or both --generator and --interpreter")
     if (args.eval_folder is None) == (args.eval_toy_test is None):
         p.error("give exactly one of --eval-folder DIR and --eval-toy-test N")
+    if args.eval_size and any(side % args.output_stride for side in args.eval_size):
+        # both architectures need sides divisible by the output stride; refused at the
+        # first evaluation, after the training, the final checkpoint was never written
+        # (--eval-folder images are resized to --eval-size, so this covers them too)
+        h, w = args.eval_size
+        p.error(
+            f"argument --eval-size: {h} {w} must be divisible by {args.output_stride}, the "
+            f"--output-stride of the {args.arch} (e.g. --eval-size "
+            f"{_round_up(h, args.output_stride)} {_round_up(w, args.output_stride)})"
+        )
     if args.folds < 2:
         p.error(f"argument --folds: {args.folds} must be >= 2 (the five-fold protocol)")
     if args.rank_json and args.json is None:  # it wrote nothing, without a word

@@ -46,10 +46,10 @@ from ..conventions import (
     keyword_hints,
     short_list,
 )
-from ..fileio import atomic_torch_save, nonempty_path
+from ..fileio import atomic_torch_save, nonempty_path, output_path_problem
 from ..metrics import ConfusionMatrix, metrics_from_confusion
 from ..progress import progress_bar
-from .batches import ResumableBatches, real_batches, render_batches, render_labeled
+from .batches import _RANGE_SLACK, ResumableBatches, real_batches, render_batches, render_labeled
 from .models import (
     ARCHITECTURES,
     SegmentationModel,
@@ -426,7 +426,7 @@ def train_segmentation(
     device: torch.device | str | None = None,
     amp: bool | None = None,
     amp_dtype: torch.dtype | None = None,
-    eval_fn: Callable[[nn.Module, int], dict[str, Any]] | None = None,
+    eval_fn: Callable[[nn.Module, int], Mapping[str, Any] | None] | None = None,
     eval_every: int = 0,
     checkpoint_dir: str | os.PathLike | None = None,
     checkpoint_every: int | None = None,
@@ -453,15 +453,17 @@ def train_segmentation(
     (bfloat16 where supported, else float16 with a gradient scaler), off on the CPU.
 
     ``eval_fn(model, step)`` runs (model in eval mode, no grad) every ``eval_every``
-    steps and after the last one; its dicts go to ``history.evals``. With
-    ``checkpoint_dir``, every ``checkpoint_every`` steps (default: at evaluations, else
-    only at the end) the weights go to ``step_XXXXXXX.pt`` and the full state
-    (optimiser, schedule, history) to ``last.pt``, each written atomically; only rank 0
-    writes in DDP. ``resume=True`` continues from ``last.pt`` (the batch source is not
-    rewound unless ``resumable_source`` is given); it needs ``checkpoint_dir``
-    (ValueError without), and a ``checkpoint_dir`` without ``last.pt`` starts at step 0
-    with a logged warning (a fresh start, as ``--resume`` in the examples). A
-    DDP-wrapped model is fine (``eval_fn`` receives it as given).
+    steps and after the last one; its dicts (or None) go to ``history.evals``, anything
+    else is a TypeError. With ``checkpoint_dir`` (a folder, made when missing; a file at
+    it or among its parents is a ValueError before step 0), every ``checkpoint_every``
+    steps (default: at evaluations, else only at the end) the weights go to
+    ``step_XXXXXXX.pt`` and the full state (optimiser, schedule, history) to
+    ``last.pt``, each written atomically; only rank 0 writes in DDP. ``resume=True``
+    continues from ``last.pt`` (the batch source is not rewound unless
+    ``resumable_source`` is given); it needs ``checkpoint_dir`` (ValueError without),
+    and a ``checkpoint_dir`` without ``last.pt`` starts at step 0 with a logged warning
+    (a fresh start, as ``--resume`` in the examples). A DDP-wrapped model is fine
+    (``eval_fn`` receives it as given).
 
     ``resumable_source``: what holds the batch source's position, an object with
     ``state_dict()`` and ``load_state_dict()`` (the ``DatasetGANStream`` behind a
@@ -516,6 +518,9 @@ def train_segmentation(
     ckpt_dir = (
         nonempty_path(checkpoint_dir, "checkpoint_dir") if checkpoint_dir is not None else None
     )
+    problem = ckpt_dir is not None and output_path_problem(ckpt_dir, folder=True)
+    if problem:  # else refused at the first checkpoint, after the steps before it
+        raise ValueError(f"checkpoint_dir={str(ckpt_dir)!r} {problem}")
     if checkpoint_every is None:
         checkpoint_every = eval_every
     main = _is_main_process()
@@ -583,6 +588,11 @@ def train_segmentation(
         with torch.no_grad():
             result = eval_fn(model, step)
         model.train()
+        if result is not None and not isinstance(result, Mapping):
+            raise TypeError(
+                f"eval_fn must return a dict of scores (or None), got "
+                f"{type(result).__name__} at step {step}"
+            )
         history.eval_seconds += time.perf_counter() - t
         history.evals.append({"step": step, **(result or {})})
         if main and result and "miou" in result:
@@ -779,6 +789,21 @@ def _item(data: Any, index: int) -> tuple[torch.Tensor, torch.Tensor]:
     return item[0], item[1]
 
 
+def _class_count_error(logits: torch.Tensor, num_classes: int) -> str:
+    """Why logits that are not (B, ``num_classes``, H, W) cannot be scored as
+    ``num_classes`` classes: a 3-class model scored as 14 gave an mIoU silently, a
+    14-class model scored as 3 blamed the predicted ids."""
+    if logits.dim() != 4:
+        return (
+            f"evaluate: the model must return logits (B, K, H, W), got shape {tuple(logits.shape)}"
+        )
+    return (
+        f"evaluate: the model predicts K = {logits.shape[1]} classes, but "
+        f"num_classes={num_classes}: score it with num_classes={logits.shape[1]}, or "
+        "evaluate the model of those classes"
+    )
+
+
 def _dist() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -827,7 +852,9 @@ def evaluate(
     float masks are a ValueError (convert uint8 images with ``images.float() / 255``).
     No images at all (an empty tensor pair, dataset or DataLoader) is a ValueError, and
     so are dataset items of different sizes in one batch (resize them, or
-    ``batch_size=1``). ``num_classes``: an int >= 1.
+    ``batch_size=1``), and float images outside [0, 1] (0..255 values). ``num_classes``:
+    an int >= 1, the model's own class count (logits (B, num_classes, H, W)); a model
+    of another K is a ValueError at the first batch.
     """
     batch_size = check_int(batch_size, "evaluate: batch_size", 1)
     num_classes = check_int(num_classes, "num_classes", 1)
@@ -858,8 +885,17 @@ def evaluate(
             raise ValueError(
                 f"evaluate: images {count}..{count + images.shape[0] - 1} hold NaN or inf values"
             )
+        lo, hi = (float(v) for v in torch.aminmax(images)) if images.numel() else (0.0, 0.0)
+        if lo < -_RANGE_SLACK or hi > 1 + _RANGE_SLACK:  # real_batches' rule: scored silently
+            raise ValueError(
+                f"evaluate: images {count}..{count + images.shape[0] - 1}: float images must "
+                f"be in [0, 1], got values in [{lo:.3g}, {hi:.3g}] (0..255 values: pass "
+                "images / 255; generator output in [-1, 1]: pass (x + 1) / 2)"
+            )
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             logits = net(images)
+        if logits.dim() != 4 or logits.shape[1] != num_classes:  # else scored as other ids
+            raise ValueError(_class_count_error(logits, num_classes))
         if logits.shape[-2:] != masks.shape[-2:]:
             logits = F.interpolate(
                 logits.float(), size=masks.shape[-2:], mode="bilinear", align_corners=False
