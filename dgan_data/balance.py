@@ -55,7 +55,7 @@ from typing import Any
 import torch
 
 from .conventions import check_int, did_you_mean, with_hint
-from .seeds import derive_seed
+from .seeds import check_seed, derive_seed
 
 __all__ = [
     "DEFAULT_IMAGE_RATE",
@@ -166,17 +166,16 @@ class ClassBalancer:
             raise ValueError(f"target rates must be in [0, 1], got {list(targets)}")
         if not 0.0 <= reject < 1.0:
             raise ValueError(f"reject must be in [0, 1), got {reject}")
-        if max_repeats < 1:
-            raise ValueError(f"max_repeats must be >= 1, got {max_repeats}")
-        if give_up_after is not None and give_up_after < 1:
-            raise ValueError(f"give_up_after must be >= 1 or None, got {give_up_after}")
+        max_repeats = check_int(max_repeats, "max_repeats", 1)  # 1.5 was cut to 1
+        if give_up_after is not None:
+            give_up_after = check_int(give_up_after, "give_up_after", 1)
         if class_names is not None and len(class_names) != len(targets):
             raise ValueError(f"{len(class_names)} class names for {len(targets)} targets")
         self.targets = [float(t) for t in targets]
-        self.seed = int(seed)
+        self.seed = check_seed(seed)
         self.reject = float(reject)
-        self.max_repeats = int(max_repeats)
-        self.give_up_after = None if give_up_after is None else int(give_up_after)
+        self.max_repeats = max_repeats
+        self.give_up_after = give_up_after
         self.class_names = [str(n) for n in class_names] if class_names is not None else None
         self.counts = [0] * len(self.targets)  # yielded images containing class k
         self.found = [0] * len(self.targets)  # candidates containing class k
@@ -267,7 +266,9 @@ class ClassBalancer:
 
     def decide(self, present: Sequence[int], sample_seed: int) -> int:
         """How many times to hand out a candidate whose labels contain ``present``
-        (class ids): 0 (rejected), 1, or up to ``max_repeats``. Updates the counts."""
+        (class ids): 0 (rejected), 1, or up to ``max_repeats``. Updates the counts; an id
+        outside [0, K) is a ValueError (-1 counted the last class, K an IndexError)."""
+        present = [check_int(k, "class id", 0, len(self.targets) - 1) for k in present]
         self.seen += 1
         self.observed += 1
         for k in set(present):

@@ -183,8 +183,7 @@ def candidate_seeds(seed: int, pool: int) -> list[int]:
     """The sample seeds of the ``pool`` candidates :func:`suggest_annotations` draws for
     ``seed``, in pool order (a suggestion's ``pool_index`` indexes this list), so a study
     can score the very candidates suggest saw."""
-    if isinstance(pool, bool) or not isinstance(pool, int) or not 0 <= pool <= MAX_POOL:
-        raise ValueError(f"pool must be an int in 0..{MAX_POOL}, got {pool!r:.80}")
+    pool = check_int(pool, "pool", 0, MAX_POOL)  # numpy ints too, as suggest takes them
     seed = check_seed(seed)
     return [derive_seed(seed, _SEED_POOL, i) for i in range(pool)]
 
