@@ -69,10 +69,20 @@ def test_evaluate_refuses_a_model_of_another_class_count(labeled) -> None:
     assert evaluate(_model(14), (images, masks), 14)["num_images"] == 2
 
 
-def test_evaluate_refuses_float_images_outside_0_1(labeled) -> None:
+def test_evaluate_refuses_0_255_float_images(labeled) -> None:
     images, masks = labeled
     with pytest.raises(ValueError, match=r"evaluate: images 0\.\.1: float images must be in"):
         evaluate(_model(14), (images * 255, masks), 14)
+
+
+def test_evaluate_takes_normalised_images_for_a_model_trained_on_them(labeled) -> None:
+    """A stream made with ``normalize=`` trains on such images; evaluate must take them."""
+    images, masks = labeled
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    normalised = (images - mean) / std
+    assert float(normalised.min()) < 0 and float(normalised.max()) > 1
+    assert evaluate(_model(14), (normalised, masks), 14)["num_images"] == 2
 
 
 def _counted(source, seen: list[int]):

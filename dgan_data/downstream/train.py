@@ -852,7 +852,8 @@ def evaluate(
     float masks are a ValueError (convert uint8 images with ``images.float() / 255``).
     No images at all (an empty tensor pair, dataset or DataLoader) is a ValueError, and
     so are dataset items of different sizes in one batch (resize them, or
-    ``batch_size=1``), and float images outside [0, 1] (0..255 values). ``num_classes``:
+    ``batch_size=1``), and float images of 0..255 values (none negative, some above 1;
+    normalised images, with negative values, pass for models trained on them). ``num_classes``:
     an int >= 1, the model's own class count (logits (B, num_classes, H, W)); a model
     of another K is a ValueError at the first batch.
     """
@@ -886,11 +887,13 @@ def evaluate(
                 f"evaluate: images {count}..{count + images.shape[0] - 1} hold NaN or inf values"
             )
         lo, hi = (float(v) for v in torch.aminmax(images)) if images.numel() else (0.0, 0.0)
-        if lo < -_RANGE_SLACK or hi > 1 + _RANGE_SLACK:  # real_batches' rule: scored silently
+        # 0..255 values were scored silently; normalised images (a model trained on a
+        # stream with normalize=, negative values) are the caller's to give
+        if lo >= -_RANGE_SLACK and hi > 1 + _RANGE_SLACK:
             raise ValueError(
                 f"evaluate: images {count}..{count + images.shape[0] - 1}: float images must "
-                f"be in [0, 1], got values in [{lo:.3g}, {hi:.3g}] (0..255 values: pass "
-                "images / 255; generator output in [-1, 1]: pass (x + 1) / 2)"
+                f"be in [0, 1], got values in [{lo:.3g}, {hi:.3g}] (0..255 values? pass "
+                "images / 255)"
             )
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             logits = net(images)
