@@ -54,6 +54,7 @@ from .state import (
 from .workers import (
     Shard,
     current_shard,
+    loader_seed,
     new_epoch_signal,
     pickling_context,
     resolve_device,
@@ -343,6 +344,7 @@ class DatasetGANStream(IterableDataset):
         # keep the copy they started with) read it at their next iter()
         self._epoch_signal: Any = new_epoch_signal()
         self._epoch_signal_seen = 0
+        self._epoch_ends_seen = 0  # epoch ends signalled by workers, already taken
 
     def __repr__(self) -> str:
         """The sources, the seed and every setting not at its default; loads nothing."""
@@ -408,6 +410,7 @@ class DatasetGANStream(IterableDataset):
         self._epoch_signal[0] = self.epoch
         self._epoch_signal[1] += 1
         self._epoch_signal_seen = self._epoch_signal[1]
+        self._epoch_ends_seen = self._epoch_signal[3]  # the epoch set wins over them
 
     def _drop_finished_resume(self) -> None:
         """A loaded state of a finished epoch that was never iterated (torchdata's
@@ -421,12 +424,31 @@ class DatasetGANStream(IterableDataset):
             self._resume = None
 
     def _adopt_signalled_epoch(self) -> None:
-        """In a persistent DataLoader worker: take the epoch the main process set since
-        this copy was made (its own end-of-epoch step is kept when none was set)."""
+        """Take the epoch the main process set since this copy was made (persistent
+        workers; their own end-of-epoch step is kept when none was set), else the next
+        epoch after one that the workers of an earlier loader iteration ended."""
         signal = self._epoch_signal
         if signal is not None and signal[1] != self._epoch_signal_seen:
             self._epoch_signal_seen = signal[1]
             self.epoch = signal[0]
+        # an epoch that ended in the workers of an earlier iteration (not a sibling's)
+        ended = signal is not None and signal[3] != self._epoch_ends_seen
+        if ended and signal[4] != loader_seed():
+            self._epoch_ends_seen = signal[3]
+            self.epoch = signal[2]
+
+    def _signal_epoch_end(self) -> None:
+        """In a DataLoader worker whose epoch ended: the next epoch goes to the main
+        process's stream too, so the workers it starts next (non-persistent ones are new
+        copies of it) draw that epoch's samples, as ``num_workers=0`` and persistent
+        workers do without ``set_epoch`` (they repeated the first epoch forever). A
+        ``set_epoch`` in the main process still wins: it signals after this."""
+        signal, seed = self._epoch_signal, loader_seed()
+        if signal is None or seed is None:
+            return
+        signal[2], signal[4] = self.epoch, seed
+        signal[3] += 1
+        self._epoch_ends_seen = signal[3]
 
     def _retire_iterator(self) -> None:
         """The last iterator no longer says where the stream is: the next ``iter()``
@@ -585,6 +607,7 @@ class DatasetGANStream(IterableDataset):
         self.epoch = check_epoch(state["epoch"])
         if self._epoch_signal is not None:  # the state's epoch wins over earlier set_epoch
             self._epoch_signal_seen = self._epoch_signal[1]
+            self._epoch_ends_seen = self._epoch_signal[3]
         self._resume = None if state.get("fresh") else dict(state)
         self._progress = None  # the loaded state replaces any earlier iterator's
         self._finished = None
@@ -652,6 +675,7 @@ class DatasetGANStream(IterableDataset):
             if balancer is not None:  # once per epoch and shard, with the whole evidence
                 balancer.warn_unfound()
             self.epoch = epoch + 1
+            self._signal_epoch_end()
             if self._progress is progress:
                 self._progress = None
                 self._finished = progress  # its statistics stay readable
@@ -682,31 +706,20 @@ class DatasetGANStream(IterableDataset):
         p = self._progress if self._progress is not None else self._finished
         if p is None:  # the same keys, so code written for num_workers=0 reads them
             return self._statistics_before_any_iterator()
-        stats: dict[str, Any] = {
-            "candidates": p.candidates,
-            "units": p.units,
-            "items": p.items,
-            "kept_by_uncertainty": p.quantile.kept_fraction,
-        }
-        if p.balancer is not None:
-            stats["class_balance"] = p.balancer.statistics()  # it holds the class names
-        return stats
+        # the balancer holds the class names
+        balance = p.balancer.statistics() if p.balancer is not None else None
+        return _statistics_record(p.candidates, p.units, p.items, p.quantile.kept_fraction, balance)
 
     def _statistics_before_any_iterator(self) -> dict[str, Any]:
         """Zero counts (NaN kept share, as before any score) and, with
         ``class_balance``, a fresh balancer's statistics; the class names come from the
         interpreter's metadata, so no model is loaded."""
-        stats: dict[str, Any] = {
-            "candidates": 0,
-            "units": 0,
-            "items": 0,
-            "kept_by_uncertainty": math.nan,
-        }
+        balance = None
         if self.class_balance is not None:
             names = _class_names(self._interpreter_src, self.preset)
             if names:
-                stats["class_balance"] = self._new_balancer(names).statistics()
-        return stats
+                balance = self._new_balancer(names).statistics()
+        return _statistics_record(0, 0, 0, math.nan, balance)
 
     def _warn_on_restart(self, resume: dict[str, Any] | None, epoch: int) -> None:
         prev = self._finished  # the iterator before this one (retired by __iter__)
@@ -869,6 +882,21 @@ def _scores_and_classes(
     return [r[0] for r in values] if scores is not None else [], present
 
 
+def _statistics_record(
+    candidates: int, units: int, items: int, kept: float, balance: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The one record ``statistics()`` gives, before and after an iterator alike."""
+    stats: dict[str, Any] = {
+        "candidates": candidates,
+        "units": units,
+        "items": items,
+        "kept_by_uncertainty": kept,
+    }
+    if balance is not None:
+        stats["class_balance"] = balance
+    return stats
+
+
 def _balance(
     balancer: ClassBalancer, keep: torch.Tensor, present: list[list[int]], seeds: list[int]
 ) -> torch.Tensor:
@@ -889,11 +917,26 @@ def expected_batches(samples_per_epoch: int, batch_size: int) -> int:
     return samples_per_epoch // batch_size
 
 
+#: Where ``_check_window`` stops looking for the smallest usable window.
+_MAX_WINDOW_SEARCH = 1 << 20
+
+
 def _check_window(window: int, drop: float) -> None:
     """Refuse a ``quantile_window`` too small for ``drop_uncertain``: the filter drops
     ``uncertainty.num_dropped(n, drop) = floor(drop * n)`` of n window scores (the very
-    count it uses), none when window * drop < 1."""
-    if num_dropped(window, drop) > 0:
+    count it uses), none when window * drop < 1, and every one when the product rounds up
+    to the window (a drop within 1e-9 of 1: 0.9999999999 of 5 scores is 5)."""
+    dropped = num_dropped(window, drop)
+    if dropped >= window:
+        smallest = window + 1
+        while num_dropped(smallest, drop) >= smallest and smallest < _MAX_WINDOW_SEARCH:
+            smallest += 1
+        raise ValueError(
+            f"quantile_window={window} is too small for drop_uncertain={drop}: it would drop "
+            f"all {window} scores of the window, so every image. Use quantile_window >= "
+            f"{smallest}, or a smaller drop_uncertain"
+        )
+    if dropped > 0:
         return
     smallest = max(1, math.ceil(1.0 / drop) - 1)
     while num_dropped(smallest, drop) == 0:

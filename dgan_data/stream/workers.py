@@ -67,11 +67,21 @@ def current_shard(parent_context: tuple[int, int] | None = None) -> Shard:
 
 
 def new_epoch_signal() -> Any:
-    """``[epoch, times set_epoch was called]`` in shared memory (a multiprocessing heap
-    block, inherited by forked DataLoader workers and handed to spawned ones): the one
-    way ``set_epoch`` in the main process reaches persistent workers, which keep the
-    copy of the stream they started with."""
-    return multiprocessing.RawArray("q", 2)
+    """``[epoch, times set_epoch was called, next epoch, times a worker's epoch ended,
+    that worker's loader seed]`` in shared memory (a multiprocessing heap block,
+    inherited by forked DataLoader workers and handed to spawned ones): the way
+    ``set_epoch`` in the main process reaches persistent workers, which keep the copy of
+    the stream they started with, and the way an epoch that ended in workers reaches the
+    next workers, which are new copies of the main process's stream."""
+    return multiprocessing.RawArray("q", 5)
+
+
+def loader_seed() -> int | None:
+    """The base seed that every worker of one DataLoader iterator shares (a new one per
+    iterator), or None outside a worker: it tells an epoch ended by a sibling of this
+    iteration from one ended by the workers of the last."""
+    info = get_worker_info()
+    return None if info is None else int(info.seed) - int(info.id)
 
 
 def signal_for_pickling(signal: Any) -> Any:
