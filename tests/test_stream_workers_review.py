@@ -13,22 +13,15 @@ import math
 import warnings
 
 import pytest
-import torch
+from test_stream_epochs_review import _one_thread  # noqa: F401
+from test_stream_epochs_review import make as make_stream
 from torch.utils.data import DataLoader
 
 from dgan_data import DatasetGANStream
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
-    yield
-
-
 def make(**kw) -> DatasetGANStream:
-    options = {"generation_batch": 4, "drop_uncertain": 0.0, "output": "dict",
-               "device": "cpu", "seed": 0, "samples_per_epoch": 4, **kw}  # fmt: skip
-    return DatasetGANStream("toyface-14", **options)
+    return make_stream(**{"samples_per_epoch": 4, **kw})
 
 
 def seeds_per_pass(stream, passes=3, set_epoch=None, **loader) -> list[list[int]]:

@@ -17,25 +17,16 @@ import numpy as np
 import pytest
 import torch
 from test_stream import random_interpreter, tiny_generator
+from test_suggest_review import NAMES, labeler  # noqa: F401
 
 from dgan_data.labeler import Labeler
 from dgan_data.suggest import candidate_seeds, suggest_annotations, write_suggestions
 
-NAMES = ["background", "a", "b", "c", "d"]
 WEIGHTS = (1.0, 1.0, 0.5, 0.0)
 
 
 @pytest.fixture(scope="module")
-def labeler() -> Labeler:
-    torch.set_num_threads(1)
-    G = tiny_generator()
-    interp = random_interpreter(G, num_classes=5)
-    interp.class_names = list(NAMES)
-    return Labeler(G, interp, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def report(labeler):
+def report(labeler):  # noqa: F811
     return suggest_annotations(labeler, 2, pool=4, seed=3, weights=WEIGHTS)
 
 
@@ -47,7 +38,7 @@ def _bytes_of(root: Path) -> dict[str, str]:
     }
 
 
-def test_a_report_is_not_written_with_another_generator(labeler, report, tmp_path):
+def test_a_report_is_not_written_with_another_generator(labeler, report, tmp_path):  # noqa: F811
     other = tiny_generator()
     with torch.no_grad():
         next(other.parameters()).add_(0.5)
@@ -57,7 +48,7 @@ def test_a_report_is_not_written_with_another_generator(labeler, report, tmp_pat
     assert not (tmp_path / "o").exists()
 
 
-def test_a_report_is_not_written_with_another_interpreter(labeler, report, tmp_path):
+def test_a_report_is_not_written_with_another_interpreter(labeler, report, tmp_path):  # noqa: F811
     interp = random_interpreter(labeler.G, num_classes=5)
     interp.class_names = list(NAMES)
     with torch.no_grad():
@@ -77,14 +68,14 @@ def test_a_report_is_not_written_with_another_interpreter(labeler, report, tmp_p
         ([-1], ValueError),
     ],
 )
-def test_exclude_seeds_must_be_seeds(labeler, value, error):
+def test_exclude_seeds_must_be_seeds(labeler, value, error):  # noqa: F811
     if isinstance(value, str) and value == "floats":
         value = [float(s) for s in candidate_seeds(0, 3)]
     with pytest.raises(error, match=r"^exclude_seeds: "):
         suggest_annotations(labeler, 1, pool=3, weights=WEIGHTS, exclude_seeds=value)
 
 
-def test_excluded_seeds_are_named_as_such_when_too_many(labeler):
+def test_excluded_seeds_are_named_as_such_when_too_many(labeler):  # noqa: F811
     seeds = candidate_seeds(0, 3)
     with pytest.raises(ValueError) as err:
         suggest_annotations(labeler, 1, pool=3, weights=WEIGHTS, exclude_seeds=seeds)
@@ -94,7 +85,7 @@ def test_excluded_seeds_are_named_as_such_when_too_many(labeler):
     assert [s.seed for s in report.suggestions] == [seeds[2]] and report.excluded == 2
 
 
-def test_an_annotation_folder_is_not_rewritten(labeler, report, tmp_path):
+def test_an_annotation_folder_is_not_rewritten(labeler, report, tmp_path):  # noqa: F811
     other = suggest_annotations(labeler, 2, pool=4, seed=11, weights=WEIGHTS)
     root = tmp_path / "ann"
     write_suggestions(labeler, other, root, preview=False)
@@ -109,7 +100,7 @@ def test_an_annotation_folder_is_not_rewritten(labeler, report, tmp_path):
         write_suggestions(labeler, report, tmp_path / "other", preview=False)
 
 
-def test_an_interrupted_write_is_resumed(labeler, report, tmp_path):
+def test_an_interrupted_write_is_resumed(labeler, report, tmp_path):  # noqa: F811
     whole = tmp_path / "whole"
     write_suggestions(labeler, report, whole, preview=False)
     cut = tmp_path / "cut"
