@@ -635,6 +635,14 @@ def _manifest_field_problems(manifest: dict[str, Any]) -> list[str]:
         check_document(manifest, MANIFEST_FIELDS, MANIFEST)
     except SchemaError as err:
         return [str(err)]
+    ignore = manifest.get("ignore_index")
+    if ignore is not None and ignore != IGNORE_INDEX:
+        # Training and every mask reader use 255; another value was read and dropped,
+        # so its pixels (0, say) were trained as a class.
+        return [
+            f"{MANIFEST}: ignore_index {ignore} is not supported: masks mark ignored pixels "
+            f"with {IGNORE_INDEX} (set ignore_index to {IGNORE_INDEX} or remove it)"
+        ]
     return []
 
 

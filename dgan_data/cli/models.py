@@ -342,6 +342,25 @@ def check_fit_frame(ann: Annotations, preset: Preset | None, folder: Path, out: 
             "it with --interpreter, or sample the folder with --generator "
             f"{preset.name})"
         )
+    shadow = _shadowing_file(preset, out)
+    if shadow is not None:
+        raise UsageError(
+            f"--out {out}: {shadow} is found first when preset {preset.name!r} loads its "
+            "interpreter, so it would never load this one (remove or replace that file, "
+            "or write elsewhere and pass it with --interpreter)"
+        )
+
+
+def _shadowing_file(preset: Preset, out: Path) -> Path | None:
+    """An existing interpreter file the preset searches before ``out`` (the package's
+    own, say, before the cache): ``fit`` wrote there a file never loaded."""
+    target = out.resolve()
+    for path in preset.expected_paths("interpreter"):
+        if path.resolve() == target:
+            return None
+        if path.is_file():
+            return path
+    return None
 
 
 def _class_difference(names: list[str], preset_names: list[str]) -> str:

@@ -18,7 +18,12 @@ import torch
 from safetensors import safe_open
 
 from .._version import __version__
-from ..conventions import GENERATOR_CONFIG_KEY, INTERPRETER_FORMAT, MAX_FINGERPRINT_CHARS
+from ..conventions import (
+    GENERATOR_CONFIG_KEY,
+    INTERPRETER_FORMAT,
+    MAX_FINGERPRINT_CHARS,
+    check_names,
+)
 from ..fileio import nonempty_path, parse_json_text, require_file, save_safetensors
 from ..schema import Any_, Dict, Int, IntList, ListOf, Optional, SchemaError, Str, check_document
 from .context import MAX_CONTEXT, input_layout
@@ -233,6 +238,13 @@ def _check_metadata(text: str, path: Path) -> dict[str, Any]:
             f"dgan_data reads up to {CONTEXT_FORMAT_VERSION}: upgrade dgan_data"
         )
     K = meta["num_classes"]
+    if meta.get("class_names") is not None:
+        # The rule every other reader of class names uses: a blank or repeated name was
+        # refused by Interpreter.load without naming the file, and passed inspect.
+        try:
+            check_names(meta["class_names"], f"{path} (interpreter metadata): 'class_names'")
+        except ValueError as err:
+            raise InterpreterFileError(str(err)) from None
     for key in ("class_names", "palette"):
         if meta.get(key) is not None and len(meta[key]) != K:
             raise InterpreterFileError(

@@ -85,6 +85,8 @@ BN_MOMENTUM = 0.1
 DEFAULT_MAX_STEPS = 20_000
 #: Seed purposes (the second part of ``derive_seed``): initial weights, pixel draws.
 SEED_INIT, SEED_PIXELS = 0, 1
+#: fit_features arguments that Interpreter.fit fills from the annotations and generator.
+_FIT_FROM_INPUTS = ("output_size", "crop", "class_names", "palette", "fingerprint")
 
 FeatureSource = Sequence[Sequence[torch.Tensor]] | Callable[[int], Sequence[torch.Tensor]]
 
@@ -518,6 +520,13 @@ class Interpreter(FactorizedInference, nn.Module):
         :meth:`fit_features` runs with ``fit_kwargs``. Every argument is checked before
         the first image is regenerated.
         """
+        taken = [k for k in _FIT_FROM_INPUTS if k in fit_kwargs]
+        if taken:  # they reached fit_features twice: "got multiple values for keyword"
+            raise TypeError(
+                f"Interpreter.fit takes no {', '.join(f'{k}=' for k in taken)}: class_names, "
+                "palette and crop come from the annotations, output_size from them or the "
+                "generator, fingerprint from the generator"
+            )
         check_generator(G, ("synthesize",))
         device = check_device(device)
         store_dtype = check_store_dtype(store_dtype)

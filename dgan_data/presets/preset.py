@@ -246,6 +246,11 @@ class Preset:
             raise ValueError(
                 f"{where}: builtin_dir must be None or a folder path, got {self.builtin_dir!r}"
             )
+        if self.builtin_dir is not None and _is_package_dir(self.builtin_dir):
+            raise ValueError(
+                f"{where}: builtin_dir {self.builtin_dir!r} is the dgan_data package folder "
+                "itself; give a folder inside it (e.g. 'toy/assets') or None"
+            )
         for attr in ("source", "class_names_source", "notes"):
             if not isinstance(getattr(self, attr), str):
                 raise ValueError(f"{where}: {attr} must be a string, got {getattr(self, attr)!r}")
@@ -389,8 +394,21 @@ def cache_dir() -> Path:
     return Path.home() / ".cache" / "dgan_data"
 
 
+def _is_package_dir(builtin_dir: str | Path) -> bool:
+    """``builtin_dir`` (relative to the package) names the dgan_data package folder
+    itself: ``Path("")`` and ``"."`` are both ``.``, which searched every file in it."""
+    path = Path(builtin_dir)
+    if str(path) in ("", "."):
+        return True
+    folder = path if path.is_absolute() else _PACKAGE_DIR / path
+    try:
+        return folder.resolve() == _PACKAGE_DIR.resolve()
+    except (OSError, RuntimeError):  # a link loop: not the package folder
+        return False
+
+
 def preset_dir(name: str) -> Path:
     """``cache_dir()/<name>``: where the user puts a preset's files (not created here)."""
-    if not isinstance(name, str) or not _NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not _NAME_PATTERN.fullmatch(name):
         raise ValueError(f"{name!r} is not a valid preset name")
     return cache_dir() / name
