@@ -124,3 +124,15 @@ def test_train_segmentation_refuses_an_eval_fn_that_returns_no_dict(labeled) -> 
         _model(14), real_batches(images, masks, 2), 1, progress=False, eval_fn=lambda m, s: None
     )
     assert history.evals == [{"step": 1}]  # None is still accepted
+
+
+def test_evaluate_gives_the_model_its_mode_back_when_a_batch_is_refused(labeled) -> None:
+    """A refused batch left a training model in eval mode (BatchNorm then froze)."""
+    images, masks = labeled
+    model = _model(14).train()
+    with pytest.raises(ValueError, match="float images must be in"):
+        evaluate(model, (images * 255, masks), 14)
+    assert model.training
+    model.eval()
+    evaluate(model, (images, masks), 14)
+    assert not model.training

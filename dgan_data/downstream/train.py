@@ -20,6 +20,7 @@ here too, as the one entry point of downstream training.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -789,6 +790,18 @@ def _item(data: Any, index: int) -> tuple[torch.Tensor, torch.Tensor]:
     return item[0], item[1]
 
 
+@contextlib.contextmanager
+def _eval_mode(net: nn.Module) -> Iterator[None]:
+    """``net`` in eval mode for the block, then in the mode it had (a refused batch left
+    a training model in eval mode: BatchNorm then froze its statistics)."""
+    was_training = net.training
+    net.eval()
+    try:
+        yield
+    finally:
+        net.train(was_training)
+
+
 def _class_count_error(logits: torch.Tensor, num_classes: int) -> str:
     """Why logits that are not (B, ``num_classes``, H, W) cannot be scored as
     ``num_classes`` classes: a 3-class model scored as 14 gave an mIoU silently, a
@@ -863,50 +876,54 @@ def evaluate(
     progress = check_bool(progress, "progress")
     device = check_device(device) or next(model.parameters()).device
     net = _unwrap(model)
-    was_training = net.training
-    net.eval()
-    dtype = _resolve_amp(amp, None, device)
-    rank, world = _dist() if distributed else (0, 1)
-    indices = None
-    pair = isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], torch.Tensor)
-    sized = pair or (hasattr(data, "__getitem__") and hasattr(data, "__len__"))
-    if world > 1:
-        _broadcast_buffers(net)
-    if world > 1 and sized and not isinstance(data, torch.utils.data.DataLoader):
-        n = data[0].shape[0] if pair else len(data)
-        indices = np.arange(rank, n, world)
-    conf = ConfusionMatrix(num_classes, ignore_index=ignore_index, keep_per_image=keep_per_image)
-    count = 0
-    for images, masks in progress_bar(
-        _batches_of(data, batch_size, indices), desc="evaluate", progress=progress, leave=False
-    ):
-        _check_batch(images, masks, "evaluate")
-        images, masks = images.to(device).float(), masks.to(device).long()
-        if not bool(torch.isfinite(images).all()):  # scored as if they were an image
-            raise ValueError(
-                f"evaluate: images {count}..{count + images.shape[0] - 1} hold NaN or inf values"
-            )
-        lo, hi = (float(v) for v in torch.aminmax(images)) if images.numel() else (0.0, 0.0)
-        # 0..255 values were scored silently; normalised images (a model trained on a
-        # stream with normalize=, negative values) are the caller's to give
-        if lo >= -_RANGE_SLACK and hi > 1 + _RANGE_SLACK:
-            raise ValueError(
-                f"evaluate: images {count}..{count + images.shape[0] - 1}: float images must "
-                f"be in [0, 1], got values in [{lo:.3g}, {hi:.3g}] (0..255 values? pass "
-                "images / 255)"
-            )
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            logits = net(images)
-        if logits.dim() != 4 or logits.shape[1] != num_classes:  # else scored as other ids
-            raise ValueError(_class_count_error(logits, num_classes))
-        if logits.shape[-2:] != masks.shape[-2:]:
-            logits = F.interpolate(
-                logits.float(), size=masks.shape[-2:], mode="bilinear", align_corners=False
-            )
-        conf.update(logits.argmax(1), masks)
-        count += images.shape[0]
-    if was_training:
-        net.train()
+    with _eval_mode(net):  # the caller's mode back, also when a batch is refused
+        dtype = _resolve_amp(amp, None, device)
+        rank, world = _dist() if distributed else (0, 1)
+        indices = None
+        pair = (
+            isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], torch.Tensor)
+        )
+        sized = pair or (hasattr(data, "__getitem__") and hasattr(data, "__len__"))
+        if world > 1:
+            _broadcast_buffers(net)
+        if world > 1 and sized and not isinstance(data, torch.utils.data.DataLoader):
+            n = data[0].shape[0] if pair else len(data)
+            indices = np.arange(rank, n, world)
+        conf = ConfusionMatrix(
+            num_classes, ignore_index=ignore_index, keep_per_image=keep_per_image
+        )
+        count = 0
+        for images, masks in progress_bar(
+            _batches_of(data, batch_size, indices), desc="evaluate", progress=progress, leave=False
+        ):
+            _check_batch(images, masks, "evaluate")
+            images, masks = images.to(device).float(), masks.to(device).long()
+            if not bool(torch.isfinite(images).all()):  # scored as if they were an image
+                raise ValueError(
+                    f"evaluate: images {count}..{count + images.shape[0] - 1} hold NaN or "
+                    "inf values"
+                )
+            lo, hi = (float(v) for v in torch.aminmax(images)) if images.numel() else (0.0, 0.0)
+            # 0..255 values were scored silently; normalised images (a model trained on a
+            # stream with normalize=, negative values) are the caller's to give
+            if lo >= -_RANGE_SLACK and hi > 1 + _RANGE_SLACK:
+                raise ValueError(
+                    f"evaluate: images {count}..{count + images.shape[0] - 1}: float images must "
+                    f"be in [0, 1], got values in [{lo:.3g}, {hi:.3g}] (0..255 values? pass "
+                    "images / 255)"
+                )
+            with torch.autocast(
+                device.type, dtype=dtype or torch.float32, enabled=dtype is not None
+            ):
+                logits = net(images)
+            if logits.dim() != 4 or logits.shape[1] != num_classes:  # else scored as other ids
+                raise ValueError(_class_count_error(logits, num_classes))
+            if logits.shape[-2:] != masks.shape[-2:]:
+                logits = F.interpolate(
+                    logits.float(), size=masks.shape[-2:], mode="bilinear", align_corners=False
+                )
+            conf.update(logits.argmax(1), masks)
+            count += images.shape[0]
     per_image = conf.per_image() if keep_per_image else None
     if world > 1:
         conf.all_reduce()
