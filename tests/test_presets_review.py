@@ -186,18 +186,22 @@ def test_fit_on_a_preset_refuses_annotations_of_another_frame(capsys, tmp_path, 
     assert any("not the preset" in r.getMessage() for r in caplog.records)
 
 
-def test_fit_into_the_toy_presets_folder_takes_its_own_frame(capsys, tmp_path):
-    folder = cache_folder(tmp_path, TOY)
+def test_fit_into_a_toy_like_presets_folder_takes_its_own_frame(capsys, tmp_path):
+    # a preset of the toy's frame without a packaged interpreter (the toy's own folder
+    # holds one, found first: fit there is refused, tests/test_interpreter_presets_review)
+    toy_like("own-14", generator_files=("g.safetensors",))
+    folder = cache_folder(tmp_path, "own-14")
+    shutil.copy(TOY_ASSETS / "generator.safetensors", folder / "g.safetensors")
     own = folder / "interpreter.safetensors"
     code, _, err = run(
-        capsys, "fit", "--generator", TOY, "--annotations", str(TOY_ANNOTATIONS),
+        capsys, "fit", "--generator", "own-14", "--annotations", str(TOY_ANNOTATIONS),
         "--out", str(own), "--num-models", "1", "--max-steps", "1", "--skip-validation",
     )  # fmt: skip
     assert code == 0, err
     assert own.is_file()
     # and a misnamed --out is refused at parse time
     code, _, err = run(
-        capsys, "fit", "--generator", TOY, "--annotations", str(TOY_ANNOTATIONS),
+        capsys, "fit", "--generator", "own-14", "--annotations", str(TOY_ANNOTATIONS),
         "--out", str(folder / "interpreter"), "--num-models", "1", "--max-steps", "1",
         "--skip-validation",
     )  # fmt: skip
