@@ -14,27 +14,17 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 from safetensors.torch import save_file
+from test_cli_errors import run
 
 import dgan_data
 from dgan_data import Interpreter
 from dgan_data.annotations import AnnotationError, Annotations
-from dgan_data.cli import main
 from dgan_data.interpreter.io import InterpreterFileError
 from dgan_data.presets import load_generator
 from dgan_data.presets.preset import get_preset, preset_dir
 
 ASSETS = Path(dgan_data.__file__).parent / "toy" / "assets"
 PACKAGE = Path(dgan_data.__file__).resolve().parent
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    """The exit code, stdout and stderr of ``dgan-data argv``."""
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:  # refused by the parser
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def _annotations(tmp_path: Path, **manifest_fields: object) -> Path:
