@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
 import torch
@@ -32,10 +31,9 @@ from dgan_data.cli.common import (
 )
 from dgan_data.conventions import MAX_BATCH
 from dgan_data.stream import IGNORE_INDEX, DatasetGANStream
+from dgan_data.stream.dataset import MAX_SAMPLES_PER_EPOCH as MAX_SAMPLES
 
 DEFAULT_PRESET = "toyface-14"
-#: Most samples one epoch of the stream may hold (its ``samples_per_epoch`` limit).
-MAX_SAMPLES = sys.maxsize
 # A small rosinality StyleGAN2 checkpoint that ships with the tests of a source checkout.
 FIXTURE = (
     Path(__file__).resolve().parents[1]

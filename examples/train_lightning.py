@@ -30,11 +30,10 @@ from dgan_data.cli.common import count_at_most, device_name, non_negative_int, p
 from dgan_data.conventions import IGNORE_INDEX, MAX_BATCH
 from dgan_data.downstream.train import build_unet
 from dgan_data.presets import get_preset, resolve_preset_file
+from dgan_data.stream.dataset import MAX_SAMPLES_PER_EPOCH as MAX_SAMPLES
 
 _LIGHTNING = RequirementCache("lightning>=2.0")
 _INSTALL = 'pip install "dgan-data[lightning]"'
-#: Most samples one epoch of the stream may hold (its ``samples_per_epoch`` limit).
-MAX_SAMPLES = sys.maxsize
 try:
     if not _LIGHTNING:
         raise ImportError(str(_LIGHTNING))

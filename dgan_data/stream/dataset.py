@@ -63,7 +63,10 @@ from .workers import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["IGNORE_INDEX", "DatasetGANStream", "expected_batches"]
+__all__ = ["IGNORE_INDEX", "MAX_SAMPLES_PER_EPOCH", "DatasetGANStream", "expected_batches"]
+#: Most samples one epoch may hold per rank: ``len()`` of the stream must fit an index
+#: (2**63 failed at the first iteration).
+MAX_SAMPLES_PER_EPOCH = sys.maxsize
 #: Generation steps in a row that may keep no image before the stream gives up.
 MAX_EMPTY_STEPS = 100
 #: Default candidates per generation step in per-sample mode, by device type.
@@ -211,8 +214,9 @@ class DatasetGANStream(IterableDataset):
         if dtype not in (None, torch.float32, torch.bfloat16, torch.float16):
             raise ValueError(f"dtype must be None, float32, bfloat16 or float16, got {dtype}")
         if samples_per_epoch is not None:
-            # len() of the stream must fit an index (2**63 failed at the first iteration)
-            samples_per_epoch = check_int(samples_per_epoch, "samples_per_epoch", 1, sys.maxsize)
+            samples_per_epoch = check_int(
+                samples_per_epoch, "samples_per_epoch", 1, MAX_SAMPLES_PER_EPOCH
+            )
             if batch_size is not None and samples_per_epoch < batch_size:
                 raise ValueError(
                     f"samples_per_epoch ({samples_per_epoch}) is smaller than one batch "
