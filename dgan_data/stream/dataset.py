@@ -921,7 +921,7 @@ def expected_batches(samples_per_epoch: int, batch_size: int) -> int:
     return samples_per_epoch // batch_size
 
 
-#: Where ``_check_window`` stops looking for the smallest usable window.
+#: How many windows past the first candidate ``_smallest_window`` tries.
 _MAX_WINDOW_SEARCH = 1 << 20
 
 
@@ -931,22 +931,27 @@ def _check_window(window: int, drop: float) -> None:
     count it uses), none when window * drop < 1, and every one when the product rounds up
     to the window (a drop within 1e-9 of 1: 0.9999999999 of 5 scores is 5)."""
     dropped = num_dropped(window, drop)
+    if 0 < dropped < window:
+        return
+    smallest = _smallest_window(drop)
     if dropped >= window:
-        smallest = window + 1
-        while num_dropped(smallest, drop) >= smallest and smallest < _MAX_WINDOW_SEARCH:
-            smallest += 1
         raise ValueError(
             f"quantile_window={window} is too small for drop_uncertain={drop}: it would drop "
             f"all {window} scores of the window, so every image. Use quantile_window >= "
             f"{smallest}, or a smaller drop_uncertain"
         )
-    if dropped > 0:
-        return
-    smallest = max(1, math.ceil(1.0 / drop) - 1)
-    while num_dropped(smallest, drop) == 0:
-        smallest += 1
     raise ValueError(
         f"quantile_window={window} is too small for drop_uncertain={drop}: a window under "
         f"1 / drop_uncertain never drops an image (the filter would be off). Use "
         f"quantile_window >= {smallest}, or drop_uncertain=0"
     )
+
+
+def _smallest_window(drop: float) -> int:
+    """The smallest window n whose filter drops some but not all of its scores
+    (``0 < num_dropped(n, drop) < n``), searched from about ``1 / drop``."""
+    start = max(1, math.ceil(1.0 / drop) - 1)
+    n = start
+    while not 0 < num_dropped(n, drop) < n and n < start + _MAX_WINDOW_SEARCH:
+        n += 1
+    return n
