@@ -323,8 +323,10 @@ def check_fit_frame(ann: Annotations, preset: Preset | None, folder: Path, out: 
             f"masks {_frame_text(hw, crop)} where preset {preset.name!r} labels "
             f"{_frame_text(preset.label_resolution, preset.crop)}"
         )
-    own_paths = {p.resolve() for p in preset.expected_paths("interpreter")}
-    if out.resolve() not in own_paths:
+    expected = preset.expected_paths("interpreter")  # in search order
+    searched = [p.resolve() for p in expected]
+    target = out.resolve()
+    if target not in searched:
         if problems:
             log.warning(
                 "%s: %s: the interpreter fits this folder, not the preset (use it with "
@@ -342,25 +344,14 @@ def check_fit_frame(ann: Annotations, preset: Preset | None, folder: Path, out: 
             "it with --interpreter, or sample the folder with --generator "
             f"{preset.name})"
         )
-    shadow = _shadowing_file(preset, out)
+    # a file the preset finds before this one: fit wrote there a file never loaded
+    shadow = next((p for p in expected[: searched.index(target)] if p.is_file()), None)
     if shadow is not None:
         raise UsageError(
             f"--out {out}: {shadow} is found first when preset {preset.name!r} loads its "
             "interpreter, so it would never load this one (remove or replace that file, "
             "or write elsewhere and pass it with --interpreter)"
         )
-
-
-def _shadowing_file(preset: Preset, out: Path) -> Path | None:
-    """An existing interpreter file the preset searches before ``out`` (the package's
-    own, say, before the cache): ``fit`` wrote there a file never loaded."""
-    target = out.resolve()
-    for path in preset.expected_paths("interpreter"):
-        if path.resolve() == target:
-            return None
-        if path.is_file():
-            return path
-    return None
 
 
 def _class_difference(names: list[str], preset_names: list[str]) -> str:
