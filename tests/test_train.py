@@ -165,6 +165,19 @@ def test_lr_schedule_warms_up_then_decays():
     assert lrs[-1] == pytest.approx(1e-5)
 
 
+@pytest.mark.parametrize("steps, warmup", [(10, 0.9), (10, 0.96), (2, 0.5), (3, 0.99)])
+def test_a_long_warm_up_still_ends_at_the_final_rate(steps, warmup):
+    lrs = [lr_at(s, steps, 1e-3, warmup) for s in range(steps)]
+    assert lrs[-1] == pytest.approx(1e-5)  # the last step decays, whatever the warm-up
+    assert max(lrs) == pytest.approx(1e-3)  # and the warm-up still reaches the base rate
+    assert lrs[:-1] == sorted(lrs[:-1])
+
+
+def test_a_single_step_run_uses_the_base_rate():
+    assert lr_at(0, 1, 1e-3) == pytest.approx(1e-3)
+    assert lr_at(0, 1, 1e-3, warmup=0.0) == pytest.approx(1e-3)
+
+
 def test_a_few_steps_decrease_the_loss_on_a_fixed_batch():
     images, masks = render_labeled("pool", 2, size=32)
     masks[:, :3] = IGNORE_INDEX  # ignored pixels must not break the loss

@@ -141,11 +141,17 @@ def lr_at(
     step: int, steps: int, base_lr: float, warmup: float = 0.05, final: float = 0.01
 ) -> float:
     """Learning rate of ``step`` (0-based): linear warm-up over ``warmup`` of the run,
-    then cosine decay to ``final * base_lr`` at the last step."""
+    then cosine decay to ``final * base_lr`` at the last step.
+
+    A run of two or more steps always ends at ``final * base_lr``: the warm-up is cut
+    to leave the last step to the decay, however large ``warmup`` is."""
     warm = max(1, round(warmup * steps)) if warmup > 0 else 0
+    if steps > 1:
+        warm = min(warm, steps - 1)
     if step < warm:
         return base_lr * (step + 1) / warm
-    t = (step - warm) / max(1, steps - warm - 1)
+    decay_steps = steps - warm - 1
+    t = (step - warm) / decay_steps if decay_steps > 0 else float(steps > 1)
     return base_lr * (final + (1 - final) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
 
