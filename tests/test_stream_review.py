@@ -43,6 +43,12 @@ BAD_AUGMENTS = {
     "dropped sample": (lambda i, m, g: (i[:1], m[:1]), "1 samples for a batch of 2"),
     "None": (lambda i, m, g: None, "None"),
     "three items": (lambda i, m, g: (i, m, m), "a tuple of 3 items"),
+    "fill -1": (
+        lambda i, m, g: (i, torch.cat([m[:, :, 1:], torch.full_like(m[:, :, :1], -1)], 2)),
+        r"mask ids -1, which are neither a class \(0\.\.13\) nor the ignore index 255",
+    ),
+    "an id of K": (lambda i, m, g: (i, m.index_fill(2, torch.tensor([0]), 14)), "mask ids 14, "),
+    "ids shifted by one": (lambda i, m, g: (i, m + 1), "mask ids 14"),
 }
 
 
@@ -60,6 +66,16 @@ def test_a_good_augment_callable_passes():
     ds = stream(augment=lambda i, m, g: (i.flip(-1), m.flip(-1)), drop_uncertain=0.0)
     image, mask = take(ds, 1)[0]
     assert image.shape[0] == 3 and mask.shape == image.shape[1:]
+
+
+def test_an_augment_callable_may_fill_with_the_ignore_index():
+    def shift(images, masks, g):  # moves the content right, filling the gap with 255
+        filled = torch.full_like(masks[:, :, :3], 255)
+        return images.roll(3, -1), torch.cat([filled, masks[:, :, :-3]], 2)
+
+    ds = stream(augment=shift, drop_uncertain=0.0)
+    _, mask = take(ds, 1)[0]
+    assert (mask[:, :3] == 255).all() and int(mask[:, 3:].max()) < 14
 
 
 # ---------------------------------------------------- 2. set_epoch after a loaded state

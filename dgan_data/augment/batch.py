@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..conventions import check_int, check_number, keyword_hints
+from ..conventions import IGNORE_INDEX, check_int, check_number, keyword_hints
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -111,11 +111,15 @@ def check_normalize(value: Any, channels: int = 3) -> tuple[tuple[float, ...], t
     return mean, std
 
 
-def check_augment_output(out: Any, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def check_augment_output(
+    out: Any, size: int, num_classes: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(images, masks)`` returned by a user's augment callable, checked: a 2-tuple of
-    ``(size, 3, H, W)`` float images and ``(size, H, W)`` integer masks on one device.
-    Anything else would become garbage samples or fail deep inside the stream; raises
-    ValueError starting "augment callable returned"."""
+    ``(size, 3, H, W)`` float images and ``(size, H, W)`` integer masks on one device,
+    with ids in ``0..num_classes-1`` or the ignore index (when ``num_classes`` is given).
+    Anything else would become garbage samples or fail deep inside the stream (or the
+    training loss, on CUDA as a device-side assert); raises ValueError starting
+    "augment callable returned"."""
     if not isinstance(out, (tuple, list)) or len(out) != 2:
         if isinstance(out, torch.Tensor):
             got = f"one tensor of shape {tuple(out.shape)}"
@@ -137,7 +141,24 @@ def check_augment_output(out: Any, size: int) -> tuple[torch.Tensor, torch.Tenso
             f"augment callable returned {images.shape[0]} samples for a batch of {size}; "
             "it must keep every sample, in order"
         )
+    if num_classes is not None:
+        _check_mask_ids(masks, num_classes)
     return images, masks.long()  # uint8 or int32 masks would fail cross_entropy later
+
+
+def _check_mask_ids(masks: torch.Tensor, num_classes: int) -> None:
+    """Refuse ids that are neither a class nor the ignore index (a fill of -1 or 0)."""
+    ids = masks.long()
+    wrong = (ids < 0) | ((ids >= num_classes) & (ids != IGNORE_INDEX))
+    if bool(wrong.any()):
+        found = torch.unique(ids[wrong])
+        shown = ", ".join(str(int(v)) for v in found[:5].tolist())
+        more = f" and {found.numel() - 5} more" if found.numel() > 5 else ""
+        raise ValueError(
+            f"augment callable returned mask ids {shown}{more}, which are neither a class "
+            f"(0..{num_classes - 1}) nor the ignore index {IGNORE_INDEX}; fill pixels it "
+            f"moves in from outside the image with {IGNORE_INDEX}"
+        )
 
 
 def normalize(

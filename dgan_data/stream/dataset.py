@@ -809,7 +809,9 @@ class DatasetGANStream(IterableDataset):
                 out = self._augment(unit["image"], unit["mask"], g)
                 # a user callable's output would otherwise become garbage samples or
                 # fail deep inside (indexing, collation)
-                unit["image"], unit["mask"] = check_augment_output(out, unit_size)
+                unit["image"], unit["mask"] = check_augment_output(
+                    out, unit_size, self.labeler().interpreter.num_classes
+                )
         progress.buffer = rest  # taken only now: an interrupt while augmenting lost the unit
         if self._augment is not None and progress.balancer is not None:
             # report the classes of the masks handed out
