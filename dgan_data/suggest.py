@@ -713,6 +713,7 @@ def write_suggestions(
         seeds=seeds,
         id_prefix=id_prefix,
         crop=suggestion_crop(labeler),
+        mask_resolution=labeler.label_size,  # the interpreter's label size, as it was fit
     )
     doc = report.to_dict()
     for entry, sample_id in zip(doc["suggestions"], folder.ids):

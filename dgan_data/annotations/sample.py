@@ -21,6 +21,7 @@ import torch
 from ..conventions import (
     check_class_names,
     check_fingerprint,
+    check_int,
     check_truncation_cutoff,
     check_truncation_psi,
     generator_to_uint8,
@@ -29,7 +30,14 @@ from ..conventions import (
 )
 from ..fileio import make_folder, nonempty_path, write_json, write_npy, write_png
 from ..seeds import MAX_SEED, check_seeds, z_from_seeds
-from .files import _manifest, _open_npy, _open_png, _read_manifest, check_writable_folder
+from .files import (
+    _manifest,
+    _open_npy,
+    _open_png,
+    _read_manifest,
+    check_writable_folder,
+    manifest_palette,
+)
 from .folder import Annotations, _repeated_seed_problems
 from .format import (
     _ID_PATTERN,
@@ -110,6 +118,7 @@ def sample_annotation_folder(
     noise: str = "const",
     seeds: Sequence[int] | None = None,
     id_prefix: str = "",
+    mask_resolution: Sequence[int] | None = None,
 ) -> SampledFolder:
     """Write ``num`` generated images to annotate, with their seeds, w latents and manifest.
 
@@ -117,6 +126,9 @@ def sample_annotation_folder(
     ``len(seeds)``) and id ``f"{id_prefix}{i:05d}"``; its w (after truncation) goes
     to ``latents/<id>.npy`` and its image to ``images/<id>.png``. ``masks/`` is created
     empty: the annotator puts ``masks/<id>.png`` there (the manifest's ``note`` says how).
+    Masks have the crop's size, else ``mask_resolution`` (height, width; the generator's
+    resolution by default, or that scaled down by one factor, as a preset whose
+    ``label_resolution`` is below its images' labels them).
     Resumable: samples whose image and latent already exist, read back whole and match
     are skipped; a folder made with other settings is refused, not overwritten.
     """
@@ -162,6 +174,16 @@ def sample_annotation_folder(
     pal = None if palette is None else _palette(palette, len(names))
     image_hw = tuple(int(s) for s in G.resolution)
     frame = _frame_size(image_hw, crop_t)
+    if mask_resolution is not None:
+        if (
+            isinstance(mask_resolution, (str, bytes))
+            or not isinstance(mask_resolution, Sequence)
+            or len(mask_resolution) != 2
+        ):
+            raise ValueError(
+                f"mask_resolution must be (height, width), got {mask_resolution!r:.80}"
+            )
+        frame = tuple(check_int(v, "mask_resolution", 1) for v in mask_resolution)
     reason = _frame_problem(frame, image_hw, crop_t)
     if reason:
         raise ValueError(reason)
@@ -186,6 +208,7 @@ def sample_annotation_folder(
             noise=noise,
             crop=crop_t,
             image_hw=image_hw,
+            mask_hw=frame,
         )
 
     device = _module_device(G)
@@ -266,6 +289,7 @@ def _resume_settings(
     noise: str,
     crop: tuple[int, int, int, int] | None,
     image_hw: tuple[int, int],
+    mask_hw: tuple[int, int],
 ) -> tuple[list[str], list[int], list[str] | None, list[tuple[int, int, int]] | None]:
     """Check an existing sample folder was made the same way; merge its sample list."""
     problems = []
@@ -278,6 +302,7 @@ def _resume_settings(
         ("noise", old.get("noise"), noise),
         ("crop", old_crop, crop),
         ("image_resolution", old.get("image_resolution"), list(image_hw)),
+        ("mask_resolution", old.get("mask_resolution"), list(mask_hw)),
     ]
     for what, was, now in checks:
         if was != now:
@@ -302,10 +327,15 @@ def _resume_settings(
         names = old_names
     elif old_names is not None and old_names != names:
         problems.append(f"{MANIFEST}: class_names were {old_names}, now {names}")
-    old_palette = old.get("palette")
-    if old_palette is not None and names and names == old_names:
-        # masks may already be painted in the folder's colours: keep them, refuse others
-        old_palette = _palette(old_palette, len(names))
+    recorded = old.get("palette")
+    if names and names == old_names and (recorded is not None or palette is not None):
+        # masks may already be painted in the folder's colours (the default palette when
+        # it records none, as `sample` lists them): keep them, refuse others
+        old_palette = (
+            _palette(recorded, len(names))
+            if recorded is not None
+            else manifest_palette(old, len(names))
+        )
         if palette is None:
             palette = old_palette
         elif palette != old_palette:

@@ -280,6 +280,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
         palette=preset.palette if own_names else None,
         crop=preset.crop if preset is not None else None,
         id_prefix=args.id_prefix or "",
+        # masks at the preset's label size (face-34: 512 px masks of 1024 px images)
+        mask_resolution=preset.label_resolution if preset is not None else None,
     )
     masks = out.root / "masks"
     print(
