@@ -5,7 +5,8 @@
   prime, unsalted, so ``k * (2**61 - 1)`` all hash to 0 and filling a dict with them is
   quadratic (32,000 keys, 447 kB: 13 s; a few MB: hours). They are refused before they
   are hashed, in every opcode and call that hashes (SETITEM(S), DICT, ADDITEMS,
-  FROZENSET, ``set(l)``, ``OrderedDict(pairs)``).
+  FROZENSET, ``set(l)``, ``OrderedDict(pairs)``, ``EasyDict(pairs)``, whether called by
+  REDUCE, OBJ, INST or NEWOBJ).
 - One-byte opcodes that make a container, mark or memo entry of 50-220 bytes: 5 MB of
   EMPTY_SET took 1.15 GB. Their number is capped (``container_cap``: at least
   ``MIN_CONTAINER_CAP``, more for larger files); the tests lower the floor to 1,000.
@@ -13,6 +14,7 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 import sys
 import zipfile
@@ -72,6 +74,70 @@ def test_colliding_keys_in_an_ordered_dict_call_are_assert_refused(tmp_path):
     path = tmp_path / "od.pkl"
     path.write_bytes(call)
     assert_refused(path, "a dict key or set element is an int of 6")
+
+
+def _global(module: str, name: str) -> bytes:
+    return pickle.GLOBAL + f"{module}\n{name}\n".encode()
+
+
+def _colliding_list(pairs: bool = False) -> bytes:
+    """A pickled list of the colliding ints (or of (int, None) pairs)."""
+    return pickle.dumps([(k, None) for k in COLLIDING] if pairs else COLLIDING, 2)[2:-1]
+
+
+KEYED_CALLS = {  # every opcode that calls an allow-listed type, with keys to hash
+    "obj-frozenset": pickle.MARK
+    + _global("builtins", "frozenset")
+    + _colliding_list()
+    + pickle.OBJ,
+    "inst-frozenset": pickle.MARK + _colliding_list() + b"ibuiltins\nfrozenset\n",
+    "newobj-frozenset": _global("builtins", "frozenset")
+    + _colliding_list()
+    + pickle.TUPLE1
+    + pickle.NEWOBJ,
+    "newobj-ex-frozenset": _global("builtins", "frozenset")
+    + _colliding_list()
+    + pickle.TUPLE1
+    + pickle.EMPTY_DICT
+    + pickle.NEWOBJ_EX,
+    "obj-set": pickle.MARK + _global("builtins", "set") + _colliding_list() + pickle.OBJ,
+    "reduce-easydict": _global("dnnlib.util", "EasyDict")
+    + _colliding_list(True)
+    + pickle.TUPLE1
+    + pickle.REDUCE,
+    "obj-ordereddict": pickle.MARK
+    + _global("collections", "OrderedDict")
+    + _colliding_list(True)
+    + pickle.OBJ,
+}
+
+
+@pytest.mark.parametrize("name", list(KEYED_CALLS))
+def test_colliding_keys_are_refused_whichever_opcode_makes_the_call(tmp_path, name):
+    """Only REDUCE of set, frozenset and OrderedDict was checked: the same types made by
+    OBJ, INST or NEWOBJ, and EasyDict(pairs), hashed 30,000 such keys (10 s per 360 kB)."""
+    data = b"\x80\x04" + KEYED_CALLS[name] + b"."
+    with pytest.raises(pickle.UnpicklingError, match="int of 6"):
+        unpickle.RestrictedUnpickler(io.BytesIO(data), "x.pkl").load()
+    path = tmp_path / f"{name}.pkl"
+    path.write_bytes(data)
+    assert_refused(path, "a dict key or set element is an int of 6")
+
+
+def test_calls_with_ordinary_keys_still_build_their_containers():
+    small = pickle.dumps([1, 2, 2], 2)[2:-1]
+    pairs = pickle.dumps([("a", 1), ("b", 2)], 2)[2:-1]
+    calls = {
+        pickle.MARK + _global("builtins", "frozenset") + small + pickle.OBJ: frozenset({1, 2}),
+        _global("builtins", "frozenset") + small + pickle.TUPLE1 + pickle.NEWOBJ: frozenset({1, 2}),
+        _global("dnnlib.util", "EasyDict") + pairs + pickle.TUPLE1 + pickle.REDUCE: {
+            "a": 1,
+            "b": 2,
+        },
+    }
+    for body, expected in calls.items():
+        data = b"\x80\x04" + body + b"."
+        assert unpickle.RestrictedUnpickler(io.BytesIO(data), "x.pkl").load() == expected
 
 
 def test_colliding_keys_in_a_torch_file_are_refused_before_torch_reads_it(tmp_path):

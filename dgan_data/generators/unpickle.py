@@ -502,6 +502,20 @@ def check_hash_keys(items: Any) -> None:
             check_hash_keys(item)
 
 
+def _check_call_keys(func: Any, args: Any) -> None:
+    """``set(l)``, ``frozenset(l)``, ``OrderedDict(pairs)``, ``EasyDict(pairs)``: the keys
+    such a call will hash, checked first, whichever opcode makes the call (REDUCE, OBJ,
+    INST, NEWOBJ, NEWOBJ_EX); the allow-list hands out no other callable that hashes."""
+    if not (isinstance(func, type) and issubclass(func, (set, frozenset, dict))):
+        return
+    if not (isinstance(args, (list, tuple)) and args and type(args[0]) in (list, tuple)):
+        return  # no arguments, or a dict or set whose keys were checked when it was made
+    items = args[0]
+    if issubclass(func, dict):
+        items = [p[0] for p in items if type(p) in (list, tuple) and p]
+    check_hash_keys(items)
+
+
 def _makes_container(handler: Any) -> Any:
     """An opcode handler that first counts the container, mark or memo entry it makes."""
 
@@ -786,16 +800,22 @@ class RestrictedUnpickler(_SafeUnpickler):
     def load_reduce(self) -> None:
         args = self.stack.pop()
         func = self.stack[-1]
-        if func in (set, frozenset, OrderedDict) and args and type(args[0]) in (list, tuple):
-            # set(l), OrderedDict(pairs): the keys they will hash, checked first
-            items = args[0]
-            if func is OrderedDict:
-                items = [p[0] for p in items if type(p) in (list, tuple) and p]
-            check_hash_keys(items)
+        _check_call_keys(func, args)
         self.stack[-1] = self._counted(func(*args))
 
-    def _instantiate(self, klass: Any, args: Any) -> None:
+    def _instantiate(self, klass: Any, args: Any) -> None:  # OBJ and INST
+        _check_call_keys(klass, args)
         super()._instantiate(klass, args)
+        self._counted(self.stack[-1])
+
+    def load_newobj(self) -> None:  # frozenset.__new__(frozenset, l) hashes l
+        _check_call_keys(self.stack[-2], self.stack[-1])
+        super().load_newobj()
+        self._counted(self.stack[-1])
+
+    def load_newobj_ex(self) -> None:
+        _check_call_keys(self.stack[-3], self.stack[-2])
+        super().load_newobj_ex()
         self._counted(self.stack[-1])
 
     def load_build(self) -> None:
@@ -805,6 +825,8 @@ class RestrictedUnpickler(_SafeUnpickler):
         super().load_build()
 
     dispatch[pickle.REDUCE[0]] = load_reduce
+    dispatch[pickle.NEWOBJ[0]] = load_newobj
+    dispatch[pickle.NEWOBJ_EX[0]] = load_newobj_ex
     dispatch[pickle.BUILD[0]] = load_build
 
     def refuse(self, module: str, name: str) -> Exception:
