@@ -35,8 +35,11 @@ def test_a_cache_root_that_is_a_file_is_named(tmp_path, monkeypatch):
     home.write_text("")
     monkeypatch.setenv("DGAN_DATA_HOME", str(home))
     with pytest.raises(PresetFilesMissing, match=f"{home} is a file, not a folder, so "
-                       "nothing can be put there"):  # fmt: skip
+                       "nothing can be put there") as info:  # fmt: skip
         resolve_preset_file("car-20", "generator")
+    # the advice that follows can be followed: no bare "Put it in" the blocked folder
+    assert "Put it in" not in str(info.value)
+    assert f"move it away, then put the file in {home / 'car-20'}" in str(info.value)
     monkeypatch.setenv("DGAN_DATA_HOME", str(tmp_path / "cache"))  # absent: no such line
     with pytest.raises(PresetFilesMissing) as info:
         resolve_preset_file("car-20", "generator")

@@ -299,17 +299,18 @@ def _missing_message(preset: Preset, kind: str, expected: list[Path]) -> str:
             f"replace it with the file. Looked for (in this order): {listed}.",
         ]
     else:
+        put = f"Put it in {folder} under one of those names (set DGAN_DATA_HOME to move the cache)."
+        blocked = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        if blocked is not None and not blocked.is_dir():  # "put it in" could not be followed
+            put = (
+                f"{blocked} is a file, not a folder, so nothing can be put there: move it "
+                f"away, then put the file in {folder} under one of those names (or set "
+                f"DGAN_DATA_HOME to a folder and put it in its {preset.name}/ subfolder)."
+            )
         parts = [
             f"Preset {preset.name!r} has no {kind} file. Looked for (in this order): {listed}.",
-            f"Put it in {folder} under one of those names (set DGAN_DATA_HOME to move the cache).",
+            put,
         ]
-        blocked = next((p for p in (folder, *folder.parents) if p.exists()), None)
-        if blocked is not None and not blocked.is_dir():  # the advice could not be followed
-            parts.insert(
-                1,
-                f"{blocked} is a file, not a folder, so nothing can be put there: move it, "
-                "or set DGAN_DATA_HOME to a folder.",
-            )
     if kind == "generator":
         if preset.avg_latent_files:
             parts.append(
