@@ -84,10 +84,8 @@ def _check_arguments(
     num: Any, seed: Any, batch_size: Any, drop_uncertain: Any
 ) -> tuple[int, int, int, float]:
     """The export's numbers as plain Python values, or a clear ValueError."""
-    hint = ": export in several folders with different seeds for more"
-    num = _int_argument("num", num, 1, MAX_NUM, hint)
+    num, batch_size = _batch_arguments(num, batch_size)
     seed = _int_argument("seed", seed, 0, MAX_SEED - 1)
-    batch_size = _int_argument("batch_size", batch_size, 1, MAX_BATCH)
     drop = as_written(drop_uncertain)  # np.float32(0.7) is 0.7
     if (
         isinstance(drop, bool)
@@ -103,14 +101,27 @@ def _check_arguments(
     return num, seed, batch_size, float(drop)
 
 
+def _batch_arguments(num: Any, batch_size: Any) -> tuple[int, int]:
+    """``num`` and ``batch_size`` as ints in the export's bounds, or a clear ValueError."""
+    hint = ": export in several folders with different seeds for more"
+    num = _int_argument("num", num, 1, MAX_NUM, hint)
+    batch_size = _int_argument("batch_size", batch_size, 1, MAX_BATCH)
+    return num, batch_size
+
+
+def _shard_numbers(shard: Any, num_shards: Any) -> tuple[int, int]:
+    """``shard`` and ``num_shards`` as ints in the export's bounds, or a clear ValueError."""
+    num_shards = _int_argument("num_shards", num_shards, 1, MAX_SHARDS)
+    shard = _int_argument("shard", shard, 0, num_shards - 1)
+    return shard, num_shards
+
+
 def _shard_arguments(shard: Any, num_shards: Any) -> tuple[int, int]:
     if (shard is None) != (num_shards is None):
         raise ValueError("give both shard and num_shards, or neither")
     if shard is None:
         shard, num_shards = _shards_from_context()
-    num_shards = _int_argument("num_shards", num_shards, 1, MAX_SHARDS)
-    shard = _int_argument("shard", shard, 0, num_shards - 1)
-    return shard, num_shards
+    return _shard_numbers(shard, num_shards)
 
 
 def _shards_from_context() -> tuple[int, int]:
@@ -275,7 +286,14 @@ def _shard_batches(num: int, batch_size: int, shard: int, num_shards: int) -> It
 
 
 def shard_candidates(num: int, batch_size: int, shard: int, num_shards: int) -> list[int]:
-    """Candidate indices that shard ``shard`` of ``num_shards`` generates."""
+    """Candidate indices that shard ``shard`` of ``num_shards`` generates.
+
+    The arguments have ``export_dataset``'s bounds (``num`` >= 1, ``batch_size`` >= 1,
+    ``num_shards`` >= 1, ``0 <= shard < num_shards``); others raise a ValueError that
+    names the argument.
+    """
+    num, batch_size = _batch_arguments(num, batch_size)
+    shard, num_shards = _shard_numbers(shard, num_shards)
     return [i for r in _shard_batches(num, batch_size, shard, num_shards) for i in r]
 
 

@@ -70,6 +70,12 @@ class _Damage:
     def describe(self) -> str:
         return f"{self.path} {self.problem}"
 
+    @property
+    def in_the_way(self) -> bool:
+        """A folder (not a link to one) where the file belongs: a rerun never deletes
+        it (it may hold anything), so the user moves it away first."""
+        return self.path.is_dir() and not self.path.is_symlink()
+
 
 @dataclass
 class _Scan:
@@ -329,9 +335,9 @@ def _repair(
 ) -> int:
     """Regenerate the fixed batches of damaged files; rewrite only those files."""
     plan = _Plan.of(desc)
-    folders = [d.path for d in damage if d.path.is_dir() and not d.path.is_symlink()]
+    folders = [d.path for d in damage if d.in_the_way]
     if folders:  # never deleted: it may hold anything
-        raise ExportDamagedError(
+        raise _InTheWayError(
             f"{folders[0]} is a folder where a sample file belongs: remove it, then rerun "
             "the export command to regenerate the file"
         )
@@ -544,7 +550,9 @@ def verify_export(out_dir: str | Path) -> VerifyReport:
     Returns a :class:`VerifyReport`, one line per problem; rerunning the export command
     repairs damaged or missing sample files, and damaged or missing index files when
     ``dataset.json`` records their sha256 (by regenerating every candidate); an edited
-    ``dataset.json`` (it records its own sha256) is not repairable. Raises
+    ``dataset.json`` (it records its own sha256) is not repairable. Something of the
+    wrong kind in the way (a folder where a sample file, an index file or the lock file
+    belongs) sets ``move_away``: the rerun repairs once it is moved away. Raises
     ``FileNotFoundError`` for a folder without ``dataset.json``,
     :class:`NotAnExportError` when that file is not an export description, and
     :class:`ExportBusyError` while another process selects or repairs it.
@@ -582,5 +590,8 @@ def verify_export(out_dir: str | Path) -> VerifyReport:
     report.problems = scan.edits + scan.fatal + [d.describe() for d in scan.damage]
     # index files are rebuilt by a rerun when dataset.json records their sha256
     rebuildable = not scan.fatal or _index_files_rebuildable(desc["selection"])
-    report.repairable = not scan.edits and rebuildable
+    # a folder where a sample file belongs: the rerun refuses it until it is moved away
+    in_the_way = any(d.in_the_way for d in scan.damage)
+    report.repairable = not scan.edits and rebuildable and not in_the_way
+    report.move_away = not scan.edits and rebuildable and in_the_way
     return report
