@@ -103,6 +103,10 @@ class FeatureNovelty:
             raise ValueError(f"quantile must be in (0, 1), got {quantile!r}")
         seed = check_seed(seed)
         maps = [f.detach().float() for f in _check_maps(annotated_features, "annotated_features")]
+        if maps[0].shape[0] == 0:  # before std(), which would warn, and references // 0
+            raise ValueError(
+                "annotated_features need at least one annotated image, got maps with N = 0"
+            )
         if not all(bool(torch.isfinite(f).all()) for f in maps):
             raise ValueError(
                 "annotated_features hold NaN or inf: the annotated images' features are "
@@ -181,9 +185,21 @@ class FeatureNovelty:
         return dist / self.scale, z
 
     def add_references(self, pixels: torch.Tensor) -> None:
-        """Make these embedded pixels (P, dims) references too (a chosen image's)."""
-        if len(pixels):
-            self.references = torch.cat([self.references, pixels.reshape(-1, self.dims)])
+        """Make these embedded pixels (P, dims) references too (a chosen image's).
+
+        Pixels of another width are a ValueError naming both widths (they used to be
+        reshaped to ``dims`` columns, an error from inside torch or wrong references).
+        """
+        if not isinstance(pixels, torch.Tensor):
+            raise TypeError(f"pixels must be a torch tensor, got {type(pixels).__name__}")
+        if pixels.numel() == 0:
+            return
+        if pixels.ndim < 1 or pixels.shape[-1] != self.dims:
+            raise ValueError(
+                f"pixels must be embedded pixels of shape (P, {self.dims}), got "
+                f"{tuple(pixels.shape)}: embeddings of a novelty model with other dims?"
+            )
+        self.references = torch.cat([self.references, pixels.reshape(-1, self.dims)])
 
     def still_novel(self, pixels: torch.Tensor) -> torch.Tensor:
         """Which embedded pixels (P, dims) are still above the novelty threshold."""

@@ -182,9 +182,12 @@ class UpsampleConv2d(nn.Module):
             for ry in (0, 1)
             for rx in (0, 1)
         ]
+        # The channel count is spelt out: with -1 an empty batch (0 elements) cannot be
+        # reshaped, and an empty batch must give an empty batch.
+        out_channels = weight.shape[0]
         out = torch.stack(phases, dim=2)  # (B, O, 4, H, W), phase = 2 * ry + rx
-        out = out.view(batch, -1, 2, 2, height, width).permute(0, 1, 4, 2, 5, 3)
-        return out.reshape(batch, -1, 2 * height, 2 * width)
+        out = out.view(batch, out_channels, 2, 2, height, width).permute(0, 1, 4, 2, 5, 3)
+        return out.reshape(batch, out_channels, 2 * height, 2 * width)
 
 
 class NoiseInput(nn.Module):
