@@ -52,10 +52,12 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from .conventions import check_int, did_you_mean, with_hint
 from .seeds import check_seed, derive_seed
+from .uncertainty import as_written
 
 __all__ = [
     "DEFAULT_IMAGE_RATE",
@@ -63,6 +65,7 @@ __all__ = [
     "achievable_rate",
     "class_pixel_counts",
     "present_classes",
+    "rate_as_written",
     "resolve_targets",
 ]
 
@@ -72,6 +75,17 @@ logger = logging.getLogger(__name__)
 DEFAULT_IMAGE_RATE = 0.3
 #: Seed purpose of the balancer's keep draws.
 _SEED_BALANCE = 0xBA1A
+
+
+def rate_as_written(rate: Any) -> Any:
+    """A rate as the Python number it is written as: 0-d tensors and arrays by their
+    value, float32 (or lower) by the shortest decimal it prints as (``np.float32(0.3)``
+    is 0.3, not 0.30000001192..., which a state saved with it then recorded, so a
+    resumed stream with 0.3 was another setting). Anything else as it is."""
+    rate = as_written(rate)
+    if getattr(rate, "ndim", None) == 0 and hasattr(rate, "item"):
+        rate = as_written(rate[()]) if isinstance(rate, np.ndarray) else rate.item()
+    return rate
 
 
 def resolve_targets(
@@ -111,8 +125,7 @@ def resolve_targets(
         )
     targets = [0.0] * K
     for name, rate in spec.items():
-        if getattr(rate, "ndim", None) == 0 and hasattr(rate, "item"):
-            rate = rate.item()  # a 0-d tensor or array: its Python number
+        rate = rate_as_written(rate)
         if isinstance(rate, bool) or not isinstance(rate, numbers.Real):  # numpy numbers pass
             raise ValueError(
                 f"class_balance rate of {name!r} must be a number in [0, 1], got {rate!r:.80}"

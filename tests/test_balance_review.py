@@ -465,6 +465,18 @@ def test_tensor_rates_are_read_with_item(models):
     assert ds.state_dict()["class_balance"] == {"b": 0.25}
 
 
+def test_low_precision_rates_are_read_as_written(models):
+    """np.float32(0.3) is 0.3 (not 0.30000001192...): a state saved with it must match a
+    stream made with 0.3, and the reported targets must read as given."""
+    rates = [np.float32(0.3), torch.tensor(0.3), np.array(0.3, dtype=np.float32), np.float16(0.3)]
+    for rate in rates:
+        assert resolve_targets({"teeth": rate}, NAMES) == [0.0, 0.0, 0.3, 0.0], repr(rate)
+    state = tiny_stream(models, class_balance={"b": np.float32(0.3)}).state_dict()
+    assert state["class_balance"] == {"b": 0.3}
+    tiny_stream(models, class_balance={"b": 0.3}).load_state_dict(state)  # the same setting
+    assert resolve_targets({"teeth": torch.tensor(0.3, dtype=torch.float64)}, NAMES)[2] == 0.3
+
+
 def test_all_zero_targets_warn_that_nothing_is_balanced(models, caplog):
     with caplog.at_level(logging.WARNING, logger="dgan_data.stream.dataset"):
         tiny_stream(models, class_balance={"b": 0.0, "c": 0.0})

@@ -22,7 +22,7 @@ from torch.utils.data import IterableDataset
 
 from ..augment import BatchAugment, check_normalize, make_augment, normalize
 from ..augment.batch import check_augment_output
-from ..balance import ClassBalancer, present_classes, resolve_targets
+from ..balance import ClassBalancer, present_classes, rate_as_written, resolve_targets
 from ..conventions import (
     IGNORE_INDEX,
     MAX_BATCH,
@@ -305,8 +305,7 @@ class DatasetGANStream(IterableDataset):
             )
             if isinstance(class_balance, dict):  # numpy/tensor rates -> floats (states hold them)
                 class_balance = {
-                    name: float(rate.item() if hasattr(rate, "item") else rate)
-                    for name, rate in class_balance.items()
+                    name: float(rate_as_written(rate)) for name, rate in class_balance.items()
                 }
             if targets is not None and not any(targets):
                 log.warning(
