@@ -17,7 +17,7 @@ import torch
 from lightning_utilities.core.imports import RequirementCache
 
 from ..conventions import check_int
-from .batch import _check_batch, _draw_seed
+from .batch import _check_batch, _check_generator, _draw_seed
 
 log = logging.getLogger(__name__)
 
@@ -321,6 +321,7 @@ class AlbumentationsAugment:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Augment a batch sample by sample on the CPU, seeded from ``generator``."""
         _check_batch(images, masks)
+        _check_generator(generator)  # here too: an empty batch draws no seed
         B = images.shape[0]
         if B == 0:
             return images, masks.long()

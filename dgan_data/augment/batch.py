@@ -70,8 +70,60 @@ def _check_batch(images: torch.Tensor, masks: torch.Tensor) -> None:
         raise ValueError(f"images are on {images.device} but masks on {masks.device}")
 
 
+#: Largest mask id BatchAugment's geometric ops carry exactly: the mask is warped as float32
+#: ``mask + 1``, and float32 holds every integer up to 2**24.
+MAX_MASK_ID = 2**24 - 1
+
+
+def _check_input_mask_ids(masks: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> None:
+    """Refuse mask ids below 0 or above :data:`MAX_MASK_ID`, naming them (one min/max
+    reduction). The geometric warp reads ``mask + 1 == 0`` as "outside the frame", so -1
+    silently became ``ignore_index``, but only with a geometric op on."""
+    if masks.numel() == 0:
+        return
+    lo, hi = (int(v) for v in torch.aminmax(masks))
+    if lo >= 0 and hi <= MAX_MASK_ID:
+        return
+    ids = masks.long()
+    found = torch.unique(ids[(ids < 0) | (ids > MAX_MASK_ID)])
+    shown = ", ".join(str(int(v)) for v in found[:5].tolist())
+    more = f" and {found.numel() - 5} more" if found.numel() > 5 else ""
+    if lo < 0:
+        why = (
+            f"neither a class (ids >= 0) nor the ignore index {ignore_index}; mark "
+            f"unlabelled pixels with {ignore_index}, not a negative id"
+        )
+    else:
+        why = (
+            f"above {MAX_MASK_ID}: masks are warped as float32, which holds ids up to "
+            "2**24 - 1 exactly"
+        )
+    raise ValueError(f"BatchAugment: masks hold ids {shown}{more}, which are {why}")
+
+
+def _check_generator(generator: Any) -> None:
+    """``generator`` must be a ``torch.Generator`` or None (an int seed is not one):
+    a TypeError saying how to make one, instead of an AttributeError from inside torch."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return
+    seed = "seed"
+    if isinstance(generator, numbers.Integral) and not isinstance(generator, bool):
+        seed = str(int(generator))
+    state = (
+        ", or from a saved state with g = torch.Generator(); g.set_state(state)"
+        if isinstance(generator, torch.Tensor)
+        else ""
+    )
+    raise TypeError(
+        f"augment: generator must be a torch.Generator or None, got "
+        f"{type(generator).__name__}; make one from a seed with "
+        f"torch.Generator().manual_seed({seed}){state}"
+    )
+
+
 def _draw_seed(generator: torch.Generator | None) -> int:
     """One 63-bit seed from ``generator`` (or torch's global RNG when None)."""
+    _check_generator(generator)
     if generator is None:
         return int(torch.randint(0, 2**63 - 1, (1,)).item())
     return int(torch.randint(0, 2**63 - 1, (1,), generator=generator, device=generator.device))
@@ -379,6 +431,7 @@ class BatchAugment:
         """
         if batch_size < 0:
             raise ValueError(f"batch_size must be >= 0, got {batch_size}")
+        _check_generator(generator)
         dev = generator.device if generator is not None else torch.device("cpu")
         u = torch.rand((9, batch_size), generator=generator, device=dev, dtype=torch.float64).cpu()
         B = batch_size
@@ -413,8 +466,14 @@ class BatchAugment:
         generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Augment a batch with freshly drawn parameters; see :meth:`apply`."""
+        self._check_inputs(images, masks)
+        return self._apply(images, masks, self.sample_params(images.shape[0], generator))
+
+    def _check_inputs(self, images: torch.Tensor, masks: torch.Tensor) -> None:
+        """Shapes, dtypes and devices (``_check_batch``), and mask ids >= 0 whatever ops
+        are enabled."""
         _check_batch(images, masks)
-        return self.apply(images, masks, self.sample_params(images.shape[0], generator))
+        _check_input_mask_ids(masks, self.ignore_index)
 
     # -- the transforms
 
@@ -471,8 +530,15 @@ class BatchAugment:
 
         Returns images in the input dtype and int64 masks, both on the input device.
         Computation runs in float32 whatever the image dtype (float16/bfloat16 included).
+        Mask ids must be >= 0 (and at most :data:`MAX_MASK_ID`), else ValueError naming them.
         """
-        _check_batch(images, masks)
+        self._check_inputs(images, masks)
+        return self._apply(images, masks, params)
+
+    def _apply(
+        self, images: torch.Tensor, masks: torch.Tensor, params: AugmentParams
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`apply` on checked inputs."""
         B, _, H, W = images.shape
         if len(params) != B:
             raise ValueError(f"params are for {len(params)} samples but the batch has {B}")
@@ -527,9 +593,9 @@ class BatchAugment:
         """:meth:`__call__` that also moves soft labels ``probs`` (B, K, H, W) with the
         masks (:meth:`warp_probabilities`): the same draws, so images and masks are
         those :meth:`__call__` gives for the same generator state."""
-        _check_batch(images, masks)
+        self._check_inputs(images, masks)
         params = self.sample_params(images.shape[0], generator)
-        images, masks = self.apply(images, masks, params)
+        images, masks = self._apply(images, masks, params)
         return images, masks, self.warp_probabilities(probs, params)
 
     def warp_probabilities(self, probs: torch.Tensor, params: AugmentParams) -> torch.Tensor:

@@ -39,8 +39,10 @@ def _short(obj: Any) -> str:
 
 
 def _is_from(obj: Any, package: str) -> bool:
-    """Whether ``obj``'s class (or a base) is defined in ``package``, without importing it."""
-    return any(c.__module__.split(".")[0] == package for c in type(obj).__mro__)
+    """Whether ``obj``'s class (or a base) is defined in ``package``, without importing it;
+    for a class, the class itself (``augment=KA.RandomAffine`` without parentheses)."""
+    mro = obj.__mro__ if isinstance(obj, type) else type(obj).__mro__
+    return any(c.__module__.split(".")[0] == package for c in mro)
 
 
 _ACCEPTED = (
@@ -49,6 +51,15 @@ _ACCEPTED = (
     "(or single kornia augmentation); an albumentations Compose (or single transform); or a "
     "callable fn(images, masks, generator) -> (images, masks)"
 )
+
+
+def _torchvision_refusal(spec: Any) -> TypeError:
+    """The refusal of a torchvision transform (or class): it belongs in ``transform=``."""
+    return TypeError(
+        f"augment={_short(spec)} is a torchvision transform: pass it as transform= (it "
+        "gets each item's tv_tensors Image and Mask, so masks move with the images); "
+        f"augment= takes: {_ACCEPTED}"
+    )
 
 
 @keyword_hints
@@ -64,7 +75,8 @@ def make_augment(spec: Any) -> AugmentFn | None:
     wrapped in ``Compose``); any other callable taking ``(images, masks, generator)`` -> as is
     (for a ``torch.nn.Module``, its ``forward`` must take them). torchvision transforms
     are refused with a TypeError pointing to the stream's ``transform=``, as is any
-    callable or module that cannot take three arguments, naming it.
+    callable or module that cannot take three arguments, naming it, and a class passed
+    without instantiating it (``augment=KA.RandomAffine``).
     """
     if spec is None:
         return None
@@ -77,6 +89,16 @@ def make_augment(spec: Any) -> AugmentFn | None:
         raise ValueError(f"unknown augment name {spec!r}; accepted: {_ACCEPTED}")
     if isinstance(spec, (BatchAugment, KorniaAugment, AlbumentationsAugment)):
         return spec
+    if isinstance(spec, type):
+        # a class, not an instance: calling it builds a transform instead of returning
+        # (images, masks), which failed deep inside kornia at the first batch
+        if _is_from(spec, "torchvision"):
+            raise _torchvision_refusal(spec)
+        raise TypeError(
+            f"augment={spec.__name__} is a class ({spec.__module__}.{spec.__qualname__}), "
+            f"not an augmentation: instantiate it, e.g. augment={spec.__name__}(...) "
+            "(the parentheses are missing)"
+        )
     if _is_from(spec, "kornia"):
         if not adapters._KORNIA:
             raise adapters._missing(adapters._KORNIA, "a kornia augmentation")
@@ -107,11 +129,7 @@ def make_augment(spec: Any) -> AugmentFn | None:
         if isinstance(spec, A.BasicTransform):
             return AlbumentationsAugment(A.Compose([spec]))
     if _is_from(spec, "torchvision"):
-        raise TypeError(
-            f"augment={_short(spec)} is a torchvision transform: pass it as transform= (it "
-            "gets each item's tv_tensors Image and Mask, so masks move with the images); "
-            f"augment= takes: {_ACCEPTED}"
-        )
+        raise _torchvision_refusal(spec)
     if isinstance(spec, torch.nn.Module):
         # a Module's own signature is (*args, **kwargs): look at what forward takes
         if not _accepts_three_args(spec.forward):
