@@ -35,13 +35,13 @@ from ..suggest import (
 from .common import (
     Add,
     UsageError,
+    annotation_output_folder,
     check_new_folder,
     count_at_most,
     device_name,
     finite_float,
     given_path,
     id_prefix_type,
-    output_folder,
     positive_int,
     preset_or_files_args,
     seed_int,
@@ -235,7 +235,9 @@ def register(add: Add) -> None:
         default=2000,
         help=f"candidates (default 2000, at most {MAX_POOL:,})",
     )
-    p.add_argument("--out", type=output_folder, required=True, help="annotation folder to write")
+    p.add_argument(
+        "--out", type=annotation_output_folder, required=True, help="annotation folder to write"
+    )
     p.add_argument(
         "--annotations",
         type=given_path,
@@ -288,7 +290,9 @@ def register(add: Add) -> None:
         "example:\n  dgan-data merge-annotations ann/ next/ --out all/",
     )
     p.add_argument("folders", type=given_path, nargs="+", help="annotation folders to join")
-    p.add_argument("--out", type=output_folder, required=True, help="the joined folder to write")
+    p.add_argument(
+        "--out", type=annotation_output_folder, required=True, help="the joined folder to write"
+    )
     skip_unannotated_arg(p, "join")
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "Add",
     "Handler",
     "UsageError",
+    "annotation_output_folder",
     "check_new_folder",
     "count_at_most",
     "device_name",
@@ -149,11 +150,16 @@ def seed_int(text: str) -> int:
     return value
 
 
-def check_new_folder(path: Path, verb: str) -> None:
+def check_new_folder(path: Path, verb: str, resumes: str | None = None) -> None:
     """``path`` is absent or an empty folder: a command that writes a folder of its own
-    never adds to one that holds something (an annotation folder would be spoilt)."""
+    never adds to one that holds something (an annotation folder would be spoilt).
+    ``resumes``: the file of a folder the command resumes (``manifest.json`` for
+    ``sample``): a folder holding it is left to the command to check."""
+    if resumes is not None and (path / resumes).is_file():
+        return
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise UsageError(f"{path}: exists and is not an empty folder; {verb} into a new one")
+        held = f" and holds no {resumes} to resume" if resumes is not None else ""
+        raise UsageError(f"{path}: exists and is not an empty folder{held}; {verb} into a new one")
 
 
 #: The files and folders of an annotation folder (next to its ``manifest.json``) and of an
@@ -176,10 +182,16 @@ def _dataset_kind(folder: Path) -> str | None:
     return None
 
 
-def dataset_output_problem(path: Path) -> str | None:
+def dataset_output_problem(path: Path, resumes: str | None = None) -> str | None:
     """Why ``path`` may not be written because it is part of an annotation folder or an
-    export (one of its own files, or anything in its sample folders), or None. Files of
-    one's own beside a dataset (``ann/interp.safetensors``) are allowed."""
+    export (one of its own files, or anything in its sample folders), or is the top of
+    one other than ``resumes`` (the kind the command writes and resumes, ``'annotation
+    folder'`` or ``'export'``), or None. Files of one's own beside a dataset
+    (``ann/interp.safetensors``) are allowed."""
+    kind = _dataset_kind(path) if path.is_dir() else None
+    if kind is not None and kind != resumes:
+        writes = f", not an {resumes}" if resumes is not None else ""
+        return f"is an {kind}{writes}; write elsewhere"
     parts = (path.absolute().parent.resolve() / path.name).parts  # through folder links
     for depth in range(len(parts) - 1, 0, -1):
         root, inner = Path(*parts[:depth]), parts[depth]
@@ -212,15 +224,15 @@ def export_folder(text: str) -> Path:
     """argparse type of ``export --out``: a new folder or an export to resume, not inside
     the sample folders of an annotation folder or another export."""
     path = given_path(text)
-    problem = dataset_output_problem(path)
+    problem = dataset_output_problem(path, resumes="export")
     if problem:
         raise argparse.ArgumentTypeError(f"{text!r}: {problem}")
     return path
 
 
-def _output_path(text: str, folder: bool) -> Path:
+def _output_path(text: str, folder: bool, resumes: str | None = None) -> Path:
     path = given_path(text)
-    problem = output_path_problem(path, folder=folder) or dataset_output_problem(path)
+    problem = output_path_problem(path, folder=folder) or dataset_output_problem(path, resumes)
     if problem:
         raise argparse.ArgumentTypeError(f"{text!r}: {problem}")
     return path
@@ -260,8 +272,16 @@ def interpreter_output(text: str) -> Path:
 
 
 def output_folder(text: str) -> Path:
-    """argparse type of a folder to write into: not a file, not under a file."""
+    """argparse type of a folder to write into: not a file, not under a file, not an
+    annotation folder or an export (nor inside one's sample folders)."""
     return _output_path(text, folder=True)
+
+
+def annotation_output_folder(text: str) -> Path:
+    """argparse type of an annotation folder to write (``sample``, ``suggest``,
+    ``merge-annotations``): :func:`output_folder`, but an annotation folder may be named
+    (to resume; each command says whether it does); an export is refused."""
+    return _output_path(text, folder=True, resumes="annotation folder")
 
 
 def writable_output_folder(text: str) -> Path:

@@ -88,6 +88,8 @@ def _preview_folder(args: argparse.Namespace) -> int:
             ("--generator", args.generator if args.export is not None else None),
             ("--interpreter", args.interpreter),
             ("--truncation", args.truncation),
+            # only --annotations --generator uses a device: it regenerates the images
+            ("--device", args.device if args.generator is None or args.export else None),
             ("--seed", args.seed),
         )
         if value is not None
@@ -143,7 +145,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 _RECORDED_OPTIONS = ("num", "drop_uncertain", "seed", "batch_size", "num_shards")
 #: ``export`` options that choose the models or the shard: a merge or verify uses the
 #: export's own, so they are refused with it.
-_MODEL_OPTIONS = ("preset", "generator", "interpreter", "truncation", "shard")
+_MODEL_OPTIONS = ("preset", "generator", "interpreter", "truncation", "device", "shard")
 
 
 def check_recorded_options(args: argparse.Namespace, mode: str) -> None:

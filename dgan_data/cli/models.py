@@ -35,6 +35,8 @@ from ..presets import (
 from .common import (
     Add,
     UsageError,
+    annotation_output_folder,
+    check_new_folder,
     count_at_most,
     device_name,
     given_path,
@@ -43,7 +45,6 @@ from .common import (
     interpreter_output,
     no_progress_arg,
     non_negative_int,
-    output_folder,
     parse_options,
     positive_int,
     preset_or_files_args,
@@ -253,6 +254,9 @@ def sample_truncation(args: argparse.Namespace, preset: Preset | None) -> tuple[
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
+    # resumes its own annotation folder (manifest.json); never adds samples to a folder
+    # of yours, which inspect would then read as an annotation folder
+    check_new_folder(args.out, "sample", resumes=MANIFEST)
     preset = sample_preset(args.generator)
     class_names = sample_class_names(args, preset)
     psi, cutoff = sample_truncation(args, preset)
@@ -474,7 +478,9 @@ def register(add: Add) -> None:
         required=True,
         help=f"number of samples, at most {MAX_SAMPLES:,}",
     )
-    p.add_argument("--out", type=output_folder, required=True, help="annotation folder to write")
+    p.add_argument(
+        "--out", type=annotation_output_folder, required=True, help="annotation folder to write"
+    )
     p.add_argument(
         "--seed",
         type=seed_int,
