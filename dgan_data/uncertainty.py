@@ -84,6 +84,22 @@ def _floor_drop(num: int, p: int, q: int) -> int:
     return (num * p * t.denominator + q * t.numerator) // (q * t.denominator)
 
 
+def _floor_drop_counts(counts: torch.Tensor, most: int, p: int, q: int) -> torch.Tensor:
+    """:func:`_floor_drop` of every count in ``counts`` (int64, each in [0, most]), on
+    their device without a host sync when the products fit in int64 (any fraction of at
+    most 9 decimals, e.g. 0.1 or 0.29); otherwise (e.g. 1 / 3 written with 16 digits)
+    the counts are read to the host and counted there in Python integers."""
+    t = _DROP_TOLERANCE
+    # floor((m * p * D + q * N) / (q * D)) with the tolerance N / D, reduced by the gcd
+    mul, add, div = p * t.denominator, q * t.numerator, q * t.denominator
+    g = math.gcd(math.gcd(mul, add), div)
+    mul, add, div = mul // g, add // g, div // g
+    if most * mul + add < 2**63 and div < 2**63:
+        return torch.div(counts * mul + add, div, rounding_mode="floor")
+    exact = [_floor_drop(m, p, q) for m in counts.tolist()]
+    return torch.tensor(exact, dtype=torch.int64, device=counts.device)
+
+
 def num_dropped(num: int, drop_fraction: float) -> int:
     """How many of ``num`` scores a ``drop_fraction`` drops: ``floor(drop_fraction * num)``
     in exact integer arithmetic on the decimal ``drop_fraction`` is written as.
@@ -183,8 +199,10 @@ def image_scores(
     """Per image the mean of its ``top_fraction`` highest pixel scores: (B, H, W) -> (B,).
 
     The number of pixels averaged is ``max(1, floor(top_fraction * n))`` with n the
-    number of pixels considered (DatasetGAN's image score averages its top 10 %; in
-    Python ``[-n // 10:]`` would keep ceil(n / 10), one more for n = 4096). ``valid``
+    number of pixels considered, counted as :func:`num_dropped` counts: exactly, on the
+    decimal ``top_fraction`` is written as (0.29 of 100 pixels is 29; binary floats gave
+    28). DatasetGAN's image score averages its top 10 %; in Python ``[-n // 10:]`` would
+    keep ceil(n / 10), one more for n = 4096. ``valid``
     (B, H, W) bool, optional: only those pixels count (e.g. not ignored ones); an image
     without any valid pixel scores 0.
 
@@ -197,7 +215,7 @@ def image_scores(
     _check_scores(pixel_uncertainty, "pixel_uncertainty")
     if valid is not None and not isinstance(valid, torch.Tensor):
         raise TypeError(f"valid must be a bool torch.Tensor, got {type(valid).__name__:.40}")
-    top_fraction = check_number(top_fraction, "top_fraction", low=0.0, high=1.0)
+    top_fraction = check_number(as_written(top_fraction), "top_fraction", low=0.0, high=1.0)
     if top_fraction == 0.0:
         raise ValueError("top_fraction must be in (0, 1], got 0.0")
     if pixel_uncertainty.ndim < 2:
@@ -212,8 +230,9 @@ def image_scores(
             "image_scores needs at least one pixel per image, got pixel scores of shape "
             f"{tuple(pixel_uncertainty.shape)}"
         )
+    p, q = _drop_ratio(top_fraction)
     if valid is None:
-        k = max(1, int(top_fraction * n))
+        k = max(1, _floor_drop(n, p, q))
         return u.topk(k, dim=1).values.mean(dim=1)
     if valid.shape != pixel_uncertainty.shape:
         raise ValueError(
@@ -221,7 +240,7 @@ def image_scores(
         )
     v = valid.flatten(1).to(device=u.device, dtype=torch.bool)
     n_valid = v.sum(dim=1)
-    k = (n_valid.double() * top_fraction).floor().long().clamp_min(1)
+    k = _floor_drop_counts(n_valid, n, p, q).clamp_min(1)
     # Invalid pixels sort last (-inf); a valid NaN sorts first. The sum over the first k
     # <= n_valid entries holds valid pixels only, their NaN/inf included.
     ordered = torch.where(v, u, torch.full_like(u, -math.inf)).sort(dim=1, descending=True).values

@@ -58,6 +58,12 @@ MAX_CHANNELS = 65536
 MAX_SIDE = 16384
 #: Most characters of a class name.
 MAX_NAME_CHARS = 256
+#: Most characters of the JSON metadata (the header's ``interpreter`` entry), checked
+#: before it is parsed: parsing costs time and memory many times its size (a 16 MB list of
+#: empty lists in ``extra`` took 10 s and +280 MB). A real one holds a few kB (1000 classes
+#: with names, palette and training record: about 70 kB); 4096 classes with 256-character
+#: names (the schema's most) need about 1.2 MB.
+MAX_METADATA_CHARS = 2 * 2**20
 #: BatchNorm running variances (they are averages of variances: never negative).
 VAR_TENSORS = ("bn1_var", "bn2_var")
 #: safetensors dtypes accepted for the weights (read as float32).
@@ -227,6 +233,14 @@ def _not_an_interpreter(path: Path, header: dict[str, str]) -> str:
 
 
 def _check_metadata(text: str, path: Path) -> dict[str, Any]:
+    """The parsed, validated metadata of an interpreter file; InterpreterFileError naming
+    the file otherwise (an oversized text is refused before it is parsed)."""
+    if len(text) > MAX_METADATA_CHARS:
+        raise InterpreterFileError(
+            f"{path} (interpreter metadata): {len(text)} characters, more than the "
+            f"{MAX_METADATA_CHARS} an interpreter file's metadata may have (a real one holds "
+            "a few kB; refused before it is parsed)"
+        )
     try:
         meta = parse_json_text(text, f"{path} (interpreter metadata)")
         check_document(meta, METADATA_FIELDS, f"{path} (interpreter metadata)")

@@ -619,8 +619,12 @@ class Interpreter(FactorizedInference, nn.Module):
         """Read an interpreter written by :meth:`save`; errors name the file and the problem.
 
         The header and the declared tensor shapes are checked before anything is
-        allocated; non-finite weights are refused.
+        allocated; non-finite weights are refused. ``device`` is checked first, with the
+        package's rule (:func:`~dgan_data.conventions.check_device`): a name torch does not
+        know, a value that is no device (``True``, ``3.5``) or a device not usable here is
+        a ValueError naming it, before the file is read.
         """
+        device = check_device(device)
         meta, tensors = interpreter_io.read_interpreter_file(path)
         model = cls(
             [tuple(e) for e in meta["feature_layout"]],
