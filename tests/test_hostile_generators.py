@@ -336,6 +336,20 @@ def test_safetensors_config_declaring_a_huge_model(tmp_path, no_real_build):
     assert_refused(path, "style_dim", "40000")
 
 
+def test_an_oversized_config_header_is_refused_before_it_is_parsed(tmp_path, sg2_safetensors):
+    """A header of millions of tiny JSON items cost seconds and hundreds of MB to parse
+    (16 MB: 10 s); a real config holds a few hundred characters."""
+    from dgan_data.generators.registry import MAX_CONFIG_CHARS
+
+    src, info = sg2_safetensors
+    real = json.dumps(info)
+    assert len(real) < 2_000  # far below the bound
+    load_generator(resave_safetensors(src, tmp_path / "ok.safetensors", info))
+    flood = "[" + "[]," * (MAX_CONFIG_CHARS // 3) + "[]]"
+    path = resave_safetensors(src, tmp_path / "flood.safetensors", None, raw=flood)
+    assert_refused(path, f"{len(flood)} characters, more than the {MAX_CONFIG_CHARS}")
+
+
 def test_safetensors_config_larger_than_its_tensors(tmp_path, sg2_safetensors, no_real_build):
     """Within the limits, but the tensors in the file are those of a 32 px model."""
     src, info = sg2_safetensors

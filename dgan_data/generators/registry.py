@@ -95,6 +95,11 @@ FORMAT_OPTIONS: dict[str, dict[str, Any]] = {
 #: Every loader option name, for ``dgan-data inspect --option``.
 LOADER_OPTIONS: tuple[str, ...] = tuple(sorted({k for o in FORMAT_OPTIONS.values() for k in o}))
 
+#: Most characters of a ``.safetensors`` generator's config header, checked before it is
+#: parsed: a real one holds a few hundred (its architecture's settings), and JSON of
+#: millions of tiny items costs seconds and hundreds of MB to parse and check.
+MAX_CONFIG_CHARS = 2**20
+
 #: The header document of our ``.safetensors`` generators.
 _HEADER_SCHEMA = {
     "arch": Str(64, choices=tuple(ARCHITECTURES)),
@@ -133,6 +138,12 @@ def load_safetensors_generator(path: Path) -> Generator:
             "write generators with Generator.save()"
         )
     where = f"{path}: header {CONFIG_KEY}"
+    if len(meta[CONFIG_KEY]) > MAX_CONFIG_CHARS:
+        raise CheckpointError(
+            f"{where}: {len(meta[CONFIG_KEY])} characters, more than the {MAX_CONFIG_CHARS} a "
+            "generator config may have (a real one holds a few hundred; refused before it is "
+            "parsed)"
+        )
     try:
         info = parse_json_text(meta[CONFIG_KEY], where)
         check_document(info, _HEADER_SCHEMA, where, allow_unknown=False)
