@@ -128,7 +128,7 @@ def test_a_hand_edited_export_is_shown_with_a_warning(capsys, tmp_path):
     out = tmp_path / "data"
     export_dataset("toyface-14", 4, out, progress=False)
     code, text, _ = run(capsys, "inspect", str(out), "--json")
-    assert code == 0 and "problem" not in json.loads(text)
+    assert code == 0 and json.loads(text)["problem"] is None
     desc = json.loads((out / "dataset.json").read_text())
     desc["classes"][1] = "sky"
     (out / "dataset.json").write_text(json.dumps(desc, indent=2))

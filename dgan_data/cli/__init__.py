@@ -8,6 +8,7 @@ message naming the file or the value; ``--verbose`` shows logs and tracebacks.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import platform
@@ -155,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _escape_unencodable_output()
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--"]:  # `torchrun ... -m dgan_data.cli -- export ...` on any Python
@@ -177,6 +179,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 141 if _reader_left(err) else _user_error(args, err)
     except USER_ERRORS as err:
         return _user_error(args, err)
+
+
+def _escape_unencodable_output() -> None:
+    """Print what stdout and stderr cannot encode escaped (a file name that is not valid
+    UTF-8, ``g\\xff.png``, is read as ``g\\udcff.png`` and printed so), where the streams
+    are strict: the UnicodeEncodeError of a line printed after the work was done was a
+    ValueError, so the command reported a failure (exit 2) for files it had written.
+    Streams that write such names back as bytes (surrogateescape), or are not text
+    files (a test's StringIO), are left as they are."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is None or getattr(stream, "errors", None) != "strict":
+            continue
+        with contextlib.suppress(OSError, ValueError):  # one that cannot keeps its own
+            reconfigure(errors="backslashreplace")
 
 
 def _user_error(args: argparse.Namespace, err: BaseException) -> int:

@@ -108,7 +108,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         path, preset = resolve_source(args.path, "generator")  # the file load_generator read
         info = {
             "file": str(path),
-            **({"preset": preset} if preset is not None else {}),
+            "preset": preset,  # null for a file named by its path: the same keys either way
             **G.describe(),
             "fingerprint": G.fingerprint(),
         }
@@ -116,7 +116,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
     elif kind != "annotations":
         print_record(info)
-    if kind == "export" and "problem" in info:
+    if kind == "export" and info["problem"] is not None:
         print(f"warning: {info['problem']}", file=sys.stderr)
         return 1
     return 0

@@ -34,12 +34,14 @@ def interpreter_summary(path: Path) -> dict[str, Any]:
         "crop": meta.get("crop"),
         "generator_fingerprint": meta.get("fingerprint"),
     }
-    if meta.get("image_layout") is not None or meta.get("context"):
-        info["pixel_context"] = {
-            "with_image": meta.get("image_layout") is not None,
-            "context": meta.get("context", 0),
-        }
-    training = meta.get("training")
+    # every key in every case (null where there is no value), as for annotation folders:
+    # a plain interpreter reports its setting, no image and no neighbourhood
+    info["pixel_context"] = {
+        "with_image": meta.get("image_layout") is not None,
+        "context": meta.get("context") or 0,
+    }
+    training = meta.get("training") or None  # an untrained interpreter stores {}
+    info["training"] = None
     if isinstance(training, dict):
         try:
             info["training"] = fit_summary(training, None)
@@ -196,14 +198,15 @@ def export_summary(root: Path) -> dict[str, Any]:
         "generator_fingerprint": settings.get("generator_fingerprint"),
         "interpreter_fingerprint": settings.get("interpreter_fingerprint"),
     }
+    # the same keys, in the same order, before the selection (null) and after it
     selection = desc.get("selection")
-    if isinstance(selection, dict):
-        info["kept"] = selection.get("kept")
-        info["dropped"] = selection.get("dropped")
-        info["threshold"] = selection.get("threshold")
+    if not isinstance(selection, dict):
+        selection = {}
+    info["kept"] = selection.get("kept")
+    info["dropped"] = selection.get("dropped")
+    info["threshold"] = selection.get("threshold")
     info["written_by"] = f"dgan_data {desc.get('dgan_data_version', '?')}"
-    if problem is not None:
-        info["problem"] = problem
+    info["problem"] = problem
     return info
 
 
@@ -247,10 +250,18 @@ def print_annotation_summary(info: dict[str, Any]) -> None:
     )
 
 
+#: Keys :func:`print_record` leaves out when null: in the JSON they are always there
+#: (a script finds the same keys for every file of a kind), in the table a line
+#: "kept  None" for an unfinished export or "preset  None" for a path says nothing.
+UNSET_HIDDEN = frozenset({"preset", "kept", "dropped", "threshold", "training", "problem"})
+
+
 def print_record(info: dict[str, Any]) -> None:
-    """``key  value`` lines; long lists are cut after 8 entries."""
-    width = max(len(k) for k in info)
-    for key, value in info.items():
+    """``key  value`` lines; long lists are cut after 8 entries, and the keys of
+    :data:`UNSET_HIDDEN` left out when null."""
+    shown = {k: v for k, v in info.items() if v is not None or k not in UNSET_HIDDEN}
+    width = max(len(k) for k in shown)
+    for key, value in shown.items():
         if isinstance(value, list) and len(value) > 8:
             value = f"{value[:8]} ... ({len(value)} entries)"
         print(f"{key:<{width}}  {value}")
