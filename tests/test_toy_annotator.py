@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
+from example_scripts import load_example
 
 pytest.importorskip("segmentation_models_pytorch")
 
@@ -20,14 +20,10 @@ from dgan_data.toy.annotator import (
     load_annotator,
 )
 
-SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "toy" / "train_annotator.py"
-
 
 def _load_script():
-    spec = importlib.util.spec_from_file_location("train_annotator", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    # load_example puts examples/toy on sys.path: the script imports train_gan's helpers
+    return load_example("toy/train_annotator")
 
 
 def test_build_gives_full_resolution_logits() -> None:

@@ -64,7 +64,7 @@ import torch
 from dgan_data import DatasetGANStream, Labeler
 from dgan_data.annotations import Annotations
 from dgan_data.augment import BatchAugment
-from dgan_data.cli import USER_ERRORS, OneLineParser, one_line, run_script
+from dgan_data.cli import USER_ERRORS, OneLineParser, one_line, run_script, script_error
 from dgan_data.cli.common import (
     fraction,
     int_range,
@@ -537,12 +537,20 @@ def coverage(interp_path: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Measure the chain; an annotator, generator or interpreter that does not load (or a
+    generator the interpreter does not fit) exits 2 with one line, before ``--out`` is
+    made, whichever ``--arms`` are trained."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
-    out = args.out
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        return run(args)
+    except USER_ERRORS as err:
+        return script_error(Path(__file__).name, err)
+
+
+def run(args: argparse.Namespace) -> int:
     preset = get_preset(args.preset)
     psi = preset.truncation_psi if args.psi is None else args.psi
     ann_path = toy_annotator_path(args.preset_world) if args.annotator is None else args.annotator
@@ -559,6 +567,8 @@ def main(argv: list[str] | None = None) -> int:
     labeler = Labeler.from_sources(
         preset.name, generator=gen_path, interpreter=interp_path, truncation_psi=psi, device="cpu"
     )
+    out = args.out  # made once every file of the chain has loaded
+    out.mkdir(parents=True, exist_ok=True)
     cache = out / "cache"
     test = render_labeled("test", args.test_count, variation=args.world)
 

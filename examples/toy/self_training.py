@@ -51,8 +51,10 @@ from dgan_data.cli.common import (
     positive_int,
     seed_int,
 )
+from dgan_data.conventions import IGNORE_INDEX
 from dgan_data.downstream.train import build_segmentation_model, real_batches, render_labeled
 from dgan_data.fileio import save_safetensors, write_json
+from dgan_data.interpreter.checks import check_mask_ids
 from dgan_data.metrics import confusion_matrix, metrics_from_confusion
 from dgan_data.toy import CLASS_NAMES, NUM_CLASSES, SPLITS, VARIATIONS
 from dgan_data.toy.annotator import load_annotator, toy_annotator_path
@@ -93,14 +95,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def load_samples(path: Path, need_labels: bool) -> dict[str, torch.Tensor]:
-    """A diagnose.py cache: ``images`` (N, 3, H, W) in [0, 1] and ``labels`` (N, H, W)."""
+    """A diagnose.py cache: ``images`` (N, 3, H, W) float in [0, 1] (uint8 are divided by
+    255) and ``labels`` (N, H, W) integer class ids of the toy classes or 255 (ignored),
+    on the images' N, H, W (checked where the cache has them; required by
+    ``need_labels``). Anything else is a SystemExit naming ``path``; parse_args checks
+    both files before ``--out`` is made."""
     data = torch.load(path, map_location="cpu", weights_only=True)
     keys = ("images", "labels") if need_labels else ("images",)
     if not isinstance(data, dict) or any(k not in data for k in keys):
         raise SystemExit(f"{path}: not a diagnose.py cache (needs {', '.join(keys)})")
     images = data["images"]
-    if images.dim() != 4 or images.shape[1] != 3:
-        raise SystemExit(f"{path}: images must be (N, 3, H, W), got {tuple(images.shape)}")
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
+        found = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise SystemExit(f"{path}: images must be (N, 3, H, W), got {found}")
+    # labels-free eval samples: a stand-in of no memory, so the images get the same check
+    labels = data.get("labels")
+    if labels is None:
+        labels = torch.zeros((), dtype=torch.uint8).expand(images.shape[0], *images.shape[2:])
+    try:  # real_batches' rule for a labeled set (shapes, dtypes, [0, 1]), then the ids
+        real_batches(images, labels, 1, augment=None)
+        check_mask_ids(labels, NUM_CLASSES)
+    except ValueError as err:
+        raise SystemExit(f"{path}: {one_line(err).removeprefix('real_batches: ')}") from None
+    if images.dtype == torch.uint8:  # the students and the annotator read [0, 1] floats
+        data["images"] = images.float() / 255
     return data
 
 
@@ -121,6 +139,9 @@ def predict(net: torch.nn.Module, images: torch.Tensor, flip: bool) -> torch.Ten
 
 
 def agreement(labels: torch.Tensor, reference: torch.Tensor) -> dict[str, Any]:
+    """mIoU and per-class IoU of ``labels`` against ``reference``; pixels ``labels``
+    ignore (255) are not counted."""
+    reference = reference.masked_fill(labels == IGNORE_INDEX, IGNORE_INDEX)
     scores = metrics_from_confusion(confusion_matrix(labels, reference, NUM_CLASSES))
     return {
         "miou": scores["miou"],

@@ -9,11 +9,17 @@ stand-in human annotator of generated images and the fully supervised upper boun
 
 Writes ``--out`` (.safetensors weights) and the .json beside it (classes, arch, mIoU).
 With ``--resume`` it continues from ``<out>.ckpt.pt`` (written every ``--ckpt-every`` steps).
+The checkpoint records the run's settings (architecture, ``--seed``, ``--world``,
+``--steps``, ``--batch-size``, ``--lr``, ``--weight-decay``, ``--dice-weight``,
+``--train-count``); a resume with any of them different, a checkpoint that does not load
+or does not fit the network, and one written before that record are refused before
+anything is rendered (exit 2, one line naming the checkpoint and each differing setting).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import time
@@ -24,6 +30,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
+from train_gan import load_checkpoint, state_dict_mismatch
 
 from dgan_data.cli import OneLineParser, one_line, run_script
 from dgan_data.cli.common import (
@@ -113,7 +120,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             f"{args.encoder_depth}), got {len(args.decoder_channels)}"
         )
     try:  # the encoder and its depth, now rather than after rendering the pool
-        build_annotator(
+        model = build_annotator(
             NUM_CLASSES,
             encoder=args.encoder,
             encoder_depth=args.encoder_depth,
@@ -122,7 +129,106 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     except (KeyError, ValueError, RuntimeError) as err:
         ap.error(f"--encoder {args.encoder} --encoder-depth {args.encoder_depth}: "
                  f"{one_line(err)}")  # fmt: skip
+    ckpt_path = checkpoint_path(args.out)
+    if (args.resume or args.ckpt_every) and ckpt_path.exists() and not ckpt_path.is_file():
+        ap.error(f"{ckpt_path}: exists and is not a file; move it away")
+    if args.resume and ckpt_path.is_file():  # before the pool is rendered
+        check_resume(ap, ckpt_path, args, model)
     return args
+
+
+def checkpoint_path(out: Path) -> Path:
+    """Where the run writes its checkpoint: ``<out>.ckpt.pt``."""
+    return out.with_suffix(".ckpt.pt")
+
+
+#: What :func:`main` reads from a checkpoint (``settings``: the run's, see
+#: :func:`run_settings`).
+CHECKPOINT_KEYS = ("model", "opt", "step", "elapsed", "settings")
+
+
+def run_settings(args: argparse.Namespace) -> dict:
+    """What shapes the run, recorded in its checkpoint: a resume must give the same
+    (the network's architecture, the batches drawn, the loss and the lr schedule)."""
+    return {
+        "encoder": args.encoder,
+        "encoder_depth": args.encoder_depth,
+        "decoder_channels": list(args.decoder_channels),
+        "seed": args.seed,
+        "world": args.world,
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "weight_decay": args.weight_decay,
+        "dice_weight": args.dice_weight,
+        "train_count": args.train_count,
+    }
+
+
+def flag_text(name: str, value: object) -> str:
+    """``--decoder-channels 32 16 8`` for setting ``decoder_channels`` = [32, 16, 8]."""
+    shown = " ".join(map(str, value)) if isinstance(value, list) else str(value)
+    return f"--{name.replace('_', '-')} {shown}"
+
+
+def settings_differences(saved: dict, args: argparse.Namespace) -> list[str]:
+    """Each setting of ``args`` that is not the checkpoint's, with the checkpoint's value."""
+    return [
+        f"{flag_text(name, want)} (the checkpoint's: {flag_text(name, saved.get(name))})"
+        for name, want in run_settings(args).items()
+        if saved.get(name) != want
+    ]
+
+
+def check_resume(
+    ap: argparse.ArgumentParser, ckpt_path: Path, args: argparse.Namespace, model: torch.nn.Module
+) -> None:
+    """Refuse (one line, exit 2) a checkpoint that does not load, lacks what training
+    reads (one written before the settings record included), was trained with other
+    settings or does not fit ``model``."""
+
+    def refuse(problem: str) -> None:
+        ap.error(f"--resume: {ckpt_path}: {problem}")
+
+    try:
+        ck = load_checkpoint(ckpt_path)
+    except Exception as err:  # damaged, truncated, not a torch file
+        refuse(f"not a checkpoint of this script ({one_line(err)})")
+    if not isinstance(ck, dict):
+        refuse(f"not a checkpoint of this script (holds a {type(ck).__name__}, not a dict)")
+    missing = [k for k in CHECKPOINT_KEYS if k not in ck]
+    if missing == ["settings"]:  # the seed, world, steps... are not in the tensors
+        refuse(
+            "written before checkpoints recorded their run settings, so this run cannot be "
+            "checked against it; delete it to train afresh"
+        )
+    if missing:
+        refuse(f"not a checkpoint of this script (no {', '.join(missing)})")
+    try:
+        saved = dict(json.loads(ck["settings"]))
+    except Exception as err:  # whatever a foreign value makes json raise
+        refuse(f"not a checkpoint of this script (its settings do not load: {one_line(err)})")
+    differences = settings_differences(saved, args)
+    if differences:
+        refuse(
+            f"trained with other settings: {'; '.join(differences)}; resume with the "
+            "checkpoint's settings, or delete it to train afresh"
+        )
+    problem = state_dict_mismatch(model, ck["model"])
+    if problem:
+        refuse(f"not a checkpoint of this script (its model does not fit: {problem})")
+    checks = {
+        "opt": lambda: torch.optim.AdamW(model.parameters()).load_state_dict(ck["opt"]),
+        "step": lambda: int(ck["step"]),
+        "elapsed": lambda: float(ck["elapsed"]),
+    }
+    for name, check in checks.items():
+        try:
+            check()
+        except Exception as err:  # whatever a foreign value makes torch raise
+            refuse(f"not a checkpoint of this script (its {name} does not load: {one_line(err)})")
+    if not 0 < int(ck["step"]) < args.steps:
+        refuse(f"not a checkpoint of this script (step {int(ck['step'])} of --steps {args.steps})")
 
 
 def render_pool(count: int, device: str, world: str = "base") -> tuple[torch.Tensor, torch.Tensor]:
@@ -211,10 +317,10 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"annotator: {model.config} ({n_params / 1e6:.2f} M parameters)")
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
 
-    ckpt_path = args.out.with_suffix(".ckpt.pt")
+    ckpt_path = checkpoint_path(args.out)
     step0, elapsed0 = 0, 0.0
-    if args.resume and ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location=args.device, weights_only=True)
+    if args.resume and ckpt_path.is_file():  # checked by parse_args
+        ckpt = load_checkpoint(ckpt_path)
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["opt"])
         step0, elapsed0 = int(ckpt["step"]), float(ckpt["elapsed"])
@@ -248,6 +354,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "opt": opt.state_dict(),
                 "step": done,
                 "elapsed": elapsed0 + time.time() - t_start,
+                "settings": json.dumps(run_settings(args)),
             }
             atomic_torch_save(state, ckpt_path)
     train_seconds = elapsed0 + time.time() - t_start
