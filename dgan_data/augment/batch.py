@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..conventions import IGNORE_INDEX, check_int, check_number, keyword_hints
+from ..conventions import IGNORE_INDEX, check_int, check_number, keyword_hints, short_list
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -85,9 +85,7 @@ def _check_input_mask_ids(masks: torch.Tensor, ignore_index: int = IGNORE_INDEX)
     if lo >= 0 and hi <= MAX_MASK_ID:
         return
     ids = masks.long()
-    found = torch.unique(ids[(ids < 0) | (ids > MAX_MASK_ID)])
-    shown = ", ".join(str(int(v)) for v in found[:5].tolist())
-    more = f" and {found.numel() - 5} more" if found.numel() > 5 else ""
+    shown = _listed_ids(ids, (ids < 0) | (ids > MAX_MASK_ID))
     if lo < 0:
         why = (
             f"neither a class (ids >= 0) nor the ignore index {ignore_index}; mark "
@@ -98,7 +96,12 @@ def _check_input_mask_ids(masks: torch.Tensor, ignore_index: int = IGNORE_INDEX)
             f"above {MAX_MASK_ID}: masks are warped as float32, which holds ids up to "
             "2**24 - 1 exactly"
         )
-    raise ValueError(f"BatchAugment: masks hold ids {shown}{more}, which are {why}")
+    raise ValueError(f"BatchAugment: masks hold ids {shown}, which are {why}")
+
+
+def _listed_ids(ids: torch.Tensor, wrong: torch.Tensor) -> str:
+    """The distinct ids where ``wrong`` holds, for an error message (the first five)."""
+    return short_list(torch.unique(ids[wrong]).tolist(), limit=5)
 
 
 def _check_generator(generator: Any) -> None:
@@ -203,12 +206,9 @@ def _check_mask_ids(masks: torch.Tensor, num_classes: int) -> None:
     ids = masks.long()
     wrong = (ids < 0) | ((ids >= num_classes) & (ids != IGNORE_INDEX))
     if bool(wrong.any()):
-        found = torch.unique(ids[wrong])
-        shown = ", ".join(str(int(v)) for v in found[:5].tolist())
-        more = f" and {found.numel() - 5} more" if found.numel() > 5 else ""
         raise ValueError(
-            f"augment callable returned mask ids {shown}{more}, which are neither a class "
-            f"(0..{num_classes - 1}) nor the ignore index {IGNORE_INDEX}; fill pixels it "
+            f"augment callable returned mask ids {_listed_ids(ids, wrong)}, which are neither "
+            f"a class (0..{num_classes - 1}) nor the ignore index {IGNORE_INDEX}; fill pixels it "
             f"moves in from outside the image with {IGNORE_INDEX}"
         )
 
