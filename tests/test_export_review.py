@@ -72,18 +72,25 @@ def test_an_image_symlinked_out_is_repaired_by_the_rerun_verify_promises(
     assert _snapshot(done) == _snapshot(reference)
 
 
+def folder_in_place(root, rel: str):
+    """Replace the export's file ``rel`` by a folder holding a file of the user's, and
+    verify: the one problem names it as a folder. Returns the report."""
+    (root / rel).unlink()
+    (root / rel).mkdir()
+    (root / rel / "keep.txt").write_text("the user's")
+    report = verify_export(root)
+    assert report.problems == [
+        f"{root / rel} is a folder, not a file (remove it, then rerun the export command)"
+    ]
+    return report
+
+
 def test_a_folder_in_place_of_a_sample_is_named_and_never_deleted(models, done):  # noqa: F811
     rel = _jsonl(done / "index.jsonl")[0]["mask"]
-    (done / rel).unlink()
-    (done / rel).mkdir()
-    (done / rel / "keep.txt").write_text("x")
-    report = verify_export(done)
-    assert report.problems == [
-        f"{done / rel} is a folder, not a file (remove it, then rerun the export command)"
-    ]
+    folder_in_place(done, rel)
     with pytest.raises(ExportDamagedError, match=r"is a folder where a sample file belongs"):
         _export(models, done)
-    assert (done / rel / "keep.txt").read_text() == "x"
+    assert (done / rel / "keep.txt").read_text() == "the user's"
     assert not [p for p in (done / "masks").iterdir() if p.name.endswith(".tmp")]
 
 

@@ -17,6 +17,7 @@ import json
 import pytest
 from test_export import _export, _jsonl, _snapshot, models, reference  # noqa: F401
 from test_export_hardening import _one_thread, done  # noqa: F401
+from test_export_review import folder_in_place
 
 from dgan_data.cli import main
 from dgan_data.export import ExportDamagedError, export_dataset, shard_candidates, verify_export
@@ -26,13 +27,7 @@ from dgan_data.export import ExportDamagedError, export_dataset, shard_candidate
 @pytest.mark.parametrize("key", ["image", "mask"])
 def test_a_folder_for_a_sample_file_is_to_be_moved_away(models, reference, done, capsys, key):  # noqa: F811
     rel = _jsonl(done / "index.jsonl")[3][key]
-    (done / rel).unlink()
-    (done / rel).mkdir()
-    (done / rel / "notes.txt").write_text("the user's")
-    report = verify_export(done)
-    assert report.problems == [
-        f"{done / rel} is a folder, not a file (remove it, then rerun the export command)"
-    ]
+    report = folder_in_place(done, rel)
     assert not report.repairable and report.move_away
     assert main(["export", "--verify", "--out", str(done)]) == 1
     summary = capsys.readouterr().out.strip().splitlines()[-1]
@@ -40,7 +35,7 @@ def test_a_folder_for_a_sample_file_is_to_be_moved_away(models, reference, done,
     assert "rerun the export command to repair them" not in summary
     with pytest.raises(ExportDamagedError, match=r"is a folder where a sample file belongs"):
         _export(models, done)
-    assert (done / rel / "notes.txt").read_text() == "the user's"
+    assert (done / rel / "keep.txt").read_text() == "the user's"
     (done / rel).rename(done.parent / "moved-away")
     assert _export(models, done).repaired == 1
     assert verify_export(done).problems == []
