@@ -260,7 +260,9 @@ def _record_maps(monkeypatch, shipped):
     return fitted, labeled
 
 
-def test_drop_zeroes_the_coarse_maps_when_fitting_and_labeling(world, tmp_path, monkeypatch):
+def test_drop_zeroes_the_coarse_maps_when_fitting_and_labeling(
+    world, tmp_path, monkeypatch, capsys
+):
     maps = [torch.ones(2, 4, 4), torch.ones(2, 8, 8), torch.ones(3, 64, 64)]
     out = variants.drop_coarse(maps, 2)
     assert not out[0].any() and not out[1].any() and torch.equal(out[2], maps[2])
@@ -272,8 +274,10 @@ def test_drop_zeroes_the_coarse_maps_when_fitting_and_labeling(world, tmp_path, 
     for feats in (fitted[0][0], labeled[0]):  # one annotation's maps; a batch being labeled
         assert all(not m.any() for m in feats[:3])
         assert all(m.any() for m in feats[3:])
-    with pytest.raises(ValueError, match="leave a feature map"):
+    with pytest.raises(SystemExit) as exc:  # refused when parsed, before any variant runs
         variants.main([*argv[:-1], "drop=9"])
+    assert exc.value.code == 2
+    assert "leave a feature map" in capsys.readouterr().err
 
 
 def test_norm_standardises_generator_maps_and_leaves_the_image(world, tmp_path, monkeypatch):

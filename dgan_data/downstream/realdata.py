@@ -499,6 +499,63 @@ def _images_uint8(images: Any) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def _replaced_entries(
+    image_dir: Path, mask_dir: Path, keys: dict[str, str], suffix: str
+) -> list[tuple[Path, Path]]:
+    """The entries of ``images/`` and ``masks/`` that a write of the stems ``keys``
+    (NFC key -> stem) replaces under another name (``00000.jpg`` when ``00000.png`` is
+    written, a decomposed "café"), each with the file that replaces it. A folder there
+    is refused before anything is written: it is not a file to replace."""
+    stale: list[tuple[Path, Path]] = []
+    for folder, suffixes, new_suffix in (
+        (image_dir, IMAGE_SUFFIXES, suffix),
+        (mask_dir, (MASK_SUFFIX,), MASK_SUFFIX),
+    ):
+        if not folder.is_dir():
+            continue
+        for p in sorted(folder.iterdir()):
+            stem = keys.get(_key(p))
+            if p.name.startswith(".") or stem is None or p.suffix.lower() not in suffixes:
+                continue
+            new = folder / f"{stem}{new_suffix}"
+            if p.is_dir() and not p.is_symlink():
+                raise FileExistsError(
+                    f"{folder.name}/{p.name}: a folder, where the file of name {stem!r} "
+                    "goes; move it away (nothing was written)"
+                )
+            if p.name != new.name:
+                stale.append((p, new))
+    return stale
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _check_kept_classes(root: Path, masks: np.ndarray) -> None:
+    """Refuse, before anything is written, a ``classes.json`` left in ``root`` that the
+    masks written without ``class_names`` would not fit (the folder would not open)."""
+    problems: list[str] = []
+    names = _read_classes(root, problems)
+    if problems:
+        raise ValueError(
+            f"{root}: {problems[0]}; pass class_names to replace it (nothing was written)"
+        )
+    if names is None:
+        return
+    ids = masks[masks != IGNORE_INDEX]
+    bad = np.unique(ids[ids >= len(names)]).tolist()
+    if bad:
+        raise ValueError(
+            f"{root / CLASSES_FILE} lists {len(names)} classes ({short_list(names)}), but the "
+            f"masks hold class ids {short_list(bad)} outside 0..{len(names) - 1}; pass "
+            f"class_names to replace it, or remove it (nothing was written)"
+        )
+
+
 def write_labeled_folder(
     root: str | os.PathLike,
     images: Any,
@@ -518,9 +575,15 @@ def write_labeled_folder(
     a plain string is refused). ``names``: file stems (default ``00000``, ``00001``,
     ...). ``image_format``: "png" (lossless) or "jpg" (quality 95). Everything is
     checked before anything is written, so :class:`LabeledFolder` reads back what was
-    written. Each file is written to a temp file and renamed. Refuses to write into
-    non-empty ``images/`` or ``masks/`` folders unless ``exist_ok`` (then same-named
-    files are replaced, others left alone).
+    written; names are compared as :class:`LabeledFolder` matches stems (after Unicode
+    NFC normalisation), so "café" typed and "café" decomposed are one name and refused.
+    Each file is written to a temp file and renamed. Refuses to write into non-empty
+    ``images/`` or ``masks/`` folders unless ``exist_ok``: then each written name
+    replaces that name's image and mask, also one of another extension or normalisation
+    (``00000.jpg`` when writing ``00000.png``: removed once the new file is in place),
+    and other names are left alone. Without ``class_names`` an existing ``classes.json``
+    is kept when the masks' ids fit it, and refused (before anything is written) when
+    they do not or it cannot be read: pass ``class_names`` to replace it.
     """
     root = nonempty_path(root, "root")
     rgb = _images_uint8(images)
@@ -557,9 +620,26 @@ def write_labeled_folder(
     odd = [s for s in stems if not s or s.startswith(".") or "/" in s or "\\" in s]
     if odd:
         raise ValueError(f"names must be plain file stems, got {short_list(odd)}")
+    # LabeledFolder's own rule: two names of one key are two images of one stem to it
+    keys: dict[str, str] = {}
+    for stem in stems:
+        key = _key(Path(f"{stem}{MASK_SUFFIX}"))
+        if key in keys:
+            raise ValueError(
+                f"names: {keys[key]!a} and {stem!a} differ only in Unicode "
+                "normalisation, and LabeledFolder matches file stems after NFC "
+                "normalisation: they would be two images of one name"
+            )
+        keys[key] = stem
 
     image_dir, mask_dir = root / IMAGE_DIR, root / MASK_DIR
-    if not exist_ok:
+    suffix = ".png" if fmt == "png" else ".jpg"
+    stale: list[tuple[Path, Path]] = []  # (old entry, the new file that replaces it)
+    if exist_ok:
+        stale = _replaced_entries(image_dir, mask_dir, keys, suffix)
+        if class_names is None:
+            _check_kept_classes(root, m)
+    else:
         busy = [
             f"{d.name}/"
             for d in (image_dir, mask_dir)
@@ -572,7 +652,6 @@ def write_labeled_folder(
             )
     make_folder(image_dir, "labeled folder")
     make_folder(mask_dir, "labeled folder")
-    suffix = ".png" if fmt == "png" else ".jpg"
     for i, stem in enumerate(stems):
         image = Image.fromarray(rgb[i], mode=None)
         if fmt == "png":
@@ -586,5 +665,8 @@ def write_labeled_folder(
     if class_names is not None:
         text = json.dumps(list(class_names), indent=2) + "\n"
         atomic_write(root / CLASSES_FILE, lambda f: f.write(text.encode("utf-8")))
+    for old, new in stale:  # only now: a failed write leaves the old pair, never none
+        if not _same_file(old, new):  # a case-insensitive disk: the new file itself
+            old.unlink(missing_ok=True)
     logger.info("wrote %d labeled images to %s", n, root)
     return root

@@ -83,6 +83,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import torch
 import torch.nn.functional as F
 from coarse_maps import drop_coarse, fold_drop
+from train_gan import build_generator
 
 from dgan_data import Interpreter, Labeler, load_generator
 from dgan_data.annotations import Annotations
@@ -497,11 +498,25 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argpar
         if missing:
             ap.error(f"--assets {args.assets}: missing {', '.join(missing)}")
     try:
-        for v in args.variants:
-            parse_variant(v)
+        drops = {v: parse_variant(v).get("drop", 0) for v in args.variants}
     except ValueError as exc:
         ap.error(str(exc))
+    if any(drops.values()):  # refused now, not after the variants before it have run
+        maps = toy_feature_maps(args.preset)
+        for v, drop in drops.items():
+            if drop >= maps:
+                ap.error(
+                    f"variant {v!r}: drop must leave a feature map: the toy generator has "
+                    f"{maps}, so drop lies in 0..{maps - 1}"
+                )
     return args
+
+
+def toy_feature_maps(preset: str) -> int:
+    """How many feature maps the toy generator of ``preset`` has (``train_gan.py``'s
+    network at the preset's resolution, as ``build_preset.py`` requires of ``--assets``)."""
+    size = get_preset(preset).image_resolution[0]
+    return len(build_generator(size).feature_channels)
 
 
 def _unsaved(out: Path, name: str) -> bool:

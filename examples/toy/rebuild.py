@@ -43,6 +43,9 @@ import sys
 import time
 from pathlib import Path
 
+from coarse_maps import CoarseDropped
+from train_gan import build_generator
+
 from dgan_data.cli import OneLineParser, run_script
 from dgan_data.cli.models import context_radius
 from dgan_data.fileio import output_path_problem
@@ -174,6 +177,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             setattr(args, f"interpreter_{option}", shipped[key])
     if args.interpreter_drop_coarse < 0:
         p.error(f"--interpreter-drop-coarse must be >= 0, got {args.interpreter_drop_coarse}")
+    try:  # build_preset.py's bound, on the generator the gan part trains: refused now, not
+        # after the annotator, GAN and quality parts have run for hours
+        CoarseDropped(toy_generator(args.world), args.interpreter_drop_coarse)
+    except ValueError as err:
+        p.error(f"--interpreter-drop-coarse {args.interpreter_drop_coarse}: {err}")
     for name in ("gan_steps", "annotator_steps", "interpreter_steps", "threads"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
@@ -192,6 +200,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if problem:
             p.error(f"{flag} {folder}: {problem}")
     return args
+
+
+def toy_generator(world: str):
+    """An untrained toy generator (``train_gan.py``'s network) at the resolution of the
+    world's preset, the one ``build_preset.py`` accepts: its feature maps are the ones
+    ``--interpreter-drop-coarse`` counts."""
+    from dgan_data.toy.preset import toy_preset_fields
+
+    return build_generator(toy_preset_fields(world)["image_resolution"][0])
 
 
 def build_plan(args: argparse.Namespace) -> Plan:
