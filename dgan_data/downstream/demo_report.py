@@ -139,21 +139,35 @@ def plateau(runs: list[dict[str, Any]], steps: int) -> dict[str, Any] | None:
     if not curves:
         return None
     spans = []
+    few = with_nan = False
     for curve in curves:
-        tail = [e["val_miou"] for e in curve if e["step"] >= 0.8 * steps]
-        spans.append(max(tail) - min(tail) if len(tail) > 1 else math.nan)
+        tail = [float(e["val_miou"]) for e in curve if e["step"] >= 0.8 * steps]
+        if any(math.isnan(v) for v in tail):  # max/min over a NaN is order-dependent
+            with_nan = True
+            spans.append(math.nan)
+        elif len(tail) < 2:
+            few = True
+            spans.append(math.nan)
+        else:
+            spans.append(max(tail) - min(tail))
     result: dict[str, Any] = {
         "rule": "validation mIoU of (c) within 1 point over its last 20 % of steps",
         "spans": spans,
     }
-    if any(math.isnan(s) for s in spans):
+    if few or with_nan:
         result["reached"] = None
-        result["note"] = (
-            "not checkable: fewer than 2 evaluations in the last 20 % of steps "
-            "(evaluate more often than every 0.1 x steps)"
-        )
+        notes = []
+        if with_nan:
+            notes.append("a validation mIoU in the last 20 % of steps is NaN")
+        if few:
+            notes.append(
+                "fewer than 2 evaluations in the last 20 % of steps "
+                "(evaluate more often than every 0.1 x steps)"
+            )
+        result["note"] = "not checkable: " + "; ".join(notes)
     else:
-        result["reached"] = bool(all(s <= 0.01 for s in spans))
+        # 0.71 - 0.70 is 0.010000000000000009 in floats: exactly 1 point is within it
+        result["reached"] = bool(all(s <= 0.01 + 1e-9 for s in spans))
     return result
 
 

@@ -8,11 +8,12 @@ inside. Checkpoints are safetensors weights plus a JSON record of how to rebuild
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import pickle
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from ..conventions import (
 )
 from ..fileio import atomic_torch_save, require_file
 from ..generators.files import WEIGHT_DTYPES
+from ..seeds import check_seed
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +85,14 @@ class SegmentationModel(nn.Module):
                 f"image size {tuple(images.shape[-2:])} must be divisible by {stride}, the "
                 f"output stride of this {self.config.get('arch')}; resize or pad the images"
             )
+        if self.training and images.shape[0] == 1 and self.config.get("arch") in ARCHITECTURES:
+            # the ASPP's image-pooling branch has a BatchNorm over 1x1 maps: torch failed
+            # deep inside with "Expected more than 1 value per channel when training"
+            raise ValueError(
+                f"a {self.config.get('arch')} (DeepLab) needs batches of 2 or more images in "
+                "training (its ASPP pooling branch normalises over the batch), got a batch "
+                "of 1; use batch_size >= 2, or model.eval() for inference"
+            )
         return self.net((images - self.mean) / self.std)
 
 
@@ -104,6 +114,28 @@ def _check_atrous_rates(rates: Any) -> tuple[int, int, int]:
     except ValueError:
         raise bad from None
     return a, b, c
+
+
+@contextlib.contextmanager
+def _seeded(seed: int | None) -> Iterator[None]:
+    """Nothing for None (the global random state draws the weights); else torch's CPU
+    random state seeded with ``seed`` inside, and restored afterwards."""
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def _check_encoder(encoder: Any) -> str:
+    """The encoder name, a non-empty str (None or 18 failed inside smp as AttributeError)."""
+    if not isinstance(encoder, str) or not encoder.strip():
+        raise ValueError(
+            f"encoder must be a non-empty str naming a segmentation-models-pytorch encoder "
+            f"(e.g. 'resnet18' or 'tu-resnet18'), got {encoder!r:.80}"
+        )
+    return encoder
 
 
 def default_atrous_rates(image_size: int, output_stride: int) -> tuple[int, int, int]:
@@ -139,6 +171,7 @@ def build_deeplab(
     decoder_channels: int = 128,
     atrous_rates: Sequence[int] | None = None,
     image_size: int = 64,
+    seed: int | None = None,
 ) -> SegmentationModel:
     """A DeepLabV3 or DeepLabV3+ (segmentation-models-pytorch) on images in [0, 1].
 
@@ -153,6 +186,10 @@ def build_deeplab(
     weights (``.pth``/``.pt`` state dict, or ``.safetensors``), e.g. torchvision's
     ResNet weights (the classifier head ``fc.*`` is dropped). Nothing is downloaded:
     a registry name such as ``"imagenet"`` is refused.
+
+    ``seed``: None (the default) draws the initial weights from torch's global random
+    state, as before; an int gives the same weights on every call and leaves the global
+    random state untouched.
     """
     if not _SMP:
         raise ModuleNotFoundError(
@@ -164,10 +201,12 @@ def build_deeplab(
     key = str(arch).lower().replace("-", "").replace("_", "").replace("+", "plus")
     if key not in ARCHITECTURES:
         raise ValueError(f"unknown arch {arch!r}; valid: {', '.join(ARCHITECTURES)}")
+    encoder = _check_encoder(encoder)
     num_classes = check_int(num_classes, "num_classes", 1, MAX_CLASSES)
     output_stride = check_int(output_stride, "output_stride", 1)
     decoder_channels = check_int(decoder_channels, "decoder_channels", 1, MAX_DECODER_CHANNELS)
     image_size = check_int(image_size, "image_size", 1, MAX_LABEL_SIDE)
+    seed = None if seed is None else check_seed(seed)
     weights_path = None
     if encoder_weights is not None:
         weights_path = Path(encoder_weights)
@@ -194,18 +233,21 @@ def build_deeplab(
         "divisor": int(output_stride),
     }
     try:
-        net = smp.create_model(
-            ARCHITECTURES[key],
-            encoder_name=encoder,
-            encoder_weights=None,
-            encoder_output_stride=int(output_stride),
-            decoder_channels=int(decoder_channels),
-            decoder_atrous_rates=rates,
-            in_channels=3,
-            classes=int(num_classes),
-        )
-    except KeyError as err:  # smp: unknown encoder
-        raise ValueError(f"segmentation-models-pytorch has no encoder {encoder!r}: {err}") from err
+        with _seeded(seed):
+            net = smp.create_model(
+                ARCHITECTURES[key],
+                encoder_name=encoder,
+                encoder_weights=None,
+                encoder_output_stride=int(output_stride),
+                decoder_channels=int(decoder_channels),
+                decoder_atrous_rates=rates,
+                in_channels=3,
+                classes=int(num_classes),
+            )
+    except (KeyError, RuntimeError) as err:  # smp: KeyError; timm ("tu-"): RuntimeError
+        raise ValueError(
+            f"segmentation-models-pytorch has no encoder {encoder!r}: {_first_line(err)}"
+        ) from err
     if weights_path is not None:
         _load_encoder_weights(net.encoder, weights_path)
         config["encoder_weights"] = weights_path.name
@@ -228,13 +270,15 @@ def build_unet(
     decoder_channels: Sequence[int] = tuple(UNET_DEFAULTS["decoder_channels"]),
     *,
     image_size: int = 64,
+    seed: int | None = None,
 ) -> SegmentationModel:
     """A U-Net (segmentation-models-pytorch, random init) on images in [0, 1].
 
     Skip connections at strides 2, 4 and 8 keep 2-3 px parts (pupils, nostrils, teeth
     at 64 px) that a DeepLab at output stride 16 loses. The defaults are the toy
     reference annotator's architecture, so a student trained on enough labels can
-    match it. Nothing is downloaded.
+    match it. Nothing is downloaded. ``seed``: as for :func:`build_deeplab` (None: the
+    global random state).
     """
     if not _SMP:
         raise ModuleNotFoundError(
@@ -243,10 +287,12 @@ def build_unet(
         )
     import segmentation_models_pytorch as smp
 
+    encoder = _check_encoder(encoder)
     num_classes = check_int(num_classes, "num_classes", 1, MAX_CLASSES)
     encoder_depth = check_int(encoder_depth, "encoder_depth", 1, MAX_ENCODER_DEPTH)
     image_size = check_int(image_size, "image_size", 1, MAX_LABEL_SIDE)
     channels = check_decoder_widths(decoder_channels, encoder_depth, MAX_DECODER_CHANNELS)
+    seed = None if seed is None else check_seed(seed)
     config: dict[str, Any] = {
         "num_classes": int(num_classes),
         "arch": "unet",
@@ -257,17 +303,20 @@ def build_unet(
         "divisor": 2 ** int(encoder_depth),
     }
     try:
-        net = smp.create_model(
-            "Unet",
-            encoder_name=encoder,
-            encoder_weights=None,
-            encoder_depth=int(encoder_depth),
-            decoder_channels=channels,
-            in_channels=3,
-            classes=int(num_classes),
-        )
-    except KeyError as err:
-        raise ValueError(f"segmentation-models-pytorch has no encoder {encoder!r}: {err}") from err
+        with _seeded(seed):
+            net = smp.create_model(
+                "Unet",
+                encoder_name=encoder,
+                encoder_weights=None,
+                encoder_depth=int(encoder_depth),
+                decoder_channels=channels,
+                in_channels=3,
+                classes=int(num_classes),
+            )
+    except (KeyError, RuntimeError) as err:  # smp: KeyError; timm ("tu-"): RuntimeError
+        raise ValueError(
+            f"segmentation-models-pytorch has no encoder {encoder!r}: {_first_line(err)}"
+        ) from err
     return SegmentationModel(net, int(num_classes), config)
 
 
@@ -275,7 +324,8 @@ def build_segmentation_model(
     num_classes: int, arch: str = "unet", **kwargs: Any
 ) -> SegmentationModel:
     """The student by name: ``"unet"`` (:func:`build_unet`) or ``"deeplabv3"`` /
-    ``"deeplabv3plus"`` (:func:`build_deeplab`); an unknown name lists the valid ones."""
+    ``"deeplabv3plus"`` (:func:`build_deeplab`); an unknown name lists the valid ones.
+    ``seed=`` (an int) gives the same initial weights on every call."""
     key = str(arch).lower().replace("-", "").replace("_", "").replace("+", "plus")
     if key == "unet":
         return build_unet(num_classes, **kwargs)
@@ -311,6 +361,11 @@ def _load_encoder_weights(encoder: nn.Module, path: Path) -> None:
         )
     state = {k.removeprefix("encoder."): v for k, v in state.items()}
     state = {k: v for k, v in state.items() if not k.startswith(("fc.", "classifier.", "head."))}
+    # BatchNorm counters are absent from files saved before PyTorch 0.4.1 (torchvision's
+    # original ImageNet ResNets): torch's strict load accepts that, so keep the model's own
+    for name, value in encoder.state_dict().items():
+        if name.endswith("num_batches_tracked") and name not in state:
+            state[name] = value.clone()
     _load_checked(encoder, state, path, f"encoder weights for the {type(encoder).__name__}")
     log.info("loaded encoder weights from %s (%d tensors)", path, len(state))
 

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from .._version import __version__
+from ..conventions import check_int
 from .models import _SMP
 
 __all__ = ["environment_info", "torch_threads"]
@@ -23,8 +24,10 @@ def torch_threads(threads: int | None) -> Iterator[None]:
     if threads is None:
         yield
         return
+    # 2.7 was truncated to 2, True used as 1, "2" accepted, 0 a raw torch RuntimeError
+    threads = check_int(threads, "threads", 1)
     before = torch.get_num_threads()
-    torch.set_num_threads(int(threads))
+    torch.set_num_threads(threads)
     try:
         yield
     finally:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -166,6 +168,7 @@ class Preset:
             ("label_resolution", MAX_LABEL_SIDE, "the largest label frame"),
             ("image_resolution", MAX_RESOLUTION, "the largest generator output"),
         ):
+            _refuse_unordered(getattr(self, attr), f"{where}: {attr}", "(H, W)")
             value = _int_tuple(getattr(self, attr), 2)
             if value is None or min(value) <= 0:
                 raise ValueError(
@@ -197,6 +200,7 @@ class Preset:
             )
         object.__setattr__(self, "truncation_cutoff", None if cutoff is None else int(cutoff))
         if self.crop is not None:
+            _refuse_unordered(self.crop, f"{where}: crop", "(top, left, h, w)")
             crop = _int_tuple(self.crop, 4)
             if crop is None:
                 raise ValueError(
@@ -297,6 +301,15 @@ class Preset:
 
 def _is_int(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, np.integer))
+
+
+def _refuse_unordered(value: Any, what: str, order: str) -> None:
+    """A set or dict has no order: ``{37, 100}`` became (100, 37) in hash order."""
+    if isinstance(value, (AbstractSet, Mapping)):
+        raise ValueError(
+            f"{what} must be an ordered {order} tuple or list, got a {type(value).__name__} "
+            f"{value!r:.80}, whose order is arbitrary"
+        )
 
 
 def _int_tuple(value: Any, length: int) -> tuple[int, ...] | None:
