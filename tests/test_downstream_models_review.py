@@ -11,6 +11,7 @@ import torch
 
 pytest.importorskip("segmentation_models_pytorch")
 
+from test_downstream_review import _one_thread  # noqa: F401 - autouse: one thread
 from test_presets import _user_preset
 from test_train import K, random_masks
 
@@ -25,12 +26,6 @@ from dgan_data.downstream.models import (
 )
 from dgan_data.downstream.runtime import torch_threads
 from dgan_data.downstream.train import train_segmentation
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
-    yield
 
 
 def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:

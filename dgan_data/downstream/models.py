@@ -128,6 +128,23 @@ def _seeded(seed: int | None) -> Iterator[None]:
         yield
 
 
+def _create_net(arch: str, encoder: str, seed: int | None, **settings: Any) -> nn.Module:
+    """``smp.create_model`` on 3-channel images without pretrained weights, its initial
+    weights drawn under ``seed`` (see :func:`_seeded`); an unknown encoder is a ValueError
+    naming it."""
+    import segmentation_models_pytorch as smp
+
+    try:
+        with _seeded(seed):
+            return smp.create_model(
+                arch, encoder_name=encoder, encoder_weights=None, in_channels=3, **settings
+            )
+    except (KeyError, RuntimeError) as err:  # smp: KeyError; timm ("tu-"): RuntimeError
+        raise ValueError(
+            f"segmentation-models-pytorch has no encoder {encoder!r}: {_first_line(err)}"
+        ) from err
+
+
 def _check_encoder(encoder: Any) -> str:
     """The encoder name, a non-empty str (None or 18 failed inside smp as AttributeError)."""
     if not isinstance(encoder, str) or not encoder.strip():
@@ -196,8 +213,6 @@ def build_deeplab(
             f"build_deeplab needs segmentation-models-pytorch: {_SMP.message} "
             "(pip install 'dgan-data[examples]')"
         )
-    import segmentation_models_pytorch as smp
-
     key = str(arch).lower().replace("-", "").replace("_", "").replace("+", "plus")
     if key not in ARCHITECTURES:
         raise ValueError(f"unknown arch {arch!r}; valid: {', '.join(ARCHITECTURES)}")
@@ -232,22 +247,15 @@ def build_deeplab(
         # input sides must be divisible by the encoder's output stride
         "divisor": int(output_stride),
     }
-    try:
-        with _seeded(seed):
-            net = smp.create_model(
-                ARCHITECTURES[key],
-                encoder_name=encoder,
-                encoder_weights=None,
-                encoder_output_stride=int(output_stride),
-                decoder_channels=int(decoder_channels),
-                decoder_atrous_rates=rates,
-                in_channels=3,
-                classes=int(num_classes),
-            )
-    except (KeyError, RuntimeError) as err:  # smp: KeyError; timm ("tu-"): RuntimeError
-        raise ValueError(
-            f"segmentation-models-pytorch has no encoder {encoder!r}: {_first_line(err)}"
-        ) from err
+    net = _create_net(
+        ARCHITECTURES[key],
+        encoder,
+        seed,
+        encoder_output_stride=int(output_stride),
+        decoder_channels=int(decoder_channels),
+        decoder_atrous_rates=rates,
+        classes=int(num_classes),
+    )
     if weights_path is not None:
         _load_encoder_weights(net.encoder, weights_path)
         config["encoder_weights"] = weights_path.name
@@ -285,8 +293,6 @@ def build_unet(
             f"build_unet needs segmentation-models-pytorch: {_SMP.message} "
             "(pip install 'dgan-data[examples]')"
         )
-    import segmentation_models_pytorch as smp
-
     encoder = _check_encoder(encoder)
     num_classes = check_int(num_classes, "num_classes", 1, MAX_CLASSES)
     encoder_depth = check_int(encoder_depth, "encoder_depth", 1, MAX_ENCODER_DEPTH)
@@ -302,21 +308,14 @@ def build_unet(
         "image_size": int(image_size),
         "divisor": 2 ** int(encoder_depth),
     }
-    try:
-        with _seeded(seed):
-            net = smp.create_model(
-                "Unet",
-                encoder_name=encoder,
-                encoder_weights=None,
-                encoder_depth=int(encoder_depth),
-                decoder_channels=channels,
-                in_channels=3,
-                classes=int(num_classes),
-            )
-    except (KeyError, RuntimeError) as err:  # smp: KeyError; timm ("tu-"): RuntimeError
-        raise ValueError(
-            f"segmentation-models-pytorch has no encoder {encoder!r}: {_first_line(err)}"
-        ) from err
+    net = _create_net(
+        "Unet",
+        encoder,
+        seed,
+        encoder_depth=int(encoder_depth),
+        decoder_channels=channels,
+        classes=int(num_classes),
+    )
     return SegmentationModel(net, int(num_classes), config)
 
 
