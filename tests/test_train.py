@@ -532,6 +532,42 @@ def test_resume_refuses_a_source_state_that_does_not_fit(tmp_path):
         )  # fmt: skip
 
 
+def test_resume_refuses_source_states_of_another_number_of_processes(tmp_path):
+    """Each process owns its slice of the stream: restarting them drew the first run's
+    batches again (it was a warning)."""
+    source = CountingSource()
+    train_segmentation(
+        build_deeplab(K, image_size=32), source, 2, checkpoint_dir=tmp_path,
+        resumable_source=source, progress=False,
+    )  # fmt: skip
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    state["sources"] = state["sources"] * 2  # as two processes save them
+    torch.save(state, tmp_path / "last.pt")
+    again = CountingSource()
+    with pytest.raises(ValueError, match=r"states of 2 process\(es\), this run has 1"):
+        train_segmentation(
+            build_deeplab(K, image_size=32), again, 3, checkpoint_dir=tmp_path,
+            resume=True, resumable_source=again, progress=False,
+        )  # fmt: skip
+    assert again.drawn == []  # refused before any batch
+
+
+def test_resume_applies_the_weight_decay_given(tmp_path):
+    """The saved optimiser state overwrote it: a resumed run kept the first run's."""
+    source = CountingSource()
+    train_segmentation(
+        build_deeplab(K, image_size=32), source, 2, checkpoint_dir=tmp_path,
+        resumable_source=source, weight_decay=1e-4, progress=False,
+    )  # fmt: skip
+    again = CountingSource()
+    train_segmentation(
+        build_deeplab(K, image_size=32), again, 3, checkpoint_dir=tmp_path, resume=True,
+        resumable_source=again, weight_decay=0.5, progress=False,
+    )  # fmt: skip
+    groups = torch.load(tmp_path / "last.pt", weights_only=True)["optimizer"]["param_groups"]
+    assert [g["weight_decay"] for g in groups] == [0.5] * len(groups)
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_example_resume_continues_the_stream_and_scores_every_checkpoint(
     tmp_path, monkeypatch, capsys, workers

@@ -257,15 +257,12 @@ def _restore_source(source: Any, states: list[dict[str, Any]] | None, path: Path
     if states is None:
         log.warning("%s holds no batch-source state: the source starts from its beginning", path)
         return False
-    if len(states) != world:
-        log.warning(
-            "%s holds the batch-source states of %d rank(s), this run has %d: the source "
-            "starts from its beginning",
-            path,
-            len(states),
-            world,
+    if len(states) != world:  # each rank owns its slice of the stream: restarting
+        # them all drew the batches the first run had trained on again
+        raise ValueError(
+            f"{path}: holds the batch-source states of {len(states)} process(es), this run "
+            f"has {world}: resume with {len(states)} process(es), or train afresh"
         )
-        return False
     try:
         source.load_state_dict(states[rank])
     except (ValueError, KeyError, AssertionError) as err:  # torchdata's loader asserts
@@ -548,6 +545,8 @@ def train_segmentation(
         )
     elif resume and ckpt_dir is not None:
         state, history, start = _load_training_state(ckpt_dir / "last.pt", model, opt, scaler)
+        for group in opt.param_groups:  # the saved optimiser state overwrote it; lr is
+            group["weight_decay"] = weight_decay  # set at every step anyway
         log.info("resumed from %s at step %d", ckpt_dir / "last.pt", start)
         if start >= steps:
             return history
