@@ -439,7 +439,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 f"--folds {args.folds} needs >= {args.folds} eval images, got {num_eval}"
             )
     val = validation_set(args, stream, args.val_samples) if protocol == "holdout" else None
-    scores = EvalScores(args.checkpoint_dir, main_rank, data_desc, _num_images(data))
+    # what the holdout scores are on: scores of another validation set cannot be compared
+    val_desc = (
+        {"val_samples": args.val_samples, "seed": args.seed, "drop_uncertain": args.drop_uncertain}
+        if val is not None
+        else None
+    )
+    scores = EvalScores(args.checkpoint_dir, main_rank, data_desc, _num_images(data), val_desc)
     if args.resume_step:  # before training: scores of another eval set cannot be mixed in
         scores.load(args.resume_step)
     per_image, val_scores = scores.per_image, scores.val
@@ -590,10 +596,18 @@ class EvalScores:
     ``<checkpoint-dir>/scores.pt`` so a resumed run's checkpoint choice also covers the
     checkpoints scored before the interruption. Rank 0 writes; every rank reads."""
 
-    def __init__(self, folder: Path | None, writer: bool, eval_desc: str, eval_images: int) -> None:
+    def __init__(
+        self,
+        folder: Path | None,
+        writer: bool,
+        eval_desc: str,
+        eval_images: int,
+        val_set: dict[str, Any] | None = None,
+    ) -> None:
         self.path = folder / "scores.pt" if folder is not None else None
         self.writer = writer
         self.eval_set = {"description": eval_desc, "images": eval_images}
+        self.val_set = val_set  # the holdout protocol's validation set; None: five-fold
         self.per_image: dict[int, torch.Tensor] = {}
         # step -> the validation confusion (K, K); a scores.pt of an older version holds
         # the validation mIoU as a number, which holdout_protocol also takes
@@ -619,6 +633,7 @@ class EvalScores:
                 "delete it to score the earlier checkpoints afresh"
             ) from err
         self._check_eval_set(saved.get("eval_set"), per_image)
+        self._check_val_set(saved.get("val_set"), per_image, val, done)
         saved = {"per_image": per_image, "val": val}
         self.per_image.update({s: t for s, t in saved["per_image"].items() if s <= done})
         self.val.update({s: v for s, v in saved["val"].items() if s <= done})
@@ -640,10 +655,50 @@ class EvalScores:
             "scores.pt to score the earlier checkpoints afresh"
         )
 
+    def _check_val_set(
+        self, saved: Any, per_image: dict[int, Any], val: dict[int, Any], done: int
+    ) -> None:
+        """With the holdout protocol every checkpoint up to ``done`` needs a validation
+        score on this run's validation set: checkpoints of a five-fold run have none (the
+        choice covered the new ones only), and scores on another ``--val-samples`` are not
+        comparable (a scores.pt of an older version records no validation set)."""
+        if self.val_set is None:
+            return
+        unscored = sorted(s for s in per_image if s <= done and s not in val)
+        if unscored:
+            problem = (
+                f"holds checkpoints {unscored} scored without a validation set (a five-fold "
+                "run?), which the holdout protocol cannot choose among"
+            )
+        elif val and saved is not None and saved != self.val_set:
+            problem = (
+                f"holds validation scores on {_val_text(saved)}, but this run validates on "
+                f"{_val_text(self.val_set)}"
+            )
+        else:
+            return
+        raise UsageError(
+            f"--resume: {self.path} {problem}: resume with the protocol and validation "
+            "settings it was started with, or delete scores.pt to score the earlier "
+            "checkpoints afresh"
+        )
+
     def save(self) -> None:
         if self.path is not None and self.writer:
-            state = {"per_image": self.per_image, "val": self.val, "eval_set": self.eval_set}
+            state = {
+                "per_image": self.per_image,
+                "val": self.val,
+                "eval_set": self.eval_set,
+                "val_set": self.val_set,
+            }
             atomic_torch_save(state, self.path)
+
+
+def _val_text(val_set: Any) -> str:
+    """``--val-samples 4 --seed 0 --drop-uncertain 0.1`` for a recorded validation set."""
+    if not isinstance(val_set, dict):
+        return repr(val_set)
+    return " ".join(f"--{k.replace('_', '-')} {v}" for k, v in val_set.items())
 
 
 def _check_confusions(per_image: dict[Any, Any]) -> None:

@@ -104,6 +104,33 @@ def test_old_scores_files_are_checked_by_their_image_counts(deeplab, tmp_path):
         deeplab.EvalScores(tmp_path, True, "twelve images", 12).load(2)
 
 
+VAL = {"val_samples": 4, "seed": 0, "drop_uncertain": 0.1}
+
+
+def test_holdout_scores_of_another_validation_set_are_refused(deeplab, tmp_path):
+    """Checkpoints scored on 4 validation images were compared with one scored on 16."""
+    first = deeplab.EvalScores(tmp_path, True, "ten images", 10, VAL)
+    first.per_image[2] = torch.zeros(10, K, K)
+    first.val[2] = torch.zeros(K, K)
+    first.save()
+    deeplab.EvalScores(tmp_path, True, "ten images", 10, dict(VAL)).load(2)  # the same
+    other = deeplab.EvalScores(tmp_path, True, "ten images", 10, {**VAL, "val_samples": 16})
+    wanted = r"on --val-samples 4 --seed 0 --drop-uncertain 0\.1, but this run validates on"
+    with pytest.raises(UsageError, match=wanted + " --val-samples 16"):
+        other.load(2)
+
+
+def test_a_five_fold_run_resumed_as_holdout_is_refused(deeplab, tmp_path):
+    """The holdout choice covered only the checkpoints scored after the resume."""
+    first = deeplab.EvalScores(tmp_path, True, "ten images", 10)  # five-fold: no validation
+    first.per_image[2] = torch.zeros(10, K, K)
+    first.save()
+    deeplab.EvalScores(tmp_path, True, "ten images", 10).load(2)  # five-fold again: fine
+    holdout = deeplab.EvalScores(tmp_path, True, "ten images", 10, VAL)
+    with pytest.raises(UsageError, match=r"checkpoints \[2\] scored without a validation set"):
+        holdout.load(2)
+
+
 def test_a_damaged_scores_file_is_a_usage_error(deeplab, tmp_path):
     (tmp_path / "scores.pt").write_bytes(b"not a zip")
     with pytest.raises(UsageError, match=r"scores\.pt: not a scores file of this script"):
