@@ -506,13 +506,18 @@ def test_resume_continues_a_resumable_source_where_it_stopped(tmp_path, caplog):
     assert "holds no batch-source state" in caplog.text
 
 
-def test_resume_refuses_a_source_state_that_does_not_fit(tmp_path):
+def _two_counted_steps(folder) -> dict:
+    """Train 2 steps on a CountingSource, checkpointed in ``folder``; its ``last.pt``."""
     source = CountingSource()
     train_segmentation(
-        build_deeplab(K, image_size=32), source, 2, checkpoint_dir=tmp_path,
+        build_deeplab(K, image_size=32), source, 2, checkpoint_dir=folder,
         resumable_source=source, progress=False,
     )  # fmt: skip
-    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    return torch.load(folder / "last.pt", weights_only=True)
+
+
+def test_resume_refuses_a_source_state_that_does_not_fit(tmp_path):
+    state = _two_counted_steps(tmp_path)
     state["sources"] = [{"other": 1}]
     torch.save(state, tmp_path / "last.pt")
     with pytest.raises(ValueError, match=r"last.pt: the saved batch-source state does not fit"):
@@ -535,12 +540,7 @@ def test_resume_refuses_a_source_state_that_does_not_fit(tmp_path):
 def test_resume_refuses_source_states_of_another_number_of_processes(tmp_path):
     """Each process owns its slice of the stream: restarting them drew the first run's
     batches again (it was a warning)."""
-    source = CountingSource()
-    train_segmentation(
-        build_deeplab(K, image_size=32), source, 2, checkpoint_dir=tmp_path,
-        resumable_source=source, progress=False,
-    )  # fmt: skip
-    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    state = _two_counted_steps(tmp_path)
     state["sources"] = state["sources"] * 2  # as two processes save them
     torch.save(state, tmp_path / "last.pt")
     again = CountingSource()
