@@ -235,14 +235,8 @@ def _not_an_interpreter(path: Path, header: dict[str, str]) -> str:
 def _check_metadata(text: str, path: Path) -> dict[str, Any]:
     """The parsed, validated metadata of an interpreter file; InterpreterFileError naming
     the file otherwise (an oversized text is refused before it is parsed)."""
-    if len(text) > MAX_METADATA_CHARS:
-        raise InterpreterFileError(
-            f"{path} (interpreter metadata): {len(text)} characters, more than the "
-            f"{MAX_METADATA_CHARS} an interpreter file's metadata may have (a real one holds "
-            "a few kB; refused before it is parsed)"
-        )
     try:
-        meta = parse_json_text(text, f"{path} (interpreter metadata)")
+        meta = parse_json_text(text, f"{path} (interpreter metadata)", MAX_METADATA_CHARS)
         check_document(meta, METADATA_FIELDS, f"{path} (interpreter metadata)")
     except (SchemaError, ValueError) as err:
         raise InterpreterFileError(str(err)) from None
