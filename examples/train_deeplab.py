@@ -438,16 +438,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             raise UsageError(
                 f"--folds {args.folds} needs >= {args.folds} eval images, got {num_eval}"
             )
-    val = validation_set(args, stream, args.val_samples) if protocol == "holdout" else None
     # what the holdout scores are on: scores of another validation set cannot be compared
     val_desc = (
         {"val_samples": args.val_samples, "seed": args.seed, "drop_uncertain": args.drop_uncertain}
-        if val is not None
+        if protocol == "holdout"
         else None
     )
     scores = EvalScores(args.checkpoint_dir, main_rank, data_desc, _num_images(data), val_desc)
     if args.resume_step:  # before training: scores of another eval set cannot be mixed in
         scores.load(args.resume_step)
+    # generated only once the resume is accepted
+    val = validation_set(args, stream, args.val_samples) if protocol == "holdout" else None
     per_image, val_scores = scores.per_image, scores.val
     last_metrics: dict[str, Any] = {}
 
