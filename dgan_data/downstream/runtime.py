@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .._version import __version__
-from ..conventions import check_int
+from ..conventions import check_device, check_int
 from .models import _SMP
 
 __all__ = ["environment_info", "torch_threads"]
@@ -48,7 +48,9 @@ def _cpu_name() -> str:
 def environment_info(device: torch.device | str | None = None) -> dict[str, Any]:
     """Hardware and library versions, for results files (timings mean little without)."""
 
-    device = torch.device(device) if device is not None else torch.device("cpu")
+    # checked first: "cuda" on a CPU-only machine was torch's raw "no NVIDIA driver"
+    # error, "cpux" its device-string error, and "mps" was recorded where it is absent
+    device = check_device(device) or torch.device("cpu")
     hardware: dict[str, Any] = {
         "platform": platform.platform(),
         "cpu": _cpu_name(),
