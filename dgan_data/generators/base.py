@@ -79,6 +79,8 @@ class Generator(nn.Module):
     resolution: tuple[int, int]
     feature_channels: list[int]
     feature_resolutions: list[tuple[int, int]]
+    #: The file it was loaded from, for messages (None: built in memory).
+    source: str | None = None
 
     # ---------------------------------------------------------------- latents
     def mapping(

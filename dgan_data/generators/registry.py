@@ -279,6 +279,7 @@ def load_generator_file(
             obj = safe_torch_load(path)
             G = _from_torch_object(obj, path, **options)
     G.eval().requires_grad_(False)
+    G.source = str(path)  # an interpreter that does not fit it names this file
     if device is not None:
         G.to(device)
     log.info("loaded %s generator from %s (%d px)", G.arch, path, G.resolution[0])

@@ -278,7 +278,10 @@ class Interpreter(FactorizedInference, nn.Module):
                 f"{self.fingerprint}"
             )
         if diffs:
-            raise ValueError(f"{self._name()} does not match the generator: " + "; ".join(diffs))
+            # the generator's file too: with both files given, either may be the wrong one
+            source = getattr(G_or_layout, "source", None)
+            generator = f"the generator {source}" if isinstance(source, str) else "the generator"
+            raise ValueError(f"{self._name()} does not match {generator}: " + "; ".join(diffs))
 
     # ---------------------------------------------------------- training
     def _bn_train(self, h: torch.Tensor, layer: int, active: torch.Tensor) -> torch.Tensor:
