@@ -101,6 +101,19 @@ def _sample_complete(
     return torch.allclose(torch.from_numpy(latent), w, rtol=1e-4, atol=1e-5)
 
 
+def _check_resumable(root: Path) -> None:
+    """``root`` is absent, empty, or holds a manifest to resume: files of the user's in a
+    folder without one would be mixed into the annotation folder (and a stray PNG in
+    ``images/`` fails its validation later)."""
+    if (root / MANIFEST).exists() or not root.is_dir() or not any(root.iterdir()):
+        return
+    raise AnnotationError(
+        [f"is not empty and holds no {MANIFEST} to resume"],
+        root,
+        advice="sample into a new or empty folder",
+    )
+
+
 @keyword_hints
 @torch.no_grad()
 def sample_annotation_folder(
@@ -189,6 +202,7 @@ def sample_annotation_folder(
         raise ValueError(reason)
     root = nonempty_path(out_dir, "out_dir")
     check_writable_folder(root)
+    _check_resumable(root)
     # checked before any file: the manifest's reader refuses any other fingerprint
     fingerprint = check_fingerprint(G.fingerprint(), "the generator's fingerprint()")
     ids = [f"{id_prefix}{i:05d}" for i in range(num)]
@@ -252,8 +266,9 @@ def sample_annotation_folder(
         samples=samples,
         note=_MASK_NOTE,
     )
-    make_folder(root / "masks", "annotation folder")
+    # the manifest first: a folder interrupted between the two holds it, and resumes
     write_json(root / MANIFEST, manifest)
+    make_folder(root / "masks", "annotation folder")
 
     todo = [i for i, sid in enumerate(ids) if not _sample_complete(root, sid, w_all[i], image_hw)]
     todo_set = set(todo)
