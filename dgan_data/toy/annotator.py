@@ -94,11 +94,21 @@ class ToyAnnotator(nn.Module):
         self.config = dict(config)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Images (B, 3, H, W) in [0, 1] -> logits (B, K, H, W)."""
+        """Images (B, 3, H, W) in [0, 1] -> logits (B, K, H, W). Floating images are cast
+        to the network's dtype; integer images (uint8) are a ValueError."""
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(
                 f"annotator expects images (B, 3, H, W) in [0, 1], got {tuple(images.shape)}"
             )
+        if not images.is_floating_point():
+            # uint8 would wrap in images * 2 - 1 and reach torch's conv as a dtype error
+            raise ValueError(
+                f"annotator expects float images in [0, 1], got dtype {images.dtype} "
+                "(convert uint8 images with images.float() / 255)"
+            )
+        param = next(self.net.parameters(), None)
+        if param is not None:  # float64 reached torch's conv as a dtype error
+            images = images.to(param.dtype)
         return self.net(images * 2 - 1)
 
 
@@ -251,16 +261,24 @@ def load_annotator(
 @torch.no_grad()
 def annotate(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """Label images (B, 3, H, W) in [0, 1] with the annotator: int64 masks (B, H, W) on
-    the model's device; zero images give an empty (0, H, W) tensor."""
+    the model's device; zero images give an empty (0, H, W) tensor. Floating images are
+    cast to the model's dtype; other dtypes (uint8) are a ValueError."""
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
         raise ValueError(f"annotate expects images (B, 3, H, W) in [0, 1], got {shape}")
+    if not images.is_floating_point():
+        raise ValueError(
+            f"annotate expects float images in [0, 1], got dtype {images.dtype} "
+            "(convert uint8 images with images.float() / 255)"
+        )
     batch_size = check_int(batch_size, "batch_size", 1)
     was_training = model.training
     model.eval()
     # at least one pass: an empty batch goes through the network and keeps (0, H, W)
     starts = range(0, max(len(images), 1), batch_size)
-    out = [model(images[i : i + batch_size]).argmax(1) for i in starts]
+    param = next(model.parameters(), None)
+    dtype = images.dtype if param is None else param.dtype  # float64 reached conv as-is
+    out = [model(images[i : i + batch_size].to(dtype)).argmax(1) for i in starts]
     model.train(was_training)
     return torch.cat(out)
 

@@ -173,8 +173,9 @@ def kid(
     the estimate's spread. ``kid`` logs a warning in that case (and still returns that
     std); pass a smaller ``subset_size`` or more samples for a meaningful spread.
 
-    Non-finite features (NaN or inf), a ``subset_size`` below 2, a ``num_subsets``
-    below 1 and sets of fewer than 2 rows are a ValueError.
+    Non-finite features (NaN or inf), zero-width features (d = 0), a ``subset_size``
+    below 2, a ``num_subsets`` below 1, a ``seed`` that is not an int and sets of fewer
+    than 2 rows are a ValueError.
 
     Returns:
         ``(mean, std)`` of MMD^2_u over the subsets.
@@ -184,8 +185,14 @@ def kid(
             f"kid needs two (N, d) feature sets of equal d, got {tuple(feats_a.shape)} "
             f"and {tuple(feats_b.shape)}"
         )
+    if feats_a.shape[1] == 0:
+        raise ValueError(
+            f"kid needs at least one feature column: feats_a and feats_b are "
+            f"{tuple(feats_a.shape)} and {tuple(feats_b.shape)}"
+        )
     num_subsets = check_int(num_subsets, "num_subsets", 1)
     subset_size = check_int(subset_size, "subset_size", 2)
+    seed = check_int(seed, "seed")
     a = feats_a.detach().to("cpu", torch.float64)
     b = feats_b.detach().to("cpu", torch.float64)
     for name, feats in (("feats_a", a), ("feats_b", b)):
@@ -273,6 +280,7 @@ def connected_components(fg: torch.Tensor, connectivity: int = 8, chunk: int = 2
         raise ValueError(f"expected masks (B, H, W), got {tuple(fg.shape)}")
     if connectivity not in (4, 8):
         raise ValueError(f"connectivity must be 4 or 8, got {connectivity}")
+    chunk = check_int(chunk, "chunk", 1)  # a chunk < 1 skipped every mask
     out = []
     for start in range(0, len(fg), chunk):
         out.append(_label_chunk(fg[start : start + chunk].bool(), connectivity))
@@ -355,6 +363,7 @@ def part_validity(
     if masks.ndim != 3:
         raise ValueError(f"expected masks (B, H, W), got {tuple(masks.shape)}")
     B, H, W = masks.shape
+    chunk = check_int(chunk, "chunk", 1)  # a chunk < 1 skipped the eye check: 0 % valid
     if B == 0:
         return float("nan"), torch.zeros(0, dtype=torch.bool), []
     area_scale = H * W / (64 * 64)
@@ -442,11 +451,18 @@ def diversity_stats(images: torch.Tensor, masks: torch.Tensor) -> dict[str, floa
     - ``contrast``: mean over images of the standard deviation of the luminance.
 
     A collapsed generator shows it here long before part validity drops: its faces sit
-    at one place and size, with one hair style and a closed mouth.
+    at one place and size, with one hair style and a closed mouth. The two spreads are
+    NaN for fewer than two images (fewer than two faces for the centre spread).
     """
-    if masks.ndim != 3 or images.ndim != 4 or len(images) != len(masks):
+    if (
+        masks.ndim != 3
+        or images.ndim != 4
+        or images.shape[1] != 3
+        or len(images) != len(masks)
+        or images.shape[-2:] != masks.shape[-2:]
+    ):
         raise ValueError(
-            f"expected images (B, 3, H, W) and masks (B, H, W), got "
+            f"expected images (B, 3, H, W) and masks (B, H, W) of the same B, H and W, got "
             f"{tuple(images.shape)} and {tuple(masks.shape)}"
         )
     _, H, W = masks.shape
@@ -464,10 +480,11 @@ def diversity_stats(images: torch.Tensor, masks: torch.Tensor) -> dict[str, floa
     luminance = (0.299 * images[:, 0] + 0.587 * images[:, 1] + 0.114 * images[:, 2]).flatten(1)
     return {
         "face_centre_spread": centre_spread,
-        "head_area_spread": float(area.std()),
+        "head_area_spread": float(area.std()) if len(area) > 1 else float("nan"),
         "bald_rate": float((hair < BALD_MAX_FRACTION).float().mean()),
         "open_mouth_rate": float((teeth >= OPEN_MOUTH_MIN_TEETH * scale).float().mean()),
-        "contrast": float(luminance.std(dim=1).mean()),
+        # guarded like the spreads: torch warns "degrees of freedom <= 0" on no images
+        "contrast": float(luminance.std(dim=1).mean()) if len(images) else float("nan"),
     }
 
 
@@ -521,6 +538,7 @@ def generate_images(
     Returns float32 (N, 3, size, size) on the CPU; other resolutions are resized
     (bilinear, antialiased) to the annotator's ``size``.
     """
+    batch_size = check_int(batch_size, "batch_size", 1)  # a batch < 1 returned no images
     device = next(G.parameters()).device
     seeds = list(seeds)
     out = []
@@ -551,6 +569,7 @@ def render_images(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Real renders of one toy world (``variation``) for ``seeds``: images (N, 3, size,
     size) in [0, 1] and exact masks."""
+    batch_size = check_int(batch_size, "batch_size", 1)  # a batch < 1 returned no images
     seeds = list(seeds)
     images, masks = [], []
     for i in range(0, len(seeds), batch_size):
@@ -593,8 +612,12 @@ def evaluate_generator(
     ``validity_real`` (annotator masks), ``validity_real_exact``, per-check failure
     counts, and the settings used.
     """
-    if num < 2:
-        raise ValueError(f"num must be >= 2, got {num}")
+    # every argument is checked before anything is generated or rendered
+    num = check_int(num, "num", 2)
+    seed = check_int(seed, "seed", 0)  # generated seeds are seed .. seed + num - 1
+    num_subsets = check_int(num_subsets, "num_subsets", 1)
+    subset_size = check_int(subset_size, "subset_size", 2)
+    batch_size = check_int(batch_size, "batch_size", 1)
     real_seeds = list(REAL_EVAL_SEEDS if real_seeds is None else real_seeds)
     if len(real_seeds) < 2 * num:
         raise ValueError(
