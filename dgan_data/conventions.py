@@ -30,6 +30,7 @@ __all__ = [
     "check_bool",
     "check_decoder_widths",
     "check_device",
+    "check_distinct_colours",
     "check_finite_number",
     "check_int",
     "check_names",
@@ -90,7 +91,8 @@ def check_class_names(value: Any, what: str = "class_names") -> list[str]:
 def check_palette(value: Any, num_classes: int, what: str = "palette") -> list[list[int]]:
     """``value`` as ``num_classes`` [r, g, b] lists of ints in 0..255 (numpy ints too);
     floats, bools, values outside 0..255 or another shape are a ValueError naming ``what``
-    and the first bad colour (never truncated or clipped)."""
+    and the first bad colour (never truncated or clipped), and so is one colour given to
+    two classes (:func:`check_distinct_colours`)."""
     unordered = (str, bytes, set, frozenset, dict)  # a set gave colours in hash order
     try:
         if isinstance(value, unordered) or any(isinstance(c, unordered) for c in value):
@@ -107,7 +109,23 @@ def check_palette(value: Any, num_classes: int, what: str = "palette") -> list[l
         if len(ints) != 3 or any(v is None or not 0 <= v <= 255 for v in ints):
             raise ValueError(f"{what}[{k}] must be 3 ints in 0..255 (r, g, b), got {row!r:.60}")
         rows[k] = ints
+    check_distinct_colours(rows, what)
     return rows
+
+
+def check_distinct_colours(
+    colours: Sequence[Sequence[int]], what: str = "palette", names: Sequence[str] | None = None
+) -> None:
+    """A ValueError naming each colour that ``colours`` gives to more than one class, and
+    those classes (with their ``names`` when given): a painted mask cannot tell such
+    classes apart, so the palette importer would refuse the folder later."""
+    classes: dict[tuple[int, ...], list[str]] = {}
+    for k, colour in enumerate(colours):
+        label = f"{k} ({names[k]})" if names is not None else str(k)
+        classes.setdefault(tuple(int(v) for v in colour), []).append(label)
+    shared = [f"{c} by classes {short_list(ks)}" for c, ks in classes.items() if len(ks) > 1]
+    if shared:
+        raise ValueError(f"{what} colours used by more than one class: {short_list(shared, 3)}")
 
 
 def short_list(values: Iterable[Any], limit: int = 8) -> str:
@@ -347,11 +365,21 @@ def check_fingerprint(value: Any, name: str = "fingerprint") -> str | None:
 MAX_BATCH = 65_536
 
 
+def is_bool(value: Any) -> bool:
+    """Whether ``value`` is a bool of any kind: Python's, numpy's, or a bool tensor or
+    array (a bool tensor's ``__index__`` and ``float()`` read True as 1)."""
+    if isinstance(value, (bool, np.bool_)):
+        return True
+    if isinstance(value, torch.Tensor):
+        return value.dtype == torch.bool
+    return isinstance(value, np.ndarray) and value.dtype == np.bool_
+
+
 def as_index(value: Any) -> int | None:
     """``value`` as a Python int when it is an integer (anything with ``__index__``:
-    numpy and integer tensors too) and not a bool; None otherwise (a float tensor's
-    ``__index__`` raises, and is None here too)."""
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
+    numpy and integer tensors too) and not a bool of any kind (:func:`is_bool`); None
+    otherwise (a float tensor's ``__index__`` raises, and is None here too)."""
+    if is_bool(value) or not hasattr(value, "__index__"):
         return None
     try:
         return int(value.__index__())
@@ -511,9 +539,9 @@ def check_finite_number(
     value: Any, name: str, *, low: float | None = None, high: float | None = None
 ) -> float:
     """``value`` as a finite float inside [low, high]; a clear ValueError otherwise (a
-    bool, numpy's too, is not a number here)."""
-    if isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be a number, got {value!r}")
+    bool, numpy's or a bool tensor too, is not a number here)."""
+    if is_bool(value):
+        raise ValueError(f"{name} must be a number, got {value!r:.80}")
     try:
         v = float(value)
     except (TypeError, ValueError):

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .conventions import IGNORE_INDEX, check_int, check_palette, keyword_hints
+from .conventions import IGNORE_INDEX, as_index, check_int, check_palette, keyword_hints
 
 __all__ = ["colorize", "make_palette", "srgb_to_lab"]
 
@@ -92,24 +92,12 @@ def colorize(
     """Class-id mask (..., H, W) -> uint8 colour image (..., H, W, 3).
 
     A numpy array gives a numpy array; a torch tensor gives a tensor on its device.
-    Pixels equal to ``ignore_index`` get ``ignore_color``; any other id outside
-    ``0..K-1`` is an error that names the offending values.
+    Pixels equal to ``ignore_index`` (None or an int: True or 1.0 painted class 1 as
+    ignored) get ``ignore_color``; any other id outside ``0..K-1`` is an error that names
+    the offending values. Two classes may share a colour here: a drawing loses no label.
     """
-    pal = np.asarray(palette)
-    if pal.ndim != 2 or pal.shape[1] != 3:
-        raise ValueError(f"palette must be (K, 3), got shape {pal.shape}")
-    if pal.size and (
-        not np.issubdtype(pal.dtype, np.integer) or pal.min() < 0 or pal.max() > 255
-    ):  # a float such as 12.7 was truncated, NaN cast to an arbitrary colour
-        raise ValueError(
-            f"palette values must be integers in 0..255, got {pal.dtype} in "
-            f"[{pal.min()}, {pal.max()}]"
-        )
-    if not isinstance(palette, np.ndarray) and any(
-        isinstance(v, (bool, np.bool_)) for row in palette for v in row
-    ):  # numpy turned [True, False, True] into the colour (1, 0, 1)
-        raise ValueError("palette values must be integers in 0..255, got a bool")
-    pal = pal.astype(np.uint8)
+    pal = _colour_table(palette)
+    ignore_index = _check_ignore_index(ignore_index)
     try:  # 12.7 was truncated to 12, True read as 1
         ign_rgb = np.asarray(check_palette([ignore_color], 1, "ignore_color")[0], np.int64)
     except (TypeError, ValueError):
@@ -128,6 +116,48 @@ def colorize(
     out[valid] = pal[m[valid]]
     out[ignored] = ign_rgb.astype(np.uint8)
     return out
+
+
+def _colour_table(palette: Any) -> np.ndarray:
+    """``palette`` as a (K, 3) uint8 table; anything but integers in 0..255 is a
+    ValueError naming the values (a float such as 12.7 was truncated, NaN cast to an
+    arbitrary colour, None or a string failed inside numpy)."""
+    pal = np.asarray(palette)
+    if pal.ndim != 2 or pal.shape[1] != 3:
+        raise ValueError(f"palette must be (K, 3), got shape {pal.shape}")
+    if pal.size and not np.issubdtype(pal.dtype, np.integer):
+        # not min()/max(): they raise on None and strings
+        # the rows as given: numpy turned every value of [[0, 0, 0], [1, 2, "x"]] into text
+        rows = pal.tolist() if isinstance(palette, (np.ndarray, torch.Tensor)) else palette
+        bad = next((row for row in rows if not all(map(_is_colour_value, row))), None)
+        shown = f"dtype {pal.dtype}" if bad is None else f"{bad!r:.60}"
+        raise ValueError(f"palette values must be integers in 0..255, got {shown}")
+    if pal.size and (pal.min() < 0 or pal.max() > 255):
+        raise ValueError(
+            f"palette values must be integers in 0..255, got {pal.dtype} in "
+            f"[{pal.min()}, {pal.max()}]"
+        )
+    if not isinstance(palette, np.ndarray) and any(
+        isinstance(v, (bool, np.bool_)) for row in palette for v in row
+    ):  # numpy turned [True, False, True] into the colour (1, 0, 1)
+        raise ValueError("palette values must be integers in 0..255, got a bool")
+    return pal.astype(np.uint8)
+
+
+def _is_colour_value(value: Any) -> bool:
+    number = as_index(value)
+    return number is not None and 0 <= number <= 255
+
+
+def _check_ignore_index(value: Any) -> int | None:
+    """None, or ``value`` as an int: True or 1.0 painted class 1 as ignored, and 1.5
+    matched no pixel in silence."""
+    if value is None:
+        return None
+    try:
+        return check_int(value, "ignore_index")
+    except ValueError:
+        raise ValueError(f"ignore_index must be None or an int, got {value!r:.80}") from None
 
 
 def _check_ids(ids: Any, num_classes: int) -> None:

@@ -82,7 +82,8 @@ class Int:
 
 
 class Float:
-    """A finite number in [low, high] (ints accepted)."""
+    """A finite number in [low, high] (ints accepted); with ``finite=False`` inf and NaN
+    too, but never NaN when a bound is set (it compares as inside any range)."""
 
     def __init__(
         self, low: float | None = None, high: float | None = None, finite: bool = True
@@ -97,7 +98,8 @@ class Float:
             v = float(value)
         except OverflowError:  # an int of 1,000 digits in a JSON document
             raise _fail(field, desc, value) from None
-        if self.finite and not math.isfinite(v):
+        bounded = self.low is not None or self.high is not None
+        if (self.finite and not math.isfinite(v)) or (bounded and math.isnan(v)):
             raise _fail(field, desc, value)
         if (self.low is not None and v < self.low) or (self.high is not None and v > self.high):
             raise _fail(field, desc, value)
@@ -211,7 +213,8 @@ def _check_fields(
             raise SchemaError(f"field '{prefix}{key}' is missing")
         check(doc[key], prefix + key)
     if not allow_unknown:
-        unknown = sorted(k for k in doc if k not in fields)
+        # a JSON object has string keys, a checked Python dict may not: repr() sorts any
+        unknown = sorted((k for k in doc if k not in fields), key=repr)
         if unknown:
             where = f" in '{prefix[:-1]}'" if prefix else ""
             raise SchemaError(f"unknown field(s) {unknown}{where} (known: {sorted(fields)})")

@@ -29,7 +29,8 @@ def test_a_resume_with_other_class_names_or_palette_is_refused(tmp_path):
                        r"asks for part0, part1, .* resume with the same class_names="):  # fmt: skip
         export_dataset("toyface-14", 8, folder, progress=False, class_names=NAMES)
     with pytest.raises(ValueError, match=r"resume with the same palette="):
-        export_dataset("toyface-14", 8, folder, progress=False, palette=[[1, 2, 3]] * 14)
+        other = [[k, 2, 3] for k in range(14)]  # one colour per class, as palettes must be
+        export_dataset("toyface-14", 8, folder, progress=False, palette=other)
     assert export_dataset("toyface-14", 8, folder, progress=False).complete
     with pytest.raises(ValueError, match="resume with the same class_names="):  # finished too
         export_dataset("toyface-14", 8, folder, progress=False, class_names=NAMES)

@@ -64,7 +64,7 @@ def test_a_header_with_the_most_classes_and_longest_names_still_loads(tmp_path):
     names = [f"{i:04d}" + "n" * 252 for i in range(4096)]  # 4096 names of 256 characters
     interp = Interpreter(
         [(3, 4, 4)], 4096, num_models=1, hidden=(2, 2), class_names=names,
-        palette=[[255, 255, 255]] * 4096,
+        palette=[[255, 100 + i // 64, 100 + i % 64] for i in range(4096)],  # 3 digits each
     )  # fmt: skip
     loaded = Interpreter.load(interp.save(tmp_path / "many.safetensors"))
     assert loaded.class_names == names

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..conventions import IGNORE_INDEX
+from ..conventions import IGNORE_INDEX, check_distinct_colours
 from ..schema import Any_, Dict, Float, Int, IntList, ListOf, Optional, Str
 
 __all__ = [
@@ -173,7 +173,8 @@ def _frame_problem(
 
 
 def _palette(palette: Any, num_classes: int) -> list[tuple[int, int, int]] | None:
-    """Accept K (r, g, b) triples or a flat list of 3K ints (the release's style)."""
+    """Accept K (r, g, b) triples or a flat list of 3K ints (the release's style), one
+    colour per class (:func:`~dgan_data.conventions.check_distinct_colours`)."""
     if palette is None:
         return None
     try:
@@ -194,7 +195,9 @@ def _palette(palette: Any, num_classes: int) -> list[tuple[int, int, int]] | Non
         )
     if not np.issubdtype(values.dtype, np.integer) or values.min() < 0 or values.max() > 255:
         raise ValueError("palette entries must be integers in 0..255")
-    return [tuple(int(c) for c in row) for row in values]
+    rows = [tuple(int(c) for c in row) for row in values]
+    check_distinct_colours(rows)
+    return rows
 
 
 def _as_tensor(x: Any, name: str) -> torch.Tensor:

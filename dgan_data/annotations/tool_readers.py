@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..conventions import IGNORE_INDEX, short_list
+from ..conventions import IGNORE_INDEX, check_distinct_colours, short_list
 from ..fileio import read_json, read_small_file, why_not_a_file, why_not_a_folder
 from .png import NOT_PNG_IMAGE_SUFFIXES, PNG_ONLY, open_png, written_as_class_ids
 from .shapes import (
@@ -521,11 +521,10 @@ def _read_palette(
             ]
         )
     colours = [tuple(int(v) for v in c) for c in folder_palette]
-    dup = sorted({c for c in colours if colours.count(c) > 1})
-    if dup:
-        raise MaskImportError(
-            [f"manifest.json: palette colours used by more than one class: {short_list(dup)}"]
-        )
+    try:
+        check_distinct_colours(colours, "manifest.json: palette", folder_classes)
+    except ValueError as err:
+        raise MaskImportError([str(err)]) from None
     lookup = _colour_lookup(colours)
     names = list(folder_classes)
     problems: list[str] = []

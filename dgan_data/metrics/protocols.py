@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..conventions import as_index, check_int, keyword_hints, short_list
+from ..conventions import as_index, check_int, is_bool, keyword_hints, short_list
 from ..seeds import check_seed, splitmix64
 from .confusion import (
     ConfusionSource,
@@ -332,6 +332,8 @@ def holdout_protocol(
     is then the score. Ties go to the first checkpoint in the mapping's order.
     ``test`` maps checkpoint -> its test confusion (K, K) or (N, K, K), or is a
     callable ``test(checkpoint)`` returning it (only the chosen one is evaluated).
+    A NaN score (undefined) or -inf (the worst) is never chosen, and a ValueError when
+    every score is one; a bool is no score and is refused, naming its checkpoint.
     """
     if not val_scores:
         raise ValueError("val_scores is empty: give at least one checkpoint")
@@ -340,6 +342,11 @@ def holdout_protocol(
     from_confusion: set[Hashable] = set()
     for name in names:
         v = val_scores[name]
+        if is_bool(v):  # True was a score of 1.0, chosen over every mIoU
+            raise ValueError(
+                f"validation score of checkpoint {name!r} must be a number or a confusion "
+                f"matrix, got {v!r:.60}"
+            )
         if isinstance(v, (int, float, np.floating, np.integer)) or (
             isinstance(v, (torch.Tensor, np.ndarray)) and np.ndim(v) == 0
         ):
@@ -351,7 +358,10 @@ def holdout_protocol(
             )["miou"]
     best = _best([scores[n] for n in names])
     if best < 0:
-        raise ValueError("no checkpoint has a defined validation score (all NaN)")
+        raise ValueError(
+            "no checkpoint has a defined validation score (all NaN or -inf): "
+            + short_list(repr(n) for n in names)
+        )
     name = names[best]
     if callable(test):
         conf = test(name)

@@ -24,6 +24,7 @@ from ..conventions import (
     IGNORE_INDEX,
     MAX_CLASSES,
     check_bool,
+    check_distinct_colours,
     check_names,
     did_you_mean,
     keyword_hints,
@@ -330,7 +331,8 @@ def _check_palette(
     palette: Any, names: tuple[str, ...], where: str
 ) -> tuple[tuple[int, int, int], ...]:
     """A given palette as K (r, g, b) tuples of ints in 0..255; floats, out-of-range
-    values or a shape other than (K, 3) are a ValueError naming the colour."""
+    values, a shape other than (K, 3) or one colour for two classes are a ValueError
+    naming the colour."""
     K = len(names)
     try:
         pal = np.asarray(palette, dtype=object)
@@ -348,7 +350,9 @@ def _check_palette(
             f"{where}: palette values must be integers in 0..255 (r, g, b); "
             f"colours {short_list(bad, 3)}"
         )
-    return tuple(tuple(int(v) for v in row) for row in pal.tolist())
+    rows = tuple(tuple(int(v) for v in row) for row in pal.tolist())
+    check_distinct_colours(rows, f"{where}: palette", names)
+    return rows
 
 
 # ------------------------------------------------------------------------ registry
