@@ -91,8 +91,10 @@ def check_class_names(value: Any, what: str = "class_names") -> list[str]:
 def check_palette(value: Any, num_classes: int, what: str = "palette") -> list[list[int]]:
     """``value`` as ``num_classes`` [r, g, b] lists of ints in 0..255 (numpy ints too);
     floats, bools, values outside 0..255 or another shape are a ValueError naming ``what``
-    and the first bad colour (never truncated or clipped), and so is one colour given to
-    two classes (:func:`check_distinct_colours`)."""
+    and the first bad colour (never truncated or clipped). Two classes may share a colour
+    here (a display palette, or one saved in an interpreter file); the palettes masks are
+    painted in, an annotation folder's and a preset's, refuse that
+    (:func:`check_distinct_colours`)."""
     unordered = (str, bytes, set, frozenset, dict)  # a set gave colours in hash order
     try:
         if isinstance(value, unordered) or any(isinstance(c, unordered) for c in value):
@@ -109,7 +111,6 @@ def check_palette(value: Any, num_classes: int, what: str = "palette") -> list[l
         if len(ints) != 3 or any(v is None or not 0 <= v <= 255 for v in ints):
             raise ValueError(f"{what}[{k}] must be 3 ints in 0..255 (r, g, b), got {row!r:.60}")
         rows[k] = ints
-    check_distinct_colours(rows, what)
     return rows
 
 

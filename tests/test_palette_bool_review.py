@@ -11,7 +11,13 @@ import pytest
 import torch
 
 from dgan_data.annotations import Annotations
-from dgan_data.conventions import MAX_CLASSES, check_finite_number, check_int, check_palette
+from dgan_data.conventions import (
+    MAX_CLASSES,
+    check_distinct_colours,
+    check_finite_number,
+    check_int,
+    check_palette,
+)
 from dgan_data.metrics.confusion import metrics_from_confusion
 from dgan_data.metrics.protocols import cross_validation_folds, holdout_protocol
 from dgan_data.palette import colorize, make_palette
@@ -35,10 +41,16 @@ def test_shipped_palettes_and_make_palette_give_each_class_its_own_colour():
         assert len({tuple(c) for c in palette.tolist()}) == MAX_CLASSES
 
 
-def test_check_palette_refuses_one_colour_for_two_classes():
+def test_check_distinct_colours_names_the_colour_and_its_classes():
     with pytest.raises(ValueError, match=r"\(200, 0, 0\) by classes 1, 2") as err:
-        check_palette(SHARED, 3)
+        check_distinct_colours(SHARED)
     assert str(err.value).startswith("palette")
+
+
+def test_a_display_palette_may_share_a_colour():
+    """Labeler, legend and interpreter palettes only draw: a file saved with a shared
+    colour (the DatasetGAN release's cat palette has one) keeps loading."""
+    assert check_palette(SHARED, 3) == SHARED
 
 
 def test_annotations_with_one_colour_for_two_classes_are_refused_before_saving():
