@@ -601,12 +601,9 @@ class DatasetGANStream(IterableDataset):
         The stream must have the same models and settings as the one that saved the
         state; a difference raises ValueError naming the field.
         """
-        check_state(state, self._config(), self._identity)
-        if not state.get("fresh") and state.get("balancer") is not None:
-            # a damaged class balancer state is refused here, not at the next iter(); the
-            # class names come from the interpreter's metadata (no model is loaded here)
-            names = _class_names(self._interpreter_src, self.preset) or self.labeler().class_names
-            self._new_balancer(names).load_state_dict(state["balancer"])
+        check_state(state, self._config(), self._identity, self._legacy_augment_description)
+        if not state.get("fresh"):
+            self._check_progress_parts(state)
         self.epoch = check_epoch(state["epoch"])
         if self._epoch_signal is not None:  # the state's epoch wins over earlier set_epoch
             self._epoch_signal_seen = self._epoch_signal[1]
@@ -615,6 +612,25 @@ class DatasetGANStream(IterableDataset):
         self._progress = None  # the loaded state replaces any earlier iterator's
         self._finished = None
         self._ended = None
+
+    def _check_progress_parts(self, state: dict[str, Any]) -> None:
+        """Refuse a damaged quantile filter or class balancer state here, not at the next
+        ``iter()``: each is loaded into a probe of this stream's settings, which checks
+        everything before it changes anything."""
+        probe = StreamingQuantile(self.drop_uncertain, window=self.quantile_window)
+        try:
+            probe.load_state_dict(state["quantile"])
+        except ValueError as exc:
+            raise ValueError(f"stream state: quantile: {exc}") from None
+        if state["balancer"] is not None:
+            # the class names come from the interpreter's metadata (no model is loaded here)
+            names = _class_names(self._interpreter_src, self.preset) or self.labeler().class_names
+            self._new_balancer(names).load_state_dict(state["balancer"])
+
+    def _legacy_augment_description(self) -> str | None:
+        """This stream's augmentation as states described it before tensors and arrays
+        were hashed (see ``state._legacy_augment``)."""
+        return describe_augment(self.augment_spec, legacy=True)
 
     def __iter__(self) -> Iterator[Any]:
         # a new iterator moves the stream on at once, before its first item: the state
@@ -636,7 +652,7 @@ class DatasetGANStream(IterableDataset):
                 "set_epoch before load_state_dict (which sets the state's epoch), or "
                 f"set_epoch({self._resume['epoch']}) to resume the saved position"
             )
-        resume, self._resume = self._resume, None
+        resume = self._resume
         self._warn_on_restart(resume, epoch)
         progress = Progress(
             epoch=epoch,
@@ -648,14 +664,17 @@ class DatasetGANStream(IterableDataset):
         )
         if resume is not None:
             progress.restore(resume, device)
-        self._progress = progress
-        self._ended = None
         limit = self._items_for_shard(shard)
         if resume is not None and limit is not None and progress.items > limit:
             raise ValueError(
                 f"the loaded stream state has handed out {progress.items} items, more than "
                 f"this shard's {limit} per epoch: it is not this stream's state"
             )
+        # used only now: a state refused above stays loaded (state_dict() returns it and
+        # the next iter() refuses it again) rather than restarting the epoch silently
+        self._resume = None
+        self._progress = progress
+        self._ended = None
         balancer = progress.balancer
         while limit is None or progress.items < limit:
             if not self.per_sample or not progress.pending_left():
