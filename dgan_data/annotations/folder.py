@@ -734,8 +734,14 @@ class Annotations:
 
 
 def _same_center(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
+    """Whether two stored centres truncate alike: a (w_dim,) centre is the same as a
+    (rows, w_dim) one whose every row equals it."""
     if a is None or b is None:
         return a is None and b is None
+    if a.ndim == 1 and b.ndim == 2:
+        a = a.expand_as(b)
+    elif b.ndim == 1 and a.ndim == 2:
+        b = b.expand_as(a)
     return a.shape == b.shape and bool(torch.equal(a, b))
 
 

@@ -51,7 +51,6 @@ MAX_MANIFEST_BYTES = 64 * 2**20
 #: Most samples ``sample_annotation_folder`` writes in one folder: images a person
 #: annotates, and a manifest far below MAX_MANIFEST_BYTES (about 250 bytes a sample).
 MAX_SAMPLES = 100_000
-_INT_OR_NULL = Optional(Int(0, None))
 #: Types of the manifest's top-level fields (values are checked in detail on load).
 MANIFEST_FIELDS = {
     "format": Optional(Str(64)),
@@ -59,7 +58,11 @@ MANIFEST_FIELDS = {
     "class_names": Optional(ListOf(Str(256), max_len=IGNORE_INDEX)),
     "palette": Optional(ListOf(Any_(), max_len=IGNORE_INDEX)),
     "truncation": Optional(
-        Dict({"psi": Optional(Float()), "cutoff": _INT_OR_NULL, "center": Optional(Str())})
+        # cutoff 0 would switch truncation off: the manifest reader refuses it, so the
+        # schema's message must not offer it (it said "an integer in [0, inf]")
+        Dict(
+            {"psi": Optional(Float()), "cutoff": Optional(Int(1, None)), "center": Optional(Str())}
+        )
     ),
     "noise": Optional(Str(64)),
     "crop": Optional(Any_()),

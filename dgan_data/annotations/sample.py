@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..conventions import (
+    as_index,
     check_class_names,
     check_fingerprint,
     check_int,
@@ -322,7 +323,20 @@ def _resume_settings(
     for what, was, now in checks:
         if was != now:
             problems.append(f"{MANIFEST}: {what} was {was!r}, now {now!r}")
+    center = (old.get("truncation") or {}).get("center")
+    if center is not None:  # sample truncates towards the generator's average w
+        problems.append(
+            f"{MANIFEST}: truncation centre was {center!r}, now the generator's average w "
+            "(its images would be regenerated away from their masks)"
+        )
     old_samples = [s for s in old.get("samples") or [] if isinstance(s, dict)]
+    seedless = [s.get("id") for s in old_samples if as_index(s.get("seed")) is None]
+    if seedless:  # a folder of w latents (from_arrays): sample's manifest lists seeds
+        problems.append(
+            f"{MANIFEST}: samples {short_list(map(repr, seedless))} have no seed, which "
+            "sample's folders record for every sample"
+        )
+        old_samples = [s for s in old_samples if s.get("id") not in set(seedless)]
     old_seed = {s.get("id"): s.get("seed") for s in old_samples}
     for sample_id, s in zip(ids, seeds):
         if sample_id in old_seed and old_seed[sample_id] != s:
