@@ -170,7 +170,8 @@ def register(add: Add) -> None:
         "import-masks",
         cmd_import_masks,
         "Fill an annotation folder's masks from an annotation tool's export "
-        "(COCO, LabelMe, CVAT masks, Pascal VOC, class-id PNGs).",
+        "(COCO, LabelMe, CVAT masks, Pascal VOC, class-id PNGs, colour PNGs in the "
+        "folder's palette).",
         _EPILOG,
     )
     p.add_argument(
@@ -392,5 +393,7 @@ def cmd_merge_annotations(args: argparse.Namespace) -> int:
     ]
     merged = Annotations.merge(*parts)
     merged.save(args.out)
-    print(f"wrote {len(merged)} annotated samples from {len(parts)} folders to {args.out}")
+    samples = f"{len(merged)} annotated sample{'s' if len(merged) != 1 else ''}"
+    folders = f"{len(parts)} folder{'s' if len(parts) != 1 else ''}"
+    print(f"wrote {samples} from {folders} to {args.out}")
     return 0
