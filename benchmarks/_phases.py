@@ -55,8 +55,10 @@ def json_target(text: str) -> Path:
 
 def save_json(path: Path, obj: Any) -> None:
     """Write ``obj`` as indented JSON at ``path``, creating its folder; atomically (a
-    temp file, then a rename), so a failed write leaves the previous results whole."""
-    write_json(path, obj, named_by_user=True)  # --json /dev/stdout streams
+    temp file, then a rename), so a failed write leaves the previous results whole.
+    Strict JSON: a NaN or inf is refused (ValueError) rather than written as a token
+    that JSON readers other than Python's reject."""
+    write_json(path, obj, named_by_user=True, allow_nan=False)  # --json /dev/stdout streams
 
 
 def check_preset(ap: Any, name: str, kinds: tuple[str, ...]) -> None:

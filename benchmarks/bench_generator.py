@@ -215,8 +215,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="default: all available",
     )
-    ap.add_argument("--batch-sizes", type=positive_int, nargs="+", default=[1, 4, 16])
-    ap.add_argument("--repeats", type=positive_int, default=3, help="timed calls after the warm-up")
+    # default None: --quick changes only the options not given (filled in below)
+    ap.add_argument(
+        "--batch-sizes", type=positive_int, nargs="+", default=None, help="default 1 4 16"
+    )
+    ap.add_argument(
+        "--repeats", type=positive_int, default=None, help="timed calls after the warm-up (3)"
+    )
     ap.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads")
     ap.add_argument(
         "--device",
@@ -224,11 +229,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="auto",
         help="auto (cpu, plus cuda if present), cpu, cuda",
     )
-    ap.add_argument("--quick", action="store_true", help="stylegan2-256, batches 1 and 4, 1 repeat")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="defaults of stylegan2-256, batches 1 and 4, 1 repeat",
+    )
     ap.add_argument("--timeout", type=positive_float, default=1800, help="seconds per measurement")
     ap.add_argument("--json", type=json_target, default=None, help="write the results here as JSON")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    if args.batch_sizes is None:
+        args.batch_sizes = [1, 4] if args.quick else [1, 4, 16]
+    if args.repeats is None:
+        args.repeats = 1 if args.quick else 3
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -243,12 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from tqdm import tqdm
 
-    if args.quick:
-        configs, batches, repeats = ["stylegan2-256"], [1, 4], 1
-    else:
-        configs, batches, repeats = available_configs(), args.batch_sizes, args.repeats
-    if args.configs:
-        configs = args.configs
+    batches, repeats = args.batch_sizes, args.repeats
+    configs = args.configs or (["stylegan2-256"] if args.quick else available_configs())
     if args.device == "auto":
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     else:

@@ -107,26 +107,42 @@ def folder_row(folder: Path, images: int, size: int, repeats: int) -> dict:
     }
 
 
+#: The options' defaults, and those under ``--quick`` (for the options not given).
+DEFAULTS = {"resolution": 256, "tensors": 60000, "images": 50, "size": 1024, "repeats": 3}
+QUICK = {"resolution": 64, "tensors": 2000, "images": 8, "size": 256, "repeats": 1}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The options; a count below 1 exits 2 with one line."""
     ap = OneLineParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--resolution", type=int, choices=(64, 256, 1024), default=256)
-    ap.add_argument("--tensors", type=positive_int, default=60000)
-    ap.add_argument("--images", type=positive_int, default=50)
-    ap.add_argument("--size", type=positive_int, default=1024, help="photo side in px")
-    ap.add_argument("--repeats", type=positive_int, default=3)
+    # default None: --quick changes only the options not given (filled in below)
+    ap.add_argument(
+        "--resolution", type=int, choices=(64, 256, 1024), default=None, help="default 256"
+    )
+    ap.add_argument("--tensors", type=positive_int, default=None, help="default 60000")
+    ap.add_argument("--images", type=positive_int, default=None, help="default 50")
+    ap.add_argument(
+        "--size", type=positive_int, default=None, help="photo side in px; default 1024"
+    )
+    ap.add_argument("--repeats", type=positive_int, default=None, help="default 3")
     ap.add_argument("--threads", type=positive_int, default=None)
-    ap.add_argument("--quick", action="store_true", help="64 px, 2,000 tensors, 8 photos")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="defaults of 64 px, 2,000 tensors, 8 photos of 256 px, 1 repeat",
+    )
     ap.add_argument("--json", type=json_target, default=None, help="write the results here")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    for name, value in (QUICK if args.quick else DEFAULTS).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    return args
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.quick:
-        args.resolution, args.tensors, args.images, args.size, args.repeats = 64, 2000, 8, 256, 1
     with tempfile.TemporaryDirectory() as tmp:
         rows = checkpoint_rows(Path(tmp), args.resolution, args.tensors, args.repeats)
         (Path(tmp) / "folder").mkdir()

@@ -495,18 +495,28 @@ def write_npy(path: str | os.PathLike, array: np.ndarray) -> Path:
 _SCALAR_LIST = re.compile(r"\[\n\s*([^\[\]{}]*?)\n\s*\]")
 
 
-def json_bytes(obj: Any) -> bytes:
-    """Indented JSON with lists of scalars (palette colours, sizes) kept on one line."""
-    text = json.dumps(obj, indent=2)
+def json_bytes(obj: Any, *, allow_nan: bool = True) -> bytes:
+    """Indented JSON with lists of scalars (palette colours, sizes) kept on one line.
+
+    ``allow_nan=False`` refuses NaN and +-inf (ValueError) instead of writing the
+    ``NaN``/``Infinity`` tokens that strict JSON readers reject."""
+    text = json.dumps(obj, indent=2, allow_nan=allow_nan)
     text = _SCALAR_LIST.sub(lambda m: "[" + re.sub(r",\n\s*", ", ", m.group(1)) + "]", text)
     return (text + "\n").encode()
 
 
 def write_json(
-    path: str | os.PathLike, obj: Any, *, tag: str | None = None, named_by_user: bool = False
+    path: str | os.PathLike,
+    obj: Any,
+    *,
+    tag: str | None = None,
+    named_by_user: bool = False,
+    allow_nan: bool = True,
 ) -> Path:
-    """Indented JSON, atomically and durably; ``named_by_user`` as for :func:`atomic_write`."""
-    return atomic_write_bytes(path, json_bytes(obj), tag=tag, named_by_user=named_by_user)
+    """Indented JSON, atomically and durably; ``named_by_user`` as for :func:`atomic_write`;
+    ``allow_nan`` as for :func:`json_bytes` (a refused value writes nothing)."""
+    data = json_bytes(obj, allow_nan=allow_nan)
+    return atomic_write_bytes(path, data, tag=tag, named_by_user=named_by_user)
 
 
 # ------------------------------------------------------------------ readers

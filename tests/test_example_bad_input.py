@@ -89,7 +89,9 @@ def test_rebuild_reports_a_failed_step_in_one_line(capfd, tmp_path):
     err = capfd.readouterr().err
     assert "Traceback" not in err
     assert "no such file" in err
-    assert err.strip().splitlines()[-1] == "rebuild.py: error: -m dgan_data.cli exited with code 2"
+    assert err.strip().splitlines()[-1] == (
+        "rebuild.py: error: part preview (dgan-data preview) exited with code 2"
+    )
 
 
 @pytest.mark.parametrize(

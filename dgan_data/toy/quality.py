@@ -488,37 +488,45 @@ def diversity_stats(images: torch.Tensor, masks: torch.Tensor) -> dict[str, floa
     }
 
 
+def _finite_or_none(value: float | None) -> float | None:
+    """``value`` as a float, or ``None`` when it is missing, NaN or infinite (strict JSON)."""
+    if value is None or not math.isfinite(value):
+        return None
+    return float(value)
+
+
 def compare_diversity(
     generated: dict[str, float], real: dict[str, float], tolerance: float = DIVERSITY_TOLERANCE
 ) -> dict[str, Any]:
     """Per statistic: both values, their ratio (generated / real) and whether the ratio
     is within ``tolerance`` of 1 (``ok``), plus ``all_ok``.
 
-    Special cases carry a ``reason``: a real value of 0 passes exactly when the
-    generated one is 0 too (the ratio is then NaN, or inf for a generated value above
-    0, for display only); a NaN value (a statistic that could not be measured, such as a
-    spread of fewer than two faces) fails.
+    Special cases carry a ``reason`` and store ``None`` (JSON null) for every value that
+    is not finite, so the result is strict JSON: a real value of 0 passes exactly when
+    the generated one is 0 too (the ratio, undefined or infinite, is ``None``); a NaN or
+    ``None`` value (a statistic that could not be measured, such as a spread of fewer than
+    two faces) fails.
     """
     out: dict[str, Any] = {}
     for key, r in real.items():
         g = generated[key]
-        entry: dict[str, Any] = {"generated": g, "real": r}
-        if math.isnan(r) or math.isnan(g):
-            which = "real" if math.isnan(r) else "generated"
+        entry: dict[str, Any] = {"generated": _finite_or_none(g), "real": _finite_or_none(r)}
+        if entry["real"] is None or entry["generated"] is None:
+            which = "real" if entry["real"] is None else "generated"
             entry |= {
-                "ratio": float("nan"),
+                "ratio": None,
                 "ok": False,
                 "reason": f"the {which} value is NaN: the statistic could not be measured",
             }
         elif r == 0:
             entry |= {
-                "ratio": float("nan") if g == 0 else math.copysign(math.inf, g),
+                "ratio": None,  # 0/0 or x/0: no number (NaN/inf are not JSON)
                 "ok": g == 0,
                 "reason": "the real value is 0: passes only when the generated value is 0 too",
             }
         else:
             ratio = g / r
-            entry |= {"ratio": ratio, "ok": bool(abs(ratio - 1.0) <= tolerance)}
+            entry |= {"ratio": _finite_or_none(ratio), "ok": bool(abs(ratio - 1.0) <= tolerance)}
         out[key] = entry
     out["all_ok"] = all(v["ok"] for v in out.values() if isinstance(v, dict))
     return out
@@ -668,7 +676,7 @@ def evaluate_generator(
         "validity_real": valid_real,
         "validity_real_exact": valid_exact,
         "diversity": compare_diversity(diversity_fake, diversity_real),
-        "diversity_real_exact": diversity_exact,
+        "diversity_real_exact": {k: _finite_or_none(v) for k, v in diversity_exact.items()},
         "kid_within_2x_floor": gate["kid_within_2x_floor"],
         "kid_threshold": gate["kid_threshold"],
         "failures_generated": reason_counts(reasons_fake),

@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import shutil
 import sys
@@ -100,6 +101,14 @@ def gan_gate(quality_path: str | None) -> dict | None:
         raise ValueError(f"{quality_path}: not an evaluate_gan.py JSON (missing {err})") from None
 
 
+def _rounded_ratio(ratio: float | None) -> float | None:
+    """A diversity ratio to 3 places; ``None`` (JSON null) for one with no number: a
+    current evaluate_gan.py JSON stores null, an older one NaN or +-Infinity."""
+    if ratio is None or not math.isfinite(ratio):
+        return None
+    return round(ratio, 3)
+
+
 def _gate_of(q: dict, quality_path: str) -> dict:
     diversity = {k: v for k, v in q["diversity"].items() if isinstance(v, dict)}
     # The KID verdict is recomputed from the stored numbers with the package's rule, so a
@@ -108,7 +117,7 @@ def _gate_of(q: dict, quality_path: str) -> dict:
     return {
         "quality_file": Path(quality_path).name,
         "truncation_psi": q["truncation_psi"],
-        "diversity_ratio": {k: round(v["ratio"], 3) for k, v in diversity.items()},
+        "diversity_ratio": {k: _rounded_ratio(v["ratio"]) for k, v in diversity.items()},
         "diversity_ok": {k: v["ok"] for k, v in diversity.items()},
         **kid,
         "ok": bool(q["diversity"]["all_ok"] and kid["kid_within_2x_floor"]),

@@ -159,8 +159,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result["annotator"] = str(args.annotator) if args.annotator else "shipped"
     print(format_table(result))
     if args.json:
-        # atomic: a failed write keeps the earlier file
-        write_json(args.json, result, named_by_user=True)
+        # atomic: a failed write keeps the earlier file; strict JSON (no NaN/Infinity)
+        write_json(args.json, result, named_by_user=True, allow_nan=False)
         log.info("wrote %s", args.json)
     if args.grid:
         n = args.grid_count

@@ -44,9 +44,10 @@ Writes ``results.json`` (every run) and prints mean +- std tables. ``results.jso
 records, per result key, the settings its numbers depend on (``settings``; part suggest:
 ``--pool``, ``--eval``, ``--fit-steps`` and the students' ``--stream-count``, ``--steps``,
 ``--batch-size`` and ``--test-count``; novelty: ``--study-pool`` and ``--fit-steps``;
-balance: the students' settings). A rerun that would add results of other settings to
-them is refused (exit 2, naming the settings): give another ``--out``. A folder written
-before the record holds the default settings' results.
+balance: the students' settings; a ``--no-students`` run records no student settings,
+and they are compared only once a student is stored). A rerun that would add results of
+other settings to them is refused (exit 2, naming the settings): give another ``--out``.
+A folder written before the record holds the default settings' results.
 """
 
 from __future__ import annotations
@@ -116,6 +117,9 @@ PART_SETTINGS = {
     "novelty": ("study_pool", "fit_steps"),
     "balance": ("stream_count", "steps", "batch_size", "test_count"),
 }
+#: Part suggest's settings that only its students use: not recorded by a --no-students
+#: run, and compared only when the stored results hold a student.
+STUDENT_SETTINGS = ("stream_count", "steps", "batch_size", "test_count")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -246,13 +250,31 @@ def result_parts(args: argparse.Namespace) -> dict[str, str]:
     return keys
 
 
+def has_students(runs: Any) -> bool:
+    """Whether part suggest's stored repetitions hold a trained student in any arm."""
+    return isinstance(runs, list) and any(
+        isinstance(run, dict) and isinstance(run.get(arm), dict) and run[arm].get("student")
+        for run in runs
+        for arm in ("random", "suggested")
+    )
+
+
+def compared_settings(part: str, stored: Any, args: argparse.Namespace) -> tuple[str, ...]:
+    """The settings of ``part`` that must match its stored results: part suggest's student
+    settings only when this run trains students and a stored arm has one."""
+    names = PART_SETTINGS[part]
+    if part == "suggest" and (args.no_students or not has_students(stored)):
+        names = tuple(n for n in names if n not in STUDENT_SETTINGS)
+    return names
+
+
 def settings_conflict(results: dict[str, Any], args: argparse.Namespace) -> str | None:
     """Why this run may not add to ``results`` (a result key measured with other
     settings), or None. Keys with results but no record hold the default settings'."""
     recorded = results.get("settings", {})
     defaults = build_parser()
     for key, part in result_parts(args).items():
-        names = PART_SETTINGS[part]
+        names = compared_settings(part, results.get(key), args)
         if key in recorded:
             before = recorded[key]
         elif results.get(key):
@@ -269,10 +291,15 @@ def settings_conflict(results: dict[str, Any], args: argparse.Namespace) -> str 
 
 
 def record_settings(results: dict[str, Any], args: argparse.Namespace) -> None:
-    """Note in ``results`` the settings of the result keys this run adds to."""
+    """Note in ``results`` the settings of the result keys this run adds to; a
+    ``--no-students`` run leaves part suggest's student settings as they were (those of
+    the students stored, if any), since it trains none."""
     recorded = results.setdefault("settings", {})
     for key, part in result_parts(args).items():
-        recorded[key] = {n: getattr(args, n) for n in PART_SETTINGS[part]}
+        names = PART_SETTINGS[part]
+        if part == "suggest" and args.no_students:
+            names = tuple(n for n in names if n not in STUDENT_SETTINGS)
+        recorded[key] = {**recorded.get(key, {}), **{n: getattr(args, n) for n in names}}
 
 
 def annotations_for(G, annotator, seeds: list[int], psi: float) -> Annotations:
@@ -557,8 +584,11 @@ def save(args, results) -> None:
 
 
 def mean_std(values: list[float]) -> str:
-    std = np.std(values, ddof=1 if len(values) > 1 else 0)
-    return f"{100 * np.mean(values):.1f} +- {100 * std:.1f}"
+    """Mean +- sample std in %; one value has no spread to show (n/a, not 0.0)."""
+    mean = f"{100 * np.mean(values):.1f}"
+    if len(values) < 2:
+        return f"{mean} +- n/a"
+    return f"{mean} +- {100 * np.std(values, ddof=1):.1f}"
 
 
 def report(results: dict[str, Any]) -> str:
@@ -600,7 +630,8 @@ def report(results: dict[str, Any]) -> str:
     bal = results.get("balance", {})
     if bal:
         lines.append("balancing (student per-class IoU %):")
-        lines.append("  " + " ".join(f"{n[:7]:>8}" for n in ("mode", *RARE, "mIoU")))
+        # the first cell as wide as the rows' keys (12), so each name heads its column
+        lines.append(f"  {'mode':>12} " + " ".join(f"{n[:7]:>8}" for n in (*RARE, "mIoU")))
         for key, s in bal.items():
             cells = [f"{100 * (s['per_class_iou'][n] or 0):8.1f}" for n in RARE]
             lines.append(f"  {key:>12} " + " ".join(cells) + f" {100 * s['miou']:8.1f}")

@@ -75,6 +75,22 @@ SHIPPED_INTERPRETER = {
 }
 
 
+class StepFailedError(Exception):
+    """A command of a part exited with a non-zero code (it printed its own error)."""
+
+    def __init__(self, part: str, command: str, returncode: int) -> None:
+        super().__init__(f"part {part} ({command}) exited with code {returncode}")
+        self.returncode = returncode
+
+
+def command_name(args: list[str]) -> str:
+    """What a command runs, as a user would name it: ``dgan-data preview`` for
+    ``python -m dgan_data.cli preview ...``, else the script's name (``evaluate_gan.py``)."""
+    if args[1:3] == ["-m", "dgan_data.cli"]:
+        return " ".join(["dgan-data", *args[3:4]])
+    return Path(args[1]).name if len(args) > 1 else Path(args[0]).name
+
+
 class Plan:
     """Commands grouped by part; ``run`` executes them (or prints them on a dry run)."""
 
@@ -90,7 +106,10 @@ class Plan:
         for args in commands:
             print("$", " ".join(args), flush=True)
             if not self.dry_run:
-                subprocess.run(args, check=True)
+                try:
+                    subprocess.run(args, check=True)
+                except subprocess.CalledProcessError as err:
+                    raise StepFailedError(name, command_name(args), err.returncode) from None
         seconds = time.time() - t0
         self.times.append((name, seconds))
         print(f"== {name}: {seconds / 60:.1f} min", flush=True)
@@ -373,9 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         plan = build_plan(args)
-    except subprocess.CalledProcessError as err:  # the step printed its own error
-        step = " ".join(Path(str(a)).name for a in err.cmd[1:3])
-        print(f"rebuild.py: error: {step} exited with code {err.returncode}", file=sys.stderr)
+    except StepFailedError as err:  # the step printed its own error
+        print(f"rebuild.py: error: {err}", file=sys.stderr)
         return err.returncode if 0 < err.returncode < 128 else 1
     print(plan.table())
     return 0
