@@ -86,3 +86,20 @@ def test_command_line_refuses_variants_without_a_neighbourhood(capsys):
     # the --shape=NAME form is the script's option too, not passed on to the variants
     assert shapes.main(["--shape=dilated", "--variants", "shipped"]) == 2
     assert "'shipped' must set patch=R" in capsys.readouterr().err
+
+
+def test_help_lists_the_shape_option_with_the_variants_options(capsys):
+    """--shape is the script's own option: --help listed only interpreter_variants'."""
+    with pytest.raises(SystemExit) as exit_:
+        shapes.parse_args(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "--shape {finest,coarse,dilated}" in out
+    assert "--variants" in out and "--save-interpreters" in out
+
+
+def test_the_shape_and_the_variants_options_are_both_read():
+    args = shapes.parse_args(["--shape", "coarse", "--variants", "rgb=1+patch=1"])
+    assert args.shape == "coarse"
+    assert args.variants == ["rgb=1+patch=1"]
+    assert args.variants_argv == ["--variants", "rgb=1+patch=1"]

@@ -104,11 +104,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     argv = list(sys.argv[1:] if argv is None else argv)
     # --shape is this script's own option; everything else goes to interpreter_variants
     own = OneLineParser(prog=PROG, add_help=False)
-    own.add_argument("--shape", choices=SHAPES, default="finest")
+    own.add_argument(
+        "--shape",
+        choices=SHAPES,
+        default="finest",
+        help="the pixel context's neighbourhood: finest (the library's), coarse (also the "
+        "second-largest maps), dilated (offsets in steps of 2)",
+    )
     known, rest = own.parse_known_args(argv)
     import interpreter_variants as variants
 
-    args = variants.parse_args(rest, prog=PROG)
+    # --shape is a parent of the variants' parser so that --help lists it (it did not)
+    args = variants.parse_args(argv, prog=PROG, parents=[own])
     for name in args.variants:
         spec = variants.parse_variant(name)
         if not spec.get("patch") or "selftrain" in spec:

@@ -462,10 +462,19 @@ def report(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argparse.Namespace:
-    """The options (``prog``: the script named in messages, default this one's); bad
-    values exit 2 with one line."""
-    ap = OneLineParser(prog=prog or Path(__file__).name, description=__doc__.split("\n\n")[0])
+def parse_args(
+    argv: list[str] | None = None,
+    prog: str | None = None,
+    parents: Sequence[argparse.ArgumentParser] = (),
+) -> argparse.Namespace:
+    """The options (``prog``: the script named in messages, default this one's; ``parents``:
+    parsers of a calling script's own options, listed in ``--help`` too); bad values exit
+    2 with one line."""
+    ap = OneLineParser(
+        prog=prog or Path(__file__).name,
+        description=__doc__.split("\n\n")[0],
+        parents=list(parents),
+    )
     ap.add_argument("--preset", choices=sorted(TOY_PRESET_WORLDS), default="toyface-14")
     ap.add_argument("--out", type=output_folder, default=Path("runs/variants"))
     ap.add_argument("--variants", nargs="+", default=["shipped", "steps=8000"])
