@@ -179,6 +179,20 @@ def test_a_seed_gives_the_same_weights_and_leaves_the_global_rng_alone(arch):
     assert _same_weights(a, b) and not _same_weights(a, c)
 
 
+@pytest.mark.parametrize("arch", ["unet", "deeplabv3plus"])
+def test_a_seeded_build_leaves_the_cuda_generators_alone(arch, monkeypatch):
+    """torch.manual_seed(seed) also seeded every CUDA generator (queued until CUDA starts
+    on a machine without it yet), outside what fork_rng restores: a user's CUDA dropout
+    then followed the model's seed. Recorded here, so that it shows without a GPU."""
+    calls: list[int] = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", calls.append)
+    monkeypatch.setattr(torch.cuda, "manual_seed", calls.append)
+    a = build_segmentation_model(3, arch, seed=7, image_size=32)
+    b = build_segmentation_model(3, arch, seed=7, image_size=32)
+    assert calls == []
+    assert _same_weights(a, b)
+
+
 def test_without_a_seed_the_global_rng_draws_the_weights_as_before():
     torch.manual_seed(5)
     a = build_segmentation_model(3, "unet", image_size=32)

@@ -124,7 +124,9 @@ def _seeded(seed: int | None) -> Iterator[None]:
         yield
         return
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        # the CPU generator alone (the model is built on the CPU): torch.manual_seed also
+        # seeds every CUDA generator, which fork_rng(devices=[]) does not restore
+        torch.random.default_generator.manual_seed(seed)
         yield
 
 
