@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from ..conventions import keyword_hints
 from ..uncertainty import js_divergence
 from .resample import Crop, Layout, autocast_dtype, interp_matrix
-from .rows import _RESAMPLE_COST, _resolution_groups, _vote
+from .rows import _RESAMPLE_COST, _resolution_groups, _vote, weight_rows
 
 logger = logging.getLogger(__name__)
 
@@ -54,24 +54,38 @@ class FramesInference:
         "project" (first layer at native resolution, width resampled by ``F.interpolate``,
         heights of all such groups resampled and summed by one matrix product with the
         stacked height-interpolation matrix ``A``, whose last column adds the bias) or
-        "resample" (its channels resampled to the frame, then projected). Cached per
-        (frame, crop, device, first-layer weights); built on the device.
+        "resample" (its channels resampled to the frame, then projected). The geometry
+        (groups, ``A``) is cached per (frame, crop, device) and built on the device; the
+        first-layer weights are read from ``w1`` on every call (views where the rows
+        form one block), so no update of ``w1`` can leave a stale copy.
         """
-        key = (frame, crop, str(self.device), self.w1.data_ptr(), self.w1._version)
-        cached = self._frames_cache.get(key)
-        if cached is not None:
-            return cached
+        key = (frame, crop, str(self.device))
+        geometry = self._frames_cache.get(key)
+        if geometry is None:
+            geometry = self._frames_geometry(frame, crop)
+            self._frames_cache = {key: geometry}  # one entry: the frame a stream keeps asking for
+        MH1 = self.num_models * self.hidden[0]
+        w1t = self.w1.detach().reshape(MH1, -1).t()  # (C, M * H1), a view
+        ranges = [[(c0, c1) for _, c0, c1 in g["maps"]] for g in geometry["project"]]
+        return {
+            **geometry,
+            "project": [
+                {**g, "w1": weight_rows(w1t, r)} for g, r in zip(geometry["project"], ranges)
+            ],
+            "w_resample": weight_rows(w1t, [(c0, c1) for _, c0, c1 in geometry["resample_maps"]]),
+        }
+
+    def _frames_geometry(self, frame: tuple[int, int], crop: Crop) -> dict[str, Any]:
+        """The weight-free part of :meth:`_frames_plan`."""
         top, _, height, width = crop
         MH1 = self.num_models * self.hidden[0]
         k = _RESAMPLE_COST_CUDA if self.device.type == "cuda" else _RESAMPLE_COST
-        w1t = self.w1.detach().reshape(MH1, -1).t()  # (C, M * H1)
         project, resample = [], []
         for g in _resolution_groups(self.input_layout):
             h, w, C = *g["res"], g["channels"]
             cost_project = MH1 * (C * h * w + 3 * k * h * width + height * h * width)
             passes = 1 if (h, w) == frame else 2
             cost_resample = C * (passes * k * height * width + MH1 * height * width)
-            g["w1"] = torch.cat([w1t[c0:c1] for _, c0, c1 in g["maps"]]).contiguous()
             (project if _project_first(cost_project, cost_resample) else resample).append(g)
         A = None
         if project:
@@ -80,15 +94,13 @@ class FramesInference:
             ]
             blocks.append(torch.ones(height, 1, device=self.device))  # the bias row of Z
             A = torch.cat(blocks, dim=1)
-        plan = {
+        return {
             "dtype": torch.float32,
             "project": project,
             "resample_maps": [m for g in resample for m in g["maps"]],
-            "w_resample": torch.cat([g["w1"] for g in resample]) if resample else None,
             "A": A,
+            "_cast_A": {},  # A in autocast dtypes, made on first use
         }
-        self._frames_cache = {key: plan}  # one entry: the frame a stream keeps asking for
-        return plan
 
     def _frame_chunks(
         self, plan: dict[str, Any], batch: int, height: int, width: int, chunk_bytes: int | None
@@ -253,19 +265,20 @@ def _project_first(cost_project: int, cost_resample: int) -> bool:
 
 
 def _plan_in_dtype(plan: dict[str, Any], dtype: torch.dtype) -> dict[str, Any]:
-    """The interpolate plan with its matrices in ``dtype`` (cached inside the plan)."""
+    """The interpolate plan with its matrices in ``dtype``: the weights are cast on every
+    call (a cached cast could go stale), ``A`` (geometry) once per cached plan."""
     if dtype == torch.float32:
         return plan
-    cast = plan.setdefault("_cast", {})
-    if dtype not in cast:
-        cast[dtype] = {
-            **{k: v for k, v in plan.items() if k != "_cast"},
-            "dtype": dtype,
-            "project": [{**g, "w1": g["w1"].to(dtype)} for g in plan["project"]],
-            "w_resample": None if plan["w_resample"] is None else plan["w_resample"].to(dtype),
-            "A": None if plan["A"] is None else plan["A"].to(dtype),
-        }
-    return cast[dtype]
+    A, cast = plan["A"], plan["_cast_A"]  # the cached geometry's dict
+    if A is not None and dtype not in cast:
+        cast[dtype] = A.to(dtype)
+    return {
+        **plan,
+        "dtype": dtype,
+        "project": [{**g, "w1": g["w1"].to(dtype)} for g in plan["project"]],
+        "w_resample": None if plan["w_resample"] is None else plan["w_resample"].to(dtype),
+        "A": None if A is None else cast[dtype],
+    }
 
 
 @contextmanager

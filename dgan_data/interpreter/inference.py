@@ -19,12 +19,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..conventions import check_bool, keyword_hints, tensor_fields_repr
+from ..conventions import check_bool, check_int, keyword_hints, tensor_fields_repr
 from ..uncertainty import image_scores, js_divergence
 from .context import expand_maps
 from .frames import FramesInference
@@ -164,11 +165,25 @@ class FactorizedInference(RowsInference, FramesInference):
         return impl
 
     def _budget(self, chunk_bytes: int | None) -> int:
-        budget = chunk_bytes or self.chunk_bytes
-        if budget is None:
-            cuda = self.device.type == "cuda"
-            budget = DEFAULT_CHUNK_BYTES_CUDA if cuda else DEFAULT_CHUNK_BYTES
-        return int(budget)
+        """Working-memory budget of one chunk: ``chunk_bytes``, else ``self.chunk_bytes``,
+        else the device's default; a positive int (not a bool), else a ValueError."""
+        if chunk_bytes is not None:
+            return check_int(chunk_bytes, "chunk_bytes", 1)
+        if self.chunk_bytes is not None:
+            return check_int(self.chunk_bytes, "interp.chunk_bytes", 1)
+        return DEFAULT_CHUNK_BYTES_CUDA if self.device.type == "cuda" else DEFAULT_CHUNK_BYTES
+
+    def _check_weights_dtype(self) -> None:
+        """The factorized paths accumulate in float32 and multiply the weights as they
+        are: weights cast with ``.half()``, ``.double()`` etc. are refused clearly."""
+        bad = {str(t.dtype) for t in chain(self.parameters(), self.buffers())}
+        bad.discard("torch.float32")
+        if bad:
+            raise ValueError(
+                f"predict needs float32 interpreter weights, got {', '.join(sorted(bad))}: "
+                "cast back with interp.float(); for half precision keep float32 weights and "
+                "run under autocast (Labeler(dtype=torch.bfloat16) or torch.autocast)"
+            )
 
     @torch.no_grad()
     def first_layer(
@@ -179,6 +194,7 @@ class FactorizedInference(RowsInference, FramesInference):
     ) -> torch.Tensor:
         """The first Linear layer (bias included) at every label pixel, computed factorized:
         (B, M, H1, H, W). Materialises the full result; meant for tests and inspection."""
+        self._check_weights_dtype()
         feats = self._check_features(features)
         frame, crop_ = self._frame(output_size, crop)
         B = feats[0].shape[0]
@@ -214,8 +230,10 @@ class FactorizedInference(RowsInference, FramesInference):
         ``top_fraction``: share of pixels averaged into the image score. The output is
         computed in chunks (whole images, or rows of one image) of about ``chunk_bytes``
         working memory (default ``self.chunk_bytes``, else 512 MiB on the CPU and 2 GiB
-        on CUDA). Works under autocast (products in its dtype); softmax and
-        Jensen-Shannon are computed in float32.
+        on CUDA; a positive int, else a ValueError). Works under autocast (products in
+        its dtype); softmax and Jensen-Shannon are computed in float32. The weights must
+        be float32 (an interpreter cast with ``.half()`` etc. is a ValueError: use
+        autocast for half precision).
 
         ``impl`` (default ``self.impl``, "auto"): "rows" computes label rows in chunks
         with the bilinear taps applied by index (small working memory: the CPU path);
@@ -240,6 +258,8 @@ class FactorizedInference(RowsInference, FramesInference):
         if compile is not None:
             compile = check_bool(compile, "compile")
         impl = self._resolve_impl(impl)
+        self._check_weights_dtype()
+        self._budget(chunk_bytes)  # checked before any work
         feats = self._check_features(features)
         frame, crop_ = self._frame(output_size, crop)
         if impl == "interpolate":

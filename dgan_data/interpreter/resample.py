@@ -37,14 +37,25 @@ Layout = list[tuple[int, int, int]]
 Crop = tuple[int, int, int, int]
 
 
+def _int_items(value: Any) -> list[int | None] | None:
+    """The items of a sequence, or of a 1-d tensor or array, as ints (None where one is
+    not an integer); None for anything else (a string, a set, a scalar). ``check_crop``
+    and ``check_label_size`` share it, so both accept the same containers."""
+    if isinstance(value, (str, bytes)):
+        return None
+    if isinstance(value, Sequence) or getattr(value, "ndim", None) == 1:
+        return [as_index(v) for v in value]
+    return None
+
+
 def check_label_size(label_size: Any, name: str = "label_size") -> tuple[int, int] | None:
     """``(H, W)`` of ints in [1, MAX_LABEL_SIDE] (numpy ints too), or None; else a clear
     ValueError naming ``name`` (floats are refused, never truncated)."""
     if label_size is None:
         return None
-    if isinstance(label_size, (str, bytes)) or not isinstance(label_size, Sequence):
+    sides = _int_items(label_size)
+    if sides is None:
         raise ValueError(f"{name} must be (height, width), got {label_size!r:.80}")
-    sides = [as_index(v) for v in label_size]
     if len(sides) != 2 or any(v is None or v < 1 for v in sides):
         raise ValueError(f"{name} must be two positive ints (height, width), got {label_size!r}")
     if max(sides) > MAX_LABEL_SIDE:  # type: ignore[type-var]
@@ -105,10 +116,7 @@ def check_crop(crop: Sequence[int] | None, frame: tuple[int, int]) -> Crop:
     """Validate ``crop=(top, left, height, width)`` inside ``frame``; None = whole frame."""
     if crop is None:
         return (0, 0, int(frame[0]), int(frame[1]))
-    try:
-        values = [] if isinstance(crop, (str, bytes)) else [as_index(v) for v in crop]
-    except TypeError:
-        values = []
+    values = _int_items(crop) or []
     if len(values) != 4 or any(v is None for v in values):
         raise ValueError(f"crop must be 4 ints (top, left, height, width), got {crop!r:.80}")
     top, left, height, width = values  # type: ignore[misc]

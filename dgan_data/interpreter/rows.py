@@ -10,6 +10,7 @@ supplies the weights and the shared helpers (``_budget``, ``_tail_logits``).
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 import torch
@@ -46,15 +47,26 @@ class RowsInference:
         resolution (maps about as large as the label frame or larger, C_g < M * H1).
         Costs count a multiply-add as 1 and an element of a resampling pass as
         ``_RESAMPLE_COST`` (memory-bound elementwise work).
+
+        The geometry is cached per (frame, crop, device); the first-layer weights are
+        read from ``w1`` on every call (views; a copy only for the resample-first rows
+        when they are not one block), so no update of ``w1`` can leave a stale copy.
         """
-        key = (frame, crop, str(self.device), self.w1.data_ptr(), self.w1._version)
-        cached = self._plan_cache.get(key)
-        if cached is not None:
-            return cached
+        key = (frame, crop, str(self.device))
+        geometry = self._plan_cache.get(key)
+        if geometry is None:
+            geometry = self._plan_geometry(frame, crop)
+            self._plan_cache = {key: geometry}  # one entry: the frame a stream keeps asking for
+        MH1 = self.num_models * self.hidden[0]
+        w1t = self.w1.detach().reshape(MH1, -1).t()  # (C, M * H1), a view
+        ranges = [(c0, c1) for g in geometry["resample"] for _, c0, c1 in g["maps"]]
+        return {**geometry, "w1t": w1t, "w_resample": weight_rows(w1t, ranges)}
+
+    def _plan_geometry(self, frame: tuple[int, int], crop: Crop) -> dict[str, Any]:
+        """The weight-free part of :meth:`_plan`: "project" and "resample" groups."""
         _, _, height, width = crop
         MH1 = self.num_models * self.hidden[0]
         k = _RESAMPLE_COST
-        w1t = self.w1.reshape(MH1, -1).t()  # (C, M * H1)
         project, resample = [], []
         for g in _resolution_groups(self.input_layout):
             h, w = g["res"]
@@ -63,14 +75,7 @@ class RowsInference:
             cost_resample = C * (k * (h * width + height * width) + MH1 * height * width)
             g["cols"] = taps(frame[1], w, crop[1], width, self.device)
             (project if cost_project <= cost_resample else resample).append(g)
-        w_resample = (
-            torch.cat([w1t[c0:c1] for g in resample for _, c0, c1 in g["maps"]]).contiguous()
-            if resample
-            else None
-        )
-        plan = {"project": project, "resample": resample, "w1t": w1t, "w_resample": w_resample}
-        self._plan_cache = {key: plan}  # one entry: the frame a stream keeps asking for
-        return plan
+        return {"project": project, "resample": resample}
 
     def _project_rows(
         self,
@@ -198,6 +203,16 @@ class RowsInference:
                 if probs is not None:
                     probs[b0:b1, :, r0:r1] = mean_p.view(*shape, K).permute(2, 3, 0, 1)
         return labels, js, probs
+
+
+def weight_rows(w1t: torch.Tensor, ranges: list[tuple[int, int]]) -> torch.Tensor | None:
+    """Rows ``ranges`` of the first layer ``w1t`` (C, M * H1) stacked: a view when they
+    form one block (the usual case), else a copy made now, from the current weights."""
+    if not ranges:
+        return None
+    if all(a[1] == b[0] for a, b in pairwise(ranges)):
+        return w1t[ranges[0][0] : ranges[-1][1]]
+    return torch.cat([w1t[c0:c1] for c0, c1 in ranges])
 
 
 def _resolution_groups(layout: Layout) -> list[dict[str, Any]]:
