@@ -42,7 +42,6 @@ from .interpreter.inference import IMPLS
 from .interpreter.resample import MAX_LABEL_SIDE, check_label_size
 from .palette import make_palette
 from .presets import (
-    check_presets_interpreter,
     get_preset,
     load_generator,
     load_interpreter,
@@ -300,8 +299,7 @@ class Labeler:
             if generator is None:
                 G = load_preset_generator(p.name)
             if interpreter is None:
-                interp = load_preset_interpreter(p.name)
-                check_presets_interpreter(interp, p)
+                interp = load_preset_interpreter(p.name)  # checked as the preset's
             truncation_psi = p.truncation_psi if truncation_psi is None else truncation_psi
             if truncation_cutoff is None:
                 truncation_cutoff = p.truncation_cutoff

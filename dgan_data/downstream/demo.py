@@ -234,18 +234,23 @@ def _default_threads() -> int:
 
 
 # ------------------------------------------------------------------------ demo
+def _psi_text(psi: float) -> str:
+    """A truncation as arm names and labels show it (6 significant digits)."""
+    return f"{psi:g}"
+
+
 def _arms(cfg: DemoConfig, preset_psi: float) -> list[Arm]:
     psis = list(cfg.stream_psi) if cfg.stream_psi else [preset_psi]
     if cfg.full and not cfg.stream_psi and 1.0 not in psis:
         psis.append(1.0)
     arms = []
     for psi in psis:
-        key = "a" if psi == psis[0] else f"a@{psi:g}"
+        key = "a" if psi == psis[0] else f"a@{_psi_text(psi)}"
         arms.append(
             Arm(
                 key,
-                f"DatasetGAN psi {psi:g}",
-                f"DatasetGAN stream at truncation psi {psi:g} (interpreter trained on "
+                f"DatasetGAN psi {_psi_text(psi)}",
+                f"DatasetGAN stream at truncation psi {_psi_text(psi)} (interpreter trained on "
                 "16 annotated generated samples)",
                 psi,
             )
@@ -295,6 +300,12 @@ def _check_config(cfg: DemoConfig) -> None:
         )
     if cfg.stream_pool is not None and cfg.stream_pool < cfg.batch_size:
         raise ValueError(f"stream_pool must hold at least one batch, got {cfg.stream_pool}")
+    if cfg.stream_pool and cfg.stream_workers:
+        # the pool is made once in the main process: workers were recorded but never ran
+        raise ValueError(
+            f"stream_workers ({cfg.stream_workers}) is for the live stream; with stream_pool "
+            "arm (a) trains on a fixed set made once, without workers: leave it out or 0"
+        )
     if cfg.world is not None and cfg.world not in VARIATIONS:
         raise ValueError(f"unknown toy world {cfg.world!r}; valid: {', '.join(VARIATIONS)}")
     # the API's settings that the command line checks when parsed: lr=0 rendered the test
@@ -316,6 +327,14 @@ def _check_config(cfg: DemoConfig) -> None:
     psis = [check_truncation_psi(psi, "stream_psi values") for psi in cfg.stream_psi or ()]
     if len(set(psis)) != len(psis):
         raise ValueError(f"stream_psi values must differ (one arm each), got {psis}")
+    named: dict[str, float] = {}
+    for psi in psis:  # arms are named by psi:g: 0.5 and 0.5000001 made one arm of two runs
+        other = named.setdefault(_psi_text(psi), psi)
+        if other != psi:
+            raise ValueError(
+                f"stream_psi values {other!r} and {psi!r} share the arm name "
+                f"a@{_psi_text(psi)} (6 significant digits): give values that differ there"
+            )
 
 
 @keyword_hints
@@ -371,6 +390,8 @@ def run_demo(config: DemoConfig, report: Callable[[str], None] = log.info) -> di
     rows = np.unique(np.linspace(0, cfg.test_count - 1, cfg.figure_rows).round().astype(int))
     files = {
         "generator": file_sha256(resolve_preset_file(preset.name, "generator")),
+        # its weights: the fingerprint in interp_info is the generator's
+        "interpreter": file_sha256(resolve_preset_file(preset.name, "interpreter")),
         "annotator": file_sha256(toy_annotator_path(world)),
     }
     finished = FinishedRuns(out, _run_digest(cfg, device, workers, world, interp_info, files))
@@ -562,8 +583,9 @@ def _run_digest(
     files: dict[str, str],
 ) -> str:
     """What a finished run's numbers depend on: every setting but the output folder,
-    progress bars and threads, and the device type, stream workers, world, the preset's
-    interpreter, the generator and annotator files (sha256) and the package version."""
+    progress bars and threads, and the device type, stream workers (as used, not as
+    set), world, the preset's interpreter, the generator, interpreter and annotator files
+    (sha256) and the package version."""
     settings = {k: v for k, v in config_dict(cfg).items() if k not in _NOT_IN_DIGEST}
     record = {
         "config": settings,
@@ -578,7 +600,8 @@ def _run_digest(
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-_NOT_IN_DIGEST = frozenset({"out", "progress", "threads"})
+# device and stream_workers as set (None, "cpu", 0 ...): the digest holds the values used
+_NOT_IN_DIGEST = frozenset({"out", "progress", "threads", "device", "stream_workers"})
 
 
 class FinishedRuns:

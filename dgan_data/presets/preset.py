@@ -398,13 +398,18 @@ def get_preset(name: str | Preset) -> Preset:
 def cache_dir() -> Path:
     """Root of the preset cache.
 
-    ``$DGAN_DATA_HOME`` if set, else ``$XDG_CACHE_HOME/dgan_data`` (when that variable
-    holds an absolute path, as the XDG spec asks), else ``~/.cache/dgan_data``.
+    ``$DGAN_DATA_HOME`` if set (an absolute path, ``~`` expanded; ValueError for a blank
+    or relative one), else ``$XDG_CACHE_HOME/dgan_data`` (when that variable holds an
+    absolute path, as the XDG spec asks), else ``~/.cache/dgan_data``.
     The folder is not created here.
     """
     home = os.environ.get("DGAN_DATA_HOME")
     if home:
-        return Path(home).expanduser()
+        path = Path(home).expanduser()
+        # a blank or relative value made the cache depend on the working directory
+        if not path.is_absolute():
+            raise ValueError(f"DGAN_DATA_HOME must be an absolute path (or unset), got {home!r}")
+        return path
     xdg = os.environ.get("XDG_CACHE_HOME")
     if xdg and Path(xdg).is_absolute():
         return Path(xdg) / "dgan_data"

@@ -187,9 +187,12 @@ def load_preset_interpreter(
     name: str | Preset, device: str | torch.device | None = None
 ) -> Interpreter:
     """The preset's own interpreter: its file from the preset's folders (never a file
-    of that name in the working directory)."""
+    of that name in the working directory), checked by :func:`check_presets_interpreter`
+    (ValueError for a file of other classes or another label frame)."""
     preset = get_preset(name)
-    return Interpreter.load(resolve_preset_file(preset.name, "interpreter"), device=device)
+    interp = Interpreter.load(resolve_preset_file(preset.name, "interpreter"), device=device)
+    check_presets_interpreter(interp, preset)
+    return interp
 
 
 def check_presets_interpreter(interp: Interpreter, preset: str | Preset) -> None:
