@@ -73,6 +73,7 @@ from dgan_data.downstream.train import (
     train_segmentation,
 )
 from dgan_data.fileio import atomic_torch_save, atomic_write_bytes
+from dgan_data.generators.torch_files import safe_torch_load
 from dgan_data.interpreter import Interpreter
 from dgan_data.metrics import five_fold_protocol, format_iou_table, holdout_protocol
 from dgan_data.presets import get_preset
@@ -212,7 +213,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         last = args.checkpoint_dir / "last.pt"
         if last.is_file():
             try:
-                saved = torch.load(last, map_location="cpu", weights_only=True)
+                saved = safe_torch_load(last)  # memory guard: CheckpointError
                 step = int(saved["step"])
             except Exception as err:  # damaged, truncated, not a torch file, no "step"
                 p.error(
@@ -250,7 +251,7 @@ def model_option_mismatch(args: argparse.Namespace, step_file: Path) -> str | No
     the others would fail only inside torch. A missing or unreadable step file is not
     checked (last.pt's load still refuses weights of another shape)."""
     try:
-        config = torch.load(step_file, map_location="cpu", weights_only=True)["config"]
+        config = safe_torch_load(step_file)["config"]
     except Exception:  # pruned or damaged: nothing to compare with
         return None
     if not isinstance(config, dict):
@@ -620,7 +621,7 @@ class EvalScores:
         if self.path is None or not self.path.is_file():
             return
         try:
-            saved = torch.load(self.path, map_location="cpu", weights_only=True)
+            saved = safe_torch_load(self.path)  # memory guard: CheckpointError
             missing = [
                 k for k in ("per_image", "val") if not isinstance(saved, dict) or k not in saved
             ]

@@ -109,8 +109,54 @@ def _rounded_ratio(ratio: float | None) -> float | None:
     return round(ratio, 3)
 
 
+def _number(value: object) -> bool:
+    """Whether ``value`` is a JSON number (a bool is not one)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_quality(q: dict, diversity: dict[str, dict]) -> str | None:
+    """The first field of an evaluate_gan.py JSON the gate cannot trust, with why, or None.
+
+    Verdicts must be real bools (``bool("false")`` is True), ``all_ok`` the verdict of
+    the parts; numbers finite, spreads >= 0. KID's unbiased estimate may be slightly
+    negative (noise on equal distributions), never by more than 3 of its spreads.
+    """
+    if not diversity:
+        return "diversity: no statistic (no part with a ratio and an ok)"
+    for key, part in diversity.items():
+        ratio = part["ratio"]
+        if ratio is not None and not _number(ratio):
+            return f"diversity.{key}.ratio: {ratio!r} is not a number or null"
+        if ratio is not None and math.isfinite(ratio) and ratio < 0:  # NaN/inf: older null
+            return f"diversity.{key}.ratio: {ratio!r} is negative"
+        if not isinstance(part["ok"], bool):
+            return f"diversity.{key}.ok: {part['ok']!r} is not true or false"
+    all_ok = q["diversity"]["all_ok"]
+    if not isinstance(all_ok, bool):
+        return f"diversity.all_ok: {all_ok!r} is not true or false"
+    if all_ok != all(part["ok"] for part in diversity.values()):
+        return f"diversity.all_ok: {all_ok} disagrees with its parts' ok"
+    spreads = {"kid_mean": "kid_std", "kid_real_mean": "kid_real_std"}
+    for name in (*spreads, *spreads.values()):
+        value = q[name] if name in spreads else q.get(name, 0.0)  # spreads: older files lack
+        if not _number(value) or not math.isfinite(value):
+            return f"{name}: {value!r} is not a finite number"
+        if name not in spreads and value < 0:
+            return f"{name}: {value!r} is negative"
+    for name, std in spreads.items():
+        if q[name] < -3 * q.get(std, 0.0):
+            return f"{name}: {q[name]!r} is negative beyond its noise (3 x {std})"
+    psi = q["truncation_psi"]
+    if not _number(psi) or not 0.0 <= psi <= 1.0:  # evaluate_gan.py's --truncation-psi
+        return f"truncation_psi: {psi!r} is not a number in [0, 1]"
+    return None
+
+
 def _gate_of(q: dict, quality_path: str) -> dict:
     diversity = {k: v for k, v in q["diversity"].items() if isinstance(v, dict)}
+    problem = _check_quality(q, diversity)
+    if problem:
+        raise ValueError(f"{quality_path}: not a usable evaluate_gan.py JSON ({problem})")
     # The KID verdict is recomputed from the stored numbers with the package's rule, so a
     # JSON written under an older rule (2 x (floor + 2 std)) is judged like a new one.
     kid = kid_gate(q["kid_mean"], q["kid_real_mean"], q.get("kid_real_std", 0.0))

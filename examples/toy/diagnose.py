@@ -86,7 +86,8 @@ from dgan_data.downstream.train import (
     render_labeled,
     train_segmentation,
 )
-from dgan_data.fileio import atomic_torch_save, atomic_write_bytes
+from dgan_data.fileio import atomic_torch_save, atomic_write_bytes, read_json
+from dgan_data.generators.torch_files import safe_torch_load
 from dgan_data.interpreter.io import read_interpreter_metadata
 from dgan_data.metrics import auroc, confusion_matrix, metrics_from_confusion
 from dgan_data.presets import get_preset, resolve_preset_file
@@ -317,19 +318,67 @@ def file_digest(*paths: Path) -> str:
     return h.hexdigest()[:8]
 
 
-def cached(path: Path, make: Any) -> Any:
-    """``make()``, saved at ``path`` (atomically: a concurrent run never reads half a file)."""
+#: What each tensor of a cached sample set holds: its number of dims and whether it is
+#: floating point (images and scores) or integer (labels and seeds).
+SAMPLE_TENSORS = {
+    "images": (4, True),
+    "labels": (3, False),
+    "pixel_js": (3, True),
+    "score": (1, True),
+    "probs": (4, True),
+    "seeds": (1, False),
+}
+
+
+def check_samples(value: Any, keys: tuple[str, ...]) -> None:
+    """Raise ValueError unless ``value`` is a dict holding ``keys`` (at least), each of
+    its ``SAMPLE_TENSORS`` a tensor of the right kind with one row per image."""
+    if not isinstance(value, dict) or any(k not in value for k in keys):
+        raise ValueError(f"not a dict with {', '.join(keys)}")
+    rows = None
+    for key, (dims, floating) in SAMPLE_TENSORS.items():
+        t = value.get(key)
+        if t is None and key not in keys:
+            continue
+        if not isinstance(t, torch.Tensor) or t.dim() != dims or t.is_floating_point() != floating:
+            kind = "float" if floating else "integer"
+            raise ValueError(f"{key}: not a {dims}-D {kind} tensor")
+        if rows is not None and len(t) != rows:
+            raise ValueError(f"{key}: {len(t)} rows, not {rows}")
+        rows = len(t)
+
+
+def cached(path: Path, make: Any, keys: tuple[str, ...] = ("images", "labels")) -> Any:
+    """``make()``, saved at ``path`` (atomically: a concurrent run never reads half a file).
+
+    A cache that does not load (truncated, damaged, hostile: read with the package's
+    memory guard) or fails :func:`check_samples` is only a cache: it is deleted, with a
+    warning naming it, and made again."""
     if path.is_file():
-        return torch.load(path, weights_only=True)
+        try:
+            value = safe_torch_load(path)
+            check_samples(value, keys)
+            return value
+        except ValueError as err:  # safe_torch_load's CheckpointError is one
+            log.warning("%s: unusable cache (%s); making it again", path, one_line(err))
+            path.unlink(missing_ok=True)
     value = make()
     atomic_torch_save(value, path)
     return value
 
 
+def read_results(path: Path) -> dict[str, Any]:
+    """``diagnose.json`` as a dict ({} when there is none); errors name the file."""
+    results = read_json(path) if path.is_file() else {}
+    if not isinstance(results.get("students", {}), dict):
+        raise ValueError(f"{path}: students is not a JSON object")
+    return results
+
+
 def merge_students(results_path: Path, results: dict[str, Any]) -> dict[str, Any]:
     """Add to ``results`` the students other runs wrote to the file meanwhile (ours win);
     returns what the file holds."""
-    on_disk = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    on_disk = read_results(results_path)
     results["students"] = {**on_disk.get("students", {}), **results["students"]}
     return on_disk
 
@@ -604,11 +653,12 @@ def run(args: argparse.Namespace) -> int:
                 interpreter=interp_path,
                 **stream_options(args),
             ),
+            keys=("images", "labels", "seeds"),
         ),
     }
     augment = BatchAugment()
     results_path = out / "diagnose.json"
-    results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    results: dict[str, Any] = read_results(results_path)
     results.setdefault("students", {})
     suffix = student_suffix(args)
     for arm in args.arms.split(","):
@@ -741,10 +791,11 @@ def chain_study(
     gen = cached(
         cache / f"eval_{args.eval_count}_psi{psi:g}{seed_tag(args.seed)}_{preset_tag}.pt",
         lambda: gan_samples(labeler, args.eval_count, args.seed + 1),
+        keys=("images", "labels", "pixel_js", "score"),
     )
     reference = annotate_all(annotator, gen["images"])
     interp_scores = metrics_from_confusion(confusion_matrix(gen["labels"], reference, NUM_CLASSES))
-    ann_meta = json.loads(ann_path.with_suffix(".json").read_text())
+    ann_meta = read_json(ann_path.with_suffix(".json"))
     return {
         "study_skipped": None,
         "annotator_miou": ann_meta.get("test_miou"),

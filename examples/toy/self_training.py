@@ -42,7 +42,7 @@ from diagnose import annotate_all, file_digest, train_student
 from safetensors.torch import load_file
 
 from dgan_data.augment import BatchAugment
-from dgan_data.cli import OneLineParser, one_line, run_script
+from dgan_data.cli import OneLineParser, one_line, run_script, script_error
 from dgan_data.cli.common import (
     int_range,
     non_negative_int,
@@ -53,7 +53,8 @@ from dgan_data.cli.common import (
 )
 from dgan_data.conventions import IGNORE_INDEX
 from dgan_data.downstream.train import build_segmentation_model, real_batches, render_labeled
-from dgan_data.fileio import save_safetensors, write_json
+from dgan_data.fileio import read_json, save_safetensors, write_json
+from dgan_data.generators.torch_files import safe_torch_load
 from dgan_data.interpreter.checks import check_mask_ids
 from dgan_data.metrics import confusion_matrix, metrics_from_confusion
 from dgan_data.toy import CLASS_NAMES, NUM_CLASSES, SPLITS, VARIATIONS
@@ -100,7 +101,11 @@ def load_samples(path: Path, need_labels: bool) -> dict[str, torch.Tensor]:
     on the images' N, H, W (checked where the cache has them; required by
     ``need_labels``). Anything else is a SystemExit naming ``path``; parse_args checks
     both files before ``--out`` is made."""
-    data = torch.load(path, map_location="cpu", weights_only=True)
+    try:  # the package's memory guard: a small hostile file cannot allocate gigabytes
+        data = safe_torch_load(path)
+    except ValueError as err:  # CheckpointError: truncated, damaged, refused; names path
+        reason = one_line(err).removeprefix(f"{path}: ")
+        raise SystemExit(f"{path}: not a diagnose.py cache ({reason})") from None
     keys = ("images", "labels") if need_labels else ("images",)
     if not isinstance(data, dict) or any(k not in data for k in keys):
         raise SystemExit(f"{path}: not a diagnose.py cache (needs {', '.join(keys)})")
@@ -197,7 +202,10 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     results_path = args.out / "self_training.json"
-    results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    try:
+        results: dict[str, Any] = read_json(results_path) if results_path.is_file() else {}
+    except (OSError, ValueError) as err:  # one line naming the file, exit 2
+        return script_error("self_training.py", err)
     settings = run_settings(args)
     if results and not same_students(results.get("settings", {}), settings):
         log.info("%s holds students of other settings or data: training afresh", results_path)

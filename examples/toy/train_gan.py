@@ -50,6 +50,7 @@ from dgan_data.cli.common import (
 )
 from dgan_data.fileio import atomic_torch_save, atomic_write, write_json
 from dgan_data.generators.stylegan2 import EqualLinear, StyleGAN2Generator
+from dgan_data.generators.torch_files import safe_torch_load
 from dgan_data.toy import SPLITS, VARIATIONS, render_faces, world_tag
 
 log = logging.getLogger("train_gan")
@@ -164,8 +165,8 @@ def cached_bank(path: Path, count: int, size: int) -> torch.Tensor | None:
     """The bank cached at ``path``, or None (with a warning naming the file) when it does
     not load or is not uint8 (count, 3, size, size): it is only a cache, rendered again."""
     try:
-        bank = torch.load(path, weights_only=True)
-    except Exception as err:  # truncated, not a torch file (torch's message is a page)
+        bank = safe_torch_load(path)  # the package's memory guard (hostile files)
+    except Exception as err:  # truncated, not a torch file, refused by the guard
         log.warning(
             "%s: unreadable train bank cache (%s); rendering it again", path, type(err).__name__
         )
@@ -211,8 +212,10 @@ def save_grid(G: StyleGAN2Generator, z: torch.Tensor, path: Path) -> None:
 def load_checkpoint(path: Path) -> dict:
     """The checkpoint with every tensor on the CPU: ``load_state_dict`` moves weights and
     optimizer state to the models' device, and the RNG states must stay CPU ByteTensors
-    (mapping them to CUDA made resuming fail with "RNG state must be a torch.ByteTensor")."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    (mapping them to CUDA made resuming fail with "RNG state must be a torch.ByteTensor").
+    Read with the package's memory guard: CheckpointError (a ValueError naming ``path``)
+    for a file that is damaged or would allocate far more memory than it holds."""
+    return safe_torch_load(path)
 
 
 #: What :func:`train` reads from a checkpoint (``worlds``, ``settings`` and ``cuda_rng``
