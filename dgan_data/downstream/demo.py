@@ -68,8 +68,10 @@ from .demo_report import (
     json_ready,
     plateau,
     run_summary,
+    run_summary_problem,
     write_figure,
 )
+from .models import _guarded_torch_load
 from .train import (
     ResumableBatches,
     build_segmentation_model,
@@ -409,7 +411,7 @@ def run_demo(config: DemoConfig, report: Callable[[str], None] = log.info) -> di
         few_annotated = annotate(annotator, few_images)
         fewshot_draws.append([int(s) for s in split_seeds("pool", start, _FEWSHOT)])
         for arm in arms:
-            done = finished.load(arm.key, draw)
+            done = finished.load(arm.key, draw, class_names, (len(rows), size, size))
             if done is not None:
                 summary, prediction = done
                 runs[arm.key].append(summary)
@@ -629,7 +631,8 @@ class FinishedRuns:
         if not last.is_file():
             return None
         try:
-            step = torch.load(last, map_location="cpu", weights_only=True)["step"]
+            state = _guarded_torch_load(last)  # a file that would take more memory is refused
+            step = state["step"] if isinstance(state, dict) else None
             if isinstance(step, bool) or not isinstance(step, int) or step < 0:
                 raise ValueError(f"no valid step ({step!r:.40})")
         except Exception as err:  # damaged or foreign: the arm starts over
@@ -647,24 +650,57 @@ class FinishedRuns:
         atomic_torch_save(record, self.path(arm, draw))
         shutil.rmtree(self.partial(arm, draw), ignore_errors=True)  # its checkpoints
 
-    def load(self, arm: str, draw: int) -> tuple[dict[str, Any], torch.Tensor | None] | None:
-        """The saved run, or None when there is none (a damaged file is logged and
-        trained again)."""
+    def load(
+        self,
+        arm: str,
+        draw: int,
+        class_names: Iterable[str] = CLASS_NAMES,
+        prediction_shape: tuple[int, int, int] | None = None,
+    ) -> tuple[dict[str, Any], torch.Tensor | None] | None:
+        """The saved run, or None when there is none (a damaged file, or one whose summary
+        or prediction is not what :meth:`save` writes for ``class_names`` and a figure of
+        ``prediction_shape`` ``(rows, H, W)``, is logged and trained again)."""
+        class_names = list(class_names)
         path = self.path(arm, draw)
         if not path.is_file():
             return None
         try:
-            record = torch.load(path, map_location="cpu", weights_only=True)
-            summary = json.loads(record["summary"])
-            prediction = record.get("prediction")
-            if not isinstance(summary, dict) or "miou" not in summary:
+            record = _guarded_torch_load(path)  # a file that would take more memory is refused
+            if not isinstance(record, dict) or not isinstance(record.get("summary"), str):
                 raise ValueError("no run summary")
-            if prediction is not None and not isinstance(prediction, torch.Tensor):
-                raise ValueError("prediction is not a tensor")
+            summary = json.loads(record["summary"])
+            problem = run_summary_problem(summary, class_names)
+            prediction = record.get("prediction")
+            problem = problem or _prediction_problem(
+                prediction, draw, len(class_names), prediction_shape
+            )
+            if problem:
+                raise ValueError(problem)
         except Exception as err:  # damaged or foreign: train the arm again
             log.warning("%s: unusable finished run (%s); training it again", path, err)
             return None
         return summary, prediction
+
+
+def _prediction_problem(
+    prediction: Any, draw: int, num_classes: int, shape: tuple[int, int, int] | None
+) -> str | None:
+    """Draw 0's figure predictions: an int64 tensor of ``shape`` (rows, H, W), as the
+    student's argmax, with class ids in 0..K-1; other draws save none."""
+    if prediction is None:
+        return "no figure predictions" if draw == 0 else None
+    if not isinstance(prediction, torch.Tensor) or prediction.dtype != torch.int64:
+        return f"the prediction is not an int64 tensor ({_tensor_kind(prediction)})"
+    if prediction.dim() != 3 or (shape is not None and tuple(prediction.shape) != shape):
+        return f"the prediction has shape {tuple(prediction.shape)}, not {shape or '(rows, H, W)'}"
+    if prediction.numel() and not 0 <= int(prediction.min()) <= int(prediction.max()) < num_classes:
+        return f"the prediction holds ids outside 0..{num_classes - 1}"
+    return None
+
+
+def _tensor_kind(value: Any) -> str:
+    """A tensor's dtype, or another value's type, for a message."""
+    return str(value.dtype) if isinstance(value, torch.Tensor) else type(value).__name__
 
 
 def _plain(value: Any) -> Any:

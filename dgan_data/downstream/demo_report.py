@@ -29,6 +29,7 @@ __all__ = [
     "json_ready",
     "plateau",
     "run_summary",
+    "run_summary_problem",
     "write_figure",
 ]
 
@@ -89,6 +90,92 @@ def run_summary(
         "loss_last": float(np.mean(losses[-10:])) if losses else None,
         "curve": [{"step": e["step"], "val_miou": e["val_miou"]} for e in history.evals],
     }
+
+
+#: What :func:`run_summary` writes, by kind: shares (finite, in [0, 1]); counts (ints
+#: >= 0); numbers (NaN where there was nothing to time); numbers or None (no loss when
+#: every step was skipped). A resumed run adds ``resumed_at_step`` (a count).
+_SUMMARY_SHARES = ("miou", "pixel_accuracy")
+_SUMMARY_COUNTS = ("num_images", "seed", "main_threads", "stream_workers")
+_SUMMARY_NUMBERS = (
+    "mean_accuracy",
+    "miou_5fold_mean",
+    "miou_5fold_std",
+    "train_seconds",
+    "eval_seconds",
+    "seconds",
+    "data_seconds_per_step",
+    "optim_seconds_per_step",
+    "data_fraction",
+    "first_step_data_seconds",
+)
+_SUMMARY_OPTIONAL_NUMBERS = ("loss_first", "loss_last")
+_SUMMARY_KEYS = frozenset(
+    (*_SUMMARY_SHARES, *_SUMMARY_COUNTS, *_SUMMARY_NUMBERS, *_SUMMARY_OPTIONAL_NUMBERS)
+) | {"per_class_iou", "curve"}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_share(value: Any) -> bool:
+    return _is_number(value) and math.isfinite(value) and 0 <= value <= 1
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def run_summary_problem(summary: Any, class_names: list[str]) -> str | None:
+    """What keeps ``summary`` (read back from JSON) from being one :func:`run_summary`
+    wrote for ``class_names``, or None: the report and ``results.json`` read every field
+    (a foreign or damaged summary crashed them, or put a NaN or a str mIoU in)."""
+    if not isinstance(summary, dict):
+        return f"the summary is a {type(summary).__name__}, not a dict"
+    keys = set(summary) - {"resumed_at_step"}
+    if keys != _SUMMARY_KEYS:
+        missing, extra = sorted(_SUMMARY_KEYS - keys), sorted(keys - _SUMMARY_KEYS)
+        return f"summary fields missing {missing or 'none'}, unknown {extra or 'none'}"
+    checks = [
+        *((k, _is_share, "a number in [0, 1]") for k in _SUMMARY_SHARES),
+        *((k, _is_count, "an int >= 0") for k in (*_SUMMARY_COUNTS, "resumed_at_step")),
+        *((k, _is_number, "a number") for k in _SUMMARY_NUMBERS),
+        *(
+            (k, lambda v: v is None or _is_number(v), "a number or null")
+            for k in _SUMMARY_OPTIONAL_NUMBERS
+        ),
+    ]
+    for key, check, what in checks:
+        if key in summary and not check(summary[key]):
+            return f"summary field {key!r} must be {what}, got {summary[key]!r:.40}"
+    return _per_class_problem(summary["per_class_iou"], class_names) or _curve_problem(
+        summary["curve"]
+    )
+
+
+def _per_class_problem(per_class: Any, class_names: list[str]) -> str | None:
+    """``per_class_iou``: one IoU in [0, 1] per class name, None where the class is absent
+    from the test images (as :func:`metrics_summary` writes it)."""
+    if not isinstance(per_class, dict) or list(per_class) != list(class_names):
+        names = list(per_class) if isinstance(per_class, dict) else per_class
+        return f"summary field 'per_class_iou' must name the classes in order, got {names!r:.60}"
+    bad = [n for n, v in per_class.items() if v is not None and not _is_share(v)]
+    if bad:
+        return f"summary field 'per_class_iou' has IoUs outside [0, 1] for {bad[:3]}"
+    return None
+
+
+def _curve_problem(curve: Any) -> str | None:
+    """``curve``: the validation evaluations, ``{"step": int, "val_miou": number}``."""
+    good = isinstance(curve, list) and all(
+        isinstance(e, dict)
+        and set(e) == {"step", "val_miou"}
+        and _is_count(e["step"])
+        and (e["val_miou"] is None or _is_number(e["val_miou"]))
+        for e in curve
+    )
+    return None if good else f"summary field 'curve' is not a list of evaluations: {curve!r:.60}"
 
 
 def aggregate_arm(arm: Arm, runs: list[dict[str, Any]], class_names: list[str]) -> dict[str, Any]:

@@ -32,7 +32,8 @@ from ..conventions import (
     keyword_hints,
 )
 from ..fileio import atomic_torch_save, require_file
-from ..generators.files import WEIGHT_DTYPES
+from ..generators.files import WEIGHT_DTYPES, CheckpointError
+from ..generators.torch_files import check_torch_file
 from ..seeds import check_seed
 
 log = logging.getLogger(__name__)
@@ -338,10 +339,8 @@ def build_segmentation_model(
 def _load_encoder_weights(encoder: nn.Module, path: Path) -> None:
     """Load a local encoder state dict, dropping a classifier head; name what did not fit."""
     try:
-        if path.suffix == ".safetensors":
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+        safetensors = path.suffix == ".safetensors"
+        state = load_file(str(path)) if safetensors else _guarded_torch_load(path)
     except Exception as err:
         # a text file (legacy unpickling fails with anything from KeyError to EOFError),
         # a truncated download, a pickle that weights_only refuses
@@ -459,7 +458,9 @@ def load_segmentation_model(
     """
     path = require_file(path, "segmentation checkpoint")  # open() would block on a pipe
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with open(path, "rb"):  # unreadable: an OSError, before the guards call it damaged
+            pass
+        payload = _guarded_torch_load(path)
     except OSError as err:
         raise type(err)(f"{path}: cannot be read ({err.strerror or _first_line(err)})") from None
     except pickle.UnpicklingError:  # a pickle of other objects, or a text file
@@ -499,6 +500,19 @@ def load_segmentation_model(
 def _first_line(err: BaseException) -> str:
     text = str(err)
     return text.splitlines()[0][:300] if text else type(err).__name__
+
+
+def _guarded_torch_load(path: Path) -> Any:
+    """``torch.load(weights_only=True)`` on the CPU after the generator loader's memory
+    guards (:func:`~dgan_data.generators.torch_files.check_torch_file`): a 1 kB file
+    whose zip record inflates, or whose pickle asks for a 2 GB ``bytearray``, is refused
+    before anything is allocated. Its refusal is a :class:`CheckpointError` (a
+    ValueError) whose message is the reason alone: each caller names the file its way."""
+    try:
+        check_torch_file(path)
+    except CheckpointError as err:
+        raise CheckpointError(str(err).removeprefix(f"{path}: ")) from None
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _build_from_config(cfg: dict[str, Any]) -> SegmentationModel:

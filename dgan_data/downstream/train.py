@@ -48,12 +48,14 @@ from ..conventions import (
     short_list,
 )
 from ..fileio import atomic_torch_save, nonempty_path, output_path_problem
+from ..generators.files import short_repr
 from ..metrics import ConfusionMatrix, metrics_from_confusion
 from ..progress import progress_bar
 from .batches import _RANGE_SLACK, ResumableBatches, real_batches, render_batches, render_labeled
 from .models import (
     ARCHITECTURES,
     SegmentationModel,
+    _guarded_torch_load,
     _unwrap,
     build_deeplab,
     build_segmentation_model,
@@ -217,13 +219,16 @@ def _brief(err: BaseException, limit: int = 300) -> str:
 
 
 def _load_training_state(
-    path: Path, model: nn.Module, opt: torch.optim.Optimizer, scaler: Any
+    path: Path, model: nn.Module, opt: torch.optim.Optimizer, scaler: Any, steps: int
 ) -> tuple[dict[str, Any], TrainHistory, int]:
     """Put ``last.pt``'s model, optimiser and scaler back; a file that is not a full
-    training checkpoint, or one of another model (other architecture, encoder or decoder
-    width), is a ValueError naming it instead of a traceback from inside torch."""
+    training checkpoint, one of another model (other architecture, encoder or decoder
+    width), or one whose step (0..``steps``), history or random state is damaged, is a
+    ValueError naming it (and the field) instead of a traceback from inside torch, or
+    from the loop later; a file that would take more memory than it holds is refused
+    before it is read (see ``check_torch_file``)."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = _guarded_torch_load(path)
     except Exception as err:  # legacy unpickling fails in many ways
         raise ValueError(f"{path}: not a readable training checkpoint: {_brief(err)}") from err
     keys = ("model", "optimizer", "scaler", "history", "step")
@@ -233,6 +238,9 @@ def _load_training_state(
             f"{path}: not a full training checkpoint (no {', '.join(missing)}; a step_*.pt "
             "holds the model only)"
         )
+    start = _saved_step(state["step"], steps, path)
+    _check_saved_history(state["history"], path)
+    _check_saved_rng(state.get("rng"), path)
     try:
         _unwrap(model).load_state_dict(state["model"])
     except RuntimeError as err:
@@ -244,10 +252,106 @@ def _load_training_state(
         opt.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         history = TrainHistory(**state["history"])
-        start = int(state["step"])
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise ValueError(f"{path}: damaged training state: {_brief(err)}") from err
     return state, history, start
+
+
+def _saved_step(step: Any, steps: int, path: Path) -> int:
+    """The saved step: a plain int in 0..``steps`` (-5 trained 9 steps of 4, 1.9 was cut
+    to 1, True read as 1)."""
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise ValueError(f"{path}: field 'step' must be an int >= 0, got {short_repr(step)}")
+    if step > steps:
+        raise ValueError(
+            f"{path}: field 'step' is {step}, past this run's steps={steps}: give steps >= "
+            f"{step}, or train afresh"
+        )
+    return step
+
+
+def _is_number(value: Any, finite: bool = True) -> bool:
+    """A Python or numpy number (not a bool), finite unless ``finite=False``."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+    return ok and (not finite or math.isfinite(value))
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+#: TrainHistory's fields in ``last.pt``, each with its check and what it must be (the
+#: loss is NaN at a skipped step, and may be inf where float16's scaler skipped one).
+_HISTORY_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "steps": (_is_count, "an int >= 0"),
+    "loss": (lambda v: all(_is_number(x, finite=False) for x in v), "a list of numbers"),
+    "lr": (lambda v: all(_is_number(x) and x >= 0 for x in v), "a list of numbers >= 0"),
+    "data_seconds": (lambda v: all(_is_number(x) for x in v), "a list of finite numbers"),
+    "optim_seconds": (lambda v: all(_is_number(x) for x in v), "a list of finite numbers"),
+    "eval_seconds": (lambda v: _is_number(v) and v >= 0, "a finite number >= 0"),
+    "total_seconds": (lambda v: _is_number(v) and v >= 0, "a finite number >= 0"),
+    "evals": (lambda v: all(isinstance(x, dict) for x in v), "a list of dicts"),
+    "checkpoints": (lambda v: all(isinstance(x, str) for x in v), "a list of str"),
+    "skipped_steps": (_is_count, "an int >= 0"),
+    "amp_dtype": (lambda v: v is None or isinstance(v, str), "None or a str"),
+}
+_LIST_FIELDS = frozenset({"loss", "lr", "data_seconds", "optim_seconds", "evals", "checkpoints"})
+
+
+def _check_saved_history(history: Any, path: Path) -> None:
+    """Every saved TrainHistory field of the right type: a str loss, a None list of
+    checkpoints failed at the first step or checkpoint after resuming."""
+    if not isinstance(history, dict):
+        raise ValueError(f"{path}: field 'history' must be a dict, got {short_repr(history)}")
+    unknown = sorted(str(k) for k in history if k not in _HISTORY_FIELDS)
+    if unknown:
+        raise ValueError(f"{path}: field 'history' has unknown keys {short_list(unknown)}")
+    for name, value in history.items():
+        check, what = _HISTORY_FIELDS[name]
+        if (name in _LIST_FIELDS and not isinstance(value, list)) or not check(value):
+            raise ValueError(
+                f"{path}: field 'history.{name}' must be {what}, got {short_repr(value)}"
+            )
+
+
+def _check_saved_rng(rng: Any, path: Path) -> None:
+    """The saved random state (absent in older files): torch's CPU generator state, a
+    uint8 vector of its length, and the CUDA one when saved (a uint8 vector)."""
+    if rng is None:
+        return
+    if not isinstance(rng, dict) or "cpu" not in rng:
+        keys = short_list(sorted(map(str, rng))) or "none" if isinstance(rng, dict) else None
+        got = f"keys {keys}" if keys else None
+        raise ValueError(
+            f"{path}: field 'rng' must be a dict holding the 'cpu' random state, got "
+            f"{got or short_repr(rng)}"
+        )
+    for key, value in rng.items():
+        size = torch.get_rng_state().numel() if key == "cpu" else None
+        if key not in ("cpu", "cuda") or not _is_byte_vector(value, size):
+            raise ValueError(
+                f"{path}: field 'rng.{key}' is not one of torch's random states (a uint8 "
+                f"vector{f' of {size} bytes' if size else ''}), got {_tensor_brief(value)}"
+            )
+
+
+def _is_byte_vector(value: Any, size: int | None) -> bool:
+    """A non-empty 1-D uint8 tensor, of ``size`` elements when given."""
+    return (
+        isinstance(value, torch.Tensor)
+        and value.dtype == torch.uint8
+        and value.dim() == 1
+        and value.numel() == (size if size is not None else max(1, value.numel()))
+    )
+
+
+def _tensor_brief(value: Any) -> str:
+    """A tensor's dtype and shape, or another value's short repr, for a message."""
+    if isinstance(value, torch.Tensor):
+        return f"a {str(value.dtype).removeprefix('torch.')} tensor of shape {tuple(value.shape)}"
+    return short_repr(value)
 
 
 def _restore_source(source: Any, states: list[dict[str, Any]] | None, path: Path) -> bool:
@@ -257,6 +361,11 @@ def _restore_source(source: Any, states: list[dict[str, Any]] | None, path: Path
     if states is None:
         log.warning("%s holds no batch-source state: the source starts from its beginning", path)
         return False
+    if not isinstance(states, list) or not all(isinstance(s, dict) for s in states):
+        raise ValueError(  # a str or dict was indexed by rank: the source got a character
+            f"{path}: field 'sources' must be a list of state dicts (one a process), got "
+            f"{short_repr(states)}"
+        )
     if len(states) != world:  # each rank owns its slice of the stream: restarting
         # them all drew the batches the first run had trained on again
         raise ValueError(
@@ -544,7 +653,9 @@ def train_segmentation(
             ckpt_dir / "last.pt",
         )
     elif resume and ckpt_dir is not None:
-        state, history, start = _load_training_state(ckpt_dir / "last.pt", model, opt, scaler)
+        state, history, start = _load_training_state(
+            ckpt_dir / "last.pt", model, opt, scaler, steps
+        )
         for group in opt.param_groups:  # the saved optimiser state overwrote it; lr is
             group["weight_decay"] = weight_decay  # set at every step anyway
         log.info("resumed from %s at step %d", ckpt_dir / "last.pt", start)

@@ -20,7 +20,7 @@ import torch
 from .files import CheckpointError, check_file, printable
 from .unpickle import PickleTooLarge, PlainPickle, scan_torch_file
 
-__all__ = ["SAFE_TORCH_GLOBALS", "is_zip_archive", "safe_torch_load"]
+__all__ = ["SAFE_TORCH_GLOBALS", "check_torch_file", "is_zip_archive", "safe_torch_load"]
 
 #: Globals that real checkpoints need beyond plain tensors and containers.
 #: rosinality's train.py stores its ``argparse.Namespace`` of options.
@@ -68,9 +68,7 @@ def safe_torch_load(path: str | Path) -> Any:
     """``torch.load`` with ``weights_only=True`` and only our allow-listed globals."""
     path = Path(path)
     check_file(path)
-    if is_zip_archive(path):
-        _check_zip_records(path)
-    _scan_pickles(path)
+    _guard(path, plain_pickle_hint=_GENERATOR_PICKLE_HINT)
     try:
         with torch.serialization.safe_globals(SAFE_TORCH_GLOBALS), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's notes on pickle protocols
@@ -79,7 +77,30 @@ def safe_torch_load(path: str | Path) -> Any:
         raise CheckpointError(f"{path}: {_load_failure(err)}") from None
 
 
-def _scan_pickles(path: Path) -> None:
+def check_torch_file(path: str | Path) -> None:
+    """The memory guards of :func:`safe_torch_load`, for a caller that then reads a
+    regular file itself with ``torch.load(weights_only=True)``: compressed zip records
+    (zip bombs) and pickles asking for more memory than the file holds are a
+    :class:`CheckpointError` (a ValueError) naming the file, before anything is
+    allocated; so is a file that is not a ``torch.save`` file at all."""
+    _guard(Path(path))
+
+
+#: What :func:`safe_torch_load` adds about a plain pickle: generators read some of them.
+_GENERATOR_PICKLE_HINT = (
+    "; save the state dict with torch.save() or as .safetensors (an NVIDIA network pickle "
+    "is read when named .pkl)"
+)
+
+
+def _guard(path: Path, plain_pickle_hint: str = "") -> None:
+    """Zip records, then pickles: see :func:`check_torch_file`."""
+    if is_zip_archive(path):
+        _check_zip_records(path)
+    _scan_pickles(path, plain_pickle_hint)
+
+
+def _scan_pickles(path: Path, plain_pickle_hint: str = "") -> None:
     """Refuse a file whose pickles ask for more memory than it holds, before torch reads
     it: torch's ``weights_only`` loader calls ``bytearray(n)`` and tensor constructors,
     and allocates legacy storages, at the sizes the pickle declares."""
@@ -91,9 +112,8 @@ def _scan_pickles(path: Path) -> None:
         ) from None
     except PlainPickle:
         raise CheckpointError(
-            f"{path}: a plain pickle (written by pickle.dump), not a torch.save file; save "
-            "the state dict with torch.save() or as .safetensors (an NVIDIA network pickle "
-            "is read when named .pkl)"
+            f"{path}: a plain pickle (written by pickle.dump), not a torch.save file"
+            + plain_pickle_hint
         ) from None
     except MemoryError:
         raise CheckpointError(
