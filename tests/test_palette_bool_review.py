@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from test_library_checks import _preset
 
 from dgan_data.annotations import Annotations
 from dgan_data.conventions import (
@@ -22,7 +23,7 @@ from dgan_data.metrics.confusion import metrics_from_confusion
 from dgan_data.metrics.protocols import cross_validation_folds, holdout_protocol
 from dgan_data.palette import colorize, make_palette
 from dgan_data.presets import list_presets
-from dgan_data.presets.preset import Preset, get_preset
+from dgan_data.presets.preset import get_preset
 from dgan_data.schema import Float, Int, SchemaError, check_document
 
 SHARED = [[0, 0, 0], [200, 0, 0], [200, 0, 0]]
@@ -64,15 +65,7 @@ def test_annotations_with_one_colour_for_two_classes_are_refused_before_saving()
 
 def test_a_preset_with_one_colour_for_two_classes_names_both_classes():
     with pytest.raises(ValueError, match=r"\(200, 0, 0\) by classes 1 \(thing\), 2 \(other\)"):
-        Preset(
-            name="shared-colour",
-            class_names=("background", "thing", "other"),
-            num_classes=3,
-            label_resolution=(64, 64),
-            image_resolution=(64, 64),
-            architecture="stylegan2",
-            palette=SHARED,
-        )
+        _preset(palette=SHARED)
 
 
 # ------------------------------------------------------ 2. colorize's palette values

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from test_stream import random_interpreter, tiny_generator
+from test_stream_modes import _one_thread  # noqa: F401 (autouse)
 
 from dgan_data.stream import DatasetGANStream
 from dgan_data.stream.state import describe_augment
@@ -21,12 +22,6 @@ from dgan_data.stream.state import describe_augment
 # batch mode with a generation step smaller than the batch leaves samples in the buffer
 BUFFERED = {"output": "dict", "generation_batch": 3, "drop_uncertain": 0.3, "batch_size": 4}
 PER_SAMPLE = {"output": "dict", "generation_batch": 3, "drop_uncertain": 0.3}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
-    yield
 
 
 @pytest.fixture(scope="module")

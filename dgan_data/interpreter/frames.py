@@ -21,7 +21,14 @@ import torch.nn.functional as F
 from ..conventions import keyword_hints
 from ..uncertainty import js_divergence
 from .resample import Crop, Layout, autocast_dtype, interp_matrix
-from .rows import _RESAMPLE_COST, _resolution_groups, _vote, weight_rows
+from .rows import (
+    _RESAMPLE_COST,
+    _resolution_groups,
+    _vote,
+    cached_geometry,
+    first_layer_rows,
+    weight_rows,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -59,13 +66,8 @@ class FramesInference:
         first-layer weights are read from ``w1`` on every call (views where the rows
         form one block), so no update of ``w1`` can leave a stale copy.
         """
-        key = (frame, crop, str(self.device))
-        geometry = self._frames_cache.get(key)
-        if geometry is None:
-            geometry = self._frames_geometry(frame, crop)
-            self._frames_cache = {key: geometry}  # one entry: the frame a stream keeps asking for
-        MH1 = self.num_models * self.hidden[0]
-        w1t = self.w1.detach().reshape(MH1, -1).t()  # (C, M * H1), a view
+        geometry = cached_geometry(self, "_frames_cache", frame, crop, self._frames_geometry)
+        w1t = first_layer_rows(self)
         ranges = [[(c0, c1) for _, c0, c1 in g["maps"]] for g in geometry["project"]]
         return {
             **geometry,

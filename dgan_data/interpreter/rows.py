@@ -10,6 +10,7 @@ supplies the weights and the shared helpers (``_budget``, ``_tail_logits``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import pairwise
 from typing import Any
 
@@ -52,13 +53,8 @@ class RowsInference:
         read from ``w1`` on every call (views; a copy only for the resample-first rows
         when they are not one block), so no update of ``w1`` can leave a stale copy.
         """
-        key = (frame, crop, str(self.device))
-        geometry = self._plan_cache.get(key)
-        if geometry is None:
-            geometry = self._plan_geometry(frame, crop)
-            self._plan_cache = {key: geometry}  # one entry: the frame a stream keeps asking for
-        MH1 = self.num_models * self.hidden[0]
-        w1t = self.w1.detach().reshape(MH1, -1).t()  # (C, M * H1), a view
+        geometry = cached_geometry(self, "_plan_cache", frame, crop, self._plan_geometry)
+        w1t = first_layer_rows(self)
         ranges = [(c0, c1) for g in geometry["resample"] for _, c0, c1 in g["maps"]]
         return {**geometry, "w1t": w1t, "w_resample": weight_rows(w1t, ranges)}
 
@@ -203,6 +199,29 @@ class RowsInference:
                 if probs is not None:
                     probs[b0:b1, :, r0:r1] = mean_p.view(*shape, K).permute(2, 3, 0, 1)
         return labels, js, probs
+
+
+def cached_geometry(
+    owner: Any,
+    cache: str,
+    frame: tuple[int, int],
+    crop: Crop,
+    build: Callable[[tuple[int, int], Crop], dict[str, Any]],
+) -> dict[str, Any]:
+    """The weight-free plan of ``frame`` and ``crop`` on ``owner``'s device, from its
+    one-entry cache attribute ``cache`` (the frame a stream keeps asking for), else
+    ``build(frame, crop)`` stored there."""
+    key = (frame, crop, str(owner.device))
+    geometry = getattr(owner, cache).get(key)
+    if geometry is None:
+        geometry = build(frame, crop)
+        setattr(owner, cache, {key: geometry})
+    return geometry
+
+
+def first_layer_rows(owner: Any) -> torch.Tensor:
+    """``owner.w1`` as (C, M * H1) rows, a view of the current weights."""
+    return owner.w1.detach().reshape(owner.num_models * owner.hidden[0], -1).t()
 
 
 def weight_rows(w1t: torch.Tensor, ranges: list[tuple[int, int]]) -> torch.Tensor | None:
