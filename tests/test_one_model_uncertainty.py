@@ -9,6 +9,7 @@ import json
 import logging
 
 import pytest
+from test_cli_errors import run
 
 from dgan_data import DatasetGANStream, export_dataset, load_interpreter, preview
 from dgan_data.presets import resolve_preset_file
@@ -45,6 +46,35 @@ def test_export_says_its_drop_follows_the_index(caplog, tmp_path, one_model):
     lines = [json.loads(x) for x in (tmp_path / "d" / "candidates.jsonl").read_text().split()]
     assert {x["uncertainty"] for x in lines} == {0.0}
     assert [x["index"] for x in lines if not x["kept"]] == [9]
+
+
+def test_the_export_summary_and_its_record_say_the_drop_was_by_index(tmp_path, one_model):
+    """The command printed "(1 most uncertain dropped)" after the warning said otherwise."""
+    summary = export_dataset(None, 10, tmp_path / "d", generator="toyface-14",
+                             interpreter=one_model, progress=False)  # fmt: skip
+    assert summary.tied is True
+    record = json.loads((tmp_path / "d" / "dataset.json").read_text())
+    assert record["selection"]["tied_at_cutoff"] is True
+    again = export_dataset(None, 10, tmp_path / "d", generator="toyface-14",
+                           interpreter=one_model, progress=False)  # fmt: skip
+    assert again.tied is True  # a rerun of the finished export reads the record
+
+
+def test_the_export_command_prints_the_drop_by_index(capsys, tmp_path, one_model):
+    out_dir = tmp_path / "d"
+    argv = ["export", "toyface-14", "--interpreter", one_model, "--num", "10",
+            "--batch-size", "5", "--out", str(out_dir), "--no-progress"]  # fmt: skip
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    assert "1 dropped by index" in out and "most uncertain" not in out
+
+
+def test_an_ensemble_export_still_drops_the_most_uncertain(tmp_path):
+    summary = export_dataset("toyface-14", 10, tmp_path / "d", progress=False)
+    assert summary.tied is False
+    scores = [json.loads(x) for x in (tmp_path / "d" / "candidates.jsonl").read_text().split()]
+    dropped = [x["uncertainty"] for x in scores if not x["kept"]]
+    assert min(dropped) > max(x["uncertainty"] for x in scores if x["kept"])
 
 
 def test_export_without_a_drop_says_nothing(caplog, tmp_path, one_model):

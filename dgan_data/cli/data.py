@@ -23,6 +23,7 @@ from ..export import (
     verify_export,
 )
 from ..export.records import MAX_SHARDS
+from ..export.select import dropped_phrase
 from ..fileio import read_json
 from ..labeler import NonFiniteOutputError
 from ..presets.resolve import project_folder_kind
@@ -129,7 +130,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             repaired += f"; {' and '.join(summary.rebuilt)} rebuilt"
         print(
             f"{summary.root}: {summary.kept} samples kept of {summary.num_candidates} "
-            f"candidates ({summary.dropped} most uncertain dropped){repaired}"
+            f"candidates ({dropped_phrase(summary.dropped or 0, summary.tied)}){repaired}"
         )
     else:
         print(

@@ -603,6 +603,7 @@ def _select_when_last(summary: ExportSummary) -> ExportSummary:
         return summary
     summary.complete, summary.kept = merged.complete, merged.kept
     summary.dropped, summary.threshold = merged.dropped, merged.threshold
+    summary.tied = merged.tied
     return summary
 
 
@@ -611,5 +612,5 @@ def _with_selection(summary: ExportSummary, desc: dict[str, Any]) -> ExportSumma
     if summary.complete:
         sel = desc["selection"]
         summary.kept, summary.dropped = sel["kept"], sel["dropped"]
-        summary.threshold = sel["threshold"]
+        summary.threshold, summary.tied = sel["threshold"], sel.get("tied_at_cutoff")
     return summary

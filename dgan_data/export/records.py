@@ -119,6 +119,7 @@ class ExportSummary:
     threshold: float | None = None  # highest kept score
     repaired: int = 0  # damaged or missing files of a finished export regenerated
     rebuilt: tuple[str, ...] = ()  # index files of a finished export rebuilt
+    tied: bool | None = None  # dropped by index among equal scores (None: not recorded)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -182,6 +183,9 @@ SELECTION_FIELDS = {
     "index_sha256": Optional(_sha256_field),
     "candidates_sha256": Optional(_sha256_field),
     "description_sha256": Optional(_sha256_field),  # absent in exports made before it
+    # the cutoff fell among equal scores (a one-model interpreter: all 0), so candidates
+    # were dropped by index, not by uncertainty; absent in exports made before it
+    "tied_at_cutoff": Optional(Bool()),
 }
 #: ``dataset.json``.
 DESCRIPTION_FIELDS = {

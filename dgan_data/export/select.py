@@ -145,6 +145,7 @@ def _merge(root: Path, wait: float) -> ExportSummary:
         sel["kept"],
         sel["dropped"],
         sel["threshold"],
+        tied=sel.get("tied_at_cutoff"),
     )
 
 
@@ -199,6 +200,7 @@ def _select(root: Path, desc: dict[str, Any], plan: _Plan) -> None:
         "dropped": n_drop,
         "kept": num - n_drop,
         "threshold": float(scores[order[num - n_drop - 1]]),
+        "tied_at_cutoff": _tied_at_cutoff(scores, order, n_drop),
         "rounding": "dropped = floor(drop_uncertain * num)",
         "index_sha256": index_sha,
         "candidates_sha256": candidates_sha,
@@ -208,13 +210,30 @@ def _select(root: Path, desc: dict[str, Any], plan: _Plan) -> None:
     fsync_dir(root)
     _finish_cleanup(root)
     log.info(
-        "%s: kept %d of %d candidates (dropped the %d most uncertain, threshold %.4g)",
+        "%s: kept %d of %d candidates (%s, threshold %.4g)",
         root,
         num - n_drop,
         num,
-        n_drop,
+        dropped_phrase(n_drop, desc["selection"]["tied_at_cutoff"]),
         desc["selection"]["threshold"],
     )
+
+
+def _tied_at_cutoff(scores: np.ndarray, order: np.ndarray, n_drop: int) -> bool:
+    """Whether the lowest dropped score equals the highest kept one: the rule then chose
+    among equal scores by index (every score of a one-model interpreter is 0)."""
+    num = len(scores)
+    return bool(0 < n_drop < num and scores[order[num - n_drop]] == scores[order[num - n_drop - 1]])
+
+
+def dropped_phrase(n_drop: int, tied: bool | None) -> str:
+    """How the dropped candidates were chosen, for messages: "the N most uncertain
+    dropped" unless the cutoff fell among equal scores (then the last by index)."""
+    if tied:
+        return (
+            f"{n_drop} dropped by index: their scores tie with kept ones (no uncertainty to rank)"
+        )
+    return f"{n_drop} most uncertain dropped"
 
 
 def _move_checked(root: Path, entry: dict[str, Any], tag: str) -> None:

@@ -512,7 +512,7 @@ def _rerun_complete(
     counts += (sel["kept"], sel["dropped"], sel["threshold"])
     if _verified_while_waiting(lock, note_before, desc):
         log.info("%s: export complete; verified just now by another process", root)
-        return ExportSummary(*counts)
+        return ExportSummary(*counts, tied=sel.get("tied_at_cutoff"))
     scan, rebuilt = _scan_complete(root, desc), []
     _refuse_edits(scan)
     if scan.fatal and _index_files_rebuildable(desc["selection"]):
@@ -538,7 +538,7 @@ def _rerun_complete(
     log.info("%s: export complete; %d files verified, %d repaired", root, scan.checked, repaired)
     _finish_cleanup(root)
     lock.write_note(_verified_note(desc) + uuid.uuid4().hex.encode())
-    return ExportSummary(*counts, repaired, tuple(rebuilt))
+    return ExportSummary(*counts, repaired, tuple(rebuilt), tied=sel.get("tied_at_cutoff"))
 
 
 @keyword_hints
