@@ -213,8 +213,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         last = args.checkpoint_dir / "last.pt"
         if last.is_file():
             try:
-                saved = safe_torch_load(last)  # memory guard: CheckpointError
-                step = int(saved["step"])
+                saved, step = read_last(last)
             except Exception as err:  # damaged, truncated, not a torch file, no "step"
                 p.error(
                     f"--resume: {last}: not a checkpoint of this script ({one_line(err)}); "
@@ -232,7 +231,54 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             if mismatch:
                 p.error(mismatch)
             args.resume_step = step
+    elif args.checkpoint_dir is not None:
+        earlier = earlier_run(args.checkpoint_dir, args.max_steps)
+        if earlier:  # a fresh start would overwrite its checkpoints, without a word
+            p.error(earlier)
     return args
+
+
+# the files a run leaves in --checkpoint-dir besides last.pt
+RUN_FILES = ("step_*.pt", "scores.pt", "final.pt")
+
+
+def read_last(last: Path) -> tuple[Any, int]:
+    """``last.pt``'s contents and step, through the guarded loader (memory guards:
+    CheckpointError); a file without an int-like ``step`` raises as it is."""
+    saved = safe_torch_load(last)
+    return saved, int(saved["step"])
+
+
+def earlier_run(folder: Path, max_steps: int) -> str | None:
+    """Why a run without ``--resume`` cannot start in ``folder``: it holds the
+    checkpoints of an earlier (maybe interrupted) run, which step 0 would overwrite.
+    None for a new or empty folder, or one of other files only."""
+    last = folder / "last.pt"
+    if last.is_file():
+        try:
+            step = read_last(last)[1]
+        except Exception as err:  # damaged, truncated, not a torch file, no "step"
+            return (
+                f"--checkpoint-dir {folder} holds a last.pt that cannot be read "
+                f"({one_line(err)}): give another --checkpoint-dir, or delete it to start afresh"
+            )
+        if step >= max_steps:  # --resume needs a larger --max-steps to go on
+            return (
+                f"--checkpoint-dir {folder} holds a run at step {step}: give another "
+                f"--checkpoint-dir, or add --resume with --max-steps above {step}"
+            )
+        return (
+            f"--checkpoint-dir {folder} holds a run at step {step}: add --resume to "
+            "continue it, or give another --checkpoint-dir"
+        )
+    found = [pattern for pattern in RUN_FILES if any(folder.glob(pattern))]
+    if not found:
+        return None
+    # no last.pt to continue from: --resume would start at step 0 too
+    return (
+        f"--checkpoint-dir {folder} holds {', '.join(found)} of an earlier run: give "
+        "another --checkpoint-dir, or delete them to start afresh"
+    )
 
 
 # the model options a resumed run must repeat, by the key build_deeplab records them under
@@ -740,13 +786,42 @@ def _json_default(value: Any) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args: argparse.Namespace | None = None
     try:
+        args = parse_args(argv)
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
         run(args)
-    except USER_ERRORS as err:  # a missing file, a refused setting: one line, exit 2
-        return script_error("train_deeplab.py", err)
+    except (KeyboardInterrupt, Exception) as err:
+        if isinstance(err, KeyboardInterrupt) or by_ctrl_c(err):
+            # Ctrl-C: one line and 130 (128 + SIGINT), as dgan-data
+            print(interrupted_line(args), file=sys.stderr)
+            return 130
+        if isinstance(err, USER_ERRORS):  # a missing file, a refused setting: exit 2
+            return script_error("train_deeplab.py", err)
+        raise
     return 0
+
+
+def by_ctrl_c(err: BaseException) -> bool:
+    """Whether ``err`` was raised while a Ctrl-C was handled: torch.save interrupted in a
+    write raises RuntimeError (``unexpected pos``) from its zip writer's exit."""
+    seen: set[int] = set()
+    context = err.__context__
+    while context is not None and id(context) not in seen:
+        if isinstance(context, KeyboardInterrupt):
+            return True
+        seen.add(id(context))
+        context = context.__context__
+    return False
+
+
+def interrupted_line(args: argparse.Namespace | None) -> str:
+    """What Ctrl-C prints: ``interrupted``, and how to go on where a ``last.pt`` was
+    written (a rerun without --resume is refused)."""
+    folder = getattr(args, "checkpoint_dir", None)
+    if folder is None or not (folder / "last.pt").is_file():
+        return "interrupted"
+    return f"interrupted: add --resume to continue from {folder / 'last.pt'}"
 
 
 if __name__ == "__main__":
