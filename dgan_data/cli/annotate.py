@@ -4,13 +4,16 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..annotations import Annotations
+from ..annotations.format import MANIFEST, SUBDIRS, TRUNCATION_CENTER_FILE
 from ..annotations.tools import (
     CROWD_MODES,
     FORMATS,
@@ -20,6 +23,7 @@ from ..annotations.tools import (
     import_masks,
 )
 from ..conventions import short_list
+from ..fileio import make_folder
 from ..labeler import Labeler
 from ..suggest import (
     COVERAGE_BY,
@@ -380,6 +384,56 @@ def _check_id_prefix(prefix: str, num: int, existing: Annotations, taken: set[st
         )
 
 
+#: Suffix of the hidden folder beside ``merge-annotations --out`` that the merge is
+#: written into before it takes the name of --out (``.all.merge-tmp`` for ``all``).
+MERGE_STAGING_SUFFIX = ".merge-tmp"
+
+
+def _save_staged(merged: Annotations, out: Path) -> None:
+    """Save ``merged`` into a hidden folder beside ``out`` and rename it to ``out`` when
+    whole: an interrupted merge leaves no half-written ``out`` (which the rerun refused
+    as a folder of the user's), only that staging folder, which the rerun replaces. An
+    existing empty ``out`` keeps its own folder (a shell may stand in it): the staged
+    files are moved into it, the manifest last."""
+    out = Path(os.path.abspath(out))  # `--out .` names the folder, not "."
+    staging = out.parent / f".{out.name}{MERGE_STAGING_SUFFIX}"
+    _remove_stale_staging(staging)
+    make_folder(out.parent)
+    try:
+        merged.save(staging)
+    except BaseException:  # Ctrl-C or a write error: no leftover for the rerun to meet
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if not out.exists():
+        staging.rename(out)
+        return
+    manifest = staging / MANIFEST
+    for entry in sorted(staging.iterdir(), key=lambda p: p == manifest):
+        os.replace(entry, out / entry.name)
+    staging.rmdir()
+
+
+def _remove_stale_staging(staging: Path) -> None:
+    """Remove the staging folder an interrupted (killed) merge into the same --out left;
+    one holding anything an annotation folder does not is refused, not deleted."""
+    if not os.path.lexists(staging):
+        return
+    own = {*SUBDIRS, MANIFEST, TRUNCATION_CENTER_FILE}
+    if (
+        staging.is_symlink()
+        or not staging.is_dir()
+        or any(
+            p.name not in own and not (p.name.startswith(".") and p.name.endswith(".tmp"))
+            for p in staging.iterdir()
+        )
+    ):
+        raise UsageError(
+            f"{staging}: is in the way of the merge's staging folder and is not one an "
+            "interrupted merge left; move it away"
+        )
+    shutil.rmtree(staging)
+
+
 def cmd_merge_annotations(args: argparse.Namespace) -> int:
     seen: dict[Path, Path] = {}
     for folder in args.folders:
@@ -392,7 +446,7 @@ def cmd_merge_annotations(args: argparse.Namespace) -> int:
         Annotations.load(folder, skip_unannotated=args.skip_unannotated) for folder in args.folders
     ]
     merged = Annotations.merge(*parts)
-    merged.save(args.out)
+    _save_staged(merged, args.out)
     samples = f"{len(merged)} annotated sample{'s' if len(merged) != 1 else ''}"
     folders = f"{len(parts)} folder{'s' if len(parts) != 1 else ''}"
     print(f"wrote {samples} from {folders} to {args.out}")

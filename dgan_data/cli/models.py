@@ -59,8 +59,10 @@ from .summaries import (
     holdout_report,
     inspect_kind,
     interpreter_summary,
+    listed_samples,
     print_annotation_summary,
     print_record,
+    unwritten_samples,
 )
 
 log = logging.getLogger(__name__)
@@ -273,20 +275,24 @@ def cmd_sample(args: argparse.Namespace) -> int:
             "N samples, give --seed N (or higher)",
             file=sys.stderr,
         )
-    out = sample_annotation_folder(
-        G,
-        args.num,
-        args.out,
-        seed=0 if args.seed is None else args.seed,
-        truncation_psi=psi,
-        truncation_cutoff=cutoff,
-        class_names=class_names,
-        palette=preset.palette if own_names else None,
-        crop=preset.crop if preset is not None else None,
-        id_prefix=args.id_prefix or "",
-        # masks at the preset's label size (face-34: 512 px masks of 1024 px images)
-        mask_resolution=preset.label_resolution if preset is not None else None,
-    )
+    try:
+        out = sample_annotation_folder(
+            G,
+            args.num,
+            args.out,
+            seed=0 if args.seed is None else args.seed,
+            truncation_psi=psi,
+            truncation_cutoff=cutoff,
+            class_names=class_names,
+            palette=preset.palette if own_names else None,
+            crop=preset.crop if preset is not None else None,
+            id_prefix=args.id_prefix or "",
+            # masks at the preset's label size (face-34: 512 px masks of 1024 px images)
+            mask_resolution=preset.label_resolution if preset is not None else None,
+        )
+    except KeyboardInterrupt:
+        _report_interrupted_sample(args.out)
+        raise  # main says "interrupted" and exits 130
     masks = out.root / "masks"
     print(
         f"wrote {len(out.written)} new, kept {len(out.skipped)} existing samples in {out.root}; "
@@ -304,6 +310,21 @@ def cmd_sample(args: argparse.Namespace) -> int:
         if IGNORE_COLOUR not in palette:
             print(f"  {IGNORE_INDEX:>3}  {'(ignore)':<24} {IGNORE_COLOUR}")
     return 0
+
+
+def _report_interrupted_sample(root: Path) -> None:
+    """After Ctrl-C: how many samples of the manifest (written before the images) are on
+    disk, and that the same command finishes the folder (it keeps those)."""
+    try:
+        entries = listed_samples(root)
+    except (OSError, ValueError, KeyError, TypeError):  # stopped before the manifest
+        return
+    done = len(entries) - unwritten_samples(root, entries)
+    print(
+        f"{done} of {len(entries)} samples written to {root}; run the same command again "
+        "to finish the folder (it keeps the samples written)",
+        file=sys.stderr,
+    )
 
 
 def _folder_palette(root: Path) -> list[tuple[int, int, int]]:

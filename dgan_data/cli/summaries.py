@@ -92,9 +92,11 @@ def annotation_summary(root: Path) -> dict[str, Any]:
     except NoMasksYetError:  # a sound folder fresh from `sample`: described, not refused
         return _undrawn_summary(root)
     stats = ann.class_statistics()
+    entries = listed_samples(root)
     return _annotation_record(
         root,
-        listed=[str(entry["id"]) for entry in listed_samples(root)],
+        listed=[str(entry["id"]) for entry in entries],
+        unwritten=unwritten_samples(root, entries),
         drawn=len(ann),
         kept=set(ann.ids or []),
         names=list(ann.class_names),
@@ -122,6 +124,7 @@ def _undrawn_summary(root: Path) -> dict[str, Any]:
     return _annotation_record(
         root,
         listed=[str(entry["id"]) for entry in manifest["samples"]],
+        unwritten=unwritten_samples(root, manifest["samples"]),
         drawn=0,
         kept=set(),
         names=names,
@@ -143,6 +146,7 @@ def _annotation_record(
     root: Path,
     *,
     listed: list[str],
+    unwritten: int,
     drawn: int,
     kept: set[str],
     names: list[str],
@@ -167,6 +171,7 @@ def _annotation_record(
         "samples": len(listed),
         "masks_drawn": drawn,
         "missing_masks": [i for i in listed if i not in kept],
+        "images_not_written": unwritten,
         "classes": len(names),
         **settings,
         "ignored_share": ignored / max(1, total),
@@ -210,6 +215,19 @@ def export_summary(root: Path) -> dict[str, Any]:
     return info
 
 
+def unwritten_samples(root: Path, entries: list[dict[str, Any]]) -> int:
+    """How many of a manifest's ``entries`` name an image or latent file that is not in
+    ``root``: ``sample`` writes the manifest before the images, so an interrupted run
+    lists samples it never wrote (each file is written whole, so existing is enough)."""
+    return sum(
+        any(
+            isinstance(entry.get(key), str) and not (root / entry[key]).is_file()
+            for key in ("image", "latent")
+        )
+        for entry in entries
+    )
+
+
 def listed_samples(root: Path) -> list[dict[str, Any]]:
     """Every sample entry, drawn or not, of a manifest that ``Annotations.load``
     accepted (read within the same size bound)."""
@@ -222,6 +240,11 @@ def print_annotation_summary(info: dict[str, Any]) -> None:
     h, w = info["mask_size"]
     print(f"folder                 {info['folder']}")
     print(f"samples                {total} ({drawn} with a mask)")
+    if info["images_not_written"]:
+        print(
+            f"images not written yet {info['images_not_written']} of {total} (an interrupted "
+            "`dgan-data sample`? rerun it to finish)"
+        )
     if info["missing_masks"]:
         print(f"missing masks          {short_list(info['missing_masks'])}")
     print(f"classes                {info['classes']}")
