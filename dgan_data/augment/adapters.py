@@ -338,8 +338,7 @@ class AlbumentationsAugment:
                 images.device.type,
             )
             self._warned_device = True
-        seed = _draw_seed(generator)
-        self.compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
+        seed_compose(self.compose, _draw_seed(generator))
 
         x = images.detach().float().clamp(0, 1).permute(0, 2, 3, 1)
         if self.image_dtype == "uint8":
@@ -373,6 +372,13 @@ def frame_markers(shape: tuple[int, ...]) -> list[np.ndarray]:
     """Two uint8 masks, all 1s and all 2s: no constant fill equals both, so a pixel that
     still holds 1 and 2 came from inside the frame."""
     return [np.full(shape, value, dtype=np.uint8) for value in (1, 2)]
+
+
+def seed_compose(compose: Any, seed: int) -> None:
+    """Give an albumentations Compose fresh random state from ``seed``: it keeps its own
+    generators and ignores global seeds, so every copy of it (one per DataLoader worker)
+    would otherwise draw the same transforms."""
+    compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
 
 
 def albumentations_sample(

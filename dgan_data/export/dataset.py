@@ -15,8 +15,10 @@ from torch.utils.data import Dataset
 from ..augment.adapters import (
     albumentations_sample,
     check_albumentations_masks,
+    seed_compose,
     unit_range_images,
 )
+from ..augment.batch import _draw_seed
 from ..conventions import IGNORE_INDEX, check_index, keyword_hints, short_list, short_repr
 from ..fileio import why_not_a_file
 from .records import (
@@ -150,6 +152,10 @@ class ExportedDataset(Dataset):
         if self.albumentations is not None:
             # out-of-frame pixels become 255 (not fill_mask's class 0); the image must
             # stay uint8 or float in [0, 1] (not A.Normalize, not divided twice)
+            # one seed per sample from torch's RNG, which DataLoader seeds per worker and
+            # epoch: the Compose's own state was copied into every worker, so each worker
+            # (and each epoch) repeated the same transforms
+            seed_compose(self.albumentations, _draw_seed(None))
             image, labels = albumentations_sample(self.albumentations, image, mask, IGNORE_INDEX)
             img_t = unit_range_images(image[None], self.albumentations)[0].permute(2, 0, 1)
             mask_t = torch.from_numpy(labels)
