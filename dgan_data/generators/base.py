@@ -132,10 +132,24 @@ class Generator(nn.Module):
         """Lerp w towards the average w by ``psi`` on the first ``cutoff`` layers.
 
         ``psi`` is a number in [0, 2]; ``cutoff`` None (the architecture's default) or an
-        int >= 1; anything else is a ValueError naming the argument.
+        int >= 1; anything else is a ValueError naming the argument. ``w`` is (B, num_ws,
+        w_dim), or (B, w_dim) as ``synthesize`` reads it (one w for every layer); the
+        result is (B, num_ws, w_dim), ``w`` itself when psi is 1.
         """
         psi = check_truncation_psi(psi, "psi")
         cutoff = check_truncation_cutoff(cutoff, "cutoff")
+        w = torch.as_tensor(w)
+        if w.ndim == 2 and w.shape[1] == self.w_dim:
+            if psi == 1.0:
+                return w
+            # broadcast over the layers first: (B, w_dim) against the (num_ws, w_dim) centre
+            # was a torch error, or B == num_ws rows read as one sample's layers
+            w = w.unsqueeze(1).expand(-1, self.num_ws, -1)
+        elif w.ndim != 3 or w.shape[1:] != (self.num_ws, self.w_dim):
+            raise ValueError(
+                f"truncate expects w of shape (B, {self.num_ws}, {self.w_dim}) or "
+                f"(B, {self.w_dim}), got {tuple(w.shape)}"
+            )
         if psi == 1.0:
             return w
         cutoff = self.default_truncation_cutoff() if cutoff is None else cutoff

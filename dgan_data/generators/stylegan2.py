@@ -482,7 +482,10 @@ class StyleGAN2Generator(Generator):
         """Set ``latent_avg`` to the mean w of ``num_samples`` seeded z (for fresh models)."""
         g = torch.Generator().manual_seed(seed)
         z = self.to_own_device(torch.randn(num_samples, self.z_dim, generator=g))
-        w = self.style(z)  # the mean in float32 at least (float16 / bfloat16 models)
+        # autocast off: the same file must get the same centre (and fingerprint) wherever
+        # it is loaded; under a caller's bfloat16 autocast the centre moved by up to 0.01
+        with torch.autocast(z.device.type, enabled=False):
+            w = self.style(z)  # the mean in float32 at least (float16 / bfloat16 models)
         self.latent_avg.copy_(w.to(torch.promote_types(w.dtype, torch.float32)).mean(0))
         return self.latent_avg
 
