@@ -423,13 +423,15 @@ def register(add: Add) -> None:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="3 steps per arm, 10 test images, arm (c) on 32 real renders",
+        help="3 steps of 2 images per arm, 10 test images, arm (c) on 32 real renders, "
+        "no stream workers, learning curves (--eval-every) on 8 validation renders",
     )
     p.add_argument(
         "--full",
         action="store_true",
         help="the converged schedule (a GPU's work; hours on a CPU): 6,000 steps x 16, "
-        "3 draws, learning curves, arm (a) also at psi 1.0",
+        "3 draws, 1,000 test renders, learning curves every 500 steps, arm (a) also at "
+        "psi 1.0",
     )
     p.add_argument(
         "--draws",
@@ -454,7 +456,8 @@ def register(add: Add) -> None:
         "--eval-every",
         type=non_negative_int,
         default=None,
-        help="learning-curve evaluations on 200 validation renders",
+        help="learning-curve evaluations every N steps on 200 validation renders (8 with "
+        "--quick; 0: none)",
     )
     p.add_argument(
         "--device", type=device_name, default=None, help="cpu, cuda, ... (default: cuda if any)"
@@ -470,8 +473,8 @@ def register(add: Add) -> None:
         "--stream-workers",
         type=int_range(0, MAX_STREAM_WORKERS),
         default=None,
-        help="CPU processes generating the stream in arm (a) (default on CPU: 2 whatever "
-        "--threads, since arm (a)'s batches depend on it; 0 generates in the training "
-        "process)",
+        help="CPU processes generating the stream in arm (a) (default: 2 on any CPU whatever "
+        "--threads, since arm (a)'s batches depend on it; 0 on a GPU, with --stream-pool "
+        "or --quick; 0 generates in the training process)",
     )
     no_progress_arg(p)
