@@ -361,7 +361,9 @@ def _diversity_scale(desc: torch.Tensor, seed: int) -> float:
         own = ((idx >= start) & (idx < start + d.shape[1])).nonzero().flatten()
         d[own, idx[own] - start] = float("inf")  # not its own nearest neighbour
         best = torch.minimum(best, d.min(1).values)
-    median = float(best.median()) if pool > 1 else 0.0
+    # the median proper: torch's median() is the lower of the two middle values of an
+    # even count, which every default pool (256 sampled candidates) has
+    median = float(best.double().quantile(0.5)) if pool > 1 else 0.0
     if not math.isfinite(median) or median <= 0.0:
         log.info(
             "diversity scale: the median distance to the nearest other candidate is %s "

@@ -217,7 +217,7 @@ def test_diversity_scale_leaves_each_candidates_own_distance_out(labeler):
     desc, _ = _descriptor(masks, len(NAMES))
     d = torch.cdist(desc, desc)
     d.fill_diagonal_(float("inf"))
-    true_median = float(d.min(1).values.median())
+    true_median = float(np.median(d.min(1).values.numpy()))
     assert true_median > 0
     report = suggest_annotations(labeler, 2, pool=pool, seed=seed, weights=(0.0, 0.0, 1.0, 0.0))
     second = report.suggestions[1]
@@ -232,7 +232,7 @@ def test_diversity_scale_is_computed_in_chunks_and_falls_back_when_zero(caplog, 
     whole = suggest_module._diversity_scale(desc, 0)
     d = torch.cdist(desc, desc)
     d.fill_diagonal_(float("inf"))
-    assert whole == pytest.approx(float(d.min(1).values.median()))
+    assert whole == pytest.approx(float(np.median(d.min(1).values.numpy())))
     monkeypatch.setattr(suggest_module, "_CDIST_ELEMENTS", 7)
     assert suggest_module._diversity_scale(desc, 0) == pytest.approx(whole)
     with caplog.at_level(logging.INFO, logger="dgan_data.suggest"):
@@ -372,3 +372,14 @@ def test_existing_annotations_of_another_generator_are_refused(labeler, monkeypa
     fail_if_scored(monkeypatch, labeler)
     with pytest.raises(ValueError, match="generator 0123456789abcdef"):
         suggest_annotations(labeler, 1, pool=2, existing=existing)
+
+
+def test_diversity_scale_of_an_even_count_is_the_mean_of_the_middle_two():
+    """torch's median() took the lower middle value: nearest distances (2, 2, 6, 6) gave
+    2, not 4, and (0, 0, 4, 4) gave 0, so the scale fell back to an unscaled 1."""
+    import dgan_data.suggest as suggest_module
+
+    pairs = torch.tensor([[0.0], [2.0], [10.0], [16.0]])  # nearest others: 2, 2, 6, 6
+    assert suggest_module._diversity_scale(pairs, 0) == pytest.approx(4.0)
+    twins = torch.tensor([[0.0], [0.0], [10.0], [14.0]])  # nearest others: 0, 0, 4, 4
+    assert suggest_module._diversity_scale(twins, 0) == pytest.approx(2.0)
