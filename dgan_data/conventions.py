@@ -38,6 +38,8 @@ __all__ = [
     "check_palette",
     "device_problem",
     "generator_to_uint8",
+    "is_count",
+    "is_number",
     "keyword_hints",
     "keyword_names",
     "short_list",
@@ -374,6 +376,18 @@ def is_bool(value: Any) -> bool:
     if isinstance(value, torch.Tensor):
         return value.dtype == torch.bool
     return isinstance(value, np.ndarray) and value.dtype == np.bool_
+
+
+def is_number(value: Any, finite: bool = True) -> bool:
+    """Whether ``value`` is a Python or numpy real number, not a bool (finite unless
+    ``finite=False``): the type check of values read back from a file."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not is_bool(value)
+    return ok and (not finite or math.isfinite(value))
+
+
+def is_count(value: Any) -> bool:
+    """Whether ``value`` is a plain int >= 0 (not a bool), as a count read back."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def as_index(value: Any) -> int | None:

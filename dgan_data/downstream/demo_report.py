@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from ..conventions import is_count, is_number
 from ..fileio import atomic_write
 from ..toy.render import PALETTE
 from ..viz import legend, overlay, to_uint8_image
@@ -115,16 +116,13 @@ _SUMMARY_KEYS = frozenset(
 ) | {"per_class_iou", "curve"}
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _is_share(value: Any) -> bool:
-    return _is_number(value) and math.isfinite(value) and 0 <= value <= 1
+    return is_number(value) and 0 <= value <= 1
 
 
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+def _is_any_number(value: Any) -> bool:
+    """A number, NaN included (a timing where there was nothing to time)."""
+    return is_number(value, finite=False)
 
 
 def run_summary_problem(summary: Any, class_names: list[str]) -> str | None:
@@ -139,10 +137,10 @@ def run_summary_problem(summary: Any, class_names: list[str]) -> str | None:
         return f"summary fields missing {missing or 'none'}, unknown {extra or 'none'}"
     checks = [
         *((k, _is_share, "a number in [0, 1]") for k in _SUMMARY_SHARES),
-        *((k, _is_count, "an int >= 0") for k in (*_SUMMARY_COUNTS, "resumed_at_step")),
-        *((k, _is_number, "a number") for k in _SUMMARY_NUMBERS),
+        *((k, is_count, "an int >= 0") for k in (*_SUMMARY_COUNTS, "resumed_at_step")),
+        *((k, _is_any_number, "a number") for k in _SUMMARY_NUMBERS),
         *(
-            (k, lambda v: v is None or _is_number(v), "a number or null")
+            (k, lambda v: v is None or _is_any_number(v), "a number or null")
             for k in _SUMMARY_OPTIONAL_NUMBERS
         ),
     ]
@@ -171,8 +169,8 @@ def _curve_problem(curve: Any) -> str | None:
     good = isinstance(curve, list) and all(
         isinstance(e, dict)
         and set(e) == {"step", "val_miou"}
-        and _is_count(e["step"])
-        and (e["val_miou"] is None or _is_number(e["val_miou"]))
+        and is_count(e["step"])
+        and (e["val_miou"] is None or _is_any_number(e["val_miou"]))
         for e in curve
     )
     return None if good else f"summary field 'curve' is not a list of evaluations: {curve!r:.60}"

@@ -44,6 +44,8 @@ from ..conventions import (
     check_int,
     check_names,
     check_number,
+    is_count,
+    is_number,
     keyword_hints,
     short_list,
 )
@@ -270,31 +272,19 @@ def _saved_step(step: Any, steps: int, path: Path) -> int:
     return step
 
 
-def _is_number(value: Any, finite: bool = True) -> bool:
-    """A Python or numpy number (not a bool), finite unless ``finite=False``."""
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
-        value, (bool, np.bool_)
-    )
-    return ok and (not finite or math.isfinite(value))
-
-
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
 #: TrainHistory's fields in ``last.pt``, each with its check and what it must be (the
 #: loss is NaN at a skipped step, and may be inf where float16's scaler skipped one).
 _HISTORY_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "steps": (_is_count, "an int >= 0"),
-    "loss": (lambda v: all(_is_number(x, finite=False) for x in v), "a list of numbers"),
-    "lr": (lambda v: all(_is_number(x) and x >= 0 for x in v), "a list of numbers >= 0"),
-    "data_seconds": (lambda v: all(_is_number(x) for x in v), "a list of finite numbers"),
-    "optim_seconds": (lambda v: all(_is_number(x) for x in v), "a list of finite numbers"),
-    "eval_seconds": (lambda v: _is_number(v) and v >= 0, "a finite number >= 0"),
-    "total_seconds": (lambda v: _is_number(v) and v >= 0, "a finite number >= 0"),
+    "steps": (is_count, "an int >= 0"),
+    "loss": (lambda v: all(is_number(x, finite=False) for x in v), "a list of numbers"),
+    "lr": (lambda v: all(is_number(x) and x >= 0 for x in v), "a list of numbers >= 0"),
+    "data_seconds": (lambda v: all(is_number(x) for x in v), "a list of finite numbers"),
+    "optim_seconds": (lambda v: all(is_number(x) for x in v), "a list of finite numbers"),
+    "eval_seconds": (lambda v: is_number(v) and v >= 0, "a finite number >= 0"),
+    "total_seconds": (lambda v: is_number(v) and v >= 0, "a finite number >= 0"),
     "evals": (lambda v: all(isinstance(x, dict) for x in v), "a list of dicts"),
     "checkpoints": (lambda v: all(isinstance(x, str) for x in v), "a list of str"),
-    "skipped_steps": (_is_count, "an int >= 0"),
+    "skipped_steps": (is_count, "an int >= 0"),
     "amp_dtype": (lambda v: v is None or isinstance(v, str), "None or a str"),
 }
 _LIST_FIELDS = frozenset({"loss", "lr", "data_seconds", "optim_seconds", "evals", "checkpoints"})
