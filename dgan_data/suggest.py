@@ -108,7 +108,8 @@ _PROBABILITY_BYTES = 512 * 2**20
 _CDIST_ELEMENTS = 2**22
 #: Layout grid of the descriptor (foreground share per cell).
 _GRID = 4
-#: Most novel pixels kept per candidate to update its novelty after each pick.
+#: Most novel pixels kept per candidate (an even sample of them) to update its novelty
+#: after each pick.
 _NOVEL_KEPT = 256
 #: Candidates whose nearest-other-candidate distance sets the diversity scale.
 _SCALE_SAMPLE = 256
@@ -206,6 +207,16 @@ def annotation_features(labeler: Labeler, existing: Annotations) -> list[torch.T
     return [torch.cat(layer) for layer in zip(*maps)]
 
 
+def _spread_sample(index: torch.Tensor, most: int) -> torch.Tensor:
+    """At most ``most`` entries of ``index``, evenly strided: a sample that represents
+    the whole set (the most novel pixels alone, kept before, are the ones the next
+    pick covers least, so a candidate's novelty after a pick read high)."""
+    if len(index) <= most:
+        return index
+    step = torch.linspace(0, len(index) - 1, most, dtype=torch.float64)
+    return index[step.round().long()]
+
+
 class _NoveltyTracker:
     """Per-candidate novel pixels, updated as picks join the references."""
 
@@ -221,7 +232,7 @@ class _NoveltyTracker:
         for b in range(len(flat)):
             novel = flat[b] > 1.0
             self.shares.append(float(novel.double().mean()))
-            keep = flat[b].topk(min(_NOVEL_KEPT, int(novel.sum()))).indices
+            keep = _spread_sample(novel.nonzero().flatten(), _NOVEL_KEPT)
             self.owner.append(torch.full((len(keep),), len(self.shares) - 1))
             self.pixels.append(emb[b, keep])
 
