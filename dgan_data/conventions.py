@@ -621,9 +621,11 @@ def generator_to_uint8(img: torch.Tensor) -> torch.Tensor:
 
 
 def as_numpy(x: Any) -> np.ndarray:
-    """A tensor (any device) or array-like as a numpy array."""
+    """A tensor (any device) or array-like as a numpy array; bfloat16, which numpy lacks
+    (``.numpy()`` raised a TypeError), as float32."""
     if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
+        x = x.detach().cpu()
+        return (x.float() if x.dtype == torch.bfloat16 else x).numpy()
     return np.asarray(x)
 
 
@@ -641,4 +643,6 @@ def to_uint8_image(image: Any) -> np.ndarray:
         return np.ascontiguousarray(img)
     if not np.issubdtype(img.dtype, np.floating):
         raise TypeError(f"image must be float in [0, 1] or uint8, got dtype {img.dtype}")
+    if np.isnan(img).any():  # cast to uint8 with a RuntimeWarning: any colour, platform's
+        raise ValueError("image holds NaN values; give a float image in [0, 1] or uint8")
     return np.rint(np.clip(img.astype(np.float64), 0.0, 1.0) * 255.0).astype(np.uint8)

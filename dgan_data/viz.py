@@ -322,8 +322,12 @@ def preview_grid(
         raise ValueError(
             f"images {imgs.shape}, masks {ms.shape} and uncertainty {us.shape} do not match"
         )
+    if imgs.shape[1] != 3:
+        raise ValueError(f"images must be (B, 3, H, W) RGB, got shape {imgs.shape}")
     if B == 0:
         raise ValueError("preview_grid needs at least one sample")
+    if H == 0 or W == 0:  # H = 0 divided by zero; W = 0 wrote a grid of empty tiles
+        raise ValueError(f"images and masks must be at least 1x1 px, got {H}x{W}")
     if scale is not None:
         _check_count(scale, "scale", "tile enlargement")
     _check_count(max_columns, "max_columns", "samples per row")
@@ -356,9 +360,12 @@ def preview_grid(
     )
     for b in range(B):
         group, col = divmod(b, cols)
+        # channels last here: a numpy (3, H, 3) sample (3 px wide) read as (H, W, 3)
+        # was drawn transposed, or refused as not matching its mask
+        image = to_uint8_image(np.moveaxis(imgs[b], 0, -1))
         tiles = (
-            to_uint8_image(imgs[b]),
-            overlay(imgs[b], ms[b], palette, alpha=alpha),
+            image,
+            overlay(image, ms[b], palette, alpha=alpha),
             heatmap(us[b], vmin=0.0, vmax=vmax),
         )[:rows]
         x = GRID_PAD + col * (tw + GRID_PAD)
