@@ -54,11 +54,13 @@ from .state import (
 from .workers import (
     Shard,
     current_shard,
+    ends_at_start,
     loader_seed,
     new_epoch_signal,
     pickling_context,
     resolve_device,
     signal_for_pickling,
+    take_ended_epoch,
 )
 
 log = logging.getLogger(__name__)
@@ -173,6 +175,7 @@ class DatasetGANStream(IterableDataset):
     # defaults for streams pickled by a version without these attributes
     _parent_context: tuple[int, int] | None = None
     _ended: Progress | None = None
+    _ends_at_start: tuple[int, int] | None = None
 
     def __init__(
         self,
@@ -377,6 +380,9 @@ class DatasetGANStream(IterableDataset):
         # a spawned worker cannot find its rank itself (no process group, maybe no RANK)
         state["_parent_context"] = pickling_context()
         state["_epoch_signal"] = signal_for_pickling(self._epoch_signal)
+        # a spawned worker's view of the epochs ended before it started (see
+        # ``_adopt_signalled_epoch``)
+        state["_ends_at_start"] = ends_at_start(state["_epoch_signal"])
         return state
 
     # ------------------------------------------------------------- sizing
@@ -434,11 +440,12 @@ class DatasetGANStream(IterableDataset):
         if signal is not None and signal[1] != self._epoch_signal_seen:
             self._epoch_signal_seen = signal[1]
             self.epoch = signal[0]
-        # an epoch that ended in the workers of an earlier iteration (not a sibling's)
-        ended = signal is not None and signal[3] != self._epoch_ends_seen
-        if ended and signal[4] != loader_seed():
-            self._epoch_ends_seen = signal[3]
-            self.epoch = signal[2]
+        # an epoch that ended in the workers of an earlier iteration (not a sibling's:
+        # a worker reads the signal as it was when its process started, once)
+        ended = take_ended_epoch(signal, self._ends_at_start)
+        self._ends_at_start = None
+        if ended is not None and ended[1] != self._epoch_ends_seen:
+            self._epoch_ends_seen, self.epoch = ended[1], ended[0]
 
     def _signal_epoch_end(self) -> None:
         """In a DataLoader worker whose epoch ended: the next epoch goes to the main

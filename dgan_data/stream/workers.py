@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import warnings
+import weakref
 from dataclasses import dataclass
 from multiprocessing.context import get_spawning_popen
 from typing import Any
@@ -73,7 +74,45 @@ def new_epoch_signal() -> Any:
     ``set_epoch`` in the main process reaches persistent workers, which keep the copy of
     the stream they started with, and the way an epoch that ended in workers reaches the
     next workers, which are new copies of the main process's stream."""
-    return multiprocessing.RawArray("q", 5)
+    signal = multiprocessing.RawArray("q", 5)
+    _SIGNALS[id(signal)] = signal
+    return signal
+
+
+#: This process's epoch signals by id, and their (next epoch, epoch ends) when this
+#: process was forked: what a forked DataLoader worker compares with what it has seen.
+_SIGNALS: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
+_ENDS_AT_FORK: dict[int, tuple[int, int]] = {}
+
+
+def _snapshot_signals() -> None:
+    """In a forked child: every signal's ended epoch as the parent left it."""
+    _ENDS_AT_FORK.clear()
+    for key, signal in list(_SIGNALS.items()):
+        _ENDS_AT_FORK[key] = (signal[2], signal[3])
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_snapshot_signals)
+
+
+def ends_at_start(signal: Any) -> tuple[int, int] | None:
+    """(next epoch, epoch ends) of ``signal`` now, for the pickled copy of a spawned
+    worker, else None (a copy made by ``copy.deepcopy`` or ``pickle``)."""
+    return (signal[2], signal[3]) if signal is not None and get_spawning_popen() else None
+
+
+def take_ended_epoch(signal: Any, pickled: tuple[int, int] | None) -> tuple[int, int] | None:
+    """The (next epoch, epoch ends) an iterator compares with the ends it has seen: the
+    live values in the main process; in a DataLoader worker, once, those when its
+    process started (``pickled`` for a spawned one, the fork snapshot otherwise), so
+    that the ends of its siblings, which run the same epoch, never count, whatever the
+    loader's seed (a loader seeded alike every pass repeated the first epoch)."""
+    if signal is None:
+        return None
+    if get_worker_info() is None:
+        return signal[2], signal[3]
+    return pickled if pickled is not None else _ENDS_AT_FORK.pop(id(signal), None)
 
 
 def loader_seed() -> int | None:
