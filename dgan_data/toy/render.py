@@ -722,9 +722,25 @@ def render_split(
     device: torch.device | str | None = None,
     variation: str | Variation = "base",
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Render a split in batches: yields ``(seeds, images, masks)``, seeds an int64 (B,) tensor."""
+    """Render a split in batches: yields ``(seeds, images, masks)``, seeds an int64 (B,) tensor.
+
+    Every argument is checked when it is called, not at the first batch (a bad
+    ``batch_size`` or ``size`` used to fail only when the loop began)."""
     batch_size = check_int(batch_size, "batch_size", 1)
     seeds = split_seeds(name, start, count)
+    size = _check_size(size)
+    variation = resolve_variation(variation)
+    dev = torch.device(device) if device is not None else None
+    return _render_batches(seeds, batch_size, size, dev, variation)
+
+
+def _render_batches(
+    seeds: Sequence[int],
+    batch_size: int,
+    size: int,
+    device: torch.device | None,
+    variation: Variation,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     for i in range(0, len(seeds), batch_size):
         chunk = seeds[i : i + batch_size]
         images, masks = render_faces(chunk, size=size, device=device, variation=variation)
