@@ -74,7 +74,10 @@ def fit_summary(info: dict[str, Any], max_steps: int | None) -> str:
         f"{info['train_seconds'] + info['store_seconds']:.1f} s to store the features and train"
     )
     cap = info["max_steps"]
-    capped = sum(n >= cap for n in steps)
+    plateaued = info.get("plateaued")  # absent from older files: steps at the cap
+    if not (isinstance(plateaued, list) and len(plateaued) == len(steps)):
+        plateaued = [False] * len(steps)
+    capped = sum(n >= cap and not p for n, p in zip(steps, plateaued))
     if capped:
         flag = f" (--max-steps {max_steps})" if max_steps is not None else ""
         text += (

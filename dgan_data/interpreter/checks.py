@@ -208,8 +208,9 @@ def sampling_settings(annotations: Any) -> dict[str, Any]:
 
 
 def check_mask_ids(masks: torch.Tensor, num_classes: int) -> None:
-    """Every mask value is a class id in [0, num_classes) or the ignore index; with more
-    than 255 classes the value 255 would be both, so masks holding it are refused."""
+    """Every mask value is a class id in [0, num_classes) or the ignore index, and some
+    pixel is annotated; with more than 255 classes the value 255 would be both, so masks
+    holding it are refused."""
     if num_classes > IGNORE_INDEX:
         ambiguous = int((masks == IGNORE_INDEX).sum())
         if ambiguous:
@@ -220,6 +221,11 @@ def check_mask_ids(masks: torch.Tensor, num_classes: int) -> None:
                 f") to keep {IGNORE_INDEX} as ignore, or give masks without the value "
                 f"{IGNORE_INDEX}"
             )
+    if bool((masks == IGNORE_INDEX).all()):  # found after every image was stored
+        raise ValueError(
+            f"every mask pixel is {IGNORE_INDEX} (ignore): nothing to train on; "
+            "nothing was computed"
+        )
     bad = (masks != IGNORE_INDEX) & ((masks < 0) | (masks >= num_classes))
     if bad.any():
         n, y, x = (int(v) for v in bad.nonzero()[0])

@@ -304,7 +304,7 @@ def train_ensemble(
     gathers their
     features from ``store`` and takes one Adam step (``model.train_logits``). Stopping
     rule per model: see ``Interpreter.fit_features``. Returns the training record
-    (steps per model, final loss and accuracy, timing).
+    (steps per model, whether each stopped on a plateau, final loss and accuracy, timing).
     """
     num_classes, M, P = model.num_classes, model.num_models, batch_size
     device, store_device = model.device, store.device
@@ -324,6 +324,7 @@ def train_ensemble(
     best = [math.inf] * M
     bad_windows = [0] * M
     stopped_at = [max_steps] * M
+    plateaued = [False] * M  # a plateau at step max_steps too: not cut off by the cap
     win_loss = torch.zeros(M, dtype=torch.float64, device=device)
     win_acc = torch.zeros(M, dtype=torch.float64, device=device)
     win_steps = 0
@@ -376,6 +377,7 @@ def train_ensemble(
                     active[m] = False
                     num_active -= 1
                     stopped_at[m] = step
+                    plateaued[m] = True
                     logger.info(
                         "model %d stopped at step %d: loss %.4f, accuracy %.4f",
                         m,
@@ -398,6 +400,7 @@ def train_ensemble(
         "annotated_pixels": len(valid),
         "class_balance": class_balance,
         "steps": stopped_at,
+        "plateaued": plateaued,
         "train_seconds": round(seconds, 3),
         "train_seconds_": seconds,
         "final_loss": last["loss"],
