@@ -26,6 +26,7 @@ __all__ = [
     "MAX_BATCH",
     "MAX_CLASSES",
     "MAX_ENCODER_DEPTH",
+    "as_written",
     "build_on_meta",
     "check_bool",
     "check_decoder_widths",
@@ -574,11 +575,52 @@ def check_finite_number(
     return v
 
 
+def as_written(drop_fraction: Any) -> Any:
+    """A float32, float16 or bfloat16 (numpy scalar or 0-d tensor) as the Python float of
+    the shortest decimal it prints as: ``np.float32(0.7)`` is 0.7, not 0.699999988...,
+    which dropped one candidate too few under the decimal rule of ``num_dropped`` and
+    was recorded as another truncation than 0.7. A 0-d float64 tensor is its float.
+    Anything else is returned as it is (and checked by the caller)."""
+    low_precision = (torch.float16, torch.bfloat16, torch.float32)
+    if (
+        isinstance(drop_fraction, torch.Tensor)
+        and drop_fraction.ndim == 0
+        and drop_fraction.dtype in low_precision
+    ):
+        dtype = drop_fraction.dtype
+        return _shortest_decimal(
+            drop_fraction.item(), lambda x: torch.tensor(x, dtype=dtype).item()
+        )
+    if (
+        isinstance(drop_fraction, torch.Tensor)
+        and drop_fraction.ndim == 0
+        and drop_fraction.dtype == torch.float64
+    ):
+        return drop_fraction.item()
+    if isinstance(drop_fraction, np.floating) and drop_fraction.dtype.itemsize < 8:
+        dtype = drop_fraction.dtype
+        return _shortest_decimal(float(drop_fraction), lambda x: float(dtype.type(x)))
+    return drop_fraction
+
+
+def _shortest_decimal(value: float, round_trip: Callable[[float], float]) -> float:
+    """The decimal with the fewest significant digits that ``round_trip`` (a cast to the
+    value's own precision) turns back into ``value``: what the value prints as."""
+    if not math.isfinite(value):
+        return value
+    for digits in range(1, 18):
+        candidate = float(f"{value:.{digits}g}")
+        if round_trip(candidate) == value:
+            return candidate
+    return value
+
+
 def check_truncation_psi(value: Any, name: str = "truncation_psi") -> float:
     """A truncation psi as a float in [0, MAX_TRUNCATION_PSI]: the one bound of the API,
     the commands and the demo (NaN latents or black images otherwise). A string is refused:
     the API takes numbers (the commands parse their text first)."""
-    return check_number(value, name, low=0.0, high=MAX_TRUNCATION_PSI)
+    # np.float32(0.7) is 0.7: recorded as 0.699999988, a resume asking for 0.7 was refused
+    return check_number(as_written(value), name, low=0.0, high=MAX_TRUNCATION_PSI)
 
 
 def check_truncation_cutoff(value: Any, name: str = "truncation_cutoff") -> int | None:

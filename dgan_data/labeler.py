@@ -359,6 +359,11 @@ class Labeler:
             self._fingerprints = (self.G.fingerprint(), interpreter_fingerprint(self.interpreter))
         return self._fingerprints
 
+    def resolved_impl(self) -> str:
+        """The interpreter's inference path this labeler uses, "rows" or "interpolate"
+        ("auto" resolved for the interpreter's device): the two differ in float rounding."""
+        return self.interpreter._resolve_impl(self.impl)
+
     def settings(self) -> dict[str, Any]:
         """Everything that shapes a labeled sample besides its seed (JSON-friendly)."""
         g_fp, i_fp = self.fingerprints()

@@ -13,14 +13,22 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
 import numpy as np
 import torch
 
-from .conventions import IGNORE_INDEX, as_index, check_int, check_number, keyword_hints, short_list
+from .conventions import (
+    IGNORE_INDEX,
+    as_index,
+    as_written,
+    check_int,
+    check_number,
+    keyword_hints,
+    short_list,
+)
 
 __all__ = [
     "StreamingQuantile",
@@ -36,39 +44,6 @@ __all__ = [
 #: counts as that integer (the export's rule since its first format; e.g. 0.9999999999 of
 #: 1 drops 1).
 _DROP_TOLERANCE = Fraction(1, 10**9)
-
-
-def as_written(drop_fraction: Any) -> Any:
-    """A float32, float16 or bfloat16 (numpy scalar or 0-d tensor) as the Python float of
-    the shortest decimal it prints as: ``np.float32(0.7)`` is 0.7, not 0.699999988...,
-    which dropped one candidate too few under the decimal rule of :func:`num_dropped`.
-    Anything else is returned as it is (and checked by the caller)."""
-    low_precision = (torch.float16, torch.bfloat16, torch.float32)
-    if (
-        isinstance(drop_fraction, torch.Tensor)
-        and drop_fraction.ndim == 0
-        and drop_fraction.dtype in low_precision
-    ):
-        dtype = drop_fraction.dtype
-        return _shortest_decimal(
-            drop_fraction.item(), lambda x: torch.tensor(x, dtype=dtype).item()
-        )
-    if isinstance(drop_fraction, np.floating) and drop_fraction.dtype.itemsize < 8:
-        dtype = drop_fraction.dtype
-        return _shortest_decimal(float(drop_fraction), lambda x: float(dtype.type(x)))
-    return drop_fraction
-
-
-def _shortest_decimal(value: float, round_trip: Callable[[float], float]) -> float:
-    """The decimal with the fewest significant digits that ``round_trip`` (a cast to the
-    value's own precision) turns back into ``value``: what the value prints as."""
-    if not math.isfinite(value):
-        return value
-    for digits in range(1, 18):
-        candidate = float(f"{value:.{digits}g}")
-        if round_trip(candidate) == value:
-            return candidate
-    return value
 
 
 def _drop_ratio(drop_fraction: float) -> tuple[int, int]:

@@ -178,6 +178,7 @@ def _describe(
         "num_classes": lab["num_classes"],
         "generator_fingerprint": lab["generator_fingerprint"],
         "interpreter_fingerprint": lab["interpreter_fingerprint"],
+        "impl": labeler.resolved_impl(),
     }
     return {
         "format": FORMAT_NAME,
@@ -202,13 +203,20 @@ def _describe(
 def _check_same_settings(path: Path, old: dict[str, Any], new: dict[str, Any]) -> None:
     old_s, new_s = old["settings"], new["settings"]
     for key in _DETERMINING:
-        if key == "label_size" and (old_s.get(key) is None or new_s.get(key) is None):
+        # absent from exports made before the field: not compared
+        if key in ("label_size", "impl") and (old_s.get(key) is None or new_s.get(key) is None):
             continue
         if old_s.get(key) != new_s.get(key):
+            hint = (
+                " (impl 'auto' is interpolate on CUDA, rows elsewhere: resume on the same "
+                "kind of device, or pass impl= to the labeler)"
+                if key == "impl"
+                else ""
+            )
             raise ValueError(
                 f"{path} was written with {key}={old_s.get(key)!r}, this export asks for "
-                f"{key}={new_s.get(key)!r}: resume with the same settings, or export to "
-                "another folder"
+                f"{key}={new_s.get(key)!r}{hint}: resume with the same settings, or export "
+                "to another folder"
             )
     if description_problem(path, old) is not None:
         return  # a hand edit of a finished export: reported as that, not as a setting

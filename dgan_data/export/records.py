@@ -82,6 +82,7 @@ _DETERMINING = (
     "num_classes",
     "generator_fingerprint",
     "interpreter_fingerprint",
+    "impl",
 )
 
 
@@ -173,6 +174,9 @@ SETTINGS_FIELDS = {
     "num_classes": Int(1, MAX_CLASSES),
     "generator_fingerprint": Str(256),
     "interpreter_fingerprint": Str(256),
+    # the interpreter's inference path: the paths differ in float rounding, so a resume
+    # on the other one mixed two datasets; absent in exports made before it
+    "impl": Optional(Str(16, choices=("rows", "interpolate"))),
 }
 SELECTION_FIELDS = {
     "candidates": Int(1, MAX_NUM),
