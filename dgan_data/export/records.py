@@ -4,6 +4,7 @@ plan an export's settings imply, its results, and the layout and file helpers.""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -12,7 +13,7 @@ import stat
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from PIL import Image
 
@@ -407,13 +408,32 @@ def _remove_temps(folder: Path, tag: str | None = None) -> int:
 def _jsonl(path: Path) -> Iterator[tuple[int, bytes]]:
     """The non-blank lines of a JSON-lines file with their 1-based numbers (bounded)."""
     with open(path, "rb") as f:
-        n = 0
-        while raw := f.readline(_LINE_BYTES + 1):
-            n += 1
-            if len(raw) > _LINE_BYTES:
-                raise ValueError(f"{path}: line {n} is longer than {_LINE_BYTES} bytes")
-            if raw.strip():
-                yield n, raw
+        yield from _jsonl_lines(f, path)
+
+
+def _jsonl_lines(f: BinaryIO, path: Path, n: int = 0) -> Iterator[tuple[int, bytes]]:
+    """``_jsonl``'s lines from an open file, read on from line ``n``."""
+    while raw := f.readline(_LINE_BYTES + 1):
+        n += 1
+        if len(raw) > _LINE_BYTES:
+            raise ValueError(f"{path}: line {n} is longer than {_LINE_BYTES} bytes")
+        if raw.strip():
+            yield n, raw
+
+
+def _jsonl_blocks(path: Path, block: int) -> Iterator[tuple[int, bytes]]:
+    """``_jsonl``'s lines, read ``block`` at a time with the file closed in between: a
+    merge over thousands of such readers then holds at most one file open at once."""
+    offset, n = 0, 0
+    while True:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            lines = list(itertools.islice(_jsonl_lines(f, path, n), block))
+            offset = f.tell()  # right after the last line taken: islice reads no further
+        yield from lines
+        if len(lines) < block:
+            return
+        n = lines[-1][0]
 
 
 def _line(entry: dict[str, Any]) -> bytes:

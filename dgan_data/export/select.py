@@ -37,6 +37,7 @@ from .records import (
     _file_problem,
     _final_paths,
     _jsonl,
+    _jsonl_blocks,
     _line,
     _Plan,
     _read_description,
@@ -53,11 +54,17 @@ log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------- select
-def _iter_shard_index(root: Path, plan: _Plan, shard: int) -> Iterator[dict[str, Any]]:
-    """A shard index's lines, each checked: schema, shard, order, staged paths inside."""
+def _iter_shard_index(
+    root: Path, plan: _Plan, shard: int, block: int | None = None
+) -> Iterator[dict[str, Any]]:
+    """A shard index's lines, each checked: schema, shard, order, staged paths inside.
+
+    With ``block``, the file is read that many lines at a time and closed in between.
+    """
     path = _shard_index_path(root, shard, plan.num_shards)
     tag, last = plan.tag(shard), -1
-    for n, raw in _jsonl(path):
+    lines = _jsonl(path) if block is None else _jsonl_blocks(path, block)
+    for n, raw in lines:
         where = f"{path}: line {n}"
         e = plan.check_line(parse_json_text(raw, where), INDEX_FIELDS, where)
         i = e["index"]
@@ -74,9 +81,30 @@ def _iter_shard_index(root: Path, plan: _Plan, shard: int) -> Iterator[dict[str,
         yield e
 
 
+# lines a merge buffers over all its shard readers (a few MB): bounds memory, while the
+# readers open their files only between blocks, so the open files stay bounded too
+_MERGE_BUFFER_LINES = 1 << 14
+
+
+def _merge_block(num_shards: int) -> int:
+    """Lines each shard reader takes per opening of its file."""
+    return max(1, _MERGE_BUFFER_LINES // num_shards)
+
+
+def _all_entries(root: Path, plan: _Plan) -> Iterator[dict[str, Any]]:
+    """All shard index entries, shard after shard: one file open at a time."""
+    for s in range(plan.num_shards):
+        yield from _iter_shard_index(root, plan, s)
+
+
 def _merged_entries(root: Path, plan: _Plan) -> Iterator[dict[str, Any]]:
-    """All shard index entries in candidate order (each file is sorted; k-way merge)."""
-    shards = (_iter_shard_index(root, plan, s) for s in range(plan.num_shards))
+    """All shard index entries in candidate order (each file is sorted; k-way merge).
+
+    Each shard's reader closes its file between blocks of lines: one file open per
+    shard would exceed the usual limit of 1,024 open files with over a thousand shards.
+    """
+    block = _merge_block(plan.num_shards)
+    shards = (_iter_shard_index(root, plan, s, block) for s in range(plan.num_shards))
     return heapq.merge(*shards, key=lambda e: e["index"])
 
 
@@ -150,10 +178,11 @@ def _merge(root: Path, wait: float) -> ExportSummary:
 
 
 def _scores(root: Path, plan: _Plan) -> np.ndarray:
-    """Pass 1: every candidate's (finite, checked) score."""
+    """Pass 1: every candidate's (finite, checked) score, stored by index (so read in
+    any order)."""
     scores = np.zeros(plan.num)
     seen = np.zeros(plan.num, dtype=bool)
-    for e in _merged_entries(root, plan):
+    for e in _all_entries(root, plan):
         seen[e["index"]] = True
         scores[e["index"]] = e["uncertainty"]
     if not seen.all():
