@@ -6,7 +6,9 @@
   mixed two datasets;
 - ``truncation_psi=np.float32(0.7)`` was recorded as 0.699999988, and a resume asking
   for 0.7 (``--truncation 0.7``) was refused;
-- a 0-d float64 tensor ``drop_uncertain`` was refused while float32 ones were taken.
+- a 0-d float64 tensor ``drop_uncertain`` was refused while float32 ones were taken;
+- a cutoff among equal scores was reported as "N dropped by index" even where only some
+  of the N tied (the others went by uncertainty).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 
 from dgan_data.conventions import check_truncation_psi
 from dgan_data.export import ExportedDataset, export_dataset
+from dgan_data.export.select import dropped_phrase
 
 
 def _settings(folder) -> dict:
@@ -72,3 +75,10 @@ def test_a_float64_tensor_fraction_is_taken_like_a_float32_one(tmp_path):
     summary = export_dataset("toyface-14", 6, folder, progress=False, drop_uncertain=drop)
     assert summary.complete and _settings(folder)["drop_uncertain"] == 0.5
     assert len(ExportedDataset(folder)) == 3
+
+
+def test_a_partial_tie_is_not_reported_as_all_dropped_by_index():
+    phrase = dropped_phrase(3, True)
+    assert "3 dropped by index" not in phrase
+    assert phrase.startswith("3 dropped, by index where their scores tie with kept ones")
+    assert dropped_phrase(3, False) == "3 most uncertain dropped"

@@ -66,7 +66,7 @@ def test_the_export_command_prints_the_drop_by_index(capsys, tmp_path, one_model
             "--batch-size", "5", "--out", str(out_dir), "--no-progress"]  # fmt: skip
     code, out, err = run(capsys, *argv)
     assert code == 0, err
-    assert "1 dropped by index" in out and "most uncertain" not in out
+    assert "1 dropped, by index where their scores tie" in out and "most uncertain" not in out
 
 
 def test_an_ensemble_export_still_drops_the_most_uncertain(tmp_path):

@@ -257,10 +257,12 @@ def _tied_at_cutoff(scores: np.ndarray, order: np.ndarray, n_drop: int) -> bool:
 
 def dropped_phrase(n_drop: int, tied: bool | None) -> str:
     """How the dropped candidates were chosen, for messages: "the N most uncertain
-    dropped" unless the cutoff fell among equal scores (then the last by index)."""
+    dropped" unless the cutoff fell among equal scores (then those tied went by index;
+    "N dropped by index" overstated it when only some of the N tied)."""
     if tied:
         return (
-            f"{n_drop} dropped by index: their scores tie with kept ones (no uncertainty to rank)"
+            f"{n_drop} dropped, by index where their scores tie with kept ones "
+            "(no uncertainty to rank them)"
         )
     return f"{n_drop} most uncertain dropped"
 
