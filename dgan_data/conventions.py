@@ -43,6 +43,7 @@ __all__ = [
     "is_number",
     "keyword_hints",
     "keyword_names",
+    "python_scalar",
     "short_list",
     "shown_device",
     "state_mismatch",
@@ -613,6 +614,14 @@ def _shortest_decimal(value: float, round_trip: Callable[[float], float]) -> flo
         if round_trip(candidate) == value:
             return candidate
     return value
+
+
+def python_scalar(value: Any) -> Any:
+    """A numpy scalar as the Python number it holds, a float32 as the decimal it prints as
+    (:func:`as_written`), anything else as it is: values kept in JSON configs (``json``
+    cannot write ``np.int64``)."""
+    value = as_written(value)
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def check_truncation_psi(value: Any, name: str = "truncation_psi") -> float:

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..conventions import check_truncation_cutoff, keyword_hints
+from ..conventions import check_truncation_cutoff, keyword_hints, python_scalar
 from ..schema import Int, ListOf, Optional, SchemaError
 from .base import (
     DEFAULT_NOISE_SEED,
@@ -337,6 +337,7 @@ class StyleGAN1Generator(Generator):
         noise_seed: int = DEFAULT_NOISE_SEED,
     ) -> None:
         super().__init__()
+        resolution = python_scalar(resolution)  # the config must be JSON (fingerprint, save)
         log2 = _log2_resolution(resolution)
         sizes = [2**res for res in range(2, log2 + 1)]
         channels = default_channels(resolution) if channels is None else list(channels)

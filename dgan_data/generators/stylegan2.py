@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..conventions import keyword_hints
+from ..conventions import keyword_hints, python_scalar
 from ..schema import Bool, Float, Int, Optional, SchemaError
 from .base import (
     MAX_CHANNELS,
@@ -396,6 +396,10 @@ class StyleGAN2Generator(Generator):
         include_const_input: bool = False,
     ):
         super().__init__()
+        # numpy numbers as Python ones: the config must be JSON (fingerprint, save)
+        size, style_dim, n_mlp, lr_mlp, conv_clamp, include_const_input = map(
+            python_scalar, (size, style_dim, n_mlp, lr_mlp, conv_clamp, include_const_input)
+        )
         log_size = int(math.log2(size))
         if 2**log_size != size or size < 4:
             raise ValueError(f"StyleGAN2 size must be a power of two >= 4, got {size}")
