@@ -10,15 +10,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import errno
 import hashlib
 import io
 import json
+import logging
 import os
 import re
 import stat
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,12 +34,21 @@ from safetensors.torch import save
 
 from .conventions import did_you_mean, with_hint
 
+try:
+    import fcntl
+except ImportError:  # no advisory locks on this platform (Windows)
+    fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
+
 __all__ = [
+    "FolderBusyError",
     "UnsafePathError",
     "atomic_torch_save",
     "atomic_write",
     "atomic_write_bytes",
     "file_sha256",
+    "folder_lock",
     "fsync_dir",
     "json_bytes",
     "make_folder",
@@ -667,3 +679,77 @@ def make_folder(path: str | os.PathLike, what: str = "folder") -> Path:
         problem = output_path_problem(path, folder=True) or exc.strerror or str(exc)
         raise type(exc)(f"{path}: cannot create the {what}: {problem}") from None
     return path
+
+
+# ------------------------------------------------------------------ one writer per folder
+class FolderBusyError(RuntimeError):
+    """Another process (or thread) is writing the folder: see :func:`folder_lock`."""
+
+
+#: The folders each thread holds (a thread may nest :func:`folder_lock` on one folder).
+_HELD_FOLDERS = threading.local()
+
+
+def _lock_fd(fd: int) -> bool:
+    """An exclusive, non-blocking ``flock`` on ``fd``; False if someone else holds it.
+    Where the file system has no locks, a warning, and True."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            return False
+        log.warning("cannot lock a folder (%s): concurrent writers are not detected", exc)
+    return True
+
+
+@contextmanager
+def folder_lock(folder: str | os.PathLike, what: str = "folder") -> Iterator[Path]:
+    """Be the only writer of ``folder`` (made if missing) while in the block: an
+    exclusive ``flock`` on the folder itself, so no lock file is left in it and a killed
+    writer's lock is free at once. A second writer, another process or thread, gets a
+    :class:`FolderBusyError` naming the folder at once, instead of writing files among
+    the first one's; the thread holding the lock may take it again. A folder made here
+    and left empty is removed again. Without ``fcntl`` (Windows) nothing is locked."""
+    folder = Path(folder)
+    held: set[str] = _HELD_FOLDERS.__dict__.setdefault("keys", set())
+    for _ in range(100):  # a folder removed by a writer leaving it empty: lock the new one
+        made = not folder.is_dir()
+        make_folder(folder, what)
+        key = str(folder.resolve())
+        if key in held or fcntl is None:
+            yield folder
+            return
+        try:
+            fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except FileNotFoundError:
+            continue
+        try:
+            if not _lock_fd(fd):
+                raise FolderBusyError(
+                    f"{folder} is busy: another process is writing this {what}; wait for it "
+                    "to finish (or stop it), or write elsewhere"
+                )
+            if not _same_file(fd, folder):
+                continue
+            held.add(key)
+            try:
+                yield folder
+            finally:
+                held.discard(key)
+                if made:
+                    with contextlib.suppress(OSError):  # not empty: kept
+                        folder.rmdir()
+            return
+        finally:
+            os.close(fd)
+    raise FolderBusyError(f"{folder} is busy: it is removed and made again by other writers")
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """``path`` is still the file or folder open as ``fd``."""
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    own = os.fstat(fd)
+    return (own.st_dev, own.st_ino) == (st.st_dev, st.st_ino)

@@ -71,7 +71,7 @@ from .conventions import (
     check_number,
     keyword_hints,
 )
-from .fileio import nonempty_path, read_json, write_json
+from .fileio import folder_lock, nonempty_path, read_json, write_json
 from .labeler import Labeler
 from .novelty import FeatureNovelty, nearest_distance
 from .seeds import check_seed, check_seeds, derive_seed, z_from_seeds
@@ -712,6 +712,14 @@ def write_suggestions(
             + ", ".join(f"{k} ({scored[k]!r:.40} then, {now[k]!r:.40} now)" for k in differ)
             + "; write with the labeler that made the suggestions"
         )
+    with folder_lock(root, "annotation folder"):  # sample, suggest: one writer at a time
+        return _write_suggestions(labeler, report, root, id_prefix, preview)
+
+
+def _write_suggestions(
+    labeler: Labeler, report: SuggestionReport, root: Path, id_prefix: str, preview: bool
+) -> SampledFolder:
+    """:func:`write_suggestions` once the folder is held."""
     seeds = [s.seed for s in report.suggestions]
     _check_out_dir(root, seeds)
     folder = sample_annotation_folder(

@@ -29,7 +29,7 @@ from ..conventions import (
     keyword_hints,
     short_list,
 )
-from ..fileio import make_folder, nonempty_path, write_json, write_npy, write_png
+from ..fileio import folder_lock, make_folder, nonempty_path, write_json, write_npy, write_png
 from ..seeds import MAX_SEED, check_seeds, z_from_seeds
 from .files import (
     _manifest,
@@ -203,92 +203,95 @@ def sample_annotation_folder(
         raise ValueError(reason)
     root = nonempty_path(out_dir, "out_dir")
     check_writable_folder(root)
-    _check_resumable(root)
-    # checked before any file: the manifest's reader refuses any other fingerprint
-    fingerprint = check_fingerprint(G.fingerprint(), "the generator's fingerprint()")
-    ids = [f"{id_prefix}{i:05d}" for i in range(num)]
+    with folder_lock(root, "annotation folder"):  # a second writer would mix its samples in
+        _check_resumable(root)
+        # checked before any file: the manifest's reader refuses any other fingerprint
+        fingerprint = check_fingerprint(G.fingerprint(), "the generator's fingerprint()")
+        ids = [f"{id_prefix}{i:05d}" for i in range(num)]
 
-    if (root / MANIFEST).exists():
-        old = _read_manifest(root)
-        ids, seeds, names, pal = _resume_settings(
-            old,
-            root,
-            ids,
-            seeds,
-            names,
-            pal,
+        if (root / MANIFEST).exists():
+            old = _read_manifest(root)
+            ids, seeds, names, pal = _resume_settings(
+                old,
+                root,
+                ids,
+                seeds,
+                names,
+                pal,
+                fingerprint=fingerprint,
+                psi=float(truncation_psi),
+                cutoff=truncation_cutoff,
+                noise=noise,
+                crop=crop_t,
+                image_hw=image_hw,
+                mask_hw=frame,
+            )
+
+        device = _module_device(G)
+        z = z_from_seeds(seeds, G.z_dim, device=device)
+        w_all = (
+            torch.cat(
+                [
+                    G.mapping(z[s : s + batch_size], truncation_psi, truncation_cutoff)
+                    for s in range(0, len(z), batch_size)
+                ]
+            )
+            .float()
+            .cpu()
+        )
+
+        samples = [
+            {
+                "id": sample_id,
+                "image": f"images/{sample_id}.png",
+                "mask": f"masks/{sample_id}.png",
+                "seed": s,
+                "latent": f"latents/{sample_id}.npy",
+                "latent_kind": "w",
+            }
+            for sample_id, s in zip(ids, seeds)
+        ]
+        manifest = _manifest(
             fingerprint=fingerprint,
+            description=G.describe(),
+            class_names=names,
+            palette=pal,
             psi=float(truncation_psi),
             cutoff=truncation_cutoff,
+            center=None,
             noise=noise,
             crop=crop_t,
-            image_hw=image_hw,
-            mask_hw=frame,
+            image_resolution=list(image_hw),
+            mask_resolution=list(frame),
+            latent_kind="w",
+            latent_shape=list(w_all.shape[1:]),
+            samples=samples,
+            note=_MASK_NOTE,
         )
+        # the manifest first: a folder interrupted between the two holds it, and resumes
+        write_json(root / MANIFEST, manifest)
+        make_folder(root / "masks", "annotation folder")
 
-    device = _module_device(G)
-    z = z_from_seeds(seeds, G.z_dim, device=device)
-    w_all = (
-        torch.cat(
-            [
-                G.mapping(z[s : s + batch_size], truncation_psi, truncation_cutoff)
-                for s in range(0, len(z), batch_size)
-            ]
+        todo = [
+            i for i, sid in enumerate(ids) if not _sample_complete(root, sid, w_all[i], image_hw)
+        ]
+        todo_set = set(todo)
+        skipped = [sid for i, sid in enumerate(ids) if i not in todo_set]
+        for i in todo:
+            if (root / "masks" / f"{ids[i]}.png").exists():
+                logger.warning("re-generating images/%s.png, which already has a mask", ids[i])
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start : start + batch_size]
+            img, _ = G.synthesize(w_all[chunk].to(device), noise=noise)
+            pixels = generator_to_uint8(img).cpu().numpy()
+            for j, i in enumerate(chunk):
+                write_npy(root / "latents" / f"{ids[i]}.npy", w_all[i].numpy())
+                write_png(root / "images" / f"{ids[i]}.png", pixels[j], "RGB")
+        written = [ids[i] for i in todo]
+        logger.info(
+            "%s: wrote %d images to annotate, %d already present", root, len(written), len(skipped)
         )
-        .float()
-        .cpu()
-    )
-
-    samples = [
-        {
-            "id": sample_id,
-            "image": f"images/{sample_id}.png",
-            "mask": f"masks/{sample_id}.png",
-            "seed": s,
-            "latent": f"latents/{sample_id}.npy",
-            "latent_kind": "w",
-        }
-        for sample_id, s in zip(ids, seeds)
-    ]
-    manifest = _manifest(
-        fingerprint=fingerprint,
-        description=G.describe(),
-        class_names=names,
-        palette=pal,
-        psi=float(truncation_psi),
-        cutoff=truncation_cutoff,
-        center=None,
-        noise=noise,
-        crop=crop_t,
-        image_resolution=list(image_hw),
-        mask_resolution=list(frame),
-        latent_kind="w",
-        latent_shape=list(w_all.shape[1:]),
-        samples=samples,
-        note=_MASK_NOTE,
-    )
-    # the manifest first: a folder interrupted between the two holds it, and resumes
-    write_json(root / MANIFEST, manifest)
-    make_folder(root / "masks", "annotation folder")
-
-    todo = [i for i, sid in enumerate(ids) if not _sample_complete(root, sid, w_all[i], image_hw)]
-    todo_set = set(todo)
-    skipped = [sid for i, sid in enumerate(ids) if i not in todo_set]
-    for i in todo:
-        if (root / "masks" / f"{ids[i]}.png").exists():
-            logger.warning("re-generating images/%s.png, which already has a mask", ids[i])
-    for start in range(0, len(todo), batch_size):
-        chunk = todo[start : start + batch_size]
-        img, _ = G.synthesize(w_all[chunk].to(device), noise=noise)
-        pixels = generator_to_uint8(img).cpu().numpy()
-        for j, i in enumerate(chunk):
-            write_npy(root / "latents" / f"{ids[i]}.npy", w_all[i].numpy())
-            write_png(root / "images" / f"{ids[i]}.png", pixels[j], "RGB")
-    written = [ids[i] for i in todo]
-    logger.info(
-        "%s: wrote %d images to annotate, %d already present", root, len(written), len(skipped)
-    )
-    return SampledFolder(root, list(ids), list(seeds), w_all, written, skipped)
+        return SampledFolder(root, list(ids), list(seeds), w_all, written, skipped)
 
 
 def _resume_settings(

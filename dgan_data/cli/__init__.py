@@ -24,6 +24,7 @@ import torch
 from .._version import __version__
 from ..conventions import did_you_mean, with_hint
 from ..export import ExportBusyError
+from ..fileio import FolderBusyError
 from ..generators import CheckpointError
 from ..labeler import NonFiniteOutputError
 from ..presets import UnknownPresetError
@@ -51,6 +52,7 @@ USER_ERRORS = (
     UnknownPresetError,
     OSError,
     ExportBusyError,
+    FolderBusyError,
     NonFiniteOutputError,
     FloatingPointError,
 )

@@ -23,7 +23,7 @@ from ..annotations.tools import (
     import_masks,
 )
 from ..conventions import short_list
-from ..fileio import make_folder
+from ..fileio import folder_lock, make_folder
 from ..labeler import Labeler
 from ..suggest import (
     COVERAGE_BY,
@@ -441,12 +441,14 @@ def cmd_merge_annotations(args: argparse.Namespace) -> int:
         if first is not folder:
             also = "" if str(first) == str(folder) else f" (as {first} too)"
             raise UsageError(f"{folder}: given twice{also}; give each folder once")
-    check_new_folder(args.out, "merge")
-    parts = [
-        Annotations.load(folder, skip_unannotated=args.skip_unannotated) for folder in args.folders
-    ]
-    merged = Annotations.merge(*parts)
-    _save_staged(merged, args.out)
+    with folder_lock(args.out, "merge output"):  # a second merge would mix its files in
+        check_new_folder(args.out, "merge")
+        parts = [
+            Annotations.load(folder, skip_unannotated=args.skip_unannotated)
+            for folder in args.folders
+        ]
+        merged = Annotations.merge(*parts)
+        _save_staged(merged, args.out)
     samples = f"{len(merged)} annotated sample{'s' if len(merged) != 1 else ''}"
     folders = f"{len(parts)} folder{'s' if len(parts) != 1 else ''}"
     print(f"wrote {samples} from {folders} to {args.out}")
