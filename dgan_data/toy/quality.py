@@ -445,14 +445,16 @@ def diversity_stats(images: torch.Tensor, masks: torch.Tensor) -> dict[str, floa
 
     - ``face_centre_spread``: root mean variance (px) of the face region's centroid
       (skin and face parts, hair excluded), over the images;
-    - ``head_area_spread``: standard deviation of the face region's area (px^2);
+    - ``head_area_spread``: standard deviation of the face region's area (px^2) over
+      the images that show a face (a faceless image counted as area 0, so a generator
+      that sometimes draws no face looked diverse in scale);
     - ``bald_rate``: share of images with hair on fewer than 1 % of the pixels;
     - ``open_mouth_rate``: share of images with visible teeth (>= 2 px at 64 px);
     - ``contrast``: mean over images of the standard deviation of the luminance.
 
     A collapsed generator shows it here long before part validity drops: its faces sit
     at one place and size, with one hair style and a closed mouth. The two spreads are
-    NaN for fewer than two images (fewer than two faces for the centre spread).
+    NaN for fewer than two images that show a face.
     """
     if (
         masks.ndim != 3
@@ -480,7 +482,7 @@ def diversity_stats(images: torch.Tensor, masks: torch.Tensor) -> dict[str, floa
     luminance = (0.299 * images[:, 0] + 0.587 * images[:, 1] + 0.114 * images[:, 2]).flatten(1)
     return {
         "face_centre_spread": centre_spread,
-        "head_area_spread": float(area.std()) if len(area) > 1 else float("nan"),
+        "head_area_spread": float(area[has_face].std()) if len(cy) > 1 else float("nan"),
         "bald_rate": float((hair < BALD_MAX_FRACTION).float().mean()),
         "open_mouth_rate": float((teeth >= OPEN_MOUTH_MIN_TEETH * scale).float().mean()),
         # guarded like the spreads: torch warns "degrees of freedom <= 0" on no images
