@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 import logging
 import math
@@ -9,13 +11,14 @@ import numbers
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
 from .._version import __version__
 from ..conventions import IGNORE_INDEX, check_bool, short_list
 from ..fileio import (
+    atomic_write,
     atomic_write_bytes,
     json_bytes,
     make_folder,
@@ -311,7 +314,11 @@ class _Journal:
     def __init__(self, path: Path, tag: str, plan: _Plan, shard: int) -> None:
         self.path = path
         self.tag = tag
-        self.entries: dict[int, dict[str, Any]] = {}
+        self.entries: dict[int, dict[str, Any]] = {}  # the lines read back, until rewrite
+        # after ``rewrite`` only the indices stay in memory: the lines (about 1.2 KB each
+        # as dicts) stay on disk, so a shard of millions of candidates holds megabytes
+        self.done: set[int] = set()
+        self.sorted_lines = 0  # the journal's first lines, in index order (rewrite's)
         if path.is_file():
             self._load(plan, shard)
         self._file: Any = None
@@ -348,10 +355,13 @@ class _Journal:
             self.entries[i] = e
 
     def rewrite(self, keep: dict[int, dict[str, Any]]) -> None:
-        """Replace the journal by ``keep`` (drops damaged tails and untrusted lines)."""
-        self.entries = dict(keep)
-        data = b"".join(_line(self.entries[i]) for i in sorted(self.entries))
+        """Replace the journal by ``keep`` in index order (drops damaged tails and
+        untrusted lines); only their indices stay in memory."""
+        data = b"".join(_line(keep[i]) for i in sorted(keep))
         atomic_write_bytes(self.path, data, tag=self.tag)
+        self.entries = {}
+        self.done = set(keep)
+        self.sorted_lines = len(keep)
 
     def append(self, entries: list[dict[str, Any]]) -> None:
         data = b"".join(_line(e) for e in entries)
@@ -361,8 +371,19 @@ class _Journal:
             self._file.write(data)
             self._file.flush()
             os.fsync(self._file.fileno())
-        for e in entries:
-            self.entries[e["index"]] = e
+        self.done.update(e["index"] for e in entries)
+
+    def by_index(self) -> Iterator[dict[str, Any]]:
+        """The journaled entries in index order, read back from the file: the lines of
+        ``rewrite`` and those appended since (batch by batch, so also in index order),
+        merged, one line of each in memory at a time."""
+
+        def part(start: int, stop: int | None) -> Iterator[dict[str, Any]]:
+            for n, raw in itertools.islice(_jsonl(self.path), start, stop):
+                yield parse_json_text(raw, f"{self.path}: line {n}")
+
+        tail = part(self.sorted_lines, None)
+        return heapq.merge(part(0, self.sorted_lines), tail, key=lambda e: e["index"])
 
     def close(self) -> None:
         if self._file is not None:
@@ -466,7 +487,7 @@ def _generate(
     )
     try:
         for batch in _shard_batches(plan.num, plan.batch_size, shard, plan.num_shards):
-            todo = [i for i in batch if i not in journal.entries]
+            todo = [i for i in batch if i not in journal.done]
             if todo:
                 entries = _generate_batch(labeler, desc, plan, root, stage, batch, todo)
                 journal.append(entries)
@@ -476,10 +497,24 @@ def _generate(
         bar.close()
         journal.close()
     # the shard's result: all its candidates, sorted by index
-    lines = b"".join(_line(_shard_index_entry(journal.entries[i], tag)) for i in mine)
-    atomic_write_bytes(_shard_index_path(root, shard, plan.num_shards), lines, tag=tag)
+    _write_shard_index(_shard_index_path(root, shard, plan.num_shards), journal, len(mine), tag)
     log.info("%s: %s done (%d generated, %d resumed)", root, tag, generated, resumed)
     return generated, resumed
+
+
+def _write_shard_index(path: Path, journal: _Journal, count: int, tag: str) -> None:
+    """The shard's index, streamed from its journal in index order (an export of
+    millions of candidates held every entry, and the whole index, in memory)."""
+
+    def write(f: BinaryIO) -> None:
+        written = 0
+        for entry in journal.by_index():
+            f.write(_line(_shard_index_entry(entry, tag)))
+            written += 1
+        if written != count:
+            raise RuntimeError(f"{tag}: the journal lists {written} of {count} candidates")
+
+    atomic_write(path, write, tag=tag)
 
 
 def _shard_index_entry(entry: dict[str, Any], tag: str) -> dict[str, Any]:
