@@ -47,11 +47,13 @@ __all__ = [
     "atomic_torch_save",
     "atomic_write",
     "atomic_write_bytes",
+    "blocked_path_problem",
     "file_sha256",
     "folder_lock",
     "fsync_dir",
     "json_bytes",
     "make_folder",
+    "name_length_problem",
     "nonempty_path",
     "output_path_problem",
     "png_bytes",
@@ -218,6 +220,14 @@ def file_in_the_way(path: str | os.PathLike) -> Path | None:
 def _blocked_by(blocker: Path) -> str:
     why = why_not_a_folder(blocker)
     return f"{blocker} {why}, not a folder" if why == "is a file" else f"{blocker} {why}"
+
+
+def blocked_path_problem(path: str | os.PathLike) -> str | None:
+    """``a is a file, not a folder`` when one of ``path``'s folders is not a folder (so
+    nothing can be at ``path``), or None: "missing" alone sends the user to look for a
+    file they could not have saved there."""
+    blocker = file_in_the_way(path)
+    return None if blocker is None else _blocked_by(blocker)
 
 
 def missing_path_hint(path: str | os.PathLike, folders: bool = False) -> str:
@@ -644,12 +654,53 @@ def nonempty_path(value: str | os.PathLike, name: str) -> Path:
     return path
 
 
+#: Longest file name (one path component) and whole path, in bytes, where the file
+#: system does not say (Linux's NAME_MAX and PATH_MAX).
+_NAME_MAX, _PATH_MAX = 255, 4096
+
+
+def _path_limit(path: Path, name: str, default: int) -> int:
+    """``os.pathconf`` limit ``name`` of the nearest existing folder of ``path``."""
+    for parent in path.absolute().parents:
+        try:
+            return os.pathconf(parent, name)
+        except (OSError, ValueError, AttributeError):  # missing, or no pathconf (Windows)
+            continue
+    return default
+
+
+def name_length_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` is too long for the file system, or None: a name (a component) longer
+    than its NAME_MAX bytes, or the whole path longer than its PATH_MAX. Every stat of
+    such a path raises ``[Errno 36] File name too long``, which ``Path.is_dir()`` does
+    not catch: checked first, it is one line naming the part."""
+    path = Path(path)
+    name_max = _path_limit(path, "PC_NAME_MAX", _NAME_MAX)
+    for part in path.parts:
+        size = len(os.fsencode(part))
+        if size > name_max:
+            shown = part if len(part) <= 40 else f"{part[:20]}...{part[-12:]}"
+            return (
+                f"has a name of {size} bytes ('{shown}'), more than the {name_max} the file "
+                "system allows"
+            )
+    size = len(os.fsencode(str(path.absolute())))
+    path_max = _path_limit(path, "PC_PATH_MAX", _PATH_MAX)
+    if size >= path_max:
+        return f"is {size} bytes long, more than the {path_max - 1} the file system allows"
+    return None
+
+
 def output_path_problem(path: str | os.PathLike, *, folder: bool = False) -> str | None:
     """Why ``path`` cannot become the file (``folder=True``: the folder) a writer
     makes, or None: a folder where a file goes, a file where a folder goes, a file or
     a symlink whose target is gone among its parents or (``folder=True``) at the path.
-    Checked before the work, not when the result is saved after it."""
+    Checked before the work, not when the result is saved after it; a name too long
+    for the file system is named too (:func:`name_length_problem`)."""
     path = Path(path)
+    too_long = name_length_problem(path)
+    if too_long is not None:
+        return too_long
     if folder and os.path.lexists(path) and not path.is_dir():
         if path.exists():
             return "exists and is not a folder"

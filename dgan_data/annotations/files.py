@@ -21,6 +21,7 @@ import torch
 from ..conventions import IGNORE_INDEX, short_list, with_hint
 from ..fileio import (
     UnsafePathError,
+    file_in_the_way,
     missing_path_hint,
     output_path_problem,
     read_json,
@@ -182,9 +183,12 @@ def read_folder(root: Path, skip_unannotated: bool = False) -> dict[str, Any]:
 
         mask_rel = _safe_relpath(entry.get("mask"), "mask", where, problems, root)
         if skip_unannotated and mask_rel is not None and not os.path.lexists(root / mask_rel):
-            if saved_otherwise(root / mask_rel) is None:
+            if (
+                saved_otherwise(root / mask_rel) is None
+                and file_in_the_way(root / mask_rel) is None
+            ):
                 unannotated.append(sample_id)
-            else:  # drawn, but saved as JPEG or .PNG: an error, not a sample left out
+            else:  # drawn, but saved as JPEG or .PNG (or masks/ is a file): an error
                 problems.append(missing_file_problem(root / mask_rel, mask_rel))
             continue
         mask = _read_mask(root, mask_rel, num_classes, problems, mask_res, colours)

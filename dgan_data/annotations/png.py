@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..fileio import why_not_a_file
+from ..fileio import blocked_path_problem, why_not_a_file
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -42,9 +42,10 @@ def written_as_class_ids(image: Image.Image) -> bool:
 def missing_file_problem(path: Path, name: str) -> str | None:
     """``name: missing`` when nothing is at ``path``, ``name: is a folder`` (a broken
     symlink, a pipe, ...) when something other than a regular file is; None for a file.
-    A missing PNG saved in another image format beside it is named with the reason."""
+    A missing PNG saved in another image format beside it is named with the reason, and
+    so is a folder on its way that is a file (``masks`` a file, not a folder)."""
     if not os.path.lexists(path):
-        reason = saved_otherwise(path)
+        reason = saved_otherwise(path) or blocked_path_problem(path)
         return f"{name}: missing" if reason is None else f"{name}: missing ({reason})"
     why = why_not_a_file(path)
     return None if why is None else f"{name}: {why}"

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..annotations.format import _ID_PATTERN, MANIFEST, SUBDIRS, TRUNCATION_CENTER_FILE
 from ..conventions import check_truncation_psi, device_problem, shown_device
 from ..export.records import _LOCK, _SELECTION, _STAGING
-from ..fileio import output_path_problem
+from ..fileio import name_length_problem, output_path_problem
 from ..presets import PresetName, UnknownPresetError, get_preset
 from ..seeds import MAX_SEED
 
@@ -214,9 +214,12 @@ def dataset_output_problem(path: Path, resumes: str | None = None) -> str | None
 
 def given_path(text: str) -> Path:
     """argparse type of a file or folder to read (or an export folder): not empty, which
-    ``Path`` would read as the current folder."""
+    ``Path`` would read as the current folder, and not too long for the file system."""
     if not text.strip():
         raise argparse.ArgumentTypeError(f"{text!r}: an empty path; give a file or folder")
+    too_long = name_length_problem(text)  # a stat of it raises, also in Path.is_dir()
+    if too_long is not None:
+        raise argparse.ArgumentTypeError(f"{text!r}: {too_long}")
     return Path(text)
 
 
