@@ -96,7 +96,7 @@ def test_quick_arm_c_is_labelled_with_its_real_count():
 
 def test_default_stream_workers_do_not_follow_threads():
     assert demo_module.DEFAULT_CPU_STREAM_WORKERS == 2
-    source = inspect.unwrap(demo_module.run_demo).__code__.co_names  # past keyword_hints
+    source = inspect.unwrap(demo_module._run_demo).__code__.co_names  # past keyword_hints
     assert "DEFAULT_CPU_STREAM_WORKERS" in source
 
 

@@ -50,7 +50,14 @@ import torch
 from .._version import __version__
 from ..augment import BatchAugment
 from ..conventions import check_number, check_truncation_psi, keyword_hints
-from ..fileio import atomic_torch_save, file_sha256, make_folder, output_path_problem, write_json
+from ..fileio import (
+    atomic_torch_save,
+    file_sha256,
+    folder_lock,
+    make_folder,
+    output_path_problem,
+    write_json,
+)
 from ..interpreter import Interpreter
 from ..metrics import five_fold_protocol
 from ..presets import get_preset, resolve_preset_file
@@ -342,7 +349,23 @@ def _check_config(cfg: DemoConfig) -> None:
 @keyword_hints
 def run_demo(config: DemoConfig, report: Callable[[str], None] = log.info) -> dict[str, Any]:
     """Train and score every arm ``draws`` times; write ``results.json`` and
-    ``figure.png`` in ``config.out``; return the results dict."""
+    ``figure.png`` in ``config.out``; return the results dict.
+
+    One demo per folder at a time: the folder is locked (``fileio.folder_lock``) while
+    the demo runs, and a second demo into it raises ``FolderBusyError`` (two shared the
+    run records and the partial checkpoints, which each one deleted when it finished).
+    """
+    _check_config(config)
+    out = Path(config.out)
+    problem = output_path_problem(out, folder=True)
+    if problem is not None:
+        raise ValueError(f"{out}: {problem}; the demo needs a folder for its results")
+    with folder_lock(out, "demo folder"):
+        return _run_demo(config, report)
+
+
+def _run_demo(config: DemoConfig, report: Callable[[str], None]) -> dict[str, Any]:
+    """:func:`run_demo` in its locked folder."""
     t_start = time.perf_counter()
     cfg = config
     _check_config(cfg)
