@@ -173,7 +173,8 @@ class Labeler:
         generator: a :class:`Generator`.
         interpreter: an :class:`Interpreter` trained on that generator (checked).
         truncation_psi: truncation of w (None: what the interpreter's annotations used,
-            else 1.0); ``truncation_cutoff``: truncated w layers (None: architecture's).
+            else 1.0); ``truncation_cutoff``: truncated w layers (None: what the
+            annotations used, else the architecture's default).
         noise: generator noise mode ("const" keeps each seed's image fixed; "random"
             draws each sample's noise from its seed, so a seed still gives one image).
         label_size: label frame (H, W); default: the interpreter's frame and crop, else
@@ -224,11 +225,14 @@ class Labeler:
         self.interpreter.check_compatible(self.G)
         self.device = dev
         self._fingerprints: tuple[str, str] | None = None
+        # None: sample as the interpreter's annotations were sampled (its training_info)
         if truncation_psi is None:
             truncation_psi = interpreter.training_info.get("truncation_psi")
         self.truncation_psi = check_truncation_psi(
             1.0 if truncation_psi is None else truncation_psi
         )
+        if truncation_cutoff is None:  # it was left to the architecture's default
+            truncation_cutoff = interpreter.training_info.get("truncation_cutoff") or None
         self.truncation_cutoff = check_truncation_cutoff(truncation_cutoff)
         if not isinstance(noise, str) or noise not in NOISE_MODES:
             raise ValueError(f"noise must be 'const' or 'random', got {noise!r:.80}")
