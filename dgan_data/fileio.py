@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import errno
 import hashlib
@@ -753,18 +752,28 @@ def _lock_fd(fd: int) -> bool:
     return True
 
 
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and its missing parents, deepest first: what ``make_folder`` makes."""
+    missing = []
+    while not folder.is_dir() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
 @contextmanager
 def folder_lock(folder: str | os.PathLike, what: str = "folder") -> Iterator[Path]:
     """Be the only writer of ``folder`` (made if missing) while in the block: an
     exclusive ``flock`` on the folder itself, so no lock file is left in it and a killed
     writer's lock is free at once. A second writer, another process or thread, gets a
     :class:`FolderBusyError` naming the folder at once, instead of writing files among
-    the first one's; the thread holding the lock may take it again. A folder made here
-    and left empty is removed again. Without ``fcntl`` (Windows) nothing is locked."""
+    the first one's; the thread holding the lock may take it again. Folders made here
+    (``folder`` and missing parents) and left empty are removed again. Without
+    ``fcntl`` (Windows) nothing is locked."""
     folder = Path(folder)
     held: set[str] = _HELD_FOLDERS.__dict__.setdefault("keys", set())
     for _ in range(100):  # a folder removed by a writer leaving it empty: lock the new one
-        made = not folder.is_dir()
+        made = _missing_folders(folder)
         make_folder(folder, what)
         key = str(folder.resolve())
         if key in held or fcntl is None:
@@ -787,9 +796,11 @@ def folder_lock(folder: str | os.PathLike, what: str = "folder") -> Iterator[Pat
                 yield folder
             finally:
                 held.discard(key)
-                if made:
-                    with contextlib.suppress(OSError):  # not empty: kept
-                        folder.rmdir()
+                for made_folder in made:  # deepest first; one not empty is kept
+                    try:
+                        made_folder.rmdir()
+                    except OSError:
+                        break
             return
         finally:
             os.close(fd)
