@@ -43,3 +43,19 @@ def test_an_interpreter_without_a_cutoff_keeps_the_architecture_default(models):
     interp = random_interpreter(G)
     assert interp.training_info.get("truncation_cutoff") is None
     assert Labeler(G, interp).truncation_cutoff is None
+
+
+@pytest.mark.parametrize("bad", ["2", 2.5, -1, True])
+def test_an_interpreter_file_with_a_bad_cutoff_is_refused_naming_it(models, tmp_path, bad):
+    from dgan_data.interpreter import Interpreter
+
+    _, interp = models
+    path = tmp_path / "interp.safetensors"
+    saved = dict(interp.training_info)
+    interp.training_info = {**saved, "truncation_cutoff": bad}
+    try:
+        interp.save(path)
+    finally:
+        interp.training_info = saved
+    with pytest.raises(ValueError, match=r"interp\.safetensors: field .*truncation_cutoff"):
+        Interpreter.load(path)

@@ -47,6 +47,7 @@ from ..conventions import (
     check_bool,
     check_device,
     check_generator,
+    check_truncation_cutoff,
     check_truncation_psi,
     keyword_hints,
 )
@@ -652,9 +653,9 @@ class Interpreter(FactorizedInference, nn.Module):
 
 
 def _training_info(training: Any, path: Any) -> dict[str, Any]:
-    """The header's free-form ``training`` record; the one field read back (the psi the
-    Labeler defaults to) is checked here, naming the file: a NaN there failed later in
-    the Labeler as if the user had passed it."""
+    """The header's free-form ``training`` record; the fields read back (the psi and
+    cutoff the Labeler defaults to) are checked here, naming the file: a NaN there
+    failed later in the Labeler as if the user had passed it."""
     if training is None:
         return {}
     if not isinstance(training, dict):
@@ -665,6 +666,12 @@ def _training_info(training: Any, path: Any) -> dict[str, Any]:
     if psi is not None:
         try:
             check_truncation_psi(psi, "training.truncation_psi")
+        except ValueError as err:
+            raise ValueError(f"{path}: field {err}") from None
+    cutoff = training.get("truncation_cutoff")
+    if cutoff not in (None, 0):  # 0, which a fit's sampling settings allow, reads as none
+        try:
+            check_truncation_cutoff(cutoff, "training.truncation_cutoff")
         except ValueError as err:
             raise ValueError(f"{path}: field {err}") from None
     return training
