@@ -883,14 +883,20 @@ _HELD_AS = {
 
 
 def _class_names(interpreter: Any, preset: str | None) -> list[str] | None:
-    """The interpreter's class names without loading its weights (None if unknown)."""
+    """The interpreter's class names without loading its weights: its own, else the
+    Labeler's ``class_k`` for each of its classes (an interpreter without names had no
+    class_balance block in the statistics before any iterator); None if unknown."""
     if isinstance(interpreter, Interpreter):
-        return interpreter.class_names
-    if interpreter is None and preset is not None:
+        names, count = interpreter.class_names, interpreter.num_classes
+    elif interpreter is None and preset is not None:
         return list(get_preset(preset).class_names)
-    path, _ = resolve_source(interpreter, "interpreter")
-    meta = read_interpreter_metadata(path)
-    return meta.get("class_names")
+    else:
+        path, _ = resolve_source(interpreter, "interpreter")
+        meta = read_interpreter_metadata(path)
+        names, count = meta.get("class_names"), meta.get("num_classes")
+    if names:
+        return list(names)
+    return [f"class_{k}" for k in range(count)] if isinstance(count, int) else None
 
 
 def _scores_and_classes(
