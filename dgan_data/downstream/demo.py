@@ -49,12 +49,11 @@ import torch
 
 from .._version import __version__
 from ..augment import BatchAugment
-from ..conventions import check_number, check_truncation_psi, keyword_hints
+from ..conventions import check_number, check_truncation_psi, is_count, keyword_hints
 from ..fileio import (
     atomic_torch_save,
     file_sha256,
     folder_lock,
-    make_folder,
     output_path_problem,
     write_json,
 )
@@ -365,10 +364,9 @@ def run_demo(config: DemoConfig, report: Callable[[str], None] = log.info) -> di
 
 
 def _run_demo(config: DemoConfig, report: Callable[[str], None]) -> dict[str, Any]:
-    """:func:`run_demo` in its locked folder."""
+    """:func:`run_demo` in its locked folder (config and folder checked, folder made)."""
     t_start = time.perf_counter()
     cfg = config
-    _check_config(cfg)
     preset = _check_preset(cfg.preset)
     out = Path(cfg.out)
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -393,10 +391,6 @@ def _run_demo(config: DemoConfig, report: Callable[[str], None]) -> dict[str, An
     interp_info = _interpreter_info(preset.name)
     world = cfg.world or toy_world_of(preset.name)
     annotator = load_annotator(toy_annotator_path(world))
-    problem = output_path_problem(out, folder=True)
-    if problem is not None:
-        raise ValueError(f"{out}: {problem}; the demo needs a folder for its results")
-    make_folder(out, "demo folder")
 
     t0 = time.perf_counter()
     test_images, test_masks = render_labeled("test", cfg.test_count, size=size, variation=world)
@@ -656,7 +650,7 @@ class FinishedRuns:
         try:
             state = _guarded_torch_load(last)  # a file that would take more memory is refused
             step = state["step"] if isinstance(state, dict) else None
-            if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            if not is_count(step):
                 raise ValueError(f"no valid step ({step!r:.40})")
         except Exception as err:  # damaged or foreign: the arm starts over
             log.warning("%s: unusable checkpoint (%s); the arm starts over", last, err)

@@ -262,7 +262,7 @@ def _load_training_state(
 def _saved_step(step: Any, steps: int, path: Path) -> int:
     """The saved step: a plain int in 0..``steps`` (-5 trained 9 steps of 4, 1.9 was cut
     to 1, True read as 1)."""
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+    if not is_count(step):
         raise ValueError(f"{path}: field 'step' must be an int >= 0, got {short_repr(step)}")
     if step > steps:
         raise ValueError(
