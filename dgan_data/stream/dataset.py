@@ -55,7 +55,7 @@ from .workers import (
     Shard,
     current_shard,
     ends_at_start,
-    loader_seed,
+    in_worker,
     new_epoch_signal,
     pickling_context,
     resolve_device,
@@ -453,10 +453,10 @@ class DatasetGANStream(IterableDataset):
         copies of it) draw that epoch's samples, as ``num_workers=0`` and persistent
         workers do without ``set_epoch`` (they repeated the first epoch forever). A
         ``set_epoch`` in the main process still wins: it signals after this."""
-        signal, seed = self._epoch_signal, loader_seed()
-        if signal is None or seed is None:
+        signal = self._epoch_signal
+        if signal is None or not in_worker():
             return
-        signal[2], signal[4] = self.epoch, seed
+        signal[2] = self.epoch
         signal[3] += 1
         self._epoch_ends_seen = signal[3]
 

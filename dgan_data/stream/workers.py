@@ -68,13 +68,13 @@ def current_shard(parent_context: tuple[int, int] | None = None) -> Shard:
 
 
 def new_epoch_signal() -> Any:
-    """``[epoch, times set_epoch was called, next epoch, times a worker's epoch ended,
-    that worker's loader seed]`` in shared memory (a multiprocessing heap block,
+    """``[epoch, times set_epoch was called, next epoch, times a worker's epoch ended]``
+    in shared memory (a multiprocessing heap block,
     inherited by forked DataLoader workers and handed to spawned ones): the way
     ``set_epoch`` in the main process reaches persistent workers, which keep the copy of
     the stream they started with, and the way an epoch that ended in workers reaches the
     next workers, which are new copies of the main process's stream."""
-    signal = multiprocessing.RawArray("q", 5)
+    signal = multiprocessing.RawArray("q", 4)
     _SIGNALS[id(signal)] = signal
     return signal
 
@@ -115,12 +115,9 @@ def take_ended_epoch(signal: Any, pickled: tuple[int, int] | None) -> tuple[int,
     return pickled if pickled is not None else _ENDS_AT_FORK.pop(id(signal), None)
 
 
-def loader_seed() -> int | None:
-    """The base seed that every worker of one DataLoader iterator shares (a new one per
-    iterator), or None outside a worker: it tells an epoch ended by a sibling of this
-    iteration from one ended by the workers of the last."""
-    info = get_worker_info()
-    return None if info is None else int(info.seed) - int(info.id)
+def in_worker() -> bool:
+    """Whether this process is a DataLoader worker."""
+    return get_worker_info() is not None
 
 
 def signal_for_pickling(signal: Any) -> Any:
