@@ -23,7 +23,7 @@ from ..annotations.tools import (
     import_masks,
 )
 from ..conventions import short_list
-from ..fileio import folder_lock, make_folder
+from ..fileio import folder_lock
 from ..labeler import Labeler
 from ..suggest import (
     COVERAGE_BY,
@@ -390,23 +390,19 @@ MERGE_STAGING_SUFFIX = ".merge-tmp"
 
 
 def _save_staged(merged: Annotations, out: Path) -> None:
-    """Save ``merged`` into a hidden folder beside ``out`` and rename it to ``out`` when
-    whole: an interrupted merge leaves no half-written ``out`` (which the rerun refused
-    as a folder of the user's), only that staging folder, which the rerun replaces. An
-    existing empty ``out`` keeps its own folder (a shell may stand in it): the staged
-    files are moved into it, the manifest last."""
+    """Save ``merged`` into a hidden folder beside ``out`` (the empty folder the merge
+    holds locked) and move its files into ``out`` when whole, the manifest last: an
+    interrupted merge leaves no half-written ``out`` (which the rerun refused as a
+    folder of the user's), only that staging folder, which the rerun replaces. ``out``
+    keeps its own folder (a shell may stand in it)."""
     out = Path(os.path.abspath(out))  # `--out .` names the folder, not "."
     staging = out.parent / f".{out.name}{MERGE_STAGING_SUFFIX}"
     _remove_stale_staging(staging)
-    make_folder(out.parent)
     try:
         merged.save(staging)
     except BaseException:  # Ctrl-C or a write error: no leftover for the rerun to meet
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    if not out.exists():
-        staging.rename(out)
-        return
     manifest = staging / MANIFEST
     for entry in sorted(staging.iterdir(), key=lambda p: p == manifest):
         os.replace(entry, out / entry.name)
