@@ -56,6 +56,7 @@ from .records import (
     _final_paths,
     _id_format,
     _jsonl,
+    _jsonl_lines,
     _line,
     _Plan,
     _read_description,
@@ -318,7 +319,8 @@ class _Journal:
         # after ``rewrite`` only the indices stay in memory: the lines (about 1.2 KB each
         # as dicts) stay on disk, so a shard of millions of candidates holds megabytes
         self.done: set[int] = set()
-        self.sorted_lines = 0  # the journal's first lines, in index order (rewrite's)
+        # the journal's first lines, in index order (rewrite's), and their bytes
+        self.sorted_lines, self.sorted_bytes = 0, 0
         if path.is_file():
             self._load(plan, shard)
         self._file: Any = None
@@ -361,7 +363,7 @@ class _Journal:
         atomic_write_bytes(self.path, data, tag=self.tag)
         self.entries = {}
         self.done = set(keep)
-        self.sorted_lines = len(keep)
+        self.sorted_lines, self.sorted_bytes = len(keep), len(data)
 
     def append(self, entries: list[dict[str, Any]]) -> None:
         data = b"".join(_line(e) for e in entries)
@@ -376,14 +378,20 @@ class _Journal:
     def by_index(self) -> Iterator[dict[str, Any]]:
         """The journaled entries in index order, read back from the file: the lines of
         ``rewrite`` and those appended since (batch by batch, so also in index order),
-        merged, one line of each in memory at a time."""
+        merged, one line of each in memory at a time; each line is read once (the
+        appended ones from their byte offset)."""
 
-        def part(start: int, stop: int | None) -> Iterator[dict[str, Any]]:
-            for n, raw in itertools.islice(_jsonl(self.path), start, stop):
+        def parse(lines: Iterator[tuple[int, bytes]]) -> Iterator[dict[str, Any]]:
+            for n, raw in lines:
                 yield parse_json_text(raw, f"{self.path}: line {n}")
 
-        tail = part(self.sorted_lines, None)
-        return heapq.merge(part(0, self.sorted_lines), tail, key=lambda e: e["index"])
+        def appended() -> Iterator[tuple[int, bytes]]:
+            with open(self.path, "rb") as f:
+                f.seek(self.sorted_bytes)
+                yield from _jsonl_lines(f, self.path, self.sorted_lines)
+
+        head = parse(itertools.islice(_jsonl(self.path), self.sorted_lines))
+        return heapq.merge(head, parse(appended()), key=lambda e: e["index"])
 
     def close(self) -> None:
         if self._file is not None:
