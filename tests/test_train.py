@@ -44,6 +44,19 @@ REPO = Path(__file__).resolve().parents[1]
 K = len(CLASS_NAMES)
 
 
+def interrupt_at_batch(n: int):
+    """A ``train._next_batch`` that raises KeyboardInterrupt (Ctrl-C) when the training
+    loop asks for its ``n``-th batch."""
+    next_batch = train_mod._next_batch
+
+    def interrupted(it, source, state):
+        if state["taken"] == n:
+            raise KeyboardInterrupt
+        return next_batch(it, source, state)
+
+    return interrupted
+
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     torch.set_num_threads(1)
@@ -590,15 +603,8 @@ def test_example_resume_continues_the_stream_and_scores_every_checkpoint(
         return example.run(example.parse_args(argv))
 
     whole = run(6, "whole")
-    next_batch = train_mod._next_batch
-
-    def interrupted(it, source, state):
-        if state["taken"] == 5:  # the 5th batch: last.pt holds step 4
-            raise KeyboardInterrupt
-        return next_batch(it, source, state)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(train_mod, "_next_batch", interrupted)
+    with monkeypatch.context() as patch:  # the 5th batch: last.pt holds step 4
+        patch.setattr(train_mod, "_next_batch", interrupt_at_batch(5))
         with pytest.raises(KeyboardInterrupt):
             run(6, "cut")
     assert torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["step"] == 4

@@ -15,7 +15,12 @@ import pytest
 import torch
 from example_scripts import assert_one_line, load_example
 from test_resume_checks import BASE, _parse_error, deeplab  # noqa: F401  (a fixture)
-from test_train import _one_thread, _two_counted_steps, make_tiny_models  # noqa: F401
+from test_train import (  # noqa: F401
+    _one_thread,
+    _two_counted_steps,
+    interrupt_at_batch,
+    make_tiny_models,
+)
 
 import dgan_data.downstream.train as train_mod
 from dgan_data.cli import run_script
@@ -47,15 +52,8 @@ def test_an_interrupted_run_ends_in_one_line_and_its_rerun_keeps_it(
         "--max-steps", "4", "--batch-size", "2", "--eval-every", "2", "--threads", "1",
         "--no-progress", "--device", "cpu", "--checkpoint-dir", str(ckpt),
     ]  # fmt: skip
-    next_batch = train_mod._next_batch
-
-    def ctrl_c(it, source, state):
-        if state["taken"] == 3:  # the 3rd batch: last.pt holds step 2
-            raise KeyboardInterrupt
-        return next_batch(it, source, state)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(train_mod, "_next_batch", ctrl_c)
+    with monkeypatch.context() as patch:  # the 3rd batch: last.pt holds step 2
+        patch.setattr(train_mod, "_next_batch", interrupt_at_batch(3))
         assert _exit_code(lambda: deeplab.main(argv)) == 130
     err = capsys.readouterr().err
     assert "Traceback" not in err
